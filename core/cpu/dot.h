@@ -1,0 +1,69 @@
+/*
+ * cpu/dot: the CPU's quantized dot products and the activation quantizers they
+ * consume, chosen at run time by cpuid.
+ *
+ * A matrix-vector product y = W x with W in a block format is computed as: x is
+ * quantized once to W's activation format (Q8_0, Q8_1 or Q8_K, see
+ * quant_traits.vec_dot_type), then every row of W is dotted with it. Each ISA
+ * (scalar, AVX2, AVX-512 with VNNI where present) has its own file
+ * (dot-scalar.c, dot-avx2.c, dot-avx512.c) compiled with its own flags; the
+ * dispatcher here only hands out pointers, so code built for AVX-512 never runs
+ * on a CPU without it. The scalar kernels are the portable path and the
+ * reference the SIMD ones are tested against (besides float64 dequantize-then-dot).
+ */
+#ifndef HEARTH_CPU_DOT_H
+#define HEARTH_CPU_DOT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hearth.h"
+
+enum cpu_isa { CPU_ISA_SCALAR = 0, CPU_ISA_AVX2 = 1, CPU_ISA_AVX512 = 2, CPU_ISA_COUNT };
+
+struct cpu_caps {
+    bool avx2, fma, f16c;
+    bool avx512f, avx512bw, avx512vl, avx512dq, avx512vnni;
+    bool avxvnni;
+};
+
+/* What this CPU supports (cpuid and xgetbv, read once). */
+const struct cpu_caps *cpu_caps_get(void);
+/*
+ * The best ISA this CPU runs; HEARTH_CPU_ISA=scalar|avx2|avx512 in the
+ * environment caps it (for testing the portable paths on a fast machine).
+ */
+enum cpu_isa cpu_isa_best(void);
+bool cpu_isa_supported(enum cpu_isa isa);
+const char *cpu_isa_name(enum cpu_isa isa);
+
+/* x: n floats -> y: n/blck blocks of the activation format. n is a multiple of blck. */
+typedef void (*cpu_quantize_fn)(const float *x, void *y, int64_t n);
+/* *s = dot(row w of n elements in the weight format, row a in the activation format). */
+typedef void (*cpu_dot_fn)(int64_t n, float *s, const void *w, const void *a);
+/*
+ * s[r] = dot(row r of W, a) for r in [0, nrows): rows are w_stride bytes apart.
+ * Several rows per call let a kernel reuse the activation block from registers
+ * and keep more loads in flight.
+ */
+typedef void (*cpu_dot_rows_fn)(int64_t n, int nrows, float *s, const void *w, size_t w_stride,
+                                const void *a);
+
+struct cpu_matmul_kernels {
+    hearth_dtype wtype;
+    hearth_dtype act_type;    /* HEARTH_DTYPE_F32: activations are used as plain floats */
+    enum cpu_isa isa;         /* the ISA these pointers were compiled for */
+    cpu_quantize_fn quantize; /* NULL when act_type is F32 */
+    cpu_dot_fn dot;
+    cpu_dot_rows_fn dot_rows; /* never NULL (a loop over dot where no special kernel exists) */
+};
+
+/*
+ * Kernels for weights of type wtype at isa, falling back to the best lower ISA
+ * that has them. HEARTH_ERR_UNSUPPORTED (message names the type) if none.
+ */
+hearth_status cpu_matmul_kernels_get(hearth_dtype wtype, enum cpu_isa isa,
+                                     struct cpu_matmul_kernels *out);
+
+#endif

@@ -1,0 +1,54 @@
+/*
+ * hearth: the command-line front end. Dispatches to one function per
+ * subcommand (tools/cmd-*.c); shared flag parsing lives in cli-util.c.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "hearth.h"
+
+struct command {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *help;
+};
+
+static const struct command commands[] = {
+    {"inspect", cmd_inspect, "show a GGUF file's architecture, metadata and tensors"},
+    {"synth", cmd_synth, "write a random-weight GGUF model of a named shape"},
+    {"devices", cmd_devices, "list the devices this build and machine offer"},
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out, "hearth %d.%d.%d: GPU inference for GGUF language models\n\n"
+                 "usage: hearth COMMAND [options]\n\ncommands:\n",
+            HEARTH_VERSION_MAJOR, HEARTH_VERSION_MINOR, HEARTH_VERSION_PATCH);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].help);
+    fprintf(out, "\n`hearth COMMAND --help` describes a command's options.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("hearth %d.%d.%d\n", HEARTH_VERSION_MAJOR, HEARTH_VERSION_MINOR,
+               HEARTH_VERSION_PATCH);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name))
+            return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "hearth: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
