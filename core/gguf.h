@@ -11,6 +11,12 @@
  * and what was expected. No input can crash the reader.
  *
  * Strings in a GGUF file are not NUL-terminated; gguf_str carries a length.
+ *
+ * Where the spec leaves room (details in gguf.c): keys must be non-empty, valid
+ * UTF-8 without NUL, unique; tensor names 1..63 bytes, valid UTF-8, unique;
+ * nested arrays, BOOL bytes other than 0/1, n_dims outside 1..4 and v1 or
+ * big-endian files are refused; tensor offsets need only be aligned, inside
+ * the file and disjoint (not ggml's strict running sum).
  */
 #ifndef HEARTH_GGUF_H
 #define HEARTH_GGUF_H
@@ -50,10 +56,15 @@ struct gguf_str {
 
 struct gguf_kv {
     struct gguf_str key;
-    enum gguf_vtype type;      /* GGUF_VT_ARRAY for arrays */
-    enum gguf_vtype arr_type;  /* element type when type == GGUF_VT_ARRAY */
-    uint64_t arr_n;            /* element count when type == GGUF_VT_ARRAY */
-    const uint8_t *data;       /* the value's bytes (for arrays: first element) */
+    enum gguf_vtype type;     /* GGUF_VT_ARRAY for arrays */
+    enum gguf_vtype arr_type; /* element type when type == GGUF_VT_ARRAY */
+    uint64_t arr_n;           /* element count when type == GGUF_VT_ARRAY */
+    /*
+     * The value's encoding in the file: a scalar's bytes (little-endian, maybe
+     * unaligned: read with memcpy); for STRING the u64 length then the bytes
+     * (gguf_get_str decodes it); for arrays the first element's encoding.
+     */
+    const uint8_t *data;
     struct gguf_str *arr_strs; /* arrays of strings: arr_n views, else NULL */
     uint64_t offset;           /* file offset of the record (its key length) */
 };
@@ -63,27 +74,30 @@ struct gguf_tensor {
     uint32_t n_dims;
     uint64_t ne[GGUF_MAX_DIMS]; /* ne[0] is the contiguous (row) dimension; unused dims are 1 */
     hearth_dtype type;
-    uint64_t offset;            /* relative to the data section */
-    uint64_t nbytes;            /* size of the data in bytes */
-    const void *data;           /* points into the mapping */
-    uint64_t info_offset;       /* file offset of this tensor's info record */
+    uint64_t offset;      /* relative to the data section */
+    uint64_t nbytes;      /* size of the data in bytes */
+    const void *data;     /* points into the mapping */
+    uint64_t info_offset; /* file offset of this tensor's info record */
 };
 
 struct gguf_file {
-    char *path;                 /* as given to gguf_open; used in messages */
-    const uint8_t *base;        /* start of the mapping */
-    uint64_t size;              /* file size in bytes */
+    char *path;          /* as given to gguf_open; used in messages */
+    const uint8_t *base; /* start of the mapping */
+    uint64_t size;       /* file size in bytes */
     uint32_t version;
     uint64_t n_kv;
     struct gguf_kv *kv;
     uint64_t n_tensors;
     struct gguf_tensor *tensors;
-    uint64_t alignment;         /* general.alignment or 32 */
-    uint64_t data_offset;       /* file offset of the data section */
-    uint64_t data_size;         /* bytes from data_offset to the end of the last tensor */
+    uint64_t alignment;   /* general.alignment or 32 */
+    uint64_t data_offset; /* file offset of the data section (past the end if no tensors) */
+    uint64_t data_size;   /* bytes from data_offset to the end of the last tensor */
     /* private */
     int fd_;
     bool owns_map_;
+    size_t *kv_hash_;                      /* open addressing over kv: index+1, 0 empty */
+    size_t *tensor_hash_;                  /* same over tensors */
+    size_t kv_hash_cap_, tensor_hash_cap_; /* powers of two */
 };
 
 /* Maps and validates path. On failure *out is NULL and the error names the problem. */
@@ -112,7 +126,11 @@ hearth_status gguf_get_i64(const struct gguf_file *f, const char *key, int64_t *
 hearth_status gguf_get_f32(const struct gguf_file *f, const char *key, float *out);
 hearth_status gguf_get_bool(const struct gguf_file *f, const char *key, bool *out);
 hearth_status gguf_get_str(const struct gguf_file *f, const char *key, struct gguf_str *out);
-/* An array kv of the given element type; *n and *data (first element) on success. */
+/*
+ * An array kv of the given element type; *n and *data on success. *data is the
+ * first element's bytes for scalar arrays, and the kv's arr_strs (struct
+ * gguf_str[n]) for arrays of strings.
+ */
 hearth_status gguf_get_arr(const struct gguf_file *f, const char *key, enum gguf_vtype elem,
                            uint64_t *n, const void **data);
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets with clang (ASan+UBSan) and runs the GGUF reader
 # fuzzer for N seconds (default 60) from a seed corpus: real model headers
-# (cut from models/ at a few lengths) plus tests/corpus/gguf/*.gguf broken files.
+# (cut from models/, or $HEARTH_MODELS_DIR, at a few lengths) plus tests/corpus/gguf/*.gguf broken files.
 set -euo pipefail
 secs=${1:-60}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -12,7 +12,7 @@ CC=clang cmake -S . -B $build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHEARTH_FUZZ=ON
 cmake --build $build -j"$(nproc)" --target fuzz-gguf
 seeds=$build/seeds; run=$build/corpus-run
 rm -rf "$seeds"; mkdir -p "$seeds" "$run"
-for m in models/*.gguf; do
+for m in "${HEARTH_MODELS_DIR:-models}"/*.gguf; do
     [ -f "$m" ] || continue
     b=$(basename "$m" .gguf)
     for n in 4096 65536 1048576; do head -c $n "$m" > "$seeds/$b-$n.gguf"; done

@@ -35,12 +35,21 @@ const struct cpu_caps *cpu_caps_get(void);
  * environment caps it (for testing the portable paths on a fast machine).
  */
 enum cpu_isa cpu_isa_best(void);
+/* Forgets the cached cpu_isa_best() so the next call reads HEARTH_CPU_ISA again (tests). */
+void cpu_isa_reset(void);
 bool cpu_isa_supported(enum cpu_isa isa);
 const char *cpu_isa_name(enum cpu_isa isa);
 
-/* x: n floats -> y: n/blck blocks of the activation format. n is a multiple of blck. */
+/*
+ * x: n floats -> y: n/blck blocks of the activation format. n is a multiple of blck.
+ * Output is bit-identical to the reference from_float of the activation type.
+ */
 typedef void (*cpu_quantize_fn)(const float *x, void *y, int64_t n);
-/* *s = dot(row w of n elements in the weight format, row a in the activation format). */
+/*
+ * *s = dot(row w of n elements in the weight format, row a in the activation format).
+ * n is a multiple of the weight block size (any n for F32/F16/BF16, whose
+ * activation is n plain floats). w and a may have any byte alignment.
+ */
 typedef void (*cpu_dot_fn)(int64_t n, float *s, const void *w, const void *a);
 /*
  * s[r] = dot(row r of W, a) for r in [0, nrows): rows are w_stride bytes apart.
@@ -61,7 +70,11 @@ struct cpu_matmul_kernels {
 
 /*
  * Kernels for weights of type wtype at isa, falling back to the best lower ISA
- * that has them. HEARTH_ERR_UNSUPPORTED (message names the type) if none.
+ * that has them and that this CPU runs (out->isa says which; asking for
+ * CPU_ISA_AVX512 on an AVX2 machine yields AVX2 kernels). The quantizer may come
+ * from a lower ISA than dot (AVX-512 reuses AVX2's). HEARTH_CPU_ISA does not
+ * apply here, only to cpu_isa_best(). HEARTH_ERR_UNSUPPORTED (message names the
+ * type) if hearth has no CPU kernel for wtype.
  */
 hearth_status cpu_matmul_kernels_get(hearth_dtype wtype, enum cpu_isa isa,
                                      struct cpu_matmul_kernels *out);

@@ -1,0 +1,609 @@
+/*
+ * dot-avx2: AVX2/FMA/F16C dot products and activation quantizers.
+ *
+ * Each weight type has one always-inlined block function: it forms the block's
+ * integer dot product with vpmaddubsw (unsigned x signed bytes -> pairs in
+ * int16) and vpmaddwd (-> int32), converts once and adds scale * sum into a
+ * float accumulator. Signed weights use the sign trick (|w| times sign(w)·a),
+ * which is exact because activations never hold −128 (the quantizers clamp to
+ * ±127). K-quant mins and the −32/−4 offsets of Q6_K/Q3_K never touch the quants:
+ * they are one vpmaddwd of Q8_K's bsums with the scales. Every int16 pair sum
+ * stays below 2^15 (at most 2·128·127), so vpmaddubsw never saturates.
+ *
+ * DEF_KERNELS turns a block function into dot (two accumulators over
+ * alternating blocks, so the FMA chain is not the bottleneck) and dot_rows
+ * (four rows at once: the activation block is loaded once and reused from
+ * registers, and four weight streams are in flight). Both use the same
+ * per-row accumulation order, so dot_rows equals dot bit for bit.
+ *
+ * The quantizers reproduce the reference bit for bit (see dot-scalar.c for the
+ * rounding rules). Every load is unaligned (rows in mapped files are byte-aligned).
+ */
+#include <immintrin.h>
+
+#include "cpu/dot-internal.h"
+
+static inline __m256i load32(const uint8_t *p)
+{
+    return _mm256_loadu_si256((const __m256i *)(const void *)p);
+}
+
+static inline __m128i load16(const uint8_t *p)
+{
+    return _mm_loadu_si128((const __m128i *)(const void *)p);
+}
+
+static inline float f16_at(const uint8_t *p)
+{
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
+static inline float hsum_ps(__m256 v)
+{
+    __m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+    x = _mm_add_ss(x, _mm_movehdup_ps(x));
+    return _mm_cvtss_f32(x);
+}
+
+/* 16 bytes of nibbles -> 32 bytes: low nibbles are bytes 0..15, high nibbles 16..31. */
+static inline __m256i nibbles32(const uint8_t *p)
+{
+    __m128i q = load16(p);
+    __m256i v = _mm256_set_m128i(_mm_srli_epi16(q, 4), q);
+    return _mm256_and_si256(v, _mm256_set1_epi8(0x0F));
+}
+
+/* Σ u·s over groups of 4 bytes -> 8 int32 (u unsigned ≤ 128, s signed, |s| ≤ 127). */
+static inline __m256i dot_us(__m256i u, __m256i s)
+{
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+}
+
+/* Both signed: |x| times sign(x)·y. */
+static inline __m256i dot_ss(__m256i x, __m256i y)
+{
+    return dot_us(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
+}
+
+/* 0xFF in byte e where bit e of the little-endian u32 h is set. */
+static inline __m256i bits32(uint32_t h)
+{
+    __m256i v = _mm256_set1_epi32((int)h);
+    const __m256i shuf = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202,
+                                           0x0101010101010101, 0x0000000000000000);
+    const __m256i sel = _mm256_set1_epi64x((long long)0x8040201008040201ull);
+    v = _mm256_and_si256(_mm256_shuffle_epi8(v, shuf), sel);
+    return _mm256_cmpeq_epi8(v, sel);
+}
+
+/* ---- 32-element blocks ------------------------------------------------------ */
+
+static inline __attribute__((always_inline)) __m256 blk_q4_0(const uint8_t *w, const uint8_t *a,
+                                                             __m256 acc)
+{
+    __m256i x = _mm256_sub_epi8(nibbles32(w + 2), _mm256_set1_epi8(8));
+    __m256 p = _mm256_cvtepi32_ps(dot_ss(x, load32(a + 2)));
+    return _mm256_fmadd_ps(_mm256_set1_ps(f16_at(w) * f16_at(a)), p, acc);
+}
+
+static inline __attribute__((always_inline)) __m256 blk_q4_1(const uint8_t *w, const uint8_t *a,
+                                                             __m256 acc)
+{
+    __m256 p = _mm256_cvtepi32_ps(dot_us(nibbles32(w + 4), load32(a + 4)));
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(w) * f16_at(a)), p, acc);
+    return _mm256_add_ps(acc, _mm256_set_ps(0, 0, 0, 0, 0, 0, 0, f16_at(w + 2) * f16_at(a + 2)));
+}
+
+static inline __attribute__((always_inline)) __m256 blk_q5_0(const uint8_t *w, const uint8_t *a,
+                                                             __m256 acc)
+{
+    __m256i hb = bits32(dot__u32(w + 2));
+    /* n | 0xF0 reads as n − 16 where the 5th bit is clear, n where it is set */
+    __m256i x = _mm256_or_si256(nibbles32(w + 6), _mm256_andnot_si256(hb, _mm256_set1_epi8(-16)));
+    __m256 p = _mm256_cvtepi32_ps(dot_ss(x, load32(a + 2)));
+    return _mm256_fmadd_ps(_mm256_set1_ps(f16_at(w) * f16_at(a)), p, acc);
+}
+
+static inline __attribute__((always_inline)) __m256 blk_q5_1(const uint8_t *w, const uint8_t *a,
+                                                             __m256 acc)
+{
+    __m256i hb = bits32(dot__u32(w + 4));
+    __m256i u = _mm256_or_si256(nibbles32(w + 8), _mm256_and_si256(hb, _mm256_set1_epi8(0x10)));
+    __m256 p = _mm256_cvtepi32_ps(dot_us(u, load32(a + 4)));
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(w) * f16_at(a)), p, acc);
+    return _mm256_add_ps(acc, _mm256_set_ps(0, 0, 0, 0, 0, 0, 0, f16_at(w + 2) * f16_at(a + 2)));
+}
+
+static inline __attribute__((always_inline)) __m256 blk_q8_0(const uint8_t *w, const uint8_t *a,
+                                                             __m256 acc)
+{
+    __m256 p = _mm256_cvtepi32_ps(dot_ss(load32(w + 2), load32(a + 2)));
+    return _mm256_fmadd_ps(_mm256_set1_ps(f16_at(w) * f16_at(a)), p, acc);
+}
+
+static inline __m256i iq4_table(void)
+{
+    return _mm256_broadcastsi128_si256(load16((const uint8_t *)quant__iq4nl_values));
+}
+
+static inline __attribute__((always_inline)) __m256 blk_iq4_nl(const uint8_t *w,
+                                                               const uint8_t *a, __m256 acc)
+{
+    __m256i x = _mm256_shuffle_epi8(iq4_table(), nibbles32(w + 2));
+    __m256 p = _mm256_cvtepi32_ps(dot_ss(x, load32(a + 2)));
+    return _mm256_fmadd_ps(_mm256_set1_ps(f16_at(w) * f16_at(a)), p, acc);
+}
+
+/* ---- 256-element super-blocks ------------------------------------------------ */
+
+/*
+ * Per-16-group scales for a 32-element chunk: lane 0 (elements 0..15) gets
+ * int16 scale 2c of s8x8, lane 1 gets scale 2c+1. s8x8 holds 8 int16 scales in
+ * both 128-bit lanes.
+ */
+static inline __m256i pair_scale(__m256i s8x8, int c)
+{
+    const __m256i m = _mm256_set_m128i(_mm_set1_epi16((short)(((4 * c + 3) << 8) | (4 * c + 2))),
+                                       _mm_set1_epi16((short)(((4 * c + 1) << 8) | (4 * c))));
+    return _mm256_shuffle_epi8(s8x8, m);
+}
+
+/* int16 scale j (0..7) of s8 (8 int16 in both lanes) in every lane. */
+static inline __m256i one_scale(__m256i s8, int j)
+{
+    return _mm256_shuffle_epi8(s8, _mm256_set1_epi16((short)(((2 * j + 1) << 8) | (2 * j))));
+}
+
+static inline __m256i bsums_of(const uint8_t *a)
+{
+    return load32(a + DOT_Q8_K_BSUMS);
+}
+
+static inline __attribute__((always_inline)) __m256 blk_q2_k(const uint8_t *w, const uint8_t *a,
+                                                             __m256 acc)
+{
+    float da = dot__f32(a);
+    __m128i sc = load16(w);
+    __m128i lo = _mm_and_si128(sc, _mm_set1_epi8(0x0F));
+    __m128i hi = _mm_and_si128(_mm_srli_epi16(sc, 4), _mm_set1_epi8(0x0F));
+    __m256i msum = _mm256_madd_epi16(bsums_of(a), _mm256_cvtepu8_epi16(hi));
+    __m256i s_lo = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(lo));
+    __m256i s_hi = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_srli_si128(lo, 8)));
+    __m256i isum = _mm256_setzero_si256();
+    const __m256i m3 = _mm256_set1_epi8(3);
+    for (int half = 0; half < 2; half++) {
+        __m256i q = load32(w + 16 + 32 * half);
+        __m256i ss = half ? s_hi : s_lo;
+        for (int k = 0; k < 4; k++) {
+            __m256i u = _mm256_and_si256(_mm256_srli_epi16(q, 2 * k), m3);
+            __m256i p = _mm256_maddubs_epi16(u, load32(a + DOT_Q8_K_QS + 128 * half + 32 * k));
+            isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, pair_scale(ss, k)));
+        }
+    }
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(da * f16_at(w + 80)), _mm256_cvtepi32_ps(isum), acc);
+    return _mm256_fnmadd_ps(_mm256_set1_ps(da * f16_at(w + 82)), _mm256_cvtepi32_ps(msum), acc);
+}
+
+static inline __attribute__((always_inline)) __m256 blk_q3_k(const uint8_t *w, const uint8_t *a,
+                                                             __m256 acc)
+{
+    int8_t sc8[16];
+    dot__q3_k_scales(w + 96, sc8);
+    __m128i sc = _mm_loadu_si128((const __m128i *)(const void *)sc8);
+    /* q = u − 4 with u = low2 + 4·hbit in 0..7: Σ s·q = Σ s·Σ u·a − 4 Σ s·bsum */
+    __m256i msum = _mm256_madd_epi16(bsums_of(a), _mm256_cvtepi8_epi16(sc));
+    __m256i s_lo = _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(sc));
+    __m256i s_hi = _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(_mm_srli_si128(sc, 8)));
+    __m256i hm = load32(w);
+    __m256i isum = _mm256_setzero_si256();
+    const __m256i m3 = _mm256_set1_epi8(3);
+    for (int half = 0; half < 2; half++) {
+        __m256i q = load32(w + 32 + 32 * half);
+        __m256i ss = half ? s_hi : s_lo;
+        for (int k = 0; k < 4; k++) {
+            int c = 4 * half + k;
+            __m256i bit = _mm256_set1_epi8((char)(1 << c));
+            __m256i hb = _mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), bit);
+            __m256i u = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 2 * k), m3),
+                                        _mm256_and_si256(hb, _mm256_set1_epi8(4)));
+            __m256i p = _mm256_maddubs_epi16(u, load32(a + DOT_Q8_K_QS + 32 * c));
+            isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, pair_scale(ss, k)));
+        }
+    }
+    isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(msum, 2));
+    float d = dot__f32(a) * f16_at(w + 108);
+    return _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(isum), acc);
+}
+
+/* Q4_K/Q5_K 6-bit scales and mins: bytes 0..7 scales, 8..15 mins (§3.10, on u32 words). */
+static inline __m128i k4_scales_mins(const uint8_t *s)
+{
+    uint32_t a = dot__u32(s), b = dot__u32(s + 4), c = dot__u32(s + 8);
+    uint32_t sc_lo = a & 0x3f3f3f3fu, mn_lo = b & 0x3f3f3f3fu;
+    uint32_t sc_hi = (c & 0x0f0f0f0fu) | ((a >> 2) & 0x30303030u);
+    uint32_t mn_hi = ((c >> 4) & 0x0f0f0f0fu) | ((b >> 2) & 0x30303030u);
+    return _mm_set_epi32((int)mn_hi, (int)mn_lo, (int)sc_hi, (int)sc_lo);
+}
+
+static inline __attribute__((always_inline)) __m256 blk_q45_k(const uint8_t *w, const uint8_t *a,
+                                                              __m256 acc, const int five)
+{
+    float da = dot__f32(a);
+    __m128i sm = k4_scales_mins(w + 4);
+    __m128i mins = _mm_srli_si128(sm, 8);
+    /* each min once per 16-element bsum */
+    __m256i mins16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mins, mins));
+    __m256i msum = _mm256_madd_epi16(bsums_of(a), mins16);
+    __m256i s8 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));
+    const uint8_t *qs = w + (five ? 48 : 16);
+    __m256i hb = five ? load32(w + 16) : _mm256_setzero_si256();
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    __m256i isum = _mm256_setzero_si256();
+    for (int k = 0; k < 4; k++) {
+        __m256i q = load32(qs + 32 * k);
+        __m256i lo = _mm256_and_si256(q, m4);
+        __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+        if (five) {
+            __m256i b0 = _mm256_set1_epi8((char)(1 << (2 * k)));
+            __m256i b1 = _mm256_set1_epi8((char)(1 << (2 * k + 1)));
+            __m256i h0 = _mm256_cmpeq_epi8(_mm256_and_si256(hb, b0), b0);
+            __m256i h1 = _mm256_cmpeq_epi8(_mm256_and_si256(hb, b1), b1);
+            lo = _mm256_or_si256(lo, _mm256_and_si256(h0, _mm256_set1_epi8(0x10)));
+            hi = _mm256_or_si256(hi, _mm256_and_si256(h1, _mm256_set1_epi8(0x10)));
+        }
+        __m256i p0 = _mm256_maddubs_epi16(lo, load32(a + DOT_Q8_K_QS + 64 * k));
+        __m256i p1 = _mm256_maddubs_epi16(hi, load32(a + DOT_Q8_K_QS + 64 * k + 32));
+        isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p0, one_scale(s8, 2 * k)));
+        isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p1, one_scale(s8, 2 * k + 1)));
+    }
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(da * f16_at(w)), _mm256_cvtepi32_ps(isum), acc);
+    return _mm256_fnmadd_ps(_mm256_set1_ps(da * f16_at(w + 2)), _mm256_cvtepi32_ps(msum), acc);
+}
+
+static inline __attribute__((always_inline)) __m256 blk_q4_k(const uint8_t *w, const uint8_t *a,
+                                                             __m256 acc)
+{
+    return blk_q45_k(w, a, acc, 0);
+}
+
+static inline __attribute__((always_inline)) __m256 blk_q5_k(const uint8_t *w, const uint8_t *a,
+                                                             __m256 acc)
+{
+    return blk_q45_k(w, a, acc, 1);
+}
+
+static inline __attribute__((always_inline)) __m256 blk_q6_k(const uint8_t *w, const uint8_t *a,
+                                                             __m256 acc)
+{
+    __m128i sc = load16(w + 192);
+    /* q = u − 32 with u in 0..63: Σ s·q = Σ s·Σ u·a − 32 Σ s·bsum */
+    __m256i msum = _mm256_madd_epi16(bsums_of(a), _mm256_cvtepi8_epi16(sc));
+    __m256i s_lo = _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(sc));
+    __m256i s_hi = _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(_mm_srli_si128(sc, 8)));
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+    __m256i isum = _mm256_setzero_si256();
+    for (int h = 0; h < 2; h++) {
+        __m256i ql0 = load32(w + 64 * h), ql1 = load32(w + 64 * h + 32);
+        __m256i qh = load32(w + 128 + 32 * h);
+        __m256i ss = h ? s_hi : s_lo;
+        __m256i u[4];
+        u[0] = _mm256_or_si256(_mm256_and_si256(ql0, m4),
+                               _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
+        u[1] = _mm256_or_si256(_mm256_and_si256(ql1, m4),
+                               _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
+        u[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
+                               _mm256_and_si256(qh, m30));
+        u[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                               _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+        for (int k = 0; k < 4; k++) {
+            __m256i p = _mm256_maddubs_epi16(u[k], load32(a + DOT_Q8_K_QS + 128 * h + 32 * k));
+            isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, pair_scale(ss, k)));
+        }
+    }
+    isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(msum, 5));
+    float d = dot__f32(a) * f16_at(w + 208);
+    return _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(isum), acc);
+}
+
+static inline __attribute__((always_inline)) __m256 blk_iq4_xs(const uint8_t *w,
+                                                               const uint8_t *a, __m256 acc)
+{
+    int8_t ls[8];
+    dot__iq4_xs_scales(w, ls);
+    const __m256i table = iq4_table();
+    __m256i isum = _mm256_setzero_si256();
+    for (int ib = 0; ib < 8; ib++) {
+        __m256i x = _mm256_shuffle_epi8(table, nibbles32(w + 8 + 16 * ib));
+        __m256i y = load32(a + DOT_Q8_K_QS + 32 * ib);
+        __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
+        isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, _mm256_set1_epi16(ls[ib])));
+    }
+    float d = dot__f32(a) * f16_at(w);
+    return _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(isum), acc);
+}
+
+/* ---- float weights: 8 elements per "block", the n % 8 tail in scalar ---------- */
+
+static inline __attribute__((always_inline)) __m256 blk_f32(const uint8_t *w, const uint8_t *a,
+                                                            __m256 acc)
+{
+    return _mm256_fmadd_ps(_mm256_loadu_ps((const float *)(const void *)w),
+                           _mm256_loadu_ps((const float *)(const void *)a), acc);
+}
+
+static inline __attribute__((always_inline)) __m256 blk_f16(const uint8_t *w, const uint8_t *a,
+                                                            __m256 acc)
+{
+    return _mm256_fmadd_ps(_mm256_cvtph_ps(load16(w)),
+                           _mm256_loadu_ps((const float *)(const void *)a), acc);
+}
+
+static inline __attribute__((always_inline)) __m256 blk_bf16(const uint8_t *w, const uint8_t *a,
+                                                             __m256 acc)
+{
+    __m256i v = _mm256_slli_epi32(_mm256_cvtepu16_epi32(load16(w)), 16);
+    return _mm256_fmadd_ps(_mm256_castsi256_ps(v),
+                           _mm256_loadu_ps((const float *)(const void *)a), acc);
+}
+
+static inline float tail_none(int64_t n, const uint8_t *w, const uint8_t *a)
+{
+    (void)n, (void)w, (void)a;
+    return 0.0f;
+}
+
+static inline float tail_f32(int64_t n, const uint8_t *w, const uint8_t *a)
+{
+    float s = 0.0f;
+    for (int64_t i = n & ~(int64_t)7; i < n; i++)
+        s += dot__f32(w + 4 * i) * dot__f32(a + 4 * i);
+    return s;
+}
+
+static inline float tail_f16(int64_t n, const uint8_t *w, const uint8_t *a)
+{
+    float s = 0.0f;
+    for (int64_t i = n & ~(int64_t)7; i < n; i++)
+        s += dot__f16(w + 2 * i) * dot__f32(a + 4 * i);
+    return s;
+}
+
+static inline float tail_bf16(int64_t n, const uint8_t *w, const uint8_t *a)
+{
+    float s = 0.0f;
+    for (int64_t i = n & ~(int64_t)7; i < n; i++) {
+        uint16_t h;
+        memcpy(&h, w + 2 * i, 2);
+        s += bf16_to_f32(h) * dot__f32(a + 4 * i);
+    }
+    return s;
+}
+
+/*
+ * dot and dot_rows from a block function BLK_FN over BLK elements (WB weight
+ * bytes, AB activation bytes per block). Blocks alternate between two
+ * accumulators; dot_rows runs four rows with the same per-row order.
+ */
+#define DEF_KERNELS(name, BLK, WB, AB, BLK_FN, TAIL_FN)                                       \
+    static void dot_##name(int64_t n, float *s, const void *w, const void *a)                 \
+    {                                                                                         \
+        const uint8_t *wp = w, *ap = a;                                                       \
+        int64_t nb = n / (BLK), i = 0;                                                        \
+        __m256 c0 = _mm256_setzero_ps(), c1 = _mm256_setzero_ps();                            \
+        for (; i + 1 < nb; i += 2) {                                                          \
+            c0 = BLK_FN(wp + i * (WB), ap + i * (AB), c0);                                    \
+            c1 = BLK_FN(wp + (i + 1) * (WB), ap + (i + 1) * (AB), c1);                        \
+        }                                                                                     \
+        if (i < nb)                                                                           \
+            c0 = BLK_FN(wp + i * (WB), ap + i * (AB), c0);                                    \
+        *s = hsum_ps(_mm256_add_ps(c0, c1)) + TAIL_FN(n, wp, ap);                             \
+    }                                                                                         \
+    static void rows_##name(int64_t n, int nrows, float *s, const void *w, size_t st,         \
+                            const void *a)                                                    \
+    {                                                                                         \
+        const uint8_t *ap = a;                                                                \
+        int64_t nb = n / (BLK);                                                               \
+        int r = 0;                                                                            \
+        for (; r + 4 <= nrows; r += 4) {                                                      \
+            const uint8_t *w0 = (const uint8_t *)w + (size_t)r * st;                          \
+            const uint8_t *w1 = w0 + st, *w2 = w1 + st, *w3 = w2 + st;                        \
+            __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00;                \
+            __m256 c20 = c00, c21 = c00, c30 = c00, c31 = c00;                                \
+            int64_t i = 0;                                                                    \
+            for (; i + 1 < nb; i += 2) {                                                      \
+                const uint8_t *x0 = ap + i * (AB), *x1 = x0 + (AB);                           \
+                int64_t o0 = i * (WB), o1 = o0 + (WB);                                        \
+                c00 = BLK_FN(w0 + o0, x0, c00);                                               \
+                c10 = BLK_FN(w1 + o0, x0, c10);                                               \
+                c20 = BLK_FN(w2 + o0, x0, c20);                                               \
+                c30 = BLK_FN(w3 + o0, x0, c30);                                               \
+                c01 = BLK_FN(w0 + o1, x1, c01);                                               \
+                c11 = BLK_FN(w1 + o1, x1, c11);                                               \
+                c21 = BLK_FN(w2 + o1, x1, c21);                                               \
+                c31 = BLK_FN(w3 + o1, x1, c31);                                               \
+            }                                                                                 \
+            if (i < nb) {                                                                     \
+                const uint8_t *x0 = ap + i * (AB);                                            \
+                int64_t o0 = i * (WB);                                                        \
+                c00 = BLK_FN(w0 + o0, x0, c00);                                               \
+                c10 = BLK_FN(w1 + o0, x0, c10);                                               \
+                c20 = BLK_FN(w2 + o0, x0, c20);                                               \
+                c30 = BLK_FN(w3 + o0, x0, c30);                                               \
+            }                                                                                 \
+            s[r] = hsum_ps(_mm256_add_ps(c00, c01)) + TAIL_FN(n, w0, ap);                     \
+            s[r + 1] = hsum_ps(_mm256_add_ps(c10, c11)) + TAIL_FN(n, w1, ap);                 \
+            s[r + 2] = hsum_ps(_mm256_add_ps(c20, c21)) + TAIL_FN(n, w2, ap);                 \
+            s[r + 3] = hsum_ps(_mm256_add_ps(c30, c31)) + TAIL_FN(n, w3, ap);                 \
+        }                                                                                     \
+        for (; r < nrows; r++)                                                                \
+            dot_##name(n, s + r, (const uint8_t *)w + (size_t)r * st, a);                     \
+    }
+
+DEF_KERNELS(f32, 8, 32, 32, blk_f32, tail_f32)
+DEF_KERNELS(f16, 8, 16, 32, blk_f16, tail_f16)
+DEF_KERNELS(bf16, 8, 16, 32, blk_bf16, tail_bf16)
+DEF_KERNELS(q4_0, 32, DOT_Q4_0_BYTES, DOT_Q8_0_BYTES, blk_q4_0, tail_none)
+DEF_KERNELS(q4_1, 32, DOT_Q4_1_BYTES, DOT_Q8_1_BYTES, blk_q4_1, tail_none)
+DEF_KERNELS(q5_0, 32, DOT_Q5_0_BYTES, DOT_Q8_0_BYTES, blk_q5_0, tail_none)
+DEF_KERNELS(q5_1, 32, DOT_Q5_1_BYTES, DOT_Q8_1_BYTES, blk_q5_1, tail_none)
+DEF_KERNELS(q8_0, 32, DOT_Q8_0_BYTES, DOT_Q8_0_BYTES, blk_q8_0, tail_none)
+DEF_KERNELS(iq4_nl, 32, DOT_IQ4_NL_BYTES, DOT_Q8_0_BYTES, blk_iq4_nl, tail_none)
+DEF_KERNELS(q2_k, 256, DOT_Q2_K_BYTES, DOT_Q8_K_BYTES, blk_q2_k, tail_none)
+DEF_KERNELS(q3_k, 256, DOT_Q3_K_BYTES, DOT_Q8_K_BYTES, blk_q3_k, tail_none)
+DEF_KERNELS(q4_k, 256, DOT_Q4_K_BYTES, DOT_Q8_K_BYTES, blk_q4_k, tail_none)
+DEF_KERNELS(q5_k, 256, DOT_Q5_K_BYTES, DOT_Q8_K_BYTES, blk_q5_k, tail_none)
+DEF_KERNELS(q6_k, 256, DOT_Q6_K_BYTES, DOT_Q8_K_BYTES, blk_q6_k, tail_none)
+DEF_KERNELS(iq4_xs, 256, DOT_IQ4_XS_BYTES, DOT_Q8_K_BYTES, blk_iq4_xs, tail_none)
+
+/* ---- activation quantizers ---------------------------------------------------- */
+
+static inline float hmax_ps(__m256 v)
+{
+    __m128 x = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    x = _mm_max_ps(x, _mm_movehl_ps(x, x));
+    x = _mm_max_ss(x, _mm_movehdup_ps(x));
+    return _mm_cvtss_f32(x);
+}
+
+/* Four vectors of int32 codes (in −128..127) -> 32 bytes in element order. */
+static inline __m256i pack_codes(__m256i i0, __m256i i1, __m256i i2, __m256i i3)
+{
+    __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+    return _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+/*
+ * Codes of one 32-element block, as the reference: clamp x·id to ±127, add
+ * ±0.5 by sign, truncate. Returns the float scale d = amax/127.
+ */
+static inline float q8_block(const float *x, uint8_t *qs, int *sum)
+{
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 v[4];
+    __m256 m = _mm256_setzero_ps();
+    for (int j = 0; j < 4; j++) {
+        v[j] = _mm256_loadu_ps(x + 8 * j);
+        m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v[j]));
+    }
+    float amax = hmax_ps(m);
+    float d = amax / 127.0f;
+    float id = d != 0.0f ? 1.0f / d : 0.0f;
+    __m256 mul = _mm256_set1_ps(id);
+    __m256i q[4];
+    for (int j = 0; j < 4; j++) {
+        __m256 t = _mm256_mul_ps(v[j], mul);
+        t = _mm256_min_ps(_mm256_max_ps(t, _mm256_set1_ps(-127.0f)), _mm256_set1_ps(127.0f));
+        t = _mm256_add_ps(t, _mm256_or_ps(_mm256_and_ps(t, sign), _mm256_set1_ps(0.5f)));
+        q[j] = _mm256_cvttps_epi32(t);
+    }
+    if (sum) {
+        __m256i s = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4E));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xB1));
+        *sum = _mm_cvtsi128_si32(s4);
+    }
+    _mm256_storeu_si256((__m256i *)(void *)qs, pack_codes(q[0], q[1], q[2], q[3]));
+    return d;
+}
+
+void cpu__quantize_q8_0_avx2(const float *x, void *y, int64_t n)
+{
+    uint8_t *out = y;
+    for (int64_t i = 0; i < n / 32; i++, x += 32, out += DOT_Q8_0_BYTES) {
+        uint16_t dh = f32_to_f16(q8_block(x, out + 2, NULL));
+        memcpy(out, &dh, 2);
+    }
+}
+
+void cpu__quantize_q8_1_avx2(const float *x, void *y, int64_t n)
+{
+    uint8_t *out = y;
+    for (int64_t i = 0; i < n / 32; i++, x += 32, out += DOT_Q8_1_BYTES) {
+        int sum = 0;
+        float d = q8_block(x, out + 4, &sum);
+        uint16_t dh = f32_to_f16(d), sh = f32_to_f16(d * (float)sum);
+        memcpy(out, &dh, 2);
+        memcpy(out + 2, &sh, 2);
+    }
+}
+
+void cpu__quantize_q8_k_avx2(const float *x, void *y, int64_t n)
+{
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    uint8_t *out = y;
+    for (int64_t i = 0; i < n / QK_K; i++, x += QK_K, out += DOT_Q8_K_BYTES) {
+        __m256 m = _mm256_setzero_ps();
+        for (int j = 0; j < QK_K; j += 8)
+            m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + j)));
+        float amax = hmax_ps(m);
+        memset(out, 0, DOT_Q8_K_BYTES);
+        if (amax == 0.0f)
+            continue;
+        /* the first element of largest magnitude gives the sign of the scale */
+        __m256 am = _mm256_set1_ps(amax);
+        float xmax = 0.0f;
+        for (int j = 0; j < QK_K; j += 8) {
+            __m256 eq = _mm256_cmp_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(x + j)), am,
+                                      _CMP_EQ_OQ);
+            int mask = _mm256_movemask_ps(eq);
+            if (mask) {
+                xmax = x[j + __builtin_ctz((unsigned)mask)];
+                break;
+            }
+        }
+        float iscale = -127.0f / xmax;
+        __m256 mul = _mm256_set1_ps(iscale);
+        int8_t *qs = (int8_t *)(out + DOT_Q8_K_QS);
+        for (int j = 0; j < QK_K; j += 32) {
+            __m256i q[4];
+            for (int k = 0; k < 4; k++) {
+                __m256 t = _mm256_mul_ps(_mm256_loadu_ps(x + j + 8 * k), mul);
+                t = _mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+                __m256i v = _mm256_cvtps_epi32(t);
+                q[k] = _mm256_max_epi32(_mm256_min_epi32(v, _mm256_set1_epi32(127)),
+                                        _mm256_set1_epi32(-128));
+            }
+            _mm256_storeu_si256((__m256i *)(void *)(qs + j), pack_codes(q[0], q[1], q[2], q[3]));
+        }
+        for (int g = 0; g < QK_K / 16; g++) {
+            int sum = 0;
+            for (int j = 0; j < 16; j++)
+                sum += qs[16 * g + j];
+            int16_t s16 = (int16_t)sum;
+            memcpy(out + DOT_Q8_K_BSUMS + 2 * g, &s16, 2);
+        }
+        float d = 1.0f / iscale;
+        memcpy(out, &d, 4);
+    }
+}
+
+bool cpu__kernels_avx2(hearth_dtype wtype, struct cpu__kernel_set *out)
+{
+    cpu_quantize_fn q80 = cpu__quantize_q8_0_avx2, q81 = cpu__quantize_q8_1_avx2;
+    cpu_quantize_fn q8k = cpu__quantize_q8_k_avx2;
+    struct cpu__kernel_set k;
+    switch (wtype) {
+    case HEARTH_DTYPE_F32: k = (struct cpu__kernel_set){NULL, dot_f32, rows_f32}; break;
+    case HEARTH_DTYPE_F16: k = (struct cpu__kernel_set){NULL, dot_f16, rows_f16}; break;
+    case HEARTH_DTYPE_BF16: k = (struct cpu__kernel_set){NULL, dot_bf16, rows_bf16}; break;
+    case HEARTH_DTYPE_Q4_0: k = (struct cpu__kernel_set){q80, dot_q4_0, rows_q4_0}; break;
+    case HEARTH_DTYPE_Q4_1: k = (struct cpu__kernel_set){q81, dot_q4_1, rows_q4_1}; break;
+    case HEARTH_DTYPE_Q5_0: k = (struct cpu__kernel_set){q80, dot_q5_0, rows_q5_0}; break;
+    case HEARTH_DTYPE_Q5_1: k = (struct cpu__kernel_set){q81, dot_q5_1, rows_q5_1}; break;
+    case HEARTH_DTYPE_Q8_0: k = (struct cpu__kernel_set){q80, dot_q8_0, rows_q8_0}; break;
+    case HEARTH_DTYPE_IQ4_NL: k = (struct cpu__kernel_set){q80, dot_iq4_nl, rows_iq4_nl}; break;
+    case HEARTH_DTYPE_Q2_K: k = (struct cpu__kernel_set){q8k, dot_q2_k, rows_q2_k}; break;
+    case HEARTH_DTYPE_Q3_K: k = (struct cpu__kernel_set){q8k, dot_q3_k, rows_q3_k}; break;
+    case HEARTH_DTYPE_Q4_K: k = (struct cpu__kernel_set){q8k, dot_q4_k, rows_q4_k}; break;
+    case HEARTH_DTYPE_Q5_K: k = (struct cpu__kernel_set){q8k, dot_q5_k, rows_q5_k}; break;
+    case HEARTH_DTYPE_Q6_K: k = (struct cpu__kernel_set){q8k, dot_q6_k, rows_q6_k}; break;
+    case HEARTH_DTYPE_IQ4_XS: k = (struct cpu__kernel_set){q8k, dot_iq4_xs, rows_iq4_xs}; break;
+    default: return false;
+    }
+    *out = k;
+    return true;
+}

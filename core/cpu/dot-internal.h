@@ -1,0 +1,130 @@
+/*
+ * dot-internal: what the per-ISA kernel files (dot-scalar.c, dot-avx2.c,
+ * dot-avx512.c) share with the dispatcher (dot.c).
+ *
+ * Each ISA file exports one lookup function that fills a kernel set for a
+ * weight type or says it has none; dot.c walks the ISAs downward from the one
+ * asked for, so a type without (say) an AVX-512 kernel silently gets the AVX2
+ * one. The lookups only hand out pointers: calling them never executes an
+ * instruction of that ISA, so dot.c may call all of them on any CPU.
+ *
+ * Blocks are addressed by byte offset (the constants below, checked against
+ * core/quant-internal.h's structs) and f16 fields are read with memcpy, because
+ * rows inside a mapped GGUF file are only byte-aligned. The scalar kernels are
+ * exported so that SIMD files can finish odd tails with them.
+ */
+#ifndef HEARTH_CPU_DOT_INTERNAL_H
+#define HEARTH_CPU_DOT_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "cpu/dot.h"
+#include "f16.h"
+#include "quant-internal.h"
+
+/* Block byte sizes and field offsets (facts sheet §3). */
+enum {
+    DOT_Q4_0_BYTES = 18, DOT_Q4_1_BYTES = 20, DOT_Q5_0_BYTES = 22, DOT_Q5_1_BYTES = 24,
+    DOT_Q8_0_BYTES = 34, DOT_Q8_1_BYTES = 36, DOT_IQ4_NL_BYTES = 18,
+    DOT_Q2_K_BYTES = 84, DOT_Q3_K_BYTES = 110, DOT_Q4_K_BYTES = 144, DOT_Q5_K_BYTES = 176,
+    DOT_Q6_K_BYTES = 210, DOT_Q8_K_BYTES = 292, DOT_IQ4_XS_BYTES = 136,
+    /* Q8_K: d f32 @0, qs[256] @4, bsums i16[16] @260 */
+    DOT_Q8_K_QS = 4, DOT_Q8_K_BSUMS = 260,
+};
+
+_Static_assert(sizeof(struct block_q8_k) == DOT_Q8_K_BYTES, "Q8_K size");
+_Static_assert(offsetof(struct block_q8_k, bsums) == DOT_Q8_K_BSUMS, "Q8_K bsums offset");
+_Static_assert(offsetof(struct block_q6_k, d) == 208, "Q6_K d offset");
+_Static_assert(offsetof(struct block_q5_k, qs) == 48, "Q5_K qs offset");
+_Static_assert(offsetof(struct block_iq4_xs, qs) == 8, "IQ4_XS qs offset");
+
+static inline float dot__f16(const uint8_t *p)
+{
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return f16_to_f32(h);
+}
+
+static inline float dot__f32(const uint8_t *p)
+{
+    float f;
+    memcpy(&f, p, 4);
+    return f;
+}
+
+static inline uint32_t dot__u32(const uint8_t *p)
+{
+    uint32_t u;
+    memcpy(&u, p, 4);
+    return u;
+}
+
+static inline int16_t dot__i16(const uint8_t *p)
+{
+    int16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
+
+/* The 16 signed 6-bit Q3_K scales (−32..31) of the 12-byte field s (§3.9). */
+static inline void dot__q3_k_scales(const uint8_t *s, int8_t out[16])
+{
+    for (int j = 0; j < 16; j++) {
+        int low4 = j < 8 ? (s[j] & 0x0F) : (s[j - 8] >> 4);
+        int high2 = (s[8 + (j & 3)] >> (2 * (j >> 2))) & 3;
+        out[j] = (int8_t)((low4 | (high2 << 4)) - 32);
+    }
+}
+
+/* The 8 IQ4_XS sub-block scales ls − 32 (−32..31) of one block (§3.15). */
+static inline void dot__iq4_xs_scales(const uint8_t *blk, int8_t out[8])
+{
+    uint16_t sh;
+    memcpy(&sh, blk + 2, 2);
+    for (int ib = 0; ib < 8; ib++) {
+        int ls = ((blk[4 + ib / 2] >> (4 * (ib & 1))) & 15) | (((sh >> (2 * ib)) & 3) << 4);
+        out[ib] = (int8_t)(ls - 32);
+    }
+}
+
+/* Q4_K/Q5_K scales and mins of all 8 sub-blocks (§3.10). */
+static inline void dot__k4_scales(const uint8_t *s, uint8_t sc[8], uint8_t mn[8])
+{
+    for (int j = 0; j < 8; j++)
+        quant__scale_min_k4(j, s, &sc[j], &mn[j]);
+}
+
+/* What one ISA offers for one weight type. */
+struct cpu__kernel_set {
+    cpu_quantize_fn quantize; /* NULL: use the next lower ISA's (or none for float types) */
+    cpu_dot_fn dot;
+    cpu_dot_rows_fn dot_rows; /* NULL: a loop over dot */
+};
+
+/* Each returns false if that ISA has no kernel for wtype. Pure lookups, run on any CPU. */
+bool cpu__kernels_scalar(hearth_dtype wtype, struct cpu__kernel_set *out);
+bool cpu__kernels_avx2(hearth_dtype wtype, struct cpu__kernel_set *out);
+bool cpu__kernels_avx512(hearth_dtype wtype, bool vnni, struct cpu__kernel_set *out);
+
+/* Scalar activation quantizers (bit-exact with the reference from_float). */
+void cpu__quantize_q8_0_scalar(const float *x, void *y, int64_t n);
+void cpu__quantize_q8_1_scalar(const float *x, void *y, int64_t n);
+void cpu__quantize_q8_k_scalar(const float *x, void *y, int64_t n);
+/* AVX2 activation quantizers (only call where AVX2 is supported). */
+void cpu__quantize_q8_0_avx2(const float *x, void *y, int64_t n);
+void cpu__quantize_q8_1_avx2(const float *x, void *y, int64_t n);
+void cpu__quantize_q8_k_avx2(const float *x, void *y, int64_t n);
+
+/* Defines a static dot_rows `name` for a kernel that has no multi-row version. */
+#define DOT_ROWS_LOOP(name, dot)                                                       \
+    static void name(int64_t n, int nrows, float *s, const void *w, size_t w_stride,   \
+                     const void *a)                                                    \
+    {                                                                                  \
+        for (int r = 0; r < nrows; r++)                                                \
+            dot(n, s + r, (const uint8_t *)w + (size_t)r * w_stride, a);               \
+    }
+
+#endif

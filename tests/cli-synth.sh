@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# cli-synth: `hearth synth` writes a small model that `hearth inspect` reads;
+# a header-only 70B costs no disk; bad flags exit 2 with a clear message.
+set -u
+bin=${HEARTH_BIN:?HEARTH_BIN must name the hearth binary}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fails=0
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+
+# a 2-block SmolLM2-shaped model at Q8_0, read back by inspect
+"$bin" synth --preset smollm2-135m --type q8_0 --layers 2 --seed 5 -o "$tmp/small.gguf" \
+    > "$tmp/out.txt" 2>&1 || fail "synth exit $?: $(cat "$tmp/out.txt")"
+grep -q "wrote $tmp/small.gguf" "$tmp/out.txt" || fail "synth did not report the file"
+"$bin" inspect --json "$tmp/small.gguf" > "$tmp/small.json" || fail "inspect of synth file exit $?"
+python3 - "$tmp/small.json" <<'PY' || fail "synth file content"
+import json, sys
+d = json.load(open(sys.argv[1]))
+a = d["architecture"]
+assert (a["arch"], a["blocks"], a["embedding"], a["heads"], a["kv_heads"], a["vocab"]) == \
+    ("llama", 2, 576, 9, 3, 49152), a
+assert a["tokenizer"] == "gpt2"
+kv = {m["key"]: m for m in d["metadata"]}
+assert kv["general.name"]["value"] == "hearth synth smollm2-135m Q8_0"
+assert kv["general.file_type"]["value"] == 7
+assert kv["tokenizer.ggml.tokens"]["value"][:3] == ["\u0100", "\u0101", "\u0102"]
+types = {t["name"]: t["type"] for t in d["tensors"]}
+assert len(types) == 20, len(types)
+assert types["token_embd.weight"] == "Q8_0" and types["blk.1.ffn_down.weight"] == "Q8_0"
+assert types["blk.0.attn_norm.weight"] == "F32"
+PY
+
+# header-only 70B: 39.6 GiB apparent size, almost no disk
+"$bin" synth --preset llama3-70b --type Q4_K_M --header-only -o "$tmp/70b.gguf" > /dev/null \
+    || fail "header-only 70B exit $?"
+size=$(stat -c %s "$tmp/70b.gguf")
+used=$(( $(stat -c %b "$tmp/70b.gguf") * $(stat -c %B "$tmp/70b.gguf") ))
+[ "$size" -gt 42000000000 ] && [ "$size" -lt 43000000000 ] || fail "70B size $size"
+[ "$used" -lt 67108864 ] || fail "70B file uses $used bytes of disk"
+"$bin" inspect "$tmp/70b.gguf" | grep -Eq '^  blocks +80$' || fail "inspect of 70B header"
+
+# bad flags: exit 2 and a message that helps
+expect_usage_error() { # pattern args...
+    local pat=$1
+    shift
+    "$bin" synth "$@" > /dev/null 2> "$tmp/err.txt"
+    local rc=$?
+    [ $rc -eq 2 ] || fail "synth $*: exit $rc, want 2"
+    grep -q -- "$pat" "$tmp/err.txt" || fail "synth $*: message lacks '$pat': $(cat "$tmp/err.txt")"
+}
+expect_usage_error "llama3-8b" --preset llama9 --type q4_0 -o "$tmp/x.gguf"
+expect_usage_error "Q4_K_M" --preset llama3-8b --type q4_z -o "$tmp/x.gguf"
+expect_usage_error "required" --preset llama3-8b --type q4_0
+expect_usage_error "unknown option" --preset llama3-8b --type q4_0 -o "$tmp/x.gguf" --bogus
+expect_usage_error "--seed" --preset llama3-8b --type q4_0 -o "$tmp/x.gguf" --seed abc
+expect_usage_error "needs a value" --preset
+[ ! -e "$tmp/x.gguf" ] || fail "a failed synth left $tmp/x.gguf"
+
+# an unwritable path: exit 1 and the path in the message
+"$bin" synth --preset smollm2-135m --type q4_0 --header-only -o "$tmp/no/such/dir.gguf" \
+    > /dev/null 2> "$tmp/err.txt"
+rc=$?
+[ $rc -eq 1 ] || fail "unwritable path: exit $rc, want 1"
+grep -q "no/such/dir.gguf" "$tmp/err.txt" || fail "unwritable path not named"
+
+[ $fails -eq 0 ] && echo "cli-synth: all checks passed"
+exit $((fails > 0))
