@@ -34,13 +34,19 @@ fi
 bash scripts/fetch-models.sh
 
 build=${BUILD_DIR:-build}
-cmake -S . -B "$build" \
+mkdir -p "$build"
+if ! cmake -S . -B "$build" \
     -DCMAKE_BUILD_TYPE="${BUILD_TYPE:-Release}" \
     -DHEARTH_WERROR="${HEARTH_WERROR:-OFF}" \
     -DHEARTH_SANITIZE="${HEARTH_SANITIZE:-}" \
     -DHEARTH_ASSERTS="${HEARTH_ASSERTS:-OFF}" \
     -DHEARTH_CUDA="${HEARTH_CUDA:-AUTO}" \
     -DHEARTH_VULKAN="${HEARTH_VULKAN:-AUTO}" \
-    -DHEARTH_CUDA_ARCHS="${HEARTH_CUDA_ARCHS:-86;89;90;120}" >/dev/null
+    -DHEARTH_CUDA_ARCHS="${HEARTH_CUDA_ARCHS:-86;89;90;120}" >"$build/configure.log" 2>&1; then
+    cat "$build/configure.log" >&2
+    echo "setup: configure failed (log above)" >&2
+    exit 1
+fi
+grep -E "^-- hearth:" "$build/configure.log" || true
 cmake --build "$build" -j"$(nproc)"
 echo "setup: built $build/hearth"
