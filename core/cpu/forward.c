@@ -1,0 +1,430 @@
+/*
+ * cpu/forward: embeddings -> blocks -> final norm -> logits, on the CPU.
+ *
+ * A batch of B tokens (B <= n_batch) flows through every layer together:
+ * each row-wise op loops over the B rows, each matmul is one cpu_matmul call
+ * over all B rows (weights read once per batch), and attention runs in
+ * parallel over (token, query head) pairs. The new K/V rows are written to the
+ * F16 cache *before* attention and attention reads them back from the cache,
+ * so a token sees exactly the same (rounded) keys whether it came in a batch
+ * or alone: batched prefill and token-by-token decode give the same bits.
+ *
+ * Per layer (facts sheet §4.6, §8.5):
+ *   a = rmsnorm(x) ⊙ attn_norm; q,k,v = W a (+ bias); gemma3: per-head
+ *   rmsnorm of q, k; rope(q, k); K/V -> cache; o = attention; t = Wo o (+ b);
+ *   gemma3: t = rmsnorm(t) ⊙ post_attn_norm; x += t;
+ *   a = rmsnorm(x) ⊙ ffn_norm; t = Wdown (act(Wgate a) ⊙ Wup a);
+ *   gemma3: t = rmsnorm(t) ⊙ post_ffw_norm; x += t.
+ * Then logits = Wout (rmsnorm(x) ⊙ output_norm), only for the rows asked for.
+ *
+ * Row-wise ops (norms, RoPE, GLU) run on the calling thread: they are
+ * O(B·n_embd) against the matmuls' O(B·n_embd·n_ff) and a pool round trip
+ * would cost more than they do at decode.
+ */
+#include "cpu/forward.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu/ops.h"
+#include "err.h"
+#include "f16.h"
+#include "kv-cache.h"
+#include "quant.h"
+#include "threadpool.h"
+
+struct forward_ctx {
+    const struct model *m;
+    struct threadpool *tp;
+    struct kv_cache *kv;
+    int n_batch;
+    enum cpu_isa isa;
+    struct cpu_attn_kernels ak;
+    struct cpu_matmul_kernels kern[HEARTH_DTYPE_COUNT]; /* valid where kern_ok */
+    bool kern_ok[HEARTH_DTYPE_COUNT];
+
+    /* scratch, row-major with n_batch rows */
+    float *x;    /* [n_batch][n_embd] residual stream */
+    float *xn;   /* [n_batch][n_embd] normed input of a sub-block */
+    float *q;    /* [n_batch][n_head*hd] */
+    float *k;    /* [n_batch][n_kv*hd] */
+    float *v;    /* [n_batch][n_kv*hd] */
+    float *att;  /* [n_batch][n_head*hd] attention output, heads concatenated */
+    float *tmp;  /* [n_batch][n_embd] sub-block output */
+    float *gate; /* [n_batch][n_ff] */
+    float *up;   /* [n_batch][n_ff] */
+    float *rope; /* [2 kinds][n_batch][n_rot] cos/sin pairs */
+    float *scores; /* [n_threads][n_ctx] attention scratch */
+    void *act;   /* quantized activations, act_bytes */
+    size_t act_bytes;
+};
+
+struct forward_params forward_params_default(void)
+{
+    struct forward_params p = {.n_ctx = 0, .n_threads = 0, .n_batch = 64, .isa = -1};
+    return p;
+}
+
+uint32_t forward_n_ctx(const struct forward_ctx *c)
+{
+    return c->kv->n_ctx;
+}
+
+uint32_t forward_n_past(const struct forward_ctx *c)
+{
+    return c->kv->n_used;
+}
+
+int forward_n_threads(const struct forward_ctx *c)
+{
+    return threadpool_n_threads(c->tp);
+}
+
+static const struct cpu_matmul_kernels *kern_of(const struct forward_ctx *c,
+                                                const struct model_weight *w)
+{
+    return &c->kern[w->type];
+}
+
+/* Two kernel sets read the same quantized activation rows. */
+static bool same_act(const struct cpu_matmul_kernels *a, const struct cpu_matmul_kernels *b)
+{
+    return a->act_type == b->act_type && a->quantize == b->quantize;
+}
+
+/* Looks up the kernels of w's type (once per type) and grows the act buffer need. */
+static hearth_status prepare_weight(struct forward_ctx *c, const struct model_weight *w,
+                                    const char *what, size_t *act_need)
+{
+    if (!c->kern_ok[w->type]) {
+        hearth_status st = cpu_matmul_kernels_get(w->type, c->isa, &c->kern[w->type]);
+        if (st != HEARTH_OK)
+            return err_prefix(st, "forward: weight %s", what);
+        c->kern_ok[w->type] = true;
+    }
+    size_t rb = cpu_act_row_bytes(&c->kern[w->type], w->n_in);
+    if (rb == 0) {
+        const char *an = hearth_dtype_name(c->kern[w->type].act_type);
+        return err_set(HEARTH_ERR_UNSUPPORTED,
+                       "forward: weight %s: row length %lld does not fit the activation format %s",
+                       what, (long long)w->n_in, an ? an : "?");
+    }
+    size_t need = rb * (size_t)c->n_batch;
+    if (need > *act_need)
+        *act_need = need;
+    return HEARTH_OK;
+}
+
+static float *alloc_f(size_t n, hearth_status *st)
+{
+    float *p = calloc(n ? n : 1, sizeof(float));
+    if (!p && *st == HEARTH_OK)
+        *st = err_set(HEARTH_ERR_NO_MEMORY, "forward: out of memory for %zu floats of scratch", n);
+    return p;
+}
+
+hearth_status forward_create(const struct model *m, const struct forward_params *params,
+                             struct forward_ctx **out)
+{
+    *out = NULL;
+    struct forward_params p = params ? *params : forward_params_default();
+    const struct model_hparams *hp = &m->hp;
+    if (p.n_batch <= 0)
+        p.n_batch = 64;
+    if (p.n_batch > 4096)
+        return err_set(HEARTH_ERR_INVALID_ARG, "forward: n_batch %d, at most 4096", p.n_batch);
+    uint32_t n_ctx = p.n_ctx ? p.n_ctx : hp->n_ctx_train;
+    if (n_ctx == 0 || n_ctx > (1u << 24))
+        return err_set(HEARTH_ERR_INVALID_ARG, "forward: n_ctx %u out of range [1, 2^24]", n_ctx);
+    if (p.isa >= CPU_ISA_COUNT)
+        return err_set(HEARTH_ERR_INVALID_ARG, "forward: isa %d is no cpu_isa", p.isa);
+
+    struct forward_ctx *c = calloc(1, sizeof *c);
+    if (!c)
+        return err_set(HEARTH_ERR_NO_MEMORY, "forward: out of memory");
+    c->m = m;
+    c->n_batch = p.n_batch;
+    c->isa = p.isa < 0 ? cpu_isa_best() : (enum cpu_isa)p.isa;
+    cpu_attn_kernels_get(c->isa, &c->ak);
+
+    hearth_status st = HEARTH_OK;
+    size_t act_need = 0;
+    if ((st = prepare_weight(c, &m->output, "output", &act_need)) != HEARTH_OK)
+        goto fail;
+    static const char *const names[] = {"attn_q", "attn_k", "attn_v", "attn_output",
+                                        "ffn_gate", "ffn_up", "ffn_down"};
+    for (uint32_t il = 0; il < hp->n_layer; il++) {
+        const struct model_layer *ly = &m->layers[il];
+        const struct model_weight *ws[] = {&ly->wq, &ly->wk, &ly->wv, &ly->wo,
+                                           &ly->ffn_gate, &ly->ffn_up, &ly->ffn_down};
+        for (int i = 0; i < 7; i++) {
+            char what[64];
+            snprintf(what, sizeof what, "blk.%u.%s", il, names[i]);
+            if ((st = prepare_weight(c, ws[i], what, &act_need)) != HEARTH_OK)
+                goto fail;
+        }
+    }
+    if ((st = threadpool_create(p.n_threads, &c->tp)) != HEARTH_OK)
+        goto fail;
+    const uint32_t hd = hp->head_dim, kv_dim = hp->n_head_kv * hd;
+    if ((st = kv_cache_create(hp->n_layer, n_ctx, kv_dim, &c->kv)) != HEARTH_OK)
+        goto fail;
+
+    const size_t B = (size_t)p.n_batch, E = hp->n_embd, Q = (size_t)hp->n_head * hd;
+    c->x = alloc_f(B * E, &st);
+    c->xn = alloc_f(B * E, &st);
+    c->q = alloc_f(B * Q, &st);
+    c->k = alloc_f(B * kv_dim, &st);
+    c->v = alloc_f(B * kv_dim, &st);
+    c->att = alloc_f(B * Q, &st);
+    c->tmp = alloc_f(B * E, &st);
+    c->gate = alloc_f(B * hp->n_ff, &st);
+    c->up = alloc_f(B * hp->n_ff, &st);
+    c->rope = alloc_f(2 * B * hp->n_rot, &st);
+    c->scores = alloc_f((size_t)threadpool_n_threads(c->tp) * n_ctx, &st);
+    c->act_bytes = act_need;
+    c->act = malloc(act_need ? act_need : 1);
+    if (!c->act && st == HEARTH_OK)
+        st = err_set(HEARTH_ERR_NO_MEMORY, "forward: out of memory for %zu bytes of activations",
+                     act_need);
+    if (st != HEARTH_OK)
+        goto fail;
+    *out = c;
+    return HEARTH_OK;
+fail:
+    forward_destroy(c);
+    return st;
+}
+
+void forward_destroy(struct forward_ctx *c)
+{
+    if (!c)
+        return;
+    threadpool_destroy(c->tp);
+    kv_cache_destroy(c->kv);
+    free(c->x);
+    free(c->xn);
+    free(c->q);
+    free(c->k);
+    free(c->v);
+    free(c->att);
+    free(c->tmp);
+    free(c->gate);
+    free(c->up);
+    free(c->rope);
+    free(c->scores);
+    free(c->act);
+    free(c);
+}
+
+/* x[t] += bias for t < n (bias absent: nothing). */
+static void add_bias(float *x, const struct model_weight *b, int n, int64_t width)
+{
+    if (!b->data)
+        return;
+    for (int t = 0; t < n; t++)
+        cpu_add(x + t * width, b->data, width);
+}
+
+struct attn_job {
+    struct forward_ctx *c;
+    uint32_t il;
+    int pos0;
+    int n_ctx;
+};
+
+static void attn_items(void *arg, int64_t b, int64_t e, int tid)
+{
+    const struct attn_job *j = arg;
+    const struct forward_ctx *c = j->c;
+    const struct model_hparams *hp = &c->m->hp;
+    const struct model_layer *ly = &c->m->layers[j->il];
+    const int hd = (int)hp->head_dim, n_gqa = (int)(hp->n_head / hp->n_head_kv);
+    const int64_t Q = (int64_t)hp->n_head * hd;
+    float *scores = c->scores + (size_t)tid * (size_t)j->n_ctx;
+    for (int64_t it = b; it < e; it++) {
+        int t = (int)(it / hp->n_head), h = (int)(it % hp->n_head);
+        int64_t p = j->pos0 + t, lo = 0;
+        if (ly->is_swa && hp->sliding_window > 0 && p - (int64_t)hp->sliding_window + 1 > 0)
+            lo = p - (int64_t)hp->sliding_window + 1; /* the n_swa latest, itself included */
+        size_t col = (size_t)(h / n_gqa) * (size_t)hd;
+        cpu_attn_head(&c->ak, c->att + t * Q + (int64_t)h * hd, c->q + t * Q + (int64_t)h * hd,
+                      kv_cache_k(c->kv, j->il, (uint32_t)lo) + col,
+                      kv_cache_v(c->kv, j->il, (uint32_t)lo) + col, c->kv->kv_dim, lo, p, hd,
+                      hp->attn_scale, scores);
+    }
+}
+
+static void layer_forward(struct forward_ctx *c, uint32_t il, int n, int pos0)
+{
+    const struct model *m = c->m;
+    const struct model_hparams *hp = &m->hp;
+    const struct model_layer *ly = &m->layers[il];
+    const int64_t E = hp->n_embd, hd = hp->head_dim, Q = (int64_t)hp->n_head * hd,
+                  KV = (int64_t)hp->n_head_kv * hd, F = hp->n_ff;
+    const float eps = hp->norm_eps;
+
+    /* attention sub-block */
+    for (int t = 0; t < n; t++)
+        cpu_rmsnorm(c->xn + t * E, c->x + t * E, ly->attn_norm.data, E, eps);
+    const struct cpu_matmul_kernels *kq = kern_of(c, &ly->wq), *kk = kern_of(c, &ly->wk),
+                                    *kv = kern_of(c, &ly->wv);
+    if (same_act(kq, kk) && same_act(kk, kv)) {
+        /* the common case: one quantization, one pool round trip for q, k and v */
+        const struct cpu_matmul_kernels *ks[3] = {kq, kk, kv};
+        const struct model_weight *ws[3] = {&ly->wq, &ly->wk, &ly->wv};
+        float *ys[3] = {c->q, c->k, c->v};
+        const int64_t ss[3] = {Q, KV, KV};
+        cpu_act_quantize(c->tp, kq, c->xn, E, n, c->act);
+        cpu_matmul_act_multi(c->tp, 3, ks, ws, c->act, n, ys, ss);
+    } else {
+        cpu_matmul(c->tp, kq, &ly->wq, c->xn, n, c->q, Q, c->act);
+        cpu_matmul(c->tp, kk, &ly->wk, c->xn, n, c->k, KV, c->act);
+        cpu_matmul(c->tp, kv, &ly->wv, c->xn, n, c->v, KV, c->act);
+    }
+    add_bias(c->q, &ly->bq, n, Q);
+    add_bias(c->k, &ly->bk, n, KV);
+    add_bias(c->v, &ly->bv, n, KV);
+
+    const float *rope = c->rope + (ly->is_swa ? (size_t)c->n_batch * hp->n_rot : 0);
+    for (int t = 0; t < n; t++) {
+        float *qt = c->q + t * Q, *kt = c->k + t * KV;
+        if (hp->qk_norm) {
+            for (uint32_t h = 0; h < hp->n_head; h++)
+                cpu_rmsnorm(qt + h * hd, qt + h * hd, ly->q_norm.data, hd, eps);
+            for (uint32_t h = 0; h < hp->n_head_kv; h++)
+                cpu_rmsnorm(kt + h * hd, kt + h * hd, ly->k_norm.data, hd, eps);
+        }
+        const float *cs = rope + (size_t)t * hp->n_rot;
+        cpu_rope(qt, (int)hp->n_head, (int)hd, (int)hp->n_rot, cs, hp->rope_mode);
+        cpu_rope(kt, (int)hp->n_head_kv, (int)hd, (int)hp->n_rot, cs, hp->rope_mode);
+        uint16_t *kc = kv_cache_k(c->kv, il, (uint32_t)(pos0 + t));
+        uint16_t *vc = kv_cache_v(c->kv, il, (uint32_t)(pos0 + t));
+        const float *vt = c->v + t * KV;
+        for (int64_t i = 0; i < KV; i++) {
+            kc[i] = f32_to_f16(kt[i]);
+            vc[i] = f32_to_f16(vt[i]);
+        }
+    }
+    struct attn_job aj = {c, il, pos0, (int)c->kv->n_ctx};
+    /*
+     * An item is one head of one token, O(pos · hd). Short contexts run on the
+     * caller: below ~64k multiply-adds a pool round trip costs more than it saves.
+     */
+    int64_t n_items = (int64_t)n * hp->n_head;
+    int64_t work = n_items * (int64_t)(pos0 + n) * hd;
+    threadpool_for(c->tp, n_items, work < 65536 ? n_items : 1, attn_items, &aj);
+
+    cpu_matmul(c->tp, kern_of(c, &ly->wo), &ly->wo, c->att, n, c->tmp, E, c->act);
+    add_bias(c->tmp, &ly->bo, n, E);
+    for (int t = 0; t < n; t++) {
+        if (hp->post_norms)
+            cpu_rmsnorm(c->tmp + t * E, c->tmp + t * E, ly->post_attn_norm.data, E, eps);
+        cpu_add(c->x + t * E, c->tmp + t * E, E);
+    }
+
+    /* feed-forward sub-block */
+    for (int t = 0; t < n; t++)
+        cpu_rmsnorm(c->xn + t * E, c->x + t * E, ly->ffn_norm.data, E, eps);
+    const struct cpu_matmul_kernels *kg = kern_of(c, &ly->ffn_gate), *ku = kern_of(c, &ly->ffn_up);
+    if (same_act(kg, ku)) {
+        const struct cpu_matmul_kernels *ks[2] = {kg, ku};
+        const struct model_weight *ws[2] = {&ly->ffn_gate, &ly->ffn_up};
+        float *ys[2] = {c->gate, c->up};
+        const int64_t ss[2] = {F, F};
+        cpu_act_quantize(c->tp, kg, c->xn, E, n, c->act);
+        cpu_matmul_act_multi(c->tp, 2, ks, ws, c->act, n, ys, ss);
+    } else {
+        cpu_matmul(c->tp, kg, &ly->ffn_gate, c->xn, n, c->gate, F, c->act);
+        cpu_matmul(c->tp, ku, &ly->ffn_up, c->xn, n, c->up, F, c->act);
+    }
+    if (hp->ffn_act == MODEL_FFN_GELU_TANH)
+        cpu_geglu(c->gate, c->up, (int64_t)n * F);
+    else
+        cpu_swiglu(c->gate, c->up, (int64_t)n * F);
+    cpu_matmul(c->tp, kern_of(c, &ly->ffn_down), &ly->ffn_down, c->gate, n, c->tmp, E, c->act);
+    for (int t = 0; t < n; t++) {
+        if (hp->post_norms)
+            cpu_rmsnorm(c->tmp + t * E, c->tmp + t * E, ly->post_ffn_norm.data, E, eps);
+        cpu_add(c->x + t * E, c->tmp + t * E, E);
+    }
+}
+
+/*
+ * One batch of n <= n_batch tokens at pos0... logits: NULL, or n rows (all) or
+ * one row (last token) of n_vocab floats.
+ */
+static void forward_batch(struct forward_ctx *c, const int32_t *tokens, int n, int pos0,
+                          float *logits, bool all)
+{
+    const struct model *m = c->m;
+    const struct model_hparams *hp = &m->hp;
+    const int64_t E = hp->n_embd;
+    for (int t = 0; t < n; t++) {
+        float *xt = c->x + t * E;
+        model_weight_row(&m->tok_embd, tokens[t], xt); /* ids validated by forward_eval */
+        if (hp->embd_scale != 1.0f)
+            for (int64_t i = 0; i < E; i++)
+                xt[i] *= hp->embd_scale;
+    }
+    /* cos/sin of every position of the batch, for global (kind 0) and local (kind 1) layers */
+    const float *divs = m->rope_freqs.data;
+    for (int t = 0; t < n; t++) {
+        cpu_rope_table(c->rope + (size_t)t * hp->n_rot, (int)hp->n_rot, pos0 + t, hp->rope_base,
+                       hp->rope_freq_scale, divs);
+        if (hp->sliding_window > 0)
+            cpu_rope_table(c->rope + ((size_t)c->n_batch + (size_t)t) * hp->n_rot,
+                           (int)hp->n_rot, pos0 + t, hp->rope_base_local, 1.0f, divs);
+    }
+    for (uint32_t il = 0; il < hp->n_layer; il++)
+        layer_forward(c, il, n, pos0);
+    if (!logits)
+        return;
+    const struct cpu_matmul_kernels *ko = kern_of(c, &m->output);
+    if (all) {
+        for (int t = 0; t < n; t++)
+            cpu_rmsnorm(c->xn + t * E, c->x + t * E, m->output_norm.data, E, hp->norm_eps);
+        cpu_matmul(c->tp, ko, &m->output, c->xn, n, logits, hp->n_vocab, c->act);
+    } else {
+        cpu_rmsnorm(c->xn, c->x + (n - 1) * E, m->output_norm.data, E, hp->norm_eps);
+        cpu_matmul(c->tp, ko, &m->output, c->xn, 1, logits, hp->n_vocab, c->act);
+    }
+}
+
+hearth_status forward_eval(struct forward_ctx *c, const int32_t *tokens, int n_tokens, int pos0,
+                           float *logits_out, bool all_logits)
+{
+    const struct model_hparams *hp = &c->m->hp;
+    if (!tokens || n_tokens < 1)
+        return err_set(HEARTH_ERR_INVALID_ARG, "forward_eval: %d tokens, expected at least 1",
+                       n_tokens);
+    if (pos0 < 0 || (uint32_t)pos0 > c->kv->n_used)
+        return err_set(HEARTH_ERR_INVALID_ARG,
+                       "forward_eval: pos0 %d out of range: the cache holds positions [0, %u), "
+                       "so pos0 must be in [0, %u]",
+                       pos0, c->kv->n_used, c->kv->n_used);
+    if ((int64_t)pos0 + n_tokens > (int64_t)c->kv->n_ctx)
+        return err_set(HEARTH_ERR_INVALID_ARG,
+                       "forward_eval: positions %d..%lld exceed the context of %u positions",
+                       pos0, (long long)pos0 + n_tokens - 1, c->kv->n_ctx);
+    for (int t = 0; t < n_tokens; t++)
+        if (tokens[t] < 0 || (uint32_t)tokens[t] >= hp->n_vocab)
+            return err_set(HEARTH_ERR_INVALID_ARG,
+                           "forward_eval: token %d (at index %d) out of range [0, %u)", tokens[t],
+                           t, hp->n_vocab);
+    c->kv->n_used = (uint32_t)pos0;
+    for (int t0 = 0; t0 < n_tokens; t0 += c->n_batch) {
+        int n = n_tokens - t0 < c->n_batch ? n_tokens - t0 : c->n_batch;
+        bool last = t0 + n == n_tokens;
+        float *lg = NULL;
+        if (logits_out && all_logits)
+            lg = logits_out + (size_t)t0 * hp->n_vocab;
+        else if (logits_out && last)
+            lg = logits_out;
+        forward_batch(c, tokens + t0, n, pos0 + t0, lg, all_logits);
+        c->kv->n_used = (uint32_t)(pos0 + t0 + n);
+    }
+    return HEARTH_OK;
+}

@@ -1,0 +1,60 @@
+/*
+ * cpu/forward: the reference CPU forward pass (llama, qwen2, gemma3).
+ *
+ * A forward_ctx belongs to one model and one sequence: it owns the F16 KV
+ * cache, the thread pool and every scratch buffer, all allocated at creation
+ * (nothing is allocated per token). forward_eval runs tokens at consecutive
+ * positions, appending their K/V to the cache; prompts are processed in
+ * batches of up to n_batch tokens, so each weight tile is read from memory
+ * once per batch rather than once per token. Results are independent of the
+ * batch split and the thread count (see cpu/ops.h).
+ */
+#ifndef HEARTH_CPU_FORWARD_H
+#define HEARTH_CPU_FORWARD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cpu/dot.h"
+#include "hearth.h"
+#include "model.h"
+
+struct forward_params {
+    uint32_t n_ctx;   /* positions the cache holds; 0: the model's training context */
+    int n_threads;    /* <= 0: physical cores */
+    int n_batch;      /* tokens per prefill batch; <= 0: 64 */
+    int isa;          /* an enum cpu_isa, or -1: cpu_isa_best() */
+};
+
+struct forward_ctx;
+
+/* Defaults: n_ctx 0 (training context), n_threads 0, n_batch 64, isa -1. */
+struct forward_params forward_params_default(void);
+
+/*
+ * Creates a context for m (borrowed: it must outlive the context). Errors:
+ * HEARTH_ERR_UNSUPPORTED when a weight type has no CPU kernel (names the
+ * tensor type), HEARTH_ERR_NO_MEMORY for the cache or scratch.
+ */
+hearth_status forward_create(const struct model *m, const struct forward_params *p,
+                             struct forward_ctx **out);
+void forward_destroy(struct forward_ctx *c);
+
+/*
+ * Runs tokens[0..n_tokens) at positions pos0.. and appends their K/V. pos0
+ * may be at most the number of positions already in the cache (a smaller
+ * pos0 rewinds: later entries are discarded). logits_out receives n_vocab
+ * floats per token when all_logits ([n_tokens][n_vocab]), else those of the
+ * last token only ([n_vocab]); NULL computes no logits. Errors
+ * (HEARTH_ERR_INVALID_ARG, nothing changed): n_tokens < 1, pos0 out of range,
+ * pos0 + n_tokens > n_ctx, a token id outside [0, n_vocab).
+ */
+hearth_status forward_eval(struct forward_ctx *c, const int32_t *tokens, int n_tokens, int pos0,
+                           float *logits_out, bool all_logits);
+
+uint32_t forward_n_ctx(const struct forward_ctx *c);
+/* Positions currently in the cache. */
+uint32_t forward_n_past(const struct forward_ctx *c);
+int forward_n_threads(const struct forward_ctx *c);
+
+#endif
