@@ -10,7 +10,9 @@
  * reference K-quant quantizers are too slow to fill 100 MB here). Several
  * copies of the matrix are cycled so at least 128 MB is touched between
  * reuses, which defeats the last-level cache and measures DRAM. memcpy
- * bandwidth counts bytes read plus bytes written of a 256 MB copy.
+ * bandwidth counts bytes read plus bytes written of a 256 MB copy. "1T cpu" is
+ * the one-thread GB/s per second of that thread's CPU time, which a shared,
+ * loaded machine does not distort by time slicing (memory contention still does).
  *
  * Usage: bench-dot [seconds per measurement, default 0.3] [type names...]
  */
@@ -28,6 +30,14 @@ static double now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* CPU seconds of the calling thread: immune to time slicing on a shared machine. */
+static double thread_cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
@@ -129,17 +139,20 @@ static void *thread_main(void *arg)
     return NULL;
 }
 
-/* GB/s of weight bytes for one matvec over each copy in turn, with nthreads (1 or 2). */
+/*
+ * GB/s of weight bytes for one matvec over each copy in turn, with nthreads (1
+ * or 2); *cpu_gbps (1 thread only) the same per second of this thread's CPU time.
+ */
 static double measure(const struct job *base, uint8_t **copies, int ncopies, int nthreads,
-                      double min_s)
+                      double min_s, double *cpu_gbps)
 {
     size_t mat_bytes = (size_t)base->rows * base->row_bytes;
-    double t_total = 0.0;
+    double t_total = 0.0, c_total = 0.0;
     long iters = 0;
     while (t_total < min_s || iters < 2) {
         struct job jobs[2];
         const uint8_t *w = copies[iters % ncopies];
-        double t0 = now();
+        double t0 = now(), c0 = thread_cpu_now();
         if (nthreads == 1) {
             jobs[0] = *base;
             jobs[0].w = w;
@@ -158,12 +171,16 @@ static double measure(const struct job *base, uint8_t **copies, int ncopies, int
             run_job(&jobs[0]);
             pthread_join(th, NULL);
         }
-        double dt = now() - t0;
-        if (iters > 0 || ncopies == 1) /* the first pass over a copy only warms the TLB */
+        double dt = now() - t0, dc = thread_cpu_now() - c0;
+        if (iters > 0 || ncopies == 1) { /* the first pass over a copy only warms the TLB */
             t_total += dt;
+            c_total += dc;
+        }
         iters++;
     }
     long counted = iters - (ncopies == 1 ? 0 : 1);
+    if (cpu_gbps)
+        *cpu_gbps = (double)mat_bytes * (double)counted / c_total * 1e-9;
     return (double)mat_bytes * (double)counted / t_total * 1e-9;
 }
 
@@ -189,8 +206,8 @@ int main(int argc, char **argv)
     enum cpu_isa isa = cpu_isa_best();
     double mc = memcpy_gbps(min_s);
     printf("isa %s, memcpy %.2f GB/s (read + written, 1 thread)\n", cpu_isa_name(isa), mc);
-    printf("%-7s %-12s %8s %9s %6s %9s %6s\n", "type", "rows x cols", "MB", "1T GB/s", "ratio",
-           "2T GB/s", "ratio");
+    printf("%-7s %-12s %8s %9s %6s %9s %6s %9s\n", "type", "rows x cols", "MB", "1T GB/s",
+           "ratio", "2T GB/s", "ratio", "1T cpu");
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
         hearth_dtype t = types[ti];
         const struct quant_traits *tr = quant_get(t);
@@ -236,12 +253,13 @@ int main(int argc, char **argv)
             else
                 memcpy(act, x, (size_t)cols * sizeof(float));
             struct job base = {&k, cols, rows, NULL, (size_t)rb, act, y};
-            double g1 = measure(&base, copies, ncopies, 1, min_s);
-            double g2 = measure(&base, copies, ncopies, 2, min_s);
+            double g1c = 0.0;
+            double g1 = measure(&base, copies, ncopies, 1, min_s, &g1c);
+            double g2 = measure(&base, copies, ncopies, 2, min_s, NULL);
             char shape[32];
             snprintf(shape, sizeof shape, "%dx%lld", rows, (long long)cols);
-            printf("%-7s %-12s %8.1f %9.2f %6.2f %9.2f %6.2f\n", tr->name, shape,
-                   (double)mat / 1e6, g1, g1 / mc, g2, g2 / mc);
+            printf("%-7s %-12s %8.1f %9.2f %6.2f %9.2f %6.2f %9.2f\n", tr->name, shape,
+                   (double)mat / 1e6, g1, g1 / mc, g2, g2 / mc, g1c);
             fflush(stdout);
             for (int c = 0; c < ncopies; c++)
                 free(copies[c]);

@@ -1,21 +1,61 @@
 /*
  * backend-registry: the only file in core/ with HEARTH_WITH_CUDA and
- * HEARTH_WITH_VULKAN conditionals. Each compiled-in backend contributes its
- * devices through a probe function declared here, so a build without a backend
- * simply lists fewer devices.
+ * HEARTH_WITH_VULKAN conditionals (see backend-registry.h).
+ *
+ * A GPU backend registers by defining its *_backend_ops() function. Those are
+ * declared weak here so that a build whose GPU code still offers only the
+ * older probe function links and lists its devices. A weak reference does not
+ * pull an object out of a static library, so the probes stay ordinary
+ * (strong) references, which is what links cuda/device.cu and
+ * vulkan/device.c in, and *_backend_ops must be defined in that same file.
+ * Once both backends define theirs, the probes go and the ops declarations
+ * become ordinary ones.
  */
 #include "backend-registry.h"
 
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
+
+#include "err.h"
+
+#if defined(HEARTH_WITH_CUDA) || defined(HEARTH_WITH_VULKAN)
+#if defined(__GNUC__)
+#define REG_WEAK __attribute__((weak))
+#else
+#define REG_WEAK
+#endif
+#endif
 
 #ifdef HEARTH_WITH_CUDA
+const struct hearth_backend_ops *cuda_backend_ops(void) REG_WEAK;
 int cuda_probe_devices(struct reg_device_info *out, int max);
 #endif
 #ifdef HEARTH_WITH_VULKAN
+const struct hearth_backend_ops *vk_backend_ops(void);
 int vk_probe_devices(struct reg_device_info *out, int max);
 #endif
+
+typedef int (*reg_probe_fn)(struct reg_device_info *out, int max);
+
+struct reg_entry {
+    const char *name;
+    const struct hearth_backend_ops *(*ops)(void); /* NULL: not (yet) registered */
+    reg_probe_fn probe;                            /* legacy listing, NULL: none */
+};
+
+/* The compiled-in backends in listing order; returns how many. */
+static int entries(struct reg_entry *e)
+{
+    int n = 0;
+    e[n++] = (struct reg_entry){"cpu", cpu_backend_ops, NULL};
+#ifdef HEARTH_WITH_CUDA
+    e[n++] = (struct reg_entry){"cuda", cuda_backend_ops, cuda_probe_devices};
+#endif
+#ifdef HEARTH_WITH_VULKAN
+    e[n++] = (struct reg_entry){"vulkan", vk_backend_ops, vk_probe_devices};
+#endif
+    return n;
+}
 
 const char *reg_backends_built(void)
 {
@@ -29,29 +69,93 @@ const char *reg_backends_built(void)
         ;
 }
 
-static int probe_cpu(struct reg_device_info *out, int max)
+int reg_backends(const struct hearth_backend_ops **out, int max)
 {
-    if (max < 1)
-        return 1;
-    memset(out, 0, sizeof *out);
-    snprintf(out->name, sizeof out->name, "cpu");
-    long pages = sysconf(_SC_PHYS_PAGES), avail = sysconf(_SC_AVPHYS_PAGES);
-    long page = sysconf(_SC_PAGESIZE);
-    snprintf(out->desc, sizeof out->desc, "host CPU, %ld logical cores",
-             sysconf(_SC_NPROCESSORS_ONLN));
-    out->total_bytes = pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page : 0;
-    out->free_bytes = avail > 0 && page > 0 ? (uint64_t)avail * (uint64_t)page : 0;
-    return 1;
+    struct reg_entry e[3];
+    int ne = entries(e), n = 0;
+    for (int i = 0; i < ne; i++) {
+        const struct hearth_backend_ops *ops = e[i].ops ? e[i].ops() : NULL;
+        if (!ops)
+            continue;
+        if (n < max)
+            out[n] = ops;
+        n++;
+    }
+    return n;
+}
+
+static void info_from_props(struct reg_device_info *o, const struct hearth_device_props *p)
+{
+    memset(o, 0, sizeof *o);
+    memcpy(o->name, p->name, sizeof o->name);
+    o->name[sizeof o->name - 1] = '\0';
+    memcpy(o->desc, p->desc, sizeof o->desc);
+    o->desc[sizeof o->desc - 1] = '\0';
+    o->total_bytes = p->total_bytes;
+    o->free_bytes = p->free_bytes;
+    o->bw_gbps = p->bw_gbps;
 }
 
 int reg_list_devices(struct reg_device_info *out, int max)
 {
-    int n = probe_cpu(out, max);
-#ifdef HEARTH_WITH_CUDA
-    n += cuda_probe_devices(out + (n < max ? n : max), n < max ? max - n : 0);
-#endif
-#ifdef HEARTH_WITH_VULKAN
-    n += vk_probe_devices(out + (n < max ? n : max), n < max ? max - n : 0);
-#endif
+    struct reg_entry e[3];
+    int ne = entries(e), n = 0;
+    for (int i = 0; i < ne; i++) {
+        const struct hearth_backend_ops *ops = e[i].ops ? e[i].ops() : NULL;
+        if (ops) {
+            int c = ops->device_count();
+            for (int k = 0; k < c; k++, n++) {
+                struct hearth_device_props p;
+                memset(&p, 0, sizeof p);
+                if (n < max && ops->device_describe(k, &p) == HEARTH_OK)
+                    info_from_props(&out[n], &p);
+                else if (n < max) {
+                    memset(&out[n], 0, sizeof out[n]);
+                    snprintf(out[n].name, sizeof out[n].name, "%s%d", e[i].name, k);
+                }
+            }
+        } else if (e[i].probe) {
+            int c = e[i].probe(out + (n < max ? n : max), n < max ? max - n : 0);
+            for (int k = n; k < n + c && k < max; k++)
+                out[k].bw_gbps = 0.0;
+            n += c;
+        }
+    }
     return n;
+}
+
+hearth_status reg_device_open(const char *name, struct hearth_device **out)
+{
+    *out = NULL;
+    if (!name)
+        return err_set(HEARTH_ERR_INVALID_ARG, "device: no name given");
+    struct reg_entry e[3];
+    int ne = entries(e);
+    char avail[256] = "";
+    size_t used = 0;
+    for (int i = 0; i < ne; i++) {
+        const struct hearth_backend_ops *ops = e[i].ops ? e[i].ops() : NULL;
+        if (!ops) {
+            if (!strncmp(name, e[i].name, strlen(e[i].name)))
+                return err_set(HEARTH_ERR_UNSUPPORTED,
+                               "device %s: the %s backend lists devices but cannot open them yet",
+                               name, e[i].name);
+            continue;
+        }
+        int c = ops->device_count();
+        for (int k = 0; k < c; k++) {
+            struct hearth_device_props p;
+            memset(&p, 0, sizeof p);
+            if (ops->device_describe(k, &p) != HEARTH_OK)
+                continue;
+            if (!strcmp(p.name, name))
+                return ops->device_open(k, out);
+            int w = snprintf(avail + used, sizeof avail - used, "%s%s", used ? ", " : "", p.name);
+            if (w > 0 && (size_t)w < sizeof avail - used)
+                used += (size_t)w;
+        }
+    }
+    return err_set(HEARTH_ERR_NOT_FOUND,
+                   "device \"%s\" not found; this build and machine offer: %s", name,
+                   used ? avail : "(none)");
 }

@@ -102,6 +102,180 @@ typedef enum hearth_dtype {
 /* "Q4_K" for HEARTH_DTYPE_Q4_K; NULL for an id that is no type. */
 const char *hearth_dtype_name(hearth_dtype t);
 
+/* ==== Models, sessions and generation (core/api.c) ===========================
+ *
+ * A hearth_model is a GGUF file mapped read-only plus its tokenizer; it is
+ * immutable after loading, so several sessions (on several threads) may share
+ * one. A hearth_session is one conversation: its own KV cache, thread pool and
+ * sampler; use one session from one thread at a time. Text is UTF-8 and never
+ * split inside a character. Error details: hearth_last_error() on the calling
+ * thread.
+ */
+#include <stdbool.h>
+
+typedef struct hearth_model hearth_model;
+typedef struct hearth_session hearth_session;
+
+/*
+ * Maps the GGUF file at path and binds its weights and tokenizer. *out is the
+ * caller's (hearth_model_free); NULL on failure. Errors: HEARTH_ERR_IO (cannot
+ * open or map; the message names the path), HEARTH_ERR_BAD_FILE (malformed
+ * file: names the offset or field), HEARTH_ERR_UNSUPPORTED (architecture,
+ * tensor type or tokenizer not supported), HEARTH_ERR_NO_MEMORY.
+ */
+hearth_status hearth_model_load(const char *path, hearth_model **out);
+/* Frees the model. All its sessions must be freed first. NULL is a no-op. */
+void hearth_model_free(hearth_model *model);
+
+/* "llama", "qwen2", "gemma3". */
+const char *hearth_model_arch(const hearth_model *model);
+int32_t hearth_model_n_vocab(const hearth_model *model);   /* logits per position */
+int32_t hearth_model_n_ctx_train(const hearth_model *model);
+int32_t hearth_model_n_layer(const hearth_model *model);
+int32_t hearth_model_n_embd(const hearth_model *model);
+int32_t hearth_model_n_head(const hearth_model *model);
+int32_t hearth_model_n_head_kv(const hearth_model *model);
+int32_t hearth_model_head_dim(const hearth_model *model);
+/* Special ids; -1 when the model has none. */
+int32_t hearth_model_token_bos(const hearth_model *model);
+int32_t hearth_model_token_eos(const hearth_model *model);
+/* True for ids that end generation (EOS, end-of-turn markers). */
+bool hearth_model_token_is_eog(const hearth_model *model, int32_t token);
+/* The chat family used by hearth_generate_chat: "chatml", "llama3", "gemma", ... */
+const char *hearth_model_chat_format(const hearth_model *model);
+
+/*
+ * Text -> ids. add_special: prepend BOS (and append EOS) as the model's
+ * tokenizer metadata says. parse_special: control tokens written in the text
+ * ("<|im_start|>") become their ids; otherwise they are tokenized as plain
+ * text. *ids is malloc'd (free with hearth_free; non-NULL even when *n_ids is
+ * 0). Errors: HEARTH_ERR_INVALID_ARG (NULL arguments), HEARTH_ERR_NO_MEMORY.
+ */
+hearth_status hearth_tokenize(const hearth_model *model, const char *text, size_t len,
+                              bool add_special, bool parse_special, int32_t **ids,
+                              size_t *n_ids);
+/*
+ * Ids -> text. Control tokens are skipped unless render_special; invalid UTF-8
+ * becomes U+FFFD. *text is malloc'd and NUL-terminated (free with hearth_free);
+ * *len (may be NULL) gets its length. Errors: HEARTH_ERR_INVALID_ARG (an id
+ * outside [0, n_vocab)), HEARTH_ERR_NO_MEMORY.
+ */
+hearth_status hearth_detokenize(const hearth_model *model, const int32_t *ids, size_t n,
+                                bool render_special, char **text, size_t *len);
+/* Frees memory the library returned (token arrays, strings). NULL is a no-op. */
+void hearth_free(void *ptr);
+
+/* The sampling chain (penalties, then top-k, top-p, min-p, temperature). */
+typedef struct hearth_sampling_params {
+    float temp;              /* >= 0; 0 = greedy (argmax). default 0.8 */
+    int32_t top_k;           /* >= 0; 0 = off. default 40 */
+    float top_p;             /* (0, 1]; 1 = off. default 0.95 */
+    float min_p;             /* [0, 1]; 0 = off. default 0.05 */
+    float repeat_penalty;    /* > 0; 1 = off. default 1.0 */
+    int32_t repeat_last_n;   /* tokens the penalties look back on. default 64 */
+    float presence_penalty;  /* default 0 */
+    float frequency_penalty; /* default 0 */
+    uint64_t seed;           /* used when seed_set */
+    bool seed_set;           /* false: a seed from the clock (hearth_session_seed) */
+} hearth_sampling_params;
+
+typedef struct hearth_session_params {
+    uint32_t n_ctx;      /* positions of the KV cache; 0: min(4096, training context) */
+    int32_t n_threads;   /* CPU threads; <= 0: the physical cores */
+    hearth_sampling_params sampling;
+} hearth_session_params;
+
+/* Fills p with the defaults documented in the structs. */
+void hearth_sampling_params_default(hearth_sampling_params *p);
+void hearth_session_params_default(hearth_session_params *p);
+
+/*
+ * A conversation over model (borrowed: it must outlive the session). p NULL:
+ * defaults. *out is the caller's (hearth_session_free); NULL on failure.
+ * Errors: HEARTH_ERR_INVALID_ARG (a sampling field out of range: the message
+ * names it), HEARTH_ERR_UNSUPPORTED (a weight type with no CPU kernel),
+ * HEARTH_ERR_NO_MEMORY (the KV cache: 2 * n_layer * n_ctx * n_head_kv *
+ * head_dim * 2 bytes).
+ */
+hearth_status hearth_session_create(hearth_model *model, const hearth_session_params *p,
+                                    hearth_session **out);
+void hearth_session_free(hearth_session *session);
+/* Forgets the KV cache contents: the next generation evaluates its whole prompt. */
+void hearth_session_reset(hearth_session *session);
+/* Replaces the sampling parameters (and restarts the random stream). Errors as create. */
+hearth_status hearth_session_set_sampling(hearth_session *session,
+                                          const hearth_sampling_params *p);
+uint64_t hearth_session_seed(const hearth_session *session);
+uint32_t hearth_session_n_ctx(const hearth_session *session);
+
+/*
+ * Streaming callback: called once per generated token with the text that
+ * became safe to show (len may be 0 while text is held back: an incomplete
+ * character or a possible stop-string start; text is not NUL-terminated and
+ * only valid during the call), and at the end with token -1 for text released
+ * then. Return false to stop generating at once (not an error).
+ */
+typedef bool (*hearth_token_callback)(void *user, const char *text, size_t len, int32_t token);
+
+typedef enum hearth_stop_reason {
+    HEARTH_STOP_NONE = 0,
+    HEARTH_STOP_EOG = 1,       /* the model ended its text or turn */
+    HEARTH_STOP_STRING = 2,    /* a stop string appeared (it is not emitted) */
+    HEARTH_STOP_LIMIT = 3,     /* n_predict tokens were generated */
+    HEARTH_STOP_CTX_FULL = 4,  /* the KV cache is full */
+    HEARTH_STOP_CANCELLED = 5  /* the callback returned false */
+} hearth_stop_reason;
+
+typedef struct hearth_generate_params {
+    int32_t n_predict;           /* max tokens; -1: until EOG or the context is full. default 128 */
+    const char *const *stop;     /* [n_stop] strings that end generation; may be NULL */
+    size_t n_stop;
+    hearth_token_callback on_token; /* may be NULL */
+    void *user;                  /* passed to on_token */
+} hearth_generate_params;
+
+typedef struct hearth_generate_stats {
+    size_t n_prompt;        /* prompt tokens */
+    size_t n_prompt_eval;   /* of those, evaluated (the rest reused from the KV cache) */
+    double prompt_ms;
+    size_t n_gen;           /* generated tokens (the final EOG is not counted) */
+    double gen_ms;
+    hearth_stop_reason stop;
+} hearth_generate_stats;
+
+void hearth_generate_params_default(hearth_generate_params *p);
+
+/*
+ * Generates a continuation of prompt (raw text, NUL-terminated: BOS added as
+ * the tokenizer says, control tokens in it parsed). The KV cache keeps the
+ * tokens of earlier calls: a prompt that extends the previous prompt + reply
+ * only evaluates the new part. p NULL: defaults; stats may be NULL. Errors:
+ * HEARTH_ERR_INVALID_ARG (empty prompt, a prompt longer than the context),
+ * HEARTH_ERR_NO_MEMORY, HEARTH_ERR_INTERNAL.
+ */
+hearth_status hearth_generate(hearth_session *session, const char *prompt,
+                              const hearth_generate_params *p, hearth_generate_stats *stats);
+/* The same from token ids (ids[0..n), each in [0, n_vocab)). */
+hearth_status hearth_generate_tokens(hearth_session *session, const int32_t *ids, size_t n,
+                                     const hearth_generate_params *p,
+                                     hearth_generate_stats *stats);
+
+typedef struct hearth_chat_message {
+    const char *role;    /* "system", "user" or "assistant" */
+    const char *content; /* UTF-8, NUL-terminated */
+} hearth_chat_message;
+
+/*
+ * Renders msgs[0..n) with the model's chat template (hearth_model_chat_format)
+ * plus the opening of an assistant turn, and generates the reply, which ends
+ * at the family's end-of-turn marker. Pass the whole conversation each turn:
+ * earlier turns are found in the KV cache. Errors: as hearth_generate, and
+ * HEARTH_ERR_INVALID_ARG for a role the template cannot express.
+ */
+hearth_status hearth_generate_chat(hearth_session *session, const hearth_chat_message *msgs,
+                                   size_t n, const hearth_generate_params *p,
+                                   hearth_generate_stats *stats);
+
 #ifdef __cplusplus
 }
 #endif

@@ -10,7 +10,8 @@
  * Q4_1/Q5_1, the f16 rounding of Q8_1's s field (the kernel uses s, the
  * reference uses d·Σq). Scalar and SIMD must agree to the same bound, and
  * dot_rows must equal dot bit for bit (multi-row kernels keep the single-row
- * accumulation order). Rows start at odd byte offsets with odd strides, as
+ * accumulation order), as must dot_tile on every (row, token) of a multi-token
+ * tile. Rows start at odd byte offsets with odd strides, as
  * inside a mapped GGUF file.
  */
 #include <float.h>
@@ -134,6 +135,53 @@ static void make_row(hearth_dtype t, uint8_t *dst, int64_t n, int r, float *tmp)
     }
 }
 
+enum { TILE_TOK = 6 }; /* one full 4-token group and a tail of 2 */
+
+/*
+ * dot_tile of the MAX_ROWS rows at w0 against TILE_TOK different activation
+ * rows (odd stride, odd start) must equal dot on every (row, token) bit for
+ * bit, and write nothing outside its outputs. x: scratch of n floats.
+ */
+static void check_tile(const struct cpu_matmul_kernels *k, int64_t n, const uint8_t *w0,
+                       size_t w_stride, size_t act_bytes, float *x)
+{
+    size_t a_stride = act_bytes + 5, s_stride = MAX_ROWS + 2;
+    uint8_t *abuf = malloc(1 + a_stride * TILE_TOK);
+    float *s = malloc(s_stride * TILE_TOK * sizeof(float));
+    REQUIRE(abuf && s);
+    uint8_t *a = abuf + 1;
+    for (int t = 0; t < TILE_TOK; t++) {
+        fill_gauss(x, n, 0.5 + t);
+        if (k->quantize)
+            k->quantize(x, a + (size_t)t * a_stride, n);
+        else
+            memcpy(a + (size_t)t * a_stride, x, (size_t)n * sizeof(float));
+    }
+    for (size_t i = 0; i < s_stride * TILE_TOK; i++)
+        s[i] = -12345.0f;
+    for (int nr = MAX_ROWS; nr >= 1; nr -= 2) {
+        for (int nt = TILE_TOK; nt >= 3; nt -= 3) {
+            k->dot_tile(n, nr, nt, s, s_stride, w0, w_stride, a, a_stride);
+            for (int t = 0; t < TILE_TOK; t++) {
+                for (int r = 0; r < (int)s_stride; r++) {
+                    float got = s[(size_t)t * s_stride + r], want = -12345.0f;
+                    if (t < nt && r < nr)
+                        k->dot(n, &want, w0 + (size_t)r * w_stride, a + (size_t)t * a_stride);
+                    else if (t < TILE_TOK && r < MAX_ROWS && (nr < MAX_ROWS || nt < TILE_TOK))
+                        continue; /* written by an earlier, larger call */
+                    CHECK_MSG(got == want,
+                              "%s %s n=%lld dot_tile(%d rows, %d tokens) row %d tok %d: "
+                              "%.9g != dot %.9g",
+                              cpu_isa_name(k->isa), quant_get(k->wtype)->name, (long long)n, nr,
+                              nt, r, t, (double)got, (double)want);
+                }
+            }
+        }
+    }
+    free(abuf);
+    free(s);
+}
+
 /*
  * Checks every kernel of one ISA on every type and size; for SIMD ISAs also
  * agreement with the scalar kernel. *native counts the types that ran at
@@ -221,6 +269,7 @@ static void check_isa(enum cpu_isa isa, int *native)
                         CHECK_MSG(sr[r] == -12345.0f, "dot_rows(%d) wrote s[%d]", nr, r);
                 }
             }
+            check_tile(&k, n, w0, stride, (size_t)ab64, x);
             free(wbuf);
             free(abuf);
             free(x);

@@ -6,9 +6,25 @@
 #ifndef HEARTH_CLI_H
 #define HEARTH_CLI_H
 
+#include <stdbool.h>
+
 int cmd_inspect(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
 int cmd_devices(int argc, char **argv);
+int cmd_plan(int argc, char **argv);
+
+/* One scheme of `hearth plan --compare-quants` (tools/plan-svg.c draws them). */
+struct plan_svg_row {
+    const char *type; /* "Q4_K_M" */
+    bool ok;          /* false: the mix has no type for this model's shapes */
+    double file_bytes, bpw, vram_bytes, ram_bytes;
+    double gpu_share; /* weights on a GPU / all weights, 0..1 */
+    double prefill_tps, decode_tps;
+    bool ram_over;    /* the host part exceeds the host's RAM (pages from disk) */
+};
+/* Writes the comparison chart as a standalone SVG file; 0 on success, -1 (errno set) on I/O. */
+int plan_svg_write(const char *path, const char *title, const struct plan_svg_row *rows, int n,
+                   double vram_bytes);
 
 /* Prints "hearth: <message>" with hearth_last_error() appended when set. */
 void cli_error(const char *fmt, ...)

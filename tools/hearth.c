@@ -7,6 +7,12 @@
 
 #include "cli.h"
 #include "hearth.h"
+#include "progress.h" /* cmd_run, cmd_chat */
+
+/* perplexity and bench; to move into cli.h */
+int cmd_perplexity(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_serve(int argc, char **argv); /* tools/cmd-serve.c */
 
 struct command {
     const char *name;
@@ -18,6 +24,12 @@ static const struct command commands[] = {
     {"inspect", cmd_inspect, "show a GGUF file's architecture, metadata and tensors"},
     {"synth", cmd_synth, "write a random-weight GGUF model of a named shape"},
     {"devices", cmd_devices, "list the devices this build and machine offer"},
+    {"plan", cmd_plan, "plan tensor placement, memory and speed; compare quant schemes"},
+    {"run", cmd_run, "generate text from a prompt and stream it to stdout"},
+    {"chat", cmd_chat, "interactive chat with a model (history kept, KV reused)"},
+    {"perplexity", cmd_perplexity, "score a text: perplexity, and KL divergence between runs"},
+    {"bench", cmd_bench, "measure prefill and decode speed against memory bandwidth"},
+    {"serve", cmd_serve, "OpenAI-compatible HTTP server with continuous batching"},
 };
 
 static void usage(FILE *out)

@@ -1,16 +1,71 @@
 /*
- * vulkan/device: physical-device discovery for the registry. No loader, no
- * ICD or no device is not an error: the build simply lists no vulkan devices.
+ * vulkan/device: instance and device creation, and what the device can do.
+ *
+ * vk_probe_devices (for the registry) lists devices without creating one; no
+ * loader, no ICD or no device is not an error there. vk_ctx_create picks a
+ * device by index, by name substring, or by type (discrete > integrated >
+ * virtual > cpu: never blindly "device 0"), takes one compute queue
+ * (preferring a compute-only family, which on discrete GPUs runs beside
+ * graphics work), and records the features and limits once in struct
+ * vk_caps. Optional features are only recorded here; a shader variant that
+ * needs one (the subgroup reductions) is chosen per dispatch from caps.
+ * Validation (VK_LAYER_KHRONOS_validation + a debug-utils messenger counting
+ * warnings and errors) is on when asked or with HEARTH_VULKAN_VALIDATE=1;
+ * the library never prints, the count and last message are read by tests.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
-#include <vulkan/vulkan.h>
 
-#include "backend-registry.h"
+#include "vk-graph.h"
 
-int vk_probe_devices(struct reg_device_info *out, int max);
+/*
+ * The registry's entry point. It lives here, beside vk_probe_devices, because
+ * the registry declares both weak: a weak reference pulls no object out of a
+ * static archive, so the two must share the object that is linked anyway.
+ */
+const struct hearth_backend_ops *vk_backend_ops(void);
 
-int vk_probe_devices(struct reg_device_info *out, int max)
+const struct hearth_backend_ops *vk_backend_ops(void)
+{
+    return vk__backend_table();
+}
+
+static const char *vk_result_name(VkResult r)
+{
+    switch (r) {
+    case VK_NOT_READY: return "VK_NOT_READY";
+    case VK_TIMEOUT: return "VK_TIMEOUT";
+    case VK_INCOMPLETE: return "VK_INCOMPLETE";
+    case VK_ERROR_OUT_OF_HOST_MEMORY: return "VK_ERROR_OUT_OF_HOST_MEMORY";
+    case VK_ERROR_OUT_OF_DEVICE_MEMORY: return "VK_ERROR_OUT_OF_DEVICE_MEMORY";
+    case VK_ERROR_INITIALIZATION_FAILED: return "VK_ERROR_INITIALIZATION_FAILED";
+    case VK_ERROR_DEVICE_LOST: return "VK_ERROR_DEVICE_LOST";
+    case VK_ERROR_MEMORY_MAP_FAILED: return "VK_ERROR_MEMORY_MAP_FAILED";
+    case VK_ERROR_LAYER_NOT_PRESENT: return "VK_ERROR_LAYER_NOT_PRESENT";
+    case VK_ERROR_EXTENSION_NOT_PRESENT: return "VK_ERROR_EXTENSION_NOT_PRESENT";
+    case VK_ERROR_FEATURE_NOT_PRESENT: return "VK_ERROR_FEATURE_NOT_PRESENT";
+    case VK_ERROR_INCOMPATIBLE_DRIVER: return "VK_ERROR_INCOMPATIBLE_DRIVER";
+    case VK_ERROR_TOO_MANY_OBJECTS: return "VK_ERROR_TOO_MANY_OBJECTS";
+    case VK_ERROR_FRAGMENTED_POOL: return "VK_ERROR_FRAGMENTED_POOL";
+    case VK_ERROR_OUT_OF_POOL_MEMORY: return "VK_ERROR_OUT_OF_POOL_MEMORY";
+    default: return "VkResult (other)";
+    }
+}
+
+hearth_status vk__fail(VkResult r, const char *expr, const char *file, int line)
+{
+    hearth_status st = HEARTH_ERR_BACKEND;
+    if (r == VK_ERROR_OUT_OF_DEVICE_MEMORY)
+        st = HEARTH_ERR_DEVICE_OOM;
+    else if (r == VK_ERROR_OUT_OF_HOST_MEMORY)
+        st = HEARTH_ERR_NO_MEMORY;
+    else if (r == VK_ERROR_DEVICE_LOST)
+        st = HEARTH_ERR_DEVICE_LOST;
+    return err_set(st, "%s:%d: %s: %s (%d)", file, line, expr, vk_result_name(r), (int)r);
+}
+
+static VkInstance vk_instance_plain(void)
 {
     VkApplicationInfo app = {
         .sType = VK_STRUCTURE_TYPE_APPLICATION_INFO,
@@ -23,6 +78,26 @@ int vk_probe_devices(struct reg_device_info *out, int max)
     };
     VkInstance inst;
     if (vkCreateInstance(&ici, NULL, &inst) != VK_SUCCESS)
+        return VK_NULL_HANDLE;
+    return inst;
+}
+
+void vk_keep_driver_loaded(void)
+{
+    static VkInstance keeper = VK_NULL_HANDLE; /* reachable until exit: not a leak */
+    if (keeper == VK_NULL_HANDLE)
+        keeper = vk_instance_plain();
+}
+
+int vk_probe_devices(struct reg_device_info *out, int max)
+{
+    /* Loading an ICD costs tens of milliseconds, and a driver unloaded before
+     * exit leaves its process-lifetime allocations unattributable for the
+     * sanitizer build's leak check: keep one instance (and the driver) for the
+     * life of the process. */
+    vk_keep_driver_loaded();
+    VkInstance inst = vk_instance_plain();
+    if (inst == VK_NULL_HANDLE)
         return 0;
     uint32_t count = 0;
     vkEnumeratePhysicalDevices(inst, &count, NULL);
@@ -46,4 +121,338 @@ int vk_probe_devices(struct reg_device_info *out, int max)
     }
     vkDestroyInstance(inst, NULL);
     return (int)count;
+}
+
+static VKAPI_ATTR VkBool32 VKAPI_CALL vk_debug_cb(VkDebugUtilsMessageSeverityFlagBitsEXT sev,
+                                                 VkDebugUtilsMessageTypeFlagsEXT type,
+                                                 const VkDebugUtilsMessengerCallbackDataEXT *data,
+                                                 void *user)
+{
+    struct vk_ctx *ctx = user;
+    bool counts = (sev & VK_DEBUG_UTILS_MESSAGE_SEVERITY_ERROR_BIT_EXT) ||
+                  ((sev & VK_DEBUG_UTILS_MESSAGE_SEVERITY_WARNING_BIT_EXT) &&
+                   (type & VK_DEBUG_UTILS_MESSAGE_TYPE_VALIDATION_BIT_EXT));
+    if (counts) {
+        ctx->val_errors++;
+        snprintf(ctx->val_last, sizeof ctx->val_last, "%s", data && data->pMessage ? data->pMessage : "?");
+    }
+    return VK_FALSE;
+}
+
+static bool has_ext(const VkExtensionProperties *e, uint32_t n, const char *name)
+{
+    for (uint32_t i = 0; i < n; i++)
+        if (strcmp(e[i].extensionName, name) == 0)
+            return true;
+    return false;
+}
+
+static bool want_validation(const struct vk_ctx_opts *opts)
+{
+    const char *env = getenv("HEARTH_VULKAN_VALIDATE");
+    return opts->validate || (env && env[0] == '1');
+}
+
+static hearth_status create_instance(struct vk_ctx *ctx, bool validate)
+{
+    hearth_status st = HEARTH_OK;
+    const char *layers[1] = {"VK_LAYER_KHRONOS_validation"};
+    const char *exts[1] = {VK_EXT_DEBUG_UTILS_EXTENSION_NAME};
+    if (validate) {
+        uint32_t n = 0;
+        vkEnumerateInstanceLayerProperties(&n, NULL);
+        VkLayerProperties *lp = calloc(n ? n : 1, sizeof *lp);
+        if (!lp)
+            return err_set(HEARTH_ERR_NO_MEMORY, "vulkan: layer list");
+        vkEnumerateInstanceLayerProperties(&n, lp);
+        bool found = false;
+        for (uint32_t i = 0; i < n; i++)
+            found = found || strcmp(lp[i].layerName, layers[0]) == 0;
+        free(lp);
+        if (!found)
+            return err_set(HEARTH_ERR_UNSUPPORTED, "vulkan: validation requested but %s is not "
+                           "installed (Debian: vulkan-validationlayers)", layers[0]);
+    }
+    VkApplicationInfo app = {
+        .sType = VK_STRUCTURE_TYPE_APPLICATION_INFO,
+        .pApplicationName = "hearth",
+        .apiVersion = VK_API_VERSION_1_2,
+    };
+    VkInstanceCreateInfo ici = {
+        .sType = VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO,
+        .pApplicationInfo = &app,
+        .enabledLayerCount = validate ? 1u : 0u,
+        .ppEnabledLayerNames = layers,
+        .enabledExtensionCount = validate ? 1u : 0u,
+        .ppEnabledExtensionNames = exts,
+    };
+    VK_TRY(vkCreateInstance(&ici, NULL, &ctx->inst), fail);
+    if (validate) {
+        PFN_vkCreateDebugUtilsMessengerEXT create = (PFN_vkCreateDebugUtilsMessengerEXT)
+            vkGetInstanceProcAddr(ctx->inst, "vkCreateDebugUtilsMessengerEXT");
+        ctx->destroy_messenger = (PFN_vkDestroyDebugUtilsMessengerEXT)
+            vkGetInstanceProcAddr(ctx->inst, "vkDestroyDebugUtilsMessengerEXT");
+        if (!create || !ctx->destroy_messenger)
+            return err_set(HEARTH_ERR_UNSUPPORTED, "vulkan: VK_EXT_debug_utils has no messenger");
+        VkDebugUtilsMessengerCreateInfoEXT mci = {
+            .sType = VK_STRUCTURE_TYPE_DEBUG_UTILS_MESSENGER_CREATE_INFO_EXT,
+            .messageSeverity = VK_DEBUG_UTILS_MESSAGE_SEVERITY_WARNING_BIT_EXT |
+                               VK_DEBUG_UTILS_MESSAGE_SEVERITY_ERROR_BIT_EXT,
+            .messageType = VK_DEBUG_UTILS_MESSAGE_TYPE_GENERAL_BIT_EXT |
+                           VK_DEBUG_UTILS_MESSAGE_TYPE_VALIDATION_BIT_EXT,
+            .pfnUserCallback = vk_debug_cb,
+            .pUserData = ctx,
+        };
+        VK_TRY(create(ctx->inst, &mci, NULL, &ctx->messenger), fail);
+    }
+    return HEARTH_OK;
+fail:
+    return st;
+}
+
+static int type_score(VkPhysicalDeviceType t)
+{
+    switch (t) {
+    case VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU: return 4;
+    case VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU: return 3;
+    case VK_PHYSICAL_DEVICE_TYPE_VIRTUAL_GPU: return 2;
+    case VK_PHYSICAL_DEVICE_TYPE_CPU: return 1;
+    default: return 0;
+    }
+}
+
+static hearth_status pick_device(struct vk_ctx *ctx, const struct vk_ctx_opts *opts)
+{
+    uint32_t n = 0;
+    vkEnumeratePhysicalDevices(ctx->inst, &n, NULL);
+    VkPhysicalDevice devs[16];
+    if (n > 16)
+        n = 16;
+    vkEnumeratePhysicalDevices(ctx->inst, &n, devs);
+    if (n == 0)
+        return err_set(HEARTH_ERR_NOT_FOUND, "vulkan: no physical device");
+    int best = -1, best_score = -1;
+    for (uint32_t i = 0; i < n; i++) {
+        VkPhysicalDeviceProperties p;
+        vkGetPhysicalDeviceProperties(devs[i], &p);
+        if (p.apiVersion < VK_API_VERSION_1_2)
+            continue; /* the shaders target Vulkan 1.2 */
+        if (opts->device_index >= 0) {
+            if ((int)i == opts->device_index)
+                best = (int)i;
+            continue;
+        }
+        if (opts->device_name && !strstr(p.deviceName, opts->device_name))
+            continue;
+        if (type_score(p.deviceType) > best_score) {
+            best_score = type_score(p.deviceType);
+            best = (int)i;
+        }
+    }
+    if (best < 0)
+        return err_set(HEARTH_ERR_NOT_FOUND, "vulkan: no Vulkan 1.2 device matches (index %d, "
+                       "name \"%s\", %u devices)", opts->device_index,
+                       opts->device_name ? opts->device_name : "", n);
+    ctx->phys = devs[best];
+    return HEARTH_OK;
+}
+
+static void record_caps(struct vk_ctx *ctx, const VkExtensionProperties *exts, uint32_t n_ext,
+                        const VkPhysicalDeviceVulkan12Features *f12,
+                        const VkPhysicalDeviceVulkan11Features *f11)
+{
+    struct vk_caps *c = &ctx->caps;
+    VkPhysicalDeviceSubgroupProperties sg = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES};
+    VkPhysicalDeviceMaintenance3Properties m3 = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES, .pNext = &sg};
+    VkPhysicalDeviceProperties2 p2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2,
+                                      .pNext = &m3};
+    vkGetPhysicalDeviceProperties2(ctx->phys, &p2);
+    const VkPhysicalDeviceProperties *p = &p2.properties;
+    snprintf(c->name, sizeof c->name, "%s", p->deviceName);
+    c->api_version = p->apiVersion;
+    c->vendor_id = p->vendorID;
+    c->device_id = p->deviceID;
+    c->type = p->deviceType;
+    c->subgroup_size = sg.subgroupSize;
+    c->subgroup_arith = (sg.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) &&
+                        (sg.supportedOperations & VK_SUBGROUP_FEATURE_BASIC_BIT) &&
+                        (sg.supportedOperations & VK_SUBGROUP_FEATURE_ARITHMETIC_BIT);
+    c->storage_16bit = f11->storageBuffer16BitAccess;
+    c->float16 = f12->shaderFloat16;
+    c->int8_dot = has_ext(exts, n_ext, "VK_KHR_shader_integer_dot_product") ||
+                  p->apiVersion >= VK_API_VERSION_1_3;
+    c->coopmat = has_ext(exts, n_ext, "VK_KHR_cooperative_matrix");
+    c->memory_budget = has_ext(exts, n_ext, VK_EXT_MEMORY_BUDGET_EXTENSION_NAME);
+    c->timestamp_period_ns = p->limits.timestampPeriod;
+    c->max_alloc = m3.maxMemoryAllocationSize;
+    c->max_storage_range = p->limits.maxStorageBufferRange;
+    for (int i = 0; i < 3; i++)
+        c->max_wg_count[i] = p->limits.maxComputeWorkGroupCount[i];
+    vkGetPhysicalDeviceMemoryProperties(ctx->phys, &ctx->mem_props);
+    for (uint32_t h = 0; h < ctx->mem_props.memoryHeapCount; h++)
+        if (ctx->mem_props.memoryHeaps[h].flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT)
+            c->device_local_bytes += ctx->mem_props.memoryHeaps[h].size;
+    c->device_local_free = c->device_local_bytes;
+}
+
+/* Free device-local bytes from VK_EXT_memory_budget (enabled only when present). */
+static void read_budget(struct vk_ctx *ctx)
+{
+    if (!ctx->caps.memory_budget)
+        return;
+    VkPhysicalDeviceMemoryBudgetPropertiesEXT b = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MEMORY_BUDGET_PROPERTIES_EXT};
+    VkPhysicalDeviceMemoryProperties2 mp = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MEMORY_PROPERTIES_2, .pNext = &b};
+    vkGetPhysicalDeviceMemoryProperties2(ctx->phys, &mp);
+    uint64_t free_b = 0;
+    for (uint32_t h = 0; h < mp.memoryProperties.memoryHeapCount; h++)
+        if ((mp.memoryProperties.memoryHeaps[h].flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT) &&
+            b.heapBudget[h] > b.heapUsage[h])
+            free_b += b.heapBudget[h] - b.heapUsage[h];
+    ctx->caps.device_local_free = free_b;
+}
+
+static hearth_status create_device(struct vk_ctx *ctx, const struct vk_ctx_opts *opts)
+{
+    hearth_status st = HEARTH_OK;
+    uint32_t n_ext = 0;
+    vkEnumerateDeviceExtensionProperties(ctx->phys, NULL, &n_ext, NULL);
+    VkExtensionProperties *exts = calloc(n_ext ? n_ext : 1, sizeof *exts);
+    VkQueueFamilyProperties *qf = NULL;
+    if (!exts)
+        return err_set(HEARTH_ERR_NO_MEMORY, "vulkan: extension list");
+    vkEnumerateDeviceExtensionProperties(ctx->phys, NULL, &n_ext, exts);
+
+    VkPhysicalDeviceVulkan12Features f12 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES};
+    VkPhysicalDeviceVulkan11Features f11 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES,
+                                            .pNext = &f12};
+    VkPhysicalDeviceFeatures2 f2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, .pNext = &f11};
+    vkGetPhysicalDeviceFeatures2(ctx->phys, &f2);
+    record_caps(ctx, exts, n_ext, &f12, &f11);
+
+    uint32_t nq = 0;
+    vkGetPhysicalDeviceQueueFamilyProperties(ctx->phys, &nq, NULL);
+    qf = calloc(nq ? nq : 1, sizeof *qf);
+    if (!qf) {
+        st = err_set(HEARTH_ERR_NO_MEMORY, "vulkan: queue family list");
+        goto done;
+    }
+    vkGetPhysicalDeviceQueueFamilyProperties(ctx->phys, &nq, qf);
+    int fam = -1;
+    for (uint32_t i = 0; i < nq; i++) {
+        if (!(qf[i].queueFlags & VK_QUEUE_COMPUTE_BIT))
+            continue;
+        bool compute_only = !(qf[i].queueFlags & VK_QUEUE_GRAPHICS_BIT);
+        if (fam < 0 || (compute_only && (qf[fam].queueFlags & VK_QUEUE_GRAPHICS_BIT)))
+            fam = (int)i;
+    }
+    if (fam < 0) {
+        st = err_set(HEARTH_ERR_UNSUPPORTED, "vulkan: %s has no compute queue", ctx->caps.name);
+        goto done;
+    }
+    ctx->qfam = (uint32_t)fam;
+    ctx->caps.timestamps = qf[fam].timestampValidBits > 0 && ctx->caps.timestamp_period_ns > 0.0f;
+
+    /* Enable only what the shaders use (nothing optional yet) plus the budget query. */
+    const char *dev_exts[1];
+    uint32_t n_dev_ext = 0;
+    if (ctx->caps.memory_budget)
+        dev_exts[n_dev_ext++] = VK_EXT_MEMORY_BUDGET_EXTENSION_NAME;
+    float prio = 1.0f;
+    VkDeviceQueueCreateInfo qci = {
+        .sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO,
+        .queueFamilyIndex = ctx->qfam,
+        .queueCount = 1,
+        .pQueuePriorities = &prio,
+    };
+    VkDeviceCreateInfo dci = {
+        .sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO,
+        .queueCreateInfoCount = 1,
+        .pQueueCreateInfos = &qci,
+        .enabledExtensionCount = n_dev_ext,
+        .ppEnabledExtensionNames = dev_exts,
+    };
+    VK_TRY(vkCreateDevice(ctx->phys, &dci, NULL, &ctx->dev), done);
+    vkGetDeviceQueue(ctx->dev, ctx->qfam, 0, &ctx->queue);
+    read_budget(ctx);
+
+    /* The largest buffer hearth creates: every binding of it stays in range. */
+    uint64_t cap = ctx->caps.max_alloc < ctx->caps.max_storage_range ? ctx->caps.max_alloc
+                                                                     : ctx->caps.max_storage_range;
+    if (cap > 0xffffff00ull) /* byte offsets in push constants are 32-bit */
+        cap = 0xffffff00ull;
+    if (opts->max_chunk_override && opts->max_chunk_override < cap)
+        cap = opts->max_chunk_override;
+    ctx->caps.max_chunk = cap > 4096 ? cap - 256 : cap; /* room for the 16-byte slack, aligned */
+done:
+    free(qf);
+    free(exts);
+    return st;
+}
+
+hearth_status vk_ctx_create(const struct vk_ctx_opts *opts, struct vk_ctx **out)
+{
+    *out = NULL;
+    struct vk_ctx_opts dflt = {.device_index = -1};
+    if (!opts)
+        opts = &dflt;
+    struct vk_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!ctx)
+        return err_set(HEARTH_ERR_NO_MEMORY, "vulkan: context");
+    hearth_status st = create_instance(ctx, want_validation(opts));
+    if (st != HEARTH_OK)
+        goto fail;
+    if ((st = pick_device(ctx, opts)) != HEARTH_OK)
+        goto fail;
+    if ((st = create_device(ctx, opts)) != HEARTH_OK)
+        goto fail;
+    ctx->use_subgroup = ctx->caps.subgroup_arith;
+    VkPipelineCacheCreateInfo pci = {.sType = VK_STRUCTURE_TYPE_PIPELINE_CACHE_CREATE_INFO};
+    VK_TRY(vkCreatePipelineCache(ctx->dev, &pci, NULL, &ctx->pcache), fail);
+    if ((st = vk__command_init(ctx)) != HEARTH_OK)
+        goto fail;
+    *out = ctx;
+    return HEARTH_OK;
+fail:
+    vk_ctx_destroy(ctx);
+    return st;
+}
+
+void vk_ctx_destroy(struct vk_ctx *ctx)
+{
+    if (!ctx)
+        return;
+    if (ctx->dev) {
+        vkDeviceWaitIdle(ctx->dev);
+        vk_buffer_destroy(ctx, &ctx->staging);
+        vk__command_destroy(ctx);
+        vk__pipelines_destroy(ctx);
+        if (ctx->pcache)
+            vkDestroyPipelineCache(ctx->dev, ctx->pcache, NULL);
+        vkDestroyDevice(ctx->dev, NULL);
+    }
+    if (ctx->messenger && ctx->destroy_messenger)
+        ctx->destroy_messenger(ctx->inst, ctx->messenger, NULL);
+    if (ctx->inst)
+        vkDestroyInstance(ctx->inst, NULL);
+    free(ctx);
+}
+
+const struct vk_caps *vk_ctx_caps(const struct vk_ctx *ctx)
+{
+    return &ctx->caps;
+}
+
+int vk_ctx_validation_errors(const struct vk_ctx *ctx, const char **last_message)
+{
+    if (last_message)
+        *last_message = ctx->val_last;
+    return ctx->val_errors;
+}
+
+void vk_ctx_set_use_subgroup(struct vk_ctx *ctx, bool on)
+{
+    ctx->use_subgroup = on && ctx->caps.subgroup_arith;
 }

@@ -13,8 +13,14 @@
  * DEF_KERNELS turns a block function into dot (two accumulators over
  * alternating blocks, so the FMA chain is not the bottleneck) and dot_rows
  * (four rows at once: the activation block is loaded once and reused from
- * registers, and four weight streams are in flight). Both use the same
- * per-row accumulation order, so dot_rows equals dot bit for bit.
+ * registers, and four weight streams are in flight); DEF_TILE into dot_tile
+ * (one row against four tokens, for prefill: the weight-side unpacking is
+ * shared by the four inlined copies). All use the same per-output
+ * accumulation order, so dot_rows and dot_tile equal dot bit for bit. Q4_0
+ * and Q5_0 use unsigned codes minus an activation-only offset in dot/dot_rows
+ * (shared by the four rows) and the sign trick in the tile; both give the same
+ * exact int32 sums. Scale fields are unpacked in SIMD, never per scale in
+ * scalar code (bench/NOTES-cpu.md has the instruction counts).
  *
  * The quantizers reproduce the reference bit for bit (see dot-scalar.c for the
  * rounding rules). Every load is unaligned (rows in mapped files are byte-aligned).
@@ -40,6 +46,21 @@ static inline float f16_at(const uint8_t *p)
     return _cvtsh_ss(h);
 }
 
+/*
+ * The f16 at p, reading the 4 bytes p..p+3 (one vmovd, no zeroing of a register
+ * first); only for f16 fields followed by 2 more bytes of the same block.
+ */
+static inline float f16_lo(const uint8_t *p)
+{
+    return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128((int)dot__u32(p))));
+}
+
+/* The two f16 at p, p + 2 as floats in lanes 0 and 1 (lanes 2, 3 zero). */
+static inline __m128 f16x2_at(const uint8_t *p)
+{
+    return _mm_cvtph_ps(_mm_cvtsi32_si128((int)dot__u32(p)));
+}
+
 static inline float hsum_ps(__m256 v)
 {
     __m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -48,11 +69,15 @@ static inline float hsum_ps(__m256 v)
     return _mm_cvtss_f32(x);
 }
 
-/* 16 bytes of nibbles -> 32 bytes: low nibbles are bytes 0..15, high nibbles 16..31. */
+/*
+ * 16 bytes of nibbles -> 32 bytes: low nibbles are bytes 0..15, high nibbles
+ * 16..31. A broadcast load and a per-lane shift (3 instructions, not 4 with
+ * an insert).
+ */
 static inline __m256i nibbles32(const uint8_t *p)
 {
-    __m128i q = load16(p);
-    __m256i v = _mm256_set_m128i(_mm_srli_epi16(q, 4), q);
+    __m256i v = _mm256_broadcastsi128_si256(load16(p));
+    v = _mm256_srlv_epi64(v, _mm256_set_epi64x(4, 4, 0, 0));
     return _mm256_and_si256(v, _mm256_set1_epi8(0x0F));
 }
 
@@ -86,15 +111,53 @@ static inline __attribute__((always_inline)) __m256 blk_q4_0(const uint8_t *w, c
 {
     __m256i x = _mm256_sub_epi8(nibbles32(w + 2), _mm256_set1_epi8(8));
     __m256 p = _mm256_cvtepi32_ps(dot_ss(x, load32(a + 2)));
-    return _mm256_fmadd_ps(_mm256_set1_ps(f16_at(w) * f16_at(a)), p, acc);
+    return _mm256_fmadd_ps(_mm256_set1_ps(f16_lo(w) * f16_lo(a)), p, acc);
+}
+
+/*
+ * Q4_1/Q5_1 against Q8_1: acc += d_w·d_a·p, plus m_w·s_a in lane 1. Both
+ * products come from one multiply of the (d, m) and (d, s) f16 pairs.
+ */
+static inline __m256 q_1_accum(const uint8_t *w, const uint8_t *a, __m256 p, __m256 acc)
+{
+    __m128 dm = _mm_mul_ps(f16x2_at(w), f16x2_at(a));
+    acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(dm), p, acc);
+    const __m256 lane1 = _mm256_castsi256_ps(_mm256_setr_epi32(0, -1, 0, 0, 0, 0, 0, 0));
+    return _mm256_add_ps(acc, _mm256_and_ps(_mm256_castps128_ps256(dm), lane1));
+}
+
+/*
+ * Q4_0 and Q5_0 for dot and dot_rows: the unsigned codes u (0..15, 0..31)
+ * against a, minus the offset times Σa per 4-byte group. This gives the same
+ * int32 lanes as the sign trick (exact integers), so it matches the tile
+ * kernels bit for bit; the offset term depends only on a, so dot_rows' four
+ * inlined copies share it, and each row saves the two vpsignb.
+ */
+static inline __attribute__((always_inline)) __m256 blk_q4_0u(const uint8_t *w, const uint8_t *a,
+                                                              __m256 acc)
+{
+    __m256i y = load32(a + 2);
+    __m256i x = _mm256_sub_epi32(dot_us(nibbles32(w + 2), y), dot_us(_mm256_set1_epi8(8), y));
+    __m256 p = _mm256_cvtepi32_ps(x);
+    return _mm256_fmadd_ps(_mm256_set1_ps(f16_lo(w) * f16_lo(a)), p, acc);
+}
+
+static inline __attribute__((always_inline)) __m256 blk_q5_0u(const uint8_t *w, const uint8_t *a,
+                                                              __m256 acc)
+{
+    __m256i hb = bits32(dot__u32(w + 2));
+    __m256i u = _mm256_or_si256(nibbles32(w + 6), _mm256_and_si256(hb, _mm256_set1_epi8(0x10)));
+    __m256i y = load32(a + 2);
+    __m256i x = _mm256_sub_epi32(dot_us(u, y), dot_us(_mm256_set1_epi8(16), y));
+    __m256 p = _mm256_cvtepi32_ps(x);
+    return _mm256_fmadd_ps(_mm256_set1_ps(f16_lo(w) * f16_lo(a)), p, acc);
 }
 
 static inline __attribute__((always_inline)) __m256 blk_q4_1(const uint8_t *w, const uint8_t *a,
                                                              __m256 acc)
 {
     __m256 p = _mm256_cvtepi32_ps(dot_us(nibbles32(w + 4), load32(a + 4)));
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(w) * f16_at(a)), p, acc);
-    return _mm256_add_ps(acc, _mm256_set_ps(0, 0, 0, 0, 0, 0, 0, f16_at(w + 2) * f16_at(a + 2)));
+    return q_1_accum(w, a, p, acc);
 }
 
 static inline __attribute__((always_inline)) __m256 blk_q5_0(const uint8_t *w, const uint8_t *a,
@@ -104,7 +167,7 @@ static inline __attribute__((always_inline)) __m256 blk_q5_0(const uint8_t *w, c
     /* n | 0xF0 reads as n − 16 where the 5th bit is clear, n where it is set */
     __m256i x = _mm256_or_si256(nibbles32(w + 6), _mm256_andnot_si256(hb, _mm256_set1_epi8(-16)));
     __m256 p = _mm256_cvtepi32_ps(dot_ss(x, load32(a + 2)));
-    return _mm256_fmadd_ps(_mm256_set1_ps(f16_at(w) * f16_at(a)), p, acc);
+    return _mm256_fmadd_ps(_mm256_set1_ps(f16_lo(w) * f16_lo(a)), p, acc);
 }
 
 static inline __attribute__((always_inline)) __m256 blk_q5_1(const uint8_t *w, const uint8_t *a,
@@ -113,15 +176,14 @@ static inline __attribute__((always_inline)) __m256 blk_q5_1(const uint8_t *w, c
     __m256i hb = bits32(dot__u32(w + 4));
     __m256i u = _mm256_or_si256(nibbles32(w + 8), _mm256_and_si256(hb, _mm256_set1_epi8(0x10)));
     __m256 p = _mm256_cvtepi32_ps(dot_us(u, load32(a + 4)));
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(w) * f16_at(a)), p, acc);
-    return _mm256_add_ps(acc, _mm256_set_ps(0, 0, 0, 0, 0, 0, 0, f16_at(w + 2) * f16_at(a + 2)));
+    return q_1_accum(w, a, p, acc);
 }
 
 static inline __attribute__((always_inline)) __m256 blk_q8_0(const uint8_t *w, const uint8_t *a,
                                                              __m256 acc)
 {
     __m256 p = _mm256_cvtepi32_ps(dot_ss(load32(w + 2), load32(a + 2)));
-    return _mm256_fmadd_ps(_mm256_set1_ps(f16_at(w) * f16_at(a)), p, acc);
+    return _mm256_fmadd_ps(_mm256_set1_ps(f16_lo(w) * f16_lo(a)), p, acc);
 }
 
 static inline __m256i iq4_table(void)
@@ -134,7 +196,7 @@ static inline __attribute__((always_inline)) __m256 blk_iq4_nl(const uint8_t *w,
 {
     __m256i x = _mm256_shuffle_epi8(iq4_table(), nibbles32(w + 2));
     __m256 p = _mm256_cvtepi32_ps(dot_ss(x, load32(a + 2)));
-    return _mm256_fmadd_ps(_mm256_set1_ps(f16_at(w) * f16_at(a)), p, acc);
+    return _mm256_fmadd_ps(_mm256_set1_ps(f16_lo(w) * f16_lo(a)), p, acc);
 }
 
 /* ---- 256-element super-blocks ------------------------------------------------ */
@@ -155,6 +217,20 @@ static inline __m256i pair_scale(__m256i s8x8, int c)
 static inline __m256i one_scale(__m256i s8, int j)
 {
     return _mm256_shuffle_epi8(s8, _mm256_set1_epi16((short)(((2 * j + 1) << 8) | (2 * j))));
+}
+
+/*
+ * Bit `bit` of every byte of v moved to bit `to` (other bits zero). 16-bit
+ * shifts are fine: the wanted bit stays inside its byte (|bit − to| < 8 and
+ * the mask drops what crossed over).
+ */
+static inline __m256i bit_to(__m256i v, int bit, int to)
+{
+    if (bit < to)
+        v = _mm256_slli_epi16(v, to - bit);
+    else if (bit > to)
+        v = _mm256_srli_epi16(v, bit - to);
+    return _mm256_and_si256(v, _mm256_set1_epi8((char)(1 << to)));
 }
 
 static inline __m256i bsums_of(const uint8_t *a)
@@ -187,12 +263,28 @@ static inline __attribute__((always_inline)) __m256 blk_q2_k(const uint8_t *w, c
     return _mm256_fnmadd_ps(_mm256_set1_ps(da * f16_at(w + 82)), _mm256_cvtepi32_ps(msum), acc);
 }
 
+/*
+ * The 16 Q3_K scales (§3.9) as int8 in SIMD: low 4 bits are the nibbles of bytes
+ * 0..7 (low nibbles for scales 0..7, high for 8..15); the top 2 bits of scale j
+ * are bits 2(j/4)..2(j/4)+1 of byte 8 + j%4, i.e. u32 word h shifted by 0, 2,
+ * 4, 6 for the four groups of four scales.
+ */
+static inline __m128i q3_k_scales(const uint8_t *s)
+{
+    uint64_t lo8;
+    memcpy(&lo8, s, 8);
+    const __m128i m4 = _mm_set1_epi8(0x0F);
+    __m128i v = _mm_cvtsi64_si128((long long)lo8);
+    __m128i low = _mm_unpacklo_epi64(_mm_and_si128(v, m4), _mm_and_si128(_mm_srli_epi16(v, 4), m4));
+    __m128i h = _mm_srlv_epi32(_mm_set1_epi32((int)dot__u32(s + 8)), _mm_setr_epi32(0, 2, 4, 6));
+    __m128i high = _mm_slli_epi16(_mm_and_si128(h, _mm_set1_epi8(3)), 4);
+    return _mm_sub_epi8(_mm_or_si128(low, high), _mm_set1_epi8(32));
+}
+
 static inline __attribute__((always_inline)) __m256 blk_q3_k(const uint8_t *w, const uint8_t *a,
                                                              __m256 acc)
 {
-    int8_t sc8[16];
-    dot__q3_k_scales(w + 96, sc8);
-    __m128i sc = _mm_loadu_si128((const __m128i *)(const void *)sc8);
+    __m128i sc = q3_k_scales(w + 96);
     /* q = u − 4 with u = low2 + 4·hbit in 0..7: Σ s·q = Σ s·Σ u·a − 4 Σ s·bsum */
     __m256i msum = _mm256_madd_epi16(bsums_of(a), _mm256_cvtepi8_epi16(sc));
     __m256i s_lo = _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(sc));
@@ -205,10 +297,8 @@ static inline __attribute__((always_inline)) __m256 blk_q3_k(const uint8_t *w, c
         __m256i ss = half ? s_hi : s_lo;
         for (int k = 0; k < 4; k++) {
             int c = 4 * half + k;
-            __m256i bit = _mm256_set1_epi8((char)(1 << c));
-            __m256i hb = _mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), bit);
             __m256i u = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 2 * k), m3),
-                                        _mm256_and_si256(hb, _mm256_set1_epi8(4)));
+                                        bit_to(hm, c, 2));
             __m256i p = _mm256_maddubs_epi16(u, load32(a + DOT_Q8_K_QS + 32 * c));
             isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, pair_scale(ss, k)));
         }
@@ -218,15 +308,25 @@ static inline __attribute__((always_inline)) __m256 blk_q3_k(const uint8_t *w, c
     return _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(isum), acc);
 }
 
-/* Q4_K/Q5_K 6-bit scales and mins: bytes 0..7 scales, 8..15 mins (§3.10, on u32 words). */
+/*
+ * Q4_K/Q5_K 6-bit scales and mins (§3.10) of the 12-byte field s: bytes 0..7
+ * scales, 8..15 mins. With u32 words a, b, c of s: scales 0..3 = a & 0x3f,
+ * mins 0..3 = b & 0x3f, scales 4..7 = (c & 0x0f) | ((a >> 2) & 0x30), mins
+ * 4..7 = ((c >> 4) & 0x0f) | ((b >> 2) & 0x30), bytewise; done on the four
+ * words at once. Reads 16 bytes at s (the block's quants follow the field).
+ */
 static inline __m128i k4_scales_mins(const uint8_t *s)
 {
-    uint32_t a = dot__u32(s), b = dot__u32(s + 4), c = dot__u32(s + 8);
-    uint32_t sc_lo = a & 0x3f3f3f3fu, mn_lo = b & 0x3f3f3f3fu;
-    uint32_t sc_hi = (c & 0x0f0f0f0fu) | ((a >> 2) & 0x30303030u);
-    uint32_t mn_hi = ((c >> 4) & 0x0f0f0f0fu) | ((b >> 2) & 0x30303030u);
-    return _mm_set_epi32((int)mn_hi, (int)mn_lo, (int)sc_hi, (int)sc_lo);
+    __m128i l = load16(s);                       /* a b c . */
+    __m128i v = _mm_shuffle_epi32(l, 0x98);      /* a c b c */
+    __m128i ab = _mm_shuffle_epi32(l, 0x50);     /* a a b b */
+    __m128i p = _mm_and_si128(_mm_srlv_epi32(v, _mm_setr_epi32(0, 0, 0, 4)),
+                              _mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f));
+    __m128i q = _mm_and_si128(_mm_srli_epi32(ab, 2),
+                              _mm_setr_epi32(0, 0x30303030, 0, 0x30303030));
+    return _mm_or_si128(p, q);
 }
+
 
 static inline __attribute__((always_inline)) __m256 blk_q45_k(const uint8_t *w, const uint8_t *a,
                                                               __m256 acc, const int five)
@@ -247,12 +347,8 @@ static inline __attribute__((always_inline)) __m256 blk_q45_k(const uint8_t *w, 
         __m256i lo = _mm256_and_si256(q, m4);
         __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
         if (five) {
-            __m256i b0 = _mm256_set1_epi8((char)(1 << (2 * k)));
-            __m256i b1 = _mm256_set1_epi8((char)(1 << (2 * k + 1)));
-            __m256i h0 = _mm256_cmpeq_epi8(_mm256_and_si256(hb, b0), b0);
-            __m256i h1 = _mm256_cmpeq_epi8(_mm256_and_si256(hb, b1), b1);
-            lo = _mm256_or_si256(lo, _mm256_and_si256(h0, _mm256_set1_epi8(0x10)));
-            hi = _mm256_or_si256(hi, _mm256_and_si256(h1, _mm256_set1_epi8(0x10)));
+            lo = _mm256_or_si256(lo, bit_to(hb, 2 * k, 4));
+            hi = _mm256_or_si256(hi, bit_to(hb, 2 * k + 1, 4));
         }
         __m256i p0 = _mm256_maddubs_epi16(lo, load32(a + DOT_Q8_K_QS + 64 * k));
         __m256i p1 = _mm256_maddubs_epi16(hi, load32(a + DOT_Q8_K_QS + 64 * k + 32));
@@ -308,18 +404,39 @@ static inline __attribute__((always_inline)) __m256 blk_q6_k(const uint8_t *w, c
     return _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(isum), acc);
 }
 
+/*
+ * The 8 IQ4_XS sub-block scales ls − 32 (§3.15) as int16 in both 128-bit lanes:
+ * low 4 bits are the nibbles of bytes 4..7 in order; the top 2 bits of scale ib
+ * are bits 2ib..2ib+1 of the u16 at byte 2, brought to the top of each int16
+ * lane by a per-lane multiply by 2^(14−2ib) (AVX2 has no per-lane 16-bit shift).
+ */
+static inline __m256i iq4_xs_scales(const uint8_t *blk)
+{
+    uint16_t sh;
+    memcpy(&sh, blk + 2, 2);
+    const __m128i m4 = _mm_set1_epi8(0x0F);
+    __m128i v = _mm_cvtsi32_si128((int)dot__u32(blk + 4));
+    __m128i low = _mm_cvtepu8_epi16(
+        _mm_unpacklo_epi8(_mm_and_si128(v, m4), _mm_and_si128(_mm_srli_epi16(v, 4), m4)));
+    __m128i top = _mm_mullo_epi16(_mm_set1_epi16((short)sh),
+                                  _mm_setr_epi16(1 << 14, 1 << 12, 1 << 10, 1 << 8, 1 << 6,
+                                                 1 << 4, 1 << 2, 1));
+    __m128i high = _mm_slli_epi16(_mm_srli_epi16(top, 14), 4);
+    __m128i ls = _mm_sub_epi16(_mm_or_si128(low, high), _mm_set1_epi16(32));
+    return _mm256_broadcastsi128_si256(ls);
+}
+
 static inline __attribute__((always_inline)) __m256 blk_iq4_xs(const uint8_t *w,
                                                                const uint8_t *a, __m256 acc)
 {
-    int8_t ls[8];
-    dot__iq4_xs_scales(w, ls);
+    __m256i s8 = iq4_xs_scales(w);
     const __m256i table = iq4_table();
     __m256i isum = _mm256_setzero_si256();
     for (int ib = 0; ib < 8; ib++) {
         __m256i x = _mm256_shuffle_epi8(table, nibbles32(w + 8 + 16 * ib));
         __m256i y = load32(a + DOT_Q8_K_QS + 32 * ib);
         __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
-        isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, _mm256_set1_epi16(ls[ib])));
+        isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, one_scale(s8, ib)));
     }
     float d = dot__f32(a) * f16_at(w);
     return _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(isum), acc);
@@ -442,21 +559,84 @@ static inline float tail_bf16(int64_t n, const uint8_t *w, const uint8_t *a)
             dot_##name(n, s + r, (const uint8_t *)w + (size_t)r * st, a);                     \
     }
 
-DEF_KERNELS(f32, 8, 32, 32, blk_f32, tail_f32)
-DEF_KERNELS(f16, 8, 16, 32, blk_f16, tail_f16)
-DEF_KERNELS(bf16, 8, 16, 32, blk_bf16, tail_bf16)
-DEF_KERNELS(q4_0, 32, DOT_Q4_0_BYTES, DOT_Q8_0_BYTES, blk_q4_0, tail_none)
-DEF_KERNELS(q4_1, 32, DOT_Q4_1_BYTES, DOT_Q8_1_BYTES, blk_q4_1, tail_none)
-DEF_KERNELS(q5_0, 32, DOT_Q5_0_BYTES, DOT_Q8_0_BYTES, blk_q5_0, tail_none)
-DEF_KERNELS(q5_1, 32, DOT_Q5_1_BYTES, DOT_Q8_1_BYTES, blk_q5_1, tail_none)
-DEF_KERNELS(q8_0, 32, DOT_Q8_0_BYTES, DOT_Q8_0_BYTES, blk_q8_0, tail_none)
-DEF_KERNELS(iq4_nl, 32, DOT_IQ4_NL_BYTES, DOT_Q8_0_BYTES, blk_iq4_nl, tail_none)
-DEF_KERNELS(q2_k, 256, DOT_Q2_K_BYTES, DOT_Q8_K_BYTES, blk_q2_k, tail_none)
-DEF_KERNELS(q3_k, 256, DOT_Q3_K_BYTES, DOT_Q8_K_BYTES, blk_q3_k, tail_none)
-DEF_KERNELS(q4_k, 256, DOT_Q4_K_BYTES, DOT_Q8_K_BYTES, blk_q4_k, tail_none)
-DEF_KERNELS(q5_k, 256, DOT_Q5_K_BYTES, DOT_Q8_K_BYTES, blk_q5_k, tail_none)
-DEF_KERNELS(q6_k, 256, DOT_Q6_K_BYTES, DOT_Q8_K_BYTES, blk_q6_k, tail_none)
-DEF_KERNELS(iq4_xs, 256, DOT_IQ4_XS_BYTES, DOT_Q8_K_BYTES, blk_iq4_xs, tail_none)
+/*
+ * dot_tile from the same block function: one weight row against four tokens
+ * at a time, each token with dot's two alternating accumulators, so every
+ * output equals dot bit for bit. The four inlined BLK_FN copies read the same
+ * weight bytes and compute the same unpacked quants and weight scales, which
+ * the compiler evaluates once (they are pure expressions of w), so a block is
+ * unpacked once per four tokens; only the activation side runs per token.
+ */
+#define DEF_TILE(name, BLK, WB, AB, BLK_FN, TAIL_FN)                                          \
+    static void tile_##name(int64_t n, int nrows, int ntok, float *s, size_t ss,              \
+                            const void *w, size_t wst, const void *a, size_t ast)             \
+    {                                                                                         \
+        int64_t nb = n / (BLK);                                                               \
+        for (int r = 0; r < nrows; r++) {                                                     \
+            const uint8_t *wr = (const uint8_t *)w + (size_t)r * wst;                         \
+            int t = 0;                                                                        \
+            for (; t + 4 <= ntok; t += 4) {                                                   \
+                const uint8_t *a0 = (const uint8_t *)a + (size_t)t * ast;                     \
+                const uint8_t *a1 = a0 + ast, *a2 = a1 + ast, *a3 = a2 + ast;                  \
+                __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00;            \
+                __m256 c20 = c00, c21 = c00, c30 = c00, c31 = c00;                            \
+                int64_t i = 0;                                                                \
+                for (; i + 1 < nb; i += 2) {                                                  \
+                    int64_t o0 = i * (WB), o1 = o0 + (WB);                                    \
+                    int64_t x0 = i * (AB), x1 = x0 + (AB);                                    \
+                    c00 = BLK_FN(wr + o0, a0 + x0, c00);                                      \
+                    c10 = BLK_FN(wr + o0, a1 + x0, c10);                                      \
+                    c20 = BLK_FN(wr + o0, a2 + x0, c20);                                      \
+                    c30 = BLK_FN(wr + o0, a3 + x0, c30);                                      \
+                    c01 = BLK_FN(wr + o1, a0 + x1, c01);                                      \
+                    c11 = BLK_FN(wr + o1, a1 + x1, c11);                                      \
+                    c21 = BLK_FN(wr + o1, a2 + x1, c21);                                      \
+                    c31 = BLK_FN(wr + o1, a3 + x1, c31);                                      \
+                }                                                                             \
+                if (i < nb) {                                                                 \
+                    int64_t o0 = i * (WB), x0 = i * (AB);                                     \
+                    c00 = BLK_FN(wr + o0, a0 + x0, c00);                                      \
+                    c10 = BLK_FN(wr + o0, a1 + x0, c10);                                      \
+                    c20 = BLK_FN(wr + o0, a2 + x0, c20);                                      \
+                    c30 = BLK_FN(wr + o0, a3 + x0, c30);                                      \
+                }                                                                             \
+                float *st = s + (size_t)t * ss + r;                                           \
+                st[0] = hsum_ps(_mm256_add_ps(c00, c01)) + TAIL_FN(n, wr, a0);                \
+                st[ss] = hsum_ps(_mm256_add_ps(c10, c11)) + TAIL_FN(n, wr, a1);               \
+                st[2 * ss] = hsum_ps(_mm256_add_ps(c20, c21)) + TAIL_FN(n, wr, a2);           \
+                st[3 * ss] = hsum_ps(_mm256_add_ps(c30, c31)) + TAIL_FN(n, wr, a3);           \
+            }                                                                                 \
+            for (; t < ntok; t++) {                                                           \
+                const uint8_t *at = (const uint8_t *)a + (size_t)t * ast;                     \
+                dot_##name(n, s + (size_t)t * ss + r, wr, at);                                \
+            }                                                                                 \
+        }                                                                                     \
+    }
+
+#define DEF_ALL(name, BLK, WB, AB, BLK_FN, TAIL_FN)                                           \
+    DEF_KERNELS(name, BLK, WB, AB, BLK_FN, TAIL_FN)                                           \
+    DEF_TILE(name, BLK, WB, AB, BLK_FN, TAIL_FN)
+
+/* As DEF_ALL with a different block function for the tile (same results, other costs). */
+#define DEF_ALL2(name, BLK, WB, AB, BLK_FN, TILE_BLK_FN)                                      \
+    DEF_KERNELS(name, BLK, WB, AB, BLK_FN, tail_none)                                         \
+    DEF_TILE(name, BLK, WB, AB, TILE_BLK_FN, tail_none)
+
+DEF_ALL(f32, 8, 32, 32, blk_f32, tail_f32)
+DEF_ALL(f16, 8, 16, 32, blk_f16, tail_f16)
+DEF_ALL(bf16, 8, 16, 32, blk_bf16, tail_bf16)
+DEF_ALL2(q4_0, 32, DOT_Q4_0_BYTES, DOT_Q8_0_BYTES, blk_q4_0u, blk_q4_0)
+DEF_ALL(q4_1, 32, DOT_Q4_1_BYTES, DOT_Q8_1_BYTES, blk_q4_1, tail_none)
+DEF_ALL2(q5_0, 32, DOT_Q5_0_BYTES, DOT_Q8_0_BYTES, blk_q5_0u, blk_q5_0)
+DEF_ALL(q5_1, 32, DOT_Q5_1_BYTES, DOT_Q8_1_BYTES, blk_q5_1, tail_none)
+DEF_ALL(q8_0, 32, DOT_Q8_0_BYTES, DOT_Q8_0_BYTES, blk_q8_0, tail_none)
+DEF_ALL(iq4_nl, 32, DOT_IQ4_NL_BYTES, DOT_Q8_0_BYTES, blk_iq4_nl, tail_none)
+DEF_ALL(q2_k, 256, DOT_Q2_K_BYTES, DOT_Q8_K_BYTES, blk_q2_k, tail_none)
+DEF_ALL(q3_k, 256, DOT_Q3_K_BYTES, DOT_Q8_K_BYTES, blk_q3_k, tail_none)
+DEF_ALL(q4_k, 256, DOT_Q4_K_BYTES, DOT_Q8_K_BYTES, blk_q4_k, tail_none)
+DEF_ALL(q5_k, 256, DOT_Q5_K_BYTES, DOT_Q8_K_BYTES, blk_q5_k, tail_none)
+DEF_ALL(q6_k, 256, DOT_Q6_K_BYTES, DOT_Q8_K_BYTES, blk_q6_k, tail_none)
+DEF_ALL(iq4_xs, 256, DOT_IQ4_XS_BYTES, DOT_Q8_K_BYTES, blk_iq4_xs, tail_none)
 
 /* ---- activation quantizers ---------------------------------------------------- */
 
@@ -586,24 +766,26 @@ bool cpu__kernels_avx2(hearth_dtype wtype, struct cpu__kernel_set *out)
     cpu_quantize_fn q80 = cpu__quantize_q8_0_avx2, q81 = cpu__quantize_q8_1_avx2;
     cpu_quantize_fn q8k = cpu__quantize_q8_k_avx2;
     struct cpu__kernel_set k;
+#define KSET(q, name) (struct cpu__kernel_set){q, dot_##name, rows_##name, tile_##name}
     switch (wtype) {
-    case HEARTH_DTYPE_F32: k = (struct cpu__kernel_set){NULL, dot_f32, rows_f32}; break;
-    case HEARTH_DTYPE_F16: k = (struct cpu__kernel_set){NULL, dot_f16, rows_f16}; break;
-    case HEARTH_DTYPE_BF16: k = (struct cpu__kernel_set){NULL, dot_bf16, rows_bf16}; break;
-    case HEARTH_DTYPE_Q4_0: k = (struct cpu__kernel_set){q80, dot_q4_0, rows_q4_0}; break;
-    case HEARTH_DTYPE_Q4_1: k = (struct cpu__kernel_set){q81, dot_q4_1, rows_q4_1}; break;
-    case HEARTH_DTYPE_Q5_0: k = (struct cpu__kernel_set){q80, dot_q5_0, rows_q5_0}; break;
-    case HEARTH_DTYPE_Q5_1: k = (struct cpu__kernel_set){q81, dot_q5_1, rows_q5_1}; break;
-    case HEARTH_DTYPE_Q8_0: k = (struct cpu__kernel_set){q80, dot_q8_0, rows_q8_0}; break;
-    case HEARTH_DTYPE_IQ4_NL: k = (struct cpu__kernel_set){q80, dot_iq4_nl, rows_iq4_nl}; break;
-    case HEARTH_DTYPE_Q2_K: k = (struct cpu__kernel_set){q8k, dot_q2_k, rows_q2_k}; break;
-    case HEARTH_DTYPE_Q3_K: k = (struct cpu__kernel_set){q8k, dot_q3_k, rows_q3_k}; break;
-    case HEARTH_DTYPE_Q4_K: k = (struct cpu__kernel_set){q8k, dot_q4_k, rows_q4_k}; break;
-    case HEARTH_DTYPE_Q5_K: k = (struct cpu__kernel_set){q8k, dot_q5_k, rows_q5_k}; break;
-    case HEARTH_DTYPE_Q6_K: k = (struct cpu__kernel_set){q8k, dot_q6_k, rows_q6_k}; break;
-    case HEARTH_DTYPE_IQ4_XS: k = (struct cpu__kernel_set){q8k, dot_iq4_xs, rows_iq4_xs}; break;
+    case HEARTH_DTYPE_F32: k = KSET(NULL, f32); break;
+    case HEARTH_DTYPE_F16: k = KSET(NULL, f16); break;
+    case HEARTH_DTYPE_BF16: k = KSET(NULL, bf16); break;
+    case HEARTH_DTYPE_Q4_0: k = KSET(q80, q4_0); break;
+    case HEARTH_DTYPE_Q4_1: k = KSET(q81, q4_1); break;
+    case HEARTH_DTYPE_Q5_0: k = KSET(q80, q5_0); break;
+    case HEARTH_DTYPE_Q5_1: k = KSET(q81, q5_1); break;
+    case HEARTH_DTYPE_Q8_0: k = KSET(q80, q8_0); break;
+    case HEARTH_DTYPE_IQ4_NL: k = KSET(q80, iq4_nl); break;
+    case HEARTH_DTYPE_Q2_K: k = KSET(q8k, q2_k); break;
+    case HEARTH_DTYPE_Q3_K: k = KSET(q8k, q3_k); break;
+    case HEARTH_DTYPE_Q4_K: k = KSET(q8k, q4_k); break;
+    case HEARTH_DTYPE_Q5_K: k = KSET(q8k, q5_k); break;
+    case HEARTH_DTYPE_Q6_K: k = KSET(q8k, q6_k); break;
+    case HEARTH_DTYPE_IQ4_XS: k = KSET(q8k, iq4_xs); break;
     default: return false;
     }
+#undef KSET
     *out = k;
     return true;
 }

@@ -12,7 +12,9 @@
  * Signed weights use |w| and the activation negated where w < 0 (a mask
  * subtract: AVX-512 has no vpsignb). Kept deliberately close to dot-avx2.c and
  * simple, because the development machine could not run it; test-dot checks
- * it against scalar and float64 wherever the CPU has AVX-512.
+ * it against scalar and float64 wherever the CPU has AVX-512. dot_tile is a
+ * plain loop over dot here, so it pairs bit for bit with this file's dot
+ * (AVX2's tile kernels would not).
  */
 #include <immintrin.h>
 
@@ -257,7 +259,9 @@ INLINE void q6_k_impl(int64_t n, float *s, const void *w, const void *a, const i
         CALL(0);                                                                            \
     }                                                                                       \
     DOT_ROWS_LOOP(rows_##name##_vnni, dot_##name##_vnni)                                    \
-    DOT_ROWS_LOOP(rows_##name##_bw, dot_##name##_bw)
+    DOT_ROWS_LOOP(rows_##name##_bw, dot_##name##_bw)                                      \
+    DOT_TILE_LOOP(tile_##name##_vnni, dot_##name##_vnni)                                    \
+    DOT_TILE_LOOP(tile_##name##_bw, dot_##name##_bw)
 
 #define CALL_Q4_0(v) q4_0_impl(n, s, w, a, v)
 #define CALL_Q8_0(v) q8_0_impl(n, s, w, a, v)
@@ -273,10 +277,11 @@ FLAVOURS(q6_k, CALL_Q6_K)
 
 bool cpu__kernels_avx512(hearth_dtype wtype, bool vnni, struct cpu__kernel_set *out)
 {
-    struct cpu__kernel_set k = {NULL, NULL, NULL};
+    struct cpu__kernel_set k = {NULL, NULL, NULL, NULL};
 #define PICK(name) \
     k.dot = vnni ? dot_##name##_vnni : dot_##name##_bw; \
-    k.dot_rows = vnni ? rows_##name##_vnni : rows_##name##_bw
+    k.dot_rows = vnni ? rows_##name##_vnni : rows_##name##_bw; \
+    k.dot_tile = vnni ? tile_##name##_vnni : tile_##name##_bw
     switch (wtype) {
     case HEARTH_DTYPE_Q4_0: PICK(q4_0); break;
     case HEARTH_DTYPE_Q8_0: PICK(q8_0); break;

@@ -102,6 +102,7 @@ struct cpu__kernel_set {
     cpu_quantize_fn quantize; /* NULL: use the next lower ISA's (or none for float types) */
     cpu_dot_fn dot;
     cpu_dot_rows_fn dot_rows; /* NULL: a loop over dot */
+    cpu_dot_tile_fn dot_tile; /* must be set wherever dot is (pairs with this dot) */
 };
 
 /* Each returns false if that ISA has no kernel for wtype. Pure lookups, run on any CPU. */
@@ -125,6 +126,18 @@ void cpu__quantize_q8_k_avx2(const float *x, void *y, int64_t n);
     {                                                                                  \
         for (int r = 0; r < nrows; r++)                                                \
             dot(n, s + r, (const uint8_t *)w + (size_t)r * w_stride, a);               \
+    }
+
+/* Defines a static dot_tile `name` as a loop over dot (the reference semantics). */
+#define DOT_TILE_LOOP(name, dot)                                                       \
+    static void name(int64_t n, int nrows, int ntok, float *s, size_t s_stride,        \
+                     const void *w, size_t w_stride, const void *a, size_t a_stride)   \
+    {                                                                                  \
+        for (int t = 0; t < ntok; t++)                                                 \
+            for (int r = 0; r < nrows; r++)                                            \
+                dot(n, s + (size_t)t * s_stride + r,                                   \
+                    (const uint8_t *)w + (size_t)r * w_stride,                         \
+                    (const uint8_t *)a + (size_t)t * a_stride);                        \
     }
 
 #endif

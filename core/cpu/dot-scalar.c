@@ -396,30 +396,47 @@ DOT_ROWS_LOOP(rows_q4_k, dot_q4_k)
 DOT_ROWS_LOOP(rows_q5_k, dot_q5_k)
 DOT_ROWS_LOOP(rows_q6_k, dot_q6_k)
 DOT_ROWS_LOOP(rows_iq4_xs, dot_iq4_xs)
+DOT_TILE_LOOP(tile_f32, dot_f32)
+DOT_TILE_LOOP(tile_f16, dot_f16)
+DOT_TILE_LOOP(tile_bf16, dot_bf16)
+DOT_TILE_LOOP(tile_q4_0, dot_q4_0)
+DOT_TILE_LOOP(tile_q4_1, dot_q4_1)
+DOT_TILE_LOOP(tile_q5_0, dot_q5_0)
+DOT_TILE_LOOP(tile_q5_1, dot_q5_1)
+DOT_TILE_LOOP(tile_q8_0, dot_q8_0)
+DOT_TILE_LOOP(tile_iq4_nl, dot_iq4_nl)
+DOT_TILE_LOOP(tile_q2_k, dot_q2_k)
+DOT_TILE_LOOP(tile_q3_k, dot_q3_k)
+DOT_TILE_LOOP(tile_q4_k, dot_q4_k)
+DOT_TILE_LOOP(tile_q5_k, dot_q5_k)
+DOT_TILE_LOOP(tile_q6_k, dot_q6_k)
+DOT_TILE_LOOP(tile_iq4_xs, dot_iq4_xs)
 
 bool cpu__kernels_scalar(hearth_dtype wtype, struct cpu__kernel_set *out)
 {
     cpu_quantize_fn q80 = cpu__quantize_q8_0_scalar, q81 = cpu__quantize_q8_1_scalar;
     cpu_quantize_fn q8k = cpu__quantize_q8_k_scalar;
     struct cpu__kernel_set k;
+#define KSET(q, name) (struct cpu__kernel_set){q, dot_##name, rows_##name, tile_##name}
     switch (wtype) {
-    case HEARTH_DTYPE_F32: k = (struct cpu__kernel_set){NULL, dot_f32, rows_f32}; break;
-    case HEARTH_DTYPE_F16: k = (struct cpu__kernel_set){NULL, dot_f16, rows_f16}; break;
-    case HEARTH_DTYPE_BF16: k = (struct cpu__kernel_set){NULL, dot_bf16, rows_bf16}; break;
-    case HEARTH_DTYPE_Q4_0: k = (struct cpu__kernel_set){q80, dot_q4_0, rows_q4_0}; break;
-    case HEARTH_DTYPE_Q4_1: k = (struct cpu__kernel_set){q81, dot_q4_1, rows_q4_1}; break;
-    case HEARTH_DTYPE_Q5_0: k = (struct cpu__kernel_set){q80, dot_q5_0, rows_q5_0}; break;
-    case HEARTH_DTYPE_Q5_1: k = (struct cpu__kernel_set){q81, dot_q5_1, rows_q5_1}; break;
-    case HEARTH_DTYPE_Q8_0: k = (struct cpu__kernel_set){q80, dot_q8_0, rows_q8_0}; break;
-    case HEARTH_DTYPE_IQ4_NL: k = (struct cpu__kernel_set){q80, dot_iq4_nl, rows_iq4_nl}; break;
-    case HEARTH_DTYPE_Q2_K: k = (struct cpu__kernel_set){q8k, dot_q2_k, rows_q2_k}; break;
-    case HEARTH_DTYPE_Q3_K: k = (struct cpu__kernel_set){q8k, dot_q3_k, rows_q3_k}; break;
-    case HEARTH_DTYPE_Q4_K: k = (struct cpu__kernel_set){q8k, dot_q4_k, rows_q4_k}; break;
-    case HEARTH_DTYPE_Q5_K: k = (struct cpu__kernel_set){q8k, dot_q5_k, rows_q5_k}; break;
-    case HEARTH_DTYPE_Q6_K: k = (struct cpu__kernel_set){q8k, dot_q6_k, rows_q6_k}; break;
-    case HEARTH_DTYPE_IQ4_XS: k = (struct cpu__kernel_set){q8k, dot_iq4_xs, rows_iq4_xs}; break;
+    case HEARTH_DTYPE_F32: k = KSET(NULL, f32); break;
+    case HEARTH_DTYPE_F16: k = KSET(NULL, f16); break;
+    case HEARTH_DTYPE_BF16: k = KSET(NULL, bf16); break;
+    case HEARTH_DTYPE_Q4_0: k = KSET(q80, q4_0); break;
+    case HEARTH_DTYPE_Q4_1: k = KSET(q81, q4_1); break;
+    case HEARTH_DTYPE_Q5_0: k = KSET(q80, q5_0); break;
+    case HEARTH_DTYPE_Q5_1: k = KSET(q81, q5_1); break;
+    case HEARTH_DTYPE_Q8_0: k = KSET(q80, q8_0); break;
+    case HEARTH_DTYPE_IQ4_NL: k = KSET(q80, iq4_nl); break;
+    case HEARTH_DTYPE_Q2_K: k = KSET(q8k, q2_k); break;
+    case HEARTH_DTYPE_Q3_K: k = KSET(q8k, q3_k); break;
+    case HEARTH_DTYPE_Q4_K: k = KSET(q8k, q4_k); break;
+    case HEARTH_DTYPE_Q5_K: k = KSET(q8k, q5_k); break;
+    case HEARTH_DTYPE_Q6_K: k = KSET(q8k, q6_k); break;
+    case HEARTH_DTYPE_IQ4_XS: k = KSET(q8k, iq4_xs); break;
     default: return false;
     }
+#undef KSET
     *out = k;
     return true;
 }

@@ -130,6 +130,7 @@ hearth_status cpu_matmul_kernels_get(hearth_dtype wtype, enum cpu_isa isa,
         if (!out->dot) {
             out->dot = k.dot;
             out->dot_rows = k.dot_rows;
+            out->dot_tile = k.dot_tile;
             out->isa = (enum cpu_isa)i;
         }
         if (!out->quantize)
@@ -139,7 +140,8 @@ hearth_status cpu_matmul_kernels_get(hearth_dtype wtype, enum cpu_isa isa,
     }
     out->wtype = wtype;
     out->act_type = act;
-    if (!out->dot || !out->dot_rows || (act != HEARTH_DTYPE_F32 && !out->quantize))
+    if (!out->dot || !out->dot_rows || !out->dot_tile ||
+        (act != HEARTH_DTYPE_F32 && !out->quantize))
         return err_set(HEARTH_ERR_INTERNAL, "cpu dot: kernel table for %s is incomplete", name);
     return HEARTH_OK;
 }

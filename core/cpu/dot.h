@@ -59,6 +59,17 @@ typedef void (*cpu_dot_fn)(int64_t n, float *s, const void *w, const void *a);
 typedef void (*cpu_dot_rows_fn)(int64_t n, int nrows, float *s, const void *w, size_t w_stride,
                                 const void *a);
 
+/*
+ * s[t * s_stride + r] = dot(row r of W, activation row t) for r < nrows, t < ntok:
+ * weight rows are w_stride bytes apart, activation rows a_stride bytes apart.
+ * Each output is bit-identical to dot() of the same ISA on that (row, token),
+ * so a batch gives the same bits as token-by-token decode. A kernel unpacks a
+ * weight block once and dots it with several tokens, which is what makes
+ * batched prefill compute-efficient.
+ */
+typedef void (*cpu_dot_tile_fn)(int64_t n, int nrows, int ntok, float *s, size_t s_stride,
+                                const void *w, size_t w_stride, const void *a, size_t a_stride);
+
 struct cpu_matmul_kernels {
     hearth_dtype wtype;
     hearth_dtype act_type;    /* HEARTH_DTYPE_F32: activations are used as plain floats */
@@ -66,6 +77,7 @@ struct cpu_matmul_kernels {
     cpu_quantize_fn quantize; /* NULL when act_type is F32 */
     cpu_dot_fn dot;
     cpu_dot_rows_fn dot_rows; /* never NULL (a loop over dot where no special kernel exists) */
+    cpu_dot_tile_fn dot_tile; /* never NULL; from the same ISA as dot */
 };
 
 /*

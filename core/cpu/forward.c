@@ -20,6 +20,16 @@
  * Row-wise ops (norms, RoPE, GLU) run on the calling thread: they are
  * O(B·n_embd) against the matmuls' O(B·n_embd·n_ff) and a pool round trip
  * would cost more than they do at decode.
+ *
+ * Multi-sequence contexts (forward_create_multi): n_seq KV caches share the
+ * weights, the pool and the scratch. Internally every batch is described per
+ * token (bpos[t], bkv[t]: its position and its sequence's cache), so the
+ * single-sequence path is the special case "all tokens in cache 0 at
+ * consecutive positions" and both run the same code: a decode step of S
+ * sequences is one batch of S rows, one matmul per weight, and attention of
+ * each row over its own cache. Because the matmul and every row-wise op give
+ * each row the same bits whatever the batch (cpu/ops.h), a sequence's logits
+ * do not depend on which other sequences share its batch.
  */
 #include "cpu/forward.h"
 
@@ -38,7 +48,9 @@
 struct forward_ctx {
     const struct model *m;
     struct threadpool *tp;
-    struct kv_cache *kv;
+    struct kv_cache *kv;   /* kvs[0]: the cache of the single-sequence API */
+    struct kv_cache **kvs; /* [n_seq] one cache per sequence */
+    int n_seq;
     int n_batch;
     enum cpu_isa isa;
     struct cpu_attn_kernels ak;
@@ -57,6 +69,11 @@ struct forward_ctx {
     float *up;   /* [n_batch][n_ff] */
     float *rope; /* [2 kinds][n_batch][n_rot] cos/sin pairs */
     float *scores; /* [n_threads][n_ctx] attention scratch */
+    int32_t *bpos;           /* [n_batch] position of each token of the batch */
+    struct kv_cache **bkv;   /* [n_batch] the cache each token of the batch reads and writes */
+    int32_t *out_rows;       /* [n_batch] batch rows whose logits are wanted, ascending */
+    uint32_t *seq_next;      /* [n_seq] validation scratch: next position per sequence */
+    int32_t *seq_last;       /* [n_seq] validation scratch: index of the last token seen */
     void *act;   /* quantized activations, act_bytes */
     size_t act_bytes;
 };
@@ -128,7 +145,16 @@ static float *alloc_f(size_t n, hearth_status *st)
 hearth_status forward_create(const struct model *m, const struct forward_params *params,
                              struct forward_ctx **out)
 {
+    return forward_create_multi(m, params, 1, out);
+}
+
+hearth_status forward_create_multi(const struct model *m, const struct forward_params *params,
+                                   int n_seq, struct forward_ctx **out)
+{
     *out = NULL;
+    if (n_seq < 1 || n_seq > FORWARD_MAX_SEQ)
+        return err_set(HEARTH_ERR_INVALID_ARG, "forward: n_seq %d out of range [1, %d]", n_seq,
+                       FORWARD_MAX_SEQ);
     struct forward_params p = params ? *params : forward_params_default();
     const struct model_hparams *hp = &m->hp;
     if (p.n_batch <= 0)
@@ -169,8 +195,18 @@ hearth_status forward_create(const struct model *m, const struct forward_params 
     if ((st = threadpool_create(p.n_threads, &c->tp)) != HEARTH_OK)
         goto fail;
     const uint32_t hd = hp->head_dim, kv_dim = hp->n_head_kv * hd;
-    if ((st = kv_cache_create(hp->n_layer, n_ctx, kv_dim, &c->kv)) != HEARTH_OK)
+    c->kvs = calloc((size_t)n_seq, sizeof *c->kvs);
+    c->seq_next = calloc((size_t)n_seq, sizeof *c->seq_next);
+    c->seq_last = calloc((size_t)n_seq, sizeof *c->seq_last);
+    if (!c->kvs || !c->seq_next || !c->seq_last) {
+        st = err_set(HEARTH_ERR_NO_MEMORY, "forward: out of memory for %d sequences", n_seq);
         goto fail;
+    }
+    c->n_seq = n_seq;
+    for (int s = 0; s < n_seq; s++)
+        if ((st = kv_cache_create(hp->n_layer, n_ctx, kv_dim, &c->kvs[s])) != HEARTH_OK)
+            goto fail;
+    c->kv = c->kvs[0];
 
     const size_t B = (size_t)p.n_batch, E = hp->n_embd, Q = (size_t)hp->n_head * hd;
     c->x = alloc_f(B * E, &st);
@@ -184,6 +220,11 @@ hearth_status forward_create(const struct model *m, const struct forward_params 
     c->up = alloc_f(B * hp->n_ff, &st);
     c->rope = alloc_f(2 * B * hp->n_rot, &st);
     c->scores = alloc_f((size_t)threadpool_n_threads(c->tp) * n_ctx, &st);
+    c->bpos = calloc(B, sizeof *c->bpos);
+    c->bkv = calloc(B, sizeof *c->bkv);
+    c->out_rows = calloc(B, sizeof *c->out_rows);
+    if ((!c->bpos || !c->bkv || !c->out_rows) && st == HEARTH_OK)
+        st = err_set(HEARTH_ERR_NO_MEMORY, "forward: out of memory for the batch tables");
     c->act_bytes = act_need;
     c->act = malloc(act_need ? act_need : 1);
     if (!c->act && st == HEARTH_OK)
@@ -203,7 +244,14 @@ void forward_destroy(struct forward_ctx *c)
     if (!c)
         return;
     threadpool_destroy(c->tp);
-    kv_cache_destroy(c->kv);
+    for (int s = 0; c->kvs && s < c->n_seq; s++)
+        kv_cache_destroy(c->kvs[s]);
+    free(c->kvs);
+    free(c->seq_next);
+    free(c->seq_last);
+    free(c->bpos);
+    free(c->bkv);
+    free(c->out_rows);
     free(c->x);
     free(c->xn);
     free(c->q);
@@ -231,7 +279,6 @@ static void add_bias(float *x, const struct model_weight *b, int n, int64_t widt
 struct attn_job {
     struct forward_ctx *c;
     uint32_t il;
-    int pos0;
     int n_ctx;
 };
 
@@ -246,18 +293,20 @@ static void attn_items(void *arg, int64_t b, int64_t e, int tid)
     float *scores = c->scores + (size_t)tid * (size_t)j->n_ctx;
     for (int64_t it = b; it < e; it++) {
         int t = (int)(it / hp->n_head), h = (int)(it % hp->n_head);
-        int64_t p = j->pos0 + t, lo = 0;
+        const struct kv_cache *kv = c->bkv[t];
+        int64_t p = c->bpos[t], lo = 0;
         if (ly->is_swa && hp->sliding_window > 0 && p - (int64_t)hp->sliding_window + 1 > 0)
             lo = p - (int64_t)hp->sliding_window + 1; /* the n_swa latest, itself included */
         size_t col = (size_t)(h / n_gqa) * (size_t)hd;
         cpu_attn_head(&c->ak, c->att + t * Q + (int64_t)h * hd, c->q + t * Q + (int64_t)h * hd,
-                      kv_cache_k(c->kv, j->il, (uint32_t)lo) + col,
-                      kv_cache_v(c->kv, j->il, (uint32_t)lo) + col, c->kv->kv_dim, lo, p, hd,
+                      kv_cache_k(kv, j->il, (uint32_t)lo) + col,
+                      kv_cache_v(kv, j->il, (uint32_t)lo) + col, kv->kv_dim, lo, p, hd,
                       hp->attn_scale, scores);
     }
 }
 
-static void layer_forward(struct forward_ctx *c, uint32_t il, int n, int pos0)
+/* One layer over the n tokens of the batch (positions and caches in bpos / bkv). */
+static void layer_forward(struct forward_ctx *c, uint32_t il, int n)
 {
     const struct model *m = c->m;
     const struct model_hparams *hp = &m->hp;
@@ -300,21 +349,23 @@ static void layer_forward(struct forward_ctx *c, uint32_t il, int n, int pos0)
         const float *cs = rope + (size_t)t * hp->n_rot;
         cpu_rope(qt, (int)hp->n_head, (int)hd, (int)hp->n_rot, cs, hp->rope_mode);
         cpu_rope(kt, (int)hp->n_head_kv, (int)hd, (int)hp->n_rot, cs, hp->rope_mode);
-        uint16_t *kc = kv_cache_k(c->kv, il, (uint32_t)(pos0 + t));
-        uint16_t *vc = kv_cache_v(c->kv, il, (uint32_t)(pos0 + t));
+        uint16_t *kc = kv_cache_k(c->bkv[t], il, (uint32_t)c->bpos[t]);
+        uint16_t *vc = kv_cache_v(c->bkv[t], il, (uint32_t)c->bpos[t]);
         const float *vt = c->v + t * KV;
         for (int64_t i = 0; i < KV; i++) {
             kc[i] = f32_to_f16(kt[i]);
             vc[i] = f32_to_f16(vt[i]);
         }
     }
-    struct attn_job aj = {c, il, pos0, (int)c->kv->n_ctx};
+    struct attn_job aj = {c, il, (int)c->kv->n_ctx};
     /*
      * An item is one head of one token, O(pos · hd). Short contexts run on the
      * caller: below ~64k multiply-adds a pool round trip costs more than it saves.
      */
-    int64_t n_items = (int64_t)n * hp->n_head;
-    int64_t work = n_items * (int64_t)(pos0 + n) * hd;
+    int64_t n_items = (int64_t)n * hp->n_head, max_pos = 0;
+    for (int t = 0; t < n; t++)
+        max_pos = c->bpos[t] > max_pos ? c->bpos[t] : max_pos;
+    int64_t work = n_items * (max_pos + 1) * hd;
     threadpool_for(c->tp, n_items, work < 65536 ? n_items : 1, attn_items, &aj);
 
     cpu_matmul(c->tp, kern_of(c, &ly->wo), &ly->wo, c->att, n, c->tmp, E, c->act);
@@ -353,11 +404,12 @@ static void layer_forward(struct forward_ctx *c, uint32_t il, int n, int pos0)
 }
 
 /*
- * One batch of n <= n_batch tokens at pos0... logits: NULL, or n rows (all) or
- * one row (last token) of n_vocab floats.
+ * One batch of n <= n_batch tokens, token t at position bpos[t] of cache
+ * bkv[t]. logits: NULL, or n_out rows of n_vocab floats, those of batch rows
+ * out_rows[0..n_out).
  */
-static void forward_batch(struct forward_ctx *c, const int32_t *tokens, int n, int pos0,
-                          float *logits, bool all)
+static void forward_batch(struct forward_ctx *c, const int32_t *tokens, int n, float *logits,
+                          int n_out)
 {
     const struct model *m = c->m;
     const struct model_hparams *hp = &m->hp;
@@ -372,25 +424,22 @@ static void forward_batch(struct forward_ctx *c, const int32_t *tokens, int n, i
     /* cos/sin of every position of the batch, for global (kind 0) and local (kind 1) layers */
     const float *divs = m->rope_freqs.data;
     for (int t = 0; t < n; t++) {
-        cpu_rope_table(c->rope + (size_t)t * hp->n_rot, (int)hp->n_rot, pos0 + t, hp->rope_base,
-                       hp->rope_freq_scale, divs);
+        cpu_rope_table(c->rope + (size_t)t * hp->n_rot, (int)hp->n_rot, c->bpos[t],
+                       hp->rope_base, hp->rope_freq_scale, divs);
         if (hp->sliding_window > 0)
             cpu_rope_table(c->rope + ((size_t)c->n_batch + (size_t)t) * hp->n_rot,
-                           (int)hp->n_rot, pos0 + t, hp->rope_base_local, 1.0f, divs);
+                           (int)hp->n_rot, c->bpos[t], hp->rope_base_local, 1.0f, divs);
     }
     for (uint32_t il = 0; il < hp->n_layer; il++)
-        layer_forward(c, il, n, pos0);
-    if (!logits)
+        layer_forward(c, il, n);
+    if (!logits || n_out == 0)
         return;
-    const struct cpu_matmul_kernels *ko = kern_of(c, &m->output);
-    if (all) {
-        for (int t = 0; t < n; t++)
-            cpu_rmsnorm(c->xn + t * E, c->x + t * E, m->output_norm.data, E, hp->norm_eps);
-        cpu_matmul(c->tp, ko, &m->output, c->xn, n, logits, hp->n_vocab, c->act);
-    } else {
-        cpu_rmsnorm(c->xn, c->x + (n - 1) * E, m->output_norm.data, E, hp->norm_eps);
-        cpu_matmul(c->tp, ko, &m->output, c->xn, 1, logits, hp->n_vocab, c->act);
-    }
+    /* only the rows asked for go through the (large) output matmul */
+    for (int i = 0; i < n_out; i++)
+        cpu_rmsnorm(c->xn + i * E, c->x + (int64_t)c->out_rows[i] * E, m->output_norm.data, E,
+                    hp->norm_eps);
+    cpu_matmul(c->tp, kern_of(c, &m->output), &m->output, c->xn, n_out, logits, hp->n_vocab,
+               c->act);
 }
 
 hearth_status forward_eval(struct forward_ctx *c, const int32_t *tokens, int n_tokens, int pos0,
@@ -419,12 +468,120 @@ hearth_status forward_eval(struct forward_ctx *c, const int32_t *tokens, int n_t
         int n = n_tokens - t0 < c->n_batch ? n_tokens - t0 : c->n_batch;
         bool last = t0 + n == n_tokens;
         float *lg = NULL;
-        if (logits_out && all_logits)
+        int n_out = 0;
+        if (logits_out && all_logits) {
             lg = logits_out + (size_t)t0 * hp->n_vocab;
-        else if (logits_out && last)
+            for (int t = 0; t < n; t++)
+                c->out_rows[n_out++] = t;
+        } else if (logits_out && last) {
             lg = logits_out;
-        forward_batch(c, tokens + t0, n, pos0 + t0, lg, all_logits);
+            c->out_rows[n_out++] = n - 1;
+        }
+        for (int t = 0; t < n; t++) {
+            c->bpos[t] = pos0 + t0 + t;
+            c->bkv[t] = c->kv;
+        }
+        forward_batch(c, tokens + t0, n, lg, n_out);
         c->kv->n_used = (uint32_t)(pos0 + t0 + n);
     }
     return HEARTH_OK;
+}
+
+/* ---- several sequences ------------------------------------------------------ */
+
+int forward_n_seq(const struct forward_ctx *c)
+{
+    return c->n_seq;
+}
+
+uint32_t forward_seq_n_past(const struct forward_ctx *c, int seq)
+{
+    return seq >= 0 && seq < c->n_seq ? c->kvs[seq]->n_used : 0;
+}
+
+size_t forward_kv_bytes(const struct forward_ctx *c)
+{
+    return (size_t)c->n_seq * kv_cache_bytes(c->kv);
+}
+
+/*
+ * Checks a multi-sequence batch without changing anything; on success
+ * seq_next[s] is where sequence s ends after the call (its old n_used when
+ * the batch has none of its tokens).
+ */
+static hearth_status check_multi(struct forward_ctx *c, const int32_t *tokens,
+                                 const int32_t *seq, const int32_t *pos, int n)
+{
+    const uint32_t n_vocab = c->m->hp.n_vocab;
+    for (int s = 0; s < c->n_seq; s++) {
+        c->seq_next[s] = c->kvs[s]->n_used;
+        c->seq_last[s] = -1;
+    }
+    for (int t = 0; t < n; t++) {
+        if (seq[t] < 0 || seq[t] >= c->n_seq)
+            return err_set(HEARTH_ERR_INVALID_ARG,
+                           "forward_eval_multi: token %d names sequence %d, expected [0, %d)", t,
+                           seq[t], c->n_seq);
+        if (tokens[t] < 0 || (uint32_t)tokens[t] >= n_vocab)
+            return err_set(HEARTH_ERR_INVALID_ARG,
+                           "forward_eval_multi: token %d (at index %d) out of range [0, %u)",
+                           tokens[t], t, n_vocab);
+        int s = seq[t];
+        if (c->seq_last[s] >= 0) {
+            if (pos[t] != pos[c->seq_last[s]] + 1)
+                return err_set(HEARTH_ERR_INVALID_ARG,
+                               "forward_eval_multi: token %d of sequence %d is at position %d, "
+                               "expected %d (a sequence's tokens in a batch are consecutive)",
+                               t, s, pos[t], pos[c->seq_last[s]] + 1);
+        } else if (pos[t] < 0 || (uint32_t)pos[t] > c->kvs[s]->n_used) {
+            return err_set(HEARTH_ERR_INVALID_ARG,
+                           "forward_eval_multi: token %d of sequence %d at position %d, but the "
+                           "sequence holds positions [0, %u), so it must be in [0, %u]",
+                           t, s, pos[t], c->kvs[s]->n_used, c->kvs[s]->n_used);
+        }
+        if ((uint32_t)pos[t] >= c->kv->n_ctx)
+            return err_set(HEARTH_ERR_INVALID_ARG,
+                           "forward_eval_multi: token %d at position %d exceeds the context of "
+                           "%u positions",
+                           t, pos[t], c->kv->n_ctx);
+        c->seq_last[s] = t;
+        c->seq_next[s] = (uint32_t)pos[t] + 1;
+    }
+    return HEARTH_OK;
+}
+
+hearth_status forward_eval_multi(struct forward_ctx *c, const int32_t *tokens, const int32_t *seq,
+                                 const int32_t *pos, int n_tokens, float *logits_out,
+                                 const bool *want_logits)
+{
+    if (!tokens || !seq || !pos || n_tokens < 1)
+        return err_set(HEARTH_ERR_INVALID_ARG,
+                       "forward_eval_multi: %d tokens (or a NULL array), expected at least 1",
+                       n_tokens);
+    hearth_status st = check_multi(c, tokens, seq, pos, n_tokens);
+    if (st != HEARTH_OK)
+        return st;
+    const size_t n_vocab = c->m->hp.n_vocab;
+    float *lg = logits_out;
+    for (int t0 = 0; t0 < n_tokens; t0 += c->n_batch) {
+        int n = n_tokens - t0 < c->n_batch ? n_tokens - t0 : c->n_batch, n_out = 0;
+        for (int t = 0; t < n; t++) {
+            c->bpos[t] = pos[t0 + t];
+            c->bkv[t] = c->kvs[seq[t0 + t]];
+            if (logits_out && want_logits && want_logits[t0 + t])
+                c->out_rows[n_out++] = t;
+        }
+        forward_batch(c, tokens + t0, n, lg, n_out);
+        if (lg)
+            lg += (size_t)n_out * n_vocab;
+    }
+    for (int s = 0; s < c->n_seq; s++)
+        c->kvs[s]->n_used = c->seq_next[s];
+    return HEARTH_OK;
+}
+
+void forward_seq_clear(struct forward_ctx *c, int seq)
+{
+    if (seq >= 0 && seq < c->n_seq)
+        c->kvs[seq]->n_used = 0;
 }

@@ -13,6 +13,7 @@
 #define HEARTH_CPU_FORWARD_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "cpu/dot.h"
@@ -51,6 +52,41 @@ void forward_destroy(struct forward_ctx *c);
  */
 hearth_status forward_eval(struct forward_ctx *c, const int32_t *tokens, int n_tokens, int pos0,
                            float *logits_out, bool all_logits);
+
+/* ---- several sequences (continuous batching) ----------------------------
+ * A multi-sequence context holds n_seq independent KV caches of n_ctx
+ * positions each, sharing the weights, the thread pool and the scratch. One
+ * forward_eval_multi call runs tokens of any sequences together: every matmul
+ * reads each weight once for the whole batch, attention of each token runs
+ * over its own sequence's cache. A token's logits are bit-identical whichever
+ * other tokens share the batch. The single-sequence API above works on
+ * sequence 0. */
+
+/* At most this many sequences per context. */
+#define FORWARD_MAX_SEQ 256
+
+/* As forward_create with n_seq caches (1: the same as forward_create). */
+hearth_status forward_create_multi(const struct model *m, const struct forward_params *p,
+                                   int n_seq, struct forward_ctx **out);
+/*
+ * Runs tokens[0..n_tokens): token t belongs to sequence seq[t] at position
+ * pos[t] and appends its K/V there. The first token of a sequence in the call
+ * may be at most that sequence's past length (smaller rewinds it); its later
+ * tokens in the call must follow at consecutive positions. logits_out (may be
+ * NULL) receives one [n_vocab] row per token with want_logits[t] (want_logits
+ * NULL: none), in token order. Errors (HEARTH_ERR_INVALID_ARG, nothing
+ * changed): n_tokens < 1, a sequence, token id or position out of range.
+ */
+hearth_status forward_eval_multi(struct forward_ctx *c, const int32_t *tokens, const int32_t *seq,
+                                 const int32_t *pos, int n_tokens, float *logits_out,
+                                 const bool *want_logits);
+int forward_n_seq(const struct forward_ctx *c);
+/* Positions held by sequence seq (0 for a seq out of range). */
+uint32_t forward_seq_n_past(const struct forward_ctx *c, int seq);
+/* Empties sequence seq's cache (no-op out of range). */
+void forward_seq_clear(struct forward_ctx *c, int seq);
+/* Bytes of all the KV caches at full context (n_seq x per-sequence). */
+size_t forward_kv_bytes(const struct forward_ctx *c);
 
 uint32_t forward_n_ctx(const struct forward_ctx *c);
 /* Positions currently in the cache. */

@@ -8,11 +8,13 @@
  * so a row tile (a few KB) stays in L1 while it is dotted with every token of
  * the tile, and the token tile's activations (MM_TT rows, ~40 KB for a 576-wide
  * Q8 row) stay in L2: each weight byte comes from memory once per MM_TT tokens
- * instead of once per token. For decode (one token) this degenerates to a
- * plain streaming matrix-vector product.
+ * instead of once per token. The row tile x token tile product is one
+ * dot_tile call, which unpacks each weight block once per few tokens (the
+ * unpacking, not the memory, bounds prefill). For decode (one token) this
+ * degenerates to a plain streaming matrix-vector product through dot_rows.
  *
  * The result of an output element depends only on its weight row and its
- * token's activation row (dot_rows is deterministic per row), never on the
+ * token's activation row (dot_rows and dot_tile equal dot bit for bit), never on the
  * split, so batch size and thread count do not change the bits.
  */
 #include <string.h>
@@ -92,9 +94,12 @@ static void mm_one(const struct mm_job *j, int wi, int64_t r0, int64_t r1)
         for (int64_t r = r0; r < r1; r += MM_RB) {
             int nr = (int)(r + MM_RB < r1 ? MM_RB : r1 - r);
             const uint8_t *wr = wbase + (size_t)r * rb;
-            for (int t = t0; t < t1; t++)
-                k->dot_rows(K, nr, y + (int64_t)t * ys + r, wr, rb,
-                            j->act + (size_t)t * j->act_rb);
+            if (t1 - t0 == 1)
+                k->dot_rows(K, nr, y + (int64_t)t0 * ys + r, wr, rb,
+                            j->act + (size_t)t0 * j->act_rb);
+            else
+                k->dot_tile(K, nr, t1 - t0, y + (int64_t)t0 * ys + r, (size_t)ys, wr, rb,
+                            j->act + (size_t)t0 * j->act_rb, j->act_rb);
         }
     }
 }

@@ -1,0 +1,700 @@
+/*
+ * cpu/backend-cpu: the CPU behind the backend interface (backend.h), and the
+ * reference implementation of every op contract there.
+ *
+ * Each op calls the existing kernels of cpu/ops.h and cpu/matmul.c in exactly
+ * the order cpu/forward.c does (same quantization of activations, same
+ * fused q/k/v and gate/up products, same per-row RMSNorm and RoPE, same F16
+ * write-then-read-back of K/V), so a model run op by op through this backend
+ * gives the bits forward.c gives. That is what tests/test-sched.c asserts and
+ * what lets forward.c move onto the scheduler later without a numeric change.
+ *
+ * Memory: buffers are calloc'd (zeroed, and a large KV cache only costs the
+ * pages written); "device-local" and "pinned host" are both host RAM here,
+ * two types only so that the flags a GPU backend reports can be exercised.
+ * A stream owns scratch (quantized activations, attention scores, packed
+ * rows) that grows on first use to the largest op seen and is then reused,
+ * so steady-state decode allocates nothing. Streams run synchronously on the
+ * calling thread plus the device's thread pool; one pool runs one job at a
+ * time, so one device's streams must not be used from two threads at once.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "bandwidth.h"
+#include "cpu/ops.h"
+#include "err.h"
+#include "f16.h"
+#include "quant.h"
+#include "threadpool.h"
+
+struct cpu_dev {
+    struct hearth_device dev;
+    struct hearth_buffer_type buft;      /* device-local: HOST | DEVICE_LOCAL */
+    struct hearth_buffer_type host_buft; /* staging: HOST | PINNED */
+    struct threadpool *tp;
+    enum cpu_isa isa;
+    struct cpu_attn_kernels ak;
+    struct cpu_matmul_kernels kern[HEARTH_DTYPE_COUNT]; /* valid where kern_state == 1 */
+    signed char kern_state[HEARTH_DTYPE_COUNT];         /* 0 unknown, 1 ok, -1 no kernel */
+    char name[32];
+    double bw_gbps;
+};
+
+struct cpu_buf {
+    struct hearth_buffer b;
+    uint8_t *data; /* [size] bytes, zeroed at allocation */
+};
+
+struct cpu_stream {
+    struct hearth_stream s;
+    struct cpu_dev *d;
+    void *act;       /* quantized activations, act_cap bytes */
+    size_t act_cap;
+    float *scores;   /* [n_threads][scores_per] attention scratch */
+    size_t scores_cap;
+    float *rows;     /* packed F32 rows (strided x, logits' normed rows) */
+    size_t rows_cap;
+    float *rope;     /* [n_rot] cos/sin of one position */
+    size_t rope_cap;
+};
+
+/* ---- buffers ------------------------------------------------------------ */
+
+static void cbuf_free(struct hearth_buffer *b)
+{
+    struct cpu_buf *cb = b->ctx;
+    free(cb->data);
+    free(cb);
+}
+
+static void *cbuf_base(struct hearth_buffer *b)
+{
+    return ((struct cpu_buf *)b->ctx)->data;
+}
+
+static hearth_status cbuf_set(struct hearth_buffer *b, size_t off, const void *src, size_t n)
+{
+    memcpy(((struct cpu_buf *)b->ctx)->data + off, src, n);
+    return HEARTH_OK;
+}
+
+static hearth_status cbuf_get(struct hearth_buffer *b, size_t off, void *dst, size_t n)
+{
+    memcpy(dst, ((struct cpu_buf *)b->ctx)->data + off, n);
+    return HEARTH_OK;
+}
+
+static hearth_status cbuf_clear(struct hearth_buffer *b, uint8_t value)
+{
+    memset(((struct cpu_buf *)b->ctx)->data, value, b->size);
+    return HEARTH_OK;
+}
+
+/* Any two host buffers copy directly; a non-host source declines (the caller stages). */
+static hearth_status cbuf_copy_from(struct hearth_buffer *dst, size_t doff,
+                                    struct hearth_buffer *src, size_t soff, size_t n)
+{
+    if (!(backend_buft_flags(src->buft) & HEARTH_BUFT_HOST))
+        return err_set(HEARTH_ERR_UNSUPPORTED, "cpu: cannot read a %s buffer directly",
+                       src->buft->ops->name);
+    memcpy(((struct cpu_buf *)dst->ctx)->data + doff,
+           (const uint8_t *)backend_buffer_base(src) + soff, n);
+    return HEARTH_OK;
+}
+
+static const struct hearth_buffer_ops cbuf_ops = {
+    .abi_version = HEARTH_BACKEND_ABI_VERSION,
+    .free = cbuf_free,
+    .base = cbuf_base,
+    .set = cbuf_set,
+    .get = cbuf_get,
+    .clear = cbuf_clear,
+    .copy_from = cbuf_copy_from,
+};
+
+static hearth_status cbuft_alloc(struct hearth_buffer_type *bt, size_t size,
+                                 struct hearth_buffer **out)
+{
+    struct cpu_buf *cb = calloc(1, sizeof *cb);
+    uint8_t *data = calloc(size, 1);
+    if (!cb || !data) {
+        free(cb);
+        free(data);
+        return err_set(HEARTH_ERR_NO_MEMORY, "cpu: out of host memory for a buffer of %zu bytes",
+                       size);
+    }
+    cb->data = data;
+    cb->b.ops = &cbuf_ops;
+    cb->b.ctx = cb;
+    cb->b.buft = bt;
+    cb->b.size = size;
+    *out = &cb->b;
+    return HEARTH_OK;
+}
+
+static size_t cbuft_alignment(struct hearth_buffer_type *bt)
+{
+    (void)bt;
+    return 16; /* calloc's guarantee; every CPU kernel accepts any alignment of block data */
+}
+
+static size_t cbuft_max_size(struct hearth_buffer_type *bt)
+{
+    (void)bt;
+    return SIZE_MAX / 2;
+}
+
+static uint32_t cbuft_flags_dev(struct hearth_buffer_type *bt)
+{
+    (void)bt;
+    return HEARTH_BUFT_HOST | HEARTH_BUFT_DEVICE_LOCAL;
+}
+
+static uint32_t cbuft_flags_host(struct hearth_buffer_type *bt)
+{
+    (void)bt;
+    return HEARTH_BUFT_HOST | HEARTH_BUFT_PINNED;
+}
+
+static const struct hearth_buffer_type_ops cbuft_dev_ops = {
+    .abi_version = HEARTH_BACKEND_ABI_VERSION,
+    .name = "cpu",
+    .alloc = cbuft_alloc,
+    .alignment = cbuft_alignment,
+    .max_size = cbuft_max_size,
+    .flags = cbuft_flags_dev,
+};
+
+static const struct hearth_buffer_type_ops cbuft_host_ops = {
+    .abi_version = HEARTH_BACKEND_ABI_VERSION,
+    .name = "cpu_host",
+    .alloc = cbuft_alloc,
+    .alignment = cbuft_alignment,
+    .max_size = cbuft_max_size,
+    .flags = cbuft_flags_host,
+};
+
+/* ---- ops ---------------------------------------------------------------- */
+
+/* Host address of element row r of a tensor (the device reads host memory). */
+static uint8_t *trow(const struct hearth_tensor *t, int64_t r)
+{
+    return (uint8_t *)backend_buffer_base(t->buf) + t->offset + (size_t)r * t->row_stride;
+}
+
+static float *frow(const struct hearth_tensor *t, int64_t r)
+{
+    return (float *)(void *)trow(t, r);
+}
+
+/* A weight tensor as the matmul kernels see it. */
+static struct model_weight as_weight(const struct hearth_tensor *t)
+{
+    struct model_weight w = {.data = t->buf ? trow(t, 0) : NULL,
+                             .type = t->type,
+                             .n_in = t->ne0,
+                             .n_out = t->n_rows,
+                             .row_bytes = t->row_stride};
+    return w;
+}
+
+static hearth_status grow(void **p, size_t *cap, size_t need, const char *what)
+{
+    if (need <= *cap)
+        return HEARTH_OK;
+    void *q = realloc(*p, need);
+    if (!q)
+        return err_set(HEARTH_ERR_NO_MEMORY, "cpu: out of memory for %zu bytes of %s scratch",
+                       need, what);
+    *p = q;
+    *cap = need;
+    return HEARTH_OK;
+}
+
+static hearth_status kernels(struct cpu_dev *d, hearth_dtype t, const struct cpu_matmul_kernels **k)
+{
+    if ((unsigned)t >= HEARTH_DTYPE_COUNT)
+        return err_set(HEARTH_ERR_UNSUPPORTED, "cpu: type id %d unknown", (int)t);
+    if (d->kern_state[t] == 0) {
+        hearth_status st = cpu_matmul_kernels_get(t, d->isa, &d->kern[t]);
+        d->kern_state[t] = st == HEARTH_OK ? 1 : -1;
+        if (st != HEARTH_OK)
+            return st;
+    }
+    if (d->kern_state[t] < 0)
+        return err_set(HEARTH_ERR_UNSUPPORTED, "cpu: no matmul kernel for %s",
+                       hearth_dtype_name(t) ? hearth_dtype_name(t) : "?");
+    *k = &d->kern[t];
+    return HEARTH_OK;
+}
+
+static bool same_act(const struct cpu_matmul_kernels *a, const struct cpu_matmul_kernels *b)
+{
+    return a->act_type == b->act_type && a->quantize == b->quantize;
+}
+
+/* Rows of x as one contiguous [n][K] block: x itself when packed, else a copy in scratch. */
+static hearth_status packed_rows(struct cpu_stream *cs, const struct hearth_tensor *x, int n,
+                                 const float **out)
+{
+    size_t rb = (size_t)x->ne0 * sizeof(float);
+    if (x->row_stride == rb) {
+        *out = frow(x, 0);
+        return HEARTH_OK;
+    }
+    hearth_status st = grow((void **)&cs->rows, &cs->rows_cap, rb * (size_t)n, "row");
+    if (st != HEARTH_OK)
+        return st;
+    for (int t = 0; t < n; t++)
+        memcpy(cs->rows + (size_t)t * (size_t)x->ne0, frow(x, t), rb);
+    *out = cs->rows;
+    return HEARTH_OK;
+}
+
+static hearth_status f32_stride(const struct hearth_tensor *t, int64_t *out)
+{
+    if (t->row_stride % sizeof(float))
+        return err_set(HEARTH_ERR_INVALID_ARG, "cpu: F32 row stride %zu is no multiple of 4",
+                       t->row_stride);
+    *out = (int64_t)(t->row_stride / sizeof(float));
+    return HEARTH_OK;
+}
+
+static hearth_status op_matmul(struct cpu_stream *cs, const struct hearth_op_matmul *m, int n)
+{
+    struct cpu_dev *d = cs->d;
+    const struct cpu_matmul_kernels *ks[3];
+    struct model_weight ws[3];
+    const struct model_weight *wp[3];
+    float *ys[3];
+    int64_t ss[3];
+    hearth_status st;
+    bool shared = true;
+    size_t act_need = 0;
+    for (int i = 0; i < m->n_w; i++) {
+        if ((st = kernels(d, m->w[i].type, &ks[i])) != HEARTH_OK ||
+            (st = f32_stride(&m->y[i], &ss[i])) != HEARTH_OK)
+            return st;
+        ws[i] = as_weight(&m->w[i]);
+        wp[i] = &ws[i];
+        ys[i] = frow(&m->y[i], 0);
+        size_t rb = cpu_act_row_bytes(ks[i], m->x.ne0);
+        if (rb == 0)
+            return err_set(HEARTH_ERR_UNSUPPORTED,
+                           "cpu: matmul: rows of %lld do not fit the activation format of %s",
+                           (long long)m->x.ne0, hearth_dtype_name(m->w[i].type));
+        act_need = rb * (size_t)n > act_need ? rb * (size_t)n : act_need;
+        if (i > 0 && !same_act(ks[0], ks[i]))
+            shared = false;
+    }
+    const float *x;
+    if ((st = grow(&cs->act, &cs->act_cap, act_need, "activation")) != HEARTH_OK ||
+        (st = packed_rows(cs, &m->x, n, &x)) != HEARTH_OK)
+        return st;
+    if (m->n_w > 1 && shared) {
+        cpu_act_quantize(d->tp, ks[0], x, m->x.ne0, n, cs->act);
+        cpu_matmul_act_multi(d->tp, m->n_w, ks, wp, cs->act, n, ys, ss);
+    } else {
+        for (int i = 0; i < m->n_w; i++)
+            cpu_matmul(d->tp, ks[i], wp[i], x, n, ys[i], ss[i], cs->act);
+    }
+    for (int i = 0; i < m->n_w; i++) {
+        if (!m->b[i].buf)
+            continue;
+        const float *b = frow(&m->b[i], 0);
+        for (int t = 0; t < n; t++)
+            cpu_add(ys[i] + t * ss[i], b, m->w[i].n_rows);
+    }
+    return HEARTH_OK;
+}
+
+struct attn_job {
+    struct cpu_stream *cs;
+    const struct hearth_op_attention *a;
+    int64_t q_stride, o_stride; /* floats */
+    size_t kv_stride;           /* halves */
+    size_t scores_per;          /* floats per thread */
+};
+
+static void attn_items(void *arg, int64_t b, int64_t e, int tid)
+{
+    const struct attn_job *j = arg;
+    const struct hearth_op_attention *a = j->a;
+    const int hd = a->head_dim, n_gqa = a->n_head / a->n_head_kv;
+    float *scores = j->cs->scores + (size_t)tid * j->scores_per;
+    const float *q0 = frow(&a->q, 0);
+    float *o0 = frow(&a->out, 0);
+    const uint16_t *k0 = (const uint16_t *)(const void *)trow(&a->k_cache, 0);
+    const uint16_t *v0 = (const uint16_t *)(const void *)trow(&a->v_cache, 0);
+    for (int64_t it = b; it < e; it++) {
+        int t = (int)(it / a->n_head), h = (int)(it % a->n_head);
+        int64_t p = a->pos0 + t, lo = 0;
+        if (a->window > 0 && p - (int64_t)a->window + 1 > 0)
+            lo = p - (int64_t)a->window + 1;
+        size_t col = (size_t)(h / n_gqa) * (size_t)hd;
+        cpu_attn_head(&j->cs->d->ak, o0 + t * j->o_stride + (int64_t)h * hd,
+                      q0 + t * j->q_stride + (int64_t)h * hd,
+                      k0 + (size_t)lo * j->kv_stride + col, v0 + (size_t)lo * j->kv_stride + col,
+                      j->kv_stride, lo, p, hd, a->scale, scores);
+    }
+}
+
+static hearth_status op_attention(struct cpu_stream *cs, const struct hearth_op_attention *a,
+                                  int n)
+{
+    struct cpu_dev *d = cs->d;
+    const int64_t hd = a->head_dim;
+    const int64_t KV = (int64_t)a->n_head_kv * hd;
+    const int nth = threadpool_n_threads(d->tp);
+    const size_t n_ctx = (size_t)a->k_cache.n_rows;
+    hearth_status st;
+    if (a->k_cache.type != HEARTH_DTYPE_F16 || a->v_cache.type != HEARTH_DTYPE_F16 ||
+        a->k_cache.row_stride != a->v_cache.row_stride || a->k_cache.row_stride % 2 ||
+        a->k_cache.ne0 < KV)
+        return err_set(HEARTH_ERR_INVALID_ARG,
+                       "cpu: attention: K/V caches must be F16 rows of >= %lld with equal strides",
+                       (long long)KV);
+    struct attn_job j = {.cs = cs, .a = a, .kv_stride = a->k_cache.row_stride / 2,
+                         .scores_per = n_ctx};
+    int64_t k_stride = 0, v_stride = 0;
+    if ((st = f32_stride(&a->q, &j.q_stride)) != HEARTH_OK ||
+        (st = f32_stride(&a->k, &k_stride)) != HEARTH_OK ||
+        (st = f32_stride(&a->v, &v_stride)) != HEARTH_OK ||
+        (st = f32_stride(&a->out, &j.o_stride)) != HEARTH_OK ||
+        (st = grow((void **)&cs->scores, &cs->scores_cap, (size_t)nth * n_ctx * sizeof(float),
+                   "attention")) != HEARTH_OK ||
+        (st = grow((void **)&cs->rope, &cs->rope_cap,
+                   (size_t)(a->n_rot > 0 ? a->n_rot : 1) * sizeof(float), "rope")) != HEARTH_OK)
+        return st;
+    const float *qn = a->q_norm.buf ? frow(&a->q_norm, 0) : NULL;
+    const float *kn = a->k_norm.buf ? frow(&a->k_norm, 0) : NULL;
+    const float *divs = a->rope_divs.buf ? frow(&a->rope_divs, 0) : NULL;
+    for (int t = 0; t < n; t++) {
+        float *qt = frow(&a->q, t), *kt = frow(&a->k, t);
+        const float *vt = frow(&a->v, t);
+        if (qn)
+            for (int h = 0; h < a->n_head; h++)
+                cpu_rmsnorm(qt + h * hd, qt + h * hd, qn, hd, a->norm_eps);
+        if (kn)
+            for (int h = 0; h < a->n_head_kv; h++)
+                cpu_rmsnorm(kt + h * hd, kt + h * hd, kn, hd, a->norm_eps);
+        cpu_rope_table(cs->rope, a->n_rot, a->pos0 + t, a->rope_base, a->rope_freq_scale, divs);
+        cpu_rope(qt, a->n_head, (int)hd, a->n_rot, cs->rope, (enum model_rope_mode)a->rope_mode);
+        cpu_rope(kt, a->n_head_kv, (int)hd, a->n_rot, cs->rope,
+                 (enum model_rope_mode)a->rope_mode);
+        uint16_t *kc = (uint16_t *)(void *)trow(&a->k_cache, a->pos0 + t);
+        uint16_t *vc = (uint16_t *)(void *)trow(&a->v_cache, a->pos0 + t);
+        for (int64_t i = 0; i < KV; i++) {
+            kc[i] = f32_to_f16(kt[i]);
+            vc[i] = f32_to_f16(vt[i]);
+        }
+    }
+    /* An item is one head of one token; short contexts stay on the caller (as forward.c). */
+    int64_t n_items = (int64_t)n * a->n_head;
+    int64_t work = n_items * (a->pos0 + n) * hd;
+    threadpool_for(d->tp, n_items, work < 65536 ? n_items : 1, attn_items, &j);
+    return HEARTH_OK;
+}
+
+static hearth_status op_logits(struct cpu_stream *cs, const struct hearth_op_logits *l, int n)
+{
+    const struct cpu_matmul_kernels *k;
+    const int64_t E = l->x.ne0;
+    int64_t ys = 0;
+    hearth_status st;
+    if ((st = kernels(cs->d, l->out_w.type, &k)) != HEARTH_OK ||
+        (st = f32_stride(&l->y, &ys)) != HEARTH_OK)
+        return st;
+    size_t rb = cpu_act_row_bytes(k, E);
+    if (rb == 0)
+        return err_set(HEARTH_ERR_UNSUPPORTED, "cpu: logits: rows of %lld do not fit %s",
+                       (long long)E, hearth_dtype_name(l->out_w.type));
+    if ((st = grow(&cs->act, &cs->act_cap, rb * (size_t)n, "activation")) != HEARTH_OK ||
+        (st = grow((void **)&cs->rows, &cs->rows_cap, (size_t)n * (size_t)E * sizeof(float),
+                   "row")) != HEARTH_OK)
+        return st;
+    const float *w = frow(&l->norm_w, 0);
+    for (int t = 0; t < n; t++)
+        cpu_rmsnorm(cs->rows + t * E, frow(&l->x, t), w, E, l->eps);
+    struct model_weight ow = as_weight(&l->out_w);
+    cpu_matmul(cs->d->tp, k, &ow, cs->rows, n, frow(&l->y, 0), ys, cs->act);
+    return HEARTH_OK;
+}
+
+static hearth_status run_one(struct cpu_stream *cs, const struct hearth_op *op)
+{
+    const int n = op->n_tok;
+    switch (op->kind) {
+    case HEARTH_OP_EMBED: {
+        const struct hearth_op_embed *e = &op->u.embed;
+        const struct quant_traits *qt = quant_get(e->table.type);
+        if (!qt || !qt->to_float || e->ids.type != HEARTH_DTYPE_I32)
+            return err_set(HEARTH_ERR_UNSUPPORTED, "cpu: embed: table type %s, ids type %s",
+                           hearth_dtype_name(e->table.type), hearth_dtype_name(e->ids.type));
+        struct model_weight tw = as_weight(&e->table);
+        const uint8_t *ids = trow(&e->ids, 0);
+        for (int t = 0; t < n; t++) {
+            int32_t id;
+            /* ids may be one row of n or n rows of one */
+            memcpy(&id, e->ids.n_rows == 1 ? ids + (size_t)t * 4 : trow(&e->ids, t), 4);
+            float *o = frow(&e->out, t);
+            hearth_status st = model_weight_row(&tw, id, o);
+            if (st != HEARTH_OK)
+                return st;
+            if (e->scale != 1.0f)
+                for (int64_t i = 0; i < e->out.ne0; i++)
+                    o[i] *= e->scale;
+        }
+        return HEARTH_OK;
+    }
+    case HEARTH_OP_RMSNORM: {
+        const struct hearth_op_rmsnorm *r = &op->u.rmsnorm;
+        const float *w = r->w.buf ? frow(&r->w, 0) : NULL;
+        for (int t = 0; t < n; t++)
+            cpu_rmsnorm(frow(&r->y, t), frow(&r->x, t), w, r->x.ne0, r->eps);
+        return HEARTH_OK;
+    }
+    case HEARTH_OP_MATMUL:
+        return op_matmul(cs, &op->u.matmul, n);
+    case HEARTH_OP_ATTENTION:
+        return op_attention(cs, &op->u.attn, n);
+    case HEARTH_OP_GLU: {
+        const struct hearth_op_glu *g = &op->u.glu;
+        for (int t = 0; t < n; t++) {
+            if (g->act == HEARTH_GLU_GELU_TANH)
+                cpu_geglu(frow(&g->g, t), frow(&g->u, t), g->g.ne0);
+            else
+                cpu_swiglu(frow(&g->g, t), frow(&g->u, t), g->g.ne0);
+        }
+        return HEARTH_OK;
+    }
+    case HEARTH_OP_ADD: {
+        const struct hearth_op_add *a = &op->u.add;
+        const float *w = a->w.buf ? frow(&a->w, 0) : NULL;
+        for (int t = 0; t < n; t++) {
+            float *y = frow(&a->y, t);
+            if (w)
+                cpu_rmsnorm(y, y, w, a->y.ne0, a->eps);
+            cpu_add(frow(&a->x, t), y, a->x.ne0);
+        }
+        return HEARTH_OK;
+    }
+    case HEARTH_OP_LOGITS:
+        return op_logits(cs, &op->u.logits, n);
+    case HEARTH_OP_COUNT:
+        break;
+    }
+    return err_set(HEARTH_ERR_UNSUPPORTED, "cpu: op kind %d", (int)op->kind);
+}
+
+/* ---- stream ------------------------------------------------------------- */
+
+static void cstream_destroy(struct hearth_stream *s)
+{
+    struct cpu_stream *cs = s->ctx;
+    free(cs->act);
+    free(cs->scores);
+    free(cs->rows);
+    free(cs->rope);
+    free(cs);
+}
+
+static hearth_status cstream_run(struct hearth_stream *s, const struct hearth_op *ops, int n_ops)
+{
+    struct cpu_stream *cs = s->ctx;
+    for (int i = 0; i < n_ops; i++) {
+        hearth_status st = run_one(cs, &ops[i]);
+        if (st != HEARTH_OK)
+            return err_prefix(st, "cpu: op %d (%s)", i, backend_op_name(ops[i].kind));
+    }
+    return HEARTH_OK;
+}
+
+static hearth_status cstream_sync(struct hearth_stream *s)
+{
+    (void)s;
+    return HEARTH_OK;
+}
+
+static const struct hearth_stream_ops cstream_ops = {
+    .abi_version = HEARTH_BACKEND_ABI_VERSION,
+    .destroy = cstream_destroy,
+    .graph_run = cstream_run,
+    .synchronize = cstream_sync,
+    /* set_async/get_async and events: the synchronous defaults are exact here */
+};
+
+static hearth_status cdev_stream_create(struct hearth_device *dev, struct hearth_stream **out)
+{
+    struct cpu_stream *cs = calloc(1, sizeof *cs);
+    if (!cs)
+        return err_set(HEARTH_ERR_NO_MEMORY, "cpu: out of memory for a stream");
+    cs->d = dev->ctx;
+    cs->s.ops = &cstream_ops;
+    cs->s.ctx = cs;
+    cs->s.dev = dev;
+    *out = &cs->s;
+    return HEARTH_OK;
+}
+
+/* ---- device ------------------------------------------------------------- */
+
+static void host_memory(uint64_t *free_b, uint64_t *total_b)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), avail = sysconf(_SC_AVPHYS_PAGES);
+    long page = sysconf(_SC_PAGESIZE);
+    *total_b = pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page : 0;
+    *free_b = avail > 0 && page > 0 ? (uint64_t)avail * (uint64_t)page : 0;
+}
+
+static void cdev_destroy(struct hearth_device *dev)
+{
+    struct cpu_dev *d = dev->ctx;
+    threadpool_destroy(d->tp);
+    free(d);
+}
+
+static void cdev_props(struct hearth_device *dev, struct hearth_device_props *out)
+{
+    struct cpu_dev *d = dev->ctx;
+    snprintf(out->name, sizeof out->name, "%s", d->name);
+    snprintf(out->desc, sizeof out->desc, "host CPU, %ld logical cores, %s kernels, %d threads",
+             sysconf(_SC_NPROCESSORS_ONLN), cpu_isa_name(d->isa), threadpool_n_threads(d->tp));
+    host_memory(&out->free_bytes, &out->total_bytes);
+    out->bw_gbps = d->bw_gbps;
+    out->host_memory = true;
+}
+
+static void cdev_memory(struct hearth_device *dev, uint64_t *free_b, uint64_t *total_b)
+{
+    (void)dev;
+    host_memory(free_b, total_b);
+}
+
+static bool cdev_supports_op(struct hearth_device *dev, enum hearth_op_kind op, hearth_dtype t)
+{
+    struct cpu_dev *d = dev->ctx;
+    const struct cpu_matmul_kernels *k;
+    switch (op) {
+    case HEARTH_OP_MATMUL:
+    case HEARTH_OP_LOGITS:
+        return kernels(d, t, &k) == HEARTH_OK;
+    case HEARTH_OP_EMBED: {
+        const struct quant_traits *qt = quant_get(t);
+        return qt && qt->to_float;
+    }
+    default:
+        return t == HEARTH_DTYPE_F32;
+    }
+}
+
+static struct hearth_buffer_type *cdev_buft(struct hearth_device *dev)
+{
+    return &((struct cpu_dev *)dev->ctx)->buft;
+}
+
+static struct hearth_buffer_type *cdev_host_buft(struct hearth_device *dev)
+{
+    return &((struct cpu_dev *)dev->ctx)->host_buft;
+}
+
+static hearth_status cdev_bandwidth(struct hearth_device *dev, double *gbps)
+{
+    struct cpu_dev *d = dev->ctx;
+    struct bw_result r;
+    hearth_status st = bw_measure_copy(d->tp, (size_t)64 << 20, 5, &r);
+    if (st != HEARTH_OK)
+        return st;
+    d->bw_gbps = r.gbps_median;
+    *gbps = r.gbps_median;
+    return HEARTH_OK;
+}
+
+static const struct hearth_device_ops cdev_ops = {
+    .abi_version = HEARTH_BACKEND_ABI_VERSION,
+    .backend = "cpu",
+    .destroy = cdev_destroy,
+    .get_props = cdev_props,
+    .get_memory = cdev_memory,
+    .supports_op = cdev_supports_op,
+    .buffer_type = cdev_buft,
+    .host_buffer_type = cdev_host_buft,
+    .stream_create = cdev_stream_create,
+    .measure_bandwidth = cdev_bandwidth,
+};
+
+hearth_status cpu_backend_device_create(const struct cpu_backend_params *p,
+                                        struct hearth_device **out)
+{
+    *out = NULL;
+    struct cpu_backend_params def = {.n_threads = 0, .isa = -1, .name = NULL};
+    if (!p)
+        p = &def;
+    if (p->isa >= CPU_ISA_COUNT)
+        return err_set(HEARTH_ERR_INVALID_ARG, "cpu: isa %d is no cpu_isa", p->isa);
+    struct cpu_dev *d = calloc(1, sizeof *d);
+    if (!d)
+        return err_set(HEARTH_ERR_NO_MEMORY, "cpu: out of memory for a device");
+    hearth_status st = threadpool_create(p->n_threads, &d->tp);
+    if (st != HEARTH_OK) {
+        free(d);
+        return st;
+    }
+    d->isa = p->isa < 0 ? cpu_isa_best() : (enum cpu_isa)p->isa;
+    cpu_attn_kernels_get(d->isa, &d->ak);
+    snprintf(d->name, sizeof d->name, "%s", p->name ? p->name : "cpu");
+    d->dev.ops = &cdev_ops;
+    d->dev.ctx = d;
+    d->buft.ops = &cbuft_dev_ops;
+    d->buft.ctx = d;
+    d->buft.dev = &d->dev;
+    d->host_buft.ops = &cbuft_host_ops;
+    d->host_buft.ctx = d;
+    d->host_buft.dev = &d->dev;
+    *out = &d->dev;
+    return HEARTH_OK;
+}
+
+/* ---- registration ------------------------------------------------------- */
+
+static int creg_count(void)
+{
+    return 1;
+}
+
+static hearth_status creg_describe(int index, struct hearth_device_props *out)
+{
+    if (index != 0)
+        return err_set(HEARTH_ERR_NOT_FOUND, "cpu: no device %d", index);
+    memset(out, 0, sizeof *out);
+    snprintf(out->name, sizeof out->name, "cpu");
+    snprintf(out->desc, sizeof out->desc, "host CPU, %ld logical cores",
+             sysconf(_SC_NPROCESSORS_ONLN));
+    host_memory(&out->free_bytes, &out->total_bytes);
+    out->host_memory = true;
+    return HEARTH_OK;
+}
+
+static hearth_status creg_open(int index, struct hearth_device **out)
+{
+    *out = NULL;
+    if (index != 0)
+        return err_set(HEARTH_ERR_NOT_FOUND, "cpu: no device %d", index);
+    return cpu_backend_device_create(NULL, out);
+}
+
+const struct hearth_backend_ops *cpu_backend_ops(void)
+{
+    static const struct hearth_backend_ops ops = {
+        .abi_version = HEARTH_BACKEND_ABI_VERSION,
+        .name = "cpu",
+        .device_count = creg_count,
+        .device_describe = creg_describe,
+        .device_open = creg_open,
+    };
+    return &ops;
+}

@@ -1,0 +1,83 @@
+/*
+ * placement: which device runs each block of a model.
+ *
+ * A layer is two blocks, attention (with its KV cache) and FFN; the token
+ * embedding and the output head (final norm + output projection) are one
+ * block each. A placement maps every block to an index into the device list
+ * the scheduler is given (core/scheduler.h). It is plain data on purpose: -ngl N
+ * and -ngl auto fill it today; a planner that reasons per tensor (weights
+ * resident in host RAM and streamed to the GPU for prefill, say) will fill
+ * the same structure, or extend it by appending fields.
+ *
+ * Sizes for -ngl auto come from the model's bound weights (bytes of every
+ * tensor a block reads, each rounded up to PLACEMENT_TENSOR_ALIGN for the
+ * allocator) plus the F16 K/V of n_ctx positions for attention blocks. The
+ * estimate is a pure function of its inputs, so tests can hand it a fake
+ * device budget.
+ */
+#ifndef HEARTH_PLACEMENT_H
+#define HEARTH_PLACEMENT_H
+
+#include <stdint.h>
+
+#include "hearth.h"
+#include "model.h"
+
+enum placement_block { PLACEMENT_ATTN = 0, PLACEMENT_FFN = 1 };
+
+#define PLACEMENT_NGL_AUTO (-1)
+#define PLACEMENT_TENSOR_ALIGN 256
+
+struct placement {
+    uint32_t n_layer;
+    int embd_dev;   /* device index of the token embedding lookup */
+    int out_dev;    /* device index of the final norm + output projection */
+    int *block_dev; /* [n_layer][2]: block_dev[2 * il + enum placement_block] */
+};
+
+/* Every block on device index dev. NO_MEMORY, INVALID_ARG for n_layer 0. */
+hearth_status placement_create(uint32_t n_layer, int dev, struct placement **out);
+void placement_free(struct placement *p); /* NULL: nothing */
+/* A copy of p (the scheduler keeps its own). */
+hearth_status placement_clone(const struct placement *p, struct placement **out);
+
+static inline int placement_get(const struct placement *p, uint32_t il, enum placement_block b)
+{
+    return p->block_dev[2 * (size_t)il + (size_t)b];
+}
+static inline void placement_set(struct placement *p, uint32_t il, enum placement_block b, int dev)
+{
+    p->block_dev[2 * (size_t)il + (size_t)b] = dev;
+}
+
+/*
+ * Parses an -ngl value: a decimal count >= 0 ("0", "16"; larger than the
+ * model's layer count is allowed and means all of them plus the output head)
+ * or "auto" (PLACEMENT_NGL_AUTO). INVALID_ARG naming the text otherwise.
+ */
+hearth_status placement_parse_ngl(const char *s, int *ngl);
+
+/*
+ * -ngl N: both blocks of layers [0, min(N, n_layer)) on gpu_dev, the rest on
+ * cpu_dev; the output head on gpu_dev when N > n_layer (the count llama.cpp
+ * users know: n_layer + 1 offloads everything); the embedding lookup always
+ * on cpu_dev (a row gather, cheap anywhere, and the table is large).
+ * INVALID_ARG for N < 0.
+ */
+hearth_status placement_from_ngl(struct placement *p, int ngl, int gpu_dev, int cpu_dev);
+
+/* Bytes a device holds for layer il: its weights plus K/V for n_ctx positions. */
+uint64_t placement_layer_bytes(const struct model *m, uint32_t il, uint32_t n_ctx);
+/* Bytes of the output head (final norm + output matrix). */
+uint64_t placement_output_bytes(const struct model *m);
+
+/*
+ * -ngl auto: the largest N whose first N layers (and, once all layers fit,
+ * the output head, giving n_layer + 1) fit in free_bytes - margin_bytes -
+ * fixed_bytes (fixed: activations and staging the scheduler keeps on the
+ * device, see sched_device_fixed_bytes). 0 when not even one layer fits.
+ */
+int placement_auto_ngl(const struct model *m, uint32_t n_ctx, uint64_t free_bytes,
+                       uint64_t margin_bytes, uint64_t fixed_bytes);
+
+#endif

@@ -1,0 +1,579 @@
+/*
+ * plan-cost: the speed model of a plan, and the plan's reasons in words.
+ *
+ * Decode (one step: one token for each of n_parallel sequences) is memory
+ * bound: each device reads the weights it computes once (token_embd: one row
+ * per sequence; MoE stacks: n_expert_used / n_expert of them) plus its layers'
+ * KV up to the decode depth (n_prompt), at its memory bandwidth; if its FLOPs
+ * at its FLOP rate take longer, that counts instead. Devices run one after the
+ * other (layer order), so their times add, plus one PCIe hop per change of
+ * device along the layer order (10 us latency + the activations). The host
+ * part alone gives the physical ceiling, host bandwidth / host bytes per token.
+ *
+ * Prefill of n_prompt tokens in micro-batches of n_batch: per tensor the larger
+ * of compute (2 * params * tokens / FLOP rate) and memory (bytes per batch /
+ * bandwidth); attention adds 4 * heads * head_dim * P(P+1)/2 FLOPs per layer.
+ * A host tensor is either computed by the CPU, or streamed to the first GPU:
+ * the copy of batch b+1's weights overlaps the compute of batch b (double
+ * buffer), so its time is max(bytes / PCIe, FLOPs / GPU rate); per tensor the
+ * faster of the two is chosen. Figures are estimates from the device
+ * descriptions; no number here is measured by this file.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+#include "plan.h"
+
+#define PLAN_HOP_LATENCY_S 10e-6
+
+static double params_of(const struct plan_model_tensor *t)
+{
+    return (double)t->ne[0] * (double)t->ne[1] * (double)t->ne[2] * (double)t->ne[3];
+}
+
+/* Share of an expert stack one token uses. */
+static double expert_frac(const struct plan_model *m, const struct plan_model_tensor *t)
+{
+    if (t->role != PLAN_ROLE_EXPERT || m->arch.n_expert == 0 || m->arch.n_expert_used == 0)
+        return 1.0;
+    return (double)m->arch.n_expert_used / (double)m->arch.n_expert;
+}
+
+static uint32_t n_batches(const struct plan_opts *o)
+{
+    return (o->n_prompt + o->n_batch - 1) / o->n_batch;
+}
+
+/* Seconds of tensor i's prefill computed on device d with its bytes in d's memory. */
+static double prefill_on(const struct plan_model *m, const struct plan_device *d,
+                         const struct plan_opts *o, size_t i)
+{
+    const struct plan_model_tensor *t = &m->tensors[i];
+    if (t->role == PLAN_ROLE_EMBD)
+        return (double)o->n_prompt * (double)t->nbytes / (double)t->ne[1] / d->mem_bw;
+    double flops = 2.0 * params_of(t) * expert_frac(m, t) * (double)o->n_prompt;
+    double mem = (double)t->nbytes * (double)n_batches(o) / d->mem_bw;
+    double comp = flops / d->flops;
+    return comp > mem ? comp : mem;
+}
+
+void plan__prefill_cost(const struct plan_model *m, const struct plan_devices *d,
+                        const struct plan_opts *o, size_t i, int gpu, double *cpu_s,
+                        double *stream_s)
+{
+    const struct plan_model_tensor *t = &m->tensors[i];
+    const struct plan_device *g = &d->dev[gpu];
+    *cpu_s = prefill_on(m, &d->dev[PLAN_HOST], o, i);
+    double copy = (double)t->nbytes * (double)n_batches(o) / g->h2d_bw;
+    double comp = 2.0 * params_of(t) * expert_frac(m, t) * (double)o->n_prompt / g->flops;
+    *stream_s = copy > comp ? copy : comp;
+}
+
+static int stream_gpu(const struct plan *p)
+{
+    for (int d = 1; d < p->devs.n; d++)
+        if (p->use[d].stream > 0)
+            return d;
+    return -1;
+}
+
+void plan__decide_stream(const struct plan_model *m, struct plan *p)
+{
+    int g = stream_gpu(p);
+    if (g < 0)
+        return;
+    for (size_t i = 0; i < m->n_tensors; i++) {
+        const struct plan_model_tensor *t = &m->tensors[i];
+        struct plan_tensor *pt = &p->tensors[i];
+        bool ok = pt->resident == PLAN_HOST && t->n_dims >= 2 &&
+                  (t->role == PLAN_ROLE_FFN || t->role == PLAN_ROLE_EXPERT ||
+                   t->role == PLAN_ROLE_OUTPUT);
+        if (!ok)
+            continue;
+        double c, s;
+        plan__prefill_cost(m, &p->devs, &p->opts, i, g, &c, &s);
+        if (s < c) {
+            pt->kind = PLAN_KIND_STREAM;
+            pt->prefill = g;
+        }
+    }
+}
+
+/* Order of the FFN tensors of a layer along the computation. */
+static int ffn_rank(const char *name)
+{
+    static const char *const order[] = {"ffn_norm", "ffn_gate_inp", "ffn_gate", "ffn_up",
+                                        "ffn_down", "post_ffw_norm"};
+    const char *r = strchr(name + 4, '.');
+    r = r ? r + 1 : name;
+    for (int k = 0; k < 6; k++) {
+        size_t n = strlen(order[k]);
+        if (!strncmp(r, order[k], n) && (r[n] == '.' || r[n] == '_'))
+            return k;
+    }
+    return 6;
+}
+
+struct hop_walk {
+    const struct plan *p;
+    int prev;
+    int hops;
+    double seconds; /* one token per sequence's activations each hop */
+    double act_bytes;
+};
+
+static void hop_to(struct hop_walk *w, int dev)
+{
+    if (w->prev >= 0 && dev != w->prev) {
+        const struct plan_devices *d = &w->p->devs;
+        double bw = 0;
+        if (w->prev != PLAN_HOST)
+            bw = d->dev[w->prev].h2d_bw;
+        if (dev != PLAN_HOST && (bw == 0 || d->dev[dev].h2d_bw < bw))
+            bw = d->dev[dev].h2d_bw;
+        w->hops++;
+        w->seconds += PLAN_HOP_LATENCY_S + (bw > 0 ? w->act_bytes / bw : 0);
+    }
+    w->prev = dev;
+}
+
+/* Device changes along the layer order, with `field` choosing decode or prefill devices. */
+static void walk_hops(const struct plan_model *m, const struct plan *p, bool prefill,
+                      struct hop_walk *w)
+{
+    memset(w, 0, sizeof *w);
+    w->p = p;
+    w->prev = -1;
+    w->act_bytes = 4.0 * m->arch.n_embd *
+                   (prefill ? (double)p->opts.n_batch : (double)p->opts.n_parallel);
+    /* the embedding rows are gathered where token_embd lives (tied: where the head is) */
+    for (size_t i = 0; i < m->n_tensors; i++)
+        if (!strcmp(m->tensors[i].name, "token_embd.weight"))
+            hop_to(w, p->tensors[i].compute);
+    for (uint32_t l = 0; l < p->n_layer; l++) {
+        hop_to(w, p->layers[l].attn_dev);
+        for (int r = 0; r <= 6; r++)
+            for (size_t i = 0; i < m->n_tensors; i++) {
+                const struct plan_model_tensor *t = &m->tensors[i];
+                if (t->layer != (int32_t)l ||
+                    (t->role != PLAN_ROLE_FFN && t->role != PLAN_ROLE_FFN_NORM &&
+                     t->role != PLAN_ROLE_EXPERT) ||
+                    ffn_rank(t->name) != r)
+                    continue;
+                hop_to(w, prefill ? p->tensors[i].prefill : p->tensors[i].compute);
+            }
+    }
+    for (size_t i = 0; i < m->n_tensors; i++)
+        if (m->tensors[i].role == PLAN_ROLE_OUTPUT)
+            hop_to(w, prefill ? p->tensors[i].prefill : p->tensors[i].compute);
+    hop_to(w, PLAN_HOST); /* logits to the sampler */
+}
+
+void plan__predict(const struct plan_model *m, struct plan *p)
+{
+    const struct plan_opts *o = &p->opts;
+    double read[PLAN_MAX_DEVICES] = {0}, flops[PLAN_MAX_DEVICES] = {0};
+    double npar = (double)o->n_parallel;
+    double depth = (double)o->n_prompt;
+    for (size_t i = 0; i < m->n_tensors; i++) {
+        const struct plan_model_tensor *t = &m->tensors[i];
+        int d = p->tensors[i].compute;
+        if (t->role == PLAN_ROLE_EMBD) {
+            read[d] += npar * (double)t->nbytes / (double)t->ne[1];
+            continue;
+        }
+        double f = expert_frac(m, t);
+        double rf = f * npar < 1.0 ? f * npar : 1.0;
+        read[d] += (double)t->nbytes * rf;
+        flops[d] += 2.0 * params_of(t) * f * npar;
+    }
+    for (uint32_t l = 0; l < p->n_layer; l++) {
+        int d = p->layers[l].attn_dev;
+        /* K and V rows up to the depth, for every sequence */
+        read[d] += (double)p->layers[l].kv_bytes * depth / (double)o->n_ctx;
+        flops[d] += 4.0 * m->arch.n_head * m->arch.head_dim_k * depth * npar;
+    }
+    double step = 0;
+    for (int d = 0; d < p->devs.n; d++) {
+        const struct plan_device *dv = &p->devs.dev[d];
+        double mem = read[d] / dv->mem_bw, comp = flops[d] / dv->flops;
+        p->use[d].read_per_token = (uint64_t)read[d];
+        p->use[d].decode_s = mem > comp ? mem : comp;
+        step += p->use[d].decode_s;
+    }
+    struct hop_walk w;
+    walk_hops(m, p, false, &w);
+    step += w.seconds;
+    p->decode_tps = step > 0 ? 1.0 / step : 0;
+    p->decode_tps_total = p->decode_tps * npar;
+    p->host_read_per_token = (uint64_t)read[PLAN_HOST];
+    p->host_ceiling_tps =
+        read[PLAN_HOST] > 0 ? p->devs.dev[PLAN_HOST].mem_bw / read[PLAN_HOST] : 0;
+
+    /* prefill */
+    double P = (double)o->n_prompt;
+    for (size_t i = 0; i < m->n_tensors; i++) {
+        const struct plan_tensor *pt = &p->tensors[i];
+        if (pt->kind == PLAN_KIND_STREAM) {
+            double c, s;
+            plan__prefill_cost(m, &p->devs, o, i, pt->prefill, &c, &s);
+            p->use[pt->prefill].prefill_s += s;
+        } else {
+            p->use[pt->prefill].prefill_s += prefill_on(m, &p->devs.dev[pt->prefill], o, i);
+        }
+    }
+    for (uint32_t l = 0; l < p->n_layer; l++) {
+        int d = p->layers[l].attn_dev;
+        double f = 4.0 * m->arch.n_head * m->arch.head_dim_k * P * (P + 1) / 2.0;
+        p->use[d].prefill_s += f / p->devs.dev[d].flops;
+    }
+    double total = 0;
+    for (int d = 0; d < p->devs.n; d++)
+        total += p->use[d].prefill_s;
+    walk_hops(m, p, true, &w);
+    total += w.seconds * (double)n_batches(o);
+    p->prefill_tps = total > 0 ? P / total : 0;
+}
+
+/* ---- reasons ------------------------------------------------------------------ */
+
+static double gib(uint64_t b)
+{
+    return (double)b / 1073741824.0;
+}
+
+/* "0-39, 41, 43-79" for the set layers of n; "" when none. */
+static void ranges(const bool *set, uint32_t n, char *buf, size_t size)
+{
+    size_t len = 0;
+    buf[0] = '\0';
+    for (uint32_t a = 0; a < n; a++) {
+        if (!set[a])
+            continue;
+        uint32_t b = a;
+        while (b + 1 < n && set[b + 1])
+            b++;
+        int w = b > a ? snprintf(buf + len, size - len, "%s%u-%u", len ? "," : "", a, b)
+                      : snprintf(buf + len, size - len, "%s%u", len ? "," : "", a);
+        if (w < 0 || (size_t)w >= size - len)
+            return;
+        len += (size_t)w;
+        a = b;
+    }
+}
+
+/* The tensor's kind inside its block: "ffn_down" for "blk.7.ffn_down.weight". */
+static void block_kind(const char *name, char *out, size_t size)
+{
+    const char *r = strchr(name + 4, '.');
+    r = r ? r + 1 : name;
+    const char *e = strchr(r, '.');
+    size_t n = e ? (size_t)(e - r) : strlen(r);
+    if (n >= size)
+        n = size - 1;
+    memcpy(out, r, n);
+    out[n] = '\0';
+}
+
+static const char *dev_name(const struct plan *p, int d)
+{
+    return p->devs.dev[d].name;
+}
+
+#define TRY(x)                                                                       \
+    do {                                                                             \
+        hearth_status st__ = (x);                                                    \
+        if (st__)                                                                    \
+            return st__;                                                             \
+    } while (0)
+
+/* Where each FFN tensor kind spills: "ffn_gate.41-79, ffn_up.41-79, ffn_down.40-79". */
+static hearth_status host_ffn_list(const struct plan_model *m, const struct plan *p,
+                                   char *out, size_t size, uint64_t *bytes)
+{
+    char kinds[12][32];
+    int n_kinds = 0;
+    size_t len = 0;
+    out[0] = '\0';
+    *bytes = 0;
+    bool *set = calloc(p->n_layer ? p->n_layer : 1, sizeof *set);
+    if (!set)
+        return err_set(HEARTH_ERR_NO_MEMORY, "plan: reasons");
+    for (size_t i = 0; i < m->n_tensors; i++) {
+        const struct plan_model_tensor *t = &m->tensors[i];
+        if ((t->role != PLAN_ROLE_FFN && t->role != PLAN_ROLE_EXPERT) ||
+            p->tensors[i].resident != PLAN_HOST)
+            continue;
+        *bytes += t->nbytes;
+        char k[32];
+        block_kind(t->name, k, sizeof k);
+        bool seen = false;
+        for (int j = 0; j < n_kinds; j++)
+            seen |= !strcmp(kinds[j], k);
+        if (!seen && n_kinds < 12)
+            memcpy(kinds[n_kinds++], k, sizeof k);
+    }
+    for (int j = 0; j < n_kinds; j++) {
+        memset(set, 0, p->n_layer * sizeof *set);
+        for (size_t i = 0; i < m->n_tensors; i++) {
+            const struct plan_model_tensor *t = &m->tensors[i];
+            char k[32];
+            if ((t->role != PLAN_ROLE_FFN && t->role != PLAN_ROLE_EXPERT) ||
+                p->tensors[i].resident != PLAN_HOST)
+                continue;
+            block_kind(t->name, k, sizeof k);
+            if (!strcmp(k, kinds[j]))
+                set[t->layer] = true;
+        }
+        char r[512];
+        ranges(set, p->n_layer, r, sizeof r);
+        int w = snprintf(out + len, size - len, "%s%s.%s", len ? ", " : "", kinds[j], r);
+        if (w < 0 || (size_t)w >= size - len)
+            break;
+        len += (size_t)w;
+    }
+    free(set);
+    return HEARTH_OK;
+}
+
+static hearth_status explain_attention(const struct plan *p)
+{
+    bool *set = calloc(p->n_layer ? p->n_layer : 1, sizeof *set);
+    if (!set)
+        return err_set(HEARTH_ERR_NO_MEMORY, "plan: reasons");
+    hearth_status st = HEARTH_OK;
+    char r[512];
+    for (int d = 0; d < p->devs.n && !st; d++) {
+        uint64_t w = 0, kv = 0;
+        int n = 0;
+        for (uint32_t l = 0; l < p->n_layer; l++) {
+            set[l] = p->layers[l].attn_dev == d;
+            if (set[l]) {
+                n++;
+                w += p->layers[l].attn_bytes;
+                kv += p->layers[l].kv_bytes;
+            }
+        }
+        if (!n)
+            continue;
+        ranges(set, p->n_layer, r, sizeof r);
+        if (d != PLAN_HOST)
+            st = plan__reason((struct plan *)p,
+                              "attention and KV cache of layers %s on %s (%.2f GiB weights + "
+                              "%.2f GiB KV): read every token, placed right after the LM head; "
+                              "attention runs where its KV lives, so no KV crosses PCIe",
+                              r, dev_name(p, d), gib(w), gib(kv));
+        else
+            st = plan__reason((struct plan *)p,
+                              "attention of layers %s on the CPU with their KV (%.2f GiB) in "
+                              "host RAM: no GPU had room for a layer's attention and KV "
+                              "together",
+                              r, gib(kv));
+    }
+    free(set);
+    return st;
+}
+
+hearth_status plan__explain(const struct plan_model *m, struct plan *p)
+{
+    const struct plan_opts *o = &p->opts;
+    const struct plan_device *host = &p->devs.dev[PLAN_HOST];
+    char kvt[16];
+    snprintf(kvt, sizeof kvt, "%s", hearth_dtype_name(o->kv_type));
+    for (char *c = kvt; *c; c++)
+        *c = (char)(*c >= 'A' && *c <= 'Z' ? *c - 'A' + 'a' : *c);
+
+    uint64_t host_w = 0, gpu_w = 0;
+    size_t n_host = 0;
+    for (size_t i = 0; i < m->n_tensors; i++) {
+        if (p->tensors[i].resident == PLAN_HOST) {
+            host_w += m->tensors[i].nbytes;
+            n_host++;
+        } else {
+            gpu_w += m->tensors[i].nbytes;
+        }
+    }
+    if (p->devs.n == 1) {
+        TRY(plan__reason(p, "no GPU: all %zu tensors (%.2f GiB) in host RAM, computed by the "
+                            "CPU",
+                         m->n_tensors, gib(host_w)));
+    } else if (n_host == 0) {
+        int d = p->tensors[0].resident;
+        TRY(plan__reason(p,
+                         "everything fits on the GPU: %zu tensors (%.2f GiB) and the KV cache "
+                         "(%.2f GiB: %u context x %u sequence%s, %s) within %s's %.2f GiB "
+                         "budget; nothing is read from host RAM per token",
+                         m->n_tensors, gib(gpu_w), gib(p->use[d].kv), o->n_ctx, o->n_parallel,
+                         o->n_parallel == 1 ? "" : "s", kvt, dev_name(p, d),
+                         gib(p->use[d].budget)));
+    }
+    for (int d = 1; d < p->devs.n; d++) {
+        const struct plan_usage *u = &p->use[d];
+        if (u->total == 0) {
+            TRY(plan__reason(p, "%s unused: its %.2f GiB budget %s", dev_name(p, d),
+                             gib(u->budget),
+                             u->room == 0 ? "does not cover its reserve and scratch"
+                                          : "holds none of the remaining units"));
+            continue;
+        }
+        TRY(plan__reason(p,
+                         "%s keeps %.0f MiB in reserve (256 MiB driver context + 1%% of the "
+                         "budget) and %.0f MiB of scratch for %u-token batches",
+                         dev_name(p, d), (double)u->reserve / 1048576.0,
+                         (double)u->scratch / 1048576.0, o->n_batch));
+    }
+    for (size_t i = 0; i < m->n_tensors && p->devs.n > 1; i++) {
+        const struct plan_model_tensor *t = &m->tensors[i];
+        if (t->role != PLAN_ROLE_OUTPUT)
+            continue;
+        int d = p->tensors[i].resident;
+        TRY(plan__reason(p, "%s (LM head, %.0f MiB %s) %s %s: read in full every token, "
+                            "placed first",
+                         t->name, (double)t->nbytes / 1048576.0, hearth_dtype_name(t->type),
+                         d == PLAN_HOST ? "in host RAM, computed by the CPU; no GPU had room"
+                                        : "on",
+                         d == PLAN_HOST ? "" : dev_name(p, d)));
+    }
+    if (p->devs.n > 1)
+        TRY(explain_attention(p));
+    char list[2048];
+    uint64_t ffn_host;
+    TRY(host_ffn_list(m, p, list, sizeof list, &ffn_host));
+    if (ffn_host > 0) {
+        bool attn_gpu = true;
+        for (uint32_t l = 0; l < p->n_layer; l++)
+            attn_gpu &= p->layers[l].attn_dev != PLAN_HOST;
+        if (p->devs.n > 1)
+            TRY(plan__reason(p,
+                             "%s in host RAM, computed by the CPU: %s; %.2f GB read from host "
+                             "per token caps decode at %.2f tok/s (host %.0f GB/s%s)",
+                             list,
+                             attn_gpu ? "attention and KV stay on the GPU, which is full"
+                                      : "the GPU is full",
+                             (double)p->host_read_per_token / 1e9, p->host_ceiling_tps,
+                             host->mem_bw / 1e9, host->mem_bw_assumed ? ", assumed" : ""));
+    }
+    for (size_t i = 0; i < m->n_tensors && p->devs.n > 1; i++) {
+        const struct plan_model_tensor *t = &m->tensors[i];
+        if (t->role != PLAN_ROLE_EMBD)
+            continue;
+        int d = p->tensors[i].resident;
+        TRY(plan__reason(p, "%s (%.0f MiB) %s%s: only one row is read per token, so it is "
+                            "placed last",
+                         t->name, (double)t->nbytes / 1048576.0,
+                         d == PLAN_HOST ? "in host RAM" : "on ",
+                         d == PLAN_HOST ? "" : dev_name(p, d)));
+    }
+    int g = stream_gpu(p);
+    if (g > 0) {
+        uint64_t sb = 0;
+        double cpu = 0, str = 0;
+        for (size_t i = 0; i < m->n_tensors; i++) {
+            if (p->tensors[i].kind != PLAN_KIND_STREAM)
+                continue;
+            double c, s;
+            plan__prefill_cost(m, &p->devs, o, i, g, &c, &s);
+            cpu += c;
+            str += s;
+            sb += m->tensors[i].nbytes;
+        }
+        TRY(plan__reason(p,
+                         "host weights (%.2f GB) streamed to %s for prefill over PCIe "
+                         "(%.0f GB/s%s), double-buffered in 2 x %.0f MiB: %.2f s for a "
+                         "%u-token prompt against %.2f s on the CPU",
+                         (double)sb / 1e9, dev_name(p, g), p->devs.dev[g].h2d_bw / 1e9,
+                         p->devs.dev[g].h2d_bw_assumed ? ", assumed" : "",
+                         (double)p->use[g].stream / 2.0 / 1048576.0, str, o->n_prompt, cpu));
+    } else if (ffn_host > 0 && p->devs.n > 1) {
+        TRY(plan__reason(p, "host weights computed by the CPU for prefill too: %s",
+                         o->no_stream ? "streaming is off"
+                                      : "streaming them over PCIe would not be faster"));
+    }
+    /* the decode prediction, term by term */
+    char terms[1024];
+    size_t len = 0;
+    terms[0] = '\0';
+    for (int d = 0; d < p->devs.n; d++) {
+        const struct plan_usage *u = &p->use[d];
+        if (u->read_per_token == 0)
+            continue;
+        int w = snprintf(terms + len, sizeof terms - len, "%s%.2f GB on %s at %.0f GB/s (%.1f ms)",
+                         len ? " + " : "", (double)u->read_per_token / 1e9,
+                         d == PLAN_HOST ? "host" : dev_name(p, d), p->devs.dev[d].mem_bw / 1e9,
+                         u->decode_s * 1e3);
+        if (w < 0 || (size_t)w >= sizeof terms - len)
+            break;
+        len += (size_t)w;
+    }
+    struct hop_walk w;
+    walk_hops(m, p, false, &w);
+    char hops[96] = "";
+    if (w.hops)
+        snprintf(hops, sizeof hops, " + %d PCIe hop%s (%.2f ms)", w.hops, w.hops == 1 ? "" : "s",
+                 w.seconds * 1e3);
+    TRY(plan__reason(p, "decode %.2f tok/s at depth %u: %s%s per token%s", p->decode_tps,
+                     o->n_prompt, terms, hops,
+                     p->host_ceiling_tps > 0 ? "; host bandwidth alone allows " : ""));
+    if (p->host_ceiling_tps > 0) {
+        char *last = p->reasons[p->n_reasons - 1];
+        size_t n = strlen(last);
+        char tail[64];
+        int k = snprintf(tail, sizeof tail, "%.2f tok/s", p->host_ceiling_tps);
+        char *grown = realloc(last, n + (size_t)k + 1);
+        if (!grown)
+            return err_set(HEARTH_ERR_NO_MEMORY, "plan: reasons");
+        memcpy(grown + n, tail, (size_t)k + 1);
+        p->reasons[p->n_reasons - 1] = grown;
+    }
+    if (p->host_overcommitted)
+        TRY(plan__reason(p,
+                         "host needs %.2f GiB but has %.2f GiB: weights would be paged in from "
+                         "disk every token; expect far less than predicted",
+                         gib(p->use[PLAN_HOST].total), gib(host->budget_bytes)));
+    for (int d = 0; d < p->devs.n; d++) {
+        const struct plan_device *dv = &p->devs.dev[d];
+        char what[96] = "";
+        const char *items[4] = {dv->budget_assumed ? "memory" : NULL,
+                                dv->mem_bw_assumed ? "bandwidth" : NULL,
+                                dv->flops_assumed ? "FLOP rate" : NULL,
+                                d != PLAN_HOST && dv->h2d_bw_assumed ? "PCIe bandwidth" : NULL};
+        for (int k = 0; k < 4; k++)
+            if (items[k]) {
+                size_t l = strlen(what);
+                snprintf(what + l, sizeof what - l, "%s%s", l ? ", " : "", items[k]);
+            }
+        if (what[0])
+            TRY(plan__reason(p, "%s figures assumed, not measured: %s (describe it with %s)",
+                             dv->name, what,
+                             d == PLAN_HOST ? "--host MEM:BW[:FLOPS]"
+                                            : "--device KIND:MEM:BW[:FLOPS], --pcie BW"));
+    }
+    return HEARTH_OK;
+}
+
+void plan_summary_line(const struct plan_model *m, const struct plan *p, char *buf, size_t size)
+{
+    uint64_t gpu = 0, all = 0;
+    for (size_t i = 0; i < m->n_tensors; i++) {
+        all += m->tensors[i].nbytes;
+        if (p->tensors[i].resident != PLAN_HOST)
+            gpu += m->tensors[i].nbytes;
+    }
+    size_t len = 0;
+    int w = snprintf(buf, size, "plan: %.0f%% of weights on GPU", all ? 100.0 * (double)gpu /
+                                                                             (double)all
+                                                                       : 0.0);
+    len = w > 0 && (size_t)w < size ? (size_t)w : size - 1;
+    for (int d = 1; d < p->devs.n && len < size; d++) {
+        w = snprintf(buf + len, size - len, ", %s %.2f/%.2f GiB", p->devs.dev[d].name,
+                     gib(p->use[d].total), gib(p->use[d].budget));
+        if (w < 0 || (size_t)w >= size - len)
+            return;
+        len += (size_t)w;
+    }
+    snprintf(buf + len, size - len, "; predicted %.0f tok/s prefill, %.2f tok/s decode",
+             p->prefill_tps, p->decode_tps);
+}

@@ -1,0 +1,632 @@
+/*
+ * plan: the model description and the placement (see plan.h for the outputs).
+ *
+ * Placement is first fit over "units" in order of value per byte of VRAM.
+ * Decode reads every weight once per token, so any byte moved from host RAM to
+ * a GPU saves (1/host_bw - 1/gpu_bw) seconds per token whatever tensor it
+ * belongs to; what differs is what must move together and what is read less:
+ *   class 0  output_norm, rope_freqs, the LM head: read in full every token;
+ *   class 1  one unit per layer: its attention tensors + its KV cache. They are
+ *            atomic: attention runs where the KV lives, and KV is read every
+ *            token too (more, the longer the context);
+ *   class 2  FFN tensors one by one, layer by layer (norm, gate, up, down);
+ *   class 3  MoE expert stacks (decode reads n_expert_used / n_expert of them);
+ *   class 4  token_embd (untied): one row per token, so last.
+ * Within a class units go by layer, then tensor index, so plans are
+ * deterministic. Each unit goes to the first GPU, fastest first (memory
+ * bandwidth, then index), whose room holds it, else to host RAM. Room only
+ * shrinks, so a unit left on the host is larger than every GPU's final room:
+ * the plan never leaves a tensor in RAM that a GPU could still hold.
+ *
+ * A GPU's room is its budget less fixed costs: reserve, scratch (with the
+ * logits on the fastest GPU) and, when host weights will be streamed for
+ * prefill, a double buffer of twice the largest streamable tensor. Streaming
+ * is decided by a second pass: pass one places without the stream buffer; if
+ * host-resident FFN weights remain and the cost model says streaming beats the
+ * CPU, pass two places again with the buffer reserved.
+ *
+ * Alternatives rejected: whole layers (llama.cpp's -ngl) waste up to a layer
+ * of VRAM and cannot keep attention on the GPU while FFN spills; an exact
+ * knapsack gains nothing, as every weight byte has the same decode value.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+#include "plan.h"
+#include "quant.h"
+
+/* ---- model description ---------------------------------------------------- */
+
+static enum plan_role role_of(const char *name, bool tied, int32_t *layer)
+{
+    *layer = -1;
+    if (!strcmp(name, "token_embd.weight"))
+        return tied ? PLAN_ROLE_OUTPUT : PLAN_ROLE_EMBD;
+    if (!strncmp(name, "output.", 7))
+        return PLAN_ROLE_OUTPUT;
+    if (!strncmp(name, "output_norm.", 12))
+        return PLAN_ROLE_OUTPUT_NORM;
+    if (strncmp(name, "blk.", 4) != 0)
+        return PLAN_ROLE_OTHER;
+    char *end;
+    long l = strtol(name + 4, &end, 10);
+    if (end == name + 4 || *end != '.' || l < 0 || l > 1000000)
+        return PLAN_ROLE_OTHER;
+    *layer = (int32_t)l;
+    const char *rest = end + 1;
+    if (!strncmp(rest, "attn_", 5) || !strncmp(rest, "post_attention_norm", 19))
+        return PLAN_ROLE_ATTN;
+    if (strstr(rest, "_exps") || strstr(rest, "_chexps"))
+        return PLAN_ROLE_EXPERT;
+    if (!strncmp(rest, "ffn_norm", 8) || !strncmp(rest, "post_ffw_norm", 13) ||
+        !strncmp(rest, "ffn_gate_inp", 12))
+        return PLAN_ROLE_FFN_NORM;
+    return PLAN_ROLE_FFN;
+}
+
+static void set_name(struct plan_model *m, const struct gguf_file *f)
+{
+    struct gguf_str s;
+    if (gguf_get_str(f, "general.name", &s) == HEARTH_OK && s.len > 0) {
+        size_t n = s.len < sizeof m->name - 1 ? (size_t)s.len : sizeof m->name - 1;
+        memcpy(m->name, s.ptr, n);
+        m->name[n] = '\0';
+        return;
+    }
+    err_clear();
+    const char *b = strrchr(f->path, '/');
+    snprintf(m->name, sizeof m->name, "%s", b ? b + 1 : f->path);
+}
+
+hearth_status plan_model_from_gguf(const struct gguf_file *f, struct plan_model *out)
+{
+    memset(out, 0, sizeof *out);
+    hearth_status st = arch_info_read(f, &out->arch);
+    if (st)
+        return st;
+    set_name(out, f);
+    if (f->n_tensors == 0)
+        return err_set(HEARTH_ERR_BAD_FILE, "%s: no tensors to plan", f->path);
+    out->tensors = calloc((size_t)f->n_tensors, sizeof *out->tensors);
+    if (!out->tensors)
+        return err_set(HEARTH_ERR_NO_MEMORY, "%s: plan: %llu tensors", f->path,
+                       (unsigned long long)f->n_tensors);
+    out->n_tensors = (size_t)f->n_tensors;
+    for (size_t i = 0; i < out->n_tensors; i++) {
+        const struct gguf_tensor *g = &f->tensors[i];
+        struct plan_model_tensor *t = &out->tensors[i];
+        size_t n = g->name.len < sizeof t->name - 1 ? (size_t)g->name.len : sizeof t->name - 1;
+        memcpy(t->name, g->name.ptr, n);
+        t->name[n] = '\0';
+        t->type = g->type;
+        t->n_dims = g->n_dims;
+        memcpy(t->ne, g->ne, sizeof t->ne);
+        t->nbytes = g->nbytes;
+        t->role = role_of(t->name, out->arch.tied, &t->layer);
+        if (t->layer >= (int32_t)out->arch.n_layer)
+            t->role = PLAN_ROLE_OTHER; /* a block past block_count: keep it, place it simply */
+    }
+    return HEARTH_OK;
+}
+
+hearth_status plan_model_retype(const struct plan_model *src, const struct quant_mix *mix,
+                                bool imatrix, struct plan_model *out)
+{
+    struct quant_mix_ctx ctx;
+    memset(out, 0, sizeof *out);
+    hearth_status st = quant_mix_ctx_init(&ctx, mix, src->arch.arch, src->arch.n_layer,
+                                          src->arch.n_head, src->arch.n_head_kv,
+                                          src->arch.n_expert, !src->arch.tied);
+    if (st)
+        return st;
+    ctx.imatrix = imatrix;
+    *out = *src;
+    out->tensors = malloc(src->n_tensors * sizeof *out->tensors);
+    if (!out->tensors)
+        return err_set(HEARTH_ERR_NO_MEMORY, "plan: retype %zu tensors", src->n_tensors);
+    memcpy(out->tensors, src->tensors, src->n_tensors * sizeof *out->tensors);
+    for (size_t i = 0; i < out->n_tensors; i++) {
+        struct plan_model_tensor *t = &out->tensors[i];
+        uint64_t row;
+        hearth_dtype ty;
+        /* 1-D tensors keep their type (norms F32; the converter's choice, not the mix's) */
+        if (quant_mix_is_quantizable(t->name, t->n_dims)) {
+            if ((st = quant_mix_type_for(&ctx, t->name, t->n_dims, t->ne, &ty)))
+                goto fail;
+        } else {
+            ty = t->type;
+        }
+        if (!quant_row_bytes(ty, t->ne[0], &row)) {
+            st = err_set(HEARTH_ERR_UNSUPPORTED, "%s: %s: %s rows of %llu elements", mix->name,
+                         t->name, hearth_dtype_name(ty), (unsigned long long)t->ne[0]);
+            goto fail;
+        }
+        t->type = ty;
+        t->nbytes = row * t->ne[1] * t->ne[2] * t->ne[3];
+    }
+    return HEARTH_OK;
+fail:
+    free(out->tensors);
+    memset(out, 0, sizeof *out);
+    return st;
+}
+
+void plan_model_free(struct plan_model *m)
+{
+    if (!m)
+        return;
+    free(m->tensors);
+    memset(m, 0, sizeof *m);
+}
+
+uint64_t plan_model_bytes(const struct plan_model *m)
+{
+    uint64_t s = 0;
+    for (size_t i = 0; i < m->n_tensors; i++)
+        s += m->tensors[i].nbytes;
+    return s;
+}
+
+uint64_t plan_model_params(const struct plan_model *m)
+{
+    uint64_t s = 0;
+    for (size_t i = 0; i < m->n_tensors; i++) {
+        const uint64_t *ne = m->tensors[i].ne;
+        s += ne[0] * ne[1] * ne[2] * ne[3];
+    }
+    return s;
+}
+
+/* ---- options -------------------------------------------------------------- */
+
+void plan_opts_default(struct plan_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->kv_type = HEARTH_DTYPE_F16;
+    o->n_gpu_layers = -1;
+}
+
+static hearth_status resolve_opts(const struct plan_model *m, const struct plan_opts *in,
+                                  struct plan_opts *o)
+{
+    if (in)
+        *o = *in;
+    else
+        plan_opts_default(o);
+    if (o->n_ctx == 0)
+        o->n_ctx = m->arch.n_ctx_train && m->arch.n_ctx_train < 4096 ? m->arch.n_ctx_train
+                                                                      : 4096;
+    if (o->n_parallel == 0)
+        o->n_parallel = 1;
+    if (o->n_batch == 0)
+        o->n_batch = 512;
+    if (o->n_prompt == 0)
+        o->n_prompt = 512;
+    if (o->n_prompt > o->n_ctx)
+        o->n_prompt = o->n_ctx;
+    if (o->kv_type != HEARTH_DTYPE_F16 && o->kv_type != HEARTH_DTYPE_F32 &&
+        o->kv_type != HEARTH_DTYPE_Q8_0 && o->kv_type != HEARTH_DTYPE_Q4_0)
+        return err_set(HEARTH_ERR_INVALID_ARG, "plan: KV type %s: expected f16, f32, q8_0 or q4_0",
+                       hearth_dtype_name(o->kv_type) ? hearth_dtype_name(o->kv_type) : "?");
+    if (o->n_ctx > (1u << 24) || o->n_parallel > 4096 || o->n_batch > 65536)
+        return err_set(HEARTH_ERR_INVALID_ARG,
+                       "plan: context %u x %u sequences, batch %u: out of range", o->n_ctx,
+                       o->n_parallel, o->n_batch);
+    return HEARTH_OK;
+}
+
+/* ---- reasons -------------------------------------------------------------- */
+
+hearth_status plan__reason(struct plan *p, const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    char **r = realloc(p->reasons, (p->n_reasons + 1) * sizeof *r);
+    if (!r)
+        return err_set(HEARTH_ERR_NO_MEMORY, "plan: reason list");
+    p->reasons = r;
+    size_t n = strlen(buf) + 1;
+    if (!(r[p->n_reasons] = malloc(n)))
+        return err_set(HEARTH_ERR_NO_MEMORY, "plan: reason text");
+    memcpy(r[p->n_reasons++], buf, n);
+    return HEARTH_OK;
+}
+
+/* ---- placement -------------------------------------------------------------- */
+
+struct unit {
+    int cls;
+    int32_t layer;    /* -1 outside blocks */
+    int sub;          /* order inside a layer: norms before matrices */
+    size_t first;     /* first tensor index (ties) */
+    uint64_t bytes;   /* alloc bytes of its tensors + KV */
+    bool attn;        /* the attention unit of `layer` (tensors with role ATTN + KV) */
+};
+
+static int unit_cmp(const void *pa, const void *pb)
+{
+    const struct unit *a = pa, *b = pb;
+    if (a->cls != b->cls)
+        return a->cls < b->cls ? -1 : 1;
+    if (a->layer != b->layer)
+        return a->layer < b->layer ? -1 : 1;
+    if (a->sub != b->sub)
+        return a->sub < b->sub ? -1 : 1;
+    return a->first < b->first ? -1 : a->first > b->first;
+}
+
+static uint64_t align_up(uint64_t x)
+{
+    return (x + PLAN_ALIGN - 1) / PLAN_ALIGN * PLAN_ALIGN;
+}
+
+static bool streamable(const struct plan_model_tensor *t)
+{
+    return t->n_dims >= 2 && (t->role == PLAN_ROLE_FFN || t->role == PLAN_ROLE_EXPERT ||
+                              t->role == PLAN_ROLE_OUTPUT);
+}
+
+/* GPU indices by memory bandwidth (desc), then index. */
+static int gpu_order(const struct plan_devices *d, int *order)
+{
+    int n = 0;
+    for (int i = 1; i < d->n; i++)
+        order[n++] = i;
+    for (int a = 1; a < n; a++)
+        for (int b = a; b > 0 && d->dev[order[b]].mem_bw > d->dev[order[b - 1]].mem_bw; b--) {
+            int t = order[b];
+            order[b] = order[b - 1];
+            order[b - 1] = t;
+        }
+    return n;
+}
+
+struct placer {
+    const struct plan_model *m;
+    struct plan *p;
+    struct unit *units;
+    size_t n_units;
+    uint64_t kv_layer;
+    uint64_t fixed[PLAN_MAX_DEVICES]; /* reserve + scratch (+ stream) per GPU */
+    uint64_t room[PLAN_MAX_DEVICES];
+    bool usable[PLAN_MAX_DEVICES];
+    int order[PLAN_MAX_DEVICES];
+    int n_gpu;
+};
+
+static hearth_status build_units(struct placer *pl)
+{
+    const struct plan_model *m = pl->m;
+    uint32_t L = m->arch.n_layer;
+    pl->units = calloc(m->n_tensors + L, sizeof *pl->units);
+    if (!pl->units)
+        return err_set(HEARTH_ERR_NO_MEMORY, "plan: %zu units", m->n_tensors + (size_t)L);
+    /* one attention unit per layer, even with no attention tensor (it still holds KV) */
+    for (uint32_t l = 0; l < L; l++) {
+        struct unit *u = &pl->units[pl->n_units++];
+        u->cls = 1;
+        u->layer = (int32_t)l;
+        u->first = m->n_tensors;
+        u->bytes = pl->kv_layer;
+        u->attn = true;
+    }
+    for (size_t i = 0; i < m->n_tensors; i++) {
+        const struct plan_model_tensor *t = &m->tensors[i];
+        uint64_t b = align_up(t->nbytes);
+        if (t->role == PLAN_ROLE_ATTN) {
+            struct unit *u = &pl->units[t->layer];
+            u->bytes += b;
+            if (i < u->first)
+                u->first = i;
+            continue;
+        }
+        struct unit *u = &pl->units[pl->n_units++];
+        u->first = i;
+        u->bytes = b;
+        u->layer = t->layer;
+        switch (t->role) {
+        case PLAN_ROLE_OUTPUT_NORM:
+        case PLAN_ROLE_OTHER:
+            u->cls = 0;
+            u->sub = 0;
+            u->layer = -1;
+            break;
+        case PLAN_ROLE_OUTPUT:
+            u->cls = 0;
+            u->sub = 1;
+            break;
+        case PLAN_ROLE_FFN_NORM:
+            u->cls = 2;
+            u->sub = 0;
+            break;
+        case PLAN_ROLE_FFN:
+            u->cls = 2;
+            u->sub = 1;
+            break;
+        case PLAN_ROLE_EXPERT:
+            u->cls = 3;
+            break;
+        default: /* EMBD */
+            u->cls = 4;
+            break;
+        }
+    }
+    qsort(pl->units, pl->n_units, sizeof *pl->units, unit_cmp);
+    return HEARTH_OK;
+}
+
+/* Puts unit u on device dev: its tensors, and for an attention unit the layer's KV. */
+static void assign(struct placer *pl, const struct unit *u, int dev)
+{
+    struct plan *p = pl->p;
+    if (u->attn) {
+        p->layers[u->layer].attn_dev = dev;
+        for (size_t i = 0; i < pl->m->n_tensors; i++)
+            if (pl->m->tensors[i].role == PLAN_ROLE_ATTN &&
+                pl->m->tensors[i].layer == u->layer) {
+                p->tensors[i].resident = p->tensors[i].compute = p->tensors[i].prefill = dev;
+                p->tensors[i].unit_bytes = u->bytes;
+            }
+    } else {
+        struct plan_tensor *t = &p->tensors[u->first];
+        t->resident = t->compute = t->prefill = dev;
+        t->unit_bytes = u->bytes;
+    }
+    if (dev != PLAN_HOST)
+        pl->room[dev] -= u->bytes;
+}
+
+static bool in_manual(const struct plan_opts *o, uint32_t n_layer, const struct unit *u)
+{
+    if (u->cls == 4)
+        return false;
+    if (u->layer < 0)
+        return (uint32_t)o->n_gpu_layers > n_layer; /* -ngl n_layer+1 adds the output */
+    return u->layer < o->n_gpu_layers;
+}
+
+/* One placement pass with the given stream buffer on the first GPU. */
+static hearth_status place(struct placer *pl, uint64_t stream_bytes)
+{
+    struct plan *p = pl->p;
+    const struct plan_opts *o = &p->opts;
+    for (int k = 0; k < pl->n_gpu; k++) {
+        int g = pl->order[k];
+        uint64_t budget = p->devs.dev[g].budget_bytes;
+        uint64_t fixed = plan__reserve_bytes(&p->devs.dev[g]) +
+                         plan__scratch_bytes(&pl->m->arch, o, k == 0) +
+                         (k == 0 ? stream_bytes : 0);
+        pl->fixed[g] = fixed;
+        pl->usable[g] = fixed < budget;
+        pl->room[g] = pl->usable[g] ? budget - fixed : 0;
+    }
+    for (size_t k = 0; k < pl->n_units; k++) {
+        const struct unit *u = &pl->units[k];
+        int dev = PLAN_HOST;
+        if (o->n_gpu_layers >= 0) {
+            if (pl->n_gpu > 0 && in_manual(o, pl->m->arch.n_layer, u)) {
+                int g = pl->order[0];
+                if (u->bytes > pl->room[g])
+                    return err_set(HEARTH_ERR_DEVICE_OOM,
+                                   "plan: -ngl %d does not fit on %s: its budget of %.2f GiB "
+                                   "leaves %.2f GiB for weights and KV, short of the next "
+                                   "%.1f MiB",
+                                   o->n_gpu_layers, p->devs.dev[g].name,
+                                   (double)p->devs.dev[g].budget_bytes / 1073741824.0,
+                                   (double)pl->room[g] / 1073741824.0,
+                                   (double)u->bytes / 1048576.0);
+                dev = g;
+            }
+        } else {
+            for (int j = 0; j < pl->n_gpu; j++) {
+                int g = pl->order[j];
+                if (pl->usable[g] && u->bytes <= pl->room[g]) {
+                    dev = g;
+                    break;
+                }
+            }
+        }
+        assign(pl, u, dev);
+    }
+    return HEARTH_OK;
+}
+
+static bool host_has_streamable(const struct placer *pl)
+{
+    for (size_t i = 0; i < pl->m->n_tensors; i++)
+        if (pl->p->tensors[i].resident == PLAN_HOST && streamable(&pl->m->tensors[i]))
+            return true;
+    return false;
+}
+
+static uint64_t max_host_streamable(const struct placer *pl)
+{
+    uint64_t b = 0;
+    for (size_t i = 0; i < pl->m->n_tensors; i++)
+        if (pl->p->tensors[i].resident == PLAN_HOST && streamable(&pl->m->tensors[i]) &&
+            align_up(pl->m->tensors[i].nbytes) > b)
+            b = align_up(pl->m->tensors[i].nbytes);
+    return b;
+}
+
+/* Whether streaming every streamable host tensor beats computing them on the CPU. */
+static bool stream_worth(const struct placer *pl, int gpu)
+{
+    double cpu = 0, str = 0;
+    for (size_t i = 0; i < pl->m->n_tensors; i++) {
+        if (pl->p->tensors[i].resident != PLAN_HOST || !streamable(&pl->m->tensors[i]))
+            continue;
+        double c, s;
+        plan__prefill_cost(pl->m, &pl->p->devs, &pl->p->opts, i, gpu, &c, &s);
+        cpu += c;
+        str += s;
+    }
+    return str < cpu;
+}
+
+static void fill_usage(const struct placer *pl, uint64_t stream_bytes)
+{
+    struct plan *p = pl->p;
+    const struct plan_model *m = pl->m;
+    for (int d = 0; d < p->devs.n; d++) {
+        memset(&p->use[d], 0, sizeof p->use[d]);
+        p->use[d].budget = p->devs.dev[d].budget_bytes;
+    }
+    /* offsets in file order, per resident device */
+    for (size_t i = 0; i < m->n_tensors; i++) {
+        struct plan_tensor *t = &p->tensors[i];
+        t->alloc_bytes = align_up(m->tensors[i].nbytes);
+        t->offset = p->use[t->resident].weights;
+        p->use[t->resident].weights += t->alloc_bytes;
+    }
+    for (uint32_t l = 0; l < p->n_layer; l++)
+        p->use[p->layers[l].attn_dev].kv += p->layers[l].kv_bytes;
+    /* the host always runs something (sampling, token_embd rows at least) */
+    p->use[PLAN_HOST].scratch = plan__scratch_bytes(&m->arch, &p->opts, true);
+    for (int k = 0; k < pl->n_gpu; k++) {
+        int g = pl->order[k];
+        struct plan_usage *u = &p->use[g];
+        bool used = u->weights > 0 || u->kv > 0;
+        if (used) {
+            u->reserve = plan__reserve_bytes(&p->devs.dev[g]);
+            u->scratch = plan__scratch_bytes(&m->arch, &p->opts, k == 0);
+            u->stream = k == 0 ? stream_bytes : 0;
+        }
+        u->room = pl->room[g];
+    }
+    for (int d = 0; d < p->devs.n; d++) {
+        struct plan_usage *u = &p->use[d];
+        u->total = u->weights + u->kv + u->scratch + u->stream + u->reserve;
+        if (d == PLAN_HOST)
+            u->room = u->total < u->budget ? u->budget - u->total : 0;
+    }
+    p->host_overcommitted = p->use[PLAN_HOST].total > p->use[PLAN_HOST].budget;
+}
+
+static void fill_layers(const struct placer *pl)
+{
+    struct plan *p = pl->p;
+    for (uint32_t l = 0; l < p->n_layer; l++)
+        p->layers[l].ffn_dev = -2; /* none seen yet */
+    for (size_t i = 0; i < pl->m->n_tensors; i++) {
+        const struct plan_model_tensor *t = &pl->m->tensors[i];
+        if (t->layer < 0 || t->role == PLAN_ROLE_OTHER)
+            continue;
+        struct plan_layer *ly = &p->layers[t->layer];
+        uint64_t b = p->tensors[i].alloc_bytes;
+        if (t->role == PLAN_ROLE_ATTN) {
+            ly->attn_bytes += b;
+            continue;
+        }
+        ly->ffn_bytes += b;
+        if (p->tensors[i].resident != PLAN_HOST)
+            ly->ffn_gpu_bytes += b;
+        if (t->n_dims < 2)
+            continue; /* norms and biases follow; the matrices say where FFN runs */
+        int dev = p->tensors[i].compute;
+        ly->ffn_dev = ly->ffn_dev == -2 ? dev : ly->ffn_dev == dev ? dev : -1;
+    }
+    for (uint32_t l = 0; l < p->n_layer; l++)
+        if (p->layers[l].ffn_dev == -2)
+            p->layers[l].ffn_dev = p->layers[l].attn_dev;
+}
+
+hearth_status plan_make(const struct plan_model *m, const struct plan_devices *d,
+                        const struct plan_opts *o, struct plan *out)
+{
+    hearth_status st;
+    struct placer pl;
+    memset(out, 0, sizeof *out);
+    memset(&pl, 0, sizeof pl);
+    if (!m || !d || d->n < 1 || d->n > PLAN_MAX_DEVICES || m->n_tensors == 0)
+        return err_set(HEARTH_ERR_INVALID_ARG, "plan: no model or no devices");
+    out->devs = *d;
+    if ((st = resolve_opts(m, o, &out->opts)))
+        return st;
+    out->n_tensors = m->n_tensors;
+    out->n_layer = m->arch.n_layer;
+    out->tensors = calloc(m->n_tensors, sizeof *out->tensors);
+    out->layers = calloc(out->n_layer ? out->n_layer : 1, sizeof *out->layers);
+    if (!out->tensors || !out->layers) {
+        st = err_set(HEARTH_ERR_NO_MEMORY, "plan: %zu tensors", m->n_tensors);
+        goto fail;
+    }
+    pl.m = m;
+    pl.p = out;
+    pl.kv_layer = plan_kv_layer_bytes(&m->arch, &out->opts);
+    for (uint32_t l = 0; l < out->n_layer; l++)
+        out->layers[l].kv_bytes = pl.kv_layer;
+    pl.n_gpu = gpu_order(d, pl.order);
+    if ((st = build_units(&pl)))
+        goto fail;
+    if ((st = place(&pl, 0)))
+        goto fail;
+    uint64_t stream_bytes = 0;
+    if (pl.n_gpu > 0 && !out->opts.no_stream && host_has_streamable(&pl) &&
+        stream_worth(&pl, pl.order[0])) {
+        /*
+         * The double buffer holds two of the largest host-resident streamable
+         * tensors. Reserving it can push a larger tensor to the host, so grow
+         * and replace until it holds: room only shrinks, so this ends within a
+         * few passes (at most one per distinct tensor size).
+         */
+        for (int pass = 0; pass < 16; pass++) {
+            uint64_t biggest = max_host_streamable(&pl);
+            if (2 * biggest <= stream_bytes)
+                break;
+            stream_bytes = 2 * biggest;
+            if ((st = place(&pl, stream_bytes)))
+                goto fail;
+        }
+        /* a GPU too small for the buffer streams nothing */
+        if (!pl.usable[pl.order[0]]) {
+            stream_bytes = 0;
+            if ((st = place(&pl, 0)))
+                goto fail;
+        }
+    }
+    for (size_t i = 0; i < m->n_tensors; i++)
+        out->tensors[i].kind =
+            out->tensors[i].resident == PLAN_HOST ? PLAN_KIND_HOST : PLAN_KIND_DEVICE;
+    fill_usage(&pl, stream_bytes);
+    fill_layers(&pl);
+    if (stream_bytes) {
+        out->streaming = true;
+        plan__decide_stream(m, out);
+    }
+    plan__predict(m, out);
+    if ((st = plan__explain(m, out)))
+        goto fail;
+    free(pl.units);
+    return HEARTH_OK;
+fail:
+    free(pl.units);
+    plan_free(out);
+    return st;
+}
+
+void plan_free(struct plan *p)
+{
+    if (!p)
+        return;
+    for (size_t i = 0; i < p->n_reasons; i++)
+        free(p->reasons[i]);
+    free(p->reasons);
+    free(p->tensors);
+    free(p->layers);
+    memset(p, 0, sizeof *p);
+}
+
+uint64_t plan_device_alloc_bytes(const struct plan *p, int i)
+{
+    if (i < 0 || i >= p->devs.n)
+        return 0;
+    const struct plan_usage *u = &p->use[i];
+    return u->weights + u->kv + u->scratch + u->stream;
+}

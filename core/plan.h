@@ -1,0 +1,253 @@
+/*
+ * plan: decides where every tensor of a model lives and runs, how much memory
+ * each device needs, and how fast the result will be (`hearth plan`, and the
+ * loader's allocation plan).
+ *
+ * Inputs are descriptions, never live objects: the model's tensor list and
+ * architecture (from a GGUF header; weights are not read), device descriptions
+ * (memory budget, bandwidths, FLOP rate: detected or described on the command
+ * line to plan for another machine) and options (context, parallel sequences,
+ * KV type). The output, struct plan, is plain data: for each tensor where its
+ * bytes live and where it is computed, its byte offset in that device's weight
+ * buffer; per device the weights, KV, scratch, stream and reserve bytes; per
+ * layer where attention and FFN run; predicted prefill and decode tokens/s; and
+ * the reason for every decision in words. The loader allocates exactly what
+ * the plan says (plan_device_alloc_bytes is the one formula), so the estimate
+ * and the allocation cannot drift apart.
+ *
+ * Placement (plan.c has the details): per tensor, greedy by bytes read per
+ * token per byte of VRAM. LM head, then each layer's attention with its KV
+ * cache (an atomic unit: attention must run where its KV lives), then FFN
+ * tensors layer by layer, then MoE expert stacks, then token_embd; first fit,
+ * fastest GPU first, ties by tensor index. Host-resident weights are computed
+ * by the CPU during decode and streamed over PCIe to a GPU for batched prefill
+ * when the cost model says that is faster (plan-cost.c).
+ */
+#ifndef HEARTH_PLAN_H
+#define HEARTH_PLAN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "arch-info.h"
+#include "gguf.h"
+#include "hearth.h"
+#include "quant-mix.h"
+
+#define PLAN_MAX_DEVICES 8
+#define PLAN_HOST 0     /* devices.dev[0] is always the host (CPU + RAM) */
+#define PLAN_ALIGN 256u /* every allocation on every device is rounded up to this */
+
+/* ---- devices ------------------------------------------------------------ */
+
+enum plan_dev_kind { PLAN_DEV_CPU, PLAN_DEV_CUDA, PLAN_DEV_VULKAN };
+
+struct plan_device {
+    char name[32]; /* "cpu", "cuda0", "vulkan1" */
+    enum plan_dev_kind kind;
+    uint64_t budget_bytes; /* memory the plan may use there (host: RAM) */
+    double mem_bw;         /* bytes/s the device reads its own memory at */
+    double flops;          /* FLOP/s sustained by matmuls on quantized weights (estimate) */
+    double h2d_bw;         /* host-to-device copy bytes/s (PCIe); on the host: the
+                              --pcie figure for GPUs added later, 0 if none */
+    bool budget_assumed, mem_bw_assumed, flops_assumed, h2d_bw_assumed;
+};
+
+struct plan_devices {
+    int n; /* >= 1; dev[PLAN_HOST] is the host */
+    struct plan_device dev[PLAN_MAX_DEVICES];
+};
+
+/* Defaults used when a figure is not measured or given (all documented estimates). */
+#define PLAN_DEFAULT_HOST_BW 50e9
+#define PLAN_DEFAULT_HOST_FLOPS 2e12
+#define PLAN_DEFAULT_HOST_BYTES (16ull << 30)
+#define PLAN_DEFAULT_CUDA_BW 900e9
+#define PLAN_DEFAULT_CUDA_FLOPS 100e12
+#define PLAN_DEFAULT_VULKAN_BW 250e9
+#define PLAN_DEFAULT_VULKAN_FLOPS 20e12
+#define PLAN_DEFAULT_PCIE_BW 16e9
+
+/* Just the host, every figure assumed (PLAN_DEFAULT_HOST_*). */
+void plan_devices_init(struct plan_devices *d);
+/*
+ * Appends a GPU described as "KIND:MEM:BW[:FLOPS]", e.g. "cuda:24GiB:1008GB/s" or
+ * "vulkan:8GiB:256GB/s:20TFLOPS". KIND is cuda or vulkan; names are numbered per
+ * kind (cuda0, cuda1, ...). INVALID_ARG naming the field on a bad string.
+ */
+hearth_status plan_devices_add(struct plan_devices *d, const char *spec);
+/* Describes the host: "MEM:BW[:FLOPS]", e.g. "64GiB:70GB/s". */
+hearth_status plan_devices_set_host(struct plan_devices *d, const char *spec);
+/* PCIe host-to-device bandwidth of every GPU: "25GB/s". */
+hearth_status plan_devices_set_pcie(struct plan_devices *d, const char *spec);
+/*
+ * Adds the devices the backend registry reports (budget = free memory; the
+ * host's budget = its RAM); bandwidths and FLOP rates are assumed defaults.
+ */
+hearth_status plan_devices_detect(struct plan_devices *d);
+/* Caps every GPU's budget at bytes (--vram-budget). */
+void plan_devices_cap(struct plan_devices *d, uint64_t bytes);
+/* Parsers shared with the CLI. Each names `field` in its error message. */
+hearth_status plan_parse_bytes(const char *field, const char *s, uint64_t *out);
+hearth_status plan_parse_rate(const char *field, const char *s, double *bytes_per_s);
+
+/* ---- model description ---------------------------------------------------- */
+
+enum plan_role {
+    PLAN_ROLE_EMBD,        /* token_embd (untied): one row read per token */
+    PLAN_ROLE_OUTPUT,      /* LM head (output, or token_embd when tied) */
+    PLAN_ROLE_OUTPUT_NORM, /* output_norm */
+    PLAN_ROLE_ATTN,        /* blk.N.attn_*: runs where layer N's KV lives */
+    PLAN_ROLE_FFN_NORM,    /* blk.N.ffn_norm, post_ffw_norm, ffn_gate_inp (router) */
+    PLAN_ROLE_FFN,         /* blk.N.ffn_gate/up/down (dense or shared expert) */
+    PLAN_ROLE_EXPERT,      /* blk.N.ffn_*_exps: decode reads n_expert_used/n_expert */
+    PLAN_ROLE_OTHER,       /* rope_freqs and anything unrecognized: tiny, with the output */
+};
+
+struct plan_model_tensor {
+    char name[64];
+    hearth_dtype type;
+    uint32_t n_dims;
+    uint64_t ne[4]; /* ggml order; unused dims 1 */
+    uint64_t nbytes;
+    int32_t layer; /* block number, -1 outside blocks */
+    enum plan_role role;
+};
+
+struct plan_model {
+    struct arch_info arch;
+    char name[64]; /* general.name, else the file's base name */
+    size_t n_tensors;
+    struct plan_model_tensor *tensors; /* file order */
+};
+
+/* Reads names, types, shapes and sizes from a GGUF header (no tensor data). */
+hearth_status plan_model_from_gguf(const struct gguf_file *f, struct plan_model *out);
+/*
+ * The same model with every tensor typed as llama-quantize would type it for
+ * `mix` (core/quant-mix.h), from the shapes alone. UNSUPPORTED (message names
+ * the tensor) when the mix has no type for a shape.
+ */
+hearth_status plan_model_retype(const struct plan_model *src, const struct quant_mix *mix,
+                                bool imatrix, struct plan_model *out);
+void plan_model_free(struct plan_model *m);
+uint64_t plan_model_bytes(const struct plan_model *m);
+uint64_t plan_model_params(const struct plan_model *m);
+
+/* ---- options -------------------------------------------------------------- */
+
+struct plan_opts {
+    uint32_t n_ctx;       /* context per sequence; 0: min(training context, 4096) */
+    uint32_t n_parallel;  /* sequences, each with its own n_ctx of KV; 0: 1 */
+    uint32_t n_batch;     /* prefill micro-batch (tokens per graph); 0: 512 */
+    hearth_dtype kv_type; /* F16 (default), F32, Q8_0 or Q4_0 */
+    int32_t n_gpu_layers; /* -1: automatic; >= 0: llama.cpp's -ngl (first N layers on the GPU) */
+    uint32_t n_prompt;    /* prompt for the prefill prediction, and the decode depth; 0: 512 */
+    bool no_stream;       /* never stream host weights to a GPU for prefill */
+};
+
+void plan_opts_default(struct plan_opts *o);
+
+/* ---- the plan ------------------------------------------------------------- */
+
+enum plan_kind {
+    PLAN_KIND_DEVICE, /* resident on a GPU, computed there */
+    PLAN_KIND_HOST,   /* resident in host RAM, computed by the CPU */
+    PLAN_KIND_STREAM, /* resident in host RAM; CPU in decode, copied to a GPU for prefill */
+};
+
+struct plan_tensor {
+    int resident;         /* device index holding the bytes (PLAN_HOST = host RAM) */
+    int compute;          /* device index computing it during decode */
+    int prefill;          /* device index computing it during batched prefill */
+    enum plan_kind kind;
+    uint64_t offset;      /* byte offset in the resident device's weight buffer (PLAN_ALIGN) */
+    uint64_t alloc_bytes; /* nbytes rounded up to PLAN_ALIGN */
+    uint64_t unit_bytes;  /* bytes of its placement unit (attention: weights + KV of the layer) */
+};
+
+struct plan_layer {
+    int attn_dev;         /* device computing attention and holding the layer's KV */
+    int ffn_dev;          /* device computing all FFN matrices; -1 when split across devices */
+    uint64_t kv_bytes;    /* K + V of this layer, all sequences (allocation size) */
+    uint64_t attn_bytes;  /* attention weights */
+    uint64_t ffn_bytes;   /* FFN weights (norms and experts included) */
+    uint64_t ffn_gpu_bytes; /* of which resident on a GPU */
+};
+
+struct plan_usage {
+    uint64_t weights; /* bytes of resident tensors (alloc_bytes summed) */
+    uint64_t kv;      /* bytes of KV cache */
+    uint64_t scratch; /* compute-graph buffers */
+    uint64_t stream;  /* double buffer for weights streamed from the host (GPU only) */
+    uint64_t reserve; /* driver context and fragmentation margin (GPU only) */
+    uint64_t total;   /* sum of the above; 0 when the device is unused */
+    uint64_t budget;
+    uint64_t room;    /* budget left for one more tensor: budget - total, or the
+                         budget less its fixed costs when unused */
+    uint64_t read_per_token; /* weight + KV bytes read there per decode step */
+    double decode_s;  /* its share of one decode step */
+    double prefill_s; /* its share of the whole prompt's prefill */
+};
+
+struct plan {
+    struct plan_devices devs;
+    struct plan_opts opts; /* defaults resolved */
+    size_t n_tensors;
+    struct plan_tensor *tensors; /* parallel to the model's tensors */
+    uint32_t n_layer;
+    struct plan_layer *layers;
+    struct plan_usage use[PLAN_MAX_DEVICES];
+    double decode_tps;          /* tokens/s per sequence, at depth n_prompt */
+    double decode_tps_total;    /* all n_parallel sequences together */
+    double prefill_tps;         /* prompt of n_prompt tokens */
+    double host_ceiling_tps;    /* host bandwidth / host bytes per token (inf if none) */
+    uint64_t host_read_per_token;
+    bool streaming;         /* some host tensors are streamed for prefill */
+    bool host_overcommitted; /* host needs exceed its RAM: pages would come from disk */
+    size_t n_reasons;
+    char **reasons;
+};
+
+/*
+ * Plans model m on devices d with options o (NULL: defaults). The result does
+ * not depend on anything else: the same inputs give the same plan, byte for
+ * byte. Errors: INVALID_ARG for bad options, DEVICE_OOM when a manual
+ * n_gpu_layers does not fit (message names the device and both sizes),
+ * NO_MEMORY.
+ */
+hearth_status plan_make(const struct plan_model *m, const struct plan_devices *d,
+                        const struct plan_opts *o, struct plan *out);
+void plan_free(struct plan *p);
+
+/* What the loader allocates on device i: weights + KV + scratch + stream buffers. */
+uint64_t plan_device_alloc_bytes(const struct plan *p, int i);
+/* KV bytes of one layer for n_ctx * n_parallel positions of type kv_type. */
+uint64_t plan_kv_layer_bytes(const struct arch_info *a, const struct plan_opts *o);
+/* "Q4_K_M 70B on cuda0 (24.0 GiB): 53% of weights on GPU, 3.4 tok/s decode" style one-liner. */
+void plan_summary_line(const struct plan_model *m, const struct plan *p, char *buf, size_t size);
+
+/* Internal (plan-kv.c): scratch of one device (with_logits: it computes the LM head). */
+uint64_t plan__scratch_bytes(const struct arch_info *a, const struct plan_opts *o,
+                             bool with_logits);
+/* Internal (plan-kv.c): the GPU reserve; 0 for the host. */
+uint64_t plan__reserve_bytes(const struct plan_device *dev);
+/* Internal: the cost model (plan-cost.c), called by plan_make. */
+void plan__decide_stream(const struct plan_model *m, struct plan *p);
+/* Fills every device's read_per_token / decode_s / prefill_s and the predictions. */
+void plan__predict(const struct plan_model *m, struct plan *p);
+/* Internal: prefill seconds of tensor i on the CPU and streamed to GPU gpu. */
+void plan__prefill_cost(const struct plan_model *m, const struct plan_devices *d,
+                        const struct plan_opts *o, size_t i, int gpu, double *cpu_s,
+                        double *stream_s);
+/* Internal (plan-cost.c): writes the reasons of a placed, predicted plan. */
+hearth_status plan__explain(const struct plan_model *m, struct plan *p);
+/* Internal (plan.c): reasons, appended printf-style; NO_MEMORY on failure. */
+hearth_status plan__reason(struct plan *p, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+#endif

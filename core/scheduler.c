@@ -1,0 +1,771 @@
+/*
+ * scheduler: placement -> per-device buffers -> block-by-block execution (see
+ * scheduler.h for the contract).
+ *
+ * Per device that hosts any block (struct sdev) there is one stream and one
+ * activation buffer holding, packed, x, xn, q, k, v, att, tmp, gate, up (each
+ * [n_batch][width] F32), the token ids (I32 [n_batch], embedding device) and
+ * the logits ([n_batch][n_vocab] F32, output device). Weights get one buffer
+ * each, so an allocation failure names exactly one tensor and the device's
+ * allocator sees ordinary sizes. The K/V cache of layer il is two buffers
+ * F16 [n_ctx][n_kv*hd] on the device of its attention block.
+ *
+ * Uploads go through two pinned halves of the destination device's host
+ * buffer type: while the device copies from one half, the host fills the
+ * other from the mapping (which is where page faults of a cold file are
+ * paid), and an event per half says when it may be refilled.
+ *
+ * The order of ops per block mirrors cpu/forward.c's layer_forward exactly;
+ * that, and the CPU backend calling the same kernels, is what makes the
+ * all-CPU result bit-identical. Alternatives rejected: one big buffer per
+ * device carved by offsets (fewer allocations, but an OOM could not name the
+ * tensor, and the planner's future "stream this tensor" needs per-tensor
+ * buffers anyway); moving xn instead of x at boundaries (x is the only value
+ * live across a block edge, so it is the minimum).
+ */
+#include "scheduler.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+
+enum { ACT_X, ACT_XN, ACT_Q, ACT_K, ACT_V, ACT_ATT, ACT_TMP, ACT_GATE, ACT_UP, ACT_N };
+
+struct sdev {
+    struct hearth_device *dev;   /* borrowed */
+    struct hearth_stream *stream;
+    struct hearth_buffer *act;   /* packed activations, see the design comment */
+    struct hearth_tensor a[ACT_N];
+    struct hearth_tensor ids;    /* I32 [n_batch], embedding device only */
+    struct hearth_tensor logits; /* F32 [n_batch][n_vocab], output device only */
+    struct hearth_tensor rope_divs; /* F32 [n_rot/2] or absent */
+    struct hearth_buffer *stage; /* host-visible [n_batch][n_embd] F32 for boundary moves */
+    uint64_t bytes;
+    bool used;
+};
+
+struct slayer {
+    struct hearth_tensor attn_norm, wq, wk, wv, wo, bq, bk, bv, bo, q_norm, k_norm,
+        post_attn_norm, ffn_norm, gate, up, down, post_ffn_norm, k_cache, v_cache;
+};
+
+struct sched {
+    const struct model *m;
+    struct placement *pl;
+    int n_dev;
+    struct sdev dev[SCHED_MAX_DEVICES];
+    struct slayer *layers; /* [n_layer] */
+    struct hearth_tensor tok_embd, output_norm, output;
+    struct hearth_buffer **bufs; /* every weight/cache buffer, freed at destroy */
+    int n_bufs, cap_bufs;
+    uint32_t n_ctx, n_used;
+    int n_batch;
+    bool map_host;
+    size_t staging_bytes;
+    uint64_t n_moves;
+};
+
+/* Loading state: the two staging halves of the device being uploaded to. */
+struct loader {
+    struct sched *s;
+    int cur_dev;                 /* device the staging belongs to, -1 none */
+    struct hearth_buffer *half[2];
+    struct hearth_event *ev[2];
+    unsigned next;
+};
+
+struct sched_params sched_params_default(void)
+{
+    struct sched_params p = {.n_ctx = 0, .n_batch = 64, .n_devices = 0, .devices = NULL,
+                             .placement = NULL, .map_host_weights = true, .staging_bytes = 0};
+    return p;
+}
+
+static const char *dev_name(const struct sched *s, int d, char buf[32])
+{
+    struct hearth_device_props p;
+    backend_device_props(s->dev[d].dev, &p);
+    memcpy(buf, p.name, 32);
+    buf[31] = '\0';
+    return buf;
+}
+
+static hearth_status track(struct sched *s, struct hearth_buffer *b)
+{
+    if (s->n_bufs == s->cap_bufs) {
+        int cap = s->cap_bufs ? 2 * s->cap_bufs : 64;
+        struct hearth_buffer **nb = realloc(s->bufs, (size_t)cap * sizeof *nb);
+        if (!nb) {
+            backend_buffer_free(b);
+            return err_set(HEARTH_ERR_NO_MEMORY, "sched: out of memory for buffer bookkeeping");
+        }
+        s->bufs = nb;
+        s->cap_bufs = cap;
+    }
+    s->bufs[s->n_bufs++] = b;
+    return HEARTH_OK;
+}
+
+/* Allocates on device d; on failure the message names what and the device's free memory. */
+static hearth_status alloc_on(struct sched *s, int d, struct hearth_buffer_type *bt, size_t size,
+                              const char *what, struct hearth_buffer **out)
+{
+    hearth_status st = backend_buffer_alloc(bt, size, out);
+    if (st == HEARTH_OK) {
+        s->dev[d].bytes += size;
+        return HEARTH_OK;
+    }
+    uint64_t fr = 0, tot = 0;
+    char nb[32];
+    backend_device_memory(s->dev[d].dev, &fr, &tot);
+    return err_prefix(st, "sched: %s (%zu bytes) does not fit on %s (%s, %llu of %llu bytes free)",
+                      what, size, dev_name(s, d, nb), bt ? bt->ops->name : "?",
+                      (unsigned long long)fr, (unsigned long long)tot);
+}
+
+static void loader_release(struct loader *L)
+{
+    for (int i = 0; i < 2; i++) {
+        if (L->ev[i])
+            backend_event_synchronize(L->ev[i]);
+        backend_event_destroy(L->ev[i]);
+        backend_buffer_free(L->half[i]);
+        L->ev[i] = NULL;
+        L->half[i] = NULL;
+    }
+    L->cur_dev = -1;
+}
+
+/* Makes the staging halves belong to device d (freeing another device's first). */
+static hearth_status loader_switch(struct loader *L, int d)
+{
+    if (L->cur_dev == d)
+        return HEARTH_OK;
+    if (L->cur_dev >= 0)
+        backend_stream_synchronize(L->s->dev[L->cur_dev].stream);
+    loader_release(L);
+    struct sdev *sd = &L->s->dev[d];
+    struct hearth_buffer_type *ht = backend_device_host_buffer_type(sd->dev);
+    hearth_status st;
+    for (int i = 0; i < 2; i++) {
+        if ((st = alloc_on(L->s, d, ht, L->s->staging_bytes, "upload staging", &L->half[i])) !=
+                HEARTH_OK ||
+            (st = backend_event_create(sd->stream, &L->ev[i])) != HEARTH_OK)
+            goto fail;
+        L->s->dev[d].bytes -= L->s->staging_bytes; /* transient: not the device's footprint */
+        if (!(backend_buft_flags(L->half[i]->buft) & HEARTH_BUFT_HOST)) {
+            st = err_set(HEARTH_ERR_BACKEND, "sched: host buffer type %s of %s is not host-visible",
+                         ht->ops->name, sd->dev->ops->backend);
+            goto fail;
+        }
+    }
+    L->cur_dev = d;
+    return HEARTH_OK;
+fail:
+    loader_release(L);
+    return st;
+}
+
+/* Uploads n bytes from host memory src into buf, double-buffered through the staging. */
+static hearth_status upload(struct loader *L, int d, struct hearth_buffer *buf, const void *src,
+                            size_t n)
+{
+    hearth_status st = loader_switch(L, d);
+    if (st != HEARTH_OK)
+        return st;
+    struct hearth_stream *stream = L->s->dev[d].stream;
+    const size_t chunk = L->s->staging_bytes;
+    for (size_t off = 0; off < n; off += chunk) {
+        size_t len = n - off < chunk ? n - off : chunk;
+        unsigned h = L->next++ & 1u;
+        if ((st = backend_event_synchronize(L->ev[h])) != HEARTH_OK)
+            return st;
+        memcpy(backend_buffer_base(L->half[h]), (const uint8_t *)src + off, len);
+        if ((st = backend_stream_set_async(stream, buf, off, backend_buffer_base(L->half[h]),
+                                           len)) != HEARTH_OK ||
+            (st = backend_event_record(L->ev[h])) != HEARTH_OK)
+            return st;
+    }
+    return HEARTH_OK;
+}
+
+/*
+ * Places weight w (absent: out->buf = NULL) on device d as tensor `name`:
+ * wrapped in place when d computes on host memory and mapping is allowed,
+ * else allocated and uploaded.
+ */
+static hearth_status load_weight(struct loader *L, int d, const struct model_weight *w,
+                                 const char *name, enum hearth_op_kind op,
+                                 struct hearth_tensor *out)
+{
+    struct sched *s = L->s;
+    memset(out, 0, sizeof *out);
+    if (!w->data)
+        return HEARTH_OK;
+    struct sdev *sd = &s->dev[d];
+    if (!backend_device_supports_op(sd->dev, op, w->type)) {
+        char nb[32];
+        return err_set(HEARTH_ERR_UNSUPPORTED, "sched: %s: device %s has no %s for type %s",
+                       name, dev_name(s, d, nb), backend_op_name(op),
+                       hearth_dtype_name(w->type) ? hearth_dtype_name(w->type) : "?");
+    }
+    size_t size = w->row_bytes * (size_t)w->n_out;
+    struct hearth_device_props props;
+    backend_device_props(sd->dev, &props);
+    struct hearth_buffer *b = NULL;
+    hearth_status st;
+    if (s->map_host && props.host_memory) {
+        if ((st = backend_buffer_from_host_ptr((void *)(uintptr_t)w->data, size, &b)) !=
+            HEARTH_OK)
+            return st;
+    } else {
+        char what[96];
+        snprintf(what, sizeof what, "tensor '%s'", name);
+        if ((st = alloc_on(s, d, backend_device_buffer_type(sd->dev), size, what, &b)) !=
+            HEARTH_OK)
+            return st;
+        if ((st = upload(L, d, b, w->data, size)) != HEARTH_OK) {
+            backend_buffer_free(b);
+            return err_prefix(st, "sched: uploading '%s'", name);
+        }
+    }
+    if ((st = track(s, b)) != HEARTH_OK)
+        return st;
+    out->buf = b;
+    out->offset = 0;
+    out->type = w->type;
+    out->ne0 = w->n_in;
+    out->n_rows = w->n_out;
+    out->row_stride = w->row_bytes;
+    return HEARTH_OK;
+}
+
+static const struct {
+    const char *name;
+    size_t off; /* of the model_weight in model_layer, and of the tensor in slayer */
+    size_t toff;
+    enum hearth_op_kind op;
+    enum placement_block blk;
+} k_layer_tensors[] = {
+#define LT(gguf, mw, sl, op, blk) \
+    {gguf, offsetof(struct model_layer, mw), offsetof(struct slayer, sl), op, blk}
+    LT("attn_norm", attn_norm, attn_norm, HEARTH_OP_RMSNORM, PLACEMENT_ATTN),
+    LT("attn_q", wq, wq, HEARTH_OP_MATMUL, PLACEMENT_ATTN),
+    LT("attn_k", wk, wk, HEARTH_OP_MATMUL, PLACEMENT_ATTN),
+    LT("attn_v", wv, wv, HEARTH_OP_MATMUL, PLACEMENT_ATTN),
+    LT("attn_output", wo, wo, HEARTH_OP_MATMUL, PLACEMENT_ATTN),
+    LT("attn_q.bias", bq, bq, HEARTH_OP_ADD, PLACEMENT_ATTN),
+    LT("attn_k.bias", bk, bk, HEARTH_OP_ADD, PLACEMENT_ATTN),
+    LT("attn_v.bias", bv, bv, HEARTH_OP_ADD, PLACEMENT_ATTN),
+    LT("attn_output.bias", bo, bo, HEARTH_OP_ADD, PLACEMENT_ATTN),
+    LT("attn_q_norm", q_norm, q_norm, HEARTH_OP_ATTENTION, PLACEMENT_ATTN),
+    LT("attn_k_norm", k_norm, k_norm, HEARTH_OP_ATTENTION, PLACEMENT_ATTN),
+    LT("post_attention_norm", post_attn_norm, post_attn_norm, HEARTH_OP_ADD, PLACEMENT_ATTN),
+    LT("ffn_norm", ffn_norm, ffn_norm, HEARTH_OP_RMSNORM, PLACEMENT_FFN),
+    LT("ffn_gate", ffn_gate, gate, HEARTH_OP_MATMUL, PLACEMENT_FFN),
+    LT("ffn_up", ffn_up, up, HEARTH_OP_MATMUL, PLACEMENT_FFN),
+    LT("ffn_down", ffn_down, down, HEARTH_OP_MATMUL, PLACEMENT_FFN),
+    LT("post_ffw_norm", post_ffn_norm, post_ffn_norm, HEARTH_OP_ADD, PLACEMENT_FFN),
+#undef LT
+};
+
+uint64_t sched_device_fixed_bytes(const struct model *m, int n_batch, bool with_output)
+{
+    const struct model_hparams *hp = &m->hp;
+    const uint64_t B = n_batch > 0 ? (uint64_t)n_batch : 64, E = hp->n_embd;
+    const uint64_t Q = (uint64_t)hp->n_head * hp->head_dim;
+    const uint64_t KV = (uint64_t)hp->n_head_kv * hp->head_dim;
+    uint64_t floats = B * (3 * E + 2 * Q + 2 * KV + 2 * (uint64_t)hp->n_ff);
+    if (with_output)
+        floats += B * hp->n_vocab;
+    return floats * sizeof(float) + B * sizeof(int32_t) + (uint64_t)hp->n_rot * 2;
+}
+
+/* The packed activation buffer of device d and the views into it. */
+static hearth_status make_activations(struct sched *s, int d, bool embd, bool out)
+{
+    const struct model_hparams *hp = &s->m->hp;
+    struct sdev *sd = &s->dev[d];
+    const int64_t B = s->n_batch, E = hp->n_embd, Q = (int64_t)hp->n_head * hp->head_dim,
+                  KV = (int64_t)hp->n_head_kv * hp->head_dim, F = hp->n_ff;
+    const int64_t width[ACT_N] = {E, E, Q, KV, KV, Q, E, F, F};
+    size_t off[ACT_N + 3], total = 0;
+    for (int i = 0; i < ACT_N; i++) {
+        off[i] = total;
+        total += (size_t)(B * width[i]) * sizeof(float);
+    }
+    off[ACT_N] = total; /* ids */
+    total += embd ? (size_t)B * sizeof(int32_t) : 0;
+    total = (total + 255) / 256 * 256;
+    off[ACT_N + 1] = total; /* logits */
+    total += out ? (size_t)B * hp->n_vocab * sizeof(float) : 0;
+    hearth_status st = alloc_on(s, d, backend_device_buffer_type(sd->dev), total, "activations",
+                                &sd->act);
+    if (st != HEARTH_OK)
+        return st;
+    for (int i = 0; i < ACT_N; i++)
+        backend_tensor_2d(&sd->a[i], sd->act, off[i], HEARTH_DTYPE_F32, width[i], B);
+    if (embd)
+        backend_tensor_2d(&sd->ids, sd->act, off[ACT_N], HEARTH_DTYPE_I32, B, 1);
+    if (out)
+        backend_tensor_2d(&sd->logits, sd->act, off[ACT_N + 1], HEARTH_DTYPE_F32, hp->n_vocab, B);
+    /* the staging of boundary moves: host-visible, one batch of x */
+    struct hearth_buffer_type *ht = backend_device_host_buffer_type(sd->dev);
+    if ((st = alloc_on(s, d, ht, (size_t)(B * E) * sizeof(float), "boundary staging",
+                       &sd->stage)) != HEARTH_OK)
+        return st;
+    if (!(backend_buft_flags(sd->stage->buft) & HEARTH_BUFT_HOST))
+        return err_set(HEARTH_ERR_BACKEND, "sched: host buffer type %s is not host-visible",
+                       ht->ops->name);
+    return HEARTH_OK;
+}
+
+static hearth_status check_params(const struct model *m, const struct sched_params *p,
+                                  const struct placement *pl)
+{
+    if (p->n_devices < 1 || p->n_devices > SCHED_MAX_DEVICES || !p->devices)
+        return err_set(HEARTH_ERR_INVALID_ARG, "sched: %d devices, expected 1..%d",
+                       p->n_devices, SCHED_MAX_DEVICES);
+    for (int i = 0; i < p->n_devices; i++)
+        if (!p->devices[i])
+            return err_set(HEARTH_ERR_INVALID_ARG, "sched: device %d is NULL", i);
+    if (pl->n_layer != m->hp.n_layer)
+        return err_set(HEARTH_ERR_INVALID_ARG, "sched: placement of %u layers for a model of %u",
+                       pl->n_layer, m->hp.n_layer);
+    int bad = -1;
+    if (pl->embd_dev < 0 || pl->embd_dev >= p->n_devices)
+        bad = pl->embd_dev;
+    if (pl->out_dev < 0 || pl->out_dev >= p->n_devices)
+        bad = pl->out_dev;
+    for (size_t i = 0; i < 2 * (size_t)pl->n_layer; i++)
+        if (pl->block_dev[i] < 0 || pl->block_dev[i] >= p->n_devices)
+            bad = pl->block_dev[i];
+    if (bad != -1)
+        return err_set(HEARTH_ERR_INVALID_ARG, "sched: placement names device %d of %d", bad,
+                       p->n_devices);
+    return HEARTH_OK;
+}
+
+static hearth_status load_all(struct sched *s, struct loader *L)
+{
+    const struct model *m = s->m;
+    const struct model_hparams *hp = &m->hp;
+    const struct placement *pl = s->pl;
+    hearth_status st;
+    /* activations and streams first: they are needed whatever the weights are */
+    s->dev[pl->embd_dev].used = s->dev[pl->out_dev].used = true;
+    for (size_t i = 0; i < 2 * (size_t)pl->n_layer; i++)
+        s->dev[pl->block_dev[i]].used = true;
+    for (int d = 0; d < s->n_dev; d++) {
+        if (!s->dev[d].used)
+            continue;
+        if ((st = backend_stream_create(s->dev[d].dev, &s->dev[d].stream)) != HEARTH_OK ||
+            (st = make_activations(s, d, d == pl->embd_dev, d == pl->out_dev)) != HEARTH_OK)
+            return st;
+    }
+    if ((st = load_weight(L, pl->embd_dev, &m->tok_embd, "token_embd.weight", HEARTH_OP_EMBED,
+                          &s->tok_embd)) != HEARTH_OK)
+        return st;
+    char name[96];
+    const uint64_t kv_row = (uint64_t)hp->n_head_kv * hp->head_dim * sizeof(uint16_t);
+    for (uint32_t il = 0; il < hp->n_layer; il++) {
+        const struct model_layer *ly = &m->layers[il];
+        struct slayer *sl = &s->layers[il];
+        for (size_t i = 0; i < sizeof k_layer_tensors / sizeof k_layer_tensors[0]; i++) {
+            const struct model_weight *w =
+                (const struct model_weight *)(const void *)((const char *)ly +
+                                                            k_layer_tensors[i].off);
+            struct hearth_tensor *t =
+                (struct hearth_tensor *)(void *)((char *)sl + k_layer_tensors[i].toff);
+            snprintf(name, sizeof name, "blk.%u.%s%s", il, k_layer_tensors[i].name,
+                     strstr(k_layer_tensors[i].name, ".bias") ? "" : ".weight");
+            int d = placement_get(pl, il, k_layer_tensors[i].blk);
+            if ((st = load_weight(L, d, w, name, k_layer_tensors[i].op, t)) != HEARTH_OK)
+                return st;
+        }
+        int d = placement_get(pl, il, PLACEMENT_ATTN);
+        struct hearth_buffer_type *bt = backend_device_buffer_type(s->dev[d].dev);
+        const size_t kvb = (size_t)(kv_row * s->n_ctx);
+        struct hearth_buffer *kb = NULL, *vb = NULL;
+        snprintf(name, sizeof name, "KV cache K of layer %u", il);
+        if ((st = alloc_on(s, d, bt, kvb, name, &kb)) != HEARTH_OK ||
+            (st = track(s, kb)) != HEARTH_OK)
+            return st;
+        snprintf(name, sizeof name, "KV cache V of layer %u", il);
+        if ((st = alloc_on(s, d, bt, kvb, name, &vb)) != HEARTH_OK ||
+            (st = track(s, vb)) != HEARTH_OK)
+            return st;
+        backend_tensor_2d(&sl->k_cache, kb, 0, HEARTH_DTYPE_F16,
+                          (int64_t)hp->n_head_kv * hp->head_dim, s->n_ctx);
+        backend_tensor_2d(&sl->v_cache, vb, 0, HEARTH_DTYPE_F16,
+                          (int64_t)hp->n_head_kv * hp->head_dim, s->n_ctx);
+    }
+    /* RoPE divisors on every device with an attention block */
+    if (m->rope_freqs.data) {
+        for (int d = 0; d < s->n_dev; d++) {
+            bool has_attn = false;
+            for (uint32_t il = 0; il < hp->n_layer; il++)
+                has_attn |= placement_get(pl, il, PLACEMENT_ATTN) == d;
+            if (has_attn && (st = load_weight(L, d, &m->rope_freqs, "rope_freqs.weight",
+                                              HEARTH_OP_ATTENTION, &s->dev[d].rope_divs)) !=
+                                HEARTH_OK)
+                return st;
+        }
+    }
+    if ((st = load_weight(L, pl->out_dev, &m->output_norm, "output_norm.weight",
+                          HEARTH_OP_RMSNORM, &s->output_norm)) != HEARTH_OK ||
+        (st = load_weight(L, pl->out_dev, &m->output,
+                          m->output.data == m->tok_embd.data ? "token_embd.weight (as output)"
+                                                             : "output.weight",
+                          HEARTH_OP_LOGITS, &s->output)) != HEARTH_OK)
+        return st;
+    for (int d = 0; d < s->n_dev; d++)
+        if (s->dev[d].used && (st = backend_stream_synchronize(s->dev[d].stream)) != HEARTH_OK)
+            return st;
+    return HEARTH_OK;
+}
+
+hearth_status sched_create(const struct model *m, const struct sched_params *params,
+                           struct sched **out)
+{
+    *out = NULL;
+    struct sched_params p = params ? *params : sched_params_default();
+    const struct model_hparams *hp = &m->hp;
+    if (p.n_batch <= 0)
+        p.n_batch = 64;
+    if (p.n_batch > 4096)
+        return err_set(HEARTH_ERR_INVALID_ARG, "sched: n_batch %d, at most 4096", p.n_batch);
+    uint32_t n_ctx = p.n_ctx ? p.n_ctx : hp->n_ctx_train;
+    if (n_ctx == 0 || n_ctx > (1u << 24))
+        return err_set(HEARTH_ERR_INVALID_ARG, "sched: n_ctx %u out of range [1, 2^24]", n_ctx);
+    struct placement *own = NULL;
+    hearth_status st;
+    if (p.placement)
+        st = placement_clone(p.placement, &own);
+    else
+        st = placement_create(hp->n_layer, 0, &own);
+    if (st != HEARTH_OK)
+        return st;
+    if ((st = check_params(m, &p, own)) != HEARTH_OK) {
+        placement_free(own);
+        return st;
+    }
+    struct sched *s = calloc(1, sizeof *s);
+    if (!s) {
+        placement_free(own);
+        return err_set(HEARTH_ERR_NO_MEMORY, "sched: out of memory");
+    }
+    s->m = m;
+    s->pl = own;
+    s->n_dev = p.n_devices;
+    s->n_ctx = n_ctx;
+    s->n_batch = p.n_batch;
+    s->map_host = p.map_host_weights;
+    s->staging_bytes = p.staging_bytes ? p.staging_bytes : (size_t)4 << 20;
+    for (int d = 0; d < s->n_dev; d++)
+        s->dev[d].dev = p.devices[d];
+    struct loader L = {.s = s, .cur_dev = -1};
+    s->layers = calloc(hp->n_layer, sizeof *s->layers);
+    if (!s->layers)
+        st = err_set(HEARTH_ERR_NO_MEMORY, "sched: out of memory for %u layers", hp->n_layer);
+    else
+        st = load_all(s, &L);
+    loader_release(&L);
+    if (st != HEARTH_OK) {
+        sched_destroy(s);
+        return st;
+    }
+    *out = s;
+    return HEARTH_OK;
+}
+
+void sched_destroy(struct sched *s)
+{
+    if (!s)
+        return;
+    for (int d = 0; d < s->n_dev; d++)
+        if (s->dev[d].stream)
+            backend_stream_synchronize(s->dev[d].stream);
+    for (int i = 0; i < s->n_bufs; i++)
+        backend_buffer_free(s->bufs[i]);
+    for (int d = 0; d < s->n_dev; d++) {
+        backend_buffer_free(s->dev[d].act);
+        backend_buffer_free(s->dev[d].stage);
+        backend_stream_destroy(s->dev[d].stream);
+    }
+    free(s->bufs);
+    free(s->layers);
+    placement_free(s->pl);
+    free(s);
+}
+
+hearth_status sched_placement_ngl(const struct model *m, uint32_t n_ctx, int n_batch, int ngl,
+                                  struct hearth_device *gpu, uint64_t margin_bytes, int gpu_idx,
+                                  int cpu_idx, struct placement *p, int *ngl_used)
+{
+    if (p->n_layer != m->hp.n_layer)
+        return err_set(HEARTH_ERR_INVALID_ARG, "sched: placement of %u layers for a model of %u",
+                       p->n_layer, m->hp.n_layer);
+    if (ngl == PLACEMENT_NGL_AUTO) {
+        uint64_t fr = 0, tot = 0;
+        backend_device_memory(gpu, &fr, &tot);
+        uint64_t margin = margin_bytes ? margin_bytes : 512ull << 20;
+        uint32_t ctx = n_ctx ? n_ctx : m->hp.n_ctx_train;
+        /* the output head brings the logits buffer: offload it only if that fits too */
+        int with_head = placement_auto_ngl(m, ctx, fr, margin,
+                                           sched_device_fixed_bytes(m, n_batch, true));
+        if (with_head > (int)m->hp.n_layer) {
+            ngl = with_head;
+        } else {
+            ngl = placement_auto_ngl(m, ctx, fr, margin,
+                                     sched_device_fixed_bytes(m, n_batch, false));
+            if (ngl > (int)m->hp.n_layer)
+                ngl = (int)m->hp.n_layer;
+        }
+    }
+    hearth_status st = placement_from_ngl(p, ngl, gpu_idx, cpu_idx);
+    if (st == HEARTH_OK && ngl_used)
+        *ngl_used = ngl;
+    return st;
+}
+
+uint32_t sched_n_ctx(const struct sched *s)
+{
+    return s->n_ctx;
+}
+
+uint32_t sched_n_past(const struct sched *s)
+{
+    return s->n_used;
+}
+
+uint64_t sched_device_bytes(const struct sched *s, int d)
+{
+    return d >= 0 && d < s->n_dev ? s->dev[d].bytes : 0;
+}
+
+uint64_t sched_n_moves(const struct sched *s)
+{
+    return s->n_moves;
+}
+
+/* ---- execution ---------------------------------------------------------- */
+
+/* The first n rows of a [n_batch][w] activation. */
+static struct hearth_tensor rows(const struct hearth_tensor *t, int n)
+{
+    struct hearth_tensor r = *t;
+    r.n_rows = n;
+    return r;
+}
+
+/* x[0..n) of device a -> x of device b, through b's host-visible staging. */
+static hearth_status move_x(struct sched *s, int a, int b, int n)
+{
+    struct sdev *sa = &s->dev[a], *sb = &s->dev[b];
+    size_t bytes = (size_t)n * (size_t)s->m->hp.n_embd * sizeof(float);
+    void *stage = backend_buffer_base(sb->stage);
+    hearth_status st;
+    if ((st = backend_stream_get_async(sa->stream, sa->act, sa->a[ACT_X].offset, stage, bytes)) !=
+            HEARTH_OK ||
+        (st = backend_stream_synchronize(sa->stream)) != HEARTH_OK ||
+        (st = backend_stream_set_async(sb->stream, sb->act, sb->a[ACT_X].offset, stage, bytes)) !=
+            HEARTH_OK ||
+        (st = backend_stream_synchronize(sb->stream)) != HEARTH_OK)
+        return st;
+    s->n_moves++;
+    return HEARTH_OK;
+}
+
+static hearth_status run_attn(struct sched *s, int d, uint32_t il, int n, int pos0)
+{
+    const struct model_hparams *hp = &s->m->hp;
+    const struct model_layer *ly = &s->m->layers[il];
+    const struct slayer *sl = &s->layers[il];
+    struct sdev *sd = &s->dev[d];
+    struct hearth_op ops[5];
+    memset(ops, 0, sizeof ops);
+    for (int i = 0; i < 5; i++)
+        ops[i].n_tok = n;
+    ops[0].kind = HEARTH_OP_RMSNORM;
+    ops[0].u.rmsnorm = (struct hearth_op_rmsnorm){rows(&sd->a[ACT_X], n), sl->attn_norm,
+                                                  rows(&sd->a[ACT_XN], n), hp->norm_eps};
+    ops[1].kind = HEARTH_OP_MATMUL;
+    struct hearth_op_matmul *mm = &ops[1].u.matmul;
+    mm->n_w = 3;
+    mm->x = rows(&sd->a[ACT_XN], n);
+    mm->w[0] = sl->wq, mm->w[1] = sl->wk, mm->w[2] = sl->wv;
+    mm->b[0] = sl->bq, mm->b[1] = sl->bk, mm->b[2] = sl->bv;
+    mm->y[0] = rows(&sd->a[ACT_Q], n), mm->y[1] = rows(&sd->a[ACT_K], n);
+    mm->y[2] = rows(&sd->a[ACT_V], n);
+    ops[2].kind = HEARTH_OP_ATTENTION;
+    struct hearth_op_attention *at = &ops[2].u.attn;
+    at->q = rows(&sd->a[ACT_Q], n);
+    at->k = rows(&sd->a[ACT_K], n);
+    at->v = rows(&sd->a[ACT_V], n);
+    if (hp->qk_norm) {
+        at->q_norm = sl->q_norm;
+        at->k_norm = sl->k_norm;
+    }
+    at->rope_divs = sd->rope_divs;
+    at->k_cache = sl->k_cache;
+    at->v_cache = sl->v_cache;
+    at->out = rows(&sd->a[ACT_ATT], n);
+    at->n_head = (int)hp->n_head;
+    at->n_head_kv = (int)hp->n_head_kv;
+    at->head_dim = (int)hp->head_dim;
+    at->n_rot = (int)hp->n_rot;
+    at->rope_mode = hp->rope_mode == MODEL_ROPE_NEOX ? HEARTH_ROPE_NEOX : HEARTH_ROPE_NORMAL;
+    at->rope_base = ly->rope_base;
+    at->rope_freq_scale = ly->rope_freq_scale;
+    at->norm_eps = hp->norm_eps;
+    at->scale = hp->attn_scale;
+    at->pos0 = pos0;
+    at->window = ly->is_swa ? hp->sliding_window : 0;
+    ops[3].kind = HEARTH_OP_MATMUL;
+    mm = &ops[3].u.matmul;
+    mm->n_w = 1;
+    mm->x = rows(&sd->a[ACT_ATT], n);
+    mm->w[0] = sl->wo;
+    mm->b[0] = sl->bo;
+    mm->y[0] = rows(&sd->a[ACT_TMP], n);
+    ops[4].kind = HEARTH_OP_ADD;
+    ops[4].u.add = (struct hearth_op_add){rows(&sd->a[ACT_X], n), rows(&sd->a[ACT_TMP], n),
+                                          hp->post_norms ? sl->post_attn_norm
+                                                         : (struct hearth_tensor){0},
+                                          hp->norm_eps};
+    return backend_stream_run(sd->stream, ops, 5);
+}
+
+static hearth_status run_ffn(struct sched *s, int d, uint32_t il, int n)
+{
+    const struct model_hparams *hp = &s->m->hp;
+    const struct slayer *sl = &s->layers[il];
+    struct sdev *sd = &s->dev[d];
+    struct hearth_op ops[5];
+    memset(ops, 0, sizeof ops);
+    for (int i = 0; i < 5; i++)
+        ops[i].n_tok = n;
+    ops[0].kind = HEARTH_OP_RMSNORM;
+    ops[0].u.rmsnorm = (struct hearth_op_rmsnorm){rows(&sd->a[ACT_X], n), sl->ffn_norm,
+                                                  rows(&sd->a[ACT_XN], n), hp->norm_eps};
+    ops[1].kind = HEARTH_OP_MATMUL;
+    struct hearth_op_matmul *mm = &ops[1].u.matmul;
+    mm->n_w = 2;
+    mm->x = rows(&sd->a[ACT_XN], n);
+    mm->w[0] = sl->gate, mm->w[1] = sl->up;
+    mm->y[0] = rows(&sd->a[ACT_GATE], n), mm->y[1] = rows(&sd->a[ACT_UP], n);
+    ops[2].kind = HEARTH_OP_GLU;
+    ops[2].u.glu = (struct hearth_op_glu){rows(&sd->a[ACT_GATE], n), rows(&sd->a[ACT_UP], n),
+                                          hp->ffn_act == MODEL_FFN_GELU_TANH
+                                              ? HEARTH_GLU_GELU_TANH
+                                              : HEARTH_GLU_SILU};
+    ops[3].kind = HEARTH_OP_MATMUL;
+    mm = &ops[3].u.matmul;
+    mm->n_w = 1;
+    mm->x = rows(&sd->a[ACT_GATE], n);
+    mm->w[0] = sl->down;
+    mm->y[0] = rows(&sd->a[ACT_TMP], n);
+    ops[4].kind = HEARTH_OP_ADD;
+    ops[4].u.add = (struct hearth_op_add){rows(&sd->a[ACT_X], n), rows(&sd->a[ACT_TMP], n),
+                                          hp->post_norms ? sl->post_ffn_norm
+                                                         : (struct hearth_tensor){0},
+                                          hp->norm_eps};
+    return backend_stream_run(sd->stream, ops, 5);
+}
+
+static hearth_status run_batch(struct sched *s, const int32_t *tokens, int n, int pos0,
+                               float *logits, bool all)
+{
+    const struct model_hparams *hp = &s->m->hp;
+    const struct placement *pl = s->pl;
+    int cur = pl->embd_dev;
+    struct sdev *sd = &s->dev[cur];
+    hearth_status st;
+    if ((st = backend_stream_set_async(sd->stream, sd->act, sd->ids.offset, tokens,
+                                       (size_t)n * sizeof(int32_t))) != HEARTH_OK)
+        return st;
+    struct hearth_op emb;
+    memset(&emb, 0, sizeof emb);
+    emb.kind = HEARTH_OP_EMBED;
+    emb.n_tok = n;
+    struct hearth_tensor ids = sd->ids;
+    ids.ne0 = n;
+    ids.row_stride = (size_t)n * sizeof(int32_t);
+    emb.u.embed = (struct hearth_op_embed){s->tok_embd, ids, rows(&sd->a[ACT_X], n),
+                                           hp->embd_scale};
+    if ((st = backend_stream_run(sd->stream, &emb, 1)) != HEARTH_OK ||
+        (st = backend_stream_synchronize(sd->stream)) != HEARTH_OK) /* tokens is the caller's */
+        return st;
+    for (uint32_t il = 0; il < hp->n_layer; il++) {
+        for (int b = 0; b < 2; b++) {
+            int d = placement_get(pl, il, (enum placement_block)b);
+            if (d != cur && (st = move_x(s, cur, d, n)) != HEARTH_OK)
+                return st;
+            cur = d;
+            st = b == PLACEMENT_ATTN ? run_attn(s, d, il, n, pos0) : run_ffn(s, d, il, n);
+            if (st != HEARTH_OK)
+                return err_prefix(st, "sched: layer %u %s block", il, b ? "ffn" : "attention");
+        }
+    }
+    if (!logits)
+        return backend_stream_synchronize(s->dev[cur].stream);
+    if (pl->out_dev != cur && (st = move_x(s, cur, pl->out_dev, n)) != HEARTH_OK)
+        return st;
+    sd = &s->dev[pl->out_dev];
+    int n_out = all ? n : 1;
+    struct hearth_tensor x = rows(&sd->a[ACT_X], n_out);
+    x.offset += (size_t)(n - n_out) * x.row_stride; /* last row only when !all */
+    struct hearth_op lo;
+    memset(&lo, 0, sizeof lo);
+    lo.kind = HEARTH_OP_LOGITS;
+    lo.n_tok = n_out;
+    lo.u.logits = (struct hearth_op_logits){x, s->output_norm, s->output,
+                                            rows(&sd->logits, n_out), hp->norm_eps};
+    if ((st = backend_stream_run(sd->stream, &lo, 1)) != HEARTH_OK ||
+        (st = backend_stream_get_async(sd->stream, sd->act, sd->logits.offset, logits,
+                                       (size_t)n_out * hp->n_vocab * sizeof(float))) !=
+            HEARTH_OK)
+        return st;
+    return backend_stream_synchronize(sd->stream);
+}
+
+hearth_status sched_eval(struct sched *s, const int32_t *tokens, int n_tokens, int pos0,
+                         float *logits_out, bool all_logits)
+{
+    const struct model_hparams *hp = &s->m->hp;
+    if (!tokens || n_tokens < 1)
+        return err_set(HEARTH_ERR_INVALID_ARG, "sched_eval: %d tokens, expected at least 1",
+                       n_tokens);
+    if (pos0 < 0 || (uint32_t)pos0 > s->n_used)
+        return err_set(HEARTH_ERR_INVALID_ARG,
+                       "sched_eval: pos0 %d out of range: the cache holds positions [0, %u), "
+                       "so pos0 must be in [0, %u]",
+                       pos0, s->n_used, s->n_used);
+    if ((int64_t)pos0 + n_tokens > (int64_t)s->n_ctx)
+        return err_set(HEARTH_ERR_INVALID_ARG,
+                       "sched_eval: positions %d..%lld exceed the context of %u positions", pos0,
+                       (long long)pos0 + n_tokens - 1, s->n_ctx);
+    for (int t = 0; t < n_tokens; t++)
+        if (tokens[t] < 0 || (uint32_t)tokens[t] >= hp->n_vocab)
+            return err_set(HEARTH_ERR_INVALID_ARG,
+                           "sched_eval: token %d (at index %d) out of range [0, %u)", tokens[t],
+                           t, hp->n_vocab);
+    s->n_used = (uint32_t)pos0;
+    for (int t0 = 0; t0 < n_tokens; t0 += s->n_batch) {
+        int n = n_tokens - t0 < s->n_batch ? n_tokens - t0 : s->n_batch;
+        bool last = t0 + n == n_tokens;
+        float *lg = NULL;
+        if (logits_out && all_logits)
+            lg = logits_out + (size_t)t0 * hp->n_vocab;
+        else if (logits_out && last)
+            lg = logits_out;
+        hearth_status st = run_batch(s, tokens + t0, n, pos0 + t0, lg, all_logits);
+        if (st != HEARTH_OK)
+            return st;
+        s->n_used = (uint32_t)(pos0 + t0 + n);
+    }
+    return HEARTH_OK;
+}

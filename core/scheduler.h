@@ -1,0 +1,106 @@
+/*
+ * scheduler (sched_ prefix): runs one model whose blocks sit on different devices.
+ *
+ * sched_create takes a model, a list of opened devices and a placement
+ * (core/placement.h: per block, an index into that list) and builds, per
+ * device, what its blocks need: the weights (uploaded from the file mapping
+ * through pinned staging, or read in place from the mapping on devices whose
+ * memory is host RAM), the K/V caches of its attention blocks, and the
+ * activation buffers of one batch. sched_eval then runs a token batch through
+ * the blocks in order, each block as a short op list on its device's stream
+ * (backend.h); when consecutive blocks sit on different devices the residual
+ * stream x ([n_tok][n_embd] F32, a few KB per token) moves between them
+ * through a host-visible staging buffer. Nothing else crosses devices.
+ *
+ * With every block on the CPU backend the results are bit-identical to
+ * cpu/forward.c (same kernels, same order, same batch split; tested in
+ * tests/test-sched.c), so forward.c can later become a thin wrapper over this.
+ *
+ * Out of device memory while loading is a status, not an abort: everything
+ * taken so far is freed and the message names the tensor that did not fit,
+ * its size, the device and its free memory.
+ *
+ * The file is scheduler.h, not sched.h: core/ is on the include path and a
+ * core/sched.h would shadow the system <sched.h> that <pthread.h> includes.
+ */
+#ifndef HEARTH_SCHEDULER_H
+#define HEARTH_SCHEDULER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "hearth.h"
+#include "model.h"
+#include "placement.h"
+
+#define SCHED_MAX_DEVICES 16
+
+struct sched_params {
+    uint32_t n_ctx; /* positions of the KV cache; 0: the model's training context */
+    int n_batch;    /* tokens per batch; <= 0: 64 (forward.c's default, same split) */
+    int n_devices;  /* 1..SCHED_MAX_DEVICES */
+    struct hearth_device *const *devices; /* [n_devices], borrowed: outlive the sched */
+    const struct placement *placement;    /* copied; NULL: everything on device 0 */
+    /*
+     * true: devices whose memory is host RAM read weights in place from the
+     * file mapping (no copy). false: every weight is allocated and uploaded
+     * like on a GPU (tests exercise the upload path and OOM this way).
+     */
+    bool map_host_weights;
+    size_t staging_bytes; /* size of each of the two upload staging halves; 0: 4 MiB */
+};
+
+struct sched;
+
+/* n_ctx 0, n_batch 64, no devices, no placement, map_host_weights true, staging 0. */
+struct sched_params sched_params_default(void);
+
+/*
+ * Builds the per-device weights, caches and activations. Errors:
+ * INVALID_ARG (device count, placement indices out of range or n_layer
+ * mismatch, n_ctx/n_batch out of range), UNSUPPORTED (a device lacks an op
+ * or weight type it was given: names both), DEVICE_OOM / NO_MEMORY (names
+ * the tensor, its size, the device and its free bytes). On error nothing is
+ * left allocated and *out is NULL.
+ */
+hearth_status sched_create(const struct model *m, const struct sched_params *p,
+                           struct sched **out);
+void sched_destroy(struct sched *s); /* NULL: nothing */
+
+/*
+ * Same contract as forward_eval (cpu/forward.h): tokens[0..n_tokens) at
+ * positions pos0.., pos0 <= positions cached (smaller rewinds), logits_out
+ * [n_tokens][n_vocab] when all_logits else [n_vocab] of the last token, NULL
+ * for none. Errors: INVALID_ARG (nothing changed), or a device's status.
+ */
+hearth_status sched_eval(struct sched *s, const int32_t *tokens, int n_tokens, int pos0,
+                         float *logits_out, bool all_logits);
+
+uint32_t sched_n_ctx(const struct sched *s);
+uint32_t sched_n_past(const struct sched *s);
+/* Bytes of weights + caches + activations the sched allocated on device index d. */
+uint64_t sched_device_bytes(const struct sched *s, int d);
+/* Block-boundary activation moves done so far (each moves n_tok * n_embd floats). */
+uint64_t sched_n_moves(const struct sched *s);
+
+/*
+ * Bytes the scheduler allocates on a device regardless of how many layers it
+ * holds (activations of one batch; logits when it runs the output head): the
+ * fixed_bytes of placement_auto_ngl.
+ */
+uint64_t sched_device_fixed_bytes(const struct model *m, int n_batch, bool with_output);
+
+/*
+ * -ngl for tools: fills p (n_layer entries) with layers [0, N) on device
+ * index gpu_idx and the rest on cpu_idx (placement_from_ngl). ngl ==
+ * PLACEMENT_NGL_AUTO picks N with placement_auto_ngl from gpu's free memory
+ * now minus margin_bytes (0: 512 MiB) and this sched's fixed per-device
+ * bytes for n_batch. *ngl_used (may be NULL) receives N.
+ */
+hearth_status sched_placement_ngl(const struct model *m, uint32_t n_ctx, int n_batch, int ngl,
+                                  struct hearth_device *gpu, uint64_t margin_bytes, int gpu_idx,
+                                  int cpu_idx, struct placement *p, int *ngl_used);
+
+#endif

@@ -1,0 +1,722 @@
+/*
+ * slots: the continuous-batching engine described in slots.h.
+ *
+ * Threads and locks: one mutex (s->mu) guards the queue, every request's
+ * shared fields (text, done, refs, cancelled) and the statistics; each request
+ * has its own condition variable for its reader, the engine one for "work
+ * arrived". The engine thread alone touches the forward context, the slot
+ * table and a running request's sampler / decoder / matcher, and it never
+ * holds the mutex during a forward pass.
+ *
+ * Slot invariant: slot->cache[0..n_cache) are the ids whose K/V the slot's
+ * cache holds, and n_cache == forward_seq_n_past(fc, slot) after each step.
+ * The last sampled token of a finished request is never evaluated (nothing
+ * would use its K/V unless a later prompt continues it, and then it is
+ * evaluated as part of that prompt).
+ *
+ * Request lifetime: refs counts the caller's and (once queued) the engine's
+ * reference; the last release frees it. The engine drops its reference when
+ * the request is done (finished, failed or cancelled).
+ */
+#include "slots.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "chat.h"
+#include "cpu/forward.h"
+#include "err.h"
+
+struct slots_req {
+    /* set at creation, then owned by the engine */
+    int32_t *prompt;
+    size_t n_prompt;
+    int32_t n_predict;
+    struct sampler *smp;
+    struct tok_decoder *dec;
+    struct chat_stop_matcher sm;
+    struct slots *owner;
+    /* guarded by owner->mu */
+    pthread_cond_t cv;
+    char *text;             /* generated text, whole characters */
+    size_t len, cap, taken; /* taken: bytes handed to the reader */
+    int refs;
+    bool cancelled;
+    struct slots_result res;
+};
+
+struct slot {
+    struct slots_req *req; /* NULL: free */
+    int32_t *cache;        /* [n_ctx] ids in the cache, position order */
+    size_t n_cache;
+    size_t n_fed;       /* prompt tokens evaluated (or reused) so far */
+    int32_t next;       /* sampled token to evaluate next step (decoding) */
+    uint64_t last_used; /* admission counter: ties go to the least recently used slot */
+    bool decoding;
+};
+
+struct slots {
+    const struct model *m;
+    const struct tokenizer *tok;
+    const struct gen_chat *chat;
+    struct forward_ctx *fc;
+    struct slots_params p;
+    int32_t n_vocab;
+    struct slot *slot; /* [n_slots] */
+    char *piece;       /* decoder output buffer */
+    size_t piece_cap;
+    /* step batch: [n_slots + prefill_chunk] */
+    int32_t *b_tok, *b_seq, *b_pos;
+    bool *b_want;
+    int *b_owner;  /* slot of each logits row */
+    float *logits; /* [n_slots][n_vocab] */
+
+    pthread_t thread;
+    bool thread_started;
+    pthread_mutex_t mu;
+    pthread_cond_t work_cv;   /* signalled on submit, cancel and stop */
+    pthread_cond_t idle_cv;   /* signalled when a request ends */
+    struct slots_req **queue; /* ring of max_queue */
+    int q_head, q_len;
+    int n_active;
+    uint64_t n_admitted;
+    bool closed, stopping;
+    struct slots_stats st;
+    double tps_t0;   /* start of the current tokens/s window */
+    uint64_t tps_n0; /* n_gen_tokens at tps_t0 */
+    double tps_prev;
+};
+
+/* ---- requests ------------------------------------------------------------------ */
+
+static void req_free(struct slots_req *r)
+{
+    sampler_free(r->smp);
+    tok_decoder_free(r->dec);
+    chat_stop_free(&r->sm);
+    pthread_cond_destroy(&r->cv);
+    free(r->prompt);
+    free(r->text);
+    free(r);
+}
+
+/* With s->mu held. */
+static void req_unref(struct slots_req *r)
+{
+    if (--r->refs == 0)
+        req_free(r);
+}
+
+static hearth_status init_stops(struct slots *s, struct slots_req *r,
+                                const struct slots_req_params *p)
+{
+    size_t n_chat = p->chat && s->chat ? s->chat->n_stop_strs : 0;
+    const char **all = malloc((p->n_stop + n_chat + 1) * sizeof *all);
+    if (!all)
+        return err_set(HEARTH_ERR_NO_MEMORY, "slots: stop list");
+    for (size_t i = 0; i < p->n_stop; i++)
+        all[i] = p->stop[i];
+    for (size_t i = 0; i < n_chat; i++)
+        all[p->n_stop + i] = s->chat->stop_strs[i];
+    hearth_status st = chat_stop_init(&r->sm, all, p->n_stop + n_chat);
+    free(all);
+    return st;
+}
+
+hearth_status slots_req_create(struct slots *s, const struct slots_req_params *p,
+                               struct slots_req **out)
+{
+    *out = NULL;
+    uint32_t n_ctx = forward_n_ctx(s->fc);
+    if (p->n_prompt == 0)
+        return err_set(HEARTH_ERR_INVALID_ARG, "prompt: the prompt has no tokens");
+    if (p->n_prompt >= n_ctx)
+        return err_set(HEARTH_ERR_INVALID_ARG,
+                       "prompt: %zu tokens, but a slot's context holds %u (at most %u for the "
+                       "prompt)",
+                       p->n_prompt, n_ctx, n_ctx - 1);
+    for (size_t i = 0; i < p->n_prompt; i++)
+        if (p->prompt[i] < 0 || p->prompt[i] >= s->n_vocab)
+            return err_set(HEARTH_ERR_INVALID_ARG, "prompt: token %zu is id %d, outside [0, %d)", i,
+                           (int)p->prompt[i], (int)s->n_vocab);
+    if (p->n_predict < 1 || (uint32_t)p->n_predict > n_ctx)
+        return err_set(HEARTH_ERR_INVALID_ARG, "max_tokens: %d, expected 1..%u", (int)p->n_predict,
+                       n_ctx);
+    hearth_status st = sampler_params_validate(&p->sp);
+    if (st != HEARTH_OK)
+        return st;
+
+    struct slots_req *r = calloc(1, sizeof *r);
+    if (!r)
+        return err_set(HEARTH_ERR_NO_MEMORY, "slots: request");
+    if (pthread_cond_init(&r->cv, NULL) != 0) {
+        free(r);
+        return err_set(HEARTH_ERR_NO_MEMORY, "slots: condition variable");
+    }
+    r->owner = s;
+    r->refs = 1;
+    r->n_predict = p->n_predict;
+    r->res.n_prompt = p->n_prompt;
+    r->res.slot = -1;
+    r->prompt = malloc(p->n_prompt * sizeof *r->prompt);
+    if (!r->prompt) {
+        st = err_set(HEARTH_ERR_NO_MEMORY, "slots: %zu prompt ids", p->n_prompt);
+        goto fail;
+    }
+    memcpy(r->prompt, p->prompt, p->n_prompt * sizeof *r->prompt);
+    r->n_prompt = p->n_prompt;
+    if ((st = sampler_create(&p->sp, s->n_vocab, &r->smp)) != HEARTH_OK)
+        goto fail;
+    /* the penalty window starts as the prompt's tail, as in generate.c */
+    size_t win = p->sp.repeat_last_n > 0 ? (size_t)p->sp.repeat_last_n : 0;
+    for (size_t i = p->n_prompt > win ? p->n_prompt - win : 0; i < p->n_prompt; i++)
+        if ((st = sampler_accept(r->smp, p->prompt[i])) != HEARTH_OK)
+            goto fail;
+    if ((st = tok_decoder_create(s->tok, false, &r->dec)) != HEARTH_OK)
+        goto fail;
+    if ((st = init_stops(s, r, p)) != HEARTH_OK)
+        goto fail;
+    *out = r;
+    return HEARTH_OK;
+fail:
+    req_free(r);
+    return st;
+}
+
+enum slots_admit slots_submit(struct slots *s, struct slots_req *r)
+{
+    enum slots_admit a = SLOTS_QUEUED;
+    pthread_mutex_lock(&s->mu);
+    if (s->closed) {
+        a = SLOTS_CLOSED;
+    } else if (s->q_len >= s->p.max_queue) {
+        a = SLOTS_FULL;
+    } else {
+        s->queue[(s->q_head + s->q_len) % s->p.max_queue] = r;
+        s->q_len++;
+        r->refs++;
+        s->st.n_requests++;
+        pthread_cond_signal(&s->work_cv);
+    }
+    if (a != SLOTS_QUEUED)
+        s->st.n_rejected++;
+    pthread_mutex_unlock(&s->mu);
+    return a;
+}
+
+/* Bytes of buf[0..len) that end on a character boundary (UTF-8 lead bytes checked). */
+static size_t whole_chars(const char *buf, size_t len)
+{
+    size_t i = len, back = 0;
+    while (i > 0 && back < 4 && ((unsigned char)buf[i - 1] & 0xC0) == 0x80) {
+        i--;
+        back++;
+    }
+    if (i == 0)
+        return len;
+    unsigned char lead = (unsigned char)buf[i - 1];
+    size_t need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+    return back + 1 >= need ? len : i - 1;
+}
+
+static void deadline_after(struct timespec *ts, int ms)
+{
+    clock_gettime(CLOCK_REALTIME, ts);
+    ts->tv_sec += ms / 1000;
+    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+char *slots_req_take(struct slots_req *r, int timeout_ms, size_t *len, struct slots_result *res)
+{
+    struct slots *s = r->owner;
+    char *out = NULL;
+    *len = 0;
+    pthread_mutex_lock(&s->mu);
+    if (r->taken == r->len && !r->res.done && timeout_ms > 0) {
+        struct timespec ts;
+        deadline_after(&ts, timeout_ms);
+        while (r->taken == r->len && !r->res.done)
+            if (pthread_cond_timedwait(&r->cv, &s->mu, &ts) != 0)
+                break;
+    }
+    size_t avail = r->res.done ? r->len : whole_chars(r->text, r->len);
+    if (avail > r->taken) {
+        size_t n = avail - r->taken;
+        out = malloc(n + 1);
+        if (out) {
+            memcpy(out, r->text + r->taken, n);
+            out[n] = '\0';
+            r->taken = avail;
+            *len = n;
+        }
+    }
+    *res = r->res;
+    pthread_mutex_unlock(&s->mu);
+    return out;
+}
+
+void slots_req_release(struct slots_req *r)
+{
+    if (!r)
+        return;
+    struct slots *s = r->owner;
+    pthread_mutex_lock(&s->mu);
+    if (!r->res.done && !r->cancelled) {
+        r->cancelled = true;
+        pthread_cond_signal(&s->work_cv);
+    }
+    req_unref(r);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* ---- the engine -------------------------------------------------------------- */
+
+static double now_s(void)
+{
+    return gen_now_ms() * 1e-3;
+}
+
+/* Appends text for the reader (engine thread, mutex taken here). */
+static void req_emit(struct slots *s, struct slots_req *r, const char *txt, size_t n)
+{
+    if (n == 0)
+        return;
+    pthread_mutex_lock(&s->mu);
+    if (r->len + n + 1 > r->cap) {
+        size_t cap = r->cap ? r->cap : 256;
+        while (cap < r->len + n + 1)
+            cap *= 2;
+        char *grown = realloc(r->text, cap);
+        if (!grown) {
+            /* the reader then sees the text cut short; the status says why */
+            r->res.status = HEARTH_ERR_NO_MEMORY;
+            pthread_mutex_unlock(&s->mu);
+            return;
+        }
+        r->text = grown;
+        r->cap = cap;
+    }
+    memcpy(r->text + r->len, txt, n);
+    r->len += n;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Ends the slot's request: flushes held text unless stopped or cancelled, wakes the reader. */
+static void slot_finish(struct slots *s, int i, enum gen_stop stop, hearth_status status)
+{
+    struct slot *sl = &s->slot[i];
+    struct slots_req *r = sl->req;
+    if (status == HEARTH_OK && stop != GEN_STOP_STRING && stop != GEN_STOP_CANCELLED) {
+        size_t n_piece = 0;
+        const char *txt;
+        size_t txt_len;
+        bool stopped = false;
+        if (tok_decoder_flush(r->dec, s->piece, s->piece_cap, &n_piece) == HEARTH_OK &&
+            n_piece > 0 &&
+            chat_stop_feed(&r->sm, s->piece, n_piece, &txt, &txt_len, &stopped) == HEARTH_OK)
+            req_emit(s, r, txt, txt_len);
+        if (!stopped) {
+            chat_stop_flush(&r->sm, &txt, &txt_len);
+            req_emit(s, r, txt, txt_len);
+        }
+    }
+    pthread_mutex_lock(&s->mu);
+    r->res.done = true;
+    r->res.stop = stop;
+    if (r->res.status == HEARTH_OK)
+        r->res.status = status;
+    if (stop == GEN_STOP_CANCELLED)
+        s->st.n_cancelled++;
+    else
+        s->st.n_completed++;
+    s->n_active--;
+    pthread_cond_broadcast(&r->cv);
+    pthread_cond_broadcast(&s->idle_cv);
+    req_unref(r);
+    pthread_mutex_unlock(&s->mu);
+    sl->req = NULL;
+    sl->decoding = false;
+}
+
+/* Longest common prefix of the slot's cache and the prompt, leaving one prompt token. */
+static size_t slot_lcp(const struct slot *sl, const struct slots_req *r)
+{
+    size_t lim = sl->n_cache < r->n_prompt - 1 ? sl->n_cache : r->n_prompt - 1, k = 0;
+    while (k < lim && sl->cache[k] == r->prompt[k])
+        k++;
+    return k;
+}
+
+/* Moves queued requests into free slots (mutex held). */
+static void admit(struct slots *s)
+{
+    while (s->q_len > 0) {
+        struct slots_req *r = s->queue[s->q_head];
+        int best = -1;
+        size_t best_k = 0;
+        for (int i = 0; i < s->p.n_slots; i++) {
+            if (s->slot[i].req)
+                continue;
+            size_t k = slot_lcp(&s->slot[i], r);
+            if (best < 0 || k > best_k ||
+                (k == best_k && s->slot[i].last_used < s->slot[best].last_used)) {
+                best = i;
+                best_k = k;
+            }
+        }
+        if (best < 0)
+            return;
+        s->q_head = (s->q_head + 1) % s->p.max_queue;
+        s->q_len--;
+        struct slot *sl = &s->slot[best];
+        sl->req = r;
+        sl->n_cache = best_k; /* the slot's next eval rewinds its cache to here */
+        sl->n_fed = best_k;
+        sl->decoding = false;
+        sl->last_used = ++s->n_admitted;
+        r->res.slot = best;
+        r->res.n_prompt_eval = r->n_prompt - best_k;
+        s->st.n_reused_tokens += best_k;
+        s->n_active++;
+    }
+}
+
+static bool is_stop_id(const struct slots *s, int32_t id)
+{
+    if (tok_is_eog(s->tok, id))
+        return true;
+    for (size_t i = 0; s->chat && i < s->chat->n_stop_ids; i++)
+        if (s->chat->stop_ids[i] == id)
+            return true;
+    return false;
+}
+
+/* Samples slot i's next token from its logits row and streams its text. */
+static void slot_sample(struct slots *s, int i, const float *logits)
+{
+    struct slot *sl = &s->slot[i];
+    struct slots_req *r = sl->req;
+    int32_t id;
+    hearth_status st = sampler_sample(r->smp, logits, &id);
+    if (st != HEARTH_OK) {
+        slot_finish(s, i, GEN_STOP_NONE, st);
+        return;
+    }
+    if (is_stop_id(s, id)) {
+        slot_finish(s, i, GEN_STOP_EOG, HEARTH_OK);
+        return;
+    }
+    size_t n_piece = 0;
+    const char *txt = NULL;
+    size_t txt_len = 0;
+    bool stopped = false;
+    if ((st = sampler_accept(r->smp, id)) == HEARTH_OK &&
+        (st = tok_decoder_push(r->dec, id, s->piece, s->piece_cap, &n_piece)) == HEARTH_OK)
+        st = chat_stop_feed(&r->sm, s->piece, n_piece, &txt, &txt_len, &stopped);
+    if (st != HEARTH_OK) {
+        slot_finish(s, i, GEN_STOP_NONE, st);
+        return;
+    }
+    pthread_mutex_lock(&s->mu);
+    r->res.n_gen++;
+    s->st.n_gen_tokens++;
+    pthread_mutex_unlock(&s->mu);
+    req_emit(s, r, txt, txt_len);
+    if (stopped)
+        slot_finish(s, i, GEN_STOP_STRING, HEARTH_OK);
+    else if (r->res.n_gen >= (size_t)r->n_predict)
+        slot_finish(s, i, GEN_STOP_LIMIT, HEARTH_OK);
+    else if (sl->n_cache >= forward_n_ctx(s->fc))
+        slot_finish(s, i, GEN_STOP_CTX_FULL, HEARTH_OK);
+    else {
+        sl->next = id;
+        sl->decoding = true;
+    }
+}
+
+/* One step: batch, evaluate, sample. Returns false when there was nothing to do. */
+static bool step(struct slots *s)
+{
+    int n = 0, n_rows = 0, budget = s->p.prefill_chunk;
+    /* decoding slots first: one token each */
+    for (int i = 0; i < s->p.n_slots; i++) {
+        struct slot *sl = &s->slot[i];
+        if (!sl->req || !sl->decoding)
+            continue;
+        s->b_tok[n] = sl->next;
+        s->b_seq[n] = i;
+        s->b_pos[n] = (int32_t)sl->n_cache;
+        s->b_want[n] = true;
+        s->b_owner[n_rows++] = i;
+        n++;
+    }
+    /* then prompt chunks, while the step's prefill budget lasts */
+    for (int i = 0; i < s->p.n_slots && budget > 0; i++) {
+        struct slot *sl = &s->slot[i];
+        if (!sl->req || sl->decoding)
+            continue;
+        size_t left = sl->req->n_prompt - sl->n_fed;
+        int k = left < (size_t)budget ? (int)left : budget;
+        for (int j = 0; j < k; j++) {
+            s->b_tok[n] = sl->req->prompt[sl->n_fed + (size_t)j];
+            s->b_seq[n] = i;
+            s->b_pos[n] = (int32_t)(sl->n_cache + (size_t)j);
+            s->b_want[n] = sl->n_fed + (size_t)j + 1 == sl->req->n_prompt;
+            if (s->b_want[n])
+                s->b_owner[n_rows++] = i;
+            n++;
+        }
+        budget -= k;
+    }
+    if (n == 0)
+        return false;
+    double t0 = now_s();
+    hearth_status st =
+        forward_eval_multi(s->fc, s->b_tok, s->b_seq, s->b_pos, n, s->logits, s->b_want);
+    if (st != HEARTH_OK) {
+        /* cannot happen for batches built above; fail the slots rather than loop */
+        for (int i = 0; i < s->p.n_slots; i++) {
+            if (s->slot[i].req)
+                slot_finish(s, i, GEN_STOP_NONE, st);
+            s->slot[i].n_cache = 0;
+            forward_seq_clear(s->fc, i);
+        }
+        return true;
+    }
+    size_t n_prompt_eval = 0;
+    for (int t = 0; t < n; t++) {
+        struct slot *sl = &s->slot[s->b_seq[t]];
+        sl->cache[sl->n_cache++] = s->b_tok[t];
+        if (!sl->decoding) {
+            sl->n_fed++;
+            n_prompt_eval++;
+        }
+    }
+    for (int row = 0; row < n_rows; row++)
+        slot_sample(s, s->b_owner[row], s->logits + (size_t)row * (size_t)s->n_vocab);
+    double t1 = now_s();
+    pthread_mutex_lock(&s->mu);
+    s->st.n_steps++;
+    s->st.busy_s += t1 - t0;
+    s->st.n_prompt_tokens += n_prompt_eval;
+    if (t1 - s->tps_t0 >= 10.0) {
+        s->tps_prev = (double)(s->st.n_gen_tokens - s->tps_n0) / (t1 - s->tps_t0);
+        s->tps_t0 = t1;
+        s->tps_n0 = s->st.n_gen_tokens;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return true;
+}
+
+static void *engine_main(void *arg)
+{
+    struct slots *s = arg;
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        for (;;) {
+            /* cancelled requests leave their slots before anything else */
+            for (int i = 0; i < s->p.n_slots; i++)
+                if (s->slot[i].req && (s->slot[i].req->cancelled || s->stopping)) {
+                    pthread_mutex_unlock(&s->mu);
+                    slot_finish(s, i, GEN_STOP_CANCELLED, HEARTH_OK);
+                    pthread_mutex_lock(&s->mu);
+                }
+            if (s->stopping) {
+                while (s->q_len > 0) {
+                    struct slots_req *r = s->queue[s->q_head];
+                    s->q_head = (s->q_head + 1) % s->p.max_queue;
+                    s->q_len--;
+                    r->res.done = true;
+                    r->res.stop = GEN_STOP_CANCELLED;
+                    s->st.n_cancelled++;
+                    pthread_cond_broadcast(&r->cv);
+                    req_unref(r);
+                }
+                pthread_cond_broadcast(&s->idle_cv);
+                pthread_mutex_unlock(&s->mu);
+                return NULL;
+            }
+            admit(s);
+            if (s->n_active > 0)
+                break;
+            pthread_cond_wait(&s->work_cv, &s->mu);
+        }
+        pthread_mutex_unlock(&s->mu);
+        step(s);
+    }
+}
+
+/* ---- lifetime and statistics -------------------------------------------------- */
+
+hearth_status slots_create(const struct model *m, const struct tokenizer *t,
+                           const struct gen_chat *chat, const struct slots_params *p,
+                           struct slots **out)
+{
+    *out = NULL;
+    if (p->n_slots < 1 || p->n_slots > FORWARD_MAX_SEQ)
+        return err_set(HEARTH_ERR_INVALID_ARG, "slots: n_slots %d out of range [1, %d]", p->n_slots,
+                       FORWARD_MAX_SEQ);
+    if (p->max_queue < 1 || p->max_queue > 1 << 20)
+        return err_set(HEARTH_ERR_INVALID_ARG, "slots: max_queue %d out of range [1, 2^20]",
+                       p->max_queue);
+    struct slots *s = calloc(1, sizeof *s);
+    if (!s)
+        return err_set(HEARTH_ERR_NO_MEMORY, "slots: out of memory");
+    s->m = m;
+    s->tok = t;
+    s->chat = chat;
+    s->p = *p;
+    if (s->p.prefill_chunk <= 0)
+        s->p.prefill_chunk = 64;
+    s->n_vocab = (int32_t)m->hp.n_vocab;
+    bool mu_ok = false, cv1 = false, cv2 = false;
+    hearth_status st = HEARTH_OK;
+    struct forward_params fp = forward_params_default();
+    fp.n_ctx = p->n_ctx;
+    fp.n_threads = p->n_threads;
+    if ((st = forward_create_multi(m, &fp, p->n_slots, &s->fc)) != HEARTH_OK)
+        goto fail;
+    const size_t n_slots = (size_t)p->n_slots, cap = n_slots + (size_t)s->p.prefill_chunk;
+    const uint32_t n_ctx = forward_n_ctx(s->fc);
+    s->slot = calloc(n_slots, sizeof *s->slot);
+    s->piece_cap = tok_decoder_max_out(t);
+    s->piece = malloc(s->piece_cap);
+    s->b_tok = malloc(cap * sizeof *s->b_tok);
+    s->b_seq = malloc(cap * sizeof *s->b_seq);
+    s->b_pos = malloc(cap * sizeof *s->b_pos);
+    s->b_want = malloc(cap * sizeof *s->b_want);
+    s->b_owner = malloc(cap * sizeof *s->b_owner);
+    s->logits = malloc(n_slots * (size_t)s->n_vocab * sizeof *s->logits);
+    s->queue = calloc((size_t)p->max_queue, sizeof *s->queue);
+    if (!s->slot || !s->piece || !s->b_tok || !s->b_seq || !s->b_pos || !s->b_want || !s->b_owner ||
+        !s->logits || !s->queue) {
+        st = err_set(HEARTH_ERR_NO_MEMORY, "slots: out of memory for %d slots", p->n_slots);
+        goto fail;
+    }
+    for (size_t i = 0; i < n_slots; i++) {
+        s->slot[i].cache = malloc((size_t)n_ctx * sizeof *s->slot[i].cache);
+        if (!s->slot[i].cache) {
+            st = err_set(HEARTH_ERR_NO_MEMORY, "slots: %u-token mirror", n_ctx);
+            goto fail;
+        }
+    }
+    mu_ok = pthread_mutex_init(&s->mu, NULL) == 0;
+    cv1 = mu_ok && pthread_cond_init(&s->work_cv, NULL) == 0;
+    cv2 = cv1 && pthread_cond_init(&s->idle_cv, NULL) == 0;
+    if (!cv2) {
+        st = err_set(HEARTH_ERR_NO_MEMORY, "slots: mutex or condition variable");
+        goto fail;
+    }
+    s->st.n_slots = p->n_slots;
+    s->st.max_queue = p->max_queue;
+    s->st.kv_bytes = forward_kv_bytes(s->fc);
+    s->st.weight_bytes = (size_t)m->gguf->size;
+    s->tps_t0 = now_s();
+    if (pthread_create(&s->thread, NULL, engine_main, s) != 0) {
+        st = err_set(HEARTH_ERR_NO_MEMORY, "slots: cannot start the engine thread");
+        goto fail;
+    }
+    s->thread_started = true;
+    *out = s;
+    return HEARTH_OK;
+fail:
+    if (cv2)
+        pthread_cond_destroy(&s->idle_cv);
+    if (cv1)
+        pthread_cond_destroy(&s->work_cv);
+    if (mu_ok)
+        pthread_mutex_destroy(&s->mu);
+    s->thread_started = false;
+    for (size_t i = 0; s->slot && i < (size_t)p->n_slots; i++)
+        free(s->slot[i].cache);
+    free(s->slot);
+    free(s->piece);
+    free(s->b_tok);
+    free(s->b_seq);
+    free(s->b_pos);
+    free(s->b_want);
+    free(s->b_owner);
+    free(s->logits);
+    free(s->queue);
+    forward_destroy(s->fc);
+    free(s);
+    return st;
+}
+
+void slots_destroy(struct slots *s)
+{
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->mu);
+    s->closed = true;
+    s->stopping = true;
+    pthread_cond_signal(&s->work_cv);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->thread, NULL);
+    pthread_cond_destroy(&s->idle_cv);
+    pthread_cond_destroy(&s->work_cv);
+    pthread_mutex_destroy(&s->mu);
+    for (int i = 0; i < s->p.n_slots; i++)
+        free(s->slot[i].cache);
+    free(s->slot);
+    free(s->piece);
+    free(s->b_tok);
+    free(s->b_seq);
+    free(s->b_pos);
+    free(s->b_want);
+    free(s->b_owner);
+    free(s->logits);
+    free(s->queue);
+    forward_destroy(s->fc);
+    free(s);
+}
+
+uint32_t slots_n_ctx(const struct slots *s)
+{
+    return forward_n_ctx(s->fc);
+}
+
+void slots_close(struct slots *s)
+{
+    pthread_mutex_lock(&s->mu);
+    s->closed = true;
+    pthread_mutex_unlock(&s->mu);
+}
+
+bool slots_drain(struct slots *s, int timeout_ms)
+{
+    struct timespec ts;
+    deadline_after(&ts, timeout_ms);
+    pthread_mutex_lock(&s->mu);
+    s->closed = true;
+    while (s->n_active > 0 || s->q_len > 0)
+        if (pthread_cond_timedwait(&s->idle_cv, &s->mu, &ts) != 0)
+            break;
+    bool clean = s->n_active == 0 && s->q_len == 0;
+    if (!clean) {
+        s->stopping = true;
+        pthread_cond_signal(&s->work_cv);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return clean;
+}
+
+void slots_get_stats(struct slots *s, struct slots_stats *out)
+{
+    pthread_mutex_lock(&s->mu);
+    *out = s->st;
+    out->n_active = s->n_active;
+    out->n_queued = s->q_len;
+    double t = now_s();
+    /* the current window when it is long enough, else the last complete one */
+    out->gen_tps = t - s->tps_t0 >= 1.0 ? (double)(s->st.n_gen_tokens - s->tps_n0) / (t - s->tps_t0)
+                                        : s->tps_prev;
+    pthread_mutex_unlock(&s->mu);
+}

@@ -1,0 +1,137 @@
+/*
+ * slots: the engine side of the HTTP server, continuous batching over a
+ * multi-sequence forward context.
+ *
+ * n_slots sequences share one model (one forward_create_multi context, one KV
+ * cache per slot). One engine thread owns the forward context and runs a step
+ * loop: admit queued requests into free slots, then build ONE batch holding
+ * the next token of every decoding slot plus a bounded chunk of prompt tokens
+ * of the slots still in prefill, evaluate it with forward_eval_multi (each
+ * weight read once per step, whatever the number of sequences), and sample
+ * per slot. New requests join between steps; a finished slot is free for the
+ * next step. Greedy replies are identical alone and batched, because the
+ * forward pass gives each row the same bits whatever else is in the batch.
+ *
+ * Prefix reuse: each slot mirrors the token ids its cache holds. A request is
+ * placed in the free slot sharing the longest prefix with its prompt and only
+ * the rest is evaluated (at least one token, to have logits).
+ *
+ * Requests are made on the caller's thread (slots_req_create: validation,
+ * sampler, decoder and stop matcher are built there, so errors reach the
+ * caller synchronously), queued with a bound (slots_submit: a full queue is
+ * refused, not blocked), and read back by waiting for text
+ * (slots_req_take). A request is reference counted between the caller and
+ * the engine; slots_req_release by the caller cancels a generation still
+ * running (a client that went away) and the engine frees the slot at its next
+ * step.
+ *
+ * Alternatives rejected: one forward context per slot (weights read once per
+ * sequence per step: decode is bandwidth-bound, so S slots would cost S
+ * times); running generation on the HTTP threads (they would contend for one
+ * thread pool and one model with no batching at all).
+ */
+#ifndef HEARTH_SLOTS_H
+#define HEARTH_SLOTS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "generate.h"
+#include "hearth.h"
+#include "model.h"
+#include "sampler.h"
+#include "tokenizer.h"
+
+struct slots_params {
+    int n_slots;       /* parallel sequences, >= 1 */
+    int max_queue;     /* waiting requests beyond the busy slots; more are refused */
+    uint32_t n_ctx;    /* positions per slot */
+    int n_threads;     /* CPU threads (<= 0: physical cores) */
+    int prefill_chunk; /* prompt tokens per step over all slots (<= 0: 64) */
+};
+
+struct slots;
+struct slots_req;
+
+/* What a request asks for; everything is copied by slots_req_create. */
+struct slots_req_params {
+    const int32_t *prompt; /* [n_prompt] token ids */
+    size_t n_prompt;
+    struct sampler_params sp;
+    int32_t n_predict;       /* >= 1 */
+    const char *const *stop; /* [n_stop] user stop strings */
+    size_t n_stop;
+    bool chat; /* also stop at the chat family's end-of-turn */
+};
+
+enum slots_admit { SLOTS_QUEUED, SLOTS_FULL, SLOTS_CLOSED };
+
+/* A request's state as seen by its reader. */
+struct slots_result {
+    bool done;
+    enum gen_stop stop;   /* when done */
+    hearth_status status; /* HEARTH_OK, or why the engine failed it */
+    size_t n_prompt;      /* prompt tokens */
+    size_t n_prompt_eval; /* of those evaluated (the rest came from the slot's cache) */
+    size_t n_gen;         /* generated tokens */
+    int slot;             /* the slot serving it, -1 while queued */
+};
+
+struct slots_stats {
+    int n_slots, n_active, n_queued, max_queue;
+    uint64_t n_requests;  /* admitted into the queue */
+    uint64_t n_rejected;  /* refused: queue full or closed */
+    uint64_t n_cancelled; /* ended by slots_req_release before the end */
+    uint64_t n_completed;
+    uint64_t n_prompt_tokens; /* evaluated prompt tokens */
+    uint64_t n_reused_tokens; /* prompt tokens served from a slot's cache */
+    uint64_t n_gen_tokens;    /* generated tokens */
+    uint64_t n_steps;         /* batched forward passes */
+    double busy_s;            /* seconds spent in steps */
+    double gen_tps;           /* generated tokens / s over the last ~10 s of steps */
+    size_t kv_bytes;          /* KV caches at full context, all slots */
+    size_t weight_bytes;      /* mapped model file */
+};
+
+/* Creates the slots and starts the engine thread. m, t and chat are borrowed. */
+hearth_status slots_create(const struct model *m, const struct tokenizer *t,
+                           const struct gen_chat *chat, const struct slots_params *p,
+                           struct slots **out);
+/* Stops the engine (cancelling what still runs) and frees everything. */
+void slots_destroy(struct slots *s);
+uint32_t slots_n_ctx(const struct slots *s);
+
+/*
+ * Builds a request: validates the sampling fields (sampler_params_validate),
+ * the prompt (non-empty, ids in range, shorter than the slot context) and
+ * n_predict (1..n_ctx), and sets up sampler, decoder and stop matcher.
+ * HEARTH_ERR_INVALID_ARG with a message naming the field, HEARTH_ERR_NO_MEMORY.
+ */
+hearth_status slots_req_create(struct slots *s, const struct slots_req_params *p,
+                               struct slots_req **out);
+/*
+ * Queues r (the engine takes its own reference). SLOTS_FULL when max_queue
+ * requests are already waiting, SLOTS_CLOSED after slots_close: r is then
+ * not queued and stays the caller's to release.
+ */
+enum slots_admit slots_submit(struct slots *s, struct slots_req *r);
+/*
+ * Waits up to timeout_ms for text not yet taken or the end. Returns the new
+ * text (malloc'd, NUL-terminated, whole UTF-8 characters; NULL when there is
+ * none or on out-of-memory) with *len, and fills *res.
+ */
+char *slots_req_take(struct slots_req *r, int timeout_ms, size_t *len, struct slots_result *res);
+/* The caller is done with r: a generation still running is cancelled. */
+void slots_req_release(struct slots_req *r);
+
+/* Refuses new requests from now on. */
+void slots_close(struct slots *s);
+/*
+ * Waits up to timeout_ms for the queue and the slots to empty; then cancels
+ * whatever still runs. Returns true if everything finished on its own.
+ */
+bool slots_drain(struct slots *s, int timeout_ms);
+void slots_get_stats(struct slots *s, struct slots_stats *out);
+
+#endif

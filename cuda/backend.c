@@ -1,0 +1,594 @@
+/*
+ * cuda/backend: the CUDA device behind the backend interface (core/backend.h):
+ * device, buffer types (device memory and pinned host), buffers, streams and
+ * events, and graph_run switching on the op kind with one function per case,
+ * each calling launchers of cuda/ops.h. Plain C11: the CUDA runtime is only
+ * reached through ops.h, so no CUDA header appears here.
+ *
+ * Weights arrive through buffer_set as raw GGUF rows, so their rows are
+ * 16-byte aligned only when the row's byte count is (most real shapes: K =
+ * 4096 in Q4_0 is 2304 bytes). cuda_matmul sends aligned weights to the fused
+ * matvec and the rest to the MMA kernel, which reads any even stride; a
+ * backend hook that repacks at upload (cuda_weight_upload) would remove that
+ * fallback and needs an interface member (see the report in
+ * bench/README-gpu.md).
+ *
+ * A stream owns scratch (matmul's F16 slabs, attention partials, logits'
+ * normed rows, the device-side position) that grows on first use and is then
+ * reused; ops assume packed F32 rows (row_stride = ne0 * 4) except where
+ * backend.h allows strides and the kernels take them (RMSNORM, MATMUL x/y).
+ * Not yet: capture of a decode step as a CUDA graph (the kernels take the
+ * position from device memory for that; graph_run sets it per op today).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "err.h"
+#include "ops.h"
+
+struct cu_dev {
+    struct hearth_device dev;
+    struct hearth_buffer_type buft;      /* device memory: DEVICE_LOCAL */
+    struct hearth_buffer_type host_buft; /* pinned host: HOST | PINNED */
+    int index, n_sm;
+    char name[32];
+    double bw_gbps;
+};
+
+struct cu_buf {
+    struct hearth_buffer b;
+    void *ptr;
+    bool host;
+};
+
+struct cu_stream {
+    struct hearth_stream s;
+    struct cu_dev *d;
+    void *stream, *blas;
+    void *ws;          /* matmul / attention scratch, ws_cap bytes */
+    size_t ws_cap;
+    float *rows;       /* logits' normed rows */
+    size_t rows_cap;
+    int32_t *pos;      /* device int: position of the op's first token */
+};
+
+/* ---- buffers ------------------------------------------------------------ */
+
+static void cbuf_free(struct hearth_buffer *b)
+{
+    struct cu_buf *cb = b->ctx;
+    if (cb->host)
+        cuda_host_free(cb->ptr);
+    else
+        cuda_free(cb->ptr);
+    free(cb);
+}
+
+static void *cbuf_base(struct hearth_buffer *b)
+{
+    return ((struct cu_buf *)b->ctx)->ptr;
+}
+
+static hearth_status cbuf_set(struct hearth_buffer *b, size_t off, const void *src, size_t n)
+{
+    struct cu_buf *cb = b->ctx;
+    if (cb->host) {
+        memcpy((uint8_t *)cb->ptr + off, src, n);
+        return HEARTH_OK;
+    }
+    return cuda_upload((uint8_t *)cb->ptr + off, src, n);
+}
+
+static hearth_status cbuf_get(struct hearth_buffer *b, size_t off, void *dst, size_t n)
+{
+    struct cu_buf *cb = b->ctx;
+    if (cb->host) {
+        memcpy(dst, (uint8_t *)cb->ptr + off, n);
+        return HEARTH_OK;
+    }
+    return cuda_download(dst, (uint8_t *)cb->ptr + off, n);
+}
+
+static hearth_status cbuf_clear(struct hearth_buffer *b, uint8_t value)
+{
+    struct cu_buf *cb = b->ctx;
+    if (cb->host) {
+        memset(cb->ptr, value, b->size);
+        return HEARTH_OK;
+    }
+    return cuda_memset(cb->ptr, value, b->size);
+}
+
+static const struct hearth_buffer_ops cbuf_ops;
+
+static hearth_status cbuf_copy_from(struct hearth_buffer *dst, size_t doff,
+                                    struct hearth_buffer *src, size_t soff, size_t n)
+{
+    /* same backend only (one device per process today; peer copies later) */
+    if (src->ops != &cbuf_ops || src->buft->dev != dst->buft->dev)
+        return HEARTH_ERR_UNSUPPORTED;
+    struct cu_buf *s = src->ctx, *d = dst->ctx;
+    if (s->host || d->host)
+        return HEARTH_ERR_UNSUPPORTED;
+    hearth_status st = cuda_copy((uint8_t *)d->ptr + doff, (uint8_t *)s->ptr + soff, n, NULL);
+    return st == HEARTH_OK ? cuda_synchronize() : st;
+}
+
+static const struct hearth_buffer_ops cbuf_ops = {
+    .abi_version = HEARTH_BACKEND_ABI_VERSION,
+    .free = cbuf_free,
+    .base = cbuf_base,
+    .set = cbuf_set,
+    .get = cbuf_get,
+    .clear = cbuf_clear,
+    .copy_from = cbuf_copy_from,
+};
+
+static hearth_status cbuft_alloc(struct hearth_buffer_type *bt, size_t size,
+                                 struct hearth_buffer **out)
+{
+    struct cu_dev *d = bt->dev->ctx;
+    bool host = bt == &d->host_buft;
+    struct cu_buf *cb = calloc(1, sizeof *cb);
+    hearth_status st;
+    *out = NULL;
+    if (!cb)
+        return err_set(HEARTH_ERR_NO_MEMORY, "cuda: buffer record");
+    if ((st = cuda_set_device(d->index)) != HEARTH_OK)
+        goto fail;
+    st = host ? cuda_host_alloc(&cb->ptr, size) : cuda_alloc(&cb->ptr, size);
+    if (st != HEARTH_OK)
+        goto fail;
+    cb->host = host;
+    cb->b = (struct hearth_buffer){&cbuf_ops, cb, bt, size};
+    *out = &cb->b;
+    return HEARTH_OK;
+fail:
+    free(cb);
+    return err_prefix(st, "%s: %zu bytes", d->name, size);
+}
+
+static size_t cbuft_alignment(struct hearth_buffer_type *bt)
+{
+    (void)bt;
+    return 256;
+}
+
+static uint32_t cbuft_flags(struct hearth_buffer_type *bt)
+{
+    struct cu_dev *d = bt->dev->ctx;
+    return bt == &d->host_buft ? (HEARTH_BUFT_HOST | HEARTH_BUFT_PINNED)
+                               : HEARTH_BUFT_DEVICE_LOCAL;
+}
+
+static const struct hearth_buffer_type_ops cbuft_ops = {
+    .abi_version = HEARTH_BACKEND_ABI_VERSION,
+    .name = "cuda",
+    .alloc = cbuft_alloc,
+    .alignment = cbuft_alignment,
+    .flags = cbuft_flags,
+};
+
+static const struct hearth_buffer_type_ops cbuft_host_ops = {
+    .abi_version = HEARTH_BACKEND_ABI_VERSION,
+    .name = "cuda_host",
+    .alloc = cbuft_alloc,
+    .alignment = cbuft_alignment,
+    .flags = cbuft_flags,
+};
+
+/* ---- ops ---------------------------------------------------------------- */
+
+static void *tptr(const struct hearth_tensor *t)
+{
+    return t->buf ? (uint8_t *)((struct cu_buf *)t->buf->ctx)->ptr + t->offset : NULL;
+}
+
+static bool packed_f32(const struct hearth_tensor *t)
+{
+    return t->row_stride == (size_t)t->ne0 * 4u || t->n_rows <= 1;
+}
+
+/* Grows the stream's device scratch *p to at least need bytes. */
+static hearth_status grow(void **p, size_t *cap, size_t need)
+{
+    if (need <= *cap)
+        return HEARTH_OK;
+    hearth_status st = cuda_synchronize(); /* the old scratch may still be in use */
+    if (st != HEARTH_OK)
+        return st;
+    cuda_free(*p);
+    *p = NULL;
+    *cap = 0;
+    if ((st = cuda_alloc(p, need)) != HEARTH_OK)
+        return err_prefix(st, "cuda: stream scratch");
+    *cap = need;
+    return HEARTH_OK;
+}
+
+static hearth_status weight_layout(const struct hearth_tensor *t, struct cuda_wlayout *l)
+{
+    if (!cuda_wlayout_init(l, t->type, t->n_rows, t->ne0) || t->row_stride < l->row_bytes)
+        return err_set(HEARTH_ERR_UNSUPPORTED, "cuda: weight of %s [%lld][%lld] (stride %zu)",
+                       hearth_dtype_name(t->type), (long long)t->n_rows, (long long)t->ne0,
+                       t->row_stride);
+    l->row_stride = t->row_stride; /* the tensor's own rows, as uploaded */
+    l->bytes = (size_t)t->n_rows * t->row_stride;
+    return HEARTH_OK;
+}
+
+static hearth_status op_matmul(struct cu_stream *cs, const struct hearth_op_matmul *m, int n)
+{
+    struct cuda_wlayout l[3];
+    struct cuda_mm_out o[3];
+    hearth_status st;
+    for (int i = 0; i < m->n_w; i++) {
+        if ((st = weight_layout(&m->w[i], &l[i])) != HEARTH_OK)
+            return st;
+        o[i] = (struct cuda_mm_out){&l[i], tptr(&m->w[i]), tptr(&m->b[i]), tptr(&m->y[i]),
+                                    (int64_t)(m->y[i].row_stride / 4)};
+    }
+    if (n >= CUDA_MATMUL_BLAS_MIN_TOK) {
+        size_t need = cuda_matmul_blas_ws_min(m->x.ne0, n) + ((size_t)32 << 20);
+        if ((st = grow(&cs->ws, &cs->ws_cap, need)) != HEARTH_OK)
+            return st;
+    }
+    return cuda_matmul(cs->blas, m->n_w, o, tptr(&m->x), (int64_t)(m->x.row_stride / 4), n,
+                       cs->ws, cs->ws_cap, cs->stream);
+}
+
+static hearth_status op_attention(struct cu_stream *cs, const struct hearth_op_attention *a,
+                                  int n)
+{
+    const int H = a->n_head, Hk = a->n_head_kv, D = a->head_dim;
+    hearth_status st;
+    if (!packed_f32(&a->q) || !packed_f32(&a->k) || !packed_f32(&a->v) ||
+        !packed_f32(&a->out) || a->k_cache.row_stride != a->v_cache.row_stride ||
+        a->k_cache.row_stride % 2)
+        return err_set(HEARTH_ERR_UNSUPPORTED, "cuda: attention needs packed q/k/v/out rows "
+                                               "and equal K/V cache strides");
+    float *q = tptr(&a->q), *k = tptr(&a->k);
+    void *s = cs->stream;
+    if ((st = cuda_i32_set(cs->pos, (int32_t)a->pos0, s)) != HEARTH_OK)
+        return st;
+    if (a->q_norm.buf &&
+        (st = cuda_rmsnorm(q, D, q, D, tptr(&a->q_norm), (int64_t)n * H, D, a->norm_eps, s)))
+        return st;
+    if (a->k_norm.buf &&
+        (st = cuda_rmsnorm(k, D, k, D, tptr(&a->k_norm), (int64_t)n * Hk, D, a->norm_eps, s)))
+        return st;
+    if (a->n_rot > 0) {
+        const float *divs = tptr(&a->rope_divs);
+        if ((st = cuda_rope(q, (int64_t)H * D, n, H, D, a->n_rot, cs->pos, a->rope_base,
+                            a->rope_freq_scale, divs, (int)a->rope_mode, s)) != HEARTH_OK ||
+            (st = cuda_rope(k, (int64_t)Hk * D, n, Hk, D, a->n_rot, cs->pos, a->rope_base,
+                            a->rope_freq_scale, divs, (int)a->rope_mode, s)) != HEARTH_OK)
+            return st;
+    }
+    struct cuda_attn_args aa = {
+        .d_q = q, .d_k = k, .d_v = tptr(&a->v), .d_k_cache = tptr(&a->k_cache),
+        .d_v_cache = tptr(&a->v_cache), .d_out = tptr(&a->out), .d_pos = cs->pos,
+        .n_tok = n, .n_head = H, .n_head_kv = Hk, .head_dim = D,
+        .n_ctx = a->k_cache.n_rows, .kv_stride = (int64_t)(a->k_cache.row_stride / 2),
+        .scale = a->scale, .window = a->window};
+    aa.n_split = cuda_attn_pick_split(n, H, a->pos0 + n, cs->d->n_sm);
+    if ((st = cuda_kv_store(&aa, s)) != HEARTH_OK ||
+        (st = grow(&cs->ws, &cs->ws_cap, cuda_attn_ws_bytes(&aa))) != HEARTH_OK)
+        return st;
+    return cuda_attention(&aa, cs->ws, s);
+}
+
+static hearth_status op_logits(struct cu_stream *cs, const struct hearth_op_logits *lg, int n)
+{
+    const int64_t E = lg->x.ne0;
+    hearth_status st;
+    if ((st = grow((void **)&cs->rows, &cs->rows_cap, (size_t)n * (size_t)E * 4u)) != HEARTH_OK ||
+        (st = cuda_rmsnorm(cs->rows, E, tptr(&lg->x), (int64_t)(lg->x.row_stride / 4),
+                           tptr(&lg->norm_w), n, E, lg->eps, cs->stream)) != HEARTH_OK)
+        return st;
+    /* x: the normed rows, packed, in stream scratch */
+    struct cuda_wlayout l;
+    if ((st = weight_layout(&lg->out_w, &l)) != HEARTH_OK)
+        return st;
+    struct cuda_mm_out o = {&l, tptr(&lg->out_w), NULL, tptr(&lg->y),
+                            (int64_t)(lg->y.row_stride / 4)};
+    if (n >= CUDA_MATMUL_BLAS_MIN_TOK &&
+        (st = grow(&cs->ws, &cs->ws_cap, cuda_matmul_blas_ws_min(E, n) + ((size_t)32 << 20))))
+        return st;
+    return cuda_matmul(cs->blas, 1, &o, cs->rows, E, n, cs->ws, cs->ws_cap, cs->stream);
+}
+
+static hearth_status run_one(struct cu_stream *cs, const struct hearth_op *op)
+{
+    const int n = op->n_tok;
+    void *s = cs->stream;
+    switch (op->kind) {
+    case HEARTH_OP_EMBED: {
+        const struct hearth_op_embed *e = &op->u.embed;
+        struct cuda_wlayout l;
+        hearth_status st = weight_layout(&e->table, &l);
+        if (st != HEARTH_OK)
+            return st;
+        /* ids: one row of n, or n rows of one that must then be back to back */
+        if (e->ids.type != HEARTH_DTYPE_I32 || !packed_f32(&e->out) ||
+            (e->ids.n_rows > 1 && e->ids.row_stride != 4))
+            return err_set(HEARTH_ERR_UNSUPPORTED, "cuda: embed: packed I32 ids, packed out");
+        return cuda_embed(&l, tptr(&e->table), tptr(&e->ids), n, e->scale, tptr(&e->out), s);
+    }
+    case HEARTH_OP_RMSNORM: {
+        const struct hearth_op_rmsnorm *r = &op->u.rmsnorm;
+        return cuda_rmsnorm(tptr(&r->y), (int64_t)(r->y.row_stride / 4), tptr(&r->x),
+                            (int64_t)(r->x.row_stride / 4), tptr(&r->w), n, r->x.ne0, r->eps, s);
+    }
+    case HEARTH_OP_MATMUL:
+        return op_matmul(cs, &op->u.matmul, n);
+    case HEARTH_OP_ATTENTION:
+        return op_attention(cs, &op->u.attn, n);
+    case HEARTH_OP_GLU: {
+        const struct hearth_op_glu *g = &op->u.glu;
+        if (!packed_f32(&g->g) || !packed_f32(&g->u))
+            return err_set(HEARTH_ERR_UNSUPPORTED, "cuda: glu needs packed rows");
+        return cuda_glu(tptr(&g->g), tptr(&g->u), (int64_t)n * g->g.ne0,
+                        g->act == HEARTH_GLU_GELU_TANH ? 1 : 0, s);
+    }
+    case HEARTH_OP_ADD: {
+        const struct hearth_op_add *a = &op->u.add;
+        if (!packed_f32(&a->x) || !packed_f32(&a->y))
+            return err_set(HEARTH_ERR_UNSUPPORTED, "cuda: add needs packed rows");
+        return cuda_add(tptr(&a->x), tptr(&a->y), tptr(&a->w), n, a->x.ne0, a->eps, s);
+    }
+    case HEARTH_OP_LOGITS:
+        return op_logits(cs, &op->u.logits, n);
+    case HEARTH_OP_COUNT:
+        break;
+    }
+    return err_set(HEARTH_ERR_UNSUPPORTED, "cuda: op kind %d", (int)op->kind);
+}
+
+/* ---- stream ------------------------------------------------------------- */
+
+static void cstream_destroy(struct hearth_stream *s)
+{
+    struct cu_stream *cs = s->ctx;
+    cuda_stream_synchronize(cs->stream);
+    cuda_free(cs->ws);
+    cuda_free(cs->rows);
+    cuda_free(cs->pos);
+    cuda_blas_destroy(cs->blas);
+    cuda_stream_destroy(cs->stream);
+    free(cs);
+}
+
+static hearth_status cstream_run(struct hearth_stream *s, const struct hearth_op *ops, int n_ops)
+{
+    struct cu_stream *cs = s->ctx;
+    hearth_status st = cuda_set_device(cs->d->index);
+    for (int i = 0; i < n_ops && st == HEARTH_OK; i++)
+        if ((st = run_one(cs, &ops[i])) != HEARTH_OK)
+            st = err_prefix(st, "cuda: op %d (%s)", i, backend_op_name(ops[i].kind));
+    return st;
+}
+
+static hearth_status cstream_set_async(struct hearth_stream *s, struct hearth_buffer *buf,
+                                       size_t off, const void *src, size_t n)
+{
+    struct cu_stream *cs = s->ctx;
+    struct cu_buf *cb = buf->ctx;
+    if (cb->host) {
+        memcpy((uint8_t *)cb->ptr + off, src, n);
+        return HEARTH_OK;
+    }
+    return cuda_upload_async((uint8_t *)cb->ptr + off, src, n, cs->stream);
+}
+
+static hearth_status cstream_get_async(struct hearth_stream *s, struct hearth_buffer *buf,
+                                       size_t off, void *dst, size_t n)
+{
+    struct cu_stream *cs = s->ctx;
+    struct cu_buf *cb = buf->ctx;
+    if (cb->host) {
+        memcpy(dst, (uint8_t *)cb->ptr + off, n);
+        return HEARTH_OK;
+    }
+    return cuda_download_async(dst, (uint8_t *)cb->ptr + off, n, cs->stream);
+}
+
+static hearth_status cstream_sync(struct hearth_stream *s)
+{
+    return cuda_stream_synchronize(((struct cu_stream *)s->ctx)->stream);
+}
+
+static hearth_status cev_create(struct hearth_stream *s, void **ev)
+{
+    (void)s;
+    return cuda_event_create(ev);
+}
+
+static void cev_destroy(struct hearth_stream *s, void *ev)
+{
+    (void)s;
+    cuda_event_destroy(ev);
+}
+
+static hearth_status cev_record(struct hearth_stream *s, void *ev)
+{
+    return cuda_event_record(ev, ((struct cu_stream *)s->ctx)->stream);
+}
+
+static hearth_status cev_sync(struct hearth_stream *s, void *ev)
+{
+    (void)s;
+    return cuda_event_synchronize(ev);
+}
+
+static const struct hearth_stream_ops cstream_ops = {
+    .abi_version = HEARTH_BACKEND_ABI_VERSION,
+    .destroy = cstream_destroy,
+    .set_async = cstream_set_async,
+    .get_async = cstream_get_async,
+    .graph_run = cstream_run,
+    .synchronize = cstream_sync,
+    .event_create = cev_create,
+    .event_destroy = cev_destroy,
+    .event_record = cev_record,
+    .event_synchronize = cev_sync,
+};
+
+static hearth_status cdev_stream_create(struct hearth_device *dev, struct hearth_stream **out)
+{
+    struct cu_dev *d = dev->ctx;
+    struct cu_stream *cs = calloc(1, sizeof *cs);
+    hearth_status st;
+    *out = NULL;
+    if (!cs)
+        return err_set(HEARTH_ERR_NO_MEMORY, "cuda: stream record");
+    cs->d = d;
+    if ((st = cuda_set_device(d->index)) != HEARTH_OK ||
+        (st = cuda_stream_create(&cs->stream)) != HEARTH_OK)
+        goto fail_rec;
+    if ((st = cuda_blas_create(&cs->blas)) != HEARTH_OK)
+        goto fail_stream;
+    if ((st = cuda_alloc((void **)&cs->pos, sizeof(int32_t))) != HEARTH_OK)
+        goto fail_blas;
+    cs->s = (struct hearth_stream){&cstream_ops, cs, dev};
+    *out = &cs->s;
+    return HEARTH_OK;
+fail_blas:
+    cuda_blas_destroy(cs->blas);
+fail_stream:
+    cuda_stream_destroy(cs->stream);
+fail_rec:
+    free(cs);
+    return st;
+}
+
+/* ---- device ------------------------------------------------------------- */
+
+static hearth_status describe(int index, struct hearth_device_props *out)
+{
+    hearth_status st;
+    size_t free_b = 0, total_b = 0;
+    memset(out, 0, sizeof *out);
+    snprintf(out->name, sizeof out->name, "cuda%d", index);
+    if ((st = cuda_set_device(index)) != HEARTH_OK ||
+        (st = cuda_device_info(NULL, NULL, out->desc, sizeof out->desc)) != HEARTH_OK ||
+        (st = cuda_mem_info(&free_b, &total_b)) != HEARTH_OK)
+        return st;
+    out->free_bytes = free_b;
+    out->total_bytes = total_b;
+    return HEARTH_OK;
+}
+
+static void cdev_destroy(struct hearth_device *dev)
+{
+    free(dev->ctx);
+}
+
+static void cdev_props(struct hearth_device *dev, struct hearth_device_props *out)
+{
+    struct cu_dev *d = dev->ctx;
+    if (describe(d->index, out) != HEARTH_OK)
+        snprintf(out->name, sizeof out->name, "%s", d->name);
+    out->bw_gbps = d->bw_gbps;
+}
+
+static bool cdev_supports_op(struct hearth_device *dev, enum hearth_op_kind op, hearth_dtype t)
+{
+    (void)dev;
+    if (op == HEARTH_OP_MATMUL || op == HEARTH_OP_EMBED || op == HEARTH_OP_LOGITS)
+        return cuda_type_geom(t, NULL, NULL);
+    return t == HEARTH_DTYPE_F32;
+}
+
+static struct hearth_buffer_type *cdev_buft(struct hearth_device *dev)
+{
+    return &((struct cu_dev *)dev->ctx)->buft;
+}
+
+static struct hearth_buffer_type *cdev_host_buft(struct hearth_device *dev)
+{
+    return &((struct cu_dev *)dev->ctx)->host_buft;
+}
+
+/* D2D copy of 256 MiB, bytes read + written, best of 5. */
+static hearth_status cdev_bandwidth(struct hearth_device *dev, double *gbps)
+{
+    struct cu_dev *d = dev->ctx;
+    const size_t n = (size_t)256 << 20;
+    void *a = NULL, *b = NULL, *e0 = NULL, *e1 = NULL;
+    float best = 0.0f;
+    hearth_status st;
+    if ((st = cuda_set_device(d->index)) != HEARTH_OK || (st = cuda_alloc(&a, n)) != HEARTH_OK ||
+        (st = cuda_alloc(&b, n)) != HEARTH_OK || (st = cuda_event_create(&e0)) != HEARTH_OK ||
+        (st = cuda_event_create(&e1)) != HEARTH_OK || (st = cuda_memset(a, 1, n)) != HEARTH_OK)
+        goto done;
+    for (int r = 0; r < 6; r++) {
+        float ms = 0.0f;
+        if ((st = cuda_event_record(e0, NULL)) != HEARTH_OK ||
+            (st = cuda_copy(b, a, n, NULL)) != HEARTH_OK ||
+            (st = cuda_event_record(e1, NULL)) != HEARTH_OK ||
+            (st = cuda_event_elapsed_ms(e0, e1, &ms)) != HEARTH_OK)
+            goto done;
+        if (r > 0 && (best == 0.0f || ms < best))
+            best = ms;
+    }
+    d->bw_gbps = best > 0.0f ? 2.0 * (double)n / ((double)best * 1e-3) / 1e9 : 0.0;
+    *gbps = d->bw_gbps;
+done:
+    cuda_event_destroy(e0);
+    cuda_event_destroy(e1);
+    cuda_free(a);
+    cuda_free(b);
+    return st;
+}
+
+static const struct hearth_device_ops cdev_ops = {
+    .abi_version = HEARTH_BACKEND_ABI_VERSION,
+    .backend = "cuda",
+    .destroy = cdev_destroy,
+    .get_props = cdev_props,
+    .supports_op = cdev_supports_op,
+    .buffer_type = cdev_buft,
+    .host_buffer_type = cdev_host_buft,
+    .stream_create = cdev_stream_create,
+    .measure_bandwidth = cdev_bandwidth,
+};
+
+static hearth_status creg_open(int index, struct hearth_device **out)
+{
+    struct cu_dev *d;
+    hearth_status st;
+    *out = NULL;
+    if (index < 0 || index >= cuda_device_count())
+        return err_set(HEARTH_ERR_NOT_FOUND, "cuda: no device %d", index);
+    if (!(d = calloc(1, sizeof *d)))
+        return err_set(HEARTH_ERR_NO_MEMORY, "cuda: device record");
+    if ((st = cuda_set_device(index)) != HEARTH_OK ||
+        (st = cuda_device_info(&d->n_sm, NULL, NULL, 0)) != HEARTH_OK) {
+        free(d);
+        return st;
+    }
+    d->index = index;
+    snprintf(d->name, sizeof d->name, "cuda%d", index);
+    d->dev = (struct hearth_device){&cdev_ops, d};
+    d->buft = (struct hearth_buffer_type){&cbuft_ops, NULL, &d->dev};
+    d->host_buft = (struct hearth_buffer_type){&cbuft_host_ops, NULL, &d->dev};
+    *out = &d->dev;
+    return HEARTH_OK;
+}
+
+static const struct hearth_backend_ops creg_ops = {
+    .abi_version = HEARTH_BACKEND_ABI_VERSION,
+    .name = "cuda",
+    .device_count = cuda_device_count,
+    .device_describe = describe,
+    .device_open = creg_open,
+};
+
+/* The registry's table (core/backend-registry.c). */
+const struct hearth_backend_ops *cuda_backend_ops(void)
+{
+    return &creg_ops;
+}

@@ -1,0 +1,250 @@
+/*
+ * cuda/ops.h: the C interface of the CUDA kernels (one cuda/<op>.cu per op,
+ * each with static __global__ kernels and the extern "C" launchers below).
+ *
+ * Semantics mirror core/cpu/ops.h and the op contracts of core/backend.h; the
+ * CPU code is the reference the tests compare against (tests/test-cuda-ops.c).
+ * Conventions:
+ *  - Every pointer named d_* is device memory; "F32 [a][b]" is a rows of b
+ *    floats, rows `stride` elements apart where a stride is given.
+ *  - `stream` is a cudaStream_t passed as void * (NULL: the legacy default
+ *    stream) so that C callers need no CUDA header. Launchers only enqueue;
+ *    they return a status from cudaGetLastError (bad configuration, OOM), and
+ *    asynchronous faults surface at cuda_synchronize.
+ *  - Positions come from a device-side int32 (d_pos: the first new token's
+ *    position) rather than a by-value argument, so one decode step has the
+ *    same launch arguments every time and can be captured as a CUDA graph; the
+ *    caller updates *d_pos with cuda_i32_set (outside the graph) or
+ *    cuda_i32_add (inside it, after the step).
+ *  - Quantized weights live on the device in the padded row layout of
+ *    cuda/layout.h (rows 16-byte aligned, blocks unchanged), so every kernel
+ *    can read them with aligned 16-byte loads.
+ */
+#ifndef HEARTH_CUDA_OPS_H
+#define HEARTH_CUDA_OPS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hearth.h"
+#include "layout.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ==== memory and streams (mem.cu) ========================================= */
+
+/* Devices visible (0 without a driver or device; never an error). */
+int cuda_device_count(void);
+/* Makes device i current for this thread. */
+hearth_status cuda_set_device(int i);
+/* SMs, L2 bytes and a name of the current device, for benchmarks and launch sizing. */
+hearth_status cuda_device_info(int *n_sm, size_t *l2_bytes, char *name, size_t name_cap);
+/* n >= 1 bytes of device memory; DEVICE_OOM names the size. */
+hearth_status cuda_alloc(void **d_ptr, size_t n);
+void cuda_free(void *d_ptr); /* NULL: nothing */
+hearth_status cuda_upload(void *d_dst, const void *src, size_t n);
+hearth_status cuda_download(void *dst, const void *d_src, size_t n);
+hearth_status cuda_memset(void *d_dst, int byte, size_t n);
+/* Device-to-device copy on stream. */
+hearth_status cuda_copy(void *d_dst, const void *d_src, size_t n, void *stream);
+/* Fills n floats with value (tests poison outputs with NaN). */
+hearth_status cuda_fill_f32(float *d_dst, float value, int64_t n, void *stream);
+hearth_status cuda_synchronize(void);
+hearth_status cuda_stream_create(void **stream);
+void cuda_stream_destroy(void *stream);
+/* Events for timing (bench/): create, record on a stream, elapsed ms between two. */
+hearth_status cuda_event_create(void **ev);
+void cuda_event_destroy(void *ev);
+hearth_status cuda_event_record(void *ev, void *stream);
+hearth_status cuda_event_elapsed_ms(void *start, void *stop, float *ms);
+/* Pinned host memory (cudaMallocHost): async copies from it overlap compute. */
+hearth_status cuda_host_alloc(void **ptr, size_t n);
+void cuda_host_free(void *ptr);
+hearth_status cuda_upload_async(void *d_dst, const void *src, size_t n, void *stream);
+hearth_status cuda_download_async(void *dst, const void *d_src, size_t n, void *stream);
+hearth_status cuda_stream_synchronize(void *stream);
+hearth_status cuda_event_synchronize(void *ev);
+/* Free and total bytes of the current device. */
+hearth_status cuda_mem_info(size_t *free_b, size_t *total_b);
+/* *d_v = value / *d_v += delta, as one-thread kernels on stream (graph-capturable). */
+hearth_status cuda_i32_set(int32_t *d_v, int32_t value, void *stream);
+hearth_status cuda_i32_add(int32_t *d_v, int32_t delta, void *stream);
+
+/* ==== weights (layout.h for the layout; upload in mem.cu) ================= */
+
+/*
+ * Uploads n_rows GGUF rows (src: rows of quant_row_bytes(type, K) bytes, back
+ * to back, any alignment) into d_dst laid out as *l says (l from
+ * cuda_wlayout_init; d_dst holds l->bytes). Stages through a bounded host
+ * buffer; NO_MEMORY / DEVICE errors as statuses.
+ */
+hearth_status cuda_weight_upload(const struct cuda_wlayout *l, void *d_dst, const void *src);
+
+/* ==== matmul: decode matvec (matvec.cu) and prefill (mmq.cu, gemm.cu) ===== */
+
+/*
+ * One weight of a matmul: d_w in the layout *l (N = l->n_rows rows of K =
+ * l->k elements), optional bias d_b (F32 [N], NULL: none), output d_y
+ * (F32 [n_tok][N], rows y_stride floats apart).
+ */
+struct cuda_mm_out {
+    const struct cuda_wlayout *l;
+    const void *d_w;
+    const float *d_b;
+    float *d_y;
+    int64_t y_stride;
+};
+
+/* Most token rows the fused matvec takes in one pass over the weights. */
+#define CUDA_MATVEC_MAX_TOK 4
+
+/*
+ * Fused dequant-matvec, y[i][t][r] = W_i row r . x[t] (+ b_i[r]) for i < n_w
+ * (1..3) and t < n_tok (1..CUDA_MATVEC_MAX_TOK). Every W_i has the same type
+ * and K; x: F32 [n_tok][K] (rows x_stride floats apart, 16-byte aligned,
+ * x_stride % 4 == 0). One launch covers all n_w weights (gate+up, q/k/v).
+ * Weight rows must be 16-byte aligned (row_stride % 16 == 0, d_w too):
+ * INVALID_ARG otherwise; cuda_matmul then takes the MMA kernel instead.
+ * UNSUPPORTED for a type without a kernel or mismatched weights.
+ */
+hearth_status cuda_matvec(int n_w, const struct cuda_mm_out *w, const float *d_x,
+                          int64_t x_stride, int n_tok, void *stream);
+
+/*
+ * Prefill matmul on tensor cores: y[t][r] = W row r . x[t] (+ b[r]) for any
+ * n_tok >= 1. Weight tiles are dequantized to F16 in shared memory and
+ * multiplied with WMMA m16n16k16 (F16 in, F32 accumulate); x is rounded to
+ * F16. x: F32 [n_tok][K], rows x_stride floats apart (16-byte aligned).
+ * Reads weight blocks straight from global memory, so any row stride works
+ * (raw GGUF rows too); only the float types need 16-byte-aligned rows, which
+ * K % 32 == 0 gives them.
+ */
+hearth_status cuda_matmul_mma(const struct cuda_mm_out *w, const float *d_x, int64_t x_stride,
+                              int n_tok, void *stream);
+
+/*
+ * cuBLAS path: dequantize a slab of weight rows to F16 in d_ws, convert x to
+ * F16 there too, and cublasGemmEx (F16 x F16 -> F32, F32 compute), slab after
+ * slab. d_ws: ws_bytes of device scratch; needs at least
+ * cuda_matmul_blas_ws_min(K, n_tok) bytes (INVALID_ARG otherwise), more means
+ * bigger slabs. blas: a handle from cuda_blas_create, bound to stream here.
+ */
+hearth_status cuda_blas_create(void **blas);
+void cuda_blas_destroy(void *blas);
+size_t cuda_matmul_blas_ws_min(int64_t K, int n_tok);
+hearth_status cuda_matmul_blas(void *blas, const struct cuda_mm_out *w, const float *d_x,
+                               int64_t x_stride, int n_tok, void *d_ws, size_t ws_bytes,
+                               void *stream);
+
+/*
+ * The dispatcher the backend uses: matvec for n_tok <= CUDA_MATVEC_MAX_TOK,
+ * cuBLAS for n_tok >= CUDA_MATMUL_BLAS_MIN_TOK when blas and enough scratch
+ * are given, the MMA kernel otherwise. The thresholds are first guesses that
+ * bench/bench-cuda.c exists to confirm on the GPU (bench/README-gpu.md).
+ */
+#define CUDA_MATMUL_BLAS_MIN_TOK 128
+hearth_status cuda_matmul(void *blas, int n_w, const struct cuda_mm_out *w, const float *d_x,
+                          int64_t x_stride, int n_tok, void *d_ws, size_t ws_bytes,
+                          void *stream);
+
+/*
+ * Dequantizes rows [r0, r0 + n) of a weight to F16 (d_dst: [n][K] halves,
+ * packed) or F32 (dequant.cu). The F16 form feeds cuBLAS; F32 is for tests.
+ */
+hearth_status cuda_dequant_f16(const struct cuda_wlayout *l, const void *d_w, int64_t r0,
+                               int64_t n, uint16_t *d_dst, void *stream);
+hearth_status cuda_dequant_f32(const struct cuda_wlayout *l, const void *d_w, int64_t r0,
+                               int64_t n, float *d_dst, void *stream);
+
+/* ==== small ops (norm.cu, eltwise.cu, embed.cu, rope.cu) ================== */
+
+/*
+ * y[r] = x[r] / sqrt(mean(x[r]^2) + eps) * w for r < n_rows; x, y: F32
+ * [n_rows][n] with row strides x_stride / y_stride floats; w: F32 [n] or NULL.
+ * y may alias x. Also the per-head q/k norm (rows = tokens * heads, n = D).
+ */
+hearth_status cuda_rmsnorm(float *d_y, int64_t y_stride, const float *d_x, int64_t x_stride,
+                           const float *d_w, int64_t n_rows, int64_t n, float eps,
+                           void *stream);
+/*
+ * x[r] += (w ? rmsnorm(y[r]) * w : y[r]); with w, y is overwritten by the
+ * normed row (the ADD op of backend.h). x, y: F32 [n_rows][n], packed.
+ */
+hearth_status cuda_add(float *d_x, float *d_y, const float *d_w, int64_t n_rows, int64_t n,
+                       float eps, void *stream);
+/* g[i] = act(g[i]) * u[i], i < n; act 0: silu (SwiGLU), 1: gelu_tanh (GeGLU). */
+hearth_status cuda_glu(float *d_g, const float *d_u, int64_t n, int act, void *stream);
+/* x[i] *= s, i < n. */
+hearth_status cuda_scale(float *d_x, float s, int64_t n, void *stream);
+/*
+ * out[t] = dequant(table row ids[t]) * scale, t < n_tok; table in layout *l
+ * ([n_vocab][E]); ids: I32 [n_tok] (validated by the caller); out: F32
+ * [n_tok][E] packed.
+ */
+hearth_status cuda_embed(const struct cuda_wlayout *l, const void *d_table, const int32_t *d_ids,
+                         int n_tok, float scale, float *d_out, void *stream);
+/*
+ * RoPE in place on x: F32 [n_tok][n_heads * head_dim] (rows x_stride floats
+ * apart); token t is at position *d_pos + t. The first n_rot dims of every
+ * head rotate by theta_k = p * freq_scale * base^(-2k/n_rot) / divs[k]
+ * (d_divs: F32 [n_rot/2] or NULL), angles in double as on the CPU; mode 0
+ * pairs (2k, 2k+1), mode 2 (NEOX) pairs (k, k + n_rot/2).
+ */
+hearth_status cuda_rope(float *d_x, int64_t x_stride, int n_tok, int n_heads, int head_dim,
+                        int n_rot, const int32_t *d_pos, float base, float freq_scale,
+                        const float *d_divs, int mode, void *stream);
+
+/* ==== attention (attention.cu) ============================================ */
+
+struct cuda_attn_args {
+    const float *d_q;        /* F32 [n_tok][n_head * head_dim], normed and rotated */
+    const float *d_k;        /* F32 [n_tok][n_head_kv * head_dim], normed and rotated */
+    const float *d_v;        /* F32 [n_tok][n_head_kv * head_dim] */
+    uint16_t *d_k_cache;     /* F16 [n_ctx][n_head_kv * head_dim], this layer's */
+    uint16_t *d_v_cache;     /* F16 [n_ctx][n_head_kv * head_dim] */
+    float *d_out;            /* F32 [n_tok][n_head * head_dim] */
+    const int32_t *d_pos;    /* device int: position of token 0 (pos0) */
+    int n_tok, n_head, n_head_kv, head_dim; /* head_dim % 32 == 0, <= 256 */
+    int64_t n_ctx;           /* cache rows; the caller ensures pos0 + n_tok <= n_ctx */
+    int64_t kv_stride;       /* halves between cache rows; 0: n_head_kv * head_dim */
+    float scale;             /* multiplies q . k */
+    uint32_t window;         /* 0: full causal; else the window latest positions */
+    int n_split;             /* sequence splits per (token, head), 1..CUDA_ATTN_MAX_SPLIT */
+};
+
+#define CUDA_ATTN_MAX_SPLIT 64
+/* From this many tokens with n_split == 1, cuda_attention uses the tiled prefill kernel. */
+#define CUDA_ATTN_TILED_MIN_TOK 16
+
+/* Writes k/v of the n_tok new tokens into the caches at rows *d_pos + t (as F16). */
+hearth_status cuda_kv_store(const struct cuda_attn_args *a, void *stream);
+/* Splits a good fit for n_tok tokens and n_ctx cache rows on n_sm SMs. */
+int cuda_attn_pick_split(int n_tok, int n_head, int64_t n_ctx, int n_sm);
+/* Scratch bytes cuda_attention needs for a->n_tok, n_head, head_dim, n_split. */
+size_t cuda_attn_ws_bytes(const struct cuda_attn_args *a);
+/*
+ * out[t][h] = sum_j softmax_j(scale * q[t][h] . K_j) V_j over cached
+ * positions j in [lo, p], p = *d_pos + t, lo = window ? max(0, p-window+1) : 0,
+ * K_j/V_j from KV head h / (n_head / n_head_kv), read from the F16 cache (call
+ * cuda_kv_store first). Flash-decoding: each (token, head) range is cut into
+ * n_split pieces processed by separate blocks with an online softmax, then
+ * combined by log-sum-exp weights. With n_split == 1 and n_tok >=
+ * CUDA_ATTN_TILED_MIN_TOK a tiled kernel (16 queries per block sharing K/V
+ * tiles in shared memory) runs instead. d_ws: cuda_attn_ws_bytes bytes
+ * (unused by the tiled kernel).
+ */
+hearth_status cuda_attention(const struct cuda_attn_args *a, void *d_ws, void *stream);
+
+/* ==== registration (backend.c) ============================================ */
+
+struct hearth_backend_ops;
+/* The CUDA backend's table for core/backend-registry.c (backend.h's interface). */
+const struct hearth_backend_ops *cuda_backend_ops(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

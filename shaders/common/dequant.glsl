@@ -1,0 +1,174 @@
+// common/dequant: reads weights of the type selected by A_<TYPE> from the
+// uint32 storage array `wq` (declared by the including shader) and decodes
+// FOUR consecutive elements at a time: dq4(row_byte_offset, e) returns
+// elements e..e+3 of the row (e a multiple of 4). Four is the largest group
+// that shares one scale in every format and whose quant bits sit in one
+// unaligned 32-bit read, so each format decodes in registers without a
+// per-element branch. Blocks are only byte-aligned inside a row (Q4_0 is 18
+// bytes), so reads go through rd8/rd16/rd32, which assemble bytes from the
+// 32-bit words; buffer.c pads every weight allocation by 16 bytes so the
+// second word of an unaligned rd32 at the end of a row is always in bounds.
+// Layouts: facts sheet §3 (core/quant-internal.h).
+
+uint rd8(uint b) { return (wq[b >> 2] >> ((b & 3u) << 3)) & 0xffu; }
+uint rd16(uint b) { return (wq[b >> 2] >> ((b & 2u) << 3)) & 0xffffu; } // b even
+uint rd32(uint b)
+{
+    uint s = (b & 3u) << 3;
+    uint lo = wq[b >> 2];
+    if (s == 0u)
+        return lo;
+    return (lo >> s) | (wq[(b >> 2) + 1u] << (32u - s));
+}
+float f16at(uint b) { return unpackHalf2x16(rd16(b)).x; }
+// the four bytes of q, each shifted right by sh and masked
+uvec4 bytes4(uint q, uint sh, uint mask)
+{
+    return uvec4(q >> sh, q >> (8u + sh), q >> (16u + sh), q >> (24u + sh)) & mask;
+}
+// the four bytes of q as signed int8
+ivec4 sbytes4(uint q)
+{
+    return ivec4(int(q << 24) >> 24, int(q << 16) >> 24, int(q << 8) >> 24, int(q) >> 24);
+}
+
+#if defined(A_IQ4_NL) || defined(A_IQ4_XS)
+const float iq4_vals[16] = float[16](-127.0, -104.0, -83.0, -65.0, -49.0, -35.0, -22.0, -10.0,
+                                      1.0, 13.0, 25.0, 38.0, 53.0, 69.0, 89.0, 113.0);
+vec4 iq4_lookup(uvec4 n)
+{
+    return vec4(iq4_vals[n.x], iq4_vals[n.y], iq4_vals[n.z], iq4_vals[n.w]);
+}
+#endif
+
+#if defined(A_F32)
+vec4 dq4(uint rb, uint e)
+{
+    uint b = rb + e * 4u;
+    return vec4(uintBitsToFloat(rd32(b)), uintBitsToFloat(rd32(b + 4u)),
+                uintBitsToFloat(rd32(b + 8u)), uintBitsToFloat(rd32(b + 12u)));
+}
+#elif defined(A_F16)
+vec4 dq4(uint rb, uint e)
+{
+    uint b = rb + e * 2u;
+    return vec4(unpackHalf2x16(rd32(b)), unpackHalf2x16(rd32(b + 4u)));
+}
+#elif defined(A_BF16)
+vec4 dq4(uint rb, uint e)
+{
+    uint b = rb + e * 2u;
+    uint p = rd32(b), q = rd32(b + 4u);
+    return vec4(uintBitsToFloat(p << 16), uintBitsToFloat(p & 0xffff0000u),
+                uintBitsToFloat(q << 16), uintBitsToFloat(q & 0xffff0000u));
+}
+#elif defined(A_Q4_0) || defined(A_Q4_1) || defined(A_IQ4_NL)
+#if defined(A_Q4_1)
+const uint BS = 20u, QS = 4u;
+#else
+const uint BS = 18u, QS = 2u;
+#endif
+vec4 dq4(uint rb, uint e)
+{
+    uint base = rb + (e >> 5) * BS, eb = e & 31u;
+    uvec4 n = bytes4(rd32(base + QS + (eb & 15u)), eb >= 16u ? 4u : 0u, 15u);
+    float d = f16at(base);
+#if defined(A_Q4_0)
+    return d * (vec4(n) - 8.0);
+#elif defined(A_Q4_1)
+    return d * vec4(n) + f16at(base + 2u);
+#else
+    return d * iq4_lookup(n);
+#endif
+}
+#elif defined(A_Q5_0) || defined(A_Q5_1)
+#if defined(A_Q5_1)
+const uint BS = 24u, QH = 4u;
+#else
+const uint BS = 22u, QH = 2u;
+#endif
+vec4 dq4(uint rb, uint e)
+{
+    uint base = rb + (e >> 5) * BS, eb = e & 31u;
+    uvec4 n = bytes4(rd32(base + QH + 4u + (eb & 15u)), eb >= 16u ? 4u : 0u, 15u);
+    uint h = rd32(base + QH) >> eb;
+    n += uvec4(h << 4, h << 3, h << 2, h << 1) & 16u;
+    float d = f16at(base);
+#if defined(A_Q5_0)
+    return d * (vec4(n) - 16.0);
+#else
+    return d * vec4(n) + f16at(base + 2u);
+#endif
+}
+#elif defined(A_Q8_0)
+vec4 dq4(uint rb, uint e)
+{
+    uint base = rb + (e >> 5) * 34u;
+    return f16at(base) * vec4(sbytes4(rd32(base + 2u + (e & 31u))));
+}
+#elif defined(A_Q2_K)
+vec4 dq4(uint rb, uint e)
+{
+    uint base = rb + (e >> 8) * 84u, eb = e & 255u;
+    uvec4 q = bytes4(rd32(base + 16u + 32u * (eb >> 7) + (eb & 31u)), 2u * ((eb & 127u) >> 5), 3u);
+    uint sc = rd8(base + (eb >> 4));
+    return f16at(base + 80u) * float(sc & 15u) * vec4(q) - f16at(base + 82u) * float(sc >> 4);
+}
+#elif defined(A_Q3_K)
+vec4 dq4(uint rb, uint e)
+{
+    uint base = rb + (e >> 8) * 110u, eb = e & 255u;
+    uvec4 lo = bytes4(rd32(base + 32u + 32u * (eb >> 7) + (eb & 31u)), 2u * ((eb & 127u) >> 5), 3u);
+    uvec4 hb = bytes4(rd32(base + (eb & 31u)), eb >> 5, 1u);
+    uint j = eb >> 4;
+    uint low4 = j < 8u ? rd8(base + 96u + j) & 15u : rd8(base + 88u + j) >> 4;
+    uint high2 = (rd8(base + 104u + (j & 3u)) >> (2u * (j >> 2))) & 3u;
+    float sc = float(int(low4 | (high2 << 4)) - 32);
+    return f16at(base + 108u) * sc * (vec4(lo + 4u * hb) - 4.0);
+}
+#elif defined(A_Q4_K) || defined(A_Q5_K)
+#if defined(A_Q4_K)
+const uint BS = 144u, QS = 16u;
+#else
+const uint BS = 176u, QS = 48u;
+#endif
+vec4 dq4(uint rb, uint e)
+{
+    uint base = rb + (e >> 8) * BS, eb = e & 255u, j = eb >> 5;
+    uvec4 n = bytes4(rd32(base + QS + 32u * (eb >> 6) + (eb & 31u)), (eb & 63u) >= 32u ? 4u : 0u, 15u);
+#if defined(A_Q5_K)
+    n += bytes4(rd32(base + 16u + (eb & 31u)), j, 1u) << 4;
+#endif
+    uint sc, mn;
+    if (j < 4u) {
+        sc = rd8(base + 4u + j) & 63u;
+        mn = rd8(base + 8u + j) & 63u;
+    } else {
+        uint s8 = rd8(base + 8u + j);
+        sc = (s8 & 15u) | ((rd8(base + j) >> 6) << 4);
+        mn = (s8 >> 4) | ((rd8(base + 4u + j) >> 6) << 4);
+    }
+    return f16at(base) * float(sc) * vec4(n) - f16at(base + 2u) * float(mn);
+}
+#elif defined(A_Q6_K)
+vec4 dq4(uint rb, uint e)
+{
+    uint base = rb + (e >> 8) * 210u, eb = e & 255u;
+    uint h = eb >> 7, k = (eb & 127u) >> 5, l = eb & 31u;
+    uvec4 lo = bytes4(rd32(base + 64u * h + 32u * (k & 1u) + l), k >= 2u ? 4u : 0u, 15u);
+    uvec4 hi = bytes4(rd32(base + 128u + 32u * h + l), 2u * k, 3u);
+    float sc = float(int(rd8(base + 192u + (eb >> 4)) << 24) >> 24);
+    return f16at(base + 208u) * sc * (vec4(lo | (hi << 4)) - 32.0);
+}
+#elif defined(A_IQ4_XS)
+vec4 dq4(uint rb, uint e)
+{
+    uint base = rb + (e >> 8) * 136u, eb = e & 255u, ib = eb >> 5, j = eb & 31u;
+    uint ls = ((rd8(base + 4u + (ib >> 1)) >> (4u * (ib & 1u))) & 15u) |
+              (((rd16(base + 2u) >> (2u * ib)) & 3u) << 4);
+    uvec4 n = bytes4(rd32(base + 8u + 16u * ib + (j & 15u)), j >= 16u ? 4u : 0u, 15u);
+    return f16at(base) * float(int(ls) - 32) * iq4_lookup(n);
+}
+#else
+#error "dequant.glsl: define one A_<TYPE>"
+#endif

@@ -1,0 +1,31 @@
+/*
+ * params/attn: the attention kernel over an F16 cache of
+ * [n_ctx][kv_dim] halves (two per uint32 word, kv_dim even), position p at
+ * row p. Token t of the batch sits at position pos0 + t.
+ */
+#ifndef HEARTH_VK_PARAMS_ATTN_H
+#define HEARTH_VK_PARAMS_ATTN_H
+#include "common.h"
+
+#define VK_ATTN_WG 64
+#define VK_ATTN_CHUNK 128   /* positions scored per pass (online softmax across passes) */
+#define VK_ATTN_MAX_HD 256  /* head_dim <= VK_ATTN_WG * 4 */
+
+/* out[t][h*hd..] = softmax_j(scale q.K_j) V_j over j in [lo(p), p], p = pos0 + t */
+VK_PARAMS_BEGIN(vk_attn_params)
+    uint32_t n_tok;
+    uint32_t n_head;
+    uint32_t n_head_kv;
+    uint32_t head_dim;
+    uint32_t pos0;
+    uint32_t window;      /* 0: causal only; else lo = max(0, p - window + 1) */
+    float scale;
+    uint32_t kv_dim;
+    uint32_t q_off;       /* floats: q [n_tok][q_stride] */
+    uint32_t q_stride;
+    uint32_t o_off;       /* floats: out [n_tok][o_stride] */
+    uint32_t o_stride;
+    uint32_t k_cache_off; /* uint32 words */
+    uint32_t v_cache_off;
+VK_PARAMS_END(vk_attn_params)
+#endif

@@ -1,0 +1,36 @@
+/*
+ * params/matmul: y[t][r] = W row r . x row t, shared by matvec.comp (decode:
+ * VK_MATVEC_ROWS rows x VK_MATVEC_TOKS tokens per workgroup, reduction over
+ * the row) and matmul.comp (prefill: a VK_MM_TILE x VK_MM_TILE output tile per
+ * workgroup, dequantized weight tiles in shared memory).
+ * Offsets: w_off in bytes into the weight binding (a chunk, see buffer.c),
+ * x_off / y_off / b_off and strides in floats.
+ */
+#ifndef HEARTH_VK_PARAMS_MATMUL_H
+#define HEARTH_VK_PARAMS_MATMUL_H
+#include "common.h"
+
+#define VK_MATVEC_WG 64
+#define VK_MATVEC_ROWS 2
+#define VK_MATVEC_TOKS 4
+#define VK_MM_TILE 32
+#define VK_MM_BK 32
+
+VK_PARAMS_BEGIN(vk_matmul_params)
+    uint32_t w_off;     /* byte offset of row 0 in the weight binding */
+    uint32_t row_bytes; /* bytes per weight row */
+    uint32_t n_in;      /* K: elements per row (multiple of 4 and of the block) */
+    uint32_t n_out;     /* rows of W */
+    uint32_t n_tok;     /* activation rows */
+    uint32_t x_off;     /* x: [n_tok][x_stride] floats from x_off */
+    uint32_t x_stride;
+    uint32_t y_off;     /* y: [n_tok][y_stride] floats from y_off */
+    uint32_t y_stride;
+    uint32_t has_b;     /* 1: y += bias[r] */
+    uint32_t b_off;     /* bias: [n_out] floats from b_off (binding 3) */
+VK_PARAMS_END(vk_matmul_params)
+
+#ifndef VULKAN
+_Static_assert(offsetof(struct vk_matmul_params, y_stride) == 32, "matmul params layout");
+#endif
+#endif

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# cli-bench: `hearth bench --json` on SmolLM2 parses, has a pp and a tg row,
+# every number positive and the bandwidth fraction in (0, 2); the table output
+# has both rows; a small synth model runs too; bad flags exit 2.
+set -u
+bin=${HEARTH_BIN:?HEARTH_BIN must name the hearth binary}
+src=${HEARTH_SOURCE_DIR:?HEARTH_SOURCE_DIR must name the source tree}
+models=${HEARTH_MODELS_DIR:-$src/models}
+smol=$models/SmolLM2-135M-Instruct.Q4_1.gguf
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fails=0
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+[ -f "$smol" ] || { echo "FAIL: model $smol not found: run bash scripts/fetch-models.sh"; exit 1; }
+
+"$bin" bench -m "$smol" -p 32 -n 8 -r 2 -t 2 --bw-size 64MiB --json > "$tmp/b.json" 2> "$tmp/err" \
+    || fail "bench --json exit $?: $(cat "$tmp/err")"
+python3 - "$tmp/b.json" <<'PY' || fail "bench JSON: $(cat "$tmp/b.json")"
+import json, sys
+rows = json.load(open(sys.argv[1]))
+assert isinstance(rows, list) and [r["test"] for r in rows] == ["pp32", "tg8"], rows
+num = ["file_bytes", "n_params", "threads", "n_tokens", "tps_median", "tps_min", "tps_max",
+       "weight_bytes_per_token", "weight_gbps", "copy_gbps", "bw_fraction"]
+for r in rows:
+    assert r["model"] == "SmolLM2-135M-Instruct.Q4_1", r["model"]
+    assert r["isa"] in ("scalar", "avx2", "avx512"), r["isa"]
+    for k in num:
+        assert isinstance(r[k], (int, float)) and r[k] > 0, (r["test"], k, r.get(k))
+    assert 0 < r["bw_fraction"] < 2, r
+    assert r["tps_min"] <= r["tps_median"] <= r["tps_max"], r
+    assert r["threads"] == 2
+    assert r["file_bytes"] > 96576768, r["file_bytes"]  # tensor bytes plus metadata
+    assert 134_000_000 < r["n_params"] < 135_000_000, r["n_params"]
+    # weight_gbps is bytes/token * tokens/s
+    assert abs(r["weight_gbps"] - r["weight_bytes_per_token"] * r["tps_median"] * 1e-9) \
+        <= 1e-3 * r["weight_gbps"] + 1e-4, r
+pp, tg = rows
+assert pp["n_tokens"] == 32 and tg["n_tokens"] == 8
+# decode reads every weight (tied embedding once): all tensor bytes plus one embedding row
+assert 96_000_000 < tg["weight_bytes_per_token"] < 97_000_000, tg["weight_bytes_per_token"]
+# prefill reads them once per batch of up to 64: here one batch for 32 tokens
+assert abs(pp["weight_bytes_per_token"] * 32 / tg["weight_bytes_per_token"] - 1) < 1e-6, pp
+PY
+
+"$bin" bench -m "$smol" -p 16 -n 4 -r 1 --bw-size 32MiB > "$tmp/t.txt" 2> "$tmp/err" \
+    || fail "bench table exit $?: $(cat "$tmp/err")"
+row='^SmolLM2-135M-Instruct.Q4_1 +92\.1MiB +134\.5M +[0-9]+ +[a-z0-9]+'
+grep -Eq "$row +pp16 +[0-9.]+ " "$tmp/t.txt" \
+    || fail "no pp16 row: $(cat "$tmp/t.txt")"
+grep -Eq "$row +tg4 +[0-9.]+ +[0-9.]+-[0-9.]+ +[0-9.]+ +[0-9.]+%\$" "$tmp/t.txt" \
+    || fail "no tg4 row: $(cat "$tmp/t.txt")"
+grep -q '^copy bandwidth: [0-9.]* GB/s' "$tmp/t.txt" || fail "no copy bandwidth line"
+
+# a synth model (2 blocks of llama3-1b at Q4_K_M), real weights and header-only
+"$bin" synth --preset llama3-1b --type q4_k_m --layers 2 -o "$tmp/s.gguf" > /dev/null 2>&1 \
+    || fail "synth failed"
+"$bin" bench -m "$tmp/s.gguf" -p 8 -n 2 -r 1 --bw-size 16MiB --json > "$tmp/s.json" 2> "$tmp/err" \
+    || fail "bench on synth exit $?: $(cat "$tmp/err")"
+python3 -c "import json, sys
+assert [x['test'] for x in json.load(open(sys.argv[1]))] == ['pp8', 'tg2']" \
+    "$tmp/s.json" || fail "synth bench JSON: $(cat "$tmp/s.json")"
+"$bin" synth --preset llama3-1b --type q4_k_m --layers 2 --header-only -o "$tmp/h.gguf" \
+    > /dev/null 2>&1 || fail "synth --header-only failed"
+"$bin" bench -m "$tmp/h.gguf" -p 0 -n 2 -r 1 --bw-size 16MiB > "$tmp/h.txt" 2> "$tmp/err" \
+    || fail "bench on header-only synth exit $?: $(cat "$tmp/err")"
+grep -q ' tg2 ' "$tmp/h.txt" || fail "header-only: no tg2 row"
+grep -q ' pp' "$tmp/h.txt" && fail "-p 0 still printed a pp row"
+
+"$bin" bench -m "$smol" -r 0 > /dev/null 2>&1
+[ $? -eq 2 ] || fail "-r 0: exit not 2"
+"$bin" bench -m "$smol" -p 0 -n 0 > /dev/null 2>&1
+[ $? -eq 2 ] || fail "-p 0 -n 0: exit not 2"
+"$bin" bench -m "$smol" --bw-size 1KiB > /dev/null 2>&1
+[ $? -eq 2 ] || fail "--bw-size 1KiB: exit not 2"
+"$bin" bench -m "$tmp/missing.gguf" > /dev/null 2> "$tmp/err"
+[ $? -eq 1 ] || fail "missing model: exit not 1"
+
+[ $fails -eq 0 ] && echo "cli-bench: all checks passed"
+exit $((fails > 0))

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# cli-perplexity: `hearth perplexity` on a small SmolLM2 run (-c 128, 4
+# chunks of Genesis) prints the final "perplexity: X +/- Y" line with X where
+# the engine puts it; --save-logits then --kl-divergence against the same run,
+# and against a run with another thread count, gives KLD 0 and top-1
+# agreement 1; a file made with another -c is refused with a clear message;
+# bad flags exit 2.
+set -u
+bin=${HEARTH_BIN:?HEARTH_BIN must name the hearth binary}
+src=${HEARTH_SOURCE_DIR:?HEARTH_SOURCE_DIR must name the source tree}
+models=${HEARTH_MODELS_DIR:-$src/models}
+smol=$models/SmolLM2-135M-Instruct.Q4_1.gguf
+text=$src/tests/data/kjv-genesis.txt
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fails=0
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+[ -f "$smol" ] || { echo "FAIL: model $smol not found: run bash scripts/fetch-models.sh"; exit 1; }
+
+# value after "LABEL: " on the line starting with LABEL (first number)
+field() { sed -n "s/^$2: \([-+0-9.eE]*\).*/\1/p" "$1" | tail -1; }
+# in_range X LO HI: LO <= X <= HI
+in_range() {
+    python3 -c "import sys; x = float('$1'); sys.exit(0 if $2 <= x <= $3 else 1)" 2>/dev/null
+}
+
+"$bin" perplexity -m "$smol" -f "$text" -c 128 --chunks 4 -t 2 --save-logits "$tmp/a.log" \
+    > "$tmp/a.txt" 2> "$tmp/a.err" || fail "perplexity exit $?: $(cat "$tmp/a.err")"
+last=$(tail -1 "$tmp/a.txt")
+echo "$last" | grep -Eq '^perplexity: [0-9]+\.[0-9]+ \+/- [0-9]+\.[0-9]+$' \
+    || fail "last line is not 'perplexity: X +/- Y': '$last'"
+ppl=$(field "$tmp/a.txt" perplexity)
+# 4.3363 on the AVX2 path (bench/RESULTS.md); other ISAs round differently
+in_range "$ppl" 4.25 4.42 || fail "perplexity $ppl outside [4.25, 4.42]"
+grep -q '^\[1\][0-9.]*,\[2\][0-9.]*,\[3\][0-9.]*,\[4\][0-9.]*,$' "$tmp/a.err" \
+    || fail "no per-chunk progress on stderr: $(cat "$tmp/a.err")"
+grep -q '4 chunks of 128, 252 scored' "$tmp/a.txt" \
+    || fail "chunk/scored counts: $(head -2 "$tmp/a.txt")"
+# header 40 bytes + 512 ids + 252 records of 4 + 8 * 32 bytes
+size=$(stat -c %s "$tmp/a.log" 2>/dev/null || echo 0)
+[ "$size" -eq $((40 + 4 * 512 + 252 * 260)) ] || fail "logits file is $size bytes"
+
+# the same run against its own file: identical distributions
+"$bin" perplexity -m "$smol" -f "$text" -c 128 --chunks 4 -t 2 --kl-divergence "$tmp/a.log" \
+    > "$tmp/b.txt" 2> "$tmp/b.err" || fail "kl-divergence exit $?: $(cat "$tmp/b.err")"
+kld=$(field "$tmp/b.txt" "kld mean")
+in_range "$kld" -1e-9 1e-6 || fail "self KLD $kld, want 0"
+top1=$(field "$tmp/b.txt" "top-1 agreement")
+in_range "$top1" 1 1 || fail "self top-1 agreement $top1, want 1"
+in_range "$(field "$tmp/b.txt" "kld max")" -1e-9 1e-6 || fail "self KLD max not 0"
+[ "$(field "$tmp/b.txt" perplexity)" = "$ppl" ] || fail "second run perplexity differs"
+[ "$(field "$tmp/b.txt" "base perplexity")" = "$ppl" ] || fail "base perplexity differs"
+tail -1 "$tmp/b.txt" | grep -q '^perplexity: ' \
+    || fail "kl run does not end with the perplexity line"
+
+# one thread: results do not depend on the thread count
+"$bin" perplexity -m "$smol" -f "$text" -c 128 --chunks 4 -t 1 --kl-divergence "$tmp/a.log" \
+    > "$tmp/c.txt" 2> "$tmp/c.err" || fail "1-thread kl-divergence exit $?: $(cat "$tmp/c.err")"
+in_range "$(field "$tmp/c.txt" "kld mean")" -1e-9 1e-6 || fail "1-thread KLD not ~0"
+in_range "$(field "$tmp/c.txt" "top-1 agreement")" 1 1 || fail "1-thread top-1 agreement not 1"
+
+# a file made with another -c: a clear error, exit 1
+"$bin" perplexity -m "$smol" -f "$text" -c 64 --chunks 8 --kl-divergence "$tmp/a.log" \
+    > /dev/null 2> "$tmp/d.err"
+rc=$?
+[ $rc -eq 1 ] || fail "mismatched -c: exit $rc, want 1"
+grep -q 'made with -c 128, this run uses -c 64' "$tmp/d.err" \
+    || fail "mismatched -c: message: $(cat "$tmp/d.err")"
+# another number of chunks: refused too
+"$bin" perplexity -m "$smol" -f "$text" -c 128 --chunks 3 --kl-divergence "$tmp/a.log" \
+    > /dev/null 2> "$tmp/e.err"
+[ $? -eq 1 ] || fail "mismatched --chunks accepted"
+grep -q 'different text or --chunks' "$tmp/e.err" \
+    || fail "mismatched --chunks message: $(cat "$tmp/e.err")"
+# not a logits file
+"$bin" perplexity -m "$smol" -f "$text" -c 128 --chunks 1 --kl-divergence "$text" \
+    > /dev/null 2> "$tmp/f.err"
+[ $? -eq 1 ] || fail "non-logits file accepted"
+grep -q 'not a hearth logits file' "$tmp/f.err" || fail "bad file message: $(cat "$tmp/f.err")"
+
+# usage errors
+"$bin" perplexity -m "$smol" -f "$text" --save-logits "$tmp/x" --kl-divergence "$tmp/x" \
+    > /dev/null 2>&1
+[ $? -eq 2 ] || fail "same file for --save-logits and --kl-divergence: exit not 2"
+"$bin" perplexity -m "$smol" > /dev/null 2>&1
+[ $? -eq 2 ] || fail "no -f: exit not 2"
+"$bin" perplexity -m "$smol" -f "$text" -c 12x > /dev/null 2>&1
+[ $? -eq 2 ] || fail "bad -c: exit not 2"
+"$bin" perplexity -m "$smol" -f "$text" --bogus 1 > /dev/null 2>&1
+[ $? -eq 2 ] || fail "unknown flag: exit not 2"
+# a text shorter than one chunk
+printf 'In the beginning' > "$tmp/short.txt"
+"$bin" perplexity -m "$smol" -f "$tmp/short.txt" -c 128 > /dev/null 2> "$tmp/g.err"
+[ $? -eq 1 ] || fail "short text: exit not 1"
+grep -q 'fewer than one chunk of 128' "$tmp/g.err" || fail "short text message: $(cat "$tmp/g.err")"
+
+[ $fails -eq 0 ] && echo "cli-perplexity: all checks passed"
+exit $((fails > 0))

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# cli-plan: `hearth plan` on a header-only Llama-3-70B Q4_K_M with a described
+# 24 GiB card and 70 GB/s host: the text summary (devices, prediction, reasons),
+# --json with the fields the issue names, --compare-quants --json sizes against
+# core/quant-mix's, --svg as well-formed XML naming every scheme, and errors.
+set -u
+bin=${HEARTH_BIN:?HEARTH_BIN must name the hearth binary}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fails=0
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+devs=(--device cuda:24GiB:1008GB/s --host 64GiB:70GB/s --pcie 25GB/s)
+
+"$bin" synth --preset llama3-70b --type Q4_K_M --header-only -o "$tmp/70b.gguf" > /dev/null \
+    || fail "synth 70B exit $?"
+
+# text summary
+"$bin" plan "$tmp/70b.gguf" "${devs[@]}" > "$tmp/plan.txt" 2>&1 || fail "plan exit $?"
+grep -Eq '^cuda0 +[0-9.]+ GiB .* 24.00 GiB +1008 GB/s$' "$tmp/plan.txt" || fail "no cuda0 line"
+grep -Eq '^cpu +[0-9.]+ GiB .* 64.00 GiB +70 GB/s$' "$tmp/plan.txt" || fail "no cpu line"
+grep -Eq '^predicted: prefill [0-9]+ tok/s .*decode 3\.[0-9]+ tok/s' "$tmp/plan.txt" \
+    || fail "prediction line: $(grep predicted "$tmp/plan.txt")"
+grep -q 'attention  0-79 cuda0' "$tmp/plan.txt" || fail "attention map"
+grep -Eq 'ffn_down\.[0-9]+-79 .*in host RAM, computed by the CPU' "$tmp/plan.txt" \
+    || fail "no reason for host FFN"
+grep -q 'streamed to cuda0 for prefill' "$tmp/plan.txt" || fail "no streaming reason"
+[ "$fails" -eq 0 ] || cat "$tmp/plan.txt"
+
+# -v adds the per-tensor table
+"$bin" plan "$tmp/70b.gguf" "${devs[@]}" -v > "$tmp/v.txt" || fail "plan -v exit $?"
+grep -Eq '^blk\.79\.ffn_down\.weight +Q[46]_K .* host +cpu +cuda0 +stream' "$tmp/v.txt" \
+    || fail "per-tensor table: $(grep 'blk.79.ffn_down' "$tmp/v.txt")"
+
+# JSON
+"$bin" plan "$tmp/70b.gguf" "${devs[@]}" --json > "$tmp/plan.json" || fail "plan --json exit $?"
+python3 -m json.tool "$tmp/plan.json" > /dev/null || fail "plan --json is not JSON"
+python3 - "$tmp/plan.json" <<'PY' || fail "plan --json content"
+import json, sys
+d = json.load(open(sys.argv[1]))
+devs = {x["name"]: x for x in d["devices"]}
+assert set(devs) == {"cpu", "cuda0"}, devs.keys()
+g = devs["cuda0"]
+assert g["budget_bytes"] == 24 << 30 and 0 < g["planned_bytes"] <= g["budget_bytes"], g
+p = d["predicted"]
+ceiling = 70e9 / p["host_bytes_per_token"]
+assert 0.8 * ceiling <= p["decode_tps"] < ceiling, (p, ceiling)
+assert p["prefill_tps"] > 0
+t = d["tensors"]
+assert len(t) == 723 and len({x["name"] for x in t}) == 723
+assert sum(x["bytes"] for x in t) == 42512531456
+for x in t:
+    assert set(x) >= {"name", "bytes", "device", "resident"}, x
+    assert x["device"] in devs and x["resident"] in ("host", "cuda0"), x
+    assert (x["resident"] == "host") == (x["device"] == "cpu"), x
+on_gpu = sum(x["bytes"] for x in t if x["resident"] == "cuda0")
+assert abs(on_gpu - g["weights_bytes"]) < 256 * 723, (on_gpu, g["weights_bytes"])
+PY
+
+# compare-quants: 10 schemes with quant-mix's sizes (facts sheet 7.7)
+"$bin" plan "$tmp/70b.gguf" "${devs[@]}" --compare-quants --json > "$tmp/cmp.json" \
+    || fail "compare --json exit $?"
+python3 - "$tmp/cmp.json" <<'PY' || fail "compare-quants content"
+import json, sys
+d = json.load(open(sys.argv[1]))
+want = {"F16": 141110050816, "Q8_0": 74967187456, "Q6_K": 57880281088,
+        "Q5_K_M": 49941954560, "Q4_K_M": 42512531456, "Q4_K_S": 40339357696,
+        "Q4_0": 39961870336, "Q3_K_M": 34259632128, "Q2_K": 26367246336,
+        "IQ4_XS": 38261800960}
+s = {x["type"]: x for x in d["schemes"]}
+assert set(s) == set(want), s.keys()
+for k, v in want.items():
+    x = s[k]
+    assert x["file_bytes"] == v, (k, x["file_bytes"], v)
+    for f in ("bpw", "vram_bytes", "ram_bytes", "prefill_tps", "decode_tps"):
+        assert f in x, (k, f)
+    assert x["vram_bytes"] <= 24 << 30, x
+# fewer bits, faster decode when the GPU is the limit
+assert s["Q2_K"]["decode_tps"] > s["Q4_K_M"]["decode_tps"] > s["Q8_0"]["decode_tps"]
+PY
+
+"$bin" plan "$tmp/70b.gguf" "${devs[@]}" --compare-quants --svg "$tmp/cmp.svg" > "$tmp/cmp.txt" \
+    || fail "compare --svg exit $?"
+grep -Eq '^Q4_K_M +42\.51 +4\.82 ' "$tmp/cmp.txt" || fail "compare table row: $(cat "$tmp/cmp.txt")"
+python3 - "$tmp/cmp.svg" <<'PY' || fail "svg"
+import sys, xml.etree.ElementTree as ET
+root = ET.parse(sys.argv[1]).getroot()
+assert root.tag.endswith("svg"), root.tag
+texts = " ".join("".join(e.itertext()) for e in root.iter() if e.tag.endswith("text"))
+for k in ("F16", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_K_S", "Q4_0", "Q3_K_M", "Q2_K", "IQ4_XS"):
+    assert k in texts.split(), k
+assert "VRAM" in texts
+PY
+
+# errors: a bad device string names the field; exit 2
+"$bin" plan "$tmp/70b.gguf" --device cuda:24GiB:fast > "$tmp/err.txt" 2>&1
+[ $? -eq 2 ] || fail "bad device exit code"
+grep -q "bandwidth" "$tmp/err.txt" && grep -q "'fast'" "$tmp/err.txt" \
+    || fail "bad device message: $(cat "$tmp/err.txt")"
+"$bin" plan "$tmp/70b.gguf" "${devs[@]}" -ngl 81 > "$tmp/err.txt" 2>&1
+[ $? -eq 1 ] || fail "-ngl 81 should fail"
+grep -q "does not fit on cuda0" "$tmp/err.txt" || fail "-ngl message: $(cat "$tmp/err.txt")"
+"$bin" plan > /dev/null 2>&1
+[ $? -eq 2 ] || fail "no model should be a usage error"
+
+if [ "$fails" -ne 0 ]; then
+    echo "$fails failure(s)"
+    exit 1
+fi
+echo "cli-plan: ok"

@@ -1,0 +1,113 @@
+"""Bad input never harms the server: malformed JSON, wrong types and ranges,
+unknown roles, wrong key, unknown paths and methods, oversize bodies, and a
+full queue get the right status and an OpenAI error object; afterwards the
+server still answers."""
+import json
+import socket
+
+from common import HOST, PORT, KEY, check, raw_stream_open, read_until, request, wait_metric
+
+CHAT = "/v1/chat/completions"
+OK_MSG = [{"role": "user", "content": "hi"}]
+
+
+def expect(status, method, path, body=None, param=None, key=True, headers=None):
+    st, h, raw = request(method, path, body, headers=headers, key=key)
+    check(st == status, f"{method} {path} {str(body)[:80]}: {st} != {status}: {raw[:200]!r}")
+    if status >= 400:
+        err = json.loads(raw)["error"]
+        check(isinstance(err["message"], str) and err["message"], err)
+        check(set(err) == {"message", "type", "param", "code"}, err)
+        if param is not None:
+            check(err["param"] == param, f"param {err['param']!r} != {param!r}")
+    return raw
+
+
+bad_bodies = [
+    ("{", None), ("[1,2]", None), ('"text"', None), ("", None), ("\x00\xff", None),
+    ({"messages": "hi"}, "messages"), ({"messages": []}, "messages"), ({}, "messages"),
+    ({"messages": [{"role": "wizard", "content": "x"}]}, "messages"),
+    ({"messages": [{"role": "user"}]}, "messages"),
+    ({"messages": [{"role": 5, "content": "x"}]}, "messages"),
+    ({"messages": [{"role": "user", "content": 5}]}, "messages"),
+    ({"messages": OK_MSG, "temperature": -0.5}, "temperature"),
+    ({"messages": OK_MSG, "temperature": "1"}, "temperature"),
+    ({"messages": OK_MSG, "top_p": 0}, "top_p"),
+    ({"messages": OK_MSG, "top_p": 1.5}, "top_p"),
+    ({"messages": OK_MSG, "max_tokens": 0}, "max_tokens"),
+    ({"messages": OK_MSG, "max_tokens": 1.5}, "max_tokens"),
+    ({"messages": OK_MSG, "max_tokens": 10 ** 9}, "max_tokens"),
+    ({"messages": OK_MSG, "n": 2}, "n"),
+    ({"messages": OK_MSG, "top_k": -1}, "top_k"),
+    ({"messages": OK_MSG, "min_p": 2}, "min_p"),
+    ({"messages": OK_MSG, "presence_penalty": 3}, "presence_penalty"),
+    ({"messages": OK_MSG, "stop": [1]}, "stop"),
+    ({"messages": OK_MSG, "stop": ["a", "b", "c", "d", "e"]}, "stop"),
+    ({"messages": OK_MSG, "stream": "yes"}, "stream"),
+    ({"messages": OK_MSG, "seed": "x"}, "seed"),
+    ({"messages": OK_MSG, "model": 3}, "model"),
+]
+for body, param in bad_bodies:
+    expect(400, "POST", CHAT, body, param)
+expect(400, "POST", "/v1/completions", {"prompt": 3}, "prompt")
+expect(400, "POST", "/v1/completions", {"prompt": ""}, "prompt")
+expect(400, "POST", "/v1/completions", {}, "prompt")
+# deep nesting and a long prompt beyond the context
+expect(400, "POST", CHAT, "[" * 5000 + "]" * 5000)
+expect(400, "POST", "/v1/completions", {"prompt": "word " * 5000})
+
+# authentication
+expect(401, "POST", CHAT, {"messages": OK_MSG}, key=False)
+expect(401, "GET", "/v1/models", key=False, headers={"Authorization": "Bearer " + KEY + "x"})
+expect(401, "GET", "/v1/models", key=False, headers={"Authorization": KEY})
+expect(401, "GET", "/metrics", key=False)
+
+# paths and methods; no request can reach a file
+expect(404, "GET", "/v1/nothing")
+expect(404, "GET", "/../../etc/passwd")
+expect(404, "GET", "/v1/../../etc/passwd")
+expect(405, "GET", CHAT)
+expect(405, "DELETE", "/v1/models")
+expect(405, "POST", "/health")
+
+# body limit: a declared 2 MiB body and one sent chunked without a length
+# (a client that sends the whole 2 MiB before reading would see a broken pipe:
+# the server answers and closes without reading it, as curl's 100-continue expects)
+s = socket.create_connection((HOST, PORT), timeout=30)
+s.sendall(f"POST {CHAT} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n"
+          f"Content-Length: {2 << 20}\r\nExpect: 100-continue\r\n\r\n".encode())
+resp = read_until(s, rb"\r\n\r\n")
+s.close()
+check(resp.startswith(b"HTTP/1.1 413"), resp[:100])
+s = socket.create_connection((HOST, PORT), timeout=30)
+s.sendall(f"POST {CHAT} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n"
+          "Transfer-Encoding: chunked\r\n\r\n".encode())
+# just over the limit, then stop sending: a server that closes with unread data
+# resets the connection, which could discard its answer before we read it
+for _ in range(17):
+    s.sendall(b"10000\r\n" + b"a" * 0x10000 + b"\r\n")
+s.sendall(b"0\r\n\r\n")
+resp = read_until(s, rb"\r\n\r\n")
+s.close()
+check(resp.startswith(b"HTTP/1.1 413"), resp[:100])
+
+# a full server: 4 slots + 8 queue places; 16 more streams at once get 503s
+socks, statuses = [], []
+for i in range(16):
+    socks.append(raw_stream_open(CHAT, {"messages": [{"role": "user", "content": f"Count to {i}"}],
+                                        "max_tokens": 200, "stream": True}))
+for s in socks:
+    head = read_until(s, rb"\r\n\r\n")
+    statuses.append(int(head.split(b" ", 2)[1]))
+for s in socks:
+    s.close()
+check(statuses.count(503) >= 2 and statuses.count(200) >= 8, statuses)
+wait_metric("hearth_slots_active", lambda v: v == 0)
+wait_metric("hearth_queue_depth", lambda v: v == 0)
+
+# still healthy
+st, _, body = request("GET", "/health")
+check(st == 200 and json.loads(body)["status"] == "ok", body)
+raw = expect(200, "POST", CHAT, {"messages": OK_MSG, "max_tokens": 4, "temperature": 0})
+check(json.loads(raw)["choices"][0]["message"]["content"], raw)
+print(f"test_malformed: ok ({len(bad_bodies) + 21} cases; 503s: {statuses.count(503)})")

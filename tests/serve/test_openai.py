@@ -1,0 +1,102 @@
+"""The official `openai` client against `hearth serve`: chat and completions,
+streamed and not, stop strings, seeds, usage counts, /v1/models."""
+import time
+
+import openai
+
+from common import KEY, URL, check
+
+client = openai.OpenAI(base_url=URL + "/v1", api_key=KEY, timeout=30, max_retries=0)
+MODEL = client.models.list().data[0].id
+MSG = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+def chat_plain():
+    r = client.chat.completions.create(model=MODEL, messages=MSG, max_tokens=16, temperature=0)
+    c = r.choices[0]
+    check(r.object == "chat.completion", r.object)
+    check(r.id.startswith("chatcmpl-") and r.model == MODEL, (r.id, r.model))
+    check(abs(r.created - time.time()) < 120, r.created)
+    check(c.message.role == "assistant" and "Paris" in c.message.content, c.message)
+    check(c.finish_reason in ("stop", "length"), c.finish_reason)
+    u = r.usage
+    check(u.prompt_tokens > 5 and 1 <= u.completion_tokens <= 16, u)
+    check(u.total_tokens == u.prompt_tokens + u.completion_tokens, u)
+    return c.message.content
+
+
+def chat_stream(expect):
+    s = client.chat.completions.create(model=MODEL, messages=MSG, max_tokens=16, temperature=0,
+                                       stream=True, stream_options={"include_usage": True})
+    text, finish, usage, roles = "", None, None, 0
+    for chunk in s:
+        check(chunk.object == "chat.completion.chunk", chunk.object)
+        if chunk.usage:
+            usage = chunk.usage
+        for c in chunk.choices:
+            if c.delta.role:
+                roles += 1
+            text += c.delta.content or ""
+            finish = c.finish_reason or finish
+    check(text == expect, f"stream {text!r} != whole {expect!r}")
+    check(roles == 1 and finish in ("stop", "length"), (roles, finish))
+    check(usage is not None and usage.completion_tokens >= 1, usage)
+
+
+def completion_plain_and_stream():
+    r = client.completions.create(model=MODEL, prompt="The capital of France is", max_tokens=8,
+                                  temperature=0)
+    check(r.object == "text_completion", r.object)
+    check(r.choices[0].finish_reason == "length", r.choices[0].finish_reason)
+    check(r.usage.completion_tokens == 8, r.usage)
+    text = "".join(c.choices[0].text for c in client.completions.create(
+        model=MODEL, prompt="The capital of France is", max_tokens=8, temperature=0,
+        stream=True))
+    check(text == r.choices[0].text, (text, r.choices[0].text))
+
+
+def stop_strings():
+    base = client.completions.create(model=MODEL, prompt="1, 2, 3, 4,", max_tokens=12,
+                                     temperature=0).choices[0].text
+    check(" 6" in base, f"expected the count to go on: {base!r}")
+    r = client.completions.create(model=MODEL, prompt="1, 2, 3, 4,", max_tokens=12,
+                                  temperature=0, stop=[" 6", "never"])
+    t = r.choices[0].text
+    check(r.choices[0].finish_reason == "stop", r.choices[0].finish_reason)
+    check(t == base[:base.index(" 6")], (t, base))
+    s = "".join(c.choices[0].text for c in client.completions.create(
+        model=MODEL, prompt="1, 2, 3, 4,", max_tokens=12, temperature=0, stop=" 6", stream=True))
+    check(s == t, (s, t))
+
+
+def seeds():
+    kw = dict(model=MODEL, messages=[{"role": "user", "content": "Tell me a short story."}],
+              max_tokens=24, temperature=1.0, top_p=0.95)
+    a = client.chat.completions.create(seed=1234, **kw).choices[0].message.content
+    b = client.chat.completions.create(seed=1234, **kw).choices[0].message.content
+    c = client.chat.completions.create(seed=99, **kw).choices[0].message.content
+    check(a == b, f"same seed, different text: {a!r} vs {b!r}")
+    check(a != c, f"different seeds gave the same 24 tokens: {a!r}")
+
+
+def errors_through_client():
+    try:
+        client.chat.completions.create(model=MODEL, messages=MSG, temperature=-1)
+        raise AssertionError("temperature -1 accepted")
+    except openai.BadRequestError as e:
+        check(e.status_code == 400 and "temperature" in str(e), str(e))
+    bad = openai.OpenAI(base_url=URL + "/v1", api_key="wrong", timeout=30, max_retries=0)
+    try:
+        bad.models.list()
+        raise AssertionError("wrong key accepted")
+    except openai.AuthenticationError as e:
+        check(e.status_code == 401, str(e))
+
+
+whole = chat_plain()
+chat_stream(whole)
+completion_plain_and_stream()
+stop_strings()
+seeds()
+errors_through_client()
+print("test_openai: ok")

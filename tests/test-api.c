@@ -1,0 +1,249 @@
+/*
+ * test-api: the public API of include/hearth.h end to end on SmolLM2-135M:
+ * the shape getters, tokenize = tok_encode, detokenize round trip, 16 greedy
+ * tokens through hearth_generate = the same through gen_run directly, a chat
+ * reply, the errors (bad path, bad sampling field, bad ids) and their messages
+ * through hearth_last_error().
+ */
+#include <string.h>
+
+#include "cpu/forward.h"
+#include "generate.h"
+#include "hearth.h"
+#include "model.h"
+#include "test.h"
+#include "tokenizer.h"
+
+#define MAX_IDS 256
+struct collect {
+    char text[4096];
+    size_t len;
+    int32_t ids[MAX_IDS];
+    int n_ids;
+};
+
+static bool on_token(void *user, const char *text, size_t len, int32_t token)
+{
+    struct collect *c = user;
+    if (c->len + len < sizeof c->text) {
+        memcpy(c->text + c->len, text, len);
+        c->len += len;
+        c->text[c->len] = '\0';
+    }
+    if (token >= 0 && c->n_ids < MAX_IDS)
+        c->ids[c->n_ids++] = token;
+    return true;
+}
+
+static hearth_model *load(void)
+{
+    const char *path = test_model_path(TEST_SMOLLM2);
+    if (!path)
+        return NULL;
+    hearth_model *m = NULL;
+    CHECK_OK(hearth_model_load(path, &m));
+    return m;
+}
+
+static hearth_session *greedy_session(hearth_model *m, uint32_t n_ctx)
+{
+    hearth_session_params sp;
+    hearth_session_params_default(&sp);
+    sp.n_ctx = n_ctx;
+    sp.sampling.temp = 0.0f;
+    hearth_session *s = NULL;
+    CHECK_OK(hearth_session_create(m, &sp, &s));
+    return s;
+}
+
+TEST(model_getters)
+{
+    hearth_model *m = load();
+    REQUIRE(m);
+    /* SmolLM2-135M: 30 layers, 576 wide, 9 heads of 64, 3 KV heads, 49152 tokens */
+    CHECK_STR_EQ(hearth_model_arch(m), "llama");
+    CHECK_INT_EQ(hearth_model_n_layer(m), 30);
+    CHECK_INT_EQ(hearth_model_n_embd(m), 576);
+    CHECK_INT_EQ(hearth_model_n_head(m), 9);
+    CHECK_INT_EQ(hearth_model_n_head_kv(m), 3);
+    CHECK_INT_EQ(hearth_model_head_dim(m), 64);
+    CHECK_INT_EQ(hearth_model_n_vocab(m), 49152);
+    CHECK_INT_EQ(hearth_model_n_ctx_train(m), 8192);
+    CHECK_STR_EQ(hearth_model_chat_format(m), "chatml");
+    CHECK(hearth_model_token_is_eog(m, hearth_model_token_eos(m)));
+    CHECK(!hearth_model_token_is_eog(m, 1000));
+    hearth_model_free(m);
+}
+
+TEST(tokenize_matches_internal)
+{
+    const char *path = test_model_path(TEST_SMOLLM2);
+    REQUIRE(path);
+    hearth_model *m = load();
+    REQUIRE(m);
+    struct model *im = NULL;
+    struct tokenizer *tok = NULL;
+    CHECK_OK(model_load(path, &im));
+    REQUIRE(im);
+    CHECK_OK(tok_load(im->gguf, &tok));
+    REQUIRE(tok);
+    static const char *const texts[] = {"Hello, world! The quick brown fox.",
+                                        "<|im_start|>user\nhi<|im_end|>", "naïve café 123"};
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        for (int ps = 0; ps < 2; ps++) {
+            int32_t *a = NULL, *b = NULL;
+            size_t na = 0, nb = 0;
+            size_t len = strlen(texts[i]);
+            CHECK_OK(hearth_tokenize(m, texts[i], len, true, ps, &a, &na));
+            CHECK_OK(tok_encode(tok, texts[i], len, true, ps, &b, &nb));
+            CHECK_INT_EQ(na, nb);
+            CHECK(na == nb && na > 0 && !memcmp(a, b, na * sizeof *a));
+            char *back = NULL;
+            size_t back_len = 0;
+            CHECK_OK(hearth_detokenize(m, a, na, true, &back, &back_len));
+            CHECK_STR_EQ(back, texts[i]);
+            CHECK_INT_EQ(back_len, len);
+            hearth_free(back);
+            hearth_free(a);
+            free(b);
+        }
+    }
+    /* the control token is one id only when parsed */
+    int32_t *ids = NULL;
+    size_t n = 0;
+    CHECK_OK(hearth_tokenize(m, "<|im_end|>", 10, false, true, &ids, &n));
+    CHECK_INT_EQ(n, 1);
+    hearth_free(ids);
+    CHECK_OK(hearth_tokenize(m, "<|im_end|>", 10, false, false, &ids, &n));
+    CHECK(n > 1);
+    hearth_free(ids);
+    tok_free(tok);
+    model_free(im);
+    hearth_model_free(m);
+}
+
+TEST(generate_matches_internal)
+{
+    const char *path = test_model_path(TEST_SMOLLM2);
+    REQUIRE(path);
+    const char *prompt = "Once upon a time";
+    hearth_model *m = load();
+    REQUIRE(m);
+    hearth_session *s = greedy_session(m, 256);
+    REQUIRE(s);
+    struct collect a = {0}, b = {0};
+    hearth_generate_params gp;
+    hearth_generate_params_default(&gp);
+    gp.n_predict = 16;
+    gp.on_token = on_token;
+    gp.user = &a;
+    hearth_generate_stats st;
+    CHECK_OK(hearth_generate(s, prompt, &gp, &st));
+    CHECK_INT_EQ(st.n_gen, 16);
+    CHECK_INT_EQ(st.stop, HEARTH_STOP_LIMIT);
+    CHECK_INT_EQ(a.n_ids, 16);
+
+    /* the same through the internal loop */
+    struct model *im = NULL;
+    struct tokenizer *tok = NULL;
+    struct forward_ctx *fc = NULL;
+    struct gen_session *gs = NULL;
+    struct forward_params fp = forward_params_default();
+    fp.n_ctx = 256;
+    struct sampler_params sp;
+    sampler_params_default(&sp);
+    sp.temp = 0.0f;
+    CHECK_OK(model_load(path, &im));
+    REQUIRE(im);
+    CHECK_OK(tok_load(im->gguf, &tok));
+    CHECK_OK(forward_create(im, &fp, &fc));
+    CHECK_OK(gen_session_create(im, tok, fc, &sp, &gs));
+    if (gs) {
+        struct gen_params p;
+        gen_params_default(&p);
+        p.n_predict = 16;
+        p.on_token = on_token;
+        p.user = &b;
+        CHECK_OK(gen_run_text(gs, prompt, strlen(prompt), true, &p, NULL));
+        CHECK_INT_EQ(b.n_ids, 16);
+        CHECK(!memcmp(a.ids, b.ids, sizeof a.ids));
+        CHECK_STR_EQ(a.text, b.text);
+    }
+    /* the token ids through hearth_generate_tokens continue identically */
+    struct collect c = {0};
+    int32_t *ids = NULL;
+    size_t n = 0;
+    CHECK_OK(hearth_tokenize(m, prompt, strlen(prompt), true, true, &ids, &n));
+    gp.user = &c;
+    hearth_session_reset(s);
+    CHECK_OK(hearth_generate_tokens(s, ids, n, &gp, &st));
+    CHECK_INT_EQ(st.n_prompt_eval, n);
+    CHECK(!memcmp(a.ids, c.ids, sizeof a.ids));
+    hearth_free(ids);
+
+    gen_session_free(gs);
+    forward_destroy(fc);
+    tok_free(tok);
+    model_free(im);
+    hearth_session_free(s);
+    hearth_model_free(m);
+}
+
+TEST(chat_reply)
+{
+    hearth_model *m = load();
+    REQUIRE(m);
+    hearth_session *s = greedy_session(m, 256);
+    REQUIRE(s);
+    hearth_chat_message msgs[] = {{"user", "What is the capital of France?"}};
+    struct collect c = {0};
+    hearth_generate_params gp;
+    hearth_generate_params_default(&gp);
+    gp.n_predict = 48;
+    gp.on_token = on_token;
+    gp.user = &c;
+    hearth_generate_stats st;
+    CHECK_OK(hearth_generate_chat(s, msgs, 1, &gp, &st));
+    CHECK_INT_EQ(st.stop, HEARTH_STOP_EOG);
+    CHECK_MSG(strstr(c.text, "Paris") != NULL, "reply: '%s'", c.text);
+    hearth_session_free(s);
+    hearth_model_free(m);
+}
+
+TEST(errors)
+{
+    hearth_model *m = (hearth_model *)&m; /* must be reset to NULL on failure */
+    const char *bad = "/nonexistent/dir/no-such-model.gguf";
+    hearth_status st = hearth_model_load(bad, &m);
+    CHECK(st != HEARTH_OK);
+    CHECK(m == NULL);
+    CHECK_MSG(strstr(hearth_last_error(), bad) != NULL, "message: %s", hearth_last_error());
+
+    m = load();
+    REQUIRE(m);
+    hearth_session_params sp;
+    hearth_session_params_default(&sp);
+    sp.sampling.top_p = 1.5f;
+    hearth_session *s = (hearth_session *)&s;
+    CHECK_INT_EQ(hearth_session_create(m, &sp, &s), HEARTH_ERR_INVALID_ARG);
+    CHECK(s == NULL);
+    CHECK_MSG(strstr(hearth_last_error(), "top_p") != NULL, "message: %s", hearth_last_error());
+
+    s = greedy_session(m, 64);
+    REQUIRE(s);
+    int32_t bad_ids[] = {1, 999999};
+    CHECK_INT_EQ(hearth_generate_tokens(s, bad_ids, 2, NULL, NULL), HEARTH_ERR_INVALID_ARG);
+    CHECK(strstr(hearth_last_error(), "999999") != NULL);
+    char *text = NULL;
+    CHECK_INT_EQ(hearth_detokenize(m, bad_ids, 2, false, &text, NULL), HEARTH_ERR_INVALID_ARG);
+    CHECK(text == NULL);
+    CHECK_INT_EQ(hearth_generate(s, "", NULL, NULL), HEARTH_ERR_INVALID_ARG);
+    CHECK_INT_EQ(hearth_generate(NULL, "x", NULL, NULL), HEARTH_ERR_INVALID_ARG);
+    hearth_chat_message msgs[] = {{"user", NULL}};
+    CHECK_INT_EQ(hearth_generate_chat(s, msgs, 1, NULL, NULL), HEARTH_ERR_INVALID_ARG);
+    hearth_session_free(s);
+    hearth_model_free(m);
+}
+
+TEST_MAIN(TEST_CASE(model_getters), TEST_CASE(tokenize_matches_internal),
+          TEST_CASE(generate_matches_internal), TEST_CASE(chat_reply), TEST_CASE(errors))

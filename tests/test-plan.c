@@ -1,0 +1,430 @@
+/*
+ * test-plan: the planner on header-only Llama-3 8B and 70B files (core/synth)
+ * and described devices. Checks the invariants a loader relies on (no budget
+ * exceeded, every tensor placed once with non-overlapping offsets, bytes per
+ * device equal to the sum of what was placed there, nothing left in host RAM
+ * that a GPU could still hold, the same plan every run), the decode
+ * prediction against the physical ceiling, KV sizing, manual -ngl, streaming
+ * and device-string errors.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gguf.h"
+#include "model-presets.h"
+#include "plan.h"
+#include "quant-mix.h"
+#include "synth.h"
+#include "test.h"
+
+#define GIB (1ull << 30)
+
+/* A header-only synth of preset/mix, planned as a model; cached per process. */
+static bool load_model(const char *preset, const char *mix_name, struct plan_model *out)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s-%s.gguf", test_tmp_dir(), preset, mix_name);
+    struct synth_opts o;
+    memset(&o, 0, sizeof o);
+    o.seed = 1;
+    o.header_only = true;
+    if (model_preset_find(preset, &o.preset) || quant_mix_from_name(mix_name, &o.mix))
+        return false;
+    FILE *f = fopen(path, "rb");
+    if (f)
+        fclose(f);
+    else if (synth_write(&o, path, NULL) != HEARTH_OK)
+        return false;
+    struct gguf_file *g;
+    if (gguf_open(path, &g) != HEARTH_OK)
+        return false;
+    hearth_status st = plan_model_from_gguf(g, out);
+    gguf_close(g);
+    return st == HEARTH_OK;
+}
+
+/* One GPU of `budget` at 1008 GB/s, host 256 GiB at 70 GB/s, PCIe 25 GB/s. */
+static void one_gpu(struct plan_devices *d, uint64_t budget)
+{
+    char spec[64];
+    plan_devices_init(d);
+    snprintf(spec, sizeof spec, "cuda:%lluGiB:1008GB/s", (unsigned long long)(budget / GIB));
+    CHECK_OK(plan_devices_set_host(d, "256GiB:70GB/s"));
+    CHECK_OK(plan_devices_add(d, spec));
+    CHECK_OK(plan_devices_set_pcie(d, "25GB/s"));
+}
+
+static int cmp_u64pair(const void *a, const void *b)
+{
+    const uint64_t *x = a, *y = b;
+    return x[0] < y[0] ? -1 : x[0] > y[0];
+}
+
+/* Every invariant of a plan that does not depend on the model's size. */
+static void check_invariants(const struct plan_model *m, const struct plan *p, const char *what)
+{
+    REQUIRE(p->n_tensors == m->n_tensors);
+    for (int d = 0; d < p->devs.n; d++) {
+        const struct plan_usage *u = &p->use[d];
+        uint64_t w = 0, kv = 0;
+        for (size_t i = 0; i < m->n_tensors; i++)
+            if (p->tensors[i].resident == d)
+                w += p->tensors[i].alloc_bytes;
+        for (uint32_t l = 0; l < p->n_layer; l++)
+            if (p->layers[l].attn_dev == d)
+                kv += p->layers[l].kv_bytes;
+        CHECK_MSG(u->weights == w, "%s: %s weights %llu != placed %llu", what,
+                  p->devs.dev[d].name, (unsigned long long)u->weights, (unsigned long long)w);
+        CHECK_MSG(u->kv == kv, "%s: %s kv", what, p->devs.dev[d].name);
+        CHECK(u->total == u->weights + u->kv + u->scratch + u->stream + u->reserve);
+        CHECK(plan_device_alloc_bytes(p, d) == u->total - u->reserve);
+        if (d != PLAN_HOST) {
+            CHECK_MSG(u->total <= u->budget, "%s: %s total %llu > budget %llu", what,
+                      p->devs.dev[d].name, (unsigned long long)u->total,
+                      (unsigned long long)u->budget);
+            if (u->total)
+                CHECK(u->room == u->budget - u->total);
+        }
+    }
+    /* offsets: each device's tensors tile its weight buffer without overlap */
+    uint64_t(*ofs)[2] = malloc(m->n_tensors * sizeof *ofs);
+    REQUIRE(ofs);
+    for (int d = 0; d < p->devs.n; d++) {
+        size_t n = 0;
+        for (size_t i = 0; i < m->n_tensors; i++)
+            if (p->tensors[i].resident == d) {
+                ofs[n][0] = p->tensors[i].offset;
+                ofs[n][1] = p->tensors[i].alloc_bytes;
+                n++;
+            }
+        qsort(ofs, n, sizeof *ofs, cmp_u64pair);
+        for (size_t k = 0; k < n; k++) {
+            CHECK(ofs[k][0] % PLAN_ALIGN == 0);
+            uint64_t next = k + 1 < n ? ofs[k + 1][0] : p->use[d].weights;
+            CHECK_MSG(ofs[k][0] + ofs[k][1] <= next, "%s: overlap on %s", what,
+                      p->devs.dev[d].name);
+        }
+    }
+    free(ofs);
+    for (size_t i = 0; i < m->n_tensors; i++) {
+        const struct plan_tensor *t = &p->tensors[i];
+        CHECK(t->resident >= 0 && t->resident < p->devs.n);
+        CHECK(t->alloc_bytes >= m->tensors[i].nbytes);
+        if (t->kind == PLAN_KIND_DEVICE) {
+            CHECK(t->resident != PLAN_HOST && t->compute == t->resident &&
+                  t->prefill == t->resident);
+        } else {
+            CHECK(t->resident == PLAN_HOST && t->compute == PLAN_HOST);
+            CHECK((t->kind == PLAN_KIND_STREAM) == (t->prefill != PLAN_HOST));
+            /* nothing in RAM that a GPU could still hold (automatic plans only: -ngl obeys) */
+            for (int d = 1; d < p->devs.n && p->opts.n_gpu_layers < 0; d++)
+                CHECK_MSG(t->unit_bytes > p->use[d].room,
+                          "%s: %s (unit %llu bytes) left in host RAM, %s has %llu free", what,
+                          m->tensors[i].name, (unsigned long long)t->unit_bytes,
+                          p->devs.dev[d].name, (unsigned long long)p->use[d].room);
+        }
+    }
+    /* attention tensors run where their layer's KV lives */
+    for (size_t i = 0; i < m->n_tensors; i++)
+        if (m->tensors[i].role == PLAN_ROLE_ATTN)
+            CHECK(p->tensors[i].compute == p->layers[m->tensors[i].layer].attn_dev);
+}
+
+static bool same_plan(const struct plan *a, const struct plan *b)
+{
+    if (a->n_tensors != b->n_tensors || a->n_reasons != b->n_reasons ||
+        memcmp(a->tensors, b->tensors, a->n_tensors * sizeof *a->tensors) ||
+        memcmp(a->layers, b->layers, a->n_layer * sizeof *a->layers) ||
+        memcmp(a->use, b->use, sizeof a->use) || a->decode_tps != b->decode_tps ||
+        a->prefill_tps != b->prefill_tps)
+        return false;
+    for (size_t i = 0; i < a->n_reasons; i++)
+        if (strcmp(a->reasons[i], b->reasons[i]))
+            return false;
+    return true;
+}
+
+static uint64_t gpu_weights(const struct plan *p)
+{
+    uint64_t s = 0;
+    for (int d = 1; d < p->devs.n; d++)
+        s += p->use[d].weights;
+    return s;
+}
+
+static void budgets_for(const char *preset)
+{
+    static const unsigned budgets[] = {4, 6, 8, 12, 16, 24, 32, 48, 64, 80};
+    struct plan_model m;
+    REQUIRE(load_model(preset, "Q4_K_M", &m));
+    uint64_t prev = 0;
+    for (size_t b = 0; b < sizeof budgets / sizeof budgets[0]; b++) {
+        struct plan_devices d;
+        struct plan p1, p2;
+        char what[64];
+        snprintf(what, sizeof what, "%s @ %u GiB", preset, budgets[b]);
+        one_gpu(&d, (uint64_t)budgets[b] * GIB);
+        CHECK_OK(plan_make(&m, &d, NULL, &p1));
+        CHECK_OK(plan_make(&m, &d, NULL, &p2));
+        check_invariants(&m, &p1, what);
+        CHECK_MSG(same_plan(&p1, &p2), "%s: two runs differ", what);
+        /* more VRAM never means fewer weights on it */
+        CHECK_MSG(gpu_weights(&p1) >= prev, "%s: GPU weights shrank", what);
+        prev = gpu_weights(&p1);
+        CHECK(p1.decode_tps > 0 && p1.prefill_tps > 0);
+        plan_free(&p1);
+        plan_free(&p2);
+    }
+    /* the largest budget holds everything for both models */
+    CHECK(prev >= plan_model_bytes(&m));
+    plan_model_free(&m);
+}
+
+TEST(budgets_8b)
+{
+    budgets_for("llama3-8b");
+}
+
+TEST(budgets_70b)
+{
+    budgets_for("llama3-70b");
+}
+
+static bool any_reason(const struct plan *p, const char *needle)
+{
+    for (size_t i = 0; i < p->n_reasons; i++)
+        if (strstr(p->reasons[i], needle))
+            return true;
+    return false;
+}
+
+TEST(decode_70b_24gib)
+{
+    struct plan_model m;
+    struct plan_devices d;
+    struct plan p;
+    REQUIRE(load_model("llama3-70b", "Q4_K_M", &m));
+    CHECK_INT_EQ(plan_model_bytes(&m), 42512531456ll);
+    plan_devices_init(&d);
+    CHECK_OK(plan_devices_set_host(&d, "64GiB:70GB/s"));
+    CHECK_OK(plan_devices_add(&d, "cuda:24GiB:1008GB/s"));
+    CHECK_OK(plan_devices_set_pcie(&d, "25GB/s"));
+    REQUIRE(plan_make(&m, &d, NULL, &p) == HEARTH_OK);
+    check_invariants(&m, &p, "70b/24");
+    double ceiling = 70e9 / (double)p.host_read_per_token;
+    CHECK_NEAR(p.host_ceiling_tps, ceiling, 1e-9 * ceiling);
+    CHECK_MSG(p.decode_tps < ceiling && p.decode_tps >= 0.8 * ceiling,
+              "decode %.3f tok/s vs host ceiling %.3f", p.decode_tps, ceiling);
+    /* the figure: about 3.5 tok/s */
+    CHECK_MSG(ceiling > 3.0 && ceiling < 4.2, "ceiling %.3f", ceiling);
+    printf("  70B Q4_K_M on 24 GiB: decode %.3f tok/s (ceiling %.3f), prefill %.1f tok/s, "
+           "host %.2f GB/token\n",
+           p.decode_tps, ceiling, p.prefill_tps, (double)p.host_read_per_token / 1e9);
+    /* all attention and KV stay on the GPU; FFN spills */
+    for (uint32_t l = 0; l < p.n_layer; l++)
+        CHECK(p.layers[l].attn_dev == 1);
+    CHECK(any_reason(&p, "ffn_down."));
+    CHECK(any_reason(&p, "in host RAM, computed by the CPU"));
+    CHECK(any_reason(&p, "attention and KV stay on the GPU"));
+    CHECK(p.streaming);
+    CHECK(any_reason(&p, "streamed to cuda0 for prefill"));
+    /* the GPU is filled to within one FFN tensor */
+    CHECK_MSG(p.use[1].room < 200ull << 20, "room %llu", (unsigned long long)p.use[1].room);
+    /* without streaming, prefill is the CPU's and much slower */
+    struct plan_opts o;
+    struct plan q;
+    plan_opts_default(&o);
+    o.no_stream = true;
+    REQUIRE(plan_make(&m, &d, &o, &q) == HEARTH_OK);
+    check_invariants(&m, &q, "70b/24 no stream");
+    CHECK(!q.streaming && q.use[1].stream == 0);
+    CHECK(q.prefill_tps < p.prefill_tps);
+    CHECK(q.use[1].weights >= p.use[1].weights); /* the stream buffer's room goes to weights */
+    plan_free(&q);
+    plan_free(&p);
+    plan_model_free(&m);
+}
+
+TEST(fits_8b_8gib)
+{
+    struct plan_model m;
+    struct plan_devices d;
+    struct plan p;
+    struct plan_opts o;
+    REQUIRE(load_model("llama3-8b", "Q4_K_M", &m));
+    one_gpu(&d, 8 * GIB);
+    plan_opts_default(&o);
+    o.n_ctx = 4096;
+    REQUIRE(plan_make(&m, &d, &o, &p) == HEARTH_OK);
+    check_invariants(&m, &p, "8b/8");
+    for (size_t i = 0; i < m.n_tensors; i++)
+        CHECK_MSG(p.tensors[i].resident == 1, "%s not on the GPU", m.tensors[i].name);
+    CHECK(any_reason(&p, "everything fits on the GPU"));
+    CHECK_INT_EQ(p.host_read_per_token, 0);
+    CHECK(p.host_ceiling_tps == 0);
+    CHECK(!p.streaming);
+    /* 32 layers x (K + V) x 4096 rows x 1024 x 2 bytes */
+    CHECK_INT_EQ(p.use[1].kv, 32ll * 2 * 4096 * 1024 * 2);
+    plan_free(&p);
+    plan_model_free(&m);
+}
+
+TEST(kv_grows_and_pushes_off)
+{
+    struct plan_model m;
+    struct plan_devices d;
+    struct plan a, b, c;
+    struct plan_opts o;
+    REQUIRE(load_model("llama3-8b", "Q4_K_M", &m));
+    one_gpu(&d, 8 * GIB);
+    plan_opts_default(&o);
+    o.n_ctx = 4096;
+    REQUIRE(plan_make(&m, &d, &o, &a) == HEARTH_OK);
+    o.n_ctx = 32768;
+    REQUIRE(plan_make(&m, &d, &o, &b) == HEARTH_OK);
+    o.n_ctx = 8192;
+    o.n_parallel = 4;
+    REQUIRE(plan_make(&m, &d, &o, &c) == HEARTH_OK);
+    check_invariants(&m, &b, "8b/8 32k");
+    check_invariants(&m, &c, "8b/8 8k x4");
+    CHECK_INT_EQ(b.layers[0].kv_bytes, 8 * a.layers[0].kv_bytes);
+    CHECK_INT_EQ(c.layers[0].kv_bytes, 8 * a.layers[0].kv_bytes);
+    CHECK(b.use[1].kv == 8 * a.use[1].kv); /* 4 GiB of KV still fits with attention */
+    CHECK_MSG(b.use[1].weights < a.use[1].weights, "32k context pushed nothing off");
+    CHECK(c.use[1].weights < a.use[1].weights);
+    CHECK(b.host_read_per_token > 0 && b.decode_tps < a.decode_tps);
+    CHECK(c.decode_tps_total > c.decode_tps);
+    /* quantized KV: Q8_0 is 34/32 bytes per element over 2 for F16 */
+    struct plan_opts k;
+    plan_opts_default(&k);
+    k.n_ctx = 4096;
+    k.kv_type = HEARTH_DTYPE_Q8_0;
+    CHECK_INT_EQ(plan_kv_layer_bytes(&m.arch, &k), 2ll * 4096 * (1024 / 32) * 34);
+    k.kv_type = HEARTH_DTYPE_Q4_K;
+    struct plan bad;
+    CHECK_INT_EQ(plan_make(&m, &d, &k, &bad), HEARTH_ERR_INVALID_ARG);
+    plan_free(&a);
+    plan_free(&b);
+    plan_free(&c);
+    plan_model_free(&m);
+}
+
+TEST(manual_ngl)
+{
+    struct plan_model m;
+    struct plan_devices d;
+    struct plan p;
+    struct plan_opts o;
+    REQUIRE(load_model("llama3-70b", "Q4_K_M", &m));
+    one_gpu(&d, 24 * GIB);
+    plan_opts_default(&o);
+    o.n_gpu_layers = 10;
+    REQUIRE(plan_make(&m, &d, &o, &p) == HEARTH_OK);
+    check_invariants(&m, &p, "70b -ngl 10");
+    for (uint32_t l = 0; l < p.n_layer; l++) {
+        int want = l < 10 ? 1 : PLAN_HOST;
+        CHECK(p.layers[l].attn_dev == want);
+        CHECK(p.layers[l].ffn_dev == want);
+    }
+    for (size_t i = 0; i < m.n_tensors; i++)
+        if (m.tensors[i].role == PLAN_ROLE_OUTPUT)
+            CHECK(p.tensors[i].resident == PLAN_HOST);
+    plan_free(&p);
+    o.n_gpu_layers = 81;
+    CHECK_INT_EQ(plan_make(&m, &d, &o, &p), HEARTH_ERR_DEVICE_OOM);
+    CHECK(strstr(hearth_last_error(), "cuda0") != NULL);
+    CHECK(strstr(hearth_last_error(), "-ngl 81") != NULL);
+    plan_model_free(&m);
+}
+
+TEST(two_gpus_fastest_first)
+{
+    struct plan_model m;
+    struct plan_devices d;
+    struct plan p;
+    REQUIRE(load_model("llama3-70b", "Q4_K_M", &m));
+    plan_devices_init(&d);
+    CHECK_OK(plan_devices_set_host(&d, "128GiB:70GB/s"));
+    CHECK_OK(plan_devices_add(&d, "vulkan:16GiB:256GB/s"));
+    CHECK_OK(plan_devices_add(&d, "cuda:24GiB:1008GB/s"));
+    CHECK_STR_EQ(d.dev[1].name, "vulkan0");
+    CHECK_STR_EQ(d.dev[2].name, "cuda0");
+    REQUIRE(plan_make(&m, &d, NULL, &p) == HEARTH_OK);
+    check_invariants(&m, &p, "70b on 16+24");
+    CHECK(p.layers[0].attn_dev == 2); /* the faster card gets the first units */
+    CHECK(p.use[1].weights > 0 && p.use[2].weights > 0);
+    CHECK(p.use[2].weights > p.use[1].weights);
+    plan_free(&p);
+    plan_model_free(&m);
+}
+
+TEST(host_only)
+{
+    struct plan_model m;
+    struct plan_devices d;
+    struct plan p;
+    REQUIRE(load_model("llama3-8b", "Q4_K_M", &m));
+    plan_devices_init(&d);
+    CHECK_OK(plan_devices_set_host(&d, "32GiB:50GB/s"));
+    REQUIRE(plan_make(&m, &d, NULL, &p) == HEARTH_OK);
+    check_invariants(&m, &p, "8b host only");
+    CHECK(any_reason(&p, "no GPU"));
+    CHECK(p.decode_tps < p.host_ceiling_tps + 1e-12);
+    /* decode reads all but token_embd (one row) and some KV */
+    CHECK(p.host_read_per_token > plan_model_bytes(&m) - 300000000ull);
+    plan_free(&p);
+    plan_model_free(&m);
+}
+
+TEST(retype_matches_quant_mix)
+{
+    struct plan_model m, q;
+    const struct quant_mix *mix;
+    REQUIRE(load_model("llama3-70b", "Q4_K_M", &m));
+    static const struct {
+        const char *name;
+        uint64_t bytes;
+    } want[] = {{"Q4_K_M", 42512531456ull}, {"Q8_0", 74967187456ull}, {"Q2_K", 26367246336ull},
+                {"IQ4_XS", 38261800960ull}, {"F16", 141110050816ull}, {"Q3_K_M", 34259632128ull}};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        REQUIRE(quant_mix_from_name(want[i].name, &mix) == HEARTH_OK);
+        CHECK_OK(plan_model_retype(&m, mix, false, &q));
+        CHECK_MSG(plan_model_bytes(&q) == want[i].bytes, "%s: %llu", want[i].name,
+                  (unsigned long long)plan_model_bytes(&q));
+        plan_model_free(&q);
+    }
+    plan_model_free(&m);
+}
+
+TEST(bad_device_strings)
+{
+    struct plan_devices d;
+    plan_devices_init(&d);
+    CHECK_INT_EQ(plan_devices_add(&d, "cuda:24GiB"), HEARTH_ERR_INVALID_ARG);
+    CHECK(strstr(hearth_last_error(), "KIND:MEMORY:BANDWIDTH") != NULL);
+    CHECK_INT_EQ(plan_devices_add(&d, "tpu:24GiB:1008GB/s"), HEARTH_ERR_INVALID_ARG);
+    CHECK(strstr(hearth_last_error(), "kind 'tpu'") != NULL);
+    CHECK_INT_EQ(plan_devices_add(&d, "cuda:24XB:1008GB/s"), HEARTH_ERR_INVALID_ARG);
+    CHECK(strstr(hearth_last_error(), "memory") != NULL);
+    CHECK(strstr(hearth_last_error(), "'24XB'") != NULL);
+    CHECK_INT_EQ(plan_devices_add(&d, "cuda:24GiB:fast"), HEARTH_ERR_INVALID_ARG);
+    CHECK(strstr(hearth_last_error(), "bandwidth 'fast'") != NULL ||
+          (strstr(hearth_last_error(), "bandwidth") && strstr(hearth_last_error(), "'fast'")));
+    CHECK_INT_EQ(plan_devices_add(&d, "cuda:24GiB:1008GB/s:lots"), HEARTH_ERR_INVALID_ARG);
+    CHECK(strstr(hearth_last_error(), "FLOP rate") != NULL);
+    CHECK_INT_EQ(plan_devices_set_host(&d, "64GiB"), HEARTH_ERR_INVALID_ARG);
+    CHECK_INT_EQ(plan_devices_set_pcie(&d, "25"), HEARTH_ERR_INVALID_ARG);
+    CHECK(strstr(hearth_last_error(), "--pcie") != NULL);
+    CHECK_INT_EQ(d.n, 1);
+    CHECK_OK(plan_devices_add(&d, "cuda:1.5GiB:900GB/s:80TFLOPS"));
+    CHECK_INT_EQ(d.dev[1].budget_bytes, 1610612736ll);
+    CHECK_NEAR(d.dev[1].mem_bw, 900e9, 1);
+    CHECK_NEAR(d.dev[1].flops, 80e12, 1);
+    CHECK(!d.dev[1].flops_assumed && d.dev[1].h2d_bw_assumed);
+}
+
+TEST_MAIN(TEST_CASE(budgets_8b), TEST_CASE(budgets_70b), TEST_CASE(decode_70b_24gib),
+          TEST_CASE(fits_8b_8gib), TEST_CASE(kv_grows_and_pushes_off), TEST_CASE(manual_ngl),
+          TEST_CASE(two_gpus_fastest_first), TEST_CASE(host_only),
+          TEST_CASE(retype_matches_quant_mix), TEST_CASE(bad_device_strings))

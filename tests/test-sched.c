@@ -1,0 +1,489 @@
+/*
+ * test-sched: the block scheduler and placement.
+ *
+ *  - SmolLM2 through the scheduler with every block on one CPU device gives
+ *    the same bits as cpu/forward.c (prefill of 20 tokens, all logits, then 8
+ *    decode steps), both with weights read in place from the mapping and
+ *    with every weight uploaded through the (small, so chunked) staging;
+ *  - blocks alternating between two CPU devices (so x crosses a device
+ *    boundary at every block, through the staging path) give the same bits;
+ *  - Gemma 3 (qk-norm, post-norms, GeGLU, sliding window) on two devices,
+ *    same bits as forward.c;
+ *  - -ngl parsing, -ngl N placement, -ngl auto against fake device budgets;
+ *  - out of device memory at the Nth allocation while loading: the status,
+ *    a message naming the tensor and the free bytes, and no leak (ASan).
+ */
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "backend-registry.h"
+#include "backend.h"
+#include "cpu/forward.h"
+#include "model.h"
+#include "placement.h"
+#include "scheduler.h"
+#include "test.h"
+
+enum { N_PROMPT = 20, N_DECODE = 8, N_CTX = 64 };
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static struct hearth_device *open_cpu(const char *name, int n_threads)
+{
+    struct cpu_backend_params p = {.n_threads = n_threads, .isa = -1, .name = name};
+    struct hearth_device *d = NULL;
+    CHECK_OK(cpu_backend_device_create(&p, &d));
+    return d;
+}
+
+static void make_prompt(const struct model *m, int32_t *toks, int n)
+{
+    test_rng_seed(7);
+    toks[0] = m->hp.arch == MODEL_ARCH_GEMMA3 ? 2 : 1;
+    for (int i = 1; i < n; i++)
+        toks[i] = (int32_t)(test_rng_u64() % 20000u) + 100;
+}
+
+/*
+ * Logits of forward.c: n_prompt rows (all logits of the prefill), then one
+ * row per greedy decode step. out: [n_prompt + n_decode][n_vocab].
+ */
+static bool run_forward(const struct model *m, int n_prompt, int n_decode, int n_batch,
+                        float *out)
+{
+    struct forward_params p = forward_params_default();
+    p.n_ctx = N_CTX;
+    p.n_threads = 2;
+    p.n_batch = n_batch;
+    struct forward_ctx *c = NULL;
+    CHECK_OK(forward_create(m, &p, &c));
+    if (!c)
+        return false;
+    const size_t V = m->hp.n_vocab;
+    int32_t toks[N_PROMPT];
+    make_prompt(m, toks, n_prompt);
+    bool ok = forward_eval(c, toks, n_prompt, 0, out, true) == HEARTH_OK;
+    for (int i = 0; ok && i < n_decode; i++) {
+        const float *prev = out + (size_t)(n_prompt + i - 1) * V;
+        int32_t tok = 0;
+        for (size_t j = 1; j < V; j++)
+            if (prev[j] > prev[tok])
+                tok = (int32_t)j;
+        ok = forward_eval(c, &tok, 1, n_prompt + i, out + (size_t)(n_prompt + i) * V, false) ==
+             HEARTH_OK;
+    }
+    CHECK(ok);
+    forward_destroy(c);
+    return ok;
+}
+
+/* The same sequence through the scheduler. */
+static bool run_sched(const struct model *m, struct hearth_device *const *devs, int n_dev,
+                      const struct placement *pl, bool map_host, int n_prompt, int n_decode,
+                      int n_batch, float *out, uint64_t *moves)
+{
+    struct sched_params p = sched_params_default();
+    p.n_ctx = N_CTX;
+    p.n_batch = n_batch;
+    p.n_devices = n_dev;
+    p.devices = devs;
+    p.placement = pl;
+    p.map_host_weights = map_host;
+    p.staging_bytes = 64 * 1024; /* many chunks per tensor: the double buffering runs */
+    struct sched *s = NULL;
+    CHECK_OK(sched_create(m, &p, &s));
+    if (!s)
+        return false;
+    const size_t V = m->hp.n_vocab;
+    int32_t toks[N_PROMPT];
+    make_prompt(m, toks, n_prompt);
+    hearth_status st = sched_eval(s, toks, n_prompt, 0, out, true);
+    CHECK_OK(st);
+    bool ok = st == HEARTH_OK;
+    for (int i = 0; ok && i < n_decode; i++) {
+        const float *prev = out + (size_t)(n_prompt + i - 1) * V;
+        int32_t tok = 0;
+        for (size_t j = 1; j < V; j++)
+            if (prev[j] > prev[tok])
+                tok = (int32_t)j;
+        st = sched_eval(s, &tok, 1, n_prompt + i, out + (size_t)(n_prompt + i) * V, false);
+        CHECK_OK(st);
+        ok = st == HEARTH_OK;
+    }
+    CHECK_INT_EQ(sched_n_past(s), n_prompt + n_decode);
+    if (moves)
+        *moves = sched_n_moves(s);
+    sched_destroy(s);
+    return ok;
+}
+
+static void compare(const float *ref, const float *got, size_t n, const char *what)
+{
+    size_t diff = 0;
+    double maxd = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        if (memcmp(&ref[i], &got[i], sizeof(float)) != 0)
+            diff++;
+        double d = fabs((double)ref[i] - (double)got[i]);
+        maxd = d > maxd ? d : maxd;
+    }
+    CHECK_MSG(diff == 0, "%s: %zu of %zu logits differ from forward.c (max |diff| %.3g)", what,
+              diff, n, maxd);
+}
+
+static struct model *load(const char *file)
+{
+    const char *path = test_model_path(file);
+    if (!path)
+        return NULL;
+    struct model *m = NULL;
+    CHECK_OK(model_load(path, &m));
+    return m;
+}
+
+TEST(all_cpu_equals_forward)
+{
+    struct model *m = load(TEST_SMOLLM2);
+    REQUIRE(m);
+    const size_t n = (size_t)(N_PROMPT + N_DECODE) * m->hp.n_vocab;
+    float *ref = malloc(n * sizeof(float)), *got = malloc(n * sizeof(float));
+    struct hearth_device *dev = open_cpu(NULL, 2);
+    double t0 = now_s();
+    if (ref && got && dev && run_forward(m, N_PROMPT, N_DECODE, 64, ref)) {
+        uint64_t moves = 1;
+        double t1 = now_s();
+        if (run_sched(m, &dev, 1, NULL, true, N_PROMPT, N_DECODE, 64, got, &moves))
+            compare(ref, got, n, "mapped weights");
+        printf("  forward.c %.3f s, scheduler %.3f s (create + %d prefill + %d decode)\n",
+               t1 - t0, now_s() - t1, N_PROMPT, N_DECODE);
+        CHECK_INT_EQ(moves, 0);
+        memset(got, 0, n * sizeof(float));
+        if (run_sched(m, &dev, 1, NULL, false, N_PROMPT, N_DECODE, 64, got, NULL))
+            compare(ref, got, n, "uploaded weights");
+    }
+    backend_device_destroy(dev);
+    free(ref);
+    free(got);
+    model_free(m);
+}
+
+/* Blocks alternate between two CPU devices; embedding on b, output on a. */
+static void alternating(const char *file, uint32_t swa, int n_prompt, int n_decode, int n_batch)
+{
+    struct model *m = load(file);
+    REQUIRE(m);
+    if (swa)
+        m->hp.sliding_window = swa;
+    const size_t n = (size_t)(n_prompt + n_decode) * m->hp.n_vocab;
+    float *ref = malloc(n * sizeof(float)), *got = malloc(n * sizeof(float));
+    struct hearth_device *devs[2] = {open_cpu("cpu-a", 2), open_cpu("cpu-b", 1)};
+    struct placement *pl = NULL;
+    CHECK_OK(placement_create(m->hp.n_layer, 0, &pl));
+    if (ref && got && devs[0] && devs[1] && pl && run_forward(m, n_prompt, n_decode, n_batch,
+                                                               ref)) {
+        for (uint32_t il = 0; il < m->hp.n_layer; il++) {
+            placement_set(pl, il, PLACEMENT_ATTN, 0);
+            placement_set(pl, il, PLACEMENT_FFN, 1);
+        }
+        pl->embd_dev = 1;
+        pl->out_dev = 0;
+        uint64_t moves = 0;
+        if (run_sched(m, devs, 2, pl, false, n_prompt, n_decode, n_batch, got, &moves))
+            compare(ref, got, n, file);
+        /* every block edge moves x: embd -> attn 0, 2 n_layer - 1 inner edges, ffn -> out */
+        int n_batches = (n_prompt + n_batch - 1) / n_batch + n_decode;
+        CHECK_INT_EQ(moves, (uint64_t)n_batches * (2 * m->hp.n_layer + 1));
+    }
+    placement_free(pl);
+    backend_device_destroy(devs[0]);
+    backend_device_destroy(devs[1]);
+    free(ref);
+    free(got);
+    model_free(m);
+}
+
+TEST(two_cpu_devices_alternating)
+{
+    alternating(TEST_SMOLLM2, 0, N_PROMPT, N_DECODE, 64);
+}
+
+TEST(gemma3_two_devices_sliding_window)
+{
+    /* window 4 < 12 tokens; batches of 8 split the prompt */
+    alternating(TEST_GEMMA3, 4, 12, 2, 8);
+}
+
+/*
+ * Every GPU device this build and machine offer (skipped when none can be
+ * opened): -ngl 4 and -ngl all against forward.c. GPU kernels round
+ * activations differently (F16 or their own 8-bit scheme), so the bound is a
+ * fraction of the row's max |logit|, as in test-forward: 0.05.
+ */
+TEST(gpu_offload_matches_cpu)
+{
+    struct reg_device_info info[16];
+    int nd = reg_list_devices(info, 16);
+    int tested = 0;
+    struct model *m = NULL;
+    for (int i = 0; i < nd && i < 16; i++) {
+        if (!strcmp(info[i].name, "cpu"))
+            continue;
+        struct hearth_device *gpu = NULL;
+        if (reg_device_open(info[i].name, &gpu) != HEARTH_OK) {
+            printf("  %s: cannot open (%s)\n", info[i].name, hearth_last_error());
+            continue;
+        }
+        if (!m && !(m = load(TEST_SMOLLM2))) {
+            backend_device_destroy(gpu);
+            break;
+        }
+        struct hearth_device *devs[2] = {open_cpu("cpu", 2), gpu};
+        const int n_prompt = 12, n_decode = 2;
+        const size_t n = (size_t)(n_prompt + n_decode) * m->hp.n_vocab;
+        float *ref = malloc(n * sizeof(float)), *got = malloc(n * sizeof(float));
+        struct placement *pl = NULL;
+        CHECK_OK(placement_create(m->hp.n_layer, 0, &pl));
+        if (devs[0] && ref && got && pl && run_forward(m, n_prompt, n_decode, 64, ref)) {
+            const int ngls[2] = {4, (int)m->hp.n_layer + 1};
+            for (int k = 0; k < 2; k++) {
+                CHECK_OK(placement_from_ngl(pl, ngls[k], 1, 0));
+                if (!run_sched(m, devs, 2, pl, true, n_prompt, n_decode, 64, got, NULL))
+                    continue;
+                double worst = 0.0;
+                for (int r = 0; r < n_prompt + n_decode; r++) {
+                    const float *a = ref + (size_t)r * m->hp.n_vocab;
+                    const float *b = got + (size_t)r * m->hp.n_vocab;
+                    double mx = 0.0, md = 0.0;
+                    for (size_t j = 0; j < m->hp.n_vocab; j++) {
+                        mx = fabs((double)a[j]) > mx ? fabs((double)a[j]) : mx;
+                        double d = fabs((double)a[j] - (double)b[j]);
+                        md = d > md ? d : md;
+                    }
+                    worst = md / mx > worst ? md / mx : worst;
+                    if (getenv("HEARTH_TEST_VERBOSE"))
+                        printf("    row %d: %.4f\n", r, md / mx);
+                }
+                printf("  %s -ngl %d: max |logit - cpu| = %.4f x max|logit|\n", info[i].name,
+                       ngls[k], worst);
+                CHECK_MSG(worst <= 0.05, "%s -ngl %d: %.4f", info[i].name, ngls[k], worst);
+                tested++;
+            }
+        }
+        placement_free(pl);
+        free(ref);
+        free(got);
+        backend_device_destroy(devs[0]);
+        backend_device_destroy(gpu);
+    }
+    model_free(m);
+    if (!tested)
+        TEST_SKIP("no GPU device can be opened in this build");
+}
+
+TEST(ngl_parsing)
+{
+    int n = 123;
+    CHECK_OK(placement_parse_ngl("0", &n));
+    CHECK_INT_EQ(n, 0);
+    CHECK_OK(placement_parse_ngl("16", &n));
+    CHECK_INT_EQ(n, 16);
+    CHECK_OK(placement_parse_ngl("auto", &n));
+    CHECK_INT_EQ(n, PLACEMENT_NGL_AUTO);
+    n = 5;
+    CHECK_INT_EQ(placement_parse_ngl("abc", &n), HEARTH_ERR_INVALID_ARG);
+    CHECK(strstr(hearth_last_error(), "\"abc\"") != NULL);
+    CHECK_INT_EQ(n, 5);
+    CHECK_INT_EQ(placement_parse_ngl("", &n), HEARTH_ERR_INVALID_ARG);
+    CHECK_INT_EQ(placement_parse_ngl("-1", &n), HEARTH_ERR_INVALID_ARG);
+    CHECK_INT_EQ(placement_parse_ngl("12x", &n), HEARTH_ERR_INVALID_ARG);
+    CHECK_INT_EQ(placement_parse_ngl("99999999999", &n), HEARTH_ERR_INVALID_ARG);
+    CHECK_INT_EQ(placement_parse_ngl(NULL, &n), HEARTH_ERR_INVALID_ARG);
+}
+
+TEST(ngl_placement)
+{
+    struct placement *p = NULL;
+    CHECK_OK(placement_create(30, 0, &p));
+    REQUIRE(p);
+    CHECK_OK(placement_from_ngl(p, 16, 1, 0));
+    for (uint32_t il = 0; il < 30; il++) {
+        CHECK_INT_EQ(placement_get(p, il, PLACEMENT_ATTN), il < 16 ? 1 : 0);
+        CHECK_INT_EQ(placement_get(p, il, PLACEMENT_FFN), il < 16 ? 1 : 0);
+    }
+    CHECK_INT_EQ(p->embd_dev, 0);
+    CHECK_INT_EQ(p->out_dev, 0);
+    CHECK_OK(placement_from_ngl(p, 30, 1, 0));
+    CHECK_INT_EQ(placement_get(p, 29, PLACEMENT_FFN), 1);
+    CHECK_INT_EQ(p->out_dev, 0);
+    CHECK_OK(placement_from_ngl(p, 31, 1, 0));
+    CHECK_INT_EQ(p->out_dev, 1);
+    CHECK_OK(placement_from_ngl(p, 0, 1, 0));
+    CHECK_INT_EQ(placement_get(p, 0, PLACEMENT_ATTN), 0);
+    CHECK_INT_EQ(placement_from_ngl(p, -1, 1, 0), HEARTH_ERR_INVALID_ARG);
+    placement_free(p);
+}
+
+TEST(ngl_auto_fake_budget)
+{
+    struct model *m = load(TEST_SMOLLM2);
+    REQUIRE(m);
+    const uint32_t L = m->hp.n_layer, ctx = 4096;
+    const uint64_t margin = 512ull << 20, fixed = sched_device_fixed_bytes(m, 64, false);
+    uint64_t cum[64] = {0};
+    REQUIRE(L < 63);
+    for (uint32_t il = 0; il < L; il++)
+        cum[il + 1] = cum[il] + placement_layer_bytes(m, il, ctx);
+    /* a layer holds its weights and 2 * ctx * kv_dim F16 of cache */
+    const uint64_t kv = 2ull * ctx * m->hp.n_head_kv * m->hp.head_dim * 2;
+    CHECK(placement_layer_bytes(m, 0, ctx) > kv);
+    CHECK(placement_layer_bytes(m, 0, ctx) - kv < (8ull << 20));
+    const uint64_t base = margin + fixed;
+    /* 5 layers and half of the 6th */
+    uint64_t free5 = base + cum[5] + (cum[6] - cum[5]) / 2;
+    CHECK_INT_EQ(placement_auto_ngl(m, ctx, free5, margin, fixed), 5);
+    CHECK_INT_EQ(placement_auto_ngl(m, ctx, base + cum[5], margin, fixed), 5);
+    CHECK_INT_EQ(placement_auto_ngl(m, ctx, base + cum[5] - 1, margin, fixed), 4);
+    CHECK_INT_EQ(placement_auto_ngl(m, ctx, base + cum[L], margin, fixed), (int)L);
+    CHECK_INT_EQ(placement_auto_ngl(m, ctx, base + cum[L] + placement_output_bytes(m), margin,
+                                    fixed),
+                 (int)L + 1);
+    CHECK_INT_EQ(placement_auto_ngl(m, ctx, margin, margin, fixed), 0);
+    CHECK_INT_EQ(placement_auto_ngl(m, ctx, 100, margin, fixed), 0);
+    /* a smaller context makes layers cheaper: more fit in the same budget */
+    CHECK(placement_auto_ngl(m, 512, free5, margin, fixed) > 5);
+    /* sched_placement_ngl with a real device: host RAM easily holds SmolLM2 */
+    struct hearth_device *dev = open_cpu("cpu-gpu", 1);
+    struct placement *pl = NULL;
+    CHECK_OK(placement_create(L, 0, &pl));
+    if (dev && pl) {
+        int used = -5;
+        CHECK_OK(sched_placement_ngl(m, 512, 64, PLACEMENT_NGL_AUTO, dev, 0, 1, 0, pl, &used));
+        CHECK_INT_EQ(used, (int)L + 1);
+        CHECK_INT_EQ(pl->out_dev, 1);
+        CHECK_OK(sched_placement_ngl(m, 512, 64, 3, dev, 0, 1, 0, pl, &used));
+        CHECK_INT_EQ(used, 3);
+        CHECK_INT_EQ(placement_get(pl, 3, PLACEMENT_ATTN), 0);
+        CHECK_INT_EQ(placement_get(pl, 2, PLACEMENT_FFN), 1);
+    }
+    placement_free(pl);
+    backend_device_destroy(dev);
+    /* an 80 GB device holds the whole model */
+    CHECK_INT_EQ(placement_auto_ngl(m, ctx, 80ull << 30, margin, fixed), (int)L + 1);
+    model_free(m);
+}
+
+struct hook_state {
+    int calls;
+    int fail_at; /* 0: never */
+};
+
+static hearth_status fail_nth(void *user, struct hearth_buffer_type *bt, size_t size)
+{
+    (void)bt;
+    (void)size;
+    struct hook_state *h = user;
+    return ++h->calls == h->fail_at ? HEARTH_ERR_DEVICE_OOM : HEARTH_OK;
+}
+
+TEST(oom_while_loading)
+{
+    struct model *m = load(TEST_SMOLLM2);
+    REQUIRE(m);
+    struct hearth_device *devs[2] = {open_cpu("cpu-a", 1), open_cpu("cpu-b", 1)};
+    struct placement *pl = NULL;
+    CHECK_OK(placement_create(m->hp.n_layer, 0, &pl));
+    REQUIRE(devs[0] && devs[1] && pl);
+    CHECK_OK(placement_from_ngl(pl, 10, 1, 0)); /* 10 layers on cpu-b, like a GPU */
+    struct sched_params p = sched_params_default();
+    p.n_ctx = N_CTX;
+    p.n_devices = 2;
+    p.devices = devs;
+    p.placement = pl;
+    p.map_host_weights = false;
+    /* count the allocations of a successful load */
+    struct hook_state h = {0, 0};
+    backend_set_alloc_hook(fail_nth, &h);
+    struct sched *s = NULL;
+    CHECK_OK(sched_create(m, &p, &s));
+    sched_destroy(s);
+    const int total = h.calls;
+    printf("  a load allocates %d buffers\n", total);
+    CHECK(total > 9 * (int)m->hp.n_layer); /* 9 weights + 2 caches per layer */
+    const int picks[] = {1, 2, 5, total / 3, total / 2, total - 1, total};
+    for (size_t i = 0; i < sizeof picks / sizeof picks[0]; i++) {
+        h.calls = 0;
+        h.fail_at = picks[i];
+        s = (struct sched *)(uintptr_t)1;
+        hearth_status st = sched_create(m, &p, &s);
+        CHECK_INT_EQ(st, HEARTH_ERR_DEVICE_OOM);
+        CHECK(s == NULL);
+        const char *msg = hearth_last_error();
+        CHECK_MSG(strstr(msg, "does not fit on cpu-") && strstr(msg, "bytes free"),
+                  "allocation %d: %s", picks[i], msg);
+        if (picks[i] == total / 2)
+            CHECK_MSG(strstr(msg, "tensor 'blk.") || strstr(msg, "KV cache"),
+                      "allocation %d: %s", picks[i], msg);
+        if (i == 4)
+            printf("  e.g. %s\n", msg);
+    }
+    backend_set_alloc_hook(NULL, NULL);
+    placement_free(pl);
+    backend_device_destroy(devs[0]);
+    backend_device_destroy(devs[1]);
+    model_free(m);
+}
+
+TEST(argument_errors)
+{
+    struct model *m = load(TEST_SMOLLM2);
+    REQUIRE(m);
+    struct hearth_device *dev = open_cpu(NULL, 1);
+    REQUIRE(dev);
+    struct sched_params p = sched_params_default();
+    p.n_ctx = 8;
+    p.n_batch = 4;
+    struct sched *s = NULL;
+    CHECK_INT_EQ(sched_create(m, &p, &s), HEARTH_ERR_INVALID_ARG); /* no devices */
+    p.n_devices = 1;
+    p.devices = &dev;
+    struct placement *pl = NULL;
+    CHECK_OK(placement_create(m->hp.n_layer, 0, &pl));
+    REQUIRE(pl);
+    placement_set(pl, 3, PLACEMENT_FFN, 1);
+    p.placement = pl;
+    CHECK_INT_EQ(sched_create(m, &p, &s), HEARTH_ERR_INVALID_ARG);
+    CHECK(strstr(hearth_last_error(), "device 1 of 1") != NULL);
+    p.placement = NULL;
+    CHECK_OK(sched_create(m, &p, &s));
+    if (s) {
+        int32_t toks[10] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+        CHECK_INT_EQ(sched_eval(s, toks, 9, 0, NULL, false), HEARTH_ERR_INVALID_ARG);
+        int32_t bad[2] = {1, 49152};
+        CHECK_INT_EQ(sched_eval(s, bad, 2, 0, NULL, false), HEARTH_ERR_INVALID_ARG);
+        CHECK_INT_EQ(sched_eval(s, toks, 1, 3, NULL, false), HEARTH_ERR_INVALID_ARG);
+        CHECK_OK(sched_eval(s, toks, 5, 0, NULL, false));
+        CHECK_OK(sched_eval(s, toks + 5, 3, 5, NULL, false));
+        CHECK_INT_EQ(sched_n_past(s), 8);
+        CHECK_INT_EQ(sched_eval(s, toks, 1, 8, NULL, false), HEARTH_ERR_INVALID_ARG);
+        CHECK_OK(sched_eval(s, toks, 1, 2, NULL, false));
+        CHECK_INT_EQ(sched_n_past(s), 3);
+        CHECK(sched_device_bytes(s, 0) > 0);
+    }
+    sched_destroy(s);
+    placement_free(pl);
+    backend_device_destroy(dev);
+    model_free(m);
+}
+
+TEST_MAIN(TEST_CASE(all_cpu_equals_forward), TEST_CASE(two_cpu_devices_alternating),
+          TEST_CASE(gemma3_two_devices_sliding_window), TEST_CASE(gpu_offload_matches_cpu),
+          TEST_CASE(ngl_parsing),
+          TEST_CASE(ngl_placement), TEST_CASE(ngl_auto_fake_budget), TEST_CASE(oom_while_loading),
+          TEST_CASE(argument_errors))

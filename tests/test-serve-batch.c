@@ -1,0 +1,425 @@
+/*
+ * test-serve-batch: the engine side of `hearth serve`.
+ *
+ * forward_eval_multi must give every sequence bit-identical logits to the
+ * same sequence run alone through forward_eval (the batched matmul computes
+ * each (row, token) dot independently; attention reads only the token's own
+ * cache), whatever other sequences share the batch and at whatever position
+ * they are. The slots engine must then give greedy replies equal to gen_run's,
+ * alone or with other requests in flight, reuse a shared prompt prefix, refuse
+ * work beyond its queue bound, and free a cancelled request's slot.
+ */
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu/forward.h"
+#include "generate.h"
+#include "model.h"
+#include "slots.h"
+#include "test.h"
+#include "tokenizer.h"
+
+static int32_t argmax(const float *x, int n)
+{
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[best])
+            best = i;
+    return best;
+}
+
+static struct forward_ctx *make_multi(const struct model *m, int n_seq, int n_batch)
+{
+    struct forward_params fp = forward_params_default();
+    fp.n_ctx = 128;
+    fp.n_threads = 2;
+    fp.n_batch = n_batch;
+    struct forward_ctx *c = NULL;
+    CHECK_OK(forward_create_multi(m, &fp, n_seq, &c));
+    return c;
+}
+
+enum { N_SEQ = 3, N_GEN = 6 };
+
+/* Sequence s runs alone: prefill, then N_GEN greedy steps; logits of each step kept. */
+static void run_alone(const struct model *m, const int32_t *prompt, int n, float *hist,
+                      int32_t *out)
+{
+    const size_t V = m->hp.n_vocab;
+    struct forward_ctx *c = make_multi(m, 1, 64);
+    if (!c)
+        return;
+    CHECK_OK(forward_eval(c, prompt, n, 0, hist, false));
+    for (int i = 0; i < N_GEN; i++) {
+        out[i] = argmax(hist + (size_t)i * V, (int)V);
+        CHECK_OK(forward_eval(c, &out[i], 1, n + i, hist + (size_t)(i + 1) * V, false));
+    }
+    forward_destroy(c);
+}
+
+TEST(multi_equals_alone)
+{
+    const char *path = test_model_path(TEST_SMOLLM2);
+    REQUIRE(path);
+    struct model *m = NULL;
+    CHECK_OK(model_load(path, &m));
+    REQUIRE(m);
+    const size_t V = m->hp.n_vocab;
+    static const int32_t p0[] = {1, 504, 3458, 282, 4649, 314, 253, 1345, 30, 216, 2378, 28};
+    static const int32_t p1[] = {1, 17, 18, 19, 20, 21, 22};
+    static const int32_t p2[] = {1,  9906, 28, 2914, 4470, 314, 1029, 355, 30, 216,
+                                 33, 34,   35, 36,   37,   38,  39,   40,  41};
+    const int32_t *pr[N_SEQ] = {p0, p1, p2};
+    const int np[N_SEQ] = {12, 7, 19};
+    float *alone = malloc((size_t)N_SEQ * (N_GEN + 1) * V * sizeof(float));
+    float *multi = malloc((size_t)N_SEQ * (N_GEN + 1) * V * sizeof(float));
+    float *lg = malloc((size_t)N_SEQ * V * sizeof(float));
+    int32_t out[N_SEQ][N_GEN];
+    REQUIRE(alone && multi && lg);
+    for (int s = 0; s < N_SEQ; s++)
+        run_alone(m, pr[s], np[s], alone + (size_t)s * (N_GEN + 1) * V, out[s]);
+
+    /* n_batch 8 splits the 38-token first batch across chunks as well */
+    struct forward_ctx *c = make_multi(m, N_SEQ, 8);
+    REQUIRE(c);
+    CHECK_INT_EQ(forward_n_seq(c), N_SEQ);
+    int32_t tok[64], seq[64], pos[64];
+    bool want[64];
+    int n = 0;
+    /* interleave the prompts' order: sequence 2 first, then 0, then 1 */
+    const int order[N_SEQ] = {2, 0, 1};
+    for (int oi = 0; oi < N_SEQ; oi++) {
+        int s = order[oi];
+        for (int i = 0; i < np[s]; i++, n++) {
+            tok[n] = pr[s][i];
+            seq[n] = s;
+            pos[n] = i;
+            want[n] = i == np[s] - 1;
+        }
+    }
+    CHECK_OK(forward_eval_multi(c, tok, seq, pos, n, lg, want));
+    for (int oi = 0; oi < N_SEQ; oi++)
+        memcpy(multi + ((size_t)order[oi] * (N_GEN + 1)) * V, lg + (size_t)oi * V,
+               V * sizeof(float));
+    for (int i = 0; i < N_GEN; i++) {
+        n = 0;
+        /* sequence 1 stops after 3 steps: batches of 3, then 2 sequences */
+        for (int s = 0; s < N_SEQ; s++) {
+            if (s == 1 && i >= 3)
+                continue;
+            tok[n] = out[s][i];
+            seq[n] = s;
+            pos[n] = np[s] + i;
+            want[n] = true;
+            n++;
+        }
+        CHECK_OK(forward_eval_multi(c, tok, seq, pos, n, lg, want));
+        for (int r = 0; r < n; r++)
+            memcpy(multi + ((size_t)seq[r] * (N_GEN + 1) + (size_t)i + 1) * V, lg + (size_t)r * V,
+                   V * sizeof(float));
+    }
+    for (int s = 0; s < N_SEQ; s++) {
+        int steps = s == 1 ? 4 : N_GEN + 1;
+        const float *a = alone + (size_t)s * (N_GEN + 1) * V;
+        const float *b = multi + (size_t)s * (N_GEN + 1) * V;
+        CHECK_MSG(memcmp(a, b, (size_t)steps * V * sizeof(float)) == 0,
+                  "sequence %d: batched logits differ from the sequence alone", s);
+        CHECK_INT_EQ(forward_seq_n_past(c, s), (uint32_t)(np[s] + (s == 1 ? 3 : N_GEN)));
+    }
+    forward_destroy(c);
+    free(alone);
+    free(multi);
+    free(lg);
+    model_free(m);
+}
+
+TEST(multi_argument_errors)
+{
+    const char *path = test_model_path(TEST_SMOLLM2);
+    REQUIRE(path);
+    struct model *m = NULL;
+    CHECK_OK(model_load(path, &m));
+    REQUIRE(m);
+    struct forward_ctx *c = make_multi(m, 2, 64);
+    REQUIRE(c);
+    int32_t tok[3] = {1, 2, 3}, seq[3] = {0, 0, 1}, pos[3] = {0, 1, 0};
+    CHECK_OK(forward_eval_multi(c, tok, seq, pos, 3, NULL, NULL));
+    CHECK_INT_EQ(forward_seq_n_past(c, 0), 2);
+    CHECK_INT_EQ(forward_seq_n_past(c, 1), 1);
+    int32_t bad_seq[1] = {2}, p0[1] = {0};
+    CHECK(forward_eval_multi(c, tok, bad_seq, p0, 1, NULL, NULL) == HEARTH_ERR_INVALID_ARG);
+    int32_t s1[1] = {1}, gap[1] = {2}; /* sequence 1 holds 1 position: 2 leaves a hole */
+    CHECK(forward_eval_multi(c, tok, s1, gap, 1, NULL, NULL) == HEARTH_ERR_INVALID_ARG);
+    int32_t s00[2] = {0, 0}, skip[2] = {2, 4};
+    CHECK(forward_eval_multi(c, tok, s00, skip, 2, NULL, NULL) == HEARTH_ERR_INVALID_ARG);
+    int32_t badtok[1] = {(int32_t)m->hp.n_vocab};
+    CHECK(forward_eval_multi(c, badtok, s1, p0, 1, NULL, NULL) == HEARTH_ERR_INVALID_ARG);
+    int32_t far[1] = {128};
+    CHECK(forward_eval_multi(c, tok, s1, far, 1, NULL, NULL) == HEARTH_ERR_INVALID_ARG);
+    /* failures changed nothing; a rewind is allowed */
+    CHECK_INT_EQ(forward_seq_n_past(c, 0), 2);
+    CHECK_OK(forward_eval_multi(c, tok, s00, p0, 1, NULL, NULL));
+    CHECK_INT_EQ(forward_seq_n_past(c, 0), 1);
+    CHECK_INT_EQ(forward_seq_n_past(c, 1), 1);
+    forward_seq_clear(c, 1);
+    CHECK_INT_EQ(forward_seq_n_past(c, 1), 0);
+    struct forward_ctx *bad = NULL;
+    CHECK(forward_create_multi(m, NULL, 0, &bad) == HEARTH_ERR_INVALID_ARG);
+    CHECK(bad == NULL);
+    forward_destroy(c);
+    model_free(m);
+}
+
+/* ---- the slots engine --------------------------------------------------------- */
+
+struct env {
+    struct model *m;
+    struct tokenizer *tok;
+    struct gen_chat chat;
+};
+
+static bool env_open(struct env *e)
+{
+    memset(e, 0, sizeof *e);
+    const char *path = test_model_path(TEST_SMOLLM2);
+    if (!path)
+        return false;
+    CHECK_OK(model_load(path, &e->m));
+    if (!e->m)
+        return false;
+    CHECK_OK(tok_load(e->m->gguf, &e->tok));
+    if (!e->tok)
+        return false;
+    gen_chat_init(e->m, e->tok, -1, &e->chat);
+    return true;
+}
+
+static void env_close(struct env *e)
+{
+    tok_free(e->tok);
+    model_free(e->m);
+}
+
+static void greedy(struct sampler_params *sp)
+{
+    sampler_params_default(sp);
+    sp->temp = 0.0f;
+}
+
+struct collect {
+    char buf[4096];
+    size_t len;
+};
+
+static bool collect_piece(void *user, const char *text, size_t len, int32_t token)
+{
+    struct collect *c = user;
+    (void)token;
+    if (c->len + len < sizeof c->buf) {
+        memcpy(c->buf + c->len, text, len);
+        c->len += len;
+    }
+    c->buf[c->len] = '\0';
+    return true;
+}
+
+/* The reference: gen_run on its own forward context. */
+static void reference_reply(struct env *e, const int32_t *ids, size_t n, int n_predict,
+                            struct collect *out)
+{
+    memset(out, 0, sizeof *out);
+    struct forward_params fp = forward_params_default();
+    fp.n_ctx = 256;
+    fp.n_threads = 2;
+    struct forward_ctx *fc = NULL;
+    struct gen_session *gs = NULL;
+    struct sampler_params sp;
+    greedy(&sp);
+    CHECK_OK(forward_create(e->m, &fp, &fc));
+    if (fc)
+        CHECK_OK(gen_session_create(e->m, e->tok, fc, &sp, &gs));
+    if (gs) {
+        struct gen_params gp;
+        gen_params_default(&gp);
+        gp.n_predict = n_predict;
+        gp.chat = &e->chat;
+        gp.on_token = collect_piece;
+        gp.user = out;
+        CHECK_OK(gen_run(gs, ids, n, &gp, NULL));
+    }
+    gen_session_free(gs);
+    forward_destroy(fc);
+}
+
+static struct slots_req *submit(struct slots *s, const int32_t *ids, size_t n, int n_predict)
+{
+    struct slots_req_params rp;
+    memset(&rp, 0, sizeof rp);
+    rp.prompt = ids;
+    rp.n_prompt = n;
+    greedy(&rp.sp);
+    rp.n_predict = n_predict;
+    rp.chat = true;
+    struct slots_req *r = NULL;
+    CHECK_OK(slots_req_create(s, &rp, &r));
+    if (r)
+        CHECK_INT_EQ(slots_submit(s, r), SLOTS_QUEUED);
+    return r;
+}
+
+/* Reads r to the end into out. */
+static void drain_req(struct slots_req *r, struct collect *out, struct slots_result *res)
+{
+    memset(out, 0, sizeof *out);
+    for (int guard = 0; guard < 10000; guard++) {
+        size_t len;
+        char *t = slots_req_take(r, 1000, &len, res);
+        if (t)
+            collect_piece(out, t, len, 0);
+        free(t);
+        if (res->done)
+            return;
+    }
+    TEST_FAIL_AT("request did not finish");
+}
+
+TEST(slots_greedy_equals_alone)
+{
+    struct env e;
+    if (!env_open(&e)) {
+        env_close(&e);
+        return;
+    }
+    const char *qs[4] = {"What is the capital of France?", "Name three colors.",
+                         "Write a haiku about snow.", "What is 2 + 2?"};
+    enum { NQ = 4, NP = 12 };
+    int32_t *ids[NQ] = {0};
+    size_t n_ids[NQ] = {0};
+    struct collect ref[NQ];
+    for (int q = 0; q < NQ; q++) {
+        struct chat_msg msg = {"user", qs[q]};
+        CHECK_OK(gen_chat_tokenize(&e.chat, e.tok, &msg, 1, true, &ids[q], &n_ids[q]));
+        reference_reply(&e, ids[q], n_ids[q], NP, &ref[q]);
+        CHECK(ref[q].len > 0);
+    }
+    struct slots_params sp = {
+        .n_slots = 3, .max_queue = 8, .n_ctx = 256, .n_threads = 2, .prefill_chunk = 16};
+    struct slots *s = NULL;
+    CHECK_OK(slots_create(e.m, e.tok, &e.chat, &sp, &s));
+    if (s) {
+        /* 4 requests on 3 slots: one waits in the queue and joins when a slot frees */
+        struct slots_req *r[NQ];
+        for (int q = 0; q < NQ; q++)
+            r[q] = submit(s, ids[q], n_ids[q], NP);
+        for (int q = 0; q < NQ; q++) {
+            struct collect got;
+            struct slots_result res;
+            if (!r[q])
+                continue;
+            drain_req(r[q], &got, &res);
+            CHECK_STR_EQ(got.buf, ref[q].buf);
+            CHECK_INT_EQ(res.status, HEARTH_OK);
+            CHECK(res.stop == GEN_STOP_LIMIT || res.stop == GEN_STOP_EOG);
+            CHECK(res.n_gen >= 1 && res.n_gen <= NP);
+            slots_req_release(r[q]);
+        }
+        /* the last prompt again: its slot still holds it, one token is evaluated */
+        struct slots_req *again = submit(s, ids[NQ - 1], n_ids[NQ - 1], NP);
+        if (again) {
+            struct collect got;
+            struct slots_result res;
+            drain_req(again, &got, &res);
+            CHECK_STR_EQ(got.buf, ref[NQ - 1].buf);
+            CHECK_INT_EQ(res.n_prompt_eval, 1);
+            slots_req_release(again);
+        }
+        struct slots_stats st;
+        slots_get_stats(s, &st);
+        CHECK_INT_EQ(st.n_requests, 5);
+        CHECK_INT_EQ(st.n_completed, 5);
+        CHECK_INT_EQ(st.n_active, 0);
+        CHECK(st.n_reused_tokens >= n_ids[NQ - 1] - 1);
+        CHECK(slots_drain(s, 1000));
+        slots_destroy(s);
+    }
+    for (int q = 0; q < NQ; q++)
+        free(ids[q]);
+    env_close(&e);
+}
+
+TEST(slots_queue_bound_and_cancel)
+{
+    struct env e;
+    if (!env_open(&e)) {
+        env_close(&e);
+        return;
+    }
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    static const char text[] = "Once upon a time, in a land far away, there lived";
+    CHECK_OK(gen_tokenize_prompt(e.tok, text, strlen(text), false, &ids, &n_ids));
+    struct slots_params sp = {
+        .n_slots = 1, .max_queue = 1, .n_ctx = 512, .n_threads = 2, .prefill_chunk = 64};
+    struct slots *s = NULL;
+    CHECK_OK(slots_create(e.m, e.tok, &e.chat, &sp, &s));
+    if (s && ids) {
+        struct slots_req *busy = submit(s, ids, n_ids, 400);
+        REQUIRE(busy);
+        /* wait until it holds the slot and streams */
+        struct slots_result res = {0};
+        for (int i = 0; i < 100 && res.n_gen == 0; i++) {
+            size_t len;
+            free(slots_req_take(busy, 100, &len, &res));
+        }
+        CHECK_INT_EQ(res.slot, 0);
+        CHECK(!res.done);
+        struct slots_req *waiting = submit(s, ids, n_ids, 4);
+        struct slots_req_params rp;
+        memset(&rp, 0, sizeof rp);
+        rp.prompt = ids;
+        rp.n_prompt = n_ids;
+        greedy(&rp.sp);
+        rp.n_predict = 4;
+        struct slots_req *extra = NULL;
+        CHECK_OK(slots_req_create(s, &rp, &extra));
+        if (extra) {
+            CHECK_INT_EQ(slots_submit(s, extra), SLOTS_FULL);
+            slots_req_release(extra);
+        }
+        /* the client goes away: its slot frees and the waiting request runs */
+        slots_req_release(busy);
+        if (waiting) {
+            struct collect got;
+            drain_req(waiting, &got, &res);
+            CHECK_INT_EQ(res.stop, GEN_STOP_LIMIT);
+            CHECK_INT_EQ(res.n_gen, 4);
+            slots_req_release(waiting);
+        }
+        struct slots_stats st;
+        slots_get_stats(s, &st);
+        CHECK_INT_EQ(st.n_cancelled, 1);
+        CHECK_INT_EQ(st.n_rejected, 1);
+        CHECK_INT_EQ(st.n_active, 0);
+        /* bad requests are refused up front, naming the field */
+        rp.n_predict = 0;
+        CHECK(slots_req_create(s, &rp, &extra) == HEARTH_ERR_INVALID_ARG);
+        rp.n_predict = 4;
+        rp.sp.top_p = 0.0f;
+        CHECK(slots_req_create(s, &rp, &extra) == HEARTH_ERR_INVALID_ARG);
+        slots_close(s);
+        rp.sp.top_p = 1.0f;
+        CHECK_OK(slots_req_create(s, &rp, &extra));
+        if (extra) {
+            CHECK_INT_EQ(slots_submit(s, extra), SLOTS_CLOSED);
+            slots_req_release(extra);
+        }
+    }
+    slots_destroy(s);
+    free(ids);
+    env_close(&e);
+}
+
+TEST_MAIN(TEST_CASE(multi_equals_alone), TEST_CASE(multi_argument_errors),
+          TEST_CASE(slots_greedy_equals_alone), TEST_CASE(slots_queue_bound_and_cancel))

@@ -1,0 +1,709 @@
+/*
+ * test-vulkan: every Vulkan op against the CPU reference, on whatever device
+ * the loader finds (Mesa's lavapipe in CI). Each case makes its own context
+ * (so nothing leaks between cases and ASan sees a clean exit), runs the op on
+ * random inputs from a fixed seed, and compares with the reference under the
+ * tolerance written next to the check. With HEARTH_VULKAN_VALIDATE=1 the
+ * Khronos validation layer is on and any warning or error it reports fails
+ * the case. Without a device every case skips ("no Vulkan device"); without
+ * the backend compiled in, so does the file.
+ *
+ * References: matmul and embed against the reference dequantizer
+ * (quant_traits.to_float) and a dot product in double; the rest against
+ * core/cpu/ops.h.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "test.h"
+
+#ifdef HEARTH_WITH_VULKAN
+#include "../vulkan/vk.h"
+#include "cpu/ops.h"
+#include "f16.h"
+#include "quant.h"
+
+/*
+ * Under AddressSanitizer with LSAN_OPTIONS=fast_unwind_on_malloc=0 (the
+ * sanitizer CI job's setting), lavapipe deadlocks: LLVM registers the JIT's EH
+ * frames, libgcc's unwinder takes its lock and mallocs, and ASan's slow
+ * unwind of that malloc re-enters the unwinder. Such a run skips; run these
+ * tests with fast unwinding (the default) under ASan instead.
+ */
+static bool asan_slow_unwind(void)
+{
+#if defined(__SANITIZE_ADDRESS__)
+    const char *o = getenv("LSAN_OPTIONS");
+    return o && strstr(o, "fast_unwind_on_malloc=0") != NULL;
+#else
+    return false;
+#endif
+}
+
+static struct vk_ctx *open_ctx(uint64_t max_chunk)
+{
+    if (asan_slow_unwind())
+        return NULL;
+    vk_keep_driver_loaded(); /* LSan: see vk.h */
+    struct vk_ctx_opts o = {.device_index = -1, .max_chunk_override = max_chunk};
+    struct vk_ctx *ctx = NULL;
+    hearth_status st = vk_ctx_create(&o, &ctx);
+    if (st == HEARTH_ERR_NOT_FOUND)
+        return NULL;
+    CHECK_OK(st);
+    return ctx;
+}
+
+#define OPEN_OR_SKIP(ctx, cap)                                  \
+    struct vk_ctx *ctx = open_ctx(cap);                         \
+    if (!ctx) {                                                 \
+        if (test__failed)                                       \
+            return;                                             \
+        TEST_SKIP(asan_slow_unwind() ? "no Vulkan device under ASan slow unwinding (see " \
+                  "asan_slow_unwind)" : "no Vulkan device");    \
+    }
+
+/* Fails the case on any validation message, then destroys the context. */
+static void close_ctx(struct vk_ctx *ctx)
+{
+    const char *msg = NULL;
+    int n = vk_ctx_validation_errors(ctx, &msg);
+    CHECK_MSG(n == 0, "%d validation messages, last: %s", n, msg);
+    vk_ctx_destroy(ctx);
+}
+
+static void fill_gauss(float *x, size_t n, float sd)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = sd * (float)test_rng_gauss();
+}
+
+/* A device buffer holding n floats from host (NULL: uninitialized). */
+static bool make_buf(struct vk_ctx *ctx, struct vk_buffer *b, const void *host, uint64_t bytes)
+{
+    hearth_status st = vk_buffer_create(ctx, bytes, VK_BUF_DEVICE, b);
+    CHECK_OK(st);
+    if (st != HEARTH_OK)
+        return false;
+    if (host) {
+        st = vk_buffer_upload(ctx, b, 0, host, bytes);
+        CHECK_OK(st);
+    }
+    return st == HEARTH_OK;
+}
+
+static struct vk_view view(const struct vk_buffer *b)
+{
+    struct vk_view v = {b, 0};
+    return v;
+}
+
+/* |got - ref| <= atol + rtol |ref| over n values; reports the worst element. */
+static void check_close(const char *what, const float *got, const float *ref, size_t n, double atol,
+                        double rtol)
+{
+    size_t bad = 0, worst = 0;
+    double worst_ex = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - (double)ref[i]);
+        double lim = atol + rtol * fabs((double)ref[i]);
+        if (!(d <= lim)) {
+            bad++;
+            if (!(d - lim <= worst_ex)) {
+                worst_ex = d - lim;
+                worst = i;
+            }
+        }
+    }
+    CHECK_MSG(bad == 0, "%s: %zu of %zu outside atol %.3g rtol %.3g; worst [%zu] got %.9g ref %.9g",
+              what, bad, n, atol, rtol, worst, (double)got[worst], (double)ref[worst]);
+}
+
+static const hearth_dtype wtypes[] = {
+    HEARTH_DTYPE_F32,  HEARTH_DTYPE_F16,  HEARTH_DTYPE_BF16, HEARTH_DTYPE_Q4_0,   HEARTH_DTYPE_Q4_1,
+    HEARTH_DTYPE_Q5_0, HEARTH_DTYPE_Q5_1, HEARTH_DTYPE_Q8_0, HEARTH_DTYPE_Q2_K,   HEARTH_DTYPE_Q3_K,
+    HEARTH_DTYPE_Q4_K, HEARTH_DTYPE_Q5_K, HEARTH_DTYPE_Q6_K, HEARTH_DTYPE_IQ4_NL, HEARTH_DTYPE_IQ4_XS,
+};
+enum { N_WTYPES = sizeof wtypes / sizeof wtypes[0] };
+
+/* A random matrix in type t: packed bytes and its reference dequantization. */
+struct qmat {
+    hearth_dtype t;
+    int64_t n_in, n_out;
+    uint64_t row_bytes;
+    uint8_t *q;    /* [n_out][row_bytes] */
+    float *deq;    /* [n_out][n_in] */
+};
+
+static bool qmat_make(struct qmat *m, hearth_dtype t, int64_t n_in, int64_t n_out)
+{
+    const struct quant_traits *tr = quant_get(t);
+    memset(m, 0, sizeof *m);
+    if (!tr || !tr->from_float || !tr->to_float ||
+                     !quant_row_bytes(t, (uint64_t)n_in, &m->row_bytes)) {
+        TEST_FAIL_AT("type %s cannot be quantized at n_in %lld", hearth_dtype_name(t),
+                     (long long)n_in);
+        return false;
+    }
+    m->t = t;
+    m->n_in = n_in;
+    m->n_out = n_out;
+    float *src = malloc((size_t)(n_in * n_out) * sizeof *src);
+    m->q = malloc(m->row_bytes * (size_t)n_out);
+    m->deq = malloc((size_t)(n_in * n_out) * sizeof *m->deq);
+    if (!src || !m->q || !m->deq) {
+        free(src);
+        TEST_FAIL_AT("out of memory");
+        return false;
+    }
+    fill_gauss(src, (size_t)(n_in * n_out), 1.0f);
+    for (int64_t r = 0; r < n_out; r++) {
+        tr->from_float(src + r * n_in, m->q + (size_t)r * m->row_bytes, n_in);
+        tr->to_float(m->q + (size_t)r * m->row_bytes, m->deq + r * n_in, n_in);
+    }
+    free(src);
+    return true;
+}
+
+static void qmat_free(struct qmat *m)
+{
+    free(m->q);
+    free(m->deq);
+}
+
+/*
+ * Runs y = W x on the device (kernel 0 auto, 1 matvec, 2 tiled) and checks
+ * every element against the double-precision dot of the reference
+ * dequantization (+ bias): |d| <= 1e-6 + 1e-5 * (Σ_k |w_k x_k| + |bias|) (f32 accumulation of up
+ * to a few thousand terms stays well inside; a wrong nibble, scale or offset
+ * is off by whole quantization steps).
+ */
+static void run_matmul(struct vk_ctx *ctx, const struct qmat *m, struct vk_view w, int n_tok,
+                       int kernel, const char *label)
+{
+    /* the 7-token runs also add a bias (the optional third input) */
+    bool with_bias = n_tok == 7;
+    float *bias = malloc((size_t)m->n_out * sizeof *bias);
+    struct vk_buffer bb = {0};
+    size_t nx = (size_t)n_tok * (size_t)m->n_in, ny = (size_t)n_tok * (size_t)m->n_out;
+    float *x = malloc(nx * sizeof *x), *y = malloc(ny * sizeof *y);
+    float *ref = malloc(ny * sizeof *ref), *lim = malloc(ny * sizeof *lim);
+    struct vk_buffer xb = {0}, yb = {0};
+    if (!x || !y || !ref || !lim || !bias) {
+        TEST_FAIL_AT("out of memory");
+        goto done;
+    }
+    fill_gauss(x, nx, 1.0f);
+    fill_gauss(bias, (size_t)m->n_out, 1.0f);
+    for (int t = 0; t < n_tok; t++)
+        for (int64_t r = 0; r < m->n_out; r++) {
+            double s = with_bias ? (double)bias[r] : 0.0, a = fabs(s);
+            for (int64_t k = 0; k < m->n_in; k++) {
+                double p = (double)m->deq[r * m->n_in + k] * (double)x[t * m->n_in + k];
+                s += p;
+                a += fabs(p);
+            }
+            ref[(size_t)t * (size_t)m->n_out + (size_t)r] = (float)s;
+            lim[(size_t)t * (size_t)m->n_out + (size_t)r] = (float)(1e-6 + 1e-5 * a);
+        }
+    if (!make_buf(ctx, &xb, x, nx * 4) || !make_buf(ctx, &yb, NULL, ny * 4) ||
+        !make_buf(ctx, &bb, bias, (uint64_t)m->n_out * 4))
+        goto done;
+    struct vk_matmul_args a = {
+        .type = m->t, .w = w, .row_bytes = m->row_bytes, .n_in = (uint32_t)m->n_in,
+        .n_out = (uint32_t)m->n_out, .n_tok = (uint32_t)n_tok, .x = view(&xb),
+        .x_stride = (uint32_t)m->n_in, .y = view(&yb), .y_stride = (uint32_t)m->n_out,
+        .force_kernel = kernel,
+    };
+    if (with_bias)
+        a.bias = view(&bb);
+    CHECK_OK(vk_matmul(ctx, &a));
+    CHECK_OK(vk_buffer_download(ctx, &yb, 0, y, ny * 4));
+    size_t bad = 0, worst = 0;
+    for (size_t i = 0; i < ny; i++)
+        if (!(fabsf(y[i] - ref[i]) <= lim[i]) && bad++ == 0)
+            worst = i;
+    CHECK_MSG(bad == 0, "matmul %s %s %lldx%lld n_tok %d kernel %d: %zu of %zu wrong; first "
+              "[%zu] got %.9g ref %.9g lim %.3g", hearth_dtype_name(m->t), label,
+              (long long)m->n_out, (long long)m->n_in, n_tok, kernel, bad, ny, worst,
+              (double)y[worst], (double)ref[worst], (double)lim[worst]);
+done:
+    vk_buffer_destroy(ctx, &xb);
+    vk_buffer_destroy(ctx, &yb);
+    vk_buffer_destroy(ctx, &bb);
+    free(bias);
+    free(x);
+    free(y);
+    free(ref);
+    free(lim);
+}
+
+/* Uploads m as a one-tensor weight set. */
+static struct vk_weights *upload_weights(struct vk_ctx *ctx, const struct qmat *m)
+{
+    struct vk_weights *w = NULL;
+    const void *data[1] = {m->q};
+    uint64_t bytes[1] = {m->row_bytes * (uint64_t)m->n_out};
+    CHECK_OK(vk_weights_create(ctx, 1, data, bytes, &w));
+    return w;
+}
+
+/* Every weight type: 131 rows (odd: partial row groups and tiles) x 512. */
+TEST(matmul_all_types)
+{
+    OPEN_OR_SKIP(ctx, 0);
+    const struct vk_caps *c = vk_ctx_caps(ctx);
+    printf("  device: %s; subgroup %u (arith %d), 16-bit storage %d, float16 %d, int8 dot %d, "
+           "coopmat %d, memory_budget %d, timestamps %d, maxAlloc %llu MiB, maxStorageRange "
+           "%llu MiB\n", c->name, c->subgroup_size, c->subgroup_arith, c->storage_16bit,
+           c->float16, c->int8_dot, c->coopmat, c->memory_budget, c->timestamps,
+           (unsigned long long)(c->max_alloc >> 20), (unsigned long long)(c->max_storage_range >> 20));
+    test_rng_seed(101);
+    for (int i = 0; i < N_WTYPES; i++) {
+        struct qmat m;
+        if (!qmat_make(&m, wtypes[i], 512, 131))
+            continue;
+        struct vk_weights *w = upload_weights(ctx, &m);
+        if (w) {
+            struct vk_view wv = vk_weights_view(w, 0);
+            run_matmul(ctx, &m, wv, 1, 0, "decode");
+            if (c->subgroup_arith) { /* the shared-memory-only reduction too */
+                vk_ctx_set_use_subgroup(ctx, false);
+                run_matmul(ctx, &m, wv, 1, 0, "decode-no-subgroup");
+                vk_ctx_set_use_subgroup(ctx, true);
+            }
+            run_matmul(ctx, &m, wv, 2, 0, "batch2");
+            run_matmul(ctx, &m, wv, 7, 1, "batch7-matvec");
+            run_matmul(ctx, &m, wv, 7, 2, "batch7-tiled");
+            run_matmul(ctx, &m, wv, 64, 0, "batch64");
+        }
+        vk_weights_destroy(ctx, w);
+        qmat_free(&m);
+    }
+    close_ctx(ctx);
+}
+
+/* n_in of exactly one block (one K step shorter than the tiled kernel's BK for 32-blocks). */
+TEST(matmul_one_block)
+{
+    OPEN_OR_SKIP(ctx, 0);
+    test_rng_seed(102);
+    for (int i = 0; i < N_WTYPES; i++) {
+        const struct quant_traits *tr = quant_get(wtypes[i]);
+        int64_t k = tr->blck > 1 ? tr->blck : 4;
+        struct qmat m;
+        if (!qmat_make(&m, wtypes[i], k, 33))
+            continue;
+        struct vk_weights *w = upload_weights(ctx, &m);
+        if (w) {
+            run_matmul(ctx, &m, vk_weights_view(w, 0), 1, 1, "one-block");
+            run_matmul(ctx, &m, vk_weights_view(w, 0), 5, 2, "one-block");
+        }
+        vk_weights_destroy(ctx, w);
+        qmat_free(&m);
+    }
+    close_ctx(ctx);
+}
+
+/* One larger case: Q4_K 1024 x 2048, decode and a 33-token batch. */
+TEST(matmul_large)
+{
+    OPEN_OR_SKIP(ctx, 0);
+    test_rng_seed(103);
+    struct qmat m;
+    if (!qmat_make(&m, HEARTH_DTYPE_Q4_K, 2048, 1024)) {
+        close_ctx(ctx);
+        return;
+    }
+    struct vk_weights *w = upload_weights(ctx, &m);
+    if (w) {
+        run_matmul(ctx, &m, vk_weights_view(w, 0), 1, 0, "large");
+        run_matmul(ctx, &m, vk_weights_view(w, 0), 33, 0, "large");
+    }
+    /* timestamp queries (for bench/): written slots read back, unwritten ones refused */
+    if (w && vk_ctx_caps(ctx)->timestamps) {
+        struct vk_buffer xb = {0}, yb = {0};
+        if (make_buf(ctx, &xb, m.deq, 2048 * 4) && make_buf(ctx, &yb, NULL, 1024 * 4)) {
+            struct vk_matmul_args a = {
+                .type = m.t, .w = vk_weights_view(w, 0), .row_bytes = m.row_bytes, .n_in = 2048,
+                .n_out = 1024, .n_tok = 1, .x = view(&xb), .x_stride = 2048, .y = view(&yb),
+                .y_stride = 1024,
+            };
+            double ns = -1.0;
+            CHECK_OK(vk_timestamp(ctx, 0));
+            CHECK_OK(vk_matmul(ctx, &a));
+            CHECK_OK(vk_timestamp(ctx, 1));
+            CHECK_OK(vk_submit(ctx));
+            CHECK_OK(vk_timestamp_elapsed_ns(ctx, 0, 1, &ns));
+            CHECK(ns >= 0.0);
+            printf("  Q4_K 1024x2048 matvec: %.1f us (timestamps)\n", ns / 1e3);
+            CHECK_INT_EQ(vk_timestamp_elapsed_ns(ctx, 0, 7, &ns), HEARTH_ERR_INVALID_ARG);
+        }
+        vk_buffer_destroy(ctx, &xb);
+        vk_buffer_destroy(ctx, &yb);
+    }
+    vk_weights_destroy(ctx, w);
+    qmat_free(&m);
+    close_ctx(ctx);
+}
+
+/*
+ * With chunks capped at 1 MiB, five ~600 KiB tensors need five chunks (two
+ * never share one), each matmul binds its own chunk at its own offset and
+ * is still exact; a tensor over the cap is refused as unsupported.
+ */
+TEST(weights_split_across_chunks)
+{
+    OPEN_OR_SKIP(ctx, 1u << 20);
+    test_rng_seed(104);
+    enum { NT = 5 };
+    struct qmat m[NT];
+    const void *data[NT];
+    uint64_t bytes[NT];
+    int made = 0;
+    for (int i = 0; i < NT; i++, made++) {
+        hearth_dtype t = i % 2 ? HEARTH_DTYPE_Q8_0 : HEARTH_DTYPE_Q4_0;
+        if (!qmat_make(&m[i], t, 1024, (i % 2 ? 560 : 1000) + 8 * i))
+            break;
+        data[i] = m[i].q;
+        bytes[i] = m[i].row_bytes * (uint64_t)m[i].n_out;
+    }
+    struct vk_weights *w = NULL;
+    if (made == NT) {
+        CHECK_OK(vk_weights_create(ctx, NT, data, bytes, &w));
+    }
+    if (w) {
+        CHECK(w->n_chunks == NT);
+        for (int i = 0; i < NT; i++) {
+            CHECK(w->chunks[w->chunk_of[i]].size <= vk_ctx_caps(ctx)->max_chunk);
+            run_matmul(ctx, &m[i], vk_weights_view(w, i), 1, 0, "split");
+            run_matmul(ctx, &m[i], vk_weights_view(w, i), 9, 0, "split");
+        }
+        /* small tensors share a chunk: 3 x 200 KiB fit in one 1 MiB chunk */
+        struct vk_weights *w2 = NULL;
+        uint64_t small[3] = {200 << 10, 200 << 10, 200 << 10};
+        const void *sd[3] = {m[0].q, m[0].q, m[0].q};
+        CHECK_OK(vk_weights_create(ctx, 3, sd, small, &w2));
+        if (w2) {
+            CHECK_INT_EQ(w2->n_chunks, 1);
+            CHECK(w2->offset_of[1] % 256 == 0 && w2->offset_of[1] >= small[0]);
+        }
+        vk_weights_destroy(ctx, w2);
+        uint64_t big[1] = {2u << 20};
+        const void *bd[1] = {m[0].q};
+        struct vk_weights *w3 = NULL;
+        CHECK_INT_EQ(vk_weights_create(ctx, 1, bd, big, &w3), HEARTH_ERR_UNSUPPORTED);
+        CHECK(w3 == NULL);
+    }
+    vk_weights_destroy(ctx, w);
+    for (int i = 0; i < made; i++)
+        qmat_free(&m[i]);
+    close_ctx(ctx);
+}
+
+/* rmsnorm vs cpu_rmsnorm: |d| <= 1e-6 + 2e-6 |ref| (one f32 sum of squares, order differs). */
+TEST(rmsnorm)
+{
+    OPEN_OR_SKIP(ctx, 0);
+    test_rng_seed(105);
+    enum { N = 576, R = 7 };
+    float *x = malloc(N * R * 4), *g = malloc(N * 4), *ref = malloc(N * R * 4), *y = malloc(N * R * 4);
+    struct vk_buffer xb = {0}, gb = {0}, yb = {0};
+    REQUIRE(x && g && ref && y);
+    fill_gauss(x, N * R, 2.0f);
+    fill_gauss(g, N, 1.0f);
+    if (make_buf(ctx, &xb, x, N * R * 4) && make_buf(ctx, &gb, g, N * 4) &&
+        make_buf(ctx, &yb, NULL, N * R * 4)) {
+        for (int with_w = 0; with_w < 2; with_w++) {
+            for (int r = 0; r < R; r++)
+                cpu_rmsnorm(ref + r * N, x + r * N, with_w ? g : NULL, N, 1e-5f);
+            struct vk_view none = {0};
+            CHECK_OK(vk_rmsnorm(ctx, view(&xb), N, with_w ? view(&gb) : none, view(&yb), N, N, R,
+                                1e-5f));
+            CHECK_OK(vk_buffer_download(ctx, &yb, 0, y, N * R * 4));
+            check_close(with_w ? "rmsnorm" : "rmsnorm (no gain)", y, ref, N * R, 1e-6, 2e-6);
+        }
+        /* in place (y aliases x) */
+        CHECK_OK(vk_rmsnorm(ctx, view(&xb), N, view(&gb), view(&xb), N, N, R, 1e-5f));
+        CHECK_OK(vk_buffer_download(ctx, &xb, 0, y, N * R * 4));
+        check_close("rmsnorm in place", y, ref, N * R, 1e-6, 2e-6);
+    }
+    vk_buffer_destroy(ctx, &xb);
+    vk_buffer_destroy(ctx, &gb);
+    vk_buffer_destroy(ctx, &yb);
+    free(x);
+    free(g);
+    free(ref);
+    free(y);
+    close_ctx(ctx);
+}
+
+/*
+ * rope vs cpu_rope_table + cpu_rope, both modes, full and partial rotation,
+ * llama3 divisors: |d| <= 2e-4 + 1e-4 |ref| at positions up to ~2000 (theta
+ * is f32 on the device, double on the CPU: ~pos * 6e-8 rad per element).
+ */
+TEST(rope)
+{
+    OPEN_OR_SKIP(ctx, 0);
+    test_rng_seed(106);
+    enum { T = 7, H = 5, HD = 64 };
+    float *x = malloc(T * H * HD * 4), *ref = malloc(T * H * HD * 4), *y = malloc(T * H * HD * 4);
+    float divs[HD / 2], inv[HD / 2], cs[HD];
+    struct vk_buffer xb = {0}, fb = {0};
+    REQUIRE(x && ref && y);
+    for (int k = 0; k < HD / 2; k++)
+        divs[k] = 1.0f + 7.0f * (float)test_rng_uniform();
+    if (make_buf(ctx, &xb, NULL, T * H * HD * 4) && make_buf(ctx, &fb, NULL, HD / 2 * 4)) {
+        for (int c = 0; c < 8; c++) {
+            enum model_rope_mode mode = c & 1 ? MODEL_ROPE_NEOX : MODEL_ROPE_NORMAL;
+            int n_rot = c & 2 ? HD / 2 : HD;
+            const float *dv = c & 4 ? divs : NULL;
+            uint32_t pos0 = c & 4 ? 1990 : 3;
+            fill_gauss(x, T * H * HD, 1.0f);
+            memcpy(ref, x, T * H * HD * 4);
+            for (int t = 0; t < T; t++) {
+                cpu_rope_table(cs, n_rot, pos0 + t, 10000.0f, 0.5f, dv);
+                cpu_rope(ref + t * H * HD, H, HD, n_rot, cs, mode);
+            }
+            vk_rope_inv_freq(inv, n_rot, 10000.0f, 0.5f, dv);
+            CHECK_OK(vk_buffer_upload(ctx, &xb, 0, x, T * H * HD * 4));
+            CHECK_OK(vk_buffer_upload(ctx, &fb, 0, inv, (uint64_t)n_rot / 2 * 4));
+            CHECK_OK(vk_rope(ctx, view(&xb), H * HD, T, H, HD, (uint32_t)n_rot, pos0, mode, view(&fb)));
+            CHECK_OK(vk_buffer_download(ctx, &xb, 0, y, T * H * HD * 4));
+            char what[64];
+            snprintf(what, sizeof what, "rope %s n_rot %d divs %d pos0 %u",
+                     mode == MODEL_ROPE_NEOX ? "neox" : "normal", n_rot, dv != NULL, pos0);
+            check_close(what, y, ref, T * H * HD, 2e-4, 1e-4);
+        }
+    }
+    vk_buffer_destroy(ctx, &xb);
+    vk_buffer_destroy(ctx, &fb);
+    free(x);
+    free(ref);
+    free(y);
+    close_ctx(ctx);
+}
+
+/*
+ * Attention with GQA (4 query heads on 2 KV heads, head_dim 64): a 150-token
+ * prefill (two chunks of the online softmax) then a 7-token batch at position
+ * 150, with and without a 32-position sliding window, against cpu_attn_head
+ * on a CPU-side F16 cache. The stored cache must equal f32_to_f16 of the new
+ * rows to within one f16 ulp; outputs |d| <= 2e-5 + 1e-4 |ref|.
+ */
+TEST(attention)
+{
+    OPEN_OR_SKIP(ctx, 0);
+    test_rng_seed(107);
+    enum { NH = 4, NKV = 2, HD = 64, KVD = NKV * HD, NCTX = 200, T0 = 150, T1 = 7 };
+    const float scale = 0.125f;
+    size_t qn = (size_t)(T0 + T1) * NH * HD, kn = (size_t)(T0 + T1) * KVD;
+    float *q = malloc(qn * 4), *k = malloc(kn * 4), *v = malloc(kn * 4), *out = malloc(qn * 4);
+    float *ref = malloc(qn * 4), *scores = malloc(NCTX * 4);
+    uint16_t *kc = calloc((size_t)NCTX * KVD, 2), *vc = calloc((size_t)NCTX * KVD, 2);
+    uint16_t *kc_dev = malloc((size_t)NCTX * KVD * 2);
+    struct vk_buffer qb = {0}, kb = {0}, vb = {0}, kcb = {0}, vcb = {0}, ob = {0};
+    REQUIRE(q && k && v && out && ref && scores && kc && vc && kc_dev);
+    fill_gauss(q, qn, 1.0f);
+    fill_gauss(k, kn, 1.0f);
+    fill_gauss(v, kn, 1.0f);
+    for (size_t i = 0; i < kn; i++) {
+        kc[i] = f32_to_f16(k[i]);
+        vc[i] = f32_to_f16(v[i]);
+    }
+    struct cpu_attn_kernels ak = {cpu_dot_f16_scalar, cpu_axpy_f16_scalar};
+    if (make_buf(ctx, &qb, q, qn * 4) && make_buf(ctx, &kb, k, kn * 4) &&
+        make_buf(ctx, &vb, v, kn * 4) && make_buf(ctx, &kcb, NULL, (uint64_t)NCTX * KVD * 2) &&
+        make_buf(ctx, &vcb, NULL, (uint64_t)NCTX * KVD * 2) && make_buf(ctx, &ob, NULL, qn * 4)) {
+        for (int win = 0; win < 2; win++) {
+            uint32_t window = win ? 32 : 0;
+            CHECK_OK(vk_buffer_fill(ctx, &kcb, 0, (uint64_t)NCTX * KVD * 2, 0));
+            CHECK_OK(vk_buffer_fill(ctx, &vcb, 0, (uint64_t)NCTX * KVD * 2, 0));
+            for (int step = 0; step < 2; step++) {
+                uint32_t pos0 = step ? T0 : 0, nt = step ? T1 : T0;
+                struct vk_attn_args a = {
+                    .q = {&qb, (uint64_t)pos0 * NH * HD * 4}, .k_new = {&kb, (uint64_t)pos0 * KVD * 4},
+                    .v_new = {&vb, (uint64_t)pos0 * KVD * 4}, .k_cache = view(&kcb),
+                    .v_cache = view(&vcb), .out = {&ob, (uint64_t)pos0 * NH * HD * 4},
+                    .q_stride = NH * HD, .kv_stride = KVD, .o_stride = NH * HD, .n_tok = nt,
+                    .n_head = NH, .n_head_kv = NKV, .head_dim = HD, .n_ctx = NCTX, .pos0 = pos0,
+                    .window = window, .scale = scale,
+                };
+                CHECK_OK(vk_attention(ctx, &a));
+            }
+            CHECK_OK(vk_buffer_download(ctx, &ob, 0, out, qn * 4));
+            CHECK_OK(vk_buffer_download(ctx, &kcb, 0, kc_dev, kn * 2));
+            size_t ulp_bad = 0;
+            for (size_t i = 0; i < kn; i++)
+                ulp_bad += abs((int)kc_dev[i] - (int)kc[i]) > 1;
+            CHECK_MSG(ulp_bad == 0, "%zu cached K halves off by more than 1 ulp", ulp_bad);
+            for (int p = 0; p < T0 + T1; p++)
+                for (int h = 0; h < NH; h++) {
+                    int lo = window && p + 1 > (int)window ? p + 1 - (int)window : 0;
+                    size_t col = (size_t)(h / (NH / NKV)) * HD;
+                    cpu_attn_head(&ak, ref + (size_t)p * NH * HD + (size_t)h * HD,
+                                  q + (size_t)p * NH * HD + (size_t)h * HD,
+                                  kc + (size_t)lo * KVD + col, vc + (size_t)lo * KVD + col, KVD, lo,
+                                  p, HD, scale, scores);
+                }
+            check_close(win ? "attention (window 32)" : "attention (causal)", out, ref, qn, 2e-5,
+                        1e-4);
+        }
+    }
+    vk_buffer_destroy(ctx, &qb);
+    vk_buffer_destroy(ctx, &kb);
+    vk_buffer_destroy(ctx, &vb);
+    vk_buffer_destroy(ctx, &kcb);
+    vk_buffer_destroy(ctx, &vcb);
+    vk_buffer_destroy(ctx, &ob);
+    free(q);
+    free(k);
+    free(v);
+    free(out);
+    free(ref);
+    free(scores);
+    free(kc);
+    free(vc);
+    free(kc_dev);
+    close_ctx(ctx);
+}
+
+/*
+ * swiglu / geglu vs cpu_swiglu / cpu_geglu (|d| <= 1e-6 + 2e-6 |ref|: exp and
+ * tanh differ in the last bits between libm and the driver); add and scale
+ * are exact in f32 and must match bit for bit. n = 1000: not a multiple of
+ * the workgroup.
+ */
+TEST(eltwise)
+{
+    OPEN_OR_SKIP(ctx, 0);
+    test_rng_seed(108);
+    enum { N = 1000 };
+    float a[N], b[N], ref[N], y[N];
+    struct vk_buffer ab = {0}, bb = {0};
+    if (make_buf(ctx, &ab, NULL, N * 4) && make_buf(ctx, &bb, NULL, N * 4)) {
+        for (int op = 0; op < 4; op++) {
+            fill_gauss(a, N, 3.0f);
+            fill_gauss(b, N, 1.0f);
+            a[0] = 60.0f; /* saturating gates */
+            a[1] = -60.0f;
+            memcpy(ref, a, sizeof a);
+            CHECK_OK(vk_buffer_upload(ctx, &ab, 0, a, N * 4));
+            CHECK_OK(vk_buffer_upload(ctx, &bb, 0, b, N * 4));
+            if (op == 0) {
+                cpu_swiglu(ref, b, N);
+                CHECK_OK(vk_swiglu(ctx, view(&ab), view(&bb), N));
+            } else if (op == 1) {
+                cpu_geglu(ref, b, N);
+                CHECK_OK(vk_geglu(ctx, view(&ab), view(&bb), N));
+            } else if (op == 2) {
+                cpu_add(ref, b, N);
+                CHECK_OK(vk_add(ctx, view(&ab), view(&bb), N));
+            } else {
+                for (int i = 0; i < N; i++)
+                    ref[i] *= 25.298221f;
+                CHECK_OK(vk_scale(ctx, view(&ab), N, 25.298221f));
+            }
+            CHECK_OK(vk_buffer_download(ctx, &ab, 0, y, N * 4));
+            static const char *names[] = {"swiglu", "geglu", "add", "scale"};
+            if (op < 2)
+                check_close(names[op], y, ref, N, 1e-6, 2e-6);
+            else
+                check_close(names[op], y, ref, N, 0.0, 0.0);
+        }
+    }
+    vk_buffer_destroy(ctx, &ab);
+    vk_buffer_destroy(ctx, &bb);
+    close_ctx(ctx);
+}
+
+/*
+ * Embedding rows of every type (scale 2.5, ids out of order and repeated, the
+ * last row included) vs to_float of the row: |d| <= 1e-6 * max|row| + 1e-6 |ref|
+ * (same formula as the reference, evaluation order may differ by an ulp).
+ */
+TEST(embed_all_types)
+{
+    OPEN_OR_SKIP(ctx, 0);
+    test_rng_seed(109);
+    enum { NIN = 512, NR = 40, NI = 6 };
+    uint32_t ids[NI] = {39, 0, 17, 17, 5, 38};
+    float y[NI * NIN], ref[NI * NIN];
+    struct vk_buffer ib = {0}, yb = {0};
+    if (make_buf(ctx, &ib, ids, sizeof ids) && make_buf(ctx, &yb, NULL, sizeof y)) {
+        for (int i = 0; i < N_WTYPES; i++) {
+            struct qmat m;
+            if (!qmat_make(&m, wtypes[i], NIN, NR))
+                continue;
+            struct vk_weights *w = upload_weights(ctx, &m);
+            if (w) {
+                struct vk_embed_args a = {
+                    .type = m.t, .w = vk_weights_view(w, 0), .row_bytes = m.row_bytes,
+                    .n_in = NIN, .n_rows = NR, .ids = view(&ib), .n_ids = NI, .y = view(&yb),
+                    .y_stride = NIN, .scale = 2.5f,
+                };
+                CHECK_OK(vk_embed(ctx, &a));
+                CHECK_OK(vk_buffer_download(ctx, &yb, 0, y, sizeof y));
+                float mx = 0.0f;
+                for (int j = 0; j < NI; j++)
+                    for (int e = 0; e < NIN; e++) {
+                        ref[j * NIN + e] = 2.5f * m.deq[ids[j] * NIN + e];
+                        mx = fmaxf(mx, fabsf(ref[j * NIN + e]));
+                    }
+                char what[64];
+                snprintf(what, sizeof what, "embed %s", hearth_dtype_name(m.t));
+                check_close(what, y, ref, NI * NIN, 1e-6 * (double)mx, 1e-6);
+            }
+            vk_weights_destroy(ctx, w);
+            qmat_free(&m);
+        }
+    }
+    vk_buffer_destroy(ctx, &ib);
+    vk_buffer_destroy(ctx, &yb);
+    close_ctx(ctx);
+}
+
+/* Bad arguments are statuses with a message, never a crash or a bad dispatch. */
+TEST(rejects_bad_args)
+{
+    OPEN_OR_SKIP(ctx, 0);
+    struct vk_buffer b = {0};
+    if (make_buf(ctx, &b, NULL, 4096)) {
+        struct vk_matmul_args a = {
+            .type = HEARTH_DTYPE_IQ2_XXS, .w = view(&b), .row_bytes = 66, .n_in = 256, .n_out = 1,
+            .n_tok = 1, .x = view(&b), .x_stride = 256, .y = view(&b), .y_stride = 1,
+        };
+        CHECK_INT_EQ(vk_matmul(ctx, &a), HEARTH_ERR_UNSUPPORTED);
+        a.type = HEARTH_DTYPE_Q4_0;
+        a.row_bytes = 144;
+        a.n_out = 100; /* 100 rows of 144 bytes do not fit in 4096 */
+        CHECK_INT_EQ(vk_matmul(ctx, &a), HEARTH_ERR_INVALID_ARG);
+        a.row_bytes = 100; /* wrong row size for Q4_0 x 256 */
+        a.n_out = 1;
+        CHECK_INT_EQ(vk_matmul(ctx, &a), HEARTH_ERR_INVALID_ARG);
+        CHECK(strstr(hearth_last_error(), "row_bytes") != NULL);
+        struct vk_view odd = {&b, 2};
+        CHECK_INT_EQ(vk_add(ctx, odd, view(&b), 4), HEARTH_ERR_INVALID_ARG);
+        CHECK_INT_EQ(vk_scale(ctx, view(&b), 2000, 1.0f), HEARTH_ERR_INVALID_ARG);
+    }
+    vk_buffer_destroy(ctx, &b);
+    close_ctx(ctx);
+}
+
+TEST_MAIN(TEST_CASE(matmul_all_types), TEST_CASE(matmul_one_block), TEST_CASE(matmul_large),
+          TEST_CASE(weights_split_across_chunks), TEST_CASE(rmsnorm), TEST_CASE(rope),
+          TEST_CASE(attention), TEST_CASE(eltwise), TEST_CASE(embed_all_types),
+          TEST_CASE(rejects_bad_args))
+
+#else /* no Vulkan backend in this build */
+
+TEST(vulkan_not_built)
+{
+    TEST_SKIP("no Vulkan device (backend not built: HEARTH_VULKAN=OFF or no loader/glslc)");
+}
+
+TEST_MAIN(TEST_CASE(vulkan_not_built))
+#endif

@@ -1,0 +1,277 @@
+/*
+ * cmd-perplexity: `hearth perplexity -m MODEL -f TEXT ...` scores a text with
+ * a model (core/perplexity.h has the method) and optionally saves the top-k
+ * log-probabilities of every scored token, or compares them with a file saved
+ * by another run (another quantization, backend or thread count) as a KL
+ * divergence.
+ *
+ * Output: one progress entry per chunk on stderr ("[1]12.3456,[2]..."), the
+ * running perplexity after that chunk; on stdout a few info lines, the KL
+ * statistics when asked, and always last the line
+ * "perplexity: X +/- Y" (Y the standard error) that scripts parse.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "cpu/forward.h"
+#include "err.h"
+#include "model.h"
+#include "perplexity.h"
+#include "tokenizer.h"
+
+/* Belongs in tools/cli.h with the other subcommands (owned by the lead). */
+int cmd_perplexity(int argc, char **argv);
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: hearth perplexity [-m MODEL] -f TEXT [-c 512] [-t N] [--chunks N]\n"
+            "                         [--save-logits FILE] [--kl-divergence FILE]\n\n"
+            "Scores TEXT in non-overlapping chunks of -c tokens, each from an empty cache;\n"
+            "the second half of every chunk is scored (each token predicted with at least\n"
+            "c/2 tokens of context). Prints the running perplexity per chunk on stderr and\n"
+            "ends with 'perplexity: X +/- Y' (Y: standard error).\n\n"
+            "  -m MODEL              GGUF model (default %s)\n"
+            "  -f TEXT               UTF-8 text file\n"
+            "  -c N                  tokens per chunk (default 512)\n"
+            "  -t N                  threads (default: physical cores)\n"
+            "  --chunks N            score at most N chunks (default: all whole chunks)\n"
+            "  --save-logits FILE    write the top-%d log-probs of every scored token\n"
+            "  --kl-divergence FILE  compare with a file saved by another run of the same\n"
+            "                        text and -c: mean KL(saved || this run), its standard\n"
+            "                        error, 99th percentile, max, and top-1 agreement\n",
+            cli_default_model(), PPL_TOPK);
+}
+
+/* Reads the whole file into a malloc'd buffer. */
+static hearth_status read_text(const char *path, char **out, size_t *len)
+{
+    FILE *fp = fopen(path, "rb");
+    if (!fp)
+        return err_set(HEARTH_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    hearth_status st = HEARTH_OK;
+    while (buf) {
+        if (n == cap) {
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        size_t got = fread(buf + n, 1, cap - n, fp);
+        n += got;
+        if (got == 0)
+            break;
+    }
+    if (!buf)
+        st = err_set(HEARTH_ERR_NO_MEMORY, "%s: out of memory reading the text", path);
+    else if (ferror(fp))
+        st = err_set(HEARTH_ERR_IO, "%s: read failed", path);
+    fclose(fp);
+    if (st != HEARTH_OK) {
+        free(buf);
+        return st;
+    }
+    *out = buf;
+    *len = n;
+    return HEARTH_OK;
+}
+
+struct run_state {
+    struct ppl_logfile *save; /* NULL unless --save-logits */
+    struct ppl_logfile *base; /* NULL unless --kl-divergence */
+    double *kld;              /* [n_scored] per-token KLD */
+    int64_t n_agree;
+    double base_nll_sum;
+};
+
+static hearth_status on_token(void *ud, int64_t index, const float *logits, uint32_t n_vocab,
+                              double lse, int32_t target)
+{
+    struct run_state *s = ud;
+    hearth_status st;
+    if (s->save && (st = ppl_logfile_write(s->save, logits, n_vocab, lse, target)) != HEARTH_OK)
+        return st;
+    if (s->base) {
+        struct ppl_kld_token k;
+        if ((st = ppl_logfile_compare(s->base, logits, n_vocab, lse, target, &k)) != HEARTH_OK)
+            return st;
+        s->kld[index] = k.kld;
+        s->n_agree += k.top1_agree;
+        s->base_nll_sum += k.base_nll;
+    }
+    return HEARTH_OK;
+}
+
+static void on_chunk(void *ud, int chunk, const struct ppl_acc *acc)
+{
+    (void)ud;
+    fprintf(stderr, "[%d]%.4f,", chunk + 1, ppl_acc_ppl(acc));
+    fflush(stderr);
+}
+
+int cmd_perplexity(int argc, char **argv)
+{
+    const char *model_path = cli_default_model(), *text_path = NULL;
+    const char *save_path = NULL, *kl_path = NULL;
+    long long n_ctx = 512, n_threads = 0, max_chunks = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "hearth: %s: unknown flag or missing value\n\n", a);
+            usage(stderr);
+            return 2;
+        }
+        const char *v = argv[++i];
+        if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
+            model_path = v;
+        } else if (!strcmp(a, "-f") || !strcmp(a, "--file")) {
+            text_path = v;
+        } else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) {
+            if (cli_parse_i64(a, v, 4, 1 << 20, &n_ctx))
+                return 2;
+        } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
+            if (cli_parse_i64(a, v, 1, 512, &n_threads))
+                return 2;
+        } else if (!strcmp(a, "--chunks")) {
+            if (cli_parse_i64(a, v, 1, 1 << 24, &max_chunks))
+                return 2;
+        } else if (!strcmp(a, "--save-logits")) {
+            save_path = v;
+        } else if (!strcmp(a, "--kl-divergence")) {
+            kl_path = v;
+        } else {
+            fprintf(stderr, "hearth: unknown flag '%s'\n\n", a);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (!text_path) {
+        fprintf(stderr, "hearth: perplexity needs a text: -f FILE\n\n");
+        usage(stderr);
+        return 2;
+    }
+
+    if (save_path && kl_path && !strcmp(save_path, kl_path)) {
+        fprintf(stderr, "hearth: --save-logits and --kl-divergence name the same file '%s'\n",
+                save_path);
+        return 2;
+    }
+
+    int rc = 1;
+    struct model *m = NULL;
+    struct tokenizer *tok = NULL;
+    struct forward_ctx *fc = NULL;
+    char *text = NULL;
+    int32_t *tokens = NULL;
+    struct run_state rs = {0};
+    size_t text_len = 0;
+    int n_chunks = 0;
+    hearth_status st;
+
+    if ((st = model_load(model_path, &m)) != HEARTH_OK) {
+        cli_error("cannot load %s", model_path);
+        goto done;
+    }
+    if ((st = tok_load(m->gguf, &tok)) != HEARTH_OK) {
+        cli_error("%s: cannot load the tokenizer", model_path);
+        goto done;
+    }
+    if ((st = read_text(text_path, &text, &text_len)) != HEARTH_OK) {
+        cli_error("cannot read the text");
+        goto done;
+    }
+    if ((st = ppl_tokens(tok, text, text_len, (int)n_ctx, (int)max_chunks, &tokens,
+                         &n_chunks)) != HEARTH_OK) {
+        cli_error("%s", text_path);
+        goto done;
+    }
+    struct forward_params fp = forward_params_default();
+    fp.n_ctx = (uint32_t)n_ctx;
+    fp.n_threads = (int)n_threads;
+    if ((st = forward_create(m, &fp, &fc)) != HEARTH_OK) {
+        cli_error("cannot set up the forward pass");
+        goto done;
+    }
+    const uint32_t n_vocab = m->hp.n_vocab;
+    const uint64_t n_tok = (uint64_t)n_chunks * (uint64_t)n_ctx;
+    const int64_t n_scored = (int64_t)n_chunks * ppl_scored_per_chunk((int)n_ctx);
+    if (kl_path) {
+        if ((st = ppl_logfile_open(kl_path, n_vocab, (uint32_t)n_ctx, tokens, n_tok,
+                                   (uint64_t)n_scored, &rs.base)) != HEARTH_OK) {
+            cli_error("--kl-divergence");
+            goto done;
+        }
+        rs.kld = malloc((size_t)n_scored * sizeof *rs.kld);
+        if (!rs.kld) {
+            cli_error("out of memory");
+            goto done;
+        }
+    }
+    if (save_path && (st = ppl_logfile_create(save_path, n_vocab, (uint32_t)n_ctx, tokens,
+                                              n_tok, (uint64_t)n_scored, &rs.save)) != HEARTH_OK) {
+        cli_error("--save-logits");
+        goto done;
+    }
+    printf("model: %s\ntext: %s: %llu tokens in %d chunks of %lld, %lld scored; threads: %d\n",
+           model_path, text_path, (unsigned long long)n_tok, n_chunks, n_ctx,
+           (long long)n_scored, forward_n_threads(fc));
+    fflush(stdout);
+
+    struct ppl_acc acc;
+    st = ppl_evaluate(fc, n_vocab, tokens, n_chunks, (int)n_ctx, on_token, on_chunk, &rs, &acc);
+    fputc('\n', stderr);
+    if (st != HEARTH_OK) {
+        cli_error("perplexity failed");
+        goto done;
+    }
+    if (rs.save) {
+        st = ppl_logfile_close(rs.save);
+        rs.save = NULL;
+        if (st != HEARTH_OK) {
+            cli_error("--save-logits");
+            goto done;
+        }
+        printf("saved: %s (%lld tokens, top-%d log-probs each)\n", save_path,
+               (long long)n_scored, PPL_TOPK);
+    }
+    if (rs.base) {
+        struct ppl_kld_summary ks;
+        double base_ppl = exp(rs.base_nll_sum / (double)n_scored);
+        ppl_kld_summarize(rs.kld, n_scored, rs.n_agree, &ks);
+        printf("base perplexity: %.4f (from %s)\n", base_ppl, kl_path);
+        printf("kld mean: %.6g +/- %.6g\n", ks.mean, ks.mean_err);
+        printf("kld p99: %.6g\n", ks.p99);
+        printf("kld max: %.6g\n", ks.max);
+        printf("top-1 agreement: %.6f (%lld of %lld)\n", ks.top1, (long long)rs.n_agree,
+               (long long)n_scored);
+    }
+    printf("perplexity: %.4f +/- %.4f\n", ppl_acc_ppl(&acc), ppl_acc_err(&acc));
+    rc = 0;
+done:
+    if (rs.save) {
+        ppl_logfile_close(rs.save);
+        remove(save_path); /* a half-written file would only mislead a later comparison */
+    }
+    ppl_logfile_close(rs.base);
+    free(rs.kld);
+    free(tokens);
+    free(text);
+    forward_destroy(fc);
+    tok_free(tok);
+    model_free(m);
+    return rc;
+}

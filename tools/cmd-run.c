@@ -1,0 +1,348 @@
+/*
+ * cmd-run: `hearth run -m MODEL -p PROMPT [...]` generates a continuation (or,
+ * with --chat, an assistant reply) and streams it to stdout token by token.
+ *
+ * Also home of the setup shared with cmd-chat.c (declared in progress.h): the
+ * common flags, model + tokenizer + forward context + session creation, and the
+ * statistics line. Output discipline: stdout carries only generated text
+ * (flushed per token, so a pipe sees it live); everything else (seed, load bar,
+ * speed) goes to stderr and -q silences all of it except errors. Exit codes:
+ * 0 ok, 1 failure (unreadable model, evaluation error), 2 usage.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "chat.h"
+#include "cli.h"
+#include "err.h"
+#include "generate.h"
+#include "progress.h"
+
+#define DEFAULT_CTX 4096
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: hearth run [-m MODEL] -p PROMPT [options]\n\n"
+            "Generates text from PROMPT and streams it to stdout.\n\n"
+            "  -m, --model FILE        GGUF model (default: %s)\n"
+            "  -p, --prompt TEXT       the prompt (raw text unless --chat)\n"
+            "  --chat                  wrap the prompt in the model's chat template\n"
+            "  --system TEXT           system message (with --chat)\n"
+            "  -n, --n-predict N       tokens to generate (default 128; -1: until the end)\n"
+            "  --temp T                temperature (default 0.8; 0: greedy)\n"
+            "  --top-k K               (default 40; 0: off)\n"
+            "  --top-p P               (default 0.95; 1: off)\n"
+            "  --min-p P               (default 0.05; 0: off)\n"
+            "  --repeat-penalty R      (default 1.0: off)\n"
+            "  --repeat-last-n N       penalty window (default 64)\n"
+            "  --presence-penalty P    (default 0)\n"
+            "  --frequency-penalty F   (default 0)\n"
+            "  --seed S                random seed (default: from the clock, printed)\n"
+            "  -t, --threads N         CPU threads (default: physical cores)\n"
+            "  -c, --ctx-size N        context length (default: min(4096, training))\n"
+            "  --stop STR              stop before STR (repeatable)\n"
+            "  -q, --quiet             only the generated text; no stats\n",
+            cli_default_model());
+}
+
+void run_opts_default(struct run_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    sampler_params_default(&o->sp);
+    o->n_predict = 128;
+}
+
+/* The value of the flag at argv[*i]; NULL (and a message) if it is the last word. */
+static const char *flag_value(int argc, char **argv, int *i)
+{
+    if (*i + 1 >= argc) {
+        fprintf(stderr, "hearth: %s needs a value\n", argv[*i]);
+        return NULL;
+    }
+    return argv[++*i];
+}
+
+static bool is(const char *a, const char *s1, const char *s2)
+{
+    return !strcmp(a, s1) || (s2 && !strcmp(a, s2));
+}
+
+int run_parse_flag(int argc, char **argv, int *i, struct run_opts *o)
+{
+    const char *a = argv[*i], *v;
+    long long n;
+    double d;
+#define VALUE()                                \
+    do {                                       \
+        if (!(v = flag_value(argc, argv, i)))  \
+            return -1;                         \
+    } while (0)
+    if (is(a, "-m", "--model")) {
+        VALUE();
+        o->model_path = v;
+    } else if (is(a, "-p", "--prompt")) {
+        VALUE();
+        o->prompt = v;
+    } else if (is(a, "--system", NULL)) {
+        VALUE();
+        o->system = v;
+    } else if (is(a, "-n", "--n-predict")) {
+        VALUE();
+        if (cli_parse_i64(a, v, -1, INT32_MAX, &n))
+            return -1;
+        o->n_predict = (int32_t)n;
+    } else if (is(a, "--temp", NULL)) {
+        VALUE();
+        if (cli_parse_f64(a, v, 0, 1e4, &d))
+            return -1;
+        o->sp.temp = (float)d;
+    } else if (is(a, "--top-k", NULL)) {
+        VALUE();
+        if (cli_parse_i64(a, v, 0, INT32_MAX, &n))
+            return -1;
+        o->sp.top_k = (int32_t)n;
+    } else if (is(a, "--top-p", NULL)) {
+        VALUE();
+        if (cli_parse_f64(a, v, 1e-9, 1, &d))
+            return -1;
+        o->sp.top_p = (float)d;
+    } else if (is(a, "--min-p", NULL)) {
+        VALUE();
+        if (cli_parse_f64(a, v, 0, 1, &d))
+            return -1;
+        o->sp.min_p = (float)d;
+    } else if (is(a, "--repeat-penalty", NULL)) {
+        VALUE();
+        if (cli_parse_f64(a, v, 1e-6, 1e6, &d))
+            return -1;
+        o->sp.repeat_penalty = (float)d;
+    } else if (is(a, "--repeat-last-n", NULL)) {
+        VALUE();
+        if (cli_parse_i64(a, v, 0, SAMPLER_MAX_LAST_N, &n))
+            return -1;
+        o->sp.repeat_last_n = (int32_t)n;
+    } else if (is(a, "--presence-penalty", NULL)) {
+        VALUE();
+        if (cli_parse_f64(a, v, -1e6, 1e6, &d))
+            return -1;
+        o->sp.presence_penalty = (float)d;
+    } else if (is(a, "--frequency-penalty", NULL)) {
+        VALUE();
+        if (cli_parse_f64(a, v, -1e6, 1e6, &d))
+            return -1;
+        o->sp.frequency_penalty = (float)d;
+    } else if (is(a, "--seed", "-s")) {
+        VALUE();
+        if (cli_parse_i64(a, v, 0, INT64_MAX, &n))
+            return -1;
+        o->sp.seed = (uint64_t)n;
+        o->sp.seed_set = true;
+    } else if (is(a, "-t", "--threads")) {
+        VALUE();
+        if (cli_parse_i64(a, v, 1, 1024, &n))
+            return -1;
+        o->n_threads = (int)n;
+    } else if (is(a, "-c", "--ctx-size")) {
+        VALUE();
+        if (cli_parse_i64(a, v, 1, 1 << 24, &n))
+            return -1;
+        o->n_ctx = (uint32_t)n;
+    } else if (is(a, "--stop", NULL)) {
+        VALUE();
+        if (o->n_stops == RUN_MAX_STOPS) {
+            fprintf(stderr, "hearth: at most %d --stop strings\n", RUN_MAX_STOPS);
+            return -1;
+        }
+        o->stops[o->n_stops++] = v;
+    } else if (is(a, "-q", "--quiet")) {
+        o->quiet = true;
+    } else if (is(a, "--print-rss", NULL)) {
+        o->print_rss = true;
+    } else {
+        return 0;
+    }
+#undef VALUE
+    return 1;
+}
+
+int run_ctx_open(const struct run_opts *o, struct run_ctx *c)
+{
+    memset(c, 0, sizeof *c);
+    const char *path = o->model_path;
+    if (!path) {
+        path = cli_default_model();
+        if (access(path, R_OK) != 0) {
+            fprintf(stderr,
+                    "hearth: no -m given and the default model %s is missing: run "
+                    "scripts/fetch-models.sh from the repository root, or pass -m FILE\n",
+                    path);
+            return 1;
+        }
+    }
+    err_clear();
+    hearth_status st = model_load(path, &c->m);
+    if (st != HEARTH_OK) {
+        cli_error("cannot load model '%s'", path);
+        return 1;
+    }
+    if ((st = tok_load(c->m->gguf, &c->tok)) != HEARTH_OK) {
+        cli_error("cannot load the tokenizer of '%s'", path);
+        goto fail;
+    }
+    progress_touch(c->m->gguf->base, (size_t)c->m->gguf->size, "loading", !o->quiet);
+
+    struct forward_params fp = forward_params_default();
+    fp.n_threads = o->n_threads;
+    fp.n_ctx = o->n_ctx;
+    if (fp.n_ctx == 0)
+        fp.n_ctx = c->m->hp.n_ctx_train > 0 && c->m->hp.n_ctx_train < DEFAULT_CTX
+                       ? c->m->hp.n_ctx_train
+                       : DEFAULT_CTX;
+    if ((st = forward_create(c->m, &fp, &c->fc)) != HEARTH_OK) {
+        cli_error("cannot set up the CPU forward pass for '%s'", path);
+        goto fail;
+    }
+    if ((st = gen_session_create(c->m, c->tok, c->fc, &o->sp, &c->gs)) != HEARTH_OK) {
+        cli_error("cannot create the generation session");
+        goto fail;
+    }
+    gen_chat_init(c->m, c->tok, -1, &c->chat);
+    return 0;
+fail:
+    run_ctx_close(c);
+    return 1;
+}
+
+void run_ctx_close(struct run_ctx *c)
+{
+    gen_session_free(c->gs);
+    forward_destroy(c->fc);
+    tok_free(c->tok);
+    model_free(c->m);
+    memset(c, 0, sizeof *c);
+}
+
+void run_print_rss(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    if (!f)
+        return;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmHWM:", 6)) {
+            char *end;
+            long long kb = strtoll(line + 6, &end, 10);
+            fprintf(stderr, "peak RSS: %lld kB\n", kb);
+        }
+    fclose(f);
+}
+
+static double per_s(size_t n, double ms)
+{
+    return ms > 0 ? (double)n * 1e3 / ms : 0.0;
+}
+
+void run_print_stats(const struct gen_stats *st)
+{
+    fprintf(stderr, "prompt: %zu tokens, %.1f tok/s | generation: %zu tokens, %.1f tok/s\n",
+            st->n_prompt_eval, per_s(st->n_prompt_eval, st->prompt_ms), st->n_gen,
+            per_s(st->n_gen, st->gen_ms));
+}
+
+/* Streams each piece to stdout at once, so a reader of the pipe sees tokens live. */
+static bool print_piece(void *user, const char *text, size_t len, int32_t token)
+{
+    (void)user;
+    (void)token;
+    if (len > 0) {
+        fwrite(text, 1, len, stdout);
+        fflush(stdout);
+    }
+    return true;
+}
+
+int cmd_run(int argc, char **argv)
+{
+    struct run_opts o;
+    run_opts_default(&o);
+    for (int i = 1; i < argc; i++) {
+        if (is(argv[i], "-h", "--help")) {
+            usage(stdout);
+            return 0;
+        }
+        if (is(argv[i], "--chat", NULL)) {
+            o.chat = true;
+            continue;
+        }
+        int r = run_parse_flag(argc, argv, &i, &o);
+        if (r < 0)
+            return 2;
+        if (r == 0) {
+            fprintf(stderr, "hearth: run: unknown option '%s'\n\n", argv[i]);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (!o.prompt) {
+        fprintf(stderr, "hearth: run: no prompt (-p TEXT)\n\n");
+        usage(stderr);
+        return 2;
+    }
+    struct run_ctx c;
+    if (run_ctx_open(&o, &c))
+        return 1;
+    if (!o.quiet && !o.sp.seed_set)
+        fprintf(stderr, "seed: %llu\n", (unsigned long long)gen_session_seed(c.gs));
+
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    hearth_status st;
+    if (o.chat) {
+        struct chat_msg msgs[2];
+        size_t n = 0;
+        if (o.system)
+            msgs[n++] = (struct chat_msg){"system", o.system};
+        msgs[n++] = (struct chat_msg){"user", o.prompt};
+        st = gen_chat_tokenize(&c.chat, c.tok, msgs, n, true, &ids, &n_ids);
+    } else {
+        st = gen_tokenize_prompt(c.tok, o.prompt, strlen(o.prompt), true, &ids, &n_ids);
+    }
+    int rc = 0;
+    if (st != HEARTH_OK) {
+        cli_error("cannot prepare the prompt");
+        rc = 1;
+        goto done;
+    }
+    struct gen_params gp;
+    gen_params_default(&gp);
+    gp.n_predict = o.n_predict;
+    gp.stop = o.stops;
+    gp.n_stop = o.n_stops;
+    gp.chat = o.chat ? &c.chat : NULL;
+    gp.on_token = print_piece;
+    struct gen_stats stats;
+    if ((st = gen_run(c.gs, ids, n_ids, &gp, &stats)) != HEARTH_OK) {
+        fflush(stdout);
+        cli_error("generation failed");
+        rc = 1;
+        goto done;
+    }
+    fputc('\n', stdout);
+    fflush(stdout);
+    if (!o.quiet) {
+        if (stats.stop == GEN_STOP_CTX_FULL)
+            fprintf(stderr, "(stopped: the context of %u tokens is full)\n",
+                    gen_session_n_ctx(c.gs));
+        run_print_stats(&stats);
+    }
+done:
+    free(ids);
+    run_ctx_close(&c);
+    if (o.print_rss)
+        run_print_rss();
+    return rc;
+}

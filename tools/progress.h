@@ -1,0 +1,81 @@
+/*
+ * progress: the load progress bar of `hearth run` / `hearth chat`.
+ *
+ * Weights are memory-mapped, so "loading" a model is the page faults of its
+ * first forward pass, which would otherwise show up as a slow first token.
+ * progress_touch faults the mapping in up front (madvise(WILLNEED) on a chunk,
+ * then one read per page) and draws a bar while doing so. The bar is drawn only
+ * when stderr is a terminal: piped or redirected output gets nothing, so logs
+ * and tests see clean stderr.
+ */
+#ifndef HEARTH_PROGRESS_H
+#define HEARTH_PROGRESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/*
+ * Touches every page of base[0..size) (a read-only mapping), drawing
+ * "label [#####     ] 42%" on stderr when show is true and stderr is a tty.
+ */
+void progress_touch(const void *base, size_t size, const char *label, bool show);
+
+/* ---- shared by cmd-run.c (which defines these) and cmd-chat.c ---------------
+ * They live here rather than in cli.h because cli.h belongs to the dispatcher;
+ * both commands need the same flags, model loading and session setup. */
+
+#include <stdint.h>
+
+#include "cpu/forward.h"
+#include "generate.h"
+#include "model.h"
+#include "sampler.h"
+#include "tokenizer.h"
+
+#define RUN_MAX_STOPS 16
+
+struct run_opts {
+    const char *model_path; /* NULL: cli_default_model() */
+    const char *prompt;     /* run: -p */
+    const char *system;     /* --system */
+    struct sampler_params sp;
+    int32_t n_predict;      /* -n; -1: until EOG or the context is full */
+    int n_threads;          /* -t; 0: physical cores */
+    uint32_t n_ctx;         /* -c; 0: min(4096, training context) */
+    const char *stops[RUN_MAX_STOPS];
+    size_t n_stops;
+    bool chat;              /* run --chat */
+    bool quiet;             /* -q */
+    bool print_rss;         /* hidden --print-rss: VmHWM on stderr at exit */
+};
+
+struct run_ctx {
+    struct model *m;
+    struct tokenizer *tok;
+    struct forward_ctx *fc;
+    struct gen_session *gs;
+    struct gen_chat chat;
+};
+
+/* The subcommands (tools/hearth.c dispatches to them). */
+int cmd_run(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
+
+void run_opts_default(struct run_opts *o);
+/*
+ * Parses the flag at argv[*i] if it is one of the shared ones (-m, sampling,
+ * -t, -c, -n, --stop, --system, -q, --seed), advancing *i past its value.
+ * Returns 1 when consumed, 0 when not a shared flag, -1 on a bad value (the
+ * message is printed; exit with 2).
+ */
+int run_parse_flag(int argc, char **argv, int *i, struct run_opts *o);
+/* Loads the model (with the progress bar unless quiet) and creates the session.
+   Returns 0, or 1 after printing what failed. */
+int run_ctx_open(const struct run_opts *o, struct run_ctx *c);
+void run_ctx_close(struct run_ctx *c);
+/* Prints "peak RSS: N MiB" (VmHWM) on stderr. */
+void run_print_rss(void);
+/* "prompt: 23 tokens, 412.3 tok/s | generation: 64 tokens, 58.1 tok/s" on stderr. */
+void run_print_stats(const struct gen_stats *st);
+
+#endif

@@ -1,0 +1,537 @@
+/*
+ * serve-json: the JSON of `hearth serve`: parsing and validating OpenAI
+ * chat / completions requests, and building responses, stream chunks and
+ * error objects (cJSON).
+ *
+ * Validation is strict where a wrong value would silently change behaviour
+ * (types, ranges, n != 1, unknown roles) and lenient where OpenAI clients
+ * send fields hearth has no use for (user, logit_bias absent or empty,
+ * response_format text...): unknown fields are ignored. Every refusal names
+ * the field in `param`, as OpenAI does. Ranges follow the OpenAI API
+ * (temperature 0..2, penalties -2..2) plus hearth's own sampler fields
+ * (top_k, min_p, repeat_penalty).
+ */
+#include "serve.h"
+
+#ifdef HEARTH_WITH_SERVER
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void serve_error_set(struct serve_error *e, int http, const char *type, const char *param,
+                     const char *code, const char *fmt, ...)
+{
+    e->http = http;
+    e->type = type;
+    e->param = param;
+    e->code = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->message, sizeof e->message, fmt, ap);
+    va_end(ap);
+}
+
+static bool bad(struct serve_error *e, const char *param, const char *fmt, const char *what)
+{
+    serve_error_set(e, 400, "invalid_request_error", param, NULL, fmt, what);
+    return false;
+}
+
+char *serve_error_json(const struct serve_error *e)
+{
+    cJSON *root = cJSON_CreateObject(), *err = cJSON_AddObjectToObject(root, "error");
+    if (!err) {
+        cJSON_Delete(root);
+        return NULL;
+    }
+    cJSON_AddStringToObject(err, "message", e->message);
+    cJSON_AddStringToObject(err, "type", e->type ? e->type : "invalid_request_error");
+    if (e->param)
+        cJSON_AddStringToObject(err, "param", e->param);
+    else
+        cJSON_AddNullToObject(err, "param");
+    if (e->code)
+        cJSON_AddStringToObject(err, "code", e->code);
+    else
+        cJSON_AddNullToObject(err, "code");
+    char *s = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    return s;
+}
+
+/* A number field in [lo, hi] (absent: unchanged). */
+static bool get_num(const cJSON *root, const char *name, double lo, double hi, double *out,
+                    struct serve_error *e)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, name);
+    if (!v || cJSON_IsNull(v))
+        return true;
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble)) {
+        serve_error_set(e, 400, "invalid_request_error", name, NULL, "'%s' must be a number", name);
+        return false;
+    }
+    if (v->valuedouble < lo || v->valuedouble > hi) {
+        serve_error_set(e, 400, "invalid_request_error", name, NULL,
+                        "'%s' is %g, expected a number in [%g, %g]", name, v->valuedouble, lo, hi);
+        return false;
+    }
+    *out = v->valuedouble;
+    return true;
+}
+
+/* An integer field in [lo, hi] (absent: unchanged, *given false). */
+static bool get_int(const cJSON *root, const char *name, double lo, double hi, long long *out,
+                    bool *given, struct serve_error *e)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, name);
+    if (given)
+        *given = false;
+    if (!v || cJSON_IsNull(v))
+        return true;
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) ||
+        floor(v->valuedouble) != v->valuedouble) {
+        serve_error_set(e, 400, "invalid_request_error", name, NULL, "'%s' must be an integer",
+                        name);
+        return false;
+    }
+    if (v->valuedouble < lo || v->valuedouble > hi) {
+        serve_error_set(e, 400, "invalid_request_error", name, NULL,
+                        "'%s' is %.0f, expected an integer in [%.0f, %.0f]", name, v->valuedouble,
+                        lo, hi);
+        return false;
+    }
+    *out = (long long)v->valuedouble;
+    if (given)
+        *given = true;
+    return true;
+}
+
+static bool get_bool(const cJSON *root, const char *name, bool *out, struct serve_error *e)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, name);
+    if (!v || cJSON_IsNull(v))
+        return true;
+    if (!cJSON_IsBool(v))
+        return bad(e, name, "'%s' must be a boolean", name);
+    *out = cJSON_IsTrue(v);
+    return true;
+}
+
+/* Content as a string, or an array of {"type":"text","text":...} parts joined. */
+static bool get_content(struct serve_req *r, const cJSON *c, size_t i, const char **out,
+                        struct serve_error *e)
+{
+    if (cJSON_IsString(c)) {
+        *out = c->valuestring;
+        return true;
+    }
+    if (!cJSON_IsArray(c)) {
+        serve_error_set(e, 400, "invalid_request_error", "messages", NULL,
+                        "messages[%zu].content must be a string or an array of text parts", i);
+        return false;
+    }
+    size_t total = 1;
+    const cJSON *part;
+    cJSON_ArrayForEach(part, c)
+    {
+        const cJSON *type = cJSON_GetObjectItemCaseSensitive(part, "type");
+        const cJSON *text = cJSON_GetObjectItemCaseSensitive(part, "text");
+        if (!cJSON_IsString(type) || strcmp(type->valuestring, "text") || !cJSON_IsString(text)) {
+            serve_error_set(e, 400, "invalid_request_error", "messages", NULL,
+                            "messages[%zu].content: only parts {\"type\":\"text\",\"text\":...} "
+                            "are supported",
+                            i);
+            return false;
+        }
+        total += strlen(text->valuestring);
+    }
+    char *joined = malloc(total);
+    char **grown = realloc(r->parts, (r->n_parts + 1) * sizeof *grown);
+    if (!joined || !grown) {
+        free(joined);
+        if (grown)
+            r->parts = grown;
+        serve_error_set(e, 500, "server_error", NULL, NULL, "out of memory");
+        return false;
+    }
+    r->parts = grown;
+    r->parts[r->n_parts++] = joined;
+    size_t at = 0;
+    cJSON_ArrayForEach(part, c)
+    {
+        const char *t = cJSON_GetObjectItemCaseSensitive(part, "text")->valuestring;
+        size_t n = strlen(t);
+        memcpy(joined + at, t, n);
+        at += n;
+    }
+    joined[at] = '\0';
+    *out = joined;
+    return true;
+}
+
+static bool parse_messages(const cJSON *root, struct serve_req *r, struct serve_error *e)
+{
+    const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(root, "messages");
+    if (!msgs)
+        return bad(e, "messages", "'%s' is required", "messages");
+    if (!cJSON_IsArray(msgs))
+        return bad(e, "messages", "'%s' must be an array of messages", "messages");
+    int n = cJSON_GetArraySize(msgs);
+    if (n < 1)
+        return bad(e, "messages", "'%s' must hold at least one message", "messages");
+    if (n > SERVE_MAX_MSGS) {
+        serve_error_set(e, 400, "invalid_request_error", "messages", NULL,
+                        "%d messages, at most %d", n, SERVE_MAX_MSGS);
+        return false;
+    }
+    r->msgs = calloc((size_t)n, sizeof *r->msgs);
+    if (!r->msgs) {
+        serve_error_set(e, 500, "server_error", NULL, NULL, "out of memory");
+        return false;
+    }
+    static const char *const roles[] = {"system", "user", "assistant", "developer"};
+    size_t i = 0;
+    const cJSON *m;
+    cJSON_ArrayForEach(m, msgs)
+    {
+        const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
+        const cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content");
+        if (!cJSON_IsObject(m) || !cJSON_IsString(role)) {
+            serve_error_set(e, 400, "invalid_request_error", "messages", NULL,
+                            "messages[%zu] must be an object with a string 'role'", i);
+            return false;
+        }
+        const char *rs = NULL;
+        for (size_t k = 0; k < sizeof roles / sizeof roles[0]; k++)
+            if (!strcmp(role->valuestring, roles[k]))
+                rs = k == 3 ? "system" : roles[k]; /* OpenAI's newer name for system */
+        if (!rs) {
+            serve_error_set(e, 400, "invalid_request_error", "messages", NULL,
+                            "messages[%zu].role is '%.64s', expected system, user or assistant", i,
+                            role->valuestring);
+            return false;
+        }
+        if (!content) {
+            serve_error_set(e, 400, "invalid_request_error", "messages", NULL,
+                            "messages[%zu].content is required", i);
+            return false;
+        }
+        r->msgs[i].role = rs;
+        if (!get_content(r, content, i, &r->msgs[i].content, e))
+            return false;
+        i++;
+    }
+    r->n_msgs = i;
+    return true;
+}
+
+static bool parse_prompt(const cJSON *root, struct serve_req *r, struct serve_error *e)
+{
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(root, "prompt");
+    if (!p)
+        return bad(e, "prompt", "'%s' is required", "prompt");
+    if (cJSON_IsArray(p) && cJSON_GetArraySize(p) == 1 && cJSON_IsString(cJSON_GetArrayItem(p, 0)))
+        p = cJSON_GetArrayItem(p, 0);
+    if (!cJSON_IsString(p))
+        return bad(e, "prompt", "'%s' must be a string (or an array of one string)", "prompt");
+    if (!p->valuestring[0])
+        return bad(e, "prompt", "'%s' must not be empty", "prompt");
+    r->prompt = p->valuestring;
+    return true;
+}
+
+static bool parse_stop(const cJSON *root, struct serve_req *r, struct serve_error *e)
+{
+    const cJSON *s = cJSON_GetObjectItemCaseSensitive(root, "stop");
+    if (!s || cJSON_IsNull(s))
+        return true;
+    if (cJSON_IsString(s)) {
+        if (s->valuestring[0])
+            r->stop[r->n_stop++] = s->valuestring;
+        return true;
+    }
+    if (!cJSON_IsArray(s) || cJSON_GetArraySize(s) > SERVE_MAX_STOP)
+        return bad(e, "stop", "'%s' must be a string or an array of at most 4 strings", "stop");
+    const cJSON *it;
+    cJSON_ArrayForEach(it, s)
+    {
+        if (!cJSON_IsString(it))
+            return bad(e, "stop", "'%s' must be a string or an array of at most 4 strings", "stop");
+        if (it->valuestring[0])
+            r->stop[r->n_stop++] = it->valuestring;
+    }
+    return true;
+}
+
+static bool parse_sampling(const cJSON *root, struct serve_req *r, struct serve_error *e)
+{
+    struct sampler_params *sp = &r->sp;
+    double d;
+    long long v;
+    bool given;
+    d = sp->temp;
+    if (!get_num(root, "temperature", 0, 2, &d, e))
+        return false;
+    sp->temp = (float)d;
+    d = sp->top_p;
+    if (!get_num(root, "top_p", 0, 1, &d, e))
+        return false;
+    if (d <= 0)
+        return bad(e, "top_p", "'%s' must be in (0, 1]", "top_p");
+    sp->top_p = (float)d;
+    d = sp->min_p;
+    if (!get_num(root, "min_p", 0, 1, &d, e))
+        return false;
+    sp->min_p = (float)d;
+    v = sp->top_k;
+    if (!get_int(root, "top_k", 0, INT32_MAX, &v, NULL, e))
+        return false;
+    sp->top_k = (int32_t)v;
+    d = sp->presence_penalty;
+    if (!get_num(root, "presence_penalty", -2, 2, &d, e))
+        return false;
+    sp->presence_penalty = (float)d;
+    d = sp->frequency_penalty;
+    if (!get_num(root, "frequency_penalty", -2, 2, &d, e))
+        return false;
+    sp->frequency_penalty = (float)d;
+    d = sp->repeat_penalty;
+    if (!get_num(root, "repeat_penalty", 0.01, 100, &d, e))
+        return false;
+    sp->repeat_penalty = (float)d;
+    /* JSON numbers are doubles: seeds are exact up to 2^53 */
+    if (!get_int(root, "seed", -9007199254740992.0, 9007199254740992.0, &v, &given, e))
+        return false;
+    if (given) {
+        sp->seed = (uint64_t)v;
+        sp->seed_set = true;
+    }
+    return true;
+}
+
+bool serve_parse_request(const char *body, size_t len, bool chat, struct serve_req *r,
+                         struct serve_error *e)
+{
+    memset(r, 0, sizeof *r);
+    r->chat = chat;
+    r->max_tokens = -1;
+    sampler_params_default(&r->sp);
+    cJSON *root = cJSON_ParseWithLength(body, len);
+    if (!root) {
+        serve_error_set(e, 400, "invalid_request_error", NULL, NULL,
+                        "the body is not valid JSON (%zu bytes)", len);
+        return false;
+    }
+    r->json = root;
+    if (!cJSON_IsObject(root)) {
+        serve_error_set(e, 400, "invalid_request_error", NULL, NULL,
+                        "the body must be a JSON object");
+        goto fail;
+    }
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
+    if (model && !cJSON_IsString(model)) {
+        bad(e, "model", "'%s' must be a string", "model");
+        goto fail;
+    }
+    if (chat ? !parse_messages(root, r, e) : !parse_prompt(root, r, e))
+        goto fail;
+    long long v = 0;
+    bool given = false;
+    if (!get_int(root, "max_completion_tokens", 1, INT32_MAX, &v, &given, e))
+        goto fail;
+    if (given)
+        r->max_tokens = (int32_t)v;
+    if (!get_int(root, "max_tokens", 1, INT32_MAX, &v, &given, e))
+        goto fail;
+    if (given)
+        r->max_tokens = (int32_t)v;
+    if (!get_int(root, "n", 1, 1, &v, NULL, e))
+        goto fail;
+    if (!parse_sampling(root, r, e) || !parse_stop(root, r, e))
+        goto fail;
+    if (!get_bool(root, "stream", &r->stream, e))
+        goto fail;
+    const cJSON *so = cJSON_GetObjectItemCaseSensitive(root, "stream_options");
+    if (so && !cJSON_IsNull(so)) {
+        if (!cJSON_IsObject(so)) {
+            bad(e, "stream_options", "'%s' must be an object", "stream_options");
+            goto fail;
+        }
+        if (!get_bool(so, "include_usage", &r->include_usage, e))
+            goto fail;
+    }
+    return true;
+fail:
+    serve_req_free(r);
+    return false;
+}
+
+void serve_req_free(struct serve_req *r)
+{
+    for (size_t i = 0; i < r->n_parts; i++)
+        free(r->parts[i]);
+    free(r->parts);
+    free(r->msgs);
+    cJSON_Delete(r->json);
+    memset(r, 0, sizeof *r);
+}
+
+/* ---- responses ------------------------------------------------------------------ */
+
+const char *serve_finish_reason(enum gen_stop stop)
+{
+    switch (stop) {
+    case GEN_STOP_EOG:
+    case GEN_STOP_STRING:
+        return "stop";
+    case GEN_STOP_LIMIT:
+    case GEN_STOP_CTX_FULL:
+        return "length";
+    default:
+        return "stop";
+    }
+}
+
+static cJSON *base_object(const struct serve_meta *m, bool chunk)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return NULL;
+    const char *obj =
+        m->chat ? (chunk ? "chat.completion.chunk" : "chat.completion") : "text_completion";
+    cJSON_AddStringToObject(o, "id", m->id);
+    cJSON_AddStringToObject(o, "object", obj);
+    cJSON_AddNumberToObject(o, "created", (double)m->created);
+    cJSON_AddStringToObject(o, "model", m->model);
+    cJSON_AddStringToObject(o, "system_fingerprint", "hearth");
+    return o;
+}
+
+static void add_usage(cJSON *o, size_t n_prompt, size_t n_gen)
+{
+    cJSON *u = cJSON_AddObjectToObject(o, "usage");
+    if (!u)
+        return;
+    cJSON_AddNumberToObject(u, "prompt_tokens", (double)n_prompt);
+    cJSON_AddNumberToObject(u, "completion_tokens", (double)n_gen);
+    cJSON_AddNumberToObject(u, "total_tokens", (double)(n_prompt + n_gen));
+}
+
+static void add_finish(cJSON *c, const char *finish)
+{
+    if (finish)
+        cJSON_AddStringToObject(c, "finish_reason", finish);
+    else
+        cJSON_AddNullToObject(c, "finish_reason");
+}
+
+char *serve_response_json(const struct serve_meta *m, const char *text, const char *finish,
+                          size_t n_prompt, size_t n_gen)
+{
+    cJSON *o = base_object(m, false);
+    cJSON *choices = o ? cJSON_AddArrayToObject(o, "choices") : NULL;
+    cJSON *c = cJSON_CreateObject();
+    if (!choices || !c) {
+        cJSON_Delete(c);
+        cJSON_Delete(o);
+        return NULL;
+    }
+    cJSON_AddItemToArray(choices, c);
+    cJSON_AddNumberToObject(c, "index", 0);
+    if (m->chat) {
+        cJSON *msg = cJSON_AddObjectToObject(c, "message");
+        if (msg) {
+            cJSON_AddStringToObject(msg, "role", "assistant");
+            cJSON_AddStringToObject(msg, "content", text);
+        }
+    } else {
+        cJSON_AddStringToObject(c, "text", text);
+    }
+    cJSON_AddNullToObject(c, "logprobs");
+    add_finish(c, finish);
+    add_usage(o, n_prompt, n_gen);
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return s;
+}
+
+/* "data: " + json + "\n\n" */
+static char *frame(cJSON *o)
+{
+    char *j = o ? cJSON_PrintUnformatted(o) : NULL;
+    cJSON_Delete(o);
+    if (!j)
+        return NULL;
+    size_t n = strlen(j);
+    char *out = malloc(n + 9);
+    if (out) {
+        memcpy(out, "data: ", 6);
+        memcpy(out + 6, j, n);
+        memcpy(out + 6 + n, "\n\n", 3);
+    }
+    cJSON_free(j);
+    return out;
+}
+
+char *serve_chunk_sse(const struct serve_meta *m, const char *text, bool role_delta,
+                      const char *finish, bool usage, size_t n_prompt, size_t n_gen)
+{
+    cJSON *o = base_object(m, true);
+    cJSON *choices = o ? cJSON_AddArrayToObject(o, "choices") : NULL;
+    if (!choices) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    if (usage) {
+        add_usage(o, n_prompt, n_gen);
+        return frame(o);
+    }
+    cJSON *c = cJSON_CreateObject();
+    if (!c) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    cJSON_AddItemToArray(choices, c);
+    cJSON_AddNumberToObject(c, "index", 0);
+    if (m->chat) {
+        cJSON *d = cJSON_AddObjectToObject(c, "delta");
+        if (d && role_delta)
+            cJSON_AddStringToObject(d, "role", "assistant");
+        if (d && (text || role_delta))
+            cJSON_AddStringToObject(d, "content", text ? text : "");
+    } else {
+        cJSON_AddStringToObject(c, "text", text ? text : "");
+    }
+    cJSON_AddNullToObject(c, "logprobs");
+    add_finish(c, finish);
+    return frame(o);
+}
+
+char *serve_models_json(const char *model, long long created)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON *data = o ? cJSON_AddArrayToObject(o, "data") : NULL;
+    cJSON *m = cJSON_CreateObject();
+    if (!data || !m) {
+        cJSON_Delete(m);
+        cJSON_Delete(o);
+        return NULL;
+    }
+    cJSON_AddStringToObject(o, "object", "list");
+    cJSON_AddItemToArray(data, m);
+    cJSON_AddStringToObject(m, "id", model);
+    cJSON_AddStringToObject(m, "object", "model");
+    cJSON_AddNumberToObject(m, "created", (double)created);
+    cJSON_AddStringToObject(m, "owned_by", "hearth");
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return s;
+}
+
+#else
+typedef int serve_json_unused; /* ISO C forbids an empty translation unit */
+#endif

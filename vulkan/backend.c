@@ -1,0 +1,309 @@
+/*
+ * vulkan/backend: the Vulkan backend behind core/backend.h's four tables
+ * (device, buffer type, buffer, stream) and its registry entry
+ * (vk_backend_ops, reached through device.c).
+ *
+ * A device owns one struct vk_ctx (one compute queue). Buffers are
+ * struct vk_buffer in device-local memory; base() is NULL, tensors are
+ * (buffer, offset). The buffer type's max_size is caps.max_chunk, so the
+ * scheduler's one-buffer-per-weight never asks for a binding past
+ * maxStorageBufferRange or an allocation past maxMemoryAllocationSize.
+ * Every stream of a device records into the context's one command buffer,
+ * in call order; synchronize submits and waits. So set/get (which flush
+ * first) and graph_run interleave in program order. Events default (the core
+ * wrapper waits for the whole stream). The op switch is graph.c.
+ * host_memory is false even on lavapipe: ops bind VkBuffers, so a
+ * host-pointer buffer (backend_buffer_from_host_ptr) cannot be an operand.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "vk-graph.h"
+
+static const struct hearth_device_ops vkb_device_ops;
+static const struct hearth_buffer_type_ops vkb_buft_ops;
+static const struct hearth_buffer_ops vkb_buffer_ops;
+static const struct hearth_stream_ops vkb_stream_ops;
+
+struct vkb_device {
+    struct hearth_device dev;
+    struct hearth_buffer_type buft;
+    struct vk_ctx *ctx;
+    int index;
+};
+
+static struct vkb_device *dev_of(struct hearth_device *d)
+{
+    return d->ctx;
+}
+
+/* ---- buffer --------------------------------------------------------------- */
+
+struct vkb_buffer {
+    struct hearth_buffer hb;
+    struct vk_buffer b;
+    struct vk_ctx *ctx;
+};
+
+static void vkb_buffer_free(struct hearth_buffer *buf)
+{
+    struct vkb_buffer *b = buf->ctx;
+    vk_submit(b->ctx); /* nothing recorded may still use it */
+    vk_buffer_destroy(b->ctx, &b->b);
+    free(b);
+}
+
+static void *vkb_buffer_base(struct hearth_buffer *buf)
+{
+    (void)buf;
+    return NULL;
+}
+
+static hearth_status vkb_buffer_set(struct hearth_buffer *buf, size_t offset, const void *src,
+                                    size_t n)
+{
+    struct vkb_buffer *b = buf->ctx;
+    return n ? vk_buffer_upload(b->ctx, &b->b, offset, src, n) : HEARTH_OK;
+}
+
+static hearth_status vkb_buffer_get(struct hearth_buffer *buf, size_t offset, void *dst, size_t n)
+{
+    struct vkb_buffer *b = buf->ctx;
+    return n ? vk_buffer_download(b->ctx, &b->b, offset, dst, n) : HEARTH_OK;
+}
+
+static hearth_status vkb_buffer_clear(struct hearth_buffer *buf, uint8_t value)
+{
+    struct vkb_buffer *b = buf->ctx;
+    uint32_t v = value * 0x01010101u;
+    /* the vk_buffer was sized to a multiple of 4 */
+    return vk_buffer_fill(b->ctx, &b->b, 0, b->b.size, v);
+}
+
+static const struct hearth_buffer_ops vkb_buffer_ops = {
+    .abi_version = HEARTH_BACKEND_ABI_VERSION,
+    .free = vkb_buffer_free,
+    .base = vkb_buffer_base,
+    .set = vkb_buffer_set,
+    .get = vkb_buffer_get,
+    .clear = vkb_buffer_clear,
+};
+
+struct vk_buffer *vk__hearth_buffer(struct hearth_buffer *buf)
+{
+    if (!buf || buf->ops != &vkb_buffer_ops)
+        return NULL;
+    return &((struct vkb_buffer *)buf->ctx)->b;
+}
+
+/* ---- buffer type ---------------------------------------------------------- */
+
+static hearth_status vkb_buft_alloc(struct hearth_buffer_type *bt, size_t size,
+                                    struct hearth_buffer **out)
+{
+    struct vkb_device *d = bt->ctx;
+    *out = NULL;
+    struct vkb_buffer *b = calloc(1, sizeof *b);
+    if (!b)
+        return err_set(HEARTH_ERR_NO_MEMORY, "vulkan: buffer record");
+    hearth_status st = vk_buffer_create(d->ctx, (size + 3) / 4 * 4, VK_BUF_DEVICE, &b->b);
+    if (st != HEARTH_OK) {
+        free(b);
+        return err_prefix(st, "vulkan%d: buffer of %zu bytes", d->index, size);
+    }
+    b->ctx = d->ctx;
+    b->hb.ops = &vkb_buffer_ops;
+    b->hb.ctx = b;
+    b->hb.buft = bt;
+    b->hb.size = size;
+    *out = &b->hb;
+    return HEARTH_OK;
+}
+
+static size_t vkb_buft_alignment(struct hearth_buffer_type *bt)
+{
+    (void)bt;
+    return 256;
+}
+
+static size_t vkb_buft_max_size(struct hearth_buffer_type *bt)
+{
+    struct vkb_device *d = bt->ctx;
+    return (size_t)vk_ctx_caps(d->ctx)->max_chunk;
+}
+
+static uint32_t vkb_buft_flags(struct hearth_buffer_type *bt)
+{
+    (void)bt;
+    return HEARTH_BUFT_DEVICE_LOCAL;
+}
+
+static const struct hearth_buffer_type_ops vkb_buft_ops = {
+    .abi_version = HEARTH_BACKEND_ABI_VERSION,
+    .name = "vulkan",
+    .alloc = vkb_buft_alloc,
+    .alignment = vkb_buft_alignment,
+    .max_size = vkb_buft_max_size,
+    .flags = vkb_buft_flags,
+};
+
+/* ---- stream --------------------------------------------------------------- */
+
+static void vkb_stream_destroy(struct hearth_stream *s)
+{
+    struct vk_graph *g = s->ctx;
+    vk_graph_destroy(g);
+    free(s);
+}
+
+static hearth_status vkb_stream_run(struct hearth_stream *s, const struct hearth_op *ops, int n_ops)
+{
+    return vk_graph_run(s->ctx, ops, n_ops);
+}
+
+static hearth_status vkb_stream_sync(struct hearth_stream *s)
+{
+    struct vkb_device *d = dev_of(s->dev);
+    return vk_submit(d->ctx);
+}
+
+static const struct hearth_stream_ops vkb_stream_ops = {
+    .abi_version = HEARTH_BACKEND_ABI_VERSION,
+    .destroy = vkb_stream_destroy,
+    .graph_run = vkb_stream_run,
+    .synchronize = vkb_stream_sync,
+};
+
+/* ---- device --------------------------------------------------------------- */
+
+static void fill_props(struct vk_ctx *ctx, int index, struct hearth_device_props *out)
+{
+    const struct vk_caps *c = vk_ctx_caps(ctx);
+    memset(out, 0, sizeof *out);
+    snprintf(out->name, sizeof out->name, "vulkan%d", index);
+    snprintf(out->desc, sizeof out->desc, "%s (Vulkan %u.%u)", c->name,
+             VK_API_VERSION_MAJOR(c->api_version), VK_API_VERSION_MINOR(c->api_version));
+    out->total_bytes = c->device_local_bytes;
+    out->free_bytes = c->device_local_free;
+    out->host_memory = false;
+}
+
+static void vkb_destroy(struct hearth_device *dev)
+{
+    struct vkb_device *d = dev_of(dev);
+    vk_ctx_destroy(d->ctx);
+    free(d);
+}
+
+static void vkb_get_props(struct hearth_device *dev, struct hearth_device_props *out)
+{
+    struct vkb_device *d = dev_of(dev);
+    fill_props(d->ctx, d->index, out);
+}
+
+static bool vkb_supports_op(struct hearth_device *dev, enum hearth_op_kind op, hearth_dtype t)
+{
+    (void)dev;
+    if (op == HEARTH_OP_MATMUL || op == HEARTH_OP_EMBED || op == HEARTH_OP_LOGITS)
+        return vk_matmul_supports(t);
+    return t == HEARTH_DTYPE_F32 && op < HEARTH_OP_COUNT;
+}
+
+static struct hearth_buffer_type *vkb_buffer_type(struct hearth_device *dev)
+{
+    return &dev_of(dev)->buft;
+}
+
+static hearth_status vkb_stream_create(struct hearth_device *dev, struct hearth_stream **out)
+{
+    struct vkb_device *d = dev_of(dev);
+    *out = NULL;
+    struct hearth_stream *s = calloc(1, sizeof *s);
+    if (!s)
+        return err_set(HEARTH_ERR_NO_MEMORY, "vulkan: stream");
+    struct vk_graph *g = NULL;
+    hearth_status st = vk_graph_create(d->ctx, &g);
+    if (st != HEARTH_OK) {
+        free(s);
+        return st;
+    }
+    s->ops = &vkb_stream_ops;
+    s->ctx = g;
+    s->dev = dev;
+    *out = s;
+    return HEARTH_OK;
+}
+
+static const struct hearth_device_ops vkb_device_ops = {
+    .abi_version = HEARTH_BACKEND_ABI_VERSION,
+    .backend = "vulkan",
+    .destroy = vkb_destroy,
+    .get_props = vkb_get_props,
+    .supports_op = vkb_supports_op,
+    .buffer_type = vkb_buffer_type,
+    .stream_create = vkb_stream_create,
+};
+
+int vk_backend_validation_errors(struct hearth_device *dev, const char **last_message)
+{
+    return vk_ctx_validation_errors(dev_of(dev)->ctx, last_message);
+}
+
+/* ---- registration --------------------------------------------------------- */
+
+static int vkb_device_count(void)
+{
+    struct reg_device_info info[16];
+    return vk_probe_devices(info, 16);
+}
+
+static hearth_status vkb_device_describe(int index, struct hearth_device_props *out)
+{
+    struct reg_device_info info[16];
+    int n = vk_probe_devices(info, 16);
+    if (index < 0 || index >= n || index >= 16)
+        return err_set(HEARTH_ERR_NOT_FOUND, "vulkan: no device %d (%d present)", index, n);
+    memset(out, 0, sizeof *out);
+    memcpy(out->name, info[index].name, sizeof out->name);
+    memcpy(out->desc, info[index].desc, sizeof out->desc);
+    out->total_bytes = info[index].total_bytes;
+    out->free_bytes = info[index].free_bytes;
+    return HEARTH_OK;
+}
+
+static hearth_status vkb_device_open(int index, struct hearth_device **out)
+{
+    *out = NULL;
+    struct vkb_device *d = calloc(1, sizeof *d);
+    if (!d)
+        return err_set(HEARTH_ERR_NO_MEMORY, "vulkan: device record");
+    struct vk_ctx_opts o = {.device_index = index};
+    hearth_status st = vk_ctx_create(&o, &d->ctx);
+    if (st != HEARTH_OK) {
+        free(d);
+        return err_prefix(st, "vulkan%d", index);
+    }
+    d->index = index;
+    d->dev.ops = &vkb_device_ops;
+    d->dev.ctx = d;
+    d->buft.ops = &vkb_buft_ops;
+    d->buft.ctx = d;
+    d->buft.dev = &d->dev;
+    *out = &d->dev;
+    return HEARTH_OK;
+}
+
+static const struct hearth_backend_ops vkb_backend_ops = {
+    .abi_version = HEARTH_BACKEND_ABI_VERSION,
+    .name = "vulkan",
+    .device_count = vkb_device_count,
+    .device_describe = vkb_device_describe,
+    .device_open = vkb_device_open,
+};
+
+const struct hearth_backend_ops *vk__backend_table(void)
+{
+    return &vkb_backend_ops;
+}

@@ -1,0 +1,215 @@
+/*
+ * vulkan/command: recording and submission.
+ *
+ * The context has one command buffer, one fence and one descriptor pool.
+ * Dispatches are recorded back to back, each followed by a global memory
+ * barrier (compute+transfer writes -> compute+transfer reads/writes): ops of a
+ * forward pass nearly always consume the previous op's output, and on every
+ * driver hearth targets a global barrier costs no more than precise buffer
+ * barriers. vk_submit ends the buffer, submits, waits on the fence and
+ * resets the pool, so descriptor sets never outlive one submission. A full
+ * descriptor pool flushes (submit + wait) and carries on recording.
+ * Replaying one recorded command buffer per decode step (instead of
+ * re-recording) is left for the backend layer; see docs/vulkan.md.
+ */
+#include <string.h>
+
+#include "vk-internal.h"
+
+hearth_status vk__command_init(struct vk_ctx *ctx)
+{
+    hearth_status st = HEARTH_OK;
+    VkCommandPoolCreateInfo cpi = {
+        .sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO,
+        .flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT,
+        .queueFamilyIndex = ctx->qfam,
+    };
+    VK_TRY(vkCreateCommandPool(ctx->dev, &cpi, NULL, &ctx->cpool), fail);
+    VkCommandBufferAllocateInfo cai = {
+        .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
+        .commandPool = ctx->cpool,
+        .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
+        .commandBufferCount = 1,
+    };
+    VK_TRY(vkAllocateCommandBuffers(ctx->dev, &cai, &ctx->cmd), fail);
+    VkFenceCreateInfo fci = {.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
+    VK_TRY(vkCreateFence(ctx->dev, &fci, NULL, &ctx->fence), fail);
+    VkDescriptorPoolSize ps = {
+        .type = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+        .descriptorCount = VK_DESC_SETS * VK_MAX_BIND,
+    };
+    VkDescriptorPoolCreateInfo dpi = {
+        .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO,
+        .maxSets = VK_DESC_SETS,
+        .poolSizeCount = 1,
+        .pPoolSizes = &ps,
+    };
+    VK_TRY(vkCreateDescriptorPool(ctx->dev, &dpi, NULL, &ctx->dpool), fail);
+    if (ctx->caps.timestamps) {
+        VkQueryPoolCreateInfo qpi = {
+            .sType = VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO,
+            .queryType = VK_QUERY_TYPE_TIMESTAMP,
+            .queryCount = VK_TS_SLOTS,
+        };
+        VK_TRY(vkCreateQueryPool(ctx->dev, &qpi, NULL, &ctx->qpool), fail);
+    }
+    return HEARTH_OK;
+fail:
+    return st; /* vk_ctx_destroy -> vk__command_destroy frees what was made */
+}
+
+void vk__command_destroy(struct vk_ctx *ctx)
+{
+    if (ctx->qpool)
+        vkDestroyQueryPool(ctx->dev, ctx->qpool, NULL);
+    if (ctx->dpool)
+        vkDestroyDescriptorPool(ctx->dev, ctx->dpool, NULL);
+    if (ctx->fence)
+        vkDestroyFence(ctx->dev, ctx->fence, NULL);
+    if (ctx->cpool)
+        vkDestroyCommandPool(ctx->dev, ctx->cpool, NULL); /* frees ctx->cmd */
+    ctx->qpool = VK_NULL_HANDLE;
+    ctx->dpool = VK_NULL_HANDLE;
+    ctx->fence = VK_NULL_HANDLE;
+    ctx->cpool = VK_NULL_HANDLE;
+}
+
+hearth_status vk__begin(struct vk_ctx *ctx)
+{
+    hearth_status st = HEARTH_OK;
+    if (ctx->recording)
+        return HEARTH_OK;
+    VkCommandBufferBeginInfo bi = {
+        .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
+        .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT,
+    };
+    VK_TRY(vkBeginCommandBuffer(ctx->cmd, &bi), fail);
+    ctx->recording = true;
+    return HEARTH_OK;
+fail:
+    return st;
+}
+
+hearth_status vk_submit(struct vk_ctx *ctx)
+{
+    hearth_status st = HEARTH_OK;
+    if (!ctx->recording)
+        return HEARTH_OK;
+    ctx->recording = false;
+    VK_TRY(vkEndCommandBuffer(ctx->cmd), fail);
+    VkSubmitInfo si = {
+        .sType = VK_STRUCTURE_TYPE_SUBMIT_INFO,
+        .commandBufferCount = 1,
+        .pCommandBuffers = &ctx->cmd,
+    };
+    VK_TRY(vkQueueSubmit(ctx->queue, 1, &si, ctx->fence), fail);
+    VK_TRY(vkWaitForFences(ctx->dev, 1, &ctx->fence, VK_TRUE, UINT64_MAX), fail);
+    VK_TRY(vkResetFences(ctx->dev, 1, &ctx->fence), fail);
+    VK_TRY(vkResetCommandBuffer(ctx->cmd, 0), fail);
+    VK_TRY(vkResetDescriptorPool(ctx->dev, ctx->dpool, 0), fail);
+    ctx->dsets_used = 0;
+    return HEARTH_OK;
+fail:
+    return st;
+}
+
+void vk__grid(uint32_t n, uint32_t *x, uint32_t *ext)
+{
+    uint32_t gx = n < 65535u ? n : 65535u;
+    if (gx == 0)
+        gx = 1;
+    *x = gx;
+    *ext = (n + gx - 1) / gx;
+    if (*ext == 0)
+        *ext = 1;
+}
+
+hearth_status vk__dispatch(struct vk_ctx *ctx, enum vk_shader id, const struct vk_buffer *const *binds,
+                           const void *push, uint32_t push_size, uint32_t gx, uint32_t gy,
+                           uint32_t gz)
+{
+    hearth_status st = HEARTH_OK;
+    struct vk_pipeline *p;
+    if ((st = vk__pipeline_get(ctx, id, &p)) != HEARTH_OK)
+        return st;
+    if (push_size != p->push_size)
+        return err_set(HEARTH_ERR_INTERNAL, "vulkan: shader %d takes %u bytes of push "
+                       "constants, given %u", (int)id, p->push_size, push_size);
+    if (ctx->dsets_used >= VK_DESC_SETS && (st = vk_submit(ctx)) != HEARTH_OK)
+        return st;
+    if ((st = vk__begin(ctx)) != HEARTH_OK)
+        return st;
+    VkDescriptorSet set;
+    VkDescriptorSetAllocateInfo ai = {
+        .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO,
+        .descriptorPool = ctx->dpool,
+        .descriptorSetCount = 1,
+        .pSetLayouts = &p->dsl,
+    };
+    VK_TRY(vkAllocateDescriptorSets(ctx->dev, &ai, &set), fail);
+    ctx->dsets_used++;
+    VkDescriptorBufferInfo bi[VK_MAX_BIND];
+    VkWriteDescriptorSet wr[VK_MAX_BIND];
+    for (uint32_t i = 0; i < p->n_bind; i++) {
+        bi[i] = (VkDescriptorBufferInfo){.buffer = binds[i]->buf, .offset = 0, .range = VK_WHOLE_SIZE};
+        wr[i] = (VkWriteDescriptorSet){
+            .sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
+            .dstSet = set,
+            .dstBinding = i,
+            .descriptorCount = 1,
+            .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+            .pBufferInfo = &bi[i],
+        };
+    }
+    vkUpdateDescriptorSets(ctx->dev, p->n_bind, wr, 0, NULL);
+    vkCmdBindPipeline(ctx->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, p->pipe);
+    vkCmdBindDescriptorSets(ctx->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, p->layout, 0, 1, &set, 0, NULL);
+    vkCmdPushConstants(ctx->cmd, p->layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, push_size, push);
+    vkCmdDispatch(ctx->cmd, gx, gy, gz);
+    VkMemoryBarrier mb = {
+        .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
+        .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT,
+        .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT |
+                         VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_TRANSFER_WRITE_BIT,
+    };
+    vkCmdPipelineBarrier(ctx->cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
+                         VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT, 0, 1,
+                         &mb, 0, NULL, 0, NULL);
+    return HEARTH_OK;
+fail:
+    return st;
+}
+
+hearth_status vk_timestamp(struct vk_ctx *ctx, uint32_t slot)
+{
+    if (!ctx->qpool)
+        return err_set(HEARTH_ERR_UNSUPPORTED, "vulkan: %s has no compute timestamps", ctx->caps.name);
+    if (slot >= VK_TS_SLOTS)
+        return err_set(HEARTH_ERR_INVALID_ARG, "vulkan: timestamp slot %u >= %d", slot, VK_TS_SLOTS);
+    hearth_status st = vk__begin(ctx);
+    if (st != HEARTH_OK)
+        return st;
+    vkCmdResetQueryPool(ctx->cmd, ctx->qpool, slot, 1);
+    vkCmdWriteTimestamp(ctx->cmd, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, ctx->qpool, slot);
+    ctx->ts_written |= 1ull << slot;
+    return HEARTH_OK;
+}
+
+hearth_status vk_timestamp_elapsed_ns(struct vk_ctx *ctx, uint32_t a, uint32_t b, double *ns)
+{
+    hearth_status st = HEARTH_OK;
+    if (!ctx->qpool)
+        return err_set(HEARTH_ERR_UNSUPPORTED, "vulkan: %s has no compute timestamps", ctx->caps.name);
+    if (a >= VK_TS_SLOTS || b >= VK_TS_SLOTS || !(ctx->ts_written >> a & 1) ||
+        !(ctx->ts_written >> b & 1))
+        return err_set(HEARTH_ERR_INVALID_ARG, "vulkan: timestamp slots %u, %u not written", a, b);
+    uint64_t t[2];
+    VK_TRY(vkGetQueryPoolResults(ctx->dev, ctx->qpool, a, 1, sizeof t[0], &t[0], sizeof t[0],
+                                 VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT), fail);
+    VK_TRY(vkGetQueryPoolResults(ctx->dev, ctx->qpool, b, 1, sizeof t[1], &t[1], sizeof t[1],
+                                 VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT), fail);
+    *ns = ((double)t[1] - (double)t[0]) * (double)ctx->caps.timestamp_period_ns;
+    return HEARTH_OK;
+fail:
+    return st;
+}

@@ -1,0 +1,81 @@
+/*
+ * vulkan/op-matmul: y = W x for every weight type (shaders matvec.comp and
+ * matmul.comp, one variant per type).
+ *
+ * Up to VK_MATVEC_TOKS tokens (decode, speculative verify) use the matvec:
+ * reading the weights once per call is what matters there. Larger batches use
+ * the tiled kernel, which reuses each dequantized weight tile for 32 tokens.
+ * Activations stay f32 (no q8 quantization as on the CPU): the kernels are
+ * bound by weight bandwidth, and f32 keeps the result within float rounding
+ * of the exact product, which the test checks.
+ */
+#include "vk-internal.h"
+#include "quant.h"
+#include "../shaders/params/matmul.h"
+
+bool vk_matmul_supports(hearth_dtype t)
+{
+    return vk__wtype_index(t) >= 0;
+}
+
+hearth_status vk_matmul(struct vk_ctx *ctx, const struct vk_matmul_args *a)
+{
+    hearth_status st;
+    int ti = vk__wtype_index(a->type);
+    if (ti < 0)
+        return err_set(HEARTH_ERR_UNSUPPORTED, "vulkan matmul: no kernel for weight type %s",
+                       hearth_dtype_name(a->type) ? hearth_dtype_name(a->type) : "?");
+    uint64_t rb = 0;
+    if (a->n_in == 0 || a->n_out == 0 || a->n_tok == 0 || a->n_in % 4 != 0 ||
+        !quant_row_bytes(a->type, a->n_in, &rb) || rb != a->row_bytes)
+        return err_set(HEARTH_ERR_INVALID_ARG, "vulkan matmul: %s %u x %u, %u tokens, row_bytes "
+                       "%llu (expected %llu; n_in a multiple of 4 and of the block)",
+                       hearth_dtype_name(a->type), a->n_out, a->n_in, a->n_tok,
+                       (unsigned long long)a->row_bytes, (unsigned long long)rb);
+    if (a->x_stride < a->n_in || a->y_stride < a->n_out || a->x_stride % 4 != 0)
+        return err_set(HEARTH_ERR_INVALID_ARG, "vulkan matmul: strides x %u (>= %u, multiple of "
+                       "4), y %u (>= %u)", a->x_stride, a->n_in, a->y_stride, a->n_out);
+    uint32_t wofs, xofs, yofs;
+    uint64_t wbytes = rb * a->n_out;
+    if (a->w.offset + wbytes > 0xffffffffull)
+        return err_set(HEARTH_ERR_INVALID_ARG, "vulkan matmul: weight ends past 4 GiB of its "
+                       "buffer (offset %llu)", (unsigned long long)a->w.offset);
+    if ((st = vk__view_words(a->w, wbytes, "matmul", "W", &wofs)) != HEARTH_OK ||
+        (st = vk__view_words(a->x, ((uint64_t)(a->n_tok - 1) * a->x_stride + a->n_in) * 4,
+                             "matmul", "x", &xofs)) != HEARTH_OK ||
+        (st = vk__view_words(a->y, ((uint64_t)(a->n_tok - 1) * a->y_stride + a->n_out) * 4,
+                             "matmul", "y", &yofs)) != HEARTH_OK)
+        return st;
+    uint32_t bofs = 0;
+    if (a->bias.buf &&
+        (st = vk__view_words(a->bias, (uint64_t)a->n_out * 4, "matmul", "bias", &bofs)) != HEARTH_OK)
+        return st;
+    if (xofs % 4 != 0)
+        return err_set(HEARTH_ERR_INVALID_ARG, "vulkan matmul: x offset must be 16-byte aligned");
+    struct vk_matmul_params p = {
+        .w_off = (uint32_t)a->w.offset,
+        .row_bytes = (uint32_t)rb,
+        .n_in = a->n_in,
+        .n_out = a->n_out,
+        .n_tok = a->n_tok,
+        .x_off = xofs,
+        .x_stride = a->x_stride,
+        .y_off = yofs,
+        .y_stride = a->y_stride,
+        .has_b = a->bias.buf ? 1u : 0u,
+        .b_off = bofs,
+    };
+    /* without a bias, y is bound in its place (never read) */
+    const struct vk_buffer *binds[4] = {a->w.buf, a->x.buf, a->y.buf, a->bias.buf ? a->bias.buf : a->y.buf};
+    bool matvec = a->force_kernel == 1 || (a->force_kernel == 0 && a->n_tok <= VK_MATVEC_TOKS);
+    uint32_t gx, gz;
+    if (matvec) {
+        vk__grid((a->n_out + VK_MATVEC_ROWS - 1) / VK_MATVEC_ROWS, &gx, &gz);
+        enum vk_shader sh = (enum vk_shader)((ctx->use_subgroup ? VK_SH_MATVEC_SG : VK_SH_MATVEC) + ti);
+        return vk__dispatch(ctx, sh, binds, &p, sizeof p, gx,
+                            (a->n_tok + VK_MATVEC_TOKS - 1) / VK_MATVEC_TOKS, gz);
+    }
+    vk__grid((a->n_out + VK_MM_TILE - 1) / VK_MM_TILE, &gx, &gz);
+    return vk__dispatch(ctx, (enum vk_shader)(VK_SH_MATMUL + ti), binds, &p, sizeof p, gx,
+                        (a->n_tok + VK_MM_TILE - 1) / VK_MM_TILE, gz);
+}

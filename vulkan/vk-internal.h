@@ -1,0 +1,120 @@
+/*
+ * vulkan/vk-internal: the context struct and the helpers the host files of
+ * vulkan/ share (vk__ names). Not for use outside vulkan/ (tests use vk.h).
+ */
+#ifndef HEARTH_VK_INTERNAL_H
+#define HEARTH_VK_INTERNAL_H
+
+#include "err.h"
+#include "vk.h"
+
+/* Shader variants. Per-weight-type kernels are BASE + vk__wtype_index(type). */
+enum { VK_N_WTYPES = 15 };
+enum vk_shader {
+    VK_SH_MATVEC = 0,
+    VK_SH_MATVEC_SG = VK_SH_MATVEC + VK_N_WTYPES,
+    VK_SH_MATMUL = VK_SH_MATVEC_SG + VK_N_WTYPES,
+    VK_SH_EMBED = VK_SH_MATMUL + VK_N_WTYPES,
+    VK_SH_RMSNORM = VK_SH_EMBED + VK_N_WTYPES,
+    VK_SH_RMSNORM_SG,
+    VK_SH_ROPE,
+    VK_SH_KV_STORE,
+    VK_SH_ATTENTION,
+    VK_SH_SWIGLU,
+    VK_SH_GEGLU,
+    VK_SH_ADD,
+    VK_SH_SCALE,
+    VK_SH_COUNT
+};
+
+/* A compute pipeline: n_bind storage buffers at bindings 0.., push_size bytes of constants. */
+struct vk_pipeline {
+    VkDescriptorSetLayout dsl;
+    VkPipelineLayout layout;
+    VkPipeline pipe;
+    uint32_t n_bind;
+    uint32_t push_size;
+};
+
+enum { VK_MAX_BIND = 4, VK_DESC_SETS = 512, VK_TS_SLOTS = 64 };
+
+struct vk_ctx {
+    VkInstance inst;
+    VkDebugUtilsMessengerEXT messenger;
+    PFN_vkDestroyDebugUtilsMessengerEXT destroy_messenger;
+    VkPhysicalDevice phys;
+    VkDevice dev;
+    VkQueue queue;
+    uint32_t qfam;
+    struct vk_caps caps;
+    bool use_subgroup;
+    VkPhysicalDeviceMemoryProperties mem_props;
+
+    VkPipelineCache pcache;
+    struct vk_pipeline pipes[VK_SH_COUNT];
+
+    VkDescriptorPool dpool;
+    uint32_t dsets_used;
+    VkCommandPool cpool;
+    VkCommandBuffer cmd;
+    VkFence fence;
+    bool recording;
+    VkQueryPool qpool; /* VK_NULL_HANDLE without timestamps */
+    uint64_t ts_written; /* bitmask of timestamp slots written */
+
+    struct vk_buffer staging; /* grown on demand; size 0 until first use */
+
+    int val_errors;
+    char val_last[512];
+};
+
+/* Maps a VkResult to a status and sets the message "file:line: expr: VK_ERROR_...". */
+hearth_status vk__fail(VkResult r, const char *expr, const char *file, int line);
+
+/* On failure: st = status, message set, goto label. Needs `hearth_status st` in scope. */
+#define VK_TRY(call, label)                                              \
+    do {                                                                 \
+        VkResult vk_try_r_ = (call);                                     \
+        if (vk_try_r_ != VK_SUCCESS) {                                   \
+            st = vk__fail(vk_try_r_, #call, __FILE__, __LINE__);         \
+            goto label;                                                  \
+        }                                                                \
+    } while (0)
+
+/* 0..VK_N_WTYPES-1 in shaders/CMakeLists.txt order, or -1 for a type without kernels. */
+int vk__wtype_index(hearth_dtype t);
+
+/* pipeline.c */
+hearth_status vk__pipeline_get(struct vk_ctx *ctx, enum vk_shader id, struct vk_pipeline **out);
+void vk__pipelines_destroy(struct vk_ctx *ctx);
+
+/* command.c */
+hearth_status vk__begin(struct vk_ctx *ctx); /* starts recording if not already */
+/*
+ * Records one dispatch of shader id with binds[i] bound (whole buffer) at
+ * binding i, push constants, groups (gx, gy, gz), then a barrier making its
+ * writes visible to later dispatches and transfers.
+ */
+hearth_status vk__dispatch(struct vk_ctx *ctx, enum vk_shader id, const struct vk_buffer *const *binds,
+                           const void *push, uint32_t push_size, uint32_t gx, uint32_t gy,
+                           uint32_t gz);
+/* Splits n workgroups into (x <= 65535, ext) with x * ext >= n. */
+void vk__grid(uint32_t n, uint32_t *x, uint32_t *ext);
+void vk__command_destroy(struct vk_ctx *ctx);
+hearth_status vk__command_init(struct vk_ctx *ctx);
+
+/* buffer.c */
+/* Memory type for the required property flags among type_bits; -1 if none. */
+int vk__memory_type(const struct vk_ctx *ctx, uint32_t type_bits, VkMemoryPropertyFlags want,
+                    VkMemoryPropertyFlags avoid);
+/* Byte offset -> element offset for 4-byte elements; false if misaligned or too large. */
+bool vk__word_offset(struct vk_view v, uint32_t *out);
+/*
+ * Checks a view for an op: buffer set, offset 4-byte aligned, bytes bytes in
+ * range; stores the offset in 4-byte words. HEARTH_ERR_INVALID_ARG naming
+ * op and what otherwise.
+ */
+hearth_status vk__view_words(struct vk_view v, uint64_t bytes, const char *op, const char *what,
+                             uint32_t *words);
+
+#endif
