@@ -2,14 +2,9 @@
  * backend-registry: the only file in core/ with HEARTH_WITH_CUDA and
  * HEARTH_WITH_VULKAN conditionals (see backend-registry.h).
  *
- * A GPU backend registers by defining its *_backend_ops() function. Those are
- * declared weak here so that a build whose GPU code still offers only the
- * older probe function links and lists its devices. A weak reference does not
- * pull an object out of a static library, so the probes stay ordinary
- * (strong) references, which is what links cuda/device.cu and
- * vulkan/device.c in, and *_backend_ops must be defined in that same file.
- * Once both backends define theirs, the probes go and the ops declarations
- * become ordinary ones.
+ * A GPU backend registers by defining its *_backend_ops() function; a backend
+ * whose ops table returns NULL falls back to its probe function, which only
+ * lists devices (a backend that can describe but not yet open them).
  */
 #include "backend-registry.h"
 
@@ -18,16 +13,8 @@
 
 #include "err.h"
 
-#if defined(HEARTH_WITH_CUDA) || defined(HEARTH_WITH_VULKAN)
-#if defined(__GNUC__)
-#define REG_WEAK __attribute__((weak))
-#else
-#define REG_WEAK
-#endif
-#endif
-
 #ifdef HEARTH_WITH_CUDA
-const struct hearth_backend_ops *cuda_backend_ops(void) REG_WEAK;
+const struct hearth_backend_ops *cuda_backend_ops(void);
 int cuda_probe_devices(struct reg_device_info *out, int max);
 #endif
 #ifdef HEARTH_WITH_VULKAN

@@ -13,6 +13,7 @@
 #ifndef HEARTH_H
 #define HEARTH_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -111,7 +112,6 @@ const char *hearth_dtype_name(hearth_dtype t);
  * split inside a character. Error details: hearth_last_error() on the calling
  * thread.
  */
-#include <stdbool.h>
 
 typedef struct hearth_model hearth_model;
 typedef struct hearth_session hearth_session;

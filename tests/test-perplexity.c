@@ -5,8 +5,8 @@
  *
  * How the bounds were set (tests/data/kjv-genesis.txt, AVX2 path, 2 threads;
  * bench/RESULTS.md has the commands). Three settings:
- *   FULL  (normal build): c = 512, 40 chunks: 20480 tokens, 10200 scored
- *   QUICK (HEARTH_TEST_QUICK=1): c = 512, 4 chunks: 2048 tokens, 1020 scored
+ *   FULL  (HEARTH_TEST_FULL=1): c = 512, 40 chunks: 20480 tokens, 10200 scored
+ *   QUICK (default): c = 512, 4 chunks: 2048 tokens, 1020 scored
  *   SAN   (sanitizer builds): c = 128, 2 chunks: 256 tokens, 126 scored
  * The correct engine gives
  *                         FULL              QUICK            SAN
@@ -69,10 +69,12 @@ static const struct ppl_setting SAN = {"SAN", 128, 2, 3.8545, 2.4815};
 
 static const struct ppl_setting *setting(void)
 {
-    const char *q = getenv("HEARTH_TEST_QUICK");
+    /* QUICK by default so the suite stays inside CI's time; FULL (20k tokens,
+     * the setting bench/RESULTS.md reports) on request. */
+    const char *f = getenv("HEARTH_TEST_FULL");
     if (SANITIZED)
         return &SAN;
-    return q && *q && strcmp(q, "0") != 0 ? &QUICK : &FULL;
+    return f && *f && strcmp(f, "0") != 0 ? &FULL : &QUICK;
 }
 
 static char *read_file(const char *path, size_t *len)

@@ -12,6 +12,11 @@ int cmd_inspect(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
 int cmd_devices(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
+int cmd_perplexity(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 /* One scheme of `hearth plan --compare-quants` (tools/plan-svg.c draws them). */
 struct plan_svg_row {

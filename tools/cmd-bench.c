@@ -34,7 +34,6 @@
 #include "threadpool.h"
 
 /* Belongs in tools/cli.h with the other subcommands (owned by the lead). */
-int cmd_bench(int argc, char **argv);
 
 #define BW_DEFAULT_BYTES (256ull << 20) /* per buffer: 512 MiB moved per repetition */
 

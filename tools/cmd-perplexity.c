@@ -24,7 +24,6 @@
 #include "tokenizer.h"
 
 /* Belongs in tools/cli.h with the other subcommands (owned by the lead). */
-int cmd_perplexity(int argc, char **argv);
 
 static void usage(FILE *out)
 {

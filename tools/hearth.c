@@ -7,12 +7,8 @@
 
 #include "cli.h"
 #include "hearth.h"
-#include "progress.h" /* cmd_run, cmd_chat */
 
 /* perplexity and bench; to move into cli.h */
-int cmd_perplexity(int argc, char **argv);
-int cmd_bench(int argc, char **argv);
-int cmd_serve(int argc, char **argv); /* tools/cmd-serve.c */
 
 struct command {
     const char *name;

@@ -58,8 +58,6 @@ struct run_ctx {
 };
 
 /* The subcommands (tools/hearth.c dispatches to them). */
-int cmd_run(int argc, char **argv);
-int cmd_chat(int argc, char **argv);
 
 void run_opts_default(struct run_opts *o);
 /*
