@@ -1,12 +1,14 @@
 /*
  * api: the public model / session / generation API of include/hearth.h, a thin
- * layer over model.h, tokenizer.h, cpu/forward.h and generate.h.
+ * layer over model.h, tokenizer.h, engine.h and generate.h.
  *
  * The public structs mirror internal ones field by field (hearth_sampling_params
  * vs sampler_params, the stats and stop reasons) instead of exposing them, so
  * the internal headers can change without breaking the ABI; the conversions
- * are here and nowhere else. A session is CPU-only for now: when GPU backends
- * arrive, hearth_session_params grows a device field (appended).
+ * are here and nowhere else. A session runs on the engine's implicit device
+ * choice (engine.h: the CPU unless a hardware GPU is present, then the
+ * planner's placement); hearth_session_params will grow device and layer
+ * fields (appended) to choose explicitly.
  *
  * Every entry point checks its pointers and reports HEARTH_ERR_INVALID_ARG
  * through err_set rather than crashing, since callers are outside the library.
@@ -15,7 +17,7 @@
 #include <string.h>
 
 #include "chat.h"
-#include "cpu/forward.h"
+#include "engine.h"
 #include "err.h"
 #include "generate.h"
 #include "hearth.h"
@@ -33,7 +35,7 @@ struct hearth_model {
 
 struct hearth_session {
     hearth_model *model;
-    struct forward_ctx *fc;
+    struct engine *fc;
     struct gen_session *gs;
 };
 
@@ -221,12 +223,12 @@ hearth_status hearth_session_create(hearth_model *model, const hearth_session_pa
     if (!s)
         return err_set(HEARTH_ERR_NO_MEMORY, "hearth_session_create: session handle");
     s->model = model;
-    struct forward_params fp = forward_params_default();
+    struct engine_params fp = engine_params_default();
     uint32_t train = model->m->hp.n_ctx_train;
     fp.n_ctx = p->n_ctx ? p->n_ctx : (train > 0 && train < API_DEFAULT_CTX ? train
                                                                             : API_DEFAULT_CTX);
     fp.n_threads = p->n_threads;
-    if ((st = forward_create(model->m, &fp, &s->fc)) != HEARTH_OK ||
+    if ((st = engine_create(model->m, &fp, &s->fc)) != HEARTH_OK ||
         (st = gen_session_create(model->m, model->tok, s->fc, &sp, &s->gs)) != HEARTH_OK) {
         hearth_session_free(s);
         return st;
@@ -240,7 +242,7 @@ void hearth_session_free(hearth_session *session)
     if (!session)
         return;
     gen_session_free(session->gs);
-    forward_destroy(session->fc);
+    engine_destroy(session->fc);
     free(session);
 }
 

@@ -3,7 +3,7 @@
  *
  * State kept across runs: the sampler (its random stream continues from turn
  * to turn) and `cached`, the ids whose K/V are in the forward context, in
- * position order. Invariant: n_cached == forward_n_past(fc) after every
+ * position order. Invariant: n_cached == engine_n_past(fc) after every
  * successful run; an error empties the mirror so that no later run trusts a
  * cache it cannot vouch for.
  *
@@ -27,7 +27,7 @@
 struct gen_session {
     const struct model *m;
     const struct tokenizer *tok;
-    struct forward_ctx *fc;
+    struct engine *fc;
     struct sampler *smp;
     struct sampler_params sp;
     float *logits;     /* [n_vocab] of the last evaluated position */
@@ -52,7 +52,7 @@ void gen_params_default(struct gen_params *p)
 }
 
 hearth_status gen_session_create(const struct model *m, const struct tokenizer *t,
-                                 struct forward_ctx *fc, const struct sampler_params *sp,
+                                 struct engine *fc, const struct sampler_params *sp,
                                  struct gen_session **out)
 {
     *out = NULL;
@@ -73,7 +73,7 @@ hearth_status gen_session_create(const struct model *m, const struct tokenizer *
     s->tok = t;
     s->fc = fc;
     s->sp = *sp;
-    s->n_ctx = forward_n_ctx(fc);
+    s->n_ctx = engine_n_ctx(fc);
     s->n_vocab = (int32_t)m->hp.n_vocab;
     s->logits = malloc((size_t)s->n_vocab * sizeof *s->logits);
     s->cached = malloc((size_t)s->n_ctx * sizeof *s->cached);
@@ -152,8 +152,8 @@ const struct tokenizer *gen_session_tokenizer(const struct gen_session *s)
 /* Evaluates ids[0..n) at the end of the cache; logits of the last one when want_logits. */
 static hearth_status eval(struct gen_session *s, const int32_t *ids, size_t n, bool want_logits)
 {
-    hearth_status st = forward_eval(s->fc, ids, (int)n, (int)s->n_cached,
-                                    want_logits ? s->logits : NULL, false);
+    hearth_status st = engine_eval(s->fc, ids, (int)n, (int)s->n_cached,
+                                   want_logits ? s->logits : NULL, false);
     if (st != HEARTH_OK)
         return st;
     memcpy(s->cached + s->n_cached, ids, n * sizeof *ids);
@@ -199,8 +199,8 @@ static hearth_status prefill(struct gen_session *s, const int32_t *prompt, size_
 {
     size_t keep = 0;
     size_t lim = s->n_cached < n_prompt - 1 ? s->n_cached : n_prompt - 1;
-    if (lim > forward_n_past(s->fc))
-        lim = forward_n_past(s->fc);
+    if (lim > engine_n_past(s->fc))
+        lim = engine_n_past(s->fc);
     while (keep < lim && s->cached[keep] == prompt[keep])
         keep++;
     s->n_cached = keep; /* the next eval's pos0 rewinds the cache to here */

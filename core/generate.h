@@ -2,7 +2,7 @@
  * generate: the generation loop shared by `hearth run`, `hearth chat`, the
  * public API and the HTTP server.
  *
- * A gen_session ties a loaded model, its tokenizer and one forward context (one
+ * A gen_session ties a loaded model, its tokenizer and one engine (engine.h: one
  * sequence, one KV cache) to a sampler and remembers which tokens the cache
  * holds. gen_run evaluates a prompt and then samples token by token:
  *
@@ -13,7 +13,7 @@
  *
  * KV reuse: the session mirrors the cache contents as token ids. A new prompt
  * that starts with tokens already in the cache (the previous chat turns) only
- * evaluates the rest; forward_eval's pos0 rewinds past any divergent tail. At
+ * evaluates the rest; engine_eval's pos0 rewinds past any divergent tail. At
  * least one prompt token is always evaluated so that there are logits to
  * sample from. Because the CPU forward pass gives the same bits whatever the
  * batch split, a reused prefix changes nothing in the output (tested).
@@ -38,13 +38,13 @@
 #include <stdint.h>
 
 #include "chat.h"
-#include "cpu/forward.h"
+#include "engine.h"
 #include "hearth.h"
 #include "model.h"
 #include "sampler.h"
 #include "tokenizer.h"
 
-/* Prompt tokens handed to one forward_eval call; the abort hook runs between chunks. */
+/* Prompt tokens handed to one engine_eval call; the abort hook runs between chunks. */
 #define GEN_PREFILL_CHUNK 256
 
 /*
@@ -111,12 +111,12 @@ void gen_params_default(struct gen_params *p);
 
 /*
  * A session over m, t and fc (all borrowed: they must outlive the session, and
- * fc must not be used by anyone else meanwhile). sp is validated and copied.
+ * the engine fc must not be used by anyone else meanwhile). sp is validated and copied.
  * Errors: HEARTH_ERR_INVALID_ARG (bad sampler params, tokenizer and model
  * vocabularies that disagree), HEARTH_ERR_NO_MEMORY. *out is NULL on failure.
  */
 hearth_status gen_session_create(const struct model *m, const struct tokenizer *t,
-                                 struct forward_ctx *fc, const struct sampler_params *sp,
+                                 struct engine *fc, const struct sampler_params *sp,
                                  struct gen_session **out);
 void gen_session_free(struct gen_session *s);
 /* Replaces the sampler (a new random stream); the cached tokens are kept. */
@@ -129,7 +129,7 @@ void gen_session_reset(struct gen_session *s);
  * generates per p (NULL: defaults). stats may be NULL. A cancelled run is not
  * an error (stats->stop says so). Errors: HEARTH_ERR_INVALID_ARG (empty
  * prompt, a prompt that does not fit the context, an id out of range),
- * HEARTH_ERR_NO_MEMORY, and what forward_eval or the sampler report. After an
+ * HEARTH_ERR_NO_MEMORY, and what engine_eval or the sampler report. After an
  * error the cache mirror is cleared, so the next run starts from scratch.
  */
 hearth_status gen_run(struct gen_session *s, const int32_t *prompt, size_t n_prompt,
@@ -163,7 +163,7 @@ hearth_status gen_tokenize_prompt(const struct tokenizer *t, const char *text, s
 /* Tokens whose K/V the cache holds (the reusable prefix for the next run). */
 size_t gen_session_n_cached(const struct gen_session *s);
 const int32_t *gen_session_cached(const struct gen_session *s);
-/* Every token ever passed to forward_eval by this session (for reuse tests). */
+/* Every token ever passed to engine_eval by this session (for reuse tests). */
 uint64_t gen_session_n_evaluated(const struct gen_session *s);
 uint32_t gen_session_n_ctx(const struct gen_session *s);
 /* The sampler's seed (the clock-derived one when none was set). */

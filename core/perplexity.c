@@ -122,7 +122,7 @@ hearth_status ppl_tokens(const struct tokenizer *t, const char *text, size_t len
     return HEARTH_OK;
 }
 
-hearth_status ppl_evaluate(struct forward_ctx *fc, uint32_t n_vocab, const int32_t *tokens,
+hearth_status ppl_evaluate(struct engine *fc, uint32_t n_vocab, const int32_t *tokens,
                            int n_chunks, int n_ctx, ppl_token_fn on_token, ppl_chunk_fn on_chunk,
                            void *ud, struct ppl_acc *acc)
 {
@@ -132,10 +132,10 @@ hearth_status ppl_evaluate(struct forward_ctx *fc, uint32_t n_vocab, const int32
                        "perplexity: %d chunks of %d tokens (vocab %u): expected at least one "
                        "chunk of at least 4",
                        n_chunks, n_ctx, n_vocab);
-    if ((uint32_t)n_ctx > forward_n_ctx(fc))
+    if ((uint32_t)n_ctx > engine_n_ctx(fc))
         return err_set(HEARTH_ERR_INVALID_ARG,
                        "perplexity: chunks of %d tokens exceed the context of %u positions",
-                       n_ctx, forward_n_ctx(fc));
+                       n_ctx, engine_n_ctx(fc));
     float *logits = malloc((size_t)PPL_LOGIT_BATCH * n_vocab * sizeof *logits);
     if (!logits)
         return err_set(HEARTH_ERR_NO_MEMORY, "perplexity: out of memory for %d x %u logits",
@@ -146,10 +146,10 @@ hearth_status ppl_evaluate(struct forward_ctx *fc, uint32_t n_vocab, const int32
     for (int ch = 0; ch < n_chunks && st == HEARTH_OK; ch++) {
         const int32_t *tok = tokens + (size_t)ch * (size_t)n_ctx;
         /* the context half needs no logits */
-        st = forward_eval(fc, tok, first, 0, NULL, false);
+        st = engine_eval(fc, tok, first, 0, NULL, false);
         for (int j0 = first; j0 < n_ctx - 1 && st == HEARTH_OK; j0 += PPL_LOGIT_BATCH) {
             int nb = n_ctx - 1 - j0 < PPL_LOGIT_BATCH ? n_ctx - 1 - j0 : PPL_LOGIT_BATCH;
-            st = forward_eval(fc, tok + j0, nb, j0, logits, true);
+            st = engine_eval(fc, tok + j0, nb, j0, logits, true);
             for (int r = 0; r < nb && st == HEARTH_OK; r++) {
                 const float *row = logits + (size_t)r * n_vocab;
                 int32_t target = tok[j0 + r + 1];

@@ -35,12 +35,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "cpu/forward.h"
+#include "engine.h"
 #include "hearth.h"
 #include "tokenizer.h"
 
 #define PPL_TOPK 32          /* log-probs kept per token in a logits file */
-#define PPL_LOGIT_BATCH 64   /* rows of logits computed per forward_eval call */
+#define PPL_LOGIT_BATCH 64   /* rows of logits computed per engine_eval call */
 
 /* Running sums over scored tokens. */
 struct ppl_acc {
@@ -82,10 +82,10 @@ typedef void (*ppl_chunk_fn)(void *ud, int chunk, const struct ppl_acc *so_far);
 /*
  * Evaluates n_chunks chunks of n_ctx tokens each (tokens from ppl_tokens) on
  * fc, whose context must hold n_ctx positions; the callbacks may be NULL.
- * *acc is reset first. Errors: those of forward_eval, NO_MEMORY, or a
+ * *acc is reset first. Errors: those of engine_eval, NO_MEMORY, or a
  * callback's status.
  */
-hearth_status ppl_evaluate(struct forward_ctx *fc, uint32_t n_vocab, const int32_t *tokens,
+hearth_status ppl_evaluate(struct engine *fc, uint32_t n_vocab, const int32_t *tokens,
                            int n_chunks, int n_ctx, ppl_token_fn on_token, ppl_chunk_fn on_chunk,
                            void *ud, struct ppl_acc *acc);
 

@@ -359,6 +359,18 @@ static void admit(struct slots *s)
 {
     while (s->q_len > 0) {
         struct slots_req *r = s->queue[s->q_head];
+        if (r->cancelled) {
+            /* its client left while it waited: it never takes a slot */
+            s->q_head = (s->q_head + 1) % s->p.max_queue;
+            s->q_len--;
+            r->res.done = true;
+            r->res.stop = GEN_STOP_CANCELLED;
+            s->st.n_cancelled++;
+            pthread_cond_broadcast(&r->cv);
+            pthread_cond_broadcast(&s->idle_cv);
+            req_unref(r);
+            continue;
+        }
         int best = -1;
         size_t best_k = 0;
         for (int i = 0; i < s->p.n_slots; i++) {

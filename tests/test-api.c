@@ -7,7 +7,7 @@
  */
 #include <string.h>
 
-#include "cpu/forward.h"
+#include "engine.h"
 #include "generate.h"
 #include "hearth.h"
 #include "model.h"
@@ -146,9 +146,9 @@ TEST(generate_matches_internal)
     /* the same through the internal loop */
     struct model *im = NULL;
     struct tokenizer *tok = NULL;
-    struct forward_ctx *fc = NULL;
+    struct engine *fc = NULL;
     struct gen_session *gs = NULL;
-    struct forward_params fp = forward_params_default();
+    struct engine_params fp = engine_params_default();
     fp.n_ctx = 256;
     struct sampler_params sp;
     sampler_params_default(&sp);
@@ -156,7 +156,7 @@ TEST(generate_matches_internal)
     CHECK_OK(model_load(path, &im));
     REQUIRE(im);
     CHECK_OK(tok_load(im->gguf, &tok));
-    CHECK_OK(forward_create(im, &fp, &fc));
+    CHECK_OK(engine_create(im, &fp, &fc));
     CHECK_OK(gen_session_create(im, tok, fc, &sp, &gs));
     if (gs) {
         struct gen_params p;
@@ -182,7 +182,7 @@ TEST(generate_matches_internal)
     hearth_free(ids);
 
     gen_session_free(gs);
-    forward_destroy(fc);
+    engine_destroy(fc);
     tok_free(tok);
     model_free(im);
     hearth_session_free(s);

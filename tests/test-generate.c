@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "chat.h"
-#include "cpu/forward.h"
+#include "engine.h"
 #include "generate.h"
 #include "model.h"
 #include "test.h"
@@ -19,7 +19,7 @@
 struct fixture {
     struct model *m;
     struct tokenizer *tok;
-    struct forward_ctx *fc;
+    struct engine *fc;
     struct gen_session *gs;
     struct gen_chat chat;
 };
@@ -30,7 +30,7 @@ static bool fixture_open(struct fixture *f, uint32_t n_ctx)
     const char *path = test_model_path(TEST_SMOLLM2);
     if (!path)
         return false;
-    struct forward_params fp = forward_params_default();
+    struct engine_params fp = engine_params_default();
     fp.n_ctx = n_ctx;
     struct sampler_params sp;
     sampler_params_default(&sp);
@@ -39,7 +39,7 @@ static bool fixture_open(struct fixture *f, uint32_t n_ctx)
     if (st == HEARTH_OK)
         st = tok_load(f->m->gguf, &f->tok);
     if (st == HEARTH_OK)
-        st = forward_create(f->m, &fp, &f->fc);
+        st = engine_create(f->m, &fp, &f->fc);
     if (st == HEARTH_OK)
         st = gen_session_create(f->m, f->tok, f->fc, &sp, &f->gs);
     CHECK_OK(st);
@@ -51,7 +51,7 @@ static bool fixture_open(struct fixture *f, uint32_t n_ctx)
 static void fixture_close(struct fixture *f)
 {
     gen_session_free(f->gs);
-    forward_destroy(f->fc);
+    engine_destroy(f->fc);
     tok_free(f->tok);
     model_free(f->m);
 }

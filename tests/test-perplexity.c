@@ -39,7 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cpu/forward.h"
+#include "engine.h"
 #include "model.h"
 #include "perplexity.h"
 #include "test.h"
@@ -104,7 +104,7 @@ static double genesis_ppl(const char *model_file, int n_ctx, int n_chunks, int64
         return ppl;
     struct model *m = NULL;
     struct tokenizer *tok = NULL;
-    struct forward_ctx *fc = NULL;
+    struct engine *fc = NULL;
     int32_t *tokens = NULL;
     size_t len = 0;
     char *text = read_file(test_data_path("kjv-genesis.txt"), &len);
@@ -122,10 +122,10 @@ static double genesis_ppl(const char *model_file, int n_ctx, int n_chunks, int64
     CHECK_INT_EQ(got_chunks, n_chunks);
     if (got_chunks != n_chunks)
         goto done;
-    struct forward_params fp = forward_params_default();
+    struct engine_params fp = engine_params_default();
     fp.n_ctx = n_ctx;
     fp.n_threads = 2;
-    CHECK_OK(forward_create(m, &fp, &fc));
+    CHECK_OK(engine_create(m, &fp, &fc));
     if (!fc)
         goto done;
     struct ppl_acc acc;
@@ -138,7 +138,7 @@ static double genesis_ppl(const char *model_file, int n_ctx, int n_chunks, int64
 done:
     free(tokens);
     free(text);
-    forward_destroy(fc);
+    engine_destroy(fc);
     tok_free(tok);
     model_free(m);
     return ppl;

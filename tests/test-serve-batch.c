@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "cpu/forward.h"
+#include "engine.h"
 #include "generate.h"
 #include "model.h"
 #include "slots.h"
@@ -230,14 +231,15 @@ static void reference_reply(struct env *e, const int32_t *ids, size_t n, int n_p
                             struct collect *out)
 {
     memset(out, 0, sizeof *out);
-    struct forward_params fp = forward_params_default();
-    fp.n_ctx = 256;
-    fp.n_threads = 2;
-    struct forward_ctx *fc = NULL;
+    struct engine_params ep = engine_params_default();
+    ep.n_ctx = 256;
+    ep.n_threads = 2;
+    ep.ngl = 0; /* the CPU forward pass, as the slots engine runs */
+    struct engine *fc = NULL;
     struct gen_session *gs = NULL;
     struct sampler_params sp;
     greedy(&sp);
-    CHECK_OK(forward_create(e->m, &fp, &fc));
+    CHECK_OK(engine_create(e->m, &ep, &fc));
     if (fc)
         CHECK_OK(gen_session_create(e->m, e->tok, fc, &sp, &gs));
     if (gs) {
@@ -250,7 +252,7 @@ static void reference_reply(struct env *e, const int32_t *ids, size_t n, int n_p
         CHECK_OK(gen_run(gs, ids, n, &gp, NULL));
     }
     gen_session_free(gs);
-    forward_destroy(fc);
+    engine_destroy(fc);
 }
 
 static struct slots_req *submit(struct slots *s, const int32_t *ids, size_t n, int n_predict)

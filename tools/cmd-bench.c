@@ -28,9 +28,10 @@
 #include "bandwidth.h"
 #include "cli.h"
 #include "cpu/dot.h"
-#include "cpu/forward.h"
+#include "engine.h"
 #include "err.h"
 #include "model.h"
+#include "progress.h"
 #include "threadpool.h"
 
 /* Belongs in tools/cli.h with the other subcommands (owned by the lead). */
@@ -41,7 +42,7 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: hearth bench [-m MODEL] [-p 512] [-n 128] [-r 5] [-t N] [-b N]\n"
-            "                    [--bw-size BYTES] [--json]\n\n"
+            "                    [--bw-size BYTES] [--device NAME] [-ngl N|auto|all] [--json]\n\n"
             "Measures prefill (pp: a P-token random prompt as batches from an empty cache)\n"
             "and decode (tg: N tokens one at a time from an empty cache), each r times after\n"
             "a warm-up, and compares the weight bytes streamed per second with the memory\n"
@@ -53,6 +54,8 @@ static void usage(FILE *out)
             "  -t N            threads (default: physical cores)\n"
             "  -b N            prefill batch (default: the forward pass's, 64)\n"
             "  --bw-size B     copy-bandwidth buffer size (default 256MiB, two of them)\n"
+            "  --device NAME   run on NAME (repeatable; see `hearth devices`)\n"
+            "  -ngl N          layers on the GPU(s): a count, all, or auto (default)\n"
             "  --json          print a JSON array instead of the table\n",
             cli_default_model());
 }
@@ -81,23 +84,23 @@ static uint64_t splitmix(uint64_t *s)
 }
 
 /* One timed run of the test; returns tokens/s through *tps. */
-static hearth_status run_once(struct forward_ctx *fc, bool prefill, const int32_t *toks, int n,
+static hearth_status run_once(struct engine *fc, bool prefill, const int32_t *toks, int n,
                               float *logits, double *tps)
 {
     hearth_status st = HEARTH_OK;
     double t0 = bw_now();
     if (prefill) {
-        st = forward_eval(fc, toks, n, 0, logits, false);
+        st = engine_eval(fc, toks, n, 0, logits, false);
     } else {
         for (int i = 0; i < n && st == HEARTH_OK; i++)
-            st = forward_eval(fc, toks + i, 1, i, logits, false);
+            st = engine_eval(fc, toks + i, 1, i, logits, false);
     }
     double dt = bw_now() - t0;
     *tps = (double)n / (dt > 1e-9 ? dt : 1e-9);
     return st;
 }
 
-static hearth_status run_test(struct forward_ctx *fc, bool prefill, const int32_t *toks, int n,
+static hearth_status run_test(struct engine *fc, bool prefill, const int32_t *toks, int n,
                               int reps, float *logits, struct bench_row *row)
 {
     double *v = malloc((size_t)reps * sizeof *v);
@@ -154,6 +157,8 @@ int cmd_bench(int argc, char **argv)
     long long n_prompt = 512, n_gen = 128, reps = 5, n_threads = 0, n_batch = 0;
     unsigned long long bw_bytes = BW_DEFAULT_BYTES;
     bool json = false;
+    struct run_devices devs;
+    run_devices_default(&devs);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -170,7 +175,11 @@ int cmd_bench(int argc, char **argv)
             return 2;
         }
         const char *v = argv[++i];
-        int bad = 0;
+        int bad = 0, dv = run_parse_device_flag(a, v, &devs);
+        if (dv < 0)
+            return 2;
+        if (dv > 0)
+            continue;
         if (!strcmp(a, "-m") || !strcmp(a, "--model"))
             model_path = v;
         else if (!strcmp(a, "-p"))
@@ -203,7 +212,7 @@ int cmd_bench(int argc, char **argv)
 
     int rc = 1;
     struct model *m = NULL;
-    struct forward_ctx *fc = NULL;
+    struct engine *fc = NULL;
     struct threadpool *tp = NULL;
     int32_t *toks = NULL;
     float *logits = NULL;
@@ -231,17 +240,15 @@ int cmd_bench(int argc, char **argv)
         w_tok -= (double)embd_bytes;
 
     const int max_n = (int)(n_prompt > n_gen ? n_prompt : n_gen);
-    struct forward_params fp = forward_params_default();
+    struct engine_params fp = engine_params_default();
     fp.n_ctx = (uint32_t)max_n;
     fp.n_threads = (int)n_threads;
     if (n_batch > 0)
         fp.n_batch = (int)n_batch;
     const int batch = fp.n_batch > 0 ? fp.n_batch : 64;
-    if ((st = forward_create(m, &fp, &fc)) != HEARTH_OK) {
-        cli_error("cannot set up the forward pass");
+    if (run_engine_open(m, &fp, &devs, false, &fc))
         goto done;
-    }
-    const int nth = forward_n_threads(fc);
+    const int nth = engine_n_threads(fc);
     const char *isa = cpu_isa_name(cpu_isa_best());
 
     /* copy bandwidth with the same thread count, and single-threaded for reference */
@@ -336,7 +343,7 @@ done:
     threadpool_destroy(tp);
     free(toks);
     free(logits);
-    forward_destroy(fc);
+    engine_destroy(fc);
     model_free(m);
     return rc;
 }

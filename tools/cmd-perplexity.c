@@ -17,10 +17,11 @@
 #include <string.h>
 
 #include "cli.h"
-#include "cpu/forward.h"
+#include "engine.h"
 #include "err.h"
 #include "model.h"
 #include "perplexity.h"
+#include "progress.h"
 #include "tokenizer.h"
 
 /* Belongs in tools/cli.h with the other subcommands (owned by the lead). */
@@ -29,7 +30,8 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: hearth perplexity [-m MODEL] -f TEXT [-c 512] [-t N] [--chunks N]\n"
-            "                         [--save-logits FILE] [--kl-divergence FILE]\n\n"
+            "                         [--save-logits FILE] [--kl-divergence FILE]\n"
+            "                         [--device NAME] [-ngl N|auto|all]\n\n"
             "Scores TEXT in non-overlapping chunks of -c tokens, each from an empty cache;\n"
             "the second half of every chunk is scored (each token predicted with at least\n"
             "c/2 tokens of context). Prints the running perplexity per chunk on stderr and\n"
@@ -39,6 +41,8 @@ static void usage(FILE *out)
             "  -c N                  tokens per chunk (default 512)\n"
             "  -t N                  threads (default: physical cores)\n"
             "  --chunks N            score at most N chunks (default: all whole chunks)\n"
+            "  --device NAME         run on NAME (repeatable; see `hearth devices`)\n"
+            "  -ngl N                layers on the GPU(s): a count, all, or auto (default)\n"
             "  --save-logits FILE    write the top-%d log-probs of every scored token\n"
             "  --kl-divergence FILE  compare with a file saved by another run of the same\n"
             "                        text and -c: mean KL(saved || this run), its standard\n"
@@ -123,6 +127,8 @@ int cmd_perplexity(int argc, char **argv)
     const char *model_path = cli_default_model(), *text_path = NULL;
     const char *save_path = NULL, *kl_path = NULL;
     long long n_ctx = 512, n_threads = 0, max_chunks = 0;
+    struct run_devices devs;
+    run_devices_default(&devs);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -135,6 +141,11 @@ int cmd_perplexity(int argc, char **argv)
             return 2;
         }
         const char *v = argv[++i];
+        int dv = run_parse_device_flag(a, v, &devs);
+        if (dv < 0)
+            return 2;
+        if (dv > 0)
+            continue;
         if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
             model_path = v;
         } else if (!strcmp(a, "-f") || !strcmp(a, "--file")) {
@@ -173,7 +184,7 @@ int cmd_perplexity(int argc, char **argv)
     int rc = 1;
     struct model *m = NULL;
     struct tokenizer *tok = NULL;
-    struct forward_ctx *fc = NULL;
+    struct engine *fc = NULL;
     char *text = NULL;
     int32_t *tokens = NULL;
     struct run_state rs = {0};
@@ -198,13 +209,11 @@ int cmd_perplexity(int argc, char **argv)
         cli_error("%s", text_path);
         goto done;
     }
-    struct forward_params fp = forward_params_default();
+    struct engine_params fp = engine_params_default();
     fp.n_ctx = (uint32_t)n_ctx;
     fp.n_threads = (int)n_threads;
-    if ((st = forward_create(m, &fp, &fc)) != HEARTH_OK) {
-        cli_error("cannot set up the forward pass");
+    if (run_engine_open(m, &fp, &devs, false, &fc))
         goto done;
-    }
     const uint32_t n_vocab = m->hp.n_vocab;
     const uint64_t n_tok = (uint64_t)n_chunks * (uint64_t)n_ctx;
     const int64_t n_scored = (int64_t)n_chunks * ppl_scored_per_chunk((int)n_ctx);
@@ -227,7 +236,7 @@ int cmd_perplexity(int argc, char **argv)
     }
     printf("model: %s\ntext: %s: %llu tokens in %d chunks of %lld, %lld scored; threads: %d\n",
            model_path, text_path, (unsigned long long)n_tok, n_chunks, n_ctx,
-           (long long)n_scored, forward_n_threads(fc));
+           (long long)n_scored, engine_n_threads(fc));
     fflush(stdout);
 
     struct ppl_acc acc;
@@ -269,7 +278,7 @@ done:
     free(rs.kld);
     free(tokens);
     free(text);
-    forward_destroy(fc);
+    engine_destroy(fc);
     tok_free(tok);
     model_free(m);
     return rc;

@@ -3,8 +3,10 @@
  * with --chat, an assistant reply) and streams it to stdout token by token.
  *
  * Also home of the setup shared with cmd-chat.c (declared in progress.h): the
- * common flags, model + tokenizer + forward context + session creation, and the
- * statistics line. Output discipline: stdout carries only generated text
+ * common flags, model + tokenizer + engine + session creation, the device
+ * flags (--device, -ngl; also used by bench and perplexity) and the
+ * statistics line. The engine's placement line ("plan: layers 0-29 ... on
+ * vulkan0, ...") goes to stderr at load unless -q. Output discipline: stdout carries only generated text
  * (flushed per token, so a pipe sees it live); everything else (seed, load bar,
  * speed) goes to stderr and -q silences all of it except errors. Exit codes:
  * 0 ok, 1 failure (unreadable model, evaluation error), 2 usage.
@@ -19,6 +21,7 @@
 #include "cli.h"
 #include "err.h"
 #include "generate.h"
+#include "placement.h"
 #include "progress.h"
 
 #define DEFAULT_CTX 4096
@@ -44,6 +47,11 @@ static void usage(FILE *out)
             "  --seed S                random seed (default: from the clock, printed)\n"
             "  -t, --threads N         CPU threads (default: physical cores)\n"
             "  -c, --ctx-size N        context length (default: min(4096, training))\n"
+            "  --device NAME           run on NAME (repeatable: cpu, vulkan0, cuda0, ...;\n"
+            "                          see `hearth devices`); default: the CPU unless a\n"
+            "                          hardware GPU is present\n"
+            "  -ngl, --n-gpu-layers N  layers on the GPU(s): a count (n_layers + 1 adds\n"
+            "                          the output head), all, or auto (the planner; default)\n"
             "  --stop STR              stop before STR (repeatable)\n"
             "  -q, --quiet             only the generated text; no stats\n",
             cli_default_model());
@@ -54,6 +62,61 @@ void run_opts_default(struct run_opts *o)
     memset(o, 0, sizeof *o);
     sampler_params_default(&o->sp);
     o->n_predict = 128;
+    run_devices_default(&o->devs);
+}
+
+void run_devices_default(struct run_devices *d)
+{
+    memset(d, 0, sizeof *d);
+    d->ngl = ENGINE_NGL_UNSET;
+}
+
+int run_parse_device_flag(const char *a, const char *v, struct run_devices *d)
+{
+    if (!strcmp(a, "--device")) {
+        if (!*v) {
+            fprintf(stderr, "hearth: --device needs a device name (see `hearth devices`)\n");
+            return -1;
+        }
+        if (d->n == RUN_MAX_DEVICES) {
+            fprintf(stderr, "hearth: at most %d --device flags\n", RUN_MAX_DEVICES);
+            return -1;
+        }
+        d->names[d->n++] = v;
+        return 1;
+    }
+    if (strcmp(a, "-ngl") && strcmp(a, "--n-gpu-layers") && strcmp(a, "--gpu-layers"))
+        return 0;
+    if (!strcmp(v, "all")) {
+        d->ngl = 100000; /* more than any model's layers: everything, output head included */
+        return 1;
+    }
+    int ngl;
+    if (placement_parse_ngl(v, &ngl) != HEARTH_OK) {
+        fprintf(stderr, "hearth: %s; or \"all\"\n", hearth_last_error());
+        return -1;
+    }
+    d->ngl = ngl;
+    return 1;
+}
+
+int run_engine_open(const struct model *m, const struct engine_params *p,
+                    const struct run_devices *d, bool quiet, struct engine **out)
+{
+    struct engine_params ep = *p;
+    ep.devices = d->names;
+    ep.n_devices = d->n;
+    ep.ngl = d->ngl;
+    err_clear();
+    if (engine_create(m, &ep, out) != HEARTH_OK) {
+        cli_error("cannot set up the forward pass");
+        return 1;
+    }
+    if (!quiet) {
+        fprintf(stderr, "%s\n", engine_describe(*out));
+        fflush(stderr);
+    }
+    return 0;
 }
 
 /* The value of the flag at argv[*i]; NULL (and a message) if it is the last word. */
@@ -162,6 +225,11 @@ int run_parse_flag(int argc, char **argv, int *i, struct run_opts *o)
         o->quiet = true;
     } else if (is(a, "--print-rss", NULL)) {
         o->print_rss = true;
+    } else if (is(a, "--device", NULL) || is(a, "-ngl", "--n-gpu-layers") ||
+               is(a, "--gpu-layers", NULL)) {
+        VALUE();
+        if (run_parse_device_flag(a, v, &o->devs) < 0)
+            return -1;
     } else {
         return 0;
     }
@@ -195,18 +263,16 @@ int run_ctx_open(const struct run_opts *o, struct run_ctx *c)
     }
     progress_touch(c->m->gguf->base, (size_t)c->m->gguf->size, "loading", !o->quiet);
 
-    struct forward_params fp = forward_params_default();
-    fp.n_threads = o->n_threads;
-    fp.n_ctx = o->n_ctx;
-    if (fp.n_ctx == 0)
-        fp.n_ctx = c->m->hp.n_ctx_train > 0 && c->m->hp.n_ctx_train < DEFAULT_CTX
+    struct engine_params ep = engine_params_default();
+    ep.n_threads = o->n_threads;
+    ep.n_ctx = o->n_ctx;
+    if (ep.n_ctx == 0)
+        ep.n_ctx = c->m->hp.n_ctx_train > 0 && c->m->hp.n_ctx_train < DEFAULT_CTX
                        ? c->m->hp.n_ctx_train
                        : DEFAULT_CTX;
-    if ((st = forward_create(c->m, &fp, &c->fc)) != HEARTH_OK) {
-        cli_error("cannot set up the CPU forward pass for '%s'", path);
+    if (run_engine_open(c->m, &ep, &o->devs, o->quiet, &c->eng))
         goto fail;
-    }
-    if ((st = gen_session_create(c->m, c->tok, c->fc, &o->sp, &c->gs)) != HEARTH_OK) {
+    if ((st = gen_session_create(c->m, c->tok, c->eng, &o->sp, &c->gs)) != HEARTH_OK) {
         cli_error("cannot create the generation session");
         goto fail;
     }
@@ -220,7 +286,7 @@ fail:
 void run_ctx_close(struct run_ctx *c)
 {
     gen_session_free(c->gs);
-    forward_destroy(c->fc);
+    engine_destroy(c->eng);
     tok_free(c->tok);
     model_free(c->m);
     memset(c, 0, sizeof *c);

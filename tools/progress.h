@@ -26,13 +26,36 @@ void progress_touch(const void *base, size_t size, const char *label, bool show)
 
 #include <stdint.h>
 
-#include "cpu/forward.h"
+#include "engine.h"
 #include "generate.h"
 #include "model.h"
 #include "sampler.h"
 #include "tokenizer.h"
 
 #define RUN_MAX_STOPS 16
+#define RUN_MAX_DEVICES ENGINE_MAX_DEVICES
+
+/* --device NAME (repeatable) and -ngl N|auto|all, shared by run, chat, bench, perplexity. */
+struct run_devices {
+    const char *names[RUN_MAX_DEVICES]; /* [n] as given (argv strings) */
+    int n;
+    int ngl; /* >= 0, ENGINE_NGL_AUTO, or ENGINE_NGL_UNSET when -ngl is not given */
+};
+
+void run_devices_default(struct run_devices *d);
+/*
+ * Flag a with value v: --device / -ngl (also --n-gpu-layers). Returns 1 when
+ * consumed, 0 when a is not one of them, -1 on a bad value (message printed;
+ * exit with 2).
+ */
+int run_parse_device_flag(const char *a, const char *v, struct run_devices *d);
+/*
+ * engine_create(m, p with d's devices and ngl); prints the placement line on
+ * stderr unless quiet. Returns 0, or 1 after printing the error (an unknown
+ * device's message lists the available ones).
+ */
+int run_engine_open(const struct model *m, const struct engine_params *p,
+                    const struct run_devices *d, bool quiet, struct engine **out);
 
 struct run_opts {
     const char *model_path; /* NULL: cli_default_model() */
@@ -47,12 +70,13 @@ struct run_opts {
     bool chat;              /* run --chat */
     bool quiet;             /* -q */
     bool print_rss;         /* hidden --print-rss: VmHWM on stderr at exit */
+    struct run_devices devs;/* --device, -ngl */
 };
 
 struct run_ctx {
     struct model *m;
     struct tokenizer *tok;
-    struct forward_ctx *fc;
+    struct engine *eng;
     struct gen_session *gs;
     struct gen_chat chat;
 };
@@ -62,7 +86,7 @@ struct run_ctx {
 void run_opts_default(struct run_opts *o);
 /*
  * Parses the flag at argv[*i] if it is one of the shared ones (-m, sampling,
- * -t, -c, -n, --stop, --system, -q, --seed), advancing *i past its value.
+ * -t, -c, -n, --stop, --system, -q, --seed, --device, -ngl), advancing *i past its value.
  * Returns 1 when consumed, 0 when not a shared flag, -1 on a bad value (the
  * message is printed; exit with 2).
  */

@@ -115,15 +115,23 @@ static inline __attribute__((always_inline)) __m256 blk_q4_0(const uint8_t *w, c
 }
 
 /*
- * Q4_1/Q5_1 against Q8_1: acc += d_w·d_a·p, plus m_w·s_a in lane 1. Both
- * products come from one multiply of the (d, m) and (d, s) f16 pairs.
+ * Q4_1/Q5_1 against Q8_1: each lane adds d_a·(d_w·p + m_w·Σq) over its own 4
+ * elements, Σq the exact sum of those activation codes (as the scalar kernel).
+ * Not m_w·s_a: Q8_1's s is d·Σq rounded to f16, whose error on massive
+ * activations outgrew the 8-bit quantization error; and adding the min term of
+ * every block into one lane let the scale and min sums (each ~1000x the
+ * result on SmolLM2's FFN outliers) cancel only at the end, in float.
+ * Per lane, the two terms cancel inside the block, as in the scalar kernel.
+ * Σq depends only on a, so dot_rows' four inlined copies share it.
  */
 static inline __m256 q_1_accum(const uint8_t *w, const uint8_t *a, __m256 p, __m256 acc)
 {
-    __m128 dm = _mm_mul_ps(f16x2_at(w), f16x2_at(a));
-    acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(dm), p, acc);
-    const __m256 lane1 = _mm256_castsi256_ps(_mm256_setr_epi32(0, -1, 0, 0, 0, 0, 0, 0));
-    return _mm256_add_ps(acc, _mm256_and_ps(_mm256_castps128_ps256(dm), lane1));
+    float da = f16_lo(a);
+    __m256 q = _mm256_cvtepi32_ps(dot_us(_mm256_set1_epi8(1), load32(a + 4)));
+    __m128 dm = _mm_mul_ps(f16x2_at(w), _mm_set1_ps(da)); /* d_w·d_a, m_w·d_a */
+    __m256 t = _mm256_mul_ps(_mm256_permutevar8x32_ps(_mm256_castps128_ps256(dm),
+                                                      _mm256_set1_epi32(1)), q);
+    return _mm256_add_ps(acc, _mm256_fmadd_ps(_mm256_broadcastss_ps(dm), p, t));
 }
 
 /*

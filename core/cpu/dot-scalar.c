@@ -4,7 +4,11 @@
  * Every kernel forms the integer dot product of one block exactly as the
  * format intends (facts sheet §3.16): quants times activation quants summed in
  * int32, then the block's scales applied once in float. Min terms of Q4_1/Q5_1
- * use Q8_1's s field, those of Q2_K/Q4_K/Q5_K use Q8_K's bsums, and the −32 /
+ * use the exact integer sum of the activation codes times Q8_1's d, NOT Q8_1's
+ * s field: s is d·Σq rounded to f16, and on the massive activations of real
+ * models (|x| ~ 3000 in SmolLM2's FFN) its rounding error times the weight min
+ * exceeded the whole 8-bit quantization error of the product (see test-dot's
+ * q8_1_outliers). Those of Q2_K/Q4_K/Q5_K use Q8_K's bsums, and the −32 /
  * −4 offsets of Q6_K/Q3_K are kept inside the integer quant, so the result
  * differs from "dequantize then dot" only by float rounding. These kernels are
  * the reference the SIMD files are tested against, so they favour the plain
@@ -153,10 +157,13 @@ static void dot_q4_1(int64_t n, float *s, const void *w, const void *a)
     for (int64_t i = 0; i < n / 32; i++, wb += DOT_Q4_1_BYTES, ab += DOT_Q8_1_BYTES) {
         const uint8_t *qs = wb + 4;
         const int8_t *q8 = (const int8_t *)(ab + 4);
-        int32_t isum = 0;
-        for (int e = 0; e < 16; e++)
+        int32_t isum = 0, qsum = 0;
+        for (int e = 0; e < 16; e++) {
             isum += (qs[e] & 0x0F) * q8[e] + (qs[e] >> 4) * q8[e + 16];
-        sum += dot__f16(wb) * dot__f16(ab) * (float)isum + dot__f16(wb + 2) * dot__f16(ab + 2);
+            qsum += q8[e] + q8[e + 16];
+        }
+        float da = dot__f16(ab);
+        sum += dot__f16(wb) * da * (float)isum + dot__f16(wb + 2) * da * (float)qsum;
     }
     *s = sum;
 }
@@ -188,13 +195,15 @@ static void dot_q5_1(int64_t n, float *s, const void *w, const void *a)
         uint32_t h = dot__u32(wb + 4);
         const uint8_t *qs = wb + 8;
         const int8_t *q8 = (const int8_t *)(ab + 4);
-        int32_t isum = 0;
+        int32_t isum = 0, qsum = 0;
         for (int e = 0; e < 16; e++) {
             int lo = (qs[e] & 0x0F) | (int)(((h >> e) & 1u) << 4);
             int hi = (qs[e] >> 4) | (int)(((h >> (e + 16)) & 1u) << 4);
             isum += lo * q8[e] + hi * q8[e + 16];
+            qsum += q8[e] + q8[e + 16];
         }
-        sum += dot__f16(wb) * dot__f16(ab) * (float)isum + dot__f16(wb + 2) * dot__f16(ab + 2);
+        float da = dot__f16(ab);
+        sum += dot__f16(wb) * da * (float)isum + dot__f16(wb + 2) * da * (float)qsum;
     }
     *s = sum;
 }

@@ -16,7 +16,9 @@ URL = os.environ["HEARTH_URL"]
 KEY = os.environ.get("HEARTH_API_KEY", "")
 _u = urllib.parse.urlparse(URL)
 HOST, PORT = _u.hostname, _u.port
-TIMEOUT = 30
+# sanitizer builds run the model ~10x slower: tests/cli-serve.sh sets HEARTH_TEST_SLOW
+SLOW = float(os.environ.get("HEARTH_TEST_SLOW", "1"))
+TIMEOUT = 30 * SLOW
 
 
 def conn():
@@ -54,6 +56,7 @@ def metrics():
 
 def wait_metric(name, pred, timeout=10.0):
     """Polls /metrics until pred(value) holds; returns the value (asserts on timeout)."""
+    timeout *= SLOW
     end = time.time() + timeout
     v = None
     while time.time() < end:

@@ -1,0 +1,103 @@
+/*
+ * engine: one sequence's forward pass on whatever devices the user chose.
+ *
+ * The tools (run, chat, bench, perplexity), the generation loop, perplexity
+ * and the public API evaluate tokens through an engine instead of calling the
+ * CPU forward pass (cpu/forward.h) or the scheduler (scheduler.h) directly.
+ * engine_create decides which of the two runs the model:
+ *
+ *   - the CPU forward pass when no GPU takes part: no --device other than cpu,
+ *     -ngl 0, or no device flags at all and no hardware GPU found. This is the
+ *     path every tool took before devices existed, bit for bit.
+ *   - the scheduler otherwise, with device index 0 always a CPU device (the
+ *     token embedding, and every layer not offloaded) followed by the GPUs in
+ *     the order named. The block placement comes from -ngl N (the first N
+ *     layers, spread over the GPUs in proportion to their free memory) or,
+ *     for -ngl auto / no -ngl, from the planner (plan.h) run against the
+ *     opened devices' free memory.
+ *
+ * Software Vulkan implementations (lavapipe/llvmpipe, SwiftShader) are not
+ * picked up implicitly: CI installs lavapipe, and silently moving every CPU
+ * test onto an emulated GPU would be slower and no longer the CPU reference.
+ * Naming them with --device (or giving -ngl) uses them like any GPU.
+ *
+ * engine_eval has forward_eval's contract (positions, rewinds, logits
+ * layout), so callers switch with a rename. engine_describe gives the one line
+ * the tools print at load ("plan: layers 0-29 attention+ffn on vulkan0,
+ * output on vulkan0; 98 MB on vulkan0, 12 MB host").
+ */
+#ifndef HEARTH_ENGINE_H
+#define HEARTH_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hearth.h"
+#include "model.h"
+
+#define ENGINE_NGL_AUTO (-1)  /* -ngl auto: the planner decides (== PLACEMENT_NGL_AUTO) */
+#define ENGINE_NGL_UNSET (-2) /* no -ngl given: the planner when a GPU takes part */
+#define ENGINE_MAX_DEVICES 8  /* the CPU device plus up to 7 GPUs */
+
+struct engine_params {
+    uint32_t n_ctx; /* positions of the KV cache; 0: the model's training context */
+    int n_threads;  /* CPU threads; <= 0: physical cores */
+    int n_batch;    /* tokens per prefill batch; <= 0: 64 */
+    int n_devices;  /* entries of devices; 0: none named (implicit choice, see above) */
+    const char *const *devices; /* [n_devices] registry names: "cpu", "vulkan0", "cuda1" */
+    int ngl;        /* >= 0: layers to offload (n_layer + 1: the output head too);
+                       ENGINE_NGL_AUTO or ENGINE_NGL_UNSET */
+};
+
+struct engine;
+
+/* n_ctx 0, n_threads 0, n_batch 0 (64), no devices, ngl ENGINE_NGL_UNSET. */
+struct engine_params engine_params_default(void);
+
+/*
+ * Opens the devices and builds the forward pass for m (borrowed: it must
+ * outlive the engine). Errors: NOT_FOUND for an unknown device name (the
+ * message lists the devices this build and machine offer), INVALID_ARG (too
+ * many or repeated devices, ngl < -2), UNSUPPORTED (a device lacks a weight
+ * type), DEVICE_OOM (the scheduler's message: the tensor, its size, the
+ * device and its free bytes; after -ngl auto has already retried with fewer
+ * layers), NO_MEMORY. *out is NULL on error and nothing is left open.
+ */
+hearth_status engine_create(const struct model *m, const struct engine_params *p,
+                            struct engine **out);
+void engine_destroy(struct engine *e); /* NULL: nothing */
+
+/*
+ * forward_eval's contract: tokens[0..n_tokens) at positions pos0.. (pos0 at
+ * most engine_n_past; smaller rewinds), logits_out [n_tokens][n_vocab] when
+ * all_logits else [n_vocab] of the last token, NULL for none. Errors:
+ * INVALID_ARG (nothing changed), or the device's status.
+ */
+hearth_status engine_eval(struct engine *e, const int32_t *tokens, int n_tokens, int pos0,
+                          float *logits_out, bool all_logits);
+
+uint32_t engine_n_ctx(const struct engine *e);
+/* Positions currently in the cache. */
+uint32_t engine_n_past(const struct engine *e);
+/* Threads of the CPU part. */
+int engine_n_threads(const struct engine *e);
+/* True when the scheduler runs the model (some block on a GPU or named device). */
+bool engine_uses_devices(const struct engine *e);
+/* Layers whose attention or FFN runs on a GPU (0 on the CPU path). */
+int engine_n_gpu_layers(const struct engine *e);
+/*
+ * The placement in one line, no newline, valid until engine_destroy:
+ * "plan: layers 0-29 attention+ffn on vulkan0, output on vulkan0; 98 MB on
+ * vulkan0, 12 MB host", plus how it was chosen (-ngl, planner, a retry).
+ */
+const char *engine_describe(const struct engine *e);
+
+/*
+ * Internal, exposed for tests (engine.c): true when a device description
+ * names a software rasterizer (lavapipe/llvmpipe, SwiftShader), which the
+ * implicit device choice skips.
+ */
+bool engine__is_software_device(const char *desc);
+
+#endif
