@@ -17,9 +17,13 @@
  * layer's FFN matrices across devices is rounded to the majority device, and
  * host weights the plan would stream to a GPU for prefill are computed by the
  * CPU. Sizes come from the plan's own accounting, which differs a little from
- * what the scheduler allocates; when the scheduler then runs out of device
- * memory, the engine replans with a smaller share of the device's free memory
- * now (up to ENGINE_RETRIES times) and says so in the description.
+ * what the scheduler allocates, and the driver's free figure can be
+ * optimistic; when the scheduler then runs out of device memory, the engine
+ * retries with a quarter fewer GPU layers (the last ones move to the CPU, and
+ * the output head with them), up to ENGINE_RETRIES times, and says so in the
+ * description. Replanning with a smaller budget was rejected: the plan was
+ * made from the free memory reported a moment ago, so what is wrong is its
+ * accounting, and only the scheduler's allocation tells what really fits.
  *
  * Alternatives rejected: teaching generate.c / perplexity.c / api.c about two
  * kinds of context (four copies of the same dispatch); always using the
@@ -42,7 +46,7 @@
 #include "scheduler.h"
 #include "threadpool.h"
 
-#define ENGINE_RETRIES 4
+#define ENGINE_RETRIES 8
 #define ENGINE_DESC 768
 
 struct engine {
@@ -262,7 +266,7 @@ static int plan_ffn_dev(const struct plan_model *pm, const struct plan *pn, uint
 
 /*
  * -ngl auto: plans against the opened GPUs' free memory now, each scaled by
- * share (1.0 first, less on a retry), and derives the block placement.
+ * share, and derives the block placement.
  * Plan device i is engine device i (the host is 0 in both).
  */
 static hearth_status place_plan(struct engine *e, uint32_t n_ctx, int n_batch, double share)
@@ -334,6 +338,21 @@ static int count_gpu_layers(const struct placement *p)
     return n;
 }
 
+/* Keeps the first n_keep layers that use a GPU where they are; the rest and the output: CPU. */
+static void keep_gpu_layers(struct placement *p, int n_keep)
+{
+    int seen = 0;
+    for (uint32_t il = 0; il < p->n_layer; il++) {
+        if (placement_get(p, il, PLACEMENT_ATTN) == 0 && placement_get(p, il, PLACEMENT_FFN) == 0)
+            continue;
+        if (++seen > n_keep) {
+            placement_set(p, il, PLACEMENT_ATTN, 0);
+            placement_set(p, il, PLACEMENT_FFN, 0);
+        }
+    }
+    p->out_dev = 0;
+}
+
 /* ---- create ---------------------------------------------------------------- */
 
 static hearth_status create_cpu(struct engine *e, const struct engine_params *p, const char *why)
@@ -382,14 +401,16 @@ hearth_status engine_create(const struct model *m, const struct engine_params *p
     char how[160];
     hearth_status st;
 
+    e->n_dev = 1; /* dev[0]: the CPU, opened below when a GPU takes part */
+    snprintf(e->dev_name[0], sizeof e->dev_name[0], "cpu");
+    /* named devices are opened even for -ngl 0, so that a misspelt name is an error */
+    if ((p->ngl != 0 || p->n_devices > 0) && (st = open_gpus(e, p)) != HEARTH_OK)
+        goto done;
     if (p->ngl == 0) {
+        close_devices(e);
         st = create_cpu(e, p, "-ngl 0");
         goto done;
     }
-    e->n_dev = 1; /* dev[0]: the CPU, opened below when a GPU takes part */
-    snprintf(e->dev_name[0], sizeof e->dev_name[0], "cpu");
-    if ((st = open_gpus(e, p)) != HEARTH_OK)
-        goto done;
     if (e->n_dev == 1) {
         close_devices(e);
         st = create_cpu(e, p,
@@ -409,33 +430,48 @@ hearth_status engine_create(const struct model *m, const struct engine_params *p
         if (st == HEARTH_ERR_DEVICE_OOM)
             err_prefix(st, "-ngl %d does not fit (try fewer layers or -ngl auto)", p->ngl);
     } else {
-        double share = 1.0;
-        int attempt = 0;
+        int attempt = 0, planned = 0;
         snprintf(how, sizeof how, "planner");
-        for (;;) {
-            if ((st = place_plan(e, n_ctx, n_batch, share)) != HEARTH_OK)
-                break;
-            if (count_gpu_layers(e->pl) == 0 && e->pl->out_dev == 0)
-                break; /* nothing fits on a GPU: the CPU path below */
+        st = place_plan(e, n_ctx, n_batch, 1.0);
+        planned = st == HEARTH_OK ? count_gpu_layers(e->pl) : 0;
+        while (st == HEARTH_OK) {
+            int n_gpu = count_gpu_layers(e->pl);
+            if (n_gpu == 0 && e->pl->out_dev == 0)
+                break; /* nothing (left) on a GPU: the CPU path below */
             st = sched_build(e, n_ctx, n_batch);
             if (st != HEARTH_ERR_DEVICE_OOM || attempt == ENGINE_RETRIES)
                 break;
-            /* the plan's sizes were optimistic: replan with less of what is free now */
+            /* the plan's sizes were optimistic: a quarter fewer layers on the GPUs */
             attempt++;
-            share *= 0.75;
-            snprintf(how, sizeof how, "planner, replanned %d time%s with %.0f%% of free "
-                     "device memory after running out", attempt, attempt > 1 ? "s" : "",
-                     100.0 * share);
+            int keep = e->pl->out_dev != 0 ? n_gpu : n_gpu - (n_gpu + 3) / 4;
+            keep_gpu_layers(e->pl, keep);
+            snprintf(how, sizeof how, "planner placed %d layers; out of device memory, retried "
+                     "with %d", planned, keep);
+            err_clear();
+            st = HEARTH_OK;
         }
         if (st == HEARTH_OK && !e->sched) {
             placement_free(e->pl);
             e->pl = NULL;
             close_devices(e);
-            st = create_cpu(e, p, "planner: no layer fits on a GPU");
+            st = create_cpu(e, p, attempt ? "planner: out of device memory even for 1 layer"
+                                          : "planner: no layer fits on a GPU");
             goto done;
         }
         if (st == HEARTH_ERR_DEVICE_OOM && attempt)
-            err_prefix(st, "after %d replans with less device memory", attempt);
+            err_prefix(st, "after %d retries with fewer GPU layers", attempt);
+    }
+    if (st != HEARTH_OK && p->n_devices == 0 && p->ngl == ENGINE_NGL_UNSET &&
+        (st == HEARTH_ERR_UNSUPPORTED || st == HEARTH_ERR_DEVICE_OOM)) {
+        /* nobody asked for this GPU: run where the model runs for sure, and say why */
+        char why[200];
+        snprintf(why, sizeof why, "%s unusable: %.150s", e->dev_name[1], hearth_last_error());
+        err_clear();
+        placement_free(e->pl);
+        e->pl = NULL;
+        close_devices(e);
+        st = create_cpu(e, p, why);
+        goto done;
     }
     if (st != HEARTH_OK)
         goto done;

@@ -448,8 +448,10 @@ static hearth_status cdev_stream_create(struct hearth_device *dev, struct hearth
     if ((st = cuda_set_device(d->index)) != HEARTH_OK ||
         (st = cuda_stream_create(&cs->stream)) != HEARTH_OK)
         goto fail_rec;
-    if ((st = cuda_blas_create(&cs->blas)) != HEARTH_OK)
-        goto fail_stream;
+    /* cuBLAS is optional: without it (not installed, or failing) the dispatcher
+     * sends prefill to the tensor-core kernel instead, so a NULL handle is fine. */
+    if (cuda_blas_create(&cs->blas) != HEARTH_OK)
+        cs->blas = NULL;
     if ((st = cuda_alloc((void **)&cs->pos, sizeof(int32_t))) != HEARTH_OK)
         goto fail_blas;
     cs->s = (struct hearth_stream){&cstream_ops, cs, dev};

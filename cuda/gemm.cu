@@ -15,14 +15,65 @@
  * crossover is a guess to be replaced by bench/bench-cuda.c's numbers.
  */
 #include <cublas_v2.h>
+#include <dlfcn.h>
 
 #include "dequant.cuh"
+
+/*
+ * cuBLAS is loaded with dlopen on first use rather than linked: libcublasLt's
+ * static initializers touch ~160 MB of pages at program start, which every
+ * `hearth` process would pay on machines with no GPU at all (and which broke
+ * the CLI's peak-RSS bound). Only the five entry points below are used.
+ */
+static struct {
+    int tried;
+    void *lib;
+    decltype(&cublasCreate_v2) create;
+    decltype(&cublasDestroy_v2) destroy;
+    decltype(&cublasSetStream_v2) set_stream;
+    cublasStatus_t (*gemm_ex)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int, int,
+                              const void *, const void *, cudaDataType, int, const void *,
+                              cudaDataType, int, const void *, void *, cudaDataType, int,
+                              cublasComputeType_t, cublasGemmAlgo_t);
+    decltype(&cublasGetStatusName) status_name;
+} blas_lib;
+
+static hearth_status blas_load(void)
+{
+    if (blas_lib.lib)
+        return HEARTH_OK;
+    if (!blas_lib.tried) {
+        blas_lib.tried = 1;
+        static const char *const names[] = {"libcublas.so.13", "libcublas.so.12", "libcublas.so"};
+        for (size_t i = 0; i < sizeof names / sizeof names[0] && !blas_lib.lib; i++)
+            blas_lib.lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+        if (blas_lib.lib) {
+            blas_lib.create = (decltype(blas_lib.create))dlsym(blas_lib.lib, "cublasCreate_v2");
+            blas_lib.destroy = (decltype(blas_lib.destroy))dlsym(blas_lib.lib, "cublasDestroy_v2");
+            blas_lib.set_stream =
+                (decltype(blas_lib.set_stream))dlsym(blas_lib.lib, "cublasSetStream_v2");
+            blas_lib.gemm_ex = (decltype(blas_lib.gemm_ex))dlsym(blas_lib.lib, "cublasGemmEx");
+            blas_lib.status_name =
+                (decltype(blas_lib.status_name))dlsym(blas_lib.lib, "cublasGetStatusName");
+            if (!blas_lib.create || !blas_lib.destroy || !blas_lib.set_stream ||
+                !blas_lib.gemm_ex || !blas_lib.status_name) {
+                dlclose(blas_lib.lib);
+                blas_lib.lib = NULL;
+            }
+        }
+    }
+    if (!blas_lib.lib)
+        return err_set(HEARTH_ERR_UNSUPPORTED,
+                       "cuBLAS (libcublas.so.13) could not be loaded; the tensor-core kernel "
+                       "serves prefill instead");
+    return HEARTH_OK;
+}
 
 static hearth_status blas_fail(cublasStatus_t e, const char *expr, int line)
 {
     hearth_status st = e == CUBLAS_STATUS_ALLOC_FAILED ? HEARTH_ERR_DEVICE_OOM
                                                        : HEARTH_ERR_BACKEND;
-    return err_set(st, "%s:%d: %s failed: %s", __FILE__, line, expr, cublasGetStatusName(e));
+    return err_set(st, "%s:%d: %s failed: %s", __FILE__, line, expr, blas_lib.status_name(e));
 }
 
 #define BLAS_TRY(call)                                                        \
@@ -36,15 +87,18 @@ extern "C" hearth_status cuda_blas_create(void **blas)
 {
     cublasHandle_t h = NULL;
     *blas = NULL;
-    BLAS_TRY(cublasCreate(&h));
+    hearth_status st = blas_load();
+    if (st != HEARTH_OK)
+        return st;
+    BLAS_TRY(blas_lib.create(&h));
     *blas = (void *)h;
     return HEARTH_OK;
 }
 
 extern "C" void cuda_blas_destroy(void *blas)
 {
-    if (blas)
-        cublasDestroy((cublasHandle_t)blas);
+    if (blas && blas_lib.lib)
+        blas_lib.destroy((cublasHandle_t)blas);
 }
 
 static size_t align256(size_t n)
@@ -103,14 +157,14 @@ extern "C" hearth_status cuda_matmul_blas(void *blas, const struct cuda_mm_out *
     cudaError_t ce = cudaGetLastError();
     if (ce != cudaSuccess)
         return cuda__fail(ce, "x_to_f16_kernel", __FILE__, __LINE__);
-    BLAS_TRY(cublasSetStream(h, s));
+    BLAS_TRY(blas_lib.set_stream(h, s));
     const float alpha = 1.0f, beta = 0.0f;
     for (int64_t r0 = 0; r0 < l->n_rows; r0 += slab) {
         int64_t n = l->n_rows - r0 < slab ? l->n_rows - r0 : slab;
         hearth_status st = cuda_dequant_f16(l, w->d_w, r0, n, (uint16_t *)w16, stream);
         if (st != HEARTH_OK)
             return st;
-        BLAS_TRY(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, (int)n, n_tok, (int)K, &alpha, w16,
+        BLAS_TRY(blas_lib.gemm_ex(h, CUBLAS_OP_T, CUBLAS_OP_N, (int)n, n_tok, (int)K, &alpha, w16,
                               CUDA_R_16F, (int)K, x16, CUDA_R_16F, (int)K, &beta, w->d_y + r0,
                               CUDA_R_32F, (int)w->y_stride, CUBLAS_COMPUTE_32F,
                               CUBLAS_GEMM_DEFAULT));

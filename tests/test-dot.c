@@ -7,12 +7,13 @@
  * dequantize-then-dot in double (reference to_float of both sides). The bound
  * is float accumulation error, (blocks + 16) · FLT_EPSILON · Σ|w·a| with a
  * factor 8 for cancellation between the scale and min terms (Q4_1/Q5_1 min
- * terms use the exact Σq times Q8_1's d, not its f16-rounded s field, so no
- * allowance for s). Scalar and SIMD must agree to the same bound, and
- * dot_rows must equal dot bit for bit (multi-row kernels keep the single-row
- * accumulation order), as must dot_tile on every (row, token) of a multi-token
- * tile. Rows start at odd byte offsets with odd strides, as
- * inside a mapped GGUF file.
+ * terms use the exact Σq that the CPU's Q8_1S activations carry in place of
+ * Q8_1's f16-rounded s field, so no allowance for s; the reference Q8_1
+ * to_float ignores s, so it dequantizes Q8_1S too). Scalar and SIMD must
+ * agree to the same bound, and dot_rows must equal dot bit for bit (multi-row
+ * kernels keep the single-row accumulation order), as must dot_tile on every
+ * (row, token) of a multi-token tile. Rows start at odd byte offsets with odd
+ * strides, as inside a mapped GGUF file.
  */
 #include <float.h>
 
@@ -73,6 +74,21 @@ static struct dot_case reference(hearth_dtype wt, hearth_dtype at, const uint8_t
     double terms = (double)(n / tw->blck) + 16.0;
     struct dot_case c = {ref, 8.0 * terms * (double)FLT_EPSILON * abs_sum};
     return c;
+}
+
+/*
+ * The reference Q8_1 row at p (n elements) -> Q8_1S in place: the int16 sum
+ * of each block's codes in the s slot (dot.h), everything else unchanged.
+ */
+static void q8_1_to_q8_1s(uint8_t *p, int64_t n)
+{
+    for (int64_t b = 0; b < n / 32; b++, p += DOT_Q8_1_BYTES) {
+        int sum = 0;
+        for (int e = 0; e < 32; e++)
+            sum += (int8_t)p[4 + e];
+        int16_t sum16 = (int16_t)sum;
+        memcpy(p + DOT_Q8_1S_SUM, &sum16, 2);
+    }
 }
 
 /* Byte offsets of the f16 scale fields of a block, -1 terminated. */
@@ -216,6 +232,8 @@ static void check_isa(enum cpu_isa isa, int *native)
                 uint8_t *aref = malloc((size_t)ab64);
                 REQUIRE(aref);
                 quant_get(at)->from_float(x, aref, n);
+                if (at == HEARTH_DTYPE_Q8_1)
+                    q8_1_to_q8_1s(aref, n);
                 CHECK_MSG(memcmp(aref, a, (size_t)ab64) == 0, "%s: %s quantizer of %s differs",
                           cpu_isa_name(k.isa), tw->name, quant_get(at)->name);
                 free(aref);
@@ -386,6 +404,10 @@ static void awkward_activation(float *x, int64_t n)
     }
 }
 
+/*
+ * The kernel sets' quantizers equal the reference from_float byte for byte
+ * (Q8_1: with the exact code sum in s, the CPU's Q8_1S), scalar and AVX2.
+ */
 TEST(quantizers_match_reference)
 {
     static const struct {
@@ -393,7 +415,7 @@ TEST(quantizers_match_reference)
         cpu_quantize_fn scalar, avx2;
     } qs[] = {
         {HEARTH_DTYPE_Q8_0, cpu__quantize_q8_0_scalar, cpu__quantize_q8_0_avx2},
-        {HEARTH_DTYPE_Q8_1, cpu__quantize_q8_1_scalar, cpu__quantize_q8_1_avx2},
+        {HEARTH_DTYPE_Q8_1, cpu__quantize_q8_1s_scalar, cpu__quantize_q8_1s_avx2},
         {HEARTH_DTYPE_Q8_K, cpu__quantize_q8_k_scalar, cpu__quantize_q8_k_avx2},
     };
     bool avx2 = cpu_isa_supported(CPU_ISA_AVX2);
@@ -411,6 +433,8 @@ TEST(quantizers_match_reference)
             uint64_t bytes = 0;
             REQUIRE(quant_row_bytes(qs[i].t, (uint64_t)n, &bytes));
             quant_get(qs[i].t)->from_float(x, ref, n);
+            if (qs[i].t == HEARTH_DTYPE_Q8_1)
+                q8_1_to_q8_1s(ref, n);
             qs[i].scalar(x, got + 1, n);
             CHECK_MSG(memcmp(ref, got + 1, (size_t)bytes) == 0, "scalar %s round %d",
                       quant_get(qs[i].t)->name, round);

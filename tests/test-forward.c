@@ -6,6 +6,8 @@
  * Golden files (tests/data/fwd-*.txt, written by tests/ref/ref_forward.py, which
  * dequantizes with the `gguf` PyPI package and computes in float32): the prompt
  * ids, the top-5 logits at 4 positions, and the greedy continuation.
+ * tests/golden.c loads and checks them; the FWD_TOL_* bounds below live in
+ * tests/golden.h, so test-sched holds GPU offload to the same ones.
  *   fwd-smollm2.txt, fwd-gemma3.txt: plain float reference (float32 activations
  *     and K/V). hearth rounds every matmul input to 8 bits (Q8_0/Q8_1 per 32,
  *     Q8_K per 256) and K/V to F16, so logits differ by quantization noise:
@@ -35,97 +37,10 @@
 #include "cpu/forward.h"
 #include "err.h"
 #include "gguf.h"
+#include "golden.h"
 #include "model.h"
 #include "test.h"
 #include "threadpool.h"
-
-/* Logit tolerances, as a fraction of the row's max |logit| (reasoning above). */
-#define FWD_TOL_SMOLLM2 0.02
-#define FWD_TOL_GEMMA3 0.06
-#define FWD_TOL_Q8 0.04
-
-struct golden {
-    int n_prompt;
-    int32_t prompt[256];
-    int n_pos;
-    int pos[8];
-    float max_abs[8];
-    int n_top[8];
-    int32_t top_id[8][8];
-    float top_val[8][8];
-    int n_greedy;
-    int32_t greedy[64];
-};
-
-static int parse_ints(char *s, int32_t *out, int cap)
-{
-    int n = 0;
-    char *end;
-    for (;;) {
-        long v = strtol(s, &end, 10);
-        if (end == s || n >= cap)
-            break;
-        out[n++] = (int32_t)v;
-        s = end;
-    }
-    return n;
-}
-
-static bool golden_load(const char *name, struct golden *g)
-{
-    memset(g, 0, sizeof *g);
-    FILE *f = fopen(test_data_path(name), "r");
-    if (!f) {
-        TEST_FAIL_AT("cannot open golden file %s", test_data_path(name));
-        return false;
-    }
-    char line[8192];
-    while (fgets(line, sizeof line, f)) {
-        if (strncmp(line, "prompt ", 7) == 0) {
-            g->n_prompt = parse_ints(line + 7, g->prompt, 256);
-        } else if (strncmp(line, "greedy ", 7) == 0) {
-            g->n_greedy = parse_ints(line + 7, g->greedy, 64);
-        } else if (strncmp(line, "pos ", 4) == 0 && g->n_pos < 8) {
-            int i = g->n_pos++;
-            char *end;
-            g->pos[i] = (int)strtol(line + 4, &end, 10);
-            char *ma = strstr(line, " max_abs ");
-            g->max_abs[i] = ma ? strtof(ma + 9, NULL) : 0.0f;
-            char *s = strstr(line, " top ");
-            if (!s)
-                continue;
-            s += 5;
-            while (g->n_top[i] < 8) {
-                long id = strtol(s, &end, 10);
-                if (end == s || *end != ':')
-                    break;
-                s = end + 1;
-                float v = strtof(s, &end);
-                if (end == s)
-                    break;
-                s = end;
-                g->top_id[i][g->n_top[i]] = (int32_t)id;
-                g->top_val[i][g->n_top[i]] = v;
-                g->n_top[i]++;
-            }
-        }
-    }
-    fclose(f);
-    if (g->n_prompt == 0 || g->n_pos == 0) {
-        TEST_FAIL_AT("golden file %s: no prompt or positions", name);
-        return false;
-    }
-    return true;
-}
-
-static int argmax(const float *x, int n)
-{
-    int b = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[b])
-            b = i;
-    return b;
-}
 
 static double now_s(void)
 {
@@ -146,9 +61,15 @@ static struct forward_ctx *make_ctx(const struct model *m, uint32_t n_ctx, int n
     return c;
 }
 
+static hearth_status eval_forward(void *user, const int32_t *tokens, int n_tokens, int pos0,
+                                  float *logits, bool all_logits)
+{
+    return forward_eval(user, tokens, n_tokens, pos0, logits, all_logits);
+}
+
 /*
  * Checks the prompt logits at the golden positions and the greedy
- * continuation. Prints the largest deviation seen.
+ * continuation (golden_check). Prints the largest deviation seen.
  */
 static void check_golden(const char *model_file, const char *golden_file, uint32_t swa_override,
                          double tol)
@@ -163,51 +84,9 @@ static void check_golden(const char *model_file, const char *golden_file, uint32
     REQUIRE(m);
     if (swa_override)
         m->hp.sliding_window = swa_override;
-    const int V = (int)m->hp.n_vocab;
     struct forward_ctx *c = make_ctx(m, 256, 2, 64);
-    float *logits = malloc((size_t)g.n_prompt * (size_t)V * sizeof(float));
-    if (!c || !logits)
-        goto done;
-    CHECK_OK(forward_eval(c, g.prompt, g.n_prompt, 0, logits, true));
-    double worst = 0.0;
-    for (int i = 0; i < g.n_pos; i++) {
-        REQUIRE(g.pos[i] >= 0 && g.pos[i] < g.n_prompt);
-        const float *row = logits + (size_t)g.pos[i] * (size_t)V;
-        double ptol = tol * (double)g.max_abs[i], pworst = 0.0;
-        for (int j = 0; j < g.n_top[i]; j++) {
-            double d = fabs((double)row[g.top_id[i][j]] - (double)g.top_val[i][j]);
-            pworst = d > pworst ? d : pworst;
-            CHECK_MSG(d <= ptol, "pos %d token %d: logit %.5f, reference %.5f (tolerance %.3f)",
-                      g.pos[i], g.top_id[i][j], (double)row[g.top_id[i][j]],
-                      (double)g.top_val[i][j], ptol);
-        }
-        printf("  pos %2d: max |logit - ref| = %.4f = %.4f x max|logit|\n", g.pos[i], pworst,
-               pworst / (double)g.max_abs[i]);
-        worst = pworst > worst ? pworst : worst;
-        /* the argmax must agree unless the reference's top two are within tolerance */
-        if (g.n_top[i] >= 2 && (double)(g.top_val[i][0] - g.top_val[i][1]) > 2.0 * ptol)
-            CHECK_INT_EQ(argmax(row, V), g.top_id[i][0]);
-    }
-    printf("  max |logit - reference| at checked entries: %.4f\n", worst);
-    if (g.n_greedy > 0) {
-        const float *last = logits + (size_t)(g.n_prompt - 1) * (size_t)V;
-        int32_t tok = argmax(last, V);
-        float *step = malloc((size_t)V * sizeof(float));
-        REQUIRE(step);
-        for (int i = 0; i < g.n_greedy; i++) {
-            CHECK_MSG(tok == g.greedy[i], "greedy token %d: %d, reference %d", i, tok,
-                      g.greedy[i]);
-            if (tok != g.greedy[i])
-                break;
-            if (i + 1 == g.n_greedy)
-                break;
-            CHECK_OK(forward_eval(c, &tok, 1, g.n_prompt + i, step, false));
-            tok = argmax(step, V);
-        }
-        free(step);
-    }
-done:
-    free(logits);
+    if (c)
+        golden_check(&g, (int)m->hp.n_vocab, tol, eval_forward, c, "cpu", NULL);
     forward_destroy(c);
     model_free(m);
 }
@@ -334,12 +213,12 @@ TEST(smollm2_threads_identical)
         double t0 = now_s();
         CHECK_OK(forward_eval(c, g.prompt, g.n_prompt, 0, lg[r], false));
         double t1 = now_s();
-        int32_t tok = argmax(lg[r], (int)V);
+        int32_t tok = golden_argmax(lg[r], (int)V);
         for (int i = 0; i < N_GEN; i++) {
             out[r][i] = tok;
             CHECK_OK(forward_eval(c, &tok, 1, g.n_prompt + i, lg[r], false));
             memcpy(hist[r] + (size_t)i * V, lg[r], V * sizeof(float));
-            tok = argmax(lg[r], (int)V);
+            tok = golden_argmax(lg[r], (int)V);
         }
         double t2 = now_s();
         printf("  %d thread(s): prefill %.1f tok/s (%d tokens), decode %.1f tok/s (%d tokens)\n",

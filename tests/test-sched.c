@@ -9,11 +9,14 @@
  *    boundary at every block, through the staging path) give the same bits;
  *  - Gemma 3 (qk-norm, post-norms, GeGLU, sliding window) on two devices,
  *    same bits as forward.c;
+ *  - every GPU device that opens, -ngl 4 and -ngl all: logits and greedy ids
+ *    against the float32 numpy reference (tests/golden.c), at the CPU's bound;
  *  - -ngl parsing, -ngl N placement, -ngl auto against fake device budgets;
  *  - out of device memory at the Nth allocation while loading: the status,
  *    a message naming the tensor and the free bytes, and no leak (ASan).
  */
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -21,6 +24,7 @@
 #include "backend-registry.h"
 #include "backend.h"
 #include "cpu/forward.h"
+#include "golden.h"
 #include "model.h"
 #include "placement.h"
 #include "scheduler.h"
@@ -220,14 +224,33 @@ TEST(gemma3_two_devices_sliding_window)
     alternating(TEST_GEMMA3, 4, 12, 2, 8);
 }
 
+static hearth_status eval_sched(void *user, const int32_t *tokens, int n_tokens, int pos0,
+                                float *logits, bool all_logits)
+{
+    return sched_eval(user, tokens, n_tokens, pos0, logits, all_logits);
+}
+
 /*
  * Every GPU device this build and machine offer (skipped when none can be
- * opened): -ngl 4 and -ngl all against forward.c. GPU kernels round
- * activations differently (F16 or their own 8-bit scheme), so the bound is a
- * fraction of the row's max |logit|, as in test-forward: 0.05.
+ * opened): -ngl 4 and -ngl all against the independent float32 numpy
+ * reference (tests/data/fwd-smollm2.txt), at the bound cpu/forward.c is held
+ * to there (FWD_TOL_SMOLLM2 x the row's max|logit|, argmax where the
+ * reference's top two are clearly apart), plus the reference's greedy ids.
+ *
+ * Why not forward.c's logits: the CPU rounds every matmul input to 8 bits
+ * (Q8_0/Q8_1/Q8_K), and SmolLM2 carries massive activations (~2900) whose
+ * rounding is noisy: the CPU's scalar and AVX2 kernels alone differ by up to
+ * 0.099 x max|logit| on 24 tokens, and a GPU backend keeping activations in
+ * f32 (Vulkan on lavapipe) differs from the CPU by 0.066-0.072 x. Both engines
+ * approximate the same float32 model, so that is the yardstick that lets a
+ * backend with a different activation precision be held to a tight bound.
  */
-TEST(gpu_offload_matches_cpu)
+TEST(gpu_offload_matches_reference)
 {
+    struct golden g;
+    if (!golden_load("fwd-smollm2.txt", &g))
+        return;
+    REQUIRE(g.n_prompt + g.n_greedy <= N_CTX);
     struct reg_device_info info[16];
     int nd = reg_list_devices(info, 16);
     int tested = 0;
@@ -245,40 +268,31 @@ TEST(gpu_offload_matches_cpu)
             break;
         }
         struct hearth_device *devs[2] = {open_cpu("cpu", 2), gpu};
-        const int n_prompt = 12, n_decode = 2;
-        const size_t n = (size_t)(n_prompt + n_decode) * m->hp.n_vocab;
-        float *ref = malloc(n * sizeof(float)), *got = malloc(n * sizeof(float));
         struct placement *pl = NULL;
         CHECK_OK(placement_create(m->hp.n_layer, 0, &pl));
-        if (devs[0] && ref && got && pl && run_forward(m, n_prompt, n_decode, 64, ref)) {
-            const int ngls[2] = {4, (int)m->hp.n_layer + 1};
-            for (int k = 0; k < 2; k++) {
-                CHECK_OK(placement_from_ngl(pl, ngls[k], 1, 0));
-                if (!run_sched(m, devs, 2, pl, true, n_prompt, n_decode, 64, got, NULL))
-                    continue;
-                double worst = 0.0;
-                for (int r = 0; r < n_prompt + n_decode; r++) {
-                    const float *a = ref + (size_t)r * m->hp.n_vocab;
-                    const float *b = got + (size_t)r * m->hp.n_vocab;
-                    double mx = 0.0, md = 0.0;
-                    for (size_t j = 0; j < m->hp.n_vocab; j++) {
-                        mx = fabs((double)a[j]) > mx ? fabs((double)a[j]) : mx;
-                        double d = fabs((double)a[j] - (double)b[j]);
-                        md = d > md ? d : md;
-                    }
-                    worst = md / mx > worst ? md / mx : worst;
-                    if (getenv("HEARTH_TEST_VERBOSE"))
-                        printf("    row %d: %.4f\n", r, md / mx);
-                }
-                printf("  %s -ngl %d: max |logit - cpu| = %.4f x max|logit|\n", info[i].name,
-                       ngls[k], worst);
-                CHECK_MSG(worst <= 0.05, "%s -ngl %d: %.4f", info[i].name, ngls[k], worst);
-                tested++;
-            }
+        const int ngls[2] = {4, (int)m->hp.n_layer + 1};
+        for (int k = 0; k < 2 && devs[0] && pl; k++) {
+            CHECK_OK(placement_from_ngl(pl, ngls[k], 1, 0));
+            struct sched_params p = sched_params_default();
+            p.n_ctx = N_CTX;
+            p.n_batch = 64;
+            p.n_devices = 2;
+            p.devices = devs;
+            p.placement = pl;
+            p.map_host_weights = true;
+            struct sched *s = NULL;
+            CHECK_OK(sched_create(m, &p, &s));
+            if (!s)
+                continue;
+            char label[64];
+            snprintf(label, sizeof label, "%s -ngl %d", info[i].name, ngls[k]);
+            double worst = -1.0;
+            golden_check(&g, (int)m->hp.n_vocab, FWD_TOL_SMOLLM2, eval_sched, s, label, &worst);
+            CHECK(worst >= 0.0);
+            sched_destroy(s);
+            tested++;
         }
         placement_free(pl);
-        free(ref);
-        free(got);
         backend_device_destroy(devs[0]);
         backend_device_destroy(gpu);
     }
@@ -483,7 +497,7 @@ TEST(argument_errors)
 }
 
 TEST_MAIN(TEST_CASE(all_cpu_equals_forward), TEST_CASE(two_cpu_devices_alternating),
-          TEST_CASE(gemma3_two_devices_sliding_window), TEST_CASE(gpu_offload_matches_cpu),
+          TEST_CASE(gemma3_two_devices_sliding_window), TEST_CASE(gpu_offload_matches_reference),
           TEST_CASE(ngl_parsing),
           TEST_CASE(ngl_placement), TEST_CASE(ngl_auto_fake_budget), TEST_CASE(oom_while_loading),
           TEST_CASE(argument_errors))

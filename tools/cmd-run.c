@@ -5,9 +5,9 @@
  * Also home of the setup shared with cmd-chat.c (declared in progress.h): the
  * common flags, model + tokenizer + engine + session creation, the device
  * flags (--device, -ngl; also used by bench and perplexity) and the
- * statistics line. The engine's placement line ("plan: layers 0-29 ... on
- * vulkan0, ...") goes to stderr at load unless -q. Output discipline: stdout carries only generated text
- * (flushed per token, so a pipe sees it live); everything else (seed, load bar,
+ * statistics line. Output discipline: stdout carries only generated text
+ * (flushed per token, so a pipe sees it live); everything else (seed, the
+ * engine's placement line "plan: layers 0-29 ... on vulkan0, ...", load bar,
  * speed) goes to stderr and -q silences all of it except errors. Exit codes:
  * 0 ok, 1 failure (unreadable model, evaluation error), 2 usage.
  */
@@ -93,7 +93,8 @@ int run_parse_device_flag(const char *a, const char *v, struct run_devices *d)
     }
     int ngl;
     if (placement_parse_ngl(v, &ngl) != HEARTH_OK) {
-        fprintf(stderr, "hearth: %s; or \"all\"\n", hearth_last_error());
+        fprintf(stderr, "hearth: %s: \"%s\" is not a layer count, \"auto\" or \"all\"\n", a,
+                v);
         return -1;
     }
     d->ngl = ngl;

@@ -115,23 +115,32 @@ static inline __attribute__((always_inline)) __m256 blk_q4_0(const uint8_t *w, c
 }
 
 /*
- * Q4_1/Q5_1 against Q8_1: each lane adds d_a·(d_w·p + m_w·Σq) over its own 4
- * elements, Σq the exact sum of those activation codes (as the scalar kernel).
- * Not m_w·s_a: Q8_1's s is d·Σq rounded to f16, whose error on massive
- * activations outgrew the 8-bit quantization error; and adding the min term of
- * every block into one lane let the scale and min sums (each ~1000x the
- * result on SmolLM2's FFN outliers) cancel only at the end, in float.
- * Per lane, the two terms cancel inside the block, as in the scalar kernel.
- * Σq depends only on a, so dot_rows' four inlined copies share it.
+ * Q4_1/Q5_1 against Q8_1S (dot.h): each lane adds d_a·(d_w·p + (m_w/8)·Σq), p
+ * its own 4 elements' integer dot and Σq the block's exact code sum, which the
+ * quantizer stored once per activation block (so no per-row summing of the
+ * codes; /8 is exact). Not m_w·s_a: the reference Q8_1's s is d·Σq rounded to
+ * f16, whose error on massive activations outgrew the 8-bit quantization
+ * error. The min term is spread over all 8 lanes rather than added into one:
+ * there it would pile up across blocks apart from the scale terms (each ~1000x
+ * the result on SmolLM2's FFN outliers) and cancel only at the end; spread,
+ * the block's two terms cancel before d_a scales them into the accumulator.
+ * d_w, m_w/8 depend only on w (shared by dot_tile's four tokens), d_a and Σq
+ * only on a (shared by dot_rows' four rows) and come from broadcast loads of
+ * the 4-byte head {f16 d, int16 Σq}, leaving a multiply and two FMAs per
+ * (row, token): a per-token scalar chain there halved prefill speed.
  */
 static inline __m256 q_1_accum(const uint8_t *w, const uint8_t *a, __m256 p, __m256 acc)
 {
-    float da = f16_lo(a);
-    __m256 q = _mm256_cvtepi32_ps(dot_us(_mm256_set1_epi8(1), load32(a + 4)));
-    __m128 dm = _mm_mul_ps(f16x2_at(w), _mm_set1_ps(da)); /* d_w·d_a, m_w·d_a */
-    __m256 t = _mm256_mul_ps(_mm256_permutevar8x32_ps(_mm256_castps128_ps256(dm),
-                                                      _mm256_set1_epi32(1)), q);
-    return _mm256_add_ps(acc, _mm256_fmadd_ps(_mm256_broadcastss_ps(dm), p, t));
+    __m128 wdm = f16x2_at(w); /* d_w, m_w */
+    __m256 dw = _mm256_broadcastss_ps(wdm);
+    __m256 mw8 = _mm256_broadcastss_ps(_mm_mul_ss(_mm_movehdup_ps(wdm), _mm_set_ss(0.125f)));
+    uint16_t dh;
+    memcpy(&dh, a, 2);
+    __m256 da = _mm256_cvtph_ps(_mm_set1_epi16((short)dh));
+    /* Σq is the high half of the little-endian u32 at a */
+    __m256 q = _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_set1_epi32((int)dot__u32(a)), 16));
+    __m256 inner = _mm256_fmadd_ps(dw, p, _mm256_mul_ps(mw8, q));
+    return _mm256_fmadd_ps(inner, da, acc);
 }
 
 /*
@@ -707,15 +716,15 @@ void cpu__quantize_q8_0_avx2(const float *x, void *y, int64_t n)
     }
 }
 
-void cpu__quantize_q8_1_avx2(const float *x, void *y, int64_t n)
+void cpu__quantize_q8_1s_avx2(const float *x, void *y, int64_t n)
 {
     uint8_t *out = y;
     for (int64_t i = 0; i < n / 32; i++, x += 32, out += DOT_Q8_1_BYTES) {
         int sum = 0;
-        float d = q8_block(x, out + 4, &sum);
-        uint16_t dh = f32_to_f16(d), sh = f32_to_f16(d * (float)sum);
+        uint16_t dh = f32_to_f16(q8_block(x, out + 4, &sum));
+        int16_t sum16 = (int16_t)sum; /* |sum| <= 32·127 */
         memcpy(out, &dh, 2);
-        memcpy(out + 2, &sh, 2);
+        memcpy(out + DOT_Q8_1S_SUM, &sum16, 2);
     }
 }
 
@@ -771,7 +780,7 @@ void cpu__quantize_q8_k_avx2(const float *x, void *y, int64_t n)
 
 bool cpu__kernels_avx2(hearth_dtype wtype, struct cpu__kernel_set *out)
 {
-    cpu_quantize_fn q80 = cpu__quantize_q8_0_avx2, q81 = cpu__quantize_q8_1_avx2;
+    cpu_quantize_fn q80 = cpu__quantize_q8_0_avx2, q81 = cpu__quantize_q8_1s_avx2;
     cpu_quantize_fn q8k = cpu__quantize_q8_k_avx2;
     struct cpu__kernel_set k;
 #define KSET(q, name) (struct cpu__kernel_set){q, dot_##name, rows_##name, tile_##name}

@@ -110,14 +110,20 @@ bool cpu__kernels_scalar(hearth_dtype wtype, struct cpu__kernel_set *out);
 bool cpu__kernels_avx2(hearth_dtype wtype, struct cpu__kernel_set *out);
 bool cpu__kernels_avx512(hearth_dtype wtype, bool vnni, struct cpu__kernel_set *out);
 
-/* Scalar activation quantizers (bit-exact with the reference from_float). */
+/*
+ * Scalar activation quantizers (bit-exact with the reference from_float; the
+ * q8_1s one with the exact int16 code sum in s instead, see dot.h's Q8_1S).
+ */
 void cpu__quantize_q8_0_scalar(const float *x, void *y, int64_t n);
-void cpu__quantize_q8_1_scalar(const float *x, void *y, int64_t n);
+void cpu__quantize_q8_1s_scalar(const float *x, void *y, int64_t n);
 void cpu__quantize_q8_k_scalar(const float *x, void *y, int64_t n);
-/* AVX2 activation quantizers (only call where AVX2 is supported). */
+/* AVX2 activation quantizers (only where AVX2 is supported), bit-exact with the scalar ones. */
 void cpu__quantize_q8_0_avx2(const float *x, void *y, int64_t n);
-void cpu__quantize_q8_1_avx2(const float *x, void *y, int64_t n);
+void cpu__quantize_q8_1s_avx2(const float *x, void *y, int64_t n);
 void cpu__quantize_q8_k_avx2(const float *x, void *y, int64_t n);
+
+/* Q8_1S: byte offset of the int16 code sum Σqs that replaces Q8_1's f16 s. */
+enum { DOT_Q8_1S_SUM = 2 };
 
 /* Defines a static dot_rows `name` for a kernel that has no multi-row version. */
 #define DOT_ROWS_LOOP(name, dot)                                                       \

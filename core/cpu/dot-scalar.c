@@ -4,12 +4,15 @@
  * Every kernel forms the integer dot product of one block exactly as the
  * format intends (facts sheet §3.16): quants times activation quants summed in
  * int32, then the block's scales applied once in float. Min terms of Q4_1/Q5_1
- * use the exact integer sum of the activation codes times Q8_1's d, NOT Q8_1's
- * s field: s is d·Σq rounded to f16, and on the massive activations of real
- * models (|x| ~ 3000 in SmolLM2's FFN) its rounding error times the weight min
- * exceeded the whole 8-bit quantization error of the product (see test-dot's
- * q8_1_outliers). Those of Q2_K/Q4_K/Q5_K use Q8_K's bsums, and the −32 /
- * −4 offsets of Q6_K/Q3_K are kept inside the integer quant, so the result
+ * use the exact integer sum of the activation codes times Q8_1's d, NOT the
+ * reference Q8_1's s field: s is d·Σq rounded to f16, and on the massive
+ * activations of real models (|x| ~ 3000 in SmolLM2's FFN) its rounding error
+ * times the weight min exceeded the whole 8-bit quantization error of the
+ * product (see test-dot's q8_1_outliers). The quantizer stores that exact Σq as
+ * an int16 in the s slot (Q8_1S, dot.h), once per activation block, so the
+ * kernels read it instead of summing the codes again for every weight row.
+ * Those of Q2_K/Q4_K/Q5_K use Q8_K's bsums, and the −32 / −4 offsets of
+ * Q6_K/Q3_K are kept inside the integer quant, so the result
  * differs from "dequantize then dot" only by float rounding. These kernels are
  * the reference the SIMD files are tested against, so they favour the plain
  * index formulas of the facts sheet over speed.
@@ -49,7 +52,7 @@ void cpu__quantize_q8_0_scalar(const float *x, void *y, int64_t n)
     }
 }
 
-void cpu__quantize_q8_1_scalar(const float *x, void *y, int64_t n)
+void cpu__quantize_q8_1s_scalar(const float *x, void *y, int64_t n)
 {
     uint8_t *out = y;
     for (int64_t i = 0; i < n / 32; i++, x += 32, out += DOT_Q8_1_BYTES) {
@@ -64,9 +67,10 @@ void cpu__quantize_q8_1_scalar(const float *x, void *y, int64_t n)
             out[4 + j] = (uint8_t)q;
             sum += q;
         }
-        uint16_t dh = f32_to_f16(d), sh = f32_to_f16((float)sum * d);
+        uint16_t dh = f32_to_f16(d);
+        int16_t sum16 = (int16_t)sum; /* |sum| <= 32·127 */
         memcpy(out, &dh, 2);
-        memcpy(out + 2, &sh, 2);
+        memcpy(out + DOT_Q8_1S_SUM, &sum16, 2);
     }
 }
 
@@ -157,10 +161,9 @@ static void dot_q4_1(int64_t n, float *s, const void *w, const void *a)
     for (int64_t i = 0; i < n / 32; i++, wb += DOT_Q4_1_BYTES, ab += DOT_Q8_1_BYTES) {
         const uint8_t *qs = wb + 4;
         const int8_t *q8 = (const int8_t *)(ab + 4);
-        int32_t isum = 0, qsum = 0;
+        int32_t isum = 0, qsum = dot__i16(ab + DOT_Q8_1S_SUM); /* Σq8, exact (Q8_1S) */
         for (int e = 0; e < 16; e++) {
             isum += (qs[e] & 0x0F) * q8[e] + (qs[e] >> 4) * q8[e + 16];
-            qsum += q8[e] + q8[e + 16];
         }
         float da = dot__f16(ab);
         sum += dot__f16(wb) * da * (float)isum + dot__f16(wb + 2) * da * (float)qsum;
@@ -195,12 +198,11 @@ static void dot_q5_1(int64_t n, float *s, const void *w, const void *a)
         uint32_t h = dot__u32(wb + 4);
         const uint8_t *qs = wb + 8;
         const int8_t *q8 = (const int8_t *)(ab + 4);
-        int32_t isum = 0, qsum = 0;
+        int32_t isum = 0, qsum = dot__i16(ab + DOT_Q8_1S_SUM); /* Σq8, exact (Q8_1S) */
         for (int e = 0; e < 16; e++) {
             int lo = (qs[e] & 0x0F) | (int)(((h >> e) & 1u) << 4);
             int hi = (qs[e] >> 4) | (int)(((h >> (e + 16)) & 1u) << 4);
             isum += lo * q8[e] + hi * q8[e + 16];
-            qsum += q8[e] + q8[e + 16];
         }
         float da = dot__f16(ab);
         sum += dot__f16(wb) * da * (float)isum + dot__f16(wb + 2) * da * (float)qsum;
@@ -423,7 +425,7 @@ DOT_TILE_LOOP(tile_iq4_xs, dot_iq4_xs)
 
 bool cpu__kernels_scalar(hearth_dtype wtype, struct cpu__kernel_set *out)
 {
-    cpu_quantize_fn q80 = cpu__quantize_q8_0_scalar, q81 = cpu__quantize_q8_1_scalar;
+    cpu_quantize_fn q80 = cpu__quantize_q8_0_scalar, q81 = cpu__quantize_q8_1s_scalar;
     cpu_quantize_fn q8k = cpu__quantize_q8_k_scalar;
     struct cpu__kernel_set k;
 #define KSET(q, name) (struct cpu__kernel_set){q, dot_##name, rows_##name, tile_##name}

@@ -10,6 +10,19 @@
  * dispatcher here only hands out pointers, so code built for AVX-512 never runs
  * on a CPU without it. The scalar kernels are the portable path and the
  * reference the SIMD ones are tested against (besides float64 dequantize-then-dot).
+ *
+ * "Q8_1S", the CPU's internal variant of Q8_1: activation buffers for Q4_1/Q5_1
+ * (act_type HEARTH_DTYPE_Q8_1, same 36-byte block, same f16 d and int8 qs[32] as
+ * the reference quantizer) hold in the 2-byte s slot the exact code sum Σqs as
+ * a little-endian int16 (|Σqs| ≤ 32·127 = 4064), not the f16 d·Σqs. The min
+ * terms of Q4_1/Q5_1 need Σqs exactly (s's f16 rounding put errors of ~4 into
+ * outputs of ~1 on SmolLM2's massive activations), and computing it once per
+ * activation block here, instead of per weight row in every kernel, is what
+ * keeps those kernels as fast as Q4_0's. These buffers never leave the CPU
+ * matmul (quantize -> dot/dot_rows/dot_tile), so nothing else reads s; a
+ * reference Q8_1 to_float, which ignores s, still dequantizes them. Rejected:
+ * a separate array of sums beside the Q8_1 bytes (plumbing through matmul.c and
+ * every kernel signature for the same information).
  */
 #ifndef HEARTH_CPU_DOT_H
 #define HEARTH_CPU_DOT_H
@@ -42,7 +55,8 @@ const char *cpu_isa_name(enum cpu_isa isa);
 
 /*
  * x: n floats -> y: n/blck blocks of the activation format. n is a multiple of blck.
- * Output is bit-identical to the reference from_float of the activation type.
+ * Output is bit-identical to the reference from_float of the activation type,
+ * except that Q8_1's s slot holds the int16 code sum (Q8_1S, see above).
  */
 typedef void (*cpu_quantize_fn)(const float *x, void *y, int64_t n);
 /*
@@ -72,7 +86,8 @@ typedef void (*cpu_dot_tile_fn)(int64_t n, int nrows, int ntok, float *s, size_t
 
 struct cpu_matmul_kernels {
     hearth_dtype wtype;
-    hearth_dtype act_type;    /* HEARTH_DTYPE_F32: activations are used as plain floats */
+    hearth_dtype act_type;    /* HEARTH_DTYPE_F32: activations are used as plain floats;
+                                 HEARTH_DTYPE_Q8_1: the Q8_1S variant (see above) */
     enum cpu_isa isa;         /* the ISA these pointers were compiled for */
     cpu_quantize_fn quantize; /* NULL when act_type is F32 */
     cpu_dot_fn dot;

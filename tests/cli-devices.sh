@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# cli-devices: device selection in the CLI. `hearth devices` lists cpu (and
+# vulkan0 when this build has Vulkan and vulkaninfo sees a device); --device
+# with an unknown name exits 1 naming the devices on offer, for run, chat,
+# bench and perplexity alike; a bad -ngl value exits 2; --device cpu and -ngl 0
+# take the CPU forward pass, print its placement line at load (not with -q)
+# and give the same greedy text as no device flags at all.
+set -u
+bin=${HEARTH_BIN:?HEARTH_BIN must name the hearth binary}
+src=${HEARTH_SOURCE_DIR:?HEARTH_SOURCE_DIR must name the source tree}
+models=${HEARTH_MODELS_DIR:-$src/models}
+smol=$models/SmolLM2-135M-Instruct.Q4_1.gguf
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fails=0
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+[ -f "$smol" ] || { echo "FAIL: model $smol not found: run bash scripts/fetch-models.sh"; exit 1; }
+
+# ---- the list
+"$bin" devices --no-bandwidth > "$tmp/dev" 2> "$tmp/e" || fail "devices exit $?: $(cat "$tmp/e")"
+cat "$tmp/dev"
+grep -Eq '^cpu ' "$tmp/dev" || fail "devices does not list cpu"
+vk_built=0
+grep -Eq '^backends built:.* vulkan' "$tmp/dev" && vk_built=1
+vk_listed=0
+grep -Eq '^vulkan0 ' "$tmp/dev" && vk_listed=1
+if [ $vk_built -eq 1 ] && command -v vulkaninfo > /dev/null 2>&1 &&
+    vulkaninfo --summary 2> /dev/null | grep -q 'deviceName'; then
+    [ $vk_listed -eq 1 ] || fail "vulkaninfo sees a device but devices does not list vulkan0"
+fi
+[ $vk_built -eq 0 ] && [ $vk_listed -eq 1 ] && fail "vulkan0 listed by a build without Vulkan"
+# the names on offer, as the unknown-device message must list them
+names=$(awk 'NR > 2 { print $1 }' "$tmp/dev")
+
+# ---- unknown device: exit 1, the message names it and every available device
+p="The history of the printing press"
+check_nosuch() { # $1: what ran, $2: its exit code, $3: its stderr file
+    [ "$2" -eq 1 ] || fail "$1 --device nosuch: exit $2, expected 1"
+    grep -q 'nosuch' "$3" || fail "$1: the unknown name is not in the message: $(cat "$3")"
+    for n in $names; do
+        grep -q "$n" "$3" || fail "$1: available device $n not named: $(cat "$3")"
+    done
+}
+"$bin" run -m "$smol" -p "$p" -n 4 --device nosuch > /dev/null 2> "$tmp/e"
+check_nosuch run $? "$tmp/e"
+echo "unknown device message: $(cat "$tmp/e")"
+echo hi | "$bin" chat -m "$smol" -n 4 --device nosuch > /dev/null 2> "$tmp/e"
+check_nosuch chat $? "$tmp/e"
+"$bin" bench -m "$smol" -p 8 -n 2 -r 1 --bw-size 16MiB --device nosuch > /dev/null 2> "$tmp/e"
+check_nosuch bench $? "$tmp/e"
+head -c 4000 "$src/tests/data/kjv-genesis.txt" > "$tmp/text.txt"
+"$bin" perplexity -m "$smol" -f "$tmp/text.txt" -c 64 --chunks 1 --device nosuch \
+    > /dev/null 2> "$tmp/e"
+check_nosuch perplexity $? "$tmp/e"
+# a misspelt name is an error even when nothing would be offloaded
+"$bin" run -m "$smol" -p "$p" -n 4 -ngl 0 --device nosuch > /dev/null 2> "$tmp/e"
+check_nosuch "run -ngl 0" $? "$tmp/e"
+
+# ---- bad -ngl / --device values: exit 2 with a message
+for tool in run chat bench perplexity; do
+    for args in "-ngl abc" "-ngl -3" "-ngl 1x" "-ngl" "--device"; do
+        case $tool in
+        run) set -- run -m "$smol" -p "$p" -n 4 ;;
+        chat) set -- chat -m "$smol" -n 4 ;;
+        bench) set -- bench -m "$smol" -p 8 -n 2 -r 1 ;;
+        perplexity) set -- perplexity -m "$smol" -f "$tmp/text.txt" -c 64 ;;
+        esac
+        # shellcheck disable=SC2086
+        "$bin" "$@" $args < /dev/null > /dev/null 2> "$tmp/e"
+        rc=$?
+        [ $rc -eq 2 ] || fail "$tool $args: exit $rc, expected 2"
+        [ -s "$tmp/e" ] || fail "$tool $args: no message"
+    done
+done
+"$bin" run -m "$smol" -p "$p" -n 4 -ngl abc > /dev/null 2> "$tmp/e"
+grep -q 'abc' "$tmp/e" || fail "-ngl abc: the value is not named: $(cat "$tmp/e")"
+
+# ---- the CPU path: --device cpu and -ngl 0 give the default run's greedy text
+"$bin" run -m "$smol" -p "$p" --temp 0 -n 16 -q -t 2 > "$tmp/plain" 2> "$tmp/e" \
+    || fail "plain run exit $?: $(cat "$tmp/e")"
+"$bin" run -m "$smol" -p "$p" --temp 0 -n 16 -t 2 --device cpu > "$tmp/cpu" 2> "$tmp/ecpu" \
+    || fail "--device cpu exit $?: $(cat "$tmp/ecpu")"
+"$bin" run -m "$smol" -p "$p" --temp 0 -n 16 -t 2 -q -ngl 0 > "$tmp/ngl0" 2> "$tmp/e0" \
+    || fail "-ngl 0 exit $?: $(cat "$tmp/e0")"
+[ -s "$tmp/plain" ] || fail "no output"
+cmp -s "$tmp/plain" "$tmp/cpu" || fail "--device cpu text differs: '$(cat "$tmp/cpu")'"
+cmp -s "$tmp/plain" "$tmp/ngl0" || fail "-ngl 0 text differs: '$(cat "$tmp/ngl0")'"
+[ -s "$tmp/e0" ] && fail "-q printed on stderr: $(cat "$tmp/e0")"
+echo "load line: $(grep '^plan: ' "$tmp/ecpu")"
+grep -Eq '^plan: all [0-9]+ layers and output on cpu; [0-9]+ MiB host KV cache \(--device cpu\)$' \
+    "$tmp/ecpu" || fail "--device cpu: no placement line at load: $(cat "$tmp/ecpu")"
+# bench and perplexity print the placement line on stderr too
+"$bin" perplexity -m "$smol" -f "$tmp/text.txt" -c 64 --chunks 1 --device cpu -t 2 \
+    > "$tmp/ppl" 2> "$tmp/e" || fail "perplexity --device cpu exit $?: $(cat "$tmp/e")"
+grep -q '^plan: all [0-9]* layers and output on cpu' "$tmp/e" \
+    || fail "perplexity: no placement line: $(cat "$tmp/e")"
+grep -q '^perplexity: ' "$tmp/ppl" || fail "perplexity --device cpu: no result"
+
+[ $fails -eq 0 ] && echo "cli-devices: all passed"
+[ $fails -eq 0 ]
