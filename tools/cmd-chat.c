@@ -66,6 +66,8 @@ struct history {
 
 static void history_drop(struct history *h, size_t from, size_t count)
 {
+    if (count == 0) /* also: an empty history has no array to move (msgs may be NULL) */
+        return;
     for (size_t i = from; i < from + count; i++)
         free((char *)h->msgs[i].content);
     memmove(h->msgs + from, h->msgs + from + count,
