@@ -68,6 +68,15 @@ bool backend_device_supports_op(struct hearth_device *dev, enum hearth_op_kind o
     return t == HEARTH_DTYPE_F32;
 }
 
+bool backend_device_supports_kv(struct hearth_device *dev, int k_type, int v_type)
+{
+    if (!dev)
+        return false;
+    if (HAS(dev->ops, 2, supports_kv))
+        return dev->ops->supports_kv(dev, k_type, v_type);
+    return k_type == 0 && v_type == 0;
+}
+
 struct hearth_buffer_type *backend_device_buffer_type(struct hearth_device *dev)
 {
     return dev->ops->buffer_type(dev);

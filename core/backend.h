@@ -49,7 +49,11 @@ extern "C" {
 #endif
 
 /* Version of every ops table defined here; bump when appending members. */
-#define HEARTH_BACKEND_ABI_VERSION 1
+/*
+ * Version of every ops table defined here; bump when appending members.
+ * 2: hearth_device_ops.supports_kv (compressed KV cache types).
+ */
+#define HEARTH_BACKEND_ABI_VERSION 2
 
 struct hearth_device;
 struct hearth_buffer_type;
@@ -112,6 +116,12 @@ struct hearth_device_ops {
      * in the props' bw_gbps and *gbps. optional: default: HEARTH_ERR_UNSUPPORTED
      */
     hearth_status (*measure_bandwidth)(struct hearth_device *dev, double *gbps);
+    /*
+     * ABI 2. Whether ATTENTION accepts a KV cache whose K is stored as
+     * k_type and V as v_type (enum kvq_type values, core/kv-quant.h).
+     * optional: default: only KVQ_F16 for both.
+     */
+    bool (*supports_kv)(struct hearth_device *dev, int k_type, int v_type);
 };
 
 struct hearth_device {
@@ -241,17 +251,23 @@ enum hearth_glu_act {
  *   2. RoPE on the first n_rot dims of every head of q[t] and k[t]:
  *      theta_k = p * rope_freq_scale * rope_base^(-2k/n_rot) / divs[k]
  *      (divs absent: 1), pairs per rope_mode; angles computed in double;
- *   3. k_cache[p] = f16(k[t]), v_cache[p] = f16(v[t]);
+ *   3. k_cache[p] = enc_k(k[t]), v_cache[p] = enc_v(v[t]): each of the Hk
+ *      head vectors of the row encoded with kvq_encode(k_type / v_type)
+ *      (core/kv-quant.h; f16 is plain IEEE halves), the rotated types with
+ *      the rotation kvq_rot_init(D, kv_seed, layer);
  *   4. out[t][h] = sum_j softmax_j(scale * q[t][h] . K_j) V_j over cached
  *      positions j in [lo, p] of KV head h / G, lo = 0, or
  *      max(0, p - window + 1) when window > 0 (the window latest, itself
- *      included); K_j, V_j read back from the F16 cache (so a token sees the
- *      same rounded keys in a batch or alone).
+ *      included); K_j, V_j read back from the cache as kvq_decode gives
+ *      them (so a token sees the same rounded keys in a batch or alone).
  *   q: F32 [n_tok][H*D] and k: F32 [n_tok][Hk*D] are overwritten (normed,
  *   rotated); v: F32 [n_tok][Hk*D]; q_norm, k_norm: F32 [D] or absent;
- *   rope_divs: F32 [n_rot/2] or absent; k_cache, v_cache: F16 [n_ctx][Hk*D],
- *   this layer's, positions [0, pos0) already valid; out: F32 [n_tok][H*D].
- *   Requires pos0 + n_tok <= k_cache.n_rows.
+ *   rope_divs: F32 [n_rot/2] or absent; k_cache, v_cache: this layer's,
+ *   [n_ctx] rows, positions [0, pos0) already valid; for KVQ_F16 an F16
+ *   tensor of ne0 >= Hk*D, for the other types an I8 tensor whose row holds
+ *   the Hk encoded head vectors back to back (ne0 >= Hk * kvq_head_bytes);
+ *   out: F32 [n_tok][H*D]. Requires pos0 + n_tok <= k_cache.n_rows.
+ *   k_type = v_type = 0 (KVQ_F16) is the zero-initialized default.
  *
  * GLU: g[t][i] = act(g[t][i]) * u[t][i]; g, u: F32 [n_tok][F].
  *
@@ -289,6 +305,9 @@ struct hearth_op_attention {
     float scale;    /* multiplies q . k */
     int64_t pos0;
     uint32_t window; /* 0: full causal attention */
+    int k_type, v_type; /* enum kvq_type of the cache (0: f16); see supports_kv */
+    uint32_t layer;     /* layer index: selects the rotation of rot4/rot3 */
+    uint64_t kv_seed;   /* model seed of the rotation (kvq_model_seed) */
 };
 
 struct hearth_op_glu {
@@ -388,6 +407,8 @@ void backend_device_destroy(struct hearth_device *dev); /* NULL: nothing */
 void backend_device_props(struct hearth_device *dev, struct hearth_device_props *out);
 void backend_device_memory(struct hearth_device *dev, uint64_t *free_bytes, uint64_t *total_bytes);
 bool backend_device_supports_op(struct hearth_device *dev, enum hearth_op_kind op, hearth_dtype t);
+/* ATTENTION over a cache of these kvq types (default: f16 only). */
+bool backend_device_supports_kv(struct hearth_device *dev, int k_type, int v_type);
 struct hearth_buffer_type *backend_device_buffer_type(struct hearth_device *dev);
 struct hearth_buffer_type *backend_device_host_buffer_type(struct hearth_device *dev);
 hearth_status backend_device_measure_bandwidth(struct hearth_device *dev, double *gbps);

@@ -41,6 +41,7 @@
 #include "backend.h"
 #include "cpu/forward.h"
 #include "err.h"
+#include "kv-quant.h"
 #include "placement.h"
 #include "plan.h"
 #include "scheduler.h"
@@ -59,6 +60,7 @@ struct engine {
     struct placement *pl;     /* the scheduler's placement (device path only) */
     int n_threads;
     int n_gpu_layers;
+    int kv_type_k, kv_type_v; /* enum kvq_type of the cache, on whichever path */
     char desc[ENGINE_DESC];
 };
 
@@ -134,8 +136,10 @@ static void describe_placement(struct engine *e, const char *how)
 
 static void describe_cpu(struct engine *e, const char *why)
 {
-    desc_add(e, "plan: all %u layers and output on cpu; %.0f MiB host KV cache (%s)",
-             e->m->hp.n_layer, mib(forward_kv_bytes(e->fc)), why);
+    char kvt[32];
+    kvq_pair_name(e->kv_type_k, e->kv_type_v, kvt, sizeof kvt);
+    desc_add(e, "plan: all %u layers and output on cpu; %.0f MiB host KV cache, %s (%s)",
+             e->m->hp.n_layer, mib(forward_kv_bytes(e->fc)), kvt, why);
 }
 
 /* ---- devices ------------------------------------------------------------------ */
@@ -310,6 +314,8 @@ static hearth_status place_plan(struct engine *e, uint32_t n_ctx, int n_batch, d
     po.n_parallel = 1;
     po.n_batch = (uint32_t)n_batch;
     po.n_gpu_layers = -1;
+    po.kv_type_k = e->kv_type_k;
+    po.kv_type_v = e->kv_type_v;
     if ((st = plan_make(&pm, &pd, &po, &pn)) != HEARTH_OK) {
         plan_model_free(&pm);
         return st;
@@ -361,6 +367,8 @@ static hearth_status create_cpu(struct engine *e, const struct engine_params *p,
     fp.n_ctx = p->n_ctx;
     fp.n_threads = p->n_threads;
     fp.n_batch = p->n_batch;
+    fp.kv_type_k = p->kv_type_k;
+    fp.kv_type_v = p->kv_type_v;
     hearth_status st = forward_create(e->m, &fp, &e->fc);
     if (st != HEARTH_OK)
         return st;
@@ -378,6 +386,8 @@ static hearth_status sched_build(struct engine *e, uint32_t n_ctx, int n_batch)
     sp.devices = e->dev;
     sp.placement = e->pl;
     sp.map_host_weights = true;
+    sp.kv_type_k = e->kv_type_k;
+    sp.kv_type_v = e->kv_type_v;
     return sched_create(e->m, &sp, &e->sched);
 }
 
@@ -395,6 +405,8 @@ hearth_status engine_create(const struct model *m, const struct engine_params *p
     if (!e)
         return err_set(HEARTH_ERR_NO_MEMORY, "engine: out of memory");
     e->m = m;
+    e->kv_type_k = p->kv_type_k;
+    e->kv_type_v = p->kv_type_v;
     e->n_threads = p->n_threads > 0 ? p->n_threads : threadpool_default_threads();
     const uint32_t n_ctx = p->n_ctx ? p->n_ctx : m->hp.n_ctx_train;
     const int n_batch = p->n_batch > 0 ? p->n_batch : 64;

@@ -48,6 +48,8 @@ struct engine_params {
     const char *const *devices; /* [n_devices] registry names: "cpu", "vulkan0", "cuda1" */
     int ngl;        /* >= 0: layers to offload (n_layer + 1: the output head too);
                        ENGINE_NGL_AUTO or ENGINE_NGL_UNSET */
+    int kv_type_k;  /* enum kvq_type of the cached keys (core/kv-quant.h); 0: f16 */
+    int kv_type_v;  /* ... of the cached values */
 };
 
 struct engine;

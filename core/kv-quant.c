@@ -15,6 +15,7 @@
  * scale (16 more bits for nothing at f16's 2^-11).
  */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -53,16 +54,28 @@ int kvq_rot_bits(enum kvq_type t)
     return t == KVQ_ROT4 ? 4 : t == KVQ_ROT3 ? 3 : 0;
 }
 
-static bool head_dim_ok(int head_dim)
+/* f16 stores any head width; the block and rotated types need 32 | head_dim. */
+static bool head_dim_ok(enum kvq_type t, int head_dim)
 {
+    if (t == KVQ_F16)
+        return head_dim >= 1 && head_dim <= KVQ_MAX_HEAD_DIM;
     return head_dim >= 32 && head_dim <= KVQ_MAX_HEAD_DIM && head_dim % 32 == 0;
+}
+
+void kvq_pair_name(int k_type, int v_type, char *buf, size_t size)
+{
+    if (k_type == v_type)
+        snprintf(buf, size, "%s", kvq_type_name((enum kvq_type)k_type));
+    else
+        snprintf(buf, size, "K %s, V %s", kvq_type_name((enum kvq_type)k_type),
+                 kvq_type_name((enum kvq_type)v_type));
 }
 
 hearth_status kvq_check(enum kvq_type t, int head_dim)
 {
     if ((unsigned)t >= KVQ_TYPE_COUNT)
         return err_set(HEARTH_ERR_UNSUPPORTED, "kv type id %d: no such type", (int)t);
-    if (!head_dim_ok(head_dim))
+    if (!head_dim_ok(t, head_dim))
         return err_set(HEARTH_ERR_UNSUPPORTED,
                        "kv type %s: head_dim %d, expected a multiple of 32 in 32..%d",
                        type_names[t], head_dim, KVQ_MAX_HEAD_DIM);
@@ -77,7 +90,7 @@ static int n_pieces(int head_dim)
 
 size_t kvq_head_bytes(enum kvq_type t, int head_dim)
 {
-    if ((unsigned)t >= KVQ_TYPE_COUNT || !head_dim_ok(head_dim))
+    if ((unsigned)t >= KVQ_TYPE_COUNT || !head_dim_ok(t, head_dim))
         return 0; /* a size query leaves the error message alone */
     size_t d = (size_t)head_dim;
     switch (t) {

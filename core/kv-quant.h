@@ -20,8 +20,8 @@
  * for. Scores need no inverse rotation (q.k = (Rq).(Rk), R orthogonal); values
  * are accumulated in the rotated domain and rotated back once per output.
  *
- * Supported head_dim: multiples of 32 up to KVQ_MAX_HEAD_DIM, for every type
- * (the block formats need 32 | head_dim; the rotated ones split a
+ * Supported head_dim: f16 any width up to KVQ_MAX_HEAD_DIM; the others
+ * multiples of 32 up to KVQ_MAX_HEAD_DIM (the block formats need 32 | head_dim; the rotated ones split a
  * non-power-of-two head_dim into power-of-two pieces, each of at least 32).
  */
 #ifndef HEARTH_KV_QUANT_H
@@ -55,6 +55,11 @@ const char *kvq_type_name(enum kvq_type t);
  * message listing the valid names if it is none of them.
  */
 hearth_status kvq_type_from_name(const char *name, enum kvq_type *out);
+/*
+ * "rot4" when K and V share a type, else "K q8_0, V rot4" (for summaries);
+ * ids out of range print as "?".
+ */
+void kvq_pair_name(int k_type, int v_type, char *buf, size_t size);
 /* HEARTH_ERR_UNSUPPORTED (with a message) unless t is a type and head_dim a supported size. */
 hearth_status kvq_check(enum kvq_type t, int head_dim);
 /* Bytes of one encoded head vector; 0 if kvq_check fails. */

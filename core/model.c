@@ -28,9 +28,19 @@
 #include <string.h>
 
 #include "err.h"
+#include "kv-quant.h"
 #include "quant.h"
 
 static const char *const arch_names[MODEL_ARCH_COUNT] = {"llama", "qwen2", "gemma3"};
+
+uint64_t model_kv_seed(const struct model *m)
+{
+    char id[160];
+    int n = snprintf(id, sizeof id, "hearth-kv %s L%u E%u H%u/%u D%u V%u",
+                     model_arch_name(m->hp.arch), m->hp.n_layer, m->hp.n_embd, m->hp.n_head,
+                     m->hp.n_head_kv, m->hp.head_dim, m->hp.n_vocab);
+    return kvq_model_seed(id, n > 0 ? (size_t)n : 0);
+}
 
 const char *model_arch_name(enum model_arch a)
 {

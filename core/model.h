@@ -106,6 +106,14 @@ hearth_status model_load(const char *path, struct model **out);
 hearth_status model_load_gguf(struct gguf_file *f, struct model **out);
 void model_free(struct model *m);
 
+/*
+ * The seed of the rotated KV types' transforms for this model
+ * (kvq_model_seed of its architecture and shape, written as text so every
+ * machine derives the same value). Every backend holding a layer's cache
+ * uses it, so caches agree across devices.
+ */
+uint64_t model_kv_seed(const struct model *m);
+
 /* "llama", "qwen2", "gemma3". */
 const char *model_arch_name(enum model_arch a);
 

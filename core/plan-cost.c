@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "err.h"
+#include "kv-quant.h"
 #include "plan.h"
 
 #define PLAN_HOP_LATENCY_S 10e-6
@@ -381,10 +382,8 @@ hearth_status plan__explain(const struct plan_model *m, struct plan *p)
 {
     const struct plan_opts *o = &p->opts;
     const struct plan_device *host = &p->devs.dev[PLAN_HOST];
-    char kvt[16];
-    snprintf(kvt, sizeof kvt, "%s", hearth_dtype_name(o->kv_type));
-    for (char *c = kvt; *c; c++)
-        *c = (char)(*c >= 'A' && *c <= 'Z' ? *c - 'A' + 'a' : *c);
+    char kvt[32];
+    kvq_pair_name(o->kv_type_k, o->kv_type_v, kvt, sizeof kvt);
 
     uint64_t host_w = 0, gpu_w = 0;
     size_t n_host = 0;

@@ -4,8 +4,9 @@
  *
  * These formulas are the allocation, not an estimate of it: the loader calls
  * the same functions (through the plan) to size its buffers. KV: K and V each
- * n_ctx * n_parallel rows of n_head_kv * head_dim elements of kv_type (F16 by
- * default; Q8_0/Q4_0 sized by their block bytes), each rounded to PLAN_ALIGN.
+ * n_ctx * n_parallel rows of n_head_kv head vectors in the K or V kvq type
+ * (kv-quant.h: f16 by default, q8_0/q4_0 blocks, rot4/rot3 codes), each
+ * rounded to PLAN_ALIGN.
  * Sliding-window layers keep full rows, as core/kv-cache.c does today.
  *
  * Scratch holds one micro-batch of activations (residual, norm, attention in
@@ -16,8 +17,8 @@
  * covers the driver's context and allocator fragmentation; it is a margin
  * chosen from experience with CUDA contexts, documented in docs/planner.md.
  */
+#include "kv-quant.h"
 #include "plan.h"
-#include "quant.h"
 
 #define PLAN_SCORE_TILE 1024u
 #define PLAN_RESERVE_FIXED (256ull << 20)
@@ -27,18 +28,19 @@ static uint64_t align_up(uint64_t x)
     return (x + PLAN_ALIGN - 1) / PLAN_ALIGN * PLAN_ALIGN;
 }
 
+/* Bytes of one cached row (one position) of n_head head vectors of width hd. */
+static uint64_t kv_row_bytes(int type, uint32_t n_head, uint32_t hd)
+{
+    if (type == KVQ_F16)
+        return 2ull * n_head * hd; /* f16 takes any head width */
+    return (uint64_t)n_head * kvq_head_bytes((enum kvq_type)type, (int)hd);
+}
+
 uint64_t plan_kv_layer_bytes(const struct arch_info *a, const struct plan_opts *o)
 {
     uint64_t rows = (uint64_t)o->n_ctx * (o->n_parallel ? o->n_parallel : 1);
-    uint64_t k_row = 0, v_row = 0;
-    uint64_t k_n = (uint64_t)a->n_head_kv * a->head_dim_k;
-    uint64_t v_n = (uint64_t)a->n_head_kv * a->head_dim_v;
-    if (!quant_row_bytes(o->kv_type, k_n, &k_row) || !quant_row_bytes(o->kv_type, v_n, &v_row)) {
-        /* a head width the block type does not divide: size it as F16 */
-        k_row = 2 * k_n;
-        v_row = 2 * v_n;
-    }
-    return align_up(k_row * rows) + align_up(v_row * rows);
+    return align_up(kv_row_bytes(o->kv_type_k, a->n_head_kv, a->head_dim_k) * rows) +
+           align_up(kv_row_bytes(o->kv_type_v, a->n_head_kv, a->head_dim_v) * rows);
 }
 
 uint64_t plan__scratch_bytes(const struct arch_info *a, const struct plan_opts *o,

@@ -35,6 +35,7 @@
 #include <string.h>
 
 #include "err.h"
+#include "kv-quant.h"
 #include "plan.h"
 #include "quant.h"
 
@@ -185,7 +186,6 @@ uint64_t plan_model_params(const struct plan_model *m)
 void plan_opts_default(struct plan_opts *o)
 {
     memset(o, 0, sizeof *o);
-    o->kv_type = HEARTH_DTYPE_F16;
     o->n_gpu_layers = -1;
 }
 
@@ -207,10 +207,19 @@ static hearth_status resolve_opts(const struct plan_model *m, const struct plan_
         o->n_prompt = 512;
     if (o->n_prompt > o->n_ctx)
         o->n_prompt = o->n_ctx;
-    if (o->kv_type != HEARTH_DTYPE_F16 && o->kv_type != HEARTH_DTYPE_F32 &&
-        o->kv_type != HEARTH_DTYPE_Q8_0 && o->kv_type != HEARTH_DTYPE_Q4_0)
-        return err_set(HEARTH_ERR_INVALID_ARG, "plan: KV type %s: expected f16, f32, q8_0 or q4_0",
-                       hearth_dtype_name(o->kv_type) ? hearth_dtype_name(o->kv_type) : "?");
+    const int kt[2] = {o->kv_type_k, o->kv_type_v};
+    const uint32_t hd[2] = {m->arch.head_dim_k, m->arch.head_dim_v};
+    for (int i = 0; i < 2; i++) {
+        if ((unsigned)kt[i] >= KVQ_TYPE_COUNT)
+            return err_set(HEARTH_ERR_INVALID_ARG,
+                           "plan: KV type id %d for %s: expected f16, q8_0, q4_0, rot4 or rot3",
+                           kt[i], i ? "V" : "K");
+        if (kt[i] != KVQ_F16 && kvq_check((enum kvq_type)kt[i], (int)hd[i]) != HEARTH_OK)
+            return err_set(HEARTH_ERR_UNSUPPORTED,
+                           "plan: KV type %s for %s: head_dim %u is not a multiple of 32 in 32..%d",
+                           kvq_type_name((enum kvq_type)kt[i]), i ? "V" : "K", hd[i],
+                           KVQ_MAX_HEAD_DIM);
+    }
     if (o->n_ctx > (1u << 24) || o->n_parallel > 4096 || o->n_batch > 65536)
         return err_set(HEARTH_ERR_INVALID_ARG,
                        "plan: context %u x %u sequences, batch %u: out of range", o->n_ctx,

@@ -141,7 +141,8 @@ struct plan_opts {
     uint32_t n_ctx;       /* context per sequence; 0: min(training context, 4096) */
     uint32_t n_parallel;  /* sequences, each with its own n_ctx of KV; 0: 1 */
     uint32_t n_batch;     /* prefill micro-batch (tokens per graph); 0: 512 */
-    hearth_dtype kv_type; /* F16 (default), F32, Q8_0 or Q4_0 */
+    int kv_type_k;        /* enum kvq_type (core/kv-quant.h) of the cached keys; 0: f16 */
+    int kv_type_v;        /* and of the values */
     int32_t n_gpu_layers; /* -1: automatic; >= 0: llama.cpp's -ngl (first N layers on the GPU) */
     uint32_t n_prompt;    /* prompt for the prefill prediction, and the decode depth; 0: 512 */
     bool no_stream;       /* never stream host weights to a GPU for prefill */
@@ -223,7 +224,10 @@ void plan_free(struct plan *p);
 
 /* What the loader allocates on device i: weights + KV + scratch + stream buffers. */
 uint64_t plan_device_alloc_bytes(const struct plan *p, int i);
-/* KV bytes of one layer for n_ctx * n_parallel positions of type kv_type. */
+/*
+ * KV bytes of one layer for n_ctx * n_parallel positions, K and V of their
+ * kvq types (the options must have passed plan_make's checks).
+ */
 uint64_t plan_kv_layer_bytes(const struct arch_info *a, const struct plan_opts *o);
 /* "Q4_K_M 70B on cuda0 (24.0 GiB): 53% of weights on GPU, 3.4 tok/s decode" style one-liner. */
 void plan_summary_line(const struct plan_model *m, const struct plan *p, char *buf, size_t size);

@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include "err.h"
+#include "kv-quant.h"
 
 enum { ACT_X, ACT_XN, ACT_Q, ACT_K, ACT_V, ACT_ATT, ACT_TMP, ACT_GATE, ACT_UP, ACT_N };
 
@@ -61,6 +62,8 @@ struct sched {
     struct hearth_buffer **bufs; /* every weight/cache buffer, freed at destroy */
     int n_bufs, cap_bufs;
     uint32_t n_ctx, n_used;
+    int kv_type_k, kv_type_v; /* enum kvq_type */
+    uint64_t kv_seed;         /* model_kv_seed */
     int n_batch;
     bool map_host;
     size_t staging_bytes;
@@ -369,7 +372,9 @@ static hearth_status load_all(struct sched *s, struct loader *L)
                           &s->tok_embd)) != HEARTH_OK)
         return st;
     char name[96];
-    const uint64_t kv_row = (uint64_t)hp->n_head_kv * hp->head_dim * sizeof(uint16_t);
+    const int kt = s->kv_type_k, vt = s->kv_type_v;
+    const uint64_t k_row = (uint64_t)hp->n_head_kv * kvq_head_bytes(kt, (int)hp->head_dim);
+    const uint64_t v_row = (uint64_t)hp->n_head_kv * kvq_head_bytes(vt, (int)hp->head_dim);
     for (uint32_t il = 0; il < hp->n_layer; il++) {
         const struct model_layer *ly = &m->layers[il];
         struct slayer *sl = &s->layers[il];
@@ -387,20 +392,33 @@ static hearth_status load_all(struct sched *s, struct loader *L)
         }
         int d = placement_get(pl, il, PLACEMENT_ATTN);
         struct hearth_buffer_type *bt = backend_device_buffer_type(s->dev[d].dev);
-        const size_t kvb = (size_t)(kv_row * s->n_ctx);
+        if (!backend_device_supports_kv(s->dev[d].dev, kt, vt)) {
+            struct hearth_device_props pr;
+            backend_device_props(s->dev[d].dev, &pr);
+            return err_set(HEARTH_ERR_UNSUPPORTED,
+                           "sched: %s has no attention over a K %s / V %s cache (layer %u)",
+                           pr.name, kvq_type_name(kt), kvq_type_name(vt), il);
+        }
         struct hearth_buffer *kb = NULL, *vb = NULL;
-        snprintf(name, sizeof name, "KV cache K of layer %u", il);
-        if ((st = alloc_on(s, d, bt, kvb, name, &kb)) != HEARTH_OK ||
+        snprintf(name, sizeof name, "KV cache K (%s) of layer %u", kvq_type_name(kt), il);
+        if ((st = alloc_on(s, d, bt, (size_t)(k_row * s->n_ctx), name, &kb)) != HEARTH_OK ||
             (st = track(s, kb)) != HEARTH_OK)
             return st;
-        snprintf(name, sizeof name, "KV cache V of layer %u", il);
-        if ((st = alloc_on(s, d, bt, kvb, name, &vb)) != HEARTH_OK ||
+        snprintf(name, sizeof name, "KV cache V (%s) of layer %u", kvq_type_name(vt), il);
+        if ((st = alloc_on(s, d, bt, (size_t)(v_row * s->n_ctx), name, &vb)) != HEARTH_OK ||
             (st = track(s, vb)) != HEARTH_OK)
             return st;
-        backend_tensor_2d(&sl->k_cache, kb, 0, HEARTH_DTYPE_F16,
-                          (int64_t)hp->n_head_kv * hp->head_dim, s->n_ctx);
-        backend_tensor_2d(&sl->v_cache, vb, 0, HEARTH_DTYPE_F16,
-                          (int64_t)hp->n_head_kv * hp->head_dim, s->n_ctx);
+        /* f16 rows are halves; the compressed types' rows are bytes (backend.h ATTENTION) */
+        if (kt == KVQ_F16)
+            backend_tensor_2d(&sl->k_cache, kb, 0, HEARTH_DTYPE_F16,
+                              (int64_t)hp->n_head_kv * hp->head_dim, s->n_ctx);
+        else
+            backend_tensor_2d(&sl->k_cache, kb, 0, HEARTH_DTYPE_I8, (int64_t)k_row, s->n_ctx);
+        if (vt == KVQ_F16)
+            backend_tensor_2d(&sl->v_cache, vb, 0, HEARTH_DTYPE_F16,
+                              (int64_t)hp->n_head_kv * hp->head_dim, s->n_ctx);
+        else
+            backend_tensor_2d(&sl->v_cache, vb, 0, HEARTH_DTYPE_I8, (int64_t)v_row, s->n_ctx);
     }
     /* RoPE divisors on every device with an attention block */
     if (m->rope_freqs.data) {
@@ -440,8 +458,11 @@ hearth_status sched_create(const struct model *m, const struct sched_params *par
     uint32_t n_ctx = p.n_ctx ? p.n_ctx : hp->n_ctx_train;
     if (n_ctx == 0 || n_ctx > (1u << 24))
         return err_set(HEARTH_ERR_INVALID_ARG, "sched: n_ctx %u out of range [1, 2^24]", n_ctx);
-    struct placement *own = NULL;
     hearth_status st;
+    if ((st = kvq_check((enum kvq_type)p.kv_type_k, (int)hp->head_dim)) != HEARTH_OK ||
+        (st = kvq_check((enum kvq_type)p.kv_type_v, (int)hp->head_dim)) != HEARTH_OK)
+        return st;
+    struct placement *own = NULL;
     if (p.placement)
         st = placement_clone(p.placement, &own);
     else
@@ -464,6 +485,9 @@ hearth_status sched_create(const struct model *m, const struct sched_params *par
     s->n_batch = p.n_batch;
     s->map_host = p.map_host_weights;
     s->staging_bytes = p.staging_bytes ? p.staging_bytes : (size_t)4 << 20;
+    s->kv_type_k = p.kv_type_k;
+    s->kv_type_v = p.kv_type_v;
+    s->kv_seed = model_kv_seed(m);
     for (int d = 0; d < s->n_dev; d++)
         s->dev[d].dev = p.devices[d];
     struct loader L = {.s = s, .cur_dev = -1};
@@ -623,6 +647,10 @@ static hearth_status run_attn(struct sched *s, int d, uint32_t il, int n, int po
     at->norm_eps = hp->norm_eps;
     at->scale = hp->attn_scale;
     at->pos0 = pos0;
+    at->k_type = s->kv_type_k;
+    at->v_type = s->kv_type_v;
+    at->layer = il;
+    at->kv_seed = s->kv_seed;
     at->window = ly->is_swa ? hp->sliding_window : 0;
     ops[3].kind = HEARTH_OP_MATMUL;
     mm = &ops[3].u.matmul;

@@ -50,6 +50,7 @@ struct sched_params {
      */
     bool map_host_weights;
     size_t staging_bytes; /* size of each of the two upload staging halves; 0: 4 MiB */
+    int kv_type_k, kv_type_v; /* enum kvq_type of the KV cache (0: f16) */
 };
 
 struct sched;

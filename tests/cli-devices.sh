@@ -87,7 +87,7 @@ cmp -s "$tmp/plain" "$tmp/cpu" || fail "--device cpu text differs: '$(cat "$tmp/
 cmp -s "$tmp/plain" "$tmp/ngl0" || fail "-ngl 0 text differs: '$(cat "$tmp/ngl0")'"
 [ -s "$tmp/e0" ] && fail "-q printed on stderr: $(cat "$tmp/e0")"
 echo "load line: $(grep '^plan: ' "$tmp/ecpu")"
-grep -Eq '^plan: all [0-9]+ layers and output on cpu; [0-9]+ MiB host KV cache \(--device cpu\)$' \
+grep -Eq '^plan: all [0-9]+ layers and output on cpu; [0-9]+ MiB host KV cache, f16 \(--device cpu\)$' \
     "$tmp/ecpu" || fail "--device cpu: no placement line at load: $(cat "$tmp/ecpu")"
 # bench and perplexity print the placement line on stderr too
 "$bin" perplexity -m "$smol" -f "$tmp/text.txt" -c 64 --chunks 1 --device cpu -t 2 \

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "gguf.h"
+#include "kv-quant.h"
 #include "model-presets.h"
 #include "plan.h"
 #include "quant-mix.h"
@@ -295,13 +296,17 @@ TEST(kv_grows_and_pushes_off)
     CHECK(c.use[1].weights < a.use[1].weights);
     CHECK(b.host_read_per_token > 0 && b.decode_tps < a.decode_tps);
     CHECK(c.decode_tps_total > c.decode_tps);
-    /* quantized KV: Q8_0 is 34/32 bytes per element over 2 for F16 */
+    /* quantized KV: Q8_0 is 34/32 bytes per element over 2 for F16; rot3 at d=128: 50 bytes */
     struct plan_opts k;
     plan_opts_default(&k);
     k.n_ctx = 4096;
-    k.kv_type = HEARTH_DTYPE_Q8_0;
+    k.kv_type_k = KVQ_Q8_0;
+    k.kv_type_v = KVQ_Q8_0;
     CHECK_INT_EQ(plan_kv_layer_bytes(&m.arch, &k), 2ll * 4096 * (1024 / 32) * 34);
-    k.kv_type = HEARTH_DTYPE_Q4_K;
+    k.kv_type_v = KVQ_ROT3;
+    CHECK_INT_EQ(plan_kv_layer_bytes(&m.arch, &k),
+                 4096ll * (1024 / 32) * 34 + 4096ll * (1024 / 128) * (2 + 128 * 3 / 8));
+    k.kv_type_v = KVQ_TYPE_COUNT;
     struct plan bad;
     CHECK_INT_EQ(plan_make(&m, &d, &k, &bad), HEARTH_ERR_INVALID_ARG);
     plan_free(&a);

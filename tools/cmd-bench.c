@@ -56,6 +56,8 @@ static void usage(FILE *out)
             "  --bw-size B     copy-bandwidth buffer size (default 256MiB, two of them)\n"
             "  --device NAME   run on NAME (repeatable; see `hearth devices`)\n"
             "  -ngl N          layers on the GPU(s): a count, all, or auto (default)\n"
+            "  --kv-type T     KV cache type (f16, q8_0, q4_0, rot4, rot3); also\n"
+            "                  --kv-type-k T / --kv-type-v T\n"
             "  --json          print a JSON array instead of the table\n",
             cli_default_model());
 }

@@ -19,6 +19,7 @@
 #include "cli.h"
 #include "err.h"
 #include "gguf.h"
+#include "kv-quant.h"
 #include "plan.h"
 #include "quant-mix.h"
 #include "quant.h"
@@ -41,7 +42,7 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: hearth plan MODEL [--device KIND:MEM:BW[:FLOPS]]... [--host MEM:BW[:FLOPS]]\n"
             "                   [--pcie BW] [--vram-budget SIZE] [-c N] [--parallel N]\n"
-            "                   [--kv-type T] [-b N] [--prompt N] [-ngl N] [--no-stream]\n"
+            "                   [--kv-type T] [--kv-type-k T] [--kv-type-v T] [-b N] [--prompt N] [-ngl N] [--no-stream]\n"
             "                   [-v] [--json] [--compare-quants [--imatrix] [--svg FILE]]\n\n"
             "Plans where each tensor of MODEL lives (GPU, host RAM and CPU, or host RAM\n"
             "streamed to the GPU for prefill), the memory per device and the predicted\n"
@@ -54,7 +55,8 @@ static void usage(FILE *out)
             "  --vram-budget S   cap every GPU's budget, e.g. 20GiB\n"
             "  -c N              context per sequence (default min(training, 4096))\n"
             "  --parallel N      sequences, each with its own context (default 1)\n"
-            "  --kv-type T       f16 (default), f32, q8_0, q4_0\n"
+            "  --kv-type T       KV cache type of K and V: f16 (default), q8_0, q4_0, rot4, rot3\n"
+            "  --kv-type-k T     ... of K only; --kv-type-v T: of V only\n"
             "  -b N              prefill micro-batch (default 512)\n"
             "  --prompt N        prompt length for the prefill prediction (default 512)\n"
             "  -ngl N            manual: first N layers on the GPU (N > layers adds the head)\n"
@@ -110,12 +112,17 @@ static int parse_args(int argc, char **argv, struct plan_cli *c)
                     fprintf(stderr, "hearth plan: %s\n", hearth_last_error());
                     return 2;
                 }
-            } else if (!strcmp(a, "--kv-type")) {
-                if (!quant_from_name(v, &c->opts.kv_type)) {
-                    fprintf(stderr, "hearth plan: --kv-type: '%s' is not f16, f32, q8_0 or q4_0\n",
-                            v);
+            } else if (!strcmp(a, "--kv-type") || !strcmp(a, "--kv-type-k") ||
+                       !strcmp(a, "--kv-type-v")) {
+                enum kvq_type t;
+                if (kvq_type_from_name(v, &t) != HEARTH_OK) {
+                    fprintf(stderr, "hearth plan: %s: %s\n", a, hearth_last_error());
                     return 2;
                 }
+                if (strcmp(a, "--kv-type-v"))
+                    c->opts.kv_type_k = (int)t;
+                if (strcmp(a, "--kv-type-k"))
+                    c->opts.kv_type_v = (int)t;
             } else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) {
                 if (cli_parse_i64(a, v, 1, 1 << 24, &n))
                     return 2;
@@ -221,10 +228,11 @@ static void print_json(const struct plan_model *m, const struct plan *p)
     printf(", \"n_layer\": %u, \"n_tensors\": %zu, \"tensor_bytes\": %llu, \"params\": %llu},\n",
            m->arch.n_layer, m->n_tensors, (unsigned long long)plan_model_bytes(m),
            (unsigned long long)plan_model_params(m));
-    printf("  \"options\": {\"n_ctx\": %u, \"n_parallel\": %u, \"kv_type\": \"%s\", "
-           "\"n_batch\": %u, \"n_prompt\": %u, \"n_gpu_layers\": %d},\n",
-           p->opts.n_ctx, p->opts.n_parallel, hearth_dtype_name(p->opts.kv_type), p->opts.n_batch,
-           p->opts.n_prompt, p->opts.n_gpu_layers);
+    printf("  \"options\": {\"n_ctx\": %u, \"n_parallel\": %u, \"kv_type_k\": \"%s\", "
+           "\"kv_type_v\": \"%s\", \"n_batch\": %u, \"n_prompt\": %u, \"n_gpu_layers\": %d},\n",
+           p->opts.n_ctx, p->opts.n_parallel, kvq_type_name((enum kvq_type)p->opts.kv_type_k),
+           kvq_type_name((enum kvq_type)p->opts.kv_type_v), p->opts.n_batch, p->opts.n_prompt,
+           p->opts.n_gpu_layers);
     printf("  \"devices\": [\n");
     for (int d = 0; d < p->devs.n; d++) {
         const struct plan_device *dv = &p->devs.dev[d];
@@ -316,9 +324,11 @@ static void print_text(const struct plan_model *m, const struct plan *p, bool ve
     uint64_t kv_all = 0;
     for (uint32_t l = 0; l < p->n_layer; l++)
         kv_all += p->layers[l].kv_bytes;
+    char kvt[32];
+    kvq_pair_name(p->opts.kv_type_k, p->opts.kv_type_v, kvt, sizeof kvt);
     printf("context %u x %u sequence%s, KV %s (%.2f GiB), batch %u\n\n", p->opts.n_ctx,
-           p->opts.n_parallel, p->opts.n_parallel == 1 ? "" : "s",
-           hearth_dtype_name(p->opts.kv_type), gib(kv_all), p->opts.n_batch);
+           p->opts.n_parallel, p->opts.n_parallel == 1 ? "" : "s", kvt, gib(kv_all),
+           p->opts.n_batch);
     printf("%-9s %10s %10s %9s %9s %9s %9s %10s  %s\n", "device", "weights", "KV", "scratch",
            "stream", "reserve", "total", "budget", "bandwidth");
     for (int d = 0; d < p->devs.n; d++) {

@@ -21,6 +21,7 @@
 #include "cli.h"
 #include "err.h"
 #include "generate.h"
+#include "kv-quant.h"
 #include "placement.h"
 #include "progress.h"
 
@@ -47,11 +48,7 @@ static void usage(FILE *out)
             "  --seed S                random seed (default: from the clock, printed)\n"
             "  -t, --threads N         CPU threads (default: physical cores)\n"
             "  -c, --ctx-size N        context length (default: min(4096, training))\n"
-            "  --device NAME           run on NAME (repeatable: cpu, vulkan0, cuda0, ...;\n"
-            "                          see `hearth devices`); default: the CPU unless a\n"
-            "                          hardware GPU is present\n"
-            "  -ngl, --n-gpu-layers N  layers on the GPU(s): a count (n_layers + 1 adds\n"
-            "                          the output head), all, or auto (the planner; default)\n"
+            RUN_DEVICE_FLAGS_HELP
             "  --stop STR              stop before STR (repeatable)\n"
             "  -q, --quiet             only the generated text; no stats\n",
             cli_default_model());
@@ -85,6 +82,18 @@ int run_parse_device_flag(const char *a, const char *v, struct run_devices *d)
         d->names[d->n++] = v;
         return 1;
     }
+    if (!strcmp(a, "--kv-type") || !strcmp(a, "--kv-type-k") || !strcmp(a, "--kv-type-v")) {
+        enum kvq_type t;
+        if (kvq_type_from_name(v, &t) != HEARTH_OK) {
+            fprintf(stderr, "hearth: %s: %s\n", a, hearth_last_error());
+            return -1;
+        }
+        if (strcmp(a, "--kv-type-v"))
+            d->kv_type_k = (int)t;
+        if (strcmp(a, "--kv-type-k"))
+            d->kv_type_v = (int)t;
+        return 1;
+    }
     if (strcmp(a, "-ngl") && strcmp(a, "--n-gpu-layers") && strcmp(a, "--gpu-layers"))
         return 0;
     if (!strcmp(v, "all")) {
@@ -108,6 +117,8 @@ int run_engine_open(const struct model *m, const struct engine_params *p,
     ep.devices = d->names;
     ep.n_devices = d->n;
     ep.ngl = d->ngl;
+    ep.kv_type_k = d->kv_type_k;
+    ep.kv_type_v = d->kv_type_v;
     err_clear();
     if (engine_create(m, &ep, out) != HEARTH_OK) {
         cli_error("cannot set up the forward pass");
@@ -227,7 +238,8 @@ int run_parse_flag(int argc, char **argv, int *i, struct run_opts *o)
     } else if (is(a, "--print-rss", NULL)) {
         o->print_rss = true;
     } else if (is(a, "--device", NULL) || is(a, "-ngl", "--n-gpu-layers") ||
-               is(a, "--gpu-layers", NULL)) {
+               is(a, "--gpu-layers", NULL) || is(a, "--kv-type", NULL) ||
+               is(a, "--kv-type-k", "--kv-type-v")) {
         VALUE();
         if (run_parse_device_flag(a, v, &o->devs) < 0)
             return -1;

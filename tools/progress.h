@@ -35,16 +35,32 @@ void progress_touch(const void *base, size_t size, const char *label, bool show)
 #define RUN_MAX_STOPS 16
 #define RUN_MAX_DEVICES ENGINE_MAX_DEVICES
 
-/* --device NAME (repeatable) and -ngl N|auto|all, shared by run, chat, bench, perplexity. */
+/*
+ * --device NAME (repeatable), -ngl N|auto|all and the KV cache types
+ * (--kv-type, --kv-type-k, --kv-type-v), shared by run, chat, bench,
+ * perplexity and serve.
+ */
 struct run_devices {
     const char *names[RUN_MAX_DEVICES]; /* [n] as given (argv strings) */
     int n;
     int ngl; /* >= 0, ENGINE_NGL_AUTO, or ENGINE_NGL_UNSET when -ngl is not given */
+    int kv_type_k, kv_type_v; /* enum kvq_type; 0: f16 */
 };
+
+/* The help lines of the flags run_parse_device_flag takes. */
+#define RUN_DEVICE_FLAGS_HELP                                                                      \
+    "  --device NAME           run on NAME (repeatable: cpu, vulkan0, cuda0, ...;\n"               \
+    "                          see `hearth devices`); default: the CPU unless a\n"                 \
+    "                          hardware GPU is present\n"                                          \
+    "  -ngl, --n-gpu-layers N  layers on the GPU(s): a count (n_layers + 1 adds\n"                 \
+    "                          the output head), all, or auto (the planner; default)\n"            \
+    "  --kv-type T             KV cache type of K and V: f16 (default), q8_0, q4_0,\n"            \
+    "                          rot4, rot3 (docs/kv-cache.md)\n"                                    \
+    "  --kv-type-k T, --kv-type-v T  the type of K or of V alone\n"
 
 void run_devices_default(struct run_devices *d);
 /*
- * Flag a with value v: --device / -ngl (also --n-gpu-layers). Returns 1 when
+ * Flag a with value v: --device / -ngl (also --n-gpu-layers) / --kv-type*. Returns 1 when
  * consumed, 0 when a is not one of them, -1 on a bad value (message printed;
  * exit with 2).
  */

@@ -25,6 +25,8 @@ struct forward_params {
     int n_threads;    /* <= 0: physical cores */
     int n_batch;      /* tokens per prefill batch; <= 0: 64 */
     int isa;          /* an enum cpu_isa, or -1: cpu_isa_best() */
+    int kv_type_k;    /* enum kvq_type of the cached keys (kv-quant.h); 0: f16 */
+    int kv_type_v;    /* ... of the cached values */
 };
 
 struct forward_ctx;
