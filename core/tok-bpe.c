@@ -159,14 +159,6 @@ oom:
 
 /* ---- encoding ---- */
 
-struct heap_ent {
-    int32_t rank;
-    uint32_t left;  /* symbol index of the left symbol */
-    uint32_t right; /* symbol index of the right symbol */
-    int32_t lid, rid;
-    int32_t merged; /* id of the pair's merge */
-};
-
 struct bpe_ctx {
     const struct tokenizer *t;
     const char *text;
@@ -174,59 +166,9 @@ struct bpe_ctx {
     /* scratch per piece, [cap] each */
     int32_t *sym;
     uint32_t *prev, *next;
-    struct heap_ent *heap;
-    size_t cap, heap_cap, heap_n;
+    struct tok__heap heap;
+    size_t cap;
 };
-
-static bool heap_less(const struct heap_ent *a, const struct heap_ent *b)
-{
-    return a->rank != b->rank ? a->rank < b->rank : a->left < b->left;
-}
-
-static hearth_status heap_push(struct bpe_ctx *c, struct heap_ent e)
-{
-    if (c->heap_n == c->heap_cap) {
-        size_t cap = c->heap_cap ? c->heap_cap * 2 : 64;
-        struct heap_ent *h = realloc(c->heap, cap * sizeof *h);
-        if (!h)
-            return err_set(HEARTH_ERR_NO_MEMORY, "tokenizer: BPE heap");
-        c->heap = h;
-        c->heap_cap = cap;
-    }
-    size_t i = c->heap_n++;
-    while (i > 0) {
-        size_t p = (i - 1) / 2;
-        if (!heap_less(&e, &c->heap[p]))
-            break;
-        c->heap[i] = c->heap[p];
-        i = p;
-    }
-    c->heap[i] = e;
-    return HEARTH_OK;
-}
-
-static struct heap_ent heap_pop(struct bpe_ctx *c)
-{
-    struct heap_ent top = c->heap[0], last = c->heap[--c->heap_n];
-    size_t i = 0, n = c->heap_n;
-    for (;;) {
-        size_t l = 2 * i + 1, r = l + 1, m = i;
-        const struct heap_ent *best = &last;
-        if (l < n && heap_less(&c->heap[l], best)) {
-            m = l;
-            best = &c->heap[l];
-        }
-        if (r < n && heap_less(&c->heap[r], best))
-            m = r;
-        if (m == i)
-            break;
-        c->heap[i] = c->heap[m];
-        i = m;
-    }
-    if (n > 0)
-        c->heap[i] = last;
-    return top;
-}
 
 #define NONE UINT32_MAX
 
@@ -238,8 +180,8 @@ static hearth_status try_pair(struct bpe_ctx *c, uint32_t l, uint32_t r)
     int32_t rank = merge_find(&c->t->merges, c->sym[l], c->sym[r], &merged);
     if (rank < 0)
         return HEARTH_OK;
-    struct heap_ent e = {rank, l, r, c->sym[l], c->sym[r], merged};
-    return heap_push(c, e);
+    struct tok__cand e = {(double)rank, l, r, c->sym[l], c->sym[r], merged};
+    return tok__heap_push(&c->heap, &e);
 }
 
 static hearth_status emit(struct bpe_ctx *c, int32_t id)
@@ -286,18 +228,18 @@ static hearth_status bpe_piece(void *vctx, size_t off, size_t n)
         c->prev[i] = i ? (uint32_t)i - 1 : NONE;
         c->next[i] = i + 1 < n ? (uint32_t)i + 1 : NONE;
     }
-    c->heap_n = 0;
+    c->heap.n = 0;
     for (size_t i = 0; i + 1 < n; i++)
         if ((st = try_pair(c, (uint32_t)i, (uint32_t)i + 1)) != HEARTH_OK)
             return st;
-    while (c->heap_n > 0) {
-        struct heap_ent e = heap_pop(c);
+    while (c->heap.n > 0) {
+        struct tok__cand e = tok__heap_pop(&c->heap);
         /* stale unless both symbols are still there, adjacent and unchanged;
            a dead symbol has sym = -2 */
-        if (c->sym[e.left] != e.lid || c->sym[e.right] != e.rid || c->next[e.left] != e.right)
+        if (c->sym[e.left] != e.a || c->sym[e.right] != e.b || c->next[e.left] != e.right)
             continue;
         uint32_t l = e.left, r = e.right;
-        c->sym[l] = e.merged;
+        c->sym[l] = e.id;
         c->sym[r] = -2;
         c->next[l] = c->next[r];
         if (c->next[r] != NONE)
@@ -323,6 +265,6 @@ hearth_status tok__bpe_encode(const struct tokenizer *t, const char *text, size_
     free(c.sym);
     free(c.prev);
     free(c.next);
-    free(c.heap);
+    tok__heap_free(&c.heap);
     return st;
 }

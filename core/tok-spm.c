@@ -40,68 +40,10 @@ struct spm_sym {
     int32_t prev, next;
 };
 
-struct spm_pair {
-    float score;
-    int32_t left, right;
-    uint32_t llen, rlen;
-    int32_t id;
-};
-
 struct spm_ctx {
     struct spm_sym *sym;
-    struct spm_pair *heap;
-    size_t heap_n, heap_cap;
+    struct tok__heap heap;
 };
-
-static bool pair_before(const struct spm_pair *a, const struct spm_pair *b)
-{
-    return a->score != b->score ? a->score > b->score : a->left < b->left;
-}
-
-static hearth_status heap_push(struct spm_ctx *c, struct spm_pair p)
-{
-    if (c->heap_n == c->heap_cap) {
-        size_t cap = c->heap_cap ? c->heap_cap * 2 : 64;
-        struct spm_pair *h = realloc(c->heap, cap * sizeof *h);
-        if (!h)
-            return err_set(HEARTH_ERR_NO_MEMORY, "tokenizer: SPM heap");
-        c->heap = h;
-        c->heap_cap = cap;
-    }
-    size_t i = c->heap_n++;
-    while (i > 0) {
-        size_t up = (i - 1) / 2;
-        if (!pair_before(&p, &c->heap[up]))
-            break;
-        c->heap[i] = c->heap[up];
-        i = up;
-    }
-    c->heap[i] = p;
-    return HEARTH_OK;
-}
-
-static struct spm_pair heap_pop(struct spm_ctx *c)
-{
-    struct spm_pair top = c->heap[0], last = c->heap[--c->heap_n];
-    size_t i = 0, n = c->heap_n;
-    for (;;) {
-        size_t l = 2 * i + 1, r = l + 1, m = i;
-        const struct spm_pair *best = &last;
-        if (l < n && pair_before(&c->heap[l], best)) {
-            m = l;
-            best = &c->heap[l];
-        }
-        if (r < n && pair_before(&c->heap[r], best))
-            m = r;
-        if (m == i)
-            break;
-        c->heap[i] = c->heap[m];
-        i = m;
-    }
-    if (n > 0)
-        c->heap[i] = last;
-    return top;
-}
 
 static bool mergeable(const struct tokenizer *t, int32_t id)
 {
@@ -118,8 +60,10 @@ static hearth_status try_pair(const struct tokenizer *t, struct spm_ctx *c, cons
     int32_t id = tok__lookup(t, buf + a->off, a->len + b->len);
     if (id < 0 || !mergeable(t, id))
         return HEARTH_OK;
-    struct spm_pair p = {t->scores[id], l, r, a->len, b->len, id};
-    return heap_push(c, p);
+    /* the highest score first: the heap pops the smallest key */
+    struct tok__cand p = {-(double)t->scores[id], (uint32_t)l, (uint32_t)r, (int32_t)a->len,
+                          (int32_t)b->len, id};
+    return tok__heap_push(&c->heap, &p);
 }
 
 static hearth_status emit_symbol(const struct tokenizer *t, const char *s, size_t n,
@@ -191,25 +135,25 @@ hearth_status tok__spm_encode(const struct tokenizer *t, const char *text, size_
     for (int32_t i = 0; i + 1 < n_sym; i++)
         if ((st = try_pair(t, &c, buf, i, i + 1)) != HEARTH_OK)
             goto done;
-    while (c.heap_n > 0) {
-        struct spm_pair p = heap_pop(&c);
+    while (c.heap.n > 0) {
+        struct tok__cand p = tok__heap_pop(&c.heap);
         struct spm_sym *a = &c.sym[p.left], *b = &c.sym[p.right];
-        if (a->len != p.llen || b->len != p.rlen || a->next != p.right)
+        if (a->len != (uint32_t)p.a || b->len != (uint32_t)p.b || a->next != (int32_t)p.right)
             continue;
         a->len += b->len;
         b->len = 0;
         a->next = b->next;
         if (b->next >= 0)
-            c.sym[b->next].prev = p.left;
-        if ((st = try_pair(t, &c, buf, a->prev, p.left)) != HEARTH_OK ||
-            (st = try_pair(t, &c, buf, p.left, a->next)) != HEARTH_OK)
+            c.sym[b->next].prev = (int32_t)p.left;
+        if ((st = try_pair(t, &c, buf, a->prev, (int32_t)p.left)) != HEARTH_OK ||
+            (st = try_pair(t, &c, buf, (int32_t)p.left, a->next)) != HEARTH_OK)
             goto done;
     }
     for (int32_t i = 0; i >= 0; i = c.sym[i].next)
         if ((st = emit_symbol(t, buf + c.sym[i].off, c.sym[i].len, ids)) != HEARTH_OK)
             goto done;
 done:
-    free(c.heap);
+    tok__heap_free(&c.heap);
     free(c.sym);
     free(buf);
     return st;

@@ -207,6 +207,24 @@ hearth_status tok__ids_push(struct tok__ids *ids, int32_t id);
 hearth_status tok__bpe_init(struct tokenizer *t, const struct gguf_file *f);
 hearth_status tok__bpe_encode(const struct tokenizer *t, const char *text, size_t len,
                               struct tok__ids *ids);
+/*
+ * tok-heap.c: merge candidates, smallest (key, left) first. BPE: key = rank,
+ * a, b = the two symbols' ids; SPM: key = -score, a, b = the two spans'
+ * lengths. id: the merged token.
+ */
+struct tok__cand {
+    double key;
+    uint32_t left, right; /* symbol indices */
+    int32_t a, b, id;
+};
+struct tok__heap {
+    struct tok__cand *a;
+    size_t n, cap;
+};
+hearth_status tok__heap_push(struct tok__heap *h, const struct tok__cand *e);
+struct tok__cand tok__heap_pop(struct tok__heap *h); /* h->n > 0 */
+void tok__heap_free(struct tok__heap *h);
+
 /* GPT-2 byte <-> code point table (facts sheet §5.5). */
 uint32_t tok__gpt2_byte_to_cp(uint8_t b);
 /* The byte a mapped code point stands for, or -1 if cp is not in the table. */
