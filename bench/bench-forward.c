@@ -17,7 +17,11 @@
  * CPU-second (process CPU time) are printed too: with one thread they measure
  * the code, not the share of a loaded machine it got.
  *
- * Usage: bench-forward MODEL.gguf [threads=2] [n_prompt=512] [n_gen=128] [reps=3]
+ * Usage: bench-forward MODEL.gguf [threads=2] [n_prompt=512] [n_gen=128] [reps=3] [kv=f16]
+ *
+ * kv: the KV cache type (kv-quant.h), one name for K and V or "K,V" (q8_0,rot3).
+ * Decode after an n_prompt prefill runs at depth n_prompt, so "2048 16 1 rot4"
+ * gives pp2048 and tg16 at depth 2048 with a rot4 cache.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +29,7 @@
 #include <time.h>
 
 #include "cpu/forward.h"
+#include "kv-quant.h"
 #include "model.h"
 
 static double now(void)
@@ -85,7 +90,8 @@ static long arg_or(int argc, char **argv, int i, long def)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: %s MODEL.gguf [threads] [n_prompt] [n_gen] [reps]\n", argv[0]);
+        fprintf(stderr, "usage: %s MODEL.gguf [threads] [n_prompt] [n_gen] [reps] [kv]\n",
+                argv[0]);
         return 2;
     }
     int n_threads = (int)arg_or(argc, argv, 2, 2);
@@ -94,6 +100,18 @@ int main(int argc, char **argv)
     int reps = (int)arg_or(argc, argv, 5, 3);
     if (reps > 15)
         reps = 15;
+    enum kvq_type kv_k = KVQ_F16, kv_v = KVQ_F16;
+    if (argc > 6) {
+        char kname[16] = {0};
+        const char *comma = strchr(argv[6], ',');
+        size_t kl = comma ? (size_t)(comma - argv[6]) : strlen(argv[6]);
+        memcpy(kname, argv[6], kl < sizeof kname - 1 ? kl : sizeof kname - 1);
+        if (kvq_type_from_name(kname, &kv_k) != HEARTH_OK ||
+            kvq_type_from_name(comma ? comma + 1 : kname, &kv_v) != HEARTH_OK) {
+            fprintf(stderr, "%s\n", hearth_last_error());
+            return 2;
+        }
+    }
     struct model *m = NULL;
     struct forward_ctx *c = NULL;
     if (model_load(argv[1], &m) != HEARTH_OK) {
@@ -103,6 +121,8 @@ int main(int argc, char **argv)
     struct forward_params p = forward_params_default();
     p.n_threads = n_threads;
     p.n_ctx = (uint32_t)(n_prompt + n_gen + 1);
+    p.kv_type_k = kv_k;
+    p.kv_type_v = kv_v;
     if (forward_create(m, &p, &c) != HEARTH_OK) {
         fprintf(stderr, "%s\n", hearth_last_error());
         model_free(m);
@@ -147,6 +167,9 @@ int main(int argc, char **argv)
     double ppm = pp[reps / 2], tgm = tg[reps / 2];
     printf("model %s: %u layers, weights %.1f MB/token, %d threads, isa %s\n", argv[1],
            m->hp.n_layer, wbytes * 1e-6, n_threads, cpu_isa_name(cpu_isa_best()));
+    char kvn[48];
+    kvq_pair_name(kv_k, kv_v, kvn, sizeof kvn);
+    printf("KV cache %s, %.1f MiB\n", kvn, (double)forward_kv_bytes(c) / (1024.0 * 1024.0));
     printf("copy bandwidth (read) %.2f GB/s\n", bw);
     printf("pp%d %.1f tok/s (min %.1f max %.1f)\n", n_prompt, ppm, pp[0], pp[reps - 1]);
     printf("tg%d %.1f tok/s (min %.1f max %.1f) = %.2f GB/s weights, %.2f of copy\n", n_gen, tgm,

@@ -2,12 +2,15 @@
 # bench/gpu-run.sh: everything the CUDA backend needs checked on a real GPU, in
 # one device call (see bench/README-gpu.md for the plan and how to read it).
 #
-#   1. build: configure + build test-cuda-ops, test-cuda-layout and bench-cuda
-#      on the device (sm_90 only, no Vulkan); if that fails (no pcre2 headers
-#      or pkg-config there, say), fall back to binaries carried from the dev
-#      machine in build-cuda/ (run with carry ["build-cuda/test-cuda-ops",
+#   1. build: configure + build test-cuda-ops, test-cuda-kvq, test-cuda-layout
+#      and bench-cuda on the device (sm_90 only, no Vulkan); if that fails (no
+#      pcre2 headers or pkg-config there, say), fall back to binaries carried
+#      from the dev machine in build-cuda/ (run with carry
+#      ["build-cuda/test-cuda-ops", "build-cuda/test-cuda-kvq",
 #      "build-cuda/test-cuda-layout", "build-cuda/bench-cuda"]);
-#   2. tests: test-cuda-layout, then test-cuda-ops (every op vs the CPU);
+#   2. tests: test-cuda-layout, test-cuda-ops (every op vs the CPU), then
+#      test-cuda-kvq (compressed KV cache: encoder bytes vs kvq_encode,
+#      attention vs a decoded-cache reference and the CPU backend);
 #   3. compute-sanitizer memcheck and racecheck on test-cuda-ops cases;
 #   4. bench-cuda: copy bandwidth, matvec GB/s per type and shape, prefill
 #      TFLOP/s (table on stdout, CSV in $OUT/bench.csv).
@@ -34,7 +37,8 @@ if has build; then
     if cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DHEARTH_VULKAN=OFF \
             -DHEARTH_CUDA=ON -DHEARTH_CUDA_ARCHS=90 -DHEARTH_ASSERTS=ON \
             -DCMAKE_C_FLAGS=-DHEARTH_WITH_CUDA >"$OUT/build.log" 2>&1 &&
-        cmake --build build-gpu -j 16 --target test-cuda-ops test-cuda-layout bench-cuda \
+        cmake --build build-gpu -j 16 --target test-cuda-ops test-cuda-kvq test-cuda-layout \
+            bench-cuda \
             >>"$OUT/build.log" 2>&1; then
         BIN=build-gpu
         say "built on the device in $(($(date +%s) - t0)) s"
@@ -59,6 +63,12 @@ if has test; then
     timeout 180 "$BIN/test-cuda-ops" >>"$OUT/test.log" 2>&1
     rc=$?
     say "test-cuda-ops rc=$rc ($(grep -E '^[0-9]+ passed' "$OUT/test.log" | tail -1))"
+    if [ -x "$BIN/test-cuda-kvq" ]; then
+        timeout 180 "$BIN/test-cuda-kvq" >>"$OUT/test.log" 2>&1
+        say "test-cuda-kvq rc=$? ($(grep -E '^[0-9]+ passed' "$OUT/test.log" | tail -1))"
+    else
+        say "test-cuda-kvq: not built"
+    fi
     grep -E '^(FAIL|fail)|:[0-9]+: ' "$OUT/test.log" | head -40 | tee -a "$OUT/summary.txt"
     set +o pipefail
 fi
@@ -76,6 +86,16 @@ dequant_and_embed_every_type matvec_every_type backend_block_matches_cpu"
             "$BIN/test-cuda-ops" rmsnorm_add_glu_scale attention_decode matvec_every_type \
             >>"$OUT/sanitizer.log" 2>&1
         say "racecheck rc=$?"
+        if [ -x "$BIN/test-cuda-kvq" ]; then
+            timeout 150 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 9 \
+                "$BIN/test-cuda-kvq" store_bytes_match_kvq_encode supports_kv_and_bad_args \
+                attention_window_long_and_pieces >>"$OUT/sanitizer.log" 2>&1
+            say "memcheck test-cuda-kvq rc=$?"
+            timeout 150 compute-sanitizer --tool racecheck --error-exitcode 9 \
+                "$BIN/test-cuda-kvq" store_bytes_match_kvq_encode attention_window_long_and_pieces \
+                >>"$OUT/sanitizer.log" 2>&1
+            say "racecheck test-cuda-kvq rc=$?"
+        fi
         grep -m 20 -E 'ERROR|Invalid|hazard' "$OUT/sanitizer.log" | tee -a "$OUT/summary.txt"
     else
         say "compute-sanitizer not found"

@@ -1,5 +1,6 @@
 /*
- * kv-cache: allocation of the per-layer F16 K/V matrices (layout in kv-cache.h).
+ * kv-cache: allocation of the per-layer K/V matrices and rotations (layout in
+ * kv-cache.h).
  */
 #include "kv-cache.h"
 
@@ -7,40 +8,68 @@
 
 #include "err.h"
 
-hearth_status kv_cache_create(uint32_t n_layer, uint32_t n_ctx, uint32_t kv_dim,
-                              struct kv_cache **out)
+hearth_status kv_cache_create(const struct kv_cache_params *p, struct kv_cache **out)
 {
     *out = NULL;
-    if (n_layer == 0 || n_ctx == 0 || kv_dim == 0)
+    if (p->n_layer == 0 || p->n_ctx == 0 || p->n_head_kv == 0 || p->head_dim == 0)
         return err_set(HEARTH_ERR_INVALID_ARG,
-                       "kv_cache: n_layer %u, n_ctx %u and kv_dim %u must all be > 0", n_layer,
-                       n_ctx, kv_dim);
-    size_t row = (size_t)kv_dim;
-    if ((size_t)n_ctx > SIZE_MAX / sizeof(uint16_t) / row)
-        return err_set(HEARTH_ERR_NO_MEMORY, "kv_cache: %u x %u entries overflow", n_ctx, kv_dim);
+                       "kv_cache: n_layer %u, n_ctx %u, n_head_kv %u and head_dim %u must all "
+                       "be > 0",
+                       p->n_layer, p->n_ctx, p->n_head_kv, p->head_dim);
+    hearth_status st;
+    if ((st = kvq_check(p->k_type, (int)p->head_dim)) != HEARTH_OK)
+        return err_prefix(st, "kv_cache: K");
+    if ((st = kvq_check(p->v_type, (int)p->head_dim)) != HEARTH_OK)
+        return err_prefix(st, "kv_cache: V");
+    size_t k_row = (size_t)p->n_head_kv * kvq_head_bytes(p->k_type, (int)p->head_dim);
+    size_t v_row = (size_t)p->n_head_kv * kvq_head_bytes(p->v_type, (int)p->head_dim);
+    size_t big = k_row > v_row ? k_row : v_row;
+    if ((size_t)p->n_ctx > SIZE_MAX / 2 / big)
+        return err_set(HEARTH_ERR_NO_MEMORY, "kv_cache: %u rows of %zu bytes overflow", p->n_ctx,
+                       big);
     struct kv_cache *c = calloc(1, sizeof *c);
     if (!c)
         return err_set(HEARTH_ERR_NO_MEMORY, "kv_cache: out of memory");
-    c->n_layer = n_layer;
-    c->n_ctx = n_ctx;
-    c->kv_dim = kv_dim;
-    c->k = calloc(n_layer, sizeof *c->k);
-    c->v = calloc(n_layer, sizeof *c->v);
+    c->n_layer = p->n_layer;
+    c->n_ctx = p->n_ctx;
+    c->n_head_kv = p->n_head_kv;
+    c->head_dim = p->head_dim;
+    c->kv_dim = p->n_head_kv * p->head_dim;
+    c->k_type = p->k_type;
+    c->v_type = p->v_type;
+    c->k_row = k_row;
+    c->v_row = v_row;
+    c->k = calloc(p->n_layer, sizeof *c->k);
+    c->v = calloc(p->n_layer, sizeof *c->v);
     if (!c->k || !c->v)
         goto fail;
-    for (uint32_t il = 0; il < n_layer; il++) {
-        c->k[il] = calloc((size_t)n_ctx * row, sizeof(uint16_t));
-        c->v[il] = calloc((size_t)n_ctx * row, sizeof(uint16_t));
+    for (uint32_t il = 0; il < p->n_layer; il++) {
+        c->k[il] = calloc(p->n_ctx, k_row);
+        c->v[il] = calloc(p->n_ctx, v_row);
         if (!c->k[il] || !c->v[il])
             goto fail;
+    }
+    if (kvq_is_rotated(p->k_type) || kvq_is_rotated(p->v_type)) {
+        c->rot = calloc(p->n_layer, sizeof *c->rot);
+        if (!c->rot)
+            goto fail;
+        for (uint32_t il = 0; il < p->n_layer; il++) {
+            /* cannot fail: kvq_check accepted head_dim for a rotated type above */
+            if ((st = kvq_rot_init(&c->rot[il], (int)p->head_dim, p->seed, il)) != HEARTH_OK) {
+                kv_cache_destroy(c);
+                return err_prefix(st, "kv_cache: layer %u", il);
+            }
+        }
     }
     *out = c;
     return HEARTH_OK;
 fail:
     kv_cache_destroy(c);
     return err_set(HEARTH_ERR_NO_MEMORY,
-                   "kv_cache: out of memory for %u layers x %u positions x %u F16 values",
-                   n_layer, n_ctx, kv_dim);
+                   "kv_cache: out of memory for %u layers x %u positions of K %s (%zu bytes) "
+                   "and V %s (%zu bytes)",
+                   p->n_layer, p->n_ctx, kvq_type_name(p->k_type), k_row,
+                   kvq_type_name(p->v_type), v_row);
 }
 
 void kv_cache_destroy(struct kv_cache *c)
@@ -53,10 +82,11 @@ void kv_cache_destroy(struct kv_cache *c)
         free(c->v[il]);
     free(c->k);
     free(c->v);
+    free(c->rot);
     free(c);
 }
 
 size_t kv_cache_bytes(const struct kv_cache *c)
 {
-    return 2u * (size_t)c->n_layer * c->n_ctx * c->kv_dim * sizeof(uint16_t);
+    return (size_t)c->n_layer * c->n_ctx * (c->k_row + c->v_row);
 }

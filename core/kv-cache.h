@@ -1,15 +1,20 @@
 /*
- * kv-cache: the keys and values of past positions, F16, one K and one V
- * matrix per layer.
+ * kv-cache: the keys and values of past positions of one sequence, one K and
+ * one V matrix per layer, each in one of the head-vector formats of
+ * kv-quant.h (K and V types independent).
  *
- * Layout: k[layer] and v[layer] are [n_ctx][kv_dim] row-major uint16_t (IEEE
- * half), kv_dim = n_head_kv * head_dim; row p holds position p, heads
- * concatenated (head h at columns [h*head_dim, (h+1)*head_dim)). F16 halves
- * the memory of F32 and costs ~1e-3 relative per element, below what the
- * 8-bit activation quantization of the matmuls already costs. Sliding-window
- * layers keep full rows too (a ring of n_swa rows would save memory on
- * gemma3's local layers; not done yet). Memory comes from calloc, so a large
- * n_ctx only costs the pages actually written.
+ * Layout: k[layer] is [n_ctx][k_row] bytes, k_row = n_head_kv ·
+ * kvq_head_bytes(k_type, head_dim): row p holds position p, its n_head_kv
+ * encoded head vectors back to back (head h at byte h · kvq_head_bytes);
+ * v[layer] likewise with v_type. For f16 a row is exactly the kv_dim IEEE
+ * halves of before (head h at halves [h·head_dim, (h+1)·head_dim)), so the
+ * f16 cache keeps its bytes, its layout and the forward pass's f16 kernels.
+ * The rotated types (rot4, rot3) need the layer's rotation, which is kept
+ * here (rot[layer], from kvq_rot_init(head_dim, seed, layer)) so that the
+ * writer and every reader of a cache use the same one. Sliding-window layers
+ * keep full rows too (a ring of n_swa rows would save memory on gemma3's
+ * local layers; not done yet). Memory comes from calloc, so a large n_ctx
+ * only costs the pages actually written.
  */
 #ifndef HEARTH_KV_CACHE_H
 #define HEARTH_KV_CACHE_H
@@ -18,30 +23,64 @@
 #include <stdint.h>
 
 #include "hearth.h"
+#include "kv-quant.h"
+
+struct kv_cache_params {
+    uint32_t n_layer;
+    uint32_t n_ctx;     /* positions */
+    uint32_t n_head_kv;
+    uint32_t head_dim;
+    enum kvq_type k_type, v_type;
+    uint64_t seed;      /* model seed of the rotation (model_kv_seed); unused unless rotated */
+};
 
 struct kv_cache {
     uint32_t n_layer;
-    uint32_t n_ctx;  /* positions */
-    uint32_t kv_dim; /* n_head_kv * head_dim */
-    uint16_t **k;    /* [n_layer] -> [n_ctx][kv_dim] */
-    uint16_t **v;    /* [n_layer] -> [n_ctx][kv_dim] */
-    uint32_t n_used; /* positions 0..n_used-1 hold valid entries */
+    uint32_t n_ctx;     /* positions */
+    uint32_t n_head_kv;
+    uint32_t head_dim;
+    uint32_t kv_dim;    /* n_head_kv * head_dim */
+    enum kvq_type k_type, v_type;
+    size_t k_row;       /* bytes of one K row: n_head_kv * kvq_head_bytes(k_type, head_dim) */
+    size_t v_row;       /* bytes of one V row */
+    uint8_t **k;        /* [n_layer] -> [n_ctx][k_row] bytes */
+    uint8_t **v;        /* [n_layer] -> [n_ctx][v_row] bytes */
+    struct kvq_rot *rot; /* [n_layer] when k_type or v_type is rotated, else NULL */
+    uint32_t n_used;    /* positions 0..n_used-1 hold valid entries */
 };
 
-hearth_status kv_cache_create(uint32_t n_layer, uint32_t n_ctx, uint32_t kv_dim,
-                              struct kv_cache **out);
+/*
+ * Errors: HEARTH_ERR_INVALID_ARG for a zero size, HEARTH_ERR_UNSUPPORTED (from
+ * kvq_check: names the type and head_dim) for a type the head_dim cannot use,
+ * HEARTH_ERR_NO_MEMORY.
+ */
+hearth_status kv_cache_create(const struct kv_cache_params *p, struct kv_cache **out);
 void kv_cache_destroy(struct kv_cache *c);
-/* Bytes held by K and V together (what a full context costs). */
+/* Bytes held by K and V together at full context: n_layer · n_ctx · (k_row + v_row). */
 size_t kv_cache_bytes(const struct kv_cache *c);
 
 /* Row of position pos in layer il (no bounds checks: callers check pos < n_ctx). */
-static inline uint16_t *kv_cache_k(const struct kv_cache *c, uint32_t il, uint32_t pos)
+static inline uint8_t *kv_cache_k(const struct kv_cache *c, uint32_t il, uint32_t pos)
 {
-    return c->k[il] + (size_t)pos * c->kv_dim;
+    return c->k[il] + (size_t)pos * c->k_row;
 }
-static inline uint16_t *kv_cache_v(const struct kv_cache *c, uint32_t il, uint32_t pos)
+static inline uint8_t *kv_cache_v(const struct kv_cache *c, uint32_t il, uint32_t pos)
 {
-    return c->v[il] + (size_t)pos * c->kv_dim;
+    return c->v[il] + (size_t)pos * c->v_row;
+}
+/* The same rows as halves, for an f16 K / V (rows are 2-byte aligned: calloc, even k_row). */
+static inline uint16_t *kv_cache_k16(const struct kv_cache *c, uint32_t il, uint32_t pos)
+{
+    return (uint16_t *)(void *)kv_cache_k(c, il, pos);
+}
+static inline uint16_t *kv_cache_v16(const struct kv_cache *c, uint32_t il, uint32_t pos)
+{
+    return (uint16_t *)(void *)kv_cache_v(c, il, pos);
+}
+/* The rotation of layer il, or NULL when neither type is rotated. */
+static inline const struct kvq_rot *kv_cache_rot(const struct kv_cache *c, uint32_t il)
+{
+    return c->rot ? &c->rot[il] : NULL;
 }
 
 #endif

@@ -19,14 +19,30 @@
  * backend.h allows strides and the kernels take them (RMSNORM, MATMUL x/y).
  * Not yet: capture of a decode step as a CUDA graph (the kernels take the
  * position from device memory for that; graph_run sets it per op today).
+ *
+ * Compressed KV caches (k_type/v_type other than f16, core/kv-quant.h) go to
+ * cuda/attention-kvq.cu. The rotated types need the layer's ±1 signs on the
+ * device; the device context keeps them uploaded, keyed by (seed, layer,
+ * head_dim), so each layer's are computed (kvq_rot_init) and copied once,
+ * under a mutex because streams of one device may run on several threads.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backend.h"
 #include "err.h"
+#include "kv-quant.h"
 #include "ops.h"
+
+/* One layer's rotation signs on the device (F32 [d], each ±1). */
+struct cu_rot {
+    uint64_t seed;
+    uint32_t layer;
+    int d;
+    float *d_sign;
+};
 
 struct cu_dev {
     struct hearth_device dev;
@@ -35,6 +51,9 @@ struct cu_dev {
     int index, n_sm;
     char name[32];
     double bw_gbps;
+    pthread_mutex_t rot_lock;            /* guards rots / n_rot / rot_cap */
+    struct cu_rot *rots;                 /* [n_rot] uploaded rotations */
+    int n_rot, rot_cap;
 };
 
 struct cu_buf {
@@ -239,18 +258,14 @@ static hearth_status op_matmul(struct cu_stream *cs, const struct hearth_op_matm
                        cs->ws, cs->ws_cap, cs->stream);
 }
 
-static hearth_status op_attention(struct cu_stream *cs, const struct hearth_op_attention *a,
+/* ATTENTION steps 1-2: position, q/k norms and RoPE in place (backend.h's contract). */
+static hearth_status attn_prepare(struct cu_stream *cs, const struct hearth_op_attention *a,
                                   int n)
 {
     const int H = a->n_head, Hk = a->n_head_kv, D = a->head_dim;
-    hearth_status st;
-    if (!packed_f32(&a->q) || !packed_f32(&a->k) || !packed_f32(&a->v) ||
-        !packed_f32(&a->out) || a->k_cache.row_stride != a->v_cache.row_stride ||
-        a->k_cache.row_stride % 2)
-        return err_set(HEARTH_ERR_UNSUPPORTED, "cuda: attention needs packed q/k/v/out rows "
-                                               "and equal K/V cache strides");
     float *q = tptr(&a->q), *k = tptr(&a->k);
     void *s = cs->stream;
+    hearth_status st;
     if ((st = cuda_i32_set(cs->pos, (int32_t)a->pos0, s)) != HEARTH_OK)
         return st;
     if (a->q_norm.buf &&
@@ -267,10 +282,114 @@ static hearth_status op_attention(struct cu_stream *cs, const struct hearth_op_a
                             a->rope_freq_scale, divs, (int)a->rope_mode, s)) != HEARTH_OK)
             return st;
     }
+    return HEARTH_OK;
+}
+
+/*
+ * The device copy of layer's rotation signs for head_dim d and seed: found in
+ * the device's table, or computed with kvq_rot_init and uploaded once.
+ */
+static hearth_status rot_signs(struct cu_dev *d, uint64_t seed, uint32_t layer, int hd,
+                               const float **out)
+{
+    hearth_status st = HEARTH_OK;
+    pthread_mutex_lock(&d->rot_lock);
+    for (int i = 0; i < d->n_rot; i++) {
+        if (d->rots[i].seed == seed && d->rots[i].layer == layer && d->rots[i].d == hd) {
+            *out = d->rots[i].d_sign;
+            goto done;
+        }
+    }
+    struct kvq_rot r;
+    if ((st = kvq_rot_init(&r, hd, seed, layer)) != HEARTH_OK)
+        goto done;
+    if (d->n_rot == d->rot_cap) {
+        int cap = d->rot_cap ? 2 * d->rot_cap : 64;
+        struct cu_rot *nr = realloc(d->rots, (size_t)cap * sizeof *nr);
+        if (!nr) {
+            st = err_set(HEARTH_ERR_NO_MEMORY, "cuda: rotation table of %d entries", cap);
+            goto done;
+        }
+        d->rots = nr;
+        d->rot_cap = cap;
+    }
+    float *p = NULL;
+    if ((st = cuda_alloc((void **)&p, (size_t)hd * sizeof(float))) != HEARTH_OK)
+        goto done;
+    if ((st = cuda_upload(p, r.sign, (size_t)hd * sizeof(float))) != HEARTH_OK) {
+        cuda_free(p);
+        goto done;
+    }
+    d->rots[d->n_rot++] = (struct cu_rot){seed, layer, hd, p};
+    *out = p;
+done:
+    pthread_mutex_unlock(&d->rot_lock);
+    return st;
+}
+
+/* A compressed cache: F16 tensors for an f16 side, I8 byte rows for the others. */
+static hearth_status attn_kvq(struct cu_stream *cs, const struct hearth_op_attention *a, int n)
+{
+    const int Hk = a->n_head_kv, D = a->head_dim;
+    const int kt = a->k_type, vt = a->v_type;
+    hearth_status st;
+    if (!cuda_kvq_supported(kt, vt, D))
+        return err_set(HEARTH_ERR_UNSUPPORTED,
+                       "cuda: attention over a K %s / V %s cache with head_dim %d (expected "
+                       "kv types 0..%d, head_dim a multiple of 32 up to 256)",
+                       kvq_type_name((enum kvq_type)kt), kvq_type_name((enum kvq_type)vt), D,
+                       KVQ_TYPE_COUNT - 1);
+    const struct hearth_tensor *c[2] = {&a->k_cache, &a->v_cache};
+    const int ty[2] = {kt, vt};
+    for (int i = 0; i < 2; i++) {
+        size_t need = (size_t)Hk * kvq_head_bytes((enum kvq_type)ty[i], D);
+        hearth_dtype want = ty[i] == KVQ_F16 ? HEARTH_DTYPE_F16 : HEARTH_DTYPE_I8;
+        size_t have = c[i]->type == HEARTH_DTYPE_F16 ? (size_t)c[i]->ne0 * 2u : (size_t)c[i]->ne0;
+        if (c[i]->type != want || have < need || c[i]->row_stride < need ||
+            c[i]->row_stride % 2 || c[i]->offset % 2)
+            return err_set(HEARTH_ERR_UNSUPPORTED,
+                           "cuda: %s cache of %s: expected a %s tensor with rows of >= %zu "
+                           "bytes at an even offset and stride, got %s ne0 %lld stride %zu "
+                           "offset %zu", i ? "v" : "k", kvq_type_name((enum kvq_type)ty[i]),
+                           hearth_dtype_name(want), need, hearth_dtype_name(c[i]->type),
+                           (long long)c[i]->ne0, c[i]->row_stride, c[i]->offset);
+    }
+    const float *sign = NULL;
+    if ((kvq_is_rotated((enum kvq_type)kt) || kvq_is_rotated((enum kvq_type)vt)) &&
+        (st = rot_signs(cs->d, a->kv_seed, a->layer, D, &sign)) != HEARTH_OK)
+        return st;
+    if ((st = attn_prepare(cs, a, n)) != HEARTH_OK)
+        return st;
+    struct cuda_kvq_args ka = {
+        .d_q = tptr(&a->q), .d_k = tptr(&a->k), .d_v = tptr(&a->v),
+        .d_k_cache = tptr(&a->k_cache), .d_v_cache = tptr(&a->v_cache),
+        .k_row_stride = a->k_cache.row_stride, .v_row_stride = a->v_cache.row_stride,
+        .d_out = tptr(&a->out), .d_pos = cs->pos, .d_sign = sign, .k_type = kt, .v_type = vt,
+        .n_tok = n, .n_head = a->n_head, .n_head_kv = Hk, .head_dim = D, .scale = a->scale,
+        .window = a->window};
+    if ((st = cuda_kvq_store(&ka, cs->stream)) != HEARTH_OK)
+        return st;
+    return cuda_kvq_attention(&ka, cs->stream);
+}
+
+static hearth_status op_attention(struct cu_stream *cs, const struct hearth_op_attention *a,
+                                  int n)
+{
+    const int H = a->n_head, Hk = a->n_head_kv, D = a->head_dim;
+    hearth_status st;
+    if (!packed_f32(&a->q) || !packed_f32(&a->k) || !packed_f32(&a->v) || !packed_f32(&a->out))
+        return err_set(HEARTH_ERR_UNSUPPORTED, "cuda: attention needs packed q/k/v/out rows");
+    if (a->k_type != KVQ_F16 || a->v_type != KVQ_F16)
+        return attn_kvq(cs, a, n);
+    if (a->k_cache.row_stride != a->v_cache.row_stride || a->k_cache.row_stride % 2)
+        return err_set(HEARTH_ERR_UNSUPPORTED, "cuda: attention needs equal K/V cache strides");
+    if ((st = attn_prepare(cs, a, n)) != HEARTH_OK)
+        return st;
+    void *s = cs->stream;
     struct cuda_attn_args aa = {
-        .d_q = q, .d_k = k, .d_v = tptr(&a->v), .d_k_cache = tptr(&a->k_cache),
-        .d_v_cache = tptr(&a->v_cache), .d_out = tptr(&a->out), .d_pos = cs->pos,
-        .n_tok = n, .n_head = H, .n_head_kv = Hk, .head_dim = D,
+        .d_q = tptr(&a->q), .d_k = tptr(&a->k), .d_v = tptr(&a->v),
+        .d_k_cache = tptr(&a->k_cache), .d_v_cache = tptr(&a->v_cache), .d_out = tptr(&a->out),
+        .d_pos = cs->pos, .n_tok = n, .n_head = H, .n_head_kv = Hk, .head_dim = D,
         .n_ctx = a->k_cache.n_rows, .kv_stride = (int64_t)(a->k_cache.row_stride / 2),
         .scale = a->scale, .window = a->window};
     aa.n_split = cuda_attn_pick_split(n, H, a->pos0 + n, cs->d->n_sm);
@@ -459,7 +578,6 @@ static hearth_status cdev_stream_create(struct hearth_device *dev, struct hearth
     return HEARTH_OK;
 fail_blas:
     cuda_blas_destroy(cs->blas);
-fail_stream:
     cuda_stream_destroy(cs->stream);
 fail_rec:
     free(cs);
@@ -485,7 +603,12 @@ static hearth_status describe(int index, struct hearth_device_props *out)
 
 static void cdev_destroy(struct hearth_device *dev)
 {
-    free(dev->ctx);
+    struct cu_dev *d = dev->ctx;
+    for (int i = 0; i < d->n_rot; i++)
+        cuda_free(d->rots[i].d_sign);
+    free(d->rots);
+    pthread_mutex_destroy(&d->rot_lock);
+    free(d);
 }
 
 static void cdev_props(struct hearth_device *dev, struct hearth_device_props *out)
@@ -502,6 +625,13 @@ static bool cdev_supports_op(struct hearth_device *dev, enum hearth_op_kind op, 
     if (op == HEARTH_OP_MATMUL || op == HEARTH_OP_EMBED || op == HEARTH_OP_LOGITS)
         return cuda_type_geom(t, NULL, NULL);
     return t == HEARTH_DTYPE_F32;
+}
+
+/* Every pair of kvq types (attention-kvq.cu); head_dim is checked per op. */
+static bool cdev_supports_kv(struct hearth_device *dev, int k_type, int v_type)
+{
+    (void)dev;
+    return cuda_kvq_supported(k_type, v_type, 128);
 }
 
 static struct hearth_buffer_type *cdev_buft(struct hearth_device *dev)
@@ -556,6 +686,7 @@ static const struct hearth_device_ops cdev_ops = {
     .host_buffer_type = cdev_host_buft,
     .stream_create = cdev_stream_create,
     .measure_bandwidth = cdev_bandwidth,
+    .supports_kv = cdev_supports_kv,
 };
 
 static hearth_status creg_open(int index, struct hearth_device **out)
@@ -571,6 +702,10 @@ static hearth_status creg_open(int index, struct hearth_device **out)
         (st = cuda_device_info(&d->n_sm, NULL, NULL, 0)) != HEARTH_OK) {
         free(d);
         return st;
+    }
+    if (pthread_mutex_init(&d->rot_lock, NULL) != 0) {
+        free(d);
+        return err_set(HEARTH_ERR_NO_MEMORY, "cuda%d: rotation table lock", index);
     }
     d->index = index;
     snprintf(d->name, sizeof d->name, "cuda%d", index);

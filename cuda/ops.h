@@ -238,6 +238,52 @@ size_t cuda_attn_ws_bytes(const struct cuda_attn_args *a);
  */
 hearth_status cuda_attention(const struct cuda_attn_args *a, void *d_ws, void *stream);
 
+/* ==== attention over a compressed KV cache (attention-kvq.cu) ============== */
+
+/*
+ * The cache in the head-vector formats of core/kv-quant.h (k_type, v_type:
+ * enum kvq_type values, any pair). A cache row (one position) holds
+ * n_head_kv encoded head vectors of kvq_head_bytes(type, head_dim) bytes back
+ * to back; rows are k_row_stride / v_row_stride bytes apart (even, like the
+ * cache base addresses: the kernel reads rows as 16-bit words).
+ */
+struct cuda_kvq_args {
+    const float *d_q;     /* F32 [n_tok][n_head * head_dim], normed and rotated */
+    const float *d_k;     /* F32 [n_tok][n_head_kv * head_dim], normed and rotated */
+    const float *d_v;     /* F32 [n_tok][n_head_kv * head_dim] */
+    void *d_k_cache;      /* [n_ctx] rows of k_row_stride bytes, this layer's */
+    void *d_v_cache;      /* [n_ctx] rows of v_row_stride bytes */
+    size_t k_row_stride, v_row_stride;
+    float *d_out;         /* F32 [n_tok][n_head * head_dim] */
+    const int32_t *d_pos; /* device int: position of token 0 (pos0) */
+    /*
+     * F32 [head_dim], each ±1: the diagonal D of the layer's rotation
+     * (struct kvq_rot.sign from kvq_rot_init(head_dim, seed, layer)); needed
+     * when either type is rot4/rot3, else may be NULL.
+     */
+    const float *d_sign;
+    int k_type, v_type;
+    int n_tok, n_head, n_head_kv, head_dim; /* head_dim % 32 == 0, <= 256 */
+    float scale;          /* multiplies q . k */
+    uint32_t window;      /* 0: full causal; else the window latest positions */
+};
+
+/* Whether cuda_kvq_store / cuda_kvq_attention take this pair and head_dim. */
+bool cuda_kvq_supported(int k_type, int v_type, int head_dim);
+/*
+ * Encodes k/v of the n_tok new tokens into cache rows *d_pos + t, each head
+ * vector byte-identical to kvq_encode's (same float operations in the same
+ * order; the codebooks come from kvq_codebook_get).
+ */
+hearth_status cuda_kvq_store(const struct cuda_kvq_args *a, void *stream);
+/*
+ * out[t][h] = sum_j softmax_j(scale * q[t][h] . K_j) V_j over cached positions
+ * j in [lo, p], p = *d_pos + t, lo = window ? max(0, p - window + 1) : 0, of KV
+ * head h / (n_head / n_head_kv), K_j and V_j decoded as kvq_decode does (call
+ * cuda_kvq_store first). One block per (head, token); no scratch.
+ */
+hearth_status cuda_kvq_attention(const struct cuda_kvq_args *a, void *stream);
+
 /* ==== registration (backend.c) ============================================ */
 
 struct hearth_backend_ops;

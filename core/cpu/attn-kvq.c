@@ -10,16 +10,23 @@
  * of cpu_attn_head (ops.c) with the sum in double, so this kernel with f16 K
  * and V matches it to rounding.
  *
- * Speed: written for clarity and as the reference of SIMD/GPU versions; the
- * codes-to-levels lookups vectorize with a permute (vpermps) of the codebook
- * held in registers, which is the AVX2 follow-up.
+ * Speed: the per-query kernel is written for clarity and as the reference of
+ * SIMD/GPU versions. The forward pass uses the batched kernel at the end of
+ * this file (design in attn-kvq.h): rows decoded once into f32 tiles (AVX2
+ * decoders with the codebook in registers in attn-kvq-avx2.c, bit-identical
+ * to kv-quant.c's), f32 dot/axpy on the tiles, chunk partials merged in
+ * chunk order; the scalar decoders and dot/axpy below are its fallback.
  */
 #include <math.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "attn-kvq.h"
+#include "cpu/dot.h"
 #include "err.h"
 #include "f16.h"
+#include "threadpool.h"
 
 typedef float (*row_dot_fn)(const struct kvq_rot *rot, const float *q, const uint8_t *row, int hd);
 typedef void (*row_axpy_fn)(const struct kvq_rot *rot, float *y, float a, const uint8_t *row,
@@ -233,4 +240,338 @@ void cpu_attn_kvq_head(enum kvq_type kt, enum kvq_type vt, const struct kvq_rot 
         kvq_rot_inverse(rot, acc, out);
     else
         memcpy(out, acc, (size_t)hd * sizeof *out);
+}
+
+/* ---- batched layer attention (attn-kvq.h) --------------------------------------- */
+
+#define KVQ_WAVE 16 /* chunks per parallel round; the merge order makes results independent of it */
+
+typedef void (*decode_rows_fn)(enum kvq_type t, const struct kvq_rot *rot, int hd,
+                               const uint8_t *src, size_t stride, int n, float *dst);
+typedef float (*fdot_fn)(const float *a, const float *b, int n);
+typedef void (*faxpy_fn)(float *y, float s, const float *x, int n);
+
+struct cpu_kvq_attn {
+    decode_rows_fn decode_rows;
+    fdot_fn dot;
+    faxpy_fn axpy;
+    int n_threads;
+    int cap_tok, cap_head, cap_hd; /* what the buffers below hold */
+    float *tile;   /* [n_threads][2 C hd + C]: K tile [C][hd], V tile [C][hd], scores [C] */
+    float *qr;     /* [cap_tok][cap_head][hd] queries in K's domain */
+    float *part;   /* [KVQ_WAVE][cap_tok][cap_head][hd + 2]: acc[hd], max, sum per chunk */
+    float *run;    /* [cap_tok][cap_head][hd + 2]: the merged state */
+    int64_t *lo;   /* [cap_tok] first position each batch row attends to */
+    int64_t *slo, *shi; /* [cap_tok] each group's lowest and highest position */
+};
+
+static void decode_rows_scalar(enum kvq_type t, const struct kvq_rot *rot, int hd,
+                               const uint8_t *src, size_t stride, int n, float *dst)
+{
+    for (int r = 0; r < n; r++, src += stride, dst += hd) {
+        if (kvq_is_rotated(t))
+            kvq_decode_rotated(t, rot, src, dst);
+        else
+            kvq_decode(t, rot, hd, src, dst);
+    }
+}
+
+static float fdot_scalar(const float *a, const float *b, int n)
+{
+    float s = 0.0f;
+    for (int i = 0; i < n; i++)
+        s += a[i] * b[i];
+    return s;
+}
+
+static void faxpy_scalar(float *y, float s, const float *x, int n)
+{
+    for (int i = 0; i < n; i++)
+        y[i] += s * x[i];
+}
+
+hearth_status cpu_kvq_attn_create(int isa, int n_threads, struct cpu_kvq_attn **out)
+{
+    *out = NULL;
+    struct cpu_kvq_attn *a = calloc(1, sizeof *a);
+    if (!a)
+        return err_set(HEARTH_ERR_NO_MEMORY, "attn-kvq: out of memory");
+    const struct cpu_caps *caps = cpu_caps_get();
+    if (isa >= CPU_ISA_AVX2 && caps->avx2 && caps->fma && caps->f16c) {
+        a->decode_rows = cpu_kvq__decode_rows_avx2;
+        a->dot = cpu_kvq__dot_avx2;
+        a->axpy = cpu_kvq__axpy_avx2;
+    } else {
+        a->decode_rows = decode_rows_scalar;
+        a->dot = fdot_scalar;
+        a->axpy = faxpy_scalar;
+    }
+    a->n_threads = n_threads < 1 ? 1 : n_threads;
+    *out = a;
+    return HEARTH_OK;
+}
+
+void cpu_kvq_attn_destroy(struct cpu_kvq_attn *a)
+{
+    if (!a)
+        return;
+    free(a->tile);
+    free(a->qr);
+    free(a->part);
+    free(a->run);
+    free(a->lo);
+    free(a->slo);
+    free(a->shi);
+    free(a);
+}
+
+hearth_status cpu_kvq_attn_reserve(struct cpu_kvq_attn *a, int n_tok, int n_head, int hd)
+{
+    if (n_tok <= a->cap_tok && n_head <= a->cap_head && hd <= a->cap_hd)
+        return HEARTH_OK;
+    n_tok = n_tok > a->cap_tok ? n_tok : a->cap_tok;
+    n_head = n_head > a->cap_head ? n_head : a->cap_head;
+    hd = hd > a->cap_hd ? hd : a->cap_hd;
+    const size_t C = CPU_KVQ_CHUNK, th = (size_t)n_tok * (size_t)n_head;
+    float *tile = malloc(sizeof(float) * (size_t)a->n_threads * (2 * C * (size_t)hd + C));
+    float *qr = malloc(sizeof(float) * th * (size_t)hd);
+    float *part = malloc(sizeof(float) * KVQ_WAVE * th * ((size_t)hd + 2));
+    float *run = malloc(sizeof(float) * th * ((size_t)hd + 2));
+    int64_t *lo = malloc(sizeof(int64_t) * (size_t)n_tok);
+    int64_t *slo = malloc(sizeof(int64_t) * (size_t)n_tok);
+    int64_t *shi = malloc(sizeof(int64_t) * (size_t)n_tok);
+    if (!tile || !qr || !part || !run || !lo || !slo || !shi) {
+        free(tile);
+        free(qr);
+        free(part);
+        free(run);
+        free(lo);
+        free(slo);
+        free(shi);
+        return err_set(HEARTH_ERR_NO_MEMORY,
+                       "attn-kvq: out of memory for the scratch of %d tokens x %d heads of %d",
+                       n_tok, n_head, hd);
+    }
+    free(a->tile);
+    free(a->qr);
+    free(a->part);
+    free(a->run);
+    free(a->lo);
+    free(a->slo);
+    free(a->shi);
+    a->tile = tile;
+    a->qr = qr;
+    a->part = part;
+    a->run = run;
+    a->lo = lo;
+    a->slo = slo;
+    a->shi = shi;
+    a->cap_tok = n_tok;
+    a->cap_head = n_head;
+    a->cap_hd = hd;
+    return HEARTH_OK;
+}
+
+struct wave_job {
+    struct cpu_kvq_attn *a;
+    const struct cpu_kvq_layer *L;
+    int64_t c_first; /* absolute chunk index of the wave's first chunk */
+    int n_chunk;     /* chunks in this wave */
+};
+
+/* Partial state of (batch row t, head h) for the wave's chunk ci: acc[hd], max, sum. */
+static float *part_at(const struct cpu_kvq_attn *a, int ci, int t, int h, int hd)
+{
+    size_t th = (size_t)a->cap_tok * (size_t)a->cap_head;
+    return a->part + ((size_t)ci * th + (size_t)t * (size_t)a->cap_head + (size_t)h) *
+                         ((size_t)hd + 2);
+}
+
+static float *run_at(const struct cpu_kvq_attn *a, int t, int h, int hd)
+{
+    return a->run + ((size_t)t * (size_t)a->cap_head + (size_t)h) * ((size_t)hd + 2);
+}
+
+/* One item: (group s, KV head hk, chunk) of the wave; see attn-kvq.h. */
+static void wave_items(void *arg, int64_t b, int64_t e, int tid)
+{
+    const struct wave_job *j = arg;
+    struct cpu_kvq_attn *a = j->a;
+    const struct cpu_kvq_layer *L = j->L;
+    const int hd = L->hd, G = L->n_head / L->n_head_kv;
+    const int64_t C = CPU_KVQ_CHUNK;
+    const size_t kb = kvq_head_bytes(L->kt, hd), vb = kvq_head_bytes(L->vt, hd);
+    float *kt = a->tile + (size_t)tid * (2 * (size_t)C * (size_t)hd + (size_t)C);
+    float *vt = kt + (size_t)C * (size_t)hd, *sc = vt + (size_t)C * (size_t)hd;
+    for (int64_t it = b; it < e; it++) {
+        int ci = (int)(it % j->n_chunk);
+        int hk = (int)(it / j->n_chunk % L->n_head_kv);
+        int s = (int)(it / j->n_chunk / L->n_head_kv);
+        const struct cpu_kvq_seq *sq = &L->seq[s];
+        const int64_t c0 = (j->c_first + ci) * C, c1 = c0 + C - 1;
+        int64_t j0 = c0 > a->slo[s] ? c0 : a->slo[s], j1 = c1 < a->shi[s] ? c1 : a->shi[s];
+        if (j0 > j1)
+            continue;
+        int nr = (int)(j1 - j0 + 1);
+        a->decode_rows(L->kt, L->rot, hd, sq->k + (size_t)j0 * L->k_row + (size_t)hk * kb,
+                       L->k_row, nr, kt + (size_t)(j0 - c0) * (size_t)hd);
+        a->decode_rows(L->vt, L->rot, hd, sq->v + (size_t)j0 * L->v_row + (size_t)hk * vb,
+                       L->v_row, nr, vt + (size_t)(j0 - c0) * (size_t)hd);
+        for (int i = 0; i < sq->n; i++) {
+            int t = sq->tok[i];
+            int64_t lo = a->lo[t] > c0 ? a->lo[t] : c0, hi = L->pos[t] < c1 ? L->pos[t] : c1;
+            if (lo > hi)
+                continue;
+            for (int g = 0; g < G; g++) {
+                int h = hk * G + g;
+                const float *q = a->qr + ((size_t)t * (size_t)a->cap_head + (size_t)h) * (size_t)hd;
+                float mx = -INFINITY;
+                for (int64_t p = lo; p <= hi; p++) {
+                    float v = a->dot(q, kt + (size_t)(p - c0) * (size_t)hd, hd) * L->scale;
+                    sc[p - lo] = v;
+                    mx = v > mx ? v : mx;
+                }
+                float sum = 0.0f;
+                for (int64_t p = lo; p <= hi; p++) {
+                    float w = expf(sc[p - lo] - mx);
+                    sc[p - lo] = w;
+                    sum += w;
+                }
+                float *acc = part_at(a, ci, t, h, hd);
+                for (int d = 0; d < hd; d++)
+                    acc[d] = 0.0f;
+                for (int64_t p = lo; p <= hi; p++)
+                    a->axpy(acc, sc[p - lo], vt + (size_t)(p - c0) * (size_t)hd, hd);
+                acc[hd] = mx;
+                acc[hd + 1] = sum;
+            }
+        }
+    }
+}
+
+/* Folds chunk partial pt into the running state rs (both [hd] acc, max, sum). */
+static void merge(float *rs, const float *pt, int hd)
+{
+    float m = rs[hd] > pt[hd] ? rs[hd] : pt[hd];
+    float fa = rs[hd] == -INFINITY ? 0.0f : expf(rs[hd] - m), fb = expf(pt[hd] - m);
+    for (int d = 0; d < hd; d++)
+        rs[d] = rs[d] * fa + pt[d] * fb;
+    rs[hd] = m;
+    rs[hd + 1] = rs[hd + 1] * fa + pt[hd + 1] * fb;
+}
+
+void cpu_kvq_attn_run(struct cpu_kvq_attn *a, struct threadpool *tp, const struct cpu_kvq_layer *L)
+{
+    const int hd = L->hd, H = L->n_head;
+    const int64_t C = CPU_KVQ_CHUNK;
+    HEARTH_ASSERT(H <= a->cap_head && hd <= a->cap_hd && L->n_seq <= a->cap_tok);
+    HEARTH_ASSERT(!(kvq_is_rotated(L->kt) || kvq_is_rotated(L->vt)) ||
+                  (L->rot && L->rot->d == hd));
+    int64_t cmin = INT64_MAX, cmax = -1, work = 0;
+    for (int s = 0; s < L->n_seq; s++) {
+        const struct cpu_kvq_seq *sq = &L->seq[s];
+        a->slo[s] = INT64_MAX;
+        a->shi[s] = -1;
+        for (int i = 0; i < sq->n; i++) {
+            int t = sq->tok[i];
+            HEARTH_ASSERT(t >= 0 && t < a->cap_tok);
+            int64_t p = L->pos[t], lo = 0;
+            if (L->window > 0 && p - (int64_t)L->window + 1 > 0)
+                lo = p - (int64_t)L->window + 1; /* the window latest, itself included */
+            a->lo[t] = lo;
+            a->slo[s] = lo < a->slo[s] ? lo : a->slo[s];
+            a->shi[s] = p > a->shi[s] ? p : a->shi[s];
+            work += (p - lo + 1) * H * hd;
+            for (int h = 0; h < H; h++) {
+                const float *q = L->q + (int64_t)t * L->q_stride + (int64_t)h * hd;
+                float *qr = a->qr + ((size_t)t * (size_t)a->cap_head + (size_t)h) * (size_t)hd;
+                if (kvq_is_rotated(L->kt))
+                    kvq_rot_forward(L->rot, q, qr);
+                else
+                    memcpy(qr, q, (size_t)hd * sizeof *qr);
+                float *rs = run_at(a, t, h, hd);
+                memset(rs, 0, (size_t)hd * sizeof *rs);
+                rs[hd] = -INFINITY;
+                rs[hd + 1] = 0.0f;
+            }
+        }
+        if (sq->n > 0) {
+            cmin = a->slo[s] / C < cmin ? a->slo[s] / C : cmin;
+            cmax = a->shi[s] / C > cmax ? a->shi[s] / C : cmax;
+        }
+    }
+    for (int64_t cw = cmin; cw <= cmax; cw += KVQ_WAVE) {
+        int nw = (int)(cmax - cw + 1 < KVQ_WAVE ? cmax - cw + 1 : KVQ_WAVE);
+        struct wave_job j = {a, L, cw, nw};
+        int64_t n_items = (int64_t)L->n_seq * L->n_head_kv * nw;
+        /* below ~64k multiply-adds a pool round trip costs more than it saves (as forward.c) */
+        threadpool_for(tp, n_items, work < 65536 ? n_items : 1, wave_items, &j);
+        for (int s = 0; s < L->n_seq; s++) {
+            for (int i = 0; i < L->seq[s].n; i++) {
+                int t = L->seq[s].tok[i];
+                for (int ci = 0; ci < nw; ci++) {
+                    int64_t c0 = (cw + ci) * C;
+                    if (c0 > L->pos[t] || c0 + C - 1 < a->lo[t])
+                        continue;
+                    for (int h = 0; h < H; h++)
+                        merge(run_at(a, t, h, hd), part_at(a, ci, t, h, hd), hd);
+                }
+            }
+        }
+    }
+    for (int s = 0; s < L->n_seq; s++) {
+        for (int i = 0; i < L->seq[s].n; i++) {
+            int t = L->seq[s].tok[i];
+            for (int h = 0; h < H; h++) {
+                float *rs = run_at(a, t, h, hd);
+                float *o = L->out + (int64_t)t * L->out_stride + (int64_t)h * hd;
+                float inv = 1.0f / rs[hd + 1];
+                for (int d = 0; d < hd; d++)
+                    rs[d] *= inv;
+                if (kvq_is_rotated(L->vt))
+                    kvq_rot_inverse(L->rot, rs, o);
+                else
+                    memcpy(o, rs, (size_t)hd * sizeof *o);
+            }
+        }
+    }
+}
+
+/* ---- encoding the new rows ------------------------------------------------------- */
+
+struct enc_job {
+    enum kvq_type kt, vt;
+    const struct kvq_rot *rot;
+    int n_head_kv, hd;
+    const float *k, *v;
+    int64_t stride;
+    uint8_t *const *k_dst;
+    uint8_t *const *v_dst;
+};
+
+/* Item = (token, KV head, K or V). */
+static void enc_items(void *arg, int64_t b, int64_t e, int tid)
+{
+    const struct enc_job *j = arg;
+    (void)tid;
+    for (int64_t it = b; it < e; it++) {
+        int is_v = (int)(it & 1);
+        int h = (int)(it / 2 % j->n_head_kv), t = (int)(it / 2 / j->n_head_kv);
+        enum kvq_type ty = is_v ? j->vt : j->kt;
+        const float *x = (is_v ? j->v : j->k) + (int64_t)t * j->stride + (int64_t)h * j->hd;
+        uint8_t *dst = (is_v ? j->v_dst : j->k_dst)[t] + (size_t)h * kvq_head_bytes(ty, j->hd);
+        kvq_encode(ty, j->rot, j->hd, x, dst);
+    }
+}
+
+void cpu_kvq_encode_rows(struct threadpool *tp, enum kvq_type kt, enum kvq_type vt,
+                         const struct kvq_rot *rot, int n_tok, int n_head_kv, int hd,
+                         const float *k, const float *v, int64_t kv_stride,
+                         uint8_t *const *k_dst, uint8_t *const *v_dst)
+{
+    struct enc_job j = {kt, vt, rot, n_head_kv, hd, k, v, kv_stride, k_dst, v_dst};
+    int64_t n_items = (int64_t)n_tok * n_head_kv * 2;
+    /* a rotated vector costs microseconds to encode (the scale search); the block types less */
+    bool costly = kvq_is_rotated(kt) || kvq_is_rotated(vt);
+    threadpool_for(tp, n_items, costly || n_items >= 32 ? 1 : n_items, enc_items, &j);
 }

@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hearth.h"
 #include "kv-quant.h"
 
 /* Floats of scratch cpu_attn_kvq_head needs for n positions of head_dim hd: n + 2 hd. */
@@ -34,5 +35,98 @@ size_t cpu_attn_kvq_scratch_floats(int64_t n, int hd);
 void cpu_attn_kvq_head(enum kvq_type kt, enum kvq_type vt, const struct kvq_rot *rot, float *out,
                        const float *q, const uint8_t *k0, size_t k_stride, const uint8_t *v0,
                        size_t v_stride, int64_t n, int hd, float scale, float *scratch);
+
+/* ---- one layer's attention for a batch of tokens ------------------------------
+ *
+ * The cost of attention over an encoded cache is in turning codes into
+ * floats, so the batched kernel decodes each needed row of each KV head once
+ * into an f32 tile and reuses it for the G = n_head / n_head_kv query heads of
+ * every token of the batch that reads that cache (a decode step of one token
+ * still shares it across G heads). Positions are processed in chunks of
+ * CPU_KVQ_CHUNK at absolute boundaries (chunk c = positions [c·C, (c+1)·C)):
+ * one parallel item is (cache, KV head, chunk); within a chunk a token's
+ * scores, max, exp-sum and weighted V sum are computed in position order, and
+ * the chunks' partial results are merged in chunk order with the usual
+ * max-rescaling. Every float operation a token sees depends only on its own
+ * range [lo, p] and the cache contents, never on the other tokens of the
+ * batch, the thread count or the wave split: batched prefill and one-token
+ * decode give the same bits (tests/test-kv-cache.c). Rotated K: the queries
+ * are rotated once (q·k = Rq·Rk) and K tiles stay in the rotated domain;
+ * rotated V: the merged sum is rotated back once per output.
+ * Rejected: the per-query kernel above for every (token, head) (decodes each
+ * row n_tok·G times: ~175 ns per position at d = 128); one tile of the whole
+ * range (memory grows with n_ctx).
+ */
+
+/* Positions per chunk (a multiple of 8). */
+#define CPU_KVQ_CHUNK 256
+
+/* The tokens of a batch that read one cache (one sequence). */
+struct cpu_kvq_seq {
+    const uint8_t *k; /* the layer's K rows from position 0: [n_ctx][k_row] bytes */
+    const uint8_t *v; /* the layer's V rows: [n_ctx][v_row] bytes */
+    const int32_t *tok; /* [n] batch rows of these tokens (any order) */
+    int n;
+};
+
+/* One layer's attention call: what cpu_kvq_attn_run reads. */
+struct cpu_kvq_layer {
+    enum kvq_type kt, vt;
+    const struct kvq_rot *rot; /* the layer's rotation when kt or vt is rotated, else NULL */
+    int n_head, n_head_kv, hd;
+    size_t k_row, v_row;       /* bytes per cache row: n_head_kv encoded head vectors */
+    float scale;               /* multiplies q·k */
+    uint32_t window;           /* 0: full causal; else positions [p - window + 1, p] */
+    const int32_t *pos;        /* [n_tok] position of each batch row */
+    const float *q;            /* [n_tok][q_stride] floats, head h at h·hd, unrotated */
+    int64_t q_stride;
+    float *out;                /* [n_tok][out_stride] floats, head h at h·hd */
+    int64_t out_stride;
+    const struct cpu_kvq_seq *seq; /* [n_seq] disjoint groups covering the batch rows used */
+    int n_seq;
+};
+
+struct cpu_kvq_attn; /* kernels of one ISA and the scratch of one thread pool */
+struct threadpool;
+
+/*
+ * Workspace for a pool of n_threads (>= 1) and head dims up to
+ * KVQ_MAX_HEAD_DIM, with the fastest kernels isa allows (an enum cpu_isa,
+ * cpu/dot.h; AVX2 needs FMA and F16C too). HEARTH_ERR_NO_MEMORY.
+ */
+hearth_status cpu_kvq_attn_create(int isa, int n_threads, struct cpu_kvq_attn **out);
+void cpu_kvq_attn_destroy(struct cpu_kvq_attn *a);
+/* Grows the scratch for batches of up to n_tok tokens of n_head heads of hd (no-op if fits). */
+hearth_status cpu_kvq_attn_reserve(struct cpu_kvq_attn *a, int n_tok, int n_head, int hd);
+/*
+ * out[t][h] = Σ_j softmax_j(scale · q[t][h]·K_j) V_j over j in [lo_t, pos[t]] of
+ * KV head h / G of the cache of t's group; K_j, V_j as kvq_decode gives them.
+ * The caller reserved for n_tok >= every batch row used, n_head, hd, and has
+ * checked kvq_check for both types; tp has the n_threads given at creation.
+ */
+void cpu_kvq_attn_run(struct cpu_kvq_attn *a, struct threadpool *tp, const struct cpu_kvq_layer *L);
+
+/*
+ * Encodes the new K/V rows of a batch, spread over tp: for t < n_tok, the
+ * n_head_kv head vectors of k[t] (k: [n_tok][kv_stride] floats) into
+ * k_dst[t] (k_row bytes, kvq_encode(kt)), likewise v into v_dst[t].
+ */
+void cpu_kvq_encode_rows(struct threadpool *tp, enum kvq_type kt, enum kvq_type vt,
+                         const struct kvq_rot *rot, int n_tok, int n_head_kv, int hd,
+                         const float *k, const float *v, int64_t kv_stride,
+                         uint8_t *const *k_dst, uint8_t *const *v_dst);
+
+/* ---- internal: the AVX2 kernels (attn-kvq-avx2.c; AVX2, FMA and F16C only) ---- */
+
+/*
+ * dst[n][hd] = rows src + r·stride (r < n) decoded: kvq_decode for f16, q8_0
+ * and q4_0, kvq_decode_rotated for rot4/rot3, bit for bit.
+ */
+void cpu_kvq__decode_rows_avx2(enum kvq_type t, const struct kvq_rot *rot, int hd,
+                               const uint8_t *src, size_t stride, int n, float *dst);
+/* Σ a[i] b[i], i < n. */
+float cpu_kvq__dot_avx2(const float *a, const float *b, int n);
+/* y[i] += s · x[i], i < n. */
+void cpu_kvq__axpy_avx2(float *y, float s, const float *x, int n);
 
 #endif

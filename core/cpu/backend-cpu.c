@@ -8,6 +8,11 @@
  * write-then-read-back of K/V), so a model run op by op through this backend
  * gives the bits forward.c gives. That is what tests/test-sched.c asserts and
  * what lets forward.c move onto the scheduler later without a numeric change.
+ * Compressed KV caches (ATTENTION k_type / v_type not both f16: I8 rows of
+ * encoded head vectors) go through the same cpu/attn-kvq.h encoder and
+ * batched kernel as forward.c, with the rotation rebuilt per op from
+ * (head_dim, kv_seed, layer) (a few hundred ns), so tests/test-kv-cache.c
+ * finds the same bits on both paths.
  *
  * Memory: buffers are calloc'd (zeroed, and a large KV cache only costs the
  * pages written); "device-local" and "pinned host" are both host RAM here,
@@ -25,6 +30,7 @@
 
 #include "backend.h"
 #include "bandwidth.h"
+#include "cpu/attn-kvq.h"
 #include "cpu/ops.h"
 #include "err.h"
 #include "f16.h"
@@ -60,6 +66,12 @@ struct cpu_stream {
     size_t rows_cap;
     float *rope;     /* [n_rot] cos/sin of one position */
     size_t rope_cap;
+    /* compressed KV caches (attn-kvq.h, the kernels forward.c uses), made on first use */
+    struct cpu_kvq_attn *kva;
+    uint8_t **kdst;  /* [2 n] cache rows of the new K (first n) and V (last n) */
+    size_t kdst_cap;
+    int32_t *ipos;   /* [2 n] positions of the batch rows, then the rows 0..n-1 */
+    size_t ipos_cap;
 };
 
 /* ---- buffers ------------------------------------------------------------ */
@@ -343,6 +355,85 @@ static void attn_items(void *arg, int64_t b, int64_t e, int tid)
     }
 }
 
+/* The compressed-cache contract of backend.h (ATTENTION): types, tensor types and sizes. */
+static hearth_status check_kvq_caches(const struct hearth_op_attention *a, int n)
+{
+    const int kt[2] = {a->k_type, a->v_type};
+    const struct hearth_tensor *ct[2] = {&a->k_cache, &a->v_cache};
+    for (int i = 0; i < 2; i++) {
+        const char *what = i ? "V" : "K";
+        if ((unsigned)kt[i] >= KVQ_TYPE_COUNT)
+            return err_set(HEARTH_ERR_UNSUPPORTED, "cpu: attention: %s cache type %d unknown",
+                           what, kt[i]);
+        hearth_status st = kvq_check((enum kvq_type)kt[i], a->head_dim);
+        if (st != HEARTH_OK)
+            return err_prefix(st, "cpu: attention: %s cache", what);
+        size_t hb = kvq_head_bytes((enum kvq_type)kt[i], a->head_dim);
+        hearth_dtype want = kt[i] == KVQ_F16 ? HEARTH_DTYPE_F16 : HEARTH_DTYPE_I8;
+        int64_t need = kt[i] == KVQ_F16 ? (int64_t)a->n_head_kv * a->head_dim
+                                        : (int64_t)((size_t)a->n_head_kv * hb);
+        if (ct[i]->type != want || ct[i]->ne0 < need ||
+            ct[i]->row_stride < (size_t)a->n_head_kv * hb)
+            return err_set(HEARTH_ERR_INVALID_ARG,
+                           "cpu: attention: a %s %s cache must be a %s tensor of rows >= %lld "
+                           "(got %s, %lld, stride %zu)",
+                           what, kvq_type_name((enum kvq_type)kt[i]), hearth_dtype_name(want),
+                           (long long)need, hearth_dtype_name(ct[i]->type),
+                           (long long)ct[i]->ne0, ct[i]->row_stride);
+        if (a->pos0 < 0 || a->pos0 + n > ct[i]->n_rows)
+            return err_set(HEARTH_ERR_INVALID_ARG,
+                           "cpu: attention: positions %lld..%lld exceed the %s cache's %lld rows",
+                           (long long)a->pos0, (long long)a->pos0 + n - 1, what,
+                           (long long)ct[i]->n_rows);
+    }
+    return HEARTH_OK;
+}
+
+/*
+ * Steps 3-4 of ATTENTION over compressed caches: encode the n new rows (q, k,
+ * v already normed and rotated; destination rows in cs->kdst), then the
+ * batched kernel of attn-kvq.h, the one forward.c runs.
+ */
+static hearth_status attn_kvq(struct cpu_stream *cs, const struct hearth_op_attention *a, int n)
+{
+    struct cpu_dev *d = cs->d;
+    const enum kvq_type kt = (enum kvq_type)a->k_type, vt = (enum kvq_type)a->v_type;
+    struct kvq_rot rot;
+    hearth_status st;
+    int64_t qs = 0, ks = 0, vs = 0, os = 0;
+    if ((st = f32_stride(&a->q, &qs)) != HEARTH_OK || (st = f32_stride(&a->k, &ks)) != HEARTH_OK ||
+        (st = f32_stride(&a->v, &vs)) != HEARTH_OK || (st = f32_stride(&a->out, &os)) != HEARTH_OK)
+        return st;
+    if (ks != vs)
+        return err_set(HEARTH_ERR_INVALID_ARG,
+                       "cpu: attention: k and v row strides differ (%lld, %lld floats)",
+                       (long long)ks, (long long)vs);
+    const bool rotated = kvq_is_rotated(kt) || kvq_is_rotated(vt);
+    if (rotated && (st = kvq_rot_init(&rot, a->head_dim, a->kv_seed, a->layer)) != HEARTH_OK)
+        return st;
+    if (!cs->kva &&
+        (st = cpu_kvq_attn_create(d->isa, threadpool_n_threads(d->tp), &cs->kva)) != HEARTH_OK)
+        return st;
+    if ((st = cpu_kvq_attn_reserve(cs->kva, n, a->n_head, a->head_dim)) != HEARTH_OK)
+        return st;
+    const struct kvq_rot *r = rotated ? &rot : NULL;
+    cpu_kvq_encode_rows(d->tp, kt, vt, r, n, a->n_head_kv, a->head_dim, frow(&a->k, 0),
+                        frow(&a->v, 0), ks, cs->kdst, cs->kdst + n);
+    for (int t = 0; t < n; t++) {
+        cs->ipos[t] = (int32_t)(a->pos0 + t);
+        cs->ipos[n + t] = t;
+    }
+    struct cpu_kvq_seq seq = {.k = trow(&a->k_cache, 0), .v = trow(&a->v_cache, 0),
+                              .tok = cs->ipos + n, .n = n};
+    struct cpu_kvq_layer L = {
+        .kt = kt, .vt = vt, .rot = r, .n_head = a->n_head, .n_head_kv = a->n_head_kv,
+        .hd = a->head_dim, .k_row = a->k_cache.row_stride, .v_row = a->v_cache.row_stride,
+        .scale = a->scale, .window = a->window, .pos = cs->ipos, .q = frow(&a->q, 0),
+        .q_stride = qs, .out = frow(&a->out, 0), .out_stride = os, .seq = &seq, .n_seq = 1};
+    cpu_kvq_attn_run(cs->kva, d->tp, &L);
+    return HEARTH_OK;
+}
+
 static hearth_status op_attention(struct cpu_stream *cs, const struct hearth_op_attention *a,
                                   int n)
 {
@@ -352,12 +443,22 @@ static hearth_status op_attention(struct cpu_stream *cs, const struct hearth_op_
     const int nth = threadpool_n_threads(d->tp);
     const size_t n_ctx = (size_t)a->k_cache.n_rows;
     hearth_status st;
-    if (a->k_cache.type != HEARTH_DTYPE_F16 || a->v_cache.type != HEARTH_DTYPE_F16 ||
-        a->k_cache.row_stride != a->v_cache.row_stride || a->k_cache.row_stride % 2 ||
-        a->k_cache.ne0 < KV)
+    const bool kvq = a->k_type != KVQ_F16 || a->v_type != KVQ_F16;
+    if (kvq) {
+        if ((st = check_kvq_caches(a, n)) != HEARTH_OK)
+            return st;
+    } else if (a->k_cache.type != HEARTH_DTYPE_F16 || a->v_cache.type != HEARTH_DTYPE_F16 ||
+               a->k_cache.row_stride != a->v_cache.row_stride || a->k_cache.row_stride % 2 ||
+               a->k_cache.ne0 < KV) {
         return err_set(HEARTH_ERR_INVALID_ARG,
                        "cpu: attention: K/V caches must be F16 rows of >= %lld with equal strides",
                        (long long)KV);
+    }
+    if (kvq && ((st = grow((void **)&cs->kdst, &cs->kdst_cap, 2 * (size_t)n * sizeof *cs->kdst,
+                           "KV row")) != HEARTH_OK ||
+                (st = grow((void **)&cs->ipos, &cs->ipos_cap, 2 * (size_t)n * sizeof *cs->ipos,
+                           "position")) != HEARTH_OK))
+        return st;
     struct attn_job j = {.cs = cs, .a = a, .kv_stride = a->k_cache.row_stride / 2,
                          .scores_per = n_ctx};
     int64_t k_stride = 0, v_stride = 0;
@@ -386,6 +487,11 @@ static hearth_status op_attention(struct cpu_stream *cs, const struct hearth_op_
         cpu_rope(qt, a->n_head, (int)hd, a->n_rot, cs->rope, (enum model_rope_mode)a->rope_mode);
         cpu_rope(kt, a->n_head_kv, (int)hd, a->n_rot, cs->rope,
                  (enum model_rope_mode)a->rope_mode);
+        if (kvq) {
+            cs->kdst[t] = trow(&a->k_cache, a->pos0 + t);
+            cs->kdst[n + t] = trow(&a->v_cache, a->pos0 + t);
+            continue;
+        }
         uint16_t *kc = (uint16_t *)(void *)trow(&a->k_cache, a->pos0 + t);
         uint16_t *vc = (uint16_t *)(void *)trow(&a->v_cache, a->pos0 + t);
         for (int64_t i = 0; i < KV; i++) {
@@ -393,6 +499,8 @@ static hearth_status op_attention(struct cpu_stream *cs, const struct hearth_op_
             vc[i] = f32_to_f16(vt[i]);
         }
     }
+    if (kvq)
+        return attn_kvq(cs, a, n);
     /* An item is one head of one token; short contexts stay on the caller (as forward.c). */
     int64_t n_items = (int64_t)n * a->n_head;
     int64_t work = n_items * (a->pos0 + n) * hd;
@@ -500,6 +608,9 @@ static void cstream_destroy(struct hearth_stream *s)
     free(cs->scores);
     free(cs->rows);
     free(cs->rope);
+    free(cs->kdst);
+    free(cs->ipos);
+    cpu_kvq_attn_destroy(cs->kva);
     free(cs);
 }
 
@@ -592,6 +703,13 @@ static bool cdev_supports_op(struct hearth_device *dev, enum hearth_op_kind op, 
     }
 }
 
+/* Every type of kv-quant.h, for K and V independently (attn-kvq.h). */
+static bool cdev_supports_kv(struct hearth_device *dev, int k_type, int v_type)
+{
+    (void)dev;
+    return (unsigned)k_type < KVQ_TYPE_COUNT && (unsigned)v_type < KVQ_TYPE_COUNT;
+}
+
 static struct hearth_buffer_type *cdev_buft(struct hearth_device *dev)
 {
     return &((struct cpu_dev *)dev->ctx)->buft;
@@ -625,6 +743,7 @@ static const struct hearth_device_ops cdev_ops = {
     .host_buffer_type = cdev_host_buft,
     .stream_create = cdev_stream_create,
     .measure_bandwidth = cdev_bandwidth,
+    .supports_kv = cdev_supports_kv,
 };
 
 hearth_status cpu_backend_device_create(const struct cpu_backend_params *p,

@@ -9,6 +9,17 @@
  * so a token sees exactly the same (rounded) keys whether it came in a batch
  * or alone: batched prefill and token-by-token decode give the same bits.
  *
+ * KV types (forward_params.kv_type_k / kv_type_v, kv-quant.h): with f16 for
+ * both, the cache and the attention are the plain F16 ones above (unchanged
+ * bits). Any other pair encodes the new rows with kvq_encode (one pool item
+ * per token, KV head and K/V: the rotated encoders cost microseconds) and
+ * runs cpu/attn-kvq.h's batched kernel, which decodes each cached row once
+ * per layer and batch into f32 tiles shared by the G query heads and every
+ * token of the batch reading that cache (tokens grouped by cache, so a
+ * multi-sequence decode step shares nothing across sequences but still runs
+ * as one parallel job). Its arithmetic per token depends only on the token's
+ * own range, so the batch-split independence above holds for every type.
+ *
  * Per layer (facts sheet §4.6, §8.5):
  *   a = rmsnorm(x) ⊙ attn_norm; q,k,v = W a (+ bias); gemma3: per-head
  *   rmsnorm of q, k; rope(q, k); K/V -> cache; o = attention; t = Wo o (+ b);
@@ -38,6 +49,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cpu/attn-kvq.h"
 #include "cpu/ops.h"
 #include "err.h"
 #include "f16.h"
@@ -54,6 +66,15 @@ struct forward_ctx {
     int n_batch;
     enum cpu_isa isa;
     struct cpu_attn_kernels ak;
+    /* compressed cache (any type but f16 for K or V): the batched kernel of attn-kvq.h */
+    bool kvq;
+    enum kvq_type kt, vt;
+    struct cpu_kvq_attn *kva;
+    uint8_t **kdst, **vdst;      /* [n_batch] cache rows the batch's new K/V go to */
+    struct kv_cache **grp_kv;    /* [n_batch] the distinct caches of the batch */
+    struct cpu_kvq_seq *grp;     /* [n_batch] their tokens, per layer their rows */
+    int32_t *grp_tok;            /* [n_batch] batch rows grouped by cache */
+    int n_grp;
     struct cpu_matmul_kernels kern[HEARTH_DTYPE_COUNT]; /* valid where kern_ok */
     bool kern_ok[HEARTH_DTYPE_COUNT];
 
@@ -195,6 +216,18 @@ hearth_status forward_create_multi(const struct model *m, const struct forward_p
     if ((st = threadpool_create(p.n_threads, &c->tp)) != HEARTH_OK)
         goto fail;
     const uint32_t hd = hp->head_dim, kv_dim = hp->n_head_kv * hd;
+    if ((unsigned)p.kv_type_k >= KVQ_TYPE_COUNT || (unsigned)p.kv_type_v >= KVQ_TYPE_COUNT) {
+        st = err_set(HEARTH_ERR_INVALID_ARG, "forward: KV cache types %d / %d, expected [0, %d)",
+                     p.kv_type_k, p.kv_type_v, (int)KVQ_TYPE_COUNT);
+        goto fail;
+    }
+    c->kt = (enum kvq_type)p.kv_type_k;
+    c->vt = (enum kvq_type)p.kv_type_v;
+    c->kvq = c->kt != KVQ_F16 || c->vt != KVQ_F16;
+    const struct kv_cache_params kp = {.n_layer = hp->n_layer, .n_ctx = n_ctx,
+                                       .n_head_kv = hp->n_head_kv, .head_dim = hd,
+                                       .k_type = c->kt, .v_type = c->vt,
+                                       .seed = model_kv_seed(m)};
     c->kvs = calloc((size_t)n_seq, sizeof *c->kvs);
     c->seq_next = calloc((size_t)n_seq, sizeof *c->seq_next);
     c->seq_last = calloc((size_t)n_seq, sizeof *c->seq_last);
@@ -204,9 +237,25 @@ hearth_status forward_create_multi(const struct model *m, const struct forward_p
     }
     c->n_seq = n_seq;
     for (int s = 0; s < n_seq; s++)
-        if ((st = kv_cache_create(hp->n_layer, n_ctx, kv_dim, &c->kvs[s])) != HEARTH_OK)
+        if ((st = kv_cache_create(&kp, &c->kvs[s])) != HEARTH_OK)
             goto fail;
     c->kv = c->kvs[0];
+    if (c->kvq) {
+        if ((st = cpu_kvq_attn_create(c->isa, threadpool_n_threads(c->tp), &c->kva)) !=
+                HEARTH_OK ||
+            (st = cpu_kvq_attn_reserve(c->kva, p.n_batch, (int)hp->n_head, (int)hd)) !=
+                HEARTH_OK)
+            goto fail;
+        c->kdst = calloc((size_t)p.n_batch, sizeof *c->kdst);
+        c->vdst = calloc((size_t)p.n_batch, sizeof *c->vdst);
+        c->grp_kv = calloc((size_t)p.n_batch, sizeof *c->grp_kv);
+        c->grp = calloc((size_t)p.n_batch, sizeof *c->grp);
+        c->grp_tok = calloc((size_t)p.n_batch, sizeof *c->grp_tok);
+        if (!c->kdst || !c->vdst || !c->grp_kv || !c->grp || !c->grp_tok) {
+            st = err_set(HEARTH_ERR_NO_MEMORY, "forward: out of memory for the KV batch tables");
+            goto fail;
+        }
+    }
 
     const size_t B = (size_t)p.n_batch, E = hp->n_embd, Q = (size_t)hp->n_head * hd;
     c->x = alloc_f(B * E, &st);
@@ -247,6 +296,12 @@ void forward_destroy(struct forward_ctx *c)
     for (int s = 0; c->kvs && s < c->n_seq; s++)
         kv_cache_destroy(c->kvs[s]);
     free(c->kvs);
+    cpu_kvq_attn_destroy(c->kva);
+    free(c->kdst);
+    free(c->vdst);
+    free(c->grp_kv);
+    free(c->grp);
+    free(c->grp_tok);
     free(c->seq_next);
     free(c->seq_last);
     free(c->bpos);
@@ -299,9 +354,83 @@ static void attn_items(void *arg, int64_t b, int64_t e, int tid)
             lo = p - (int64_t)hp->sliding_window + 1; /* the n_swa latest, itself included */
         size_t col = (size_t)(h / n_gqa) * (size_t)hd;
         cpu_attn_head(&c->ak, c->att + t * Q + (int64_t)h * hd, c->q + t * Q + (int64_t)h * hd,
-                      kv_cache_k(kv, j->il, (uint32_t)lo) + col,
-                      kv_cache_v(kv, j->il, (uint32_t)lo) + col, kv->kv_dim, lo, p, hd,
+                      kv_cache_k16(kv, j->il, (uint32_t)lo) + col,
+                      kv_cache_v16(kv, j->il, (uint32_t)lo) + col, kv->kv_dim, lo, p, hd,
                       hp->attn_scale, scores);
+    }
+}
+
+/* Attention of the batch over f16 caches: one item per (token, query head). */
+static void attn_f16(struct forward_ctx *c, uint32_t il, int n)
+{
+    const struct model_hparams *hp = &c->m->hp;
+    const int64_t hd = hp->head_dim;
+    struct attn_job aj = {c, il, (int)c->kv->n_ctx};
+    /*
+     * An item is one head of one token, O(pos · hd). Short contexts run on the
+     * caller: below ~64k multiply-adds a pool round trip costs more than it saves.
+     */
+    int64_t n_items = (int64_t)n * hp->n_head, max_pos = 0;
+    for (int t = 0; t < n; t++)
+        max_pos = c->bpos[t] > max_pos ? c->bpos[t] : max_pos;
+    int64_t work = n_items * (max_pos + 1) * hd;
+    threadpool_for(c->tp, n_items, work < 65536 ? n_items : 1, attn_items, &aj);
+}
+
+/*
+ * The new K/V rows of the batch (k, v scratch; rows kdst/vdst) encoded, then
+ * attention over the compressed caches, tokens grouped by cache so each KV
+ * row is decoded once per batch (attn-kvq.h).
+ */
+static void attn_kvq(struct forward_ctx *c, uint32_t il, int n)
+{
+    const struct model_hparams *hp = &c->m->hp;
+    const int hd = (int)hp->head_dim, KV = (int)(hp->n_head_kv * hp->head_dim);
+    const struct model_layer *ly = &c->m->layers[il];
+    const struct kvq_rot *rot = kv_cache_rot(c->kv, il);
+    cpu_kvq_encode_rows(c->tp, c->kt, c->vt, rot, n, (int)hp->n_head_kv, hd, c->k, c->v, KV,
+                        c->kdst, c->vdst);
+    for (int g = 0; g < c->n_grp; g++) {
+        c->grp[g].k = c->grp_kv[g]->k[il];
+        c->grp[g].v = c->grp_kv[g]->v[il];
+    }
+    const int64_t Q = (int64_t)hp->n_head * hd;
+    struct cpu_kvq_layer L = {
+        .kt = c->kt, .vt = c->vt, .rot = rot, .n_head = (int)hp->n_head,
+        .n_head_kv = (int)hp->n_head_kv, .hd = hd, .k_row = c->kv->k_row, .v_row = c->kv->v_row,
+        .scale = hp->attn_scale,
+        .window = ly->is_swa && hp->sliding_window > 0 ? hp->sliding_window : 0,
+        .pos = c->bpos, .q = c->q, .q_stride = Q, .out = c->att, .out_stride = Q,
+        .seq = c->grp, .n_seq = c->n_grp};
+    cpu_kvq_attn_run(c->kva, c->tp, &L);
+}
+
+/* Groups the batch rows by the cache they read (grp, grp_kv, grp_tok; first-seen order). */
+static void group_batch(struct forward_ctx *c, int n)
+{
+    c->n_grp = 0;
+    for (int t = 0; t < n; t++) {
+        int g = 0;
+        while (g < c->n_grp && c->grp_kv[g] != c->bkv[t])
+            g++;
+        if (g == c->n_grp) {
+            c->grp_kv[g] = c->bkv[t];
+            c->grp[g].n = 0;
+            c->n_grp++;
+        }
+        c->grp[g].n++;
+    }
+    int off = 0;
+    for (int g = 0; g < c->n_grp; g++) {
+        c->grp[g].tok = c->grp_tok + off;
+        off += c->grp[g].n;
+        c->grp[g].n = 0;
+    }
+    for (int t = 0; t < n; t++) {
+        int g = 0;
+        while (c->grp_kv[g] != c->bkv[t])
+            g++;
+        c->grp_tok[(c->grp[g].tok - c->grp_tok) + c->grp[g].n++] = t;
     }
 }
 
@@ -349,26 +478,27 @@ static void layer_forward(struct forward_ctx *c, uint32_t il, int n)
         const float *cs = rope + (size_t)t * hp->n_rot;
         cpu_rope(qt, (int)hp->n_head, (int)hd, (int)hp->n_rot, cs, hp->rope_mode);
         cpu_rope(kt, (int)hp->n_head_kv, (int)hd, (int)hp->n_rot, cs, hp->rope_mode);
-        uint16_t *kc = kv_cache_k(c->bkv[t], il, (uint32_t)c->bpos[t]);
-        uint16_t *vc = kv_cache_v(c->bkv[t], il, (uint32_t)c->bpos[t]);
+        if (c->kvq) {
+            c->kdst[t] = kv_cache_k(c->bkv[t], il, (uint32_t)c->bpos[t]);
+            c->vdst[t] = kv_cache_v(c->bkv[t], il, (uint32_t)c->bpos[t]);
+            continue;
+        }
+        uint16_t *kc = kv_cache_k16(c->bkv[t], il, (uint32_t)c->bpos[t]);
+        uint16_t *vc = kv_cache_v16(c->bkv[t], il, (uint32_t)c->bpos[t]);
         const float *vt = c->v + t * KV;
         for (int64_t i = 0; i < KV; i++) {
             kc[i] = f32_to_f16(kt[i]);
             vc[i] = f32_to_f16(vt[i]);
         }
     }
-    struct attn_job aj = {c, il, (int)c->kv->n_ctx};
-    /*
-     * An item is one head of one token, O(pos · hd). Short contexts run on the
-     * caller: below ~64k multiply-adds a pool round trip costs more than it saves.
-     */
-    int64_t n_items = (int64_t)n * hp->n_head, max_pos = 0;
-    for (int t = 0; t < n; t++)
-        max_pos = c->bpos[t] > max_pos ? c->bpos[t] : max_pos;
-    int64_t work = n_items * (max_pos + 1) * hd;
-    threadpool_for(c->tp, n_items, work < 65536 ? n_items : 1, attn_items, &aj);
+    if (c->kvq) {
+        attn_kvq(c, il, n);
+    } else {
+        attn_f16(c, il, n);
+    }
 
     cpu_matmul(c->tp, kern_of(c, &ly->wo), &ly->wo, c->att, n, c->tmp, E, c->act);
+
     add_bias(c->tmp, &ly->bo, n, E);
     for (int t = 0; t < n; t++) {
         if (hp->post_norms)
@@ -430,6 +560,8 @@ static void forward_batch(struct forward_ctx *c, const int32_t *tokens, int n, f
             cpu_rope_table(c->rope + ((size_t)c->n_batch + (size_t)t) * hp->n_rot,
                            (int)hp->n_rot, c->bpos[t], hp->rope_base_local, 1.0f, divs);
     }
+    if (c->kvq)
+        group_batch(c, n);
     for (uint32_t il = 0; il < hp->n_layer; il++)
         layer_forward(c, il, n);
     if (!logits || n_out == 0)

@@ -1,8 +1,9 @@
 /*
  * cpu/forward: the reference CPU forward pass (llama, qwen2, gemma3).
  *
- * A forward_ctx belongs to one model and one sequence: it owns the F16 KV
- * cache, the thread pool and every scratch buffer, all allocated at creation
+ * A forward_ctx belongs to one model and one sequence: it owns the KV cache
+ * (f16, or the compressed type of kv-quant.h that kv_type_k / kv_type_v
+ * name, attention then running on cpu/attn-kvq.h's batched kernel), the thread pool and every scratch buffer, all allocated at creation
  * (nothing is allocated per token). forward_eval runs tokens at consecutive
  * positions, appending their K/V to the cache; prompts are processed in
  * batches of up to n_batch tokens, so each weight tile is read from memory
@@ -37,7 +38,9 @@ struct forward_params forward_params_default(void);
 /*
  * Creates a context for m (borrowed: it must outlive the context). Errors:
  * HEARTH_ERR_UNSUPPORTED when a weight type has no CPU kernel (names the
- * tensor type), HEARTH_ERR_NO_MEMORY for the cache or scratch.
+ * tensor type) or a KV type cannot hold the model's head_dim,
+ * HEARTH_ERR_INVALID_ARG for a KV type id out of range, HEARTH_ERR_NO_MEMORY
+ * for the cache or scratch.
  */
 hearth_status forward_create(const struct model *m, const struct forward_params *p,
                              struct forward_ctx **out);

@@ -1,0 +1,606 @@
+/*
+ * cuda/attention-kvq: K/V store into a compressed KV cache (core/kv-quant.h
+ * formats f16, q8_0, q4_0, rot4, rot3) and attention over it, for any
+ * (K type, V type) pair. The all-f16 cache keeps the faster kernels of
+ * attention.cu; the backend sends every other pair here.
+ *
+ * Store: one block per (token, KV head, K or V) encodes one head vector the
+ * way kvq_encode does, with the same float operations in the same order, so
+ * the bytes equal the CPU's: every multiply/add that the reference does in
+ * float or double is written with an explicit-rounding intrinsic (__fmul_rn,
+ * __dadd_rn, ...) so nvcc cannot contract it into an FMA, and every sum the
+ * reference accumulates sequentially (the scale fit's Σy², Σy·c, Σc²) is
+ * accumulated sequentially by one thread after the block has computed the
+ * terms in parallel. That costs ~12 serial passes of head_dim adds per vector
+ * (microseconds per layer at decode); a tree reduction would be faster but
+ * would move the fitted scale by an ulp now and then and lose byte equality,
+ * which is what the tests check. The rotation's ±1 signs come from the host
+ * (kvq_rot_init, uploaded once per layer by the backend) and the codebooks
+ * from kvq_codebook_get, so neither is restated here.
+ *
+ * Attention: one block per (query head, token), keys and values in tiles of
+ * KQ_TILE positions staged as encoded bytes in shared memory and decoded per
+ * element; online softmax across tiles. For a rotated K the query is rotated
+ * once (q.k = Rq.Rk); for a rotated V the output is accumulated in the rotated
+ * domain and rotated back once (R^T is linear). Masks as attention.cu:
+ * positions [lo, p], lo = window ? max(0, p - window + 1) : 0.
+ * Not yet (performance, not results): a sequence split for long-context
+ * decode (attention.cu's flash-decoding), per-type template kernels instead
+ * of the per-element type switch, one K/V tile shared by a GQA group.
+ */
+#include <math.h>
+
+#include "common.cuh"
+
+extern "C" {
+#include "kv-quant.h"
+}
+
+#define KQ_MAX_D 256     /* head_dim limit, as attention.cu */
+#define KQ_THREADS 128   /* 4 warps per block, both kernels */
+#define KQ_TILE 32       /* positions per shared-memory tile */
+#define KQ_MAX_HB 512    /* bytes of the largest head vector (f16, d = 256) */
+
+/* Codebooks of kv-codebook.c, copied by value into the launch arguments. */
+struct kq_books {
+    float l4[16], t4[15], l3[8], t3[7];
+};
+
+struct kq_params {
+    const float *q, *k, *v; /* F32 [n_tok][heads * hd] */
+    uint8_t *kc, *vc;       /* cache rows, k_stride / v_stride bytes apart */
+    size_t k_stride, v_stride;
+    float *out;             /* F32 [n_tok][n_head * hd] */
+    const int32_t *pos;     /* device int: position of token 0 */
+    const float *sign;      /* [hd] ±1 diagonal of the rotation, or NULL */
+    int kt, vt, n_head, n_head_kv, group, hd, n_piece;
+    int kb, vb;             /* bytes of one encoded head vector of K / V */
+    float scale;
+    uint32_t window;
+    kq_books cb;
+};
+
+/* ---- shared helpers ------------------------------------------------------ */
+
+/*
+ * The power-of-two piece holding coordinate i of a d-wide head vector: the
+ * greedy largest-first split of kvq_rot_init (96 = 64 + 32).
+ */
+__device__ __forceinline__ void kq_piece(int d, int i, int *off, int *len, int *idx)
+{
+    int o = 0, p = 0;
+    for (int l = KVQ_MAX_HEAD_DIM; l >= 32; l >>= 1) {
+        if (d - o >= l) {
+            if (i < o + l) {
+                *off = o, *len = l, *idx = p;
+                return;
+            }
+            o += l;
+            p++;
+        }
+    }
+    *off = o, *len = 32, *idx = p; /* not reached for i < d */
+}
+
+/*
+ * x[d] (shared) = per-piece Walsh-Hadamard butterfly, then * 1/sqrt(len):
+ * the same pairs combined in the same stages as kvq_fwht, so each value is
+ * bit-identical to the CPU's. Block-wide; x must be complete on entry.
+ */
+__device__ void kq_fwht(float *x, int d)
+{
+    for (int h = 1; h < d; h <<= 1) {
+        __syncthreads();
+        for (int i = threadIdx.x; i < d; i += blockDim.x) {
+            int off, len, p;
+            kq_piece(d, i, &off, &len, &p);
+            if (h < len && !((i - off) & h)) {
+                float a = x[i], b = x[i + h];
+                x[i] = __fadd_rn(a, b);
+                x[i + h] = __fsub_rn(a, b);
+            }
+        }
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < d; i += blockDim.x) {
+        int off, len, p;
+        kq_piece(d, i, &off, &len, &p);
+        x[i] = __fmul_rn(x[i], __fdiv_rn(1.0f, __fsqrt_rn((float)len)));
+    }
+    __syncthreads();
+}
+
+__device__ __forceinline__ float kq_f16(const uint8_t *p)
+{
+    return __half2float(__ushort_as_half((uint16_t)(p[0] | (p[1] << 8))));
+}
+
+__device__ __forceinline__ void kq_put_f16(uint8_t *p, float v)
+{
+    uint16_t h = __half_as_ushort(__float2half_rn(v));
+    p[0] = (uint8_t)(h & 0xffu);
+    p[1] = (uint8_t)(h >> 8);
+}
+
+/* quant-legacy.c's q_round: x + 0.5 rounded to float, then truncated. */
+__device__ __forceinline__ int kq_round(float x)
+{
+    return x >= 0.0f ? (int)__fadd_rn(x, 0.5f) : (int)__fsub_rn(x, 0.5f);
+}
+
+/* ---- store --------------------------------------------------------------- */
+
+/* f16: plain halves (round to nearest even, as f32_to_f16). */
+__device__ void kq_store_f16(const float *x, uint8_t *dst, int d)
+{
+    for (int i = threadIdx.x; i < d; i += blockDim.x)
+        kq_put_f16(dst + 2 * i, x[i]);
+}
+
+/* q8_0, one warp per 32-value block: d = amax / 127, codes round(x / d). */
+__device__ void kq_store_q8_0(const float *x, uint8_t *dst, int d)
+{
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    for (int b = warp; b < d / 32; b += nw) {
+        float v = x[32 * b + lane];
+        float amax = warp_max(fabsf(v)); /* max is exact: any order gives the CPU's */
+        float sc = __fdiv_rn(amax, 127.0f);
+        float id = sc != 0.0f ? __fdiv_rn(1.0f, sc) : 0.0f;
+        int q = kq_round(fminf(fmaxf(__fmul_rn(v, id), -127.0f), 127.0f));
+        uint8_t *blk = dst + 34 * b;
+        blk[2 + lane] = (uint8_t)(int8_t)q;
+        if (lane == 0)
+            kq_put_f16(blk, sc);
+    }
+}
+
+/*
+ * q4_0, one warp per block: the value of largest magnitude with its sign
+ * (first index on ties, as signed_absmax) maps to -8; element e goes to the
+ * low nibble of byte e for e < 16, the high nibble of byte e - 16 otherwise.
+ */
+__device__ void kq_store_q4_0(const float *x, uint8_t *dst, int d)
+{
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    for (int b = warp; b < d / 32; b += nw) {
+        float v = x[32 * b + lane];
+        float a = fabsf(v), m = v;
+        int idx = lane;
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) {
+            float oa = __shfl_xor_sync(0xffffffffu, a, o);
+            float om = __shfl_xor_sync(0xffffffffu, m, o);
+            int oi = __shfl_xor_sync(0xffffffffu, idx, o);
+            if (oa > a || (oa == a && oi < idx))
+                a = oa, m = om, idx = oi;
+        }
+        if (!(a > 0.0f))
+            m = 0.0f; /* the CPU keeps its initial 0 when nothing beats |x| = 0 */
+        float sc = __fdiv_rn(m, -8.0f);
+        float id = sc != 0.0f ? __fdiv_rn(1.0f, sc) : 0.0f;
+        int q = kq_round(fminf(fmaxf(__fmul_rn(v, id), -8.0f), 7.0f)) + 8;
+        q = q < 0 ? 0 : (q > 15 ? 15 : q);
+        int hi = __shfl_sync(0xffffffffu, q, (lane + 16) & 31);
+        uint8_t *blk = dst + 18 * b;
+        if (lane < 16)
+            blk[2 + lane] = (uint8_t)(q | (hi << 4));
+        if (lane == 0)
+            kq_put_f16(blk, sc);
+    }
+}
+
+/* Nearest level's index (ties to the lower), the unrolled search of kv-quant.c's fit_pass. */
+__device__ __forceinline__ int kq_index(const float *t, int bits, float x)
+{
+    int c;
+    if (bits == 4) {
+        c = x > t[7] ? 8 : 0;
+        c += x > t[c + 3] ? 4 : 0;
+    } else {
+        c = x > t[3] ? 4 : 0;
+    }
+    c += x > t[c + 1] ? 2 : 0;
+    c += x > t[c] ? 1 : 0;
+    return c;
+}
+
+struct kq_fit_smem {
+    float pa[KQ_MAX_D], pb[KQ_MAX_D]; /* terms y·level and level² of one pass */
+    float yc, cc;
+    double ss;
+};
+
+/*
+ * One quantization pass of piece y[0..len) at scale s (kv-quant.c fit_pass):
+ * codes into code[0..len), returns the least-squares scale Σyc/Σc² and sets
+ * *err = Σy² - (Σyc)²/Σc². Block-wide; every thread gets the same values.
+ */
+__device__ double kq_pass(const float *y, int len, double ss, double s, const float *lv,
+                          const float *th, int bits, uint8_t *code, kq_fit_smem *f, double *err)
+{
+    const float inv = __double2float_rn(__ddiv_rn(1.0, s));
+    for (int i = threadIdx.x; i < len; i += blockDim.x) {
+        int c = kq_index(th, bits, __fmul_rn(y[i], inv));
+        code[i] = (uint8_t)c;
+        f->pa[i] = __fmul_rn(y[i], lv[c]);
+        f->pb[i] = __fmul_rn(lv[c], lv[c]);
+    }
+    __syncthreads();
+    /* the reference sums in float, in index order: two threads, two sums at once */
+    if (threadIdx.x == 0) {
+        float acc = 0.0f;
+        for (int i = 0; i < len; i++)
+            acc = __fadd_rn(acc, f->pa[i]);
+        f->yc = acc;
+    } else if (threadIdx.x == 32) {
+        float acc = 0.0f;
+        for (int i = 0; i < len; i++)
+            acc = __fadd_rn(acc, f->pb[i]);
+        f->cc = acc;
+    }
+    __syncthreads();
+    const double yc = (double)f->yc, cc = (double)f->cc;
+    *err = __dsub_rn(ss, __ddiv_rn(__dmul_rn(yc, yc), cc));
+    return __ddiv_rn(yc, cc);
+}
+
+/*
+ * Scale and codes of one piece (kv-quant.c best_scale): 8 trial scales over
+ * [0.8, 1.22] x RMS, then two refit rounds from the best, then the pass at
+ * the winning input scale. Returns the scale (0 for a zero piece).
+ */
+__device__ double kq_fit(const float *y, int len, const float *lv, const float *th, int bits,
+                         uint8_t *code, kq_fit_smem *f)
+{
+    if (threadIdx.x == 0) {
+        double ss = 0.0;
+        for (int i = 0; i < len; i++)
+            ss = __dadd_rn(ss, __dmul_rn((double)y[i], (double)y[i]));
+        f->ss = ss;
+    }
+    __syncthreads();
+    const double ss = f->ss;
+    if (!(ss > 0.0))
+        return 0.0;
+    const double rms = __dsqrt_rn(__ddiv_rn(ss, (double)len));
+    double best = INFINITY, best_in = rms, cur = rms, err;
+    for (int g = 0; g < 8; g++) {
+        double s_in = __dmul_rn(rms, __dadd_rn(0.8, __dmul_rn(0.06, (double)g)));
+        double fit = kq_pass(y, len, ss, s_in, lv, th, bits, code, f, &err);
+        if (err < best) {
+            best = err;
+            best_in = s_in;
+            cur = fit;
+        }
+    }
+    for (int round = 0; round < 2; round++) {
+        double fit = kq_pass(y, len, ss, cur, lv, th, bits, code, f, &err);
+        if (err < best) {
+            best = err;
+            best_in = cur;
+        }
+        cur = fit;
+    }
+    return kq_pass(y, len, ss, best_in, lv, th, bits, code, f, &err);
+}
+
+/*
+ * rot4 / rot3: y = R x (signs, butterfly), per piece the fitted f16 scale,
+ * then the codes: 4 bits two per byte (even coordinate low), 3 bits eight per
+ * 24-bit little-endian word (coordinate i at bits 3i..3i+2 of its word).
+ */
+__device__ void kq_store_rot(const kq_params &p, int bits, const float *x, uint8_t *dst,
+                             float *y, uint8_t *code, kq_fit_smem *f, const float *lv,
+                             const float *th)
+{
+    const int d = p.hd;
+    for (int i = threadIdx.x; i < d; i += blockDim.x)
+        y[i] = __fmul_rn(x[i], p.sign[i]);
+    kq_fwht(y, d);
+    int off = 0, piece = 0;
+    for (int len = KVQ_MAX_HEAD_DIM; len >= 32; len >>= 1) {
+        if (d - off < len)
+            continue;
+        double s = kq_fit(y + off, len, lv, th, bits, code + off, f);
+        __syncthreads(); /* every thread has read f before the next piece reuses it */
+        if (!(s > 0.0)) {
+            s = 0.0;
+            for (int i = threadIdx.x; i < len; i += blockDim.x)
+                code[off + i] = 0;
+        }
+        if (threadIdx.x == 0)
+            kq_put_f16(dst + 2 * piece, __double2float_rn(fmin(s, 65504.0)));
+        off += len;
+        piece++;
+    }
+    __syncthreads();
+    uint8_t *codes = dst + 2 * p.n_piece;
+    if (bits == 4) {
+        for (int i = threadIdx.x; i < d / 2; i += blockDim.x)
+            codes[i] = (uint8_t)(code[2 * i] | (code[2 * i + 1] << 4));
+    } else {
+        for (int g = threadIdx.x; g < d / 8; g += blockDim.x) {
+            uint32_t w = 0;
+            for (int k = 0; k < 8; k++)
+                w |= (uint32_t)code[8 * g + k] << (3 * k);
+            codes[3 * g] = (uint8_t)(w & 0xffu);
+            codes[3 * g + 1] = (uint8_t)((w >> 8) & 0xffu);
+            codes[3 * g + 2] = (uint8_t)(w >> 16);
+        }
+    }
+}
+
+/* Block (token, KV head, 0 = K / 1 = V): encodes one head vector into its cache row. */
+static __global__ void __launch_bounds__(KQ_THREADS) kq_store_kernel(const kq_params p)
+{
+    __shared__ float y[KQ_MAX_D];
+    __shared__ uint8_t code[KQ_MAX_D];
+    __shared__ kq_fit_smem f;
+    __shared__ float lv[16], th[15];
+    const int t = blockIdx.x, hk = blockIdx.y, is_v = blockIdx.z;
+    const int type = is_v ? p.vt : p.kt;
+    const int64_t row = (int64_t)*p.pos + t;
+    const float *x = (is_v ? p.v : p.k) + ((int64_t)t * p.n_head_kv + hk) * p.hd;
+    uint8_t *dst = is_v ? p.vc + (size_t)row * p.v_stride + (size_t)hk * (size_t)p.vb
+                        : p.kc + (size_t)row * p.k_stride + (size_t)hk * (size_t)p.kb;
+    switch (type) {
+    case KVQ_F16:
+        kq_store_f16(x, dst, p.hd);
+        break;
+    case KVQ_Q8_0:
+        kq_store_q8_0(x, dst, p.hd);
+        break;
+    case KVQ_Q4_0:
+        kq_store_q4_0(x, dst, p.hd);
+        break;
+    case KVQ_ROT4:
+    case KVQ_ROT3: {
+        const int bits = type == KVQ_ROT4 ? 4 : 3;
+        if (threadIdx.x < 16)
+            lv[threadIdx.x] = bits == 4 ? p.cb.l4[threadIdx.x] : p.cb.l3[threadIdx.x & 7];
+        if (threadIdx.x < 15)
+            th[threadIdx.x] = bits == 4 ? p.cb.t4[threadIdx.x] : p.cb.t3[threadIdx.x % 7];
+        __syncthreads();
+        kq_store_rot(p, bits, x, dst, y, code, &f, lv, th);
+        break;
+    }
+    default:
+        break;
+    }
+}
+
+/* ---- attention ----------------------------------------------------------- */
+
+/*
+ * Value of coordinate c of an encoded head vector in its stored domain (the
+ * rotated one for rot4/rot3): what kvq_decode (or kvq_decode_rotated) gives.
+ */
+__device__ __forceinline__ float kq_elem(int type, const uint8_t *row, int d, int n_piece, int c,
+                                         const float *l4, const float *l3)
+{
+    switch (type) {
+    case KVQ_F16:
+        return kq_f16(row + 2 * c);
+    case KVQ_Q8_0: {
+        const uint8_t *blk = row + 34 * (c >> 5);
+        return kq_f16(blk) * (float)(int8_t)blk[2 + (c & 31)];
+    }
+    case KVQ_Q4_0: {
+        const uint8_t *blk = row + 18 * (c >> 5);
+        const int e = c & 31;
+        const uint8_t b = blk[2 + (e & 15)];
+        return kq_f16(blk) * (float)((e < 16 ? (b & 15) : (b >> 4)) - 8);
+    }
+    case KVQ_ROT4: {
+        int off, len, pi;
+        kq_piece(d, c, &off, &len, &pi);
+        const uint8_t b = row[2 * n_piece + (c >> 1)];
+        return kq_f16(row + 2 * pi) * l4[(c & 1) ? (b >> 4) : (b & 15)];
+    }
+    case KVQ_ROT3: {
+        int off, len, pi;
+        kq_piece(d, c, &off, &len, &pi);
+        const uint8_t *codes = row + 2 * n_piece;
+        const int bit = 3 * c, sh = bit & 7; /* 24 * (c / 8) + 3 * (c % 8) == 3c */
+        uint32_t w = codes[bit >> 3];
+        if (sh > 5) /* the code runs into the next byte (still inside this group's 3) */
+            w |= (uint32_t)codes[(bit >> 3) + 1] << 8;
+        return kq_f16(row + 2 * pi) * l3[(w >> sh) & 7u];
+    }
+    default:
+        return 0.0f;
+    }
+}
+
+/* Block (query head, token): out = softmax(scale q.K) V over [lo, p]. */
+static __global__ void __launch_bounds__(KQ_THREADS) kq_attn_kernel(const kq_params p)
+{
+    __shared__ uint16_t ks[KQ_TILE * KQ_MAX_HB / 2], vs[KQ_TILE * KQ_MAX_HB / 2];
+    __shared__ float qs[KQ_MAX_D], os[KQ_MAX_D];
+    __shared__ float sc[KQ_TILE], pw[KQ_TILE];
+    __shared__ float l4[16], l3[8];
+    __shared__ float sm_corr, sm_l;
+    const int h = blockIdx.x, t = blockIdx.y, D = p.hd;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    const int hk = h / p.group;
+    const int64_t pp = (int64_t)*p.pos + t;
+    const int64_t lo = p.window && pp + 1 > (int64_t)p.window ? pp + 1 - p.window : 0;
+    const bool k_rot = p.kt == KVQ_ROT4 || p.kt == KVQ_ROT3;
+    const bool v_rot = p.vt == KVQ_ROT4 || p.vt == KVQ_ROT3;
+
+    if (threadIdx.x < 16)
+        l4[threadIdx.x] = p.cb.l4[threadIdx.x];
+    if (threadIdx.x < 8)
+        l3[threadIdx.x] = p.cb.l3[threadIdx.x];
+    const float *q = p.q + ((int64_t)t * p.n_head + h) * D;
+    for (int i = threadIdx.x; i < D; i += blockDim.x)
+        qs[i] = k_rot ? __fmul_rn(q[i], p.sign[i]) : q[i];
+    if (k_rot)
+        kq_fwht(qs, D); /* syncs on entry and exit */
+
+    float acc[KQ_MAX_D / KQ_THREADS];
+#pragma unroll
+    for (int k = 0; k < KQ_MAX_D / KQ_THREADS; k++)
+        acc[k] = 0.0f;
+    float m = -INFINITY, l = 0.0f; /* running max and normalizer, kept by warp 0 */
+    const int kw = p.kb / 2, vw = p.vb / 2; /* u16 words per head vector */
+    for (int64_t jt = lo; jt <= pp; jt += KQ_TILE) {
+        const int nv = (int)min((int64_t)KQ_TILE, pp - jt + 1);
+        __syncthreads(); /* the previous tile is consumed (and qs, l4, l3 written) */
+        for (int i = threadIdx.x; i < nv * kw; i += blockDim.x) {
+            const int jj = i / kw, w = i % kw;
+            const uint8_t *r = p.kc + (size_t)(jt + jj) * p.k_stride + (size_t)hk * p.kb;
+            ks[i] = ((const uint16_t *)r)[w];
+        }
+        for (int i = threadIdx.x; i < nv * vw; i += blockDim.x) {
+            const int jj = i / vw, w = i % vw;
+            const uint8_t *r = p.vc + (size_t)(jt + jj) * p.v_stride + (size_t)hk * p.vb;
+            vs[i] = ((const uint16_t *)r)[w];
+        }
+        __syncthreads();
+        for (int jj = warp; jj < KQ_TILE; jj += nw) {
+            float s = 0.0f;
+            if (jj < nv) {
+                const uint8_t *kr = (const uint8_t *)(ks + jj * kw);
+                for (int c = lane; c < D; c += 32)
+                    s = fmaf(qs[c], kq_elem(p.kt, kr, D, p.n_piece, c, l4, l3), s);
+            }
+            s = warp_sum(s);
+            if (lane == 0)
+                sc[jj] = jj < nv ? s * p.scale : -INFINITY;
+        }
+        __syncthreads();
+        if (warp == 0) {
+            const float s = sc[lane];
+            const float mn = fmaxf(m, warp_max(s)); /* finite: position jt is valid */
+            const float e = lane < nv ? expf(s - mn) : 0.0f;
+            const float corr = expf(m - mn); /* 0 on the first tile (m = -inf) */
+            l = l * corr + warp_sum(e);
+            m = mn;
+            pw[lane] = e;
+            if (lane == 0)
+                sm_corr = corr, sm_l = l;
+        }
+        __syncthreads();
+        const float corr = sm_corr;
+#pragma unroll
+        for (int k = 0; k < KQ_MAX_D / KQ_THREADS; k++) {
+            const int c = threadIdx.x + k * KQ_THREADS;
+            if (c < D) {
+                float a = acc[k] * corr;
+                for (int jj = 0; jj < nv; jj++)
+                    a = fmaf(pw[jj],
+                             kq_elem(p.vt, (const uint8_t *)(vs + jj * vw), D, p.n_piece, c,
+                                     l4, l3),
+                             a);
+                acc[k] = a;
+            }
+        }
+    }
+    __syncthreads();
+    const float inv_l = 1.0f / sm_l;
+    float *o = p.out + ((int64_t)t * p.n_head + h) * D;
+#pragma unroll
+    for (int k = 0; k < KQ_MAX_D / KQ_THREADS; k++) {
+        const int c = threadIdx.x + k * KQ_THREADS;
+        if (c < D) {
+            if (v_rot)
+                os[c] = acc[k] * inv_l;
+            else
+                o[c] = acc[k] * inv_l;
+        }
+    }
+    if (v_rot) {
+        kq_fwht(os, D); /* R^T = D H / sqrt(len): butterfly, then the signs */
+        for (int i = threadIdx.x; i < D; i += blockDim.x)
+            o[i] = os[i] * p.sign[i];
+    }
+}
+
+/* ---- launchers ----------------------------------------------------------- */
+
+static hearth_status kq_setup(const struct cuda_kvq_args *a, const char *who, kq_params *p)
+{
+    const bool rot = kvq_is_rotated((enum kvq_type)a->k_type) ||
+                     kvq_is_rotated((enum kvq_type)a->v_type);
+    if (!cuda_kvq_supported(a->k_type, a->v_type, a->head_dim) || a->n_head_kv < 1 ||
+        a->n_head < 1 || a->n_head % a->n_head_kv != 0 || a->n_head > 65535 ||
+        a->n_head_kv > 65535 || a->n_tok > 65535 || (rot && !a->d_sign))
+        return err_set(HEARTH_ERR_INVALID_ARG,
+                       "%s: K %s / V %s, head_dim %d (multiple of 32, <= %d), heads %d/%d, "
+                       "n_tok %d%s", who, kvq_type_name((enum kvq_type)a->k_type),
+                       kvq_type_name((enum kvq_type)a->v_type), a->head_dim, KQ_MAX_D,
+                       a->n_head, a->n_head_kv, a->n_tok,
+                       rot && !a->d_sign ? ", rotated type without d_sign" : "");
+    p->kb = (int)kvq_head_bytes((enum kvq_type)a->k_type, a->head_dim);
+    p->vb = (int)kvq_head_bytes((enum kvq_type)a->v_type, a->head_dim);
+    /* the attention kernel stages cache rows as u16 words */
+    if (a->k_row_stride % 2 || a->v_row_stride % 2 || (uintptr_t)a->d_k_cache % 2 ||
+        (uintptr_t)a->d_v_cache % 2 || a->k_row_stride < (size_t)a->n_head_kv * p->kb ||
+        a->v_row_stride < (size_t)a->n_head_kv * p->vb)
+        return err_set(HEARTH_ERR_INVALID_ARG,
+                       "%s: cache rows of %zu / %zu bytes (even, >= %d x %d / %d bytes) at "
+                       "even addresses expected", who, a->k_row_stride, a->v_row_stride,
+                       a->n_head_kv, p->kb, p->vb);
+    p->q = a->d_q;
+    p->k = a->d_k;
+    p->v = a->d_v;
+    p->kc = (uint8_t *)a->d_k_cache;
+    p->vc = (uint8_t *)a->d_v_cache;
+    p->k_stride = a->k_row_stride;
+    p->v_stride = a->v_row_stride;
+    p->out = a->d_out;
+    p->pos = a->d_pos;
+    p->sign = a->d_sign;
+    p->kt = a->k_type;
+    p->vt = a->v_type;
+    p->n_head = a->n_head;
+    p->n_head_kv = a->n_head_kv;
+    p->group = a->n_head / a->n_head_kv;
+    p->hd = a->head_dim;
+    p->n_piece = __builtin_popcount((unsigned)a->head_dim / 32u);
+    p->scale = a->scale;
+    p->window = a->window;
+    const struct kvq_codebook *c4 = kvq_codebook_get(4), *c3 = kvq_codebook_get(3);
+    for (int i = 0; i < 16; i++)
+        p->cb.l4[i] = c4->level[i];
+    for (int i = 0; i < 15; i++)
+        p->cb.t4[i] = c4->thresh[i];
+    for (int i = 0; i < 8; i++)
+        p->cb.l3[i] = c3->level[i];
+    for (int i = 0; i < 7; i++)
+        p->cb.t3[i] = c3->thresh[i];
+    return HEARTH_OK;
+}
+
+extern "C" bool cuda_kvq_supported(int k_type, int v_type, int head_dim)
+{
+    return k_type >= 0 && k_type < KVQ_TYPE_COUNT && v_type >= 0 && v_type < KVQ_TYPE_COUNT &&
+           head_dim >= 32 && head_dim <= KQ_MAX_D && head_dim % 32 == 0;
+}
+
+extern "C" hearth_status cuda_kvq_store(const struct cuda_kvq_args *a, void *stream)
+{
+    if (a->n_tok <= 0)
+        return HEARTH_OK;
+    kq_params p;
+    hearth_status st = kq_setup(a, "cuda_kvq_store", &p);
+    if (st != HEARTH_OK)
+        return st;
+    kq_store_kernel<<<dim3((unsigned)a->n_tok, (unsigned)a->n_head_kv, 2), KQ_THREADS, 0,
+                      CUDA_STREAM(stream)>>>(p);
+    CUDA_RETURN_LAUNCH();
+}
+
+extern "C" hearth_status cuda_kvq_attention(const struct cuda_kvq_args *a, void *stream)
+{
+    if (a->n_tok <= 0)
+        return HEARTH_OK;
+    kq_params p;
+    hearth_status st = kq_setup(a, "cuda_kvq_attention", &p);
+    if (st != HEARTH_OK)
+        return st;
+    kq_attn_kernel<<<dim3((unsigned)a->n_head, (unsigned)a->n_tok), KQ_THREADS, 0,
+                     CUDA_STREAM(stream)>>>(p);
+    CUDA_RETURN_LAUNCH();
+}
