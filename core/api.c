@@ -8,7 +8,9 @@
  * are here and nowhere else. A session runs on the engine's implicit device
  * choice (engine.h: the CPU unless a hardware GPU is present, then the
  * planner's placement); hearth_session_params will grow device and layer
- * fields (appended) to choose explicitly.
+ * fields (appended) to choose explicitly. Its KV types are the engine's enum
+ * kvq_type under a public name: the values are the same (asserted below), so
+ * they pass through unconverted once checked for range.
  *
  * Every entry point checks its pointers and reports HEARTH_ERR_INVALID_ARG
  * through err_set rather than crashing, since callers are outside the library.
@@ -21,11 +23,18 @@
 #include "err.h"
 #include "generate.h"
 #include "hearth.h"
+#include "kv-quant.h"
 #include "model.h"
 #include "sampler.h"
 #include "tokenizer.h"
 
 #define API_DEFAULT_CTX 4096
+
+_Static_assert(HEARTH_KV_F16 == (int)KVQ_F16 && HEARTH_KV_Q8_0 == (int)KVQ_Q8_0 &&
+                   HEARTH_KV_Q4_0 == (int)KVQ_Q4_0 && HEARTH_KV_ROT4 == (int)KVQ_ROT4 &&
+                   HEARTH_KV_ROT3 == (int)KVQ_ROT3 &&
+                   HEARTH_KV_TYPE_COUNT == (int)KVQ_TYPE_COUNT,
+               "hearth_kv_type must number the types as enum kvq_type does");
 
 struct hearth_model {
     struct model *m;
@@ -219,6 +228,14 @@ hearth_status hearth_session_create(hearth_model *model, const hearth_session_pa
     hearth_status st = sampler_params_validate(&sp);
     if (st != HEARTH_OK)
         return st;
+    /* read as int: an out-of-range enum value is the caller's bug to report, not UB to trust */
+    const int kt = (int)p->kv_type_k, vt = (int)p->kv_type_v;
+    if (kt < 0 || kt >= HEARTH_KV_TYPE_COUNT || vt < 0 || vt >= HEARTH_KV_TYPE_COUNT)
+        return err_set(HEARTH_ERR_INVALID_ARG,
+                       "hearth_session_create: kv_type_%s is %d, expected a hearth_kv_type "
+                       "(0 f16, 1 q8_0, 2 q4_0, 3 rot4, 4 rot3)",
+                       kt < 0 || kt >= HEARTH_KV_TYPE_COUNT ? "k" : "v",
+                       kt < 0 || kt >= HEARTH_KV_TYPE_COUNT ? kt : vt);
     hearth_session *s = calloc(1, sizeof *s);
     if (!s)
         return err_set(HEARTH_ERR_NO_MEMORY, "hearth_session_create: session handle");
@@ -228,6 +245,8 @@ hearth_status hearth_session_create(hearth_model *model, const hearth_session_pa
     fp.n_ctx = p->n_ctx ? p->n_ctx : (train > 0 && train < API_DEFAULT_CTX ? train
                                                                             : API_DEFAULT_CTX);
     fp.n_threads = p->n_threads;
+    fp.kv_type_k = kt;
+    fp.kv_type_v = vt;
     if ((st = engine_create(model->m, &fp, &s->fc)) != HEARTH_OK ||
         (st = gen_session_create(model->m, model->tok, s->fc, &sp, &s->gs)) != HEARTH_OK) {
         hearth_session_free(s);

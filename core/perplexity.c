@@ -507,6 +507,7 @@ void ppl_kld_summarize(double *kld, int64_t n, int64_t n_agree, struct ppl_kld_s
 {
     memset(out, 0, sizeof *out);
     out->n = n;
+    out->n_agree = n_agree;
     if (n <= 0)
         return;
     double s = 0.0, s2 = 0.0;
@@ -527,4 +528,102 @@ void ppl_kld_summarize(double *kld, int64_t n, int64_t n_agree, struct ppl_kld_s
     out->p99 = kld[rank - 1];
     out->max = kld[n - 1];
     out->top1 = (double)n_agree / dn;
+}
+
+/* ---- in-process comparison with a reference engine ----------------------- */
+
+static uint32_t row_argmax(const float *x, uint32_t n)
+{
+    uint32_t am = 0;
+    for (uint32_t i = 1; i < n; i++)
+        if (x[i] > x[am])
+            am = i;
+    return am;
+}
+
+void ppl_compare_rows(const float *ref, double ref_lse, const float *test, double test_lse,
+                      uint32_t n_vocab, struct ppl_row_cmp *out)
+{
+    double kl = 0.0;
+    for (uint32_t i = 0; i < n_vocab; i++) {
+        double lp = (double)ref[i] - ref_lse;
+        double p = exp(lp);
+        if (p > 0.0) /* also skips -inf logits, whose 0 * (-inf - x) would be NaN */
+            kl += p * (lp - ((double)test[i] - test_lse));
+    }
+    out->kld = kl > 0.0 ? kl : 0.0;
+    out->top1_agree = row_argmax(ref, n_vocab) == row_argmax(test, n_vocab);
+}
+
+static void acc_add(struct ppl_acc *a, double nll)
+{
+    a->n++;
+    a->nll_sum += nll;
+    a->nll2_sum += nll * nll;
+}
+
+hearth_status ppl_evaluate_pair(struct engine *test, struct engine *ref, uint32_t n_vocab,
+                                const int32_t *tokens, int n_chunks, int n_ctx,
+                                ppl_chunk_fn on_chunk, void *ud, struct ppl_pair_result *out)
+{
+    memset(out, 0, sizeof *out);
+    if (n_ctx < 4 || n_chunks < 1 || n_vocab == 0)
+        return err_set(HEARTH_ERR_INVALID_ARG,
+                       "perplexity: %d chunks of %d tokens (vocab %u): expected at least one "
+                       "chunk of at least 4",
+                       n_chunks, n_ctx, n_vocab);
+    if ((uint32_t)n_ctx > engine_n_ctx(test) || (uint32_t)n_ctx > engine_n_ctx(ref))
+        return err_set(HEARTH_ERR_INVALID_ARG,
+                       "perplexity: chunks of %d tokens exceed the context of %u (test) or %u "
+                       "(reference) positions",
+                       n_ctx, engine_n_ctx(test), engine_n_ctx(ref));
+    const size_t n_scored = (size_t)n_chunks * (size_t)ppl_scored_per_chunk(n_ctx);
+    const size_t n_rows = (size_t)PPL_LOGIT_BATCH * n_vocab;
+    float *lt = malloc(n_rows * sizeof *lt);
+    float *lr = malloc(n_rows * sizeof *lr);
+    double *kld = malloc(n_scored * sizeof *kld);
+    if (!lt || !lr || !kld) {
+        free(lt);
+        free(lr);
+        free(kld);
+        return err_set(HEARTH_ERR_NO_MEMORY,
+                       "perplexity: out of memory for 2 x %d x %u logits and %zu KL values",
+                       PPL_LOGIT_BATCH, n_vocab, n_scored);
+    }
+    hearth_status st = HEARTH_OK;
+    const int first = n_ctx / 2;
+    size_t index = 0;
+    int64_t n_agree = 0;
+    for (int ch = 0; ch < n_chunks && st == HEARTH_OK; ch++) {
+        const int32_t *tok = tokens + (size_t)ch * (size_t)n_ctx;
+        st = engine_eval(test, tok, first, 0, NULL, false);
+        if (st == HEARTH_OK)
+            st = engine_eval(ref, tok, first, 0, NULL, false);
+        for (int j0 = first; j0 < n_ctx - 1 && st == HEARTH_OK; j0 += PPL_LOGIT_BATCH) {
+            int nb = n_ctx - 1 - j0 < PPL_LOGIT_BATCH ? n_ctx - 1 - j0 : PPL_LOGIT_BATCH;
+            st = engine_eval(test, tok + j0, nb, j0, lt, true);
+            if (st == HEARTH_OK)
+                st = engine_eval(ref, tok + j0, nb, j0, lr, true);
+            for (int r = 0; r < nb && st == HEARTH_OK; r++) {
+                const float *rt = lt + (size_t)r * n_vocab, *rr = lr + (size_t)r * n_vocab;
+                const int32_t target = tok[j0 + r + 1];
+                const double lse_t = ppl_log_sum_exp(rt, n_vocab);
+                const double lse_r = ppl_log_sum_exp(rr, n_vocab);
+                acc_add(&out->test, lse_t - (double)rt[target]);
+                acc_add(&out->ref, lse_r - (double)rr[target]);
+                struct ppl_row_cmp c;
+                ppl_compare_rows(rr, lse_r, rt, lse_t, n_vocab, &c);
+                kld[index++] = c.kld;
+                n_agree += c.top1_agree;
+            }
+        }
+        if (st == HEARTH_OK && on_chunk)
+            on_chunk(ud, ch, &out->test);
+    }
+    if (st == HEARTH_OK)
+        ppl_kld_summarize(kld, (int64_t)index, n_agree, &out->kld);
+    free(lt);
+    free(lr);
+    free(kld);
+    return st;
 }

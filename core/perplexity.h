@@ -27,6 +27,15 @@
  * exact value, and exactly 0 when the runs agree bit for bit. Layout in
  * perplexity.c; the header carries vocab size, c and every evaluated token id
  * so that runs of different texts, settings or tokenizers are refused.
+ *
+ * The in-process comparison (ppl_evaluate_pair, `--kl-divergence` without a
+ * file) instead runs a reference engine (f16 KV cache) beside the engine under
+ * test and compares whole rows: KL(ref || test) over the full vocabulary,
+ * exact up to double rounding. The two engines take turns per sub-batch of
+ * PPL_LOGIT_BATCH rows, each on its own cache, so at most one sub-batch of
+ * logits per engine is held (not a chunk's: 1023 Gemma rows would be 1 GiB).
+ * Rejected: writing the reference to a logits file first (top-k only, a lower
+ * bound) or holding a whole chunk of rows per engine (memory).
  */
 #ifndef HEARTH_PERPLEXITY_H
 #define HEARTH_PERPLEXITY_H
@@ -135,9 +144,44 @@ struct ppl_kld_summary {
     double mean, mean_err; /* mean KLD and its standard error */
     double p99, max;       /* 99th percentile (nearest rank) and maximum */
     double top1;           /* fraction of tokens whose argmaxes agree */
+    int64_t n_agree;       /* their count */
 };
 
 /* Summarizes per-token KLDs kld[0..n) (reordered: sorted in place) and agreements. */
 void ppl_kld_summarize(double *kld, int64_t n, int64_t n_agree, struct ppl_kld_summary *out);
+
+/* ---- in-process comparison with a reference engine ----------------------- */
+
+/* One position's comparison of two full logit rows. */
+struct ppl_row_cmp {
+    double kld;      /* KL(ref || test) over all n_vocab ids, nats, >= 0 */
+    bool top1_agree; /* same argmax (ties: the lowest id) */
+};
+
+/*
+ * Compares the reference row ref[n_vocab] (log-sum-exp ref_lse) with the test
+ * row test[n_vocab] (test_lse): KL(p || q) = sum_i p_i (log p_i - log q_i)
+ * with log p_i = ref[i] - ref_lse, log q_i = test[i] - test_lse, in double.
+ * Identical rows give exactly 0. A rounding-negative sum is clamped to 0.
+ */
+void ppl_compare_rows(const float *ref, double ref_lse, const float *test, double test_lse,
+                      uint32_t n_vocab, struct ppl_row_cmp *out);
+
+struct ppl_pair_result {
+    struct ppl_acc test, ref;   /* NLL sums of the engine under test and of the reference */
+    struct ppl_kld_summary kld; /* per-token KL(ref || test) and top-1 agreement */
+};
+
+/*
+ * ppl_evaluate on two engines over the same tokens: test (the settings being
+ * measured) and ref (the reference, normally an f16 KV cache), both with
+ * contexts of at least n_ctx. Each scored row of test is compared with ref's
+ * by ppl_compare_rows; on_chunk (may be NULL) gets test's sums after each
+ * chunk. Errors: those of engine_eval, INVALID_ARG (as ppl_evaluate),
+ * NO_MEMORY.
+ */
+hearth_status ppl_evaluate_pair(struct engine *test, struct engine *ref, uint32_t n_vocab,
+                                const int32_t *tokens, int n_chunks, int n_ctx,
+                                ppl_chunk_fn on_chunk, void *ud, struct ppl_pair_result *out);
 
 #endif

@@ -28,6 +28,7 @@
 #include "chat.h"
 #include "cpu/forward.h"
 #include "err.h"
+#include "kv-quant.h"
 
 struct slots_req {
     /* set at creation, then owned by the engine */
@@ -578,6 +579,11 @@ hearth_status slots_create(const struct model *m, const struct tokenizer *t,
     if (p->max_queue < 1 || p->max_queue > 1 << 20)
         return err_set(HEARTH_ERR_INVALID_ARG, "slots: max_queue %d out of range [1, 2^20]",
                        p->max_queue);
+    if (p->kv_type_k < 0 || p->kv_type_k >= KVQ_TYPE_COUNT || p->kv_type_v < 0 ||
+        p->kv_type_v >= KVQ_TYPE_COUNT)
+        return err_set(HEARTH_ERR_INVALID_ARG,
+                       "slots: KV types K %d, V %d, expected enum kvq_type values 0..%d",
+                       p->kv_type_k, p->kv_type_v, KVQ_TYPE_COUNT - 1);
     struct slots *s = calloc(1, sizeof *s);
     if (!s)
         return err_set(HEARTH_ERR_NO_MEMORY, "slots: out of memory");
@@ -593,6 +599,8 @@ hearth_status slots_create(const struct model *m, const struct tokenizer *t,
     struct forward_params fp = forward_params_default();
     fp.n_ctx = p->n_ctx;
     fp.n_threads = p->n_threads;
+    fp.kv_type_k = p->kv_type_k;
+    fp.kv_type_v = p->kv_type_v;
     if ((st = forward_create_multi(m, &fp, p->n_slots, &s->fc)) != HEARTH_OK)
         goto fail;
     const size_t n_slots = (size_t)p->n_slots, cap = n_slots + (size_t)s->p.prefill_chunk;
@@ -629,6 +637,8 @@ hearth_status slots_create(const struct model *m, const struct tokenizer *t,
     s->st.n_slots = p->n_slots;
     s->st.max_queue = p->max_queue;
     s->st.kv_bytes = forward_kv_bytes(s->fc);
+    s->st.kv_type_k = p->kv_type_k;
+    s->st.kv_type_v = p->kv_type_v;
     s->st.weight_bytes = (size_t)m->gguf->size;
     s->tps_t0 = now_s();
     if (pthread_create(&s->thread, NULL, engine_main, s) != 0) {

@@ -49,6 +49,8 @@ struct slots_params {
     uint32_t n_ctx;    /* positions per slot */
     int n_threads;     /* CPU threads (<= 0: physical cores) */
     int prefill_chunk; /* prompt tokens per step over all slots (<= 0: 64) */
+    int kv_type_k;     /* enum kvq_type (kv-quant.h) of every slot's cached keys; 0: f16 */
+    int kv_type_v;     /* ... and values */
 };
 
 struct slots;
@@ -91,10 +93,15 @@ struct slots_stats {
     double busy_s;            /* seconds spent in steps */
     double gen_tps;           /* generated tokens / s over the last ~10 s of steps */
     size_t kv_bytes;          /* KV caches at full context, all slots */
+    int kv_type_k, kv_type_v; /* enum kvq_type of the caches */
     size_t weight_bytes;      /* mapped model file */
 };
 
-/* Creates the slots and starts the engine thread. m, t and chat are borrowed. */
+/*
+ * Creates the slots and starts the engine thread. m, t and chat are borrowed.
+ * INVALID_ARG for a KV type outside enum kvq_type; the forward context's
+ * errors (UNSUPPORTED for a type the head size cannot use, NO_MEMORY).
+ */
 hearth_status slots_create(const struct model *m, const struct tokenizer *t,
                            const struct gen_chat *chat, const struct slots_params *p,
                            struct slots **out);

@@ -179,10 +179,28 @@ typedef struct hearth_sampling_params {
     bool seed_set;           /* false: a seed from the clock (hearth_session_seed) */
 } hearth_sampling_params;
 
+/*
+ * Storage types of the KV cache (docs/kv-cache.md). f16 is exact to the
+ * activations; q8_0 and q4_0 are ggml's 32-value blocks (8.5 and 4.5 bits per
+ * value); rot4 and rot3 rotate each head vector (randomized Hadamard) and store
+ * 4- or 3-bit codebook indices plus one f16 scale per piece. K and V may
+ * differ. Measure a type on your model with `hearth perplexity --kl-divergence`.
+ */
+typedef enum hearth_kv_type {
+    HEARTH_KV_F16 = 0,
+    HEARTH_KV_Q8_0 = 1,
+    HEARTH_KV_Q4_0 = 2,
+    HEARTH_KV_ROT4 = 3,
+    HEARTH_KV_ROT3 = 4,
+    HEARTH_KV_TYPE_COUNT = 5 /* one past the last type */
+} hearth_kv_type;
+
 typedef struct hearth_session_params {
     uint32_t n_ctx;      /* positions of the KV cache; 0: min(4096, training context) */
     int32_t n_threads;   /* CPU threads; <= 0: the physical cores */
     hearth_sampling_params sampling;
+    hearth_kv_type kv_type_k; /* type of the cached keys; default HEARTH_KV_F16 */
+    hearth_kv_type kv_type_v; /* type of the cached values; default HEARTH_KV_F16 */
 } hearth_session_params;
 
 /* Fills p with the defaults documented in the structs. */
@@ -192,10 +210,11 @@ void hearth_session_params_default(hearth_session_params *p);
 /*
  * A conversation over model (borrowed: it must outlive the session). p NULL:
  * defaults. *out is the caller's (hearth_session_free); NULL on failure.
- * Errors: HEARTH_ERR_INVALID_ARG (a sampling field out of range: the message
- * names it), HEARTH_ERR_UNSUPPORTED (a weight type with no CPU kernel),
- * HEARTH_ERR_NO_MEMORY (the KV cache: 2 * n_layer * n_ctx * n_head_kv *
- * head_dim * 2 bytes).
+ * Errors: HEARTH_ERR_INVALID_ARG (a sampling field or KV type out of range:
+ * the message names it), HEARTH_ERR_UNSUPPORTED (a weight type with no CPU
+ * kernel, a KV type the model's head size cannot use), HEARTH_ERR_NO_MEMORY
+ * (the KV cache: n_layer * n_ctx * n_head_kv * (K + V bytes per head vector),
+ * 2 * head_dim bytes each for f16).
  */
 hearth_status hearth_session_create(hearth_model *model, const hearth_session_params *p,
                                     hearth_session **out);

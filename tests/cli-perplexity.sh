@@ -4,7 +4,10 @@
 # the engine puts it; --save-logits then --kl-divergence against the same run,
 # and against a run with another thread count, gives KLD 0 and top-1
 # agreement 1; a file made with another -c is refused with a clear message;
-# bad flags exit 2.
+# bad flags exit 2. --kl-divergence without a file (an f16-KV reference in
+# the same run) gives KLD 0 against f16 and a small one against q8_0, in text
+# and --json; an unknown --kv-type* exits 2 listing the valid names, for
+# perplexity and serve.
 set -u
 bin=${HEARTH_BIN:?HEARTH_BIN must name the hearth binary}
 src=${HEARTH_SOURCE_DIR:?HEARTH_SOURCE_DIR must name the source tree}
@@ -93,6 +96,72 @@ printf 'In the beginning' > "$tmp/short.txt"
 "$bin" perplexity -m "$smol" -f "$tmp/short.txt" -c 128 > /dev/null 2> "$tmp/g.err"
 [ $? -eq 1 ] || fail "short text: exit not 1"
 grep -q 'fewer than one chunk of 128' "$tmp/g.err" || fail "short text message: $(cat "$tmp/g.err")"
+
+# --kl-divergence without a file: an f16-KV reference engine beside the one
+# under test. With f16 under test too, both are the same bits: KLD 0, top-1
+# 100%, equal perplexities. With q8_0: the same reference perplexity, KLD
+# small but >= 0, and the bits per value of q8_0 (8.5). --json is one object.
+json_get() { python3 -c "import json, sys; print(json.load(open('$1'))['$2'])" 2>/dev/null; }
+"$bin" perplexity -m "$smol" -f "$text" -c 128 --chunks 1 -t 2 --kl-divergence --json \
+    > "$tmp/k16.json" 2> "$tmp/k16.err" || fail "kld f16 exit $?: $(cat "$tmp/k16.err")"
+python3 - "$tmp/k16.json" <<'PY' || fail "f16 --kl-divergence --json: $(cat "$tmp/k16.json")"
+import json, sys
+j = json.load(open(sys.argv[1]))
+want = ["ppl", "ppl_ref", "ppl_delta_pct", "kld_mean", "kld_p99", "kld_max", "top1_pct", "k_type",
+        "v_type", "k_bpv", "v_bpv", "n_ctx", "n_chunks", "n_tokens_scored"]
+missing = [k for k in want if k not in j]
+assert not missing, missing
+assert j["kld_mean"] == 0 and j["kld_max"] == 0 and j["top1_pct"] == 100, j
+assert j["ppl"] == j["ppl_ref"] and j["ppl_delta_pct"] == 0, j
+assert j["k_type"] == "f16" and j["v_type"] == "f16" and j["k_bpv"] == 16 and j["v_bpv"] == 16, j
+assert j["n_ctx"] == 128 and j["n_chunks"] == 1 and j["n_tokens_scored"] == 63, j
+PY
+"$bin" perplexity -m "$smol" -f "$text" -c 128 --chunks 1 -t 2 --kv-type-k q8_0 \
+    --kl-divergence --json > "$tmp/k8.json" 2> "$tmp/k8.err" \
+    || fail "kld q8_0 exit $?: $(cat "$tmp/k8.err")"
+python3 - "$tmp/k8.json" "$tmp/k16.json" <<'PY' || fail "q8_0 --kl-divergence: $(cat "$tmp/k8.json")"
+import json, sys
+j, f = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+assert j["k_type"] == "q8_0" and j["v_type"] == "f16" and j["k_bpv"] == 8.5, j
+assert j["ppl_ref"] == f["ppl"], (j, f)
+assert 0 <= j["kld_mean"] <= j["kld_max"] and j["kld_mean"] < 0.05, j
+assert j["kld_p99"] <= j["kld_max"] and j["top1_pct"] > 85, j
+assert abs(j["ppl_delta_pct"] - 100 * (j["ppl"] / j["ppl_ref"] - 1)) < 1e-6, j
+PY
+# the text form: the comparison lines, then the perplexity line last
+"$bin" perplexity -m "$smol" -f "$text" -c 128 --chunks 1 -t 2 --kv-type rot4 --kl-divergence \
+    > "$tmp/kr.txt" 2> "$tmp/kr.err" || fail "kld rot4 exit $?: $(cat "$tmp/kr.err")"
+grep -q '^kv type: rot4 (K 4\.25, V 4\.25 bits/value at head_dim 64)$' "$tmp/kr.txt" \
+    || fail "rot4 kv type line: $(cat "$tmp/kr.txt")"
+for l in "reference perplexity" "perplexity delta" "kld mean" "kld p99" "kld max" \
+    "top-1 agreement"; do
+    grep -q "^$l: " "$tmp/kr.txt" || fail "rot4 text output lacks '$l': $(cat "$tmp/kr.txt")"
+done
+tail -1 "$tmp/kr.txt" | grep -Eq '^perplexity: [0-9]+\.[0-9]+ \+/- [0-9]+\.[0-9]+$' \
+    || fail "rot4 run does not end with the perplexity line"
+# both forms of --kl-divergence at once, and --save-logits with the reference: usage errors
+"$bin" perplexity -m "$smol" -f "$text" --kl-divergence --kl-divergence "$tmp/a.log" \
+    > /dev/null 2>&1
+[ $? -eq 2 ] || fail "--kl-divergence with and without a file: exit not 2"
+"$bin" perplexity -m "$smol" -f "$text" --kl-divergence --save-logits "$tmp/y" > /dev/null 2>&1
+[ $? -eq 2 ] || fail "--kl-divergence (reference) with --save-logits: exit not 2"
+[ ! -e "$tmp/y" ] || fail "--save-logits file left behind by a refused run"
+
+# an unknown KV type: exit 2 and the valid names, for perplexity and serve
+cmds=(perplexity serve)
+# a build without libmicrohttpd has a serve that only says so
+"$bin" serve --help 2>&1 | grep -q 'no HTTP server' && cmds=(perplexity)
+for cmd in "${cmds[@]}"; do
+    extra=()
+    [ $cmd = perplexity ] && extra=(-f "$text")
+    for flag in --kv-type --kv-type-k --kv-type-v; do
+        "$bin" $cmd -m "$smol" "${extra[@]}" $flag bogus > /dev/null 2> "$tmp/kv.err"
+        rc=$?
+        [ $rc -eq 2 ] || fail "$cmd $flag bogus: exit $rc, want 2"
+        grep -q 'bogus.*f16, q8_0, q4_0, rot4, rot3' "$tmp/kv.err" \
+            || fail "$cmd $flag bogus: message does not list the types: $(cat "$tmp/kv.err")"
+    done
+done
 
 [ $fails -eq 0 ] && echo "cli-perplexity: all checks passed"
 exit $((fails > 0))

@@ -3,7 +3,7 @@
  * the shape getters, tokenize = tok_encode, detokenize round trip, 16 greedy
  * tokens through hearth_generate = the same through gen_run directly, a chat
  * reply, the errors (bad path, bad sampling field, bad ids) and their messages
- * through hearth_last_error().
+ * through hearth_last_error(), and sessions with compressed KV cache types.
  */
 #include <string.h>
 
@@ -245,5 +245,70 @@ TEST(errors)
     hearth_model_free(m);
 }
 
+/*
+ * KV cache types through the public params: the defaults are f16; a session
+ * with a rot4 cache (K and V) is created and answers the chat question as the
+ * f16 one does (a cache that decoded to garbage would not say Paris); a mixed
+ * K q8_0 / V rot3 session generates its 8 tokens; out-of-range types are
+ * INVALID_ARG with a message naming the field and the value.
+ */
+TEST(kv_types)
+{
+    hearth_session_params sp;
+    hearth_session_params_default(&sp);
+    CHECK_INT_EQ(sp.kv_type_k, HEARTH_KV_F16);
+    CHECK_INT_EQ(sp.kv_type_v, HEARTH_KV_F16);
+    hearth_model *m = load();
+    REQUIRE(m);
+    sp.n_ctx = 256;
+    sp.sampling.temp = 0.0f;
+    sp.kv_type_k = HEARTH_KV_ROT4;
+    sp.kv_type_v = HEARTH_KV_ROT4;
+    hearth_session *s = NULL;
+    CHECK_OK(hearth_session_create(m, &sp, &s));
+    if (s) {
+        hearth_chat_message msgs[] = {{"user", "What is the capital of France?"}};
+        struct collect c = {0};
+        hearth_generate_params gp;
+        hearth_generate_params_default(&gp);
+        gp.n_predict = 48;
+        gp.on_token = on_token;
+        gp.user = &c;
+        hearth_generate_stats st;
+        CHECK_OK(hearth_generate_chat(s, msgs, 1, &gp, &st));
+        CHECK(st.n_gen > 0);
+        CHECK_MSG(strstr(c.text, "Paris") != NULL, "rot4 reply: '%s'", c.text);
+        hearth_session_free(s);
+        s = NULL;
+    }
+    sp.kv_type_k = HEARTH_KV_Q8_0;
+    sp.kv_type_v = HEARTH_KV_ROT3;
+    CHECK_OK(hearth_session_create(m, &sp, &s));
+    if (s) {
+        hearth_generate_params gp;
+        hearth_generate_params_default(&gp);
+        gp.n_predict = 8;
+        hearth_generate_stats st;
+        CHECK_OK(hearth_generate(s, "Once upon a time", &gp, &st));
+        CHECK(st.n_gen == 8 || st.stop == HEARTH_STOP_EOG);
+        hearth_session_free(s);
+        s = NULL;
+    }
+
+    sp.kv_type_k = HEARTH_KV_F16;
+    sp.kv_type_v = (hearth_kv_type)HEARTH_KV_TYPE_COUNT;
+    s = (hearth_session *)&s;
+    CHECK_INT_EQ(hearth_session_create(m, &sp, &s), HEARTH_ERR_INVALID_ARG);
+    CHECK(s == NULL);
+    CHECK_MSG(strstr(hearth_last_error(), "kv_type_v is 5") != NULL, "message: %s",
+              hearth_last_error());
+    sp.kv_type_k = (hearth_kv_type)-1;
+    CHECK_INT_EQ(hearth_session_create(m, &sp, &s), HEARTH_ERR_INVALID_ARG);
+    CHECK_MSG(strstr(hearth_last_error(), "kv_type_k is -1") != NULL, "message: %s",
+              hearth_last_error());
+    hearth_model_free(m);
+}
+
 TEST_MAIN(TEST_CASE(model_getters), TEST_CASE(tokenize_matches_internal),
-          TEST_CASE(generate_matches_internal), TEST_CASE(chat_reply), TEST_CASE(errors))
+          TEST_CASE(generate_matches_internal), TEST_CASE(chat_reply), TEST_CASE(errors),
+          TEST_CASE(kv_types))

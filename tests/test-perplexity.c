@@ -197,6 +197,7 @@ TEST(acc_statistics)
     CHECK_NEAR(s.max, 0.5, 0.0);
     CHECK_NEAR(s.p99, 0.5, 0.0); /* nearest rank: ceil(0.99 * 5) = 5th */
     CHECK_NEAR(s.top1, 0.8, 1e-12);
+    CHECK_INT_EQ(s.n_agree, 4);
     CHECK_NEAR(s.mean_err, sqrt(0.025 / 5.0), 1e-12);
 }
 
@@ -276,5 +277,127 @@ TEST(logfile_roundtrip)
           HEARTH_ERR_BAD_FILE);
 }
 
+/*
+ * ppl_compare_rows on rows worked by hand. Identical rows, and rows that
+ * differ by an exactly representable constant shift (the same distribution),
+ * give KL exactly 0 and agree. A 3-token vocabulary: ref logits (ln 2, 0, 0) are p = (1/2, 1/4, 1/4),
+ * test logits (0, ln 2, 0) are q = (1/4, 1/2, 1/4), so
+ * KL(p || q) = 1/2 ln 2 + 1/4 ln(1/2) + 1/4 ln 1 = ln(2) / 4 = 0.1732868,
+ * and the argmaxes (0 and 1) differ. Swapped, KL(q || p) is the same number by
+ * symmetry of this pair, so also check an asymmetric one: p = (1/2, 1/4, 1/4)
+ * against uniform q: KL = 1/2 ln(3/2) + 2 * 1/4 ln(3/4) = 0.0589032.
+ */
+TEST(compare_rows_by_hand)
+{
+    const float ln2 = (float)log(2.0);
+    const float ref[3] = {ln2, 0.0f, 0.0f};
+    const float test[3] = {0.0f, ln2, 0.0f};
+    const float base[3] = {0.5f, -1.0f, 0.0f}, shifted[3] = {8.5f, 7.0f, 8.0f};
+    const float uniform[3] = {-3.0f, -3.0f, -3.0f};
+    struct ppl_row_cmp c;
+
+    ppl_compare_rows(ref, ppl_log_sum_exp(ref, 3), ref, ppl_log_sum_exp(ref, 3), 3, &c);
+    CHECK_NEAR(c.kld, 0.0, 0.0);
+    CHECK(c.top1_agree);
+    /* x - max is the same bits in both rows, so the shift cancels exactly */
+    ppl_compare_rows(base, ppl_log_sum_exp(base, 3), shifted, ppl_log_sum_exp(shifted, 3), 3, &c);
+    CHECK_NEAR(c.kld, 0.0, 0.0);
+    CHECK(c.top1_agree);
+
+    ppl_compare_rows(ref, ppl_log_sum_exp(ref, 3), test, ppl_log_sum_exp(test, 3), 3, &c);
+    CHECK_NEAR(c.kld, log(2.0) / 4.0, 1e-7); /* ln 2 rounded to f32 in the rows */
+    CHECK(!c.top1_agree);
+
+    ppl_compare_rows(ref, ppl_log_sum_exp(ref, 3), uniform, ppl_log_sum_exp(uniform, 3), 3, &c);
+    CHECK_NEAR(c.kld, 0.5 * log(1.5) + 0.5 * log(0.75), 1e-7);
+    CHECK(c.top1_agree); /* a tie in the test row: the lowest id, 0, is its argmax */
+
+    /* a vocabulary entry the reference rules out (-inf) contributes nothing */
+    const float ref_inf[3] = {ln2, 0.0f, -INFINITY};
+    const float ref_two[2] = {ln2, 0.0f};
+    const float test_two[3] = {0.0f, 0.0f, 5.0f};
+    ppl_compare_rows(ref_inf, ppl_log_sum_exp(ref_two, 2), test_two,
+                     ppl_log_sum_exp(test_two, 3), 3, &c);
+    double p0 = 2.0 / 3.0, p1 = 1.0 / 3.0, lq = -ppl_log_sum_exp(test_two, 3);
+    CHECK_NEAR(c.kld, p0 * (log(p0) - lq) + p1 * (log(p1) - lq), 1e-7);
+    CHECK(isfinite(c.kld));
+    CHECK(!c.top1_agree);
+}
+
+/*
+ * ppl_evaluate_pair on SmolLM2 (1 chunk of 128): with an f16 reference and an
+ * f16 engine under test the rows are the same bits, so KL is exactly 0, top-1
+ * agreement 1, and both perplexities equal ppl_evaluate's. Against a q8_0 KV
+ * cache the KL is small but must stay small: mean < 0.05 nats, top-1 > 85%
+ * (an engine that ignores the type gives 0 and 100%, which also passes: this
+ * test does not need the CPU cache to honour the types).
+ */
+TEST(pair_smollm2)
+{
+    const char *path = test_model_path(TEST_SMOLLM2);
+    REQUIRE(path);
+    enum { C = 128 };
+    struct model *m = NULL;
+    struct tokenizer *tok = NULL;
+    struct engine *ref = NULL, *same = NULL, *q8 = NULL;
+    int32_t *tokens = NULL;
+    size_t len = 0;
+    char *text = read_file(test_data_path("kjv-genesis.txt"), &len);
+    REQUIRE(text);
+    CHECK_OK(model_load(path, &m));
+    if (!m)
+        goto done;
+    CHECK_OK(tok_load(m->gguf, &tok));
+    int n_chunks = 0;
+    CHECK_OK(ppl_tokens(tok, text, len, C, 1, &tokens, &n_chunks));
+    if (n_chunks != 1)
+        goto done;
+    struct engine_params fp = engine_params_default();
+    fp.n_ctx = C;
+    fp.n_threads = 2;
+    CHECK_OK(engine_create(m, &fp, &ref));
+    CHECK_OK(engine_create(m, &fp, &same));
+    fp.kv_type_k = fp.kv_type_v = 1; /* KVQ_Q8_0 */
+    CHECK_OK(engine_create(m, &fp, &q8));
+    if (!ref || !same || !q8)
+        goto done;
+    const uint32_t nv = m->hp.n_vocab;
+
+    struct ppl_acc plain;
+    CHECK_OK(ppl_evaluate(ref, nv, tokens, 1, C, NULL, NULL, NULL, &plain));
+    struct ppl_pair_result pr;
+    CHECK_OK(ppl_evaluate_pair(same, ref, nv, tokens, 1, C, NULL, NULL, &pr));
+    CHECK_INT_EQ(pr.test.n, (int64_t)ppl_scored_per_chunk(C));
+    CHECK_INT_EQ(pr.kld.n, pr.test.n);
+    CHECK_NEAR(pr.kld.mean, 0.0, 0.0);
+    CHECK_NEAR(pr.kld.max, 0.0, 0.0);
+    CHECK_NEAR(pr.kld.top1, 1.0, 0.0);
+    CHECK_INT_EQ(pr.kld.n_agree, pr.kld.n);
+    CHECK_NEAR(ppl_acc_ppl(&pr.test), ppl_acc_ppl(&plain), 0.0);
+    CHECK_NEAR(ppl_acc_ppl(&pr.ref), ppl_acc_ppl(&plain), 0.0);
+
+    CHECK_OK(ppl_evaluate_pair(q8, ref, nv, tokens, 1, C, NULL, NULL, &pr));
+    printf("  q8_0 KV vs f16: ppl %.4f vs %.4f, KLD mean %.3g p99 %.3g max %.3g, top-1 %.4f\n",
+           ppl_acc_ppl(&pr.test), ppl_acc_ppl(&pr.ref), pr.kld.mean, pr.kld.p99, pr.kld.max,
+           pr.kld.top1);
+    CHECK_NEAR(ppl_acc_ppl(&pr.ref), ppl_acc_ppl(&plain), 0.0);
+    CHECK(pr.kld.mean >= 0.0 && pr.kld.mean < 0.05);
+    CHECK(pr.kld.p99 <= pr.kld.max && pr.kld.mean <= pr.kld.max);
+    CHECK(pr.kld.top1 > 0.85);
+    CHECK(fabs(ppl_acc_ppl(&pr.test) / ppl_acc_ppl(&pr.ref) - 1.0) < 0.05);
+
+    /* a chunk longer than an engine's context is refused before any work */
+    CHECK(ppl_evaluate_pair(q8, ref, nv, tokens, 1, 2 * C, NULL, NULL, &pr) ==
+          HEARTH_ERR_INVALID_ARG);
+done:
+    free(tokens);
+    free(text);
+    engine_destroy(q8);
+    engine_destroy(same);
+    engine_destroy(ref);
+    tok_free(tok);
+    model_free(m);
+}
+
 TEST_MAIN(TEST_CASE(acc_statistics), TEST_CASE(logfile_roundtrip), TEST_CASE(smollm2_genesis),
-          TEST_CASE(gemma3_genesis))
+          TEST_CASE(gemma3_genesis), TEST_CASE(compare_rows_by_hand), TEST_CASE(pair_smollm2))

@@ -5,10 +5,18 @@
  * by another run (another quantization, backend or thread count) as a KL
  * divergence.
  *
+ * `--kl-divergence` with no file instead measures a KV cache type in one
+ * run: a second engine on the same model, devices, -ngl and -c but with an
+ * f16 KV cache evaluates every chunk beside the one with the --kv-type* under
+ * test, and the full rows are compared (ppl_evaluate_pair). The flag's value
+ * is optional so that the older `--kl-divergence FILE` keeps working: a
+ * following argument that starts with '-' (or none) means "no file".
+ *
  * Output: one progress entry per chunk on stderr ("[1]12.3456,[2]..."), the
  * running perplexity after that chunk; on stdout a few info lines, the KL
  * statistics when asked, and always last the line
- * "perplexity: X +/- Y" (Y the standard error) that scripts parse.
+ * "perplexity: X +/- Y" (Y the standard error) that scripts parse. With
+ * --json, stdout is one JSON object instead (bench/kv-quality.sh reads it).
  */
 #include <errno.h>
 #include <math.h>
@@ -19,6 +27,7 @@
 #include "cli.h"
 #include "engine.h"
 #include "err.h"
+#include "kv-quant.h"
 #include "model.h"
 #include "perplexity.h"
 #include "progress.h"
@@ -30,8 +39,8 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: hearth perplexity [-m MODEL] -f TEXT [-c 512] [-t N] [--chunks N]\n"
-            "                         [--save-logits FILE] [--kl-divergence FILE]\n"
-            "                         [--device NAME] [-ngl N|auto|all]\n\n"
+            "                         [--save-logits FILE] [--kl-divergence [FILE]] [--json]\n"
+            "                         [--device NAME] [-ngl N|auto|all] [--kv-type T]\n\n"
             "Scores TEXT in non-overlapping chunks of -c tokens, each from an empty cache;\n"
             "the second half of every chunk is scored (each token predicted with at least\n"
             "c/2 tokens of context). Prints the running perplexity per chunk on stderr and\n"
@@ -48,7 +57,11 @@ static void usage(FILE *out)
             "  --save-logits FILE    write the top-%d log-probs of every scored token\n"
             "  --kl-divergence FILE  compare with a file saved by another run of the same\n"
             "                        text and -c: mean KL(saved || this run), its standard\n"
-            "                        error, 99th percentile, max, and top-1 agreement\n",
+            "                        error, 99th percentile, max, and top-1 agreement\n"
+            "  --kl-divergence       (no file) also run an f16-KV reference engine and\n"
+            "                        compare full rows: both perplexities, mean/p99/max\n"
+            "                        KL(f16 || --kv-type), top-1 agreement, bits per value\n"
+            "  --json                print one JSON object on stdout instead of the text\n",
             cli_default_model(), PPL_TOPK);
 }
 
@@ -124,10 +137,85 @@ static void on_chunk(void *ud, int chunk, const struct ppl_acc *acc)
     fflush(stderr);
 }
 
+/* What the end of a run reports (text lines, or the --json object). */
+struct report {
+    const char *model_path, *text_path;
+    int k_type, v_type;
+    uint32_t head_dim;
+    long long n_ctx;
+    int n_chunks;
+    int64_t n_scored;
+    double ppl, ppl_err;
+    bool has_ref;        /* a reference: --kl-divergence, with or without a file */
+    bool ref_in_process; /* the f16-KV engine rather than a file */
+    const char *ref_file;
+    double ppl_ref;
+    struct ppl_kld_summary ks;
+};
+
+/* A JSON number: finite values to 10 significant digits, else null (JSON has no inf/nan). */
+static void json_num(const char *key, double v, bool comma)
+{
+    if (isfinite(v))
+        printf("\"%s\": %.10g%s", key, v, comma ? ", " : "");
+    else
+        printf("\"%s\": null%s", key, comma ? ", " : "");
+}
+
+static void print_report(const struct report *r, bool json)
+{
+    const double k_bpv = kvq_bits_per_value((enum kvq_type)r->k_type, (int)r->head_dim);
+    const double v_bpv = kvq_bits_per_value((enum kvq_type)r->v_type, (int)r->head_dim);
+    const double delta = r->has_ref && r->ppl_ref > 0.0
+                             ? 100.0 * (r->ppl - r->ppl_ref) / r->ppl_ref
+                             : 0.0;
+    if (json) {
+        printf("{");
+        json_num("ppl", r->ppl, true);
+        json_num("ppl_err", r->ppl_err, true);
+        if (r->has_ref) {
+            json_num("ppl_ref", r->ppl_ref, true);
+            json_num("ppl_delta_pct", delta, true);
+            json_num("kld_mean", r->ks.mean, true);
+            json_num("kld_mean_err", r->ks.mean_err, true);
+            json_num("kld_p99", r->ks.p99, true);
+            json_num("kld_max", r->ks.max, true);
+            json_num("top1_pct", 100.0 * r->ks.top1, true);
+            printf("\"reference\": \"%s\", ", r->ref_in_process ? "f16 kv" : "file");
+        }
+        printf("\"k_type\": \"%s\", \"v_type\": \"%s\", ",
+               kvq_type_name((enum kvq_type)r->k_type), kvq_type_name((enum kvq_type)r->v_type));
+        json_num("k_bpv", k_bpv, true);
+        json_num("v_bpv", v_bpv, true);
+        printf("\"n_ctx\": %lld, \"n_chunks\": %d, \"n_tokens_scored\": %lld}\n", r->n_ctx,
+               r->n_chunks, (long long)r->n_scored);
+        return;
+    }
+    if (r->has_ref && r->ref_in_process) {
+        char kvt[64];
+        kvq_pair_name(r->k_type, r->v_type, kvt, sizeof kvt);
+        printf("kv type: %s (K %.2f, V %.2f bits/value at head_dim %u)\n", kvt, k_bpv, v_bpv,
+               r->head_dim);
+        printf("reference perplexity: %.4f (f16 KV cache)\n", r->ppl_ref);
+        printf("perplexity delta: %+.4f%%\n", delta);
+    } else if (r->has_ref) {
+        printf("base perplexity: %.4f (from %s)\n", r->ppl_ref, r->ref_file);
+    }
+    if (r->has_ref) {
+        printf("kld mean: %.6g +/- %.6g\n", r->ks.mean, r->ks.mean_err);
+        printf("kld p99: %.6g\n", r->ks.p99);
+        printf("kld max: %.6g\n", r->ks.max);
+        printf("top-1 agreement: %.6f (%lld of %lld)\n", r->ks.top1, (long long)r->ks.n_agree,
+               (long long)r->n_scored);
+    }
+    printf("perplexity: %.4f +/- %.4f\n", r->ppl, r->ppl_err);
+}
+
 int cmd_perplexity(int argc, char **argv)
 {
     const char *model_path = cli_default_model(), *text_path = NULL;
     const char *save_path = NULL, *kl_path = NULL;
+    bool kl_ref = false, json = false;
     long long n_ctx = 512, n_threads = 0, max_chunks = 0;
     struct run_devices devs;
     run_devices_default(&devs);
@@ -136,6 +224,14 @@ int cmd_perplexity(int argc, char **argv)
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
             return 0;
+        }
+        if (!strcmp(a, "--json")) {
+            json = true;
+            continue;
+        }
+        if (!strcmp(a, "--kl-divergence") && (i + 1 >= argc || argv[i + 1][0] == '-')) {
+            kl_ref = true; /* no file: the in-process f16-KV reference */
+            continue;
         }
         if (i + 1 >= argc) {
             fprintf(stderr, "hearth: %s: unknown flag or missing value\n\n", a);
@@ -176,7 +272,17 @@ int cmd_perplexity(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-
+    if (kl_ref && kl_path) {
+        fprintf(stderr, "hearth: --kl-divergence is given both with a file ('%s') and without "
+                        "one (the f16-KV reference): choose one\n",
+                kl_path);
+        return 2;
+    }
+    if (kl_ref && save_path) {
+        fprintf(stderr, "hearth: --save-logits is not written in a run with an f16-KV "
+                        "reference (--kl-divergence without a file): run it separately\n");
+        return 2;
+    }
     if (save_path && kl_path && !strcmp(save_path, kl_path)) {
         fprintf(stderr, "hearth: --save-logits and --kl-divergence name the same file '%s'\n",
                 save_path);
@@ -186,7 +292,7 @@ int cmd_perplexity(int argc, char **argv)
     int rc = 1;
     struct model *m = NULL;
     struct tokenizer *tok = NULL;
-    struct engine *fc = NULL;
+    struct engine *fc = NULL, *ref = NULL;
     char *text = NULL;
     int32_t *tokens = NULL;
     struct run_state rs = {0};
@@ -216,6 +322,14 @@ int cmd_perplexity(int argc, char **argv)
     fp.n_threads = (int)n_threads;
     if (run_engine_open(m, &fp, &devs, false, &fc))
         goto done;
+    if (kl_ref) {
+        /* the reference differs from the engine under test only in its KV cache */
+        struct run_devices rd = devs;
+        rd.kv_type_k = KVQ_F16;
+        rd.kv_type_v = KVQ_F16;
+        if (run_engine_open(m, &fp, &rd, false, &ref))
+            goto done;
+    }
     const uint32_t n_vocab = m->hp.n_vocab;
     const uint64_t n_tok = (uint64_t)n_chunks * (uint64_t)n_ctx;
     const int64_t n_scored = (int64_t)n_chunks * ppl_scored_per_chunk((int)n_ctx);
@@ -236,10 +350,41 @@ int cmd_perplexity(int argc, char **argv)
         cli_error("--save-logits");
         goto done;
     }
-    printf("model: %s\ntext: %s: %llu tokens in %d chunks of %lld, %lld scored; threads: %d\n",
-           model_path, text_path, (unsigned long long)n_tok, n_chunks, n_ctx,
-           (long long)n_scored, engine_n_threads(fc));
-    fflush(stdout);
+    if (!json) {
+        printf("model: %s\ntext: %s: %llu tokens in %d chunks of %lld, %lld scored; threads: "
+               "%d\n",
+               model_path, text_path, (unsigned long long)n_tok, n_chunks, n_ctx,
+               (long long)n_scored, engine_n_threads(fc));
+        fflush(stdout);
+    }
+
+    struct report r = {0};
+    r.model_path = model_path;
+    r.text_path = text_path;
+    r.k_type = devs.kv_type_k;
+    r.v_type = devs.kv_type_v;
+    r.head_dim = m->hp.head_dim;
+    r.n_ctx = n_ctx;
+    r.n_chunks = n_chunks;
+    r.n_scored = n_scored;
+    if (kl_ref) {
+        struct ppl_pair_result pr;
+        st = ppl_evaluate_pair(fc, ref, n_vocab, tokens, n_chunks, (int)n_ctx, on_chunk, NULL,
+                               &pr);
+        fputc('\n', stderr);
+        if (st != HEARTH_OK) {
+            cli_error("perplexity failed");
+            goto done;
+        }
+        r.ppl = ppl_acc_ppl(&pr.test);
+        r.ppl_err = ppl_acc_err(&pr.test);
+        r.has_ref = r.ref_in_process = true;
+        r.ppl_ref = ppl_acc_ppl(&pr.ref);
+        r.ks = pr.kld;
+        print_report(&r, json);
+        rc = 0;
+        goto done;
+    }
 
     struct ppl_acc acc;
     st = ppl_evaluate(fc, n_vocab, tokens, n_chunks, (int)n_ctx, on_token, on_chunk, &rs, &acc);
@@ -255,21 +400,19 @@ int cmd_perplexity(int argc, char **argv)
             cli_error("--save-logits");
             goto done;
         }
-        printf("saved: %s (%lld tokens, top-%d log-probs each)\n", save_path,
-               (long long)n_scored, PPL_TOPK);
+        if (!json)
+            printf("saved: %s (%lld tokens, top-%d log-probs each)\n", save_path,
+                   (long long)n_scored, PPL_TOPK);
     }
+    r.ppl = ppl_acc_ppl(&acc);
+    r.ppl_err = ppl_acc_err(&acc);
     if (rs.base) {
-        struct ppl_kld_summary ks;
-        double base_ppl = exp(rs.base_nll_sum / (double)n_scored);
-        ppl_kld_summarize(rs.kld, n_scored, rs.n_agree, &ks);
-        printf("base perplexity: %.4f (from %s)\n", base_ppl, kl_path);
-        printf("kld mean: %.6g +/- %.6g\n", ks.mean, ks.mean_err);
-        printf("kld p99: %.6g\n", ks.p99);
-        printf("kld max: %.6g\n", ks.max);
-        printf("top-1 agreement: %.6f (%lld of %lld)\n", ks.top1, (long long)rs.n_agree,
-               (long long)n_scored);
+        r.has_ref = true;
+        r.ref_file = kl_path;
+        r.ppl_ref = exp(rs.base_nll_sum / (double)n_scored);
+        ppl_kld_summarize(rs.kld, n_scored, rs.n_agree, &r.ks);
     }
-    printf("perplexity: %.4f +/- %.4f\n", ppl_acc_ppl(&acc), ppl_acc_err(&acc));
+    print_report(&r, json);
     rc = 0;
 done:
     if (rs.save) {
@@ -280,6 +423,7 @@ done:
     free(rs.kld);
     free(tokens);
     free(text);
+    engine_destroy(ref);
     engine_destroy(fc);
     tok_free(tok);
     model_free(m);

@@ -41,6 +41,7 @@ int cmd_serve(int argc, char **argv)
 
 #include "err.h"
 #include "generate.h"
+#include "kv-quant.h"
 #include "model.h"
 #include "progress.h"
 #include "slots.h"
@@ -63,6 +64,9 @@ static void usage(FILE *out)
             "                          (default: $HEARTH_API_KEY when set)\n"
             "  -c, --ctx-size N        context per slot (default: min(2048, training))\n"
             "  -t, --threads N         CPU threads (default: physical cores)\n"
+            "  --kv-type T             KV cache type of K and V: f16 (default), q8_0, q4_0,\n"
+            "                          rot4, rot3 (docs/kv-cache.md); --kv-type-k T and\n"
+            "                          --kv-type-v T set one of them\n"
             "  --max-tokens N          default max_tokens of a request (default 256)\n"
             "  --drain-timeout S       on SIGINT/SIGTERM, seconds to let running requests "
             "finish (default 10)\n",
@@ -85,6 +89,8 @@ int cmd_serve(int argc, char **argv)
         .host = "127.0.0.1", .port = 8080, .default_max_tokens = 256, .drain_ms = 10000};
     long long parallel = 4, queue = 64, n_ctx = 0, threads = 0, v;
     double d;
+    struct run_devices devs; /* only the KV types: serve runs on the CPU */
+    run_devices_default(&devs);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *val;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -131,6 +137,16 @@ int cmd_serve(int argc, char **argv)
             if (cli_parse_i64(a, val, 1, 1 << 20, &v))
                 return 2;
             so.default_max_tokens = (int)v;
+        } else if (!strncmp(a, "--kv-type", 9)) {
+            VAL();
+            int kr = run_parse_device_flag(a, val, &devs);
+            if (kr < 0)
+                return 2;
+            if (kr == 0) {
+                fprintf(stderr, "hearth: serve: unknown option '%s'\n\n", a);
+                usage(stderr);
+                return 2;
+            }
         } else if (!strcmp(a, "--drain-timeout")) {
             VAL();
             if (cli_parse_f64(a, val, 0, 3600, &d))
@@ -182,7 +198,9 @@ int cmd_serve(int argc, char **argv)
     struct slots_params sp = {.n_slots = (int)parallel,
                               .max_queue = (int)queue,
                               .n_threads = (int)threads,
-                              .prefill_chunk = 64};
+                              .prefill_chunk = 64,
+                              .kv_type_k = devs.kv_type_k,
+                              .kv_type_v = devs.kv_type_v};
     sp.n_ctx = n_ctx > 0
                    ? (uint32_t)n_ctx
                    : (m->hp.n_ctx_train > 0 && m->hp.n_ctx_train < 2048 ? m->hp.n_ctx_train : 2048);
@@ -197,8 +215,11 @@ int cmd_serve(int argc, char **argv)
         rc = st;
         goto done;
     }
-    fprintf(stderr, "hearth: serving %s: %lld slots x %u positions, chat format %s%s\n",
-            so.model_name, parallel, sp.n_ctx, chat_format_name(chat.fmt),
+    char kvt[64];
+    kvq_pair_name(sp.kv_type_k, sp.kv_type_v, kvt, sizeof kvt);
+    fprintf(stderr,
+            "hearth: serving %s: %lld slots x %u positions, KV cache %s, chat format %s%s\n",
+            so.model_name, parallel, sp.n_ctx, kvt, chat_format_name(chat.fmt),
             so.api_key ? ", API key required" : "");
     int sig = 0;
     while (sigwait(&sigs, &sig) != 0)

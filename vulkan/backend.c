@@ -14,6 +14,9 @@
  * wrapper waits for the whole stream). The op switch is graph.c.
  * host_memory is false even on lavapipe: ops bind VkBuffers, so a
  * host-pointer buffer (backend_buffer_from_host_ptr) cannot be an operand.
+ * ATTENTION over a compressed KV cache (k_type/v_type other than f16/f16,
+ * supports_kv) goes to op-attention.c's vk_kvq_attention_op; the stream
+ * splits its op list around those ops and hands the rest to graph.c.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +24,7 @@
 
 #include "backend.h"
 #include "vk-graph.h"
+#include "vk-kvq.h"
 
 static const struct hearth_device_ops vkb_device_ops;
 static const struct hearth_buffer_type_ops vkb_buft_ops;
@@ -151,16 +155,48 @@ static const struct hearth_buffer_type_ops vkb_buft_ops = {
 
 /* ---- stream --------------------------------------------------------------- */
 
+/* A stream: graph.c's state, and the kvq attention state made on first use. */
+struct vkb_stream {
+    struct vk_ctx *ctx;
+    struct vk_graph *g;
+    struct vk_kvq *kq;
+};
+
 static void vkb_stream_destroy(struct hearth_stream *s)
 {
-    struct vk_graph *g = s->ctx;
-    vk_graph_destroy(g);
+    struct vkb_stream *vs = s->ctx;
+    vk_kvq_destroy(vs->kq);
+    vk_graph_destroy(vs->g);
+    free(vs);
     free(s);
+}
+
+static bool is_kvq_attention(const struct hearth_op *op)
+{
+    return op->kind == HEARTH_OP_ATTENTION &&
+           (op->u.attn.k_type != KVQ_F16 || op->u.attn.v_type != KVQ_F16);
 }
 
 static hearth_status vkb_stream_run(struct hearth_stream *s, const struct hearth_op *ops, int n_ops)
 {
-    return vk_graph_run(s->ctx, ops, n_ops);
+    struct vkb_stream *vs = s->ctx;
+    int i = 0;
+    while (i < n_ops) {
+        int j = i;
+        while (j < n_ops && !is_kvq_attention(&ops[j]))
+            j++;
+        hearth_status st;
+        if (j > i && (st = vk_graph_run(vs->g, ops + i, j - i)) != HEARTH_OK)
+            return st;
+        if (j == n_ops)
+            break;
+        if (!vs->kq && (st = vk_kvq_create(vs->ctx, &vs->kq)) != HEARTH_OK)
+            return err_prefix(st, "op %d (kind %d)", j, (int)ops[j].kind);
+        if ((st = vk_kvq_attention_op(vs->kq, &ops[j])) != HEARTH_OK)
+            return err_prefix(st, "op %d (kind %d)", j, (int)ops[j].kind);
+        i = j + 1;
+    }
+    return HEARTH_OK;
 }
 
 static hearth_status vkb_stream_sync(struct hearth_stream *s)
@@ -211,6 +247,13 @@ static bool vkb_supports_op(struct hearth_device *dev, enum hearth_op_kind op, h
     return t == HEARTH_DTYPE_F32 && op < HEARTH_OP_COUNT;
 }
 
+/* ATTENTION over a compressed cache: every pair of kvq types (op-attention.c). */
+static bool vkb_supports_kv(struct hearth_device *dev, int k_type, int v_type)
+{
+    (void)dev;
+    return vk_kvq_supports(k_type, v_type);
+}
+
 static struct hearth_buffer_type *vkb_buffer_type(struct hearth_device *dev)
 {
     return &dev_of(dev)->buft;
@@ -223,14 +266,20 @@ static hearth_status vkb_stream_create(struct hearth_device *dev, struct hearth_
     struct hearth_stream *s = calloc(1, sizeof *s);
     if (!s)
         return err_set(HEARTH_ERR_NO_MEMORY, "vulkan: stream");
-    struct vk_graph *g = NULL;
-    hearth_status st = vk_graph_create(d->ctx, &g);
+    struct vkb_stream *vs = calloc(1, sizeof *vs);
+    if (!vs) {
+        free(s);
+        return err_set(HEARTH_ERR_NO_MEMORY, "vulkan: stream state");
+    }
+    hearth_status st = vk_graph_create(d->ctx, &vs->g);
     if (st != HEARTH_OK) {
+        free(vs);
         free(s);
         return st;
     }
+    vs->ctx = d->ctx;
     s->ops = &vkb_stream_ops;
-    s->ctx = g;
+    s->ctx = vs;
     s->dev = dev;
     *out = s;
     return HEARTH_OK;
@@ -244,6 +293,7 @@ static const struct hearth_device_ops vkb_device_ops = {
     .supports_op = vkb_supports_op,
     .buffer_type = vkb_buffer_type,
     .stream_create = vkb_stream_create,
+    .supports_kv = vkb_supports_kv,
 };
 
 int vk_backend_validation_errors(struct hearth_device *dev, const char **last_message)

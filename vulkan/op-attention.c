@@ -4,8 +4,28 @@
  * token, online softmax over chunks of positions). The barrier vk__dispatch
  * records between the two makes the new rows visible to the attention pass,
  * so a batch attends to its own earlier tokens exactly as decode would.
+ *
+ * Compressed caches (vk-kvq.h, the second half of this file): the same two
+ * steps with kv-store-q.comp (one dispatch for K, one for V: each encodes
+ * into its own type) and attention-kvq.comp. The rotation's sign diagonal is
+ * drawn on the host per op (kvq_rot_init's generator, see kq_sign_bits) and
+ * travels as 256 bits of push constants, so no per-layer buffer or upload
+ * exists. Encoded bytes equal kvq_encode's except where the rotated types'
+ * float scale search (the CPU's is double) tips a code (kv-store-q.comp).
+ * These two pipelines are owned by a per-stream struct vk_kvq rather than
+ * pipeline.c's table (another file's enum), with a dispatch that mirrors
+ * vk__dispatch; moving them into the table is a mechanical follow-up.
+ * vk_kvq_attention_op also redoes graph.c's q/k norm and RoPE steps (same
+ * vk_rmsnorm / vk_rope calls, its own frequency slots) so the whole op runs
+ * here for the kvq types.
  */
+#include <stdlib.h>
+#include <string.h>
+
+#include "hearth_spv.h"
+#include "vk-graph.h"
 #include "vk-internal.h"
+#include "vk-kvq.h"
 #include "../shaders/params/attn.h"
 #include "../shaders/params/kv.h"
 
@@ -53,4 +73,520 @@ hearth_status vk_attention(struct vk_ctx *ctx, const struct vk_attn_args *a)
     };
     const struct vk_buffer *ab[4] = {a->q.buf, a->k_cache.buf, a->v_cache.buf, a->out.buf};
     return vk__dispatch(ctx, VK_SH_ATTENTION, ab, &ap, sizeof ap, a->n_head, a->n_tok, 1);
+}
+
+/* ==== compressed KV caches (vk-kvq.h) ======================================= */
+
+_Static_assert(VK_KVQ_F16 == KVQ_F16 && VK_KVQ_Q8_0 == KVQ_Q8_0 && VK_KVQ_Q4_0 == KVQ_Q4_0 &&
+                   VK_KVQ_ROT4 == KVQ_ROT4 && VK_KVQ_ROT3 == KVQ_ROT3,
+               "shader type ids are enum kvq_type");
+_Static_assert(VK_KVQ_MAX_HD == VK_ATTN_MAX_HD && VK_KVQ_SIGN_WORDS * 32 == VK_KVQ_MAX_HD,
+               "one head_dim limit, one sign bit per coordinate");
+
+enum { KQ_STORE = 0, KQ_ATTN, KQ_N_PIPES, KQ_FREQ_SLOTS = 4, KQ_FREQ_MAX = 256 };
+
+struct kq_freq_key {
+    bool used;
+    const struct hearth_buffer *divs;
+    size_t divs_off;
+    float base, scale;
+    int n_rot;
+};
+
+struct vk_kvq {
+    struct vk_ctx *ctx;
+    struct vk_pipeline pipes[KQ_N_PIPES];
+    struct vk_buffer freq; /* [KQ_FREQ_SLOTS][KQ_FREQ_MAX] floats: RoPE inverse frequencies */
+    struct kq_freq_key keys[KQ_FREQ_SLOTS];
+    int next;
+};
+
+static const struct {
+    const char *name;
+    const uint32_t *code;
+    const size_t *size;
+    uint32_t n_bind, push_size;
+} kq_shaders[KQ_N_PIPES] = {
+    [KQ_STORE] = {"kv_store_q", hearth_spv_kv_store_q, &hearth_spv_kv_store_q_size, 2,
+                  sizeof(struct vk_kvq_store_params)},
+    [KQ_ATTN] = {"attention_kvq", hearth_spv_attention_kvq, &hearth_spv_attention_kvq_size, 4,
+                 sizeof(struct vk_attn_kvq_params)},
+};
+
+static void kq_pipe_free(struct vk_ctx *ctx, struct vk_pipeline *p)
+{
+    if (p->pipe)
+        vkDestroyPipeline(ctx->dev, p->pipe, NULL);
+    if (p->layout)
+        vkDestroyPipelineLayout(ctx->dev, p->layout, NULL);
+    if (p->dsl)
+        vkDestroyDescriptorSetLayout(ctx->dev, p->dsl, NULL);
+    memset(p, 0, sizeof *p);
+}
+
+static hearth_status kq_pipe_get(struct vk_kvq *kq, int id, struct vk_pipeline **out)
+{
+    hearth_status st = HEARTH_OK;
+    struct vk_ctx *ctx = kq->ctx;
+    struct vk_pipeline *p = &kq->pipes[id];
+    *out = p;
+    if (p->pipe)
+        return HEARTH_OK;
+    VkShaderModule mod = VK_NULL_HANDLE;
+    VkDescriptorSetLayoutBinding b[VK_MAX_BIND];
+    for (uint32_t i = 0; i < kq_shaders[id].n_bind; i++)
+        b[i] = (VkDescriptorSetLayoutBinding){
+            .binding = i,
+            .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+            .descriptorCount = 1,
+            .stageFlags = VK_SHADER_STAGE_COMPUTE_BIT,
+        };
+    VkDescriptorSetLayoutCreateInfo dci = {
+        .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO,
+        .bindingCount = kq_shaders[id].n_bind,
+        .pBindings = b,
+    };
+    VK_TRY(vkCreateDescriptorSetLayout(ctx->dev, &dci, NULL, &p->dsl), fail);
+    VkPushConstantRange pr = {
+        .stageFlags = VK_SHADER_STAGE_COMPUTE_BIT,
+        .size = kq_shaders[id].push_size,
+    };
+    VkPipelineLayoutCreateInfo lci = {
+        .sType = VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO,
+        .setLayoutCount = 1,
+        .pSetLayouts = &p->dsl,
+        .pushConstantRangeCount = 1,
+        .pPushConstantRanges = &pr,
+    };
+    VK_TRY(vkCreatePipelineLayout(ctx->dev, &lci, NULL, &p->layout), fail);
+    VkShaderModuleCreateInfo mci = {
+        .sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO,
+        .codeSize = *kq_shaders[id].size,
+        .pCode = kq_shaders[id].code,
+    };
+    VK_TRY(vkCreateShaderModule(ctx->dev, &mci, NULL, &mod), fail);
+    VkComputePipelineCreateInfo cci = {
+        .sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
+        .stage = {
+            .sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO,
+            .stage = VK_SHADER_STAGE_COMPUTE_BIT,
+            .module = mod,
+            .pName = "main",
+        },
+        .layout = p->layout,
+    };
+    VK_TRY(vkCreateComputePipelines(ctx->dev, ctx->pcache, 1, &cci, NULL, &p->pipe), fail);
+    vkDestroyShaderModule(ctx->dev, mod, NULL);
+    p->n_bind = kq_shaders[id].n_bind;
+    p->push_size = kq_shaders[id].push_size;
+    return HEARTH_OK;
+fail:
+    if (mod)
+        vkDestroyShaderModule(ctx->dev, mod, NULL);
+    kq_pipe_free(ctx, p);
+    return err_prefix(st, "vulkan: pipeline %s", kq_shaders[id].name);
+}
+
+/* vk__dispatch for the pipelines kq owns: same descriptor pool, command buffer and barrier. */
+static hearth_status kq_dispatch(struct vk_kvq *kq, int id, const struct vk_buffer *const *binds,
+                                 const void *push, uint32_t gx, uint32_t gy)
+{
+    hearth_status st = HEARTH_OK;
+    struct vk_ctx *ctx = kq->ctx;
+    struct vk_pipeline *p;
+    if ((st = kq_pipe_get(kq, id, &p)) != HEARTH_OK)
+        return st;
+    if (ctx->dsets_used >= VK_DESC_SETS && (st = vk_submit(ctx)) != HEARTH_OK)
+        return st;
+    if ((st = vk__begin(ctx)) != HEARTH_OK)
+        return st;
+    VkDescriptorSet set;
+    VkDescriptorSetAllocateInfo ai = {
+        .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO,
+        .descriptorPool = ctx->dpool,
+        .descriptorSetCount = 1,
+        .pSetLayouts = &p->dsl,
+    };
+    VK_TRY(vkAllocateDescriptorSets(ctx->dev, &ai, &set), fail);
+    ctx->dsets_used++;
+    VkDescriptorBufferInfo bi[VK_MAX_BIND];
+    VkWriteDescriptorSet wr[VK_MAX_BIND];
+    for (uint32_t i = 0; i < p->n_bind; i++) {
+        bi[i] = (VkDescriptorBufferInfo){.buffer = binds[i]->buf, .range = VK_WHOLE_SIZE};
+        wr[i] = (VkWriteDescriptorSet){
+            .sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
+            .dstSet = set,
+            .dstBinding = i,
+            .descriptorCount = 1,
+            .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+            .pBufferInfo = &bi[i],
+        };
+    }
+    vkUpdateDescriptorSets(ctx->dev, p->n_bind, wr, 0, NULL);
+    vkCmdBindPipeline(ctx->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, p->pipe);
+    vkCmdBindDescriptorSets(ctx->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, p->layout, 0, 1, &set, 0,
+                            NULL);
+    vkCmdPushConstants(ctx->cmd, p->layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, p->push_size, push);
+    vkCmdDispatch(ctx->cmd, gx, gy, 1);
+    VkMemoryBarrier mb = {
+        .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
+        .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT,
+        .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT |
+                         VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_TRANSFER_WRITE_BIT,
+    };
+    vkCmdPipelineBarrier(ctx->cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
+                         VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT, 0,
+                         1, &mb, 0, NULL, 0, NULL);
+    return HEARTH_OK;
+fail:
+    return st;
+}
+
+hearth_status vk_kvq_create(struct vk_ctx *ctx, struct vk_kvq **out)
+{
+    *out = NULL;
+    struct vk_kvq *kq = calloc(1, sizeof *kq);
+    if (!kq)
+        return err_set(HEARTH_ERR_NO_MEMORY, "vulkan kvq: stream state");
+    kq->ctx = ctx;
+    hearth_status st = vk_buffer_create(ctx, KQ_FREQ_SLOTS * KQ_FREQ_MAX * 4, VK_BUF_DEVICE,
+                                        &kq->freq);
+    if (st != HEARTH_OK) {
+        free(kq);
+        return err_prefix(st, "vulkan kvq: frequency table");
+    }
+    *out = kq;
+    return HEARTH_OK;
+}
+
+void vk_kvq_destroy(struct vk_kvq *kq)
+{
+    if (!kq)
+        return;
+    vk_submit(kq->ctx); /* recorded dispatches may still use the pipelines */
+    for (int i = 0; i < KQ_N_PIPES; i++)
+        kq_pipe_free(kq->ctx, &kq->pipes[i]);
+    vk_buffer_destroy(kq->ctx, &kq->freq);
+    free(kq);
+}
+
+bool vk_kvq_supports(int k_type, int v_type)
+{
+    return k_type >= 0 && k_type < KVQ_TYPE_COUNT && v_type >= 0 && v_type < KVQ_TYPE_COUNT;
+}
+
+/*
+ * Local twins of kv-quant.h's type helpers and of kvq_rot_init's sign draw.
+ * Why not call them: hearth_vulkan is linked after libhearth.a, and an
+ * executable that reaches this file only through the vk_* API (test-vulkan)
+ * pulls no object of libhearth.a that defines them, so the link fails. The
+ * twins are checked against the core functions by tests/test-vk-kvq.c
+ * (encoded bytes equal kvq_encode's with kvq_rot_init's rotation); they go
+ * once the build links hearth_vulkan against hearth (see the vkkv report).
+ */
+static const char *const kq_type_names[KVQ_TYPE_COUNT] = {"f16", "q8_0", "q4_0", "rot4", "rot3"};
+
+static bool kq_rotated(enum kvq_type t)
+{
+    return t == KVQ_ROT4 || t == KVQ_ROT3;
+}
+
+/* kvq_head_bytes for head_dim hd <= VK_KVQ_MAX_HD; 0 where the type cannot store hd. */
+static uint32_t kq_head_bytes(enum kvq_type t, uint32_t hd)
+{
+    if (t == KVQ_F16)
+        return hd >= 1 && hd <= VK_KVQ_MAX_HD ? 2 * hd : 0;
+    if ((unsigned)t >= KVQ_TYPE_COUNT || hd < 32 || hd > VK_KVQ_MAX_HD || hd % 32 != 0)
+        return 0;
+    if (t == KVQ_Q8_0)
+        return hd / 32 * 34;
+    if (t == KVQ_Q4_0)
+        return hd / 32 * 18;
+    return 2 * (uint32_t)__builtin_popcount(hd / 32) + hd * (t == KVQ_ROT4 ? 4 : 3) / 8;
+}
+
+static uint64_t kq_splitmix64(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static uint64_t kq_rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
+
+/*
+ * The sign diagonal of kvq_rot_init(hd, seed, layer) as bits (set: -1): the
+ * bits of xoshiro256** seeded with splitmix64(seed ^ splitmix64(layer + 1)),
+ * the generator state filled from splitmix64 as rng_seed does.
+ */
+static void kq_sign_bits(uint64_t seed, uint32_t layer, uint32_t hd, uint32_t *bits)
+{
+    uint64_t x = (uint64_t)layer + 1u;
+    uint64_t inner = kq_splitmix64(&x);
+    x = seed ^ inner;
+    uint64_t st_seed = kq_splitmix64(&x);
+    uint64_t s[4];
+    x = st_seed;
+    for (int i = 0; i < 4; i++)
+        s[i] = kq_splitmix64(&x);
+    if ((s[0] | s[1] | s[2] | s[3]) == 0)
+        s[0] = 1;
+    memset(bits, 0, VK_KVQ_SIGN_WORDS * sizeof *bits);
+    for (uint32_t i = 0; i < hd; i += 64) {
+        uint64_t r = kq_rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+        s[2] ^= s[0];
+        s[3] ^= s[1];
+        s[1] ^= s[2];
+        s[0] ^= s[3];
+        s[2] ^= t;
+        s[3] = kq_rotl(s[3], 45);
+        for (uint32_t j = 0; j < 64 && i + j < hd; j++)
+            if ((r >> j) & 1u)
+                bits[(i + j) / 32] |= 1u << ((i + j) % 32);
+    }
+}
+
+hearth_status vk_attention_kvq(struct vk_kvq *kq, const struct vk_kvq_args *ka)
+{
+    hearth_status st;
+    const struct vk_attn_args *a = &ka->a;
+    struct vk_ctx *ctx = kq->ctx;
+    uint32_t hd = a->head_dim, kv_dim = a->n_head_kv * hd;
+    bool rotated = kq_rotated(ka->k_type) || kq_rotated(ka->v_type);
+    uint64_t khb = kq_head_bytes(ka->k_type, hd), vhb = kq_head_bytes(ka->v_type, hd);
+    if (khb == 0 || vhb == 0 || hd % 2 != 0)
+        return err_set(HEARTH_ERR_UNSUPPORTED, "vulkan attention: kv types %d/%d at head_dim %u "
+                       "(<= %d, even; a multiple of 32 for the quantized types)",
+                       (int)ka->k_type, (int)ka->v_type, hd, VK_KVQ_MAX_HD);
+    if (a->n_tok == 0 || a->n_head == 0 || a->n_head_kv == 0 || a->n_head % a->n_head_kv != 0 ||
+        (uint64_t)a->pos0 + a->n_tok > a->n_ctx || a->q_stride < a->n_head * hd ||
+        a->o_stride < a->n_head * hd || a->kv_stride < kv_dim ||
+        ka->k_row_bytes < a->n_head_kv * khb || ka->v_row_bytes < a->n_head_kv * vhb ||
+        a->n_head > ctx->caps.max_wg_count[0] || a->n_tok > ctx->caps.max_wg_count[1])
+        return err_set(HEARTH_ERR_INVALID_ARG, "vulkan attention: %u tokens at %u (n_ctx %u), "
+                       "heads %u/%u of %u dims, strides q %u kv %u o %u, cache rows %u/%u bytes",
+                       a->n_tok, a->pos0, a->n_ctx, a->n_head, a->n_head_kv, hd, a->q_stride,
+                       a->kv_stride, a->o_stride, ka->k_row_bytes, ka->v_row_bytes);
+    uint64_t kc_bytes = (uint64_t)a->n_ctx * ka->k_row_bytes;
+    uint64_t vc_bytes = (uint64_t)a->n_ctx * ka->v_row_bytes;
+    if (a->k_cache.buf == NULL || a->v_cache.buf == NULL ||
+        a->k_cache.offset + kc_bytes > a->k_cache.buf->size ||
+        a->v_cache.offset + vc_bytes > a->v_cache.buf->size ||
+        a->k_cache.offset + kc_bytes > 0xffffffffull ||
+        a->v_cache.offset + vc_bytes > 0xffffffffull)
+        return err_set(HEARTH_ERR_INVALID_ARG, "vulkan attention: caches of %u rows (%u / %u "
+                       "bytes) do not fit their buffers", a->n_ctx, ka->k_row_bytes,
+                       ka->v_row_bytes);
+    uint32_t qo, ko, vo, oo;
+    uint64_t kv_bytes = ((uint64_t)(a->n_tok - 1) * a->kv_stride + kv_dim) * 4;
+    uint64_t q_bytes = ((uint64_t)(a->n_tok - 1) * a->q_stride + a->n_head * hd) * 4;
+    uint64_t o_bytes = ((uint64_t)(a->n_tok - 1) * a->o_stride + a->n_head * hd) * 4;
+    if ((st = vk__view_words(a->q, q_bytes, "attention", "q", &qo)) ||
+        (st = vk__view_words(a->k_new, kv_bytes, "attention", "k_new", &ko)) ||
+        (st = vk__view_words(a->v_new, kv_bytes, "attention", "v_new", &vo)) ||
+        (st = vk__view_words(a->out, o_bytes, "attention", "out", &oo)))
+        return st;
+
+    uint32_t sign[VK_KVQ_SIGN_WORDS] = {0};
+    if (rotated)
+        kq_sign_bits(ka->kv_seed, ka->layer, hd, sign);
+    for (int which = 0; which < 2; which++) {
+        struct vk_kvq_store_params sp = {
+            .n_tok = a->n_tok, .n_head_kv = a->n_head_kv, .head_dim = hd,
+            .type = (uint32_t)(which ? ka->v_type : ka->k_type), .pos0 = a->pos0,
+            .src_off = which ? vo : ko, .src_stride = a->kv_stride,
+            .cache_off = (uint32_t)(which ? a->v_cache.offset : a->k_cache.offset),
+            .row_bytes = which ? ka->v_row_bytes : ka->k_row_bytes,
+        };
+        memcpy(sp.sign, sign, sizeof sign);
+        const struct vk_buffer *sb[2] = {which ? a->v_new.buf : a->k_new.buf,
+                                         which ? a->v_cache.buf : a->k_cache.buf};
+        if ((st = kq_dispatch(kq, KQ_STORE, sb, &sp, a->n_head_kv, a->n_tok)) != HEARTH_OK)
+            return st;
+    }
+
+    struct vk_attn_kvq_params ap = {
+        .n_tok = a->n_tok, .n_head = a->n_head, .n_head_kv = a->n_head_kv, .head_dim = hd,
+        .pos0 = a->pos0, .window = a->window, .scale = a->scale,
+        .k_type = (uint32_t)ka->k_type, .v_type = (uint32_t)ka->v_type,
+        .q_off = qo, .q_stride = a->q_stride, .o_off = oo, .o_stride = a->o_stride,
+        .k_off = (uint32_t)a->k_cache.offset, .v_off = (uint32_t)a->v_cache.offset,
+        .k_row_bytes = ka->k_row_bytes, .v_row_bytes = ka->v_row_bytes,
+    };
+    memcpy(ap.sign, sign, sizeof sign);
+    const struct vk_buffer *ab[4] = {a->q.buf, a->k_cache.buf, a->v_cache.buf, a->out.buf};
+    return kq_dispatch(kq, KQ_ATTN, ab, &ap, a->n_head, a->n_tok);
+}
+
+/* ---- the ATTENTION op (core/backend.h) on a kvq cache ------------------------ */
+
+static hearth_status kq_view(const struct hearth_tensor *t, const char *what, struct vk_view *v)
+{
+    struct vk_buffer *b = vk__hearth_buffer(t->buf);
+    if (!b)
+        return err_set(HEARTH_ERR_INVALID_ARG, "vulkan attention: %s is not in a Vulkan buffer",
+                       what);
+    v->buf = b;
+    v->offset = t->offset;
+    return HEARTH_OK;
+}
+
+static hearth_status kq_fstride(const struct hearth_tensor *t, const char *what, uint32_t *out)
+{
+    if (t->row_stride % 4 != 0 || t->row_stride / 4 > 0xffffffffu)
+        return err_set(HEARTH_ERR_INVALID_ARG,
+                       "vulkan attention: %s row stride %zu is not whole floats", what,
+                       t->row_stride);
+    *out = (uint32_t)(t->row_stride / 4);
+    return HEARTH_OK;
+}
+
+/* RoPE inverse frequencies for this layer kind (graph.c's table, kept per kvq state). */
+static hearth_status kq_freq(struct vk_kvq *kq, const struct hearth_op_attention *at,
+                             struct vk_view *out)
+{
+    int half = at->n_rot / 2;
+    if (half < 1 || half > KQ_FREQ_MAX)
+        return err_set(HEARTH_ERR_UNSUPPORTED, "vulkan attention: n_rot %d (max %d)", at->n_rot,
+                       2 * KQ_FREQ_MAX);
+    for (int i = 0; i < KQ_FREQ_SLOTS; i++) {
+        const struct kq_freq_key *k = &kq->keys[i];
+        if (k->used && k->divs == at->rope_divs.buf && k->divs_off == at->rope_divs.offset &&
+            k->base == at->rope_base && k->scale == at->rope_freq_scale &&
+            k->n_rot == at->n_rot) {
+            *out = (struct vk_view){&kq->freq, (uint64_t)i * KQ_FREQ_MAX * 4};
+            return HEARTH_OK;
+        }
+    }
+    float divs[KQ_FREQ_MAX], inv[KQ_FREQ_MAX];
+    hearth_status st;
+    if (at->rope_divs.buf) {
+        struct vk_view dv = {0};
+        if ((st = kq_view(&at->rope_divs, "rope_divs", &dv)) ||
+            (st = vk_buffer_download(kq->ctx, dv.buf, dv.offset, divs, (uint64_t)half * 4)))
+            return st;
+    }
+    vk_rope_inv_freq(inv, at->n_rot, at->rope_base, at->rope_freq_scale,
+                     at->rope_divs.buf ? divs : NULL);
+    int slot = kq->next;
+    kq->next = (kq->next + 1) % KQ_FREQ_SLOTS;
+    if ((st = vk_buffer_upload(kq->ctx, &kq->freq, (uint64_t)slot * KQ_FREQ_MAX * 4, inv,
+                               (uint64_t)half * 4)))
+        return st;
+    kq->keys[slot] = (struct kq_freq_key){true, at->rope_divs.buf, at->rope_divs.offset,
+                                          at->rope_base, at->rope_freq_scale, at->n_rot};
+    *out = (struct vk_view){&kq->freq, (uint64_t)slot * KQ_FREQ_MAX * 4};
+    return HEARTH_OK;
+}
+
+/* In-place per-head RMSNorm of n_tok rows (xs floats apart) of n_heads heads of hd. */
+static hearth_status kq_head_norm(struct vk_kvq *kq, const struct hearth_tensor *w,
+                                  struct vk_view xv, uint32_t xs, int n_heads, int hd, int n_tok,
+                                  float eps)
+{
+    struct vk_view wv = {0};
+    hearth_status st = kq_view(w, "qk norm", &wv);
+    if (st != HEARTH_OK)
+        return st;
+    if (xs == (uint32_t)(n_heads * hd))
+        return vk_rmsnorm(kq->ctx, xv, (uint32_t)hd, wv, xv, (uint32_t)hd, (uint32_t)hd,
+                          (uint32_t)(n_tok * n_heads), eps);
+    for (int t = 0; t < n_tok && st == HEARTH_OK; t++) {
+        struct vk_view r = xv;
+        r.offset += (uint64_t)t * xs * 4;
+        st = vk_rmsnorm(kq->ctx, r, (uint32_t)hd, wv, r, (uint32_t)hd, (uint32_t)hd,
+                        (uint32_t)n_heads, eps);
+    }
+    return st;
+}
+
+/* The cache tensor of type t holds n_head_kv head vectors of hd per row. */
+static hearth_status kq_cache_ok(const struct hearth_tensor *c, enum kvq_type t, int n_head_kv,
+                                 int hd, const char *what)
+{
+    size_t need = (size_t)n_head_kv * kq_head_bytes(t, (uint32_t)hd);
+    hearth_dtype want = t == KVQ_F16 ? HEARTH_DTYPE_F16 : HEARTH_DTYPE_I8;
+    size_t elem = t == KVQ_F16 ? 2 : 1;
+    if (c->type != want || (size_t)c->ne0 * elem < need || c->row_stride < need ||
+        c->row_stride > 0xffffffffu || c->n_rows < 1 || c->n_rows > 0x7fffffff)
+        return err_set(HEARTH_ERR_INVALID_ARG,
+                       "vulkan attention: %s cache (dtype %d, ne0 %lld, row stride %zu) for kv "
+                       "type %s: expected %s rows of >= %zu bytes", what, (int)c->type,
+                       (long long)c->ne0, c->row_stride, kq_type_names[t],
+                       t == KVQ_F16 ? "F16" : "I8", need);
+    return HEARTH_OK;
+}
+
+hearth_status vk_kvq_attention_op(struct vk_kvq *kq, const struct hearth_op *op)
+{
+    const struct hearth_op_attention *at = &op->u.attn;
+    struct vk_kvq_args ka = {0};
+    struct vk_attn_args *a = &ka.a;
+    hearth_status st;
+    if (!vk_kvq_supports(at->k_type, at->v_type) || at->head_dim < 2 ||
+        at->head_dim > VK_KVQ_MAX_HD)
+        return err_set(HEARTH_ERR_UNSUPPORTED, "vulkan attention: kv types %d/%d, head_dim %d",
+                       at->k_type, at->v_type, at->head_dim);
+    ka.k_type = (enum kvq_type)at->k_type;
+    ka.v_type = (enum kvq_type)at->v_type;
+    if (kq_head_bytes(ka.k_type, (uint32_t)at->head_dim) == 0 ||
+        kq_head_bytes(ka.v_type, (uint32_t)at->head_dim) == 0 || at->head_dim % 2 != 0)
+        return err_set(HEARTH_ERR_UNSUPPORTED, "vulkan attention: kv types %s/%s at head_dim %d "
+                       "(<= %d, even; a multiple of 32 for the quantized types)",
+                       kq_type_names[ka.k_type], kq_type_names[ka.v_type], at->head_dim,
+                       VK_KVQ_MAX_HD);
+    if ((st = kq_view(&at->q, "q", &a->q)) || (st = kq_view(&at->k, "k", &a->k_new)) ||
+        (st = kq_view(&at->v, "v", &a->v_new)) ||
+        (st = kq_view(&at->k_cache, "k_cache", &a->k_cache)) ||
+        (st = kq_view(&at->v_cache, "v_cache", &a->v_cache)) ||
+        (st = kq_view(&at->out, "out", &a->out)) || (st = kq_fstride(&at->q, "q", &a->q_stride)) ||
+        (st = kq_fstride(&at->k, "k", &a->kv_stride)) ||
+        (st = kq_fstride(&at->out, "out", &a->o_stride)) ||
+        (st = kq_cache_ok(&at->k_cache, ka.k_type, at->n_head_kv, at->head_dim, "k")) ||
+        (st = kq_cache_ok(&at->v_cache, ka.v_type, at->n_head_kv, at->head_dim, "v")))
+        return st;
+    uint32_t vs = 0;
+    if ((st = kq_fstride(&at->v, "v", &vs)))
+        return st;
+    if (vs != a->kv_stride || at->pos0 < 0 || at->pos0 > 0x7fffffff ||
+        at->k_cache.n_rows != at->v_cache.n_rows)
+        return err_set(HEARTH_ERR_UNSUPPORTED, "vulkan attention: k and v need one row stride "
+                       "and the caches one length (pos0 %lld)", (long long)at->pos0);
+    ka.kv_seed = at->kv_seed;
+    ka.layer = at->layer;
+    if (at->q_norm.buf &&
+        (st = kq_head_norm(kq, &at->q_norm, a->q, a->q_stride, at->n_head, at->head_dim,
+                           op->n_tok, at->norm_eps)))
+        return st;
+    if (at->k_norm.buf &&
+        (st = kq_head_norm(kq, &at->k_norm, a->k_new, a->kv_stride, at->n_head_kv, at->head_dim,
+                           op->n_tok, at->norm_eps)))
+        return st;
+    struct vk_view fv = {0};
+    if ((st = kq_freq(kq, at, &fv)))
+        return st;
+    enum model_rope_mode mode =
+        at->rope_mode == HEARTH_ROPE_NEOX ? MODEL_ROPE_NEOX : MODEL_ROPE_NORMAL;
+    if ((st = vk_rope(kq->ctx, a->q, a->q_stride, (uint32_t)op->n_tok, (uint32_t)at->n_head,
+                      (uint32_t)at->head_dim, (uint32_t)at->n_rot, (uint32_t)at->pos0, mode,
+                      fv)) ||
+        (st = vk_rope(kq->ctx, a->k_new, a->kv_stride, (uint32_t)op->n_tok,
+                      (uint32_t)at->n_head_kv, (uint32_t)at->head_dim, (uint32_t)at->n_rot,
+                      (uint32_t)at->pos0, mode, fv)))
+        return st;
+    a->n_tok = (uint32_t)op->n_tok;
+    a->n_head = (uint32_t)at->n_head;
+    a->n_head_kv = (uint32_t)at->n_head_kv;
+    a->head_dim = (uint32_t)at->head_dim;
+    a->n_ctx = (uint32_t)at->k_cache.n_rows;
+    a->pos0 = (uint32_t)at->pos0;
+    a->window = at->window;
+    a->scale = at->scale;
+    ka.k_row_bytes = (uint32_t)at->k_cache.row_stride;
+    ka.v_row_bytes = (uint32_t)at->v_cache.row_stride;
+    return vk_attention_kvq(kq, &ka);
 }

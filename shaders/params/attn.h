@@ -11,6 +11,7 @@
 #define VK_ATTN_CHUNK 128   /* positions scored per pass (online softmax across passes) */
 #define VK_ATTN_MAX_HD 256  /* head_dim <= VK_ATTN_WG * 4 */
 
+#if !defined(VULKAN) || !defined(VK_SHADER_ATTN_KVQ) /* one pc block per shader */
 /* out[t][h*hd..] = softmax_j(scale q.K_j) V_j over j in [lo(p), p], p = pos0 + t */
 VK_PARAMS_BEGIN(vk_attn_params)
     uint32_t n_tok;
@@ -28,4 +29,34 @@ VK_PARAMS_BEGIN(vk_attn_params)
     uint32_t k_cache_off; /* uint32 words */
     uint32_t v_cache_off;
 VK_PARAMS_END(vk_attn_params)
+#endif
+
+/*
+ * attention_kvq: the same attention over K and V caches of any kvq types
+ * (params/kv.h VK_KVQ_*), byte rows k_row_bytes / v_row_bytes apart, KV head
+ * h at h * head_bytes(type) in its row. sign: the rotation's diagonal as in
+ * vk_kvq_store_params (used when k_type or v_type is rotated).
+ */
+#if !defined(VULKAN) || defined(VK_SHADER_ATTN_KVQ)
+VK_PARAMS_BEGIN(vk_attn_kvq_params)
+    uint32_t n_tok;
+    uint32_t n_head;
+    uint32_t n_head_kv;
+    uint32_t head_dim;
+    uint32_t pos0;
+    uint32_t window;
+    float scale;
+    uint32_t k_type;
+    uint32_t v_type;
+    uint32_t q_off;       /* floats */
+    uint32_t q_stride;
+    uint32_t o_off;       /* floats */
+    uint32_t o_stride;
+    uint32_t k_off;       /* bytes: position 0 of the K cache */
+    uint32_t v_off;
+    uint32_t k_row_bytes;
+    uint32_t v_row_bytes;
+    uint32_t sign[8];     /* VK_KVQ_SIGN_WORDS */
+VK_PARAMS_END(vk_attn_kvq_params)
+#endif
 #endif

@@ -5,6 +5,11 @@
 
 #define VK_KV_WG 64
 
+/*
+ * A shader declares one push-constant block (named pc): the kvq shaders define
+ * VK_SHADER_KVQ_STORE or VK_SHADER_ATTN_KVQ to pick theirs; C sees every struct.
+ */
+#if !defined(VULKAN) || !(defined(VK_SHADER_KVQ_STORE) || defined(VK_SHADER_ATTN_KVQ))
 /* cache[pos0 + t][:] = f16(src[t][:]) for K and V at once */
 VK_PARAMS_BEGIN(vk_kv_store_params)
     uint32_t n_tok;
@@ -16,5 +21,38 @@ VK_PARAMS_BEGIN(vk_kv_store_params)
     uint32_t k_cache_off; /* in uint32 words (position 0 of the layer's K) */
     uint32_t v_cache_off;
 VK_PARAMS_END(vk_kv_store_params)
+#endif
+
+/*
+ * kv_store_q: encodes the batch's new K (or V) head vectors into a cache of
+ * any kvq type (core/kv-quant.h layouts, byte rows: row_bytes apart, head h
+ * of a row at h * head_bytes). One workgroup per (KV head, token). Types are
+ * the enum kvq_type values, VK_KVQ_* below. sign: bit i set when coordinate
+ * i of the layer's randomized Hadamard diagonal is -1 (rotated types; head_dim
+ * <= VK_KVQ_MAX_HD, so 8 words hold every bit).
+ */
+#define VK_KVQ_F16 0
+#define VK_KVQ_Q8_0 1
+#define VK_KVQ_Q4_0 2
+#define VK_KVQ_ROT4 3
+#define VK_KVQ_ROT3 4
+#define VK_KVQ_WG 64
+#define VK_KVQ_MAX_HD 256
+#define VK_KVQ_SIGN_WORDS 8
+
+#if !defined(VULKAN) || defined(VK_SHADER_KVQ_STORE)
+VK_PARAMS_BEGIN(vk_kvq_store_params)
+    uint32_t n_tok;
+    uint32_t n_head_kv;
+    uint32_t head_dim;
+    uint32_t type;
+    uint32_t pos0;
+    uint32_t src_off;     /* floats: src [n_tok][src_stride], head h at h * head_dim */
+    uint32_t src_stride;
+    uint32_t cache_off;   /* bytes: position 0 of the layer's cache */
+    uint32_t row_bytes;   /* bytes between positions */
+    uint32_t sign[8];     /* VK_KVQ_SIGN_WORDS */
+VK_PARAMS_END(vk_kvq_store_params)
+#endif
 
 #endif

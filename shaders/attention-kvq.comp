@@ -1,0 +1,221 @@
+#version 450
+// attention-kvq: attention.comp over K and V caches of any kvq types
+// (core/kv-quant.h layouts; core/cpu/attn-kvq.c is the reference). One
+// workgroup per (query head h, token t); positions [lo, p] in chunks of
+// VK_ATTN_CHUNK with an online softmax, as attention.comp.
+//   Scores work on the encoded keys: for a rotated K the query is rotated
+//   once in shared memory (q.k = (Rq).(Rk)), then each invocation scores whole
+//   positions, one scale per block or piece times an integer- or
+//   level-weighted partial sum.
+//   Values: each invocation owns output dims d = tid + VK_ATTN_WG * i and
+//   decodes element d of every position; for a rotated V the sum stays in
+//   the rotated domain and is rotated back once (R^T is linear).
+// Cache rows are byte rows (a head vector need not be 4-byte aligned), read
+// through byte and unaligned-word helpers over the uint32 arrays; every
+// cache allocation has 16 bytes of slack, so the unaligned read's second
+// word at the end of the cache stays in bounds. Reductions are shared-memory
+// trees: correct for any subgroup size.
+#extension GL_GOOGLE_include_directive : require
+#define VK_SHADER_ATTN_KVQ
+#include "params/attn.h"
+#include "params/kv.h"
+// before common/kvq.glsl: its kvq_rotate reads gl_WorkGroupSize
+layout(local_size_x = VK_ATTN_WG) in;
+#include "common/kvq.glsl"
+
+layout(binding = 0) readonly buffer QBuf { float q[]; };
+layout(binding = 1) readonly buffer KCache { uint kc[]; };
+layout(binding = 2) readonly buffer VCache { uint vc[]; };
+layout(binding = 3) writeonly buffer OBuf { float o[]; };
+
+shared float sc[VK_ATTN_CHUNK];
+shared float red[VK_ATTN_WG];
+
+const uint NPER = VK_ATTN_MAX_HD / VK_ATTN_WG;
+
+// byte b, the unaligned 32-bit word at byte b, and the f16 at byte b, of K or V
+uint rd8(bool v, uint b)
+{
+    uint w = v ? vc[b >> 2] : kc[b >> 2];
+    return (w >> ((b & 3u) << 3)) & 0xffu;
+}
+uint rd32(bool v, uint b)
+{
+    uint s = (b & 3u) << 3;
+    uint lo = v ? vc[b >> 2] : kc[b >> 2];
+    if (s == 0u)
+        return lo;
+    uint hi = v ? vc[(b >> 2) + 1u] : kc[(b >> 2) + 1u];
+    return (lo >> s) | (hi << (32u - s));
+}
+float rdf16(bool v, uint b)
+{
+    return unpackHalf2x16(rd8(v, b) | (rd8(v, b + 1u) << 8)).x;
+}
+
+float wg_reduce(float x, bool is_max)
+{
+    uint tid = gl_LocalInvocationID.x;
+    red[tid] = x;
+    barrier();
+    for (uint s = VK_ATTN_WG / 2u; s > 0u; s >>= 1) {
+        if (tid < s)
+            red[tid] = is_max ? max(red[tid], red[tid + s]) : red[tid] + red[tid + s];
+        barrier();
+    }
+    float r = red[0];
+    barrier();
+    return r;
+}
+
+// q (in kvq_vec, in K's domain) . K head vector at byte kb
+float score(uint type, uint hd, uint kb)
+{
+    float s = 0.0;
+    if (type == VK_KVQ_F16) {
+        for (uint d = 0u; d < hd; d += 2u) {
+            vec2 kk = unpackHalf2x16(rd32(false, kb + 2u * d));
+            s += kvq_vec[d] * kk.x + kvq_vec[d + 1u] * kk.y;
+        }
+    } else if (type == VK_KVQ_Q8_0) {
+        for (uint b = 0u; b < hd / 32u; b++) {
+            uint bb = kb + 34u * b;
+            float part = 0.0;
+            for (uint w = 0u; w < 8u; w++) {
+                uint x = rd32(false, bb + 2u + 4u * w);
+                for (uint k = 0u; k < 4u; k++)
+                    part += kvq_vec[32u * b + 4u * w + k] * float(int(x << (24u - 8u * k)) >> 24);
+            }
+            s += rdf16(false, bb) * part;
+        }
+    } else if (type == VK_KVQ_Q4_0) {
+        for (uint b = 0u; b < hd / 32u; b++) {
+            uint bb = kb + 18u * b;
+            float part = 0.0;
+            for (uint w = 0u; w < 4u; w++) {
+                uint x = rd32(false, bb + 2u + 4u * w);
+                for (uint k = 0u; k < 4u; k++) {
+                    uint e = 32u * b + 4u * w + k, byte = (x >> (8u * k)) & 0xffu;
+                    part += kvq_vec[e] * float(int(byte & 15u) - 8) +
+                            kvq_vec[e + 16u] * float(int(byte >> 4) - 8);
+                }
+            }
+            s += rdf16(false, bb) * part;
+        }
+    } else {
+        uint np = kvq_n_pieces(hd), cb = kb + 2u * np, off = 0u, p = 0u;
+        for (uint len = uint(VK_KVQ_MAX_HD); len >= 32u; len >>= 1) {
+            if ((hd & len) == 0u)
+                continue;
+            float part = 0.0;
+            for (uint i = off; i < off + len; i += 8u) {
+                if (type == VK_KVQ_ROT4) {
+                    uint x = rd32(false, cb + i / 2u);
+                    for (uint k = 0u; k < 8u; k++)
+                        part += kvq_vec[i + k] * kvq_lv4[(x >> (4u * k)) & 15u];
+                } else {
+                    uint x = rd32(false, cb + 3u * (i / 8u));
+                    for (uint k = 0u; k < 8u; k++)
+                        part += kvq_vec[i + k] * kvq_lv3[(x >> (3u * k)) & 7u];
+                }
+            }
+            s += rdf16(false, kb + 2u * p) * part;
+            off += len;
+            p++;
+        }
+    }
+    return s;
+}
+
+// element d of the V head vector at byte vb; piece: kvq_piece_index(d, hd)
+float v_elem(uint type, uint hd, uint vb, uint d, uint piece)
+{
+    if (type == VK_KVQ_F16)
+        return rdf16(true, vb + 2u * d);
+    if (type == VK_KVQ_Q8_0) {
+        uint bb = vb + 34u * (d / 32u);
+        return rdf16(true, bb) * float(int(rd8(true, bb + 2u + d % 32u) << 24) >> 24);
+    }
+    if (type == VK_KVQ_Q4_0) {
+        uint bb = vb + 18u * (d / 32u), e = d % 32u;
+        uint byte = rd8(true, bb + 2u + e % 16u);
+        return rdf16(true, bb) * float(int(e < 16u ? byte & 15u : byte >> 4) - 8);
+    }
+    uint np = kvq_n_pieces(hd), cb = vb + 2u * np;
+    float scale = rdf16(true, vb + 2u * piece);
+    if (type == VK_KVQ_ROT4)
+        return scale * kvq_lv4[(rd8(true, cb + d / 2u) >> (4u * (d & 1u))) & 15u];
+    uint x = rd32(true, cb + 3u * (d / 8u));
+    return scale * kvq_lv3[(x >> (3u * (d % 8u))) & 7u];
+}
+
+void main()
+{
+    uint h = gl_WorkGroupID.x, t = gl_WorkGroupID.y, tid = gl_LocalInvocationID.x;
+    uint hd = pc.head_dim, p = pc.pos0 + t;
+    uint lo = (pc.window > 0u && p + 1u > pc.window) ? p + 1u - pc.window : 0u;
+    uint kvh = h / (pc.n_head / pc.n_head_kv);
+    uint kt = pc.k_type, vt = pc.v_type;
+    uint kcol = pc.k_off + kvh * kvq_head_bytes(kt, hd);
+    uint vcol = pc.v_off + kvh * kvq_head_bytes(vt, hd);
+    for (uint d = tid; d < hd; d += VK_ATTN_WG)
+        kvq_vec[d] = q[pc.q_off + t * pc.q_stride + h * hd + d];
+    barrier();
+    if (kvq_rotated(kt))
+        kvq_rotate(hd, false);
+
+    uint vpiece[NPER];
+    for (uint i = 0u; i < NPER; i++)
+        vpiece[i] = kvq_piece_index(tid + VK_ATTN_WG * i, hd);
+    float m = -1e30, l = 0.0;
+    float acc[NPER];
+    for (uint i = 0u; i < NPER; i++)
+        acc[i] = 0.0;
+    for (uint c0 = lo; c0 <= p; c0 += VK_ATTN_CHUNK) {
+        uint n = min(uint(VK_ATTN_CHUNK), p - c0 + 1u);
+        float lmax = -1e30;
+        for (uint j = tid; j < n; j += VK_ATTN_WG) {
+            float s = score(kt, hd, kcol + (c0 + j) * pc.k_row_bytes) * pc.scale;
+            sc[j] = s;
+            lmax = max(lmax, s);
+        }
+        float mnew = max(m, wg_reduce(lmax, true));
+        float lsum = 0.0;
+        for (uint j = tid; j < n; j += VK_ATTN_WG) {
+            float e = exp(sc[j] - mnew);
+            sc[j] = e;
+            lsum += e;
+        }
+        float corr = exp(m - mnew);
+        l = l * corr + wg_reduce(lsum, false); // its barriers also publish sc[]
+        for (uint i = 0u; i < NPER; i++) {
+            uint d = tid + VK_ATTN_WG * i;
+            if (d >= hd)
+                break;
+            float a = acc[i] * corr;
+            for (uint j = 0u; j < n; j++)
+                a += sc[j] * v_elem(vt, hd, vcol + (c0 + j) * pc.v_row_bytes, d, vpiece[i]);
+            acc[i] = a;
+        }
+        m = mnew;
+        barrier(); // sc[] is rewritten by the next chunk
+    }
+    float inv = 1.0 / l;
+    uint ob = pc.o_off + t * pc.o_stride + h * hd;
+    if (kvq_rotated(vt)) {
+        for (uint i = 0u; i < NPER; i++) {
+            uint d = tid + VK_ATTN_WG * i;
+            if (d < hd)
+                kvq_vec[d] = acc[i] * inv;
+        }
+        kvq_rotate(hd, true);
+        for (uint d = tid; d < hd; d += VK_ATTN_WG)
+            o[ob + d] = kvq_vec[d];
+    } else {
+        for (uint i = 0u; i < NPER; i++) {
+            uint d = tid + VK_ATTN_WG * i;
+            if (d < hd)
+                o[ob + d] = acc[i] * inv;
+        }
+    }
+}

@@ -1,0 +1,58 @@
+/*
+ * vulkan/vk-kvq: the ATTENTION op over compressed KV caches (core/kv-quant.h
+ * types: f16, q8_0, q4_0, rot4, rot3, K and V independent) on Vulkan.
+ * Implemented in op-attention.c, called by backend.c's stream for every
+ * ATTENTION op whose (k_type, v_type) is not (f16, f16); the f16 pair keeps
+ * graph.c's vk_attention path.
+ *
+ * A struct vk_kvq is per-stream state: its own two compute pipelines
+ * (kv_store_q, attention_kvq; created on first use, outside pipeline.c's
+ * table) and a few RoPE frequency slots. Tensors and layouts as the
+ * core/backend.h ATTENTION contract: the caches are byte rows (row_stride
+ * apart) holding n_head_kv encoded head vectors back to back.
+ */
+#ifndef HEARTH_VK_KVQ_H
+#define HEARTH_VK_KVQ_H
+
+#include <stdbool.h>
+
+#include "backend.h"
+#include "kv-quant.h"
+#include "vk-internal.h"
+
+struct vk_kvq;
+
+/* Per-stream state on ctx. HEARTH_ERR_NO_MEMORY / device errors. */
+hearth_status vk_kvq_create(struct vk_ctx *ctx, struct vk_kvq **out);
+/* Waits for recorded work, frees pipelines and buffers. NULL: nothing. */
+void vk_kvq_destroy(struct vk_kvq *kq);
+/* Whether the kvq kernels take this (k_type, v_type) pair (every pair of valid types). */
+bool vk_kvq_supports(int k_type, int v_type);
+
+/*
+ * The low-level op, on tensors already normed and RoPE'd: encodes k_new and
+ * v_new ([n_tok][kv_stride] f32) into rows pos0.. of the caches, then
+ * attends (vk.h vk_attention's formula). a->k_cache / v_cache: byte views,
+ * any alignment; k_row_bytes / v_row_bytes: bytes between positions
+ * (>= n_head_kv * kvq_head_bytes). kv_seed, layer: the rotation of the
+ * rotated types, kvq_rot_init(head_dim, kv_seed, layer) (unused by the
+ * others). head_dim <= 256; a multiple of 32 for the non-f16 types, even for
+ * f16.
+ */
+struct vk_kvq_args {
+    struct vk_attn_args a;
+    enum kvq_type k_type, v_type;
+    uint32_t k_row_bytes, v_row_bytes;
+    uint64_t kv_seed;
+    uint32_t layer;
+};
+hearth_status vk_attention_kvq(struct vk_kvq *kq, const struct vk_kvq_args *a);
+
+/*
+ * The whole ATTENTION op (core/backend.h): q/k norms, RoPE, K/V encode,
+ * attention; records on kq's context. UNSUPPORTED for a type or head_dim
+ * the kernels lack, INVALID_ARG for malformed tensors.
+ */
+hearth_status vk_kvq_attention_op(struct vk_kvq *kq, const struct hearth_op *op);
+
+#endif
