@@ -8,7 +8,7 @@
  * Compressed caches (vk-kvq.h, the second half of this file): the same two
  * steps with kv-store-q.comp (one dispatch for K, one for V: each encodes
  * into its own type) and attention-kvq.comp. The rotation's sign diagonal is
- * drawn on the host per op (kvq_rot_init's generator, see kq_sign_bits) and
+ * drawn on the host per op (kvq_rot_init, see kq_sign_bits) and
  * travels as 256 bits of push constants, so no per-layer buffer or upload
  * exists. Encoded bytes equal kvq_encode's except where the rotated types'
  * float scale search (the CPU's is double) tips a code (kv-store-q.comp).
@@ -275,79 +275,24 @@ bool vk_kvq_supports(int k_type, int v_type)
     return k_type >= 0 && k_type < KVQ_TYPE_COUNT && v_type >= 0 && v_type < KVQ_TYPE_COUNT;
 }
 
-/*
- * Local twins of kv-quant.h's type helpers and of kvq_rot_init's sign draw.
- * Why not call them: hearth_vulkan is linked after libhearth.a, and an
- * executable that reaches this file only through the vk_* API (test-vulkan)
- * pulls no object of libhearth.a that defines them, so the link fails. The
- * twins are checked against the core functions by tests/test-vk-kvq.c
- * (encoded bytes equal kvq_encode's with kvq_rot_init's rotation); they go
- * once the build links hearth_vulkan against hearth (see the vkkv report).
- */
-static const char *const kq_type_names[KVQ_TYPE_COUNT] = {"f16", "q8_0", "q4_0", "rot4", "rot3"};
-
-static bool kq_rotated(enum kvq_type t)
-{
-    return t == KVQ_ROT4 || t == KVQ_ROT3;
-}
-
-/* kvq_head_bytes for head_dim hd <= VK_KVQ_MAX_HD; 0 where the type cannot store hd. */
+/* kvq_head_bytes, limited to the head widths the shaders take (<= VK_KVQ_MAX_HD). */
 static uint32_t kq_head_bytes(enum kvq_type t, uint32_t hd)
 {
-    if (t == KVQ_F16)
-        return hd >= 1 && hd <= VK_KVQ_MAX_HD ? 2 * hd : 0;
-    if ((unsigned)t >= KVQ_TYPE_COUNT || hd < 32 || hd > VK_KVQ_MAX_HD || hd % 32 != 0)
-        return 0;
-    if (t == KVQ_Q8_0)
-        return hd / 32 * 34;
-    if (t == KVQ_Q4_0)
-        return hd / 32 * 18;
-    return 2 * (uint32_t)__builtin_popcount(hd / 32) + hd * (t == KVQ_ROT4 ? 4 : 3) / 8;
+    return hd <= VK_KVQ_MAX_HD ? (uint32_t)kvq_head_bytes(t, (int)hd) : 0;
 }
 
-static uint64_t kq_splitmix64(uint64_t *x)
+/* The sign diagonal of kvq_rot_init(hd, seed, layer) as bits (set: -1), for push constants. */
+static hearth_status kq_sign_bits(uint64_t seed, uint32_t layer, uint32_t hd, uint32_t *bits)
 {
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static uint64_t kq_rotl(uint64_t x, int k)
-{
-    return (x << k) | (x >> (64 - k));
-}
-
-/*
- * The sign diagonal of kvq_rot_init(hd, seed, layer) as bits (set: -1): the
- * bits of xoshiro256** seeded with splitmix64(seed ^ splitmix64(layer + 1)),
- * the generator state filled from splitmix64 as rng_seed does.
- */
-static void kq_sign_bits(uint64_t seed, uint32_t layer, uint32_t hd, uint32_t *bits)
-{
-    uint64_t x = (uint64_t)layer + 1u;
-    uint64_t inner = kq_splitmix64(&x);
-    x = seed ^ inner;
-    uint64_t st_seed = kq_splitmix64(&x);
-    uint64_t s[4];
-    x = st_seed;
-    for (int i = 0; i < 4; i++)
-        s[i] = kq_splitmix64(&x);
-    if ((s[0] | s[1] | s[2] | s[3]) == 0)
-        s[0] = 1;
+    struct kvq_rot r;
+    hearth_status st = kvq_rot_init(&r, (int)hd, seed, layer);
+    if (st != HEARTH_OK)
+        return st;
     memset(bits, 0, VK_KVQ_SIGN_WORDS * sizeof *bits);
-    for (uint32_t i = 0; i < hd; i += 64) {
-        uint64_t r = kq_rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-        s[2] ^= s[0];
-        s[3] ^= s[1];
-        s[1] ^= s[2];
-        s[0] ^= s[3];
-        s[2] ^= t;
-        s[3] = kq_rotl(s[3], 45);
-        for (uint32_t j = 0; j < 64 && i + j < hd; j++)
-            if ((r >> j) & 1u)
-                bits[(i + j) / 32] |= 1u << ((i + j) % 32);
-    }
+    for (uint32_t i = 0; i < hd; i++)
+        if (r.sign[i] < 0.0f)
+            bits[i / 32] |= 1u << (i % 32);
+    return HEARTH_OK;
 }
 
 hearth_status vk_attention_kvq(struct vk_kvq *kq, const struct vk_kvq_args *ka)
@@ -356,7 +301,7 @@ hearth_status vk_attention_kvq(struct vk_kvq *kq, const struct vk_kvq_args *ka)
     const struct vk_attn_args *a = &ka->a;
     struct vk_ctx *ctx = kq->ctx;
     uint32_t hd = a->head_dim, kv_dim = a->n_head_kv * hd;
-    bool rotated = kq_rotated(ka->k_type) || kq_rotated(ka->v_type);
+    bool rotated = kvq_is_rotated(ka->k_type) || kvq_is_rotated(ka->v_type);
     uint64_t khb = kq_head_bytes(ka->k_type, hd), vhb = kq_head_bytes(ka->v_type, hd);
     if (khb == 0 || vhb == 0 || hd % 2 != 0)
         return err_set(HEARTH_ERR_UNSUPPORTED, "vulkan attention: kv types %d/%d at head_dim %u "
@@ -392,8 +337,8 @@ hearth_status vk_attention_kvq(struct vk_kvq *kq, const struct vk_kvq_args *ka)
         return st;
 
     uint32_t sign[VK_KVQ_SIGN_WORDS] = {0};
-    if (rotated)
-        kq_sign_bits(ka->kv_seed, ka->layer, hd, sign);
+    if (rotated && (st = kq_sign_bits(ka->kv_seed, ka->layer, hd, sign)) != HEARTH_OK)
+        return st;
     for (int which = 0; which < 2; which++) {
         struct vk_kvq_store_params sp = {
             .n_tok = a->n_tok, .n_head_kv = a->n_head_kv, .head_dim = hd,
@@ -516,7 +461,7 @@ static hearth_status kq_cache_ok(const struct hearth_tensor *c, enum kvq_type t,
         return err_set(HEARTH_ERR_INVALID_ARG,
                        "vulkan attention: %s cache (dtype %d, ne0 %lld, row stride %zu) for kv "
                        "type %s: expected %s rows of >= %zu bytes", what, (int)c->type,
-                       (long long)c->ne0, c->row_stride, kq_type_names[t],
+                       (long long)c->ne0, c->row_stride, kvq_type_name(t),
                        t == KVQ_F16 ? "F16" : "I8", need);
     return HEARTH_OK;
 }
@@ -537,7 +482,7 @@ hearth_status vk_kvq_attention_op(struct vk_kvq *kq, const struct hearth_op *op)
         kq_head_bytes(ka.v_type, (uint32_t)at->head_dim) == 0 || at->head_dim % 2 != 0)
         return err_set(HEARTH_ERR_UNSUPPORTED, "vulkan attention: kv types %s/%s at head_dim %d "
                        "(<= %d, even; a multiple of 32 for the quantized types)",
-                       kq_type_names[ka.k_type], kq_type_names[ka.v_type], at->head_dim,
+                       kvq_type_name(ka.k_type), kvq_type_name(ka.v_type), at->head_dim,
                        VK_KVQ_MAX_HD);
     if ((st = kq_view(&at->q, "q", &a->q)) || (st = kq_view(&at->k, "k", &a->k_new)) ||
         (st = kq_view(&at->v, "v", &a->v_new)) ||
