@@ -4,6 +4,9 @@
 // decodes groups of 4 (dq4). An id past the matrix gives a zero row rather
 // than an out-of-bounds read (the host validates ids; this is a backstop).
 #extension GL_GOOGLE_include_directive : require
+#ifdef USE_16BIT
+#extension GL_EXT_shader_16bit_storage : require
+#endif
 #include "params/embed.h"
 
 layout(local_size_x = VK_EMBED_WG) in;

@@ -8,6 +8,9 @@
 // padded by one column against shared-memory bank conflicts.
 // Grid: x = row tile, y = token tile, z extends x past 65535 as in matvec.
 #extension GL_GOOGLE_include_directive : require
+#ifdef USE_16BIT
+#extension GL_EXT_shader_16bit_storage : require
+#endif
 #include "params/matmul.h"
 
 layout(local_size_x = 256) in;

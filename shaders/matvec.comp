@@ -7,6 +7,9 @@
 // Grid: x + z * gl_NumWorkGroups.x = row group (x is capped at 65535 on the
 // host), y = token group.
 #extension GL_GOOGLE_include_directive : require
+#ifdef USE_16BIT
+#extension GL_EXT_shader_16bit_storage : require
+#endif
 #ifdef USE_SUBGROUP
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_arithmetic : require

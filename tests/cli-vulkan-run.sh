@@ -16,6 +16,11 @@
 # test-vk-backend cover the Vulkan code under the sanitizers).
 # No Vulkan device: skipped (exit 77), unless CI=true (CI installs lavapipe,
 # so a missing device there is a failure).
+# Validation: the two full runs go without the validation layer (it makes
+# lavapipe ~2.5x slower). With HEARTH_VULKAN_VALIDATE=1 (CI), a shortened run
+# follows (-ngl all, 4 tokens, validation on), which must print the first
+# words of the CPU's text and exit 0: any validation warning or error fails
+# the next submission (vulkan/command.c), so hearth exits with the message.
 set -u
 bin=${HEARTH_BIN:?HEARTH_BIN must name the hearth binary}
 src=${HEARTH_SOURCE_DIR:?HEARTH_SOURCE_DIR must name the source tree}
@@ -65,7 +70,7 @@ first_diff() {
 }
 
 t0=$(date +%s)
-"$bin" run "${common[@]}" -q --device vulkan0 -ngl all > "$tmp/vk" 2> "$tmp/evk" \
+env -u HEARTH_VULKAN_VALIDATE "$bin" run "${common[@]}" -q --device vulkan0 -ngl all > "$tmp/vk" 2> "$tmp/evk" \
     || fail "--device vulkan0 -ngl all exit $?: $(cat "$tmp/evk")"
 echo "vulkan0 all:  $(cat "$tmp/vk")   ($(($(date +%s) - t0)) s)"
 [ -s "$tmp/evk" ] && fail "-q printed on stderr: $(cat "$tmp/evk")"
@@ -73,7 +78,7 @@ cmp -s "$tmp/cpu" "$tmp/vk" ||
     fail "-ngl all on vulkan0 differs from the CPU at $(first_diff "$tmp/cpu" "$tmp/vk")"
 
 t0=$(date +%s)
-"$bin" run "${common[@]}" --device vulkan0 -ngl "$half" > "$tmp/mix" 2> "$tmp/emix" \
+env -u HEARTH_VULKAN_VALIDATE "$bin" run "${common[@]}" --device vulkan0 -ngl "$half" > "$tmp/mix" 2> "$tmp/emix" \
     || fail "--device vulkan0 -ngl $half exit $?: $(cat "$tmp/emix")"
 echo "vulkan0 $half:   $(cat "$tmp/mix")   ($(($(date +%s) - t0)) s)"
 echo "load line:    $(grep '^plan: ' "$tmp/emix")"
@@ -82,6 +87,21 @@ want+="attention\+ffn on cpu, output on cpu; [0-9]+ MiB on vulkan0, [0-9]+ MiB h
 grep -Eq "$want" "$tmp/emix" || fail "no (or a wrong) placement line at load: $(cat "$tmp/emix")"
 cmp -s "$tmp/cpu" "$tmp/mix" ||
     fail "-ngl $half on vulkan0 differs from the CPU at $(first_diff "$tmp/cpu" "$tmp/mix")"
+
+if [ "${HEARTH_VULKAN_VALIDATE:-}" = "1" ]; then
+    t0=$(date +%s)
+    short=(-m "$smol" -p "$p" --temp 0 -n 4 -c 64 -t 2)
+    "$bin" run "${short[@]}" -q --device vulkan0 -ngl all > "$tmp/val" 2> "$tmp/eval" \
+        || fail "validated run (-ngl all, 4 tokens) exit $?: $(cat "$tmp/eval")"
+    echo "validated:    $(cat "$tmp/val")   ($(($(date +%s) - t0)) s)"
+    [ -s "$tmp/val" ] || fail "no text from the validated run"
+    case "$(cat "$tmp/cpu")" in
+        "$(cat "$tmp/val")"*) ;;
+        *) fail "the validated 4-token run is not a prefix of the CPU text: $(cat "$tmp/val")" ;;
+    esac
+else
+    echo "note: HEARTH_VULKAN_VALIDATE is not 1: no validated run"
+fi
 
 [ $fails -eq 0 ] && echo "cli-vulkan-run: all passed"
 [ $fails -eq 0 ]

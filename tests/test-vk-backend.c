@@ -69,13 +69,28 @@ static bool env_open(struct env *e)
     return true;
 }
 
+/* HEARTH_VULKAN_VALIDATE=1 without the layer installed: a note here, a failure under CI=true. */
+static void check_validation_setup(void)
+{
+    if (!vk_validation_requested() || vk_validation_available())
+        return;
+    const char *ci = getenv("CI");
+    if (ci && strcmp(ci, "true") == 0)
+        TEST_FAIL_AT("CI=true, HEARTH_VULKAN_VALIDATE=1, but VK_LAYER_KHRONOS_validation is not "
+                     "installed (scripts/setup.sh installs vulkan-validationlayers)");
+    else
+        printf("  note: HEARTH_VULKAN_VALIDATE=1 but VK_LAYER_KHRONOS_validation is not installed "
+               "(Debian: vulkan-validationlayers): ran without validation\n");
+}
+
 /* Fails the case on any validation message (HEARTH_VULKAN_VALIDATE=1), then frees all. */
 static void env_close(struct env *e)
 {
     if (e->dev[1]) {
         const char *msg = NULL;
         int n = vk_backend_validation_errors(e->dev[1], &msg);
-        CHECK_MSG(n == 0, "%d validation messages, last: %s", n, msg);
+        CHECK_MSG(n == 0, "%d validation messages, first: %s", n, msg);
+        check_validation_setup();
     }
     for (int i = 0; i < e->n_bufs; i++)
         backend_buffer_free(e->bufs[i]);

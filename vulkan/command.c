@@ -9,6 +9,9 @@
  * barriers. vk_submit ends the buffer, submits, waits on the fence and
  * resets the pool, so descriptor sets never outlive one submission. A full
  * descriptor pool flushes (submit + wait) and carries on recording.
+ * Under validation, a submission after which the layer has reported new
+ * warnings or errors fails (HEARTH_ERR_BACKEND with the first message), so
+ * every caller, not only the tests that read the count, stops on one.
  * Replaying one recorded command buffer per decode step (instead of
  * re-recording) is left for the backend layer; see docs/vulkan.md.
  */
@@ -108,9 +111,20 @@ hearth_status vk_submit(struct vk_ctx *ctx)
     VK_TRY(vkResetCommandBuffer(ctx->cmd, 0), fail);
     VK_TRY(vkResetDescriptorPool(ctx->dev, ctx->dpool, 0), fail);
     ctx->dsets_used = 0;
-    return HEARTH_OK;
+    return vk__validation_check(ctx);
 fail:
     return st;
+}
+
+hearth_status vk__validation_check(struct vk_ctx *ctx)
+{
+    if (ctx->val_errors == ctx->val_reported)
+        return HEARTH_OK;
+    int n = ctx->val_errors - ctx->val_reported;
+    const char *m = ctx->val_reported == 0 ? ctx->val_first : ctx->val_last;
+    ctx->val_reported = ctx->val_errors;
+    return err_set(HEARTH_ERR_BACKEND, "vulkan: %d validation message%s (%d in all); %s: %s",
+                   n, n == 1 ? "" : "s", ctx->val_errors, m == ctx->val_first ? "first" : "last", m);
 }
 
 void vk__grid(uint32_t n, uint32_t *x, uint32_t *ext)

@@ -7,11 +7,15 @@
  * virtual > cpu: never blindly "device 0"), takes one compute queue
  * (preferring a compute-only family, which on discrete GPUs runs beside
  * graphics work), and records the features and limits once in struct
- * vk_caps. Optional features are only recorded here; a shader variant that
- * needs one (the subgroup reductions) is chosen per dispatch from caps.
- * Validation (VK_LAYER_KHRONOS_validation + a debug-utils messenger counting
- * warnings and errors) is on when asked or with HEARTH_VULKAN_VALIDATE=1;
- * the library never prints, the count and last message are read by tests.
+ * vk_caps. Optional features are recorded here; a shader variant that
+ * needs one (the subgroup reductions, the 16-bit F16 loads) is chosen per
+ * dispatch from caps, and 16-bit storage is enabled at creation unless
+ * opts.no_16bit / HEARTH_VULKAN_NO_16BIT=1 asks for the word path.
+ * Validation (VK_LAYER_KHRONOS_validation with synchronization validation,
+ * and a debug-utils messenger counting warnings and errors) is on when asked
+ * (required) or with HEARTH_VULKAN_VALIDATE=1 (used where installed, else
+ * caps.validation_missing). The library never prints: the count and first
+ * message are read by tests, and vk_submit fails on a new message.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -131,10 +135,14 @@ static VKAPI_ATTR VkBool32 VKAPI_CALL vk_debug_cb(VkDebugUtilsMessageSeverityFla
     struct vk_ctx *ctx = user;
     bool counts = (sev & VK_DEBUG_UTILS_MESSAGE_SEVERITY_ERROR_BIT_EXT) ||
                   ((sev & VK_DEBUG_UTILS_MESSAGE_SEVERITY_WARNING_BIT_EXT) &&
-                   (type & VK_DEBUG_UTILS_MESSAGE_TYPE_VALIDATION_BIT_EXT));
+                   (type & (VK_DEBUG_UTILS_MESSAGE_TYPE_VALIDATION_BIT_EXT |
+                            VK_DEBUG_UTILS_MESSAGE_TYPE_PERFORMANCE_BIT_EXT)));
     if (counts) {
+        const char *m = data && data->pMessage ? data->pMessage : "?";
+        if (ctx->val_errors == 0)
+            snprintf(ctx->val_first, sizeof ctx->val_first, "%s", m);
         ctx->val_errors++;
-        snprintf(ctx->val_last, sizeof ctx->val_last, "%s", data && data->pMessage ? data->pMessage : "?");
+        snprintf(ctx->val_last, sizeof ctx->val_last, "%s", m);
     }
     return VK_FALSE;
 }
@@ -147,32 +155,73 @@ static bool has_ext(const VkExtensionProperties *e, uint32_t n, const char *name
     return false;
 }
 
-static bool want_validation(const struct vk_ctx_opts *opts)
+/* 0: off; 1: on where the layer is installed (HEARTH_VULKAN_VALIDATE=1); 2: required (opts). */
+static int want_validation(const struct vk_ctx_opts *opts)
 {
     const char *env = getenv("HEARTH_VULKAN_VALIDATE");
-    return opts->validate || (env && env[0] == '1');
+    if (opts->validate)
+        return 2;
+    return env && env[0] == '1' ? 1 : 0;
 }
 
-static hearth_status create_instance(struct vk_ctx *ctx, bool validate)
+static const char *const val_layer = "VK_LAYER_KHRONOS_validation";
+
+static hearth_status layer_installed(bool *found)
+{
+    uint32_t n = 0;
+    *found = false;
+    vkEnumerateInstanceLayerProperties(&n, NULL);
+    VkLayerProperties *lp = calloc(n ? n : 1, sizeof *lp);
+    if (!lp)
+        return err_set(HEARTH_ERR_NO_MEMORY, "vulkan: layer list");
+    vkEnumerateInstanceLayerProperties(&n, lp);
+    for (uint32_t i = 0; i < n; i++)
+        *found = *found || strcmp(lp[i].layerName, val_layer) == 0;
+    free(lp);
+    return HEARTH_OK;
+}
+
+bool vk_validation_requested(void)
+{
+    struct vk_ctx_opts none = {.device_index = -1};
+    return want_validation(&none) == 1;
+}
+
+bool vk_validation_available(void)
+{
+    bool found = false;
+    return layer_installed(&found) == HEARTH_OK && found;
+}
+
+/*
+ * validate: as want_validation. The messenger takes warnings and errors of
+ * the validation and performance kinds; synchronization validation is on as
+ * well, since the one-barrier-per-dispatch model (command.c) is exactly what
+ * it checks.
+ */
+static hearth_status create_instance(struct vk_ctx *ctx, int validate)
 {
     hearth_status st = HEARTH_OK;
-    const char *layers[1] = {"VK_LAYER_KHRONOS_validation"};
-    const char *exts[1] = {VK_EXT_DEBUG_UTILS_EXTENSION_NAME};
+    const char *exts[2] = {VK_EXT_DEBUG_UTILS_EXTENSION_NAME, VK_EXT_VALIDATION_FEATURES_EXTENSION_NAME};
     if (validate) {
-        uint32_t n = 0;
-        vkEnumerateInstanceLayerProperties(&n, NULL);
-        VkLayerProperties *lp = calloc(n ? n : 1, sizeof *lp);
-        if (!lp)
-            return err_set(HEARTH_ERR_NO_MEMORY, "vulkan: layer list");
-        vkEnumerateInstanceLayerProperties(&n, lp);
         bool found = false;
-        for (uint32_t i = 0; i < n; i++)
-            found = found || strcmp(lp[i].layerName, layers[0]) == 0;
-        free(lp);
-        if (!found)
+        if ((st = layer_installed(&found)) != HEARTH_OK)
+            return st;
+        if (!found && validate == 2)
             return err_set(HEARTH_ERR_UNSUPPORTED, "vulkan: validation requested but %s is not "
-                           "installed (Debian: vulkan-validationlayers)", layers[0]);
+                           "installed (Debian: vulkan-validationlayers)", val_layer);
+        if (!found) {
+            ctx->caps.validation_missing = true;
+            validate = 0;
+        }
     }
+    VkValidationFeatureEnableEXT enables[1] = {
+        VK_VALIDATION_FEATURE_ENABLE_SYNCHRONIZATION_VALIDATION_EXT};
+    VkValidationFeaturesEXT vf = {
+        .sType = VK_STRUCTURE_TYPE_VALIDATION_FEATURES_EXT,
+        .enabledValidationFeatureCount = 1,
+        .pEnabledValidationFeatures = enables,
+    };
     VkApplicationInfo app = {
         .sType = VK_STRUCTURE_TYPE_APPLICATION_INFO,
         .pApplicationName = "hearth",
@@ -180,10 +229,11 @@ static hearth_status create_instance(struct vk_ctx *ctx, bool validate)
     };
     VkInstanceCreateInfo ici = {
         .sType = VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO,
+        .pNext = validate ? &vf : NULL,
         .pApplicationInfo = &app,
         .enabledLayerCount = validate ? 1u : 0u,
-        .ppEnabledLayerNames = layers,
-        .enabledExtensionCount = validate ? 1u : 0u,
+        .ppEnabledLayerNames = &val_layer,
+        .enabledExtensionCount = validate ? 2u : 0u,
         .ppEnabledExtensionNames = exts,
     };
     VK_TRY(vkCreateInstance(&ici, NULL, &ctx->inst), fail);
@@ -199,11 +249,13 @@ static hearth_status create_instance(struct vk_ctx *ctx, bool validate)
             .messageSeverity = VK_DEBUG_UTILS_MESSAGE_SEVERITY_WARNING_BIT_EXT |
                                VK_DEBUG_UTILS_MESSAGE_SEVERITY_ERROR_BIT_EXT,
             .messageType = VK_DEBUG_UTILS_MESSAGE_TYPE_GENERAL_BIT_EXT |
-                           VK_DEBUG_UTILS_MESSAGE_TYPE_VALIDATION_BIT_EXT,
+                           VK_DEBUG_UTILS_MESSAGE_TYPE_VALIDATION_BIT_EXT |
+                           VK_DEBUG_UTILS_MESSAGE_TYPE_PERFORMANCE_BIT_EXT,
             .pfnUserCallback = vk_debug_cb,
             .pUserData = ctx,
         };
         VK_TRY(create(ctx->inst, &mci, NULL, &ctx->messenger), fail);
+        ctx->caps.validation = true;
     }
     return HEARTH_OK;
 fail:
@@ -355,7 +407,18 @@ static hearth_status create_device(struct vk_ctx *ctx, const struct vk_ctx_opts 
     ctx->qfam = (uint32_t)fam;
     ctx->caps.timestamps = qf[fam].timestampValidBits > 0 && ctx->caps.timestamp_period_ns > 0.0f;
 
-    /* Enable only what the shaders use (nothing optional yet) plus the budget query. */
+    /*
+     * Enable only what the shaders use: 16-bit storage (the F16-weight kernels'
+     * loads; unless turned off, so tests reach the word path on any device) and
+     * the budget query. Subgroup operations need no enabling in Vulkan 1.1+.
+     */
+    const char *no16 = getenv("HEARTH_VULKAN_NO_16BIT");
+    ctx->caps.storage_16bit_on = ctx->caps.storage_16bit && !opts->no_16bit &&
+                                 !(no16 && no16[0] == '1');
+    VkPhysicalDeviceVulkan11Features en11 = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES,
+        .storageBuffer16BitAccess = ctx->caps.storage_16bit_on ? VK_TRUE : VK_FALSE,
+    };
     const char *dev_exts[1];
     uint32_t n_dev_ext = 0;
     if (ctx->caps.memory_budget)
@@ -369,6 +432,7 @@ static hearth_status create_device(struct vk_ctx *ctx, const struct vk_ctx_opts 
     };
     VkDeviceCreateInfo dci = {
         .sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO,
+        .pNext = &en11,
         .queueCreateInfoCount = 1,
         .pQueueCreateInfos = &qci,
         .enabledExtensionCount = n_dev_ext,
@@ -409,6 +473,7 @@ hearth_status vk_ctx_create(const struct vk_ctx_opts *opts, struct vk_ctx **out)
     if ((st = create_device(ctx, opts)) != HEARTH_OK)
         goto fail;
     ctx->use_subgroup = ctx->caps.subgroup_arith;
+    ctx->use_16bit = ctx->caps.storage_16bit_on;
     VkPipelineCacheCreateInfo pci = {.sType = VK_STRUCTURE_TYPE_PIPELINE_CACHE_CREATE_INFO};
     VK_TRY(vkCreatePipelineCache(ctx->dev, &pci, NULL, &ctx->pcache), fail);
     if ((st = vk__command_init(ctx)) != HEARTH_OK)
@@ -445,14 +510,19 @@ const struct vk_caps *vk_ctx_caps(const struct vk_ctx *ctx)
     return &ctx->caps;
 }
 
-int vk_ctx_validation_errors(const struct vk_ctx *ctx, const char **last_message)
+int vk_ctx_validation_errors(const struct vk_ctx *ctx, const char **first_message)
 {
-    if (last_message)
-        *last_message = ctx->val_last;
+    if (first_message)
+        *first_message = ctx->val_first;
     return ctx->val_errors;
 }
 
 void vk_ctx_set_use_subgroup(struct vk_ctx *ctx, bool on)
 {
     ctx->use_subgroup = on && ctx->caps.subgroup_arith;
+}
+
+void vk_ctx_set_use_16bit(struct vk_ctx *ctx, bool on)
+{
+    ctx->use_16bit = on && ctx->caps.storage_16bit_on;
 }

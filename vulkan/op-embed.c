@@ -42,5 +42,7 @@ hearth_status vk_embed(struct vk_ctx *ctx, const struct vk_embed_args *a)
         .scale = a->scale,
     };
     const struct vk_buffer *binds[3] = {a->w.buf, a->ids.buf, a->y.buf};
-    return vk__dispatch(ctx, (enum vk_shader)(VK_SH_EMBED + ti), binds, &p, sizeof p, a->n_ids, 1, 1);
+    enum vk_shader sh = vk__use_f16_h(ctx, a->type, a->w.offset) ? VK_SH_EMBED_F16_H
+                                                                  : (enum vk_shader)(VK_SH_EMBED + ti);
+    return vk__dispatch(ctx, sh, binds, &p, sizeof p, a->n_ids, 1, 1);
 }

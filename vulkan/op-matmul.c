@@ -7,7 +7,11 @@
  * the tiled kernel, which reuses each dequantized weight tile for 32 tokens.
  * Activations stay f32 (no q8 quantization as on the CPU): the kernels are
  * bound by weight bandwidth, and f32 keeps the result within float rounding
- * of the exact product, which the test checks.
+ * of the exact product, which the test checks. F16 weights take the 16-bit
+ * storage variants where the device has it (one f16vec4 load per group of 4
+ * instead of assembling words); arithmetic stays f32 even where shaderFloat16
+ * exists, since f16 products and sums would break that bound (an f16 sum of
+ * 576 terms alone is off by ~576 * 2^-11 relative).
  */
 #include "vk-internal.h"
 #include "quant.h"
@@ -68,14 +72,17 @@ hearth_status vk_matmul(struct vk_ctx *ctx, const struct vk_matmul_args *a)
     /* without a bias, y is bound in its place (never read) */
     const struct vk_buffer *binds[4] = {a->w.buf, a->x.buf, a->y.buf, a->bias.buf ? a->bias.buf : a->y.buf};
     bool matvec = a->force_kernel == 1 || (a->force_kernel == 0 && a->n_tok <= VK_MATVEC_TOKS);
+    bool h = vk__use_f16_h(ctx, a->type, a->w.offset);
     uint32_t gx, gz;
     if (matvec) {
         vk__grid((a->n_out + VK_MATVEC_ROWS - 1) / VK_MATVEC_ROWS, &gx, &gz);
         enum vk_shader sh = (enum vk_shader)((ctx->use_subgroup ? VK_SH_MATVEC_SG : VK_SH_MATVEC) + ti);
+        if (h)
+            sh = ctx->use_subgroup ? VK_SH_MATVEC_F16_H_SG : VK_SH_MATVEC_F16_H;
         return vk__dispatch(ctx, sh, binds, &p, sizeof p, gx,
                             (a->n_tok + VK_MATVEC_TOKS - 1) / VK_MATVEC_TOKS, gz);
     }
     vk__grid((a->n_out + VK_MM_TILE - 1) / VK_MM_TILE, &gx, &gz);
-    return vk__dispatch(ctx, (enum vk_shader)(VK_SH_MATMUL + ti), binds, &p, sizeof p, gx,
-                        (a->n_tok + VK_MM_TILE - 1) / VK_MM_TILE, gz);
+    return vk__dispatch(ctx, h ? VK_SH_MATMUL_F16_H : (enum vk_shader)(VK_SH_MATMUL + ti), binds, &p,
+                        sizeof p, gx, (a->n_tok + VK_MM_TILE - 1) / VK_MM_TILE, gz);
 }

@@ -7,6 +7,8 @@
  * shader cannot disagree). A pipeline is built on first use, through the
  * context's VkPipelineCache, and lives until the context dies: a model touches
  * a dozen variants, so building all ~70 up front would only cost start-up.
+ * The *_f16_h variants declare 16-bit storage, so they may only be chosen
+ * (vk__use_f16_h) on a device created with storageBuffer16BitAccess enabled.
  */
 #include <string.h>
 
@@ -48,6 +50,11 @@ int vk__wtype_index(hearth_dtype t)
     return -1;
 }
 
+bool vk__use_f16_h(const struct vk_ctx *ctx, hearth_dtype t, uint64_t w_off)
+{
+    return t == HEARTH_DTYPE_F16 && ctx->use_16bit && w_off % 8 == 0;
+}
+
 #define MM sizeof(struct vk_matmul_params)
 static const struct vk_shader_desc vk_shaders[VK_SH_COUNT] = {
 #define X(T, t) {"matvec_" #t, hearth_spv_matvec_##t, &hearth_spv_matvec_##t##_size, 4, MM},
@@ -79,6 +86,14 @@ static const struct vk_shader_desc vk_shaders[VK_SH_COUNT] = {
     [VK_SH_ADD] = {"add", hearth_spv_add, &hearth_spv_add_size, 2, sizeof(struct vk_eltwise_params)},
     [VK_SH_SCALE] = {"scale", hearth_spv_scale, &hearth_spv_scale_size, 2,
                      sizeof(struct vk_eltwise_params)},
+    [VK_SH_MATVEC_F16_H] = {"matvec_f16_h", hearth_spv_matvec_f16_h, &hearth_spv_matvec_f16_h_size,
+                            4, MM},
+    [VK_SH_MATVEC_F16_H_SG] = {"matvec_f16_h_sg", hearth_spv_matvec_f16_h_sg,
+                               &hearth_spv_matvec_f16_h_sg_size, 4, MM},
+    [VK_SH_MATMUL_F16_H] = {"matmul_f16_h", hearth_spv_matmul_f16_h, &hearth_spv_matmul_f16_h_size,
+                            4, MM},
+    [VK_SH_EMBED_F16_H] = {"embed_f16_h", hearth_spv_embed_f16_h, &hearth_spv_embed_f16_h_size, 3,
+                           sizeof(struct vk_embed_params)},
 };
 #undef MM
 

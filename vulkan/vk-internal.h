@@ -24,6 +24,11 @@ enum vk_shader {
     VK_SH_GEGLU,
     VK_SH_ADD,
     VK_SH_SCALE,
+    /* F16 weights through 16-bit storage (caps.storage_16bit_on; see op-matmul.c) */
+    VK_SH_MATVEC_F16_H,
+    VK_SH_MATVEC_F16_H_SG,
+    VK_SH_MATMUL_F16_H,
+    VK_SH_EMBED_F16_H,
     VK_SH_COUNT
 };
 
@@ -66,6 +71,11 @@ struct vk_ctx {
 
     int val_errors;
     char val_last[512];
+
+    /* appended (vkinfra) */
+    int val_reported;      /* val_errors already turned into a vk_submit failure */
+    char val_first[512];   /* the first message: usually the cause, later ones follow from it */
+    bool use_16bit;        /* F16 weights through the 16-bit-storage kernels */
 };
 
 /* Maps a VkResult to a status and sets the message "file:line: expr: VK_ERROR_...". */
@@ -83,6 +93,12 @@ hearth_status vk__fail(VkResult r, const char *expr, const char *file, int line)
 
 /* 0..VK_N_WTYPES-1 in shaders/CMakeLists.txt order, or -1 for a type without kernels. */
 int vk__wtype_index(hearth_dtype t);
+/*
+ * Whether a weight of type t at byte offset w_off (in its binding) takes the
+ * 16-bit-storage kernels: F16, the context's use_16bit, and w_off % 8 == 0
+ * (the kernels read groups of 4 halves as one f16vec4).
+ */
+bool vk__use_f16_h(const struct vk_ctx *ctx, hearth_dtype t, uint64_t w_off);
 
 /* pipeline.c */
 hearth_status vk__pipeline_get(struct vk_ctx *ctx, enum vk_shader id, struct vk_pipeline **out);
@@ -101,6 +117,8 @@ hearth_status vk__dispatch(struct vk_ctx *ctx, enum vk_shader id, const struct v
 /* Splits n workgroups into (x <= 65535, ext) with x * ext >= n. */
 void vk__grid(uint32_t n, uint32_t *x, uint32_t *ext);
 void vk__command_destroy(struct vk_ctx *ctx);
+/* HEARTH_ERR_BACKEND naming the first message if validation reported any since the last call. */
+hearth_status vk__validation_check(struct vk_ctx *ctx);
 hearth_status vk__command_init(struct vk_ctx *ctx);
 
 /* buffer.c */

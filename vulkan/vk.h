@@ -40,8 +40,11 @@ struct vk_caps {
     VkPhysicalDeviceType type;
     uint32_t subgroup_size;        /* 0 if unknown */
     bool subgroup_arith;           /* subgroupAdd etc. in compute shaders */
-    bool storage_16bit;            /* storageBuffer16BitAccess */
-    bool float16;                  /* shaderFloat16 */
+    bool storage_16bit;            /* storageBuffer16BitAccess supported */
+    bool float16;                  /* shaderFloat16 supported (recorded; no shader uses it) */
+    bool storage_16bit_on;         /* enabled at device creation (16-bit F16-weight kernels) */
+    bool validation;               /* VK_LAYER_KHRONOS_validation is active on this context */
+    bool validation_missing;       /* asked for by HEARTH_VULKAN_VALIDATE=1, layer not installed */
     bool int8_dot;                 /* VK_KHR_shader_integer_dot_product */
     bool coopmat;                  /* VK_KHR_cooperative_matrix present */
     bool memory_budget;            /* VK_EXT_memory_budget enabled */
@@ -58,8 +61,14 @@ struct vk_caps {
 struct vk_ctx_opts {
     int device_index;         /* -1: by name, or the best device (discrete > integrated > cpu) */
     const char *device_name;  /* substring of the device name; NULL: any */
-    bool validate;            /* enable VK_LAYER_KHRONOS_validation (also HEARTH_VULKAN_VALIDATE=1) */
+    /* enable VK_LAYER_KHRONOS_validation; HEARTH_ERR_UNSUPPORTED if it is not installed.
+     * HEARTH_VULKAN_VALIDATE=1 also enables it, but runs without (caps.validation_missing)
+     * where the layer is absent. */
+    bool validate;
     uint64_t max_chunk_override; /* 0: none; else caps the chunk size (tests force splitting) */
+    /* true: do not enable storageBuffer16BitAccess; the F16 weights take the 32-bit word
+     * path (also HEARTH_VULKAN_NO_16BIT=1). Tests use it to cover devices without it. */
+    bool no_16bit;
 };
 
 struct vk_ctx;
@@ -68,8 +77,13 @@ struct vk_ctx;
 hearth_status vk_ctx_create(const struct vk_ctx_opts *opts, struct vk_ctx **out);
 void vk_ctx_destroy(struct vk_ctx *ctx);
 const struct vk_caps *vk_ctx_caps(const struct vk_ctx *ctx);
-/* Validation messages of severity warning or error seen so far (0 without validation). */
-int vk_ctx_validation_errors(const struct vk_ctx *ctx, const char **last_message);
+/*
+ * Validation messages of severity warning or error seen so far (0 without
+ * validation); *first_message (may be NULL) gets the first one seen ("" if none).
+ * Every such message also fails the next vk_submit (HEARTH_ERR_BACKEND, the
+ * message in hearth_last_error), so any caller, the CLI included, stops on it.
+ */
+int vk_ctx_validation_errors(const struct vk_ctx *ctx, const char **first_message);
 /*
  * Creates one VkInstance that lives until exit (idempotent), so the loader
  * never unloads the driver. For tests under LeakSanitizer: a driver unloaded
@@ -82,6 +96,14 @@ struct hearth_device;
 int vk_backend_validation_errors(struct hearth_device *dev, const char **last_message);
 /* Forces the no-subgroup shader variants even where the device has them (tests). */
 void vk_ctx_set_use_subgroup(struct vk_ctx *ctx, bool on);
+/*
+ * Whether HEARTH_VULKAN_VALIDATE=1 is set and whether VK_LAYER_KHRONOS_validation
+ * is installed (tests print a note, or fail under CI=true, when asked for but absent).
+ */
+bool vk_validation_requested(void);
+bool vk_validation_available(void);
+/* Picks the 16-bit-load F16 kernels (on: only where caps.storage_16bit_on) or the word path. */
+void vk_ctx_set_use_16bit(struct vk_ctx *ctx, bool on);
 
 /* ---- buffers (buffer.c) --------------------------------------------------- */
 

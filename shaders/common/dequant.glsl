@@ -48,6 +48,17 @@ vec4 dq4(uint rb, uint e)
     return vec4(uintBitsToFloat(rd32(b)), uintBitsToFloat(rd32(b + 4u)),
                 uintBitsToFloat(rd32(b + 8u)), uintBitsToFloat(rd32(b + 12u)));
 }
+#elif defined(A_F16) && defined(USE_16BIT)
+// 16-bit storage (the device's storageBuffer16BitAccess, enabled by device.c):
+// the same binding seen as f16vec4, so a group of 4 is one 64-bit load and a
+// hardware conversion. The host picks this variant only when the weight's
+// byte offset is a multiple of 8 (rows of 2 * n_in bytes, n_in % 4 == 0, keep
+// every group 8-aligned after that).
+layout(binding = 0) readonly buffer WBufH { f16vec4 wh4[]; };
+vec4 dq4(uint rb, uint e)
+{
+    return vec4(wh4[(rb + e * 2u) >> 3]);
+}
 #elif defined(A_F16)
 vec4 dq4(uint rb, uint e)
 {
