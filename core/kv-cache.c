@@ -49,6 +49,11 @@ hearth_status kv_cache_create(const struct kv_cache_params *p, struct kv_cache *
         if (!c->k[il] || !c->v[il])
             goto fail;
     }
+    if (p->k_type != KVQ_F16) {
+        c->k_aux = calloc((size_t)p->n_layer * 2 * c->kv_dim, sizeof *c->k_aux);
+        if (!c->k_aux)
+            goto fail;
+    }
     if (kvq_is_rotated(p->k_type) || kvq_is_rotated(p->v_type)) {
         c->rot = calloc(p->n_layer, sizeof *c->rot);
         if (!c->rot)
@@ -83,6 +88,7 @@ void kv_cache_destroy(struct kv_cache *c)
     free(c->k);
     free(c->v);
     free(c->rot);
+    free(c->k_aux);
     free(c);
 }
 

@@ -46,6 +46,19 @@ struct kv_cache {
     uint8_t **k;        /* [n_layer] -> [n_ctx][k_row] bytes */
     uint8_t **v;        /* [n_layer] -> [n_ctx][v_row] bytes */
     struct kvq_rot *rot; /* [n_layer] when k_type or v_type is rotated, else NULL */
+    /*
+     * [n_layer][2][kv_dim] floats when k_type is not f16, else NULL; KV head
+     * h at h·head_dim of each row. Row 0, the key mean mu: subtracted from
+     * every key before it is encoded (row p of K holds enc(k_p - mu)); the
+     * softmax over positions cancels the constant q·mu, so attention is
+     * unchanged in exact arithmetic while the codes cover a smaller norm.
+     * Row 1, the sink: the exact k_0 - mu, which attention uses for
+     * position 0 instead of decoding it (the attention-sink token draws much
+     * of every query's weight, so its key error costs most). Both written by
+     * the batch that writes position 0 (cpu_kvq_key_center, attn-kvq.h),
+     * zero until then.
+     */
+    float *k_aux;
     uint32_t n_used;    /* positions 0..n_used-1 hold valid entries */
 };
 
@@ -76,6 +89,16 @@ static inline uint16_t *kv_cache_k16(const struct kv_cache *c, uint32_t il, uint
 static inline uint16_t *kv_cache_v16(const struct kv_cache *c, uint32_t il, uint32_t pos)
 {
     return (uint16_t *)(void *)kv_cache_v(c, il, pos);
+}
+/* The key mean of layer il ([kv_dim] floats, k_aux row 0), or NULL for an f16 K. */
+static inline float *kv_cache_k_mean(const struct kv_cache *c, uint32_t il)
+{
+    return c->k_aux ? c->k_aux + (size_t)il * 2 * c->kv_dim : NULL;
+}
+/* The exact centred key of position 0 of layer il ([kv_dim], k_aux row 1), or NULL. */
+static inline float *kv_cache_k_sink(const struct kv_cache *c, uint32_t il)
+{
+    return c->k_aux ? c->k_aux + ((size_t)il * 2 + 1) * c->kv_dim : NULL;
 }
 /* The rotation of layer il, or NULL when neither type is rotated. */
 static inline const struct kvq_rot *kv_cache_rot(const struct kv_cache *c, uint32_t il)

@@ -16,6 +16,8 @@
  * decoders with the codebook in registers in attn-kvq-avx2.c, bit-identical
  * to kv-quant.c's), f32 dot/axpy on the tiles, chunk partials merged in
  * chunk order; the scalar decoders and dot/axpy below are its fallback.
+ * The key mean / sink step (cpu_kvq_key_center) lives here too because
+ * forward.c and the CPU backend must run the very same arithmetic.
  */
 #include <math.h>
 #include <stdbool.h>
@@ -417,6 +419,14 @@ static void wave_items(void *arg, int64_t b, int64_t e, int tid)
                        L->k_row, nr, kt + (size_t)(j0 - c0) * (size_t)hd);
         a->decode_rows(L->vt, L->rot, hd, sq->v + (size_t)j0 * L->v_row + (size_t)hk * vb,
                        L->v_row, nr, vt + (size_t)(j0 - c0) * (size_t)hd);
+        if (j0 == 0 && sq->k_sink) {
+            /* position 0 is in this tile: its exact key replaces the decoded one */
+            const float *ks = sq->k_sink + (size_t)hk * (size_t)hd;
+            if (kvq_is_rotated(L->kt))
+                kvq_rot_forward(L->rot, ks, kt);
+            else
+                memcpy(kt, ks, (size_t)hd * sizeof *kt);
+        }
         for (int i = 0; i < sq->n; i++) {
             int t = sq->tok[i];
             int64_t lo = a->lo[t] > c0 ? a->lo[t] : c0, hi = L->pos[t] < c1 ? L->pos[t] : c1;
@@ -535,6 +545,29 @@ void cpu_kvq_attn_run(struct cpu_kvq_attn *a, struct threadpool *tp, const struc
             }
         }
     }
+}
+
+/* ---- key mean ---------------------------------------------------------------------- */
+
+void cpu_kvq_key_center(float *k, int64_t stride, const int32_t *rows, int n, bool first,
+                        int kv_dim, float *mu, float *sink)
+{
+    if (first) {
+        int hi = n < CPU_KVQ_MEAN_N ? n : CPU_KVQ_MEAN_N;
+        for (int d = 0; d < kv_dim; d++) {
+            double sum = 0.0;
+            for (int i = CPU_KVQ_MEAN_SKIP; i < hi; i++)
+                sum += (double)k[(int64_t)rows[i] * stride + d];
+            mu[d] = hi > CPU_KVQ_MEAN_SKIP ? (float)(sum / (hi - CPU_KVQ_MEAN_SKIP)) : 0.0f;
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        float *ki = k + (int64_t)rows[i] * stride;
+        for (int d = 0; d < kv_dim; d++)
+            ki[d] -= mu[d];
+    }
+    if (first && sink && n > 0)
+        memcpy(sink, k + (int64_t)rows[0] * stride, (size_t)kv_dim * sizeof *sink);
 }
 
 /* ---- encoding the new rows ------------------------------------------------------- */

@@ -13,6 +13,7 @@
 #ifndef HEARTH_ATTN_KVQ_H
 #define HEARTH_ATTN_KVQ_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -67,6 +68,11 @@ struct cpu_kvq_seq {
     const uint8_t *v; /* the layer's V rows: [n_ctx][v_row] bytes */
     const int32_t *tok; /* [n] batch rows of these tokens (any order) */
     int n;
+    /*
+     * [n_head_kv·hd] floats or NULL: when set, the key of position 0 (KV head
+     * h at h·hd, unrotated) used instead of decoding K row 0 (kv-cache.h k_aux)
+     */
+    const float *k_sink;
 };
 
 /* One layer's attention call: what cpu_kvq_attn_run reads. */
@@ -115,6 +121,49 @@ void cpu_kvq_encode_rows(struct threadpool *tp, enum kvq_type kt, enum kvq_type 
                          const struct kvq_rot *rot, int n_tok, int n_head_kv, int hd,
                          const float *k, const float *v, int64_t kv_stride,
                          uint8_t *const *k_dst, uint8_t *const *v_dst);
+
+/* ---- key mean subtraction and the sink key -------------------------------------
+ *
+ * Attention is invariant to subtracting one vector mu from every key of a
+ * cache (per layer and KV head): q·(k_j - mu) = q·k_j - q·mu and the softmax
+ * over j cancels the constant. Keys of real models share a large common
+ * component (the same few channels carry much of every key's norm; RoPE
+ * hardly turns the low-frequency pairs they sit in): on SmolLM2 the mean
+ * holds ~50% of the key energy, so storing k - mu halves the norm the 4- and
+ * 3-bit codes must cover. mu must be the same for every position of the
+ * cache, so the batch that writes position 0 fixes it: the mean of the keys
+ * of positions [CPU_KVQ_MEAN_SKIP, min(m, CPU_KVQ_MEAN_N)) of its m tokens of
+ * that cache (zero when m <= CPU_KVQ_MEAN_SKIP), kept until position 0 is
+ * written again. Position 0 is left out of the mean (and kept exactly, next)
+ * because it is the attention sink, whose key is unlike all others.
+ * Prefill and decode agree bit for bit when the first batch has at least
+ * CPU_KVQ_MEAN_N tokens (or the same count either way).
+ *
+ * The sink: most queries put much of their weight on position 0, so its key
+ * error costs more than any other's; the same batch keeps k_0 - mu exactly
+ * (kv-cache.h k_aux row 1) and attention uses it for position 0 (struct
+ * cpu_kvq_seq k_sink). The cache row of position 0 is encoded as usual.
+ */
+
+/* Positions the key mean averages over: [CPU_KVQ_MEAN_SKIP, CPU_KVQ_MEAN_N) (0 switches it off). */
+#define CPU_KVQ_MEAN_SKIP 1
+#ifndef CPU_KVQ_MEAN_N
+#define CPU_KVQ_MEAN_N 64
+#endif
+
+/*
+ * The key mean step of one cache's new rows, before they are encoded:
+ * k + rows[i]·stride is the key row ([kv_dim] floats, KV head h at h·hd) of
+ * the i-th new position of the cache, i < n, in position order. When first
+ * (rows[0] is position 0), mu[kv_dim] is set first to the mean of the rows
+ * i in [CPU_KVQ_MEAN_SKIP, min(n, CPU_KVQ_MEAN_N)), summed in double in
+ * position order (all zero when that range is empty); then mu is subtracted
+ * from every row, and when first and sink is not NULL, sink[kv_dim] becomes
+ * the centred row of position 0. mu, sink: the cache's k_aux rows of this
+ * layer (kv-cache.h).
+ */
+void cpu_kvq_key_center(float *k, int64_t stride, const int32_t *rows, int n, bool first,
+                        int kv_dim, float *mu, float *sink);
 
 /* ---- internal: the AVX2 kernels (attn-kvq-avx2.c; AVX2, FMA and F16C only) ---- */
 

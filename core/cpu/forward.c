@@ -19,6 +19,10 @@
  * multi-sequence decode step shares nothing across sequences but still runs
  * as one parallel job). Its arithmetic per token depends only on the token's
  * own range, so the batch-split independence above holds for every type.
+ * A K type other than f16 also gets the key mean and the exact sink key
+ * (attn-kvq.h cpu_kvq_key_center): the batch that writes a cache's position
+ * 0 fixes them from its own keys, so that independence holds whenever the
+ * first batch has >= CPU_KVQ_MEAN_N tokens (or the same count either way).
  *
  * Per layer (facts sheet §4.6, §8.5):
  *   a = rmsnorm(x) ⊙ attn_norm; q,k,v = W a (+ bias); gemma3: per-head
@@ -378,6 +382,24 @@ static void attn_f16(struct forward_ctx *c, uint32_t il, int n)
 }
 
 /*
+ * Key mean subtraction and the sink key (attn-kvq.h): a batch that writes
+ * position 0 of a cache sets that cache's mean and sink for layer il from its
+ * own keys; then every new key of the batch has its cache's mean subtracted
+ * before encoding, and attention reads the sink for position 0.
+ */
+static void key_mean_apply(struct forward_ctx *c, uint32_t il)
+{
+    const int KV = (int)(c->m->hp.n_head_kv * c->m->hp.head_dim);
+    for (int g = 0; g < c->n_grp; g++) {
+        float *mu = kv_cache_k_mean(c->grp_kv[g], il), *sink = kv_cache_k_sink(c->grp_kv[g], il);
+        c->grp[g].k_sink = sink;
+        if (mu)
+            cpu_kvq_key_center(c->k, KV, c->grp[g].tok, c->grp[g].n,
+                               c->bpos[c->grp[g].tok[0]] == 0, KV, mu, sink);
+    }
+}
+
+/*
  * The new K/V rows of the batch (k, v scratch; rows kdst/vdst) encoded, then
  * attention over the compressed caches, tokens grouped by cache so each KV
  * row is decoded once per batch (attn-kvq.h).
@@ -388,6 +410,7 @@ static void attn_kvq(struct forward_ctx *c, uint32_t il, int n)
     const int hd = (int)hp->head_dim, KV = (int)(hp->n_head_kv * hp->head_dim);
     const struct model_layer *ly = &c->m->layers[il];
     const struct kvq_rot *rot = kv_cache_rot(c->kv, il);
+    key_mean_apply(c, il);
     cpu_kvq_encode_rows(c->tp, c->kt, c->vt, rot, n, (int)hp->n_head_kv, hd, c->k, c->v, KV,
                         c->kdst, c->vdst);
     for (int g = 0; g < c->n_grp; g++) {
