@@ -254,19 +254,29 @@ enum hearth_glu_act {
  *   3. k_cache[p] = enc_k(k[t]), v_cache[p] = enc_v(v[t]): each of the Hk
  *      head vectors of the row encoded with kvq_encode(k_type / v_type)
  *      (core/kv-quant.h; f16 is plain IEEE halves), the rotated types with
- *      the rotation kvq_rot_init(D, kv_seed, layer);
+ *      the rotation kvq_rot_init(D, kv_seed, layer). For k_type != f16 the
+ *      keys are centred first (docs/kv-cache.md: softmax ignores the
+ *      constant q.mu, and the centred keys quantize with half the error):
+ *      when pos0 == 0, mu = mean of k[t] over t in [1, min(n_tok, 64))
+ *      (after norm and RoPE; summed in double in t order, then rounded to
+ *      float; zero when n_tok == 1) goes to k_aux row 0; then every k[t] -=
+ *      mu (float) with mu = k_aux row 0; when pos0 == 0, k_aux row 1 =
+ *      the centred k[0] (the attention-sink key, kept exact);
  *   4. out[t][h] = sum_j softmax_j(scale * q[t][h] . K_j) V_j over cached
  *      positions j in [lo, p] of KV head h / G, lo = 0, or
  *      max(0, p - window + 1) when window > 0 (the window latest, itself
  *      included); K_j, V_j read back from the cache as kvq_decode gives
- *      them (so a token sees the same rounded keys in a batch or alone).
+ *      them (so a token sees the same rounded keys in a batch or alone),
+ *      except K_0 = k_aux row 1 when k_type != f16.
  *   q: F32 [n_tok][H*D] and k: F32 [n_tok][Hk*D] are overwritten (normed,
  *   rotated); v: F32 [n_tok][Hk*D]; q_norm, k_norm: F32 [D] or absent;
  *   rope_divs: F32 [n_rot/2] or absent; k_cache, v_cache: this layer's,
  *   [n_ctx] rows, positions [0, pos0) already valid; for KVQ_F16 an F16
  *   tensor of ne0 >= Hk*D, for the other types an I8 tensor whose row holds
  *   the Hk encoded head vectors back to back (ne0 >= Hk * kvq_head_bytes);
- *   out: F32 [n_tok][H*D]. Requires pos0 + n_tok <= k_cache.n_rows.
+ *   out: F32 [n_tok][H*D]; k_aux: F32 [2][Hk*D] of this layer's cache,
+ *   required when k_type != f16 (absent otherwise), zero before the first
+ *   batch. Requires pos0 + n_tok <= k_cache.n_rows.
  *   k_type = v_type = 0 (KVQ_F16) is the zero-initialized default.
  *
  * GLU: g[t][i] = act(g[t][i]) * u[t][i]; g, u: F32 [n_tok][F].
@@ -298,6 +308,7 @@ struct hearth_op_matmul {
 
 struct hearth_op_attention {
     struct hearth_tensor q, k, v, q_norm, k_norm, rope_divs, k_cache, v_cache, out;
+    struct hearth_tensor k_aux; /* F32 [2][Hk*D]: key mean, sink key (k_type != f16) */
     int n_head, n_head_kv, head_dim, n_rot;
     enum hearth_rope_mode rope_mode;
     float rope_base, rope_freq_scale;

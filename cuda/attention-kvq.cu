@@ -24,6 +24,14 @@
  * once (q.k = Rq.Rk); for a rotated V the output is accumulated in the rotated
  * domain and rotated back once (R^T is linear). Masks as attention.cu:
  * positions [lo, p], lo = window ? max(0, p - window + 1) : 0.
+ * Key centring (k_type != f16, core/backend.h ATTENTION step 3): before the
+ * store, kq_center_kernel (one thread per coordinate of the KV row) forms the
+ * mean when the batch writes position 0, as cpu_kvq_key_center does: a
+ * double sum in token order with explicit-rounding intrinsics, one division
+ * in double, one rounding to float, so mu and the centred keys equal the
+ * CPU's bit for bit; it writes mu and the sink into k_aux and centres k in
+ * place. Attention scores position 0 with the sink (rotated like the query
+ * for a rotated K) instead of decoding cache row 0.
  * Not yet (performance, not results): a sequence split for long-context
  * decode (attention.cu's flash-decoding), per-type template kernels instead
  * of the per-element type switch, one K/V tile shared by a GQA group.
@@ -33,6 +41,7 @@
 #include "common.cuh"
 
 extern "C" {
+#include "cpu/attn-kvq.h" /* CPU_KVQ_MEAN_SKIP / CPU_KVQ_MEAN_N: the mean's token range */
 #include "kv-quant.h"
 }
 
@@ -53,6 +62,7 @@ struct kq_params {
     float *out;             /* F32 [n_tok][n_head * hd] */
     const int32_t *pos;     /* device int: position of token 0 */
     const float *sign;      /* [hd] ±1 diagonal of the rotation, or NULL */
+    const float *sink;      /* [n_head_kv * hd] centred key of position 0 (k_aux row 1), or NULL */
     int kt, vt, n_head, n_head_kv, group, hd, n_piece;
     int kb, vb;             /* bytes of one encoded head vector of K / V */
     float scale;
@@ -416,7 +426,7 @@ __device__ __forceinline__ float kq_elem(int type, const uint8_t *row, int d, in
 static __global__ void __launch_bounds__(KQ_THREADS) kq_attn_kernel(const kq_params p)
 {
     __shared__ uint16_t ks[KQ_TILE * KQ_MAX_HB / 2], vs[KQ_TILE * KQ_MAX_HB / 2];
-    __shared__ float qs[KQ_MAX_D], os[KQ_MAX_D];
+    __shared__ float qs[KQ_MAX_D], os[KQ_MAX_D], sks[KQ_MAX_D];
     __shared__ float sc[KQ_TILE], pw[KQ_TILE];
     __shared__ float l4[16], l3[8];
     __shared__ float sm_corr, sm_l;
@@ -437,6 +447,15 @@ static __global__ void __launch_bounds__(KQ_THREADS) kq_attn_kernel(const kq_par
         qs[i] = k_rot ? __fmul_rn(q[i], p.sign[i]) : q[i];
     if (k_rot)
         kq_fwht(qs, D); /* syncs on entry and exit */
+    const bool use_sink = p.sink && lo == 0; /* uniform over the block */
+    if (use_sink) {
+        const float *sk = p.sink + (int64_t)hk * D;
+        for (int i = threadIdx.x; i < D; i += blockDim.x)
+            sks[i] = k_rot ? __fmul_rn(sk[i], p.sign[i]) : sk[i];
+        if (k_rot)
+            kq_fwht(sks, D);
+        __syncthreads();
+    }
 
     float acc[KQ_MAX_D / KQ_THREADS];
 #pragma unroll
@@ -460,7 +479,10 @@ static __global__ void __launch_bounds__(KQ_THREADS) kq_attn_kernel(const kq_par
         __syncthreads();
         for (int jj = warp; jj < KQ_TILE; jj += nw) {
             float s = 0.0f;
-            if (jj < nv) {
+            if (jj < nv && use_sink && jt + jj == 0) {
+                for (int c = lane; c < D; c += 32)
+                    s = fmaf(qs[c], sks[c], s);
+            } else if (jj < nv) {
                 const uint8_t *kr = (const uint8_t *)(ks + jj * kw);
                 for (int c = lane; c < D; c += 32)
                     s = fmaf(qs[c], kq_elem(p.kt, kr, D, p.n_piece, c, l4, l3), s);
@@ -517,6 +539,38 @@ static __global__ void __launch_bounds__(KQ_THREADS) kq_attn_kernel(const kq_par
     }
 }
 
+/*
+ * Thread d of the KV row (kv = n_head_kv * hd floats): the key-centring step
+ * of cpu_kvq_key_center for one coordinate. k: [n_tok][kv] packed; aux: k_aux
+ * rows 0 (mu) and 1 (sink), aux_stride floats apart.
+ */
+static __global__ void __launch_bounds__(KQ_THREADS)
+    kq_center_kernel(float *k, float *aux, int64_t aux_stride, const int32_t *pos, int n_tok,
+                     int kv)
+{
+    const int d = blockIdx.x * blockDim.x + threadIdx.x;
+    if (d >= kv)
+        return;
+    const bool first = *pos == 0;
+    float mu;
+    if (first) {
+        const int hi = n_tok < CPU_KVQ_MEAN_N ? n_tok : CPU_KVQ_MEAN_N;
+        double sum = 0.0;
+        for (int i = CPU_KVQ_MEAN_SKIP; i < hi; i++)
+            sum = __dadd_rn(sum, (double)k[(int64_t)i * kv + d]);
+        mu = hi > CPU_KVQ_MEAN_SKIP
+                 ? __double2float_rn(__ddiv_rn(sum, (double)(hi - CPU_KVQ_MEAN_SKIP)))
+                 : 0.0f;
+        aux[d] = mu;
+    } else {
+        mu = aux[d];
+    }
+    for (int t = 0; t < n_tok; t++)
+        k[(int64_t)t * kv + d] = __fsub_rn(k[(int64_t)t * kv + d], mu);
+    if (first)
+        aux[aux_stride + d] = k[d];
+}
+
 /* ---- launchers ----------------------------------------------------------- */
 
 static hearth_status kq_setup(const struct cuda_kvq_args *a, const char *who, kq_params *p)
@@ -532,6 +586,11 @@ static hearth_status kq_setup(const struct cuda_kvq_args *a, const char *who, kq
                        kvq_type_name((enum kvq_type)a->v_type), a->head_dim, KQ_MAX_D,
                        a->n_head, a->n_head_kv, a->n_tok,
                        rot && !a->d_sign ? ", rotated type without d_sign" : "");
+    const int kv = a->n_head_kv * a->head_dim;
+    if (a->k_type != KVQ_F16 && (!a->d_k_aux || a->aux_stride < kv))
+        return err_set(HEARTH_ERR_INVALID_ARG,
+                       "%s: a %s K cache needs k_aux, F32 [2][%d] (aux_stride %lld floats)", who,
+                       kvq_type_name((enum kvq_type)a->k_type), kv, (long long)a->aux_stride);
     p->kb = (int)kvq_head_bytes((enum kvq_type)a->k_type, a->head_dim);
     p->vb = (int)kvq_head_bytes((enum kvq_type)a->v_type, a->head_dim);
     /* the attention kernel stages cache rows as u16 words */
@@ -552,6 +611,7 @@ static hearth_status kq_setup(const struct cuda_kvq_args *a, const char *who, kq
     p->out = a->d_out;
     p->pos = a->d_pos;
     p->sign = a->d_sign;
+    p->sink = a->k_type != KVQ_F16 ? a->d_k_aux + a->aux_stride : NULL;
     p->kt = a->k_type;
     p->vt = a->v_type;
     p->n_head = a->n_head;
@@ -587,6 +647,12 @@ extern "C" hearth_status cuda_kvq_store(const struct cuda_kvq_args *a, void *str
     hearth_status st = kq_setup(a, "cuda_kvq_store", &p);
     if (st != HEARTH_OK)
         return st;
+    if (a->k_type != KVQ_F16) {
+        const int kv = a->n_head_kv * a->head_dim;
+        kq_center_kernel<<<(unsigned)((kv + KQ_THREADS - 1) / KQ_THREADS), KQ_THREADS, 0,
+                           CUDA_STREAM(stream)>>>(a->d_k, a->d_k_aux, a->aux_stride, a->d_pos,
+                                                  a->n_tok, kv);
+    }
     kq_store_kernel<<<dim3((unsigned)a->n_tok, (unsigned)a->n_head_kv, 2), KQ_THREADS, 0,
                       CUDA_STREAM(stream)>>>(p);
     CUDA_RETURN_LAUNCH();

@@ -358,6 +358,19 @@ static hearth_status attn_kvq(struct cu_stream *cs, const struct hearth_op_atten
     if ((kvq_is_rotated((enum kvq_type)kt) || kvq_is_rotated((enum kvq_type)vt)) &&
         (st = rot_signs(cs->d, a->kv_seed, a->layer, D, &sign)) != HEARTH_OK)
         return st;
+    float *aux = NULL;
+    int64_t aux_stride = 0;
+    if (kt != KVQ_F16) {
+        const struct hearth_tensor *x = &a->k_aux;
+        if (!x->buf || x->type != HEARTH_DTYPE_F32 || x->ne0 < (int64_t)Hk * D || x->n_rows < 2 ||
+            x->row_stride % 4 || x->offset % 4)
+            return err_set(HEARTH_ERR_INVALID_ARG,
+                           "cuda: attention: a %s K cache needs k_aux, F32 [2][%d] with whole "
+                           "float stride and offset (backend.h)", kvq_type_name((enum kvq_type)kt),
+                           Hk * D);
+        aux = tptr(x);
+        aux_stride = (int64_t)(x->row_stride / 4);
+    }
     if ((st = attn_prepare(cs, a, n)) != HEARTH_OK)
         return st;
     struct cuda_kvq_args ka = {
@@ -366,7 +379,7 @@ static hearth_status attn_kvq(struct cu_stream *cs, const struct hearth_op_atten
         .k_row_stride = a->k_cache.row_stride, .v_row_stride = a->v_cache.row_stride,
         .d_out = tptr(&a->out), .d_pos = cs->pos, .d_sign = sign, .k_type = kt, .v_type = vt,
         .n_tok = n, .n_head = a->n_head, .n_head_kv = Hk, .head_dim = D, .scale = a->scale,
-        .window = a->window};
+        .window = a->window, .d_k_aux = aux, .aux_stride = aux_stride};
     if ((st = cuda_kvq_store(&ka, cs->stream)) != HEARTH_OK)
         return st;
     return cuda_kvq_attention(&ka, cs->stream);

@@ -249,7 +249,8 @@ hearth_status cuda_attention(const struct cuda_attn_args *a, void *d_ws, void *s
  */
 struct cuda_kvq_args {
     const float *d_q;     /* F32 [n_tok][n_head * head_dim], normed and rotated */
-    const float *d_k;     /* F32 [n_tok][n_head_kv * head_dim], normed and rotated */
+    float *d_k;           /* F32 [n_tok][n_head_kv * head_dim], normed and rotated; centred in
+                             place by cuda_kvq_store when k_type != f16 */
     const float *d_v;     /* F32 [n_tok][n_head_kv * head_dim] */
     void *d_k_cache;      /* [n_ctx] rows of k_row_stride bytes, this layer's */
     void *d_v_cache;      /* [n_ctx] rows of v_row_stride bytes */
@@ -266,6 +267,13 @@ struct cuda_kvq_args {
     int n_tok, n_head, n_head_kv, head_dim; /* head_dim % 32 == 0, <= 256 */
     float scale;          /* multiplies q . k */
     uint32_t window;      /* 0: full causal; else the window latest positions */
+    /*
+     * k_aux (core/backend.h ATTENTION step 3), required when k_type != f16
+     * (ignored otherwise): F32 [2][n_head_kv * head_dim], rows aux_stride
+     * floats apart; row 0 the key mean mu, row 1 the centred sink key.
+     */
+    float *d_k_aux;
+    int64_t aux_stride;
 };
 
 /* Whether cuda_kvq_store / cuda_kvq_attention take this pair and head_dim. */
@@ -273,14 +281,20 @@ bool cuda_kvq_supported(int k_type, int v_type, int head_dim);
 /*
  * Encodes k/v of the n_tok new tokens into cache rows *d_pos + t, each head
  * vector byte-identical to kvq_encode's (same float operations in the same
- * order; the codebooks come from kvq_codebook_get).
+ * order; the codebooks come from kvq_codebook_get). For k_type != f16 the
+ * keys are centred first, as cpu_kvq_key_center (core/cpu/attn-kvq.h) does
+ * it, in the same double sum order: when *d_pos == 0, d_k_aux row 0 = mu (the
+ * mean of k over tokens [1, min(n_tok, 64))) and row 1 = the centred k[0];
+ * then d_k[t] -= row 0 in place for every t.
  */
 hearth_status cuda_kvq_store(const struct cuda_kvq_args *a, void *stream);
 /*
  * out[t][h] = sum_j softmax_j(scale * q[t][h] . K_j) V_j over cached positions
  * j in [lo, p], p = *d_pos + t, lo = window ? max(0, p - window + 1) : 0, of KV
  * head h / (n_head / n_head_kv), K_j and V_j decoded as kvq_decode does (call
- * cuda_kvq_store first). One block per (head, token); no scratch.
+ * cuda_kvq_store first), except K_0 = d_k_aux row 1 when k_type != f16 (the
+ * exact sink key, rotated like the query for a rotated K). One block per
+ * (head, token); no scratch.
  */
 hearth_status cuda_kvq_attention(const struct cuda_kvq_args *a, void *stream);
 

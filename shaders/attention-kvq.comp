@@ -15,6 +15,10 @@
 // cache allocation has 16 bytes of slack, so the unaligned read's second
 // word at the end of the cache stays in bounds. Reductions are shared-memory
 // trees: correct for any subgroup size.
+// The sink (has_sink, K not f16): position 0's key is the exact centred key
+// of binding 4 (kv-center.comp), not the decoded row 0; it is moved into K's
+// domain once per workgroup (rotated like the query for a rotated K, as the
+// CPU does) and scored as a plain float dot product.
 #extension GL_GOOGLE_include_directive : require
 #define VK_SHADER_ATTN_KVQ
 #include "params/attn.h"
@@ -27,8 +31,10 @@ layout(binding = 0) readonly buffer QBuf { float q[]; };
 layout(binding = 1) readonly buffer KCache { uint kc[]; };
 layout(binding = 2) readonly buffer VCache { uint vc[]; };
 layout(binding = 3) writeonly buffer OBuf { float o[]; };
+layout(binding = 4) readonly buffer SinkBuf { float sink[]; };
 
 shared float sc[VK_ATTN_CHUNK];
+shared float sinkv[VK_KVQ_MAX_HD]; // the sink key in K's domain (rotated for a rotated K)
 shared float red[VK_ATTN_WG];
 
 const uint NPER = VK_ATTN_MAX_HD / VK_ATTN_WG;
@@ -158,6 +164,17 @@ void main()
     uint kt = pc.k_type, vt = pc.v_type;
     uint kcol = pc.k_off + kvh * kvq_head_bytes(kt, hd);
     uint vcol = pc.v_off + kvh * kvq_head_bytes(vt, hd);
+    bool use_sink = pc.has_sink != 0u && lo == 0u; // uniform over the workgroup
+    if (use_sink) {
+        for (uint d = tid; d < hd; d += VK_ATTN_WG)
+            kvq_vec[d] = sink[pc.sink_off + kvh * hd + d];
+        barrier();
+        if (kvq_rotated(kt))
+            kvq_rotate(hd, false);
+        for (uint d = tid; d < hd; d += VK_ATTN_WG)
+            sinkv[d] = kvq_vec[d];
+        barrier();
+    }
     for (uint d = tid; d < hd; d += VK_ATTN_WG)
         kvq_vec[d] = q[pc.q_off + t * pc.q_stride + h * hd + d];
     barrier();
@@ -175,7 +192,15 @@ void main()
         uint n = min(uint(VK_ATTN_CHUNK), p - c0 + 1u);
         float lmax = -1e30;
         for (uint j = tid; j < n; j += VK_ATTN_WG) {
-            float s = score(kt, hd, kcol + (c0 + j) * pc.k_row_bytes) * pc.scale;
+            float s;
+            if (use_sink && c0 + j == 0u) {
+                s = 0.0;
+                for (uint d = 0u; d < hd; d++)
+                    s += kvq_vec[d] * sinkv[d];
+            } else {
+                s = score(kt, hd, kcol + (c0 + j) * pc.k_row_bytes);
+            }
+            s *= pc.scale;
             sc[j] = s;
             lmax = max(lmax, s);
         }

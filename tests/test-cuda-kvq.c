@@ -24,6 +24,13 @@
  *    and norms differ in the last bits, which can flip a K code at a
  *    rounding boundary; one flipped code moves a score by one quantization
  *    step of one coordinate, so the bound is a fraction of the type's step.
+ *  - Key centring (non-f16 K): the op is given k_aux (zero before a first
+ *    batch, a fixed mu/sink pattern before a later one). pos0 == 0: the sink
+ *    equals the read-back centred k[0] bit for bit, mu is 0 for one token and
+ *    within 1e-5 of the CPU backend's otherwise (the same double sum; only
+ *    RoPE/norm bits differ); pos0 > 0: k_aux is left byte-equal. The store
+ *    test checks the cache holds kvq_encode(k - mu) with mu read from k_aux,
+ *    and the reference scores position 0 with k_aux row 1.
  * Cases: every K = V type plus K rot4 / V q8_0 and K q4_0 / V rot3; head_dim
  * 64, 128, 256 (96 for the multi-piece rotation); n_tok 1 and 7; pos0 0 and
  * 37; sliding windows; 300-position histories (ten tiles); GQA (4 heads over
@@ -129,15 +136,22 @@ static void store_case(enum kvq_type kt, enum kvq_type vt, int d, uint32_t layer
         fill_vec(k + (size_t)i * d, d, true, i);
         fill_vec(v + (size_t)i * d, d, false, i + 5);
     }
+    /* pos0 > 0: the store centres k on the mu already in k_aux (row 0) */
+    float aux[2 * 3 * 256];
+    for (int i = 0; i < 2 * Hk * d; i++)
+        aux[i] = kt == KVQ_F16 ? 0.0f : 0.25f * sinf(0.7f * (float)i);
     void *dk = NULL, *dv = NULL, *dkc = NULL, *dvc = NULL, *dpos = NULL, *dsign = NULL;
+    void *daux = NULL;
+    CHECK_OK(cuda_alloc(&daux, sizeof aux));
     CHECK_OK(cuda_alloc(&dk, nx * 4));
     CHECK_OK(cuda_alloc(&dv, nx * 4));
     CHECK_OK(cuda_alloc(&dkc, krow * n_ctx));
     CHECK_OK(cuda_alloc(&dvc, vrow * n_ctx));
     CHECK_OK(cuda_alloc(&dpos, 4));
     CHECK_OK(cuda_alloc(&dsign, (size_t)d * 4));
-    if (!dk || !dv || !dkc || !dvc || !dpos || !dsign)
+    if (!dk || !dv || !dkc || !dvc || !dpos || !dsign || !daux)
         goto done;
+    CHECK_OK(cuda_upload(daux, aux, sizeof aux));
     CHECK_OK(cuda_upload(dk, k, nx * 4));
     CHECK_OK(cuda_upload(dv, v, nx * 4));
     CHECK_OK(cuda_upload(dsign, rot.sign, (size_t)d * 4));
@@ -147,8 +161,11 @@ static void store_case(enum kvq_type kt, enum kvq_type vt, int d, uint32_t layer
     struct cuda_kvq_args a = {
         .d_k = dk, .d_v = dv, .d_k_cache = dkc, .d_v_cache = dvc, .k_row_stride = krow,
         .v_row_stride = vrow, .d_pos = dpos, .d_sign = dsign, .k_type = kt, .v_type = vt,
-        .n_tok = n_tok, .n_head = Hk, .n_head_kv = Hk, .head_dim = d, .scale = 1.0f};
+        .n_tok = n_tok, .n_head = Hk, .n_head_kv = Hk, .head_dim = d, .scale = 1.0f,
+        .d_k_aux = daux, .aux_stride = Hk * d};
     CHECK_OK(cuda_kvq_store(&a, NULL));
+    for (size_t i = 0; i < nx; i++) /* what the cache must hold: enc(k - mu) */
+        k[i] -= aux[i % (size_t)(Hk * d)];
     CHECK_OK(cuda_synchronize());
     CHECK_OK(cuda_download(kc, dkc, krow * n_ctx));
     CHECK_OK(cuda_download(vc, dvc, vrow * n_ctx));
@@ -181,7 +198,7 @@ static void store_case(enum kvq_type kt, enum kvq_type vt, int d, uint32_t layer
 done:
     free(k), free(v), free(kc), free(vc);
     cuda_free(dk), cuda_free(dv), cuda_free(dkc), cuda_free(dvc), cuda_free(dpos);
-    cuda_free(dsign);
+    cuda_free(dsign), cuda_free(daux);
 }
 
 TEST(store_bytes_match_kvq_encode)
@@ -215,12 +232,14 @@ struct kv_in {
     size_t krow, vrow; /* cache row bytes */
     float *q, *k, *v, *qn, *kn;
     uint8_t *kc, *vc;  /* [n_ctx] rows: history [0, pos0), poison after */
+    float aux[2 * KV_HK * 256]; /* k_aux [2][KV_HK * d] (used when kt != f16) */
 };
 
 /* What one device left behind. */
 struct kv_out {
     float *q, *k, *out;
     uint8_t *kc, *vc;
+    float aux[2 * KV_HK * 256];
 };
 
 static void kv_out_free(struct kv_out *o)
@@ -243,13 +262,14 @@ static bool cache_tensor(struct hearth_tensor *out, struct hearth_buffer *b, enu
 static bool kv_run(struct hearth_device *dev, const struct kv_case *c, const struct kv_in *in,
                    struct kv_out *o)
 {
-    enum { B_Q, B_K, B_V, B_QN, B_KN, B_KC, B_VC, B_OUT, B_COUNT };
+    enum { B_Q, B_K, B_V, B_QN, B_KN, B_KC, B_VC, B_OUT, B_AUX, B_COUNT };
     const int d = c->d, n = c->n_tok;
     const size_t nq = (size_t)n * KV_H * d, nk = (size_t)n * KV_HK * d;
     const size_t sizes[B_COUNT] = {nq * 4, nk * 4, nk * 4, (size_t)d * 4, (size_t)d * 4,
                                    in->krow * (size_t)in->n_ctx, in->vrow * (size_t)in->n_ctx,
-                                   nq * 4};
-    const void *src[B_COUNT] = {in->q, in->k, in->v, in->qn, in->kn, in->kc, in->vc, NULL};
+                                   nq * 4, (size_t)2 * KV_HK * d * 4};
+    const void *src[B_COUNT] = {in->q, in->k, in->v, in->qn, in->kn, in->kc, in->vc, NULL,
+                                in->aux};
     struct hearth_buffer *b[B_COUNT] = {0};
     struct hearth_stream *s = NULL;
     bool ok = false;
@@ -278,6 +298,8 @@ static bool kv_run(struct hearth_device *dev, const struct kv_case *c, const str
         CHECK(t_ok);
         goto done;
     }
+    if (c->kt != KVQ_F16)
+        CHECK(backend_tensor_2d(&a->k_aux, b[B_AUX], 0, HEARTH_DTYPE_F32, (int64_t)KV_HK * d, 2));
     if (c->norm_rope) {
         CHECK(backend_tensor_2d(&a->q_norm, b[B_QN], 0, HEARTH_DTYPE_F32, d, 1));
         CHECK(backend_tensor_2d(&a->k_norm, b[B_KN], 0, HEARTH_DTYPE_F32, d, 1));
@@ -305,6 +327,7 @@ static bool kv_run(struct hearth_device *dev, const struct kv_case *c, const str
     CHECK_OK(backend_buffer_get(b[B_OUT], 0, o->out, sizes[B_OUT]));
     CHECK_OK(backend_buffer_get(b[B_KC], 0, o->kc, sizes[B_KC]));
     CHECK_OK(backend_buffer_get(b[B_VC], 0, o->vc, sizes[B_VC]));
+    CHECK_OK(backend_buffer_get(b[B_AUX], 0, o->aux, sizes[B_AUX]));
     ok = true;
 done:
     backend_stream_destroy(s);
@@ -336,7 +359,7 @@ static double kv_tol(enum kvq_type t)
  * cache bytes the device wrote (kd, vd: [n_ctx][Hk][d] floats).
  */
 static void kv_reference(const struct kv_case *c, const float *q, const float *kd,
-                         const float *vd, double *ref)
+                         const float *vd, const float *sink, double *ref)
 {
     const int d = c->d;
     double *w = malloc((size_t)(c->pos0 + c->n_tok) * sizeof *w);
@@ -351,6 +374,8 @@ static void kv_reference(const struct kv_case *c, const float *q, const float *k
             double mx = -INFINITY, sum = 0.0;
             for (int64_t j = lo; j <= p; j++) {
                 const float *kj = kd + ((size_t)j * KV_HK + hk) * d;
+                if (j == 0 && sink) /* K_0 is the exact sink (k_aux row 1) */
+                    kj = sink + (size_t)hk * d;
                 double s = 0.0;
                 for (int i = 0; i < d; i++)
                     s += (double)qh[i] * (double)kj[i];
@@ -410,6 +435,10 @@ static void kv_case_run(struct hearth_device *gpu, const struct kv_case *c)
         in.qn[i] = 1.0f + 0.1f * (float)test_rng_gauss();
         in.kn[i] = 1.0f + 0.1f * (float)test_rng_gauss();
     }
+    /* k_aux: zero before a first batch, else some earlier batch's mu and sink */
+    const int KV = KV_HK * d;
+    for (int i = 0; i < 2 * KV; i++)
+        in.aux[i] = c->pos0 == 0 || c->kt == KVQ_F16 ? 0.0f : 0.2f * cosf(0.3f * (float)i);
     /* history rows encoded on the host; everything after them poisoned */
     memset(in.kc, POISON, in.krow * nctx);
     memset(in.vc, POISON, in.vrow * nctx);
@@ -456,7 +485,15 @@ static void kv_case_run(struct hearth_device *gpu, const struct kv_case *c)
     }
     for (size_t i = 0; i < (size_t)(c->pos0 + n) * KV_HK * d; i++)
         vmax = fmax(vmax, fabs((double)vd[i]));
-    kv_reference(c, g.q, kd, vd, ref);
+    if (c->kt != KVQ_F16 && c->pos0 > 0) {
+        CHECK_MSG(memcmp(g.aux, in.aux, 2 * (size_t)KV * 4) == 0, "%s: k_aux changed", what);
+    } else if (c->kt != KVQ_F16) {
+        CHECK_MSG(memcmp(g.aux + KV, g.k, (size_t)KV * 4) == 0, "%s: sink != centred k[0]",
+                  what);
+        for (int i = 0; n == 1 && i < KV; i++)
+            CHECK_MSG(g.aux[i] == 0.0f, "%s: mu of one token is %g", what, (double)g.aux[i]);
+    }
+    kv_reference(c, g.q, kd, vd, c->kt != KVQ_F16 ? g.aux + KV : NULL, ref);
     double worst = 0.0;
     size_t worst_i = 0;
     for (size_t i = 0; i < nq; i++) {
@@ -490,6 +527,10 @@ static void kv_case_run(struct hearth_device *gpu, const struct kv_case *c)
         cw = isnan(e) ? (double)INFINITY : fmax(cw, e);
     }
     CHECK_MSG(cw <= tol, "%s: max |cuda - cpu| = %.3g > %.3g", what, cw, tol);
+    double mw = 0.0;
+    for (int i = 0; i < 2 * KV; i++)
+        mw = fmax(mw, fabs((double)g.aux[i] - (double)cp.aux[i]));
+    CHECK_MSG(mw <= 1e-5, "%s: k_aux differs from the CPU backend's by %.3g", what, mw);
 done:
     kv_out_free(&g);
     kv_out_free(&cp);

@@ -18,6 +18,16 @@
  *   3. when the CPU backend supports the pair (backend_device_supports_kv),
  *      out against the CPU backend's, with the per-type tolerances of
  *      cpu_tol (the two encoders may round a few codes differently).
+ *   4. key centring (non-f16 K, core/backend.h ATTENTION step 3): the read
+ *      back k is the centred key that step 1 encodes and the reference of 2
+ *      scores position 0 with k_aux row 1 (the sink). A batch at pos0 > 0
+ *      leaves k_aux byte-equal (mu reused, not recomputed); a one-token first
+ *      batch gives mu = 0 exactly; the sink equals the read-back centred k[0]
+ *      bit for bit. Cases with rope_freq_scale 0 and no qk-norm hand the
+ *      kernels the input k unchanged, so mu, the sink and every centred key
+ *      are checked bit for bit against cpu_kvq_key_center on the host (the
+ *      shader's compensated float sum against the CPU's double sum); with
+ *      RoPE, mu against the CPU backend's within 1e-5 (measured worst printed).
  * Skips with "no Vulkan device" where there is none.
  */
 #include <math.h>
@@ -30,11 +40,12 @@
 #ifdef HEARTH_WITH_VULKAN
 #include "../vulkan/vk.h"
 #include "backend.h"
+#include "cpu/attn-kvq.h"
 #include "kv-quant.h"
 
 const struct hearth_backend_ops *vk_backend_ops(void);
 
-enum { H = 4, HK = 2, CTX = 48, MAX_BUFS = 32 };
+enum { H = 4, HK = 2, CTX = 80, MAX_BUFS = 32 };
 static const uint64_t SEED = 0x5eedf00dull;
 
 /* Encoded vectors checked and byte-equal to kvq_encode's, per type, over a test case. */
@@ -44,6 +55,9 @@ static int tally_cpu_runs;
 static double tally_cpu_worst;
 /* The worst kernel error (of max |ref|) against the decoded-cache reference. */
 static double tally_kernel_worst;
+/* Key centring: worst |mu_vk - mu_cpu backend| (RoPE'd cases), exact cases and their mismatches. */
+static double tally_mu_worst;
+static int tally_exact_runs, tally_exact_bad;
 
 struct kenv {
     struct hearth_device *dev[2]; /* 0: cpu, 1: vulkan */
@@ -117,8 +131,12 @@ static void print_tally(void)
                tally_cpu_runs, tally_cpu_worst);
     else
         printf("  CPU backend takes no kv pair here: compared with the reference only\n");
-    tally_cpu_runs = 0;
-    tally_cpu_worst = tally_kernel_worst = 0.0;
+    if (tally_exact_runs)
+        printf("  key centring: %d exact runs, %d floats differ from cpu_kvq_key_center\n",
+               tally_exact_runs, tally_exact_bad);
+    printf("  key mean vs the CPU backend (RoPE'd k): worst |diff| %.3g\n", tally_mu_worst);
+    tally_cpu_runs = tally_exact_runs = tally_exact_bad = 0;
+    tally_cpu_worst = tally_kernel_worst = tally_mu_worst = 0.0;
 }
 
 #define OPEN_OR_SKIP(e)                                                                   \
@@ -174,6 +192,8 @@ struct kcase {
     uint32_t window;
     bool qk_norm;
     uint32_t layer;
+    bool no_rope; /* rope_freq_scale 0: RoPE leaves q and k bit for bit */
+    int pre_n;    /* > 0: a first batch of pre_n tokens at 0 writes the prefix (pos0 == pre_n) */
 };
 
 /* Encoder statistics over one case (both K and V vectors of its type). */
@@ -266,10 +286,13 @@ static double cpu_tol(enum kvq_type kt, enum kvq_type vt)
     return fmax(tol[kt], tol[vt]);
 }
 
-/* out[t][h] = softmax attention over the decoded cache rows, in double. */
+/*
+ * out[t][h] = softmax attention over the decoded cache rows, in double;
+ * sink ([HK * hd] or NULL): position 0's keys instead of the decoded row 0.
+ */
 static void reference(const struct kcase *c, const struct kvq_rot *rot, const float *q,
                       const uint8_t *kc, size_t krow, const uint8_t *vc, size_t vrow, float scale,
-                      double *out)
+                      const float *sink, double *out)
 {
     int hd = c->hd;
     size_t khb = kvq_head_bytes(c->kt, hd), vhb = kvq_head_bytes(c->vt, hd);
@@ -284,6 +307,8 @@ static void reference(const struct kcase *c, const struct kvq_rot *rot, const fl
             double mx = -INFINITY, sum = 0.0;
             for (int j = lo; j <= p; j++) {
                 kvq_decode(c->kt, rot, hd, kc + (size_t)j * krow + (size_t)kvh * khb, kd);
+                if (j == 0 && sink)
+                    memcpy(kd, sink + (size_t)kvh * (size_t)hd, (size_t)hd * sizeof *kd);
                 double d = 0.0;
                 for (int i = 0; i < hd; i++)
                     d += (double)qh[i] * (double)kd[i];
@@ -304,27 +329,73 @@ static void reference(const struct kcase *c, const struct kvq_rot *rot, const fl
     }
 }
 
+/* Counts the floats of a[n] and b[n] whose bits differ. */
+static int bits_differ(const float *a, const float *b, size_t n)
+{
+    int bad = 0;
+    for (size_t i = 0; i < n; i++)
+        bad += memcmp(&a[i], &b[i], sizeof a[i]) != 0;
+    return bad;
+}
+
+/* Fills an ATTENTION op of n tokens at pos0 of case c over the tensors t (q, k, v, caches, ...). */
+static void fill_op(const struct kcase *c, struct hearth_op *op, const struct hearth_tensor *t,
+                    const struct hearth_tensor *qkv, int n, int pos0)
+{
+    memset(op, 0, sizeof *op);
+    op->kind = HEARTH_OP_ATTENTION;
+    op->n_tok = n;
+    struct hearth_op_attention *a = &op->u.attn;
+    a->q = qkv[0], a->k = qkv[1], a->v = qkv[2], a->k_cache = t[3], a->v_cache = t[4];
+    a->out = qkv[3];
+    if (c->qk_norm)
+        a->q_norm = t[6], a->k_norm = t[7];
+    if (c->kt != KVQ_F16)
+        a->k_aux = t[8];
+    a->n_head = H, a->n_head_kv = HK, a->head_dim = c->hd, a->n_rot = c->hd;
+    a->rope_mode = c->layer % 2 ? HEARTH_ROPE_NEOX : HEARTH_ROPE_NORMAL;
+    a->rope_base = 10000.0f, a->rope_freq_scale = c->no_rope ? 0.0f : 1.0f, a->norm_eps = 1e-6f;
+    a->scale = 1.0f / sqrtf((float)c->hd), a->pos0 = pos0, a->window = c->window;
+    a->k_type = c->kt, a->v_type = c->vt, a->layer = c->layer, a->kv_seed = SEED;
+}
+
 /* Runs one case on Vulkan (and on the CPU where it supports the pair) and checks it. */
 static void run_case(struct kenv *e, const struct kcase *c)
 {
-    int hd = c->hd, n = c->n_tok;
+    int hd = c->hd, n = c->n_tok, pn = c->pre_n;
+    const int KV = HK * hd;
     size_t khb = kvq_head_bytes(c->kt, hd), vhb = kvq_head_bytes(c->vt, hd);
     size_t krow = HK * khb, vrow = HK * vhb;
     struct kvq_rot rot;
     CHECK_OK(kvq_rot_init(&rot, hd, SEED, c->layer));
     bool use_cpu = backend_device_supports_kv(e->dev[0], c->kt, c->vt);
+    const bool centred = c->kt != KVQ_F16;
 
-    /* host data: the prefix rows (encoded here), the new q/k/v, qk-norm gains */
+    /* host data: the prefix rows (encoded here), the new q/k/v, qk-norm gains, k_aux */
     uint8_t *kc = calloc(CTX, krow), *vc = calloc(CTX, vrow);
     size_t n_prefix = (size_t)c->pos0 * HK * (size_t)hd + 1; /* + 1: never malloc(0) */
+    size_t n_pre = (size_t)pn * HK * (size_t)hd + 1;
     float *kp = gauss(n_prefix, 1.0), *vp = gauss(n_prefix, 1.0);
     float *q = gauss((size_t)n * H * hd, 1.0), *k = gauss((size_t)n * HK * hd, 1.0);
     float *v = gauss((size_t)n * HK * hd, 1.0), *g = gauss(2 * (size_t)hd, 0.3);
+    /* drawn only by the two-batch cases, so the other cases see the RNG stream they always had */
+    float *pq = pn ? gauss((size_t)pn * H * hd, 1.0) : malloc(4);
+    float *pk = pn ? gauss(n_pre, 1.0) : malloc(4), *pv = pn ? gauss(n_pre, 1.0) : malloc(4);
+    float *aux = malloc(2 * (size_t)KV * sizeof(float));
+    float *aux_vk = calloc(2 * (size_t)KV, sizeof(float));
+    float *aux_cpu = calloc(2 * (size_t)KV, sizeof(float));
     float *out = calloc((size_t)n * H * hd, sizeof *out), *out_cpu = calloc((size_t)n * H * hd, 4);
     float *qr = malloc((size_t)n * H * hd * 4), *kr = malloc((size_t)n * HK * hd * 4);
     double *ref = malloc((size_t)n * H * hd * sizeof *ref);
-    REQUIRE(kc && vc && kp && vp && q && k && v && g && out && out_cpu && qr && kr && ref);
-    for (int j = 0; j < c->pos0; j++)
+    REQUIRE(kc && vc && kp && vp && q && k && v && g && pq && pk && pv && aux && aux_vk &&
+            aux_cpu && out && out_cpu && qr && kr && ref);
+    /* k_aux of an earlier batch: any mu and sink (a fixed pattern, not the RNG) */
+    for (int i = 0; i < 2 * KV; i++)
+        aux[i] = (i < KV ? 0.5f : 1.0f) * sinf(0.37f * (float)i + 1.0f);
+    /* the prefix: written by an earlier batch of the op itself, or encoded here */
+    if (pn > 0 || c->pos0 == 0)
+        memset(aux, 0, 2 * (size_t)KV * sizeof *aux); /* zero before the first batch */
+    for (int j = 0; j < c->pos0 && pn == 0; j++)
         for (int h = 0; h < HK; h++) {
             size_t x = ((size_t)j * HK + (size_t)h) * (size_t)hd;
             kvq_encode(c->kt, &rot, hd, kp + x, kc + (size_t)j * krow + (size_t)h * khb);
@@ -333,50 +404,97 @@ static void run_case(struct kenv *e, const struct kcase *c)
     for (int i = 0; i < 2 * hd; i++)
         g[i] += 1.0f;
 
-    struct hearth_tensor tt[2][9];
-    struct hearth_op ops[2];
-    memset(ops, 0, sizeof ops);
+    struct hearth_tensor tt[2][9], qkv[2][4], pqkv[2][4];
+    struct hearth_op ops[2], pre[2];
     for (int d = 0; d < 2; d++) {
         if (d == 0 && !use_cpu)
             continue;
         hearth_dtype kdt = c->kt == KVQ_F16 ? HEARTH_DTYPE_F16 : HEARTH_DTYPE_I8;
         hearth_dtype vdt = c->vt == KVQ_F16 ? HEARTH_DTYPE_F16 : HEARTH_DTYPE_I8;
         struct hearth_tensor *t = tt[d];
-        t[0] = mk(e, d, HEARTH_DTYPE_F32, H * hd, (size_t)H * hd * 4, n, q);
-        t[1] = mk(e, d, HEARTH_DTYPE_F32, HK * hd, (size_t)HK * hd * 4, n, k);
-        t[2] = mk(e, d, HEARTH_DTYPE_F32, HK * hd, (size_t)HK * hd * 4, n, v);
-        t[3] = mk(e, d, kdt, c->kt == KVQ_F16 ? HK * hd : (int64_t)krow, krow, CTX, kc);
-        t[4] = mk(e, d, vdt, c->vt == KVQ_F16 ? HK * hd : (int64_t)vrow, vrow, CTX, vc);
-        t[5] = mk(e, d, HEARTH_DTYPE_F32, H * hd, (size_t)H * hd * 4, n, NULL);
+        qkv[d][0] = mk(e, d, HEARTH_DTYPE_F32, H * hd, (size_t)H * hd * 4, n, q);
+        qkv[d][1] = mk(e, d, HEARTH_DTYPE_F32, KV, (size_t)KV * 4, n, k);
+        qkv[d][2] = mk(e, d, HEARTH_DTYPE_F32, KV, (size_t)KV * 4, n, v);
+        qkv[d][3] = mk(e, d, HEARTH_DTYPE_F32, H * hd, (size_t)H * hd * 4, n, NULL);
+        t[3] = mk(e, d, kdt, c->kt == KVQ_F16 ? KV : (int64_t)krow, krow, CTX, kc);
+        t[4] = mk(e, d, vdt, c->vt == KVQ_F16 ? KV : (int64_t)vrow, vrow, CTX, vc);
         t[6] = mk(e, d, HEARTH_DTYPE_F32, hd, (size_t)hd * 4, 1, g);
         t[7] = mk(e, d, HEARTH_DTYPE_F32, hd, (size_t)hd * 4, 1, g + hd);
-        ops[d].kind = HEARTH_OP_ATTENTION;
-        ops[d].n_tok = n;
-        struct hearth_op_attention *a = &ops[d].u.attn;
-        a->q = t[0], a->k = t[1], a->v = t[2], a->k_cache = t[3], a->v_cache = t[4];
-        a->out = t[5];
-        if (c->qk_norm)
-            a->q_norm = t[6], a->k_norm = t[7];
-        a->n_head = H, a->n_head_kv = HK, a->head_dim = hd, a->n_rot = hd;
-        a->rope_mode = c->layer % 2 ? HEARTH_ROPE_NEOX : HEARTH_ROPE_NORMAL;
-        a->rope_base = 10000.0f, a->rope_freq_scale = 1.0f, a->norm_eps = 1e-6f;
-        a->scale = 1.0f / sqrtf((float)hd), a->pos0 = c->pos0, a->window = c->window;
-        a->k_type = c->kt, a->v_type = c->vt, a->layer = c->layer, a->kv_seed = SEED;
+        t[8] = mk(e, d, HEARTH_DTYPE_F32, KV, (size_t)KV * 4, 2, aux);
+        fill_op(c, &ops[d], t, qkv[d], n, c->pos0);
+        if (pn > 0) {
+            pqkv[d][0] = mk(e, d, HEARTH_DTYPE_F32, H * hd, (size_t)H * hd * 4, pn, pq);
+            pqkv[d][1] = mk(e, d, HEARTH_DTYPE_F32, KV, (size_t)KV * 4, pn, pk);
+            pqkv[d][2] = mk(e, d, HEARTH_DTYPE_F32, KV, (size_t)KV * 4, pn, pv);
+            pqkv[d][3] = mk(e, d, HEARTH_DTYPE_F32, H * hd, (size_t)H * hd * 4, pn, NULL);
+            fill_op(c, &pre[d], t, pqkv[d], pn, 0);
+        }
     }
     char name[48];
     kvq_pair_name(c->kt, c->vt, name, sizeof name);
-    hearth_status st = backend_stream_run(e->s[1], &ops[1], 1);
+    hearth_status st = HEARTH_OK;
+    if (pn > 0) {
+        st = backend_stream_run(e->s[1], &pre[1], 1);
+        CHECK_MSG(st == HEARTH_OK, "%s: vulkan first batch failed", name);
+        CHECK_OK(backend_stream_synchronize(e->s[1]));
+        /* the mu and sink the second batch must leave alone */
+        CHECK_OK(backend_buffer_get(tt[1][8].buf, 0, aux, 2 * (size_t)KV * 4));
+        if (use_cpu) {
+            CHECK_OK(backend_stream_run(e->s[0], &pre[0], 1));
+            CHECK_OK(backend_stream_synchronize(e->s[0]));
+        }
+    }
+    if (st == HEARTH_OK)
+        st = backend_stream_run(e->s[1], &ops[1], 1);
     CHECK_MSG(st == HEARTH_OK, "%s d%d n%d pos%d: vulkan run failed", name, hd, n, c->pos0);
     CHECK_OK(backend_stream_synchronize(e->s[1]));
     if (st != HEARTH_OK)
         goto done;
-    CHECK_OK(backend_buffer_get(tt[1][5].buf, 0, out, (size_t)n * H * hd * 4));
-    CHECK_OK(backend_buffer_get(tt[1][0].buf, 0, qr, (size_t)n * H * hd * 4));
-    CHECK_OK(backend_buffer_get(tt[1][1].buf, 0, kr, (size_t)n * HK * hd * 4));
+    CHECK_OK(backend_buffer_get(qkv[1][3].buf, 0, out, (size_t)n * H * hd * 4));
+    CHECK_OK(backend_buffer_get(qkv[1][0].buf, 0, qr, (size_t)n * H * hd * 4));
+    CHECK_OK(backend_buffer_get(qkv[1][1].buf, 0, kr, (size_t)n * KV * 4));
     CHECK_OK(backend_buffer_get(tt[1][3].buf, 0, kc, CTX * krow));
     CHECK_OK(backend_buffer_get(tt[1][4].buf, 0, vc, CTX * vrow));
+    CHECK_OK(backend_buffer_get(tt[1][8].buf, 0, aux_vk, 2 * (size_t)KV * 4));
 
-    /* 1. the encoder */
+    /* 4. key centring */
+    if (centred && c->pos0 > 0) {
+        CHECK_MSG(memcmp(aux, aux_vk, 2 * (size_t)KV * 4) == 0,
+                  "%s pos%d: k_aux changed by a batch that does not write position 0", name,
+                  c->pos0);
+    } else if (centred) {
+        CHECK_MSG(bits_differ(aux_vk + KV, kr, (size_t)KV) == 0,
+                  "%s n%d: the sink is not the centred k[0]", name, n);
+        if (n == 1) {
+            float zero[2 * KVQ_MAX_HEAD_DIM] = {0};
+            CHECK_MSG(bits_differ(aux_vk, zero, (size_t)KV) == 0, "%s: mu of one token not 0",
+                      name);
+        }
+    } else {
+        CHECK_MSG(memcmp(aux, aux_vk, 2 * (size_t)KV * 4) == 0, "%s: f16 K touched k_aux", name);
+    }
+    if (centred && c->no_rope && !c->qk_norm) {
+        /* the kernels saw k itself: cpu_kvq_key_center on the host must give the same bits */
+        float *kh = malloc((size_t)n * KV * sizeof *kh);
+        int32_t rows[CTX];
+        REQUIRE(kh);
+        memcpy(kh, k, (size_t)n * KV * sizeof *kh);
+        for (int i = 0; i < n; i++)
+            rows[i] = i;
+        float mu[2 * KVQ_MAX_HEAD_DIM], sink[2 * KVQ_MAX_HEAD_DIM];
+        memcpy(mu, aux, (size_t)KV * sizeof *mu);
+        memcpy(sink, aux + KV, (size_t)KV * sizeof *sink);
+        cpu_kvq_key_center(kh, KV, rows, n, c->pos0 == 0, KV, mu, sink);
+        int bad = bits_differ(mu, aux_vk, (size_t)KV) + bits_differ(sink, aux_vk + KV, (size_t)KV) +
+                  bits_differ(kh, kr, (size_t)n * KV);
+        tally_exact_runs++;
+        tally_exact_bad += bad;
+        CHECK_MSG(bad == 0, "%s n%d pos%d: %d floats of mu/sink/centred k differ from the CPU's",
+                  name, n, c->pos0, bad);
+        free(kh);
+    }
+
+    /* 1. the encoder: the cache holds enc(k - mu) */
     struct enc_stats sk = {0}, sv = {0};
     check_rows(c, c->kt, &rot, kc, krow, kr, &sk);
     check_rows(c, c->vt, &rot, vc, vrow, v, &sv);
@@ -389,8 +507,9 @@ static void run_case(struct kenv *e, const struct kcase *c)
         check_encoder(c, c->vt, &sv, "V");
     }
 
-    /* 2. the kernel against the decoded cache */
-    reference(c, &rot, qr, kc, krow, vc, vrow, 1.0f / sqrtf((float)hd), ref);
+    /* 2. the kernel against the decoded cache and the sink */
+    reference(c, &rot, qr, kc, krow, vc, vrow, 1.0f / sqrtf((float)hd),
+              centred ? aux_vk + KV : NULL, ref);
     double mx = 0.0, err = 0.0;
     for (size_t i = 0; i < (size_t)n * H * hd; i++) {
         mx = fmax(mx, fabs(ref[i]));
@@ -404,12 +523,18 @@ static void run_case(struct kenv *e, const struct kcase *c)
     if (use_cpu) {
         CHECK_OK(backend_stream_run(e->s[0], &ops[0], 1));
         CHECK_OK(backend_stream_synchronize(e->s[0]));
-        CHECK_OK(backend_buffer_get(tt[0][5].buf, 0, out_cpu, (size_t)n * H * hd * 4));
-        double mc = 0.0, ec = 0.0;
+        CHECK_OK(backend_buffer_get(qkv[0][3].buf, 0, out_cpu, (size_t)n * H * hd * 4));
+        CHECK_OK(backend_buffer_get(tt[0][8].buf, 0, aux_cpu, 2 * (size_t)KV * 4));
+        double mc = 0.0, ec = 0.0, em = 0.0;
         for (size_t i = 0; i < (size_t)n * H * hd; i++) {
             mc = fmax(mc, fabs((double)out_cpu[i]));
             ec = fmax(ec, fabs((double)out[i] - (double)out_cpu[i]));
         }
+        for (int i = 0; i < 2 * KV; i++)
+            em = fmax(em, fabs((double)aux_vk[i] - (double)aux_cpu[i]));
+        tally_mu_worst = fmax(tally_mu_worst, em);
+        CHECK_MSG(em <= 1e-5, "%s n%d pos%d: k_aux differs from the CPU backend's by %.3g", name,
+                  n, c->pos0, em);
         tally_cpu_runs++;
         tally_cpu_worst = fmax(tally_cpu_worst, ec / (cpu_tol(c->kt, c->vt) * mc));
         CHECK_MSG(ec <= cpu_tol(c->kt, c->vt) * mc, "%s d%d n%d pos%d: vs cpu %.3g of max %.3g",
@@ -418,6 +543,7 @@ static void run_case(struct kenv *e, const struct kcase *c)
 done:
     env_free_bufs(e);
     free(kc), free(vc), free(kp), free(vp), free(q), free(k), free(v), free(g);
+    free(pq), free(pk), free(pv), free(aux), free(aux_vk), free(aux_cpu);
     free(out), free(out_cpu), free(qr), free(kr), free(ref);
 }
 
@@ -430,7 +556,7 @@ static void same_types(int hd)
         for (int n = 1; n <= 7; n += 6)
             for (int pos0 = 0; pos0 <= 37; pos0 += 37) {
                 struct kcase c = {(enum kvq_type)t, (enum kvq_type)t, hd, n, pos0, 0, false,
-                                  (uint32_t)(t + n)};
+                                  (uint32_t)(t + n), false, 0};
                 run_case(&e, &c);
             }
     print_tally();
@@ -461,7 +587,7 @@ TEST(mixed_types)
     for (int pi = 0; pi < 2; pi++)
         for (int hd = 64; hd <= 256; hd *= 2)
             for (int n = 1; n <= 7; n += 6) {
-                struct kcase c = {pairs[pi][0], pairs[pi][1], hd, n, 37, 0, true, 3};
+                struct kcase c = {pairs[pi][0], pairs[pi][1], hd, n, 37, 0, true, 3, false, 0};
                 run_case(&e, &c);
             }
     print_tally();
@@ -477,10 +603,54 @@ TEST(window_and_pieces)
     OPEN_OR_SKIP(e);
     test_rng_seed(7200);
     struct kcase c[] = {
-        {KVQ_ROT4, KVQ_ROT4, 128, 7, 37, 5, false, 11},
-        {KVQ_Q4_0, KVQ_ROT3, 64, 7, 37, 5, true, 12},
-        {KVQ_ROT3, KVQ_ROT3, 96, 7, 37, 0, false, 13},
-        {KVQ_ROT4, KVQ_Q8_0, 96, 1, 20, 0, false, 14},
+        {KVQ_ROT4, KVQ_ROT4, 128, 7, 37, 5, false, 11, false, 0},
+        {KVQ_Q4_0, KVQ_ROT3, 64, 7, 37, 5, true, 12, false, 0},
+        {KVQ_ROT3, KVQ_ROT3, 96, 7, 37, 0, false, 13, false, 0},
+        {KVQ_ROT4, KVQ_Q8_0, 96, 1, 20, 0, false, 14, false, 0},
+    };
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++)
+        run_case(&e, &c[i]);
+    print_tally();
+    env_close(&e);
+}
+
+/*
+ * Key centring checked bit for bit (RoPE off, no qk-norm: the kernels see k
+ * itself): every non-f16 K type as a first batch of 7, of 1 (mu = 0) and of
+ * 70 tokens (the mean stops at CPU_KVQ_MEAN_N), and a second batch at 37
+ * over host-set k_aux (mu reused as is).
+ */
+TEST(centring_exact)
+{
+    OPEN_OR_SKIP(e);
+    test_rng_seed(7300);
+    static const int ns[3] = {7, 1, 70};
+    for (int t = KVQ_Q8_0; t < KVQ_TYPE_COUNT; t++) {
+        for (int i = 0; i < 3; i++) {
+            struct kcase c = {(enum kvq_type)t, KVQ_Q8_0, 64, ns[i], 0, 0, false,
+                              (uint32_t)(20 + t), true, 0};
+            run_case(&e, &c);
+        }
+        struct kcase c2 = {(enum kvq_type)t, KVQ_F16, 128, 5, 37, 0, false, 30, true, 0};
+        run_case(&e, &c2);
+    }
+    print_tally();
+    env_close(&e);
+}
+
+/*
+ * Two batches of one sequence through the op itself: 9 tokens at 0 fix mu
+ * and the sink, 4 at 9 reuse them (k_aux byte-equal after the second) and
+ * attend to the sink; with RoPE and qk-norm, on both backends.
+ */
+TEST(two_batches)
+{
+    OPEN_OR_SKIP(e);
+    test_rng_seed(7400);
+    struct kcase c[] = {
+        {KVQ_ROT4, KVQ_ROT4, 128, 4, 9, 0, true, 21, false, 9},
+        {KVQ_Q4_0, KVQ_ROT3, 64, 4, 9, 0, false, 22, false, 9},
+        {KVQ_ROT3, KVQ_F16, 64, 1, 9, 0, true, 23, true, 9},
     };
     for (size_t i = 0; i < sizeof c / sizeof c[0]; i++)
         run_case(&e, &c[i]);
@@ -500,7 +670,8 @@ TEST(supports_kv)
 }
 
 TEST_MAIN(TEST_CASE(same_types_d64), TEST_CASE(same_types_d128), TEST_CASE(same_types_d256),
-          TEST_CASE(mixed_types), TEST_CASE(window_and_pieces), TEST_CASE(supports_kv))
+          TEST_CASE(mixed_types), TEST_CASE(window_and_pieces), TEST_CASE(centring_exact),
+          TEST_CASE(two_batches), TEST_CASE(supports_kv))
 
 #else
 

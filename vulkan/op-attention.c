@@ -7,7 +7,11 @@
  *
  * Compressed caches (vk-kvq.h, the second half of this file): the same two
  * steps with kv-store-q.comp (one dispatch for K, one for V: each encodes
- * into its own type) and attention-kvq.comp. The rotation's sign diagonal is
+ * into its own type) and attention-kvq.comp, preceded for a non-f16 K by
+ * kv-center.comp (the key mean and sink of ATTENTION step 3, k_aux). The
+ * attention pipeline has five bindings (the sink buffer is the fifth), one
+ * more than the shared descriptor pool budgets per set (VK_MAX_BIND), so
+ * such a set is counted as two against the pool's VK_DESC_SETS. The rotation's sign diagonal is
  * drawn on the host per op (kvq_rot_init, see kq_sign_bits) and
  * travels as 256 bits of push constants, so no per-layer buffer or upload
  * exists. Encoded bytes equal kvq_encode's except where the rotated types'
@@ -26,6 +30,7 @@
 #include "vk-graph.h"
 #include "vk-internal.h"
 #include "vk-kvq.h"
+#include "cpu/attn-kvq.h"
 #include "../shaders/params/attn.h"
 #include "../shaders/params/kv.h"
 
@@ -83,7 +88,8 @@ _Static_assert(VK_KVQ_F16 == KVQ_F16 && VK_KVQ_Q8_0 == KVQ_Q8_0 && VK_KVQ_Q4_0 =
 _Static_assert(VK_KVQ_MAX_HD == VK_ATTN_MAX_HD && VK_KVQ_SIGN_WORDS * 32 == VK_KVQ_MAX_HD,
                "one head_dim limit, one sign bit per coordinate");
 
-enum { KQ_STORE = 0, KQ_ATTN, KQ_N_PIPES, KQ_FREQ_SLOTS = 4, KQ_FREQ_MAX = 256 };
+enum { KQ_STORE = 0, KQ_ATTN, KQ_CENTER, KQ_N_PIPES, KQ_FREQ_SLOTS = 4, KQ_FREQ_MAX = 256 };
+enum { KQ_MAX_BIND = 5 }; /* attention_kvq: q, K, V, out, sink */
 
 struct kq_freq_key {
     bool used;
@@ -109,8 +115,10 @@ static const struct {
 } kq_shaders[KQ_N_PIPES] = {
     [KQ_STORE] = {"kv_store_q", hearth_spv_kv_store_q, &hearth_spv_kv_store_q_size, 2,
                   sizeof(struct vk_kvq_store_params)},
-    [KQ_ATTN] = {"attention_kvq", hearth_spv_attention_kvq, &hearth_spv_attention_kvq_size, 4,
+    [KQ_ATTN] = {"attention_kvq", hearth_spv_attention_kvq, &hearth_spv_attention_kvq_size, 5,
                  sizeof(struct vk_attn_kvq_params)},
+    [KQ_CENTER] = {"kv_center", hearth_spv_kv_center, &hearth_spv_kv_center_size, 2,
+                   sizeof(struct vk_kv_center_params)},
 };
 
 static void kq_pipe_free(struct vk_ctx *ctx, struct vk_pipeline *p)
@@ -133,7 +141,7 @@ static hearth_status kq_pipe_get(struct vk_kvq *kq, int id, struct vk_pipeline *
     if (p->pipe)
         return HEARTH_OK;
     VkShaderModule mod = VK_NULL_HANDLE;
-    VkDescriptorSetLayoutBinding b[VK_MAX_BIND];
+    VkDescriptorSetLayoutBinding b[KQ_MAX_BIND];
     for (uint32_t i = 0; i < kq_shaders[id].n_bind; i++)
         b[i] = (VkDescriptorSetLayoutBinding){
             .binding = i,
@@ -196,7 +204,9 @@ static hearth_status kq_dispatch(struct vk_kvq *kq, int id, const struct vk_buff
     struct vk_pipeline *p;
     if ((st = kq_pipe_get(kq, id, &p)) != HEARTH_OK)
         return st;
-    if (ctx->dsets_used >= VK_DESC_SETS && (st = vk_submit(ctx)) != HEARTH_OK)
+    /* sets of more than VK_MAX_BIND descriptors take two sets' share of the pool */
+    uint32_t cost = p->n_bind > VK_MAX_BIND ? 2u : 1u;
+    if (ctx->dsets_used + cost > VK_DESC_SETS && (st = vk_submit(ctx)) != HEARTH_OK)
         return st;
     if ((st = vk__begin(ctx)) != HEARTH_OK)
         return st;
@@ -208,9 +218,9 @@ static hearth_status kq_dispatch(struct vk_kvq *kq, int id, const struct vk_buff
         .pSetLayouts = &p->dsl,
     };
     VK_TRY(vkAllocateDescriptorSets(ctx->dev, &ai, &set), fail);
-    ctx->dsets_used++;
-    VkDescriptorBufferInfo bi[VK_MAX_BIND];
-    VkWriteDescriptorSet wr[VK_MAX_BIND];
+    ctx->dsets_used += cost;
+    VkDescriptorBufferInfo bi[KQ_MAX_BIND];
+    VkWriteDescriptorSet wr[KQ_MAX_BIND];
     for (uint32_t i = 0; i < p->n_bind; i++) {
         bi[i] = (VkDescriptorBufferInfo){.buffer = binds[i]->buf, .range = VK_WHOLE_SIZE};
         wr[i] = (VkWriteDescriptorSet){
@@ -339,6 +349,28 @@ hearth_status vk_attention_kvq(struct vk_kvq *kq, const struct vk_kvq_args *ka)
     uint32_t sign[VK_KVQ_SIGN_WORDS] = {0};
     if (rotated && (st = kq_sign_bits(ka->kv_seed, ka->layer, hd, sign)) != HEARTH_OK)
         return st;
+    const bool centred = ka->k_type != KVQ_F16;
+    uint32_t auxo = 0;
+    if (centred) {
+        /* step 3's key mean: k_new centred in place, mu and the sink into k_aux */
+        uint64_t aux_bytes = ((uint64_t)ka->aux_stride + kv_dim) * 4;
+        if (ka->k_aux.buf == NULL || ka->aux_stride < kv_dim)
+            return err_set(HEARTH_ERR_INVALID_ARG, "vulkan attention: a %s K cache needs k_aux, "
+                           "F32 [2][%u] (row stride %u floats)", kvq_type_name(ka->k_type),
+                           kv_dim, ka->aux_stride);
+        if ((st = vk__view_words(ka->k_aux, aux_bytes, "attention", "k_aux", &auxo)))
+            return st;
+        uint32_t hi = a->n_tok < CPU_KVQ_MEAN_N ? a->n_tok : CPU_KVQ_MEAN_N;
+        struct vk_kv_center_params cp = {
+            .n_tok = a->n_tok, .kv_dim = kv_dim, .k_off = ko, .k_stride = a->kv_stride,
+            .aux_off = auxo, .aux_stride = ka->aux_stride, .first = a->pos0 == 0,
+            .mean_lo = CPU_KVQ_MEAN_SKIP,
+            .mean_hi = hi > CPU_KVQ_MEAN_SKIP ? hi : CPU_KVQ_MEAN_SKIP,
+        };
+        const struct vk_buffer *cb[2] = {a->k_new.buf, ka->k_aux.buf};
+        if ((st = kq_dispatch(kq, KQ_CENTER, cb, &cp, (kv_dim + VK_KV_WG - 1) / VK_KV_WG, 1)))
+            return st;
+    }
     for (int which = 0; which < 2; which++) {
         struct vk_kvq_store_params sp = {
             .n_tok = a->n_tok, .n_head_kv = a->n_head_kv, .head_dim = hd,
@@ -361,9 +393,12 @@ hearth_status vk_attention_kvq(struct vk_kvq *kq, const struct vk_kvq_args *ka)
         .q_off = qo, .q_stride = a->q_stride, .o_off = oo, .o_stride = a->o_stride,
         .k_off = (uint32_t)a->k_cache.offset, .v_off = (uint32_t)a->v_cache.offset,
         .k_row_bytes = ka->k_row_bytes, .v_row_bytes = ka->v_row_bytes,
+        .has_sink = centred, .sink_off = auxo + (centred ? ka->aux_stride : 0),
     };
     memcpy(ap.sign, sign, sizeof sign);
-    const struct vk_buffer *ab[4] = {a->q.buf, a->k_cache.buf, a->v_cache.buf, a->out.buf};
+    /* without a sink, binding 4 is any valid buffer (q's): the shader never reads it */
+    const struct vk_buffer *ab[5] = {a->q.buf, a->k_cache.buf, a->v_cache.buf, a->out.buf,
+                                     centred ? ka->k_aux.buf : a->q.buf};
     return kq_dispatch(kq, KQ_ATTN, ab, &ap, a->n_head, a->n_tok);
 }
 
@@ -503,6 +538,16 @@ hearth_status vk_kvq_attention_op(struct vk_kvq *kq, const struct hearth_op *op)
                        "and the caches one length (pos0 %lld)", (long long)at->pos0);
     ka.kv_seed = at->kv_seed;
     ka.layer = at->layer;
+    if (ka.k_type != KVQ_F16) {
+        const struct hearth_tensor *x = &at->k_aux;
+        if (!x->buf || x->type != HEARTH_DTYPE_F32 ||
+            x->ne0 < (int64_t)at->n_head_kv * at->head_dim || x->n_rows < 2)
+            return err_set(HEARTH_ERR_INVALID_ARG, "vulkan attention: a %s K cache needs k_aux, "
+                           "F32 [2][%d] (backend.h)", kvq_type_name(ka.k_type),
+                           at->n_head_kv * at->head_dim);
+        if ((st = kq_view(x, "k_aux", &ka.k_aux)) || (st = kq_fstride(x, "k_aux", &ka.aux_stride)))
+            return st;
+    }
     if (at->q_norm.buf &&
         (st = kq_head_norm(kq, &at->q_norm, a->q, a->q_stride, at->n_head, at->head_dim,
                            op->n_tok, at->norm_eps)))

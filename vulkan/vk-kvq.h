@@ -5,8 +5,8 @@
  * ATTENTION op whose (k_type, v_type) is not (f16, f16); the f16 pair keeps
  * graph.c's vk_attention path.
  *
- * A struct vk_kvq is per-stream state: its own two compute pipelines
- * (kv_store_q, attention_kvq; created on first use, outside pipeline.c's
+ * A struct vk_kvq is per-stream state: its own three compute pipelines
+ * (kv_center, kv_store_q, attention_kvq; created on first use, outside pipeline.c's
  * table) and a few RoPE frequency slots. Tensors and layouts as the
  * core/backend.h ATTENTION contract: the caches are byte rows (row_stride
  * apart) holding n_head_kv encoded head vectors back to back.
@@ -37,7 +37,11 @@ bool vk_kvq_supports(int k_type, int v_type);
  * (>= n_head_kv * kvq_head_bytes). kv_seed, layer: the rotation of the
  * rotated types, kvq_rot_init(head_dim, kv_seed, layer) (unused by the
  * others). head_dim <= 256; a multiple of 32 for the non-f16 types, even for
- * f16.
+ * f16. k_aux (k_type != f16 only; unused for f16): F32 [2][n_head_kv *
+ * head_dim] rows aux_stride floats apart, row 0 the key mean, row 1 the
+ * centred sink key (core/backend.h ATTENTION step 3): when pos0 == 0 both are
+ * written from this batch, else row 0 is read; k_new is centred in place
+ * before it is encoded, and position 0 attends with row 1.
  */
 struct vk_kvq_args {
     struct vk_attn_args a;
@@ -45,6 +49,8 @@ struct vk_kvq_args {
     uint32_t k_row_bytes, v_row_bytes;
     uint64_t kv_seed;
     uint32_t layer;
+    struct vk_view k_aux;
+    uint32_t aux_stride;
 };
 hearth_status vk_attention_kvq(struct vk_kvq *kq, const struct vk_kvq_args *a);
 

@@ -74,21 +74,6 @@ struct cpu_stream {
     size_t kdst_cap;
     int32_t *ipos;   /* [2 n] positions of the batch rows, then the rows 0..n-1 */
     size_t ipos_cap;
-    /*
-     * Key means and sink keys of the compressed K caches this stream has
-     * written (attn-kvq.h cpu_kvq_key_center): [2][kv_dim] per K cache tensor,
-     * found by the address of its row 0, set by the op that writes position 0.
-     * Interim home until ATTENTION carries them as a tensor of its own
-     * (backend.h).
-     */
-    struct cpu_kmean *kmean; /* [n_kmean] */
-    int n_kmean, kmean_cap;
-};
-
-struct cpu_kmean {
-    const void *cache; /* row 0 of the K cache tensor */
-    int kv_dim;
-    float *mu;         /* [2][kv_dim]: the mean, then the sink key */
 };
 
 /* ---- buffers ------------------------------------------------------------ */
@@ -407,35 +392,6 @@ static hearth_status check_kvq_caches(const struct hearth_op_attention *a, int n
 }
 
 /*
- * The key mean and sink of the K cache whose row 0 is at cache ([2][kv_dim]
- * floats), made (zero) on first sight. HEARTH_ERR_NO_MEMORY.
- */
-static hearth_status stream_kmean(struct cpu_stream *cs, const void *cache, int kv_dim,
-                                  float **out)
-{
-    for (int i = 0; i < cs->n_kmean; i++) {
-        if (cs->kmean[i].cache == cache && cs->kmean[i].kv_dim == kv_dim) {
-            *out = cs->kmean[i].mu;
-            return HEARTH_OK;
-        }
-    }
-    if (cs->n_kmean == cs->kmean_cap) {
-        int cap = cs->kmean_cap ? 2 * cs->kmean_cap : 32;
-        struct cpu_kmean *m = realloc(cs->kmean, (size_t)cap * sizeof *m);
-        if (!m)
-            return err_set(HEARTH_ERR_NO_MEMORY, "cpu: attention: out of memory for key means");
-        cs->kmean = m;
-        cs->kmean_cap = cap;
-    }
-    float *mu = calloc(2 * (size_t)kv_dim, sizeof *mu);
-    if (!mu)
-        return err_set(HEARTH_ERR_NO_MEMORY, "cpu: attention: out of memory for a key mean");
-    cs->kmean[cs->n_kmean++] = (struct cpu_kmean){.cache = cache, .kv_dim = kv_dim, .mu = mu};
-    *out = mu;
-    return HEARTH_OK;
-}
-
-/*
  * Steps 3-4 of ATTENTION over compressed caches: encode the n new rows (q, k,
  * v already normed and rotated; destination rows in cs->kdst), then the
  * batched kernel of attn-kvq.h, the one forward.c runs.
@@ -471,11 +427,14 @@ static hearth_status attn_kvq(struct cpu_stream *cs, const struct hearth_op_atte
     if (kt != KVQ_F16) {
         /* forward.c's key mean step (the same function): a K cache's rows hold enc(k - mu) */
         const int KV = a->n_head_kv * a->head_dim;
-        float *mu = NULL;
-        if ((st = stream_kmean(cs, trow(&a->k_cache, 0), KV, &mu)) != HEARTH_OK)
-            return st;
-        cpu_kvq_key_center(frow(&a->k, 0), ks, cs->ipos + n, n, a->pos0 == 0, KV, mu, mu + KV);
-        sink = mu + KV;
+        const struct hearth_tensor *x = &a->k_aux;
+        if (!x->buf || x->type != HEARTH_DTYPE_F32 || x->ne0 < KV || x->n_rows < 2)
+            return err_set(HEARTH_ERR_INVALID_ARG,
+                           "cpu: attention: a %s K cache needs k_aux, F32 [2][%d] (backend.h)",
+                           kvq_type_name(kt), KV);
+        float *mu = frow(x, 0), *sk = frow(x, 1);
+        cpu_kvq_key_center(frow(&a->k, 0), ks, cs->ipos + n, n, a->pos0 == 0, KV, mu, sk);
+        sink = sk;
     }
     cpu_kvq_encode_rows(d->tp, kt, vt, r, n, a->n_head_kv, a->head_dim, frow(&a->k, 0),
                         frow(&a->v, 0), ks, cs->kdst, cs->kdst + n);
@@ -666,9 +625,6 @@ static void cstream_destroy(struct hearth_stream *s)
     free(cs->rope);
     free(cs->kdst);
     free(cs->ipos);
-    for (int i = 0; i < cs->n_kmean; i++)
-        free(cs->kmean[i].mu);
-    free(cs->kmean);
     cpu_kvq_attn_destroy(cs->kva);
     free(cs);
 }

@@ -36,6 +36,9 @@ VK_PARAMS_END(vk_attn_params)
  * (params/kv.h VK_KVQ_*), byte rows k_row_bytes / v_row_bytes apart, KV head
  * h at h * head_bytes(type) in its row. sign: the rotation's diagonal as in
  * vk_kvq_store_params (used when k_type or v_type is rotated).
+ * has_sink: 1 when K is not f16: position 0's key is the exact centred sink
+ * (binding 4, floats at sink_off, KV head h at h * head_dim, unrotated; for
+ * a rotated K it is rotated like the query) instead of the decoded row 0.
  */
 #if !defined(VULKAN) || defined(VK_SHADER_ATTN_KVQ)
 VK_PARAMS_BEGIN(vk_attn_kvq_params)
@@ -56,6 +59,8 @@ VK_PARAMS_BEGIN(vk_attn_kvq_params)
     uint32_t v_off;
     uint32_t k_row_bytes;
     uint32_t v_row_bytes;
+    uint32_t has_sink;
+    uint32_t sink_off;    /* floats: the k_aux row 1 */
     uint32_t sign[8];     /* VK_KVQ_SIGN_WORDS */
 VK_PARAMS_END(vk_attn_kvq_params)
 #endif

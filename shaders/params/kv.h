@@ -9,7 +9,8 @@
  * A shader declares one push-constant block (named pc): the kvq shaders define
  * VK_SHADER_KVQ_STORE or VK_SHADER_ATTN_KVQ to pick theirs; C sees every struct.
  */
-#if !defined(VULKAN) || !(defined(VK_SHADER_KVQ_STORE) || defined(VK_SHADER_ATTN_KVQ))
+#if !defined(VULKAN) || \
+    !(defined(VK_SHADER_KVQ_STORE) || defined(VK_SHADER_ATTN_KVQ) || defined(VK_SHADER_KV_CENTER))
 /* cache[pos0 + t][:] = f16(src[t][:]) for K and V at once */
 VK_PARAMS_BEGIN(vk_kv_store_params)
     uint32_t n_tok;
@@ -53,6 +54,27 @@ VK_PARAMS_BEGIN(vk_kvq_store_params)
     uint32_t row_bytes;   /* bytes between positions */
     uint32_t sign[8];     /* VK_KVQ_SIGN_WORDS */
 VK_PARAMS_END(vk_kvq_store_params)
+#endif
+
+/*
+ * kv_center: the key-centring step of a compressed K cache (core/backend.h
+ * ATTENTION step 3). One invocation per coordinate d of kv_dim. When first
+ * (the batch writes position 0): aux row 0 [d] = mean of k[t][d] over t in
+ * [mean_lo, mean_hi) (0 when empty), aux row 1 [d] = k[0][d] - mu; always
+ * k[t][d] -= aux row 0 [d] in place for t < n_tok.
+ */
+#if !defined(VULKAN) || defined(VK_SHADER_KV_CENTER)
+VK_PARAMS_BEGIN(vk_kv_center_params)
+    uint32_t n_tok;
+    uint32_t kv_dim;
+    uint32_t k_off;       /* floats: k [n_tok][k_stride], the op's k (normed, RoPE'd) */
+    uint32_t k_stride;
+    uint32_t aux_off;     /* floats: k_aux row 0 (mu); row 1 (sink) aux_stride further */
+    uint32_t aux_stride;
+    uint32_t first;       /* 1: pos0 == 0, compute mu and the sink; 0: read mu */
+    uint32_t mean_lo;     /* token range of the mean: [mean_lo, mean_hi) */
+    uint32_t mean_hi;
+VK_PARAMS_END(vk_kv_center_params)
 #endif
 
 #endif
