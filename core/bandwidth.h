@@ -16,6 +16,16 @@
  * reports. Alternatives rejected: a read-only sum kernel would be closer to
  * decode's pattern but depends on the compiler's vectorization; memcpy is what
  * every libc tunes.
+ *
+ * Device figures are measured once and cached in a small text file
+ * (bw_cache_path: $HEARTH_CACHE_DIR/devices.txt, else
+ * $XDG_CACHE_HOME/hearth/devices.txt, else ~/.cache/hearth/devices.txt), one
+ * line per device: "name<TAB>mem GB/s<TAB>host-to-device GB/s<TAB>description",
+ * after a "# hearth devices v1" header. The key is name + description, so a
+ * different card in the same slot is measured afresh. A file that does not
+ * parse is ignored as a whole with a note (and rewritten by the next
+ * store), never trusted in part: a half-written figure is worse than none.
+ * Writes go to a temporary file renamed over the old one.
  */
 #ifndef HEARTH_BANDWIDTH_H
 #define HEARTH_BANDWIDTH_H
@@ -44,5 +54,39 @@ hearth_status bw_measure_copy(struct threadpool *tp, size_t bytes, int reps,
 
 /* Wall-clock seconds from a monotonic clock (shared by the bench tools). */
 double bw_now(void);
+
+struct hearth_device;
+
+/* One cached device: 1e9 bytes/s figures, 0 where not measured. */
+struct bw_entry {
+    char name[32];
+    char desc[256];
+    double mem_gbps; /* copy bandwidth of its own memory */
+    double h2d_gbps; /* host-to-device copy (0 for the host itself) */
+};
+
+/* The cache file's path (see above). INVALID_ARG when no directory is known or it is too long. */
+hearth_status bw_cache_path(char *buf, size_t size);
+/*
+ * The entry for (name, desc): true and *out filled when present. A missing
+ * file is no entry; an unreadable or malformed one is no entry with a note
+ * (note may be NULL) naming the file, the line and what was expected.
+ */
+bool bw_cache_lookup(const char *name, const char *desc, struct bw_entry *out, char *note,
+                     size_t note_size);
+/*
+ * Adds or replaces e's line (creating the directory), keeping the other
+ * valid lines; a malformed file is replaced. IO errors name the path.
+ */
+hearth_status bw_cache_store(const struct bw_entry *e);
+/*
+ * Measures an open device: its memory copy bandwidth (backend
+ * measure_bandwidth; without one, bw_measure_copy for a host-memory device,
+ * else timed device-side buffer copies; 0 when none of these is offered)
+ * and, unless it computes on host memory, host-to-device bandwidth: the
+ * median of 5 stream uploads of 64 MiB from its pinned host buffer type into
+ * device memory. Takes about a second. name/desc come from its props.
+ */
+hearth_status bw_measure_device(struct hearth_device *dev, struct bw_entry *out);
 
 #endif

@@ -7,23 +7,26 @@
  * scheduler runs (the scheduler's CPU blocks and the embedding use it); dev[]
  * entries outlive the sched, which borrows them.
  *
- * The planner (plan.h) decides per tensor; the scheduler takes one device per
- * block (attention, FFN, output head). Until the scheduler accepts per-tensor
- * placement, the engine derives a block placement from the plan: each layer's
- * attention goes where the plan computes attention (it must sit with its KV
- * cache), its FFN where the plan computes most of the layer's FFN bytes, the
- * output head where the plan computes the LM head; the embedding lookup stays
- * on the CPU (a row gather from the file mapping). So a plan that splits one
- * layer's FFN matrices across devices is rounded to the majority device, and
- * host weights the plan would stream to a GPU for prefill are computed by the
- * CPU. Sizes come from the plan's own accounting, which differs a little from
- * what the scheduler allocates, and the driver's free figure can be
- * optimistic; when the scheduler then runs out of device memory, the engine
- * retries with a quarter fewer GPU layers (the last ones move to the CPU, and
- * the output head with them), up to ENGINE_RETRIES times, and says so in the
- * description. Replanning with a smaller budget was rejected: the plan was
- * made from the free memory reported a moment ago, so what is wrong is its
- * accounting, and only the scheduler's allocation tells what really fits.
+ * The planner (plan.h) decides, always: -ngl N is its manual mode (the first
+ * N layers on the fastest GPU), no -ngl or -ngl auto its automatic one. It
+ * plans with sched_layout (a layer's FFN is one unit, as the scheduler runs
+ * it; token_embd on the host) and without streaming (the scheduler does not
+ * stream yet), so the block placement derived from it (placement_from_plan)
+ * is exactly the plan, and the scheduler, whose every size comes from plan.h,
+ * allocates exactly plan_device_alloc_bytes per device. Device budgets are
+ * the free memory reported now; bandwidths come from the bandwidth cache
+ * (`hearth devices` measures), else per-kind defaults marked assumed.
+ *
+ * When an allocation fails anyway (another program took memory, or the
+ * driver's free figure was optimistic), the engine replans with that device's
+ * budget set to what it really had: its free memory at the failure plus what
+ * the load had allocated there, or only the latter when that sum would have
+ * held the plan (then the free figure was the error). That is what the
+ * loader may allocate, so the new budget is it plus the device's reserve
+ * (plan__budget_for_usable), and budgets only shrink, so the retries end.
+ * The load line says "replanned: vulkan0 had 812 MiB, not 1024 MiB" (budgets,
+ * reserve included). Replaced: retrying with a quarter fewer layers, which
+ * guessed where the real figure tells.
  *
  * Alternatives rejected: teaching generate.c / perplexity.c / api.c about two
  * kinds of context (four copies of the same dispatch); always using the
@@ -47,7 +50,7 @@
 #include "scheduler.h"
 #include "threadpool.h"
 
-#define ENGINE_RETRIES 8
+#define ENGINE_RETRIES 8 /* replans after an allocation failure */
 #define ENGINE_DESC 768
 
 struct engine {
@@ -58,6 +61,7 @@ struct engine {
     struct hearth_device *dev[ENGINE_MAX_DEVICES]; /* [n_dev]; dev[0] the CPU */
     char dev_name[ENGINE_MAX_DEVICES][32];
     struct placement *pl;     /* the scheduler's placement (device path only) */
+    struct plan plan;         /* what the scheduler allocated from (device path only) */
     int n_threads;
     int n_gpu_layers;
     int kv_type_k, kv_type_v; /* enum kvq_type of the cache, on whichever path */
@@ -209,154 +213,134 @@ static hearth_status open_gpus(struct engine *e, const struct engine_params *p)
     return HEARTH_OK;
 }
 
-/* ---- placements ------------------------------------------------------------ */
+/* ---- planning ---------------------------------------------------------------- */
 
-/*
- * -ngl N: layers [0, min(N, n_layer)) on the GPUs, contiguous ranges in order,
- * each GPU's share proportional to its free memory now; the output head on
- * the last GPU when N > n_layer.
- */
-static hearth_status place_ngl(struct engine *e, int ngl)
+/* Plan device descriptions of the opened devices: free memory, cached measured bandwidths. */
+static void describe_devices(struct engine *e, struct plan_devices *pd)
 {
-    struct placement *p = e->pl;
-    hearth_status st = placement_from_ngl(p, ngl, 1, 0);
-    if (st != HEARTH_OK || e->n_dev <= 2)
-        return st;
-    uint32_t n_gpu = (uint32_t)ngl < p->n_layer ? (uint32_t)ngl : p->n_layer;
-    uint64_t free_b[ENGINE_MAX_DEVICES], total = 0;
-    for (int d = 1; d < e->n_dev; d++) {
-        uint64_t tot;
-        backend_device_memory(e->dev[d], &free_b[d], &tot);
-        free_b[d] = free_b[d] ? free_b[d] : 1;
-        total += free_b[d];
-    }
-    uint32_t il = 0;
-    uint64_t acc = 0;
-    for (int d = 1; d < e->n_dev; d++) {
-        acc += free_b[d];
-        uint32_t end = d == e->n_dev - 1 ? n_gpu : (uint32_t)(acc * n_gpu / total);
-        for (; il < end; il++) {
-            placement_set(p, il, PLACEMENT_ATTN, d);
-            placement_set(p, il, PLACEMENT_FFN, d);
-        }
-    }
-    if (p->out_dev != 0)
-        p->out_dev = e->n_dev - 1;
-    return HEARTH_OK;
-}
-
-/* The device computing most of layer il's FFN bytes in plan pn (see the file comment). */
-static int plan_ffn_dev(const struct plan_model *pm, const struct plan *pn, uint32_t il)
-{
-    if (pn->layers[il].ffn_dev >= 0)
-        return pn->layers[il].ffn_dev;
-    uint64_t bytes[PLAN_MAX_DEVICES] = {0};
-    for (size_t i = 0; i < pm->n_tensors; i++) {
-        const struct plan_model_tensor *t = &pm->tensors[i];
-        if (t->layer != (int32_t)il ||
-            (t->role != PLAN_ROLE_FFN && t->role != PLAN_ROLE_FFN_NORM &&
-             t->role != PLAN_ROLE_EXPERT))
-            continue;
-        int c = pn->tensors[i].compute;
-        if (c >= 0 && c < PLAN_MAX_DEVICES)
-            bytes[c] += t->nbytes;
-    }
-    int best = PLAN_HOST;
-    for (int d = 0; d < PLAN_MAX_DEVICES; d++)
-        if (bytes[d] > bytes[best])
-            best = d;
-    return best;
-}
-
-/*
- * -ngl auto: plans against the opened GPUs' free memory now, each scaled by
- * share, and derives the block placement.
- * Plan device i is engine device i (the host is 0 in both).
- */
-static hearth_status place_plan(struct engine *e, uint32_t n_ctx, int n_batch, double share)
-{
-    struct plan_model pm;
-    struct plan pn;
-    memset(&pm, 0, sizeof pm);
-    memset(&pn, 0, sizeof pn);
-    hearth_status st = plan_model_from_gguf(e->m->gguf, &pm);
-    if (st != HEARTH_OK)
-        return st;
-    struct plan_devices pd;
-    plan_devices_init(&pd);
+    plan_devices_init(pd);
     uint64_t free_b, total_b;
     backend_device_memory(e->dev[0], &free_b, &total_b);
     if (total_b) {
-        pd.dev[PLAN_HOST].budget_bytes = total_b;
-        pd.dev[PLAN_HOST].budget_assumed = false;
+        pd->dev[PLAN_HOST].budget_bytes = total_b;
+        pd->dev[PLAN_HOST].budget_assumed = false;
     }
     for (int d = 1; d < e->n_dev; d++) {
         struct hearth_device_props props;
         backend_device_props(e->dev[d], &props);
         backend_device_memory(e->dev[d], &free_b, &total_b);
-        struct plan_device *g = &pd.dev[pd.n++];
+        struct plan_device *g = &pd->dev[pd->n++];
         memset(g, 0, sizeof *g);
         snprintf(g->name, sizeof g->name, "%s", e->dev_name[d]);
         bool cuda = !strncmp(e->dev_name[d], "cuda", 4);
         g->kind = cuda ? PLAN_DEV_CUDA : PLAN_DEV_VULKAN;
-        g->budget_bytes = (uint64_t)((double)(free_b ? free_b : total_b) * share);
+        g->budget_bytes = free_b ? free_b : total_b;
         g->mem_bw = props.bw_gbps > 0 ? props.bw_gbps * 1e9
                     : cuda                ? PLAN_DEFAULT_CUDA_BW
                                           : PLAN_DEFAULT_VULKAN_BW;
         g->flops = cuda ? PLAN_DEFAULT_CUDA_FLOPS : PLAN_DEFAULT_VULKAN_FLOPS;
         g->h2d_bw = PLAN_DEFAULT_PCIE_BW;
         g->mem_bw_assumed = !(props.bw_gbps > 0);
+        g->mem_bw_measured = props.bw_gbps > 0;
         g->flops_assumed = g->h2d_bw_assumed = true;
+        g->maps_weights = props.host_memory;
     }
-    struct plan_opts po;
-    plan_opts_default(&po);
-    po.n_ctx = n_ctx;
-    po.n_parallel = 1;
-    po.n_batch = (uint32_t)n_batch;
-    po.n_gpu_layers = -1;
-    po.kv_type_k = e->kv_type_k;
-    po.kv_type_v = e->kv_type_v;
-    if ((st = plan_make(&pm, &pd, &po, &pn)) != HEARTH_OK) {
-        plan_model_free(&pm);
+    /*
+     * Measured figures from the bandwidth cache, keyed as `hearth devices`
+     * stores them: by the registry's name and description (an opened
+     * device's description can carry run-time details such as threads).
+     */
+    struct reg_device_info info[ENGINE_MAX_DEVICES * 2];
+    int n = reg_list_devices(info, ENGINE_MAX_DEVICES * 2);
+    for (int d = 0; d < e->n_dev; d++)
+        for (int i = 0; i < n && i < ENGINE_MAX_DEVICES * 2; i++)
+            if (!strcmp(info[i].name, e->dev_name[d]))
+                plan_devices_apply_cache(pd, d, info[i].desc);
+}
+
+static bool plan_uses_gpu(const struct placement *p)
+{
+    return placement_n_offloaded_layers(p) > 0 || p->out_dev != 0;
+}
+
+hearth_status engine__load_planned(const struct engine_load *in, struct sched **sched,
+                                   struct placement **pl, struct plan *plan, char *how,
+                                   size_t how_size)
+{
+    *sched = NULL;
+    *pl = NULL;
+    memset(plan, 0, sizeof *plan);
+    if (!in || !in->m || in->n_dev < 1 || in->n_dev > PLAN_MAX_DEVICES ||
+        in->devs.n != in->n_dev)
+        return err_set(HEARTH_ERR_INVALID_ARG, "engine: %d devices for %d descriptions",
+                       in ? in->n_dev : 0, in ? in->devs.n : 0);
+    struct plan_model pm;
+    hearth_status st = plan_model_from_gguf(in->m->gguf, &pm);
+    if (st != HEARTH_OK)
         return st;
+    struct plan_devices devs = in->devs;
+    struct plan_opts po = in->opts;
+    po.sched_layout = true; /* the scheduler runs a layer's FFN on one device */
+    po.no_stream = true;    /* and does not stream host weights yet */
+    po.n_parallel = 1;
+    for (int d = 0; d < devs.n; d++) /* the loader maps weights exactly where it says */
+        devs.dev[d].maps_weights = in->map_host_weights && devs.dev[d].maps_weights;
+    if (how_size)
+        how[0] = '\0';
+    size_t how_len = 0;
+    for (int attempt = 0;; attempt++) {
+        if ((st = plan_make(&pm, &devs, &po, plan)) != HEARTH_OK)
+            break;
+        if ((st = placement_create(in->m->hp.n_layer, 0, pl)) != HEARTH_OK ||
+            (st = placement_from_plan(*pl, &pm, plan, in->n_dev)) != HEARTH_OK)
+            break;
+        if (in->cpu_ok && !plan_uses_gpu(*pl))
+            break; /* nothing on a GPU: the caller runs the CPU path */
+        struct sched_oom oom;
+        struct sched_params sp = sched_params_default();
+        sp.n_ctx = plan->opts.n_ctx;
+        sp.n_batch = (int)plan->opts.n_batch;
+        sp.n_devices = in->n_dev;
+        sp.devices = in->devices;
+        sp.placement = *pl;
+        sp.map_host_weights = in->map_host_weights;
+        sp.kv_type_k = plan->opts.kv_type_k;
+        sp.kv_type_v = plan->opts.kv_type_v;
+        sp.oom = &oom;
+        st = sched_create(in->m, &sp, sched);
+        if (st != HEARTH_ERR_DEVICE_OOM || oom.dev <= PLAN_HOST || oom.dev >= devs.n ||
+            attempt == ENGINE_RETRIES)
+            break;
+        /* the device gave less than it reported: replan with what it really had */
+        struct plan_device *g = &devs.dev[oom.dev];
+        uint64_t want = plan_device_alloc_bytes(plan, oom.dev);
+        uint64_t had = oom.allocated + oom.free_bytes;
+        if (had >= want)
+            had = oom.allocated; /* its free figure was wrong too */
+        uint64_t budget = plan__budget_for_usable(&pm.arch, &plan->opts, g, had);
+        if (budget >= g->budget_bytes) /* always shrink, so the retries end */
+            budget = g->budget_bytes - g->budget_bytes / 8;
+        if (how_len < how_size)
+            how_len += (size_t)snprintf(how + how_len, how_size - how_len,
+                                        "%sreplanned: %s had %.0f MiB, not %.0f MiB",
+                                        how_len ? "; " : "", g->name, mib(budget),
+                                        mib(g->budget_bytes));
+        g->budget_bytes = budget;
+        g->budget_assumed = false;
+        err_clear();
+        plan_free(plan);
+        placement_free(*pl);
+        *pl = NULL;
     }
-    struct placement *p = e->pl;
-    for (uint32_t il = 0; il < p->n_layer && il < pn.n_layer; il++) {
-        int a = pn.layers[il].attn_dev, f = plan_ffn_dev(&pm, &pn, il);
-        placement_set(p, il, PLACEMENT_ATTN, a >= 0 && a < e->n_dev ? a : 0);
-        placement_set(p, il, PLACEMENT_FFN, f >= 0 && f < e->n_dev ? f : 0);
-    }
-    p->embd_dev = 0;
-    p->out_dev = 0;
-    for (size_t i = 0; i < pm.n_tensors; i++)
-        if (pm.tensors[i].role == PLAN_ROLE_OUTPUT && pn.tensors[i].compute < e->n_dev)
-            p->out_dev = pn.tensors[i].compute;
-    plan_free(&pn);
     plan_model_free(&pm);
-    return HEARTH_OK;
-}
-
-static int count_gpu_layers(const struct placement *p)
-{
-    int n = 0;
-    for (uint32_t il = 0; il < p->n_layer; il++)
-        n += placement_get(p, il, PLACEMENT_ATTN) != 0 || placement_get(p, il, PLACEMENT_FFN) != 0;
-    return n;
-}
-
-/* Keeps the first n_keep layers that use a GPU where they are; the rest and the output: CPU. */
-static void keep_gpu_layers(struct placement *p, int n_keep)
-{
-    int seen = 0;
-    for (uint32_t il = 0; il < p->n_layer; il++) {
-        if (placement_get(p, il, PLACEMENT_ATTN) == 0 && placement_get(p, il, PLACEMENT_FFN) == 0)
-            continue;
-        if (++seen > n_keep) {
-            placement_set(p, il, PLACEMENT_ATTN, 0);
-            placement_set(p, il, PLACEMENT_FFN, 0);
-        }
+    if (st != HEARTH_OK) {
+        plan_free(plan);
+        placement_free(*pl);
+        *pl = NULL;
+        sched_destroy(*sched);
+        *sched = NULL;
     }
-    p->out_dev = 0;
+    return st;
 }
 
 /* ---- create ---------------------------------------------------------------- */
@@ -375,20 +359,6 @@ static hearth_status create_cpu(struct engine *e, const struct engine_params *p,
     e->n_threads = forward_n_threads(e->fc);
     describe_cpu(e, why);
     return HEARTH_OK;
-}
-
-static hearth_status sched_build(struct engine *e, uint32_t n_ctx, int n_batch)
-{
-    struct sched_params sp = sched_params_default();
-    sp.n_ctx = n_ctx;
-    sp.n_batch = n_batch;
-    sp.n_devices = e->n_dev;
-    sp.devices = e->dev;
-    sp.placement = e->pl;
-    sp.map_host_weights = true;
-    sp.kv_type_k = e->kv_type_k;
-    sp.kv_type_v = e->kv_type_v;
-    return sched_create(e->m, &sp, &e->sched);
 }
 
 hearth_status engine_create(const struct model *m, const struct engine_params *p,
@@ -434,44 +404,35 @@ hearth_status engine_create(const struct model *m, const struct engine_params *p
     if ((st = open_cpu(e)) != HEARTH_OK ||
         (st = placement_create(m->hp.n_layer, 0, &e->pl)) != HEARTH_OK)
         goto done;
-    if (p->ngl >= 0) {
-        if ((st = place_ngl(e, p->ngl)) != HEARTH_OK)
-            goto done;
-        snprintf(how, sizeof how, "-ngl %d", p->ngl);
-        st = sched_build(e, n_ctx, n_batch);
-        if (st == HEARTH_ERR_DEVICE_OOM)
-            err_prefix(st, "-ngl %d does not fit (try fewer layers or -ngl auto)", p->ngl);
-    } else {
-        int attempt = 0, planned = 0;
-        snprintf(how, sizeof how, "planner");
-        st = place_plan(e, n_ctx, n_batch, 1.0);
-        planned = st == HEARTH_OK ? count_gpu_layers(e->pl) : 0;
-        while (st == HEARTH_OK) {
-            int n_gpu = count_gpu_layers(e->pl);
-            if (n_gpu == 0 && e->pl->out_dev == 0)
-                break; /* nothing (left) on a GPU: the CPU path below */
-            st = sched_build(e, n_ctx, n_batch);
-            if (st != HEARTH_ERR_DEVICE_OOM || attempt == ENGINE_RETRIES)
-                break;
-            /* the plan's sizes were optimistic: a quarter fewer layers on the GPUs */
-            attempt++;
-            int keep = e->pl->out_dev != 0 ? n_gpu : n_gpu - (n_gpu + 3) / 4;
-            keep_gpu_layers(e->pl, keep);
-            snprintf(how, sizeof how, "planner placed %d layers; out of device memory, retried "
-                     "with %d", planned, keep);
-            err_clear();
-            st = HEARTH_OK;
-        }
-        if (st == HEARTH_OK && !e->sched) {
-            placement_free(e->pl);
-            e->pl = NULL;
-            close_devices(e);
-            st = create_cpu(e, p, attempt ? "planner: out of device memory even for 1 layer"
-                                          : "planner: no layer fits on a GPU");
-            goto done;
-        }
-        if (st == HEARTH_ERR_DEVICE_OOM && attempt)
-            err_prefix(st, "after %d retries with fewer GPU layers", attempt);
+    struct engine_load in;
+    memset(&in, 0, sizeof in);
+    in.m = m;
+    in.n_dev = e->n_dev;
+    in.devices = e->dev;
+    describe_devices(e, &in.devs);
+    plan_opts_default(&in.opts);
+    in.opts.n_ctx = n_ctx;
+    in.opts.n_batch = (uint32_t)n_batch;
+    in.opts.kv_type_k = e->kv_type_k;
+    in.opts.kv_type_v = e->kv_type_v;
+    in.opts.n_gpu_layers = p->ngl >= 0 ? p->ngl : -1;
+    in.map_host_weights = true;
+    in.cpu_ok = p->ngl < 0;
+    char replan[256];
+    st = engine__load_planned(&in, &e->sched, &e->pl, &e->plan, replan, sizeof replan);
+    if (p->ngl >= 0)
+        snprintf(how, sizeof how, "-ngl %d%s%s", p->ngl, replan[0] ? "; " : "", replan);
+    else
+        snprintf(how, sizeof how, "planner%s%s", replan[0] ? "; " : "", replan);
+    if (st == HEARTH_ERR_DEVICE_OOM && p->ngl >= 0)
+        err_prefix(st, "-ngl %d does not fit (try fewer layers or -ngl auto)", p->ngl);
+    if (st == HEARTH_OK && !e->sched) {
+        placement_free(e->pl);
+        e->pl = NULL;
+        plan_free(&e->plan);
+        close_devices(e);
+        st = create_cpu(e, p, "planner: no layer fits on a GPU");
+        goto done;
     }
     if (st != HEARTH_OK && p->n_devices == 0 && p->ngl == ENGINE_NGL_UNSET &&
         (st == HEARTH_ERR_UNSUPPORTED || st == HEARTH_ERR_DEVICE_OOM)) {
@@ -487,7 +448,7 @@ hearth_status engine_create(const struct model *m, const struct engine_params *p
     }
     if (st != HEARTH_OK)
         goto done;
-    e->n_gpu_layers = count_gpu_layers(e->pl);
+    e->n_gpu_layers = placement_n_offloaded_layers(e->pl);
     describe_placement(e, how);
 done:
     if (st != HEARTH_OK) {
@@ -505,6 +466,7 @@ void engine_destroy(struct engine *e)
     sched_destroy(e->sched);
     forward_destroy(e->fc);
     placement_free(e->pl);
+    plan_free(&e->plan);
     close_devices(e);
     free(e);
 }

@@ -11,10 +11,12 @@
  *     path every tool took before devices existed, bit for bit.
  *   - the scheduler otherwise, with device index 0 always a CPU device (the
  *     token embedding, and every layer not offloaded) followed by the GPUs in
- *     the order named. The block placement comes from -ngl N (the first N
- *     layers, spread over the GPUs in proportion to their free memory) or,
- *     for -ngl auto / no -ngl, from the planner (plan.h) run against the
- *     opened devices' free memory.
+ *     the order named. The placement always comes from the planner (plan.h)
+ *     run against the opened devices' free memory and measured bandwidths
+ *     (bandwidth.h's cache): automatic for -ngl auto / no -ngl, manual for
+ *     -ngl N (the first N layers on the fastest GPU). The scheduler then
+ *     allocates exactly plan_device_alloc_bytes per device; when a device
+ *     gives less than it reported, the engine replans with what it had.
  *
  * Software Vulkan implementations (lavapipe/llvmpipe, SwiftShader) are not
  * picked up implicitly: CI installs lavapipe, and silently moving every CPU
@@ -35,6 +37,9 @@
 
 #include "hearth.h"
 #include "model.h"
+#include "placement.h"
+#include "plan.h"
+#include "scheduler.h"
 
 #define ENGINE_NGL_AUTO (-1)  /* -ngl auto: the planner decides (== PLACEMENT_NGL_AUTO) */
 #define ENGINE_NGL_UNSET (-2) /* no -ngl given: the planner when a GPU takes part */
@@ -62,9 +67,10 @@ struct engine_params engine_params_default(void);
  * outlive the engine). Errors: NOT_FOUND for an unknown device name (the
  * message lists the devices this build and machine offer), INVALID_ARG (too
  * many or repeated devices, ngl < -2), UNSUPPORTED (a device lacks a weight
- * type), DEVICE_OOM (the scheduler's message: the tensor, its size, the
- * device and its free bytes; after -ngl auto has already retried with fewer
- * layers), NO_MEMORY. *out is NULL on error and nothing is left open.
+ * type), DEVICE_OOM (a manual -ngl the planner cannot fit: the device and
+ * sizes; or the scheduler's message, the tensor, its size, the device and its
+ * free bytes, after 8 replans), NO_MEMORY. *out is NULL on error and nothing
+ * is left open.
  */
 hearth_status engine_create(const struct model *m, const struct engine_params *p,
                             struct engine **out);
@@ -90,10 +96,37 @@ bool engine_uses_devices(const struct engine *e);
 int engine_n_gpu_layers(const struct engine *e);
 /*
  * The placement in one line, no newline, valid until engine_destroy:
- * "plan: layers 0-29 attention+ffn on vulkan0, output on vulkan0; 98 MB on
- * vulkan0, 12 MB host", plus how it was chosen (-ngl, planner, a retry).
+ * "plan: layers 0-29 attention+ffn on vulkan0, output on vulkan0; 98 MiB on
+ * vulkan0, 12 MiB host (planner)": the bytes are what was allocated (= the
+ * plan's), and how it was chosen (-ngl, planner, "replanned: ..." after an
+ * allocation failure).
  */
 const char *engine_describe(const struct engine *e);
+
+/*
+ * Internal, exposed for tests (engine.c): plans model m on opened devices
+ * (devices[0] the host CPU; plan device i describes devices[i]), derives the
+ * block placement and builds the scheduler. When a device runs out of memory
+ * while loading, replans with its budget set to what it really had (its free
+ * memory then plus what it had allocated; only what it had allocated when
+ * that sum exceeds the plan's figure, as the driver's free figure was then
+ * wrong) and retries, up to 8 times; `how` says so ("replanned: vulkan0 had
+ * 812 MiB, not 1024 MiB"). cpu_ok: when the plan puts nothing on a GPU,
+ * return HEARTH_OK with *sched NULL instead of building. On success *plan
+ * (caller frees) is the plan the scheduler was built from, *pl its placement.
+ */
+struct engine_load {
+    const struct model *m;
+    int n_dev;
+    struct hearth_device *const *devices; /* [n_dev], borrowed */
+    struct plan_devices devs;             /* [n_dev] descriptions */
+    struct plan_opts opts;                /* n_ctx, n_batch, kv types, n_gpu_layers */
+    bool map_host_weights;                /* sched_params.map_host_weights */
+    bool cpu_ok;
+};
+hearth_status engine__load_planned(const struct engine_load *in, struct sched **sched,
+                                   struct placement **pl, struct plan *plan, char *how,
+                                   size_t how_size);
 
 /*
  * Internal, exposed for tests (engine.c): true when a device description

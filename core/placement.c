@@ -127,3 +127,56 @@ int placement_auto_ngl(const struct model *m, uint32_t n_ctx, uint64_t free_byte
     used += placement_output_bytes(m);
     return used > budget ? (int)m->hp.n_layer : (int)m->hp.n_layer + 1;
 }
+
+/* The device computing most of layer il's FFN bytes in plan pn. */
+static int plan_ffn_dev(const struct plan_model *pm, const struct plan *pn, uint32_t il)
+{
+    if (pn->layers[il].ffn_dev >= 0)
+        return pn->layers[il].ffn_dev;
+    uint64_t bytes[PLAN_MAX_DEVICES] = {0};
+    for (size_t i = 0; i < pm->n_tensors; i++) {
+        const struct plan_model_tensor *t = &pm->tensors[i];
+        if (t->layer != (int32_t)il ||
+            (t->role != PLAN_ROLE_FFN && t->role != PLAN_ROLE_FFN_NORM &&
+             t->role != PLAN_ROLE_EXPERT))
+            continue;
+        int c = pn->tensors[i].compute;
+        if (c >= 0 && c < PLAN_MAX_DEVICES)
+            bytes[c] += t->nbytes;
+    }
+    int best = PLAN_HOST;
+    for (int d = 0; d < PLAN_MAX_DEVICES; d++)
+        if (bytes[d] > bytes[best])
+            best = d;
+    return best;
+}
+
+hearth_status placement_from_plan(struct placement *p, const struct plan_model *pm,
+                                  const struct plan *pn, int n_dev)
+{
+    if (pn->n_layer != p->n_layer || pn->n_tensors != pm->n_tensors)
+        return err_set(HEARTH_ERR_INVALID_ARG,
+                       "placement: a plan of %u layers for a placement of %u", pn->n_layer,
+                       p->n_layer);
+    if (pn->devs.n > n_dev)
+        return err_set(HEARTH_ERR_INVALID_ARG, "placement: a plan of %d devices for %d",
+                       pn->devs.n, n_dev);
+    for (uint32_t il = 0; il < p->n_layer; il++) {
+        placement_set(p, il, PLACEMENT_ATTN, pn->layers[il].attn_dev);
+        placement_set(p, il, PLACEMENT_FFN, plan_ffn_dev(pm, pn, il));
+    }
+    p->embd_dev = PLAN_HOST;
+    p->out_dev = PLAN_HOST;
+    for (size_t i = 0; i < pm->n_tensors; i++)
+        if (pm->tensors[i].role == PLAN_ROLE_OUTPUT)
+            p->out_dev = pn->tensors[i].compute;
+    return HEARTH_OK;
+}
+
+int placement_n_offloaded_layers(const struct placement *p)
+{
+    int n = 0;
+    for (uint32_t il = 0; il < p->n_layer; il++)
+        n += placement_get(p, il, PLACEMENT_ATTN) != 0 || placement_get(p, il, PLACEMENT_FFN) != 0;
+    return n;
+}

@@ -22,6 +22,7 @@
 
 #include "hearth.h"
 #include "model.h"
+#include "plan.h"
 
 enum placement_block { PLACEMENT_ATTN = 0, PLACEMENT_FFN = 1 };
 
@@ -65,6 +66,19 @@ hearth_status placement_parse_ngl(const char *s, int *ngl);
  * INVALID_ARG for N < 0.
  */
 hearth_status placement_from_ngl(struct placement *p, int ngl, int gpu_dev, int cpu_dev);
+
+/*
+ * The block placement of plan pn (for model description pm; plan device i is
+ * scheduler device i): each layer's attention where the plan keeps its KV, its
+ * FFN where the plan computes it (a plan made with sched_layout never splits a
+ * layer's FFN; otherwise the device computing most of its bytes), the output
+ * head where the plan computes the LM head, the embedding on the host (0).
+ * INVALID_ARG when the layer counts differ or a device index is >= n_dev.
+ */
+hearth_status placement_from_plan(struct placement *p, const struct plan_model *pm,
+                                  const struct plan *pn, int n_dev);
+/* Blocks (attention or FFN) of p on a device other than the host (0). */
+int placement_n_offloaded_layers(const struct placement *p);
 
 /* Bytes a device holds for layer il: its weights plus K/V for n_ctx positions. */
 uint64_t placement_layer_bytes(const struct model *m, uint32_t il, uint32_t n_ctx);

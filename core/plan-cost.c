@@ -30,6 +30,12 @@
 
 #define PLAN_HOP_LATENCY_S 10e-6
 
+/* ", assumed" / ", measured" after a figure, "" for one the user gave. */
+static const char *bw_word(bool assumed, bool measured)
+{
+    return assumed ? ", assumed" : measured ? ", measured" : "";
+}
+
 static double params_of(const struct plan_model_tensor *t)
 {
     return (double)t->ne[0] * (double)t->ne[1] * (double)t->ne[2] * (double)t->ne[3];
@@ -420,9 +426,11 @@ hearth_status plan__explain(const struct plan_model *m, struct plan *p)
         }
         TRY(plan__reason(p,
                          "%s keeps %.0f MiB in reserve (256 MiB driver context + 1%% of the "
-                         "budget) and %.0f MiB of scratch for %u-token batches",
+                         "budget + attention score tiles; never allocated), %.0f MiB of "
+                         "scratch for %u-token batches and %.0f MiB of staging",
                          dev_name(p, d), (double)u->reserve / 1048576.0,
-                         (double)u->scratch / 1048576.0, o->n_batch));
+                         (double)u->scratch / 1048576.0, o->n_batch,
+                         (double)u->staging / 1048576.0));
     }
     for (size_t i = 0; i < m->n_tensors && p->devs.n > 1; i++) {
         const struct plan_model_tensor *t = &m->tensors[i];
@@ -453,7 +461,8 @@ hearth_status plan__explain(const struct plan_model *m, struct plan *p)
                              attn_gpu ? "attention and KV stay on the GPU, which is full"
                                       : "the GPU is full",
                              (double)p->host_read_per_token / 1e9, p->host_ceiling_tps,
-                             host->mem_bw / 1e9, host->mem_bw_assumed ? ", assumed" : ""));
+                             host->mem_bw / 1e9, bw_word(host->mem_bw_assumed,
+                                                         host->mem_bw_measured)));
     }
     for (size_t i = 0; i < m->n_tensors && p->devs.n > 1; i++) {
         const struct plan_model_tensor *t = &m->tensors[i];
@@ -484,7 +493,7 @@ hearth_status plan__explain(const struct plan_model *m, struct plan *p)
                          "(%.0f GB/s%s), double-buffered in 2 x %.0f MiB: %.2f s for a "
                          "%u-token prompt against %.2f s on the CPU",
                          (double)sb / 1e9, dev_name(p, g), p->devs.dev[g].h2d_bw / 1e9,
-                         p->devs.dev[g].h2d_bw_assumed ? ", assumed" : "",
+                         bw_word(p->devs.dev[g].h2d_bw_assumed, p->devs.dev[g].h2d_bw_measured),
                          (double)p->use[g].stream / 2.0 / 1048576.0, str, o->n_prompt, cpu));
     } else if (ffn_host > 0 && p->devs.n > 1) {
         TRY(plan__reason(p, "host weights computed by the CPU for prefill too: %s",
@@ -499,9 +508,11 @@ hearth_status plan__explain(const struct plan_model *m, struct plan *p)
         const struct plan_usage *u = &p->use[d];
         if (u->read_per_token == 0)
             continue;
-        int w = snprintf(terms + len, sizeof terms - len, "%s%.2f GB on %s at %.0f GB/s (%.1f ms)",
-                         len ? " + " : "", (double)u->read_per_token / 1e9,
-                         d == PLAN_HOST ? "host" : dev_name(p, d), p->devs.dev[d].mem_bw / 1e9,
+        int w = snprintf(terms + len, sizeof terms - len,
+                         "%s%.2f GB on %s at %.0f GB/s%s (%.1f ms)", len ? " + " : "",
+                         (double)u->read_per_token / 1e9, d == PLAN_HOST ? "host" : dev_name(p, d),
+                         p->devs.dev[d].mem_bw / 1e9,
+                         bw_word(p->devs.dev[d].mem_bw_assumed, p->devs.dev[d].mem_bw_measured),
                          u->decode_s * 1e3);
         if (w < 0 || (size_t)w >= sizeof terms - len)
             break;
@@ -532,8 +543,16 @@ hearth_status plan__explain(const struct plan_model *m, struct plan *p)
                          "host needs %.2f GiB but has %.2f GiB: weights would be paged in from "
                          "disk every token; expect far less than predicted",
                          gib(p->use[PLAN_HOST].total), gib(host->budget_bytes)));
+    if (p->devs.cache_note[0])
+        TRY(plan__reason(p, "%s", p->devs.cache_note));
     for (int d = 0; d < p->devs.n; d++) {
         const struct plan_device *dv = &p->devs.dev[d];
+        if (dv->mem_bw_measured || dv->h2d_bw_measured)
+            TRY(plan__reason(p, "%s: %s%s%s bandwidth measured on this machine (cached by "
+                                "`hearth devices`; --measure measures again)",
+                             dv->name, dv->mem_bw_measured ? "memory" : "",
+                             dv->mem_bw_measured && dv->h2d_bw_measured ? " and " : "",
+                             dv->h2d_bw_measured ? "host-to-device" : ""));
         char what[96] = "";
         const char *items[4] = {dv->budget_assumed ? "memory" : NULL,
                                 dv->mem_bw_assumed ? "bandwidth" : NULL,

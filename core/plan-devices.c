@@ -10,6 +10,8 @@
  * than present a guess as a measurement. Sizes accept binary (GiB) and decimal
  * (GB) units; rates are decimal per second (GB/s), as vendors quote them.
  * Errors name the field ("device 'cuda:24GiB:fast': bandwidth 'fast' ...").
+ * Detected devices take measured bandwidths from the bandwidth cache
+ * (bandwidth.h) when `hearth devices` has measured them, flagged *_measured.
  */
 #include <errno.h>
 #include <math.h>
@@ -19,6 +21,7 @@
 #include <strings.h>
 
 #include "backend-registry.h"
+#include "bandwidth.h"
 #include "err.h"
 #include "plan.h"
 
@@ -31,6 +34,7 @@ static void host_defaults(struct plan_device *h)
     h->mem_bw = PLAN_DEFAULT_HOST_BW;
     h->flops = PLAN_DEFAULT_HOST_FLOPS;
     h->budget_assumed = h->mem_bw_assumed = h->flops_assumed = true;
+    h->maps_weights = true; /* the loader reads host-resident weights from the file mapping */
 }
 
 void plan_devices_init(struct plan_devices *d)
@@ -253,6 +257,7 @@ hearth_status plan_devices_detect(struct plan_devices *d)
                 d->dev[PLAN_HOST].budget_bytes = info[i].total_bytes;
                 d->dev[PLAN_HOST].budget_assumed = false;
             }
+            plan_devices_apply_cache(d, PLAN_HOST, info[i].desc);
             continue;
         }
         if (d->n >= PLAN_MAX_DEVICES)
@@ -270,8 +275,34 @@ hearth_status plan_devices_detect(struct plan_devices *d)
         g.mem_bw_assumed = g.flops_assumed = true;
         g.h2d_bw_assumed = !(d->dev[PLAN_HOST].h2d_bw > 0);
         d->dev[d->n++] = g;
+        plan_devices_apply_cache(d, d->n - 1, info[i].desc);
     }
     return HEARTH_OK;
+}
+
+bool plan_devices_apply_cache(struct plan_devices *d, int i, const char *desc)
+{
+    if (i < 0 || i >= d->n)
+        return false;
+    struct bw_entry e;
+    char note[sizeof d->cache_note];
+    bool found = bw_cache_lookup(d->dev[i].name, desc, &e, note, sizeof note);
+    if (note[0] && !d->cache_note[0])
+        memcpy(d->cache_note, note, sizeof note);
+    if (!found)
+        return false;
+    struct plan_device *g = &d->dev[i];
+    if (e.mem_gbps > 0) {
+        g->mem_bw = e.mem_gbps * 1e9;
+        g->mem_bw_assumed = false;
+        g->mem_bw_measured = true;
+    }
+    if (i != PLAN_HOST && e.h2d_gbps > 0) {
+        g->h2d_bw = e.h2d_gbps * 1e9;
+        g->h2d_bw_assumed = false;
+        g->h2d_bw_measured = true;
+    }
+    return true;
 }
 
 void plan_devices_cap(struct plan_devices *d, uint64_t bytes)

@@ -9,13 +9,16 @@
  * rounded to PLAN_ALIGN.
  * Sliding-window layers keep full rows, as core/kv-cache.c does today.
  *
- * Scratch holds one micro-batch of activations (residual, norm, attention in
- * and out, q/k/v, gate/up/product), attention scores for tiles of 1024 keys
- * (the GPU kernels tile attention, so scores never span the whole context),
- * and, on the device computing the LM head, the logits of a whole batch
- * (perplexity needs every row). The GPU reserve (256 MiB + 1% of the budget)
- * covers the driver's context and allocator fragmentation; it is a margin
- * chosen from experience with CUDA contexts, documented in docs/planner.md.
+ * Scratch is the scheduler's packed activation buffer: one micro-batch of
+ * activations (residual, norm, attention in and out, q/k/v, gate/up), the
+ * token ids on the device running the embedding and, on the device computing
+ * the LM head, the logits of a whole batch (perplexity needs every row).
+ * Staging is the host-visible buffer of boundary moves plus, on a device that
+ * uploads weights, the two upload halves. The GPU reserve (256 MiB + 1% of
+ * the budget, plus attention score tiles of 1024 keys that GPU kernels keep
+ * for themselves) covers the driver's context, backend working memory and
+ * allocator fragmentation; nothing is allocated from it. The 256 MiB + 1% is
+ * a margin chosen from experience with CUDA contexts (docs/planner.md).
  */
 #include "kv-quant.h"
 #include "plan.h"
@@ -23,42 +26,90 @@
 #define PLAN_SCORE_TILE 1024u
 #define PLAN_RESERVE_FIXED (256ull << 20)
 
-static uint64_t align_up(uint64_t x)
-{
-    return (x + PLAN_ALIGN - 1) / PLAN_ALIGN * PLAN_ALIGN;
-}
-
-/* Bytes of one cached row (one position) of n_head head vectors of width hd. */
-static uint64_t kv_row_bytes(int type, uint32_t n_head, uint32_t hd)
+uint64_t plan_kv_row_bytes(int type, uint32_t n_head_kv, uint32_t head_dim)
 {
     if (type == KVQ_F16)
-        return 2ull * n_head * hd; /* f16 takes any head width */
-    return (uint64_t)n_head * kvq_head_bytes((enum kvq_type)type, (int)hd);
+        return 2ull * n_head_kv * head_dim; /* f16 takes any head width */
+    return (uint64_t)n_head_kv * kvq_head_bytes((enum kvq_type)type, (int)head_dim);
+}
+
+uint64_t plan_kv_buffer_bytes(uint64_t row, uint64_t rows)
+{
+    return plan_align_up(row * rows);
+}
+
+uint64_t plan_kv_aux_bytes(int k_type, uint32_t n_head_kv, uint32_t head_dim)
+{
+    if (k_type == KVQ_F16)
+        return 0;
+    return plan_align_up(2ull * n_head_kv * head_dim * sizeof(float));
 }
 
 uint64_t plan_kv_layer_bytes(const struct arch_info *a, const struct plan_opts *o)
 {
-    uint64_t rows = (uint64_t)o->n_ctx * (o->n_parallel ? o->n_parallel : 1);
-    return align_up(kv_row_bytes(o->kv_type_k, a->n_head_kv, a->head_dim_k) * rows) +
-           align_up(kv_row_bytes(o->kv_type_v, a->n_head_kv, a->head_dim_v) * rows);
+    uint64_t n_seq = o->n_parallel ? o->n_parallel : 1;
+    uint64_t rows = (uint64_t)o->n_ctx * n_seq;
+    return plan_kv_buffer_bytes(plan_kv_row_bytes(o->kv_type_k, a->n_head_kv, a->head_dim_k),
+                                rows) +
+           plan_kv_buffer_bytes(plan_kv_row_bytes(o->kv_type_v, a->n_head_kv, a->head_dim_v),
+                                rows) +
+           n_seq * plan_kv_aux_bytes(o->kv_type_k, a->n_head_kv, a->head_dim_k);
 }
 
-uint64_t plan__scratch_bytes(const struct arch_info *a, const struct plan_opts *o,
+uint64_t plan_act_bytes(uint64_t n_batch, uint64_t n_embd, uint64_t q_dim, uint64_t kv_dim,
+                        uint64_t n_ff, uint64_t n_vocab, bool embd, bool logits)
+{
+    uint64_t floats = n_batch * (3 * n_embd + 2 * q_dim + 2 * kv_dim + 2 * n_ff);
+    uint64_t b = plan_align_up(floats * 4 + (embd ? n_batch * 4 : 0));
+    return plan_align_up(b + (logits ? n_batch * n_vocab * 4 : 0));
+}
+
+uint64_t plan_stage_bytes(uint64_t n_batch, uint64_t n_embd)
+{
+    return plan_align_up(n_batch * n_embd * 4);
+}
+
+uint64_t plan__scratch_bytes(const struct arch_info *a, const struct plan_opts *o, bool embd,
                              bool with_logits)
 {
-    uint64_t nb = o->n_batch;
-    uint64_t q_dim = (uint64_t)a->n_head * a->head_dim_k;
-    uint64_t kv_dim = (uint64_t)a->n_head_kv * (a->head_dim_k + a->head_dim_v);
-    uint64_t act = nb * 4 * (3ull * a->n_embd + q_dim + kv_dim + 3ull * a->n_ff);
-    uint64_t keys = o->n_ctx < PLAN_SCORE_TILE ? o->n_ctx : PLAN_SCORE_TILE;
-    uint64_t scores = (uint64_t)a->n_head * nb * keys * 4;
-    uint64_t logits = with_logits ? nb * (uint64_t)a->n_vocab * 4 : 0;
-    return align_up(act) + align_up(scores) + align_up(logits);
+    return plan_act_bytes(o->n_batch, a->n_embd, (uint64_t)a->n_head * a->head_dim_k,
+                          (uint64_t)a->n_head_kv * a->head_dim_k, a->n_ff, a->n_vocab, embd,
+                          with_logits);
 }
 
-uint64_t plan__reserve_bytes(const struct plan_device *dev)
+/* Attention score tiles the GPU kernels keep for themselves (backend working memory). */
+static uint64_t score_bytes(const struct arch_info *a, const struct plan_opts *o)
+{
+    uint64_t keys = o->n_ctx < PLAN_SCORE_TILE ? o->n_ctx : PLAN_SCORE_TILE;
+    return plan_align_up((uint64_t)a->n_head * o->n_batch * keys * 4);
+}
+
+uint64_t plan__reserve_bytes(const struct arch_info *a, const struct plan_opts *o,
+                             const struct plan_device *dev)
 {
     if (dev->kind == PLAN_DEV_CPU)
         return 0;
-    return align_up(PLAN_RESERVE_FIXED + dev->budget_bytes / 100);
+    return plan_align_up(PLAN_RESERVE_FIXED + dev->budget_bytes / 100) + score_bytes(a, o);
+}
+
+uint64_t plan__budget_for_usable(const struct arch_info *a, const struct plan_opts *o,
+                                 const struct plan_device *dev, uint64_t usable)
+{
+    struct plan_device d = *dev;
+    d.budget_bytes = usable;
+    /* the reserve grows by 1% of the budget: a few steps settle B - reserve(B) <= usable */
+    for (int i = 0; i < 8; i++) {
+        uint64_t r = plan__reserve_bytes(a, o, &d);
+        uint64_t want = usable + r;
+        if (want == d.budget_bytes)
+            break;
+        d.budget_bytes = want;
+    }
+    for (;;) {
+        uint64_t r = plan__reserve_bytes(a, o, &d);
+        if (d.budget_bytes <= usable || d.budget_bytes <= r || d.budget_bytes - r <= usable)
+            break;
+        d.budget_bytes -= PLAN_ALIGN;
+    }
+    return d.budget_bytes;
 }

@@ -249,13 +249,17 @@ hearth_status plan__reason(struct plan *p, const char *fmt, ...)
 
 /* ---- placement -------------------------------------------------------------- */
 
+/* Which tensors move together: one tensor, a layer's attention (+ KV), a layer's FFN, the head. */
+enum unit_group { GROUP_ONE, GROUP_ATTN, GROUP_FFN, GROUP_HEAD, GROUP_NONE };
+
 struct unit {
     int cls;
     int32_t layer;    /* -1 outside blocks */
     int sub;          /* order inside a layer: norms before matrices */
     size_t first;     /* first tensor index (ties) */
-    uint64_t bytes;   /* alloc bytes of its tensors + KV */
-    bool attn;        /* the attention unit of `layer` (tensors with role ATTN + KV) */
+    uint64_t bytes;   /* alloc bytes of its tensors (+ KV for attention) */
+    enum unit_group group;
+    bool host_only;   /* the loader computes it on the host whatever the room */
 };
 
 static int unit_cmp(const void *pa, const void *pb)
@@ -272,7 +276,32 @@ static int unit_cmp(const void *pa, const void *pb)
 
 static uint64_t align_up(uint64_t x)
 {
-    return (x + PLAN_ALIGN - 1) / PLAN_ALIGN * PLAN_ALIGN;
+    return plan_align_up(x);
+}
+
+/* RoPE frequency factors: every device running attention keeps a copy (tiny). */
+static bool is_rope(const struct plan_model_tensor *t)
+{
+    return t->role == PLAN_ROLE_OTHER && !strcmp(t->name, "rope_freqs.weight");
+}
+
+static enum unit_group group_of(const struct plan_model_tensor *t, bool sched_layout)
+{
+    if (is_rope(t))
+        return GROUP_NONE;
+    switch (t->role) {
+    case PLAN_ROLE_ATTN:
+        return GROUP_ATTN;
+    case PLAN_ROLE_OUTPUT:
+    case PLAN_ROLE_OUTPUT_NORM:
+        return GROUP_HEAD; /* the final norm runs where the LM head does */
+    case PLAN_ROLE_FFN_NORM:
+    case PLAN_ROLE_FFN:
+    case PLAN_ROLE_EXPERT:
+        return sched_layout ? GROUP_FFN : GROUP_ONE;
+    default:
+        return GROUP_ONE;
+    }
 }
 
 static bool streamable(const struct plan_model_tensor *t)
@@ -302,7 +331,8 @@ struct placer {
     struct unit *units;
     size_t n_units;
     uint64_t kv_layer;
-    uint64_t fixed[PLAN_MAX_DEVICES]; /* reserve + scratch (+ stream) per GPU */
+    uint64_t rope_bytes;              /* alloc bytes of rope_freqs (0: none) */
+    uint64_t fixed[PLAN_MAX_DEVICES]; /* reserve + scratch + staging (+ stream) per GPU */
     uint64_t room[PLAN_MAX_DEVICES];
     bool usable[PLAN_MAX_DEVICES];
     int order[PLAN_MAX_DEVICES];
@@ -312,8 +342,10 @@ struct placer {
 static hearth_status build_units(struct placer *pl)
 {
     const struct plan_model *m = pl->m;
+    const bool sl = pl->p->opts.sched_layout;
     uint32_t L = m->arch.n_layer;
-    pl->units = calloc(m->n_tensors + L, sizeof *pl->units);
+    /* attention units [0, L), FFN units [L, 2L) when grouped, the rest after */
+    pl->units = calloc(m->n_tensors + 2 * (size_t)L + 1, sizeof *pl->units);
     if (!pl->units)
         return err_set(HEARTH_ERR_NO_MEMORY, "plan: %zu units", m->n_tensors + (size_t)L);
     /* one attention unit per layer, even with no attention tensor (it still holds KV) */
@@ -323,33 +355,54 @@ static hearth_status build_units(struct placer *pl)
         u->layer = (int32_t)l;
         u->first = m->n_tensors;
         u->bytes = pl->kv_layer;
-        u->attn = true;
+        u->group = GROUP_ATTN;
+    }
+    size_t ffn0 = pl->n_units, head = SIZE_MAX;
+    if (sl) {
+        for (uint32_t l = 0; l < L; l++) {
+            struct unit *u = &pl->units[pl->n_units++];
+            u->cls = 2;
+            u->layer = (int32_t)l;
+            u->first = m->n_tensors;
+            u->group = GROUP_FFN;
+        }
     }
     for (size_t i = 0; i < m->n_tensors; i++) {
         const struct plan_model_tensor *t = &m->tensors[i];
         uint64_t b = align_up(t->nbytes);
-        if (t->role == PLAN_ROLE_ATTN) {
-            struct unit *u = &pl->units[t->layer];
+        enum unit_group g = group_of(t, sl);
+        struct unit *u = NULL;
+        if (g == GROUP_NONE) {
+            pl->rope_bytes += b;
+            continue;
+        } else if (g == GROUP_ATTN) {
+            u = &pl->units[t->layer];
+        } else if (g == GROUP_FFN) {
+            u = &pl->units[ffn0 + (size_t)t->layer];
+        } else if (g == GROUP_HEAD) {
+            if (head == SIZE_MAX) {
+                head = pl->n_units++;
+                /* the head brings its logits buffer to whichever device computes it */
+                const struct arch_info *a = &m->arch;
+                uint64_t logits = plan__scratch_bytes(a, &pl->p->opts, false, true) -
+                                  plan__scratch_bytes(a, &pl->p->opts, false, false);
+                pl->units[head] = (struct unit){.cls = 0, .layer = -1, .sub = 1, .first = i,
+                                                .bytes = logits, .group = GROUP_HEAD};
+            }
+            u = &pl->units[head];
+        }
+        if (u) {
             u->bytes += b;
             if (i < u->first)
                 u->first = i;
             continue;
         }
-        struct unit *u = &pl->units[pl->n_units++];
+        u = &pl->units[pl->n_units++];
         u->first = i;
         u->bytes = b;
         u->layer = t->layer;
+        u->group = GROUP_ONE;
         switch (t->role) {
-        case PLAN_ROLE_OUTPUT_NORM:
-        case PLAN_ROLE_OTHER:
-            u->cls = 0;
-            u->sub = 0;
-            u->layer = -1;
-            break;
-        case PLAN_ROLE_OUTPUT:
-            u->cls = 0;
-            u->sub = 1;
-            break;
         case PLAN_ROLE_FFN_NORM:
             u->cls = 2;
             u->sub = 0;
@@ -361,8 +414,15 @@ static hearth_status build_units(struct placer *pl)
         case PLAN_ROLE_EXPERT:
             u->cls = 3;
             break;
-        default: /* EMBD */
+        case PLAN_ROLE_EMBD:
             u->cls = 4;
+            u->host_only = sl; /* the scheduler gathers embedding rows on the host */
+            break;
+        default: /* OTHER */
+            u->cls = 0;
+            u->sub = 0;
+            u->layer = -1;
+            u->host_only = sl; /* the scheduler does not load what it does not know */
             break;
         }
     }
@@ -370,20 +430,28 @@ static hearth_status build_units(struct placer *pl)
     return HEARTH_OK;
 }
 
+static bool in_unit(const struct plan_model *m, const struct unit *u, size_t i, bool sl)
+{
+    if (u->group == GROUP_ONE)
+        return i == u->first;
+    const struct plan_model_tensor *t = &m->tensors[i];
+    if (group_of(t, sl) != u->group)
+        return false;
+    return u->group == GROUP_HEAD || t->layer == u->layer;
+}
+
 /* Puts unit u on device dev: its tensors, and for an attention unit the layer's KV. */
 static void assign(struct placer *pl, const struct unit *u, int dev)
 {
     struct plan *p = pl->p;
-    if (u->attn) {
+    if (u->group == GROUP_ATTN)
         p->layers[u->layer].attn_dev = dev;
-        for (size_t i = 0; i < pl->m->n_tensors; i++)
-            if (pl->m->tensors[i].role == PLAN_ROLE_ATTN &&
-                pl->m->tensors[i].layer == u->layer) {
-                p->tensors[i].resident = p->tensors[i].compute = p->tensors[i].prefill = dev;
-                p->tensors[i].unit_bytes = u->bytes;
-            }
-    } else {
-        struct plan_tensor *t = &p->tensors[u->first];
+    size_t i0 = u->group == GROUP_ONE ? u->first : 0;
+    size_t i1 = u->group == GROUP_ONE ? u->first + 1 : pl->m->n_tensors;
+    for (size_t i = i0; i < i1; i++) {
+        if (!in_unit(pl->m, u, i, p->opts.sched_layout))
+            continue;
+        struct plan_tensor *t = &p->tensors[i];
         t->resident = t->compute = t->prefill = dev;
         t->unit_bytes = u->bytes;
     }
@@ -393,11 +461,21 @@ static void assign(struct placer *pl, const struct unit *u, int dev)
 
 static bool in_manual(const struct plan_opts *o, uint32_t n_layer, const struct unit *u)
 {
-    if (u->cls == 4)
+    if (u->cls == 4 || u->host_only)
         return false;
     if (u->layer < 0)
         return (uint32_t)o->n_gpu_layers > n_layer; /* -ngl n_layer+1 adds the output */
     return u->layer < o->n_gpu_layers;
+}
+
+/* Staging a device needs: boundary moves, and the upload halves unless it maps weights. */
+static uint64_t staging_bytes(const struct plan_model *m, const struct plan *p, int d,
+                              bool uploads)
+{
+    uint64_t b = plan_stage_bytes(p->opts.n_batch, m->arch.n_embd);
+    if (uploads && !p->devs.dev[d].maps_weights)
+        b += 2 * PLAN_UPLOAD_HALF;
+    return b;
 }
 
 /* One placement pass with the given stream buffer on the first GPU. */
@@ -405,11 +483,13 @@ static hearth_status place(struct placer *pl, uint64_t stream_bytes)
 {
     struct plan *p = pl->p;
     const struct plan_opts *o = &p->opts;
+    const struct arch_info *a = &pl->m->arch;
     for (int k = 0; k < pl->n_gpu; k++) {
         int g = pl->order[k];
         uint64_t budget = p->devs.dev[g].budget_bytes;
-        uint64_t fixed = plan__reserve_bytes(&p->devs.dev[g]) +
-                         plan__scratch_bytes(&pl->m->arch, o, k == 0) +
+        uint64_t fixed = plan__reserve_bytes(a, o, &p->devs.dev[g]) +
+                         plan__scratch_bytes(a, o, false, false) +
+                         staging_bytes(pl->m, p, g, true) + pl->rope_bytes +
                          (k == 0 ? stream_bytes : 0);
         pl->fixed[g] = fixed;
         pl->usable[g] = fixed < budget;
@@ -418,7 +498,9 @@ static hearth_status place(struct placer *pl, uint64_t stream_bytes)
     for (size_t k = 0; k < pl->n_units; k++) {
         const struct unit *u = &pl->units[k];
         int dev = PLAN_HOST;
-        if (o->n_gpu_layers >= 0) {
+        if (u->host_only) {
+            /* stays on the host */
+        } else if (o->n_gpu_layers >= 0) {
             if (pl->n_gpu > 0 && in_manual(o, pl->m->arch.n_layer, u)) {
                 int g = pl->order[0];
                 if (u->bytes > pl->room[g])
@@ -443,6 +525,13 @@ static hearth_status place(struct placer *pl, uint64_t stream_bytes)
         }
         assign(pl, u, dev);
     }
+    /* rope_freqs: resident with layer 0's attention (every attention device gets a copy) */
+    for (size_t i = 0; i < pl->m->n_tensors; i++)
+        if (is_rope(&pl->m->tensors[i])) {
+            int d = p->n_layer ? p->layers[0].attn_dev : PLAN_HOST;
+            p->tensors[i].resident = p->tensors[i].compute = p->tensors[i].prefill = d;
+            p->tensors[i].unit_bytes = align_up(pl->m->tensors[i].nbytes);
+        }
     return HEARTH_OK;
 }
 
@@ -483,9 +572,15 @@ static void fill_usage(const struct placer *pl, uint64_t stream_bytes)
 {
     struct plan *p = pl->p;
     const struct plan_model *m = pl->m;
+    bool has_attn[PLAN_MAX_DEVICES] = {false};
+    int head_dev = PLAN_HOST;
     for (int d = 0; d < p->devs.n; d++) {
         memset(&p->use[d], 0, sizeof p->use[d]);
         p->use[d].budget = p->devs.dev[d].budget_bytes;
+    }
+    for (uint32_t l = 0; l < p->n_layer; l++) {
+        p->use[p->layers[l].attn_dev].kv += p->layers[l].kv_bytes;
+        has_attn[p->layers[l].attn_dev] = true;
     }
     /* offsets in file order, per resident device */
     for (size_t i = 0; i < m->n_tensors; i++) {
@@ -493,27 +588,40 @@ static void fill_usage(const struct placer *pl, uint64_t stream_bytes)
         t->alloc_bytes = align_up(m->tensors[i].nbytes);
         t->offset = p->use[t->resident].weights;
         p->use[t->resident].weights += t->alloc_bytes;
+        if (m->tensors[i].role == PLAN_ROLE_OUTPUT)
+            head_dev = t->compute;
+        /* copies past the buffer: rope_freqs on every other attention device, and a
+           tied token_embd on the host, which gathers the embedding rows */
+        if (is_rope(&m->tensors[i]))
+            for (int d = 0; d < p->devs.n; d++)
+                if (has_attn[d] && d != t->resident)
+                    p->use[d].copies += t->alloc_bytes;
+        if (m->arch.tied && m->tensors[i].role == PLAN_ROLE_OUTPUT &&
+            !strcmp(m->tensors[i].name, "token_embd.weight") && t->resident != PLAN_HOST)
+            p->use[PLAN_HOST].copies += t->alloc_bytes;
     }
-    for (uint32_t l = 0; l < p->n_layer; l++)
-        p->use[p->layers[l].attn_dev].kv += p->layers[l].kv_bytes;
-    /* the host always runs something (sampling, token_embd rows at least) */
-    p->use[PLAN_HOST].scratch = plan__scratch_bytes(&m->arch, &p->opts, true);
-    for (int k = 0; k < pl->n_gpu; k++) {
-        int g = pl->order[k];
-        struct plan_usage *u = &p->use[g];
-        bool used = u->weights > 0 || u->kv > 0;
+    for (int d = 0; d < p->devs.n; d++)
+        p->use[d].weights += p->use[d].copies;
+    /* the host always runs something (the embedding lookup, sampling) */
+    for (int d = 0; d < p->devs.n; d++) {
+        struct plan_usage *u = &p->use[d];
+        bool used = d == PLAN_HOST || u->weights > 0 || u->kv > 0;
         if (used) {
-            u->reserve = plan__reserve_bytes(&p->devs.dev[g]);
-            u->scratch = plan__scratch_bytes(&m->arch, &p->opts, k == 0);
-            u->stream = k == 0 ? stream_bytes : 0;
+            u->scratch = plan__scratch_bytes(&m->arch, &p->opts, d == PLAN_HOST, d == head_dev);
+            u->staging = staging_bytes(m, p, d, u->weights > 0);
         }
-        u->room = pl->room[g];
+        if (used && d != PLAN_HOST) {
+            u->reserve = plan__reserve_bytes(&m->arch, &p->opts, &p->devs.dev[d]);
+            u->stream = pl->n_gpu > 0 && d == pl->order[0] ? stream_bytes : 0;
+        }
     }
     for (int d = 0; d < p->devs.n; d++) {
         struct plan_usage *u = &p->use[d];
-        u->total = u->weights + u->kv + u->scratch + u->stream + u->reserve;
-        if (d == PLAN_HOST)
+        u->total = u->weights + u->kv + u->scratch + u->staging + u->stream + u->reserve;
+        if (d == PLAN_HOST || u->total)
             u->room = u->total < u->budget ? u->budget - u->total : 0;
+        else
+            u->room = pl->room[d];
     }
     p->host_overcommitted = p->use[PLAN_HOST].total > p->use[PLAN_HOST].budget;
 }
@@ -637,5 +745,6 @@ uint64_t plan_device_alloc_bytes(const struct plan *p, int i)
     if (i < 0 || i >= p->devs.n)
         return 0;
     const struct plan_usage *u = &p->use[i];
-    return u->weights + u->kv + u->scratch + u->stream;
+    uint64_t w = p->devs.dev[i].maps_weights ? 0 : u->weights;
+    return w + u->kv + u->scratch + u->staging + u->stream;
 }

@@ -52,11 +52,19 @@ struct plan_device {
     double h2d_bw;         /* host-to-device copy bytes/s (PCIe); on the host: the
                               --pcie figure for GPUs added later, 0 if none */
     bool budget_assumed, mem_bw_assumed, flops_assumed, h2d_bw_assumed;
+    bool mem_bw_measured, h2d_bw_measured; /* figures from a measurement (bandwidth cache) */
+    /*
+     * The loader reads weights resident here in place from the file mapping
+     * (host RAM devices): they count toward its memory but are not allocated,
+     * and no upload staging is needed.
+     */
+    bool maps_weights;
 };
 
 struct plan_devices {
     int n; /* >= 1; dev[PLAN_HOST] is the host */
     struct plan_device dev[PLAN_MAX_DEVICES];
+    char cache_note[192]; /* why the bandwidth cache was ignored; "" if it was not */
 };
 
 /* Defaults used when a figure is not measured or given (all documented estimates). */
@@ -86,6 +94,13 @@ hearth_status plan_devices_set_pcie(struct plan_devices *d, const char *spec);
  * host's budget = its RAM); bandwidths and FLOP rates are assumed defaults.
  */
 hearth_status plan_devices_detect(struct plan_devices *d);
+/*
+ * Takes device i's memory and host-to-device bandwidths from the bandwidth
+ * cache (bandwidth.h; keyed by its name and driver description desc) and
+ * marks them measured. False when the cache has no entry; a bad or
+ * unreadable cache file is ignored with a note in d->cache_note.
+ */
+bool plan_devices_apply_cache(struct plan_devices *d, int i, const char *desc);
 /* Caps every GPU's budget at bytes (--vram-budget). */
 void plan_devices_cap(struct plan_devices *d, uint64_t bytes);
 /* Parsers shared with the CLI. Each names `field` in its error message. */
@@ -146,6 +161,13 @@ struct plan_opts {
     int32_t n_gpu_layers; /* -1: automatic; >= 0: llama.cpp's -ngl (first N layers on the GPU) */
     uint32_t n_prompt;    /* prompt for the prefill prediction, and the decode depth; 0: 512 */
     bool no_stream;       /* never stream host weights to a GPU for prefill */
+    /*
+     * Place as the scheduler (core/scheduler.h) executes: each layer's FFN
+     * tensors as one unit (it runs a layer's FFN on one device), token_embd and
+     * unrecognized tensors on the host. The loader sets it; `hearth plan`
+     * plans per tensor.
+     */
+    bool sched_layout;
 };
 
 void plan_opts_default(struct plan_opts *o);
@@ -178,11 +200,16 @@ struct plan_layer {
 };
 
 struct plan_usage {
-    uint64_t weights; /* bytes of resident tensors (alloc_bytes summed) */
+    uint64_t weights; /* bytes of resident tensors (alloc_bytes summed), copies included */
+    uint64_t copies;  /* of which copies of tensors resident elsewhere: rope_freqs on
+                         every attention device, a tied token_embd on the host */
     uint64_t kv;      /* bytes of KV cache */
     uint64_t scratch; /* compute-graph buffers */
     uint64_t stream;  /* double buffer for weights streamed from the host (GPU only) */
-    uint64_t reserve; /* driver context and fragmentation margin (GPU only) */
+    uint64_t staging; /* host-visible staging through the device's host buffer type:
+                         boundary moves, and 2 upload halves while loading weights */
+    uint64_t reserve; /* driver context, backend working memory (attention score
+                         tiles) and fragmentation margin (GPU only): never allocated */
     uint64_t total;   /* sum of the above; 0 when the device is unused */
     uint64_t budget;
     uint64_t room;    /* budget left for one more tensor: budget - total, or the
@@ -222,8 +249,42 @@ hearth_status plan_make(const struct plan_model *m, const struct plan_devices *d
                         const struct plan_opts *o, struct plan *out);
 void plan_free(struct plan *p);
 
-/* What the loader allocates on device i: weights + KV + scratch + stream buffers. */
+/*
+ * What the loader allocates on device i: weights (unless the device maps
+ * them) + KV + scratch + staging + stream buffers; the reserve stays free.
+ */
 uint64_t plan_device_alloc_bytes(const struct plan *p, int i);
+
+static inline uint64_t plan_align_up(uint64_t x)
+{
+    return (x + PLAN_ALIGN - 1) / PLAN_ALIGN * PLAN_ALIGN;
+}
+
+/*
+ * The allocation sizes shared by the planner and the scheduler (plan-kv.c);
+ * the scheduler allocates exactly these, so the plan is the allocation.
+ */
+#define PLAN_UPLOAD_HALF ((uint64_t)4 << 20) /* one of the two upload staging halves */
+/* Bytes of one cached position: n_head_kv vectors of head_dim in kvq type `type`. */
+uint64_t plan_kv_row_bytes(int type, uint32_t n_head_kv, uint32_t head_dim);
+/* One K or V cache buffer: rows positions of row bytes, rounded to PLAN_ALIGN. */
+uint64_t plan_kv_buffer_bytes(uint64_t row, uint64_t rows);
+/*
+ * The k_aux buffer of one layer and sequence (backend.h ATTENTION: key mean
+ * and sink key, F32 [2][n_head_kv * head_dim]) for a compressed K; 0 for f16.
+ */
+uint64_t plan_kv_aux_bytes(int k_type, uint32_t n_head_kv, uint32_t head_dim);
+/*
+ * The packed activation buffer of one device: F32 [n_batch] rows of x, xn, q,
+ * k, v, att, tmp, gate, up (widths n_embd, n_embd, q_dim, kv_dim, kv_dim,
+ * q_dim, n_embd, n_ff, n_ff), then the I32 token ids when it runs the
+ * embedding (the whole rounded to PLAN_ALIGN), then F32 [n_batch][n_vocab]
+ * logits when it runs the LM head; the total rounded to PLAN_ALIGN.
+ */
+uint64_t plan_act_bytes(uint64_t n_batch, uint64_t n_embd, uint64_t q_dim, uint64_t kv_dim,
+                        uint64_t n_ff, uint64_t n_vocab, bool embd, bool logits);
+/* The boundary staging of one device: F32 [n_batch][n_embd], rounded to PLAN_ALIGN. */
+uint64_t plan_stage_bytes(uint64_t n_batch, uint64_t n_embd);
 /*
  * KV bytes of one layer for n_ctx * n_parallel positions, K and V of their
  * kvq types (the options must have passed plan_make's checks).
@@ -232,11 +293,21 @@ uint64_t plan_kv_layer_bytes(const struct arch_info *a, const struct plan_opts *
 /* "Q4_K_M 70B on cuda0 (24.0 GiB): 53% of weights on GPU, 3.4 tok/s decode" style one-liner. */
 void plan_summary_line(const struct plan_model *m, const struct plan *p, char *buf, size_t size);
 
-/* Internal (plan-kv.c): scratch of one device (with_logits: it computes the LM head). */
-uint64_t plan__scratch_bytes(const struct arch_info *a, const struct plan_opts *o,
+/*
+ * Internal (plan-kv.c): scratch of one device (embd: it runs the embedding
+ * lookup; with_logits: it computes the LM head), plan_act_bytes of the model.
+ */
+uint64_t plan__scratch_bytes(const struct arch_info *a, const struct plan_opts *o, bool embd,
                              bool with_logits);
-/* Internal (plan-kv.c): the GPU reserve; 0 for the host. */
-uint64_t plan__reserve_bytes(const struct plan_device *dev);
+/* Internal (plan-kv.c): the GPU reserve (with the attention score tiles); 0 for the host. */
+uint64_t plan__reserve_bytes(const struct arch_info *a, const struct plan_opts *o,
+                             const struct plan_device *dev);
+/*
+ * Internal (plan-kv.c): the budget B of device dev such that B less its
+ * reserve is `usable` bytes (what a replan after an allocation failure uses).
+ */
+uint64_t plan__budget_for_usable(const struct arch_info *a, const struct plan_opts *o,
+                                 const struct plan_device *dev, uint64_t usable);
 /* Internal: the cost model (plan-cost.c), called by plan_make. */
 void plan__decide_stream(const struct plan_model *m, struct plan *p);
 /* Fills every device's read_per_token / decode_s / prefill_s and the predictions. */

@@ -13,7 +13,13 @@
  * Uploads go through two pinned halves of the destination device's host
  * buffer type: while the device copies from one half, the host fills the
  * other from the mapping (which is where page faults of a cold file are
- * paid), and an event per half says when it may be refilled.
+ * paid), and an event per half says when it may be refilled. Each device
+ * gets its halves once and keeps them until the load ends.
+ *
+ * Every size allocated here comes from plan.h's functions (weights rounded by
+ * plan_align_up, plan_kv_buffer_bytes, plan_act_bytes, plan_stage_bytes,
+ * PLAN_UPLOAD_HALF), so a plan's plan_device_alloc_bytes is exactly what this
+ * file allocates for the placement derived from it.
  *
  * The order of ops per block mirrors cpu/forward.c's layer_forward exactly;
  * that, and the CPU backend calling the same kernels, is what makes the
@@ -31,6 +37,7 @@
 
 #include "err.h"
 #include "kv-quant.h"
+#include "plan.h"
 
 enum { ACT_X, ACT_XN, ACT_Q, ACT_K, ACT_V, ACT_ATT, ACT_TMP, ACT_GATE, ACT_UP, ACT_N };
 
@@ -50,6 +57,7 @@ struct sdev {
 struct slayer {
     struct hearth_tensor attn_norm, wq, wk, wv, wo, bq, bk, bv, bo, q_norm, k_norm,
         post_attn_norm, ffn_norm, gate, up, down, post_ffn_norm, k_cache, v_cache;
+    struct hearth_tensor k_aux; /* F32 [2][n_kv*hd] for a compressed K (absent for f16) */
 };
 
 struct sched {
@@ -68,15 +76,18 @@ struct sched {
     bool map_host;
     size_t staging_bytes;
     uint64_t n_moves;
+    struct sched_oom *oom; /* the caller's, or NULL */
 };
 
-/* Loading state: the two staging halves of the device being uploaded to. */
+/*
+ * Loading state: per device that uploads, two staging halves, kept until the
+ * load ends so each device allocates them once (the plan counts them once).
+ */
 struct loader {
     struct sched *s;
-    int cur_dev;                 /* device the staging belongs to, -1 none */
-    struct hearth_buffer *half[2];
-    struct hearth_event *ev[2];
-    unsigned next;
+    struct hearth_buffer *half[SCHED_MAX_DEVICES][2];
+    struct hearth_event *ev[SCHED_MAX_DEVICES][2];
+    unsigned next[SCHED_MAX_DEVICES];
 };
 
 struct sched_params sched_params_default(void)
@@ -111,7 +122,10 @@ static hearth_status track(struct sched *s, struct hearth_buffer *b)
     return HEARTH_OK;
 }
 
-/* Allocates on device d; on failure the message names what and the device's free memory. */
+/*
+ * Allocates on device d; on failure the message names what and the device's
+ * free memory, and the OOM report (if asked for) says what the device gave.
+ */
 static hearth_status alloc_on(struct sched *s, int d, struct hearth_buffer_type *bt, size_t size,
                               const char *what, struct hearth_buffer **out)
 {
@@ -123,6 +137,12 @@ static hearth_status alloc_on(struct sched *s, int d, struct hearth_buffer_type 
     uint64_t fr = 0, tot = 0;
     char nb[32];
     backend_device_memory(s->dev[d].dev, &fr, &tot);
+    if (s->oom && s->oom->dev < 0) {
+        s->oom->dev = d;
+        s->oom->allocated = s->dev[d].bytes;
+        s->oom->free_bytes = fr;
+        s->oom->request = size;
+    }
     return err_prefix(st, "sched: %s (%zu bytes) does not fit on %s (%s, %llu of %llu bytes free)",
                       what, size, dev_name(s, d, nb), bt ? bt->ops->name : "?",
                       (unsigned long long)fr, (unsigned long long)tot);
@@ -130,45 +150,36 @@ static hearth_status alloc_on(struct sched *s, int d, struct hearth_buffer_type 
 
 static void loader_release(struct loader *L)
 {
-    for (int i = 0; i < 2; i++) {
-        if (L->ev[i])
-            backend_event_synchronize(L->ev[i]);
-        backend_event_destroy(L->ev[i]);
-        backend_buffer_free(L->half[i]);
-        L->ev[i] = NULL;
-        L->half[i] = NULL;
-    }
-    L->cur_dev = -1;
+    for (int d = 0; d < SCHED_MAX_DEVICES; d++)
+        for (int i = 0; i < 2; i++) {
+            if (L->ev[d][i])
+                backend_event_synchronize(L->ev[d][i]);
+            backend_event_destroy(L->ev[d][i]);
+            backend_buffer_free(L->half[d][i]);
+            L->ev[d][i] = NULL;
+            L->half[d][i] = NULL;
+        }
 }
 
-/* Makes the staging halves belong to device d (freeing another device's first). */
+/* Gives device d its two staging halves on its first upload. */
 static hearth_status loader_switch(struct loader *L, int d)
 {
-    if (L->cur_dev == d)
+    if (L->half[d][0])
         return HEARTH_OK;
-    if (L->cur_dev >= 0)
-        backend_stream_synchronize(L->s->dev[L->cur_dev].stream);
-    loader_release(L);
     struct sdev *sd = &L->s->dev[d];
     struct hearth_buffer_type *ht = backend_device_host_buffer_type(sd->dev);
     hearth_status st;
     for (int i = 0; i < 2; i++) {
-        if ((st = alloc_on(L->s, d, ht, L->s->staging_bytes, "upload staging", &L->half[i])) !=
+        if ((st = alloc_on(L->s, d, ht, L->s->staging_bytes, "upload staging", &L->half[d][i])) !=
                 HEARTH_OK ||
-            (st = backend_event_create(sd->stream, &L->ev[i])) != HEARTH_OK)
-            goto fail;
-        L->s->dev[d].bytes -= L->s->staging_bytes; /* transient: not the device's footprint */
-        if (!(backend_buft_flags(L->half[i]->buft) & HEARTH_BUFT_HOST)) {
-            st = err_set(HEARTH_ERR_BACKEND, "sched: host buffer type %s of %s is not host-visible",
-                         ht->ops->name, sd->dev->ops->backend);
-            goto fail;
-        }
+            (st = backend_event_create(sd->stream, &L->ev[d][i])) != HEARTH_OK)
+            return st;
+        if (!(backend_buft_flags(L->half[d][i]->buft) & HEARTH_BUFT_HOST))
+            return err_set(HEARTH_ERR_BACKEND,
+                           "sched: host buffer type %s of %s is not host-visible",
+                           ht->ops->name, sd->dev->ops->backend);
     }
-    L->cur_dev = d;
     return HEARTH_OK;
-fail:
-    loader_release(L);
-    return st;
 }
 
 /* Uploads n bytes from host memory src into buf, double-buffered through the staging. */
@@ -182,13 +193,13 @@ static hearth_status upload(struct loader *L, int d, struct hearth_buffer *buf, 
     const size_t chunk = L->s->staging_bytes;
     for (size_t off = 0; off < n; off += chunk) {
         size_t len = n - off < chunk ? n - off : chunk;
-        unsigned h = L->next++ & 1u;
-        if ((st = backend_event_synchronize(L->ev[h])) != HEARTH_OK)
+        unsigned h = L->next[d]++ & 1u;
+        if ((st = backend_event_synchronize(L->ev[d][h])) != HEARTH_OK)
             return st;
-        memcpy(backend_buffer_base(L->half[h]), (const uint8_t *)src + off, len);
-        if ((st = backend_stream_set_async(stream, buf, off, backend_buffer_base(L->half[h]),
+        memcpy(backend_buffer_base(L->half[d][h]), (const uint8_t *)src + off, len);
+        if ((st = backend_stream_set_async(stream, buf, off, backend_buffer_base(L->half[d][h]),
                                            len)) != HEARTH_OK ||
-            (st = backend_event_record(L->ev[h])) != HEARTH_OK)
+            (st = backend_event_record(L->ev[d][h])) != HEARTH_OK)
             return st;
     }
     return HEARTH_OK;
@@ -226,8 +237,9 @@ static hearth_status load_weight(struct loader *L, int d, const struct model_wei
     } else {
         char what[96];
         snprintf(what, sizeof what, "tensor '%s'", name);
-        if ((st = alloc_on(s, d, backend_device_buffer_type(sd->dev), size, what, &b)) !=
-            HEARTH_OK)
+        /* rounded as the plan rounds every tensor (plan_align_up) */
+        if ((st = alloc_on(s, d, backend_device_buffer_type(sd->dev),
+                           (size_t)plan_align_up(size), what, &b)) != HEARTH_OK)
             return st;
         if ((st = upload(L, d, b, w->data, size)) != HEARTH_OK) {
             backend_buffer_free(b);
@@ -277,16 +289,14 @@ static const struct {
 uint64_t sched_device_fixed_bytes(const struct model *m, int n_batch, bool with_output)
 {
     const struct model_hparams *hp = &m->hp;
-    const uint64_t B = n_batch > 0 ? (uint64_t)n_batch : 64, E = hp->n_embd;
-    const uint64_t Q = (uint64_t)hp->n_head * hp->head_dim;
-    const uint64_t KV = (uint64_t)hp->n_head_kv * hp->head_dim;
-    uint64_t floats = B * (3 * E + 2 * Q + 2 * KV + 2 * (uint64_t)hp->n_ff);
-    if (with_output)
-        floats += B * hp->n_vocab;
-    return floats * sizeof(float) + B * sizeof(int32_t) + (uint64_t)hp->n_rot * 2;
+    const uint64_t B = n_batch > 0 ? (uint64_t)n_batch : 64;
+    return plan_act_bytes(B, hp->n_embd, (uint64_t)hp->n_head * hp->head_dim,
+                          (uint64_t)hp->n_head_kv * hp->head_dim, hp->n_ff, hp->n_vocab, true,
+                          with_output) +
+           plan_stage_bytes(B, hp->n_embd);
 }
 
-/* The packed activation buffer of device d and the views into it. */
+/* The packed activation buffer of device d and the views into it (plan_act_bytes' layout). */
 static hearth_status make_activations(struct sched *s, int d, bool embd, bool out)
 {
     const struct model_hparams *hp = &s->m->hp;
@@ -301,9 +311,10 @@ static hearth_status make_activations(struct sched *s, int d, bool embd, bool ou
     }
     off[ACT_N] = total; /* ids */
     total += embd ? (size_t)B * sizeof(int32_t) : 0;
-    total = (total + 255) / 256 * 256;
+    total = (size_t)plan_align_up(total);
     off[ACT_N + 1] = total; /* logits */
-    total += out ? (size_t)B * hp->n_vocab * sizeof(float) : 0;
+    total = (size_t)plan_act_bytes((uint64_t)B, (uint64_t)E, (uint64_t)Q, (uint64_t)KV,
+                                   (uint64_t)F, hp->n_vocab, embd, out);
     hearth_status st = alloc_on(s, d, backend_device_buffer_type(sd->dev), total, "activations",
                                 &sd->act);
     if (st != HEARTH_OK)
@@ -316,8 +327,8 @@ static hearth_status make_activations(struct sched *s, int d, bool embd, bool ou
         backend_tensor_2d(&sd->logits, sd->act, off[ACT_N + 1], HEARTH_DTYPE_F32, hp->n_vocab, B);
     /* the staging of boundary moves: host-visible, one batch of x */
     struct hearth_buffer_type *ht = backend_device_host_buffer_type(sd->dev);
-    if ((st = alloc_on(s, d, ht, (size_t)(B * E) * sizeof(float), "boundary staging",
-                       &sd->stage)) != HEARTH_OK)
+    if ((st = alloc_on(s, d, ht, (size_t)plan_stage_bytes((uint64_t)B, (uint64_t)E),
+                       "boundary staging", &sd->stage)) != HEARTH_OK)
         return st;
     if (!(backend_buft_flags(sd->stage->buft) & HEARTH_BUFT_HOST))
         return err_set(HEARTH_ERR_BACKEND, "sched: host buffer type %s is not host-visible",
@@ -373,8 +384,8 @@ static hearth_status load_all(struct sched *s, struct loader *L)
         return st;
     char name[96];
     const int kt = s->kv_type_k, vt = s->kv_type_v;
-    const uint64_t k_row = (uint64_t)hp->n_head_kv * kvq_head_bytes(kt, (int)hp->head_dim);
-    const uint64_t v_row = (uint64_t)hp->n_head_kv * kvq_head_bytes(vt, (int)hp->head_dim);
+    const uint64_t k_row = plan_kv_row_bytes(kt, hp->n_head_kv, hp->head_dim);
+    const uint64_t v_row = plan_kv_row_bytes(vt, hp->n_head_kv, hp->head_dim);
     for (uint32_t il = 0; il < hp->n_layer; il++) {
         const struct model_layer *ly = &m->layers[il];
         struct slayer *sl = &s->layers[il];
@@ -401,13 +412,26 @@ static hearth_status load_all(struct sched *s, struct loader *L)
         }
         struct hearth_buffer *kb = NULL, *vb = NULL;
         snprintf(name, sizeof name, "KV cache K (%s) of layer %u", kvq_type_name(kt), il);
-        if ((st = alloc_on(s, d, bt, (size_t)(k_row * s->n_ctx), name, &kb)) != HEARTH_OK ||
+        if ((st = alloc_on(s, d, bt, (size_t)plan_kv_buffer_bytes(k_row, s->n_ctx), name,
+                           &kb)) != HEARTH_OK ||
             (st = track(s, kb)) != HEARTH_OK)
             return st;
         snprintf(name, sizeof name, "KV cache V (%s) of layer %u", kvq_type_name(vt), il);
-        if ((st = alloc_on(s, d, bt, (size_t)(v_row * s->n_ctx), name, &vb)) != HEARTH_OK ||
+        if ((st = alloc_on(s, d, bt, (size_t)plan_kv_buffer_bytes(v_row, s->n_ctx), name,
+                           &vb)) != HEARTH_OK ||
             (st = track(s, vb)) != HEARTH_OK)
             return st;
+        if (kt != KVQ_F16) {
+            struct hearth_buffer *ab = NULL;
+            const int64_t kv_dim = (int64_t)hp->n_head_kv * hp->head_dim;
+            snprintf(name, sizeof name, "key mean and sink of layer %u", il);
+            if ((st = alloc_on(s, d, bt,
+                               (size_t)plan_kv_aux_bytes(kt, hp->n_head_kv, hp->head_dim), name,
+                               &ab)) != HEARTH_OK ||
+                (st = track(s, ab)) != HEARTH_OK || (st = backend_buffer_clear(ab, 0)) != HEARTH_OK)
+                return st;
+            backend_tensor_2d(&sl->k_aux, ab, 0, HEARTH_DTYPE_F32, kv_dim, 2);
+        }
         /* f16 rows are halves; the compressed types' rows are bytes (backend.h ATTENTION) */
         if (kt == KVQ_F16)
             backend_tensor_2d(&sl->k_cache, kb, 0, HEARTH_DTYPE_F16,
@@ -433,12 +457,17 @@ static hearth_status load_all(struct sched *s, struct loader *L)
         }
     }
     if ((st = load_weight(L, pl->out_dev, &m->output_norm, "output_norm.weight",
-                          HEARTH_OP_RMSNORM, &s->output_norm)) != HEARTH_OK ||
-        (st = load_weight(L, pl->out_dev, &m->output,
-                          m->output.data == m->tok_embd.data ? "token_embd.weight (as output)"
-                                                             : "output.weight",
-                          HEARTH_OP_LOGITS, &s->output)) != HEARTH_OK)
+                          HEARTH_OP_RMSNORM, &s->output_norm)) != HEARTH_OK)
         return st;
+    const bool tied = m->output.data == m->tok_embd.data;
+    if (tied && pl->out_dev == pl->embd_dev && s->tok_embd.buf &&
+        backend_device_supports_op(s->dev[pl->out_dev].dev, HEARTH_OP_LOGITS, m->output.type)) {
+        s->output = s->tok_embd; /* one copy serves both (the plan counts one) */
+    } else if ((st = load_weight(L, pl->out_dev, &m->output,
+                                 tied ? "token_embd.weight (as output)" : "output.weight",
+                                 HEARTH_OP_LOGITS, &s->output)) != HEARTH_OK) {
+        return st;
+    }
     for (int d = 0; d < s->n_dev; d++)
         if (s->dev[d].used && (st = backend_stream_synchronize(s->dev[d].stream)) != HEARTH_OK)
             return st;
@@ -484,13 +513,16 @@ hearth_status sched_create(const struct model *m, const struct sched_params *par
     s->n_ctx = n_ctx;
     s->n_batch = p.n_batch;
     s->map_host = p.map_host_weights;
-    s->staging_bytes = p.staging_bytes ? p.staging_bytes : (size_t)4 << 20;
+    s->staging_bytes = p.staging_bytes ? p.staging_bytes : (size_t)PLAN_UPLOAD_HALF;
     s->kv_type_k = p.kv_type_k;
     s->kv_type_v = p.kv_type_v;
     s->kv_seed = model_kv_seed(m);
+    s->oom = p.oom;
+    if (s->oom)
+        *s->oom = (struct sched_oom){.dev = -1};
     for (int d = 0; d < s->n_dev; d++)
         s->dev[d].dev = p.devices[d];
-    struct loader L = {.s = s, .cur_dev = -1};
+    struct loader L = {.s = s};
     s->layers = calloc(hp->n_layer, sizeof *s->layers);
     if (!s->layers)
         st = err_set(HEARTH_ERR_NO_MEMORY, "sched: out of memory for %u layers", hp->n_layer);
@@ -636,6 +668,7 @@ static hearth_status run_attn(struct sched *s, int d, uint32_t il, int n, int po
     at->rope_divs = sd->rope_divs;
     at->k_cache = sl->k_cache;
     at->v_cache = sl->v_cache;
+    at->k_aux = sl->k_aux;
     at->out = rows(&sd->a[ACT_ATT], n);
     at->n_head = (int)hp->n_head;
     at->n_head_kv = (int)hp->n_head_kv;

@@ -37,6 +37,14 @@
 
 #define SCHED_MAX_DEVICES 16
 
+/* What the device that ran out of memory while loading had given (sched_params.oom). */
+struct sched_oom {
+    int dev;             /* device index whose allocation failed; -1: none did */
+    uint64_t allocated;  /* bytes this sched had allocated there when it failed */
+    uint64_t free_bytes; /* the driver's free figure at that moment */
+    uint64_t request;    /* the size that failed */
+};
+
 struct sched_params {
     uint32_t n_ctx; /* positions of the KV cache; 0: the model's training context */
     int n_batch;    /* tokens per batch; <= 0: 64 (forward.c's default, same split) */
@@ -49,8 +57,10 @@ struct sched_params {
      * like on a GPU (tests exercise the upload path and OOM this way).
      */
     bool map_host_weights;
-    size_t staging_bytes; /* size of each of the two upload staging halves; 0: 4 MiB */
+    size_t staging_bytes; /* size of each of the two upload staging halves; 0:
+                             PLAN_UPLOAD_HALF (what the plan counts) */
     int kv_type_k, kv_type_v; /* enum kvq_type of the KV cache (0: f16) */
+    struct sched_oom *oom; /* NULL, or filled by sched_create (dev -1 unless it ran out) */
 };
 
 struct sched;
@@ -81,15 +91,21 @@ hearth_status sched_eval(struct sched *s, const int32_t *tokens, int n_tokens, i
 
 uint32_t sched_n_ctx(const struct sched *s);
 uint32_t sched_n_past(const struct sched *s);
-/* Bytes of weights + caches + activations the sched allocated on device index d. */
+/*
+ * Bytes the sched allocated for device index d, through its device and host
+ * buffer types: weights, caches, activations, boundary staging and the two
+ * upload halves (freed once loaded, counted all the same). Every size is the
+ * plan's formula (plan.h), so this equals plan_device_alloc_bytes for the
+ * plan the placement came from (tests/test-plan-alloc.c).
+ */
 uint64_t sched_device_bytes(const struct sched *s, int d);
 /* Block-boundary activation moves done so far (each moves n_tok * n_embd floats). */
 uint64_t sched_n_moves(const struct sched *s);
 
 /*
  * Bytes the scheduler allocates on a device regardless of how many layers it
- * holds (activations of one batch; logits when it runs the output head): the
- * fixed_bytes of placement_auto_ngl.
+ * holds (activations of one batch with the token ids, boundary staging;
+ * logits when it runs the output head): the fixed_bytes of placement_auto_ngl.
  */
 uint64_t sched_device_fixed_bytes(const struct model *m, int n_batch, bool with_output);
 

@@ -4,7 +4,9 @@
 # with an unknown name exits 1 naming the devices on offer, for run, chat,
 # bench and perplexity alike; a bad -ngl value exits 2; --device cpu and -ngl 0
 # take the CPU forward pass, print its placement line at load (not with -q)
-# and give the same greedy text as no device flags at all.
+# and give the same greedy text as no device flags at all. Bandwidths are
+# measured once into the cache (HEARTH_CACHE_DIR here), reused, re-measured
+# with --measure, and read by `hearth plan`; a malformed cache is a note.
 set -u
 bin=${HEARTH_BIN:?HEARTH_BIN must name the hearth binary}
 src=${HEARTH_SOURCE_DIR:?HEARTH_SOURCE_DIR must name the source tree}
@@ -95,6 +97,29 @@ grep -Eq '^plan: all [0-9]+ layers and output on cpu; [0-9]+ MiB host KV cache, 
 grep -q '^plan: all [0-9]* layers and output on cpu' "$tmp/e" \
     || fail "perplexity: no placement line: $(cat "$tmp/e")"
 grep -q '^perplexity: ' "$tmp/ppl" || fail "perplexity --device cpu: no result"
+
+# ---- measured bandwidths: measured once, cached, used by plan; a bad cache is a note
+export HEARTH_CACHE_DIR="$tmp/cache"
+"$bin" devices > "$tmp/m1" 2> "$tmp/e" || fail "devices (measuring) exit $?: $(cat "$tmp/e")"
+grep -Eq '^cpu +[0-9]+ +[0-9]+ +[0-9]+\.[0-9] .*\(measured now\)$' "$tmp/m1" \
+    || fail "devices did not measure cpu: $(cat "$tmp/m1")"
+grep -q "^cpu	" "$tmp/cache/devices.txt" 2> /dev/null || fail "no cpu line in the cache"
+"$bin" devices > "$tmp/m2" 2> "$tmp/e" || fail "devices (cached) exit $?"
+grep -Eq '^cpu .*\(cached\)$' "$tmp/m2" \
+    || fail "second devices run measured again: $(cat "$tmp/m2")"
+"$bin" devices --measure > "$tmp/m3" 2> "$tmp/e" || fail "devices --measure exit $?"
+grep -Eq '^cpu .*\(measured now\)$' "$tmp/m3" || fail "--measure did not measure: $(cat "$tmp/m3")"
+"$bin" plan "$smol" > "$tmp/plan" 2>&1 || fail "plan exit $?: $(cat "$tmp/plan")"
+grep -Eq '^cpu .* GB/s \(measured\)$' "$tmp/plan" || fail "plan does not use the measured figure"
+grep -q 'cpu: memory bandwidth measured on this machine' "$tmp/plan" \
+    || fail "plan gives no reason for the measured figure"
+echo "garbage" > "$tmp/cache/devices.txt"
+"$bin" plan "$smol" > "$tmp/plan" 2>&1 || fail "plan with a bad cache exit $?"
+grep -q 'bandwidth cache .*devices.txt line 1' "$tmp/plan" || fail "no note for a bad cache"
+grep -Eq '^cpu .* GB/s \(assumed\)$' "$tmp/plan" || fail "a bad cache was trusted"
+"$bin" devices --no-bandwidth --measure > /dev/null 2>&1
+[ $? -eq 2 ] || fail "--no-bandwidth --measure should be a usage error"
+unset HEARTH_CACHE_DIR
 
 [ $fails -eq 0 ] && echo "cli-devices: all passed"
 [ $fails -eq 0 ]

@@ -75,11 +75,13 @@ static void check_invariants(const struct plan_model *m, const struct plan *p, c
         for (uint32_t l = 0; l < p->n_layer; l++)
             if (p->layers[l].attn_dev == d)
                 kv += p->layers[l].kv_bytes;
+        w += u->copies;
         CHECK_MSG(u->weights == w, "%s: %s weights %llu != placed %llu", what,
                   p->devs.dev[d].name, (unsigned long long)u->weights, (unsigned long long)w);
         CHECK_MSG(u->kv == kv, "%s: %s kv", what, p->devs.dev[d].name);
-        CHECK(u->total == u->weights + u->kv + u->scratch + u->stream + u->reserve);
-        CHECK(plan_device_alloc_bytes(p, d) == u->total - u->reserve);
+        CHECK(u->total == u->weights + u->kv + u->scratch + u->staging + u->stream + u->reserve);
+        CHECK(plan_device_alloc_bytes(p, d) ==
+              u->total - u->reserve - (p->devs.dev[d].maps_weights ? u->weights : 0));
         if (d != PLAN_HOST) {
             CHECK_MSG(u->total <= u->budget, "%s: %s total %llu > budget %llu", what,
                       p->devs.dev[d].name, (unsigned long long)u->total,
@@ -302,10 +304,14 @@ TEST(kv_grows_and_pushes_off)
     k.n_ctx = 4096;
     k.kv_type_k = KVQ_Q8_0;
     k.kv_type_v = KVQ_Q8_0;
-    CHECK_INT_EQ(plan_kv_layer_bytes(&m.arch, &k), 2ll * 4096 * (1024 / 32) * 34);
+    /* a compressed K adds its k_aux: key mean and sink, 2 x 1024 floats */
+    CHECK_INT_EQ(plan_kv_layer_bytes(&m.arch, &k), 2ll * 4096 * (1024 / 32) * 34 + 8192);
     k.kv_type_v = KVQ_ROT3;
     CHECK_INT_EQ(plan_kv_layer_bytes(&m.arch, &k),
-                 4096ll * (1024 / 32) * 34 + 4096ll * (1024 / 128) * (2 + 128 * 3 / 8));
+                 4096ll * (1024 / 32) * 34 + 4096ll * (1024 / 128) * (2 + 128 * 3 / 8) + 8192);
+    k.kv_type_k = KVQ_F16;
+    k.kv_type_v = KVQ_Q8_0;
+    CHECK_INT_EQ(plan_kv_layer_bytes(&m.arch, &k), 4096ll * 1024 * 2 + 4096ll * (1024 / 32) * 34);
     k.kv_type_v = KVQ_TYPE_COUNT;
     struct plan bad;
     CHECK_INT_EQ(plan_make(&m, &d, &k, &bad), HEARTH_ERR_INVALID_ARG);

@@ -6,7 +6,8 @@
  * core/plan*.c; this file parses flags and formats text, JSON and SVG.
  *
  * Devices: without --device the backend registry's devices are planned for
- * (free memory as budget, assumed bandwidths); with --device the GPUs are
+ * (free memory as budget; bandwidths measured by `hearth devices` and read
+ * from its cache, else assumed); with --device the GPUs are
  * exactly those described, to plan for another machine. The host's RAM is
  * detected unless --host describes it.
  */
@@ -177,6 +178,7 @@ static int build_devices(const struct plan_cli *c, struct plan_devices *d)
         *d = det;
     } else {
         d->dev[PLAN_HOST] = det.dev[PLAN_HOST];
+        memcpy(d->cache_note, det.cache_note, sizeof d->cache_note);
     }
     if (c->host_spec && plan_devices_set_host(d, c->host_spec))
         goto bad;
@@ -239,19 +241,22 @@ static void print_json(const struct plan_model *m, const struct plan *p)
         const struct plan_usage *u = &p->use[d];
         printf("    {\"name\": \"%s\", \"kind\": \"%s\", \"budget_bytes\": %llu, "
                "\"planned_bytes\": %llu, \"alloc_bytes\": %llu, \"weights_bytes\": %llu, "
-               "\"kv_bytes\": %llu, \"scratch_bytes\": %llu, \"stream_bytes\": %llu, "
+               "\"kv_bytes\": %llu, \"scratch_bytes\": %llu, \"staging_bytes\": %llu, "
+               "\"stream_bytes\": %llu, "
                "\"reserve_bytes\": %llu, \"read_per_token\": %llu, \"mem_bw\": %.0f, "
                "\"flops\": %.0f, \"h2d_bw\": %.0f, \"assumed\": {\"budget\": %s, \"mem_bw\": %s, "
-               "\"flops\": %s}}%s\n",
+               "\"flops\": %s}, \"measured\": {\"mem_bw\": %s, \"h2d_bw\": %s}}%s\n",
                dv->name, dv->kind == PLAN_DEV_CPU ? "cpu" : dv->kind == PLAN_DEV_CUDA ? "cuda"
                                                                                        : "vulkan",
                (unsigned long long)u->budget, (unsigned long long)u->total,
                (unsigned long long)plan_device_alloc_bytes(p, d), (unsigned long long)u->weights,
                (unsigned long long)u->kv, (unsigned long long)u->scratch,
-               (unsigned long long)u->stream, (unsigned long long)u->reserve,
+               (unsigned long long)u->staging, (unsigned long long)u->stream,
+               (unsigned long long)u->reserve,
                (unsigned long long)u->read_per_token, dv->mem_bw, dv->flops,
                d == PLAN_HOST ? 0.0 : dv->h2d_bw, dv->budget_assumed ? "true" : "false",
                dv->mem_bw_assumed ? "true" : "false", dv->flops_assumed ? "true" : "false",
+               dv->mem_bw_measured ? "true" : "false", dv->h2d_bw_measured ? "true" : "false",
                d + 1 < p->devs.n ? "," : "");
     }
     printf("  ],\n  \"predicted\": {\"prefill_tps\": %.3f, \"decode_tps\": %.4f, "
@@ -329,16 +334,18 @@ static void print_text(const struct plan_model *m, const struct plan *p, bool ve
     printf("context %u x %u sequence%s, KV %s (%.2f GiB), batch %u\n\n", p->opts.n_ctx,
            p->opts.n_parallel, p->opts.n_parallel == 1 ? "" : "s", kvt, gib(kv_all),
            p->opts.n_batch);
-    printf("%-9s %10s %10s %9s %9s %9s %9s %10s  %s\n", "device", "weights", "KV", "scratch",
-           "stream", "reserve", "total", "budget", "bandwidth");
+    printf("%-9s %10s %10s %9s %9s %9s %9s %9s %10s  %s\n", "device", "weights", "KV",
+           "scratch", "staging", "stream", "reserve", "total", "budget", "bandwidth");
     for (int d = 0; d < p->devs.n; d++) {
         const struct plan_device *dv = &p->devs.dev[d];
         const struct plan_usage *u = &p->use[d];
-        printf("%-9s %6.2f GiB %6.2f GiB %5.2f GiB %5.2f GiB %5.2f GiB %5.2f GiB %6.2f GiB  "
-               "%.0f GB/s%s\n",
-               dv->name, gib(u->weights), gib(u->kv), gib(u->scratch), gib(u->stream),
-               gib(u->reserve), gib(u->total), gib(u->budget), dv->mem_bw / 1e9,
-               dv->mem_bw_assumed ? " (assumed)" : "");
+        printf("%-9s %6.2f GiB %6.2f GiB %5.2f GiB %5.2f GiB %5.2f GiB %5.2f GiB %5.2f GiB "
+               "%6.2f GiB  %.0f GB/s%s\n",
+               dv->name, gib(u->weights), gib(u->kv), gib(u->scratch), gib(u->staging),
+               gib(u->stream), gib(u->reserve), gib(u->total), gib(u->budget), dv->mem_bw / 1e9,
+               dv->mem_bw_assumed   ? " (assumed)"
+               : dv->mem_bw_measured ? " (measured)"
+                                     : "");
     }
     printf("\nlayers:\n");
     print_layer_map(p, true);

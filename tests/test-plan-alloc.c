@@ -1,0 +1,466 @@
+/*
+ * test-plan-alloc: the plan is the allocation (issue #6).
+ *
+ *  - SmolLM2 planned onto the host CPU plus a second CPU device that uploads
+ *    every weight (map_host_weights false, so weights are really allocated),
+ *    for -ngl 10, -ngl all+head, a planner placement that spills and one
+ *    that fits, KV f16 and q8_0, contexts 128 and 512: the bytes every
+ *    device's buffer types gave out (counted by the allocation hook) equal
+ *    plan_device_alloc_bytes and sched_device_bytes, exactly; no allocation
+ *    is attributed to any other device.
+ *  - the same on vulkan0 when it opens (lavapipe in CI), else skipped, and a
+ *    replan there when it gives out only 40 MiB of the 1 GiB it was said to have.
+ *  - replan on OOM: a device that fails once it has given out N bytes; the
+ *    load succeeds after a replan whose budget is what it had, the note says
+ *    "replanned: cpu-b had ... MiB, not ... MiB", the final allocation fits
+ *    in N and equals the plan; a manual -ngl that cannot fit is DEVICE_OOM.
+ *  - the bandwidth cache: store, replace, look up; measured figures reach the
+ *    plan as "measured"; a malformed or unreadable file is ignored with a
+ *    note that reaches the plan's reasons; a CPU device measures > 0.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "backend-registry.h"
+#include "backend.h"
+#include "bandwidth.h"
+#include "engine.h"
+#include "kv-quant.h"
+#include "model.h"
+#include "plan.h"
+#include "test.h"
+
+#define N_DEV_MAX 2
+
+/* Bytes given out per device of devs, by the allocation hook. */
+struct count_state {
+    struct hearth_device *devs[N_DEV_MAX];
+    struct hearth_buffer_type *host_bt[N_DEV_MAX]; /* a device's pinned host type may
+                                                      name no device (Vulkan's) */
+    int n_dev;
+    uint64_t bytes[N_DEV_MAX];
+    uint64_t other;
+    /* failure injection: device fail_dev gives out at most limit bytes per load */
+    int fail_dev;
+    uint64_t limit;
+    uint64_t used;
+    int failures;
+};
+
+static hearth_status count_hook(void *user, struct hearth_buffer_type *bt, size_t size)
+{
+    struct count_state *c = user;
+    int d = -1;
+    for (int i = 0; i < c->n_dev; i++)
+        if (bt->dev == c->devs[i] || bt == c->host_bt[i])
+            d = i;
+    if (d >= 0 && d == c->fail_dev) {
+        if (c->used + size > c->limit) {
+            c->used = 0; /* a failed load frees everything; the next one starts afresh */
+            c->failures++;
+            return HEARTH_ERR_DEVICE_OOM;
+        }
+        c->used += size;
+    }
+    if (d < 0)
+        c->other += size;
+    else
+        c->bytes[d] += size;
+    return HEARTH_OK;
+}
+
+static void count_init(struct count_state *c, struct hearth_device **devs)
+{
+    for (int i = 0; i < N_DEV_MAX; i++) {
+        c->devs[i] = devs[i];
+        c->host_bt[i] = backend_device_host_buffer_type(devs[i]);
+    }
+    c->n_dev = N_DEV_MAX;
+}
+
+static struct hearth_device *open_cpu(const char *name)
+{
+    struct cpu_backend_params p = {.n_threads = 1, .isa = -1, .name = name};
+    struct hearth_device *d = NULL;
+    CHECK_OK(cpu_backend_device_create(&p, &d));
+    return d;
+}
+
+/* The host plus one "GPU" description of device dev named name with the given budget. */
+static void describe(struct plan_devices *pd, struct hearth_device *dev, const char *name,
+                     enum plan_dev_kind kind, uint64_t budget)
+{
+    struct hearth_device_props props;
+    backend_device_props(dev, &props);
+    plan_devices_init(pd);
+    pd->dev[PLAN_HOST].budget_bytes = 64ull << 30;
+    struct plan_device *g = &pd->dev[pd->n++];
+    memset(g, 0, sizeof *g);
+    snprintf(g->name, sizeof g->name, "%s", name);
+    g->kind = kind;
+    g->budget_bytes = budget;
+    g->mem_bw = 200e9;
+    g->flops = 10e12;
+    g->h2d_bw = 16e9;
+    g->maps_weights = props.host_memory;
+}
+
+/* One load through engine__load_planned, checked device by device. */
+static void check_load(const struct model *m, struct hearth_device **devs, const char *gpu_name,
+                       enum plan_dev_kind kind, uint64_t budget, int ngl, int kv, uint32_t ctx,
+                       bool map_host, bool expect_split)
+{
+    struct count_state c;
+    memset(&c, 0, sizeof c);
+    count_init(&c, devs);
+    c.fail_dev = -1;
+    struct engine_load in;
+    memset(&in, 0, sizeof in);
+    in.m = m;
+    in.n_dev = 2;
+    in.devices = devs;
+    describe(&in.devs, devs[1], gpu_name, kind, budget);
+    plan_opts_default(&in.opts);
+    in.opts.n_ctx = ctx;
+    in.opts.n_batch = 64;
+    in.opts.kv_type_k = in.opts.kv_type_v = kv;
+    in.opts.n_gpu_layers = ngl;
+    in.map_host_weights = map_host;
+    struct sched *s = NULL;
+    struct placement *pl = NULL;
+    struct plan plan;
+    char how[256];
+    backend_set_alloc_hook(count_hook, &c);
+    hearth_status st = engine__load_planned(&in, &s, &pl, &plan, how, sizeof how);
+    backend_set_alloc_hook(NULL, NULL);
+    CHECK_OK(st);
+    if (st != HEARTH_OK)
+        return;
+    char what[128];
+    snprintf(what, sizeof what, "%s ngl %d kv %s ctx %u%s", gpu_name, ngl,
+             kvq_type_name((enum kvq_type)kv), ctx, map_host ? " mapped" : "");
+    CHECK_MSG(s != NULL, "%s: no scheduler", what);
+    CHECK_MSG(how[0] == '\0', "%s: unexpected note '%s'", what, how);
+    for (int d = 0; d < 2; d++) {
+        uint64_t want = plan_device_alloc_bytes(&plan, d);
+        CHECK_MSG(c.bytes[d] == want, "%s: device %d allocated %llu, plan %llu (diff %lld)", what,
+                  d, (unsigned long long)c.bytes[d], (unsigned long long)want,
+                  (long long)(c.bytes[d] - want));
+        if (s)
+            CHECK_MSG(sched_device_bytes(s, d) == want, "%s: device %d sched %llu, plan %llu",
+                      what, d, (unsigned long long)sched_device_bytes(s, d),
+                      (unsigned long long)want);
+    }
+    CHECK_MSG(c.other == 0, "%s: %llu bytes on no device", what, (unsigned long long)c.other);
+    /* the placement is what was asked for */
+    int off = placement_n_offloaded_layers(pl);
+    if (ngl >= 0)
+        CHECK_INT_EQ(off, ngl < (int)m->hp.n_layer ? ngl : (int)m->hp.n_layer);
+    else if (expect_split) {
+        int host_blocks = 0;
+        for (uint32_t il = 0; il < pl->n_layer; il++)
+            host_blocks += (placement_get(pl, il, PLACEMENT_ATTN) == 0) +
+                           (placement_get(pl, il, PLACEMENT_FFN) == 0);
+        CHECK_MSG(off > 0 && host_blocks > 0, "%s: %d layers offloaded, %d blocks on the host",
+                  what, off, host_blocks);
+    }
+    else
+        CHECK_MSG(off == (int)m->hp.n_layer && pl->out_dev == 1, "%s: %d layers offloaded",
+                  what, off);
+    CHECK(plan_device_alloc_bytes(&plan, 1) > 0);
+    sched_destroy(s);
+    placement_free(pl);
+    plan_free(&plan);
+}
+
+static struct model *load_smollm2(void)
+{
+    const char *path = test_model_path(TEST_SMOLLM2);
+    if (!path)
+        return NULL;
+    struct model *m = NULL;
+    CHECK_OK(model_load(path, &m));
+    return m;
+}
+
+TEST(cpu_pair_allocates_the_plan)
+{
+    struct model *m = load_smollm2();
+    REQUIRE(m);
+    struct hearth_device *devs[2] = {open_cpu("cpu"), open_cpu("cpu-b")};
+    REQUIRE(devs[0] && devs[1]);
+    const int L = (int)m->hp.n_layer;
+    const int kvs[2] = {KVQ_F16, KVQ_Q8_0};
+    const uint32_t ctxs[2] = {128, 512};
+    for (int k = 0; k < 2; k++)
+        for (int c = 0; c < 2; c++) {
+            check_load(m, devs, "cpu-b", PLAN_DEV_CPU, 4ull << 30, 10, kvs[k], ctxs[c], false,
+                       false);
+            check_load(m, devs, "cpu-b", PLAN_DEV_CPU, 4ull << 30, L + 1, kvs[k], ctxs[c],
+                       false, false);
+            check_load(m, devs, "cpu-b", PLAN_DEV_CPU, 24ull << 20, -1, kvs[k], ctxs[c], false,
+                       true);
+            check_load(m, devs, "cpu-b", PLAN_DEV_CPU, 4ull << 30, -1, kvs[k], ctxs[c], false,
+                       false);
+        }
+    /* the host reading its weights from the mapping: nothing allocated for them */
+    check_load(m, devs, "cpu-b", PLAN_DEV_CPU, 24ull << 20, -1, KVQ_F16, 256, true, true);
+    backend_device_destroy(devs[1]);
+    backend_device_destroy(devs[0]);
+    model_free(m);
+}
+
+TEST(vulkan_allocates_the_plan)
+{
+    struct model *m = load_smollm2();
+    REQUIRE(m);
+    struct hearth_device *devs[2] = {open_cpu("cpu"), NULL};
+    REQUIRE(devs[0]);
+    if (reg_device_open("vulkan0", &devs[1]) != HEARTH_OK) {
+        backend_device_destroy(devs[0]);
+        model_free(m);
+        TEST_SKIP("no vulkan0 here: %s", hearth_last_error());
+    }
+    uint64_t fr = 0, tot = 0;
+    backend_device_memory(devs[1], &fr, &tot);
+    /* the reserve takes 256 MiB + 1%; these budgets leave 40 MiB and plenty */
+    const uint64_t small = (256ull << 20) + (48ull << 20);
+    check_load(m, devs, "vulkan0", PLAN_DEV_VULKAN, small, -1, KVQ_F16, 256, true, true);
+    check_load(m, devs, "vulkan0", PLAN_DEV_VULKAN, 2ull << 30, (int)m->hp.n_layer + 1,
+               KVQ_F16, 512, true, false);
+    check_load(m, devs, "vulkan0", PLAN_DEV_VULKAN, 2ull << 30, 6, KVQ_F16, 128, true, false);
+    if (backend_device_supports_kv(devs[1], KVQ_Q8_0, KVQ_Q8_0))
+        check_load(m, devs, "vulkan0", PLAN_DEV_VULKAN, 2ull << 30, -1, KVQ_Q8_0, 256, true,
+                   false);
+    /* vulkan0 gives out 40 MiB however much it reports: one replan, then the plan fits */
+    struct count_state c;
+    memset(&c, 0, sizeof c);
+    count_init(&c, devs);
+    c.fail_dev = 1;
+    c.limit = 40ull << 20;
+    struct engine_load in;
+    memset(&in, 0, sizeof in);
+    in.m = m;
+    in.n_dev = 2;
+    in.devices = devs;
+    describe(&in.devs, devs[1], "vulkan0", PLAN_DEV_VULKAN, 1ull << 30);
+    plan_opts_default(&in.opts);
+    in.opts.n_ctx = 256;
+    in.opts.n_batch = 64;
+    in.map_host_weights = true;
+    struct sched *s = NULL;
+    struct placement *pl = NULL;
+    struct plan plan;
+    char how[256];
+    backend_set_alloc_hook(count_hook, &c);
+    hearth_status st = engine__load_planned(&in, &s, &pl, &plan, how, sizeof how);
+    backend_set_alloc_hook(NULL, NULL);
+    CHECK_OK(st);
+    printf("  %s\n", how);
+    CHECK_MSG(strstr(how, "replanned: vulkan0 had ") && strstr(how, "not 1024 MiB"), "'%s'", how);
+    if (st == HEARTH_OK) {
+        CHECK(c.used == plan_device_alloc_bytes(&plan, 1) && c.used <= c.limit);
+        CHECK(placement_n_offloaded_layers(pl) > 0);
+        sched_destroy(s);
+        placement_free(pl);
+        plan_free(&plan);
+    }
+    backend_device_destroy(devs[1]);
+    backend_device_destroy(devs[0]);
+    model_free(m);
+}
+
+TEST(replan_on_oom)
+{
+    struct model *m = load_smollm2();
+    REQUIRE(m);
+    struct hearth_device *devs[2] = {open_cpu("cpu"), open_cpu("cpu-b")};
+    REQUIRE(devs[0] && devs[1]);
+    struct engine_load in;
+    memset(&in, 0, sizeof in);
+    in.m = m;
+    in.n_dev = 2;
+    in.devices = devs;
+    describe(&in.devs, devs[1], "cpu-b", PLAN_DEV_CPU, 1ull << 30);
+    plan_opts_default(&in.opts);
+    in.opts.n_ctx = 256;
+    in.opts.n_batch = 64;
+    in.map_host_weights = false;
+    /* what a load wants on cpu-b when the budget is believed */
+    struct sched *s = NULL;
+    struct placement *pl = NULL;
+    struct plan plan;
+    char how[256];
+    CHECK_OK(engine__load_planned(&in, &s, &pl, &plan, how, sizeof how));
+    const uint64_t full = plan_device_alloc_bytes(&plan, 1);
+    const int full_layers = placement_n_offloaded_layers(pl);
+    CHECK_INT_EQ(full_layers, (int)m->hp.n_layer);
+    sched_destroy(s);
+    placement_free(pl);
+    plan_free(&plan);
+
+    /* the device really has 60% of that */
+    struct count_state c;
+    memset(&c, 0, sizeof c);
+    count_init(&c, devs);
+    c.fail_dev = 1;
+    c.limit = full / 10 * 6;
+    backend_set_alloc_hook(count_hook, &c);
+    hearth_status st = engine__load_planned(&in, &s, &pl, &plan, how, sizeof how);
+    backend_set_alloc_hook(NULL, NULL);
+    CHECK_OK(st);
+    printf("  %s\n", how);
+    CHECK_MSG(!strncmp(how, "replanned: cpu-b had ", 21) && strstr(how, " MiB, not 1024 MiB"),
+              "note: '%s'", how);
+    CHECK(c.failures >= 1);
+    if (st == HEARTH_OK) {
+        uint64_t got = plan_device_alloc_bytes(&plan, 1);
+        CHECK_MSG(c.used == got && got <= c.limit, "replanned load %llu, plan %llu, limit %llu",
+                  (unsigned long long)c.used, (unsigned long long)got,
+                  (unsigned long long)c.limit);
+        CHECK(sched_device_bytes(s, 1) == got);
+        int off = placement_n_offloaded_layers(pl);
+        CHECK_MSG(off > 0 && off < full_layers, "%d layers after the replan", off);
+        CHECK(plan.devs.dev[1].budget_bytes < (1ull << 30));
+        sched_destroy(s);
+        placement_free(pl);
+        plan_free(&plan);
+    }
+
+    /* a manual -ngl that the device cannot hold: DEVICE_OOM naming the device, no leak */
+    in.opts.n_gpu_layers = (int)m->hp.n_layer + 1;
+    memset(&c, 0, sizeof c);
+    count_init(&c, devs);
+    c.fail_dev = 1;
+    c.limit = full / 2;
+    backend_set_alloc_hook(count_hook, &c);
+    st = engine__load_planned(&in, &s, &pl, &plan, how, sizeof how);
+    backend_set_alloc_hook(NULL, NULL);
+    CHECK_INT_EQ(st, HEARTH_ERR_DEVICE_OOM);
+    CHECK(s == NULL && pl == NULL);
+    CHECK_MSG(strstr(hearth_last_error(), "cpu-b"), "%s", hearth_last_error());
+    backend_device_destroy(devs[1]);
+    backend_device_destroy(devs[0]);
+    model_free(m);
+}
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    REQUIRE(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+TEST(bandwidth_cache)
+{
+    char dir[512], path[600];
+    snprintf(dir, sizeof dir, "%s/bwcache", test_tmp_dir());
+    REQUIRE(setenv("HEARTH_CACHE_DIR", dir, 1) == 0);
+    CHECK_OK(bw_cache_path(path, sizeof path));
+    CHECK(!strcmp(path + strlen(dir), "/devices.txt"));
+    remove(path);
+    rmdir(path); /* a directory left by an earlier run */
+    struct bw_entry e, got;
+    char note[256];
+    CHECK(!bw_cache_lookup("cpu", "x", &got, note, sizeof note));
+    CHECK_STR_EQ(note, "");
+    memset(&e, 0, sizeof e);
+    snprintf(e.name, sizeof e.name, "vulkan0");
+    snprintf(e.desc, sizeof e.desc, "Test GPU (fake)");
+    e.mem_gbps = 321.25;
+    e.h2d_gbps = 12.25;
+    CHECK_OK(bw_cache_store(&e));
+    snprintf(e.name, sizeof e.name, "cpu");
+    snprintf(e.desc, sizeof e.desc, "Some CPU");
+    e.mem_gbps = 20.0;
+    e.h2d_gbps = 0.0;
+    CHECK_OK(bw_cache_store(&e));
+    e.mem_gbps = 25.0; /* replaces, does not add */
+    CHECK_OK(bw_cache_store(&e));
+    CHECK(bw_cache_lookup("vulkan0", "Test GPU (fake)", &got, note, sizeof note));
+    CHECK_NEAR(got.mem_gbps, 321.25, 1e-9);
+    CHECK_NEAR(got.h2d_gbps, 12.25, 1e-9);
+    CHECK(bw_cache_lookup("cpu", "Some CPU", &got, note, sizeof note));
+    CHECK_NEAR(got.mem_gbps, 25.0, 1e-9);
+    CHECK(!bw_cache_lookup("vulkan0", "Another GPU", &got, note, sizeof note));
+    FILE *f = fopen(path, "r");
+    REQUIRE(f);
+    int lines = 0;
+    char buf[512];
+    while (fgets(buf, sizeof buf, f))
+        lines++;
+    fclose(f);
+    CHECK_INT_EQ(lines, 3);
+
+    /* measured figures reach the plan and its reasons */
+    struct plan_devices pd;
+    plan_devices_init(&pd);
+    CHECK_OK(plan_devices_add(&pd, "vulkan:8GiB:100GB/s"));
+    CHECK(plan_devices_apply_cache(&pd, 0, "Some CPU"));
+    CHECK(plan_devices_apply_cache(&pd, 1, "Test GPU (fake)"));
+    CHECK_NEAR(pd.dev[0].mem_bw, 25e9, 1.0);
+    CHECK_NEAR(pd.dev[1].mem_bw, 321.25e9, 1.0);
+    CHECK_NEAR(pd.dev[1].h2d_bw, 12.25e9, 1.0);
+    CHECK(pd.dev[1].mem_bw_measured && pd.dev[1].h2d_bw_measured && !pd.dev[1].h2d_bw_assumed);
+    const char *mp = test_model_path(TEST_SMOLLM2);
+    struct gguf_file *gf = NULL;
+    struct plan_model pm;
+    struct plan p;
+    memset(&pm, 0, sizeof pm);
+    if (mp && gguf_open(mp, &gf) == HEARTH_OK && plan_model_from_gguf(gf, &pm) == HEARTH_OK) {
+        CHECK_OK(plan_make(&pm, &pd, NULL, &p));
+        bool measured = false;
+        for (size_t i = 0; i < p.n_reasons; i++)
+            measured |= strstr(p.reasons[i], "321 GB/s, measured") != NULL;
+        CHECK_MSG(measured, "no reason says the measured vulkan0 figure");
+        plan_free(&p);
+    }
+
+    /* a malformed file: ignored with a note naming the line, reaching the plan */
+    write_file(path, "# hearth devices v1\nvulkan0\t321.25\tfast\tTest GPU (fake)\n");
+    CHECK(!bw_cache_lookup("vulkan0", "Test GPU (fake)", &got, note, sizeof note));
+    CHECK_MSG(strstr(note, "line 2") && strstr(note, "ignored"), "note: %s", note);
+    write_file(path, "not a header\n");
+    CHECK(!bw_cache_lookup("vulkan0", "Test GPU (fake)", &got, note, sizeof note));
+    CHECK_MSG(strstr(note, "line 1"), "note: %s", note);
+    plan_devices_init(&pd);
+    CHECK(!plan_devices_apply_cache(&pd, 0, "Some CPU"));
+    CHECK(pd.dev[0].mem_bw_assumed);
+    CHECK_MSG(strstr(pd.cache_note, "devices.txt line 1"), "%s", pd.cache_note);
+    if (pm.n_tensors) {
+        CHECK_OK(plan_make(&pm, &pd, NULL, &p));
+        bool noted = false;
+        for (size_t i = 0; i < p.n_reasons; i++)
+            noted |= strstr(p.reasons[i], "bandwidth cache") != NULL;
+        CHECK(noted);
+        plan_free(&p);
+    }
+    /* storing over a malformed file replaces it */
+    CHECK_OK(bw_cache_store(&e));
+    CHECK(bw_cache_lookup("cpu", "Some CPU", &got, note, sizeof note));
+    /* unreadable: a directory where the file should be */
+    remove(path);
+    REQUIRE(mkdir(path, 0755) == 0);
+    CHECK(!bw_cache_lookup("cpu", "Some CPU", &got, note, sizeof note));
+    CHECK_MSG(note[0] != '\0', "no note for an unreadable cache");
+    CHECK(bw_cache_store(&e) != HEARTH_OK);
+    rmdir(path);
+
+    /* a real measurement of a CPU device */
+    struct hearth_device *dev = open_cpu("cpu");
+    REQUIRE(dev);
+    CHECK_OK(bw_measure_device(dev, &e));
+    CHECK(e.mem_gbps > 0.1 && e.h2d_gbps == 0.0);
+    CHECK_STR_EQ(e.name, "cpu");
+    backend_device_destroy(dev);
+    plan_model_free(&pm);
+    gguf_close(gf);
+    unsetenv("HEARTH_CACHE_DIR");
+}
+
+TEST_MAIN(TEST_CASE(cpu_pair_allocates_the_plan), TEST_CASE(vulkan_allocates_the_plan),
+          TEST_CASE(replan_on_oom), TEST_CASE(bandwidth_cache))
