@@ -192,6 +192,7 @@ void hearth_session_params_default(hearth_session_params *p)
 {
     memset(p, 0, sizeof *p);
     hearth_sampling_params_default(&p->sampling);
+    p->n_gpu_layers = HEARTH_GPU_LAYERS_PLAN;
 }
 
 static struct sampler_params to_sampler(const hearth_sampling_params *p)
@@ -236,6 +237,15 @@ hearth_status hearth_session_create(hearth_model *model, const hearth_session_pa
                        "(0 f16, 1 q8_0, 2 q4_0, 3 rot4, 4 rot3)",
                        kt < 0 || kt >= HEARTH_KV_TYPE_COUNT ? "k" : "v",
                        kt < 0 || kt >= HEARTH_KV_TYPE_COUNT ? kt : vt);
+    if (p->n_devices < 0 || p->n_devices > ENGINE_MAX_DEVICES || (p->n_devices > 0 && !p->devices))
+        return err_set(HEARTH_ERR_INVALID_ARG,
+                       "hearth_session_create: n_devices is %d, expected 0..%d names",
+                       (int)p->n_devices, ENGINE_MAX_DEVICES);
+    if (p->n_gpu_layers < HEARTH_GPU_LAYERS_PLAN)
+        return err_set(HEARTH_ERR_INVALID_ARG,
+                       "hearth_session_create: n_gpu_layers is %d, expected >= 0 or "
+                       "HEARTH_GPU_LAYERS_PLAN (-1)",
+                       (int)p->n_gpu_layers);
     hearth_session *s = calloc(1, sizeof *s);
     if (!s)
         return err_set(HEARTH_ERR_NO_MEMORY, "hearth_session_create: session handle");
@@ -247,6 +257,9 @@ hearth_status hearth_session_create(hearth_model *model, const hearth_session_pa
     fp.n_threads = p->n_threads;
     fp.kv_type_k = kt;
     fp.kv_type_v = vt;
+    fp.devices = p->devices;
+    fp.n_devices = p->n_devices;
+    fp.ngl = p->n_gpu_layers >= 0 ? p->n_gpu_layers : ENGINE_NGL_UNSET;
     if ((st = engine_create(model->m, &fp, &s->fc)) != HEARTH_OK ||
         (st = gen_session_create(model->m, model->tok, s->fc, &sp, &s->gs)) != HEARTH_OK) {
         hearth_session_free(s);

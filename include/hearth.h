@@ -201,7 +201,22 @@ typedef struct hearth_session_params {
     hearth_sampling_params sampling;
     hearth_kv_type kv_type_k; /* type of the cached keys; default HEARTH_KV_F16 */
     hearth_kv_type kv_type_v; /* type of the cached values; default HEARTH_KV_F16 */
+    /*
+     * Devices by the names `hearth devices` lists ("cpu", "cuda0",
+     * "vulkan1"), borrowed for the call; n_devices 0 (default): the CPU
+     * unless a hardware GPU is present, as the CLI without --device.
+     */
+    const char *const *devices;
+    int32_t n_devices;
+    /*
+     * Layers on the GPU(s): >= 0 a count (n_layer + 1 adds the output head),
+     * HEARTH_GPU_LAYERS_PLAN (default): the planner decides whenever a GPU
+     * takes part; as the CLI's -ngl.
+     */
+    int32_t n_gpu_layers;
 } hearth_session_params;
+
+#define HEARTH_GPU_LAYERS_PLAN (-1)
 
 /* Fills p with the defaults documented in the structs. */
 void hearth_sampling_params_default(hearth_sampling_params *p);
@@ -210,9 +225,12 @@ void hearth_session_params_default(hearth_session_params *p);
 /*
  * A conversation over model (borrowed: it must outlive the session). p NULL:
  * defaults. *out is the caller's (hearth_session_free); NULL on failure.
- * Errors: HEARTH_ERR_INVALID_ARG (a sampling field or KV type out of range:
- * the message names it), HEARTH_ERR_UNSUPPORTED (a weight type with no CPU
- * kernel, a KV type the model's head size cannot use), HEARTH_ERR_NO_MEMORY
+ * Errors: HEARTH_ERR_INVALID_ARG (a sampling field, KV type, device count or
+ * layer count out of range: the message names it), HEARTH_ERR_NOT_FOUND (a
+ * device name this build and machine do not offer: the message lists those
+ * that exist), HEARTH_ERR_UNSUPPORTED (a weight type with no kernel on the
+ * chosen device, a KV type the model's head size cannot use),
+ * HEARTH_ERR_DEVICE_OOM (a manual n_gpu_layers that does not fit), HEARTH_ERR_NO_MEMORY
  * (the KV cache: n_layer * n_ctx * n_head_kv * (K + V bytes per head vector),
  * 2 * head_dim bytes each for f16).
  */

@@ -309,6 +309,58 @@ TEST(kv_types)
     hearth_model_free(m);
 }
 
+/* Greedy continuation of "Once upon a time" through a session on the given devices. */
+static hearth_status device_run(hearth_model *m, const char *const *devs, int n_dev, int ngl,
+                                struct collect *c)
+{
+    hearth_session_params sp;
+    hearth_session_params_default(&sp);
+    sp.n_ctx = 128;
+    sp.sampling.temp = 0.0f;
+    sp.devices = devs;
+    sp.n_devices = n_dev;
+    sp.n_gpu_layers = ngl;
+    hearth_session *s = NULL;
+    hearth_status st = hearth_session_create(m, &sp, &s);
+    if (st != HEARTH_OK)
+        return st;
+    hearth_generate_params gp;
+    hearth_generate_params_default(&gp);
+    gp.n_predict = 12;
+    gp.on_token = on_token;
+    gp.user = c;
+    hearth_generate_stats gs;
+    st = hearth_generate(s, "Once upon a time", &gp, &gs);
+    hearth_session_free(s);
+    return st;
+}
+
+TEST(devices)
+{
+    hearth_session_params sp;
+    hearth_session_params_default(&sp);
+    CHECK_INT_EQ(sp.n_devices, 0);
+    CHECK_INT_EQ(sp.n_gpu_layers, HEARTH_GPU_LAYERS_PLAN);
+    hearth_model *m = load();
+    REQUIRE(m);
+    /* the default and an explicit "cpu" are the same CPU forward pass: same tokens */
+    struct collect a = {0}, b = {0}, c = {0};
+    const char *cpu[] = {"cpu"};
+    CHECK_OK(device_run(m, NULL, 0, HEARTH_GPU_LAYERS_PLAN, &a));
+    CHECK_OK(device_run(m, cpu, 1, 0, &b));
+    CHECK_INT_EQ(a.n_ids, 12);
+    CHECK_INT_EQ(b.n_ids, a.n_ids);
+    CHECK(memcmp(a.ids, b.ids, sizeof a.ids) == 0);
+    const char *bad[] = {"nosuch7"};
+    CHECK_INT_EQ(device_run(m, bad, 1, HEARTH_GPU_LAYERS_PLAN, &c), HEARTH_ERR_NOT_FOUND);
+    CHECK_MSG(strstr(hearth_last_error(), "nosuch7") && strstr(hearth_last_error(), "cpu"),
+              "message: %s", hearth_last_error());
+    CHECK_INT_EQ(device_run(m, cpu, -1, 0, &c), HEARTH_ERR_INVALID_ARG);
+    CHECK_INT_EQ(device_run(m, cpu, 1, -3, &c), HEARTH_ERR_INVALID_ARG);
+    CHECK(strstr(hearth_last_error(), "n_gpu_layers is -3") != NULL);
+    hearth_model_free(m);
+}
+
 TEST_MAIN(TEST_CASE(model_getters), TEST_CASE(tokenize_matches_internal),
           TEST_CASE(generate_matches_internal), TEST_CASE(chat_reply), TEST_CASE(errors),
-          TEST_CASE(kv_types))
+          TEST_CASE(kv_types), TEST_CASE(devices))
