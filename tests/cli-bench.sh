@@ -66,6 +66,20 @@ assert [x['test'] for x in json.load(open(sys.argv[1]))] == ['pp8', 'tg2']" \
 grep -q ' tg2 ' "$tmp/h.txt" || fail "header-only: no tg2 row"
 grep -q ' pp' "$tmp/h.txt" && fail "-p 0 still printed a pp row"
 
+# depth: both tests start after 24 cached positions, here over a compressed cache
+"$bin" bench -m "$smol" -p 8 -n 2 -d 24 -r 1 --bw-size 16MiB --kv-type rot4 --json \
+    > "$tmp/d.json" 2> "$tmp/err" || fail "bench -d 24 exit $?: $(cat "$tmp/err")"
+python3 -c "
+import json, sys
+rows = json.load(open(sys.argv[1]))
+assert [x['test'] for x in rows] == ['pp8', 'tg2'], rows
+assert all(x['depth'] == 24 and x['tps_median'] > 0 for x in rows), rows" \
+    "$tmp/d.json" || fail "bench -d JSON: $(cat "$tmp/d.json")"
+grep -q 'rot4' "$tmp/err" || fail "bench --kv-type rot4: not in the load line: $(cat "$tmp/err")"
+"$bin" bench -m "$smol" -p 4 -n 2 -d 8 -r 1 --bw-size 16MiB > "$tmp/d.txt" 2>/dev/null \
+    || fail "bench -d 8 (table) failed"
+grep -q ' tg2@d8 ' "$tmp/d.txt" || fail "no tg2@d8 row: $(cat "$tmp/d.txt")"
+
 "$bin" bench -m "$smol" -r 0 > /dev/null 2>&1
 [ $? -eq 2 ] || fail "-r 0: exit not 2"
 "$bin" bench -m "$smol" -p 0 -n 0 > /dev/null 2>&1

@@ -41,7 +41,7 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: hearth bench [-m MODEL] [-p 512] [-n 128] [-r 5] [-t N] [-b N]\n"
+            "usage: hearth bench [-m MODEL] [-p 512] [-n 128] [-d 0] [-r 5] [-t N] [-b N]\n"
             "                    [--bw-size BYTES] [--device NAME] [-ngl N|auto|all] [--json]\n\n"
             "Measures prefill (pp: a P-token random prompt as batches from an empty cache)\n"
             "and decode (tg: N tokens one at a time from an empty cache), each r times after\n"
@@ -50,6 +50,8 @@ static void usage(FILE *out)
             "  -m MODEL        GGUF model (default %s)\n"
             "  -p N            prompt tokens (default 512; 0 skips pp)\n"
             "  -n N            generated tokens (default 128; 0 skips tg)\n"
+            "  -d N            depth: both tests start after N cached positions (filled\n"
+            "                  once, untimed; e.g. -d 8192 for decode at 8k context)\n"
             "  -r N            timed repetitions (default 5)\n"
             "  -t N            threads (default: physical cores)\n"
             "  -b N            prefill batch (default: the forward pass's, 64)\n"
@@ -85,17 +87,21 @@ static uint64_t splitmix(uint64_t *s)
     return z ^ (z >> 31);
 }
 
-/* One timed run of the test; returns tokens/s through *tps. */
+/*
+ * One timed run of the test from position depth (the cache keeps positions
+ * [0, depth) from the untimed fill; evaluating at depth rewinds what an
+ * earlier run wrote after it); returns tokens/s through *tps.
+ */
 static hearth_status run_once(struct engine *fc, bool prefill, const int32_t *toks, int n,
-                              float *logits, double *tps)
+                              int depth, float *logits, double *tps)
 {
     hearth_status st = HEARTH_OK;
     double t0 = bw_now();
     if (prefill) {
-        st = engine_eval(fc, toks, n, 0, logits, false);
+        st = engine_eval(fc, toks, n, depth, logits, false);
     } else {
         for (int i = 0; i < n && st == HEARTH_OK; i++)
-            st = engine_eval(fc, toks + i, 1, i, logits, false);
+            st = engine_eval(fc, toks + i, 1, depth + i, logits, false);
     }
     double dt = bw_now() - t0;
     *tps = (double)n / (dt > 1e-9 ? dt : 1e-9);
@@ -103,15 +109,15 @@ static hearth_status run_once(struct engine *fc, bool prefill, const int32_t *to
 }
 
 static hearth_status run_test(struct engine *fc, bool prefill, const int32_t *toks, int n,
-                              int reps, float *logits, struct bench_row *row)
+                              int depth, int reps, float *logits, struct bench_row *row)
 {
     double *v = malloc((size_t)reps * sizeof *v);
     if (!v)
         return err_set(HEARTH_ERR_NO_MEMORY, "bench: out of memory");
     double tps;
-    hearth_status st = run_once(fc, prefill, toks, n, logits, &tps); /* warm-up */
+    hearth_status st = run_once(fc, prefill, toks, n, depth, logits, &tps); /* warm-up */
     for (int r = 0; r < reps && st == HEARTH_OK; r++)
-        st = run_once(fc, prefill, toks, n, logits, &v[r]);
+        st = run_once(fc, prefill, toks, n, depth, logits, &v[r]);
     if (st == HEARTH_OK) {
         qsort(v, (size_t)reps, sizeof *v, cmp_double);
         row->tps_median = reps % 2 ? v[reps / 2] : 0.5 * (v[reps / 2 - 1] + v[reps / 2]);
@@ -156,7 +162,7 @@ static void put_json_str(const char *s)
 int cmd_bench(int argc, char **argv)
 {
     const char *model_path = cli_default_model();
-    long long n_prompt = 512, n_gen = 128, reps = 5, n_threads = 0, n_batch = 0;
+    long long n_prompt = 512, n_gen = 128, reps = 5, n_threads = 0, n_batch = 0, depth = 0;
     unsigned long long bw_bytes = BW_DEFAULT_BYTES;
     bool json = false;
     struct run_devices devs;
@@ -188,6 +194,8 @@ int cmd_bench(int argc, char **argv)
             bad = cli_parse_i64(a, v, 0, 1 << 20, &n_prompt);
         else if (!strcmp(a, "-n"))
             bad = cli_parse_i64(a, v, 0, 1 << 20, &n_gen);
+        else if (!strcmp(a, "-d") || !strcmp(a, "--depth"))
+            bad = cli_parse_i64(a, v, 0, 1 << 20, &depth);
         else if (!strcmp(a, "-r"))
             bad = cli_parse_i64(a, v, 1, 101, &reps);
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads"))
@@ -243,7 +251,7 @@ int cmd_bench(int argc, char **argv)
 
     const int max_n = (int)(n_prompt > n_gen ? n_prompt : n_gen);
     struct engine_params fp = engine_params_default();
-    fp.n_ctx = (uint32_t)max_n;
+    fp.n_ctx = (uint32_t)(depth + max_n);
     fp.n_threads = (int)n_threads;
     if (n_batch > 0)
         fp.n_batch = (int)n_batch;
@@ -264,15 +272,19 @@ int cmd_bench(int argc, char **argv)
     threadpool_destroy(tp);
     tp = NULL;
 
-    toks = malloc((size_t)max_n * sizeof *toks);
+    toks = malloc((size_t)(depth + max_n) * sizeof *toks);
     logits = malloc((size_t)m->hp.n_vocab * sizeof *logits);
     if (!toks || !logits) {
         cli_error("out of memory");
         goto done;
     }
     uint64_t seed = 1234;
-    for (int i = 0; i < max_n; i++)
+    for (long long i = 0; i < depth + max_n; i++)
         toks[i] = (int32_t)(splitmix(&seed) % m->hp.n_vocab);
+    if (depth > 0 && (st = engine_eval(fc, toks + max_n, (int)depth, 0, NULL, false)) != HEARTH_OK) {
+        cli_error("filling %lld positions of depth", depth);
+        goto done;
+    }
 
     struct bench_row rows[2];
     int n_rows = 0;
@@ -281,7 +293,8 @@ int cmd_bench(int argc, char **argv)
         r->test = "pp";
         int n_batches = (int)((n_prompt + batch - 1) / batch);
         r->weight_bytes_per_token = w_tok * n_batches / (double)n_prompt;
-        if ((st = run_test(fc, true, toks, (int)n_prompt, (int)reps, logits, r)) != HEARTH_OK) {
+        if ((st = run_test(fc, true, toks, (int)n_prompt, (int)depth, (int)reps, logits, r)) !=
+            HEARTH_OK) {
             cli_error("pp%lld failed", n_prompt);
             goto done;
         }
@@ -290,7 +303,8 @@ int cmd_bench(int argc, char **argv)
         struct bench_row *r = &rows[n_rows++];
         r->test = "tg";
         r->weight_bytes_per_token = w_tok;
-        if ((st = run_test(fc, false, toks, (int)n_gen, (int)reps, logits, r)) != HEARTH_OK) {
+        if ((st = run_test(fc, false, toks, (int)n_gen, (int)depth, (int)reps, logits, r)) !=
+            HEARTH_OK) {
             cli_error("tg%lld failed", n_gen);
             goto done;
         }
@@ -310,10 +324,10 @@ int cmd_bench(int argc, char **argv)
                    " \"tps_median\": %.4f, \"tps_min\": %.4f, \"tps_max\": %.4f,"
                    " \"weight_bytes_per_token\": %.0f, \"weight_gbps\": %.4f,"
                    " \"copy_gbps\": %.4f, \"copy_gbps_1thread\": %.4f, \"bw_fraction\": %.4f,"
-                   " \"n_batch\": %d, \"reps\": %lld}%s\n",
+                   " \"n_batch\": %d, \"reps\": %lld, \"depth\": %lld}%s\n",
                    g->size, n_params, nth, isa, r->test, r->n_tokens, r->n_tokens,
                    r->tps_median, r->tps_min, r->tps_max, r->weight_bytes_per_token, gbps,
-                   bw.gbps_median, bw1.gbps_median, gbps / bw.gbps_median, batch, reps,
+                   bw.gbps_median, bw1.gbps_median, gbps / bw.gbps_median, batch, reps, depth,
                    i + 1 < n_rows ? "," : "");
         }
         printf("]\n");
@@ -324,17 +338,20 @@ int cmd_bench(int argc, char **argv)
                (double)bw_bytes / 1048576.0);
         printf("weights read per decoded token: %.2f MiB (%s embedding), prefill batch %d\n\n",
                w_tok / 1048576.0, tied ? "tied" : "untied", batch);
-        printf("%-30s %9s %8s %7s %-6s %-6s %13s %17s %7s %10s\n", "model", "size", "params",
+        printf("%-30s %9s %8s %7s %-6s %-12s %13s %17s %7s %10s\n", "model", "size", "params",
                "threads", "isa", "test", "t/s (median)", "spread (min-max)", "GB/s",
                "of copy bw");
         for (int i = 0; i < n_rows; i++) {
             const struct bench_row *r = &rows[i];
             double gbps = r->weight_bytes_per_token * r->tps_median * 1e-9;
             char test[32], spread[48];
-            snprintf(test, sizeof test, "%s%d", r->test, r->n_tokens);
+            if (depth > 0)
+                snprintf(test, sizeof test, "%s%d@d%lld", r->test, r->n_tokens, depth);
+            else
+                snprintf(test, sizeof test, "%s%d", r->test, r->n_tokens);
             snprintf(spread, sizeof spread, "%.2f-%.2f", r->tps_min, r->tps_max);
             double p = (double)n_params;
-            printf("%-30s %6.1fMiB %7.1f%s %7d %-6s %-6s %13.2f %17s %7.2f %9.1f%%\n", name,
+            printf("%-30s %6.1fMiB %7.1f%s %7d %-6s %-12s %13.2f %17s %7.2f %9.1f%%\n", name,
                    (double)tensor_bytes / 1048576.0, p >= 1e9 ? p / 1e9 : p / 1e6,
                    p >= 1e9 ? "B" : "M", nth, isa, test, r->tps_median, spread, gbps,
                    100.0 * gbps / bw.gbps_median);
