@@ -9,10 +9,11 @@
  *
  * The planner (plan.h) decides, always: -ngl N is its manual mode (the first
  * N layers on the fastest GPU), no -ngl or -ngl auto its automatic one. It
- * plans with sched_layout (a layer's FFN is one unit, as the scheduler runs
- * it; token_embd on the host) and without streaming (the scheduler does not
- * stream yet), so the block placement derived from it (placement_from_plan)
- * is exactly the plan, and the scheduler, whose every size comes from plan.h,
+ * plans with sched_layout (a layer's FFN is two units, gate/up and down, as
+ * the scheduler's FFN and FFN_DOWN blocks run it; token_embd on the host)
+ * and without streaming (the scheduler does not stream yet), so the block
+ * placement derived from it (placement_from_plan) is exactly the plan, and
+ * the scheduler, whose every size comes from plan.h,
  * allocates exactly plan_device_alloc_bytes per device. Device budgets are
  * the free memory reported now; bandwidths come from the bandwidth cache
  * (`hearth devices` measures), else per-kind defaults marked assumed.
@@ -117,19 +118,27 @@ static void describe_placement(struct engine *e, const char *how)
     desc_add(e, "plan: ");
     uint32_t il = 0;
     while (il < p->n_layer) {
-        int a = placement_get(p, il, PLACEMENT_ATTN), f = placement_get(p, il, PLACEMENT_FFN);
+        int a = placement_get(p, il, PLACEMENT_ATTN), f = placement_get(p, il, PLACEMENT_FFN),
+            dn = placement_get(p, il, PLACEMENT_FFN_DOWN);
         uint32_t end = il + 1;
         while (end < p->n_layer && placement_get(p, end, PLACEMENT_ATTN) == a &&
-               placement_get(p, end, PLACEMENT_FFN) == f)
+               placement_get(p, end, PLACEMENT_FFN) == f &&
+               placement_get(p, end, PLACEMENT_FFN_DOWN) == dn)
             end++;
         if (end - il == 1)
             desc_add(e, "%slayer %u ", il ? ", " : "", il);
         else
             desc_add(e, "%slayers %u-%u ", il ? ", " : "", il, end - 1);
-        if (a == f)
+        if (a == f && f == dn)
             desc_add(e, "attention+ffn on %s", e->dev_name[a]);
-        else
+        else if (f == dn)
             desc_add(e, "attention on %s, ffn on %s", e->dev_name[a], e->dev_name[f]);
+        else if (a == f)
+            desc_add(e, "attention+ffn gate/up on %s, ffn down on %s", e->dev_name[a],
+                     e->dev_name[dn]);
+        else
+            desc_add(e, "attention on %s, ffn gate/up on %s, ffn down on %s", e->dev_name[a],
+                     e->dev_name[f], e->dev_name[dn]);
         il = end;
     }
     desc_add(e, ", output on %s;", e->dev_name[p->out_dev]);
@@ -280,7 +289,7 @@ hearth_status engine__load_planned(const struct engine_load *in, struct sched **
         return st;
     struct plan_devices devs = in->devs;
     struct plan_opts po = in->opts;
-    po.sched_layout = true; /* the scheduler runs a layer's FFN on one device */
+    po.sched_layout = true; /* the scheduler's blocks: attention, gate/up, down */
     po.no_stream = true;    /* and does not stream host weights yet */
     po.n_parallel = 1;
     for (int d = 0; d < devs.n; d++) /* the loader maps weights exactly where it says */

@@ -18,13 +18,13 @@ hearth_status placement_create(uint32_t n_layer, int dev, struct placement **out
     if (n_layer == 0)
         return err_set(HEARTH_ERR_INVALID_ARG, "placement: a model of 0 layers");
     struct placement *p = calloc(1, sizeof *p);
-    int *bd = calloc(2 * (size_t)n_layer, sizeof *bd);
+    int *bd = calloc(PLACEMENT_N_BLOCKS * (size_t)n_layer, sizeof *bd);
     if (!p || !bd) {
         free(p);
         free(bd);
         return err_set(HEARTH_ERR_NO_MEMORY, "placement: out of memory for %u layers", n_layer);
     }
-    for (size_t i = 0; i < 2 * (size_t)n_layer; i++)
+    for (size_t i = 0; i < PLACEMENT_N_BLOCKS * (size_t)n_layer; i++)
         bd[i] = dev;
     p->n_layer = n_layer;
     p->embd_dev = dev;
@@ -49,7 +49,8 @@ hearth_status placement_clone(const struct placement *p, struct placement **out)
         return st;
     (*out)->embd_dev = p->embd_dev;
     (*out)->out_dev = p->out_dev;
-    memcpy((*out)->block_dev, p->block_dev, 2 * (size_t)p->n_layer * sizeof(int));
+    memcpy((*out)->block_dev, p->block_dev,
+           PLACEMENT_N_BLOCKS * (size_t)p->n_layer * sizeof(int));
     return HEARTH_OK;
 }
 
@@ -79,7 +80,7 @@ hearth_status placement_from_ngl(struct placement *p, int ngl, int gpu_dev, int 
     for (uint32_t il = 0; il < p->n_layer; il++) {
         int d = (int64_t)il < ngl ? gpu_dev : cpu_dev;
         placement_set(p, il, PLACEMENT_ATTN, d);
-        placement_set(p, il, PLACEMENT_FFN, d);
+        placement_set_ffn(p, il, d);
     }
     p->embd_dev = cpu_dev;
     p->out_dev = (int64_t)ngl > (int64_t)p->n_layer ? gpu_dev : cpu_dev;
@@ -128,29 +129,6 @@ int placement_auto_ngl(const struct model *m, uint32_t n_ctx, uint64_t free_byte
     return used > budget ? (int)m->hp.n_layer : (int)m->hp.n_layer + 1;
 }
 
-/* The device computing most of layer il's FFN bytes in plan pn. */
-static int plan_ffn_dev(const struct plan_model *pm, const struct plan *pn, uint32_t il)
-{
-    if (pn->layers[il].ffn_dev >= 0)
-        return pn->layers[il].ffn_dev;
-    uint64_t bytes[PLAN_MAX_DEVICES] = {0};
-    for (size_t i = 0; i < pm->n_tensors; i++) {
-        const struct plan_model_tensor *t = &pm->tensors[i];
-        if (t->layer != (int32_t)il ||
-            (t->role != PLAN_ROLE_FFN && t->role != PLAN_ROLE_FFN_NORM &&
-             t->role != PLAN_ROLE_EXPERT))
-            continue;
-        int c = pn->tensors[i].compute;
-        if (c >= 0 && c < PLAN_MAX_DEVICES)
-            bytes[c] += t->nbytes;
-    }
-    int best = PLAN_HOST;
-    for (int d = 0; d < PLAN_MAX_DEVICES; d++)
-        if (bytes[d] > bytes[best])
-            best = d;
-    return best;
-}
-
 hearth_status placement_from_plan(struct placement *p, const struct plan_model *pm,
                                   const struct plan *pn, int n_dev)
 {
@@ -162,8 +140,13 @@ hearth_status placement_from_plan(struct placement *p, const struct plan_model *
         return err_set(HEARTH_ERR_INVALID_ARG, "placement: a plan of %d devices for %d",
                        pn->devs.n, n_dev);
     for (uint32_t il = 0; il < p->n_layer; il++) {
-        placement_set(p, il, PLACEMENT_ATTN, pn->layers[il].attn_dev);
-        placement_set(p, il, PLACEMENT_FFN, plan_ffn_dev(pm, pn, il));
+        const struct plan_layer *ly = &pn->layers[il];
+        if (ly->attn_dev >= n_dev || ly->ffn_up_dev >= n_dev || ly->ffn_down_dev >= n_dev)
+            return err_set(HEARTH_ERR_INVALID_ARG,
+                           "placement: layer %u planned on a device >= %d", il, n_dev);
+        placement_set(p, il, PLACEMENT_ATTN, ly->attn_dev);
+        placement_set(p, il, PLACEMENT_FFN, ly->ffn_up_dev);
+        placement_set(p, il, PLACEMENT_FFN_DOWN, ly->ffn_down_dev);
     }
     p->embd_dev = PLAN_HOST;
     p->out_dev = PLAN_HOST;
@@ -177,6 +160,8 @@ int placement_n_offloaded_layers(const struct placement *p)
 {
     int n = 0;
     for (uint32_t il = 0; il < p->n_layer; il++)
-        n += placement_get(p, il, PLACEMENT_ATTN) != 0 || placement_get(p, il, PLACEMENT_FFN) != 0;
+        n += placement_get(p, il, PLACEMENT_ATTN) != 0 ||
+             placement_get(p, il, PLACEMENT_FFN) != 0 ||
+             placement_get(p, il, PLACEMENT_FFN_DOWN) != 0;
     return n;
 }

@@ -1,13 +1,16 @@
 /*
  * placement: which device runs each block of a model.
  *
- * A layer is two blocks, attention (with its KV cache) and FFN; the token
- * embedding and the output head (final norm + output projection) are one
- * block each. A placement maps every block to an index into the device list
- * the scheduler is given (core/scheduler.h). It is plain data on purpose: -ngl N
- * and -ngl auto fill it today; a planner that reasons per tensor (weights
- * resident in host RAM and streamed to the GPU for prefill, say) will fill
- * the same structure, or extend it by appending fields.
+ * A layer is three blocks: attention (with its KV cache), FFN (ffn_norm,
+ * gate/up matmul, GLU) and FFN_DOWN (down matmul, post-FFN norm, residual
+ * add), so a layer's gate/up can run on one device and its down projection
+ * on another (the planner splits there when VRAM is short; the GLU output
+ * then crosses devices with the residual). The token embedding and the
+ * output head (final norm + output projection) are one block each. A
+ * placement maps every block to an index into the device list the scheduler
+ * is given (core/scheduler.h). It is plain data on purpose: -ngl N, -ngl auto
+ * and the planner (placement_from_plan) fill it; streaming host weights to a
+ * GPU for prefill will extend it by appending fields.
  *
  * Sizes for -ngl auto come from the model's bound weights (bytes of every
  * tensor a block reads, each rounded up to PLACEMENT_TENSOR_ALIGN for the
@@ -24,7 +27,12 @@
 #include "model.h"
 #include "plan.h"
 
-enum placement_block { PLACEMENT_ATTN = 0, PLACEMENT_FFN = 1 };
+enum placement_block {
+    PLACEMENT_ATTN = 0,     /* attention + its KV cache */
+    PLACEMENT_FFN = 1,      /* ffn_norm, ffn_gate + ffn_up, GLU */
+    PLACEMENT_FFN_DOWN = 2, /* ffn_down, post_ffw_norm, residual add */
+    PLACEMENT_N_BLOCKS = 3
+};
 
 #define PLACEMENT_NGL_AUTO (-1)
 #define PLACEMENT_TENSOR_ALIGN 256
@@ -33,7 +41,7 @@ struct placement {
     uint32_t n_layer;
     int embd_dev;   /* device index of the token embedding lookup */
     int out_dev;    /* device index of the final norm + output projection */
-    int *block_dev; /* [n_layer][2]: block_dev[2 * il + enum placement_block] */
+    int *block_dev; /* [n_layer][3]: block_dev[PLACEMENT_N_BLOCKS * il + block] */
 };
 
 /* Every block on device index dev. NO_MEMORY, INVALID_ARG for n_layer 0. */
@@ -44,11 +52,18 @@ hearth_status placement_clone(const struct placement *p, struct placement **out)
 
 static inline int placement_get(const struct placement *p, uint32_t il, enum placement_block b)
 {
-    return p->block_dev[2 * (size_t)il + (size_t)b];
+    return p->block_dev[PLACEMENT_N_BLOCKS * (size_t)il + (size_t)b];
 }
 static inline void placement_set(struct placement *p, uint32_t il, enum placement_block b, int dev)
 {
-    p->block_dev[2 * (size_t)il + (size_t)b] = dev;
+    p->block_dev[PLACEMENT_N_BLOCKS * (size_t)il + (size_t)b] = dev;
+}
+
+/* Both FFN blocks of layer il (gate/up and down) on dev: the layer's FFN unsplit. */
+static inline void placement_set_ffn(struct placement *p, uint32_t il, int dev)
+{
+    placement_set(p, il, PLACEMENT_FFN, dev);
+    placement_set(p, il, PLACEMENT_FFN_DOWN, dev);
 }
 
 /*
@@ -59,7 +74,7 @@ static inline void placement_set(struct placement *p, uint32_t il, enum placemen
 hearth_status placement_parse_ngl(const char *s, int *ngl);
 
 /*
- * -ngl N: both blocks of layers [0, min(N, n_layer)) on gpu_dev, the rest on
+ * -ngl N: all blocks of layers [0, min(N, n_layer)) on gpu_dev, the rest on
  * cpu_dev; the output head on gpu_dev when N > n_layer (the count llama.cpp
  * users know: n_layer + 1 offloads everything); the embedding lookup always
  * on cpu_dev (a row gather, cheap anywhere, and the table is large).
@@ -69,15 +84,17 @@ hearth_status placement_from_ngl(struct placement *p, int ngl, int gpu_dev, int 
 
 /*
  * The block placement of plan pn (for model description pm; plan device i is
- * scheduler device i): each layer's attention where the plan keeps its KV, its
- * FFN where the plan computes it (a plan made with sched_layout never splits a
- * layer's FFN; otherwise the device computing most of its bytes), the output
- * head where the plan computes the LM head, the embedding on the host (0).
+ * scheduler device i): each layer's attention where the plan keeps its KV,
+ * its FFN block where the plan computes ffn_gate/ffn_up and its FFN_DOWN
+ * block where it computes ffn_down (plan_layer.ffn_up_dev / ffn_down_dev: a
+ * plan made with sched_layout keeps each part on one device; otherwise the
+ * device computing most of its bytes), the output head where the plan
+ * computes the LM head, the embedding on the host (0).
  * INVALID_ARG when the layer counts differ or a device index is >= n_dev.
  */
 hearth_status placement_from_plan(struct placement *p, const struct plan_model *pm,
                                   const struct plan *pn, int n_dev);
-/* Blocks (attention or FFN) of p on a device other than the host (0). */
+/* Layers with any block (attention, FFN or FFN_DOWN) on a device other than the host (0). */
 int placement_n_offloaded_layers(const struct placement *p);
 
 /* Bytes a device holds for layer il: its weights plus K/V for n_ctx positions. */

@@ -154,8 +154,9 @@ static void walk_hops(const struct plan_model *m, const struct plan *p, bool pre
     memset(w, 0, sizeof *w);
     w->p = p;
     w->prev = -1;
-    w->act_bytes = 4.0 * m->arch.n_embd *
-                   (prefill ? (double)p->opts.n_batch : (double)p->opts.n_parallel);
+    const double rows = prefill ? (double)p->opts.n_batch : (double)p->opts.n_parallel;
+    const double x_bytes = 4.0 * m->arch.n_embd * rows;
+    w->act_bytes = x_bytes;
     /* the embedding rows are gathered where token_embd lives (tied: where the head is) */
     for (size_t i = 0; i < m->n_tensors; i++)
         if (!strcmp(m->tensors[i].name, "token_embd.weight"))
@@ -170,7 +171,10 @@ static void walk_hops(const struct plan_model *m, const struct plan *p, bool pre
                      t->role != PLAN_ROLE_EXPERT) ||
                     ffn_rank(t->name) != r)
                     continue;
+                /* into ffn_down the GLU output crosses with x */
+                w->act_bytes = r == 4 ? x_bytes + 4.0 * m->arch.n_ff * rows : x_bytes;
                 hop_to(w, prefill ? p->tensors[i].prefill : p->tensors[i].compute);
+                w->act_bytes = x_bytes;
             }
     }
     for (size_t i = 0; i < m->n_tensors; i++)
@@ -384,6 +388,42 @@ static hearth_status explain_attention(const struct plan *p)
     return st;
 }
 
+/*
+ * Layers whose FFN the scheduler runs split (sched_layout): gate/up on one
+ * device, down on another, one reason per (gate/up, down) device pair.
+ */
+static hearth_status explain_ffn_split(const struct plan_model *m, const struct plan *p)
+{
+    if (!p->opts.sched_layout)
+        return HEARTH_OK; /* per-tensor plans list spilled tensors instead (host_ffn_list) */
+    bool *set = calloc(p->n_layer ? p->n_layer : 1, sizeof *set);
+    if (!set)
+        return err_set(HEARTH_ERR_NO_MEMORY, "plan: reasons");
+    hearth_status st = HEARTH_OK;
+    char r[512];
+    for (int a = 0; a < p->devs.n && !st; a++)
+        for (int b = 0; b < p->devs.n && !st; b++) {
+            int n = 0;
+            for (uint32_t l = 0; l < p->n_layer; l++) {
+                set[l] = a != b && p->layers[l].ffn_up_dev == a && p->layers[l].ffn_down_dev == b;
+                n += set[l];
+            }
+            if (!n)
+                continue;
+            ranges(set, p->n_layer, r, sizeof r);
+            uint64_t stage = plan_glu_stage_bytes(p->opts.n_batch, m->arch.n_embd, m->arch.n_ff);
+            st = plan__reason((struct plan *)p,
+                              "FFN split inside layer%s %s: ffn_gate+ffn_up on %s, ffn_down on "
+                              "%s (first fit had room for one part of the layer's FFN, not both); "
+                              "the GLU output (%u x %u F32 per batch) moves to %s with the "
+                              "residual, through %.2f MiB of staging there",
+                              n == 1 ? "" : "s", r, dev_name(p, a), dev_name(p, b), p->opts.n_batch,
+                              m->arch.n_ff, dev_name(p, b), (double)stage / 1048576.0);
+        }
+    free(set);
+    return st;
+}
+
 hearth_status plan__explain(const struct plan_model *m, struct plan *p)
 {
     const struct plan_opts *o = &p->opts;
@@ -444,8 +484,10 @@ hearth_status plan__explain(const struct plan_model *m, struct plan *p)
                                         : "on",
                          d == PLAN_HOST ? "" : dev_name(p, d)));
     }
-    if (p->devs.n > 1)
+    if (p->devs.n > 1) {
         TRY(explain_attention(p));
+        TRY(explain_ffn_split(m, p));
+    }
     char list[2048];
     uint64_t ffn_host;
     TRY(host_ffn_list(m, p, list, sizeof list, &ffn_host));

@@ -13,12 +13,14 @@
  * activations (residual, norm, attention in and out, q/k/v, gate/up), the
  * token ids on the device running the embedding and, on the device computing
  * the LM head, the logits of a whole batch (perplexity needs every row).
- * Staging is the host-visible buffer of boundary moves plus, on a device that
- * uploads weights, the two upload halves. The GPU reserve (256 MiB + 1% of
- * the budget, plus attention score tiles of 1024 keys that GPU kernels keep
- * for themselves) covers the driver's context, backend working memory and
- * allocator fragmentation; nothing is allocated from it. The 256 MiB + 1% is
- * a margin chosen from experience with CUDA contexts (docs/planner.md).
+ * Staging is the host-visible buffer of boundary moves (one batch of x, or x
+ * and the GLU output on a device running a down projection whose gate/up ran
+ * elsewhere) plus, on a device that uploads weights, the two upload halves.
+ * The GPU reserve (256 MiB + 1% of the budget, plus attention score tiles of
+ * 1024 keys that GPU kernels keep for themselves) covers the driver's
+ * context, backend working memory and allocator fragmentation; nothing is
+ * allocated from it. The 256 MiB + 1% is a margin chosen from experience with
+ * CUDA contexts (docs/planner.md).
  */
 #include "kv-quant.h"
 #include "plan.h"
@@ -67,6 +69,11 @@ uint64_t plan_act_bytes(uint64_t n_batch, uint64_t n_embd, uint64_t q_dim, uint6
 uint64_t plan_stage_bytes(uint64_t n_batch, uint64_t n_embd)
 {
     return plan_align_up(n_batch * n_embd * 4);
+}
+
+uint64_t plan_glu_stage_bytes(uint64_t n_batch, uint64_t n_embd, uint64_t n_ff)
+{
+    return plan_align_up(n_batch * (n_embd + n_ff) * 4);
 }
 
 uint64_t plan__scratch_bytes(const struct arch_info *a, const struct plan_opts *o, bool embd,

@@ -10,6 +10,9 @@
  *            atomic: attention runs where the KV lives, and KV is read every
  *            token too (more, the longer the context);
  *   class 2  FFN tensors one by one, layer by layer (norm, gate, up, down);
+ *            with sched_layout, per layer its gate/up part then its down part
+ *            (the scheduler's FFN and FFN_DOWN blocks); a GPU getting a down
+ *            part without its gate/up also pays the wider GLU staging;
  *   class 3  MoE expert stacks (decode reads n_expert_used / n_expert of them);
  *   class 4  token_embd (untied): one row per token, so last.
  * Within a class units go by layer, then tensor index, so plans are
@@ -249,8 +252,11 @@ hearth_status plan__reason(struct plan *p, const char *fmt, ...)
 
 /* ---- placement -------------------------------------------------------------- */
 
-/* Which tensors move together: one tensor, a layer's attention (+ KV), a layer's FFN, the head. */
-enum unit_group { GROUP_ONE, GROUP_ATTN, GROUP_FFN, GROUP_HEAD, GROUP_NONE };
+/*
+ * Which tensors move together: one tensor, a layer's attention (+ KV), a
+ * layer's FFN gate/up part, its down part, the head.
+ */
+enum unit_group { GROUP_ONE, GROUP_ATTN, GROUP_FFN, GROUP_FFN_DOWN, GROUP_HEAD, GROUP_NONE };
 
 struct unit {
     int cls;
@@ -285,6 +291,19 @@ static bool is_rope(const struct plan_model_tensor *t)
     return t->role == PLAN_ROLE_OTHER && !strcmp(t->name, "rope_freqs.weight");
 }
 
+bool plan__ffn_down_part(const struct plan_model_tensor *t)
+{
+    if (t->role != PLAN_ROLE_FFN && t->role != PLAN_ROLE_FFN_NORM)
+        return false; /* expert stacks stay with the gate/up part (no MoE split yet) */
+    const char *r = strchr(t->name, '.');
+    r = r ? strchr(r + 1, '.') : NULL;
+    if (!r)
+        return false;
+    r++;
+    return (!strncmp(r, "ffn_down", 8) && (r[8] == '.' || r[8] == '\0')) ||
+           !strncmp(r, "post_ffw_norm", 13);
+}
+
 static enum unit_group group_of(const struct plan_model_tensor *t, bool sched_layout)
 {
     if (is_rope(t))
@@ -298,7 +317,9 @@ static enum unit_group group_of(const struct plan_model_tensor *t, bool sched_la
     case PLAN_ROLE_FFN_NORM:
     case PLAN_ROLE_FFN:
     case PLAN_ROLE_EXPERT:
-        return sched_layout ? GROUP_FFN : GROUP_ONE;
+        if (!sched_layout)
+            return GROUP_ONE;
+        return plan__ffn_down_part(t) ? GROUP_FFN_DOWN : GROUP_FFN;
     default:
         return GROUP_ONE;
     }
@@ -335,6 +356,14 @@ struct placer {
     uint64_t fixed[PLAN_MAX_DEVICES]; /* reserve + scratch + staging (+ stream) per GPU */
     uint64_t room[PLAN_MAX_DEVICES];
     bool usable[PLAN_MAX_DEVICES];
+    /*
+     * sched_layout: GPUs that already hold the wide (x + GLU output) boundary
+     * staging, which the first down unit whose gate/up unit went elsewhere
+     * brings; and per layer the device its gate/up unit went to in this pass.
+     */
+    bool wide[PLAN_MAX_DEVICES];
+    int *up_dev;       /* [n_layer] */
+    uint64_t glu_extra; /* plan_glu_stage_bytes - plan_stage_bytes */
     int order[PLAN_MAX_DEVICES];
     int n_gpu;
 };
@@ -344,8 +373,8 @@ static hearth_status build_units(struct placer *pl)
     const struct plan_model *m = pl->m;
     const bool sl = pl->p->opts.sched_layout;
     uint32_t L = m->arch.n_layer;
-    /* attention units [0, L), FFN units [L, 2L) when grouped, the rest after */
-    pl->units = calloc(m->n_tensors + 2 * (size_t)L + 1, sizeof *pl->units);
+    /* attention units [0, L), gate/up units [L, 2L) and down units [2L, 3L) when grouped */
+    pl->units = calloc(m->n_tensors + 3 * (size_t)L + 1, sizeof *pl->units);
     if (!pl->units)
         return err_set(HEARTH_ERR_NO_MEMORY, "plan: %zu units", m->n_tensors + (size_t)L);
     /* one attention unit per layer, even with no attention tensor (it still holds KV) */
@@ -359,13 +388,16 @@ static hearth_status build_units(struct placer *pl)
     }
     size_t ffn0 = pl->n_units, head = SIZE_MAX;
     if (sl) {
-        for (uint32_t l = 0; l < L; l++) {
-            struct unit *u = &pl->units[pl->n_units++];
-            u->cls = 2;
-            u->layer = (int32_t)l;
-            u->first = m->n_tensors;
-            u->group = GROUP_FFN;
-        }
+        /* gate/up before down within a layer (sub 0, 1): the order the layer computes */
+        for (int part = 0; part < 2; part++)
+            for (uint32_t l = 0; l < L; l++) {
+                struct unit *u = &pl->units[pl->n_units++];
+                u->cls = 2;
+                u->layer = (int32_t)l;
+                u->sub = part;
+                u->first = m->n_tensors;
+                u->group = part ? GROUP_FFN_DOWN : GROUP_FFN;
+            }
     }
     for (size_t i = 0; i < m->n_tensors; i++) {
         const struct plan_model_tensor *t = &m->tensors[i];
@@ -379,6 +411,8 @@ static hearth_status build_units(struct placer *pl)
             u = &pl->units[t->layer];
         } else if (g == GROUP_FFN) {
             u = &pl->units[ffn0 + (size_t)t->layer];
+        } else if (g == GROUP_FFN_DOWN) {
+            u = &pl->units[ffn0 + L + (size_t)t->layer];
         } else if (g == GROUP_HEAD) {
             if (head == SIZE_MAX) {
                 head = pl->n_units++;
@@ -440,12 +474,29 @@ static bool in_unit(const struct plan_model *m, const struct unit *u, size_t i, 
     return u->group == GROUP_HEAD || t->layer == u->layer;
 }
 
+/*
+ * The extra staging unit u brings to device dev: a down unit whose gate/up
+ * unit went to another device makes dev receive the GLU output, so its
+ * boundary staging grows to plan_glu_stage_bytes (once per device).
+ */
+static uint64_t glu_extra(const struct placer *pl, const struct unit *u, int dev)
+{
+    if (u->group != GROUP_FFN_DOWN || pl->wide[dev] || pl->up_dev[u->layer] == dev)
+        return 0;
+    return pl->glu_extra;
+}
+
 /* Puts unit u on device dev: its tensors, and for an attention unit the layer's KV. */
 static void assign(struct placer *pl, const struct unit *u, int dev)
 {
     struct plan *p = pl->p;
     if (u->group == GROUP_ATTN)
         p->layers[u->layer].attn_dev = dev;
+    if (u->group == GROUP_FFN)
+        pl->up_dev[u->layer] = dev;
+    uint64_t extra = glu_extra(pl, u, dev);
+    if (extra)
+        pl->wide[dev] = true;
     size_t i0 = u->group == GROUP_ONE ? u->first : 0;
     size_t i1 = u->group == GROUP_ONE ? u->first + 1 : pl->m->n_tensors;
     for (size_t i = i0; i < i1; i++) {
@@ -456,7 +507,7 @@ static void assign(struct placer *pl, const struct unit *u, int dev)
         t->unit_bytes = u->bytes;
     }
     if (dev != PLAN_HOST)
-        pl->room[dev] -= u->bytes;
+        pl->room[dev] -= u->bytes + extra;
 }
 
 static bool in_manual(const struct plan_opts *o, uint32_t n_layer, const struct unit *u)
@@ -495,6 +546,9 @@ static hearth_status place(struct placer *pl, uint64_t stream_bytes)
         pl->usable[g] = fixed < budget;
         pl->room[g] = pl->usable[g] ? budget - fixed : 0;
     }
+    memset(pl->wide, 0, sizeof pl->wide);
+    for (uint32_t l = 0; l < p->n_layer; l++)
+        pl->up_dev[l] = -1;
     for (size_t k = 0; k < pl->n_units; k++) {
         const struct unit *u = &pl->units[k];
         int dev = PLAN_HOST;
@@ -503,7 +557,7 @@ static hearth_status place(struct placer *pl, uint64_t stream_bytes)
         } else if (o->n_gpu_layers >= 0) {
             if (pl->n_gpu > 0 && in_manual(o, pl->m->arch.n_layer, u)) {
                 int g = pl->order[0];
-                if (u->bytes > pl->room[g])
+                if (u->bytes + glu_extra(pl, u, g) > pl->room[g])
                     return err_set(HEARTH_ERR_DEVICE_OOM,
                                    "plan: -ngl %d does not fit on %s: its budget of %.2f GiB "
                                    "leaves %.2f GiB for weights and KV, short of the next "
@@ -517,7 +571,7 @@ static hearth_status place(struct placer *pl, uint64_t stream_bytes)
         } else {
             for (int j = 0; j < pl->n_gpu; j++) {
                 int g = pl->order[j];
-                if (pl->usable[g] && u->bytes <= pl->room[g]) {
+                if (pl->usable[g] && u->bytes + glu_extra(pl, u, g) <= pl->room[g]) {
                     dev = g;
                     break;
                 }
@@ -572,8 +626,12 @@ static void fill_usage(const struct placer *pl, uint64_t stream_bytes)
 {
     struct plan *p = pl->p;
     const struct plan_model *m = pl->m;
-    bool has_attn[PLAN_MAX_DEVICES] = {false};
+    bool has_attn[PLAN_MAX_DEVICES] = {false}, glu_in[PLAN_MAX_DEVICES] = {false};
     int head_dev = PLAN_HOST;
+    /* the devices that receive a GLU output: the scheduler's split layers (sched_layout) */
+    for (uint32_t l = 0; l < p->n_layer && p->opts.sched_layout; l++)
+        if (p->layers[l].ffn_up_dev != p->layers[l].ffn_down_dev)
+            glu_in[p->layers[l].ffn_down_dev] = true;
     for (int d = 0; d < p->devs.n; d++) {
         memset(&p->use[d], 0, sizeof p->use[d]);
         p->use[d].budget = p->devs.dev[d].budget_bytes;
@@ -608,7 +666,7 @@ static void fill_usage(const struct placer *pl, uint64_t stream_bytes)
         bool used = d == PLAN_HOST || u->weights > 0 || u->kv > 0;
         if (used) {
             u->scratch = plan__scratch_bytes(&m->arch, &p->opts, d == PLAN_HOST, d == head_dev);
-            u->staging = staging_bytes(m, p, d, u->weights > 0);
+            u->staging = staging_bytes(m, p, d, u->weights > 0) + (glu_in[d] ? pl->glu_extra : 0);
         }
         if (used && d != PLAN_HOST) {
             u->reserve = plan__reserve_bytes(&m->arch, &p->opts, &p->devs.dev[d]);
@@ -624,6 +682,46 @@ static void fill_usage(const struct placer *pl, uint64_t stream_bytes)
             u->room = pl->room[d];
     }
     p->host_overcommitted = p->use[PLAN_HOST].total > p->use[PLAN_HOST].budget;
+}
+
+/*
+ * Per layer, the device computing its gate/up part and its down part: the
+ * one computing most of the part's bytes (with sched_layout a part is one
+ * unit, so that is simply its device); a part with no tensor runs where the
+ * layer's previous block does.
+ */
+static void fill_ffn_devs(const struct placer *pl)
+{
+    struct plan *p = pl->p;
+    const struct plan_model *m = pl->m;
+    for (uint32_t l = 0; l < p->n_layer; l++) {
+        uint64_t bytes[2][PLAN_MAX_DEVICES];
+        memset(bytes, 0, sizeof bytes);
+        bool any[2] = {false, false};
+        for (size_t i = 0; i < m->n_tensors; i++) {
+            const struct plan_model_tensor *t = &m->tensors[i];
+            if (t->layer != (int32_t)l ||
+                (t->role != PLAN_ROLE_FFN && t->role != PLAN_ROLE_FFN_NORM &&
+                 t->role != PLAN_ROLE_EXPERT))
+                continue;
+            int part = plan__ffn_down_part(t) ? 1 : 0;
+            int c = p->tensors[i].compute;
+            if (c >= 0 && c < PLAN_MAX_DEVICES) {
+                bytes[part][c] += t->nbytes + 1; /* +1: a zero-byte tensor still counts */
+                any[part] = true;
+            }
+        }
+        int dev[2];
+        for (int part = 0; part < 2; part++) {
+            int best = PLAN_HOST;
+            for (int d = 0; d < PLAN_MAX_DEVICES; d++)
+                if (bytes[part][d] > bytes[part][best])
+                    best = d;
+            dev[part] = best;
+        }
+        p->layers[l].ffn_up_dev = any[0] ? dev[0] : p->layers[l].attn_dev;
+        p->layers[l].ffn_down_dev = any[1] ? dev[1] : p->layers[l].ffn_up_dev;
+    }
 }
 
 static void fill_layers(const struct placer *pl)
@@ -680,6 +778,13 @@ hearth_status plan_make(const struct plan_model *m, const struct plan_devices *d
     for (uint32_t l = 0; l < out->n_layer; l++)
         out->layers[l].kv_bytes = pl.kv_layer;
     pl.n_gpu = gpu_order(d, pl.order);
+    pl.glu_extra = plan_glu_stage_bytes(out->opts.n_batch, m->arch.n_embd, m->arch.n_ff) -
+                   plan_stage_bytes(out->opts.n_batch, m->arch.n_embd);
+    pl.up_dev = calloc(out->n_layer ? out->n_layer : 1, sizeof *pl.up_dev);
+    if (!pl.up_dev) {
+        st = err_set(HEARTH_ERR_NO_MEMORY, "plan: %u layers", out->n_layer);
+        goto fail;
+    }
     if ((st = build_units(&pl)))
         goto fail;
     if ((st = place(&pl, 0)))
@@ -711,6 +816,7 @@ hearth_status plan_make(const struct plan_model *m, const struct plan_devices *d
     for (size_t i = 0; i < m->n_tensors; i++)
         out->tensors[i].kind =
             out->tensors[i].resident == PLAN_HOST ? PLAN_KIND_HOST : PLAN_KIND_DEVICE;
+    fill_ffn_devs(&pl);
     fill_usage(&pl, stream_bytes);
     fill_layers(&pl);
     if (stream_bytes) {
@@ -721,9 +827,11 @@ hearth_status plan_make(const struct plan_model *m, const struct plan_devices *d
     if ((st = plan__explain(m, out)))
         goto fail;
     free(pl.units);
+    free(pl.up_dev);
     return HEARTH_OK;
 fail:
     free(pl.units);
+    free(pl.up_dev);
     plan_free(out);
     return st;
 }

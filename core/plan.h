@@ -162,10 +162,13 @@ struct plan_opts {
     uint32_t n_prompt;    /* prompt for the prefill prediction, and the decode depth; 0: 512 */
     bool no_stream;       /* never stream host weights to a GPU for prefill */
     /*
-     * Place as the scheduler (core/scheduler.h) executes: each layer's FFN
-     * tensors as one unit (it runs a layer's FFN on one device), token_embd and
-     * unrecognized tensors on the host. The loader sets it; `hearth plan`
-     * plans per tensor.
+     * Place as the scheduler (core/scheduler.h) executes: each layer's FFN as
+     * two units, ffn_norm + ffn_gate + ffn_up (and router/experts) and
+     * ffn_down + post_ffw_norm (its FFN and FFN_DOWN blocks), token_embd and
+     * unrecognized tensors on the host. A GPU that gets a layer's down unit
+     * without its gate/up unit also gets the wider boundary staging the GLU
+     * output crosses through (plan_glu_stage_bytes). The loader sets it;
+     * `hearth plan` plans per tensor.
      */
     bool sched_layout;
 };
@@ -193,6 +196,9 @@ struct plan_tensor {
 struct plan_layer {
     int attn_dev;         /* device computing attention and holding the layer's KV */
     int ffn_dev;          /* device computing all FFN matrices; -1 when split across devices */
+    int ffn_up_dev;       /* device computing ffn_gate + ffn_up (the scheduler's FFN block;
+                             per-tensor plans: the one computing most of those bytes) */
+    int ffn_down_dev;     /* device computing ffn_down (the FFN_DOWN block), same rule */
     uint64_t kv_bytes;    /* K + V of this layer, all sequences (allocation size) */
     uint64_t attn_bytes;  /* attention weights */
     uint64_t ffn_bytes;   /* FFN weights (norms and experts included) */
@@ -286,6 +292,13 @@ uint64_t plan_act_bytes(uint64_t n_batch, uint64_t n_embd, uint64_t q_dim, uint6
 /* The boundary staging of one device: F32 [n_batch][n_embd], rounded to PLAN_ALIGN. */
 uint64_t plan_stage_bytes(uint64_t n_batch, uint64_t n_embd);
 /*
+ * The boundary staging of a device that runs the down projection of a layer
+ * whose gate/up ran on another device: x and the GLU output move together,
+ * F32 [n_batch][n_embd] then F32 [n_batch][n_ff], rounded to PLAN_ALIGN. It
+ * replaces plan_stage_bytes there (one buffer serves both kinds of move).
+ */
+uint64_t plan_glu_stage_bytes(uint64_t n_batch, uint64_t n_embd, uint64_t n_ff);
+/*
  * KV bytes of one layer for n_ctx * n_parallel positions, K and V of their
  * kvq types (the options must have passed plan_make's checks).
  */
@@ -308,6 +321,12 @@ uint64_t plan__reserve_bytes(const struct arch_info *a, const struct plan_opts *
  */
 uint64_t plan__budget_for_usable(const struct arch_info *a, const struct plan_opts *o,
                                  const struct plan_device *dev, uint64_t usable);
+/*
+ * Internal (plan.c): whether tensor t belongs to the down part of its layer's
+ * FFN (ffn_down, post_ffw_norm: the scheduler's FFN_DOWN block) rather than
+ * the gate/up part (ffn_norm, router, ffn_gate, ffn_up, experts).
+ */
+bool plan__ffn_down_part(const struct plan_model_tensor *t);
 /* Internal: the cost model (plan-cost.c), called by plan_make. */
 void plan__decide_stream(const struct plan_model *m, struct plan *p);
 /* Fills every device's read_per_token / decode_s / prefill_s and the predictions. */

@@ -21,6 +21,12 @@
  * PLAN_UPLOAD_HALF), so a plan's plan_device_alloc_bytes is exactly what this
  * file allocates for the placement derived from it.
  *
+ * A layer is up to three blocks: attention, FFN (norm, gate/up, GLU) and
+ * FFN_DOWN (down, residual add). When FFN and FFN_DOWN share a device the five
+ * FFN ops run as one list; when they do not, the boundary moves x and the GLU
+ * output (the gate rows, [n_tok][n_ff]) together through the receiving
+ * device's staging, which is sized for both there (plan_glu_stage_bytes).
+ *
  * The order of ops per block mirrors cpu/forward.c's layer_forward exactly;
  * that, and the CPU backend calling the same kernels, is what makes the
  * all-CPU result bit-identical. Alternatives rejected: one big buffer per
@@ -49,7 +55,9 @@ struct sdev {
     struct hearth_tensor ids;    /* I32 [n_batch], embedding device only */
     struct hearth_tensor logits; /* F32 [n_batch][n_vocab], output device only */
     struct hearth_tensor rope_divs; /* F32 [n_rot/2] or absent */
-    struct hearth_buffer *stage; /* host-visible [n_batch][n_embd] F32 for boundary moves */
+    struct hearth_buffer *stage; /* host-visible boundary staging: F32 [n_batch][n_embd],
+                                    then F32 [n_batch][n_ff] when glu_in */
+    bool glu_in;                 /* runs a down projection whose gate/up ran elsewhere */
     uint64_t bytes;
     bool used;
 };
@@ -75,7 +83,7 @@ struct sched {
     int n_batch;
     bool map_host;
     size_t staging_bytes;
-    uint64_t n_moves;
+    uint64_t n_moves, n_glu_moves;
     struct sched_oom *oom; /* the caller's, or NULL */
 };
 
@@ -281,8 +289,8 @@ static const struct {
     LT("ffn_norm", ffn_norm, ffn_norm, HEARTH_OP_RMSNORM, PLACEMENT_FFN),
     LT("ffn_gate", ffn_gate, gate, HEARTH_OP_MATMUL, PLACEMENT_FFN),
     LT("ffn_up", ffn_up, up, HEARTH_OP_MATMUL, PLACEMENT_FFN),
-    LT("ffn_down", ffn_down, down, HEARTH_OP_MATMUL, PLACEMENT_FFN),
-    LT("post_ffw_norm", post_ffn_norm, post_ffn_norm, HEARTH_OP_ADD, PLACEMENT_FFN),
+    LT("ffn_down", ffn_down, down, HEARTH_OP_MATMUL, PLACEMENT_FFN_DOWN),
+    LT("post_ffw_norm", post_ffn_norm, post_ffn_norm, HEARTH_OP_ADD, PLACEMENT_FFN_DOWN),
 #undef LT
 };
 
@@ -325,10 +333,11 @@ static hearth_status make_activations(struct sched *s, int d, bool embd, bool ou
         backend_tensor_2d(&sd->ids, sd->act, off[ACT_N], HEARTH_DTYPE_I32, B, 1);
     if (out)
         backend_tensor_2d(&sd->logits, sd->act, off[ACT_N + 1], HEARTH_DTYPE_F32, hp->n_vocab, B);
-    /* the staging of boundary moves: host-visible, one batch of x */
+    /* the staging of boundary moves: host-visible, one batch of x (and of the GLU output) */
     struct hearth_buffer_type *ht = backend_device_host_buffer_type(sd->dev);
-    if ((st = alloc_on(s, d, ht, (size_t)plan_stage_bytes((uint64_t)B, (uint64_t)E),
-                       "boundary staging", &sd->stage)) != HEARTH_OK)
+    uint64_t stage = sd->glu_in ? plan_glu_stage_bytes((uint64_t)B, (uint64_t)E, (uint64_t)F)
+                                : plan_stage_bytes((uint64_t)B, (uint64_t)E);
+    if ((st = alloc_on(s, d, ht, (size_t)stage, "boundary staging", &sd->stage)) != HEARTH_OK)
         return st;
     if (!(backend_buft_flags(sd->stage->buft) & HEARTH_BUFT_HOST))
         return err_set(HEARTH_ERR_BACKEND, "sched: host buffer type %s is not host-visible",
@@ -353,7 +362,7 @@ static hearth_status check_params(const struct model *m, const struct sched_para
         bad = pl->embd_dev;
     if (pl->out_dev < 0 || pl->out_dev >= p->n_devices)
         bad = pl->out_dev;
-    for (size_t i = 0; i < 2 * (size_t)pl->n_layer; i++)
+    for (size_t i = 0; i < PLACEMENT_N_BLOCKS * (size_t)pl->n_layer; i++)
         if (pl->block_dev[i] < 0 || pl->block_dev[i] >= p->n_devices)
             bad = pl->block_dev[i];
     if (bad != -1)
@@ -370,8 +379,13 @@ static hearth_status load_all(struct sched *s, struct loader *L)
     hearth_status st;
     /* activations and streams first: they are needed whatever the weights are */
     s->dev[pl->embd_dev].used = s->dev[pl->out_dev].used = true;
-    for (size_t i = 0; i < 2 * (size_t)pl->n_layer; i++)
+    for (size_t i = 0; i < PLACEMENT_N_BLOCKS * (size_t)pl->n_layer; i++)
         s->dev[pl->block_dev[i]].used = true;
+    for (uint32_t il = 0; il < pl->n_layer; il++) {
+        int dd = placement_get(pl, il, PLACEMENT_FFN_DOWN);
+        if (placement_get(pl, il, PLACEMENT_FFN) != dd)
+            s->dev[dd].glu_in = true;
+    }
     for (int d = 0; d < s->n_dev; d++) {
         if (!s->dev[d].used)
             continue;
@@ -607,6 +621,11 @@ uint64_t sched_n_moves(const struct sched *s)
     return s->n_moves;
 }
 
+uint64_t sched_n_glu_moves(const struct sched *s)
+{
+    return s->n_glu_moves;
+}
+
 /* ---- execution ---------------------------------------------------------- */
 
 /* The first n rows of a [n_batch][w] activation. */
@@ -617,22 +636,38 @@ static struct hearth_tensor rows(const struct hearth_tensor *t, int n)
     return r;
 }
 
-/* x[0..n) of device a -> x of device b, through b's host-visible staging. */
-static hearth_status move_x(struct sched *s, int a, int b, int n)
+/*
+ * x[0..n) of device a -> x of device b, through b's host-visible staging;
+ * with glu also the GLU output (gate[0..n), [n][n_ff]), staged after x's
+ * batch so one synchronization per side covers both.
+ */
+static hearth_status move_acts(struct sched *s, int a, int b, int n, bool glu)
 {
     struct sdev *sa = &s->dev[a], *sb = &s->dev[b];
-    size_t bytes = (size_t)n * (size_t)s->m->hp.n_embd * sizeof(float);
-    void *stage = backend_buffer_base(sb->stage);
+    const size_t xb = (size_t)n * (size_t)s->m->hp.n_embd * sizeof(float);
+    const size_t gb = (size_t)n * (size_t)s->m->hp.n_ff * sizeof(float);
+    const size_t goff = (size_t)s->n_batch * (size_t)s->m->hp.n_embd * sizeof(float);
+    uint8_t *stage = backend_buffer_base(sb->stage);
     hearth_status st;
-    if ((st = backend_stream_get_async(sa->stream, sa->act, sa->a[ACT_X].offset, stage, bytes)) !=
+    if ((st = backend_stream_get_async(sa->stream, sa->act, sa->a[ACT_X].offset, stage, xb)) !=
             HEARTH_OK ||
+        (glu && (st = backend_stream_get_async(sa->stream, sa->act, sa->a[ACT_GATE].offset,
+                                               stage + goff, gb)) != HEARTH_OK) ||
         (st = backend_stream_synchronize(sa->stream)) != HEARTH_OK ||
-        (st = backend_stream_set_async(sb->stream, sb->act, sb->a[ACT_X].offset, stage, bytes)) !=
+        (st = backend_stream_set_async(sb->stream, sb->act, sb->a[ACT_X].offset, stage, xb)) !=
             HEARTH_OK ||
+        (glu && (st = backend_stream_set_async(sb->stream, sb->act, sb->a[ACT_GATE].offset,
+                                               stage + goff, gb)) != HEARTH_OK) ||
         (st = backend_stream_synchronize(sb->stream)) != HEARTH_OK)
         return st;
     s->n_moves++;
+    s->n_glu_moves += glu;
     return HEARTH_OK;
+}
+
+static hearth_status move_x(struct sched *s, int a, int b, int n)
+{
+    return move_acts(s, a, b, n, false);
 }
 
 static hearth_status run_attn(struct sched *s, int d, uint32_t il, int n, int pos0)
@@ -700,7 +735,11 @@ static hearth_status run_attn(struct sched *s, int d, uint32_t il, int n, int po
     return backend_stream_run(sd->stream, ops, 5);
 }
 
-static hearth_status run_ffn(struct sched *s, int d, uint32_t il, int n)
+/*
+ * The FFN of layer il on device d: ops [first, last) of norm, gate/up, GLU,
+ * down, residual add ([0, 3) is the FFN block, [3, 5) the FFN_DOWN block).
+ */
+static hearth_status run_ffn(struct sched *s, int d, uint32_t il, int n, int first, int last)
 {
     const struct model_hparams *hp = &s->m->hp;
     const struct slayer *sl = &s->layers[il];
@@ -734,7 +773,7 @@ static hearth_status run_ffn(struct sched *s, int d, uint32_t il, int n)
                                           hp->post_norms ? sl->post_ffn_norm
                                                          : (struct hearth_tensor){0},
                                           hp->norm_eps};
-    return backend_stream_run(sd->stream, ops, 5);
+    return backend_stream_run(sd->stream, ops + first, last - first);
 }
 
 static hearth_status run_batch(struct sched *s, const int32_t *tokens, int n, int pos0,
@@ -760,15 +799,25 @@ static hearth_status run_batch(struct sched *s, const int32_t *tokens, int n, in
     if ((st = backend_stream_run(sd->stream, &emb, 1)) != HEARTH_OK ||
         (st = backend_stream_synchronize(sd->stream)) != HEARTH_OK) /* tokens is the caller's */
         return st;
+    static const char *const block_name[PLACEMENT_N_BLOCKS] = {"attention", "ffn", "ffn down"};
     for (uint32_t il = 0; il < hp->n_layer; il++) {
-        for (int b = 0; b < 2; b++) {
+        const int split = placement_get(pl, il, PLACEMENT_FFN) !=
+                          placement_get(pl, il, PLACEMENT_FFN_DOWN);
+        for (int b = 0; b < PLACEMENT_N_BLOCKS; b++) {
+            if (b == PLACEMENT_FFN_DOWN && !split)
+                continue; /* ran with its gate/up in one op list */
             int d = placement_get(pl, il, (enum placement_block)b);
-            if (d != cur && (st = move_x(s, cur, d, n)) != HEARTH_OK)
+            if (d != cur && (st = move_acts(s, cur, d, n, b == PLACEMENT_FFN_DOWN)) != HEARTH_OK)
                 return st;
             cur = d;
-            st = b == PLACEMENT_ATTN ? run_attn(s, d, il, n, pos0) : run_ffn(s, d, il, n);
+            if (b == PLACEMENT_ATTN)
+                st = run_attn(s, d, il, n, pos0);
+            else if (b == PLACEMENT_FFN)
+                st = run_ffn(s, d, il, n, 0, split ? 3 : 5);
+            else
+                st = run_ffn(s, d, il, n, 3, 5);
             if (st != HEARTH_OK)
-                return err_prefix(st, "sched: layer %u %s block", il, b ? "ffn" : "attention");
+                return err_prefix(st, "sched: layer %u %s block", il, block_name[b]);
         }
     }
     if (!logits)

@@ -10,7 +10,11 @@
  * the blocks in order, each block as a short op list on its device's stream
  * (backend.h); when consecutive blocks sit on different devices the residual
  * stream x ([n_tok][n_embd] F32, a few KB per token) moves between them
- * through a host-visible staging buffer. Nothing else crosses devices.
+ * through a host-visible staging buffer. A layer's FFN may be split (its
+ * gate/up block on one device, its down block on another): that boundary
+ * also moves the GLU output ([n_tok][n_ff] F32), through a staging buffer
+ * sized for both on the receiving device (plan_glu_stage_bytes). Nothing
+ * else crosses devices.
  *
  * With every block on the CPU backend the results are bit-identical to
  * cpu/forward.c (same kernels, same order, same batch split; tested in
@@ -99,8 +103,13 @@ uint32_t sched_n_past(const struct sched *s);
  * plan the placement came from (tests/test-plan-alloc.c).
  */
 uint64_t sched_device_bytes(const struct sched *s, int d);
-/* Block-boundary activation moves done so far (each moves n_tok * n_embd floats). */
+/* Block-boundary activation moves done so far (each moves x: n_tok * n_embd floats). */
 uint64_t sched_n_moves(const struct sched *s);
+/*
+ * Of those, the moves into a down projection whose gate/up ran on another
+ * device, which carry the GLU output too (n_tok * n_ff floats more).
+ */
+uint64_t sched_n_glu_moves(const struct sched *s);
 
 /*
  * Bytes the scheduler allocates on a device regardless of how many layers it

@@ -7,6 +7,7 @@ set -u
 bin=${HEARTH_BIN:?HEARTH_BIN must name the hearth binary}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+export HEARTH_CACHE_DIR="$tmp/cache" # plan reads measured bandwidths from the cache: keep this host's out
 fails=0
 fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
 devs=(--device cuda:24GiB:1008GB/s --host 64GiB:70GB/s --pcie 25GB/s)

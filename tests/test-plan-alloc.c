@@ -14,6 +14,9 @@
  *    load succeeds after a replan whose budget is what it had, the note says
  *    "replanned: cpu-b had ... MiB, not ... MiB", the final allocation fits
  *    in N and equals the plan; a manual -ngl that cannot fit is DEVICE_OOM.
+ *  - budgets that split a layer's FFN (gate/up on cpu-b, down on the host,
+ *    and the reverse with its wider GLU staging charged to the budget):
+ *    allocated == planned, the placement and the reasons say the split.
  *  - the bandwidth cache: store, replace, look up; measured figures reach the
  *    plan as "measured"; a malformed or unreadable file is ignored with a
  *    note that reaches the plan's reasons; a CPU device measures > 0.
@@ -462,5 +465,146 @@ TEST(bandwidth_cache)
     unsetenv("HEARTH_CACHE_DIR");
 }
 
+/*
+ * Loads m onto the host + cpu-b (weights uploaded, budget on cpu-b) through
+ * the engine's planner, checking allocated == planned bytes on each device;
+ * the caller inspects and frees *pl and *plan.
+ */
+static bool load_counted(const struct model *m, struct hearth_device **devs, uint64_t budget,
+                         struct placement **pl, struct plan *plan)
+{
+    struct count_state c;
+    memset(&c, 0, sizeof c);
+    count_init(&c, devs);
+    c.fail_dev = -1;
+    struct engine_load in;
+    memset(&in, 0, sizeof in);
+    in.m = m;
+    in.n_dev = 2;
+    in.devices = devs;
+    describe(&in.devs, devs[1], "cpu-b", PLAN_DEV_CPU, budget);
+    plan_opts_default(&in.opts);
+    in.opts.n_ctx = 256;
+    in.opts.n_batch = 64;
+    in.map_host_weights = false;
+    struct sched *s = NULL;
+    char how[256];
+    backend_set_alloc_hook(count_hook, &c);
+    hearth_status st = engine__load_planned(&in, &s, pl, plan, how, sizeof how);
+    backend_set_alloc_hook(NULL, NULL);
+    CHECK_OK(st);
+    if (st != HEARTH_OK)
+        return false;
+    for (int d = 0; d < 2; d++) {
+        uint64_t want = plan_device_alloc_bytes(plan, d);
+        CHECK_MSG(c.bytes[d] == want && sched_device_bytes(s, d) == want,
+                  "budget %llu: device %d allocated %llu, sched %llu, plan %llu",
+                  (unsigned long long)budget, d, (unsigned long long)c.bytes[d],
+                  (unsigned long long)sched_device_bytes(s, d), (unsigned long long)want);
+    }
+    CHECK(c.other == 0);
+    sched_destroy(s);
+    return true;
+}
+
+static bool has_reason(const struct plan *p, const char *a, const char *b)
+{
+    for (size_t i = 0; i < p->n_reasons; i++)
+        if (strstr(p->reasons[i], a) && strstr(p->reasons[i], b))
+            return true;
+    return false;
+}
+
+/*
+ * Budgets that force a layer's FFN to split (issue #6): built from the
+ * all-on-cpu-b plan so that layer K's gate/up fits and its down does not
+ * (down on the host), or the reverse (room for the down projection and the
+ * wider GLU staging it brings, not for gate/up); one byte less than the
+ * reverse needs keeps layer K whole on the host, so the staging is charged.
+ * Each: allocated == planned per device, the placement has exactly that
+ * split, and the reasons say so in words.
+ */
+TEST(ffn_split_allocates_the_plan)
+{
+    struct model *m = load_smollm2();
+    REQUIRE(m);
+    struct hearth_device *devs[2] = {open_cpu("cpu"), open_cpu("cpu-b")};
+    REQUIRE(devs[0] && devs[1]);
+    const uint32_t L = m->hp.n_layer, K = 20;
+    struct placement *pl = NULL;
+    struct plan full;
+    struct plan_model pm;
+    REQUIRE(K + 1 < L);
+    REQUIRE(load_counted(m, devs, 4ull << 30, &pl, &full));
+    CHECK_OK(plan_model_from_gguf(m->gguf, &pm));
+    uint64_t tail = 0, up = 0, down = 0;
+    for (size_t i = 0; i < pm.n_tensors; i++) {
+        const struct plan_model_tensor *t = &pm.tensors[i];
+        if (t->layer < (int32_t)K ||
+            (t->role != PLAN_ROLE_FFN && t->role != PLAN_ROLE_FFN_NORM))
+            continue;
+        tail += full.tensors[i].alloc_bytes;
+        if (t->layer == (int32_t)K)
+            *(plan__ffn_down_part(t) ? &down : &up) += full.tensors[i].alloc_bytes;
+    }
+    const uint64_t total = full.use[1].total;
+    const uint64_t extra = plan_glu_stage_bytes(64, m->hp.n_embd, m->hp.n_ff) -
+                           plan_stage_bytes(64, m->hp.n_embd);
+    printf("  layer %u: gate/up %llu bytes, down %llu, GLU staging +%llu\n", K,
+           (unsigned long long)up, (unsigned long long)down, (unsigned long long)extra);
+    REQUIRE(up > down + extra); /* else the reverse budget would fit gate/up too */
+    placement_free(pl);
+    plan_free(&full);
+    const struct {
+        uint64_t budget;
+        int up_dev, down_dev;    /* layer K's FFN blocks */
+        const char *reason;      /* "" when no split is expected */
+    } cases[] = {
+        {total - tail + up + down / 2, 1, 0, "ffn_gate+ffn_up on cpu-b, ffn_down on cpu "},
+        {total - tail + down + extra, 0, 1, "ffn_gate+ffn_up on cpu, ffn_down on cpu-b "},
+        {total - tail + down + extra - 1, 0, 0, ""},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        struct plan p;
+        if (!load_counted(m, devs, cases[k].budget, &pl, &p))
+            continue;
+        CHECK_INT_EQ(placement_get(pl, K, PLACEMENT_FFN), cases[k].up_dev);
+        CHECK_INT_EQ(placement_get(pl, K, PLACEMENT_FFN_DOWN), cases[k].down_dev);
+        int split = 0;
+        for (uint32_t il = 0; il < L; il++) {
+            split += placement_get(pl, il, PLACEMENT_FFN) !=
+                     placement_get(pl, il, PLACEMENT_FFN_DOWN);
+            CHECK_INT_EQ(placement_get(pl, il, PLACEMENT_ATTN), 1);
+            if (il < K)
+                CHECK(placement_get(pl, il, PLACEMENT_FFN_DOWN) == 1);
+            if (il > K)
+                CHECK(placement_get(pl, il, PLACEMENT_FFN) == 0 &&
+                      placement_get(pl, il, PLACEMENT_FFN_DOWN) == 0);
+        }
+        CHECK_INT_EQ(split, cases[k].reason[0] ? 1 : 0);
+        CHECK_INT_EQ(p.layers[K].ffn_dev, cases[k].reason[0] ? -1 : 0);
+        if (cases[k].reason[0]) {
+            CHECK_MSG(has_reason(&p, "FFN split inside layer 20:", cases[k].reason),
+                      "case %zu: no reason names the split", k);
+            /* the receiving device's staging holds a batch of x and of the GLU output
+               (both devices upload weights here, so the rest of their staging is equal) */
+            int rx = cases[k].down_dev;
+            CHECK_INT_EQ(p.use[rx].staging - p.use[1 - rx].staging, extra);
+        } else {
+            CHECK(!has_reason(&p, "FFN split", ""));
+        }
+        for (size_t i = 0; i < p.n_reasons && k == 0; i++)
+            if (strstr(p.reasons[i], "FFN split"))
+                printf("  %s\n", p.reasons[i]);
+        placement_free(pl);
+        plan_free(&p);
+    }
+    plan_model_free(&pm);
+    backend_device_destroy(devs[1]);
+    backend_device_destroy(devs[0]);
+    model_free(m);
+}
+
 TEST_MAIN(TEST_CASE(cpu_pair_allocates_the_plan), TEST_CASE(vulkan_allocates_the_plan),
-          TEST_CASE(replan_on_oom), TEST_CASE(bandwidth_cache))
+          TEST_CASE(replan_on_oom), TEST_CASE(bandwidth_cache),
+          TEST_CASE(ffn_split_allocates_the_plan))

@@ -9,6 +9,9 @@
  *    boundary at every block, through the staging path) give the same bits;
  *  - Gemma 3 (qk-norm, post-norms, GeGLU, sliding window) on two devices,
  *    same bits as forward.c;
+ *  - a layer's FFN split between two CPU devices (gate/up on one, down on
+ *    the other, both ways; SmolLM2 and Gemma 3): bit-identical to forward.c,
+ *    one GLU move into every split down block;
  *  - every GPU device that opens, -ngl 4 and -ngl all: logits and greedy ids
  *    against the float32 numpy reference (tests/golden.c), at the CPU's bound;
  *  - -ngl parsing, -ngl N placement, -ngl auto against fake device budgets;
@@ -194,7 +197,7 @@ static void alternating(const char *file, uint32_t swa, int n_prompt, int n_deco
                                                                ref)) {
         for (uint32_t il = 0; il < m->hp.n_layer; il++) {
             placement_set(pl, il, PLACEMENT_ATTN, 0);
-            placement_set(pl, il, PLACEMENT_FFN, 1);
+            placement_set_ffn(pl, il, 1);
         }
         pl->embd_dev = 1;
         pl->out_dev = 0;
@@ -496,8 +499,109 @@ TEST(argument_errors)
     model_free(m);
 }
 
+/*
+ * A per-tensor FFN split (issue #6): gate/up of layer il on one CPU device,
+ * its down projection on the other, so the GLU output crosses devices with
+ * x. Both directions, against forward.c. Two CPU devices run the same
+ * kernels in the same order, so the result must be bit-identical (which also
+ * meets the 1e-5 relative bound the split is specified to).
+ */
+static void ffn_split(const char *file, uint32_t swa, int n_prompt, int n_decode, int n_batch)
+{
+    struct model *m = load(file);
+    REQUIRE(m);
+    if (swa)
+        m->hp.sliding_window = swa;
+    const size_t n = (size_t)(n_prompt + n_decode) * m->hp.n_vocab;
+    float *ref = malloc(n * sizeof(float)), *got = malloc(n * sizeof(float));
+    struct hearth_device *devs[2] = {open_cpu("cpu", 2), open_cpu("cpu-b", 1)};
+    struct placement *pl = NULL;
+    CHECK_OK(placement_create(m->hp.n_layer, 0, &pl));
+    const uint32_t L = m->hp.n_layer;
+    if (ref && got && devs[0] && devs[1] && pl &&
+        run_forward(m, n_prompt, n_decode, n_batch, ref)) {
+        for (int dir = 0; dir < 2; dir++) {
+            /* odd layers split (dir 0: gate/up on cpu-b, down on the host; dir 1: the
+               reverse), even layers whole on the host; attention always on the host */
+            uint32_t n_split = 0;
+            for (uint32_t il = 0; il < L; il++) {
+                placement_set(pl, il, PLACEMENT_ATTN, 0);
+                placement_set_ffn(pl, il, 0);
+                if (il % 2) {
+                    placement_set(pl, il, PLACEMENT_FFN, dir ? 0 : 1);
+                    placement_set(pl, il, PLACEMENT_FFN_DOWN, dir ? 1 : 0);
+                    n_split++;
+                }
+            }
+            pl->embd_dev = pl->out_dev = 0;
+            memset(got, 0, n * sizeof(float));
+            struct sched_params p = sched_params_default();
+            p.n_ctx = N_CTX;
+            p.n_batch = n_batch;
+            p.n_devices = 2;
+            p.devices = devs;
+            p.placement = pl;
+            p.map_host_weights = dir == 0; /* both weight paths */
+            struct sched *s = NULL;
+            CHECK_OK(sched_create(m, &p, &s));
+            if (!s)
+                continue;
+            int32_t toks[N_PROMPT];
+            make_prompt(m, toks, n_prompt);
+            const size_t V = m->hp.n_vocab;
+            bool ok = sched_eval(s, toks, n_prompt, 0, got, true) == HEARTH_OK;
+            for (int i = 0; ok && i < n_decode; i++) {
+                /* the reference's greedy token, so both runs see the same inputs */
+                const float *prev = ref + (size_t)(n_prompt + i - 1) * V;
+                int32_t tok = 0;
+                for (size_t j = 1; j < V; j++)
+                    if (prev[j] > prev[tok])
+                        tok = (int32_t)j;
+                ok = sched_eval(s, &tok, 1, n_prompt + i, got + (size_t)(n_prompt + i) * V,
+                                false) == HEARTH_OK;
+            }
+            CHECK_MSG(ok, "%s split %d: %s", file, dir, hearth_last_error());
+            double worst = 0.0, maxabs = 0.0;
+            for (size_t i = 0; i < n; i++) {
+                double d = fabs((double)ref[i] - (double)got[i]);
+                worst = d > worst ? d : worst;
+                maxabs = fabs((double)ref[i]) > maxabs ? fabs((double)ref[i]) : maxabs;
+            }
+            CHECK_MSG(worst <= 1e-5 * maxabs, "%s split %d: max |diff| %.3g of max %.3g", file,
+                      dir, worst, maxabs);
+            compare(ref, got, n, dir ? "split: gate/up on host, down on cpu-b"
+                                     : "split: gate/up on cpu-b, down on host");
+            /* each split layer moves x + GLU into its down block, and x back out of it
+               (dir 0) or out of its gate/up block (dir 1): 2 moves per split layer */
+            const uint64_t batches = (uint64_t)((n_prompt + n_batch - 1) / n_batch + n_decode);
+            CHECK_INT_EQ(sched_n_glu_moves(s), batches * n_split);
+            CHECK_INT_EQ(sched_n_moves(s), batches * 2 * n_split);
+            /* the receiving device's staging holds x and the GLU output of a batch */
+            sched_destroy(s);
+        }
+    }
+    placement_free(pl);
+    backend_device_destroy(devs[0]);
+    backend_device_destroy(devs[1]);
+    free(ref);
+    free(got);
+    model_free(m);
+}
+
+TEST(ffn_split_across_devices)
+{
+    ffn_split(TEST_SMOLLM2, 0, N_PROMPT, N_DECODE, 64);
+}
+
+TEST(gemma3_ffn_split)
+{
+    /* GeGLU and the post-FFN norm, which runs with the down block; batches of 8 */
+    ffn_split(TEST_GEMMA3, 4, 12, 2, 8);
+}
+
 TEST_MAIN(TEST_CASE(all_cpu_equals_forward), TEST_CASE(two_cpu_devices_alternating),
           TEST_CASE(gemma3_two_devices_sliding_window), TEST_CASE(gpu_offload_matches_reference),
           TEST_CASE(ngl_parsing),
           TEST_CASE(ngl_placement), TEST_CASE(ngl_auto_fake_budget), TEST_CASE(oom_while_loading),
-          TEST_CASE(argument_errors))
+          TEST_CASE(argument_errors), TEST_CASE(ffn_split_across_devices),
+          TEST_CASE(gemma3_ffn_split))

@@ -199,6 +199,13 @@ static hearth_status vkb_stream_run(struct hearth_stream *s, const struct hearth
     return HEARTH_OK;
 }
 
+void vk_backend_replay_stats(struct hearth_stream *s, struct vk_replay_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    if (s && s->ops == &vkb_stream_ops)
+        vk_graph_replay_stats(((struct vkb_stream *)s->ctx)->g, out);
+}
+
 static hearth_status vkb_stream_sync(struct hearth_stream *s)
 {
     struct vkb_device *d = dev_of(s->dev);

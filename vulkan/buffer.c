@@ -118,6 +118,8 @@ fail:
 
 void vk_buffer_destroy(struct vk_ctx *ctx, struct vk_buffer *b)
 {
+    if (b->buf && b->kind == VK_BUF_DEVICE)
+        ctx->buf_epoch++; /* replay.c drops recordings that might bind it */
     if (b->buf)
         vkDestroyBuffer(ctx->dev, b->buf, NULL);
     if (b->mem)

@@ -15,6 +15,8 @@
  * divs[k] is made on the host in double once per (divs tensor, base, scale,
  * n_rot) and kept in a few slots (gemma3 alternates two bases), so only the
  * product pos * inv_freq is f32 on the device (docs/vulkan.md).
+ * Single-token lists are walked while the context captures, and replay.c
+ * executes a kept recording of the same dispatches (see there).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +39,7 @@ struct vk_graph {
     struct vk_buffer freq;    /* [FREQ_SLOTS][FREQ_MAX] floats */
     struct freq_key keys[FREQ_SLOTS];
     int next;
+    struct vk_replay *rp; /* NULL: replay off (HEARTH_VULKAN_REPLAY=0) */
 };
 
 hearth_status vk_graph_create(struct vk_ctx *ctx, struct vk_graph **out)
@@ -51,6 +54,12 @@ hearth_status vk_graph_create(struct vk_ctx *ctx, struct vk_graph **out)
         free(g);
         return st;
     }
+    const char *env = getenv("HEARTH_VULKAN_REPLAY");
+    if (!(env && strcmp(env, "0") == 0) && (st = vk_replay_create(ctx, &g->rp)) != HEARTH_OK) {
+        vk_buffer_destroy(ctx, &g->freq);
+        free(g);
+        return st;
+    }
     *out = g;
     return HEARTH_OK;
 }
@@ -60,6 +69,7 @@ void vk_graph_destroy(struct vk_graph *g)
     if (!g)
         return;
     vk_submit(g->ctx);
+    vk_replay_destroy(g->rp);
     vk_buffer_destroy(g->ctx, &g->scratch);
     vk_buffer_destroy(g->ctx, &g->freq);
     free(g);
@@ -336,7 +346,7 @@ static hearth_status run_logits(struct vk_graph *g, const struct hearth_op *op)
     return vk_matmul(g->ctx, &a);
 }
 
-hearth_status vk_graph_run(struct vk_graph *g, const struct hearth_op *ops, int n_ops)
+static hearth_status walk(struct vk_graph *g, const struct hearth_op *ops, int n_ops)
 {
     for (int i = 0; i < n_ops; i++) {
         const struct hearth_op *op = &ops[i];
@@ -357,4 +367,31 @@ hearth_status vk_graph_run(struct vk_graph *g, const struct hearth_op *ops, int 
             return err_prefix(st, "op %d (kind %d)", i, (int)op->kind);
     }
     return HEARTH_OK;
+}
+
+/* Decode-shaped lists only: prefill batches differ in n_tok from call to call anyway. */
+static bool single_token(const struct hearth_op *ops, int n_ops)
+{
+    for (int i = 0; i < n_ops; i++)
+        if (ops[i].n_tok != 1)
+            return false;
+    return n_ops > 0;
+}
+
+hearth_status vk_graph_run(struct vk_graph *g, const struct hearth_op *ops, int n_ops)
+{
+    if (!g->rp || !single_token(ops, n_ops)) {
+        if (g->rp)
+            vk_replay_count_walk(g->rp);
+        return walk(g, ops, n_ops);
+    }
+    vk_replay_begin(g->rp);
+    return vk_replay_end(g->rp, walk(g, ops, n_ops));
+}
+
+void vk_graph_replay_stats(const struct vk_graph *g, struct vk_replay_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    if (g->rp)
+        vk_replay_get_stats(g->rp, out);
 }

@@ -9,9 +9,11 @@
  * steps with kv-store-q.comp (one dispatch for K, one for V: each encodes
  * into its own type) and attention-kvq.comp, preceded for a non-f16 K by
  * kv-center.comp (the key mean and sink of ATTENTION step 3, k_aux). The
- * attention pipeline has five bindings (the sink buffer is the fifth), one
- * more than the shared descriptor pool budgets per set (VK_MAX_BIND), so
- * such a set is counted as two against the pool's VK_DESC_SETS. The rotation's sign diagonal is
+ * attention pipeline has five bindings (the sink buffer is the fifth); a set
+ * with more than VK_MAX_BIND would count as two against the pool's
+ * VK_DESC_SETS (kq_dispatch). The f16 kv_store and attention take their
+ * position from replay.c's step buffer (binding 4) while it captures; the
+ * kvq path is not replayed (backend.c runs it outside vk_graph_run). The rotation's sign diagonal is
  * drawn on the host per op (kvq_rot_init, see kq_sign_bits) and
  * travels as 256 bits of push constants, so no per-layer buffer or upload
  * exists. Encoded bytes equal kvq_encode's except where the rotated types'
@@ -60,11 +62,16 @@ hearth_status vk_attention(struct vk_ctx *ctx, const struct vk_attn_args *a)
         (st = vk__view_words(a->out, o_bytes, "attention", "out", &oo)))
         return st;
 
+    /* while replay.c captures, the position comes from its step buffer (slot > 0) */
+    uint32_t slot = vk__pos_slot(ctx, a->pos0);
+    const struct vk_buffer *step = vk__step_bind(ctx, slot, a->q.buf);
+    uint32_t pos0 = slot ? 0 : a->pos0;
     struct vk_kv_store_params kp = {
-        .n_tok = a->n_tok, .kv_dim = kv_dim, .pos0 = a->pos0, .k_src_off = ko, .v_src_off = vo,
+        .n_tok = a->n_tok, .kv_dim = kv_dim, .pos0 = pos0, .pos_slot = slot, .k_src_off = ko, .v_src_off = vo,
         .src_stride = a->kv_stride, .k_cache_off = kco, .v_cache_off = vco,
     };
-    const struct vk_buffer *kb[4] = {a->k_new.buf, a->v_new.buf, a->k_cache.buf, a->v_cache.buf};
+    const struct vk_buffer *kb[5] = {a->k_new.buf, a->v_new.buf, a->k_cache.buf, a->v_cache.buf,
+                                     step};
     uint32_t gx, gy;
     vk__grid((uint32_t)(((uint64_t)a->n_tok * (kv_dim / 2) + VK_KV_WG - 1) / VK_KV_WG), &gx, &gy);
     if ((st = vk__dispatch(ctx, VK_SH_KV_STORE, kb, &kp, sizeof kp, gx, gy, 1)) != HEARTH_OK)
@@ -72,11 +79,11 @@ hearth_status vk_attention(struct vk_ctx *ctx, const struct vk_attn_args *a)
 
     struct vk_attn_params ap = {
         .n_tok = a->n_tok, .n_head = a->n_head, .n_head_kv = a->n_head_kv,
-        .head_dim = a->head_dim, .pos0 = a->pos0, .window = a->window, .scale = a->scale,
+        .head_dim = a->head_dim, .pos0 = pos0, .window = a->window, .scale = a->scale,
         .kv_dim = kv_dim, .q_off = qo, .q_stride = a->q_stride, .o_off = oo,
-        .o_stride = a->o_stride, .k_cache_off = kco, .v_cache_off = vco,
+        .o_stride = a->o_stride, .k_cache_off = kco, .v_cache_off = vco, .pos_slot = slot,
     };
-    const struct vk_buffer *ab[4] = {a->q.buf, a->k_cache.buf, a->v_cache.buf, a->out.buf};
+    const struct vk_buffer *ab[5] = {a->q.buf, a->k_cache.buf, a->v_cache.buf, a->out.buf, step};
     return vk__dispatch(ctx, VK_SH_ATTENTION, ab, &ap, sizeof ap, a->n_head, a->n_tok, 1);
 }
 

@@ -33,13 +33,15 @@ hearth_status vk_rope(struct vk_ctx *ctx, struct vk_view x, uint32_t x_stride, u
                              "rope", "x", &xo)) ||
         (st = vk__view_words(inv_freq, (uint64_t)(n_rot / 2) * 4, "rope", "inv_freq", &fo)))
         return st;
+    uint32_t slot = vk__pos_slot(ctx, pos0); /* > 0 while replay.c captures */
     struct vk_rope_params p = {
-        .n_tok = n_tok, .n_heads = n_heads, .head_dim = head_dim, .n_rot = n_rot, .pos0 = pos0,
+        .n_tok = n_tok, .n_heads = n_heads, .head_dim = head_dim, .n_rot = n_rot,
+        .pos0 = slot ? 0 : pos0, .pos_slot = slot,
         .neox = mode == MODEL_ROPE_NEOX ? 1u : 0u, .x_off = xo, .x_stride = x_stride, .f_off = fo,
     };
     uint64_t n = (uint64_t)n_tok * n_heads * (n_rot / 2);
     uint32_t gx, gy;
     vk__grid((uint32_t)((n + VK_ROPE_WG - 1) / VK_ROPE_WG), &gx, &gy);
-    const struct vk_buffer *binds[2] = {x.buf, inv_freq.buf};
+    const struct vk_buffer *binds[3] = {x.buf, inv_freq.buf, vk__step_bind(ctx, slot, x.buf)};
     return vk__dispatch(ctx, VK_SH_ROPE, binds, &p, sizeof p, gx, gy, 1);
 }

@@ -7,6 +7,7 @@
 
 #include "err.h"
 #include "vk.h"
+#include "../shaders/params/common.h"
 
 /* Shader variants. Per-weight-type kernels are BASE + vk__wtype_index(type). */
 enum { VK_N_WTYPES = 15 };
@@ -41,7 +42,34 @@ struct vk_pipeline {
     uint32_t push_size;
 };
 
-enum { VK_MAX_BIND = 4, VK_DESC_SETS = 512, VK_TS_SLOTS = 64 };
+/* 5 bindings: kv_store and attention take the step buffer after their four tensors. */
+enum { VK_MAX_BIND = 5, VK_DESC_SETS = 512, VK_TS_SLOTS = 64 };
+
+/*
+ * One dispatch as vk__dispatch would record it, captured instead (replay.c):
+ * pipeline, bound buffers, push constants, grid. Zero-filled before it is
+ * written, so two captures of the same work compare equal with memcmp.
+ */
+struct vk_cap_disp {
+    uint32_t id, push_size, gx, gy, gz, n_bind;
+    VkBuffer bufs[VK_MAX_BIND];
+    uint32_t push[32];
+};
+
+/*
+ * A capture in progress (ctx->cap non-NULL): vk__dispatch appends to d[],
+ * and ops that take a position ask vk__pos_slot for a step-buffer slot
+ * (vals[slot - 1] = the position this walk uses) and bind step.
+ */
+struct vk_capture {
+    const struct vk_buffer *step; /* [VK_STEP_SLOTS] uint32 */
+    uint32_t vals[VK_STEP_SLOTS];
+    uint32_t n_vals;
+    bool overflow;                /* more distinct positions than slots: not replayable */
+    hearth_status err;            /* an append failed (no memory) */
+    struct vk_cap_disp *d;        /* [n], capacity cap */
+    int n, cap;
+};
 
 struct vk_ctx {
     VkInstance inst;
@@ -76,6 +104,11 @@ struct vk_ctx {
     int val_reported;      /* val_errors already turned into a vk_submit failure */
     char val_first[512];   /* the first message: usually the cause, later ones follow from it */
     bool use_16bit;        /* F16 weights through the 16-bit-storage kernels */
+
+    /* appended (vkreplay) */
+    struct vk_capture *cap; /* non-NULL: vk__dispatch captures instead of recording */
+    uint64_t n_submits;     /* vk_submit calls that submitted: names the open recording */
+    uint64_t buf_epoch;     /* bumped when a device buffer dies: recordings may bind it */
 };
 
 /* Maps a VkResult to a status and sets the message "file:line: expr: VK_ERROR_...". */
@@ -116,6 +149,26 @@ hearth_status vk__dispatch(struct vk_ctx *ctx, enum vk_shader id, const struct v
                            uint32_t gz);
 /* Splits n workgroups into (x <= 65535, ext) with x * ext >= n. */
 void vk__grid(uint32_t n, uint32_t *x, uint32_t *ext);
+/*
+ * While capturing: the 1-based step-buffer slot that holds position pos
+ * (the push constant pos_slot), allocating one; 0 (use the push constant
+ * pos0) when not capturing or out of slots (the capture is then marked
+ * overflow and is not kept).
+ */
+uint32_t vk__pos_slot(struct vk_ctx *ctx, uint32_t pos);
+/* The buffer to bind as the step buffer: the capture's for slot > 0, else placeholder. */
+const struct vk_buffer *vk__step_bind(struct vk_ctx *ctx, uint32_t slot,
+                                      const struct vk_buffer *placeholder);
+/* Records captured dispatches d[0..n) into the open (primary) command buffer. */
+hearth_status vk__dispatch_captured(struct vk_ctx *ctx, const struct vk_cap_disp *d, int n);
+/*
+ * Records d[0..n) into a new secondary command buffer (*cmd) whose
+ * descriptor sets come from a new pool (*pool) of exactly their size; both
+ * live until vk__secondary_free, so the buffer can be executed again.
+ */
+hearth_status vk__record_secondary(struct vk_ctx *ctx, const struct vk_cap_disp *d, int n,
+                                   VkCommandBuffer *cmd, VkDescriptorPool *pool);
+void vk__secondary_free(struct vk_ctx *ctx, VkCommandBuffer cmd, VkDescriptorPool pool);
 void vk__command_destroy(struct vk_ctx *ctx);
 /* HEARTH_ERR_BACKEND naming the first message if validation reported any since the last call. */
 hearth_status vk__validation_check(struct vk_ctx *ctx);

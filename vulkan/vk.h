@@ -92,8 +92,22 @@ int vk_ctx_validation_errors(const struct vk_ctx *ctx, const char **first_messag
  */
 void vk_keep_driver_loaded(void);
 struct hearth_device;
+struct hearth_stream;
 /* vk_ctx_validation_errors of a device opened through the backend table (backend.c). */
 int vk_backend_validation_errors(struct hearth_device *dev, const char **last_message);
+
+/*
+ * Command-buffer replay of single-token op lists (vulkan/replay.c,
+ * docs/vulkan.md); HEARTH_VULKAN_REPLAY=0 at stream creation turns it off.
+ */
+struct vk_replay_stats {
+    uint64_t records; /* op lists recorded into a kept command buffer */
+    uint64_t replays; /* graph_run calls served by a kept recording */
+    uint64_t walks;   /* graph_run calls recorded afresh (n_tok > 1, replay off, ...) */
+    int cached;       /* recordings held now */
+};
+/* A Vulkan stream's counters; all zero for another backend's stream. */
+void vk_backend_replay_stats(struct hearth_stream *s, struct vk_replay_stats *out);
 /* Forces the no-subgroup shader variants even where the device has them (tests). */
 void vk_ctx_set_use_subgroup(struct vk_ctx *ctx, bool on);
 /*

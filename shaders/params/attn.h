@@ -28,6 +28,7 @@ VK_PARAMS_BEGIN(vk_attn_params)
     uint32_t o_stride;
     uint32_t k_cache_off; /* uint32 words */
     uint32_t v_cache_off;
+    uint32_t pos_slot;    /* 0: pos0; k > 0: step[k - 1] (binding 4, params/common.h) */
 VK_PARAMS_END(vk_attn_params)
 #endif
 

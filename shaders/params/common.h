@@ -8,6 +8,16 @@
 #ifndef HEARTH_VK_PARAMS_COMMON_H
 #define HEARTH_VK_PARAMS_COMMON_H
 
+/*
+ * Command-buffer replay (vulkan/replay.c): a recorded decode step is
+ * resubmitted for later tokens, so values that change per token cannot be
+ * push constants. A shader that takes a position has a pos_slot push
+ * constant: 0 means "use pos0", k > 0 means "read uint word k - 1 of the
+ * step buffer", a small buffer the host rewrites (vkCmdUpdateBuffer) before
+ * each replay.
+ */
+#define VK_STEP_SLOTS 8
+
 #ifdef VULKAN
 #define uint32_t uint
 #define VK_PARAMS_BEGIN(name) layout(push_constant) uniform name {

@@ -21,6 +21,7 @@ VK_PARAMS_BEGIN(vk_kv_store_params)
     uint32_t src_stride;
     uint32_t k_cache_off; /* in uint32 words (position 0 of the layer's K) */
     uint32_t v_cache_off;
+    uint32_t pos_slot;    /* 0: pos0; k > 0: step[k - 1] (binding 4, params/common.h) */
 VK_PARAMS_END(vk_kv_store_params)
 #endif
 

@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# bench/gpu-e2e.sh: the end-to-end figures the open issues ask of a lent GPU,
+# in one device call after bench/gpu-run.sh has checked the kernels.
+#
+#   build    the hearth CLI on the device (CUDA sm_90, Vulkan if its loader
+#            and glslc are there); falls back to a carried build-cuda/hearth
+#   devices  `hearth devices --measure` (copy and host-to-device bandwidth)
+#   tg       synth llama3-8b at Q4_0, Q4_K_M, Q8_0; `hearth bench -ngl all`:
+#            pp512 and tg128, each against the copy bandwidth (issue: CUDA)
+#   partial  Q4_K_M at -ngl 16 and 24 (issue: CUDA, partial offload)
+#   kv       Q4_K_M decode at depth 8192 and 32768 for f16, q8_0, rot4, rot3
+#            KV caches (issue: compressed KV)
+#   vulkan   the tg step on vulkan0 when a hardware Vulkan device is listed,
+#            for the Vulkan/CUDA ratios (issue: Vulkan)
+#   plan70   synth llama3-70b Q4_K_M (~42 GB; skipped without 50 GB free
+#            disk), `hearth plan` for the device, then bench with the planner
+#            and with -ngl N sweeps, both under --vram-budget 24GiB when the
+#            CLI has it (issue: planner)
+# Every bench row is appended to $OUT/e2e.jsonl (one JSON array per run,
+# prefixed by a label line), a readable log to $OUT/e2e.txt, one line per
+# step to $OUT/summary.txt: three files, well under the tool's limit of 8.
+#
+# Dry run on a machine without a GPU (checks the script, not the GPU):
+#   DEV=cpu NGL=0 PRESET=llama3-1b LAYERS=2 STEPS="tg kv" bash bench/gpu-e2e.sh
+set -u
+OUT=${OUT:-$PWD/gpu-e2e-out}
+mkdir -p "$OUT"
+export PATH=/usr/local/cuda/bin:$PATH
+STEPS=${STEPS:-build devices tg partial kv vulkan plan70}
+DEV=${DEV:-cuda0}
+NGL=${NGL:-all}
+PRESET=${PRESET:-llama3-8b}
+LAYERS=${LAYERS:-}
+MODELS=${MODELS:-/tmp/hearth-models}
+BIN=${HEARTH_BIN:-}
+has() { case " $STEPS " in *" $1 "*) return 0 ;; esac; return 1; }
+say() { echo "== $*" | tee -a "$OUT/summary.txt"; }
+cd "$(dirname "$0")/.." || exit 1
+mkdir -p "$MODELS"
+
+if has build; then
+    t0=$(date +%s)
+    if cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DHEARTH_CUDA=ON \
+            -DHEARTH_CUDA_ARCHS=90 >"$OUT/e2e.txt" 2>&1 &&
+        cmake --build build-gpu -j 16 --target hearth-cli >>"$OUT/e2e.txt" 2>&1; then
+        BIN=build-gpu/hearth
+        say "built the CLI on the device in $(($(date +%s) - t0)) s"
+    else
+        say "CLI build on the device failed: $(tail -n 3 "$OUT/e2e.txt" | tr '\n' ' ')"
+    fi
+fi
+if [ -z "$BIN" ]; then
+    for b in build-gpu/hearth build-cuda/hearth build/hearth; do
+        [ -x "$b" ] && BIN=$b && break
+    done
+fi
+[ -n "$BIN" ] || { say "no hearth binary (build failed, nothing carried)"; exit 1; }
+say "binary $BIN, device $DEV, preset $PRESET${LAYERS:+ ($LAYERS layers)}"
+
+# synth PRESET TYPE -> path (cached in $MODELS)
+synth() {
+    local f="$MODELS/$1-$2${LAYERS:+-L$LAYERS}.gguf"
+    if [ ! -s "$f" ]; then
+        "$BIN" synth --preset "$1" --type "$2" ${LAYERS:+--layers "$LAYERS"} -o "$f" \
+            >>"$OUT/e2e.txt" 2>&1 || { say "synth $1 $2 failed"; return 1; }
+    fi
+    echo "$f"
+}
+
+# bench LABEL ARGS...: one `hearth bench --json` run, logged and appended
+bench() {
+    local label=$1
+    shift
+    local t0
+    t0=$(date +%s)
+    echo "## $label" >>"$OUT/e2e.jsonl"
+    if "$BIN" bench --json "$@" >"$OUT/run.json" 2>"$OUT/run.err"; then
+        cat "$OUT/run.json" >>"$OUT/e2e.jsonl"
+        local line
+        line=$(python3 -c "
+import json, sys
+rows = json.load(open(sys.argv[1]))
+print('  '.join('%s %.1f t/s (%.0f%% of copy bw)' % (r['test'], r['tps_median'],
+      100 * r['bw_fraction']) for r in rows))" "$OUT/run.json" 2>/dev/null)
+        say "$label: $line [$(grep -m1 '^plan:' "$OUT/run.err")] $(($(date +%s) - t0)) s"
+    else
+        say "$label: FAILED: $(tail -n 2 "$OUT/run.err" | tr '\n' ' ')"
+    fi
+    rm -f "$OUT/run.json" "$OUT/run.err"
+}
+
+if has devices; then
+    "$BIN" devices --measure >>"$OUT/e2e.txt" 2>&1
+    say "devices: $(grep -E "^($DEV|vulkan[0-9])" "$OUT/e2e.txt" | tr -s ' ' | tr '\n' ';')"
+fi
+
+if has tg; then
+    for t in Q4_0 Q4_K_M Q8_0; do
+        f=$(synth "$PRESET" "$t") || continue
+        bench "$PRESET $t $DEV -ngl $NGL" -m "$f" --device "$DEV" -ngl "$NGL" -p 512 -n 128 -r 3
+    done
+fi
+
+if has partial; then
+    f=$(synth "$PRESET" Q4_K_M) &&
+        for n in 16 24; do
+            bench "$PRESET Q4_K_M $DEV -ngl $n" -m "$f" --device "$DEV" -ngl "$n" -p 512 \
+                -n 128 -r 3
+        done
+fi
+
+if has kv; then
+    f=$(synth "$PRESET" Q4_K_M) &&
+        for d in 8192 32768; do
+            for kt in f16 q8_0 rot4 rot3; do
+                bench "$PRESET Q4_K_M $DEV kv $kt depth $d" -m "$f" --device "$DEV" -ngl "$NGL" \
+                    -p 0 -n 64 -r 3 -d "$d" --kv-type "$kt"
+            done
+        done
+fi
+
+if has vulkan; then
+    vk=$("$BIN" devices 2>/dev/null | awk '/^vulkan[0-9]/ && !/llvmpipe|lavapipe|SwiftShader/ {print $1; exit}')
+    if [ -n "$vk" ]; then
+        for t in Q4_0 Q4_K_M Q8_0; do
+            f=$(synth "$PRESET" "$t") || continue
+            bench "$PRESET $t $vk -ngl all" -m "$f" --device "$vk" -ngl all -p 512 -n 128 -r 3
+        done
+    else
+        say "vulkan: no hardware Vulkan device listed (loader or ICD missing?)"
+    fi
+fi
+
+if has plan70; then
+    free_gb=$(df -Pk "$MODELS" | awk 'NR == 2 {print int($4 / 1048576)}')
+    if [ "${free_gb:-0}" -lt 50 ]; then
+        say "plan70: skipped, $free_gb GB free under $MODELS (needs 50)"
+    elif f=$(synth llama3-70b Q4_K_M); then
+        budget=()
+        "$BIN" bench --help 2>&1 | grep -q -- '--vram-budget' && budget=(--vram-budget 24GiB)
+        "$BIN" plan "$f" --vram-budget 24GiB -c 4096 >>"$OUT/e2e.txt" 2>&1
+        say "plan70: $(grep -m2 -iE 'predicted|tok/s' "$OUT/e2e.txt" | tail -2 | tr '\n' ' ')"
+        bench "llama3-70b Q4_K_M $DEV planner ${budget[*]}" -m "$f" --device "$DEV" \
+            "${budget[@]}" -p 512 -n 32 -r 1
+        for n in 44 40 36 32; do
+            bench "llama3-70b Q4_K_M $DEV -ngl $n ${budget[*]}" -m "$f" --device "$DEV" \
+                -ngl "$n" "${budget[@]}" -p 512 -n 32 -r 1
+        done
+    fi
+fi
+cat "$OUT/summary.txt"
