@@ -66,6 +66,7 @@ struct engine {
     int n_threads;
     int n_gpu_layers;
     int kv_type_k, kv_type_v; /* enum kvq_type of the cache, on whichever path */
+    uint64_t vram_budget;     /* engine_params.vram_budget */
     char desc[ENGINE_DESC];
 };
 
@@ -244,6 +245,8 @@ static void describe_devices(struct engine *e, struct plan_devices *pd)
         bool cuda = !strncmp(e->dev_name[d], "cuda", 4);
         g->kind = cuda ? PLAN_DEV_CUDA : PLAN_DEV_VULKAN;
         g->budget_bytes = free_b ? free_b : total_b;
+        if (e->vram_budget && g->budget_bytes > e->vram_budget)
+            g->budget_bytes = e->vram_budget; /* the user's cap, as plan --vram-budget */
         g->mem_bw = props.bw_gbps > 0 ? props.bw_gbps * 1e9
                     : cuda                ? PLAN_DEFAULT_CUDA_BW
                                           : PLAN_DEFAULT_VULKAN_BW;
@@ -385,6 +388,7 @@ hearth_status engine_create(const struct model *m, const struct engine_params *p
         return err_set(HEARTH_ERR_NO_MEMORY, "engine: out of memory");
     e->m = m;
     e->kv_type_k = p->kv_type_k;
+    e->vram_budget = p->vram_budget;
     e->kv_type_v = p->kv_type_v;
     e->n_threads = p->n_threads > 0 ? p->n_threads : threadpool_default_threads();
     const uint32_t n_ctx = p->n_ctx ? p->n_ctx : m->hp.n_ctx_train;

@@ -55,6 +55,7 @@ struct engine_params {
                        ENGINE_NGL_AUTO or ENGINE_NGL_UNSET */
     int kv_type_k;  /* enum kvq_type of the cached keys (core/kv-quant.h); 0: f16 */
     int kv_type_v;  /* ... of the cached values */
+    uint64_t vram_budget; /* > 0: no GPU's plan budget exceeds it (--vram-budget); 0: free memory */
 };
 
 struct engine;

@@ -21,7 +21,8 @@
  * are accumulated in the rotated domain and rotated back once per output.
  *
  * Supported head_dim: f16 any width up to KVQ_MAX_HEAD_DIM; the others
- * multiples of 32 up to KVQ_MAX_HEAD_DIM (the block formats need 32 | head_dim; the rotated ones split a
+ * multiples of 32 up to KVQ_MAX_HEAD_DIM (the block formats need
+ * 32 | head_dim; the rotated ones split a
  * non-power-of-two head_dim into power-of-two pieces, each of at least 32).
  */
 #ifndef HEARTH_KV_QUANT_H

@@ -103,5 +103,19 @@ else
     echo "note: HEARTH_VULKAN_VALIDATE is not 1: no validated run"
 fi
 
+# --vram-budget caps the planner's view of the device: 40 MiB is inside the GPU
+# reserve (nothing fits), 320 MiB leaves ~60 MiB (part of the model), and the
+# whole model fits without a cap (checked above)
+"$bin" run --device vulkan0 --vram-budget 40MiB -c 128 -n 1 -p Hi --temp 0 > /dev/null \
+    2> "$tmp/b40" || fail "--vram-budget 40MiB exit $?: $(cat "$tmp/b40")"
+grep -q '^plan: all [0-9]* layers and output on cpu' "$tmp/b40" \
+    || fail "--vram-budget 40MiB still used the device: $(grep '^plan' "$tmp/b40")"
+"$bin" run --device vulkan0 --vram-budget 320MiB -c 128 -n 1 -p Hi --temp 0 > /dev/null \
+    2> "$tmp/b320" || fail "--vram-budget 320MiB exit $?: $(cat "$tmp/b320")"
+grep '^plan: ' "$tmp/b320" | grep -q 'on vulkan0.*on cpu' \
+    || fail "--vram-budget 320MiB: expected a split: $(grep '^plan' "$tmp/b320")"
+"$bin" run --device vulkan0 --vram-budget 0 -n 1 -p Hi > /dev/null 2>&1
+[ $? -eq 2 ] || fail "--vram-budget 0 should be a usage error"
+
 [ $fails -eq 0 ] && echo "cli-vulkan-run: all passed"
 [ $fails -eq 0 ]

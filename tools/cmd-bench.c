@@ -58,6 +58,7 @@ static void usage(FILE *out)
             "  --bw-size B     copy-bandwidth buffer size (default 256MiB, two of them)\n"
             "  --device NAME   run on NAME (repeatable; see `hearth devices`)\n"
             "  -ngl N          layers on the GPU(s): a count, all, or auto (default)\n"
+            "  --vram-budget S plan as if no GPU had more than S free (e.g. 24GiB)\n"
             "  --kv-type T     KV cache type (f16, q8_0, q4_0, rot4, rot3); also\n"
             "                  --kv-type-k T / --kv-type-v T\n"
             "  --json          print a JSON array instead of the table\n",
@@ -281,7 +282,8 @@ int cmd_bench(int argc, char **argv)
     uint64_t seed = 1234;
     for (long long i = 0; i < depth + max_n; i++)
         toks[i] = (int32_t)(splitmix(&seed) % m->hp.n_vocab);
-    if (depth > 0 && (st = engine_eval(fc, toks + max_n, (int)depth, 0, NULL, false)) != HEARTH_OK) {
+    if (depth > 0 &&
+        (st = engine_eval(fc, toks + max_n, (int)depth, 0, NULL, false)) != HEARTH_OK) {
         cli_error("filling %lld positions of depth", depth);
         goto done;
     }

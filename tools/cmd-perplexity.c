@@ -52,6 +52,7 @@ static void usage(FILE *out)
             "  --chunks N            score at most N chunks (default: all whole chunks)\n"
             "  --device NAME         run on NAME (repeatable; see `hearth devices`)\n"
             "  -ngl N                layers on the GPU(s): a count, all, or auto (default)\n"
+            "  --vram-budget S       plan as if no GPU had more than S free (e.g. 24GiB)\n"
             "  --kv-type T           KV cache type (f16, q8_0, q4_0, rot4, rot3); also\n"
             "                        --kv-type-k T / --kv-type-v T\n"
             "  --save-logits FILE    write the top-%d log-probs of every scored token\n"

@@ -43,7 +43,8 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: hearth plan MODEL [--device KIND:MEM:BW[:FLOPS]]... [--host MEM:BW[:FLOPS]]\n"
             "                   [--pcie BW] [--vram-budget SIZE] [-c N] [--parallel N]\n"
-            "                   [--kv-type T] [--kv-type-k T] [--kv-type-v T] [-b N] [--prompt N] [-ngl N] [--no-stream]\n"
+            "                   [--kv-type T] [--kv-type-k T] [--kv-type-v T] [-b N] [--prompt N]\n"
+            "                   [-ngl N] [--no-stream]\n"
             "                   [-v] [--json] [--compare-quants [--imatrix] [--svg FILE]]\n\n"
             "Plans where each tensor of MODEL lives (GPU, host RAM and CPU, or host RAM\n"
             "streamed to the GPU for prefill), the memory per device and the predicted\n"

@@ -94,6 +94,15 @@ int run_parse_device_flag(const char *a, const char *v, struct run_devices *d)
             d->kv_type_v = (int)t;
         return 1;
     }
+    if (!strcmp(a, "--vram-budget")) {
+        if (cli_parse_bytes(a, v, &d->vram_budget))
+            return -1;
+        if (d->vram_budget == 0) {
+            fprintf(stderr, "hearth: --vram-budget must be more than 0 bytes\n");
+            return -1;
+        }
+        return 1;
+    }
     if (strcmp(a, "-ngl") && strcmp(a, "--n-gpu-layers") && strcmp(a, "--gpu-layers"))
         return 0;
     if (!strcmp(v, "all")) {
@@ -119,6 +128,7 @@ int run_engine_open(const struct model *m, const struct engine_params *p,
     ep.ngl = d->ngl;
     ep.kv_type_k = d->kv_type_k;
     ep.kv_type_v = d->kv_type_v;
+    ep.vram_budget = d->vram_budget;
     err_clear();
     if (engine_create(m, &ep, out) != HEARTH_OK) {
         cli_error("cannot set up the forward pass");
@@ -239,7 +249,7 @@ int run_parse_flag(int argc, char **argv, int *i, struct run_opts *o)
         o->print_rss = true;
     } else if (is(a, "--device", NULL) || is(a, "-ngl", "--n-gpu-layers") ||
                is(a, "--gpu-layers", NULL) || is(a, "--kv-type", NULL) ||
-               is(a, "--kv-type-k", "--kv-type-v")) {
+               is(a, "--kv-type-k", "--kv-type-v") || is(a, "--vram-budget", NULL)) {
         VALUE();
         if (run_parse_device_flag(a, v, &o->devs) < 0)
             return -1;

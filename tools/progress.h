@@ -45,6 +45,7 @@ struct run_devices {
     int n;
     int ngl; /* >= 0, ENGINE_NGL_AUTO, or ENGINE_NGL_UNSET when -ngl is not given */
     int kv_type_k, kv_type_v; /* enum kvq_type; 0: f16 */
+    unsigned long long vram_budget; /* --vram-budget: cap of every GPU's plan budget; 0: none */
 };
 
 /* The help lines of the flags run_parse_device_flag takes. */
@@ -56,7 +57,8 @@ struct run_devices {
     "                          the output head), all, or auto (the planner; default)\n"            \
     "  --kv-type T             KV cache type of K and V: f16 (default), q8_0, q4_0,\n"            \
     "                          rot4, rot3 (docs/kv-cache.md)\n"                                    \
-    "  --kv-type-k T, --kv-type-v T  the type of K or of V alone\n"
+    "  --kv-type-k T, --kv-type-v T  the type of K or of V alone\n"                              \
+    "  --vram-budget SIZE      plan as if no GPU had more than SIZE free (24GiB)\n"
 
 void run_devices_default(struct run_devices *d);
 /*
