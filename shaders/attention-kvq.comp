@@ -32,6 +32,7 @@ layout(binding = 1) readonly buffer KCache { uint kc[]; };
 layout(binding = 2) readonly buffer VCache { uint vc[]; };
 layout(binding = 3) writeonly buffer OBuf { float o[]; };
 layout(binding = 4) readonly buffer SinkBuf { float sink[]; };
+layout(binding = 5) readonly buffer StepBuf { uint step[]; }; // read only when pos_slot > 0
 
 shared float sc[VK_ATTN_CHUNK];
 shared float sinkv[VK_KVQ_MAX_HD]; // the sink key in K's domain (rotated for a rotated K)
@@ -158,7 +159,10 @@ float v_elem(uint type, uint hd, uint vb, uint d, uint piece)
 void main()
 {
     uint h = gl_WorkGroupID.x, t = gl_WorkGroupID.y, tid = gl_LocalInvocationID.x;
-    uint hd = pc.head_dim, p = pc.pos0 + t;
+    uint pos0 = pc.pos0;
+    if (pc.pos_slot != 0u) // a branch, not a select: slot 0 binds a placeholder
+        pos0 = step[pc.pos_slot - 1u];
+    uint hd = pc.head_dim, p = pos0 + t;
     uint lo = (pc.window > 0u && p + 1u > pc.window) ? p + 1u - pc.window : 0u;
     uint kvh = h / (pc.n_head / pc.n_head_kv);
     uint kt = pc.k_type, vt = pc.v_type;

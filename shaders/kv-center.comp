@@ -23,14 +23,19 @@ layout(local_size_x = VK_KV_WG) in;
 
 layout(binding = 0) buffer KBuf { float k[]; };
 layout(binding = 1) buffer AuxBuf { float aux[]; };
+layout(binding = 2) readonly buffer StepBuf { uint step[]; }; // read only when pos_slot > 0
 
 void main()
 {
     uint d = gl_GlobalInvocationID.x;
     if (d >= pc.kv_dim)
         return;
+    // replayed decode: the batch's position comes from the step buffer, so "first" does too
+    bool first = pc.first != 0u;
+    if (pc.pos_slot != 0u) // a branch, not a select: slot 0 binds a placeholder
+        first = step[pc.pos_slot - 1u] == 0u;
     precise float mu = 0.0;
-    if (pc.first != 0u) {
+    if (first) {
         if (pc.mean_hi > pc.mean_lo) {
             precise float hi = 0.0, lo = 0.0;
             for (uint t = pc.mean_lo; t < pc.mean_hi; t++) {
@@ -58,6 +63,6 @@ void main()
         precise float x = k[i] - mu;
         k[i] = x;
     }
-    if (pc.first != 0u)
+    if (first)
         aux[pc.aux_off + pc.aux_stride + d] = k[pc.k_off + d];
 }

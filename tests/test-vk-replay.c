@@ -22,15 +22,20 @@
 #ifdef HEARTH_WITH_VULKAN
 #include "../vulkan/vk.h"
 #include "backend.h"
+#include "kv-quant.h"
 #include "quant.h"
 
 const struct hearth_backend_ops *vk_backend_ops(void);
 
-enum { E = 64, H = 4, HK = 2, D = 16, ROT = 16, CTX = 48, KVD = HK * D, MAX_L = 32 };
+enum { E = 64, H = 4, HK = 2, D = 32, ROT = 16, CTX = 48, KVD = HK * D, MAX_L = 32 };
 
-/* One layer's tensors for one stream: activations [1][..] f32, caches [CTX][KVD] f16. */
+/*
+ * One layer's tensors for one stream: activations [1][..] f32; caches
+ * [CTX][KVD] f16, or for a compressed type I8 rows of HK * kvq_head_bytes;
+ * kaux F32 [2][KVD] (k_type != f16 only).
+ */
 struct lay {
-    struct hearth_tensor x, xn, q, k, v, att, tmp, kc, vc;
+    struct hearth_tensor x, xn, q, k, v, att, tmp, kc, vc, kaux;
 };
 
 struct env {
@@ -41,6 +46,7 @@ struct env {
     struct hearth_buffer *bufs[1024];
     int n_bufs;
     int window;
+    enum kvq_type kt, vt; /* cache types (f16/f16: graph.c's path, else op-attention.c's kvq) */
 };
 
 static struct hearth_tensor mk(struct env *e, hearth_dtype t, int64_t ne0, int64_t n_rows,
@@ -100,10 +106,21 @@ static struct hearth_tensor mk_rand(struct env *e, int rows, int cols, float sc,
     return r;
 }
 
-static bool env_open(struct env *e, int n_layers, int window)
+/* A cache of CTX rows of type t: F16 [CTX][KVD] or I8 [CTX][HK * head bytes]. */
+static struct hearth_tensor mk_cache(struct env *e, enum kvq_type t)
+{
+    if (t == KVQ_F16)
+        return mk(e, HEARTH_DTYPE_F16, KVD, CTX, NULL);
+    return mk(e, HEARTH_DTYPE_I8, (int64_t)(HK * kvq_head_bytes(t, D)), CTX, NULL);
+}
+
+static bool env_open_kv(struct env *e, int n_layers, int window, enum kvq_type kt,
+                        enum kvq_type vt)
 {
     memset(e, 0, sizeof *e);
     e->window = window;
+    e->kt = kt;
+    e->vt = vt;
     vk_keep_driver_loaded();
     const struct hearth_backend_ops *vo = vk_backend_ops();
     if (!vo || vo->device_count() < 1)
@@ -141,11 +158,14 @@ static bool env_open(struct env *e, int n_layers, int window)
             l->v = mk(e, HEARTH_DTYPE_F32, KVD, 1, NULL);
             l->att = mk(e, HEARTH_DTYPE_F32, H * D, 1, NULL);
             l->tmp = mk(e, HEARTH_DTYPE_F32, E, 1, NULL);
-            l->kc = mk(e, HEARTH_DTYPE_F16, KVD, CTX, NULL);
-            l->vc = mk(e, HEARTH_DTYPE_F16, KVD, CTX, NULL);
+            l->kc = mk_cache(e, kt);
+            l->vc = mk_cache(e, vt);
+            if (kt != KVQ_F16)
+                l->kaux = mk(e, HEARTH_DTYPE_F32, KVD, 2, NULL);
         }
     return e->s[0] && e->s[1] && test__failed == 0;
 }
+
 
 /* HEARTH_VULKAN_VALIDATE=1 without the layer: a note, or a failure under CI=true. */
 static void check_validation_setup(void)
@@ -175,9 +195,10 @@ static void env_close(struct env *e)
     backend_device_destroy(e->dev);
 }
 
-#define OPEN_OR_SKIP(e, n_layers, window)              \
+#define OPEN_OR_SKIP(e, n_layers, window) OPEN_KV_OR_SKIP(e, n_layers, window, KVQ_F16, KVQ_F16)
+#define OPEN_KV_OR_SKIP(e, n_layers, window, kt, vt)   \
     struct env e;                                      \
-    if (!env_open(&e, n_layers, window)) {             \
+    if (!env_open_kv(&e, n_layers, window, kt, vt)) {  \
         bool fail_ = test__failed > 0;                  \
         env_close(&e);                                 \
         if (fail_)                                     \
@@ -207,6 +228,8 @@ static int attn_block(const struct env *e, const struct lay *l, int pos0, struct
     a->n_head = H, a->n_head_kv = HK, a->head_dim = D, a->n_rot = ROT;
     a->rope_mode = HEARTH_ROPE_NEOX, a->rope_base = 10000.0f, a->rope_freq_scale = 1.0f;
     a->norm_eps = 1e-6f, a->scale = 0.25f, a->pos0 = pos0, a->window = e->window;
+    a->k_type = (int)e->kt, a->v_type = (int)e->vt, a->k_aux = l->kaux;
+    a->kv_seed = 0x5eedu, a->layer = (uint32_t)((l - e->l[0]) % MAX_L);
     ops[3].kind = HEARTH_OP_MATMUL;
     mm = &ops[3].u.matmul;
     mm->n_w = 1;
@@ -275,15 +298,21 @@ static void decode_both(struct env *e, int n_layers, int n_steps, int repeat_at,
     }
     CHECK_MSG(first_diff < 0, "replay on and off differ first at step %d", first_diff);
     CHECK_MSG(sum_abs > 1e-3, "the block changed nothing (sum |y - x0| = %g)", sum_abs);
-    /* the caches: every row written, bit for bit */
+    /* the caches (and k_aux): every row written, bit for bit */
     for (int i = 0; i < n_layers; i++) {
-        static uint16_t a[CTX * KVD], b[CTX * KVD];
-        CHECK_OK(backend_buffer_get(e->l[0][i].kc.buf, 0, a, sizeof a));
-        CHECK_OK(backend_buffer_get(e->l[1][i].kc.buf, 0, b, sizeof b));
-        CHECK_MSG(memcmp(a, b, sizeof a) == 0, "layer %d K caches differ", i);
-        CHECK_OK(backend_buffer_get(e->l[0][i].vc.buf, 0, a, sizeof a));
-        CHECK_OK(backend_buffer_get(e->l[1][i].vc.buf, 0, b, sizeof b));
-        CHECK_MSG(memcmp(a, b, sizeof a) == 0, "layer %d V caches differ", i);
+        static unsigned char a[CTX * KVD * 2], b[CTX * KVD * 2];
+        const struct hearth_tensor *t0[3] = {&e->l[0][i].kc, &e->l[0][i].vc, &e->l[0][i].kaux};
+        const struct hearth_tensor *t1[3] = {&e->l[1][i].kc, &e->l[1][i].vc, &e->l[1][i].kaux};
+        static const char *const name[3] = {"K cache", "V cache", "k_aux"};
+        for (int j = 0; j < 3; j++) {
+            if (!t0[j]->buf)
+                continue;
+            size_t n = t0[j]->row_stride * (size_t)t0[j]->n_rows;
+            REQUIRE(n <= sizeof a);
+            CHECK_OK(backend_buffer_get(t0[j]->buf, 0, a, n));
+            CHECK_OK(backend_buffer_get(t1[j]->buf, 0, b, n));
+            CHECK_MSG(memcmp(a, b, n) == 0, "layer %d %s differs", i, name[j]);
+        }
     }
 }
 
@@ -371,8 +400,40 @@ TEST(host_time_per_step)
     env_close(&e);
 }
 
+/*
+ * Compressed caches (op-attention.c's kvq path, k_aux centring): 30 decode
+ * steps of two layers, bit-identical caches, k_aux and outputs with replay on
+ * and off; one recording per layer (pos0 == 0 too: kv_center's first flag
+ * comes from the step slot), the rest replayed.
+ */
+static void decode_kvq_case(enum kvq_type kt, enum kvq_type vt)
+{
+    OPEN_KV_OR_SKIP(e, 2, 0, kt, vt);
+    double host[4];
+    decode_both(&e, 2, 30, -1, host);
+    struct vk_replay_stats on, off;
+    vk_backend_replay_stats(e.s[0], &on);
+    vk_backend_replay_stats(e.s[1], &off);
+    CHECK_INT_EQ((long long)on.records, 2);
+    CHECK_INT_EQ((long long)on.replays, 58);
+    CHECK_INT_EQ((long long)on.walks, 0);
+    CHECK_INT_EQ((long long)off.records, 0);
+    env_close(&e);
+}
+
+TEST(kvq_rot4_q8_0_decode_30_steps)
+{
+    decode_kvq_case(KVQ_ROT4, KVQ_Q8_0);
+}
+
+TEST(kvq_rot3_rot3_decode_30_steps)
+{
+    decode_kvq_case(KVQ_ROT3, KVQ_ROT3);
+}
+
 TEST_MAIN(TEST_CASE(decode_40_steps_bit_identical), TEST_CASE(window_layers_and_invalidation),
-          TEST_CASE(host_time_per_step))
+          TEST_CASE(host_time_per_step), TEST_CASE(kvq_rot4_q8_0_decode_30_steps),
+          TEST_CASE(kvq_rot3_rot3_decode_30_steps))
 #else
 TEST(no_vulkan)
 {

@@ -15,8 +15,8 @@
  * host_memory is false even on lavapipe: ops bind VkBuffers, so a
  * host-pointer buffer (backend_buffer_from_host_ptr) cannot be an operand.
  * ATTENTION over a compressed KV cache (k_type/v_type other than f16/f16,
- * supports_kv) goes to op-attention.c's vk_kvq_attention_op; the stream
- * splits its op list around those ops and hands the rest to graph.c.
+ * supports_kv) is op-attention.c's vk_kvq_attention_op, called from graph.c's
+ * walk like every other op (so decode replay covers it).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -155,48 +155,24 @@ static const struct hearth_buffer_type_ops vkb_buft_ops = {
 
 /* ---- stream --------------------------------------------------------------- */
 
-/* A stream: graph.c's state, and the kvq attention state made on first use. */
+/* A stream: graph.c's state (which holds the kvq attention state too). */
 struct vkb_stream {
     struct vk_ctx *ctx;
     struct vk_graph *g;
-    struct vk_kvq *kq;
 };
 
 static void vkb_stream_destroy(struct hearth_stream *s)
 {
     struct vkb_stream *vs = s->ctx;
-    vk_kvq_destroy(vs->kq);
     vk_graph_destroy(vs->g);
     free(vs);
     free(s);
 }
 
-static bool is_kvq_attention(const struct hearth_op *op)
-{
-    return op->kind == HEARTH_OP_ATTENTION &&
-           (op->u.attn.k_type != KVQ_F16 || op->u.attn.v_type != KVQ_F16);
-}
-
 static hearth_status vkb_stream_run(struct hearth_stream *s, const struct hearth_op *ops, int n_ops)
 {
     struct vkb_stream *vs = s->ctx;
-    int i = 0;
-    while (i < n_ops) {
-        int j = i;
-        while (j < n_ops && !is_kvq_attention(&ops[j]))
-            j++;
-        hearth_status st;
-        if (j > i && (st = vk_graph_run(vs->g, ops + i, j - i)) != HEARTH_OK)
-            return st;
-        if (j == n_ops)
-            break;
-        if (!vs->kq && (st = vk_kvq_create(vs->ctx, &vs->kq)) != HEARTH_OK)
-            return err_prefix(st, "op %d (kind %d)", j, (int)ops[j].kind);
-        if ((st = vk_kvq_attention_op(vs->kq, &ops[j])) != HEARTH_OK)
-            return err_prefix(st, "op %d (kind %d)", j, (int)ops[j].kind);
-        i = j + 1;
-    }
-    return HEARTH_OK;
+    return vk_graph_run(vs->g, ops, n_ops);
 }
 
 void vk_backend_replay_stats(struct hearth_stream *s, struct vk_replay_stats *out)

@@ -15,6 +15,10 @@
  * divs[k] is made on the host in double once per (divs tensor, base, scale,
  * n_rot) and kept in a few slots (gemma3 alternates two bases), so only the
  * product pos * inv_freq is f32 on the device (docs/vulkan.md).
+ * ATTENTION over a compressed cache (k_type or v_type not f16) goes to
+ * op-attention.c's vk_kvq_attention_op, inside the same walk, so it is
+ * captured and replayed like the f16 path (its kv_center, kv_store_q and
+ * attention_kvq read the position from the step buffer too).
  * Single-token lists are walked while the context captures, and replay.c
  * executes a kept recording of the same dispatches (see there).
  */
@@ -22,6 +26,7 @@
 #include <string.h>
 
 #include "vk-graph.h"
+#include "vk-kvq.h"
 
 enum { FREQ_SLOTS = 4, FREQ_MAX = 256 }; /* n_rot <= 512 */
 
@@ -40,6 +45,7 @@ struct vk_graph {
     struct freq_key keys[FREQ_SLOTS];
     int next;
     struct vk_replay *rp; /* NULL: replay off (HEARTH_VULKAN_REPLAY=0) */
+    struct vk_kvq *kq;    /* compressed-KV attention state, made on first such op */
 };
 
 hearth_status vk_graph_create(struct vk_ctx *ctx, struct vk_graph **out)
@@ -70,6 +76,7 @@ void vk_graph_destroy(struct vk_graph *g)
         return;
     vk_submit(g->ctx);
     vk_replay_destroy(g->rp);
+    vk_kvq_destroy(g->kq);
     vk_buffer_destroy(g->ctx, &g->scratch);
     vk_buffer_destroy(g->ctx, &g->freq);
     free(g);
@@ -355,7 +362,13 @@ static hearth_status walk(struct vk_graph *g, const struct hearth_op *ops, int n
         case HEARTH_OP_EMBED: st = run_embed(g, op); break;
         case HEARTH_OP_RMSNORM: st = run_rmsnorm(g, op); break;
         case HEARTH_OP_MATMUL: st = run_matmul(g, op); break;
-        case HEARTH_OP_ATTENTION: st = run_attention(g, op); break;
+        case HEARTH_OP_ATTENTION:
+            /* a compressed cache: op-attention.c's kvq path, captured like the rest */
+            if (op->u.attn.k_type == KVQ_F16 && op->u.attn.v_type == KVQ_F16)
+                st = run_attention(g, op);
+            else if (g->kq || (st = vk_kvq_create(g->ctx, &g->kq)) == HEARTH_OK)
+                st = vk_kvq_attention_op(g->kq, op);
+            break;
         case HEARTH_OP_GLU: st = run_glu(g, op); break;
         case HEARTH_OP_ADD: st = run_add(g, op); break;
         case HEARTH_OP_LOGITS: st = run_logits(g, op); break;

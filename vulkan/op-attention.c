@@ -8,19 +8,18 @@
  * Compressed caches (vk-kvq.h, the second half of this file): the same two
  * steps with kv-store-q.comp (one dispatch for K, one for V: each encodes
  * into its own type) and attention-kvq.comp, preceded for a non-f16 K by
- * kv-center.comp (the key mean and sink of ATTENTION step 3, k_aux). The
- * attention pipeline has five bindings (the sink buffer is the fifth); a set
- * with more than VK_MAX_BIND would count as two against the pool's
- * VK_DESC_SETS (kq_dispatch). The f16 kv_store and attention take their
- * position from replay.c's step buffer (binding 4) while it captures; the
- * kvq path is not replayed (backend.c runs it outside vk_graph_run). The rotation's sign diagonal is
+ * kv-center.comp (the key mean and sink of ATTENTION step 3, k_aux). All
+ * of them take their position from replay.c's step buffer while it captures
+ * (the last binding: 4 for kv_store and attention, 5 for attention_kvq after
+ * its sink, 2 for kv_store_q and kv_center; kv_center's `first` is then
+ * step == 0), so decode replays cover both paths. The rotation's sign diagonal is
  * drawn on the host per op (kvq_rot_init, see kq_sign_bits) and
  * travels as 256 bits of push constants, so no per-layer buffer or upload
  * exists. Encoded bytes equal kvq_encode's except where the rotated types'
  * float scale search (the CPU's is double) tips a code (kv-store-q.comp).
- * These two pipelines are owned by a per-stream struct vk_kvq rather than
- * pipeline.c's table (another file's enum), with a dispatch that mirrors
- * vk__dispatch; moving them into the table is a mechanical follow-up.
+ * The three kvq pipelines are pipeline.c's (VK_SH_KV_STORE_Q, ..._KVQ,
+ * VK_SH_KV_CENTER) so vk__dispatch can capture them; struct vk_kvq keeps
+ * only the RoPE frequency slots.
  * vk_kvq_attention_op also redoes graph.c's q/k norm and RoPE steps (same
  * vk_rmsnorm / vk_rope calls, its own frequency slots) so the whole op runs
  * here for the kvq types.
@@ -28,7 +27,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "hearth_spv.h"
 #include "vk-graph.h"
 #include "vk-internal.h"
 #include "vk-kvq.h"
@@ -95,8 +93,7 @@ _Static_assert(VK_KVQ_F16 == KVQ_F16 && VK_KVQ_Q8_0 == KVQ_Q8_0 && VK_KVQ_Q4_0 =
 _Static_assert(VK_KVQ_MAX_HD == VK_ATTN_MAX_HD && VK_KVQ_SIGN_WORDS * 32 == VK_KVQ_MAX_HD,
                "one head_dim limit, one sign bit per coordinate");
 
-enum { KQ_STORE = 0, KQ_ATTN, KQ_CENTER, KQ_N_PIPES, KQ_FREQ_SLOTS = 4, KQ_FREQ_MAX = 256 };
-enum { KQ_MAX_BIND = 5 }; /* attention_kvq: q, K, V, out, sink */
+enum { KQ_FREQ_SLOTS = 4, KQ_FREQ_MAX = 256 };
 
 struct kq_freq_key {
     bool used;
@@ -108,156 +105,10 @@ struct kq_freq_key {
 
 struct vk_kvq {
     struct vk_ctx *ctx;
-    struct vk_pipeline pipes[KQ_N_PIPES];
     struct vk_buffer freq; /* [KQ_FREQ_SLOTS][KQ_FREQ_MAX] floats: RoPE inverse frequencies */
     struct kq_freq_key keys[KQ_FREQ_SLOTS];
     int next;
 };
-
-static const struct {
-    const char *name;
-    const uint32_t *code;
-    const size_t *size;
-    uint32_t n_bind, push_size;
-} kq_shaders[KQ_N_PIPES] = {
-    [KQ_STORE] = {"kv_store_q", hearth_spv_kv_store_q, &hearth_spv_kv_store_q_size, 2,
-                  sizeof(struct vk_kvq_store_params)},
-    [KQ_ATTN] = {"attention_kvq", hearth_spv_attention_kvq, &hearth_spv_attention_kvq_size, 5,
-                 sizeof(struct vk_attn_kvq_params)},
-    [KQ_CENTER] = {"kv_center", hearth_spv_kv_center, &hearth_spv_kv_center_size, 2,
-                   sizeof(struct vk_kv_center_params)},
-};
-
-static void kq_pipe_free(struct vk_ctx *ctx, struct vk_pipeline *p)
-{
-    if (p->pipe)
-        vkDestroyPipeline(ctx->dev, p->pipe, NULL);
-    if (p->layout)
-        vkDestroyPipelineLayout(ctx->dev, p->layout, NULL);
-    if (p->dsl)
-        vkDestroyDescriptorSetLayout(ctx->dev, p->dsl, NULL);
-    memset(p, 0, sizeof *p);
-}
-
-static hearth_status kq_pipe_get(struct vk_kvq *kq, int id, struct vk_pipeline **out)
-{
-    hearth_status st = HEARTH_OK;
-    struct vk_ctx *ctx = kq->ctx;
-    struct vk_pipeline *p = &kq->pipes[id];
-    *out = p;
-    if (p->pipe)
-        return HEARTH_OK;
-    VkShaderModule mod = VK_NULL_HANDLE;
-    VkDescriptorSetLayoutBinding b[KQ_MAX_BIND];
-    for (uint32_t i = 0; i < kq_shaders[id].n_bind; i++)
-        b[i] = (VkDescriptorSetLayoutBinding){
-            .binding = i,
-            .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
-            .descriptorCount = 1,
-            .stageFlags = VK_SHADER_STAGE_COMPUTE_BIT,
-        };
-    VkDescriptorSetLayoutCreateInfo dci = {
-        .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO,
-        .bindingCount = kq_shaders[id].n_bind,
-        .pBindings = b,
-    };
-    VK_TRY(vkCreateDescriptorSetLayout(ctx->dev, &dci, NULL, &p->dsl), fail);
-    VkPushConstantRange pr = {
-        .stageFlags = VK_SHADER_STAGE_COMPUTE_BIT,
-        .size = kq_shaders[id].push_size,
-    };
-    VkPipelineLayoutCreateInfo lci = {
-        .sType = VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO,
-        .setLayoutCount = 1,
-        .pSetLayouts = &p->dsl,
-        .pushConstantRangeCount = 1,
-        .pPushConstantRanges = &pr,
-    };
-    VK_TRY(vkCreatePipelineLayout(ctx->dev, &lci, NULL, &p->layout), fail);
-    VkShaderModuleCreateInfo mci = {
-        .sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO,
-        .codeSize = *kq_shaders[id].size,
-        .pCode = kq_shaders[id].code,
-    };
-    VK_TRY(vkCreateShaderModule(ctx->dev, &mci, NULL, &mod), fail);
-    VkComputePipelineCreateInfo cci = {
-        .sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
-        .stage = {
-            .sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO,
-            .stage = VK_SHADER_STAGE_COMPUTE_BIT,
-            .module = mod,
-            .pName = "main",
-        },
-        .layout = p->layout,
-    };
-    VK_TRY(vkCreateComputePipelines(ctx->dev, ctx->pcache, 1, &cci, NULL, &p->pipe), fail);
-    vkDestroyShaderModule(ctx->dev, mod, NULL);
-    p->n_bind = kq_shaders[id].n_bind;
-    p->push_size = kq_shaders[id].push_size;
-    return HEARTH_OK;
-fail:
-    if (mod)
-        vkDestroyShaderModule(ctx->dev, mod, NULL);
-    kq_pipe_free(ctx, p);
-    return err_prefix(st, "vulkan: pipeline %s", kq_shaders[id].name);
-}
-
-/* vk__dispatch for the pipelines kq owns: same descriptor pool, command buffer and barrier. */
-static hearth_status kq_dispatch(struct vk_kvq *kq, int id, const struct vk_buffer *const *binds,
-                                 const void *push, uint32_t gx, uint32_t gy)
-{
-    hearth_status st = HEARTH_OK;
-    struct vk_ctx *ctx = kq->ctx;
-    struct vk_pipeline *p;
-    if ((st = kq_pipe_get(kq, id, &p)) != HEARTH_OK)
-        return st;
-    /* sets of more than VK_MAX_BIND descriptors take two sets' share of the pool */
-    uint32_t cost = p->n_bind > VK_MAX_BIND ? 2u : 1u;
-    if (ctx->dsets_used + cost > VK_DESC_SETS && (st = vk_submit(ctx)) != HEARTH_OK)
-        return st;
-    if ((st = vk__begin(ctx)) != HEARTH_OK)
-        return st;
-    VkDescriptorSet set;
-    VkDescriptorSetAllocateInfo ai = {
-        .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO,
-        .descriptorPool = ctx->dpool,
-        .descriptorSetCount = 1,
-        .pSetLayouts = &p->dsl,
-    };
-    VK_TRY(vkAllocateDescriptorSets(ctx->dev, &ai, &set), fail);
-    ctx->dsets_used += cost;
-    VkDescriptorBufferInfo bi[KQ_MAX_BIND];
-    VkWriteDescriptorSet wr[KQ_MAX_BIND];
-    for (uint32_t i = 0; i < p->n_bind; i++) {
-        bi[i] = (VkDescriptorBufferInfo){.buffer = binds[i]->buf, .range = VK_WHOLE_SIZE};
-        wr[i] = (VkWriteDescriptorSet){
-            .sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
-            .dstSet = set,
-            .dstBinding = i,
-            .descriptorCount = 1,
-            .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
-            .pBufferInfo = &bi[i],
-        };
-    }
-    vkUpdateDescriptorSets(ctx->dev, p->n_bind, wr, 0, NULL);
-    vkCmdBindPipeline(ctx->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, p->pipe);
-    vkCmdBindDescriptorSets(ctx->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, p->layout, 0, 1, &set, 0,
-                            NULL);
-    vkCmdPushConstants(ctx->cmd, p->layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, p->push_size, push);
-    vkCmdDispatch(ctx->cmd, gx, gy, 1);
-    VkMemoryBarrier mb = {
-        .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
-        .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT,
-        .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT |
-                         VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_TRANSFER_WRITE_BIT,
-    };
-    vkCmdPipelineBarrier(ctx->cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
-                         VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT, 0,
-                         1, &mb, 0, NULL, 0, NULL);
-    return HEARTH_OK;
-fail:
-    return st;
-}
 
 hearth_status vk_kvq_create(struct vk_ctx *ctx, struct vk_kvq **out)
 {
@@ -280,9 +131,7 @@ void vk_kvq_destroy(struct vk_kvq *kq)
 {
     if (!kq)
         return;
-    vk_submit(kq->ctx); /* recorded dispatches may still use the pipelines */
-    for (int i = 0; i < KQ_N_PIPES; i++)
-        kq_pipe_free(kq->ctx, &kq->pipes[i]);
+    vk_submit(kq->ctx); /* recorded dispatches may still read the frequency table */
     vk_buffer_destroy(kq->ctx, &kq->freq);
     free(kq);
 }
@@ -356,6 +205,10 @@ hearth_status vk_attention_kvq(struct vk_kvq *kq, const struct vk_kvq_args *ka)
     uint32_t sign[VK_KVQ_SIGN_WORDS] = {0};
     if (rotated && (st = kq_sign_bits(ka->kv_seed, ka->layer, hd, sign)) != HEARTH_OK)
         return st;
+    /* replay capture: the position (and kv_center's first) comes from a step slot */
+    uint32_t slot = vk__pos_slot(ctx, a->pos0);
+    const struct vk_buffer *step = vk__step_bind(ctx, slot, a->q.buf);
+    uint32_t pos0 = slot ? 0 : a->pos0;
     const bool centred = ka->k_type != KVQ_F16;
     uint32_t auxo = 0;
     if (centred) {
@@ -370,43 +223,46 @@ hearth_status vk_attention_kvq(struct vk_kvq *kq, const struct vk_kvq_args *ka)
         uint32_t hi = a->n_tok < CPU_KVQ_MEAN_N ? a->n_tok : CPU_KVQ_MEAN_N;
         struct vk_kv_center_params cp = {
             .n_tok = a->n_tok, .kv_dim = kv_dim, .k_off = ko, .k_stride = a->kv_stride,
-            .aux_off = auxo, .aux_stride = ka->aux_stride, .first = a->pos0 == 0,
+            .aux_off = auxo, .aux_stride = ka->aux_stride, .first = pos0 == 0 && !slot,
             .mean_lo = CPU_KVQ_MEAN_SKIP,
-            .mean_hi = hi > CPU_KVQ_MEAN_SKIP ? hi : CPU_KVQ_MEAN_SKIP,
+            .mean_hi = hi > CPU_KVQ_MEAN_SKIP ? hi : CPU_KVQ_MEAN_SKIP, .pos_slot = slot,
         };
-        const struct vk_buffer *cb[2] = {a->k_new.buf, ka->k_aux.buf};
-        if ((st = kq_dispatch(kq, KQ_CENTER, cb, &cp, (kv_dim + VK_KV_WG - 1) / VK_KV_WG, 1)))
+        const struct vk_buffer *cb[3] = {a->k_new.buf, ka->k_aux.buf, step};
+        if ((st = vk__dispatch(ctx, VK_SH_KV_CENTER, cb, &cp, sizeof cp,
+                               (kv_dim + VK_KV_WG - 1) / VK_KV_WG, 1, 1)))
             return st;
     }
     for (int which = 0; which < 2; which++) {
         struct vk_kvq_store_params sp = {
             .n_tok = a->n_tok, .n_head_kv = a->n_head_kv, .head_dim = hd,
-            .type = (uint32_t)(which ? ka->v_type : ka->k_type), .pos0 = a->pos0,
+            .type = (uint32_t)(which ? ka->v_type : ka->k_type), .pos0 = pos0,
             .src_off = which ? vo : ko, .src_stride = a->kv_stride,
             .cache_off = (uint32_t)(which ? a->v_cache.offset : a->k_cache.offset),
-            .row_bytes = which ? ka->v_row_bytes : ka->k_row_bytes,
+            .row_bytes = which ? ka->v_row_bytes : ka->k_row_bytes, .pos_slot = slot,
         };
         memcpy(sp.sign, sign, sizeof sign);
-        const struct vk_buffer *sb[2] = {which ? a->v_new.buf : a->k_new.buf,
-                                         which ? a->v_cache.buf : a->k_cache.buf};
-        if ((st = kq_dispatch(kq, KQ_STORE, sb, &sp, a->n_head_kv, a->n_tok)) != HEARTH_OK)
+        const struct vk_buffer *sb[3] = {which ? a->v_new.buf : a->k_new.buf,
+                                         which ? a->v_cache.buf : a->k_cache.buf, step};
+        if ((st = vk__dispatch(ctx, VK_SH_KV_STORE_Q, sb, &sp, sizeof sp, a->n_head_kv, a->n_tok,
+                               1)) != HEARTH_OK)
             return st;
     }
 
     struct vk_attn_kvq_params ap = {
         .n_tok = a->n_tok, .n_head = a->n_head, .n_head_kv = a->n_head_kv, .head_dim = hd,
-        .pos0 = a->pos0, .window = a->window, .scale = a->scale,
+        .pos0 = pos0, .window = a->window, .scale = a->scale,
         .k_type = (uint32_t)ka->k_type, .v_type = (uint32_t)ka->v_type,
         .q_off = qo, .q_stride = a->q_stride, .o_off = oo, .o_stride = a->o_stride,
         .k_off = (uint32_t)a->k_cache.offset, .v_off = (uint32_t)a->v_cache.offset,
         .k_row_bytes = ka->k_row_bytes, .v_row_bytes = ka->v_row_bytes,
         .has_sink = centred, .sink_off = auxo + (centred ? ka->aux_stride : 0),
+        .pos_slot = slot,
     };
     memcpy(ap.sign, sign, sizeof sign);
     /* without a sink, binding 4 is any valid buffer (q's): the shader never reads it */
-    const struct vk_buffer *ab[5] = {a->q.buf, a->k_cache.buf, a->v_cache.buf, a->out.buf,
-                                     centred ? ka->k_aux.buf : a->q.buf};
-    return kq_dispatch(kq, KQ_ATTN, ab, &ap, a->n_head, a->n_tok);
+    const struct vk_buffer *ab[6] = {a->q.buf, a->k_cache.buf, a->v_cache.buf, a->out.buf,
+                                     centred ? ka->k_aux.buf : a->q.buf, step};
+    return vk__dispatch(ctx, VK_SH_ATTENTION_KVQ, ab, &ap, sizeof ap, a->n_head, a->n_tok, 1);
 }
 
 /* ---- the ATTENTION op (core/backend.h) on a kvq cache ------------------------ */

@@ -94,6 +94,12 @@ static const struct vk_shader_desc vk_shaders[VK_SH_COUNT] = {
                             4, MM},
     [VK_SH_EMBED_F16_H] = {"embed_f16_h", hearth_spv_embed_f16_h, &hearth_spv_embed_f16_h_size, 3,
                            sizeof(struct vk_embed_params)},
+    [VK_SH_KV_STORE_Q] = {"kv_store_q", hearth_spv_kv_store_q, &hearth_spv_kv_store_q_size, 3,
+                          sizeof(struct vk_kvq_store_params)},
+    [VK_SH_ATTENTION_KVQ] = {"attention_kvq", hearth_spv_attention_kvq,
+                             &hearth_spv_attention_kvq_size, 6, sizeof(struct vk_attn_kvq_params)},
+    [VK_SH_KV_CENTER] = {"kv_center", hearth_spv_kv_center, &hearth_spv_kv_center_size, 3,
+                         sizeof(struct vk_kv_center_params)},
 };
 #undef MM
 

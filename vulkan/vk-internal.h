@@ -30,6 +30,10 @@ enum vk_shader {
     VK_SH_MATVEC_F16_H_SG,
     VK_SH_MATMUL_F16_H,
     VK_SH_EMBED_F16_H,
+    /* compressed-KV attention (op-attention.c, vk-kvq.h) */
+    VK_SH_KV_STORE_Q,
+    VK_SH_ATTENTION_KVQ,
+    VK_SH_KV_CENTER,
     VK_SH_COUNT
 };
 
@@ -42,8 +46,11 @@ struct vk_pipeline {
     uint32_t push_size;
 };
 
-/* 5 bindings: kv_store and attention take the step buffer after their four tensors. */
-enum { VK_MAX_BIND = 5, VK_DESC_SETS = 512, VK_TS_SLOTS = 64 };
+/*
+ * 6 bindings: kv_store and attention take the step buffer after their four
+ * tensors, attention_kvq after its five (q, K, V, out, sink).
+ */
+enum { VK_MAX_BIND = 6, VK_DESC_SETS = 512, VK_TS_SLOTS = 64 };
 
 /*
  * One dispatch as vk__dispatch would record it, captured instead (replay.c):

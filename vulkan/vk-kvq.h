@@ -1,13 +1,12 @@
 /*
  * vulkan/vk-kvq: the ATTENTION op over compressed KV caches (core/kv-quant.h
  * types: f16, q8_0, q4_0, rot4, rot3, K and V independent) on Vulkan.
- * Implemented in op-attention.c, called by backend.c's stream for every
+ * Implemented in op-attention.c, called by graph.c's walk for every
  * ATTENTION op whose (k_type, v_type) is not (f16, f16); the f16 pair keeps
  * graph.c's vk_attention path.
  *
- * A struct vk_kvq is per-stream state: its own three compute pipelines
- * (kv_center, kv_store_q, attention_kvq; created on first use, outside pipeline.c's
- * table) and a few RoPE frequency slots. Tensors and layouts as the
+ * A struct vk_kvq is per-stream state (graph.c's, made on first use): a
+ * few RoPE frequency slots; the kernels are pipeline.c's. Tensors and layouts as the
  * core/backend.h ATTENTION contract: the caches are byte rows (row_stride
  * apart) holding n_head_kv encoded head vectors back to back.
  */

@@ -63,6 +63,7 @@ VK_PARAMS_BEGIN(vk_attn_kvq_params)
     uint32_t has_sink;
     uint32_t sink_off;    /* floats: the k_aux row 1 */
     uint32_t sign[8];     /* VK_KVQ_SIGN_WORDS */
+    uint32_t pos_slot;    /* 0: pos0; k > 0: step[k - 1] (binding 5, params/common.h) */
 VK_PARAMS_END(vk_attn_kvq_params)
 #endif
 #endif

@@ -54,6 +54,7 @@ VK_PARAMS_BEGIN(vk_kvq_store_params)
     uint32_t cache_off;   /* bytes: position 0 of the layer's cache */
     uint32_t row_bytes;   /* bytes between positions */
     uint32_t sign[8];     /* VK_KVQ_SIGN_WORDS */
+    uint32_t pos_slot;    /* 0: pos0; k > 0: step[k - 1] (binding 2, params/common.h) */
 VK_PARAMS_END(vk_kvq_store_params)
 #endif
 
@@ -75,6 +76,7 @@ VK_PARAMS_BEGIN(vk_kv_center_params)
     uint32_t first;       /* 1: pos0 == 0, compute mu and the sink; 0: read mu */
     uint32_t mean_lo;     /* token range of the mean: [mean_lo, mean_hi) */
     uint32_t mean_hi;
+    uint32_t pos_slot;    /* 0: first as given; k > 0: first = step[k - 1] == 0 (binding 2) */
 VK_PARAMS_END(vk_kv_center_params)
 #endif
 
