@@ -15,8 +15,8 @@
  * host_memory is false even on lavapipe: ops bind VkBuffers, so a
  * host-pointer buffer (backend_buffer_from_host_ptr) cannot be an operand.
  * ATTENTION over a compressed KV cache (k_type/v_type other than f16/f16,
- * supports_kv) is op-attention.c's vk_kvq_attention_op, called from graph.c's
- * walk like every other op (so decode replay covers it).
+ * supports_kv) is graph.c's run_attention with op-attention.c's kvq kernels,
+ * in the same walk as every other op (so decode replay covers it).
  */
 #include <stdio.h>
 #include <stdlib.h>

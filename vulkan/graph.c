@@ -15,9 +15,9 @@
  * divs[k] is made on the host in double once per (divs tensor, base, scale,
  * n_rot) and kept in a few slots (gemma3 alternates two bases), so only the
  * product pos * inv_freq is f32 on the device (docs/vulkan.md).
- * ATTENTION over a compressed cache (k_type or v_type not f16) goes to
- * op-attention.c's vk_kvq_attention_op, inside the same walk, so it is
- * captured and replayed like the f16 path (its kv_center, kv_store_q and
+ * ATTENTION over a compressed cache (k_type or v_type not f16) runs the
+ * same norms and RoPE, then op-attention.c's vk_attention_kvq, in the same
+ * walk, so it is captured and replayed like the f16 path (its kv_center, kv_store_q and
  * attention_kvq read the position from the step buffer too).
  * Single-token lists are walked while the context captures, and replay.c
  * executes a kept recording of the same dispatches (see there).
@@ -246,11 +246,17 @@ static hearth_status run_attention(struct vk_graph *g, const struct hearth_op *o
     uint32_t vs = 0;
     if ((st = fstride(&at->v, "attention", "v", &vs)))
         return st;
+    /* a compressed cache: op-attention.c checks it; norms and RoPE below are shared */
+    const bool kvq = at->k_type != KVQ_F16 || at->v_type != KVQ_F16;
+    struct vk_kvq_args ka = {0};
     int kvd = at->n_head_kv * at->head_dim;
-    if (vs != a.kv_stride || at->k_cache.row_stride != (size_t)kvd * 2 ||
-        at->v_cache.row_stride != (size_t)kvd * 2 || at->pos0 < 0 || at->pos0 > 0x7fffffff)
+    if (kvq && (st = vk_kvq_args_from_op(at, &ka)))
+        return st;
+    if (vs != a.kv_stride || at->pos0 < 0 || at->pos0 > 0x7fffffff ||
+        (!kvq && (at->k_cache.row_stride != (size_t)kvd * 2 ||
+                  at->v_cache.row_stride != (size_t)kvd * 2)))
         return err_set(HEARTH_ERR_UNSUPPORTED, "vulkan attention: k and v need one row stride and "
-                       "the caches packed rows of %d halves (pos0 %lld)", kvd, (long long)at->pos0);
+                       "f16 caches packed rows of %d halves (pos0 %lld)", kvd, (long long)at->pos0);
     if (at->q_norm.buf &&
         (st = head_norm(g, &at->q, a.q, a.q_stride, &at->q_norm, at->n_head, at->head_dim, op->n_tok,
                         at->norm_eps)))
@@ -276,7 +282,12 @@ static hearth_status run_attention(struct vk_graph *g, const struct hearth_op *o
     a.pos0 = (uint32_t)at->pos0;
     a.window = at->window;
     a.scale = at->scale;
-    return vk_attention(g->ctx, &a);
+    if (!kvq)
+        return vk_attention(g->ctx, &a);
+    if (!g->kq && (st = vk_kvq_create(g->ctx, &g->kq)))
+        return st;
+    ka.a = a;
+    return vk_attention_kvq(g->kq, &ka);
 }
 
 static hearth_status run_glu(struct vk_graph *g, const struct hearth_op *op)
@@ -363,11 +374,7 @@ static hearth_status walk(struct vk_graph *g, const struct hearth_op *ops, int n
         case HEARTH_OP_RMSNORM: st = run_rmsnorm(g, op); break;
         case HEARTH_OP_MATMUL: st = run_matmul(g, op); break;
         case HEARTH_OP_ATTENTION:
-            /* a compressed cache: op-attention.c's kvq path, captured like the rest */
-            if (op->u.attn.k_type == KVQ_F16 && op->u.attn.v_type == KVQ_F16)
-                st = run_attention(g, op);
-            else if (g->kq || (st = vk_kvq_create(g->ctx, &g->kq)) == HEARTH_OK)
-                st = vk_kvq_attention_op(g->kq, op);
+            st = run_attention(g, op);
             break;
         case HEARTH_OP_GLU: st = run_glu(g, op); break;
         case HEARTH_OP_ADD: st = run_add(g, op); break;

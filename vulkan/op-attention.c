@@ -18,11 +18,10 @@
  * exists. Encoded bytes equal kvq_encode's except where the rotated types'
  * float scale search (the CPU's is double) tips a code (kv-store-q.comp).
  * The three kvq pipelines are pipeline.c's (VK_SH_KV_STORE_Q, ..._KVQ,
- * VK_SH_KV_CENTER) so vk__dispatch can capture them; struct vk_kvq keeps
- * only the RoPE frequency slots.
- * vk_kvq_attention_op also redoes graph.c's q/k norm and RoPE steps (same
- * vk_rmsnorm / vk_rope calls, its own frequency slots) so the whole op runs
- * here for the kvq types.
+ * VK_SH_KV_CENTER) so vk__dispatch can capture them. graph.c's
+ * run_attention runs the q/k norms and RoPE for every cache type and calls
+ * vk_attention_kvq for the compressed ones; vk_kvq_args_from_op checks
+ * their tensors.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -93,21 +92,8 @@ _Static_assert(VK_KVQ_F16 == KVQ_F16 && VK_KVQ_Q8_0 == KVQ_Q8_0 && VK_KVQ_Q4_0 =
 _Static_assert(VK_KVQ_MAX_HD == VK_ATTN_MAX_HD && VK_KVQ_SIGN_WORDS * 32 == VK_KVQ_MAX_HD,
                "one head_dim limit, one sign bit per coordinate");
 
-enum { KQ_FREQ_SLOTS = 4, KQ_FREQ_MAX = 256 };
-
-struct kq_freq_key {
-    bool used;
-    const struct hearth_buffer *divs;
-    size_t divs_off;
-    float base, scale;
-    int n_rot;
-};
-
 struct vk_kvq {
     struct vk_ctx *ctx;
-    struct vk_buffer freq; /* [KQ_FREQ_SLOTS][KQ_FREQ_MAX] floats: RoPE inverse frequencies */
-    struct kq_freq_key keys[KQ_FREQ_SLOTS];
-    int next;
 };
 
 hearth_status vk_kvq_create(struct vk_ctx *ctx, struct vk_kvq **out)
@@ -117,22 +103,12 @@ hearth_status vk_kvq_create(struct vk_ctx *ctx, struct vk_kvq **out)
     if (!kq)
         return err_set(HEARTH_ERR_NO_MEMORY, "vulkan kvq: stream state");
     kq->ctx = ctx;
-    hearth_status st = vk_buffer_create(ctx, KQ_FREQ_SLOTS * KQ_FREQ_MAX * 4, VK_BUF_DEVICE,
-                                        &kq->freq);
-    if (st != HEARTH_OK) {
-        free(kq);
-        return err_prefix(st, "vulkan kvq: frequency table");
-    }
     *out = kq;
     return HEARTH_OK;
 }
 
 void vk_kvq_destroy(struct vk_kvq *kq)
 {
-    if (!kq)
-        return;
-    vk_submit(kq->ctx); /* recorded dispatches may still read the frequency table */
-    vk_buffer_destroy(kq->ctx, &kq->freq);
     free(kq);
 }
 
@@ -267,86 +243,6 @@ hearth_status vk_attention_kvq(struct vk_kvq *kq, const struct vk_kvq_args *ka)
 
 /* ---- the ATTENTION op (core/backend.h) on a kvq cache ------------------------ */
 
-static hearth_status kq_view(const struct hearth_tensor *t, const char *what, struct vk_view *v)
-{
-    struct vk_buffer *b = vk__hearth_buffer(t->buf);
-    if (!b)
-        return err_set(HEARTH_ERR_INVALID_ARG, "vulkan attention: %s is not in a Vulkan buffer",
-                       what);
-    v->buf = b;
-    v->offset = t->offset;
-    return HEARTH_OK;
-}
-
-static hearth_status kq_fstride(const struct hearth_tensor *t, const char *what, uint32_t *out)
-{
-    if (t->row_stride % 4 != 0 || t->row_stride / 4 > 0xffffffffu)
-        return err_set(HEARTH_ERR_INVALID_ARG,
-                       "vulkan attention: %s row stride %zu is not whole floats", what,
-                       t->row_stride);
-    *out = (uint32_t)(t->row_stride / 4);
-    return HEARTH_OK;
-}
-
-/* RoPE inverse frequencies for this layer kind (graph.c's table, kept per kvq state). */
-static hearth_status kq_freq(struct vk_kvq *kq, const struct hearth_op_attention *at,
-                             struct vk_view *out)
-{
-    int half = at->n_rot / 2;
-    if (half < 1 || half > KQ_FREQ_MAX)
-        return err_set(HEARTH_ERR_UNSUPPORTED, "vulkan attention: n_rot %d (max %d)", at->n_rot,
-                       2 * KQ_FREQ_MAX);
-    for (int i = 0; i < KQ_FREQ_SLOTS; i++) {
-        const struct kq_freq_key *k = &kq->keys[i];
-        if (k->used && k->divs == at->rope_divs.buf && k->divs_off == at->rope_divs.offset &&
-            k->base == at->rope_base && k->scale == at->rope_freq_scale &&
-            k->n_rot == at->n_rot) {
-            *out = (struct vk_view){&kq->freq, (uint64_t)i * KQ_FREQ_MAX * 4};
-            return HEARTH_OK;
-        }
-    }
-    float divs[KQ_FREQ_MAX], inv[KQ_FREQ_MAX];
-    hearth_status st;
-    if (at->rope_divs.buf) {
-        struct vk_view dv = {0};
-        if ((st = kq_view(&at->rope_divs, "rope_divs", &dv)) ||
-            (st = vk_buffer_download(kq->ctx, dv.buf, dv.offset, divs, (uint64_t)half * 4)))
-            return st;
-    }
-    vk_rope_inv_freq(inv, at->n_rot, at->rope_base, at->rope_freq_scale,
-                     at->rope_divs.buf ? divs : NULL);
-    int slot = kq->next;
-    kq->next = (kq->next + 1) % KQ_FREQ_SLOTS;
-    if ((st = vk_buffer_upload(kq->ctx, &kq->freq, (uint64_t)slot * KQ_FREQ_MAX * 4, inv,
-                               (uint64_t)half * 4)))
-        return st;
-    kq->keys[slot] = (struct kq_freq_key){true, at->rope_divs.buf, at->rope_divs.offset,
-                                          at->rope_base, at->rope_freq_scale, at->n_rot};
-    *out = (struct vk_view){&kq->freq, (uint64_t)slot * KQ_FREQ_MAX * 4};
-    return HEARTH_OK;
-}
-
-/* In-place per-head RMSNorm of n_tok rows (xs floats apart) of n_heads heads of hd. */
-static hearth_status kq_head_norm(struct vk_kvq *kq, const struct hearth_tensor *w,
-                                  struct vk_view xv, uint32_t xs, int n_heads, int hd, int n_tok,
-                                  float eps)
-{
-    struct vk_view wv = {0};
-    hearth_status st = kq_view(w, "qk norm", &wv);
-    if (st != HEARTH_OK)
-        return st;
-    if (xs == (uint32_t)(n_heads * hd))
-        return vk_rmsnorm(kq->ctx, xv, (uint32_t)hd, wv, xv, (uint32_t)hd, (uint32_t)hd,
-                          (uint32_t)(n_tok * n_heads), eps);
-    for (int t = 0; t < n_tok && st == HEARTH_OK; t++) {
-        struct vk_view r = xv;
-        r.offset += (uint64_t)t * xs * 4;
-        st = vk_rmsnorm(kq->ctx, r, (uint32_t)hd, wv, r, (uint32_t)hd, (uint32_t)hd,
-                        (uint32_t)n_heads, eps);
-    }
-    return st;
-}
-
 /* The cache tensor of type t holds n_head_kv head vectors of hd per row. */
 static hearth_status kq_cache_ok(const struct hearth_tensor *c, enum kvq_type t, int n_head_kv,
                                  int hd, const char *what)
@@ -364,82 +260,41 @@ static hearth_status kq_cache_ok(const struct hearth_tensor *c, enum kvq_type t,
     return HEARTH_OK;
 }
 
-hearth_status vk_kvq_attention_op(struct vk_kvq *kq, const struct hearth_op *op)
+hearth_status vk_kvq_args_from_op(const struct hearth_op_attention *at, struct vk_kvq_args *ka)
 {
-    const struct hearth_op_attention *at = &op->u.attn;
-    struct vk_kvq_args ka = {0};
-    struct vk_attn_args *a = &ka.a;
-    hearth_status st;
     if (!vk_kvq_supports(at->k_type, at->v_type) || at->head_dim < 2 ||
         at->head_dim > VK_KVQ_MAX_HD)
         return err_set(HEARTH_ERR_UNSUPPORTED, "vulkan attention: kv types %d/%d, head_dim %d",
                        at->k_type, at->v_type, at->head_dim);
-    ka.k_type = (enum kvq_type)at->k_type;
-    ka.v_type = (enum kvq_type)at->v_type;
-    if (kq_head_bytes(ka.k_type, (uint32_t)at->head_dim) == 0 ||
-        kq_head_bytes(ka.v_type, (uint32_t)at->head_dim) == 0 || at->head_dim % 2 != 0)
+    ka->k_type = (enum kvq_type)at->k_type;
+    ka->v_type = (enum kvq_type)at->v_type;
+    if (kq_head_bytes(ka->k_type, (uint32_t)at->head_dim) == 0 ||
+        kq_head_bytes(ka->v_type, (uint32_t)at->head_dim) == 0 || at->head_dim % 2 != 0)
         return err_set(HEARTH_ERR_UNSUPPORTED, "vulkan attention: kv types %s/%s at head_dim %d "
                        "(<= %d, even; a multiple of 32 for the quantized types)",
-                       kvq_type_name(ka.k_type), kvq_type_name(ka.v_type), at->head_dim,
+                       kvq_type_name(ka->k_type), kvq_type_name(ka->v_type), at->head_dim,
                        VK_KVQ_MAX_HD);
-    if ((st = kq_view(&at->q, "q", &a->q)) || (st = kq_view(&at->k, "k", &a->k_new)) ||
-        (st = kq_view(&at->v, "v", &a->v_new)) ||
-        (st = kq_view(&at->k_cache, "k_cache", &a->k_cache)) ||
-        (st = kq_view(&at->v_cache, "v_cache", &a->v_cache)) ||
-        (st = kq_view(&at->out, "out", &a->out)) || (st = kq_fstride(&at->q, "q", &a->q_stride)) ||
-        (st = kq_fstride(&at->k, "k", &a->kv_stride)) ||
-        (st = kq_fstride(&at->out, "out", &a->o_stride)) ||
-        (st = kq_cache_ok(&at->k_cache, ka.k_type, at->n_head_kv, at->head_dim, "k")) ||
-        (st = kq_cache_ok(&at->v_cache, ka.v_type, at->n_head_kv, at->head_dim, "v")))
+    hearth_status st;
+    if ((st = kq_cache_ok(&at->k_cache, ka->k_type, at->n_head_kv, at->head_dim, "k")) ||
+        (st = kq_cache_ok(&at->v_cache, ka->v_type, at->n_head_kv, at->head_dim, "v")))
         return st;
-    uint32_t vs = 0;
-    if ((st = kq_fstride(&at->v, "v", &vs)))
-        return st;
-    if (vs != a->kv_stride || at->pos0 < 0 || at->pos0 > 0x7fffffff ||
-        at->k_cache.n_rows != at->v_cache.n_rows)
-        return err_set(HEARTH_ERR_UNSUPPORTED, "vulkan attention: k and v need one row stride "
-                       "and the caches one length (pos0 %lld)", (long long)at->pos0);
-    ka.kv_seed = at->kv_seed;
-    ka.layer = at->layer;
-    if (ka.k_type != KVQ_F16) {
-        const struct hearth_tensor *x = &at->k_aux;
-        if (!x->buf || x->type != HEARTH_DTYPE_F32 ||
-            x->ne0 < (int64_t)at->n_head_kv * at->head_dim || x->n_rows < 2)
-            return err_set(HEARTH_ERR_INVALID_ARG, "vulkan attention: a %s K cache needs k_aux, "
-                           "F32 [2][%d] (backend.h)", kvq_type_name(ka.k_type),
-                           at->n_head_kv * at->head_dim);
-        if ((st = kq_view(x, "k_aux", &ka.k_aux)) || (st = kq_fstride(x, "k_aux", &ka.aux_stride)))
-            return st;
-    }
-    if (at->q_norm.buf &&
-        (st = kq_head_norm(kq, &at->q_norm, a->q, a->q_stride, at->n_head, at->head_dim,
-                           op->n_tok, at->norm_eps)))
-        return st;
-    if (at->k_norm.buf &&
-        (st = kq_head_norm(kq, &at->k_norm, a->k_new, a->kv_stride, at->n_head_kv, at->head_dim,
-                           op->n_tok, at->norm_eps)))
-        return st;
-    struct vk_view fv = {0};
-    if ((st = kq_freq(kq, at, &fv)))
-        return st;
-    enum model_rope_mode mode =
-        at->rope_mode == HEARTH_ROPE_NEOX ? MODEL_ROPE_NEOX : MODEL_ROPE_NORMAL;
-    if ((st = vk_rope(kq->ctx, a->q, a->q_stride, (uint32_t)op->n_tok, (uint32_t)at->n_head,
-                      (uint32_t)at->head_dim, (uint32_t)at->n_rot, (uint32_t)at->pos0, mode,
-                      fv)) ||
-        (st = vk_rope(kq->ctx, a->k_new, a->kv_stride, (uint32_t)op->n_tok,
-                      (uint32_t)at->n_head_kv, (uint32_t)at->head_dim, (uint32_t)at->n_rot,
-                      (uint32_t)at->pos0, mode, fv)))
-        return st;
-    a->n_tok = (uint32_t)op->n_tok;
-    a->n_head = (uint32_t)at->n_head;
-    a->n_head_kv = (uint32_t)at->n_head_kv;
-    a->head_dim = (uint32_t)at->head_dim;
-    a->n_ctx = (uint32_t)at->k_cache.n_rows;
-    a->pos0 = (uint32_t)at->pos0;
-    a->window = at->window;
-    a->scale = at->scale;
-    ka.k_row_bytes = (uint32_t)at->k_cache.row_stride;
-    ka.v_row_bytes = (uint32_t)at->v_cache.row_stride;
-    return vk_attention_kvq(kq, &ka);
+    if (at->k_cache.n_rows != at->v_cache.n_rows)
+        return err_set(HEARTH_ERR_UNSUPPORTED, "vulkan attention: K and V caches of %lld and "
+                       "%lld rows", (long long)at->k_cache.n_rows, (long long)at->v_cache.n_rows);
+    ka->kv_seed = at->kv_seed;
+    ka->layer = at->layer;
+    ka->k_row_bytes = (uint32_t)at->k_cache.row_stride;
+    ka->v_row_bytes = (uint32_t)at->v_cache.row_stride;
+    if (ka->k_type == KVQ_F16)
+        return HEARTH_OK;
+    const struct hearth_tensor *x = &at->k_aux;
+    struct vk_buffer *xb = x->buf ? vk__hearth_buffer(x->buf) : NULL;
+    if (!xb || x->type != HEARTH_DTYPE_F32 || x->ne0 < (int64_t)at->n_head_kv * at->head_dim ||
+        x->n_rows < 2 || x->row_stride % 4 != 0 || x->row_stride / 4 > 0xffffffffu)
+        return err_set(HEARTH_ERR_INVALID_ARG, "vulkan attention: a %s K cache needs k_aux, "
+                       "F32 [2][%d] in a Vulkan buffer (backend.h)", kvq_type_name(ka->k_type),
+                       at->n_head_kv * at->head_dim);
+    ka->k_aux = (struct vk_view){xb, x->offset};
+    ka->aux_stride = (uint32_t)(x->row_stride / 4);
+    return HEARTH_OK;
 }

@@ -21,9 +21,9 @@
 
 struct vk_kvq;
 
-/* Per-stream state on ctx. HEARTH_ERR_NO_MEMORY / device errors. */
+/* Per-stream state on ctx (the context the kvq dispatches record on). HEARTH_ERR_NO_MEMORY. */
 hearth_status vk_kvq_create(struct vk_ctx *ctx, struct vk_kvq **out);
-/* Waits for recorded work, frees pipelines and buffers. NULL: nothing. */
+/* Frees the state (it owns no device objects). NULL: nothing. */
 void vk_kvq_destroy(struct vk_kvq *kq);
 /* Whether the kvq kernels take this (k_type, v_type) pair (every pair of valid types). */
 bool vk_kvq_supports(int k_type, int v_type);
@@ -54,10 +54,12 @@ struct vk_kvq_args {
 hearth_status vk_attention_kvq(struct vk_kvq *kq, const struct vk_kvq_args *a);
 
 /*
- * The whole ATTENTION op (core/backend.h): q/k norms, RoPE, K/V encode,
- * attention; records on kq's context. UNSUPPORTED for a type or head_dim
- * the kernels lack, INVALID_ARG for malformed tensors.
+ * The kvq half of an ATTENTION op (core/backend.h): checks the types,
+ * head_dim, cache tensors and k_aux, and fills every field of ka but ka->a,
+ * which graph.c's run_attention fills (with the q/k norms and RoPE it runs
+ * for every cache type) before calling vk_attention_kvq. UNSUPPORTED for a
+ * type or head_dim the kernels lack, INVALID_ARG for malformed tensors.
  */
-hearth_status vk_kvq_attention_op(struct vk_kvq *kq, const struct hearth_op *op);
+hearth_status vk_kvq_args_from_op(const struct hearth_op_attention *at, struct vk_kvq_args *ka);
 
 #endif
