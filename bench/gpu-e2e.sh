@@ -10,6 +10,8 @@
 #   partial  Q4_K_M at -ngl 16 and 24 (issue: CUDA, partial offload)
 #   kv       Q4_K_M decode at depth 8192 and 32768 for f16, q8_0, rot4, rot3
 #            KV caches (issue: compressed KV)
+#   serve    `hearth serve` with 16 slots on DEV, bench/serve-load.py at 1, 4
+#            and 16 concurrent clients: aggregate tokens/s (issue: serve)
 #   vulkan   the tg step on vulkan0 when a hardware Vulkan device is listed,
 #            for the Vulkan/CUDA ratios (issue: Vulkan)
 #   plan70   synth llama3-70b Q4_K_M (~42 GB; skipped without 50 GB free
@@ -26,7 +28,7 @@ set -u
 OUT=${OUT:-$PWD/gpu-e2e-out}
 mkdir -p "$OUT"
 export PATH=/usr/local/cuda/bin:$PATH
-STEPS=${STEPS:-build devices tg partial kv vulkan plan70}
+STEPS=${STEPS:-build devices tg partial kv serve vulkan plan70}
 DEV=${DEV:-cuda0}
 NGL=${NGL:-all}
 PRESET=${PRESET:-llama3-8b}
@@ -117,6 +119,36 @@ if has kv; then
                     -p 0 -n 64 -r 3 -d "$d" --kv-type "$kt"
             done
         done
+fi
+
+if has serve; then
+    if f=$(synth "$PRESET" Q4_K_M); then
+        port=18089
+        "$BIN" serve -m "$f" --device "$DEV" -ngl "$NGL" --parallel 16 --port "$port" \
+            -c 1024 >"$OUT/serve.log" 2>&1 &
+        spid=$!
+        up=0
+        for _ in $(seq 1 120); do
+            python3 -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$port/health', timeout=2)" \
+                2>/dev/null && up=1 && break
+            kill -0 "$spid" 2>/dev/null || break
+            sleep 1
+        done
+        if [ "$up" = 1 ]; then
+            python3 bench/serve-load.py --url "http://127.0.0.1:$port" --clients 1,4,16 \
+                --max-tokens 64 --seconds 15 >"$OUT/load.txt" 2>&1
+            cat "$OUT/load.txt" >>"$OUT/e2e.txt"
+            say "serve $PRESET Q4_K_M $DEV aggregate tok/s: $(awk '$1 ~ /^[0-9]+$/ && NF >= 5 \
+                {printf "%s clients %s; ", $1, $5}' "$OUT/load.txt")"
+            rm -f "$OUT/load.txt"
+        else
+            say "serve: the server did not come up: $(tail -n 2 "$OUT/serve.log" | tr '\n' ' ')"
+        fi
+        kill -INT "$spid" 2>/dev/null
+        wait "$spid" 2>/dev/null
+        cat "$OUT/serve.log" >>"$OUT/e2e.txt"
+        rm -f "$OUT/serve.log"
+    fi
 fi
 
 if has vulkan; then

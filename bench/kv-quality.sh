@@ -10,6 +10,8 @@
 # both, so the figures isolate the cache; bits/value is the mean of K's and
 # V's stored bits (scales included) at the model's head size.
 #
+# The exact window (`-- --kv-window N`) shows in the window column; bits/value
+# then adds its f16 rows amortized over the context (16 * N / ctx).
 # A full run (-c 2048, all of Genesis, two models, six pairs) takes hours on
 # a 2-core CPU: check the script with --chunks 1 -c 256 --models smollm2.
 #
@@ -62,8 +64,8 @@ flags=(-c "$ctx" --kl-divergence --json -f "$text")
 [ "$chunks" -gt 0 ] && flags+=(--chunks "$chunks")
 [ -n "$threads" ] && flags+=(-t "$threads")
 
-echo "| model | K type | V type | bits/value | PPL | PPL f16 | delta % | mean KLD | KLD p99 | top-1 % |"
-echo "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"
+echo "| model | K type | V type | window | bits/value | PPL | PPL f16 | delta % | mean KLD | KLD p99 | top-1 % |"
+echo "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 status=0
 IFS=, read -r -a model_list <<< "$models"
 for name in "${model_list[@]}"; do
@@ -82,8 +84,11 @@ for name in "${model_list[@]}"; do
         python3 - "$out" "$(basename "$mf" .gguf)" <<'PY' || status=1
 import json, sys
 j = json.load(open(sys.argv[1]))
-print("| %s | %s | %s | %.2f | %.4f | %.4f | %+.2f | %.5f | %.4f | %.2f |" % (
-    sys.argv[2], j["k_type"], j["v_type"], (j["k_bpv"] + j["v_bpv"]) / 2, j["ppl"],
+# the exact window's f16 K and V rows, amortized over the context
+w = j.get("kv_window", 0)
+bpv = (j["k_bpv"] + j["v_bpv"]) / 2 + 16.0 * w / j["n_ctx"]
+print("| %s | %s | %s | %d | %.2f | %.4f | %.4f | %+.2f | %.5f | %.4f | %.2f |" % (
+    sys.argv[2], j["k_type"], j["v_type"], w, bpv, j["ppl"],
     j["ppl_ref"], j["ppl_delta_pct"], j["kld_mean"], j["kld_p99"], j["top1_pct"]))
 PY
     done

@@ -246,6 +246,10 @@ hearth_status hearth_session_create(hearth_model *model, const hearth_session_pa
                        "hearth_session_create: n_gpu_layers is %d, expected >= 0 or "
                        "HEARTH_GPU_LAYERS_PLAN (-1)",
                        (int)p->n_gpu_layers);
+    if (p->kv_window > (1u << 24))
+        return err_set(HEARTH_ERR_INVALID_ARG,
+                       "hearth_session_create: kv_window is %u, expected at most 2^24",
+                       (unsigned)p->kv_window);
     hearth_session *s = calloc(1, sizeof *s);
     if (!s)
         return err_set(HEARTH_ERR_NO_MEMORY, "hearth_session_create: session handle");
@@ -257,6 +261,7 @@ hearth_status hearth_session_create(hearth_model *model, const hearth_session_pa
     fp.n_threads = p->n_threads;
     fp.kv_type_k = kt;
     fp.kv_type_v = vt;
+    fp.kv_window = (int)p->kv_window;
     fp.devices = p->devices;
     fp.n_devices = p->n_devices;
     fp.ngl = p->n_gpu_layers >= 0 ? p->n_gpu_layers : ENGINE_NGL_UNSET;

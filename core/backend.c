@@ -77,6 +77,15 @@ bool backend_device_supports_kv(struct hearth_device *dev, int k_type, int v_typ
     return k_type == 0 && v_type == 0;
 }
 
+bool backend_device_supports_kv_window(struct hearth_device *dev, int k_type, int v_type)
+{
+    if (!dev || !backend_device_supports_kv(dev, k_type, v_type))
+        return false;
+    if (HAS(dev->ops, 3, supports_kv_window))
+        return dev->ops->supports_kv_window(dev, k_type, v_type);
+    return false;
+}
+
 struct hearth_buffer_type *backend_device_buffer_type(struct hearth_device *dev)
 {
     return dev->ops->buffer_type(dev);

@@ -48,12 +48,12 @@
 extern "C" {
 #endif
 
-/* Version of every ops table defined here; bump when appending members. */
 /*
  * Version of every ops table defined here; bump when appending members.
  * 2: hearth_device_ops.supports_kv (compressed KV cache types).
+ * 3: hearth_device_ops.supports_kv_window (ATTENTION step 5).
  */
-#define HEARTH_BACKEND_ABI_VERSION 2
+#define HEARTH_BACKEND_ABI_VERSION 3
 
 struct hearth_device;
 struct hearth_buffer_type;
@@ -122,6 +122,11 @@ struct hearth_device_ops {
      * optional: default: only KVQ_F16 for both.
      */
     bool (*supports_kv)(struct hearth_device *dev, int k_type, int v_type);
+    /*
+     * ABI 3. Whether ATTENTION implements the exact window (step 5) for this
+     * K/V type pair. optional: default: no.
+     */
+    bool (*supports_kv_window)(struct hearth_device *dev, int k_type, int v_type);
 };
 
 struct hearth_device {
@@ -267,7 +272,21 @@ enum hearth_glu_act {
  *      max(0, p - window + 1) when window > 0 (the window latest, itself
  *      included); K_j, V_j read back from the cache as kvq_decode gives
  *      them (so a token sees the same rounded keys in a batch or alone),
- *      except K_0 = k_aux row 1 when k_type != f16.
+ *      except K_0 = k_aux row 1 when k_type != f16, and except step 5;
+ *   5. exact window (kv_window W > 0; the caller passes 0 for an f16/f16
+ *      cache): for j > p - W, K_j and V_j are exact rows instead of
+ *      kvq_decode's: for j in [pos0, p] the batch's own rows, for j < pos0
+ *      ring slot j % W when ring_pos[j % W] == j (else the decoded row, as
+ *      after a rewind); "exact" means in the attention's domain (K: the
+ *      centred key when k_type != f16, per KV head multiplied by the
+ *      rotation R when k_type is rotated; V: R v when v_type is rotated,
+ *      v otherwise) and rounded to f16, except that K_0 stays k_aux row 1
+ *      (f32) when k_type != f16. Afterwards, for every position p of the
+ *      batch in order, k_ring/v_ring slot p % W = that f16 row and
+ *      ring_pos[p % W] = p (so the ring ends holding the batch's last
+ *      min(W, n_tok) rows and older slots untouched). This is what
+ *      cpu/forward.c computes (docs/kv-cache.md, "The exact recent
+ *      window"), so a batch and token-by-token decode give the same bits.
  *   q: F32 [n_tok][H*D] and k: F32 [n_tok][Hk*D] are overwritten (normed,
  *   rotated); v: F32 [n_tok][Hk*D]; q_norm, k_norm: F32 [D] or absent;
  *   rope_divs: F32 [n_rot/2] or absent; k_cache, v_cache: this layer's,
@@ -276,7 +295,9 @@ enum hearth_glu_act {
  *   the Hk encoded head vectors back to back (ne0 >= Hk * kvq_head_bytes);
  *   out: F32 [n_tok][H*D]; k_aux: F32 [2][Hk*D] of this layer's cache,
  *   required when k_type != f16 (absent otherwise), zero before the first
- *   batch. Requires pos0 + n_tok <= k_cache.n_rows.
+ *   batch. Requires pos0 + n_tok <= k_cache.n_rows. k_ring, v_ring: F16
+ *   [W][Hk*D] and ring_pos: I32 [W] of this layer's cache when kv_window >
+ *   0 (ring_pos all -1 before the first batch), absent otherwise.
  *   k_type = v_type = 0 (KVQ_F16) is the zero-initialized default.
  *
  * GLU: g[t][i] = act(g[t][i]) * u[t][i]; g, u: F32 [n_tok][F].
@@ -319,6 +340,10 @@ struct hearth_op_attention {
     int k_type, v_type; /* enum kvq_type of the cache (0: f16); see supports_kv */
     uint32_t layer;     /* layer index: selects the rotation of rot4/rot3 */
     uint64_t kv_seed;   /* model seed of the rotation (kvq_model_seed) */
+    /* ABI 3: the exact recent window (step 5); kv_window 0: none, rings absent */
+    uint32_t kv_window;
+    struct hearth_tensor k_ring, v_ring; /* F16 [kv_window][Hk*D] */
+    struct hearth_tensor ring_pos;       /* I32 [kv_window]: position held, -1 none */
 };
 
 struct hearth_op_glu {
@@ -420,6 +445,8 @@ void backend_device_memory(struct hearth_device *dev, uint64_t *free_bytes, uint
 bool backend_device_supports_op(struct hearth_device *dev, enum hearth_op_kind op, hearth_dtype t);
 /* ATTENTION over a cache of these kvq types (default: f16 only). */
 bool backend_device_supports_kv(struct hearth_device *dev, int k_type, int v_type);
+/* ATTENTION's exact window (step 5) for these kvq types (default: no). */
+bool backend_device_supports_kv_window(struct hearth_device *dev, int k_type, int v_type);
 struct hearth_buffer_type *backend_device_buffer_type(struct hearth_device *dev);
 struct hearth_buffer_type *backend_device_host_buffer_type(struct hearth_device *dev);
 hearth_status backend_device_measure_bandwidth(struct hearth_device *dev, double *gbps);

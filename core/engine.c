@@ -11,7 +11,10 @@
  * N layers on the fastest GPU), no -ngl or -ngl auto its automatic one. It
  * plans with sched_layout (a layer's FFN is two units, gate/up and down, as
  * the scheduler's FFN and FFN_DOWN blocks run it; token_embd on the host)
- * and without streaming (the scheduler does not stream yet), so the block
+ * and with streaming unless the caller's options say no_stream (host FFN
+ * weights copied to the first GPU for batched prefill; a plan whose streamed
+ * tensors give the scheduler no whole FFN block to stream is redone without,
+ * rather than reserving a double buffer nothing would use), so the block
  * placement derived from it (placement_from_plan) is exactly the plan, and
  * the scheduler, whose every size comes from plan.h,
  * allocates exactly plan_device_alloc_bytes per device. Device budgets are
@@ -143,6 +146,24 @@ static void describe_placement(struct engine *e, const char *how)
         il = end;
     }
     desc_add(e, ", output on %s;", e->dev_name[p->out_dev]);
+    int n_str = placement_n_streamed_blocks(p);
+    if (n_str > 0) {
+        int tgt = -1;
+        uint64_t bytes = 0;
+        for (uint32_t l = 0; l < p->n_layer; l++)
+            for (int b = PLACEMENT_FFN; b <= PLACEMENT_FFN_DOWN; b++) {
+                int t = placement_get_stream(p, l, (enum placement_block)b);
+                if (t < 0)
+                    continue;
+                tgt = t;
+                const struct model_layer *ly = &e->m->layers[l];
+                const struct model_weight *ws[3] = {&ly->ffn_gate, &ly->ffn_up, &ly->ffn_down};
+                for (int k = b == PLACEMENT_FFN ? 0 : 2; k < (b == PLACEMENT_FFN ? 2 : 3); k++)
+                    bytes += (uint64_t)ws[k]->row_bytes * (uint64_t)ws[k]->n_out;
+            }
+        desc_add(e, " %d ffn blocks (%.0f MiB) streamed to %s for batches of %d+ tokens;", n_str,
+                 mib(bytes), e->dev_name[tgt], p->stream_min_batch);
+    }
     for (int d = 1; d < e->n_dev; d++)
         desc_add(e, " %.0f MiB on %s,", mib(sched_device_bytes(e->sched, d)), e->dev_name[d]);
     desc_add(e, " %.0f MiB host (%s)", mib(sched_device_bytes(e->sched, 0)), how);
@@ -251,6 +272,13 @@ static void describe_devices(struct engine *e, struct plan_devices *pd)
                     : cuda                ? PLAN_DEFAULT_CUDA_BW
                                           : PLAN_DEFAULT_VULKAN_BW;
         g->flops = cuda ? PLAN_DEFAULT_CUDA_FLOPS : PLAN_DEFAULT_VULKAN_FLOPS;
+        /*
+         * A software Vulkan driver (lavapipe) computes on the host's cores: a
+         * GPU's assumed FLOP rate would make streaming host weights to it for
+         * prefill look worthwhile when it only adds copies.
+         */
+        if (!cuda && engine__is_software_device(props.desc))
+            g->flops = pd->dev[PLAN_HOST].flops;
         g->h2d_bw = PLAN_DEFAULT_PCIE_BW;
         g->mem_bw_assumed = !(props.bw_gbps > 0);
         g->mem_bw_measured = props.bw_gbps > 0;
@@ -293,8 +321,9 @@ hearth_status engine__load_planned(const struct engine_load *in, struct sched **
     struct plan_devices devs = in->devs;
     struct plan_opts po = in->opts;
     po.sched_layout = true; /* the scheduler's blocks: attention, gate/up, down */
-    po.no_stream = true;    /* and does not stream host weights yet */
-    po.n_parallel = 1;
+    /* po.no_stream: the caller's (--no-stream) */
+    if (po.n_parallel == 0)
+        po.n_parallel = 1; /* each sequence's KV is part of the plan (slots: n_slots) */
     for (int d = 0; d < devs.n; d++) /* the loader maps weights exactly where it says */
         devs.dev[d].maps_weights = in->map_host_weights && devs.dev[d].maps_weights;
     if (how_size)
@@ -306,6 +335,15 @@ hearth_status engine__load_planned(const struct engine_load *in, struct sched **
         if ((st = placement_create(in->m->hp.n_layer, 0, pl)) != HEARTH_OK ||
             (st = placement_from_plan(*pl, &pm, plan, in->n_dev)) != HEARTH_OK)
             break;
+        if (plan->streaming && placement_n_streamed_blocks(*pl) == 0) {
+            /* nothing the scheduler can stream (e.g. only the LM head): plan without */
+            po.no_stream = true;
+            plan_free(plan);
+            placement_free(*pl);
+            *pl = NULL;
+            attempt--;
+            continue;
+        }
         if (in->cpu_ok && !plan_uses_gpu(*pl))
             break; /* nothing on a GPU: the caller runs the CPU path */
         struct sched_oom oom;
@@ -318,6 +356,8 @@ hearth_status engine__load_planned(const struct engine_load *in, struct sched **
         sp.map_host_weights = in->map_host_weights;
         sp.kv_type_k = plan->opts.kv_type_k;
         sp.kv_type_v = plan->opts.kv_type_v;
+        sp.n_seq = (int)plan->opts.n_parallel;
+        sp.kv_window = plan->opts.kv_window;
         sp.oom = &oom;
         st = sched_create(in->m, &sp, sched);
         if (st != HEARTH_ERR_DEVICE_OOM || oom.dev <= PLAN_HOST || oom.dev >= devs.n ||
@@ -365,12 +405,35 @@ static hearth_status create_cpu(struct engine *e, const struct engine_params *p,
     fp.n_batch = p->n_batch;
     fp.kv_type_k = p->kv_type_k;
     fp.kv_type_v = p->kv_type_v;
-    hearth_status st = forward_create(e->m, &fp, &e->fc);
+    fp.kv_window = p->kv_window;
+    hearth_status st = forward_create_multi(e->m, &fp, p->n_seq > 1 ? p->n_seq : 1, &e->fc);
     if (st != HEARTH_OK)
         return st;
     e->n_threads = forward_n_threads(e->fc);
     describe_cpu(e, why);
     return HEARTH_OK;
+}
+
+/*
+ * The sched refused the exact window (an attention device lacks step 5 of
+ * ATTENTION, backend.h): restate that in the CLI's terms, naming the device.
+ * Other UNSUPPORTED errors are left as they are.
+ */
+static void window_unsupported(const struct engine *e, int kv_window)
+{
+    const char *msg = hearth_last_error();
+    if (!msg || !strstr(msg, "does not implement the exact KV window"))
+        return;
+    for (int d = 0; d < e->n_dev; d++) {
+        if (e->dev_name[d][0] && strstr(msg, e->dev_name[d]) &&
+            !backend_device_supports_kv_window(e->dev[d], e->kv_type_k, e->kv_type_v)) {
+            err_set(HEARTH_ERR_UNSUPPORTED,
+                    "--kv-window %d: %s does not implement the exact window; use -ngl 0 or "
+                    "drop --kv-window",
+                    kv_window, e->dev_name[d]);
+            return;
+        }
+    }
 }
 
 hearth_status engine_create(const struct model *m, const struct engine_params *p,
@@ -414,8 +477,8 @@ hearth_status engine_create(const struct model *m, const struct engine_params *p
                                                      : "no GPU device found");
         goto done;
     }
-    if ((st = open_cpu(e)) != HEARTH_OK ||
-        (st = placement_create(m->hp.n_layer, 0, &e->pl)) != HEARTH_OK)
+    /* e->pl comes from engine__load_planned (it makes the placement from the plan) */
+    if ((st = open_cpu(e)) != HEARTH_OK)
         goto done;
     struct engine_load in;
     memset(&in, 0, sizeof in);
@@ -429,6 +492,9 @@ hearth_status engine_create(const struct model *m, const struct engine_params *p
     in.opts.kv_type_k = e->kv_type_k;
     in.opts.kv_type_v = e->kv_type_v;
     in.opts.n_gpu_layers = p->ngl >= 0 ? p->ngl : -1;
+    in.opts.n_parallel = p->n_seq > 1 ? (uint32_t)p->n_seq : 1;
+    in.opts.no_stream = p->no_stream;
+    in.opts.kv_window = p->kv_window > 0 ? (uint32_t)p->kv_window : 0;
     in.map_host_weights = true;
     in.cpu_ok = p->ngl < 0;
     char replan[256];
@@ -447,6 +513,8 @@ hearth_status engine_create(const struct model *m, const struct engine_params *p
         st = create_cpu(e, p, "planner: no layer fits on a GPU");
         goto done;
     }
+    if (st == HEARTH_ERR_UNSUPPORTED && in.opts.kv_window > 0)
+        window_unsupported(e, p->kv_window);
     if (st != HEARTH_OK && p->n_devices == 0 && p->ngl == ENGINE_NGL_UNSET &&
         (st == HEARTH_ERR_UNSUPPORTED || st == HEARTH_ERR_DEVICE_OOM)) {
         /* nobody asked for this GPU: run where the model runs for sure, and say why */
@@ -520,4 +588,48 @@ int engine_n_gpu_layers(const struct engine *e)
 const char *engine_describe(const struct engine *e)
 {
     return e->desc;
+}
+
+/* ---- several sequences (the server's slots) ------------------------------------ */
+
+hearth_status engine_eval_multi(struct engine *e, const int32_t *tokens, const int32_t *seq,
+                                const int32_t *pos, int n_tokens, float *logits_out,
+                                const bool *want_logits)
+{
+    if (e->fc)
+        return forward_eval_multi(e->fc, tokens, seq, pos, n_tokens, logits_out, want_logits);
+    return sched_eval_multi(e->sched, tokens, seq, pos, n_tokens, logits_out, want_logits);
+}
+
+uint32_t engine_seq_n_past(const struct engine *e, int seq)
+{
+    return e->fc ? forward_seq_n_past(e->fc, seq) : sched_seq_n_past(e->sched, seq);
+}
+
+void engine_seq_clear(struct engine *e, int seq)
+{
+    if (e->fc)
+        forward_seq_clear(e->fc, seq);
+    else
+        sched_seq_clear(e->sched, seq);
+}
+
+int engine_n_devices(const struct engine *e)
+{
+    return e->fc ? 1 : e->n_dev;
+}
+
+bool engine_device_memory(const struct engine *e, int d, const char **name, uint64_t *bytes,
+                          uint64_t *kv_bytes)
+{
+    if (d < 0 || d >= engine_n_devices(e))
+        return false;
+    *name = e->dev_name[d];
+    if (e->fc) {
+        *bytes = *kv_bytes = forward_kv_bytes(e->fc);
+    } else {
+        *bytes = sched_device_bytes(e->sched, d);
+        *kv_bytes = e->plan.use[d].kv; /* what the sched allocated (plan.h's formulas) */
+    }
+    return true;
 }

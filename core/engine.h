@@ -55,7 +55,10 @@ struct engine_params {
                        ENGINE_NGL_AUTO or ENGINE_NGL_UNSET */
     int kv_type_k;  /* enum kvq_type of the cached keys (core/kv-quant.h); 0: f16 */
     int kv_type_v;  /* ... of the cached values */
+    int kv_window;  /* exact f16 window of a compressed cache (backend.h ATTENTION step 5) */
     uint64_t vram_budget; /* > 0: no GPU's plan budget exceeds it (--vram-budget); 0: free memory */
+    int n_seq;      /* sequences, each its own KV cache of n_ctx (the plan's n_parallel); <= 1: one */
+    bool no_stream; /* never stream host weights to a GPU for prefill (--no-stream) */
 };
 
 struct engine;
@@ -85,6 +88,26 @@ void engine_destroy(struct engine *e); /* NULL: nothing */
  */
 hearth_status engine_eval(struct engine *e, const int32_t *tokens, int n_tokens, int pos0,
                           float *logits_out, bool all_logits);
+
+/*
+ * Several sequences (engine_params.n_seq): forward_eval_multi's contract
+ * (cpu/forward.h) on the CPU path, sched_eval_multi's on the device path.
+ */
+hearth_status engine_eval_multi(struct engine *e, const int32_t *tokens, const int32_t *seq,
+                                const int32_t *pos, int n_tokens, float *logits_out,
+                                const bool *want_logits);
+uint32_t engine_seq_n_past(const struct engine *e, int seq); /* 0 for seq out of range */
+void engine_seq_clear(struct engine *e, int seq);            /* no-op out of range */
+/*
+ * What the engine allocated on its device d in [0, engine_n_devices): *name
+ * ("cpu", "vulkan0"; valid until engine_destroy), *bytes (the scheduler's
+ * allocation there, weights mapped from the file not counted; on the CPU path
+ * device 0 holds the KV caches only) and *kv_bytes (its KV caches). False
+ * for d out of range.
+ */
+int engine_n_devices(const struct engine *e);
+bool engine_device_memory(const struct engine *e, int d, const char **name, uint64_t *bytes,
+                          uint64_t *kv_bytes);
 
 uint32_t engine_n_ctx(const struct engine *e);
 /* Positions currently in the cache. */

@@ -54,6 +54,17 @@ hearth_status kv_cache_create(const struct kv_cache_params *p, struct kv_cache *
         if (!c->k_aux)
             goto fail;
     }
+    if (p->exact_window > 0) {
+        c->xw = p->exact_window < p->n_ctx ? p->exact_window : p->n_ctx;
+        size_t slots = (size_t)p->n_layer * c->xw;
+        c->xk = calloc(slots * c->kv_dim, sizeof *c->xk);
+        c->xv = calloc(slots * c->kv_dim, sizeof *c->xv);
+        c->xpos = malloc(slots * sizeof *c->xpos);
+        if (!c->xk || !c->xv || !c->xpos)
+            goto fail;
+        for (size_t i = 0; i < slots; i++)
+            c->xpos[i] = -1;
+    }
     if (kvq_is_rotated(p->k_type) || kvq_is_rotated(p->v_type)) {
         c->rot = calloc(p->n_layer, sizeof *c->rot);
         if (!c->rot)
@@ -89,10 +100,14 @@ void kv_cache_destroy(struct kv_cache *c)
     free(c->v);
     free(c->rot);
     free(c->k_aux);
+    free(c->xk);
+    free(c->xv);
+    free(c->xpos);
     free(c);
 }
 
 size_t kv_cache_bytes(const struct kv_cache *c)
 {
-    return (size_t)c->n_layer * c->n_ctx * (c->k_row + c->v_row);
+    return (size_t)c->n_layer * c->n_ctx * (c->k_row + c->v_row) +
+           (size_t)c->n_layer * c->xw * 2 * c->kv_dim * sizeof(uint16_t);
 }

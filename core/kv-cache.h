@@ -15,6 +15,16 @@
  * keep full rows too (a ring of n_swa rows would save memory on gemma3's
  * local layers; not done yet). Memory comes from calloc, so a large n_ctx
  * only costs the pages actually written.
+ *
+ * Exact window (kv_cache_params.exact_window W > 0, compressed types only):
+ * besides the encoded rows, each layer keeps f16 copies of the last W
+ * positions' K and V in a ring (slot p % W, xpos tags which position a slot
+ * holds), stored in the attention's domain (per KV head R·x for a rotated
+ * type, the centred key k - mu for K). Attention of a query at position t
+ * reads positions j > t - W from these copies instead of the codes (KIVI's
+ * residual window: local attention carries much of the weight). A rewind
+ * can leave a slot holding a later position; attention then falls back to
+ * the encoded row for it (xpos tells), so results stay deterministic.
  */
 #ifndef HEARTH_KV_CACHE_H
 #define HEARTH_KV_CACHE_H
@@ -32,6 +42,7 @@ struct kv_cache_params {
     uint32_t head_dim;
     enum kvq_type k_type, v_type;
     uint64_t seed;      /* model seed of the rotation (model_kv_seed); unused unless rotated */
+    uint32_t exact_window; /* W: f16 copies of the last W positions (0: none) */
 };
 
 struct kv_cache {
@@ -60,6 +71,15 @@ struct kv_cache {
      */
     float *k_aux;
     uint32_t n_used;    /* positions 0..n_used-1 hold valid entries */
+    /*
+     * The exact window (see the top): xw = W (0: none, the rest NULL);
+     * xk, xv: [n_layer][W][kv_dim] halves, slot p % W holding position p in
+     * the attention's domain (KV head h at h·head_dim); xpos: [n_layer][W]
+     * the position each slot holds, -1 when empty.
+     */
+    uint32_t xw;
+    uint16_t *xk, *xv;
+    int32_t *xpos;
 };
 
 /*
@@ -69,7 +89,10 @@ struct kv_cache {
  */
 hearth_status kv_cache_create(const struct kv_cache_params *p, struct kv_cache **out);
 void kv_cache_destroy(struct kv_cache *c);
-/* Bytes held by K and V together at full context: n_layer · n_ctx · (k_row + v_row). */
+/*
+ * Bytes held by K and V together at full context: n_layer · n_ctx · (k_row +
+ * v_row), plus the exact window's n_layer · W · 2 · kv_dim halves.
+ */
 size_t kv_cache_bytes(const struct kv_cache *c);
 
 /* Row of position pos in layer il (no bounds checks: callers check pos < n_ctx). */
@@ -99,6 +122,19 @@ static inline float *kv_cache_k_mean(const struct kv_cache *c, uint32_t il)
 static inline float *kv_cache_k_sink(const struct kv_cache *c, uint32_t il)
 {
     return c->k_aux ? c->k_aux + ((size_t)il * 2 + 1) * c->kv_dim : NULL;
+}
+/* Exact-window slot of position pos in layer il: K and V rows ([kv_dim] halves) and tag. */
+static inline uint16_t *kv_cache_xk(const struct kv_cache *c, uint32_t il, uint32_t pos)
+{
+    return c->xk + ((size_t)il * c->xw + pos % c->xw) * c->kv_dim;
+}
+static inline uint16_t *kv_cache_xv(const struct kv_cache *c, uint32_t il, uint32_t pos)
+{
+    return c->xv + ((size_t)il * c->xw + pos % c->xw) * c->kv_dim;
+}
+static inline int32_t *kv_cache_xpos(const struct kv_cache *c, uint32_t il, uint32_t pos)
+{
+    return c->xpos + (size_t)il * c->xw + pos % c->xw;
 }
 /* The rotation of layer il, or NULL when neither type is rotated. */
 static inline const struct kvq_rot *kv_cache_rot(const struct kv_cache *c, uint32_t il)

@@ -97,7 +97,7 @@ void plan__decide_stream(const struct plan_model *m, struct plan *p)
         struct plan_tensor *pt = &p->tensors[i];
         bool ok = pt->resident == PLAN_HOST && t->n_dims >= 2 &&
                   (t->role == PLAN_ROLE_FFN || t->role == PLAN_ROLE_EXPERT ||
-                   t->role == PLAN_ROLE_OUTPUT);
+                   (t->role == PLAN_ROLE_OUTPUT && !p->opts.sched_layout));
         if (!ok)
             continue;
         double c, s;

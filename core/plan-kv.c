@@ -55,7 +55,19 @@ uint64_t plan_kv_layer_bytes(const struct arch_info *a, const struct plan_opts *
                                 rows) +
            plan_kv_buffer_bytes(plan_kv_row_bytes(o->kv_type_v, a->n_head_kv, a->head_dim_v),
                                 rows) +
-           n_seq * plan_kv_aux_bytes(o->kv_type_k, a->n_head_kv, a->head_dim_k);
+           n_seq * plan_kv_aux_bytes(o->kv_type_k, a->n_head_kv, a->head_dim_k) +
+           n_seq * plan_kv_window_bytes(o, a->n_head_kv, a->head_dim_k, a->head_dim_v);
+}
+
+uint64_t plan_kv_window_bytes(const struct plan_opts *o, uint32_t n_head_kv, uint32_t head_dim_k,
+                              uint32_t head_dim_v)
+{
+    if (o->kv_window == 0 || (o->kv_type_k == KVQ_F16 && o->kv_type_v == KVQ_F16))
+        return 0;
+    uint64_t w = o->kv_window < o->n_ctx ? o->kv_window : o->n_ctx;
+    /* f16 K and V rows of the last w positions, and each slot's position tag */
+    return plan_align_up(w * n_head_kv * ((uint64_t)head_dim_k + head_dim_v) * 2 +
+                         w * sizeof(int32_t));
 }
 
 uint64_t plan_act_bytes(uint64_t n_batch, uint64_t n_embd, uint64_t q_dim, uint64_t kv_dim,
@@ -74,6 +86,11 @@ uint64_t plan_stage_bytes(uint64_t n_batch, uint64_t n_embd)
 uint64_t plan_glu_stage_bytes(uint64_t n_batch, uint64_t n_embd, uint64_t n_ff)
 {
     return plan_align_up(n_batch * (n_embd + n_ff) * 4);
+}
+
+uint64_t plan_stream_half_bytes(uint64_t largest)
+{
+    return plan_align_up(largest);
 }
 
 uint64_t plan__scratch_bytes(const struct arch_info *a, const struct plan_opts *o, bool embd,

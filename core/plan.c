@@ -325,10 +325,16 @@ static enum unit_group group_of(const struct plan_model_tensor *t, bool sched_la
     }
 }
 
-static bool streamable(const struct plan_model_tensor *t)
+/*
+ * The scheduler streams FFN blocks only (it holds no logits buffer on a GPU
+ * that does not own the head), so under sched_layout a host head is computed
+ * by the CPU and must not size the stream double buffer.
+ */
+static bool streamable(const struct plan_opts *o, const struct plan_model_tensor *t)
 {
-    return t->n_dims >= 2 && (t->role == PLAN_ROLE_FFN || t->role == PLAN_ROLE_EXPERT ||
-                              t->role == PLAN_ROLE_OUTPUT);
+    return t->n_dims >= 2 &&
+           (t->role == PLAN_ROLE_FFN || t->role == PLAN_ROLE_EXPERT ||
+            (t->role == PLAN_ROLE_OUTPUT && !o->sched_layout));
 }
 
 /* GPU indices by memory bandwidth (desc), then index. */
@@ -592,7 +598,7 @@ static hearth_status place(struct placer *pl, uint64_t stream_bytes)
 static bool host_has_streamable(const struct placer *pl)
 {
     for (size_t i = 0; i < pl->m->n_tensors; i++)
-        if (pl->p->tensors[i].resident == PLAN_HOST && streamable(&pl->m->tensors[i]))
+        if (pl->p->tensors[i].resident == PLAN_HOST && streamable(&pl->p->opts, &pl->m->tensors[i]))
             return true;
     return false;
 }
@@ -601,7 +607,7 @@ static uint64_t max_host_streamable(const struct placer *pl)
 {
     uint64_t b = 0;
     for (size_t i = 0; i < pl->m->n_tensors; i++)
-        if (pl->p->tensors[i].resident == PLAN_HOST && streamable(&pl->m->tensors[i]) &&
+        if (pl->p->tensors[i].resident == PLAN_HOST && streamable(&pl->p->opts, &pl->m->tensors[i]) &&
             align_up(pl->m->tensors[i].nbytes) > b)
             b = align_up(pl->m->tensors[i].nbytes);
     return b;
@@ -612,7 +618,7 @@ static bool stream_worth(const struct placer *pl, int gpu)
 {
     double cpu = 0, str = 0;
     for (size_t i = 0; i < pl->m->n_tensors; i++) {
-        if (pl->p->tensors[i].resident != PLAN_HOST || !streamable(&pl->m->tensors[i]))
+        if (pl->p->tensors[i].resident != PLAN_HOST || !streamable(&pl->p->opts, &pl->m->tensors[i]))
             continue;
         double c, s;
         plan__prefill_cost(pl->m, &pl->p->devs, &pl->p->opts, i, gpu, &c, &s);

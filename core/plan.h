@@ -161,6 +161,7 @@ struct plan_opts {
     int32_t n_gpu_layers; /* -1: automatic; >= 0: llama.cpp's -ngl (first N layers on the GPU) */
     uint32_t n_prompt;    /* prompt for the prefill prediction, and the decode depth; 0: 512 */
     bool no_stream;       /* never stream host weights to a GPU for prefill */
+    uint32_t kv_window;   /* exact f16 ring of a compressed cache per layer and sequence; 0: none */
     /*
      * Place as the scheduler (core/scheduler.h) executes: each layer's FFN as
      * two units, ffn_norm + ffn_gate + ffn_up (and router/experts) and
@@ -281,6 +282,13 @@ uint64_t plan_kv_buffer_bytes(uint64_t row, uint64_t rows);
  */
 uint64_t plan_kv_aux_bytes(int k_type, uint32_t n_head_kv, uint32_t head_dim);
 /*
+ * The exact recent window of one layer and sequence (core/kv-cache.h: f16 K
+ * and V rows of the last min(kv_window, n_ctx) positions and an int32 tag
+ * per slot); 0 without a window or for an f16/f16 cache, where it is unused.
+ */
+uint64_t plan_kv_window_bytes(const struct plan_opts *o, uint32_t n_head_kv, uint32_t head_dim_k,
+                              uint32_t head_dim_v);
+/*
  * The packed activation buffer of one device: F32 [n_batch] rows of x, xn, q,
  * k, v, att, tmp, gate, up (widths n_embd, n_embd, q_dim, kv_dim, kv_dim,
  * q_dim, n_embd, n_ff, n_ff), then the I32 token ids when it runs the
@@ -298,6 +306,15 @@ uint64_t plan_stage_bytes(uint64_t n_batch, uint64_t n_embd);
  * replaces plan_stage_bytes there (one buffer serves both kinds of move).
  */
 uint64_t plan_glu_stage_bytes(uint64_t n_batch, uint64_t n_embd, uint64_t n_ff);
+/*
+ * One half of the stream double buffer (plan_usage.stream is two of them, on
+ * the first GPU) for a largest streamed tensor of `largest` bytes:
+ * plan_align_up(largest). The scheduler copies one streamed matrix per half,
+ * so a half holds any of them; placement.stream_half_bytes carries the
+ * plan's figure to it (which may be larger: the planner sizes it over every
+ * host tensor it could stream).
+ */
+uint64_t plan_stream_half_bytes(uint64_t largest);
 /*
  * KV bytes of one layer for n_ctx * n_parallel positions, K and V of their
  * kvq types (the options must have passed plan_make's checks).

@@ -1,6 +1,9 @@
 /*
  * scheduler: placement -> per-device buffers -> block-by-block execution (see
- * scheduler.h for the contract).
+ * scheduler.h for the contract). This file builds and frees (sched_create,
+ * the loader, caches, rings, activations) and answers the accessors;
+ * sched-exec.c runs batches, sched-stream.c streams host weights for
+ * prefill; sched-internal.h holds the state the three share.
  *
  * Per device that hosts any block (struct sdev) there is one stream and one
  * activation buffer holding, packed, x, xn, q, k, v, att, tmp, gate, up (each
@@ -44,68 +47,17 @@
 #include "err.h"
 #include "kv-quant.h"
 #include "plan.h"
-
-enum { ACT_X, ACT_XN, ACT_Q, ACT_K, ACT_V, ACT_ATT, ACT_TMP, ACT_GATE, ACT_UP, ACT_N };
-
-struct sdev {
-    struct hearth_device *dev;   /* borrowed */
-    struct hearth_stream *stream;
-    struct hearth_buffer *act;   /* packed activations, see the design comment */
-    struct hearth_tensor a[ACT_N];
-    struct hearth_tensor ids;    /* I32 [n_batch], embedding device only */
-    struct hearth_tensor logits; /* F32 [n_batch][n_vocab], output device only */
-    struct hearth_tensor rope_divs; /* F32 [n_rot/2] or absent */
-    struct hearth_buffer *stage; /* host-visible boundary staging: F32 [n_batch][n_embd],
-                                    then F32 [n_batch][n_ff] when glu_in */
-    bool glu_in;                 /* runs a down projection whose gate/up ran elsewhere */
-    uint64_t bytes;
-    bool used;
-};
-
-struct slayer {
-    struct hearth_tensor attn_norm, wq, wk, wv, wo, bq, bk, bv, bo, q_norm, k_norm,
-        post_attn_norm, ffn_norm, gate, up, down, post_ffn_norm, k_cache, v_cache;
-    struct hearth_tensor k_aux; /* F32 [2][n_kv*hd] for a compressed K (absent for f16) */
-};
-
-struct sched {
-    const struct model *m;
-    struct placement *pl;
-    int n_dev;
-    struct sdev dev[SCHED_MAX_DEVICES];
-    struct slayer *layers; /* [n_layer] */
-    struct hearth_tensor tok_embd, output_norm, output;
-    struct hearth_buffer **bufs; /* every weight/cache buffer, freed at destroy */
-    int n_bufs, cap_bufs;
-    uint32_t n_ctx, n_used;
-    int kv_type_k, kv_type_v; /* enum kvq_type */
-    uint64_t kv_seed;         /* model_kv_seed */
-    int n_batch;
-    bool map_host;
-    size_t staging_bytes;
-    uint64_t n_moves, n_glu_moves;
-    struct sched_oom *oom; /* the caller's, or NULL */
-};
-
-/*
- * Loading state: per device that uploads, two staging halves, kept until the
- * load ends so each device allocates them once (the plan counts them once).
- */
-struct loader {
-    struct sched *s;
-    struct hearth_buffer *half[SCHED_MAX_DEVICES][2];
-    struct hearth_event *ev[SCHED_MAX_DEVICES][2];
-    unsigned next[SCHED_MAX_DEVICES];
-};
+#include "sched-internal.h"
 
 struct sched_params sched_params_default(void)
 {
     struct sched_params p = {.n_ctx = 0, .n_batch = 64, .n_devices = 0, .devices = NULL,
-                             .placement = NULL, .map_host_weights = true, .staging_bytes = 0};
+                             .placement = NULL, .map_host_weights = true, .staging_bytes = 0,
+                             .n_seq = 1};
     return p;
 }
 
-static const char *dev_name(const struct sched *s, int d, char buf[32])
+const char *sched__dev_name(const struct sched *s, int d, char buf[32])
 {
     struct hearth_device_props p;
     backend_device_props(s->dev[d].dev, &p);
@@ -134,7 +86,7 @@ static hearth_status track(struct sched *s, struct hearth_buffer *b)
  * Allocates on device d; on failure the message names what and the device's
  * free memory, and the OOM report (if asked for) says what the device gave.
  */
-static hearth_status alloc_on(struct sched *s, int d, struct hearth_buffer_type *bt, size_t size,
+hearth_status sched__alloc_on(struct sched *s, int d, struct hearth_buffer_type *bt, size_t size,
                               const char *what, struct hearth_buffer **out)
 {
     hearth_status st = backend_buffer_alloc(bt, size, out);
@@ -152,7 +104,7 @@ static hearth_status alloc_on(struct sched *s, int d, struct hearth_buffer_type 
         s->oom->request = size;
     }
     return err_prefix(st, "sched: %s (%zu bytes) does not fit on %s (%s, %llu of %llu bytes free)",
-                      what, size, dev_name(s, d, nb), bt ? bt->ops->name : "?",
+                      what, size, sched__dev_name(s, d, nb), bt ? bt->ops->name : "?",
                       (unsigned long long)fr, (unsigned long long)tot);
 }
 
@@ -178,8 +130,8 @@ static hearth_status loader_switch(struct loader *L, int d)
     struct hearth_buffer_type *ht = backend_device_host_buffer_type(sd->dev);
     hearth_status st;
     for (int i = 0; i < 2; i++) {
-        if ((st = alloc_on(L->s, d, ht, L->s->staging_bytes, "upload staging", &L->half[d][i])) !=
-                HEARTH_OK ||
+        if ((st = sched__alloc_on(L->s, d, ht, L->s->staging_bytes, "upload staging",
+                                  &L->half[d][i])) != HEARTH_OK ||
             (st = backend_event_create(sd->stream, &L->ev[d][i])) != HEARTH_OK)
             return st;
         if (!(backend_buft_flags(L->half[d][i]->buft) & HEARTH_BUFT_HOST))
@@ -230,7 +182,7 @@ static hearth_status load_weight(struct loader *L, int d, const struct model_wei
     if (!backend_device_supports_op(sd->dev, op, w->type)) {
         char nb[32];
         return err_set(HEARTH_ERR_UNSUPPORTED, "sched: %s: device %s has no %s for type %s",
-                       name, dev_name(s, d, nb), backend_op_name(op),
+                       name, sched__dev_name(s, d, nb), backend_op_name(op),
                        hearth_dtype_name(w->type) ? hearth_dtype_name(w->type) : "?");
     }
     size_t size = w->row_bytes * (size_t)w->n_out;
@@ -246,8 +198,8 @@ static hearth_status load_weight(struct loader *L, int d, const struct model_wei
         char what[96];
         snprintf(what, sizeof what, "tensor '%s'", name);
         /* rounded as the plan rounds every tensor (plan_align_up) */
-        if ((st = alloc_on(s, d, backend_device_buffer_type(sd->dev),
-                           (size_t)plan_align_up(size), what, &b)) != HEARTH_OK)
+        if ((st = sched__alloc_on(s, d, backend_device_buffer_type(sd->dev),
+                                  (size_t)plan_align_up(size), what, &b)) != HEARTH_OK)
             return st;
         if ((st = upload(L, d, b, w->data, size)) != HEARTH_OK) {
             backend_buffer_free(b);
@@ -323,8 +275,8 @@ static hearth_status make_activations(struct sched *s, int d, bool embd, bool ou
     off[ACT_N + 1] = total; /* logits */
     total = (size_t)plan_act_bytes((uint64_t)B, (uint64_t)E, (uint64_t)Q, (uint64_t)KV,
                                    (uint64_t)F, hp->n_vocab, embd, out);
-    hearth_status st = alloc_on(s, d, backend_device_buffer_type(sd->dev), total, "activations",
-                                &sd->act);
+    hearth_status st = sched__alloc_on(s, d, backend_device_buffer_type(sd->dev), total,
+                                       "activations", &sd->act);
     if (st != HEARTH_OK)
         return st;
     for (int i = 0; i < ACT_N; i++)
@@ -337,7 +289,8 @@ static hearth_status make_activations(struct sched *s, int d, bool embd, bool ou
     struct hearth_buffer_type *ht = backend_device_host_buffer_type(sd->dev);
     uint64_t stage = sd->glu_in ? plan_glu_stage_bytes((uint64_t)B, (uint64_t)E, (uint64_t)F)
                                 : plan_stage_bytes((uint64_t)B, (uint64_t)E);
-    if ((st = alloc_on(s, d, ht, (size_t)stage, "boundary staging", &sd->stage)) != HEARTH_OK)
+    st = sched__alloc_on(s, d, ht, (size_t)stage, "boundary staging", &sd->stage);
+    if (st != HEARTH_OK)
         return st;
     if (!(backend_buft_flags(sd->stage->buft) & HEARTH_BUFT_HOST))
         return err_set(HEARTH_ERR_BACKEND, "sched: host buffer type %s is not host-visible",
@@ -371,6 +324,49 @@ static hearth_status check_params(const struct model *m, const struct sched_para
     return HEARTH_OK;
 }
 
+/* The exact-window bytes of one layer and sequence: plan_kv_window_bytes for this sched. */
+static uint64_t ring_bytes(const struct sched *s)
+{
+    const struct model_hparams *hp = &s->m->hp;
+    struct plan_opts o;
+    memset(&o, 0, sizeof o);
+    o.n_ctx = s->n_ctx;
+    o.kv_type_k = s->kv_type_k;
+    o.kv_type_v = s->kv_type_v;
+    o.kv_window = s->kv_window;
+    return plan_kv_window_bytes(&o, hp->n_head_kv, hp->head_dim, hp->head_dim);
+}
+
+/*
+ * The rings of layer il on device d (kv_window > 0): one buffer of n_seq
+ * blocks, each the K ring, the V ring and the tags back to back, every byte
+ * 0xff so that every tag is -1 (the rings' NaN halves are never read: no
+ * tag matches).
+ */
+static hearth_status alloc_ring(struct sched *s, int d, uint32_t il)
+{
+    if (s->kv_window == 0)
+        return HEARTH_OK;
+    const struct model_hparams *hp = &s->m->hp;
+    struct slayer *sl = &s->layers[il];
+    const int64_t kv_dim = (int64_t)hp->n_head_kv * hp->head_dim, W = s->kv_window;
+    const size_t per = (size_t)ring_bytes(s), half = (size_t)W * (size_t)kv_dim * 2;
+    struct hearth_buffer *rb = NULL;
+    char name[64];
+    snprintf(name, sizeof name, "exact KV window of layer %u", il);
+    hearth_status st;
+    if ((st = sched__alloc_on(s, d, backend_device_buffer_type(s->dev[d].dev),
+                              per * (size_t)s->n_seq, name, &rb)) != HEARTH_OK ||
+        (st = track(s, rb)) != HEARTH_OK || (st = backend_buffer_clear(rb, 0xff)) != HEARTH_OK)
+        return st;
+    backend_tensor_2d(&sl->k_ring, rb, 0, HEARTH_DTYPE_F16, kv_dim, W);
+    backend_tensor_2d(&sl->v_ring, rb, half, HEARTH_DTYPE_F16, kv_dim, W);
+    backend_tensor_2d(&sl->ring_pos, rb, 2 * half, HEARTH_DTYPE_I32, W, 1);
+    sl->ring_seq_stride = per;
+    s->kv_bytes += per * (size_t)s->n_seq;
+    return HEARTH_OK;
+}
+
 static hearth_status load_all(struct sched *s, struct loader *L)
 {
     const struct model *m = s->m;
@@ -386,6 +382,8 @@ static hearth_status load_all(struct sched *s, struct loader *L)
         if (placement_get(pl, il, PLACEMENT_FFN) != dd)
             s->dev[dd].glu_in = true;
     }
+    if ((st = sched__stream_mark(s)) != HEARTH_OK)
+        return st;
     for (int d = 0; d < s->n_dev; d++) {
         if (!s->dev[d].used)
             continue;
@@ -424,27 +422,47 @@ static hearth_status load_all(struct sched *s, struct loader *L)
                            "sched: %s has no attention over a K %s / V %s cache (layer %u)",
                            pr.name, kvq_type_name(kt), kvq_type_name(vt), il);
         }
+        if (s->kv_window > 0 && !backend_device_supports_kv_window(s->dev[d].dev, kt, vt)) {
+            struct hearth_device_props pr;
+            backend_device_props(s->dev[d].dev, &pr);
+            return err_set(HEARTH_ERR_UNSUPPORTED,
+                           "sched: %s does not implement the exact KV window (ATTENTION step 5) "
+                           "over a K %s / V %s cache (layer %u, kv_window %u)",
+                           pr.name, kvq_type_name(kt), kvq_type_name(vt), il, s->kv_window);
+        }
         struct hearth_buffer *kb = NULL, *vb = NULL;
+        /*
+         * One K and one V buffer of n_seq * n_ctx rows (sequence q at rows
+         * [q n_ctx, (q+1) n_ctx)) and n_seq aux blocks in one buffer: the
+         * plan's plan_kv_layer_bytes for n_parallel = n_seq, byte for byte.
+         */
+        const uint64_t ctx_rows = (uint64_t)s->n_ctx * (uint64_t)s->n_seq;
+        const size_t kbytes = (size_t)plan_kv_buffer_bytes(k_row, ctx_rows);
+        const size_t vbytes = (size_t)plan_kv_buffer_bytes(v_row, ctx_rows);
         snprintf(name, sizeof name, "KV cache K (%s) of layer %u", kvq_type_name(kt), il);
-        if ((st = alloc_on(s, d, bt, (size_t)plan_kv_buffer_bytes(k_row, s->n_ctx), name,
-                           &kb)) != HEARTH_OK ||
+        if ((st = sched__alloc_on(s, d, bt, kbytes, name, &kb)) != HEARTH_OK ||
             (st = track(s, kb)) != HEARTH_OK)
             return st;
         snprintf(name, sizeof name, "KV cache V (%s) of layer %u", kvq_type_name(vt), il);
-        if ((st = alloc_on(s, d, bt, (size_t)plan_kv_buffer_bytes(v_row, s->n_ctx), name,
-                           &vb)) != HEARTH_OK ||
+        if ((st = sched__alloc_on(s, d, bt, vbytes, name, &vb)) != HEARTH_OK ||
             (st = track(s, vb)) != HEARTH_OK)
             return st;
+        if ((st = alloc_ring(s, d, il)) != HEARTH_OK)
+            return st;
+        sl->k_seq_stride = (size_t)k_row * s->n_ctx;
+        sl->v_seq_stride = (size_t)v_row * s->n_ctx;
+        s->kv_bytes += kbytes + vbytes;
         if (kt != KVQ_F16) {
             struct hearth_buffer *ab = NULL;
             const int64_t kv_dim = (int64_t)hp->n_head_kv * hp->head_dim;
+            const size_t aux = (size_t)plan_kv_aux_bytes(kt, hp->n_head_kv, hp->head_dim);
             snprintf(name, sizeof name, "key mean and sink of layer %u", il);
-            if ((st = alloc_on(s, d, bt,
-                               (size_t)plan_kv_aux_bytes(kt, hp->n_head_kv, hp->head_dim), name,
-                               &ab)) != HEARTH_OK ||
+            if ((st = sched__alloc_on(s, d, bt, aux * (size_t)s->n_seq, name, &ab)) != HEARTH_OK ||
                 (st = track(s, ab)) != HEARTH_OK || (st = backend_buffer_clear(ab, 0)) != HEARTH_OK)
                 return st;
             backend_tensor_2d(&sl->k_aux, ab, 0, HEARTH_DTYPE_F32, kv_dim, 2);
+            sl->aux_seq_stride = aux;
+            s->kv_bytes += aux * (size_t)s->n_seq;
         }
         /* f16 rows are halves; the compressed types' rows are bytes (backend.h ATTENTION) */
         if (kt == KVQ_F16)
@@ -485,7 +503,7 @@ static hearth_status load_all(struct sched *s, struct loader *L)
     for (int d = 0; d < s->n_dev; d++)
         if (s->dev[d].used && (st = backend_stream_synchronize(s->dev[d].stream)) != HEARTH_OK)
             return st;
-    return HEARTH_OK;
+    return sched__stream_setup(s, L);
 }
 
 hearth_status sched_create(const struct model *m, const struct sched_params *params,
@@ -501,6 +519,13 @@ hearth_status sched_create(const struct model *m, const struct sched_params *par
     uint32_t n_ctx = p.n_ctx ? p.n_ctx : hp->n_ctx_train;
     if (n_ctx == 0 || n_ctx > (1u << 24))
         return err_set(HEARTH_ERR_INVALID_ARG, "sched: n_ctx %u out of range [1, 2^24]", n_ctx);
+    if (p.n_seq <= 0)
+        p.n_seq = 1;
+    if (p.n_seq > 4096 || (uint64_t)p.n_seq * n_ctx > (1ull << 26))
+        return err_set(HEARTH_ERR_INVALID_ARG,
+                       "sched: n_seq %d x n_ctx %u, expected n_seq <= 4096 and at most 2^26 "
+                       "positions in all",
+                       p.n_seq, n_ctx);
     hearth_status st;
     if ((st = kvq_check((enum kvq_type)p.kv_type_k, (int)hp->head_dim)) != HEARTH_OK ||
         (st = kvq_check((enum kvq_type)p.kv_type_v, (int)hp->head_dim)) != HEARTH_OK)
@@ -531,15 +556,30 @@ hearth_status sched_create(const struct model *m, const struct sched_params *par
     s->kv_type_k = p.kv_type_k;
     s->kv_type_v = p.kv_type_v;
     s->kv_seed = model_kv_seed(m);
+    /* forward.c's rule: at most n_ctx, none for an f16/f16 cache (exact everywhere) */
+    if (p.kv_type_k != KVQ_F16 || p.kv_type_v != KVQ_F16)
+        s->kv_window = p.kv_window < n_ctx ? p.kv_window : n_ctx;
     s->oom = p.oom;
     if (s->oom)
         *s->oom = (struct sched_oom){.dev = -1};
     for (int d = 0; d < s->n_dev; d++)
         s->dev[d].dev = p.devices[d];
     struct loader L = {.s = s};
+    s->n_seq = p.n_seq;
     s->layers = calloc(hp->n_layer, sizeof *s->layers);
-    if (!s->layers)
-        st = err_set(HEARTH_ERR_NO_MEMORY, "sched: out of memory for %u layers", hp->n_layer);
+    s->seq_used = calloc((size_t)s->n_seq, sizeof *s->seq_used);
+    s->seq_next = calloc((size_t)s->n_seq, sizeof *s->seq_next);
+    s->seq_last = calloc((size_t)s->n_seq, sizeof *s->seq_last);
+    s->runs = calloc((size_t)s->n_batch, sizeof *s->runs);
+    s->want = calloc((size_t)s->n_batch, sizeof *s->want);
+    s->ops = calloc((size_t)s->n_batch + 4, sizeof *s->ops);
+    s->ring_reset = malloc((s->kv_window ? s->kv_window : 1) * sizeof *s->ring_reset);
+    for (uint32_t i = 0; s->ring_reset && i < s->kv_window; i++)
+        s->ring_reset[i] = -1;
+    if (!s->layers || !s->seq_used || !s->seq_next || !s->seq_last || !s->runs || !s->want ||
+        !s->ops || !s->ring_reset)
+        st = err_set(HEARTH_ERR_NO_MEMORY, "sched: out of memory for %u layers, %d sequences",
+                     hp->n_layer, s->n_seq);
     else
         st = load_all(s, &L);
     loader_release(&L);
@@ -558,6 +598,7 @@ void sched_destroy(struct sched *s)
     for (int d = 0; d < s->n_dev; d++)
         if (s->dev[d].stream)
             backend_stream_synchronize(s->dev[d].stream);
+    sched__stream_release(s);
     for (int i = 0; i < s->n_bufs; i++)
         backend_buffer_free(s->bufs[i]);
     for (int d = 0; d < s->n_dev; d++) {
@@ -567,6 +608,13 @@ void sched_destroy(struct sched *s)
     }
     free(s->bufs);
     free(s->layers);
+    free(s->seq_used);
+    free(s->seq_next);
+    free(s->seq_last);
+    free(s->runs);
+    free(s->want);
+    free(s->ops);
+    free(s->ring_reset);
     placement_free(s->pl);
     free(s);
 }
@@ -608,7 +656,47 @@ uint32_t sched_n_ctx(const struct sched *s)
 
 uint32_t sched_n_past(const struct sched *s)
 {
-    return s->n_used;
+    return s->seq_used[0];
+}
+
+int sched_n_seq(const struct sched *s)
+{
+    return s->n_seq;
+}
+
+uint32_t sched_seq_n_past(const struct sched *s, int seq)
+{
+    return seq >= 0 && seq < s->n_seq ? s->seq_used[seq] : 0;
+}
+
+void sched_seq_clear(struct sched *s, int seq)
+{
+    if (seq < 0 || seq >= s->n_seq)
+        return;
+    s->seq_used[seq] = 0;
+    if (s->kv_window == 0)
+        return;
+    /*
+     * Empty the sequence's ring tags too. Not needed for the bits (a cleared
+     * sequence writes every position before it reads it, and each write
+     * retags its slot) but a reused slot then starts as a fresh one would.
+     * A failure leaves tags that still only match positions they hold, so
+     * it is ignored (this function has no status).
+     */
+    for (uint32_t il = 0; il < s->m->hp.n_layer; il++) {
+        const struct slayer *sl = &s->layers[il];
+        int d = placement_get(s->pl, il, PLACEMENT_ATTN);
+        if (s->dev[d].stream)
+            (void)backend_stream_synchronize(s->dev[d].stream);
+        (void)backend_buffer_set(sl->ring_pos.buf,
+                                 sl->ring_pos.offset + (size_t)seq * sl->ring_seq_stride,
+                                 s->ring_reset, (size_t)s->kv_window * sizeof *s->ring_reset);
+    }
+}
+
+uint64_t sched_kv_bytes(const struct sched *s)
+{
+    return s->kv_bytes;
 }
 
 uint64_t sched_device_bytes(const struct sched *s, int d)
@@ -624,258 +712,4 @@ uint64_t sched_n_moves(const struct sched *s)
 uint64_t sched_n_glu_moves(const struct sched *s)
 {
     return s->n_glu_moves;
-}
-
-/* ---- execution ---------------------------------------------------------- */
-
-/* The first n rows of a [n_batch][w] activation. */
-static struct hearth_tensor rows(const struct hearth_tensor *t, int n)
-{
-    struct hearth_tensor r = *t;
-    r.n_rows = n;
-    return r;
-}
-
-/*
- * x[0..n) of device a -> x of device b, through b's host-visible staging;
- * with glu also the GLU output (gate[0..n), [n][n_ff]), staged after x's
- * batch so one synchronization per side covers both.
- */
-static hearth_status move_acts(struct sched *s, int a, int b, int n, bool glu)
-{
-    struct sdev *sa = &s->dev[a], *sb = &s->dev[b];
-    const size_t xb = (size_t)n * (size_t)s->m->hp.n_embd * sizeof(float);
-    const size_t gb = (size_t)n * (size_t)s->m->hp.n_ff * sizeof(float);
-    const size_t goff = (size_t)s->n_batch * (size_t)s->m->hp.n_embd * sizeof(float);
-    uint8_t *stage = backend_buffer_base(sb->stage);
-    hearth_status st;
-    if ((st = backend_stream_get_async(sa->stream, sa->act, sa->a[ACT_X].offset, stage, xb)) !=
-            HEARTH_OK ||
-        (glu && (st = backend_stream_get_async(sa->stream, sa->act, sa->a[ACT_GATE].offset,
-                                               stage + goff, gb)) != HEARTH_OK) ||
-        (st = backend_stream_synchronize(sa->stream)) != HEARTH_OK ||
-        (st = backend_stream_set_async(sb->stream, sb->act, sb->a[ACT_X].offset, stage, xb)) !=
-            HEARTH_OK ||
-        (glu && (st = backend_stream_set_async(sb->stream, sb->act, sb->a[ACT_GATE].offset,
-                                               stage + goff, gb)) != HEARTH_OK) ||
-        (st = backend_stream_synchronize(sb->stream)) != HEARTH_OK)
-        return st;
-    s->n_moves++;
-    s->n_glu_moves += glu;
-    return HEARTH_OK;
-}
-
-static hearth_status move_x(struct sched *s, int a, int b, int n)
-{
-    return move_acts(s, a, b, n, false);
-}
-
-static hearth_status run_attn(struct sched *s, int d, uint32_t il, int n, int pos0)
-{
-    const struct model_hparams *hp = &s->m->hp;
-    const struct model_layer *ly = &s->m->layers[il];
-    const struct slayer *sl = &s->layers[il];
-    struct sdev *sd = &s->dev[d];
-    struct hearth_op ops[5];
-    memset(ops, 0, sizeof ops);
-    for (int i = 0; i < 5; i++)
-        ops[i].n_tok = n;
-    ops[0].kind = HEARTH_OP_RMSNORM;
-    ops[0].u.rmsnorm = (struct hearth_op_rmsnorm){rows(&sd->a[ACT_X], n), sl->attn_norm,
-                                                  rows(&sd->a[ACT_XN], n), hp->norm_eps};
-    ops[1].kind = HEARTH_OP_MATMUL;
-    struct hearth_op_matmul *mm = &ops[1].u.matmul;
-    mm->n_w = 3;
-    mm->x = rows(&sd->a[ACT_XN], n);
-    mm->w[0] = sl->wq, mm->w[1] = sl->wk, mm->w[2] = sl->wv;
-    mm->b[0] = sl->bq, mm->b[1] = sl->bk, mm->b[2] = sl->bv;
-    mm->y[0] = rows(&sd->a[ACT_Q], n), mm->y[1] = rows(&sd->a[ACT_K], n);
-    mm->y[2] = rows(&sd->a[ACT_V], n);
-    ops[2].kind = HEARTH_OP_ATTENTION;
-    struct hearth_op_attention *at = &ops[2].u.attn;
-    at->q = rows(&sd->a[ACT_Q], n);
-    at->k = rows(&sd->a[ACT_K], n);
-    at->v = rows(&sd->a[ACT_V], n);
-    if (hp->qk_norm) {
-        at->q_norm = sl->q_norm;
-        at->k_norm = sl->k_norm;
-    }
-    at->rope_divs = sd->rope_divs;
-    at->k_cache = sl->k_cache;
-    at->v_cache = sl->v_cache;
-    at->k_aux = sl->k_aux;
-    at->out = rows(&sd->a[ACT_ATT], n);
-    at->n_head = (int)hp->n_head;
-    at->n_head_kv = (int)hp->n_head_kv;
-    at->head_dim = (int)hp->head_dim;
-    at->n_rot = (int)hp->n_rot;
-    at->rope_mode = hp->rope_mode == MODEL_ROPE_NEOX ? HEARTH_ROPE_NEOX : HEARTH_ROPE_NORMAL;
-    at->rope_base = ly->rope_base;
-    at->rope_freq_scale = ly->rope_freq_scale;
-    at->norm_eps = hp->norm_eps;
-    at->scale = hp->attn_scale;
-    at->pos0 = pos0;
-    at->k_type = s->kv_type_k;
-    at->v_type = s->kv_type_v;
-    at->layer = il;
-    at->kv_seed = s->kv_seed;
-    at->window = ly->is_swa ? hp->sliding_window : 0;
-    ops[3].kind = HEARTH_OP_MATMUL;
-    mm = &ops[3].u.matmul;
-    mm->n_w = 1;
-    mm->x = rows(&sd->a[ACT_ATT], n);
-    mm->w[0] = sl->wo;
-    mm->b[0] = sl->bo;
-    mm->y[0] = rows(&sd->a[ACT_TMP], n);
-    ops[4].kind = HEARTH_OP_ADD;
-    ops[4].u.add = (struct hearth_op_add){rows(&sd->a[ACT_X], n), rows(&sd->a[ACT_TMP], n),
-                                          hp->post_norms ? sl->post_attn_norm
-                                                         : (struct hearth_tensor){0},
-                                          hp->norm_eps};
-    return backend_stream_run(sd->stream, ops, 5);
-}
-
-/*
- * The FFN of layer il on device d: ops [first, last) of norm, gate/up, GLU,
- * down, residual add ([0, 3) is the FFN block, [3, 5) the FFN_DOWN block).
- */
-static hearth_status run_ffn(struct sched *s, int d, uint32_t il, int n, int first, int last)
-{
-    const struct model_hparams *hp = &s->m->hp;
-    const struct slayer *sl = &s->layers[il];
-    struct sdev *sd = &s->dev[d];
-    struct hearth_op ops[5];
-    memset(ops, 0, sizeof ops);
-    for (int i = 0; i < 5; i++)
-        ops[i].n_tok = n;
-    ops[0].kind = HEARTH_OP_RMSNORM;
-    ops[0].u.rmsnorm = (struct hearth_op_rmsnorm){rows(&sd->a[ACT_X], n), sl->ffn_norm,
-                                                  rows(&sd->a[ACT_XN], n), hp->norm_eps};
-    ops[1].kind = HEARTH_OP_MATMUL;
-    struct hearth_op_matmul *mm = &ops[1].u.matmul;
-    mm->n_w = 2;
-    mm->x = rows(&sd->a[ACT_XN], n);
-    mm->w[0] = sl->gate, mm->w[1] = sl->up;
-    mm->y[0] = rows(&sd->a[ACT_GATE], n), mm->y[1] = rows(&sd->a[ACT_UP], n);
-    ops[2].kind = HEARTH_OP_GLU;
-    ops[2].u.glu = (struct hearth_op_glu){rows(&sd->a[ACT_GATE], n), rows(&sd->a[ACT_UP], n),
-                                          hp->ffn_act == MODEL_FFN_GELU_TANH
-                                              ? HEARTH_GLU_GELU_TANH
-                                              : HEARTH_GLU_SILU};
-    ops[3].kind = HEARTH_OP_MATMUL;
-    mm = &ops[3].u.matmul;
-    mm->n_w = 1;
-    mm->x = rows(&sd->a[ACT_GATE], n);
-    mm->w[0] = sl->down;
-    mm->y[0] = rows(&sd->a[ACT_TMP], n);
-    ops[4].kind = HEARTH_OP_ADD;
-    ops[4].u.add = (struct hearth_op_add){rows(&sd->a[ACT_X], n), rows(&sd->a[ACT_TMP], n),
-                                          hp->post_norms ? sl->post_ffn_norm
-                                                         : (struct hearth_tensor){0},
-                                          hp->norm_eps};
-    return backend_stream_run(sd->stream, ops + first, last - first);
-}
-
-static hearth_status run_batch(struct sched *s, const int32_t *tokens, int n, int pos0,
-                               float *logits, bool all)
-{
-    const struct model_hparams *hp = &s->m->hp;
-    const struct placement *pl = s->pl;
-    int cur = pl->embd_dev;
-    struct sdev *sd = &s->dev[cur];
-    hearth_status st;
-    if ((st = backend_stream_set_async(sd->stream, sd->act, sd->ids.offset, tokens,
-                                       (size_t)n * sizeof(int32_t))) != HEARTH_OK)
-        return st;
-    struct hearth_op emb;
-    memset(&emb, 0, sizeof emb);
-    emb.kind = HEARTH_OP_EMBED;
-    emb.n_tok = n;
-    struct hearth_tensor ids = sd->ids;
-    ids.ne0 = n;
-    ids.row_stride = (size_t)n * sizeof(int32_t);
-    emb.u.embed = (struct hearth_op_embed){s->tok_embd, ids, rows(&sd->a[ACT_X], n),
-                                           hp->embd_scale};
-    if ((st = backend_stream_run(sd->stream, &emb, 1)) != HEARTH_OK ||
-        (st = backend_stream_synchronize(sd->stream)) != HEARTH_OK) /* tokens is the caller's */
-        return st;
-    static const char *const block_name[PLACEMENT_N_BLOCKS] = {"attention", "ffn", "ffn down"};
-    for (uint32_t il = 0; il < hp->n_layer; il++) {
-        const int split = placement_get(pl, il, PLACEMENT_FFN) !=
-                          placement_get(pl, il, PLACEMENT_FFN_DOWN);
-        for (int b = 0; b < PLACEMENT_N_BLOCKS; b++) {
-            if (b == PLACEMENT_FFN_DOWN && !split)
-                continue; /* ran with its gate/up in one op list */
-            int d = placement_get(pl, il, (enum placement_block)b);
-            if (d != cur && (st = move_acts(s, cur, d, n, b == PLACEMENT_FFN_DOWN)) != HEARTH_OK)
-                return st;
-            cur = d;
-            if (b == PLACEMENT_ATTN)
-                st = run_attn(s, d, il, n, pos0);
-            else if (b == PLACEMENT_FFN)
-                st = run_ffn(s, d, il, n, 0, split ? 3 : 5);
-            else
-                st = run_ffn(s, d, il, n, 3, 5);
-            if (st != HEARTH_OK)
-                return err_prefix(st, "sched: layer %u %s block", il, block_name[b]);
-        }
-    }
-    if (!logits)
-        return backend_stream_synchronize(s->dev[cur].stream);
-    if (pl->out_dev != cur && (st = move_x(s, cur, pl->out_dev, n)) != HEARTH_OK)
-        return st;
-    sd = &s->dev[pl->out_dev];
-    int n_out = all ? n : 1;
-    struct hearth_tensor x = rows(&sd->a[ACT_X], n_out);
-    x.offset += (size_t)(n - n_out) * x.row_stride; /* last row only when !all */
-    struct hearth_op lo;
-    memset(&lo, 0, sizeof lo);
-    lo.kind = HEARTH_OP_LOGITS;
-    lo.n_tok = n_out;
-    lo.u.logits = (struct hearth_op_logits){x, s->output_norm, s->output,
-                                            rows(&sd->logits, n_out), hp->norm_eps};
-    if ((st = backend_stream_run(sd->stream, &lo, 1)) != HEARTH_OK ||
-        (st = backend_stream_get_async(sd->stream, sd->act, sd->logits.offset, logits,
-                                       (size_t)n_out * hp->n_vocab * sizeof(float))) !=
-            HEARTH_OK)
-        return st;
-    return backend_stream_synchronize(sd->stream);
-}
-
-hearth_status sched_eval(struct sched *s, const int32_t *tokens, int n_tokens, int pos0,
-                         float *logits_out, bool all_logits)
-{
-    const struct model_hparams *hp = &s->m->hp;
-    if (!tokens || n_tokens < 1)
-        return err_set(HEARTH_ERR_INVALID_ARG, "sched_eval: %d tokens, expected at least 1",
-                       n_tokens);
-    if (pos0 < 0 || (uint32_t)pos0 > s->n_used)
-        return err_set(HEARTH_ERR_INVALID_ARG,
-                       "sched_eval: pos0 %d out of range: the cache holds positions [0, %u), "
-                       "so pos0 must be in [0, %u]",
-                       pos0, s->n_used, s->n_used);
-    if ((int64_t)pos0 + n_tokens > (int64_t)s->n_ctx)
-        return err_set(HEARTH_ERR_INVALID_ARG,
-                       "sched_eval: positions %d..%lld exceed the context of %u positions", pos0,
-                       (long long)pos0 + n_tokens - 1, s->n_ctx);
-    for (int t = 0; t < n_tokens; t++)
-        if (tokens[t] < 0 || (uint32_t)tokens[t] >= hp->n_vocab)
-            return err_set(HEARTH_ERR_INVALID_ARG,
-                           "sched_eval: token %d (at index %d) out of range [0, %u)", tokens[t],
-                           t, hp->n_vocab);
-    s->n_used = (uint32_t)pos0;
-    for (int t0 = 0; t0 < n_tokens; t0 += s->n_batch) {
-        int n = n_tokens - t0 < s->n_batch ? n_tokens - t0 : s->n_batch;
-        bool last = t0 + n == n_tokens;
-        float *lg = NULL;
-        if (logits_out && all_logits)
-            lg = logits_out + (size_t)t0 * hp->n_vocab;
-        else if (logits_out && last)
-            lg = logits_out;
-        hearth_status st = run_batch(s, tokens + t0, n, pos0 + t0, lg, all_logits);
-        if (st != HEARTH_OK)
-            return st;
-        s->n_used = (uint32_t)(pos0 + t0 + n);
-    }
-    return HEARTH_OK;
 }

@@ -64,6 +64,14 @@ struct sched_params {
     size_t staging_bytes; /* size of each of the two upload staging halves; 0:
                              PLAN_UPLOAD_HALF (what the plan counts) */
     int kv_type_k, kv_type_v; /* enum kvq_type of the KV cache (0: f16) */
+    int n_seq; /* sequences, each its own K/V of n_ctx positions (plan n_parallel); <= 0: 1 */
+    /*
+     * Exact recent window W (backend.h ATTENTION step 5, forward_params.kv_window):
+     * per attention layer and sequence an f16 ring of min(W, n_ctx) K and V rows
+     * and their tags, plan_kv_window_bytes each; 0, or an f16/f16 cache: none.
+     * Every attention device must support it (backend_device_supports_kv_window).
+     */
+    uint32_t kv_window;
     struct sched_oom *oom; /* NULL, or filled by sched_create (dev -1 unless it ran out) */
 };
 
@@ -76,7 +84,8 @@ struct sched_params sched_params_default(void);
  * Builds the per-device weights, caches and activations. Errors:
  * INVALID_ARG (device count, placement indices out of range or n_layer
  * mismatch, n_ctx/n_batch out of range), UNSUPPORTED (a device lacks an op
- * or weight type it was given: names both), DEVICE_OOM / NO_MEMORY (names
+ * or weight type it was given: names both; an attention device lacks the KV
+ * types or, with kv_window, the exact window: names the device), DEVICE_OOM / NO_MEMORY (names
  * the tensor, its size, the device and its free bytes). On error nothing is
  * left allocated and *out is NULL.
  */
@@ -93,8 +102,31 @@ void sched_destroy(struct sched *s); /* NULL: nothing */
 hearth_status sched_eval(struct sched *s, const int32_t *tokens, int n_tokens, int pos0,
                          float *logits_out, bool all_logits);
 
+/*
+ * Several sequences (continuous batching), forward_eval_multi's contract
+ * (cpu/forward.h): token t belongs to sequence seq[t] at position pos[t];
+ * the first token of a sequence in the call may be at most its past length
+ * (smaller rewinds it), its later tokens follow at consecutive positions.
+ * logits_out (may be NULL) gets one [n_vocab] row per token with
+ * want_logits[t] (NULL: none), in token order. Matmuls run once over each
+ * batch of up to n_batch tokens; attention runs once per contiguous run of
+ * rows of one sequence, over that sequence's cache. Errors (INVALID_ARG,
+ * nothing changed; the message names the token index): a sequence, token id
+ * or position out of range, non-consecutive positions.
+ */
+hearth_status sched_eval_multi(struct sched *s, const int32_t *tokens, const int32_t *seq,
+                               const int32_t *pos, int n_tokens, float *logits_out,
+                               const bool *want_logits);
+int sched_n_seq(const struct sched *s);
+/* Positions held by sequence seq (0 for a seq out of range). */
+uint32_t sched_seq_n_past(const struct sched *s, int seq);
+/* Empties sequence seq's cache and its exact-window tags (no-op out of range). */
+void sched_seq_clear(struct sched *s, int seq);
+/* Bytes of every K/V cache (key-mean aux, exact-window rings) of every sequence, all devices. */
+uint64_t sched_kv_bytes(const struct sched *s);
+
 uint32_t sched_n_ctx(const struct sched *s);
-uint32_t sched_n_past(const struct sched *s);
+uint32_t sched_n_past(const struct sched *s); /* of sequence 0 */
 /*
  * Bytes the sched allocated for device index d, through its device and host
  * buffer types: weights, caches, activations, boundary staging and the two
@@ -110,6 +142,12 @@ uint64_t sched_n_moves(const struct sched *s);
  * device, which carry the GLU output too (n_tok * n_ff floats more).
  */
 uint64_t sched_n_glu_moves(const struct sched *s);
+/*
+ * Host weight bytes copied to the stream device so far (placement.block_stream):
+ * per batch of at least stream_min_batch tokens, every streamed block's
+ * matrices and norm gains once; decode-sized batches copy nothing.
+ */
+uint64_t sched_n_streamed_bytes(const struct sched *s);
 
 /*
  * Bytes the scheduler allocates on a device regardless of how many layers it

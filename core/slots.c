@@ -4,12 +4,12 @@
  * Threads and locks: one mutex (s->mu) guards the queue, every request's
  * shared fields (text, done, refs, cancelled) and the statistics; each request
  * has its own condition variable for its reader, the engine one for "work
- * arrived". The engine thread alone touches the forward context, the slot
+ * arrived". The engine thread alone touches the forward pass (s->eng), the slot
  * table and a running request's sampler / decoder / matcher, and it never
  * holds the mutex during a forward pass.
  *
  * Slot invariant: slot->cache[0..n_cache) are the ids whose K/V the slot's
- * cache holds, and n_cache == forward_seq_n_past(fc, slot) after each step.
+ * cache holds, and n_cache == engine_seq_n_past(eng, slot) after each step.
  * The last sampled token of a finished request is never evaluated (nothing
  * would use its K/V unless a later prompt continues it, and then it is
  * evaluated as part of that prompt).
@@ -21,12 +21,14 @@
 #include "slots.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "chat.h"
 #include "cpu/forward.h"
+#include "engine.h"
 #include "err.h"
 #include "kv-quant.h"
 
@@ -62,7 +64,7 @@ struct slots {
     const struct model *m;
     const struct tokenizer *tok;
     const struct gen_chat *chat;
-    struct forward_ctx *fc;
+    struct engine *eng;
     struct slots_params p;
     int32_t n_vocab;
     struct slot *slot; /* [n_slots] */
@@ -130,7 +132,7 @@ hearth_status slots_req_create(struct slots *s, const struct slots_req_params *p
                                struct slots_req **out)
 {
     *out = NULL;
-    uint32_t n_ctx = forward_n_ctx(s->fc);
+    uint32_t n_ctx = engine_n_ctx(s->eng);
     if (p->n_prompt == 0)
         return err_set(HEARTH_ERR_INVALID_ARG, "prompt: the prompt has no tokens");
     if (p->n_prompt >= n_ctx)
@@ -446,7 +448,7 @@ static void slot_sample(struct slots *s, int i, const float *logits)
         slot_finish(s, i, GEN_STOP_STRING, HEARTH_OK);
     else if (r->res.n_gen >= (size_t)r->n_predict)
         slot_finish(s, i, GEN_STOP_LIMIT, HEARTH_OK);
-    else if (sl->n_cache >= forward_n_ctx(s->fc))
+    else if (sl->n_cache >= engine_n_ctx(s->eng))
         slot_finish(s, i, GEN_STOP_CTX_FULL, HEARTH_OK);
     else {
         sl->next = id;
@@ -492,14 +494,14 @@ static bool step(struct slots *s)
         return false;
     double t0 = now_s();
     hearth_status st =
-        forward_eval_multi(s->fc, s->b_tok, s->b_seq, s->b_pos, n, s->logits, s->b_want);
+        engine_eval_multi(s->eng, s->b_tok, s->b_seq, s->b_pos, n, s->logits, s->b_want);
     if (st != HEARTH_OK) {
         /* cannot happen for batches built above; fail the slots rather than loop */
         for (int i = 0; i < s->p.n_slots; i++) {
             if (s->slot[i].req)
                 slot_finish(s, i, GEN_STOP_NONE, st);
             s->slot[i].n_cache = 0;
-            forward_seq_clear(s->fc, i);
+            engine_seq_clear(s->eng, i);
         }
         return true;
     }
@@ -596,15 +598,22 @@ hearth_status slots_create(const struct model *m, const struct tokenizer *t,
     s->n_vocab = (int32_t)m->hp.n_vocab;
     bool mu_ok = false, cv1 = false, cv2 = false;
     hearth_status st = HEARTH_OK;
-    struct forward_params fp = forward_params_default();
-    fp.n_ctx = p->n_ctx;
-    fp.n_threads = p->n_threads;
-    fp.kv_type_k = p->kv_type_k;
-    fp.kv_type_v = p->kv_type_v;
-    if ((st = forward_create_multi(m, &fp, p->n_slots, &s->fc)) != HEARTH_OK)
+    struct engine_params ep = engine_params_default();
+    ep.n_ctx = p->n_ctx;
+    ep.n_threads = p->n_threads;
+    ep.kv_type_k = p->kv_type_k;
+    ep.kv_type_v = p->kv_type_v;
+    ep.devices = p->devices;
+    ep.n_devices = p->n_devices;
+    ep.ngl = p->ngl;
+    ep.vram_budget = p->vram_budget;
+    ep.kv_window = p->kv_window;
+    ep.no_stream = p->no_stream;
+    ep.n_seq = p->n_slots;
+    if ((st = engine_create(m, &ep, &s->eng)) != HEARTH_OK)
         goto fail;
     const size_t n_slots = (size_t)p->n_slots, cap = n_slots + (size_t)s->p.prefill_chunk;
-    const uint32_t n_ctx = forward_n_ctx(s->fc);
+    const uint32_t n_ctx = engine_n_ctx(s->eng);
     s->slot = calloc(n_slots, sizeof *s->slot);
     s->piece_cap = tok_decoder_max_out(t);
     s->piece = malloc(s->piece_cap);
@@ -636,7 +645,14 @@ hearth_status slots_create(const struct model *m, const struct tokenizer *t,
     }
     s->st.n_slots = p->n_slots;
     s->st.max_queue = p->max_queue;
-    s->st.kv_bytes = forward_kv_bytes(s->fc);
+    s->st.kv_bytes = 0;
+    for (int d = 0; d < engine_n_devices(s->eng) && d < SLOTS_MAX_DEVICES; d++) {
+        struct slots_mem *mm = &s->st.mem[s->st.n_mem++];
+        const char *name = "";
+        engine_device_memory(s->eng, d, &name, &mm->bytes, &mm->kv);
+        snprintf(mm->device, sizeof mm->device, "%s", name);
+        s->st.kv_bytes += (size_t)mm->kv;
+    }
     s->st.kv_type_k = p->kv_type_k;
     s->st.kv_type_v = p->kv_type_v;
     s->st.weight_bytes = (size_t)m->gguf->size;
@@ -667,7 +683,7 @@ fail:
     free(s->b_owner);
     free(s->logits);
     free(s->queue);
-    forward_destroy(s->fc);
+    engine_destroy(s->eng);
     free(s);
     return st;
 }
@@ -696,13 +712,18 @@ void slots_destroy(struct slots *s)
     free(s->b_owner);
     free(s->logits);
     free(s->queue);
-    forward_destroy(s->fc);
+    engine_destroy(s->eng);
     free(s);
 }
 
 uint32_t slots_n_ctx(const struct slots *s)
 {
-    return forward_n_ctx(s->fc);
+    return engine_n_ctx(s->eng);
+}
+
+const char *slots_describe(const struct slots *s)
+{
+    return engine_describe(s->eng);
 }
 
 void slots_close(struct slots *s)

@@ -1,12 +1,16 @@
 /*
  * slots: the engine side of the HTTP server, continuous batching over a
- * multi-sequence forward context.
+ * multi-sequence forward pass.
  *
- * n_slots sequences share one model (one forward_create_multi context, one KV
- * cache per slot). One engine thread owns the forward context and runs a step
+ * n_slots sequences share one model (one engine of n_seq = n_slots, one KV
+ * cache per slot). The engine (engine.h) is the CPU forward pass
+ * (forward_create_multi) when no GPU takes part, else the scheduler with the
+ * planner's placement, every slot's KV cache counted in the plan
+ * (n_parallel = n_slots) and held on the device of its layer's attention.
+ * One engine thread owns the forward pass and runs a step
  * loop: admit queued requests into free slots, then build ONE batch holding
  * the next token of every decoding slot plus a bounded chunk of prompt tokens
- * of the slots still in prefill, evaluate it with forward_eval_multi (each
+ * of the slots still in prefill, evaluate it with engine_eval_multi (each
  * weight read once per step, whatever the number of sequences), and sample
  * per slot. New requests join between steps; a finished slot is free for the
  * next step. Greedy replies are identical alone and batched, because the
@@ -51,6 +55,26 @@ struct slots_params {
     int prefill_chunk; /* prompt tokens per step over all slots (<= 0: 64) */
     int kv_type_k;     /* enum kvq_type (kv-quant.h) of every slot's cached keys; 0: f16 */
     int kv_type_v;     /* ... and values */
+    /*
+     * Devices, as engine_params: n_devices names (borrowed; "cpu", "vulkan0"),
+     * ngl (>= 0, ENGINE_NGL_AUTO, ENGINE_NGL_UNSET), vram_budget (0: none).
+     * A zeroed struct (no names, ngl 0) is the CPU forward pass.
+     */
+    const char *const *devices;
+    int n_devices;
+    int ngl;
+    uint64_t vram_budget;
+    int kv_window;  /* exact f16 window of a compressed cache (engine_params; CPU only) */
+    bool no_stream; /* never stream host weights to a GPU for prefill */
+};
+
+#define SLOTS_MAX_DEVICES 8
+
+/* What one device holds for the slots (from the real allocation). */
+struct slots_mem {
+    char device[32]; /* "cpu", "vulkan0" */
+    uint64_t bytes;  /* allocated there (weights read from the mapping not counted) */
+    uint64_t kv;     /* of which the slots' KV caches */
 };
 
 struct slots;
@@ -95,6 +119,8 @@ struct slots_stats {
     size_t kv_bytes;          /* KV caches at full context, all slots */
     int kv_type_k, kv_type_v; /* enum kvq_type of the caches */
     size_t weight_bytes;      /* mapped model file */
+    int n_mem;                /* devices in mem */
+    struct slots_mem mem[SLOTS_MAX_DEVICES];
 };
 
 /*
@@ -108,6 +134,8 @@ hearth_status slots_create(const struct model *m, const struct tokenizer *t,
 /* Stops the engine (cancelling what still runs) and frees everything. */
 void slots_destroy(struct slots *s);
 uint32_t slots_n_ctx(const struct slots *s);
+/* The engine's placement line (engine_describe), valid until slots_destroy. */
+const char *slots_describe(const struct slots *s);
 
 /*
  * Builds a request: validates the sampling fields (sampler_params_validate),

@@ -32,6 +32,14 @@
  * CPU's bit for bit; it writes mu and the sink into k_aux and centres k in
  * place. Attention scores position 0 with the sink (rotated like the query
  * for a rotated K) instead of decoding cache row 0.
+ * Exact window (kv_window W > 0, core/backend.h ATTENTION step 5): after the
+ * store, kq_exact_kernel writes the batch's K and V rows in the attention's
+ * domain rounded to f16 (the rotation is kq_store_rot's, so the halves equal
+ * the CPU ring's) into the caller's scratch; the attention kernel reads a
+ * position j > p - W from there (j >= pos0) or from the ring when its tag
+ * holds j, else decodes; kq_ring_kernel then writes the batch's last
+ * min(W, n_tok) rows into the ring. The ring is written last because a batch
+ * longer than one token overwrites slots its earlier tokens still read.
  * Not yet (performance, not results): a sequence split for long-context
  * decode (attention.cu's flash-decoding), per-type template kernels instead
  * of the per-element type switch, one K/V tile shared by a GQA group.
@@ -68,6 +76,13 @@ struct kq_params {
     float scale;
     uint32_t window;
     kq_books cb;
+    /* the exact window (0: none): scratch [2][n_tok][kv] halves, rings, tags */
+    uint32_t xw;
+    int n_tok;
+    const uint16_t *xs;
+    uint16_t *kr, *vr;
+    int64_t r_stride;  /* halves between ring slots */
+    int32_t *rpos;
 };
 
 /* ---- shared helpers ------------------------------------------------------ */
@@ -430,6 +445,7 @@ static __global__ void __launch_bounds__(KQ_THREADS) kq_attn_kernel(const kq_par
     __shared__ float sc[KQ_TILE], pw[KQ_TILE];
     __shared__ float l4[16], l3[8];
     __shared__ float sm_corr, sm_l;
+    __shared__ const uint16_t *xk[KQ_TILE], *xv[KQ_TILE]; /* exact rows (step 5), or NULL */
     const int h = blockIdx.x, t = blockIdx.y, D = p.hd;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
     const int hk = h / p.group;
@@ -476,12 +492,31 @@ static __global__ void __launch_bounds__(KQ_THREADS) kq_attn_kernel(const kq_par
             const uint8_t *r = p.vc + (size_t)(jt + jj) * p.v_stride + (size_t)hk * p.vb;
             vs[i] = ((const uint16_t *)r)[w];
         }
+        for (int jj = threadIdx.x; jj < nv; jj += blockDim.x) {
+            const int64_t j = jt + jj, kv = (int64_t)p.n_head_kv * D;
+            const uint16_t *ek = NULL, *ev = NULL;
+            if (p.xw && j + p.xw > pp) {
+                const int64_t pos0 = pp - t, sl = j % p.xw;
+                if (j >= pos0) {
+                    ek = p.xs + (j - pos0) * kv;
+                    ev = p.xs + ((int64_t)p.n_tok + j - pos0) * kv;
+                } else if (p.rpos[sl] == j) {
+                    ek = p.kr + sl * p.r_stride;
+                    ev = p.vr + sl * p.r_stride;
+                }
+            }
+            xk[jj] = ek ? ek + (int64_t)hk * D : NULL;
+            xv[jj] = ev ? ev + (int64_t)hk * D : NULL;
+        }
         __syncthreads();
         for (int jj = warp; jj < KQ_TILE; jj += nw) {
             float s = 0.0f;
             if (jj < nv && use_sink && jt + jj == 0) {
                 for (int c = lane; c < D; c += 32)
                     s = fmaf(qs[c], sks[c], s);
+            } else if (jj < nv && xk[jj]) {
+                for (int c = lane; c < D; c += 32)
+                    s = fmaf(qs[c], __half2float(__ushort_as_half(xk[jj][c])), s);
             } else if (jj < nv) {
                 const uint8_t *kr = (const uint8_t *)(ks + jj * kw);
                 for (int c = lane; c < D; c += 32)
@@ -512,8 +547,9 @@ static __global__ void __launch_bounds__(KQ_THREADS) kq_attn_kernel(const kq_par
                 float a = acc[k] * corr;
                 for (int jj = 0; jj < nv; jj++)
                     a = fmaf(pw[jj],
-                             kq_elem(p.vt, (const uint8_t *)(vs + jj * vw), D, p.n_piece, c,
-                                     l4, l3),
+                             xv[jj] ? __half2float(__ushort_as_half(xv[jj][c]))
+                                    : kq_elem(p.vt, (const uint8_t *)(vs + jj * vw), D,
+                                              p.n_piece, c, l4, l3),
                              a);
                 acc[k] = a;
             }
@@ -569,6 +605,45 @@ static __global__ void __launch_bounds__(KQ_THREADS)
         k[(int64_t)t * kv + d] = __fsub_rn(k[(int64_t)t * kv + d], mu);
     if (first)
         aux[aux_stride + d] = k[d];
+}
+
+/* ---- the exact window ---------------------------------------------------- */
+
+/*
+ * Block (token, KV head, 0 = K / 1 = V): the head vector in its type's
+ * attention domain (R x through kq_store_rot's rotation for a rotated type),
+ * rounded to f16 into the scratch (K rows, then V rows, [n_tok][kv] each).
+ */
+static __global__ void __launch_bounds__(KQ_THREADS) kq_exact_kernel(const kq_params p)
+{
+    __shared__ float y[KQ_MAX_D];
+    const int t = blockIdx.x, hk = blockIdx.y, is_v = blockIdx.z, D = p.hd;
+    const int type = is_v ? p.vt : p.kt;
+    const bool rot = type == KVQ_ROT4 || type == KVQ_ROT3;
+    const int64_t kv = (int64_t)p.n_head_kv * D;
+    const float *x = (is_v ? p.v : p.k) + (int64_t)t * kv + (int64_t)hk * D;
+    for (int i = threadIdx.x; i < D; i += blockDim.x)
+        y[i] = rot ? __fmul_rn(x[i], p.sign[i]) : x[i];
+    if (rot)
+        kq_fwht(y, D); /* syncs on entry and exit */
+    uint16_t *dst = (uint16_t *)p.xs + ((int64_t)is_v * p.n_tok + t) * kv + (int64_t)hk * D;
+    for (int i = threadIdx.x; i < D; i += blockDim.x)
+        dst[i] = __half_as_ushort(__float2half_rn(y[i]));
+}
+
+/* Block b: token n_tok - min(W, n_tok) + b's exact rows into ring slot (pos0 + t) % W. */
+static __global__ void __launch_bounds__(KQ_THREADS) kq_ring_kernel(const kq_params p)
+{
+    const int n_last = (int)min((int64_t)p.xw, (int64_t)p.n_tok);
+    const int t = p.n_tok - n_last + blockIdx.x;
+    const int64_t kv = (int64_t)p.n_head_kv * p.hd, pos = (int64_t)*p.pos + t;
+    const int64_t sl = pos % p.xw;
+    for (int64_t i = threadIdx.x; i < kv; i += blockDim.x) {
+        p.kr[sl * p.r_stride + i] = p.xs[(int64_t)t * kv + i];
+        p.vr[sl * p.r_stride + i] = p.xs[((int64_t)p.n_tok + t) * kv + i];
+    }
+    if (threadIdx.x == 0)
+        p.rpos[sl] = (int32_t)pos;
 }
 
 /* ---- launchers ----------------------------------------------------------- */
@@ -630,7 +705,30 @@ static hearth_status kq_setup(const struct cuda_kvq_args *a, const char *who, kq
         p->cb.l3[i] = c3->level[i];
     for (int i = 0; i < 7; i++)
         p->cb.t3[i] = c3->thresh[i];
+    p->xw = a->kv_window;
+    p->n_tok = a->n_tok;
+    p->xs = a->d_xs;
+    p->kr = a->d_k_ring;
+    p->vr = a->d_v_ring;
+    p->r_stride = a->ring_stride;
+    p->rpos = a->d_ring_pos;
+    if (a->kv_window > 0 &&
+        (!a->d_xs || !a->d_k_ring || !a->d_v_ring || !a->d_ring_pos ||
+         a->ring_stride < (int64_t)kv || (a->k_type == KVQ_F16 && a->v_type == KVQ_F16)))
+        return err_set(HEARTH_ERR_INVALID_ARG,
+                       "%s: exact window %u needs scratch, rings of >= %d halves a slot "
+                       "(stride %lld) and tags, and a compressed cache (K %s / V %s)", who,
+                       a->kv_window, kv, (long long)a->ring_stride,
+                       kvq_type_name((enum kvq_type)a->k_type),
+                       kvq_type_name((enum kvq_type)a->v_type));
     return HEARTH_OK;
+}
+
+extern "C" size_t cuda_kvq_window_bytes(const struct cuda_kvq_args *a)
+{
+    return a->kv_window > 0 ? (size_t)4 * (size_t)a->n_tok * (size_t)a->n_head_kv *
+                                  (size_t)a->head_dim
+                            : 0;
 }
 
 extern "C" bool cuda_kvq_supported(int k_type, int v_type, int head_dim)
@@ -655,6 +753,9 @@ extern "C" hearth_status cuda_kvq_store(const struct cuda_kvq_args *a, void *str
     }
     kq_store_kernel<<<dim3((unsigned)a->n_tok, (unsigned)a->n_head_kv, 2), KQ_THREADS, 0,
                       CUDA_STREAM(stream)>>>(p);
+    if (a->kv_window > 0)
+        kq_exact_kernel<<<dim3((unsigned)a->n_tok, (unsigned)a->n_head_kv, 2), KQ_THREADS, 0,
+                          CUDA_STREAM(stream)>>>(p);
     CUDA_RETURN_LAUNCH();
 }
 
@@ -668,5 +769,10 @@ extern "C" hearth_status cuda_kvq_attention(const struct cuda_kvq_args *a, void 
         return st;
     kq_attn_kernel<<<dim3((unsigned)a->n_head, (unsigned)a->n_tok), KQ_THREADS, 0,
                      CUDA_STREAM(stream)>>>(p);
+    if (a->kv_window > 0) {
+        const unsigned n_last = a->kv_window < (uint32_t)a->n_tok ? a->kv_window
+                                                                  : (unsigned)a->n_tok;
+        kq_ring_kernel<<<n_last, KQ_THREADS, 0, CUDA_STREAM(stream)>>>(p);
+    }
     CUDA_RETURN_LAUNCH();
 }

@@ -327,6 +327,49 @@ done:
     return st;
 }
 
+/*
+ * The exact window of ATTENTION step 5 (kv_window > 0): F16 rings of >= Hk*D
+ * halves a slot (one even stride for K and V), I32 tags (one row of >= W or W
+ * rows of one), and the stream scratch for the batch's exact rows.
+ */
+static hearth_status kvq_window_args(struct cu_stream *cs, const struct hearth_op_attention *a,
+                                     struct cuda_kvq_args *ka)
+{
+    const int64_t W = a->kv_window, KV = (int64_t)a->n_head_kv * a->head_dim;
+    const struct hearth_tensor *kr = &a->k_ring, *vr = &a->v_ring, *tp = &a->ring_pos;
+    const struct hearth_tensor *rs[2] = {kr, vr};
+    for (int i = 0; i < 2; i++) {
+        const struct hearth_tensor *t = rs[i];
+        if (!t->buf || t->type != HEARTH_DTYPE_F16 || t->ne0 < KV || t->n_rows < W ||
+            t->row_stride < (size_t)KV * 2 || t->row_stride % 2 || t->offset % 2 ||
+            t->row_stride != kr->row_stride)
+            return err_set(HEARTH_ERR_INVALID_ARG,
+                           "cuda: attention: kv_window %lld needs %s_ring, F16 [%lld][%lld] at "
+                           "an even offset, one even stride for K and V (got %s [%lld][%lld], "
+                           "stride %zu)", (long long)W, i ? "v" : "k", (long long)W,
+                           (long long)KV, t->buf ? hearth_dtype_name(t->type) : "absent",
+                           (long long)t->n_rows, (long long)t->ne0, t->row_stride);
+    }
+    const bool one_row = tp->ne0 >= W && tp->n_rows >= 1;
+    const bool column = tp->ne0 == 1 && tp->n_rows >= W && tp->row_stride == sizeof(int32_t);
+    if (!tp->buf || tp->type != HEARTH_DTYPE_I32 || !(one_row || column) || tp->offset % 4)
+        return err_set(HEARTH_ERR_INVALID_ARG,
+                       "cuda: attention: kv_window %lld needs ring_pos, I32 [%lld] (got %s "
+                       "[%lld][%lld])", (long long)W, (long long)W,
+                       tp->buf ? hearth_dtype_name(tp->type) : "absent", (long long)tp->n_rows,
+                       (long long)tp->ne0);
+    ka->kv_window = a->kv_window;
+    ka->d_k_ring = (uint16_t *)tptr(kr);
+    ka->d_v_ring = (uint16_t *)tptr(vr);
+    ka->ring_stride = (int64_t)(kr->row_stride / 2);
+    ka->d_ring_pos = (int32_t *)tptr(tp);
+    hearth_status st = grow(&cs->ws, &cs->ws_cap, cuda_kvq_window_bytes(ka));
+    if (st != HEARTH_OK)
+        return st;
+    ka->d_xs = cs->ws;
+    return HEARTH_OK;
+}
+
 /* A compressed cache: F16 tensors for an f16 side, I8 byte rows for the others. */
 static hearth_status attn_kvq(struct cu_stream *cs, const struct hearth_op_attention *a, int n)
 {
@@ -380,6 +423,8 @@ static hearth_status attn_kvq(struct cu_stream *cs, const struct hearth_op_atten
         .d_out = tptr(&a->out), .d_pos = cs->pos, .d_sign = sign, .k_type = kt, .v_type = vt,
         .n_tok = n, .n_head = a->n_head, .n_head_kv = Hk, .head_dim = D, .scale = a->scale,
         .window = a->window, .d_k_aux = aux, .aux_stride = aux_stride};
+    if (a->kv_window > 0 && (st = kvq_window_args(cs, a, &ka)) != HEARTH_OK)
+        return st;
     if ((st = cuda_kvq_store(&ka, cs->stream)) != HEARTH_OK)
         return st;
     return cuda_kvq_attention(&ka, cs->stream);
@@ -640,6 +685,13 @@ static bool cdev_supports_op(struct hearth_device *dev, enum hearth_op_kind op, 
     return t == HEARTH_DTYPE_F32;
 }
 
+/* The exact window (step 5): every compressed pair (attention-kvq.cu). */
+static bool cdev_supports_kv_window(struct hearth_device *dev, int k_type, int v_type)
+{
+    (void)dev;
+    return cuda_kvq_supported(k_type, v_type, 128) && (k_type != KVQ_F16 || v_type != KVQ_F16);
+}
+
 /* Every pair of kvq types (attention-kvq.cu); head_dim is checked per op. */
 static bool cdev_supports_kv(struct hearth_device *dev, int k_type, int v_type)
 {
@@ -700,6 +752,7 @@ static const struct hearth_device_ops cdev_ops = {
     .stream_create = cdev_stream_create,
     .measure_bandwidth = cdev_bandwidth,
     .supports_kv = cdev_supports_kv,
+    .supports_kv_window = cdev_supports_kv_window,
 };
 
 static hearth_status creg_open(int index, struct hearth_device **out)

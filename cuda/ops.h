@@ -274,7 +274,24 @@ struct cuda_kvq_args {
      */
     float *d_k_aux;
     int64_t aux_stride;
+    /*
+     * The exact window (core/backend.h ATTENTION step 5), kv_window W > 0
+     * (0: none, the rest unused): d_k_ring / d_v_ring F16 [W] rows of
+     * n_head_kv * head_dim halves, ring_stride halves apart; d_ring_pos I32
+     * [W] (position held, -1 none); d_xs scratch of 2 * n_tok * n_head_kv *
+     * head_dim halves (cuda_kvq_window_bytes) that cuda_kvq_store fills with
+     * the batch's exact rows and cuda_kvq_attention reads, so the two must
+     * run in order on one stream with the same args.
+     */
+    uint32_t kv_window;
+    uint16_t *d_k_ring, *d_v_ring;
+    int64_t ring_stride;
+    int32_t *d_ring_pos;
+    uint16_t *d_xs;
 };
+
+/* Bytes of d_xs the exact window needs for a's batch (0 when a->kv_window is 0). */
+size_t cuda_kvq_window_bytes(const struct cuda_kvq_args *a);
 
 /* Whether cuda_kvq_store / cuda_kvq_attention take this pair and head_dim. */
 bool cuda_kvq_supported(int k_type, int v_type, int head_dim);
@@ -285,7 +302,10 @@ bool cuda_kvq_supported(int k_type, int v_type, int head_dim);
  * keys are centred first, as cpu_kvq_key_center (core/cpu/attn-kvq.h) does
  * it, in the same double sum order: when *d_pos == 0, d_k_aux row 0 = mu (the
  * mean of k over tokens [1, min(n_tok, 64))) and row 1 = the centred k[0];
- * then d_k[t] -= row 0 in place for every t.
+ * then d_k[t] -= row 0 in place for every t. With kv_window > 0, then also
+ * the batch's exact rows into d_xs: K rows [n_tok][kv] (R (k - mu) per head
+ * for a rotated K, k - mu otherwise), then V rows (R v or v), each rounded
+ * to f16.
  */
 hearth_status cuda_kvq_store(const struct cuda_kvq_args *a, void *stream);
 /*
@@ -294,7 +314,11 @@ hearth_status cuda_kvq_store(const struct cuda_kvq_args *a, void *stream);
  * head h / (n_head / n_head_kv), K_j and V_j decoded as kvq_decode does (call
  * cuda_kvq_store first), except K_0 = d_k_aux row 1 when k_type != f16 (the
  * exact sink key, rotated like the query for a rotated K). One block per
- * (head, token); no scratch.
+ * (head, token). With kv_window W > 0, positions j > p - W read exact rows
+ * instead (backend.h step 5): j >= *d_pos from d_xs, older ones from ring
+ * slot j % W when d_ring_pos says it holds j (else the decoded row); K_0
+ * stays the sink. Afterwards the batch's last min(W, n_tok) rows enter the
+ * ring with their tags.
  */
 hearth_status cuda_kvq_attention(const struct cuda_kvq_args *a, void *stream);
 

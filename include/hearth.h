@@ -214,6 +214,15 @@ typedef struct hearth_session_params {
      * takes part; as the CLI's -ngl.
      */
     int32_t n_gpu_layers;
+    /*
+     * Exact window of a compressed KV cache (docs/kv-cache.md): a token at
+     * position t reads the K/V of positions j > t - kv_window from f16
+     * copies instead of the compressed codes, for kv_window f16 rows per
+     * layer and sequence. 0 (default): none; at most 2^24. A session that
+     * puts attention on a device without the window (a backend that does
+     * not implement it) fails with HEARTH_ERR_UNSUPPORTED.
+     */
+    uint32_t kv_window;
 } hearth_session_params;
 
 #define HEARTH_GPU_LAYERS_PLAN (-1)

@@ -19,6 +19,13 @@
 // of binding 4 (kv-center.comp), not the decoded row 0; it is moved into K's
 // domain once per workgroup (rotated like the query for a rotated K, as the
 // CPU does) and scored as a plain float dot product.
+// The exact window (kv_window W > 0, core/backend.h ATTENTION step 5): a
+// position j > p - W reads f16 rows already in the attention's domain (so no
+// rotation per row): the batch's own from kv-exact.comp's scratch, older ones
+// from the ring when its tag says it holds j. The scoring invocation decides
+// the V source of each position of the chunk (xsrc[], published by the
+// reduction's barriers) so the value loop needs no tag reads; K_0 stays the
+// sink. The ring is written after this pass (kv-ring.comp).
 #extension GL_GOOGLE_include_directive : require
 #define VK_SHADER_ATTN_KVQ
 #include "params/attn.h"
@@ -33,8 +40,18 @@ layout(binding = 2) readonly buffer VCache { uint vc[]; };
 layout(binding = 3) writeonly buffer OBuf { float o[]; };
 layout(binding = 4) readonly buffer SinkBuf { float sink[]; };
 layout(binding = 5) readonly buffer StepBuf { uint step[]; }; // read only when pos_slot > 0
+// the exact window, read only when kv_window > 0 (else placeholders)
+layout(binding = 6) readonly buffer XScratch { uint xs[]; };
+layout(binding = 7) readonly buffer KRing { uint kr[]; };
+layout(binding = 8) readonly buffer VRing { uint vr[]; };
+layout(binding = 9) readonly buffer RingPos { int rpos[]; };
+
+// where position j's exact row lives: 0 none (the decoded row), else
+// XS_BATCH / XS_RING | (the uint32 word of its row start) << 2
+const uint XS_BATCH = 1u, XS_RING = 2u;
 
 shared float sc[VK_ATTN_CHUNK];
+shared uint xsrc[VK_ATTN_CHUNK]; // the exact source of each position of the chunk (V's)
 shared float sinkv[VK_KVQ_MAX_HD]; // the sink key in K's domain (rotated for a rotated K)
 shared float red[VK_ATTN_WG];
 
@@ -156,6 +173,32 @@ float v_elem(uint type, uint hd, uint vb, uint d, uint piece)
     return scale * kvq_lv3[(x >> (3u * (d % 8u))) & 7u];
 }
 
+// the exact row of position j for query position p (0: none), see XS_*
+uint exact_src(uint j, uint p, uint pos0)
+{
+    uint W = pc.kv_window;
+    if (W == 0u || j + W <= p)
+        return 0u;
+    uint nw = pc.n_head_kv * pc.head_dim / 2u;
+    if (j >= pos0)
+        return XS_BATCH | (((j - pos0) * nw) << 2);
+    uint slot = j % W;
+    if (rpos[pc.rp_off + slot] != int(j))
+        return 0u;
+    return XS_RING | ((slot * pc.r_stride) << 2);
+}
+
+// half d of the exact row at src (head words hw further), K's ring or V's
+float exact_elem(uint src, bool v, uint hw, uint d)
+{
+    uint w = (src >> 2) + hw + d / 2u, x;
+    if ((src & 3u) == XS_BATCH)
+        x = xs[w + (v ? pc.n_tok * pc.n_head_kv * pc.head_dim / 2u : 0u)];
+    else
+        x = v ? vr[pc.vr_off + w] : kr[pc.kr_off + w];
+    return unpackHalf2x16(x >> (16u * (d & 1u))).x;
+}
+
 void main()
 {
     uint h = gl_WorkGroupID.x, t = gl_WorkGroupID.y, tid = gl_LocalInvocationID.x;
@@ -165,10 +208,11 @@ void main()
     uint hd = pc.head_dim, p = pos0 + t;
     uint lo = (pc.window > 0u && p + 1u > pc.window) ? p + 1u - pc.window : 0u;
     uint kvh = h / (pc.n_head / pc.n_head_kv);
-    uint kt = pc.k_type, vt = pc.v_type;
+    uint kt = pc.types & 0xffu, vt = (pc.types >> 8) & 0xffu;
+    uint hw = kvh * hd / 2u; // words from an exact row's start to this head
     uint kcol = pc.k_off + kvh * kvq_head_bytes(kt, hd);
     uint vcol = pc.v_off + kvh * kvq_head_bytes(vt, hd);
-    bool use_sink = pc.has_sink != 0u && lo == 0u; // uniform over the workgroup
+    bool use_sink = (pc.types >> 16) != 0u && lo == 0u; // uniform over the workgroup
     if (use_sink) {
         for (uint d = tid; d < hd; d += VK_ATTN_WG)
             kvq_vec[d] = sink[pc.sink_off + kvh * hd + d];
@@ -197,10 +241,20 @@ void main()
         float lmax = -1e30;
         for (uint j = tid; j < n; j += VK_ATTN_WG) {
             float s;
+            uint xsj = exact_src(c0 + j, p, pos0);
+            xsrc[j] = xsj;
             if (use_sink && c0 + j == 0u) {
                 s = 0.0;
                 for (uint d = 0u; d < hd; d++)
                     s += kvq_vec[d] * sinkv[d];
+            } else if (xsj != 0u) {
+                s = 0.0;
+                for (uint d = 0u; d < hd; d += 2u) {
+                    uint w = (xsj >> 2) + hw + d / 2u;
+                    uint x = (xsj & 3u) == XS_BATCH ? xs[w] : kr[pc.kr_off + w];
+                    vec2 kk = unpackHalf2x16(x);
+                    s += kvq_vec[d] * kk.x + kvq_vec[d + 1u] * kk.y;
+                }
             } else {
                 s = score(kt, hd, kcol + (c0 + j) * pc.k_row_bytes);
             }
@@ -222,8 +276,12 @@ void main()
             if (d >= hd)
                 break;
             float a = acc[i] * corr;
-            for (uint j = 0u; j < n; j++)
-                a += sc[j] * v_elem(vt, hd, vcol + (c0 + j) * pc.v_row_bytes, d, vpiece[i]);
+            for (uint j = 0u; j < n; j++) {
+                uint xsj = xsrc[j];
+                a += sc[j] * (xsj != 0u ? exact_elem(xsj, true, hw, d)
+                                        : v_elem(vt, hd, vcol + (c0 + j) * pc.v_row_bytes, d,
+                                                 vpiece[i]));
+            }
             acc[i] = a;
         }
         m = mnew;

@@ -17,6 +17,16 @@
  *  - budgets that split a layer's FFN (gate/up on cpu-b, down on the host,
  *    and the reverse with its wider GLU staging charged to the budget):
  *    allocated == planned, the placement and the reasons say the split.
+ *  - a plan that streams host FFN weights for prefill (a small budget on
+ *    cpu-b, and on vulkan0 when it opens): the plan reserves the double
+ *    buffer, the placement streams whole FFN blocks, allocated == planned on
+ *    every device exactly (the two stream halves, and the upload staging the
+ *    scheduler keeps for streaming where it uploads weights; a device that
+ *    maps them copies straight from the mapping); a 40-token prefill streams and
+ *    a decode step after it does not; with --no-stream nothing is reserved.
+ *  - an exact KV window (--kv-window) with compressed caches (rot4, q8_0), one
+ *    and three sequences: the rings (plan_kv_window_bytes per layer and
+ *    sequence) are allocated as planned on both devices, exactly.
  *  - the bandwidth cache: store, replace, look up; measured figures reach the
  *    plan as "measured"; a malformed or unreadable file is ignored with a
  *    note that reaches the plan's reasons; a CPU device measures > 0.
@@ -111,6 +121,11 @@ static void describe(struct plan_devices *pd, struct hearth_device *dev, const c
     g->maps_weights = props.host_memory;
 }
 
+/* Options check_load adds to the plan (the window case; 0 elsewhere). */
+static uint32_t g_kv_window, g_n_parallel;
+/* plan_device_alloc_bytes of the last check_load, per device */
+static uint64_t g_planned[2];
+
 /* One load through engine__load_planned, checked device by device. */
 static void check_load(const struct model *m, struct hearth_device **devs, const char *gpu_name,
                        enum plan_dev_kind kind, uint64_t budget, int ngl, int kv, uint32_t ctx,
@@ -131,6 +146,9 @@ static void check_load(const struct model *m, struct hearth_device **devs, const
     in.opts.n_batch = 64;
     in.opts.kv_type_k = in.opts.kv_type_v = kv;
     in.opts.n_gpu_layers = ngl;
+    in.opts.kv_window = g_kv_window;
+    if (g_n_parallel)
+        in.opts.n_parallel = g_n_parallel;
     in.map_host_weights = map_host;
     struct sched *s = NULL;
     struct placement *pl = NULL;
@@ -143,12 +161,14 @@ static void check_load(const struct model *m, struct hearth_device **devs, const
     if (st != HEARTH_OK)
         return;
     char what[128];
-    snprintf(what, sizeof what, "%s ngl %d kv %s ctx %u%s", gpu_name, ngl,
-             kvq_type_name((enum kvq_type)kv), ctx, map_host ? " mapped" : "");
+    snprintf(what, sizeof what, "%s ngl %d kv %s ctx %u window %u seq %u%s", gpu_name, ngl,
+             kvq_type_name((enum kvq_type)kv), ctx, g_kv_window, g_n_parallel,
+             map_host ? " mapped" : "");
     CHECK_MSG(s != NULL, "%s: no scheduler", what);
     CHECK_MSG(how[0] == '\0', "%s: unexpected note '%s'", what, how);
     for (int d = 0; d < 2; d++) {
         uint64_t want = plan_device_alloc_bytes(&plan, d);
+        g_planned[d] = want;
         CHECK_MSG(c.bytes[d] == want, "%s: device %d allocated %llu, plan %llu (diff %lld)", what,
                   d, (unsigned long long)c.bytes[d], (unsigned long long)want,
                   (long long)(c.bytes[d] - want));
@@ -211,6 +231,42 @@ TEST(cpu_pair_allocates_the_plan)
         }
     /* the host reading its weights from the mapping: nothing allocated for them */
     check_load(m, devs, "cpu-b", PLAN_DEV_CPU, 24ull << 20, -1, KVQ_F16, 256, true, true);
+    backend_device_destroy(devs[1]);
+    backend_device_destroy(devs[0]);
+    model_free(m);
+}
+
+TEST(window_allocates_the_plan)
+{
+    struct model *m = load_smollm2();
+    REQUIRE(m);
+    struct hearth_device *devs[2] = {open_cpu("cpu"), open_cpu("cpu-b")};
+    REQUIRE(devs[0] && devs[1]);
+    const int kvs[2] = {KVQ_ROT4, KVQ_Q8_0};
+    const uint32_t L = m->hp.n_layer, nkv = m->hp.n_head_kv, hd = m->hp.head_dim;
+    for (int k = 0; k < 2; k++) {
+        g_n_parallel = k ? 3 : 1;
+        g_kv_window = 0;
+        check_load(m, devs, "cpu-b", PLAN_DEV_CPU, 4ull << 30, 10, kvs[k], 128, false, false);
+        const uint64_t base[2] = {g_planned[0], g_planned[1]};
+        g_kv_window = 32;
+        check_load(m, devs, "cpu-b", PLAN_DEV_CPU, 4ull << 30, 10, kvs[k], 128, false, false);
+        /* the rings are in there: per attention layer and sequence, on its device */
+        struct plan_opts o;
+        plan_opts_default(&o);
+        o.n_ctx = 128;
+        o.kv_type_k = o.kv_type_v = kvs[k];
+        o.kv_window = 32;
+        const uint64_t wb = plan_kv_window_bytes(&o, nkv, hd, hd);
+        CHECK(wb >= 32ull * nkv * hd * 4);
+        CHECK_INT_EQ(g_planned[1] - base[1], 10ull * g_n_parallel * wb);
+        CHECK_INT_EQ(g_planned[0] - base[0], (uint64_t)(L - 10) * g_n_parallel * wb);
+        /* a window past the context: capped at n_ctx on both sides */
+        g_kv_window = 1000;
+        check_load(m, devs, "cpu-b", PLAN_DEV_CPU, 4ull << 30, 10, kvs[k], 128, true, false);
+    }
+    g_kv_window = 0;
+    g_n_parallel = 0;
     backend_device_destroy(devs[1]);
     backend_device_destroy(devs[0]);
     model_free(m);
@@ -486,6 +542,7 @@ static bool load_counted(const struct model *m, struct hearth_device **devs, uin
     plan_opts_default(&in.opts);
     in.opts.n_ctx = 256;
     in.opts.n_batch = 64;
+    in.opts.no_stream = true; /* the budgets below are sized for resident units only */
     in.map_host_weights = false;
     struct sched *s = NULL;
     char how[256];
@@ -605,6 +662,136 @@ TEST(ffn_split_allocates_the_plan)
     model_free(m);
 }
 
-TEST_MAIN(TEST_CASE(cpu_pair_allocates_the_plan), TEST_CASE(vulkan_allocates_the_plan),
+/*
+ * A streaming plan on devs[1] (budget bytes): allocated == planned on both
+ * devices, blocks streamed, a prefill streams and a decode step does not.
+ */
+/*
+ * The smallest budget from `from` up in 4 MiB steps for which the loader's
+ * plan (sched_layout, n_ctx 512) streams host FFN weights; 0 if none does.
+ */
+static uint64_t stream_budget(const struct model *m, struct hearth_device *dev, const char *name,
+                              enum plan_dev_kind kind, uint64_t from, bool map_host)
+{
+    struct plan_model pm;
+    if (plan_model_from_gguf(m->gguf, &pm) != HEARTH_OK)
+        return 0;
+    uint64_t found = 0;
+    for (uint64_t b = from; !found && b < from + (256ull << 20); b += 4ull << 20) {
+        struct plan_devices pd;
+        describe(&pd, dev, name, kind, b);
+        for (int d = 0; d < pd.n; d++) /* as the loader plans */
+            pd.dev[d].maps_weights = map_host && pd.dev[d].maps_weights;
+        struct plan_opts o;
+        plan_opts_default(&o);
+        o.n_ctx = 512;
+        o.n_batch = 64;
+        o.sched_layout = true;
+        struct plan p;
+        if (plan_make(&pm, &pd, &o, &p) != HEARTH_OK)
+            break;
+        if (p.streaming)
+            found = b;
+        plan_free(&p);
+    }
+    plan_model_free(&pm);
+    return found;
+}
+
+static void check_streaming(const struct model *m, struct hearth_device **devs, const char *name,
+                            enum plan_dev_kind kind, uint64_t from, bool map_host, bool eval)
+{
+    const uint64_t budget = stream_budget(m, devs[1], name, kind, from, map_host);
+    CHECK_MSG(budget > 0, "%s: no budget from %llu MiB on streams", name,
+              (unsigned long long)(from >> 20));
+    if (!budget)
+        return;
+    struct count_state c;
+    memset(&c, 0, sizeof c);
+    count_init(&c, devs);
+    c.fail_dev = -1;
+    struct engine_load in;
+    memset(&in, 0, sizeof in);
+    in.m = m;
+    in.n_dev = 2;
+    in.devices = devs;
+    describe(&in.devs, devs[1], name, kind, budget);
+    plan_opts_default(&in.opts);
+    in.opts.n_ctx = 512;
+    in.opts.n_batch = 64;
+    in.map_host_weights = map_host;
+    struct sched *s = NULL;
+    struct placement *pl = NULL;
+    struct plan plan;
+    char how[256];
+    backend_set_alloc_hook(count_hook, &c);
+    hearth_status st = engine__load_planned(&in, &s, &pl, &plan, how, sizeof how);
+    backend_set_alloc_hook(NULL, NULL);
+    CHECK_OK(st);
+    if (st != HEARTH_OK)
+        return;
+    CHECK_MSG(plan.streaming && plan.use[1].stream > 0, "%s: the plan does not stream", name);
+    const int n_str = placement_n_streamed_blocks(pl);
+    CHECK_MSG(n_str > 0, "%s: no block streamed", name);
+    CHECK(pl->stream_half_bytes * 2 == plan.use[1].stream);
+    CHECK(pl->stream_min_batch >= 1 && pl->stream_min_batch <= 40);
+    for (int d = 0; d < 2; d++) {
+        uint64_t want = plan_device_alloc_bytes(&plan, d);
+        CHECK_MSG(c.bytes[d] == want && sched_device_bytes(s, d) == want,
+                  "%s streaming: device %d allocated %llu, sched %llu, plan %llu", name, d,
+                  (unsigned long long)c.bytes[d], (unsigned long long)sched_device_bytes(s, d),
+                  (unsigned long long)want);
+    }
+    CHECK(c.other == 0);
+    printf("  %s, budget %llu MiB: %d blocks streamed for batches of %d+, stream buffer %llu "
+           "bytes\n",
+           name, (unsigned long long)(budget >> 20), n_str, pl->stream_min_batch,
+           (unsigned long long)plan.use[1].stream);
+    int32_t toks[40];
+    for (int i = 0; i < 40; i++)
+        toks[i] = 100 + 37 * i;
+    if (eval) { /* (lavapipe's run is test-sched-stream's) */
+        CHECK_OK(sched_eval(s, toks, 40, 0, NULL, false));
+        const uint64_t after = sched_n_streamed_bytes(s);
+        CHECK_MSG(after > 0, "%s: the prefill streamed nothing", name);
+        CHECK_OK(sched_eval(s, toks, 1, 40, NULL, false));
+        CHECK(sched_n_streamed_bytes(s) == after);
+    }
+    sched_destroy(s);
+    placement_free(pl);
+    plan_free(&plan);
+    /* --no-stream: no buffer reserved, nothing streamed */
+    in.opts.no_stream = true;
+    CHECK_OK(engine__load_planned(&in, &s, &pl, &plan, how, sizeof how));
+    if (s) {
+        CHECK(!plan.streaming && plan.use[1].stream == 0);
+        CHECK_INT_EQ(placement_n_streamed_blocks(pl), 0);
+        sched_destroy(s);
+        placement_free(pl);
+        plan_free(&plan);
+    }
+}
+
+TEST(streaming_allocates_the_plan)
+{
+    struct model *m = load_smollm2();
+    REQUIRE(m);
+    struct hearth_device *devs[2] = {open_cpu("cpu"), open_cpu("cpu-b")};
+    REQUIRE(devs[0] && devs[1]);
+    check_streaming(m, devs, "cpu-b", PLAN_DEV_CPU, 24ull << 20, false, true);
+    check_streaming(m, devs, "cpu-b", PLAN_DEV_CPU, 24ull << 20, true, true);
+    backend_device_destroy(devs[1]);
+    if (reg_device_open("vulkan0", &devs[1]) == HEARTH_OK) {
+        check_streaming(m, devs, "vulkan0", PLAN_DEV_VULKAN, 256ull << 20, true, false);
+        backend_device_destroy(devs[1]);
+    } else {
+        printf("  no vulkan0: %s\n", hearth_last_error());
+    }
+    backend_device_destroy(devs[0]);
+    model_free(m);
+}
+
+TEST_MAIN(TEST_CASE(cpu_pair_allocates_the_plan), TEST_CASE(window_allocates_the_plan),
+          TEST_CASE(vulkan_allocates_the_plan),
           TEST_CASE(replan_on_oom), TEST_CASE(bandwidth_cache),
-          TEST_CASE(ffn_split_allocates_the_plan))
+          TEST_CASE(ffn_split_allocates_the_plan), TEST_CASE(streaming_allocates_the_plan))

@@ -28,6 +28,10 @@
  *      are checked bit for bit against cpu_kvq_key_center on the host (the
  *      shader's compensated float sum against the CPU's double sum); with
  *      RoPE, mu against the CPU backend's within 1e-5 (measured worst printed).
+ *   5. the exact window (ATTENTION step 5, exact_window): sequences of
+ *      batches, decode steps (the second replayed) and a rewind per pair and
+ *      W, against the contract's double reference, the contract's ring bit
+ *      for bit and the CPU backend's op (see win_case).
  * Skips with "no Vulkan device" where there is none.
  */
 #include <math.h>
@@ -41,11 +45,12 @@
 #include "../vulkan/vk.h"
 #include "backend.h"
 #include "cpu/attn-kvq.h"
+#include "f16.h"
 #include "kv-quant.h"
 
 const struct hearth_backend_ops *vk_backend_ops(void);
 
-enum { H = 4, HK = 2, CTX = 80, MAX_BUFS = 32 };
+enum { H = 4, HK = 2, CTX = 80, MAX_BUFS = 64 };
 static const uint64_t SEED = 0x5eedf00dull;
 
 /* Encoded vectors checked and byte-equal to kvq_encode's, per type, over a test case. */
@@ -658,6 +663,367 @@ TEST(two_batches)
     env_close(&e);
 }
 
+
+/* ==== the exact window (core/backend.h ATTENTION step 5) ===================== */
+
+/* Worst kernel error (of max |ref|) of the window cases; ring words checked / differing. */
+static double tally_win_worst, tally_win_cpu_worst, tally_win_ring_cpu;
+static int tally_win_ring_words, tally_win_ring_bad, tally_win_cpu_runs;
+
+/* One device's state of a window sequence: caches, k_aux, rings (tensors t[0..5]). */
+struct wdev {
+    struct hearth_tensor kc, vc, aux, kr, vr, rp;
+};
+
+/* The contract's ring (host model): W rows of KV halves per cache, tags. */
+struct wring {
+    uint16_t k[40][HK * 64], v[40][HK * 64];
+    int32_t pos[40];
+};
+
+/* x (HK head vectors) in type t's attention domain (R x per head when rotated), as floats. */
+static void win_domain(enum kvq_type t, const struct kvq_rot *rot, const float *x, int hd,
+                       float *y)
+{
+    for (int h = 0; h < HK; h++) {
+        if (kvq_is_rotated(t))
+            kvq_rot_forward(rot, x + (size_t)h * (size_t)hd, y + (size_t)h * (size_t)hd);
+        else
+            memcpy(y + (size_t)h * (size_t)hd, x + (size_t)h * (size_t)hd,
+                   (size_t)hd * sizeof *y);
+    }
+}
+
+/* Head kvh of position j's row in type t's attention domain, decoded from cache row bytes. */
+static void win_decode(enum kvq_type t, const struct kvq_rot *rot, int hd, const uint8_t *row,
+                       int kvh, float *y)
+{
+    const uint8_t *src = row + (size_t)kvh * kvq_head_bytes(t, hd);
+    if (kvq_is_rotated(t))
+        kvq_decode_rotated(t, rot, src, y);
+    else
+        kvq_decode(t, rot, hd, src, y);
+}
+
+/*
+ * The contract's attention for a batch of n at pos0 in double, in K's and V's
+ * domains: q (normed, RoPE'd), xk/xv the batch's exact rows (f16), the model
+ * ring before the batch, the read-back caches, the sink (k_aux row 1).
+ */
+static void win_reference(enum kvq_type kt, enum kvq_type vt, const struct kvq_rot *rot, int hd,
+                          int W, int n, int pos0, const float *q, const uint16_t *xk,
+                          const uint16_t *xv, const struct wring *r, const uint8_t *kc,
+                          const uint8_t *vc, const float *sink, double *out)
+{
+    const int KV = HK * hd;
+    size_t krow = HK * kvq_head_bytes(kt, hd), vrow = HK * kvq_head_bytes(vt, hd);
+    float qd[KVQ_MAX_HEAD_DIM], kd[KVQ_MAX_HEAD_DIM], vd[KVQ_MAX_HEAD_DIM];
+    float acc[KVQ_MAX_HEAD_DIM], o[KVQ_MAX_HEAD_DIM];
+    double s[CTX], od[KVQ_MAX_HEAD_DIM];
+    const double scale = (double)(1.0f / sqrtf((float)hd));
+    for (int t = 0; t < n; t++) {
+        int p = pos0 + t;
+        for (int h = 0; h < H; h++) {
+            int kvh = h / (H / HK);
+            const float *qh = q + ((size_t)t * H + (size_t)h) * (size_t)hd;
+            if (kvq_is_rotated(kt))
+                kvq_rot_forward(rot, qh, qd);
+            else
+                memcpy(qd, qh, (size_t)hd * sizeof *qd);
+            double mx = -INFINITY, sum = 0.0;
+            for (int j = 0; j <= p; j++) {
+                const uint16_t *x = NULL;
+                if (j + W > p)
+                    x = j >= pos0 ? xk + (size_t)(j - pos0) * KV
+                        : r->pos[j % W] == j ? r->k[j % W] : NULL;
+                if (j == 0 && sink) {
+                    float sk[KVQ_MAX_HEAD_DIM];
+                    memcpy(sk, sink + (size_t)kvh * (size_t)hd, (size_t)hd * sizeof *sk);
+                    if (kvq_is_rotated(kt))
+                        kvq_rot_forward(rot, sk, kd);
+                    else
+                        memcpy(kd, sk, (size_t)hd * sizeof *kd);
+                } else if (x) {
+                    for (int i = 0; i < hd; i++)
+                        kd[i] = f16_to_f32(x[(size_t)kvh * (size_t)hd + (size_t)i]);
+                } else {
+                    win_decode(kt, rot, hd, kc + (size_t)j * krow, kvh, kd);
+                }
+                double d = 0.0;
+                for (int i = 0; i < hd; i++)
+                    d += (double)qd[i] * (double)kd[i];
+                s[j] = d * scale;
+                mx = fmax(mx, s[j]);
+            }
+            for (int j = 0; j <= p; j++)
+                sum += (s[j] = exp(s[j] - mx));
+            for (int i = 0; i < hd; i++)
+                od[i] = 0.0;
+            for (int j = 0; j <= p; j++) {
+                const uint16_t *x = NULL;
+                if (j + W > p)
+                    x = j >= pos0 ? xv + (size_t)(j - pos0) * KV
+                        : r->pos[j % W] == j ? r->v[j % W] : NULL;
+                if (x)
+                    for (int i = 0; i < hd; i++)
+                        vd[i] = f16_to_f32(x[(size_t)kvh * (size_t)hd + (size_t)i]);
+                else
+                    win_decode(vt, rot, hd, vc + (size_t)j * vrow, kvh, vd);
+                for (int i = 0; i < hd; i++)
+                    od[i] += s[j] / sum * (double)vd[i];
+            }
+            double *dst = out + ((size_t)t * H + (size_t)h) * (size_t)hd;
+            if (kvq_is_rotated(vt)) {
+                /* R^T in double would be exact-er; float is far inside the tolerance */
+                for (int i = 0; i < hd; i++)
+                    acc[i] = (float)od[i];
+                kvq_rot_inverse(rot, acc, o);
+                for (int i = 0; i < hd; i++)
+                    dst[i] = (double)o[i];
+            } else {
+                memcpy(dst, od, (size_t)hd * sizeof *dst);
+            }
+        }
+    }
+}
+
+/* The tensors of one device for a window sequence; the ring tags start at -1. */
+static void win_dev_init(struct kenv *e, int d, enum kvq_type kt, enum kvq_type vt, int hd, int W,
+                         struct wdev *w)
+{
+    const int KV = HK * hd;
+    size_t krow = HK * kvq_head_bytes(kt, hd), vrow = HK * kvq_head_bytes(vt, hd);
+    int32_t tags[40];
+    for (int i = 0; i < 40; i++)
+        tags[i] = -1;
+    w->kc = mk(e, d, kt == KVQ_F16 ? HEARTH_DTYPE_F16 : HEARTH_DTYPE_I8,
+               kt == KVQ_F16 ? KV : (int64_t)krow, krow, CTX, NULL);
+    w->vc = mk(e, d, vt == KVQ_F16 ? HEARTH_DTYPE_F16 : HEARTH_DTYPE_I8,
+               vt == KVQ_F16 ? KV : (int64_t)vrow, vrow, CTX, NULL);
+    w->aux = mk(e, d, HEARTH_DTYPE_F32, KV, (size_t)KV * 4, 2, NULL);
+    w->kr = mk(e, d, HEARTH_DTYPE_F16, KV, (size_t)KV * 2, W, NULL);
+    w->vr = mk(e, d, HEARTH_DTYPE_F16, KV, (size_t)KV * 2, W, NULL);
+    w->rp = mk(e, d, HEARTH_DTYPE_I32, W, (size_t)W * 4, 1, tags);
+}
+
+/* An ATTENTION op with the exact window over w's tensors and the batch's q/k/v/out. */
+static void win_op(enum kvq_type kt, enum kvq_type vt, int hd, int W, uint32_t layer,
+                   const struct wdev *w, const struct hearth_tensor *qkv, int n, int pos0,
+                   struct hearth_op *op)
+{
+    memset(op, 0, sizeof *op);
+    op->kind = HEARTH_OP_ATTENTION;
+    op->n_tok = n;
+    struct hearth_op_attention *a = &op->u.attn;
+    a->q = qkv[0], a->k = qkv[1], a->v = qkv[2], a->out = qkv[3];
+    a->k_cache = w->kc, a->v_cache = w->vc;
+    if (kt != KVQ_F16)
+        a->k_aux = w->aux;
+    a->n_head = H, a->n_head_kv = HK, a->head_dim = hd, a->n_rot = hd;
+    a->rope_mode = layer % 2 ? HEARTH_ROPE_NEOX : HEARTH_ROPE_NORMAL;
+    a->rope_base = 10000.0f, a->rope_freq_scale = 1.0f, a->norm_eps = 1e-6f;
+    a->scale = 1.0f / sqrtf((float)hd), a->pos0 = pos0;
+    a->k_type = kt, a->v_type = vt, a->layer = layer, a->kv_seed = SEED;
+    a->kv_window = (uint32_t)W, a->k_ring = w->kr, a->v_ring = w->vr, a->ring_pos = w->rp;
+}
+
+/*
+ * One window sequence of kt/vt at W: batches (0, 9), (9, max(W + 3, 4)) (more
+ * than W tokens after earlier ones), two decode steps through the same
+ * tensors (the second replays the first's recording), then a rewind of 4
+ * tokens at end - 7 (older slots hold later, discarded positions: stale tags
+ * must read the decoded rows). After each batch: out against the contract's
+ * double reference; the ring and its tags bit for bit against the contract's
+ * (built from the op's own read-back centred k and v); where the CPU backend
+ * has the window, out against its within cpu_tol, its tags equal, its ring
+ * within an f16 step.
+ */
+static void win_case(struct kenv *e, enum kvq_type kt, enum kvq_type vt, int W, uint32_t layer)
+{
+    const int hd = 64, KV = HK * hd, QD = H * hd;
+    size_t krow = HK * kvq_head_bytes(kt, hd), vrow = HK * kvq_head_bytes(vt, hd);
+    const bool centred = kt != KVQ_F16;
+    bool use_cpu = backend_device_supports_kv_window(e->dev[0], kt, vt);
+    struct kvq_rot rot;
+    CHECK_OK(kvq_rot_init(&rot, hd, SEED, layer));
+    char name[48];
+    kvq_pair_name(kt, vt, name, sizeof name);
+    int nb = W + 3 > 4 ? W + 3 : 4, end = 9 + nb + 2;
+    const int sched[5][2] = {{0, 9}, {9, nb}, {9 + nb, 1}, {10 + nb, 1}, {end - 7, 4}};
+    struct wdev wd[2];
+    struct wring *model = malloc(sizeof *model), *cring = malloc(sizeof *cring);
+    uint8_t *kc = malloc(CTX * krow), *vc = malloc(CTX * vrow);
+    float *q = malloc((size_t)CTX * QD * 4), *k = malloc((size_t)CTX * KV * 4);
+    float *v = malloc((size_t)CTX * KV * 4), *out = malloc((size_t)CTX * QD * 4);
+    float *outc = malloc((size_t)CTX * QD * 4), *qr = malloc((size_t)CTX * QD * 4);
+    float *kr = malloc((size_t)CTX * KV * 4), *aux = malloc(2 * (size_t)KV * 4);
+    float *tmp = malloc((size_t)KV * 4);
+    uint16_t *xk = malloc((size_t)CTX * KV * 2), *xv = malloc((size_t)CTX * KV * 2);
+    double *ref = malloc((size_t)CTX * QD * sizeof *ref);
+    REQUIRE(model && cring && kc && vc && q && k && v && out && outc && qr && kr && aux && tmp &&
+            xk && xv && ref);
+    for (int i = 0; i < W; i++)
+        model->pos[i] = -1;
+    for (int d = 0; d < 2; d++)
+        if (d == 1 || use_cpu)
+            win_dev_init(e, d, kt, vt, hd, W, &wd[d]);
+    struct hearth_tensor dec[2][4]; /* the decode steps' tensors, shared by both steps */
+    for (int b = 0; b < 5; b++) {
+        int pos0 = sched[b][0], n = sched[b][1];
+        for (size_t i = 0; i < (size_t)n * QD; i++)
+            q[i] = (float)test_rng_gauss();
+        for (size_t i = 0; i < (size_t)n * KV; i++) {
+            k[i] = (float)test_rng_gauss() + 0.3f;
+            v[i] = (float)test_rng_gauss();
+        }
+        struct hearth_op op[2];
+        for (int d = 0; d < 2; d++) {
+            if (d == 0 && !use_cpu)
+                continue;
+            struct hearth_tensor qkv[4], *t = qkv;
+            if (n == 1 && b == 3) {
+                t = dec[d];
+                CHECK_OK(backend_buffer_set(t[0].buf, 0, q, (size_t)QD * 4));
+                CHECK_OK(backend_buffer_set(t[1].buf, 0, k, (size_t)KV * 4));
+                CHECK_OK(backend_buffer_set(t[2].buf, 0, v, (size_t)KV * 4));
+            } else {
+                if (n == 1)
+                    t = dec[d];
+                t[0] = mk(e, d, HEARTH_DTYPE_F32, QD, (size_t)QD * 4, n, q);
+                t[1] = mk(e, d, HEARTH_DTYPE_F32, KV, (size_t)KV * 4, n, k);
+                t[2] = mk(e, d, HEARTH_DTYPE_F32, KV, (size_t)KV * 4, n, v);
+                t[3] = mk(e, d, HEARTH_DTYPE_F32, QD, (size_t)QD * 4, n, NULL);
+            }
+            win_op(kt, vt, hd, W, layer, &wd[d], t, n, pos0, &op[d]);
+        }
+        struct vk_replay_stats rs0, rs1;
+        vk_backend_replay_stats(e->s[1], &rs0);
+        hearth_status st = backend_stream_run(e->s[1], &op[1], 1);
+        CHECK_MSG(st == HEARTH_OK, "%s W%d batch %d: vulkan run failed", name, W, b);
+        CHECK_OK(backend_stream_synchronize(e->s[1]));
+        if (st != HEARTH_OK)
+            break;
+        vk_backend_replay_stats(e->s[1], &rs1);
+        if (b == 3 && getenv("HEARTH_VULKAN_REPLAY") == NULL) /* the second decode step */
+            CHECK_MSG(rs1.replays == rs0.replays + 1, "%s W%d: the decode step was not "
+                      "replayed (%llu -> %llu)", name, W, (unsigned long long)rs0.replays,
+                      (unsigned long long)rs1.replays);
+        const struct hearth_op_attention *a = &op[1].u.attn;
+        CHECK_OK(backend_buffer_get(a->out.buf, 0, out, (size_t)n * QD * 4));
+        CHECK_OK(backend_buffer_get(a->q.buf, 0, qr, (size_t)n * QD * 4));
+        CHECK_OK(backend_buffer_get(a->k.buf, 0, kr, (size_t)n * KV * 4));
+        CHECK_OK(backend_buffer_get(wd[1].kc.buf, 0, kc, CTX * krow));
+        CHECK_OK(backend_buffer_get(wd[1].vc.buf, 0, vc, CTX * vrow));
+        CHECK_OK(backend_buffer_get(wd[1].aux.buf, 0, aux, 2 * (size_t)KV * 4));
+        /* the batch's exact rows by the contract, from the op's own centred k and v */
+        for (int t = 0; t < n; t++) {
+            win_domain(kt, &rot, kr + (size_t)t * KV, hd, tmp);
+            for (int i = 0; i < KV; i++)
+                xk[(size_t)t * KV + (size_t)i] = f32_to_f16(tmp[i]);
+            win_domain(vt, &rot, v + (size_t)t * KV, hd, tmp);
+            for (int i = 0; i < KV; i++)
+                xv[(size_t)t * KV + (size_t)i] = f32_to_f16(tmp[i]);
+        }
+        win_reference(kt, vt, &rot, hd, W, n, pos0, qr, xk, xv, model, kc, vc,
+                      centred ? aux + KV : NULL, ref);
+        double mx = 0.0, err = 0.0;
+        for (size_t i = 0; i < (size_t)n * QD; i++) {
+            mx = fmax(mx, fabs(ref[i]));
+            err = fmax(err, fabs((double)out[i] - ref[i]));
+        }
+        tally_win_worst = fmax(tally_win_worst, err / mx);
+        CHECK_MSG(err <= 2e-5 * mx, "%s W%d batch %d (%d at %d): kernel error %.3g of max %.3g",
+                  name, W, b, n, pos0, err, mx);
+        /* the ring afterwards: slot p % W = row p for every p of the batch, in order */
+        for (int t = 0; t < n; t++) {
+            int sl = (pos0 + t) % W;
+            memcpy(model->k[sl], xk + (size_t)t * KV, (size_t)KV * 2);
+            memcpy(model->v[sl], xv + (size_t)t * KV, (size_t)KV * 2);
+            model->pos[sl] = pos0 + t;
+        }
+        CHECK_OK(backend_buffer_get(wd[1].kr.buf, 0, cring->k, (size_t)W * KV * 2));
+        CHECK_OK(backend_buffer_get(wd[1].vr.buf, 0, cring->v, (size_t)W * KV * 2));
+        CHECK_OK(backend_buffer_get(wd[1].rp.buf, 0, cring->pos, (size_t)W * 4));
+        int bad = 0;
+        for (int sl = 0; sl < W; sl++) {
+            bad += cring->pos[sl] != model->pos[sl];
+            if (model->pos[sl] < 0)
+                continue;
+            for (int i = 0; i < KV; i++)
+                bad += (cring->k[sl][i] != model->k[sl][i]) + (cring->v[sl][i] != model->v[sl][i]);
+            tally_win_ring_words += 2 * KV + 1;
+        }
+        tally_win_ring_bad += bad;
+        CHECK_MSG(bad == 0, "%s W%d batch %d: %d ring halves/tags differ from the contract's",
+                  name, W, b, bad);
+        if (!use_cpu)
+            continue;
+        /* the CPU backend's op on the same inputs */
+        CHECK_OK(backend_stream_run(e->s[0], &op[0], 1));
+        CHECK_OK(backend_stream_synchronize(e->s[0]));
+        CHECK_OK(backend_buffer_get(op[0].u.attn.out.buf, 0, outc, (size_t)n * QD * 4));
+        double mc = 0.0, ec = 0.0;
+        for (size_t i = 0; i < (size_t)n * QD; i++) {
+            mc = fmax(mc, fabs((double)outc[i]));
+            ec = fmax(ec, fabs((double)out[i] - (double)outc[i]));
+        }
+        tally_win_cpu_runs++;
+        tally_win_cpu_worst = fmax(tally_win_cpu_worst, ec / (cpu_tol(kt, vt) * mc));
+        CHECK_MSG(ec <= cpu_tol(kt, vt) * mc, "%s W%d batch %d: vs cpu %.3g of max %.3g", name,
+                  W, b, ec, mc);
+        struct wring *cr = cring;
+        CHECK_OK(backend_buffer_get(wd[0].kr.buf, 0, cr->k, (size_t)W * KV * 2));
+        CHECK_OK(backend_buffer_get(wd[0].vr.buf, 0, cr->v, (size_t)W * KV * 2));
+        CHECK_OK(backend_buffer_get(wd[0].rp.buf, 0, cr->pos, (size_t)W * 4));
+        int tb = 0;
+        double rw = 0.0;
+        for (int sl = 0; sl < W; sl++) {
+            tb += cr->pos[sl] != model->pos[sl];
+            for (int i = 0; model->pos[sl] >= 0 && i < KV; i++) {
+                float a0 = f16_to_f32(model->k[sl][i]), a1 = f16_to_f32(cr->k[sl][i]);
+                float b0 = f16_to_f32(model->v[sl][i]), b1 = f16_to_f32(cr->v[sl][i]);
+                rw = fmax(rw, fabs((double)a0 - (double)a1) / (1e-3 + fabs((double)a0)));
+                rw = fmax(rw, fabs((double)b0 - (double)b1) / (1e-3 + fabs((double)b0)));
+            }
+        }
+        tally_win_ring_cpu = fmax(tally_win_ring_cpu, rw);
+        CHECK_MSG(tb == 0 && rw <= 2e-3, "%s W%d batch %d: cpu ring: %d tags differ, values by "
+                  "%.3g (relative)", name, W, b, tb, rw);
+    }
+    env_free_bufs(e);
+    free(model), free(cring), free(kc), free(vc), free(q), free(k), free(v), free(out);
+    free(outc), free(qr), free(kr), free(aux), free(tmp), free(xk), free(xv), free(ref);
+}
+
+/* The brief's pairs at W 1, 5 and 40 (the last takes a 43-token batch). */
+TEST(exact_window)
+{
+    OPEN_OR_SKIP(e);
+    test_rng_seed(7600);
+    static const enum kvq_type pairs[4][2] = {
+        {KVQ_ROT4, KVQ_ROT4}, {KVQ_Q8_0, KVQ_ROT4}, {KVQ_Q4_0, KVQ_Q4_0}, {KVQ_ROT3, KVQ_F16}};
+    static const int ws[3] = {1, 5, 40};
+    for (int p = 0; p < 4; p++)
+        for (int w = 0; w < 3; w++)
+            win_case(&e, pairs[p][0], pairs[p][1], ws[w], (uint32_t)(30 + 3 * p + w));
+    printf("  window: kernel worst %.3g of max |ref|; ring %d words, %d differ from the "
+           "contract's; cpu runs %d, worst %.3g of tolerance, ring %.3g relative\n",
+           tally_win_worst, tally_win_ring_words, tally_win_ring_bad, tally_win_cpu_runs,
+           tally_win_cpu_worst, tally_win_ring_cpu);
+    env_close(&e);
+}
+
+TEST(supports_kv_window)
+{
+    OPEN_OR_SKIP(e);
+    for (int kt = 0; kt < KVQ_TYPE_COUNT; kt++)
+        for (int vt = 0; vt < KVQ_TYPE_COUNT; vt++)
+            CHECK_MSG(backend_device_supports_kv_window(e.dev[1], kt, vt) ==
+                          (kt != KVQ_F16 || vt != KVQ_F16), "pair %d/%d", kt, vt);
+    CHECK(!backend_device_supports_kv_window(e.dev[1], KVQ_TYPE_COUNT, 0));
+    env_close(&e);
+}
+
 TEST(supports_kv)
 {
     OPEN_OR_SKIP(e);
@@ -671,7 +1037,8 @@ TEST(supports_kv)
 
 TEST_MAIN(TEST_CASE(same_types_d64), TEST_CASE(same_types_d128), TEST_CASE(same_types_d256),
           TEST_CASE(mixed_types), TEST_CASE(window_and_pieces), TEST_CASE(centring_exact),
-          TEST_CASE(two_batches), TEST_CASE(supports_kv))
+          TEST_CASE(two_batches), TEST_CASE(supports_kv), TEST_CASE(exact_window),
+          TEST_CASE(supports_kv_window))
 
 #else
 

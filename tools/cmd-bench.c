@@ -61,6 +61,9 @@ static void usage(FILE *out)
             "  --vram-budget S plan as if no GPU had more than S free (e.g. 24GiB)\n"
             "  --kv-type T     KV cache type (f16, q8_0, q4_0, rot4, rot3); also\n"
             "                  --kv-type-k T / --kv-type-v T\n"
+            "  --kv-window N   keep the last N positions' K/V exact beside a compressed\n"
+            "                  cache (docs/kv-cache.md)\n"
+            "  --no-stream     never copy host weights to a GPU for prefill\n"
             "  --json          print a JSON array instead of the table\n",
             cli_default_model());
 }
@@ -178,6 +181,8 @@ int cmd_bench(int argc, char **argv)
             json = true;
             continue;
         }
+        if (run_parse_device_switch(a, &devs))
+            continue;
         if (i + 1 >= argc) {
             fprintf(stderr, "hearth: %s: unknown flag or missing value\n\n", a);
             usage(stderr);

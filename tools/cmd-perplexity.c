@@ -55,6 +55,9 @@ static void usage(FILE *out)
             "  --vram-budget S       plan as if no GPU had more than S free (e.g. 24GiB)\n"
             "  --kv-type T           KV cache type (f16, q8_0, q4_0, rot4, rot3); also\n"
             "                        --kv-type-k T / --kv-type-v T\n"
+            "  --kv-window N         keep the last N positions' K/V exact (f16) beside a\n"
+            "                        compressed cache (docs/kv-cache.md)\n"
+            "  --no-stream           never copy host weights to a GPU for prefill\n"
             "  --save-logits FILE    write the top-%d log-probs of every scored token\n"
             "  --kl-divergence FILE  compare with a file saved by another run of the same\n"
             "                        text and -c: mean KL(saved || this run), its standard\n"
@@ -142,6 +145,7 @@ static void on_chunk(void *ud, int chunk, const struct ppl_acc *acc)
 struct report {
     const char *model_path, *text_path;
     int k_type, v_type;
+    int kv_window; /* exact window in effect (0: none, or an f16/f16 cache) */
     uint32_t head_dim;
     long long n_ctx;
     int n_chunks;
@@ -188,6 +192,7 @@ static void print_report(const struct report *r, bool json)
                kvq_type_name((enum kvq_type)r->k_type), kvq_type_name((enum kvq_type)r->v_type));
         json_num("k_bpv", k_bpv, true);
         json_num("v_bpv", v_bpv, true);
+        printf("\"kv_window\": %d, ", r->kv_window);
         printf("\"n_ctx\": %lld, \"n_chunks\": %d, \"n_tokens_scored\": %lld}\n", r->n_ctx,
                r->n_chunks, (long long)r->n_scored);
         return;
@@ -195,8 +200,11 @@ static void print_report(const struct report *r, bool json)
     if (r->has_ref && r->ref_in_process) {
         char kvt[64];
         kvq_pair_name(r->k_type, r->v_type, kvt, sizeof kvt);
-        printf("kv type: %s (K %.2f, V %.2f bits/value at head_dim %u)\n", kvt, k_bpv, v_bpv,
+        printf("kv type: %s (K %.2f, V %.2f bits/value at head_dim %u)", kvt, k_bpv, v_bpv,
                r->head_dim);
+        if (r->kv_window > 0)
+            printf(", exact window of %d positions", r->kv_window);
+        printf("\n");
         printf("reference perplexity: %.4f (f16 KV cache)\n", r->ppl_ref);
         printf("perplexity delta: %+.4f%%\n", delta);
     } else if (r->has_ref) {
@@ -230,6 +238,8 @@ int cmd_perplexity(int argc, char **argv)
             json = true;
             continue;
         }
+        if (run_parse_device_switch(a, &devs))
+            continue;
         if (!strcmp(a, "--kl-divergence") && (i + 1 >= argc || argv[i + 1][0] == '-')) {
             kl_ref = true; /* no file: the in-process f16-KV reference */
             continue;
@@ -328,6 +338,7 @@ int cmd_perplexity(int argc, char **argv)
         struct run_devices rd = devs;
         rd.kv_type_k = KVQ_F16;
         rd.kv_type_v = KVQ_F16;
+        rd.kv_window = 0;
         if (run_engine_open(m, &fp, &rd, false, &ref))
             goto done;
     }
@@ -364,6 +375,8 @@ int cmd_perplexity(int argc, char **argv)
     r.text_path = text_path;
     r.k_type = devs.kv_type_k;
     r.v_type = devs.kv_type_v;
+    if (r.k_type != KVQ_F16 || r.v_type != KVQ_F16)
+        r.kv_window = devs.kv_window < n_ctx ? devs.kv_window : (int)n_ctx;
     r.head_dim = m->hp.head_dim;
     r.n_ctx = n_ctx;
     r.n_chunks = n_chunks;

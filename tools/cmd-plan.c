@@ -43,7 +43,8 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: hearth plan MODEL [--device KIND:MEM:BW[:FLOPS]]... [--host MEM:BW[:FLOPS]]\n"
             "                   [--pcie BW] [--vram-budget SIZE] [-c N] [--parallel N]\n"
-            "                   [--kv-type T] [--kv-type-k T] [--kv-type-v T] [-b N] [--prompt N]\n"
+            "                   [--kv-type T] [--kv-type-k T] [--kv-type-v T] [--kv-window N]\n"
+            "                   [-b N] [--prompt N]\n"
             "                   [-ngl N] [--no-stream]\n"
             "                   [-v] [--json] [--compare-quants [--imatrix] [--svg FILE]]\n\n"
             "Plans where each tensor of MODEL lives (GPU, host RAM and CPU, or host RAM\n"
@@ -59,6 +60,8 @@ static void usage(FILE *out)
             "  --parallel N      sequences, each with its own context (default 1)\n"
             "  --kv-type T       KV cache type of K and V: f16 (default), q8_0, q4_0, rot4, rot3\n"
             "  --kv-type-k T     ... of K only; --kv-type-v T: of V only\n"
+            "  --kv-window N     count an exact f16 ring of N positions per layer and\n"
+            "                    sequence beside a compressed cache (docs/kv-cache.md)\n"
             "  -b N              prefill micro-batch (default 512)\n"
             "  --prompt N        prompt length for the prefill prediction (default 512)\n"
             "  -ngl N            manual: first N layers on the GPU (N > layers adds the head)\n"
@@ -125,6 +128,10 @@ static int parse_args(int argc, char **argv, struct plan_cli *c)
                     c->opts.kv_type_k = (int)t;
                 if (strcmp(a, "--kv-type-k"))
                     c->opts.kv_type_v = (int)t;
+            } else if (!strcmp(a, "--kv-window")) {
+                if (cli_parse_i64(a, v, 0, 1 << 24, &n))
+                    return 2;
+                c->opts.kv_window = (uint32_t)n;
             } else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) {
                 if (cli_parse_i64(a, v, 1, 1 << 24, &n))
                     return 2;

@@ -94,6 +94,13 @@ int run_parse_device_flag(const char *a, const char *v, struct run_devices *d)
             d->kv_type_v = (int)t;
         return 1;
     }
+    if (!strcmp(a, "--kv-window")) {
+        long long w;
+        if (cli_parse_i64(a, v, 0, 1 << 24, &w))
+            return -1;
+        d->kv_window = (int)w;
+        return 1;
+    }
     if (!strcmp(a, "--vram-budget")) {
         if (cli_parse_bytes(a, v, &d->vram_budget))
             return -1;
@@ -119,6 +126,14 @@ int run_parse_device_flag(const char *a, const char *v, struct run_devices *d)
     return 1;
 }
 
+int run_parse_device_switch(const char *a, struct run_devices *d)
+{
+    if (strcmp(a, "--no-stream"))
+        return 0;
+    d->no_stream = true;
+    return 1;
+}
+
 int run_engine_open(const struct model *m, const struct engine_params *p,
                     const struct run_devices *d, bool quiet, struct engine **out)
 {
@@ -128,7 +143,9 @@ int run_engine_open(const struct model *m, const struct engine_params *p,
     ep.ngl = d->ngl;
     ep.kv_type_k = d->kv_type_k;
     ep.kv_type_v = d->kv_type_v;
+    ep.kv_window = d->kv_window;
     ep.vram_budget = d->vram_budget;
+    ep.no_stream = d->no_stream;
     err_clear();
     if (engine_create(m, &ep, out) != HEARTH_OK) {
         cli_error("cannot set up the forward pass");
@@ -247,9 +264,12 @@ int run_parse_flag(int argc, char **argv, int *i, struct run_opts *o)
         o->quiet = true;
     } else if (is(a, "--print-rss", NULL)) {
         o->print_rss = true;
+    } else if (run_parse_device_switch(a, &o->devs)) {
+        /* --no-stream */
     } else if (is(a, "--device", NULL) || is(a, "-ngl", "--n-gpu-layers") ||
                is(a, "--gpu-layers", NULL) || is(a, "--kv-type", NULL) ||
-               is(a, "--kv-type-k", "--kv-type-v") || is(a, "--vram-budget", NULL)) {
+               is(a, "--kv-type-k", "--kv-type-v") || is(a, "--vram-budget", NULL) ||
+               is(a, "--kv-window", NULL)) {
         VALUE();
         if (run_parse_device_flag(a, v, &o->devs) < 0)
             return -1;

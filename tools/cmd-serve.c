@@ -2,8 +2,10 @@
  * cmd-serve: `hearth serve -m MODEL [--host 127.0.0.1] [--port 8080]
  * [--parallel N] [--api-key KEY] ...`, an OpenAI-compatible HTTP server.
  *
- * Set-up order: flags, model + tokenizer, the slots engine (one
- * multi-sequence forward context, core/slots.h), then HTTP (serve-http.c).
+ * Set-up order: flags, model + tokenizer, the slots engine (core/slots.h:
+ * one multi-sequence forward pass, on the CPU or on the devices --device /
+ * -ngl / --vram-budget choose exactly as for `hearth run`, every slot's KV
+ * cache part of the plan), then HTTP (serve-http.c).
  * SIGINT / SIGTERM are blocked in every thread (the mask is inherited by the
  * engine and MHD threads, which are created after it) and taken
  * synchronously by sigwait in the main thread: no async-signal-safety
@@ -64,9 +66,7 @@ static void usage(FILE *out)
             "                          (default: $HEARTH_API_KEY when set)\n"
             "  -c, --ctx-size N        context per slot (default: min(2048, training))\n"
             "  -t, --threads N         CPU threads (default: physical cores)\n"
-            "  --kv-type T             KV cache type of K and V: f16 (default), q8_0, q4_0,\n"
-            "                          rot4, rot3 (docs/kv-cache.md); --kv-type-k T and\n"
-            "                          --kv-type-v T set one of them\n"
+            RUN_DEVICE_FLAGS_HELP
             "  --max-tokens N          default max_tokens of a request (default 256)\n"
             "  --drain-timeout S       on SIGINT/SIGTERM, seconds to let running requests "
             "finish (default 10)\n",
@@ -89,7 +89,7 @@ int cmd_serve(int argc, char **argv)
         .host = "127.0.0.1", .port = 8080, .default_max_tokens = 256, .drain_ms = 10000};
     long long parallel = 4, queue = 64, n_ctx = 0, threads = 0, v;
     double d;
-    struct run_devices devs; /* only the KV types: serve runs on the CPU */
+    struct run_devices devs; /* --device, -ngl, --vram-budget, --kv-type* */
     run_devices_default(&devs);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *val;
@@ -137,7 +137,9 @@ int cmd_serve(int argc, char **argv)
             if (cli_parse_i64(a, val, 1, 1 << 20, &v))
                 return 2;
             so.default_max_tokens = (int)v;
-        } else if (!strncmp(a, "--kv-type", 9)) {
+        } else if (!strncmp(a, "--kv-type", 9) || !strcmp(a, "--device") || !strcmp(a, "-ngl") ||
+                   !strcmp(a, "--n-gpu-layers") || !strcmp(a, "--gpu-layers") ||
+                   !strcmp(a, "--vram-budget") || !strcmp(a, "--kv-window")) {
             VAL();
             int kr = run_parse_device_flag(a, val, &devs);
             if (kr < 0)
@@ -147,6 +149,8 @@ int cmd_serve(int argc, char **argv)
                 usage(stderr);
                 return 2;
             }
+        } else if (run_parse_device_switch(a, &devs)) {
+            /* --no-stream */
         } else if (!strcmp(a, "--drain-timeout")) {
             VAL();
             if (cli_parse_f64(a, val, 0, 3600, &d))
@@ -200,7 +204,13 @@ int cmd_serve(int argc, char **argv)
                               .n_threads = (int)threads,
                               .prefill_chunk = 64,
                               .kv_type_k = devs.kv_type_k,
-                              .kv_type_v = devs.kv_type_v};
+                              .kv_type_v = devs.kv_type_v,
+                              .devices = devs.names,
+                              .n_devices = devs.n,
+                              .ngl = devs.ngl,
+                              .vram_budget = devs.vram_budget,
+                              .kv_window = devs.kv_window,
+                              .no_stream = devs.no_stream};
     sp.n_ctx = n_ctx > 0
                    ? (uint32_t)n_ctx
                    : (m->hp.n_ctx_train > 0 && m->hp.n_ctx_train < 2048 ? m->hp.n_ctx_train : 2048);
@@ -217,9 +227,19 @@ int cmd_serve(int argc, char **argv)
     }
     char kvt[64];
     kvq_pair_name(sp.kv_type_k, sp.kv_type_v, kvt, sizeof kvt);
+    struct slots_stats ss;
+    slots_get_stats(slots, &ss);
+    char where[256];
+    size_t wl = 0;
+    where[0] = '\0';
+    for (int k = 0; k < ss.n_mem && wl < sizeof where; k++)
+        wl += (size_t)snprintf(where + wl, sizeof where - wl, "%s%.1f MiB KV on %s",
+                               k ? ", " : "", (double)ss.mem[k].kv / 1048576.0,
+                               ss.mem[k].device);
+    fprintf(stderr, "%s\n", slots_describe(slots));
     fprintf(stderr,
-            "hearth: serving %s: %lld slots x %u positions, KV cache %s, chat format %s%s\n",
-            so.model_name, parallel, sp.n_ctx, kvt, chat_format_name(chat.fmt),
+            "hearth: serving %s: %lld slots x %u positions, KV cache %s (%s), chat format %s%s\n",
+            so.model_name, parallel, sp.n_ctx, kvt, where, chat_format_name(chat.fmt),
             so.api_key ? ", API key required" : "");
     int sig = 0;
     while (sigwait(&sigs, &sig) != 0)

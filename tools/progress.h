@@ -45,6 +45,8 @@ struct run_devices {
     int n;
     int ngl; /* >= 0, ENGINE_NGL_AUTO, or ENGINE_NGL_UNSET when -ngl is not given */
     int kv_type_k, kv_type_v; /* enum kvq_type; 0: f16 */
+    int kv_window; /* --kv-window: exact f16 window of a compressed cache; 0: none */
+    bool no_stream; /* --no-stream: never stream host weights to a GPU for prefill */
     unsigned long long vram_budget; /* --vram-budget: cap of every GPU's plan budget; 0: none */
 };
 
@@ -58,7 +60,10 @@ struct run_devices {
     "  --kv-type T             KV cache type of K and V: f16 (default), q8_0, q4_0,\n"            \
     "                          rot4, rot3 (docs/kv-cache.md)\n"                                    \
     "  --kv-type-k T, --kv-type-v T  the type of K or of V alone\n"                              \
-    "  --vram-budget SIZE      plan as if no GPU had more than SIZE free (24GiB)\n"
+    "  --kv-window N           keep the last N positions' K/V exact (f16) beside a\n"              \
+    "                          compressed cache (docs/kv-cache.md)\n"                              \
+    "  --vram-budget SIZE      plan as if no GPU had more than SIZE free (24GiB)\n"              \
+    "  --no-stream             never copy host weights to a GPU for prefill\n"
 
 void run_devices_default(struct run_devices *d);
 /*
@@ -67,6 +72,8 @@ void run_devices_default(struct run_devices *d);
  * exit with 2).
  */
 int run_parse_device_flag(const char *a, const char *v, struct run_devices *d);
+/* Flag a without a value: --no-stream. 1 when consumed, 0 otherwise. */
+int run_parse_device_switch(const char *a, struct run_devices *d);
 /*
  * engine_create(m, p with d's devices and ngl); prints the placement line on
  * stderr unless quiet. Returns 0, or 1 after printing the error (an unknown

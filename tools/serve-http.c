@@ -388,7 +388,7 @@ static enum MHD_Result serve_metrics(struct MHD_Connection *c, struct serve_serv
 {
     struct slots_stats st;
     slots_get_stats(s->slots, &st);
-    size_t cap = 4096;
+    size_t cap = 8192;
     char *b = malloc(cap);
     if (!b)
         return MHD_NO;
@@ -424,10 +424,6 @@ static enum MHD_Result serve_metrics(struct MHD_Connection *c, struct serve_serv
         "# TYPE hearth_slots_active gauge\nhearth_slots_active %d\n"
         "# HELP hearth_slots_total Slots (parallel sequences).\n"
         "# TYPE hearth_slots_total gauge\nhearth_slots_total %d\n"
-        "# HELP hearth_memory_bytes Memory per device and kind (KV at full context).\n"
-        "# TYPE hearth_memory_bytes gauge\n"
-        "hearth_memory_bytes{device=\"cpu\",kind=\"weights\"} %zu\n"
-        "hearth_memory_bytes{device=\"cpu\",kind=\"kv_cache\"} %zu\n"
         "# HELP hearth_http_responses_total HTTP responses by status class.\n"
         "# TYPE hearth_http_responses_total counter\n"
         "hearth_http_responses_total{class=\"2xx\"} %llu\n"
@@ -437,7 +433,7 @@ static enum MHD_Result serve_metrics(struct MHD_Connection *c, struct serve_serv
         (unsigned long long)st.n_cancelled, (unsigned long long)st.n_completed,
         (unsigned long long)st.n_prompt_tokens, (unsigned long long)st.n_reused_tokens,
         (unsigned long long)st.n_gen_tokens, st.gen_tps, (unsigned long long)st.n_steps, st.busy_s,
-        st.n_queued, st.max_queue, st.n_active, st.n_slots, st.weight_bytes, st.kv_bytes,
+        st.n_queued, st.max_queue, st.n_active, st.n_slots,
         (unsigned long long)atomic_load(&s->http_by_class[2]),
         (unsigned long long)atomic_load(&s->http_by_class[4]),
         (unsigned long long)atomic_load(&s->http_by_class[5]));
@@ -445,6 +441,30 @@ static enum MHD_Result serve_metrics(struct MHD_Connection *c, struct serve_serv
         free(b);
         return MHD_NO;
     }
+    /*
+     * Memory per device from the real allocation (slots_stats.mem): the file
+     * mapping is host memory shared with the page cache, so it is its own
+     * "mapped" line rather than counted as a device's bytes.
+     */
+    int k = snprintf(b + n, cap - (size_t)n,
+                     "# HELP hearth_memory_bytes Memory per device and kind (KV at full "
+                     "context; allocated includes KV; mapped is the model file).\n"
+                     "# TYPE hearth_memory_bytes gauge\n"
+                     "hearth_memory_bytes{device=\"host\",kind=\"mapped\"} %zu\n",
+                     st.weight_bytes);
+    for (int d = 0; k >= 0 && (size_t)(n + k) < cap && d < st.n_mem; d++) {
+        n += k;
+        k = snprintf(b + n, cap - (size_t)n,
+                     "hearth_memory_bytes{device=\"%s\",kind=\"allocated\"} %llu\n"
+                     "hearth_memory_bytes{device=\"%s\",kind=\"kv_cache\"} %llu\n",
+                     st.mem[d].device, (unsigned long long)st.mem[d].bytes, st.mem[d].device,
+                     (unsigned long long)st.mem[d].kv);
+    }
+    if (k < 0 || (size_t)(n + k) >= cap) {
+        free(b);
+        return MHD_NO;
+    }
+    n += k;
     return send_buf(c, s, 200, "text/plain; version=0.0.4", b, (size_t)n);
 }
 

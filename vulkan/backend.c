@@ -16,7 +16,8 @@
  * host-pointer buffer (backend_buffer_from_host_ptr) cannot be an operand.
  * ATTENTION over a compressed KV cache (k_type/v_type other than f16/f16,
  * supports_kv) is graph.c's run_attention with op-attention.c's kvq kernels,
- * in the same walk as every other op (so decode replay covers it).
+ * in the same walk as every other op (so decode replay covers it), with the
+ * exact window (step 5, supports_kv_window) for every pair but f16/f16.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -237,6 +238,13 @@ static bool vkb_supports_kv(struct hearth_device *dev, int k_type, int v_type)
     return vk_kvq_supports(k_type, v_type);
 }
 
+/* ATTENTION's exact window (step 5): every compressed pair (op-attention.c). */
+static bool vkb_supports_kv_window(struct hearth_device *dev, int k_type, int v_type)
+{
+    (void)dev;
+    return vk_kvq_supports_window(k_type, v_type);
+}
+
 static struct hearth_buffer_type *vkb_buffer_type(struct hearth_device *dev)
 {
     return &dev_of(dev)->buft;
@@ -277,6 +285,7 @@ static const struct hearth_device_ops vkb_device_ops = {
     .buffer_type = vkb_buffer_type,
     .stream_create = vkb_stream_create,
     .supports_kv = vkb_supports_kv,
+    .supports_kv_window = vkb_supports_kv_window,
 };
 
 int vk_backend_validation_errors(struct hearth_device *dev, const char **last_message)

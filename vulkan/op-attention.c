@@ -18,7 +18,17 @@
  * exists. Encoded bytes equal kvq_encode's except where the rotated types'
  * float scale search (the CPU's is double) tips a code (kv-store-q.comp).
  * The three kvq pipelines are pipeline.c's (VK_SH_KV_STORE_Q, ..._KVQ,
- * VK_SH_KV_CENTER) so vk__dispatch can capture them. graph.c's
+ * VK_SH_KV_CENTER) so vk__dispatch can capture them.
+ * The exact window (ATTENTION step 5, kv_window > 0) attends first and
+ * writes the ring after: kv-exact.comp puts the batch's K and V rows, in the
+ * attention's domain and rounded to f16, into a per-stream scratch buffer;
+ * attention-kvq.comp reads positions inside the window from it (the batch's
+ * own) or from the ring (older ones whose tag matches); kv-ring.comp then
+ * copies the batch's last min(W, n_tok) rows into their slots. Staging the
+ * whole window as forward.c does was rejected: it costs a copy of W - 1 ring
+ * rows per layer and token, where reading the ring in place costs one tag
+ * read per position; and the ring cannot be written first, since a batch
+ * longer than one token overwrites slots its earlier tokens still read. graph.c's
  * run_attention runs the q/k norms and RoPE for every cache type and calls
  * vk_attention_kvq for the compressed ones; vk_kvq_args_from_op checks
  * their tensors.
@@ -94,6 +104,7 @@ _Static_assert(VK_KVQ_MAX_HD == VK_ATTN_MAX_HD && VK_KVQ_SIGN_WORDS * 32 == VK_K
 
 struct vk_kvq {
     struct vk_ctx *ctx;
+    struct vk_buffer xs; /* the exact window's batch rows: K [n_tok][kv_dim] halves, then V */
 };
 
 hearth_status vk_kvq_create(struct vk_ctx *ctx, struct vk_kvq **out)
@@ -109,12 +120,59 @@ hearth_status vk_kvq_create(struct vk_ctx *ctx, struct vk_kvq **out)
 
 void vk_kvq_destroy(struct vk_kvq *kq)
 {
+    if (!kq)
+        return;
+    vk_buffer_destroy(kq->ctx, &kq->xs);
     free(kq);
 }
 
 bool vk_kvq_supports(int k_type, int v_type)
 {
     return k_type >= 0 && k_type < KVQ_TYPE_COUNT && v_type >= 0 && v_type < KVQ_TYPE_COUNT;
+}
+
+bool vk_kvq_supports_window(int k_type, int v_type)
+{
+    return vk_kvq_supports(k_type, v_type) && (k_type != KVQ_F16 || v_type != KVQ_F16);
+}
+
+/* Makes the scratch at least need bytes (after running recorded work that may read it). */
+static hearth_status kq_scratch(struct vk_kvq *kq, uint64_t need)
+{
+    hearth_status st;
+    if (kq->xs.buf && kq->xs.size >= need)
+        return HEARTH_OK;
+    if ((st = vk_submit(kq->ctx)))
+        return st;
+    vk_buffer_destroy(kq->ctx, &kq->xs);
+    uint64_t want = need < (64u << 10) ? (64u << 10) : need;
+    if ((st = vk_buffer_create(kq->ctx, want, VK_BUF_DEVICE, &kq->xs)))
+        return err_prefix(st, "vulkan attention: exact-window scratch of %llu bytes",
+                          (unsigned long long)want);
+    return HEARTH_OK;
+}
+
+/*
+ * Step 5's passes before the attention: the batch's K and V rows in the
+ * attention's domain as f16 into the scratch (K rows at word 0, V after).
+ */
+static hearth_status kq_exact_rows(struct vk_kvq *kq, const struct vk_kvq_args *ka, uint32_t ko,
+                                   uint32_t vo, const uint32_t *sign)
+{
+    const struct vk_attn_args *a = &ka->a;
+    uint32_t kv_dim = a->n_head_kv * a->head_dim;
+    hearth_status st = kq_scratch(kq, (uint64_t)a->n_tok * kv_dim * 4);
+    for (int which = 0; which < 2 && st == HEARTH_OK; which++) {
+        struct vk_kv_exact_params xp = {
+            .n_tok = a->n_tok, .n_head_kv = a->n_head_kv, .head_dim = a->head_dim,
+            .type = (uint32_t)(which ? ka->v_type : ka->k_type), .src_off = which ? vo : ko,
+            .src_stride = a->kv_stride, .dst_off = which ? a->n_tok * kv_dim / 2 : 0,
+        };
+        memcpy(xp.sign, sign, sizeof xp.sign);
+        const struct vk_buffer *xb[2] = {which ? a->v_new.buf : a->k_new.buf, &kq->xs};
+        st = vk__dispatch(kq->ctx, VK_SH_KV_EXACT, xb, &xp, sizeof xp, a->n_head_kv, a->n_tok, 1);
+    }
+    return st;
 }
 
 /* kvq_head_bytes, limited to the head widths the shaders take (<= VK_KVQ_MAX_HD). */
@@ -224,21 +282,52 @@ hearth_status vk_attention_kvq(struct vk_kvq *kq, const struct vk_kvq_args *ka)
             return st;
     }
 
+    /* step 5: the window's rows of this batch, and where the ring's older ones lie */
+    const uint32_t W = ka->kv_window;
+    uint32_t kro = 0, vro = 0, rpo = 0;
+    if (W > 0) {
+        uint64_t ring_bytes = ((uint64_t)(W - 1) * ka->ring_stride + kv_dim / 2) * 4;
+        if ((ka->k_type == KVQ_F16 && ka->v_type == KVQ_F16) ||
+            (st = vk__view_words(ka->k_ring, ring_bytes, "attention", "k_ring", &kro)) ||
+            (st = vk__view_words(ka->v_ring, ring_bytes, "attention", "v_ring", &vro)) ||
+            (st = vk__view_words(ka->ring_pos, (uint64_t)W * 4, "attention", "ring_pos", &rpo)))
+            return st ? st : err_set(HEARTH_ERR_INVALID_ARG, "vulkan attention: an exact window "
+                                     "over an f16/f16 cache (backend.h: kv_window 0 there)");
+        if ((st = kq_exact_rows(kq, ka, ko, vo, sign)))
+            return st;
+    }
+
     struct vk_attn_kvq_params ap = {
         .n_tok = a->n_tok, .n_head = a->n_head, .n_head_kv = a->n_head_kv, .head_dim = hd,
         .pos0 = pos0, .window = a->window, .scale = a->scale,
-        .k_type = (uint32_t)ka->k_type, .v_type = (uint32_t)ka->v_type,
+        .types = (uint32_t)ka->k_type | (uint32_t)ka->v_type << 8 | (uint32_t)centred << 16,
         .q_off = qo, .q_stride = a->q_stride, .o_off = oo, .o_stride = a->o_stride,
         .k_off = (uint32_t)a->k_cache.offset, .v_off = (uint32_t)a->v_cache.offset,
         .k_row_bytes = ka->k_row_bytes, .v_row_bytes = ka->v_row_bytes,
-        .has_sink = centred, .sink_off = auxo + (centred ? ka->aux_stride : 0),
-        .pos_slot = slot,
+        .sink_off = auxo + (centred ? ka->aux_stride : 0), .pos_slot = slot,
+        .kv_window = W, .kr_off = kro, .vr_off = vro, .rp_off = rpo, .r_stride = ka->ring_stride,
     };
     memcpy(ap.sign, sign, sizeof sign);
-    /* without a sink, binding 4 is any valid buffer (q's): the shader never reads it */
-    const struct vk_buffer *ab[6] = {a->q.buf, a->k_cache.buf, a->v_cache.buf, a->out.buf,
-                                     centred ? ka->k_aux.buf : a->q.buf, step};
-    return vk__dispatch(ctx, VK_SH_ATTENTION_KVQ, ab, &ap, sizeof ap, a->n_head, a->n_tok, 1);
+    /* bindings the shader never reads (no sink, no window) get q's buffer as a placeholder */
+    const struct vk_buffer *ph = a->q.buf;
+    const struct vk_buffer *ab[10] = {a->q.buf, a->k_cache.buf, a->v_cache.buf, a->out.buf,
+                                      centred ? ka->k_aux.buf : ph, step,
+                                      W ? &kq->xs : ph, W ? ka->k_ring.buf : ph,
+                                      W ? ka->v_ring.buf : ph, W ? ka->ring_pos.buf : ph};
+    if ((st = vk__dispatch(ctx, VK_SH_ATTENTION_KVQ, ab, &ap, sizeof ap, a->n_head, a->n_tok, 1)))
+        return st;
+    if (W == 0)
+        return HEARTH_OK;
+    /* the batch's last min(W, n_tok) rows into the ring, now that every old row was read */
+    struct vk_kv_ring_params rp = {
+        .n_tok = a->n_tok, .kv_dim = kv_dim, .pos0 = pos0, .kv_window = W, .kr_off = kro,
+        .vr_off = vro, .rp_off = rpo, .pos_slot = slot, .r_stride = ka->ring_stride,
+    };
+    const struct vk_buffer *rb[5] = {&kq->xs, ka->k_ring.buf, ka->v_ring.buf, ka->ring_pos.buf,
+                                     step};
+    uint32_t n_last = a->n_tok < W ? a->n_tok : W;
+    return vk__dispatch(ctx, VK_SH_KV_RING, rb, &rp, sizeof rp,
+                        (kv_dim / 2 + VK_KV_WG - 1) / VK_KV_WG, n_last, 1);
 }
 
 /* ---- the ATTENTION op (core/backend.h) on a kvq cache ------------------------ */
@@ -257,6 +346,44 @@ static hearth_status kq_cache_ok(const struct hearth_tensor *c, enum kvq_type t,
                        "type %s: expected %s rows of >= %zu bytes", what, (int)c->type,
                        (long long)c->ne0, c->row_stride, kvq_type_name(t),
                        t == KVQ_F16 ? "F16" : "I8", need);
+    return HEARTH_OK;
+}
+
+/* The exact window's tensors of at (kv_window > 0): packed F16 rings and I32 tags, on Vulkan. */
+static hearth_status kq_window_from_op(const struct hearth_op_attention *at,
+                                       struct vk_kvq_args *ka)
+{
+    uint32_t W = at->kv_window;
+    ka->kv_window = W;
+    if (W == 0)
+        return HEARTH_OK;
+    int64_t kvd = (int64_t)at->n_head_kv * at->head_dim;
+    const struct hearth_tensor *r[3] = {&at->k_ring, &at->v_ring, &at->ring_pos};
+    struct vk_view *out[3] = {&ka->k_ring, &ka->v_ring, &ka->ring_pos};
+    for (int i = 0; i < 3; i++) {
+        const struct hearth_tensor *x = r[i];
+        bool tags = i == 2;
+        struct vk_buffer *b = x->buf ? vk__hearth_buffer(x->buf) : NULL;
+        /* tags: one row of >= W, or W rows of one (contiguous either way) */
+        bool ok = tags ? (x->ne0 >= (int64_t)W && x->n_rows >= 1) ||
+                             (x->ne0 == 1 && x->n_rows >= (int64_t)W && x->row_stride == 4)
+                       : x->ne0 >= kvd && x->n_rows >= (int64_t)W &&
+                             x->row_stride >= (size_t)kvd * 2 && x->row_stride % 4 == 0 &&
+                             x->row_stride == r[0]->row_stride && x->row_stride / 4 < (1u << 24);
+        if (!b || x->type != (tags ? HEARTH_DTYPE_I32 : HEARTH_DTYPE_F16) || !ok)
+            return err_set(HEARTH_ERR_INVALID_ARG, "vulkan attention: exact window %u: %s "
+                           "(dtype %d, %lld x %lld, row stride %zu): expected %s in a Vulkan "
+                           "buffer (backend.h)", W, i == 0 ? "k_ring" : i == 1 ? "v_ring" :
+                           "ring_pos", (int)x->type, (long long)x->n_rows, (long long)x->ne0,
+                           x->row_stride, tags ? "I32 [kv_window]" :
+                           "F16 [kv_window][>= n_head_kv * head_dim], one row stride for K and "
+                           "V, a multiple of 4 bytes");
+        *out[i] = (struct vk_view){b, x->offset};
+    }
+    ka->ring_stride = (uint32_t)(at->k_ring.row_stride / 4);
+    if (at->k_type == KVQ_F16 && at->v_type == KVQ_F16)
+        return err_set(HEARTH_ERR_INVALID_ARG, "vulkan attention: exact window %u over an "
+                       "f16/f16 cache (backend.h: the caller passes 0 there)", W);
     return HEARTH_OK;
 }
 
@@ -285,6 +412,8 @@ hearth_status vk_kvq_args_from_op(const struct hearth_op_attention *at, struct v
     ka->layer = at->layer;
     ka->k_row_bytes = (uint32_t)at->k_cache.row_stride;
     ka->v_row_bytes = (uint32_t)at->v_cache.row_stride;
+    if ((st = kq_window_from_op(at, ka)))
+        return st;
     if (ka->k_type == KVQ_F16)
         return HEARTH_OK;
     const struct hearth_tensor *x = &at->k_aux;

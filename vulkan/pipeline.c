@@ -97,9 +97,13 @@ static const struct vk_shader_desc vk_shaders[VK_SH_COUNT] = {
     [VK_SH_KV_STORE_Q] = {"kv_store_q", hearth_spv_kv_store_q, &hearth_spv_kv_store_q_size, 3,
                           sizeof(struct vk_kvq_store_params)},
     [VK_SH_ATTENTION_KVQ] = {"attention_kvq", hearth_spv_attention_kvq,
-                             &hearth_spv_attention_kvq_size, 6, sizeof(struct vk_attn_kvq_params)},
+                             &hearth_spv_attention_kvq_size, 10, sizeof(struct vk_attn_kvq_params)},
     [VK_SH_KV_CENTER] = {"kv_center", hearth_spv_kv_center, &hearth_spv_kv_center_size, 3,
                          sizeof(struct vk_kv_center_params)},
+    [VK_SH_KV_EXACT] = {"kv_exact", hearth_spv_kv_exact, &hearth_spv_kv_exact_size, 2,
+                        sizeof(struct vk_kv_exact_params)},
+    [VK_SH_KV_RING] = {"kv_ring", hearth_spv_kv_ring, &hearth_spv_kv_ring_size, 5,
+                       sizeof(struct vk_kv_ring_params)},
 };
 #undef MM
 

@@ -34,6 +34,9 @@ enum vk_shader {
     VK_SH_KV_STORE_Q,
     VK_SH_ATTENTION_KVQ,
     VK_SH_KV_CENTER,
+    /* the exact KV window (ATTENTION step 5, op-attention.c) */
+    VK_SH_KV_EXACT,
+    VK_SH_KV_RING,
     VK_SH_COUNT
 };
 
@@ -47,10 +50,11 @@ struct vk_pipeline {
 };
 
 /*
- * 6 bindings: kv_store and attention take the step buffer after their four
- * tensors, attention_kvq after its five (q, K, V, out, sink).
+ * 10 bindings: kv_store and attention take the step buffer after their four
+ * tensors, attention_kvq after its five (q, K, V, out, sink), then the exact
+ * window's scratch, two rings and their tags.
  */
-enum { VK_MAX_BIND = 6, VK_DESC_SETS = 512, VK_TS_SLOTS = 64 };
+enum { VK_MAX_BIND = 10, VK_DESC_SETS = 512, VK_TS_SLOTS = 64 };
 
 /*
  * One dispatch as vk__dispatch would record it, captured instead (replay.c):

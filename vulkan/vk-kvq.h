@@ -5,8 +5,9 @@
  * ATTENTION op whose (k_type, v_type) is not (f16, f16); the f16 pair keeps
  * graph.c's vk_attention path.
  *
- * A struct vk_kvq is per-stream state (graph.c's, made on first use): a
- * few RoPE frequency slots; the kernels are pipeline.c's. Tensors and layouts as the
+ * A struct vk_kvq is per-stream state (graph.c's, made on first use): the
+ * exact window's scratch buffer (grown on demand); the kernels are
+ * pipeline.c's. Tensors and layouts as the
  * core/backend.h ATTENTION contract: the caches are byte rows (row_stride
  * apart) holding n_head_kv encoded head vectors back to back.
  */
@@ -23,10 +24,12 @@ struct vk_kvq;
 
 /* Per-stream state on ctx (the context the kvq dispatches record on). HEARTH_ERR_NO_MEMORY. */
 hearth_status vk_kvq_create(struct vk_ctx *ctx, struct vk_kvq **out);
-/* Frees the state (it owns no device objects). NULL: nothing. */
+/* Frees the state and its scratch buffer (recorded work must have run). NULL: nothing. */
 void vk_kvq_destroy(struct vk_kvq *kq);
 /* Whether the kvq kernels take this (k_type, v_type) pair (every pair of valid types). */
 bool vk_kvq_supports(int k_type, int v_type);
+/* Whether they take the exact window (step 5) for it: every pair but f16/f16. */
+bool vk_kvq_supports_window(int k_type, int v_type);
 
 /*
  * The low-level op, on tensors already normed and RoPE'd: encodes k_new and
@@ -41,6 +44,11 @@ bool vk_kvq_supports(int k_type, int v_type);
  * centred sink key (core/backend.h ATTENTION step 3): when pos0 == 0 both are
  * written from this batch, else row 0 is read; k_new is centred in place
  * before it is encoded, and position 0 attends with row 1.
+ * kv_window W > 0 (core/backend.h ATTENTION step 5; k_type or v_type not
+ * f16): k_ring, v_ring: F16 [W][n_head_kv * head_dim] rows ring_stride
+ * words apart (one stride for both), ring_pos: I32 [W]; read for positions
+ * before pos0, then written with the batch's last min(W, n_tok) rows after
+ * the attention pass.
  */
 struct vk_kvq_args {
     struct vk_attn_args a;
@@ -50,12 +58,16 @@ struct vk_kvq_args {
     uint32_t layer;
     struct vk_view k_aux;
     uint32_t aux_stride;
+    uint32_t kv_window;
+    struct vk_view k_ring, v_ring, ring_pos;
+    uint32_t ring_stride;
 };
 hearth_status vk_attention_kvq(struct vk_kvq *kq, const struct vk_kvq_args *a);
 
 /*
  * The kvq half of an ATTENTION op (core/backend.h): checks the types,
- * head_dim, cache tensors and k_aux, and fills every field of ka but ka->a,
+ * head_dim, cache tensors, k_aux and the exact window's rings, and fills
+ * every field of ka but ka->a,
  * which graph.c's run_attention fills (with the q/k norms and RoPE it runs
  * for every cache type) before calling vk_attention_kvq. UNSUPPORTED for a
  * type or head_dim the kernels lack, INVALID_ARG for malformed tensors.

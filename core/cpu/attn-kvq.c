@@ -16,6 +16,11 @@
  * decoders with the codebook in registers in attn-kvq-avx2.c, bit-identical
  * to kv-quant.c's), f32 dot/axpy on the tiles, chunk partials merged in
  * chunk order; the scalar decoders and dot/axpy below are its fallback.
+ * With an exact window (struct cpu_kvq_exact) a token's recent positions
+ * read caller-staged f32 rows instead of the tile's decoded ones: only the
+ * row pointer changes, never the arithmetic, so W = 0 keeps its bits. The
+ * tile still decodes those rows (other tokens of the batch may need them
+ * decoded); skipping rows every token reads exactly is a possible saving.
  * The key mean / sink step (cpu_kvq_key_center) lives here too because
  * forward.c and the CPU backend must run the very same arithmetic.
  */
@@ -432,12 +437,28 @@ static void wave_items(void *arg, int64_t b, int64_t e, int tid)
             int64_t lo = a->lo[t] > c0 ? a->lo[t] : c0, hi = L->pos[t] < c1 ? L->pos[t] : c1;
             if (lo > hi)
                 continue;
+            /* positions [xlo, xhi] of this token come from the exact rows */
+            int64_t xlo = INT64_MAX, xhi = -1;
+            const struct cpu_kvq_exact *ex = L->exact_window > 0 ? &L->exact[s] : NULL;
+            const size_t xs = (size_t)L->n_head_kv * (size_t)hd;
+            const float *kxr = NULL, *vxr = NULL;
+            int64_t x0 = 0;
+            if (ex && ex->nx > 0) {
+                x0 = ex->x0;
+                xlo = L->pos[t] - (int64_t)L->exact_window + 1;
+                xlo = xlo > x0 ? xlo : x0;
+                xhi = x0 + ex->nx - 1;
+                kxr = ex->kx + (size_t)hk * (size_t)hd;
+                vxr = ex->vx + (size_t)hk * (size_t)hd;
+            }
             for (int g = 0; g < G; g++) {
                 int h = hk * G + g;
                 const float *q = a->qr + ((size_t)t * (size_t)a->cap_head + (size_t)h) * (size_t)hd;
                 float mx = -INFINITY;
                 for (int64_t p = lo; p <= hi; p++) {
-                    float v = a->dot(q, kt + (size_t)(p - c0) * (size_t)hd, hd) * L->scale;
+                    const float *kr = p >= xlo && p <= xhi ? kxr + (size_t)(p - x0) * xs
+                                                           : kt + (size_t)(p - c0) * (size_t)hd;
+                    float v = a->dot(q, kr, hd) * L->scale;
                     sc[p - lo] = v;
                     mx = v > mx ? v : mx;
                 }
@@ -450,8 +471,11 @@ static void wave_items(void *arg, int64_t b, int64_t e, int tid)
                 float *acc = part_at(a, ci, t, h, hd);
                 for (int d = 0; d < hd; d++)
                     acc[d] = 0.0f;
-                for (int64_t p = lo; p <= hi; p++)
-                    a->axpy(acc, sc[p - lo], vt + (size_t)(p - c0) * (size_t)hd, hd);
+                for (int64_t p = lo; p <= hi; p++) {
+                    const float *vr = p >= xlo && p <= xhi ? vxr + (size_t)(p - x0) * xs
+                                                           : vt + (size_t)(p - c0) * (size_t)hd;
+                    a->axpy(acc, sc[p - lo], vr, hd);
+                }
                 acc[hd] = mx;
                 acc[hd + 1] = sum;
             }

@@ -75,6 +75,19 @@ struct cpu_kvq_seq {
     const float *k_sink;
 };
 
+/*
+ * The exact rows of one group (cpu_kvq_layer.exact_window W > 0): kx, vx are
+ * [nx][n_head_kv·hd] floats, the exact K and V rows of positions [x0, x0 +
+ * nx) in the kernel's domain (rotated per KV head for a rotated type; K row
+ * 0, when in range, should be the sink). Token t reads position j from them
+ * iff j > pos[t] - W and x0 <= j < x0 + nx, else the decoded row. Kept out
+ * of struct cpu_kvq_seq so that its positional initializers stay complete.
+ */
+struct cpu_kvq_exact {
+    const float *kx, *vx;
+    int64_t x0, nx;
+};
+
 /* One layer's attention call: what cpu_kvq_attn_run reads. */
 struct cpu_kvq_layer {
     enum kvq_type kt, vt;
@@ -83,6 +96,8 @@ struct cpu_kvq_layer {
     size_t k_row, v_row;       /* bytes per cache row: n_head_kv encoded head vectors */
     float scale;               /* multiplies q·k */
     uint32_t window;           /* 0: full causal; else positions [p - window + 1, p] */
+    uint32_t exact_window;     /* W: positions (p - W, p] from exact[s]; 0: none */
+    const struct cpu_kvq_exact *exact; /* [n_seq] when exact_window > 0, else unused */
     const int32_t *pos;        /* [n_tok] position of each batch row */
     const float *q;            /* [n_tok][q_stride] floats, head h at h·hd, unrotated */
     int64_t q_stride;
@@ -164,6 +179,44 @@ void cpu_kvq_encode_rows(struct threadpool *tp, enum kvq_type kt, enum kvq_type 
  */
 void cpu_kvq_key_center(float *k, int64_t stride, const int32_t *rows, int n, bool first,
                         int kv_dim, float *mu, float *sink);
+
+/* ---- the exact window's staging (kv-window.c) ----------------------------------
+ *
+ * What forward.c and the backend's ATTENTION (backend.h step 5) both run
+ * before cpu_kvq_attn_run, so the two paths give the same bits: per group,
+ * the exact rows a token may read are staged as floats, then the batch's
+ * rows enter the ring.
+ */
+
+/* One layer's ring of one sequence (kv-cache.h xk/xv/xpos; backend.h k_ring/v_ring/ring_pos). */
+struct cpu_kvq_ring {
+    uint16_t *k, *v;           /* [w] slots of halves, slot i at i·k_stride / i·v_stride */
+    size_t k_stride, v_stride; /* halves per slot, >= n_head_kv·hd */
+    int32_t *pos;              /* [w] the position slot i holds (p % w == i), -1: none */
+    uint32_t w;                /* W >= 1 */
+};
+
+/* Rows of kx (and of vx) cpu_kvq_exact_stage fills at most for n batch rows: W - 1 + n. */
+size_t cpu_kvq_exact_rows(uint32_t w, int n);
+
+/*
+ * Stages the exact rows of group sq (its n tokens at consecutive positions
+ * [first, first + n), k/v rows k + tok[i]·kv_stride, already centred for a
+ * compressed K) for positions [x0, first + n), x0 = max(0, first - W + 1):
+ * those before first from the ring slot when its tag matches, else decoded
+ * from the cache rows sq->k / sq->v (k_row / v_row bytes each) into the
+ * attention's domain; the batch's own rows through the f16 rounding of the
+ * ring, in the domain (R·x per KV head for a rotated type). K row 0, when
+ * staged and sq->k_sink is set, is the sink (rotated for a rotated K). Then
+ * the batch's rows are in the ring: slot p % W = the f16 row, tag p, in
+ * position order (so it ends with the last min(W, n)). kx, vx:
+ * [cpu_kvq_exact_rows(W, n)][n_head_kv·hd] floats; *ex describes them.
+ */
+void cpu_kvq_exact_stage(enum kvq_type kt, enum kvq_type vt, const struct kvq_rot *rot,
+                         int n_head_kv, int hd, size_t k_row, size_t v_row,
+                         const struct cpu_kvq_seq *sq, int64_t first, const float *k,
+                         const float *v, int64_t kv_stride, const struct cpu_kvq_ring *ring,
+                         float *kx, float *vx, struct cpu_kvq_exact *ex);
 
 /* ---- internal: the AVX2 kernels (attn-kvq-avx2.c; AVX2, FMA and F16C only) ---- */
 

@@ -12,9 +12,11 @@
  * encoded head vectors) go through the same cpu/attn-kvq.h encoder and
  * batched kernel as forward.c, with the rotation rebuilt per op from
  * (head_dim, kv_seed, layer) (a few hundred ns), so tests/test-kv-cache.c
- * finds the same bits on both paths. The key mean and sink key that
- * forward.c keeps in its kv_cache live here in the stream, one pair per K
- * cache tensor (found by its address), until ATTENTION carries them.
+ * finds the same bits on both paths. The key mean and sink key come in
+ * ATTENTION's k_aux; the exact window (step 5) in its k_ring / v_ring /
+ * ring_pos, staged by cpu_kvq_exact_stage (cpu/kv-window.c), the function
+ * forward.c calls, so the scheduler on this backend gives forward.c's bits
+ * with a window too (tests/test-kv-window.c).
  *
  * Memory: buffers are calloc'd (zeroed, and a large KV cache only costs the
  * pages written); "device-local" and "pinned host" are both host RAM here,
@@ -74,6 +76,8 @@ struct cpu_stream {
     size_t kdst_cap;
     int32_t *ipos;   /* [2 n] positions of the batch rows, then the rows 0..n-1 */
     size_t ipos_cap;
+    float *xst;      /* exact window: [2][cpu_kvq_exact_rows(W, n)][Hk·D] staged K, V rows */
+    size_t xst_cap;
 };
 
 /* ---- buffers ------------------------------------------------------------ */
@@ -392,6 +396,42 @@ static hearth_status check_kvq_caches(const struct hearth_op_attention *a, int n
 }
 
 /*
+ * The ring tensors of step 5 (backend.h ATTENTION): F16 [W][>= Hk·D] K and V
+ * rows (even strides) and I32 [W] tags, one row of W or W packed rows of 1.
+ */
+static hearth_status window_ring(const struct hearth_op_attention *a, struct cpu_kvq_ring *r)
+{
+    const int64_t W = a->kv_window, KV = (int64_t)a->n_head_kv * a->head_dim;
+    const struct hearth_tensor *kr = &a->k_ring, *vr = &a->v_ring, *tp = &a->ring_pos;
+    const struct hearth_tensor *rs[2] = {kr, vr};
+    for (int i = 0; i < 2; i++) {
+        const struct hearth_tensor *t = rs[i];
+        if (!t->buf || t->type != HEARTH_DTYPE_F16 || t->ne0 < KV || t->n_rows < W ||
+            t->row_stride < (size_t)KV * 2 || t->row_stride % 2)
+            return err_set(HEARTH_ERR_INVALID_ARG,
+                           "cpu: attention: kv_window %lld needs %s_ring, F16 [%lld][%lld] "
+                           "(got %s [%lld][%lld], stride %zu)",
+                           (long long)W, i ? "v" : "k", (long long)W, (long long)KV,
+                           t->buf ? hearth_dtype_name(t->type) : "absent", (long long)t->n_rows,
+                           (long long)t->ne0, t->row_stride);
+    }
+    const bool one_row = tp->ne0 >= W && tp->n_rows >= 1;
+    const bool column = tp->ne0 == 1 && tp->n_rows >= W && tp->row_stride == sizeof(int32_t);
+    if (!tp->buf || tp->type != HEARTH_DTYPE_I32 || !(one_row || column))
+        return err_set(HEARTH_ERR_INVALID_ARG,
+                       "cpu: attention: kv_window %lld needs ring_pos, I32 [%lld] (got %s "
+                       "[%lld][%lld])",
+                       (long long)W, (long long)W,
+                       tp->buf ? hearth_dtype_name(tp->type) : "absent", (long long)tp->n_rows,
+                       (long long)tp->ne0);
+    *r = (struct cpu_kvq_ring){.k = (uint16_t *)(void *)trow(kr, 0),
+                               .v = (uint16_t *)(void *)trow(vr, 0),
+                               .k_stride = kr->row_stride / 2, .v_stride = vr->row_stride / 2,
+                               .pos = (int32_t *)(void *)trow(tp, 0), .w = a->kv_window};
+    return HEARTH_OK;
+}
+
+/*
  * Steps 3-4 of ATTENTION over compressed caches: encode the n new rows (q, k,
  * v already normed and rotated; destination rows in cs->kdst), then the
  * batched kernel of attn-kvq.h, the one forward.c runs.
@@ -419,6 +459,14 @@ static hearth_status attn_kvq(struct cpu_stream *cs, const struct hearth_op_atte
     if ((st = cpu_kvq_attn_reserve(cs->kva, n, a->n_head, a->head_dim)) != HEARTH_OK)
         return st;
     const struct kvq_rot *r = rotated ? &rot : NULL;
+    struct cpu_kvq_ring ring = {0};
+    const size_t xrows = cpu_kvq_exact_rows(a->kv_window, n);
+    const size_t xfl = xrows * (size_t)a->n_head_kv * (size_t)a->head_dim;
+    if (a->kv_window > 0 &&
+        ((st = window_ring(a, &ring)) != HEARTH_OK ||
+         (st = grow((void **)&cs->xst, &cs->xst_cap, 2 * xfl * sizeof *cs->xst,
+                    "exact window")) != HEARTH_OK))
+        return st;
     for (int t = 0; t < n; t++) {
         cs->ipos[t] = (int32_t)(a->pos0 + t);
         cs->ipos[n + t] = t;
@@ -440,11 +488,17 @@ static hearth_status attn_kvq(struct cpu_stream *cs, const struct hearth_op_atte
                         frow(&a->v, 0), ks, cs->kdst, cs->kdst + n);
     struct cpu_kvq_seq seq = {.k = trow(&a->k_cache, 0), .v = trow(&a->v_cache, 0),
                               .tok = cs->ipos + n, .n = n, .k_sink = sink};
+    struct cpu_kvq_exact ex = {0};
+    if (a->kv_window > 0)
+        cpu_kvq_exact_stage(kt, vt, r, a->n_head_kv, a->head_dim, a->k_cache.row_stride,
+                            a->v_cache.row_stride, &seq, a->pos0, frow(&a->k, 0), frow(&a->v, 0),
+                            ks, &ring, cs->xst, cs->xst + xfl, &ex);
     struct cpu_kvq_layer L = {
         .kt = kt, .vt = vt, .rot = r, .n_head = a->n_head, .n_head_kv = a->n_head_kv,
         .hd = a->head_dim, .k_row = a->k_cache.row_stride, .v_row = a->v_cache.row_stride,
-        .scale = a->scale, .window = a->window, .pos = cs->ipos, .q = frow(&a->q, 0),
-        .q_stride = qs, .out = frow(&a->out, 0), .out_stride = os, .seq = &seq, .n_seq = 1};
+        .scale = a->scale, .window = a->window, .exact_window = a->kv_window, .exact = &ex,
+        .pos = cs->ipos, .q = frow(&a->q, 0), .q_stride = qs, .out = frow(&a->out, 0),
+        .out_stride = os, .seq = &seq, .n_seq = 1};
     cpu_kvq_attn_run(cs->kva, d->tp, &L);
     return HEARTH_OK;
 }
@@ -625,6 +679,7 @@ static void cstream_destroy(struct hearth_stream *s)
     free(cs->rope);
     free(cs->kdst);
     free(cs->ipos);
+    free(cs->xst);
     cpu_kvq_attn_destroy(cs->kva);
     free(cs);
 }
@@ -725,6 +780,12 @@ static bool cdev_supports_kv(struct hearth_device *dev, int k_type, int v_type)
     return (unsigned)k_type < KVQ_TYPE_COUNT && (unsigned)v_type < KVQ_TYPE_COUNT;
 }
 
+/* Step 5 runs in attn_kvq for every pair attn_kvq takes (f16/f16 needs no window). */
+static bool cdev_supports_kv_window(struct hearth_device *dev, int k_type, int v_type)
+{
+    return cdev_supports_kv(dev, k_type, v_type);
+}
+
 static struct hearth_buffer_type *cdev_buft(struct hearth_device *dev)
 {
     return &((struct cpu_dev *)dev->ctx)->buft;
@@ -759,6 +820,7 @@ static const struct hearth_device_ops cdev_ops = {
     .stream_create = cdev_stream_create,
     .measure_bandwidth = cdev_bandwidth,
     .supports_kv = cdev_supports_kv,
+    .supports_kv_window = cdev_supports_kv_window,
 };
 
 hearth_status cpu_backend_device_create(const struct cpu_backend_params *p,

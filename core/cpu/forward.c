@@ -23,6 +23,11 @@
  * (attn-kvq.h cpu_kvq_key_center): the batch that writes a cache's position
  * 0 fixes them from its own keys, so that independence holds whenever the
  * first batch has >= CPU_KVQ_MEAN_N tokens (or the same count either way).
+ * An exact window W (forward_params.kv_window)
+ * makes a query at position t read positions j > t - W from f16 copies
+ * (kv-cache.h's ring; the batch's own rows rounded the same way), so the
+ * split independence holds with it too: whether j is exact depends only on
+ * j and t, never on which batch brought j.
  *
  * Per layer (facts sheet §4.6, §8.5):
  *   a = rmsnorm(x) ⊙ attn_norm; q,k,v = W a (+ bias); gemma3: per-head
@@ -59,6 +64,7 @@
 #include "f16.h"
 #include "kv-cache.h"
 #include "quant.h"
+#include "seq-batch.h"
 #include "threadpool.h"
 
 struct forward_ctx {
@@ -79,6 +85,15 @@ struct forward_ctx {
     struct cpu_kvq_seq *grp;     /* [n_batch] their tokens, per layer their rows */
     int32_t *grp_tok;            /* [n_batch] batch rows grouped by cache */
     int n_grp;
+    /*
+     * exact window (forward_params.kv_window, kv-cache.h): xw = W, 0 none;
+     * xst_k, xst_v: [xst_rows][kv_dim] floats, per layer and batch the exact
+     * rows each group reads (grp_x), groups back to back
+     */
+    uint32_t xw;
+    float *xst_k, *xst_v;
+    size_t xst_rows;
+    struct cpu_kvq_exact *grp_x; /* [n_batch] the exact rows of each group */
     struct cpu_matmul_kernels kern[HEARTH_DTYPE_COUNT]; /* valid where kern_ok */
     bool kern_ok[HEARTH_DTYPE_COUNT];
 
@@ -167,6 +182,16 @@ static float *alloc_f(size_t n, hearth_status *st)
     return p;
 }
 
+/* The exact window: at most n_ctx (a larger window is the whole context). */
+static hearth_status exact_window_choose(int param, uint32_t n_ctx, uint32_t *out)
+{
+    if (param < 0 || param > (1 << 24))
+        return err_set(HEARTH_ERR_INVALID_ARG, "forward: kv_window %d, expected [0, 2^24]",
+                       param);
+    *out = (uint32_t)param < n_ctx ? (uint32_t)param : n_ctx;
+    return HEARTH_OK;
+}
+
 hearth_status forward_create(const struct model *m, const struct forward_params *params,
                              struct forward_ctx **out)
 {
@@ -228,10 +253,18 @@ hearth_status forward_create_multi(const struct model *m, const struct forward_p
     c->kt = (enum kvq_type)p.kv_type_k;
     c->vt = (enum kvq_type)p.kv_type_v;
     c->kvq = c->kt != KVQ_F16 || c->vt != KVQ_F16;
+    if (p.kv_window < 0) {
+        st = err_set(HEARTH_ERR_INVALID_ARG, "forward: kv_window %d, expected >= 0", p.kv_window);
+        goto fail;
+    }
+    if ((st = exact_window_choose(p.kv_window, n_ctx, &c->xw)) != HEARTH_OK)
+        goto fail;
+    if (!c->kvq)
+        c->xw = 0; /* an f16/f16 cache is exact everywhere */
     const struct kv_cache_params kp = {.n_layer = hp->n_layer, .n_ctx = n_ctx,
                                        .n_head_kv = hp->n_head_kv, .head_dim = hd,
                                        .k_type = c->kt, .v_type = c->vt,
-                                       .seed = model_kv_seed(m)};
+                                       .seed = model_kv_seed(m), .exact_window = c->xw};
     c->kvs = calloc((size_t)n_seq, sizeof *c->kvs);
     c->seq_next = calloc((size_t)n_seq, sizeof *c->seq_next);
     c->seq_last = calloc((size_t)n_seq, sizeof *c->seq_last);
@@ -258,6 +291,20 @@ hearth_status forward_create_multi(const struct model *m, const struct forward_p
         if (!c->kdst || !c->vdst || !c->grp_kv || !c->grp || !c->grp_tok) {
             st = err_set(HEARTH_ERR_NO_MEMORY, "forward: out of memory for the KV batch tables");
             goto fail;
+        }
+        if (c->xw > 0) {
+            /* each group: W - 1 rows before its first token, plus its own tokens */
+            size_t n_grp_max = (size_t)(n_seq < p.n_batch ? n_seq : p.n_batch);
+            c->xst_rows = n_grp_max * (c->xw - 1) + (size_t)p.n_batch;
+            c->xst_k = malloc(c->xst_rows * kv_dim * sizeof *c->xst_k);
+            c->xst_v = malloc(c->xst_rows * kv_dim * sizeof *c->xst_v);
+            c->grp_x = calloc((size_t)p.n_batch, sizeof *c->grp_x);
+            if (!c->xst_k || !c->xst_v || !c->grp_x) {
+                st = err_set(HEARTH_ERR_NO_MEMORY,
+                             "forward: out of memory for %zu exact-window rows of %u floats",
+                             c->xst_rows, kv_dim);
+                goto fail;
+            }
         }
     }
 
@@ -306,6 +353,9 @@ void forward_destroy(struct forward_ctx *c)
     free(c->grp_kv);
     free(c->grp);
     free(c->grp_tok);
+    free(c->xst_k);
+    free(c->xst_v);
+    free(c->grp_x);
     free(c->seq_next);
     free(c->seq_last);
     free(c->bpos);
@@ -400,6 +450,33 @@ static void key_mean_apply(struct forward_ctx *c, uint32_t il)
 }
 
 /*
+ * The exact window of layer il for this batch (kv-cache.h, attn-kvq.h
+ * cpu_kvq_exact_stage, the staging the backend's ATTENTION runs too): per
+ * group, the rows of [max(0, first - W + 1), last] staged as floats in the
+ * attention's domain, groups back to back in xst_k / xst_v, then the
+ * batch's rows in the cache's ring.
+ */
+static void exact_window_apply(struct forward_ctx *c, uint32_t il, const struct kvq_rot *rot)
+{
+    const struct model_hparams *hp = &c->m->hp;
+    const int hd = (int)hp->head_dim, nkv = (int)hp->n_head_kv, KV = nkv * hd;
+    size_t off = 0;
+    for (int g = 0; g < c->n_grp; g++) {
+        const struct cpu_kvq_seq *sq = &c->grp[g];
+        struct kv_cache *kv = c->grp_kv[g];
+        const struct cpu_kvq_ring ring = {.k = kv_cache_xk(kv, il, 0), .v = kv_cache_xv(kv, il, 0),
+                                          .k_stride = (size_t)KV, .v_stride = (size_t)KV,
+                                          .pos = kv_cache_xpos(kv, il, 0), .w = c->xw};
+        HEARTH_ASSERT(off + cpu_kvq_exact_rows(c->xw, sq->n) <= c->xst_rows);
+        cpu_kvq_exact_stage(c->kt, c->vt, rot, nkv, hd, kv->k_row, kv->v_row, sq,
+                            c->bpos[sq->tok[0]], c->k, c->v, KV, &ring,
+                            c->xst_k + off * (size_t)KV, c->xst_v + off * (size_t)KV,
+                            &c->grp_x[g]);
+        off += (size_t)c->grp_x[g].nx;
+    }
+}
+
+/*
  * The new K/V rows of the batch (k, v scratch; rows kdst/vdst) encoded, then
  * attention over the compressed caches, tokens grouped by cache so each KV
  * row is decoded once per batch (attn-kvq.h).
@@ -417,14 +494,16 @@ static void attn_kvq(struct forward_ctx *c, uint32_t il, int n)
         c->grp[g].k = c->grp_kv[g]->k[il];
         c->grp[g].v = c->grp_kv[g]->v[il];
     }
+    if (c->xw > 0)
+        exact_window_apply(c, il, rot);
     const int64_t Q = (int64_t)hp->n_head * hd;
     struct cpu_kvq_layer L = {
         .kt = c->kt, .vt = c->vt, .rot = rot, .n_head = (int)hp->n_head,
         .n_head_kv = (int)hp->n_head_kv, .hd = hd, .k_row = c->kv->k_row, .v_row = c->kv->v_row,
         .scale = hp->attn_scale,
         .window = ly->is_swa && hp->sliding_window > 0 ? hp->sliding_window : 0,
-        .pos = c->bpos, .q = c->q, .q_stride = Q, .out = c->att, .out_stride = Q,
-        .seq = c->grp, .n_seq = c->n_grp};
+        .exact_window = c->xw, .exact = c->grp_x, .pos = c->bpos, .q = c->q, .q_stride = Q,
+        .out = c->att, .out_stride = Q, .seq = c->grp, .n_seq = c->n_grp};
     cpu_kvq_attn_run(c->kva, c->tp, &L);
 }
 
@@ -667,42 +746,11 @@ size_t forward_kv_bytes(const struct forward_ctx *c)
 static hearth_status check_multi(struct forward_ctx *c, const int32_t *tokens,
                                  const int32_t *seq, const int32_t *pos, int n)
 {
-    const uint32_t n_vocab = c->m->hp.n_vocab;
-    for (int s = 0; s < c->n_seq; s++) {
+    for (int s = 0; s < c->n_seq; s++)
         c->seq_next[s] = c->kvs[s]->n_used;
-        c->seq_last[s] = -1;
-    }
-    for (int t = 0; t < n; t++) {
-        if (seq[t] < 0 || seq[t] >= c->n_seq)
-            return err_set(HEARTH_ERR_INVALID_ARG,
-                           "forward_eval_multi: token %d names sequence %d, expected [0, %d)", t,
-                           seq[t], c->n_seq);
-        if (tokens[t] < 0 || (uint32_t)tokens[t] >= n_vocab)
-            return err_set(HEARTH_ERR_INVALID_ARG,
-                           "forward_eval_multi: token %d (at index %d) out of range [0, %u)",
-                           tokens[t], t, n_vocab);
-        int s = seq[t];
-        if (c->seq_last[s] >= 0) {
-            if (pos[t] != pos[c->seq_last[s]] + 1)
-                return err_set(HEARTH_ERR_INVALID_ARG,
-                               "forward_eval_multi: token %d of sequence %d is at position %d, "
-                               "expected %d (a sequence's tokens in a batch are consecutive)",
-                               t, s, pos[t], pos[c->seq_last[s]] + 1);
-        } else if (pos[t] < 0 || (uint32_t)pos[t] > c->kvs[s]->n_used) {
-            return err_set(HEARTH_ERR_INVALID_ARG,
-                           "forward_eval_multi: token %d of sequence %d at position %d, but the "
-                           "sequence holds positions [0, %u), so it must be in [0, %u]",
-                           t, s, pos[t], c->kvs[s]->n_used, c->kvs[s]->n_used);
-        }
-        if ((uint32_t)pos[t] >= c->kv->n_ctx)
-            return err_set(HEARTH_ERR_INVALID_ARG,
-                           "forward_eval_multi: token %d at position %d exceeds the context of "
-                           "%u positions",
-                           t, pos[t], c->kv->n_ctx);
-        c->seq_last[s] = t;
-        c->seq_next[s] = (uint32_t)pos[t] + 1;
-    }
-    return HEARTH_OK;
+    const struct seq_batch_limits lim = {"forward_eval_multi", c->n_seq, c->m->hp.n_vocab,
+                                         c->kv->n_ctx};
+    return seq_batch_check(&lim, tokens, seq, pos, n, c->seq_next, c->seq_last);
 }
 
 hearth_status forward_eval_multi(struct forward_ctx *c, const int32_t *tokens, const int32_t *seq,

@@ -28,6 +28,14 @@ struct forward_params {
     int isa;          /* an enum cpu_isa, or -1: cpu_isa_best() */
     int kv_type_k;    /* enum kvq_type of the cached keys (kv-quant.h); 0: f16 */
     int kv_type_v;    /* ... of the cached values */
+    /*
+     * Exact window W of a compressed cache (kv-cache.h): a query at position
+     * t reads positions j > t - W from f16 copies (a ring of W rows per
+     * layer) instead of the codes. 0: the environment variable
+     * HEARTH_KV_EXACT_WINDOW (read once per context; unset: none). Ignored
+     * for an f16/f16 cache.
+     */
+    int kv_window;
 };
 
 struct forward_ctx;

@@ -40,6 +40,12 @@ VK_PARAMS_END(vk_attn_params)
  * has_sink: 1 when K is not f16: position 0's key is the exact centred sink
  * (binding 4, floats at sink_off, KV head h at h * head_dim, unrotated; for
  * a rotated K it is rotated like the query) instead of the decoded row 0.
+ * kv_window W > 0 (core/backend.h ATTENTION step 5): for j > p - W the key
+ * and value are exact f16 rows in the attention's domain instead of the
+ * decoded ones: j >= pos0 from kv_exact's scratch (binding 6: K rows
+ * [n_tok][kv_dim] halves at word 0, V rows after them), j < pos0 from ring
+ * slot j % W when ring_pos[j % W] == j (else the decoded row); the sink
+ * still wins for K_0. Rings: F16 [W][kv_dim], rows r_stride words apart.
  */
 #if !defined(VULKAN) || defined(VK_SHADER_ATTN_KVQ)
 VK_PARAMS_BEGIN(vk_attn_kvq_params)
@@ -50,8 +56,7 @@ VK_PARAMS_BEGIN(vk_attn_kvq_params)
     uint32_t pos0;
     uint32_t window;
     float scale;
-    uint32_t k_type;
-    uint32_t v_type;
+    uint32_t types;       /* k_type | v_type << 8 | has_sink << 16 (128 bytes of push constants) */
     uint32_t q_off;       /* floats */
     uint32_t q_stride;
     uint32_t o_off;       /* floats */
@@ -60,10 +65,14 @@ VK_PARAMS_BEGIN(vk_attn_kvq_params)
     uint32_t v_off;
     uint32_t k_row_bytes;
     uint32_t v_row_bytes;
-    uint32_t has_sink;
     uint32_t sink_off;    /* floats: the k_aux row 1 */
     uint32_t sign[8];     /* VK_KVQ_SIGN_WORDS */
     uint32_t pos_slot;    /* 0: pos0; k > 0: step[k - 1] (binding 5, params/common.h) */
+    uint32_t kv_window;   /* W of the exact window (0: none; bindings 6-9 then unused) */
+    uint32_t kr_off;      /* uint32 words: slot 0 of k_ring (binding 7) */
+    uint32_t vr_off;      /* uint32 words: slot 0 of v_ring (binding 8) */
+    uint32_t rp_off;      /* int32 words: ring_pos[0] (binding 9) */
+    uint32_t r_stride;    /* uint32 words between ring slots (K and V alike) */
 VK_PARAMS_END(vk_attn_kvq_params)
 #endif
 #endif

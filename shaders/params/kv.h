@@ -10,7 +10,8 @@
  * VK_SHADER_KVQ_STORE or VK_SHADER_ATTN_KVQ to pick theirs; C sees every struct.
  */
 #if !defined(VULKAN) || \
-    !(defined(VK_SHADER_KVQ_STORE) || defined(VK_SHADER_ATTN_KVQ) || defined(VK_SHADER_KV_CENTER))
+    !(defined(VK_SHADER_KVQ_STORE) || defined(VK_SHADER_ATTN_KVQ) ||      \
+      defined(VK_SHADER_KV_CENTER) || defined(VK_SHADER_KV_EXACT) || defined(VK_SHADER_KV_RING))
 /* cache[pos0 + t][:] = f16(src[t][:]) for K and V at once */
 VK_PARAMS_BEGIN(vk_kv_store_params)
     uint32_t n_tok;
@@ -78,6 +79,49 @@ VK_PARAMS_BEGIN(vk_kv_center_params)
     uint32_t mean_hi;
     uint32_t pos_slot;    /* 0: first as given; k > 0: first = step[k - 1] == 0 (binding 2) */
 VK_PARAMS_END(vk_kv_center_params)
+#endif
+
+/*
+ * kv_exact (ATTENTION step 5, the exact window): the batch's K (or V) rows in
+ * the attention's domain, rounded to f16: dst row t, head h = f16(R x) for a
+ * rotated type, f16(x) otherwise, x = src[t][h * head_dim ..] (for K the
+ * centred key kv_center left in place). One workgroup per (KV head, token).
+ * dst: [n_tok][n_head_kv * head_dim] halves packed two per uint32 word
+ * (head_dim even), at word dst_off. sign: as vk_kvq_store_params.
+ */
+#if !defined(VULKAN) || defined(VK_SHADER_KV_EXACT)
+VK_PARAMS_BEGIN(vk_kv_exact_params)
+    uint32_t n_tok;
+    uint32_t n_head_kv;
+    uint32_t head_dim;
+    uint32_t type;
+    uint32_t src_off;     /* floats: src [n_tok][src_stride] */
+    uint32_t src_stride;
+    uint32_t dst_off;     /* uint32 words */
+    uint32_t sign[8];     /* VK_KVQ_SIGN_WORDS */
+VK_PARAMS_END(vk_kv_exact_params)
+#endif
+
+/*
+ * kv_ring: after the attention pass, the batch's exact rows (kv_exact's
+ * scratch: K rows [n_tok][kv_dim] halves at word 0, V rows right after) enter
+ * the layer's ring: for the last min(kv_window, n_tok) tokens t, slot
+ * (pos0 + t) % kv_window of k_ring / v_ring (F16 [kv_window][kv_dim], rows
+ * r_stride words apart) = row t and ring_pos[slot] = pos0 + t. Those slots are distinct, so
+ * invocations never race. One invocation per (word of a row, token).
+ */
+#if !defined(VULKAN) || defined(VK_SHADER_KV_RING)
+VK_PARAMS_BEGIN(vk_kv_ring_params)
+    uint32_t n_tok;
+    uint32_t kv_dim;
+    uint32_t pos0;
+    uint32_t kv_window;
+    uint32_t kr_off;      /* uint32 words: slot 0 of k_ring */
+    uint32_t vr_off;      /* uint32 words: slot 0 of v_ring */
+    uint32_t rp_off;      /* int32 words: ring_pos[0] */
+    uint32_t pos_slot;    /* 0: pos0; k > 0: step[k - 1] (binding 4, params/common.h) */
+    uint32_t r_stride;    /* uint32 words between ring slots */
+VK_PARAMS_END(vk_kv_ring_params)
 #endif
 
 #endif

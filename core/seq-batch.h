@@ -1,0 +1,35 @@
+/*
+ * seq-batch (seq_ prefix): the validation of a batch of tokens from several
+ * sequences, shared by forward_eval_multi (cpu/forward.c) and
+ * sched_eval_multi (sched-exec.c), whose contract is the same: token t
+ * belongs to sequence seq[t] at position pos[t]; a sequence's first token in
+ * the batch is at most the positions it holds (smaller rewinds it), its
+ * later ones follow at consecutive positions, all below n_ctx. One function,
+ * so the two paths cannot drift apart in what they accept or in how they say
+ * what is wrong.
+ */
+#ifndef HEARTH_SEQ_BATCH_H
+#define HEARTH_SEQ_BATCH_H
+
+#include <stdint.h>
+
+#include "hearth.h"
+
+struct seq_batch_limits {
+    const char *who; /* the caller's name for messages ("sched_eval_multi") */
+    int n_seq;
+    uint32_t n_vocab, n_ctx;
+};
+
+/*
+ * Checks tokens/seq/pos[0..n). next: [n_seq], in: the positions each
+ * sequence holds; out: where each ends after the batch. last: [n_seq]
+ * scratch (index of the sequence's latest token). INVALID_ARG names the
+ * token index and what was expected; next is then partly updated (callers
+ * commit it only on success).
+ */
+hearth_status seq_batch_check(const struct seq_batch_limits *lim, const int32_t *tokens,
+                              const int32_t *seq, const int32_t *pos, int n, uint32_t *next,
+                              int32_t *last);
+
+#endif
