@@ -57,6 +57,24 @@ on_gpu = sum(x["bytes"] for x in t if x["resident"] == "cuda0")
 assert abs(on_gpu - g["weights_bytes"]) < 256 * 723, (on_gpu, g["weights_bytes"])
 PY
 
+# --kv-window: the exact ring is charged to the KV of every layer where its attention runs
+# (plan_kv_window_bytes: f16 K and V rows of 128 positions and an int32 tag each, per layer)
+for w in 0 128; do
+    "$bin" plan "$tmp/70b.gguf" "${devs[@]}" --kv-type rot4 --kv-window "$w" -c 4096 --json \
+        > "$tmp/win$w.json" || fail "plan --kv-window $w exit $?"
+done
+python3 - "$tmp/win0.json" "$tmp/win128.json" <<'PY' || fail "plan --kv-window content"
+import json, sys
+a, b = (json.load(open(f)) for f in sys.argv[1:3])
+assert a["options"]["kv_window"] == 0 and b["options"]["kv_window"] == 128, b["options"]
+kv = lambda d: sum(x["kv_bytes"] for x in d["devices"])
+ring = 128 * 8 * (128 + 128) * 2 + 128 * 4  # llama3-70b: 8 KV heads of 128
+ring = (ring + 255) // 256 * 256
+assert kv(b) - kv(a) == 80 * ring, (kv(b) - kv(a), 80 * ring)
+PY
+"$bin" plan "$tmp/70b.gguf" "${devs[@]}" --kv-type rot4 --kv-window 128 -c 4096 | \
+    grep -q '^context 4096 x 1 sequence, KV rot4, exact window 128 ' || fail "window in the summary"
+
 # compare-quants: 10 schemes with quant-mix's sizes (facts sheet 7.7)
 "$bin" plan "$tmp/70b.gguf" "${devs[@]}" --compare-quants --json > "$tmp/cmp.json" \
     || fail "compare --json exit $?"

@@ -229,6 +229,14 @@ static const char *resident_name(const struct plan *p, int d)
     return d == PLAN_HOST ? "host" : p->devs.dev[d].name;
 }
 
+/* The exact KV window the plan counts: 0 without one or for an f16/f16 cache (plan-kv.c). */
+static uint32_t plan_window(const struct plan *p)
+{
+    if (p->opts.kv_type_k == KVQ_F16 && p->opts.kv_type_v == KVQ_F16)
+        return 0;
+    return p->opts.kv_window < p->opts.n_ctx ? p->opts.kv_window : p->opts.n_ctx;
+}
+
 static void print_json(const struct plan_model *m, const struct plan *p)
 {
     printf("{\n  \"model\": {\"name\": ");
@@ -239,10 +247,11 @@ static void print_json(const struct plan_model *m, const struct plan *p)
            m->arch.n_layer, m->n_tensors, (unsigned long long)plan_model_bytes(m),
            (unsigned long long)plan_model_params(m));
     printf("  \"options\": {\"n_ctx\": %u, \"n_parallel\": %u, \"kv_type_k\": \"%s\", "
-           "\"kv_type_v\": \"%s\", \"n_batch\": %u, \"n_prompt\": %u, \"n_gpu_layers\": %d},\n",
+           "\"kv_type_v\": \"%s\", \"kv_window\": %u, \"n_batch\": %u, \"n_prompt\": %u, "
+           "\"n_gpu_layers\": %d},\n",
            p->opts.n_ctx, p->opts.n_parallel, kvq_type_name((enum kvq_type)p->opts.kv_type_k),
-           kvq_type_name((enum kvq_type)p->opts.kv_type_v), p->opts.n_batch, p->opts.n_prompt,
-           p->opts.n_gpu_layers);
+           kvq_type_name((enum kvq_type)p->opts.kv_type_v), plan_window(p), p->opts.n_batch,
+           p->opts.n_prompt, p->opts.n_gpu_layers);
     printf("  \"devices\": [\n");
     for (int d = 0; d < p->devs.n; d++) {
         const struct plan_device *dv = &p->devs.dev[d];
@@ -339,8 +348,11 @@ static void print_text(const struct plan_model *m, const struct plan *p, bool ve
         kv_all += p->layers[l].kv_bytes;
     char kvt[32];
     kvq_pair_name(p->opts.kv_type_k, p->opts.kv_type_v, kvt, sizeof kvt);
-    printf("context %u x %u sequence%s, KV %s (%.2f GiB), batch %u\n\n", p->opts.n_ctx,
-           p->opts.n_parallel, p->opts.n_parallel == 1 ? "" : "s", kvt, gib(kv_all),
+    char win[48] = "";
+    if (plan_window(p) > 0)
+        snprintf(win, sizeof win, ", exact window %u", plan_window(p));
+    printf("context %u x %u sequence%s, KV %s%s (%.2f GiB), batch %u\n\n", p->opts.n_ctx,
+           p->opts.n_parallel, p->opts.n_parallel == 1 ? "" : "s", kvt, win, gib(kv_all),
            p->opts.n_batch);
     printf("%-9s %10s %10s %9s %9s %9s %9s %9s %10s  %s\n", "device", "weights", "KV",
            "scratch", "staging", "stream", "reserve", "total", "budget", "bandwidth");
