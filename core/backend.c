@@ -77,6 +77,34 @@ bool backend_device_supports_kv(struct hearth_device *dev, int k_type, int v_typ
     return k_type == 0 && v_type == 0;
 }
 
+hearth_status backend_check_kv_ring(const struct hearth_op_attention *a, const char *who)
+{
+    const int64_t W = a->kv_window, KV = (int64_t)a->n_head_kv * a->head_dim;
+    const struct hearth_tensor *rs[2] = {&a->k_ring, &a->v_ring};
+    for (int i = 0; i < 2; i++) {
+        const struct hearth_tensor *t = rs[i];
+        if (!t->buf || t->type != HEARTH_DTYPE_F16 || t->ne0 < KV || t->n_rows < W ||
+            t->row_stride < (size_t)KV * 2 || t->row_stride % 2)
+            return err_set(HEARTH_ERR_INVALID_ARG,
+                           "%s: attention: kv_window %lld needs %s_ring, F16 [%lld][%lld] with "
+                           "an even row stride (got %s [%lld][%lld], stride %zu)",
+                           who, (long long)W, i ? "v" : "k", (long long)W, (long long)KV,
+                           t->buf ? hearth_dtype_name(t->type) : "absent", (long long)t->n_rows,
+                           (long long)t->ne0, t->row_stride);
+    }
+    const struct hearth_tensor *tp = &a->ring_pos;
+    const bool one_row = tp->ne0 >= W && tp->n_rows >= 1;
+    const bool column = tp->ne0 == 1 && tp->n_rows >= W && tp->row_stride == sizeof(int32_t);
+    if (!tp->buf || tp->type != HEARTH_DTYPE_I32 || !(one_row || column))
+        return err_set(HEARTH_ERR_INVALID_ARG,
+                       "%s: attention: kv_window %lld needs ring_pos, I32 [%lld] (got %s "
+                       "[%lld][%lld])",
+                       who, (long long)W, (long long)W,
+                       tp->buf ? hearth_dtype_name(tp->type) : "absent", (long long)tp->n_rows,
+                       (long long)tp->ne0);
+    return HEARTH_OK;
+}
+
 bool backend_device_supports_kv_window(struct hearth_device *dev, int k_type, int v_type)
 {
     if (!dev || !backend_device_supports_kv(dev, k_type, v_type))

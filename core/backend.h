@@ -447,6 +447,13 @@ bool backend_device_supports_op(struct hearth_device *dev, enum hearth_op_kind o
 bool backend_device_supports_kv(struct hearth_device *dev, int k_type, int v_type);
 /* ATTENTION's exact window (step 5) for these kvq types (default: no). */
 bool backend_device_supports_kv_window(struct hearth_device *dev, int k_type, int v_type);
+/*
+ * The ring tensors of ATTENTION step 5 against the contract (kv_window > 0):
+ * k_ring, v_ring F16 [>= W][>= Hk*D] with even row strides, ring_pos I32 as
+ * one row of >= W or W contiguous rows of one. INVALID_ARG names who ("cpu"),
+ * the tensor and what it got. Backends add their own layout limits after it.
+ */
+hearth_status backend_check_kv_ring(const struct hearth_op_attention *a, const char *who);
 struct hearth_buffer_type *backend_device_buffer_type(struct hearth_device *dev);
 struct hearth_buffer_type *backend_device_host_buffer_type(struct hearth_device *dev);
 hearth_status backend_device_measure_bandwidth(struct hearth_device *dev, double *gbps);

@@ -335,35 +335,22 @@ done:
 static hearth_status kvq_window_args(struct cu_stream *cs, const struct hearth_op_attention *a,
                                      struct cuda_kvq_args *ka)
 {
-    const int64_t W = a->kv_window, KV = (int64_t)a->n_head_kv * a->head_dim;
     const struct hearth_tensor *kr = &a->k_ring, *vr = &a->v_ring, *tp = &a->ring_pos;
-    const struct hearth_tensor *rs[2] = {kr, vr};
-    for (int i = 0; i < 2; i++) {
-        const struct hearth_tensor *t = rs[i];
-        if (!t->buf || t->type != HEARTH_DTYPE_F16 || t->ne0 < KV || t->n_rows < W ||
-            t->row_stride < (size_t)KV * 2 || t->row_stride % 2 || t->offset % 2 ||
-            t->row_stride != kr->row_stride)
-            return err_set(HEARTH_ERR_INVALID_ARG,
-                           "cuda: attention: kv_window %lld needs %s_ring, F16 [%lld][%lld] at "
-                           "an even offset, one even stride for K and V (got %s [%lld][%lld], "
-                           "stride %zu)", (long long)W, i ? "v" : "k", (long long)W,
-                           (long long)KV, t->buf ? hearth_dtype_name(t->type) : "absent",
-                           (long long)t->n_rows, (long long)t->ne0, t->row_stride);
-    }
-    const bool one_row = tp->ne0 >= W && tp->n_rows >= 1;
-    const bool column = tp->ne0 == 1 && tp->n_rows >= W && tp->row_stride == sizeof(int32_t);
-    if (!tp->buf || tp->type != HEARTH_DTYPE_I32 || !(one_row || column) || tp->offset % 4)
+    hearth_status st = backend_check_kv_ring(a, "cuda");
+    if (st != HEARTH_OK)
+        return st;
+    /* the kernels address both rings with one stride, in whole halves and int32 tags */
+    if (kr->offset % 2 || vr->offset % 2 || vr->row_stride != kr->row_stride || tp->offset % 4)
         return err_set(HEARTH_ERR_INVALID_ARG,
-                       "cuda: attention: kv_window %lld needs ring_pos, I32 [%lld] (got %s "
-                       "[%lld][%lld])", (long long)W, (long long)W,
-                       tp->buf ? hearth_dtype_name(tp->type) : "absent", (long long)tp->n_rows,
-                       (long long)tp->ne0);
+                       "cuda: attention: kv_window %u: the K and V rings need even offsets and "
+                       "one row stride (got %zu and %zu), ring_pos a 4-byte offset",
+                       a->kv_window, kr->row_stride, vr->row_stride);
     ka->kv_window = a->kv_window;
     ka->d_k_ring = (uint16_t *)tptr(kr);
     ka->d_v_ring = (uint16_t *)tptr(vr);
     ka->ring_stride = (int64_t)(kr->row_stride / 2);
     ka->d_ring_pos = (int32_t *)tptr(tp);
-    hearth_status st = grow(&cs->ws, &cs->ws_cap, cuda_kvq_window_bytes(ka));
+    st = grow(&cs->ws, &cs->ws_cap, cuda_kvq_window_bytes(ka));
     if (st != HEARTH_OK)
         return st;
     ka->d_xs = cs->ws;

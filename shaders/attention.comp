@@ -18,6 +18,7 @@ layout(binding = 1) readonly buffer KCache { uint kc[]; };
 layout(binding = 2) readonly buffer VCache { uint vc[]; };
 layout(binding = 3) writeonly buffer OBuf { float o[]; };
 layout(binding = 4) readonly buffer StepBuf { uint step[]; }; // read only when pos_slot > 0
+#include "common/step.glsl"
 
 shared float qs[VK_ATTN_MAX_HD];
 shared float sc[VK_ATTN_CHUNK];
@@ -43,9 +44,7 @@ float wg_reduce(float v, bool is_max)
 void main()
 {
     uint h = gl_WorkGroupID.x, t = gl_WorkGroupID.y, tid = gl_LocalInvocationID.x;
-    uint pos0 = pc.pos0;
-    if (pc.pos_slot != 0u) // a branch, not a select: slot 0 binds a placeholder
-        pos0 = step[pc.pos_slot - 1u];
+    uint pos0 = batch_pos0(pc.pos0, pc.pos_slot);
     uint hd = pc.head_dim, p = pos0 + t;
     uint lo = (pc.window > 0u && p + 1u > pc.window) ? p + 1u - pc.window : 0u;
     uint kvh = h / (pc.n_head / pc.n_head_kv);

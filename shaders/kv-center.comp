@@ -24,6 +24,7 @@ layout(local_size_x = VK_KV_WG) in;
 layout(binding = 0) buffer KBuf { float k[]; };
 layout(binding = 1) buffer AuxBuf { float aux[]; };
 layout(binding = 2) readonly buffer StepBuf { uint step[]; }; // read only when pos_slot > 0
+#include "common/step.glsl"
 
 void main()
 {
@@ -31,9 +32,7 @@ void main()
     if (d >= pc.kv_dim)
         return;
     // replayed decode: the batch's position comes from the step buffer, so "first" does too
-    bool first = pc.first != 0u;
-    if (pc.pos_slot != 0u) // a branch, not a select: slot 0 binds a placeholder
-        first = step[pc.pos_slot - 1u] == 0u;
+    bool first = batch_pos0(pc.first != 0u ? 0u : 1u, pc.pos_slot) == 0u;
     precise float mu = 0.0;
     if (first) {
         if (pc.mean_hi > pc.mean_lo) {

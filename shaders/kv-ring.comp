@@ -14,6 +14,7 @@ layout(binding = 1) writeonly buffer KRing { uint kr[]; };
 layout(binding = 2) writeonly buffer VRing { uint vr[]; };
 layout(binding = 3) writeonly buffer RingPos { int rpos[]; };
 layout(binding = 4) readonly buffer StepBuf { uint step[]; }; // read only when pos_slot > 0
+#include "common/step.glsl"
 
 void main()
 {
@@ -22,9 +23,7 @@ void main()
     uint t = pc.n_tok - n_last + gl_GlobalInvocationID.y;
     if (w >= nw || t >= pc.n_tok)
         return;
-    uint pos0 = pc.pos0;
-    if (pc.pos_slot != 0u) // a branch, not a select: slot 0 binds a placeholder
-        pos0 = step[pc.pos_slot - 1u];
+    uint pos0 = batch_pos0(pc.pos0, pc.pos_slot);
     uint p = pos0 + t, slot = p % pc.kv_window;
     kr[pc.kr_off + slot * pc.r_stride + w] = xs[t * nw + w];
     vr[pc.vr_off + slot * pc.r_stride + w] = xs[(pc.n_tok + t) * nw + w];

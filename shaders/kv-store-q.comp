@@ -29,6 +29,7 @@ layout(local_size_x = VK_KVQ_WG) in;
 layout(binding = 0) readonly buffer Src { float src[]; };
 layout(binding = 1) coherent buffer Cache { uint cache[]; };
 layout(binding = 2) readonly buffer StepBuf { uint step[]; }; // read only when pos_slot > 0
+#include "common/step.glsl"
 
 shared uint code[VK_KVQ_MAX_HD]; // per coordinate: f16 bits, i8 byte or level index
 shared uint scl[8];              // f16 bits of each block's or piece's scale
@@ -206,9 +207,7 @@ void main()
     barrier();
 
     uint hb = kvq_head_bytes(type, hd);
-    uint pos0 = pc.pos0;
-    if (pc.pos_slot != 0u) // a branch, not a select: slot 0 binds a placeholder
-        pos0 = step[pc.pos_slot - 1u];
+    uint pos0 = batch_pos0(pc.pos0, pc.pos_slot);
     uint base = pc.cache_off + (pos0 + t) * pc.row_bytes + h * hb;
     uint w0 = base >> 2, w1 = (base + hb - 1u) >> 2;
     for (uint w = w0 + tid; w <= w1; w += VK_KVQ_WG) {

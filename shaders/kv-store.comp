@@ -12,6 +12,7 @@ layout(binding = 1) readonly buffer VSrc { float vs[]; };
 layout(binding = 2) writeonly buffer KCache { uint kc[]; };
 layout(binding = 3) writeonly buffer VCache { uint vc[]; };
 layout(binding = 4) readonly buffer StepBuf { uint step[]; }; // read only when pos_slot > 0
+#include "common/step.glsl"
 
 void main()
 {
@@ -21,9 +22,7 @@ void main()
         return;
     uint t = idx / half_dim, i = idx % half_dim;
     uint s = t * pc.src_stride + 2u * i;
-    uint pos0 = pc.pos0;
-    if (pc.pos_slot != 0u) // a branch, not a select: slot 0 binds a placeholder
-        pos0 = step[pc.pos_slot - 1u];
+    uint pos0 = batch_pos0(pc.pos0, pc.pos_slot);
     uint dst = (pos0 + t) * half_dim + i;
     kc[pc.k_cache_off + dst] = packHalf2x16(vec2(ks[pc.k_src_off + s], ks[pc.k_src_off + s + 1u]));
     vc[pc.v_cache_off + dst] = packHalf2x16(vec2(vs[pc.v_src_off + s], vs[pc.v_src_off + s + 1u]));

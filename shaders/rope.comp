@@ -11,6 +11,7 @@ layout(local_size_x = VK_ROPE_WG) in;
 layout(binding = 0) buffer XBuf { float x[]; };
 layout(binding = 1) readonly buffer FBuf { float inv_freq[]; };
 layout(binding = 2) readonly buffer StepBuf { uint step[]; }; // read only when pos_slot > 0
+#include "common/step.glsl"
 
 void main()
 {
@@ -20,9 +21,7 @@ void main()
     if (idx >= pc.n_tok * per_tok)
         return;
     uint t = idx / per_tok, rem = idx % per_tok, h = rem / half_rot, k = rem % half_rot;
-    uint pos0 = pc.pos0;
-    if (pc.pos_slot != 0u) // a branch, not a select: slot 0 binds a placeholder
-        pos0 = step[pc.pos_slot - 1u];
+    uint pos0 = batch_pos0(pc.pos0, pc.pos_slot);
     float th = float(pos0 + t) * inv_freq[pc.f_off + k];
     float c = cos(th), s = sin(th);
     uint b = pc.x_off + t * pc.x_stride + h * pc.head_dim;

@@ -23,6 +23,7 @@
 #include "backend.h"
 #include "cpu/ops.h"
 #include "f16.h"
+#include "fixtures.h"
 #include "quant.h"
 #include "test.h"
 #include "threadpool.h"
@@ -32,14 +33,6 @@ struct bag {
     struct hearth_buffer *b[64];
     int n;
 };
-
-static struct hearth_device *open_cpu(const char *name, int n_threads)
-{
-    struct cpu_backend_params p = {.n_threads = n_threads, .isa = -1, .name = name};
-    struct hearth_device *d = NULL;
-    CHECK_OK(cpu_backend_device_create(&p, &d));
-    return d;
-}
 
 static void done(struct bag *g)
 {
@@ -121,7 +114,7 @@ static bool run1(struct hearth_stream *s, const struct hearth_op *op)
 
 TEST(rowwise_ops_bit_exact)
 {
-    struct hearth_device *dev = open_cpu(NULL, 2);
+    struct hearth_device *dev = fixture_cpu_device(NULL, 2);
     REQUIRE(dev);
     struct hearth_stream *s = NULL;
     CHECK_OK(backend_stream_create(dev, &s));
@@ -212,7 +205,7 @@ TEST(rowwise_ops_bit_exact)
 /* MATMUL (shared-activation triple with biases, mixed formats, strided y) and LOGITS. */
 TEST(matmul_and_logits_bit_exact)
 {
-    struct hearth_device *dev = open_cpu(NULL, 2);
+    struct hearth_device *dev = fixture_cpu_device(NULL, 2);
     REQUIRE(dev);
     struct hearth_stream *s = NULL;
     struct threadpool *tp = NULL;
@@ -313,7 +306,7 @@ TEST(matmul_and_logits_bit_exact)
  */
 static void attention_case(enum hearth_rope_mode mode, uint32_t window, bool qk_norm, int n_thr)
 {
-    struct hearth_device *dev = open_cpu(NULL, n_thr);
+    struct hearth_device *dev = fixture_cpu_device(NULL, n_thr);
     REQUIRE(dev);
     struct hearth_stream *s = NULL;
     CHECK_OK(backend_stream_create(dev, &s));
@@ -412,7 +405,7 @@ TEST(attention_bit_exact)
 
 TEST(buffers_set_get_clear_copy)
 {
-    struct hearth_device *dev = open_cpu("cpu-x", 1);
+    struct hearth_device *dev = fixture_cpu_device("cpu-x", 1);
     REQUIRE(dev);
     struct hearth_buffer_type *bt = backend_device_buffer_type(dev);
     struct hearth_buffer *a = NULL, *b = NULL;
@@ -467,7 +460,7 @@ TEST(buffers_set_get_clear_copy)
 
 TEST(buffer_types_and_props)
 {
-    struct hearth_device *dev = open_cpu("cpu-y", 1);
+    struct hearth_device *dev = fixture_cpu_device("cpu-y", 1);
     REQUIRE(dev);
     struct hearth_buffer_type *bt = backend_device_buffer_type(dev);
     struct hearth_buffer_type *ht = backend_device_host_buffer_type(dev);
@@ -532,7 +525,7 @@ TEST(optional_members_default)
 
 TEST(op_validation)
 {
-    struct hearth_device *d1 = open_cpu("cpu-a", 1), *d2 = open_cpu("cpu-b", 1);
+    struct hearth_device *d1 = fixture_cpu_device("cpu-a", 1), *d2 = fixture_cpu_device("cpu-b", 1);
     REQUIRE(d1 && d2);
     struct hearth_stream *s = NULL;
     CHECK_OK(backend_stream_create(d1, &s));
@@ -610,7 +603,7 @@ fail:
 
 TEST(injected_allocation_failure)
 {
-    struct hearth_device *dev = open_cpu(NULL, 1);
+    struct hearth_device *dev = fixture_cpu_device(NULL, 1);
     REQUIRE(dev);
     for (int n = 1; n <= 3; n++) {
         struct hook_state h = {0, n, n == 2 ? HEARTH_ERR_NO_MEMORY : HEARTH_ERR_DEVICE_OOM};

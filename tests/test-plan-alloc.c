@@ -41,6 +41,7 @@
 #include "backend.h"
 #include "bandwidth.h"
 #include "engine.h"
+#include "fixtures.h"
 #include "kv-quant.h"
 #include "model.h"
 #include "plan.h"
@@ -92,14 +93,6 @@ static void count_init(struct count_state *c, struct hearth_device **devs)
         c->host_bt[i] = backend_device_host_buffer_type(devs[i]);
     }
     c->n_dev = N_DEV_MAX;
-}
-
-static struct hearth_device *open_cpu(const char *name)
-{
-    struct cpu_backend_params p = {.n_threads = 1, .isa = -1, .name = name};
-    struct hearth_device *d = NULL;
-    CHECK_OK(cpu_backend_device_create(&p, &d));
-    return d;
 }
 
 /* The host plus one "GPU" description of device dev named name with the given budget. */
@@ -199,21 +192,11 @@ static void check_load(const struct model *m, struct hearth_device **devs, const
     plan_free(&plan);
 }
 
-static struct model *load_smollm2(void)
-{
-    const char *path = test_model_path(TEST_SMOLLM2);
-    if (!path)
-        return NULL;
-    struct model *m = NULL;
-    CHECK_OK(model_load(path, &m));
-    return m;
-}
-
 TEST(cpu_pair_allocates_the_plan)
 {
-    struct model *m = load_smollm2();
+    struct model *m = fixture_model(TEST_SMOLLM2);
     REQUIRE(m);
-    struct hearth_device *devs[2] = {open_cpu("cpu"), open_cpu("cpu-b")};
+    struct hearth_device *devs[2] = {fixture_cpu_device("cpu", 1), fixture_cpu_device("cpu-b", 1)};
     REQUIRE(devs[0] && devs[1]);
     const int L = (int)m->hp.n_layer;
     const int kvs[2] = {KVQ_F16, KVQ_Q8_0};
@@ -238,9 +221,9 @@ TEST(cpu_pair_allocates_the_plan)
 
 TEST(window_allocates_the_plan)
 {
-    struct model *m = load_smollm2();
+    struct model *m = fixture_model(TEST_SMOLLM2);
     REQUIRE(m);
-    struct hearth_device *devs[2] = {open_cpu("cpu"), open_cpu("cpu-b")};
+    struct hearth_device *devs[2] = {fixture_cpu_device("cpu", 1), fixture_cpu_device("cpu-b", 1)};
     REQUIRE(devs[0] && devs[1]);
     const int kvs[2] = {KVQ_ROT4, KVQ_Q8_0};
     const uint32_t L = m->hp.n_layer, nkv = m->hp.n_head_kv, hd = m->hp.head_dim;
@@ -274,9 +257,9 @@ TEST(window_allocates_the_plan)
 
 TEST(vulkan_allocates_the_plan)
 {
-    struct model *m = load_smollm2();
+    struct model *m = fixture_model(TEST_SMOLLM2);
     REQUIRE(m);
-    struct hearth_device *devs[2] = {open_cpu("cpu"), NULL};
+    struct hearth_device *devs[2] = {fixture_cpu_device("cpu", 1), NULL};
     REQUIRE(devs[0]);
     if (reg_device_open("vulkan0", &devs[1]) != HEARTH_OK) {
         backend_device_destroy(devs[0]);
@@ -334,9 +317,9 @@ TEST(vulkan_allocates_the_plan)
 
 TEST(replan_on_oom)
 {
-    struct model *m = load_smollm2();
+    struct model *m = fixture_model(TEST_SMOLLM2);
     REQUIRE(m);
-    struct hearth_device *devs[2] = {open_cpu("cpu"), open_cpu("cpu-b")};
+    struct hearth_device *devs[2] = {fixture_cpu_device("cpu", 1), fixture_cpu_device("cpu-b", 1)};
     REQUIRE(devs[0] && devs[1]);
     struct engine_load in;
     memset(&in, 0, sizeof in);
@@ -510,7 +493,7 @@ TEST(bandwidth_cache)
     rmdir(path);
 
     /* a real measurement of a CPU device */
-    struct hearth_device *dev = open_cpu("cpu");
+    struct hearth_device *dev = fixture_cpu_device("cpu", 1);
     REQUIRE(dev);
     CHECK_OK(bw_measure_device(dev, &e));
     CHECK(e.mem_gbps > 0.1 && e.h2d_gbps == 0.0);
@@ -583,9 +566,9 @@ static bool has_reason(const struct plan *p, const char *a, const char *b)
  */
 TEST(ffn_split_allocates_the_plan)
 {
-    struct model *m = load_smollm2();
+    struct model *m = fixture_model(TEST_SMOLLM2);
     REQUIRE(m);
-    struct hearth_device *devs[2] = {open_cpu("cpu"), open_cpu("cpu-b")};
+    struct hearth_device *devs[2] = {fixture_cpu_device("cpu", 1), fixture_cpu_device("cpu-b", 1)};
     REQUIRE(devs[0] && devs[1]);
     const uint32_t L = m->hp.n_layer, K = 20;
     struct placement *pl = NULL;
@@ -774,9 +757,9 @@ static void check_streaming(const struct model *m, struct hearth_device **devs, 
 
 TEST(streaming_allocates_the_plan)
 {
-    struct model *m = load_smollm2();
+    struct model *m = fixture_model(TEST_SMOLLM2);
     REQUIRE(m);
-    struct hearth_device *devs[2] = {open_cpu("cpu"), open_cpu("cpu-b")};
+    struct hearth_device *devs[2] = {fixture_cpu_device("cpu", 1), fixture_cpu_device("cpu-b", 1)};
     REQUIRE(devs[0] && devs[1]);
     check_streaming(m, devs, "cpu-b", PLAN_DEV_CPU, 24ull << 20, false, true);
     check_streaming(m, devs, "cpu-b", PLAN_DEV_CPU, 24ull << 20, true, true);

@@ -30,6 +30,7 @@
 #include "cpu/forward.h"
 #include "engine.h"
 #include "err.h"
+#include "fixtures.h"
 #include "generate.h"
 #include "golden.h"
 #include "kv-quant.h"
@@ -44,24 +45,6 @@
 #include "tokenizer.h"
 
 enum { N_SEQ = 3, N_CTX = 96, N_BATCH = 16, MAX_CALL = 48 };
-
-static struct model *load_smollm2(void)
-{
-    const char *path = test_model_path(TEST_SMOLLM2);
-    if (!path)
-        return NULL;
-    struct model *m = NULL;
-    CHECK_OK(model_load(path, &m));
-    return m;
-}
-
-static struct hearth_device *open_cpu(const char *name)
-{
-    struct cpu_backend_params p = {.n_threads = 2, .isa = -1, .name = name};
-    struct hearth_device *d = NULL;
-    CHECK_OK(cpu_backend_device_create(&p, &d));
-    return d;
-}
 
 static struct sched *make_sched(const struct model *m, struct hearth_device **dev, int n_seq)
 {
@@ -104,10 +87,10 @@ static int n_wanted(const struct call *c)
 
 TEST(multi_matches_forward_and_single)
 {
-    struct model *m = load_smollm2();
+    struct model *m = fixture_model(TEST_SMOLLM2);
     REQUIRE(m);
     const size_t V = m->hp.n_vocab;
-    struct hearth_device *dev = open_cpu("cpu");
+    struct hearth_device *dev = fixture_cpu_device("cpu", 2);
     struct forward_params fp = forward_params_default();
     fp.n_ctx = N_CTX;
     fp.n_threads = 2;
@@ -221,9 +204,9 @@ static void expect_error(struct sched *s, const struct call *c, const char *need
 
 TEST(multi_errors_name_the_token)
 {
-    struct model *m = load_smollm2();
+    struct model *m = fixture_model(TEST_SMOLLM2);
     REQUIRE(m);
-    struct hearth_device *dev = open_cpu("cpu");
+    struct hearth_device *dev = fixture_cpu_device("cpu", 2);
     struct sched *s = dev ? make_sched(m, &dev, N_SEQ) : NULL;
     REQUIRE(s);
     test_rng_seed(3);
@@ -270,9 +253,9 @@ TEST(multi_errors_name_the_token)
 
 TEST(plan_counts_n_seq_kv)
 {
-    struct model *m = load_smollm2();
+    struct model *m = fixture_model(TEST_SMOLLM2);
     REQUIRE(m);
-    struct hearth_device *devs[2] = {open_cpu("cpu"), open_cpu("cpu-b")};
+    struct hearth_device *devs[2] = {fixture_cpu_device("cpu", 2), fixture_cpu_device("cpu-b", 2)};
     REQUIRE(devs[0] && devs[1]);
     struct engine_load in;
     memset(&in, 0, sizeof in);
@@ -387,7 +370,7 @@ TEST(multi_on_vulkan_equals_alone)
     struct model *m = NULL;
     CHECK_OK(model_load(path, &m));
     REQUIRE(m);
-    struct hearth_device *devs[2] = {open_cpu("cpu"), gpu};
+    struct hearth_device *devs[2] = {fixture_cpu_device("cpu", 2), gpu};
     struct sched *s = devs[0] ? make_vk(m, devs, N_SEQ) : NULL;
     /* solo[q]: sequence q alone, fed each call's rows of q as one sched_eval */
     struct sched *solo[N_SEQ] = {0};

@@ -30,6 +30,7 @@
 
 #include "backend-registry.h"
 #include "backend.h"
+#include "fixtures.h"
 #include "golden.h"
 #include "model.h"
 #include "placement.h"
@@ -37,24 +38,6 @@
 #include "test.h"
 
 enum { N_PROMPT = 40, N_DECODE = 3, N_CTX = 64 };
-
-static struct hearth_device *open_cpu(const char *name)
-{
-    struct cpu_backend_params p = {.n_threads = 2, .isa = -1, .name = name};
-    struct hearth_device *d = NULL;
-    CHECK_OK(cpu_backend_device_create(&p, &d));
-    return d;
-}
-
-static struct model *load(const char *file)
-{
-    const char *path = test_model_path(file);
-    if (!path)
-        return NULL;
-    struct model *m = NULL;
-    CHECK_OK(model_load(path, &m));
-    return m;
-}
 
 static uint64_t wbytes(const struct model_weight *w)
 {
@@ -160,9 +143,9 @@ static void compare_streamed(const struct model *m, struct hearth_device **devs,
 
 TEST(cpu_pair_streams_bit_identical)
 {
-    struct model *m = load(TEST_SMOLLM2);
+    struct model *m = fixture_model(TEST_SMOLLM2);
     REQUIRE(m);
-    struct hearth_device *devs[2] = {open_cpu("cpu"), open_cpu("cpu-b")};
+    struct hearth_device *devs[2] = {fixture_cpu_device("cpu", 2), fixture_cpu_device("cpu-b", 2)};
     REQUIRE(devs[0] && devs[1]);
     struct placement *pl = NULL;
     CHECK_OK(placement_create(m->hp.n_layer, 0, &pl));
@@ -187,9 +170,9 @@ TEST(cpu_pair_streams_bit_identical)
 
 TEST(gemma3_streams_bit_identical)
 {
-    struct model *m = load(TEST_GEMMA3);
+    struct model *m = fixture_model(TEST_GEMMA3);
     REQUIRE(m);
-    struct hearth_device *devs[2] = {open_cpu("cpu"), open_cpu("cpu-b")};
+    struct hearth_device *devs[2] = {fixture_cpu_device("cpu", 2), fixture_cpu_device("cpu-b", 2)};
     REQUIRE(devs[0] && devs[1]);
     struct placement *pl = NULL;
     CHECK_OK(placement_create(m->hp.n_layer, 0, &pl));
@@ -208,9 +191,9 @@ TEST(gemma3_streams_bit_identical)
 
 TEST(bad_stream_placements)
 {
-    struct model *m = load(TEST_SMOLLM2);
+    struct model *m = fixture_model(TEST_SMOLLM2);
     REQUIRE(m);
-    struct hearth_device *devs[2] = {open_cpu("cpu"), open_cpu("cpu-b")};
+    struct hearth_device *devs[2] = {fixture_cpu_device("cpu", 2), fixture_cpu_device("cpu-b", 2)};
     REQUIRE(devs[0] && devs[1]);
     struct placement *pl = NULL;
     CHECK_OK(placement_create(m->hp.n_layer, 0, &pl));
@@ -262,8 +245,8 @@ TEST(vulkan_streamed_prefill)
     struct hearth_device *gpu = NULL;
     if (reg_device_open("vulkan0", &gpu) != HEARTH_OK)
         TEST_SKIP("no vulkan0 here: %s", hearth_last_error());
-    struct model *m = load(TEST_SMOLLM2);
-    struct hearth_device *devs[2] = {open_cpu("cpu"), gpu};
+    struct model *m = fixture_model(TEST_SMOLLM2);
+    struct hearth_device *devs[2] = {fixture_cpu_device("cpu", 2), gpu};
     /*
      * str: layer 0 on vulkan0, the FFN of layers 2-4 on the CPU streamed to
      * vulkan0 for the prompt; res: the same FFN blocks resident on vulkan0;

@@ -27,6 +27,7 @@
 #include "backend-registry.h"
 #include "backend.h"
 #include "cpu/forward.h"
+#include "fixtures.h"
 #include "golden.h"
 #include "model.h"
 #include "placement.h"
@@ -40,14 +41,6 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static struct hearth_device *open_cpu(const char *name, int n_threads)
-{
-    struct cpu_backend_params p = {.n_threads = n_threads, .isa = -1, .name = name};
-    struct hearth_device *d = NULL;
-    CHECK_OK(cpu_backend_device_create(&p, &d));
-    return d;
 }
 
 static void make_prompt(const struct model *m, int32_t *toks, int n)
@@ -145,23 +138,13 @@ static void compare(const float *ref, const float *got, size_t n, const char *wh
               diff, n, maxd);
 }
 
-static struct model *load(const char *file)
-{
-    const char *path = test_model_path(file);
-    if (!path)
-        return NULL;
-    struct model *m = NULL;
-    CHECK_OK(model_load(path, &m));
-    return m;
-}
-
 TEST(all_cpu_equals_forward)
 {
-    struct model *m = load(TEST_SMOLLM2);
+    struct model *m = fixture_model(TEST_SMOLLM2);
     REQUIRE(m);
     const size_t n = (size_t)(N_PROMPT + N_DECODE) * m->hp.n_vocab;
     float *ref = malloc(n * sizeof(float)), *got = malloc(n * sizeof(float));
-    struct hearth_device *dev = open_cpu(NULL, 2);
+    struct hearth_device *dev = fixture_cpu_device(NULL, 2);
     double t0 = now_s();
     if (ref && got && dev && run_forward(m, N_PROMPT, N_DECODE, 64, ref)) {
         uint64_t moves = 1;
@@ -184,13 +167,13 @@ TEST(all_cpu_equals_forward)
 /* Blocks alternate between two CPU devices; embedding on b, output on a. */
 static void alternating(const char *file, uint32_t swa, int n_prompt, int n_decode, int n_batch)
 {
-    struct model *m = load(file);
+    struct model *m = fixture_model(file);
     REQUIRE(m);
     if (swa)
         m->hp.sliding_window = swa;
     const size_t n = (size_t)(n_prompt + n_decode) * m->hp.n_vocab;
     float *ref = malloc(n * sizeof(float)), *got = malloc(n * sizeof(float));
-    struct hearth_device *devs[2] = {open_cpu("cpu-a", 2), open_cpu("cpu-b", 1)};
+    struct hearth_device *devs[2] = {fixture_cpu_device("cpu-a", 2), fixture_cpu_device("cpu-b", 1)};
     struct placement *pl = NULL;
     CHECK_OK(placement_create(m->hp.n_layer, 0, &pl));
     if (ref && got && devs[0] && devs[1] && pl && run_forward(m, n_prompt, n_decode, n_batch,
@@ -266,11 +249,11 @@ TEST(gpu_offload_matches_reference)
             printf("  %s: cannot open (%s)\n", info[i].name, hearth_last_error());
             continue;
         }
-        if (!m && !(m = load(TEST_SMOLLM2))) {
+        if (!m && !(m = fixture_model(TEST_SMOLLM2))) {
             backend_device_destroy(gpu);
             break;
         }
-        struct hearth_device *devs[2] = {open_cpu("cpu", 2), gpu};
+        struct hearth_device *devs[2] = {fixture_cpu_device("cpu", 2), gpu};
         struct placement *pl = NULL;
         CHECK_OK(placement_create(m->hp.n_layer, 0, &pl));
         const int ngls[2] = {4, (int)m->hp.n_layer + 1};
@@ -349,7 +332,7 @@ TEST(ngl_placement)
 
 TEST(ngl_auto_fake_budget)
 {
-    struct model *m = load(TEST_SMOLLM2);
+    struct model *m = fixture_model(TEST_SMOLLM2);
     REQUIRE(m);
     const uint32_t L = m->hp.n_layer, ctx = 4096;
     const uint64_t margin = 512ull << 20, fixed = sched_device_fixed_bytes(m, 64, false);
@@ -376,7 +359,7 @@ TEST(ngl_auto_fake_budget)
     /* a smaller context makes layers cheaper: more fit in the same budget */
     CHECK(placement_auto_ngl(m, 512, free5, margin, fixed) > 5);
     /* sched_placement_ngl with a real device: host RAM easily holds SmolLM2 */
-    struct hearth_device *dev = open_cpu("cpu-gpu", 1);
+    struct hearth_device *dev = fixture_cpu_device("cpu-gpu", 1);
     struct placement *pl = NULL;
     CHECK_OK(placement_create(L, 0, &pl));
     if (dev && pl) {
@@ -411,9 +394,9 @@ static hearth_status fail_nth(void *user, struct hearth_buffer_type *bt, size_t 
 
 TEST(oom_while_loading)
 {
-    struct model *m = load(TEST_SMOLLM2);
+    struct model *m = fixture_model(TEST_SMOLLM2);
     REQUIRE(m);
-    struct hearth_device *devs[2] = {open_cpu("cpu-a", 1), open_cpu("cpu-b", 1)};
+    struct hearth_device *devs[2] = {fixture_cpu_device("cpu-a", 1), fixture_cpu_device("cpu-b", 1)};
     struct placement *pl = NULL;
     CHECK_OK(placement_create(m->hp.n_layer, 0, &pl));
     REQUIRE(devs[0] && devs[1] && pl);
@@ -459,9 +442,9 @@ TEST(oom_while_loading)
 
 TEST(argument_errors)
 {
-    struct model *m = load(TEST_SMOLLM2);
+    struct model *m = fixture_model(TEST_SMOLLM2);
     REQUIRE(m);
-    struct hearth_device *dev = open_cpu(NULL, 1);
+    struct hearth_device *dev = fixture_cpu_device(NULL, 1);
     REQUIRE(dev);
     struct sched_params p = sched_params_default();
     p.n_ctx = 8;
@@ -508,13 +491,13 @@ TEST(argument_errors)
  */
 static void ffn_split(const char *file, uint32_t swa, int n_prompt, int n_decode, int n_batch)
 {
-    struct model *m = load(file);
+    struct model *m = fixture_model(file);
     REQUIRE(m);
     if (swa)
         m->hp.sliding_window = swa;
     const size_t n = (size_t)(n_prompt + n_decode) * m->hp.n_vocab;
     float *ref = malloc(n * sizeof(float)), *got = malloc(n * sizeof(float));
-    struct hearth_device *devs[2] = {open_cpu("cpu", 2), open_cpu("cpu-b", 1)};
+    struct hearth_device *devs[2] = {fixture_cpu_device("cpu", 2), fixture_cpu_device("cpu-b", 1)};
     struct placement *pl = NULL;
     CHECK_OK(placement_create(m->hp.n_layer, 0, &pl));
     const uint32_t L = m->hp.n_layer;

@@ -357,27 +357,23 @@ static hearth_status kq_window_from_op(const struct hearth_op_attention *at,
     ka->kv_window = W;
     if (W == 0)
         return HEARTH_OK;
-    int64_t kvd = (int64_t)at->n_head_kv * at->head_dim;
+    hearth_status st = backend_check_kv_ring(at, "vulkan");
+    if (st != HEARTH_OK)
+        return st;
     const struct hearth_tensor *r[3] = {&at->k_ring, &at->v_ring, &at->ring_pos};
     struct vk_view *out[3] = {&ka->k_ring, &ka->v_ring, &ka->ring_pos};
     for (int i = 0; i < 3; i++) {
         const struct hearth_tensor *x = r[i];
-        bool tags = i == 2;
         struct vk_buffer *b = x->buf ? vk__hearth_buffer(x->buf) : NULL;
-        /* tags: one row of >= W, or W rows of one (contiguous either way) */
-        bool ok = tags ? (x->ne0 >= (int64_t)W && x->n_rows >= 1) ||
-                             (x->ne0 == 1 && x->n_rows >= (int64_t)W && x->row_stride == 4)
-                       : x->ne0 >= kvd && x->n_rows >= (int64_t)W &&
-                             x->row_stride >= (size_t)kvd * 2 && x->row_stride % 4 == 0 &&
-                             x->row_stride == r[0]->row_stride && x->row_stride / 4 < (1u << 24);
-        if (!b || x->type != (tags ? HEARTH_DTYPE_I32 : HEARTH_DTYPE_F16) || !ok)
-            return err_set(HEARTH_ERR_INVALID_ARG, "vulkan attention: exact window %u: %s "
-                           "(dtype %d, %lld x %lld, row stride %zu): expected %s in a Vulkan "
-                           "buffer (backend.h)", W, i == 0 ? "k_ring" : i == 1 ? "v_ring" :
-                           "ring_pos", (int)x->type, (long long)x->n_rows, (long long)x->ne0,
-                           x->row_stride, tags ? "I32 [kv_window]" :
-                           "F16 [kv_window][>= n_head_kv * head_dim], one row stride for K and "
-                           "V, a multiple of 4 bytes");
+        /* the shaders read both rings in 32-bit words with one stride */
+        bool ok = i == 2 || (x->row_stride % 4 == 0 && x->row_stride == r[0]->row_stride &&
+                             x->row_stride / 4 < (1u << 24));
+        if (!b || !ok)
+            return err_set(HEARTH_ERR_INVALID_ARG,
+                           "vulkan attention: exact window %u: %s (row stride %zu) must be a "
+                           "Vulkan buffer, the K and V rings with one row stride, a multiple "
+                           "of 4 bytes",
+                           W, i == 0 ? "k_ring" : i == 1 ? "v_ring" : "ring_pos", x->row_stride);
         *out[i] = (struct vk_view){b, x->offset};
     }
     ka->ring_stride = (uint32_t)(at->k_ring.row_stride / 4);

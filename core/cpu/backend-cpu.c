@@ -401,29 +401,10 @@ static hearth_status check_kvq_caches(const struct hearth_op_attention *a, int n
  */
 static hearth_status window_ring(const struct hearth_op_attention *a, struct cpu_kvq_ring *r)
 {
-    const int64_t W = a->kv_window, KV = (int64_t)a->n_head_kv * a->head_dim;
+    hearth_status st = backend_check_kv_ring(a, "cpu");
+    if (st != HEARTH_OK)
+        return st;
     const struct hearth_tensor *kr = &a->k_ring, *vr = &a->v_ring, *tp = &a->ring_pos;
-    const struct hearth_tensor *rs[2] = {kr, vr};
-    for (int i = 0; i < 2; i++) {
-        const struct hearth_tensor *t = rs[i];
-        if (!t->buf || t->type != HEARTH_DTYPE_F16 || t->ne0 < KV || t->n_rows < W ||
-            t->row_stride < (size_t)KV * 2 || t->row_stride % 2)
-            return err_set(HEARTH_ERR_INVALID_ARG,
-                           "cpu: attention: kv_window %lld needs %s_ring, F16 [%lld][%lld] "
-                           "(got %s [%lld][%lld], stride %zu)",
-                           (long long)W, i ? "v" : "k", (long long)W, (long long)KV,
-                           t->buf ? hearth_dtype_name(t->type) : "absent", (long long)t->n_rows,
-                           (long long)t->ne0, t->row_stride);
-    }
-    const bool one_row = tp->ne0 >= W && tp->n_rows >= 1;
-    const bool column = tp->ne0 == 1 && tp->n_rows >= W && tp->row_stride == sizeof(int32_t);
-    if (!tp->buf || tp->type != HEARTH_DTYPE_I32 || !(one_row || column))
-        return err_set(HEARTH_ERR_INVALID_ARG,
-                       "cpu: attention: kv_window %lld needs ring_pos, I32 [%lld] (got %s "
-                       "[%lld][%lld])",
-                       (long long)W, (long long)W,
-                       tp->buf ? hearth_dtype_name(tp->type) : "absent", (long long)tp->n_rows,
-                       (long long)tp->ne0);
     *r = (struct cpu_kvq_ring){.k = (uint16_t *)(void *)trow(kr, 0),
                                .v = (uint16_t *)(void *)trow(vr, 0),
                                .k_stride = kr->row_stride / 2, .v_stride = vr->row_stride / 2,
