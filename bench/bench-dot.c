@@ -105,12 +105,19 @@ static void fill_weights(hearth_dtype t, uint8_t *w, size_t bytes)
     case HEARTH_DTYPE_Q2_K: offs[0] = 80; offs[1] = 82; nf = 2; break;
     case HEARTH_DTYPE_Q3_K: offs[0] = 108; break;
     case HEARTH_DTYPE_Q6_K: offs[0] = 208; break;
+    case HEARTH_DTYPE_IQ1_M: nf = 0; break; /* d: top nibbles of the u16 words at 48 */
     default: break;
     }
     uint16_t h = f32_to_f16(0.001f);
     for (size_t b = 0; b + tr->block_bytes <= bytes; b += tr->block_bytes)
         for (int f = 0; f < nf; f++)
             memcpy(w + b + offs[f], &h, 2);
+    if (t == HEARTH_DTYPE_IQ1_M)
+        for (size_t b = 0; b + tr->block_bytes <= bytes; b += tr->block_bytes)
+            for (int k = 0; k < 4; k++) {
+                uint8_t *p = w + b + 49 + 2 * k;
+                *p = (uint8_t)((*p & 15) | (((h >> (4 * k)) & 15) << 4));
+            }
 }
 
 struct job {
@@ -201,6 +208,8 @@ int main(int argc, char **argv)
         HEARTH_DTYPE_Q4_1, HEARTH_DTYPE_Q5_0, HEARTH_DTYPE_Q5_1, HEARTH_DTYPE_Q8_0,
         HEARTH_DTYPE_IQ4_NL, HEARTH_DTYPE_Q2_K, HEARTH_DTYPE_Q3_K, HEARTH_DTYPE_Q4_K,
         HEARTH_DTYPE_Q5_K, HEARTH_DTYPE_Q6_K, HEARTH_DTYPE_IQ4_XS,
+        HEARTH_DTYPE_IQ2_XXS, HEARTH_DTYPE_IQ2_XS, HEARTH_DTYPE_IQ2_S, HEARTH_DTYPE_IQ3_XXS,
+        HEARTH_DTYPE_IQ3_S, HEARTH_DTYPE_IQ1_S, HEARTH_DTYPE_IQ1_M,
     };
     static const int64_t shapes[2][2] = {{4096, 4096}, {4096, 14336}};
     enum cpu_isa isa = cpu_isa_best();

@@ -112,6 +112,54 @@ struct block_iq4_xs {
     uint8_t qs[QK_K / 2];
 };
 
+/*
+ * The lattice quants (IQ1/IQ2/IQ3, core/quant-iq2.c; grids in core/iq-grids.h).
+ * Sub-block scales s are 4-bit (IQ1: 3-bit) and give the factor 2s + 1.
+ * IQ2_XXS: per 32 elements two u32: 4 grid bytes, then 4 x 7 sign bits + s << 28.
+ */
+struct block_iq2_xxs {
+    uint16_t d;
+    uint16_t qs[QK_K / 8];
+};
+/* IQ2_XS: qs = 9-bit grid index | 7 sign bits << 9; one 4-bit scale per 16 elements. */
+struct block_iq2_xs {
+    uint16_t d;
+    uint16_t qs[QK_K / 8];
+    uint8_t scales[QK_K / 32];
+};
+/* IQ2_S: grid index = qs[g] | 2 bits of qh << 8; qs[32..63] are the sign bytes. */
+struct block_iq2_s {
+    uint16_t d;
+    uint8_t qs[QK_K / 4];
+    uint8_t qh[QK_K / 32];
+    uint8_t scales[QK_K / 32];
+};
+/* IQ3_XXS: 64 grid bytes (4-element entries), then per 32 elements a u32 as IQ2_XXS's. */
+struct block_iq3_xxs {
+    uint16_t d;
+    uint8_t qs[3 * QK_K / 8];
+};
+/* IQ3_S: 9-bit grid indexes (qh bit 8), explicit sign bits, one scale per 32 elements. */
+struct block_iq3_s {
+    uint16_t d;
+    uint8_t qs[QK_K / 4];
+    uint8_t qh[QK_K / 32];
+    uint8_t signs[QK_K / 8];
+    uint8_t scales[QK_K / 64];
+};
+/* IQ1_S: per 32 elements a u16 qh: 4 x 3 index bits, 3-bit scale << 12, delta sign << 15. */
+struct block_iq1_s {
+    uint16_t d;
+    uint8_t qs[QK_K / 8];
+    uint16_t qh[QK_K / 32];
+};
+/* IQ1_M: no d field; the f16 super-scale is the top nibbles of the 4 u16 scale words. */
+struct block_iq1_m {
+    uint8_t qs[QK_K / 8];
+    uint8_t qh[QK_K / 16];
+    uint8_t scales[QK_K / 32];
+};
+
 _Static_assert(sizeof(struct block_q4_0) == 18, "block_q4_0 size");
 _Static_assert(sizeof(struct block_q4_1) == 20, "block_q4_1 size");
 _Static_assert(sizeof(struct block_q5_0) == 22, "block_q5_0 size");
@@ -126,6 +174,32 @@ _Static_assert(sizeof(struct block_q6_k) == 210, "block_q6_k size");
 _Static_assert(sizeof(struct block_q8_k) == 292, "block_q8_k size");
 _Static_assert(sizeof(struct block_iq4_nl) == 18, "block_iq4_nl size");
 _Static_assert(sizeof(struct block_iq4_xs) == 136, "block_iq4_xs size");
+_Static_assert(sizeof(struct block_iq2_xxs) == 66, "block_iq2_xxs size");
+_Static_assert(sizeof(struct block_iq2_xs) == 74, "block_iq2_xs size");
+_Static_assert(sizeof(struct block_iq2_s) == 82, "block_iq2_s size");
+_Static_assert(sizeof(struct block_iq3_xxs) == 98, "block_iq3_xxs size");
+_Static_assert(sizeof(struct block_iq3_s) == 110, "block_iq3_s size");
+_Static_assert(sizeof(struct block_iq1_s) == 50, "block_iq1_s size");
+_Static_assert(sizeof(struct block_iq1_m) == 56, "block_iq1_m size");
+
+/*
+ * IQ1_M's f16 super-scale: nibble k of it is the top nibble of the u16 scale
+ * word k (little-endian, at byte 2k of `scales`, the 8 bytes at block offset 48).
+ */
+static inline uint16_t quant__iq1_m_d16(const uint8_t scales[8])
+{
+    return (uint16_t)((scales[1] >> 4) | (scales[3] & 0xF0) | ((scales[5] >> 4) << 8) |
+                      ((scales[7] & 0xF0) << 8));
+}
+
+static inline void quant__iq1_m_set_d16(uint8_t scales[8], uint16_t d16)
+{
+    scales[1] = (uint8_t)((scales[1] & 0x0F) | ((d16 & 0x000F) << 4));
+    scales[3] = (uint8_t)((scales[3] & 0x0F) | (d16 & 0x00F0));
+    scales[5] = (uint8_t)((scales[5] & 0x0F) | ((d16 & 0x0F00) >> 4));
+    scales[7] = (uint8_t)((scales[7] & 0x0F) | ((d16 & 0xF000) >> 8));
+}
+
 
 /* The IQ4_NL / IQ4_XS codebook (§3.14), ascending. */
 extern const int8_t quant__iq4nl_values[16];
@@ -219,5 +293,14 @@ void quant__iq4_nl_to_float(const void *src, float *dst, int64_t n);
 void quant__iq4_nl_from_float(const float *src, void *dst, int64_t n);
 void quant__iq4_xs_to_float(const void *src, float *dst, int64_t n);
 void quant__iq4_xs_from_float(const float *src, void *dst, int64_t n);
+
+/* The lattice quants: dequantization only (hearth does not quantize to them). */
+void quant__iq2_xxs_to_float(const void *src, float *dst, int64_t n);
+void quant__iq2_xs_to_float(const void *src, float *dst, int64_t n);
+void quant__iq2_s_to_float(const void *src, float *dst, int64_t n);
+void quant__iq3_xxs_to_float(const void *src, float *dst, int64_t n);
+void quant__iq3_s_to_float(const void *src, float *dst, int64_t n);
+void quant__iq1_s_to_float(const void *src, float *dst, int64_t n);
+void quant__iq1_m_to_float(const void *src, float *dst, int64_t n);
 
 #endif

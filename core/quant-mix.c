@@ -4,8 +4,10 @@
  * The rules are written as one function per tensor category, each a chain of
  * "first matching condition wins", mirroring the order of §7.4 so a reader can
  * check them line by line against the sheet. Only the mixes in mix_table exist
- * here; the IQ1/IQ2/IQ3 branches (R4, parts of R5-R8, R11) are left out because
- * those mixes need an importance matrix and grid tables hearth does not have.
+ * here. The IQ1/IQ2/IQ3 mixes follow R1, R3, R4 and the IQ lines of R5-R11; where
+ * the sheet is silent the assumption is stated at the line that makes it (IQ1
+ * default types, which mixes need an imatrix, R4 for fused QKV / KV_B, the R4
+ * ffn_down counter read as the block index).
  * Alternative rejected: a table of (category, condition, type) rows. The
  * conditions mix layer arithmetic, architecture and model labels, and a table
  * of predicates would be harder to audit than the plain chains below.
@@ -19,26 +21,42 @@
 #include "err.h"
 #include "quant.h"
 
+/* needs_imatrix: §7.2 marks IQ2_XXS/IQ2_XS required and IQ3_XXS required at the 2026 head;
+ * the sheet does not detail IQ2_S/IQ2_M/IQ1_S/IQ1_M, we assume the same for them because their
+ * default types are IQ2/IQ1 grids like IQ2_XXS's. IQ3_XS/IQ3_S/IQ3_M (IQ3_S default) assumed
+ * optional. The flag changes no rule but IQ3_XXS's (R5, R8). */
 static const struct quant_mix mix_table[] = {
-    {"ALL_F32", QUANT_FTYPE_ALL_F32, HEARTH_DTYPE_F32},
-    {"F16", QUANT_FTYPE_F16, HEARTH_DTYPE_F16},
-    {"BF16", QUANT_FTYPE_BF16, HEARTH_DTYPE_BF16},
-    {"Q4_0", QUANT_FTYPE_Q4_0, HEARTH_DTYPE_Q4_0},
-    {"Q4_1", QUANT_FTYPE_Q4_1, HEARTH_DTYPE_Q4_1},
-    {"Q5_0", QUANT_FTYPE_Q5_0, HEARTH_DTYPE_Q5_0},
-    {"Q5_1", QUANT_FTYPE_Q5_1, HEARTH_DTYPE_Q5_1},
-    {"Q8_0", QUANT_FTYPE_Q8_0, HEARTH_DTYPE_Q8_0},
-    {"Q2_K", QUANT_FTYPE_Q2_K, HEARTH_DTYPE_Q2_K},
-    {"Q3_K_S", QUANT_FTYPE_Q3_K_S, HEARTH_DTYPE_Q3_K},
-    {"Q3_K_M", QUANT_FTYPE_Q3_K_M, HEARTH_DTYPE_Q3_K},
-    {"Q3_K_L", QUANT_FTYPE_Q3_K_L, HEARTH_DTYPE_Q3_K},
-    {"Q4_K_S", QUANT_FTYPE_Q4_K_S, HEARTH_DTYPE_Q4_K},
-    {"Q4_K_M", QUANT_FTYPE_Q4_K_M, HEARTH_DTYPE_Q4_K},
-    {"Q5_K_S", QUANT_FTYPE_Q5_K_S, HEARTH_DTYPE_Q5_K},
-    {"Q5_K_M", QUANT_FTYPE_Q5_K_M, HEARTH_DTYPE_Q5_K},
-    {"Q6_K", QUANT_FTYPE_Q6_K, HEARTH_DTYPE_Q6_K},
-    {"IQ4_NL", QUANT_FTYPE_IQ4_NL, HEARTH_DTYPE_IQ4_NL},
-    {"IQ4_XS", QUANT_FTYPE_IQ4_XS, HEARTH_DTYPE_IQ4_XS},
+    {"ALL_F32", QUANT_FTYPE_ALL_F32, HEARTH_DTYPE_F32, false},
+    {"F16", QUANT_FTYPE_F16, HEARTH_DTYPE_F16, false},
+    {"BF16", QUANT_FTYPE_BF16, HEARTH_DTYPE_BF16, false},
+    {"Q4_0", QUANT_FTYPE_Q4_0, HEARTH_DTYPE_Q4_0, false},
+    {"Q4_1", QUANT_FTYPE_Q4_1, HEARTH_DTYPE_Q4_1, false},
+    {"Q5_0", QUANT_FTYPE_Q5_0, HEARTH_DTYPE_Q5_0, false},
+    {"Q5_1", QUANT_FTYPE_Q5_1, HEARTH_DTYPE_Q5_1, false},
+    {"Q8_0", QUANT_FTYPE_Q8_0, HEARTH_DTYPE_Q8_0, false},
+    {"Q2_K", QUANT_FTYPE_Q2_K, HEARTH_DTYPE_Q2_K, false},
+    {"Q3_K_S", QUANT_FTYPE_Q3_K_S, HEARTH_DTYPE_Q3_K, false},
+    {"Q3_K_M", QUANT_FTYPE_Q3_K_M, HEARTH_DTYPE_Q3_K, false},
+    {"Q3_K_L", QUANT_FTYPE_Q3_K_L, HEARTH_DTYPE_Q3_K, false},
+    {"Q4_K_S", QUANT_FTYPE_Q4_K_S, HEARTH_DTYPE_Q4_K, false},
+    {"Q4_K_M", QUANT_FTYPE_Q4_K_M, HEARTH_DTYPE_Q4_K, false},
+    {"Q5_K_S", QUANT_FTYPE_Q5_K_S, HEARTH_DTYPE_Q5_K, false},
+    {"Q5_K_M", QUANT_FTYPE_Q5_K_M, HEARTH_DTYPE_Q5_K, false},
+    {"Q6_K", QUANT_FTYPE_Q6_K, HEARTH_DTYPE_Q6_K, false},
+    {"IQ4_NL", QUANT_FTYPE_IQ4_NL, HEARTH_DTYPE_IQ4_NL, false},
+    {"IQ4_XS", QUANT_FTYPE_IQ4_XS, HEARTH_DTYPE_IQ4_XS, false},
+    /* §7.2 and its "not detailed" line: IQ2_S -> IQ2_XS default, IQ2_M -> IQ2_S,
+     * IQ3_XS/IQ3_S/IQ3_M -> IQ3_S; IQ1_S/IQ1_M assumed to default to their own type */
+    {"IQ1_S", QUANT_FTYPE_IQ1_S, HEARTH_DTYPE_IQ1_S, true},
+    {"IQ1_M", QUANT_FTYPE_IQ1_M, HEARTH_DTYPE_IQ1_M, true},
+    {"IQ2_XXS", QUANT_FTYPE_IQ2_XXS, HEARTH_DTYPE_IQ2_XXS, true},
+    {"IQ2_XS", QUANT_FTYPE_IQ2_XS, HEARTH_DTYPE_IQ2_XS, true},
+    {"IQ2_S", QUANT_FTYPE_IQ2_S, HEARTH_DTYPE_IQ2_XS, true},
+    {"IQ2_M", QUANT_FTYPE_IQ2_M, HEARTH_DTYPE_IQ2_S, true},
+    {"IQ3_XXS", QUANT_FTYPE_IQ3_XXS, HEARTH_DTYPE_IQ3_XXS, true},
+    {"IQ3_XS", QUANT_FTYPE_IQ3_XS, HEARTH_DTYPE_IQ3_S, false},
+    {"IQ3_S", QUANT_FTYPE_IQ3_S, HEARTH_DTYPE_IQ3_S, false},
+    {"IQ3_M", QUANT_FTYPE_IQ3_M, HEARTH_DTYPE_IQ3_S, false},
 };
 
 #define MIX_COUNT (sizeof mix_table / sizeof mix_table[0])
@@ -78,7 +96,7 @@ hearth_status quant_mix_from_name(const char *name, const struct quant_mix **out
             return HEARTH_OK;
         }
     }
-    char names[256];
+    char names[512];
     quant_mix_list(names, sizeof names);
     return err_set(HEARTH_ERR_NOT_FOUND, "unknown quantization type '%s' (known: %s)",
                    name ? name : "(null)", names);
@@ -110,6 +128,7 @@ hearth_status quant_mix_ctx_init(struct quant_mix_ctx *ctx, const struct quant_m
     ctx->n_head_kv = n_head_kv;
     ctx->n_expert = n_expert;
     ctx->has_output = has_output;
+    ctx->imatrix = mix->needs_imatrix;
     /* llama.cpp's size label; only the "70B" one changes a rule (R5) */
     if (!strcmp(arch, "llama"))
         ctx->is_70b = n_layer == 80 && n_head != n_head_kv;
@@ -197,6 +216,13 @@ static int64_t blck_of(hearth_dtype t)
     return q ? q->blck : 0;
 }
 
+/* R4's family (§7.4): for these mixes R5-R11 are never reached. */
+static bool iq2_family(enum quant_ftype f)
+{
+    return f == QUANT_FTYPE_IQ2_XXS || f == QUANT_FTYPE_IQ2_XS || f == QUANT_FTYPE_IQ2_S ||
+           f == QUANT_FTYPE_IQ2_M || f == QUANT_FTYPE_IQ1_S || f == QUANT_FTYPE_IQ1_M;
+}
+
 /* R1: the LM head (and a tied token_embd). */
 static hearth_dtype rule_output(const struct quant_mix_ctx *c, uint64_t ne0)
 {
@@ -204,9 +230,69 @@ static hearth_dtype rule_output(const struct quant_mix_ctx *c, uint64_t ne0)
     int64_t b = blck_of(d);
     if (b <= 0 || ne0 % (uint64_t)b != 0 || !strcmp(c->arch, "falcon"))
         return HEARTH_DTYPE_Q8_0;
+    /* R1's set {IQ2_XXS, IQ2_XS, IQ3_XXS, IQ1_S, IQ2_S, IQ2_M, IQ1_M}: R4's family + IQ3_XXS */
+    if (iq2_family(c->mix->ftype) || c->mix->ftype == QUANT_FTYPE_IQ3_XXS)
+        return HEARTH_DTYPE_Q5_K;
     if (d != HEARTH_DTYPE_Q8_0)
         return HEARTH_DTYPE_Q6_K;
     return HEARTH_DTYPE_Q8_0;
+}
+
+/* R3: an untied token_embd. */
+static hearth_dtype rule_token_embd(const struct quant_mix_ctx *c)
+{
+    switch (c->mix->ftype) {
+    case QUANT_FTYPE_IQ2_XXS:
+    case QUANT_FTYPE_IQ2_XS:
+    case QUANT_FTYPE_IQ1_S:
+    case QUANT_FTYPE_IQ1_M:
+        return HEARTH_DTYPE_Q2_K;
+    case QUANT_FTYPE_IQ2_S:
+    case QUANT_FTYPE_IQ2_M:
+    case QUANT_FTYPE_IQ3_XXS:
+        return HEARTH_DTYPE_IQ3_S;
+    default:
+        return c->mix->default_type; /* IQ3_XS/IQ3_S/IQ3_M too: D = IQ3_S */
+    }
+}
+
+/*
+ * R4: every block tensor of the IQ2/IQ1 family. IQ2_S/IQ2_M take IQ3_S where the
+ * others take Q2_K. Assumptions: the sheet names QKV and KV_B with ATTN_V here
+ * (its R5 says "at the 2026 head" for the same extension, R4 does not), so we
+ * apply R4's attn_v line to them; the ffn_down counter of the sheet is read as
+ * the block index (equal for dense models; §10 notes MoE files with both
+ * ffn_down_exps and ffn_down_shexp, where llama.cpp's counter runs ahead).
+ */
+static hearth_dtype rule_iq2_family(const struct quant_mix_ctx *c, enum category cat, uint32_t i)
+{
+    enum quant_ftype f = c->mix->ftype;
+    hearth_dtype d = c->mix->default_type;
+    bool s_or_m = f == QUANT_FTYPE_IQ2_S || f == QUANT_FTYPE_IQ2_M;
+    uint32_t n_gqa = c->n_head / c->n_head_kv;
+    switch (cat) {
+    case CAT_ATTN_V:
+    case CAT_ATTN_QKV:
+    case CAT_ATTN_KV_B:
+        /* no 70B bump and no 8-expert Q8_0 here: those are R5's overrides */
+        if (n_gqa >= 4 || c->n_expert >= 4)
+            return HEARTH_DTYPE_Q4_K;
+        return s_or_m ? HEARTH_DTYPE_IQ3_S : HEARTH_DTYPE_Q2_K;
+    case CAT_ATTN_K:
+        return c->n_expert == 8 ? HEARTH_DTYPE_Q4_K : d;
+    case CAT_FFN_DOWN:
+        if (i < c->n_layer / 8)
+            return s_or_m ? HEARTH_DTYPE_IQ3_S : HEARTH_DTYPE_Q2_K;
+        return d;
+    case CAT_ATTN_OUTPUT:
+        if (c->n_expert == 8)
+            return HEARTH_DTYPE_Q5_K;
+        if (f == QUANT_FTYPE_IQ1_S || f == QUANT_FTYPE_IQ1_M)
+            return HEARTH_DTYPE_IQ2_XXS;
+        return s_or_m ? HEARTH_DTYPE_IQ3_S : d;
+    default:
+        return d; /* attn_q, ffn_gate/up, other */
+    }
 }
 
 /* R5: attn_v, i = block index, n = block count (one attn_v per block). */
@@ -217,6 +303,12 @@ static hearth_dtype rule_attn_v(const struct quant_mix_ctx *c, uint32_t i)
     hearth_dtype t = c->mix->default_type;
     if (f == QUANT_FTYPE_Q2_K)
         t = n_gqa >= 4 ? HEARTH_DTYPE_Q4_K : HEARTH_DTYPE_Q3_K;
+    else if (f == QUANT_FTYPE_IQ3_XXS)
+        t = n_gqa >= 4 ? HEARTH_DTYPE_Q4_K : c->imatrix ? HEARTH_DTYPE_IQ3_XXS : HEARTH_DTYPE_IQ3_S;
+    else if ((f == QUANT_FTYPE_IQ3_XS || f == QUANT_FTYPE_IQ3_S) && n_gqa >= 4)
+        t = HEARTH_DTYPE_Q4_K;
+    else if (f == QUANT_FTYPE_IQ3_M)
+        t = HEARTH_DTYPE_Q4_K;
     else if (f == QUANT_FTYPE_Q3_K_M)
         t = i < 2 ? HEARTH_DTYPE_Q5_K : HEARTH_DTYPE_Q4_K;
     else if (f == QUANT_FTYPE_Q3_K_L)
@@ -235,6 +327,28 @@ static hearth_dtype rule_attn_v(const struct quant_mix_ctx *c, uint32_t i)
     return t;
 }
 
+/* R6: attn_k. */
+static hearth_dtype rule_attn_k(const struct quant_mix_ctx *c)
+{
+    if (c->n_expert == 8)
+        return HEARTH_DTYPE_Q8_0;
+    if (c->mix->ftype == QUANT_FTYPE_IQ3_XS)
+        return HEARTH_DTYPE_IQ3_XXS;
+    if (c->mix->ftype == QUANT_FTYPE_IQ3_XXS)
+        return HEARTH_DTYPE_IQ2_S;
+    return c->mix->default_type;
+}
+
+/* R7: attn_q. */
+static hearth_dtype rule_attn_q(const struct quant_mix_ctx *c)
+{
+    if (c->mix->ftype == QUANT_FTYPE_IQ3_XS)
+        return HEARTH_DTYPE_IQ3_XXS;
+    if (c->mix->ftype == QUANT_FTYPE_IQ3_XXS)
+        return HEARTH_DTYPE_IQ2_S;
+    return c->mix->default_type;
+}
+
 /* R8: ffn_down. */
 static hearth_dtype rule_ffn_down(const struct quant_mix_ctx *c, uint32_t i)
 {
@@ -245,10 +359,16 @@ static hearth_dtype rule_ffn_down(const struct quant_mix_ctx *c, uint32_t i)
     switch (f) {
     case QUANT_FTYPE_Q2_K:
         return HEARTH_DTYPE_Q3_K;
+    case QUANT_FTYPE_IQ3_XXS: /* with an imatrix no later line matches IQ3_XXS: D */
+        if (!c->imatrix)
+            return i < n / 8 ? HEARTH_DTYPE_Q4_K : HEARTH_DTYPE_Q3_K;
+        return c->mix->default_type;
     case QUANT_FTYPE_Q3_K_M:
         if (falcon)
             return umb ? HEARTH_DTYPE_Q4_K : HEARTH_DTYPE_Q3_K;
         return i < n / 16 ? HEARTH_DTYPE_Q5_K : HEARTH_DTYPE_Q4_K;
+    case QUANT_FTYPE_IQ3_M:
+        return i < n / 8 || (c->n_expert == 8 && umb) ? HEARTH_DTYPE_Q4_K : c->mix->default_type;
     case QUANT_FTYPE_Q3_K_L:
         return falcon ? HEARTH_DTYPE_Q4_K : HEARTH_DTYPE_Q5_K;
     case QUANT_FTYPE_Q4_K_M:
@@ -280,11 +400,15 @@ static hearth_dtype rule_attn_output(const struct quant_mix_ctx *c)
     if (c->n_expert == 8) {
         switch (f) {
         case QUANT_FTYPE_Q2_K:
+        case QUANT_FTYPE_IQ3_XS:
+        case QUANT_FTYPE_IQ3_XXS:
         case QUANT_FTYPE_Q3_K_S:
         case QUANT_FTYPE_Q3_K_M:
         case QUANT_FTYPE_IQ4_NL:
         case QUANT_FTYPE_Q4_K_S:
         case QUANT_FTYPE_Q4_K_M:
+        case QUANT_FTYPE_IQ3_S:
+        case QUANT_FTYPE_IQ3_M:
         case QUANT_FTYPE_IQ4_XS:
             return HEARTH_DTYPE_Q5_K;
         default:
@@ -294,10 +418,14 @@ static hearth_dtype rule_attn_output(const struct quant_mix_ctx *c)
     switch (f) {
     case QUANT_FTYPE_Q2_K:
         return HEARTH_DTYPE_Q3_K;
+    case QUANT_FTYPE_IQ3_XXS:
+        return HEARTH_DTYPE_IQ3_S;
     case QUANT_FTYPE_Q3_K_M:
         return HEARTH_DTYPE_Q4_K;
     case QUANT_FTYPE_Q3_K_L:
         return HEARTH_DTYPE_Q5_K;
+    case QUANT_FTYPE_IQ3_M:
+        return HEARTH_DTYPE_Q4_K;
     default:
         return c->mix->default_type;
     }
@@ -309,6 +437,7 @@ static hearth_dtype rule_attn_qkv(const struct quant_mix_ctx *c)
     switch (c->mix->ftype) {
     case QUANT_FTYPE_Q3_K_M:
     case QUANT_FTYPE_Q3_K_L:
+    case QUANT_FTYPE_IQ3_M:
         return HEARTH_DTYPE_Q4_K;
     case QUANT_FTYPE_Q4_K_M:
         return HEARTH_DTYPE_Q5_K;
@@ -316,6 +445,39 @@ static hearth_dtype rule_attn_qkv(const struct quant_mix_ctx *c)
         return HEARTH_DTYPE_Q6_K;
     default:
         return c->mix->default_type;
+    }
+}
+
+/* R11: ffn_gate and ffn_up. */
+static hearth_dtype rule_ffn_gate_up(const struct quant_mix_ctx *c, uint32_t i)
+{
+    uint32_t n = c->n_layer;
+    if (c->mix->ftype == QUANT_FTYPE_IQ3_XS && i >= n / 8 && i < 7 * n / 8)
+        return HEARTH_DTYPE_IQ3_XXS;
+    return c->mix->default_type;
+}
+
+/* R5-R11: a block tensor under any mix outside R4's family. */
+static hearth_dtype rule_block(const struct quant_mix_ctx *c, enum category cat, uint32_t i)
+{
+    switch (cat) {
+    case CAT_ATTN_V:
+        return rule_attn_v(c, i);
+    case CAT_ATTN_K:
+        return rule_attn_k(c);
+    case CAT_ATTN_Q:
+        return rule_attn_q(c);
+    case CAT_ATTN_OUTPUT:
+        return rule_attn_output(c);
+    case CAT_ATTN_QKV:
+        return rule_attn_qkv(c);
+    case CAT_FFN_DOWN:
+        return rule_ffn_down(c, i);
+    case CAT_FFN_GATE:
+    case CAT_FFN_UP:
+        return rule_ffn_gate_up(c, i);
+    default:
+        return c->mix->default_type; /* kv_b (2025: no rule), other */
     }
 }
 
@@ -363,30 +525,21 @@ hearth_status quant_mix_type_for(const struct quant_mix_ctx *ctx, const char *na
     }
     uint32_t i = block_index(name);
     hearth_dtype t = d;
-    switch (classify(name)) {
+    enum category cat = classify(name);
+    switch (cat) {
     case CAT_OUTPUT:
         t = rule_output(ctx, ne[0]);
         break;
     case CAT_TOKEN_EMBD:
-        t = ctx->has_output ? d : rule_output(ctx, ne[0]);
-        break;
-    case CAT_ATTN_V:
-        t = rule_attn_v(ctx, i);
-        break;
-    case CAT_ATTN_K:
-        t = ctx->n_expert == 8 ? HEARTH_DTYPE_Q8_0 : d;
-        break;
-    case CAT_ATTN_OUTPUT:
-        t = rule_attn_output(ctx);
-        break;
-    case CAT_ATTN_QKV:
-        t = rule_attn_qkv(ctx);
-        break;
-    case CAT_FFN_DOWN:
-        t = rule_ffn_down(ctx, i);
+        t = ctx->has_output ? rule_token_embd(ctx) : rule_output(ctx, ne[0]);
         break;
     default:
-        break; /* attn_q, ffn_gate/up, kv_b, other: no rule for the offered mixes */
+        if (iq2_family(ctx->mix->ftype)) {
+            t = rule_iq2_family(ctx, cat, i);
+            break;
+        }
+        t = rule_block(ctx, cat, i);
+        break;
     }
     int64_t b = blck_of(t);
     if (b > 0 && ne[0] % (uint64_t)b == 0) {

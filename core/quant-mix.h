@@ -15,8 +15,11 @@
  * cost of not modelling files with several attn_v per block (none exist among
  * the architectures hearth loads). The 2024-2025 rules are encoded (fused
  * attn_qkv via R10, Q2_K/Q3_K falling back to IQ4_NL); the 2026 differences
- * change no sizes (§10). Mixes that need an importance matrix to be valid
- * (IQ2_*, IQ3_*, IQ1_*, Q2_K_S) are not offered.
+ * change no sizes (§10). The lattice mixes (IQ1_*, IQ2_*, IQ3_*) are offered
+ * for sizing and random-weight files; a real llama-quantize run of most of them
+ * needs an importance matrix (quant_mix.needs_imatrix), which only changes the
+ * values, except for IQ3_XXS where it also changes attn_v and ffn_down.
+ * Q2_K_S (also imatrix-only) is still not offered.
  */
 #ifndef HEARTH_QUANT_MIX_H
 #define HEARTH_QUANT_MIX_H
@@ -45,8 +48,18 @@ enum quant_ftype {
     QUANT_FTYPE_Q5_K_S = 16,
     QUANT_FTYPE_Q5_K_M = 17,
     QUANT_FTYPE_Q6_K = 18,
+    QUANT_FTYPE_IQ2_XXS = 19,
+    QUANT_FTYPE_IQ2_XS = 20,
+    QUANT_FTYPE_IQ3_XS = 22,
+    QUANT_FTYPE_IQ3_XXS = 23,
+    QUANT_FTYPE_IQ1_S = 24,
     QUANT_FTYPE_IQ4_NL = 25,
+    QUANT_FTYPE_IQ3_S = 26,
+    QUANT_FTYPE_IQ3_M = 27,
+    QUANT_FTYPE_IQ2_S = 28,
+    QUANT_FTYPE_IQ2_M = 29,
     QUANT_FTYPE_IQ4_XS = 30,
+    QUANT_FTYPE_IQ1_M = 31,
     QUANT_FTYPE_BF16 = 32,
 };
 
@@ -54,6 +67,9 @@ struct quant_mix {
     const char *name;          /* canonical spelling: "Q4_K_M", "F16", "ALL_F32" */
     enum quant_ftype ftype;    /* value of general.file_type */
     hearth_dtype default_type; /* type of a matrix no rule singles out */
+    /* llama-quantize refuses to make this mix without an importance matrix (IQ1/IQ2 types;
+     * IQ3_XXS at the 2026 head); quant_mix_ctx_init then assumes one */
+    bool needs_imatrix;
 };
 
 /* Case-insensitive lookup ("q4_k_m", "f32" is an alias of ALL_F32); NOT_FOUND lists the names. */
@@ -75,13 +91,15 @@ struct quant_mix_ctx {
     uint32_t n_head_kv;
     uint32_t n_expert; /* 0 for dense models */
     bool has_output;   /* false: tied, token_embd gets the output rule R1 */
-    bool imatrix;      /* assume an importance matrix (changes Q4_0/Q5_0/IQ4 ffn_down) */
+    bool imatrix;      /* assume an importance matrix (changes Q4_0/Q5_0/IQ4/IQ3_XXS rules);
+                        * quant_mix_ctx_init sets it to mix->needs_imatrix */
     bool is_70b;       /* llama.cpp's "70B" size label (attn_v bump to Q5_K) */
 };
 
 /*
  * Fills ctx and derives is_70b the way llama.cpp labels sizes for the archs we
  * know (llama/qwen2: 80 blocks; llama additionally needs n_head != n_head_kv).
+ * ctx->imatrix starts as mix->needs_imatrix; callers may override it after.
  * INVALID_ARG for n_head_kv == 0 or n_head not a multiple of it.
  */
 hearth_status quant_mix_ctx_init(struct quant_mix_ctx *ctx, const struct quant_mix *mix,

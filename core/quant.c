@@ -3,11 +3,13 @@
  *
  * One static array indexed by type id; retired ids (4, 5, 31-33, 36-38) have
  * blck == 0 and read as "no type". Block sizes and byte sizes are the facts
- * sheet's §2 table. Types hearth cannot compute with (the grid IQ quants,
- * ternary, FP4, Q1_0/Q2_0, integer tensors) still carry their sizes so the
- * GGUF reader can bound their tensors and `inspect` can list them; their
- * to_float/from_float are NULL. The routines themselves live in
- * quant-float.c, quant-legacy.c, quant-k.c and quant-iq.c.
+ * sheet's §2 table. Types hearth cannot compute with (ternary, FP4,
+ * Q1_0/Q2_0, integer tensors) still carry their sizes so the GGUF reader can
+ * bound their tensors and `inspect` can list them; their to_float/from_float
+ * are NULL. The grid IQ quants (IQ1_S/M, IQ2_*, IQ3_*) have to_float but no
+ * from_float: hearth reads them and never writes them (synth makes random
+ * blocks). The routines live in quant-float.c, quant-legacy.c, quant-k.c,
+ * quant-iq.c and quant-iq2.c.
  *
  * vec_dot_type is the activation format the CPU dot product quantizes x to;
  * float weights use F32 activations (the dot product converts weights on the
@@ -39,13 +41,13 @@ static const struct quant_traits quant_table[HEARTH_DTYPE_COUNT] = {
     ROW(Q5_K, "Q5_K", 256, 176, true, quant__q5_k_to_float, quant__q5_k_from_float, Q8_K),
     ROW(Q6_K, "Q6_K", 256, 210, true, quant__q6_k_to_float, quant__q6_k_from_float, Q8_K),
     ROW(Q8_K, "Q8_K", 256, 292, true, quant__q8_k_to_float, quant__q8_k_from_float, Q8_K),
-    ROW(IQ2_XXS, "IQ2_XXS", 256, 66, true, NULL, NULL, Q8_K),
-    ROW(IQ2_XS, "IQ2_XS", 256, 74, true, NULL, NULL, Q8_K),
-    ROW(IQ3_XXS, "IQ3_XXS", 256, 98, true, NULL, NULL, Q8_K),
-    ROW(IQ1_S, "IQ1_S", 256, 50, true, NULL, NULL, Q8_K),
+    ROW(IQ2_XXS, "IQ2_XXS", 256, 66, true, quant__iq2_xxs_to_float, NULL, Q8_K),
+    ROW(IQ2_XS, "IQ2_XS", 256, 74, true, quant__iq2_xs_to_float, NULL, Q8_K),
+    ROW(IQ3_XXS, "IQ3_XXS", 256, 98, true, quant__iq3_xxs_to_float, NULL, Q8_K),
+    ROW(IQ1_S, "IQ1_S", 256, 50, true, quant__iq1_s_to_float, NULL, Q8_K),
     ROW(IQ4_NL, "IQ4_NL", 32, 18, true, quant__iq4_nl_to_float, quant__iq4_nl_from_float, Q8_0),
-    ROW(IQ3_S, "IQ3_S", 256, 110, true, NULL, NULL, Q8_K),
-    ROW(IQ2_S, "IQ2_S", 256, 82, true, NULL, NULL, Q8_K),
+    ROW(IQ3_S, "IQ3_S", 256, 110, true, quant__iq3_s_to_float, NULL, Q8_K),
+    ROW(IQ2_S, "IQ2_S", 256, 82, true, quant__iq2_s_to_float, NULL, Q8_K),
     ROW(IQ4_XS, "IQ4_XS", 256, 136, true, quant__iq4_xs_to_float, quant__iq4_xs_from_float,
         Q8_K),
     ROW(I8, "I8", 1, 1, false, NULL, NULL, I8),
@@ -53,7 +55,7 @@ static const struct quant_traits quant_table[HEARTH_DTYPE_COUNT] = {
     ROW(I32, "I32", 1, 4, false, NULL, NULL, I32),
     ROW(I64, "I64", 1, 8, false, NULL, NULL, I64),
     ROW(F64, "F64", 1, 8, false, NULL, NULL, F64),
-    ROW(IQ1_M, "IQ1_M", 256, 56, true, NULL, NULL, Q8_K),
+    ROW(IQ1_M, "IQ1_M", 256, 56, true, quant__iq1_m_to_float, NULL, Q8_K),
     ROW(BF16, "BF16", 1, 2, false, quant__bf16_to_float, quant__bf16_from_float, F32),
     ROW(TQ1_0, "TQ1_0", 256, 54, true, NULL, NULL, Q8_K),
     ROW(TQ2_0, "TQ2_0", 256, 66, true, NULL, NULL, Q8_K),

@@ -28,13 +28,19 @@
 #include "err.h"
 #include "f16.h"
 #include "gguf-write.h"
+#include "quant-internal.h"
 #include "quant.h"
 #include "rng.h"
 
 #define CHUNK_BYTES ((size_t)8 << 20)
 #define CALIB_BLOCKS 256
 
-/* Where a type keeps its f16 scale fields; m_off < 0: no second field. */
+/*
+ * Where a type keeps its f16 scale fields; m_off < 0: no second field.
+ * d_off == IQ1_M_D: IQ1_M, whose f16 d is spread over the top nibbles of its
+ * four u16 scale words at byte 48 (quant__iq1_m_set_d16).
+ */
+#define IQ1_M_D (-1)
 struct scale_fields {
     hearth_dtype type;
     int d_off;
@@ -49,6 +55,10 @@ static const struct scale_fields fields[] = {
     {HEARTH_DTYPE_Q3_K, 108, -1, 0.0f}, {HEARTH_DTYPE_Q4_K, 0, 2, 7.5f},
     {HEARTH_DTYPE_Q5_K, 0, 2, 15.5f},   {HEARTH_DTYPE_Q6_K, 208, -1, 0.0f},
     {HEARTH_DTYPE_IQ4_NL, 0, -1, 0.0f}, {HEARTH_DTYPE_IQ4_XS, 0, -1, 0.0f},
+    {HEARTH_DTYPE_IQ2_XXS, 0, -1, 0.0f}, {HEARTH_DTYPE_IQ2_XS, 0, -1, 0.0f},
+    {HEARTH_DTYPE_IQ2_S, 0, -1, 0.0f},  {HEARTH_DTYPE_IQ3_XXS, 0, -1, 0.0f},
+    {HEARTH_DTYPE_IQ3_S, 0, -1, 0.0f},  {HEARTH_DTYPE_IQ1_S, 0, -1, 0.0f},
+    {HEARTH_DTYPE_IQ1_M, IQ1_M_D, -1, 0.0f},
 };
 
 static const struct scale_fields *fields_of(hearth_dtype t)
@@ -85,7 +95,10 @@ static void fill_quant(const struct scale_fields *sf, size_t block_bytes, uint64
     fill_random(r, dst, (size_t)n_blocks * block_bytes);
     for (uint64_t b = 0; b < n_blocks; b++) {
         uint8_t *blk = dst + b * block_bytes;
-        memcpy(blk + sf->d_off, &d16, 2);
+        if (sf->d_off == IQ1_M_D)
+            quant__iq1_m_set_d16(blk + 48, d16);
+        else
+            memcpy(blk + sf->d_off, &d16, 2);
         if (sf->m_off >= 0)
             memcpy(blk + sf->m_off, &m16, 2);
     }

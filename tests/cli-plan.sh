@@ -2,7 +2,8 @@
 # cli-plan: `hearth plan` on a header-only Llama-3-70B Q4_K_M with a described
 # 24 GiB card and 70 GB/s host: the text summary (devices, prediction, reasons),
 # --json with the fields the issue names, --compare-quants --json sizes against
-# core/quant-mix's, --svg as well-formed XML naming every scheme, and errors.
+# core/quant-mix's (IQ1-IQ3 mixes included), --svg as well-formed XML naming every scheme,
+# and errors.
 set -u
 bin=${HEARTH_BIN:?HEARTH_BIN must name the hearth binary}
 tmp=$(mktemp -d)
@@ -75,7 +76,8 @@ PY
 "$bin" plan "$tmp/70b.gguf" "${devs[@]}" --kv-type rot4 --kv-window 128 -c 4096 | \
     grep -q '^context 4096 x 1 sequence, KV rot4, exact window 128 ' || fail "window in the summary"
 
-# compare-quants: 10 schemes with quant-mix's sizes (facts sheet 7.7)
+# compare-quants: 20 schemes with quant-mix's sizes (facts sheet 7.7; the IQ1-IQ3 rows are
+# test-quant-mix's, sized with an imatrix where llama-quantize needs one)
 "$bin" plan "$tmp/70b.gguf" "${devs[@]}" --compare-quants --json > "$tmp/cmp.json" \
     || fail "compare --json exit $?"
 python3 - "$tmp/cmp.json" <<'PY' || fail "compare-quants content"
@@ -84,7 +86,11 @@ d = json.load(open(sys.argv[1]))
 want = {"F16": 141110050816, "Q8_0": 74967187456, "Q6_K": 57880281088,
         "Q5_K_M": 49941954560, "Q4_K_M": 42512531456, "Q4_K_S": 40339357696,
         "Q4_0": 39961870336, "Q3_K_M": 34259632128, "Q2_K": 26367246336,
-        "IQ4_XS": 38261800960}
+        "IQ4_XS": 38261800960,
+        "IQ3_M": 31929171968, "IQ3_S": 30904188928, "IQ3_XS": 29299867648,
+        "IQ3_XXS": 27461632000, "IQ2_M": 24111431680, "IQ2_S": 22234480640,
+        "IQ2_XS": 21134245888, "IQ2_XXS": 19089522688, "IQ1_M": 16743333888,
+        "IQ1_S": 15335620608}
 s = {x["type"]: x for x in d["schemes"]}
 assert set(s) == set(want), s.keys()
 for k, v in want.items():
@@ -105,9 +111,50 @@ import sys, xml.etree.ElementTree as ET
 root = ET.parse(sys.argv[1]).getroot()
 assert root.tag.endswith("svg"), root.tag
 texts = " ".join("".join(e.itertext()) for e in root.iter() if e.tag.endswith("text"))
-for k in ("F16", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_K_S", "Q4_0", "Q3_K_M", "Q2_K", "IQ4_XS"):
+for k in ("F16", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_K_S", "Q4_0", "Q3_K_M", "Q2_K", "IQ4_XS",
+          "IQ3_M", "IQ3_S", "IQ3_XS", "IQ3_XXS", "IQ2_M", "IQ2_S", "IQ2_XS", "IQ2_XXS", "IQ1_M",
+          "IQ1_S"):
     assert k in texts.split(), k
 assert "VRAM" in texts
+PY
+
+# compare-quants, the lattice mixes: sizes strictly falling from IQ3_M to IQ1_S (the order the
+# rules give, checked rather than assumed: IQ3_S is Q3_K_S's size, IQ3_XXS sits above Q2_K);
+# on the 24 GiB card a 70B IQ2_XS keeps every weight on the GPU while Q4_K_M cannot
+python3 - "$tmp/cmp.json" <<'PY' || fail "compare-quants IQ rows"
+import json, sys
+d = json.load(open(sys.argv[1]))
+rows = [x["type"] for x in d["schemes"]]
+s = {x["type"]: x for x in d["schemes"]}
+order = ["IQ3_M", "IQ3_S", "IQ3_XS", "IQ3_XXS", "IQ2_M", "IQ2_S", "IQ2_XS", "IQ2_XXS", "IQ1_M",
+         "IQ1_S"]
+assert [r for r in rows if r in order] == order, rows  # listed largest first
+b = [s[k]["file_bytes"] for k in order]
+assert all(x > y for x, y in zip(b, b[1:])), b
+assert s["IQ3_XXS"]["file_bytes"] > s["Q2_K"]["file_bytes"] > s["IQ2_M"]["file_bytes"]
+assert 2.35 < s["IQ2_XS"]["bpw"] < 2.45, s["IQ2_XS"]["bpw"]
+assert s["IQ2_XS"]["gpu_share"] == 1.0 and s["IQ2_XS"]["ram_bytes"] < 1 << 30, s["IQ2_XS"]
+assert s["Q4_K_M"]["gpu_share"] < 0.6, s["Q4_K_M"]
+assert s["IQ2_XS"]["decode_tps"] > 3 * s["Q4_K_M"]["decode_tps"], (s["IQ2_XS"], s["Q4_K_M"])
+need = {"IQ1_S", "IQ1_M", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M", "IQ3_XXS"}
+for k, x in s.items():
+    assert x["needs_imatrix"] == (k in need), (k, x["needs_imatrix"])
+    assert x["imatrix"] == (k in need), (k, x["imatrix"])
+PY
+grep -Eq '^IQ2_XS\* +21\.13 +2\.40 ' "$tmp/cmp.txt" \
+    || fail "IQ2_XS row: $(grep IQ2_XS "$tmp/cmp.txt")"
+grep -Eq '^IQ3_S +30\.90 +3\.50 ' "$tmp/cmp.txt" || fail "IQ3_S row: $(grep IQ3_S "$tmp/cmp.txt")"
+grep -q '^\* : llama-quantize makes this mix only with an importance matrix' "$tmp/cmp.txt" \
+    || fail "no imatrix footnote"
+# --imatrix changes the optional-imatrix rows only (IQ4_XS: sheet 7.7), not the required ones
+"$bin" plan "$tmp/70b.gguf" "${devs[@]}" --compare-quants --imatrix --json > "$tmp/cmpi.json" \
+    || fail "compare --imatrix exit $?"
+python3 - "$tmp/cmp.json" "$tmp/cmpi.json" <<'PY' || fail "compare-quants --imatrix"
+import json, sys
+a, b = ({x["type"]: x for x in json.load(open(f))["schemes"]} for f in sys.argv[1:3])
+assert b["IQ4_XS"]["file_bytes"] == 37894799360 and b["IQ4_XS"]["imatrix"], b["IQ4_XS"]
+for k in ("IQ3_XXS", "IQ2_XS", "IQ3_M", "IQ1_S"):
+    assert a[k]["file_bytes"] == b[k]["file_bytes"], k
 PY
 
 # errors: a bad device string names the field; exit 2

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # cli-synth: `hearth synth` writes a small model that `hearth inspect` reads;
-# a header-only 70B costs no disk; bad flags exit 2 with a clear message.
+# a header-only 70B costs no disk; IQ2_XS files carry the mix's types per tensor;
+# bad flags exit 2 with a clear message.
 set -u
 bin=${HEARTH_BIN:?HEARTH_BIN must name the hearth binary}
 tmp=$(mktemp -d)
@@ -38,6 +39,51 @@ used=$(( $(stat -c %b "$tmp/70b.gguf") * $(stat -c %B "$tmp/70b.gguf") ))
 [ "$size" -gt 42000000000 ] && [ "$size" -lt 43000000000 ] || fail "70B size $size"
 [ "$used" -lt 67108864 ] || fail "70B file uses $used bytes of disk"
 "$bin" inspect "$tmp/70b.gguf" | grep -Eq '^  blocks +80$' || fail "inspect of 70B header"
+
+# IQ2_XS (the "70B on one 24 GB card" mix), per tensor as core/quant-mix's rules give it
+# (facts sheet 7.4-7.6). Header-only Llama-3.2-1B (tied, 16 blocks, n/8 = 2, n_gqa = 4): the
+# tied token_embd takes the output rule (Q5_K), attn_v Q4_K, ffn_down Q2_K in blocks 0-1.
+"$bin" synth --preset llama3-1b --type iq2_xs --header-only -o "$tmp/iq1b.gguf" > /dev/null \
+    || fail "header-only llama3-1b IQ2_XS exit $?"
+"$bin" inspect --json "$tmp/iq1b.gguf" > "$tmp/iq1b.json" || fail "inspect of IQ2_XS header exit $?"
+python3 - "$tmp/iq1b.json" <<'PY' || fail "llama3-1b IQ2_XS types"
+import json, sys
+d = json.load(open(sys.argv[1]))
+kv = {m["key"]: m for m in d["metadata"]}
+assert kv["general.file_type"]["value"] == 20, kv["general.file_type"]
+types = {t["name"]: t["type"] for t in d["tensors"]}
+want = {"token_embd.weight": "Q5_K", "output_norm.weight": "F32", "rope_freqs.weight": "F32"}
+for i in range(16):
+    b = "blk.%d." % i
+    want.update({b + "attn_q.weight": "IQ2_XS", b + "attn_k.weight": "IQ2_XS",
+                 b + "attn_v.weight": "Q4_K", b + "attn_output.weight": "IQ2_XS",
+                 b + "ffn_gate.weight": "IQ2_XS", b + "ffn_up.weight": "IQ2_XS",
+                 b + "ffn_down.weight": "Q2_K" if i < 2 else "IQ2_XS",
+                 b + "attn_norm.weight": "F32", b + "ffn_norm.weight": "F32"})
+assert types == want, sorted((k, types.get(k), v) for k, v in want.items() if types.get(k) != v)
+PY
+# A written 2-block SmolLM2 IQ2_XS: rows of 576 are no multiple of 256, so most matrices fall
+# back to IQ4_NL and the tied token_embd to Q8_0; ffn_down (rows of 1536) keeps IQ2_XS, as
+# 2 / 8 = 0 blocks get R4's Q2_K. Needs synth's random IQ2_XS blocks.
+"$bin" synth --preset smollm2-135m --type IQ2_XS --layers 2 --seed 3 -o "$tmp/iq.gguf" \
+    > "$tmp/out.txt" 2>&1 || fail "synth IQ2_XS exit $?: $(cat "$tmp/out.txt")"
+"$bin" inspect --json "$tmp/iq.gguf" > "$tmp/iq.json" || fail "inspect of IQ2_XS file exit $?"
+python3 - "$tmp/iq.json" <<'PY' || fail "smollm2 IQ2_XS types"
+import json, sys
+d = json.load(open(sys.argv[1]))
+kv = {m["key"]: m for m in d["metadata"]}
+assert kv["general.file_type"]["value"] == 20, kv["general.file_type"]
+types = {t["name"]: t["type"] for t in d["tensors"]}
+want = {"token_embd.weight": "Q8_0", "output_norm.weight": "F32"}
+for i in range(2):
+    b = "blk.%d." % i
+    want.update({b + "attn_q.weight": "IQ4_NL", b + "attn_k.weight": "IQ4_NL",
+                 b + "attn_v.weight": "IQ4_NL", b + "attn_output.weight": "IQ4_NL",
+                 b + "ffn_gate.weight": "IQ4_NL", b + "ffn_up.weight": "IQ4_NL",
+                 b + "ffn_down.weight": "IQ2_XS",
+                 b + "attn_norm.weight": "F32", b + "ffn_norm.weight": "F32"})
+assert types == want, sorted((k, types.get(k), v) for k, v in want.items() if types.get(k) != v)
+PY
 
 # bad flags: exit 2 and a message that helps
 expect_usage_error() { # pattern args...

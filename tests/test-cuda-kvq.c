@@ -52,6 +52,7 @@
 #include "backend.h"
 #include "f16.h"
 #include "kv-quant.h"
+#include "kvq-ref.h"
 
 #define NEED_DEVICE()                                         \
     do {                                                      \
@@ -713,106 +714,6 @@ static void wx_dev_free(struct wx_dev *w)
     w->s = NULL;
 }
 
-/* x (KV_HK head vectors) in type t's attention domain (R x per head when rotated). */
-static void wx_domain(enum kvq_type t, const struct kvq_rot *rot, const float *x, float *y)
-{
-    for (int h = 0; h < KV_HK; h++) {
-        if (kvq_is_rotated(t))
-            kvq_rot_forward(rot, x + h * WX_HD, y + h * WX_HD);
-        else
-            memcpy(y + h * WX_HD, x + h * WX_HD, WX_HD * sizeof *y);
-    }
-}
-
-/* KV head kvh of a cache row decoded into type t's attention domain. */
-static void wx_decode(enum kvq_type t, const struct kvq_rot *rot, const uint8_t *row, int kvh,
-                      float *y)
-{
-    const uint8_t *src = row + (size_t)kvh * kvq_head_bytes(t, WX_HD);
-    if (kvq_is_rotated(t))
-        kvq_decode_rotated(t, rot, src, y);
-    else
-        kvq_decode(t, rot, WX_HD, src, y);
-}
-
-/* The exact row of position j for query position p: batch rows x, the ring, or NULL. */
-static const uint16_t *wx_exact(int W, int p, int j, int pos0, const uint16_t *x,
-                                const uint16_t (*ring)[WX_KV], const int32_t *tags)
-{
-    if (j + W <= p)
-        return NULL;
-    if (j >= pos0)
-        return x + (size_t)(j - pos0) * WX_KV;
-    return tags[j % W] == j ? ring[j % W] : NULL;
-}
-
-/* The contract's attention of a batch in double (domains and sources as step 5 says). */
-static void wx_reference(enum kvq_type kt, enum kvq_type vt, const struct kvq_rot *rot, int W,
-                         int n, int pos0, const float *q, const uint16_t *xk, const uint16_t *xv,
-                         const struct wx_ring *r, const uint8_t *kc, const uint8_t *vc,
-                         const float *sink, double *out)
-{
-    size_t krow = KV_HK * kvq_head_bytes(kt, WX_HD), vrow = KV_HK * kvq_head_bytes(vt, WX_HD);
-    float qd[WX_HD], kd[WX_HD], vd[WX_HD], acc[WX_HD], o[WX_HD];
-    double s[WX_CTX], od[WX_HD];
-    const double scale = (double)(1.0f / sqrtf((float)WX_HD));
-    for (int t = 0; t < n; t++) {
-        int p = pos0 + t;
-        for (int h = 0; h < KV_H; h++) {
-            int kvh = h / (KV_H / KV_HK);
-            const float *qh = q + ((size_t)t * KV_H + (size_t)h) * WX_HD;
-            if (kvq_is_rotated(kt))
-                kvq_rot_forward(rot, qh, qd);
-            else
-                memcpy(qd, qh, sizeof qd);
-            double mx = -INFINITY, sum = 0.0;
-            for (int j = 0; j <= p; j++) {
-                const uint16_t *x = wx_exact(W, p, j, pos0, xk, r->k, r->pos);
-                if (j == 0 && sink) {
-                    if (kvq_is_rotated(kt))
-                        kvq_rot_forward(rot, sink + kvh * WX_HD, kd);
-                    else
-                        memcpy(kd, sink + kvh * WX_HD, sizeof kd);
-                } else if (x) {
-                    for (int i = 0; i < WX_HD; i++)
-                        kd[i] = f16_to_f32(x[kvh * WX_HD + i]);
-                } else {
-                    wx_decode(kt, rot, kc + (size_t)j * krow, kvh, kd);
-                }
-                double d = 0.0;
-                for (int i = 0; i < WX_HD; i++)
-                    d += (double)qd[i] * (double)kd[i];
-                s[j] = d * scale;
-                mx = fmax(mx, s[j]);
-            }
-            for (int j = 0; j <= p; j++)
-                sum += (s[j] = exp(s[j] - mx));
-            for (int i = 0; i < WX_HD; i++)
-                od[i] = 0.0;
-            for (int j = 0; j <= p; j++) {
-                const uint16_t *x = wx_exact(W, p, j, pos0, xv, r->v, r->pos);
-                if (x)
-                    for (int i = 0; i < WX_HD; i++)
-                        vd[i] = f16_to_f32(x[kvh * WX_HD + i]);
-                else
-                    wx_decode(vt, rot, vc + (size_t)j * vrow, kvh, vd);
-                for (int i = 0; i < WX_HD; i++)
-                    od[i] += s[j] / sum * (double)vd[i];
-            }
-            double *dst = out + ((size_t)t * KV_H + (size_t)h) * WX_HD;
-            if (kvq_is_rotated(vt)) {
-                for (int i = 0; i < WX_HD; i++)
-                    acc[i] = (float)od[i];
-                kvq_rot_inverse(rot, acc, o);
-                for (int i = 0; i < WX_HD; i++)
-                    dst[i] = (double)o[i];
-            } else {
-                memcpy(dst, od, sizeof od);
-            }
-        }
-    }
-}
-
 /* The caches, k_aux and rings of one device (ring tags -1). */
 static void wx_dev_init(struct wx_dev *w, enum kvq_type kt, enum kvq_type vt, int W)
 {
@@ -918,15 +819,23 @@ static void wx_case(struct hearth_device *gpu, enum kvq_type kt, enum kvq_type v
         CHECK_OK(backend_buffer_get(wd[1].vc.buf, 0, vc, WX_CTX * vrow));
         CHECK_OK(backend_buffer_get(wd[1].aux.buf, 0, aux, 2 * WX_KV * 4));
         for (int t = 0; t < n; t++) {
-            wx_domain(kt, &rot, kr + t * WX_KV, tmp);
+            kvq_ref_domain(kt, &rot, kr + t * WX_KV, KV_HK, WX_HD, tmp);
             for (int i = 0; i < WX_KV; i++)
                 xk[t * WX_KV + i] = f32_to_f16(tmp[i]);
-            wx_domain(vt, &rot, v + t * WX_KV, tmp);
+            kvq_ref_domain(vt, &rot, v + t * WX_KV, KV_HK, WX_HD, tmp);
             for (int i = 0; i < WX_KV; i++)
                 xv[t * WX_KV + i] = f32_to_f16(tmp[i]);
         }
-        wx_reference(kt, vt, &rot, W, n, pos0, qr, xk, xv, model, kc, vc,
-                     centred ? aux + WX_KV : NULL, ref);
+        const struct kvq_ref_window refw = {
+            .kt = kt, .vt = vt, .rot = &rot, .hd = WX_HD, .n_head = KV_H, .n_head_kv = KV_HK,
+            .w = W, .xk = xk, .xv = xv, .ring_k = model->k[0], .ring_v = model->v[0],
+            .ring_stride = WX_KV, .ring_pos = model->pos, .kc = kc, .vc = vc,
+            .sink = centred ? aux + WX_KV : NULL,
+        };
+        if (!kvq_ref_window_attention(&refw, n, pos0, qr, ref)) {
+            TEST_FAIL_AT("out of memory");
+            break;
+        }
         double mx = 0.0, err = 0.0;
         for (int i = 0; i < n * WX_QD; i++) {
             mx = fmax(mx, fabs(ref[i]));

@@ -454,9 +454,9 @@ TEST(quantizers_match_reference)
 TEST(dispatch)
 {
     struct cpu_matmul_kernels k;
-    CHECK_INT_EQ(cpu_matmul_kernels_get(HEARTH_DTYPE_IQ2_XXS, CPU_ISA_AVX2, &k),
+    CHECK_INT_EQ(cpu_matmul_kernels_get(HEARTH_DTYPE_TQ1_0, CPU_ISA_AVX2, &k),
                  HEARTH_ERR_UNSUPPORTED);
-    CHECK(strstr(hearth_last_error(), "IQ2_XXS") != NULL);
+    CHECK(strstr(hearth_last_error(), "TQ1_0") != NULL);
     CHECK_INT_EQ(cpu_matmul_kernels_get(HEARTH_DTYPE_Q8_K, CPU_ISA_SCALAR, &k),
                  HEARTH_ERR_UNSUPPORTED);
     /* asking for AVX-512 always succeeds, at the best ISA the CPU has at or below it */

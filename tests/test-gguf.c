@@ -761,7 +761,7 @@ TEST(version2_and_uncomputable_types)
     CHECK_INT_EQ(f->tensors[1].nbytes, 7);
     CHECK_INT_EQ(f->tensors[1].offset, 416);
     CHECK_INT_EQ(f->tensors[2].nbytes, 2 * 54);
-    CHECK(quant_get(f->tensors[0].type)->to_float == NULL);
+    CHECK(quant_get(f->tensors[2].type)->to_float == NULL);
     gguf_close(f);
     /* the last tensor may lack its trailing padding; one byte less than its data may not */
     uint64_t end = data_off + 448 + 2 * 54;

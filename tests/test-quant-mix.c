@@ -102,7 +102,9 @@ TEST(names_and_ftypes)
     CHECK(m == NULL);
     CHECK(strstr(hearth_last_error(), "Q4_K_M") != NULL);
     CHECK(quant_mix_from_ftype(7) && !strcmp(quant_mix_from_ftype(7)->name, "Q8_0"));
-    CHECK(quant_mix_from_ftype(19) == NULL); /* IQ2_XXS: not offered */
+    CHECK(quant_mix_from_ftype(21) == NULL); /* Q2_K_S: not offered */
+    CHECK(quant_mix_from_ftype(36) == NULL); /* TQ1_0: not offered */
+    CHECK(quant_mix_from_ftype(4) == NULL);  /* retired */
     for (size_t i = 0; i < quant_mix_count(); i++)
         CHECK(quant_mix_from_ftype((uint32_t)quant_mix_at(i)->ftype) == quant_mix_at(i));
 }
@@ -428,8 +430,455 @@ TEST(llama3_rope_freqs)
     CHECK_INT_EQ(mt.bytes, 4912898048ll + 256); /* + rope_freqs [64] F32 */
 }
 
+/* ---- the lattice mixes (IQ1/IQ2/IQ3): facts sheet §7.2-§7.5 ---------------------------- */
+
+TEST(iq_names_and_ftypes)
+{
+    /* general.file_type ids of §2 and the default types of §7.2 ("not detailed" line) */
+    static const struct {
+        const char *name;
+        uint32_t ftype;
+        hearth_dtype def;
+        bool needs_imatrix;
+    } want[] = {
+        {"IQ2_XXS", 19, T(IQ2_XXS), true}, {"IQ2_XS", 20, T(IQ2_XS), true},
+        {"IQ2_S", 28, T(IQ2_XS), true},    {"IQ2_M", 29, T(IQ2_S), true},
+        {"IQ3_XXS", 23, T(IQ3_XXS), true}, {"IQ3_XS", 22, T(IQ3_S), false},
+        {"IQ3_S", 26, T(IQ3_S), false},    {"IQ3_M", 27, T(IQ3_S), false},
+        {"IQ1_S", 24, T(IQ1_S), true},     {"IQ1_M", 31, T(IQ1_M), true},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        const struct quant_mix *m = quant_mix_from_ftype(want[i].ftype);
+        REQUIRE(m != NULL);
+        CHECK_STR_EQ(m->name, want[i].name);
+        CHECK_INT_EQ(m->default_type, want[i].def);
+        CHECK_INT_EQ(m->needs_imatrix, want[i].needs_imatrix);
+        char lower[16];
+        size_t k = 0;
+        for (; want[i].name[k] && k + 1 < sizeof lower; k++)
+            lower[k] = (char)(want[i].name[k] >= 'A' && want[i].name[k] <= 'Z'
+                                  ? want[i].name[k] - 'A' + 'a'
+                                  : want[i].name[k]);
+        lower[k] = '\0';
+        const struct quant_mix *n;
+        CHECK_OK(quant_mix_from_name(lower, &n));
+        CHECK(n == m);
+        /* ctx_init assumes an imatrix exactly for the mixes that need one */
+        struct quant_mix_ctx ctx;
+        CHECK_OK(quant_mix_ctx_init(&ctx, m, "llama", 32, 32, 8, 0, true));
+        CHECK_INT_EQ(ctx.imatrix, want[i].needs_imatrix);
+    }
+    const struct quant_mix *m;
+    CHECK_INT_EQ(quant_mix_from_name("IQ2_L", &m), HEARTH_ERR_NOT_FOUND);
+    CHECK(strstr(hearth_last_error(), "IQ1_M") != NULL); /* the list of names is not truncated */
+    char list[512];
+    quant_mix_list(list, sizeof list);
+    CHECK(strstr(list, "IQ2_XXS") != NULL && strstr(list, "IQ3_M") != NULL);
+}
+
+/* The type the rules give one tensor of a preset (shape from the preset); COUNT on error. */
+static hearth_dtype preset_type(const char *preset, const char *mix_name, int imatrix,
+                                const char *name)
+{
+    const struct model_preset *p;
+    const struct quant_mix *mix;
+    struct quant_mix_ctx ctx;
+    if (model_preset_find(preset, &p) || quant_mix_from_name(mix_name, &mix) ||
+        quant_mix_ctx_init(&ctx, mix, p->arch, p->n_layer, p->n_head, p->n_head_kv, 0, !p->tied))
+        return HEARTH_DTYPE_COUNT;
+    if (imatrix >= 0)
+        ctx.imatrix = imatrix != 0;
+    struct preset_tensor t;
+    for (size_t i = 0; model_preset_tensor(p, i, &t); i++) {
+        hearth_dtype ty;
+        if (!strcmp(t.name, name))
+            return quant_mix_type_for(&ctx, t.name, t.n_dims, t.ne, &ty) ? HEARTH_DTYPE_COUNT : ty;
+    }
+    return HEARTH_DTYPE_COUNT;
+}
+
+/* One row per mix: the expected type of each probed tensor, in the order of the probe list. */
+struct iq_row {
+    const char *mix;
+    int imatrix; /* -1: as ctx_init sets it */
+    hearth_dtype t[13];
+};
+
+static void check_iq_rows(const char *preset, const char *const probes[13],
+                          const struct iq_row *rows, size_t n_rows)
+{
+    for (size_t r = 0; r < n_rows; r++)
+        for (size_t k = 0; k < 13; k++) {
+            hearth_dtype got = preset_type(preset, rows[r].mix, rows[r].imatrix, probes[k]);
+            CHECK_MSG(got == rows[r].t[k], "%s %s%s %s: %s, want %s", preset, rows[r].mix,
+                      rows[r].imatrix == 0 ? " (no imatrix)" : "", probes[k],
+                      got == HEARTH_DTYPE_COUNT ? "error" : hearth_dtype_name(got),
+                      hearth_dtype_name(rows[r].t[k]));
+        }
+}
+
+/*
+ * Llama-3-8B: 32 layers, so n/8 = 4 and 7n/8 = 28; n_gqa = 4; no "70B" label.
+ * Expected types written from §7.4: R1 (output: Q5_K for the IQ2/IQ1 family and IQ3_XXS, else
+ * Q6_K), R3 (token_embd), R4 for the IQ2/IQ1 family (attn_v Q4_K as n_gqa >= 4; ffn_down
+ * Q2_K / IQ3_S below n/8; attn_output IQ2_XXS for IQ1, IQ3_S for IQ2_S/M), R5-R11 for IQ3.
+ */
+TEST(llama3_8b_iq_per_tensor)
+{
+    static const char *const probes[13] = {
+        "output.weight",
+        "token_embd.weight",
+        "blk.0.attn_q.weight",
+        "blk.0.attn_k.weight",
+        "blk.0.attn_v.weight",
+        "blk.31.attn_v.weight",
+        "blk.5.attn_output.weight",
+        "blk.3.ffn_down.weight",
+        "blk.4.ffn_down.weight",
+        "blk.3.ffn_gate.weight",
+        "blk.4.ffn_up.weight",
+        "blk.27.ffn_gate.weight",
+        "blk.28.ffn_up.weight",
+    };
+    static const struct iq_row rows[] = {
+        {"IQ1_S",
+         -1,
+         {T(Q5_K), T(Q2_K), T(IQ1_S), T(IQ1_S), T(Q4_K), T(Q4_K), T(IQ2_XXS), T(Q2_K), T(IQ1_S),
+          T(IQ1_S), T(IQ1_S), T(IQ1_S), T(IQ1_S)}},
+        {"IQ1_M",
+         -1,
+         {T(Q5_K), T(Q2_K), T(IQ1_M), T(IQ1_M), T(Q4_K), T(Q4_K), T(IQ2_XXS), T(Q2_K), T(IQ1_M),
+          T(IQ1_M), T(IQ1_M), T(IQ1_M), T(IQ1_M)}},
+        {"IQ2_XXS",
+         -1,
+         {T(Q5_K), T(Q2_K), T(IQ2_XXS), T(IQ2_XXS), T(Q4_K), T(Q4_K), T(IQ2_XXS), T(Q2_K),
+          T(IQ2_XXS), T(IQ2_XXS), T(IQ2_XXS), T(IQ2_XXS), T(IQ2_XXS)}},
+        {"IQ2_XS",
+         -1,
+         {T(Q5_K), T(Q2_K), T(IQ2_XS), T(IQ2_XS), T(Q4_K), T(Q4_K), T(IQ2_XS), T(Q2_K), T(IQ2_XS),
+          T(IQ2_XS), T(IQ2_XS), T(IQ2_XS), T(IQ2_XS)}},
+        {"IQ2_S",
+         -1,
+         {T(Q5_K), T(IQ3_S), T(IQ2_XS), T(IQ2_XS), T(Q4_K), T(Q4_K), T(IQ3_S), T(IQ3_S), T(IQ2_XS),
+          T(IQ2_XS), T(IQ2_XS), T(IQ2_XS), T(IQ2_XS)}},
+        {"IQ2_M",
+         -1,
+         {T(Q5_K), T(IQ3_S), T(IQ2_S), T(IQ2_S), T(Q4_K), T(Q4_K), T(IQ3_S), T(IQ3_S), T(IQ2_S),
+          T(IQ2_S), T(IQ2_S), T(IQ2_S), T(IQ2_S)}},
+        {"IQ3_XXS",
+         -1,
+         {T(Q5_K), T(IQ3_S), T(IQ2_S), T(IQ2_S), T(Q4_K), T(Q4_K), T(IQ3_S), T(IQ3_XXS), T(IQ3_XXS),
+          T(IQ3_XXS), T(IQ3_XXS), T(IQ3_XXS), T(IQ3_XXS)}},
+        /* R8 without an imatrix: Q4_K below n/8, Q3_K after */
+        {"IQ3_XXS",
+         0,
+         {T(Q5_K), T(IQ3_S), T(IQ2_S), T(IQ2_S), T(Q4_K), T(Q4_K), T(IQ3_S), T(Q4_K), T(Q3_K),
+          T(IQ3_XXS), T(IQ3_XXS), T(IQ3_XXS), T(IQ3_XXS)}},
+        /* R6/R7: q, k IQ3_XXS; R11: gate/up IQ3_XXS for 4 <= i < 28 */
+        {"IQ3_XS",
+         -1,
+         {T(Q6_K), T(IQ3_S), T(IQ3_XXS), T(IQ3_XXS), T(Q4_K), T(Q4_K), T(IQ3_S), T(IQ3_S), T(IQ3_S),
+          T(IQ3_S), T(IQ3_XXS), T(IQ3_XXS), T(IQ3_S)}},
+        {"IQ3_S",
+         -1,
+         {T(Q6_K), T(IQ3_S), T(IQ3_S), T(IQ3_S), T(Q4_K), T(Q4_K), T(IQ3_S), T(IQ3_S), T(IQ3_S),
+          T(IQ3_S), T(IQ3_S), T(IQ3_S), T(IQ3_S)}},
+        /* R9: attn_output Q4_K; R8: ffn_down Q4_K below n/8 */
+        {"IQ3_M",
+         -1,
+         {T(Q6_K), T(IQ3_S), T(IQ3_S), T(IQ3_S), T(Q4_K), T(Q4_K), T(Q4_K), T(Q4_K), T(IQ3_S),
+          T(IQ3_S), T(IQ3_S), T(IQ3_S), T(IQ3_S)}},
+    };
+    check_iq_rows("llama3-8b", probes, rows, sizeof rows / sizeof rows[0]);
+}
+
+/*
+ * Llama-3-70B: 80 layers (n/8 = 10, 7n/8 = 70), n_gqa = 8, labelled "70B": R5's bump turns
+ * the IQ3 mixes' Q4_K attn_v into Q5_K, while R4 (IQ2/IQ1 family) has no bump: Q4_K.
+ */
+TEST(llama3_70b_iq_per_tensor)
+{
+    static const char *const probes[13] = {
+        "output.weight",
+        "token_embd.weight",
+        "blk.0.attn_q.weight",
+        "blk.0.attn_k.weight",
+        "blk.0.attn_v.weight",
+        "blk.40.attn_v.weight",
+        "blk.5.attn_output.weight",
+        "blk.9.ffn_down.weight",
+        "blk.10.ffn_down.weight",
+        "blk.9.ffn_gate.weight",
+        "blk.10.ffn_up.weight",
+        "blk.69.ffn_gate.weight",
+        "blk.70.ffn_up.weight",
+    };
+    static const struct iq_row rows[] = {
+        {"IQ1_S",
+         -1,
+         {T(Q5_K), T(Q2_K), T(IQ1_S), T(IQ1_S), T(Q4_K), T(Q4_K), T(IQ2_XXS), T(Q2_K), T(IQ1_S),
+          T(IQ1_S), T(IQ1_S), T(IQ1_S), T(IQ1_S)}},
+        {"IQ1_M",
+         -1,
+         {T(Q5_K), T(Q2_K), T(IQ1_M), T(IQ1_M), T(Q4_K), T(Q4_K), T(IQ2_XXS), T(Q2_K), T(IQ1_M),
+          T(IQ1_M), T(IQ1_M), T(IQ1_M), T(IQ1_M)}},
+        {"IQ2_XXS",
+         -1,
+         {T(Q5_K), T(Q2_K), T(IQ2_XXS), T(IQ2_XXS), T(Q4_K), T(Q4_K), T(IQ2_XXS), T(Q2_K),
+          T(IQ2_XXS), T(IQ2_XXS), T(IQ2_XXS), T(IQ2_XXS), T(IQ2_XXS)}},
+        {"IQ2_XS",
+         -1,
+         {T(Q5_K), T(Q2_K), T(IQ2_XS), T(IQ2_XS), T(Q4_K), T(Q4_K), T(IQ2_XS), T(Q2_K), T(IQ2_XS),
+          T(IQ2_XS), T(IQ2_XS), T(IQ2_XS), T(IQ2_XS)}},
+        {"IQ2_S",
+         -1,
+         {T(Q5_K), T(IQ3_S), T(IQ2_XS), T(IQ2_XS), T(Q4_K), T(Q4_K), T(IQ3_S), T(IQ3_S), T(IQ2_XS),
+          T(IQ2_XS), T(IQ2_XS), T(IQ2_XS), T(IQ2_XS)}},
+        {"IQ2_M",
+         -1,
+         {T(Q5_K), T(IQ3_S), T(IQ2_S), T(IQ2_S), T(Q4_K), T(Q4_K), T(IQ3_S), T(IQ3_S), T(IQ2_S),
+          T(IQ2_S), T(IQ2_S), T(IQ2_S), T(IQ2_S)}},
+        {"IQ3_XXS",
+         -1,
+         {T(Q5_K), T(IQ3_S), T(IQ2_S), T(IQ2_S), T(Q5_K), T(Q5_K), T(IQ3_S), T(IQ3_XXS), T(IQ3_XXS),
+          T(IQ3_XXS), T(IQ3_XXS), T(IQ3_XXS), T(IQ3_XXS)}},
+        {"IQ3_XXS",
+         0,
+         {T(Q5_K), T(IQ3_S), T(IQ2_S), T(IQ2_S), T(Q5_K), T(Q5_K), T(IQ3_S), T(Q4_K), T(Q3_K),
+          T(IQ3_XXS), T(IQ3_XXS), T(IQ3_XXS), T(IQ3_XXS)}},
+        {"IQ3_XS",
+         -1,
+         {T(Q6_K), T(IQ3_S), T(IQ3_XXS), T(IQ3_XXS), T(Q5_K), T(Q5_K), T(IQ3_S), T(IQ3_S), T(IQ3_S),
+          T(IQ3_S), T(IQ3_XXS), T(IQ3_XXS), T(IQ3_S)}},
+        {"IQ3_S",
+         -1,
+         {T(Q6_K), T(IQ3_S), T(IQ3_S), T(IQ3_S), T(Q5_K), T(Q5_K), T(IQ3_S), T(IQ3_S), T(IQ3_S),
+          T(IQ3_S), T(IQ3_S), T(IQ3_S), T(IQ3_S)}},
+        {"IQ3_M",
+         -1,
+         {T(Q6_K), T(IQ3_S), T(IQ3_S), T(IQ3_S), T(Q5_K), T(Q5_K), T(Q4_K), T(Q4_K), T(IQ3_S),
+          T(IQ3_S), T(IQ3_S), T(IQ3_S), T(IQ3_S)}},
+    };
+    check_iq_rows("llama3-70b", probes, rows, sizeof rows / sizeof rows[0]);
+}
+
+static hearth_dtype ctx_type(const char *mix_name, const char *arch, uint32_t n_layer,
+                             uint32_t n_head, uint32_t n_head_kv, uint32_t n_expert,
+                             bool has_output, int imatrix, const char *name, uint64_t ne0)
+{
+    const struct quant_mix *mix;
+    struct quant_mix_ctx ctx;
+    const uint64_t ne[2] = {ne0, 1024};
+    hearth_dtype t;
+    if (quant_mix_from_name(mix_name, &mix) ||
+        quant_mix_ctx_init(&ctx, mix, arch, n_layer, n_head, n_head_kv, n_expert, has_output))
+        return HEARTH_DTYPE_COUNT;
+    if (imatrix >= 0)
+        ctx.imatrix = imatrix != 0;
+    return quant_mix_type_for(&ctx, name, 2, ne, &t) ? HEARTH_DTYPE_COUNT : t;
+}
+
+/* The branches Llama 3 does not reach: n_gqa < 4, 8 experts, fused QKV, tied, fallbacks. */
+TEST(iq_other_branches)
+{
+    const char *v = "blk.6.attn_v.weight";
+    /* n_gqa = 1 (§7.5 last paragraph): IQ2_XXS/IQ2_XS/IQ1 -> Q2_K, IQ2_S/M -> IQ3_S,
+     * IQ3_XXS -> IQ3_S without imatrix, IQ3_XXS with; IQ3_XS/IQ3_S keep D; IQ3_M Q4_K */
+    CHECK_INT_EQ(ctx_type("IQ2_XXS", "llama", 32, 32, 32, 0, true, -1, v, 4096), T(Q2_K));
+    CHECK_INT_EQ(ctx_type("IQ2_XS", "llama", 32, 32, 32, 0, true, -1, v, 4096), T(Q2_K));
+    CHECK_INT_EQ(ctx_type("IQ1_M", "llama", 32, 32, 32, 0, true, -1, v, 4096), T(Q2_K));
+    CHECK_INT_EQ(ctx_type("IQ2_S", "llama", 32, 32, 32, 0, true, -1, v, 4096), T(IQ3_S));
+    CHECK_INT_EQ(ctx_type("IQ2_M", "llama", 32, 32, 32, 0, true, -1, v, 4096), T(IQ3_S));
+    CHECK_INT_EQ(ctx_type("IQ3_XXS", "llama", 32, 32, 32, 0, true, 0, v, 4096), T(IQ3_S));
+    CHECK_INT_EQ(ctx_type("IQ3_XXS", "llama", 32, 32, 32, 0, true, 1, v, 4096), T(IQ3_XXS));
+    CHECK_INT_EQ(ctx_type("IQ3_XS", "llama", 32, 32, 32, 0, true, -1, v, 4096), T(IQ3_S));
+    CHECK_INT_EQ(ctx_type("IQ3_S", "llama", 32, 32, 32, 0, true, -1, v, 4096), T(IQ3_S));
+    CHECK_INT_EQ(ctx_type("IQ3_M", "llama", 32, 32, 32, 0, true, -1, v, 4096), T(Q4_K));
+    /* n_gqa = 2 and 4 experts: R4 counts n_expert >= 4 like n_gqa >= 4 */
+    CHECK_INT_EQ(ctx_type("IQ2_XXS", "llama", 32, 32, 16, 4, true, -1, v, 4096), T(Q4_K));
+    CHECK_INT_EQ(ctx_type("IQ2_XXS", "llama", 32, 32, 16, 2, true, -1, v, 4096), T(Q2_K));
+    /* a "70B" (qwen2, 80 layers) with n_gqa < 4: IQ3_M's Q4_K is bumped, IQ3_S's D is not */
+    CHECK_INT_EQ(ctx_type("IQ3_M", "qwen2", 80, 64, 64, 0, true, -1, v, 8192), T(Q5_K));
+    CHECK_INT_EQ(ctx_type("IQ3_S", "qwen2", 80, 64, 64, 0, true, -1, v, 8192), T(IQ3_S));
+    /* 8 experts: R4 gives attn_v Q4_K, attn_k Q4_K, attn_output Q5_K; R5/R6 give IQ3 Q8_0 */
+    CHECK_INT_EQ(ctx_type("IQ2_XS", "llama", 32, 32, 8, 8, true, -1, v, 4096), T(Q4_K));
+    CHECK_INT_EQ(ctx_type("IQ2_XS", "llama", 32, 32, 8, 8, true, -1, "blk.6.attn_k.weight", 4096),
+                 T(Q4_K));
+    CHECK_INT_EQ(
+        ctx_type("IQ1_S", "llama", 32, 32, 8, 8, true, -1, "blk.6.attn_output.weight", 4096),
+        T(Q5_K));
+    CHECK_INT_EQ(ctx_type("IQ3_S", "llama", 32, 32, 8, 8, true, -1, v, 4096), T(Q8_0));
+    CHECK_INT_EQ(ctx_type("IQ3_XS", "llama", 32, 32, 8, 8, true, -1, "blk.6.attn_k.weight", 4096),
+                 T(Q8_0));
+    CHECK_INT_EQ(
+        ctx_type("IQ3_XS", "llama", 32, 32, 8, 8, true, -1, "blk.6.attn_output.weight", 4096),
+        T(Q5_K));
+    /* IQ3_M ffn_down with 8 experts: also Q4_K in use_more_bits layers past n/8 (6 yes, 7 no) */
+    CHECK_INT_EQ(
+        ctx_type("IQ3_M", "llama", 32, 32, 8, 8, true, -1, "blk.6.ffn_down_exps.weight", 4096),
+        T(Q4_K));
+    CHECK_INT_EQ(
+        ctx_type("IQ3_M", "llama", 32, 32, 8, 8, true, -1, "blk.7.ffn_down_exps.weight", 4096),
+        T(IQ3_S));
+    CHECK_INT_EQ(ctx_type("IQ3_M", "llama", 32, 32, 8, 0, true, -1, "blk.6.ffn_down.weight", 4096),
+                 T(IQ3_S));
+    /* fused QKV: R10 for IQ3_M; R4's attn_v line for the IQ2 family (assumed, see quant-mix.c) */
+    CHECK_INT_EQ(ctx_type("IQ3_M", "llama", 32, 32, 8, 0, true, -1, "blk.1.attn_qkv.weight", 4096),
+                 T(Q4_K));
+    CHECK_INT_EQ(ctx_type("IQ3_S", "llama", 32, 32, 8, 0, true, -1, "blk.1.attn_qkv.weight", 4096),
+                 T(IQ3_S));
+    CHECK_INT_EQ(ctx_type("IQ2_S", "llama", 32, 32, 32, 0, true, -1, "blk.1.attn_qkv.weight", 4096),
+                 T(IQ3_S));
+    /* tied: token_embd takes R1 (Q5_K for the IQ2 family, Q6_K for IQ3_S) */
+    CHECK_INT_EQ(ctx_type("IQ2_XS", "llama", 16, 32, 8, 0, false, -1, "token_embd.weight", 2048),
+                 T(Q5_K));
+    CHECK_INT_EQ(ctx_type("IQ3_S", "llama", 16, 32, 8, 0, false, -1, "token_embd.weight", 2048),
+                 T(Q6_K));
+    /* §7.6: a row of 576 is no multiple of 256: IQ types -> IQ4_NL, R1 -> Q8_0, Q4_K -> Q5_0,
+     * Q2_K -> IQ4_NL, IQ3_S -> IQ4_NL */
+    CHECK_INT_EQ(ctx_type("IQ2_XS", "llama", 30, 9, 3, 0, false, -1, "blk.9.attn_q.weight", 576),
+                 T(IQ4_NL));
+    CHECK_INT_EQ(ctx_type("IQ2_XS", "llama", 30, 9, 3, 0, false, -1, "token_embd.weight", 576),
+                 T(Q8_0));
+    CHECK_INT_EQ(ctx_type("IQ2_XS", "llama", 30, 9, 3, 0, false, -1, "blk.0.ffn_down.weight", 576),
+                 T(IQ4_NL));
+    CHECK_INT_EQ(
+        ctx_type("IQ2_M", "llama", 30, 9, 3, 0, false, -1, "blk.9.attn_output.weight", 576),
+        T(IQ4_NL));
+    CHECK_INT_EQ(
+        ctx_type("IQ3_M", "llama", 30, 9, 3, 0, false, -1, "blk.9.attn_output.weight", 576),
+        T(Q5_0));
+    CHECK_INT_EQ(ctx_type("IQ1_S", "llama", 30, 9, 3, 0, false, -1, "blk.9.attn_q.weight", 48),
+                 T(F16));
+    CHECK_INT_EQ(ctx_type("IQ1_S", "llama", 30, 9, 3, 0, false, -1, "blk.9.ffn_down.weight", 1536),
+                 T(IQ1_S));
+}
+
+/* bits per weight of a whole preset under a mix */
+static double mix_bpw(const char *preset, const struct mix_total *mt)
+{
+    const struct model_preset *p;
+    if (model_preset_find(preset, &p))
+        return 0.0;
+    return 8.0 * (double)mt->bytes / (double)model_preset_n_params(p);
+}
+
+#define CHECK_BPW(preset, mix, imat, lo, hi)                                                       \
+    do {                                                                                           \
+        struct mix_total mb_;                                                                      \
+        REQUIRE(mix_sizes(preset, mix, imat, &mb_) == 0);                                          \
+        double bpw_ = mix_bpw(preset, &mb_);                                                       \
+        CHECK_MSG(bpw_ >= (lo) && bpw_ <= (hi), "%s %s: %.4f bpw, want %.3f-%.3f", preset, mix,    \
+                  bpw_, (double)(lo), (double)(hi));                                               \
+    } while (0)
+
+/*
+ * Whole-model sizes. IQ2_XXS, IQ2_XS and IQ3_XXS are the facts sheet's §7.7 rows; the other
+ * totals were computed from the rules (and by a separate script) and are bounded here by a
+ * hand derivation: bpw = sum over tensor groups of (share of the weights) x (bits per weight
+ * of its type, §2: IQ1_S 1.5625, IQ1_M 1.75, IQ2_XXS 2.0625, IQ2_XS 2.3125, IQ2_S 2.5625,
+ * Q2_K 2.625, IQ3_XXS 3.0625, IQ3_S 3.4375, Q3_K 3.4375, Q4_K 4.5, Q5_K 5.5, Q6_K 6.5625).
+ * 70B shares (% of 70.55 B weights): output and token_embd 1.489 each, attn_q and
+ * attn_output 7.609 each, attn_k and attn_v 0.951 each, ffn_gate/up/down 26.633 each, of
+ * which ffn_down of layers 0-9 is 3.329 and gate (or up) of layers 10-69 19.975.
+ * E.g. IQ2_XS: 1.489 x 5.5 (Q5_K head) + 1.489 x 2.625 (Q2_K embd) + 0.951 x 4.5 (Q4_K v)
+ * + 3.329 x 2.625 (Q2_K down 0-9) + 92.742 x 2.3125 = 2.396 bpw.
+ * Hand results: IQ1_S 1.738, IQ1_M 1.898, IQ2_XXS 2.164, IQ2_XS 2.396, IQ2_S 2.520,
+ * IQ2_M 2.733, IQ3_XXS 3.113, IQ3_XS 3.322, IQ3_S 3.504, IQ3_M 3.620 (IQ3 attn_v is Q5_K).
+ */
+TEST(llama3_70b_iq_sizes)
+{
+    const char *p = "llama3-70b";
+    CHECK_MIX(p, "IQ1_S", true, 15335620608ull, {T(IQ1_S), 390}, {T(Q4_K), 80}, {T(IQ2_XXS), 80},
+              {T(Q2_K), 11}, {T(Q5_K), 1});
+    CHECK_MIX(p, "IQ1_M", true, 16743333888ull, {T(IQ1_M), 390}, {T(Q4_K), 80}, {T(IQ2_XXS), 80},
+              {T(Q2_K), 11}, {T(Q5_K), 1});
+    CHECK_MIX(p, "IQ2_XXS", true, 19089522688ull, {T(IQ2_XXS), 470}, {T(Q4_K), 80}, {T(Q2_K), 11},
+              {T(Q5_K), 1});
+    CHECK_MIX(p, "IQ2_XS", true, 21134245888ull, {T(IQ2_XS), 470}, {T(Q4_K), 80}, {T(Q2_K), 11},
+              {T(Q5_K), 1});
+    CHECK_MIX(p, "IQ2_S", true, 22234480640ull, {T(IQ2_XS), 390}, {T(IQ3_S), 91}, {T(Q4_K), 80},
+              {T(Q5_K), 1});
+    CHECK_MIX(p, "IQ2_M", true, 24111431680ull, {T(IQ2_S), 390}, {T(IQ3_S), 91}, {T(Q4_K), 80},
+              {T(Q5_K), 1});
+    CHECK_MIX(p, "IQ3_XXS", true, 27461632000ull, {T(IQ3_XXS), 240}, {T(IQ2_S), 160},
+              {T(IQ3_S), 81}, {T(Q5_K), 81});
+    CHECK_MIX(p, "IQ3_XXS", false, 28654387200ull, {T(IQ2_S), 160}, {T(IQ3_XXS), 160},
+              {T(IQ3_S), 81}, {T(Q5_K), 81}, {T(Q3_K), 70}, {T(Q4_K), 10});
+    CHECK_MIX(p, "IQ3_XS", false, 29299867648ull, {T(IQ3_XXS), 280}, {T(IQ3_S), 201}, {T(Q5_K), 80},
+              {T(Q6_K), 1});
+    /* IQ3_S and Q3_K are both 110 bytes per 256: the IQ3_S mix is Q3_K_S's size to the byte */
+    CHECK_MIX(p, "IQ3_S", false, 30904188928ull, {T(IQ3_S), 481}, {T(Q5_K), 80}, {T(Q6_K), 1});
+    CHECK_MIX(p, "IQ3_M", false, 31929171968ull, {T(IQ3_S), 391}, {T(Q4_K), 90}, {T(Q5_K), 80},
+              {T(Q6_K), 1});
+    CHECK_BPW(p, "IQ1_S", true, 1.733, 1.743);
+    CHECK_BPW(p, "IQ1_M", true, 1.893, 1.903);
+    CHECK_BPW(p, "IQ2_XXS", true, 2.159, 2.169);
+    CHECK_BPW(p, "IQ2_XS", true, 2.391, 2.401);
+    CHECK_BPW(p, "IQ2_S", true, 2.515, 2.525);
+    CHECK_BPW(p, "IQ2_M", true, 2.728, 2.738);
+    CHECK_BPW(p, "IQ3_XXS", true, 3.108, 3.118);
+    CHECK_BPW(p, "IQ3_XS", false, 3.317, 3.327);
+    CHECK_BPW(p, "IQ3_S", false, 3.499, 3.509);
+    CHECK_BPW(p, "IQ3_M", false, 3.615, 3.625);
+    /* the published imatrix IQ3_M of a Llama-3.1-70B derivative (§7.7's list): 31.94 GB, i.e.
+     * tensor data + the 0.005-0.013 GB of header every other row of that list shows */
+    struct mix_total mt;
+    REQUIRE(mix_sizes(p, "IQ3_M", true, &mt) == 0);
+    double diff = 31.94 - (double)mt.bytes / 1e9;
+    CHECK_MSG(diff > 0.0 && diff <= 0.015, "IQ3_M: published 31.94 GB, computed %.3f GB",
+              (double)mt.bytes / 1e9);
+}
+
+/*
+ * Llama-3-8B (8.03 B weights) shares, %: output and token_embd 6.542 each, attn_q and
+ * attn_output 6.686 each, attn_k and attn_v 1.671 each, ffn_gate/up/down 23.399 each, of
+ * which ffn_down of layers 0-3 is 2.925 and gate (or up) of layers 4-27 17.549. Hand results
+ * as for the 70B (attn_v Q4_K everywhere, no "70B" label): IQ1_S 2.003, IQ1_M 2.145,
+ * IQ2_XXS 2.381, IQ2_XS 2.587, IQ2_S 2.739, IQ2_M 2.928, IQ3_XXS 3.254, IQ3_XS 3.497,
+ * IQ3_S 3.660, IQ3_M 3.762. The 8B's bpw is higher than the 70B's for the same mix because
+ * its Q5_K/Q6_K head and embedding are 13% of its weights instead of 3%.
+ */
+TEST(llama3_8b_iq_sizes)
+{
+    const char *p = "llama3-8b";
+    CHECK_MIX(p, "IQ1_S", true, 2011791360ull, {T(IQ1_S), 156}, {T(Q4_K), 32}, {T(IQ2_XXS), 32},
+              {T(Q2_K), 5}, {T(Q5_K), 1});
+    CHECK_MIX(p, "IQ1_M", true, 2154135552ull, {T(IQ1_M), 156}, {T(Q4_K), 32}, {T(IQ2_XXS), 32},
+              {T(Q2_K), 5}, {T(Q5_K), 1});
+    CHECK_MIX(p, "IQ2_XXS", true, 2391375872ull, {T(IQ2_XXS), 188}, {T(Q4_K), 32}, {T(Q2_K), 5},
+              {T(Q5_K), 1});
+    CHECK_MIX(p, "IQ2_XS", true, 2597945344ull, {T(IQ2_XS), 188}, {T(Q4_K), 32}, {T(Q2_K), 5},
+              {T(Q5_K), 1});
+    CHECK_MIX(p, "IQ2_S", true, 2750652416ull, {T(IQ2_XS), 156}, {T(IQ3_S), 37}, {T(Q4_K), 32},
+              {T(Q5_K), 1});
+    CHECK_MIX(p, "IQ2_M", true, 2940444672ull, {T(IQ2_S), 156}, {T(IQ3_S), 37}, {T(Q4_K), 32},
+              {T(Q5_K), 1});
+    CHECK_MIX(p, "IQ3_XXS", true, 3267076096ull, {T(IQ3_XXS), 96}, {T(IQ2_S), 64}, {T(IQ3_S), 33},
+              {T(Q4_K), 32}, {T(Q5_K), 1});
+    CHECK_MIX(p, "IQ3_XXS", false, 3386351616ull, {T(IQ2_S), 64}, {T(IQ3_XXS), 64}, {T(Q4_K), 36},
+              {T(IQ3_S), 33}, {T(Q3_K), 28}, {T(Q5_K), 1});
+    CHECK_MIX(p, "IQ3_XS", false, 3510910976ull, {T(IQ3_XXS), 112}, {T(IQ3_S), 81}, {T(Q4_K), 32},
+              {T(Q6_K), 1});
+    CHECK_MIX(p, "IQ3_S", false, 3674488832ull, {T(IQ3_S), 193}, {T(Q4_K), 32}, {T(Q6_K), 1});
+    CHECK_MIX(p, "IQ3_M", false, 3776987136ull, {T(IQ3_S), 157}, {T(Q4_K), 68}, {T(Q6_K), 1});
+    CHECK_BPW(p, "IQ1_S", true, 1.998, 2.008);
+    CHECK_BPW(p, "IQ1_M", true, 2.140, 2.150);
+    CHECK_BPW(p, "IQ2_XXS", true, 2.376, 2.386);
+    CHECK_BPW(p, "IQ2_XS", true, 2.582, 2.592);
+    CHECK_BPW(p, "IQ2_S", true, 2.734, 2.744);
+    CHECK_BPW(p, "IQ2_M", true, 2.923, 2.933);
+    CHECK_BPW(p, "IQ3_XXS", true, 3.249, 3.259);
+    CHECK_BPW(p, "IQ3_XS", false, 3.492, 3.502);
+    CHECK_BPW(p, "IQ3_S", false, 3.655, 3.665);
+    CHECK_BPW(p, "IQ3_M", false, 3.757, 3.767);
+}
+
 TEST_MAIN(TEST_CASE(use_more_bits_table), TEST_CASE(names_and_ftypes),
           TEST_CASE(llama3_8b_per_tensor), TEST_CASE(llama3_70b_per_tensor), TEST_CASE(fallbacks),
           TEST_CASE(llama3_70b_sizes), TEST_CASE(llama3_8b_sizes), TEST_CASE(published_sizes),
           TEST_CASE(other_preset_sizes), TEST_CASE(gemma3_sizes), TEST_CASE(real_files_match_rules),
-          TEST_CASE(llama3_rope_freqs))
+          TEST_CASE(llama3_rope_freqs), TEST_CASE(iq_names_and_ftypes),
+          TEST_CASE(llama3_8b_iq_per_tensor), TEST_CASE(llama3_70b_iq_per_tensor),
+          TEST_CASE(iq_other_branches), TEST_CASE(llama3_70b_iq_sizes),
+          TEST_CASE(llama3_8b_iq_sizes))

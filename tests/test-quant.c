@@ -127,7 +127,8 @@ TEST(traits_compute_and_vec_dot)
         REQUIRE(q);
         CHECK_MSG(q->to_float && q->from_float, "%s", q->name);
     }
-    CHECK(quant_get(HEARTH_DTYPE_IQ2_XXS)->to_float == NULL);
+    CHECK(quant_get(HEARTH_DTYPE_IQ2_XXS)->to_float &&
+          !quant_get(HEARTH_DTYPE_IQ2_XXS)->from_float);
     CHECK(quant_get(HEARTH_DTYPE_TQ1_0)->to_float == NULL);
     CHECK(!quant_get(HEARTH_DTYPE_F32)->is_quantized);
     CHECK(quant_get(HEARTH_DTYPE_Q4_K)->is_quantized);

@@ -263,7 +263,7 @@ TEST(fill_every_type)
     }
     struct rng r;
     rng_seed(&r, 3);
-    CHECK_INT_EQ(synth_fill(HEARTH_DTYPE_IQ2_XXS, 1, 0.02f, &r, blocks), HEARTH_ERR_UNSUPPORTED);
+    CHECK_INT_EQ(synth_fill(HEARTH_DTYPE_TQ1_0, 1, 0.02f, &r, blocks), HEARTH_ERR_UNSUPPORTED);
     free(vals);
     free(blocks);
 }

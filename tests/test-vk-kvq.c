@@ -47,6 +47,7 @@
 #include "cpu/attn-kvq.h"
 #include "f16.h"
 #include "kv-quant.h"
+#include "kvq-ref.h"
 
 const struct hearth_backend_ops *vk_backend_ops(void);
 
@@ -681,112 +682,6 @@ struct wring {
     int32_t pos[40];
 };
 
-/* x (HK head vectors) in type t's attention domain (R x per head when rotated), as floats. */
-static void win_domain(enum kvq_type t, const struct kvq_rot *rot, const float *x, int hd,
-                       float *y)
-{
-    for (int h = 0; h < HK; h++) {
-        if (kvq_is_rotated(t))
-            kvq_rot_forward(rot, x + (size_t)h * (size_t)hd, y + (size_t)h * (size_t)hd);
-        else
-            memcpy(y + (size_t)h * (size_t)hd, x + (size_t)h * (size_t)hd,
-                   (size_t)hd * sizeof *y);
-    }
-}
-
-/* Head kvh of position j's row in type t's attention domain, decoded from cache row bytes. */
-static void win_decode(enum kvq_type t, const struct kvq_rot *rot, int hd, const uint8_t *row,
-                       int kvh, float *y)
-{
-    const uint8_t *src = row + (size_t)kvh * kvq_head_bytes(t, hd);
-    if (kvq_is_rotated(t))
-        kvq_decode_rotated(t, rot, src, y);
-    else
-        kvq_decode(t, rot, hd, src, y);
-}
-
-/*
- * The contract's attention for a batch of n at pos0 in double, in K's and V's
- * domains: q (normed, RoPE'd), xk/xv the batch's exact rows (f16), the model
- * ring before the batch, the read-back caches, the sink (k_aux row 1).
- */
-static void win_reference(enum kvq_type kt, enum kvq_type vt, const struct kvq_rot *rot, int hd,
-                          int W, int n, int pos0, const float *q, const uint16_t *xk,
-                          const uint16_t *xv, const struct wring *r, const uint8_t *kc,
-                          const uint8_t *vc, const float *sink, double *out)
-{
-    const int KV = HK * hd;
-    size_t krow = HK * kvq_head_bytes(kt, hd), vrow = HK * kvq_head_bytes(vt, hd);
-    float qd[KVQ_MAX_HEAD_DIM], kd[KVQ_MAX_HEAD_DIM], vd[KVQ_MAX_HEAD_DIM];
-    float acc[KVQ_MAX_HEAD_DIM], o[KVQ_MAX_HEAD_DIM];
-    double s[CTX], od[KVQ_MAX_HEAD_DIM];
-    const double scale = (double)(1.0f / sqrtf((float)hd));
-    for (int t = 0; t < n; t++) {
-        int p = pos0 + t;
-        for (int h = 0; h < H; h++) {
-            int kvh = h / (H / HK);
-            const float *qh = q + ((size_t)t * H + (size_t)h) * (size_t)hd;
-            if (kvq_is_rotated(kt))
-                kvq_rot_forward(rot, qh, qd);
-            else
-                memcpy(qd, qh, (size_t)hd * sizeof *qd);
-            double mx = -INFINITY, sum = 0.0;
-            for (int j = 0; j <= p; j++) {
-                const uint16_t *x = NULL;
-                if (j + W > p)
-                    x = j >= pos0 ? xk + (size_t)(j - pos0) * KV
-                        : r->pos[j % W] == j ? r->k[j % W] : NULL;
-                if (j == 0 && sink) {
-                    float sk[KVQ_MAX_HEAD_DIM];
-                    memcpy(sk, sink + (size_t)kvh * (size_t)hd, (size_t)hd * sizeof *sk);
-                    if (kvq_is_rotated(kt))
-                        kvq_rot_forward(rot, sk, kd);
-                    else
-                        memcpy(kd, sk, (size_t)hd * sizeof *kd);
-                } else if (x) {
-                    for (int i = 0; i < hd; i++)
-                        kd[i] = f16_to_f32(x[(size_t)kvh * (size_t)hd + (size_t)i]);
-                } else {
-                    win_decode(kt, rot, hd, kc + (size_t)j * krow, kvh, kd);
-                }
-                double d = 0.0;
-                for (int i = 0; i < hd; i++)
-                    d += (double)qd[i] * (double)kd[i];
-                s[j] = d * scale;
-                mx = fmax(mx, s[j]);
-            }
-            for (int j = 0; j <= p; j++)
-                sum += (s[j] = exp(s[j] - mx));
-            for (int i = 0; i < hd; i++)
-                od[i] = 0.0;
-            for (int j = 0; j <= p; j++) {
-                const uint16_t *x = NULL;
-                if (j + W > p)
-                    x = j >= pos0 ? xv + (size_t)(j - pos0) * KV
-                        : r->pos[j % W] == j ? r->v[j % W] : NULL;
-                if (x)
-                    for (int i = 0; i < hd; i++)
-                        vd[i] = f16_to_f32(x[(size_t)kvh * (size_t)hd + (size_t)i]);
-                else
-                    win_decode(vt, rot, hd, vc + (size_t)j * vrow, kvh, vd);
-                for (int i = 0; i < hd; i++)
-                    od[i] += s[j] / sum * (double)vd[i];
-            }
-            double *dst = out + ((size_t)t * H + (size_t)h) * (size_t)hd;
-            if (kvq_is_rotated(vt)) {
-                /* R^T in double would be exact-er; float is far inside the tolerance */
-                for (int i = 0; i < hd; i++)
-                    acc[i] = (float)od[i];
-                kvq_rot_inverse(rot, acc, o);
-                for (int i = 0; i < hd; i++)
-                    dst[i] = (double)o[i];
-            } else {
-                memcpy(dst, od, (size_t)hd * sizeof *dst);
-            }
-        }
-    }
-}
-
 /* The tensors of one device for a window sequence; the ring tags start at -1. */
 static void win_dev_init(struct kenv *e, int d, enum kvq_type kt, enum kvq_type vt, int hd, int W,
                          struct wdev *w)
@@ -917,15 +812,23 @@ static void win_case(struct kenv *e, enum kvq_type kt, enum kvq_type vt, int W, 
         CHECK_OK(backend_buffer_get(wd[1].aux.buf, 0, aux, 2 * (size_t)KV * 4));
         /* the batch's exact rows by the contract, from the op's own centred k and v */
         for (int t = 0; t < n; t++) {
-            win_domain(kt, &rot, kr + (size_t)t * KV, hd, tmp);
+            kvq_ref_domain(kt, &rot, kr + (size_t)t * KV, HK, hd, tmp);
             for (int i = 0; i < KV; i++)
                 xk[(size_t)t * KV + (size_t)i] = f32_to_f16(tmp[i]);
-            win_domain(vt, &rot, v + (size_t)t * KV, hd, tmp);
+            kvq_ref_domain(vt, &rot, v + (size_t)t * KV, HK, hd, tmp);
             for (int i = 0; i < KV; i++)
                 xv[(size_t)t * KV + (size_t)i] = f32_to_f16(tmp[i]);
         }
-        win_reference(kt, vt, &rot, hd, W, n, pos0, qr, xk, xv, model, kc, vc,
-                      centred ? aux + KV : NULL, ref);
+        const struct kvq_ref_window refw = {
+            .kt = kt, .vt = vt, .rot = &rot, .hd = hd, .n_head = H, .n_head_kv = HK, .w = W,
+            .xk = xk, .xv = xv, .ring_k = model->k[0], .ring_v = model->v[0],
+            .ring_stride = sizeof model->k[0] / sizeof model->k[0][0], .ring_pos = model->pos,
+            .kc = kc, .vc = vc, .sink = centred ? aux + KV : NULL,
+        };
+        if (!kvq_ref_window_attention(&refw, n, pos0, qr, ref)) {
+            TEST_FAIL_AT("out of memory");
+            break;
+        }
         double mx = 0.0, err = 0.0;
         for (size_t i = 0; i < (size_t)n * QD; i++) {
             mx = fmax(mx, fabs(ref[i]));

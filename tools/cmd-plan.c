@@ -396,8 +396,17 @@ static void print_text(const struct plan_model *m, const struct plan *p, bool ve
 
 /* ---- compare-quants ------------------------------------------------------------ */
 
-static const char *const schemes[] = {"F16",  "Q8_0",   "Q6_K",   "Q5_K_M", "Q4_K_M",
-                                      "Q4_K_S", "Q4_0", "Q3_K_M", "Q2_K",   "IQ4_XS"};
+/*
+ * Largest first, as the 70B sizes fall (facts sheet §7.7; the IQ1-IQ3 mixes from
+ * core/quant-mix's rules). The lattice mixes that llama-quantize makes only with an
+ * importance matrix (quant_mix.needs_imatrix) are always sized as made with one,
+ * whatever --imatrix says, and are marked in the table.
+ */
+static const char *const schemes[] = {
+    "F16",    "Q8_0",   "Q6_K",   "Q5_K_M",  "Q4_K_M", "Q4_K_S",  "Q4_0",
+    "IQ4_XS", "Q3_K_M", "IQ3_M",  "IQ3_S",   "IQ3_XS", "IQ3_XXS", "Q2_K",
+    "IQ2_M",  "IQ2_S",  "IQ2_XS", "IQ2_XXS", "IQ1_M",  "IQ1_S",
+};
 #define N_SCHEMES ((int)(sizeof schemes / sizeof schemes[0]))
 
 static int compare_quants(const struct plan_cli *c, const struct plan_model *m,
@@ -405,6 +414,7 @@ static int compare_quants(const struct plan_cli *c, const struct plan_model *m,
 {
     struct plan_svg_row rows[N_SCHEMES];
     char errs[N_SCHEMES][256];
+    bool needs_imatrix[N_SCHEMES] = {false}, sized_imatrix[N_SCHEMES] = {false};
     double vram = 0;
     uint32_t ctx = 0, npar = 0;
     for (int g = 1; g < d->n; g++)
@@ -417,7 +427,13 @@ static int compare_quants(const struct plan_cli *c, const struct plan_model *m,
         struct plan p;
         r->type = schemes[s];
         errs[s][0] = '\0';
-        if (quant_mix_from_name(schemes[s], &mix) || plan_model_retype(m, mix, c->imatrix, &q)) {
+        if (quant_mix_from_name(schemes[s], &mix)) {
+            snprintf(errs[s], sizeof errs[s], "%s", hearth_last_error());
+            continue;
+        }
+        needs_imatrix[s] = mix->needs_imatrix;
+        sized_imatrix[s] = c->imatrix || mix->needs_imatrix;
+        if (plan_model_retype(m, mix, sized_imatrix[s], &q)) {
             snprintf(errs[s], sizeof errs[s], "%s", hearth_last_error());
             continue;
         }
@@ -456,9 +472,10 @@ static int compare_quants(const struct plan_cli *c, const struct plan_model *m,
                 printf("    {\"type\": \"%s\", \"file_bytes\": %.0f, \"bpw\": %.4f, "
                        "\"vram_bytes\": %.0f, \"ram_bytes\": %.0f, \"gpu_share\": %.4f, "
                        "\"prefill_tps\": %.3f, \"decode_tps\": %.4f, \"ram_over\": %s, "
-                       "\"ppl_cost\": null}",
+                       "\"needs_imatrix\": %s, \"imatrix\": %s, \"ppl_cost\": null}",
                        r->type, r->file_bytes, r->bpw, r->vram_bytes, r->ram_bytes, r->gpu_share,
-                       r->prefill_tps, r->decode_tps, r->ram_over ? "true" : "false");
+                       r->prefill_tps, r->decode_tps, r->ram_over ? "true" : "false",
+                       needs_imatrix[s] ? "true" : "false", sized_imatrix[s] ? "true" : "false");
             else {
                 printf("    {\"type\": \"%s\", \"error\": ", r->type);
                 json_str(stdout, errs[s]);
@@ -473,22 +490,26 @@ static int compare_quants(const struct plan_cli *c, const struct plan_model *m,
                m->name, m->arch.arch, m->arch.n_layer, vram / 1073741824.0,
                ctx, npar,
                c->imatrix ? " (imatrix mixes)" : "");
-        printf("%-7s %10s %6s %10s %10s %7s %12s %11s %9s\n", "scheme", "size GB", "bpw",
+        printf("%-8s %10s %6s %10s %10s %7s %12s %11s %9s\n", "scheme", "size GB", "bpw",
                "VRAM GiB", "RAM GiB", "on GPU", "prefill t/s", "decode t/s", "ppl cost");
         for (int s = 0; s < N_SCHEMES; s++) {
             const struct plan_svg_row *r = &rows[s];
             if (!r->ok) {
-                printf("%-7s n/a: %s\n", r->type, errs[s]);
+                printf("%-8s n/a: %s\n", r->type, errs[s]);
                 continue;
             }
-            printf("%-7s %10.2f %6.2f %10.2f %9.2f%s %6.0f%% %12.0f %11.2f %9s\n", r->type,
+            char label[16];
+            snprintf(label, sizeof label, "%s%s", r->type, needs_imatrix[s] ? "*" : "");
+            printf("%-8s %10.2f %6.2f %10.2f %9.2f%s %6.0f%% %12.0f %11.2f %9s\n", label,
                    r->file_bytes / 1e9, r->bpw, r->vram_bytes / 1073741824.0,
                    r->ram_bytes / 1073741824.0, r->ram_over ? "!" : " ", 100.0 * r->gpu_share,
                    r->prefill_tps, r->decode_tps, "-");
         }
         printf("\nppl cost: '-' where hearth has not measured this model's perplexity under the "
                "scheme.\n"
-               "! : needs more RAM than the host has; weights would be paged from disk.\n");
+               "! : needs more RAM than the host has; weights would be paged from disk.\n"
+               "* : llama-quantize makes this mix only with an importance matrix; sized as "
+               "made with one.\n");
     }
     if (c->svg_path) {
         char title[160];

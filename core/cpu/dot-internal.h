@@ -109,6 +109,16 @@ struct cpu__kernel_set {
 bool cpu__kernels_scalar(hearth_dtype wtype, struct cpu__kernel_set *out);
 bool cpu__kernels_avx2(hearth_dtype wtype, struct cpu__kernel_set *out);
 bool cpu__kernels_avx512(hearth_dtype wtype, bool vnni, struct cpu__kernel_set *out);
+/*
+ * The IQ1/IQ2/IQ3 lattice types (dot-iq-scalar.c, dot-iq-avx2.c), to which the
+ * two lookups above hand those types on; same contract.
+ */
+bool cpu__kernels_iq_scalar(hearth_dtype wtype, struct cpu__kernel_set *out);
+bool cpu__kernels_iq_avx2(hearth_dtype wtype, struct cpu__kernel_set *out);
+enum {
+    DOT_IQ2_XXS_BYTES = 66, DOT_IQ2_XS_BYTES = 74, DOT_IQ2_S_BYTES = 82,
+    DOT_IQ3_XXS_BYTES = 98, DOT_IQ3_S_BYTES = 110, DOT_IQ1_S_BYTES = 50, DOT_IQ1_M_BYTES = 56,
+};
 
 /*
  * Scalar activation quantizers (bit-exact with the reference from_float; the

@@ -445,6 +445,13 @@ bool cpu__kernels_scalar(hearth_dtype wtype, struct cpu__kernel_set *out)
     case HEARTH_DTYPE_Q5_K: k = KSET(q8k, q5_k); break;
     case HEARTH_DTYPE_Q6_K: k = KSET(q8k, q6_k); break;
     case HEARTH_DTYPE_IQ4_XS: k = KSET(q8k, iq4_xs); break;
+    case HEARTH_DTYPE_IQ2_XXS:
+    case HEARTH_DTYPE_IQ2_XS:
+    case HEARTH_DTYPE_IQ2_S:
+    case HEARTH_DTYPE_IQ3_XXS:
+    case HEARTH_DTYPE_IQ3_S:
+    case HEARTH_DTYPE_IQ1_S:
+    case HEARTH_DTYPE_IQ1_M: return cpu__kernels_iq_scalar(wtype, out);
     default: return false;
     }
 #undef KSET

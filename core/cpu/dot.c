@@ -96,6 +96,13 @@ static bool act_type_of(hearth_dtype wtype, hearth_dtype *act)
     case HEARTH_DTYPE_Q4_K:
     case HEARTH_DTYPE_Q5_K:
     case HEARTH_DTYPE_Q6_K:
+    case HEARTH_DTYPE_IQ2_XXS:
+    case HEARTH_DTYPE_IQ2_XS:
+    case HEARTH_DTYPE_IQ2_S:
+    case HEARTH_DTYPE_IQ3_XXS:
+    case HEARTH_DTYPE_IQ3_S:
+    case HEARTH_DTYPE_IQ1_S:
+    case HEARTH_DTYPE_IQ1_M:
     case HEARTH_DTYPE_IQ4_XS: *act = HEARTH_DTYPE_Q8_K; return true;
     default: return false;
     }
