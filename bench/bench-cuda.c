@@ -12,8 +12,11 @@
  *      for a few types at 4096x4096 and 14336x4096 (confirms or moves
  *      CUDA_MATMUL_BLAS_MIN_TOK, cuda/ops.h).
  * Weights are filled with a byte pattern (0x11: small finite scales), since
- * timing does not depend on values. Usage: bench-cuda [type-name ...] limits
- * part 2 to those types. Without the CUDA backend it says so and exits 0.
+ * timing does not depend on values, except for the lattice types (IQ1_*,
+ * IQ2_*, IQ3_*; not IQ4_*): their grid lookups cost more when the lanes of a
+ * warp index different entries, so they get random bytes. Usage: bench-cuda
+ * [type-name ...] limits part 2 to those types. Without the CUDA backend it
+ * says so and exits 0.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,6 +93,32 @@ static double time_matvec(const struct cuda_wlayout *l, void **w, int n_copies, 
     return (double)median(t, REPS);
 }
 
+/* IQ1/IQ2/IQ3 lattice types: table lookups whose cost depends on the indexes. */
+static int is_grid_type(hearth_dtype t)
+{
+    return t == HEARTH_DTYPE_IQ2_XXS || t == HEARTH_DTYPE_IQ2_XS || t == HEARTH_DTYPE_IQ2_S ||
+           t == HEARTH_DTYPE_IQ3_XXS || t == HEARTH_DTYPE_IQ3_S || t == HEARTH_DTYPE_IQ1_S ||
+           t == HEARTH_DTYPE_IQ1_M;
+}
+
+/* Fills n device bytes at d: 0x11, or random bytes (xorshift64) for a grid type. */
+static int fill_weight(hearth_dtype t, void *d, size_t n)
+{
+    if (!is_grid_type(t))
+        return cuda_memset(d, 0x11, n) == HEARTH_OK;
+    uint8_t *h = malloc(n);
+    if (!h)
+        return 0;
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    for (size_t i = 0; i < n; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        h[i] = (uint8_t)(x >> 32);
+    }
+    int ok = cuda_upload(d, h, n) == HEARTH_OK;
+    free(h);
+    return ok;
+}
+
 static int bench_matvec(hearth_dtype type, double copy_gbps, size_t l2, FILE *csv)
 {
     static const int64_t shapes[][2] = {{4096, 4096}, {14336, 4096}, {4096, 14336},
@@ -107,7 +136,7 @@ static int bench_matvec(hearth_dtype type, double copy_gbps, size_t l2, FILE *cs
         float *x = NULL, *y = NULL;
         int ok = 1;
         for (int c = 0; c < n_copies && ok; c++) {
-            ok = cuda_alloc(&w[c], l.bytes) == HEARTH_OK && cuda_memset(w[c], 0x11, l.bytes) == 0;
+            ok = cuda_alloc(&w[c], l.bytes) == HEARTH_OK && fill_weight(type, w[c], l.bytes);
         }
         ok = ok && cuda_alloc((void **)&x, (size_t)l.k * 4) == HEARTH_OK &&
              cuda_alloc((void **)&y, (size_t)l.n_rows * 4) == HEARTH_OK &&
@@ -137,7 +166,7 @@ static int bench_matvec(hearth_dtype type, double copy_gbps, size_t l2, FILE *cs
 static int bench_prefill(void *blas, FILE *csv)
 {
     const hearth_dtype types[] = {HEARTH_DTYPE_F16, HEARTH_DTYPE_Q4_0, HEARTH_DTYPE_Q8_0,
-                                  HEARTH_DTYPE_Q4_K, HEARTH_DTYPE_Q6_K};
+                                  HEARTH_DTYPE_Q4_K, HEARTH_DTYPE_Q6_K, HEARTH_DTYPE_IQ2_XXS};
     const int64_t shapes[][2] = {{4096, 4096}, {14336, 4096}};
     const int n_tok = 512;
     size_t ws_bytes = (size_t)256 << 20;
@@ -153,7 +182,8 @@ static int bench_prefill(void *blas, FILE *csv)
             if (!cuda_wlayout_init(&l, types[ti], shapes[s][0], shapes[s][1]))
                 continue;
             TRY(cuda_alloc(&w, l.bytes));
-            TRY(cuda_memset(w, 0x11, l.bytes));
+            if (!fill_weight(types[ti], w, l.bytes))
+                return -1;
             struct cuda_mm_out o = {&l, w, NULL, y, l.n_rows};
             for (int path = 0; path < 2; path++) {
                 float t[REPS];
@@ -195,7 +225,9 @@ int main(int argc, char **argv)
         HEARTH_DTYPE_F32,  HEARTH_DTYPE_F16,  HEARTH_DTYPE_BF16, HEARTH_DTYPE_Q4_0,
         HEARTH_DTYPE_Q4_1, HEARTH_DTYPE_Q5_0, HEARTH_DTYPE_Q5_1, HEARTH_DTYPE_Q8_0,
         HEARTH_DTYPE_Q2_K, HEARTH_DTYPE_Q3_K, HEARTH_DTYPE_Q4_K, HEARTH_DTYPE_Q5_K,
-        HEARTH_DTYPE_Q6_K, HEARTH_DTYPE_IQ4_NL, HEARTH_DTYPE_IQ4_XS};
+        HEARTH_DTYPE_Q6_K, HEARTH_DTYPE_IQ4_NL, HEARTH_DTYPE_IQ4_XS, HEARTH_DTYPE_IQ2_XXS,
+        HEARTH_DTYPE_IQ2_XS, HEARTH_DTYPE_IQ2_S, HEARTH_DTYPE_IQ3_XXS, HEARTH_DTYPE_IQ3_S,
+        HEARTH_DTYPE_IQ1_S, HEARTH_DTYPE_IQ1_M};
     if (cuda_device_count() < 1) {
         printf("bench-cuda: no CUDA device\n");
         return 0;

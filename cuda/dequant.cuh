@@ -9,23 +9,27 @@
  * 16-byte aligned, cuda/layout.h), and the float blocks (F32/F16/BF16, 32
  * elements per "block") are 16-byte aligned, so those read uint4s. Formulas
  * follow the facts sheet §3 element by element, as the CPU reference does
- * (core/quant-k.c, quant-legacy.c, quant-iq.c).
+ * (core/quant-k.c, quant-legacy.c, quant-iq.c). The lattice types (IQ1_*,
+ * IQ2_*, IQ3_*) decode in cuda/dequant-iq.cuh, plain C shared with a host test.
  *
  * Instantiation is deliberate: a kernel template takes the type as a
- * parameter and each launcher's switch names the 15 types once (CUDA_FOR_TYPES),
- * so a .cu file compiles 15 kernels, not a cross product.
+ * parameter and each launcher's switch names the 22 types once (CUDA_FOR_TYPES),
+ * so a .cu file compiles 22 kernels, not a cross product.
  */
 #ifndef HEARTH_CUDA_DEQUANT_CUH
 #define HEARTH_CUDA_DEQUANT_CUH
 
 #include "common.cuh"
+#include "dequant-iq.cuh"
 
 /* X(dtype) for every type the CUDA kernels decode; matches cuda_type_geom. */
 #define CUDA_FOR_TYPES(X)                                                                    \
     X(HEARTH_DTYPE_F32) X(HEARTH_DTYPE_F16) X(HEARTH_DTYPE_BF16) X(HEARTH_DTYPE_Q4_0)        \
     X(HEARTH_DTYPE_Q4_1) X(HEARTH_DTYPE_Q5_0) X(HEARTH_DTYPE_Q5_1) X(HEARTH_DTYPE_Q8_0)      \
     X(HEARTH_DTYPE_Q2_K) X(HEARTH_DTYPE_Q3_K) X(HEARTH_DTYPE_Q4_K) X(HEARTH_DTYPE_Q5_K)      \
-    X(HEARTH_DTYPE_Q6_K) X(HEARTH_DTYPE_IQ4_NL) X(HEARTH_DTYPE_IQ4_XS)
+    X(HEARTH_DTYPE_Q6_K) X(HEARTH_DTYPE_IQ4_NL) X(HEARTH_DTYPE_IQ4_XS)                      \
+    X(HEARTH_DTYPE_IQ2_XXS) X(HEARTH_DTYPE_IQ2_XS) X(HEARTH_DTYPE_IQ2_S)                    \
+    X(HEARTH_DTYPE_IQ3_XXS) X(HEARTH_DTYPE_IQ3_S) X(HEARTH_DTYPE_IQ1_S) X(HEARTH_DTYPE_IQ1_M)
 
 /* IQ4_NL codebook (§3.14) packed 4 per word: K[n] = byte n % 4 of word n / 4. */
 __device__ __forceinline__ float iq4_value(int n)
@@ -317,6 +321,24 @@ template <> struct dq<HEARTH_DTYPE_IQ4_XS> {
             y[i] = dl * iq4_value(lo[i]), y[i + 16] = dl * iq4_value(hi[i]);
     }
 };
+
+/* The lattice types: thin wrappers over cuda/dequant-iq.cuh with the device tables. */
+#define DQ_IQ(T, BYTES, FN, GRID)                                                            \
+    template <> struct dq<T> {                                                              \
+        static constexpr int EB = 256, UB = BYTES;                                          \
+        static __device__ __forceinline__ void unit(const uint8_t *b, int u, float *y)      \
+        {                                                                                   \
+            FN(b, u, GRID, y);                                                              \
+        }                                                                                   \
+    };
+DQ_IQ(HEARTH_DTYPE_IQ2_XXS, 66, cuda_iq_unit_iq2xxs, cuda_iq_grid_iq2xxs)
+DQ_IQ(HEARTH_DTYPE_IQ2_XS, 74, cuda_iq_unit_iq2xs, cuda_iq_grid_iq2xs)
+DQ_IQ(HEARTH_DTYPE_IQ2_S, 82, cuda_iq_unit_iq2s, cuda_iq_grid_iq2s)
+DQ_IQ(HEARTH_DTYPE_IQ3_XXS, 98, cuda_iq_unit_iq3xxs, cuda_iq_grid_iq3xxs)
+DQ_IQ(HEARTH_DTYPE_IQ3_S, 110, cuda_iq_unit_iq3s, cuda_iq_grid_iq3s)
+DQ_IQ(HEARTH_DTYPE_IQ1_S, 50, cuda_iq_unit_iq1s, cuda_iq_grid_iq1s)
+DQ_IQ(HEARTH_DTYPE_IQ1_M, 56, cuda_iq_unit_iq1m, cuda_iq_grid_iq1s)
+#undef DQ_IQ
 
 /*
  * Unit g (0 .. K/32) of a row starting at row (layout of cuda/layout.h):

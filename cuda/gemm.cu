@@ -17,7 +17,7 @@
 #include <cublas_v2.h>
 #include <dlfcn.h>
 
-#include "dequant.cuh"
+#include "common.cuh" /* not dequant.cuh: no decoding here (cuda_dequant_f16 does it) */
 
 /*
  * cuBLAS is loaded with dlopen on first use rather than linked: libcublasLt's

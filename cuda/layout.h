@@ -68,6 +68,13 @@ static inline bool cuda_type_geom(hearth_dtype t, int64_t *blk_elems, int64_t *b
     case HEARTH_DTYPE_Q6_K: e = 256; b = 210; break;
     case HEARTH_DTYPE_IQ4_NL: e = 32; b = 18; break;
     case HEARTH_DTYPE_IQ4_XS: e = 256; b = 136; break;
+    case HEARTH_DTYPE_IQ2_XXS: e = 256; b = 66; break;
+    case HEARTH_DTYPE_IQ2_XS: e = 256; b = 74; break;
+    case HEARTH_DTYPE_IQ2_S: e = 256; b = 82; break;
+    case HEARTH_DTYPE_IQ3_XXS: e = 256; b = 98; break;
+    case HEARTH_DTYPE_IQ3_S: e = 256; b = 110; break;
+    case HEARTH_DTYPE_IQ1_S: e = 256; b = 50; break;
+    case HEARTH_DTYPE_IQ1_M: e = 256; b = 56; break;
     default: return false;
     }
     if (blk_elems)

@@ -57,7 +57,9 @@ template <int T> struct mv_geom {
     /*
      * Resident blocks per SM the register budget must allow (4: 128 registers,
      * 16 warps). Types with big tiles (F32/F16/BF16/Q6_K: more uint4 per lane
-     * in flight) spill at 128 and get 3; ptxas -v shows no spills this way.
+     * in flight) spill at 128 and get 3; ptxas -v shows no spills this way,
+     * except 4-24 bytes in IQ2_XS, IQ3_XXS and IQ3_S (grid lookups of two
+     * rows in flight; kept at 4 blocks until bench-cuda says otherwise).
      */
     static constexpr int MINB = TB > 1024 ? 3 : 4;
     static_assert(TB % 16 == 0, "tile must end on a 16-byte boundary");

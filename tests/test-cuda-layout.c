@@ -16,7 +16,9 @@ static const hearth_dtype types[] = {
     HEARTH_DTYPE_F32,  HEARTH_DTYPE_F16,  HEARTH_DTYPE_BF16, HEARTH_DTYPE_Q4_0,
     HEARTH_DTYPE_Q4_1, HEARTH_DTYPE_Q5_0, HEARTH_DTYPE_Q5_1, HEARTH_DTYPE_Q8_0,
     HEARTH_DTYPE_Q2_K, HEARTH_DTYPE_Q3_K, HEARTH_DTYPE_Q4_K, HEARTH_DTYPE_Q5_K,
-    HEARTH_DTYPE_Q6_K, HEARTH_DTYPE_IQ4_NL, HEARTH_DTYPE_IQ4_XS};
+    HEARTH_DTYPE_Q6_K, HEARTH_DTYPE_IQ4_NL, HEARTH_DTYPE_IQ4_XS, HEARTH_DTYPE_IQ2_XXS,
+    HEARTH_DTYPE_IQ2_XS, HEARTH_DTYPE_IQ2_S, HEARTH_DTYPE_IQ3_XXS, HEARTH_DTYPE_IQ3_S,
+    HEARTH_DTYPE_IQ1_S, HEARTH_DTYPE_IQ1_M};
 #define N_TYPES ((int)(sizeof types / sizeof types[0]))
 
 TEST(geometry_matches_quant_traits)
@@ -47,7 +49,8 @@ TEST(rejects_bad_shapes)
     CHECK(!cuda_wlayout_init(&l, HEARTH_DTYPE_Q4_0, 4, 48));   /* nor of 32 */
     CHECK(!cuda_wlayout_init(&l, HEARTH_DTYPE_F16, 4, 40));    /* float types need K % 32 */
     CHECK(!cuda_wlayout_init(&l, HEARTH_DTYPE_Q4_0, 0, 64));   /* no rows */
-    CHECK(!cuda_wlayout_init(&l, HEARTH_DTYPE_IQ2_XXS, 4, 256)); /* no kernel */
+    CHECK(!cuda_wlayout_init(&l, HEARTH_DTYPE_TQ2_0, 4, 256));   /* no kernel */
+    CHECK(!cuda_wlayout_init(&l, HEARTH_DTYPE_IQ2_XXS, 4, 128)); /* K not a multiple of 256 */
     CHECK(!cuda_wlayout_init(&l, HEARTH_DTYPE_Q8_K, 4, 256));  /* activation-only type */
     CHECK(cuda_wlayout_init(&l, HEARTH_DTYPE_Q4_0, 4, 64));
     CHECK_INT_EQ(l.row_bytes, 36);
@@ -100,6 +103,9 @@ TEST(matvec_tiles_are_aligned_and_even)
     CHECK_INT_EQ(cuda_matvec_tile_elems(256, 110), 2048); /* Q3_K */
     CHECK_INT_EQ(cuda_matvec_tile_elems(32, 18), 1024);   /* Q4_0: 32 blocks = 576 bytes */
     CHECK_INT_EQ(cuda_matvec_tile_elems(256, 144), 1024); /* Q4_K */
+    CHECK_INT_EQ(cuda_matvec_tile_elems(256, 66), 2048);  /* IQ2_XXS: 8 blocks = 528 bytes */
+    CHECK_INT_EQ(cuda_matvec_tile_elems(256, 50), 2048);  /* IQ1_S: 400 bytes */
+    CHECK_INT_EQ(cuda_matvec_tile_elems(256, 56), 1024);  /* IQ1_M: 4 blocks = 224 bytes */
 }
 
 TEST_MAIN(TEST_CASE(geometry_matches_quant_traits), TEST_CASE(rejects_bad_shapes),

@@ -33,6 +33,8 @@
 #include "cpu/ops.h"
 #include "f16.h"
 #include "quant.h"
+#include "rng.h"
+#include "synth.h"
 
 #define NEED_DEVICE()                                         \
     do {                                                      \
@@ -45,7 +47,9 @@ static const hearth_dtype types[] = {
     HEARTH_DTYPE_F32,  HEARTH_DTYPE_F16,  HEARTH_DTYPE_BF16, HEARTH_DTYPE_Q4_0,
     HEARTH_DTYPE_Q4_1, HEARTH_DTYPE_Q5_0, HEARTH_DTYPE_Q5_1, HEARTH_DTYPE_Q8_0,
     HEARTH_DTYPE_Q2_K, HEARTH_DTYPE_Q3_K, HEARTH_DTYPE_Q4_K, HEARTH_DTYPE_Q5_K,
-    HEARTH_DTYPE_Q6_K, HEARTH_DTYPE_IQ4_NL, HEARTH_DTYPE_IQ4_XS};
+    HEARTH_DTYPE_Q6_K, HEARTH_DTYPE_IQ4_NL, HEARTH_DTYPE_IQ4_XS, HEARTH_DTYPE_IQ2_XXS,
+    HEARTH_DTYPE_IQ2_XS, HEARTH_DTYPE_IQ2_S, HEARTH_DTYPE_IQ3_XXS, HEARTH_DTYPE_IQ3_S,
+    HEARTH_DTYPE_IQ1_S, HEARTH_DTYPE_IQ1_M};
 #define N_TYPES ((int)(sizeof types / sizeof types[0]))
 
 static void fill_gauss(float *x, size_t n, float sd)
@@ -74,7 +78,9 @@ static float *dev_poisoned(size_t n)
 
 /*
  * A random N x K weight of type t: quantized host bytes, its exact dequantized
- * floats (the reference), and the device copy in the padded layout.
+ * floats (the reference), and the device copy in the padded layout. Types
+ * hearth cannot quantize (the IQ1/IQ2/IQ3 lattice types: no from_float) get
+ * random blocks from synth_fill instead, seeded from the test RNG.
  */
 struct tw {
     struct cuda_wlayout l;
@@ -87,7 +93,7 @@ static bool tw_make(struct tw *w, hearth_dtype t, int64_t n, int64_t k)
 {
     memset(w, 0, sizeof *w);
     const struct quant_traits *qt = quant_get(t);
-    if (!qt || !cuda_wlayout_init(&w->l, t, n, k))
+    if (!qt || !qt->to_float || !cuda_wlayout_init(&w->l, t, n, k))
         return false;
     float *src = malloc((size_t)(n * k) * sizeof(float));
     w->q = malloc(w->l.row_bytes * (size_t)n);
@@ -96,8 +102,20 @@ static bool tw_make(struct tw *w, hearth_dtype t, int64_t n, int64_t k)
         free(src);
         return false;
     }
-    fill_gauss(src, (size_t)(n * k), 1.0f);
-    qt->from_float(src, w->q, n * k);
+    if (qt->from_float) {
+        fill_gauss(src, (size_t)(n * k), 1.0f);
+        qt->from_float(src, w->q, n * k);
+    } else {
+        struct rng r;
+        rng_seed(&r, test_rng_u64());
+        hearth_status st = synth_fill(t, (uint64_t)(n * k / qt->blck), 1.0f, &r, w->q);
+        CHECK_OK(st);
+        if (st != HEARTH_OK) {
+            free(src), free(w->q), free(w->ref);
+            w->q = NULL, w->ref = NULL;
+            return false;
+        }
+    }
     qt->to_float(w->q, w->ref, n * k);
     free(src);
     CHECK_OK(cuda_alloc(&w->d, w->l.bytes));
