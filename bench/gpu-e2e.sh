@@ -18,6 +18,10 @@
 #            disk), `hearth plan` for the device, then bench with the planner
 #            and with -ngl N sweeps, both under --vram-budget 24GiB when the
 #            CLI has it (issue: planner)
+#   iq       the tg step for the lattice types IQ2_XS and IQ3_S (8B)
+#   iq70     synth llama3-70b IQ2_XS (~21 GB; removes the 70B Q4_K_M first when
+#            disk is short), bench under --vram-budget 24GiB: the "70B on one
+#            24 GB card" case, all weights on the GPU
 # Every bench row is appended to $OUT/e2e.jsonl (one JSON array per run,
 # prefixed by a label line), a readable log to $OUT/e2e.txt, one line per
 # step to $OUT/summary.txt: three files, well under the tool's limit of 8.
@@ -28,7 +32,7 @@ set -u
 OUT=${OUT:-$PWD/gpu-e2e-out}
 mkdir -p "$OUT"
 export PATH=/usr/local/cuda/bin:$PATH
-STEPS=${STEPS:-build devices tg partial kv serve vulkan plan70}
+STEPS=${STEPS:-build devices tg partial kv serve vulkan plan70 iq iq70}
 DEV=${DEV:-cuda0}
 NGL=${NGL:-all}
 PRESET=${PRESET:-llama3-8b}
@@ -178,6 +182,30 @@ if has plan70; then
             bench "llama3-70b Q4_K_M $DEV -ngl $n ${budget[*]}" -m "$f" --device "$DEV" \
                 -ngl "$n" "${budget[@]}" -p 512 -n 32 -r 1
         done
+    fi
+fi
+if has iq; then
+    for t in IQ2_XS IQ3_S; do
+        f=$(synth "$PRESET" "$t") || continue
+        bench "$PRESET $t $DEV -ngl $NGL" -m "$f" --device "$DEV" -ngl "$NGL" -p 512 -n 128 -r 3
+    done
+fi
+
+if has iq70; then
+    free_gb=$(df -Pk "$MODELS" | awk 'NR == 2 {print int($4 / 1048576)}')
+    if [ "${free_gb:-0}" -lt 25 ]; then
+        rm -f "$MODELS"/llama3-70b-Q4_K_M*.gguf
+        free_gb=$(df -Pk "$MODELS" | awk 'NR == 2 {print int($4 / 1048576)}')
+    fi
+    if [ "${free_gb:-0}" -lt 25 ]; then
+        say "iq70: skipped, $free_gb GB free under $MODELS (needs 25)"
+    elif f=$(synth llama3-70b IQ2_XS); then
+        "$BIN" plan "$f" --vram-budget 24GiB -c 4096 >"$OUT/plan.txt" 2>&1
+        cat "$OUT/plan.txt" >>"$OUT/e2e.txt"
+        say "iq70 plan: $(grep -m2 -iE 'predicted|tok/s' "$OUT/plan.txt" | tr '\n' ' ')"
+        rm -f "$OUT/plan.txt"
+        bench "llama3-70b IQ2_XS $DEV planner --vram-budget 24GiB" -m "$f" --device "$DEV" \
+            --vram-budget 24GiB -p 512 -n 64 -r 2
     fi
 fi
 cat "$OUT/summary.txt"
