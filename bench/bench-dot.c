@@ -14,7 +14,12 @@
  * the one-thread GB/s per second of that thread's CPU time, which a shared,
  * loaded machine does not distort by time slicing (memory contention still does).
  *
- * Usage: bench-dot [seconds per measurement, default 0.3] [type names...]
+ * --tile measures prefill instead: dot_tile as matmul.c calls it (row tiles of
+ * 16 rows against 64 tokens) on a 256 x 4096 matrix that stays in cache, in
+ * GFLOP/s (2 * rows * cols * tokens) per second of thread CPU time, beside the
+ * same products done token by token with dot (what DOT_TILE_LOOP does).
+ *
+ * Usage: bench-dot [--tile] [seconds per measurement, default 0.3] [type names...]
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -191,16 +196,85 @@ static double measure(const struct job *base, uint8_t **copies, int ncopies, int
     return (double)mat_bytes * (double)counted / t_total * 1e-9;
 }
 
+enum { TILE_ROWS = 256, TILE_COLS = 4096, TILE_TOK = 64, TILE_RB = 16 };
+
+/* GFLOP/s per CPU second of dot_tile (loop = 0) or of dot per (row, token) (loop = 1). */
+static double tile_gflops(const struct cpu_matmul_kernels *k, const uint8_t *w, size_t rb,
+                          const uint8_t *act, size_t ab, float *y, int loop, double min_s)
+{
+    double c_total = 0.0;
+    long iters = 0;
+    while (c_total < min_s || iters < 2) {
+        double c0 = thread_cpu_now();
+        for (int r = 0; r < TILE_ROWS; r += TILE_RB) {
+            if (!loop) {
+                k->dot_tile(TILE_COLS, TILE_RB, TILE_TOK, y + r, TILE_ROWS, w + (size_t)r * rb,
+                            rb, act, ab);
+                continue;
+            }
+            for (int t = 0; t < TILE_TOK; t++)
+                for (int i = 0; i < TILE_RB; i++)
+                    k->dot(TILE_COLS, y + (size_t)t * TILE_ROWS + r + i,
+                           w + (size_t)(r + i) * rb, act + (size_t)t * ab);
+        }
+        c_total += thread_cpu_now() - c0;
+        iters++;
+    }
+    return 2.0 * TILE_ROWS * TILE_COLS * TILE_TOK * (double)iters / c_total * 1e-9;
+}
+
+/* The --tile mode for one type; returns nonzero on failure. */
+static int bench_tile(hearth_dtype t, const struct cpu_matmul_kernels *k, double min_s)
+{
+    uint64_t rb = 0, ab = (uint64_t)TILE_COLS * 4;
+    if (!quant_row_bytes(t, TILE_COLS, &rb) ||
+        (k->quantize && !quant_row_bytes(k->act_type, TILE_COLS, &ab)))
+        return 1;
+    uint8_t *w = malloc((size_t)rb * TILE_ROWS), *act = malloc((size_t)ab * TILE_TOK);
+    float *x = malloc(TILE_COLS * sizeof(float));
+    float *y = malloc((size_t)TILE_ROWS * TILE_TOK * sizeof(float));
+    if (!w || !act || !x || !y) {
+        free(w);
+        free(act);
+        free(x);
+        free(y);
+        return 1;
+    }
+    fill_weights(t, w, (size_t)rb * TILE_ROWS);
+    for (int tok = 0; tok < TILE_TOK; tok++) {
+        for (int i = 0; i < TILE_COLS; i++)
+            x[i] = (float)((double)(rng() >> 11) * 0x1.0p-53 - 0.5);
+        if (k->quantize)
+            k->quantize(x, act + (size_t)tok * ab, TILE_COLS);
+        else
+            memcpy(act + (size_t)tok * ab, x, (size_t)ab);
+    }
+    double gt = tile_gflops(k, w, (size_t)rb, act, (size_t)ab, y, 0, min_s);
+    double gl = tile_gflops(k, w, (size_t)rb, act, (size_t)ab, y, 1, min_s);
+    printf("%-7s %4dx%-5d %4d %10.2f %10.2f %6.2f\n", quant_get(t)->name, TILE_ROWS, TILE_COLS,
+           TILE_TOK, gt, gl, gt / gl);
+    fflush(stdout);
+    free(w);
+    free(act);
+    free(x);
+    free(y);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     double min_s = 0.3;
-    int first_type = 1;
-    if (argc > 1) {
+    int first_type = 1, tile = 0;
+    if (argc > 1 && strcmp(argv[1], "--tile") == 0) {
+        tile = 1;
+        first_type = 2;
+    }
+    if (argc > first_type) {
         char *end;
-        double v = strtod(argv[1], &end);
+        double v = strtod(argv[first_type], &end);
         if (*end == '\0' && v > 0.0) {
             min_s = v;
-            first_type = 2;
+            first_type++;
         }
     }
     static const hearth_dtype types[] = {
@@ -213,10 +287,16 @@ int main(int argc, char **argv)
     };
     static const int64_t shapes[2][2] = {{4096, 4096}, {4096, 14336}};
     enum cpu_isa isa = cpu_isa_best();
-    double mc = memcpy_gbps(min_s);
-    printf("isa %s, memcpy %.2f GB/s (read + written, 1 thread)\n", cpu_isa_name(isa), mc);
-    printf("%-7s %-12s %8s %9s %6s %9s %6s %9s\n", "type", "rows x cols", "MB", "1T GB/s",
-           "ratio", "2T GB/s", "ratio", "1T cpu");
+    if (tile)
+        printf("isa %s, dot_tile vs dot loop, GFLOP/s per CPU second (1 thread)\n"
+               "%-7s %-10s %4s %10s %10s %6s\n",
+               cpu_isa_name(isa), "type", "rows x cols", "tok", "tile", "dot loop", "ratio");
+    double mc = tile ? 0.0 : memcpy_gbps(min_s);
+    if (!tile) {
+        printf("isa %s, memcpy %.2f GB/s (read + written, 1 thread)\n", cpu_isa_name(isa), mc);
+        printf("%-7s %-12s %8s %9s %6s %9s %6s %9s\n", "type", "rows x cols", "MB", "1T GB/s",
+               "ratio", "2T GB/s", "ratio", "1T cpu");
+    }
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
         hearth_dtype t = types[ti];
         const struct quant_traits *tr = quant_get(t);
@@ -231,6 +311,11 @@ int main(int argc, char **argv)
         if (cpu_matmul_kernels_get(t, isa, &k) != HEARTH_OK) {
             fprintf(stderr, "%s: %s\n", tr->name, hearth_last_error());
             return 1;
+        }
+        if (tile) {
+            if (bench_tile(t, &k, min_s) != 0)
+                return 1;
+            continue;
         }
         for (int si = 0; si < 2; si++) {
             int rows = (int)shapes[si][0];

@@ -18,7 +18,13 @@
  *   relative to sum|w a|, so 32 FLT_EPSILON * sum|w a| has a wide margin
  *   yet is ~100x below the smallest per-element term a wrong sign or index
  *   would add (a single term averages sum|w a| / 1792 at 7 super-blocks).
- *   dot_rows and dot_tile are loops over dot and must equal it exactly.
+ *   dot_rows and dot_tile must equal dot exactly.
+ * - tile_rows_shapes: dot_tile with 1, 2, 7 and 64 tokens (AVX2 works in
+ *   groups of 8 and chunks of 16 super-blocks: rows of 3 and 17 super-blocks
+ *   cross both edges), odd output and byte strides, and dot_rows with 1..5
+ *   rows, equal dot bit for bit (every kernel forms the same exact integer sum
+ *   per super-block and does the same float operations on it, see
+ *   dot-iq-avx2.c), and write no output slot outside their shape.
  * - kernels_get: every ISA hands out a complete kernel set with Q8_K
  *   activations, natively AVX2 where the CPU has it.
  *
@@ -262,6 +268,84 @@ TEST(dot_avx2_vs_scalar)
     }
 }
 
+/* dot_tile/dot_rows of one ISA for type t against its dot, on rows of nsb super-blocks. */
+static void check_shapes(hearth_dtype t, enum cpu_isa isa, int nsb)
+{
+    enum { MAXR = 5, MAXT = 64 };
+    const struct quant_traits *q = quant_get(t);
+    struct cpu_matmul_kernels k;
+    CHECK_OK(cpu_matmul_kernels_get(t, isa, &k));
+    int64_t n = (int64_t)nsb * QK_K;
+    size_t wst = (size_t)nsb * q->block_bytes + 5, ast = (size_t)nsb * 292 + 3;
+    uint8_t *wbuf = malloc(1 + wst * MAXR), *abuf = malloc(1 + ast * MAXT);
+    float *x = malloc((size_t)n * sizeof *x), *ref = malloc(sizeof(float) * MAXR * MAXT);
+    size_t ss = MAXR + 2; /* output stride wider than the rows: gaps must stay untouched */
+    float *out = malloc(sizeof(float) * ss * MAXT);
+    REQUIRE(wbuf && abuf && x && ref && out);
+    uint8_t *w = wbuf + 1, *a = abuf + 1;
+    for (int r = 0; r < MAXR; r++)
+        random_row(t, w + (size_t)r * wst, nsb);
+    for (int tk = 0; tk < MAXT; tk++) {
+        for (int64_t i = 0; i < n; i++)
+            x[i] = (float)test_rng_gauss();
+        k.quantize(x, a + (size_t)tk * ast, n);
+    }
+    for (int tk = 0; tk < MAXT; tk++)
+        for (int r = 0; r < MAXR; r++)
+            k.dot(n, &ref[tk * MAXR + r], w + (size_t)r * wst, a + (size_t)tk * ast);
+    static const int ntoks[] = {1, 2, 7, 64};
+    for (int ti = 0; ti < 4; ti++) {
+        int nt = ntoks[ti], nr = 1 + ti; /* 1..4 rows with the token counts, 5 below */
+        for (size_t i = 0; i < ss * MAXT; i++)
+            out[i] = -12345.0f;
+        k.dot_tile(n, nr, nt, out, ss, w, wst, a, ast);
+        int bad = 0, stray = 0;
+        for (int tk = 0; tk < MAXT; tk++)
+            for (int r = 0; r < (int)ss; r++) {
+                float v = out[(size_t)tk * ss + r];
+                if (tk < nt && r < nr)
+                    bad += memcmp(&v, &ref[tk * MAXR + r], 4) != 0;
+                else
+                    stray += v != -12345.0f;
+            }
+        CHECK_MSG(bad == 0 && stray == 0, "%s %s %d sb: dot_tile %d rows x %d tok: %d differ, "
+                  "%d stray writes", cpu_isa_name(k.isa), q->name, nsb, nr, nt, bad, stray);
+    }
+    k.dot_tile(n, MAXR, 3, out, ss, w, wst, a + ast, ast); /* tokens 1..3, all rows */
+    for (int tk = 0; tk < 3; tk++)
+        for (int r = 0; r < MAXR; r++)
+            CHECK_MSG(memcmp(&out[(size_t)tk * ss + r], &ref[(tk + 1) * MAXR + r], 4) == 0,
+                      "%s %s: dot_tile 5 rows row %d tok %d", cpu_isa_name(k.isa), q->name, r,
+                      tk + 1);
+    for (int nr = 1; nr <= MAXR; nr++) {
+        float s[MAXR + 1];
+        s[nr] = -12345.0f;
+        k.dot_rows(n, nr, s, w, wst, a + 2 * ast);
+        for (int r = 0; r < nr; r++)
+            CHECK_MSG(memcmp(&s[r], &ref[2 * MAXR + r], 4) == 0, "%s %s: dot_rows %d rows row %d",
+                      cpu_isa_name(k.isa), q->name, nr, r);
+        CHECK(s[nr] == -12345.0f);
+    }
+    free(wbuf);
+    free(abuf);
+    free(x);
+    free(ref);
+    free(out);
+}
+
+TEST(tile_rows_shapes)
+{
+    test_rng_seed(0x7113);
+    for (int isa = 0; isa <= CPU_ISA_AVX2; isa++) {
+        if (!cpu_isa_supported((enum cpu_isa)isa))
+            continue;
+        for (int ti = 0; ti < N_IQ; ti++) {
+            check_shapes(iq_types[ti], (enum cpu_isa)isa, 3);
+            check_shapes(iq_types[ti], (enum cpu_isa)isa, 17);
+        }
+    }
+}
+
 TEST(kernels_get)
 {
     for (int ti = 0; ti < N_IQ; ti++) {
@@ -279,4 +363,5 @@ TEST(kernels_get)
 }
 
 TEST_MAIN(TEST_CASE(grids_checksums), TEST_CASE(to_float_matches_gguf_py), TEST_CASE(dot_scalar),
-          TEST_CASE(dot_avx2), TEST_CASE(dot_avx2_vs_scalar), TEST_CASE(kernels_get))
+          TEST_CASE(dot_avx2), TEST_CASE(dot_avx2_vs_scalar), TEST_CASE(tile_rows_shapes),
+          TEST_CASE(kernels_get))
