@@ -11,7 +11,13 @@
  *    (> 1e-3) from the all-decoded reference, so the rows were really used;
  *  - the kernel's arithmetic is unchanged by the window: W = 0 with exact
  *    arrays present gives the bits of no window at all, and W > 0 whose
- *    exact rows equal the decoded ones gives the same bits again;
+ *    exact rows equal the decoded ones gives the same bits again, also for
+ *    windows in {1, 3, 5, 40, 255} where the tile skips decoding the rows
+ *    every token reads exactly while earlier tokens still read decoded rows;
+ *  - the staging's F16C conversion gives f16_to_f32's bits for every half a
+ *    ring can hold (lengths hitting each loop tail, no write past the end),
+ *    and cpu_kvq_exact_stage under HEARTH_CPU_ISA=scalar and avx2 stages the
+ *    same rows and leaves the same ring (stale tags included);
  *  - SmolLM2 end to end: one batched forward_eval equals a different batch
  *    split followed by token-by-token decode bit for bit, rot4 with W in
  *    {1, 5, 64} (the splits cross the window) and K rot3 / V q8_0 with W = 5;
@@ -388,6 +394,170 @@ TEST(kernel_window_same_bits)
     free(a);
     free(b);
     free(c);
+    syn_free(&y);
+}
+
+/*
+ * The tile skips decoding rows every token of the group reads exactly: with
+ * decoded stand-ins as the exact rows, windows that cover part of the range
+ * (some tokens still read decoded rows below theirs, across the chunk
+ * boundary at 256 and within one chunk) give the bits of no window, so no
+ * token read a skipped (undecoded) tile row.
+ */
+TEST(kernel_skip_same_bits)
+{
+    struct syn y;
+    bool ok = syn_make(&y, KVQ_ROT3, KVQ_ROT4, 21);
+    const size_t n = (size_t)NT * H * HD;
+    float *q = malloc(sizeof(float) * n), *a = malloc(sizeof(float) * n),
+          *b = malloc(sizeof(float) * n);
+    if (ok && q && a && b) {
+        for (size_t i = 0; i < n; i++)
+            q[i] = 0.7f * (float)test_rng_gauss();
+        for (int h = 0; h < HK; h++)
+            kvq_rot_forward(&y.rot, y.sink + h * HD, y.kxd + h * HD);
+        static const uint32_t ws[] = {1, 3, 5, 40, 255};
+        const int32_t *ps[] = {g_pos, g_pos2};
+        for (int isa = 0; isa <= 1; isa++)
+            for (int pi = 0; pi < 2; pi++) {
+                kernel_run(isa, &y, ps[pi], 0, NULL, NULL, 0, q, a);
+                for (size_t w = 0; w < sizeof ws / sizeof ws[0]; w++) {
+                    int64_t x0 = ps[pi][0] - (int64_t)ws[w] + 1;
+                    x0 = x0 > 0 ? x0 : 0;
+                    kernel_run(isa, &y, ps[pi], ws[w], y.kxd, y.vxd, x0, q, b);
+                    CHECK_MSG(memcmp(a, b, n * sizeof(float)) == 0,
+                              "isa %d positions %d.. W %u: skipping decoded rows moved bits",
+                              isa, ps[pi][0], ws[w]);
+                }
+            }
+    } else {
+        CHECK(ok);
+    }
+    free(q);
+    free(a);
+    free(b);
+    syn_free(&y);
+}
+
+/* Every half except the signalling NaNs (the ring holds none: f32_to_f16 quiets them). */
+static bool half_in_ring(uint16_t h)
+{
+    return !((h & 0x7c00u) == 0x7c00u && (h & 0x3ffu) != 0 && !(h & 0x200u));
+}
+
+/* The AVX2 (F16C) ring conversion gives f16_to_f32's bits for every half a ring may hold. */
+TEST(f16_rows_exact)
+{
+    if (!cpu_isa_supported(CPU_ISA_AVX2))
+        TEST_SKIP("no AVX2/FMA/F16C here");
+    uint16_t *h = malloc(65536 * sizeof *h);
+    float *f = malloc(65537 * sizeof *f);
+    REQUIRE(h && f);
+    size_t m = 0;
+    for (uint32_t i = 0; i < 65536; i++)
+        if (half_in_ring((uint16_t)i))
+            h[m++] = (uint16_t)i;
+    /* lengths that end in each of the 16-wide, 8-wide and scalar parts; f[len] is a guard */
+    static const size_t lens[] = {0, 7, 8, 13, 16, 29, 65536};
+    for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+        const size_t len = lens[li] < m ? lens[li] : m;
+        const float guard = -1234.5f;
+        f[len] = guard;
+        cpu_kvq__f16_to_f32_avx2(h + (m - len), len, f);
+        size_t bad = 0;
+        for (size_t i = 0; i < len; i++) {
+            float want = f16_to_f32(h[m - len + i]);
+            bad += memcmp(&want, &f[i], sizeof want) != 0;
+        }
+        CHECK_MSG(bad == 0, "length %zu: %zu of the halves convert differently", len, bad);
+        CHECK_MSG(memcmp(&f[len], &guard, sizeof guard) == 0, "length %zu: wrote past the end",
+                  len);
+    }
+    free(h);
+    free(f);
+}
+
+/*
+ * cpu_kvq_exact_stage under HEARTH_CPU_ISA=scalar and avx2 stages the same
+ * bits and leaves the same ring, with ring slots of every kind of half,
+ * some tags stale (a rewind: those rows are decoded) and rows from the batch.
+ */
+TEST(stage_isa_same_bits)
+{
+    enum { W = 40, FIRST = 150, NB = 3 };
+    if (!cpu_isa_supported(CPU_ISA_AVX2))
+        TEST_SKIP("no AVX2/FMA/F16C here");
+    struct syn y;
+    bool ok = syn_make(&y, KVQ_ROT4, KVQ_Q8_0, 31);
+    const size_t rows = cpu_kvq_exact_rows(W, NB), ringh = (size_t)W * KVD;
+    float *kx[2] = {malloc(rows * KVD * sizeof(float)), malloc(rows * KVD * sizeof(float))};
+    float *vx[2] = {malloc(rows * KVD * sizeof(float)), malloc(rows * KVD * sizeof(float))};
+    uint16_t *r0 = malloc(2 * ringh * sizeof *r0), *r[2] = {malloc(2 * ringh * sizeof *r0),
+                                                            malloc(2 * ringh * sizeof *r0)};
+    float *kn = malloc((size_t)NB * KVD * sizeof(float));
+    float *vn = malloc((size_t)NB * KVD * sizeof(float));
+    int32_t pos0[W], pos[2][W];
+    const char *old = getenv("HEARTH_CPU_ISA");
+    char saved[32] = "";
+    if (old)
+        snprintf(saved, sizeof saved, "%s", old);
+    if (ok && kx[0] && kx[1] && vx[0] && vx[1] && r0 && r[0] && r[1] && kn && vn) {
+        for (size_t i = 0; i < 2 * ringh; i++) {
+            uint16_t h;
+            do
+                h = (uint16_t)test_rng_u64();
+            while (!half_in_ring(h));
+            r0[i] = h;
+        }
+        for (int s = 0; s < W; s++) { /* slot s holds the position p % W == s below FIRST */
+            int32_t p = FIRST - W + ((s - (FIRST - W) % W) + W) % W;
+            pos0[s] = s % 7 == 3 ? p - W : p; /* a few stale tags */
+        }
+        for (size_t i = 0; i < (size_t)NB * KVD; i++) {
+            kn[i] = (float)test_rng_gauss();
+            vn[i] = (float)test_rng_gauss();
+        }
+        int32_t tok[NB] = {0, 1, 2};
+        struct cpu_kvq_seq sq = {y.kc, y.vc, tok, NB, y.sink};
+        struct cpu_kvq_exact ex[2];
+        for (int isa = 0; isa < 2; isa++) {
+            setenv("HEARTH_CPU_ISA", isa ? "avx2" : "scalar", 1);
+            cpu_isa_reset();
+            memcpy(r[isa], r0, 2 * ringh * sizeof *r0);
+            memcpy(pos[isa], pos0, sizeof pos0);
+            struct cpu_kvq_ring ring = {r[isa], r[isa] + ringh, KVD, KVD, pos[isa], W};
+            cpu_kvq_exact_stage(KVQ_ROT4, KVQ_Q8_0, &y.rot, HK, HD, y.kr, y.vr, &sq, FIRST, kn,
+                                vn, KVD, &ring, kx[isa], vx[isa], &ex[isa]);
+        }
+        CHECK_INT_EQ(ex[0].x0, FIRST - W + 1);
+        CHECK_INT_EQ(ex[0].nx, W - 1 + NB);
+        CHECK(ex[0].x0 == ex[1].x0 && ex[0].nx == ex[1].nx);
+        const size_t nf = (size_t)ex[0].nx * KVD;
+        CHECK_MSG(memcmp(kx[0], kx[1], nf * sizeof(float)) == 0, "staged K rows differ");
+        CHECK_MSG(memcmp(vx[0], vx[1], nf * sizeof(float)) == 0, "staged V rows differ");
+        CHECK_MSG(memcmp(r[0], r[1], 2 * ringh * sizeof *r0) == 0, "the rings differ");
+        CHECK(memcmp(pos[0], pos[1], sizeof pos0) == 0);
+        /* a matching slot was read from the ring: position FIRST - 1's first K half */
+        const int32_t pl = FIRST - 1;
+        CHECK(pos0[pl % W] == pl);
+        float want = f16_to_f32(r0[(size_t)(pl % W) * KVD]);
+        CHECK(memcmp(&want, &kx[1][(size_t)(pl - ex[1].x0) * KVD], sizeof want) == 0);
+    } else {
+        CHECK(ok);
+    }
+    if (old)
+        setenv("HEARTH_CPU_ISA", saved, 1);
+    else
+        unsetenv("HEARTH_CPU_ISA");
+    cpu_isa_reset();
+    for (int i = 0; i < 2; i++) {
+        free(kx[i]);
+        free(vx[i]);
+        free(r[i]);
+    }
+    free(r0);
+    free(kn);
+    free(vn);
     syn_free(&y);
 }
 
@@ -870,6 +1040,8 @@ TEST(engine_without_window)
 }
 
 TEST_MAIN(TEST_CASE(kernel_vs_window_reference), TEST_CASE(kernel_window_same_bits),
+          TEST_CASE(kernel_skip_same_bits), TEST_CASE(f16_rows_exact),
+          TEST_CASE(stage_isa_same_bits),
           TEST_CASE(window_bytes), TEST_CASE(prefill_equals_decode),
           TEST_CASE(multi_sequence), TEST_CASE(sched_equals_forward),
           TEST_CASE(sched_equals_forward_gemma3), TEST_CASE(sched_multi_equals_forward),

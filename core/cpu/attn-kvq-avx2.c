@@ -8,8 +8,12 @@
  * registers: 8 levels (3 bits) are one vpermps; 16 levels (4 bits) are two
  * vpermps (low and high half) blended on bit 3 of the code. Codes are
  * unpacked by broadcasting the packed word and shifting each lane by its
- * own amount (vpsrlvd). Only called after attn-kvq.c's selection saw AVX2,
- * FMA and F16C. All loads are unaligned-safe and never read past a row.
+ * own amount (vpsrlvd). The exact window's f16 ring rows become floats
+ * with vcvtph2ps, exact like f16_to_f32 (every half is a float; the ring's
+ * NaNs are quiet, f32_to_f16 makes them so), so kv-window.c may pick either.
+ * Only called after attn-kvq.c's selection (or kv-window.c's cpu_isa_best)
+ * saw AVX2, FMA and F16C. All loads are unaligned-safe and never read past
+ * a row.
  */
 #include <immintrin.h>
 #include <string.h>
@@ -123,6 +127,23 @@ void cpu_kvq__decode_rows_avx2(enum kvq_type t, const struct kvq_rot *rot, int h
             break;
         }
     }
+}
+
+void cpu_kvq__f16_to_f32_avx2(const uint16_t *src, size_t n, float *dst)
+{
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m128i a = _mm_loadu_si128((const __m128i *)(const void *)(src + i));
+        __m128i b = _mm_loadu_si128((const __m128i *)(const void *)(src + i + 8));
+        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(a));
+        _mm256_storeu_ps(dst + i + 8, _mm256_cvtph_ps(b));
+    }
+    for (; i + 8 <= n; i += 8) {
+        __m128i a = _mm_loadu_si128((const __m128i *)(const void *)(src + i));
+        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(a));
+    }
+    for (; i < n; i++)
+        dst[i] = f16_to_f32(src[i]);
 }
 
 float cpu_kvq__dot_avx2(const float *a, const float *b, int n)

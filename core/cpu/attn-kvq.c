@@ -19,8 +19,10 @@
  * With an exact window (struct cpu_kvq_exact) a token's recent positions
  * read caller-staged f32 rows instead of the tile's decoded ones: only the
  * row pointer changes, never the arithmetic, so W = 0 keeps its bits. The
- * tile still decodes those rows (other tokens of the batch may need them
- * decoded); skipping rows every token reads exactly is a possible saving.
+ * tile skips decoding the rows that every token of the group reads exactly
+ * (exact_only_rows: a decode step's whole window), so the window costs no
+ * decoding it does not use; rows that some token still reads decoded (an
+ * early token of a long batch) are decoded as before.
  * The key mean / sink step (cpu_kvq_key_center) lives here too because
  * forward.c and the CPU backend must run the very same arithmetic.
  */
@@ -399,6 +401,41 @@ static float *run_at(const struct cpu_kvq_attn *a, int t, int h, int hd)
     return a->run + ((size_t)t * (size_t)a->cap_head + (size_t)h) * ((size_t)hd + 2);
 }
 
+/* Rows [j0, j1] of group sq's KV head hk decoded into the chunk tiles kt, vt (row c0 first). */
+static void tile_decode(const struct cpu_kvq_attn *a, const struct cpu_kvq_layer *L,
+                        const struct cpu_kvq_seq *sq, int hk, int64_t c0, int64_t j0, int64_t j1,
+                        float *kt, float *vt)
+{
+    if (j0 > j1)
+        return;
+    const int hd = L->hd, nr = (int)(j1 - j0 + 1);
+    const size_t kb = kvq_head_bytes(L->kt, hd), vb = kvq_head_bytes(L->vt, hd);
+    a->decode_rows(L->kt, L->rot, hd, sq->k + (size_t)j0 * L->k_row + (size_t)hk * kb, L->k_row,
+                   nr, kt + (size_t)(j0 - c0) * (size_t)hd);
+    a->decode_rows(L->vt, L->rot, hd, sq->v + (size_t)j0 * L->v_row + (size_t)hk * vb, L->v_row,
+                   nr, vt + (size_t)(j0 - c0) * (size_t)hd);
+}
+
+/*
+ * The rows [*d0, *d1] of group s that every token of it reads from the exact
+ * rows (empty: *d0 > *d1): token t reads j exactly iff j > pos[t] - W and x0
+ * <= j < x0 + nx, and pos[t] <= shi, so j >= max(shi - W + 1, x0) and j <
+ * x0 + nx is read exactly by every token whose range holds j. Their tile
+ * rows are never read, so they are not decoded.
+ */
+static void exact_only_rows(const struct cpu_kvq_attn *a, const struct cpu_kvq_layer *L, int s,
+                            int64_t *d0, int64_t *d1)
+{
+    *d0 = INT64_MAX;
+    *d1 = -1;
+    if (L->exact_window == 0 || L->exact[s].nx <= 0)
+        return;
+    const struct cpu_kvq_exact *ex = &L->exact[s];
+    const int64_t lo = a->shi[s] - (int64_t)L->exact_window + 1;
+    *d0 = lo > ex->x0 ? lo : ex->x0;
+    *d1 = ex->x0 + ex->nx - 1;
+}
+
 /* One item: (group s, KV head hk, chunk) of the wave; see attn-kvq.h. */
 static void wave_items(void *arg, int64_t b, int64_t e, int tid)
 {
@@ -407,7 +444,6 @@ static void wave_items(void *arg, int64_t b, int64_t e, int tid)
     const struct cpu_kvq_layer *L = j->L;
     const int hd = L->hd, G = L->n_head / L->n_head_kv;
     const int64_t C = CPU_KVQ_CHUNK;
-    const size_t kb = kvq_head_bytes(L->kt, hd), vb = kvq_head_bytes(L->vt, hd);
     float *kt = a->tile + (size_t)tid * (2 * (size_t)C * (size_t)hd + (size_t)C);
     float *vt = kt + (size_t)C * (size_t)hd, *sc = vt + (size_t)C * (size_t)hd;
     for (int64_t it = b; it < e; it++) {
@@ -419,11 +455,14 @@ static void wave_items(void *arg, int64_t b, int64_t e, int tid)
         int64_t j0 = c0 > a->slo[s] ? c0 : a->slo[s], j1 = c1 < a->shi[s] ? c1 : a->shi[s];
         if (j0 > j1)
             continue;
-        int nr = (int)(j1 - j0 + 1);
-        a->decode_rows(L->kt, L->rot, hd, sq->k + (size_t)j0 * L->k_row + (size_t)hk * kb,
-                       L->k_row, nr, kt + (size_t)(j0 - c0) * (size_t)hd);
-        a->decode_rows(L->vt, L->rot, hd, sq->v + (size_t)j0 * L->v_row + (size_t)hk * vb,
-                       L->v_row, nr, vt + (size_t)(j0 - c0) * (size_t)hd);
+        int64_t d0, d1;
+        exact_only_rows(a, L, s, &d0, &d1);
+        if (d0 > d1) {
+            tile_decode(a, L, sq, hk, c0, j0, j1, kt, vt);
+        } else {
+            tile_decode(a, L, sq, hk, c0, j0, j1 < d0 - 1 ? j1 : d0 - 1, kt, vt);
+            tile_decode(a, L, sq, hk, c0, j0 > d1 + 1 ? j0 : d1 + 1, j1, kt, vt);
+        }
         if (j0 == 0 && sq->k_sink) {
             /* position 0 is in this tile: its exact key replaces the decoded one */
             const float *ks = sq->k_sink + (size_t)hk * (size_t)hd;

@@ -226,6 +226,8 @@ void cpu_kvq_exact_stage(enum kvq_type kt, enum kvq_type vt, const struct kvq_ro
  */
 void cpu_kvq__decode_rows_avx2(enum kvq_type t, const struct kvq_rot *rot, int hd,
                                const uint8_t *src, size_t stride, int n, float *dst);
+/* dst[i] = the half src[i] as a float, i < n (exact, the same bits as f16_to_f32). */
+void cpu_kvq__f16_to_f32_avx2(const uint16_t *src, size_t n, float *dst);
 /* Σ a[i] b[i], i < n. */
 float cpu_kvq__dot_avx2(const float *a, const float *b, int n);
 /* y[i] += s · x[i], i < n. */

@@ -13,12 +13,21 @@
  * write because the two share slots. The ring is addressed through a small
  * struct (base, stride, tags) rather than kv_cache, so the backend's ring
  * tensors and the forward pass's kv_cache arrays are the same case.
- * Rejected: staging into the kernel's decoded tiles (the kernel would need
- * to know about the ring; its arithmetic stays unchanged this way).
+ * Cost: a decode step stages W - 1 ring rows per layer; ring halves become
+ * floats with F16C where cpu_isa_best allows AVX2 (exact, so the same bits
+ * as the scalar f16_to_f32: ~13x faster, a few per cent of the layer's
+ * attention at W = 128 instead of ~20%), and the kernel skips decoding the
+ * compressed rows the staged ones replace (attn-kvq.c), so the window about
+ * breaks even against W = 0. Rejected: staging into the kernel's decoded
+ * tiles, or reading the ring in place in the kernel (the kernel would need
+ * the ring's tags and slot wrap, and a batch longer than W overwrites slots
+ * its own early tokens still read); a persistent f32 mirror of the ring
+ * (twice the ring's memory for the little the staging still costs).
  */
 #include <string.h>
 
 #include "cpu/attn-kvq.h"
+#include "cpu/dot.h"
 #include "f16.h"
 
 size_t cpu_kvq_exact_rows(uint32_t w, int n)
@@ -55,7 +64,9 @@ static void exact_row_decode(enum kvq_type t, const struct kvq_rot *rot, const u
     }
 }
 
-static void f16_row_to_f32(const uint16_t *h16, size_t n, float *dst)
+typedef void (*f16_rows_fn)(const uint16_t *h16, size_t n, float *dst);
+
+static void f16_rows_scalar(const uint16_t *h16, size_t n, float *dst)
 {
     for (size_t i = 0; i < n; i++)
         dst[i] = f16_to_f32(h16[i]);
@@ -75,6 +86,9 @@ void cpu_kvq_exact_stage(enum kvq_type kt, enum kvq_type vt, const struct kvq_ro
     ex->vx = vx;
     ex->x0 = x0;
     ex->nx = first - x0 + sq->n;
+    /* both conversions are exact, so the choice never moves a bit */
+    const f16_rows_fn f16_row_to_f32 =
+        cpu_isa_best() >= CPU_ISA_AVX2 ? cpu_kvq__f16_to_f32_avx2 : f16_rows_scalar;
     for (int64_t p = x0; p < first; p++) {
         const size_t r = (size_t)(p - x0) * KV, slot = (size_t)(p % W);
         float *kd = kx + r, *vd = vx + r;
