@@ -14,6 +14,9 @@ layout(binding = 0) readonly buffer WBuf { uint wq[]; };
 layout(binding = 1) readonly buffer IBuf { uint ids[]; };
 layout(binding = 2) writeonly buffer YBuf { float y[]; };
 
+// binding 3: the IQ grid buffer (params/iq-grids.h), declared by dequant.glsl for the
+// lattice types only; the host binds a buffer there for every type
+#define IQ_GRID_BINDING 3
 #include "common/dequant.glsl"
 
 void main()

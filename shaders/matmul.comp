@@ -7,6 +7,14 @@
 // No cross-invocation reduction, so subgroup size never matters. Tiles are
 // padded by one column against shared-memory bank conflicts.
 // Grid: x = row tile, y = token tile, z extends x past 65535 as in matvec.
+// IQ types read their grid from the storage buffer (binding 4), not from a
+// copy in shared memory made at the start of the workgroup. A copy compiles
+// as fast on lavapipe (~1 s, IQ2_XXS and IQ1_S tried, same bits), but each
+// invocation does one grid lookup per K step against 128 FMAs, so the lookups
+// are not what bounds this kernel. A copy would load up to 4096 words per
+// workgroup (IQ1_S) and take up to 16 KiB of shared memory, Vulkan's whole
+// guaranteed minimum, on top of the 8.4 KiB of tiles, which costs occupancy.
+// The 33 KiB of tables stays hot in L1/L2 across workgroups anyway.
 #extension GL_GOOGLE_include_directive : require
 #ifdef USE_16BIT
 #extension GL_EXT_shader_16bit_storage : require
@@ -19,6 +27,9 @@ layout(binding = 1) readonly buffer XBuf { vec4 x4[]; };
 layout(binding = 2) writeonly buffer YBuf { float y[]; };
 layout(binding = 3) readonly buffer BBuf { float bias[]; };
 
+// binding 4: the IQ grid buffer (params/iq-grids.h), declared by dequant.glsl for the
+// lattice types only; the host binds a buffer there for every type
+#define IQ_GRID_BINDING 4
 #include "common/dequant.glsl"
 
 shared float ws[VK_MM_TILE][VK_MM_BK + 1];

@@ -22,6 +22,9 @@ layout(binding = 1) readonly buffer XBuf { vec4 x4[]; };
 layout(binding = 2) writeonly buffer YBuf { float y[]; };
 layout(binding = 3) readonly buffer BBuf { float bias[]; };
 
+// binding 4: the IQ grid buffer (params/iq-grids.h), declared by dequant.glsl for the
+// lattice types only; the host binds a buffer there for every type
+#define IQ_GRID_BINDING 4
 #include "common/dequant.glsl"
 #define RED_WG VK_MATVEC_WG
 #define RED_N (VK_MATVEC_ROWS * VK_MATVEC_TOKS)

@@ -1,6 +1,9 @@
 /* fixtures: see fixtures.h. */
 #include "fixtures.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 #include "test.h"
 
 struct hearth_device *fixture_cpu_device(const char *name, int n_threads)
@@ -19,4 +22,14 @@ struct model *fixture_model(const char *file)
     struct model *m = NULL;
     CHECK_OK(model_load(path, &m));
     return m;
+}
+
+bool fixture_asan_slow_unwind(void)
+{
+#if defined(__SANITIZE_ADDRESS__)
+    const char *o = getenv("LSAN_OPTIONS");
+    return o && strstr(o, "fast_unwind_on_malloc=0") != NULL;
+#else
+    return false;
+#endif
 }

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "test.h"
+#include "fixtures.h"
 
 #ifdef HEARTH_WITH_VULKAN
 #include "../vulkan/vk.h"
@@ -33,27 +34,10 @@ struct twin {
     struct hearth_tensor t[2];
 };
 
-/*
- * Under AddressSanitizer with LSAN_OPTIONS=fast_unwind_on_malloc=0 (the
- * sanitizer CI job's setting), lavapipe deadlocks: LLVM registers the JIT's EH
- * frames, libgcc's unwinder takes its lock and mallocs, and ASan's slow
- * unwind of that malloc re-enters the unwinder. Such a run skips; run these
- * tests with fast unwinding (the default) under ASan instead.
- */
-static bool asan_slow_unwind(void)
-{
-#if defined(__SANITIZE_ADDRESS__)
-    const char *o = getenv("LSAN_OPTIONS");
-    return o && strstr(o, "fast_unwind_on_malloc=0") != NULL;
-#else
-    return false;
-#endif
-}
-
 static bool env_open(struct env *e)
 {
     memset(e, 0, sizeof *e);
-    if (asan_slow_unwind())
+    if (fixture_asan_slow_unwind())
         return false;
     vk_keep_driver_loaded();
     const struct hearth_backend_ops *vo = vk_backend_ops();
@@ -104,8 +88,8 @@ static void env_close(struct env *e)
     struct env e;                                               \
     if (!env_open(&e)) {                                        \
         env_close(&e);                                          \
-        TEST_SKIP(asan_slow_unwind() ? "no Vulkan device under ASan slow unwinding (see " \
-                  "asan_slow_unwind)" : "no Vulkan device");    \
+        TEST_SKIP(fixture_asan_slow_unwind() ? "no Vulkan device under ASan slow unwinding (see " \
+                  "fixture_asan_slow_unwind)" : "no Vulkan device");    \
     }                                                           \
     if (!e.s[0] || !e.s[1]) {                                   \
         env_close(&e);                                          \
@@ -364,7 +348,7 @@ TEST(device_tables)
     CHECK_STR_EQ(p.name, "vulkan0");
     CHECK(!p.host_memory);
     CHECK(backend_device_supports_op(e.dev[1], HEARTH_OP_MATMUL, HEARTH_DTYPE_IQ4_NL));
-    CHECK(!backend_device_supports_op(e.dev[1], HEARTH_OP_MATMUL, HEARTH_DTYPE_IQ2_XXS));
+    CHECK(!backend_device_supports_op(e.dev[1], HEARTH_OP_MATMUL, HEARTH_DTYPE_TQ1_0));
     CHECK(!backend_device_supports_op(e.dev[1], HEARTH_OP_RMSNORM, HEARTH_DTYPE_F16));
     struct hearth_buffer_type *bt = backend_device_buffer_type(e.dev[1]);
     CHECK(backend_buft_max_size(bt) >= (64u << 20));

@@ -25,26 +25,17 @@
 #include <string.h>
 
 #include "test.h"
+#include "fixtures.h"
 
 #ifdef HEARTH_WITH_VULKAN
 #include "../vulkan/vk-internal.h"
 #include "f16.h"
 #include "quant.h"
 
-static bool asan_slow_unwind(void)
-{
-#if defined(__SANITIZE_ADDRESS__)
-    const char *o = getenv("LSAN_OPTIONS");
-    return o && strstr(o, "fast_unwind_on_malloc=0") != NULL; /* see test-vulkan.c */
-#else
-    return false;
-#endif
-}
-
 static struct vk_ctx *open_ctx(const struct vk_ctx_opts *o, hearth_status *st_out)
 {
     *st_out = HEARTH_ERR_NOT_FOUND;
-    if (asan_slow_unwind())
+    if (fixture_asan_slow_unwind())
         return NULL;
     vk_keep_driver_loaded();
     struct vk_ctx *ctx = NULL;

@@ -40,6 +40,7 @@
 #include <string.h>
 
 #include "test.h"
+#include "fixtures.h"
 
 #ifdef HEARTH_WITH_VULKAN
 #include "../vulkan/vk.h"
@@ -72,21 +73,10 @@ struct kenv {
     int n_bufs;
 };
 
-/* lavapipe deadlocks under ASan with slow unwinding (see test-vk-backend.c). */
-static bool asan_slow_unwind(void)
-{
-#if defined(__SANITIZE_ADDRESS__)
-    const char *o = getenv("LSAN_OPTIONS");
-    return o && strstr(o, "fast_unwind_on_malloc=0") != NULL;
-#else
-    return false;
-#endif
-}
-
 static bool env_open(struct kenv *e)
 {
     memset(e, 0, sizeof *e);
-    if (asan_slow_unwind())
+    if (fixture_asan_slow_unwind())
         return false;
     vk_keep_driver_loaded();
     const struct hearth_backend_ops *vo = vk_backend_ops();

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "test.h"
+#include "fixtures.h"
 
 #ifdef HEARTH_WITH_VULKAN
 #include "../vulkan/vk.h"
@@ -26,26 +27,9 @@
 #include "f16.h"
 #include "quant.h"
 
-/*
- * Under AddressSanitizer with LSAN_OPTIONS=fast_unwind_on_malloc=0 (the
- * sanitizer CI job's setting), lavapipe deadlocks: LLVM registers the JIT's EH
- * frames, libgcc's unwinder takes its lock and mallocs, and ASan's slow
- * unwind of that malloc re-enters the unwinder. Such a run skips; run these
- * tests with fast unwinding (the default) under ASan instead.
- */
-static bool asan_slow_unwind(void)
-{
-#if defined(__SANITIZE_ADDRESS__)
-    const char *o = getenv("LSAN_OPTIONS");
-    return o && strstr(o, "fast_unwind_on_malloc=0") != NULL;
-#else
-    return false;
-#endif
-}
-
 static struct vk_ctx *open_ctx(uint64_t max_chunk)
 {
-    if (asan_slow_unwind())
+    if (fixture_asan_slow_unwind())
         return NULL;
     vk_keep_driver_loaded(); /* LSan: see vk.h */
     struct vk_ctx_opts o = {.device_index = -1, .max_chunk_override = max_chunk};
@@ -62,8 +46,8 @@ static struct vk_ctx *open_ctx(uint64_t max_chunk)
     if (!ctx) {                                                 \
         if (test__failed)                                       \
             return;                                             \
-        TEST_SKIP(asan_slow_unwind() ? "no Vulkan device under ASan slow unwinding (see " \
-                  "asan_slow_unwind)" : "no Vulkan device");    \
+        TEST_SKIP(fixture_asan_slow_unwind() ? "no Vulkan device under ASan slow unwinding (see " \
+                  "fixture_asan_slow_unwind)" : "no Vulkan device");    \
     }
 
 /* HEARTH_VULKAN_VALIDATE=1 without the layer installed: a note here, a failure under CI=true. */
@@ -689,7 +673,7 @@ TEST(rejects_bad_args)
     struct vk_buffer b = {0};
     if (make_buf(ctx, &b, NULL, 4096)) {
         struct vk_matmul_args a = {
-            .type = HEARTH_DTYPE_IQ2_XXS, .w = view(&b), .row_bytes = 66, .n_in = 256, .n_out = 1,
+            .type = HEARTH_DTYPE_TQ1_0, .w = view(&b), .row_bytes = 54, .n_in = 256, .n_out = 1,
             .n_tok = 1, .x = view(&b), .x_stride = 256, .y = view(&b), .y_stride = 1,
         };
         CHECK_INT_EQ(vk_matmul(ctx, &a), HEARTH_ERR_UNSUPPORTED);

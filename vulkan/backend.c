@@ -8,10 +8,13 @@
  * (buffer, offset). The buffer type's max_size is caps.max_chunk, so the
  * scheduler's one-buffer-per-weight never asks for a binding past
  * maxStorageBufferRange or an allocation past maxMemoryAllocationSize.
- * Every stream of a device records into the context's one command buffer,
- * in call order; synchronize submits and waits. So set/get (which flush
- * first) and graph_run interleave in program order. Events default (the core
- * wrapper waits for the whole stream). The op switch is graph.c.
+ * Every stream of a device records into the context's open frame (command.c's
+ * ring), in call order, on one queue: set_async / buffer set (src copied to
+ * staging at enqueue), get_async (dst written when its submission is waited
+ * for) and graph_run interleave in program order without a submit each.
+ * synchronize submits and waits for everything; an event is the serial of
+ * the submission its record ends, and event_synchronize waits only up to it.
+ * The op switch is graph.c.
  * host_memory is false even on lavapipe: ops bind VkBuffers, so a
  * host-pointer buffer (backend_buffer_from_host_ptr) cannot be an operand.
  * ATTENTION over a compressed KV cache (k_type/v_type other than f16/f16,
@@ -189,11 +192,84 @@ static hearth_status vkb_stream_sync(struct hearth_stream *s)
     return vk_submit(d->ctx);
 }
 
+/* src is copied into staging now: it may change as soon as this returns. */
+static hearth_status vkb_stream_set_async(struct hearth_stream *s, struct hearth_buffer *buf,
+                                          size_t offset, const void *src, size_t n)
+{
+    struct vkb_stream *vs = s->ctx;
+    struct vk_buffer *b = vk__hearth_buffer(buf);
+    if (!b)
+        return err_set(HEARTH_ERR_INVALID_ARG, "vulkan set_async: not a Vulkan buffer");
+    return n ? vk_buffer_upload(vs->ctx, b, offset, src, n) : HEARTH_OK;
+}
+
+/* dst is written when the submission holding the copy is waited for (synchronize, events). */
+static hearth_status vkb_stream_get_async(struct hearth_stream *s, struct hearth_buffer *buf,
+                                          size_t offset, void *dst, size_t n)
+{
+    struct vkb_stream *vs = s->ctx;
+    struct vk_buffer *b = vk__hearth_buffer(buf);
+    if (!b)
+        return err_set(HEARTH_ERR_INVALID_ARG, "vulkan get_async: not a Vulkan buffer");
+    return n ? vk_buffer_download_async(vs->ctx, b, offset, dst, n) : HEARTH_OK;
+}
+
+/*
+ * An event is the serial of the submission that ends at its record (every
+ * stream of the device shares the one queue, so that submission and all
+ * before it are the work enqueued before the record).
+ */
+struct vkb_event {
+    uint64_t serial;
+    bool set; /* recorded after at least one submission */
+};
+
+static hearth_status vkb_event_create(struct hearth_stream *s, void **ev_ctx)
+{
+    (void)s;
+    *ev_ctx = calloc(1, sizeof(struct vkb_event));
+    return *ev_ctx ? HEARTH_OK : err_set(HEARTH_ERR_NO_MEMORY, "vulkan: event");
+}
+
+/* Nothing waits on an event but the host, so an unsynchronized one is simply forgotten. */
+static void vkb_event_destroy(struct hearth_stream *s, void *ev_ctx)
+{
+    (void)s;
+    free(ev_ctx);
+}
+
+/* Submits the open recording (the GPU starts on it now) and remembers its serial. */
+static hearth_status vkb_event_record(struct hearth_stream *s, void *ev_ctx)
+{
+    struct vkb_stream *vs = s->ctx;
+    struct vkb_event *ev = ev_ctx;
+    hearth_status st = vk__flush(vs->ctx);
+    if (st != HEARTH_OK)
+        return st;
+    ev->set = vs->ctx->n_submits > 0;
+    ev->serial = ev->set ? vs->ctx->n_submits - 1 : 0;
+    return HEARTH_OK;
+}
+
+/* Waits for the event's submission and those before it, not for later ones. */
+static hearth_status vkb_event_sync(struct hearth_stream *s, void *ev_ctx)
+{
+    struct vkb_stream *vs = s->ctx;
+    struct vkb_event *ev = ev_ctx;
+    return ev->set ? vk__wait_serial(vs->ctx, ev->serial) : HEARTH_OK;
+}
+
 static const struct hearth_stream_ops vkb_stream_ops = {
     .abi_version = HEARTH_BACKEND_ABI_VERSION,
     .destroy = vkb_stream_destroy,
+    .set_async = vkb_stream_set_async,
+    .get_async = vkb_stream_get_async,
     .graph_run = vkb_stream_run,
     .synchronize = vkb_stream_sync,
+    .event_create = vkb_event_create,
+    .event_destroy = vkb_event_destroy,
+    .event_record = vkb_event_record,
+    .event_synchronize = vkb_event_sync,
 };
 
 /* ---- device --------------------------------------------------------------- */
@@ -291,6 +367,13 @@ static const struct hearth_device_ops vkb_device_ops = {
 int vk_backend_validation_errors(struct hearth_device *dev, const char **last_message)
 {
     return vk_ctx_validation_errors(dev_of(dev)->ctx, last_message);
+}
+
+void vk_backend_submit_stats(struct hearth_device *dev, struct vk_submit_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    if (dev && dev->ops == &vkb_device_ops)
+        vk_ctx_submit_stats(dev_of(dev)->ctx, out);
 }
 
 /* ---- registration --------------------------------------------------------- */

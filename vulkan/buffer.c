@@ -73,6 +73,7 @@ hearth_status vk_buffer_create(struct vk_ctx *ctx, uint64_t size, enum vk_buffer
 {
     hearth_status st = HEARTH_OK;
     memset(out, 0, sizeof *out);
+    out->kind = kind; /* a failed staging buffer is not mistaken for a device one when freed */
     if (size == 0 || size + VK_SLACK > ctx->caps.max_chunk + VK_ALIGN)
         return err_set(HEARTH_ERR_INVALID_ARG, "vulkan: buffer of %llu bytes (limit %llu)",
                        (unsigned long long)size, (unsigned long long)ctx->caps.max_chunk);
@@ -118,8 +119,15 @@ fail:
 
 void vk_buffer_destroy(struct vk_ctx *ctx, struct vk_buffer *b)
 {
-    if (b->buf && b->kind == VK_BUF_DEVICE)
+    if (b->buf && b->kind == VK_BUF_DEVICE) {
         ctx->buf_epoch++; /* replay.c drops recordings that might bind it */
+        if (ctx->recording || ctx->n_done < ctx->n_submits) {
+            /* work in flight may use it: finish it (a validation message stays for the caller) */
+            int reported = ctx->val_reported;
+            (void)vk_submit(ctx);
+            ctx->val_reported = reported;
+        }
+    }
     if (b->buf)
         vkDestroyBuffer(ctx->dev, b->buf, NULL);
     if (b->mem)
@@ -127,66 +135,81 @@ void vk_buffer_destroy(struct vk_ctx *ctx, struct vk_buffer *b)
     memset(b, 0, sizeof *b);
 }
 
-/* Makes the staging buffer at least n bytes (n <= max_chunk). */
-static hearth_status staging_reserve(struct vk_ctx *ctx, uint64_t n)
+/*
+ * After a copy: its transfer writes visible to later dispatches, copies and
+ * (for readbacks) the host. Reads by earlier dispatches are ordered before
+ * the copy by vk__dispatch's barrier (compute -> transfer).
+ */
+static void copy_barrier(VkCommandBuffer cmd)
 {
-    if (ctx->staging.buf && ctx->staging.size >= n)
-        return HEARTH_OK;
-    vk_buffer_destroy(ctx, &ctx->staging);
-    uint64_t want = n < (1u << 20) ? (1u << 20) : n;
-    if (want > ctx->caps.max_chunk)
-        want = n;
-    return vk_buffer_create(ctx, want, VK_BUF_STAGING, &ctx->staging);
+    VkMemoryBarrier mb = {
+        .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
+        .srcAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT,
+        .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT |
+                         VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_TRANSFER_WRITE_BIT |
+                         VK_ACCESS_HOST_READ_BIT,
+    };
+    vkCmdPipelineBarrier(cmd, VK_PIPELINE_STAGE_TRANSFER_BIT,
+                         VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT |
+                             VK_PIPELINE_STAGE_HOST_BIT,
+                         0, 1, &mb, 0, NULL, 0, NULL);
 }
 
-/* Copies between the staging buffer and b in pieces of at most the staging size. */
-static hearth_status transfer(struct vk_ctx *ctx, const struct vk_buffer *b, uint64_t offset,
-                              void *host, uint64_t n, bool up)
+static hearth_status check_range(const struct vk_buffer *b, uint64_t offset, uint64_t n, bool up)
 {
     if (offset > b->size || n > b->size - offset)
         return err_set(HEARTH_ERR_INVALID_ARG, "vulkan: %s of %llu bytes at %llu past a "
                        "%llu-byte buffer", up ? "upload" : "download", (unsigned long long)n,
                        (unsigned long long)offset, (unsigned long long)b->size);
-    hearth_status st = vk_submit(ctx); /* recorded work first: program order */
-    if (st != HEARTH_OK)
-        return st;
-    uint64_t piece_max = ctx->caps.max_chunk < (64ull << 20) ? ctx->caps.max_chunk : (64ull << 20);
-    if ((st = staging_reserve(ctx, n < piece_max ? n : piece_max)) != HEARTH_OK)
-        return st;
-    uint64_t piece = ctx->staging.size;
-    for (uint64_t done = 0; done < n; done += piece) {
-        uint64_t len = n - done < piece ? n - done : piece;
-        if (up)
-            memcpy(ctx->staging.mapped, (const uint8_t *)host + done, len);
-        if ((st = vk__begin(ctx)) != HEARTH_OK)
-            return st;
-        VkBufferCopy reg = {
-            .srcOffset = up ? 0 : offset + done,
-            .dstOffset = up ? offset + done : 0,
-            .size = len,
-        };
-        if (up)
-            vkCmdCopyBuffer(ctx->cmd, ctx->staging.buf, b->buf, 1, &reg);
-        else
-            vkCmdCopyBuffer(ctx->cmd, b->buf, ctx->staging.buf, 1, &reg);
-        if ((st = vk_submit(ctx)) != HEARTH_OK)
-            return st;
-        if (!up)
-            memcpy((uint8_t *)host + done, ctx->staging.mapped, len);
-    }
     return HEARTH_OK;
 }
 
 hearth_status vk_buffer_upload(struct vk_ctx *ctx, const struct vk_buffer *b, uint64_t offset,
                                const void *src, uint64_t n)
 {
-    return transfer(ctx, b, offset, (void *)(uintptr_t)src, n, true);
+    hearth_status st = check_range(b, offset, n, true);
+    const uint64_t piece = vk__staging_max(ctx);
+    for (uint64_t done = 0; st == HEARTH_OK && done < n; done += piece) {
+        uint64_t len = n - done < piece ? n - done : piece, soff = 0;
+        const struct vk_buffer *sb = NULL;
+        void *host = NULL;
+        if ((st = vk__staging_alloc(ctx, len, &sb, &soff, &host)) != HEARTH_OK)
+            break;
+        memcpy(host, (const uint8_t *)src + done, len);
+        VkBufferCopy reg = {.srcOffset = soff, .dstOffset = offset + done, .size = len};
+        vkCmdCopyBuffer(ctx->cmd, sb->buf, b->buf, 1, &reg);
+        copy_barrier(ctx->cmd);
+    }
+    return st;
+}
+
+hearth_status vk_buffer_download_async(struct vk_ctx *ctx, const struct vk_buffer *b,
+                                       uint64_t offset, void *dst, uint64_t n)
+{
+    hearth_status st = check_range(b, offset, n, false);
+    const uint64_t piece = vk__staging_max(ctx);
+    for (uint64_t done = 0; st == HEARTH_OK && done < n; done += piece) {
+        uint64_t len = n - done < piece ? n - done : piece, soff = 0;
+        const struct vk_buffer *sb = NULL;
+        void *host = NULL;
+        if ((st = vk__staging_alloc(ctx, len, &sb, &soff, &host)) != HEARTH_OK)
+            break;
+        VkBufferCopy reg = {.srcOffset = offset + done, .dstOffset = soff, .size = len};
+        vkCmdCopyBuffer(ctx->cmd, b->buf, sb->buf, 1, &reg);
+        copy_barrier(ctx->cmd);
+        st = vk__readback_add(ctx, (uint8_t *)dst + done, soff, len);
+    }
+    return st;
 }
 
 hearth_status vk_buffer_download(struct vk_ctx *ctx, const struct vk_buffer *b, uint64_t offset,
                                  void *dst, uint64_t n)
 {
-    return transfer(ctx, b, offset, dst, n, false);
+    hearth_status st = vk_buffer_download_async(ctx, b, offset, dst, n);
+    if (st != HEARTH_OK || n == 0)
+        return st;
+    /* the recording holding the last piece; earlier pieces are in earlier serials */
+    return vk__wait_serial(ctx, ctx->n_submits);
 }
 
 hearth_status vk_buffer_fill(struct vk_ctx *ctx, const struct vk_buffer *b, uint64_t offset,
@@ -202,10 +225,12 @@ hearth_status vk_buffer_fill(struct vk_ctx *ctx, const struct vk_buffer *b, uint
     VkMemoryBarrier mb = {
         .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
         .srcAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT,
-        .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT,
+        .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT |
+                         VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_TRANSFER_WRITE_BIT,
     };
     vkCmdPipelineBarrier(ctx->cmd, VK_PIPELINE_STAGE_TRANSFER_BIT,
-                         VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 1, &mb, 0, NULL, 0, NULL);
+                         VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT, 0,
+                         1, &mb, 0, NULL, 0, NULL);
     return HEARTH_OK;
 }
 

@@ -1,14 +1,25 @@
 /*
  * vulkan/command: recording and submission.
  *
- * The context has one command buffer, one fence and one descriptor pool.
+ * A ring of VK_FRAMES frames (vk-internal.h), each a primary command buffer,
+ * fence, descriptor pool and staging area. Recording serial s goes into
+ * frame s % VK_FRAMES; vk__flush ends and submits it without waiting;
+ * before a frame is begun again its previous serial is waited for. Fences
+ * of one queue signal in submission order, so "serials < n_done are done"
+ * is exact, and vk__wait_serial(s) retires frames in order up to s (fence
+ * wait, then the frame's readbacks: staging -> host memcpys queued by
+ * get_async). Waits happen only where a caller needs data or a resource:
+ * vk_submit (all), events, downloads, frame or replay-secondary reuse.
+ * Rejected: one command buffer submitted and waited per flush (the old
+ * design: every upload stalled the host on the GPU); a timeline semaphore
+ * (the ring needs per-frame fences anyway to recycle pools and staging).
  * Dispatches are recorded back to back, each followed by a global memory
  * barrier (compute+transfer writes -> compute+transfer reads/writes): ops of a
  * forward pass nearly always consume the previous op's output, and on every
  * driver hearth targets a global barrier costs no more than precise buffer
- * barriers. vk_submit ends the buffer, submits, waits on the fence and
- * resets the pool, so descriptor sets never outlive one submission. A full
- * descriptor pool flushes (submit + wait) and carries on recording.
+ * barriers. A barrier's scope spans earlier submissions on the queue, so the
+ * order holds across frames. A full descriptor pool flushes (no wait) and
+ * carries on recording in the next frame.
  * Under validation, a submission after which the layer has reported new
  * warnings or errors fails (HEARTH_ERR_BACKEND with the first message), so
  * every caller, not only the tests that read the count, stops on one.
@@ -32,15 +43,6 @@ hearth_status vk__command_init(struct vk_ctx *ctx)
         .queueFamilyIndex = ctx->qfam,
     };
     VK_TRY(vkCreateCommandPool(ctx->dev, &cpi, NULL, &ctx->cpool), fail);
-    VkCommandBufferAllocateInfo cai = {
-        .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
-        .commandPool = ctx->cpool,
-        .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
-        .commandBufferCount = 1,
-    };
-    VK_TRY(vkAllocateCommandBuffers(ctx->dev, &cai, &ctx->cmd), fail);
-    VkFenceCreateInfo fci = {.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
-    VK_TRY(vkCreateFence(ctx->dev, &fci, NULL, &ctx->fence), fail);
     VkDescriptorPoolSize ps = {
         .type = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
         .descriptorCount = VK_DESC_SETS * VK_MAX_BIND,
@@ -51,7 +53,21 @@ hearth_status vk__command_init(struct vk_ctx *ctx)
         .poolSizeCount = 1,
         .pPoolSizes = &ps,
     };
-    VK_TRY(vkCreateDescriptorPool(ctx->dev, &dpi, NULL, &ctx->dpool), fail);
+    VkFenceCreateInfo fci = {.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
+    for (int i = 0; i < VK_FRAMES; i++) {
+        struct vk_frame *f = &ctx->frames[i];
+        VkCommandBufferAllocateInfo cai = {
+            .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
+            .commandPool = ctx->cpool,
+            .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
+            .commandBufferCount = 1,
+        };
+        VK_TRY(vkAllocateCommandBuffers(ctx->dev, &cai, &f->cmd), fail);
+        VK_TRY(vkCreateFence(ctx->dev, &fci, NULL, &f->fence), fail);
+        VK_TRY(vkCreateDescriptorPool(ctx->dev, &dpi, NULL, &f->dpool), fail);
+    }
+    ctx->cmd = ctx->frames[0].cmd;
+    ctx->dpool = ctx->frames[0].dpool;
     if (ctx->caps.timestamps) {
         VkQueryPoolCreateInfo qpi = {
             .sType = VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO,
@@ -67,18 +83,57 @@ fail:
 
 void vk__command_destroy(struct vk_ctx *ctx)
 {
+    /* the caller (vk_ctx_destroy) has waited for the device to go idle */
     if (ctx->qpool)
         vkDestroyQueryPool(ctx->dev, ctx->qpool, NULL);
-    if (ctx->dpool)
-        vkDestroyDescriptorPool(ctx->dev, ctx->dpool, NULL);
+    for (int i = 0; i < VK_FRAMES; i++) {
+        struct vk_frame *f = &ctx->frames[i];
+        if (f->dpool)
+            vkDestroyDescriptorPool(ctx->dev, f->dpool, NULL);
+        if (f->fence)
+            vkDestroyFence(ctx->dev, f->fence, NULL);
+        vk_buffer_destroy(ctx, &f->staging);
+        free(f->rb);
+        memset(f, 0, sizeof *f);
+    }
     if (ctx->fence)
         vkDestroyFence(ctx->dev, ctx->fence, NULL);
     if (ctx->cpool)
-        vkDestroyCommandPool(ctx->dev, ctx->cpool, NULL); /* frees ctx->cmd */
+        vkDestroyCommandPool(ctx->dev, ctx->cpool, NULL); /* frees every command buffer */
     ctx->qpool = VK_NULL_HANDLE;
     ctx->dpool = VK_NULL_HANDLE;
     ctx->fence = VK_NULL_HANDLE;
     ctx->cpool = VK_NULL_HANDLE;
+    ctx->cmd = VK_NULL_HANDLE;
+}
+
+/* Waits for the oldest pending submission, runs its readbacks and frees its frame for reuse. */
+static hearth_status retire_one(struct vk_ctx *ctx)
+{
+    hearth_status st = HEARTH_OK;
+    struct vk_frame *f = &ctx->frames[ctx->n_done % VK_FRAMES];
+    VK_TRY(vkWaitForFences(ctx->dev, 1, &f->fence, VK_TRUE, UINT64_MAX), fail);
+    ctx->n_waits++;
+    VK_TRY(vkResetFences(ctx->dev, 1, &f->fence), fail);
+    f->pending = false;
+    ctx->n_done++;
+    for (int i = 0; i < f->n_rb; i++)
+        memcpy(f->rb[i].dst, (const uint8_t *)f->staging.mapped + f->rb[i].off, f->rb[i].n);
+    f->n_rb = 0;
+    return HEARTH_OK;
+fail:
+    return st;
+}
+
+hearth_status vk__wait_serial(struct vk_ctx *ctx, uint64_t s)
+{
+    hearth_status st = HEARTH_OK;
+    if (ctx->recording && s >= ctx->n_submits && (st = vk__flush(ctx)) != HEARTH_OK)
+        return st;
+    while (ctx->n_done <= s && ctx->n_done < ctx->n_submits)
+        if ((st = retire_one(ctx)) != HEARTH_OK)
+            return st;
+    return vk__validation_check(ctx);
 }
 
 hearth_status vk__begin(struct vk_ctx *ctx)
@@ -86,39 +141,126 @@ hearth_status vk__begin(struct vk_ctx *ctx)
     hearth_status st = HEARTH_OK;
     if (ctx->recording)
         return HEARTH_OK;
+    /* the frame's previous recording (serial n_submits - VK_FRAMES) must be done */
+    if (ctx->n_submits >= VK_FRAMES &&
+        (st = vk__wait_serial(ctx, ctx->n_submits - VK_FRAMES)) != HEARTH_OK)
+        return st;
+    struct vk_frame *f = &ctx->frames[ctx->n_submits % VK_FRAMES];
+    VK_TRY(vkResetCommandBuffer(f->cmd, 0), fail);
+    if (f->dsets_used > 0)
+        VK_TRY(vkResetDescriptorPool(ctx->dev, f->dpool, 0), fail);
+    f->dsets_used = 0;
+    f->staging_used = 0;
     VkCommandBufferBeginInfo bi = {
         .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
         .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT,
     };
-    VK_TRY(vkBeginCommandBuffer(ctx->cmd, &bi), fail);
+    VK_TRY(vkBeginCommandBuffer(f->cmd, &bi), fail);
+    ctx->cmd = f->cmd;
+    ctx->dpool = f->dpool;
     ctx->recording = true;
     return HEARTH_OK;
 fail:
     return st;
 }
 
-hearth_status vk_submit(struct vk_ctx *ctx)
+hearth_status vk__flush(struct vk_ctx *ctx)
 {
     hearth_status st = HEARTH_OK;
     if (!ctx->recording)
         return HEARTH_OK;
+    struct vk_frame *f = &ctx->frames[ctx->n_submits % VK_FRAMES];
     ctx->recording = false;
-    VK_TRY(vkEndCommandBuffer(ctx->cmd), fail);
+    VK_TRY(vkEndCommandBuffer(f->cmd), fail);
     VkSubmitInfo si = {
         .sType = VK_STRUCTURE_TYPE_SUBMIT_INFO,
         .commandBufferCount = 1,
-        .pCommandBuffers = &ctx->cmd,
+        .pCommandBuffers = &f->cmd,
     };
-    VK_TRY(vkQueueSubmit(ctx->queue, 1, &si, ctx->fence), fail);
-    ctx->n_submits++; /* secondaries executed in it may now be executed in the next one */
-    VK_TRY(vkWaitForFences(ctx->dev, 1, &ctx->fence, VK_TRUE, UINT64_MAX), fail);
-    VK_TRY(vkResetFences(ctx->dev, 1, &ctx->fence), fail);
-    VK_TRY(vkResetCommandBuffer(ctx->cmd, 0), fail);
-    VK_TRY(vkResetDescriptorPool(ctx->dev, ctx->dpool, 0), fail);
-    ctx->dsets_used = 0;
+    VK_TRY(vkQueueSubmit(ctx->queue, 1, &si, f->fence), fail);
+    f->pending = true;
+    ctx->n_submits++; /* secondaries executed in it may be executed again once it completes */
     return vk__validation_check(ctx);
 fail:
+    /* nothing of this recording runs: its readbacks are dropped, the frame is reusable */
+    f->n_rb = 0;
+    (void)vkResetCommandBuffer(f->cmd, 0);
     return st;
+}
+
+hearth_status vk_submit(struct vk_ctx *ctx)
+{
+    hearth_status st = vk__flush(ctx);
+    if (st != HEARTH_OK)
+        return st;
+    return ctx->n_submits > 0 ? vk__wait_serial(ctx, ctx->n_submits - 1)
+                              : vk__validation_check(ctx);
+}
+
+void vk_ctx_submit_stats(const struct vk_ctx *ctx, struct vk_submit_stats *out)
+{
+    out->submits = ctx->n_submits;
+    out->waits = ctx->n_waits;
+    out->done = ctx->n_done;
+}
+
+uint64_t vk__staging_max(const struct vk_ctx *ctx)
+{
+    return ctx->caps.max_chunk < (64ull << 20) ? ctx->caps.max_chunk : (64ull << 20);
+}
+
+hearth_status vk__staging_alloc(struct vk_ctx *ctx, uint64_t n, const struct vk_buffer **buf,
+                                uint64_t *off, void **host)
+{
+    hearth_status st = HEARTH_OK;
+    const uint64_t len = (n + 15) / 16 * 16;
+    if (n == 0 || n > vk__staging_max(ctx))
+        return err_set(HEARTH_ERR_INTERNAL, "vulkan: staging piece of %llu bytes (1..%llu)",
+                       (unsigned long long)n, (unsigned long long)vk__staging_max(ctx));
+    for (;;) {
+        if ((st = vk__begin(ctx)) != HEARTH_OK)
+            return st;
+        struct vk_frame *f = &ctx->frames[ctx->n_submits % VK_FRAMES];
+        if (f->staging.buf && f->staging.size - f->staging_used >= len) {
+            *buf = &f->staging;
+            *off = f->staging_used;
+            *host = (uint8_t *)f->staging.mapped + f->staging_used;
+            f->staging_used += len;
+            return HEARTH_OK;
+        }
+        if (f->staging_used > 0) {
+            /* this recording already copies through it: submit and go on in the next frame */
+            if ((st = vk__flush(ctx)) != HEARTH_OK)
+                return st;
+            continue;
+        }
+        /* unused by the open recording and idle (vk__begin retired it): grow */
+        uint64_t want = f->staging.size * 2;
+        if (want < (1ull << 20))
+            want = 1ull << 20;
+        if (want < len)
+            want = len;
+        if (want > vk__staging_max(ctx))
+            want = vk__staging_max(ctx) > len ? vk__staging_max(ctx) : len;
+        vk_buffer_destroy(ctx, &f->staging);
+        if ((st = vk_buffer_create(ctx, want, VK_BUF_STAGING, &f->staging)) != HEARTH_OK)
+            return err_prefix(st, "vulkan: staging of %llu bytes", (unsigned long long)want);
+    }
+}
+
+hearth_status vk__readback_add(struct vk_ctx *ctx, void *dst, uint64_t off, uint64_t n)
+{
+    struct vk_frame *f = &ctx->frames[ctx->n_submits % VK_FRAMES];
+    if (f->n_rb == f->cap_rb) {
+        int cap = f->cap_rb ? 2 * f->cap_rb : 16;
+        struct vk_readback *rb = realloc(f->rb, (size_t)cap * sizeof *rb);
+        if (!rb)
+            return err_set(HEARTH_ERR_NO_MEMORY, "vulkan: %d pending readbacks", cap);
+        f->rb = rb;
+        f->cap_rb = cap;
+    }
+    f->rb[f->n_rb++] = (struct vk_readback){dst, off, n};
+    return HEARTH_OK;
 }
 
 hearth_status vk__validation_check(struct vk_ctx *ctx)
@@ -183,7 +325,8 @@ static hearth_status primary_dispatch(struct vk_ctx *ctx, struct vk_pipeline *p,
                                       uint32_t gx, uint32_t gy, uint32_t gz)
 {
     hearth_status st = HEARTH_OK;
-    if (ctx->dsets_used >= VK_DESC_SETS && (st = vk_submit(ctx)) != HEARTH_OK)
+    if (ctx->recording && ctx->frames[ctx->n_submits % VK_FRAMES].dsets_used >= VK_DESC_SETS &&
+        (st = vk__flush(ctx)) != HEARTH_OK)
         return st;
     if ((st = vk__begin(ctx)) != HEARTH_OK)
         return st;
@@ -195,7 +338,7 @@ static hearth_status primary_dispatch(struct vk_ctx *ctx, struct vk_pipeline *p,
         .pSetLayouts = &p->dsl,
     };
     VK_TRY(vkAllocateDescriptorSets(ctx->dev, &ai, &set), fail);
-    ctx->dsets_used++;
+    ctx->frames[ctx->n_submits % VK_FRAMES].dsets_used++;
     record_one(ctx, ctx->cmd, p, set, bufs, push, push_size, gx, gy, gz);
     return HEARTH_OK;
 fail:
@@ -315,7 +458,7 @@ hearth_status vk__record_secondary(struct vk_ctx *ctx, const struct vk_cap_disp 
         .commandBufferCount = 1,
     };
     VK_TRY(vkAllocateCommandBuffers(ctx->dev, &cai, cmd), fail);
-    /* no ONE_TIME_SUBMIT (it is executed again), no SIMULTANEOUS_USE (replay.c flushes first) */
+    /* no ONE_TIME_SUBMIT (it is executed again), no SIMULTANEOUS_USE (replay.c waits first) */
     VkCommandBufferInheritanceInfo inh = {
         .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_INHERITANCE_INFO,
     };

@@ -41,7 +41,9 @@ hearth_status vk_embed(struct vk_ctx *ctx, const struct vk_embed_args *a)
         .y_stride = a->y_stride,
         .scale = a->scale,
     };
-    const struct vk_buffer *binds[3] = {a->w.buf, a->ids.buf, a->y.buf};
+    const struct vk_buffer *binds[4] = {a->w.buf, a->ids.buf, a->y.buf, NULL}; /* 3: IQ grids */
+    if ((st = vk__iq_grid_bind(ctx, a->type, a->w.buf, &binds[3])) != HEARTH_OK)
+        return st;
     enum vk_shader sh = vk__use_f16_h(ctx, a->type, a->w.offset) ? VK_SH_EMBED_F16_H
                                                                   : (enum vk_shader)(VK_SH_EMBED + ti);
     return vk__dispatch(ctx, sh, binds, &p, sizeof p, a->n_ids, 1, 1);

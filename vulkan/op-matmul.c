@@ -69,8 +69,11 @@ hearth_status vk_matmul(struct vk_ctx *ctx, const struct vk_matmul_args *a)
         .has_b = a->bias.buf ? 1u : 0u,
         .b_off = bofs,
     };
-    /* without a bias, y is bound in its place (never read) */
-    const struct vk_buffer *binds[4] = {a->w.buf, a->x.buf, a->y.buf, a->bias.buf ? a->bias.buf : a->y.buf};
+    /* without a bias, y is bound in its place (never read); binding 4: the IQ grids */
+    const struct vk_buffer *binds[5] = {a->w.buf, a->x.buf, a->y.buf,
+                                        a->bias.buf ? a->bias.buf : a->y.buf, NULL};
+    if ((st = vk__iq_grid_bind(ctx, a->type, a->w.buf, &binds[4])) != HEARTH_OK)
+        return st;
     bool matvec = a->force_kernel == 1 || (a->force_kernel == 0 && a->n_tok <= VK_MATVEC_TOKS);
     bool h = vk__use_f16_h(ctx, a->type, a->w.offset);
     uint32_t gx, gz;

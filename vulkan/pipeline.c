@@ -7,6 +7,9 @@
  * shader cannot disagree). A pipeline is built on first use, through the
  * context's VkPipelineCache, and lives until the context dies: a model touches
  * a dozen variants, so building all ~70 up front would only cost start-up.
+ * Every weight kernel (matvec, matmul, embed, all types and variants) has one
+ * binding more than its tensors: the IQ grid buffer (iq-grids.c), read only by
+ * the lattice types; one count per kernel keeps the table and the ops simple.
  * The *_f16_h variants declare 16-bit storage, so they may only be chosen
  * (vk__use_f16_h) on a device created with storageBuffer16BitAccess enabled.
  */
@@ -31,10 +34,11 @@ struct vk_shader_desc {
 };
 
 /* Weight types in the order of HEARTH_VK_WTYPES in shaders/CMakeLists.txt. */
-#define VK_WTYPES(X)                                                                      \
-    X(F32, f32) X(F16, f16) X(BF16, bf16) X(Q4_0, q4_0) X(Q4_1, q4_1) X(Q5_0, q5_0)       \
-    X(Q5_1, q5_1) X(Q8_0, q8_0) X(Q2_K, q2_k) X(Q3_K, q3_k) X(Q4_K, q4_k) X(Q5_K, q5_k)  \
-    X(Q6_K, q6_k) X(IQ4_NL, iq4_nl) X(IQ4_XS, iq4_xs)
+#define VK_WTYPES(X)                                                                        \
+    X(F32, f32) X(F16, f16) X(BF16, bf16) X(Q4_0, q4_0) X(Q4_1, q4_1) X(Q5_0, q5_0)         \
+    X(Q5_1, q5_1) X(Q8_0, q8_0) X(Q2_K, q2_k) X(Q3_K, q3_k) X(Q4_K, q4_k) X(Q5_K, q5_k)     \
+    X(Q6_K, q6_k) X(IQ4_NL, iq4_nl) X(IQ4_XS, iq4_xs) X(IQ2_XXS, iq2_xxs) X(IQ2_XS, iq2_xs) \
+    X(IQ2_S, iq2_s) X(IQ3_XXS, iq3_xxs) X(IQ3_S, iq3_s) X(IQ1_S, iq1_s) X(IQ1_M, iq1_m)
 
 int vk__wtype_index(hearth_dtype t)
 {
@@ -57,16 +61,17 @@ bool vk__use_f16_h(const struct vk_ctx *ctx, hearth_dtype t, uint64_t w_off)
 
 #define MM sizeof(struct vk_matmul_params)
 static const struct vk_shader_desc vk_shaders[VK_SH_COUNT] = {
-#define X(T, t) {"matvec_" #t, hearth_spv_matvec_##t, &hearth_spv_matvec_##t##_size, 4, MM},
+#define X(T, t) {"matvec_" #t, hearth_spv_matvec_##t, &hearth_spv_matvec_##t##_size, 5, MM},
     VK_WTYPES(X)
 #undef X
-#define X(T, t) {"matvec_" #t "_sg", hearth_spv_matvec_##t##_sg, &hearth_spv_matvec_##t##_sg_size, 4, MM},
+#define X(T, t) {"matvec_" #t "_sg", hearth_spv_matvec_##t##_sg, &hearth_spv_matvec_##t##_sg_size, \
+                 5, MM},
     VK_WTYPES(X)
 #undef X
-#define X(T, t) {"matmul_" #t, hearth_spv_matmul_##t, &hearth_spv_matmul_##t##_size, 4, MM},
+#define X(T, t) {"matmul_" #t, hearth_spv_matmul_##t, &hearth_spv_matmul_##t##_size, 5, MM},
     VK_WTYPES(X)
 #undef X
-#define X(T, t) {"embed_" #t, hearth_spv_embed_##t, &hearth_spv_embed_##t##_size, 3, \
+#define X(T, t) {"embed_" #t, hearth_spv_embed_##t, &hearth_spv_embed_##t##_size, 4, \
                  sizeof(struct vk_embed_params)},
     VK_WTYPES(X)
 #undef X
@@ -87,12 +92,12 @@ static const struct vk_shader_desc vk_shaders[VK_SH_COUNT] = {
     [VK_SH_SCALE] = {"scale", hearth_spv_scale, &hearth_spv_scale_size, 2,
                      sizeof(struct vk_eltwise_params)},
     [VK_SH_MATVEC_F16_H] = {"matvec_f16_h", hearth_spv_matvec_f16_h, &hearth_spv_matvec_f16_h_size,
-                            4, MM},
+                            5, MM},
     [VK_SH_MATVEC_F16_H_SG] = {"matvec_f16_h_sg", hearth_spv_matvec_f16_h_sg,
-                               &hearth_spv_matvec_f16_h_sg_size, 4, MM},
+                               &hearth_spv_matvec_f16_h_sg_size, 5, MM},
     [VK_SH_MATMUL_F16_H] = {"matmul_f16_h", hearth_spv_matmul_f16_h, &hearth_spv_matmul_f16_h_size,
-                            4, MM},
-    [VK_SH_EMBED_F16_H] = {"embed_f16_h", hearth_spv_embed_f16_h, &hearth_spv_embed_f16_h_size, 3,
+                            5, MM},
+    [VK_SH_EMBED_F16_H] = {"embed_f16_h", hearth_spv_embed_f16_h, &hearth_spv_embed_f16_h_size, 4,
                            sizeof(struct vk_embed_params)},
     [VK_SH_KV_STORE_Q] = {"kv_store_q", hearth_spv_kv_store_q, &hearth_spv_kv_store_q_size, 3,
                           sizeof(struct vk_kvq_store_params)},
@@ -186,4 +191,5 @@ void vk__pipelines_destroy(struct vk_ctx *ctx)
 {
     for (int i = 0; i < VK_SH_COUNT; i++)
         pipeline_free(ctx, &ctx->pipes[i]);
+    vk__iq_grids_destroy(ctx); /* the one buffer the pipelines own (vk_ctx_destroy calls this) */
 }

@@ -18,7 +18,9 @@
  * secondary is executed at most once per primary (no SIMULTANEOUS_USE: a
  * second use in the same primary submits the first); recordings are freed
  * only when no primary that executes them is pending or open (vk_submit
- * first). Rejected: patching push constants in place (a command buffer
+ * first), and a secondary is executed again only once every primary that
+ * executed it has completed (vk__wait_serial: frames are submitted without
+ * waiting, command.c). Rejected: patching push constants in place (a command buffer
  * cannot be edited), one primary per op list submitted on its own (a fence
  * wait per block, and uploads would need their own ordering), a key hashed
  * from the hearth_op structs (their padding and unused union members are not
@@ -126,8 +128,13 @@ static hearth_status execute(struct vk_replay *r, struct vk_rec *rec, const uint
 {
     struct vk_ctx *ctx = r->ctx;
     hearth_status st;
-    /* the open primary already executes rec (no SIMULTANEOUS_USE): run that first */
-    if (ctx->recording && rec->last_submit == ctx->n_submits && (st = vk_submit(ctx)) != HEARTH_OK)
+    /*
+     * A primary that executes rec is open or pending (no SIMULTANEOUS_USE):
+     * submit it if open and wait for it. One walk per token between reads of
+     * the logits means it has normally completed already.
+     */
+    if (rec->last_submit != UINT64_MAX && rec->last_submit >= ctx->n_done &&
+        (st = vk__wait_serial(ctx, rec->last_submit)) != HEARTH_OK)
         return st;
     if ((st = vk__begin(ctx)) != HEARTH_OK)
         return st;

@@ -10,7 +10,7 @@
 #include "../shaders/params/common.h"
 
 /* Shader variants. Per-weight-type kernels are BASE + vk__wtype_index(type). */
-enum { VK_N_WTYPES = 15 };
+enum { VK_N_WTYPES = 22 };
 enum vk_shader {
     VK_SH_MATVEC = 0,
     VK_SH_MATVEC_SG = VK_SH_MATVEC + VK_N_WTYPES,
@@ -82,6 +82,33 @@ struct vk_capture {
     int n, cap;
 };
 
+/*
+ * Submission frames (command.c): recording serial s (the value of
+ * ctx->n_submits while it is open) uses frames[s % VK_FRAMES]; before the
+ * frame is reused, serial s - VK_FRAMES is waited for (retired). Each frame
+ * owns its primary command buffer, fence, descriptor pool and staging area
+ * (host-visible, bump-allocated from 0 for each recording), and the
+ * readbacks (staging -> host memcpys) to run when its fence is waited.
+ */
+enum { VK_FRAMES = 4 };
+
+struct vk_readback {
+    void *dst;       /* host destination, valid until the frame retires */
+    uint64_t off, n; /* bytes [off, off + n) of the frame's staging */
+};
+
+struct vk_frame {
+    VkCommandBuffer cmd;
+    VkFence fence;
+    VkDescriptorPool dpool;
+    uint32_t dsets_used;
+    struct vk_buffer staging; /* size 0 until first use; grown only while idle and unused */
+    uint64_t staging_used;    /* bytes handed out in the open recording */
+    struct vk_readback *rb;   /* [n_rb], capacity cap_rb */
+    int n_rb, cap_rb;
+    bool pending;             /* submitted, fence not yet waited */
+};
+
 struct vk_ctx {
     VkInstance inst;
     VkDebugUtilsMessengerEXT messenger;
@@ -115,11 +142,17 @@ struct vk_ctx {
     int val_reported;      /* val_errors already turned into a vk_submit failure */
     char val_first[512];   /* the first message: usually the cause, later ones follow from it */
     bool use_16bit;        /* F16 weights through the 16-bit-storage kernels */
+    struct vk_buffer iq_grids; /* (iqvk2) IQ lattice grids, iq-grids.c; size 0 until first use */
 
     /* appended (vkreplay) */
     struct vk_capture *cap; /* non-NULL: vk__dispatch captures instead of recording */
     uint64_t n_submits;     /* vk_submit calls that submitted: names the open recording */
     uint64_t buf_epoch;     /* bumped when a device buffer dies: recordings may bind it */
+
+    /* appended (vkasync): cmd, dpool above alias the open frame's; fence is unused */
+    struct vk_frame frames[VK_FRAMES];
+    uint64_t n_done;        /* serials < n_done are complete (their fences were waited) */
+    uint64_t n_waits;       /* fence waits (vk_submit_stats) */
 };
 
 /* Maps a VkResult to a status and sets the message "file:line: expr: VK_ERROR_...". */
@@ -148,8 +181,36 @@ bool vk__use_f16_h(const struct vk_ctx *ctx, hearth_dtype t, uint64_t w_off);
 hearth_status vk__pipeline_get(struct vk_ctx *ctx, enum vk_shader id, struct vk_pipeline **out);
 void vk__pipelines_destroy(struct vk_ctx *ctx);
 
+/* iq-grids.c */
+/*
+ * The buffer a weight kernel of type t binds after its own buffers: the IQ
+ * grid buffer (created and uploaded on first use) for an IQ1/IQ2/IQ3 lattice
+ * type, else `other` (any live buffer: those kernels never read the slot).
+ */
+hearth_status vk__iq_grid_bind(struct vk_ctx *ctx, hearth_dtype t, const struct vk_buffer *other,
+                               const struct vk_buffer **out);
+void vk__iq_grids_destroy(struct vk_ctx *ctx); /* at context teardown, device idle */
+
 /* command.c */
 hearth_status vk__begin(struct vk_ctx *ctx); /* starts recording if not already */
+/* Ends and submits the open recording (if any) without waiting. */
+hearth_status vk__flush(struct vk_ctx *ctx);
+/*
+ * Waits until recording serial s is complete (submitting it first if it is
+ * the open one; a serial never used: returns at once), retiring frames in
+ * order: their readbacks are copied to the host.
+ */
+hearth_status vk__wait_serial(struct vk_ctx *ctx, uint64_t s);
+/*
+ * n bytes (<= vk__staging_max) of the open recording's frame staging
+ * (starting the recording; flushing to the next frame when this one's is
+ * full): *buf and *off name them, *host maps them.
+ */
+hearth_status vk__staging_alloc(struct vk_ctx *ctx, uint64_t n, const struct vk_buffer **buf,
+                                uint64_t *off, void **host);
+uint64_t vk__staging_max(const struct vk_ctx *ctx);
+/* Queues dst <- staging[off, off+n) of the open recording, run when it retires. */
+hearth_status vk__readback_add(struct vk_ctx *ctx, void *dst, uint64_t off, uint64_t n);
 /*
  * Records one dispatch of shader id with binds[i] bound (whole buffer) at
  * binding i, push constants, groups (gx, gy, gz), then a barrier making its

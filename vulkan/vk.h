@@ -3,11 +3,12 @@
  * host files of vulkan/ and by tests/test-vulkan.c.
  *
  * One struct vk_ctx owns an instance, one device with one compute queue, the
- * pipelines (created lazily), one descriptor pool and one command buffer.
- * Ops RECORD into the context's command buffer (op-*.c: push constants +
- * dispatch + a compute->compute barrier); vk_submit() runs what was recorded
- * and waits. Uploads and downloads go through a host-visible staging buffer
- * and flush recorded work first, so program order is execution order.
+ * pipelines (created lazily) and a ring of submission frames (command buffer,
+ * fence, descriptor pool, staging). Ops RECORD into the open frame (op-*.c:
+ * push constants + dispatch + a barrier); vk_submit() submits what was
+ * recorded and waits for every submission. Uploads and downloads are copies
+ * through the frame's staging recorded among the ops, so program order is
+ * execution order; only downloads wait.
  *
  * Tensors are addressed by struct vk_view: a buffer and a byte offset. Weights
  * live in a vk_weights set: tensors packed in order into chunks of at most
@@ -143,12 +144,23 @@ struct vk_view {
 hearth_status vk_buffer_create(struct vk_ctx *ctx, uint64_t size, enum vk_buffer_kind kind,
                                struct vk_buffer *out);
 void vk_buffer_destroy(struct vk_ctx *ctx, struct vk_buffer *b);
-/* Copies n bytes host -> device at offset (runs recorded work first, then waits). */
+/*
+ * Copies n bytes host -> device at offset: src is copied into the open
+ * frame's staging now (reusable on return) and the device copy is recorded
+ * in program order with the ops; it runs at the next submission.
+ */
 hearth_status vk_buffer_upload(struct vk_ctx *ctx, const struct vk_buffer *b, uint64_t offset,
                                const void *src, uint64_t n);
-/* Copies n bytes device -> host (runs recorded work first, then waits). */
+/* Copies n bytes device -> host (records the copy, submits, waits for it and what precedes it). */
 hearth_status vk_buffer_download(struct vk_ctx *ctx, const struct vk_buffer *b, uint64_t offset,
                                  void *dst, uint64_t n);
+/*
+ * Records the device -> staging copy of n bytes; dst is written when the
+ * recording holding it is waited for (vk_submit, or vk__wait_serial of its
+ * serial), so it must stay valid until then.
+ */
+hearth_status vk_buffer_download_async(struct vk_ctx *ctx, const struct vk_buffer *b,
+                                       uint64_t offset, void *dst, uint64_t n);
 /* Records a fill of n bytes (multiple of 4) with a 32-bit pattern. */
 hearth_status vk_buffer_fill(struct vk_ctx *ctx, const struct vk_buffer *b, uint64_t offset,
                              uint64_t n, uint32_t value);
@@ -174,8 +186,17 @@ struct vk_view vk_weights_view(const struct vk_weights *w, int i);
 
 /* ---- command recording (command.c) ---------------------------------------- */
 
-/* Ends, submits and waits for everything recorded; resets descriptors. */
+/* Ends and submits what is recorded, then waits for every submission (and its readbacks). */
 hearth_status vk_submit(struct vk_ctx *ctx);
+/* Counters of the submission ring (command.c), for tests and the submit/wait budget. */
+struct vk_submit_stats {
+    uint64_t submits; /* vkQueueSubmit calls */
+    uint64_t waits;   /* fence waits (one per submission retired) */
+    uint64_t done;    /* submissions known complete */
+};
+void vk_ctx_submit_stats(const struct vk_ctx *ctx, struct vk_submit_stats *out);
+/* vk_ctx_submit_stats of a device opened through the backend table (backend.c). */
+void vk_backend_submit_stats(struct hearth_device *dev, struct vk_submit_stats *out);
 /* Timestamps: write query slot i (< 64) into the current recording; read after vk_submit. */
 hearth_status vk_timestamp(struct vk_ctx *ctx, uint32_t slot);
 /* Nanoseconds between two written slots (HEARTH_ERR_UNSUPPORTED without timestamps). */

@@ -9,6 +9,18 @@
 // 32-bit words; buffer.c pads every weight allocation by 16 bytes so the
 // second word of an unaligned rd32 at the end of a row is always in bounds.
 // Layouts: facts sheet §3 (core/quant-internal.h).
+// The lattice types (IQ1/IQ2/IQ3) look groups of 8 (or 4) up in the grids of
+// core/iq-grids.h, held in one read-only storage buffer per context
+// (vulkan/iq-grids.c; word layout in params/iq-grids.h) at binding
+// IQ_GRID_BINDING, which the including shader defines: a group of 4 is one
+// uint of a grid entry, so they decode without a per-element branch too. The
+// implied eighth sign bit of IQ2_XXS/IQ2_XS/IQ3_XXS is computed (bitCount
+// parity), not a table. Rejected: the grids as GLSL constant arrays. Indexed
+// per invocation, glslang gives each invocation a function-local copy of the
+// whole table (1-16 KiB), which Mesa 22.3's lavapipe JIT took 26 s to minutes
+// per pipeline to compile, and which a GPU may spill to scratch memory. A
+// storage-buffer read goes through the cache like any weight read; the tables
+// (33 KiB) stay resident in L1/L2 on any GPU.
 
 uint rd8(uint b) { return (wq[b >> 2] >> ((b & 3u) << 3)) & 0xffu; }
 uint rd16(uint b) { return (wq[b >> 2] >> ((b & 2u) << 3)) & 0xffffu; } // b even
@@ -38,6 +50,27 @@ const float iq4_vals[16] = float[16](-127.0, -104.0, -83.0, -65.0, -49.0, -35.0,
 vec4 iq4_lookup(uvec4 n)
 {
     return vec4(iq4_vals[n.x], iq4_vals[n.y], iq4_vals[n.z], iq4_vals[n.w]);
+}
+#endif
+
+#if defined(A_IQ2_XXS) || defined(A_IQ2_XS) || defined(A_IQ2_S) || defined(A_IQ3_XXS) || \
+    defined(A_IQ3_S) || defined(A_IQ1_S) || defined(A_IQ1_M)
+#include "params/iq-grids.h"
+layout(binding = IQ_GRID_BINDING) readonly buffer IqGrid { uint iqg[]; }; // [VK_IQ_GRID_WORDS]
+#endif
+
+#if defined(A_IQ2_XXS) || defined(A_IQ2_XS) || defined(A_IQ2_S) || defined(A_IQ3_XXS) || \
+    defined(A_IQ3_S)
+// bit i of s set: element i negated (a multiply, not a branch)
+vec4 iq_signs4(uint s)
+{
+    return vec4(1.0) - 2.0 * vec4(uvec4(s, s >> 1, s >> 2, s >> 3) & 1u);
+}
+// a 7-bit sign index to its 8 sign bits: the format keeps the count of negated elements even,
+// so bit 7 is the parity of the other seven (the table the format names, computed)
+uint iq_signs8(uint s7)
+{
+    return s7 | ((uint(bitCount(s7)) & 1u) << 7);
 }
 #endif
 
@@ -179,6 +212,88 @@ vec4 dq4(uint rb, uint e)
               (((rd16(base + 2u) >> (2u * ib)) & 3u) << 4);
     uvec4 n = bytes4(rd32(base + 8u + 16u * ib + (j & 15u)), j >= 16u ? 4u : 0u, 15u);
     return f16at(base) * float(int(ls) - 32) * iq4_lookup(n);
+}
+#elif defined(A_IQ2_XXS)
+// 32-element sub-block: 4 grid bytes, then a word of four 7-bit sign indexes + a 4-bit scale
+vec4 dq4(uint rb, uint e)
+{
+    uint base = rb + (e >> 8) * 66u, eb = e & 255u, sb = base + 2u + 8u * (eb >> 5);
+    uint l = (eb >> 3) & 3u, h = (eb >> 2) & 1u, aux = rd32(sb + 4u);
+    uint g = iqg[IQ_OFF_IQ2XXS + 2u * rd8(sb + l) + h];
+    uint s = iq_signs8((aux >> (7u * l)) & 127u) >> (4u * h);
+    float db = f16at(base) * (0.5 + float(aux >> 28)) * 0.25;
+    return db * vec4(bytes4(g, 0u, 255u)) * iq_signs4(s);
+}
+#elif defined(A_IQ2_XS)
+// one u16 per 8 elements: 9-bit grid index, 7-bit sign index; a 4-bit scale per 16 elements
+vec4 dq4(uint rb, uint e)
+{
+    uint base = rb + (e >> 8) * 74u, eb = e & 255u, h = (eb >> 2) & 1u;
+    uint q = rd16(base + 2u + 2u * (eb >> 3));
+    uint g = iqg[IQ_OFF_IQ2XS + 2u * (q & 511u) + h];
+    uint s = iq_signs8(q >> 9) >> (4u * h);
+    uint sc = (rd8(base + 66u + (eb >> 5)) >> (4u * ((eb >> 4) & 1u))) & 15u;
+    return f16at(base) * (0.5 + float(sc)) * 0.25 * vec4(bytes4(g, 0u, 255u)) * iq_signs4(s);
+}
+#elif defined(A_IQ2_S)
+// per 8 elements: grid index low byte (qs) + 2 high bits (qh), one sign byte (no parity)
+vec4 dq4(uint rb, uint e)
+{
+    uint base = rb + (e >> 8) * 82u, eb = e & 255u, gi = eb >> 3, h = (eb >> 2) & 1u;
+    uint hi = (rd8(base + 66u + (gi >> 2)) >> (2u * (gi & 3u))) & 3u;
+    uint idx = rd8(base + 2u + gi) | (hi << 8);
+    uint g = iqg[IQ_OFF_IQ2S + 2u * idx + h];
+    uint s = rd8(base + 34u + gi) >> (4u * h);
+    uint sc = (rd8(base + 74u + (eb >> 5)) >> (4u * ((eb >> 4) & 1u))) & 15u;
+    return f16at(base) * (0.5 + float(sc)) * 0.25 * vec4(bytes4(g, 0u, 255u)) * iq_signs4(s);
+}
+#elif defined(A_IQ3_XXS)
+// one grid byte per 4 elements; per 32 a word of four 7-bit sign indexes + a 4-bit scale
+vec4 dq4(uint rb, uint e)
+{
+    uint base = rb + (e >> 8) * 98u, eb = e & 255u;
+    uint aux = rd32(base + 66u + 4u * (eb >> 5));
+    uint g = iqg[IQ_OFF_IQ3XXS + rd8(base + 2u + (eb >> 2))];
+    uint s = iq_signs8((aux >> (7u * ((eb >> 3) & 3u))) & 127u) >> (4u * ((eb >> 2) & 1u));
+    float db = f16at(base) * (0.5 + float(aux >> 28)) * 0.5;
+    return db * vec4(bytes4(g, 0u, 255u)) * iq_signs4(s);
+}
+#elif defined(A_IQ3_S)
+// per 4 elements: grid index low byte + 1 high bit; one sign bit per element; scale per 32
+vec4 dq4(uint rb, uint e)
+{
+    uint base = rb + (e >> 8) * 110u, eb = e & 255u, k = eb >> 2;
+    uint idx = rd8(base + 2u + k) | (((rd8(base + 66u + (k >> 3)) >> (k & 7u)) & 1u) << 8);
+    uint s = rd8(base + 74u + (eb >> 3)) >> (4u * (k & 1u));
+    uint sc = (rd8(base + 106u + (eb >> 6)) >> (4u * ((eb >> 5) & 1u))) & 15u;
+    return f16at(base) * float(2u * sc + 1u) * vec4(bytes4(iqg[IQ_OFF_IQ3S + idx], 0u, 255u)) *
+           iq_signs4(s);
+}
+#elif defined(A_IQ1_S)
+// per 32 elements a u16: four 3-bit grid-index tops, a 3-bit scale, the delta's sign (bit 15)
+vec4 dq4(uint rb, uint e)
+{
+    uint base = rb + (e >> 8) * 50u, eb = e & 255u, gi = eb >> 3;
+    uint qh = rd16(base + 34u + 2u * (eb >> 5));
+    uint idx = rd8(base + 2u + gi) | (((qh >> (3u * (gi & 3u))) & 7u) << 8);
+    uint g = iqg[IQ_OFF_IQ1S + 2u * idx + ((eb >> 2) & 1u)];
+    float dl = f16at(base) * float(2u * ((qh >> 12) & 7u) + 1u);
+    return dl * (vec4(sbytes4(g)) + ((qh & 0x8000u) != 0u ? -0.125 : 0.125));
+}
+#elif defined(A_IQ1_M)
+// no f16 field: d is the top nibbles of the four u16 scale words; per 8 elements a nibble of
+// qh (3 grid-index bits + the delta's sign); a 3-bit scale per 16 elements
+vec4 dq4(uint rb, uint e)
+{
+    uint base = rb + (e >> 8) * 56u, eb = e & 255u, gi = eb >> 3;
+    uint s01 = rd32(base + 48u), s23 = rd32(base + 52u);
+    uint dbits = ((s01 >> 12) & 0xfu) | ((s01 >> 24) & 0xf0u) | ((s23 >> 4) & 0xf00u) |
+                 ((s23 >> 16) & 0xf000u);
+    uint sc = (rd16(base + 48u + 2u * (eb >> 6)) >> (3u * ((eb >> 4) & 3u))) & 7u;
+    uint nib = rd8(base + 32u + (gi >> 1)) >> (4u * (gi & 1u));
+    uint g = iqg[IQ_OFF_IQ1S + 2u * (rd8(base + gi) | ((nib & 7u) << 8)) + ((eb >> 2) & 1u)];
+    float dl = unpackHalf2x16(dbits).x * float(2u * sc + 1u);
+    return dl * (vec4(sbytes4(g)) + ((nib & 8u) != 0u ? -0.125 : 0.125));
 }
 #else
 #error "dequant.glsl: define one A_<TYPE>"
