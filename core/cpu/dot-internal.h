@@ -115,6 +115,28 @@ bool cpu__kernels_avx512(hearth_dtype wtype, bool vnni, struct cpu__kernel_set *
  */
 bool cpu__kernels_iq_scalar(hearth_dtype wtype, struct cpu__kernel_set *out);
 bool cpu__kernels_iq_avx2(hearth_dtype wtype, struct cpu__kernel_set *out);
+/*
+ * The body of cpu__kernels_iq_<isa>: routes the seven lattice types to the
+ * file's static dot_<t>, rows_<t>, tile_<t> with activation quantizer Q8K.
+ */
+#define CPU_IQ_KSET_CASE(T, t, OUT, Q8K)                                                          \
+    case HEARTH_DTYPE_##T:                                                                         \
+        *(OUT) = (struct cpu__kernel_set){Q8K, dot_##t, rows_##t, tile_##t};                       \
+        return true;
+#define CPU_IQ_KERNEL_SWITCH(WTYPE, OUT, Q8K)                                                      \
+    do {                                                                                           \
+        switch (WTYPE) {                                                                           \
+            CPU_IQ_KSET_CASE(IQ2_XXS, iq2_xxs, OUT, Q8K)                                           \
+            CPU_IQ_KSET_CASE(IQ2_XS, iq2_xs, OUT, Q8K)                                             \
+            CPU_IQ_KSET_CASE(IQ2_S, iq2_s, OUT, Q8K)                                               \
+            CPU_IQ_KSET_CASE(IQ3_XXS, iq3_xxs, OUT, Q8K)                                           \
+            CPU_IQ_KSET_CASE(IQ3_S, iq3_s, OUT, Q8K)                                               \
+            CPU_IQ_KSET_CASE(IQ1_S, iq1_s, OUT, Q8K)                                               \
+            CPU_IQ_KSET_CASE(IQ1_M, iq1_m, OUT, Q8K)                                               \
+        default:                                                                                   \
+            return false;                                                                          \
+        }                                                                                          \
+    } while (0)
 enum {
     DOT_IQ2_XXS_BYTES = 66, DOT_IQ2_XS_BYTES = 74, DOT_IQ2_S_BYTES = 82,
     DOT_IQ3_XXS_BYTES = 98, DOT_IQ3_S_BYTES = 110, DOT_IQ1_S_BYTES = 50, DOT_IQ1_M_BYTES = 56,

@@ -395,36 +395,5 @@ DEF_KERNELS(iq1_m, DOT_IQ1_M_BYTES, dw_iq1_m, 0.125f)
 
 bool cpu__kernels_iq_avx2(hearth_dtype wtype, struct cpu__kernel_set *out)
 {
-    cpu_quantize_fn q8k = cpu__quantize_q8_k_avx2;
-#define KSET(name)                                                                                 \
-    (struct cpu__kernel_set)                                                                       \
-    {                                                                                              \
-        q8k, dot_##name, rows_##name, tile_##name                                                  \
-    }
-    switch (wtype) {
-    case HEARTH_DTYPE_IQ2_XXS:
-        *out = KSET(iq2_xxs);
-        return true;
-    case HEARTH_DTYPE_IQ2_XS:
-        *out = KSET(iq2_xs);
-        return true;
-    case HEARTH_DTYPE_IQ2_S:
-        *out = KSET(iq2_s);
-        return true;
-    case HEARTH_DTYPE_IQ3_XXS:
-        *out = KSET(iq3_xxs);
-        return true;
-    case HEARTH_DTYPE_IQ3_S:
-        *out = KSET(iq3_s);
-        return true;
-    case HEARTH_DTYPE_IQ1_S:
-        *out = KSET(iq1_s);
-        return true;
-    case HEARTH_DTYPE_IQ1_M:
-        *out = KSET(iq1_m);
-        return true;
-    default:
-        return false;
-    }
-#undef KSET
+    CPU_IQ_KERNEL_SWITCH(wtype, out, cpu__quantize_q8_k_avx2);
 }

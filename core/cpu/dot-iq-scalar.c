@@ -224,36 +224,5 @@ DOT_TILE_LOOP(tile_iq1_m, dot_iq1_m)
 
 bool cpu__kernels_iq_scalar(hearth_dtype wtype, struct cpu__kernel_set *out)
 {
-    cpu_quantize_fn q8k = cpu__quantize_q8_k_scalar;
-#define KSET(name)                                                                                 \
-    (struct cpu__kernel_set)                                                                       \
-    {                                                                                              \
-        q8k, dot_##name, rows_##name, tile_##name                                                  \
-    }
-    switch (wtype) {
-    case HEARTH_DTYPE_IQ2_XXS:
-        *out = KSET(iq2_xxs);
-        return true;
-    case HEARTH_DTYPE_IQ2_XS:
-        *out = KSET(iq2_xs);
-        return true;
-    case HEARTH_DTYPE_IQ2_S:
-        *out = KSET(iq2_s);
-        return true;
-    case HEARTH_DTYPE_IQ3_XXS:
-        *out = KSET(iq3_xxs);
-        return true;
-    case HEARTH_DTYPE_IQ3_S:
-        *out = KSET(iq3_s);
-        return true;
-    case HEARTH_DTYPE_IQ1_S:
-        *out = KSET(iq1_s);
-        return true;
-    case HEARTH_DTYPE_IQ1_M:
-        *out = KSET(iq1_m);
-        return true;
-    default:
-        return false;
-    }
-#undef KSET
+    CPU_IQ_KERNEL_SWITCH(wtype, out, cpu__quantize_q8_k_scalar);
 }
