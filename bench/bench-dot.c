@@ -18,8 +18,10 @@
  * 16 rows against 64 tokens) on a 256 x 4096 matrix that stays in cache, in
  * GFLOP/s (2 * rows * cols * tokens) per second of thread CPU time, beside the
  * same products done token by token with dot (what DOT_TILE_LOOP does).
+ * --shape ROWSxCOLS (after --tile) replaces 256 x 4096, e.g. 14336x4096 for an
+ * FFN matrix that no longer stays in cache.
  *
- * Usage: bench-dot [--tile] [seconds per measurement, default 0.3] [type names...]
+ * Usage: bench-dot [--tile [--shape RxC]] [seconds per measurement, default 0.3] [types...]
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -196,7 +198,9 @@ static double measure(const struct job *base, uint8_t **copies, int ncopies, int
     return (double)mat_bytes * (double)counted / t_total * 1e-9;
 }
 
-enum { TILE_ROWS = 256, TILE_COLS = 4096, TILE_TOK = 64, TILE_RB = 16 };
+enum { TILE_TOK = 64, TILE_RB = 16 };
+static int tile_rows = 256;     /* a multiple of TILE_RB */
+static int64_t tile_cols = 4096; /* a multiple of 256 */
 
 /* GFLOP/s per CPU second of dot_tile (loop = 0) or of dot per (row, token) (loop = 1). */
 static double tile_gflops(const struct cpu_matmul_kernels *k, const uint8_t *w, size_t rb,
@@ -206,33 +210,33 @@ static double tile_gflops(const struct cpu_matmul_kernels *k, const uint8_t *w, 
     long iters = 0;
     while (c_total < min_s || iters < 2) {
         double c0 = thread_cpu_now();
-        for (int r = 0; r < TILE_ROWS; r += TILE_RB) {
+        for (int r = 0; r < tile_rows; r += TILE_RB) {
             if (!loop) {
-                k->dot_tile(TILE_COLS, TILE_RB, TILE_TOK, y + r, TILE_ROWS, w + (size_t)r * rb,
+                k->dot_tile(tile_cols, TILE_RB, TILE_TOK, y + r, tile_rows, w + (size_t)r * rb,
                             rb, act, ab);
                 continue;
             }
             for (int t = 0; t < TILE_TOK; t++)
                 for (int i = 0; i < TILE_RB; i++)
-                    k->dot(TILE_COLS, y + (size_t)t * TILE_ROWS + r + i,
+                    k->dot(tile_cols, y + (size_t)t * tile_rows + r + i,
                            w + (size_t)(r + i) * rb, act + (size_t)t * ab);
         }
         c_total += thread_cpu_now() - c0;
         iters++;
     }
-    return 2.0 * TILE_ROWS * TILE_COLS * TILE_TOK * (double)iters / c_total * 1e-9;
+    return 2.0 * tile_rows * (double)tile_cols * TILE_TOK * (double)iters / c_total * 1e-9;
 }
 
 /* The --tile mode for one type; returns nonzero on failure. */
 static int bench_tile(hearth_dtype t, const struct cpu_matmul_kernels *k, double min_s)
 {
-    uint64_t rb = 0, ab = (uint64_t)TILE_COLS * 4;
-    if (!quant_row_bytes(t, TILE_COLS, &rb) ||
-        (k->quantize && !quant_row_bytes(k->act_type, TILE_COLS, &ab)))
+    uint64_t rb = 0, ab = (uint64_t)tile_cols * 4;
+    if (!quant_row_bytes(t, (uint64_t)tile_cols, &rb) ||
+        (k->quantize && !quant_row_bytes(k->act_type, (uint64_t)tile_cols, &ab)))
         return 1;
-    uint8_t *w = malloc((size_t)rb * TILE_ROWS), *act = malloc((size_t)ab * TILE_TOK);
-    float *x = malloc(TILE_COLS * sizeof(float));
-    float *y = malloc((size_t)TILE_ROWS * TILE_TOK * sizeof(float));
+    uint8_t *w = malloc((size_t)rb * tile_rows), *act = malloc((size_t)ab * TILE_TOK);
+    float *x = malloc((size_t)tile_cols * sizeof(float));
+    float *y = malloc((size_t)tile_rows * TILE_TOK * sizeof(float));
     if (!w || !act || !x || !y) {
         free(w);
         free(act);
@@ -240,19 +244,19 @@ static int bench_tile(hearth_dtype t, const struct cpu_matmul_kernels *k, double
         free(y);
         return 1;
     }
-    fill_weights(t, w, (size_t)rb * TILE_ROWS);
+    fill_weights(t, w, (size_t)rb * tile_rows);
     for (int tok = 0; tok < TILE_TOK; tok++) {
-        for (int i = 0; i < TILE_COLS; i++)
+        for (int i = 0; i < tile_cols; i++)
             x[i] = (float)((double)(rng() >> 11) * 0x1.0p-53 - 0.5);
         if (k->quantize)
-            k->quantize(x, act + (size_t)tok * ab, TILE_COLS);
+            k->quantize(x, act + (size_t)tok * ab, tile_cols);
         else
             memcpy(act + (size_t)tok * ab, x, (size_t)ab);
     }
     double gt = tile_gflops(k, w, (size_t)rb, act, (size_t)ab, y, 0, min_s);
     double gl = tile_gflops(k, w, (size_t)rb, act, (size_t)ab, y, 1, min_s);
-    printf("%-7s %4dx%-5d %4d %10.2f %10.2f %6.2f\n", quant_get(t)->name, TILE_ROWS, TILE_COLS,
-           TILE_TOK, gt, gl, gt / gl);
+    printf("%-7s %5dx%-6lld %4d %10.2f %10.2f %6.2f\n", quant_get(t)->name, tile_rows,
+           (long long)tile_cols, TILE_TOK, gt, gl, gt / gl);
     fflush(stdout);
     free(w);
     free(act);
@@ -268,6 +272,20 @@ int main(int argc, char **argv)
     if (argc > 1 && strcmp(argv[1], "--tile") == 0) {
         tile = 1;
         first_type = 2;
+        if (argc > 3 && strcmp(argv[2], "--shape") == 0) {
+            char *end;
+            long r = strtol(argv[3], &end, 10);
+            long long c = *end == 'x' ? strtoll(end + 1, &end, 10) : 0;
+            if (*end != '\0' || r <= 0 || r % TILE_RB != 0 || r > 1 << 20 || c <= 0 ||
+                c % 256 != 0 || c > 1 << 20) {
+                fprintf(stderr, "--shape wants ROWSxCOLS, ROWS a multiple of %d, COLS of 256\n",
+                        TILE_RB);
+                return 1;
+            }
+            tile_rows = (int)r;
+            tile_cols = c;
+            first_type = 4;
+        }
     }
     if (argc > first_type) {
         char *end;
@@ -289,7 +307,7 @@ int main(int argc, char **argv)
     enum cpu_isa isa = cpu_isa_best();
     if (tile)
         printf("isa %s, dot_tile vs dot loop, GFLOP/s per CPU second (1 thread)\n"
-               "%-7s %-10s %4s %10s %10s %6s\n",
+               "%-7s %-12s %4s %10s %10s %6s\n",
                cpu_isa_name(isa), "type", "rows x cols", "tok", "tile", "dot loop", "ratio");
     double mc = tile ? 0.0 : memcpy_gbps(min_s);
     if (!tile) {

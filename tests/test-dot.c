@@ -12,8 +12,8 @@
  * to_float ignores s, so it dequantizes Q8_1S too). Scalar and SIMD must
  * agree to the same bound, and dot_rows must equal dot bit for bit (multi-row
  * kernels keep the single-row accumulation order), as must dot_tile on every
- * (row, token) of a multi-token tile. Rows start at odd byte offsets with odd
- * strides, as inside a mapped GGUF file.
+ * (row, token) of tiles of 1..5 rows and 1..67 tokens. Rows start at odd byte
+ * offsets with odd strides, as inside a mapped GGUF file.
  */
 #include <float.h>
 
@@ -133,12 +133,20 @@ static void make_row(hearth_dtype t, uint8_t *dst, int64_t n, int r, float *tmp)
     }
 }
 
-enum { TILE_TOK = 6 }; /* one full 4-token group and a tail of 2 */
+/*
+ * Token counts of the tile checks: 67 crosses a 64-token pass of the K-quant
+ * tiles, 64 is matmul.c's full token tile, 7 and 3 leave tails after groups
+ * of four, 2 and 1 have no full group.
+ */
+static const int tile_toks[] = {67, 64, 7, 3, 2, 1};
+enum { TILE_TOK = 67 };
 
 /*
- * dot_tile of the MAX_ROWS rows at w0 against TILE_TOK different activation
- * rows (odd stride, odd start) must equal dot on every (row, token) bit for
- * bit, and write nothing outside its outputs. x: scratch of n floats.
+ * dot_tile of 1..MAX_ROWS rows at w0 (every row count: odd ones leave a row
+ * out of the two-row pairs) against each count of tile_toks of different
+ * activation rows (odd a_stride, odd start, odd s_stride) must equal dot on
+ * every (row, token) bit for bit, and write nothing outside its outputs.
+ * x: scratch of n floats.
  */
 static void check_tile(const struct cpu_matmul_kernels *k, int64_t n, const uint8_t *w0,
                        size_t w_stride, size_t act_bytes, float *x)
@@ -146,38 +154,45 @@ static void check_tile(const struct cpu_matmul_kernels *k, int64_t n, const uint
     size_t a_stride = act_bytes + 5, s_stride = MAX_ROWS + 2;
     uint8_t *abuf = malloc(1 + a_stride * TILE_TOK);
     float *s = malloc(s_stride * TILE_TOK * sizeof(float));
-    REQUIRE(abuf && s);
+    float *want = malloc(MAX_ROWS * TILE_TOK * sizeof(float));
+    REQUIRE(abuf && s && want);
     uint8_t *a = abuf + 1;
     for (int t = 0; t < TILE_TOK; t++) {
-        fill_gauss(x, n, 0.5 + t);
+        fill_gauss(x, n, 0.5 + 0.25 * t);
         if (k->quantize)
             k->quantize(x, a + (size_t)t * a_stride, n);
         else
             memcpy(a + (size_t)t * a_stride, x, (size_t)n * sizeof(float));
     }
-    for (size_t i = 0; i < s_stride * TILE_TOK; i++)
-        s[i] = -12345.0f;
-    for (int nr = MAX_ROWS; nr >= 1; nr -= 2) {
-        for (int nt = TILE_TOK; nt >= 3; nt -= 3) {
+    for (int t = 0; t < TILE_TOK; t++)
+        for (int r = 0; r < MAX_ROWS; r++)
+            k->dot(n, &want[t * MAX_ROWS + r], w0 + (size_t)r * w_stride,
+                   a + (size_t)t * a_stride);
+    int bad = 0;
+    for (int nr = MAX_ROWS; nr >= 1; nr--) {
+        for (size_t ti = 0; ti < sizeof tile_toks / sizeof tile_toks[0]; ti++) {
+            int nt = tile_toks[ti];
+            for (size_t i = 0; i < s_stride * TILE_TOK; i++)
+                s[i] = -12345.0f;
             k->dot_tile(n, nr, nt, s, s_stride, w0, w_stride, a, a_stride);
-            for (int t = 0; t < TILE_TOK; t++) {
-                for (int r = 0; r < (int)s_stride; r++) {
-                    float got = s[(size_t)t * s_stride + r], want = -12345.0f;
-                    if (t < nt && r < nr)
-                        k->dot(n, &want, w0 + (size_t)r * w_stride, a + (size_t)t * a_stride);
-                    else if (t < TILE_TOK && r < MAX_ROWS && (nr < MAX_ROWS || nt < TILE_TOK))
-                        continue; /* written by an earlier, larger call */
-                    CHECK_MSG(got == want,
+            for (int t = 0; t < TILE_TOK && bad < 4; t++) {
+                for (int r = 0; r < (int)s_stride && bad < 4; r++) {
+                    float got = s[(size_t)t * s_stride + r];
+                    float exp = t < nt && r < nr ? want[t * MAX_ROWS + r] : -12345.0f;
+                    bad += got != exp;
+                    CHECK_MSG(got == exp,
                               "%s %s n=%lld dot_tile(%d rows, %d tokens) row %d tok %d: "
-                              "%.9g != dot %.9g",
+                              "%.9g != %.9g (%s)",
                               cpu_isa_name(k->isa), quant_get(k->wtype)->name, (long long)n, nr,
-                              nt, r, t, (double)got, (double)want);
+                              nt, r, t, (double)got, (double)exp,
+                              t < nt && r < nr ? "dot" : "untouched");
                 }
             }
         }
     }
     free(abuf);
     free(s);
+    free(want);
 }
 
 /*

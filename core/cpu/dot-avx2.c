@@ -648,11 +648,12 @@ DEF_ALL2(q5_0, 32, DOT_Q5_0_BYTES, DOT_Q8_0_BYTES, blk_q5_0u, blk_q5_0)
 DEF_ALL(q5_1, 32, DOT_Q5_1_BYTES, DOT_Q8_1_BYTES, blk_q5_1, tail_none)
 DEF_ALL(q8_0, 32, DOT_Q8_0_BYTES, DOT_Q8_0_BYTES, blk_q8_0, tail_none)
 DEF_ALL(iq4_nl, 32, DOT_IQ4_NL_BYTES, DOT_Q8_0_BYTES, blk_iq4_nl, tail_none)
-DEF_ALL(q2_k, 256, DOT_Q2_K_BYTES, DOT_Q8_K_BYTES, blk_q2_k, tail_none)
-DEF_ALL(q3_k, 256, DOT_Q3_K_BYTES, DOT_Q8_K_BYTES, blk_q3_k, tail_none)
-DEF_ALL(q4_k, 256, DOT_Q4_K_BYTES, DOT_Q8_K_BYTES, blk_q4_k, tail_none)
-DEF_ALL(q5_k, 256, DOT_Q5_K_BYTES, DOT_Q8_K_BYTES, blk_q5_k, tail_none)
-DEF_ALL(q6_k, 256, DOT_Q6_K_BYTES, DOT_Q8_K_BYTES, blk_q6_k, tail_none)
+/* the K-quants' dot_tile decodes each super-block once: dot-ktile-avx2.c */
+DEF_KERNELS(q2_k, 256, DOT_Q2_K_BYTES, DOT_Q8_K_BYTES, blk_q2_k, tail_none)
+DEF_KERNELS(q3_k, 256, DOT_Q3_K_BYTES, DOT_Q8_K_BYTES, blk_q3_k, tail_none)
+DEF_KERNELS(q4_k, 256, DOT_Q4_K_BYTES, DOT_Q8_K_BYTES, blk_q4_k, tail_none)
+DEF_KERNELS(q5_k, 256, DOT_Q5_K_BYTES, DOT_Q8_K_BYTES, blk_q5_k, tail_none)
+DEF_KERNELS(q6_k, 256, DOT_Q6_K_BYTES, DOT_Q8_K_BYTES, blk_q6_k, tail_none)
 DEF_ALL(iq4_xs, 256, DOT_IQ4_XS_BYTES, DOT_Q8_K_BYTES, blk_iq4_xs, tail_none)
 
 /* ---- activation quantizers ---------------------------------------------------- */
@@ -784,6 +785,7 @@ bool cpu__kernels_avx2(hearth_dtype wtype, struct cpu__kernel_set *out)
     cpu_quantize_fn q8k = cpu__quantize_q8_k_avx2;
     struct cpu__kernel_set k;
 #define KSET(q, name) (struct cpu__kernel_set){q, dot_##name, rows_##name, tile_##name}
+#define KSETK(name, T) (struct cpu__kernel_set){q8k, dot_##name, rows_##name, cpu__ktile_avx2(T)}
     switch (wtype) {
     case HEARTH_DTYPE_F32: k = KSET(NULL, f32); break;
     case HEARTH_DTYPE_F16: k = KSET(NULL, f16); break;
@@ -794,11 +796,11 @@ bool cpu__kernels_avx2(hearth_dtype wtype, struct cpu__kernel_set *out)
     case HEARTH_DTYPE_Q5_1: k = KSET(q81, q5_1); break;
     case HEARTH_DTYPE_Q8_0: k = KSET(q80, q8_0); break;
     case HEARTH_DTYPE_IQ4_NL: k = KSET(q80, iq4_nl); break;
-    case HEARTH_DTYPE_Q2_K: k = KSET(q8k, q2_k); break;
-    case HEARTH_DTYPE_Q3_K: k = KSET(q8k, q3_k); break;
-    case HEARTH_DTYPE_Q4_K: k = KSET(q8k, q4_k); break;
-    case HEARTH_DTYPE_Q5_K: k = KSET(q8k, q5_k); break;
-    case HEARTH_DTYPE_Q6_K: k = KSET(q8k, q6_k); break;
+    case HEARTH_DTYPE_Q2_K: k = KSETK(q2_k, HEARTH_DTYPE_Q2_K); break;
+    case HEARTH_DTYPE_Q3_K: k = KSETK(q3_k, HEARTH_DTYPE_Q3_K); break;
+    case HEARTH_DTYPE_Q4_K: k = KSETK(q4_k, HEARTH_DTYPE_Q4_K); break;
+    case HEARTH_DTYPE_Q5_K: k = KSETK(q5_k, HEARTH_DTYPE_Q5_K); break;
+    case HEARTH_DTYPE_Q6_K: k = KSETK(q6_k, HEARTH_DTYPE_Q6_K); break;
     case HEARTH_DTYPE_IQ4_XS: k = KSET(q8k, iq4_xs); break;
     case HEARTH_DTYPE_IQ2_XXS:
     case HEARTH_DTYPE_IQ2_XS:
@@ -810,6 +812,7 @@ bool cpu__kernels_avx2(hearth_dtype wtype, struct cpu__kernel_set *out)
     default: return false;
     }
 #undef KSET
+#undef KSETK
     *out = k;
     return true;
 }

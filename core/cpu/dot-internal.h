@@ -116,6 +116,11 @@ bool cpu__kernels_avx512(hearth_dtype wtype, bool vnni, struct cpu__kernel_set *
 bool cpu__kernels_iq_scalar(hearth_dtype wtype, struct cpu__kernel_set *out);
 bool cpu__kernels_iq_avx2(hearth_dtype wtype, struct cpu__kernel_set *out);
 /*
+ * The decode-once AVX2 dot_tile of Q2_K..Q6_K (dot-ktile-avx2.c), bit-exact with
+ * dot-avx2.c's dot of that type; NULL for other types. A pure lookup.
+ */
+cpu_dot_tile_fn cpu__ktile_avx2(hearth_dtype wtype);
+/*
  * The body of cpu__kernels_iq_<isa>: routes the seven lattice types to the
  * file's static dot_<t>, rows_<t>, tile_<t> with activation quantizer Q8K.
  */
