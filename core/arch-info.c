@@ -212,5 +212,43 @@ hearth_status arch_info_read(const struct gguf_file *f, struct arch_info *out)
         if (tk && tk->type == GGUF_VT_ARRAY && tk->arr_n <= UINT32_MAX)
             out->n_vocab = (uint32_t)tk->arr_n;
     }
+    return arch_swa_layers(f, a, out->n_layer, out->sliding_window, out->swa_mask);
+}
+
+hearth_status arch_swa_layers(const struct gguf_file *f, const char *arch, uint32_t n_layer,
+                              uint32_t sliding_window, uint64_t mask[ARCH_SWA_MAX_LAYERS / 64])
+{
+    memset(mask, 0, ARCH_SWA_MAX_LAYERS / 8);
+    if (strcmp(arch, "gemma3") != 0 || sliding_window == 0)
+        return HEARTH_OK;
+    char key[128];
+    snprintf(key, sizeof key, "%s.attention.sliding_window_pattern", arch);
+    if (n_layer > ARCH_SWA_MAX_LAYERS)
+        return err_set(HEARTH_ERR_UNSUPPORTED,
+                       "%s: %u layers with sliding-window attention, at most %u supported",
+                       f->path, n_layer, ARCH_SWA_MAX_LAYERS);
+    const struct gguf_kv *pkv = gguf_find_kv(f, key);
+    uint32_t period = 6;
+    if (pkv && pkv->type == GGUF_VT_ARRAY) {
+        if (pkv->arr_type != GGUF_VT_BOOL || pkv->arr_n != n_layer)
+            return err_set(HEARTH_ERR_BAD_FILE,
+                           "%s: offset %llu: '%s': expected an array of %u bools (or a u32 period)",
+                           f->path, (unsigned long long)pkv->offset, key, n_layer);
+        for (uint32_t il = 0; il < n_layer; il++)
+            if (pkv->data[il] != 0)
+                mask[il / 64] |= 1ull << (il % 64);
+        return HEARTH_OK;
+    }
+    if (pkv) {
+        hearth_status st = gguf_get_u32(f, key, &period);
+        if (st)
+            return st;
+        if (period == 0)
+            return err_set(HEARTH_ERR_BAD_FILE, "%s: offset %llu: '%s' = 0, expected a period >= 1",
+                           f->path, (unsigned long long)pkv->offset, key);
+    }
+    for (uint32_t il = 0; il < n_layer; il++)
+        if (il % period < period - 1)
+            mask[il / 64] |= 1ull << (il % 64);
     return HEARTH_OK;
 }

@@ -17,6 +17,9 @@
 
 #include "gguf.h"
 
+/* Layers whose sliding-window flag arch_info can carry (gemma3 models have 18-62). */
+#define ARCH_SWA_MAX_LAYERS 512u
+
 struct arch_info {
     char arch[32];        /* general.architecture */
     uint32_t n_layer;     /* block_count */
@@ -35,6 +38,8 @@ struct arch_info {
     bool has_rope_freqs;     /* rope_freqs.weight present (Llama-3.1 style scaling, §9) */
     float norm_eps;          /* attention.layer_norm_rms_epsilon; 0 if absent */
     uint32_t sliding_window; /* attention.sliding_window; 0 if absent */
+    /* bit il % 64 of word il / 64: layer il is a sliding-window (local) layer (arch_swa_layers) */
+    uint64_t swa_mask[ARCH_SWA_MAX_LAYERS / 64];
     uint32_t n_expert;       /* expert_count; 0 for dense */
     uint32_t n_expert_used;  /* expert_used_count */
     uint32_t n_vocab;        /* {arch}.vocab_size, else length of tokenizer.ggml.tokens */
@@ -51,5 +56,23 @@ struct arch_info {
  * inconsistent (zero, or n_head not a multiple of n_head_kv).
  */
 hearth_status arch_info_read(const struct gguf_file *f, struct arch_info *out);
+
+/*
+ * Which layers attend through the sliding window (facts sheet §8.2): only
+ * gemma3 with sliding_window > 0 has such layers; there
+ * "{arch}.attention.sliding_window_pattern" is an array of n_layer bools
+ * (true: local) or a u32 period p (layer il local unless il % p == p - 1),
+ * default period 6. mask gets bit il for each local layer. The model loader
+ * and the planner both take the layer kinds from here. HEARTH_ERR_BAD_FILE
+ * (file and key named) for a malformed pattern or n_layer above
+ * ARCH_SWA_MAX_LAYERS with local layers.
+ */
+hearth_status arch_swa_layers(const struct gguf_file *f, const char *arch, uint32_t n_layer,
+                              uint32_t sliding_window, uint64_t mask[ARCH_SWA_MAX_LAYERS / 64]);
+
+static inline bool arch_layer_swa(const struct arch_info *a, uint32_t il)
+{
+    return il < ARCH_SWA_MAX_LAYERS && (a->swa_mask[il / 64] >> (il % 64) & 1u) != 0;
+}
 
 #endif

@@ -55,8 +55,20 @@ hearth_status kv_cache_create(const struct kv_cache_params *p, struct kv_cache *
             goto fail;
     }
     if (p->exact_window > 0) {
-        c->xw = p->exact_window < p->n_ctx ? p->exact_window : p->n_ctx;
-        size_t slots = (size_t)p->n_layer * c->xw;
+        c->xw_layer = calloc(p->n_layer, sizeof *c->xw_layer);
+        c->x_slot0 = calloc(p->n_layer, sizeof *c->x_slot0);
+        if (!c->xw_layer || !c->x_slot0)
+            goto fail;
+        size_t slots = 0;
+        for (uint32_t il = 0; il < p->n_layer; il++) {
+            uint32_t w = p->layer_window ? p->layer_window[il] : p->exact_window;
+            w = w < p->n_ctx ? w : p->n_ctx;
+            c->xw_layer[il] = w;
+            c->x_slot0[il] = slots;
+            slots += w;
+            c->xw = w > c->xw ? w : c->xw;
+        }
+        slots = slots ? slots : 1;
         c->xk = calloc(slots * c->kv_dim, sizeof *c->xk);
         c->xv = calloc(slots * c->kv_dim, sizeof *c->xv);
         c->xpos = malloc(slots * sizeof *c->xpos);
@@ -103,11 +115,16 @@ void kv_cache_destroy(struct kv_cache *c)
     free(c->xk);
     free(c->xv);
     free(c->xpos);
+    free(c->xw_layer);
+    free(c->x_slot0);
     free(c);
 }
 
 size_t kv_cache_bytes(const struct kv_cache *c)
 {
+    size_t slots = 0;
+    for (uint32_t il = 0; c->xw_layer && il < c->n_layer; il++)
+        slots += c->xw_layer[il];
     return (size_t)c->n_layer * c->n_ctx * (c->k_row + c->v_row) +
-           (size_t)c->n_layer * c->xw * 2 * c->kv_dim * sizeof(uint16_t);
+           slots * 2 * c->kv_dim * sizeof(uint16_t);
 }

@@ -17,9 +17,10 @@
  * only costs the pages actually written.
  *
  * Exact window (kv_cache_params.exact_window W > 0, compressed types only):
- * besides the encoded rows, each layer keeps f16 copies of the last W
- * positions' K and V in a ring (slot p % W, xpos tags which position a slot
- * holds), stored in the attention's domain (per KV head R·x for a rotated
+ * besides the encoded rows, each layer il keeps f16 copies of the last W_il
+ * positions' K and V in a ring (slot p % W_il, xpos tags which position a
+ * slot holds; W_il is W, or the layer's own from layer_window: the planner's
+ * plan_kv_layer_window gives a sliding-window layer its whole window), stored in the attention's domain (per KV head R·x for a rotated
  * type, the centred key k - mu for K). Attention of a query at position t
  * reads positions j > t - W from these copies instead of the codes (KIVI's
  * residual window: local attention carries much of the weight). A rewind
@@ -43,6 +44,8 @@ struct kv_cache_params {
     enum kvq_type k_type, v_type;
     uint64_t seed;      /* model seed of the rotation (model_kv_seed); unused unless rotated */
     uint32_t exact_window; /* W: f16 copies of the last W positions (0: none) */
+    /* NULL: every layer keeps min(W, n_ctx); else [n_layer] each layer's own (<= n_ctx) */
+    const uint32_t *layer_window;
 };
 
 struct kv_cache {
@@ -72,12 +75,16 @@ struct kv_cache {
     float *k_aux;
     uint32_t n_used;    /* positions 0..n_used-1 hold valid entries */
     /*
-     * The exact window (see the top): xw = W (0: none, the rest NULL);
-     * xk, xv: [n_layer][W][kv_dim] halves, slot p % W holding position p in
-     * the attention's domain (KV head h at h·head_dim); xpos: [n_layer][W]
-     * the position each slot holds, -1 when empty.
+     * The exact window (see the top): xw = the widest layer's W_il (0: none,
+     * the rest NULL); xw_layer[il] = W_il (0: that layer has none) and
+     * x_slot0[il] its first slot; xk, xv: per layer W_il slots of [kv_dim]
+     * halves, back to back, slot x_slot0[il] + p % W_il holding position p
+     * in the attention's domain (KV head h at h·head_dim); xpos: the
+     * position each slot holds, -1 when empty.
      */
     uint32_t xw;
+    uint32_t *xw_layer;
+    size_t *x_slot0;
     uint16_t *xk, *xv;
     int32_t *xpos;
 };
@@ -91,7 +98,7 @@ hearth_status kv_cache_create(const struct kv_cache_params *p, struct kv_cache *
 void kv_cache_destroy(struct kv_cache *c);
 /*
  * Bytes held by K and V together at full context: n_layer · n_ctx · (k_row +
- * v_row), plus the exact window's n_layer · W · 2 · kv_dim halves.
+ * v_row), plus the exact window's Σ W_il · 2 · kv_dim halves.
  */
 size_t kv_cache_bytes(const struct kv_cache *c);
 
@@ -123,18 +130,21 @@ static inline float *kv_cache_k_sink(const struct kv_cache *c, uint32_t il)
 {
     return c->k_aux ? c->k_aux + ((size_t)il * 2 + 1) * c->kv_dim : NULL;
 }
-/* Exact-window slot of position pos in layer il: K and V rows ([kv_dim] halves) and tag. */
+/*
+ * Exact-window slot of position pos in layer il (xw_layer[il] > 0): K and V
+ * rows ([kv_dim] halves) and tag.
+ */
 static inline uint16_t *kv_cache_xk(const struct kv_cache *c, uint32_t il, uint32_t pos)
 {
-    return c->xk + ((size_t)il * c->xw + pos % c->xw) * c->kv_dim;
+    return c->xk + (c->x_slot0[il] + pos % c->xw_layer[il]) * c->kv_dim;
 }
 static inline uint16_t *kv_cache_xv(const struct kv_cache *c, uint32_t il, uint32_t pos)
 {
-    return c->xv + ((size_t)il * c->xw + pos % c->xw) * c->kv_dim;
+    return c->xv + (c->x_slot0[il] + pos % c->xw_layer[il]) * c->kv_dim;
 }
 static inline int32_t *kv_cache_xpos(const struct kv_cache *c, uint32_t il, uint32_t pos)
 {
-    return c->xpos + (size_t)il * c->xw + pos % c->xw;
+    return c->xpos + c->x_slot0[il] + pos % c->xw_layer[il];
 }
 /* The rotation of layer il, or NULL when neither type is rotated. */
 static inline const struct kvq_rot *kv_cache_rot(const struct kv_cache *c, uint32_t il)

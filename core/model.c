@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "arch-info.h"
 #include "err.h"
 #include "kv-quant.h"
 #include "quant.h"
@@ -300,27 +301,12 @@ static hearth_status assign_layer_kinds(struct loader *L, struct model *m)
     }
     if (hp->arch != MODEL_ARCH_GEMMA3 || hp->sliding_window == 0)
         return HEARTH_OK;
-    const struct gguf_kv *pkv = gguf_find_kv(L->f, lkey(L, "attention.sliding_window_pattern"));
-    uint32_t period = 6;
-    if (pkv && pkv->type == GGUF_VT_ARRAY) {
-        if (pkv->arr_type != GGUF_VT_BOOL || pkv->arr_n != hp->n_layer)
-            return err_set(HEARTH_ERR_BAD_FILE,
-                           "%s: '%s': expected an array of %u bools (or a u32 period)", L->f->path,
-                           L->key, hp->n_layer);
-        for (uint32_t il = 0; il < hp->n_layer; il++)
-            m->layers[il].is_swa = pkv->data[il] != 0;
-    } else {
-        if (pkv) {
-            hearth_status st = gguf_get_u32(L->f, L->key, &period);
-            if (st)
-                return st;
-            if (period == 0)
-                return err_set(HEARTH_ERR_BAD_FILE, "%s: '%s' = 0, expected a period >= 1",
-                               L->f->path, L->key);
-        }
-        for (uint32_t il = 0; il < hp->n_layer; il++)
-            m->layers[il].is_swa = il % period < period - 1;
-    }
+    uint64_t mask[ARCH_SWA_MAX_LAYERS / 64];
+    hearth_status st = arch_swa_layers(L->f, L->arch, hp->n_layer, hp->sliding_window, mask);
+    if (st)
+        return st;
+    for (uint32_t il = 0; il < hp->n_layer; il++)
+        m->layers[il].is_swa = (mask[il / 64] >> (il % 64) & 1u) != 0;
     for (uint32_t il = 0; il < hp->n_layer; il++) {
         if (m->layers[il].is_swa) {
             m->layers[il].rope_base = hp->rope_base_local;

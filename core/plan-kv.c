@@ -7,7 +7,9 @@
  * n_ctx * n_parallel rows of n_head_kv head vectors in the K or V kvq type
  * (kv-quant.h: f16 by default, q8_0/q4_0 blocks, rot4/rot3 codes), each
  * rounded to PLAN_ALIGN.
- * Sliding-window layers keep full rows, as core/kv-cache.c does today.
+ * Sliding-window layers keep full rows, as core/kv-cache.c does today; with
+ * an exact window their ring covers their whole attention window
+ * (plan_kv_layer_window), so every row they read is exact.
  *
  * Scratch is the scheduler's packed activation buffer: one micro-batch of
  * activations (residual, norm, attention in and out, q/k/v, gate/up), the
@@ -47,8 +49,9 @@ uint64_t plan_kv_aux_bytes(int k_type, uint32_t n_head_kv, uint32_t head_dim)
     return plan_align_up(2ull * n_head_kv * head_dim * sizeof(float));
 }
 
-uint64_t plan_kv_layer_bytes(const struct arch_info *a, const struct plan_opts *o)
+uint64_t plan_kv_layer_bytes(const struct arch_info *a, const struct plan_opts *o, uint32_t il)
 {
+    const uint32_t swa = arch_layer_swa(a, il) ? a->sliding_window : 0;
     uint64_t n_seq = o->n_parallel ? o->n_parallel : 1;
     uint64_t rows = (uint64_t)o->n_ctx * n_seq;
     return plan_kv_buffer_bytes(plan_kv_row_bytes(o->kv_type_k, a->n_head_kv, a->head_dim_k),
@@ -56,15 +59,23 @@ uint64_t plan_kv_layer_bytes(const struct arch_info *a, const struct plan_opts *
            plan_kv_buffer_bytes(plan_kv_row_bytes(o->kv_type_v, a->n_head_kv, a->head_dim_v),
                                 rows) +
            n_seq * plan_kv_aux_bytes(o->kv_type_k, a->n_head_kv, a->head_dim_k) +
-           n_seq * plan_kv_window_bytes(o, a->n_head_kv, a->head_dim_k, a->head_dim_v);
+           n_seq * plan_kv_window_bytes(o, swa, a->n_head_kv, a->head_dim_k, a->head_dim_v);
 }
 
-uint64_t plan_kv_window_bytes(const struct plan_opts *o, uint32_t n_head_kv, uint32_t head_dim_k,
-                              uint32_t head_dim_v)
+uint32_t plan_kv_layer_window(const struct plan_opts *o, uint32_t swa)
 {
     if (o->kv_window == 0 || (o->kv_type_k == KVQ_F16 && o->kv_type_v == KVQ_F16))
         return 0;
-    uint64_t w = o->kv_window < o->n_ctx ? o->kv_window : o->n_ctx;
+    const uint32_t w = swa > 0 ? swa : o->kv_window;
+    return w < o->n_ctx ? w : o->n_ctx;
+}
+
+uint64_t plan_kv_window_bytes(const struct plan_opts *o, uint32_t swa, uint32_t n_head_kv,
+                              uint32_t head_dim_k, uint32_t head_dim_v)
+{
+    const uint64_t w = plan_kv_layer_window(o, swa);
+    if (w == 0)
+        return 0;
     /* f16 K and V rows of the last w positions, and each slot's position tag */
     return plan_align_up(w * n_head_kv * ((uint64_t)head_dim_k + head_dim_v) * 2 +
                          w * sizeof(int32_t));

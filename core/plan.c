@@ -357,7 +357,6 @@ struct placer {
     struct plan *p;
     struct unit *units;
     size_t n_units;
-    uint64_t kv_layer;
     uint64_t rope_bytes;              /* alloc bytes of rope_freqs (0: none) */
     uint64_t fixed[PLAN_MAX_DEVICES]; /* reserve + scratch + staging (+ stream) per GPU */
     uint64_t room[PLAN_MAX_DEVICES];
@@ -389,7 +388,7 @@ static hearth_status build_units(struct placer *pl)
         u->cls = 1;
         u->layer = (int32_t)l;
         u->first = m->n_tensors;
-        u->bytes = pl->kv_layer;
+        u->bytes = pl->p->layers[l].kv_bytes;
         u->group = GROUP_ATTN;
     }
     size_t ffn0 = pl->n_units, head = SIZE_MAX;
@@ -780,9 +779,8 @@ hearth_status plan_make(const struct plan_model *m, const struct plan_devices *d
     }
     pl.m = m;
     pl.p = out;
-    pl.kv_layer = plan_kv_layer_bytes(&m->arch, &out->opts);
     for (uint32_t l = 0; l < out->n_layer; l++)
-        out->layers[l].kv_bytes = pl.kv_layer;
+        out->layers[l].kv_bytes = plan_kv_layer_bytes(&m->arch, &out->opts, l);
     pl.n_gpu = gpu_order(d, pl.order);
     pl.glu_extra = plan_glu_stage_bytes(out->opts.n_batch, m->arch.n_embd, m->arch.n_ff) -
                    plan_stage_bytes(out->opts.n_batch, m->arch.n_embd);

@@ -282,12 +282,24 @@ uint64_t plan_kv_buffer_bytes(uint64_t row, uint64_t rows);
  */
 uint64_t plan_kv_aux_bytes(int k_type, uint32_t n_head_kv, uint32_t head_dim);
 /*
- * The exact recent window of one layer and sequence (core/kv-cache.h: f16 K
- * and V rows of the last min(kv_window, n_ctx) positions and an int32 tag
- * per slot); 0 without a window or for an f16/f16 cache, where it is unused.
+ * The exact window W_l of one layer (positions kept as f16 rows beside the
+ * codes; core/kv-cache.h), the rule every path uses: 0 without a window
+ * (kv_window 0) or for an f16/f16 cache, where it is unused; for a global
+ * layer (swa 0) min(kv_window, n_ctx); for a sliding-window layer (swa > 0,
+ * the positions it attends to) min(swa, n_ctx) whatever kv_window is, so
+ * every row it reads is exact and none is kept that it cannot read. Why:
+ * gemma3's local layers carried most of a compressed cache's error with a
+ * 128-row window (docs/kv-cache.md), and their whole window costs
+ * 16 · swa / n_ctx bits per value, 0.25 at 32k for swa = 512.
  */
-uint64_t plan_kv_window_bytes(const struct plan_opts *o, uint32_t n_head_kv, uint32_t head_dim_k,
-                              uint32_t head_dim_v);
+uint32_t plan_kv_layer_window(const struct plan_opts *o, uint32_t swa);
+/*
+ * The exact window's buffer of one layer and sequence: f16 K and V rows of
+ * W_l = plan_kv_layer_window(o, swa) positions and an int32 tag per slot,
+ * rounded to PLAN_ALIGN; 0 when W_l is 0.
+ */
+uint64_t plan_kv_window_bytes(const struct plan_opts *o, uint32_t swa, uint32_t n_head_kv,
+                              uint32_t head_dim_k, uint32_t head_dim_v);
 /*
  * The packed activation buffer of one device: F32 [n_batch] rows of x, xn, q,
  * k, v, att, tmp, gate, up (widths n_embd, n_embd, q_dim, kv_dim, kv_dim,
@@ -316,10 +328,11 @@ uint64_t plan_glu_stage_bytes(uint64_t n_batch, uint64_t n_embd, uint64_t n_ff);
  */
 uint64_t plan_stream_half_bytes(uint64_t largest);
 /*
- * KV bytes of one layer for n_ctx * n_parallel positions, K and V of their
- * kvq types (the options must have passed plan_make's checks).
+ * KV bytes of layer il for n_ctx * n_parallel positions, K and V of their
+ * kvq types, with its key aux and exact-window buffers (the options must
+ * have passed plan_make's checks).
  */
-uint64_t plan_kv_layer_bytes(const struct arch_info *a, const struct plan_opts *o);
+uint64_t plan_kv_layer_bytes(const struct arch_info *a, const struct plan_opts *o, uint32_t il);
 /* "Q4_K_M 70B on cuda0 (24.0 GiB): 53% of weights on GPU, 3.4 tok/s decode" style one-liner. */
 void plan_summary_line(const struct plan_model *m, const struct plan *p, char *buf, size_t size);
 

@@ -130,9 +130,9 @@ static hearth_status run_attn(struct sched *s, int d, uint32_t il, int n,
         at->layer = il;
         at->kv_seed = s->kv_seed;
         at->window = ly->is_swa ? hp->sliding_window : 0;
-        if (s->kv_window > 0) {
+        if (sl->kv_window > 0) {
             const size_t ro = (size_t)ru->seq * sl->ring_seq_stride;
-            at->kv_window = s->kv_window;
+            at->kv_window = sl->kv_window;
             at->k_ring = sl->k_ring;
             at->v_ring = sl->v_ring;
             at->ring_pos = sl->ring_pos;

@@ -41,11 +41,12 @@ struct slayer {
      */
     size_t k_seq_stride, v_seq_stride, aux_seq_stride; /* bytes */
     /*
-     * The exact window (sched.kv_window W > 0): sequence 0's F16 [W][Hk*D]
-     * K and V rings and I32 [W] tags, in one buffer per layer holding n_seq
-     * blocks of plan_kv_window_bytes (k ring, v ring, tags), sequence q's at
-     * q * ring_seq_stride.
+     * The exact window of this layer, W = kv_window = plan_kv_layer_window
+     * (0: none): sequence 0's F16 [W][Hk*D] K and V rings and I32 [W] tags,
+     * in one buffer per layer holding n_seq blocks of plan_kv_window_bytes
+     * (k ring, v ring, tags), sequence q's at q * ring_seq_stride.
      */
+    uint32_t kv_window;
     struct hearth_tensor k_ring, v_ring, ring_pos;
     size_t ring_seq_stride; /* bytes */
 };
@@ -101,8 +102,9 @@ struct sched {
     uint64_t kv_bytes;
     int kv_type_k, kv_type_v; /* enum kvq_type */
     uint64_t kv_seed;         /* model_kv_seed */
-    uint32_t kv_window;       /* exact window W (0: none, also for f16/f16), <= n_ctx */
-    int32_t *ring_reset;      /* [kv_window] -1s: what sched_seq_clear writes to the tags */
+    uint32_t kv_window;       /* requested exact window W (0: none, also for f16/f16), <= n_ctx;
+                                 each layer's own is slayer.kv_window */
+    int32_t *ring_reset;      /* [max slayer.kv_window] -1s: what sched_seq_clear writes */
     int n_batch;
     bool map_host;
     size_t staging_bytes;

@@ -324,17 +324,22 @@ static hearth_status check_params(const struct model *m, const struct sched_para
     return HEARTH_OK;
 }
 
-/* The exact-window bytes of one layer and sequence: plan_kv_window_bytes for this sched. */
-static uint64_t ring_bytes(const struct sched *s)
+/* The planner's options that decide the exact window, for this sched. */
+static struct plan_opts window_opts(const struct sched *s)
 {
-    const struct model_hparams *hp = &s->m->hp;
     struct plan_opts o;
     memset(&o, 0, sizeof o);
     o.n_ctx = s->n_ctx;
     o.kv_type_k = s->kv_type_k;
     o.kv_type_v = s->kv_type_v;
     o.kv_window = s->kv_window;
-    return plan_kv_window_bytes(&o, hp->n_head_kv, hp->head_dim, hp->head_dim);
+    return o;
+}
+
+/* The sliding window of layer il (0: a global layer), as plan_kv_layer_window takes it. */
+static uint32_t layer_swa(const struct sched *s, uint32_t il)
+{
+    return s->m->layers[il].is_swa ? s->m->hp.sliding_window : 0;
 }
 
 /*
@@ -345,12 +350,16 @@ static uint64_t ring_bytes(const struct sched *s)
  */
 static hearth_status alloc_ring(struct sched *s, int d, uint32_t il)
 {
-    if (s->kv_window == 0)
-        return HEARTH_OK;
     const struct model_hparams *hp = &s->m->hp;
     struct slayer *sl = &s->layers[il];
-    const int64_t kv_dim = (int64_t)hp->n_head_kv * hp->head_dim, W = s->kv_window;
-    const size_t per = (size_t)ring_bytes(s), half = (size_t)W * (size_t)kv_dim * 2;
+    const struct plan_opts o = window_opts(s);
+    sl->kv_window = plan_kv_layer_window(&o, layer_swa(s, il));
+    if (sl->kv_window == 0)
+        return HEARTH_OK;
+    const int64_t kv_dim = (int64_t)hp->n_head_kv * hp->head_dim, W = sl->kv_window;
+    const size_t per = (size_t)plan_kv_window_bytes(&o, layer_swa(s, il), hp->n_head_kv,
+                                                    hp->head_dim, hp->head_dim),
+                 half = (size_t)W * (size_t)kv_dim * 2;
     struct hearth_buffer *rb = NULL;
     char name[64];
     snprintf(name, sizeof name, "exact KV window of layer %u", il);
@@ -422,13 +431,16 @@ static hearth_status load_all(struct sched *s, struct loader *L)
                            "sched: %s has no attention over a K %s / V %s cache (layer %u)",
                            pr.name, kvq_type_name(kt), kvq_type_name(vt), il);
         }
-        if (s->kv_window > 0 && !backend_device_supports_kv_window(s->dev[d].dev, kt, vt)) {
+        const struct plan_opts wo = window_opts(s);
+        if (plan_kv_layer_window(&wo, layer_swa(s, il)) > 0 &&
+            !backend_device_supports_kv_window(s->dev[d].dev, kt, vt)) {
             struct hearth_device_props pr;
             backend_device_props(s->dev[d].dev, &pr);
             return err_set(HEARTH_ERR_UNSUPPORTED,
                            "sched: %s does not implement the exact KV window (ATTENTION step 5) "
                            "over a K %s / V %s cache (layer %u, kv_window %u)",
-                           pr.name, kvq_type_name(kt), kvq_type_name(vt), il, s->kv_window);
+                           pr.name, kvq_type_name(kt), kvq_type_name(vt), il,
+                           plan_kv_layer_window(&wo, layer_swa(s, il)));
         }
         struct hearth_buffer *kb = NULL, *vb = NULL;
         /*
@@ -573,8 +585,15 @@ hearth_status sched_create(const struct model *m, const struct sched_params *par
     s->runs = calloc((size_t)s->n_batch, sizeof *s->runs);
     s->want = calloc((size_t)s->n_batch, sizeof *s->want);
     s->ops = calloc((size_t)s->n_batch + 4, sizeof *s->ops);
-    s->ring_reset = malloc((s->kv_window ? s->kv_window : 1) * sizeof *s->ring_reset);
-    for (uint32_t i = 0; s->ring_reset && i < s->kv_window; i++)
+    /* the widest ring: a sliding-window layer's may exceed kv_window */
+    uint32_t w_max = 1;
+    const struct plan_opts wo = window_opts(s);
+    for (uint32_t il = 0; il < hp->n_layer; il++) {
+        uint32_t w = plan_kv_layer_window(&wo, layer_swa(s, il));
+        w_max = w > w_max ? w : w_max;
+    }
+    s->ring_reset = malloc(w_max * sizeof *s->ring_reset);
+    for (uint32_t i = 0; s->ring_reset && i < w_max; i++)
         s->ring_reset[i] = -1;
     if (!s->layers || !s->seq_used || !s->seq_next || !s->seq_last || !s->runs || !s->want ||
         !s->ops || !s->ring_reset)
@@ -685,12 +704,14 @@ void sched_seq_clear(struct sched *s, int seq)
      */
     for (uint32_t il = 0; il < s->m->hp.n_layer; il++) {
         const struct slayer *sl = &s->layers[il];
+        if (sl->kv_window == 0)
+            continue;
         int d = placement_get(s->pl, il, PLACEMENT_ATTN);
         if (s->dev[d].stream)
             (void)backend_stream_synchronize(s->dev[d].stream);
         (void)backend_buffer_set(sl->ring_pos.buf,
                                  sl->ring_pos.offset + (size_t)seq * sl->ring_seq_stride,
-                                 s->ring_reset, (size_t)s->kv_window * sizeof *s->ring_reset);
+                                 s->ring_reset, (size_t)sl->kv_window * sizeof *s->ring_reset);
     }
 }
 

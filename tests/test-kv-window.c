@@ -24,9 +24,7 @@
  *    W = 1 changes nothing but position t itself, yet the logits differ
  *    from W = 0; two sequences decoding together (forward_eval_multi)
  *    equal each alone;
- *  - the window's bytes in kv_cache_bytes, forward_kv_bytes and the
- *    planner's plan_kv_window_bytes; a negative window is
- *    HEARTH_ERR_INVALID_ARG;
+ *  - (the window's bytes and the per-layer rule: test-kv-window-swa.c);
  *  - through the backend interface (backend.h ATTENTION step 5): the
  *    scheduler on one CPU backend device gives forward.c's logits bit for
  *    bit with the same window (rot4/rot4 and q8_0/rot4, W in {5, 64}:
@@ -699,64 +697,6 @@ TEST(multi_sequence)
     free(both);
 }
 
-/* kv_cache_bytes counts the ring; the environment variable is parsed strictly. */
-TEST(window_bytes)
-{
-    struct kv_cache_params p = {.n_layer = 3, .n_ctx = 100, .n_head_kv = 2, .head_dim = 64,
-                                .k_type = KVQ_ROT4, .v_type = KVQ_Q8_0, .seed = 1,
-                                .exact_window = 16};
-    struct kv_cache *c = NULL;
-    CHECK_OK(kv_cache_create(&p, &c));
-    if (c) {
-        size_t rows =
-            3 * 100 * (2 * kvq_head_bytes(KVQ_ROT4, 64) + 2 * kvq_head_bytes(KVQ_Q8_0, 64));
-        CHECK_INT_EQ(kv_cache_bytes(c), rows + 3 * 16 * 2 * 128 * 2);
-        CHECK_INT_EQ(*kv_cache_xpos(c, 2, 37), -1);
-        kv_cache_destroy(c);
-    }
-    p.exact_window = 1000; /* capped at n_ctx */
-    CHECK_OK(kv_cache_create(&p, &c));
-    if (c) {
-        CHECK_INT_EQ(c->xw, 100);
-        kv_cache_destroy(c);
-    }
-
-    struct model *m = model_and_tokens();
-    REQUIRE(m);
-    struct forward_params fp = forward_params_default();
-    fp.n_ctx = 32;
-    fp.n_threads = 1;
-    fp.kv_type_k = KVQ_ROT4;
-    fp.kv_type_v = KVQ_ROT4;
-    struct forward_ctx *f = NULL;
-    fp.kv_window = 8;
-    CHECK_OK(forward_create(m, &fp, &f));
-    if (f) {
-        const struct model_hparams *hp = &m->hp;
-        size_t row = 2 * hp->n_head_kv * kvq_head_bytes(KVQ_ROT4, (int)hp->head_dim);
-        size_t ring = (size_t)8 * 2 * hp->n_head_kv * hp->head_dim * 2;
-        CHECK_INT_EQ(forward_kv_bytes(f), (size_t)hp->n_layer * (32 * row + ring));
-        forward_destroy(f);
-        /* the planner charges the ring (and its int32 tags), rounded up per layer */
-        struct plan_opts po;
-        plan_opts_default(&po);
-        po.n_ctx = 32;
-        po.kv_type_k = po.kv_type_v = KVQ_ROT4;
-        po.kv_window = 8;
-        uint64_t pw = plan_kv_window_bytes(&po, hp->n_head_kv, hp->head_dim, hp->head_dim);
-        CHECK(pw >= ring + 8 * 4 && pw < ring + 8 * 4 + 4096);
-        struct plan_opts full = po;
-        full.kv_window = 32;
-        po.kv_window = 100; /* capped at n_ctx like the cache */
-        CHECK_INT_EQ(plan_kv_window_bytes(&po, hp->n_head_kv, hp->head_dim, hp->head_dim),
-                     plan_kv_window_bytes(&full, hp->n_head_kv, hp->head_dim, hp->head_dim));
-        po.kv_type_k = po.kv_type_v = KVQ_F16; /* unused by an f16 cache */
-        CHECK_INT_EQ(plan_kv_window_bytes(&po, hp->n_head_kv, hp->head_dim, hp->head_dim), 0);
-    }
-    fp.kv_window = -1;
-    CHECK_INT_EQ(forward_create(m, &fp, &f), HEARTH_ERR_INVALID_ARG);
-}
-
 /* ---- the scheduler on the CPU backend ---------------------------------------------- */
 
 enum { SB = 16 }; /* batch of both paths */
@@ -1042,7 +982,7 @@ TEST(engine_without_window)
 TEST_MAIN(TEST_CASE(kernel_vs_window_reference), TEST_CASE(kernel_window_same_bits),
           TEST_CASE(kernel_skip_same_bits), TEST_CASE(f16_rows_exact),
           TEST_CASE(stage_isa_same_bits),
-          TEST_CASE(window_bytes), TEST_CASE(prefill_equals_decode),
+          TEST_CASE(prefill_equals_decode),
           TEST_CASE(multi_sequence), TEST_CASE(sched_equals_forward),
           TEST_CASE(sched_equals_forward_gemma3), TEST_CASE(sched_multi_equals_forward),
           TEST_CASE(device_without_window), TEST_CASE(engine_without_window))

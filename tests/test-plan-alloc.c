@@ -26,7 +26,8 @@
  *    a decode step after it does not; with --no-stream nothing is reserved.
  *  - an exact KV window (--kv-window) with compressed caches (rot4, q8_0), one
  *    and three sequences: the rings (plan_kv_window_bytes per layer and
- *    sequence) are allocated as planned on both devices, exactly.
+ *    sequence) are allocated as planned on both devices, exactly; on Gemma 3
+ *    the local layers' rings are their 512-position window, as planned.
  *  - the bandwidth cache: store, replace, look up; measured figures reach the
  *    plan as "measured"; a malformed or unreadable file is ignored with a
  *    note that reaches the plan's reasons; a CPU device measures > 0.
@@ -240,13 +241,42 @@ TEST(window_allocates_the_plan)
         o.n_ctx = 128;
         o.kv_type_k = o.kv_type_v = kvs[k];
         o.kv_window = 32;
-        const uint64_t wb = plan_kv_window_bytes(&o, nkv, hd, hd);
+        const uint64_t wb = plan_kv_window_bytes(&o, 0, nkv, hd, hd);
         CHECK(wb >= 32ull * nkv * hd * 4);
         CHECK_INT_EQ(g_planned[1] - base[1], 10ull * g_n_parallel * wb);
         CHECK_INT_EQ(g_planned[0] - base[0], (uint64_t)(L - 10) * g_n_parallel * wb);
         /* a window past the context: capped at n_ctx on both sides */
         g_kv_window = 1000;
         check_load(m, devs, "cpu-b", PLAN_DEV_CPU, 4ull << 30, 10, kvs[k], 128, true, false);
+    }
+    /*
+     * Gemma 3: a local layer's ring is its whole 512-position window
+     * (plan_kv_layer_window), a global layer's the 32 asked for; layers 0-9
+     * (one global, layer 5) on cpu-b, the rest on the host.
+     */
+    struct model *gm = fixture_model(TEST_GEMMA3);
+    if (gm) {
+        g_n_parallel = 1;
+        g_kv_window = 0;
+        check_load(gm, devs, "cpu-b", PLAN_DEV_CPU, 4ull << 30, 10, KVQ_ROT4, 600, true, false);
+        const uint64_t base[2] = {g_planned[0], g_planned[1]};
+        g_kv_window = 32;
+        check_load(gm, devs, "cpu-b", PLAN_DEV_CPU, 4ull << 30, 10, KVQ_ROT4, 600, true, false);
+        struct plan_opts o;
+        plan_opts_default(&o);
+        o.n_ctx = 600;
+        o.kv_type_k = o.kv_type_v = KVQ_ROT4;
+        o.kv_window = 32;
+        const uint32_t gkv = gm->hp.n_head_kv, ghd = gm->hp.head_dim;
+        uint64_t want[2] = {0, 0};
+        for (uint32_t il = 0; il < gm->hp.n_layer; il++) {
+            const uint32_t swa = gm->layers[il].is_swa ? gm->hp.sliding_window : 0;
+            want[il < 10] += plan_kv_window_bytes(&o, swa, gkv, ghd, ghd);
+        }
+        CHECK(plan_kv_window_bytes(&o, 512, gkv, ghd, ghd) >= 512ull * gkv * ghd * 4);
+        CHECK_INT_EQ(g_planned[1] - base[1], want[1]);
+        CHECK_INT_EQ(g_planned[0] - base[0], want[0]);
+        model_free(gm);
     }
     g_kv_window = 0;
     g_n_parallel = 0;

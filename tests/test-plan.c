@@ -305,13 +305,13 @@ TEST(kv_grows_and_pushes_off)
     k.kv_type_k = KVQ_Q8_0;
     k.kv_type_v = KVQ_Q8_0;
     /* a compressed K adds its k_aux: key mean and sink, 2 x 1024 floats */
-    CHECK_INT_EQ(plan_kv_layer_bytes(&m.arch, &k), 2ll * 4096 * (1024 / 32) * 34 + 8192);
+    CHECK_INT_EQ(plan_kv_layer_bytes(&m.arch, &k, 0), 2ll * 4096 * (1024 / 32) * 34 + 8192);
     k.kv_type_v = KVQ_ROT3;
-    CHECK_INT_EQ(plan_kv_layer_bytes(&m.arch, &k),
+    CHECK_INT_EQ(plan_kv_layer_bytes(&m.arch, &k, 0),
                  4096ll * (1024 / 32) * 34 + 4096ll * (1024 / 128) * (2 + 128 * 3 / 8) + 8192);
     k.kv_type_k = KVQ_F16;
     k.kv_type_v = KVQ_Q8_0;
-    CHECK_INT_EQ(plan_kv_layer_bytes(&m.arch, &k), 4096ll * 1024 * 2 + 4096ll * (1024 / 32) * 34);
+    CHECK_INT_EQ(plan_kv_layer_bytes(&m.arch, &k, 0), 4096ll * 1024 * 2 + 4096ll * (1024 / 32) * 34);
     k.kv_type_v = KVQ_TYPE_COUNT;
     struct plan bad;
     CHECK_INT_EQ(plan_make(&m, &d, &k, &bad), HEARTH_ERR_INVALID_ARG);

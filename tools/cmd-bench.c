@@ -62,7 +62,8 @@ static void usage(FILE *out)
             "  --kv-type T     KV cache type (f16, q8_0, q4_0, rot4, rot3); also\n"
             "                  --kv-type-k T / --kv-type-v T\n"
             "  --kv-window N   keep the last N positions' K/V exact beside a compressed\n"
-            "                  cache (docs/kv-cache.md)\n"
+            "                  cache; sliding-window layers keep their whole window\n"
+            "                  (docs/kv-cache.md)\n"
             "  --no-stream     never copy host weights to a GPU for prefill\n"
             "  --json          print a JSON array instead of the table\n",
             cli_default_model());

@@ -23,7 +23,8 @@
  * (attn-kvq.h cpu_kvq_key_center): the batch that writes a cache's position
  * 0 fixes them from its own keys, so that independence holds whenever the
  * first batch has >= CPU_KVQ_MEAN_N tokens (or the same count either way).
- * An exact window W (forward_params.kv_window)
+ * An exact window W (forward_params.kv_window; per layer by the planner's
+ * plan_kv_layer_window, a sliding-window layer's being its whole window)
  * makes a query at position t read positions j > t - W from f16 copies
  * (kv-cache.h's ring; the batch's own rows rounded the same way), so the
  * split independence holds with it too: whether j is exact depends only on
@@ -63,6 +64,7 @@
 #include "err.h"
 #include "f16.h"
 #include "kv-cache.h"
+#include "plan.h"
 #include "quant.h"
 #include "seq-batch.h"
 #include "threadpool.h"
@@ -86,11 +88,14 @@ struct forward_ctx {
     int32_t *grp_tok;            /* [n_batch] batch rows grouped by cache */
     int n_grp;
     /*
-     * exact window (forward_params.kv_window, kv-cache.h): xw = W, 0 none;
-     * xst_k, xst_v: [xst_rows][kv_dim] floats, per layer and batch the exact
-     * rows each group reads (grp_x), groups back to back
+     * exact window (forward_params.kv_window, kv-cache.h): xw = the widest
+     * layer's W (0 none), xw_layer [n_layer] each layer's
+     * (plan_kv_layer_window); xst_k, xst_v: [xst_rows][kv_dim] floats, per
+     * layer and batch the exact rows each group reads (grp_x), groups back
+     * to back
      */
     uint32_t xw;
+    uint32_t *xw_layer;
     float *xst_k, *xst_v;
     size_t xst_rows;
     struct cpu_kvq_exact *grp_x; /* [n_batch] the exact rows of each group */
@@ -261,10 +266,32 @@ hearth_status forward_create_multi(const struct model *m, const struct forward_p
         goto fail;
     if (!c->kvq)
         c->xw = 0; /* an f16/f16 cache is exact everywhere */
+    /* each layer's window by the planner's rule (a sliding-window layer: its whole window) */
+    c->xw_layer = calloc(hp->n_layer, sizeof *c->xw_layer);
+    if (!c->xw_layer) {
+        st = err_set(HEARTH_ERR_NO_MEMORY, "forward: out of memory for %u layers", hp->n_layer);
+        goto fail;
+    }
+    {
+        struct plan_opts wo;
+        memset(&wo, 0, sizeof wo);
+        wo.n_ctx = n_ctx;
+        wo.kv_type_k = c->kt;
+        wo.kv_type_v = c->vt;
+        wo.kv_window = c->xw;
+        uint32_t w_max = 0;
+        for (uint32_t il = 0; il < hp->n_layer; il++) {
+            const bool swa = m->layers[il].is_swa && hp->sliding_window > 0;
+            c->xw_layer[il] = plan_kv_layer_window(&wo, swa ? hp->sliding_window : 0);
+            w_max = c->xw_layer[il] > w_max ? c->xw_layer[il] : w_max;
+        }
+        c->xw = w_max;
+    }
     const struct kv_cache_params kp = {.n_layer = hp->n_layer, .n_ctx = n_ctx,
                                        .n_head_kv = hp->n_head_kv, .head_dim = hd,
                                        .k_type = c->kt, .v_type = c->vt,
-                                       .seed = model_kv_seed(m), .exact_window = c->xw};
+                                       .seed = model_kv_seed(m), .exact_window = c->xw,
+                                       .layer_window = c->xw_layer};
     c->kvs = calloc((size_t)n_seq, sizeof *c->kvs);
     c->seq_next = calloc((size_t)n_seq, sizeof *c->seq_next);
     c->seq_last = calloc((size_t)n_seq, sizeof *c->seq_last);
@@ -353,6 +380,7 @@ void forward_destroy(struct forward_ctx *c)
     free(c->grp_kv);
     free(c->grp);
     free(c->grp_tok);
+    free(c->xw_layer);
     free(c->xst_k);
     free(c->xst_v);
     free(c->grp_x);
@@ -466,8 +494,8 @@ static void exact_window_apply(struct forward_ctx *c, uint32_t il, const struct 
         struct kv_cache *kv = c->grp_kv[g];
         const struct cpu_kvq_ring ring = {.k = kv_cache_xk(kv, il, 0), .v = kv_cache_xv(kv, il, 0),
                                           .k_stride = (size_t)KV, .v_stride = (size_t)KV,
-                                          .pos = kv_cache_xpos(kv, il, 0), .w = c->xw};
-        HEARTH_ASSERT(off + cpu_kvq_exact_rows(c->xw, sq->n) <= c->xst_rows);
+                                          .pos = kv_cache_xpos(kv, il, 0), .w = c->xw_layer[il]};
+        HEARTH_ASSERT(off + cpu_kvq_exact_rows(c->xw_layer[il], sq->n) <= c->xst_rows);
         cpu_kvq_exact_stage(c->kt, c->vt, rot, nkv, hd, kv->k_row, kv->v_row, sq,
                             c->bpos[sq->tok[0]], c->k, c->v, KV, &ring,
                             c->xst_k + off * (size_t)KV, c->xst_v + off * (size_t)KV,
@@ -494,7 +522,7 @@ static void attn_kvq(struct forward_ctx *c, uint32_t il, int n)
         c->grp[g].k = c->grp_kv[g]->k[il];
         c->grp[g].v = c->grp_kv[g]->v[il];
     }
-    if (c->xw > 0)
+    if (c->xw_layer[il] > 0)
         exact_window_apply(c, il, rot);
     const int64_t Q = (int64_t)hp->n_head * hd;
     struct cpu_kvq_layer L = {
@@ -502,7 +530,7 @@ static void attn_kvq(struct forward_ctx *c, uint32_t il, int n)
         .n_head_kv = (int)hp->n_head_kv, .hd = hd, .k_row = c->kv->k_row, .v_row = c->kv->v_row,
         .scale = hp->attn_scale,
         .window = ly->is_swa && hp->sliding_window > 0 ? hp->sliding_window : 0,
-        .exact_window = c->xw, .exact = c->grp_x, .pos = c->bpos, .q = c->q, .q_stride = Q,
+        .exact_window = c->xw_layer[il], .exact = c->grp_x, .pos = c->bpos, .q = c->q, .q_stride = Q,
         .out = c->att, .out_stride = Q, .seq = c->grp, .n_seq = c->n_grp};
     cpu_kvq_attn_run(c->kva, c->tp, &L);
 }
@@ -736,6 +764,11 @@ uint32_t forward_seq_n_past(const struct forward_ctx *c, int seq)
 size_t forward_kv_bytes(const struct forward_ctx *c)
 {
     return (size_t)c->n_seq * kv_cache_bytes(c->kv);
+}
+
+struct kv_cache *forward_kv_cache(struct forward_ctx *c, int seq)
+{
+    return seq >= 0 && seq < c->n_seq ? c->kvs[seq] : NULL;
 }
 
 /*

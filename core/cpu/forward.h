@@ -21,6 +21,8 @@
 #include "hearth.h"
 #include "model.h"
 
+struct kv_cache;
+
 struct forward_params {
     uint32_t n_ctx;   /* positions the cache holds; 0: the model's training context */
     int n_threads;    /* <= 0: physical cores */
@@ -100,6 +102,8 @@ uint32_t forward_seq_n_past(const struct forward_ctx *c, int seq);
 void forward_seq_clear(struct forward_ctx *c, int seq);
 /* Bytes of all the KV caches at full context (n_seq x per-sequence). */
 size_t forward_kv_bytes(const struct forward_ctx *c);
+/* Sequence seq's cache (NULL out of range); tests inspect and perturb its rows. */
+struct kv_cache *forward_kv_cache(struct forward_ctx *c, int seq);
 
 uint32_t forward_n_ctx(const struct forward_ctx *c);
 /* Positions currently in the cache. */
