@@ -2,11 +2,11 @@
 # bench/gpu-run.sh: everything the CUDA backend needs checked on a real GPU, in
 # one device call (see bench/README-gpu.md for the plan and how to read it).
 #
-#   1. build: configure + build test-cuda-ops, test-cuda-kvq, test-cuda-layout
+#   1. build: configure + build test-cuda-ops, test-cuda-kvq(-window), test-cuda-layout
 #      and bench-cuda on the device (sm_90 only, no Vulkan); if that fails (no
 #      pcre2 headers or pkg-config there, say), fall back to binaries carried
 #      from the dev machine in build-cuda/ (run with carry
-#      ["build-cuda/test-cuda-ops", "build-cuda/test-cuda-kvq",
+#      ["build-cuda/test-cuda-ops", "build-cuda/test-cuda-kvq", "build-cuda/test-cuda-kvq-window",
 #      "build-cuda/test-cuda-layout", "build-cuda/bench-cuda"]);
 #   2. tests: test-cuda-layout, test-cuda-ops (every op vs the CPU), then
 #      test-cuda-kvq (compressed KV cache: encoder bytes vs kvq_encode,
@@ -37,8 +37,8 @@ if has build; then
     if cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DHEARTH_VULKAN=OFF \
             -DHEARTH_CUDA=ON -DHEARTH_CUDA_ARCHS=90 -DHEARTH_ASSERTS=ON \
             -DCMAKE_C_FLAGS=-DHEARTH_WITH_CUDA >"$OUT/build.log" 2>&1 &&
-        cmake --build build-gpu -j 16 --target test-cuda-ops test-cuda-kvq test-cuda-layout \
-            bench-cuda \
+        cmake --build build-gpu -j 16 --target test-cuda-ops test-cuda-kvq test-cuda-kvq-window \
+            test-cuda-layout bench-cuda \
             >>"$OUT/build.log" 2>&1; then
         BIN=build-gpu
         say "built on the device in $(($(date +%s) - t0)) s"
@@ -68,6 +68,12 @@ if has test; then
         say "test-cuda-kvq rc=$? ($(grep -E '^[0-9]+ passed' "$OUT/test.log" | tail -1))"
     else
         say "test-cuda-kvq: not built"
+    fi
+    if [ -x "$BIN/test-cuda-kvq-window" ]; then
+        timeout 180 "$BIN/test-cuda-kvq-window" >>"$OUT/test.log" 2>&1
+        say "test-cuda-kvq-window rc=$? ($(grep -E '^[0-9]+ passed' "$OUT/test.log" | tail -1))"
+    else
+        say "test-cuda-kvq-window: not built"
     fi
     grep -E '^(FAIL|fail)|:[0-9]+: ' "$OUT/test.log" | head -40 | tee -a "$OUT/summary.txt"
     set +o pipefail

@@ -114,6 +114,11 @@ bool backend_device_supports_kv_window(struct hearth_device *dev, int k_type, in
     return false;
 }
 
+bool backend_device_supports_kv_ring_only(struct hearth_device *dev, int k_type, int v_type)
+{
+    return backend_device_supports_kv_window(dev, k_type, v_type) && dev->ops->abi_version >= 4;
+}
+
 struct hearth_buffer_type *backend_device_buffer_type(struct hearth_device *dev)
 {
     return dev->ops->buffer_type(dev);
@@ -477,16 +482,18 @@ static hearth_status check_op(struct run_check *rc, const struct hearth_op *op)
         T(a->q_norm, false);
         T(a->k_norm, false);
         T(a->rope_divs, false);
-        T(a->k_cache, true);
-        T(a->v_cache, true);
+        /* both absent: a ring-only layer (step 6), which the backend checks further */
+        const bool ring_only = !a->k_cache.buf && !a->v_cache.buf;
+        T(a->k_cache, !ring_only);
+        T(a->v_cache, !ring_only);
         T(a->out, true);
         if (a->n_head < 1 || a->n_head_kv < 1 || a->n_head % a->n_head_kv != 0 ||
             a->head_dim < 1 || a->n_rot < 0 || a->n_rot > a->head_dim || a->n_rot % 2)
             return err_set(HEARTH_ERR_INVALID_ARG,
                            "backend: op attention: heads %d/%d, head_dim %d, n_rot %d invalid",
                            a->n_head, a->n_head_kv, a->head_dim, a->n_rot);
-        if (a->pos0 < 0 || a->pos0 + op->n_tok > a->k_cache.n_rows ||
-            a->pos0 + op->n_tok > a->v_cache.n_rows)
+        if (a->pos0 < 0 || (!ring_only && (a->pos0 + op->n_tok > a->k_cache.n_rows ||
+                                           a->pos0 + op->n_tok > a->v_cache.n_rows)))
             return err_set(HEARTH_ERR_INVALID_ARG,
                            "backend: op attention: positions %lld..%lld beyond a cache of %lld",
                            (long long)a->pos0, (long long)(a->pos0 + op->n_tok - 1),

@@ -52,8 +52,9 @@ extern "C" {
  * Version of every ops table defined here; bump when appending members.
  * 2: hearth_device_ops.supports_kv (compressed KV cache types).
  * 3: hearth_device_ops.supports_kv_window (ATTENTION step 5).
+ * 4: ATTENTION ring-only layers (k_cache/v_cache absent; step 6), no new member.
  */
-#define HEARTH_BACKEND_ABI_VERSION 3
+#define HEARTH_BACKEND_ABI_VERSION 4
 
 struct hearth_device;
 struct hearth_buffer_type;
@@ -286,7 +287,16 @@ enum hearth_glu_act {
  *      ring_pos[p % W] = p (so the ring ends holding the batch's last
  *      min(W, n_tok) rows and older slots untouched). This is what
  *      cpu/forward.c computes (docs/kv-cache.md, "The exact recent
- *      window"), so a batch and token-by-token decode give the same bits.
+ *      window"), so a batch and token-by-token decode give the same bits;
+ *   6. ring-only layer (ABI 4; backend_device_supports_kv_ring_only):
+ *      k_cache and v_cache absent (buf NULL) with window > 0 and kv_window
+ *      >= window: the layer keeps no encoded rows. Step 3 stores nothing
+ *      (k_aux as before), steps 4-5 read every K_j, V_j from the exact
+ *      rows (every j attended to is > p - window >= p - W), and the caller
+ *      guarantees ring_pos[j % W] == j for every j in [max(0, pos0 -
+ *      window + 1), pos0), so no decoded row is ever needed. The ring is
+ *      written as in step 5. Used for sliding-window layers
+ *      (plan_kv_layer_codes); everything else is as with a cache.
  *   q: F32 [n_tok][H*D] and k: F32 [n_tok][Hk*D] are overwritten (normed,
  *   rotated); v: F32 [n_tok][Hk*D]; q_norm, k_norm: F32 [D] or absent;
  *   rope_divs: F32 [n_rot/2] or absent; k_cache, v_cache: this layer's,
@@ -447,6 +457,8 @@ bool backend_device_supports_op(struct hearth_device *dev, enum hearth_op_kind o
 bool backend_device_supports_kv(struct hearth_device *dev, int k_type, int v_type);
 /* ATTENTION's exact window (step 5) for these kvq types (default: no). */
 bool backend_device_supports_kv_window(struct hearth_device *dev, int k_type, int v_type);
+/* supports_kv_window and an ABI >= 4 table: ATTENTION step 6 (ring-only layers). */
+bool backend_device_supports_kv_ring_only(struct hearth_device *dev, int k_type, int v_type);
 /*
  * The ring tensors of ATTENTION step 5 against the contract (kv_window > 0):
  * k_ring, v_ring F16 [>= W][>= Hk*D] with even row strides, ring_pos I32 as

@@ -606,6 +606,12 @@ uint32_t engine_seq_n_past(const struct engine *e, int seq)
     return e->fc ? forward_seq_n_past(e->fc, seq) : sched_seq_n_past(e->sched, seq);
 }
 
+bool engine_seq_can_resume(const struct engine *e, int seq, uint32_t pos)
+{
+    return e->fc ? forward_seq_can_resume(e->fc, seq, pos)
+                 : sched_seq_can_resume(e->sched, seq, pos);
+}
+
 void engine_seq_clear(struct engine *e, int seq)
 {
     if (e->fc)

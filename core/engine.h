@@ -99,6 +99,12 @@ hearth_status engine_eval_multi(struct engine *e, const int32_t *tokens, const i
 uint32_t engine_seq_n_past(const struct engine *e, int seq); /* 0 for seq out of range */
 void engine_seq_clear(struct engine *e, int seq);            /* no-op out of range */
 /*
+ * Whether sequence seq can go on from position pos after a rewind (pos <= its
+ * positions): false when its sliding-window layers keep only a ring that the
+ * rewind has outrun (docs/kv-cache.md); the caller then starts over from 0.
+ */
+bool engine_seq_can_resume(const struct engine *e, int seq, uint32_t pos);
+/*
  * What the engine allocated on its device d in [0, engine_n_devices): *name
  * ("cpu", "vulkan0"; valid until engine_destroy), *bytes (the scheduler's
  * allocation there, weights mapped from the file not counted; on the CPU path

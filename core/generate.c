@@ -203,6 +203,8 @@ static hearth_status prefill(struct gen_session *s, const int32_t *prompt, size_
         lim = engine_n_past(s->fc);
     while (keep < lim && s->cached[keep] == prompt[keep])
         keep++;
+    if (keep > 0 && !engine_seq_can_resume(s->fc, 0, (uint32_t)keep))
+        keep = 0; /* the sliding-window rings no longer hold what position keep needs */
     s->n_cached = keep; /* the next eval's pos0 rewinds the cache to here */
     stats->n_prompt_eval = n_prompt - keep;
 

@@ -44,6 +44,18 @@ hearth_status kv_cache_create(const struct kv_cache_params *p, struct kv_cache *
     if (!c->k || !c->v)
         goto fail;
     for (uint32_t il = 0; il < p->n_layer; il++) {
+        if (p->layer_codes && !p->layer_codes[il]) {
+            /* the ring must hold the layer's window, or every position there is */
+            const uint32_t need = p->ring_swa < p->n_ctx ? p->ring_swa : p->n_ctx;
+            if (!p->layer_window || p->exact_window == 0 || p->ring_swa == 0 ||
+                p->layer_window[il] < need) {
+                kv_cache_destroy(c);
+                return err_set(HEARTH_ERR_INVALID_ARG,
+                               "kv_cache: layer %u without codes needs a ring of at least its "
+                               "window (%u)", il, p->ring_swa);
+            }
+            continue;
+        }
         c->k[il] = calloc(p->n_ctx, k_row);
         c->v[il] = calloc(p->n_ctx, v_row);
         if (!c->k[il] || !c->v[il])
@@ -122,9 +134,10 @@ void kv_cache_destroy(struct kv_cache *c)
 
 size_t kv_cache_bytes(const struct kv_cache *c)
 {
-    size_t slots = 0;
-    for (uint32_t il = 0; c->xw_layer && il < c->n_layer; il++)
-        slots += c->xw_layer[il];
-    return (size_t)c->n_layer * c->n_ctx * (c->k_row + c->v_row) +
-           slots * 2 * c->kv_dim * sizeof(uint16_t);
+    size_t slots = 0, rows = 0;
+    for (uint32_t il = 0; il < c->n_layer; il++) {
+        slots += c->xw_layer ? c->xw_layer[il] : 0;
+        rows += c->k[il] ? c->n_ctx : 0;
+    }
+    return rows * (c->k_row + c->v_row) + slots * 2 * c->kv_dim * sizeof(uint16_t);
 }

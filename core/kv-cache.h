@@ -46,7 +46,46 @@ struct kv_cache_params {
     uint32_t exact_window; /* W: f16 copies of the last W positions (0: none) */
     /* NULL: every layer keeps min(W, n_ctx); else [n_layer] each layer's own (<= n_ctx) */
     const uint32_t *layer_window;
+    /*
+     * NULL: every layer keeps encoded rows; else [n_layer], false for a
+     * ring-only layer (plan_kv_layer_codes: k[il] = v[il] = NULL, its ring
+     * is all it reads; the caller keeps to kv_ring_track's rule); ring_swa
+     * is then those layers' attention window, checked against their rings
+     */
+    const bool *layer_codes;
+    uint32_t ring_swa;
 };
+
+/*
+ * What a sequence's ring-only layers still hold: every position of [lo,
+ * n_used) is in their rings of `slots` slots (slots 0: there are none and
+ * every evaluation may go on). A batch at pos0 > 0 attends back to pos0 -
+ * swa + 1, so it may run only when that is >= lo; writing [pos0, pos0 + n)
+ * leaves [max(lo, pos0 + n - slots), pos0 + n) (a batch from 0 starts over).
+ * A rewind further back than the slack (slots - swa) therefore has to start
+ * from position 0 again, as llama.cpp's sliding-window cache does.
+ */
+struct kv_ring_track {
+    uint32_t swa, slots, lo;
+};
+
+static inline bool kv_ring_can_eval(const struct kv_ring_track *t, uint32_t pos0)
+{
+    if (t->slots == 0 || pos0 == 0)
+        return true;
+    return (pos0 + 1 > t->swa ? pos0 + 1 - t->swa : 0) >= t->lo;
+}
+
+static inline void kv_ring_advance(struct kv_ring_track *t, uint32_t pos0, uint32_t n)
+{
+    if (t->slots == 0)
+        return;
+    if (pos0 == 0)
+        t->lo = 0;
+    const uint32_t end = pos0 + n;
+    if (end > t->slots && end - t->slots > t->lo)
+        t->lo = end - t->slots;
+}
 
 struct kv_cache {
     uint32_t n_layer;
@@ -57,8 +96,8 @@ struct kv_cache {
     enum kvq_type k_type, v_type;
     size_t k_row;       /* bytes of one K row: n_head_kv * kvq_head_bytes(k_type, head_dim) */
     size_t v_row;       /* bytes of one V row */
-    uint8_t **k;        /* [n_layer] -> [n_ctx][k_row] bytes */
-    uint8_t **v;        /* [n_layer] -> [n_ctx][v_row] bytes */
+    uint8_t **k;        /* [n_layer] -> [n_ctx][k_row] bytes; NULL for a ring-only layer */
+    uint8_t **v;        /* [n_layer] -> [n_ctx][v_row] bytes; NULL for a ring-only layer */
     struct kvq_rot *rot; /* [n_layer] when k_type or v_type is rotated, else NULL */
     /*
      * [n_layer][2][kv_dim] floats when k_type is not f16, else NULL; KV head
@@ -97,8 +136,8 @@ struct kv_cache {
 hearth_status kv_cache_create(const struct kv_cache_params *p, struct kv_cache **out);
 void kv_cache_destroy(struct kv_cache *c);
 /*
- * Bytes held by K and V together at full context: n_layer · n_ctx · (k_row +
- * v_row), plus the exact window's Σ W_il · 2 · kv_dim halves.
+ * Bytes held by K and V together at full context: n_ctx · (k_row + v_row)
+ * per layer with codes, plus the exact window's Σ W_il · 2 · kv_dim halves.
  */
 size_t kv_cache_bytes(const struct kv_cache *c);
 

@@ -8,8 +8,9 @@
  * (kv-quant.h: f16 by default, q8_0/q4_0 blocks, rot4/rot3 codes), each
  * rounded to PLAN_ALIGN.
  * Sliding-window layers keep full rows, as core/kv-cache.c does today; with
- * an exact window their ring covers their whole attention window
- * (plan_kv_layer_window), so every row they read is exact.
+ * an exact window their ring covers their whole attention window and a
+ * slack (plan_kv_layer_window), and they keep no encoded rows at all
+ * (plan_kv_layer_codes): every row they read is in the ring.
  *
  * Scratch is the scheduler's packed activation buffer: one micro-batch of
  * activations (residual, norm, attention in and out, q/k/v, gate/up), the
@@ -53,7 +54,8 @@ uint64_t plan_kv_layer_bytes(const struct arch_info *a, const struct plan_opts *
 {
     const uint32_t swa = arch_layer_swa(a, il) ? a->sliding_window : 0;
     uint64_t n_seq = o->n_parallel ? o->n_parallel : 1;
-    uint64_t rows = (uint64_t)o->n_ctx * n_seq;
+    /* a ring-only layer keeps no encoded rows: its ring is all it reads */
+    uint64_t rows = plan_kv_layer_codes(o, swa) ? (uint64_t)o->n_ctx * n_seq : 0;
     return plan_kv_buffer_bytes(plan_kv_row_bytes(o->kv_type_k, a->n_head_kv, a->head_dim_k),
                                 rows) +
            plan_kv_buffer_bytes(plan_kv_row_bytes(o->kv_type_v, a->n_head_kv, a->head_dim_v),
@@ -66,8 +68,13 @@ uint32_t plan_kv_layer_window(const struct plan_opts *o, uint32_t swa)
 {
     if (o->kv_window == 0 || (o->kv_type_k == KVQ_F16 && o->kv_type_v == KVQ_F16))
         return 0;
-    const uint32_t w = swa > 0 ? swa : o->kv_window;
-    return w < o->n_ctx ? w : o->n_ctx;
+    const uint64_t w = swa > 0 ? (uint64_t)swa + PLAN_SWA_SLACK : o->kv_window;
+    return w < o->n_ctx ? (uint32_t)w : o->n_ctx;
+}
+
+bool plan_kv_layer_codes(const struct plan_opts *o, uint32_t swa)
+{
+    return swa == 0 || plan_kv_layer_window(o, swa) == 0;
 }
 
 uint64_t plan_kv_window_bytes(const struct plan_opts *o, uint32_t swa, uint32_t n_head_kv,

@@ -282,17 +282,30 @@ uint64_t plan_kv_buffer_bytes(uint64_t row, uint64_t rows);
  */
 uint64_t plan_kv_aux_bytes(int k_type, uint32_t n_head_kv, uint32_t head_dim);
 /*
+ * Positions a sliding-window layer's ring keeps beyond its window, so that a
+ * rewind of up to this many positions (chat re-tokenizing the end of a
+ * reply, a stop string) finds every row it needs; a longer rewind restarts
+ * the sequence from 0 (kv_ring_can_eval, core/kv-cache.h).
+ */
+#define PLAN_SWA_SLACK 64u
+/*
  * The exact window W_l of one layer (positions kept as f16 rows beside the
  * codes; core/kv-cache.h), the rule every path uses: 0 without a window
  * (kv_window 0) or for an f16/f16 cache, where it is unused; for a global
  * layer (swa 0) min(kv_window, n_ctx); for a sliding-window layer (swa > 0,
- * the positions it attends to) min(swa, n_ctx) whatever kv_window is, so
- * every row it reads is exact and none is kept that it cannot read. Why:
- * gemma3's local layers carried most of a compressed cache's error with a
- * 128-row window (docs/kv-cache.md), and their whole window costs
- * 16 · swa / n_ctx bits per value, 0.25 at 32k for swa = 512.
+ * the positions it attends to) min(swa + PLAN_SWA_SLACK, n_ctx) whatever
+ * kv_window is, so every row it reads is exact. Why: gemma3's local layers
+ * carried most of a compressed cache's error with a 128-row window
+ * (docs/kv-cache.md), and their ring costs 16 · (swa + slack) / n_ctx bits
+ * per value, 0.28 at 32k for swa = 512.
  */
 uint32_t plan_kv_layer_window(const struct plan_opts *o, uint32_t swa);
+/*
+ * Whether the layer keeps encoded rows: false for a ring-only layer, a
+ * sliding-window layer with a window (backend.h ATTENTION step 6), whose
+ * ring holds every row it can read.
+ */
+bool plan_kv_layer_codes(const struct plan_opts *o, uint32_t swa);
 /*
  * The exact window's buffer of one layer and sequence: f16 K and V rows of
  * W_l = plan_kv_layer_window(o, swa) positions and an int32 tag per slot,

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "err.h"
+#include "kv-cache.h"
 #include "kv-quant.h"
 #include "plan.h"
 #include "sched-internal.h"
@@ -129,7 +130,10 @@ static hearth_status run_attn(struct sched *s, int d, uint32_t il, int n,
         at->v_type = s->kv_type_v;
         at->layer = il;
         at->kv_seed = s->kv_seed;
-        at->window = ly->is_swa ? hp->sliding_window : 0;
+        /* a window past the context changes nothing; capped, a ring-only layer's
+           ring (at most n_ctx) still covers it as step 6 asks */
+        at->window = ly->is_swa ? (hp->sliding_window < s->n_ctx ? hp->sliding_window : s->n_ctx)
+                                : 0;
         if (sl->kv_window > 0) {
             const size_t ro = (size_t)ru->seq * sl->ring_seq_stride;
             at->kv_window = sl->kv_window;
@@ -311,6 +315,8 @@ hearth_status sched_eval(struct sched *s, const int32_t *tokens, int n_tokens, i
             return err_set(HEARTH_ERR_INVALID_ARG,
                            "sched_eval: token %d (at index %d) out of range [0, %u)", tokens[t],
                            t, hp->n_vocab);
+    if (!kv_ring_can_eval(&s->seq_ring[0], (uint32_t)pos0))
+        return seq_batch_ring_lost("sched_eval", 0, &s->seq_ring[0], (uint32_t)pos0);
     s->seq_used[0] = (uint32_t)pos0;
     for (int t0 = 0; t0 < n_tokens; t0 += s->n_batch) {
         int n = n_tokens - t0 < s->n_batch ? n_tokens - t0 : s->n_batch;
@@ -327,6 +333,7 @@ hearth_status sched_eval(struct sched *s, const int32_t *tokens, int n_tokens, i
         if (st != HEARTH_OK)
             return st;
         s->seq_used[0] = (uint32_t)(pos0 + t0 + n);
+        kv_ring_advance(&s->seq_ring[0], (uint32_t)(pos0 + t0), (uint32_t)n);
     }
     return HEARTH_OK;
 }
@@ -343,7 +350,10 @@ static hearth_status check_multi(struct sched *s, const int32_t *tokens, const i
         s->seq_next[q] = s->seq_used[q];
     const struct seq_batch_limits lim = {"sched_eval_multi", s->n_seq, s->m->hp.n_vocab,
                                          s->n_ctx};
-    return seq_batch_check(&lim, tokens, seq, pos, n, s->seq_next, s->seq_last);
+    hearth_status st = seq_batch_check(&lim, tokens, seq, pos, n, s->seq_next, s->seq_last);
+    if (st != HEARTH_OK)
+        return st;
+    return seq_batch_ring_check(lim.who, s->seq_ring, s->n_seq, seq, pos, n);
 }
 
 hearth_status sched_eval_multi(struct sched *s, const int32_t *tokens, const int32_t *seq,
@@ -378,6 +388,7 @@ hearth_status sched_eval_multi(struct sched *s, const int32_t *tokens, const int
         if (lg)
             lg += (size_t)n_out * n_vocab;
     }
+    seq_batch_ring_advance(s->seq_ring, s->n_seq, seq, pos, n_tokens, s->seq_next);
     for (int q = 0; q < s->n_seq; q++)
         s->seq_used[q] = s->seq_next[q];
     return HEARTH_OK;

@@ -31,6 +31,8 @@ struct sdev {
     bool used;
 };
 
+struct kv_ring_track;
+
 struct slayer {
     struct hearth_tensor attn_norm, wq, wk, wv, wo, bq, bk, bv, bo, q_norm, k_norm,
         post_attn_norm, ffn_norm, gate, up, down, post_ffn_norm, k_cache, v_cache;
@@ -47,6 +49,7 @@ struct slayer {
      * (k ring, v ring, tags), sequence q's at q * ring_seq_stride.
      */
     uint32_t kv_window;
+    bool ring_only; /* no k_cache/v_cache rows (plan_kv_layer_codes; ATTENTION step 6) */
     struct hearth_tensor k_ring, v_ring, ring_pos;
     size_t ring_seq_stride; /* bytes */
 };
@@ -94,6 +97,7 @@ struct sched {
     uint32_t n_ctx;
     int n_seq;
     uint32_t *seq_used;  /* [n_seq] positions each sequence's cache holds */
+    struct kv_ring_track *seq_ring; /* [n_seq] what the ring-only layers hold (slots 0: none) */
     uint32_t *seq_next;  /* [n_seq] validation scratch: where each sequence ends */
     int32_t *seq_last;   /* [n_seq] validation scratch: its last token in the call */
     struct sched_run *runs; /* [n_batch] attention runs of the current batch */

@@ -45,6 +45,7 @@
 #include <string.h>
 
 #include "err.h"
+#include "kv-cache.h"
 #include "kv-quant.h"
 #include "plan.h"
 #include "sched-internal.h"
@@ -447,22 +448,41 @@ static hearth_status load_all(struct sched *s, struct loader *L)
          * One K and one V buffer of n_seq * n_ctx rows (sequence q at rows
          * [q n_ctx, (q+1) n_ctx)) and n_seq aux blocks in one buffer: the
          * plan's plan_kv_layer_bytes for n_parallel = n_seq, byte for byte.
+         * A ring-only layer has neither buffer: its ring is all it reads.
          */
-        const uint64_t ctx_rows = (uint64_t)s->n_ctx * (uint64_t)s->n_seq;
+        sl->ring_only = !plan_kv_layer_codes(&wo, layer_swa(s, il));
+        if (sl->ring_only && !backend_device_supports_kv_ring_only(s->dev[d].dev, kt, vt)) {
+            struct hearth_device_props pr;
+            backend_device_props(s->dev[d].dev, &pr);
+            return err_set(HEARTH_ERR_UNSUPPORTED,
+                           "sched: %s cannot run layer %u from its ring alone (ATTENTION step "
+                           "6, backend ABI 4): a sliding-window layer under --kv-window needs it",
+                           pr.name, il);
+        }
+        if (sl->ring_only) {
+            if ((st = alloc_ring(s, d, il)) != HEARTH_OK)
+                return st;
+            for (int q = 0; q < s->n_seq; q++)
+                s->seq_ring[q] = (struct kv_ring_track){.swa = hp->sliding_window,
+                                                        .slots = sl->kv_window};
+        }
+        const uint64_t ctx_rows = sl->ring_only ? 0 : (uint64_t)s->n_ctx * (uint64_t)s->n_seq;
         const size_t kbytes = (size_t)plan_kv_buffer_bytes(k_row, ctx_rows);
         const size_t vbytes = (size_t)plan_kv_buffer_bytes(v_row, ctx_rows);
         snprintf(name, sizeof name, "KV cache K (%s) of layer %u", kvq_type_name(kt), il);
-        if ((st = sched__alloc_on(s, d, bt, kbytes, name, &kb)) != HEARTH_OK ||
-            (st = track(s, kb)) != HEARTH_OK)
+        if (!sl->ring_only &&
+            ((st = sched__alloc_on(s, d, bt, kbytes, name, &kb)) != HEARTH_OK ||
+             (st = track(s, kb)) != HEARTH_OK))
             return st;
         snprintf(name, sizeof name, "KV cache V (%s) of layer %u", kvq_type_name(vt), il);
-        if ((st = sched__alloc_on(s, d, bt, vbytes, name, &vb)) != HEARTH_OK ||
-            (st = track(s, vb)) != HEARTH_OK)
+        if (!sl->ring_only &&
+            ((st = sched__alloc_on(s, d, bt, vbytes, name, &vb)) != HEARTH_OK ||
+             (st = track(s, vb)) != HEARTH_OK))
             return st;
-        if ((st = alloc_ring(s, d, il)) != HEARTH_OK)
+        if (!sl->ring_only && (st = alloc_ring(s, d, il)) != HEARTH_OK)
             return st;
-        sl->k_seq_stride = (size_t)k_row * s->n_ctx;
-        sl->v_seq_stride = (size_t)v_row * s->n_ctx;
+        sl->k_seq_stride = sl->ring_only ? 0 : (size_t)k_row * s->n_ctx;
+        sl->v_seq_stride = sl->ring_only ? 0 : (size_t)v_row * s->n_ctx;
         s->kv_bytes += kbytes + vbytes;
         if (kt != KVQ_F16) {
             struct hearth_buffer *ab = NULL;
@@ -477,6 +497,8 @@ static hearth_status load_all(struct sched *s, struct loader *L)
             s->kv_bytes += aux * (size_t)s->n_seq;
         }
         /* f16 rows are halves; the compressed types' rows are bytes (backend.h ATTENTION) */
+        if (sl->ring_only)
+            continue; /* k_cache and v_cache stay absent */
         if (kt == KVQ_F16)
             backend_tensor_2d(&sl->k_cache, kb, 0, HEARTH_DTYPE_F16,
                               (int64_t)hp->n_head_kv * hp->head_dim, s->n_ctx);
@@ -580,6 +602,7 @@ hearth_status sched_create(const struct model *m, const struct sched_params *par
     s->n_seq = p.n_seq;
     s->layers = calloc(hp->n_layer, sizeof *s->layers);
     s->seq_used = calloc((size_t)s->n_seq, sizeof *s->seq_used);
+    s->seq_ring = calloc((size_t)s->n_seq, sizeof *s->seq_ring);
     s->seq_next = calloc((size_t)s->n_seq, sizeof *s->seq_next);
     s->seq_last = calloc((size_t)s->n_seq, sizeof *s->seq_last);
     s->runs = calloc((size_t)s->n_batch, sizeof *s->runs);
@@ -595,7 +618,7 @@ hearth_status sched_create(const struct model *m, const struct sched_params *par
     s->ring_reset = malloc(w_max * sizeof *s->ring_reset);
     for (uint32_t i = 0; s->ring_reset && i < w_max; i++)
         s->ring_reset[i] = -1;
-    if (!s->layers || !s->seq_used || !s->seq_next || !s->seq_last || !s->runs || !s->want ||
+    if (!s->layers || !s->seq_used || !s->seq_ring || !s->seq_next || !s->seq_last || !s->runs || !s->want ||
         !s->ops || !s->ring_reset)
         st = err_set(HEARTH_ERR_NO_MEMORY, "sched: out of memory for %u layers, %d sequences",
                      hp->n_layer, s->n_seq);
@@ -628,6 +651,7 @@ void sched_destroy(struct sched *s)
     free(s->bufs);
     free(s->layers);
     free(s->seq_used);
+    free(s->seq_ring);
     free(s->seq_next);
     free(s->seq_last);
     free(s->runs);
@@ -683,6 +707,12 @@ int sched_n_seq(const struct sched *s)
     return s->n_seq;
 }
 
+bool sched_seq_can_resume(const struct sched *s, int seq, uint32_t pos)
+{
+    return seq >= 0 && seq < s->n_seq && pos <= s->seq_used[seq] &&
+           kv_ring_can_eval(&s->seq_ring[seq], pos);
+}
+
 uint32_t sched_seq_n_past(const struct sched *s, int seq)
 {
     return seq >= 0 && seq < s->n_seq ? s->seq_used[seq] : 0;
@@ -693,6 +723,7 @@ void sched_seq_clear(struct sched *s, int seq)
     if (seq < 0 || seq >= s->n_seq)
         return;
     s->seq_used[seq] = 0;
+    s->seq_ring[seq].lo = 0;
     if (s->kv_window == 0)
         return;
     /*

@@ -119,6 +119,12 @@ hearth_status sched_eval_multi(struct sched *s, const int32_t *tokens, const int
                                const bool *want_logits);
 int sched_n_seq(const struct sched *s);
 /* Positions held by sequence seq (0 for a seq out of range). */
+/*
+ * Whether sequence seq can go on from position pos (<= its positions): false
+ * when pos > 0 and its sliding-window layers keep only a ring (ATTENTION step
+ * 6) that a rewind to pos has outrun; evaluate again from 0 then.
+ */
+bool sched_seq_can_resume(const struct sched *s, int seq, uint32_t pos);
 uint32_t sched_seq_n_past(const struct sched *s, int seq);
 /* Empties sequence seq's cache and its exact-window tags (no-op out of range). */
 void sched_seq_clear(struct sched *s, int seq);

@@ -2,6 +2,7 @@
 #include "seq-batch.h"
 
 #include "err.h"
+#include "kv-cache.h"
 
 hearth_status seq_batch_check(const struct seq_batch_limits *lim, const int32_t *tokens,
                               const int32_t *seq, const int32_t *pos, int n, uint32_t *next,
@@ -41,4 +42,44 @@ hearth_status seq_batch_check(const struct seq_batch_limits *lim, const int32_t 
         next[q] = (uint32_t)pos[t] + 1;
     }
     return HEARTH_OK;
+}
+
+/* Index of sequence q's first token in the batch, or n. */
+static int first_of(const int32_t *seq, int n, int q)
+{
+    int i = 0;
+    while (i < n && seq[i] != q)
+        i++;
+    return i;
+}
+
+hearth_status seq_batch_ring_lost(const char *who, int q, const struct kv_ring_track *r,
+                                  uint32_t pos0)
+{
+    return err_set(HEARTH_ERR_INVALID_ARG,
+                   "%s: sequence %d at position %u needs positions from %u on in the "
+                   "sliding-window layers' rings, which hold only %u on (a rewind of more than "
+                   "their %u spare positions); evaluate again from position 0",
+                   who, q, pos0, pos0 + 1 - r->swa, r->lo, r->slots - r->swa);
+}
+
+hearth_status seq_batch_ring_check(const char *who, const struct kv_ring_track *rings, int n_seq,
+                                   const int32_t *seq, const int32_t *pos, int n)
+{
+    for (int q = 0; q < n_seq; q++) {
+        int i = first_of(seq, n, q);
+        if (i < n && !kv_ring_can_eval(&rings[q], (uint32_t)pos[i]))
+            return seq_batch_ring_lost(who, q, &rings[q], (uint32_t)pos[i]);
+    }
+    return HEARTH_OK;
+}
+
+void seq_batch_ring_advance(struct kv_ring_track *rings, int n_seq, const int32_t *seq,
+                            const int32_t *pos, int n, const uint32_t *next)
+{
+    for (int q = 0; q < n_seq; q++) {
+        int i = first_of(seq, n, q);
+        if (i < n) /* its rows ran from pos[i] to next[q] - 1 */
+            kv_ring_advance(&rings[q], (uint32_t)pos[i], next[q] - (uint32_t)pos[i]);
+    }
 }

@@ -32,4 +32,20 @@ hearth_status seq_batch_check(const struct seq_batch_limits *lim, const int32_t 
                               const int32_t *seq, const int32_t *pos, int n, uint32_t *next,
                               int32_t *last);
 
+struct kv_ring_track;
+/*
+ * The sliding-window rings' rule (kv-cache.h kv_ring_track) for a batch that
+ * passed seq_batch_check: INVALID_ARG when a sequence's first position in it
+ * needs rows its ring-only layers no longer hold (the message says to start
+ * again from position 0). rings: [n_seq], one per sequence.
+ */
+hearth_status seq_batch_ring_check(const char *who, const struct kv_ring_track *rings, int n_seq,
+                                   const int32_t *seq, const int32_t *pos, int n);
+/* After the batch ran: each sequence's ring advanced over its rows [first, next[q]). */
+void seq_batch_ring_advance(struct kv_ring_track *rings, int n_seq, const int32_t *seq,
+                            const int32_t *pos, int n, const uint32_t *next);
+/* The error of seq_batch_ring_check for sequence q at pos0 (forward_eval / sched_eval too). */
+hearth_status seq_batch_ring_lost(const char *who, int q, const struct kv_ring_track *r,
+                                  uint32_t pos0);
+
 #endif

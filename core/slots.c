@@ -380,6 +380,8 @@ static void admit(struct slots *s)
             if (s->slot[i].req)
                 continue;
             size_t k = slot_lcp(&s->slot[i], r);
+            if (k > 0 && !engine_seq_can_resume(s->eng, i, (uint32_t)k))
+                k = 0; /* its sliding-window rings no longer reach back to k */
             if (best < 0 || k > best_k ||
                 (k == best_k && s->slot[i].last_used < s->slot[best].last_used)) {
                 best = i;

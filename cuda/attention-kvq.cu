@@ -40,6 +40,11 @@
  * holds j, else decodes; kq_ring_kernel then writes the batch's last
  * min(W, n_tok) rows into the ring. The ring is written last because a batch
  * longer than one token overwrites slots its earlier tokens still read.
+ * Ring-only layer (core/backend.h ATTENTION step 6: no caches, window > 0,
+ * kv_window >= window): kq_setup checks the preconditions, the store kernel
+ * is not launched, and the attention kernel stages no cache rows: every
+ * position in [lo, p] is then > p - W, so it reads the batch's rows or a ring
+ * slot the caller keeps tagged, never a decoded row.
  * Not yet (performance, not results): a sequence split for long-context
  * decode (attention.cu's flash-decoding), per-type template kernels instead
  * of the per-element type switch, one K/V tile shared by a GQA group.
@@ -482,12 +487,13 @@ static __global__ void __launch_bounds__(KQ_THREADS) kq_attn_kernel(const kq_par
     for (int64_t jt = lo; jt <= pp; jt += KQ_TILE) {
         const int nv = (int)min((int64_t)KQ_TILE, pp - jt + 1);
         __syncthreads(); /* the previous tile is consumed (and qs, l4, l3 written) */
-        for (int i = threadIdx.x; i < nv * kw; i += blockDim.x) {
+        /* a ring-only layer (no caches) never needs a decoded row: nothing to stage */
+        for (int i = threadIdx.x; p.kc && i < nv * kw; i += blockDim.x) {
             const int jj = i / kw, w = i % kw;
             const uint8_t *r = p.kc + (size_t)(jt + jj) * p.k_stride + (size_t)hk * p.kb;
             ks[i] = ((const uint16_t *)r)[w];
         }
-        for (int i = threadIdx.x; i < nv * vw; i += blockDim.x) {
+        for (int i = threadIdx.x; p.vc && i < nv * vw; i += blockDim.x) {
             const int jj = i / vw, w = i % vw;
             const uint8_t *r = p.vc + (size_t)(jt + jj) * p.v_stride + (size_t)hk * p.vb;
             vs[i] = ((const uint16_t *)r)[w];
@@ -668,10 +674,22 @@ static hearth_status kq_setup(const struct cuda_kvq_args *a, const char *who, kq
                        kvq_type_name((enum kvq_type)a->k_type), kv, (long long)a->aux_stride);
     p->kb = (int)kvq_head_bytes((enum kvq_type)a->k_type, a->head_dim);
     p->vb = (int)kvq_head_bytes((enum kvq_type)a->v_type, a->head_dim);
+    /* step 6: no caches only where the exact window covers the sliding one */
+    const bool ring_only = !a->d_k_cache;
+    if (ring_only && (a->d_v_cache || a->window == 0 || a->kv_window < a->window ||
+                      (a->k_type == KVQ_F16 && a->v_type == KVQ_F16)))
+        return err_set(HEARTH_ERR_INVALID_ARG,
+                       "%s: caches absent (ring-only layer, backend.h step 6) need v_cache "
+                       "absent too (%s), window > 0 and kv_window >= window (got %u, %u) and a "
+                       "compressed pair (K %s / V %s)", who, a->d_v_cache ? "present" : "absent",
+                       a->window, a->kv_window, kvq_type_name((enum kvq_type)a->k_type),
+                       kvq_type_name((enum kvq_type)a->v_type));
     /* the attention kernel stages cache rows as u16 words */
-    if (a->k_row_stride % 2 || a->v_row_stride % 2 || (uintptr_t)a->d_k_cache % 2 ||
-        (uintptr_t)a->d_v_cache % 2 || a->k_row_stride < (size_t)a->n_head_kv * p->kb ||
-        a->v_row_stride < (size_t)a->n_head_kv * p->vb)
+    if (!ring_only &&
+        (a->k_row_stride % 2 || a->v_row_stride % 2 || (uintptr_t)a->d_k_cache % 2 ||
+         !a->d_v_cache || (uintptr_t)a->d_v_cache % 2 ||
+         a->k_row_stride < (size_t)a->n_head_kv * p->kb ||
+         a->v_row_stride < (size_t)a->n_head_kv * p->vb))
         return err_set(HEARTH_ERR_INVALID_ARG,
                        "%s: cache rows of %zu / %zu bytes (even, >= %d x %d / %d bytes) at "
                        "even addresses expected", who, a->k_row_stride, a->v_row_stride,
@@ -751,8 +769,9 @@ extern "C" hearth_status cuda_kvq_store(const struct cuda_kvq_args *a, void *str
                            CUDA_STREAM(stream)>>>(a->d_k, a->d_k_aux, a->aux_stride, a->d_pos,
                                                   a->n_tok, kv);
     }
-    kq_store_kernel<<<dim3((unsigned)a->n_tok, (unsigned)a->n_head_kv, 2), KQ_THREADS, 0,
-                      CUDA_STREAM(stream)>>>(p);
+    if (a->d_k_cache) /* a ring-only layer (step 6) stores no codes */
+        kq_store_kernel<<<dim3((unsigned)a->n_tok, (unsigned)a->n_head_kv, 2), KQ_THREADS, 0,
+                          CUDA_STREAM(stream)>>>(p);
     if (a->kv_window > 0)
         kq_exact_kernel<<<dim3((unsigned)a->n_tok, (unsigned)a->n_head_kv, 2), KQ_THREADS, 0,
                           CUDA_STREAM(stream)>>>(p);

@@ -25,6 +25,9 @@
  * device; the device context keeps them uploaded, keyed by (seed, layer,
  * head_dim), so each layer's are computed (kvq_rot_init) and copied once,
  * under a mutex because streams of one device may run on several threads.
+ * A ring-only layer (ATTENTION step 6: both caches absent) is checked in
+ * attn_kvq and passed on with NULL cache pointers, which attention-kvq.cu
+ * takes as "store nothing, stage nothing".
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -369,9 +372,17 @@ static hearth_status attn_kvq(struct cu_stream *cs, const struct hearth_op_atten
                        "kv types 0..%d, head_dim a multiple of 32 up to 256)",
                        kvq_type_name((enum kvq_type)kt), kvq_type_name((enum kvq_type)vt), D,
                        KVQ_TYPE_COUNT - 1);
+    /* step 6 (ring-only layer): no caches, only where the exact window covers the sliding one */
+    const bool ring_only = !a->k_cache.buf;
+    if (ring_only && (a->v_cache.buf || a->window == 0 || a->kv_window < a->window))
+        return err_set(HEARTH_ERR_INVALID_ARG,
+                       "cuda: attention: k_cache absent (ring-only layer, backend.h step 6) "
+                       "needs v_cache absent too (%s), window > 0 and kv_window >= window (got "
+                       "window %u, kv_window %u)", a->v_cache.buf ? "present" : "absent",
+                       a->window, a->kv_window);
     const struct hearth_tensor *c[2] = {&a->k_cache, &a->v_cache};
     const int ty[2] = {kt, vt};
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 2 && !ring_only; i++) {
         size_t need = (size_t)Hk * kvq_head_bytes((enum kvq_type)ty[i], D);
         hearth_dtype want = ty[i] == KVQ_F16 ? HEARTH_DTYPE_F16 : HEARTH_DTYPE_I8;
         size_t have = c[i]->type == HEARTH_DTYPE_F16 ? (size_t)c[i]->ne0 * 2u : (size_t)c[i]->ne0;
@@ -426,6 +437,9 @@ static hearth_status op_attention(struct cu_stream *cs, const struct hearth_op_a
         return err_set(HEARTH_ERR_UNSUPPORTED, "cuda: attention needs packed q/k/v/out rows");
     if (a->k_type != KVQ_F16 || a->v_type != KVQ_F16)
         return attn_kvq(cs, a, n);
+    if (!a->k_cache.buf || !a->v_cache.buf)
+        return err_set(HEARTH_ERR_INVALID_ARG, "cuda: attention: an f16/f16 layer needs both "
+                       "caches (ring-only layers, backend.h step 6, are compressed pairs)");
     if (a->k_cache.row_stride != a->v_cache.row_stride || a->k_cache.row_stride % 2)
         return err_set(HEARTH_ERR_UNSUPPORTED, "cuda: attention needs equal K/V cache strides");
     if ((st = attn_prepare(cs, a, n)) != HEARTH_OK)

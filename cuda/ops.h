@@ -252,7 +252,8 @@ struct cuda_kvq_args {
     float *d_k;           /* F32 [n_tok][n_head_kv * head_dim], normed and rotated; centred in
                              place by cuda_kvq_store when k_type != f16 */
     const float *d_v;     /* F32 [n_tok][n_head_kv * head_dim] */
-    void *d_k_cache;      /* [n_ctx] rows of k_row_stride bytes, this layer's */
+    void *d_k_cache;      /* [n_ctx] rows of k_row_stride bytes, this layer's; NULL (with
+                             d_v_cache): a ring-only layer, see cuda_kvq_attention */
     void *d_v_cache;      /* [n_ctx] rows of v_row_stride bytes */
     size_t k_row_stride, v_row_stride;
     float *d_out;         /* F32 [n_tok][n_head * head_dim] */
@@ -319,6 +320,11 @@ hearth_status cuda_kvq_store(const struct cuda_kvq_args *a, void *stream);
  * slot j % W when d_ring_pos says it holds j (else the decoded row); K_0
  * stays the sink. Afterwards the batch's last min(W, n_tok) rows enter the
  * ring with their tags.
+ * Ring-only layer (backend.h step 6): d_k_cache and d_v_cache NULL, window >
+ * 0, kv_window >= window, not f16/f16 (else INVALID_ARG, from both
+ * functions): cuda_kvq_store encodes nothing (centring and d_xs as before),
+ * cuda_kvq_attention reads no cache row; the caller keeps d_ring_pos[j % W]
+ * == j for every j in [max(0, pos0 - window + 1), pos0).
  */
 hearth_status cuda_kvq_attention(const struct cuda_kvq_args *a, void *stream);
 

@@ -27,7 +27,8 @@
  *  - an exact KV window (--kv-window) with compressed caches (rot4, q8_0), one
  *    and three sequences: the rings (plan_kv_window_bytes per layer and
  *    sequence) are allocated as planned on both devices, exactly; on Gemma 3
- *    the local layers' rings are their 512-position window, as planned.
+ *    the local layers' rings are their 512-position window and slack, and
+ *    they have no K/V rows, as planned.
  *  - the bandwidth cache: store, replace, look up; measured figures reach the
  *    plan as "measured"; a malformed or unreadable file is ignored with a
  *    note that reaches the plan's reasons; a CPU device measures > 0.
@@ -250,9 +251,10 @@ TEST(window_allocates_the_plan)
         check_load(m, devs, "cpu-b", PLAN_DEV_CPU, 4ull << 30, 10, kvs[k], 128, true, false);
     }
     /*
-     * Gemma 3: a local layer's ring is its whole 512-position window
-     * (plan_kv_layer_window), a global layer's the 32 asked for; layers 0-9
-     * (one global, layer 5) on cpu-b, the rest on the host.
+     * Gemma 3: a local layer's ring is its whole 512-position window and
+     * the slack (plan_kv_layer_window) and it keeps no K/V rows, a global
+     * layer's ring the 32 asked for; layers 0-9 (one global, layer 5) on
+     * cpu-b, the rest on the host.
      */
     struct model *gm = fixture_model(TEST_GEMMA3);
     if (gm) {
@@ -268,14 +270,19 @@ TEST(window_allocates_the_plan)
         o.kv_type_k = o.kv_type_v = KVQ_ROT4;
         o.kv_window = 32;
         const uint32_t gkv = gm->hp.n_head_kv, ghd = gm->hp.head_dim;
-        uint64_t want[2] = {0, 0};
+        /* each layer gains its ring; a local one loses its K and V rows (ring-only) */
+        const uint64_t row = plan_kv_row_bytes(KVQ_ROT4, gkv, ghd);
+        int64_t want[2] = {0, 0};
         for (uint32_t il = 0; il < gm->hp.n_layer; il++) {
             const uint32_t swa = gm->layers[il].is_swa ? gm->hp.sliding_window : 0;
-            want[il < 10] += plan_kv_window_bytes(&o, swa, gkv, ghd, ghd);
+            want[il < 10] += (int64_t)plan_kv_window_bytes(&o, swa, gkv, ghd, ghd);
+            CHECK_INT_EQ(plan_kv_layer_codes(&o, swa), swa == 0);
+            if (swa)
+                want[il < 10] -= 2 * (int64_t)plan_kv_buffer_bytes(row, 600);
         }
         CHECK(plan_kv_window_bytes(&o, 512, gkv, ghd, ghd) >= 512ull * gkv * ghd * 4);
-        CHECK_INT_EQ(g_planned[1] - base[1], want[1]);
-        CHECK_INT_EQ(g_planned[0] - base[0], want[0]);
+        CHECK_INT_EQ((int64_t)(g_planned[1] - base[1]), want[1]);
+        CHECK_INT_EQ((int64_t)(g_planned[0] - base[0]), want[0]);
         model_free(gm);
     }
     g_kv_window = 0;

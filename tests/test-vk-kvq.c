@@ -17,7 +17,7 @@
  *      cannot hide or excuse kernel errors): max |out - ref| <= 2e-5 max |ref|.
  *   3. when the CPU backend supports the pair (backend_device_supports_kv),
  *      out against the CPU backend's, with the per-type tolerances of
- *      cpu_tol (the two encoders may round a few codes differently).
+ *      vkq_cpu_tol (the two encoders may round a few codes differently).
  *   4. key centring (non-f16 K, core/backend.h ATTENTION step 3): the read
  *      back k is the centred key that step 1 encodes and the reference of 2
  *      scores position 0 with k_aux row 1 (the sink). A batch at pos0 > 0
@@ -28,10 +28,9 @@
  *      are checked bit for bit against cpu_kvq_key_center on the host (the
  *      shader's compensated float sum against the CPU's double sum); with
  *      RoPE, mu against the CPU backend's within 1e-5 (measured worst printed).
- *   5. the exact window (ATTENTION step 5, exact_window): sequences of
- *      batches, decode steps (the second replayed) and a rewind per pair and
- *      W, against the contract's double reference, the contract's ring bit
- *      for bit and the CPU backend's op (see win_case).
+ * supports_kv and supports_kv_window: which K/V pairs the device takes (all;
+ * the exact window for every pair but f16/f16). The exact window and
+ * ring-only layers (ATTENTION steps 5 and 6) are tests/test-vk-kvq-window.c.
  * Skips with "no Vulkan device" where there is none.
  */
 #include <math.h>
@@ -40,20 +39,12 @@
 #include <string.h>
 
 #include "test.h"
-#include "fixtures.h"
 
 #ifdef HEARTH_WITH_VULKAN
-#include "../vulkan/vk.h"
 #include "backend.h"
 #include "cpu/attn-kvq.h"
-#include "f16.h"
 #include "kv-quant.h"
-#include "kvq-ref.h"
-
-const struct hearth_backend_ops *vk_backend_ops(void);
-
-enum { H = 4, HK = 2, CTX = 80, MAX_BUFS = 64 };
-static const uint64_t SEED = 0x5eedf00dull;
+#include "vk-kvq-fixtures.h"
 
 /* Encoded vectors checked and byte-equal to kvq_encode's, per type, over a test case. */
 static int tally_vectors[KVQ_TYPE_COUNT], tally_equal[KVQ_TYPE_COUNT];
@@ -65,52 +56,6 @@ static double tally_kernel_worst;
 /* Key centring: worst |mu_vk - mu_cpu backend| (RoPE'd cases), exact cases and their mismatches. */
 static double tally_mu_worst;
 static int tally_exact_runs, tally_exact_bad;
-
-struct kenv {
-    struct hearth_device *dev[2]; /* 0: cpu, 1: vulkan */
-    struct hearth_stream *s[2];
-    struct hearth_buffer *bufs[MAX_BUFS];
-    int n_bufs;
-};
-
-static bool env_open(struct kenv *e)
-{
-    memset(e, 0, sizeof *e);
-    if (fixture_asan_slow_unwind())
-        return false;
-    vk_keep_driver_loaded();
-    const struct hearth_backend_ops *vo = vk_backend_ops();
-    if (!vo || vo->device_count() < 1)
-        return false;
-    struct cpu_backend_params p = {.n_threads = 2, .isa = 0, .name = "cpu-ref"};
-    CHECK_OK(cpu_backend_device_create(&p, &e->dev[0]));
-    CHECK_OK(vo->device_open(0, &e->dev[1]));
-    for (int i = 0; i < 2; i++)
-        if (e->dev[i])
-            CHECK_OK(backend_stream_create(e->dev[i], &e->s[i]));
-    return true;
-}
-
-static void env_free_bufs(struct kenv *e)
-{
-    for (int i = 0; i < e->n_bufs; i++)
-        backend_buffer_free(e->bufs[i]);
-    e->n_bufs = 0;
-}
-
-static void env_close(struct kenv *e)
-{
-    if (e->dev[1]) {
-        const char *msg = NULL;
-        int n = vk_backend_validation_errors(e->dev[1], &msg);
-        CHECK_MSG(n == 0, "%d validation messages, last: %s", n, msg);
-    }
-    env_free_bufs(e);
-    for (int i = 0; i < 2; i++) {
-        backend_stream_destroy(e->s[i]);
-        backend_device_destroy(e->dev[i]);
-    }
-}
 
 /* Prints and resets the tally: how many encoded vectors matched kvq_encode byte for byte. */
 static void print_tally(void)
@@ -134,54 +79,6 @@ static void print_tally(void)
     tally_cpu_runs = tally_exact_runs = tally_exact_bad = 0;
     tally_cpu_worst = tally_kernel_worst = tally_mu_worst = 0.0;
 }
-
-#define OPEN_OR_SKIP(e)                                                                   \
-    struct kenv e;                                                                        \
-    if (!env_open(&e)) {                                                                  \
-        env_close(&e);                                                                    \
-        TEST_SKIP("skipped: no Vulkan device");                                           \
-    }                                                                                     \
-    if (!e.s[0] || !e.s[1]) {                                                             \
-        env_close(&e);                                                                    \
-        return;                                                                           \
-    }
-
-/* A tensor of n_rows x ne0 of type t on device d holding host bytes (NULL: zeros). */
-static struct hearth_tensor mk(struct kenv *e, int d, hearth_dtype t, int64_t ne0, size_t row_bytes,
-                               int64_t n_rows, const void *host)
-{
-    struct hearth_tensor w;
-    memset(&w, 0, sizeof w);
-    size_t n = row_bytes * (size_t)n_rows;
-    struct hearth_buffer *b = NULL;
-    if (e->n_bufs >= MAX_BUFS) {
-        TEST_FAIL_AT("too many test buffers");
-        return w;
-    }
-    CHECK_OK(backend_buffer_alloc(backend_device_buffer_type(e->dev[d]), n, &b));
-    if (!b)
-        return w;
-    e->bufs[e->n_bufs++] = b;
-    if (host)
-        CHECK_OK(backend_buffer_set(b, 0, host, n));
-    else
-        CHECK_OK(backend_buffer_clear(b, 0));
-    w.buf = b;
-    w.type = t;
-    w.ne0 = ne0;
-    w.n_rows = n_rows;
-    w.row_stride = row_bytes;
-    return w;
-}
-
-static float *gauss(size_t n, double s)
-{
-    float *x = malloc(n * sizeof *x);
-    for (size_t i = 0; x && i < n; i++)
-        x[i] = (float)(test_rng_gauss() * s);
-    return x;
-}
-
 struct kcase {
     enum kvq_type kt, vt;
     int hd, n_tok, pos0;
@@ -269,20 +166,6 @@ static void check_encoder(const struct kcase *c, enum kvq_type t, const struct e
 }
 
 /*
- * Tolerance (of max |out|) against the CPU backend, by the coarser type of
- * the pair. Both encode the same bytes nearly always (float RoPE and sums
- * differ by ~1e-6), so these bound what a tipped code may move: one block
- * step of a position's value (q8_0 1/127, q4_0 1/8 of the block max) times
- * its softmax weight, or one rotated coordinate's level gap. Measured on
- * lavapipe: 3.6e-4 at worst (one tipped rot3 vector at d256), 1e-6 otherwise.
- */
-static double cpu_tol(enum kvq_type kt, enum kvq_type vt)
-{
-    static const double tol[KVQ_TYPE_COUNT] = {2e-4, 2e-3, 1e-2, 1e-2, 1e-2};
-    return fmax(tol[kt], tol[vt]);
-}
-
-/*
  * out[t][h] = softmax attention over the decoded cache rows, in double;
  * sink ([HK * hd] or NULL): position 0's keys instead of the decoded row 0.
  */
@@ -326,14 +209,6 @@ static void reference(const struct kcase *c, const struct kvq_rot *rot, const fl
 }
 
 /* Counts the floats of a[n] and b[n] whose bits differ. */
-static int bits_differ(const float *a, const float *b, size_t n)
-{
-    int bad = 0;
-    for (size_t i = 0; i < n; i++)
-        bad += memcmp(&a[i], &b[i], sizeof a[i]) != 0;
-    return bad;
-}
-
 /* Fills an ATTENTION op of n tokens at pos0 of case c over the tensors t (q, k, v, caches, ...). */
 static void fill_op(const struct kcase *c, struct hearth_op *op, const struct hearth_tensor *t,
                     const struct hearth_tensor *qkv, int n, int pos0)
@@ -371,12 +246,13 @@ static void run_case(struct kenv *e, const struct kcase *c)
     uint8_t *kc = calloc(CTX, krow), *vc = calloc(CTX, vrow);
     size_t n_prefix = (size_t)c->pos0 * HK * (size_t)hd + 1; /* + 1: never malloc(0) */
     size_t n_pre = (size_t)pn * HK * (size_t)hd + 1;
-    float *kp = gauss(n_prefix, 1.0), *vp = gauss(n_prefix, 1.0);
-    float *q = gauss((size_t)n * H * hd, 1.0), *k = gauss((size_t)n * HK * hd, 1.0);
-    float *v = gauss((size_t)n * HK * hd, 1.0), *g = gauss(2 * (size_t)hd, 0.3);
+    float *kp = vkq_gauss(n_prefix, 1.0), *vp = vkq_gauss(n_prefix, 1.0);
+    float *q = vkq_gauss((size_t)n * H * hd, 1.0), *k = vkq_gauss((size_t)n * HK * hd, 1.0);
+    float *v = vkq_gauss((size_t)n * HK * hd, 1.0), *g = vkq_gauss(2 * (size_t)hd, 0.3);
     /* drawn only by the two-batch cases, so the other cases see the RNG stream they always had */
-    float *pq = pn ? gauss((size_t)pn * H * hd, 1.0) : malloc(4);
-    float *pk = pn ? gauss(n_pre, 1.0) : malloc(4), *pv = pn ? gauss(n_pre, 1.0) : malloc(4);
+    float *pq = pn ? vkq_gauss((size_t)pn * H * hd, 1.0) : malloc(4);
+    float *pk = pn ? vkq_gauss(n_pre, 1.0) : malloc(4);
+    float *pv = pn ? vkq_gauss(n_pre, 1.0) : malloc(4);
     float *aux = malloc(2 * (size_t)KV * sizeof(float));
     float *aux_vk = calloc(2 * (size_t)KV, sizeof(float));
     float *aux_cpu = calloc(2 * (size_t)KV, sizeof(float));
@@ -408,21 +284,21 @@ static void run_case(struct kenv *e, const struct kcase *c)
         hearth_dtype kdt = c->kt == KVQ_F16 ? HEARTH_DTYPE_F16 : HEARTH_DTYPE_I8;
         hearth_dtype vdt = c->vt == KVQ_F16 ? HEARTH_DTYPE_F16 : HEARTH_DTYPE_I8;
         struct hearth_tensor *t = tt[d];
-        qkv[d][0] = mk(e, d, HEARTH_DTYPE_F32, H * hd, (size_t)H * hd * 4, n, q);
-        qkv[d][1] = mk(e, d, HEARTH_DTYPE_F32, KV, (size_t)KV * 4, n, k);
-        qkv[d][2] = mk(e, d, HEARTH_DTYPE_F32, KV, (size_t)KV * 4, n, v);
-        qkv[d][3] = mk(e, d, HEARTH_DTYPE_F32, H * hd, (size_t)H * hd * 4, n, NULL);
-        t[3] = mk(e, d, kdt, c->kt == KVQ_F16 ? KV : (int64_t)krow, krow, CTX, kc);
-        t[4] = mk(e, d, vdt, c->vt == KVQ_F16 ? KV : (int64_t)vrow, vrow, CTX, vc);
-        t[6] = mk(e, d, HEARTH_DTYPE_F32, hd, (size_t)hd * 4, 1, g);
-        t[7] = mk(e, d, HEARTH_DTYPE_F32, hd, (size_t)hd * 4, 1, g + hd);
-        t[8] = mk(e, d, HEARTH_DTYPE_F32, KV, (size_t)KV * 4, 2, aux);
+        qkv[d][0] = vkq_mk(e, d, HEARTH_DTYPE_F32, H * hd, (size_t)H * hd * 4, n, q);
+        qkv[d][1] = vkq_mk(e, d, HEARTH_DTYPE_F32, KV, (size_t)KV * 4, n, k);
+        qkv[d][2] = vkq_mk(e, d, HEARTH_DTYPE_F32, KV, (size_t)KV * 4, n, v);
+        qkv[d][3] = vkq_mk(e, d, HEARTH_DTYPE_F32, H * hd, (size_t)H * hd * 4, n, NULL);
+        t[3] = vkq_mk(e, d, kdt, c->kt == KVQ_F16 ? KV : (int64_t)krow, krow, CTX, kc);
+        t[4] = vkq_mk(e, d, vdt, c->vt == KVQ_F16 ? KV : (int64_t)vrow, vrow, CTX, vc);
+        t[6] = vkq_mk(e, d, HEARTH_DTYPE_F32, hd, (size_t)hd * 4, 1, g);
+        t[7] = vkq_mk(e, d, HEARTH_DTYPE_F32, hd, (size_t)hd * 4, 1, g + hd);
+        t[8] = vkq_mk(e, d, HEARTH_DTYPE_F32, KV, (size_t)KV * 4, 2, aux);
         fill_op(c, &ops[d], t, qkv[d], n, c->pos0);
         if (pn > 0) {
-            pqkv[d][0] = mk(e, d, HEARTH_DTYPE_F32, H * hd, (size_t)H * hd * 4, pn, pq);
-            pqkv[d][1] = mk(e, d, HEARTH_DTYPE_F32, KV, (size_t)KV * 4, pn, pk);
-            pqkv[d][2] = mk(e, d, HEARTH_DTYPE_F32, KV, (size_t)KV * 4, pn, pv);
-            pqkv[d][3] = mk(e, d, HEARTH_DTYPE_F32, H * hd, (size_t)H * hd * 4, pn, NULL);
+            pqkv[d][0] = vkq_mk(e, d, HEARTH_DTYPE_F32, H * hd, (size_t)H * hd * 4, pn, pq);
+            pqkv[d][1] = vkq_mk(e, d, HEARTH_DTYPE_F32, KV, (size_t)KV * 4, pn, pk);
+            pqkv[d][2] = vkq_mk(e, d, HEARTH_DTYPE_F32, KV, (size_t)KV * 4, pn, pv);
+            pqkv[d][3] = vkq_mk(e, d, HEARTH_DTYPE_F32, H * hd, (size_t)H * hd * 4, pn, NULL);
             fill_op(c, &pre[d], t, pqkv[d], pn, 0);
         }
     }
@@ -459,12 +335,12 @@ static void run_case(struct kenv *e, const struct kcase *c)
                   "%s pos%d: k_aux changed by a batch that does not write position 0", name,
                   c->pos0);
     } else if (centred) {
-        CHECK_MSG(bits_differ(aux_vk + KV, kr, (size_t)KV) == 0,
+        CHECK_MSG(vkq_bits_differ(aux_vk + KV, kr, (size_t)KV) == 0,
                   "%s n%d: the sink is not the centred k[0]", name, n);
         if (n == 1) {
             float zero[2 * KVQ_MAX_HEAD_DIM] = {0};
-            CHECK_MSG(bits_differ(aux_vk, zero, (size_t)KV) == 0, "%s: mu of one token not 0",
-                      name);
+            CHECK_MSG(vkq_bits_differ(aux_vk, zero, (size_t)KV) == 0,
+                      "%s: mu of one token not 0", name);
         }
     } else {
         CHECK_MSG(memcmp(aux, aux_vk, 2 * (size_t)KV * 4) == 0, "%s: f16 K touched k_aux", name);
@@ -481,8 +357,9 @@ static void run_case(struct kenv *e, const struct kcase *c)
         memcpy(mu, aux, (size_t)KV * sizeof *mu);
         memcpy(sink, aux + KV, (size_t)KV * sizeof *sink);
         cpu_kvq_key_center(kh, KV, rows, n, c->pos0 == 0, KV, mu, sink);
-        int bad = bits_differ(mu, aux_vk, (size_t)KV) + bits_differ(sink, aux_vk + KV, (size_t)KV) +
-                  bits_differ(kh, kr, (size_t)n * KV);
+        int bad = vkq_bits_differ(mu, aux_vk, (size_t)KV) +
+                  vkq_bits_differ(sink, aux_vk + KV, (size_t)KV) +
+                  vkq_bits_differ(kh, kr, (size_t)n * KV);
         tally_exact_runs++;
         tally_exact_bad += bad;
         CHECK_MSG(bad == 0, "%s n%d pos%d: %d floats of mu/sink/centred k differ from the CPU's",
@@ -532,12 +409,12 @@ static void run_case(struct kenv *e, const struct kcase *c)
         CHECK_MSG(em <= 1e-5, "%s n%d pos%d: k_aux differs from the CPU backend's by %.3g", name,
                   n, c->pos0, em);
         tally_cpu_runs++;
-        tally_cpu_worst = fmax(tally_cpu_worst, ec / (cpu_tol(c->kt, c->vt) * mc));
-        CHECK_MSG(ec <= cpu_tol(c->kt, c->vt) * mc, "%s d%d n%d pos%d: vs cpu %.3g of max %.3g",
+        tally_cpu_worst = fmax(tally_cpu_worst, ec / (vkq_cpu_tol(c->kt, c->vt) * mc));
+        CHECK_MSG(ec <= vkq_cpu_tol(c->kt, c->vt) * mc, "%s d%d n%d pos%d: vs cpu %.3g of max %.3g",
                   name, hd, n, c->pos0, ec, mc);
     }
 done:
-    env_free_bufs(e);
+    vkq_env_free_bufs(e);
     free(kc), free(vc), free(kp), free(vp), free(q), free(k), free(v), free(g);
     free(pq), free(pk), free(pv), free(aux), free(aux_vk), free(aux_cpu);
     free(out), free(out_cpu), free(qr), free(kr), free(ref);
@@ -556,7 +433,7 @@ static void same_types(int hd)
                 run_case(&e, &c);
             }
     print_tally();
-    env_close(&e);
+    vkq_env_close(&e);
 }
 
 TEST(same_types_d64)
@@ -587,7 +464,7 @@ TEST(mixed_types)
                 run_case(&e, &c);
             }
     print_tally();
-    env_close(&e);
+    vkq_env_close(&e);
 }
 
 /*
@@ -607,7 +484,7 @@ TEST(window_and_pieces)
     for (size_t i = 0; i < sizeof c / sizeof c[0]; i++)
         run_case(&e, &c[i]);
     print_tally();
-    env_close(&e);
+    vkq_env_close(&e);
 }
 
 /*
@@ -631,7 +508,7 @@ TEST(centring_exact)
         run_case(&e, &c2);
     }
     print_tally();
-    env_close(&e);
+    vkq_env_close(&e);
 }
 
 /*
@@ -651,259 +528,7 @@ TEST(two_batches)
     for (size_t i = 0; i < sizeof c / sizeof c[0]; i++)
         run_case(&e, &c[i]);
     print_tally();
-    env_close(&e);
-}
-
-
-/* ==== the exact window (core/backend.h ATTENTION step 5) ===================== */
-
-/* Worst kernel error (of max |ref|) of the window cases; ring words checked / differing. */
-static double tally_win_worst, tally_win_cpu_worst, tally_win_ring_cpu;
-static int tally_win_ring_words, tally_win_ring_bad, tally_win_cpu_runs;
-
-/* One device's state of a window sequence: caches, k_aux, rings (tensors t[0..5]). */
-struct wdev {
-    struct hearth_tensor kc, vc, aux, kr, vr, rp;
-};
-
-/* The contract's ring (host model): W rows of KV halves per cache, tags. */
-struct wring {
-    uint16_t k[40][HK * 64], v[40][HK * 64];
-    int32_t pos[40];
-};
-
-/* The tensors of one device for a window sequence; the ring tags start at -1. */
-static void win_dev_init(struct kenv *e, int d, enum kvq_type kt, enum kvq_type vt, int hd, int W,
-                         struct wdev *w)
-{
-    const int KV = HK * hd;
-    size_t krow = HK * kvq_head_bytes(kt, hd), vrow = HK * kvq_head_bytes(vt, hd);
-    int32_t tags[40];
-    for (int i = 0; i < 40; i++)
-        tags[i] = -1;
-    w->kc = mk(e, d, kt == KVQ_F16 ? HEARTH_DTYPE_F16 : HEARTH_DTYPE_I8,
-               kt == KVQ_F16 ? KV : (int64_t)krow, krow, CTX, NULL);
-    w->vc = mk(e, d, vt == KVQ_F16 ? HEARTH_DTYPE_F16 : HEARTH_DTYPE_I8,
-               vt == KVQ_F16 ? KV : (int64_t)vrow, vrow, CTX, NULL);
-    w->aux = mk(e, d, HEARTH_DTYPE_F32, KV, (size_t)KV * 4, 2, NULL);
-    w->kr = mk(e, d, HEARTH_DTYPE_F16, KV, (size_t)KV * 2, W, NULL);
-    w->vr = mk(e, d, HEARTH_DTYPE_F16, KV, (size_t)KV * 2, W, NULL);
-    w->rp = mk(e, d, HEARTH_DTYPE_I32, W, (size_t)W * 4, 1, tags);
-}
-
-/* An ATTENTION op with the exact window over w's tensors and the batch's q/k/v/out. */
-static void win_op(enum kvq_type kt, enum kvq_type vt, int hd, int W, uint32_t layer,
-                   const struct wdev *w, const struct hearth_tensor *qkv, int n, int pos0,
-                   struct hearth_op *op)
-{
-    memset(op, 0, sizeof *op);
-    op->kind = HEARTH_OP_ATTENTION;
-    op->n_tok = n;
-    struct hearth_op_attention *a = &op->u.attn;
-    a->q = qkv[0], a->k = qkv[1], a->v = qkv[2], a->out = qkv[3];
-    a->k_cache = w->kc, a->v_cache = w->vc;
-    if (kt != KVQ_F16)
-        a->k_aux = w->aux;
-    a->n_head = H, a->n_head_kv = HK, a->head_dim = hd, a->n_rot = hd;
-    a->rope_mode = layer % 2 ? HEARTH_ROPE_NEOX : HEARTH_ROPE_NORMAL;
-    a->rope_base = 10000.0f, a->rope_freq_scale = 1.0f, a->norm_eps = 1e-6f;
-    a->scale = 1.0f / sqrtf((float)hd), a->pos0 = pos0;
-    a->k_type = kt, a->v_type = vt, a->layer = layer, a->kv_seed = SEED;
-    a->kv_window = (uint32_t)W, a->k_ring = w->kr, a->v_ring = w->vr, a->ring_pos = w->rp;
-}
-
-/*
- * One window sequence of kt/vt at W: batches (0, 9), (9, max(W + 3, 4)) (more
- * than W tokens after earlier ones), two decode steps through the same
- * tensors (the second replays the first's recording), then a rewind of 4
- * tokens at end - 7 (older slots hold later, discarded positions: stale tags
- * must read the decoded rows). After each batch: out against the contract's
- * double reference; the ring and its tags bit for bit against the contract's
- * (built from the op's own read-back centred k and v); where the CPU backend
- * has the window, out against its within cpu_tol, its tags equal, its ring
- * within an f16 step.
- */
-static void win_case(struct kenv *e, enum kvq_type kt, enum kvq_type vt, int W, uint32_t layer)
-{
-    const int hd = 64, KV = HK * hd, QD = H * hd;
-    size_t krow = HK * kvq_head_bytes(kt, hd), vrow = HK * kvq_head_bytes(vt, hd);
-    const bool centred = kt != KVQ_F16;
-    bool use_cpu = backend_device_supports_kv_window(e->dev[0], kt, vt);
-    struct kvq_rot rot;
-    CHECK_OK(kvq_rot_init(&rot, hd, SEED, layer));
-    char name[48];
-    kvq_pair_name(kt, vt, name, sizeof name);
-    int nb = W + 3 > 4 ? W + 3 : 4, end = 9 + nb + 2;
-    const int sched[5][2] = {{0, 9}, {9, nb}, {9 + nb, 1}, {10 + nb, 1}, {end - 7, 4}};
-    struct wdev wd[2];
-    struct wring *model = malloc(sizeof *model), *cring = malloc(sizeof *cring);
-    uint8_t *kc = malloc(CTX * krow), *vc = malloc(CTX * vrow);
-    float *q = malloc((size_t)CTX * QD * 4), *k = malloc((size_t)CTX * KV * 4);
-    float *v = malloc((size_t)CTX * KV * 4), *out = malloc((size_t)CTX * QD * 4);
-    float *outc = malloc((size_t)CTX * QD * 4), *qr = malloc((size_t)CTX * QD * 4);
-    float *kr = malloc((size_t)CTX * KV * 4), *aux = malloc(2 * (size_t)KV * 4);
-    float *tmp = malloc((size_t)KV * 4);
-    uint16_t *xk = malloc((size_t)CTX * KV * 2), *xv = malloc((size_t)CTX * KV * 2);
-    double *ref = malloc((size_t)CTX * QD * sizeof *ref);
-    REQUIRE(model && cring && kc && vc && q && k && v && out && outc && qr && kr && aux && tmp &&
-            xk && xv && ref);
-    for (int i = 0; i < W; i++)
-        model->pos[i] = -1;
-    for (int d = 0; d < 2; d++)
-        if (d == 1 || use_cpu)
-            win_dev_init(e, d, kt, vt, hd, W, &wd[d]);
-    struct hearth_tensor dec[2][4]; /* the decode steps' tensors, shared by both steps */
-    for (int b = 0; b < 5; b++) {
-        int pos0 = sched[b][0], n = sched[b][1];
-        for (size_t i = 0; i < (size_t)n * QD; i++)
-            q[i] = (float)test_rng_gauss();
-        for (size_t i = 0; i < (size_t)n * KV; i++) {
-            k[i] = (float)test_rng_gauss() + 0.3f;
-            v[i] = (float)test_rng_gauss();
-        }
-        struct hearth_op op[2];
-        for (int d = 0; d < 2; d++) {
-            if (d == 0 && !use_cpu)
-                continue;
-            struct hearth_tensor qkv[4], *t = qkv;
-            if (n == 1 && b == 3) {
-                t = dec[d];
-                CHECK_OK(backend_buffer_set(t[0].buf, 0, q, (size_t)QD * 4));
-                CHECK_OK(backend_buffer_set(t[1].buf, 0, k, (size_t)KV * 4));
-                CHECK_OK(backend_buffer_set(t[2].buf, 0, v, (size_t)KV * 4));
-            } else {
-                if (n == 1)
-                    t = dec[d];
-                t[0] = mk(e, d, HEARTH_DTYPE_F32, QD, (size_t)QD * 4, n, q);
-                t[1] = mk(e, d, HEARTH_DTYPE_F32, KV, (size_t)KV * 4, n, k);
-                t[2] = mk(e, d, HEARTH_DTYPE_F32, KV, (size_t)KV * 4, n, v);
-                t[3] = mk(e, d, HEARTH_DTYPE_F32, QD, (size_t)QD * 4, n, NULL);
-            }
-            win_op(kt, vt, hd, W, layer, &wd[d], t, n, pos0, &op[d]);
-        }
-        struct vk_replay_stats rs0, rs1;
-        vk_backend_replay_stats(e->s[1], &rs0);
-        hearth_status st = backend_stream_run(e->s[1], &op[1], 1);
-        CHECK_MSG(st == HEARTH_OK, "%s W%d batch %d: vulkan run failed", name, W, b);
-        CHECK_OK(backend_stream_synchronize(e->s[1]));
-        if (st != HEARTH_OK)
-            break;
-        vk_backend_replay_stats(e->s[1], &rs1);
-        if (b == 3 && getenv("HEARTH_VULKAN_REPLAY") == NULL) /* the second decode step */
-            CHECK_MSG(rs1.replays == rs0.replays + 1, "%s W%d: the decode step was not "
-                      "replayed (%llu -> %llu)", name, W, (unsigned long long)rs0.replays,
-                      (unsigned long long)rs1.replays);
-        const struct hearth_op_attention *a = &op[1].u.attn;
-        CHECK_OK(backend_buffer_get(a->out.buf, 0, out, (size_t)n * QD * 4));
-        CHECK_OK(backend_buffer_get(a->q.buf, 0, qr, (size_t)n * QD * 4));
-        CHECK_OK(backend_buffer_get(a->k.buf, 0, kr, (size_t)n * KV * 4));
-        CHECK_OK(backend_buffer_get(wd[1].kc.buf, 0, kc, CTX * krow));
-        CHECK_OK(backend_buffer_get(wd[1].vc.buf, 0, vc, CTX * vrow));
-        CHECK_OK(backend_buffer_get(wd[1].aux.buf, 0, aux, 2 * (size_t)KV * 4));
-        /* the batch's exact rows by the contract, from the op's own centred k and v */
-        for (int t = 0; t < n; t++) {
-            kvq_ref_domain(kt, &rot, kr + (size_t)t * KV, HK, hd, tmp);
-            for (int i = 0; i < KV; i++)
-                xk[(size_t)t * KV + (size_t)i] = f32_to_f16(tmp[i]);
-            kvq_ref_domain(vt, &rot, v + (size_t)t * KV, HK, hd, tmp);
-            for (int i = 0; i < KV; i++)
-                xv[(size_t)t * KV + (size_t)i] = f32_to_f16(tmp[i]);
-        }
-        const struct kvq_ref_window refw = {
-            .kt = kt, .vt = vt, .rot = &rot, .hd = hd, .n_head = H, .n_head_kv = HK, .w = W,
-            .xk = xk, .xv = xv, .ring_k = model->k[0], .ring_v = model->v[0],
-            .ring_stride = sizeof model->k[0] / sizeof model->k[0][0], .ring_pos = model->pos,
-            .kc = kc, .vc = vc, .sink = centred ? aux + KV : NULL,
-        };
-        if (!kvq_ref_window_attention(&refw, n, pos0, qr, ref)) {
-            TEST_FAIL_AT("out of memory");
-            break;
-        }
-        double mx = 0.0, err = 0.0;
-        for (size_t i = 0; i < (size_t)n * QD; i++) {
-            mx = fmax(mx, fabs(ref[i]));
-            err = fmax(err, fabs((double)out[i] - ref[i]));
-        }
-        tally_win_worst = fmax(tally_win_worst, err / mx);
-        CHECK_MSG(err <= 2e-5 * mx, "%s W%d batch %d (%d at %d): kernel error %.3g of max %.3g",
-                  name, W, b, n, pos0, err, mx);
-        /* the ring afterwards: slot p % W = row p for every p of the batch, in order */
-        for (int t = 0; t < n; t++) {
-            int sl = (pos0 + t) % W;
-            memcpy(model->k[sl], xk + (size_t)t * KV, (size_t)KV * 2);
-            memcpy(model->v[sl], xv + (size_t)t * KV, (size_t)KV * 2);
-            model->pos[sl] = pos0 + t;
-        }
-        CHECK_OK(backend_buffer_get(wd[1].kr.buf, 0, cring->k, (size_t)W * KV * 2));
-        CHECK_OK(backend_buffer_get(wd[1].vr.buf, 0, cring->v, (size_t)W * KV * 2));
-        CHECK_OK(backend_buffer_get(wd[1].rp.buf, 0, cring->pos, (size_t)W * 4));
-        int bad = 0;
-        for (int sl = 0; sl < W; sl++) {
-            bad += cring->pos[sl] != model->pos[sl];
-            if (model->pos[sl] < 0)
-                continue;
-            for (int i = 0; i < KV; i++)
-                bad += (cring->k[sl][i] != model->k[sl][i]) + (cring->v[sl][i] != model->v[sl][i]);
-            tally_win_ring_words += 2 * KV + 1;
-        }
-        tally_win_ring_bad += bad;
-        CHECK_MSG(bad == 0, "%s W%d batch %d: %d ring halves/tags differ from the contract's",
-                  name, W, b, bad);
-        if (!use_cpu)
-            continue;
-        /* the CPU backend's op on the same inputs */
-        CHECK_OK(backend_stream_run(e->s[0], &op[0], 1));
-        CHECK_OK(backend_stream_synchronize(e->s[0]));
-        CHECK_OK(backend_buffer_get(op[0].u.attn.out.buf, 0, outc, (size_t)n * QD * 4));
-        double mc = 0.0, ec = 0.0;
-        for (size_t i = 0; i < (size_t)n * QD; i++) {
-            mc = fmax(mc, fabs((double)outc[i]));
-            ec = fmax(ec, fabs((double)out[i] - (double)outc[i]));
-        }
-        tally_win_cpu_runs++;
-        tally_win_cpu_worst = fmax(tally_win_cpu_worst, ec / (cpu_tol(kt, vt) * mc));
-        CHECK_MSG(ec <= cpu_tol(kt, vt) * mc, "%s W%d batch %d: vs cpu %.3g of max %.3g", name,
-                  W, b, ec, mc);
-        struct wring *cr = cring;
-        CHECK_OK(backend_buffer_get(wd[0].kr.buf, 0, cr->k, (size_t)W * KV * 2));
-        CHECK_OK(backend_buffer_get(wd[0].vr.buf, 0, cr->v, (size_t)W * KV * 2));
-        CHECK_OK(backend_buffer_get(wd[0].rp.buf, 0, cr->pos, (size_t)W * 4));
-        int tb = 0;
-        double rw = 0.0;
-        for (int sl = 0; sl < W; sl++) {
-            tb += cr->pos[sl] != model->pos[sl];
-            for (int i = 0; model->pos[sl] >= 0 && i < KV; i++) {
-                float a0 = f16_to_f32(model->k[sl][i]), a1 = f16_to_f32(cr->k[sl][i]);
-                float b0 = f16_to_f32(model->v[sl][i]), b1 = f16_to_f32(cr->v[sl][i]);
-                rw = fmax(rw, fabs((double)a0 - (double)a1) / (1e-3 + fabs((double)a0)));
-                rw = fmax(rw, fabs((double)b0 - (double)b1) / (1e-3 + fabs((double)b0)));
-            }
-        }
-        tally_win_ring_cpu = fmax(tally_win_ring_cpu, rw);
-        CHECK_MSG(tb == 0 && rw <= 2e-3, "%s W%d batch %d: cpu ring: %d tags differ, values by "
-                  "%.3g (relative)", name, W, b, tb, rw);
-    }
-    env_free_bufs(e);
-    free(model), free(cring), free(kc), free(vc), free(q), free(k), free(v), free(out);
-    free(outc), free(qr), free(kr), free(aux), free(tmp), free(xk), free(xv), free(ref);
-}
-
-/* The brief's pairs at W 1, 5 and 40 (the last takes a 43-token batch). */
-TEST(exact_window)
-{
-    OPEN_OR_SKIP(e);
-    test_rng_seed(7600);
-    static const enum kvq_type pairs[4][2] = {
-        {KVQ_ROT4, KVQ_ROT4}, {KVQ_Q8_0, KVQ_ROT4}, {KVQ_Q4_0, KVQ_Q4_0}, {KVQ_ROT3, KVQ_F16}};
-    static const int ws[3] = {1, 5, 40};
-    for (int p = 0; p < 4; p++)
-        for (int w = 0; w < 3; w++)
-            win_case(&e, pairs[p][0], pairs[p][1], ws[w], (uint32_t)(30 + 3 * p + w));
-    printf("  window: kernel worst %.3g of max |ref|; ring %d words, %d differ from the "
-           "contract's; cpu runs %d, worst %.3g of tolerance, ring %.3g relative\n",
-           tally_win_worst, tally_win_ring_words, tally_win_ring_bad, tally_win_cpu_runs,
-           tally_win_cpu_worst, tally_win_ring_cpu);
-    env_close(&e);
+    vkq_env_close(&e);
 }
 
 TEST(supports_kv_window)
@@ -914,7 +539,7 @@ TEST(supports_kv_window)
             CHECK_MSG(backend_device_supports_kv_window(e.dev[1], kt, vt) ==
                           (kt != KVQ_F16 || vt != KVQ_F16), "pair %d/%d", kt, vt);
     CHECK(!backend_device_supports_kv_window(e.dev[1], KVQ_TYPE_COUNT, 0));
-    env_close(&e);
+    vkq_env_close(&e);
 }
 
 TEST(supports_kv)
@@ -925,13 +550,12 @@ TEST(supports_kv)
             CHECK_MSG(backend_device_supports_kv(e.dev[1], kt, vt), "pair %d/%d", kt, vt);
     CHECK(!backend_device_supports_kv(e.dev[1], KVQ_TYPE_COUNT, 0));
     CHECK(!backend_device_supports_kv(e.dev[1], 0, -1));
-    env_close(&e);
+    vkq_env_close(&e);
 }
 
 TEST_MAIN(TEST_CASE(same_types_d64), TEST_CASE(same_types_d128), TEST_CASE(same_types_d256),
           TEST_CASE(mixed_types), TEST_CASE(window_and_pieces), TEST_CASE(centring_exact),
-          TEST_CASE(two_batches), TEST_CASE(supports_kv), TEST_CASE(exact_window),
-          TEST_CASE(supports_kv_window))
+          TEST_CASE(two_batches), TEST_CASE(supports_kv), TEST_CASE(supports_kv_window))
 
 #else
 

@@ -94,13 +94,18 @@ static uint64_t splitmix(uint64_t *s)
 
 /*
  * One timed run of the test from position depth (the cache keeps positions
- * [0, depth) from the untimed fill; evaluating at depth rewinds what an
- * earlier run wrote after it); returns tokens/s through *tps.
+ * [0, depth) from the untimed fill of `fill`; evaluating at depth rewinds what
+ * an earlier run wrote after it, or, where the sliding-window rings cannot
+ * rewind that far, the fill is evaluated again first, untimed); returns
+ * tokens/s through *tps.
  */
 static hearth_status run_once(struct engine *fc, bool prefill, const int32_t *toks, int n,
-                              int depth, float *logits, double *tps)
+                              const int32_t *fill, int depth, float *logits, double *tps)
 {
     hearth_status st = HEARTH_OK;
+    if (depth > 0 && !engine_seq_can_resume(fc, 0, (uint32_t)depth) &&
+        (st = engine_eval(fc, fill, depth, 0, NULL, false)) != HEARTH_OK)
+        return st;
     double t0 = bw_now();
     if (prefill) {
         st = engine_eval(fc, toks, n, depth, logits, false);
@@ -114,15 +119,16 @@ static hearth_status run_once(struct engine *fc, bool prefill, const int32_t *to
 }
 
 static hearth_status run_test(struct engine *fc, bool prefill, const int32_t *toks, int n,
-                              int depth, int reps, float *logits, struct bench_row *row)
+                              const int32_t *fill, int depth, int reps, float *logits,
+                              struct bench_row *row)
 {
     double *v = malloc((size_t)reps * sizeof *v);
     if (!v)
         return err_set(HEARTH_ERR_NO_MEMORY, "bench: out of memory");
     double tps;
-    hearth_status st = run_once(fc, prefill, toks, n, depth, logits, &tps); /* warm-up */
+    hearth_status st = run_once(fc, prefill, toks, n, fill, depth, logits, &tps); /* warm-up */
     for (int r = 0; r < reps && st == HEARTH_OK; r++)
-        st = run_once(fc, prefill, toks, n, depth, logits, &v[r]);
+        st = run_once(fc, prefill, toks, n, fill, depth, logits, &v[r]);
     if (st == HEARTH_OK) {
         qsort(v, (size_t)reps, sizeof *v, cmp_double);
         row->tps_median = reps % 2 ? v[reps / 2] : 0.5 * (v[reps / 2 - 1] + v[reps / 2]);
@@ -301,8 +307,8 @@ int cmd_bench(int argc, char **argv)
         r->test = "pp";
         int n_batches = (int)((n_prompt + batch - 1) / batch);
         r->weight_bytes_per_token = w_tok * n_batches / (double)n_prompt;
-        if ((st = run_test(fc, true, toks, (int)n_prompt, (int)depth, (int)reps, logits, r)) !=
-            HEARTH_OK) {
+        if ((st = run_test(fc, true, toks, (int)n_prompt, toks + max_n, (int)depth, (int)reps,
+                           logits, r)) != HEARTH_OK) {
             cli_error("pp%lld failed", n_prompt);
             goto done;
         }
@@ -311,8 +317,8 @@ int cmd_bench(int argc, char **argv)
         struct bench_row *r = &rows[n_rows++];
         r->test = "tg";
         r->weight_bytes_per_token = w_tok;
-        if ((st = run_test(fc, false, toks, (int)n_gen, (int)depth, (int)reps, logits, r)) !=
-            HEARTH_OK) {
+        if ((st = run_test(fc, false, toks, (int)n_gen, toks + max_n, (int)depth, (int)reps,
+                           logits, r)) != HEARTH_OK) {
             cli_error("tg%lld failed", n_gen);
             goto done;
         }

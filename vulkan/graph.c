@@ -236,8 +236,9 @@ static hearth_status run_attention(struct vk_graph *g, const struct hearth_op *o
     hearth_status st;
     if ((st = tview(&at->q, "attention", "q", &a.q)) || (st = tview(&at->k, "attention", "k", &a.k_new)) ||
         (st = tview(&at->v, "attention", "v", &a.v_new)) ||
-        (st = tview(&at->k_cache, "attention", "k_cache", &a.k_cache)) ||
-        (st = tview(&at->v_cache, "attention", "v_cache", &a.v_cache)) ||
+        /* a ring-only layer (backend.h step 6) has no caches: op-attention.c checks it */
+        (at->k_cache.buf && (st = tview(&at->k_cache, "attention", "k_cache", &a.k_cache))) ||
+        (at->v_cache.buf && (st = tview(&at->v_cache, "attention", "v_cache", &a.v_cache))) ||
         (st = tview(&at->out, "attention", "out", &a.out)) ||
         (st = fstride(&at->q, "attention", "q", &a.q_stride)) ||
         (st = fstride(&at->k, "attention", "k", &a.kv_stride)) ||

@@ -28,10 +28,15 @@
  * whole window as forward.c does was rejected: it costs a copy of W - 1 ring
  * rows per layer and token, where reading the ring in place costs one tag
  * read per position; and the ring cannot be written first, since a batch
- * longer than one token overwrites slots its earlier tokens still read. graph.c's
- * run_attention runs the q/k norms and RoPE for every cache type and calls
- * vk_attention_kvq for the compressed ones; vk_kvq_args_from_op checks
- * their tensors.
+ * longer than one token overwrites slots its earlier tokens still read.
+ * A ring-only layer (step 6: no caches, window > 0, kv_window >= window)
+ * runs the same passes minus kv-store-q: with W >= window every position the
+ * attention reads is the batch's or a ring slot the caller keeps tagged, so
+ * attention-kvq.comp never reaches its decode path, and q's buffer stands in
+ * at the cache bindings (which a Vulkan descriptor cannot leave empty).
+ * graph.c's run_attention runs the q/k norms and RoPE for every cache type
+ * and calls vk_attention_kvq for the compressed ones; vk_kvq_args_from_op
+ * checks their tensors.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -195,6 +200,27 @@ static hearth_status kq_sign_bits(uint64_t seed, uint32_t layer, uint32_t hd, ui
     return HEARTH_OK;
 }
 
+/*
+ * ATTENTION step 6 (k_cache absent): v_cache absent too, a sliding window the
+ * exact window covers (so every attended position is in the ring or the
+ * batch) and a compressed pair (f16/f16 has no exact window).
+ */
+static hearth_status kq_ring_only_ok(bool v_cache, uint32_t window, uint32_t kv_window,
+                                     enum kvq_type kt, enum kvq_type vt)
+{
+    if (v_cache)
+        return err_set(HEARTH_ERR_INVALID_ARG, "vulkan attention: k_cache absent but v_cache "
+                       "present (a ring-only layer, backend.h step 6, has neither)");
+    if (window == 0 || kv_window < window)
+        return err_set(HEARTH_ERR_INVALID_ARG, "vulkan attention: caches absent (ring-only "
+                       "layer, backend.h step 6) need window > 0 and kv_window >= window; got "
+                       "window %u, kv_window %u", window, kv_window);
+    if (kt == KVQ_F16 && vt == KVQ_F16)
+        return err_set(HEARTH_ERR_INVALID_ARG, "vulkan attention: caches absent (ring-only "
+                       "layer) with kv types f16/f16, which have no exact window");
+    return HEARTH_OK;
+}
+
 hearth_status vk_attention_kvq(struct vk_kvq *kq, const struct vk_kvq_args *ka)
 {
     hearth_status st;
@@ -207,10 +233,16 @@ hearth_status vk_attention_kvq(struct vk_kvq *kq, const struct vk_kvq_args *ka)
         return err_set(HEARTH_ERR_UNSUPPORTED, "vulkan attention: kv types %d/%d at head_dim %u "
                        "(<= %d, even; a multiple of 32 for the quantized types)",
                        (int)ka->k_type, (int)ka->v_type, hd, VK_KVQ_MAX_HD);
+    /* step 6: no caches, so no rows, no n_ctx bound (positions must fit a uint32) */
+    const bool ring_only = a->k_cache.buf == NULL;
+    if (ring_only && (st = kq_ring_only_ok(a->v_cache.buf != NULL, a->window, ka->kv_window,
+                                           ka->k_type, ka->v_type)))
+        return st;
     if (a->n_tok == 0 || a->n_head == 0 || a->n_head_kv == 0 || a->n_head % a->n_head_kv != 0 ||
-        (uint64_t)a->pos0 + a->n_tok > a->n_ctx || a->q_stride < a->n_head * hd ||
-        a->o_stride < a->n_head * hd || a->kv_stride < kv_dim ||
-        ka->k_row_bytes < a->n_head_kv * khb || ka->v_row_bytes < a->n_head_kv * vhb ||
+        (uint64_t)a->pos0 + a->n_tok > (ring_only ? 0xffffffffull : a->n_ctx) ||
+        a->q_stride < a->n_head * hd || a->o_stride < a->n_head * hd || a->kv_stride < kv_dim ||
+        (!ring_only && (ka->k_row_bytes < a->n_head_kv * khb ||
+                        ka->v_row_bytes < a->n_head_kv * vhb)) ||
         a->n_head > ctx->caps.max_wg_count[0] || a->n_tok > ctx->caps.max_wg_count[1])
         return err_set(HEARTH_ERR_INVALID_ARG, "vulkan attention: %u tokens at %u (n_ctx %u), "
                        "heads %u/%u of %u dims, strides q %u kv %u o %u, cache rows %u/%u bytes",
@@ -218,11 +250,11 @@ hearth_status vk_attention_kvq(struct vk_kvq *kq, const struct vk_kvq_args *ka)
                        a->kv_stride, a->o_stride, ka->k_row_bytes, ka->v_row_bytes);
     uint64_t kc_bytes = (uint64_t)a->n_ctx * ka->k_row_bytes;
     uint64_t vc_bytes = (uint64_t)a->n_ctx * ka->v_row_bytes;
-    if (a->k_cache.buf == NULL || a->v_cache.buf == NULL ||
-        a->k_cache.offset + kc_bytes > a->k_cache.buf->size ||
-        a->v_cache.offset + vc_bytes > a->v_cache.buf->size ||
-        a->k_cache.offset + kc_bytes > 0xffffffffull ||
-        a->v_cache.offset + vc_bytes > 0xffffffffull)
+    if (!ring_only &&
+        (a->v_cache.buf == NULL || a->k_cache.offset + kc_bytes > a->k_cache.buf->size ||
+         a->v_cache.offset + vc_bytes > a->v_cache.buf->size ||
+         a->k_cache.offset + kc_bytes > 0xffffffffull ||
+         a->v_cache.offset + vc_bytes > 0xffffffffull))
         return err_set(HEARTH_ERR_INVALID_ARG, "vulkan attention: caches of %u rows (%u / %u "
                        "bytes) do not fit their buffers", a->n_ctx, ka->k_row_bytes,
                        ka->v_row_bytes);
@@ -266,7 +298,7 @@ hearth_status vk_attention_kvq(struct vk_kvq *kq, const struct vk_kvq_args *ka)
                                (kv_dim + VK_KV_WG - 1) / VK_KV_WG, 1, 1)))
             return st;
     }
-    for (int which = 0; which < 2; which++) {
+    for (int which = 0; which < 2 && !ring_only; which++) {
         struct vk_kvq_store_params sp = {
             .n_tok = a->n_tok, .n_head_kv = a->n_head_kv, .head_dim = hd,
             .type = (uint32_t)(which ? ka->v_type : ka->k_type), .pos0 = pos0,
@@ -302,15 +334,21 @@ hearth_status vk_attention_kvq(struct vk_kvq *kq, const struct vk_kvq_args *ka)
         .pos0 = pos0, .window = a->window, .scale = a->scale,
         .types = (uint32_t)ka->k_type | (uint32_t)ka->v_type << 8 | (uint32_t)centred << 16,
         .q_off = qo, .q_stride = a->q_stride, .o_off = oo, .o_stride = a->o_stride,
-        .k_off = (uint32_t)a->k_cache.offset, .v_off = (uint32_t)a->v_cache.offset,
+        .k_off = ring_only ? 0 : (uint32_t)a->k_cache.offset,
+        .v_off = ring_only ? 0 : (uint32_t)a->v_cache.offset,
         .k_row_bytes = ka->k_row_bytes, .v_row_bytes = ka->v_row_bytes,
         .sink_off = auxo + (centred ? ka->aux_stride : 0), .pos_slot = slot,
         .kv_window = W, .kr_off = kro, .vr_off = vro, .rp_off = rpo, .r_stride = ka->ring_stride,
     };
     memcpy(ap.sign, sign, sizeof sign);
-    /* bindings the shader never reads (no sink, no window) get q's buffer as a placeholder */
+    /*
+     * bindings the shader never reads (no sink, no window; no caches on a
+     * ring-only layer, where W >= window sends every position to the batch
+     * or the ring) get q's buffer as a placeholder
+     */
     const struct vk_buffer *ph = a->q.buf;
-    const struct vk_buffer *ab[10] = {a->q.buf, a->k_cache.buf, a->v_cache.buf, a->out.buf,
+    const struct vk_buffer *ab[10] = {a->q.buf, ring_only ? ph : a->k_cache.buf,
+                                      ring_only ? ph : a->v_cache.buf, a->out.buf,
                                       centred ? ka->k_aux.buf : ph, step,
                                       W ? &kq->xs : ph, W ? ka->k_ring.buf : ph,
                                       W ? ka->v_ring.buf : ph, W ? ka->ring_pos.buf : ph};
@@ -398,16 +436,25 @@ hearth_status vk_kvq_args_from_op(const struct hearth_op_attention *at, struct v
                        kvq_type_name(ka->k_type), kvq_type_name(ka->v_type), at->head_dim,
                        VK_KVQ_MAX_HD);
     hearth_status st;
-    if ((st = kq_cache_ok(&at->k_cache, ka->k_type, at->n_head_kv, at->head_dim, "k")) ||
-        (st = kq_cache_ok(&at->v_cache, ka->v_type, at->n_head_kv, at->head_dim, "v")))
-        return st;
-    if (at->k_cache.n_rows != at->v_cache.n_rows)
-        return err_set(HEARTH_ERR_UNSUPPORTED, "vulkan attention: K and V caches of %lld and "
-                       "%lld rows", (long long)at->k_cache.n_rows, (long long)at->v_cache.n_rows);
+    const bool ring_only = at->k_cache.buf == NULL;
+    if (ring_only) {
+        /* step 6: no rows to check; the window's preconditions instead */
+        if ((st = kq_ring_only_ok(at->v_cache.buf != NULL, at->window, at->kv_window,
+                                  ka->k_type, ka->v_type)))
+            return st;
+    } else {
+        if ((st = kq_cache_ok(&at->k_cache, ka->k_type, at->n_head_kv, at->head_dim, "k")) ||
+            (st = kq_cache_ok(&at->v_cache, ka->v_type, at->n_head_kv, at->head_dim, "v")))
+            return st;
+        if (at->k_cache.n_rows != at->v_cache.n_rows)
+            return err_set(HEARTH_ERR_UNSUPPORTED, "vulkan attention: K and V caches of %lld "
+                           "and %lld rows", (long long)at->k_cache.n_rows,
+                           (long long)at->v_cache.n_rows);
+    }
     ka->kv_seed = at->kv_seed;
     ka->layer = at->layer;
-    ka->k_row_bytes = (uint32_t)at->k_cache.row_stride;
-    ka->v_row_bytes = (uint32_t)at->v_cache.row_stride;
+    ka->k_row_bytes = ring_only ? 0 : (uint32_t)at->k_cache.row_stride;
+    ka->v_row_bytes = ring_only ? 0 : (uint32_t)at->v_cache.row_stride;
     if ((st = kq_window_from_op(at, ka)))
         return st;
     if (ka->k_type == KVQ_F16)

@@ -49,6 +49,11 @@ bool vk_kvq_supports_window(int k_type, int v_type);
  * words apart (one stride for both), ring_pos: I32 [W]; read for positions
  * before pos0, then written with the batch's last min(W, n_tok) rows after
  * the attention pass.
+ * Ring-only layer (core/backend.h ATTENTION step 6): a->k_cache.buf and
+ * a->v_cache.buf both NULL, a->window > 0, kv_window >= a->window, k_type or
+ * v_type not f16 (else INVALID_ARG): nothing is encoded, no cache is read,
+ * and a->n_ctx, k_row_bytes and v_row_bytes are ignored; the caller keeps
+ * ring_pos[j % W] == j for every j in [max(0, pos0 - window + 1), pos0).
  */
 struct vk_kvq_args {
     struct vk_attn_args a;
@@ -66,7 +71,8 @@ hearth_status vk_attention_kvq(struct vk_kvq *kq, const struct vk_kvq_args *a);
 
 /*
  * The kvq half of an ATTENTION op (core/backend.h): checks the types,
- * head_dim, cache tensors, k_aux and the exact window's rings, and fills
+ * head_dim, cache tensors (or, both absent, step 6's preconditions),
+ * k_aux and the exact window's rings, and fills
  * every field of ka but ka->a,
  * which graph.c's run_attention fills (with the q/k norms and RoPE it runs
  * for every cache type) before calling vk_attention_kvq. UNSUPPORTED for a

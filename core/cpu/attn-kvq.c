@@ -457,7 +457,9 @@ static void wave_items(void *arg, int64_t b, int64_t e, int tid)
             continue;
         int64_t d0, d1;
         exact_only_rows(a, L, s, &d0, &d1);
-        if (d0 > d1) {
+        if (!sq->k) {
+            /* a ring-only layer: every row its tokens attend to is exact (backend.h step 6) */
+        } else if (d0 > d1) {
             tile_decode(a, L, sq, hk, c0, j0, j1, kt, vt);
         } else {
             tile_decode(a, L, sq, hk, c0, j0, j1 < d0 - 1 ? j1 : d0 - 1, kt, vt);

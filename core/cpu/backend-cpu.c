@@ -366,6 +366,21 @@ static hearth_status check_kvq_caches(const struct hearth_op_attention *a, int n
 {
     const int kt[2] = {a->k_type, a->v_type};
     const struct hearth_tensor *ct[2] = {&a->k_cache, &a->v_cache};
+    if (!a->k_cache.buf || !a->v_cache.buf) {
+        /* step 6: a ring-only layer keeps no codes; its ring must cover its window */
+        if (a->k_cache.buf || a->v_cache.buf || a->window == 0 || a->kv_window < a->window)
+            return err_set(HEARTH_ERR_INVALID_ARG,
+                           "cpu: attention: a layer without K/V cache rows needs both absent, "
+                           "a sliding window and kv_window >= it (got K %s, V %s, window %u, "
+                           "kv_window %u)",
+                           a->k_cache.buf ? "present" : "absent",
+                           a->v_cache.buf ? "present" : "absent", a->window, a->kv_window);
+        for (int i = 0; i < 2; i++)
+            if ((unsigned)kt[i] >= KVQ_TYPE_COUNT)
+                return err_set(HEARTH_ERR_UNSUPPORTED, "cpu: attention: cache type %d unknown",
+                               kt[i]);
+        return HEARTH_OK;
+    }
     for (int i = 0; i < 2; i++) {
         const char *what = i ? "V" : "K";
         if ((unsigned)kt[i] >= KVQ_TYPE_COUNT)
@@ -465,9 +480,12 @@ static hearth_status attn_kvq(struct cpu_stream *cs, const struct hearth_op_atte
         cpu_kvq_key_center(frow(&a->k, 0), ks, cs->ipos + n, n, a->pos0 == 0, KV, mu, sk);
         sink = sk;
     }
-    cpu_kvq_encode_rows(d->tp, kt, vt, r, n, a->n_head_kv, a->head_dim, frow(&a->k, 0),
-                        frow(&a->v, 0), ks, cs->kdst, cs->kdst + n);
-    struct cpu_kvq_seq seq = {.k = trow(&a->k_cache, 0), .v = trow(&a->v_cache, 0),
+    const bool codes = a->k_cache.buf != NULL; /* false: a ring-only layer (step 6) */
+    if (codes)
+        cpu_kvq_encode_rows(d->tp, kt, vt, r, n, a->n_head_kv, a->head_dim, frow(&a->k, 0),
+                            frow(&a->v, 0), ks, cs->kdst, cs->kdst + n);
+    struct cpu_kvq_seq seq = {.k = codes ? trow(&a->k_cache, 0) : NULL,
+                              .v = codes ? trow(&a->v_cache, 0) : NULL,
                               .tok = cs->ipos + n, .n = n, .k_sink = sink};
     struct cpu_kvq_exact ex = {0};
     if (a->kv_window > 0)
@@ -538,8 +556,10 @@ static hearth_status op_attention(struct cpu_stream *cs, const struct hearth_op_
         cpu_rope(kt, a->n_head_kv, (int)hd, a->n_rot, cs->rope,
                  (enum model_rope_mode)a->rope_mode);
         if (kvq) {
-            cs->kdst[t] = trow(&a->k_cache, a->pos0 + t);
-            cs->kdst[n + t] = trow(&a->v_cache, a->pos0 + t);
+            if (a->k_cache.buf) {
+                cs->kdst[t] = trow(&a->k_cache, a->pos0 + t);
+                cs->kdst[n + t] = trow(&a->v_cache, a->pos0 + t);
+            }
             continue;
         }
         uint16_t *kc = (uint16_t *)(void *)trow(&a->k_cache, a->pos0 + t);

@@ -96,6 +96,8 @@ struct forward_ctx {
      */
     uint32_t xw;
     uint32_t *xw_layer;
+    bool *xcodes; /* [n_layer] false: a ring-only layer (plan_kv_layer_codes), no codes */
+    struct kv_ring_track *ring; /* [n_seq] what the ring-only layers hold (slots 0: none) */
     float *xst_k, *xst_v;
     size_t xst_rows;
     struct cpu_kvq_exact *grp_x; /* [n_batch] the exact rows of each group */
@@ -268,7 +270,8 @@ hearth_status forward_create_multi(const struct model *m, const struct forward_p
         c->xw = 0; /* an f16/f16 cache is exact everywhere */
     /* each layer's window by the planner's rule (a sliding-window layer: its whole window) */
     c->xw_layer = calloc(hp->n_layer, sizeof *c->xw_layer);
-    if (!c->xw_layer) {
+    c->xcodes = calloc(hp->n_layer, sizeof *c->xcodes);
+    if (!c->xw_layer || !c->xcodes) {
         st = err_set(HEARTH_ERR_NO_MEMORY, "forward: out of memory for %u layers", hp->n_layer);
         goto fail;
     }
@@ -283,6 +286,7 @@ hearth_status forward_create_multi(const struct model *m, const struct forward_p
         for (uint32_t il = 0; il < hp->n_layer; il++) {
             const bool swa = m->layers[il].is_swa && hp->sliding_window > 0;
             c->xw_layer[il] = plan_kv_layer_window(&wo, swa ? hp->sliding_window : 0);
+            c->xcodes[il] = plan_kv_layer_codes(&wo, swa ? hp->sliding_window : 0);
             w_max = c->xw_layer[il] > w_max ? c->xw_layer[il] : w_max;
         }
         c->xw = w_max;
@@ -291,11 +295,13 @@ hearth_status forward_create_multi(const struct model *m, const struct forward_p
                                        .n_head_kv = hp->n_head_kv, .head_dim = hd,
                                        .k_type = c->kt, .v_type = c->vt,
                                        .seed = model_kv_seed(m), .exact_window = c->xw,
-                                       .layer_window = c->xw_layer};
+                                       .layer_window = c->xw_layer, .layer_codes = c->xcodes,
+                                       .ring_swa = hp->sliding_window};
     c->kvs = calloc((size_t)n_seq, sizeof *c->kvs);
+    c->ring = calloc((size_t)n_seq, sizeof *c->ring);
     c->seq_next = calloc((size_t)n_seq, sizeof *c->seq_next);
     c->seq_last = calloc((size_t)n_seq, sizeof *c->seq_last);
-    if (!c->kvs || !c->seq_next || !c->seq_last) {
+    if (!c->kvs || !c->ring || !c->seq_next || !c->seq_last) {
         st = err_set(HEARTH_ERR_NO_MEMORY, "forward: out of memory for %d sequences", n_seq);
         goto fail;
     }
@@ -303,6 +309,10 @@ hearth_status forward_create_multi(const struct model *m, const struct forward_p
     for (int s = 0; s < n_seq; s++)
         if ((st = kv_cache_create(&kp, &c->kvs[s])) != HEARTH_OK)
             goto fail;
+    for (uint32_t il = 0; il < hp->n_layer; il++)
+        for (int s = 0; !c->xcodes[il] && s < n_seq; s++)
+            c->ring[s] = (struct kv_ring_track){.swa = hp->sliding_window,
+                                                .slots = c->xw_layer[il]};
     c->kv = c->kvs[0];
     if (c->kvq) {
         if ((st = cpu_kvq_attn_create(c->isa, threadpool_n_threads(c->tp), &c->kva)) !=
@@ -381,6 +391,8 @@ void forward_destroy(struct forward_ctx *c)
     free(c->grp);
     free(c->grp_tok);
     free(c->xw_layer);
+    free(c->xcodes);
+    free(c->ring);
     free(c->xst_k);
     free(c->xst_v);
     free(c->grp_x);
@@ -516,8 +528,9 @@ static void attn_kvq(struct forward_ctx *c, uint32_t il, int n)
     const struct model_layer *ly = &c->m->layers[il];
     const struct kvq_rot *rot = kv_cache_rot(c->kv, il);
     key_mean_apply(c, il);
-    cpu_kvq_encode_rows(c->tp, c->kt, c->vt, rot, n, (int)hp->n_head_kv, hd, c->k, c->v, KV,
-                        c->kdst, c->vdst);
+    if (c->xcodes[il]) /* a ring-only layer stores no codes (the ring gets its rows below) */
+        cpu_kvq_encode_rows(c->tp, c->kt, c->vt, rot, n, (int)hp->n_head_kv, hd, c->k, c->v,
+                            KV, c->kdst, c->vdst);
     for (int g = 0; g < c->n_grp; g++) {
         c->grp[g].k = c->grp_kv[g]->k[il];
         c->grp[g].v = c->grp_kv[g]->v[il];
@@ -609,8 +622,10 @@ static void layer_forward(struct forward_ctx *c, uint32_t il, int n)
         cpu_rope(qt, (int)hp->n_head, (int)hd, (int)hp->n_rot, cs, hp->rope_mode);
         cpu_rope(kt, (int)hp->n_head_kv, (int)hd, (int)hp->n_rot, cs, hp->rope_mode);
         if (c->kvq) {
-            c->kdst[t] = kv_cache_k(c->bkv[t], il, (uint32_t)c->bpos[t]);
-            c->vdst[t] = kv_cache_v(c->bkv[t], il, (uint32_t)c->bpos[t]);
+            if (c->xcodes[il]) {
+                c->kdst[t] = kv_cache_k(c->bkv[t], il, (uint32_t)c->bpos[t]);
+                c->vdst[t] = kv_cache_v(c->bkv[t], il, (uint32_t)c->bpos[t]);
+            }
             continue;
         }
         uint16_t *kc = kv_cache_k16(c->bkv[t], il, (uint32_t)c->bpos[t]);
@@ -725,6 +740,8 @@ hearth_status forward_eval(struct forward_ctx *c, const int32_t *tokens, int n_t
             return err_set(HEARTH_ERR_INVALID_ARG,
                            "forward_eval: token %d (at index %d) out of range [0, %u)", tokens[t],
                            t, hp->n_vocab);
+    if (!kv_ring_can_eval(&c->ring[0], (uint32_t)pos0))
+        return seq_batch_ring_lost("forward_eval", 0, &c->ring[0], (uint32_t)pos0);
     c->kv->n_used = (uint32_t)pos0;
     for (int t0 = 0; t0 < n_tokens; t0 += c->n_batch) {
         int n = n_tokens - t0 < c->n_batch ? n_tokens - t0 : c->n_batch;
@@ -745,6 +762,7 @@ hearth_status forward_eval(struct forward_ctx *c, const int32_t *tokens, int n_t
         }
         forward_batch(c, tokens + t0, n, lg, n_out);
         c->kv->n_used = (uint32_t)(pos0 + t0 + n);
+        kv_ring_advance(&c->ring[0], (uint32_t)(pos0 + t0), (uint32_t)n);
     }
     return HEARTH_OK;
 }
@@ -783,7 +801,10 @@ static hearth_status check_multi(struct forward_ctx *c, const int32_t *tokens,
         c->seq_next[s] = c->kvs[s]->n_used;
     const struct seq_batch_limits lim = {"forward_eval_multi", c->n_seq, c->m->hp.n_vocab,
                                          c->kv->n_ctx};
-    return seq_batch_check(&lim, tokens, seq, pos, n, c->seq_next, c->seq_last);
+    hearth_status st = seq_batch_check(&lim, tokens, seq, pos, n, c->seq_next, c->seq_last);
+    if (st != HEARTH_OK)
+        return st;
+    return seq_batch_ring_check(lim.who, c->ring, c->n_seq, seq, pos, n);
 }
 
 hearth_status forward_eval_multi(struct forward_ctx *c, const int32_t *tokens, const int32_t *seq,
@@ -811,6 +832,7 @@ hearth_status forward_eval_multi(struct forward_ctx *c, const int32_t *tokens, c
         if (lg)
             lg += (size_t)n_out * n_vocab;
     }
+    seq_batch_ring_advance(c->ring, c->n_seq, seq, pos, n_tokens, c->seq_next);
     for (int s = 0; s < c->n_seq; s++)
         c->kvs[s]->n_used = c->seq_next[s];
     return HEARTH_OK;
@@ -818,6 +840,14 @@ hearth_status forward_eval_multi(struct forward_ctx *c, const int32_t *tokens, c
 
 void forward_seq_clear(struct forward_ctx *c, int seq)
 {
-    if (seq >= 0 && seq < c->n_seq)
+    if (seq >= 0 && seq < c->n_seq) {
         c->kvs[seq]->n_used = 0;
+        c->ring[seq].lo = 0;
+    }
+}
+
+bool forward_seq_can_resume(const struct forward_ctx *c, int seq, uint32_t pos)
+{
+    return seq >= 0 && seq < c->n_seq && pos <= c->kvs[seq]->n_used &&
+           kv_ring_can_eval(&c->ring[seq], pos);
 }

@@ -100,6 +100,13 @@ int forward_n_seq(const struct forward_ctx *c);
 uint32_t forward_seq_n_past(const struct forward_ctx *c, int seq);
 /* Empties sequence seq's cache (no-op out of range). */
 void forward_seq_clear(struct forward_ctx *c, int seq);
+/*
+ * Whether sequence seq can go on from position pos (pos <= its positions):
+ * false when pos > 0 and its sliding-window layers keep only a ring
+ * (kv-cache.h kv_ring_track) that a rewind to pos has outrun; the caller then
+ * evaluates again from 0.
+ */
+bool forward_seq_can_resume(const struct forward_ctx *c, int seq, uint32_t pos);
 /* Bytes of all the KV caches at full context (n_seq x per-sequence). */
 size_t forward_kv_bytes(const struct forward_ctx *c);
 /* Sequence seq's cache (NULL out of range); tests inspect and perturb its rows. */

@@ -95,6 +95,14 @@ void cpu_kvq_exact_stage(enum kvq_type kt, enum kvq_type vt, const struct kvq_ro
         if (ring->pos[slot] == (int32_t)p) {
             f16_row_to_f32(ring->k + slot * ring->k_stride, KV, kd);
             f16_row_to_f32(ring->v + slot * ring->v_stride, KV, vd);
+        } else if (!sq->k) {
+            /*
+             * A ring-only layer (no codes): the rewind rule keeps every row
+             * it attends to in the ring, so this one is older than its
+             * sliding window and never read.
+             */
+            memset(kd, 0, KV * sizeof *kd);
+            memset(vd, 0, KV * sizeof *vd);
         } else {
             exact_row_decode(kt, rot, sq->k + (size_t)p * k_row, nkv, hd, kd);
             exact_row_decode(vt, rot, sq->v + (size_t)p * v_row, nkv, hd, vd);

@@ -1,0 +1,113 @@
+/* vk-kvq-fixtures: see vk-kvq-fixtures.h. */
+#ifdef HEARTH_WITH_VULKAN
+#include "vk-kvq-fixtures.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../vulkan/vk.h"
+#include "fixtures.h"
+
+const struct hearth_backend_ops *vk_backend_ops(void);
+
+bool vkq_env_open(struct kenv *e)
+{
+    memset(e, 0, sizeof *e);
+    if (fixture_asan_slow_unwind())
+        return false;
+    vk_keep_driver_loaded();
+    const struct hearth_backend_ops *vo = vk_backend_ops();
+    if (!vo || vo->device_count() < 1)
+        return false;
+    struct cpu_backend_params p = {.n_threads = 2, .isa = 0, .name = "cpu-ref"};
+    CHECK_OK(cpu_backend_device_create(&p, &e->dev[0]));
+    CHECK_OK(vo->device_open(0, &e->dev[1]));
+    for (int i = 0; i < 2; i++)
+        if (e->dev[i])
+            CHECK_OK(backend_stream_create(e->dev[i], &e->s[i]));
+    return true;
+}
+
+void vkq_env_free_bufs(struct kenv *e)
+{
+    for (int i = 0; i < e->n_bufs; i++)
+        backend_buffer_free(e->bufs[i]);
+    e->n_bufs = 0;
+}
+
+void vkq_env_close(struct kenv *e)
+{
+    if (e->dev[1]) {
+        const char *msg = NULL;
+        int n = vk_backend_validation_errors(e->dev[1], &msg);
+        CHECK_MSG(n == 0, "%d validation messages, last: %s", n, msg);
+    }
+    vkq_env_free_bufs(e);
+    for (int i = 0; i < 2; i++) {
+        backend_stream_destroy(e->s[i]);
+        backend_device_destroy(e->dev[i]);
+    }
+}
+
+struct hearth_tensor vkq_mk(struct kenv *e, int d, hearth_dtype t, int64_t ne0, size_t row_bytes,
+                            int64_t n_rows, const void *host)
+{
+    struct hearth_tensor w;
+    memset(&w, 0, sizeof w);
+    size_t n = row_bytes * (size_t)n_rows;
+    struct hearth_buffer *b = NULL;
+    if (e->n_bufs >= MAX_BUFS) {
+        TEST_FAIL_AT("too many test buffers");
+        return w;
+    }
+    CHECK_OK(backend_buffer_alloc(backend_device_buffer_type(e->dev[d]), n, &b));
+    if (!b)
+        return w;
+    e->bufs[e->n_bufs++] = b;
+    if (host)
+        CHECK_OK(backend_buffer_set(b, 0, host, n));
+    else
+        CHECK_OK(backend_buffer_clear(b, 0));
+    w.buf = b;
+    w.type = t;
+    w.ne0 = ne0;
+    w.n_rows = n_rows;
+    w.row_stride = row_bytes;
+    return w;
+}
+
+float *vkq_gauss(size_t n, double s)
+{
+    float *x = malloc(n * sizeof *x);
+    for (size_t i = 0; x && i < n; i++)
+        x[i] = (float)(test_rng_gauss() * s);
+    return x;
+}
+
+int vkq_bits_differ(const float *a, const float *b, size_t n)
+{
+    int bad = 0;
+    for (size_t i = 0; i < n; i++)
+        bad += memcmp(&a[i], &b[i], sizeof a[i]) != 0;
+    return bad;
+}
+
+/*
+ * By the coarser type of the pair. Both backends encode the same bytes nearly
+ * always (float RoPE and sums differ by ~1e-6), so these bound what a tipped
+ * code may move: one block step of a position's value (q8_0 1/127, q4_0 1/8
+ * of the block max) times its softmax weight, or one rotated coordinate's
+ * level gap. Measured on lavapipe: 3.6e-4 at worst (one tipped rot3 vector at
+ * d256), 1e-6 otherwise.
+ */
+double vkq_cpu_tol(enum kvq_type kt, enum kvq_type vt)
+{
+    static const double tol[KVQ_TYPE_COUNT] = {2e-4, 2e-3, 1e-2, 1e-2, 1e-2};
+    return fmax(tol[kt], tol[vt]);
+}
+
+#else
+/* Without the Vulkan backend there is nothing to share (ISO C wants a declaration here). */
+typedef int vkq_fixtures_not_built;
+#endif
