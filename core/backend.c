@@ -116,7 +116,12 @@ bool backend_device_supports_kv_window(struct hearth_device *dev, int k_type, in
 
 bool backend_device_supports_kv_ring_only(struct hearth_device *dev, int k_type, int v_type)
 {
-    return backend_device_supports_kv_window(dev, k_type, v_type) && dev->ops->abi_version >= 4;
+    if (!dev || dev->ops->abi_version < 4)
+        return false;
+    /* an f16/f16 cache has no step 5 of its own: its ring-only layers are all it needs */
+    if (k_type == 0 && v_type == 0)
+        return backend_device_supports_kv(dev, k_type, v_type);
+    return backend_device_supports_kv_window(dev, k_type, v_type);
 }
 
 struct hearth_buffer_type *backend_device_buffer_type(struct hearth_device *dev)

@@ -275,7 +275,7 @@ enum hearth_glu_act {
  *      them (so a token sees the same rounded keys in a batch or alone),
  *      except K_0 = k_aux row 1 when k_type != f16, and except step 5;
  *   5. exact window (kv_window W > 0; the caller passes 0 for an f16/f16
- *      cache): for j > p - W, K_j and V_j are exact rows instead of
+ *      cache except on a ring-only layer, step 6): for j > p - W, K_j and V_j are exact rows instead of
  *      kvq_decode's: for j in [pos0, p] the batch's own rows, for j < pos0
  *      ring slot j % W when ring_pos[j % W] == j (else the decoded row, as
  *      after a rewind); "exact" means in the attention's domain (K: the
@@ -290,7 +290,8 @@ enum hearth_glu_act {
  *      window"), so a batch and token-by-token decode give the same bits;
  *   6. ring-only layer (ABI 4; backend_device_supports_kv_ring_only):
  *      k_cache and v_cache absent (buf NULL) with window > 0 and kv_window
- *      >= window: the layer keeps no encoded rows. Step 3 stores nothing
+ *      >= window, any type pair (f16/f16 too: then the ring is the whole
+ *      cache, with no k_aux): the layer keeps no encoded rows. Step 3 stores nothing
  *      (k_aux as before), steps 4-5 read every K_j, V_j from the exact
  *      rows (every j attended to is > p - window >= p - W), and the caller
  *      guarantees ring_pos[j % W] == j for every j in [max(0, pos0 -

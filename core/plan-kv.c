@@ -66,7 +66,13 @@ uint64_t plan_kv_layer_bytes(const struct arch_info *a, const struct plan_opts *
 
 uint32_t plan_kv_layer_window(const struct plan_opts *o, uint32_t swa)
 {
-    if (o->kv_window == 0 || (o->kv_type_k == KVQ_F16 && o->kv_type_v == KVQ_F16))
+    const bool f16 = o->kv_type_k == KVQ_F16 && o->kv_type_v == KVQ_F16;
+    if (swa > 0 && f16) {
+        /* the ring replaces the f16 rows only where it is shorter than the context */
+        const uint64_t ring = (uint64_t)swa + PLAN_SWA_SLACK;
+        return ring < o->n_ctx ? (uint32_t)ring : 0;
+    }
+    if (o->kv_window == 0 || f16)
         return 0;
     const uint64_t w = swa > 0 ? (uint64_t)swa + PLAN_SWA_SLACK : o->kv_window;
     return w < o->n_ctx ? (uint32_t)w : o->n_ctx;

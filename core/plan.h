@@ -290,20 +290,25 @@ uint64_t plan_kv_aux_bytes(int k_type, uint32_t n_head_kv, uint32_t head_dim);
 #define PLAN_SWA_SLACK 64u
 /*
  * The exact window W_l of one layer (positions kept as f16 rows beside the
- * codes; core/kv-cache.h), the rule every path uses: 0 without a window
- * (kv_window 0) or for an f16/f16 cache, where it is unused; for a global
- * layer (swa 0) min(kv_window, n_ctx); for a sliding-window layer (swa > 0,
- * the positions it attends to) min(swa + PLAN_SWA_SLACK, n_ctx) whatever
- * kv_window is, so every row it reads is exact. Why: gemma3's local layers
- * carried most of a compressed cache's error with a 128-row window
- * (docs/kv-cache.md), and their ring costs 16 · (swa + slack) / n_ctx bits
- * per value, 0.28 at 32k for swa = 512.
+ * codes, or instead of them; core/kv-cache.h), the rule every path uses:
+ *  - a global layer (swa 0): min(kv_window, n_ctx), 0 without a window
+ *    (kv_window 0) or for an f16/f16 cache, where it is unused;
+ *  - a sliding-window layer (swa > 0, the positions it attends to) of a
+ *    compressed cache with a window: min(swa + PLAN_SWA_SLACK, n_ctx)
+ *    whatever kv_window is, so every row it reads is exact (gemma3's local
+ *    layers carried most of a compressed cache's error with a 128-row
+ *    window, docs/kv-cache.md); without a window 0 (codes only);
+ *  - a sliding-window layer of an f16/f16 cache: swa + PLAN_SWA_SLACK when
+ *    that is below n_ctx, else 0 (full rows, nothing to save): the ring is
+ *    its whole cache, as llama.cpp's sliding-window cache.
+ * A ring costs 16 · (swa + slack) / n_ctx bits per value, 0.28 at 32k for
+ * swa = 512.
  */
 uint32_t plan_kv_layer_window(const struct plan_opts *o, uint32_t swa);
 /*
- * Whether the layer keeps encoded rows: false for a ring-only layer, a
- * sliding-window layer with a window (backend.h ATTENTION step 6), whose
- * ring holds every row it can read.
+ * Whether the layer keeps encoded (or f16) rows: false for a ring-only
+ * layer, a sliding-window layer with a ring (backend.h ATTENTION step 6),
+ * which holds every row it can read.
  */
 bool plan_kv_layer_codes(const struct plan_opts *o, uint32_t swa);
 /*

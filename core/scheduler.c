@@ -434,6 +434,7 @@ static hearth_status load_all(struct sched *s, struct loader *L)
         }
         const struct plan_opts wo = window_opts(s);
         if (plan_kv_layer_window(&wo, layer_swa(s, il)) > 0 &&
+            plan_kv_layer_codes(&wo, layer_swa(s, il)) &&
             !backend_device_supports_kv_window(s->dev[d].dev, kt, vt)) {
             struct hearth_device_props pr;
             backend_device_props(s->dev[d].dev, &pr);
@@ -456,8 +457,9 @@ static hearth_status load_all(struct sched *s, struct loader *L)
             backend_device_props(s->dev[d].dev, &pr);
             return err_set(HEARTH_ERR_UNSUPPORTED,
                            "sched: %s cannot run layer %u from its ring alone (ATTENTION step "
-                           "6, backend ABI 4): a sliding-window layer under --kv-window needs it",
-                           pr.name, il);
+                           "6, backend ABI 4, K %s / V %s): a sliding-window layer keeps only "
+                           "its window there",
+                           pr.name, il, kvq_type_name(kt), kvq_type_name(vt));
         }
         if (sl->ring_only) {
             if ((st = alloc_ring(s, d, il)) != HEARTH_OK)
@@ -724,8 +726,6 @@ void sched_seq_clear(struct sched *s, int seq)
         return;
     s->seq_used[seq] = 0;
     s->seq_ring[seq].lo = 0;
-    if (s->kv_window == 0)
-        return;
     /*
      * Empty the sequence's ring tags too. Not needed for the bits (a cleared
      * sequence writes every position before it reads it, and each write

@@ -2,7 +2,8 @@
  * cuda/attention-kvq: K/V store into a compressed KV cache (core/kv-quant.h
  * formats f16, q8_0, q4_0, rot4, rot3) and attention over it, for any
  * (K type, V type) pair. The all-f16 cache keeps the faster kernels of
- * attention.cu; the backend sends every other pair here.
+ * attention.cu; the backend sends every other pair here, and every
+ * ring-only layer (f16/f16 included, see below).
  *
  * Store: one block per (token, KV head, K or V) encodes one head vector the
  * way kvq_encode does, with the same float operations in the same order, so
@@ -44,7 +45,9 @@
  * kv_window >= window): kq_setup checks the preconditions, the store kernel
  * is not launched, and the attention kernel stages no cache rows: every
  * position in [lo, p] is then > p - W, so it reads the batch's rows or a ring
- * slot the caller keeps tagged, never a decoded row.
+ * slot the caller keeps tagged, never a decoded row. Any pair, f16/f16
+ * included (the backend sends such a layer here, not to attention.cu): then
+ * nothing is centred or rotated and the ring rows are k and v as f16.
  * Not yet (performance, not results): a sequence split for long-context
  * decode (attention.cu's flash-decoding), per-type template kernels instead
  * of the per-element type switch, one K/V tile shared by a GQA group.
@@ -676,14 +679,11 @@ static hearth_status kq_setup(const struct cuda_kvq_args *a, const char *who, kq
     p->vb = (int)kvq_head_bytes((enum kvq_type)a->v_type, a->head_dim);
     /* step 6: no caches only where the exact window covers the sliding one */
     const bool ring_only = !a->d_k_cache;
-    if (ring_only && (a->d_v_cache || a->window == 0 || a->kv_window < a->window ||
-                      (a->k_type == KVQ_F16 && a->v_type == KVQ_F16)))
+    if (ring_only && (a->d_v_cache || a->window == 0 || a->kv_window < a->window))
         return err_set(HEARTH_ERR_INVALID_ARG,
                        "%s: caches absent (ring-only layer, backend.h step 6) need v_cache "
-                       "absent too (%s), window > 0 and kv_window >= window (got %u, %u) and a "
-                       "compressed pair (K %s / V %s)", who, a->d_v_cache ? "present" : "absent",
-                       a->window, a->kv_window, kvq_type_name((enum kvq_type)a->k_type),
-                       kvq_type_name((enum kvq_type)a->v_type));
+                       "absent too (%s), window > 0 and kv_window >= window (got %u, %u)", who,
+                       a->d_v_cache ? "present" : "absent", a->window, a->kv_window);
     /* the attention kernel stages cache rows as u16 words */
     if (!ring_only &&
         (a->k_row_stride % 2 || a->v_row_stride % 2 || (uintptr_t)a->d_k_cache % 2 ||
@@ -732,10 +732,11 @@ static hearth_status kq_setup(const struct cuda_kvq_args *a, const char *who, kq
     p->rpos = a->d_ring_pos;
     if (a->kv_window > 0 &&
         (!a->d_xs || !a->d_k_ring || !a->d_v_ring || !a->d_ring_pos ||
-         a->ring_stride < (int64_t)kv || (a->k_type == KVQ_F16 && a->v_type == KVQ_F16)))
+         a->ring_stride < (int64_t)kv ||
+         (a->k_type == KVQ_F16 && a->v_type == KVQ_F16 && !ring_only)))
         return err_set(HEARTH_ERR_INVALID_ARG,
                        "%s: exact window %u needs scratch, rings of >= %d halves a slot "
-                       "(stride %lld) and tags, and a compressed cache (K %s / V %s)", who,
+                       "(stride %lld) and tags, and a compressed cache or none (K %s / V %s)", who,
                        a->kv_window, kv, (long long)a->ring_stride,
                        kvq_type_name((enum kvq_type)a->k_type),
                        kvq_type_name((enum kvq_type)a->v_type));

@@ -27,7 +27,10 @@
  * under a mutex because streams of one device may run on several threads.
  * A ring-only layer (ATTENTION step 6: both caches absent) is checked in
  * attn_kvq and passed on with NULL cache pointers, which attention-kvq.cu
- * takes as "store nothing, stage nothing".
+ * takes as "store nothing, stage nothing". It goes there whatever its types:
+ * an f16/f16 one too, since attention.cu's kernels store into and read the
+ * caches; both types f16 means no centring, no rotation, and ring rows that
+ * are k and v rounded to f16.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -435,11 +438,12 @@ static hearth_status op_attention(struct cu_stream *cs, const struct hearth_op_a
     hearth_status st;
     if (!packed_f32(&a->q) || !packed_f32(&a->k) || !packed_f32(&a->v) || !packed_f32(&a->out))
         return err_set(HEARTH_ERR_UNSUPPORTED, "cuda: attention needs packed q/k/v/out rows");
-    if (a->k_type != KVQ_F16 || a->v_type != KVQ_F16)
+    /* a ring-only layer (step 6, no k_cache) of any pair, f16/f16 included, is attn_kvq's */
+    if (a->k_type != KVQ_F16 || a->v_type != KVQ_F16 || !a->k_cache.buf)
         return attn_kvq(cs, a, n);
-    if (!a->k_cache.buf || !a->v_cache.buf)
-        return err_set(HEARTH_ERR_INVALID_ARG, "cuda: attention: an f16/f16 layer needs both "
-                       "caches (ring-only layers, backend.h step 6, are compressed pairs)");
+    if (!a->v_cache.buf)
+        return err_set(HEARTH_ERR_INVALID_ARG, "cuda: attention: k_cache present but v_cache "
+                       "absent (a ring-only layer, backend.h step 6, has neither)");
     if (a->k_cache.row_stride != a->v_cache.row_stride || a->k_cache.row_stride % 2)
         return err_set(HEARTH_ERR_UNSUPPORTED, "cuda: attention needs equal K/V cache strides");
     if ((st = attn_prepare(cs, a, n)) != HEARTH_OK)

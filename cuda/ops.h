@@ -321,10 +321,12 @@ hearth_status cuda_kvq_store(const struct cuda_kvq_args *a, void *stream);
  * stays the sink. Afterwards the batch's last min(W, n_tok) rows enter the
  * ring with their tags.
  * Ring-only layer (backend.h step 6): d_k_cache and d_v_cache NULL, window >
- * 0, kv_window >= window, not f16/f16 (else INVALID_ARG, from both
- * functions): cuda_kvq_store encodes nothing (centring and d_xs as before),
+ * 0, kv_window >= window (else INVALID_ARG, from both functions), any type
+ * pair (f16/f16 too: its ring rows are k and v rounded to f16, no k_aux):
+ * cuda_kvq_store encodes nothing (centring and d_xs as before),
  * cuda_kvq_attention reads no cache row; the caller keeps d_ring_pos[j % W]
- * == j for every j in [max(0, pos0 - window + 1), pos0).
+ * == j for every j in [max(0, pos0 - window + 1), pos0). An exact window
+ * over f16/f16 caches that are present is INVALID_ARG (backend.h: 0 there).
  */
 hearth_status cuda_kvq_attention(const struct cuda_kvq_args *a, void *stream);
 

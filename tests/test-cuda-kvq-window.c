@@ -15,6 +15,9 @@
  * decode steps and a batch, sliding window 16, kv_window 16 and 20, caches
  * present and then absent: outputs, rings, tags and k_aux bit-identical
  * after every call; broken preconditions give INVALID_ARG.
+ * Ring-only layers over an f16/f16 cache (attention_ring_only_f16): the same
+ * script with both types f16, the ring bit for bit against the contract's f16
+ * rows, out against a double reference over them and the CPU backend's op.
  */
 #include <math.h>
 #include <stdio.h>
@@ -511,7 +514,189 @@ TEST(attention_ring_only)
     cukvq_close_devices(&g_cpu, gpu);
 }
 
-TEST_MAIN(TEST_CASE(attention_exact_window), TEST_CASE(attention_ring_only))
+/* ==== ring-only layers over an f16/f16 cache (step 6 with both types f16) ====== */
+
+/*
+ * As tests/test-vk-kvq-window.c rf_case: the f16/f16 ring-only layer at
+ * head_dim hd over hk KV heads (sliding window RO_SWA, exact window W, no
+ * caches, no k_aux), the ring_only script on cuda0 and on the CPU backend,
+ * decode steps through shared tensors. After every call: the GPU ring and
+ * tags bit for bit against the contract's (slot p % W = f32_to_f16 of the
+ * op's RoPE'd k and of v at p, tag p); out against a double reference over
+ * those rows and the op's RoPE'd q, window [p - RO_SWA + 1, p] (2e-4 max|ref|
+ * + 1e-5); out within cukvq_tol(f16) of the CPU's, whose tags and V halves
+ * must equal the contract's and K halves be within an f16 step.
+ */
+static void rf_case(struct hearth_device *gpu, int hd, int hk, int W, uint32_t layer)
+{
+    const int KV = hk * hd, QD = KV_H * hd, NMAX = 24;
+    float *q = malloc((size_t)RO_POS * QD * 4), *k = malloc((size_t)RO_POS * KV * 4);
+    float *v = malloc((size_t)RO_POS * KV * 4);
+    float *out = malloc((size_t)NMAX * QD * 4), *outc = malloc((size_t)NMAX * QD * 4);
+    float *qr = malloc((size_t)NMAX * QD * 4), *kr = malloc((size_t)NMAX * KV * 4);
+    uint16_t *xk = malloc((size_t)RO_POS * KV * 2), *xv = malloc((size_t)RO_POS * KV * 2);
+    uint16_t *rk = malloc((size_t)W * KV * 2), *rv = malloc((size_t)W * KV * 2);
+    double *sc = malloc(RO_SWA * sizeof *sc);
+    REQUIRE(q && k && v && out && outc && qr && kr && xk && xv && rk && rv && sc);
+    for (int i = 0; i < RO_POS * QD; i++)
+        q[i] = (float)test_rng_gauss();
+    for (int i = 0; i < RO_POS * KV; i++) {
+        k[i] = (float)test_rng_gauss();
+        v[i] = (float)test_rng_gauss();
+    }
+    CHECK_MSG(backend_device_supports_kv_ring_only(gpu, KVQ_F16, KVQ_F16),
+              "cuda: no f16/f16 ring-only layers");
+    const bool use_cpu = backend_device_supports_kv_ring_only(g_cpu, KVQ_F16, KVQ_F16);
+    CHECK_MSG(use_cpu, "the CPU backend lacks f16/f16 ring-only layers");
+    int32_t tags[RO_MAXW], model[RO_MAXW], rt[RO_MAXW];
+    for (int i = 0; i < RO_MAXW; i++)
+        tags[i] = model[i] = -1;
+    struct wx_dev wd[2] = {{.dev = g_cpu}, {.dev = gpu}};
+    struct hearth_tensor dec[2][4];
+    for (int d = 0; d < 2; d++) {
+        CHECK_OK(backend_stream_create(wd[d].dev, &wd[d].s));
+        wd[d].kr = wx_mk(&wd[d], HEARTH_DTYPE_F16, KV, (size_t)KV * 2, W, NULL);
+        wd[d].vr = wx_mk(&wd[d], HEARTH_DTYPE_F16, KV, (size_t)KV * 2, W, NULL);
+        wd[d].rp = wx_mk(&wd[d], HEARTH_DTYPE_I32, W, (size_t)W * 4, 1, tags);
+    }
+    for (int c = 0; wd[0].s && wd[1].s && c < RO_CALLS; c++) {
+        int pos0, n;
+        ro_call(c, &pos0, &n);
+        const float *qs = q + (size_t)pos0 * QD, *ks = k + (size_t)pos0 * KV;
+        const float *vs = v + (size_t)pos0 * KV;
+        struct hearth_op op[2];
+        struct hearth_tensor fresh[2][4];
+        for (int d = 0; d < 2; d++) {
+            struct hearth_tensor *t = fresh[d];
+            if (n == 1 && c > 1) {
+                t = dec[d];
+                CHECK_OK(backend_buffer_set(t[0].buf, 0, qs, (size_t)QD * 4));
+                CHECK_OK(backend_buffer_set(t[1].buf, 0, ks, (size_t)KV * 4));
+                CHECK_OK(backend_buffer_set(t[2].buf, 0, vs, (size_t)KV * 4));
+            } else {
+                if (n == 1)
+                    t = dec[d];
+                t[0] = wx_mk(&wd[d], HEARTH_DTYPE_F32, QD, (size_t)QD * 4, n, qs);
+                t[1] = wx_mk(&wd[d], HEARTH_DTYPE_F32, KV, (size_t)KV * 4, n, ks);
+                t[2] = wx_mk(&wd[d], HEARTH_DTYPE_F32, KV, (size_t)KV * 4, n, vs);
+                t[3] = wx_mk(&wd[d], HEARTH_DTYPE_F32, QD, (size_t)QD * 4, n, NULL);
+            }
+            ro_op(KVQ_F16, KVQ_F16, hd, hk, W, layer, &wd[d], t, n, pos0, &op[d]);
+        }
+        hearth_status st = backend_stream_run(wd[1].s, &op[1], 1);
+        CHECK_MSG(st == HEARTH_OK, "f16 d%d W%d call %d (%d at %d): %s", hd, W, c, n, pos0,
+                  hearth_last_error());
+        if (st != HEARTH_OK || backend_stream_synchronize(wd[1].s) != HEARTH_OK)
+            break;
+        const struct hearth_op_attention *a = &op[1].u.attn;
+        CHECK_OK(backend_buffer_get(a->out.buf, 0, out, (size_t)n * QD * 4));
+        CHECK_OK(backend_buffer_get(a->q.buf, 0, qr, (size_t)n * QD * 4));
+        CHECK_OK(backend_buffer_get(a->k.buf, 0, kr, (size_t)n * KV * 4));
+        for (size_t i = 0; i < (size_t)n * KV; i++) {
+            xk[(size_t)pos0 * KV + i] = f32_to_f16(kr[i]);
+            xv[(size_t)pos0 * KV + i] = f32_to_f16(vs[i]);
+        }
+        double mx = 0.0, err = 0.0;
+        for (int t = 0; t < n; t++) {
+            const int p = pos0 + t, lo = p + 1 > RO_SWA ? p + 1 - RO_SWA : 0;
+            for (int h = 0; h < KV_H; h++) {
+                const float *qh = qr + ((size_t)t * KV_H + (size_t)h) * (size_t)hd;
+                const size_t ho = (size_t)(h / (KV_H / hk)) * (size_t)hd;
+                double smax = -INFINITY, sum = 0.0;
+                for (int j = lo; j <= p; j++) {
+                    double dot = 0.0;
+                    for (int i = 0; i < hd; i++)
+                        dot += (double)qh[i] *
+                               (double)f16_to_f32(xk[(size_t)j * KV + ho + (size_t)i]);
+                    sc[j - lo] = dot * (double)a->scale;
+                    smax = fmax(smax, sc[j - lo]);
+                }
+                for (int j = lo; j <= p; j++)
+                    sum += (sc[j - lo] = exp(sc[j - lo] - smax));
+                for (int i = 0; i < hd; i++) {
+                    double o = 0.0;
+                    for (int j = lo; j <= p; j++)
+                        o += sc[j - lo] / sum *
+                             (double)f16_to_f32(xv[(size_t)j * KV + ho + (size_t)i]);
+                    const size_t oi = ((size_t)t * KV_H + (size_t)h) * (size_t)hd + (size_t)i;
+                    mx = fmax(mx, fabs(o));
+                    err = fmax(err, fabs((double)out[oi] - o));
+                }
+            }
+        }
+        CHECK_MSG(err <= 2e-4 * mx + 1e-5, "f16 d%d W%d call %d (%d at %d): error %.3g of max "
+                  "%.3g", hd, W, c, n, pos0, err, mx);
+        for (int t = 0; t < n; t++)
+            model[(pos0 + t) % W] = pos0 + t;
+        CHECK_OK(backend_buffer_get(wd[1].kr.buf, 0, rk, (size_t)W * KV * 2));
+        CHECK_OK(backend_buffer_get(wd[1].vr.buf, 0, rv, (size_t)W * KV * 2));
+        CHECK_OK(backend_buffer_get(wd[1].rp.buf, 0, rt, (size_t)W * 4));
+        int bad = 0;
+        for (int sl = 0; sl < W; sl++) {
+            bad += rt[sl] != model[sl];
+            for (int i = 0; model[sl] >= 0 && i < KV; i++) {
+                const size_t xo = (size_t)model[sl] * KV + (size_t)i;
+                const size_t ro = (size_t)sl * KV + (size_t)i;
+                bad += (rk[ro] != xk[xo]) + (rv[ro] != xv[xo]);
+            }
+        }
+        CHECK_MSG(bad == 0, "f16 d%d W%d call %d (%d at %d): %d ring halves/tags differ from "
+                  "the contract's", hd, W, c, n, pos0, bad);
+        if (!use_cpu)
+            continue;
+        st = backend_stream_run(wd[0].s, &op[0], 1);
+        CHECK_MSG(st == HEARTH_OK, "cpu f16 d%d W%d call %d: %s", hd, W, c, hearth_last_error());
+        if (st != HEARTH_OK || backend_stream_synchronize(wd[0].s) != HEARTH_OK)
+            break;
+        CHECK_OK(backend_buffer_get(op[0].u.attn.out.buf, 0, outc, (size_t)n * QD * 4));
+        double mc = 0.0, ec = 0.0;
+        for (size_t i = 0; i < (size_t)n * QD; i++) {
+            mc = fmax(mc, fabs((double)outc[i]));
+            ec = fmax(ec, fabs((double)out[i] - (double)outc[i]));
+        }
+        CHECK_MSG(ec <= cukvq_tol(KVQ_F16) * mc, "f16 d%d W%d call %d: vs cpu %.3g of max %.3g",
+                  hd, W, c, ec, mc);
+        CHECK_OK(backend_buffer_get(wd[0].kr.buf, 0, rk, (size_t)W * KV * 2));
+        CHECK_OK(backend_buffer_get(wd[0].vr.buf, 0, rv, (size_t)W * KV * 2));
+        CHECK_OK(backend_buffer_get(wd[0].rp.buf, 0, rt, (size_t)W * 4));
+        int tb = 0, vb = 0;
+        double rw = 0.0;
+        for (int sl = 0; sl < W; sl++) {
+            tb += rt[sl] != model[sl];
+            for (int i = 0; model[sl] >= 0 && i < KV; i++) {
+                const size_t xo = (size_t)model[sl] * KV + (size_t)i;
+                const size_t ro = (size_t)sl * KV + (size_t)i;
+                const double a0 = (double)f16_to_f32(xk[xo]), a1 = (double)f16_to_f32(rk[ro]);
+                vb += xv[xo] != rv[ro];
+                rw = fmax(rw, fabs(a0 - a1) / (1e-3 + fabs(a0)));
+            }
+        }
+        CHECK_MSG(tb == 0 && vb == 0 && rw <= 2e-3, "f16 d%d W%d call %d: cpu ring: %d tags "
+                  "and %d V halves differ, K by %.3g (relative)", hd, W, c, tb, vb, rw);
+    }
+    for (int d = 0; d < 2; d++)
+        wx_dev_free(&wd[d]);
+    free(q), free(k), free(v), free(out), free(outc), free(qr), free(kr), free(xk), free(xv);
+    free(rk), free(rv), free(sc);
+}
+
+/* f16/f16 at d 64 (2 KV heads) and 256 (1, as Gemma 3), W 16 and 20; one broken precondition. */
+TEST(attention_ring_only_f16)
+{
+    NEED_DEVICE();
+    test_rng_seed(86);
+    struct hearth_device *gpu;
+    REQUIRE(cukvq_open_devices(&g_cpu, &gpu));
+    static const int ws[2] = {RO_SWA, RO_MAXW};
+    for (int d = 0; d < 2; d++)
+        for (int w = 0; w < 2; w++)
+            rf_case(gpu, d ? 256 : 64, d ? 1 : KV_HK, ws[w], (uint32_t)(60 + 2 * d + w));
+    ro_bad(gpu, KVQ_F16, KVQ_F16, 12, RO_SWA, false, "f16/f16, kv_window 12 < window 16");
+    cukvq_close_devices(&g_cpu, gpu);
+}
+
+TEST_MAIN(TEST_CASE(attention_exact_window), TEST_CASE(attention_ring_only),
+          TEST_CASE(attention_ring_only_f16))
 
 #else /* no CUDA backend in this build */
 

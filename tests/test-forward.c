@@ -71,8 +71,8 @@ static hearth_status eval_forward(void *user, const int32_t *tokens, int n_token
  * Checks the prompt logits at the golden positions and the greedy
  * continuation (golden_check). Prints the largest deviation seen.
  */
-static void check_golden(const char *model_file, const char *golden_file, uint32_t swa_override,
-                         double tol)
+static void check_golden_ctx(const char *model_file, const char *golden_file,
+                             uint32_t swa_override, double tol, uint32_t n_ctx)
 {
     struct golden g;
     if (!golden_load(golden_file, &g))
@@ -84,11 +84,17 @@ static void check_golden(const char *model_file, const char *golden_file, uint32
     REQUIRE(m);
     if (swa_override)
         m->hp.sliding_window = swa_override;
-    struct forward_ctx *c = make_ctx(m, 256, 2, 64);
+    struct forward_ctx *c = make_ctx(m, n_ctx, 2, 64);
     if (c)
         golden_check(&g, (int)m->hp.n_vocab, tol, eval_forward, c, "cpu", NULL);
     forward_destroy(c);
     model_free(m);
+}
+
+static void check_golden(const char *model_file, const char *golden_file, uint32_t swa_override,
+                         double tol)
+{
+    check_golden_ctx(model_file, golden_file, swa_override, tol, 256);
 }
 
 TEST(smollm2_matches_reference)
@@ -111,10 +117,19 @@ TEST(gemma3_matches_q8_reference)
     check_golden(TEST_GEMMA3, "fwd-gemma3-q8.txt", 0, FWD_TOL_Q8);
 }
 
-/* Sliding window shrunk to 4 so that the local-layer mask acts on a 16-token prompt. */
+/*
+ * Sliding window shrunk to 4 so that the local-layer mask acts on a 16-token
+ * prompt, over full f16 rows: a context of 64 is below the 4 + 64 positions
+ * a ring-only layer would keep (plan_kv_layer_window). The ring-only path
+ * reads the same values and rounds the softmax differently; this model turns
+ * such rounding into logit changes beyond the tolerance (as the scalar ISA
+ * does: HEARTH_CPU_ISA=scalar fails gemma3_matches_reference's greedy check),
+ * so the ring is checked on the tiny synth model of test-kv-window-swa
+ * instead.
+ */
 TEST(gemma3_sliding_window_matches_reference)
 {
-    check_golden(TEST_GEMMA3, "fwd-gemma3-swa4.txt", 4, FWD_TOL_GEMMA3);
+    check_golden_ctx(TEST_GEMMA3, "fwd-gemma3-swa4.txt", 4, FWD_TOL_GEMMA3, 64);
 }
 
 /*

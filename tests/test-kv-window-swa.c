@@ -6,7 +6,9 @@
  *
  *  - the rule: 0 without a window or for an f16/f16 cache; a global layer
  *    min(W, n_ctx) and codes; a sliding-window layer min(swa + slack,
- *    n_ctx) whether W is below or above swa, and no codes;
+ *    n_ctx) whether W is below or above swa, and no codes; for an f16/f16
+ *    cache a local layer's ring is swa + slack where that is below n_ctx
+ *    (no rows), else none (full rows), with or without --kv-window;
  *    plan_kv_window_bytes charges W_l rows of f16 K and V and an int32 tag,
  *    rounded up; the ring rule's arithmetic (can_eval, advance) at its edges;
  *  - kv_cache_bytes counts each layer's own ring and no rows for a ring-only
@@ -18,15 +20,19 @@
  *    before a decode step changes the logits (the global layers still read
  *    codes older than 8 positions), while the local layers have none;
  *  - a tiny synth gemma3 (window 16, ring 80): a rewind of 30 positions
- *    after 130 gives the bits of a fresh run of the same tokens; a rewind to
+ *    after 130 gives the bits of a fresh run of the same tokens, for rot4
+ *    with the window and for an f16 cache (whose local layers are then
+ *    ring-only too); f16 ring-only layers agree with full f16 rows to 1e-3
+ *    of the largest logit (a context of 80, where the ring would not be
+ *    shorter); a rewind to
  *    65 is allowed and to 64 is not (INVALID_ARG saying to start again from
  *    0, and forward_seq_can_resume false), and starting again from 0 works;
  *    two sequences, one of which rewinds too far, name that sequence; the
  *    scheduler on the CPU backend gives forward.c's bits over the same
  *    script and refuses the same rewind;
  *  - the same script with every layer on vulkan0 (lavapipe in CI; skipped
- *    without Vulkan): the local layers run without cache buffers (ATTENTION
- *    step 6), the logits after the rewind equal a fresh vulkan0 run of the
+ *    without Vulkan), rot4 with the window and f16: the local layers run
+ *    without cache buffers (ATTENTION step 6), the logits after the rewind equal a fresh vulkan0 run of the
  *    same tokens bit for bit and stay within 0.1 of the largest logit from
  *    forward.c's (other kernels: 0.03 measured on this random model), and
  *    the rewind past the slack is refused there too.
@@ -82,8 +88,15 @@ TEST(layer_window_rule)
     CHECK_INT_EQ(plan_kv_layer_window(&o, 512), 0);
     CHECK(plan_kv_layer_codes(&o, 512));
     CHECK_INT_EQ(plan_kv_window_bytes(&o, 512, 1, 256, 256), 0);
-    o = window_opts(2048, KVQ_F16, KVQ_F16, 128); /* f16/f16 is exact everywhere */
+    /* f16/f16: no window on global layers; a local layer's ring is its cache where shorter */
+    o = window_opts(2048, KVQ_F16, KVQ_F16, 128);
     CHECK_INT_EQ(plan_kv_layer_window(&o, 0), 0);
+    CHECK(plan_kv_layer_codes(&o, 0));
+    CHECK_INT_EQ(plan_kv_layer_window(&o, 512), ring);
+    CHECK(!plan_kv_layer_codes(&o, 512));
+    o.kv_window = 0; /* the same without --kv-window */
+    CHECK_INT_EQ(plan_kv_layer_window(&o, 512), ring);
+    o.n_ctx = ring; /* no shorter than the context: full rows */
     CHECK_INT_EQ(plan_kv_layer_window(&o, 512), 0);
     CHECK(plan_kv_layer_codes(&o, 512));
     o = window_opts(2048, KVQ_F16, KVQ_ROT4, 128); /* one compressed side is enough */
@@ -184,24 +197,32 @@ static struct forward_ctx *ctx_new(const struct model *m, int kt, int vt, int W,
     return c;
 }
 
-/* forward_kv_bytes: codes of n_ctx rows per layer plus each layer's ring by the rule. */
-static void check_forward_bytes(const struct model *m, uint32_t n_ctx, int W)
+/*
+ * forward_kv_bytes: rows of n_ctx positions per layer with codes plus each
+ * layer's ring by the rule (type t for K and V; W 0 for f16).
+ */
+static void check_forward_bytes(const struct model *m, uint32_t n_ctx, int W, enum kvq_type t)
 {
     const struct model_hparams *hp = &m->hp;
-    struct forward_ctx *f = ctx_new(m, KVQ_ROT4, KVQ_ROT4, W, n_ctx);
+    struct forward_ctx *f = ctx_new(m, t, t, W, n_ctx);
     if (!f)
         return;
-    const struct plan_opts o = window_opts(n_ctx, KVQ_ROT4, KVQ_ROT4, (uint32_t)W);
-    const size_t row = 2 * hp->n_head_kv * kvq_head_bytes(KVQ_ROT4, (int)hp->head_dim);
+    const struct plan_opts o = window_opts(n_ctx, t, t, (uint32_t)W);
+    const size_t row = 2 * hp->n_head_kv * kvq_head_bytes(t, (int)hp->head_dim);
     const uint32_t ring = hp->sliding_window + PLAN_SWA_SLACK;
     size_t want = 0, n_local = 0;
     for (uint32_t il = 0; il < hp->n_layer; il++) {
         const bool swa = m->layers[il].is_swa;
         n_local += swa;
         const uint32_t wl = plan_kv_layer_window(&o, swa ? hp->sliding_window : 0);
-        CHECK_INT_EQ(wl, swa ? (n_ctx < ring ? n_ctx : ring) : (uint32_t)W);
-        /* a local layer keeps its ring and no codes */
-        want += (swa ? 0 : n_ctx * row) + (size_t)wl * 2 * hp->n_head_kv * hp->head_dim * 2;
+        if (t == KVQ_F16) /* a ring only where it is shorter than the context */
+            CHECK_INT_EQ(wl, swa && ring < n_ctx ? ring : 0);
+        else
+            CHECK_INT_EQ(wl, swa ? (n_ctx < ring ? n_ctx : ring) : (uint32_t)W);
+        /* a layer with a ring and a window as wide as its attention keeps no rows */
+        const bool rows = plan_kv_layer_codes(&o, swa ? hp->sliding_window : 0);
+        CHECK_INT_EQ(rows, !(swa && wl > 0));
+        want += (rows ? n_ctx * row : 0) + (size_t)wl * 2 * hp->n_head_kv * hp->head_dim * 2;
     }
     CHECK_INT_EQ(forward_kv_bytes(f), want);
     CHECK_MSG(n_local == 0 || hp->sliding_window > 0, "local layers without a window");
@@ -215,7 +236,8 @@ TEST(forward_bytes)
     struct model *m = NULL;
     CHECK_OK(model_load(path, &m));
     REQUIRE(m);
-    check_forward_bytes(m, 32, 8);
+    check_forward_bytes(m, 32, 8, KVQ_ROT4);
+    check_forward_bytes(m, 700, 0, KVQ_F16);
     struct forward_params fp = forward_params_default();
     fp.kv_type_k = fp.kv_type_v = KVQ_ROT4;
     fp.kv_window = -1;
@@ -232,8 +254,10 @@ TEST(forward_bytes)
         n_local += m->layers[il].is_swa;
     CHECK_INT_EQ(m->hp.sliding_window, 512);
     CHECK_INT_EQ(n_local, 15); /* 18 layers, every sixth global */
-    check_forward_bytes(m, 700, 8); /* local rings of 512 + slack */
-    check_forward_bytes(m, 300, 8); /* local rings capped at the context */
+    check_forward_bytes(m, 700, 8, KVQ_ROT4); /* local rings of 512 + slack */
+    check_forward_bytes(m, 300, 8, KVQ_ROT4); /* local rings capped at the context */
+    check_forward_bytes(m, 700, 0, KVQ_F16);  /* f16: local rings, no rows */
+    check_forward_bytes(m, 500, 0, KVQ_F16);  /* f16 below 576: full rows everywhere */
     model_free(m);
 }
 
@@ -399,17 +423,25 @@ static bool rewind_script(struct forward_ctx *f, struct sched *s, float *scratch
     return st == HEARTH_OK;
 }
 
-static struct forward_ctx *tiny_ctx(int n_seq)
+/* The KV type of the tiny runs: rot4 with the window, or f16 (its local layers ring-only). */
+static enum kvq_type g_tt = KVQ_ROT4;
+
+static struct forward_ctx *tiny_ctx_at(int n_seq, uint32_t n_ctx)
 {
     struct forward_params p = forward_params_default();
-    p.n_ctx = TN_CTX;
+    p.n_ctx = n_ctx;
     p.n_threads = 2;
     p.n_batch = 64;
-    p.kv_type_k = p.kv_type_v = KVQ_ROT4;
-    p.kv_window = TW;
+    p.kv_type_k = p.kv_type_v = g_tt;
+    p.kv_window = g_tt == KVQ_F16 ? 0 : TW;
     struct forward_ctx *c = NULL;
     CHECK_OK(forward_create_multi(g_tiny, &p, n_seq, &c));
     return c;
+}
+
+static struct forward_ctx *tiny_ctx(int n_seq)
+{
+    return tiny_ctx_at(n_seq, TN_CTX);
 }
 
 static hearth_status tiny_sched(struct hearth_device **dev, int n_seq, struct sched **out)
@@ -420,8 +452,8 @@ static hearth_status tiny_sched(struct hearth_device **dev, int n_seq, struct sc
     sp.n_devices = 1;
     sp.devices = dev;
     sp.n_seq = n_seq;
-    sp.kv_type_k = sp.kv_type_v = KVQ_ROT4;
-    sp.kv_window = TW;
+    sp.kv_type_k = sp.kv_type_v = g_tt;
+    sp.kv_window = g_tt == KVQ_F16 ? 0 : TW;
     *out = NULL;
     return sched_create(g_tiny, &sp, out);
 }
@@ -434,14 +466,30 @@ static size_t n_diff(const float *a, const float *b, size_t n)
     return d;
 }
 
+static void rewind_within_slack_of(enum kvq_type t);
+
 TEST(rewind_within_slack)
 {
     REQUIRE(tiny_model());
+    rewind_within_slack_of(KVQ_ROT4);
+    rewind_within_slack_of(KVQ_F16);
+    g_tt = KVQ_ROT4;
+}
+
+static void rewind_within_slack_of(enum kvq_type t)
+{
+    g_tt = t;
     tiny_tokens();
     const size_t V = g_tiny->hp.n_vocab;
     float *scratch = malloc(70 * V * sizeof(float)), *a = malloc(120 * V * sizeof(float)),
           *b = malloc(10 * V * sizeof(float));
-    REQUIRE(scratch && a && b);
+    if (!scratch || !a || !b) {
+        CHECK(false);
+        free(scratch);
+        free(a);
+        free(b);
+        return;
+    }
     for (uint32_t il = 0; il < g_tiny->hp.n_layer; il++)
         CHECK_INT_EQ(g_tiny->layers[il].is_swa, il != 5);
     /* the fresh run: positions 0..109 as before, then the new 10 */
@@ -457,8 +505,8 @@ TEST(rewind_within_slack)
     f = tiny_ctx(1);
     if (f && rewind_script(f, NULL, scratch, b)) {
         size_t d = n_diff(a + 110 * V, b, 10 * V);
-        CHECK_MSG(d == 0, "after a rewind of 30: %zu of %zu logits differ from a fresh run", d,
-                  10 * V);
+        CHECK_MSG(d == 0, "%s: after a rewind of 30: %zu of %zu logits differ from a fresh run",
+                  kvq_type_name(t), d, 10 * V);
     }
     forward_destroy(f);
     /* the scheduler on the CPU backend: the same bits, local layers without cache buffers */
@@ -470,7 +518,8 @@ TEST(rewind_within_slack)
         float *c = malloc(10 * V * sizeof(float));
         if (c && rewind_script(NULL, s, scratch, c)) {
             size_t d = n_diff(b, c, 10 * V);
-            CHECK_MSG(d == 0, "sched: %zu of %zu logits differ from forward.c", d, 10 * V);
+            CHECK_MSG(d == 0, "%s sched: %zu of %zu logits differ from forward.c",
+                      kvq_type_name(t), d, 10 * V);
         }
         free(c);
     }
@@ -479,6 +528,42 @@ TEST(rewind_within_slack)
     free(scratch);
     free(a);
     free(b);
+}
+
+/*
+ * f16: the ring-only local layers (n_ctx 256 > 16 + 64) against full f16 rows
+ * (n_ctx 80, where the ring would not be shorter): the same f16 K/V values
+ * through the compressed-cache kernel instead of the f16 one, which rounds the
+ * softmax differently (a float sum normalized at the end, against a double
+ * sum and normalized weights), so the logits of 70 tokens agree to 1e-3 of
+ * the largest (0 measured on this model: its rounding differences vanish in
+ * the 8-bit activations; a wrong row costs far more).
+ */
+TEST(f16_ring_equals_rows)
+{
+    REQUIRE(tiny_model());
+    tiny_tokens();
+    g_tt = KVQ_F16;
+    const size_t V = g_tiny->hp.n_vocab;
+    float *a = malloc(70 * V * sizeof(float)), *b = malloc(70 * V * sizeof(float));
+    struct forward_ctx *ring = tiny_ctx_at(1, TN_CTX), *rows = tiny_ctx_at(1, 80);
+    if (a && b && ring && rows) {
+        CHECK(forward_kv_cache(ring, 0)->k[0] == NULL && forward_kv_cache(rows, 0)->k[0]);
+        CHECK_OK(forward_eval(ring, g_ttok, 70, 0, a, true));
+        CHECK_OK(forward_eval(rows, g_ttok, 70, 0, b, true));
+        float mx = 0.0f, worst = 0.0f;
+        for (size_t i = 0; i < 70 * V; i++) {
+            mx = fabsf(b[i]) > mx ? fabsf(b[i]) : mx;
+            worst = fabsf(a[i] - b[i]) > worst ? fabsf(a[i] - b[i]) : worst;
+        }
+        CHECK_MSG(worst <= 1e-3f * mx, "f16 ring vs rows: max |diff| %g, max |logit| %g",
+                  (double)worst, (double)mx);
+    }
+    forward_destroy(ring);
+    forward_destroy(rows);
+    free(a);
+    free(b);
+    g_tt = KVQ_ROT4;
 }
 
 TEST(rewind_beyond_slack)
@@ -543,6 +628,8 @@ TEST(rewind_beyond_slack)
     free(out);
 }
 
+static void vulkan_ring_only_of(struct hearth_device **devs);
+
 TEST(vulkan_ring_only)
 {
     REQUIRE(tiny_model());
@@ -553,6 +640,18 @@ TEST(vulkan_ring_only)
         backend_device_destroy(devs[0]);
         TEST_SKIP("no vulkan0");
     }
+    const enum kvq_type types[2] = {KVQ_ROT4, KVQ_F16};
+    for (int i = 0; i < 2; i++) {
+        g_tt = types[i];
+        vulkan_ring_only_of(devs);
+    }
+    g_tt = KVQ_ROT4;
+    backend_device_destroy(devs[1]);
+    backend_device_destroy(devs[0]);
+}
+
+static void vulkan_ring_only_of(struct hearth_device **devs)
+{
     tiny_tokens();
     const size_t V = g_tiny->hp.n_vocab;
     float *scratch = malloc(130 * V * sizeof(float)), *a = malloc(120 * V * sizeof(float)),
@@ -568,8 +667,8 @@ TEST(vulkan_ring_only)
         sp.n_devices = 2;
         sp.devices = devs;
         sp.placement = pl;
-        sp.kv_type_k = sp.kv_type_v = KVQ_ROT4;
-        sp.kv_window = TW;
+        sp.kv_type_k = sp.kv_type_v = g_tt;
+        sp.kv_window = g_tt == KVQ_F16 ? 0 : TW;
         CHECK_OK(sched_create(g_tiny, &sp, &s));
     }
     struct forward_ctx *f = tiny_ctx(1);
@@ -584,8 +683,8 @@ TEST(vulkan_ring_only)
         sched_seq_clear(s, 0);
         CHECK_OK(sched_eval(s, fresh, 120, 0, scratch, true));
         size_t d = n_diff(scratch + 110 * V, b, 10 * V);
-        CHECK_MSG(d == 0, "vulkan0: after a rewind of 30, %zu of %zu logits differ from a fresh "
-                  "run", d, 10 * V);
+        CHECK_MSG(d == 0, "vulkan0 %s: after a rewind of 30, %zu of %zu logits differ from a "
+                  "fresh run", kvq_type_name(g_tt), d, 10 * V);
         /* and near forward.c's (other kernels: a loose bound that catches a wrong row) */
         CHECK_OK(forward_eval(f, fresh, 120, 0, a, true));
         float mx = 0.0f, worst = 0.0f;
@@ -593,8 +692,8 @@ TEST(vulkan_ring_only)
             mx = fabsf(a[i]) > mx ? fabsf(a[i]) : mx;
             worst = fabsf(a[i] - scratch[i]) > worst ? fabsf(a[i] - scratch[i]) : worst;
         }
-        CHECK_MSG(worst <= 0.1f * mx, "vulkan0: max |diff| %g from forward.c, max |logit| %g",
-                  (double)worst, (double)mx);
+        CHECK_MSG(worst <= 0.1f * mx, "vulkan0 %s: max |diff| %g from forward.c, max |logit| %g",
+                  kvq_type_name(g_tt), (double)worst, (double)mx);
     }
     forward_destroy(f);
     sched_destroy(s);
@@ -602,10 +701,9 @@ TEST(vulkan_ring_only)
     free(scratch);
     free(a);
     free(b);
-    backend_device_destroy(devs[1]);
-    backend_device_destroy(devs[0]);
 }
 
 TEST_MAIN(TEST_CASE(layer_window_rule), TEST_CASE(cache_bytes), TEST_CASE(forward_bytes),
           TEST_CASE(global_layers_read_codes), TEST_CASE(rewind_within_slack),
-          TEST_CASE(rewind_beyond_slack), TEST_CASE(vulkan_ring_only))
+          TEST_CASE(f16_ring_equals_rows), TEST_CASE(rewind_beyond_slack),
+          TEST_CASE(vulkan_ring_only))

@@ -13,6 +13,11 @@
  *      16 or 20, run with the caches present and then absent: outputs, rings,
  *      tags and k_aux bit-identical after every call (see ro_case); broken
  *      preconditions give INVALID_ARG.
+ *   3. ring-only layers over an f16/f16 cache (ring_only_f16): the same
+ *      script with both types f16, where the ring is the layer's whole
+ *      cache: the ring bit for bit against the contract's f16 rows, out
+ *      against a double reference over them and against the CPU backend's
+ *      op (see rf_case).
  * Skips with "no Vulkan device" where there is none.
  */
 #include <math.h>
@@ -525,7 +530,207 @@ TEST(ring_only)
     vkq_env_close(&e);
 }
 
-TEST_MAIN(TEST_CASE(exact_window), TEST_CASE(ring_only))
+/* ==== ring-only layers over an f16/f16 cache (step 6 with both types f16) ====== */
+
+/* Worst kernel error (of max |ref|), worst cpu distance (of tolerance); ring words checked. */
+static double tally_rf_worst, tally_rf_cpu_worst;
+static int tally_rf_ring_words, tally_rf_cpu_runs, tally_rf_cpu_ring_bad;
+
+/*
+ * The f16/f16 ring-only layer at head_dim hd over hk KV heads, sliding window
+ * RO_SWA, exact window W: the ring_only script on Vulkan and on the CPU
+ * backend (fresh rings, no caches, no k_aux), decode steps through shared
+ * tensors (replayed on Vulkan). After every call:
+ *   - the Vulkan ring and tags bit for bit against the contract's: slot p % W
+ *     holds f32_to_f16 of position p's k (read back after the op's RoPE) and
+ *     v, tag p, for the latest p written; untouched slots stay -1;
+ *   - the Vulkan output against a double reference over those same f16 rows
+ *     and the op's own RoPE'd q, window [p - RO_SWA + 1, p] (2e-5 of max);
+ *   - the Vulkan output against the CPU backend's op on the same inputs,
+ *     within vkq_cpu_tol(f16, f16) of max |out|, the CPU's tags equal and its
+ *     ring halves equal but where the two RoPEs round a half differently.
+ */
+static void rf_case(struct kenv *e, int hd, int hk, int W, uint32_t layer)
+{
+    const int KV = hk * hd, QD = RO_H * hd, NMAX = 24;
+    float *q = vkq_gauss((size_t)RO_POS * QD, 1.0), *k = vkq_gauss((size_t)RO_POS * KV, 1.0);
+    float *v = vkq_gauss((size_t)RO_POS * KV, 1.0);
+    float *out = malloc((size_t)NMAX * QD * 4), *outc = malloc((size_t)NMAX * QD * 4);
+    float *qr = malloc((size_t)NMAX * QD * 4), *kr = malloc((size_t)NMAX * KV * 4);
+    uint16_t *xk = malloc((size_t)RO_POS * KV * 2), *xv = malloc((size_t)RO_POS * KV * 2);
+    uint16_t *rk = malloc((size_t)W * KV * 2), *rv = malloc((size_t)W * KV * 2);
+    double *ref = malloc((size_t)NMAX * QD * sizeof *ref), *sc = malloc(RO_SWA * sizeof *sc);
+    REQUIRE(q && k && v && out && outc && qr && kr && xk && xv && rk && rv && ref && sc);
+    CHECK_MSG(backend_device_supports_kv_ring_only(e->dev[1], KVQ_F16, KVQ_F16),
+              "vulkan: no f16/f16 ring-only layers");
+    const bool use_cpu = backend_device_supports_kv_ring_only(e->dev[0], KVQ_F16, KVQ_F16);
+    CHECK_MSG(use_cpu, "the CPU backend lacks f16/f16 ring-only layers");
+    int32_t tags[RO_MAXW], model[RO_MAXW], rt[RO_MAXW];
+    for (int i = 0; i < RO_MAXW; i++)
+        tags[i] = model[i] = -1;
+    struct ro_dev s[2];
+    memset(s, 0, sizeof s);
+    for (int d = 0; d < 2; d++) {
+        s[d].kr = vkq_mk(e, d, HEARTH_DTYPE_F16, KV, (size_t)KV * 2, W, NULL);
+        s[d].vr = vkq_mk(e, d, HEARTH_DTYPE_F16, KV, (size_t)KV * 2, W, NULL);
+        s[d].rp = vkq_mk(e, d, HEARTH_DTYPE_I32, W, (size_t)W * 4, 1, tags);
+    }
+    struct vk_replay_stats rs0, rs1;
+    vk_backend_replay_stats(e->s[1], &rs0);
+    for (int c = 0; c < RO_CALLS; c++) {
+        int pos0, n;
+        ro_call(c, &pos0, &n);
+        const float *qs = q + (size_t)pos0 * QD, *ks = k + (size_t)pos0 * KV;
+        const float *vs = v + (size_t)pos0 * KV;
+        struct hearth_op op[2];
+        struct hearth_tensor fresh[2][4];
+        for (int d = 0; d < 2; d++) {
+            struct hearth_tensor *t = fresh[d];
+            if (n == 1 && c > 1) {
+                t = s[d].dec;
+                CHECK_OK(backend_buffer_set(t[0].buf, 0, qs, (size_t)QD * 4));
+                CHECK_OK(backend_buffer_set(t[1].buf, 0, ks, (size_t)KV * 4));
+                CHECK_OK(backend_buffer_set(t[2].buf, 0, vs, (size_t)KV * 4));
+            } else {
+                if (n == 1)
+                    t = s[d].dec;
+                t[0] = vkq_mk(e, d, HEARTH_DTYPE_F32, QD, (size_t)QD * 4, n, qs);
+                t[1] = vkq_mk(e, d, HEARTH_DTYPE_F32, KV, (size_t)KV * 4, n, ks);
+                t[2] = vkq_mk(e, d, HEARTH_DTYPE_F32, KV, (size_t)KV * 4, n, vs);
+                t[3] = vkq_mk(e, d, HEARTH_DTYPE_F32, QD, (size_t)QD * 4, n, NULL);
+            }
+            ro_op(KVQ_F16, KVQ_F16, hd, hk, W, layer, &s[d], t, n, pos0, &op[d]);
+        }
+        hearth_status st = backend_stream_run(e->s[1], &op[1], 1);
+        CHECK_MSG(st == HEARTH_OK, "f16 d%d W%d call %d (%d at %d): %s", hd, W, c, n, pos0,
+                  hearth_last_error());
+        if (st != HEARTH_OK || backend_stream_synchronize(e->s[1]) != HEARTH_OK)
+            break;
+        const struct hearth_op_attention *a = &op[1].u.attn;
+        CHECK_OK(backend_buffer_get(a->out.buf, 0, out, (size_t)n * QD * 4));
+        CHECK_OK(backend_buffer_get(a->q.buf, 0, qr, (size_t)n * QD * 4));
+        CHECK_OK(backend_buffer_get(a->k.buf, 0, kr, (size_t)n * KV * 4));
+        /* the contract's rows: k after the op's RoPE and v, rounded to f16 */
+        for (size_t i = 0; i < (size_t)n * KV; i++) {
+            xk[(size_t)pos0 * KV + i] = f32_to_f16(kr[i]);
+            xv[(size_t)pos0 * KV + i] = f32_to_f16(vs[i]);
+        }
+        /* the double reference over those rows, the sliding window only */
+        double mx = 0.0, err = 0.0;
+        for (int t = 0; t < n; t++) {
+            const int p = pos0 + t, lo = p + 1 > RO_SWA ? p + 1 - RO_SWA : 0;
+            for (int h = 0; h < RO_H; h++) {
+                const float *qh = qr + ((size_t)t * RO_H + (size_t)h) * (size_t)hd;
+                const size_t ho = (size_t)(h / (RO_H / hk)) * (size_t)hd;
+                double smax = -INFINITY, sum = 0.0;
+                for (int j = lo; j <= p; j++) {
+                    double dot = 0.0;
+                    for (int i = 0; i < hd; i++)
+                        dot += (double)qh[i] *
+                               (double)f16_to_f32(xk[(size_t)j * KV + ho + (size_t)i]);
+                    sc[j - lo] = dot * (double)a->scale;
+                    smax = fmax(smax, sc[j - lo]);
+                }
+                for (int j = lo; j <= p; j++)
+                    sum += (sc[j - lo] = exp(sc[j - lo] - smax));
+                for (int i = 0; i < hd; i++) {
+                    double o = 0.0;
+                    for (int j = lo; j <= p; j++)
+                        o += sc[j - lo] / sum *
+                             (double)f16_to_f32(xv[(size_t)j * KV + ho + (size_t)i]);
+                    size_t oi = ((size_t)t * RO_H + (size_t)h) * (size_t)hd + (size_t)i;
+                    ref[oi] = o;
+                    mx = fmax(mx, fabs(o));
+                    err = fmax(err, fabs((double)out[oi] - o));
+                }
+            }
+        }
+        tally_rf_worst = fmax(tally_rf_worst, err / mx);
+        CHECK_MSG(err <= 2e-5 * mx, "f16 d%d W%d call %d (%d at %d): kernel error %.3g of max "
+                  "%.3g", hd, W, c, n, pos0, err, mx);
+        /* the ring and its tags against the contract's, bit for bit */
+        for (int t = 0; t < n; t++)
+            model[(pos0 + t) % W] = pos0 + t;
+        CHECK_OK(backend_buffer_get(s[1].kr.buf, 0, rk, (size_t)W * KV * 2));
+        CHECK_OK(backend_buffer_get(s[1].vr.buf, 0, rv, (size_t)W * KV * 2));
+        CHECK_OK(backend_buffer_get(s[1].rp.buf, 0, rt, (size_t)W * 4));
+        int bad = 0;
+        for (int sl = 0; sl < W; sl++) {
+            bad += rt[sl] != model[sl];
+            if (model[sl] < 0)
+                continue;
+            const size_t xo = (size_t)model[sl] * KV, ro = (size_t)sl * KV;
+            for (int i = 0; i < KV; i++)
+                bad += (rk[ro + i] != xk[xo + i]) + (rv[ro + i] != xv[xo + i]);
+            tally_rf_ring_words += 2 * KV + 1;
+        }
+        CHECK_MSG(bad == 0, "f16 d%d W%d call %d (%d at %d): %d ring halves/tags differ from "
+                  "the contract's", hd, W, c, n, pos0, bad);
+        if (!use_cpu)
+            continue;
+        /* the CPU backend's op on the same inputs */
+        st = backend_stream_run(e->s[0], &op[0], 1);
+        CHECK_MSG(st == HEARTH_OK, "cpu f16 d%d W%d call %d: %s", hd, W, c, hearth_last_error());
+        if (st != HEARTH_OK || backend_stream_synchronize(e->s[0]) != HEARTH_OK)
+            break;
+        CHECK_OK(backend_buffer_get(op[0].u.attn.out.buf, 0, outc, (size_t)n * QD * 4));
+        double mc = 0.0, ec = 0.0;
+        for (size_t i = 0; i < (size_t)n * QD; i++) {
+            mc = fmax(mc, fabs((double)outc[i]));
+            ec = fmax(ec, fabs((double)out[i] - (double)outc[i]));
+        }
+        const double tol = vkq_cpu_tol(KVQ_F16, KVQ_F16);
+        tally_rf_cpu_runs++;
+        tally_rf_cpu_worst = fmax(tally_rf_cpu_worst, ec / (tol * mc));
+        CHECK_MSG(ec <= tol * mc, "f16 d%d W%d call %d: vs cpu %.3g of max %.3g", hd, W, c, ec,
+                  mc);
+        CHECK_OK(backend_buffer_get(s[0].kr.buf, 0, rk, (size_t)W * KV * 2));
+        CHECK_OK(backend_buffer_get(s[0].vr.buf, 0, rv, (size_t)W * KV * 2));
+        CHECK_OK(backend_buffer_get(s[0].rp.buf, 0, rt, (size_t)W * 4));
+        /* v goes in untransformed, so its halves agree exactly; K's within an f16 step */
+        int tb = 0, kb = 0, vb = 0;
+        double rw = 0.0;
+        for (int sl = 0; sl < W; sl++) {
+            tb += rt[sl] != model[sl];
+            for (int i = 0; model[sl] >= 0 && i < KV; i++) {
+                const size_t xo = (size_t)model[sl] * KV + (size_t)i;
+                const size_t ro = (size_t)sl * KV + (size_t)i;
+                float a0 = f16_to_f32(xk[xo]), a1 = f16_to_f32(rk[ro]);
+                kb += xk[xo] != rk[ro];
+                vb += xv[xo] != rv[ro];
+                rw = fmax(rw, fabs((double)a0 - (double)a1) / (1e-3 + fabs((double)a0)));
+            }
+        }
+        tally_rf_cpu_ring_bad += kb;
+        CHECK_MSG(tb == 0 && vb == 0 && rw <= 2e-3, "f16 d%d W%d call %d: cpu ring: %d tags "
+                  "and %d V halves differ, K by %.3g (relative)", hd, W, c, tb, vb, rw);
+    }
+    vk_backend_replay_stats(e->s[1], &rs1);
+    if (getenv("HEARTH_VULKAN_REPLAY") == NULL)
+        CHECK_MSG(rs1.replays >= rs0.replays + 15, "f16 d%d W%d: %llu of 17 decode steps "
+                  "replayed", hd, W, (unsigned long long)(rs1.replays - rs0.replays));
+    vkq_env_free_bufs(e);
+    free(q), free(k), free(v), free(out), free(outc), free(qr), free(kr), free(xk), free(xv);
+    free(rk), free(rv), free(ref), free(sc);
+}
+
+/* f16/f16 at d 64 (2 KV heads) and 256 (1, as Gemma 3), W 16 and 20; one broken precondition. */
+TEST(ring_only_f16)
+{
+    OPEN_OR_SKIP(e);
+    test_rng_seed(7800);
+    static const int ws[2] = {RO_SWA, 20};
+    for (int d = 0; d < 2; d++)
+        for (int w = 0; w < 2; w++)
+            rf_case(&e, d ? 256 : 64, d ? 1 : HK, ws[w], (uint32_t)(60 + 2 * d + w));
+    printf("  f16 ring-only: kernel worst %.3g of max |ref|; ring %d words bit-exact; cpu runs "
+           "%d, worst %.3g of tolerance, %d K ring halves rounded otherwise\n", tally_rf_worst,
+           tally_rf_ring_words, tally_rf_cpu_runs, tally_rf_cpu_worst, tally_rf_cpu_ring_bad);
+    ro_bad(&e, KVQ_F16, KVQ_F16, 12, RO_SWA, false, "f16/f16, kv_window 12 < window 16");
+    vkq_env_close(&e);
+}
+
+TEST_MAIN(TEST_CASE(exact_window), TEST_CASE(ring_only), TEST_CASE(ring_only_f16))
 
 #else
 

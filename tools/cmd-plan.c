@@ -350,16 +350,15 @@ static void print_text(const struct plan_model *m, const struct plan *p, bool ve
     char kvt[32];
     kvq_pair_name(p->opts.kv_type_k, p->opts.kv_type_v, kvt, sizeof kvt);
     char win[96] = "";
-    if (plan_window(p) > 0) {
-        const uint32_t swa = m->arch.sliding_window;
-        uint32_t n_local = 0;
-        for (uint32_t l = 0; l < m->arch.n_layer; l++)
-            n_local += arch_layer_swa(&m->arch, l);
-        if (n_local > 0)
-            snprintf(win, sizeof win, ", exact window %u (%u sliding-window layers: ring %u)",
-                     plan_window(p), n_local, plan_kv_layer_window(&p->opts, swa));
-        else
-            snprintf(win, sizeof win, ", exact window %u", plan_window(p));
+    if (plan_window(p) > 0)
+        snprintf(win, sizeof win, ", exact window %u", plan_window(p));
+    uint32_t n_local = 0;
+    for (uint32_t l = 0; l < m->arch.n_layer; l++)
+        n_local += arch_layer_swa(&m->arch, l);
+    const uint32_t ring = plan_kv_layer_window(&p->opts, m->arch.sliding_window);
+    if (n_local > 0 && ring > 0) {
+        size_t k = strlen(win);
+        snprintf(win + k, sizeof win - k, ", %u sliding-window layers keep %u", n_local, ring);
     }
     printf("context %u x %u sequence%s, KV %s%s (%.2f GiB), batch %u\n\n", p->opts.n_ctx,
            p->opts.n_parallel, p->opts.n_parallel == 1 ? "" : "s", kvt, win, gib(kv_all),

@@ -247,8 +247,11 @@ static hearth_status run_attention(struct vk_graph *g, const struct hearth_op *o
     uint32_t vs = 0;
     if ((st = fstride(&at->v, "attention", "v", &vs)))
         return st;
-    /* a compressed cache: op-attention.c checks it; norms and RoPE below are shared */
-    const bool kvq = at->k_type != KVQ_F16 || at->v_type != KVQ_F16;
+    /*
+     * a compressed cache, or a ring-only layer of any pair (vk_kvq_takes):
+     * op-attention.c checks it; norms and RoPE below are shared
+     */
+    const bool kvq = vk_kvq_takes(at);
     struct vk_kvq_args ka = {0};
     int kvd = at->n_head_kv * at->head_dim;
     if (kvq && (st = vk_kvq_args_from_op(at, &ka)))

@@ -33,7 +33,10 @@
  * runs the same passes minus kv-store-q: with W >= window every position the
  * attention reads is the batch's or a ring slot the caller keeps tagged, so
  * attention-kvq.comp never reaches its decode path, and q's buffer stands in
- * at the cache bindings (which a Vulkan descriptor cannot leave empty).
+ * at the cache bindings (which a Vulkan descriptor cannot leave empty). That
+ * holds for f16/f16 too (vk_kvq_takes sends it here, not to vk_attention,
+ * whose kernels need the caches): both types f16 means no kv-center, no
+ * sink, no rotation, so the ring rows are k and v rounded to f16.
  * graph.c's run_attention runs the q/k norms and RoPE for every cache type
  * and calls vk_attention_kvq for the compressed ones; vk_kvq_args_from_op
  * checks their tensors.
@@ -141,6 +144,11 @@ bool vk_kvq_supports_window(int k_type, int v_type)
     return vk_kvq_supports(k_type, v_type) && (k_type != KVQ_F16 || v_type != KVQ_F16);
 }
 
+bool vk_kvq_takes(const struct hearth_op_attention *at)
+{
+    return at->k_type != KVQ_F16 || at->v_type != KVQ_F16 || at->k_cache.buf == NULL;
+}
+
 /* Makes the scratch at least need bytes (after running recorded work that may read it). */
 static hearth_status kq_scratch(struct vk_kvq *kq, uint64_t need)
 {
@@ -201,12 +209,11 @@ static hearth_status kq_sign_bits(uint64_t seed, uint32_t layer, uint32_t hd, ui
 }
 
 /*
- * ATTENTION step 6 (k_cache absent): v_cache absent too, a sliding window the
- * exact window covers (so every attended position is in the ring or the
- * batch) and a compressed pair (f16/f16 has no exact window).
+ * ATTENTION step 6 (k_cache absent): v_cache absent too and a sliding window
+ * the exact window covers (so every attended position is in the ring or the
+ * batch). Any type pair: for f16/f16 the ring is the layer's whole cache.
  */
-static hearth_status kq_ring_only_ok(bool v_cache, uint32_t window, uint32_t kv_window,
-                                     enum kvq_type kt, enum kvq_type vt)
+static hearth_status kq_ring_only_ok(bool v_cache, uint32_t window, uint32_t kv_window)
 {
     if (v_cache)
         return err_set(HEARTH_ERR_INVALID_ARG, "vulkan attention: k_cache absent but v_cache "
@@ -215,9 +222,6 @@ static hearth_status kq_ring_only_ok(bool v_cache, uint32_t window, uint32_t kv_
         return err_set(HEARTH_ERR_INVALID_ARG, "vulkan attention: caches absent (ring-only "
                        "layer, backend.h step 6) need window > 0 and kv_window >= window; got "
                        "window %u, kv_window %u", window, kv_window);
-    if (kt == KVQ_F16 && vt == KVQ_F16)
-        return err_set(HEARTH_ERR_INVALID_ARG, "vulkan attention: caches absent (ring-only "
-                       "layer) with kv types f16/f16, which have no exact window");
     return HEARTH_OK;
 }
 
@@ -235,8 +239,7 @@ hearth_status vk_attention_kvq(struct vk_kvq *kq, const struct vk_kvq_args *ka)
                        (int)ka->k_type, (int)ka->v_type, hd, VK_KVQ_MAX_HD);
     /* step 6: no caches, so no rows, no n_ctx bound (positions must fit a uint32) */
     const bool ring_only = a->k_cache.buf == NULL;
-    if (ring_only && (st = kq_ring_only_ok(a->v_cache.buf != NULL, a->window, ka->kv_window,
-                                           ka->k_type, ka->v_type)))
+    if (ring_only && (st = kq_ring_only_ok(a->v_cache.buf != NULL, a->window, ka->kv_window)))
         return st;
     if (a->n_tok == 0 || a->n_head == 0 || a->n_head_kv == 0 || a->n_head % a->n_head_kv != 0 ||
         (uint64_t)a->pos0 + a->n_tok > (ring_only ? 0xffffffffull : a->n_ctx) ||
@@ -319,12 +322,13 @@ hearth_status vk_attention_kvq(struct vk_kvq *kq, const struct vk_kvq_args *ka)
     uint32_t kro = 0, vro = 0, rpo = 0;
     if (W > 0) {
         uint64_t ring_bytes = ((uint64_t)(W - 1) * ka->ring_stride + kv_dim / 2) * 4;
-        if ((ka->k_type == KVQ_F16 && ka->v_type == KVQ_F16) ||
+        if ((ka->k_type == KVQ_F16 && ka->v_type == KVQ_F16 && !ring_only) ||
             (st = vk__view_words(ka->k_ring, ring_bytes, "attention", "k_ring", &kro)) ||
             (st = vk__view_words(ka->v_ring, ring_bytes, "attention", "v_ring", &vro)) ||
             (st = vk__view_words(ka->ring_pos, (uint64_t)W * 4, "attention", "ring_pos", &rpo)))
             return st ? st : err_set(HEARTH_ERR_INVALID_ARG, "vulkan attention: an exact window "
-                                     "over an f16/f16 cache (backend.h: kv_window 0 there)");
+                                     "over an f16/f16 cache (backend.h: kv_window 0 there but "
+                                     "on a ring-only layer)");
         if ((st = kq_exact_rows(kq, ka, ko, vo, sign)))
             return st;
     }
@@ -415,9 +419,10 @@ static hearth_status kq_window_from_op(const struct hearth_op_attention *at,
         *out[i] = (struct vk_view){b, x->offset};
     }
     ka->ring_stride = (uint32_t)(at->k_ring.row_stride / 4);
-    if (at->k_type == KVQ_F16 && at->v_type == KVQ_F16)
+    if (at->k_type == KVQ_F16 && at->v_type == KVQ_F16 && at->k_cache.buf)
         return err_set(HEARTH_ERR_INVALID_ARG, "vulkan attention: exact window %u over an "
-                       "f16/f16 cache (backend.h: the caller passes 0 there)", W);
+                       "f16/f16 cache (backend.h: the caller passes 0 there but on a ring-only "
+                       "layer)", W);
     return HEARTH_OK;
 }
 
@@ -439,8 +444,7 @@ hearth_status vk_kvq_args_from_op(const struct hearth_op_attention *at, struct v
     const bool ring_only = at->k_cache.buf == NULL;
     if (ring_only) {
         /* step 6: no rows to check; the window's preconditions instead */
-        if ((st = kq_ring_only_ok(at->v_cache.buf != NULL, at->window, at->kv_window,
-                                  ka->k_type, ka->v_type)))
+        if ((st = kq_ring_only_ok(at->v_cache.buf != NULL, at->window, at->kv_window)))
             return st;
     } else {
         if ((st = kq_cache_ok(&at->k_cache, ka->k_type, at->n_head_kv, at->head_dim, "k")) ||

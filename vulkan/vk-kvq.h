@@ -2,8 +2,9 @@
  * vulkan/vk-kvq: the ATTENTION op over compressed KV caches (core/kv-quant.h
  * types: f16, q8_0, q4_0, rot4, rot3, K and V independent) on Vulkan.
  * Implemented in op-attention.c, called by graph.c's walk for every
- * ATTENTION op whose (k_type, v_type) is not (f16, f16); the f16 pair keeps
- * graph.c's vk_attention path.
+ * ATTENTION op vk_kvq_takes accepts: (k_type, v_type) not (f16, f16), or a
+ * ring-only layer of any pair (f16/f16 included: the plain kernels need the
+ * caches); an f16/f16 op with caches keeps graph.c's vk_attention path.
  *
  * A struct vk_kvq is per-stream state (graph.c's, made on first use): the
  * exact window's scratch buffer (grown on demand); the kernels are
@@ -30,6 +31,13 @@ void vk_kvq_destroy(struct vk_kvq *kq);
 bool vk_kvq_supports(int k_type, int v_type);
 /* Whether they take the exact window (step 5) for it: every pair but f16/f16. */
 bool vk_kvq_supports_window(int k_type, int v_type);
+/*
+ * Whether an ATTENTION op goes to this path (vk_kvq_args_from_op, then
+ * vk_attention_kvq) rather than vk_attention: a compressed pair, or a
+ * ring-only layer (k_cache absent, backend.h step 6) of any pair, f16/f16
+ * included, since the plain kernels store into and read the caches.
+ */
+bool vk_kvq_takes(const struct hearth_op_attention *at);
 
 /*
  * The low-level op, on tensors already normed and RoPE'd: encodes k_new and
@@ -45,15 +53,17 @@ bool vk_kvq_supports_window(int k_type, int v_type);
  * written from this batch, else row 0 is read; k_new is centred in place
  * before it is encoded, and position 0 attends with row 1.
  * kv_window W > 0 (core/backend.h ATTENTION step 5; k_type or v_type not
- * f16): k_ring, v_ring: F16 [W][n_head_kv * head_dim] rows ring_stride
+ * f16, or a ring-only layer): k_ring, v_ring: F16 [W][n_head_kv * head_dim] rows ring_stride
  * words apart (one stride for both), ring_pos: I32 [W]; read for positions
  * before pos0, then written with the batch's last min(W, n_tok) rows after
  * the attention pass.
  * Ring-only layer (core/backend.h ATTENTION step 6): a->k_cache.buf and
- * a->v_cache.buf both NULL, a->window > 0, kv_window >= a->window, k_type or
- * v_type not f16 (else INVALID_ARG): nothing is encoded, no cache is read,
- * and a->n_ctx, k_row_bytes and v_row_bytes are ignored; the caller keeps
+ * a->v_cache.buf both NULL, a->window > 0, kv_window >= a->window (else
+ * INVALID_ARG), any type pair: nothing is encoded, no cache is read, and
+ * a->n_ctx, k_row_bytes and v_row_bytes are ignored; the caller keeps
  * ring_pos[j % W] == j for every j in [max(0, pos0 - window + 1), pos0).
+ * For f16/f16 the ring rows are plain k and v rounded to f16 (no centring,
+ * no k_aux, no rotation), so the ring is that layer's whole cache.
  */
 struct vk_kvq_args {
     struct vk_attn_args a;

@@ -511,7 +511,8 @@ static hearth_status op_attention(struct cpu_stream *cs, const struct hearth_op_
     const int nth = threadpool_n_threads(d->tp);
     const size_t n_ctx = (size_t)a->k_cache.n_rows;
     hearth_status st;
-    const bool kvq = a->k_type != KVQ_F16 || a->v_type != KVQ_F16;
+    /* a ring-only layer (step 6) takes the compressed-cache path whatever its types */
+    const bool kvq = a->k_type != KVQ_F16 || a->v_type != KVQ_F16 || !a->k_cache.buf;
     if (kvq) {
         if ((st = check_kvq_caches(a, n)) != HEARTH_OK)
             return st;

@@ -79,7 +79,8 @@ struct forward_ctx {
     enum cpu_isa isa;
     struct cpu_attn_kernels ak;
     /* compressed cache (any type but f16 for K or V): the batched kernel of attn-kvq.h */
-    bool kvq;
+    bool kvq;     /* a compressed K or V type */
+    bool kvq_any; /* kvq, or some ring-only layer (which always takes the kvq path) */
     enum kvq_type kt, vt;
     struct cpu_kvq_attn *kva;
     uint8_t **kdst, **vdst;      /* [n_batch] cache rows the batch's new K/V go to */
@@ -288,9 +289,11 @@ hearth_status forward_create_multi(const struct model *m, const struct forward_p
             c->xw_layer[il] = plan_kv_layer_window(&wo, swa ? hp->sliding_window : 0);
             c->xcodes[il] = plan_kv_layer_codes(&wo, swa ? hp->sliding_window : 0);
             w_max = c->xw_layer[il] > w_max ? c->xw_layer[il] : w_max;
+            c->kvq_any |= !c->xcodes[il];
         }
         c->xw = w_max;
     }
+    c->kvq_any |= c->kvq;
     const struct kv_cache_params kp = {.n_layer = hp->n_layer, .n_ctx = n_ctx,
                                        .n_head_kv = hp->n_head_kv, .head_dim = hd,
                                        .k_type = c->kt, .v_type = c->vt,
@@ -314,7 +317,7 @@ hearth_status forward_create_multi(const struct model *m, const struct forward_p
             c->ring[s] = (struct kv_ring_track){.swa = hp->sliding_window,
                                                 .slots = c->xw_layer[il]};
     c->kv = c->kvs[0];
-    if (c->kvq) {
+    if (c->kvq_any) {
         if ((st = cpu_kvq_attn_create(c->isa, threadpool_n_threads(c->tp), &c->kva)) !=
                 HEARTH_OK ||
             (st = cpu_kvq_attn_reserve(c->kva, p.n_batch, (int)hp->n_head, (int)hd)) !=
@@ -621,7 +624,7 @@ static void layer_forward(struct forward_ctx *c, uint32_t il, int n)
         const float *cs = rope + (size_t)t * hp->n_rot;
         cpu_rope(qt, (int)hp->n_head, (int)hd, (int)hp->n_rot, cs, hp->rope_mode);
         cpu_rope(kt, (int)hp->n_head_kv, (int)hd, (int)hp->n_rot, cs, hp->rope_mode);
-        if (c->kvq) {
+        if (c->kvq || !c->xcodes[il]) {
             if (c->xcodes[il]) {
                 c->kdst[t] = kv_cache_k(c->bkv[t], il, (uint32_t)c->bpos[t]);
                 c->vdst[t] = kv_cache_v(c->bkv[t], il, (uint32_t)c->bpos[t]);
@@ -636,7 +639,7 @@ static void layer_forward(struct forward_ctx *c, uint32_t il, int n)
             vc[i] = f32_to_f16(vt[i]);
         }
     }
-    if (c->kvq) {
+    if (c->kvq || !c->xcodes[il]) { /* an f16 cache's ring-only layer takes this path too */
         attn_kvq(c, il, n);
     } else {
         attn_f16(c, il, n);
@@ -705,7 +708,7 @@ static void forward_batch(struct forward_ctx *c, const int32_t *tokens, int n, f
             cpu_rope_table(c->rope + ((size_t)c->n_batch + (size_t)t) * hp->n_rot,
                            (int)hp->n_rot, c->bpos[t], hp->rope_base_local, 1.0f, divs);
     }
-    if (c->kvq)
+    if (c->kvq_any)
         group_batch(c, n);
     for (uint32_t il = 0; il < hp->n_layer; il++)
         layer_forward(c, il, n);
