@@ -10,6 +10,9 @@
 #   partial  Q4_K_M at -ngl 16 and 24 (issue: CUDA, partial offload)
 #   kv       Q4_K_M decode at depth 8192 and 32768 for f16, q8_0, rot4, rot3
 #            KV caches (issue: compressed KV)
+#   swa      synth gemma3-270m Q4_K_M decode at depth 8192 and 32768 with an
+#            f16 cache (its sliding-window layers keep only their ring), rot4,
+#            and rot4 --kv-window 128 (issue: compressed KV; docs/kv-cache.md)
 #   serve    `hearth serve` with 16 slots on DEV, bench/serve-load.py at 1, 4
 #            and 16 concurrent clients: aggregate tokens/s (issue: serve)
 #   vulkan   the tg step on vulkan0 when a hardware Vulkan device is listed,
@@ -32,7 +35,7 @@ set -u
 OUT=${OUT:-$PWD/gpu-e2e-out}
 mkdir -p "$OUT"
 export PATH=/usr/local/cuda/bin:$PATH
-STEPS=${STEPS:-build devices tg partial kv serve vulkan plan70 iq iq70}
+STEPS=${STEPS:-build devices tg partial kv swa serve vulkan plan70 iq iq70}
 DEV=${DEV:-cuda0}
 NGL=${NGL:-all}
 PRESET=${PRESET:-llama3-8b}
@@ -121,6 +124,17 @@ if has kv; then
             for kt in f16 q8_0 rot4 rot3; do
                 bench "$PRESET Q4_K_M $DEV kv $kt depth $d" -m "$f" --device "$DEV" -ngl "$NGL" \
                     -p 0 -n 64 -r 3 -d "$d" --kv-type "$kt"
+            done
+        done
+fi
+
+if has swa; then
+    f=$(synth gemma3-270m Q4_K_M) &&
+        for d in 8192 32768; do
+            for kv in "f16" "rot4" "rot4 --kv-window 128"; do
+                # shellcheck disable=SC2086
+                bench "gemma3-270m Q4_K_M $DEV swa $kv depth $d" -m "$f" --device "$DEV" \
+                    -ngl "$NGL" -p 0 -n 64 -r 3 -d "$d" --kv-type $kv
             done
         done
 fi
