@@ -523,7 +523,7 @@ TEST(stage_isa_same_bits)
             cpu_isa_reset();
             memcpy(r[isa], r0, 2 * ringh * sizeof *r0);
             memcpy(pos[isa], pos0, sizeof pos0);
-            struct cpu_kvq_ring ring = {r[isa], r[isa] + ringh, KVD, KVD, pos[isa], W};
+            struct cpu_kvq_ring ring = {r[isa], r[isa] + ringh, KVD, KVD, pos[isa], W, 0};
             cpu_kvq_exact_stage(KVQ_ROT4, KVQ_Q8_0, &y.rot, HK, HD, y.kr, y.vr, &sq, FIRST, kn,
                                 vn, KVD, &ring, kx[isa], vx[isa], &ex[isa]);
         }

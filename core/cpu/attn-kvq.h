@@ -194,6 +194,12 @@ struct cpu_kvq_ring {
     size_t k_stride, v_stride; /* halves per slot, >= n_head_kv·hd */
     int32_t *pos;              /* [w] the position slot i holds (p % w == i), -1: none */
     uint32_t w;                /* W >= 1 */
+    /*
+     * Positions staged back from the first token, itself included: 0 means
+     * w. A ring-only layer (backend.h step 6) passes its attention window:
+     * its ring's slack holds rows for rewinds, which no token attends to.
+     */
+    uint32_t span;
 };
 
 /* Rows of kx (and of vx) cpu_kvq_exact_stage fills at most for n batch rows: W - 1 + n. */

@@ -509,7 +509,8 @@ static void exact_window_apply(struct forward_ctx *c, uint32_t il, const struct 
         struct kv_cache *kv = c->grp_kv[g];
         const struct cpu_kvq_ring ring = {.k = kv_cache_xk(kv, il, 0), .v = kv_cache_xv(kv, il, 0),
                                           .k_stride = (size_t)KV, .v_stride = (size_t)KV,
-                                          .pos = kv_cache_xpos(kv, il, 0), .w = c->xw_layer[il]};
+                                          .pos = kv_cache_xpos(kv, il, 0), .w = c->xw_layer[il],
+                                          .span = c->xcodes[il] ? 0 : hp->sliding_window};
         HEARTH_ASSERT(off + cpu_kvq_exact_rows(c->xw_layer[il], sq->n) <= c->xst_rows);
         cpu_kvq_exact_stage(c->kt, c->vt, rot, nkv, hd, kv->k_row, kv->v_row, sq,
                             c->bpos[sq->tok[0]], c->k, c->v, KV, &ring,

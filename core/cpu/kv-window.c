@@ -13,7 +13,8 @@
  * write because the two share slots. The ring is addressed through a small
  * struct (base, stride, tags) rather than kv_cache, so the backend's ring
  * tensors and the forward pass's kv_cache arrays are the same case.
- * Cost: a decode step stages W - 1 ring rows per layer; ring halves become
+ * Cost: a decode step stages W - 1 ring rows per layer (a ring-only layer its
+ * window - 1, cpu_kvq_ring.span); ring halves become
  * floats with F16C where cpu_isa_best allows AVX2 (exact, so the same bits
  * as the scalar f16_to_f32: ~13x faster, a few per cent of the layer's
  * attention at W = 128 instead of ~20%), and the kernel skips decoding the
@@ -81,7 +82,8 @@ void cpu_kvq_exact_stage(enum kvq_type kt, enum kvq_type vt, const struct kvq_ro
     const int nkv = n_head_kv;
     const size_t KV = (size_t)nkv * (size_t)hd;
     const int64_t W = ring->w;
-    const int64_t x0 = first - W + 1 > 0 ? first - W + 1 : 0;
+    const int64_t span = ring->span > 0 && ring->span < ring->w ? ring->span : W;
+    const int64_t x0 = first - span + 1 > 0 ? first - span + 1 : 0;
     ex->kx = kx;
     ex->vx = vx;
     ex->x0 = x0;
