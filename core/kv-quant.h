@@ -109,6 +109,21 @@ void kvq_rot_inverse(const struct kvq_rot *r, const float *y, float *x);
 /* In-place unnormalized Walsh-Hadamard transform of x[n], n a power of two. */
 void kvq_fwht(float *x, int n);
 
+/* ---- balance (kv-balance.c) ------------------------------------------------- */
+
+/*
+ * QK-norm weights for a layer whose K cache is rotated codes: qn_out = qn / s,
+ * kn_out = kn * s with s_c = ((qn_c^2 + qn_p^2) / (kn_c^2 + kn_p^2))^(1/4) over
+ * each RoPE pair (c, p) (neox: halves of n_rot; else adjacent; channels past
+ * n_rot alone), scaled to a geometric mean of 1 and clamped to [1/8, 8]. Every
+ * exact score q.k is unchanged; the codes' error lands where the queries look
+ * least (kv-balance.c says why this s is the best one).
+ */
+void kvq_qk_balance(const float *qn, const float *kn, int d, int n_rot, bool neox,
+                    float *qn_out, float *kn_out);
+/* The channel RoPE pairs with channel c (neox: halves of n_rot; else adjacent), or c past n_rot. */
+int kvq_rope_pair(int c, int n_rot, bool neox);
+
 /* ---- codebooks (kv-codebook.c) ----------------------------------------------- */
 
 /* A scalar quantizer for N(0,1): n sorted levels and the n-1 midpoints between them. */

@@ -368,6 +368,30 @@ static hearth_status bind_all(struct loader *L, struct model *m)
     return HEARTH_OK;
 }
 
+/* The QK-norm pairs a rotated K cache uses (model_qk_norms); a few KiB per model. */
+static hearth_status balance_qk_norms(struct model *m)
+{
+    const struct model_hparams *hp = &m->hp;
+    if (!hp->qk_norm)
+        return HEARTH_OK;
+    const size_t d = hp->head_dim;
+    m->qk_bal_owned = malloc((size_t)hp->n_layer * 2 * d * sizeof(float));
+    if (!m->qk_bal_owned)
+        return err_set(HEARTH_ERR_NO_MEMORY, "model: out of memory for balanced QK-norms");
+    for (uint32_t il = 0; il < hp->n_layer; il++) {
+        struct model_layer *ly = &m->layers[il];
+        float *q = m->qk_bal_owned + (size_t)il * 2 * d, *k = q + d;
+        /* norm weights are F32 (bind checks it), [head_dim] */
+        kvq_qk_balance(ly->q_norm.data, ly->k_norm.data, (int)d, (int)hp->n_rot,
+                       hp->rope_mode == MODEL_ROPE_NEOX, q, k);
+        ly->q_norm_bal = ly->q_norm;
+        ly->q_norm_bal.data = q;
+        ly->k_norm_bal = ly->k_norm;
+        ly->k_norm_bal.data = k;
+    }
+    return HEARTH_OK;
+}
+
 void model_llama3_rope_divisors(uint32_t n_rot, float base, float factor, float low_freq_factor,
                                 float high_freq_factor, float orig_ctx, float *out)
 {
@@ -454,11 +478,12 @@ hearth_status model_load_gguf(struct gguf_file *f, struct model **out)
         goto fail;
     }
     if ((st = assign_layer_kinds(&L, m)) != HEARTH_OK || (st = bind_all(&L, m)) != HEARTH_OK ||
-        (st = load_llama3_divs(&L, m)) != HEARTH_OK)
+        (st = load_llama3_divs(&L, m)) != HEARTH_OK || (st = balance_qk_norms(m)) != HEARTH_OK)
         goto fail;
     *out = m;
     return HEARTH_OK;
 fail:
+    free(m->qk_bal_owned);
     free(m->rope_divs_owned);
     free(m->layers);
     free(m);
@@ -487,9 +512,19 @@ void model_free(struct model *m)
         return;
     if (m->owns_gguf)
         gguf_close(m->gguf);
+    free(m->qk_bal_owned);
     free(m->rope_divs_owned);
     free(m->layers);
     free(m);
+}
+
+void model_qk_norms(const struct model *m, uint32_t il, bool rotated_codes,
+                    const struct model_weight **qn, const struct model_weight **kn)
+{
+    const struct model_layer *ly = &m->layers[il];
+    const bool bal = rotated_codes && ly->k_norm_bal.data;
+    *qn = bal ? &ly->q_norm_bal : &ly->q_norm;
+    *kn = bal ? &ly->k_norm_bal : &ly->k_norm;
 }
 
 hearth_status model_weight_row(const struct model_weight *w, int64_t row, float *out)

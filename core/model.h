@@ -75,6 +75,11 @@ struct model_layer {
     struct model_weight wq, wk, wv, wo;
     struct model_weight bq, bk, bv, bo; /* optional biases [n_head*hd], [n_kv*hd] x2, [n_embd] */
     struct model_weight q_norm, k_norm; /* [head_dim], gemma3 only */
+    /*
+     * q_norm and k_norm through kvq_qk_balance (F32, model-owned): what a layer
+     * whose K cache holds rotated codes uses instead (model_qk_norms).
+     */
+    struct model_weight q_norm_bal, k_norm_bal;
     struct model_weight post_attn_norm; /* [n_embd], gemma3 only */
     struct model_weight ffn_norm;       /* [n_embd] (gemma3: the pre-FFN norm) */
     struct model_weight ffn_gate, ffn_up; /* [n_embd -> n_ff] */
@@ -95,6 +100,7 @@ struct model {
     struct model_weight rope_freqs;  /* optional [n_rot/2] divisors of θ (llama3 scaling) */
     struct model_layer *layers;      /* [n_layer] */
     float *rope_divs_owned;          /* [n_rot/2] computed llama3 divisors, or NULL */
+    float *qk_bal_owned;             /* [n_layer][2][head_dim] balanced QK-norms, or NULL */
 };
 
 /* Opens path, reads the hyperparameters and binds the tensors. */
@@ -113,6 +119,18 @@ void model_free(struct model *m);
  * uses it, so caches agree across devices.
  */
 uint64_t model_kv_seed(const struct model *m);
+
+/*
+ * The QK-norm weights layer il's attention applies (data NULL for a model
+ * without QK-norm): the balanced pair where its K cache holds rotated codes
+ * (rotated_codes: a rotated K type and a layer that keeps codes,
+ * plan_kv_layer_codes), which leaves exact scores unchanged and moves the
+ * codes' error off the channels the queries weigh (kv-balance.c); the model's
+ * own otherwise, so f16, q8_0 and q4_0 caches and ring-only layers compute
+ * exactly what they did.
+ */
+void model_qk_norms(const struct model *m, uint32_t il, bool rotated_codes,
+                    const struct model_weight **qn, const struct model_weight **kn);
 
 /* "llama", "qwen2", "gemma3". */
 const char *model_arch_name(enum model_arch a);

@@ -411,10 +411,18 @@ static hearth_status load_all(struct sched *s, struct loader *L)
     for (uint32_t il = 0; il < hp->n_layer; il++) {
         const struct model_layer *ly = &m->layers[il];
         struct slayer *sl = &s->layers[il];
+        const struct plan_opts wo = window_opts(s);
+        const struct model_weight *qn, *kn;
+        model_qk_norms(m, il,
+                       kvq_is_rotated((enum kvq_type)kt) &&
+                           plan_kv_layer_codes(&wo, layer_swa(s, il)),
+                       &qn, &kn);
         for (size_t i = 0; i < sizeof k_layer_tensors / sizeof k_layer_tensors[0]; i++) {
+            const size_t off = k_layer_tensors[i].off;
             const struct model_weight *w =
-                (const struct model_weight *)(const void *)((const char *)ly +
-                                                            k_layer_tensors[i].off);
+                off == offsetof(struct model_layer, q_norm)   ? qn
+                : off == offsetof(struct model_layer, k_norm) ? kn
+                : (const struct model_weight *)(const void *)((const char *)ly + off);
             struct hearth_tensor *t =
                 (struct hearth_tensor *)(void *)((char *)sl + k_layer_tensors[i].toff);
             snprintf(name, sizeof name, "blk.%u.%s%s", il, k_layer_tensors[i].name,
@@ -432,7 +440,6 @@ static hearth_status load_all(struct sched *s, struct loader *L)
                            "sched: %s has no attention over a K %s / V %s cache (layer %u)",
                            pr.name, kvq_type_name(kt), kvq_type_name(vt), il);
         }
-        const struct plan_opts wo = window_opts(s);
         if (plan_kv_layer_window(&wo, layer_swa(s, il)) > 0 &&
             plan_kv_layer_codes(&wo, layer_swa(s, il)) &&
             !backend_device_supports_kv_window(s->dev[d].dev, kt, vt)) {

@@ -614,13 +614,15 @@ static void layer_forward(struct forward_ctx *c, uint32_t il, int n)
     add_bias(c->v, &ly->bv, n, KV);
 
     const float *rope = c->rope + (ly->is_swa ? (size_t)c->n_batch * hp->n_rot : 0);
+    const struct model_weight *qn, *kn;
+    model_qk_norms(m, (uint32_t)il, kvq_is_rotated(c->kt) && c->xcodes[il], &qn, &kn);
     for (int t = 0; t < n; t++) {
         float *qt = c->q + t * Q, *kt = c->k + t * KV;
-        if (hp->qk_norm) {
+        if (qn->data) {
             for (uint32_t h = 0; h < hp->n_head; h++)
-                cpu_rmsnorm(qt + h * hd, qt + h * hd, ly->q_norm.data, hd, eps);
+                cpu_rmsnorm(qt + h * hd, qt + h * hd, qn->data, hd, eps);
             for (uint32_t h = 0; h < hp->n_head_kv; h++)
-                cpu_rmsnorm(kt + h * hd, kt + h * hd, ly->k_norm.data, hd, eps);
+                cpu_rmsnorm(kt + h * hd, kt + h * hd, kn->data, hd, eps);
         }
         const float *cs = rope + (size_t)t * hp->n_rot;
         cpu_rope(qt, (int)hp->n_head, (int)hd, (int)hp->n_rot, cs, hp->rope_mode);
