@@ -262,6 +262,7 @@ hearth_status hearth_session_create(hearth_model *model, const hearth_session_pa
     fp.kv_type_k = kt;
     fp.kv_type_v = vt;
     fp.kv_window = (int)p->kv_window;
+    fp.swa_full = p->swa_full;
     fp.devices = p->devices;
     fp.n_devices = p->n_devices;
     fp.ngl = p->n_gpu_layers >= 0 ? p->n_gpu_layers : ENGINE_NGL_UNSET;

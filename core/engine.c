@@ -358,6 +358,7 @@ hearth_status engine__load_planned(const struct engine_load *in, struct sched **
         sp.kv_type_v = plan->opts.kv_type_v;
         sp.n_seq = (int)plan->opts.n_parallel;
         sp.kv_window = plan->opts.kv_window;
+        sp.swa_full = plan->opts.swa_full;
         sp.oom = &oom;
         st = sched_create(in->m, &sp, sched);
         if (st != HEARTH_ERR_DEVICE_OOM || oom.dev <= PLAN_HOST || oom.dev >= devs.n ||
@@ -406,6 +407,7 @@ static hearth_status create_cpu(struct engine *e, const struct engine_params *p,
     fp.kv_type_k = p->kv_type_k;
     fp.kv_type_v = p->kv_type_v;
     fp.kv_window = p->kv_window;
+    fp.swa_full = p->swa_full;
     hearth_status st = forward_create_multi(e->m, &fp, p->n_seq > 1 ? p->n_seq : 1, &e->fc);
     if (st != HEARTH_OK)
         return st;
@@ -495,6 +497,7 @@ hearth_status engine_create(const struct model *m, const struct engine_params *p
     in.opts.n_parallel = p->n_seq > 1 ? (uint32_t)p->n_seq : 1;
     in.opts.no_stream = p->no_stream;
     in.opts.kv_window = p->kv_window > 0 ? (uint32_t)p->kv_window : 0;
+    in.opts.swa_full = p->swa_full;
     in.map_host_weights = true;
     in.cpu_ok = p->ngl < 0;
     char replan[256];

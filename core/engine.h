@@ -56,6 +56,7 @@ struct engine_params {
     int kv_type_k;  /* enum kvq_type of the cached keys (core/kv-quant.h); 0: f16 */
     int kv_type_v;  /* ... of the cached values */
     int kv_window;  /* exact f16 window of a compressed cache (backend.h ATTENTION step 5) */
+    bool swa_full;  /* sliding-window layers keep every position's row (--swa-full, plan.h) */
     uint64_t vram_budget; /* > 0: no GPU's plan budget exceeds it (--vram-budget); 0: free memory */
     int n_seq;      /* sequences, each its own KV cache of n_ctx (the plan's n_parallel); <= 1: one */
     bool no_stream; /* never stream host weights to a GPU for prefill (--no-stream) */
@@ -102,6 +103,7 @@ void engine_seq_clear(struct engine *e, int seq);            /* no-op out of ran
  * Whether sequence seq can go on from position pos after a rewind (pos <= its
  * positions): false when its sliding-window layers keep only a ring that the
  * rewind has outrun (docs/kv-cache.md); the caller then starts over from 0.
+ * Never false for pos <= its positions under engine_params.swa_full.
  */
 bool engine_seq_can_resume(const struct engine *e, int seq, uint32_t pos);
 /*

@@ -11,10 +11,10 @@
  * f16 cache keeps its bytes, its layout and the forward pass's f16 kernels.
  * The rotated types (rot4, rot3) need the layer's rotation, which is kept
  * here (rot[layer], from kvq_rot_init(head_dim, seed, layer)) so that the
- * writer and every reader of a cache use the same one. Sliding-window layers
- * keep full rows too (a ring of n_swa rows would save memory on gemma3's
- * local layers; not done yet). Memory comes from calloc, so a large n_ctx
- * only costs the pages actually written.
+ * writer and every reader of a cache use the same one. A sliding-window layer
+ * may keep no rows at all, only its ring (layer_codes below; plan.h
+ * plan_kv_layer_codes, false for none under swa_full). Memory comes from
+ * calloc, so a large n_ctx only costs the pages actually written.
  *
  * Exact window (kv_cache_params.exact_window W > 0, compressed types only):
  * besides the encoded rows, each layer il keeps f16 copies of the last W_il

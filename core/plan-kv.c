@@ -7,10 +7,12 @@
  * n_ctx * n_parallel rows of n_head_kv head vectors in the K or V kvq type
  * (kv-quant.h: f16 by default, q8_0/q4_0 blocks, rot4/rot3 codes), each
  * rounded to PLAN_ALIGN.
- * Sliding-window layers keep full rows, as core/kv-cache.c does today; with
- * an exact window their ring covers their whole attention window and a
- * slack (plan_kv_layer_window), and they keep no encoded rows at all
- * (plan_kv_layer_codes): every row they read is in the ring.
+ * Sliding-window layers of an f16 cache keep only a ring of their window
+ * and a slack where that is shorter than the context; with an exact window
+ * their ring covers their whole attention window and the slack
+ * (plan_kv_layer_window), and they keep no encoded rows at all
+ * (plan_kv_layer_codes): every row they read is in the ring. swa_full
+ * gives them their rows back (codes, or f16 rows with no ring).
  *
  * Scratch is the scheduler's packed activation buffer: one micro-batch of
  * activations (residual, norm, attention in and out, q/k/v, gate/up), the
@@ -67,7 +69,7 @@ uint64_t plan_kv_layer_bytes(const struct arch_info *a, const struct plan_opts *
 uint32_t plan_kv_layer_window(const struct plan_opts *o, uint32_t swa)
 {
     const bool f16 = o->kv_type_k == KVQ_F16 && o->kv_type_v == KVQ_F16;
-    if (swa > 0 && f16) {
+    if (swa > 0 && f16 && !o->swa_full) {
         /* the ring replaces the f16 rows only where it is shorter than the context */
         const uint64_t ring = (uint64_t)swa + PLAN_SWA_SLACK;
         return ring < o->n_ctx ? (uint32_t)ring : 0;
@@ -80,7 +82,7 @@ uint32_t plan_kv_layer_window(const struct plan_opts *o, uint32_t swa)
 
 bool plan_kv_layer_codes(const struct plan_opts *o, uint32_t swa)
 {
-    return swa == 0 || plan_kv_layer_window(o, swa) == 0;
+    return swa == 0 || o->swa_full || plan_kv_layer_window(o, swa) == 0;
 }
 
 uint64_t plan_kv_window_bytes(const struct plan_opts *o, uint32_t swa, uint32_t n_head_kv,

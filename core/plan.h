@@ -163,6 +163,12 @@ struct plan_opts {
     bool no_stream;       /* never stream host weights to a GPU for prefill */
     uint32_t kv_window;   /* exact f16 ring of a compressed cache per layer and sequence; 0: none */
     /*
+     * Sliding-window layers keep a row for every position, as global layers
+     * do (llama.cpp's --swa-full), so that a rewind of any length can be
+     * served: plan_kv_layer_window / plan_kv_layer_codes below.
+     */
+    bool swa_full;
+    /*
      * Place as the scheduler (core/scheduler.h) executes: each layer's FFN as
      * two units, ffn_norm + ffn_gate + ffn_up (and router/experts) and
      * ffn_down + post_ffw_norm (its FFN and FFN_DOWN blocks), token_embd and
@@ -303,12 +309,17 @@ uint64_t plan_kv_aux_bytes(int k_type, uint32_t n_head_kv, uint32_t head_dim);
  *    its whole cache, as llama.cpp's sliding-window cache.
  * A ring costs 16 · (swa + slack) / n_ctx bits per value, 0.28 at 32k for
  * swa = 512.
+ * With o->swa_full a sliding-window layer keeps its rows (codes) as a global
+ * layer does: f16/f16 gets 0 (full rows, no ring); a compressed cache with a
+ * window keeps the same min(swa + PLAN_SWA_SLACK, n_ctx) ring beside its
+ * codes, so every row within its window still reads exact and a rewind past
+ * the slack reads the older rows from the codes instead of being refused.
  */
 uint32_t plan_kv_layer_window(const struct plan_opts *o, uint32_t swa);
 /*
  * Whether the layer keeps encoded (or f16) rows: false for a ring-only
  * layer, a sliding-window layer with a ring (backend.h ATTENTION step 6),
- * which holds every row it can read.
+ * which holds every row it can read; true for every layer under swa_full.
  */
 bool plan_kv_layer_codes(const struct plan_opts *o, uint32_t swa);
 /*

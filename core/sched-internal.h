@@ -108,6 +108,7 @@ struct sched {
     uint64_t kv_seed;         /* model_kv_seed */
     uint32_t kv_window;       /* requested exact window W (0: none, also for f16/f16), <= n_ctx;
                                  each layer's own is slayer.kv_window */
+    bool swa_full;            /* sliding-window layers keep their rows (sched_params) */
     int32_t *ring_reset;      /* [max slayer.kv_window] -1s: what sched_seq_clear writes */
     int n_batch;
     bool map_host;

@@ -334,6 +334,7 @@ static struct plan_opts window_opts(const struct sched *s)
     o.kv_type_k = s->kv_type_k;
     o.kv_type_v = s->kv_type_v;
     o.kv_window = s->kv_window;
+    o.swa_full = s->swa_full;
     return o;
 }
 
@@ -602,6 +603,7 @@ hearth_status sched_create(const struct model *m, const struct sched_params *par
     /* forward.c's rule: at most n_ctx, none for an f16/f16 cache (exact everywhere) */
     if (p.kv_type_k != KVQ_F16 || p.kv_type_v != KVQ_F16)
         s->kv_window = p.kv_window < n_ctx ? p.kv_window : n_ctx;
+    s->swa_full = p.swa_full;
     s->oom = p.oom;
     if (s->oom)
         *s->oom = (struct sched_oom){.dev = -1};

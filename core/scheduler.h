@@ -72,6 +72,12 @@ struct sched_params {
      * Every attention device must support it (backend_device_supports_kv_window).
      */
     uint32_t kv_window;
+    /*
+     * Sliding-window layers keep K/V rows for every position as global
+     * layers do (plan_opts.swa_full): no ring-only layers, so
+     * sched_seq_can_resume never refuses a rewind.
+     */
+    bool swa_full;
     struct sched_oom *oom; /* NULL, or filled by sched_create (dev -1 unless it ran out) */
 };
 

@@ -610,6 +610,7 @@ hearth_status slots_create(const struct model *m, const struct tokenizer *t,
     ep.ngl = p->ngl;
     ep.vram_budget = p->vram_budget;
     ep.kv_window = p->kv_window;
+    ep.swa_full = p->swa_full;
     ep.no_stream = p->no_stream;
     ep.n_seq = p->n_slots;
     if ((st = engine_create(m, &ep, &s->eng)) != HEARTH_OK)

@@ -64,7 +64,8 @@ struct slots_params {
     int n_devices;
     int ngl;
     uint64_t vram_budget;
-    int kv_window;  /* exact f16 window of a compressed cache (engine_params; CPU only) */
+    int kv_window;  /* exact f16 window of a compressed cache (engine_params) */
+    bool swa_full;  /* sliding-window layers keep every row: prefix reuse after any rewind */
     bool no_stream; /* never stream host weights to a GPU for prefill */
 };
 

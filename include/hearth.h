@@ -223,6 +223,17 @@ typedef struct hearth_session_params {
      * not implement it) fails with HEARTH_ERR_UNSUPPORTED.
      */
     uint32_t kv_window;
+    /*
+     * Sliding-window layers (Gemma 3's local layers) keep a K/V row for
+     * every position, as the global layers do (llama.cpp's --swa-full).
+     * false (default): they keep only their window plus 64 positions where
+     * that is shorter than the context, and going back further than that
+     * (a prompt that shares a long prefix with the previous one but differs
+     * more than 64 tokens before its end) evaluates the prompt again from
+     * its start; true trades the memory back for reusing any shared prefix.
+     * Models without sliding-window layers are unaffected.
+     */
+    bool swa_full;
 } hearth_session_params;
 
 #define HEARTH_GPU_LAYERS_PLAN (-1)

@@ -3,7 +3,7 @@
 # 24 GiB card and 70 GB/s host: the text summary (devices, prediction, reasons),
 # --json with the fields the issue names, --compare-quants --json sizes against
 # core/quant-mix's (IQ1-IQ3 mixes included), --svg as well-formed XML naming every scheme,
-# and errors.
+# --swa-full's KV bytes on a header-only Gemma 3, and errors.
 set -u
 bin=${HEARTH_BIN:?HEARTH_BIN must name the hearth binary}
 tmp=$(mktemp -d)
@@ -75,6 +75,36 @@ assert kv(b) - kv(a) == 80 * ring, (kv(b) - kv(a), 80 * ring)
 PY
 "$bin" plan "$tmp/70b.gguf" "${devs[@]}" --kv-type rot4 --kv-window 128 -c 4096 | \
     grep -q '^context 4096 x 1 sequence, KV rot4, exact window 128 ' || fail "window in the summary"
+
+# --swa-full on a header-only Gemma 3 270M (15 of 18 layers local, window 512; 1 KV head of
+# 256) at 32k: f16 local layers keep every row instead of a ring of 512 + 64 (0.10 -> 0.56 GiB);
+# rot4 --kv-window 128 keeps the same rings and adds the local layers' codes
+"$bin" synth --preset gemma3-270m --type Q4_K_M --header-only -o "$tmp/g3.gguf" > /dev/null \
+    || fail "synth gemma3 exit $?"
+for kv in f16 rot4; do
+    for full in "" --swa-full; do
+        win=(); [ "$kv" = rot4 ] && win=(--kv-window 128)
+        "$bin" plan "$tmp/g3.gguf" "${devs[@]}" --kv-type "$kv" "${win[@]}" $full -c 32768 --json \
+            > "$tmp/g3-$kv$full.json" || fail "plan gemma3 $kv $full exit $?"
+    done
+done
+python3 - "$tmp" <<'PY' || fail "plan --swa-full content"
+import json, sys
+ld = lambda n: json.load(open(f"{sys.argv[1]}/g3-{n}.json"))
+kv = lambda d: sum(x["kv_bytes"] for x in d["devices"])
+up = lambda b: (b + 255) // 256 * 256
+n, ring = 32768, 512 + 64
+f, ff, q, qf = ld("f16"), ld("f16--swa-full"), ld("rot4"), ld("rot4--swa-full")
+assert not f["options"]["swa_full"] and ff["options"]["swa_full"], ff["options"]
+assert kv(ff) == 18 * 2 * up(n * 512), kv(ff)  # 0.5625 GiB: full rows everywhere
+assert kv(ff) - kv(f) == 15 * (2 * up(n * 512) - up(ring * 512 * 2 + ring * 4)), kv(f)
+assert kv(qf) - kv(q) == 15 * 2 * up(n * (2 + 128)), (kv(q), kv(qf))  # rot4 rows: 130 bytes
+PY
+"$bin" plan "$tmp/g3.gguf" "${devs[@]}" -c 32768 | \
+    grep -q ', KV f16, 15 sliding-window layers keep 576 (0.10 GiB)' || fail "gemma3 f16 summary"
+"$bin" plan "$tmp/g3.gguf" "${devs[@]}" -c 32768 --swa-full | \
+    grep -q ', KV f16, 15 sliding-window layers keep every row (0.56 GiB)' \
+    || fail "gemma3 --swa-full summary"
 
 # compare-quants: 20 schemes with quant-mix's sizes (facts sheet 7.7; the IQ1-IQ3 rows are
 # test-quant-mix's, sized with an imatrix where llama-quantize needs one)

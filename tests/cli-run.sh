@@ -2,7 +2,8 @@
 # cli-run: `hearth run` on SmolLM2-135M. The model answers a simple question
 # (greedy, chat template) with "Paris"; greedy output is identical across runs
 # and across -t 1 / -t 2; -q keeps stderr empty; without -q stderr has the
-# seed and the tokens/s line; bad model path -> exit 1 naming it; bad flags ->
+# seed and the tokens/s line; --swa-full is taken (and in every command's help) and
+# leaves SmolLM2's text alone; bad model path -> exit 1 naming it; bad flags ->
 # exit 2; peak RSS of a -c 2048 run stays within file + KV cache + 64 MB.
 set -u
 bin=${HEARTH_BIN:?HEARTH_BIN must name the hearth binary}
@@ -30,6 +31,16 @@ p="The history of the printing press"
 [ -s "$tmp/t1" ] || fail "no output with -t 1"
 cmp -s "$tmp/t1" "$tmp/t2" || fail "-t 1 and -t 2 differ: '$(cat "$tmp/t1")' vs '$(cat "$tmp/t2")'"
 cmp -s "$tmp/t2" "$tmp/t3" || fail "two greedy runs differ"
+
+# --swa-full: every command that builds a KV cache takes it (--help says so); SmolLM2 has
+# no sliding-window layers, so its text is unchanged
+"$bin" run -m "$smol" -p "$p" --temp 0 -n 24 -q -t 1 --swa-full > "$tmp/sf" 2>&1 \
+    || fail "--swa-full exit $?: $(cat "$tmp/sf")"
+cmp -s "$tmp/sf" "$tmp/t1" || fail "--swa-full changed SmolLM2's text: '$(cat "$tmp/sf")'"
+for cmd in run chat bench perplexity serve plan; do
+    "$bin" $cmd --help 2>&1 | grep -q 'no HTTP server' && continue
+    "$bin" $cmd --help 2>&1 | grep -q -- '--swa-full' || fail "$cmd --help has no --swa-full"
+done
 
 # sampling with a seed is reproducible too; without -q the stats line and (no --seed) the seed
 "$bin" run -m "$smol" -p "$p" -n 16 --seed 42 -q > "$tmp/s1" 2>&1 || fail "--seed exit $?"

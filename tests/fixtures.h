@@ -10,11 +10,29 @@
 
 #include "backend.h"
 #include "model.h"
+#include "plan.h"
 
 /* A CPU backend device named name ("cpu", "cpu-b") with n_threads threads, any ISA. */
 struct hearth_device *fixture_cpu_device(const char *name, int n_threads);
 /* The model file (TEST_SMOLLM2, TEST_GEMMA3) loaded; NULL when missing (the case fails). */
 struct model *fixture_model(const char *file);
+
+/*
+ * The planner options that decide the KV cache's layout (plan_kv_layer_window,
+ * plan_kv_layer_codes): the defaults with n_ctx, the K and V types, the exact
+ * window w and swa_full.
+ */
+struct plan_opts fixture_kv_opts(uint32_t n_ctx, int kt, int vt, uint32_t w, bool swa_full);
+
+/*
+ * A tiny random-weight Gemma 3 (synth, Q8_0, seed 11): 6 layers, 0-4 local
+ * with a sliding window of 16 and 5 global, n_embd 128, 2 heads and 1 KV head
+ * of 64, n_ff 256, a vocabulary of 512 with synth's tokenizer. Written once
+ * per process under test_tmp_dir(); returns its path, NULL on failure (the
+ * case fails). Small enough that rewinds past a local layer's ring (16 +
+ * PLAN_SWA_SLACK) take a few hundred positions.
+ */
+const char *fixture_tiny_gemma3_path(void);
 
 /*
  * Whether this is an AddressSanitizer run with LSAN_OPTIONS=fast_unwind_on_malloc=0

@@ -51,26 +51,13 @@
 #include "model.h"
 #include "placement.h"
 #include "plan.h"
-#include "quant-mix.h"
 #include "scheduler.h"
-#include "synth.h"
 #include "fixtures.h"
 #include "test.h"
 
-static struct plan_opts window_opts(uint32_t n_ctx, int kt, int vt, uint32_t w)
-{
-    struct plan_opts o;
-    plan_opts_default(&o);
-    o.n_ctx = n_ctx;
-    o.kv_type_k = kt;
-    o.kv_type_v = vt;
-    o.kv_window = w;
-    return o;
-}
-
 TEST(layer_window_rule)
 {
-    struct plan_opts o = window_opts(2048, KVQ_ROT4, KVQ_ROT4, 128);
+    struct plan_opts o = fixture_kv_opts(2048, KVQ_ROT4, KVQ_ROT4, 128, false);
     const uint32_t ring = 512 + PLAN_SWA_SLACK;
     CHECK_INT_EQ(plan_kv_layer_window(&o, 0), 128);
     CHECK_INT_EQ(plan_kv_layer_window(&o, 512), ring); /* W below the local window */
@@ -89,7 +76,7 @@ TEST(layer_window_rule)
     CHECK(plan_kv_layer_codes(&o, 512));
     CHECK_INT_EQ(plan_kv_window_bytes(&o, 512, 1, 256, 256), 0);
     /* f16/f16: no window on global layers; a local layer's ring is its cache where shorter */
-    o = window_opts(2048, KVQ_F16, KVQ_F16, 128);
+    o = fixture_kv_opts(2048, KVQ_F16, KVQ_F16, 128, false);
     CHECK_INT_EQ(plan_kv_layer_window(&o, 0), 0);
     CHECK(plan_kv_layer_codes(&o, 0));
     CHECK_INT_EQ(plan_kv_layer_window(&o, 512), ring);
@@ -99,7 +86,8 @@ TEST(layer_window_rule)
     o.n_ctx = ring; /* no shorter than the context: full rows */
     CHECK_INT_EQ(plan_kv_layer_window(&o, 512), 0);
     CHECK(plan_kv_layer_codes(&o, 512));
-    o = window_opts(2048, KVQ_F16, KVQ_ROT4, 128); /* one compressed side is enough */
+    /* one compressed side is enough */
+    o = fixture_kv_opts(2048, KVQ_F16, KVQ_ROT4, 128, false);
     CHECK_INT_EQ(plan_kv_layer_window(&o, 512), ring);
     /* K and V rows of W_l positions in f16 plus a tag each, rounded up to PLAN_ALIGN */
     const uint64_t raw = (uint64_t)ring * 1 * (256 + 256) * 2 + ring * 4;
@@ -207,7 +195,7 @@ static void check_forward_bytes(const struct model *m, uint32_t n_ctx, int W, en
     struct forward_ctx *f = ctx_new(m, t, t, W, n_ctx);
     if (!f)
         return;
-    const struct plan_opts o = window_opts(n_ctx, t, t, (uint32_t)W);
+    const struct plan_opts o = fixture_kv_opts(n_ctx, t, t, (uint32_t)W, false);
     const size_t row = 2 * hp->n_head_kv * kvq_head_bytes(t, (int)hp->head_dim);
     const uint32_t ring = hp->sliding_window + PLAN_SWA_SLACK;
     size_t want = 0, n_local = 0;
@@ -351,34 +339,13 @@ static struct model *tiny_model(void)
 {
     if (g_tiny)
         return g_tiny;
-    const struct model_preset *base = NULL;
-    CHECK_OK(model_preset_find("gemma3-270m", &base));
-    if (!base)
-        return NULL;
-    static struct model_preset p;
-    p = *base;
-    p.name = "tiny-gemma3";
-    p.n_layer = 6; /* layers 0-4 local, 5 global */
-    p.n_embd = 128;
-    p.n_head = 2;
-    p.n_head_kv = 1;
-    p.head_dim = 64;
-    p.n_ff = 256;
-    p.n_vocab = 512;
-    p.sliding_window = TSWA;
-    struct synth_opts so;
-    memset(&so, 0, sizeof so);
-    so.preset = &p;
-    CHECK_OK(quant_mix_from_name("Q8_0", &so.mix));
-    so.seed = 11;
-    so.std = 0.08f;
-    char path[512];
-    snprintf(path, sizeof path, "%s/kv-swa-tiny.gguf", test_tmp_dir());
-    if (!so.mix || synth_write(&so, path, NULL) != HEARTH_OK)
+    const char *path = fixture_tiny_gemma3_path();
+    if (!path)
         return NULL;
     CHECK_OK(model_load(path, &g_tiny));
     if (g_tiny)
         atexit(tiny_free);
+    CHECK(!g_tiny || g_tiny->hp.sliding_window == TSWA);
     return g_tiny;
 }
 

@@ -28,7 +28,8 @@
  *    and three sequences: the rings (plan_kv_window_bytes per layer and
  *    sequence) are allocated as planned on both devices, exactly; on Gemma 3
  *    the local layers' rings are their 512-position window and slack, and
- *    they have no K/V rows, as planned.
+ *    they have no K/V rows, as planned; with swa_full they keep their rows
+ *    beside the same rings (rot4), or rows and no ring (f16), as planned.
  *  - the bandwidth cache: store, replace, look up; measured figures reach the
  *    plan as "measured"; a malformed or unreadable file is ignored with a
  *    note that reaches the plan's reasons; a CPU device measures > 0.
@@ -118,6 +119,7 @@ static void describe(struct plan_devices *pd, struct hearth_device *dev, const c
 
 /* Options check_load adds to the plan (the window case; 0 elsewhere). */
 static uint32_t g_kv_window, g_n_parallel;
+static bool g_swa_full;
 /* plan_device_alloc_bytes of the last check_load, per device */
 static uint64_t g_planned[2];
 
@@ -142,6 +144,7 @@ static void check_load(const struct model *m, struct hearth_device **devs, const
     in.opts.kv_type_k = in.opts.kv_type_v = kv;
     in.opts.n_gpu_layers = ngl;
     in.opts.kv_window = g_kv_window;
+    in.opts.swa_full = g_swa_full;
     if (g_n_parallel)
         in.opts.n_parallel = g_n_parallel;
     in.map_host_weights = map_host;
@@ -283,6 +286,28 @@ TEST(window_allocates_the_plan)
         CHECK(plan_kv_window_bytes(&o, 512, gkv, ghd, ghd) >= 512ull * gkv * ghd * 4);
         CHECK_INT_EQ((int64_t)(g_planned[1] - base[1]), want[1]);
         CHECK_INT_EQ((int64_t)(g_planned[0] - base[0]), want[0]);
+        /* --swa-full: the same rings, and the local layers keep their K and V rows */
+        g_swa_full = true;
+        check_load(gm, devs, "cpu-b", PLAN_DEV_CPU, 4ull << 30, 10, KVQ_ROT4, 600, true, false);
+        for (uint32_t il = 0; il < gm->hp.n_layer; il++)
+            if (gm->layers[il].is_swa)
+                want[il < 10] += 2 * (int64_t)plan_kv_buffer_bytes(row, 600);
+        CHECK_INT_EQ((int64_t)(g_planned[1] - base[1]), want[1]);
+        CHECK_INT_EQ((int64_t)(g_planned[0] - base[0]), want[0]);
+        /* and f16, whose local layers would otherwise keep only a ring of 576 < 600 */
+        g_kv_window = 0;
+        check_load(gm, devs, "cpu-b", PLAN_DEV_CPU, 4ull << 30, 10, KVQ_F16, 600, true, false);
+        const uint64_t f16_full = g_planned[1];
+        g_swa_full = false;
+        check_load(gm, devs, "cpu-b", PLAN_DEV_CPU, 4ull << 30, 10, KVQ_F16, 600, true, false);
+        o = (struct plan_opts){.n_ctx = 600}; /* f16/f16 */
+        const uint64_t f16_row = plan_kv_row_bytes(KVQ_F16, gkv, ghd);
+        uint64_t n_local_b = 0; /* local layers among 0-9, on cpu-b */
+        for (uint32_t il = 0; il < 10; il++)
+            n_local_b += gm->layers[il].is_swa;
+        CHECK_INT_EQ(f16_full - g_planned[1],
+                     n_local_b * (2 * plan_kv_buffer_bytes(f16_row, 600) -
+                                  plan_kv_window_bytes(&o, gm->hp.sliding_window, gkv, ghd, ghd)));
         model_free(gm);
     }
     g_kv_window = 0;

@@ -64,6 +64,8 @@ static void usage(FILE *out)
             "  --kv-window N   keep the last N positions' K/V exact beside a compressed\n"
             "                  cache; sliding-window layers keep their whole window\n"
             "                  (docs/kv-cache.md)\n"
+            "  --swa-full      sliding-window layers keep every position's K/V (-d is\n"
+            "                  then never refilled between runs)\n"
             "  --no-stream     never copy host weights to a GPU for prefill\n"
             "  --json          print a JSON array instead of the table\n",
             cli_default_model());

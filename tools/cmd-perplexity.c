@@ -58,6 +58,8 @@ static void usage(FILE *out)
             "  --kv-window N         keep the last N positions' K/V exact (f16) beside a\n"
             "                        compressed cache; sliding-window layers keep their\n"
             "                        whole window (docs/kv-cache.md)\n"
+            "  --swa-full            sliding-window layers keep every position's K/V\n"
+            "                        (the --kl-divergence reference too)\n"
             "  --no-stream           never copy host weights to a GPU for prefill\n"
             "  --save-logits FILE    write the top-%d log-probs of every scored token\n"
             "  --kl-divergence FILE  compare with a file saved by another run of the same\n"
@@ -147,6 +149,7 @@ struct report {
     const char *model_path, *text_path;
     int k_type, v_type;
     int kv_window; /* exact window in effect (0: none, or an f16/f16 cache) */
+    bool swa_full; /* --swa-full: sliding-window layers keep every row (the reference too) */
     uint32_t head_dim;
     long long n_ctx;
     int n_chunks;
@@ -193,7 +196,8 @@ static void print_report(const struct report *r, bool json)
                kvq_type_name((enum kvq_type)r->k_type), kvq_type_name((enum kvq_type)r->v_type));
         json_num("k_bpv", k_bpv, true);
         json_num("v_bpv", v_bpv, true);
-        printf("\"kv_window\": %d, ", r->kv_window);
+        printf("\"kv_window\": %d, \"swa_full\": %s, ", r->kv_window,
+               r->swa_full ? "true" : "false");
         printf("\"n_ctx\": %lld, \"n_chunks\": %d, \"n_tokens_scored\": %lld}\n", r->n_ctx,
                r->n_chunks, (long long)r->n_scored);
         return;
@@ -205,6 +209,8 @@ static void print_report(const struct report *r, bool json)
                r->head_dim);
         if (r->kv_window > 0)
             printf(", exact window of %d positions", r->kv_window);
+        if (r->swa_full)
+            printf(", sliding-window layers with every row");
         printf("\n");
         printf("reference perplexity: %.4f (f16 KV cache)\n", r->ppl_ref);
         printf("perplexity delta: %+.4f%%\n", delta);
@@ -378,6 +384,7 @@ int cmd_perplexity(int argc, char **argv)
     r.v_type = devs.kv_type_v;
     if (r.k_type != KVQ_F16 || r.v_type != KVQ_F16)
         r.kv_window = devs.kv_window < n_ctx ? devs.kv_window : (int)n_ctx;
+    r.swa_full = devs.swa_full;
     r.head_dim = m->hp.head_dim;
     r.n_ctx = n_ctx;
     r.n_chunks = n_chunks;

@@ -45,7 +45,7 @@ static void usage(FILE *out)
             "                   [--pcie BW] [--vram-budget SIZE] [-c N] [--parallel N]\n"
             "                   [--kv-type T] [--kv-type-k T] [--kv-type-v T] [--kv-window N]\n"
             "                   [-b N] [--prompt N]\n"
-            "                   [-ngl N] [--no-stream]\n"
+            "                   [--swa-full] [-ngl N] [--no-stream]\n"
             "                   [-v] [--json] [--compare-quants [--imatrix] [--svg FILE]]\n\n"
             "Plans where each tensor of MODEL lives (GPU, host RAM and CPU, or host RAM\n"
             "streamed to the GPU for prefill), the memory per device and the predicted\n"
@@ -63,6 +63,8 @@ static void usage(FILE *out)
             "  --kv-window N     count an exact f16 ring of N positions per layer and\n"
             "                    sequence beside a compressed cache, a sliding-window\n"
             "                    layer's of its whole window (docs/kv-cache.md)\n"
+            "  --swa-full        sliding-window layers keep every position's K/V, as\n"
+            "                    global layers do, so any rewind reuses the cache\n"
             "  -b N              prefill micro-batch (default 512)\n"
             "  --prompt N        prompt length for the prefill prediction (default 512)\n"
             "  -ngl N            manual: first N layers on the GPU (N > layers adds the head)\n"
@@ -95,6 +97,8 @@ static int parse_args(int argc, char **argv, struct plan_cli *c)
             c->imatrix = true;
         } else if (!strcmp(a, "--no-stream")) {
             c->opts.no_stream = true;
+        } else if (!strcmp(a, "--swa-full")) {
+            c->opts.swa_full = true;
         } else if (a[0] == '-' && a[1]) {
             if (!v) {
                 fprintf(stderr, "hearth plan: %s needs a value\n", a);
@@ -248,10 +252,11 @@ static void print_json(const struct plan_model *m, const struct plan *p)
            m->arch.n_layer, m->n_tensors, (unsigned long long)plan_model_bytes(m),
            (unsigned long long)plan_model_params(m));
     printf("  \"options\": {\"n_ctx\": %u, \"n_parallel\": %u, \"kv_type_k\": \"%s\", "
-           "\"kv_type_v\": \"%s\", \"kv_window\": %u, \"n_batch\": %u, \"n_prompt\": %u, "
-           "\"n_gpu_layers\": %d},\n",
+           "\"kv_type_v\": \"%s\", \"kv_window\": %u, \"swa_full\": %s, \"n_batch\": %u, "
+           "\"n_prompt\": %u, \"n_gpu_layers\": %d},\n",
            p->opts.n_ctx, p->opts.n_parallel, kvq_type_name((enum kvq_type)p->opts.kv_type_k),
-           kvq_type_name((enum kvq_type)p->opts.kv_type_v), plan_window(p), p->opts.n_batch,
+           kvq_type_name((enum kvq_type)p->opts.kv_type_v), plan_window(p),
+           p->opts.swa_full ? "true" : "false", p->opts.n_batch,
            p->opts.n_prompt, p->opts.n_gpu_layers);
     printf("  \"devices\": [\n");
     for (int d = 0; d < p->devs.n; d++) {
@@ -349,17 +354,21 @@ static void print_text(const struct plan_model *m, const struct plan *p, bool ve
         kv_all += p->layers[l].kv_bytes;
     char kvt[32];
     kvq_pair_name(p->opts.kv_type_k, p->opts.kv_type_v, kvt, sizeof kvt);
-    char win[96] = "";
+    char win[128] = "";
     if (plan_window(p) > 0)
         snprintf(win, sizeof win, ", exact window %u", plan_window(p));
     uint32_t n_local = 0;
     for (uint32_t l = 0; l < m->arch.n_layer; l++)
         n_local += arch_layer_swa(&m->arch, l);
     const uint32_t ring = plan_kv_layer_window(&p->opts, m->arch.sliding_window);
-    if (n_local > 0 && ring > 0) {
-        size_t k = strlen(win);
+    size_t k = strlen(win);
+    if (n_local > 0 && p->opts.swa_full && ring > 0)
+        snprintf(win + k, sizeof win - k, ", %u sliding-window layers keep every row and %u exact",
+                 n_local, ring);
+    else if (n_local > 0 && p->opts.swa_full)
+        snprintf(win + k, sizeof win - k, ", %u sliding-window layers keep every row", n_local);
+    else if (n_local > 0 && ring > 0)
         snprintf(win + k, sizeof win - k, ", %u sliding-window layers keep %u", n_local, ring);
-    }
     printf("context %u x %u sequence%s, KV %s%s (%.2f GiB), batch %u\n\n", p->opts.n_ctx,
            p->opts.n_parallel, p->opts.n_parallel == 1 ? "" : "s", kvt, win, gib(kv_all),
            p->opts.n_batch);

@@ -128,9 +128,12 @@ int run_parse_device_flag(const char *a, const char *v, struct run_devices *d)
 
 int run_parse_device_switch(const char *a, struct run_devices *d)
 {
-    if (strcmp(a, "--no-stream"))
+    if (!strcmp(a, "--no-stream"))
+        d->no_stream = true;
+    else if (!strcmp(a, "--swa-full"))
+        d->swa_full = true;
+    else
         return 0;
-    d->no_stream = true;
     return 1;
 }
 
@@ -146,6 +149,7 @@ int run_engine_open(const struct model *m, const struct engine_params *p,
     ep.kv_window = d->kv_window;
     ep.vram_budget = d->vram_budget;
     ep.no_stream = d->no_stream;
+    ep.swa_full = d->swa_full;
     err_clear();
     if (engine_create(m, &ep, out) != HEARTH_OK) {
         cli_error("cannot set up the forward pass");
@@ -265,7 +269,7 @@ int run_parse_flag(int argc, char **argv, int *i, struct run_opts *o)
     } else if (is(a, "--print-rss", NULL)) {
         o->print_rss = true;
     } else if (run_parse_device_switch(a, &o->devs)) {
-        /* --no-stream */
+        /* --no-stream, --swa-full */
     } else if (is(a, "--device", NULL) || is(a, "-ngl", "--n-gpu-layers") ||
                is(a, "--gpu-layers", NULL) || is(a, "--kv-type", NULL) ||
                is(a, "--kv-type-k", "--kv-type-v") || is(a, "--vram-budget", NULL) ||

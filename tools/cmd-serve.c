@@ -150,7 +150,7 @@ int cmd_serve(int argc, char **argv)
                 return 2;
             }
         } else if (run_parse_device_switch(a, &devs)) {
-            /* --no-stream */
+            /* --no-stream, --swa-full */
         } else if (!strcmp(a, "--drain-timeout")) {
             VAL();
             if (cli_parse_f64(a, val, 0, 3600, &d))
@@ -210,7 +210,8 @@ int cmd_serve(int argc, char **argv)
                               .ngl = devs.ngl,
                               .vram_budget = devs.vram_budget,
                               .kv_window = devs.kv_window,
-                              .no_stream = devs.no_stream};
+                              .no_stream = devs.no_stream,
+                              .swa_full = devs.swa_full};
     sp.n_ctx = n_ctx > 0
                    ? (uint32_t)n_ctx
                    : (m->hp.n_ctx_train > 0 && m->hp.n_ctx_train < 2048 ? m->hp.n_ctx_train : 2048);

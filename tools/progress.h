@@ -47,6 +47,7 @@ struct run_devices {
     int kv_type_k, kv_type_v; /* enum kvq_type; 0: f16 */
     int kv_window; /* --kv-window: exact f16 window of a compressed cache; 0: none */
     bool no_stream; /* --no-stream: never stream host weights to a GPU for prefill */
+    bool swa_full;  /* --swa-full: sliding-window layers keep every position's K/V */
     unsigned long long vram_budget; /* --vram-budget: cap of every GPU's plan budget; 0: none */
 };
 
@@ -62,6 +63,8 @@ struct run_devices {
     "  --kv-type-k T, --kv-type-v T  the type of K or of V alone\n"                              \
     "  --kv-window N           keep the last N positions' K/V exact (f16) beside a\n"              \
     "                          compressed cache (docs/kv-cache.md)\n"                              \
+    "  --swa-full              sliding-window layers keep every position's K/V, so\n"          \
+    "                          any rewind reuses the cache (more memory)\n"                       \
     "  --vram-budget SIZE      plan as if no GPU had more than SIZE free (24GiB)\n"              \
     "  --no-stream             never copy host weights to a GPU for prefill\n"
 
@@ -72,7 +75,7 @@ void run_devices_default(struct run_devices *d);
  * exit with 2).
  */
 int run_parse_device_flag(const char *a, const char *v, struct run_devices *d);
-/* Flag a without a value: --no-stream. 1 when consumed, 0 otherwise. */
+/* Flag a without a value: --no-stream, --swa-full. 1 when consumed, 0 otherwise. */
 int run_parse_device_switch(const char *a, struct run_devices *d);
 /*
  * engine_create(m, p with d's devices and ngl); prints the placement line on

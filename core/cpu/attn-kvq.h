@@ -196,8 +196,8 @@ struct cpu_kvq_ring {
     uint32_t w;                /* W >= 1 */
     /*
      * Positions staged back from the first token, itself included: 0 means
-     * w. A ring-only layer (backend.h step 6) passes its attention window:
-     * its ring's slack holds rows for rewinds, which no token attends to.
+     * w. A sliding-window layer passes its attention window: its ring's
+     * slack holds rows for rewinds, which no token attends to.
      */
     uint32_t span;
 };

@@ -424,7 +424,7 @@ static hearth_status window_ring(const struct hearth_op_attention *a, struct cpu
                                .v = (uint16_t *)(void *)trow(vr, 0),
                                .k_stride = kr->row_stride / 2, .v_stride = vr->row_stride / 2,
                                .pos = (int32_t *)(void *)trow(tp, 0), .w = a->kv_window,
-                               .span = a->k_cache.buf ? 0 : a->window};
+                               .span = a->window};
     return HEARTH_OK;
 }
 

@@ -283,6 +283,7 @@ hearth_status forward_create_multi(const struct model *m, const struct forward_p
         wo.kv_type_k = c->kt;
         wo.kv_type_v = c->vt;
         wo.kv_window = c->xw;
+        wo.swa_full = p.swa_full;
         uint32_t w_max = 0;
         for (uint32_t il = 0; il < hp->n_layer; il++) {
             const bool swa = m->layers[il].is_swa && hp->sliding_window > 0;
@@ -507,10 +508,12 @@ static void exact_window_apply(struct forward_ctx *c, uint32_t il, const struct 
     for (int g = 0; g < c->n_grp; g++) {
         const struct cpu_kvq_seq *sq = &c->grp[g];
         struct kv_cache *kv = c->grp_kv[g];
+        /* a sliding-window layer reads nothing older than its window, codes or not */
+        const uint32_t span = c->m->layers[il].is_swa ? hp->sliding_window : 0;
         const struct cpu_kvq_ring ring = {.k = kv_cache_xk(kv, il, 0), .v = kv_cache_xv(kv, il, 0),
                                           .k_stride = (size_t)KV, .v_stride = (size_t)KV,
                                           .pos = kv_cache_xpos(kv, il, 0), .w = c->xw_layer[il],
-                                          .span = c->xcodes[il] ? 0 : hp->sliding_window};
+                                          .span = span};
         HEARTH_ASSERT(off + cpu_kvq_exact_rows(c->xw_layer[il], sq->n) <= c->xst_rows);
         cpu_kvq_exact_stage(c->kt, c->vt, rot, nkv, hd, kv->k_row, kv->v_row, sq,
                             c->bpos[sq->tok[0]], c->k, c->v, KV, &ring,

@@ -33,11 +33,15 @@ struct forward_params {
     /*
      * Exact window W of a compressed cache (kv-cache.h): a query at position
      * t reads positions j > t - W from f16 copies (a ring of W rows per
-     * layer) instead of the codes. 0: the environment variable
-     * HEARTH_KV_EXACT_WINDOW (read once per context; unset: none). Ignored
-     * for an f16/f16 cache.
+     * layer) instead of the codes. 0: none. Ignored for an f16/f16 cache.
      */
     int kv_window;
+    /*
+     * Sliding-window layers keep a row for every position (plan_opts.swa_full,
+     * plan_kv_layer_codes): no ring-only layers, so a rewind of any length
+     * is served (forward_seq_can_resume is then true for any pos <= n_past).
+     */
+    bool swa_full;
 };
 
 struct forward_ctx;

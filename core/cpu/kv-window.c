@@ -13,8 +13,8 @@
  * write because the two share slots. The ring is addressed through a small
  * struct (base, stride, tags) rather than kv_cache, so the backend's ring
  * tensors and the forward pass's kv_cache arrays are the same case.
- * Cost: a decode step stages W - 1 ring rows per layer (a ring-only layer its
- * window - 1, cpu_kvq_ring.span); ring halves become
+ * Cost: a decode step stages W - 1 ring rows per layer (a sliding-window layer
+ * its window - 1, cpu_kvq_ring.span); ring halves become
  * floats with F16C where cpu_isa_best allows AVX2 (exact, so the same bits
  * as the scalar f16_to_f32: ~13x faster, a few per cent of the layer's
  * attention at W = 128 instead of ~20%), and the kernel skips decoding the
