@@ -26,6 +26,7 @@ struct reg_device_info {
     uint64_t total_bytes; /* device memory (host RAM for cpu) */
     uint64_t free_bytes;
     double bw_gbps;       /* measured memory bandwidth, 1e9 B/s; 0: not measured */
+    uint64_t host_staging_bytes; /* hearth_device_props.host_staging_bytes */
 };
 
 /* Names of the backends compiled into this build, space separated ("cpu cuda vulkan"). */

@@ -72,6 +72,15 @@ struct hearth_device_props {
     uint64_t free_bytes;  /* free now, as the driver reports it */
     double bw_gbps;       /* measured copy bandwidth of device memory, 1e9 B/s; 0: not measured */
     bool host_memory;     /* its device-local buffers are host RAM (cpu; integrated GPUs) */
+    /*
+     * Host RAM the backend itself may allocate for its transfers, beyond the
+     * buffers callers allocate through its buffer types: the worst case
+     * (Vulkan: VK_FRAMES frames of staging, each grown on demand up to
+     * min(max_chunk, 64 MiB)); 0 for none (cpu, cuda). The planner charges
+     * it to the host's RAM for every GPU it uses. Appended last; a backend
+     * that predates it leaves it 0 (backend_device_props zeroes the struct).
+     */
+    uint64_t host_staging_bytes;
 };
 
 enum hearth_op_kind {

@@ -284,6 +284,7 @@ static void describe_devices(struct engine *e, struct plan_devices *pd)
         g->mem_bw_measured = props.bw_gbps > 0;
         g->flops_assumed = g->h2d_bw_assumed = true;
         g->maps_weights = props.host_memory;
+        g->host_staging_bytes = props.host_staging_bytes;
     }
     /*
      * Measured figures from the bandwidth cache, keyed as `hearth devices`

@@ -471,6 +471,13 @@ hearth_status plan__explain(const struct plan_model *m, struct plan *p)
                          dev_name(p, d), (double)u->reserve / 1048576.0,
                          (double)u->scratch / 1048576.0, o->n_batch,
                          (double)u->staging / 1048576.0));
+        if (p->devs.dev[d].host_staging_bytes)
+            TRY(plan__reason(p,
+                             "%s's backend stages its own copies through up to %.0f MiB of "
+                             "host RAM (grown on demand): counted in %s's RAM at that worst "
+                             "case, not allocated by the loader",
+                             dev_name(p, d), (double)p->devs.dev[d].host_staging_bytes / 1048576.0,
+                             dev_name(p, PLAN_HOST)));
     }
     for (size_t i = 0; i < m->n_tensors && p->devs.n > 1; i++) {
         const struct plan_model_tensor *t = &m->tensors[i];

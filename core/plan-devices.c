@@ -12,6 +12,9 @@
  * Errors name the field ("device 'cuda:24GiB:fast': bandwidth 'fast' ...").
  * Detected devices take measured bandwidths from the bandwidth cache
  * (bandwidth.h) when `hearth devices` has measured them, flagged *_measured.
+ * A GPU's host staging (host RAM its backend allocates for its own copies)
+ * is what the backend reports for a detected device and the Vulkan figure
+ * (PLAN_DEFAULT_VULKAN_HOST_STAGING) for a described one, so both plan alike.
  */
 #include <errno.h>
 #include <math.h>
@@ -177,6 +180,7 @@ hearth_status plan_devices_add(struct plan_devices *d, const char *spec)
         g.kind = PLAN_DEV_VULKAN;
         kind_name = "vulkan";
         g.flops = PLAN_DEFAULT_VULKAN_FLOPS;
+        g.host_staging_bytes = PLAN_DEFAULT_VULKAN_HOST_STAGING;
     } else {
         return err_set(HEARTH_ERR_INVALID_ARG,
                        "device '%s': kind '%s' is not cuda or vulkan", spec, f[0]);
@@ -274,6 +278,7 @@ hearth_status plan_devices_detect(struct plan_devices *d)
         g.h2d_bw = d->dev[PLAN_HOST].h2d_bw > 0 ? d->dev[PLAN_HOST].h2d_bw : PLAN_DEFAULT_PCIE_BW;
         g.mem_bw_assumed = g.flops_assumed = true;
         g.h2d_bw_assumed = !(d->dev[PLAN_HOST].h2d_bw > 0);
+        g.host_staging_bytes = info[i].host_staging_bytes;
         d->dev[d->n++] = g;
         plan_devices_apply_cache(d, d->n - 1, info[i].desc);
     }

@@ -678,9 +678,14 @@ static void fill_usage(const struct placer *pl, uint64_t stream_bytes)
             u->stream = pl->n_gpu > 0 && d == pl->order[0] ? stream_bytes : 0;
         }
     }
+    /* host RAM the used GPUs' backends stage their own copies through, at its worst case */
+    for (int d = 1; d < p->devs.n; d++)
+        if (p->use[d].weights > 0 || p->use[d].kv > 0)
+            p->use[PLAN_HOST].host_staging += p->devs.dev[d].host_staging_bytes;
     for (int d = 0; d < p->devs.n; d++) {
         struct plan_usage *u = &p->use[d];
-        u->total = u->weights + u->kv + u->scratch + u->staging + u->stream + u->reserve;
+        u->total = u->weights + u->kv + u->scratch + u->staging + u->stream + u->reserve +
+                   u->host_staging;
         if (d == PLAN_HOST || u->total)
             u->room = u->total < u->budget ? u->budget - u->total : 0;
         else

@@ -9,11 +9,12 @@
  * line to plan for another machine) and options (context, parallel sequences,
  * KV type). The output, struct plan, is plain data: for each tensor where its
  * bytes live and where it is computed, its byte offset in that device's weight
- * buffer; per device the weights, KV, scratch, stream and reserve bytes; per
- * layer where attention and FFN run; predicted prefill and decode tokens/s; and
- * the reason for every decision in words. The loader allocates exactly what
- * the plan says (plan_device_alloc_bytes is the one formula), so the estimate
- * and the allocation cannot drift apart.
+ * buffer; per device the weights, KV, scratch, stream and reserve bytes (and
+ * on the host the GPU backends' own host staging); per layer where attention
+ * and FFN run; predicted prefill and decode tokens/s; and the reason for every
+ * decision in words. The loader allocates exactly what the plan says
+ * (plan_device_alloc_bytes is the one formula), so the estimate and the
+ * allocation cannot drift apart.
  *
  * Placement (plan.c has the details): per tensor, greedy by bytes read per
  * token per byte of VRAM. LM head, then each layer's attention with its KV
@@ -59,6 +60,13 @@ struct plan_device {
      * and no upload staging is needed.
      */
     bool maps_weights;
+    /*
+     * Host RAM the device's backend may allocate for its own transfers, worst
+     * case (hearth_device_props.host_staging_bytes; a described Vulkan GPU:
+     * PLAN_DEFAULT_VULKAN_HOST_STAGING). Charged to the host when the device
+     * is used. 0 for the host, CUDA and none.
+     */
+    uint64_t host_staging_bytes;
 };
 
 struct plan_devices {
@@ -76,6 +84,13 @@ struct plan_devices {
 #define PLAN_DEFAULT_VULKAN_BW 250e9
 #define PLAN_DEFAULT_VULKAN_FLOPS 20e12
 #define PLAN_DEFAULT_PCIE_BW 16e9
+/*
+ * Not an estimate: what the Vulkan backend reports for a device whose largest
+ * allocation is at least 64 MiB (every GPU): 4 submission frames of staging,
+ * each grown on demand up to 64 MiB (vulkan/command.c). A described Vulkan
+ * device counts it, so a plan for another machine matches one made there.
+ */
+#define PLAN_DEFAULT_VULKAN_HOST_STAGING (4ull * (64ull << 20))
 
 /* Just the host, every figure assumed (PLAN_DEFAULT_HOST_*). */
 void plan_devices_init(struct plan_devices *d);
@@ -223,6 +238,9 @@ struct plan_usage {
                          boundary moves, and 2 upload halves while loading weights */
     uint64_t reserve; /* driver context, backend working memory (attention score
                          tiles) and fragmentation margin (GPU only): never allocated */
+    uint64_t host_staging; /* host only: the host_staging_bytes of every used GPU, host RAM
+                              their backends allocate on demand up to that worst case;
+                              counted in total, not allocated by the loader */
     uint64_t total;   /* sum of the above; 0 when the device is unused */
     uint64_t budget;
     uint64_t room;    /* budget left for one more tensor: budget - total, or the
@@ -264,7 +282,8 @@ void plan_free(struct plan *p);
 
 /*
  * What the loader allocates on device i: weights (unless the device maps
- * them) + KV + scratch + staging + stream buffers; the reserve stays free.
+ * them) + KV + scratch + staging + stream buffers; the reserve stays free,
+ * and the host's host_staging is the backends' to allocate.
  */
 uint64_t plan_device_alloc_bytes(const struct plan *p, int i);
 

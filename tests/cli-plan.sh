@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # cli-plan: `hearth plan` on a header-only Llama-3-70B Q4_K_M with a described
 # 24 GiB card and 70 GB/s host: the text summary (devices, prediction, reasons),
-# --json with the fields the issue names, --compare-quants --json sizes against
-# core/quant-mix's (IQ1-IQ3 mixes included), --svg as well-formed XML naming every scheme,
-# --swa-full's KV bytes on a header-only Gemma 3, and errors.
+# --json with the fields the issue names, a described Vulkan card's host staging
+# on the host, --compare-quants --json sizes against core/quant-mix's (IQ1-IQ3
+# mixes included), --svg as well-formed XML naming every scheme, --swa-full's KV
+# bytes on a header-only Gemma 3, and errors.
 set -u
 bin=${HEARTH_BIN:?HEARTH_BIN must name the hearth binary}
 tmp=$(mktemp -d)
@@ -105,6 +106,31 @@ PY
 "$bin" plan "$tmp/g3.gguf" "${devs[@]}" -c 32768 --swa-full | \
     grep -q ', KV f16, 15 sliding-window layers keep every row (0.56 GiB)' \
     || fail "gemma3 --swa-full summary"
+
+# a described Vulkan card: its backend's host staging (4 x 64 MiB) is in the host's planned
+# bytes (and its staging column), with a reason, and not in what the loader allocates there;
+# the CUDA plan above has none
+"$bin" plan "$tmp/70b.gguf" --device vulkan:24GiB:1008GB/s --host 64GiB:70GB/s --pcie 25GB/s \
+    --json > "$tmp/vk.json" || fail "plan vulkan --json exit $?"
+python3 - "$tmp/plan.json" "$tmp/vk.json" <<'PY' || fail "vulkan host staging in --json"
+import json, sys
+c, v = (json.load(open(f)) for f in sys.argv[1:3])
+ch, vh = c["devices"][0], v["devices"][0]
+assert ch["name"] == vh["name"] == "cpu", (ch["name"], vh["name"])
+assert ch["host_staging_bytes"] == 0, ch
+assert vh["host_staging_bytes"] == 256 << 20, vh
+assert v["devices"][1]["host_staging_bytes"] == 0, v["devices"][1]
+for h in (ch, vh):
+    # the host maps its weights: what the loader allocates is the rest, less the backends' staging
+    assert h["alloc_bytes"] == h["planned_bytes"] - h["weights_bytes"] - h["host_staging_bytes"], h
+assert any("vulkan0's backend stages its own copies through up to 256 MiB" in r
+           for r in v["reasons"]), v["reasons"]
+assert not any("stages its own copies" in r for r in c["reasons"])
+PY
+"$bin" plan "$tmp/70b.gguf" --device vulkan:24GiB:1008GB/s --host 64GiB:70GB/s --pcie 25GB/s \
+    > "$tmp/vk.txt" || fail "plan vulkan exit $?"
+grep -Eq '^cpu +[0-9.]+ GiB +[0-9.]+ GiB +[0-9.]+ GiB +0\.2[67] GiB ' "$tmp/vk.txt" \
+    || fail "host staging column: $(grep '^cpu' "$tmp/vk.txt")"
 
 # compare-quants: 20 schemes with quant-mix's sizes (facts sheet 7.7; the IQ1-IQ3 rows are
 # test-quant-mix's, sized with an imatrix where llama-quantize needs one)

@@ -9,7 +9,10 @@
  *    plan_device_alloc_bytes and sched_device_bytes, exactly; no allocation
  *    is attributed to any other device.
  *  - the same on vulkan0 when it opens (lavapipe in CI), else skipped, and a
- *    replan there when it gives out only 40 MiB of the 1 GiB it was said to have.
+ *    replan there when it gives out only 40 MiB of the 1 GiB it was said to have;
+ *    there the backend's own host staging (props.host_staging_bytes, 4 x 64
+ *    MiB) is in the host's planned bytes and not in what the loader allocates,
+ *    and a CPU device has none.
  *  - replan on OOM: a device that fails once it has given out N bytes; the
  *    load succeeds after a replan whose budget is what it had, the note says
  *    "replanned: cpu-b had ... MiB, not ... MiB", the final allocation fits
@@ -115,6 +118,7 @@ static void describe(struct plan_devices *pd, struct hearth_device *dev, const c
     g->flops = 10e12;
     g->h2d_bw = 16e9;
     g->maps_weights = props.host_memory;
+    g->host_staging_bytes = props.host_staging_bytes; /* as engine.c describes it */
 }
 
 /* Options check_load adds to the plan (the window case; 0 elsewhere). */
@@ -192,6 +196,18 @@ static void check_load(const struct model *m, struct hearth_device **devs, const
         CHECK_MSG(off == (int)m->hp.n_layer && pl->out_dev == 1, "%s: %d layers offloaded",
                   what, off);
     CHECK(plan_device_alloc_bytes(&plan, 1) > 0);
+    /*
+     * The GPU's own host staging (backend props: 4 x 64 MiB on vulkan0, none
+     * on a CPU device) is in the host's planned bytes, at its worst case, and
+     * outside what the loader allocates (checked equal above).
+     */
+    struct hearth_device_props gp;
+    backend_device_props(devs[1], &gp);
+    CHECK_INT_EQ(gp.host_staging_bytes,
+                 kind == PLAN_DEV_VULKAN ? (long long)PLAN_DEFAULT_VULKAN_HOST_STAGING : 0);
+    CHECK_INT_EQ(plan.use[PLAN_HOST].host_staging, gp.host_staging_bytes);
+    CHECK(plan.use[PLAN_HOST].total >= plan_device_alloc_bytes(&plan, PLAN_HOST) +
+                                           plan.use[PLAN_HOST].host_staging);
     sched_destroy(s);
     placement_free(pl);
     plan_free(&plan);

@@ -4,8 +4,9 @@
  * exceeded, every tensor placed once with non-overlapping offsets, bytes per
  * device equal to the sum of what was placed there, nothing left in host RAM
  * that a GPU could still hold, the same plan every run), the decode
- * prediction against the physical ceiling, KV sizing, manual -ngl, streaming
- * and device-string errors.
+ * prediction against the physical ceiling, KV sizing, manual -ngl, streaming,
+ * a Vulkan GPU's backend host staging charged to the host, and device-string
+ * errors.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,9 +80,18 @@ static void check_invariants(const struct plan_model *m, const struct plan *p, c
         CHECK_MSG(u->weights == w, "%s: %s weights %llu != placed %llu", what,
                   p->devs.dev[d].name, (unsigned long long)u->weights, (unsigned long long)w);
         CHECK_MSG(u->kv == kv, "%s: %s kv", what, p->devs.dev[d].name);
-        CHECK(u->total == u->weights + u->kv + u->scratch + u->staging + u->stream + u->reserve);
-        CHECK(plan_device_alloc_bytes(p, d) ==
-              u->total - u->reserve - (p->devs.dev[d].maps_weights ? u->weights : 0));
+        CHECK(u->total == u->weights + u->kv + u->scratch + u->staging + u->stream + u->reserve +
+                              u->host_staging);
+        CHECK(plan_device_alloc_bytes(p, d) == u->total - u->reserve - u->host_staging -
+                                                   (p->devs.dev[d].maps_weights ? u->weights : 0));
+        /* the host's: the worst case of every used GPU's backend staging */
+        uint64_t hs = 0;
+        for (int g = 1; g < p->devs.n && d == PLAN_HOST; g++)
+            if (p->use[g].total)
+                hs += p->devs.dev[g].host_staging_bytes;
+        CHECK_MSG(u->host_staging == hs, "%s: %s host staging %llu, expected %llu", what,
+                  p->devs.dev[d].name, (unsigned long long)u->host_staging,
+                  (unsigned long long)hs);
         if (d != PLAN_HOST) {
             CHECK_MSG(u->total <= u->budget, "%s: %s total %llu > budget %llu", what,
                       p->devs.dev[d].name, (unsigned long long)u->total,
@@ -388,6 +398,71 @@ TEST(host_only)
     plan_model_free(&m);
 }
 
+/*
+ * A described Vulkan GPU brings its backend's host staging (4 x 64 MiB, what
+ * vulkan0 reports: test-vk-backend) into the host's bytes, with a reason; a
+ * CUDA one does not, nor an unused Vulkan one; a host budget that holds the
+ * plan only without it is overcommitted, as any host overflow.
+ */
+TEST(vulkan_host_staging)
+{
+    struct plan_model m;
+    struct plan_devices d;
+    struct plan v, c;
+    REQUIRE(load_model("llama3-8b", "Q4_K_M", &m));
+    plan_devices_init(&d);
+    CHECK_OK(plan_devices_set_host(&d, "32GiB:50GB/s"));
+    CHECK_OK(plan_devices_add(&d, "vulkan:8GiB:256GB/s"));
+    CHECK_INT_EQ(d.dev[1].host_staging_bytes, 256ll << 20);
+    CHECK_INT_EQ(d.dev[PLAN_HOST].host_staging_bytes, 0);
+    REQUIRE(plan_make(&m, &d, NULL, &v) == HEARTH_OK);
+    check_invariants(&m, &v, "8b on vulkan 8");
+    CHECK_INT_EQ(v.use[PLAN_HOST].host_staging, 256ll << 20);
+    CHECK_INT_EQ(v.use[1].host_staging, 0);
+    CHECK(any_reason(&v, "vulkan0's backend stages its own copies through up to 256 MiB of host "
+                         "RAM"));
+    /* the same card described as CUDA: no backend staging, host smaller by exactly that */
+    struct plan_devices dc;
+    plan_devices_init(&dc);
+    CHECK_OK(plan_devices_set_host(&dc, "32GiB:50GB/s"));
+    CHECK_OK(plan_devices_add(&dc, "cuda:8GiB:256GB/s"));
+    CHECK_INT_EQ(dc.dev[1].host_staging_bytes, 0);
+    REQUIRE(plan_make(&m, &dc, NULL, &c) == HEARTH_OK);
+    check_invariants(&m, &c, "8b on cuda 8");
+    CHECK_INT_EQ(c.use[PLAN_HOST].host_staging, 0);
+    CHECK(!any_reason(&c, "stages its own copies"));
+    CHECK_INT_EQ(v.use[PLAN_HOST].total - c.use[PLAN_HOST].total, 256ll << 20);
+    CHECK_INT_EQ(plan_device_alloc_bytes(&v, PLAN_HOST), plan_device_alloc_bytes(&c, PLAN_HOST));
+    /* a host budget between the two: the Vulkan plan overflows it, the CUDA one does not */
+    const uint64_t mid = c.use[PLAN_HOST].total + (128ull << 20);
+    d.dev[PLAN_HOST].budget_bytes = dc.dev[PLAN_HOST].budget_bytes = mid;
+    plan_free(&v);
+    plan_free(&c);
+    REQUIRE(plan_make(&m, &d, NULL, &v) == HEARTH_OK);
+    REQUIRE(plan_make(&m, &dc, NULL, &c) == HEARTH_OK);
+    CHECK(v.host_overcommitted && any_reason(&v, "host needs"));
+    CHECK(!c.host_overcommitted && !any_reason(&c, "host needs"));
+    CHECK_INT_EQ(v.use[PLAN_HOST].room, 0);
+    plan_free(&v);
+    plan_free(&c);
+    /* a second Vulkan card too small to be used adds nothing; two used ones add two */
+    d.dev[PLAN_HOST].budget_bytes = 32ull << 30;
+    CHECK_OK(plan_devices_add(&d, "vulkan:128MiB:100GB/s"));
+    REQUIRE(plan_make(&m, &d, NULL, &v) == HEARTH_OK);
+    check_invariants(&m, &v, "8b on vulkan 8 + 0.125");
+    CHECK_INT_EQ(v.use[2].total, 0);
+    CHECK_INT_EQ(v.use[PLAN_HOST].host_staging, 256ll << 20);
+    plan_free(&v);
+    d.dev[2].budget_bytes = 4ull << 30;
+    d.dev[1].budget_bytes = 3ull << 30;
+    REQUIRE(plan_make(&m, &d, NULL, &v) == HEARTH_OK);
+    check_invariants(&m, &v, "8b on vulkan 3 + 4");
+    CHECK(v.use[1].total > 0 && v.use[2].total > 0);
+    CHECK_INT_EQ(v.use[PLAN_HOST].host_staging, 512ll << 20);
+    plan_free(&v);
+    plan_model_free(&m);
+}
+
 TEST(retype_matches_quant_mix)
 {
     struct plan_model m, q;
@@ -437,5 +512,5 @@ TEST(bad_device_strings)
 
 TEST_MAIN(TEST_CASE(budgets_8b), TEST_CASE(budgets_70b), TEST_CASE(decode_70b_24gib),
           TEST_CASE(fits_8b_8gib), TEST_CASE(kv_grows_and_pushes_off), TEST_CASE(manual_ngl),
-          TEST_CASE(two_gpus_fastest_first), TEST_CASE(host_only),
+          TEST_CASE(two_gpus_fastest_first), TEST_CASE(host_only), TEST_CASE(vulkan_host_staging),
           TEST_CASE(retype_matches_quant_mix), TEST_CASE(bad_device_strings))

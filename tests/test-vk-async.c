@@ -15,9 +15,11 @@
  * done events) against the same blocks resident there, bit for bit (as
  * test-sched-stream's vulkan_streamed_prefill does with decode steps);
  * it and model_submit_counts print the submits and waits of a prefill and of
- * a decode step (never asserted beyond what the design guarantees). Skips
- * without a Vulkan device; with HEARTH_VULKAN_VALIDATE=1 any validation
- * message fails the submit and so the case.
+ * a decode step (never asserted beyond what the design guarantees);
+ * model_submit_counts also checks that the host staging the load and runs
+ * grew stays within the device's host_staging_bytes (what the planner charges
+ * the host). Skips without a Vulkan device; with HEARTH_VULKAN_VALIDATE=1 any
+ * validation message fails the submit and so the case.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -437,6 +439,13 @@ TEST(model_submit_counts)
                       "decode step %d: %llu submits, expected <= 2", i,
                       (unsigned long long)(b.submits - a.submits));
         }
+        /* the staging the loads and runs grew stays within what the planner charges the host */
+        struct hearth_device_props gp;
+        backend_device_props(gpu, &gp);
+        printf("  host staging: %llu KiB of at most %llu KiB\n",
+               (unsigned long long)(b.staging_bytes >> 10),
+               (unsigned long long)(gp.host_staging_bytes >> 10));
+        CHECK(b.staging_bytes > 0 && b.staging_bytes <= gp.host_staging_bytes);
         free(lg);
         sched_destroy(s);
     }

@@ -18,7 +18,9 @@
 
 #ifdef HEARTH_WITH_VULKAN
 #include "../vulkan/vk.h"
+#include "backend-registry.h"
 #include "backend.h"
+#include "plan.h"
 #include "quant.h"
 
 const struct hearth_backend_ops *vk_backend_ops(void);
@@ -353,6 +355,21 @@ TEST(device_tables)
     struct hearth_buffer_type *bt = backend_device_buffer_type(e.dev[1]);
     CHECK(backend_buft_max_size(bt) >= (64u << 20));
     CHECK(backend_buft_flags(bt) & HEARTH_BUFT_DEVICE_LOCAL);
+    /*
+     * Its own host staging: the frames' worst case for its max chunk, which
+     * at >= 64 MiB is the 4 x 64 MiB a described Vulkan device is planned
+     * with; the registry's description (device not opened) says the same.
+     */
+    CHECK_INT_EQ(p.host_staging_bytes, vk_host_staging_bytes(backend_buft_max_size(bt)));
+    CHECK_INT_EQ(p.host_staging_bytes, PLAN_DEFAULT_VULKAN_HOST_STAGING);
+    struct reg_device_info info[16];
+    int n = reg_list_devices(info, 16), found = 0;
+    for (int i = 0; i < n && i < 16; i++)
+        if (!strcmp(info[i].name, "vulkan0")) {
+            found = 1;
+            CHECK_INT_EQ(info[i].host_staging_bytes, p.host_staging_bytes);
+        }
+    CHECK(found);
     struct hearth_buffer *b = NULL;
     CHECK_OK(backend_buffer_alloc(bt, 1001, &b));
     if (b) {

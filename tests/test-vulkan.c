@@ -403,6 +403,61 @@ TEST(weights_split_across_chunks)
     close_ctx(ctx);
 }
 
+/*
+ * The frames' host staging (command.c) grows on demand and never past
+ * vk_host_staging_bytes, the worst case the planner charges to the host.
+ * max_chunk 3 MiB + 8 makes the per-frame cap 3 MiB (rounded down to 16):
+ * a small copy grows less; whole-chunk uploads (a 3 MiB piece and an 8-byte
+ * one each) stay within it; 3 MiB uploads through every frame reach it
+ * exactly; every byte arrives.
+ */
+TEST(staging_stays_within_its_worst_case)
+{
+    const uint64_t chunk = (3ull << 20) + 8;
+    OPEN_OR_SKIP(ctx, chunk + 256);
+    CHECK_INT_EQ(vk_ctx_caps(ctx)->max_chunk, chunk);
+    const uint64_t worst = vk_host_staging_bytes(chunk);
+    CHECK_INT_EQ(worst, 4ll * (3 << 20));
+    CHECK_INT_EQ(vk_host_staging_bytes(4ull << 30), 4ll * (64 << 20));
+    enum { NB = 6 };
+    struct vk_buffer b[NB];
+    memset(b, 0, sizeof b);
+    uint8_t *h = malloc(chunk), *r = malloc(chunk);
+    REQUIRE(h && r);
+    test_rng_seed(111);
+    for (uint64_t i = 0; i < chunk; i++)
+        h[i] = (uint8_t)(test_rng_u64() >> 56);
+    for (int i = 0; i < NB; i++)
+        CHECK_OK(vk_buffer_create(ctx, chunk, VK_BUF_DEVICE, &b[i]));
+    struct vk_submit_stats s;
+    if (b[NB - 1].buf) {
+        CHECK_OK(vk_buffer_upload(ctx, &b[0], 0, h, 1000));
+        CHECK_OK(vk_submit(ctx));
+        vk_ctx_submit_stats(ctx, &s);
+        CHECK_MSG(s.staging_bytes > 0 && s.staging_bytes < worst, "after 1000 bytes: %llu",
+                  (unsigned long long)s.staging_bytes);
+        for (int i = 0; i < NB; i++)
+            CHECK_OK(vk_buffer_upload(ctx, &b[i], 0, h, chunk));
+        CHECK_OK(vk_submit(ctx));
+        vk_ctx_submit_stats(ctx, &s);
+        CHECK_MSG(s.staging_bytes <= worst, "whole chunks: %llu > %llu",
+                  (unsigned long long)s.staging_bytes, (unsigned long long)worst);
+        for (int i = 0; i < NB; i++)
+            CHECK_OK(vk_buffer_upload(ctx, &b[i], 0, h, 3u << 20));
+        for (int i = 0; i < NB; i++) {
+            CHECK_OK(vk_buffer_download(ctx, &b[i], 0, r, chunk));
+            CHECK_MSG(memcmp(h, r, chunk) == 0, "buffer %d: bytes differ", i);
+        }
+        vk_ctx_submit_stats(ctx, &s);
+        CHECK_INT_EQ(s.staging_bytes, worst);
+    }
+    for (int i = 0; i < NB; i++)
+        vk_buffer_destroy(ctx, &b[i]);
+    free(h);
+    free(r);
+    close_ctx(ctx);
+}
+
 /* rmsnorm vs cpu_rmsnorm: |d| <= 1e-6 + 2e-6 |ref| (one f32 sum of squares, order differs). */
 TEST(rmsnorm)
 {
@@ -694,7 +749,8 @@ TEST(rejects_bad_args)
 }
 
 TEST_MAIN(TEST_CASE(matmul_all_types), TEST_CASE(matmul_one_block), TEST_CASE(matmul_large),
-          TEST_CASE(weights_split_across_chunks), TEST_CASE(rmsnorm), TEST_CASE(rope),
+          TEST_CASE(weights_split_across_chunks), TEST_CASE(staging_stays_within_its_worst_case),
+          TEST_CASE(rmsnorm), TEST_CASE(rope),
           TEST_CASE(attention), TEST_CASE(eltwise), TEST_CASE(embed_all_types),
           TEST_CASE(rejects_bad_args))
 

@@ -265,7 +265,7 @@ static void print_json(const struct plan_model *m, const struct plan *p)
         printf("    {\"name\": \"%s\", \"kind\": \"%s\", \"budget_bytes\": %llu, "
                "\"planned_bytes\": %llu, \"alloc_bytes\": %llu, \"weights_bytes\": %llu, "
                "\"kv_bytes\": %llu, \"scratch_bytes\": %llu, \"staging_bytes\": %llu, "
-               "\"stream_bytes\": %llu, "
+               "\"host_staging_bytes\": %llu, \"stream_bytes\": %llu, "
                "\"reserve_bytes\": %llu, \"read_per_token\": %llu, \"mem_bw\": %.0f, "
                "\"flops\": %.0f, \"h2d_bw\": %.0f, \"assumed\": {\"budget\": %s, \"mem_bw\": %s, "
                "\"flops\": %s}, \"measured\": {\"mem_bw\": %s, \"h2d_bw\": %s}}%s\n",
@@ -274,7 +274,8 @@ static void print_json(const struct plan_model *m, const struct plan *p)
                (unsigned long long)u->budget, (unsigned long long)u->total,
                (unsigned long long)plan_device_alloc_bytes(p, d), (unsigned long long)u->weights,
                (unsigned long long)u->kv, (unsigned long long)u->scratch,
-               (unsigned long long)u->staging, (unsigned long long)u->stream,
+               (unsigned long long)u->staging, (unsigned long long)u->host_staging,
+               (unsigned long long)u->stream,
                (unsigned long long)u->reserve,
                (unsigned long long)u->read_per_token, dv->mem_bw, dv->flops,
                d == PLAN_HOST ? 0.0 : dv->h2d_bw, dv->budget_assumed ? "true" : "false",
@@ -379,7 +380,8 @@ static void print_text(const struct plan_model *m, const struct plan *p, bool ve
         const struct plan_usage *u = &p->use[d];
         printf("%-9s %6.2f GiB %6.2f GiB %5.2f GiB %5.2f GiB %5.2f GiB %5.2f GiB %5.2f GiB "
                "%6.2f GiB  %.0f GB/s%s\n",
-               dv->name, gib(u->weights), gib(u->kv), gib(u->scratch), gib(u->staging),
+               dv->name, gib(u->weights), gib(u->kv), gib(u->scratch),
+               gib(u->staging + u->host_staging), /* the host's: the GPU backends' too */
                gib(u->stream), gib(u->reserve), gib(u->total), gib(u->budget), dv->mem_bw / 1e9,
                dv->mem_bw_assumed   ? " (assumed)"
                : dv->mem_bw_measured ? " (measured)"

@@ -17,6 +17,9 @@
  * The op switch is graph.c.
  * host_memory is false even on lavapipe: ops bind VkBuffers, so a
  * host-pointer buffer (backend_buffer_from_host_ptr) cannot be an operand.
+ * host_staging_bytes is what command.c's frames may grow their staging to
+ * (vk_host_staging_bytes: 4 x 64 MiB where max_chunk allows), host RAM no
+ * buffer type hands out, which the planner charges to the host.
  * ATTENTION over a compressed KV cache (k_type/v_type other than f16/f16,
  * supports_kv) is graph.c's run_attention with op-attention.c's kvq kernels,
  * in the same walk as every other op (so decode replay covers it), with the
@@ -284,6 +287,7 @@ static void fill_props(struct vk_ctx *ctx, int index, struct hearth_device_props
     out->total_bytes = c->device_local_bytes;
     out->free_bytes = c->device_local_free;
     out->host_memory = false;
+    out->host_staging_bytes = vk_host_staging_bytes(c->max_chunk);
 }
 
 static void vkb_destroy(struct hearth_device *dev)
@@ -395,6 +399,7 @@ static hearth_status vkb_device_describe(int index, struct hearth_device_props *
     memcpy(out->desc, info[index].desc, sizeof out->desc);
     out->total_bytes = info[index].total_bytes;
     out->free_bytes = info[index].free_bytes;
+    out->host_staging_bytes = info[index].host_staging_bytes;
     return HEARTH_OK;
 }
 

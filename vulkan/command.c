@@ -202,11 +202,31 @@ void vk_ctx_submit_stats(const struct vk_ctx *ctx, struct vk_submit_stats *out)
     out->submits = ctx->n_submits;
     out->waits = ctx->n_waits;
     out->done = ctx->n_done;
+    out->staging_bytes = 0;
+    for (int i = 0; i < VK_FRAMES; i++)
+        out->staging_bytes += ctx->frames[i].staging.size;
+}
+
+/*
+ * A frame's staging cap. A multiple of 16, so a piece of at most this many
+ * bytes, rounded up to 16 in vk__staging_alloc, still fits: no frame ever
+ * grows past it, and VK_FRAMES of it is the exact worst case the planner
+ * counts.
+ */
+static uint64_t staging_cap(uint64_t max_chunk)
+{
+    uint64_t m = max_chunk < (64ull << 20) ? max_chunk : (64ull << 20);
+    return m >= 16 ? m / 16 * 16 : m;
 }
 
 uint64_t vk__staging_max(const struct vk_ctx *ctx)
 {
-    return ctx->caps.max_chunk < (64ull << 20) ? ctx->caps.max_chunk : (64ull << 20);
+    return staging_cap(ctx->caps.max_chunk);
+}
+
+uint64_t vk_host_staging_bytes(uint64_t max_chunk)
+{
+    return VK_FRAMES * staging_cap(max_chunk);
 }
 
 hearth_status vk__staging_alloc(struct vk_ctx *ctx, uint64_t n, const struct vk_buffer **buf,

@@ -93,6 +93,33 @@ void vk_keep_driver_loaded(void)
         keeper = vk_instance_plain();
 }
 
+/*
+ * caps.max_chunk: the largest buffer hearth creates, so every binding of it
+ * stays in range and byte offsets fit the 32-bit push constants; 256 bytes
+ * less for the 16-byte slack, aligned. override (tests) only lowers it.
+ */
+static uint64_t chunk_cap(uint64_t max_alloc, uint64_t max_storage_range, uint64_t override)
+{
+    uint64_t cap = max_alloc < max_storage_range ? max_alloc : max_storage_range;
+    if (cap > 0xffffff00ull)
+        cap = 0xffffff00ull;
+    if (override && override < cap)
+        cap = override;
+    return cap > 4096 ? cap - 256 : cap;
+}
+
+/* The frames' worst-case host staging of an unopened device (as vk_ctx_create would cap it). */
+static uint64_t probe_host_staging(VkPhysicalDevice phys)
+{
+    VkPhysicalDeviceMaintenance3Properties m3 = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES};
+    VkPhysicalDeviceProperties2 p2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2,
+                                      .pNext = &m3};
+    vkGetPhysicalDeviceProperties2(phys, &p2);
+    return vk_host_staging_bytes(chunk_cap(m3.maxMemoryAllocationSize,
+                                           p2.properties.limits.maxStorageBufferRange, 0));
+}
+
 int vk_probe_devices(struct reg_device_info *out, int max)
 {
     /* Loading an ICD costs tens of milliseconds, and a driver unloaded before
@@ -122,6 +149,7 @@ int vk_probe_devices(struct reg_device_info *out, int max)
             if (mp.memoryHeaps[h].flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT)
                 out[i].total_bytes += mp.memoryHeaps[h].size;
         out[i].free_bytes = out[i].total_bytes;
+        out[i].host_staging_bytes = probe_host_staging(devs[i]);
     }
     vkDestroyInstance(inst, NULL);
     return (int)count;
@@ -442,14 +470,8 @@ static hearth_status create_device(struct vk_ctx *ctx, const struct vk_ctx_opts 
     vkGetDeviceQueue(ctx->dev, ctx->qfam, 0, &ctx->queue);
     read_budget(ctx);
 
-    /* The largest buffer hearth creates: every binding of it stays in range. */
-    uint64_t cap = ctx->caps.max_alloc < ctx->caps.max_storage_range ? ctx->caps.max_alloc
-                                                                     : ctx->caps.max_storage_range;
-    if (cap > 0xffffff00ull) /* byte offsets in push constants are 32-bit */
-        cap = 0xffffff00ull;
-    if (opts->max_chunk_override && opts->max_chunk_override < cap)
-        cap = opts->max_chunk_override;
-    ctx->caps.max_chunk = cap > 4096 ? cap - 256 : cap; /* room for the 16-byte slack, aligned */
+    ctx->caps.max_chunk = chunk_cap(ctx->caps.max_alloc, ctx->caps.max_storage_range,
+                                    opts->max_chunk_override);
 done:
     free(qf);
     free(exts);

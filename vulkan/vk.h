@@ -193,10 +193,19 @@ struct vk_submit_stats {
     uint64_t submits; /* vkQueueSubmit calls */
     uint64_t waits;   /* fence waits (one per submission retired) */
     uint64_t done;    /* submissions known complete */
+    uint64_t staging_bytes; /* host staging the frames hold now (<= vk_host_staging_bytes) */
 };
 void vk_ctx_submit_stats(const struct vk_ctx *ctx, struct vk_submit_stats *out);
 /* vk_ctx_submit_stats of a device opened through the backend table (backend.c). */
 void vk_backend_submit_stats(struct hearth_device *dev, struct vk_submit_stats *out);
+/*
+ * The most host staging the frames can grow to on a device whose
+ * caps.max_chunk is max_chunk: VK_FRAMES x the per-frame cap (min(max_chunk,
+ * 64 MiB), rounded down to 16 bytes). The backend reports it as
+ * hearth_device_props.host_staging_bytes, which the planner charges to the
+ * host (docs/planner.md).
+ */
+uint64_t vk_host_staging_bytes(uint64_t max_chunk);
 /* Timestamps: write query slot i (< 64) into the current recording; read after vk_submit. */
 hearth_status vk_timestamp(struct vk_ctx *ctx, uint32_t slot);
 /* Nanoseconds between two written slots (HEARTH_ERR_UNSUPPORTED without timestamps). */
