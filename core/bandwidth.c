@@ -55,6 +55,12 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y ? 1 : 0;
 }
 
+double bw_median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
 hearth_status bw_measure_copy(struct threadpool *tp, size_t bytes, int reps,
                               struct bw_result *out)
 {
@@ -98,8 +104,7 @@ hearth_status bw_measure_copy(struct threadpool *tp, size_t bytes, int reps,
     /* keep the copy observable */
     volatile uint8_t sink = dst[bytes / 2];
     (void)sink;
-    qsort(gbps, (size_t)reps, sizeof *gbps, cmp_double);
-    out->gbps_median = reps % 2 ? gbps[reps / 2] : 0.5 * (gbps[reps / 2 - 1] + gbps[reps / 2]);
+    out->gbps_median = bw_median(gbps, reps); /* sorts gbps */
     out->gbps_min = gbps[0];
     out->gbps_max = gbps[reps - 1];
     out->reps = reps;
@@ -112,7 +117,8 @@ hearth_status bw_measure_copy(struct threadpool *tp, size_t bytes, int reps,
 
 /* ---- device figures and their cache ---------------------------------------- */
 
-#define BW_CACHE_HEADER "# hearth devices v1"
+#define BW_CACHE_HEADER "# hearth devices v2"
+#define BW_CACHE_HEADER_V1 "# hearth devices v1" /* no FLOP rate; still read */
 #define BW_CACHE_MAX 64      /* entries kept */
 #define BW_H2D_BYTES (64u << 20)
 
@@ -135,14 +141,29 @@ hearth_status bw_cache_path(char *buf, size_t size)
     return HEARTH_OK;
 }
 
-/* Parses one "name\tmem\th2d\tdesc" line (no newline); false if malformed. */
-static bool parse_line(char *line, struct bw_entry *e)
+/* A whole field as a figure in [0, limit); false otherwise. */
+static bool parse_figure(const char *f, double limit, double *out)
 {
-    char *f[4];
+    char *end;
+    double v = strtod(f, &end);
+    if (end == f || *end || !(v >= 0.0 && v < limit))
+        return false;
+    *out = v;
+    return true;
+}
+
+/*
+ * Parses one line (no newline): v2 "name\tmem\th2d\tgflops\tdesc", v1 the
+ * same without gflops (left 0: not measured). false if malformed.
+ */
+static bool parse_line(char *line, int version, struct bw_entry *e)
+{
+    const int nf = version == 1 ? 4 : 5;
+    char *f[5];
     char *p = line;
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < nf; i++) {
         f[i] = p;
-        if (i == 3)
+        if (i == nf - 1)
             break;
         char *t = strchr(p, '\t');
         if (!t)
@@ -150,21 +171,20 @@ static bool parse_line(char *line, struct bw_entry *e)
         *t = '\0';
         p = t + 1;
     }
-    size_t nl = strlen(f[0]), dl = strlen(f[3]);
+    const char *desc = f[nf - 1];
+    size_t nl = strlen(f[0]), dl = strlen(desc);
     if (nl == 0 || nl >= sizeof e->name || dl >= sizeof e->desc)
         return false;
-    char *end;
-    double m = strtod(f[1], &end);
-    if (end == f[1] || *end || !(m >= 0.0 && m < 1e6))
-        return false;
-    double h = strtod(f[2], &end);
-    if (end == f[2] || *end || !(h >= 0.0 && h < 1e6))
+    double m, h, g = 0.0;
+    if (!parse_figure(f[1], 1e6, &m) || !parse_figure(f[2], 1e6, &h) ||
+        (nf == 5 && !parse_figure(f[3], 1e9, &g)))
         return false;
     memset(e, 0, sizeof *e);
     memcpy(e->name, f[0], nl + 1);
-    memcpy(e->desc, f[3], dl + 1);
+    memcpy(e->desc, desc, dl + 1);
     e->mem_gbps = m;
     e->h2d_gbps = h;
+    e->gflops = g;
     return true;
 }
 
@@ -185,7 +205,7 @@ static bool read_cache(const char *path, struct bw_entry *es, int *n, char *note
         return false;
     }
     char line[512];
-    int ln = 0;
+    int ln = 0, version = 2;
     bool ok = true;
     while (fgets(line, sizeof line, f)) {
         ln++;
@@ -195,11 +215,13 @@ static bool read_cache(const char *path, struct bw_entry *es, int *n, char *note
         else if (!feof(f))
             ok = false; /* a line longer than any valid one */
         if (ok && ln == 1) {
-            ok = !strcmp(line, BW_CACHE_HEADER);
+            if (!strcmp(line, BW_CACHE_HEADER_V1))
+                version = 1;
+            ok = version == 1 || !strcmp(line, BW_CACHE_HEADER);
         } else if (ok && len > 0) {
             if (*n >= BW_CACHE_MAX)
                 break;
-            ok = parse_line(line, &es[*n]);
+            ok = parse_line(line, version, &es[*n]);
             if (ok)
                 (*n)++;
         }
@@ -207,8 +229,10 @@ static bool read_cache(const char *path, struct bw_entry *es, int *n, char *note
             if (note)
                 snprintf(note, ns,
                          "bandwidth cache %s line %d: expected %s", path, ln,
-                         ln == 1 ? "the header '" BW_CACHE_HEADER "'; file ignored"
-                                 : "NAME<TAB>GB/s<TAB>GB/s<TAB>DESCRIPTION; file ignored");
+                         ln == 1 ? "the header '" BW_CACHE_HEADER "' (or v1); file ignored"
+                         : version == 1
+                             ? "NAME<TAB>GB/s<TAB>GB/s<TAB>DESCRIPTION; file ignored"
+                             : "NAME<TAB>GB/s<TAB>GB/s<TAB>GFLOP/s<TAB>DESCRIPTION; file ignored");
             break;
         }
     }
@@ -295,8 +319,8 @@ hearth_status bw_cache_store(const struct bw_entry *e)
                        strerror(errno));
     fprintf(f, "%s\n", BW_CACHE_HEADER);
     for (int i = 0; i < k; i++)
-        fprintf(f, "%s\t%.3f\t%.3f\t%s\n", es[i].name, es[i].mem_gbps, es[i].h2d_gbps,
-                es[i].desc);
+        fprintf(f, "%s\t%.3f\t%.3f\t%.3f\t%s\n", es[i].name, es[i].mem_gbps, es[i].h2d_gbps,
+                es[i].gflops, es[i].desc);
     bool bad = ferror(f) != 0;
     if (fclose(f) != 0 || bad || rename(tmp, path) != 0) {
         int er = errno;
@@ -335,8 +359,7 @@ static hearth_status measure_h2d(struct hearth_device *dev, double *gbps)
         if (r >= 0)
             t[r] = (double)BW_H2D_BYTES / (dt > 1e-9 ? dt : 1e-9) * 1e-9;
     }
-    qsort(t, 5, sizeof t[0], cmp_double);
-    *gbps = t[2];
+    *gbps = bw_median(t, 5);
 done:
     backend_stream_destroy(s);
     backend_buffer_free(dst);
@@ -362,8 +385,7 @@ static hearth_status measure_d2d(struct hearth_device *dev, double *gbps)
         if (r >= 0)
             t[r] = 2.0 * (double)BW_H2D_BYTES / (dt > 1e-9 ? dt : 1e-9) * 1e-9;
     }
-    qsort(t, 5, sizeof t[0], cmp_double);
-    *gbps = t[2];
+    *gbps = bw_median(t, 5);
 done:
     backend_buffer_free(b);
     backend_buffer_free(a);

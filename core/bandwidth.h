@@ -20,12 +20,16 @@
  * Device figures are measured once and cached in a small text file
  * (bw_cache_path: $HEARTH_CACHE_DIR/devices.txt, else
  * $XDG_CACHE_HOME/hearth/devices.txt, else ~/.cache/hearth/devices.txt), one
- * line per device: "name<TAB>mem GB/s<TAB>host-to-device GB/s<TAB>description",
- * after a "# hearth devices v1" header. The key is name + description, so a
- * different card in the same slot is measured afresh. A file that does not
- * parse is ignored as a whole with a note (and rewritten by the next
- * store), never trusted in part: a half-written figure is worse than none.
- * Writes go to a temporary file renamed over the old one.
+ * line per device: "name<TAB>mem GB/s<TAB>host-to-device GB/s<TAB>GFLOP/s
+ * <TAB>description", after a "# hearth devices v2" header; the FLOP rate is
+ * flops.h's Q4_K matmul. A v1 file (the same lines without GFLOP/s, under
+ * "# hearth devices v1") is still read, its FLOP rates 0 (not measured, so
+ * the planner keeps assuming them), and the next store rewrites it as v2.
+ * The key is name + description, so a different card in the same slot is
+ * measured afresh. A file that does not parse is ignored as a whole with a
+ * note (and rewritten by the next store), never trusted in part: a
+ * half-written figure is worse than none. Writes go to a temporary file
+ * renamed over the old one.
  */
 #ifndef HEARTH_BANDWIDTH_H
 #define HEARTH_BANDWIDTH_H
@@ -54,15 +58,18 @@ hearth_status bw_measure_copy(struct threadpool *tp, size_t bytes, int reps,
 
 /* Wall-clock seconds from a monotonic clock (shared by the bench tools). */
 double bw_now(void);
+/* The median of v[0..n) (n >= 1); sorts v. */
+double bw_median(double *v, int n);
 
 struct hearth_device;
 
-/* One cached device: 1e9 bytes/s figures, 0 where not measured. */
+/* One cached device: 1e9 bytes/s and 1e9 FLOP/s figures, 0 where not measured. */
 struct bw_entry {
     char name[32];
     char desc[256];
     double mem_gbps; /* copy bandwidth of its own memory */
     double h2d_gbps; /* host-to-device copy (0 for the host itself) */
+    double gflops;   /* Q4_K matmul rate (flops_measure_device); 0 in a v1 file */
 };
 
 /* The cache file's path (see above). INVALID_ARG when no directory is known or it is too long. */
@@ -80,7 +87,8 @@ bool bw_cache_lookup(const char *name, const char *desc, struct bw_entry *out, c
  */
 hearth_status bw_cache_store(const struct bw_entry *e);
 /*
- * Measures an open device: its memory copy bandwidth (backend
+ * Measures an open device's bandwidths (gflops is left 0: flops.h measures
+ * that): its memory copy bandwidth (backend
  * measure_bandwidth; without one, bw_measure_copy for a host-memory device,
  * else timed device-side buffer copies; 0 when none of these is offered)
  * and, unless it computes on host memory, host-to-device bandwidth: the

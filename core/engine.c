@@ -246,16 +246,35 @@ static hearth_status open_gpus(struct engine *e, const struct engine_params *p)
 
 /* ---- planning ---------------------------------------------------------------- */
 
-/* Plan device descriptions of the opened devices: free memory, cached measured bandwidths. */
+/*
+ * Measured figures from the bandwidth cache for plan device d, keyed as
+ * `hearth devices` stores them: by the registry's name and description (an
+ * opened device's description can carry run-time details such as threads).
+ */
+static void apply_cached(struct plan_devices *pd, int d, const char *name,
+                         const struct reg_device_info *info, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (!strcmp(info[i].name, name))
+            plan_devices_apply_cache(pd, d, info[i].desc);
+}
+
+/* Plan device descriptions of the opened devices: free memory, cached measured figures. */
 static void describe_devices(struct engine *e, struct plan_devices *pd)
 {
     plan_devices_init(pd);
+    struct reg_device_info info[ENGINE_MAX_DEVICES * 2];
+    int n = reg_list_devices(info, ENGINE_MAX_DEVICES * 2);
+    if (n > ENGINE_MAX_DEVICES * 2)
+        n = ENGINE_MAX_DEVICES * 2;
     uint64_t free_b, total_b;
     backend_device_memory(e->dev[0], &free_b, &total_b);
     if (total_b) {
         pd->dev[PLAN_HOST].budget_bytes = total_b;
         pd->dev[PLAN_HOST].budget_assumed = false;
     }
+    /* the host first: a software GPU below takes its (measured) FLOP rate */
+    apply_cached(pd, PLAN_HOST, e->dev_name[0], info, n);
     for (int d = 1; d < e->n_dev; d++) {
         struct hearth_device_props props;
         backend_device_props(e->dev[d], &props);
@@ -275,7 +294,8 @@ static void describe_devices(struct engine *e, struct plan_devices *pd)
         /*
          * A software Vulkan driver (lavapipe) computes on the host's cores: a
          * GPU's assumed FLOP rate would make streaming host weights to it for
-         * prefill look worthwhile when it only adds copies.
+         * prefill look worthwhile when it only adds copies. Its own measured
+         * rate, where cached, replaces this below.
          */
         if (!cuda && engine__is_software_device(props.desc))
             g->flops = pd->dev[PLAN_HOST].flops;
@@ -285,18 +305,8 @@ static void describe_devices(struct engine *e, struct plan_devices *pd)
         g->flops_assumed = g->h2d_bw_assumed = true;
         g->maps_weights = props.host_memory;
         g->host_staging_bytes = props.host_staging_bytes;
+        apply_cached(pd, d, e->dev_name[d], info, n);
     }
-    /*
-     * Measured figures from the bandwidth cache, keyed as `hearth devices`
-     * stores them: by the registry's name and description (an opened
-     * device's description can carry run-time details such as threads).
-     */
-    struct reg_device_info info[ENGINE_MAX_DEVICES * 2];
-    int n = reg_list_devices(info, ENGINE_MAX_DEVICES * 2);
-    for (int d = 0; d < e->n_dev; d++)
-        for (int i = 0; i < n && i < ENGINE_MAX_DEVICES * 2; i++)
-            if (!strcmp(info[i].name, e->dev_name[d]))
-                plan_devices_apply_cache(pd, d, info[i].desc);
 }
 
 static bool plan_uses_gpu(const struct placement *p)

@@ -602,6 +602,10 @@ hearth_status plan__explain(const struct plan_model *m, struct plan *p)
                              dv->name, dv->mem_bw_measured ? "memory" : "",
                              dv->mem_bw_measured && dv->h2d_bw_measured ? " and " : "",
                              dv->h2d_bw_measured ? "host-to-device" : ""));
+        if (dv->flops_measured)
+            TRY(plan__reason(p, "%s: FLOP rate %.*f GFLOP/s measured on this machine (a Q4_K "
+                                "matmul, cached by `hearth devices`)",
+                             dv->name, dv->flops < 10e9 ? 2 : 0, dv->flops / 1e9));
         char what[96] = "";
         const char *items[4] = {dv->budget_assumed ? "memory" : NULL,
                                 dv->mem_bw_assumed ? "bandwidth" : NULL,

@@ -10,8 +10,9 @@
  * than present a guess as a measurement. Sizes accept binary (GiB) and decimal
  * (GB) units; rates are decimal per second (GB/s), as vendors quote them.
  * Errors name the field ("device 'cuda:24GiB:fast': bandwidth 'fast' ...").
- * Detected devices take measured bandwidths from the bandwidth cache
- * (bandwidth.h) when `hearth devices` has measured them, flagged *_measured.
+ * Detected devices take measured bandwidths and FLOP rates from the
+ * bandwidth cache (bandwidth.h) when `hearth devices` has measured them,
+ * flagged *_measured.
  * A GPU's host staging (host RAM its backend allocates for its own copies)
  * is what the backend reports for a detected device and the Vulkan figure
  * (PLAN_DEFAULT_VULKAN_HOST_STAGING) for a described one, so both plan alike.
@@ -224,12 +225,13 @@ hearth_status plan_devices_set_host(struct plan_devices *d, const char *spec)
     snprintf(field, sizeof field, "host '%s': bandwidth", spec);
     if ((st = plan_parse_rate(field, f[1], &h->mem_bw)))
         return st;
-    h->budget_assumed = h->mem_bw_assumed = false;
+    /* the user's figures replace detected or measured ones */
+    h->budget_assumed = h->mem_bw_assumed = h->mem_bw_measured = false;
     if (n == 3) {
         snprintf(field, sizeof field, "host '%s': FLOP rate", spec);
         if ((st = parse_flops(field, f[2], &h->flops)))
             return st;
-        h->flops_assumed = false;
+        h->flops_assumed = h->flops_measured = false;
     }
     return HEARTH_OK;
 }
@@ -306,6 +308,11 @@ bool plan_devices_apply_cache(struct plan_devices *d, int i, const char *desc)
         g->h2d_bw = e.h2d_gbps * 1e9;
         g->h2d_bw_assumed = false;
         g->h2d_bw_measured = true;
+    }
+    if (e.gflops > 0) {
+        g->flops = e.gflops * 1e9;
+        g->flops_assumed = false;
+        g->flops_measured = true;
     }
     return true;
 }

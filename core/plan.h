@@ -49,11 +49,11 @@ struct plan_device {
     enum plan_dev_kind kind;
     uint64_t budget_bytes; /* memory the plan may use there (host: RAM) */
     double mem_bw;         /* bytes/s the device reads its own memory at */
-    double flops;          /* FLOP/s sustained by matmuls on quantized weights (estimate) */
+    double flops;          /* FLOP/s sustained by matmuls on quantized weights (Q4_K if measured) */
     double h2d_bw;         /* host-to-device copy bytes/s (PCIe); on the host: the
                               --pcie figure for GPUs added later, 0 if none */
     bool budget_assumed, mem_bw_assumed, flops_assumed, h2d_bw_assumed;
-    bool mem_bw_measured, h2d_bw_measured; /* figures from a measurement (bandwidth cache) */
+    bool mem_bw_measured, h2d_bw_measured, flops_measured; /* from a measurement (the cache) */
     /*
      * The loader reads weights resident here in place from the file mapping
      * (host RAM devices): they count toward its memory but are not allocated,
@@ -106,14 +106,16 @@ hearth_status plan_devices_set_host(struct plan_devices *d, const char *spec);
 hearth_status plan_devices_set_pcie(struct plan_devices *d, const char *spec);
 /*
  * Adds the devices the backend registry reports (budget = free memory; the
- * host's budget = its RAM); bandwidths and FLOP rates are assumed defaults.
+ * host's budget = its RAM); bandwidths and FLOP rates come from the cache
+ * (plan_devices_apply_cache) where measured, else are assumed defaults.
  */
 hearth_status plan_devices_detect(struct plan_devices *d);
 /*
- * Takes device i's memory and host-to-device bandwidths from the bandwidth
- * cache (bandwidth.h; keyed by its name and driver description desc) and
- * marks them measured. False when the cache has no entry; a bad or
- * unreadable cache file is ignored with a note in d->cache_note.
+ * Takes device i's memory and host-to-device bandwidths and its FLOP rate
+ * from the bandwidth cache (bandwidth.h; keyed by its name and driver
+ * description desc) where they are measured (non-zero) and marks them so:
+ * *_measured true, *_assumed false. False when the cache has no entry; a bad
+ * or unreadable cache file is ignored with a note in d->cache_note.
  */
 bool plan_devices_apply_cache(struct plan_devices *d, int i, const char *desc);
 /* Caps every GPU's budget at bytes (--vram-budget). */

@@ -4,9 +4,11 @@
 # with an unknown name exits 1 naming the devices on offer, for run, chat,
 # bench and perplexity alike; a bad -ngl value exits 2; --device cpu and -ngl 0
 # take the CPU forward pass, print its placement line at load (not with -q)
-# and give the same greedy text as no device flags at all. Bandwidths are
-# measured once into the cache (HEARTH_CACHE_DIR here), reused, re-measured
-# with --measure, and read by `hearth plan`; a malformed cache is a note.
+# and give the same greedy text as no device flags at all. Bandwidths and FLOP
+# rates are measured once into the cache (HEARTH_CACHE_DIR here; format v2),
+# reused, re-measured with --measure, and read by `hearth plan` (the FLOP rate
+# no longer "assumed"); a v1 cache gets its FLOP rates measured and is
+# rewritten as v2; a malformed cache is a note.
 set -u
 bin=${HEARTH_BIN:?HEARTH_BIN must name the hearth binary}
 src=${HEARTH_SOURCE_DIR:?HEARTH_SOURCE_DIR must name the source tree}
@@ -101,9 +103,16 @@ grep -q '^perplexity: ' "$tmp/ppl" || fail "perplexity --device cpu: no result"
 # ---- measured bandwidths: measured once, cached, used by plan; a bad cache is a note
 export HEARTH_CACHE_DIR="$tmp/cache"
 "$bin" devices > "$tmp/m1" 2> "$tmp/e" || fail "devices (measuring) exit $?: $(cat "$tmp/e")"
-grep -Eq '^cpu +[0-9]+ +[0-9]+ +[0-9]+\.[0-9] .*\(measured now\)$' "$tmp/m1" \
+grep -Eq '^cpu +[0-9]+ +[0-9]+ +[0-9]+\.[0-9]+ .*\(measured now\)$' "$tmp/m1" \
     || fail "devices did not measure cpu: $(cat "$tmp/m1")"
-grep -q "^cpu	" "$tmp/cache/devices.txt" 2> /dev/null || fail "no cpu line in the cache"
+grep -Eq '^device .* GB/s +H2D GB/s +GFLOP/s +description$' "$tmp/m1" \
+    || fail "no GFLOP/s column: $(head -2 "$tmp/m1")"
+# cpu: memory GB/s, no H2D, then its FLOP rate
+grep -Eq '^cpu +[0-9]+ +[0-9]+ +[0-9]+\.[0-9]+ +- +[0-9]+\.[0-9]+ ' "$tmp/m1" \
+    || fail "devices printed no FLOP rate for cpu: $(cat "$tmp/m1")"
+head -1 "$tmp/cache/devices.txt" | grep -qx '# hearth devices v2' || fail "cache is not v2"
+awk -F'\t' '$1 == "cpu" && NF == 5 && $4 + 0 > 0 { ok = 1 } END { exit !ok }' \
+    "$tmp/cache/devices.txt" || fail "no cpu line with a FLOP rate in the cache: $(cat "$tmp/cache/devices.txt")"
 "$bin" devices > "$tmp/m2" 2> "$tmp/e" || fail "devices (cached) exit $?"
 grep -Eq '^cpu .*\(cached\)$' "$tmp/m2" \
     || fail "second devices run measured again: $(cat "$tmp/m2")"
@@ -113,6 +122,26 @@ grep -Eq '^cpu .*\(measured now\)$' "$tmp/m3" || fail "--measure did not measure
 grep -Eq '^cpu .* GB/s \(measured\)$' "$tmp/plan" || fail "plan does not use the measured figure"
 grep -q 'cpu: memory bandwidth measured on this machine' "$tmp/plan" \
     || fail "plan gives no reason for the measured figure"
+grep -Eq 'cpu: FLOP rate [0-9.]+ GFLOP/s measured on this machine' "$tmp/plan" \
+    || fail "plan gives no reason for the measured FLOP rate"
+grep 'cpu figures assumed, not measured' "$tmp/plan" | grep -q 'FLOP rate' \
+    && fail "plan still calls the measured cpu FLOP rate assumed"
+"$bin" plan "$smol" --json > "$tmp/plan.json" 2>&1 || fail "plan --json exit $?"
+grep -Eq '"name": "cpu".*"assumed": \{[^}]*"flops": false\}, "measured": \{[^}]*"flops": true\}' \
+    "$tmp/plan.json" || fail "plan --json: cpu flops not measured: $(grep '"cpu"' "$tmp/plan.json")"
+# a v1 cache: bandwidths read, FLOP rates measured now and the file rewritten as v2
+awk -F'\t' -v OFS='\t' 'NR == 1 { print "# hearth devices v1"; next } { print $1, $2, $3, $5 }' \
+    "$tmp/cache/devices.txt" > "$tmp/v1" && cp "$tmp/v1" "$tmp/cache/devices.txt"
+awk -F'\t' '$1 == "cpu" && NF == 4 { ok = 1 } END { exit !ok }' "$tmp/cache/devices.txt" \
+    || fail "v1 fixture not made: $(cat "$tmp/cache/devices.txt")"
+"$bin" plan "$smol" > "$tmp/plan" 2>&1 || fail "plan with a v1 cache exit $?"
+grep -Eq '^cpu .* GB/s \(measured\)$' "$tmp/plan" || fail "a v1 cache's bandwidth was not used"
+grep 'cpu figures assumed, not measured' "$tmp/plan" | grep -q 'FLOP rate' \
+    || fail "a v1 cache's missing FLOP rate is not called assumed"
+"$bin" devices > "$tmp/m4" 2> "$tmp/e" || fail "devices over a v1 cache exit $?: $(cat "$tmp/e")"
+grep -Eq '^cpu .*\(cached; FLOP rate measured now\)$' "$tmp/m4" \
+    || fail "devices did not measure the FLOP rate a v1 entry lacks: $(cat "$tmp/m4")"
+head -1 "$tmp/cache/devices.txt" | grep -qx '# hearth devices v2' || fail "v1 cache not rewritten"
 echo "garbage" > "$tmp/cache/devices.txt"
 "$bin" plan "$smol" > "$tmp/plan" 2>&1 || fail "plan with a bad cache exit $?"
 grep -q 'bandwidth cache .*devices.txt line 1' "$tmp/plan" || fail "no note for a bad cache"

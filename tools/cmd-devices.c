@@ -1,15 +1,17 @@
 /*
  * cmd-devices: `hearth devices` lists what this build and this machine offer:
- * each device's name (what --device takes), memory, its memory copy bandwidth
- * and its host-to-device bandwidth.
+ * each device's name (what --device takes), memory, its memory copy bandwidth,
+ * its host-to-device bandwidth and its FLOP rate on a quantized matmul.
  *
- * Bandwidths are measured once per device (core/bandwidth.h: the backend's
- * copy benchmark and timed uploads, about a second per device) and kept in
- * the bandwidth cache, which `hearth plan` and the engine's planner read so
- * their predictions rest on measured figures. A cached device is not measured
- * again unless --measure asks; --no-bandwidth skips bandwidths altogether,
- * which is what scripts that only want the names should use. A cache that
- * cannot be read or written is reported on stderr and otherwise ignored.
+ * The figures are measured once per device (core/bandwidth.h: the backend's
+ * copy benchmark and timed uploads; core/flops.h: a timed Q4_K MATMUL; about
+ * a second or two per device) and kept in the bandwidth cache, which `hearth
+ * plan` and the engine's planner read so their predictions rest on measured
+ * figures. A cached device is not measured again unless --measure asks, except
+ * that a FLOP rate missing from its entry (a v1 cache) is measured and added;
+ * --no-bandwidth skips all measurement, which is what scripts that only want
+ * the names should use. A cache that cannot be read or written is reported on
+ * stderr and otherwise ignored.
  */
 #include <stdio.h>
 #include <string.h>
@@ -19,16 +21,36 @@
 #include "bandwidth.h"
 #include "cli.h"
 #include "err.h"
+#include "flops.h"
 
-/* Measures a listed device and caches the figures; false when it cannot be opened or measured. */
-static bool measure(const char *name, const char *desc, struct bw_entry *e)
+/* The FLOP rate of dev into e; a device without a Q4_K matmul keeps 0 (assumed). */
+static hearth_status measure_flops(struct hearth_device *dev, struct bw_entry *e)
+{
+    struct flops_result r;
+    hearth_status st = flops_measure_device(dev, &r);
+    if (st == HEARTH_ERR_UNSUPPORTED) {
+        err_clear();
+        return HEARTH_OK;
+    }
+    e->gflops = r.gflops;
+    return st;
+}
+
+/*
+ * Measures a listed device and caches the figures: everything, or with
+ * flops_only the FLOP rate alone into the cached *e. False when it cannot be
+ * opened or measured.
+ */
+static bool measure(const char *name, const char *desc, bool flops_only, struct bw_entry *e)
 {
     struct hearth_device *dev = NULL;
     if (reg_device_open(name, &dev) != HEARTH_OK) {
         fprintf(stderr, "hearth devices: %s: %s\n", name, hearth_last_error());
         return false;
     }
-    hearth_status st = bw_measure_device(dev, e);
+    hearth_status st = flops_only ? HEARTH_OK : bw_measure_device(dev, e);
+    if (st == HEARTH_OK)
+        st = measure_flops(dev, e);
     backend_device_destroy(dev);
     if (st != HEARTH_OK) {
         fprintf(stderr, "hearth devices: %s\n", hearth_last_error());
@@ -41,10 +63,10 @@ static bool measure(const char *name, const char *desc, struct bw_entry *e)
     return true;
 }
 
-static void fmt_bw(char *buf, size_t size, double gbps)
+static void fmt_rate(char *buf, size_t size, double rate)
 {
-    if (gbps > 0.0)
-        snprintf(buf, size, "%.1f", gbps);
+    if (rate > 0.0) /* a software device's fraction of a GFLOP/s keeps its digits */
+        snprintf(buf, size, "%.*f", rate < 10.0 ? 2 : 1, rate);
     else
         snprintf(buf, size, "-");
 }
@@ -56,11 +78,13 @@ int cmd_devices(int argc, char **argv)
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             printf("usage: hearth devices [--no-bandwidth | --measure]\n\n"
                    "Lists the devices this build and machine offer, with their memory, memory\n"
-                   "copy bandwidth and host-to-device bandwidth (GB/s = 1e9 bytes per second;\n"
-                   "copy counts bytes read + written). Bandwidths are measured once and cached\n"
-                   "($HEARTH_CACHE_DIR, else $XDG_CACHE_HOME/hearth, else ~/.cache/hearth:\n"
-                   "devices.txt); hearth plan and the loader's planner use the cached figures.\n"
-                   "  --no-bandwidth   skip bandwidths (no measurement, no cache)\n"
+                   "copy bandwidth, host-to-device bandwidth (GB/s = 1e9 bytes per second;\n"
+                   "copy counts bytes read + written) and FLOP rate (GFLOP/s = 1e9 per second\n"
+                   "of a Q4_K weight times 512 tokens, the matmul prefill runs). The figures\n"
+                   "are measured once and cached ($HEARTH_CACHE_DIR, else\n"
+                   "$XDG_CACHE_HOME/hearth, else ~/.cache/hearth: devices.txt); hearth plan\n"
+                   "and the loader's planner use the cached figures.\n"
+                   "  --no-bandwidth   skip bandwidths and FLOP rates (no measurement, no cache)\n"
                    "  --measure        measure every device again and update the cache\n");
             return 0;
         }
@@ -84,8 +108,8 @@ int cmd_devices(int argc, char **argv)
     if (n > 32)
         n = 32;
     printf("backends built: %s\n", reg_backends_built());
-    printf("%-10s %12s %12s %10s %10s  %s\n", "device", "total MiB", "free MiB", "GB/s",
-           "H2D GB/s", "description");
+    printf("%-10s %12s %12s %10s %10s %10s  %s\n", "device", "total MiB", "free MiB", "GB/s",
+           "H2D GB/s", "GFLOP/s", "description");
     bool noted = false;
     for (int i = 0; i < n; i++) {
         struct bw_entry e;
@@ -99,17 +123,22 @@ int cmd_devices(int argc, char **argv)
                 fprintf(stderr, "hearth devices: note: %s\n", note);
                 noted = true;
             }
-            if (cached)
+            if (cached && e.gflops > 0)
                 how = " (cached)";
-            else if (measure(devs[i].name, devs[i].desc, &e))
+            else if (cached) /* a v1 entry: only the FLOP rate is missing */
+                how = measure(devs[i].name, devs[i].desc, true, &e)
+                          ? " (cached; FLOP rate measured now)"
+                          : " (cached)";
+            else if (measure(devs[i].name, devs[i].desc, false, &e))
                 how = " (measured now)";
         }
-        char bws[32], h2d[32];
-        fmt_bw(bws, sizeof bws, e.mem_gbps);
-        fmt_bw(h2d, sizeof h2d, e.h2d_gbps);
-        printf("%-10s %12llu %12llu %10s %10s  %s%s\n", devs[i].name,
+        char bws[32], h2d[32], fl[32];
+        fmt_rate(bws, sizeof bws, e.mem_gbps);
+        fmt_rate(h2d, sizeof h2d, e.h2d_gbps);
+        fmt_rate(fl, sizeof fl, e.gflops);
+        printf("%-10s %12llu %12llu %10s %10s %10s  %s%s\n", devs[i].name,
                (unsigned long long)(devs[i].total_bytes >> 20),
-               (unsigned long long)(devs[i].free_bytes >> 20), bws, h2d, devs[i].desc, how);
+               (unsigned long long)(devs[i].free_bytes >> 20), bws, h2d, fl, devs[i].desc, how);
         fflush(stdout);
     }
     return 0;

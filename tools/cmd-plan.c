@@ -6,8 +6,8 @@
  * core/plan*.c; this file parses flags and formats text, JSON and SVG.
  *
  * Devices: without --device the backend registry's devices are planned for
- * (free memory as budget; bandwidths measured by `hearth devices` and read
- * from its cache, else assumed); with --device the GPUs are
+ * (free memory as budget; bandwidths and FLOP rates measured by `hearth
+ * devices` and read from its cache, else assumed); with --device the GPUs are
  * exactly those described, to plan for another machine. The host's RAM is
  * detected unless --host describes it.
  */
@@ -268,7 +268,7 @@ static void print_json(const struct plan_model *m, const struct plan *p)
                "\"host_staging_bytes\": %llu, \"stream_bytes\": %llu, "
                "\"reserve_bytes\": %llu, \"read_per_token\": %llu, \"mem_bw\": %.0f, "
                "\"flops\": %.0f, \"h2d_bw\": %.0f, \"assumed\": {\"budget\": %s, \"mem_bw\": %s, "
-               "\"flops\": %s}, \"measured\": {\"mem_bw\": %s, \"h2d_bw\": %s}}%s\n",
+               "\"flops\": %s}, \"measured\": {\"mem_bw\": %s, \"h2d_bw\": %s, \"flops\": %s}}%s\n",
                dv->name, dv->kind == PLAN_DEV_CPU ? "cpu" : dv->kind == PLAN_DEV_CUDA ? "cuda"
                                                                                        : "vulkan",
                (unsigned long long)u->budget, (unsigned long long)u->total,
@@ -281,6 +281,7 @@ static void print_json(const struct plan_model *m, const struct plan *p)
                d == PLAN_HOST ? 0.0 : dv->h2d_bw, dv->budget_assumed ? "true" : "false",
                dv->mem_bw_assumed ? "true" : "false", dv->flops_assumed ? "true" : "false",
                dv->mem_bw_measured ? "true" : "false", dv->h2d_bw_measured ? "true" : "false",
+               dv->flops_measured ? "true" : "false",
                d + 1 < p->devs.n ? "," : "");
     }
     printf("  ],\n  \"predicted\": {\"prefill_tps\": %.3f, \"decode_tps\": %.4f, "
