@@ -246,13 +246,13 @@ static void run_case(struct kenv *e, const struct kcase *c)
     uint8_t *kc = calloc(CTX, krow), *vc = calloc(CTX, vrow);
     size_t n_prefix = (size_t)c->pos0 * HK * (size_t)hd + 1; /* + 1: never malloc(0) */
     size_t n_pre = (size_t)pn * HK * (size_t)hd + 1;
-    float *kp = vkq_gauss(n_prefix, 1.0), *vp = vkq_gauss(n_prefix, 1.0);
-    float *q = vkq_gauss((size_t)n * H * hd, 1.0), *k = vkq_gauss((size_t)n * HK * hd, 1.0);
-    float *v = vkq_gauss((size_t)n * HK * hd, 1.0), *g = vkq_gauss(2 * (size_t)hd, 0.3);
+    float *kp = kenv_gauss(n_prefix, 1.0), *vp = kenv_gauss(n_prefix, 1.0);
+    float *q = kenv_gauss((size_t)n * H * hd, 1.0), *k = kenv_gauss((size_t)n * HK * hd, 1.0);
+    float *v = kenv_gauss((size_t)n * HK * hd, 1.0), *g = kenv_gauss(2 * (size_t)hd, 0.3);
     /* drawn only by the two-batch cases, so the other cases see the RNG stream they always had */
-    float *pq = pn ? vkq_gauss((size_t)pn * H * hd, 1.0) : malloc(4);
-    float *pk = pn ? vkq_gauss(n_pre, 1.0) : malloc(4);
-    float *pv = pn ? vkq_gauss(n_pre, 1.0) : malloc(4);
+    float *pq = pn ? kenv_gauss((size_t)pn * H * hd, 1.0) : malloc(4);
+    float *pk = pn ? kenv_gauss(n_pre, 1.0) : malloc(4);
+    float *pv = pn ? kenv_gauss(n_pre, 1.0) : malloc(4);
     float *aux = malloc(2 * (size_t)KV * sizeof(float));
     float *aux_vk = calloc(2 * (size_t)KV, sizeof(float));
     float *aux_cpu = calloc(2 * (size_t)KV, sizeof(float));
@@ -284,21 +284,21 @@ static void run_case(struct kenv *e, const struct kcase *c)
         hearth_dtype kdt = c->kt == KVQ_F16 ? HEARTH_DTYPE_F16 : HEARTH_DTYPE_I8;
         hearth_dtype vdt = c->vt == KVQ_F16 ? HEARTH_DTYPE_F16 : HEARTH_DTYPE_I8;
         struct hearth_tensor *t = tt[d];
-        qkv[d][0] = vkq_mk(e, d, HEARTH_DTYPE_F32, H * hd, (size_t)H * hd * 4, n, q);
-        qkv[d][1] = vkq_mk(e, d, HEARTH_DTYPE_F32, KV, (size_t)KV * 4, n, k);
-        qkv[d][2] = vkq_mk(e, d, HEARTH_DTYPE_F32, KV, (size_t)KV * 4, n, v);
-        qkv[d][3] = vkq_mk(e, d, HEARTH_DTYPE_F32, H * hd, (size_t)H * hd * 4, n, NULL);
-        t[3] = vkq_mk(e, d, kdt, c->kt == KVQ_F16 ? KV : (int64_t)krow, krow, CTX, kc);
-        t[4] = vkq_mk(e, d, vdt, c->vt == KVQ_F16 ? KV : (int64_t)vrow, vrow, CTX, vc);
-        t[6] = vkq_mk(e, d, HEARTH_DTYPE_F32, hd, (size_t)hd * 4, 1, g);
-        t[7] = vkq_mk(e, d, HEARTH_DTYPE_F32, hd, (size_t)hd * 4, 1, g + hd);
-        t[8] = vkq_mk(e, d, HEARTH_DTYPE_F32, KV, (size_t)KV * 4, 2, aux);
+        qkv[d][0] = kenv_mk(e, d, HEARTH_DTYPE_F32, H * hd, (size_t)H * hd * 4, n, q);
+        qkv[d][1] = kenv_mk(e, d, HEARTH_DTYPE_F32, KV, (size_t)KV * 4, n, k);
+        qkv[d][2] = kenv_mk(e, d, HEARTH_DTYPE_F32, KV, (size_t)KV * 4, n, v);
+        qkv[d][3] = kenv_mk(e, d, HEARTH_DTYPE_F32, H * hd, (size_t)H * hd * 4, n, NULL);
+        t[3] = kenv_mk(e, d, kdt, c->kt == KVQ_F16 ? KV : (int64_t)krow, krow, CTX, kc);
+        t[4] = kenv_mk(e, d, vdt, c->vt == KVQ_F16 ? KV : (int64_t)vrow, vrow, CTX, vc);
+        t[6] = kenv_mk(e, d, HEARTH_DTYPE_F32, hd, (size_t)hd * 4, 1, g);
+        t[7] = kenv_mk(e, d, HEARTH_DTYPE_F32, hd, (size_t)hd * 4, 1, g + hd);
+        t[8] = kenv_mk(e, d, HEARTH_DTYPE_F32, KV, (size_t)KV * 4, 2, aux);
         fill_op(c, &ops[d], t, qkv[d], n, c->pos0);
         if (pn > 0) {
-            pqkv[d][0] = vkq_mk(e, d, HEARTH_DTYPE_F32, H * hd, (size_t)H * hd * 4, pn, pq);
-            pqkv[d][1] = vkq_mk(e, d, HEARTH_DTYPE_F32, KV, (size_t)KV * 4, pn, pk);
-            pqkv[d][2] = vkq_mk(e, d, HEARTH_DTYPE_F32, KV, (size_t)KV * 4, pn, pv);
-            pqkv[d][3] = vkq_mk(e, d, HEARTH_DTYPE_F32, H * hd, (size_t)H * hd * 4, pn, NULL);
+            pqkv[d][0] = kenv_mk(e, d, HEARTH_DTYPE_F32, H * hd, (size_t)H * hd * 4, pn, pq);
+            pqkv[d][1] = kenv_mk(e, d, HEARTH_DTYPE_F32, KV, (size_t)KV * 4, pn, pk);
+            pqkv[d][2] = kenv_mk(e, d, HEARTH_DTYPE_F32, KV, (size_t)KV * 4, pn, pv);
+            pqkv[d][3] = kenv_mk(e, d, HEARTH_DTYPE_F32, H * hd, (size_t)H * hd * 4, pn, NULL);
             fill_op(c, &pre[d], t, pqkv[d], pn, 0);
         }
     }
@@ -335,11 +335,11 @@ static void run_case(struct kenv *e, const struct kcase *c)
                   "%s pos%d: k_aux changed by a batch that does not write position 0", name,
                   c->pos0);
     } else if (centred) {
-        CHECK_MSG(vkq_bits_differ(aux_vk + KV, kr, (size_t)KV) == 0,
+        CHECK_MSG(kenv_bits_differ(aux_vk + KV, kr, (size_t)KV) == 0,
                   "%s n%d: the sink is not the centred k[0]", name, n);
         if (n == 1) {
             float zero[2 * KVQ_MAX_HEAD_DIM] = {0};
-            CHECK_MSG(vkq_bits_differ(aux_vk, zero, (size_t)KV) == 0,
+            CHECK_MSG(kenv_bits_differ(aux_vk, zero, (size_t)KV) == 0,
                       "%s: mu of one token not 0", name);
         }
     } else {
@@ -357,9 +357,9 @@ static void run_case(struct kenv *e, const struct kcase *c)
         memcpy(mu, aux, (size_t)KV * sizeof *mu);
         memcpy(sink, aux + KV, (size_t)KV * sizeof *sink);
         cpu_kvq_key_center(kh, KV, rows, n, c->pos0 == 0, KV, mu, sink);
-        int bad = vkq_bits_differ(mu, aux_vk, (size_t)KV) +
-                  vkq_bits_differ(sink, aux_vk + KV, (size_t)KV) +
-                  vkq_bits_differ(kh, kr, (size_t)n * KV);
+        int bad = kenv_bits_differ(mu, aux_vk, (size_t)KV) +
+                  kenv_bits_differ(sink, aux_vk + KV, (size_t)KV) +
+                  kenv_bits_differ(kh, kr, (size_t)n * KV);
         tally_exact_runs++;
         tally_exact_bad += bad;
         CHECK_MSG(bad == 0, "%s n%d pos%d: %d floats of mu/sink/centred k differ from the CPU's",
@@ -414,7 +414,7 @@ static void run_case(struct kenv *e, const struct kcase *c)
                   name, hd, n, c->pos0, ec, mc);
     }
 done:
-    vkq_env_free_bufs(e);
+    kenv_free_bufs(e);
     free(kc), free(vc), free(kp), free(vp), free(q), free(k), free(v), free(g);
     free(pq), free(pk), free(pv), free(aux), free(aux_vk), free(aux_cpu);
     free(out), free(out_cpu), free(qr), free(kr), free(ref);

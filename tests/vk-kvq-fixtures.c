@@ -3,7 +3,6 @@
 #include "vk-kvq-fixtures.h"
 
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "../vulkan/vk.h"
@@ -29,13 +28,6 @@ bool vkq_env_open(struct kenv *e)
     return true;
 }
 
-void vkq_env_free_bufs(struct kenv *e)
-{
-    for (int i = 0; i < e->n_bufs; i++)
-        backend_buffer_free(e->bufs[i]);
-    e->n_bufs = 0;
-}
-
 void vkq_env_close(struct kenv *e)
 {
     if (e->dev[1]) {
@@ -43,54 +35,11 @@ void vkq_env_close(struct kenv *e)
         int n = vk_backend_validation_errors(e->dev[1], &msg);
         CHECK_MSG(n == 0, "%d validation messages, last: %s", n, msg);
     }
-    vkq_env_free_bufs(e);
+    kenv_free_bufs(e);
     for (int i = 0; i < 2; i++) {
         backend_stream_destroy(e->s[i]);
         backend_device_destroy(e->dev[i]);
     }
-}
-
-struct hearth_tensor vkq_mk(struct kenv *e, int d, hearth_dtype t, int64_t ne0, size_t row_bytes,
-                            int64_t n_rows, const void *host)
-{
-    struct hearth_tensor w;
-    memset(&w, 0, sizeof w);
-    size_t n = row_bytes * (size_t)n_rows;
-    struct hearth_buffer *b = NULL;
-    if (e->n_bufs >= MAX_BUFS) {
-        TEST_FAIL_AT("too many test buffers");
-        return w;
-    }
-    CHECK_OK(backend_buffer_alloc(backend_device_buffer_type(e->dev[d]), n, &b));
-    if (!b)
-        return w;
-    e->bufs[e->n_bufs++] = b;
-    if (host)
-        CHECK_OK(backend_buffer_set(b, 0, host, n));
-    else
-        CHECK_OK(backend_buffer_clear(b, 0));
-    w.buf = b;
-    w.type = t;
-    w.ne0 = ne0;
-    w.n_rows = n_rows;
-    w.row_stride = row_bytes;
-    return w;
-}
-
-float *vkq_gauss(size_t n, double s)
-{
-    float *x = malloc(n * sizeof *x);
-    for (size_t i = 0; x && i < n; i++)
-        x[i] = (float)(test_rng_gauss() * s);
-    return x;
-}
-
-int vkq_bits_differ(const float *a, const float *b, size_t n)
-{
-    int bad = 0;
-    for (size_t i = 0; i < n; i++)
-        bad += memcmp(&a[i], &b[i], sizeof a[i]) != 0;
-    return bad;
 }
 
 /*
