@@ -12,7 +12,7 @@
  *
  * Prefill of n_prompt tokens in micro-batches of n_batch: per tensor the larger
  * of compute (2 * params * tokens / FLOP rate) and memory (bytes per batch /
- * bandwidth); attention adds 4 * heads * head_dim * P(P+1)/2 FLOPs per layer.
+ * bandwidth), the LM head once for the last token only; attention adds 4 * heads * head_dim * P(P+1)/2 FLOPs per layer.
  * A host tensor is either computed by the CPU, or streamed to the first GPU:
  * the copy of batch b+1's weights overlaps the compute of batch b (double
  * buffer), so its time is max(bytes / PCIe, FLOPs / GPU rate); per tensor the
@@ -54,6 +54,19 @@ static uint32_t n_batches(const struct plan_opts *o)
     return (o->n_prompt + o->n_batch - 1) / o->n_batch;
 }
 
+/*
+ * Tokens tensor i computes in a prefill, and the micro-batches that read it:
+ * the LM head gives the logits of the prompt's last token only (forward.c and
+ * the scheduler skip the other rows), so it runs once on one token.
+ */
+static void prefill_work(const struct plan_model_tensor *t, const struct plan_opts *o,
+                         double *tokens, double *reads)
+{
+    const bool head = t->role == PLAN_ROLE_OUTPUT;
+    *tokens = head ? 1.0 : (double)o->n_prompt;
+    *reads = head ? 1.0 : (double)n_batches(o);
+}
+
 /* Seconds of tensor i's prefill computed on device d with its bytes in d's memory. */
 static double prefill_on(const struct plan_model *m, const struct plan_device *d,
                          const struct plan_opts *o, size_t i)
@@ -61,8 +74,10 @@ static double prefill_on(const struct plan_model *m, const struct plan_device *d
     const struct plan_model_tensor *t = &m->tensors[i];
     if (t->role == PLAN_ROLE_EMBD)
         return (double)o->n_prompt * (double)t->nbytes / (double)t->ne[1] / d->mem_bw;
-    double flops = 2.0 * params_of(t) * expert_frac(m, t) * (double)o->n_prompt;
-    double mem = (double)t->nbytes * (double)n_batches(o) / d->mem_bw;
+    double tokens, reads;
+    prefill_work(t, o, &tokens, &reads);
+    double flops = 2.0 * params_of(t) * expert_frac(m, t) * tokens;
+    double mem = (double)t->nbytes * reads / d->mem_bw;
     double comp = flops / d->flops;
     return comp > mem ? comp : mem;
 }
@@ -74,8 +89,10 @@ void plan__prefill_cost(const struct plan_model *m, const struct plan_devices *d
     const struct plan_model_tensor *t = &m->tensors[i];
     const struct plan_device *g = &d->dev[gpu];
     *cpu_s = prefill_on(m, &d->dev[PLAN_HOST], o, i);
-    double copy = (double)t->nbytes * (double)n_batches(o) / g->h2d_bw;
-    double comp = 2.0 * params_of(t) * expert_frac(m, t) * (double)o->n_prompt / g->flops;
+    double tokens, reads;
+    prefill_work(t, o, &tokens, &reads);
+    double copy = (double)t->nbytes * reads / g->h2d_bw;
+    double comp = 2.0 * params_of(t) * expert_frac(m, t) * tokens / g->flops;
     *stream_s = copy > comp ? copy : comp;
 }
 

@@ -399,6 +399,41 @@ TEST(host_only)
 }
 
 /*
+ * Compute-bound prefill on the host (memory 10 TB/s, 100 GFLOP/s): the
+ * prediction is every matrix's 2 * params FLOPs per prompt token plus
+ * attention, except the LM head, which gives the last token's logits only
+ * (one token). Gemma 3 270M's tied head is 168M of its 268M parameters, so
+ * costing it per token would predict ~2.7x the time.
+ */
+TEST(prefill_head_once)
+{
+    struct plan_model m;
+    struct plan_devices d;
+    struct plan p;
+    REQUIRE(load_model("gemma3-270m", "Q4_K_M", &m));
+    plan_devices_init(&d);
+    CHECK_OK(plan_devices_set_host(&d, "64GiB:10000GB/s:100GFLOPS"));
+    REQUIRE(plan_make(&m, &d, NULL, &p) == HEARTH_OK);
+    const double P = (double)p.opts.n_prompt, F = 100e9;
+    double flop = 0.0, head = 0.0;
+    for (size_t i = 0; i < m.n_tensors; i++) {
+        const struct plan_model_tensor *t = &m.tensors[i];
+        const double n = (double)t->ne[0] * (double)t->ne[1] * (double)t->ne[2] * (double)t->ne[3];
+        if (t->role == PLAN_ROLE_OUTPUT)
+            head += 2.0 * n;
+        else if (t->role != PLAN_ROLE_EMBD)
+            flop += 2.0 * n * P;
+    }
+    CHECK(head > 3e8); /* the tied head: 262144 x 640 */
+    flop += head + m.arch.n_layer * 4.0 * m.arch.n_head * m.arch.head_dim_k * P * (P + 1) / 2.0;
+    const double want = P / (flop / F);
+    CHECK_MSG(fabs(p.prefill_tps - want) < 0.01 * want, "prefill %.1f tok/s, want %.1f",
+              p.prefill_tps, want);
+    plan_free(&p);
+    plan_model_free(&m);
+}
+
+/*
  * A described Vulkan GPU brings its backend's host staging (4 x 64 MiB, what
  * vulkan0 reports: test-vk-backend) into the host's bytes, with a reason; a
  * CUDA one does not, nor an unused Vulkan one; a host budget that holds the
@@ -512,5 +547,5 @@ TEST(bad_device_strings)
 
 TEST_MAIN(TEST_CASE(budgets_8b), TEST_CASE(budgets_70b), TEST_CASE(decode_70b_24gib),
           TEST_CASE(fits_8b_8gib), TEST_CASE(kv_grows_and_pushes_off), TEST_CASE(manual_ngl),
-          TEST_CASE(two_gpus_fastest_first), TEST_CASE(host_only), TEST_CASE(vulkan_host_staging),
+          TEST_CASE(two_gpus_fastest_first), TEST_CASE(host_only), TEST_CASE(prefill_head_once), TEST_CASE(vulkan_host_staging),
           TEST_CASE(retype_matches_quant_mix), TEST_CASE(bad_device_strings))
