@@ -4,7 +4,7 @@
  * the exact window and ring-only layers) share, so both hold the GPU to the
  * same CPU reference device and bounds. It provides:
  *   - NEED_DEVICE(): skips the case without a CUDA device, else selects
- *     device 0;
+ *     device 0 (test-cuda-ops.c takes it from here too);
  *   - KV_H query heads over KV_HK KV heads, the GQA shape of the op cases;
  *   - cukvq_open_devices / cukvq_close_devices: cuda0 and a one-thread CPU
  *     backend device ("cpu-ref") to compare with;

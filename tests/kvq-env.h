@@ -20,7 +20,7 @@
 
 #include "backend.h"
 
-enum { KENV_MAX_BUFS = 64 };
+enum { KENV_MAX_BUFS = 128 };
 
 struct kenv {
     struct hearth_device *dev[2]; /* 0: cpu, 1: the device under test */

@@ -31,17 +31,11 @@
 #include "../cuda/ops.h"
 #include "backend.h"
 #include "cpu/ops.h"
+#include "cuda-kvq-fixtures.h" /* NEED_DEVICE */
 #include "f16.h"
 #include "quant.h"
 #include "rng.h"
 #include "synth.h"
-
-#define NEED_DEVICE()                                         \
-    do {                                                      \
-        if (cuda_device_count() < 1)                          \
-            TEST_SKIP("no CUDA device");                      \
-        CHECK_OK(cuda_set_device(0));                         \
-    } while (0)
 
 static const hearth_dtype types[] = {
     HEARTH_DTYPE_F32,  HEARTH_DTYPE_F16,  HEARTH_DTYPE_BF16, HEARTH_DTYPE_Q4_0,

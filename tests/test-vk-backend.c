@@ -22,131 +22,41 @@
 #include "backend.h"
 #include "plan.h"
 #include "quant.h"
-
-const struct hearth_backend_ops *vk_backend_ops(void);
-
-struct env {
-    struct hearth_device *dev[2]; /* 0: cpu (reference), 1: vulkan */
-    struct hearth_stream *s[2];
-    struct hearth_buffer *bufs[128];
-    int n_bufs;
-};
+#include "vk-env.h"
 
 struct twin {
     struct hearth_tensor t[2];
 };
 
-static bool env_open(struct env *e)
-{
-    memset(e, 0, sizeof *e);
-    if (fixture_asan_slow_unwind())
-        return false;
-    vk_keep_driver_loaded();
-    const struct hearth_backend_ops *vo = vk_backend_ops();
-    if (!vo || vo->device_count() < 1)
-        return false;
-    /* scalar kernels: the reference of the SIMD ones (and independent of their bugs) */
-    struct cpu_backend_params p = {.n_threads = 2, .isa = 0, .name = "cpu-ref"};
-    CHECK_OK(cpu_backend_device_create(&p, &e->dev[0]));
-    CHECK_OK(vo->device_open(0, &e->dev[1]));
-    for (int i = 0; i < 2; i++)
-        if (e->dev[i])
-            CHECK_OK(backend_stream_create(e->dev[i], &e->s[i]));
-    return true;
-}
-
-/* HEARTH_VULKAN_VALIDATE=1 without the layer installed: a note here, a failure under CI=true. */
-static void check_validation_setup(void)
-{
-    if (!vk_validation_requested() || vk_validation_available())
-        return;
-    const char *ci = getenv("CI");
-    if (ci && strcmp(ci, "true") == 0)
-        TEST_FAIL_AT("CI=true, HEARTH_VULKAN_VALIDATE=1, but VK_LAYER_KHRONOS_validation is not "
-                     "installed (scripts/setup.sh installs vulkan-validationlayers)");
-    else
-        printf("  note: HEARTH_VULKAN_VALIDATE=1 but VK_LAYER_KHRONOS_validation is not installed "
-               "(Debian: vulkan-validationlayers): ran without validation\n");
-}
-
-/* Fails the case on any validation message (HEARTH_VULKAN_VALIDATE=1), then frees all. */
-static void env_close(struct env *e)
-{
-    if (e->dev[1]) {
-        const char *msg = NULL;
-        int n = vk_backend_validation_errors(e->dev[1], &msg);
-        CHECK_MSG(n == 0, "%d validation messages, first: %s", n, msg);
-        check_validation_setup();
-    }
-    for (int i = 0; i < e->n_bufs; i++)
-        backend_buffer_free(e->bufs[i]);
-    for (int i = 0; i < 2; i++) {
-        backend_stream_destroy(e->s[i]);
-        backend_device_destroy(e->dev[i]);
-    }
-}
-
-#define OPEN_OR_SKIP(e)                                         \
-    struct env e;                                               \
-    if (!env_open(&e)) {                                        \
-        env_close(&e);                                          \
-        TEST_SKIP(fixture_asan_slow_unwind() ? "no Vulkan device under ASan slow unwinding (see " \
-                  "fixture_asan_slow_unwind)" : "no Vulkan device");    \
-    }                                                           \
-    if (!e.s[0] || !e.s[1]) {                                   \
-        env_close(&e);                                          \
-        return;                                                 \
-    }
-
-/* [n_rows][ne0] of type t on both devices, filled with host bytes (NULL: zeros). */
-static struct twin mk(struct env *e, hearth_dtype t, int64_t ne0, int64_t n_rows, const void *host)
+static struct twin mk(struct kenv *e, hearth_dtype t, int64_t ne0, int64_t n_rows, const void *host)
 {
     struct twin w;
     memset(&w, 0, sizeof w);
     uint64_t rb = 0;
-    if (!quant_row_bytes(t, (uint64_t)ne0, &rb) || e->n_bufs + 2 > 128) {
+    if (!quant_row_bytes(t, (uint64_t)ne0, &rb)) {
         TEST_FAIL_AT("bad test tensor");
         return w;
     }
-    size_t n = (size_t)rb * (size_t)n_rows;
-    for (int d = 0; d < 2; d++) {
-        struct hearth_buffer *b = NULL;
-        CHECK_OK(backend_buffer_alloc(backend_device_buffer_type(e->dev[d]), n, &b));
-        if (!b)
-            return w;
-        e->bufs[e->n_bufs++] = b;
-        if (host)
-            CHECK_OK(backend_buffer_set(b, 0, host, n));
-        else
-            CHECK_OK(backend_buffer_clear(b, 0));
-        backend_tensor_2d(&w.t[d], b, 0, t, ne0, n_rows);
-    }
+    for (int d = 0; d < 2; d++)
+        w.t[d] = kenv_mk(e, d, t, ne0, (size_t)rb, n_rows, host);
     return w;
 }
 
-static float *gauss(size_t n, double s)
-{
-    float *x = malloc(n * sizeof *x);
-    for (size_t i = 0; x && i < n; i++)
-        x[i] = (float)(test_rng_gauss() * s);
-    return x;
-}
-
 /* A random F32 twin. */
-static struct twin mk_f32(struct env *e, int64_t ne0, int64_t n_rows, double s)
+static struct twin mk_f32(struct kenv *e, int64_t ne0, int64_t n_rows, double s)
 {
-    float *x = gauss((size_t)(ne0 * n_rows), s);
+    float *x = kenv_gauss((size_t)(ne0 * n_rows), s);
     struct twin w = mk(e, HEARTH_DTYPE_F32, ne0, n_rows, x);
     free(x);
     return w;
 }
 
 /* A random matrix quantized to t. */
-static struct twin mk_weight(struct env *e, hearth_dtype t, int64_t ne0, int64_t n_rows)
+static struct twin mk_weight(struct kenv *e, hearth_dtype t, int64_t ne0, int64_t n_rows)
 {
     uint64_t rb = 0;
     quant_row_bytes(t, (uint64_t)ne0, &rb);
-    float *x = gauss((size_t)(ne0 * n_rows), 0.5);
+    float *x = kenv_gauss((size_t)(ne0 * n_rows), 0.5);
     uint8_t *q = malloc((size_t)rb * (size_t)n_rows);
     struct twin w;
     memset(&w, 0, sizeof w);
@@ -161,7 +71,7 @@ static struct twin mk_weight(struct env *e, hearth_dtype t, int64_t ne0, int64_t
 }
 
 /* Runs op_for(d) on both devices and waits. */
-static bool run_both(struct env *e, const struct hearth_op *ops_cpu, const struct hearth_op *ops_vk,
+static bool run_both(struct kenv *e, const struct hearth_op *ops_cpu, const struct hearth_op *ops_vk,
                      int n)
 {
     hearth_status a = backend_stream_run(e->s[0], ops_cpu, n);
@@ -204,7 +114,7 @@ static void cmp(const char *what, const struct twin *w, double atol, double rtol
 
 TEST(embed_rmsnorm_glu_add)
 {
-    OPEN_OR_SKIP(e);
+    VK_ENV_OPEN_OR_SKIP(e);
     test_rng_seed(201);
     enum { T = 5, E = 256, V = 64, F = 512 };
     int32_t ids[T] = {3, 63, 0, 3, 41};
@@ -242,12 +152,12 @@ TEST(embed_rmsnorm_glu_add)
         cmp("add: normed y", &y2, 1e-6, 1e-5, 0);
         cmp("rmsnorm in place", &y, 1e-6, 1e-5, 0);
     }
-    env_close(&e);
+    vkq_env_close(&e);
 }
 
 TEST(matmul_and_logits)
 {
-    OPEN_OR_SKIP(e);
+    VK_ENV_OPEN_OR_SKIP(e);
     test_rng_seed(202);
     enum { T = 7, K = 512 };
     static const hearth_dtype types[] = {HEARTH_DTYPE_Q4_0, HEARTH_DTYPE_Q5_1, HEARTH_DTYPE_Q4_K,
@@ -282,13 +192,13 @@ TEST(matmul_and_logits)
             cmp(what, &lg, 0, 0, 2e-2);
         }
     }
-    env_close(&e);
+    vkq_env_close(&e);
 }
 
 /* Prefill of 9 tokens then one decode step, GQA 4/2, qk-norm, llama3 divisors, window. */
 static void attention_case(enum hearth_rope_mode mode, uint32_t window, bool qk_norm)
 {
-    OPEN_OR_SKIP(e);
+    VK_ENV_OPEN_OR_SKIP(e);
     test_rng_seed(203 + window);
     enum { H = 4, HK = 2, D = 64, CTX = 48, ROT = 64 };
     float divs[ROT / 2];
@@ -329,7 +239,7 @@ static void attention_case(enum hearth_rope_mode mode, uint32_t window, bool qk_
     for (int i = 0; i < CTX * HK * D; i++)
         off += abs((int)a[i] - (int)b[i]) > 8; /* a few f16 ulps: rotation differs by ~1e-6 rel */
     CHECK_MSG(off == 0, "%d K-cache halves differ by more than 8 ulps", off);
-    env_close(&e);
+    vkq_env_close(&e);
 }
 
 TEST(attention_neox_qknorm_window)
@@ -344,7 +254,7 @@ TEST(attention_normal_causal)
 
 TEST(device_tables)
 {
-    OPEN_OR_SKIP(e);
+    VK_ENV_OPEN_OR_SKIP(e);
     struct hearth_device_props p;
     backend_device_props(e.dev[1], &p);
     CHECK_STR_EQ(p.name, "vulkan0");
@@ -385,7 +295,7 @@ TEST(device_tables)
         CHECK_INT_EQ(backend_buffer_get(b, 900, out, 200), HEARTH_ERR_INVALID_ARG);
         backend_buffer_free(b);
     }
-    env_close(&e);
+    vkq_env_close(&e);
 }
 
 TEST_MAIN(TEST_CASE(embed_rmsnorm_glu_add), TEST_CASE(matmul_and_logits),

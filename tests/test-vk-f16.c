@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "test.h"
+#include "vk-env.h"
 #include "fixtures.h"
 
 #ifdef HEARTH_WITH_VULKAN
@@ -43,27 +44,13 @@ static struct vk_ctx *open_ctx(const struct vk_ctx_opts *o, hearth_status *st_ou
     return ctx;
 }
 
-/* HEARTH_VULKAN_VALIDATE=1 without the layer installed: a note here, a failure under CI=true. */
-static void check_validation_setup(void)
-{
-    if (!vk_validation_requested() || vk_validation_available())
-        return;
-    const char *ci = getenv("CI");
-    if (ci && strcmp(ci, "true") == 0)
-        TEST_FAIL_AT("CI=true, HEARTH_VULKAN_VALIDATE=1, but VK_LAYER_KHRONOS_validation is not "
-                     "installed (scripts/setup.sh installs vulkan-validationlayers)");
-    else
-        printf("  note: HEARTH_VULKAN_VALIDATE=1 but VK_LAYER_KHRONOS_validation is not installed "
-               "(Debian: vulkan-validationlayers): ran without validation\n");
-}
-
 static void close_ctx(struct vk_ctx *ctx)
 {
     const char *msg = NULL;
     int n = vk_ctx_validation_errors(ctx, &msg);
     CHECK_MSG(n == 0, "%d validation messages, first: %s", n, msg);
     if (vk_ctx_caps(ctx)->validation_missing)
-        check_validation_setup();
+        vkq_check_validation_setup();
     vk_ctx_destroy(ctx);
 }
 

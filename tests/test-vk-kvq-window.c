@@ -48,7 +48,7 @@ static const struct kvqw_backend vk_be = {
 /* One case's cases on a fresh kenv, the RNG seeded (skips without a Vulkan device). */
 static void run(uint64_t seed, void (*cases)(struct kenv *, const struct kvqw_backend *))
 {
-    OPEN_OR_SKIP(e);
+    VK_ENV_OPEN_OR_SKIP(e);
     test_rng_seed(seed);
     cases(&e, &vk_be);
     vkq_env_close(&e);

@@ -423,7 +423,7 @@ done:
 /* Every pair of one K type with itself at head_dim hd: n_tok 1 and 7, pos0 0 and 37. */
 static void same_types(int hd)
 {
-    OPEN_OR_SKIP(e);
+    VK_ENV_OPEN_OR_SKIP(e);
     test_rng_seed(7000 + (uint64_t)hd);
     for (int t = 0; t < KVQ_TYPE_COUNT; t++)
         for (int n = 1; n <= 7; n += 6)
@@ -454,7 +454,7 @@ TEST(same_types_d256)
 /* K q8_0 / V rot4 and K rot3 / V f16, every head_dim, with qk-norm. */
 TEST(mixed_types)
 {
-    OPEN_OR_SKIP(e);
+    VK_ENV_OPEN_OR_SKIP(e);
     test_rng_seed(7100);
     static const enum kvq_type pairs[2][2] = {{KVQ_Q8_0, KVQ_ROT4}, {KVQ_ROT3, KVQ_F16}};
     for (int pi = 0; pi < 2; pi++)
@@ -473,7 +473,7 @@ TEST(mixed_types)
  */
 TEST(window_and_pieces)
 {
-    OPEN_OR_SKIP(e);
+    VK_ENV_OPEN_OR_SKIP(e);
     test_rng_seed(7200);
     struct kcase c[] = {
         {KVQ_ROT4, KVQ_ROT4, 128, 7, 37, 5, false, 11, false, 0},
@@ -495,7 +495,7 @@ TEST(window_and_pieces)
  */
 TEST(centring_exact)
 {
-    OPEN_OR_SKIP(e);
+    VK_ENV_OPEN_OR_SKIP(e);
     test_rng_seed(7300);
     static const int ns[3] = {7, 1, 70};
     for (int t = KVQ_Q8_0; t < KVQ_TYPE_COUNT; t++) {
@@ -518,7 +518,7 @@ TEST(centring_exact)
  */
 TEST(two_batches)
 {
-    OPEN_OR_SKIP(e);
+    VK_ENV_OPEN_OR_SKIP(e);
     test_rng_seed(7400);
     struct kcase c[] = {
         {KVQ_ROT4, KVQ_ROT4, 128, 4, 9, 0, true, 21, false, 9},
@@ -533,7 +533,7 @@ TEST(two_batches)
 
 TEST(supports_kv_window)
 {
-    OPEN_OR_SKIP(e);
+    VK_ENV_OPEN_OR_SKIP(e);
     for (int kt = 0; kt < KVQ_TYPE_COUNT; kt++)
         for (int vt = 0; vt < KVQ_TYPE_COUNT; vt++)
             CHECK_MSG(backend_device_supports_kv_window(e.dev[1], kt, vt) ==
@@ -544,7 +544,7 @@ TEST(supports_kv_window)
 
 TEST(supports_kv)
 {
-    OPEN_OR_SKIP(e);
+    VK_ENV_OPEN_OR_SKIP(e);
     for (int kt = 0; kt < KVQ_TYPE_COUNT; kt++)
         for (int vt = 0; vt < KVQ_TYPE_COUNT; vt++)
             CHECK_MSG(backend_device_supports_kv(e.dev[1], kt, vt), "pair %d/%d", kt, vt);

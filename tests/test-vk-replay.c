@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "test.h"
+#include "vk-env.h"
 
 #ifdef HEARTH_WITH_VULKAN
 #include "../vulkan/vk.h"
@@ -167,26 +168,13 @@ static bool env_open_kv(struct env *e, int n_layers, int window, enum kvq_type k
 }
 
 
-/* HEARTH_VULKAN_VALIDATE=1 without the layer: a note, or a failure under CI=true. */
-static void check_validation_setup(void)
-{
-    if (!vk_validation_requested() || vk_validation_available())
-        return;
-    const char *ci = getenv("CI");
-    if (ci && strcmp(ci, "true") == 0)
-        TEST_FAIL_AT("CI=true, HEARTH_VULKAN_VALIDATE=1, but VK_LAYER_KHRONOS_validation is not "
-                     "installed");
-    else
-        printf("  note: HEARTH_VULKAN_VALIDATE=1 but the validation layer is not installed\n");
-}
-
 static void env_close(struct env *e)
 {
     if (e->dev) {
         const char *msg = NULL;
         int n = vk_backend_validation_errors(e->dev, &msg);
         CHECK_MSG(n == 0, "%d validation messages, first: %s", n, msg);
-        check_validation_setup();
+        vkq_check_validation_setup();
     }
     for (int i = 0; i < e->n_bufs; i++)
         backend_buffer_free(e->bufs[i]);

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "test.h"
+#include "vk-env.h"
 #include "fixtures.h"
 
 #ifdef HEARTH_WITH_VULKAN
@@ -50,27 +51,13 @@ static struct vk_ctx *open_ctx(uint64_t max_chunk)
                   "fixture_asan_slow_unwind)" : "no Vulkan device");    \
     }
 
-/* HEARTH_VULKAN_VALIDATE=1 without the layer installed: a note here, a failure under CI=true. */
-static void check_validation_setup(void)
-{
-    if (!vk_validation_requested() || vk_validation_available())
-        return;
-    const char *ci = getenv("CI");
-    if (ci && strcmp(ci, "true") == 0)
-        TEST_FAIL_AT("CI=true, HEARTH_VULKAN_VALIDATE=1, but VK_LAYER_KHRONOS_validation is not "
-                     "installed (scripts/setup.sh installs vulkan-validationlayers)");
-    else
-        printf("  note: HEARTH_VULKAN_VALIDATE=1 but VK_LAYER_KHRONOS_validation is not installed "
-               "(Debian: vulkan-validationlayers): ran without validation\n");
-}
-
 /* Fails the case on any validation message, then destroys the context. */
 static void close_ctx(struct vk_ctx *ctx)
 {
     const char *msg = NULL;
     int n = vk_ctx_validation_errors(ctx, &msg);
     CHECK_MSG(n == 0, "%d validation messages, first: %s", n, msg);
-    check_validation_setup();
+    vkq_check_validation_setup();
     vk_ctx_destroy(ctx);
 }
 

@@ -3,6 +3,8 @@
 #include "vk-kvq-fixtures.h"
 
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../vulkan/vk.h"
@@ -19,6 +21,7 @@ bool vkq_env_open(struct kenv *e)
     const struct hearth_backend_ops *vo = vk_backend_ops();
     if (!vo || vo->device_count() < 1)
         return false;
+    /* scalar kernels: the reference of the SIMD ones (and independent of their bugs) */
     struct cpu_backend_params p = {.n_threads = 2, .isa = 0, .name = "cpu-ref"};
     CHECK_OK(cpu_backend_device_create(&p, &e->dev[0]));
     CHECK_OK(vo->device_open(0, &e->dev[1]));
@@ -28,12 +31,26 @@ bool vkq_env_open(struct kenv *e)
     return true;
 }
 
+void vkq_check_validation_setup(void)
+{
+    if (!vk_validation_requested() || vk_validation_available())
+        return;
+    const char *ci = getenv("CI");
+    if (ci && strcmp(ci, "true") == 0)
+        TEST_FAIL_AT("CI=true, HEARTH_VULKAN_VALIDATE=1, but VK_LAYER_KHRONOS_validation is not "
+                     "installed (scripts/setup.sh installs vulkan-validationlayers)");
+    else
+        printf("  note: HEARTH_VULKAN_VALIDATE=1 but VK_LAYER_KHRONOS_validation is not installed "
+               "(Debian: vulkan-validationlayers): ran without validation\n");
+}
+
 void vkq_env_close(struct kenv *e)
 {
     if (e->dev[1]) {
         const char *msg = NULL;
         int n = vk_backend_validation_errors(e->dev[1], &msg);
         CHECK_MSG(n == 0, "%d validation messages, last: %s", n, msg);
+        vkq_check_validation_setup();
     }
     kenv_free_bufs(e);
     for (int i = 0; i < 2; i++) {

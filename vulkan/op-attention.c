@@ -346,9 +346,10 @@ hearth_status vk_attention_kvq(struct vk_kvq *kq, const struct vk_kvq_args *ka)
     };
     memcpy(ap.sign, sign, sizeof sign);
     /*
-     * bindings the shader never reads (no sink, no window; no caches on a
-     * ring-only layer, where W >= window sends every position to the batch
-     * or the ring) get q's buffer as a placeholder
+     * The descriptor set must bind a valid buffer in every slot; slots the
+     * shader never reads in this call (no sink, no window; no caches on a
+     * ring-only layer, where W >= window sends every position to the batch or
+     * the ring) are bound to q's buffer.
      */
     const struct vk_buffer *ph = a->q.buf;
     const struct vk_buffer *ab[10] = {a->q.buf, ring_only ? ph : a->k_cache.buf,
