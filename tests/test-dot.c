@@ -12,7 +12,7 @@
  * to_float ignores s, so it dequantizes Q8_1S too). Scalar and SIMD must
  * agree to the same bound, and dot_rows must equal dot bit for bit (multi-row
  * kernels keep the single-row accumulation order), as must dot_tile on every
- * (row, token) of tiles of 1..5 rows and 1..67 tokens. Rows start at odd byte
+ * (row, token) of tiles of 1..17 rows and 1..67 tokens. Rows start at odd byte
  * offsets with odd strides, as inside a mapped GGUF file.
  */
 #include <float.h>
@@ -29,7 +29,8 @@ static const hearth_dtype all_types[] = {
 };
 #define N_TYPES ((int)(sizeof all_types / sizeof all_types[0]))
 
-enum { MAX_ROWS = 5 };
+/* rows per weight matrix: two 8-row groups of the legacy tiles and one more */
+enum { MAX_ROWS = 17 };
 
 static void fill_gauss(float *x, int64_t n, double scale)
 {
@@ -134,16 +135,21 @@ static void make_row(hearth_dtype t, uint8_t *dst, int64_t n, int r, float *tmp)
 }
 
 /*
- * Token counts of the tile checks: 67 crosses a 64-token pass of the K-quant
- * tiles, 64 is matmul.c's full token tile, 7 and 3 leave tails after groups
- * of four, 2 and 1 have no full group.
+ * Token counts of the tile checks: 67 crosses a 64-token pass of the tiles,
+ * 64 is matmul.c's full token tile, 9..1 leave every tail after groups of
+ * two, four or eight tokens (and have no full group).
  */
-static const int tile_toks[] = {67, 64, 7, 3, 2, 1};
+static const int tile_toks[] = {67, 64, 9, 8, 7, 6, 5, 4, 3, 2, 1};
 enum { TILE_TOK = 67 };
+/*
+ * Row counts of the tile checks: 16 is matmul.c's row tile, 17 and 9 leave one
+ * row after the legacy tiles' 8-row groups, 7..1 have no full group (odd ones
+ * also leave a row out of the K-quant tiles' pairs).
+ */
+static const int tile_rows[] = {17, 16, 9, 8, 7, 6, 5, 4, 3, 2, 1};
 
 /*
- * dot_tile of 1..MAX_ROWS rows at w0 (every row count: odd ones leave a row
- * out of the two-row pairs) against each count of tile_toks of different
+ * dot_tile of each count of tile_rows rows at w0 against each count of tile_toks of different
  * activation rows (odd a_stride, odd start, odd s_stride) must equal dot on
  * every (row, token) bit for bit, and write nothing outside its outputs.
  * x: scratch of n floats.
@@ -169,7 +175,8 @@ static void check_tile(const struct cpu_matmul_kernels *k, int64_t n, const uint
             k->dot(n, &want[t * MAX_ROWS + r], w0 + (size_t)r * w_stride,
                    a + (size_t)t * a_stride);
     int bad = 0;
-    for (int nr = MAX_ROWS; nr >= 1; nr--) {
+    for (size_t ri = 0; ri < sizeof tile_rows / sizeof tile_rows[0]; ri++) {
+        int nr = tile_rows[ri];
         for (size_t ti = 0; ti < sizeof tile_toks / sizeof tile_toks[0]; ti++) {
             int nt = tile_toks[ti];
             for (size_t i = 0; i < s_stride * TILE_TOK; i++)
@@ -269,8 +276,8 @@ static void check_isa(enum cpu_isa isa, int *native)
                           "%s %s n=%lld row %d: %.9g vs scalar %.9g", cpu_isa_name(k.isa),
                           tw->name, (long long)n, r, (double)s, (double)s_scalar);
             }
-            static const int row_counts[] = {1, 3, 5, 4};
-            for (int rc = 0; rc < 4; rc++) {
+            static const int row_counts[] = {1, 3, 5, 4, 17};
+            for (int rc = 0; rc < 5; rc++) {
                 int nr = row_counts[rc];
                 for (int r = 0; r < MAX_ROWS; r++)
                     sr[r] = -12345.0f;

@@ -15,36 +15,20 @@
  * (four rows at once: the activation block is loaded once and reused from
  * registers, and four weight streams are in flight); DEF_TILE into dot_tile
  * (one row against four tokens, for prefill: the weight-side unpacking is
- * shared by the four inlined copies). All use the same per-output
- * accumulation order, so dot_rows and dot_tile equal dot bit for bit. Q4_0
- * and Q5_0 use unsigned codes minus an activation-only offset in dot/dot_rows
- * (shared by the four rows) and the sign trick in the tile; both give the same
- * exact int32 sums. Scale fields are unpacked in SIMD, never per scale in
- * scalar code (bench/NOTES-cpu.md has the instruction counts).
+ * shared by the four inlined copies) for the float types and IQ4_XS. The
+ * other quantized types' dot_tile decodes each block once: the K-quants in
+ * dot-ktile-avx2.c, the 32-element types in dot-ltile-avx2.c. All use the
+ * same per-output accumulation order, so dot_rows and dot_tile equal dot bit
+ * for bit. Q4_0 and Q5_0 use unsigned codes minus an activation-only offset
+ * in dot/dot_rows (shared by the four rows) and the sign trick in the tile;
+ * both give the same exact int32 sums. Scale fields are unpacked in SIMD,
+ * never per scale in scalar code (bench/NOTES-cpu.md has the instruction
+ * counts).
  *
  * The quantizers reproduce the reference bit for bit (see dot-scalar.c for the
  * rounding rules). Every load is unaligned (rows in mapped files are byte-aligned).
  */
-#include <immintrin.h>
-
-#include "cpu/dot-internal.h"
-
-static inline __m256i load32(const uint8_t *p)
-{
-    return _mm256_loadu_si256((const __m256i *)(const void *)p);
-}
-
-static inline __m128i load16(const uint8_t *p)
-{
-    return _mm_loadu_si128((const __m128i *)(const void *)p);
-}
-
-static inline float f16_at(const uint8_t *p)
-{
-    uint16_t h;
-    memcpy(&h, p, 2);
-    return _cvtsh_ss(h);
-}
+#include "cpu/dot-avx2.h"
 
 /*
  * The f16 at p, reading the 4 bytes p..p+3 (one vmovd, no zeroing of a register
@@ -61,58 +45,13 @@ static inline __m128 f16x2_at(const uint8_t *p)
     return _mm_cvtph_ps(_mm_cvtsi32_si128((int)dot__u32(p)));
 }
 
-static inline float hsum_ps(__m256 v)
-{
-    __m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    x = _mm_add_ps(x, _mm_movehl_ps(x, x));
-    x = _mm_add_ss(x, _mm_movehdup_ps(x));
-    return _mm_cvtss_f32(x);
-}
-
-/*
- * 16 bytes of nibbles -> 32 bytes: low nibbles are bytes 0..15, high nibbles
- * 16..31. A broadcast load and a per-lane shift (3 instructions, not 4 with
- * an insert).
- */
-static inline __m256i nibbles32(const uint8_t *p)
-{
-    __m256i v = _mm256_broadcastsi128_si256(load16(p));
-    v = _mm256_srlv_epi64(v, _mm256_set_epi64x(4, 4, 0, 0));
-    return _mm256_and_si256(v, _mm256_set1_epi8(0x0F));
-}
-
-/* Σ u·s over groups of 4 bytes -> 8 int32 (u unsigned ≤ 128, s signed, |s| ≤ 127). */
-static inline __m256i dot_us(__m256i u, __m256i s)
-{
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
-}
-
 /* Both signed: |x| times sign(x)·y. */
 static inline __m256i dot_ss(__m256i x, __m256i y)
 {
     return dot_us(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
 }
 
-/* 0xFF in byte e where bit e of the little-endian u32 h is set. */
-static inline __m256i bits32(uint32_t h)
-{
-    __m256i v = _mm256_set1_epi32((int)h);
-    const __m256i shuf = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202,
-                                           0x0101010101010101, 0x0000000000000000);
-    const __m256i sel = _mm256_set1_epi64x((long long)0x8040201008040201ull);
-    v = _mm256_and_si256(_mm256_shuffle_epi8(v, shuf), sel);
-    return _mm256_cmpeq_epi8(v, sel);
-}
-
 /* ---- 32-element blocks ------------------------------------------------------ */
-
-static inline __attribute__((always_inline)) __m256 blk_q4_0(const uint8_t *w, const uint8_t *a,
-                                                             __m256 acc)
-{
-    __m256i x = _mm256_sub_epi8(nibbles32(w + 2), _mm256_set1_epi8(8));
-    __m256 p = _mm256_cvtepi32_ps(dot_ss(x, load32(a + 2)));
-    return _mm256_fmadd_ps(_mm256_set1_ps(f16_lo(w) * f16_lo(a)), p, acc);
-}
 
 /*
  * Q4_1/Q5_1 against Q8_1S (dot.h): each lane adds d_a·(d_w·p + (m_w/8)·Σq), p
@@ -162,8 +101,7 @@ static inline __attribute__((always_inline)) __m256 blk_q4_0u(const uint8_t *w, 
 static inline __attribute__((always_inline)) __m256 blk_q5_0u(const uint8_t *w, const uint8_t *a,
                                                               __m256 acc)
 {
-    __m256i hb = bits32(dot__u32(w + 2));
-    __m256i u = _mm256_or_si256(nibbles32(w + 6), _mm256_and_si256(hb, _mm256_set1_epi8(0x10)));
+    __m256i u = q5_codes(w + 2, w + 6);
     __m256i y = load32(a + 2);
     __m256i x = _mm256_sub_epi32(dot_us(u, y), dot_us(_mm256_set1_epi8(16), y));
     __m256 p = _mm256_cvtepi32_ps(x);
@@ -177,22 +115,10 @@ static inline __attribute__((always_inline)) __m256 blk_q4_1(const uint8_t *w, c
     return q_1_accum(w, a, p, acc);
 }
 
-static inline __attribute__((always_inline)) __m256 blk_q5_0(const uint8_t *w, const uint8_t *a,
-                                                             __m256 acc)
-{
-    __m256i hb = bits32(dot__u32(w + 2));
-    /* n | 0xF0 reads as n − 16 where the 5th bit is clear, n where it is set */
-    __m256i x = _mm256_or_si256(nibbles32(w + 6), _mm256_andnot_si256(hb, _mm256_set1_epi8(-16)));
-    __m256 p = _mm256_cvtepi32_ps(dot_ss(x, load32(a + 2)));
-    return _mm256_fmadd_ps(_mm256_set1_ps(f16_lo(w) * f16_lo(a)), p, acc);
-}
-
 static inline __attribute__((always_inline)) __m256 blk_q5_1(const uint8_t *w, const uint8_t *a,
                                                              __m256 acc)
 {
-    __m256i hb = bits32(dot__u32(w + 4));
-    __m256i u = _mm256_or_si256(nibbles32(w + 8), _mm256_and_si256(hb, _mm256_set1_epi8(0x10)));
-    __m256 p = _mm256_cvtepi32_ps(dot_us(u, load32(a + 4)));
+    __m256 p = _mm256_cvtepi32_ps(dot_us(q5_codes(w + 4, w + 8), load32(a + 4)));
     return q_1_accum(w, a, p, acc);
 }
 
@@ -201,11 +127,6 @@ static inline __attribute__((always_inline)) __m256 blk_q8_0(const uint8_t *w, c
 {
     __m256 p = _mm256_cvtepi32_ps(dot_ss(load32(w + 2), load32(a + 2)));
     return _mm256_fmadd_ps(_mm256_set1_ps(f16_lo(w) * f16_lo(a)), p, acc);
-}
-
-static inline __m256i iq4_table(void)
-{
-    return _mm256_broadcastsi128_si256(load16((const uint8_t *)quant__iq4nl_values));
 }
 
 static inline __attribute__((always_inline)) __m256 blk_iq4_nl(const uint8_t *w,
@@ -634,20 +555,16 @@ static inline float tail_bf16(int64_t n, const uint8_t *w, const uint8_t *a)
     DEF_KERNELS(name, BLK, WB, AB, BLK_FN, TAIL_FN)                                           \
     DEF_TILE(name, BLK, WB, AB, BLK_FN, TAIL_FN)
 
-/* As DEF_ALL with a different block function for the tile (same results, other costs). */
-#define DEF_ALL2(name, BLK, WB, AB, BLK_FN, TILE_BLK_FN)                                      \
-    DEF_KERNELS(name, BLK, WB, AB, BLK_FN, tail_none)                                         \
-    DEF_TILE(name, BLK, WB, AB, TILE_BLK_FN, tail_none)
-
 DEF_ALL(f32, 8, 32, 32, blk_f32, tail_f32)
 DEF_ALL(f16, 8, 16, 32, blk_f16, tail_f16)
 DEF_ALL(bf16, 8, 16, 32, blk_bf16, tail_bf16)
-DEF_ALL2(q4_0, 32, DOT_Q4_0_BYTES, DOT_Q8_0_BYTES, blk_q4_0u, blk_q4_0)
-DEF_ALL(q4_1, 32, DOT_Q4_1_BYTES, DOT_Q8_1_BYTES, blk_q4_1, tail_none)
-DEF_ALL2(q5_0, 32, DOT_Q5_0_BYTES, DOT_Q8_0_BYTES, blk_q5_0u, blk_q5_0)
-DEF_ALL(q5_1, 32, DOT_Q5_1_BYTES, DOT_Q8_1_BYTES, blk_q5_1, tail_none)
-DEF_ALL(q8_0, 32, DOT_Q8_0_BYTES, DOT_Q8_0_BYTES, blk_q8_0, tail_none)
-DEF_ALL(iq4_nl, 32, DOT_IQ4_NL_BYTES, DOT_Q8_0_BYTES, blk_iq4_nl, tail_none)
+/* the 32-element types' dot_tile decodes each block once: dot-ltile-avx2.c */
+DEF_KERNELS(q4_0, 32, DOT_Q4_0_BYTES, DOT_Q8_0_BYTES, blk_q4_0u, tail_none)
+DEF_KERNELS(q4_1, 32, DOT_Q4_1_BYTES, DOT_Q8_1_BYTES, blk_q4_1, tail_none)
+DEF_KERNELS(q5_0, 32, DOT_Q5_0_BYTES, DOT_Q8_0_BYTES, blk_q5_0u, tail_none)
+DEF_KERNELS(q5_1, 32, DOT_Q5_1_BYTES, DOT_Q8_1_BYTES, blk_q5_1, tail_none)
+DEF_KERNELS(q8_0, 32, DOT_Q8_0_BYTES, DOT_Q8_0_BYTES, blk_q8_0, tail_none)
+DEF_KERNELS(iq4_nl, 32, DOT_IQ4_NL_BYTES, DOT_Q8_0_BYTES, blk_iq4_nl, tail_none)
 /* the K-quants' dot_tile decodes each super-block once: dot-ktile-avx2.c */
 DEF_KERNELS(q2_k, 256, DOT_Q2_K_BYTES, DOT_Q8_K_BYTES, blk_q2_k, tail_none)
 DEF_KERNELS(q3_k, 256, DOT_Q3_K_BYTES, DOT_Q8_K_BYTES, blk_q3_k, tail_none)
@@ -785,17 +702,18 @@ bool cpu__kernels_avx2(hearth_dtype wtype, struct cpu__kernel_set *out)
     cpu_quantize_fn q8k = cpu__quantize_q8_k_avx2;
     struct cpu__kernel_set k;
 #define KSET(q, name) (struct cpu__kernel_set){q, dot_##name, rows_##name, tile_##name}
+#define KSETL(q, name, T) (struct cpu__kernel_set){q, dot_##name, rows_##name, cpu__ltile_avx2(T)}
 #define KSETK(name, T) (struct cpu__kernel_set){q8k, dot_##name, rows_##name, cpu__ktile_avx2(T)}
     switch (wtype) {
     case HEARTH_DTYPE_F32: k = KSET(NULL, f32); break;
     case HEARTH_DTYPE_F16: k = KSET(NULL, f16); break;
     case HEARTH_DTYPE_BF16: k = KSET(NULL, bf16); break;
-    case HEARTH_DTYPE_Q4_0: k = KSET(q80, q4_0); break;
-    case HEARTH_DTYPE_Q4_1: k = KSET(q81, q4_1); break;
-    case HEARTH_DTYPE_Q5_0: k = KSET(q80, q5_0); break;
-    case HEARTH_DTYPE_Q5_1: k = KSET(q81, q5_1); break;
-    case HEARTH_DTYPE_Q8_0: k = KSET(q80, q8_0); break;
-    case HEARTH_DTYPE_IQ4_NL: k = KSET(q80, iq4_nl); break;
+    case HEARTH_DTYPE_Q4_0: k = KSETL(q80, q4_0, HEARTH_DTYPE_Q4_0); break;
+    case HEARTH_DTYPE_Q4_1: k = KSETL(q81, q4_1, HEARTH_DTYPE_Q4_1); break;
+    case HEARTH_DTYPE_Q5_0: k = KSETL(q80, q5_0, HEARTH_DTYPE_Q5_0); break;
+    case HEARTH_DTYPE_Q5_1: k = KSETL(q81, q5_1, HEARTH_DTYPE_Q5_1); break;
+    case HEARTH_DTYPE_Q8_0: k = KSETL(q80, q8_0, HEARTH_DTYPE_Q8_0); break;
+    case HEARTH_DTYPE_IQ4_NL: k = KSETL(q80, iq4_nl, HEARTH_DTYPE_IQ4_NL); break;
     case HEARTH_DTYPE_Q2_K: k = KSETK(q2_k, HEARTH_DTYPE_Q2_K); break;
     case HEARTH_DTYPE_Q3_K: k = KSETK(q3_k, HEARTH_DTYPE_Q3_K); break;
     case HEARTH_DTYPE_Q4_K: k = KSETK(q4_k, HEARTH_DTYPE_Q4_K); break;
@@ -812,6 +730,7 @@ bool cpu__kernels_avx2(hearth_dtype wtype, struct cpu__kernel_set *out)
     default: return false;
     }
 #undef KSET
+#undef KSETL
 #undef KSETK
     *out = k;
     return true;

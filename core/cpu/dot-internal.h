@@ -121,6 +121,12 @@ bool cpu__kernels_iq_avx2(hearth_dtype wtype, struct cpu__kernel_set *out);
  */
 cpu_dot_tile_fn cpu__ktile_avx2(hearth_dtype wtype);
 /*
+ * The decode-once AVX2 dot_tile of Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and IQ4_NL
+ * (dot-ltile-avx2.c), bit-exact with dot-avx2.c's dot of that type; NULL for
+ * other types. A pure lookup.
+ */
+cpu_dot_tile_fn cpu__ltile_avx2(hearth_dtype wtype);
+/*
  * The body of cpu__kernels_iq_<isa>: routes the seven lattice types to the
  * file's static dot_<t>, rows_<t>, tile_<t> with activation quantizer Q8K.
  */

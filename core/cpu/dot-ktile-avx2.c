@@ -27,9 +27,7 @@
  * which changes every K-quant model's decode bits); keeping DEF_TILE's four
  * inlined block functions (re-unpacking per four tokens and spilling: 1.2x).
  */
-#include <immintrin.h>
-
-#include "cpu/dot-internal.h"
+#include "cpu/dot-avx2.h"
 
 /* Super-blocks per decoded chunk (even: parity of i0 + j is parity of j); tokens per pass. */
 enum { KT_TB = 16, KT_TT = 64 };
@@ -43,27 +41,6 @@ struct kdec {
     __m256i msc;   /* int16 multiplier of bsum g (elements 16g..16g+15), g = 0..15 */
     __m256 d, dm;  /* d_w and (Q2_K, Q4_K, Q5_K) the min factor, from f16, in all lanes */
 };
-
-static inline __m256i load32(const uint8_t *p)
-{
-    return _mm256_loadu_si256((const __m256i *)(const void *)p);
-}
-
-static inline float f16_at(const uint8_t *p)
-{
-    uint16_t h;
-    memcpy(&h, p, 2);
-    return _cvtsh_ss(h);
-}
-
-/* As dot-avx2.c's hsum_ps (the same operations, so the same rounding). */
-static inline float hsum_ps(__m256 v)
-{
-    __m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    x = _mm_add_ps(x, _mm_movehl_ps(x, x));
-    x = _mm_add_ss(x, _mm_movehdup_ps(x));
-    return _mm_cvtss_f32(x);
-}
 
 /* int16 lo in lanes 0..7, hi in lanes 8..15. */
 static inline __m256i scale_pair(int lo, int hi)
