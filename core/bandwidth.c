@@ -117,8 +117,9 @@ hearth_status bw_measure_copy(struct threadpool *tp, size_t bytes, int reps,
 
 /* ---- device figures and their cache ---------------------------------------- */
 
-#define BW_CACHE_HEADER "# hearth devices v2"
-#define BW_CACHE_HEADER_V1 "# hearth devices v1" /* no FLOP rate; still read */
+#define BW_CACHE_HEADER "# hearth devices v3"
+#define BW_CACHE_HEADER_V2 "# hearth devices v2" /* no decode figures; still read */
+#define BW_CACHE_HEADER_V1 "# hearth devices v1" /* no FLOP rate either; still read */
 #define BW_CACHE_MAX 64      /* entries kept */
 #define BW_H2D_BYTES (64u << 20)
 
@@ -152,14 +153,46 @@ static bool parse_figure(const char *f, double limit, double *out)
     return true;
 }
 
+/* The type named name; HEARTH_DTYPE_COUNT when none is. */
+static int type_named(const char *name)
+{
+    int t = 0;
+    while (t < HEARTH_DTYPE_COUNT && !(hearth_dtype_name((hearth_dtype)t) &&
+                                       !strcmp(hearth_dtype_name((hearth_dtype)t), name)))
+        t++;
+    return t;
+}
+
+/* "TYPE:GB/s,..." or "-" into e->mv_gbps; false on an unknown type or a bad figure. */
+static bool parse_rates(char *f, struct bw_entry *e)
+{
+    if (!strcmp(f, "-"))
+        return true;
+    for (char *item = f; item;) {
+        char *next = strchr(item, ',');
+        if (next)
+            *next++ = '\0';
+        char *c = strchr(item, ':');
+        if (!c)
+            return false;
+        *c = '\0';
+        int t = type_named(item);
+        if (t == HEARTH_DTYPE_COUNT || !parse_figure(c + 1, 1e6, &e->mv_gbps[t]))
+            return false;
+        item = next;
+    }
+    return true;
+}
+
 /*
- * Parses one line (no newline): v2 "name\tmem\th2d\tgflops\tdesc", v1 the
- * same without gflops (left 0: not measured). false if malformed.
+ * Parses one line (no newline): v3 "name\tmem\th2d\tgflops\top_us\trates\tdesc",
+ * v2 the same without op_us and rates, v1 without gflops as well (missing
+ * figures left 0: not measured). false if malformed.
  */
 static bool parse_line(char *line, int version, struct bw_entry *e)
 {
-    const int nf = version == 1 ? 4 : 5;
-    char *f[5];
+    const int nf = version == 1 ? 4 : version == 2 ? 5 : 7;
+    char *f[7];
     char *p = line;
     for (int i = 0; i < nf; i++) {
         f[i] = p;
@@ -175,17 +208,37 @@ static bool parse_line(char *line, int version, struct bw_entry *e)
     size_t nl = strlen(f[0]), dl = strlen(desc);
     if (nl == 0 || nl >= sizeof e->name || dl >= sizeof e->desc)
         return false;
-    double m, h, g = 0.0;
-    if (!parse_figure(f[1], 1e6, &m) || !parse_figure(f[2], 1e6, &h) ||
-        (nf == 5 && !parse_figure(f[3], 1e9, &g)))
-        return false;
     memset(e, 0, sizeof *e);
+    double m, h, g = 0.0, op = 0.0;
+    if (!parse_figure(f[1], 1e6, &m) || !parse_figure(f[2], 1e6, &h) ||
+        (nf >= 5 && !parse_figure(f[3], 1e9, &g)) ||
+        (nf == 7 && (!parse_figure(f[4], 1e6, &op) || !parse_rates(f[5], e))))
+        return false;
     memcpy(e->name, f[0], nl + 1);
     memcpy(e->desc, desc, dl + 1);
     e->mem_gbps = m;
     e->h2d_gbps = h;
     e->gflops = g;
+    e->op_us = op;
     return true;
+}
+
+/* e's matvec rates as the v3 field. */
+static void format_rates(const struct bw_entry *e, char *buf, size_t size)
+{
+    size_t len = 0;
+    buf[0] = '\0';
+    for (int t = 0; t < HEARTH_DTYPE_COUNT; t++) {
+        if (!(e->mv_gbps[t] > 0) || !hearth_dtype_name((hearth_dtype)t))
+            continue;
+        int w = snprintf(buf + len, size - len, "%s%s:%.3f", len ? "," : "",
+                         hearth_dtype_name((hearth_dtype)t), e->mv_gbps[t]);
+        if (w < 0 || (size_t)w >= size - len)
+            break;
+        len += (size_t)w;
+    }
+    if (!len)
+        snprintf(buf, size, "-");
 }
 
 /*
@@ -204,8 +257,8 @@ static bool read_cache(const char *path, struct bw_entry *es, int *n, char *note
                      strerror(errno));
         return false;
     }
-    char line[512];
-    int ln = 0, version = 2;
+    char line[1024];
+    int ln = 0, version = 3;
     bool ok = true;
     while (fgets(line, sizeof line, f)) {
         ln++;
@@ -217,7 +270,9 @@ static bool read_cache(const char *path, struct bw_entry *es, int *n, char *note
         if (ok && ln == 1) {
             if (!strcmp(line, BW_CACHE_HEADER_V1))
                 version = 1;
-            ok = version == 1 || !strcmp(line, BW_CACHE_HEADER);
+            else if (!strcmp(line, BW_CACHE_HEADER_V2))
+                version = 2;
+            ok = version < 3 || !strcmp(line, BW_CACHE_HEADER);
         } else if (ok && len > 0) {
             if (*n >= BW_CACHE_MAX)
                 break;
@@ -229,10 +284,13 @@ static bool read_cache(const char *path, struct bw_entry *es, int *n, char *note
             if (note)
                 snprintf(note, ns,
                          "bandwidth cache %s line %d: expected %s", path, ln,
-                         ln == 1 ? "the header '" BW_CACHE_HEADER "' (or v1); file ignored"
+                         ln == 1 ? "the header '" BW_CACHE_HEADER "' (or v1, v2); file ignored"
                          : version == 1
                              ? "NAME<TAB>GB/s<TAB>GB/s<TAB>DESCRIPTION; file ignored"
-                             : "NAME<TAB>GB/s<TAB>GB/s<TAB>GFLOP/s<TAB>DESCRIPTION; file ignored");
+                         : version == 2
+                             ? "NAME<TAB>GB/s<TAB>GB/s<TAB>GFLOP/s<TAB>DESCRIPTION; file ignored"
+                             : "NAME<TAB>GB/s<TAB>GB/s<TAB>GFLOP/s<TAB>op us<TAB>TYPE:GB/s,..."
+                               "<TAB>DESCRIPTION; file ignored");
             break;
         }
     }
@@ -318,9 +376,12 @@ hearth_status bw_cache_store(const struct bw_entry *e)
         return err_set(HEARTH_ERR_IO, "bandwidth cache: cannot write %s: %s", tmp,
                        strerror(errno));
     fprintf(f, "%s\n", BW_CACHE_HEADER);
-    for (int i = 0; i < k; i++)
-        fprintf(f, "%s\t%.3f\t%.3f\t%.3f\t%s\n", es[i].name, es[i].mem_gbps, es[i].h2d_gbps,
-                es[i].gflops, es[i].desc);
+    for (int i = 0; i < k; i++) {
+        char rates[768];
+        format_rates(&es[i], rates, sizeof rates);
+        fprintf(f, "%s\t%.3f\t%.3f\t%.3f\t%.3f\t%s\t%s\n", es[i].name, es[i].mem_gbps,
+                es[i].h2d_gbps, es[i].gflops, es[i].op_us, rates, es[i].desc);
+    }
     bool bad = ferror(f) != 0;
     if (fclose(f) != 0 || bad || rename(tmp, path) != 0) {
         int er = errno;

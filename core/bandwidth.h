@@ -21,10 +21,13 @@
  * (bw_cache_path: $HEARTH_CACHE_DIR/devices.txt, else
  * $XDG_CACHE_HOME/hearth/devices.txt, else ~/.cache/hearth/devices.txt), one
  * line per device: "name<TAB>mem GB/s<TAB>host-to-device GB/s<TAB>GFLOP/s
- * <TAB>description", after a "# hearth devices v2" header; the FLOP rate is
- * flops.h's Q4_K matmul. A v1 file (the same lines without GFLOP/s, under
- * "# hearth devices v1") is still read, its FLOP rates 0 (not measured, so
- * the planner keeps assuming them), and the next store rewrites it as v2.
+ * <TAB>op us<TAB>matvec rates<TAB>description", after a "# hearth devices
+ * v3" header; the FLOP rate, op latency and matvec rates are flops.h's, the
+ * rates a comma list of TYPE:GB/s ("Q4_K:10.400,Q6_K:12.100"; "-" for none).
+ * A v2 file
+ * (no matvec rate or op latency) or v1 file (no FLOP rate either) is still
+ * read, the missing figures 0 (not measured, so the planner keeps assuming
+ * them), and the next store rewrites it as v3.
  * The key is name + description, so a different card in the same slot is
  * measured afresh. A file that does not parse is ignored as a whole with a
  * note (and rewritten by the next store), never trusted in part: a
@@ -70,6 +73,9 @@ struct bw_entry {
     double mem_gbps; /* copy bandwidth of its own memory */
     double h2d_gbps; /* host-to-device copy (0 for the host itself) */
     double gflops;   /* Q4_K matmul rate (flops_measure_device); 0 in a v1 file */
+    double op_us;    /* microseconds per op (flops_measure_decode); 0 before v3 */
+    /* one-token matmul, weight bytes per type (flops_measure_decode); 0: not measured */
+    double mv_gbps[HEARTH_DTYPE_COUNT];
 };
 
 /* The cache file's path (see above). INVALID_ARG when no directory is known or it is too long. */

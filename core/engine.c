@@ -505,6 +505,7 @@ hearth_status engine_create(const struct model *m, const struct engine_params *p
     in.opts.kv_type_k = e->kv_type_k;
     in.opts.kv_type_v = e->kv_type_v;
     in.opts.n_gpu_layers = p->ngl >= 0 ? p->ngl : -1;
+    in.opts.every_gpu = p->n_devices > 0; /* named devices are used, however slow */
     in.opts.n_parallel = p->n_seq > 1 ? (uint32_t)p->n_seq : 1;
     in.opts.no_stream = p->no_stream;
     in.opts.kv_window = p->kv_window > 0 ? (uint32_t)p->kv_window : 0;

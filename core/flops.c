@@ -123,14 +123,22 @@ static hearth_status bench_measure(const struct flops_bench *b, struct flops_res
     return HEARTH_OK;
 }
 
+hearth_status flops__timeable(struct hearth_device *dev, struct hearth_device_props *props)
+{
+    backend_device_props(dev, props);
+    if (!backend_device_supports_op(dev, HEARTH_OP_MATMUL, HEARTH_DTYPE_Q4_K))
+        return err_set(HEARTH_ERR_UNSUPPORTED, "flops: %s has no Q4_K matmul to time",
+                       props->name);
+    return HEARTH_OK;
+}
+
 hearth_status flops_measure_device(struct hearth_device *dev, struct flops_result *out)
 {
     memset(out, 0, sizeof *out);
     struct hearth_device_props props;
-    backend_device_props(dev, &props);
-    if (!backend_device_supports_op(dev, HEARTH_OP_MATMUL, HEARTH_DTYPE_Q4_K))
-        return err_set(HEARTH_ERR_UNSUPPORTED, "flops: %s has no Q4_K matmul to time",
-                       props.name);
+    hearth_status st0 = flops__timeable(dev, &props);
+    if (st0 != HEARTH_OK)
+        return st0;
     struct flops_bench b;
     hearth_status st = bench_init(dev, &b);
     if (st == HEARTH_OK)

@@ -62,4 +62,68 @@ struct flops_result {
  */
 hearth_status flops_measure_device(struct hearth_device *dev, struct flops_result *out);
 
+/*
+ * Decode's figures (flops-decode.c), which the prefill rate above does not
+ * give: decode multiplies every weight by one token, so its matmul is bound by
+ * reading and unpacking weights, and a step is hundreds of small ops.
+ *
+ * Matvec rate, per weight type: bytes per second of weight a one-token
+ * MATMUL consumes, over up to FLOPS_DEC_N_W weights of ~33 MB (a Q4_K
+ * FLOPS_DEC_N_OUT x FLOPS_DEC_N_IN, an FFN matrix of an 8B model; ~264 MB in
+ * all, so a CPU's caches do not hold them) run in turn, as decode runs a
+ * model's layers. A device that unpacks slower than its memory streams (a CPU
+ * with few cores, a software Vulkan device) reaches well under its copy
+ * bandwidth, and how far under depends on the type; a GPU comes close to it.
+ * Q4_K first and adaptive, like the prefill rate: n_out doubles from
+ * FLOPS_DEC_N_OUT_MIN, then the weight count, then passes over them (to
+ * FLOPS_DEC_MAX_ITER) until one run takes FLOPS_MIN_RUN_S; growth stops once
+ * a run takes FLOPS_DEC_SLOW_S. Then each other type of flops_dec_types at
+ * that shape's bytes (rows scaled to the type's row size), unless Q4_K's
+ * growth stopped early: a device that slow is timed on Q4_K alone. Median of
+ * 5 runs (3 when one takes over 0.1 s). When the device cannot hold all the
+ * weights, fewer are timed (down to one). The rows are FLOPS_DEC_N_IN wide:
+ * a model's much shorter rows (SmolLM2's 576) run slower per byte on a CPU,
+ * which this does not see.
+ *
+ * Op latency: seconds per op of a one-token Q4_K MATMUL too small to cost
+ * anything but its dispatch (FLOPS_DEC_N_OUT_MIN x FLOPS_N_IN_MIN): a CPU's
+ * thread fork/join, a GPU's kernel launch. Ops are enqueued in runs of 16
+ * doubling to FLOPS_DEC_MAX_OPS before one synchronize until a run takes
+ * FLOPS_MIN_RUN_S; median of 5.
+ */
+#define FLOPS_DEC_N_OUT 14336
+#define FLOPS_DEC_N_OUT_MIN 64
+#define FLOPS_DEC_N_IN 4096
+#define FLOPS_DEC_N_W 8
+#define FLOPS_DEC_MAX_ITER 64
+#define FLOPS_DEC_MAX_OPS 8192
+#define FLOPS_DEC_SLOW_S 0.25
+#define FLOPS_DEC_N_TYPES 11
+
+/* The types timed, Q4_K first; the others in the order they are timed. */
+extern const hearth_dtype flops_dec_types[FLOPS_DEC_N_TYPES];
+
+struct flops_decode_result {
+    double gbps[HEARTH_DTYPE_COUNT]; /* 1e9 weight bytes/s of the median run; 0: not timed
+                                        (not in the list, unsupported, or the device slow) */
+    int64_t n_out;     /* Q4_K's shape (n_in: FLOPS_DEC_N_IN) */
+    int n_w;           /* weights per pass */
+    int n_iter;        /* passes per run */
+    double bytes;      /* Q4_K weight bytes of one run */
+    double seconds;    /* Q4_K's median run */
+    int reps;
+    double op_s;       /* seconds per op, the median latency run */
+    int n_ops;         /* ops in a latency run */
+};
+
+/*
+ * Measures both figures on an open device (about 0.5-4 s). Errors as
+ * flops_measure_device (UNSUPPORTED without a Q4_K MATMUL).
+ */
+hearth_status flops_measure_decode(struct hearth_device *dev, struct flops_decode_result *out);
+
+/* Internal (flops.c): dev's props into *props; UNSUPPORTED when it has no Q4_K MATMUL. */
+struct hearth_device_props;
+hearth_status flops__timeable(struct hearth_device *dev, struct hearth_device_props *props);
+
 #endif

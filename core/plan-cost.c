@@ -1,11 +1,13 @@
 /*
  * plan-cost: the speed model of a plan, and the plan's reasons in words.
  *
- * Decode (one step: one token for each of n_parallel sequences) is memory
- * bound: each device reads the weights it computes once (token_embd: one row
- * per sequence; MoE stacks: n_expert_used / n_expert of them) plus its layers'
- * KV up to the decode depth (n_prompt), at its memory bandwidth; if its FLOPs
- * at its FLOP rate take longer, that counts instead. Devices run one after the
+ * Decode (one step: one token for each of n_parallel sequences): each device
+ * reads the weights it computes once (token_embd: one row per sequence; MoE
+ * stacks: n_expert_used / n_expert of them) plus its layers' KV up to the
+ * decode depth (n_prompt). Its time is the largest of three work terms, those
+ * bytes at its memory bandwidth, its matmul weights at its measured matvec
+ * rates (flops.h; the KV still at memory bandwidth) and its FLOPs at its FLOP
+ * rate, plus its ops (count_ops) at its op latency. Devices run one after the
  * other (layer order), so their times add, plus one PCIe hop per change of
  * device along the layer order (10 us latency + the activations). The host
  * part alone gives the physical ceiling, host bandwidth / host bytes per token.
@@ -200,10 +202,58 @@ static void walk_hops(const struct plan_model *m, const struct plan *p, bool pre
     hop_to(w, PLAN_HOST); /* logits to the sampler */
 }
 
+double plan_op_seconds(const struct plan_device *dv)
+{
+    if (dv->op_s > 0)
+        return dv->op_s;
+    return dv->kind == PLAN_DEV_CUDA     ? PLAN_DEFAULT_CUDA_OP_S
+           : dv->kind == PLAN_DEV_VULKAN ? PLAN_DEFAULT_VULKAN_OP_S
+                                         : PLAN_DEFAULT_CPU_OP_S;
+}
+
+/*
+ * Seconds of a share rf of matmul weight t at device dv's measured matvec
+ * rate: its type's, else per weight at Q4_K's; 0 when dv has none.
+ */
+static double matvec_seconds(const struct plan_device *dv, const struct plan_model_tensor *t,
+                             double rf)
+{
+    if (dv->mv_bw[t->type] > 0)
+        return (double)t->nbytes * rf / dv->mv_bw[t->type];
+    if (dv->mv_bw[HEARTH_DTYPE_Q4_K] > 0)
+        return params_of(t) * rf * PLAN_Q4_K_BYTES_PER_WEIGHT / dv->mv_bw[HEARTH_DTYPE_Q4_K];
+    return 0;
+}
+
+/*
+ * Ops one decode step dispatches on each device, as the scheduler issues
+ * them (sched-exec.c): a layer's attention block is norm, QKV matmul,
+ * attention, output matmul, residual add; its FFN block norm, gate/up
+ * matmul, GLU; its FFN_DOWN block down matmul, add; the head norm and
+ * logits; the embedding one lookup. CPU-only decode (forward.c) runs about
+ * as many parallel loops.
+ */
+static void count_ops(const struct plan_model *m, const struct plan *p, double *ops)
+{
+    for (uint32_t l = 0; l < p->n_layer; l++) {
+        ops[p->layers[l].attn_dev] += 5;
+        ops[p->layers[l].ffn_up_dev] += 3;
+        ops[p->layers[l].ffn_down_dev] += 2;
+    }
+    for (size_t i = 0; i < m->n_tensors; i++) {
+        if (m->tensors[i].role == PLAN_ROLE_OUTPUT)
+            ops[p->tensors[i].compute] += 2;
+        else if (m->tensors[i].role == PLAN_ROLE_EMBD)
+            ops[p->tensors[i].compute] += 1;
+    }
+}
+
 void plan__predict(const struct plan_model *m, struct plan *p)
 {
     const struct plan_opts *o = &p->opts;
     double read[PLAN_MAX_DEVICES] = {0}, flops[PLAN_MAX_DEVICES] = {0};
+    double kv[PLAN_MAX_DEVICES] = {0}, mv[PLAN_MAX_DEVICES] = {0};
+    double ops[PLAN_MAX_DEVICES] = {0};
     double npar = (double)o->n_parallel;
     double depth = (double)o->n_prompt;
     for (size_t i = 0; i < m->n_tensors; i++) {
@@ -216,21 +266,35 @@ void plan__predict(const struct plan_model *m, struct plan *p)
         double f = expert_frac(m, t);
         double rf = f * npar < 1.0 ? f * npar : 1.0;
         read[d] += (double)t->nbytes * rf;
+        if (t->n_dims >= 2)
+            mv[d] += matvec_seconds(&p->devs.dev[d], t, rf);
         flops[d] += 2.0 * params_of(t) * f * npar;
     }
     for (uint32_t l = 0; l < p->n_layer; l++) {
         int d = p->layers[l].attn_dev;
         /* K and V rows up to the depth, for every sequence */
-        read[d] += (double)p->layers[l].kv_bytes * depth / (double)o->n_ctx;
+        kv[d] += (double)p->layers[l].kv_bytes * depth / (double)o->n_ctx;
         flops[d] += 4.0 * m->arch.n_head * m->arch.head_dim_k * depth * npar;
     }
+    count_ops(m, p, ops);
     double step = 0;
     for (int d = 0; d < p->devs.n; d++) {
         const struct plan_device *dv = &p->devs.dev[d];
-        double mem = read[d] / dv->mem_bw, comp = flops[d] / dv->flops;
-        p->use[d].read_per_token = (uint64_t)read[d];
-        p->use[d].decode_s = mem > comp ? mem : comp;
-        step += p->use[d].decode_s;
+        struct plan_usage *u = &p->use[d];
+        read[d] += kv[d];
+        u->decode_mem_s = read[d] / dv->mem_bw;
+        u->decode_mv_s = dv->mv_bw[HEARTH_DTYPE_Q4_K] > 0 ? mv[d] + kv[d] / dv->mem_bw : 0;
+        u->decode_comp_s = flops[d] / dv->flops;
+        u->decode_ops = read[d] > 0 ? ops[d] : 0;
+        u->decode_ops_s = u->decode_ops * plan_op_seconds(dv);
+        double work = u->decode_mem_s;
+        if (u->decode_mv_s > work)
+            work = u->decode_mv_s;
+        if (u->decode_comp_s > work)
+            work = u->decode_comp_s;
+        u->read_per_token = (uint64_t)read[d];
+        u->decode_s = work + u->decode_ops_s;
+        step += u->decode_s;
     }
     struct hop_walk w;
     walk_hops(m, p, false, &w);
@@ -458,10 +522,14 @@ hearth_status plan__explain(const struct plan_model *m, struct plan *p)
             gpu_w += m->tensors[i].nbytes;
         }
     }
-    if (p->devs.n == 1) {
-        TRY(plan__reason(p, "no GPU: all %zu tensors (%.2f GiB) in host RAM, computed by the "
+    int n_gpu = 0; /* GPUs the placement could use */
+    for (int d = 1; d < p->devs.n; d++)
+        n_gpu += !p->slow_gpu[d];
+    if (n_gpu == 0) {
+        TRY(plan__reason(p, "no GPU%s: all %zu tensors (%.2f GiB) in host RAM, computed by the "
                             "CPU",
-                         m->n_tensors, gib(host_w)));
+                         p->devs.n > 1 ? " faster than the CPU" : "", m->n_tensors,
+                         gib(host_w)));
     } else if (n_host == 0) {
         int d = p->tensors[0].resident;
         TRY(plan__reason(p,
@@ -474,6 +542,18 @@ hearth_status plan__explain(const struct plan_model *m, struct plan *p)
     }
     for (int d = 1; d < p->devs.n; d++) {
         const struct plan_usage *u = &p->use[d];
+        const struct plan_device *dv = &p->devs.dev[d];
+        if (p->slow_gpu[d]) {
+            TRY(plan__reason(p,
+                             "%s unused: one-token matmuls there read %.2f GB/s of Q4_K "
+                             "(measured), slower than the host's %.2f GB/s, so decode would be "
+                             "slower there than on the CPU (-ngl places layers on it anyway)",
+                             dev_name(p, d), dv->mv_bw[HEARTH_DTYPE_Q4_K] / 1e9,
+                             (host->mv_bw[HEARTH_DTYPE_Q4_K] > 0 ? host->mv_bw[HEARTH_DTYPE_Q4_K]
+                                                                 : host->mem_bw) /
+                                 1e9));
+            continue;
+        }
         if (u->total == 0) {
             TRY(plan__reason(p, "%s unused: its %.2f GiB budget %s", dev_name(p, d),
                              gib(u->budget),
@@ -496,7 +576,7 @@ hearth_status plan__explain(const struct plan_model *m, struct plan *p)
                              dev_name(p, d), (double)p->devs.dev[d].host_staging_bytes / 1048576.0,
                              dev_name(p, PLAN_HOST)));
     }
-    for (size_t i = 0; i < m->n_tensors && p->devs.n > 1; i++) {
+    for (size_t i = 0; i < m->n_tensors && n_gpu > 0; i++) {
         const struct plan_model_tensor *t = &m->tensors[i];
         if (t->role != PLAN_ROLE_OUTPUT)
             continue;
@@ -508,7 +588,7 @@ hearth_status plan__explain(const struct plan_model *m, struct plan *p)
                                         : "on",
                          d == PLAN_HOST ? "" : dev_name(p, d)));
     }
-    if (p->devs.n > 1) {
+    if (n_gpu > 0) {
         TRY(explain_attention(p));
         TRY(explain_ffn_split(m, p));
     }
@@ -519,7 +599,7 @@ hearth_status plan__explain(const struct plan_model *m, struct plan *p)
         bool attn_gpu = true;
         for (uint32_t l = 0; l < p->n_layer; l++)
             attn_gpu &= p->layers[l].attn_dev != PLAN_HOST;
-        if (p->devs.n > 1)
+        if (n_gpu > 0)
             TRY(plan__reason(p,
                              "%s in host RAM, computed by the CPU: %s; %.2f GB read from host "
                              "per token caps decode at %.2f tok/s (host %.0f GB/s%s)",
@@ -530,7 +610,7 @@ hearth_status plan__explain(const struct plan_model *m, struct plan *p)
                              host->mem_bw / 1e9, bw_word(host->mem_bw_assumed,
                                                          host->mem_bw_measured)));
     }
-    for (size_t i = 0; i < m->n_tensors && p->devs.n > 1; i++) {
+    for (size_t i = 0; i < m->n_tensors && n_gpu > 0; i++) {
         const struct plan_model_tensor *t = &m->tensors[i];
         if (t->role != PLAN_ROLE_EMBD)
             continue;
@@ -561,7 +641,7 @@ hearth_status plan__explain(const struct plan_model *m, struct plan *p)
                          (double)sb / 1e9, dev_name(p, g), p->devs.dev[g].h2d_bw / 1e9,
                          bw_word(p->devs.dev[g].h2d_bw_assumed, p->devs.dev[g].h2d_bw_measured),
                          (double)p->use[g].stream / 2.0 / 1048576.0, str, o->n_prompt, cpu));
-    } else if (ffn_host > 0 && p->devs.n > 1) {
+    } else if (ffn_host > 0 && n_gpu > 0) {
         TRY(plan__reason(p, "host weights computed by the CPU for prefill too: %s",
                          o->no_stream ? "streaming is off"
                                       : "streaming them over PCIe would not be faster"));
@@ -574,12 +654,24 @@ hearth_status plan__explain(const struct plan_model *m, struct plan *p)
         const struct plan_usage *u = &p->use[d];
         if (u->read_per_token == 0)
             continue;
+        const struct plan_device *dv = &p->devs.dev[d];
+        char bound[128];
+        if (u->decode_comp_s > u->decode_mem_s && u->decode_comp_s > u->decode_mv_s)
+            snprintf(bound, sizeof bound, "compute-bound at %.0f GFLOP/s%s", dv->flops / 1e9,
+                     bw_word(dv->flops_assumed, dv->flops_measured));
+        else if (u->decode_mv_s > u->decode_mem_s)
+            snprintf(bound, sizeof bound,
+                     "at its measured matvec rates (%.1f GB/s for Q4_K), under its %.0f GB/s "
+                     "copy bandwidth",
+                     dv->mv_bw[HEARTH_DTYPE_Q4_K] / 1e9, dv->mem_bw / 1e9);
+        else
+            snprintf(bound, sizeof bound, "at %.0f GB/s%s", dv->mem_bw / 1e9,
+                     bw_word(dv->mem_bw_assumed, dv->mem_bw_measured));
         int w = snprintf(terms + len, sizeof terms - len,
-                         "%s%.2f GB on %s at %.0f GB/s%s (%.1f ms)", len ? " + " : "",
+                         "%s%.2f GB on %s, %s, + %.0f ops x %.1f us%s (%.1f ms)", len ? " + " : "",
                          (double)u->read_per_token / 1e9, d == PLAN_HOST ? "host" : dev_name(p, d),
-                         p->devs.dev[d].mem_bw / 1e9,
-                         bw_word(p->devs.dev[d].mem_bw_assumed, p->devs.dev[d].mem_bw_measured),
-                         u->decode_s * 1e3);
+                         bound, u->decode_ops, plan_op_seconds(dv) * 1e6,
+                         dv->op_s > 0 ? ", measured" : ", assumed", u->decode_s * 1e3);
         if (w < 0 || (size_t)w >= sizeof terms - len)
             break;
         len += (size_t)w;
@@ -623,12 +715,28 @@ hearth_status plan__explain(const struct plan_model *m, struct plan *p)
             TRY(plan__reason(p, "%s: FLOP rate %.*f GFLOP/s measured on this machine (a Q4_K "
                                 "matmul, cached by `hearth devices`)",
                              dv->name, dv->flops < 10e9 ? 2 : 0, dv->flops / 1e9));
-        char what[96] = "";
-        const char *items[4] = {dv->budget_assumed ? "memory" : NULL,
+        const double q4k = dv->mv_bw[HEARTH_DTYPE_Q4_K];
+        if (q4k > 0) {
+            char share[48] = "";
+            if (!dv->mem_bw_assumed)
+                snprintf(share, sizeof share, " (%.0f%% of its copy bandwidth)",
+                         100.0 * q4k / dv->mem_bw);
+            TRY(plan__reason(p, "%s: one-token matmuls read %.*f GB/s of Q4_K%s and an op costs "
+                                "%.1f us, measured on this machine (cached by `hearth devices`; "
+                                "--rates lists every type's)",
+                             dv->name, q4k < 10e9 ? 2 : 1, q4k / 1e9, share,
+                             plan_op_seconds(dv) * 1e6));
+        }
+        char what[128] = "";
+        const char *items[6] = {dv->budget_assumed ? "memory" : NULL,
                                 dv->mem_bw_assumed ? "bandwidth" : NULL,
                                 dv->flops_assumed ? "FLOP rate" : NULL,
-                                d != PLAN_HOST && dv->h2d_bw_assumed ? "PCIe bandwidth" : NULL};
-        for (int k = 0; k < 4; k++)
+                                d != PLAN_HOST && dv->h2d_bw_assumed ? "PCIe bandwidth" : NULL,
+                                dv->mv_bw[HEARTH_DTYPE_Q4_K] > 0
+                                    ? NULL
+                                    : "matvec rate (decode at copy bandwidth)",
+                                dv->op_s > 0 ? NULL : "op latency"};
+        for (int k = 0; k < 6; k++)
             if (items[k]) {
                 size_t l = strlen(what);
                 snprintf(what + l, sizeof what - l, "%s%s", l ? ", " : "", items[k]);

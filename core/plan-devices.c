@@ -225,8 +225,17 @@ hearth_status plan_devices_set_host(struct plan_devices *d, const char *spec)
     snprintf(field, sizeof field, "host '%s': bandwidth", spec);
     if ((st = plan_parse_rate(field, f[1], &h->mem_bw)))
         return st;
-    /* the user's figures replace detected or measured ones */
+    /*
+     * The user's figures replace detected or measured ones. The described
+     * host is another machine: this one's measured FLOP rate, matvec rates
+     * and op latency are not its figures, so what is not given is assumed.
+     */
     h->budget_assumed = h->mem_bw_assumed = h->mem_bw_measured = false;
+    memset(h->mv_bw, 0, sizeof h->mv_bw);
+    h->op_s = 0.0;
+    h->flops = PLAN_DEFAULT_HOST_FLOPS;
+    h->flops_assumed = true;
+    h->flops_measured = false;
     if (n == 3) {
         snprintf(field, sizeof field, "host '%s': FLOP rate", spec);
         if ((st = parse_flops(field, f[2], &h->flops)))
@@ -314,6 +323,9 @@ bool plan_devices_apply_cache(struct plan_devices *d, int i, const char *desc)
         g->flops_assumed = false;
         g->flops_measured = true;
     }
+    for (int t = 0; t < HEARTH_DTYPE_COUNT; t++)
+        g->mv_bw[t] = e.mv_gbps[t] * 1e9;
+    g->op_s = e.op_us * 1e-6;
     return true;
 }
 

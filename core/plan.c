@@ -337,12 +337,31 @@ static bool streamable(const struct plan_opts *o, const struct plan_model_tensor
             (t->role == PLAN_ROLE_OUTPUT && !o->sched_layout));
 }
 
-/* GPU indices by memory bandwidth (desc), then index. */
-static int gpu_order(const struct plan_devices *d, int *order)
+/*
+ * Whether the automatic placement skips GPU i: its measured Q4_K matvec rate
+ * is below what the host reads at (its own measured rate, else its copy
+ * bandwidth), so every byte placed there would decode slower than at home.
+ */
+static bool gpu_slower_than_host(const struct plan_devices *d, int i)
+{
+    const struct plan_device *h = &d->dev[PLAN_HOST], *g = &d->dev[i];
+    double host = h->mv_bw[HEARTH_DTYPE_Q4_K] > 0 ? h->mv_bw[HEARTH_DTYPE_Q4_K] : h->mem_bw;
+    return g->mv_bw[HEARTH_DTYPE_Q4_K] > 0 && g->mv_bw[HEARTH_DTYPE_Q4_K] < host;
+}
+
+/*
+ * GPUs to place on (-ngl or every_gpu: all; automatic: those not
+ * gpu_slower_than_host), by memory bandwidth (desc), then index.
+ */
+static int gpu_order(const struct plan_devices *d, const struct plan_opts *o, bool *slow,
+                     int *order)
 {
     int n = 0;
-    for (int i = 1; i < d->n; i++)
-        order[n++] = i;
+    for (int i = 1; i < d->n; i++) {
+        slow[i] = o->n_gpu_layers < 0 && !o->every_gpu && gpu_slower_than_host(d, i);
+        if (!slow[i])
+            order[n++] = i;
+    }
     for (int a = 1; a < n; a++)
         for (int b = a; b > 0 && d->dev[order[b]].mem_bw > d->dev[order[b - 1]].mem_bw; b--) {
             int t = order[b];
@@ -786,7 +805,7 @@ hearth_status plan_make(const struct plan_model *m, const struct plan_devices *d
     pl.p = out;
     for (uint32_t l = 0; l < out->n_layer; l++)
         out->layers[l].kv_bytes = plan_kv_layer_bytes(&m->arch, &out->opts, l);
-    pl.n_gpu = gpu_order(d, pl.order);
+    pl.n_gpu = gpu_order(d, &out->opts, out->slow_gpu, pl.order);
     pl.glu_extra = plan_glu_stage_bytes(out->opts.n_batch, m->arch.n_embd, m->arch.n_ff) -
                    plan_stage_bytes(out->opts.n_batch, m->arch.n_embd);
     pl.up_dev = calloc(out->n_layer ? out->n_layer : 1, sizeof *pl.up_dev);

@@ -52,6 +52,15 @@ struct plan_device {
     double flops;          /* FLOP/s sustained by matmuls on quantized weights (Q4_K if measured) */
     double h2d_bw;         /* host-to-device copy bytes/s (PCIe); on the host: the
                               --pcie figure for GPUs added later, 0 if none */
+    /*
+     * Decode's figures (flops.h), measured only (the cache); 0 when not:
+     * mv_bw, per weight type, bytes/s of weight a one-token matmul consumes
+     * (a type not measured is costed per weight at Q4_K's rate; Q4_K not
+     * measured: decode is costed at mem_bw alone), and op_s, seconds each op
+     * costs beyond its work (unknown: PLAN_DEFAULT_*_OP_S).
+     */
+    double mv_bw[HEARTH_DTYPE_COUNT];
+    double op_s;
     bool budget_assumed, mem_bw_assumed, flops_assumed, h2d_bw_assumed;
     bool mem_bw_measured, h2d_bw_measured, flops_measured; /* from a measurement (the cache) */
     /*
@@ -84,6 +93,16 @@ struct plan_devices {
 #define PLAN_DEFAULT_VULKAN_BW 250e9
 #define PLAN_DEFAULT_VULKAN_FLOPS 20e12
 #define PLAN_DEFAULT_PCIE_BW 16e9
+/* Q4_K's bytes per weight (144 per 256): the unit of a measured matvec rate */
+#define PLAN_Q4_K_BYTES_PER_WEIGHT (144.0 / 256.0)
+/*
+ * Seconds an op costs beyond its work where not measured: a CPU's thread
+ * fork/join (1-1.5 us measured on a 2-core VM; more cores wait longer), a
+ * CUDA kernel launch (a few us), a Vulkan dispatch with its barrier.
+ */
+#define PLAN_DEFAULT_CPU_OP_S 2e-6
+#define PLAN_DEFAULT_CUDA_OP_S 5e-6
+#define PLAN_DEFAULT_VULKAN_OP_S 10e-6
 /*
  * Not an estimate: what the Vulkan backend reports for a device whose largest
  * allocation is at least 64 MiB (every GPU): 4 submission frames of staging,
@@ -118,6 +137,8 @@ hearth_status plan_devices_detect(struct plan_devices *d);
  * or unreadable cache file is ignored with a note in d->cache_note.
  */
 bool plan_devices_apply_cache(struct plan_devices *d, int i, const char *desc);
+/* Seconds an op costs device dv beyond its work: its measured op_s, else its kind's default. */
+double plan_op_seconds(const struct plan_device *dv);
 /* Caps every GPU's budget at bytes (--vram-budget). */
 void plan_devices_cap(struct plan_devices *d, uint64_t bytes);
 /* Parsers shared with the CLI. Each names `field` in its error message. */
@@ -195,6 +216,11 @@ struct plan_opts {
      * `hearth plan` plans per tensor.
      */
     bool sched_layout;
+    /*
+     * Place on every GPU, even one measured slower than the host (see
+     * plan.slow_gpu): the user named the devices to run on.
+     */
+    bool every_gpu;
 };
 
 void plan_opts_default(struct plan_opts *o);
@@ -248,7 +274,14 @@ struct plan_usage {
     uint64_t room;    /* budget left for one more tensor: budget - total, or the
                          budget less its fixed costs when unused */
     uint64_t read_per_token; /* weight + KV bytes read there per decode step */
-    double decode_s;  /* its share of one decode step */
+    double decode_s;  /* its share of one decode step: the largest of the three
+                         work terms below, plus decode_ops_s */
+    double decode_mem_s;  /* read_per_token at its memory bandwidth */
+    double decode_mv_s;   /* its matmul weights at its measured matvec rates + KV at
+                             memory bandwidth; 0 when not measured */
+    double decode_comp_s; /* FLOPs at its FLOP rate */
+    double decode_ops;    /* ops dispatched per step */
+    double decode_ops_s;  /* decode_ops at its op latency */
     double prefill_s; /* its share of the whole prompt's prefill */
 };
 
@@ -266,6 +299,12 @@ struct plan {
     double host_ceiling_tps;    /* host bandwidth / host bytes per token (inf if none) */
     uint64_t host_read_per_token;
     bool streaming;         /* some host tensors are streamed for prefill */
+    /*
+     * GPUs the automatic placement left unused because their measured
+     * one-token matmul rate (mv_bw, Q4_K) is below the host's: decode there
+     * would be slower than on the CPU (a software Vulkan device).
+     */
+    bool slow_gpu[PLAN_MAX_DEVICES];
     bool host_overcommitted; /* host needs exceed its RAM: pages would come from disk */
     size_t n_reasons;
     char **reasons;

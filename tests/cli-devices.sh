@@ -105,14 +105,18 @@ export HEARTH_CACHE_DIR="$tmp/cache"
 "$bin" devices > "$tmp/m1" 2> "$tmp/e" || fail "devices (measuring) exit $?: $(cat "$tmp/e")"
 grep -Eq '^cpu +[0-9]+ +[0-9]+ +[0-9]+\.[0-9]+ .*\(measured now\)$' "$tmp/m1" \
     || fail "devices did not measure cpu: $(cat "$tmp/m1")"
-grep -Eq '^device .* GB/s +H2D GB/s +GFLOP/s +description$' "$tmp/m1" \
-    || fail "no GFLOP/s column: $(head -2 "$tmp/m1")"
-# cpu: memory GB/s, no H2D, then its FLOP rate
-grep -Eq '^cpu +[0-9]+ +[0-9]+ +[0-9]+\.[0-9]+ +- +[0-9]+\.[0-9]+ ' "$tmp/m1" \
-    || fail "devices printed no FLOP rate for cpu: $(cat "$tmp/m1")"
-head -1 "$tmp/cache/devices.txt" | grep -qx '# hearth devices v2' || fail "cache is not v2"
-awk -F'\t' '$1 == "cpu" && NF == 5 && $4 + 0 > 0 { ok = 1 } END { exit !ok }' \
-    "$tmp/cache/devices.txt" || fail "no cpu line with a FLOP rate in the cache: $(cat "$tmp/cache/devices.txt")"
+grep -Eq '^device .* GB/s +H2D GB/s +GFLOP/s +mv GB/s +op us +description$' "$tmp/m1" \
+    || fail "no GFLOP/s, mv GB/s and op us columns: $(head -2 "$tmp/m1")"
+# cpu: memory GB/s, no H2D, then its FLOP rate, Q4_K matvec rate and op latency
+grep -Eq '^cpu +[0-9]+ +[0-9]+ +[0-9]+\.[0-9]+ +- +[0-9]+\.[0-9]+ +[0-9]+\.[0-9]+ +[0-9]+\.[0-9]+ ' \
+    "$tmp/m1" || fail "devices printed no FLOP rate, matvec rate or op latency for cpu: $(cat "$tmp/m1")"
+head -1 "$tmp/cache/devices.txt" | grep -qx '# hearth devices v3' || fail "cache is not v3"
+awk -F'\t' '$1 == "cpu" && NF == 7 && $4 + 0 > 0 && $5 + 0 > 0 && $6 ~ /(^|,)Q4_K:[0-9.]+/ { ok = 1 }
+     END { exit !ok }' "$tmp/cache/devices.txt" \
+    || fail "no cpu line with FLOP rate, op latency and Q4_K matvec rate in the cache: $(cat "$tmp/cache/devices.txt")"
+"$bin" devices --rates > "$tmp/mr" 2> "$tmp/e" || fail "devices --rates exit $?: $(cat "$tmp/e")"
+grep -Eq '^  matvec GB/s: Q4_K [0-9.]+, Q6_K [0-9.]+' "$tmp/mr" \
+    || fail "devices --rates listed no per-type rates: $(cat "$tmp/mr")"
 "$bin" devices > "$tmp/m2" 2> "$tmp/e" || fail "devices (cached) exit $?"
 grep -Eq '^cpu .*\(cached\)$' "$tmp/m2" \
     || fail "second devices run measured again: $(cat "$tmp/m2")"
@@ -124,13 +128,27 @@ grep -q 'cpu: memory bandwidth measured on this machine' "$tmp/plan" \
     || fail "plan gives no reason for the measured figure"
 grep -Eq 'cpu: FLOP rate [0-9.]+ GFLOP/s measured on this machine' "$tmp/plan" \
     || fail "plan gives no reason for the measured FLOP rate"
+grep -Eq 'cpu: one-token matmuls read [0-9.]+ GB/s of Q4_K .*an op costs [0-9.]+ us, measured' \
+    "$tmp/plan" || fail "plan gives no reason for the measured decode figures"
+grep -Eq 'decode .*ops x [0-9.]+ us, measured' "$tmp/plan" \
+    || fail "the decode term does not use the measured op latency: $(grep decode "$tmp/plan")"
 grep 'cpu figures assumed, not measured' "$tmp/plan" | grep -q 'FLOP rate' \
     && fail "plan still calls the measured cpu FLOP rate assumed"
 "$bin" plan "$smol" --json > "$tmp/plan.json" 2>&1 || fail "plan --json exit $?"
 grep -Eq '"name": "cpu".*"assumed": \{[^}]*"flops": false\}, "measured": \{[^}]*"flops": true\}' \
     "$tmp/plan.json" || fail "plan --json: cpu flops not measured: $(grep '"cpu"' "$tmp/plan.json")"
-# a v1 cache: bandwidths read, FLOP rates measured now and the file rewritten as v2
-awk -F'\t' -v OFS='\t' 'NR == 1 { print "# hearth devices v1"; next } { print $1, $2, $3, $5 }' \
+# a v2 cache: no decode figures; devices measures them and rewrites it as v3
+awk -F'\t' -v OFS='\t' 'NR == 1 { print "# hearth devices v2"; next } { print $1, $2, $3, $4, $7 }' \
+    "$tmp/cache/devices.txt" > "$tmp/v2" && cp "$tmp/v2" "$tmp/cache/devices.txt"
+"$bin" plan "$smol" > "$tmp/plan" 2>&1 || fail "plan with a v2 cache exit $?"
+grep 'cpu figures assumed, not measured' "$tmp/plan" | grep -q 'matvec rate' \
+    || fail "a v2 cache's missing matvec rate is not called assumed: $(grep assumed "$tmp/plan")"
+"$bin" devices > "$tmp/m5" 2> "$tmp/e" || fail "devices over a v2 cache exit $?: $(cat "$tmp/e")"
+grep -Eq '^cpu .*\(cached; rates measured now\)$' "$tmp/m5" \
+    || fail "devices did not measure the rates a v2 entry lacks: $(cat "$tmp/m5")"
+head -1 "$tmp/cache/devices.txt" | grep -qx '# hearth devices v3' || fail "v2 cache not rewritten"
+# a v1 cache: bandwidths read, FLOP rates measured now and the file rewritten as v3
+awk -F'\t' -v OFS='\t' 'NR == 1 { print "# hearth devices v1"; next } { print $1, $2, $3, $7 }' \
     "$tmp/cache/devices.txt" > "$tmp/v1" && cp "$tmp/v1" "$tmp/cache/devices.txt"
 awk -F'\t' '$1 == "cpu" && NF == 4 { ok = 1 } END { exit !ok }' "$tmp/cache/devices.txt" \
     || fail "v1 fixture not made: $(cat "$tmp/cache/devices.txt")"
@@ -139,9 +157,11 @@ grep -Eq '^cpu .* GB/s \(measured\)$' "$tmp/plan" || fail "a v1 cache's bandwidt
 grep 'cpu figures assumed, not measured' "$tmp/plan" | grep -q 'FLOP rate' \
     || fail "a v1 cache's missing FLOP rate is not called assumed"
 "$bin" devices > "$tmp/m4" 2> "$tmp/e" || fail "devices over a v1 cache exit $?: $(cat "$tmp/e")"
-grep -Eq '^cpu .*\(cached; FLOP rate measured now\)$' "$tmp/m4" \
+grep -Eq '^cpu .*\(cached; rates measured now\)$' "$tmp/m4" \
     || fail "devices did not measure the FLOP rate a v1 entry lacks: $(cat "$tmp/m4")"
-head -1 "$tmp/cache/devices.txt" | grep -qx '# hearth devices v2' || fail "v1 cache not rewritten"
+head -1 "$tmp/cache/devices.txt" | grep -qx '# hearth devices v3' || fail "v1 cache not rewritten"
+awk -F'\t' '$1 == "cpu" && NF == 7 && $4 + 0 > 0 && $6 ~ /Q4_K:/ { ok = 1 } END { exit !ok }' \
+    "$tmp/cache/devices.txt" || fail "v1 entry not completed: $(cat "$tmp/cache/devices.txt")"
 echo "garbage" > "$tmp/cache/devices.txt"
 "$bin" plan "$smol" > "$tmp/plan" 2>&1 || fail "plan with a bad cache exit $?"
 grep -q 'bandwidth cache .*devices.txt line 1' "$tmp/plan" || fail "no note for a bad cache"

@@ -1,11 +1,12 @@
 /*
  * test-flops: the measured FLOP rate (core/flops.h), its place in the device
- * cache (format v2, bandwidth.h) and the planner's use of it.
+ * cache (format v3, bandwidth.h) and the planner's use of it
+ * (test-flops-decode covers decode's figures).
  *
- *  - cache v2: stored and looked up with the GFLOP/s field; the file has the
- *    v2 header and five fields a line;
+ *  - cache: stored and looked up with the GFLOP/s field; the file has the
+ *    v3 header and seven fields a line;
  *  - a v1 file is read (bandwidths measured, FLOP rate 0, so the plan keeps
- *    assuming it) and the next store rewrites it as v2, its old lines kept;
+ *    assuming it) and the next store rewrites it as v3, its old lines kept;
  *  - a malformed v2 line (the v1 layout under a v2 header, a FLOP rate that
  *    is not a number) makes the file ignored with a note naming the line;
  *  - the measurement on a CPU device and on vulkan0 when it opens (lavapipe
@@ -21,7 +22,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "backend-registry.h"
 #include "backend.h"
@@ -29,28 +29,9 @@
 #include "fixtures.h"
 #include "flops.h"
 #include "gguf.h"
+#include "plan-env.h"
 #include "plan.h"
 #include "test.h"
-
-/* A private cache directory per case; returns the cache file's path. */
-static const char *cache_in(const char *sub)
-{
-    static char dir[512], path[600];
-    snprintf(dir, sizeof dir, "%s/%s", test_tmp_dir(), sub);
-    mkdir(dir, 0755);
-    if (setenv("HEARTH_CACHE_DIR", dir, 1) != 0 || bw_cache_path(path, sizeof path) != HEARTH_OK)
-        return NULL;
-    remove(path);
-    return path;
-}
-
-static void write_file(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    REQUIRE(f);
-    fputs(text, f);
-    fclose(f);
-}
 
 /* The file's lines (at most 8) into lines[], each without its newline. */
 static int read_lines(const char *path, char lines[][512])
@@ -87,9 +68,9 @@ static struct bw_entry entry(const char *name, const char *desc, double mem, dou
     return e;
 }
 
-TEST(cache_v2_round_trip)
+TEST(cache_round_trip)
 {
-    const char *path = cache_in("v2");
+    const char *path = plan_env_cache("v2");
     REQUIRE(path);
     struct bw_entry e = entry("vulkan0", "Test GPU (fake)", 321.25, 12.25, 45678.5), got;
     CHECK_OK(bw_cache_store(&e));
@@ -106,18 +87,18 @@ TEST(cache_v2_round_trip)
     char lines[8][512];
     int n = read_lines(path, lines);
     REQUIRE(n == 3);
-    CHECK_STR_EQ(lines[0], "# hearth devices v2");
-    CHECK_STR_EQ(lines[1], "vulkan0\t321.250\t12.250\t45678.500\tTest GPU (fake)");
-    CHECK_INT_EQ(count_tabs(lines[2]), 4);
+    CHECK_STR_EQ(lines[0], "# hearth devices v3");
+    CHECK_STR_EQ(lines[1], "vulkan0\t321.250\t12.250\t45678.500\t0.000\t-\tTest GPU (fake)");
+    CHECK_INT_EQ(count_tabs(lines[2]), 6);
     unsetenv("HEARTH_CACHE_DIR");
 }
 
-TEST(cache_v1_read_then_rewritten_as_v2)
+TEST(cache_v1_read_then_rewritten_as_v3)
 {
-    const char *path = cache_in("v1");
+    const char *path = plan_env_cache("v1");
     REQUIRE(path);
-    write_file(path, "# hearth devices v1\ncpu\t25.500\t0.000\tSome CPU\n"
-                     "vulkan0\t300.000\t10.000\tTest GPU (fake)\n");
+    REQUIRE(plan_env_write(path, "# hearth devices v1\ncpu\t25.500\t0.000\tSome CPU\n"
+                     "vulkan0\t300.000\t10.000\tTest GPU (fake)\n"));
     struct bw_entry got;
     char note[256];
     CHECK(bw_cache_lookup("cpu", "Some CPU", &got, note, sizeof note));
@@ -131,15 +112,15 @@ TEST(cache_v1_read_then_rewritten_as_v2)
     CHECK(pd.dev[PLAN_HOST].mem_bw_measured);
     CHECK(pd.dev[PLAN_HOST].flops_assumed && !pd.dev[PLAN_HOST].flops_measured);
     CHECK_NEAR(pd.dev[PLAN_HOST].flops, PLAN_DEFAULT_HOST_FLOPS, 0.0);
-    /* the next store writes v2 and keeps the v1 line it did not replace */
+    /* the next store writes v3 and keeps the v1 line it did not replace */
     struct bw_entry e = entry("cpu", "Some CPU", 25.5, 0.0, 150.0);
     CHECK_OK(bw_cache_store(&e));
     char lines[8][512];
     int n = read_lines(path, lines);
     REQUIRE(n == 3);
-    CHECK_STR_EQ(lines[0], "# hearth devices v2");
-    CHECK_STR_EQ(lines[1], "vulkan0\t300.000\t10.000\t0.000\tTest GPU (fake)");
-    CHECK_STR_EQ(lines[2], "cpu\t25.500\t0.000\t150.000\tSome CPU");
+    CHECK_STR_EQ(lines[0], "# hearth devices v3");
+    CHECK_STR_EQ(lines[1], "vulkan0\t300.000\t10.000\t0.000\t0.000\t-\tTest GPU (fake)");
+    CHECK_STR_EQ(lines[2], "cpu\t25.500\t0.000\t150.000\t0.000\t-\tSome CPU");
     CHECK(bw_cache_lookup("vulkan0", "Test GPU (fake)", &got, note, sizeof note));
     CHECK_NEAR(got.h2d_gbps, 10.0, 1e-9);
     CHECK_NEAR(got.gflops, 0.0, 0.0);
@@ -148,20 +129,20 @@ TEST(cache_v1_read_then_rewritten_as_v2)
 
 TEST(cache_v2_malformed_line_ignored)
 {
-    const char *path = cache_in("bad");
+    const char *path = plan_env_cache("bad");
     REQUIRE(path);
     struct bw_entry got;
     char note[256];
     /* the v1 layout under a v2 header: the description is read as the rate */
-    write_file(path, "# hearth devices v2\ncpu\t25.5\t0\t100\tSome CPU\n"
-                     "vulkan0\t300\t10\tTest GPU (fake)\n");
+    REQUIRE(plan_env_write(path, "# hearth devices v2\ncpu\t25.5\t0\t100\tSome CPU\n"
+                     "vulkan0\t300\t10\tTest GPU (fake)\n"));
     CHECK(!bw_cache_lookup("cpu", "Some CPU", &got, note, sizeof note));
     CHECK_MSG(strstr(note, "line 3") && strstr(note, "GFLOP/s") && strstr(note, "ignored"),
               "note: %s", note);
-    write_file(path, "# hearth devices v2\ncpu\t25.5\t0\tfast\tSome CPU\n");
+    REQUIRE(plan_env_write(path, "# hearth devices v2\ncpu\t25.5\t0\tfast\tSome CPU\n"));
     CHECK(!bw_cache_lookup("cpu", "Some CPU", &got, note, sizeof note));
     CHECK_MSG(strstr(note, "line 2"), "note: %s", note);
-    write_file(path, "# hearth devices v2\ncpu\t25.5\t0\t-3\tSome CPU\n");
+    REQUIRE(plan_env_write(path, "# hearth devices v2\ncpu\t25.5\t0\t-3\tSome CPU\n"));
     CHECK(!bw_cache_lookup("cpu", "Some CPU", &got, note, sizeof note));
     CHECK_MSG(strstr(note, "line 2"), "note: %s", note);
     /* the planner gets the note and keeps its defaults */
@@ -170,8 +151,8 @@ TEST(cache_v2_malformed_line_ignored)
     CHECK(!plan_devices_apply_cache(&pd, PLAN_HOST, "Some CPU"));
     CHECK(pd.dev[PLAN_HOST].flops_assumed);
     CHECK_MSG(strstr(pd.cache_note, "line 2"), "%s", pd.cache_note);
-    /* a v3 header is not read as v2 */
-    write_file(path, "# hearth devices v3\ncpu\t25.5\t0\t100\tSome CPU\n");
+    /* a v4 header (a later build's) is not read as v3 */
+    REQUIRE(plan_env_write(path, "# hearth devices v4\ncpu\t25.5\t0\t100\t1\t-\tSome CPU\n"));
     CHECK(!bw_cache_lookup("cpu", "Some CPU", &got, note, sizeof note));
     CHECK_MSG(strstr(note, "line 1"), "note: %s", note);
     unsetenv("HEARTH_CACHE_DIR");
@@ -230,14 +211,6 @@ TEST(measure_vulkan_device)
     backend_device_destroy(dev);
 }
 
-static bool reason_has(const struct plan *p, const char *a, const char *b)
-{
-    for (size_t i = 0; i < p->n_reasons; i++)
-        if (strstr(p->reasons[i], a) && (!b || strstr(p->reasons[i], b)))
-            return true;
-    return false;
-}
-
 /*
  * pm's predicted prefill on the host alone, its cache entry saying gflops
  * (0: not measured); the plan is kept in *keep when keep is not NULL.
@@ -248,7 +221,8 @@ static double host_prefill(const struct plan_model *pm, const char *path, const 
     char text[600];
     snprintf(text, sizeof text, "# hearth devices v2\ncpu\t20.000\t0.000\t%.3f\t%s\n", gflops,
              desc);
-    write_file(path, text);
+    if (!plan_env_write(path, text))
+        return -1.0;
     struct plan_devices pd;
     plan_devices_init(&pd);
     plan_devices_apply_cache(&pd, PLAN_HOST, desc);
@@ -265,7 +239,7 @@ static double host_prefill(const struct plan_model *pm, const char *path, const 
 
 TEST(planner_uses_cached_flops)
 {
-    const char *path = cache_in("plan");
+    const char *path = plan_env_cache("plan");
     REQUIRE(path);
     struct reg_device_info info[8];
     int n = reg_list_devices(info, 8);
@@ -273,7 +247,7 @@ TEST(planner_uses_cached_flops)
     char text[600];
     snprintf(text, sizeof text, "# hearth devices v2\ncpu\t20.000\t0.000\t123.500\t%s\n",
              info[0].desc);
-    write_file(path, text);
+    REQUIRE(plan_env_write(path, text));
     /* detection takes the detected cpu's cached rate */
     struct plan_devices pd;
     plan_devices_init(&pd);
@@ -286,14 +260,9 @@ TEST(planner_uses_cached_flops)
     CHECK_NEAR(pd.dev[PLAN_HOST].flops, 1e12, 1.0);
     CHECK(!pd.dev[PLAN_HOST].flops_measured && !pd.dev[PLAN_HOST].mem_bw_measured);
 
-    const char *mp = test_model_path(TEST_SMOLLM2);
-    REQUIRE(mp);
-    struct gguf_file *gf = NULL;
+    struct gguf_file *gf;
     struct plan_model pm;
-    memset(&pm, 0, sizeof pm);
-    CHECK_OK(gguf_open(mp, &gf));
-    REQUIRE(gf);
-    CHECK_OK(plan_model_from_gguf(gf, &pm));
+    REQUIRE(plan_env_model(TEST_SMOLLM2, &gf, &pm) == HEARTH_OK);
     struct plan p;
     double slow = host_prefill(&pm, path, info[0].desc, 100.0, &p);
     double fast = host_prefill(&pm, path, info[0].desc, 400.0, NULL);
@@ -302,20 +271,19 @@ TEST(planner_uses_cached_flops)
     CHECK_MSG(slow > 0 && fast > 2.0 * slow && unmeasured > fast,
               "prefill %.1f / %.1f / %.1f tok/s at 100 / 400 GFLOP/s / assumed", slow, fast,
               unmeasured);
-    CHECK_MSG(reason_has(&p, "cpu: FLOP rate 100 GFLOP/s measured", NULL),
+    CHECK_MSG(plan_env_reason(&p, "cpu: FLOP rate 100 GFLOP/s measured", NULL),
               "no reason names the measured rate");
-    CHECK_MSG(!reason_has(&p, "assumed, not measured", "FLOP rate"),
+    CHECK_MSG(!plan_env_reason(&p, "assumed, not measured", "FLOP rate"),
               "the measured rate is still called assumed");
     plan_free(&p);
     host_prefill(&pm, path, info[0].desc, 0.0, &p);
-    CHECK_MSG(reason_has(&p, "cpu figures assumed, not measured", "FLOP rate"),
+    CHECK_MSG(plan_env_reason(&p, "cpu figures assumed, not measured", "FLOP rate"),
               "an unmeasured rate is not called assumed");
     plan_free(&p);
-    plan_model_free(&pm);
-    gguf_close(gf);
+    plan_env_model_close(gf, &pm);
     unsetenv("HEARTH_CACHE_DIR");
 }
 
-TEST_MAIN(TEST_CASE(cache_v2_round_trip), TEST_CASE(cache_v1_read_then_rewritten_as_v2),
+TEST_MAIN(TEST_CASE(cache_round_trip), TEST_CASE(cache_v1_read_then_rewritten_as_v3),
           TEST_CASE(cache_v2_malformed_line_ignored), TEST_CASE(measure_cpu_device),
           TEST_CASE(measure_vulkan_device), TEST_CASE(planner_uses_cached_flops))

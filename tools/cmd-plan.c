@@ -267,8 +267,10 @@ static void print_json(const struct plan_model *m, const struct plan *p)
                "\"kv_bytes\": %llu, \"scratch_bytes\": %llu, \"staging_bytes\": %llu, "
                "\"host_staging_bytes\": %llu, \"stream_bytes\": %llu, "
                "\"reserve_bytes\": %llu, \"read_per_token\": %llu, \"mem_bw\": %.0f, "
-               "\"flops\": %.0f, \"h2d_bw\": %.0f, \"assumed\": {\"budget\": %s, \"mem_bw\": %s, "
-               "\"flops\": %s}, \"measured\": {\"mem_bw\": %s, \"h2d_bw\": %s, \"flops\": %s}}%s\n",
+               "\"flops\": %.0f, \"h2d_bw\": %.0f, \"matvec_q4_k_bw\": %.0f, \"op_s\": %.3g, "
+               "\"decode_s\": %.6g, \"decode_ops\": %.0f, \"assumed\": {\"budget\": %s, "
+               "\"mem_bw\": %s, \"flops\": %s}, \"measured\": {\"mem_bw\": %s, \"h2d_bw\": %s, "
+               "\"matvec\": %s, \"op_s\": %s, \"flops\": %s}}%s\n",
                dv->name, dv->kind == PLAN_DEV_CPU ? "cpu" : dv->kind == PLAN_DEV_CUDA ? "cuda"
                                                                                        : "vulkan",
                (unsigned long long)u->budget, (unsigned long long)u->total,
@@ -278,10 +280,13 @@ static void print_json(const struct plan_model *m, const struct plan *p)
                (unsigned long long)u->stream,
                (unsigned long long)u->reserve,
                (unsigned long long)u->read_per_token, dv->mem_bw, dv->flops,
-               d == PLAN_HOST ? 0.0 : dv->h2d_bw, dv->budget_assumed ? "true" : "false",
-               dv->mem_bw_assumed ? "true" : "false", dv->flops_assumed ? "true" : "false",
-               dv->mem_bw_measured ? "true" : "false", dv->h2d_bw_measured ? "true" : "false",
-               dv->flops_measured ? "true" : "false",
+               d == PLAN_HOST ? 0.0 : dv->h2d_bw, dv->mv_bw[HEARTH_DTYPE_Q4_K],
+               plan_op_seconds(dv), u->decode_s, u->decode_ops,
+               dv->budget_assumed ? "true" : "false", dv->mem_bw_assumed ? "true" : "false",
+               dv->flops_assumed ? "true" : "false", dv->mem_bw_measured ? "true" : "false",
+               dv->h2d_bw_measured ? "true" : "false",
+               dv->mv_bw[HEARTH_DTYPE_Q4_K] > 0 ? "true" : "false",
+               dv->op_s > 0 ? "true" : "false", dv->flops_measured ? "true" : "false",
                d + 1 < p->devs.n ? "," : "");
     }
     printf("  ],\n  \"predicted\": {\"prefill_tps\": %.3f, \"decode_tps\": %.4f, "
