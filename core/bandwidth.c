@@ -163,8 +163,8 @@ static int type_named(const char *name)
     return t;
 }
 
-/* "TYPE:GB/s,..." or "-" into e->mv_gbps; false on an unknown type or a bad figure. */
-static bool parse_rates(char *f, struct bw_entry *e)
+/* "TYPE:rate,..." or "-" into rates; false on an unknown type or a bad figure. */
+static bool parse_rates(char *f, double *rates)
 {
     if (!strcmp(f, "-"))
         return true;
@@ -177,7 +177,7 @@ static bool parse_rates(char *f, struct bw_entry *e)
             return false;
         *c = '\0';
         int t = type_named(item);
-        if (t == HEARTH_DTYPE_COUNT || !parse_figure(c + 1, 1e6, &e->mv_gbps[t]))
+        if (t == HEARTH_DTYPE_COUNT || !parse_figure(c + 1, 1e9, &rates[t]))
             return false;
         item = next;
     }
@@ -185,14 +185,14 @@ static bool parse_rates(char *f, struct bw_entry *e)
 }
 
 /*
- * Parses one line (no newline): v3 "name\tmem\th2d\tgflops\top_us\trates\tdesc",
- * v2 the same without op_us and rates, v1 without gflops as well (missing
- * figures left 0: not measured). false if malformed.
+ * Parses one line (no newline): v3 "name\tmem\th2d\tgflops\top_us\tmv\tmm\tdesc"
+ * (mv, mm: rate lists), v2 the same without op_us and the lists, v1 without
+ * gflops as well (missing figures left 0: not measured). false if malformed.
  */
 static bool parse_line(char *line, int version, struct bw_entry *e)
 {
-    const int nf = version == 1 ? 4 : version == 2 ? 5 : 7;
-    char *f[7];
+    const int nf = version == 1 ? 4 : version == 2 ? 5 : 8;
+    char *f[8];
     char *p = line;
     for (int i = 0; i < nf; i++) {
         f[i] = p;
@@ -212,7 +212,8 @@ static bool parse_line(char *line, int version, struct bw_entry *e)
     double m, h, g = 0.0, op = 0.0;
     if (!parse_figure(f[1], 1e6, &m) || !parse_figure(f[2], 1e6, &h) ||
         (nf >= 5 && !parse_figure(f[3], 1e9, &g)) ||
-        (nf == 7 && (!parse_figure(f[4], 1e6, &op) || !parse_rates(f[5], e))))
+        (nf == 8 && (!parse_figure(f[4], 1e6, &op) || !parse_rates(f[5], e->mv_gbps) ||
+                     !parse_rates(f[6], e->mm_gflops))))
         return false;
     memcpy(e->name, f[0], nl + 1);
     memcpy(e->desc, desc, dl + 1);
@@ -223,16 +224,16 @@ static bool parse_line(char *line, int version, struct bw_entry *e)
     return true;
 }
 
-/* e's matvec rates as the v3 field. */
-static void format_rates(const struct bw_entry *e, char *buf, size_t size)
+/* A per-type rate list as a v3 field. */
+static void format_rates(const double *rates, char *buf, size_t size)
 {
     size_t len = 0;
     buf[0] = '\0';
     for (int t = 0; t < HEARTH_DTYPE_COUNT; t++) {
-        if (!(e->mv_gbps[t] > 0) || !hearth_dtype_name((hearth_dtype)t))
+        if (!(rates[t] > 0) || !hearth_dtype_name((hearth_dtype)t))
             continue;
         int w = snprintf(buf + len, size - len, "%s%s:%.3f", len ? "," : "",
-                         hearth_dtype_name((hearth_dtype)t), e->mv_gbps[t]);
+                         hearth_dtype_name((hearth_dtype)t), rates[t]);
         if (w < 0 || (size_t)w >= size - len)
             break;
         len += (size_t)w;
@@ -257,7 +258,7 @@ static bool read_cache(const char *path, struct bw_entry *es, int *n, char *note
                      strerror(errno));
         return false;
     }
-    char line[1024];
+    char line[1536];
     int ln = 0, version = 3;
     bool ok = true;
     while (fgets(line, sizeof line, f)) {
@@ -290,7 +291,7 @@ static bool read_cache(const char *path, struct bw_entry *es, int *n, char *note
                          : version == 2
                              ? "NAME<TAB>GB/s<TAB>GB/s<TAB>GFLOP/s<TAB>DESCRIPTION; file ignored"
                              : "NAME<TAB>GB/s<TAB>GB/s<TAB>GFLOP/s<TAB>op us<TAB>TYPE:GB/s,..."
-                               "<TAB>DESCRIPTION; file ignored");
+                               "<TAB>TYPE:GFLOP/s,...<TAB>DESCRIPTION; file ignored");
             break;
         }
     }
@@ -377,10 +378,11 @@ hearth_status bw_cache_store(const struct bw_entry *e)
                        strerror(errno));
     fprintf(f, "%s\n", BW_CACHE_HEADER);
     for (int i = 0; i < k; i++) {
-        char rates[768];
-        format_rates(&es[i], rates, sizeof rates);
-        fprintf(f, "%s\t%.3f\t%.3f\t%.3f\t%.3f\t%s\t%s\n", es[i].name, es[i].mem_gbps,
-                es[i].h2d_gbps, es[i].gflops, es[i].op_us, rates, es[i].desc);
+        char mv[640], mm[640];
+        format_rates(es[i].mv_gbps, mv, sizeof mv);
+        format_rates(es[i].mm_gflops, mm, sizeof mm);
+        fprintf(f, "%s\t%.3f\t%.3f\t%.3f\t%.3f\t%s\t%s\t%s\n", es[i].name, es[i].mem_gbps,
+                es[i].h2d_gbps, es[i].gflops, es[i].op_us, mv, mm, es[i].desc);
     }
     bool bad = ferror(f) != 0;
     if (fclose(f) != 0 || bad || rename(tmp, path) != 0) {

@@ -75,15 +75,10 @@ static hearth_status bench_init(struct hearth_device *dev, struct dec_bench *b)
     return backend_buffer_set(b->x, 0, x, sizeof x);
 }
 
-/* Rows of type t that fit one buffer, a multiple of FLOPS_DEC_N_OUT_MIN (0: none). */
 static int64_t rows_fitting(const struct dec_bench *b, hearth_dtype t)
 {
-    uint64_t row = 0;
-    if (!quant_row_bytes(t, FLOPS_DEC_N_IN, &row) || row == 0)
-        return 0;
-    int64_t n = (int64_t)(b->w_bytes / row);
-    n = n < FLOPS_DEC_N_OUT ? n : FLOPS_DEC_N_OUT;
-    return n / FLOPS_DEC_N_OUT_MIN * FLOPS_DEC_N_OUT_MIN;
+    return flops__rows_fitting(b->w_bytes, t, FLOPS_DEC_N_IN, FLOPS_DEC_N_OUT,
+                               FLOPS_DEC_N_OUT_MIN);
 }
 
 /* Host blocks of type t for one buffer's rows; the buffers are refilled as they are used. */

@@ -21,6 +21,10 @@
 struct flops_bench {
     struct hearth_stream *s;
     struct hearth_buffer *w, *x, *y; /* room for the largest shape */
+    void *host;                      /* staging for the weight's blocks */
+    size_t w_bytes;                  /* a Q4_K FLOPS_N_OUT_MAX x FLOPS_N_IN_MAX */
+    hearth_dtype type;               /* what w holds */
+    struct rng r;
 };
 
 static void bench_free(struct flops_bench *b)
@@ -29,7 +33,38 @@ static void bench_free(struct flops_bench *b)
     backend_buffer_free(b->y);
     backend_buffer_free(b->x);
     backend_buffer_free(b->w);
+    free(b->host);
     memset(b, 0, sizeof *b);
+}
+
+int64_t flops__rows_fitting(size_t bytes, hearth_dtype t, int64_t n_in, int64_t max_rows,
+                            int64_t multiple)
+{
+    uint64_t row = 0;
+    if (!quant_row_bytes(t, n_in, &row) || row == 0)
+        return 0;
+    int64_t n = (int64_t)(bytes / row);
+    n = n < max_rows ? n : max_rows;
+    return n / multiple * multiple;
+}
+
+static int64_t rows_fitting(const struct flops_bench *b, hearth_dtype t)
+{
+    return flops__rows_fitting(b->w_bytes, t, FLOPS_N_IN_MAX, FLOPS_N_OUT_MAX, FLOPS_N_OUT_MIN);
+}
+
+/* Random blocks of type t into w, as many rows as fit. */
+static hearth_status bench_fill(struct flops_bench *b, hearth_dtype t)
+{
+    uint64_t row = 0;
+    quant_row_bytes(t, FLOPS_N_IN_MAX, &row);
+    size_t bytes = (size_t)rows_fitting(b, t) * row;
+    hearth_status st = synth_fill(t, bytes / quant_get(t)->block_bytes, 0.02f, &b->r, b->host);
+    if (st == HEARTH_OK)
+        st = backend_buffer_set(b->w, 0, b->host, bytes);
+    if (st == HEARTH_OK)
+        b->type = t;
+    return st;
 }
 
 /* Allocates the buffers at the largest shape on dev and uploads random contents. */
@@ -49,22 +84,16 @@ static hearth_status bench_init(struct hearth_device *dev, struct flops_bench *b
         (st = backend_buffer_alloc(bt, y_bytes, &b->y)) != HEARTH_OK ||
         (st = backend_stream_create(dev, &b->s)) != HEARTH_OK)
         return st;
-    void *host = malloc(w_bytes > x_bytes ? w_bytes : x_bytes);
-    if (!host)
+    b->w_bytes = w_bytes;
+    if (!(b->host = malloc(w_bytes > x_bytes ? w_bytes : x_bytes)))
         return err_set(HEARTH_ERR_NO_MEMORY, "flops: out of memory for %zu bytes", w_bytes);
-    struct rng r;
-    rng_seed(&r, 0x464c4f50u);
-    const uint64_t n_blocks =
-        (uint64_t)FLOPS_N_OUT_MAX * FLOPS_N_IN_MAX / (uint64_t)quant_get(HEARTH_DTYPE_Q4_K)->blck;
-    if ((st = synth_fill(HEARTH_DTYPE_Q4_K, n_blocks, 0.02f, &r, host)) == HEARTH_OK &&
-        (st = backend_buffer_set(b->w, 0, host, w_bytes)) == HEARTH_OK) {
-        float *x = host;
-        for (size_t i = 0; i < x_bytes / sizeof(float); i++)
-            x[i] = (float)(2.0 * rng_uniform(&r) - 1.0);
-        st = backend_buffer_set(b->x, 0, host, x_bytes);
-    }
-    free(host);
-    return st;
+    rng_seed(&b->r, 0x464c4f50u);
+    float *x = b->host;
+    for (size_t i = 0; i < x_bytes / sizeof(float); i++)
+        x[i] = (float)(2.0 * rng_uniform(&b->r) - 1.0);
+    if ((st = backend_buffer_set(b->x, 0, b->host, x_bytes)) != HEARTH_OK)
+        return st;
+    return bench_fill(b, HEARTH_DTYPE_Q4_K);
 }
 
 /*
@@ -77,7 +106,7 @@ static hearth_status bench_run(const struct flops_bench *b, int64_t n_out, int64
     struct hearth_op op = {.kind = HEARTH_OP_MATMUL, .n_tok = FLOPS_N_TOK, .u.matmul.n_w = 1};
     struct hearth_op_matmul *m = &op.u.matmul;
     backend_tensor_2d(&m->x, b->x, 0, HEARTH_DTYPE_F32, n_in, FLOPS_N_TOK);
-    backend_tensor_2d(&m->w[0], b->w, 0, HEARTH_DTYPE_Q4_K, n_in, n_out);
+    backend_tensor_2d(&m->w[0], b->w, 0, b->type, n_in, n_out);
     backend_tensor_2d(&m->y[0], b->y, 0, HEARTH_DTYPE_F32, n_out, FLOPS_N_TOK);
     double t0 = bw_now();
     hearth_status st = HEARTH_OK;
@@ -120,6 +149,36 @@ static hearth_status bench_measure(const struct flops_bench *b, struct flops_res
     out->seconds = bw_median(times, reps);
     out->reps = reps;
     out->gflops = out->flop / (out->seconds > 1e-9 ? out->seconds : 1e-9) * 1e-9;
+    out->gflops_type[HEARTH_DTYPE_Q4_K] = out->gflops;
+    return HEARTH_OK;
+}
+
+/*
+ * Every other listed type the device multiplies, at Q4_K's final shape (its
+ * rows capped at what fits the buffer), n_iter ops a run: a warm-up (a
+ * type's first use may build a pipeline), then the median of 3.
+ */
+static hearth_status measure_types(struct flops_bench *b, struct hearth_device *dev,
+                                   struct flops_result *out)
+{
+    for (int i = 1; i < FLOPS_DEC_N_TYPES; i++) {
+        hearth_dtype t = flops_dec_types[i];
+        int64_t n_out = rows_fitting(b, t);
+        n_out = n_out < out->n_out ? n_out : out->n_out;
+        if (n_out == 0 || !backend_device_supports_op(dev, HEARTH_OP_MATMUL, t))
+            continue;
+        double times[3], t0;
+        hearth_status st = bench_fill(b, t);
+        if (st == HEARTH_OK)
+            st = bench_run(b, n_out, FLOPS_N_IN_MAX, 1, &t0);
+        for (int r = 0; r < 3 && st == HEARTH_OK; r++)
+            st = bench_run(b, n_out, FLOPS_N_IN_MAX, out->n_iter, &times[r]);
+        if (st != HEARTH_OK)
+            return err_prefix(st, "%s", hearth_dtype_name(t));
+        double flop = 2.0 * (double)n_out * FLOPS_N_IN_MAX * FLOPS_N_TOK * out->n_iter;
+        double sec = bw_median(times, 3);
+        out->gflops_type[t] = flop / (sec > 1e-9 ? sec : 1e-9) * 1e-9;
+    }
     return HEARTH_OK;
 }
 
@@ -143,6 +202,9 @@ hearth_status flops_measure_device(struct hearth_device *dev, struct flops_resul
     hearth_status st = bench_init(dev, &b);
     if (st == HEARTH_OK)
         st = bench_measure(&b, out);
+    /* a device that did not reach the full row width in time is timed on Q4_K alone */
+    if (st == HEARTH_OK && out->n_in == FLOPS_N_IN_MAX)
+        st = measure_types(&b, dev, out);
     bench_free(&b);
     if (st != HEARTH_OK)
         return err_prefix(st, "flops: measuring %s", props.name);

@@ -9,9 +9,11 @@
  * buffer type and run through its own stream. One op counts 2 * n_out *
  * n_in * n_tok FLOPs (a multiply and an add per weight per token; the
  * activations' quantization and the dequantization are the device's
- * overhead, not counted). Q4_K because it is the most common quantization
- * of model files (Q4_K_M is mostly Q4_K); other types run at other rates,
- * which the planner does not model. n_tok is the planner's default prefill
+ * overhead, not counted). Q4_K first because it is the most common
+ * quantization of model files (Q4_K_M is mostly Q4_K); other types' rates
+ * are timed after it when the device reached the full row width (n_in
+ * FLOPS_N_IN_MAX): every type of flops_dec_types (below) at Q4_K's final
+ * shape (rows capped at what fits Q4_K's buffer), median of 3 runs. n_tok is the planner's default prefill
  * micro-batch (512).
  *
  * Adaptive, so a software device (lavapipe: ~0.2 GFLOP/s on 2 cores) finishes
@@ -31,6 +33,7 @@
 #ifndef HEARTH_FLOPS_H
 #define HEARTH_FLOPS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "hearth.h"
@@ -46,7 +49,8 @@
 struct hearth_device;
 
 struct flops_result {
-    double gflops;              /* 1e9 FLOP/s of the median run */
+    double gflops;              /* 1e9 FLOP/s of Q4_K's median run */
+    double gflops_type[HEARTH_DTYPE_COUNT]; /* per type (Q4_K's = gflops); 0: not timed */
     int64_t n_out, n_in, n_tok; /* the shape timed */
     int n_iter;                 /* ops per run */
     double flop;                /* FLOPs of one run: 2 * n_out * n_in * n_tok * n_iter */
@@ -122,6 +126,12 @@ struct flops_decode_result {
  */
 hearth_status flops_measure_decode(struct hearth_device *dev, struct flops_decode_result *out);
 
+/*
+ * Internal (flops.c): rows of type t, n_in wide, that fit bytes, at most
+ * max_rows, rounded down to a multiple (0: none, or t has no such rows).
+ */
+int64_t flops__rows_fitting(size_t bytes, hearth_dtype t, int64_t n_in, int64_t max_rows,
+                            int64_t multiple);
 /* Internal (flops.c): dev's props into *props; UNSUPPORTED when it has no Q4_K MATMUL. */
 struct hearth_device_props;
 hearth_status flops__timeable(struct hearth_device *dev, struct hearth_device_props *props);

@@ -13,7 +13,7 @@
  * part alone gives the physical ceiling, host bandwidth / host bytes per token.
  *
  * Prefill of n_prompt tokens in micro-batches of n_batch: per tensor the larger
- * of compute (2 * params * tokens / FLOP rate) and memory (bytes per batch /
+ * of compute (2 * params * tokens / FLOP rate, its type's where measured) and memory (bytes per batch /
  * bandwidth), the LM head once for the last token only; attention adds 4 * heads * head_dim * P(P+1)/2 FLOPs per layer.
  * A host tensor is either computed by the CPU, or streamed to the first GPU:
  * the copy of batch b+1's weights overlaps the compute of batch b (double
@@ -69,6 +69,12 @@ static void prefill_work(const struct plan_model_tensor *t, const struct plan_op
     *reads = head ? 1.0 : (double)n_batches(o);
 }
 
+/* FLOP/s device d multiplies weights of type t at in prefill: measured for t, else its rate. */
+static double prefill_rate(const struct plan_device *d, hearth_dtype t)
+{
+    return d->mm_flops[t] > 0 ? d->mm_flops[t] : d->flops;
+}
+
 /* Seconds of tensor i's prefill computed on device d with its bytes in d's memory. */
 static double prefill_on(const struct plan_model *m, const struct plan_device *d,
                          const struct plan_opts *o, size_t i)
@@ -80,7 +86,7 @@ static double prefill_on(const struct plan_model *m, const struct plan_device *d
     prefill_work(t, o, &tokens, &reads);
     double flops = 2.0 * params_of(t) * expert_frac(m, t) * tokens;
     double mem = (double)t->nbytes * reads / d->mem_bw;
-    double comp = flops / d->flops;
+    double comp = flops / prefill_rate(d, t->type);
     return comp > mem ? comp : mem;
 }
 
@@ -94,7 +100,7 @@ void plan__prefill_cost(const struct plan_model *m, const struct plan_devices *d
     double tokens, reads;
     prefill_work(t, o, &tokens, &reads);
     double copy = (double)t->nbytes * reads / g->h2d_bw;
-    double comp = 2.0 * params_of(t) * expert_frac(m, t) * tokens / g->flops;
+    double comp = 2.0 * params_of(t) * expert_frac(m, t) * tokens / prefill_rate(g, t->type);
     *stream_s = copy > comp ? copy : comp;
 }
 
@@ -713,7 +719,7 @@ hearth_status plan__explain(const struct plan_model *m, struct plan *p)
                              dv->h2d_bw_measured ? "host-to-device" : ""));
         if (dv->flops_measured)
             TRY(plan__reason(p, "%s: FLOP rate %.*f GFLOP/s measured on this machine (a Q4_K "
-                                "matmul, cached by `hearth devices`)",
+                                "matmul, cached by `hearth devices`; --rates lists every type's)",
                              dv->name, dv->flops < 10e9 ? 2 : 0, dv->flops / 1e9));
         const double q4k = dv->mv_bw[HEARTH_DTYPE_Q4_K];
         if (q4k > 0) {

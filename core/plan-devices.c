@@ -232,6 +232,7 @@ hearth_status plan_devices_set_host(struct plan_devices *d, const char *spec)
      */
     h->budget_assumed = h->mem_bw_assumed = h->mem_bw_measured = false;
     memset(h->mv_bw, 0, sizeof h->mv_bw);
+    memset(h->mm_flops, 0, sizeof h->mm_flops);
     h->op_s = 0.0;
     h->flops = PLAN_DEFAULT_HOST_FLOPS;
     h->flops_assumed = true;
@@ -323,8 +324,10 @@ bool plan_devices_apply_cache(struct plan_devices *d, int i, const char *desc)
         g->flops_assumed = false;
         g->flops_measured = true;
     }
-    for (int t = 0; t < HEARTH_DTYPE_COUNT; t++)
+    for (int t = 0; t < HEARTH_DTYPE_COUNT; t++) {
         g->mv_bw[t] = e.mv_gbps[t] * 1e9;
+        g->mm_flops[t] = e.mm_gflops[t] * 1e9;
+    }
     g->op_s = e.op_us * 1e-6;
     return true;
 }

@@ -61,6 +61,11 @@ struct plan_device {
      */
     double mv_bw[HEARTH_DTYPE_COUNT];
     double op_s;
+    /*
+     * Prefill's FLOP/s per weight type, measured only (0: not; a type
+     * without one runs at flops).
+     */
+    double mm_flops[HEARTH_DTYPE_COUNT];
     bool budget_assumed, mem_bw_assumed, flops_assumed, h2d_bw_assumed;
     bool mem_bw_measured, h2d_bw_measured, flops_measured; /* from a measurement (the cache) */
     /*

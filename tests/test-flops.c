@@ -4,7 +4,7 @@
  * (test-flops-decode covers decode's figures).
  *
  *  - cache: stored and looked up with the GFLOP/s field; the file has the
- *    v3 header and seven fields a line;
+ *    v3 header and eight fields a line;
  *  - a v1 file is read (bandwidths measured, FLOP rate 0, so the plan keeps
  *    assuming it) and the next store rewrites it as v3, its old lines kept;
  *  - a malformed v2 line (the v1 layout under a v2 header, a FLOP rate that
@@ -13,6 +13,9 @@
  *    in CI): a positive finite rate, a shape grown as flops.h says, and the
  *    FLOP count it reports is 2 * n_out * n_in * n_tok * n_iter of that
  *    shape (the arithmetic, never the speed);
+ *  - per-type matmul rates: measured for every listed type on a device that
+ *    reaches the full row width, and the planner's prefill takes a tensor's
+ *    type's rate (prefill_per_type_rates);
  *  - the planner: a cached rate for the detected cpu becomes the host's
  *    flops, flops_assumed false, and the reasons say so instead of
  *    "assumed"; SmolLM2's predicted prefill follows the rate (a lower rate,
@@ -88,8 +91,8 @@ TEST(cache_round_trip)
     int n = read_lines(path, lines);
     REQUIRE(n == 3);
     CHECK_STR_EQ(lines[0], "# hearth devices v3");
-    CHECK_STR_EQ(lines[1], "vulkan0\t321.250\t12.250\t45678.500\t0.000\t-\tTest GPU (fake)");
-    CHECK_INT_EQ(count_tabs(lines[2]), 6);
+    CHECK_STR_EQ(lines[1], "vulkan0\t321.250\t12.250\t45678.500\t0.000\t-\t-\tTest GPU (fake)");
+    CHECK_INT_EQ(count_tabs(lines[2]), 7);
     unsetenv("HEARTH_CACHE_DIR");
 }
 
@@ -119,8 +122,8 @@ TEST(cache_v1_read_then_rewritten_as_v3)
     int n = read_lines(path, lines);
     REQUIRE(n == 3);
     CHECK_STR_EQ(lines[0], "# hearth devices v3");
-    CHECK_STR_EQ(lines[1], "vulkan0\t300.000\t10.000\t0.000\t0.000\t-\tTest GPU (fake)");
-    CHECK_STR_EQ(lines[2], "cpu\t25.500\t0.000\t150.000\t0.000\t-\tSome CPU");
+    CHECK_STR_EQ(lines[1], "vulkan0\t300.000\t10.000\t0.000\t0.000\t-\t-\tTest GPU (fake)");
+    CHECK_STR_EQ(lines[2], "cpu\t25.500\t0.000\t150.000\t0.000\t-\t-\tSome CPU");
     CHECK(bw_cache_lookup("vulkan0", "Test GPU (fake)", &got, note, sizeof note));
     CHECK_NEAR(got.h2d_gbps, 10.0, 1e-9);
     CHECK_NEAR(got.gflops, 0.0, 0.0);
@@ -188,6 +191,19 @@ static void check_measure(struct hearth_device *dev, const char *what)
     CHECK_NEAR(r.flop, want, 0.0);
     CHECK_MSG(r.seconds > 0.0, "median run %g s", r.seconds);
     CHECK_NEAR(r.gflops, r.flop / r.seconds / 1e9, 1e-9 * r.gflops);
+    CHECK_NEAR(r.gflops_type[HEARTH_DTYPE_Q4_K], r.gflops, 0.0);
+    int others = 0;
+    for (int i = 1; i < FLOPS_DEC_N_TYPES; i++) {
+        double g = r.gflops_type[flops_dec_types[i]];
+        CHECK_MSG(isfinite(g) && g >= 0.0, "%s: %g", hearth_dtype_name(flops_dec_types[i]), g);
+        others += g > 0.0;
+    }
+    /* every other listed type exactly when the full row width was reached */
+    bool full = r.n_in == FLOPS_N_IN_MAX;
+    CHECK_MSG(others == (full ? FLOPS_DEC_N_TYPES - 1 : 0), "%d other types timed (full %d)",
+              others, full);
+    printf("  %s: %d other types, Q4_1 %.2f, Q8_0 %.2f GFLOP/s\n", what, others,
+           r.gflops_type[HEARTH_DTYPE_Q4_1], r.gflops_type[HEARTH_DTYPE_Q8_0]);
     printf("  %s: %.2f GFLOP/s, %lld x %lld x %lld x %d in %.4f s (median of %d)\n", what,
            r.gflops, (long long)r.n_out, (long long)r.n_in, (long long)r.n_tok, r.n_iter,
            r.seconds, r.reps);
@@ -284,6 +300,58 @@ TEST(planner_uses_cached_flops)
     unsetenv("HEARTH_CACHE_DIR");
 }
 
+/* pm's host-only prefill seconds for a 512-token prompt with the cache line's matmul rates mm. */
+static double prefill_seconds(const struct plan_model *pm, const char *path, const char *mm)
+{
+    char text[600];
+    snprintf(text, sizeof text,
+             "# hearth devices v3\ncpu\t20.000\t0.000\t100.000\t0.000\t-\t%s\tFake CPU\n", mm);
+    if (!plan_env_write(path, text))
+        return -1.0;
+    struct plan_devices pd;
+    plan_devices_init(&pd);
+    if (!plan_devices_apply_cache(&pd, PLAN_HOST, "Fake CPU"))
+        return -1.0;
+    struct plan p;
+    if (plan_make(pm, &pd, NULL, &p) != HEARTH_OK)
+        return -1.0;
+    double s = p.opts.n_prompt / p.prefill_tps;
+    plan_free(&p);
+    return s;
+}
+
+/*
+ * A type's measured matmul rate replaces the Q4_K rate for its tensors:
+ * SmolLM2's Q4_1 matrices (compute-bound here) at 50 instead of 100 GFLOP/s
+ * add exactly their FLOPs x (1/50 - 1/100) ns; a Q4_1 rate equal to Q4_K's
+ * changes nothing.
+ */
+TEST(prefill_per_type_rates)
+{
+    const char *path = plan_env_cache("mm");
+    REQUIRE(path);
+    struct gguf_file *gf;
+    struct plan_model pm;
+    REQUIRE(plan_env_model(TEST_SMOLLM2, &gf, &pm) == HEARTH_OK);
+    double base = prefill_seconds(&pm, path, "-");
+    double same = prefill_seconds(&pm, path, "Q4_1:100.000");
+    double slow = prefill_seconds(&pm, path, "Q4_1:50.000,Q4_K:100.000");
+    double flops = 0;
+    for (size_t i = 0; i < pm.n_tensors; i++) {
+        const struct plan_model_tensor *t = &pm.tensors[i];
+        if (t->type == HEARTH_DTYPE_Q4_1 && t->n_dims >= 2 && t->role != PLAN_ROLE_OUTPUT)
+            flops += 2.0 * (double)t->ne[0] * (double)t->ne[1] * 512.0;
+    }
+    REQUIRE(base > 0 && flops > 0);
+    CHECK_NEAR(same, base, 1e-12 * base);
+    double want = base + flops * (1.0 / 50e9 - 1.0 / 100e9);
+    CHECK_MSG(fabs(slow - want) < 1e-9 * want, "prefill %.6f s, expected %.6f s (base %.6f s)",
+              slow, want, base);
+    plan_env_model_close(gf, &pm);
+    unsetenv("HEARTH_CACHE_DIR");
+}
+
 TEST_MAIN(TEST_CASE(cache_round_trip), TEST_CASE(cache_v1_read_then_rewritten_as_v3),
           TEST_CASE(cache_v2_malformed_line_ignored), TEST_CASE(measure_cpu_device),
-          TEST_CASE(measure_vulkan_device), TEST_CASE(planner_uses_cached_flops))
+          TEST_CASE(measure_vulkan_device), TEST_CASE(planner_uses_cached_flops),
+          TEST_CASE(prefill_per_type_rates))

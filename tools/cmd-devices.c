@@ -39,8 +39,10 @@ static hearth_status measure_rates(struct hearth_device *dev, bool decode, struc
         }
     } else {
         struct flops_result r;
-        if ((st = flops_measure_device(dev, &r)) == HEARTH_OK)
+        if ((st = flops_measure_device(dev, &r)) == HEARTH_OK) {
             e->gflops = r.gflops;
+            memcpy(e->mm_gflops, r.gflops_type, sizeof e->mm_gflops);
+        }
     }
     if (st == HEARTH_ERR_UNSUPPORTED) {
         err_clear();
@@ -87,20 +89,20 @@ static void fmt_rate(char *buf, size_t size, double rate)
         snprintf(buf, size, "-");
 }
 
-/* "  matvec GB/s: Q4_K 10.4, Q6_K 12.1, ..." in flops.h's order; nothing when none. */
-static void print_rates(const struct bw_entry *e)
+/* "  what: Q4_K 10.4, Q6_K 12.1, ..." in flops.h's order; nothing when none. */
+static void print_rates(const char *what, const double *rates)
 {
-    const char *sep = "  matvec GB/s:";
+    bool any = false;
     for (int i = 0; i < FLOPS_DEC_N_TYPES; i++) {
         hearth_dtype t = flops_dec_types[i];
-        if (!(e->mv_gbps[t] > 0))
+        if (!(rates[t] > 0))
             continue;
         char r[32];
-        fmt_rate(r, sizeof r, e->mv_gbps[t]);
-        printf("%s %s %s", sep, hearth_dtype_name(t), r);
-        sep = ",";
+        fmt_rate(r, sizeof r, rates[t]);
+        printf("%s %s %s", any ? "," : what, hearth_dtype_name(t), r);
+        any = true;
     }
-    if (sep[0] != ' ')
+    if (any)
         printf("\n");
 }
 
@@ -122,7 +124,8 @@ int cmd_devices(int argc, char **argv)
                    "and the loader's planner use the cached figures.\n"
                    "  --no-bandwidth   skip bandwidths and FLOP rates (no measurement, no cache)\n"
                    "  --measure        measure every device again and update the cache\n"
-                   "  --rates          also list each device's matvec rate per weight type\n");
+                   "  --rates          also list each device's matvec and matmul rates per\n"
+                   "                   weight type\n");
             return 0;
         }
         if (!strcmp(argv[i], "--no-bandwidth")) {
@@ -183,8 +186,10 @@ int cmd_devices(int argc, char **argv)
                (unsigned long long)(devs[i].total_bytes >> 20),
                (unsigned long long)(devs[i].free_bytes >> 20), bws, h2d, fl, mv, op,
                devs[i].desc, how);
-        if (rates)
-            print_rates(&e);
+        if (rates) {
+            print_rates("  matvec GB/s:", e.mv_gbps);
+            print_rates("  matmul GFLOP/s:", e.mm_gflops);
+        }
         fflush(stdout);
     }
     return 0;
