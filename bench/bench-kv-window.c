@@ -17,24 +17,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "bench-util.h"
 #include "cpu/forward.h"
 #include "kv-quant.h"
 #include "model.h"
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 static long arg_long(int argc, char **argv, int i, long def)
 {
@@ -89,26 +76,26 @@ int main(int argc, char **argv)
         p.kv_type_k = kvt;
         p.kv_type_v = kvt;
         p.kv_window = k ? (uint32_t)w : 0;
-        double t0 = now();
+        double t0 = bench_now();
         if (forward_create(m, &p, &c[k]) != HEARTH_OK ||
             forward_eval(c[k], toks, depth, 0, NULL, false) != HEARTH_OK) {
             fprintf(stderr, "bench-kv-window: %s\n", hearth_last_error());
             goto done;
         }
-        fprintf(stderr, "filled W=%d to depth %d in %.1f s\n", k ? w : 0, depth, now() - t0);
+        fprintf(stderr, "filled W=%d to depth %d in %.1f s\n", k ? w : 0, depth, bench_now() - t0);
     }
     for (int i = 0; i < steps; i++)
         for (int j = 0; j < 2; j++) {
             int k = (i & 1) ? 1 - j : j;
-            double t0 = now();
+            double t0 = bench_now();
             if (forward_eval(c[k], toks + depth, 1, depth, logits, false) != HEARTH_OK) {
                 fprintf(stderr, "bench-kv-window: %s\n", hearth_last_error());
                 goto done;
             }
-            t[k][i] = now() - t0;
+            t[k][i] = bench_now() - t0;
         }
     for (int k = 0; k < 2; k++)
-        qsort(t[k], (size_t)steps, sizeof(double), cmp_double);
+        qsort(t[k], (size_t)steps, sizeof(double), bench_cmp_double);
     printf("%s depth %d, %d steps, %d thread(s): W=0 median %.3f ms (%.1f tok/s), p25 %.3f ms | "
            "W=%d median %.3f ms (%.1f tok/s), p25 %.3f ms | ratio median %.3f, p25 %.3f\n",
            tname, depth, steps, nth, t[0][steps / 2] * 1e3, 1.0 / t[0][steps / 2],

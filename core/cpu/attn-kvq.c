@@ -8,7 +8,8 @@
  * 16-entry codebook, which stays in L1; the per-piece f16 scale multiplies
  * the piece's partial sum once. Softmax is the max-subtracted two-pass one
  * of cpu_attn_head (ops.c) with the sum in double, so this kernel with f16 K
- * and V matches it to rounding.
+ * and V matches it to rounding (and cpu_attn_heads, the f16 cache's grouped
+ * kernel, which gives cpu_attn_head's bits).
  *
  * Speed: the per-query kernel is written for clarity and as the reference of
  * SIMD/GPU versions. The forward pass uses the batched kernel at the end of

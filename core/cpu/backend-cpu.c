@@ -336,28 +336,30 @@ struct attn_job {
     int64_t q_stride, o_stride; /* floats */
     size_t kv_stride;           /* halves */
     size_t scores_per;          /* floats per thread */
+    struct cpu_attn_split split;
 };
 
 static void attn_items(void *arg, int64_t b, int64_t e, int tid)
 {
     const struct attn_job *j = arg;
     const struct hearth_op_attention *a = j->a;
-    const int hd = a->head_dim, n_gqa = a->n_head / a->n_head_kv;
+    const int hd = a->head_dim;
     float *scores = j->cs->scores + (size_t)tid * j->scores_per;
     const float *q0 = frow(&a->q, 0);
     float *o0 = frow(&a->out, 0);
     const uint16_t *k0 = (const uint16_t *)(const void *)trow(&a->k_cache, 0);
     const uint16_t *v0 = (const uint16_t *)(const void *)trow(&a->v_cache, 0);
     for (int64_t it = b; it < e; it++) {
-        int t = (int)(it / a->n_head), h = (int)(it % a->n_head);
+        int t, h;
+        cpu_attn_split_item(&j->split, it, &t, &h);
         int64_t p = a->pos0 + t, lo = 0;
         if (a->window > 0 && p - (int64_t)a->window + 1 > 0)
             lo = p - (int64_t)a->window + 1;
-        size_t col = (size_t)(h / n_gqa) * (size_t)hd;
-        cpu_attn_head(&j->cs->d->ak, o0 + t * j->o_stride + (int64_t)h * hd,
-                      q0 + t * j->q_stride + (int64_t)h * hd,
-                      k0 + (size_t)lo * j->kv_stride + col, v0 + (size_t)lo * j->kv_stride + col,
-                      j->kv_stride, lo, p, hd, a->scale, scores);
+        size_t col = (size_t)(h / j->split.n_gqa) * (size_t)hd;
+        cpu_attn_heads(&j->cs->d->ak, o0 + t * j->o_stride + (int64_t)h * hd,
+                       q0 + t * j->q_stride + (int64_t)h * hd, j->split.qb,
+                       k0 + (size_t)lo * j->kv_stride + col, v0 + (size_t)lo * j->kv_stride + col,
+                       j->kv_stride, p - lo + 1, hd, a->scale, scores);
     }
 }
 
@@ -530,14 +532,14 @@ static hearth_status op_attention(struct cpu_stream *cs, const struct hearth_op_
                            "position")) != HEARTH_OK))
         return st;
     struct attn_job j = {.cs = cs, .a = a, .kv_stride = a->k_cache.row_stride / 2,
-                         .scores_per = n_ctx};
+                         .scores_per = cpu_attn_scratch(a->n_head / a->n_head_kv, (int64_t)n_ctx)};
     int64_t k_stride = 0, v_stride = 0;
     if ((st = f32_stride(&a->q, &j.q_stride)) != HEARTH_OK ||
         (st = f32_stride(&a->k, &k_stride)) != HEARTH_OK ||
         (st = f32_stride(&a->v, &v_stride)) != HEARTH_OK ||
         (st = f32_stride(&a->out, &j.o_stride)) != HEARTH_OK ||
-        (st = grow((void **)&cs->scores, &cs->scores_cap, (size_t)nth * n_ctx * sizeof(float),
-                   "attention")) != HEARTH_OK ||
+        (st = grow((void **)&cs->scores, &cs->scores_cap,
+                   (size_t)nth * j.scores_per * sizeof(float), "attention")) != HEARTH_OK ||
         (st = grow((void **)&cs->rope, &cs->rope_cap,
                    (size_t)(a->n_rot > 0 ? a->n_rot : 1) * sizeof(float), "rope")) != HEARTH_OK)
         return st;
@@ -573,9 +575,13 @@ static hearth_status op_attention(struct cpu_stream *cs, const struct hearth_op_
     }
     if (kvq)
         return attn_kvq(cs, a, n);
-    /* An item is one head of one token; short contexts stay on the caller (as forward.c). */
-    int64_t n_items = (int64_t)n * a->n_head;
-    int64_t work = n_items * (a->pos0 + n) * hd;
+    /*
+     * An item is a group of heads of one token sharing a KV head (cpu_attn_split);
+     * short contexts stay on the caller (as forward.c).
+     */
+    cpu_attn_split_init(&j.split, n, a->n_head, a->n_head_kv, nth);
+    int64_t n_items = (int64_t)n * j.split.per_tok;
+    int64_t work = n_items * j.split.qb * (a->pos0 + n) * hd;
     threadpool_for(d->tp, n_items, work < 65536 ? n_items : 1, attn_items, &j);
     return HEARTH_OK;
 }

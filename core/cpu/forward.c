@@ -4,10 +4,13 @@
  * A batch of B tokens (B <= n_batch) flows through every layer together:
  * each row-wise op loops over the B rows, each matmul is one cpu_matmul call
  * over all B rows (weights read once per batch), and attention runs in
- * parallel over (token, query head) pairs. The new K/V rows are written to the
- * F16 cache *before* attention and attention reads them back from the cache,
- * so a token sees exactly the same (rounded) keys whether it came in a batch
- * or alone: batched prefill and token-by-token decode give the same bits.
+ * parallel over (token, group of query heads sharing a KV head) items
+ * (cpu_attn_split; the grouped kernel gives each head the per-head kernel's
+ * bits, so the grouping never changes a result). The new K/V rows are
+ * written to the F16 cache *before* attention and attention reads them back
+ * from the cache, so a token sees exactly the same (rounded) keys whether it
+ * came in a batch or alone: batched prefill and token-by-token decode give
+ * the same bits.
  *
  * KV types (forward_params.kv_type_k / kv_type_v, kv-quant.h): with f16 for
  * both, the cache and the attention are the plain F16 ones above (unchanged
@@ -116,7 +119,7 @@ struct forward_ctx {
     float *gate; /* [n_batch][n_ff] */
     float *up;   /* [n_batch][n_ff] */
     float *rope; /* [2 kinds][n_batch][n_rot] cos/sin pairs */
-    float *scores; /* [n_threads][n_ctx] attention scratch */
+    float *scores; /* [n_threads][cpu_attn_scratch(n_gqa, n_ctx)] attention scratch */
     int32_t *bpos;           /* [n_batch] position of each token of the batch */
     struct kv_cache **bkv;   /* [n_batch] the cache each token of the batch reads and writes */
     int32_t *out_rows;       /* [n_batch] batch rows whose logits are wanted, ascending */
@@ -360,7 +363,9 @@ hearth_status forward_create_multi(const struct model *m, const struct forward_p
     c->gate = alloc_f(B * hp->n_ff, &st);
     c->up = alloc_f(B * hp->n_ff, &st);
     c->rope = alloc_f(2 * B * hp->n_rot, &st);
-    c->scores = alloc_f((size_t)threadpool_n_threads(c->tp) * n_ctx, &st);
+    c->scores = alloc_f((size_t)threadpool_n_threads(c->tp) *
+                            cpu_attn_scratch((int)(hp->n_head / hp->n_head_kv), n_ctx),
+                        &st);
     c->bpos = calloc(B, sizeof *c->bpos);
     c->bkv = calloc(B, sizeof *c->bkv);
     c->out_rows = calloc(B, sizeof *c->out_rows);
@@ -432,7 +437,8 @@ static void add_bias(float *x, const struct model_weight *b, int n, int64_t widt
 struct attn_job {
     struct forward_ctx *c;
     uint32_t il;
-    int n_ctx;
+    size_t scores_per; /* floats of scratch per thread */
+    struct cpu_attn_split split;
 };
 
 static void attn_items(void *arg, int64_t b, int64_t e, int tid)
@@ -441,37 +447,45 @@ static void attn_items(void *arg, int64_t b, int64_t e, int tid)
     const struct forward_ctx *c = j->c;
     const struct model_hparams *hp = &c->m->hp;
     const struct model_layer *ly = &c->m->layers[j->il];
-    const int hd = (int)hp->head_dim, n_gqa = (int)(hp->n_head / hp->n_head_kv);
+    const int hd = (int)hp->head_dim;
     const int64_t Q = (int64_t)hp->n_head * hd;
-    float *scores = c->scores + (size_t)tid * (size_t)j->n_ctx;
+    float *scores = c->scores + (size_t)tid * j->scores_per;
     for (int64_t it = b; it < e; it++) {
-        int t = (int)(it / hp->n_head), h = (int)(it % hp->n_head);
+        int t, h;
+        cpu_attn_split_item(&j->split, it, &t, &h);
         const struct kv_cache *kv = c->bkv[t];
         int64_t p = c->bpos[t], lo = 0;
         if (ly->is_swa && hp->sliding_window > 0 && p - (int64_t)hp->sliding_window + 1 > 0)
             lo = p - (int64_t)hp->sliding_window + 1; /* the n_swa latest, itself included */
-        size_t col = (size_t)(h / n_gqa) * (size_t)hd;
-        cpu_attn_head(&c->ak, c->att + t * Q + (int64_t)h * hd, c->q + t * Q + (int64_t)h * hd,
-                      kv_cache_k16(kv, j->il, (uint32_t)lo) + col,
-                      kv_cache_v16(kv, j->il, (uint32_t)lo) + col, kv->kv_dim, lo, p, hd,
-                      hp->attn_scale, scores);
+        size_t col = (size_t)(h / j->split.n_gqa) * (size_t)hd;
+        cpu_attn_heads(&c->ak, c->att + t * Q + (int64_t)h * hd, c->q + t * Q + (int64_t)h * hd,
+                       j->split.qb, kv_cache_k16(kv, j->il, (uint32_t)lo) + col,
+                       kv_cache_v16(kv, j->il, (uint32_t)lo) + col, kv->kv_dim, p - lo + 1, hd,
+                       hp->attn_scale, scores);
     }
 }
 
-/* Attention of the batch over f16 caches: one item per (token, query head). */
+/*
+ * Attention of the batch over f16 caches: one item per token and group of
+ * query heads sharing a KV head (cpu_attn_split).
+ */
 static void attn_f16(struct forward_ctx *c, uint32_t il, int n)
 {
     const struct model_hparams *hp = &c->m->hp;
     const int64_t hd = hp->head_dim;
-    struct attn_job aj = {c, il, (int)c->kv->n_ctx};
+    struct attn_job aj = {.c = c, .il = il,
+                          .scores_per = cpu_attn_scratch((int)(hp->n_head / hp->n_head_kv),
+                                                         c->kv->n_ctx)};
+    cpu_attn_split_init(&aj.split, n, (int)hp->n_head, (int)hp->n_head_kv,
+                        threadpool_n_threads(c->tp));
     /*
-     * An item is one head of one token, O(pos · hd). Short contexts run on the
-     * caller: below ~64k multiply-adds a pool round trip costs more than it saves.
+     * An item is qb heads of one token, O(qb · pos · hd). Short contexts run on
+     * the caller: below ~64k multiply-adds a pool round trip costs more than it saves.
      */
-    int64_t n_items = (int64_t)n * hp->n_head, max_pos = 0;
+    int64_t n_items = (int64_t)n * aj.split.per_tok, max_pos = 0;
     for (int t = 0; t < n; t++)
         max_pos = c->bpos[t] > max_pos ? c->bpos[t] : max_pos;
-    int64_t work = n_items * (max_pos + 1) * hd;
+    int64_t work = n_items * aj.split.qb * (max_pos + 1) * hd;
     threadpool_for(c->tp, n_items, work < 65536 ? n_items : 1, attn_items, &aj);
 }
 

@@ -7,7 +7,9 @@
  * allocation), so the same op gives the same bits whatever thread runs it and
  * however a batch is split: batched prefill equals token-by-token decode.
  * The F16 dot/axpy of attention have an AVX2+F16C version (ops-avx2.c) picked
- * once per context through struct cpu_attn_kernels.
+ * once per context through struct cpu_attn_kernels, and so has the grouped
+ * attention of the query heads sharing a KV head (attn-f16-avx2.c), which
+ * gives the same bits as one cpu_attn_head per head.
  */
 #ifndef HEARTH_CPU_OPS_H
 #define HEARTH_CPU_OPS_H
@@ -48,10 +50,17 @@ void cpu_add(float *x, const float *y, int64_t n);
 /* F16 helpers of attention: dot of float q[n] with half k[n]; y[n] += a · half v[n]. */
 typedef float (*cpu_dot_f16_fn)(const float *q, const uint16_t *k, int64_t n);
 typedef void (*cpu_axpy_f16_fn)(float *y, float a, const uint16_t *v, int64_t n);
+struct cpu_attn_kernels;
+/* cpu_attn_heads's signature (below). */
+typedef void (*cpu_attn_heads_fn)(const struct cpu_attn_kernels *ak, float *out, const float *q,
+                                  int n_q, const uint16_t *k0, const uint16_t *v0,
+                                  size_t kv_stride, int64_t n, int hd, float scale,
+                                  float *scores);
 
 struct cpu_attn_kernels {
     cpu_dot_f16_fn dot_f16;
     cpu_axpy_f16_fn axpy_f16;
+    cpu_attn_heads_fn heads; /* NULL: cpu_attn_heads_ref */
 };
 
 /* The fastest F16 helpers the ISA runs (AVX2 needs F16C and FMA too). */
@@ -72,6 +81,52 @@ void cpu_axpy_f16_avx2(float *y, float a, const uint16_t *v, int64_t n);
 void cpu_attn_head(const struct cpu_attn_kernels *ak, float *out, const float *q,
                    const uint16_t *k0, const uint16_t *v0, size_t kv_stride, int64_t lo,
                    int64_t hi, int hd, float scale, float *scores);
+
+/*
+ * n_q query heads that share one KV head (GQA), against the n positions whose
+ * rows start at k0, v0 (kv_stride halves apart):
+ *   out[r·hd ..] = Σ_j softmax_j(scale · q_r·K_j) V_j,  q_r = q + r·hd, r < n_q
+ * (heads back to back, as in a row of Q). scores: scratch of
+ * cpu_attn_scratch(n_q, n) floats (heads are done CPU_ATTN_TILE_HEADS at a time).
+ * The same bits as n_q calls of cpu_attn_head with the same ak, which is
+ * what cpu_attn_heads_ref does; the AVX2 version shares each K/V row's
+ * conversion among the heads and keeps the output in registers.
+ */
+enum { CPU_ATTN_TILE_HEADS = 4 };
+static inline size_t cpu_attn_scratch(int n_q, int64_t n)
+{
+    return (size_t)(n_q < CPU_ATTN_TILE_HEADS ? n_q : CPU_ATTN_TILE_HEADS) * (size_t)n;
+}
+void cpu_attn_heads(const struct cpu_attn_kernels *ak, float *out, const float *q, int n_q,
+                    const uint16_t *k0, const uint16_t *v0, size_t kv_stride, int64_t n, int hd,
+                    float scale, float *scores);
+void cpu_attn_heads_ref(const struct cpu_attn_kernels *ak, float *out, const float *q, int n_q,
+                        const uint16_t *k0, const uint16_t *v0, size_t kv_stride, int64_t n,
+                        int hd, float scale, float *scores);
+/*
+ * The work items of a batch's F16 attention: qb query heads of one token that
+ * share a KV head. qb divides n_gqa = n_head / n_head_kv: the whole group
+ * in a prefill; in a decode step of few KV heads, smaller groups where that
+ * shortens the busiest thread's share (cost model in ops.c). Items run
+ * token-major:
+ * it = (t · n_head_kv + kv head) · (n_gqa / qb) + group.
+ */
+struct cpu_attn_split {
+    int n_gqa, qb, per_tok; /* per_tok = n_head / qb items per token */
+};
+void cpu_attn_split_init(struct cpu_attn_split *s, int n_tok, int n_head, int n_head_kv,
+                         int n_threads);
+/* Item it's token t and first query head h (its heads are h .. h + s->qb − 1). */
+static inline void cpu_attn_split_item(const struct cpu_attn_split *s, int64_t it, int *t, int *h)
+{
+    *t = (int)(it / s->per_tok);
+    *h = (int)(it % s->per_tok) * s->qb;
+}
+
+/* attn-f16-avx2.c; only with the AVX2 ak of cpu_attn_kernels_get. */
+void cpu_attn_heads_avx2(const struct cpu_attn_kernels *ak, float *out, const float *q, int n_q,
+                         const uint16_t *k0, const uint16_t *v0, size_t kv_stride, int64_t n,
+                         int hd, float scale, float *scores);
 
 /* ---- matmul (matmul.c) ---------------------------------------------------- */
 
