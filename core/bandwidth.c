@@ -185,14 +185,14 @@ static bool parse_rates(char *f, double *rates)
 }
 
 /*
- * Parses one line (no newline): v3 "name\tmem\th2d\tgflops\top_us\tmv\tmm\tdesc"
- * (mv, mm: rate lists), v2 the same without op_us and the lists, v1 without
+ * Parses one line (no newline): v3
+ * "name\tmem\th2d\tgflops\tattn\top_us\tmv\tmm\tdesc" (mv, mm: rate lists), v2 the same without op_us and the lists, v1 without
  * gflops as well (missing figures left 0: not measured). false if malformed.
  */
 static bool parse_line(char *line, int version, struct bw_entry *e)
 {
-    const int nf = version == 1 ? 4 : version == 2 ? 5 : 8;
-    char *f[8];
+    const int nf = version == 1 ? 4 : version == 2 ? 5 : 9;
+    char *f[9];
     char *p = line;
     for (int i = 0; i < nf; i++) {
         f[i] = p;
@@ -209,11 +209,11 @@ static bool parse_line(char *line, int version, struct bw_entry *e)
     if (nl == 0 || nl >= sizeof e->name || dl >= sizeof e->desc)
         return false;
     memset(e, 0, sizeof *e);
-    double m, h, g = 0.0, op = 0.0;
+    double m, h, g = 0.0, op = 0.0, at = 0.0;
     if (!parse_figure(f[1], 1e6, &m) || !parse_figure(f[2], 1e6, &h) ||
         (nf >= 5 && !parse_figure(f[3], 1e9, &g)) ||
-        (nf == 8 && (!parse_figure(f[4], 1e6, &op) || !parse_rates(f[5], e->mv_gbps) ||
-                     !parse_rates(f[6], e->mm_gflops))))
+        (nf == 9 && (!parse_figure(f[4], 1e9, &at) || !parse_figure(f[5], 1e6, &op) ||
+                     !parse_rates(f[6], e->mv_gbps) || !parse_rates(f[7], e->mm_gflops))))
         return false;
     memcpy(e->name, f[0], nl + 1);
     memcpy(e->desc, desc, dl + 1);
@@ -221,6 +221,7 @@ static bool parse_line(char *line, int version, struct bw_entry *e)
     e->h2d_gbps = h;
     e->gflops = g;
     e->op_us = op;
+    e->attn_gflops = at;
     return true;
 }
 
@@ -290,8 +291,9 @@ static bool read_cache(const char *path, struct bw_entry *es, int *n, char *note
                              ? "NAME<TAB>GB/s<TAB>GB/s<TAB>DESCRIPTION; file ignored"
                          : version == 2
                              ? "NAME<TAB>GB/s<TAB>GB/s<TAB>GFLOP/s<TAB>DESCRIPTION; file ignored"
-                             : "NAME<TAB>GB/s<TAB>GB/s<TAB>GFLOP/s<TAB>op us<TAB>TYPE:GB/s,..."
-                               "<TAB>TYPE:GFLOP/s,...<TAB>DESCRIPTION; file ignored");
+                             : "NAME<TAB>GB/s<TAB>GB/s<TAB>GFLOP/s<TAB>GFLOP/s<TAB>op us"
+                               "<TAB>TYPE:GB/s,...<TAB>TYPE:GFLOP/s,...<TAB>DESCRIPTION; file "
+                               "ignored");
             break;
         }
     }
@@ -381,8 +383,9 @@ hearth_status bw_cache_store(const struct bw_entry *e)
         char mv[640], mm[640];
         format_rates(es[i].mv_gbps, mv, sizeof mv);
         format_rates(es[i].mm_gflops, mm, sizeof mm);
-        fprintf(f, "%s\t%.3f\t%.3f\t%.3f\t%.3f\t%s\t%s\t%s\n", es[i].name, es[i].mem_gbps,
-                es[i].h2d_gbps, es[i].gflops, es[i].op_us, mv, mm, es[i].desc);
+        fprintf(f, "%s\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%s\t%s\t%s\n", es[i].name,
+                es[i].mem_gbps, es[i].h2d_gbps, es[i].gflops, es[i].attn_gflops, es[i].op_us, mv,
+                mm, es[i].desc);
     }
     bool bad = ferror(f) != 0;
     if (fclose(f) != 0 || bad || rename(tmp, path) != 0) {

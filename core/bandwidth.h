@@ -21,9 +21,10 @@
  * (bw_cache_path: $HEARTH_CACHE_DIR/devices.txt, else
  * $XDG_CACHE_HOME/hearth/devices.txt, else ~/.cache/hearth/devices.txt), one
  * line per device: "name<TAB>mem GB/s<TAB>host-to-device GB/s<TAB>GFLOP/s
- * <TAB>op us<TAB>matvec rates<TAB>matmul rates<TAB>description", after a
- * "# hearth devices v3" header; the FLOP rate (Q4_K's), op latency, matvec
- * and matmul rates are flops.h's, the rates comma lists of TYPE:GB/s and
+ * <TAB>attention GFLOP/s<TAB>op us<TAB>matvec rates<TAB>matmul rates
+ * <TAB>description", after a "# hearth devices v3" header; the FLOP rate
+ * (Q4_K's), attention rate, op latency, matvec and matmul rates are
+ * flops.h's, the rates comma lists of TYPE:GB/s and
  * TYPE:GFLOP/s ("Q4_K:10.400,Q6_K:12.100"; "-" for none).
  * A v2 file
  * (no matvec rate or op latency) or v1 file (no FLOP rate either) is still
@@ -75,6 +76,7 @@ struct bw_entry {
     double h2d_gbps; /* host-to-device copy (0 for the host itself) */
     double gflops;   /* Q4_K matmul rate (flops_measure_device); 0 in a v1 file */
     double op_us;    /* microseconds per op (flops_measure_decode); 0 before v3 */
+    double attn_gflops; /* ATTENTION op rate (flops_measure_attention); 0 before v3 */
     /* one-token matmul, weight bytes per type (flops_measure_decode); 0: not measured */
     double mv_gbps[HEARTH_DTYPE_COUNT];
     /* 512-token matmul per type, GFLOP/s (flops_measure_device); 0: not measured */

@@ -37,6 +37,19 @@ static void bench_free(struct flops_bench *b)
     memset(b, 0, sizeof *b);
 }
 
+hearth_status flops__time_ops(struct hearth_stream *s, const struct hearth_op *op, int n_iter,
+                              double *seconds)
+{
+    double t0 = bw_now();
+    hearth_status st = HEARTH_OK;
+    for (int i = 0; i < n_iter && st == HEARTH_OK; i++)
+        st = backend_stream_run(s, op, 1);
+    if (st == HEARTH_OK)
+        st = backend_stream_synchronize(s);
+    *seconds = bw_now() - t0;
+    return st;
+}
+
 int64_t flops__rows_fitting(size_t bytes, hearth_dtype t, int64_t n_in, int64_t max_rows,
                             int64_t multiple)
 {
@@ -108,14 +121,7 @@ static hearth_status bench_run(const struct flops_bench *b, int64_t n_out, int64
     backend_tensor_2d(&m->x, b->x, 0, HEARTH_DTYPE_F32, n_in, FLOPS_N_TOK);
     backend_tensor_2d(&m->w[0], b->w, 0, b->type, n_in, n_out);
     backend_tensor_2d(&m->y[0], b->y, 0, HEARTH_DTYPE_F32, n_out, FLOPS_N_TOK);
-    double t0 = bw_now();
-    hearth_status st = HEARTH_OK;
-    for (int i = 0; i < n_iter && st == HEARTH_OK; i++)
-        st = backend_stream_run(b->s, &op, 1);
-    if (st == HEARTH_OK)
-        st = backend_stream_synchronize(b->s);
-    *seconds = bw_now() - t0;
-    return st;
+    return flops__time_ops(b->s, &op, n_iter, seconds);
 }
 
 /* Grows the shape until a run takes FLOPS_MIN_RUN_S, then times the median run. */

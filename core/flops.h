@@ -127,11 +127,48 @@ struct flops_decode_result {
 hearth_status flops_measure_decode(struct hearth_device *dev, struct flops_decode_result *out);
 
 /*
+ * Attention's rate (flops-attn.c): prefill attends each of P tokens to up to
+ * P keys, FLOPs a matmul's rate overstates on a device whose attention
+ * kernel runs slower (a CPU's: ~5x). Method: the ATTENTION op over an f16
+ * cache with a Llama-3-8B head layout (32 query heads over 8 KV heads, head
+ * dim 128, RoPE on), n_tok queries at position n_tok (so the last attends to
+ * 2 * n_tok keys), counted as flops_attention_flop(n_tok, n_tok): 4 * heads
+ * * head_dim per (query, key) pair (q.k and p.v). n_tok doubles from
+ * FLOPS_ATT_TOK_MIN to FLOPS_ATT_TOK_MAX, then ops per run to
+ * FLOPS_MAX_ITER, until a run takes FLOPS_MIN_RUN_S; median of 5 (3 over
+ * 0.1 s). Other head layouts run at other rates, which this does not see.
+ */
+#define FLOPS_ATT_HEADS 32
+#define FLOPS_ATT_HEADS_KV 8
+#define FLOPS_ATT_HEAD_DIM 128
+#define FLOPS_ATT_TOK_MIN 16
+#define FLOPS_ATT_TOK_MAX 512
+
+struct flops_attn_result {
+    double gflops;  /* 1e9 FLOP/s of the median run */
+    int n_tok;      /* queries per op (at position n_tok) */
+    int n_iter;     /* ops per run */
+    double flop;    /* FLOPs of one run */
+    double seconds; /* the median run */
+    int reps;
+};
+
+/* FLOPs of one ATTENTION op of n_tok queries from position pos0, in the layout above. */
+double flops_attention_flop(int64_t n_tok, int64_t pos0);
+/* Measures it (about 0.1-1 s); UNSUPPORTED without an ATTENTION op. */
+hearth_status flops_measure_attention(struct hearth_device *dev, struct flops_attn_result *out);
+
+/*
  * Internal (flops.c): rows of type t, n_in wide, that fit bytes, at most
  * max_rows, rounded down to a multiple (0: none, or t has no such rows).
  */
 int64_t flops__rows_fitting(size_t bytes, hearth_dtype t, int64_t n_in, int64_t max_rows,
                             int64_t multiple);
+/* Internal (flops.c): wall seconds of n_iter runs of op on s and one synchronize. */
+struct hearth_stream;
+struct hearth_op;
+hearth_status flops__time_ops(struct hearth_stream *s, const struct hearth_op *op, int n_iter,
+                              double *seconds);
 /* Internal (flops.c): dev's props into *props; UNSUPPORTED when it has no Q4_K MATMUL. */
 struct hearth_device_props;
 hearth_status flops__timeable(struct hearth_device *dev, struct hearth_device_props *props);

@@ -7,14 +7,16 @@
  * decode depth (n_prompt). Its time is the largest of three work terms, those
  * bytes at its memory bandwidth, its matmul weights at its measured matvec
  * rates (flops.h; the KV still at memory bandwidth) and its FLOPs at its FLOP
- * rate, plus its ops (count_ops) at its op latency. Devices run one after the
+ * rates (matmul, attention), plus its ops (count_ops) at its op latency. Devices run one after the
  * other (layer order), so their times add, plus one PCIe hop per change of
  * device along the layer order (10 us latency + the activations). The host
  * part alone gives the physical ceiling, host bandwidth / host bytes per token.
  *
  * Prefill of n_prompt tokens in micro-batches of n_batch: per tensor the larger
  * of compute (2 * params * tokens / FLOP rate, its type's where measured) and memory (bytes per batch /
- * bandwidth), the LM head once for the last token only; attention adds 4 * heads * head_dim * P(P+1)/2 FLOPs per layer.
+ * bandwidth), the LM head once for the last token only; attention adds
+ * 4 * heads * head_dim * P(P+1)/2 FLOPs per layer at the device's measured
+ * attention rate (else its matmul rate).
  * A host tensor is either computed by the CPU, or streamed to the first GPU:
  * the copy of batch b+1's weights overlaps the compute of batch b (double
  * buffer), so its time is max(bytes / PCIe, FLOPs / GPU rate); per tensor the
@@ -67,6 +69,12 @@ static void prefill_work(const struct plan_model_tensor *t, const struct plan_op
     const bool head = t->role == PLAN_ROLE_OUTPUT;
     *tokens = head ? 1.0 : (double)o->n_prompt;
     *reads = head ? 1.0 : (double)n_batches(o);
+}
+
+/* FLOP/s of d's attention: measured, else its matmul rate. */
+static double attn_rate(const struct plan_device *d)
+{
+    return d->attn_flops > 0 ? d->attn_flops : d->flops;
 }
 
 /* FLOP/s device d multiplies weights of type t at in prefill: measured for t, else its rate. */
@@ -259,7 +267,7 @@ void plan__predict(const struct plan_model *m, struct plan *p)
     const struct plan_opts *o = &p->opts;
     double read[PLAN_MAX_DEVICES] = {0}, flops[PLAN_MAX_DEVICES] = {0};
     double kv[PLAN_MAX_DEVICES] = {0}, mv[PLAN_MAX_DEVICES] = {0};
-    double ops[PLAN_MAX_DEVICES] = {0};
+    double ops[PLAN_MAX_DEVICES] = {0}, attn[PLAN_MAX_DEVICES] = {0};
     double npar = (double)o->n_parallel;
     double depth = (double)o->n_prompt;
     for (size_t i = 0; i < m->n_tensors; i++) {
@@ -280,7 +288,7 @@ void plan__predict(const struct plan_model *m, struct plan *p)
         int d = p->layers[l].attn_dev;
         /* K and V rows up to the depth, for every sequence */
         kv[d] += (double)p->layers[l].kv_bytes * depth / (double)o->n_ctx;
-        flops[d] += 4.0 * m->arch.n_head * m->arch.head_dim_k * depth * npar;
+        attn[d] += 4.0 * m->arch.n_head * m->arch.head_dim_k * depth * npar;
     }
     count_ops(m, p, ops);
     double step = 0;
@@ -290,7 +298,7 @@ void plan__predict(const struct plan_model *m, struct plan *p)
         read[d] += kv[d];
         u->decode_mem_s = read[d] / dv->mem_bw;
         u->decode_mv_s = dv->mv_bw[HEARTH_DTYPE_Q4_K] > 0 ? mv[d] + kv[d] / dv->mem_bw : 0;
-        u->decode_comp_s = flops[d] / dv->flops;
+        u->decode_comp_s = flops[d] / dv->flops + attn[d] / attn_rate(dv);
         u->decode_ops = read[d] > 0 ? ops[d] : 0;
         u->decode_ops_s = u->decode_ops * plan_op_seconds(dv);
         double work = u->decode_mem_s;
@@ -326,7 +334,7 @@ void plan__predict(const struct plan_model *m, struct plan *p)
     for (uint32_t l = 0; l < p->n_layer; l++) {
         int d = p->layers[l].attn_dev;
         double f = 4.0 * m->arch.n_head * m->arch.head_dim_k * P * (P + 1) / 2.0;
-        p->use[d].prefill_s += f / p->devs.dev[d].flops;
+        p->use[d].prefill_s += f / attn_rate(&p->devs.dev[d]);
     }
     double total = 0;
     for (int d = 0; d < p->devs.n; d++)
@@ -717,10 +725,16 @@ hearth_status plan__explain(const struct plan_model *m, struct plan *p)
                              dv->name, dv->mem_bw_measured ? "memory" : "",
                              dv->mem_bw_measured && dv->h2d_bw_measured ? " and " : "",
                              dv->h2d_bw_measured ? "host-to-device" : ""));
-        if (dv->flops_measured)
+        if (dv->flops_measured) {
+            char at[64] = "";
+            if (dv->attn_flops > 0)
+                snprintf(at, sizeof at, "; attention %.*f GFLOP/s", dv->attn_flops < 10e9 ? 2 : 0,
+                         dv->attn_flops / 1e9);
             TRY(plan__reason(p, "%s: FLOP rate %.*f GFLOP/s measured on this machine (a Q4_K "
-                                "matmul, cached by `hearth devices`; --rates lists every type's)",
-                             dv->name, dv->flops < 10e9 ? 2 : 0, dv->flops / 1e9));
+                                "matmul, cached by `hearth devices`; --rates lists every "
+                                "type's)%s",
+                             dv->name, dv->flops < 10e9 ? 2 : 0, dv->flops / 1e9, at));
+        }
         const double q4k = dv->mv_bw[HEARTH_DTYPE_Q4_K];
         if (q4k > 0) {
             char share[48] = "";

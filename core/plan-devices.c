@@ -233,7 +233,7 @@ hearth_status plan_devices_set_host(struct plan_devices *d, const char *spec)
     h->budget_assumed = h->mem_bw_assumed = h->mem_bw_measured = false;
     memset(h->mv_bw, 0, sizeof h->mv_bw);
     memset(h->mm_flops, 0, sizeof h->mm_flops);
-    h->op_s = 0.0;
+    h->op_s = h->attn_flops = 0.0;
     h->flops = PLAN_DEFAULT_HOST_FLOPS;
     h->flops_assumed = true;
     h->flops_measured = false;
@@ -329,6 +329,7 @@ bool plan_devices_apply_cache(struct plan_devices *d, int i, const char *desc)
         g->mm_flops[t] = e.mm_gflops[t] * 1e9;
     }
     g->op_s = e.op_us * 1e-6;
+    g->attn_flops = e.attn_gflops * 1e9;
     return true;
 }
 

@@ -66,6 +66,7 @@ struct plan_device {
      * without one runs at flops).
      */
     double mm_flops[HEARTH_DTYPE_COUNT];
+    double attn_flops; /* ATTENTION op FLOP/s, measured only (0: costed at flops) */
     bool budget_assumed, mem_bw_assumed, flops_assumed, h2d_bw_assumed;
     bool mem_bw_measured, h2d_bw_measured, flops_measured; /* from a measurement (the cache) */
     /*

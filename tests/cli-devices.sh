@@ -111,15 +111,17 @@ grep -Eq '^device .* GB/s +H2D GB/s +GFLOP/s +mv GB/s +op us +description$' "$tm
 grep -Eq '^cpu +[0-9]+ +[0-9]+ +[0-9]+\.[0-9]+ +- +[0-9]+\.[0-9]+ +[0-9]+\.[0-9]+ +[0-9]+\.[0-9]+ ' \
     "$tmp/m1" || fail "devices printed no FLOP rate, matvec rate or op latency for cpu: $(cat "$tmp/m1")"
 head -1 "$tmp/cache/devices.txt" | grep -qx '# hearth devices v3' || fail "cache is not v3"
-awk -F'\t' '$1 == "cpu" && NF == 8 && $4 + 0 > 0 && $5 + 0 > 0 && $6 ~ /(^|,)Q4_K:[0-9.]+/ &&
-            $7 ~ /(^|,)Q4_K:[0-9.]+/ { ok = 1 }
+awk -F'\t' '$1 == "cpu" && NF == 9 && $4 + 0 > 0 && $5 + 0 > 0 && $6 + 0 > 0 &&
+            $7 ~ /(^|,)Q4_K:[0-9.]+/ && $8 ~ /(^|,)Q4_K:[0-9.]+/ { ok = 1 }
      END { exit !ok }' "$tmp/cache/devices.txt" \
-    || fail "no cpu line with FLOP rate, op latency and Q4_K rates in the cache: $(cat "$tmp/cache/devices.txt")"
+    || fail "no cpu line with FLOP and attention rates, op latency and Q4_K rates in the cache: $(cat "$tmp/cache/devices.txt")"
 "$bin" devices --rates > "$tmp/mr" 2> "$tmp/e" || fail "devices --rates exit $?: $(cat "$tmp/e")"
 grep -Eq '^  matvec GB/s: Q4_K [0-9.]+, Q6_K [0-9.]+' "$tmp/mr" \
     || fail "devices --rates listed no per-type matvec rates: $(cat "$tmp/mr")"
 grep -Eq '^  matmul GFLOP/s: Q4_K [0-9.]+, Q6_K [0-9.]+' "$tmp/mr" \
     || fail "devices --rates listed no per-type matmul rates: $(cat "$tmp/mr")"
+grep -Eq '^  attention GFLOP/s: [0-9.]+' "$tmp/mr" \
+    || fail "devices --rates listed no attention rate: $(cat "$tmp/mr")"
 "$bin" devices > "$tmp/m2" 2> "$tmp/e" || fail "devices (cached) exit $?"
 grep -Eq '^cpu .*\(cached\)$' "$tmp/m2" \
     || fail "second devices run measured again: $(cat "$tmp/m2")"
@@ -141,7 +143,7 @@ grep 'cpu figures assumed, not measured' "$tmp/plan" | grep -q 'FLOP rate' \
 grep -Eq '"name": "cpu".*"assumed": \{[^}]*"flops": false\}, "measured": \{[^}]*"flops": true\}' \
     "$tmp/plan.json" || fail "plan --json: cpu flops not measured: $(grep '"cpu"' "$tmp/plan.json")"
 # a v2 cache: no decode figures; devices measures them and rewrites it as v3
-awk -F'\t' -v OFS='\t' 'NR == 1 { print "# hearth devices v2"; next } { print $1, $2, $3, $4, $8 }' \
+awk -F'\t' -v OFS='\t' 'NR == 1 { print "# hearth devices v2"; next } { print $1, $2, $3, $4, $9 }' \
     "$tmp/cache/devices.txt" > "$tmp/v2" && cp "$tmp/v2" "$tmp/cache/devices.txt"
 "$bin" plan "$smol" > "$tmp/plan" 2>&1 || fail "plan with a v2 cache exit $?"
 grep 'cpu figures assumed, not measured' "$tmp/plan" | grep -q 'matvec rate' \
@@ -151,7 +153,7 @@ grep -Eq '^cpu .*\(cached; rates measured now\)$' "$tmp/m5" \
     || fail "devices did not measure the rates a v2 entry lacks: $(cat "$tmp/m5")"
 head -1 "$tmp/cache/devices.txt" | grep -qx '# hearth devices v3' || fail "v2 cache not rewritten"
 # a v1 cache: bandwidths read, FLOP rates measured now and the file rewritten as v3
-awk -F'\t' -v OFS='\t' 'NR == 1 { print "# hearth devices v1"; next } { print $1, $2, $3, $8 }' \
+awk -F'\t' -v OFS='\t' 'NR == 1 { print "# hearth devices v1"; next } { print $1, $2, $3, $9 }' \
     "$tmp/cache/devices.txt" > "$tmp/v1" && cp "$tmp/v1" "$tmp/cache/devices.txt"
 awk -F'\t' '$1 == "cpu" && NF == 4 { ok = 1 } END { exit !ok }' "$tmp/cache/devices.txt" \
     || fail "v1 fixture not made: $(cat "$tmp/cache/devices.txt")"
@@ -163,7 +165,7 @@ grep 'cpu figures assumed, not measured' "$tmp/plan" | grep -q 'FLOP rate' \
 grep -Eq '^cpu .*\(cached; rates measured now\)$' "$tmp/m4" \
     || fail "devices did not measure the FLOP rate a v1 entry lacks: $(cat "$tmp/m4")"
 head -1 "$tmp/cache/devices.txt" | grep -qx '# hearth devices v3' || fail "v1 cache not rewritten"
-awk -F'\t' '$1 == "cpu" && NF == 8 && $4 + 0 > 0 && $6 ~ /Q4_K:/ && $7 ~ /Q4_K:/ { ok = 1 }
+awk -F'\t' '$1 == "cpu" && NF == 9 && $4 + 0 > 0 && $7 ~ /Q4_K:/ && $8 ~ /Q4_K:/ { ok = 1 }
      END { exit !ok }' \
     "$tmp/cache/devices.txt" || fail "v1 entry not completed: $(cat "$tmp/cache/devices.txt")"
 echo "garbage" > "$tmp/cache/devices.txt"

@@ -64,18 +64,20 @@ TEST(cache_rates_round_trip)
     e.mem_gbps = 20.0;
     e.gflops = 100.0;
     e.op_us = 1.5;
+    e.attn_gflops = 30.25;
     e.mv_gbps[HEARTH_DTYPE_Q4_K] = 10.5;
     e.mv_gbps[HEARTH_DTYPE_Q8_0] = 12.25;
     e.mm_gflops[HEARTH_DTYPE_Q4_K] = 80.5;
     e.mm_gflops[HEARTH_DTYPE_Q4_1] = 60.0;
     CHECK_OK(bw_cache_store(&e));
     CHECK_STR_EQ(line_of(path, 0), "# hearth devices v3");
-    CHECK_STR_EQ(line_of(path, 1), "cpu\t20.000\t0.000\t100.000\t1.500\tQ8_0:12.250,Q4_K:10.500\t"
-                                   "Q4_1:60.000,Q4_K:80.500\tSome CPU");
+    CHECK_STR_EQ(line_of(path, 1), "cpu\t20.000\t0.000\t100.000\t30.250\t1.500\t"
+                                   "Q8_0:12.250,Q4_K:10.500\tQ4_1:60.000,Q4_K:80.500\tSome CPU");
     char note[256];
     CHECK(bw_cache_lookup("cpu", "Some CPU", &got, note, sizeof note));
     CHECK_STR_EQ(note, "");
     CHECK_NEAR(got.op_us, 1.5, 1e-12);
+    CHECK_NEAR(got.attn_gflops, 30.25, 1e-12);
     for (int t = 0; t < HEARTH_DTYPE_COUNT; t++) {
         CHECK_MSG(got.mv_gbps[t] == e.mv_gbps[t], "type %d: %g, stored %g", t, got.mv_gbps[t],
                   e.mv_gbps[t]);
@@ -90,12 +92,13 @@ TEST(cache_bad_rates_ignored)
     const char *path = plan_env_cache("badrates");
     REQUIRE(path);
     static const char *const bad[] = {
-        "cpu\t20\t0\t100\t1.5\tQ9_Z:1.0\t-\tSome CPU\n",    /* no such type */
-        "cpu\t20\t0\t100\t1.5\tQ4_K:fast\t-\tSome CPU\n",   /* not a number */
-        "cpu\t20\t0\t100\t1.5\tQ4_K\t-\tSome CPU\n",        /* no colon */
-        "cpu\t20\t0\t100\t1.5\tQ4_K:-2\t-\tSome CPU\n",     /* negative */
-        "cpu\t20\t0\t100\t1.5\t-\tQ4_K:x\tSome CPU\n",     /* a bad matmul rate */
-        "cpu\t20\t0\t100\t1.5\tQ4_K:1\tSome CPU\n",         /* no matmul field */
+        "cpu\t20\t0\t100\t30\t1.5\tQ9_Z:1.0\t-\tSome CPU\n",    /* no such type */
+        "cpu\t20\t0\t100\t30\t1.5\tQ4_K:fast\t-\tSome CPU\n",   /* not a number */
+        "cpu\t20\t0\t100\t30\t1.5\tQ4_K\t-\tSome CPU\n",        /* no colon */
+        "cpu\t20\t0\t100\t30\t1.5\tQ4_K:-2\t-\tSome CPU\n",     /* negative */
+        "cpu\t20\t0\t100\t30\t1.5\t-\tQ4_K:x\tSome CPU\n",     /* a bad matmul rate */
+        "cpu\t20\t0\t100\t30\t1.5\tQ4_K:1\tSome CPU\n",         /* no matmul field */
+        "cpu\t20\t0\t100\tfast\t1.5\t-\t-\tSome CPU\n",        /* a bad attention rate */
         "cpu\t20\t0\t100\tSome CPU\n",                     /* a v2 line */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -216,8 +219,8 @@ TEST(planner_decode_from_rates)
     for (int k = 0; k < 2; k++) {
         char text[512];
         snprintf(text, sizeof text,
-                 "# hearth devices v3\ncpu\t20.000\t0.000\t100.000\t2.500\tQ4_1:%.3f,Q4_K:%.3f\t-\t"
-                 "Fake CPU\n",
+                 "# hearth devices v3\ncpu\t20.000\t0.000\t100.000\t0.000\t2.500\t"
+                 "Q4_1:%.3f,Q4_K:%.3f\t-\tFake CPU\n",
                  rates[k][1], rates[k][0]);
         REQUIRE(plan_env_write(path, text));
         struct plan_devices pd;

@@ -4,7 +4,7 @@
  * (test-flops-decode covers decode's figures).
  *
  *  - cache: stored and looked up with the GFLOP/s field; the file has the
- *    v3 header and eight fields a line;
+ *    v3 header and nine fields a line;
  *  - a v1 file is read (bandwidths measured, FLOP rate 0, so the plan keeps
  *    assuming it) and the next store rewrites it as v3, its old lines kept;
  *  - a malformed v2 line (the v1 layout under a v2 header, a FLOP rate that
@@ -91,8 +91,8 @@ TEST(cache_round_trip)
     int n = read_lines(path, lines);
     REQUIRE(n == 3);
     CHECK_STR_EQ(lines[0], "# hearth devices v3");
-    CHECK_STR_EQ(lines[1], "vulkan0\t321.250\t12.250\t45678.500\t0.000\t-\t-\tTest GPU (fake)");
-    CHECK_INT_EQ(count_tabs(lines[2]), 7);
+    CHECK_STR_EQ(lines[1], "vulkan0\t321.250\t12.250\t45678.500\t0.000\t0.000\t-\t-\tTest GPU (fake)");
+    CHECK_INT_EQ(count_tabs(lines[2]), 8);
     unsetenv("HEARTH_CACHE_DIR");
 }
 
@@ -122,8 +122,8 @@ TEST(cache_v1_read_then_rewritten_as_v3)
     int n = read_lines(path, lines);
     REQUIRE(n == 3);
     CHECK_STR_EQ(lines[0], "# hearth devices v3");
-    CHECK_STR_EQ(lines[1], "vulkan0\t300.000\t10.000\t0.000\t0.000\t-\t-\tTest GPU (fake)");
-    CHECK_STR_EQ(lines[2], "cpu\t25.500\t0.000\t150.000\t0.000\t-\t-\tSome CPU");
+    CHECK_STR_EQ(lines[1], "vulkan0\t300.000\t10.000\t0.000\t0.000\t0.000\t-\t-\tTest GPU (fake)");
+    CHECK_STR_EQ(lines[2], "cpu\t25.500\t0.000\t150.000\t0.000\t0.000\t-\t-\tSome CPU");
     CHECK(bw_cache_lookup("vulkan0", "Test GPU (fake)", &got, note, sizeof note));
     CHECK_NEAR(got.h2d_gbps, 10.0, 1e-9);
     CHECK_NEAR(got.gflops, 0.0, 0.0);
@@ -209,11 +209,29 @@ static void check_measure(struct hearth_device *dev, const char *what)
            r.seconds, r.reps);
 }
 
+/* The attention rate's shape and arithmetic (flops.h), never its speed. */
+static void check_attention(struct hearth_device *dev, const char *what)
+{
+    struct flops_attn_result a;
+    CHECK_OK(flops_measure_attention(dev, &a));
+    CHECK_MSG(isfinite(a.gflops) && a.gflops > 0.0, "attention %g GFLOP/s", a.gflops);
+    CHECK_MSG(doubled_from(a.n_tok, FLOPS_ATT_TOK_MIN, FLOPS_ATT_TOK_MAX), "n_tok %d", a.n_tok);
+    CHECK(a.n_iter >= 1 && a.n_iter <= FLOPS_MAX_ITER);
+    CHECK(a.n_iter == 1 || a.n_tok == FLOPS_ATT_TOK_MAX);
+    /* 16 queries at position 16: 16 * 16 + 136 (query, key) pairs of 4 * 32 * 128 FLOPs */
+    CHECK_NEAR(flops_attention_flop(16, 16), 392.0 * 16384.0, 0.0);
+    CHECK_NEAR(a.flop, flops_attention_flop(a.n_tok, a.n_tok) * a.n_iter, 0.0);
+    CHECK_NEAR(a.gflops, a.flop / a.seconds / 1e9, 1e-9 * a.gflops);
+    printf("  %s: attention %.2f GFLOP/s (%d queries x %d ops, %.4f s)\n", what, a.gflops,
+           a.n_tok, a.n_iter, a.seconds);
+}
+
 TEST(measure_cpu_device)
 {
     struct hearth_device *dev = fixture_cpu_device("cpu", 1);
     REQUIRE(dev);
     check_measure(dev, "cpu (1 thread)");
+    check_attention(dev, "cpu (1 thread)");
     backend_device_destroy(dev);
 }
 
@@ -224,6 +242,7 @@ TEST(measure_vulkan_device)
     if (reg_device_open("vulkan0", &dev) != HEARTH_OK)
         TEST_SKIP("no vulkan0 here: %s", hearth_last_error());
     check_measure(dev, "vulkan0");
+    check_attention(dev, "vulkan0");
     backend_device_destroy(dev);
 }
 
@@ -300,12 +319,17 @@ TEST(planner_uses_cached_flops)
     unsetenv("HEARTH_CACHE_DIR");
 }
 
-/* pm's host-only prefill seconds for a 512-token prompt with the cache line's matmul rates mm. */
-static double prefill_seconds(const struct plan_model *pm, const char *path, const char *mm)
+/*
+ * pm's host-only prefill seconds for a 512-token prompt with the cache line's
+ * matmul rates mm and attention rate attn (0: not measured).
+ */
+static double prefill_seconds(const struct plan_model *pm, const char *path, const char *mm,
+                              double attn)
 {
     char text[600];
     snprintf(text, sizeof text,
-             "# hearth devices v3\ncpu\t20.000\t0.000\t100.000\t0.000\t-\t%s\tFake CPU\n", mm);
+             "# hearth devices v3\ncpu\t20.000\t0.000\t100.000\t%.3f\t0.000\t-\t%s\tFake CPU\n",
+             attn, mm);
     if (!plan_env_write(path, text))
         return -1.0;
     struct plan_devices pd;
@@ -324,7 +348,8 @@ static double prefill_seconds(const struct plan_model *pm, const char *path, con
  * A type's measured matmul rate replaces the Q4_K rate for its tensors:
  * SmolLM2's Q4_1 matrices (compute-bound here) at 50 instead of 100 GFLOP/s
  * add exactly their FLOPs x (1/50 - 1/100) ns; a Q4_1 rate equal to Q4_K's
- * changes nothing.
+ * changes nothing. A measured attention rate of 25 GFLOP/s adds exactly the
+ * prompt's attention FLOPs x (1/25 - 1/100) ns.
  */
 TEST(prefill_per_type_rates)
 {
@@ -333,9 +358,15 @@ TEST(prefill_per_type_rates)
     struct gguf_file *gf;
     struct plan_model pm;
     REQUIRE(plan_env_model(TEST_SMOLLM2, &gf, &pm) == HEARTH_OK);
-    double base = prefill_seconds(&pm, path, "-");
-    double same = prefill_seconds(&pm, path, "Q4_1:100.000");
-    double slow = prefill_seconds(&pm, path, "Q4_1:50.000,Q4_K:100.000");
+    double base = prefill_seconds(&pm, path, "-", 0.0);
+    double same = prefill_seconds(&pm, path, "Q4_1:100.000", 0.0);
+    double slow = prefill_seconds(&pm, path, "Q4_1:50.000,Q4_K:100.000", 0.0);
+    double attn = prefill_seconds(&pm, path, "-", 25.0);
+    double att_flop = 4.0 * pm.arch.n_head * pm.arch.head_dim_k * 512.0 * 513.0 / 2.0 *
+                      (double)pm.arch.n_layer;
+    double want_attn = base + att_flop * (1.0 / 25e9 - 1.0 / 100e9);
+    CHECK_MSG(fabs(attn - want_attn) < 1e-9 * want_attn,
+              "prefill %.6f s with attention at 25 GFLOP/s, expected %.6f s", attn, want_attn);
     double flops = 0;
     for (size_t i = 0; i < pm.n_tensors; i++) {
         const struct plan_model_tensor *t = &pm.tensors[i];

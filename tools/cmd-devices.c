@@ -25,8 +25,9 @@
 #include "flops.h"
 
 /*
- * The FLOP rate, or with decode the matvec rate and op latency, of dev into
- * e; a device without a Q4_K matmul keeps 0 (assumed).
+ * The FLOP rates (matmul per type, attention), or with decode the matvec
+ * rates and op latency, of dev into e; a device without the op keeps 0
+ * (assumed).
  */
 static hearth_status measure_rates(struct hearth_device *dev, bool decode, struct bw_entry *e)
 {
@@ -43,6 +44,9 @@ static hearth_status measure_rates(struct hearth_device *dev, bool decode, struc
             e->gflops = r.gflops;
             memcpy(e->mm_gflops, r.gflops_type, sizeof e->mm_gflops);
         }
+        struct flops_attn_result a;
+        if (st == HEARTH_OK && (st = flops_measure_attention(dev, &a)) == HEARTH_OK)
+            e->attn_gflops = a.gflops;
     }
     if (st == HEARTH_ERR_UNSUPPORTED) {
         err_clear();
@@ -125,7 +129,7 @@ int cmd_devices(int argc, char **argv)
                    "  --no-bandwidth   skip bandwidths and FLOP rates (no measurement, no cache)\n"
                    "  --measure        measure every device again and update the cache\n"
                    "  --rates          also list each device's matvec and matmul rates per\n"
-                   "                   weight type\n");
+                   "                   weight type, and its attention rate\n");
             return 0;
         }
         if (!strcmp(argv[i], "--no-bandwidth")) {
@@ -189,6 +193,11 @@ int cmd_devices(int argc, char **argv)
         if (rates) {
             print_rates("  matvec GB/s:", e.mv_gbps);
             print_rates("  matmul GFLOP/s:", e.mm_gflops);
+            if (e.attn_gflops > 0) {
+                char r[32];
+                fmt_rate(r, sizeof r, e.attn_gflops);
+                printf("  attention GFLOP/s: %s (f16 cache, 32 x 8 heads of 128)\n", r);
+            }
         }
         fflush(stdout);
     }
