@@ -44,6 +44,15 @@ static int entries(struct reg_entry *e)
     return n;
 }
 
+bool reg_is_software_device(const char *desc)
+{
+    static const char *const soft[] = {"llvmpipe", "lavapipe", "SwiftShader", "softpipe"};
+    for (size_t i = 0; desc && i < sizeof soft / sizeof soft[0]; i++)
+        if (strstr(desc, soft[i]))
+            return true;
+    return false;
+}
+
 const char *reg_backends_built(void)
 {
     return "cpu"

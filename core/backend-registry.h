@@ -29,6 +29,14 @@ struct reg_device_info {
     uint64_t host_staging_bytes; /* hearth_device_props.host_staging_bytes */
 };
 
+/*
+ * True when a device description names a software rasterizer (lavapipe/
+ * llvmpipe, SwiftShader, softpipe): a "GPU" that computes on the host's own
+ * cores, which the engine's implicit device choice and the planner's
+ * automatic placement skip.
+ */
+bool reg_is_software_device(const char *desc);
+
 /* Names of the backends compiled into this build, space separated ("cpu cuda vulkan"). */
 const char *reg_backends_built(void);
 /* Fills up to max entries; returns how many devices exist (may exceed max). */

@@ -81,15 +81,6 @@ struct engine_params engine_params_default(void)
     return p;
 }
 
-bool engine__is_software_device(const char *desc)
-{
-    static const char *const soft[] = {"llvmpipe", "lavapipe", "SwiftShader", "softpipe"};
-    for (size_t i = 0; desc && i < sizeof soft / sizeof soft[0]; i++)
-        if (strstr(desc, soft[i]))
-            return true;
-    return false;
-}
-
 /* ---- description ------------------------------------------------------------ */
 
 /* Appends printf-style to e->desc, truncating silently (it is a display line). */
@@ -236,7 +227,7 @@ static hearth_status open_gpus(struct engine *e, const struct engine_params *p)
     for (int i = 0; i < n && e->n_dev < ENGINE_MAX_DEVICES; i++) {
         if (!strcmp(info[i].name, "cpu"))
             continue;
-        if (p->ngl == ENGINE_NGL_UNSET && engine__is_software_device(info[i].desc))
+        if (p->ngl == ENGINE_NGL_UNSET && reg_is_software_device(info[i].desc))
             continue;
         if (add_gpu(e, info[i].name) != HEARTH_OK)
             err_clear(); /* listed but not usable (a backend that cannot open yet) */
@@ -297,7 +288,7 @@ static void describe_devices(struct engine *e, struct plan_devices *pd)
          * prefill look worthwhile when it only adds copies. Its own measured
          * rate, where cached, replaces this below.
          */
-        if (!cuda && engine__is_software_device(props.desc))
+        if (!cuda && reg_is_software_device(props.desc))
             g->flops = pd->dev[PLAN_HOST].flops;
         g->h2d_bw = PLAN_DEFAULT_PCIE_BW;
         g->mem_bw_assumed = !(props.bw_gbps > 0);
@@ -305,6 +296,7 @@ static void describe_devices(struct engine *e, struct plan_devices *pd)
         g->flops_assumed = g->h2d_bw_assumed = true;
         g->maps_weights = props.host_memory;
         g->host_staging_bytes = props.host_staging_bytes;
+        g->software = reg_is_software_device(props.desc);
         apply_cached(pd, d, e->dev_name[d], info, n);
     }
 }

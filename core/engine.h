@@ -160,11 +160,4 @@ hearth_status engine__load_planned(const struct engine_load *in, struct sched **
                                    struct placement **pl, struct plan *plan, char *how,
                                    size_t how_size);
 
-/*
- * Internal, exposed for tests (engine.c): true when a device description
- * names a software rasterizer (lavapipe/llvmpipe, SwiftShader), which the
- * implicit device choice skips.
- */
-bool engine__is_software_device(const char *desc);
-
 #endif

@@ -538,11 +538,11 @@ hearth_status plan__explain(const struct plan_model *m, struct plan *p)
     }
     int n_gpu = 0; /* GPUs the placement could use */
     for (int d = 1; d < p->devs.n; d++)
-        n_gpu += !p->slow_gpu[d];
+        n_gpu += !p->skipped_gpu[d];
     if (n_gpu == 0) {
         TRY(plan__reason(p, "no GPU%s: all %zu tensors (%.2f GiB) in host RAM, computed by the "
                             "CPU",
-                         p->devs.n > 1 ? " faster than the CPU" : "", m->n_tensors,
+                         p->devs.n > 1 ? " worth using" : "", m->n_tensors,
                          gib(host_w)));
     } else if (n_host == 0) {
         int d = p->tensors[0].resident;
@@ -557,7 +557,14 @@ hearth_status plan__explain(const struct plan_model *m, struct plan *p)
     for (int d = 1; d < p->devs.n; d++) {
         const struct plan_usage *u = &p->use[d];
         const struct plan_device *dv = &p->devs.dev[d];
-        if (p->slow_gpu[d]) {
+        if (p->skipped_gpu[d] && dv->software) {
+            TRY(plan__reason(p,
+                             "%s unused: a software rasterizer, computing on the host's own "
+                             "cores (-ngl places layers on it anyway)",
+                             dev_name(p, d)));
+            continue;
+        }
+        if (p->skipped_gpu[d]) {
             TRY(plan__reason(p,
                              "%s unused: one-token matmuls there read %.2f GB/s of Q4_K "
                              "(measured), slower than the host's %.2f GB/s, so decode would be "

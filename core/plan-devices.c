@@ -291,6 +291,7 @@ hearth_status plan_devices_detect(struct plan_devices *d)
         g.mem_bw_assumed = g.flops_assumed = true;
         g.h2d_bw_assumed = !(d->dev[PLAN_HOST].h2d_bw > 0);
         g.host_staging_bytes = info[i].host_staging_bytes;
+        g.software = reg_is_software_device(info[i].desc);
         d->dev[d->n++] = g;
         plan_devices_apply_cache(d, d->n - 1, info[i].desc);
     }

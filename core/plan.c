@@ -350,15 +350,16 @@ static bool gpu_slower_than_host(const struct plan_devices *d, int i)
 }
 
 /*
- * GPUs to place on (-ngl or every_gpu: all; automatic: those not
- * gpu_slower_than_host), by memory bandwidth (desc), then index.
+ * GPUs to place on (-ngl or every_gpu: all; automatic: those neither
+ * software nor gpu_slower_than_host), by memory bandwidth (desc), then index.
  */
 static int gpu_order(const struct plan_devices *d, const struct plan_opts *o, bool *slow,
                      int *order)
 {
     int n = 0;
     for (int i = 1; i < d->n; i++) {
-        slow[i] = o->n_gpu_layers < 0 && !o->every_gpu && gpu_slower_than_host(d, i);
+        slow[i] = o->n_gpu_layers < 0 && !o->every_gpu &&
+                  (d->dev[i].software || gpu_slower_than_host(d, i));
         if (!slow[i])
             order[n++] = i;
     }
@@ -805,7 +806,7 @@ hearth_status plan_make(const struct plan_model *m, const struct plan_devices *d
     pl.p = out;
     for (uint32_t l = 0; l < out->n_layer; l++)
         out->layers[l].kv_bytes = plan_kv_layer_bytes(&m->arch, &out->opts, l);
-    pl.n_gpu = gpu_order(d, &out->opts, out->slow_gpu, pl.order);
+    pl.n_gpu = gpu_order(d, &out->opts, out->skipped_gpu, pl.order);
     pl.glu_extra = plan_glu_stage_bytes(out->opts.n_batch, m->arch.n_embd, m->arch.n_ff) -
                    plan_stage_bytes(out->opts.n_batch, m->arch.n_embd);
     pl.up_dev = calloc(out->n_layer ? out->n_layer : 1, sizeof *pl.up_dev);

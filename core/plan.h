@@ -75,6 +75,8 @@ struct plan_device {
      * and no upload staging is needed.
      */
     bool maps_weights;
+    /* A software rasterizer computing on the host's cores (reg_is_software_device). */
+    bool software;
     /*
      * Host RAM the device's backend may allocate for its own transfers, worst
      * case (hearth_device_props.host_staging_bytes; a described Vulkan GPU:
@@ -224,7 +226,7 @@ struct plan_opts {
     bool sched_layout;
     /*
      * Place on every GPU, even one measured slower than the host (see
-     * plan.slow_gpu): the user named the devices to run on.
+     * plan.skipped_gpu): the user named the devices to run on.
      */
     bool every_gpu;
 };
@@ -306,11 +308,12 @@ struct plan {
     uint64_t host_read_per_token;
     bool streaming;         /* some host tensors are streamed for prefill */
     /*
-     * GPUs the automatic placement left unused because their measured
-     * one-token matmul rate (mv_bw, Q4_K) is below the host's: decode there
-     * would be slower than on the CPU (a software Vulkan device).
+     * GPUs the automatic placement left unused: software rasterizers
+     * (plan_device.software), and GPUs whose measured one-token matmul rate
+     * (mv_bw, Q4_K) is below the host's, where decode would be slower than
+     * on the CPU.
      */
-    bool slow_gpu[PLAN_MAX_DEVICES];
+    bool skipped_gpu[PLAN_MAX_DEVICES];
     bool host_overcommitted; /* host needs exceed its RAM: pages would come from disk */
     size_t n_reasons;
     char **reasons;

@@ -18,9 +18,9 @@
  *    and 2 for the head; halving the rates slows decode; a --host
  *    description drops the machine's figures (FLOP rate included) and the
  *    reasons say so;
- *  - a GPU whose measured matvec rate is below the host's is left unused by
- *    the automatic placement (with its reason) but not by -ngl; one above it,
- *    or unmeasured, is used.
+ *  - a GPU whose measured matvec rate is below the host's, or a software
+ *    rasterizer, is left unused by the automatic placement (with its reason)
+ *    but not by -ngl; one above it, or unmeasured, is used.
  */
 #include <math.h>
 #include <stdio.h>
@@ -282,13 +282,13 @@ static uint64_t on_gpu(const struct plan_model *pm, const struct plan_devices *p
     for (size_t i = 0; i < pm->n_tensors; i++)
         if (p.tensors[i].resident == 1)
             b += pm->tensors[i].nbytes;
-    *slow = p.slow_gpu[1];
+    *slow = p.skipped_gpu[1];
     *reason = plan_env_reason(&p, "vulkan0 unused: one-token matmuls there read", "slower than the host");
     plan_free(&p);
     return b;
 }
 
-TEST(slow_gpu_left_unused)
+TEST(skipped_gpu_left_unused)
 {
     struct gguf_file *gf;
     struct plan_model pm;
@@ -312,6 +312,18 @@ TEST(slow_gpu_left_unused)
     pd.dev[1].mv_bw[HEARTH_DTYPE_Q4_K] = 200e9;
     CHECK(on_gpu(&pm, &pd, -1, &slow, &reason) == plan_model_bytes(&pm));
     CHECK(!slow && !reason);
+    /* a software rasterizer, unmeasured: unused, with its own reason; -ngl uses it */
+    pd.dev[1].mv_bw[HEARTH_DTYPE_Q4_K] = 0;
+    pd.dev[1].software = true;
+    struct plan_opts o;
+    plan_opts_default(&o);
+    struct plan p;
+    CHECK_OK(plan_make(&pm, &pd, &o, &p));
+    CHECK(p.skipped_gpu[1] && p.use[1].total == 0);
+    CHECK(plan_env_reason(&p, "vulkan0 unused: a software rasterizer", NULL));
+    plan_free(&p);
+    CHECK(on_gpu(&pm, &pd, 10, &slow, &reason) > 0);
+    pd.dev[1].software = false;
     /* the host unmeasured: its copy bandwidth (50 GB/s assumed) is the bar */
     pd.dev[PLAN_HOST].mv_bw[HEARTH_DTYPE_Q4_K] = 0;
     pd.dev[1].mv_bw[HEARTH_DTYPE_Q4_K] = 40e9;
@@ -322,4 +334,4 @@ TEST(slow_gpu_left_unused)
 
 TEST_MAIN(TEST_CASE(cache_rates_round_trip), TEST_CASE(cache_bad_rates_ignored),
           TEST_CASE(measure_decode_cpu), TEST_CASE(measure_decode_vulkan),
-          TEST_CASE(planner_decode_from_rates), TEST_CASE(slow_gpu_left_unused))
+          TEST_CASE(planner_decode_from_rates), TEST_CASE(skipped_gpu_left_unused))
