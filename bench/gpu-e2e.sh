@@ -4,7 +4,8 @@
 #
 #   build    the hearth CLI on the device (CUDA sm_90, Vulkan if its loader
 #            and glslc are there); falls back to a carried build-cuda/hearth
-#   devices  `hearth devices --measure` (copy and host-to-device bandwidth)
+#   devices  `hearth devices --measure --rates` (copy and host-to-device bandwidth, FLOP,
+#            attention and matvec rates, op latency: the figures the planner predicts from)
 #   tg       synth llama3-8b at Q4_0, Q4_K_M, Q8_0; `hearth bench -ngl all`:
 #            pp512 and tg128, each against the copy bandwidth (issue: CUDA)
 #   partial  Q4_K_M at -ngl 16 and 24 (issue: CUDA, partial offload)
@@ -99,7 +100,7 @@ print('  '.join('%s %.1f t/s (%.0f%% of copy bw)' % (r['test'], r['tps_median'],
 }
 
 if has devices; then
-    "$BIN" devices --measure >>"$OUT/e2e.txt" 2>&1
+    "$BIN" devices --measure --rates >>"$OUT/e2e.txt" 2>&1
     say "devices: $(grep -E "^($DEV|vulkan[0-9])" "$OUT/e2e.txt" | tr -s ' ' | tr '\n' ';')"
 fi
 
