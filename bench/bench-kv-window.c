@@ -23,20 +23,6 @@
 #include "kv-quant.h"
 #include "model.h"
 
-static long arg_long(int argc, char **argv, int i, long def)
-{
-    if (argc <= i)
-        return def;
-    char *end;
-    long v = strtol(argv[i], &end, 10);
-    if (*end || v <= 0) {
-        fprintf(stderr, "bench-kv-window: argument %d: '%s' is not a positive integer\n", i,
-                argv[i]);
-        exit(2);
-    }
-    return v;
-}
-
 int main(int argc, char **argv)
 {
     const char *path = argc > 1 ? argv[1] : "models/SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -50,8 +36,11 @@ int main(int argc, char **argv)
                 tname);
         return 2;
     }
-    const int depth = (int)arg_long(argc, argv, 3, 2048), w = (int)arg_long(argc, argv, 4, 128);
-    const int steps = (int)arg_long(argc, argv, 5, 200), nth = (int)arg_long(argc, argv, 6, 1);
+    const char *who = "bench-kv-window";
+    const int depth = (int)bench_arg_long(who, argc, argv, 3, 2048);
+    const int w = (int)bench_arg_long(who, argc, argv, 4, 128);
+    const int steps = (int)bench_arg_long(who, argc, argv, 5, 200);
+    const int nth = (int)bench_arg_long(who, argc, argv, 6, 1);
     struct model *m = NULL;
     if (model_load(path, &m) != HEARTH_OK) {
         fprintf(stderr, "bench-kv-window: %s\n", hearth_last_error());

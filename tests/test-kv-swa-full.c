@@ -398,6 +398,56 @@ TEST(f16_rewind_past_the_slack)
     bufs_free(&B);
 }
 
+/*
+ * Without swa_full an f16 cache's local layers keep only their rings
+ * (cpu/attn-ring.h); their attention is the grouped f16 kernel over the
+ * window in position order, the very arithmetic of the full rows. So the
+ * ring-only context gives the swa_full context's bits at every step of
+ * fill's batches (140 positions: the rings of 80 wrap), on forward.c and on
+ * the scheduler over the CPU backend (its ATTENTION's ring-only path).
+ * (The route it replaced matched here too: a window of 16 is too short for
+ * its float sums to round differently; test-attn-ring.c checks Gemma 3's
+ * shapes, where they do.)
+ */
+TEST(f16_ring_gives_swa_full_bits)
+{
+    REQUIRE(tiny_load());
+    struct bufs B;
+    REQUIRE(bufs_alloc(&B));
+    struct forward_ctx *ring = tiny_forward(KVQ_F16, false), *full = tiny_forward(KVQ_F16, true);
+    struct hearth_device *dev = fixture_cpu_device("cpu", 2);
+    struct sched *s = NULL;
+    if (dev) {
+        struct sched_params sp = sched_params_default();
+        sp.n_ctx = N_CTX;
+        sp.n_batch = 64;
+        sp.n_devices = 1;
+        sp.devices = &dev;
+        CHECK_OK(sched_create(g_tiny, &sp, &s));
+    }
+    if (ring && full && s) {
+        CHECK(forward_kv_cache(ring, 0)->xw > 0 && forward_kv_cache(full, 0)->xw == 0);
+        static const int cuts[] = {0, 70, 110, 130, 131, 132, 133, 134, 135, 136, 137, 138, 139,
+                                   FILLED};
+        for (int i = 0; i + 1 < (int)(sizeof cuts / sizeof cuts[0]); i++) {
+            const int n = cuts[i + 1] - cuts[i];
+            const size_t nv = (size_t)n * B.V;
+            CHECK_OK(forward_eval(full, g_tok + cuts[i], n, cuts[i], B.scratch, true));
+            CHECK_OK(forward_eval(ring, g_tok + cuts[i], n, cuts[i], B.fresh, true));
+            CHECK_OK(sched_eval(s, g_tok + cuts[i], n, cuts[i], B.fresh + nv, true));
+            CHECK_MSG(n_differ(B.fresh, B.scratch, nv) == 0, "forward.c, positions %d..%d",
+                      cuts[i], cuts[i + 1] - 1);
+            CHECK_MSG(n_differ(B.fresh + nv, B.scratch, nv) == 0, "scheduler, positions %d..%d",
+                      cuts[i], cuts[i + 1] - 1);
+        }
+    }
+    sched_destroy(s);
+    backend_device_destroy(dev);
+    forward_destroy(ring);
+    forward_destroy(full);
+    bufs_free(&B);
+}
+
 /* Overwrites the codes (K and V) of positions [0, n) of every local layer with garbage. */
 static void scribble_local(struct forward_ctx *f, uint32_t n)
 {
@@ -611,6 +661,7 @@ done:
 }
 
 TEST_MAIN(TEST_CASE(rule), TEST_CASE(plan_bytes), TEST_CASE(forward_bytes),
-          TEST_CASE(f16_rewind_past_the_slack), TEST_CASE(rot4_rewind_reads_codes),
+          TEST_CASE(f16_rewind_past_the_slack), TEST_CASE(f16_ring_gives_swa_full_bits),
+          TEST_CASE(rot4_rewind_reads_codes),
           TEST_CASE(api_reuses_a_prefix_after_a_long_rewind),
           TEST_CASE(vulkan_rewind_past_the_slack))

@@ -16,7 +16,9 @@
  * ATTENTION's k_aux; the exact window (step 5) in its k_ring / v_ring /
  * ring_pos, staged by cpu_kvq_exact_stage (cpu/kv-window.c), the function
  * forward.c calls, so the scheduler on this backend gives forward.c's bits
- * with a window too (tests/test-kv-window.c).
+ * with a window too (tests/test-kv-window.c). An f16/f16 ring-only layer
+ * (step 6) runs cpu/attn-ring.h's staging and grouped f16 kernel instead,
+ * again forward.c's functions.
  *
  * Memory: buffers are calloc'd (zeroed, and a large KV cache only costs the
  * pages written); "device-local" and "pinned host" are both host RAM here,
@@ -35,6 +37,7 @@
 #include "backend.h"
 #include "bandwidth.h"
 #include "cpu/attn-kvq.h"
+#include "cpu/attn-ring.h"
 #include "cpu/ops.h"
 #include "err.h"
 #include "f16.h"
@@ -76,7 +79,11 @@ struct cpu_stream {
     size_t kdst_cap;
     int32_t *ipos;   /* [2 n] positions of the batch rows, then the rows 0..n-1 */
     size_t ipos_cap;
-    float *xst;      /* exact window: [2][cpu_kvq_exact_rows(W, n)][Hk·D] staged K, V rows */
+    /*
+     * exact window: [2][cpu_kvq_exact_rows(W, n)][Hk·D] staged K, V rows,
+     * floats (attn_kvq) or halves (an f16 ring-only layer, attn_ring)
+     */
+    float *xst;
     size_t xst_cap;
 };
 
@@ -505,6 +512,40 @@ static hearth_status attn_kvq(struct cpu_stream *cs, const struct hearth_op_atte
     return HEARTH_OK;
 }
 
+/*
+ * Step 6 over an f16/f16 cache: a ring-only layer's window staged as halves
+ * and the grouped f16 kernel over it (attn-ring.h), the functions forward.c
+ * runs. q, k, v already normed and rotated; j: the strides and scratch of
+ * op_attention.
+ */
+static hearth_status attn_ring(struct cpu_stream *cs, const struct hearth_op_attention *a, int n,
+                               const struct attn_job *j, int64_t kv_stride)
+{
+    struct cpu_kvq_ring ring;
+    const size_t KV = (size_t)a->n_head_kv * (size_t)a->head_dim;
+    const size_t xh = cpu_kvq_exact_rows(a->kv_window, n) * KV;
+    hearth_status st;
+    if ((st = window_ring(a, &ring)) != HEARTH_OK ||
+        (st = grow((void **)&cs->xst, &cs->xst_cap, 2 * xh * sizeof(uint16_t),
+                   "exact window")) != HEARTH_OK)
+        return st;
+    for (int t = 0; t < n; t++) {
+        cs->ipos[t] = (int32_t)(a->pos0 + t);
+        cs->ipos[n + t] = t;
+    }
+    uint16_t *xk = (uint16_t *)(void *)cs->xst;
+    struct cpu_ring_rows rows;
+    cpu_ring_stage_f16(&ring, (int)KV, a->pos0, n, cs->ipos + n, frow(&a->k, 0), frow(&a->v, 0),
+                       kv_stride, xk, xk + xh, &rows);
+    const struct cpu_ring_attn ra = {
+        .ak = &cs->d->ak, .rows = &rows, .grp = NULL, .pos = cs->ipos, .q = frow(&a->q, 0),
+        .q_stride = j->q_stride, .out = frow(&a->out, 0), .out_stride = j->o_stride,
+        .n_head = a->n_head, .n_head_kv = a->n_head_kv, .hd = a->head_dim, .window = a->window,
+        .scale = a->scale, .scores = cs->scores, .scores_per = j->scores_per};
+    cpu_ring_attn_run(cs->d->tp, &ra, n);
+    return HEARTH_OK;
+}
+
 static hearth_status op_attention(struct cpu_stream *cs, const struct hearth_op_attention *a,
                                   int n)
 {
@@ -512,10 +553,12 @@ static hearth_status op_attention(struct cpu_stream *cs, const struct hearth_op_
     const int64_t hd = a->head_dim;
     const int64_t KV = (int64_t)a->n_head_kv * hd;
     const int nth = threadpool_n_threads(d->tp);
-    const size_t n_ctx = (size_t)a->k_cache.n_rows;
     hearth_status st;
-    /* a ring-only layer (step 6) takes the compressed-cache path whatever its types */
+    /* a ring-only layer (step 6) is checked as a compressed cache; f16/f16 runs attn_ring */
     const bool kvq = a->k_type != KVQ_F16 || a->v_type != KVQ_F16 || !a->k_cache.buf;
+    const bool ring = !a->k_cache.buf && a->k_type == KVQ_F16 && a->v_type == KVQ_F16;
+    /* the longest span a token reads: a ring-only layer's window, else the cache */
+    const size_t n_ctx = ring ? (size_t)a->window : (size_t)a->k_cache.n_rows;
     if (kvq) {
         if ((st = check_kvq_caches(a, n)) != HEARTH_OK)
             return st;
@@ -573,6 +616,12 @@ static hearth_status op_attention(struct cpu_stream *cs, const struct hearth_op_
             vc[i] = f32_to_f16(vt[i]);
         }
     }
+    if (ring && k_stride != v_stride)
+        return err_set(HEARTH_ERR_INVALID_ARG,
+                       "cpu: attention: k and v row strides differ (%lld, %lld floats)",
+                       (long long)k_stride, (long long)v_stride);
+    if (ring)
+        return attn_ring(cs, a, n, &j, k_stride);
     if (kvq)
         return attn_kvq(cs, a, n);
     /*

@@ -31,7 +31,9 @@
  * makes a query at position t read positions j > t - W from f16 copies
  * (kv-cache.h's ring; the batch's own rows rounded the same way), so the
  * split independence holds with it too: whether j is exact depends only on
- * j and t, never on which batch brought j.
+ * j and t, never on which batch brought j. An f16 cache's ring-only
+ * (sliding-window) layers keep only such a ring and run the grouped f16
+ * kernel over it (cpu/attn-ring.h), with full rows' bits.
  *
  * Per layer (facts sheet §4.6, §8.5):
  *   a = rmsnorm(x) ⊙ attn_norm; q,k,v = W a (+ bias); gemma3: per-head
@@ -63,6 +65,7 @@
 #include <string.h>
 
 #include "cpu/attn-kvq.h"
+#include "cpu/attn-ring.h"
 #include "cpu/ops.h"
 #include "err.h"
 #include "f16.h"
@@ -83,7 +86,7 @@ struct forward_ctx {
     struct cpu_attn_kernels ak;
     /* compressed cache (any type but f16 for K or V): the batched kernel of attn-kvq.h */
     bool kvq;     /* a compressed K or V type */
-    bool kvq_any; /* kvq, or some ring-only layer (which always takes the kvq path) */
+    bool kvq_any; /* kvq, or some ring-only layer (both need the batch's groups, xst) */
     enum kvq_type kt, vt;
     struct cpu_kvq_attn *kva;
     uint8_t **kdst, **vdst;      /* [n_batch] cache rows the batch's new K/V go to */
@@ -105,6 +108,13 @@ struct forward_ctx {
     float *xst_k, *xst_v;
     size_t xst_rows;
     struct cpu_kvq_exact *grp_x; /* [n_batch] the exact rows of each group */
+    /*
+     * an f16 cache's ring-only layers (attn-ring.h): each group's rows staged
+     * as halves in xst_k / xst_v (half of what the f32 staging takes), and
+     * each batch row's group
+     */
+    struct cpu_ring_rows *grp_rows; /* [n_batch] */
+    int32_t *tok_grp;               /* [n_batch] */
     struct cpu_matmul_kernels kern[HEARTH_DTYPE_COUNT]; /* valid where kern_ok */
     bool kern_ok[HEARTH_DTYPE_COUNT];
 
@@ -322,10 +332,12 @@ hearth_status forward_create_multi(const struct model *m, const struct forward_p
                                                 .slots = c->xw_layer[il]};
     c->kv = c->kvs[0];
     if (c->kvq_any) {
-        if ((st = cpu_kvq_attn_create(c->isa, threadpool_n_threads(c->tp), &c->kva)) !=
-                HEARTH_OK ||
-            (st = cpu_kvq_attn_reserve(c->kva, p.n_batch, (int)hp->n_head, (int)hd)) !=
-                HEARTH_OK)
+        /* an f16 cache's ring-only layers run attn-ring.h, not the compressed kernel */
+        if (c->kvq &&
+            ((st = cpu_kvq_attn_create(c->isa, threadpool_n_threads(c->tp), &c->kva)) !=
+                 HEARTH_OK ||
+             (st = cpu_kvq_attn_reserve(c->kva, p.n_batch, (int)hp->n_head, (int)hd)) !=
+                 HEARTH_OK))
             goto fail;
         c->kdst = calloc((size_t)p.n_batch, sizeof *c->kdst);
         c->vdst = calloc((size_t)p.n_batch, sizeof *c->vdst);
@@ -343,7 +355,9 @@ hearth_status forward_create_multi(const struct model *m, const struct forward_p
             c->xst_k = malloc(c->xst_rows * kv_dim * sizeof *c->xst_k);
             c->xst_v = malloc(c->xst_rows * kv_dim * sizeof *c->xst_v);
             c->grp_x = calloc((size_t)p.n_batch, sizeof *c->grp_x);
-            if (!c->xst_k || !c->xst_v || !c->grp_x) {
+            c->grp_rows = calloc((size_t)p.n_batch, sizeof *c->grp_rows);
+            c->tok_grp = calloc((size_t)p.n_batch, sizeof *c->tok_grp);
+            if (!c->xst_k || !c->xst_v || !c->grp_x || !c->grp_rows || !c->tok_grp) {
                 st = err_set(HEARTH_ERR_NO_MEMORY,
                              "forward: out of memory for %zu exact-window rows of %u floats",
                              c->xst_rows, kv_dim);
@@ -405,6 +419,8 @@ void forward_destroy(struct forward_ctx *c)
     free(c->xst_k);
     free(c->xst_v);
     free(c->grp_x);
+    free(c->grp_rows);
+    free(c->tok_grp);
     free(c->seq_next);
     free(c->seq_last);
     free(c->bpos);
@@ -514,6 +530,19 @@ static void key_mean_apply(struct forward_ctx *c, uint32_t il)
  * attention's domain, groups back to back in xst_k / xst_v, then the
  * batch's rows in the cache's ring.
  */
+/* Group g's cache's ring of layer il. */
+static struct cpu_kvq_ring layer_ring(const struct forward_ctx *c, int g, uint32_t il)
+{
+    const struct model_hparams *hp = &c->m->hp;
+    const size_t KV = (size_t)hp->n_head_kv * hp->head_dim;
+    struct kv_cache *kv = c->grp_kv[g];
+    /* a sliding-window layer reads nothing older than its window, codes or not */
+    const uint32_t span = c->m->layers[il].is_swa ? hp->sliding_window : 0;
+    return (struct cpu_kvq_ring){.k = kv_cache_xk(kv, il, 0), .v = kv_cache_xv(kv, il, 0),
+                                 .k_stride = KV, .v_stride = KV, .pos = kv_cache_xpos(kv, il, 0),
+                                 .w = c->xw_layer[il], .span = span};
+}
+
 static void exact_window_apply(struct forward_ctx *c, uint32_t il, const struct kvq_rot *rot)
 {
     const struct model_hparams *hp = &c->m->hp;
@@ -522,12 +551,7 @@ static void exact_window_apply(struct forward_ctx *c, uint32_t il, const struct 
     for (int g = 0; g < c->n_grp; g++) {
         const struct cpu_kvq_seq *sq = &c->grp[g];
         struct kv_cache *kv = c->grp_kv[g];
-        /* a sliding-window layer reads nothing older than its window, codes or not */
-        const uint32_t span = c->m->layers[il].is_swa ? hp->sliding_window : 0;
-        const struct cpu_kvq_ring ring = {.k = kv_cache_xk(kv, il, 0), .v = kv_cache_xv(kv, il, 0),
-                                          .k_stride = (size_t)KV, .v_stride = (size_t)KV,
-                                          .pos = kv_cache_xpos(kv, il, 0), .w = c->xw_layer[il],
-                                          .span = span};
+        const struct cpu_kvq_ring ring = layer_ring(c, g, il);
         HEARTH_ASSERT(off + cpu_kvq_exact_rows(c->xw_layer[il], sq->n) <= c->xst_rows);
         cpu_kvq_exact_stage(c->kt, c->vt, rot, nkv, hd, kv->k_row, kv->v_row, sq,
                             c->bpos[sq->tok[0]], c->k, c->v, KV, &ring,
@@ -567,6 +591,39 @@ static void attn_kvq(struct forward_ctx *c, uint32_t il, int n)
         .exact_window = c->xw_layer[il], .exact = c->grp_x, .pos = c->bpos, .q = c->q, .q_stride = Q,
         .out = c->att, .out_stride = Q, .seq = c->grp, .n_seq = c->n_grp};
     cpu_kvq_attn_run(c->kva, c->tp, &L);
+}
+
+/*
+ * An f16 cache's ring-only layer (attn-ring.h): per group its window's rows
+ * staged as halves (xst_k / xst_v, groups back to back) and the batch's rows
+ * into the ring, then the grouped f16 kernel over each token's window.
+ */
+static void attn_ring(struct forward_ctx *c, uint32_t il, int n)
+{
+    const struct model_hparams *hp = &c->m->hp;
+    const int KV = (int)(hp->n_head_kv * hp->head_dim);
+    /* halves in the f32 staging buffers: the f16 path never uses them as floats */
+    uint16_t *xk = (uint16_t *)(void *)c->xst_k, *xv = (uint16_t *)(void *)c->xst_v;
+    size_t off = 0;
+    for (int g = 0; g < c->n_grp; g++) {
+        const struct cpu_kvq_seq *sq = &c->grp[g];
+        const struct cpu_kvq_ring ring = layer_ring(c, g, il);
+        const int64_t first = c->bpos[sq->tok[0]];
+        HEARTH_ASSERT(off + cpu_kvq_exact_rows(c->xw_layer[il], sq->n) <= c->xst_rows);
+        cpu_ring_stage_f16(&ring, KV, first, sq->n, sq->tok, c->k, c->v, KV,
+                           xk + off * (size_t)KV, xv + off * (size_t)KV, &c->grp_rows[g]);
+        off += (size_t)(first - c->grp_rows[g].x0 + sq->n);
+        for (int i = 0; i < sq->n; i++)
+            c->tok_grp[sq->tok[i]] = g;
+    }
+    const int64_t Q = (int64_t)hp->n_head * hp->head_dim;
+    const struct cpu_ring_attn ra = {
+        .ak = &c->ak, .rows = c->grp_rows, .grp = c->tok_grp, .pos = c->bpos, .q = c->q,
+        .q_stride = Q, .out = c->att, .out_stride = Q, .n_head = (int)hp->n_head,
+        .n_head_kv = (int)hp->n_head_kv, .hd = (int)hp->head_dim, .window = hp->sliding_window,
+        .scale = hp->attn_scale, .scores = c->scores,
+        .scores_per = cpu_attn_scratch((int)(hp->n_head / hp->n_head_kv), c->kv->n_ctx)};
+    cpu_ring_attn_run(c->tp, &ra, n);
 }
 
 /* Groups the batch rows by the cache they read (grp, grp_kv, grp_tok; first-seen order). */
@@ -659,11 +716,12 @@ static void layer_forward(struct forward_ctx *c, uint32_t il, int n)
             vc[i] = f32_to_f16(vt[i]);
         }
     }
-    if (c->kvq || !c->xcodes[il]) { /* an f16 cache's ring-only layer takes this path too */
+    if (c->kvq)
         attn_kvq(c, il, n);
-    } else {
+    else if (!c->xcodes[il])
+        attn_ring(c, il, n);
+    else
         attn_f16(c, il, n);
-    }
 
     cpu_matmul(c->tp, kern_of(c, &ly->wo), &ly->wo, c->att, n, c->tmp, E, c->act);
 
