@@ -131,10 +131,13 @@ static hearth_status bench_measure(const struct flops_bench *b, struct flops_res
     int n_iter = 1;
     double t, times[FLOPS_MAX_REPS];
     hearth_status st = bench_run(b, n_out, n_in, 1, &t); /* warm-up */
+    /* the full row width unless a run is slow already; then rows until a run takes long enough */
     while (st == HEARTH_OK && (st = bench_run(b, n_out, n_in, n_iter, &t)) == HEARTH_OK &&
-           t < FLOPS_MIN_RUN_S) {
+           t < FLOPS_DEC_SLOW_S) {
         if (n_in < FLOPS_N_IN_MAX)
             n_in *= 2;
+        else if (t >= FLOPS_MIN_RUN_S)
+            break;
         else if (n_out < FLOPS_N_OUT_MAX)
             n_out *= 2;
         else if (n_iter < FLOPS_MAX_ITER)

@@ -19,10 +19,11 @@
  * Adaptive, so a software device (lavapipe: ~0.2 GFLOP/s on 2 cores) finishes
  * in about a second and a GPU is not timed on launch latency: a warm-up op
  * first (a Vulkan device builds its pipelines there) at the smallest shape,
- * 64 x 256 (17 MFLOP); then n_in doubles up to 4096, then n_out up to 4096,
- * until one run takes >= FLOPS_MIN_RUN_S; past that cap (a 4096 x 4096 layer,
- * 17 GFLOP) a run enqueues the op n_iter times (doubling up to
- * FLOPS_MAX_ITER) before one synchronize. The run that reached the target
+ * 64 x 256 (17 MFLOP); then n_in doubles up to 4096 unless a run takes
+ * FLOPS_DEC_SLOW_S (the full row width is what the other types are timed
+ * at), then n_out up to 4096 until one run takes >= FLOPS_MIN_RUN_S; past
+ * that cap (a 4096 x 4096 layer, 17 GFLOP) a run enqueues the op n_iter
+ * times (doubling up to FLOPS_MAX_ITER) before one synchronize. The run that reached the target
  * warmed that shape; the figure is the median of 5 more runs (3 when one
  * takes over 0.1 s). Alternatives rejected: a fixed 4096 x 4096 shape costs
  * lavapipe over a minute per run; a peak-FLOPs microkernel says nothing about
@@ -83,7 +84,8 @@ hearth_status flops_measure_device(struct hearth_device *dev, struct flops_resul
  * FLOPS_DEC_MAX_ITER) until one run takes FLOPS_MIN_RUN_S; growth stops once
  * a run takes FLOPS_DEC_SLOW_S. Then each other type of flops_dec_types at
  * that shape's bytes (rows scaled to the type's row size), unless Q4_K's
- * growth stopped early: a device that slow is timed on Q4_K alone. Median of
+ * growth stopped before its full row count: a device that slow is timed on
+ * Q4_K alone. Median of
  * 5 runs (3 when one takes over 0.1 s). When the device cannot hold all the
  * weights, fewer are timed (down to one). The rows are FLOPS_DEC_N_IN wide:
  * a model's much shorter rows (SmolLM2's 576) run slower per byte on a CPU,
