@@ -56,10 +56,10 @@ static hearth_status measure_rates(struct hearth_device *dev, bool decode, struc
 }
 
 /*
- * Measures a listed device and caches the figures: with a NULL cached entry
- * everything, else only what *e (the cached entry) lacks: the FLOP rate of a
- * v1 entry, the decode figures of a v1 or v2 one. False when it cannot be
- * opened or measured.
+ * Measures a listed device and caches the figures: without a cached entry
+ * everything, else only what *e (the cached entry) lacks: the FLOP rates
+ * (matmul per type, attention) of a v1 or v2 entry, the decode figures of a
+ * v1 or v2 one. False when it cannot be opened or measured.
  */
 static bool measure(const char *name, const char *desc, bool cached, struct bw_entry *e)
 {
@@ -69,7 +69,7 @@ static bool measure(const char *name, const char *desc, bool cached, struct bw_e
         return false;
     }
     hearth_status st = cached ? HEARTH_OK : bw_measure_device(dev, e);
-    if (st == HEARTH_OK && !(cached && e->gflops > 0))
+    if (st == HEARTH_OK && !(cached && e->gflops > 0 && e->attn_gflops > 0))
         st = measure_rates(dev, false, e);
     if (st == HEARTH_OK && !(cached && e->mv_gbps[HEARTH_DTYPE_Q4_K] > 0))
         st = measure_rates(dev, true, e);
@@ -171,7 +171,7 @@ int cmd_devices(int argc, char **argv)
                 fprintf(stderr, "hearth devices: note: %s\n", note);
                 noted = true;
             }
-            if (cached && e.gflops > 0 && e.mv_gbps[HEARTH_DTYPE_Q4_K] > 0)
+            if (cached && e.gflops > 0 && e.attn_gflops > 0 && e.mv_gbps[HEARTH_DTYPE_Q4_K] > 0)
                 how = " (cached)";
             else if (cached) /* an older entry: only rates are missing */
                 how = measure(devs[i].name, devs[i].desc, true, &e)
