@@ -137,7 +137,7 @@ static void check_decode(struct hearth_device *dev, const char *what)
     CHECK(r.n_w >= 1 && r.n_w <= FLOPS_DEC_N_W);
     CHECK(r.n_w == 1 || r.n_out == FLOPS_DEC_N_OUT); /* more weights only at full size */
     CHECK(r.n_iter >= 1 && r.n_iter <= FLOPS_DEC_MAX_ITER);
-    CHECK(r.n_iter == 1 || r.n_w >= 1);
+    CHECK(r.n_iter == 1 || r.n_out == FLOPS_DEC_N_OUT); /* more passes only at full size */
     CHECK(r.reps == 3 || r.reps == 5);
     uint64_t row = 0;
     REQUIRE(quant_row_bytes(HEARTH_DTYPE_Q4_K, FLOPS_DEC_N_IN, &row));

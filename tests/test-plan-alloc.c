@@ -50,6 +50,7 @@
 #include "fixtures.h"
 #include "kv-quant.h"
 #include "model.h"
+#include "plan-env.h"
 #include "plan.h"
 #include "test.h"
 
@@ -467,14 +468,6 @@ TEST(replan_on_oom)
     model_free(m);
 }
 
-static void write_file(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    REQUIRE(f);
-    fputs(text, f);
-    fclose(f);
-}
-
 TEST(bandwidth_cache)
 {
     char dir[512], path[600];
@@ -526,25 +519,21 @@ TEST(bandwidth_cache)
     CHECK_NEAR(pd.dev[1].mem_bw, 321.25e9, 1.0);
     CHECK_NEAR(pd.dev[1].h2d_bw, 12.25e9, 1.0);
     CHECK(pd.dev[1].mem_bw_measured && pd.dev[1].h2d_bw_measured && !pd.dev[1].h2d_bw_assumed);
-    const char *mp = test_model_path(TEST_SMOLLM2);
-    struct gguf_file *gf = NULL;
+    struct gguf_file *gf;
     struct plan_model pm;
     struct plan p;
-    memset(&pm, 0, sizeof pm);
-    if (mp && gguf_open(mp, &gf) == HEARTH_OK && plan_model_from_gguf(gf, &pm) == HEARTH_OK) {
+    if (plan_env_model(TEST_SMOLLM2, &gf, &pm) == HEARTH_OK) {
         CHECK_OK(plan_make(&pm, &pd, NULL, &p));
-        bool measured = false;
-        for (size_t i = 0; i < p.n_reasons; i++)
-            measured |= strstr(p.reasons[i], "321 GB/s, measured") != NULL;
-        CHECK_MSG(measured, "no reason says the measured vulkan0 figure");
+        CHECK_MSG(plan_env_reason(&p, "321 GB/s, measured", NULL),
+                  "no reason says the measured vulkan0 figure");
         plan_free(&p);
     }
 
     /* a malformed file: ignored with a note naming the line, reaching the plan */
-    write_file(path, "# hearth devices v1\nvulkan0\t321.25\tfast\tTest GPU (fake)\n");
+    REQUIRE(plan_env_write(path, "# hearth devices v1\nvulkan0\t321.25\tfast\tTest GPU (fake)\n"));
     CHECK(!bw_cache_lookup("vulkan0", "Test GPU (fake)", &got, note, sizeof note));
     CHECK_MSG(strstr(note, "line 2") && strstr(note, "ignored"), "note: %s", note);
-    write_file(path, "not a header\n");
+    REQUIRE(plan_env_write(path, "not a header\n"));
     CHECK(!bw_cache_lookup("vulkan0", "Test GPU (fake)", &got, note, sizeof note));
     CHECK_MSG(strstr(note, "line 1"), "note: %s", note);
     plan_devices_init(&pd);
@@ -553,10 +542,7 @@ TEST(bandwidth_cache)
     CHECK_MSG(strstr(pd.cache_note, "devices.txt line 1"), "%s", pd.cache_note);
     if (pm.n_tensors) {
         CHECK_OK(plan_make(&pm, &pd, NULL, &p));
-        bool noted = false;
-        for (size_t i = 0; i < p.n_reasons; i++)
-            noted |= strstr(p.reasons[i], "bandwidth cache") != NULL;
-        CHECK(noted);
+        CHECK(plan_env_reason(&p, "bandwidth cache", NULL));
         plan_free(&p);
     }
     /* storing over a malformed file replaces it */
@@ -577,8 +563,7 @@ TEST(bandwidth_cache)
     CHECK(e.mem_gbps > 0.1 && e.h2d_gbps == 0.0);
     CHECK_STR_EQ(e.name, "cpu");
     backend_device_destroy(dev);
-    plan_model_free(&pm);
-    gguf_close(gf);
+    plan_env_model_close(gf, &pm);
     unsetenv("HEARTH_CACHE_DIR");
 }
 
@@ -623,14 +608,6 @@ static bool load_counted(const struct model *m, struct hearth_device **devs, uin
     CHECK(c.other == 0);
     sched_destroy(s);
     return true;
-}
-
-static bool has_reason(const struct plan *p, const char *a, const char *b)
-{
-    for (size_t i = 0; i < p->n_reasons; i++)
-        if (strstr(p->reasons[i], a) && strstr(p->reasons[i], b))
-            return true;
-    return false;
 }
 
 /*
@@ -702,14 +679,14 @@ TEST(ffn_split_allocates_the_plan)
         CHECK_INT_EQ(split, cases[k].reason[0] ? 1 : 0);
         CHECK_INT_EQ(p.layers[K].ffn_dev, cases[k].reason[0] ? -1 : 0);
         if (cases[k].reason[0]) {
-            CHECK_MSG(has_reason(&p, "FFN split inside layer 20:", cases[k].reason),
+            CHECK_MSG(plan_env_reason(&p, "FFN split inside layer 20:", cases[k].reason),
                       "case %zu: no reason names the split", k);
             /* the receiving device's staging holds a batch of x and of the GLU output
                (both devices upload weights here, so the rest of their staging is equal) */
             int rx = cases[k].down_dev;
             CHECK_INT_EQ(p.use[rx].staging - p.use[1 - rx].staging, extra);
         } else {
-            CHECK(!has_reason(&p, "FFN split", ""));
+            CHECK(!plan_env_reason(&p, "FFN split", NULL));
         }
         for (size_t i = 0; i < p.n_reasons && k == 0; i++)
             if (strstr(p.reasons[i], "FFN split"))

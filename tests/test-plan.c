@@ -15,6 +15,7 @@
 #include "gguf.h"
 #include "kv-quant.h"
 #include "model-presets.h"
+#include "plan-env.h"
 #include "plan.h"
 #include "quant-mix.h"
 #include "synth.h"
@@ -204,14 +205,6 @@ TEST(budgets_70b)
     budgets_for("llama3-70b");
 }
 
-static bool any_reason(const struct plan *p, const char *needle)
-{
-    for (size_t i = 0; i < p->n_reasons; i++)
-        if (strstr(p->reasons[i], needle))
-            return true;
-    return false;
-}
-
 TEST(decode_70b_24gib)
 {
     struct plan_model m;
@@ -237,11 +230,11 @@ TEST(decode_70b_24gib)
     /* all attention and KV stay on the GPU; FFN spills */
     for (uint32_t l = 0; l < p.n_layer; l++)
         CHECK(p.layers[l].attn_dev == 1);
-    CHECK(any_reason(&p, "ffn_down."));
-    CHECK(any_reason(&p, "in host RAM, computed by the CPU"));
-    CHECK(any_reason(&p, "attention and KV stay on the GPU"));
+    CHECK(plan_env_reason(&p, "ffn_down.", NULL));
+    CHECK(plan_env_reason(&p, "in host RAM, computed by the CPU", NULL));
+    CHECK(plan_env_reason(&p, "attention and KV stay on the GPU", NULL));
     CHECK(p.streaming);
-    CHECK(any_reason(&p, "streamed to cuda0 for prefill"));
+    CHECK(plan_env_reason(&p, "streamed to cuda0 for prefill", NULL));
     /* the GPU is filled to within one FFN tensor */
     CHECK_MSG(p.use[1].room < 200ull << 20, "room %llu", (unsigned long long)p.use[1].room);
     /* without streaming, prefill is the CPU's and much slower */
@@ -273,7 +266,7 @@ TEST(fits_8b_8gib)
     check_invariants(&m, &p, "8b/8");
     for (size_t i = 0; i < m.n_tensors; i++)
         CHECK_MSG(p.tensors[i].resident == 1, "%s not on the GPU", m.tensors[i].name);
-    CHECK(any_reason(&p, "everything fits on the GPU"));
+    CHECK(plan_env_reason(&p, "everything fits on the GPU", NULL));
     CHECK_INT_EQ(p.host_read_per_token, 0);
     CHECK(p.host_ceiling_tps == 0);
     CHECK(!p.streaming);
@@ -390,7 +383,7 @@ TEST(host_only)
     CHECK_OK(plan_devices_set_host(&d, "32GiB:50GB/s"));
     REQUIRE(plan_make(&m, &d, NULL, &p) == HEARTH_OK);
     check_invariants(&m, &p, "8b host only");
-    CHECK(any_reason(&p, "no GPU"));
+    CHECK(plan_env_reason(&p, "no GPU", NULL));
     CHECK(p.decode_tps < p.host_ceiling_tps + 1e-12);
     /* decode reads all but token_embd (one row) and some KV */
     CHECK(p.host_read_per_token > plan_model_bytes(&m) - 300000000ull);
@@ -454,8 +447,9 @@ TEST(vulkan_host_staging)
     check_invariants(&m, &v, "8b on vulkan 8");
     CHECK_INT_EQ(v.use[PLAN_HOST].host_staging, 256ll << 20);
     CHECK_INT_EQ(v.use[1].host_staging, 0);
-    CHECK(any_reason(&v, "vulkan0's backend stages its own copies through up to 256 MiB of host "
-                         "RAM"));
+    CHECK(plan_env_reason(&v, "vulkan0's backend stages its own copies through up to 256 MiB of "
+                              "host RAM",
+                          NULL));
     /* the same card described as CUDA: no backend staging, host smaller by exactly that */
     struct plan_devices dc;
     plan_devices_init(&dc);
@@ -465,7 +459,7 @@ TEST(vulkan_host_staging)
     REQUIRE(plan_make(&m, &dc, NULL, &c) == HEARTH_OK);
     check_invariants(&m, &c, "8b on cuda 8");
     CHECK_INT_EQ(c.use[PLAN_HOST].host_staging, 0);
-    CHECK(!any_reason(&c, "stages its own copies"));
+    CHECK(!plan_env_reason(&c, "stages its own copies", NULL));
     CHECK_INT_EQ(v.use[PLAN_HOST].total - c.use[PLAN_HOST].total, 256ll << 20);
     CHECK_INT_EQ(plan_device_alloc_bytes(&v, PLAN_HOST), plan_device_alloc_bytes(&c, PLAN_HOST));
     /* a host budget between the two: the Vulkan plan overflows it, the CUDA one does not */
@@ -475,8 +469,8 @@ TEST(vulkan_host_staging)
     plan_free(&c);
     REQUIRE(plan_make(&m, &d, NULL, &v) == HEARTH_OK);
     REQUIRE(plan_make(&m, &dc, NULL, &c) == HEARTH_OK);
-    CHECK(v.host_overcommitted && any_reason(&v, "host needs"));
-    CHECK(!c.host_overcommitted && !any_reason(&c, "host needs"));
+    CHECK(v.host_overcommitted && plan_env_reason(&v, "host needs", NULL));
+    CHECK(!c.host_overcommitted && !plan_env_reason(&c, "host needs", NULL));
     CHECK_INT_EQ(v.use[PLAN_HOST].room, 0);
     plan_free(&v);
     plan_free(&c);
