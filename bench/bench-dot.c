@@ -19,7 +19,8 @@
  * GFLOP/s (2 * rows * cols * tokens) per second of thread CPU time, beside the
  * same products done token by token with dot (what DOT_TILE_LOOP does).
  * --shape ROWSxCOLS (after --tile) replaces 256 x 4096, e.g. 14336x4096 for an
- * FFN matrix that no longer stays in cache.
+ * FFN matrix that no longer stays in cache, or 1024x640 for Gemma 3 270M's short
+ * rows (COLS a multiple of the type's block: 32, or 256 for the K-quants).
  *
  * Usage: bench-dot [--tile [--shape RxC]] [seconds per measurement, default 0.3] [types...]
  */
@@ -200,7 +201,7 @@ static double measure(const struct job *base, uint8_t **copies, int ncopies, int
 
 enum { TILE_TOK = 64, TILE_RB = 16 };
 static int tile_rows = 256;     /* a multiple of TILE_RB */
-static int64_t tile_cols = 4096; /* a multiple of 256 */
+static int64_t tile_cols = 4096; /* a multiple of the type's block (K-quants: 256) */
 
 /* GFLOP/s per CPU second of dot_tile (loop = 0) or of dot per (row, token) (loop = 1). */
 static double tile_gflops(const struct cpu_matmul_kernels *k, const uint8_t *w, size_t rb,
@@ -232,8 +233,11 @@ static int bench_tile(hearth_dtype t, const struct cpu_matmul_kernels *k, double
 {
     uint64_t rb = 0, ab = (uint64_t)tile_cols * 4;
     if (!quant_row_bytes(t, (uint64_t)tile_cols, &rb) ||
-        (k->quantize && !quant_row_bytes(k->act_type, (uint64_t)tile_cols, &ab)))
+        (k->quantize && !quant_row_bytes(k->act_type, (uint64_t)tile_cols, &ab))) {
+        fprintf(stderr, "%s: %lld columns are not whole blocks\n", quant_get(t)->name,
+                (long long)tile_cols);
         return 1;
+    }
     uint8_t *w = malloc((size_t)rb * tile_rows), *act = malloc((size_t)ab * TILE_TOK);
     float *x = malloc((size_t)tile_cols * sizeof(float));
     float *y = malloc((size_t)tile_rows * TILE_TOK * sizeof(float));
@@ -277,8 +281,8 @@ int main(int argc, char **argv)
             long r = strtol(argv[3], &end, 10);
             long long c = *end == 'x' ? strtoll(end + 1, &end, 10) : 0;
             if (*end != '\0' || r <= 0 || r % TILE_RB != 0 || r > 1 << 20 || c <= 0 ||
-                c % 256 != 0 || c > 1 << 20) {
-                fprintf(stderr, "--shape wants ROWSxCOLS, ROWS a multiple of %d, COLS of 256\n",
+                c % 32 != 0 || c > 1 << 20) {
+                fprintf(stderr, "--shape wants ROWSxCOLS, ROWS a multiple of %d, COLS of 32\n",
                         TILE_RB);
                 return 1;
             }

@@ -120,8 +120,9 @@ TEST(rowwise_ops_bit_exact)
     CHECK_OK(backend_stream_create(dev, &s));
     struct bag g = {.n = 0};
     test_rng_seed(1);
-    enum { N = 3, E = 96, V = 16 };
-    float ref[N * E], ref2[N * E];
+    /* N * E spans several of cpu_rows_for's chunks, so two threads split the rows */
+    enum { N = 200, E = 96, V = 16 };
+    static float ref[N * E], ref2[N * E];
 
     /* RMSNORM with and without gain, in place */
     struct hearth_tensor x = mk(&g, dev, HEARTH_DTYPE_F32, E, N), y = mk(&g, dev,
@@ -184,7 +185,9 @@ TEST(rowwise_ops_bit_exact)
     struct hearth_tensor tab = mk_weight(&g, dev, HEARTH_DTYPE_Q8_0, E, V);
     struct hearth_tensor ids = mk(&g, dev, HEARTH_DTYPE_I32, N, 1);
     REQUIRE(tab.buf && ids.buf);
-    int32_t id[N] = {5, 0, 15};
+    int32_t id[N];
+    for (int t = 0; t < N; t++)
+        id[t] = (t * 7 + 5) % V;
     CHECK_OK(backend_buffer_set(ids.buf, 0, id, sizeof id));
     struct model_weight tw = as_mw(&tab);
     for (int t = 0; t < N; t++) {
@@ -196,6 +199,11 @@ TEST(rowwise_ops_bit_exact)
     op.u.embed = (struct hearth_op_embed){tab, ids, y, 1.5f};
     if (run1(s, &op))
         CHECK(memcmp(ref, fptr(&y), sizeof ref) == 0);
+    /* an id past the table is an error naming the token, before any row is written */
+    id[N - 1] = V;
+    CHECK_OK(backend_buffer_set(ids.buf, 0, id, sizeof id));
+    CHECK_INT_EQ(backend_stream_run(s, &op, 1), HEARTH_ERR_INVALID_ARG);
+    CHECK(strstr(hearth_last_error(), "token 199") != NULL);
 
     done(&g);
     backend_stream_destroy(s);
@@ -312,7 +320,8 @@ static void attention_case(enum hearth_rope_mode mode, uint32_t window, bool qk_
     CHECK_OK(backend_stream_create(dev, &s));
     struct bag g = {.n = 0};
     test_rng_seed(3 + window);
-    enum { H = 4, HK = 2, D = 16, ROT = 12, N = 4, P0 = 2, CTX = 8, Q = H * D, KV = HK * D };
+    /* N tokens of Q + 2 KV floats span two of cpu_rows_for's chunks */
+    enum { H = 4, HK = 2, D = 16, ROT = 12, N = 96, P0 = 2, CTX = 100, Q = H * D, KV = HK * D };
     struct hearth_tensor q = mk(&g, dev, HEARTH_DTYPE_F32, Q, N),
                          k = mk(&g, dev, HEARTH_DTYPE_F32, KV, N),
                          v = mk(&g, dev, HEARTH_DTYPE_F32, KV, N),

@@ -37,6 +37,7 @@
 #include "cpu/forward.h"
 #include "err.h"
 #include "gguf.h"
+#include "cpu/rows.h"
 #include "golden.h"
 #include "model.h"
 #include "test.h"
@@ -252,6 +253,52 @@ TEST(smollm2_threads_identical)
         free(hist[r]);
     }
     model_free(m);
+}
+
+/*
+ * A prefill long enough that cpu_rows_for splits its per-token work (norms,
+ * RoPE, cache stores, the GLU) between threads: 1 and 2 threads give the same
+ * bits. Gemma 3 adds GELU, post-norms, QK norms and sliding-window layers.
+ */
+static void prefill_threads_identical(const char *model_file)
+{
+    const char *path = test_model_path(model_file);
+    REQUIRE(path);
+    struct model *m = NULL;
+    CHECK_OK(model_load(path, &m));
+    REQUIRE(m);
+    enum { N_TOK = 48 };
+    CHECK(N_TOK * (int64_t)m->hp.n_embd >= 2 * CPU_ROWS_MIN_ELEMS);
+    int32_t tok[N_TOK];
+    for (int i = 0; i < N_TOK; i++)
+        tok[i] = (int32_t)((i * 7919 + 13) % 1000);
+    const size_t V = m->hp.n_vocab;
+    float *lg[2] = {malloc(V * sizeof(float)), malloc(V * sizeof(float))};
+    for (int r = 0; r < 2 && lg[0] && lg[1]; r++) {
+        struct forward_ctx *c = make_ctx(m, 64, r + 1, N_TOK);
+        if (!c)
+            break;
+        CHECK_OK(forward_eval(c, tok, N_TOK, 0, lg[r], false));
+        /* one decode step on top reads every cache row the prefill stored */
+        int32_t next = golden_argmax(lg[r], (int)V);
+        CHECK_OK(forward_eval(c, &next, 1, N_TOK, lg[r], false));
+        forward_destroy(c);
+    }
+    if (lg[0] && lg[1])
+        CHECK_MSG(memcmp(lg[0], lg[1], V * sizeof(float)) == 0, "%s: 1 vs 2 threads", model_file);
+    free(lg[0]);
+    free(lg[1]);
+    model_free(m);
+}
+
+TEST(prefill_threads_identical_smollm2)
+{
+    prefill_threads_identical(TEST_SMOLLM2);
+}
+
+TEST(prefill_threads_identical_gemma3)
+{
+    prefill_threads_identical(TEST_GEMMA3);
 }
 
 TEST(eval_argument_errors)
@@ -490,6 +537,7 @@ TEST_MAIN(TEST_CASE(threadpool_covers_every_item_once), TEST_CASE(llama3_rope_di
           TEST_CASE(load_errors), TEST_CASE(eval_argument_errors),
           TEST_CASE(smollm2_matches_reference), TEST_CASE(smollm2_matches_q8_reference),
           TEST_CASE(gemma3_matches_q8_reference), TEST_CASE(smollm2_threads_identical),
+          TEST_CASE(prefill_threads_identical_smollm2), TEST_CASE(prefill_threads_identical_gemma3),
           TEST_CASE(smollm2_batch_equals_sequential), TEST_CASE(gemma3_matches_reference),
           TEST_CASE(gemma3_sliding_window_matches_reference),
           TEST_CASE(gemma3_batch_equals_sequential))

@@ -39,6 +39,7 @@
 #include "cpu/attn-kvq.h"
 #include "cpu/attn-ring.h"
 #include "cpu/ops.h"
+#include "cpu/rows.h"
 #include "err.h"
 #include "f16.h"
 #include "quant.h"
@@ -546,6 +547,48 @@ static hearth_status attn_ring(struct cpu_stream *cs, const struct hearth_op_att
     return HEARTH_OK;
 }
 
+/* ATTENTION's per-token work before attending: QK norms, RoPE, the cache store. */
+struct prep_job {
+    struct cpu_stream *cs;
+    const struct hearth_op_attention *a;
+    const float *qn, *kn, *divs; /* NULL: absent */
+    int n;
+    bool kvq;
+};
+
+static void row_prep(void *arg, int t)
+{
+    const struct prep_job *j = arg;
+    const struct hearth_op_attention *a = j->a;
+    struct cpu_stream *cs = j->cs;
+    const int64_t hd = a->head_dim, KV = (int64_t)a->n_head_kv * hd;
+    float *qt = frow(&a->q, t), *kt = frow(&a->k, t);
+    const float *vt = frow(&a->v, t);
+    float *rope = cs->rope + (size_t)t * (size_t)(a->n_rot > 0 ? a->n_rot : 1);
+    if (j->qn)
+        for (int h = 0; h < a->n_head; h++)
+            cpu_rmsnorm(qt + h * hd, qt + h * hd, j->qn, hd, a->norm_eps);
+    if (j->kn)
+        for (int h = 0; h < a->n_head_kv; h++)
+            cpu_rmsnorm(kt + h * hd, kt + h * hd, j->kn, hd, a->norm_eps);
+    cpu_rope_table(rope, a->n_rot, a->pos0 + t, a->rope_base, a->rope_freq_scale, j->divs);
+    cpu_rope(qt, a->n_head, (int)hd, a->n_rot, rope, (enum model_rope_mode)a->rope_mode);
+    cpu_rope(kt, a->n_head_kv, (int)hd, a->n_rot, rope, (enum model_rope_mode)a->rope_mode);
+    if (j->kvq) {
+        if (a->k_cache.buf) {
+            cs->kdst[t] = trow(&a->k_cache, a->pos0 + t);
+            cs->kdst[j->n + t] = trow(&a->v_cache, a->pos0 + t);
+        }
+        return;
+    }
+    uint16_t *kc = (uint16_t *)(void *)trow(&a->k_cache, a->pos0 + t);
+    uint16_t *vc = (uint16_t *)(void *)trow(&a->v_cache, a->pos0 + t);
+    for (int64_t i = 0; i < KV; i++) {
+        kc[i] = f32_to_f16(kt[i]);
+        vc[i] = f32_to_f16(vt[i]);
+    }
+}
+
 static hearth_status op_attention(struct cpu_stream *cs, const struct hearth_op_attention *a,
                                   int n)
 {
@@ -584,38 +627,14 @@ static hearth_status op_attention(struct cpu_stream *cs, const struct hearth_op_
         (st = grow((void **)&cs->scores, &cs->scores_cap,
                    (size_t)nth * j.scores_per * sizeof(float), "attention")) != HEARTH_OK ||
         (st = grow((void **)&cs->rope, &cs->rope_cap,
-                   (size_t)(a->n_rot > 0 ? a->n_rot : 1) * sizeof(float), "rope")) != HEARTH_OK)
+                   (size_t)n * (size_t)(a->n_rot > 0 ? a->n_rot : 1) * sizeof(float),
+                   "rope")) != HEARTH_OK)
         return st;
-    const float *qn = a->q_norm.buf ? frow(&a->q_norm, 0) : NULL;
-    const float *kn = a->k_norm.buf ? frow(&a->k_norm, 0) : NULL;
-    const float *divs = a->rope_divs.buf ? frow(&a->rope_divs, 0) : NULL;
-    for (int t = 0; t < n; t++) {
-        float *qt = frow(&a->q, t), *kt = frow(&a->k, t);
-        const float *vt = frow(&a->v, t);
-        if (qn)
-            for (int h = 0; h < a->n_head; h++)
-                cpu_rmsnorm(qt + h * hd, qt + h * hd, qn, hd, a->norm_eps);
-        if (kn)
-            for (int h = 0; h < a->n_head_kv; h++)
-                cpu_rmsnorm(kt + h * hd, kt + h * hd, kn, hd, a->norm_eps);
-        cpu_rope_table(cs->rope, a->n_rot, a->pos0 + t, a->rope_base, a->rope_freq_scale, divs);
-        cpu_rope(qt, a->n_head, (int)hd, a->n_rot, cs->rope, (enum model_rope_mode)a->rope_mode);
-        cpu_rope(kt, a->n_head_kv, (int)hd, a->n_rot, cs->rope,
-                 (enum model_rope_mode)a->rope_mode);
-        if (kvq) {
-            if (a->k_cache.buf) {
-                cs->kdst[t] = trow(&a->k_cache, a->pos0 + t);
-                cs->kdst[n + t] = trow(&a->v_cache, a->pos0 + t);
-            }
-            continue;
-        }
-        uint16_t *kc = (uint16_t *)(void *)trow(&a->k_cache, a->pos0 + t);
-        uint16_t *vc = (uint16_t *)(void *)trow(&a->v_cache, a->pos0 + t);
-        for (int64_t i = 0; i < KV; i++) {
-            kc[i] = f32_to_f16(kt[i]);
-            vc[i] = f32_to_f16(vt[i]);
-        }
-    }
+    struct prep_job pj = {.cs = cs, .a = a, .n = n, .kvq = kvq,
+                          .qn = a->q_norm.buf ? frow(&a->q_norm, 0) : NULL,
+                          .kn = a->k_norm.buf ? frow(&a->k_norm, 0) : NULL,
+                          .divs = a->rope_divs.buf ? frow(&a->rope_divs, 0) : NULL};
+    cpu_rows_for(d->tp, n, (int64_t)a->n_head * hd + 2 * KV, row_prep, &pj);
     if (ring && k_stride != v_stride)
         return err_set(HEARTH_ERR_INVALID_ARG,
                        "cpu: attention: k and v row strides differ (%lld, %lld floats)",
@@ -660,64 +679,90 @@ static hearth_status op_logits(struct cpu_stream *cs, const struct hearth_op_log
     return HEARTH_OK;
 }
 
+/* ---- per-token ops, spread over the pool by cpu_rows_for ---------------- */
+struct embed_job {
+    const struct hearth_op_embed *e;
+    struct model_weight table;
+    const uint8_t *ids;
+};
+
+/* ids may be one row of n or n rows of one */
+static int32_t embed_id(const struct embed_job *j, int t)
+{
+    int32_t id;
+    memcpy(&id, j->e->ids.n_rows == 1 ? j->ids + (size_t)t * 4 : trow(&j->e->ids, t), 4);
+    return id;
+}
+
+static void row_embed(void *arg, int t)
+{
+    const struct embed_job *j = arg;
+    float *o = frow(&j->e->out, t);
+    model_weight_row(&j->table, embed_id(j, t), o); /* ids checked by op_embed */
+    if (j->e->scale != 1.0f)
+        for (int64_t i = 0; i < j->e->out.ne0; i++)
+            o[i] *= j->e->scale;
+}
+
+static hearth_status op_embed(struct cpu_stream *cs, const struct hearth_op_embed *e, int n)
+{
+    const struct quant_traits *qt = quant_get(e->table.type);
+    if (!qt || !qt->to_float || e->ids.type != HEARTH_DTYPE_I32)
+        return err_set(HEARTH_ERR_UNSUPPORTED, "cpu: embed: table type %s, ids type %s",
+                       hearth_dtype_name(e->table.type), hearth_dtype_name(e->ids.type));
+    struct embed_job j = {.e = e, .table = as_weight(&e->table), .ids = trow(&e->ids, 0)};
+    for (int t = 0; t < n; t++) {
+        int32_t id = embed_id(&j, t);
+        if (!j.table.data || id < 0 || id >= j.table.n_out)
+            return err_set(HEARTH_ERR_INVALID_ARG, "cpu: embed: token %d: id %d outside [0, %lld)",
+                           t, (int)id, (long long)j.table.n_out);
+    }
+    cpu_rows_for(cs->d->tp, n, e->out.ne0, row_embed, &j);
+    return HEARTH_OK;
+}
+
+static void row_rmsnorm(void *arg, int t)
+{
+    const struct hearth_op_rmsnorm *r = arg;
+    cpu_rmsnorm(frow(&r->y, t), frow(&r->x, t), r->w.buf ? frow(&r->w, 0) : NULL, r->x.ne0,
+                r->eps);
+}
+
+static void row_glu(void *arg, int t)
+{
+    const struct hearth_op_glu *g = arg;
+    (g->act == HEARTH_GLU_GELU_TANH ? cpu_geglu : cpu_swiglu)(frow(&g->g, t), frow(&g->u, t),
+                                                               g->g.ne0);
+}
+
+static void row_add(void *arg, int t)
+{
+    const struct hearth_op_add *a = arg;
+    float *y = frow(&a->y, t);
+    if (a->w.buf)
+        cpu_rmsnorm(y, y, frow(&a->w, 0), a->y.ne0, a->eps);
+    cpu_add(frow(&a->x, t), y, a->x.ne0);
+}
+
 static hearth_status run_one(struct cpu_stream *cs, const struct hearth_op *op)
 {
     const int n = op->n_tok;
     switch (op->kind) {
-    case HEARTH_OP_EMBED: {
-        const struct hearth_op_embed *e = &op->u.embed;
-        const struct quant_traits *qt = quant_get(e->table.type);
-        if (!qt || !qt->to_float || e->ids.type != HEARTH_DTYPE_I32)
-            return err_set(HEARTH_ERR_UNSUPPORTED, "cpu: embed: table type %s, ids type %s",
-                           hearth_dtype_name(e->table.type), hearth_dtype_name(e->ids.type));
-        struct model_weight tw = as_weight(&e->table);
-        const uint8_t *ids = trow(&e->ids, 0);
-        for (int t = 0; t < n; t++) {
-            int32_t id;
-            /* ids may be one row of n or n rows of one */
-            memcpy(&id, e->ids.n_rows == 1 ? ids + (size_t)t * 4 : trow(&e->ids, t), 4);
-            float *o = frow(&e->out, t);
-            hearth_status st = model_weight_row(&tw, id, o);
-            if (st != HEARTH_OK)
-                return st;
-            if (e->scale != 1.0f)
-                for (int64_t i = 0; i < e->out.ne0; i++)
-                    o[i] *= e->scale;
-        }
+    case HEARTH_OP_EMBED:
+        return op_embed(cs, &op->u.embed, n);
+    case HEARTH_OP_RMSNORM:
+        cpu_rows_for(cs->d->tp, n, op->u.rmsnorm.x.ne0, row_rmsnorm, (void *)&op->u.rmsnorm);
         return HEARTH_OK;
-    }
-    case HEARTH_OP_RMSNORM: {
-        const struct hearth_op_rmsnorm *r = &op->u.rmsnorm;
-        const float *w = r->w.buf ? frow(&r->w, 0) : NULL;
-        for (int t = 0; t < n; t++)
-            cpu_rmsnorm(frow(&r->y, t), frow(&r->x, t), w, r->x.ne0, r->eps);
-        return HEARTH_OK;
-    }
     case HEARTH_OP_MATMUL:
         return op_matmul(cs, &op->u.matmul, n);
     case HEARTH_OP_ATTENTION:
         return op_attention(cs, &op->u.attn, n);
-    case HEARTH_OP_GLU: {
-        const struct hearth_op_glu *g = &op->u.glu;
-        for (int t = 0; t < n; t++) {
-            if (g->act == HEARTH_GLU_GELU_TANH)
-                cpu_geglu(frow(&g->g, t), frow(&g->u, t), g->g.ne0);
-            else
-                cpu_swiglu(frow(&g->g, t), frow(&g->u, t), g->g.ne0);
-        }
+    case HEARTH_OP_GLU:
+        cpu_rows_for(cs->d->tp, n, op->u.glu.g.ne0, row_glu, (void *)&op->u.glu);
         return HEARTH_OK;
-    }
-    case HEARTH_OP_ADD: {
-        const struct hearth_op_add *a = &op->u.add;
-        const float *w = a->w.buf ? frow(&a->w, 0) : NULL;
-        for (int t = 0; t < n; t++) {
-            float *y = frow(&a->y, t);
-            if (w)
-                cpu_rmsnorm(y, y, w, a->y.ne0, a->eps);
-            cpu_add(frow(&a->x, t), y, a->x.ne0);
-        }
+    case HEARTH_OP_ADD:
+        cpu_rows_for(cs->d->tp, n, 2 * op->u.add.x.ne0, row_add, (void *)&op->u.add);
         return HEARTH_OK;
-    }
     case HEARTH_OP_LOGITS:
         return op_logits(cs, &op->u.logits, n);
     case HEARTH_OP_COUNT:

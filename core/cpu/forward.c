@@ -67,6 +67,7 @@
 #include "cpu/attn-kvq.h"
 #include "cpu/attn-ring.h"
 #include "cpu/ops.h"
+#include "cpu/rows.h"
 #include "err.h"
 #include "f16.h"
 #include "kv-cache.h"
@@ -441,13 +442,11 @@ void forward_destroy(struct forward_ctx *c)
     free(c);
 }
 
-/* x[t] += bias for t < n (bias absent: nothing). */
-static void add_bias(float *x, const struct model_weight *b, int n, int64_t width)
+/* x += bias (bias absent: nothing). */
+static void add_bias_row(float *x, const struct model_weight *b, int64_t width)
 {
-    if (!b->data)
-        return;
-    for (int t = 0; t < n; t++)
-        cpu_add(x + t * width, b->data, width);
+    if (b->data)
+        cpu_add(x, b->data, width);
 }
 
 struct attn_job {
@@ -655,6 +654,98 @@ static void group_batch(struct forward_ctx *c, int n)
     }
 }
 
+/* One layer's per-token work, run over the batch's tokens by cpu_rows_for. */
+struct layer_job {
+    struct forward_ctx *c;
+    const struct model_layer *ly;
+    uint32_t il;
+    const float *rope;              /* this layer's kind of cos/sin rows */
+    const struct model_weight *qn, *kn; /* QK norms (data NULL: none) */
+};
+
+static void row_attn_norm(void *arg, int t)
+{
+    const struct layer_job *j = arg;
+    const struct forward_ctx *c = j->c;
+    const int64_t E = c->m->hp.n_embd;
+    cpu_rmsnorm(c->xn + t * E, c->x + t * E, j->ly->attn_norm.data, E, c->m->hp.norm_eps);
+}
+
+/* q/k biases and norms, RoPE, and the f16 cache store (or the row pointers to encode to). */
+static void row_qk(void *arg, int t)
+{
+    const struct layer_job *j = arg;
+    struct forward_ctx *c = j->c;
+    const struct model_hparams *hp = &c->m->hp;
+    const struct model_layer *ly = j->ly;
+    const int64_t hd = hp->head_dim, Q = (int64_t)hp->n_head * hd,
+                  KV = (int64_t)hp->n_head_kv * hd;
+    float *qt = c->q + t * Q, *kt = c->k + t * KV, *vt = c->v + t * KV;
+    add_bias_row(qt, &ly->bq, Q);
+    add_bias_row(kt, &ly->bk, KV);
+    add_bias_row(vt, &ly->bv, KV);
+    if (j->qn->data) {
+        for (uint32_t h = 0; h < hp->n_head; h++)
+            cpu_rmsnorm(qt + h * hd, qt + h * hd, j->qn->data, hd, hp->norm_eps);
+        for (uint32_t h = 0; h < hp->n_head_kv; h++)
+            cpu_rmsnorm(kt + h * hd, kt + h * hd, j->kn->data, hd, hp->norm_eps);
+    }
+    const float *cs = j->rope + (size_t)t * hp->n_rot;
+    cpu_rope(qt, (int)hp->n_head, (int)hd, (int)hp->n_rot, cs, hp->rope_mode);
+    cpu_rope(kt, (int)hp->n_head_kv, (int)hd, (int)hp->n_rot, cs, hp->rope_mode);
+    if (c->kvq || !c->xcodes[j->il]) {
+        if (c->xcodes[j->il]) {
+            c->kdst[t] = kv_cache_k(c->bkv[t], j->il, (uint32_t)c->bpos[t]);
+            c->vdst[t] = kv_cache_v(c->bkv[t], j->il, (uint32_t)c->bpos[t]);
+        }
+        return;
+    }
+    uint16_t *kc = kv_cache_k16(c->bkv[t], j->il, (uint32_t)c->bpos[t]);
+    uint16_t *vc = kv_cache_v16(c->bkv[t], j->il, (uint32_t)c->bpos[t]);
+    for (int64_t i = 0; i < KV; i++) {
+        kc[i] = f32_to_f16(kt[i]);
+        vc[i] = f32_to_f16(vt[i]);
+    }
+}
+
+/* The attention output into the residual stream, then the FFN's normed input. */
+static void row_attn_out(void *arg, int t)
+{
+    const struct layer_job *j = arg;
+    const struct forward_ctx *c = j->c;
+    const struct model_hparams *hp = &c->m->hp;
+    const int64_t E = hp->n_embd;
+    float *tmp = c->tmp + t * E, *x = c->x + t * E;
+    add_bias_row(tmp, &j->ly->bo, E);
+    if (hp->post_norms)
+        cpu_rmsnorm(tmp, tmp, j->ly->post_attn_norm.data, E, hp->norm_eps);
+    cpu_add(x, tmp, E);
+    cpu_rmsnorm(c->xn + t * E, x, j->ly->ffn_norm.data, E, hp->norm_eps);
+}
+
+static void row_glu(void *arg, int t)
+{
+    const struct layer_job *j = arg;
+    const struct forward_ctx *c = j->c;
+    const int64_t F = c->m->hp.n_ff;
+    if (c->m->hp.ffn_act == MODEL_FFN_GELU_TANH)
+        cpu_geglu(c->gate + t * F, c->up + t * F, F);
+    else
+        cpu_swiglu(c->gate + t * F, c->up + t * F, F);
+}
+
+static void row_ffn_out(void *arg, int t)
+{
+    const struct layer_job *j = arg;
+    const struct forward_ctx *c = j->c;
+    const struct model_hparams *hp = &c->m->hp;
+    const int64_t E = hp->n_embd;
+    float *tmp = c->tmp + t * E;
+    if (hp->post_norms)
+        cpu_rmsnorm(tmp, tmp, j->ly->post_ffn_norm.data, E, hp->norm_eps);
+    cpu_add(c->x + t * E, tmp, E);
+}
+
 /* One layer over the n tokens of the batch (positions and caches in bpos / bkv). */
 static void layer_forward(struct forward_ctx *c, uint32_t il, int n)
 {
@@ -663,11 +754,12 @@ static void layer_forward(struct forward_ctx *c, uint32_t il, int n)
     const struct model_layer *ly = &m->layers[il];
     const int64_t E = hp->n_embd, hd = hp->head_dim, Q = (int64_t)hp->n_head * hd,
                   KV = (int64_t)hp->n_head_kv * hd, F = hp->n_ff;
-    const float eps = hp->norm_eps;
+    struct layer_job lj = {.c = c, .ly = ly, .il = il,
+                           .rope = c->rope + (ly->is_swa ? (size_t)c->n_batch * hp->n_rot : 0)};
+    model_qk_norms(m, il, kvq_is_rotated(c->kt) && c->xcodes[il], &lj.qn, &lj.kn);
 
     /* attention sub-block */
-    for (int t = 0; t < n; t++)
-        cpu_rmsnorm(c->xn + t * E, c->x + t * E, ly->attn_norm.data, E, eps);
+    cpu_rows_for(c->tp, n, E, row_attn_norm, &lj);
     const struct cpu_matmul_kernels *kq = kern_of(c, &ly->wq), *kk = kern_of(c, &ly->wk),
                                     *kv = kern_of(c, &ly->wv);
     if (same_act(kq, kk) && same_act(kk, kv)) {
@@ -683,39 +775,7 @@ static void layer_forward(struct forward_ctx *c, uint32_t il, int n)
         cpu_matmul(c->tp, kk, &ly->wk, c->xn, n, c->k, KV, c->act);
         cpu_matmul(c->tp, kv, &ly->wv, c->xn, n, c->v, KV, c->act);
     }
-    add_bias(c->q, &ly->bq, n, Q);
-    add_bias(c->k, &ly->bk, n, KV);
-    add_bias(c->v, &ly->bv, n, KV);
-
-    const float *rope = c->rope + (ly->is_swa ? (size_t)c->n_batch * hp->n_rot : 0);
-    const struct model_weight *qn, *kn;
-    model_qk_norms(m, (uint32_t)il, kvq_is_rotated(c->kt) && c->xcodes[il], &qn, &kn);
-    for (int t = 0; t < n; t++) {
-        float *qt = c->q + t * Q, *kt = c->k + t * KV;
-        if (qn->data) {
-            for (uint32_t h = 0; h < hp->n_head; h++)
-                cpu_rmsnorm(qt + h * hd, qt + h * hd, qn->data, hd, eps);
-            for (uint32_t h = 0; h < hp->n_head_kv; h++)
-                cpu_rmsnorm(kt + h * hd, kt + h * hd, kn->data, hd, eps);
-        }
-        const float *cs = rope + (size_t)t * hp->n_rot;
-        cpu_rope(qt, (int)hp->n_head, (int)hd, (int)hp->n_rot, cs, hp->rope_mode);
-        cpu_rope(kt, (int)hp->n_head_kv, (int)hd, (int)hp->n_rot, cs, hp->rope_mode);
-        if (c->kvq || !c->xcodes[il]) {
-            if (c->xcodes[il]) {
-                c->kdst[t] = kv_cache_k(c->bkv[t], il, (uint32_t)c->bpos[t]);
-                c->vdst[t] = kv_cache_v(c->bkv[t], il, (uint32_t)c->bpos[t]);
-            }
-            continue;
-        }
-        uint16_t *kc = kv_cache_k16(c->bkv[t], il, (uint32_t)c->bpos[t]);
-        uint16_t *vc = kv_cache_v16(c->bkv[t], il, (uint32_t)c->bpos[t]);
-        const float *vt = c->v + t * KV;
-        for (int64_t i = 0; i < KV; i++) {
-            kc[i] = f32_to_f16(kt[i]);
-            vc[i] = f32_to_f16(vt[i]);
-        }
-    }
+    cpu_rows_for(c->tp, n, Q + 2 * KV, row_qk, &lj);
     if (c->kvq)
         attn_kvq(c, il, n);
     else if (!c->xcodes[il])
@@ -724,17 +784,9 @@ static void layer_forward(struct forward_ctx *c, uint32_t il, int n)
         attn_f16(c, il, n);
 
     cpu_matmul(c->tp, kern_of(c, &ly->wo), &ly->wo, c->att, n, c->tmp, E, c->act);
-
-    add_bias(c->tmp, &ly->bo, n, E);
-    for (int t = 0; t < n; t++) {
-        if (hp->post_norms)
-            cpu_rmsnorm(c->tmp + t * E, c->tmp + t * E, ly->post_attn_norm.data, E, eps);
-        cpu_add(c->x + t * E, c->tmp + t * E, E);
-    }
+    cpu_rows_for(c->tp, n, 2 * E, row_attn_out, &lj);
 
     /* feed-forward sub-block */
-    for (int t = 0; t < n; t++)
-        cpu_rmsnorm(c->xn + t * E, c->x + t * E, ly->ffn_norm.data, E, eps);
     const struct cpu_matmul_kernels *kg = kern_of(c, &ly->ffn_gate), *ku = kern_of(c, &ly->ffn_up);
     if (same_act(kg, ku)) {
         const struct cpu_matmul_kernels *ks[2] = {kg, ku};
@@ -747,16 +799,38 @@ static void layer_forward(struct forward_ctx *c, uint32_t il, int n)
         cpu_matmul(c->tp, kg, &ly->ffn_gate, c->xn, n, c->gate, F, c->act);
         cpu_matmul(c->tp, ku, &ly->ffn_up, c->xn, n, c->up, F, c->act);
     }
-    if (hp->ffn_act == MODEL_FFN_GELU_TANH)
-        cpu_geglu(c->gate, c->up, (int64_t)n * F);
-    else
-        cpu_swiglu(c->gate, c->up, (int64_t)n * F);
+    cpu_rows_for(c->tp, n, F, row_glu, &lj);
     cpu_matmul(c->tp, kern_of(c, &ly->ffn_down), &ly->ffn_down, c->gate, n, c->tmp, E, c->act);
-    for (int t = 0; t < n; t++) {
-        if (hp->post_norms)
-            cpu_rmsnorm(c->tmp + t * E, c->tmp + t * E, ly->post_ffn_norm.data, E, eps);
-        cpu_add(c->x + t * E, c->tmp + t * E, E);
-    }
+    cpu_rows_for(c->tp, n, E, row_ffn_out, &lj);
+}
+
+struct embed_job {
+    struct forward_ctx *c;
+    const int32_t *tokens;
+};
+
+/*
+ * Token t's embedding row, and the cos/sin of its position for global (kind
+ * 0) and local (kind 1) layers.
+ */
+static void row_embed(void *arg, int t)
+{
+    const struct embed_job *j = arg;
+    const struct forward_ctx *c = j->c;
+    const struct model *m = c->m;
+    const struct model_hparams *hp = &m->hp;
+    const int64_t E = hp->n_embd;
+    float *xt = c->x + t * E;
+    model_weight_row(&m->tok_embd, j->tokens[t], xt); /* ids validated by forward_eval */
+    if (hp->embd_scale != 1.0f)
+        for (int64_t i = 0; i < E; i++)
+            xt[i] *= hp->embd_scale;
+    const float *divs = m->rope_freqs.data;
+    cpu_rope_table(c->rope + (size_t)t * hp->n_rot, (int)hp->n_rot, c->bpos[t], hp->rope_base,
+                   hp->rope_freq_scale, divs);
+    if (hp->sliding_window > 0)
+        cpu_rope_table(c->rope + ((size_t)c->n_batch + (size_t)t) * hp->n_rot, (int)hp->n_rot,
+                       c->bpos[t], hp->rope_base_local, 1.0f, divs);
 }
 
 /*
@@ -770,22 +844,8 @@ static void forward_batch(struct forward_ctx *c, const int32_t *tokens, int n, f
     const struct model *m = c->m;
     const struct model_hparams *hp = &m->hp;
     const int64_t E = hp->n_embd;
-    for (int t = 0; t < n; t++) {
-        float *xt = c->x + t * E;
-        model_weight_row(&m->tok_embd, tokens[t], xt); /* ids validated by forward_eval */
-        if (hp->embd_scale != 1.0f)
-            for (int64_t i = 0; i < E; i++)
-                xt[i] *= hp->embd_scale;
-    }
-    /* cos/sin of every position of the batch, for global (kind 0) and local (kind 1) layers */
-    const float *divs = m->rope_freqs.data;
-    for (int t = 0; t < n; t++) {
-        cpu_rope_table(c->rope + (size_t)t * hp->n_rot, (int)hp->n_rot, c->bpos[t],
-                       hp->rope_base, hp->rope_freq_scale, divs);
-        if (hp->sliding_window > 0)
-            cpu_rope_table(c->rope + ((size_t)c->n_batch + (size_t)t) * hp->n_rot,
-                           (int)hp->n_rot, c->bpos[t], hp->rope_base_local, 1.0f, divs);
-    }
+    struct embed_job ej = {c, tokens};
+    cpu_rows_for(c->tp, n, E + 2 * (int64_t)hp->n_rot, row_embed, &ej);
     if (c->kvq_any)
         group_batch(c, n);
     for (uint32_t il = 0; il < hp->n_layer; il++)
