@@ -51,6 +51,7 @@ struct cpu_dev {
     struct threadpool *tp;
     enum cpu_isa isa;
     struct cpu_attn_kernels ak;
+    struct cpu_glu_kernels glu;
     struct cpu_matmul_kernels kern[HEARTH_DTYPE_COUNT]; /* valid where kern_state == 1 */
     signed char kern_state[HEARTH_DTYPE_COUNT];         /* 0 unknown, 1 ok, -1 no kernel */
     char name[32];
@@ -699,12 +700,9 @@ static hearth_status run_one(struct cpu_stream *cs, const struct hearth_op *op)
         return op_attention(cs, &op->u.attn, n);
     case HEARTH_OP_GLU: {
         const struct hearth_op_glu *g = &op->u.glu;
-        for (int t = 0; t < n; t++) {
-            if (g->act == HEARTH_GLU_GELU_TANH)
-                cpu_geglu(frow(&g->g, t), frow(&g->u, t), g->g.ne0);
-            else
-                cpu_swiglu(frow(&g->g, t), frow(&g->u, t), g->g.ne0);
-        }
+        cpu_glu_fn f = g->act == HEARTH_GLU_GELU_TANH ? cs->d->glu.gelu_tanh : cs->d->glu.silu;
+        for (int t = 0; t < n; t++)
+            f(frow(&g->g, t), frow(&g->u, t), g->g.ne0);
         return HEARTH_OK;
     }
     case HEARTH_OP_ADD: {
@@ -900,6 +898,7 @@ hearth_status cpu_backend_device_create(const struct cpu_backend_params *p,
     }
     d->isa = p->isa < 0 ? cpu_isa_best() : (enum cpu_isa)p->isa;
     cpu_attn_kernels_get(d->isa, &d->ak);
+    cpu_glu_kernels_get(d->isa, &d->glu);
     snprintf(d->name, sizeof d->name, "%s", p->name ? p->name : "cpu");
     d->dev.ops = &cdev_ops;
     d->dev.ctx = d;

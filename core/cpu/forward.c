@@ -84,6 +84,7 @@ struct forward_ctx {
     int n_batch;
     enum cpu_isa isa;
     struct cpu_attn_kernels ak;
+    struct cpu_glu_kernels glu;
     /* compressed cache (any type but f16 for K or V): the batched kernel of attn-kvq.h */
     bool kvq;     /* a compressed K or V type */
     bool kvq_any; /* kvq, or some ring-only layer (both need the batch's groups, xst) */
@@ -245,6 +246,7 @@ hearth_status forward_create_multi(const struct model *m, const struct forward_p
     c->n_batch = p.n_batch;
     c->isa = p.isa < 0 ? cpu_isa_best() : (enum cpu_isa)p.isa;
     cpu_attn_kernels_get(c->isa, &c->ak);
+    cpu_glu_kernels_get(c->isa, &c->glu);
 
     hearth_status st = HEARTH_OK;
     size_t act_need = 0;
@@ -748,9 +750,9 @@ static void layer_forward(struct forward_ctx *c, uint32_t il, int n)
         cpu_matmul(c->tp, ku, &ly->ffn_up, c->xn, n, c->up, F, c->act);
     }
     if (hp->ffn_act == MODEL_FFN_GELU_TANH)
-        cpu_geglu(c->gate, c->up, (int64_t)n * F);
+        c->glu.gelu_tanh(c->gate, c->up, (int64_t)n * F);
     else
-        cpu_swiglu(c->gate, c->up, (int64_t)n * F);
+        c->glu.silu(c->gate, c->up, (int64_t)n * F);
     cpu_matmul(c->tp, kern_of(c, &ly->ffn_down), &ly->ffn_down, c->gate, n, c->tmp, E, c->act);
     for (int t = 0; t < n; t++) {
         if (hp->post_norms)
