@@ -126,6 +126,38 @@ TEST(exp_tail_and_alias)
     CHECK(memcmp(a, b, sizeof a) == 0);
 }
 
+/* The softmax numerator of attention: each e^(s − mx) within EXP_MAX_ULPS, the double sum exact to rounding. */
+TEST(exp_sum)
+{
+    if (!cpu_isa_supported(CPU_ISA_AVX2))
+        TEST_SKIP("this CPU (or OS) has no AVX2/FMA");
+    struct cpu_attn_kernels ak;
+    cpu_attn_kernels_get(CPU_ISA_AVX2, &ak);
+    CHECK(ak.exp_sum == cpu_exp_sum_avx2);
+    cpu_attn_kernels_get(CPU_ISA_SCALAR, &ak);
+    CHECK(ak.exp_sum == cpu_exp_sum_scalar);
+    test_rng_seed(7);
+    enum { MAXN = 203 };
+    float x[MAXN], y[MAXN];
+    int bad = 0;
+    for (int n = 1; n <= MAXN; n++) {
+        float mx = -INFINITY;
+        for (int j = 0; j < n; j++) {
+            x[j] = (float)(8.0 * test_rng_gauss());
+            mx = x[j] > mx ? x[j] : mx;
+        }
+        memcpy(y, x, sizeof y);
+        double sum = cpu_exp_sum_avx2(y, n, mx), want = 0.0;
+        for (int j = 0; j < n; j++) {
+            bad += !(exp_ulps(x[j] - mx, y[j]) <= EXP_MAX_ULPS);
+            want += (double)y[j];
+        }
+        bad += !(fabs(sum - want) <= 1e-14 * want);
+        bad += memcmp(x + n, y + n, sizeof y - (size_t)n * sizeof *y) != 0; /* nothing past n */
+    }
+    CHECK_MSG(bad == 0, "%d elements or sums off", bad);
+}
+
 /* ---- GLU --------------------------------------------------------------------------------- */
 
 /* act(x)·u in double: x / (1 + e^−z), z = x (SiLU) or 2√(2/π)(x + 0.044715 x³) (tanh-GELU) */
@@ -254,5 +286,5 @@ TEST(glu_nonfinite)
     }
 }
 
-TEST_MAIN(TEST_CASE(exp_range), TEST_CASE(exp_special), TEST_CASE(exp_tail_and_alias),
+TEST_MAIN(TEST_CASE(exp_range), TEST_CASE(exp_special), TEST_CASE(exp_tail_and_alias), TEST_CASE(exp_sum),
           TEST_CASE(glu_silu), TEST_CASE(glu_gelu_tanh), TEST_CASE(glu_nonfinite))

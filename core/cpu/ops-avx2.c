@@ -67,6 +67,32 @@ void cpu_exp_avx2(float *y, const float *x, int64_t n)
     }
 }
 
+double cpu_exp_sum_avx2(float *s, int64_t n, float mx)
+{
+    const __m256 m = _mm256_set1_ps(mx);
+    __m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 e = cpu_vexp_avx2(_mm256_sub_ps(_mm256_loadu_ps(s + i), m));
+        _mm256_storeu_ps(s + i, e);
+        a0 = _mm256_add_pd(a0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+        a1 = _mm256_add_pd(a1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+    }
+    if (i < n) {
+        float b[8] = {0};
+        size_t bytes = (size_t)(n - i) * sizeof *b;
+        memcpy(b, s + i, bytes);
+        _mm256_storeu_ps(b, cpu_vexp_avx2(_mm256_sub_ps(_mm256_loadu_ps(b), m)));
+        memcpy(s + i, b, bytes);
+        memset(b + (n - i), 0, sizeof b - bytes); /* the padding adds nothing */
+        a0 = _mm256_add_pd(a0, _mm256_cvtps_pd(_mm_loadu_ps(b)));
+        a1 = _mm256_add_pd(a1, _mm256_cvtps_pd(_mm_loadu_ps(b + 4)));
+    }
+    __m256d a = _mm256_add_pd(a0, a1);
+    __m128d h = _mm_add_pd(_mm256_castpd256_pd128(a), _mm256_extractf128_pd(a, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
+}
+
 /*
  * Both activations are x · σ(z) = x / (1 + e^−z): SiLU with z = x, tanh-GELU
  * with z = 2√(2/π)(x + 0.044715 x³), since (1 + tanh y) / 2 = 1 / (1 + e^−2y).

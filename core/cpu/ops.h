@@ -6,10 +6,10 @@
  * Everything here is a pure function of its inputs (no hidden state, no
  * allocation), so the same op gives the same bits whatever thread runs it and
  * however a batch is split: batched prefill equals token-by-token decode.
- * The F16 dot/axpy of attention have an AVX2+F16C version (ops-avx2.c)
- * picked once per context through struct cpu_attn_kernels, the GLUs one
- * through struct cpu_glu_kernels (their precision: ops.c's header), and so
- * has the grouped
+ * The F16 dot/axpy of attention and its softmax's e^x have an AVX2+F16C
+ * version (ops-avx2.c) picked once per context through struct
+ * cpu_attn_kernels, the GLUs one through struct cpu_glu_kernels (their
+ * precision: ops.c's header), and so has the grouped
  * attention of the query heads sharing a KV head (attn-f16-avx2.c), which
  * gives the same bits as one cpu_attn_head per head.
  */
@@ -78,10 +78,14 @@ typedef void (*cpu_attn_heads_fn)(const struct cpu_attn_kernels *ak, float *out,
                                   size_t kv_stride, int64_t n, int hd, float scale,
                                   float *scores);
 
+/* Softmax numerator: s[j] = e^(s[j] − mx) for j < n; returns Σ_j s[j] accumulated in double. */
+typedef double (*cpu_exp_sum_fn)(float *s, int64_t n, float mx);
+
 struct cpu_attn_kernels {
     cpu_dot_f16_fn dot_f16;
     cpu_axpy_f16_fn axpy_f16;
     cpu_attn_heads_fn heads; /* NULL: cpu_attn_heads_ref */
+    cpu_exp_sum_fn exp_sum;  /* NULL: cpu_exp_sum_scalar */
 };
 
 /* The fastest F16 helpers the ISA runs (AVX2 needs F16C and FMA too). */
@@ -89,9 +93,13 @@ void cpu_attn_kernels_get(enum cpu_isa isa, struct cpu_attn_kernels *out);
 /* Scalar versions (also the reference of the AVX2 ones). */
 float cpu_dot_f16_scalar(const float *q, const uint16_t *k, int64_t n);
 void cpu_axpy_f16_scalar(float *y, float a, const uint16_t *v, int64_t n);
+/* expf per element, the sum in order */
+double cpu_exp_sum_scalar(float *s, int64_t n, float mx);
 /* AVX2 versions, ops-avx2.c; only call when the CPU has AVX2, FMA and F16C. */
 float cpu_dot_f16_avx2(const float *q, const uint16_t *k, int64_t n);
 void cpu_axpy_f16_avx2(float *y, float a, const uint16_t *v, int64_t n);
+/* cpu_vexp_avx2 per element; the sum in 8 double lanes, then folded in a fixed order */
+double cpu_exp_sum_avx2(float *s, int64_t n, float mx);
 
 /*
  * One query head against positions [lo, hi] of one KV head:
