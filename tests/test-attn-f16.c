@@ -7,7 +7,9 @@
  * multiply-add, like vfmadd): eight lanes per accumulator, two accumulators
  * per 16 dims, the lane folding of the final reduction, the max-subtracted
  * softmax with its double sum, one fused multiply-add per key and output
- * element. The kernel must give the same bits (memcmp) for every head_dim,
+ * element. The softmax's e^x and double sum are the scalar loop or, for the
+ * AVX2 kernels, cpu_exp_sum_avx2 itself (held against double exp by
+ * test-vexp). The kernel must give the same bits (memcmp) for every head_dim,
  * GQA ratio and length here; a double-precision softmax checks that the
  * reference itself computes attention.
  */
@@ -68,9 +70,13 @@ static void ref_attn_head(bool avx2, float *out, const float *q, const uint16_t 
         mx = s > mx ? s : mx;
     }
     double sum = 0.0;
-    for (int j = 0; j < n; j++) {
-        sc[j] = expf(sc[j] - mx);
-        sum += (double)sc[j];
+    if (avx2) {
+        sum = cpu_exp_sum_avx2(sc, n, mx);
+    } else {
+        for (int j = 0; j < n; j++) {
+            sc[j] = expf(sc[j] - mx);
+            sum += (double)sc[j];
+        }
     }
     float inv = (float)(1.0 / sum);
     for (int i = 0; i < hd; i++)

@@ -451,7 +451,8 @@ static void attn_case(int n_tok, int64_t pos0, int H, int Hk, int D, uint32_t wi
         kc[(size_t)pos0 * kvw + i] = f32_to_f16(k[i]);
         vc[(size_t)pos0 * kvw + i] = f32_to_f16(v[i]);
     }
-    struct cpu_attn_kernels ak = {cpu_dot_f16_scalar, cpu_axpy_f16_scalar, cpu_attn_heads_ref};
+    struct cpu_attn_kernels ak = {cpu_dot_f16_scalar, cpu_axpy_f16_scalar, cpu_attn_heads_ref,
+                                  cpu_exp_sum_scalar};
     for (int t = 0; t < n_tok; t++) {
         int64_t p = pos0 + t, lo = window && p + 1 > (int64_t)window ? p + 1 - window : 0;
         for (int h = 0; h < H; h++) {

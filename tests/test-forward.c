@@ -25,6 +25,11 @@
  *     differently); tolerance 0.04 x.
  *   fwd-gemma3-swa4.txt: sliding window forced to 4 in both (mask exercised on
  *     a 16-token prompt; position 15 differs from fwd-gemma3.txt by ~4 logits).
+ *     Position 15 turns last-bit changes into logit changes: scaling every
+ *     other softmax weight by (1 + k·2^−23), k = ±1..±5, moved it from 0.030
+ *     to between 0.029 and 0.109 x max|logit| (main's scalar e^x, 9 runs);
+ *     the AVX2 e^x lands at 0.105. Tolerance 0.12 x (2.05 logits), still
+ *     below the ~3.9-logit move of token 818 with no mask.
  * A wrong RoPE mode, norm, scale or mask moves logits by whole units and flips
  * the argmax, so these bounds still catch semantic errors.
  */
@@ -130,7 +135,7 @@ TEST(gemma3_matches_q8_reference)
  */
 TEST(gemma3_sliding_window_matches_reference)
 {
-    check_golden_ctx(TEST_GEMMA3, "fwd-gemma3-swa4.txt", 4, FWD_TOL_GEMMA3, 64);
+    check_golden_ctx(TEST_GEMMA3, "fwd-gemma3-swa4.txt", 4, FWD_TOL_GEMMA3_SWA4, 64);
 }
 
 /*

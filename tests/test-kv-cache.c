@@ -188,6 +188,11 @@ static void compare(const float *ref, const float *got, int rows, size_t V, doub
  * 0.0053 / 0.977, because the 8-bit activation quantization of the matmuls
  * turns last-bit differences into whole quantization steps (scalar vs AVX2
  * differ by 1.8% in perplexity, test-perplexity.c).
+ * Top-1 over 300 tokens moves by whole percents with such last bits: scaling
+ * every other SiLU output of the scalar GLU by (1 + k·2^−23), k = ±1..±7,
+ * gave q4_0 0.867 to 0.913 (13 runs, 0.910 unperturbed) and rot4 0.873 to
+ * 0.903; the AVX2 GLU and softmax e^x (vexp-avx2.h) give q4_0 0.877, rot4
+ * 0.893. Hence q4_0's 0.86 (its halves switched off give 0.82 and 0.72).
  */
 static void quality(int kt, int vt, double max_kld, double min_top1)
 {
@@ -216,7 +221,7 @@ TEST(quality_q8_0)
 
 TEST(quality_q4_0)
 {
-    quality(KVQ_Q4_0, KVQ_Q4_0, 0.13, 0.88);
+    quality(KVQ_Q4_0, KVQ_Q4_0, 0.13, 0.86);
 }
 
 TEST(quality_rot4)

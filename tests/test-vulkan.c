@@ -556,7 +556,8 @@ TEST(attention)
         kc[i] = f32_to_f16(k[i]);
         vc[i] = f32_to_f16(v[i]);
     }
-    struct cpu_attn_kernels ak = {cpu_dot_f16_scalar, cpu_axpy_f16_scalar, cpu_attn_heads_ref};
+    struct cpu_attn_kernels ak = {cpu_dot_f16_scalar, cpu_axpy_f16_scalar, cpu_attn_heads_ref,
+                                  cpu_exp_sum_scalar};
     if (make_buf(ctx, &qb, q, qn * 4) && make_buf(ctx, &kb, k, kn * 4) &&
         make_buf(ctx, &vb, v, kn * 4) && make_buf(ctx, &kcb, NULL, (uint64_t)NCTX * KVD * 2) &&
         make_buf(ctx, &vcb, NULL, (uint64_t)NCTX * KVD * 2) && make_buf(ctx, &ob, NULL, qn * 4)) {

@@ -16,7 +16,8 @@
  *    fmadd(q, k, acc) (an 8-dim tail goes into the first), their sum, then
  *    lanes i+4 onto i, (0+2) and (1+3), and their sum. Eight keys' sums are
  *    reduced together by a transpose (hsum8) that pairs the very same lanes;
- *  - max, expf and the double sum are cpu_attn_head's loops unchanged;
+ *  - max is cpu_attn_head's loop unchanged, and e^x and the double sum are
+ *    the AVX2 ak's exp_sum (cpu_exp_sum_avx2), as cpu_attn_head calls it;
  *  - output element i is fmadd(a_j, v_ji, acc_i) from 0 for j ascending, with
  *    a_j = e_j · inv, exactly the sequence of axpy calls.
  * A head_dim that is not a multiple of 8 (the scalar tails of ops-avx2.c)
@@ -172,14 +173,9 @@ INLINE void attn_group(float *out, const float *q, int nq, const uint16_t *k0, c
 {
     float mx[QB];
     qk_scores(q, nq, hd, k0, kv_stride, n, scale, scores, mx);
-    for (int r = 0; r < nq; r++) { /* cpu_attn_head's softmax, unchanged */
+    for (int r = 0; r < nq; r++) { /* cpu_attn_head's softmax with the AVX2 ak's exp_sum */
         float *s = scores + (size_t)r * (size_t)n;
-        double sum = 0.0;
-        for (int64_t j = 0; j < n; j++) {
-            float e = expf(s[j] - mx[r]);
-            s[j] = e;
-            sum += (double)e;
-        }
+        double sum = cpu_exp_sum_avx2(s, n, mx[r]);
         float inv = (float)(1.0 / sum);
         for (int64_t j = 0; j < n; j++)
             s[j] *= inv;

@@ -52,6 +52,7 @@ struct cpu_dev {
     struct threadpool *tp;
     enum cpu_isa isa;
     struct cpu_attn_kernels ak;
+    struct cpu_glu_kernels glu;
     struct cpu_matmul_kernels kern[HEARTH_DTYPE_COUNT]; /* valid where kern_state == 1 */
     signed char kern_state[HEARTH_DTYPE_COUNT];         /* 0 unknown, 1 ok, -1 no kernel */
     char name[32];
@@ -728,11 +729,15 @@ static void row_rmsnorm(void *arg, int t)
                 r->eps);
 }
 
+struct glu_job {
+    const struct hearth_op_glu *g;
+    cpu_glu_fn f; /* the device ISA's kernel for g->act */
+};
+
 static void row_glu(void *arg, int t)
 {
-    const struct hearth_op_glu *g = arg;
-    (g->act == HEARTH_GLU_GELU_TANH ? cpu_geglu : cpu_swiglu)(frow(&g->g, t), frow(&g->u, t),
-                                                               g->g.ne0);
+    const struct glu_job *j = arg;
+    j->f(frow(&j->g->g, t), frow(&j->g->u, t), j->g->g.ne0);
 }
 
 static void row_add(void *arg, int t)
@@ -757,9 +762,13 @@ static hearth_status run_one(struct cpu_stream *cs, const struct hearth_op *op)
         return op_matmul(cs, &op->u.matmul, n);
     case HEARTH_OP_ATTENTION:
         return op_attention(cs, &op->u.attn, n);
-    case HEARTH_OP_GLU:
-        cpu_rows_for(cs->d->tp, n, op->u.glu.g.ne0, row_glu, (void *)&op->u.glu);
+    case HEARTH_OP_GLU: {
+        const struct hearth_op_glu *g = &op->u.glu;
+        struct glu_job j = {g, g->act == HEARTH_GLU_GELU_TANH ? cs->d->glu.gelu_tanh
+                                                              : cs->d->glu.silu};
+        cpu_rows_for(cs->d->tp, n, g->g.ne0, row_glu, &j);
         return HEARTH_OK;
+    }
     case HEARTH_OP_ADD:
         cpu_rows_for(cs->d->tp, n, 2 * op->u.add.x.ne0, row_add, (void *)&op->u.add);
         return HEARTH_OK;
@@ -945,6 +954,7 @@ hearth_status cpu_backend_device_create(const struct cpu_backend_params *p,
     }
     d->isa = p->isa < 0 ? cpu_isa_best() : (enum cpu_isa)p->isa;
     cpu_attn_kernels_get(d->isa, &d->ak);
+    cpu_glu_kernels_get(d->isa, &d->glu);
     snprintf(d->name, sizeof d->name, "%s", p->name ? p->name : "cpu");
     d->dev.ops = &cdev_ops;
     d->dev.ctx = d;

@@ -85,6 +85,7 @@ struct forward_ctx {
     int n_batch;
     enum cpu_isa isa;
     struct cpu_attn_kernels ak;
+    struct cpu_glu_kernels glu;
     /* compressed cache (any type but f16 for K or V): the batched kernel of attn-kvq.h */
     bool kvq;     /* a compressed K or V type */
     bool kvq_any; /* kvq, or some ring-only layer (both need the batch's groups, xst) */
@@ -246,6 +247,7 @@ hearth_status forward_create_multi(const struct model *m, const struct forward_p
     c->n_batch = p.n_batch;
     c->isa = p.isa < 0 ? cpu_isa_best() : (enum cpu_isa)p.isa;
     cpu_attn_kernels_get(c->isa, &c->ak);
+    cpu_glu_kernels_get(c->isa, &c->glu);
 
     hearth_status st = HEARTH_OK;
     size_t act_need = 0;
@@ -728,10 +730,8 @@ static void row_glu(void *arg, int t)
     const struct layer_job *j = arg;
     const struct forward_ctx *c = j->c;
     const int64_t F = c->m->hp.n_ff;
-    if (c->m->hp.ffn_act == MODEL_FFN_GELU_TANH)
-        cpu_geglu(c->gate + t * F, c->up + t * F, F);
-    else
-        cpu_swiglu(c->gate + t * F, c->up + t * F, F);
+    (c->m->hp.ffn_act == MODEL_FFN_GELU_TANH ? c->glu.gelu_tanh : c->glu.silu)(
+        c->gate + t * F, c->up + t * F, F);
 }
 
 static void row_ffn_out(void *arg, int t)

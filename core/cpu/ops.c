@@ -8,6 +8,15 @@
  * accumulates its normalizer in double. GELU uses the tanh formula exactly in
  * float (llama.cpp rounds x to f16 and reads a table; the difference is below
  * the 8-bit activation noise of the matmul that follows).
+ *
+ * These scalar versions are the reference and what the scalar ISA runs. With
+ * AVX2+FMA (cpu_glu_kernels_get, cpu_attn_kernels_get) the GLUs and the
+ * softmax's e^x use cpu_vexp_avx2 (vexp-avx2.h, <= 2 ulp, 1.003 measured over
+ * the float range): SiLU and tanh-GELU both as x / (1 + e^−z) (GELU's
+ * 1 + tanh y = 2 / (1 + e^−2y) has no cancellation for negative y, where the
+ * scalar tanhf form loses digits), within a few ulps of the double formula
+ * plus |z|·2^−24-sized terms from rounding z (tests/test-vexp.c); the softmax
+ * normalizer is still a double sum, in 8 lanes.
  */
 #include "cpu/ops.h"
 
@@ -77,6 +86,17 @@ void cpu_geglu(float *g, const float *u, int64_t n)
     }
 }
 
+void cpu_glu_kernels_get(enum cpu_isa isa, struct cpu_glu_kernels *out)
+{
+    if (isa >= CPU_ISA_AVX2 && cpu_isa_supported(CPU_ISA_AVX2)) {
+        out->silu = cpu_swiglu_avx2;
+        out->gelu_tanh = cpu_geglu_avx2;
+    } else {
+        out->silu = cpu_swiglu;
+        out->gelu_tanh = cpu_geglu;
+    }
+}
+
 void cpu_add(float *x, const float *y, int64_t n)
 {
     for (int64_t i = 0; i < n; i++)
@@ -97,6 +117,17 @@ void cpu_axpy_f16_scalar(float *y, float a, const uint16_t *v, int64_t n)
         y[i] += a * f16_to_f32(v[i]);
 }
 
+double cpu_exp_sum_scalar(float *s, int64_t n, float mx)
+{
+    double sum = 0.0;
+    for (int64_t j = 0; j < n; j++) {
+        float e = expf(s[j] - mx);
+        s[j] = e;
+        sum += (double)e;
+    }
+    return sum;
+}
+
 void cpu_attn_kernels_get(enum cpu_isa isa, struct cpu_attn_kernels *out)
 {
     const struct cpu_caps *caps = cpu_caps_get();
@@ -104,10 +135,12 @@ void cpu_attn_kernels_get(enum cpu_isa isa, struct cpu_attn_kernels *out)
         out->dot_f16 = cpu_dot_f16_avx2;
         out->axpy_f16 = cpu_axpy_f16_avx2;
         out->heads = cpu_attn_heads_avx2;
+        out->exp_sum = cpu_exp_sum_avx2;
     } else {
         out->dot_f16 = cpu_dot_f16_scalar;
         out->axpy_f16 = cpu_axpy_f16_scalar;
         out->heads = cpu_attn_heads_ref;
+        out->exp_sum = cpu_exp_sum_scalar;
     }
 }
 
@@ -122,12 +155,7 @@ void cpu_attn_head(const struct cpu_attn_kernels *ak, float *out, const float *q
         scores[j] = s;
         mx = s > mx ? s : mx;
     }
-    double sum = 0.0;
-    for (int64_t j = 0; j < n; j++) {
-        float e = expf(scores[j] - mx);
-        scores[j] = e;
-        sum += (double)e;
-    }
+    double sum = (ak->exp_sum ? ak->exp_sum : cpu_exp_sum_scalar)(scores, n, mx);
     float inv = (float)(1.0 / sum);
     for (int i = 0; i < hd; i++)
         out[i] = 0.0f;

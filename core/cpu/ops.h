@@ -6,8 +6,10 @@
  * Everything here is a pure function of its inputs (no hidden state, no
  * allocation), so the same op gives the same bits whatever thread runs it and
  * however a batch is split: batched prefill equals token-by-token decode.
- * The F16 dot/axpy of attention have an AVX2+F16C version (ops-avx2.c) picked
- * once per context through struct cpu_attn_kernels, and so has the grouped
+ * The F16 dot/axpy of attention and its softmax's e^x have an AVX2+F16C
+ * version (ops-avx2.c) picked once per context through struct
+ * cpu_attn_kernels, the GLUs one through struct cpu_glu_kernels (their
+ * precision: ops.c's header), and so has the grouped
  * attention of the query heads sharing a KV head (attn-f16-avx2.c), which
  * gives the same bits as one cpu_attn_head per head.
  */
@@ -44,6 +46,25 @@ void cpu_rope(float *x, int n_heads, int head_dim, int n_rot, const float *cs,
 void cpu_swiglu(float *g, const float *u, int64_t n);
 /* g[i] = gelu_tanh(g[i]) · u[i]; gelu_tanh(x) = x/2 (1 + tanh(√(2/π)(x + 0.044715 x³))) */
 void cpu_geglu(float *g, const float *u, int64_t n);
+
+/*
+ * The GLU activations the ISA runs, picked once per context like the
+ * attention kernels: the scalar ones above are the reference (and what the
+ * scalar ISA runs); the AVX2 ones (ops-avx2.c) compute x / (1 + e^−z) with
+ * cpu_vexp_avx2 and agree with them to a few float ulps (tests/test-vexp.c).
+ * Either gives an element the same bits wherever it sits in the row.
+ */
+typedef void (*cpu_glu_fn)(float *g, const float *u, int64_t n);
+struct cpu_glu_kernels {
+    cpu_glu_fn silu;      /* cpu_swiglu's contract */
+    cpu_glu_fn gelu_tanh; /* cpu_geglu's contract */
+};
+void cpu_glu_kernels_get(enum cpu_isa isa, struct cpu_glu_kernels *out);
+/* AVX2 versions, ops-avx2.c; only call when the CPU has AVX2 and FMA. */
+void cpu_swiglu_avx2(float *g, const float *u, int64_t n);
+void cpu_geglu_avx2(float *g, const float *u, int64_t n);
+/* y[i] = e^x[i] by cpu_vexp_avx2 (vexp-avx2.h); y may alias x. AVX2 and FMA only. */
+void cpu_exp_avx2(float *y, const float *x, int64_t n);
 /* x[i] += y[i] */
 void cpu_add(float *x, const float *y, int64_t n);
 
@@ -57,10 +78,14 @@ typedef void (*cpu_attn_heads_fn)(const struct cpu_attn_kernels *ak, float *out,
                                   size_t kv_stride, int64_t n, int hd, float scale,
                                   float *scores);
 
+/* Softmax numerator: s[j] = e^(s[j] − mx) for j < n; returns Σ_j s[j] accumulated in double. */
+typedef double (*cpu_exp_sum_fn)(float *s, int64_t n, float mx);
+
 struct cpu_attn_kernels {
     cpu_dot_f16_fn dot_f16;
     cpu_axpy_f16_fn axpy_f16;
     cpu_attn_heads_fn heads; /* NULL: cpu_attn_heads_ref */
+    cpu_exp_sum_fn exp_sum;  /* NULL: cpu_exp_sum_scalar */
 };
 
 /* The fastest F16 helpers the ISA runs (AVX2 needs F16C and FMA too). */
@@ -68,9 +93,13 @@ void cpu_attn_kernels_get(enum cpu_isa isa, struct cpu_attn_kernels *out);
 /* Scalar versions (also the reference of the AVX2 ones). */
 float cpu_dot_f16_scalar(const float *q, const uint16_t *k, int64_t n);
 void cpu_axpy_f16_scalar(float *y, float a, const uint16_t *v, int64_t n);
+/* expf per element, the sum in order */
+double cpu_exp_sum_scalar(float *s, int64_t n, float mx);
 /* AVX2 versions, ops-avx2.c; only call when the CPU has AVX2, FMA and F16C. */
 float cpu_dot_f16_avx2(const float *q, const uint16_t *k, int64_t n);
 void cpu_axpy_f16_avx2(float *y, float a, const uint16_t *v, int64_t n);
+/* cpu_vexp_avx2 per element; the sum in 8 double lanes, then folded in a fixed order */
+double cpu_exp_sum_avx2(float *s, int64_t n, float mx);
 
 /*
  * One query head against positions [lo, hi] of one KV head:
