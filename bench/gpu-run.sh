@@ -7,8 +7,8 @@
 #      pcre2 headers or pkg-config there, say), fall back to binaries carried
 #      from the dev machine in build-cuda/ (run with carry
 #      ["build-cuda/test-cuda-ops", "build-cuda/test-cuda-kvq", "build-cuda/test-cuda-kvq-window",
-#      "build-cuda/test-cuda-layout", "build-cuda/bench-cuda"]);
-#   2. tests: test-cuda-layout, test-cuda-ops (every op vs the CPU), then
+#      "build-cuda/test-cuda-layout", "build-cuda/bench-cuda", "build-cuda/test-dot"]);
+#   2. tests: test-dot (the CPU kernels, AVX-512 where the host has it), test-cuda-layout, test-cuda-ops (every op vs the CPU), then
 #      test-cuda-kvq (compressed KV cache: encoder bytes vs kvq_encode,
 #      attention vs a decoded-cache reference and the CPU backend);
 #   3. compute-sanitizer memcheck and racecheck on test-cuda-ops cases;
@@ -38,7 +38,7 @@ if has build; then
             -DHEARTH_CUDA=ON -DHEARTH_CUDA_ARCHS=90 -DHEARTH_ASSERTS=ON \
             -DCMAKE_C_FLAGS=-DHEARTH_WITH_CUDA >"$OUT/build.log" 2>&1 &&
         cmake --build build-gpu -j 16 --target test-cuda-ops test-cuda-kvq test-cuda-kvq-window \
-            test-cuda-layout bench-cuda \
+            test-cuda-layout bench-cuda test-dot \
             >>"$OUT/build.log" 2>&1; then
         BIN=build-gpu
         say "built on the device in $(($(date +%s) - t0)) s"
@@ -58,7 +58,13 @@ fi
 
 if has test; then
     set -o pipefail
-    timeout 60 "$BIN/test-cuda-layout" >"$OUT/test.log" 2>&1
+    # the CUDA tests' CPU reference runs the host's best ISA: on an AVX-512 host that is
+    # the only place the AVX-512 kernels get checked (none on the dev machine), so first
+    if [ -x "$BIN/test-dot" ]; then
+        timeout 120 "$BIN/test-dot" >"$OUT/test.log" 2>&1
+        say "test-dot rc=$? (host avx512f: $(grep -c avx512f /proc/cpuinfo) cpus; $(grep -E '^[0-9]+ passed' "$OUT/test.log" | tail -1))"
+    fi
+    timeout 60 "$BIN/test-cuda-layout" >>"$OUT/test.log" 2>&1
     say "test-cuda-layout rc=$?"
     timeout 180 "$BIN/test-cuda-ops" >>"$OUT/test.log" 2>&1
     rc=$?
