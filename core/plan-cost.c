@@ -16,7 +16,11 @@
  * of compute (2 * params * tokens / FLOP rate, its type's where measured) and memory (bytes per batch /
  * bandwidth), the LM head once for the last token only; attention adds
  * 4 * heads * head_dim * P(P+1)/2 FLOPs per layer at the device's measured
- * attention rate (else its matmul rate).
+ * attention rate (else its matmul rate). The per-token work between the
+ * matmuls (norms, QK norms and RoPE, cache stores, the GLU, residual adds:
+ * row_elems) is costed as PLAN_ROW_BYTES moved per element at the copy rate
+ * of the device doing it; those ops stream rows that do not stay in cache,
+ * and on the 2-core VM they were ~4-5% of a small model's prefill.
  * A host tensor is either computed by the CPU, or streamed to the first GPU:
  * the copy of batch b+1's weights overlaps the compute of batch b (double
  * buffer), so its time is max(bytes / PCIe, FLOPs / GPU rate); per tensor the
@@ -33,6 +37,8 @@
 #include "plan.h"
 
 #define PLAN_HOP_LATENCY_S 10e-6
+/* bytes one element of per-token work moves: an add or GLU reads two floats, writes one */
+#define PLAN_ROW_BYTES 12.0
 
 /* ", assumed" / ", measured" after a figure, "" for one the user gave. */
 static const char *bw_word(bool assumed, bool measured)
@@ -69,6 +75,23 @@ static void prefill_work(const struct plan_model_tensor *t, const struct plan_op
     const bool head = t->role == PLAN_ROLE_OUTPUT;
     *tokens = head ? 1.0 : (double)o->n_prompt;
     *reads = head ? 1.0 : (double)n_batches(o);
+}
+
+/*
+ * Elements of per-token work a prompt token costs in one layer's attention
+ * block (norm, QK norms and RoPE of q and k, the K/V stores, the residual add)
+ * and FFN block (norm, the GLU over the FFN width used, the add); gemma3
+ * adds a post-norm to each (as model.c).
+ */
+static void row_elems(const struct plan_model *m, double *attn, double *ffn)
+{
+    const struct arch_info *a = &m->arch;
+    const double E = a->n_embd, hd = a->head_dim_k, post = strcmp(a->arch, "gemma3") ? 0.0 : E;
+    const double Q = (double)a->n_head * hd, KV = (double)a->n_head_kv * hd;
+    const double F = (double)a->n_ff * (a->n_expert > 0 && a->n_expert_used > 0
+                                            ? (double)a->n_expert_used : 1.0);
+    *attn = E + Q + KV + 2.0 * KV + E + post;
+    *ffn = E + F + E + post;
 }
 
 /* FLOP/s of d's attention: measured, else its matmul rate. */
@@ -331,10 +354,15 @@ void plan__predict(const struct plan_model *m, struct plan *p)
             p->use[pt->prefill].prefill_s += prefill_on(m, &p->devs.dev[pt->prefill], o, i);
         }
     }
+    double row_attn, row_ffn;
+    row_elems(m, &row_attn, &row_ffn);
     for (uint32_t l = 0; l < p->n_layer; l++) {
         int d = p->layers[l].attn_dev;
         double f = 4.0 * m->arch.n_head * m->arch.head_dim_k * P * (P + 1) / 2.0;
         p->use[d].prefill_s += f / attn_rate(&p->devs.dev[d]);
+        p->use[d].prefill_s += P * row_attn * PLAN_ROW_BYTES / p->devs.dev[d].mem_bw;
+        int fd = p->layers[l].ffn_up_dev >= 0 ? p->layers[l].ffn_up_dev : d;
+        p->use[fd].prefill_s += P * row_ffn * PLAN_ROW_BYTES / p->devs.dev[fd].mem_bw;
     }
     double total = 0;
     for (int d = 0; d < p->devs.n; d++)
