@@ -189,8 +189,13 @@ if has plan70; then
     elif f=$(synth llama3-70b Q4_K_M); then
         budget=()
         "$BIN" bench --help 2>&1 | grep -q -- '--vram-budget' && budget=(--vram-budget 24GiB)
-        "$BIN" plan "$f" --vram-budget 24GiB -c 4096 >>"$OUT/e2e.txt" 2>&1
-        say "plan70: $(grep -m2 -iE 'predicted|tok/s' "$OUT/e2e.txt" | tail -2 | tr '\n' ' ')"
+        # the plan alone in its own file: e2e.txt holds earlier steps' lines too
+        "$BIN" plan "$f" --device "$DEV" --vram-budget 24GiB -c 4096 >"$OUT/plan.txt" 2>&1
+        cat "$OUT/plan.txt" >>"$OUT/e2e.txt"
+        say "plan70: $(grep -m2 -iE 'predicted|tok/s' "$OUT/plan.txt" | tr '\n' ' ')"
+        "$BIN" plan "$f" --device "$DEV" --vram-budget 24GiB -c 4096 --json >"$OUT/plan.txt" 2>&1
+        say "plan70 predicted: $(grep -oE '"(prefill|decode)_tps": [0-9.]+' "$OUT/plan.txt" | head -2 | tr '\n' ' ')"
+        rm -f "$OUT/plan.txt"
         bench "llama3-70b Q4_K_M $DEV planner ${budget[*]}" -m "$f" --device "$DEV" \
             "${budget[@]}" -p 512 -n 32 -r 1
         for n in 44 40 36 32; do

@@ -158,6 +158,20 @@ static void describe_placement(struct engine *e, const char *how)
     for (int d = 1; d < e->n_dev; d++)
         desc_add(e, " %.0f MiB on %s,", mib(sched_device_bytes(e->sched, d)), e->dev_name[d]);
     desc_add(e, " %.0f MiB host (%s)", mib(sched_device_bytes(e->sched, 0)), how);
+    /* the prediction of the plan that was allocated, so a run can be held against it */
+    const struct plan *pl = &e->plan;
+    if (!(pl->prefill_tps > 0 && pl->decode_tps > 0))
+        return;
+    desc_add(e, "; predicted %.0f tok/s prefill (%u-token prompt), %.2f tok/s decode",
+             pl->prefill_tps, pl->opts.n_prompt, pl->decode_tps);
+    int n_assumed = 0;
+    for (int d = 0; d < pl->devs.n; d++) {
+        const struct plan_device *pd = &pl->devs.dev[d];
+        if (pl->use[d].total > 0 && (pd->mem_bw_assumed || pd->flops_assumed))
+            desc_add(e, "%s%s", n_assumed++ ? ", " : " (figures assumed for ", pd->name);
+    }
+    if (n_assumed)
+        desc_add(e, ": see `hearth devices`)");
 }
 
 static void describe_cpu(struct engine *e, const char *why)

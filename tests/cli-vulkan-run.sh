@@ -83,7 +83,8 @@ env -u HEARTH_VULKAN_VALIDATE "$bin" run "${common[@]}" --device vulkan0 -ngl "$
 echo "vulkan0 $half:   $(cat "$tmp/mix")   ($(($(date +%s) - t0)) s)"
 echo "load line:    $(grep '^plan: ' "$tmp/emix")"
 want="^plan: layers 0-$((half - 1)) attention\+ffn on vulkan0, layers $half-$((n_layer - 1)) "
-want+="attention\+ffn on cpu, output on cpu; [0-9]+ MiB on vulkan0, [0-9]+ MiB host \(-ngl $half\)$"
+want+="attention\+ffn on cpu, output on cpu; [0-9]+ MiB on vulkan0, [0-9]+ MiB host \(-ngl $half\); "
+want+="predicted [0-9]+ tok/s prefill \([0-9]+-token prompt\), [0-9]+\.[0-9][0-9] tok/s decode"
 grep -Eq "$want" "$tmp/emix" || fail "no (or a wrong) placement line at load: $(cat "$tmp/emix")"
 cmp -s "$tmp/cpu" "$tmp/mix" ||
     fail "-ngl $half on vulkan0 differs from the CPU at $(first_diff "$tmp/cpu" "$tmp/mix")"
