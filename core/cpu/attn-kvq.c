@@ -17,6 +17,10 @@
  * decoders with the codebook in registers in attn-kvq-avx2.c, bit-identical
  * to kv-quant.c's), f32 dot/axpy on the tiles, chunk partials merged in
  * chunk order; the scalar decoders and dot/axpy below are its fallback.
+ * With AVX2 a token's G heads of one KV head take the group kernels
+ * (attn-kvq-group-avx2.c: each K row loaded once for the group, V sums in
+ * registers) with the bits of one dot/axpy call per head and position; the
+ * max, expf and float sum between them are the per-head loop's.
  * With an exact window (struct cpu_kvq_exact) a token's recent positions
  * read caller-staged f32 rows instead of the tile's decoded ones: only the
  * row pointer changes, never the arithmetic, so W = 0 keeps its bits. The
@@ -260,14 +264,22 @@ typedef void (*decode_rows_fn)(enum kvq_type t, const struct kvq_rot *rot, int h
                                const uint8_t *src, size_t stride, int n, float *dst);
 typedef float (*fdot_fn)(const float *a, const float *b, int n);
 typedef void (*faxpy_fn)(float *y, float s, const float *x, int n);
+typedef void (*gdots_fn)(const float *q, int nq, int hd, const float *const *rows, int n,
+                         float scale, float *sc, int ld);
+typedef void (*gaxpys_fn)(float *acc, size_t ld, int nq, int hd, const float *const *rows, int n,
+                          const float *w, int wld);
 
 struct cpu_kvq_attn {
     decode_rows_fn decode_rows;
     fdot_fn dot;
     faxpy_fn axpy;
+    gdots_fn group_dots;     /* NULL: each query head on its own with dot and axpy */
+    gaxpys_fn group_axpys;
     int n_threads;
     int cap_tok, cap_head, cap_hd; /* what the buffers below hold */
-    float *tile;   /* [n_threads][2 C hd + C]: K tile [C][hd], V tile [C][hd], scores [C] */
+    /* [n_threads][2 C hd + C cap_head]: K tile [C][hd], V tile [C][hd], scores [G][C] */
+    float *tile;
+    const float **rows; /* [n_threads][2 C]: each position's K row, then its V row */
     float *qr;     /* [cap_tok][cap_head][hd] queries in K's domain */
     float *part;   /* [KVQ_WAVE][cap_tok][cap_head][hd + 2]: acc[hd], max, sum per chunk */
     float *run;    /* [cap_tok][cap_head][hd + 2]: the merged state */
@@ -311,14 +323,27 @@ hearth_status cpu_kvq_attn_create(int isa, int n_threads, struct cpu_kvq_attn **
         a->decode_rows = cpu_kvq__decode_rows_avx2;
         a->dot = cpu_kvq__dot_avx2;
         a->axpy = cpu_kvq__axpy_avx2;
+        a->group_dots = cpu_kvq__group_dots_avx2;
+        a->group_axpys = cpu_kvq__group_axpys_avx2;
     } else {
         a->decode_rows = decode_rows_scalar;
         a->dot = fdot_scalar;
         a->axpy = faxpy_scalar;
     }
     a->n_threads = n_threads < 1 ? 1 : n_threads;
+    a->rows = malloc(sizeof *a->rows * 2 * CPU_KVQ_CHUNK * (size_t)a->n_threads);
+    if (!a->rows) {
+        free(a);
+        return err_set(HEARTH_ERR_NO_MEMORY, "attn-kvq: out of memory");
+    }
     *out = a;
     return HEARTH_OK;
+}
+
+void cpu_kvq__attn_per_head(struct cpu_kvq_attn *a)
+{
+    a->group_dots = NULL;
+    a->group_axpys = NULL;
 }
 
 void cpu_kvq_attn_destroy(struct cpu_kvq_attn *a)
@@ -326,6 +351,7 @@ void cpu_kvq_attn_destroy(struct cpu_kvq_attn *a)
     if (!a)
         return;
     free(a->tile);
+    free(a->rows);
     free(a->qr);
     free(a->part);
     free(a->run);
@@ -343,7 +369,8 @@ hearth_status cpu_kvq_attn_reserve(struct cpu_kvq_attn *a, int n_tok, int n_head
     n_head = n_head > a->cap_head ? n_head : a->cap_head;
     hd = hd > a->cap_hd ? hd : a->cap_hd;
     const size_t C = CPU_KVQ_CHUNK, th = (size_t)n_tok * (size_t)n_head;
-    float *tile = malloc(sizeof(float) * (size_t)a->n_threads * (2 * C * (size_t)hd + C));
+    float *tile = malloc(sizeof(float) * (size_t)a->n_threads *
+                         (2 * C * (size_t)hd + C * (size_t)n_head));
     float *qr = malloc(sizeof(float) * th * (size_t)hd);
     float *part = malloc(sizeof(float) * KVQ_WAVE * th * ((size_t)hd + 2));
     float *run = malloc(sizeof(float) * th * ((size_t)hd + 2));
@@ -437,6 +464,40 @@ static void exact_only_rows(const struct cpu_kvq_attn *a, const struct cpu_kvq_l
     *d1 = ex->x0 + ex->nx - 1;
 }
 
+/* w[j] = e^(w[j] - mx), j < n; returns their sum, in float, in order. */
+static float exp_weights(float *w, int64_t n, float mx)
+{
+    float sum = 0.0f;
+    for (int64_t j = 0; j < n; j++) {
+        float e = expf(w[j] - mx);
+        w[j] = e;
+        sum += e;
+    }
+    return sum;
+}
+
+/*
+ * One token's G heads of one KV head (queries q0, partials acc0 hd + 2
+ * apart) over the n positions whose rows are kp[j], vp[j], at once with the
+ * AVX2 group kernels: all heads' scores, then each head's max and weights
+ * (the per-head path's loops), then all heads' weighted V sums.
+ */
+static void group_heads(const struct cpu_kvq_attn *a, int G, int hd, float scale,
+                        const float *const *kp, const float *const *vp, int n, const float *q0,
+                        float *acc0, float *sc)
+{
+    a->group_dots(q0, G, hd, kp, n, scale, sc, n);
+    for (int g = 0; g < G; g++) {
+        float *w = sc + (size_t)g * (size_t)n, *acc = acc0 + (size_t)g * ((size_t)hd + 2);
+        float mx = -INFINITY;
+        for (int j = 0; j < n; j++)
+            mx = w[j] > mx ? w[j] : mx;
+        acc[hd] = mx;
+        acc[hd + 1] = exp_weights(w, n, mx);
+    }
+    a->group_axpys(acc0, (size_t)hd + 2, G, hd, vp, n, sc, n);
+}
+
 /* One item: (group s, KV head hk, chunk) of the wave; see attn-kvq.h. */
 static void wave_items(void *arg, int64_t b, int64_t e, int tid)
 {
@@ -445,8 +506,11 @@ static void wave_items(void *arg, int64_t b, int64_t e, int tid)
     const struct cpu_kvq_layer *L = j->L;
     const int hd = L->hd, G = L->n_head / L->n_head_kv;
     const int64_t C = CPU_KVQ_CHUNK;
-    float *kt = a->tile + (size_t)tid * (2 * (size_t)C * (size_t)hd + (size_t)C);
+    const size_t tile_floats = 2 * (size_t)C * (size_t)hd + (size_t)C * (size_t)L->n_head;
+    float *kt = a->tile + (size_t)tid * tile_floats;
     float *vt = kt + (size_t)C * (size_t)hd, *sc = vt + (size_t)C * (size_t)hd;
+    const float **kp = a->rows + (size_t)tid * 2 * (size_t)C, **vp = kp + C;
+    const bool grouped = a->group_dots && hd % 8 == 0;
     for (int64_t it = b; it < e; it++) {
         int ci = (int)(it % j->n_chunk);
         int hk = (int)(it / j->n_chunk % L->n_head_kv);
@@ -493,6 +557,19 @@ static void wave_items(void *arg, int64_t b, int64_t e, int tid)
                 kxr = ex->kx + (size_t)hk * (size_t)hd;
                 vxr = ex->vx + (size_t)hk * (size_t)hd;
             }
+            if (grouped) {
+                for (int64_t p = lo; p <= hi; p++) {
+                    bool x = p >= xlo && p <= xhi;
+                    size_t xo = (size_t)(p - x0) * xs, to = (size_t)(p - c0) * (size_t)hd;
+                    kp[p - lo] = x ? kxr + xo : kt + to;
+                    vp[p - lo] = x ? vxr + xo : vt + to;
+                }
+                int h0 = hk * G;
+                group_heads(a, G, hd, L->scale, kp, vp, (int)(hi - lo + 1),
+                            a->qr + ((size_t)t * (size_t)a->cap_head + (size_t)h0) * (size_t)hd,
+                            part_at(a, ci, t, h0, hd), sc);
+                continue;
+            }
             for (int g = 0; g < G; g++) {
                 int h = hk * G + g;
                 const float *q = a->qr + ((size_t)t * (size_t)a->cap_head + (size_t)h) * (size_t)hd;
@@ -504,12 +581,7 @@ static void wave_items(void *arg, int64_t b, int64_t e, int tid)
                     sc[p - lo] = v;
                     mx = v > mx ? v : mx;
                 }
-                float sum = 0.0f;
-                for (int64_t p = lo; p <= hi; p++) {
-                    float w = expf(sc[p - lo] - mx);
-                    sc[p - lo] = w;
-                    sum += w;
-                }
+                float sum = exp_weights(sc, hi - lo + 1, mx);
                 float *acc = part_at(a, ci, t, h, hd);
                 for (int d = 0; d < hd; d++)
                     acc[d] = 0.0f;

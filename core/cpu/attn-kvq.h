@@ -239,4 +239,23 @@ float cpu_kvq__dot_avx2(const float *a, const float *b, int n);
 /* y[i] += s · x[i], i < n. */
 void cpu_kvq__axpy_avx2(float *y, float s, const float *x, int n);
 
+/*
+ * The query heads of one KV head at once (attn-kvq-group-avx2.c), with the
+ * bits of the per-row kernels above; hd % 8 == 0, n >= 1.
+ * sc[r·ld + j] = cpu_kvq__dot_avx2(q + r·hd, rows[j], hd) · scale, r < nq, j < n.
+ */
+void cpu_kvq__group_dots_avx2(const float *q, int nq, int hd, const float *const *rows, int n,
+                              float scale, float *sc, int ld);
+/*
+ * acc + r·ld = 0, then cpu_kvq__axpy_avx2(acc + r·ld, w[r·wld + j], rows[j], hd)
+ * for j = 0 .. n - 1, for each r < nq.
+ */
+void cpu_kvq__group_axpys_avx2(float *acc, size_t ld, int nq, int hd, const float *const *rows,
+                               int n, const float *w, int wld);
+/*
+ * Test hook: makes a (AVX2) run every query head on its own with the per-row
+ * kernels, the path the grouped kernels must match bit for bit.
+ */
+void cpu_kvq__attn_per_head(struct cpu_kvq_attn *a);
+
 #endif
