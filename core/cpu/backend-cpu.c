@@ -38,6 +38,7 @@
 #include "bandwidth.h"
 #include "cpu/attn-kvq.h"
 #include "cpu/attn-ring.h"
+#include "cpu/backend-rows.h"
 #include "cpu/ops.h"
 #include "cpu/rows.h"
 #include "err.h"
@@ -207,28 +208,6 @@ static const struct hearth_buffer_type_ops cbuft_host_ops = {
 
 /* ---- ops ---------------------------------------------------------------- */
 
-/* Host address of element row r of a tensor (the device reads host memory). */
-static uint8_t *trow(const struct hearth_tensor *t, int64_t r)
-{
-    return (uint8_t *)backend_buffer_base(t->buf) + t->offset + (size_t)r * t->row_stride;
-}
-
-static float *frow(const struct hearth_tensor *t, int64_t r)
-{
-    return (float *)(void *)trow(t, r);
-}
-
-/* A weight tensor as the matmul kernels see it. */
-static struct model_weight as_weight(const struct hearth_tensor *t)
-{
-    struct model_weight w = {.data = t->buf ? trow(t, 0) : NULL,
-                             .type = t->type,
-                             .n_in = t->ne0,
-                             .n_out = t->n_rows,
-                             .row_bytes = t->row_stride};
-    return w;
-}
-
 static hearth_status grow(void **p, size_t *cap, size_t need, const char *what)
 {
     if (need <= *cap)
@@ -270,14 +249,14 @@ static hearth_status packed_rows(struct cpu_stream *cs, const struct hearth_tens
 {
     size_t rb = (size_t)x->ne0 * sizeof(float);
     if (x->row_stride == rb) {
-        *out = frow(x, 0);
+        *out = cpu_frow(x, 0);
         return HEARTH_OK;
     }
     hearth_status st = grow((void **)&cs->rows, &cs->rows_cap, rb * (size_t)n, "row");
     if (st != HEARTH_OK)
         return st;
     for (int t = 0; t < n; t++)
-        memcpy(cs->rows + (size_t)t * (size_t)x->ne0, frow(x, t), rb);
+        memcpy(cs->rows + (size_t)t * (size_t)x->ne0, cpu_frow(x, t), rb);
     *out = cs->rows;
     return HEARTH_OK;
 }
@@ -306,9 +285,9 @@ static hearth_status op_matmul(struct cpu_stream *cs, const struct hearth_op_mat
         if ((st = kernels(d, m->w[i].type, &ks[i])) != HEARTH_OK ||
             (st = f32_stride(&m->y[i], &ss[i])) != HEARTH_OK)
             return st;
-        ws[i] = as_weight(&m->w[i]);
+        ws[i] = cpu_as_weight(&m->w[i]);
         wp[i] = &ws[i];
-        ys[i] = frow(&m->y[i], 0);
+        ys[i] = cpu_frow(&m->y[i], 0);
         size_t rb = cpu_act_row_bytes(ks[i], m->x.ne0);
         if (rb == 0)
             return err_set(HEARTH_ERR_UNSUPPORTED,
@@ -332,7 +311,7 @@ static hearth_status op_matmul(struct cpu_stream *cs, const struct hearth_op_mat
     for (int i = 0; i < m->n_w; i++) {
         if (!m->b[i].buf)
             continue;
-        const float *b = frow(&m->b[i], 0);
+        const float *b = cpu_frow(&m->b[i], 0);
         for (int t = 0; t < n; t++)
             cpu_add(ys[i] + t * ss[i], b, m->w[i].n_rows);
     }
@@ -354,10 +333,10 @@ static void attn_items(void *arg, int64_t b, int64_t e, int tid)
     const struct hearth_op_attention *a = j->a;
     const int hd = a->head_dim;
     float *scores = j->cs->scores + (size_t)tid * j->scores_per;
-    const float *q0 = frow(&a->q, 0);
-    float *o0 = frow(&a->out, 0);
-    const uint16_t *k0 = (const uint16_t *)(const void *)trow(&a->k_cache, 0);
-    const uint16_t *v0 = (const uint16_t *)(const void *)trow(&a->v_cache, 0);
+    const float *q0 = cpu_frow(&a->q, 0);
+    float *o0 = cpu_frow(&a->out, 0);
+    const uint16_t *k0 = (const uint16_t *)(const void *)cpu_trow(&a->k_cache, 0);
+    const uint16_t *v0 = (const uint16_t *)(const void *)cpu_trow(&a->v_cache, 0);
     for (int64_t it = b; it < e; it++) {
         int t, h;
         cpu_attn_split_item(&j->split, it, &t, &h);
@@ -431,10 +410,10 @@ static hearth_status window_ring(const struct hearth_op_attention *a, struct cpu
     if (st != HEARTH_OK)
         return st;
     const struct hearth_tensor *kr = &a->k_ring, *vr = &a->v_ring, *tp = &a->ring_pos;
-    *r = (struct cpu_kvq_ring){.k = (uint16_t *)(void *)trow(kr, 0),
-                               .v = (uint16_t *)(void *)trow(vr, 0),
+    *r = (struct cpu_kvq_ring){.k = (uint16_t *)(void *)cpu_trow(kr, 0),
+                               .v = (uint16_t *)(void *)cpu_trow(vr, 0),
                                .k_stride = kr->row_stride / 2, .v_stride = vr->row_stride / 2,
-                               .pos = (int32_t *)(void *)trow(tp, 0), .w = a->kv_window,
+                               .pos = (int32_t *)(void *)cpu_trow(tp, 0), .w = a->kv_window,
                                .span = a->window};
     return HEARTH_OK;
 }
@@ -488,27 +467,27 @@ static hearth_status attn_kvq(struct cpu_stream *cs, const struct hearth_op_atte
             return err_set(HEARTH_ERR_INVALID_ARG,
                            "cpu: attention: a %s K cache needs k_aux, F32 [2][%d] (backend.h)",
                            kvq_type_name(kt), KV);
-        float *mu = frow(x, 0), *sk = frow(x, 1);
-        cpu_kvq_key_center(frow(&a->k, 0), ks, cs->ipos + n, n, a->pos0 == 0, KV, mu, sk);
+        float *mu = cpu_frow(x, 0), *sk = cpu_frow(x, 1);
+        cpu_kvq_key_center(cpu_frow(&a->k, 0), ks, cs->ipos + n, n, a->pos0 == 0, KV, mu, sk);
         sink = sk;
     }
     const bool codes = a->k_cache.buf != NULL; /* false: a ring-only layer (step 6) */
     if (codes)
-        cpu_kvq_encode_rows(d->tp, kt, vt, r, n, a->n_head_kv, a->head_dim, frow(&a->k, 0),
-                            frow(&a->v, 0), ks, cs->kdst, cs->kdst + n);
-    struct cpu_kvq_seq seq = {.k = codes ? trow(&a->k_cache, 0) : NULL,
-                              .v = codes ? trow(&a->v_cache, 0) : NULL,
+        cpu_kvq_encode_rows(d->tp, kt, vt, r, n, a->n_head_kv, a->head_dim, cpu_frow(&a->k, 0),
+                            cpu_frow(&a->v, 0), ks, cs->kdst, cs->kdst + n);
+    struct cpu_kvq_seq seq = {.k = codes ? cpu_trow(&a->k_cache, 0) : NULL,
+                              .v = codes ? cpu_trow(&a->v_cache, 0) : NULL,
                               .tok = cs->ipos + n, .n = n, .k_sink = sink};
     struct cpu_kvq_exact ex = {0};
     if (a->kv_window > 0)
         cpu_kvq_exact_stage(kt, vt, r, a->n_head_kv, a->head_dim, a->k_cache.row_stride,
-                            a->v_cache.row_stride, &seq, a->pos0, frow(&a->k, 0), frow(&a->v, 0),
-                            ks, &ring, cs->xst, cs->xst + xfl, &ex);
+                            a->v_cache.row_stride, &seq, a->pos0, cpu_frow(&a->k, 0),
+                            cpu_frow(&a->v, 0), ks, &ring, cs->xst, cs->xst + xfl, &ex);
     struct cpu_kvq_layer L = {
         .kt = kt, .vt = vt, .rot = r, .n_head = a->n_head, .n_head_kv = a->n_head_kv,
         .hd = a->head_dim, .k_row = a->k_cache.row_stride, .v_row = a->v_cache.row_stride,
         .scale = a->scale, .window = a->window, .exact_window = a->kv_window, .exact = &ex,
-        .pos = cs->ipos, .q = frow(&a->q, 0), .q_stride = qs, .out = frow(&a->out, 0),
+        .pos = cs->ipos, .q = cpu_frow(&a->q, 0), .q_stride = qs, .out = cpu_frow(&a->out, 0),
         .out_stride = os, .seq = &seq, .n_seq = 1};
     cpu_kvq_attn_run(cs->kva, d->tp, &L);
     return HEARTH_OK;
@@ -537,11 +516,11 @@ static hearth_status attn_ring(struct cpu_stream *cs, const struct hearth_op_att
     }
     uint16_t *xk = (uint16_t *)(void *)cs->xst;
     struct cpu_ring_rows rows;
-    cpu_ring_stage_f16(&ring, (int)KV, a->pos0, n, cs->ipos + n, frow(&a->k, 0), frow(&a->v, 0),
-                       kv_stride, xk, xk + xh, &rows);
+    cpu_ring_stage_f16(&ring, (int)KV, a->pos0, n, cs->ipos + n, cpu_frow(&a->k, 0),
+                       cpu_frow(&a->v, 0), kv_stride, xk, xk + xh, &rows);
     const struct cpu_ring_attn ra = {
-        .ak = &cs->d->ak, .rows = &rows, .grp = NULL, .pos = cs->ipos, .q = frow(&a->q, 0),
-        .q_stride = j->q_stride, .out = frow(&a->out, 0), .out_stride = j->o_stride,
+        .ak = &cs->d->ak, .rows = &rows, .grp = NULL, .pos = cs->ipos, .q = cpu_frow(&a->q, 0),
+        .q_stride = j->q_stride, .out = cpu_frow(&a->out, 0), .out_stride = j->o_stride,
         .n_head = a->n_head, .n_head_kv = a->n_head_kv, .hd = a->head_dim, .window = a->window,
         .scale = a->scale, .scores = cs->scores, .scores_per = j->scores_per};
     cpu_ring_attn_run(cs->d->tp, &ra, n);
@@ -563,8 +542,8 @@ static void row_prep(void *arg, int t)
     const struct hearth_op_attention *a = j->a;
     struct cpu_stream *cs = j->cs;
     const int64_t hd = a->head_dim, KV = (int64_t)a->n_head_kv * hd;
-    float *qt = frow(&a->q, t), *kt = frow(&a->k, t);
-    const float *vt = frow(&a->v, t);
+    float *qt = cpu_frow(&a->q, t), *kt = cpu_frow(&a->k, t);
+    const float *vt = cpu_frow(&a->v, t);
     float *rope = cs->rope + (size_t)t * (size_t)(a->n_rot > 0 ? a->n_rot : 1);
     if (j->qn)
         for (int h = 0; h < a->n_head; h++)
@@ -577,13 +556,13 @@ static void row_prep(void *arg, int t)
     cpu_rope(kt, a->n_head_kv, (int)hd, a->n_rot, rope, (enum model_rope_mode)a->rope_mode);
     if (j->kvq) {
         if (a->k_cache.buf) {
-            cs->kdst[t] = trow(&a->k_cache, a->pos0 + t);
-            cs->kdst[j->n + t] = trow(&a->v_cache, a->pos0 + t);
+            cs->kdst[t] = cpu_trow(&a->k_cache, a->pos0 + t);
+            cs->kdst[j->n + t] = cpu_trow(&a->v_cache, a->pos0 + t);
         }
         return;
     }
-    uint16_t *kc = (uint16_t *)(void *)trow(&a->k_cache, a->pos0 + t);
-    uint16_t *vc = (uint16_t *)(void *)trow(&a->v_cache, a->pos0 + t);
+    uint16_t *kc = (uint16_t *)(void *)cpu_trow(&a->k_cache, a->pos0 + t);
+    uint16_t *vc = (uint16_t *)(void *)cpu_trow(&a->v_cache, a->pos0 + t);
     for (int64_t i = 0; i < KV; i++) {
         kc[i] = f32_to_f16(kt[i]);
         vc[i] = f32_to_f16(vt[i]);
@@ -632,9 +611,9 @@ static hearth_status op_attention(struct cpu_stream *cs, const struct hearth_op_
                    "rope")) != HEARTH_OK)
         return st;
     struct prep_job pj = {.cs = cs, .a = a, .n = n, .kvq = kvq,
-                          .qn = a->q_norm.buf ? frow(&a->q_norm, 0) : NULL,
-                          .kn = a->k_norm.buf ? frow(&a->k_norm, 0) : NULL,
-                          .divs = a->rope_divs.buf ? frow(&a->rope_divs, 0) : NULL};
+                          .qn = a->q_norm.buf ? cpu_frow(&a->q_norm, 0) : NULL,
+                          .kn = a->k_norm.buf ? cpu_frow(&a->k_norm, 0) : NULL,
+                          .divs = a->rope_divs.buf ? cpu_frow(&a->rope_divs, 0) : NULL};
     cpu_rows_for(d->tp, n, (int64_t)a->n_head * hd + 2 * KV, row_prep, &pj);
     if (ring && k_stride != v_stride)
         return err_set(HEARTH_ERR_INVALID_ARG,
@@ -672,81 +651,12 @@ static hearth_status op_logits(struct cpu_stream *cs, const struct hearth_op_log
         (st = grow((void **)&cs->rows, &cs->rows_cap, (size_t)n * (size_t)E * sizeof(float),
                    "row")) != HEARTH_OK)
         return st;
-    const float *w = frow(&l->norm_w, 0);
+    const float *w = cpu_frow(&l->norm_w, 0);
     for (int t = 0; t < n; t++)
-        cpu_rmsnorm(cs->rows + t * E, frow(&l->x, t), w, E, l->eps);
-    struct model_weight ow = as_weight(&l->out_w);
-    cpu_matmul(cs->d->tp, k, &ow, cs->rows, n, frow(&l->y, 0), ys, cs->act);
+        cpu_rmsnorm(cs->rows + t * E, cpu_frow(&l->x, t), w, E, l->eps);
+    struct model_weight ow = cpu_as_weight(&l->out_w);
+    cpu_matmul(cs->d->tp, k, &ow, cs->rows, n, cpu_frow(&l->y, 0), ys, cs->act);
     return HEARTH_OK;
-}
-
-/* ---- per-token ops, spread over the pool by cpu_rows_for ---------------- */
-struct embed_job {
-    const struct hearth_op_embed *e;
-    struct model_weight table;
-    const uint8_t *ids;
-};
-
-/* ids may be one row of n or n rows of one */
-static int32_t embed_id(const struct embed_job *j, int t)
-{
-    int32_t id;
-    memcpy(&id, j->e->ids.n_rows == 1 ? j->ids + (size_t)t * 4 : trow(&j->e->ids, t), 4);
-    return id;
-}
-
-static void row_embed(void *arg, int t)
-{
-    const struct embed_job *j = arg;
-    float *o = frow(&j->e->out, t);
-    model_weight_row(&j->table, embed_id(j, t), o); /* ids checked by op_embed */
-    if (j->e->scale != 1.0f)
-        for (int64_t i = 0; i < j->e->out.ne0; i++)
-            o[i] *= j->e->scale;
-}
-
-static hearth_status op_embed(struct cpu_stream *cs, const struct hearth_op_embed *e, int n)
-{
-    const struct quant_traits *qt = quant_get(e->table.type);
-    if (!qt || !qt->to_float || e->ids.type != HEARTH_DTYPE_I32)
-        return err_set(HEARTH_ERR_UNSUPPORTED, "cpu: embed: table type %s, ids type %s",
-                       hearth_dtype_name(e->table.type), hearth_dtype_name(e->ids.type));
-    struct embed_job j = {.e = e, .table = as_weight(&e->table), .ids = trow(&e->ids, 0)};
-    for (int t = 0; t < n; t++) {
-        int32_t id = embed_id(&j, t);
-        if (!j.table.data || id < 0 || id >= j.table.n_out)
-            return err_set(HEARTH_ERR_INVALID_ARG, "cpu: embed: token %d: id %d outside [0, %lld)",
-                           t, (int)id, (long long)j.table.n_out);
-    }
-    cpu_rows_for(cs->d->tp, n, e->out.ne0, row_embed, &j);
-    return HEARTH_OK;
-}
-
-static void row_rmsnorm(void *arg, int t)
-{
-    const struct hearth_op_rmsnorm *r = arg;
-    cpu_rmsnorm(frow(&r->y, t), frow(&r->x, t), r->w.buf ? frow(&r->w, 0) : NULL, r->x.ne0,
-                r->eps);
-}
-
-struct glu_job {
-    const struct hearth_op_glu *g;
-    cpu_glu_fn f; /* the device ISA's kernel for g->act */
-};
-
-static void row_glu(void *arg, int t)
-{
-    const struct glu_job *j = arg;
-    j->f(frow(&j->g->g, t), frow(&j->g->u, t), j->g->g.ne0);
-}
-
-static void row_add(void *arg, int t)
-{
-    const struct hearth_op_add *a = arg;
-    float *y = frow(&a->y, t);
-    if (a->w.buf)
-        cpu_rmsnorm(y, y, frow(&a->w, 0), a->y.ne0, a->eps);
-    cpu_add(frow(&a->x, t), y, a->x.ne0);
 }
 
 static hearth_status run_one(struct cpu_stream *cs, const struct hearth_op *op)
@@ -754,23 +664,19 @@ static hearth_status run_one(struct cpu_stream *cs, const struct hearth_op *op)
     const int n = op->n_tok;
     switch (op->kind) {
     case HEARTH_OP_EMBED:
-        return op_embed(cs, &op->u.embed, n);
+        return cpu_op_embed(cs->d->tp, &op->u.embed, n);
     case HEARTH_OP_RMSNORM:
-        cpu_rows_for(cs->d->tp, n, op->u.rmsnorm.x.ne0, row_rmsnorm, (void *)&op->u.rmsnorm);
+        cpu_op_rmsnorm(cs->d->tp, &op->u.rmsnorm, n);
         return HEARTH_OK;
     case HEARTH_OP_MATMUL:
         return op_matmul(cs, &op->u.matmul, n);
     case HEARTH_OP_ATTENTION:
         return op_attention(cs, &op->u.attn, n);
-    case HEARTH_OP_GLU: {
-        const struct hearth_op_glu *g = &op->u.glu;
-        struct glu_job j = {g, g->act == HEARTH_GLU_GELU_TANH ? cs->d->glu.gelu_tanh
-                                                              : cs->d->glu.silu};
-        cpu_rows_for(cs->d->tp, n, g->g.ne0, row_glu, &j);
+    case HEARTH_OP_GLU:
+        cpu_op_glu(cs->d->tp, &cs->d->glu, &op->u.glu, n);
         return HEARTH_OK;
-    }
     case HEARTH_OP_ADD:
-        cpu_rows_for(cs->d->tp, n, 2 * op->u.add.x.ne0, row_add, (void *)&op->u.add);
+        cpu_op_add(cs->d->tp, &op->u.add, n);
         return HEARTH_OK;
     case HEARTH_OP_LOGITS:
         return op_logits(cs, &op->u.logits, n);
