@@ -192,7 +192,9 @@ static void compare(const float *ref, const float *got, int rows, size_t V, doub
  * every other SiLU output of the scalar GLU by (1 + k·2^−23), k = ±1..±7,
  * gave q4_0 0.867 to 0.913 (13 runs, 0.910 unperturbed) and rot4 0.873 to
  * 0.903; the AVX2 GLU and softmax e^x (vexp-avx2.h) give q4_0 0.877, rot4
- * 0.893. Hence q4_0's 0.86 (its halves switched off give 0.82 and 0.72).
+ * 0.893. Hence q4_0's 0.86 (its halves switched off give 0.82 and 0.72) and
+ * rot4's 0.865 (was 0.885, inside that spread); for rot4 the KLD bound is what
+ * fails with either half switched off (0.101, 0.131 against 0.09).
  */
 static void quality(int kt, int vt, double max_kld, double min_top1)
 {
@@ -226,7 +228,7 @@ TEST(quality_q4_0)
 
 TEST(quality_rot4)
 {
-    quality(KVQ_ROT4, KVQ_ROT4, 0.09, 0.885);
+    quality(KVQ_ROT4, KVQ_ROT4, 0.09, 0.865);
 }
 
 TEST(quality_rot3)
