@@ -79,9 +79,10 @@ static void prefill_work(const struct plan_model_tensor *t, const struct plan_op
 
 /*
  * Elements of per-token work a prompt token costs in one layer's attention
- * block (norm, QK norms and RoPE of q and k, the K/V stores, the residual add)
- * and FFN block (norm, the GLU over the FFN width used, the add); gemma3
- * adds a post-norm to each (as model.c).
+ * block (norm, quantizing the q/k/v and output matmuls' inputs, QK norms and
+ * RoPE of q and k, the K/V stores, the residual add) and FFN block (norm,
+ * quantizing the gate/up and down inputs, the GLU over the FFN width used,
+ * the add); gemma3 adds a post-norm to each (as model.c).
  */
 static void row_elems(const struct plan_model *m, double *attn, double *ffn)
 {
@@ -90,8 +91,8 @@ static void row_elems(const struct plan_model *m, double *attn, double *ffn)
     const double Q = (double)a->n_head * hd, KV = (double)a->n_head_kv * hd;
     const double F = (double)a->n_ff * (a->n_expert > 0 && a->n_expert_used > 0
                                             ? (double)a->n_expert_used : 1.0);
-    *attn = E + Q + KV + 2.0 * KV + E + post;
-    *ffn = E + F + E + post;
+    *attn = E + (E + Q) + Q + KV + 2.0 * KV + E + post;
+    *ffn = E + (E + F) + F + E + post;
 }
 
 /* FLOP/s of d's attention: measured, else its matmul rate. */
