@@ -4,10 +4,10 @@
  *
  * Why: these ops were a serial tail between the threaded matmuls. On the
  * 2-core VM they took ~20% of Gemma 3 270M's one-thread prefill (the GELU alone
- * ~16%), so a second core could not get past ~1.6x; on a 16-core host the
- * same tail would cap prefill at ~5x of one core. Tokens are independent in
- * all of them, so the split is by token and the results are the same bits
- * whatever the thread count.
+ * ~16%), so a second core could not get past ~1.7x; on a 16-core host the
+ * same tail would cap prefill at ~4x of one core (Amdahl: 1 / (0.2 + 0.8 / 16)).
+ * Tokens are independent in all of them, so the split is by token and the
+ * results are the same bits whatever the thread count.
  *
  * A batch below CPU_ROWS_MIN_ELEMS elements in all (a decode step's few rows)
  * runs on the caller without waking the pool.
