@@ -8,6 +8,9 @@
 #            attention and matvec rates, op latency: the figures the planner predicts from)
 #   tg       synth llama3-8b at Q4_0, Q4_K_M, Q8_0; `hearth bench -ngl all`:
 #            pp512 and tg128, each against the copy bandwidth (issue: CUDA)
+#   graph    decode as CUDA graphs against op by op (HEARTH_CUDA_GRAPH=0): greedy
+#            tokens of synth llama3-1b must match, then tg128 both ways for 1B and
+#            the preset at Q4_K_M (issue: CUDA, launch overhead)
 #   partial  Q4_K_M at -ngl 16 and 24 (issue: CUDA, partial offload)
 #   kv       Q4_K_M decode at depth 8192 and 32768 for f16, q8_0, rot4, rot3
 #            KV caches (issue: compressed KV)
@@ -36,7 +39,7 @@ set -u
 OUT=${OUT:-$PWD/gpu-e2e-out}
 mkdir -p "$OUT"
 export PATH=/usr/local/cuda/bin:$PATH
-STEPS=${STEPS:-build devices tg partial kv swa serve vulkan plan70 iq iq70}
+STEPS=${STEPS:-build devices tg graph partial kv swa serve vulkan plan70 iq iq70}
 DEV=${DEV:-cuda0}
 NGL=${NGL:-all}
 PRESET=${PRESET:-llama3-8b}
@@ -108,6 +111,22 @@ if has tg; then
     for t in Q4_0 Q4_K_M Q8_0; do
         f=$(synth "$PRESET" "$t") || continue
         bench "$PRESET $t $DEV -ngl $NGL" -m "$f" --device "$DEV" -ngl "$NGL" -p 512 -n 128 -r 3
+    done
+fi
+
+if has graph; then
+    g1=$(synth llama3-1b Q4_K_M) && {
+        a=$("$BIN" run -m "$g1" --device "$DEV" -ngl "$NGL" --temp 0 -n 32 -p "The" 2>/dev/null)
+        b=$(HEARTH_CUDA_GRAPH=0 "$BIN" run -m "$g1" --device "$DEV" -ngl "$NGL" --temp 0 -n 32 \
+            -p "The" 2>/dev/null)
+        if [ -n "$a" ] && [ "$a" = "$b" ]; then say "graph: 32 greedy tokens identical"
+        else say "graph: tokens DIFFER with and without CUDA graphs (or empty)"; fi
+    }
+    for g in "llama3-1b" "$PRESET"; do
+        f=$(synth "$g" Q4_K_M) || continue
+        bench "$g Q4_K_M $DEV graphs" -m "$f" --device "$DEV" -ngl "$NGL" -p 0 -n 128 -r 3
+        HEARTH_CUDA_GRAPH=0 bench "$g Q4_K_M $DEV op-by-op" -m "$f" --device "$DEV" \
+            -ngl "$NGL" -p 0 -n 128 -r 3
     done
 fi
 

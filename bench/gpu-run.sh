@@ -88,7 +88,8 @@ fi
 if has sanitize; then
     if command -v compute-sanitizer >/dev/null; then
         quick="rmsnorm_add_glu_scale rope_both_modes attention_decode pos_counter \
-dequant_and_embed_every_type matvec_every_type backend_block_matches_cpu"
+dequant_and_embed_every_type matvec_every_type backend_block_matches_cpu \
+graph_decode_matches_eager"
         # shellcheck disable=SC2086
         timeout 150 compute-sanitizer --tool memcheck --leak-check no --error-exitcode 9 \
             "$BIN/test-cuda-ops" $quick matmul_mma_every_type >"$OUT/sanitizer.log" 2>&1

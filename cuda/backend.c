@@ -17,8 +17,15 @@
  * normed rows, the device-side position) that grows on first use and is then
  * reused; ops assume packed F32 rows (row_stride = ne0 * 4) except where
  * backend.h allows strides and the kernels take them (RMSNORM, MATMUL x/y).
- * Not yet: capture of a decode step as a CUDA graph (the kernels take the
- * position from device memory for that; graph_run sets it per op today).
+ * Decode lists run as CUDA graphs (graph-cache.h has the key): a list of 1-4
+ * token ops seen before is captured once and then launched as one graph, so
+ * a decode step costs a launch per block instead of one per kernel. The
+ * kernels read positions from device memory (cs->pos, a slot per attention
+ * op of the list), which graph_try writes before each launch; the split
+ * count of attention comes from the cache size, not the position, so a
+ * captured grid stays right as the sequence grows. A graph also points into
+ * the stream scratch: when ws or rows moves, the graph is captured again.
+ * HEARTH_CUDA_GRAPH=0 at stream creation runs every list op by op.
  *
  * Compressed KV caches (k_type/v_type other than f16, core/kv-quant.h) go to
  * cuda/attention-kvq.cu. The rotated types need the layer's ±1 signs on the
@@ -40,6 +47,7 @@
 #include "backend.h"
 #include "err.h"
 #include "kv-quant.h"
+#include "graph-cache.h"
 #include "ops.h"
 
 /* One layer's rotation signs on the device (F32 [d], each ±1). */
@@ -76,7 +84,10 @@ struct cu_stream {
     size_t ws_cap;
     float *rows;       /* logits' normed rows */
     size_t rows_cap;
-    int32_t *pos;      /* device int: position of the op's first token */
+    int32_t *pos;      /* device ints [CUDA_GRAPH_MAX_POS]: each attention op's first position */
+    int32_t *cur_pos;  /* the slot of the attention op being run */
+    struct cuda_graph_cache *gc; /* decode lists as CUDA graphs; NULL: HEARTH_CUDA_GRAPH=0 */
+    bool capturing;    /* run_list is being recorded: positions come from cuda_i32_set_n */
 };
 
 /* ---- buffers ------------------------------------------------------------ */
@@ -272,7 +283,8 @@ static hearth_status attn_prepare(struct cu_stream *cs, const struct hearth_op_a
     float *q = tptr(&a->q), *k = tptr(&a->k);
     void *s = cs->stream;
     hearth_status st;
-    if ((st = cuda_i32_set(cs->pos, (int32_t)a->pos0, s)) != HEARTH_OK)
+    /* under capture the slot is written before each launch instead (graph_try) */
+    if (!cs->capturing && (st = cuda_i32_set(cs->cur_pos, (int32_t)a->pos0, s)) != HEARTH_OK)
         return st;
     if (a->q_norm.buf &&
         (st = cuda_rmsnorm(q, D, q, D, tptr(&a->q_norm), (int64_t)n * H, D, a->norm_eps, s)))
@@ -282,9 +294,9 @@ static hearth_status attn_prepare(struct cu_stream *cs, const struct hearth_op_a
         return st;
     if (a->n_rot > 0) {
         const float *divs = tptr(&a->rope_divs);
-        if ((st = cuda_rope(q, (int64_t)H * D, n, H, D, a->n_rot, cs->pos, a->rope_base,
+        if ((st = cuda_rope(q, (int64_t)H * D, n, H, D, a->n_rot, cs->cur_pos, a->rope_base,
                             a->rope_freq_scale, divs, (int)a->rope_mode, s)) != HEARTH_OK ||
-            (st = cuda_rope(k, (int64_t)Hk * D, n, Hk, D, a->n_rot, cs->pos, a->rope_base,
+            (st = cuda_rope(k, (int64_t)Hk * D, n, Hk, D, a->n_rot, cs->cur_pos, a->rope_base,
                             a->rope_freq_scale, divs, (int)a->rope_mode, s)) != HEARTH_OK)
             return st;
     }
@@ -421,7 +433,7 @@ static hearth_status attn_kvq(struct cu_stream *cs, const struct hearth_op_atten
         .d_q = tptr(&a->q), .d_k = tptr(&a->k), .d_v = tptr(&a->v),
         .d_k_cache = tptr(&a->k_cache), .d_v_cache = tptr(&a->v_cache),
         .k_row_stride = a->k_cache.row_stride, .v_row_stride = a->v_cache.row_stride,
-        .d_out = tptr(&a->out), .d_pos = cs->pos, .d_sign = sign, .k_type = kt, .v_type = vt,
+        .d_out = tptr(&a->out), .d_pos = cs->cur_pos, .d_sign = sign, .k_type = kt, .v_type = vt,
         .n_tok = n, .n_head = a->n_head, .n_head_kv = Hk, .head_dim = D, .scale = a->scale,
         .window = a->window, .d_k_aux = aux, .aux_stride = aux_stride};
     if (a->kv_window > 0 && (st = kvq_window_args(cs, a, &ka)) != HEARTH_OK)
@@ -452,10 +464,11 @@ static hearth_status op_attention(struct cu_stream *cs, const struct hearth_op_a
     struct cuda_attn_args aa = {
         .d_q = tptr(&a->q), .d_k = tptr(&a->k), .d_v = tptr(&a->v),
         .d_k_cache = tptr(&a->k_cache), .d_v_cache = tptr(&a->v_cache), .d_out = tptr(&a->out),
-        .d_pos = cs->pos, .n_tok = n, .n_head = H, .n_head_kv = Hk, .head_dim = D,
+        .d_pos = cs->cur_pos, .n_tok = n, .n_head = H, .n_head_kv = Hk, .head_dim = D,
         .n_ctx = a->k_cache.n_rows, .kv_stride = (int64_t)(a->k_cache.row_stride / 2),
         .scale = a->scale, .window = a->window};
-    aa.n_split = cuda_attn_pick_split(n, H, a->pos0 + n, cs->d->n_sm);
+    /* from the cache size, not the position: a captured decode step keeps its grid */
+    aa.n_split = cuda_attn_pick_split(n, H, a->k_cache.n_rows, cs->d->n_sm);
     if ((st = cuda_kv_store(&aa, s)) != HEARTH_OK ||
         (st = grow(&cs->ws, &cs->ws_cap, cuda_attn_ws_bytes(&aa))) != HEARTH_OK)
         return st;
@@ -538,19 +551,116 @@ static void cstream_destroy(struct hearth_stream *s)
     cuda_free(cs->ws);
     cuda_free(cs->rows);
     cuda_free(cs->pos);
+    if (cs->gc) {
+        cuda_graph_cache_clear(cs->gc);
+        free(cs->gc);
+    }
     cuda_blas_destroy(cs->blas);
     cuda_stream_destroy(cs->stream);
     free(cs);
+}
+
+/* The ops in order; each attention op takes the next position slot. */
+static hearth_status run_list(struct cu_stream *cs, const struct hearth_op *ops, int n_ops)
+{
+    hearth_status st = HEARTH_OK;
+    int slot = 0;
+    for (int i = 0; i < n_ops && st == HEARTH_OK; i++) {
+        if (ops[i].kind == HEARTH_OP_ATTENTION)
+            cs->cur_pos = cs->pos + slot++ % CUDA_GRAPH_MAX_POS;
+        if ((st = run_one(cs, &ops[i])) != HEARTH_OK)
+            st = err_prefix(st, "cuda: op %d (%s)", i, backend_op_name(ops[i].kind));
+    }
+    return st;
+}
+
+/*
+ * Records the list as a graph into e. A failure (a call that capture does not
+ * allow, such as a scratch grow's device-wide synchronize) leaves e->exec NULL
+ * and is counted; nothing of the list has run then, so the caller runs it.
+ */
+static void graph_capture(struct cu_stream *cs, const struct hearth_op *ops, int n_ops,
+                          struct cuda_graph_entry *e)
+{
+    void *exec = NULL;
+    if (cuda_graph_begin(cs->stream) == HEARTH_OK) {
+        cs->capturing = true;
+        hearth_status rs = run_list(cs, ops, n_ops);
+        cs->capturing = false;
+        if (cuda_graph_end(cs->stream, &exec) != HEARTH_OK || rs != HEARTH_OK) {
+            cuda_graph_destroy(exec);
+            exec = NULL;
+        }
+    }
+    if (!exec) {
+        e->fails++;
+        cs->gc->stats.failures++;
+        return;
+    }
+    e->exec = exec;
+    e->ws = cs->ws;
+    e->rows = cs->rows;
+    cs->gc->stats.captures++;
+}
+
+/*
+ * A graphable list (its key just built into cs->gc): the first sighting runs
+ * op by op, which also grows every scratch the list needs; the second is
+ * captured; later ones write the positions and launch the graph. *done
+ * false: the caller runs the list op by op.
+ */
+static hearth_status graph_try(struct cu_stream *cs, const struct hearth_op *ops, int n_ops,
+                               bool *done)
+{
+    struct cuda_graph_cache *gc = cs->gc;
+    struct cuda_graph_entry *e = cuda_graph_find(gc);
+    *done = false;
+    if (!e) {
+        cuda_graph_add(gc); /* out of host memory: the list just stays eager */
+        gc->stats.eager++;
+        return HEARTH_OK;
+    }
+    if (e->exec && (e->ws != cs->ws || e->rows != cs->rows)) { /* scratch moved */
+        cuda_graph_destroy(e->exec);
+        e->exec = NULL;
+    }
+    if (!e->exec && e->fails < CUDA_GRAPH_MAX_FAILS)
+        graph_capture(cs, ops, n_ops, e);
+    if (!e->exec) {
+        gc->stats.eager++;
+        return HEARTH_OK;
+    }
+    hearth_status st;
+    if (gc->n_pos > 0 &&
+        (st = cuda_i32_set_n(cs->pos, gc->pos, gc->n_pos, cs->stream)) != HEARTH_OK)
+        return st;
+    if ((st = cuda_graph_launch(e->exec, cs->stream)) != HEARTH_OK)
+        return st;
+    gc->stats.launches++;
+    *done = true;
+    return HEARTH_OK;
 }
 
 static hearth_status cstream_run(struct hearth_stream *s, const struct hearth_op *ops, int n_ops)
 {
     struct cu_stream *cs = s->ctx;
     hearth_status st = cuda_set_device(cs->d->index);
-    for (int i = 0; i < n_ops && st == HEARTH_OK; i++)
-        if ((st = run_one(cs, &ops[i])) != HEARTH_OK)
-            st = err_prefix(st, "cuda: op %d (%s)", i, backend_op_name(ops[i].kind));
-    return st;
+    if (st != HEARTH_OK)
+        return st;
+    if (cs->gc && cuda_graph_key(cs->gc, ops, n_ops)) {
+        bool done = false;
+        if ((st = graph_try(cs, ops, n_ops, &done)) != HEARTH_OK || done)
+            return st;
+    }
+    return run_list(cs, ops, n_ops);
+}
+
+void cuda_backend_graph_stats(const struct hearth_stream *s, struct cuda_graph_stats *out)
+{
+    const struct cu_stream *cs = s->ctx;
+    memset(out, 0, sizeof *out);
+    if (cs->gc)
+        *out = cs->gc->stats;
 }
 
 static hearth_status cstream_set_async(struct hearth_stream *s, struct hearth_buffer *buf,
@@ -634,8 +744,13 @@ static hearth_status cdev_stream_create(struct hearth_device *dev, struct hearth
      * sends prefill to the tensor-core kernel instead, so a NULL handle is fine. */
     if (cuda_blas_create(&cs->blas) != HEARTH_OK)
         cs->blas = NULL;
-    if ((st = cuda_alloc((void **)&cs->pos, sizeof(int32_t))) != HEARTH_OK)
+    if ((st = cuda_alloc((void **)&cs->pos, CUDA_GRAPH_MAX_POS * sizeof(int32_t))) != HEARTH_OK)
         goto fail_blas;
+    cs->cur_pos = cs->pos;
+    /* without the cache record (out of host memory) lists simply run op by op */
+    const char *g = getenv("HEARTH_CUDA_GRAPH");
+    if (!(g && strcmp(g, "0") == 0))
+        cs->gc = calloc(1, sizeof *cs->gc);
     cs->s = (struct hearth_stream){&cstream_ops, cs, dev};
     *out = &cs->s;
     return HEARTH_OK;

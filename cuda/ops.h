@@ -73,6 +73,23 @@ hearth_status cuda_mem_info(size_t *free_b, size_t *total_b);
 hearth_status cuda_i32_set(int32_t *d_v, int32_t value, void *stream);
 hearth_status cuda_i32_add(int32_t *d_v, int32_t delta, void *stream);
 
+/* ==== CUDA graphs (graph.cu; the decode-step cache is graph-cache.c) ====== */
+
+/* Most ATTENTION ops (so positions) one captured op list may hold. */
+#define CUDA_GRAPH_MAX_POS 16
+/* d_v[0..n) = values[0..n) (n <= CUDA_GRAPH_MAX_POS), one launch, values passed by value. */
+hearth_status cuda_i32_set_n(int32_t *d_v, const int32_t *values, int n, void *stream);
+/* Starts a thread-local stream capture: launches on stream are recorded, not run. */
+hearth_status cuda_graph_begin(void *stream);
+/*
+ * Ends the capture and instantiates it (*exec, for cuda_graph_launch). Fails
+ * (exec NULL) when a call during the capture invalidated it; the stream is
+ * out of capture mode either way.
+ */
+hearth_status cuda_graph_end(void *stream, void **exec);
+hearth_status cuda_graph_launch(void *exec, void *stream);
+void cuda_graph_destroy(void *exec);
+
 /* ==== weights (layout.h for the layout; upload in mem.cu) ================= */
 
 /*
@@ -335,6 +352,17 @@ hearth_status cuda_kvq_attention(const struct cuda_kvq_args *a, void *stream);
 struct hearth_backend_ops;
 /* The CUDA backend's table for core/backend-registry.c (backend.h's interface). */
 const struct hearth_backend_ops *cuda_backend_ops(void);
+
+/* Counters of a stream's CUDA-graph path (graph-cache.h). */
+struct cuda_graph_stats {
+    uint64_t captures; /* graphs instantiated */
+    uint64_t launches; /* op lists run as one graph launch */
+    uint64_t eager;    /* graphable lists run op by op (first sighting, failed capture) */
+    uint64_t failures; /* captures that failed (that call then ran op by op) */
+};
+struct hearth_stream;
+/* s: a CUDA stream. All zero for one created under HEARTH_CUDA_GRAPH=0. */
+void cuda_backend_graph_stats(const struct hearth_stream *s, struct cuda_graph_stats *out);
 
 #ifdef __cplusplus
 }

@@ -530,7 +530,7 @@ TEST(pos_counter)
 #define BK_D 64
 #define BK_F 512
 #define BK_V 300
-#define BK_CTX 16
+#define BK_CTX 256 /* > 128 rows: decode attention splits (cuda_attn_pick_split) */
 #define BK_POS0 3
 
 enum { T_IDS, T_TABLE, T_X, T_XN, T_WN, T_WQ, T_WK, T_WV, T_BQ, T_Q, T_K, T_V, T_QN, T_KN,
@@ -620,17 +620,16 @@ static void bk_ops(const struct hearth_tensor *t, struct hearth_op *ops)
     ops[8].u.logits = (struct hearth_op_logits){t[T_X], t[T_NW], t[T_OUT], t[T_Y], 1e-6f};
 }
 
-TEST(backend_block_matches_cpu)
+/* Host contents of the block: weights quantized from gaussians, norms near 1, ids, cache history. */
+static bool bk_init(uint8_t **init)
 {
-    NEED_DEVICE();
-    test_rng_seed(19);
-    uint8_t *init[T_COUNT] = {0};
-    /* host contents: weights quantized from gaussians, norms near 1, ids, cache history */
+    memset(init, 0, T_COUNT * sizeof *init);
     for (int i = 0; i < T_COUNT; i++) {
         const struct bk_spec *sp = &bk_specs[i];
         if (i == T_IDS) {
             int32_t *ids = malloc(BK_N * 4);
-            REQUIRE(ids);
+            if (!ids)
+                return false;
             for (int k = 0; k < BK_N; k++)
                 ids[k] = (int32_t)(test_rng_u64() % 50);
             init[i] = (uint8_t *)ids;
@@ -643,18 +642,33 @@ TEST(backend_block_matches_cpu)
         size_t ne = (size_t)(sp->ne0 * sp->n_rows);
         float *f = malloc(ne * 4);
         uint64_t rb = 0;
-        REQUIRE(f && quant_row_bytes(sp->type, (uint64_t)sp->ne0, &rb));
+        if (!f || !quant_row_bytes(sp->type, (uint64_t)sp->ne0, &rb)) {
+            free(f);
+            return false;
+        }
         bool is_gain = i == T_WN || i == T_QN || i == T_KN || i == T_W2 || i == T_NW;
         for (size_t k = 0; k < ne; k++)
             f[k] = is_gain ? 1.0f + 0.1f * (float)test_rng_gauss() : 0.5f * (float)test_rng_gauss();
         init[i] = malloc((size_t)rb * (size_t)sp->n_rows);
-        REQUIRE(init[i]);
+        if (!init[i]) {
+            free(f);
+            return false;
+        }
         if (i == T_KC || i == T_VC) /* history rows [0, pos0), zeros after */
             for (size_t k = (size_t)BK_POS0 * (size_t)sp->ne0; k < ne; k++)
                 f[k] = 0.0f;
         quant_get(sp->type)->from_float(f, init[i], (int64_t)ne);
         free(f);
     }
+    return true;
+}
+
+TEST(backend_block_matches_cpu)
+{
+    NEED_DEVICE();
+    test_rng_seed(19);
+    uint8_t *init[T_COUNT];
+    REQUIRE(bk_init(init));
     struct hearth_device *cpu = NULL, *gpu = NULL;
     struct cpu_backend_params cp = {.n_threads = 1, .isa = -1, .name = "cpu-ref"};
     CHECK_OK(cpu_backend_device_create(&cp, &cpu));
@@ -703,11 +717,121 @@ TEST(backend_block_matches_cpu)
     backend_device_destroy(gpu);
 }
 
+static void bk_free(struct hearth_tensor *t)
+{
+    for (int i = 0; i < T_COUNT; i++)
+        backend_buffer_free(t[i].buf);
+}
+
+/* Bytes of t that differ between two devices' copies of it (whole buffers). */
+static size_t bk_diff(const struct hearth_tensor *a, const struct hearth_tensor *b)
+{
+    size_t n = a->buf->size, diff = 0;
+    uint8_t *ha = malloc(n), *hb = malloc(n);
+    if (!ha || !hb) {
+        free(ha);
+        free(hb);
+        return (size_t)-1;
+    }
+    if (backend_buffer_get(a->buf, 0, ha, n) != HEARTH_OK ||
+        backend_buffer_get(b->buf, 0, hb, n) != HEARTH_OK)
+        diff = (size_t)-1;
+    for (size_t i = 0; diff != (size_t)-1 && i < n; i++)
+        diff += ha[i] != hb[i];
+    free(ha);
+    free(hb);
+    return diff;
+}
+
+#define GR_STEPS 40
+
+/*
+ * CUDA graphs (cuda/graph-cache.h): the block above as decode steps (n_tok
+ * 1) on two streams of one device, stream 0 with graphs (the default),
+ * stream 1 created under HEARTH_CUDA_GRAPH=0, each over its own tensors made
+ * from the same bytes. Each step uploads a new token id and attends one
+ * position further; the logits of every step, and x and both caches at the
+ * end, must agree bit for bit, and stream 0 must have launched graphs. A
+ * graph that kept a stale position (RoPE angle, cache row, attention
+ * length) or read a stale id would diverge from the second launch on.
+ * Midway a 5-token LOGITS (not graphable) grows the logits scratch, which
+ * the 9-op graph points into: the steps after it must still agree.
+ */
+TEST(graph_decode_matches_eager)
+{
+    NEED_DEVICE();
+    test_rng_seed(23);
+    uint8_t *init[T_COUNT];
+    REQUIRE(bk_init(init));
+    struct hearth_device *gpu = NULL;
+    CHECK_OK(cuda_backend_ops()->device_open(0, &gpu));
+    REQUIRE(gpu);
+    struct hearth_tensor t[2][T_COUNT];
+    struct hearth_stream *s[2] = {NULL, NULL};
+    REQUIRE(bk_alloc(gpu, init, t[0]) && bk_alloc(gpu, init, t[1]));
+    CHECK_OK(backend_stream_create(gpu, &s[0]));
+    setenv("HEARTH_CUDA_GRAPH", "0", 1);
+    CHECK_OK(backend_stream_create(gpu, &s[1]));
+    unsetenv("HEARTH_CUDA_GRAPH");
+    REQUIRE(s[0] && s[1]);
+    static int32_t ids[GR_STEPS]; /* set_async sources stay valid until the final synchronize */
+    float *y[2] = {malloc(BK_V * 4), malloc(BK_V * 4)};
+    REQUIRE(y[0] && y[1]);
+    int bad_steps = 0;
+    for (int step = 0; step < GR_STEPS; step++) {
+        ids[step] = (int32_t)((step * 7 + 3) % 50);
+        for (int k = 0; k < 2; k++) {
+            struct hearth_op ops[9];
+            bk_ops(t[k], ops);
+            for (int i = 0; i < 9; i++)
+                ops[i].n_tok = 1;
+            ops[3].u.attn.pos0 = BK_POS0 + step;
+            CHECK_OK(backend_stream_set_async(s[k], t[k][T_IDS].buf, 0, &ids[step], 4));
+            CHECK_OK(backend_stream_run(s[k], ops, 9));
+            if (step == GR_STEPS / 2) {
+                ops[8].n_tok = BK_N;
+                CHECK_OK(backend_stream_run(s[k], &ops[8], 1));
+            }
+            CHECK_OK(backend_stream_synchronize(s[k]));
+            CHECK_OK(backend_buffer_get(t[k][T_Y].buf, 0, y[k], BK_V * 4));
+        }
+        bad_steps += memcmp(y[0], y[1], BK_V * 4) != 0;
+    }
+    CHECK_MSG(bad_steps == 0, "%d of %d decode steps: graph logits differ from op by op",
+              bad_steps, GR_STEPS);
+    const int state[] = {T_X, T_KC, T_VC};
+    for (size_t i = 0; i < sizeof state / sizeof state[0]; i++)
+        CHECK_MSG(bk_diff(&t[0][state[i]], &t[1][state[i]]) == 0,
+                  "tensor %d: graph and op-by-op streams differ after %d steps", state[i],
+                  GR_STEPS);
+    struct cuda_graph_stats g0, g1;
+    cuda_backend_graph_stats(s[0], &g0);
+    cuda_backend_graph_stats(s[1], &g1);
+    printf("graphs: %llu captures, %llu launches, %llu eager, %llu failed captures\n",
+           (unsigned long long)g0.captures, (unsigned long long)g0.launches,
+           (unsigned long long)g0.eager, (unsigned long long)g0.failures);
+    CHECK_MSG(g0.captures >= 1 && g0.launches >= GR_STEPS - 4 && g0.failures == 0,
+              "stream 0: %llu captures, %llu launches of %d steps, %llu failures",
+              (unsigned long long)g0.captures, (unsigned long long)g0.launches, GR_STEPS,
+              (unsigned long long)g0.failures);
+    CHECK_MSG(g1.launches == 0, "HEARTH_CUDA_GRAPH=0 stream launched %llu graphs",
+              (unsigned long long)g1.launches);
+    free(y[0]);
+    free(y[1]);
+    backend_stream_destroy(s[0]);
+    backend_stream_destroy(s[1]);
+    bk_free(t[0]);
+    bk_free(t[1]);
+    for (int i = 0; i < T_COUNT; i++)
+        free(init[i]);
+    backend_device_destroy(gpu);
+}
+
 TEST_MAIN(TEST_CASE(matvec_every_type), TEST_CASE(matmul_mma_every_type),
           TEST_CASE(matmul_blas_every_type), TEST_CASE(dequant_and_embed_every_type),
           TEST_CASE(rmsnorm_add_glu_scale), TEST_CASE(rope_both_modes),
           TEST_CASE(attention_decode), TEST_CASE(attention_prefill), TEST_CASE(pos_counter),
-          TEST_CASE(backend_block_matches_cpu))
+          TEST_CASE(backend_block_matches_cpu), TEST_CASE(graph_decode_matches_eager))
 
 #else /* no CUDA backend in this build */
 
