@@ -19,12 +19,18 @@
  * (kvq_rot_init, uploaded once per layer by the backend) and the codebooks
  * from kvq_codebook_get, so neither is restated here.
  *
- * Attention: one block per (query head, token), keys and values in tiles of
- * KQ_TILE positions staged as encoded bytes in shared memory and decoded per
- * element; online softmax across tiles. For a rotated K the query is rotated
- * once (q.k = Rq.Rk); for a rotated V the output is accumulated in the rotated
- * domain and rotated back once (R^T is linear). Masks as attention.cu:
- * positions [lo, p], lo = window ? max(0, p - window + 1) : 0.
+ * Attention: one block per (query head, token, piece), keys and values in
+ * tiles of KQ_TILE positions staged as encoded bytes in shared memory and
+ * decoded per element; online softmax across tiles. Flash-decoding as
+ * attention.cu's: [lo, p] is cut into n_split equal pieces on the device
+ * (from *pos, so the grid is position-independent); with n_split > 1 each
+ * block writes its unnormalised (m, l, acc[hd]) to the caller's scratch and
+ * kq_combine_kernel merges them by log-sum-exp weights. n_split == 1 is the
+ * single pass it always was, bit for bit (the tests compare it to the CPU).
+ * For a rotated K the query is rotated once (q.k = Rq.Rk); for a rotated V
+ * the output is accumulated in the rotated domain and rotated back once (R^T
+ * is linear), after the merge when split. Masks as attention.cu: positions
+ * [lo, p], lo = window ? max(0, p - window + 1) : 0.
  * Key centring (k_type != f16, core/backend.h ATTENTION step 3): before the
  * store, kq_center_kernel (one thread per coordinate of the KV row) forms the
  * mean when the batch writes position 0, as cpu_kvq_key_center does: a
@@ -48,9 +54,8 @@
  * slot the caller keeps tagged, never a decoded row. Any pair, f16/f16
  * included (the backend sends such a layer here, not to attention.cu): then
  * nothing is centred or rotated and the ring rows are k and v as f16.
- * Not yet (performance, not results): a sequence split for long-context
- * decode (attention.cu's flash-decoding), per-type template kernels instead
- * of the per-element type switch, one K/V tile shared by a GQA group.
+ * Not yet (performance, not results): per-type template kernels instead of
+ * the per-element type switch, one K/V tile shared by a GQA group.
  */
 #include <math.h>
 
@@ -91,6 +96,9 @@ struct kq_params {
     uint16_t *kr, *vr;
     int64_t r_stride;  /* halves between ring slots */
     int32_t *rpos;
+    /* the sequence split: pieces per (head, token), and their partials when > 1 */
+    int n_split;
+    float *part;
 };
 
 /* ---- shared helpers ------------------------------------------------------ */
@@ -445,7 +453,11 @@ __device__ __forceinline__ float kq_elem(int type, const uint8_t *row, int d, in
     }
 }
 
-/* Block (query head, token): out = softmax(scale q.K) V over [lo, p]. */
+/*
+ * Block (query head, token, piece): out = softmax(scale q.K) V over the
+ * piece's part of [lo, p]; with n_split > 1 the unnormalised (m, l, acc)
+ * go to p.part for kq_combine_kernel instead.
+ */
 static __global__ void __launch_bounds__(KQ_THREADS) kq_attn_kernel(const kq_params p)
 {
     __shared__ uint16_t ks[KQ_TILE * KQ_MAX_HB / 2], vs[KQ_TILE * KQ_MAX_HB / 2];
@@ -454,11 +466,14 @@ static __global__ void __launch_bounds__(KQ_THREADS) kq_attn_kernel(const kq_par
     __shared__ float l4[16], l3[8];
     __shared__ float sm_corr, sm_l;
     __shared__ const uint16_t *xk[KQ_TILE], *xv[KQ_TILE]; /* exact rows (step 5), or NULL */
-    const int h = blockIdx.x, t = blockIdx.y, D = p.hd;
+    const int h = blockIdx.x, t = blockIdx.y, sp = blockIdx.z, D = p.hd;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
     const int hk = h / p.group;
     const int64_t pp = (int64_t)*p.pos + t;
     const int64_t lo = p.window && pp + 1 > (int64_t)p.window ? pp + 1 - p.window : 0;
+    /* the piece [j0, j1) as attention.cu cuts it; n_split == 1: [lo, pp] */
+    const int64_t len = pp - lo + 1, chunk = (len + p.n_split - 1) / p.n_split;
+    const int64_t j0 = lo + sp * chunk, j1 = min(pp + 1, j0 + chunk);
     const bool k_rot = p.kt == KVQ_ROT4 || p.kt == KVQ_ROT3;
     const bool v_rot = p.vt == KVQ_ROT4 || p.vt == KVQ_ROT3;
 
@@ -471,7 +486,7 @@ static __global__ void __launch_bounds__(KQ_THREADS) kq_attn_kernel(const kq_par
         qs[i] = k_rot ? __fmul_rn(q[i], p.sign[i]) : q[i];
     if (k_rot)
         kq_fwht(qs, D); /* syncs on entry and exit */
-    const bool use_sink = p.sink && lo == 0; /* uniform over the block */
+    const bool use_sink = p.sink && j0 == 0; /* uniform over the block; only piece 0 */
     if (use_sink) {
         const float *sk = p.sink + (int64_t)hk * D;
         for (int i = threadIdx.x; i < D; i += blockDim.x)
@@ -487,8 +502,8 @@ static __global__ void __launch_bounds__(KQ_THREADS) kq_attn_kernel(const kq_par
         acc[k] = 0.0f;
     float m = -INFINITY, l = 0.0f; /* running max and normalizer, kept by warp 0 */
     const int kw = p.kb / 2, vw = p.vb / 2; /* u16 words per head vector */
-    for (int64_t jt = lo; jt <= pp; jt += KQ_TILE) {
-        const int nv = (int)min((int64_t)KQ_TILE, pp - jt + 1);
+    for (int64_t jt = j0; jt < j1; jt += KQ_TILE) {
+        const int nv = (int)min((int64_t)KQ_TILE, j1 - jt);
         __syncthreads(); /* the previous tile is consumed (and qs, l4, l3 written) */
         /* a ring-only layer (no caches) never needs a decoded row: nothing to stage */
         for (int i = threadIdx.x; p.kc && i < nv * kw; i += blockDim.x) {
@@ -564,6 +579,18 @@ static __global__ void __launch_bounds__(KQ_THREADS) kq_attn_kernel(const kq_par
             }
         }
     }
+    if (p.n_split > 1) { /* uniform: no barrier below is skipped by only some threads */
+        float *w = p.part + (((int64_t)t * p.n_head + h) * p.n_split + sp) * (D + 2);
+#pragma unroll
+        for (int k = 0; k < KQ_MAX_D / KQ_THREADS; k++) {
+            const int c = threadIdx.x + k * KQ_THREADS;
+            if (c < D)
+                w[2 + c] = acc[k];
+        }
+        if (threadIdx.x == 0) /* warp 0 keeps m, l; an empty piece writes -inf, 0 */
+            w[0] = m, w[1] = l;
+        return;
+    }
     __syncthreads();
     const float inv_l = 1.0f / sm_l;
     float *o = p.out + ((int64_t)t * p.n_head + h) * D;
@@ -579,6 +606,49 @@ static __global__ void __launch_bounds__(KQ_THREADS) kq_attn_kernel(const kq_par
     }
     if (v_rot) {
         kq_fwht(os, D); /* R^T = D H / sqrt(len): butterfly, then the signs */
+        for (int i = threadIdx.x; i < D; i += blockDim.x)
+            o[i] = os[i] * p.sign[i];
+    }
+}
+
+/*
+ * Block (query head, token): merges the n_split partials of kq_attn_kernel
+ * with log-sum-exp weights as attention.cu's attn_combine_kernel does, then
+ * normalises and, for a rotated V, rotates back once as kq_attn_kernel's
+ * unsplit end does (R^T is linear, so after the merge is the same).
+ */
+static __global__ void __launch_bounds__(KQ_THREADS) kq_combine_kernel(const kq_params p)
+{
+    __shared__ float os[KQ_MAX_D], wt[CUDA_ATTN_MAX_SPLIT];
+    __shared__ float sm_inv;
+    const int h = blockIdx.x, t = blockIdx.y, D = p.hd, S = p.n_split;
+    const bool v_rot = p.vt == KVQ_ROT4 || p.vt == KVQ_ROT3;
+    const float *part = p.part + ((int64_t)t * p.n_head + h) * S * (D + 2);
+    if (threadIdx.x == 0) {
+        float M = -INFINITY, L = 0.0f; /* M finite: piece 0 is never empty */
+        for (int s = 0; s < S; s++)
+            M = fmaxf(M, part[s * (D + 2)]);
+        for (int s = 0; s < S; s++) {
+            const float ms = part[s * (D + 2)];
+            wt[s] = ms == -INFINITY ? 0.0f : expf(ms - M);
+            L += part[s * (D + 2) + 1] * wt[s];
+        }
+        sm_inv = 1.0f / L;
+    }
+    __syncthreads();
+    const float inv_l = sm_inv;
+    float *o = p.out + ((int64_t)t * p.n_head + h) * D;
+    for (int c = threadIdx.x; c < D; c += blockDim.x) {
+        float a = 0.0f;
+        for (int s = 0; s < S; s++)
+            a += part[s * (D + 2) + 2 + c] * wt[s];
+        if (v_rot)
+            os[c] = a * inv_l;
+        else
+            o[c] = a * inv_l;
+    }
+    if (v_rot) {
+        kq_fwht(os, D); /* syncs on entry: os is complete */
         for (int i = threadIdx.x; i < D; i += blockDim.x)
             o[i] = os[i] * p.sign[i];
     }
@@ -730,6 +800,8 @@ static hearth_status kq_setup(const struct cuda_kvq_args *a, const char *who, kq
     p->vr = a->d_v_ring;
     p->r_stride = a->ring_stride;
     p->rpos = a->d_ring_pos;
+    p->n_split = a->n_split > 1 ? a->n_split : 1;
+    p->part = a->d_part;
     if (a->kv_window > 0 &&
         (!a->d_xs || !a->d_k_ring || !a->d_v_ring || !a->d_ring_pos ||
          a->ring_stride < (int64_t)kv ||
@@ -748,6 +820,13 @@ extern "C" size_t cuda_kvq_window_bytes(const struct cuda_kvq_args *a)
     return a->kv_window > 0 ? (size_t)4 * (size_t)a->n_tok * (size_t)a->n_head_kv *
                                   (size_t)a->head_dim
                             : 0;
+}
+
+extern "C" size_t cuda_kvq_part_bytes(const struct cuda_kvq_args *a)
+{
+    return a->n_split > 1 ? (size_t)a->n_tok * (size_t)a->n_head * (size_t)a->n_split *
+                                ((size_t)a->head_dim + 2u) * sizeof(float)
+                          : 0;
 }
 
 extern "C" bool cuda_kvq_supported(int k_type, int v_type, int head_dim)
@@ -787,12 +866,25 @@ extern "C" hearth_status cuda_kvq_attention(const struct cuda_kvq_args *a, void 
     hearth_status st = kq_setup(a, "cuda_kvq_attention", &p);
     if (st != HEARTH_OK)
         return st;
-    kq_attn_kernel<<<dim3((unsigned)a->n_head, (unsigned)a->n_tok), KQ_THREADS, 0,
-                     CUDA_STREAM(stream)>>>(p);
+    if (a->n_split < 0 || a->n_split > CUDA_ATTN_MAX_SPLIT || (a->n_split > 1 && !a->d_part))
+        return err_set(HEARTH_ERR_INVALID_ARG,
+                       "cuda_kvq_attention: n_split %d (expected 0..%d; above 1 with d_part "
+                       "of cuda_kvq_part_bytes, got %s)", a->n_split, CUDA_ATTN_MAX_SPLIT,
+                       a->d_part ? "one" : "NULL");
+    cudaStream_t cs = CUDA_STREAM(stream);
+    kq_attn_kernel<<<dim3((unsigned)a->n_head, (unsigned)a->n_tok, (unsigned)p.n_split),
+                     KQ_THREADS, 0, cs>>>(p);
+    if (p.n_split > 1) {
+        cudaError_t e = cudaGetLastError();
+        if (e != cudaSuccess)
+            return cuda__fail(e, "kq_attn_kernel", __FILE__, __LINE__);
+        kq_combine_kernel<<<dim3((unsigned)a->n_head, (unsigned)a->n_tok), KQ_THREADS, 0, cs>>>(
+            p);
+    }
     if (a->kv_window > 0) {
         const unsigned n_last = a->kv_window < (uint32_t)a->n_tok ? a->kv_window
                                                                   : (unsigned)a->n_tok;
-        kq_ring_kernel<<<n_last, KQ_THREADS, 0, CUDA_STREAM(stream)>>>(p);
+        kq_ring_kernel<<<n_last, KQ_THREADS, 0, cs>>>(p);
     }
     CUDA_RETURN_LAUNCH();
 }

@@ -347,10 +347,10 @@ done:
 
 /*
  * The exact window of ATTENTION step 5 (kv_window > 0): F16 rings of >= Hk*D
- * halves a slot (one even stride for K and V), I32 tags (one row of >= W or W
- * rows of one), and the stream scratch for the batch's exact rows.
+ * halves a slot (one even stride for K and V) and I32 tags (one row of >= W or
+ * W rows of one); attn_kvq places the batch's exact rows (d_xs) in the scratch.
  */
-static hearth_status kvq_window_args(struct cu_stream *cs, const struct hearth_op_attention *a,
+static hearth_status kvq_window_args(const struct hearth_op_attention *a,
                                      struct cuda_kvq_args *ka)
 {
     const struct hearth_tensor *kr = &a->k_ring, *vr = &a->v_ring, *tp = &a->ring_pos;
@@ -368,10 +368,6 @@ static hearth_status kvq_window_args(struct cu_stream *cs, const struct hearth_o
     ka->d_v_ring = (uint16_t *)tptr(vr);
     ka->ring_stride = (int64_t)(kr->row_stride / 2);
     ka->d_ring_pos = (int32_t *)tptr(tp);
-    st = grow(&cs->ws, &cs->ws_cap, cuda_kvq_window_bytes(ka));
-    if (st != HEARTH_OK)
-        return st;
-    ka->d_xs = cs->ws;
     return HEARTH_OK;
 }
 
@@ -436,8 +432,22 @@ static hearth_status attn_kvq(struct cu_stream *cs, const struct hearth_op_atten
         .d_out = tptr(&a->out), .d_pos = cs->cur_pos, .d_sign = sign, .k_type = kt, .v_type = vt,
         .n_tok = n, .n_head = a->n_head, .n_head_kv = Hk, .head_dim = D, .scale = a->scale,
         .window = a->window, .d_k_aux = aux, .aux_stride = aux_stride};
-    if (a->kv_window > 0 && (st = kvq_window_args(cs, a, &ka)) != HEARTH_OK)
+    if (a->kv_window > 0 && (st = kvq_window_args(a, &ka)) != HEARTH_OK)
         return st;
+    /*
+     * Splits from the rows a query can reach (cache rows, at most the window),
+     * not the position, so the decode grid stays fixed; one scratch holds the
+     * exact rows and then the partials (growing twice would free the first).
+     */
+    int64_t reach = ring_only ? (int64_t)a->window : a->k_cache.n_rows;
+    if (a->window > 0 && (int64_t)a->window < reach)
+        reach = (int64_t)a->window;
+    ka.n_split = cuda_attn_pick_split(n, a->n_head, reach, cs->d->n_sm);
+    const size_t xs_bytes = cuda_kvq_window_bytes(&ka); /* a multiple of 128 bytes */
+    if ((st = grow(&cs->ws, &cs->ws_cap, xs_bytes + cuda_kvq_part_bytes(&ka))) != HEARTH_OK)
+        return st;
+    ka.d_xs = a->kv_window > 0 ? cs->ws : NULL;
+    ka.d_part = ka.n_split > 1 ? (float *)((char *)cs->ws + xs_bytes) : NULL;
     if ((st = cuda_kvq_store(&ka, cs->stream)) != HEARTH_OK)
         return st;
     return cuda_kvq_attention(&ka, cs->stream);

@@ -306,10 +306,19 @@ struct cuda_kvq_args {
     int64_t ring_stride;
     int32_t *d_ring_pos;
     uint16_t *d_xs;
+    /*
+     * Flash-decoding (cuda_kvq_attention only): n_split pieces per (head,
+     * token), 0 or 1 for none, at most CUDA_ATTN_MAX_SPLIT; above 1, d_part is
+     * scratch of cuda_kvq_part_bytes for the pieces' partial results.
+     */
+    int n_split;
+    float *d_part;
 };
 
 /* Bytes of d_xs the exact window needs for a's batch (0 when a->kv_window is 0). */
 size_t cuda_kvq_window_bytes(const struct cuda_kvq_args *a);
+/* Bytes of d_part a's n_split needs (0 for n_split <= 1). */
+size_t cuda_kvq_part_bytes(const struct cuda_kvq_args *a);
 
 /* Whether cuda_kvq_store / cuda_kvq_attention take this pair and head_dim. */
 bool cuda_kvq_supported(int k_type, int v_type, int head_dim);
@@ -332,7 +341,12 @@ hearth_status cuda_kvq_store(const struct cuda_kvq_args *a, void *stream);
  * head h / (n_head / n_head_kv), K_j and V_j decoded as kvq_decode does (call
  * cuda_kvq_store first), except K_0 = d_k_aux row 1 when k_type != f16 (the
  * exact sink key, rotated like the query for a rotated K). One block per
- * (head, token). With kv_window W > 0, positions j > p - W read exact rows
+ * (head, token, piece): with n_split > 1 each of the n_split equal pieces of
+ * [lo, p] (cut on the device from *d_pos, so the grid does not depend on the
+ * position) writes its partial to d_part and a second kernel merges them by
+ * log-sum-exp weights (cuda_attention's flash-decoding); with n_split <= 1
+ * one pass, no d_part. The split changes only the float summation order.
+ * With kv_window W > 0, positions j > p - W read exact rows
  * instead (backend.h step 5): j >= *d_pos from d_xs, older ones from ring
  * slot j % W when d_ring_pos says it holds j (else the decoded row); K_0
  * stays the sink. Afterwards the batch's last min(W, n_tok) rows enter the

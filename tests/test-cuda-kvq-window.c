@@ -13,6 +13,9 @@
  *      bit-identical; broken preconditions give INVALID_ARG naming a cache;
  *   3. attention_ring_only_f16 (step 6 over an f16/f16 cache): as 1, over
  *      the f16 rows.
+ * With the cases' 80 cache rows the op splits each call in two (cuda/
+ * backend.c picks n_split from the cache rows), so case 1 also checks the
+ * split's merge with exact rows; ring-only layers (window 16) run unsplit.
  * The store kernel and the plain op are tests/test-cuda-kvq.c; the devices
  * and bounds both use are tests/cuda-kvq-fixtures.h. Without a CUDA device
  * every case skips ("skipped: no CUDA device", exit 77).

@@ -35,6 +35,12 @@
  * 64, 128, 256 (96 for the multi-piece rotation); n_tok 1 and 7; pos0 0 and
  * 37; sliding windows; 300-position histories (ten tiles); GQA (4 heads over
  * 2 KV heads). Cache rows past the new tokens are poisoned and must stay so.
+ * The op picks its own sequence split (the 300-position cases run split).
+ * attention_split_matches forces it through cuda_kvq_args.n_split (1, 2, 5,
+ * 64) at positions 700-2100: every pair, GQA, sliding windows, more pieces
+ * than positions, the exact window and ring-only layers; each split within
+ * 2e-5 max|V| of the unsplit output and, without the exact window, all
+ * within the 2e-4 bound above of the double reference (see SPLIT_REL).
  * The exact window and ring-only layers (ATTENTION steps 5 and 6) are
  * tests/test-cuda-kvq-window.c; the devices and bounds both use are
  * tests/cuda-kvq-fixtures.h.
@@ -50,6 +56,7 @@
 #include "../cuda/ops.h"
 #include "backend.h"
 #include "cuda-kvq-fixtures.h"
+#include "f16.h"
 #include "kv-quant.h"
 
 #define POISON 0xa5
@@ -575,6 +582,279 @@ TEST(attention_window_long_and_pieces)
     cukvq_close_devices(&g_cpu, gpu);
 }
 
+/* ---- the sequence split, through the kernel API ---------------------------- */
+
+/*
+ * One cuda_kvq_store, then cuda_kvq_attention at several forced n_split, at
+ * long positions over KV_H heads on KV_HK KV heads. kv_window > 0 adds the
+ * exact window (rings of random halves, every 5th tag stale so both the ring
+ * and the decoded row are read); ring_only drops the caches (every tag live).
+ */
+struct split_case {
+    enum kvq_type kt, vt;
+    int d, n_tok;
+    int64_t pos0;
+    uint32_t window, kv_window;
+    bool ring_only;
+};
+
+static const int split_counts[] = {1, 2, 5, 64}; /* 64: more pieces than a window's positions */
+#define N_SPLITS ((int)(sizeof split_counts / sizeof split_counts[0]))
+
+/* Host inputs and per-split outputs of one split_case. */
+struct split_io {
+    int64_t n_ctx;
+    size_t krow, vrow, nq, nk, kvw; /* kvw: halves of one ring */
+    float *q, *k, *v, aux[2 * KV_HK * 256], *out[N_SPLITS];
+    uint8_t *kc, *vc;
+    uint16_t *kr, *vr;
+    int32_t *tags;
+    double vmax; /* max |V| over every V value a query can see */
+};
+
+static void split_io_free(struct split_io *io)
+{
+    free(io->q), free(io->k), free(io->v), free(io->kc), free(io->vc);
+    free(io->kr), free(io->vr), free(io->tags);
+    for (int i = 0; i < N_SPLITS; i++)
+        free(io->out[i]);
+}
+
+/* Fills io for c: random q/k/v, encoded history, rings and tags; false when out of memory. */
+static bool split_inputs(const struct split_case *c, const struct kvq_rot *rot,
+                         struct split_io *io)
+{
+    const int d = c->d, W = (int)c->kv_window;
+    const size_t kb = kvq_head_bytes(c->kt, d), vb = kvq_head_bytes(c->vt, d);
+    io->n_ctx = c->pos0 + c->n_tok;
+    io->krow = KV_HK * kb, io->vrow = KV_HK * vb;
+    io->nq = (size_t)c->n_tok * KV_H * d, io->nk = (size_t)c->n_tok * KV_HK * d;
+    io->kvw = (size_t)(W > 0 ? W : 1) * KV_HK * d;
+    io->q = malloc(io->nq * 4), io->k = malloc(io->nk * 4), io->v = malloc(io->nk * 4);
+    io->kc = malloc(io->krow * (size_t)io->n_ctx), io->vc = malloc(io->vrow * (size_t)io->n_ctx);
+    io->kr = malloc(io->kvw * 2), io->vr = malloc(io->kvw * 2);
+    io->tags = malloc((size_t)(W > 0 ? W : 1) * 4);
+    bool ok = io->q && io->k && io->v && io->kc && io->vc && io->kr && io->vr && io->tags;
+    for (int i = 0; i < N_SPLITS; i++)
+        ok = (io->out[i] = malloc(io->nq * 4)) != NULL && ok;
+    if (!ok)
+        return false;
+    float x[KVQ_MAX_HEAD_DIM];
+    io->vmax = 0.0;
+    for (size_t i = 0; i < io->nq; i++)
+        io->q[i] = (float)test_rng_gauss();
+    for (int i = 0; i < c->n_tok * KV_HK; i++) {
+        fill_vec(io->k + (size_t)i * d, d, true, i + 1);
+        fill_vec(io->v + (size_t)i * d, d, false, i + 3);
+    }
+    for (size_t i = 0; i < io->nk; i++)
+        io->vmax = fmax(io->vmax, fabs((double)io->v[i]));
+    for (int i = 0; i < 2 * KV_HK * d; i++)
+        io->aux[i] = c->kt == KVQ_F16 ? 0.0f : 0.2f * cosf(0.3f * (float)i);
+    memset(io->kc, POISON, io->krow * (size_t)io->n_ctx);
+    memset(io->vc, POISON, io->vrow * (size_t)io->n_ctx);
+    for (int64_t j = 0; j < c->pos0 && !c->ring_only; j++) {
+        for (int h = 0; h < KV_HK; h++) {
+            fill_vec(x, d, true, (int)j + 7);
+            kvq_encode(c->kt, rot, d, x, io->kc + (size_t)j * io->krow + h * kb);
+            fill_vec(x, d, false, (int)j + 11);
+            kvq_encode(c->vt, rot, d, x, io->vc + (size_t)j * io->vrow + h * vb);
+            for (int i = 0; i < d; i++)
+                io->vmax = fmax(io->vmax, fabs((double)x[i]));
+        }
+    }
+    for (size_t i = 0; i < io->kvw; i++) {
+        float kx = (float)test_rng_gauss(), vx = (float)test_rng_gauss();
+        io->kr[i] = f32_to_f16(kx), io->vr[i] = f32_to_f16(vx);
+        io->vmax = fmax(io->vmax, fabs((double)vx));
+    }
+    for (int sl = 0; sl < W; sl++)
+        io->tags[sl] = -1;
+    for (int64_t j = c->pos0 - W; W > 0 && j < c->pos0; j++)
+        if (j >= 0 && (c->ring_only || j % 5 != 0))
+            io->tags[j % W] = (int32_t)j;
+    return true;
+}
+
+/* Device copies of split_io's inputs; NULL members where unused. */
+struct split_dev {
+    void *q, *k, *v, *kc, *vc, *out, *pos, *sign, *aux, *kr, *vr, *tags, *xs, *part;
+};
+
+static void split_dev_free(struct split_dev *g)
+{
+    cuda_free(g->q), cuda_free(g->k), cuda_free(g->v), cuda_free(g->kc), cuda_free(g->vc);
+    cuda_free(g->out), cuda_free(g->pos), cuda_free(g->sign), cuda_free(g->aux);
+    cuda_free(g->kr), cuda_free(g->vr), cuda_free(g->tags), cuda_free(g->xs), cuda_free(g->part);
+}
+
+/* Allocates and uploads io to g for a's shape; false after a failed check. */
+static bool split_upload(const struct split_case *c, const struct kvq_rot *rot,
+                         const struct split_io *io, struct cuda_kvq_args *a, struct split_dev *g)
+{
+    a->n_split = split_counts[N_SPLITS - 1];
+    const size_t xs = cuda_kvq_window_bytes(a), part = cuda_kvq_part_bytes(a);
+    const size_t nctx = (size_t)io->n_ctx, kvw = io->kvw * 2, nt = c->kv_window ? c->kv_window : 1;
+    CHECK_OK(cuda_alloc(&g->q, io->nq * 4));
+    CHECK_OK(cuda_alloc(&g->k, io->nk * 4));
+    CHECK_OK(cuda_alloc(&g->v, io->nk * 4));
+    CHECK_OK(cuda_alloc(&g->out, io->nq * 4));
+    CHECK_OK(cuda_alloc(&g->pos, 4));
+    CHECK_OK(cuda_alloc(&g->sign, (size_t)c->d * 4));
+    CHECK_OK(cuda_alloc(&g->aux, sizeof io->aux));
+    CHECK_OK(cuda_alloc(&g->part, part));
+    if (!c->ring_only) {
+        CHECK_OK(cuda_alloc(&g->kc, io->krow * nctx));
+        CHECK_OK(cuda_alloc(&g->vc, io->vrow * nctx));
+    }
+    if (c->kv_window) {
+        CHECK_OK(cuda_alloc(&g->kr, kvw));
+        CHECK_OK(cuda_alloc(&g->vr, kvw));
+        CHECK_OK(cuda_alloc(&g->tags, nt * 4));
+        CHECK_OK(cuda_alloc(&g->xs, xs));
+    }
+    if (!g->q || !g->k || !g->v || !g->out || !g->pos || !g->sign || !g->aux || !g->part ||
+        (!c->ring_only && (!g->kc || !g->vc)) ||
+        (c->kv_window && (!g->kr || !g->vr || !g->tags || !g->xs)))
+        return false;
+    CHECK_OK(cuda_upload(g->q, io->q, io->nq * 4));
+    CHECK_OK(cuda_upload(g->k, io->k, io->nk * 4));
+    CHECK_OK(cuda_upload(g->v, io->v, io->nk * 4));
+    CHECK_OK(cuda_upload(g->sign, rot->sign, (size_t)c->d * 4));
+    CHECK_OK(cuda_upload(g->aux, io->aux, sizeof io->aux));
+    CHECK_OK(cuda_i32_set(g->pos, (int32_t)c->pos0, NULL));
+    if (!c->ring_only) {
+        CHECK_OK(cuda_upload(g->kc, io->kc, io->krow * nctx));
+        CHECK_OK(cuda_upload(g->vc, io->vc, io->vrow * nctx));
+    }
+    *a = (struct cuda_kvq_args){
+        .d_q = g->q, .d_k = g->k, .d_v = g->v, .d_k_cache = g->kc, .d_v_cache = g->vc,
+        .k_row_stride = io->krow, .v_row_stride = io->vrow, .d_out = g->out, .d_pos = g->pos,
+        .d_sign = g->sign, .k_type = c->kt, .v_type = c->vt, .n_tok = c->n_tok,
+        .n_head = KV_H, .n_head_kv = KV_HK, .head_dim = c->d,
+        .scale = 1.0f / sqrtf((float)c->d), .window = c->window, .d_k_aux = g->aux,
+        .aux_stride = KV_HK * c->d, .kv_window = c->kv_window, .d_k_ring = g->kr,
+        .d_v_ring = g->vr, .ring_stride = KV_HK * c->d, .d_ring_pos = g->tags, .d_xs = g->xs,
+        .d_part = g->part};
+    return true;
+}
+
+/*
+ * Both bounds are of max|V| (out is a convex combination of V rows). Against
+ * the double reference: kv_case_run's 2e-4 + 1e-5 (float scores and sums).
+ * Between n_split values: the same float terms summed in another order (per
+ * piece, then merged with one more exp and multiply per piece), a random
+ * walk of rounding over <= 2100 positions of ~1e-6 of max|V|; 2e-5 leaves a
+ * wide margin, while a position dropped or counted twice at a piece boundary
+ * moves an output by its weight times |v_j - out|, of order 1/len of max|V|
+ * (5e-4 at 2100 positions, 2.5e-2 at 40).
+ */
+#define SPLIT_REL 2e-5
+
+static void split_case_run(const struct split_case *c, uint32_t layer)
+{
+    char what[128], pair[32];
+    kvq_pair_name((int)c->kt, (int)c->vt, pair, sizeof pair);
+    snprintf(what, sizeof what, "split %s d=%d n_tok=%d pos0=%lld window=%u kv_window=%u%s",
+             pair, c->d, c->n_tok, (long long)c->pos0, c->window, c->kv_window,
+             c->ring_only ? " ring-only" : "");
+    struct kvq_rot rot;
+    CHECK_OK(kvq_rot_init(&rot, c->d, 0x5eed5000u + layer, layer));
+    struct split_io io;
+    memset(&io, 0, sizeof io);
+    struct split_dev g;
+    memset(&g, 0, sizeof g);
+    struct cuda_kvq_args a = {.n_tok = c->n_tok, .n_head = KV_H, .n_head_kv = KV_HK,
+                              .head_dim = c->d, .kv_window = c->kv_window};
+    float *kd = NULL, *vd = NULL;
+    double *ref = NULL;
+    if (!split_inputs(c, &rot, &io)) {
+        CHECK(!"out of memory");
+        goto done;
+    }
+    if (!split_upload(c, &rot, &io, &a, &g))
+        goto done;
+    CHECK_OK(cuda_kvq_store(&a, NULL));
+    for (int i = 0; i < N_SPLITS; i++) {
+        if (c->kv_window) { /* the previous call's ring kernel moved the ring on */
+            CHECK_OK(cuda_upload(g.kr, io.kr, io.kvw * 2));
+            CHECK_OK(cuda_upload(g.vr, io.vr, io.kvw * 2));
+            CHECK_OK(cuda_upload(g.tags, io.tags, (size_t)c->kv_window * 4));
+        }
+        CHECK_OK(cuda_memset(g.out, 0xff, io.nq * 4)); /* NaN: an unwritten output shows */
+        a.n_split = split_counts[i];
+        CHECK_OK(cuda_kvq_attention(&a, NULL));
+        CHECK_OK(cuda_synchronize());
+        CHECK_OK(cuda_download(io.out[i], g.out, io.nq * 4));
+    }
+    for (int i = 1; i < N_SPLITS; i++) {
+        double worst = 0.0;
+        for (size_t e = 0; e < io.nq; e++) {
+            double dlt = fabs((double)io.out[i][e] - (double)io.out[0][e]);
+            worst = isnan(dlt) ? (double)INFINITY : fmax(worst, dlt);
+        }
+        CHECK_MSG(worst <= SPLIT_REL * io.vmax + 1e-6,
+                  "%s: n_split %d vs 1: max diff %.3g (max|V| %.3g)", what, split_counts[i],
+                  worst, io.vmax);
+    }
+    if (c->kv_window) /* the exact rows' reference is the window tests' (kvq-ref.c) */
+        goto done;
+    /* every split against the double reference over the cache as the GPU wrote it */
+    const size_t nctx = (size_t)io.n_ctx, nkv = nctx * KV_HK * (size_t)c->d;
+    const size_t kb = kvq_head_bytes(c->kt, c->d), vb = kvq_head_bytes(c->vt, c->d);
+    kd = malloc(nkv * 4), vd = malloc(nkv * 4), ref = malloc(io.nq * sizeof *ref);
+    if (!kd || !vd || !ref) {
+        CHECK(!"out of memory");
+        goto done;
+    }
+    CHECK_OK(cuda_download(io.kc, g.kc, io.krow * nctx));
+    CHECK_OK(cuda_download(io.vc, g.vc, io.vrow * nctx));
+    for (size_t j = 0; j < nctx; j++) {
+        for (int h = 0; h < KV_HK; h++) {
+            const size_t at = (j * KV_HK + h) * (size_t)c->d;
+            kvq_decode(c->kt, &rot, c->d, io.kc + j * io.krow + h * kb, kd + at);
+            kvq_decode(c->vt, &rot, c->d, io.vc + j * io.vrow + h * vb, vd + at);
+        }
+    }
+    struct kv_case kc = {c->kt, c->vt, c->d, c->n_tok, c->pos0, c->window, false, 0, layer};
+    kv_reference(&kc, io.q, kd, vd, c->kt != KVQ_F16 ? io.aux + KV_HK * c->d : NULL, ref);
+    for (int i = 0; i < N_SPLITS; i++) {
+        double worst = 0.0;
+        for (size_t e = 0; e < io.nq; e++) {
+            double dlt = fabs((double)io.out[i][e] - ref[e]);
+            worst = isnan(dlt) ? (double)INFINITY : fmax(worst, dlt);
+        }
+        CHECK_MSG(worst <= 2e-4 * io.vmax + 1e-5, "%s: n_split %d vs the reference: %.3g",
+                  what, split_counts[i], worst);
+    }
+done:
+    free(kd), free(vd), free(ref);
+    split_io_free(&io);
+    split_dev_free(&g);
+}
+
+TEST(attention_split_matches)
+{
+    NEED_DEVICE();
+    test_rng_seed(87);
+    uint32_t layer = 0;
+    for (int p = 0; p < N_PAIRS; p++) {
+        const enum kvq_type kt = pairs[p][0], vt = pairs[p][1];
+        const bool f16 = kt == KVQ_F16 && vt == KVQ_F16;
+        struct split_case cs[] = {
+            {kt, vt, 128, 1, 2100, 0, 0, false},   /* long decode from the sink on */
+            {kt, vt, 64, 3, 700, 300, 0, false},   /* sliding window, three tokens */
+            {kt, vt, 256, 2, 700, 40, 0, false},   /* 40 positions: pieces left empty */
+            {kt, vt, 96, 1, 1500, 0, 0, false},    /* two rotation pieces */
+            {kt, vt, 128, 2, 900, 0, 48, false},   /* the exact window (step 5) */
+            {kt, vt, 128, 1, 1000, 100, 100, true}, /* ring-only (step 6) */
+        };
+        for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
+            if (!(f16 && cs[i].kv_window && !cs[i].ring_only)) /* step 5 has no f16/f16 */
+                split_case_run(&cs[i], layer++ % 8);
+    }
+}
+
 TEST(supports_kv_and_bad_args)
 {
     NEED_DEVICE();
@@ -608,11 +888,22 @@ TEST(supports_kv_and_bad_args)
     a.k_row_stride = 1024;
     a.n_head = 3; /* not a multiple of n_head_kv */
     CHECK_INT_EQ(cuda_kvq_attention(&a, NULL), HEARTH_ERR_INVALID_ARG);
+    /* otherwise valid (f16/f16, no k_aux needed): only n_split / d_part are wrong */
+    a.n_head = 2, a.k_type = a.v_type = KVQ_F16, a.d_out = (float *)dpos, a.d_q = (float *)dpos;
+    const int bad_split[] = {-1, CUDA_ATTN_MAX_SPLIT + 1, 2 /* without d_part */};
+    for (int i = 0; i < 3; i++) {
+        a.n_split = bad_split[i];
+        CHECK_INT_EQ(cuda_kvq_attention(&a, NULL), HEARTH_ERR_INVALID_ARG);
+        CHECK_MSG(strstr(hearth_last_error(), "n_split") != NULL, "n_split %d: %s", a.n_split,
+                  hearth_last_error());
+    }
+    CHECK_INT_EQ(cuda_kvq_part_bytes(&a), (size_t)1 * 2 * 2 * (64 + 2) * 4);
     cuda_free(dpos);
 }
 
 TEST_MAIN(TEST_CASE(store_bytes_match_kvq_encode), TEST_CASE(attention_every_pair),
-          TEST_CASE(attention_window_long_and_pieces), TEST_CASE(supports_kv_and_bad_args))
+          TEST_CASE(attention_window_long_and_pieces), TEST_CASE(attention_split_matches),
+          TEST_CASE(supports_kv_and_bad_args))
 
 #else /* no CUDA backend in this build */
 
