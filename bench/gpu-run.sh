@@ -29,6 +29,9 @@ cd "$(dirname "$0")/.." || exit 1
 {
     date; uname -a; nvidia-smi; nvcc --version; cmake --version; ninja --version
     command -v compute-sanitizer; pkg-config --modversion libpcre2-8
+    # for the Vulkan steps (issue: Vulkan, mixed CUDA + Vulkan): is there a loader and an ICD?
+    ls /usr/share/vulkan/icd.d /etc/vulkan/icd.d /usr/local/nvidia 2>&1
+    ldconfig -p | grep -i -E 'libvulkan|GLX_nvidia|nvidia-glvk'
 } >"$OUT/env.txt" 2>&1
 
 BIN=""
