@@ -298,9 +298,51 @@ TEST(device_tables)
     vkq_env_close(&e);
 }
 
+/*
+ * Device-side copies (copy_from: what `hearth devices` times when a backend has no
+ * benchmark) and measure_bandwidth: bytes land where asked and nowhere else; overlap,
+ * ranges and another device's buffer are refused; the bandwidth is positive and the
+ * props report it afterwards.
+ */
+TEST(copies_and_bandwidth)
+{
+    VK_ENV_OPEN_OR_SKIP(e);
+    struct hearth_buffer_type *bt = backend_device_buffer_type(e.dev[1]);
+    struct hearth_buffer *a = NULL, *b = NULL, *h = NULL;
+    CHECK_OK(backend_buffer_alloc(bt, 4096, &a));
+    CHECK_OK(backend_buffer_alloc(bt, 4096, &b));
+    CHECK_OK(backend_buffer_alloc(backend_device_buffer_type(e.dev[0]), 4096, &h));
+    if (a && b && h) {
+        static uint8_t in[4096], out[4096];
+        for (int i = 0; i < 4096; i++)
+            in[i] = (uint8_t)(i * 13 + 5);
+        CHECK_OK(backend_buffer_set(a, 0, in, sizeof in));
+        CHECK_OK(backend_buffer_clear(b, 0x11));
+        CHECK_OK(backend_buffer_copy(b, 100, a, 200, 1000));
+        CHECK_OK(backend_buffer_get(b, 0, out, sizeof out));
+        int bad = 0;
+        for (int i = 0; i < 4096; i++)
+            bad += out[i] != (i >= 100 && i < 1100 ? in[i + 100] : 0x11);
+        CHECK_MSG(bad == 0, "%d bytes wrong after a device copy", bad);
+        CHECK_INT_EQ(backend_buffer_copy(b, 4000, a, 0, 200), HEARTH_ERR_INVALID_ARG);
+        CHECK_INT_EQ(backend_buffer_copy(a, 0, a, 10, 100), HEARTH_ERR_INVALID_ARG);
+        CHECK_INT_EQ(backend_buffer_copy(b, 0, h, 0, 100), HEARTH_ERR_UNSUPPORTED);
+    }
+    backend_buffer_free(h);
+    backend_buffer_free(b);
+    backend_buffer_free(a);
+    double g = 0.0;
+    CHECK_OK(backend_device_measure_bandwidth(e.dev[1], &g));
+    struct hearth_device_props p;
+    backend_device_props(e.dev[1], &p);
+    CHECK_MSG(g > 0.0 && p.bw_gbps == g, "copy bandwidth %.3g GB/s, props say %.3g", g, p.bw_gbps);
+    printf("vulkan0 copy bandwidth: %.1f GB/s (read + written)\n", g);
+    vkq_env_close(&e);
+}
+
 TEST_MAIN(TEST_CASE(embed_rmsnorm_glu_add), TEST_CASE(matmul_and_logits),
           TEST_CASE(attention_neox_qknorm_window), TEST_CASE(attention_normal_causal),
-          TEST_CASE(device_tables))
+          TEST_CASE(device_tables), TEST_CASE(copies_and_bandwidth))
 
 #else
 

@@ -43,6 +43,7 @@ struct vkb_device {
     struct hearth_buffer_type buft;
     struct vk_ctx *ctx;
     int index;
+    double bw_gbps; /* measured copy bandwidth (measure_bandwidth); 0: not yet */
 };
 
 static struct vkb_device *dev_of(struct hearth_device *d)
@@ -93,6 +94,17 @@ static hearth_status vkb_buffer_clear(struct hearth_buffer *buf, uint8_t value)
     return vk_buffer_fill(b->ctx, &b->b, 0, b->b.size, v);
 }
 
+/* Device-side copy between two buffers of one context; synchronous, like set and get. */
+static hearth_status vkb_buffer_copy_from(struct hearth_buffer *dst, size_t doff,
+                                          struct hearth_buffer *src, size_t soff, size_t n)
+{
+    struct vkb_buffer *d = dst->ctx, *sb = src->ctx;
+    if (src->ops != dst->ops || sb->ctx != d->ctx)
+        return err_set(HEARTH_ERR_UNSUPPORTED, "vulkan: copy from a buffer of another device");
+    hearth_status st = vk_buffer_copy(d->ctx, &d->b, doff, &sb->b, soff, n);
+    return st != HEARTH_OK ? st : vk_submit(d->ctx);
+}
+
 static const struct hearth_buffer_ops vkb_buffer_ops = {
     .abi_version = HEARTH_BACKEND_ABI_VERSION,
     .free = vkb_buffer_free,
@@ -100,6 +112,7 @@ static const struct hearth_buffer_ops vkb_buffer_ops = {
     .set = vkb_buffer_set,
     .get = vkb_buffer_get,
     .clear = vkb_buffer_clear,
+    .copy_from = vkb_buffer_copy_from,
 };
 
 struct vk_buffer *vk__hearth_buffer(struct hearth_buffer *buf)
@@ -301,6 +314,16 @@ static void vkb_get_props(struct hearth_device *dev, struct hearth_device_props 
 {
     struct vkb_device *d = dev_of(dev);
     fill_props(d->ctx, d->index, out);
+    out->bw_gbps = d->bw_gbps;
+}
+
+static hearth_status vkb_measure_bandwidth(struct hearth_device *dev, double *gbps)
+{
+    struct vkb_device *d = dev_of(dev);
+    hearth_status st = vk_measure_copy_bandwidth(d->ctx, gbps);
+    if (st == HEARTH_OK)
+        d->bw_gbps = *gbps;
+    return st;
 }
 
 static bool vkb_supports_op(struct hearth_device *dev, enum hearth_op_kind op, hearth_dtype t)
@@ -366,6 +389,7 @@ static const struct hearth_device_ops vkb_device_ops = {
     .stream_create = vkb_stream_create,
     .supports_kv = vkb_supports_kv,
     .supports_kv_window = vkb_supports_kv_window,
+    .measure_bandwidth = vkb_measure_bandwidth,
 };
 
 int vk_backend_validation_errors(struct hearth_device *dev, const char **last_message)

@@ -234,6 +234,34 @@ hearth_status vk_buffer_fill(struct vk_ctx *ctx, const struct vk_buffer *b, uint
     return HEARTH_OK;
 }
 
+hearth_status vk_buffer_copy(struct vk_ctx *ctx, const struct vk_buffer *dst, uint64_t doff,
+                             const struct vk_buffer *src, uint64_t soff, uint64_t n)
+{
+    if (doff > dst->size || n > dst->size - doff || soff > src->size || n > src->size - soff ||
+        (dst == src && doff < soff + n && soff < doff + n))
+        return err_set(HEARTH_ERR_INVALID_ARG,
+                       "vulkan: copy of %llu bytes from %llu (of %llu) to %llu (of %llu): out of "
+                       "range or overlapping",
+                       (unsigned long long)n, (unsigned long long)soff,
+                       (unsigned long long)src->size, (unsigned long long)doff,
+                       (unsigned long long)dst->size);
+    hearth_status st = vk__begin(ctx);
+    if (st != HEARTH_OK || n == 0)
+        return st;
+    VkBufferCopy reg = {.srcOffset = soff, .dstOffset = doff, .size = n};
+    vkCmdCopyBuffer(ctx->cmd, src->buf, dst->buf, 1, &reg);
+    VkMemoryBarrier mb = {
+        .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
+        .srcAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT,
+        .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT |
+                         VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_TRANSFER_WRITE_BIT,
+    };
+    vkCmdPipelineBarrier(ctx->cmd, VK_PIPELINE_STAGE_TRANSFER_BIT,
+                         VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT, 0,
+                         1, &mb, 0, NULL, 0, NULL);
+    return HEARTH_OK;
+}
+
 hearth_status vk_weights_create(struct vk_ctx *ctx, int n, const void *const *data,
                                 const uint64_t *bytes, struct vk_weights **out)
 {

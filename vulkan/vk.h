@@ -165,6 +165,17 @@ hearth_status vk_buffer_download_async(struct vk_ctx *ctx, const struct vk_buffe
 hearth_status vk_buffer_fill(struct vk_ctx *ctx, const struct vk_buffer *b, uint64_t offset,
                              uint64_t n, uint32_t value);
 
+/* Records a device copy of n bytes (ranges inside both buffers, not overlapping). */
+hearth_status vk_buffer_copy(struct vk_ctx *ctx, const struct vk_buffer *dst, uint64_t doff,
+                             const struct vk_buffer *src, uint64_t soff, uint64_t n);
+/*
+ * Device-memory copy bandwidth in 1e9 bytes/s, counting bytes read and
+ * written (as the CUDA backend and `hearth devices` do): the best of 5 timed
+ * copies between two buffers of up to 256 MiB (timestamp queries, or the
+ * host clock around submit-and-wait where the queue has none).
+ */
+hearth_status vk_measure_copy_bandwidth(struct vk_ctx *ctx, double *gbps);
+
 /* Weight set: n tensors of bytes[i], packed into chunks split at tensor boundaries. */
 struct vk_weights {
     int n_tensors;
