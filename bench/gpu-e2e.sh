@@ -93,8 +93,18 @@ bench() {
         line=$(python3 -c "
 import json, sys
 rows = json.load(open(sys.argv[1]))
-print('  '.join('%s %.1f t/s (%.0f%% of copy bw)' % (r['test'], r['tps_median'],
-      100 * r['bw_fraction']) for r in rows))" "$OUT/run.json" 2>/dev/null)
+def one(r):
+    s = '%s %.1f t/s' % (r['test'], r['tps_median'])
+    if r.get('roofline_tps'):  # the GPU path: the plan's reads at each device's copy bw
+        s += ' (%.0f%% of the %.1f t/s roofline%s)' % (100 * r['roofline_fraction'],
+             r['roofline_tps'], ', bw assumed' if r['roofline_bw_assumed'] else '')
+    elif r.get('time_split') is None:
+        s += ' (%.0f%% of host copy bw)' % (100 * r['bw_fraction'])
+    sp = r.get('time_split') or {}
+    if len([k for k in sp if k != 'moves' and sp[k] > 0.005]) > 1:
+        s += ' [time: ' + ', '.join('%s %.0f%%' % (k, 100 * v) for k, v in sp.items()) + ']'
+    return s
+print('  '.join(one(r) for r in rows))" "$OUT/run.json" 2>/dev/null)
         say "$label: $line [$(grep -m1 '^plan:' "$OUT/run.err")] $(($(date +%s) - t0)) s"
     else
         say "$label: FAILED: $(tail -n 2 "$OUT/run.err" | tr '\n' ' ')"

@@ -646,6 +646,43 @@ int engine_n_devices(const struct engine *e)
     return e->fc ? 1 : e->n_dev;
 }
 
+bool engine_device_seconds(const struct engine *e, int d, double *seconds)
+{
+    if (e->fc || d < 0 || d >= engine_n_devices(e))
+        return false;
+    *seconds = sched_device_seconds(e->sched, d);
+    return true;
+}
+
+double engine_transfer_seconds(const struct engine *e)
+{
+    return e->fc ? 0.0 : sched_transfer_seconds(e->sched);
+}
+
+bool engine_roofline(const struct engine *e, double *tps, int *assumed)
+{
+    if (e->fc)
+        return false;
+    const struct plan *pl = &e->plan;
+    double s = 0.0;
+    *assumed = 0;
+    for (int d = 0; d < pl->devs.n; d++) {
+        const struct plan_device *pd = &pl->devs.dev[d];
+        if (pl->use[d].total == 0 || pl->use[d].read_per_token == 0 || !(pd->mem_bw > 0))
+            continue;
+        s += (double)pl->use[d].read_per_token / pd->mem_bw;
+        *assumed += pd->mem_bw_assumed;
+    }
+    *tps = s > 0 ? 1.0 / s : 0.0;
+    return s > 0;
+}
+
+void engine_time_reset(struct engine *e)
+{
+    if (!e->fc)
+        sched_time_reset(e->sched);
+}
+
 bool engine_device_memory(const struct engine *e, int d, const char **name, uint64_t *bytes,
                           uint64_t *kv_bytes)
 {

@@ -117,6 +117,24 @@ int engine_n_devices(const struct engine *e);
 bool engine_device_memory(const struct engine *e, int d, const char **name, uint64_t *bytes,
                           uint64_t *kv_bytes);
 
+/*
+ * Wall time on engine device d in [0, engine_n_devices) and in the moves
+ * between devices since the last engine_time_reset (sched_device_seconds);
+ * false on the CPU path (one device, nothing to split) or d out of range.
+ */
+bool engine_device_seconds(const struct engine *e, int d, double *seconds);
+/*
+ * The decode roofline of the allocated plan: one token's reads on every
+ * device (weights and KV, plan_usage.read_per_token) at that device's copy
+ * bandwidth, summed: *tps = 1 / that time. *assumed: how many of those
+ * devices' bandwidths are defaults, not measured (`hearth devices
+ * --measure`). False on the CPU path (the caller's own copy bandwidth is
+ * the roofline there).
+ */
+bool engine_roofline(const struct engine *e, double *tps, int *assumed);
+double engine_transfer_seconds(const struct engine *e);
+void engine_time_reset(struct engine *e);
+
 uint32_t engine_n_ctx(const struct engine *e);
 /* Positions currently in the cache. */
 uint32_t engine_n_past(const struct engine *e);

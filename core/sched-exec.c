@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bandwidth.h"
 #include "err.h"
 #include "kv-cache.h"
 #include "kv-quant.h"
@@ -47,13 +48,20 @@ static hearth_status move_acts(struct sched *s, int a, int b, int n, bool glu)
             HEARTH_OK ||
         (glu && (st = backend_stream_get_async(sa->stream, sa->act, sa->a[ACT_GATE].offset,
                                                stage + goff, gb)) != HEARTH_OK) ||
-        (st = backend_stream_synchronize(sa->stream)) != HEARTH_OK ||
-        (st = backend_stream_set_async(sb->stream, sb->act, sb->a[ACT_X].offset, stage, xb)) !=
+        (st = backend_stream_synchronize(sa->stream)) != HEARTH_OK)
+        return st;
+    double t = bw_now(); /* a's stretch ends with its last op (and the copy out) */
+    sa->busy_s += t - s->seg_t0;
+    s->seg_t0 = t;
+    if ((st = backend_stream_set_async(sb->stream, sb->act, sb->a[ACT_X].offset, stage, xb)) !=
             HEARTH_OK ||
         (glu && (st = backend_stream_set_async(sb->stream, sb->act, sb->a[ACT_GATE].offset,
                                                stage + goff, gb)) != HEARTH_OK) ||
         (st = backend_stream_synchronize(sb->stream)) != HEARTH_OK)
         return st;
+    t = bw_now();
+    s->xfer_s += t - s->seg_t0;
+    s->seg_t0 = t;
     s->n_moves++;
     s->n_glu_moves += glu;
     return HEARTH_OK;
@@ -211,6 +219,14 @@ hearth_status sched__run_ffn(struct sched *s, int d, uint32_t il, int n, int fir
  * the batches slots.c builds put the decode rows (all wanted) first, so a
  * step has one run plus one per slot finishing its prompt.
  */
+/* The batch's final synchronization, which also ends device d's stretch. */
+static hearth_status end_batch(struct sched *s, int d)
+{
+    hearth_status st = backend_stream_synchronize(s->dev[d].stream);
+    s->dev[d].busy_s += bw_now() - s->seg_t0;
+    return st;
+}
+
 static hearth_status run_batch(struct sched *s, const int32_t *tokens, int n,
                                const struct sched_run *runs, int n_runs, float *logits,
                                const bool *want)
@@ -220,7 +236,15 @@ static hearth_status run_batch(struct sched *s, const int32_t *tokens, int n,
     int cur = pl->embd_dev;
     struct sdev *sd = &s->dev[cur];
     hearth_status st;
-    if ((st = backend_stream_set_async(sd->stream, sd->act, sd->ids.offset, tokens,
+    s->seg_t0 = bw_now();
+    /*
+     * From the sched's own copy: the upload may still be pending when this
+     * returns to the caller's loop, and the batch's final synchronization
+     * (or a boundary's) completes it before the next batch rewrites it, so
+     * no synchronization is needed here.
+     */
+    memcpy(s->tok_host, tokens, (size_t)n * sizeof(int32_t));
+    if ((st = backend_stream_set_async(sd->stream, sd->act, sd->ids.offset, s->tok_host,
                                        (size_t)n * sizeof(int32_t))) != HEARTH_OK)
         return st;
     struct hearth_op emb;
@@ -232,8 +256,7 @@ static hearth_status run_batch(struct sched *s, const int32_t *tokens, int n,
     ids.row_stride = (size_t)n * sizeof(int32_t);
     emb.u.embed = (struct hearth_op_embed){s->tok_embd, ids, rows(&sd->a[ACT_X], n),
                                            hp->embd_scale};
-    if ((st = backend_stream_run(sd->stream, &emb, 1)) != HEARTH_OK ||
-        (st = backend_stream_synchronize(sd->stream)) != HEARTH_OK) /* tokens is the caller's */
+    if ((st = backend_stream_run(sd->stream, &emb, 1)) != HEARTH_OK)
         return st;
     static const char *const block_name[PLACEMENT_N_BLOCKS] = {"attention", "ffn", "ffn down"};
     sched__stream_begin(s, n);
@@ -263,7 +286,7 @@ static hearth_status run_batch(struct sched *s, const int32_t *tokens, int n,
     for (int t = 0; logits && want && t < n; t++)
         n_out += want[t];
     if (n_out == 0)
-        return backend_stream_synchronize(s->dev[cur].stream);
+        return end_batch(s, cur);
     if (pl->out_dev != cur && (st = move_x(s, cur, pl->out_dev, n)) != HEARTH_OK)
         return st;
     sd = &s->dev[pl->out_dev];
@@ -291,7 +314,7 @@ static hearth_status run_batch(struct sched *s, const int32_t *tokens, int n,
                                        (size_t)n_out * hp->n_vocab * sizeof(float))) !=
             HEARTH_OK)
         return st;
-    return backend_stream_synchronize(sd->stream);
+    return end_batch(s, pl->out_dev);
 }
 
 hearth_status sched_eval(struct sched *s, const int32_t *tokens, int n_tokens, int pos0,

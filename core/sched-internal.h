@@ -29,6 +29,7 @@ struct sdev {
     bool glu_in;                 /* runs a down projection whose gate/up ran elsewhere */
     uint64_t bytes;
     bool used;
+    double busy_s;               /* wall time of its stretches of blocks (sched_device_seconds) */
 };
 
 struct kv_ring_track;
@@ -114,6 +115,9 @@ struct sched {
     bool map_host;
     size_t staging_bytes;
     uint64_t n_moves, n_glu_moves;
+    int32_t *tok_host;     /* [n_batch] the batch's token ids, the embedding upload's source */
+    double seg_t0;         /* when the device now running began its stretch (bw_now) */
+    double xfer_s;         /* wall time of boundary moves (sched_transfer_seconds) */
     struct sched_oom *oom; /* the caller's, or NULL */
     struct sstream str;    /* prefill streaming */
 };

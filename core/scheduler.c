@@ -619,6 +619,7 @@ hearth_status sched_create(const struct model *m, const struct sched_params *par
     s->runs = calloc((size_t)s->n_batch, sizeof *s->runs);
     s->want = calloc((size_t)s->n_batch, sizeof *s->want);
     s->ops = calloc((size_t)s->n_batch + 4, sizeof *s->ops);
+    s->tok_host = calloc((size_t)s->n_batch, sizeof *s->tok_host);
     /* the widest ring: a sliding-window layer's may exceed kv_window */
     uint32_t w_max = 1;
     const struct plan_opts wo = window_opts(s);
@@ -630,7 +631,7 @@ hearth_status sched_create(const struct model *m, const struct sched_params *par
     for (uint32_t i = 0; s->ring_reset && i < w_max; i++)
         s->ring_reset[i] = -1;
     if (!s->layers || !s->seq_used || !s->seq_ring || !s->seq_next || !s->seq_last || !s->runs || !s->want ||
-        !s->ops || !s->ring_reset)
+        !s->ops || !s->ring_reset || !s->tok_host)
         st = err_set(HEARTH_ERR_NO_MEMORY, "sched: out of memory for %u layers, %d sequences",
                      hp->n_layer, s->n_seq);
     else
@@ -667,6 +668,7 @@ void sched_destroy(struct sched *s)
     free(s->seq_last);
     free(s->runs);
     free(s->want);
+    free(s->tok_host);
     free(s->ops);
     free(s->ring_reset);
     placement_free(s->pl);
@@ -763,6 +765,23 @@ uint64_t sched_kv_bytes(const struct sched *s)
 uint64_t sched_device_bytes(const struct sched *s, int d)
 {
     return d >= 0 && d < s->n_dev ? s->dev[d].bytes : 0;
+}
+
+double sched_device_seconds(const struct sched *s, int d)
+{
+    return d >= 0 && d < s->n_dev ? s->dev[d].busy_s : 0.0;
+}
+
+double sched_transfer_seconds(const struct sched *s)
+{
+    return s->xfer_s;
+}
+
+void sched_time_reset(struct sched *s)
+{
+    for (int d = 0; d < s->n_dev; d++)
+        s->dev[d].busy_s = 0.0;
+    s->xfer_s = 0.0;
 }
 
 uint64_t sched_n_moves(const struct sched *s)

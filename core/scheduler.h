@@ -147,6 +147,18 @@ uint32_t sched_n_past(const struct sched *s); /* of sequence 0 */
  * plan the placement came from (tests/test-plan-alloc.c).
  */
 uint64_t sched_device_bytes(const struct sched *s, int d);
+/*
+ * Where the time went, since creation or sched_time_reset: the wall time of
+ * device d's stretches of consecutive blocks, each from its first op being
+ * issued to its completion (seen at the boundary synchronization that ends
+ * the stretch, or the final one), and of the boundary moves between devices.
+ * A host clock, so a GPU's stretch includes issuing its ops; the embedding
+ * device's stretch starts with the token upload. No synchronization is added
+ * to measure it. Partial offload reports this as its CPU/GPU split.
+ */
+double sched_device_seconds(const struct sched *s, int d);
+double sched_transfer_seconds(const struct sched *s);
+void sched_time_reset(struct sched *s);
 /* Block-boundary activation moves done so far (each moves x: n_tok * n_embd floats). */
 uint64_t sched_n_moves(const struct sched *s);
 /*

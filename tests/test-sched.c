@@ -25,6 +25,7 @@
 #include <time.h>
 
 #include "backend-registry.h"
+#include "bandwidth.h"
 #include "backend.h"
 #include "cpu/forward.h"
 #include "fixtures.h"
@@ -84,6 +85,29 @@ static bool run_forward(const struct model *m, int n_prompt, int n_decode, int n
     return ok;
 }
 
+/*
+ * sched_device_seconds / sched_transfer_seconds: every device that ran
+ * blocks has time, moves have time only where devices change, and the parts
+ * lie inside the evals' wall time (they cover each batch from its token
+ * upload to its final synchronization, so most of it). A reset zeroes them.
+ */
+static void check_time_split(struct sched *s, int n_dev, double t_eval)
+{
+    double sum = sched_transfer_seconds(s);
+    for (int d = 0; d < n_dev; d++) {
+        double t = sched_device_seconds(s, d);
+        CHECK_MSG(t > 0.0, "device %d: no time recorded", d);
+        sum += t;
+    }
+    CHECK_MSG((sched_transfer_seconds(s) > 0.0) == (sched_n_moves(s) > 0),
+              "moves %llu, move time %.3g s", (unsigned long long)sched_n_moves(s),
+              sched_transfer_seconds(s));
+    CHECK_MSG(sum <= t_eval && sum >= 0.5 * t_eval, "split sums to %.4f s of %.4f s of evals",
+              sum, t_eval);
+    sched_time_reset(s);
+    CHECK(sched_transfer_seconds(s) == 0.0 && sched_device_seconds(s, 0) == 0.0);
+}
+
 /* The same sequence through the scheduler. */
 static bool run_sched(const struct model *m, struct hearth_device *const *devs, int n_dev,
                       const struct placement *pl, bool map_host, int n_prompt, int n_decode,
@@ -104,7 +128,9 @@ static bool run_sched(const struct model *m, struct hearth_device *const *devs, 
     const size_t V = m->hp.n_vocab;
     int32_t toks[N_PROMPT];
     make_prompt(m, toks, n_prompt);
+    double t0 = bw_now();
     hearth_status st = sched_eval(s, toks, n_prompt, 0, out, true);
+    double t_eval = bw_now() - t0;
     CHECK_OK(st);
     bool ok = st == HEARTH_OK;
     for (int i = 0; ok && i < n_decode; i++) {
@@ -113,11 +139,14 @@ static bool run_sched(const struct model *m, struct hearth_device *const *devs, 
         for (size_t j = 1; j < V; j++)
             if (prev[j] > prev[tok])
                 tok = (int32_t)j;
+        t0 = bw_now();
         st = sched_eval(s, &tok, 1, n_prompt + i, out + (size_t)(n_prompt + i) * V, false);
+        t_eval += bw_now() - t0;
         CHECK_OK(st);
         ok = st == HEARTH_OK;
     }
     CHECK_INT_EQ(sched_n_past(s), n_prompt + n_decode);
+    check_time_split(s, n_dev, t_eval);
     if (moves)
         *moves = sched_n_moves(s);
     sched_destroy(s);

@@ -71,12 +71,28 @@ static void usage(FILE *out)
             cli_default_model());
 }
 
+#define BENCH_MAX_DEV 16
+
 struct bench_row {
     const char *test; /* "pp" or "tg" */
     int n_tokens;
     double tps_median, tps_min, tps_max;
     double weight_bytes_per_token;
+    /* over the timed runs (device path): wall time per engine device and in moves */
+    double dev_s[BENCH_MAX_DEV], xfer_s;
 };
+
+/* Adds the engine's time split since its last reset to the row, then resets it. */
+static void take_split(struct engine *fc, struct bench_row *row)
+{
+    for (int d = 0; d < engine_n_devices(fc) && d < BENCH_MAX_DEV; d++) {
+        double s = 0.0;
+        if (engine_device_seconds(fc, d, &s))
+            row->dev_s[d] += s;
+    }
+    row->xfer_s += engine_transfer_seconds(fc);
+    engine_time_reset(fc);
+}
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -108,6 +124,7 @@ static hearth_status run_once(struct engine *fc, bool prefill, const int32_t *to
     if (depth > 0 && !engine_seq_can_resume(fc, 0, (uint32_t)depth) &&
         (st = engine_eval(fc, fill, depth, 0, NULL, false)) != HEARTH_OK)
         return st;
+    engine_time_reset(fc); /* the time split covers the timed part only */
     double t0 = bw_now();
     if (prefill) {
         st = engine_eval(fc, toks, n, depth, logits, false);
@@ -129,8 +146,12 @@ static hearth_status run_test(struct engine *fc, bool prefill, const int32_t *to
         return err_set(HEARTH_ERR_NO_MEMORY, "bench: out of memory");
     double tps;
     hearth_status st = run_once(fc, prefill, toks, n, fill, depth, logits, &tps); /* warm-up */
-    for (int r = 0; r < reps && st == HEARTH_OK; r++)
+    memset(row->dev_s, 0, sizeof row->dev_s);
+    row->xfer_s = 0.0;
+    for (int r = 0; r < reps && st == HEARTH_OK; r++) {
         st = run_once(fc, prefill, toks, n, fill, depth, logits, &v[r]);
+        take_split(fc, row);
+    }
     if (st == HEARTH_OK) {
         qsort(v, (size_t)reps, sizeof *v, cmp_double);
         row->tps_median = reps % 2 ? v[reps / 2] : 0.5 * (v[reps / 2 - 1] + v[reps / 2]);
@@ -140,6 +161,36 @@ static hearth_status run_test(struct engine *fc, bool prefill, const int32_t *to
     }
     free(v);
     return st;
+}
+
+/* Row r's time split as JSON ({"cuda0": 0.41, ..., "moves": 0.04}) or text; false: none. */
+static bool put_split(struct engine *fc, const struct bench_row *r, bool json)
+{
+    int n_dev = engine_n_devices(fc);
+    double s = 0.0, total = r->xfer_s;
+    if (n_dev > BENCH_MAX_DEV)
+        n_dev = BENCH_MAX_DEV;
+    if (!engine_device_seconds(fc, 0, &s))
+        return false;
+    for (int d = 0; d < n_dev; d++)
+        total += r->dev_s[d];
+    if (!(total > 0))
+        return false;
+    printf(json ? "{" : "time on ");
+    for (int d = 0; d < n_dev; d++) {
+        const char *name = "?";
+        uint64_t b, kv;
+        engine_device_memory(fc, d, &name, &b, &kv);
+        if (json)
+            printf("\"%s\": %.4f, ", name, r->dev_s[d] / total);
+        else
+            printf("%s %.1f%%, ", name, 100.0 * r->dev_s[d] / total);
+    }
+    if (json)
+        printf("\"moves\": %.4f}", r->xfer_s / total);
+    else
+        printf("boundary moves %.1f%%", 100.0 * r->xfer_s / total);
+    return true;
 }
 
 /* The model's name for the table: the file's base name without .gguf. */
@@ -328,6 +379,10 @@ int cmd_bench(int argc, char **argv)
 
     char name[64];
     model_name(model_path, name, sizeof name);
+    /* on GPUs the roofline is the plan's bytes per device at each device's copy bandwidth */
+    double roof = 0.0;
+    int roof_assumed = 0;
+    const bool has_roof = engine_roofline(fc, &roof, &roof_assumed);
     if (json) {
         printf("[\n");
         for (int i = 0; i < n_rows; i++) {
@@ -340,11 +395,17 @@ int cmd_bench(int argc, char **argv)
                    " \"tps_median\": %.4f, \"tps_min\": %.4f, \"tps_max\": %.4f,"
                    " \"weight_bytes_per_token\": %.0f, \"weight_gbps\": %.4f,"
                    " \"copy_gbps\": %.4f, \"copy_gbps_1thread\": %.4f, \"bw_fraction\": %.4f,"
-                   " \"n_batch\": %d, \"reps\": %lld, \"depth\": %lld}%s\n",
+                   " \"n_batch\": %d, \"reps\": %lld, \"depth\": %lld",
                    g->size, n_params, nth, isa, r->test, r->n_tokens, r->n_tokens,
                    r->tps_median, r->tps_min, r->tps_max, r->weight_bytes_per_token, gbps,
-                   bw.gbps_median, bw1.gbps_median, gbps / bw.gbps_median, batch, reps, depth,
-                   i + 1 < n_rows ? "," : "");
+                   bw.gbps_median, bw1.gbps_median, gbps / bw.gbps_median, batch, reps, depth);
+            if (has_roof && !strcmp(r->test, "tg"))
+                printf(", \"roofline_tps\": %.4f, \"roofline_fraction\": %.4f,"
+                       " \"roofline_bw_assumed\": %d", roof, r->tps_median / roof, roof_assumed);
+            printf(", \"time_split\": ");
+            if (!put_split(fc, r, true))
+                printf("null");
+            printf("}%s\n", i + 1 < n_rows ? "," : "");
         }
         printf("]\n");
     } else {
@@ -371,6 +432,19 @@ int cmd_bench(int argc, char **argv)
                    (double)tensor_bytes / 1048576.0, p >= 1e9 ? p / 1e9 : p / 1e6,
                    p >= 1e9 ? "B" : "M", nth, isa, test, r->tps_median, spread, gbps,
                    100.0 * gbps / bw.gbps_median);
+        }
+        for (int i = 0; has_roof && i < n_rows; i++) { /* the device path */
+            const struct bench_row *r = &rows[i];
+            printf("%s%d: ", r->test, r->n_tokens);
+            if (!put_split(fc, r, false))
+                printf("no time recorded");
+            if (has_roof && !strcmp(r->test, "tg"))
+                printf("; decode roofline %.2f tok/s (each device's reads per token at its copy "
+                       "bandwidth, %s), reached %.1f%%",
+                       roof, roof_assumed ? "some assumed: run `hearth devices --measure`"
+                                          : "measured",
+                       100.0 * r->tps_median / roof);
+            printf("\n");
         }
     }
     rc = 0;
