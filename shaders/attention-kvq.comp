@@ -15,6 +15,9 @@
 // cache allocation has 16 bytes of slack, so the unaligned read's second
 // word at the end of the cache stays in bounds. Reductions are shared-memory
 // trees: correct for any subgroup size.
+// With n_split > 1 (flash-decoding, params/attn.h; packed in types' top
+// byte) workgroup z = s covers piece s of [lo, p] and writes its partial,
+// a rotated V's still rotated; attention-combine.comp merges and rotates.
 // The sink (has_sink, K not f16): position 0's key is the exact centred key
 // of binding 4 (kv-center.comp), not the decoded row 0; it is moved into K's
 // domain once per workgroup (rotated like the query for a rotated K, as the
@@ -207,11 +210,19 @@ void main()
     uint hd = pc.head_dim, p = pos0 + t;
     uint lo = (pc.window > 0u && p + 1u > pc.window) ? p + 1u - pc.window : 0u;
     uint kvh = h / (pc.n_head / pc.n_head_kv);
-    uint kt = pc.types & 0xffu, vt = (pc.types >> 8) & 0xffu;
+    uint kt = pc.types & 0xffu, vt = (pc.types >> 8) & 0xffu, n_split = pc.types >> 24;
+    uint hi = p; // the last position this workgroup scores
+    if (n_split > 1u) {
+        // as attention.comp: piece ceil(len / n_split), a trailing one may be empty
+        uint piece = (p - lo + n_split) / n_split;
+        lo += gl_WorkGroupID.z * piece;
+        hi = min(p, lo + piece - 1u);
+    }
     uint hw = kvh * hd / 2u; // words from an exact row's start to this head
     uint kcol = pc.k_off + kvh * kvq_head_bytes(kt, hd);
     uint vcol = pc.v_off + kvh * kvq_head_bytes(vt, hd);
-    bool use_sink = (pc.types >> 16) != 0u && lo == 0u; // uniform over the workgroup
+    // only the piece holding position 0 starts at 0; uniform over the workgroup
+    bool use_sink = ((pc.types >> 16) & 0xffu) != 0u && lo == 0u;
     if (use_sink) {
         for (uint d = tid; d < hd; d += VK_ATTN_WG)
             kvq_vec[d] = sink[pc.sink_off + kvh * hd + d];
@@ -235,8 +246,8 @@ void main()
     float acc[NPER];
     for (uint i = 0u; i < NPER; i++)
         acc[i] = 0.0;
-    for (uint c0 = lo; c0 <= p; c0 += VK_ATTN_CHUNK) {
-        uint n = min(uint(VK_ATTN_CHUNK), p - c0 + 1u);
+    for (uint c0 = lo; c0 <= hi; c0 += VK_ATTN_CHUNK) {
+        uint n = min(uint(VK_ATTN_CHUNK), hi - c0 + 1u);
         float lmax = -1e30;
         for (uint j = tid; j < n; j += VK_ATTN_WG) {
             float s;
@@ -285,6 +296,20 @@ void main()
         }
         m = mnew;
         barrier(); // sc[] is rewritten by the next chunk
+    }
+    if (n_split > 1u) {
+        // an empty piece leaves m = -1e30, l = 0, acc = 0: the merge weighs it 0
+        uint pb = pc.o_off + VK_ATTN_PART(t, h, gl_WorkGroupID.z, pc.n_head, n_split) * (hd + 2u);
+        if (tid == 0u) {
+            o[pb] = m;
+            o[pb + 1u] = l;
+        }
+        for (uint i = 0u; i < NPER; i++) {
+            uint d = tid + VK_ATTN_WG * i;
+            if (d < hd)
+                o[pb + 2u + d] = acc[i];
+        }
+        return;
     }
     float inv = 1.0 / l;
     uint ob = pc.o_off + t * pc.o_stride + h * hd;

@@ -9,6 +9,9 @@
 // whole positions (q . K_j over head_dim, q staged in shared memory), then
 // each invocation accumulates its own output dims (d = tid + VK_ATTN_WG * i).
 // Reductions (chunk max, chunk sum) are shared-memory trees: any subgroup size.
+// With n_split > 1 (flash-decoding, params/attn.h) workgroup z = s covers
+// piece s of [lo, p] only and writes its unnormalised partial instead;
+// attention-combine.comp merges them. n_split == 1 is the plain pass.
 #extension GL_GOOGLE_include_directive : require
 #include "params/attn.h"
 
@@ -47,6 +50,13 @@ void main()
     uint pos0 = batch_pos0(pc.pos0, pc.pos_slot);
     uint hd = pc.head_dim, p = pos0 + t;
     uint lo = (pc.window > 0u && p + 1u > pc.window) ? p + 1u - pc.window : 0u;
+    uint hi = p; // the last position this workgroup scores
+    if (pc.n_split > 1u) {
+        // piece ceil(len / n_split) from the position: a trailing piece may be empty
+        uint piece = (p - lo + pc.n_split) / pc.n_split;
+        lo += gl_WorkGroupID.z * piece;
+        hi = min(p, lo + piece - 1u);
+    }
     uint kvh = h / (pc.n_head / pc.n_head_kv);
     uint col2 = kvh * hd / 2u, row2 = pc.kv_dim / 2u;
     for (uint d = tid; d < hd; d += VK_ATTN_WG)
@@ -57,8 +67,8 @@ void main()
     float acc[NPER];
     for (uint i = 0u; i < NPER; i++)
         acc[i] = 0.0;
-    for (uint c0 = lo; c0 <= p; c0 += VK_ATTN_CHUNK) {
-        uint n = min(uint(VK_ATTN_CHUNK), p - c0 + 1u);
+    for (uint c0 = lo; c0 <= hi; c0 += VK_ATTN_CHUNK) {
+        uint n = min(uint(VK_ATTN_CHUNK), hi - c0 + 1u);
         float lmax = -1e30;
         for (uint j = tid; j < n; j += VK_ATTN_WG) {
             uint kb = pc.k_cache_off + (c0 + j) * row2 + col2;
@@ -95,6 +105,20 @@ void main()
         }
         m = mnew;
         barrier(); // sc[] is rewritten by the next chunk
+    }
+    if (pc.n_split > 1u) {
+        // an empty piece leaves m = -1e30, l = 0, acc = 0: the merge weighs it 0
+        uint pb = pc.o_off + VK_ATTN_PART(t, h, gl_WorkGroupID.z, pc.n_head, pc.n_split) * (hd + 2u);
+        if (tid == 0u) {
+            o[pb] = m;
+            o[pb + 1u] = l;
+        }
+        for (uint i = 0u; i < NPER; i++) {
+            uint d = tid + VK_ATTN_WG * i;
+            if (d < hd)
+                o[pb + 2u + d] = acc[i];
+        }
+        return;
     }
     float inv = 1.0 / l;
     for (uint i = 0u; i < NPER; i++) {

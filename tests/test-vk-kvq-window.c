@@ -11,6 +11,11 @@
  *      bit-identical, all but the first decode step replayed; broken
  *      preconditions give INVALID_ARG naming a cache;
  *   3. ring_only_f16 (step 6 over an f16/f16 cache): as 1, over the f16 rows.
+ *   4. split_*: 1 to 3 again with flash-decoding forced (HEARTH_VULKAN_ATTN_SPLIT,
+ *      vulkan/attn-split.c): 64 splits (more than positions: most pieces
+ *      empty) and 3; exact-window rows, the sink and sliding windows must
+ *      give the single pass's results within the same bounds, and replay
+ *      (and step 6's bit-identity between caches present and absent) holds.
  * The encoder, kernel and key centring of a plain op are tests/test-vk-kvq.c;
  * the devices and tolerances both use are tests/vk-kvq-fixtures.h.
  * Skips with "no Vulkan device" where there is none.
@@ -69,7 +74,30 @@ TEST(ring_only_f16)
     run(7800, kvqw_ring_only_f16);
 }
 
-TEST_MAIN(TEST_CASE(exact_window), TEST_CASE(ring_only), TEST_CASE(ring_only_f16))
+/* run() with the Vulkan stream created under HEARTH_VULKAN_ATTN_SPLIT=count. */
+static void run_split(uint64_t seed, void (*cases)(struct kenv *, const struct kvqw_backend *),
+                      const char *count)
+{
+    VK_ENV_OPEN_WITH_OR_SKIP(e, vkq_env_open_split(&e, count));
+    test_rng_seed(seed);
+    cases(&e, &vk_be);
+    vkq_env_close(&e);
+}
+
+TEST(split_exact_window)
+{
+    run_split(7600, kvqw_exact_window, "64");
+    run_split(7601, kvqw_exact_window, "3");
+}
+
+TEST(split_ring_only)
+{
+    run_split(7700, kvqw_ring_only, "64");
+    run_split(7701, kvqw_ring_only_f16, "3");
+}
+
+TEST_MAIN(TEST_CASE(exact_window), TEST_CASE(ring_only), TEST_CASE(ring_only_f16),
+          TEST_CASE(split_exact_window), TEST_CASE(split_ring_only))
 
 #else
 

@@ -45,6 +45,7 @@
 #include "cpu/attn-kvq.h"
 #include "kv-quant.h"
 #include "vk-kvq-fixtures.h"
+#include "../vulkan/vk.h"
 
 /* Encoded vectors checked and byte-equal to kvq_encode's, per type, over a test case. */
 static int tally_vectors[KVQ_TYPE_COUNT], tally_equal[KVQ_TYPE_COUNT];
@@ -56,6 +57,8 @@ static double tally_kernel_worst;
 /* Key centring: worst |mu_vk - mu_cpu backend| (RoPE'd cases), exact cases and their mismatches. */
 static double tally_mu_worst;
 static int tally_exact_runs, tally_exact_bad;
+/* Cache rows of the flash-decoding cases (vulkan/attn-split.c's rule splits at 2 * 128). */
+enum { CTX_LONG = 2200 };
 
 /* Prints and resets the tally: how many encoded vectors matched kvq_encode byte for byte. */
 static void print_tally(void)
@@ -87,6 +90,7 @@ struct kcase {
     uint32_t layer;
     bool no_rope; /* rope_freq_scale 0: RoPE leaves q and k bit for bit */
     int pre_n;    /* > 0: a first batch of pre_n tokens at 0 writes the prefix (pos0 == pre_n) */
+    int ctx;      /* cache rows: 0 for CTX, else <= CTX_LONG (long enough to split) */
 };
 
 /* Encoder statistics over one case (both K and V vectors of its type). */
@@ -176,7 +180,7 @@ static void reference(const struct kcase *c, const struct kvq_rot *rot, const fl
     int hd = c->hd;
     size_t khb = kvq_head_bytes(c->kt, hd), vhb = kvq_head_bytes(c->vt, hd);
     float kd[KVQ_MAX_HEAD_DIM], vd[KVQ_MAX_HEAD_DIM];
-    double s[CTX];
+    double s[CTX_LONG];
     for (int t = 0; t < c->n_tok; t++) {
         int p = c->pos0 + t;
         int lo = c->window && p + 1 > (int)c->window ? p + 1 - (int)c->window : 0;
@@ -237,13 +241,14 @@ static void run_case(struct kenv *e, const struct kcase *c)
     const int KV = HK * hd;
     size_t khb = kvq_head_bytes(c->kt, hd), vhb = kvq_head_bytes(c->vt, hd);
     size_t krow = HK * khb, vrow = HK * vhb;
+    const int n_rows = c->ctx ? c->ctx : CTX;
     struct kvq_rot rot;
     CHECK_OK(kvq_rot_init(&rot, hd, SEED, c->layer));
     bool use_cpu = backend_device_supports_kv(e->dev[0], c->kt, c->vt);
     const bool centred = c->kt != KVQ_F16;
 
     /* host data: the prefix rows (encoded here), the new q/k/v, qk-norm gains, k_aux */
-    uint8_t *kc = calloc(CTX, krow), *vc = calloc(CTX, vrow);
+    uint8_t *kc = calloc((size_t)n_rows, krow), *vc = calloc((size_t)n_rows, vrow);
     size_t n_prefix = (size_t)c->pos0 * HK * (size_t)hd + 1; /* + 1: never malloc(0) */
     size_t n_pre = (size_t)pn * HK * (size_t)hd + 1;
     float *kp = kenv_gauss(n_prefix, 1.0), *vp = kenv_gauss(n_prefix, 1.0);
@@ -288,8 +293,8 @@ static void run_case(struct kenv *e, const struct kcase *c)
         qkv[d][1] = kenv_mk(e, d, HEARTH_DTYPE_F32, KV, (size_t)KV * 4, n, k);
         qkv[d][2] = kenv_mk(e, d, HEARTH_DTYPE_F32, KV, (size_t)KV * 4, n, v);
         qkv[d][3] = kenv_mk(e, d, HEARTH_DTYPE_F32, H * hd, (size_t)H * hd * 4, n, NULL);
-        t[3] = kenv_mk(e, d, kdt, c->kt == KVQ_F16 ? KV : (int64_t)krow, krow, CTX, kc);
-        t[4] = kenv_mk(e, d, vdt, c->vt == KVQ_F16 ? KV : (int64_t)vrow, vrow, CTX, vc);
+        t[3] = kenv_mk(e, d, kdt, c->kt == KVQ_F16 ? KV : (int64_t)krow, krow, n_rows, kc);
+        t[4] = kenv_mk(e, d, vdt, c->vt == KVQ_F16 ? KV : (int64_t)vrow, vrow, n_rows, vc);
         t[6] = kenv_mk(e, d, HEARTH_DTYPE_F32, hd, (size_t)hd * 4, 1, g);
         t[7] = kenv_mk(e, d, HEARTH_DTYPE_F32, hd, (size_t)hd * 4, 1, g + hd);
         t[8] = kenv_mk(e, d, HEARTH_DTYPE_F32, KV, (size_t)KV * 4, 2, aux);
@@ -325,8 +330,8 @@ static void run_case(struct kenv *e, const struct kcase *c)
     CHECK_OK(backend_buffer_get(qkv[1][3].buf, 0, out, (size_t)n * H * hd * 4));
     CHECK_OK(backend_buffer_get(qkv[1][0].buf, 0, qr, (size_t)n * H * hd * 4));
     CHECK_OK(backend_buffer_get(qkv[1][1].buf, 0, kr, (size_t)n * KV * 4));
-    CHECK_OK(backend_buffer_get(tt[1][3].buf, 0, kc, CTX * krow));
-    CHECK_OK(backend_buffer_get(tt[1][4].buf, 0, vc, CTX * vrow));
+    CHECK_OK(backend_buffer_get(tt[1][3].buf, 0, kc, (size_t)n_rows * krow));
+    CHECK_OK(backend_buffer_get(tt[1][4].buf, 0, vc, (size_t)n_rows * vrow));
     CHECK_OK(backend_buffer_get(tt[1][8].buf, 0, aux_vk, 2 * (size_t)KV * 4));
 
     /* 4. key centring */
@@ -429,7 +434,7 @@ static void same_types(int hd)
         for (int n = 1; n <= 7; n += 6)
             for (int pos0 = 0; pos0 <= 37; pos0 += 37) {
                 struct kcase c = {(enum kvq_type)t, (enum kvq_type)t, hd, n, pos0, 0, false,
-                                  (uint32_t)(t + n), false, 0};
+                                  (uint32_t)(t + n), false, 0, 0};
                 run_case(&e, &c);
             }
     print_tally();
@@ -460,7 +465,7 @@ TEST(mixed_types)
     for (int pi = 0; pi < 2; pi++)
         for (int hd = 64; hd <= 256; hd *= 2)
             for (int n = 1; n <= 7; n += 6) {
-                struct kcase c = {pairs[pi][0], pairs[pi][1], hd, n, 37, 0, true, 3, false, 0};
+                struct kcase c = {pairs[pi][0], pairs[pi][1], hd, n, 37, 0, true, 3, false, 0, 0};
                 run_case(&e, &c);
             }
     print_tally();
@@ -476,10 +481,10 @@ TEST(window_and_pieces)
     VK_ENV_OPEN_OR_SKIP(e);
     test_rng_seed(7200);
     struct kcase c[] = {
-        {KVQ_ROT4, KVQ_ROT4, 128, 7, 37, 5, false, 11, false, 0},
-        {KVQ_Q4_0, KVQ_ROT3, 64, 7, 37, 5, true, 12, false, 0},
-        {KVQ_ROT3, KVQ_ROT3, 96, 7, 37, 0, false, 13, false, 0},
-        {KVQ_ROT4, KVQ_Q8_0, 96, 1, 20, 0, false, 14, false, 0},
+        {KVQ_ROT4, KVQ_ROT4, 128, 7, 37, 5, false, 11, false, 0, 0},
+        {KVQ_Q4_0, KVQ_ROT3, 64, 7, 37, 5, true, 12, false, 0, 0},
+        {KVQ_ROT3, KVQ_ROT3, 96, 7, 37, 0, false, 13, false, 0, 0},
+        {KVQ_ROT4, KVQ_Q8_0, 96, 1, 20, 0, false, 14, false, 0, 0},
     };
     for (size_t i = 0; i < sizeof c / sizeof c[0]; i++)
         run_case(&e, &c[i]);
@@ -501,10 +506,10 @@ TEST(centring_exact)
     for (int t = KVQ_Q8_0; t < KVQ_TYPE_COUNT; t++) {
         for (int i = 0; i < 3; i++) {
             struct kcase c = {(enum kvq_type)t, KVQ_Q8_0, 64, ns[i], 0, 0, false,
-                              (uint32_t)(20 + t), true, 0};
+                              (uint32_t)(20 + t), true, 0, 0};
             run_case(&e, &c);
         }
-        struct kcase c2 = {(enum kvq_type)t, KVQ_F16, 128, 5, 37, 0, false, 30, true, 0};
+        struct kcase c2 = {(enum kvq_type)t, KVQ_F16, 128, 5, 37, 0, false, 30, true, 0, 0};
         run_case(&e, &c2);
     }
     print_tally();
@@ -521,14 +526,81 @@ TEST(two_batches)
     VK_ENV_OPEN_OR_SKIP(e);
     test_rng_seed(7400);
     struct kcase c[] = {
-        {KVQ_ROT4, KVQ_ROT4, 128, 4, 9, 0, true, 21, false, 9},
-        {KVQ_Q4_0, KVQ_ROT3, 64, 4, 9, 0, false, 22, false, 9},
-        {KVQ_ROT3, KVQ_F16, 64, 1, 9, 0, true, 23, true, 9},
+        {KVQ_ROT4, KVQ_ROT4, 128, 4, 9, 0, true, 21, false, 9, 0},
+        {KVQ_Q4_0, KVQ_ROT3, 64, 4, 9, 0, false, 22, false, 9, 0},
+        {KVQ_ROT3, KVQ_F16, 64, 1, 9, 0, true, 23, true, 9, 0},
     };
     for (size_t i = 0; i < sizeof c / sizeof c[0]; i++)
         run_case(&e, &c[i]);
     print_tally();
     vkq_env_close(&e);
+}
+
+/*
+ * Flash-decoding by the rule (vulkan/attn-split.c): caches of CTX_LONG rows,
+ * batches of 1 and 7 tokens at 2093 (17 splits of up to 124 positions; 2
+ * under a 300-position window), every type pair above: each type with
+ * itself, the mixed pairs, a window, head_dim 96's two pieces, the sink
+ * (position 0 in piece 0 only). The bounds are those of the single pass:
+ * the split reorders the softmax sums (see test-vulkan.c attention_split).
+ */
+TEST(split_long)
+{
+    VK_ENV_OPEN_OR_SKIP(e);
+    test_rng_seed(7500);
+    CHECK(vk_attn_pick_split(1, H, CTX_LONG) > 1 && vk_attn_pick_split(7, H, CTX_LONG) > 1 &&
+          vk_attn_pick_split(7, H, 300) > 1);
+    for (int t = 0; t < KVQ_TYPE_COUNT; t++)
+        for (int n = 1; n <= 7; n += 6) {
+            struct kcase c = {(enum kvq_type)t, (enum kvq_type)t, 64, n, 2093, 0, false,
+                              (uint32_t)(40 + t), false, 0, CTX_LONG};
+            run_case(&e, &c);
+        }
+    struct kcase c[] = {
+        {KVQ_Q8_0, KVQ_ROT4, 128, 1, 2093, 0, true, 3, false, 0, CTX_LONG},
+        {KVQ_ROT3, KVQ_F16, 128, 7, 2093, 0, true, 3, false, 0, CTX_LONG},
+        {KVQ_ROT4, KVQ_ROT4, 128, 7, 2093, 300, false, 11, false, 0, CTX_LONG},
+        {KVQ_Q4_0, KVQ_ROT3, 64, 1, 2093, 300, true, 12, false, 0, CTX_LONG},
+        {KVQ_ROT3, KVQ_ROT3, 96, 7, 2093, 0, false, 13, false, 0, CTX_LONG},
+        {KVQ_ROT4, KVQ_Q8_0, 256, 1, 700, 0, false, 14, false, 0, CTX_LONG},
+    };
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++)
+        run_case(&e, &c[i]);
+    print_tally();
+    vkq_env_close(&e);
+}
+
+/*
+ * Forced counts (HEARTH_VULKAN_ATTN_SPLIT, read at stream creation) on the
+ * short cases: 64 splits over at most 44 positions (most pieces empty,
+ * including every piece of a 1-token first batch but piece 0), and 5
+ * (uneven pieces), over each type with itself, the mixed pairs, the window
+ * and the two-batch cases.
+ */
+TEST(split_forced)
+{
+    static const char *const counts[2] = {"64", "5"};
+    for (int ci = 0; ci < 2; ci++) {
+        VK_ENV_OPEN_WITH_OR_SKIP(e, vkq_env_open_split(&e, counts[ci]));
+        test_rng_seed(7550 + (uint64_t)ci);
+        for (int t = 0; t < KVQ_TYPE_COUNT; t++)
+            for (int pos0 = 0; pos0 <= 37; pos0 += 37) {
+                struct kcase c = {(enum kvq_type)t, (enum kvq_type)t, 64, pos0 ? 7 : 1, pos0, 0,
+                                  false, (uint32_t)(50 + t), false, 0, 0};
+                run_case(&e, &c);
+            }
+        struct kcase c[] = {
+            {KVQ_Q8_0, KVQ_ROT4, 128, 1, 37, 0, true, 3, false, 0, 0},
+            {KVQ_ROT3, KVQ_F16, 64, 7, 37, 0, true, 3, false, 0, 0},
+            {KVQ_ROT4, KVQ_ROT4, 128, 7, 37, 5, false, 11, false, 0, 0},
+            {KVQ_ROT3, KVQ_ROT3, 96, 7, 37, 0, false, 13, false, 0, 0},
+            {KVQ_Q4_0, KVQ_ROT3, 64, 4, 9, 0, false, 22, false, 9, 0},
+        };
+        for (size_t i = 0; i < sizeof c / sizeof c[0]; i++)
+            run_case(&e, &c[i]);
+        print_tally();
+        vkq_env_close(&e);
+    }
 }
 
 TEST(supports_kv_window)
@@ -555,7 +627,8 @@ TEST(supports_kv)
 
 TEST_MAIN(TEST_CASE(same_types_d64), TEST_CASE(same_types_d128), TEST_CASE(same_types_d256),
           TEST_CASE(mixed_types), TEST_CASE(window_and_pieces), TEST_CASE(centring_exact),
-          TEST_CASE(two_batches), TEST_CASE(supports_kv), TEST_CASE(supports_kv_window))
+          TEST_CASE(two_batches), TEST_CASE(split_long), TEST_CASE(split_forced),
+          TEST_CASE(supports_kv), TEST_CASE(supports_kv_window))
 
 #else
 

@@ -29,6 +29,8 @@
 const struct hearth_backend_ops *vk_backend_ops(void);
 
 enum { E = 64, H = 4, HK = 2, D = 32, ROT = 16, CTX = 48, KVD = HK * D, MAX_L = 32 };
+/* Cache rows of the flash-decoding cases: enough for vulkan/attn-split.c's rule to split. */
+enum { CTX_SPLIT = 1024 };
 
 /*
  * One layer's tensors for one stream: activations [1][..] f32; caches
@@ -47,6 +49,7 @@ struct env {
     struct hearth_buffer *bufs[1024];
     int n_bufs;
     int window;
+    int ctx; /* cache rows: CTX, or CTX_SPLIT */
     enum kvq_type kt, vt; /* cache types (f16/f16: graph.c's path, else op-attention.c's kvq) */
 };
 
@@ -107,19 +110,20 @@ static struct hearth_tensor mk_rand(struct env *e, int rows, int cols, float sc,
     return r;
 }
 
-/* A cache of CTX rows of type t: F16 [CTX][KVD] or I8 [CTX][HK * head bytes]. */
+/* A cache of e->ctx rows of type t: F16 [ctx][KVD] or I8 [ctx][HK * head bytes]. */
 static struct hearth_tensor mk_cache(struct env *e, enum kvq_type t)
 {
     if (t == KVQ_F16)
-        return mk(e, HEARTH_DTYPE_F16, KVD, CTX, NULL);
-    return mk(e, HEARTH_DTYPE_I8, (int64_t)(HK * kvq_head_bytes(t, D)), CTX, NULL);
+        return mk(e, HEARTH_DTYPE_F16, KVD, e->ctx, NULL);
+    return mk(e, HEARTH_DTYPE_I8, (int64_t)(HK * kvq_head_bytes(t, D)), e->ctx, NULL);
 }
 
-static bool env_open_kv(struct env *e, int n_layers, int window, enum kvq_type kt,
+static bool env_open_kv(struct env *e, int n_layers, int window, int ctx, enum kvq_type kt,
                         enum kvq_type vt)
 {
     memset(e, 0, sizeof *e);
     e->window = window;
+    e->ctx = ctx;
     e->kt = kt;
     e->vt = vt;
     vk_keep_driver_loaded();
@@ -183,10 +187,11 @@ static void env_close(struct env *e)
     backend_device_destroy(e->dev);
 }
 
-#define OPEN_OR_SKIP(e, n_layers, window) OPEN_KV_OR_SKIP(e, n_layers, window, KVQ_F16, KVQ_F16)
-#define OPEN_KV_OR_SKIP(e, n_layers, window, kt, vt)   \
-    struct env e;                                      \
-    if (!env_open_kv(&e, n_layers, window, kt, vt)) {  \
+#define OPEN_OR_SKIP(e, n_layers, window) \
+    OPEN_KV_OR_SKIP(e, n_layers, window, CTX, KVQ_F16, KVQ_F16)
+#define OPEN_KV_OR_SKIP(e, n_layers, window, ctx, kt, vt)   \
+    struct env e;                                           \
+    if (!env_open_kv(&e, n_layers, window, ctx, kt, vt)) {  \
         bool fail_ = test__failed > 0;                  \
         env_close(&e);                                 \
         if (fail_)                                     \
@@ -288,7 +293,7 @@ static void decode_both(struct env *e, int n_layers, int n_steps, int repeat_at,
     CHECK_MSG(sum_abs > 1e-3, "the block changed nothing (sum |y - x0| = %g)", sum_abs);
     /* the caches (and k_aux): every row written, bit for bit */
     for (int i = 0; i < n_layers; i++) {
-        static unsigned char a[CTX * KVD * 2], b[CTX * KVD * 2];
+        static unsigned char a[CTX_SPLIT * KVD * 2], b[CTX_SPLIT * KVD * 2];
         const struct hearth_tensor *t0[3] = {&e->l[0][i].kc, &e->l[0][i].vc, &e->l[0][i].kaux};
         const struct hearth_tensor *t1[3] = {&e->l[1][i].kc, &e->l[1][i].vc, &e->l[1][i].kaux};
         static const char *const name[3] = {"K cache", "V cache", "k_aux"};
@@ -394,9 +399,9 @@ TEST(host_time_per_step)
  * and off; one recording per layer (pos0 == 0 too: kv_center's first flag
  * comes from the step slot), the rest replayed.
  */
-static void decode_kvq_case(enum kvq_type kt, enum kvq_type vt)
+static void decode_kvq_case(enum kvq_type kt, enum kvq_type vt, int ctx)
 {
-    OPEN_KV_OR_SKIP(e, 2, 0, kt, vt);
+    OPEN_KV_OR_SKIP(e, 2, 0, ctx, kt, vt);
     double host[4];
     decode_both(&e, 2, 30, -1, host);
     struct vk_replay_stats on, off;
@@ -411,17 +416,40 @@ static void decode_kvq_case(enum kvq_type kt, enum kvq_type vt)
 
 TEST(kvq_rot4_q8_0_decode_30_steps)
 {
-    decode_kvq_case(KVQ_ROT4, KVQ_Q8_0);
+    decode_kvq_case(KVQ_ROT4, KVQ_Q8_0, CTX);
 }
 
 TEST(kvq_rot3_rot3_decode_30_steps)
 {
-    decode_kvq_case(KVQ_ROT3, KVQ_ROT3);
+    decode_kvq_case(KVQ_ROT3, KVQ_ROT3, CTX);
+}
+
+/*
+ * Flash-decoding active (a CTX_SPLIT-row cache: the rule splits each head's
+ * positions, vulkan/attn-split.c): the split count and grid depend on the
+ * cache, not the position, so the f16 block still records once over 40
+ * steps and two kvq layers (a rotated V: the merge's inverse rotation) once
+ * each over 30, bit-identical with replay off.
+ */
+TEST(split_decode_records_once)
+{
+    CHECK(vk_attn_pick_split(1, H, CTX_SPLIT) > 1 && vk_attn_pick_split(1, H, CTX) == 1);
+    {
+        OPEN_KV_OR_SKIP(e, 1, 0, CTX_SPLIT, KVQ_F16, KVQ_F16);
+        double host[4];
+        decode_both(&e, 1, 40, -1, host);
+        struct vk_replay_stats on;
+        vk_backend_replay_stats(e.s[0], &on);
+        CHECK_INT_EQ((long long)on.records, 1);
+        CHECK_INT_EQ((long long)on.replays, 39);
+        env_close(&e);
+    }
+    decode_kvq_case(KVQ_ROT4, KVQ_ROT3, CTX_SPLIT);
 }
 
 TEST_MAIN(TEST_CASE(decode_40_steps_bit_identical), TEST_CASE(window_layers_and_invalidation),
           TEST_CASE(host_time_per_step), TEST_CASE(kvq_rot4_q8_0_decode_30_steps),
-          TEST_CASE(kvq_rot3_rot3_decode_30_steps))
+          TEST_CASE(kvq_rot3_rot3_decode_30_steps), TEST_CASE(split_decode_records_once))
 #else
 TEST(no_vulkan)
 {

@@ -530,6 +530,81 @@ TEST(rope)
 }
 
 /*
+ * What the attention tests share: n_tok tokens of gaussian q [n_tok][nh * hd]
+ * and k, v [n_tok][nkv * hd] on the host (kc, vc: their f16 roundings, the
+ * CPU reference's cache) and on the device, F16 caches of n_ctx rows, out
+ * [n_tok][nh * hd].
+ */
+struct attn_fix {
+    uint32_t nh, nkv, hd, n_ctx, n_tok;
+    float *q, *k, *v, *ref, *scores;
+    uint16_t *kc, *vc;
+    struct vk_buffer qb, kb, vb, kcb, vcb, ob;
+};
+
+static bool attn_fix_init(struct vk_ctx *ctx, struct attn_fix *f, uint32_t nh, uint32_t nkv,
+                          uint32_t hd, uint32_t n_ctx, uint32_t n_tok)
+{
+    *f = (struct attn_fix){.nh = nh, .nkv = nkv, .hd = hd, .n_ctx = n_ctx, .n_tok = n_tok};
+    size_t qn = (size_t)n_tok * nh * hd, kn = (size_t)n_tok * nkv * hd;
+    uint64_t cache = (uint64_t)n_ctx * nkv * hd * 2;
+    f->q = malloc(qn * 4), f->k = malloc(kn * 4), f->v = malloc(kn * 4);
+    f->ref = malloc(qn * 4), f->scores = malloc((size_t)n_ctx * 4);
+    f->kc = malloc(kn * 2), f->vc = malloc(kn * 2);
+    if (!(f->q && f->k && f->v && f->ref && f->scores && f->kc && f->vc)) {
+        CHECK_MSG(false, "attention fixture: no host memory for %u tokens", n_tok);
+        return false;
+    }
+    fill_gauss(f->q, qn, 1.0f);
+    fill_gauss(f->k, kn, 1.0f);
+    fill_gauss(f->v, kn, 1.0f);
+    for (size_t i = 0; i < kn; i++) {
+        f->kc[i] = f32_to_f16(f->k[i]);
+        f->vc[i] = f32_to_f16(f->v[i]);
+    }
+    return make_buf(ctx, &f->qb, f->q, qn * 4) && make_buf(ctx, &f->kb, f->k, kn * 4) &&
+           make_buf(ctx, &f->vb, f->v, kn * 4) && make_buf(ctx, &f->kcb, NULL, cache) &&
+           make_buf(ctx, &f->vcb, NULL, cache) && make_buf(ctx, &f->ob, NULL, qn * 4);
+}
+
+static void attn_fix_free(struct vk_ctx *ctx, struct attn_fix *f)
+{
+    struct vk_buffer *b[6] = {&f->qb, &f->kb, &f->vb, &f->kcb, &f->vcb, &f->ob};
+    for (int i = 0; i < 6; i++)
+        vk_buffer_destroy(ctx, b[i]);
+    free(f->q), free(f->k), free(f->v), free(f->ref), free(f->scores), free(f->kc), free(f->vc);
+}
+
+/* vk_attention's arguments for tokens [pos0, pos0 + n_tok) of f (packed rows). */
+static struct vk_attn_args attn_fix_args(struct attn_fix *f, uint32_t pos0, uint32_t n_tok,
+                                         uint32_t window, float scale)
+{
+    uint32_t qd = f->nh * f->hd, kvd = f->nkv * f->hd;
+    return (struct vk_attn_args){
+        .q = {&f->qb, (uint64_t)pos0 * qd * 4}, .k_new = {&f->kb, (uint64_t)pos0 * kvd * 4},
+        .v_new = {&f->vb, (uint64_t)pos0 * kvd * 4}, .k_cache = view(&f->kcb),
+        .v_cache = view(&f->vcb), .out = {&f->ob, (uint64_t)pos0 * qd * 4}, .q_stride = qd,
+        .kv_stride = kvd, .o_stride = qd, .n_tok = n_tok, .n_head = f->nh, .n_head_kv = f->nkv,
+        .head_dim = f->hd, .n_ctx = f->n_ctx, .pos0 = pos0, .window = window, .scale = scale,
+    };
+}
+
+/* f->ref's row of position p: cpu_attn_head of every head over the host f16 cache. */
+static void attn_fix_ref(struct attn_fix *f, uint32_t p, uint32_t window, float scale)
+{
+    static const struct cpu_attn_kernels ak = {cpu_dot_f16_scalar, cpu_axpy_f16_scalar,
+                                               cpu_attn_heads_ref, cpu_exp_sum_scalar};
+    size_t qd = (size_t)f->nh * f->hd, kvd = (size_t)f->nkv * f->hd;
+    int lo = window && p + 1 > window ? (int)(p + 1 - window) : 0;
+    for (uint32_t h = 0; h < f->nh; h++) {
+        size_t col = (size_t)(h / (f->nh / f->nkv)) * f->hd;
+        cpu_attn_head(&ak, f->ref + p * qd + (size_t)h * f->hd, f->q + p * qd + (size_t)h * f->hd,
+                      f->kc + (size_t)lo * kvd + col, f->vc + (size_t)lo * kvd + col, (int)kvd,
+                      lo, (int)p, (int)f->hd, scale, f->scores);
+    }
+}
+
+/*
  * Attention with GQA (4 query heads on 2 KV heads, head_dim 64): a 150-token
  * prefill (two chunks of the online softmax) then a 7-token batch at position
  * 150, with and without a 32-position sliding window, against cpu_attn_head
@@ -543,74 +618,98 @@ TEST(attention)
     enum { NH = 4, NKV = 2, HD = 64, KVD = NKV * HD, NCTX = 200, T0 = 150, T1 = 7 };
     const float scale = 0.125f;
     size_t qn = (size_t)(T0 + T1) * NH * HD, kn = (size_t)(T0 + T1) * KVD;
-    float *q = malloc(qn * 4), *k = malloc(kn * 4), *v = malloc(kn * 4), *out = malloc(qn * 4);
-    float *ref = malloc(qn * 4), *scores = malloc(NCTX * 4);
-    uint16_t *kc = calloc((size_t)NCTX * KVD, 2), *vc = calloc((size_t)NCTX * KVD, 2);
-    uint16_t *kc_dev = malloc((size_t)NCTX * KVD * 2);
-    struct vk_buffer qb = {0}, kb = {0}, vb = {0}, kcb = {0}, vcb = {0}, ob = {0};
-    REQUIRE(q && k && v && out && ref && scores && kc && vc && kc_dev);
-    fill_gauss(q, qn, 1.0f);
-    fill_gauss(k, kn, 1.0f);
-    fill_gauss(v, kn, 1.0f);
-    for (size_t i = 0; i < kn; i++) {
-        kc[i] = f32_to_f16(k[i]);
-        vc[i] = f32_to_f16(v[i]);
-    }
-    struct cpu_attn_kernels ak = {cpu_dot_f16_scalar, cpu_axpy_f16_scalar, cpu_attn_heads_ref,
-                                  cpu_exp_sum_scalar};
-    if (make_buf(ctx, &qb, q, qn * 4) && make_buf(ctx, &kb, k, kn * 4) &&
-        make_buf(ctx, &vb, v, kn * 4) && make_buf(ctx, &kcb, NULL, (uint64_t)NCTX * KVD * 2) &&
-        make_buf(ctx, &vcb, NULL, (uint64_t)NCTX * KVD * 2) && make_buf(ctx, &ob, NULL, qn * 4)) {
+    struct attn_fix f;
+    float *out = malloc(qn * 4);
+    uint16_t *kc_dev = malloc(kn * 2);
+    REQUIRE(out && kc_dev);
+    if (attn_fix_init(ctx, &f, NH, NKV, HD, NCTX, T0 + T1)) {
         for (int win = 0; win < 2; win++) {
             uint32_t window = win ? 32 : 0;
-            CHECK_OK(vk_buffer_fill(ctx, &kcb, 0, (uint64_t)NCTX * KVD * 2, 0));
-            CHECK_OK(vk_buffer_fill(ctx, &vcb, 0, (uint64_t)NCTX * KVD * 2, 0));
+            CHECK_OK(vk_buffer_fill(ctx, &f.kcb, 0, (uint64_t)NCTX * KVD * 2, 0));
+            CHECK_OK(vk_buffer_fill(ctx, &f.vcb, 0, (uint64_t)NCTX * KVD * 2, 0));
             for (int step = 0; step < 2; step++) {
-                uint32_t pos0 = step ? T0 : 0, nt = step ? T1 : T0;
-                struct vk_attn_args a = {
-                    .q = {&qb, (uint64_t)pos0 * NH * HD * 4}, .k_new = {&kb, (uint64_t)pos0 * KVD * 4},
-                    .v_new = {&vb, (uint64_t)pos0 * KVD * 4}, .k_cache = view(&kcb),
-                    .v_cache = view(&vcb), .out = {&ob, (uint64_t)pos0 * NH * HD * 4},
-                    .q_stride = NH * HD, .kv_stride = KVD, .o_stride = NH * HD, .n_tok = nt,
-                    .n_head = NH, .n_head_kv = NKV, .head_dim = HD, .n_ctx = NCTX, .pos0 = pos0,
-                    .window = window, .scale = scale,
-                };
+                struct vk_attn_args a = attn_fix_args(&f, step ? T0 : 0, step ? T1 : T0, window,
+                                                      scale);
                 CHECK_OK(vk_attention(ctx, &a));
             }
-            CHECK_OK(vk_buffer_download(ctx, &ob, 0, out, qn * 4));
-            CHECK_OK(vk_buffer_download(ctx, &kcb, 0, kc_dev, kn * 2));
+            CHECK_OK(vk_buffer_download(ctx, &f.ob, 0, out, qn * 4));
+            CHECK_OK(vk_buffer_download(ctx, &f.kcb, 0, kc_dev, kn * 2));
             size_t ulp_bad = 0;
             for (size_t i = 0; i < kn; i++)
-                ulp_bad += abs((int)kc_dev[i] - (int)kc[i]) > 1;
+                ulp_bad += abs((int)kc_dev[i] - (int)f.kc[i]) > 1;
             CHECK_MSG(ulp_bad == 0, "%zu cached K halves off by more than 1 ulp", ulp_bad);
-            for (int p = 0; p < T0 + T1; p++)
-                for (int h = 0; h < NH; h++) {
-                    int lo = window && p + 1 > (int)window ? p + 1 - (int)window : 0;
-                    size_t col = (size_t)(h / (NH / NKV)) * HD;
-                    cpu_attn_head(&ak, ref + (size_t)p * NH * HD + (size_t)h * HD,
-                                  q + (size_t)p * NH * HD + (size_t)h * HD,
-                                  kc + (size_t)lo * KVD + col, vc + (size_t)lo * KVD + col, KVD, lo,
-                                  p, HD, scale, scores);
-                }
-            check_close(win ? "attention (window 32)" : "attention (causal)", out, ref, qn, 2e-5,
-                        1e-4);
+            for (uint32_t p = 0; p < T0 + T1; p++)
+                attn_fix_ref(&f, p, window, scale);
+            check_close(win ? "attention (window 32)" : "attention (causal)", out, f.ref, qn,
+                        2e-5, 1e-4);
         }
     }
-    vk_buffer_destroy(ctx, &qb);
-    vk_buffer_destroy(ctx, &kb);
-    vk_buffer_destroy(ctx, &vb);
-    vk_buffer_destroy(ctx, &kcb);
-    vk_buffer_destroy(ctx, &vcb);
-    vk_buffer_destroy(ctx, &ob);
-    free(q);
-    free(k);
-    free(v);
+    attn_fix_free(ctx, &f);
     free(out);
-    free(ref);
-    free(scores);
-    free(kc);
-    free(vc);
     free(kc_dev);
+    close_ctx(ctx);
+}
+
+/*
+ * Flash-decoding (vulkan/attn-split.c): a 2102-position sequence of GQA (6
+ * query heads on 2 KV heads, head_dim 80: a partly used second output dim
+ * per invocation) in calls of the rule's count (a 6-token start, one token
+ * at 2095: 17 splits of 124 positions, five at 2096; 2 splits under the
+ * 300-position window) and of forced ones (64 splits over 7 positions, so
+ * 57 pieces are empty; 5 over a 3-token batch at 7; 7 at 2101), with a
+ * 2085-token prefill between (one pass), causal and windowed, against
+ * cpu_attn_head as TEST(attention). Same bound: |d| <= 2e-5 + 1e-4 |ref|.
+ * The split only reorders the sums (each piece's exponentials against its
+ * own running max, rescaled by e^(m_s - M) at the merge: a few f32 roundings
+ * per term more), so it is not bit-exact against the single pass, but the
+ * outputs, weighted means of O(1) values, stay ~1e-7 off: far inside it.
+ */
+TEST(attention_split)
+{
+    OPEN_OR_SKIP(ctx, 0);
+    test_rng_seed(109);
+    enum { NH = 6, NKV = 2, HD = 80, NCTX = 2200, NTOK = 2102 };
+    static const struct { uint32_t pos0, n_tok, n_split; bool check; } calls[] = {
+        {0, 6, 0, true},     {6, 1, 64, true},   {7, 3, 5, true},      {10, 2085, 0, false},
+        {2095, 1, 0, true},  {2096, 5, 0, true}, {2101, 1, 7, true},
+    };
+    /* the rule splits these decode shapes, not prefill, and never past its cap */
+    CHECK(vk_attn_pick_split(1, NH, NCTX) > 1 && vk_attn_pick_split(5, NH, NCTX) > 1);
+    CHECK(vk_attn_pick_split(1, NH, 300) == 2 && vk_attn_pick_split(2085, NH, NCTX) == 1);
+    CHECK(vk_attn_pick_split(1, 1, 1u << 24) == 64 && vk_attn_pick_split(1, NH, 100) == 1);
+    const float scale = 0.11f;
+    size_t row = (size_t)NH * HD;
+    struct attn_fix f;
+    struct vk_buffer split = {0};
+    float *got = malloc((size_t)NTOK * row * 4), *want = malloc((size_t)NTOK * row * 4);
+    REQUIRE(got && want);
+    if (attn_fix_init(ctx, &f, NH, NKV, HD, NCTX, NTOK)) {
+        for (int win = 0; win < 2; win++) {
+            uint32_t window = win ? 300 : 0;
+            size_t n_got = 0;
+            for (size_t c = 0; c < sizeof calls / sizeof calls[0]; c++) {
+                uint32_t pos0 = calls[c].pos0, nt = calls[c].n_tok;
+                struct vk_attn_args a = attn_fix_args(&f, pos0, nt, window, scale);
+                a.split_scratch = &split;
+                a.n_split = calls[c].n_split;
+                CHECK_OK(vk_attention(ctx, &a));
+                if (!calls[c].check)
+                    continue;
+                CHECK_OK(vk_buffer_download(ctx, &f.ob, pos0 * row * 4, got + n_got,
+                                            nt * row * 4));
+                for (uint32_t p = pos0; p < pos0 + nt; p++)
+                    attn_fix_ref(&f, p, window, scale);
+                memcpy(want + n_got, f.ref + pos0 * row, nt * row * 4);
+                n_got += nt * row;
+            }
+            check_close(win ? "split attention (window 300)" : "split attention (causal)", got,
+                        want, n_got, 2e-5, 1e-4);
+        }
+    }
+    attn_fix_free(ctx, &f);
+    vk_buffer_destroy(ctx, &split);
+    free(got);
+    free(want);
     close_ctx(ctx);
 }
 
@@ -739,7 +838,7 @@ TEST(rejects_bad_args)
 TEST_MAIN(TEST_CASE(matmul_all_types), TEST_CASE(matmul_one_block), TEST_CASE(matmul_large),
           TEST_CASE(weights_split_across_chunks), TEST_CASE(staging_stays_within_its_worst_case),
           TEST_CASE(rmsnorm), TEST_CASE(rope),
-          TEST_CASE(attention), TEST_CASE(eltwise), TEST_CASE(embed_all_types),
+          TEST_CASE(attention), TEST_CASE(attention_split), TEST_CASE(eltwise), TEST_CASE(embed_all_types),
           TEST_CASE(rejects_bad_args))
 
 #else /* no Vulkan backend in this build */

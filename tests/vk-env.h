@@ -24,13 +24,20 @@
 void vkq_check_validation_setup(void);
 /* Opens both devices and their streams; false where there is no Vulkan device to test. */
 bool vkq_env_open(struct kenv *e);
+/*
+ * vkq_env_open with the Vulkan stream created under HEARTH_VULKAN_ATTN_SPLIT=count
+ * (flash-decoding forced, vulkan/attn-split.c); the variable is restored after.
+ */
+bool vkq_env_open_split(struct kenv *e, const char *count);
 /* Checks Vulkan validation stayed silent, then frees the buffers, streams and devices. */
 void vkq_env_close(struct kenv *e);
 
 /* Declares and opens e, or skips the case (no Vulkan device, or ASan with slow unwinding). */
-#define VK_ENV_OPEN_OR_SKIP(e)                                                                     \
+#define VK_ENV_OPEN_OR_SKIP(e) VK_ENV_OPEN_WITH_OR_SKIP(e, vkq_env_open(&e))
+/* The same, opened by the call `open` (vkq_env_open_split). */
+#define VK_ENV_OPEN_WITH_OR_SKIP(e, open)                                                          \
     struct kenv e;                                                                                 \
-    if (!vkq_env_open(&e)) {                                                                       \
+    if (!(open)) {                                                                                 \
         vkq_env_close(&e);                                                                         \
         TEST_SKIP(fixture_asan_slow_unwind() ? "no Vulkan device under ASan slow "                 \
                                                "unwinding (see fixture_asan_slow_unwind)"          \

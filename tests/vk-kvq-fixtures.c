@@ -31,6 +31,21 @@ bool vkq_env_open(struct kenv *e)
     return true;
 }
 
+bool vkq_env_open_split(struct kenv *e, const char *count)
+{
+    const char *old = getenv("HEARTH_VULKAN_ATTN_SPLIT");
+    char saved[16] = {0};
+    if (old)
+        snprintf(saved, sizeof saved, "%s", old);
+    setenv("HEARTH_VULKAN_ATTN_SPLIT", count, 1);
+    bool have = vkq_env_open(e);
+    if (old)
+        setenv("HEARTH_VULKAN_ATTN_SPLIT", saved, 1);
+    else
+        unsetenv("HEARTH_VULKAN_ATTN_SPLIT");
+    return have;
+}
+
 void vkq_check_validation_setup(void)
 {
     if (!vk_validation_requested() || vk_validation_available())

@@ -46,6 +46,8 @@ struct vk_graph {
     int next;
     struct vk_replay *rp; /* NULL: replay off (HEARTH_VULKAN_REPLAY=0) */
     struct vk_kvq *kq;    /* compressed-KV attention state, made on first such op */
+    struct vk_buffer split; /* ATTENTION: flash-decoding partials, every layer (attn-split.c) */
+    uint32_t n_split;       /* vk_attn_args.n_split: 0 the rule, 1 off (HEARTH_VULKAN_ATTN_SPLIT) */
 };
 
 hearth_status vk_graph_create(struct vk_ctx *ctx, struct vk_graph **out)
@@ -59,6 +61,12 @@ hearth_status vk_graph_create(struct vk_ctx *ctx, struct vk_graph **out)
     if (st != HEARTH_OK) {
         free(g);
         return st;
+    }
+    /* HEARTH_VULKAN_ATTN_SPLIT=N forces N splits (0 or 1: the single pass), for A/B runs */
+    const char *sp = getenv("HEARTH_VULKAN_ATTN_SPLIT");
+    if (sp && *sp) {
+        unsigned long n = strtoul(sp, NULL, 10);
+        g->n_split = n < 1 ? 1 : n > 64 ? 64 : (uint32_t)n;
     }
     const char *env = getenv("HEARTH_VULKAN_REPLAY");
     if (!(env && strcmp(env, "0") == 0) && (st = vk_replay_create(ctx, &g->rp)) != HEARTH_OK) {
@@ -77,6 +85,7 @@ void vk_graph_destroy(struct vk_graph *g)
     vk_submit(g->ctx);
     vk_replay_destroy(g->rp);
     vk_kvq_destroy(g->kq);
+    vk_buffer_destroy(g->ctx, &g->split);
     vk_buffer_destroy(g->ctx, &g->scratch);
     vk_buffer_destroy(g->ctx, &g->freq);
     free(g);
@@ -286,6 +295,8 @@ static hearth_status run_attention(struct vk_graph *g, const struct hearth_op *o
     a.pos0 = (uint32_t)at->pos0;
     a.window = at->window;
     a.scale = at->scale;
+    a.split_scratch = &g->split;
+    a.n_split = g->n_split;
     if (!kvq)
         return vk_attention(g->ctx, &a);
     if (!g->kq && (st = vk_kvq_create(g->ctx, &g->kq)))

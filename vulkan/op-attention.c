@@ -37,6 +37,11 @@
  * holds for f16/f16 too (vk_kvq_takes sends it here, not to vk_attention,
  * whose kernels need the caches): both types f16 means no kv-center, no
  * sink, no rotation, so the ring rows are k and v rounded to f16.
+ * Flash-decoding (attn-split.c, vk-attn-split.h): for a decode-sized batch
+ * over a long cache both attention kernels run a (head, token, split) grid
+ * into the caller's scratch, and attention_combine merges the partials into
+ * out (undoing a rotated V's rotation there); the count and the scratch are
+ * settled before the first dispatch, since growing the scratch submits.
  * graph.c's run_attention runs the q/k norms and RoPE for every cache type
  * and calls vk_attention_kvq for the compressed ones; vk_kvq_args_from_op
  * checks their tensors.
@@ -44,6 +49,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "vk-attn-split.h"
 #include "vk-graph.h"
 #include "vk-internal.h"
 #include "vk-kvq.h"
@@ -64,6 +70,10 @@ hearth_status vk_attention(struct vk_ctx *ctx, const struct vk_attn_args *a)
                        "heads %u/%u of %u dims (even, <= %d), strides q %u kv %u o %u",
                        a->n_tok, a->pos0, a->n_ctx, a->n_head, a->n_head_kv, a->head_dim,
                        VK_ATTN_MAX_HD, a->q_stride, a->kv_stride, a->o_stride);
+    /* flash-decoding: the count and its scratch first (growing it submits) */
+    uint32_t ns = vk__attn_n_split(ctx, a, a->window && a->window < a->n_ctx ? a->window : a->n_ctx);
+    if (ns > 1 && (st = vk__attn_split_scratch(ctx, a, ns)))
+        return st;
     uint32_t qo, ko, vo, kco, vco, oo;
     uint64_t cache_bytes = (uint64_t)a->n_ctx * kv_dim * 2;
     uint64_t kv_bytes = ((uint64_t)(a->n_tok - 1) * a->kv_stride + kv_dim) * 4;
@@ -97,9 +107,16 @@ hearth_status vk_attention(struct vk_ctx *ctx, const struct vk_attn_args *a)
         .head_dim = a->head_dim, .pos0 = pos0, .window = a->window, .scale = a->scale,
         .kv_dim = kv_dim, .q_off = qo, .q_stride = a->q_stride, .o_off = oo,
         .o_stride = a->o_stride, .k_cache_off = kco, .v_cache_off = vco, .pos_slot = slot,
+        .n_split = ns,
     };
-    const struct vk_buffer *ab[5] = {a->q.buf, a->k_cache.buf, a->v_cache.buf, a->out.buf, step};
-    return vk__dispatch(ctx, VK_SH_ATTENTION, ab, &ap, sizeof ap, a->n_head, a->n_tok, 1);
+    /* split: the partials go to the scratch (at float 0), and the merge writes out */
+    if (ns > 1)
+        ap.o_off = 0;
+    const struct vk_buffer *ab[5] = {a->q.buf, a->k_cache.buf, a->v_cache.buf,
+                                     ns > 1 ? a->split_scratch : a->out.buf, step};
+    if ((st = vk__dispatch(ctx, VK_SH_ATTENTION, ab, &ap, sizeof ap, a->n_head, a->n_tok, ns)))
+        return st;
+    return ns > 1 ? vk__attn_combine(ctx, a, ns, oo, NULL) : HEARTH_OK;
 }
 
 /* ==== compressed KV caches (vk-kvq.h) ======================================= */
@@ -261,6 +278,11 @@ hearth_status vk_attention_kvq(struct vk_kvq *kq, const struct vk_kvq_args *ka)
         return err_set(HEARTH_ERR_INVALID_ARG, "vulkan attention: caches of %u rows (%u / %u "
                        "bytes) do not fit their buffers", a->n_ctx, ka->k_row_bytes,
                        ka->v_row_bytes);
+    /* flash-decoding, as vk_attention; a ring-only layer spans its window */
+    uint32_t span = a->window && (ring_only || a->window < a->n_ctx) ? a->window : a->n_ctx;
+    uint32_t ns = vk__attn_n_split(ctx, a, span);
+    if (ns > 1 && (st = vk__attn_split_scratch(ctx, a, ns)))
+        return st;
     uint32_t qo, ko, vo, oo;
     uint64_t kv_bytes = ((uint64_t)(a->n_tok - 1) * a->kv_stride + kv_dim) * 4;
     uint64_t q_bytes = ((uint64_t)(a->n_tok - 1) * a->q_stride + a->n_head * hd) * 4;
@@ -336,8 +358,9 @@ hearth_status vk_attention_kvq(struct vk_kvq *kq, const struct vk_kvq_args *ka)
     struct vk_attn_kvq_params ap = {
         .n_tok = a->n_tok, .n_head = a->n_head, .n_head_kv = a->n_head_kv, .head_dim = hd,
         .pos0 = pos0, .window = a->window, .scale = a->scale,
-        .types = (uint32_t)ka->k_type | (uint32_t)ka->v_type << 8 | (uint32_t)centred << 16,
-        .q_off = qo, .q_stride = a->q_stride, .o_off = oo, .o_stride = a->o_stride,
+        .types = (uint32_t)ka->k_type | (uint32_t)ka->v_type << 8 | (uint32_t)centred << 16 |
+                 ns << 24,
+        .q_off = qo, .q_stride = a->q_stride, .o_off = ns > 1 ? 0 : oo, .o_stride = a->o_stride,
         .k_off = ring_only ? 0 : (uint32_t)a->k_cache.offset,
         .v_off = ring_only ? 0 : (uint32_t)a->v_cache.offset,
         .k_row_bytes = ka->k_row_bytes, .v_row_bytes = ka->v_row_bytes,
@@ -353,11 +376,15 @@ hearth_status vk_attention_kvq(struct vk_kvq *kq, const struct vk_kvq_args *ka)
      */
     const struct vk_buffer *ph = a->q.buf;
     const struct vk_buffer *ab[10] = {a->q.buf, ring_only ? ph : a->k_cache.buf,
-                                      ring_only ? ph : a->v_cache.buf, a->out.buf,
+                                      ring_only ? ph : a->v_cache.buf,
+                                      ns > 1 ? a->split_scratch : a->out.buf,
                                       centred ? ka->k_aux.buf : ph, step,
                                       W ? &kq->xs : ph, W ? ka->k_ring.buf : ph,
                                       W ? ka->v_ring.buf : ph, W ? ka->ring_pos.buf : ph};
-    if ((st = vk__dispatch(ctx, VK_SH_ATTENTION_KVQ, ab, &ap, sizeof ap, a->n_head, a->n_tok, 1)))
+    if ((st = vk__dispatch(ctx, VK_SH_ATTENTION_KVQ, ab, &ap, sizeof ap, a->n_head, a->n_tok,
+                           ns)) ||
+        (ns > 1 && (st = vk__attn_combine(ctx, a, ns, oo,
+                                          kvq_is_rotated(ka->v_type) ? sign : NULL))))
         return st;
     if (W == 0)
         return HEARTH_OK;

@@ -109,6 +109,9 @@ static const struct vk_shader_desc vk_shaders[VK_SH_COUNT] = {
                         sizeof(struct vk_kv_exact_params)},
     [VK_SH_KV_RING] = {"kv_ring", hearth_spv_kv_ring, &hearth_spv_kv_ring_size, 5,
                        sizeof(struct vk_kv_ring_params)},
+    [VK_SH_ATTENTION_COMBINE] = {"attention_combine", hearth_spv_attention_combine,
+                                 &hearth_spv_attention_combine_size, 2,
+                                 sizeof(struct vk_attn_combine_params)},
 };
 #undef MM
 

@@ -37,6 +37,8 @@ enum vk_shader {
     /* the exact KV window (ATTENTION step 5, op-attention.c) */
     VK_SH_KV_EXACT,
     VK_SH_KV_RING,
+    /* flash-decoding's merge (attn-split.c) */
+    VK_SH_ATTENTION_COMBINE,
     VK_SH_COUNT
 };
 

@@ -281,14 +281,31 @@ hearth_status vk_rope(struct vk_ctx *ctx, struct vk_view x, uint32_t x_stride, u
  * with p = pos0 + t, lo = window ? max(0, p − window + 1) : 0, KV head
  * h / (n_head / n_head_kv). q: [n_tok][q_stride], out: [n_tok][o_stride].
  * head_dim even and <= 256; pos0 + n_tok <= n_ctx.
+ * Flash-decoding (attn-split.c): split_scratch, a buffer the caller owns
+ * (zero-initialised, destroyed with vk_buffer_destroy once the recorded work
+ * ran), lets a decode-sized batch split each (head, token)'s positions over
+ * several workgroups, the buffer grown on demand to hold their partials;
+ * NULL: always the single pass. n_split: 0 for vk_attn_pick_split's count,
+ * else that count (1: the single pass; at most 64). The split changes the
+ * summation order only: results agree with the single pass to rounding.
  */
 struct vk_attn_args {
     struct vk_view q, k_new, v_new, k_cache, v_cache, out;
     uint32_t q_stride, kv_stride, o_stride;
     uint32_t n_tok, n_head, n_head_kv, head_dim, n_ctx, pos0, window;
     float scale;
+    struct vk_buffer *split_scratch;
+    uint32_t n_split;
 };
 hearth_status vk_attention(struct vk_ctx *ctx, const struct vk_attn_args *a);
+/*
+ * The splits per (head, token) for n_tok tokens of n_head heads that attend
+ * at most span positions (n_ctx, or a smaller sliding window): 1 for
+ * prefill-sized batches, else enough for ~512 workgroups, at most span / 128
+ * and 64 (the rule is documented in attn-split.c). A function of the shape
+ * and the cache size only, so a replayed decode step keeps one recording.
+ */
+uint32_t vk_attn_pick_split(uint32_t n_tok, uint32_t n_head, uint32_t span);
 
 /* g[i] = silu(g[i]) · u[i] (swiglu) or gelu_tanh(g[i]) · u[i] (geglu), i < n. */
 hearth_status vk_swiglu(struct vk_ctx *ctx, struct vk_view g, struct vk_view u, uint32_t n);

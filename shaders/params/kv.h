@@ -7,11 +7,13 @@
 
 /*
  * A shader declares one push-constant block (named pc): the kvq shaders define
- * VK_SHADER_KVQ_STORE or VK_SHADER_ATTN_KVQ to pick theirs; C sees every struct.
+ * VK_SHADER_KVQ_STORE or VK_SHADER_ATTN_KVQ (attention-combine.comp, which wants the
+ * VK_KVQ_* values only, VK_SHADER_ATTN_COMBINE) to pick theirs; C sees every struct.
  */
 #if !defined(VULKAN) || \
     !(defined(VK_SHADER_KVQ_STORE) || defined(VK_SHADER_ATTN_KVQ) ||      \
-      defined(VK_SHADER_KV_CENTER) || defined(VK_SHADER_KV_EXACT) || defined(VK_SHADER_KV_RING))
+      defined(VK_SHADER_KV_CENTER) || defined(VK_SHADER_KV_EXACT) || defined(VK_SHADER_KV_RING) || \
+      defined(VK_SHADER_ATTN_COMBINE))
 /* cache[pos0 + t][:] = f16(src[t][:]) for K and V at once */
 VK_PARAMS_BEGIN(vk_kv_store_params)
     uint32_t n_tok;
