@@ -668,9 +668,9 @@ bool engine_roofline(const struct engine *e, double *tps, int *assumed)
     *assumed = 0;
     for (int d = 0; d < pl->devs.n; d++) {
         const struct plan_device *pd = &pl->devs.dev[d];
-        if (pl->use[d].total == 0 || pl->use[d].read_per_token == 0 || !(pd->mem_bw > 0))
+        if (pl->use[d].total == 0 || !(pl->use[d].decode_mem_s > 0))
             continue;
-        s += (double)pl->use[d].read_per_token / pd->mem_bw;
+        s += pl->use[d].decode_mem_s; /* the plan's reads there at its copy bandwidth */
         *assumed += pd->mem_bw_assumed;
     }
     *tps = s > 0 ? 1.0 / s : 0.0;

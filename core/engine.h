@@ -125,8 +125,8 @@ bool engine_device_memory(const struct engine *e, int d, const char **name, uint
 bool engine_device_seconds(const struct engine *e, int d, double *seconds);
 /*
  * The decode roofline of the allocated plan: one token's reads on every
- * device (weights and KV, plan_usage.read_per_token) at that device's copy
- * bandwidth, summed: *tps = 1 / that time. *assumed: how many of those
+ * device (weights and KV) at that device's copy bandwidth, summed
+ * (plan_usage.decode_mem_s): *tps = 1 / that time. *assumed: how many of those
  * devices' bandwidths are defaults, not measured (`hearth devices
  * --measure`). False on the CPU path (the caller's own copy bandwidth is
  * the roofline there).

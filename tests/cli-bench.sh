@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # cli-bench: `hearth bench --json` on SmolLM2 parses, has a pp and a tg row,
-# every number positive and the bandwidth fraction in (0, 2); the table output
+# every number positive and the bandwidth fraction in (0, 2); on vulkan0 (one
+# layer) the plan's roofline and the time split add up; the table output
 # has both rows; a small synth model runs too; bad flags exit 2.
 set -u
 bin=${HEARTH_BIN:?HEARTH_BIN must name the hearth binary}
@@ -41,6 +42,29 @@ assert 96_000_000 < tg["weight_bytes_per_token"] < 97_000_000, tg["weight_bytes_
 # prefill reads them once per batch of up to 64: here one batch for 32 tokens
 assert abs(pp["weight_bytes_per_token"] * 32 / tg["weight_bytes_per_token"] - 1) < 1e-6, pp
 PY
+
+# the device path (one layer on vulkan0, where there is one): the plan's roofline and the
+# time split; on the CPU path above neither appears
+python3 -c "import json, sys
+assert all(r['time_split'] is None and 'roofline_tps' not in r for r in json.load(open(sys.argv[1])))" \
+    "$tmp/b.json" || fail "CPU-path bench has a roofline or a time split: $(cat "$tmp/b.json")"
+if "$bin" devices --no-bandwidth 2>/dev/null | grep -q '^vulkan0 '; then
+    "$bin" bench -m "$smol" --device vulkan0 -ngl 1 -p 0 -n 2 -r 1 --bw-size 16MiB --json \
+        > "$tmp/v.json" 2> "$tmp/verr" || fail "bench -ngl 1 on vulkan0 exit $?: $(cat "$tmp/verr")"
+    pred=$(grep -Eo '[0-9.]+ tok/s decode' "$tmp/verr" | grep -Eo '^[0-9.]+')
+    python3 - "$tmp/v.json" "${pred:-0}" <<'PY' || fail "device-path bench JSON: $(cat "$tmp/v.json")"
+import json, sys
+(r,) = json.load(open(sys.argv[1]))
+pred = float(sys.argv[2])
+# the roofline counts only reads at copy bandwidth: the plan's decode prediction is below it
+assert pred > 0 and r["roofline_tps"] >= pred, (r["roofline_tps"], pred)
+assert abs(r["roofline_fraction"] - r["tps_median"] / r["roofline_tps"]) < 1e-3, r
+sp = r["time_split"]
+assert set(sp) == {"cpu", "vulkan0", "moves"}, sp
+assert sp["cpu"] > 0 and sp["vulkan0"] > 0 and sp["moves"] > 0, sp
+assert abs(sum(sp.values()) - 1) < 1e-3, sp
+PY
+fi
 
 "$bin" bench -m "$smol" -p 16 -n 4 -r 1 --bw-size 32MiB > "$tmp/t.txt" 2> "$tmp/err" \
     || fail "bench table exit $?: $(cat "$tmp/err")"
