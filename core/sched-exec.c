@@ -34,7 +34,14 @@ static struct hearth_tensor row_range(const struct hearth_tensor *t, int row0, i
 /*
  * x[0..n) of device a -> x of device b, through b's host-visible staging;
  * with glu also the GLU output (gate[0..n), [n][n_ff]), staged after x's
- * batch so one synchronization per side covers both.
+ * batch so one synchronization of a covers both. a is synchronized: the
+ * host must hold the rows before b's upload reads them. b is not: b's
+ * stream orders the upload before b's ops, and nothing writes b's staging
+ * again before b's stream has been synchronized, because the next move into
+ * b comes after a move out of b (which synchronizes b as its a) and a batch
+ * ends by synchronizing its last device. So a host-to-GPU boundary makes
+ * neither side wait for the copy (and on Vulkan the upload joins the GPU's
+ * next submission).
  */
 static hearth_status move_acts(struct sched *s, int a, int b, int n, bool glu)
 {
@@ -56,8 +63,7 @@ static hearth_status move_acts(struct sched *s, int a, int b, int n, bool glu)
     if ((st = backend_stream_set_async(sb->stream, sb->act, sb->a[ACT_X].offset, stage, xb)) !=
             HEARTH_OK ||
         (glu && (st = backend_stream_set_async(sb->stream, sb->act, sb->a[ACT_GATE].offset,
-                                               stage + goff, gb)) != HEARTH_OK) ||
-        (st = backend_stream_synchronize(sb->stream)) != HEARTH_OK)
+                                               stage + goff, gb)) != HEARTH_OK))
         return st;
     t = bw_now();
     s->xfer_s += t - s->seg_t0;

@@ -151,8 +151,10 @@ uint64_t sched_device_bytes(const struct sched *s, int d);
  * Where the time went, since creation or sched_time_reset: the wall time of
  * device d's stretches of consecutive blocks, each from its first op being
  * issued to its completion (seen at the boundary synchronization that ends
- * the stretch, or the final one), and of the boundary moves between devices.
- * A host clock, so a GPU's stretch includes issuing its ops; the embedding
+ * the stretch, or the final one), and of the boundary moves between devices
+ * (the host's part of a move: the copy out of the device left is in its
+ * stretch, the upload to the next one in that one's, since neither is waited
+ * for separately). A host clock, so a GPU's stretch includes issuing its ops; the embedding
  * device's stretch starts with the token upload. No synchronization is added
  * to measure it. Partial offload reports this as its CPU/GPU split.
  */
