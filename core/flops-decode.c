@@ -227,6 +227,34 @@ static hearth_status measure_types(struct dec_bench *b, struct flops_decode_resu
     return HEARTH_OK;
 }
 
+/*
+ * n_ops one-token MATMULs of the smallest shape, FLOPS_DEC_LAT_LIST to a list
+ * as a decode block's ops are: a backend that replays a repeated list (CUDA
+ * graphs, Vulkan command buffers) is timed replaying, as decode runs it.
+ */
+static hearth_status run_latency(const struct dec_bench *b, int n_ops, double *seconds)
+{
+    struct hearth_op ops[FLOPS_DEC_LAT_LIST];
+    memset(ops, 0, sizeof ops);
+    for (int i = 0; i < FLOPS_DEC_LAT_LIST; i++) {
+        struct hearth_op_matmul *m = &ops[i].u.matmul;
+        ops[i].kind = HEARTH_OP_MATMUL;
+        ops[i].n_tok = 1;
+        m->n_w = 1;
+        backend_tensor_2d(&m->x, b->x, 0, HEARTH_DTYPE_F32, FLOPS_N_IN_MIN, 1);
+        backend_tensor_2d(&m->y[0], b->y, 0, HEARTH_DTYPE_F32, FLOPS_DEC_N_OUT_MIN, 1);
+        backend_tensor_2d(&m->w[0], b->w[0], 0, b->type, FLOPS_N_IN_MIN, FLOPS_DEC_N_OUT_MIN);
+    }
+    double t0 = bw_now();
+    hearth_status st = HEARTH_OK;
+    for (int i = 0; i < n_ops / FLOPS_DEC_LAT_LIST && st == HEARTH_OK; i++)
+        st = backend_stream_run(b->s, ops, FLOPS_DEC_LAT_LIST);
+    if (st == HEARTH_OK)
+        st = backend_stream_synchronize(b->s);
+    *seconds = bw_now() - t0;
+    return st;
+}
+
 static hearth_status measure_latency(struct dec_bench *b, struct flops_decode_result *out)
 {
     hearth_status st = fill_type(b, HEARTH_DTYPE_Q4_K);
@@ -235,13 +263,13 @@ static hearth_status measure_latency(struct dec_bench *b, struct flops_decode_re
     int n_ops = 16;
     double t = 0, times[DEC_REPS];
     if (st == HEARTH_OK)
-        st = run_matvec(b, FLOPS_DEC_N_OUT_MIN, FLOPS_N_IN_MIN, 1, n_ops, &t);
+        st = run_latency(b, n_ops, &t);
     while (st == HEARTH_OK && t < FLOPS_MIN_RUN_S && n_ops < FLOPS_DEC_MAX_OPS) {
         n_ops *= 2;
-        st = run_matvec(b, FLOPS_DEC_N_OUT_MIN, FLOPS_N_IN_MIN, 1, n_ops, &t);
+        st = run_latency(b, n_ops, &t);
     }
     for (int r = 0; r < DEC_REPS && st == HEARTH_OK; r++)
-        st = run_matvec(b, FLOPS_DEC_N_OUT_MIN, FLOPS_N_IN_MIN, 1, n_ops, &times[r]);
+        st = run_latency(b, n_ops, &times[r]);
     if (st != HEARTH_OK)
         return st;
     out->n_ops = n_ops;

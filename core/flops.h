@@ -93,9 +93,13 @@ hearth_status flops_measure_device(struct hearth_device *dev, struct flops_resul
  *
  * Op latency: seconds per op of a one-token Q4_K MATMUL too small to cost
  * anything but its dispatch (FLOPS_DEC_N_OUT_MIN x FLOPS_N_IN_MIN): a CPU's
- * thread fork/join, a GPU's kernel launch. Ops are enqueued in runs of 16
- * doubling to FLOPS_DEC_MAX_OPS before one synchronize until a run takes
- * FLOPS_MIN_RUN_S; median of 5.
+ * thread fork/join, a GPU's kernel launch. Ops are enqueued in lists of
+ * FLOPS_DEC_LAT_LIST, the length of a decode block's list (4-8 ops), so a
+ * backend that replays repeated lists (CUDA graphs, Vulkan's recorded
+ * command buffers) is timed as decode runs it, in runs of 16 ops doubling to
+ * FLOPS_DEC_MAX_OPS before one synchronize until a run takes
+ * FLOPS_MIN_RUN_S; median of 5. (Before 2026-11-23 each op was its own list;
+ * a cached figure from then overstates a graph-replaying GPU's latency.)
  */
 #define FLOPS_DEC_N_OUT 14336
 #define FLOPS_DEC_N_OUT_MIN 64
@@ -103,6 +107,7 @@ hearth_status flops_measure_device(struct hearth_device *dev, struct flops_resul
 #define FLOPS_DEC_N_W 8
 #define FLOPS_DEC_MAX_ITER 64
 #define FLOPS_DEC_MAX_OPS 8192
+#define FLOPS_DEC_LAT_LIST 8
 #define FLOPS_DEC_SLOW_S 0.25
 #define FLOPS_DEC_N_TYPES 11
 
