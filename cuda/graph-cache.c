@@ -147,8 +147,22 @@ bool cuda_graph_key(struct cuda_graph_cache *c, const struct hearth_op *ops, int
     }
     if (c->oom)
         return false;
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (size_t i = 0; i < c->len; i++)
+    /*
+     * FNV-1a's step on 8-byte words, not bytes: a decode key is ~1.6 KB per
+     * 5-op list, and the byte loop's chain of ~1.5k multiplies made key and
+     * lookup take ~3 us of host time per list instead of ~1 (bench/RESULTS.md,
+     * 2026-11-23), about a graph launch's cost. The hash only rejects; find()
+     * compares the bytes.
+     */
+    uint64_t h = 1469598103934665603ull;
+    size_t i = 0;
+    for (; i + 8 <= c->len; i += 8) {
+        uint64_t w;
+        memcpy(&w, c->buf + i, 8);
+        h = (h ^ w) * 1099511628211ull;
+        h ^= h >> 29;
+    }
+    for (; i < c->len; i++)
         h = (h ^ c->buf[i]) * 1099511628211ull;
     c->hash = h;
     return true;
