@@ -106,6 +106,13 @@ extern "C" const char *cudaGetErrorString(cudaError_t e)
 /* ---- device -------------------------------------------------------------------------- */
 static const size_t total_mem = (size_t)80 << 30;
 
+/* CUDA_EMU_MEM_LIMIT=BYTES: a smaller device, to reach the OOM and partial-offload paths */
+static size_t mem_cap(void)
+{
+    const char *lim = getenv("CUDA_EMU_MEM_LIMIT");
+    return lim ? (size_t)strtoull(lim, NULL, 10) : total_mem;
+}
+
 extern "C" cudaError_t cudaGetDeviceCount(int *count)
 {
     if (getenv("CUDA_EMU_NO_DEVICE")) {
@@ -135,7 +142,7 @@ extern "C" cudaError_t cudaGetDeviceProperties(struct cudaDeviceProp *p, int dev
         return emu_error(cudaErrorInvalidDevice, "cudaGetDeviceProperties(%d)", device);
     memset(p, 0, sizeof *p);
     snprintf(p->name, sizeof p->name, "NVIDIA H100 (cuda-emu)");
-    p->totalGlobalMem = total_mem;
+    p->totalGlobalMem = mem_cap();
     p->sharedMemPerBlock = 48 << 10;
     p->sharedMemPerBlockOptin = 232448;
     p->sharedMemPerMultiprocessor = 233472;
@@ -199,8 +206,7 @@ extern "C" cudaError_t cudaMalloc(void **p, size_t n)
         return e;
     if (n == 0)
         return cudaSuccess;
-    const char *lim = getenv("CUDA_EMU_MEM_LIMIT"); /* bytes: lets a test reach the OOM path */
-    size_t cap = lim ? (size_t)strtoull(lim, NULL, 10) : total_mem;
+    size_t cap = mem_cap();
     pthread_mutex_lock(&mem_lock);
     bool fits = n <= cap && dev_used <= cap - n;
     pthread_mutex_unlock(&mem_lock);
@@ -258,10 +264,11 @@ extern "C" cudaError_t cudaFreeHost(void *p)
 
 extern "C" cudaError_t cudaMemGetInfo(size_t *free_b, size_t *total_b)
 {
+    size_t cap = mem_cap();
     pthread_mutex_lock(&mem_lock);
-    *free_b = total_mem - dev_used;
+    *free_b = dev_used < cap ? cap - dev_used : 0;
     pthread_mutex_unlock(&mem_lock);
-    *total_b = total_mem;
+    *total_b = cap;
     return cudaSuccess;
 }
 
@@ -484,7 +491,15 @@ extern "C" cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *g)
         return emu_error(cudaErrorIllegalState, "cudaStreamEndCapture: stream is not capturing");
     if (!capturing_here(s))
         return emu_error(cudaErrorStreamCaptureWrongThread, "cudaStreamEndCapture");
+    /* CUDA_EMU_FAIL_CAPTURES=N: the first N captures end invalidated (the caller's fallback) */
+    static int to_fail = -1;
     pthread_mutex_lock(&stream_lock);
+    if (to_fail < 0)
+        to_fail = getenv("CUDA_EMU_FAIL_CAPTURES") ? atoi(getenv("CUDA_EMU_FAIL_CAPTURES")) : 0;
+    if (to_fail > 0) {
+        to_fail--;
+        s->invalidated = true;
+    }
     s->capturing = false;
     bool bad = s->invalidated;
     std::vector<emu_node> nodes = std::move(s->nodes);
