@@ -14,7 +14,7 @@ cd "$root"
 
 pkgs=(build-essential cmake pkg-config git python3 python3-pip clang libclang-rt-14-dev
       libpcre2-dev glslc libvulkan-dev mesa-vulkan-drivers vulkan-validationlayers
-      libmicrohttpd-dev libcjson-dev python3-venv chromium libsimde-dev)
+      libmicrohttpd-dev libcjson-dev python3-venv chromium libsimde-dev ninja-build)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

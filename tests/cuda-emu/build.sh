@@ -7,9 +7,9 @@
 # BUILD_DIR (default build-cemu) is a normal CMake build, configured here with
 # -DHEARTH_CUDA=OFF if it has none yet. Its libhearth.a is linked as it is,
 # in any configuration without sanitizers: the registry object compiled here
-# (with HEARTH_WITH_CUDA only) takes the place of the archive's. Incremental
-# (a generated build.ninja). Env: CUDA_HOME (default /usr/local/cuda: only its
-# headers are used), JOBS (default 2), EMU_CXXFLAGS/EMU_CFLAGS/EMU_LDFLAGS
+# (with HEARTH_WITH_CUDA only) takes the place of the archive's. The emulated
+# objects build incrementally through a generated build.ninja (ninja-build).
+# Env: CUDA_HOME (default /usr/local/cuda: only its headers are used), JOBS (default 2), EMU_CXXFLAGS/EMU_CFLAGS/EMU_LDFLAGS
 # (extra flags for the emulated C++, the C files, the link), EMU_NAME (output
 # folder inside BUILD_DIR, default cuda-emu: for a second flavour, e.g.
 # EMU_NAME=cuda-emu-fma EMU_CXXFLAGS="-ffp-contract=fast -mfma").
@@ -26,11 +26,12 @@ if [ ! -f "$cuda/include/cuda_runtime.h" ]; then
     echo "cuda-emu: no CUDA headers under $cuda (set CUDA_HOME)" >&2
     exit 1
 fi
-if [ ! -f "$build/build.ninja" ]; then
-    cmake -S "$src" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DHEARTH_CUDA=OFF \
+# any generator: CI's build/ (scripts/setup.sh) uses CMake's default, Makefiles
+if [ ! -f "$build/CMakeCache.txt" ]; then
+    cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DHEARTH_CUDA=OFF \
         -DHEARTH_VULKAN=OFF -DHEARTH_WERROR=ON -DHEARTH_ASSERTS=ON >/dev/null
 fi
-ninja -C "$build" -j "$jobs" libhearth.a
+cmake --build "$build" -j "$jobs" --target hearth >/dev/null
 mkdir -p "$out"
 
 # the test harness's sources, as CMakeLists.txt lists them (they need HEARTH_WITH_CUDA here)

@@ -28,7 +28,7 @@ for t in selftest test-cuda-ops test-cuda-kvq test-cuda-kvq-window; do
         fail=1
     fi
     t1=$(date +%s.%N)
-    printf 'cuda-emu: %-4s %-22s %6.1f s  %s\n' "$r" "$t" "$(echo "$t1 - $t0" | bc)" \
+    printf 'cuda-emu: %-4s %-22s %6.1f s  %s\n' "$r" "$t" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" \
         "$(tail -n 1 "$build/${EMU_NAME:-cuda-emu}/$t.log")"
     [ $r = ok ] || tail -n 30 "$build/${EMU_NAME:-cuda-emu}/$t.log"
 done
