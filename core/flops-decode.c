@@ -123,19 +123,26 @@ static hearth_status ensure_weights(struct dec_bench *b, int n)
     return HEARTH_OK;
 }
 
-/* n_iter passes of one-token MATMULs over weights [0, n_w) of n_out rows, then a synchronize. */
-static hearth_status run_matvec(const struct dec_bench *b, int64_t n_out, int64_t n_in, int n_w,
-                                int n_iter, double *seconds)
+/* A one-token MATMUL of weight w (n_out rows of n_in) into y. */
+static struct hearth_op matvec_op(const struct dec_bench *b, int w, int64_t n_out, int64_t n_in)
 {
     struct hearth_op op = {.kind = HEARTH_OP_MATMUL, .n_tok = 1, .u.matmul.n_w = 1};
     struct hearth_op_matmul *m = &op.u.matmul;
     backend_tensor_2d(&m->x, b->x, 0, HEARTH_DTYPE_F32, n_in, 1);
     backend_tensor_2d(&m->y[0], b->y, 0, HEARTH_DTYPE_F32, n_out, 1);
+    backend_tensor_2d(&m->w[0], b->w[w], 0, b->type, n_in, n_out);
+    return op;
+}
+
+/* n_iter passes of one-token MATMULs over weights [0, n_w) of n_out rows, then a synchronize. */
+static hearth_status run_matvec(const struct dec_bench *b, int64_t n_out, int64_t n_in, int n_w,
+                                int n_iter, double *seconds)
+{
     double t0 = bw_now();
     hearth_status st = HEARTH_OK;
     for (int it = 0; it < n_iter && st == HEARTH_OK; it++)
         for (int i = 0; i < n_w && st == HEARTH_OK; i++) {
-            backend_tensor_2d(&m->w[0], b->w[i], 0, b->type, n_in, n_out);
+            struct hearth_op op = matvec_op(b, i, n_out, n_in);
             st = backend_stream_run(b->s, &op, 1);
         }
     if (st == HEARTH_OK)
@@ -235,16 +242,8 @@ static hearth_status measure_types(struct dec_bench *b, struct flops_decode_resu
 static hearth_status run_latency(const struct dec_bench *b, int n_ops, double *seconds)
 {
     struct hearth_op ops[FLOPS_DEC_LAT_LIST];
-    memset(ops, 0, sizeof ops);
-    for (int i = 0; i < FLOPS_DEC_LAT_LIST; i++) {
-        struct hearth_op_matmul *m = &ops[i].u.matmul;
-        ops[i].kind = HEARTH_OP_MATMUL;
-        ops[i].n_tok = 1;
-        m->n_w = 1;
-        backend_tensor_2d(&m->x, b->x, 0, HEARTH_DTYPE_F32, FLOPS_N_IN_MIN, 1);
-        backend_tensor_2d(&m->y[0], b->y, 0, HEARTH_DTYPE_F32, FLOPS_DEC_N_OUT_MIN, 1);
-        backend_tensor_2d(&m->w[0], b->w[0], 0, b->type, FLOPS_N_IN_MIN, FLOPS_DEC_N_OUT_MIN);
-    }
+    for (int i = 0; i < FLOPS_DEC_LAT_LIST; i++)
+        ops[i] = matvec_op(b, 0, FLOPS_DEC_N_OUT_MIN, FLOPS_N_IN_MIN);
     double t0 = bw_now();
     hearth_status st = HEARTH_OK;
     for (int i = 0; i < n_ops / FLOPS_DEC_LAT_LIST && st == HEARTH_OK; i++)

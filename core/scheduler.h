@@ -154,9 +154,10 @@ uint64_t sched_device_bytes(const struct sched *s, int d);
  * the stretch, or the final one), and of the boundary moves between devices
  * (the host's part of a move: the copy out of the device left is in its
  * stretch, the upload to the next one in that one's, since neither is waited
- * for separately). A host clock, so a GPU's stretch includes issuing its ops; the embedding
- * device's stretch starts with the token upload. No synchronization is added
- * to measure it. Partial offload reports this as its CPU/GPU split.
+ * for separately). A host clock, so a GPU's stretch includes issuing its
+ * ops; the embedding device's stretch starts with the token upload. No
+ * synchronization is added to measure it. Partial offload reports this as
+ * its CPU/GPU split.
  */
 double sched_device_seconds(const struct sched *s, int d);
 double sched_transfer_seconds(const struct sched *s);
