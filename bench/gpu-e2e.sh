@@ -49,11 +49,13 @@ BIN=${HEARTH_BIN:-}
 has() { case " $STEPS " in *" $1 "*) return 0 ;; esac; return 1; }
 say() { echo "== $*" | tee -a "$OUT/summary.txt"; }
 cd "$(dirname "$0")/.." || exit 1
+# PCRE2, serve and Vulkan build dependencies carried as .gpu/ (bench/gpu-kit.sh)
+. bench/gpu-kit.sh env
 mkdir -p "$MODELS"
 
 if has build; then
     t0=$(date +%s)
-    if cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DHEARTH_CUDA=ON \
+    if cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DHEARTH_CUDA=ON -DHEARTH_VULKAN=AUTO \
             -DHEARTH_CUDA_ARCHS=90 >"$OUT/e2e.txt" 2>&1 &&
         cmake --build build-gpu -j 16 --target hearth-cli >>"$OUT/e2e.txt" 2>&1; then
         BIN=build-gpu/hearth
@@ -126,11 +128,11 @@ fi
 
 if has graph; then
     g1=$(synth llama3-1b Q4_K_M) && {
-        a=$("$BIN" run -m "$g1" --device "$DEV" -ngl "$NGL" --temp 0 -n 32 -p "The" 2>/dev/null)
+        a=$("$BIN" run -m "$g1" --device "$DEV" -ngl "$NGL" --temp 0 -n 32 -p "The" --print-ids 2>/dev/null)
         b=$(HEARTH_CUDA_GRAPH=0 "$BIN" run -m "$g1" --device "$DEV" -ngl "$NGL" --temp 0 -n 32 \
-            -p "The" 2>/dev/null)
-        if [ -n "$a" ] && [ "$a" = "$b" ]; then say "graph: 32 greedy tokens identical"
-        else say "graph: tokens DIFFER with and without CUDA graphs (or empty)"; fi
+            -p "The" --print-ids 2>/dev/null)
+        if [ -n "$a" ] && [ "$a" = "$b" ]; then say "graph: 32 greedy tokens identical ($a)"
+        else say "graph: tokens DIFFER with and without CUDA graphs: [$a] vs [$b]"; fi
     }
     for g in "llama3-1b" "$PRESET"; do
         f=$(synth "$g" Q4_K_M) || continue

@@ -25,6 +25,8 @@ STEPS=${STEPS:-build test sanitize bench}
 has() { case " $STEPS " in *" $1 "*) return 0 ;; esac; return 1; }
 say() { echo "== $*" | tee -a "$OUT/summary.txt"; }
 cd "$(dirname "$0")/.." || exit 1
+# PCRE2, serve and Vulkan build dependencies carried as .gpu/ (bench/gpu-kit.sh)
+. bench/gpu-kit.sh env
 
 {
     date; uname -a; nvidia-smi; nvcc --version; cmake --version; ninja --version

@@ -67,6 +67,7 @@ struct engine {
     struct placement *pl;     /* the scheduler's placement (device path only) */
     struct plan plan;         /* what the scheduler allocated from (device path only) */
     int n_threads;
+    int n_batch;              /* tokens per prefill batch, as chosen (engine.h) */
     int n_gpu_layers;
     int kv_type_k, kv_type_v; /* enum kvq_type of the cache, on whichever path */
     uint64_t vram_budget;     /* engine_params.vram_budget */
@@ -420,7 +421,8 @@ static hearth_status create_cpu(struct engine *e, const struct engine_params *p,
     struct forward_params fp = forward_params_default();
     fp.n_ctx = p->n_ctx;
     fp.n_threads = p->n_threads;
-    fp.n_batch = p->n_batch;
+    fp.n_batch = p->n_batch > 0 ? p->n_batch : ENGINE_CPU_BATCH;
+    e->n_batch = fp.n_batch;
     fp.kv_type_k = p->kv_type_k;
     fp.kv_type_v = p->kv_type_v;
     fp.kv_window = p->kv_window;
@@ -474,7 +476,6 @@ hearth_status engine_create(const struct model *m, const struct engine_params *p
     e->kv_type_v = p->kv_type_v;
     e->n_threads = p->n_threads > 0 ? p->n_threads : threadpool_default_threads();
     const uint32_t n_ctx = p->n_ctx ? p->n_ctx : m->hp.n_ctx_train;
-    const int n_batch = p->n_batch > 0 ? p->n_batch : 64;
     char how[160];
     hearth_status st;
 
@@ -496,6 +497,8 @@ hearth_status engine_create(const struct model *m, const struct engine_params *p
                                                      : "no GPU device found");
         goto done;
     }
+    const int n_batch = p->n_batch > 0 ? p->n_batch : ENGINE_GPU_BATCH;
+    e->n_batch = n_batch;
     /* e->pl comes from engine__load_planned (it makes the placement from the plan) */
     if ((st = open_cpu(e)) != HEARTH_OK)
         goto done;
@@ -594,6 +597,11 @@ uint32_t engine_n_past(const struct engine *e)
 int engine_n_threads(const struct engine *e)
 {
     return e->n_threads;
+}
+
+int engine_n_batch(const struct engine *e)
+{
+    return e->n_batch;
 }
 
 bool engine_uses_devices(const struct engine *e)

@@ -44,11 +44,21 @@
 #define ENGINE_NGL_AUTO (-1)  /* -ngl auto: the planner decides (== PLACEMENT_NGL_AUTO) */
 #define ENGINE_NGL_UNSET (-2) /* no -ngl given: the planner when a GPU takes part */
 #define ENGINE_MAX_DEVICES 8  /* the CPU device plus up to 7 GPUs */
+/*
+ * Default prefill batch: 64 on the CPU alone (its matmul tiles gain nothing
+ * from more); 512 when a GPU takes part, the size at which CUDA's matmul goes to
+ * cuBLAS (CUDA_MATMUL_BLAS_MIN_TOK) and a streamed weight's PCIe copy is shared
+ * by the most tokens. On an H100 (bench/RESULTS.md, 2026-11-23) 64-token
+ * batches held an 8B's pp512 to ~1200 tok/s on the WMMA kernel at 30-60 TFLOP/s,
+ * while cuBLAS ran the same matmuls at 230-320 TFLOP/s.
+ */
+#define ENGINE_CPU_BATCH 64
+#define ENGINE_GPU_BATCH 512
 
 struct engine_params {
     uint32_t n_ctx; /* positions of the KV cache; 0: the model's training context */
     int n_threads;  /* CPU threads; <= 0: physical cores */
-    int n_batch;    /* tokens per prefill batch; <= 0: 64 */
+    int n_batch;    /* tokens per prefill batch; <= 0: ENGINE_CPU_BATCH or ENGINE_GPU_BATCH */
     int n_devices;  /* entries of devices; 0: none named (implicit choice, see above) */
     const char *const *devices; /* [n_devices] registry names: "cpu", "vulkan0", "cuda1" */
     int ngl;        /* >= 0: layers to offload (n_layer + 1: the output head too);
@@ -64,7 +74,7 @@ struct engine_params {
 
 struct engine;
 
-/* n_ctx 0, n_threads 0, n_batch 0 (64), no devices, ngl ENGINE_NGL_UNSET. */
+/* n_ctx 0, n_threads 0, n_batch 0 (the default above), no devices, ngl ENGINE_NGL_UNSET. */
 struct engine_params engine_params_default(void);
 
 /*
@@ -140,6 +150,8 @@ uint32_t engine_n_ctx(const struct engine *e);
 uint32_t engine_n_past(const struct engine *e);
 /* Threads of the CPU part. */
 int engine_n_threads(const struct engine *e);
+/* Tokens per prefill batch the engine runs (its n_batch, or the default it chose). */
+int engine_n_batch(const struct engine *e);
 /* True when the scheduler runs the model (some block on a GPU or named device). */
 bool engine_uses_devices(const struct engine *e);
 /* Layers whose attention or FFN runs on a GPU (0 on the CPU path). */

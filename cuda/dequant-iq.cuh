@@ -80,6 +80,27 @@ CUDA_IQ_FN float cuda_iq_f16(uint32_t h)
 #endif
 }
 
+/*
+ * float(q), exact for |q| < 2^22. The decoders convert once per weight, and an
+ * I2F conversion issues at a fraction of the FP32 rate: on an H100 the
+ * quantized matvecs ran at ~1.5e12 weights/s whatever the bits per weight
+ * (bench/RESULTS.md, 2026-11-23), bound by instructions. So q goes into the
+ * mantissa of 1.5 * 2^23 (an integer add) and 1.5 * 2^23 comes off (an FADD):
+ * both steps exact, the same float as the conversion.
+ */
+CUDA_IQ_FN float cuda_small_i2f(int q)
+{
+#ifdef __CUDA_ARCH__
+    return __int_as_float(0x4B400000 + q) - 12582912.0f;
+#else
+    union {
+        int32_t i;
+        float f;
+    } u = {0x4B400000 + q};
+    return u.f - 12582912.0f;
+#endif
+}
+
 /* v with its sign flipped when neg is 1 (neg is 0 or 1); exact, like -v. */
 CUDA_IQ_FN float cuda_iq_neg_if(float v, uint32_t neg)
 {
@@ -106,7 +127,7 @@ CUDA_IQ_FN uint32_t cuda_iq_signs7(uint32_t i)
 /* Element e (0..7) of an 8-byte grid entry, as a float (int8 for IQ1, 8..43 for IQ2). */
 CUDA_IQ_FN float cuda_iq_g8(uint64_t g, int e)
 {
-    return (float)(int8_t)(uint8_t)((g >> (8 * e)) & 0xffu);
+    return cuda_small_i2f((int8_t)(uint8_t)((g >> (8 * e)) & 0xffu));
 }
 
 /* Eight elements dl * grid[e], sign bit e of s flipping element e. */
@@ -122,8 +143,9 @@ CUDA_IQ_FN void cuda_iq_put4x2(float dl, uint32_t g0, uint32_t g1, uint32_t s, f
 {
     CUDA_IQ_UNROLL
     for (int e = 0; e < 4; e++) {
-        y[e] = cuda_iq_neg_if(dl * (float)((g0 >> (8 * e)) & 0xffu), (s >> e) & 1u);
-        y[e + 4] = cuda_iq_neg_if(dl * (float)((g1 >> (8 * e)) & 0xffu), (s >> (e + 4)) & 1u);
+        y[e] = cuda_iq_neg_if(dl * cuda_small_i2f((int)((g0 >> (8 * e)) & 0xffu)), (s >> e) & 1u);
+        y[e + 4] = cuda_iq_neg_if(dl * cuda_small_i2f((int)((g1 >> (8 * e)) & 0xffu)),
+                                  (s >> (e + 4)) & 1u);
     }
 }
 

@@ -37,7 +37,7 @@ __device__ __forceinline__ float iq4_value(int n)
     const uint32_t w0 = 0xbfad9881u, w1 = 0xf6eaddcfu; /* -127 -104 -83 -65 | -49 -35 -22 -10 */
     const uint32_t w2 = 0x26190d01u, w3 = 0x71594535u; /* 1 13 25 38 | 53 69 89 113 */
     uint32_t b = n < 8 ? __byte_perm(w0, w1, (unsigned)n) : __byte_perm(w2, w3, (unsigned)(n - 8));
-    return (float)(int8_t)(b & 0xffu);
+    return cuda_small_i2f((int8_t)(b & 0xffu));
 }
 
 template <int T> struct dq;
@@ -111,7 +111,7 @@ template <> struct dq<HEARTH_DTYPE_Q4_0> {
         nibbles16(b + 2, lo, hi);
 #pragma unroll
         for (int i = 0; i < 16; i++)
-            y[i] = d * (float)(lo[i] - 8), y[i + 16] = d * (float)(hi[i] - 8);
+            y[i] = d * cuda_small_i2f(lo[i] - 8), y[i + 16] = d * cuda_small_i2f(hi[i] - 8);
     }
 };
 
@@ -137,7 +137,7 @@ template <> struct dq<HEARTH_DTYPE_Q4_1> {
         nibbles16(b + 4, lo, hi);
 #pragma unroll
         for (int i = 0; i < 16; i++)
-            y[i] = d * (float)lo[i] + m, y[i + 16] = d * (float)hi[i] + m;
+            y[i] = d * cuda_small_i2f(lo[i]) + m, y[i + 16] = d * cuda_small_i2f(hi[i]) + m;
     }
 };
 
@@ -152,8 +152,8 @@ template <> struct dq<HEARTH_DTYPE_Q5_0> {
         nibbles16(b + 6, lo, hi);
 #pragma unroll
         for (int i = 0; i < 16; i++) {
-            y[i] = d * (float)(lo[i] + (int)((h >> i) & 1u) * 16 - 16);
-            y[i + 16] = d * (float)(hi[i] + (int)((h >> (i + 16)) & 1u) * 16 - 16);
+            y[i] = d * cuda_small_i2f(lo[i] + (int)((h >> i) & 1u) * 16 - 16);
+            y[i + 16] = d * cuda_small_i2f(hi[i] + (int)((h >> (i + 16)) & 1u) * 16 - 16);
         }
     }
 };
@@ -168,8 +168,8 @@ template <> struct dq<HEARTH_DTYPE_Q5_1> {
         nibbles16(b + 8, lo, hi);
 #pragma unroll
         for (int i = 0; i < 16; i++) {
-            y[i] = d * (float)(lo[i] + (int)((h >> i) & 1u) * 16) + m;
-            y[i + 16] = d * (float)(hi[i] + (int)((h >> (i + 16)) & 1u) * 16) + m;
+            y[i] = d * cuda_small_i2f(lo[i] + (int)((h >> i) & 1u) * 16) + m;
+            y[i + 16] = d * cuda_small_i2f(hi[i] + (int)((h >> (i + 16)) & 1u) * 16) + m;
         }
     }
 };
@@ -182,8 +182,8 @@ template <> struct dq<HEARTH_DTYPE_Q8_0> {
 #pragma unroll
         for (int i = 0; i < 16; i++) {
             uint32_t v = ld_u16(b + 2 + 2 * i);
-            y[2 * i] = d * (float)(int8_t)(v & 0xffu);
-            y[2 * i + 1] = d * (float)(int8_t)(v >> 8);
+            y[2 * i] = d * cuda_small_i2f((int8_t)(v & 0xffu));
+            y[2 * i + 1] = d * cuda_small_i2f((int8_t)(v >> 8));
         }
     }
 };
@@ -210,7 +210,7 @@ template <> struct dq<HEARTH_DTYPE_Q2_K> {
         float a1 = d * (float)(sc1 & 15), m1 = dmin * (float)(sc1 >> 4);
 #pragma unroll
         for (int i = 0; i < 32; i++) {
-            float v = (float)((q[i] >> sh) & 3);
+            float v = cuda_small_i2f((q[i] >> sh) & 3);
             y[i] = i < 16 ? a0 * v - m0 : a1 * v - m1;
         }
     }
@@ -237,7 +237,7 @@ template <> struct dq<HEARTH_DTYPE_Q3_K> {
 #pragma unroll
         for (int i = 0; i < 32; i++) {
             int v = ((q[i] >> sh) & 3) + 4 * ((hm[i] >> u) & 1) - 4;
-            y[i] = (i < 16 ? a0 : a1) * (float)v;
+            y[i] = (i < 16 ? a0 : a1) * cuda_small_i2f(v);
         }
     }
 };
@@ -266,7 +266,7 @@ template <> struct dq<HEARTH_DTYPE_Q4_K> {
         int sh = 4 * (u % 2);
 #pragma unroll
         for (int i = 0; i < 32; i++)
-            y[i] = a * (float)((q[i] >> sh) & 15) - m;
+            y[i] = a * cuda_small_i2f((q[i] >> sh) & 15) - m;
     }
 };
 
@@ -283,7 +283,7 @@ template <> struct dq<HEARTH_DTYPE_Q5_K> {
         int sh = 4 * (u % 2);
 #pragma unroll
         for (int i = 0; i < 32; i++)
-            y[i] = a * (float)(((q[i] >> sh) & 15) + 16 * ((h[i] >> u) & 1)) - m;
+            y[i] = a * cuda_small_i2f(((q[i] >> sh) & 15) + 16 * ((h[i] >> u) & 1)) - m;
     }
 };
 
@@ -301,7 +301,7 @@ template <> struct dq<HEARTH_DTYPE_Q6_K> {
 #pragma unroll
         for (int i = 0; i < 32; i++) {
             int v = (((ql[i] >> shl) & 15) | (((qh[i] >> shh) & 3) << 4)) - 32;
-            y[i] = (i < 16 ? a0 : a1) * (float)v;
+            y[i] = (i < 16 ? a0 : a1) * cuda_small_i2f(v);
         }
     }
 };

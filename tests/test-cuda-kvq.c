@@ -117,6 +117,37 @@ static bool check_encoded(const char *what, enum kvq_type t, const struct kvq_ro
 static const enum kvq_type all_types[KVQ_TYPE_COUNT] = {KVQ_F16, KVQ_Q8_0, KVQ_Q4_0, KVQ_ROT4,
                                                         KVQ_ROT3};
 
+/*
+ * After a mismatch: which of the inputs (K after centring, V; token-major, head
+ * within) the bytes the GPU wrote do encode, if any. A wrong index or a stale
+ * buffer shows here as another vector's bytes; "none" means wrong arithmetic.
+ */
+static void name_source(enum kvq_type t, const struct kvq_rot *rot, int d, const uint8_t *got,
+                        const float *k, const float *v, int n_vec, const float *want)
+{
+    uint8_t enc[2 * KVQ_MAX_HEAD_DIM];
+    const size_t hb = kvq_head_bytes(t, d);
+    for (int side = 0; side < 2; side++)
+        for (int i = 0; i < n_vec; i++) {
+            kvq_encode(t, rot, d, (side ? v : k) + (size_t)i * d, enc);
+            if (memcmp(enc, got, hb) == 0) {
+                fprintf(stderr, "    the GPU's bytes encode input %s vector %d\n",
+                        side ? "V" : "K", i);
+                return;
+            }
+        }
+    float y[KVQ_MAX_HEAD_DIM];
+    kvq_encode(t, rot, d, want, enc);
+    fprintf(stderr, "    bytes 0-7: GPU %02x %02x %02x %02x %02x %02x %02x %02x, kvq_encode "
+            "%02x %02x %02x %02x %02x %02x %02x %02x\n", got[0], got[1], got[2], got[3],
+            got[4], got[5], got[6], got[7], enc[0], enc[1], enc[2], enc[3], enc[4], enc[5],
+            enc[6], enc[7]);
+    kvq_decode(t, rot, d, got, y);
+    fprintf(stderr, "    the GPU's bytes encode no input vector; they decode to %g %g %g %g "
+            "..., the input is %g %g %g %g ...\n", (double)y[0], (double)y[1], (double)y[2],
+            (double)y[3], (double)want[0], (double)want[1], (double)want[2], (double)want[3]);
+}
+
 /* ---- the store kernel alone ------------------------------------------------ */
 
 /*
@@ -194,8 +225,11 @@ static void store_case(enum kvq_type kt, enum kvq_type vt, int d, uint32_t layer
                 snprintf(what, sizeof what, "store %s tok %lld head %d", side ? "V" : "K",
                          (long long)(r - pos0), h);
                 const float *xv = x + ((size_t)(r - pos0) * Hk + h) * d;
-                if (!check_encoded(what, t, &rot, d, xv, c + r * row + h * hb) && bad++ > 3)
-                    goto done;
+                if (!check_encoded(what, t, &rot, d, xv, c + r * row + h * hb)) {
+                    name_source(t, &rot, d, c + r * row + h * hb, k, v, n_tok * Hk, xv);
+                    if (bad++ > 3)
+                        goto done;
+                }
             }
         }
     }

@@ -54,7 +54,7 @@ static void usage(FILE *out)
             "                  once, untimed; e.g. -d 8192 for decode at 8k context)\n"
             "  -r N            timed repetitions (default 5)\n"
             "  -t N            threads (default: physical cores)\n"
-            "  -b N            prefill batch (default: the forward pass's, 64)\n"
+            "  -b N            prefill batch (default: 64 on the CPU alone, 512 with a GPU)\n"
             "  --bw-size B     copy-bandwidth buffer size (default 256MiB, two of them)\n"
             "  --device NAME   run on NAME (repeatable; see `hearth devices`)\n"
             "  -ngl N          layers on the GPU(s): a count, all, or auto (default)\n"
@@ -321,9 +321,9 @@ int cmd_bench(int argc, char **argv)
     fp.n_threads = (int)n_threads;
     if (n_batch > 0)
         fp.n_batch = (int)n_batch;
-    const int batch = fp.n_batch > 0 ? fp.n_batch : 64;
     if (run_engine_open(m, &fp, &devs, false, &fc))
         goto done;
+    const int batch = engine_n_batch(fc); /* the default depends on the devices taking part */
     const int nth = engine_n_threads(fc);
     const char *isa = cpu_isa_name(cpu_isa_best());
 

@@ -50,7 +50,8 @@ static void usage(FILE *out)
             "  -c, --ctx-size N        context length (default: min(4096, training))\n"
             RUN_DEVICE_FLAGS_HELP
             "  --stop STR              stop before STR (repeatable)\n"
-            "  -q, --quiet             only the generated text; no stats\n",
+            "  -q, --quiet             only the generated text; no stats\n"
+            "  --print-ids             token ids instead of text (random-weight synth models)\n",
             cli_default_model());
 }
 
@@ -268,6 +269,8 @@ int run_parse_flag(int argc, char **argv, int *i, struct run_opts *o)
         o->quiet = true;
     } else if (is(a, "--print-rss", NULL)) {
         o->print_rss = true;
+    } else if (is(a, "--print-ids", NULL)) {
+        o->print_ids = true;
     } else if (run_parse_device_switch(a, &o->devs)) {
         /* --no-stream, --swa-full */
     } else if (is(a, "--device", NULL) || is(a, "-ngl", "--n-gpu-layers") ||
@@ -378,6 +381,17 @@ static bool print_piece(void *user, const char *text, size_t len, int32_t token)
     return true;
 }
 
+/* A synth model's byte tokenizer decodes random ids to nothing printable: compare ids. */
+static bool print_id(void *user, const char *text, size_t len, int32_t token)
+{
+    (void)user;
+    (void)text;
+    (void)len;
+    printf("%d ", token);
+    fflush(stdout);
+    return true;
+}
+
 int cmd_run(int argc, char **argv)
 {
     struct run_opts o;
@@ -436,7 +450,7 @@ int cmd_run(int argc, char **argv)
     gp.stop = o.stops;
     gp.n_stop = o.n_stops;
     gp.chat = o.chat ? &c.chat : NULL;
-    gp.on_token = print_piece;
+    gp.on_token = o.print_ids ? print_id : print_piece;
     struct gen_stats stats;
     if ((st = gen_run(c.gs, ids, n_ids, &gp, &stats)) != HEARTH_OK) {
         fflush(stdout);

@@ -98,6 +98,7 @@ struct run_opts {
     bool chat;              /* run --chat */
     bool quiet;             /* -q */
     bool print_rss;         /* hidden --print-rss: VmHWM on stderr at exit */
+    bool print_ids;         /* --print-ids: token ids instead of text (random-weight models) */
     struct run_devices devs;/* --device, -ngl */
 };
 
