@@ -623,7 +623,12 @@ TEST(prefill_equals_decode)
         int kt, vt, W;
     } cases[] = {{KVQ_ROT4, KVQ_ROT4, 1}, {KVQ_ROT4, KVQ_ROT4, 64}, {KVQ_ROT4, KVQ_ROT4, 5},
                  {KVQ_ROT3, KVQ_Q8_0, 5}};
+    /* under the sanitizers (after memory errors, not bits) W 1 and the mixed pair cover the
+       paths: each case costs ~10 s of CI's ASan stage, which has little margin left */
+    const bool sanitized = getenv("HEARTH_SANITIZED") != NULL;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        if (sanitized && (i == 1 || i == 2))
+            continue;
         prefill_vs_decode(cases[i].kt, cases[i].vt, cases[i].W, a, b);
         size_t d = n_diff(a, b, n);
         char name[48];
