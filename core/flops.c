@@ -126,9 +126,10 @@ static hearth_status bench_run(const struct flops_bench *b, int64_t n_out, int64
 
 /*
  * A growth step's run. A shape's first run can carry one-time costs (cuBLAS
- * loads a kernel per new shape; CUDA loads modules lazily): on an H100 that
- * stopped the growth at 64 x 512 and reported Q4_K at 1.6 TFLOP/s, a tenth of
- * what the other types got at the next shape. So a run long enough to stop the
+ * loads a kernel per new shape; CUDA loads modules lazily). On an H100 the
+ * measure reported Q4_K at 1.6 TFLOP/s and the other types at 13-18, against
+ * 230-320 in bench-cuda: most likely growth stopped on such a run at a tiny
+ * shape (bench/RESULTS.md, 2026-11-23). So a run long enough to stop the
  * growth is repeated, and the faster of the two decides.
  */
 static hearth_status bench_run_settled(const struct flops_bench *b, int64_t n_out, int64_t n_in,

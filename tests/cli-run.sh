@@ -2,9 +2,10 @@
 # cli-run: `hearth run` on SmolLM2-135M. The model answers a simple question
 # (greedy, chat template) with "Paris"; greedy output is identical across runs
 # and across -t 1 / -t 2; -q keeps stderr empty; without -q stderr has the
-# seed and the tokens/s line; --swa-full is taken (and in every command's help) and
-# leaves SmolLM2's text alone; bad model path -> exit 1 naming it; bad flags ->
-# exit 2; peak RSS of a -c 2048 run stays within file + KV cache + 64 MB.
+# seed and the tokens/s line; --print-ids prints 24 token ids, alike across threads;
+# --swa-full is taken (and in every command's help) and leaves SmolLM2's text alone;
+# bad model path -> exit 1 naming it; bad flags -> exit 2; peak RSS of a -c 2048 run
+# stays within file + KV cache + 64 MB.
 set -u
 bin=${HEARTH_BIN:?HEARTH_BIN must name the hearth binary}
 src=${HEARTH_SOURCE_DIR:?HEARTH_SOURCE_DIR must name the source tree}
@@ -31,6 +32,16 @@ p="The history of the printing press"
 [ -s "$tmp/t1" ] || fail "no output with -t 1"
 cmp -s "$tmp/t1" "$tmp/t2" || fail "-t 1 and -t 2 differ: '$(cat "$tmp/t1")' vs '$(cat "$tmp/t2")'"
 cmp -s "$tmp/t2" "$tmp/t3" || fail "two greedy runs differ"
+
+# --print-ids: the same greedy path as ids (random-weight synth models print no text),
+# one integer per generated token below SmolLM2's 49152-entry vocabulary, alike across threads
+"$bin" run -m "$smol" -p "$p" --temp 0 -n 24 -q -t 1 --print-ids > "$tmp/i1" 2>&1 || fail "--print-ids exit $?"
+"$bin" run -m "$smol" -p "$p" --temp 0 -n 24 -q -t 2 --print-ids > "$tmp/i2" 2>&1 || fail "--print-ids -t 2 exit $?"
+n_ids=$(tr ' ' '\n' < "$tmp/i1" | grep -c .)
+[ "$n_ids" -eq 24 ] || fail "--print-ids printed $n_ids items, not 24: $(cat "$tmp/i1")"
+tr ' ' '\n' < "$tmp/i1" | grep . | awk '!/^[0-9]+$/ || $1 >= 49152 {bad=1} END {exit bad}' \
+    || fail "--print-ids: not all token ids: $(cat "$tmp/i1")"
+cmp -s "$tmp/i1" "$tmp/i2" || fail "--print-ids differs between -t 1 and -t 2"
 
 # --swa-full: every command that builds a KV cache takes it (--help says so); SmolLM2 has
 # no sliding-window layers, so its text is unchanged

@@ -113,6 +113,22 @@ static int compare_blocks(hearth_dtype t, const uint8_t *blocks, int n, const ch
     return bad;
 }
 
+/*
+ * cuda_small_i2f (the decoders' int-to-float without a conversion instruction)
+ * equals the conversion bit for bit over its whole range, |q| < 2^22; the
+ * device form is the same integer add and float subtraction.
+ */
+TEST(small_i2f_is_exact)
+{
+    long bad = 0;
+    for (int q = -(1 << 22) + 1; q < (1 << 22); q++) {
+        float a = cuda_small_i2f(q), b = (float)q;
+        if (memcmp(&a, &b, sizeof a) != 0 && bad++ < 3)
+            TEST_FAIL_AT("cuda_small_i2f(%d) = %a, (float) gives %a", q, (double)a, (double)b);
+    }
+    CHECK_MSG(bad == 0, "%ld of 2^23 values differ", bad);
+}
+
 TEST(geometry_matches_cpu_traits)
 {
     for (int i = 0; i < N_IQ; i++) {
@@ -182,5 +198,5 @@ TEST(units_match_cpu_on_synth_blocks)
     }
 }
 
-TEST_MAIN(TEST_CASE(geometry_matches_cpu_traits), TEST_CASE(units_match_cpu_on_random_blocks),
+TEST_MAIN(TEST_CASE(small_i2f_is_exact), TEST_CASE(geometry_matches_cpu_traits), TEST_CASE(units_match_cpu_on_random_blocks),
           TEST_CASE(units_match_cpu_on_synth_blocks))

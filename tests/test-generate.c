@@ -9,8 +9,10 @@
  */
 #include <string.h>
 
+#include "backend-registry.h"
 #include "chat.h"
 #include "engine.h"
+#include "err.h"
 #include "generate.h"
 #include "model.h"
 #include "test.h"
@@ -261,6 +263,57 @@ TEST(kv_reuse_second_turn)
     fixture_close(&f);
 }
 
+/*
+ * The prefill batch the engine picks (engine.h): 64 on the CPU alone, 512 once
+ * a GPU takes part (so CUDA prefill reaches cuBLAS), a user's -b either way.
+ */
+TEST(engine_batch_defaults)
+{
+    const char *path = test_model_path(TEST_SMOLLM2);
+    if (!path)
+        TEST_SKIP("no SmolLM2 model");
+    struct model *m = NULL;
+    CHECK_OK(model_load(path, &m));
+    if (!m)
+        return;
+    struct engine_params ep = engine_params_default();
+    ep.n_ctx = 64;
+    ep.n_threads = 2;
+    ep.ngl = 0;
+    struct engine *e = NULL;
+    CHECK_OK(engine_create(m, &ep, &e));
+    if (e)
+        CHECK_INT_EQ(engine_n_batch(e), ENGINE_CPU_BATCH);
+    engine_destroy(e);
+    e = NULL;
+    ep.n_batch = 100;
+    CHECK_OK(engine_create(m, &ep, &e));
+    if (e)
+        CHECK_INT_EQ(engine_n_batch(e), 100);
+    engine_destroy(e);
+    e = NULL;
+
+    struct hearth_device *vk = NULL;
+    if (reg_device_open("vulkan0", &vk) != HEARTH_OK) {
+        err_clear();
+        model_free(m);
+        TEST_SKIP("no vulkan0 for the GPU half");
+    }
+    backend_device_destroy(vk);
+    static const char *const names[] = {"vulkan0"};
+    ep.n_batch = 0;
+    ep.n_devices = 1;
+    ep.devices = names;
+    ep.ngl = 1;
+    CHECK_OK(engine_create(m, &ep, &e));
+    if (e) {
+        CHECK(engine_uses_devices(e));
+        CHECK_INT_EQ(engine_n_batch(e), ENGINE_GPU_BATCH);
+    }
+    engine_destroy(e);
+    model_free(m);
+}
+
 TEST_MAIN(TEST_CASE(stop_strings), TEST_CASE(eog_stops_chat_reply),
           TEST_CASE(cancel_stops_at_once), TEST_CASE(context_full),
-          TEST_CASE(kv_reuse_second_turn))
+          TEST_CASE(kv_reuse_second_turn), TEST_CASE(engine_batch_defaults))
