@@ -156,11 +156,17 @@ __device__ __forceinline__ float kq_f16(const uint8_t *p)
     return __half2float(__ushort_as_half((uint16_t)(p[0] | (p[1] << 8))));
 }
 
+/*
+ * One 16-bit store; p is even (kq_setup checks the rows, every field of every
+ * format sits at an even offset). Not two byte stores: ptxas 13.0 compiled
+ * the low byte's st.u8 of the register cvt.rn.f16.f32 wrote as
+ * F2I.U8.F16.TRUNC, the half's value truncated to an integer, so every half
+ * this file stored on an H100 had a low byte of 0..4 (bench/RESULTS.md,
+ * 2026-11-23). scripts/check-sass.sh keeps that instruction out of the build.
+ */
 __device__ __forceinline__ void kq_put_f16(uint8_t *p, float v)
 {
-    uint16_t h = __half_as_ushort(__float2half_rn(v));
-    p[0] = (uint8_t)(h & 0xffu);
-    p[1] = (uint8_t)(h >> 8);
+    *reinterpret_cast<uint16_t *>(p) = __half_as_ushort(__float2half_rn(v));
 }
 
 /* quant-legacy.c's q_round: x + 0.5 rounded to float, then truncated. */
