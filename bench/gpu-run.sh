@@ -53,12 +53,15 @@ if has build; then
     fi
 fi
 if [ -z "$BIN" ]; then
-    if [ -x build-cuda/test-cuda-ops ] && [ -x build-cuda/bench-cuda ]; then
-        BIN=build-cuda
-        say "using carried binaries in build-cuda/"
-    else
-        say "no binaries: build failed and nothing was carried"; exit 1
-    fi
+    # without the build step: an earlier call's build-gpu/ (bench/gpu-session.sh), else carried ones
+    for d in build-gpu build-cuda; do
+        if [ -x $d/test-cuda-ops ] && [ -x $d/bench-cuda ]; then
+            BIN=$d
+            say "using the binaries in $d/"
+            break
+        fi
+    done
+    [ -n "$BIN" ] || { say "no binaries: build failed and nothing was carried"; exit 1; }
 fi
 
 if has test; then
