@@ -8,6 +8,9 @@
  *      14336x4096, 4096x14336, 128256x4096: GB/s of weight + x + y bytes and
  *      the fraction of copy bandwidth. Launches rotate over enough weight
  *      copies (>= 4x L2) that L2 cannot serve them; median of 20 batches;
+ *      the types with an integer unit form also as "matvec-q8", the 8-bit
+ *      activation kernel (cuda/matvec-q8.cu) that is off by default until
+ *      these rows say which is faster;
  *   3. prefill at 512 tokens: TFLOP/s of the WMMA kernel and the cuBLAS path
  *      for a few types at 4096x4096 and 14336x4096 (confirms or moves
  *      CUDA_MATMUL_BLAS_MIN_TOK, cuda/ops.h).
@@ -141,19 +144,26 @@ static int bench_matvec(hearth_dtype type, double copy_gbps, size_t l2, FILE *cs
         ok = ok && cuda_alloc((void **)&x, (size_t)l.k * 4) == HEARTH_OK &&
              cuda_alloc((void **)&y, (size_t)l.n_rows * 4) == HEARTH_OK &&
              cuda_fill_f32(x, 0.5f, l.k, NULL) == HEARTH_OK;
-        double ms = ok ? time_matvec(&l, w, n_copies, x, y) : -1.0;
-        if (ms > 0) {
-            double bytes = (double)l.bytes + (double)l.k * 4.0 + (double)l.n_rows * 4.0;
-            double gbps = bytes / (ms * 1e-3) / 1e9;
-            printf("matvec  %-7s %6lld x %-6lld %9.1f us %8.1f GB/s %6.1f %% of copy\n",
-                   hearth_dtype_name(type), (long long)l.n_rows, (long long)l.k, ms * 1e3, gbps,
-                   100.0 * gbps / copy_gbps);
-            fprintf(csv, "matvec,%s,%lld,%lld,%.3f,%.1f,%.3f\n", hearth_dtype_name(type),
-                    (long long)l.n_rows, (long long)l.k, ms * 1e3, gbps, gbps / copy_gbps);
-        } else {
-            printf("matvec  %-7s %6lld x %-6lld FAILED: %s\n", hearth_dtype_name(type),
-                   (long long)l.n_rows, (long long)l.k, hearth_last_error());
+        /* both paths where the 8-bit activation one applies (cuda/matvec-q8.cu) */
+        const int n_paths = cuda_matvec_q8_usable(type, l.k, 1) ? 2 : 1;
+        for (int q8 = 0; q8 < n_paths; q8++) {
+            cuda_matvec_q8_set(q8 == 1);
+            const char *kind = q8 ? "matvec-q8" : "matvec";
+            double ms = ok ? time_matvec(&l, w, n_copies, x, y) : -1.0;
+            if (ms > 0) {
+                double bytes = (double)l.bytes + (double)l.k * 4.0 + (double)l.n_rows * 4.0;
+                double gbps = bytes / (ms * 1e-3) / 1e9;
+                printf("%-9s %-7s %6lld x %-6lld %9.1f us %8.1f GB/s %6.1f %% of copy\n", kind,
+                       hearth_dtype_name(type), (long long)l.n_rows, (long long)l.k, ms * 1e3,
+                       gbps, 100.0 * gbps / copy_gbps);
+                fprintf(csv, "%s,%s,%lld,%lld,%.3f,%.1f,%.3f\n", kind, hearth_dtype_name(type),
+                        (long long)l.n_rows, (long long)l.k, ms * 1e3, gbps, gbps / copy_gbps);
+            } else {
+                printf("%-9s %-7s %6lld x %-6lld FAILED: %s\n", kind, hearth_dtype_name(type),
+                       (long long)l.n_rows, (long long)l.k, hearth_last_error());
+            }
         }
+        cuda_matvec_q8_set(false);
         fflush(stdout);
         for (int c = 0; c < n_copies; c++)
             cuda_free(w[c]);

@@ -7,7 +7,8 @@
 #   devices  `hearth devices --measure --rates` (copy and host-to-device bandwidth, FLOP,
 #            attention and matvec rates, op latency: the figures the planner predicts from)
 #   tg       synth llama3-8b at Q4_0, Q4_K_M, Q8_0; `hearth bench -ngl all`:
-#            pp512 and tg128, each against the copy bandwidth (issue: CUDA)
+#            pp512 and tg128, each against the copy bandwidth (issue: CUDA);
+#            then tg128 of Q4_0 and Q4_K_M with HEARTH_CUDA_MV_Q8=1
 #   graph    decode as CUDA graphs against op by op (HEARTH_CUDA_GRAPH=0): greedy
 #            tokens of synth llama3-1b must match, then tg128 both ways for 1B and
 #            the preset at Q4_K_M (issue: CUDA, launch overhead)
@@ -123,6 +124,12 @@ if has tg; then
     for t in Q4_0 Q4_K_M Q8_0; do
         f=$(synth "$PRESET" "$t") || continue
         bench "$PRESET $t $DEV -ngl $NGL" -m "$f" --device "$DEV" -ngl "$NGL" -p 512 -n 128 -r 3
+    done
+    # the 8-bit activation matvec (cuda/matvec-q8.cu, off by default): decode only
+    for t in Q4_0 Q4_K_M; do
+        f=$(synth "$PRESET" "$t") || continue
+        HEARTH_CUDA_MV_Q8=1 bench "$PRESET $t $DEV -ngl $NGL matvec-q8" -m "$f" --device "$DEV" \
+            -ngl "$NGL" -p 0 -n 128 -r 3
     done
 fi
 

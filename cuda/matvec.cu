@@ -26,48 +26,9 @@
  */
 #include <string.h>
 
-#include "dequant.cuh"
+#include "matvec.cuh"
 
 #define MV_WARPS 4
-#define MV_R 2
-
-struct mv_weight {
-    const uint8_t *w;
-    const float *b;
-    float *y;
-    int64_t n_rows, y_stride;
-    int64_t first_block; /* first grid block of this weight */
-};
-
-struct mv_params {
-    mv_weight wt[3];
-    int n_w, n_tok;
-    int64_t k, row_stride, x_stride;
-    const float *x;
-};
-
-/* Compile-time twin of cuda_matvec_tile_elems (checked against it in test-cuda-layout). */
-__host__ __device__ constexpr int mv_gcd(int a, int b)
-{
-    return b == 0 ? a : mv_gcd(b, a % b);
-}
-template <int T> struct mv_geom {
-    static constexpr int SPAN = (16 / mv_gcd(dq<T>::UB, 16)) * dq<T>::EB;
-    static constexpr int TE = SPAN <= 1024 ? 1024 : (SPAN + 1023) / 1024 * 1024;
-    static constexpr int TB = TE / dq<T>::EB * dq<T>::UB; /* tile bytes, multiple of 16 */
-    static constexpr int NV = TB / 16;                    /* uint4 per row per tile */
-    static constexpr int VPL = (NV + 31) / 32;            /* uint4 per lane per row */
-    static constexpr int UPL = TE / 1024;                 /* units per lane per tile */
-    /*
-     * Resident blocks per SM the register budget must allow (4: 128 registers,
-     * 16 warps). Types with big tiles (F32/F16/BF16/Q6_K: more uint4 per lane
-     * in flight) spill at 128 and get 3; ptxas -v shows no spills this way,
-     * except 4-24 bytes in IQ2_XS, IQ3_XXS and IQ3_S (grid lookups of two
-     * rows in flight; kept at 4 blocks until bench-cuda says otherwise).
-     */
-    static constexpr int MINB = TB > 1024 ? 3 : 4;
-    static_assert(TB % 16 == 0, "tile must end on a 16-byte boundary");
-};
 
 template <int T>
 static __global__ void __launch_bounds__(MV_WARPS * 32, mv_geom<T>::MINB)
@@ -76,56 +37,21 @@ static __global__ void __launch_bounds__(MV_WARPS * 32, mv_geom<T>::MINB)
     using G = mv_geom<T>;
     constexpr int UPB = dq<T>::EB / 32;
     __shared__ uint4 tile[MV_WARPS][MV_R][G::NV];
-
-    int wi = 0;
-    while (wi + 1 < p.n_w && (int64_t)blockIdx.x >= p.wt[wi + 1].first_block)
-        wi++;
-    const mv_weight &W = p.wt[wi];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int64_t r0 = ((int64_t)blockIdx.x - W.first_block) * (MV_WARPS * MV_R) + warp * MV_R;
-    if (r0 >= W.n_rows)
+    mv_rows R;
+    if (!mv_rows_init(p, MV_WARPS * MV_R, warp, R))
         return;
-    const uint8_t *rowp[MV_R];
-    bool valid[MV_R];
-#pragma unroll
-    for (int r = 0; r < MV_R; r++) {
-        valid[r] = r0 + r < W.n_rows;
-        rowp[r] = W.w + (size_t)(valid[r] ? r0 + r : r0) * (size_t)p.row_stride;
-    }
-
     const int64_t n_units = p.k / 32;
     const int n_tiles = (int)((p.row_stride + G::TB - 1) / G::TB);
     float acc[MV_R][CUDA_MATVEC_MAX_TOK];
-#pragma unroll
-    for (int r = 0; r < MV_R; r++)
-#pragma unroll
-        for (int t = 0; t < CUDA_MATVEC_MAX_TOK; t++)
-            acc[r][t] = 0.0f;
+    mv_zero(acc);
 
     uint4 reg[MV_R][G::VPL];
-    const uint4 zero = make_uint4(0, 0, 0, 0);
-#define MV_LOAD(tt)                                                                   \
-    _Pragma("unroll") for (int r = 0; r < MV_R; r++)                                  \
-    _Pragma("unroll") for (int j = 0; j < G::VPL; j++)                                \
-    {                                                                                 \
-        int v = lane + 32 * j;                                                        \
-        int64_t off = (int64_t)(tt) * G::TB + 16 * (int64_t)v;                        \
-        reg[r][j] = (v < G::NV && off < p.row_stride)                                 \
-                        ? __ldg((const uint4 *)(rowp[r] + off))                       \
-                        : zero;                                                       \
-    }
-    MV_LOAD(0);
+    mv_load<T>(reg, R, 0, p.row_stride, lane);
     for (int t = 0; t < n_tiles; t++) {
-        __syncwarp();
-#pragma unroll
-        for (int r = 0; r < MV_R; r++)
-#pragma unroll
-            for (int j = 0; j < G::VPL; j++)
-                if (lane + 32 * j < G::NV)
-                    tile[warp][r][lane + 32 * j] = reg[r][j];
-        __syncwarp();
+        mv_stage<T>(tile[warp], reg, lane);
         if (t + 1 < n_tiles)
-            MV_LOAD(t + 1);
+            mv_load<T>(reg, R, t + 1, p.row_stride, lane);
 #pragma unroll
         for (int uu = 0; uu < G::UPL; uu++) {
             const int u = lane + 32 * uu;
@@ -165,61 +91,22 @@ static __global__ void __launch_bounds__(MV_WARPS * 32, mv_geom<T>::MINB)
             }
         }
     }
-#undef MV_LOAD
-#pragma unroll
-    for (int r = 0; r < MV_R; r++) {
-#pragma unroll
-        for (int tk = 0; tk < CUDA_MATVEC_MAX_TOK; tk++) {
-            if (tk >= p.n_tok)
-                break;
-            float s = warp_sum(acc[r][tk]);
-            if (lane == 0 && valid[r])
-                W.y[tk * W.y_stride + r0 + r] = s + (W.b ? W.b[r0 + r] : 0.0f);
-        }
-    }
+    mv_store(R, acc, p.n_tok, lane);
 }
 
 extern "C" hearth_status cuda_matvec(int n_w, const struct cuda_mm_out *w, const float *d_x,
                                      int64_t x_stride, int n_tok, void *stream)
 {
-    if (n_w < 1 || n_w > 3 || n_tok < 1 || n_tok > CUDA_MATVEC_MAX_TOK)
-        return err_set(HEARTH_ERR_INVALID_ARG, "cuda_matvec: n_w %d (1..3), n_tok %d (1..%d)",
-                       n_w, n_tok, CUDA_MATVEC_MAX_TOK);
-    if ((x_stride % 4) != 0 || ((uintptr_t)d_x & 15u) != 0)
-        return err_set(HEARTH_ERR_INVALID_ARG,
-                       "cuda_matvec: x must be 16-byte aligned with x_stride %% 4 == 0 "
-                       "(x_stride %lld)", (long long)x_stride);
+    if (n_w >= 1 && n_w <= 3 && cuda_matvec_q8_enabled() &&
+        cuda_matvec_q8_usable(w[0].l->type, w[0].l->k, n_tok))
+        return cuda_matvec_q8(n_w, w, d_x, x_stride, n_tok, stream);
     mv_params p;
-    memset(&p, 0, sizeof p);
-    p.n_w = n_w;
-    p.n_tok = n_tok;
-    p.k = w[0].l->k;
-    p.row_stride = (int64_t)w[0].l->row_stride;
-    p.x_stride = x_stride;
-    p.x = d_x;
-    int64_t blocks = 0;
-    for (int i = 0; i < n_w; i++) {
-        const struct cuda_wlayout *l = w[i].l;
-        if (l->type != w[0].l->type || l->k != p.k)
-            return err_set(HEARTH_ERR_INVALID_ARG,
-                           "cuda_matvec: weight %d is %s K=%lld, weight 0 %s K=%lld (one "
-                           "launch needs one type and K)", i, hearth_dtype_name(l->type),
-                           (long long)l->k, hearth_dtype_name(w[0].l->type), (long long)p.k);
-        if ((l->row_stride & 15u) != 0 || ((uintptr_t)w[i].d_w & 15u) != 0)
-            return err_set(HEARTH_ERR_INVALID_ARG,
-                           "cuda_matvec: weight %d rows must be 16-byte aligned (row stride "
-                           "%zu; cuda/layout.h pads them at upload)", i, l->row_stride);
-        p.wt[i].w = (const uint8_t *)w[i].d_w;
-        p.wt[i].b = w[i].d_b;
-        p.wt[i].y = w[i].d_y;
-        p.wt[i].n_rows = l->n_rows;
-        p.wt[i].y_stride = w[i].y_stride;
-        p.wt[i].first_block = blocks;
-        blocks += (l->n_rows + MV_WARPS * MV_R - 1) / (MV_WARPS * MV_R);
-    }
-    if (blocks > 0x7fffffff)
-        return err_set(HEARTH_ERR_INVALID_ARG, "cuda_matvec: %lld blocks", (long long)blocks);
-    dim3 grid((unsigned)blocks), block(MV_WARPS * 32);
+    unsigned blocks = 0;
+    hearth_status st =
+        mv_params_init("cuda_matvec", n_w, w, d_x, x_stride, n_tok, MV_WARPS * MV_R, &p, &blocks);
+    if (st != HEARTH_OK)
+        return st;
+    dim3 grid(blocks), block(MV_WARPS * 32);
     cudaStream_t s = CUDA_STREAM(stream);
     switch (w[0].l->type) {
 #define MV_CASE(T)                                                                   \

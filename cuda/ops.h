@@ -131,6 +131,20 @@ hearth_status cuda_matvec(int n_w, const struct cuda_mm_out *w, const float *d_x
                           int64_t x_stride, int n_tok, void *stream);
 
 /*
+ * The same product with x quantized to 8 bits per 32 values and dp4a
+ * (matvec-q8.cu), for the types with an integer unit form (Q4_0..Q8_0,
+ * Q2_K..Q6_K) while x fits in shared memory (cuda_matvec_q8_usable).
+ * cuda_matvec takes this path when cuda_matvec_q8_enabled() (the environment
+ * variable HEARTH_CUDA_MV_Q8=1, read at the first call, or cuda_matvec_q8_set)
+ * and the shape is usable. x needs only 4-byte alignment here.
+ */
+hearth_status cuda_matvec_q8(int n_w, const struct cuda_mm_out *w, const float *d_x,
+                             int64_t x_stride, int n_tok, void *stream);
+bool cuda_matvec_q8_usable(int type, int64_t k, int n_tok);
+bool cuda_matvec_q8_enabled(void);
+void cuda_matvec_q8_set(bool on);
+
+/*
  * Prefill matmul on tensor cores: y[t][r] = W row r . x[t] (+ b[r]) for any
  * n_tok >= 1. Weight tiles are dequantized to F16 in shared memory and
  * multiplied with WMMA m16n16k16 (F16 in, F32 accumulate); x is rounded to

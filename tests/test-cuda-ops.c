@@ -157,44 +157,104 @@ static int check_matmul(const char *what, const struct tw *w, const float *b, co
     return bad;
 }
 
-TEST(matvec_every_type)
+/*
+ * x as the 8-bit matvec sees it (matvec-q8.cu, mq_quantize32): per 32 values
+ * d = amax * (1/127), codes round-half-even(x * (127 / amax)) by the
+ * 1.5 * 2^23 trick, all codes 0 when amax <= 1e-30; back to d * code.
+ */
+static void q8_roundtrip(const float *x, float *xr, int64_t n)
 {
-    NEED_DEVICE();
-    test_rng_seed(11);
+    for (int64_t b = 0; b < n / 32; b++) {
+        const float *v = x + 32 * b;
+        float amax = 0.0f;
+        for (int i = 0; i < 32; i++)
+            amax = fmaxf(amax, fabsf(v[i]));
+        float id = amax > 1e-30f ? 127.0f / amax : 0.0f, d = amax * (1.0f / 127.0f);
+        for (int i = 0; i < 32; i++) {
+            float t = fmaf(v[i], id, 12582912.0f);
+            int32_t bits;
+            memcpy(&bits, &t, 4);
+            xr[32 * b + i] = d * (float)(bits - 0x4b400000);
+        }
+    }
+}
+
+/*
+ * Two weights sharing x (the gate+up shape; the second with a bias and a
+ * strided y) for every type, K 256 and 2304, 1..4 tokens. q8: with the 8-bit
+ * activation path on, for the types it takes (it must take them: checked),
+ * against x rounded as that path rounds it.
+ */
+static void matvec_types(bool q8)
+{
     const int64_t ks[] = {256, 2304};
+    cuda_matvec_q8_set(q8);
     for (int ti = 0; ti < N_TYPES; ti++) {
         for (int kk = 0; kk < 2; kk++) {
             int64_t K = ks[kk], N0 = 37, N1 = 70;
+            if (q8 && !cuda_matvec_q8_usable(types[ti], K, 1))
+                continue;
             struct tw w0, w1;
             REQUIRE(tw_make(&w0, types[ti], N0, K));
             REQUIRE(tw_make(&w1, types[ti], N1, K));
             for (int n_tok = 1; n_tok <= CUDA_MATVEC_MAX_TOK; n_tok++) {
                 float *x = malloc((size_t)(n_tok * K) * sizeof(float));
+                float *xr = malloc((size_t)(n_tok * K) * sizeof(float));
                 float b1[70];
                 float *y0 = malloc((size_t)n_tok * N0 * 4), *y1 = malloc((size_t)n_tok * 80 * 4);
-                REQUIRE(x && y0 && y1);
+                REQUIRE(x && xr && y0 && y1);
                 fill_gauss(x, (size_t)(n_tok * K), 1.0f);
                 fill_gauss(b1, 70, 1.0f);
+                if (q8) {
+                    CHECK(cuda_matvec_q8_usable(types[ti], K, n_tok));
+                    q8_roundtrip(x, xr, n_tok * K);
+                } else {
+                    memcpy(xr, x, (size_t)(n_tok * K) * sizeof(float));
+                }
                 float *dx = dev_floats(x, (size_t)(n_tok * K)), *db1 = dev_floats(b1, 70);
                 float *dy0 = dev_poisoned((size_t)n_tok * N0);
                 float *dy1 = dev_poisoned((size_t)n_tok * 80);
                 REQUIRE(dx && db1 && dy0 && dy1);
-                /* gate+up shape: two weights, one x; the second with bias and strided y */
                 struct cuda_mm_out o[2] = {{&w0.l, w0.d, NULL, dy0, N0},
                                            {&w1.l, w1.d, db1, dy1, 80}};
                 CHECK_OK(cuda_matvec(2, o, dx, K, n_tok, NULL));
                 CHECK_OK(cuda_synchronize());
                 CHECK_OK(cuda_download(y0, dy0, (size_t)n_tok * N0 * 4));
                 CHECK_OK(cuda_download(y1, dy1, (size_t)n_tok * 80 * 4));
-                check_matmul("matvec", &w0, NULL, x, n_tok, y0, N0, 1e-4, 1e-5);
-                check_matmul("matvec", &w1, b1, x, n_tok, y1, 80, 1e-4, 1e-5);
-                free(x), free(y0), free(y1);
+                const char *what = q8 ? "matvec-q8" : "matvec";
+                check_matmul(what, &w0, NULL, xr, n_tok, y0, N0, 1e-4, 1e-5);
+                check_matmul(what, &w1, b1, xr, n_tok, y1, 80, 1e-4, 1e-5);
+                free(x), free(xr), free(y0), free(y1);
                 cuda_free(dx), cuda_free(db1), cuda_free(dy0), cuda_free(dy1);
             }
             tw_free(&w0);
             tw_free(&w1);
         }
     }
+    cuda_matvec_q8_set(false);
+}
+
+TEST(matvec_every_type)
+{
+    NEED_DEVICE();
+    test_rng_seed(11);
+    matvec_types(false);
+}
+
+TEST(matvec_q8_every_type)
+{
+    NEED_DEVICE();
+    test_rng_seed(12);
+    /* the ten types with an integer unit form, and not the others */
+    int n_int = 0;
+    for (int ti = 0; ti < N_TYPES; ti++)
+        n_int += cuda_matvec_q8_usable(types[ti], 256, 1);
+    CHECK_INT_EQ(n_int, 10);
+    CHECK(!cuda_matvec_q8_usable(HEARTH_DTYPE_F16, 256, 1));
+    /* x beyond shared memory stays on the F32 path */
+    CHECK(!cuda_matvec_q8_usable(HEARTH_DTYPE_Q4_0, 14336, 4));
+    CHECK(cuda_matvec_q8_usable(HEARTH_DTYPE_Q4_0, 14336, 1));
+    matvec_types(true);
 }
 
 static void prefill_case(int use_blas)
@@ -827,8 +887,9 @@ TEST(graph_decode_matches_eager)
     backend_device_destroy(gpu);
 }
 
-TEST_MAIN(TEST_CASE(matvec_every_type), TEST_CASE(matmul_mma_every_type),
-          TEST_CASE(matmul_blas_every_type), TEST_CASE(dequant_and_embed_every_type),
+TEST_MAIN(TEST_CASE(matvec_every_type), TEST_CASE(matvec_q8_every_type),
+          TEST_CASE(matmul_mma_every_type), TEST_CASE(matmul_blas_every_type),
+          TEST_CASE(dequant_and_embed_every_type),
           TEST_CASE(rmsnorm_add_glu_scale), TEST_CASE(rope_both_modes),
           TEST_CASE(attention_decode), TEST_CASE(attention_prefill), TEST_CASE(pos_counter),
           TEST_CASE(backend_block_matches_cpu), TEST_CASE(graph_decode_matches_eager))

@@ -286,7 +286,13 @@ TEST(gpu_offload_matches_reference)
         struct placement *pl = NULL;
         CHECK_OK(placement_create(m->hp.n_layer, 0, &pl));
         const int ngls[2] = {4, (int)m->hp.n_layer + 1};
-        for (int k = 0; k < 2 && devs[0] && pl; k++) {
+        /*
+         * Under the sanitizers the partial offload alone (the CPU/GPU boundary
+         * code): the whole model on lavapipe took ~77 of this case's 87 s
+         * there (alone, 10 s now), and the plain build runs both.
+         */
+        const int n_ngl = getenv("HEARTH_SANITIZED") ? 1 : 2;
+        for (int k = 0; k < n_ngl && devs[0] && pl; k++) {
             CHECK_OK(placement_from_ngl(pl, ngls[k], 1, 0));
             struct sched_params p = sched_params_default();
             p.n_ctx = N_CTX;

@@ -172,6 +172,13 @@ static inline unsigned __byte_perm(unsigned x, unsigned y, unsigned s)
         r |= (unsigned)((v >> (8 * ((s >> (4 * i)) & 7u))) & 0xffu) << (8 * i);
     return r;
 }
+/* dp4a.s32.s32: c + the dot product of the four signed bytes of a and of b */
+static inline int __dp4a(int a, int b, int c)
+{
+    for (int i = 0; i < 4; i++)
+        c += (int)(int8_t)((unsigned)a >> (8 * i)) * (int)(int8_t)((unsigned)b >> (8 * i));
+    return c;
+}
 template <typename T> static inline T __ldg(const T *p) { return *p; }
 template <typename A, typename B>
 static inline typename std::common_type<A, B>::type min(A a, B b)
