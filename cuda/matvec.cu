@@ -12,17 +12,16 @@
  * The loads of tile t+1 are issued before tile t is unpacked, so every lane
  * has two rows x one tile of loads in flight while it computes; with 3-4
  * resident blocks per SM (mv_geom::MINB) this is the Little's-law depth HBM
- * needs. Every
- * weight byte is read from DRAM exactly once; x (K floats) is re-read from L1.
+ * needs. Every weight byte is read from DRAM exactly once; x (K floats) is
+ * re-read from L1. The stream itself (mv_load, mv_stage) is matvec.cuh's.
  *
- * Activations stay F32 here: a dp4a path (x quantized to q8_1, int8 dot
- * products) trades exactness against the CPU's own rounding for fewer
- * instructions per weight. On an H100 (bench/RESULTS.md, 2026-11-23) this
+ * Activations stay F32 here. On an H100 (bench/RESULTS.md, 2026-11-23) this
  * kernel ran every quantized type at ~1.5e12 weights/s, 21-30 % of copy
- * bandwidth for the 4-bit types: bound by instructions per weight. The
- * decoders' per-weight int-to-float conversions have since become an integer
- * add and an FADD (cuda_small_i2f, same floats), not yet re-measured; the dp4a
- * path is the step after that if the types stay short.
+ * bandwidth for the 4-bit types, most likely held back by one int-to-float
+ * conversion per weight; those are now an integer add and an FADD
+ * (cuda_small_i2f, same floats), not yet re-measured. The dp4a path with x
+ * quantized to 8 bits is matvec-q8.cu, which cuda_matvec hands the shape to
+ * when it is switched on (HEARTH_CUDA_MV_Q8=1) and usable.
  */
 #include <string.h>
 
