@@ -20,8 +20,10 @@
 #            and rot4 --kv-window 128 (issue: compressed KV; docs/kv-cache.md)
 #   serve    `hearth serve` with 16 slots on DEV, bench/serve-load.py at 1, 4
 #            and 16 concurrent clients: aggregate tokens/s (issue: serve)
-#   vulkan   the tg step on vulkan0 when a hardware Vulkan device is listed,
-#            for the Vulkan/CUDA ratios (issue: Vulkan)
+#   vulkan   on the first hardware Vulkan device: bench-vulkan (per-op GB/s and
+#            TFLOP/s) and bench/vk-cuda-ratio.sh against gpu-run.sh's bench-cuda
+#            CSV ($CUDA_CSV, default $OUT/../run/bench.csv, gpu-session's layout),
+#            then the tg step, for the Vulkan/CUDA ratios (issue: Vulkan)
 #   plan70   synth llama3-70b Q4_K_M (~42 GB; skipped without 50 GB free
 #            disk), `hearth plan` for the device, then bench with the planner
 #            and with -ngl N sweeps, both under --vram-budget 24GiB when the
@@ -58,7 +60,7 @@ if has build; then
     t0=$(date +%s)
     if cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DHEARTH_CUDA=ON -DHEARTH_VULKAN=AUTO \
             -DHEARTH_CUDA_ARCHS=90 >"$OUT/e2e.txt" 2>&1 &&
-        cmake --build build-gpu -j 16 --target hearth-cli >>"$OUT/e2e.txt" 2>&1; then
+        cmake --build build-gpu -j 16 --target hearth-cli bench-vulkan >>"$OUT/e2e.txt" 2>&1; then
         BIN=build-gpu/hearth
         say "built the CLI on the device in $(($(date +%s) - t0)) s"
     else
@@ -211,6 +213,21 @@ fi
 if has vulkan; then
     vk=$("$BIN" devices 2>/dev/null | awk '/^vulkan[0-9]/ && !/llvmpipe|lavapipe|SwiftShader/ {print $1; exit}')
     if [ -n "$vk" ]; then
+        # per-op figures first (bench-vulkan: matvec per type and shape, prefill), then the
+        # Vulkan/CUDA ratio of each op against bench-cuda's CSV of this session (gpu-run.sh)
+        vkb=$(dirname "$BIN")/bench-vulkan
+        if [ -x "$vkb" ]; then
+            BENCH_CSV="$OUT/vk-bench.csv" timeout 150 "$vkb" -d "${vk#vulkan}" >"$OUT/vk-bench.txt" 2>&1
+            say "bench-vulkan $vk rc=$?: $(head -n 2 "$OUT/vk-bench.txt" | tr '\n' ' ')"
+            cuda_csv=${CUDA_CSV:-$OUT/../run/bench.csv}
+            if [ -s "$cuda_csv" ]; then
+                bash bench/vk-cuda-ratio.sh "$cuda_csv" "$OUT/vk-bench.csv" >>"$OUT/vk-bench.txt"
+                grep -E '^(copy bandwidth: cuda|decode +(Q4_0|Q4_K|Q6_K|Q8_0) |prefill +[A-Z])' \
+                    "$OUT/vk-bench.txt" | while read -r l; do say "vk/cuda: $l"; done
+            else
+                say "vk/cuda: no bench-cuda CSV at $cuda_csv (run gpu-run.sh bench first)"
+            fi
+        fi
         for t in Q4_0 Q4_K_M Q8_0; do
             f=$(synth "$PRESET" "$t") || continue
             bench "$PRESET $t $vk -ngl all" -m "$f" --device "$vk" -ngl all -p 512 -n 128 -r 3

@@ -65,7 +65,7 @@ for s in $PLAN; do
     kv) step kv 200 bench/gpu-e2e.sh "kv" ;;
     swa) step swa 90 bench/gpu-e2e.sh "swa" ;;
     serve) step serve 100 bench/gpu-e2e.sh "serve" ;;
-    vulkan) step vulkan 100 bench/gpu-e2e.sh "vulkan" ;;
+    vulkan) step vulkan 180 bench/gpu-e2e.sh "vulkan" ;;
     partial) step partial 90 bench/gpu-e2e.sh "partial" ;;
     plan70) step plan70 400 bench/gpu-e2e.sh "plan70" ;;
     iq) step iq 90 bench/gpu-e2e.sh "iq" ;;

@@ -27,24 +27,33 @@ in_range() {
     python3 -c "import sys; x = float('$1'); sys.exit(0 if $2 <= x <= $3 else 1)" 2>/dev/null
 }
 
-"$bin" perplexity -m "$smol" -f "$text" -c 128 --chunks 4 -t 2 --save-logits "$tmp/a.log" \
+# Four chunks, one under the sanitizers: they are after memory errors, which one chunk
+# reaches as well, and each 128-token chunk costs ~5 s per run there (three runs; CI's
+# 30 minutes). The perplexity bound is for four chunks, so only the plain build checks it.
+nch=4
+[ -n "${HEARTH_SANITIZED:-}" ] && nch=1
+"$bin" perplexity -m "$smol" -f "$text" -c 128 --chunks $nch -t 2 --save-logits "$tmp/a.log" \
     > "$tmp/a.txt" 2> "$tmp/a.err" || fail "perplexity exit $?: $(cat "$tmp/a.err")"
 last=$(tail -1 "$tmp/a.txt")
 echo "$last" | grep -Eq '^perplexity: [0-9]+\.[0-9]+ \+/- [0-9]+\.[0-9]+$' \
     || fail "last line is not 'perplexity: X +/- Y': '$last'"
 ppl=$(field "$tmp/a.txt" perplexity)
 # 4.3363 on the AVX2 path (bench/RESULTS.md); other ISAs round differently
-in_range "$ppl" 4.25 4.42 || fail "perplexity $ppl outside [4.25, 4.42]"
-grep -q '^\[1\][0-9.]*,\[2\][0-9.]*,\[3\][0-9.]*,\[4\][0-9.]*,$' "$tmp/a.err" \
-    || fail "no per-chunk progress on stderr: $(cat "$tmp/a.err")"
-grep -q '4 chunks of 128, 252 scored' "$tmp/a.txt" \
+if [ $nch -eq 4 ]; then
+    in_range "$ppl" 4.25 4.42 || fail "perplexity $ppl outside [4.25, 4.42]"
+fi
+progress='^'
+for i in $(seq 1 $nch); do progress="$progress\\[$i\\][0-9.]*,"; done
+grep -q "$progress\$" "$tmp/a.err" || fail "no per-chunk progress on stderr: $(cat "$tmp/a.err")"
+# 63 scored per chunk of 128 (c - 1 - c/2)
+grep -q "$nch chunks of 128, $((63 * nch)) scored" "$tmp/a.txt" \
     || fail "chunk/scored counts: $(head -2 "$tmp/a.txt")"
-# header 40 bytes + 512 ids + 252 records of 4 + 8 * 32 bytes
+# header 40 bytes + 128 ids a chunk + 63 records a chunk of 4 + 8 * 32 bytes
 size=$(stat -c %s "$tmp/a.log" 2>/dev/null || echo 0)
-[ "$size" -eq $((40 + 4 * 512 + 252 * 260)) ] || fail "logits file is $size bytes"
+[ "$size" -eq $((40 + 4 * 128 * nch + 63 * nch * 260)) ] || fail "logits file is $size bytes"
 
 # the same run against its own file: identical distributions
-"$bin" perplexity -m "$smol" -f "$text" -c 128 --chunks 4 -t 2 --kl-divergence "$tmp/a.log" \
+"$bin" perplexity -m "$smol" -f "$text" -c 128 --chunks $nch -t 2 --kl-divergence "$tmp/a.log" \
     > "$tmp/b.txt" 2> "$tmp/b.err" || fail "kl-divergence exit $?: $(cat "$tmp/b.err")"
 kld=$(field "$tmp/b.txt" "kld mean")
 in_range "$kld" -1e-9 1e-6 || fail "self KLD $kld, want 0"
@@ -57,7 +66,7 @@ tail -1 "$tmp/b.txt" | grep -q '^perplexity: ' \
     || fail "kl run does not end with the perplexity line"
 
 # one thread: results do not depend on the thread count
-"$bin" perplexity -m "$smol" -f "$text" -c 128 --chunks 4 -t 1 --kl-divergence "$tmp/a.log" \
+"$bin" perplexity -m "$smol" -f "$text" -c 128 --chunks $nch -t 1 --kl-divergence "$tmp/a.log" \
     > "$tmp/c.txt" 2> "$tmp/c.err" || fail "1-thread kl-divergence exit $?: $(cat "$tmp/c.err")"
 in_range "$(field "$tmp/c.txt" "kld mean")" -1e-9 1e-6 || fail "1-thread KLD not ~0"
 in_range "$(field "$tmp/c.txt" "top-1 agreement")" 1 1 || fail "1-thread top-1 agreement not 1"

@@ -278,6 +278,10 @@ static void prefill_equals_decode(int type, uint32_t window)
 
 TEST(prefill_equals_decode_rot3)
 {
+    /* ~30 s under ASan; there the rot3 encoder's memory is covered by test-kv-window's
+       prefill_equals_decode (rot3 keys) and the q4_0 case below runs the same paths */
+    if (getenv("HEARTH_SANITIZED"))
+        TEST_SKIP("sanitizer build: checked in the plain build");
     prefill_equals_decode(KVQ_ROT3, 0);
 }
 

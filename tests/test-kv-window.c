@@ -779,7 +779,11 @@ TEST(sched_equals_forward)
         int kt, vt, W;
     } cases[] = {{KVQ_ROT4, KVQ_ROT4, 5}, {KVQ_Q8_0, KVQ_ROT4, 5}, {KVQ_ROT4, KVQ_ROT4, 64},
                  {KVQ_Q8_0, KVQ_ROT4, 64}};
+    /* under the sanitizers (memory errors, not bits) the first and last: both pairs, both W */
+    const bool sanitized = getenv("HEARTH_SANITIZED") != NULL;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        if (sanitized && (i == 1 || i == 2))
+            continue;
         char name[48];
         kvq_pair_name(cases[i].kt, cases[i].vt, name, sizeof name);
         struct forward_ctx *f = ctx_new(m, cases[i].kt, cases[i].vt, cases[i].W, 1, SB);

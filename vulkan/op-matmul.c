@@ -5,6 +5,8 @@
  * Up to VK_MATVEC_TOKS tokens (decode, speculative verify) use the matvec:
  * reading the weights once per call is what matters there. Larger batches use
  * the tiled kernel, which reuses each dequantized weight tile for 32 tokens.
+ * A single token takes the matvec1_* variants (MV_TOKS=1): the 4-token kernel
+ * would multiply three clamped copies of it as well.
  * Activations stay f32 (no q8 quantization as on the CPU): the kernels are
  * bound by weight bandwidth, and f32 keeps the result within float rounding
  * of the exact product, which the test checks. F16 weights take the 16-bit
@@ -79,11 +81,18 @@ hearth_status vk_matmul(struct vk_ctx *ctx, const struct vk_matmul_args *a)
     uint32_t gx, gz;
     if (matvec) {
         vk__grid((a->n_out + VK_MATVEC_ROWS - 1) / VK_MATVEC_ROWS, &gx, &gz);
-        enum vk_shader sh = (enum vk_shader)((ctx->use_subgroup ? VK_SH_MATVEC_SG : VK_SH_MATVEC) + ti);
+        /* one token: the MV_TOKS=1 variants (no clamped copies of the token to multiply) */
+        const bool one = a->n_tok == 1;
+        const bool sg = ctx->use_subgroup;
+        enum vk_shader sh;
         if (h)
-            sh = ctx->use_subgroup ? VK_SH_MATVEC_F16_H_SG : VK_SH_MATVEC_F16_H;
-        return vk__dispatch(ctx, sh, binds, &p, sizeof p, gx,
-                            (a->n_tok + VK_MATVEC_TOKS - 1) / VK_MATVEC_TOKS, gz);
+            sh = one ? (sg ? VK_SH_MATVEC1_F16_H_SG : VK_SH_MATVEC1_F16_H)
+                     : (sg ? VK_SH_MATVEC_F16_H_SG : VK_SH_MATVEC_F16_H);
+        else
+            sh = (enum vk_shader)((one ? (sg ? VK_SH_MATVEC1_SG : VK_SH_MATVEC1)
+                                       : (sg ? VK_SH_MATVEC_SG : VK_SH_MATVEC)) + ti);
+        const uint32_t toks = one ? 1u : VK_MATVEC_TOKS;
+        return vk__dispatch(ctx, sh, binds, &p, sizeof p, gx, (a->n_tok + toks - 1) / toks, gz);
     }
     vk__grid((a->n_out + VK_MM_TILE - 1) / VK_MM_TILE, &gx, &gz);
     return vk__dispatch(ctx, h ? VK_SH_MATMUL_F16_H : (enum vk_shader)(VK_SH_MATMUL + ti), binds, &p,

@@ -75,6 +75,13 @@ static const struct vk_shader_desc vk_shaders[VK_SH_COUNT] = {
                  sizeof(struct vk_embed_params)},
     VK_WTYPES(X)
 #undef X
+#define X(T, t) {"matvec1_" #t, hearth_spv_matvec1_##t, &hearth_spv_matvec1_##t##_size, 5, MM},
+    VK_WTYPES(X)
+#undef X
+#define X(T, t) {"matvec1_" #t "_sg", hearth_spv_matvec1_##t##_sg,                            \
+                 &hearth_spv_matvec1_##t##_sg_size, 5, MM},
+    VK_WTYPES(X)
+#undef X
     [VK_SH_RMSNORM] = {"rmsnorm", hearth_spv_rmsnorm, &hearth_spv_rmsnorm_size, 3,
                        sizeof(struct vk_rmsnorm_params)},
     [VK_SH_RMSNORM_SG] = {"rmsnorm_sg", hearth_spv_rmsnorm_sg, &hearth_spv_rmsnorm_sg_size, 3,
@@ -99,6 +106,10 @@ static const struct vk_shader_desc vk_shaders[VK_SH_COUNT] = {
                             5, MM},
     [VK_SH_EMBED_F16_H] = {"embed_f16_h", hearth_spv_embed_f16_h, &hearth_spv_embed_f16_h_size, 4,
                            sizeof(struct vk_embed_params)},
+    [VK_SH_MATVEC1_F16_H] = {"matvec1_f16_h", hearth_spv_matvec1_f16_h,
+                             &hearth_spv_matvec1_f16_h_size, 5, MM},
+    [VK_SH_MATVEC1_F16_H_SG] = {"matvec1_f16_h_sg", hearth_spv_matvec1_f16_h_sg,
+                                &hearth_spv_matvec1_f16_h_sg_size, 5, MM},
     [VK_SH_KV_STORE_Q] = {"kv_store_q", hearth_spv_kv_store_q, &hearth_spv_kv_store_q_size, 3,
                           sizeof(struct vk_kvq_store_params)},
     [VK_SH_ATTENTION_KVQ] = {"attention_kvq", hearth_spv_attention_kvq,

@@ -16,7 +16,10 @@ enum vk_shader {
     VK_SH_MATVEC_SG = VK_SH_MATVEC + VK_N_WTYPES,
     VK_SH_MATMUL = VK_SH_MATVEC_SG + VK_N_WTYPES,
     VK_SH_EMBED = VK_SH_MATMUL + VK_N_WTYPES,
-    VK_SH_RMSNORM = VK_SH_EMBED + VK_N_WTYPES,
+    /* the one-token matvec (shaders/matvec.comp MV_TOKS=1, op-matmul.c) */
+    VK_SH_MATVEC1 = VK_SH_EMBED + VK_N_WTYPES,
+    VK_SH_MATVEC1_SG = VK_SH_MATVEC1 + VK_N_WTYPES,
+    VK_SH_RMSNORM = VK_SH_MATVEC1_SG + VK_N_WTYPES,
     VK_SH_RMSNORM_SG,
     VK_SH_ROPE,
     VK_SH_KV_STORE,
@@ -30,6 +33,8 @@ enum vk_shader {
     VK_SH_MATVEC_F16_H_SG,
     VK_SH_MATMUL_F16_H,
     VK_SH_EMBED_F16_H,
+    VK_SH_MATVEC1_F16_H,
+    VK_SH_MATVEC1_F16_H_SG,
     /* compressed-KV attention (op-attention.c, vk-kvq.h) */
     VK_SH_KV_STORE_Q,
     VK_SH_ATTENTION_KVQ,
