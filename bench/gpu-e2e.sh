@@ -222,11 +222,14 @@ if has vulkan; then
             cuda_csv=${CUDA_CSV:-$OUT/../run/bench.csv}
             if [ -s "$cuda_csv" ]; then
                 bash bench/vk-cuda-ratio.sh "$cuda_csv" "$OUT/vk-bench.csv" >>"$OUT/vk-bench.txt"
-                grep -E '^(copy bandwidth: cuda|decode +(Q4_0|Q4_K|Q6_K|Q8_0) |prefill +[A-Z])' \
+                # the ratio rows only ("TYPE NxK"; bench-vulkan's own rows write "N x K")
+                grep -E '^(copy bandwidth: cuda|decode +(Q4_0|Q4_K|Q6_K|Q8_0) |prefill +[A-Z0-9_]+ [0-9]+x)' \
                     "$OUT/vk-bench.txt" | while read -r l; do say "vk/cuda: $l"; done
             else
                 say "vk/cuda: no bench-cuda CSV at $cuda_csv (run gpu-run.sh bench first)"
             fi
+        else
+            say "bench-vulkan: not built next to $BIN (the build step builds it)"
         fi
         for t in Q4_0 Q4_K_M Q8_0; do
             f=$(synth "$PRESET" "$t") || continue
