@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench-util.h"
 #include "hearth.h"
 #include "quant.h"
 
@@ -96,18 +97,10 @@ static double time_matvec(const struct cuda_wlayout *l, void **w, int n_copies, 
     return (double)median(t, REPS);
 }
 
-/* IQ1/IQ2/IQ3 lattice types: table lookups whose cost depends on the indexes. */
-static int is_grid_type(hearth_dtype t)
-{
-    return t == HEARTH_DTYPE_IQ2_XXS || t == HEARTH_DTYPE_IQ2_XS || t == HEARTH_DTYPE_IQ2_S ||
-           t == HEARTH_DTYPE_IQ3_XXS || t == HEARTH_DTYPE_IQ3_S || t == HEARTH_DTYPE_IQ1_S ||
-           t == HEARTH_DTYPE_IQ1_M;
-}
-
 /* Fills n device bytes at d: 0x11, or random bytes (xorshift64) for a grid type. */
 static int fill_weight(hearth_dtype t, void *d, size_t n)
 {
-    if (!is_grid_type(t))
+    if (!bench_is_grid_type(t))
         return cuda_memset(d, 0x11, n) == HEARTH_OK;
     uint8_t *h = malloc(n);
     if (!h)

@@ -1,13 +1,17 @@
 /*
- * bench-util: the wall clock, the sort and the argument parsing the CPU
- * benchmarks here share (header-only: each bench-*.c is its own executable).
+ * bench-util: the wall clock, the sort, the argument parsing and the weight
+ * types' classes the benchmarks here share (header-only: each bench-*.c is its
+ * own executable).
  */
 #ifndef HEARTH_BENCH_UTIL_H
 #define HEARTH_BENCH_UTIL_H
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+
+#include "hearth.h"
 
 /* Monotonic wall-clock seconds. */
 static inline double bench_now(void)
@@ -36,6 +40,18 @@ static inline long bench_arg_long(const char *who, int argc, char **argv, int i,
         exit(2);
     }
     return v;
+}
+
+/*
+ * IQ1/IQ2/IQ3 lattice types (not IQ4_*): their grid lookups cost more when the
+ * lanes of a warp index different entries, so kernel benches fill them with
+ * random bytes rather than a pattern.
+ */
+static inline bool bench_is_grid_type(hearth_dtype t)
+{
+    return t == HEARTH_DTYPE_IQ2_XXS || t == HEARTH_DTYPE_IQ2_XS || t == HEARTH_DTYPE_IQ2_S ||
+           t == HEARTH_DTYPE_IQ3_XXS || t == HEARTH_DTYPE_IQ3_S || t == HEARTH_DTYPE_IQ1_S ||
+           t == HEARTH_DTYPE_IQ1_M;
 }
 
 #endif

@@ -33,8 +33,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "bench-util.h"
 #include "hearth.h"
 #include "quant.h"
 
@@ -48,12 +48,6 @@
 static int reps = 20;
 static bool small;
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 #define TRY(call)                                                                    \
     do {                                                                             \
         hearth_status st__ = (call);                                                 \
@@ -63,25 +57,11 @@ static int cmp_double(const void *a, const void *b)
         }                                                                            \
     } while (0)
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static bool is_grid_type(hearth_dtype t)
-{
-    return t == HEARTH_DTYPE_IQ2_XXS || t == HEARTH_DTYPE_IQ2_XS || t == HEARTH_DTYPE_IQ2_S ||
-           t == HEARTH_DTYPE_IQ3_XXS || t == HEARTH_DTYPE_IQ3_S || t == HEARTH_DTYPE_IQ1_S ||
-           t == HEARTH_DTYPE_IQ1_M;
-}
-
 /* The weight bytes: 0x11, or random (xorshift64) for a grid type. */
 static hearth_status fill_weight(struct vk_ctx *ctx, hearth_dtype t, struct vk_buffer *b,
                                  uint64_t n)
 {
-    if (!is_grid_type(t))
+    if (!bench_is_grid_type(t))
         return vk_buffer_fill(ctx, b, 0, n, 0x11111111u); /* n: a multiple of 4 */
     const uint64_t piece = (uint64_t)16 << 20;
     uint8_t *h = malloc(piece);
@@ -115,7 +95,7 @@ static hearth_status time_matmul(struct vk_ctx *ctx, struct vk_matmul_args *a,
     double t[64];
     hearth_status st = HEARTH_OK;
     for (int r = -1; r < reps && st == HEARTH_OK; r++) {
-        double t0 = now_s();
+        double t0 = bench_now();
         if (ts && (st = vk_timestamp(ctx, TS_A)) != HEARTH_OK)
             break;
         for (int c = 0; c < n_copies && st == HEARTH_OK; c++) {
@@ -125,7 +105,7 @@ static hearth_status time_matmul(struct vk_ctx *ctx, struct vk_matmul_args *a,
         if (st != HEARTH_OK || (ts && (st = vk_timestamp(ctx, TS_B)) != HEARTH_OK) ||
             (st = vk_submit(ctx)) != HEARTH_OK)
             break;
-        double s = now_s() - t0, ns = 0.0;
+        double s = bench_now() - t0, ns = 0.0;
         if (ts && (st = vk_timestamp_elapsed_ns(ctx, TS_A, TS_B, &ns)) != HEARTH_OK)
             break;
         if (ts && ns > 0.0)
@@ -134,7 +114,7 @@ static hearth_status time_matmul(struct vk_ctx *ctx, struct vk_matmul_args *a,
             t[r] = s / n_copies;
     }
     if (st == HEARTH_OK) {
-        qsort(t, (size_t)reps, sizeof t[0], cmp_double);
+        qsort(t, (size_t)reps, sizeof t[0], bench_cmp_double);
         *sec = t[reps / 2];
     }
     return st;

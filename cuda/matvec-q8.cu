@@ -14,7 +14,7 @@
  * rows (4 warps for the types with tiles over 1 KB, whose tiles would not
  * fit the 48 KB of shared memory twice over).
  *
- * The weight stream is matvec.cu's (matvec.cuh tiles, one tile ahead in
+ * The weight stream is matvec.cuh's mv_stream, as for matvec.cu (tiles one ahead in
  * registers, staged through the warp's shared slice). The results differ
  * from the F32 path by the activations' rounding, as the CPU's own quantized
  * dot products do (core/cpu/dot.h), so it is a switch until a GPU has timed
@@ -90,10 +90,8 @@ template <int T>
 static __global__ void __launch_bounds__(mq_geom<T>::WARPS * 32, mq_geom<T>::MINB)
     matvec_q8_kernel(const mv_params p)
 {
-    using G = mv_geom<T>;
     using Q = mq_geom<T>;
-    constexpr int UPB = dq<T>::EB / 32;
-    __shared__ uint4 tile[Q::WARPS][MV_R][G::NV];
+    __shared__ uint4 tile[Q::WARPS][MV_R][mv_geom<T>::NV];
     extern __shared__ __align__(16) uint8_t mq_smem[];
     const int64_t nb = p.k / 32;
     const int n_xb = p.n_tok * (int)nb;
@@ -114,52 +112,38 @@ static __global__ void __launch_bounds__(mq_geom<T>::WARPS * 32, mq_geom<T>::MIN
     mv_rows R;
     if (!mv_rows_init(p, Q::WARPS * MV_R, warp, R))
         return;
-    const int n_tiles = (int)((p.row_stride + G::TB - 1) / G::TB);
     float acc[MV_R][CUDA_MATVEC_MAX_TOK];
     mv_zero(acc);
-
-    uint4 reg[MV_R][G::VPL];
-    mv_load<T>(reg, R, 0, p.row_stride, lane);
-    for (int t = 0; t < n_tiles; t++) {
-        mv_stage<T>(tile[warp], reg, lane);
-        if (t + 1 < n_tiles)
-            mv_load<T>(reg, R, t + 1, p.row_stride, lane);
+    mv_stream<T>(p, R, tile[warp], lane,
+                 [&](const uint8_t *const (&blk)[MV_R], int part, int64_t g) {
+        int q[MV_R][8];
+        float d[MV_R][2], m[MV_R][2];
 #pragma unroll
-        for (int uu = 0; uu < G::UPL; uu++) {
-            const int u = lane + 32 * uu;
-            const int64_t g = (int64_t)t * (G::TE / 32) + u;
-            if (g >= nb)
+        for (int r = 0; r < MV_R; r++)
+            dqi<T>::unit(blk[r], part, q[r], d[r], m[r]);
+#pragma unroll
+        for (int tk = 0; tk < CUDA_MATVEC_MAX_TOK; tk++) {
+            if (tk >= p.n_tok)
                 break;
-            int q[MV_R][8];
-            float d[MV_R][2], m[MV_R][2];
+            const int4 *xw = (const int4 *)(xq + (int64_t)tk * p.k + 32 * g);
+            const int4 a = xw[0], c = xw[1];
+            const int xi = tk * (int)nb + (int)g;
+            const float dx = xd[xi], s0 = xs0[xi], s1 = xs1[xi];
 #pragma unroll
-            for (int r = 0; r < MV_R; r++)
-                dqi<T>::unit((const uint8_t *)tile[warp][r] + (u / UPB) * dq<T>::UB, u % UPB,
-                             q[r], d[r], m[r]);
-#pragma unroll
-            for (int tk = 0; tk < CUDA_MATVEC_MAX_TOK; tk++) {
-                if (tk >= p.n_tok)
-                    break;
-                const int4 *xw = (const int4 *)(xq + (int64_t)tk * p.k + 32 * g);
-                const int4 a = xw[0], c = xw[1];
-                const int xi = tk * (int)nb + (int)g;
-                const float dx = xd[xi], s0 = xs0[xi], s1 = xs1[xi];
-#pragma unroll
-                for (int r = 0; r < MV_R; r++) {
-                    int p0 = __dp4a(q[r][0], a.x, 0);
-                    p0 = __dp4a(q[r][1], a.y, p0);
-                    p0 = __dp4a(q[r][2], a.z, p0);
-                    p0 = __dp4a(q[r][3], a.w, p0);
-                    int p1 = __dp4a(q[r][4], c.x, 0);
-                    p1 = __dp4a(q[r][5], c.y, p1);
-                    p1 = __dp4a(q[r][6], c.z, p1);
-                    p1 = __dp4a(q[r][7], c.w, p1);
-                    acc[r][tk] += dx * (d[r][0] * (float)p0 + d[r][1] * (float)p1 +
-                                        m[r][0] * s0 + m[r][1] * s1);
-                }
+            for (int r = 0; r < MV_R; r++) {
+                int p0 = __dp4a(q[r][0], a.x, 0);
+                p0 = __dp4a(q[r][1], a.y, p0);
+                p0 = __dp4a(q[r][2], a.z, p0);
+                p0 = __dp4a(q[r][3], a.w, p0);
+                int p1 = __dp4a(q[r][4], c.x, 0);
+                p1 = __dp4a(q[r][5], c.y, p1);
+                p1 = __dp4a(q[r][6], c.z, p1);
+                p1 = __dp4a(q[r][7], c.w, p1);
+                acc[r][tk] += dx * (d[r][0] * (float)p0 + d[r][1] * (float)p1 +
+                                    m[r][0] * s0 + m[r][1] * s1);
             }
         }
-    }
+    });
     mv_store(R, acc, p.n_tok, lane);
 }
 

@@ -13,7 +13,8 @@
  * has two rows x one tile of loads in flight while it computes; with 3-4
  * resident blocks per SM (mv_geom::MINB) this is the Little's-law depth HBM
  * needs. Every weight byte is read from DRAM exactly once; x (K floats) is
- * re-read from L1. The stream itself (mv_load, mv_stage) is matvec.cuh's.
+ * re-read from L1. The stream itself is matvec.cuh's mv_stream; this kernel
+ * passes it the F32 unpack-and-FMA of one unit.
  *
  * Activations stay F32 here. On an H100 (bench/RESULTS.md, 2026-11-23) this
  * kernel ran every quantized type at ~1.5e12 weights/s, 21-30 % of copy
@@ -33,63 +34,46 @@ template <int T>
 static __global__ void __launch_bounds__(MV_WARPS * 32, mv_geom<T>::MINB)
     matvec_kernel(const mv_params p)
 {
-    using G = mv_geom<T>;
-    constexpr int UPB = dq<T>::EB / 32;
-    __shared__ uint4 tile[MV_WARPS][MV_R][G::NV];
+    __shared__ uint4 tile[MV_WARPS][MV_R][mv_geom<T>::NV];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     mv_rows R;
     if (!mv_rows_init(p, MV_WARPS * MV_R, warp, R))
         return;
-    const int64_t n_units = p.k / 32;
-    const int n_tiles = (int)((p.row_stride + G::TB - 1) / G::TB);
     float acc[MV_R][CUDA_MATVEC_MAX_TOK];
     mv_zero(acc);
-
-    uint4 reg[MV_R][G::VPL];
-    mv_load<T>(reg, R, 0, p.row_stride, lane);
-    for (int t = 0; t < n_tiles; t++) {
-        mv_stage<T>(tile[warp], reg, lane);
-        if (t + 1 < n_tiles)
-            mv_load<T>(reg, R, t + 1, p.row_stride, lane);
+    mv_stream<T>(p, R, tile[warp], lane,
+                 [&](const uint8_t *const (&blk)[MV_R], int part, int64_t g) {
+        /* unpack the unit of every row first, so x is read once per unit and token */
+        float w[MV_R][32];
 #pragma unroll
-        for (int uu = 0; uu < G::UPL; uu++) {
-            const int u = lane + 32 * uu;
-            const int64_t g = (int64_t)t * (G::TE / 32) + u;
-            if (g >= n_units)
+        for (int r = 0; r < MV_R; r++)
+            dq<T>::unit(blk[r], part, w[r]);
+        const float *xu = p.x + g * 32;
+#pragma unroll
+        for (int tk = 0; tk < CUDA_MATVEC_MAX_TOK; tk++) {
+            if (tk >= p.n_tok)
                 break;
-            /* unpack the unit of every row first, so x is read once per unit and token */
-            float w[MV_R][32];
+            const float4 *x4 = (const float4 *)(xu + tk * p.x_stride);
+            float s[MV_R];
 #pragma unroll
             for (int r = 0; r < MV_R; r++)
-                dq<T>::unit((const uint8_t *)tile[warp][r] + (u / UPB) * dq<T>::UB, u % UPB,
-                            w[r]);
-            const float *xu = p.x + g * 32;
+                s[r] = 0.0f;
 #pragma unroll
-            for (int tk = 0; tk < CUDA_MATVEC_MAX_TOK; tk++) {
-                if (tk >= p.n_tok)
-                    break;
-                const float4 *x4 = (const float4 *)(xu + tk * p.x_stride);
-                float s[MV_R];
+            for (int i = 0; i < 8; i++) {
+                float4 xv = __ldg(x4 + i);
 #pragma unroll
-                for (int r = 0; r < MV_R; r++)
-                    s[r] = 0.0f;
-#pragma unroll
-                for (int i = 0; i < 8; i++) {
-                    float4 xv = __ldg(x4 + i);
-#pragma unroll
-                    for (int r = 0; r < MV_R; r++) {
-                        s[r] = fmaf(w[r][4 * i], xv.x, s[r]);
-                        s[r] = fmaf(w[r][4 * i + 1], xv.y, s[r]);
-                        s[r] = fmaf(w[r][4 * i + 2], xv.z, s[r]);
-                        s[r] = fmaf(w[r][4 * i + 3], xv.w, s[r]);
-                    }
+                for (int r = 0; r < MV_R; r++) {
+                    s[r] = fmaf(w[r][4 * i], xv.x, s[r]);
+                    s[r] = fmaf(w[r][4 * i + 1], xv.y, s[r]);
+                    s[r] = fmaf(w[r][4 * i + 2], xv.z, s[r]);
+                    s[r] = fmaf(w[r][4 * i + 3], xv.w, s[r]);
                 }
-#pragma unroll
-                for (int r = 0; r < MV_R; r++)
-                    acc[r][tk] += s[r];
             }
+#pragma unroll
+            for (int r = 0; r < MV_R; r++)
+                acc[r][tk] += s[r];
         }
-    }
+    });
     mv_store(R, acc, p.n_tok, lane);
 }
 

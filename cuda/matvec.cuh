@@ -172,6 +172,42 @@ __device__ __forceinline__ void mv_stage(uint4 (&tile)[MV_R][mv_geom<T>::NV],
     __syncwarp();
 }
 
+/*
+ * The stream both kernels run over a warp's MV_R rows: tile by tile, tile t+1's
+ * loads in flight while tile t is consumed, one 32-element unit per lane per
+ * step. unit(blk, part, g) does the kernel's own arithmetic: blk[r] is the
+ * staged block of row r that holds the unit, part the unit's index inside
+ * that block, g its index along the row (x's unit).
+ */
+template <int T, typename F>
+__device__ __forceinline__ void mv_stream(const mv_params &p, const mv_rows &R,
+                                          uint4 (&tile)[MV_R][mv_geom<T>::NV], int lane, F &&unit)
+{
+    using G = mv_geom<T>;
+    constexpr int UPB = dq<T>::EB / 32;
+    const int64_t n_units = p.k / 32;
+    const int n_tiles = (int)((p.row_stride + G::TB - 1) / G::TB);
+    uint4 reg[MV_R][G::VPL];
+    mv_load<T>(reg, R, 0, p.row_stride, lane);
+    for (int t = 0; t < n_tiles; t++) {
+        mv_stage<T>(tile, reg, lane);
+        if (t + 1 < n_tiles)
+            mv_load<T>(reg, R, t + 1, p.row_stride, lane);
+#pragma unroll
+        for (int uu = 0; uu < G::UPL; uu++) {
+            const int u = lane + 32 * uu;
+            const int64_t g = (int64_t)t * (G::TE / 32) + u;
+            if (g >= n_units)
+                break;
+            const uint8_t *blk[MV_R];
+#pragma unroll
+            for (int r = 0; r < MV_R; r++)
+                blk[r] = (const uint8_t *)tile[r] + (u / UPB) * dq<T>::UB;
+            unit(blk, u % UPB, g);
+        }
+    }
+}
+
 /* Sums each row's partials over the warp and writes y (+ bias). */
 __device__ __forceinline__ void mv_store(const mv_rows &R, float (&acc)[MV_R][CUDA_MATVEC_MAX_TOK],
                                          int n_tok, int lane)
