@@ -294,6 +294,118 @@ TEST(matmul_one_block)
     close_ctx(ctx);
 }
 
+static uint64_t dispatch_count(const struct vk_ctx *ctx)
+{
+    struct vk_submit_stats s;
+    vk_ctx_submit_stats(ctx, &s);
+    return s.dispatches;
+}
+
+/*
+ * vk_matmul_group on three q/k/v-like weights (131, 33 and 64 rows of 512, one
+ * weight set, outputs at offsets in one buffer with padded strides, biases in
+ * one buffer): one dispatch for 1 and 3 tokens, the same bits as a vk_matmul
+ * per weight (each row's arithmetic is unchanged, only the dispatch is shared);
+ * with a Q6_K third weight beside two Q4_K, two dispatches; with 5 tokens (the
+ * tiled kernel), one per weight; the same bits throughout. The counts come from the context's
+ * dispatch counter, so a silent fallback fails the case.
+ */
+TEST(matmul_group)
+{
+    OPEN_OR_SKIP(ctx, 0);
+    test_rng_seed(107);
+    static const struct { hearth_dtype t[3]; } sets[] = {
+        {{HEARTH_DTYPE_Q4_K, HEARTH_DTYPE_Q4_K, HEARTH_DTYPE_Q4_K}},
+        {{HEARTH_DTYPE_Q6_K, HEARTH_DTYPE_Q6_K, HEARTH_DTYPE_Q6_K}},
+        {{HEARTH_DTYPE_Q4_0, HEARTH_DTYPE_Q4_0, HEARTH_DTYPE_Q4_0}},
+        {{HEARTH_DTYPE_F16, HEARTH_DTYPE_F16, HEARTH_DTYPE_F16}},
+        {{HEARTH_DTYPE_Q4_K, HEARTH_DTYPE_Q4_K, HEARTH_DTYPE_Q6_K}}, /* Q4_K_M's q/k/v mix */
+    };
+    enum { K = 512, T = 5 };
+    static const uint32_t rows[3] = {131, 33, 64};
+    const uint32_t yoff[3] = {0, 6 * 132, 6 * 132 + 6 * 34}, ystr[3] = {132, 34, 64};
+    const uint64_t ybytes = 4ull * (yoff[2] + 6 * 64), nb = 131 + 33 + 64;
+    float *x = malloc((size_t)T * K * sizeof *x), *bias = malloc(nb * sizeof *bias);
+    float *yg = malloc(ybytes), *ys = malloc(ybytes);
+    struct vk_buffer xb = {0}, bb = {0}, ygb = {0}, ysb = {0};
+    if (!x || !bias || !yg || !ys) {
+        TEST_FAIL_AT("out of memory");
+        goto done;
+    }
+    fill_gauss(x, (size_t)T * K, 1.0f);
+    fill_gauss(bias, nb, 1.0f);
+    memset(yg, 0, ybytes);
+    if (!make_buf(ctx, &xb, x, (uint64_t)T * K * 4) || !make_buf(ctx, &bb, bias, nb * 4) ||
+        !make_buf(ctx, &ygb, yg, ybytes) || !make_buf(ctx, &ysb, yg, ybytes))
+        goto done;
+    for (size_t si = 0; si < sizeof sets / sizeof sets[0]; si++) {
+        struct qmat m[3] = {{0}};
+        struct vk_weights *w = NULL;
+        bool made = true;
+        for (int i = 0; i < 3; i++)
+            made = made && qmat_make(&m[i], sets[si].t[i], K, rows[i]);
+        if (made) {
+            const void *data[3] = {m[0].q, m[1].q, m[2].q};
+            uint64_t bytes[3];
+            for (int i = 0; i < 3; i++)
+                bytes[i] = m[i].row_bytes * rows[i];
+            CHECK_OK(vk_weights_create(ctx, 3, data, bytes, &w));
+        }
+        bool same = sets[si].t[2] == sets[si].t[0];
+        static const int toks[] = {1, 3, 5};
+        for (int ti = 0; w && ti < 3; ti++)
+            for (int with_b = 0; with_b < 2; with_b++) {
+                int nt = toks[ti];
+                struct vk_matmul_args a[3];
+                for (int i = 0; i < 3; i++) {
+                    a[i] = (struct vk_matmul_args){
+                        .type = m[i].t, .w = vk_weights_view(w, i), .row_bytes = m[i].row_bytes,
+                        .n_in = K, .n_out = rows[i], .n_tok = (uint32_t)nt, .x = view(&xb),
+                        .x_stride = K, .y = {&ygb, 4ull * yoff[i]}, .y_stride = ystr[i],
+                    };
+                    if (with_b)
+                        a[i].bias = (struct vk_view){&bb, 4ull * (i == 0 ? 0 : i == 1 ? 131 : 164)};
+                }
+                uint64_t d0 = dispatch_count(ctx);
+                CHECK_OK(vk_matmul_group(ctx, a, 3));
+                uint64_t fused = dispatch_count(ctx) - d0;
+                for (int i = 0; i < 3; i++) {
+                    a[i].y.buf = &ysb;
+                    CHECK_OK(vk_matmul(ctx, &a[i]));
+                }
+                CHECK_OK(vk_buffer_download(ctx, &ygb, 0, yg, ybytes));
+                CHECK_OK(vk_buffer_download(ctx, &ysb, 0, ys, ybytes));
+                uint64_t want = nt > 4 ? 3 : same ? 1 : 2;
+                CHECK_MSG(fused == want, "%s/%s/%s n_tok %d bias %d: %llu dispatches, want %llu",
+                          hearth_dtype_name(m[0].t), hearth_dtype_name(m[1].t),
+                          hearth_dtype_name(m[2].t), nt, with_b, (unsigned long long)fused,
+                          (unsigned long long)want);
+                size_t bad = 0, first = 0;
+                for (size_t i = 0; i < ybytes / 4; i++)
+                    if (memcmp(&yg[i], &ys[i], 4) != 0 && bad++ == 0)
+                        first = i;
+                CHECK_MSG(bad == 0, "%s/%s/%s n_tok %d bias %d: %zu outputs differ from one "
+                          "dispatch per weight; first [%zu] %.9g vs %.9g",
+                          hearth_dtype_name(m[0].t), hearth_dtype_name(m[1].t),
+                          hearth_dtype_name(m[2].t), nt, with_b, bad, first, (double)yg[first],
+                          (double)ys[first]);
+            }
+        vk_weights_destroy(ctx, w);
+        for (int i = 0; i < 3; i++)
+            qmat_free(&m[i]);
+    }
+done:
+    vk_buffer_destroy(ctx, &xb);
+    vk_buffer_destroy(ctx, &bb);
+    vk_buffer_destroy(ctx, &ygb);
+    vk_buffer_destroy(ctx, &ysb);
+    free(x);
+    free(bias);
+    free(yg);
+    free(ys);
+    close_ctx(ctx);
+}
+
 /* One larger case: Q4_K 1024 x 2048, decode and a 33-token batch. */
 TEST(matmul_large)
 {
@@ -841,7 +953,8 @@ TEST(rejects_bad_args)
     close_ctx(ctx);
 }
 
-TEST_MAIN(TEST_CASE(matmul_all_types), TEST_CASE(matmul_one_block), TEST_CASE(matmul_large),
+TEST_MAIN(TEST_CASE(matmul_all_types), TEST_CASE(matmul_one_block), TEST_CASE(matmul_group),
+          TEST_CASE(matmul_large),
           TEST_CASE(weights_split_across_chunks), TEST_CASE(staging_stays_within_its_worst_case),
           TEST_CASE(rmsnorm), TEST_CASE(rope),
           TEST_CASE(attention), TEST_CASE(attention_split), TEST_CASE(eltwise), TEST_CASE(embed_all_types),

@@ -202,6 +202,7 @@ void vk_ctx_submit_stats(const struct vk_ctx *ctx, struct vk_submit_stats *out)
     out->submits = ctx->n_submits;
     out->waits = ctx->n_waits;
     out->done = ctx->n_done;
+    out->dispatches = ctx->n_dispatches;
     out->staging_bytes = 0;
     for (int i = 0; i < VK_FRAMES; i++)
         out->staging_bytes += ctx->frames[i].staging.size;
@@ -404,6 +405,7 @@ hearth_status vk__dispatch(struct vk_ctx *ctx, enum vk_shader id, const struct v
     VkBuffer bufs[VK_MAX_BIND];
     for (uint32_t i = 0; i < p->n_bind; i++)
         bufs[i] = binds[i]->buf;
+    ctx->n_dispatches++;
     if (ctx->cap)
         return capture_one(ctx->cap, id, p->n_bind, bufs, push, push_size, gx, gy, gz);
     return primary_dispatch(ctx, p, bufs, push, push_size, gx, gy, gz);

@@ -3,7 +3,8 @@
  * case per op kind, each a few dispatches recorded in order:
  *   EMBED      vk_embed
  *   RMSNORM    vk_rmsnorm
- *   MATMUL     vk_matmul per weight (bias fused into the matmul shader)
+ *   MATMUL     vk_matmul_group: 1-3 weights, one dispatch where they share a
+ *              kernel and buffers (bias fused into the matmul shader)
  *   ATTENTION  [vk_rmsnorm q, k per head] -> vk_rope q, k -> vk_attention
  *              (K/V append + attention)
  *   GLU        vk_swiglu / vk_geglu
@@ -158,29 +159,31 @@ static hearth_status run_matmul(struct vk_graph *g, const struct hearth_op *op)
 {
     const struct hearth_op_matmul *m = &op->u.matmul;
     hearth_status st;
-    struct vk_matmul_args a = {0};
+    struct vk_matmul_args a[3] = {{0}};
     uint32_t xs = 0;
-    if ((st = tview(&m->x, "matmul", "x", &a.x)) || (st = fstride(&m->x, "matmul", "x", &xs)))
+    if (m->n_w < 1 || m->n_w > 3)
+        return err_set(HEARTH_ERR_INVALID_ARG, "vulkan: matmul of %d weights (1..3)", m->n_w);
+    if ((st = tview(&m->x, "matmul", "x", &a[0].x)) || (st = fstride(&m->x, "matmul", "x", &xs)))
         return st;
     for (int i = 0; i < m->n_w; i++) {
         uint32_t ys = 0;
-        if ((st = tview(&m->w[i], "matmul", "w", &a.w)) || (st = tview(&m->y[i], "matmul", "y", &a.y)) ||
+        a[i].x = a[0].x;
+        if ((st = tview(&m->w[i], "matmul", "w", &a[i].w)) ||
+            (st = tview(&m->y[i], "matmul", "y", &a[i].y)) ||
             (st = fstride(&m->y[i], "matmul", "y", &ys)))
             return st;
-        a.bias.buf = NULL;
-        if (m->b[i].buf && (st = tview(&m->b[i], "matmul", "b", &a.bias)))
+        if (m->b[i].buf && (st = tview(&m->b[i], "matmul", "b", &a[i].bias)))
             return st;
-        a.type = m->w[i].type;
-        a.row_bytes = m->w[i].row_stride;
-        a.n_in = (uint32_t)m->w[i].ne0;
-        a.n_out = (uint32_t)m->w[i].n_rows;
-        a.n_tok = (uint32_t)op->n_tok;
-        a.x_stride = xs;
-        a.y_stride = ys;
-        if ((st = vk_matmul(g->ctx, &a)) != HEARTH_OK)
-            return st;
+        a[i].type = m->w[i].type;
+        a[i].row_bytes = m->w[i].row_stride;
+        a[i].n_in = (uint32_t)m->w[i].ne0;
+        a[i].n_out = (uint32_t)m->w[i].n_rows;
+        a[i].n_tok = (uint32_t)op->n_tok;
+        a[i].x_stride = xs;
+        a[i].y_stride = ys;
     }
-    return HEARTH_OK;
+    /* q/k/v or gate/up in one dispatch where they share a kernel and buffers (op-matmul.c) */
+    return vk_matmul_group(g->ctx, a, m->n_w);
 }
 
 /* Slot of the inverse-frequency table for this layer kind, made on first use. */

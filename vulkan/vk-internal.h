@@ -160,6 +160,7 @@ struct vk_ctx {
     struct vk_frame frames[VK_FRAMES];
     uint64_t n_done;        /* serials < n_done are complete (their fences were waited) */
     uint64_t n_waits;       /* fence waits (vk_submit_stats) */
+    uint64_t n_dispatches;  /* vk__dispatch calls (vk_submit_stats) */
 };
 
 /* Maps a VkResult to a status and sets the message "file:line: expr: VK_ERROR_...". */

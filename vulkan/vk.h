@@ -204,6 +204,7 @@ struct vk_submit_stats {
     uint64_t submits; /* vkQueueSubmit calls */
     uint64_t waits;   /* fence waits (one per submission retired) */
     uint64_t done;    /* submissions known complete */
+    uint64_t dispatches; /* vk__dispatch calls (captured for replay or recorded) */
     uint64_t staging_bytes; /* host staging the frames hold now (<= vk_host_staging_bytes) */
 };
 void vk_ctx_submit_stats(const struct vk_ctx *ctx, struct vk_submit_stats *out);
@@ -252,6 +253,12 @@ struct vk_matmul_args {
     int force_kernel; /* 0: choose; 1: matvec; 2: tiled (tests) */
 };
 hearth_status vk_matmul(struct vk_ctx *ctx, const struct vk_matmul_args *a);
+/*
+ * n (1..3) matmuls: those that share the kernel (type, K, n_tok <= 4), x, and
+ * the W, y and bias buffers go in one matvec dispatch, each other one in its
+ * own. Results are the same bits either way.
+ */
+hearth_status vk_matmul_group(struct vk_ctx *ctx, const struct vk_matmul_args *a, int n);
 
 /* y[r][:] = rmsnorm(x[r][:]) ⊙ w, n_rows rows of n; w.buf NULL: no gain. y may alias x. */
 hearth_status vk_rmsnorm(struct vk_ctx *ctx, struct vk_view x, uint32_t x_stride, struct vk_view w,

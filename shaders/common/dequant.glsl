@@ -176,6 +176,14 @@ const uint BS = 144u, QS = 16u;
 #else
 const uint BS = 176u, QS = 48u;
 #endif
+// sub-block j's 6-bit scale (x) and min (y) of the super-block at base (get_scale_min)
+uvec2 k4_scale_min(uint base, uint j)
+{
+    if (j < 4u)
+        return uvec2(rd8(base + 4u + j), rd8(base + 8u + j)) & 63u;
+    uint s8 = rd8(base + 8u + j);
+    return uvec2((s8 & 15u) | ((rd8(base + j) >> 6) << 4), (s8 >> 4) | ((rd8(base + 4u + j) >> 6) << 4));
+}
 vec4 dq4(uint rb, uint e)
 {
     uint base = rb + (e >> 8) * BS, eb = e & 255u, j = eb >> 5;
@@ -183,16 +191,8 @@ vec4 dq4(uint rb, uint e)
 #if defined(A_Q5_K)
     n += bytes4(rd32(base + 16u + (eb & 31u)), j, 1u) << 4;
 #endif
-    uint sc, mn;
-    if (j < 4u) {
-        sc = rd8(base + 4u + j) & 63u;
-        mn = rd8(base + 8u + j) & 63u;
-    } else {
-        uint s8 = rd8(base + 8u + j);
-        sc = (s8 & 15u) | ((rd8(base + j) >> 6) << 4);
-        mn = (s8 >> 4) | ((rd8(base + 4u + j) >> 6) << 4);
-    }
-    return f16at(base) * float(sc) * vec4(n) - f16at(base + 2u) * float(mn);
+    uvec2 sm = k4_scale_min(base, j);
+    return f16at(base) * float(sm.x) * vec4(n) - f16at(base + 2u) * float(sm.y);
 }
 #elif defined(A_Q6_K)
 vec4 dq4(uint rb, uint e)

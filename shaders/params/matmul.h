@@ -13,6 +13,7 @@
 #define VK_MATVEC_WG 64
 #define VK_MATVEC_ROWS 2
 #define VK_MATVEC_TOKS 4
+#define VK_MATVEC_MAX_W 3
 #define VK_MM_TILE 32
 #define VK_MM_BK 32
 
@@ -28,6 +29,15 @@ VK_PARAMS_BEGIN(vk_matmul_params)
     uint32_t y_stride;
     uint32_t has_b;     /* 1: y += bias[r] */
     uint32_t b_off;     /* bias: [n_out] floats from b_off (binding 3) */
+    /*
+     * matvec only: n_w (1..VK_MATVEC_MAX_W) weights of one type and K in one
+     * dispatch (q/k/v, gate/up), sharing the W, y and bias bindings. Weight i
+     * takes the row groups after weight i - 1's; its w_off, n_out, y_off,
+     * y_stride and b_off are these fields for i = 1, 2. matmul.comp ignores them.
+     */
+    uint32_t n_w;
+    uint32_t w1_off, n1_out, y1_off, y1_stride, b1_off;
+    uint32_t w2_off, n2_out, y2_off, y2_stride, b2_off;
 VK_PARAMS_END(vk_matmul_params)
 
 #ifndef VULKAN
