@@ -188,13 +188,24 @@ extern "C" hearth_status cuda_matmul(void *blas, int n_w, const struct cuda_mm_o
         aligned = aligned && (w[i].l->row_stride & 15u) == 0 && ((uintptr_t)w[i].d_w & 15u) == 0;
     /* unaligned rows (GGUF rows uploaded as they are): the MMA kernel reads any 2-byte rows */
     if (n_tok <= CUDA_MATVEC_MAX_TOK && aligned) {
-        bool same = true;
-        for (int i = 1; i < n_w; i++)
-            same = same && w[i].l->type == w[0].l->type && w[i].l->k == w[0].l->k;
-        if (same)
-            return cuda_matvec(n_w, w, d_x, x_stride, n_tok, stream);
+        /*
+         * One launch per (type, K): each weight not yet taken leads one with the
+         * later weights that match it, so Q4_K_M's Q4_K q and k share a launch
+         * beside a Q6_K v rather than all three going alone.
+         */
+        bool taken[3] = {false, false, false};
         for (int i = 0; i < n_w; i++) {
-            hearth_status st = cuda_matvec(1, &w[i], d_x, x_stride, n_tok, stream);
+            if (taken[i])
+                continue;
+            struct cuda_mm_out g[3];
+            int n = 0;
+            g[n++] = w[i];
+            for (int j = i + 1; j < n_w; j++)
+                if (!taken[j] && w[j].l->type == w[i].l->type && w[j].l->k == w[i].l->k) {
+                    taken[j] = true;
+                    g[n++] = w[j];
+                }
+            hearth_status st = cuda_matvec(n, g, d_x, x_stride, n_tok, stream);
             if (st != HEARTH_OK)
                 return st;
         }

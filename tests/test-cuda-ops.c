@@ -257,6 +257,49 @@ TEST(matvec_q8_every_type)
     matvec_types(true);
 }
 
+/*
+ * cuda_matmul on q/k/v-like weights of mixed types (Q4_K, Q6_K, Q4_K: the
+ * first and third share a launch, the second goes alone) for 1 and 3 tokens,
+ * against the reference: every weight's rows land in its own y whatever launch
+ * it joined.
+ */
+TEST(matmul_mixed_types)
+{
+    NEED_DEVICE();
+    test_rng_seed(13);
+    const int64_t K = 512, N[3] = {96, 32, 32};
+    const hearth_dtype t[3] = {HEARTH_DTYPE_Q4_K, HEARTH_DTYPE_Q6_K, HEARTH_DTYPE_Q4_K};
+    struct tw w[3];
+    for (int i = 0; i < 3; i++)
+        REQUIRE(tw_make(&w[i], t[i], N[i], K));
+    for (int n_tok = 1; n_tok <= 3; n_tok += 2) {
+        float *x = malloc((size_t)(n_tok * K) * sizeof(float)), *y[3], *dy[3];
+        REQUIRE(x);
+        fill_gauss(x, (size_t)(n_tok * K), 1.0f);
+        float *dx = dev_floats(x, (size_t)(n_tok * K));
+        REQUIRE(dx);
+        struct cuda_mm_out o[3];
+        for (int i = 0; i < 3; i++) {
+            y[i] = malloc((size_t)(n_tok * N[i]) * 4);
+            dy[i] = dev_poisoned((size_t)(n_tok * N[i]));
+            REQUIRE(y[i] && dy[i]);
+            o[i] = (struct cuda_mm_out){&w[i].l, w[i].d, NULL, dy[i], N[i]};
+        }
+        CHECK_OK(cuda_matmul(NULL, 3, o, dx, K, n_tok, NULL, 0, NULL));
+        CHECK_OK(cuda_synchronize());
+        for (int i = 0; i < 3; i++) {
+            CHECK_OK(cuda_download(y[i], dy[i], (size_t)(n_tok * N[i]) * 4));
+            check_matmul("matmul mixed", &w[i], NULL, x, n_tok, y[i], N[i], 1e-4, 1e-5);
+            free(y[i]);
+            cuda_free(dy[i]);
+        }
+        free(x);
+        cuda_free(dx);
+    }
+    for (int i = 0; i < 3; i++)
+        tw_free(&w[i]);
+}
+
 static void prefill_case(int use_blas)
 {
     NEED_DEVICE();
@@ -888,6 +931,7 @@ TEST(graph_decode_matches_eager)
 }
 
 TEST_MAIN(TEST_CASE(matvec_every_type), TEST_CASE(matvec_q8_every_type),
+          TEST_CASE(matmul_mixed_types),
           TEST_CASE(matmul_mma_every_type), TEST_CASE(matmul_blas_every_type),
           TEST_CASE(dequant_and_embed_every_type),
           TEST_CASE(rmsnorm_add_glu_scale), TEST_CASE(rope_both_modes),
