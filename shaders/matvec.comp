@@ -4,7 +4,7 @@
 // strides of 4 elements, decoding each group of 4 weights once in registers
 // (dq4) and using it for every token, so the weights are read once per
 // workgroup. Partial sums meet in reduce_sum (any subgroup size). Types with a
-// unit_dot (common/dequant-unit.glsl: the legacy, K- and IQ4 quants) take whole
+// unit_dot (common/dequant-unit.glsl: every quantized type) take whole
 // 32-element units per invocation instead of groups of 4: the block's address
 // and scales are decoded once per unit, not once per 4 weights.
 // MV_TOKS is VK_MATVEC_TOKS, or 1 for the *_1 variants that op-matmul.c picks

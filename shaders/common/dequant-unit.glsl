@@ -2,7 +2,8 @@
 // it defines HAS_UNIT and unit_dot(rb, u, xb, s): s[t] = the dot product of
 // elements 32u..32u+31 of the row at byte rb with token t's activations, which
 // start at x4 index xb[t]. A unit is one 32-element block (Q4_0, Q8_0, ...) or
-// one 32-element sub-block of a 256-element super-block (K-quants, IQ4_XS).
+// one 32-element sub-block of a 256-element super-block (K-quants, IQ4_XS, the
+// IQ lattice types).
 // Why not dq4 (dequant.glsl) eight times: dq4 recomputes the block address,
 // assembles each unaligned word from two loads with a branch, and re-decodes
 // the f16 scale (and a K-quant's 6-bit sub-scales) for every group of 4. Here
@@ -14,12 +15,15 @@
 // words come from ldw, one shift per unit (0 or 16) applied to a run of loads.
 // The weight binding's offset is 4-byte aligned (vk__view_words), so the
 // 20/24/84/136/144/176-byte blocks read whole words.
+// The IQ lattice types look their groups up in the grid buffer (dequant.glsl).
 // Expects from the including shader: wq (dequant.glsl's rd* readers), x4,
 // MV_TOKS. Layouts: facts sheet §3 (core/quant-internal.h).
 
 #if defined(A_Q4_0) || defined(A_Q4_1) || defined(A_IQ4_NL) || defined(A_Q5_0) || \
     defined(A_Q5_1) || defined(A_Q8_0) || defined(A_Q2_K) || defined(A_Q3_K) ||   \
-    defined(A_Q4_K) || defined(A_Q5_K) || defined(A_Q6_K) || defined(A_IQ4_XS)
+    defined(A_Q4_K) || defined(A_Q5_K) || defined(A_Q6_K) || defined(A_IQ4_XS) ||     \
+    defined(A_IQ2_XXS) || defined(A_IQ2_XS) || defined(A_IQ2_S) || defined(A_IQ3_XXS) || \
+    defined(A_IQ3_S) || defined(A_IQ1_S) || defined(A_IQ1_M)
 #define HAS_UNIT 1
 
 // word i of the bytes from b (b even): a = b >> 2, sh = (b & 2) * 8; the high
@@ -49,7 +53,7 @@ float sum4(vec4 v) { return dot(v, vec4(1.0)); }
 
 // s[t] = dm.x * (w . x_t) (+ dm.y * sum of x_t for the types with a min): the end of
 // every unit with one scale for all 32 elements
-#if defined(A_Q4_1) || defined(A_Q5_1)
+#if defined(A_Q4_1) || defined(A_Q5_1) || defined(A_IQ1_S)
 #define UNIT_MIN 1
 #endif
 void unit_finish(vec4 w[8], uint u, uint xb[MV_TOKS], vec2 dm, out float s[MV_TOKS])
@@ -65,6 +69,17 @@ void unit_finish(vec4 w[8], uint u, uint xb[MV_TOKS], vec2 dm, out float s[MV_TO
 #else
         s[t] = dm.x * p;
 #endif
+    }
+}
+// s[t] = d2.x * (w[0..4) . x_t) + d2.y * (w[4..8) . x_t): one scale per 16 elements
+void unit_finish2(vec4 w[8], uint u, uint xb[MV_TOKS], vec2 d2, out float s[MV_TOKS])
+{
+    for (uint t = 0u; t < MV_TOKS; t++) {
+        uint xi = xb[t] + 8u * u;
+        float p0, p1;
+        DOT_RANGE(w, xi, 0u, 4u, p0);
+        DOT_RANGE(w, xi, 4u, 4u, p1);
+        s[t] = d2.x * p0 + d2.y * p1;
     }
 }
 #endif
@@ -188,13 +203,7 @@ void unit_dot(uint rb, uint u, uint xb[MV_TOKS], out float s[MV_TOKS])
     }
     float d = f16at(base + 108u);
     vec2 d2 = d * vec2(q3_scale(base, 2u * j), q3_scale(base, 2u * j + 1u));
-    for (uint t = 0u; t < MV_TOKS; t++) {
-        uint xi = xb[t] + 8u * u;
-        float p0, p1;
-        DOT_RANGE(w, xi, 0u, 4u, p0);
-        DOT_RANGE(w, xi, 4u, 4u, p1);
-        s[t] = d2.x * p0 + d2.y * p1;
-    }
+    unit_finish2(w, u, xb, d2, s);
 }
 #elif defined(A_Q4_K) || defined(A_Q5_K)
 #if defined(A_Q4_K)
@@ -245,13 +254,7 @@ void unit_dot(uint rb, uint u, uint xb[MV_TOKS], out float s[MV_TOKS])
     uint sc = rd16(base + 192u + 8u * h + 2u * k);
     float d = f16at(base + 208u);
     vec2 d2 = d * vec2(float(int(sc << 24) >> 24), float(int(sc << 16) >> 24));
-    for (uint t = 0u; t < MV_TOKS; t++) {
-        uint xi = xb[t] + 8u * u;
-        float p0, p1;
-        DOT_RANGE(w, xi, 0u, 4u, p0);
-        DOT_RANGE(w, xi, 4u, 4u, p1);
-        s[t] = d2.x * p0 + d2.y * p1;
-    }
+    unit_finish2(w, u, xb, d2, s);
 }
 #elif defined(A_IQ4_XS)
 // unit ib: 16 qs bytes (low nibbles: elements 0-15, high: 16-31), one 6-bit scale
@@ -269,5 +272,159 @@ void unit_dot(uint rb, uint u, uint xb[MV_TOKS], out float s[MV_TOKS])
     uint ls = ((rd8(base + 4u + (ib >> 1)) >> (4u * (ib & 1u))) & 15u) |
               (((w0 >> (16u + 2u * ib)) & 3u) << 4);
     unit_finish(w, u, xb, vec2(unpackHalf2x16(w0).x * float(int(ls) - 32), 0.0), s);
+}
+#elif defined(A_IQ2_XXS) || defined(A_IQ2_XS) || defined(A_IQ2_S)
+// group l (8 elements) of w: grid entry gi (two words) under sign bits sg
+void iq2_group(inout vec4 w[8], uint l, uint gi, uint sg)
+{
+    w[2u * l] = vec4(bytes4(iqg[gi], 0u, 255u)) * iq_signs4(sg);
+    w[2u * l + 1u] = vec4(bytes4(iqg[gi + 1u], 0u, 255u)) * iq_signs4(sg >> 4);
+}
+// the two 16-element scales d (0.5 + nibble) / 4 of the byte sc
+vec2 iq2_scales(float d, uint sc)
+{
+    return d * 0.25 * (0.5 + vec2(float(sc & 15u), float(sc >> 4)));
+}
+#endif
+#if defined(A_IQ2_XXS)
+// unit ib: 4 grid bytes (one per 8 elements), then a word of four 7-bit sign indexes and a
+// 4-bit scale (dequant.glsl's dq4 for the layout)
+void unit_dot(uint rb, uint u, uint xb[MV_TOKS], out float s[MV_TOKS])
+{
+    uint base = rb + (u >> 3) * 66u, ib = u & 7u;
+    LDW_AT(base + 2u + 8u * ib);
+    uint q = LDW(0u), aux = LDW(1u);
+    vec4 w[8];
+    for (uint l = 0u; l < 4u; l++) {
+        uint gi = IQ_OFF_IQ2XXS + 2u * ((q >> (8u * l)) & 255u);
+        uint sg = iq_signs8((aux >> (7u * l)) & 127u);
+        iq2_group(w, l, gi, sg);
+    }
+    unit_finish(w, u, xb, vec2(f16at(base) * (0.5 + float(aux >> 28)) * 0.25, 0.0), s);
+}
+#elif defined(A_IQ2_XS)
+// unit ib: four u16 (9-bit grid index, 7-bit sign index), a 4-bit scale per 16 elements
+void unit_dot(uint rb, uint u, uint xb[MV_TOKS], out float s[MV_TOKS])
+{
+    uint base = rb + (u >> 3) * 74u, ib = u & 7u;
+    LDW_AT(base + 2u + 8u * ib);
+    uint q0 = LDW(0u), q1 = LDW(1u);
+    vec4 w[8];
+    for (uint l = 0u; l < 4u; l++) {
+        uint q = ((l < 2u ? q0 : q1) >> (16u * (l & 1u))) & 0xffffu;
+        uint gi = IQ_OFF_IQ2XS + 2u * (q & 511u), sg = iq_signs8(q >> 9);
+        iq2_group(w, l, gi, sg);
+    }
+    uint sc = rd8(base + 66u + ib);
+    unit_finish2(w, u, xb, iq2_scales(f16at(base), sc), s);
+}
+#elif defined(A_IQ2_S)
+// unit ib: 4 grid-index low bytes, 2 high bits each from one qh byte, 4 sign bytes
+void unit_dot(uint rb, uint u, uint xb[MV_TOKS], out float s[MV_TOKS])
+{
+    uint base = rb + (u >> 3) * 82u, ib = u & 7u, qs, sgn;
+    {
+        LDW_AT(base + 2u + 4u * ib);
+        qs = LDW(0u);
+    }
+    {
+        LDW_AT(base + 34u + 4u * ib);
+        sgn = LDW(0u);
+    }
+    uint qh = rd8(base + 66u + ib);
+    vec4 w[8];
+    for (uint l = 0u; l < 4u; l++) {
+        uint idx = ((qs >> (8u * l)) & 255u) | (((qh >> (2u * l)) & 3u) << 8);
+        uint gi = IQ_OFF_IQ2S + 2u * idx, sg = sgn >> (8u * l);
+        iq2_group(w, l, gi, sg);
+    }
+    uint sc = rd8(base + 74u + ib);
+    unit_finish2(w, u, xb, iq2_scales(f16at(base), sc), s);
+}
+#elif defined(A_IQ3_XXS)
+// unit ib: 8 grid bytes (one per 4 elements), a word of four 7-bit sign indexes + a scale
+void unit_dot(uint rb, uint u, uint xb[MV_TOKS], out float s[MV_TOKS])
+{
+    uint base = rb + (u >> 3) * 98u, ib = u & 7u, q0, q1;
+    {
+        LDW_AT(base + 2u + 8u * ib);
+        q0 = LDW(0u);
+        q1 = LDW(1u);
+    }
+    uint aux = rd32(base + 66u + 4u * ib);
+    vec4 w[8];
+    for (uint k = 0u; k < 8u; k++) {
+        uint g = iqg[IQ_OFF_IQ3XXS + (((k < 4u ? q0 : q1) >> (8u * (k & 3u))) & 255u)];
+        uint sg = iq_signs8((aux >> (7u * (k >> 1))) & 127u) >> (4u * (k & 1u));
+        w[k] = vec4(bytes4(g, 0u, 255u)) * iq_signs4(sg);
+    }
+    unit_finish(w, u, xb, vec2(f16at(base) * (0.5 + float(aux >> 28)) * 0.5, 0.0), s);
+}
+#elif defined(A_IQ3_S)
+// unit ib: 8 grid-index low bytes, their high bits in one qh byte, 4 sign bytes (a bit
+// per element), a 4-bit scale
+void unit_dot(uint rb, uint u, uint xb[MV_TOKS], out float s[MV_TOKS])
+{
+    uint base = rb + (u >> 3) * 110u, ib = u & 7u, q0, q1, sgn;
+    {
+        LDW_AT(base + 2u + 8u * ib);
+        q0 = LDW(0u);
+        q1 = LDW(1u);
+    }
+    {
+        LDW_AT(base + 74u + 4u * ib);
+        sgn = LDW(0u);
+    }
+    uint qh = rd8(base + 66u + ib);
+    vec4 w[8];
+    for (uint k = 0u; k < 8u; k++) {
+        uint idx = (((k < 4u ? q0 : q1) >> (8u * (k & 3u))) & 255u) | (((qh >> k) & 1u) << 8);
+        w[k] = vec4(bytes4(iqg[IQ_OFF_IQ3S + idx], 0u, 255u)) * iq_signs4(sgn >> (4u * k));
+    }
+    uint sc = (rd8(base + 106u + (ib >> 1)) >> (4u * (ib & 1u))) & 15u;
+    unit_finish(w, u, xb, vec2(f16at(base) * float(2u * sc + 1u), 0.0), s);
+}
+#elif defined(A_IQ1_S)
+// unit ib: 4 grid-index low bytes; a u16 with their 3 high bits each, a 3-bit scale and the
+// delta's sign; w holds the signed grid values, the delta comes in through the sum of x
+void unit_dot(uint rb, uint u, uint xb[MV_TOKS], out float s[MV_TOKS])
+{
+    uint base = rb + (u >> 3) * 50u, ib = u & 7u, qs;
+    {
+        LDW_AT(base + 2u + 4u * ib);
+        qs = LDW(0u);
+    }
+    uint qh = rd16(base + 34u + 2u * ib);
+    vec4 w[8];
+    for (uint l = 0u; l < 4u; l++) {
+        uint gi = IQ_OFF_IQ1S + 2u * (((qs >> (8u * l)) & 255u) | (((qh >> (3u * l)) & 7u) << 8));
+        w[2u * l] = vec4(sbytes4(iqg[gi]));
+        w[2u * l + 1u] = vec4(sbytes4(iqg[gi + 1u]));
+    }
+    float dl = f16at(base) * float(2u * ((qh >> 12) & 7u) + 1u);
+    unit_finish(w, u, xb, vec2(dl, (qh & 0x8000u) != 0u ? -0.125 * dl : 0.125 * dl), s);
+}
+#elif defined(A_IQ1_M)
+// unit ib: 4 grid-index low bytes, a nibble each (3 high bits, the delta's sign) from one
+// u16, a 3-bit scale per 16 elements; d is the top nibbles of the four scale words
+void unit_dot(uint rb, uint u, uint xb[MV_TOKS], out float s[MV_TOKS])
+{
+    uint base = rb + (u >> 3) * 56u, ib = u & 7u;
+    uint qs = wq[(base >> 2) + ib], qh = rd16(base + 32u + 2u * ib);
+    vec4 w[8];
+    for (uint l = 0u; l < 4u; l++) {
+        uint nib = qh >> (4u * l);
+        uint gi = IQ_OFF_IQ1S + 2u * (((qs >> (8u * l)) & 255u) | ((nib & 7u) << 8));
+        float delta = (nib & 8u) != 0u ? -0.125 : 0.125;
+        w[2u * l] = vec4(sbytes4(iqg[gi])) + delta;
+        w[2u * l + 1u] = vec4(sbytes4(iqg[gi + 1u])) + delta;
+    }
+    uint s01 = wq[(base >> 2) + 12u], s23 = wq[(base >> 2) + 13u];
+    uint dbits = ((s01 >> 12) & 0xfu) | ((s01 >> 24) & 0xf0u) | ((s23 >> 4) & 0xf00u) |
+                 ((s23 >> 16) & 0xf000u);
+    uint sw = rd16(base + 48u + 2u * (ib >> 1));
+    uint sc0 = (sw >> (3u * ((2u * ib) & 3u))) & 7u, sc1 = (sw >> (3u * ((2u * ib + 1u) & 3u))) & 7u;
+    vec2 d2 = unpackHalf2x16(dbits).x * vec2(float(2u * sc0 + 1u), float(2u * sc1 + 1u));
+    unit_finish2(w, u, xb, d2, s);
 }
 #endif
