@@ -1,19 +1,23 @@
 #version 450
-// matmul: prefill y = W x for many tokens. A workgroup computes a
-// VK_MM_TILE (rows) x VK_MM_TILE (tokens) tile of y; per K step of VK_MM_BK
-// elements it dequantizes a VK_MM_TILE x VK_MM_BK weight tile into shared
-// memory (each invocation decodes one group of 4 via dq4) and stages the
-// matching activation tile, then each invocation accumulates its 2x2 outputs.
-// No cross-invocation reduction, so subgroup size never matters. Tiles are
-// padded by one column against shared-memory bank conflicts.
+// matmul: prefill y = W x for many tokens. A workgroup of 128 computes a
+// VK_MM_ROWS x VK_MM_TOKS (64 rows x 32 tokens) tile of y; per K step of
+// VK_MM_BK (16) elements it dequantizes the 64 x 16 weight tile into shared
+// memory (each invocation decodes two groups of 4 via dq4) and stages the
+// 32 x 16 activation tile, then each invocation accumulates a 4 x 4 block of
+// outputs in registers: per k, 8 shared-memory reads feed 16 FMAs. The first
+// version gave each of 256 invocations a 2 x 2 block of a 32 x 32 tile, one
+// shared read per FMA, which bounds a GPU without cooperative matrices by its
+// shared-memory bandwidth, not its FMA rate. 64 x 16 and 32 x 16 tiles take
+// 6.3 KiB, well inside Vulkan's guaranteed 16 KiB.
+// No cross-invocation reduction, so subgroup size never matters.
 // Grid: x = row tile, y = token tile, z extends x past 65535 as in matvec.
 // IQ types read their grid from the storage buffer (binding 4), not from a
 // copy in shared memory made at the start of the workgroup. A copy compiles
 // as fast on lavapipe (~1 s, IQ2_XXS and IQ1_S tried, same bits), but each
-// invocation does one grid lookup per K step against 128 FMAs, so the lookups
+// invocation does two grid lookups per K step against 256 FMAs, so the lookups
 // are not what bounds this kernel. A copy would load up to 4096 words per
 // workgroup (IQ1_S) and take up to 16 KiB of shared memory, Vulkan's whole
-// guaranteed minimum, on top of the 8.4 KiB of tiles, which costs occupancy.
+// guaranteed minimum, on top of the tiles, which costs occupancy.
 // The 33 KiB of tables stays hot in L1/L2 across workgroups anyway.
 #extension GL_GOOGLE_include_directive : require
 #ifdef USE_16BIT
@@ -21,7 +25,8 @@
 #endif
 #include "params/matmul.h"
 
-layout(local_size_x = 256) in;
+#define MM_WG 128 // (VK_MM_ROWS / 4) x (VK_MM_TOKS / 4) invocations, 4 x 4 outputs each
+layout(local_size_x = MM_WG) in;
 layout(binding = 0) readonly buffer WBuf { uint wq[]; };
 layout(binding = 1) readonly buffer XBuf { vec4 x4[]; };
 layout(binding = 2) writeonly buffer YBuf { float y[]; };
@@ -32,44 +37,64 @@ layout(binding = 3) readonly buffer BBuf { float bias[]; };
 #define IQ_GRID_BINDING 4
 #include "common/dequant.glsl"
 
-shared float ws[VK_MM_TILE][VK_MM_BK + 1];
-shared float xs[VK_MM_TILE][VK_MM_BK + 1];
+// k-major tiles: the compute loop reads a row of each per k, 4 weights and 4 tokens apart
+// by 16 and 8, so a subgroup touches few distinct words (broadcasts); +1 against bank
+// conflicts on the loaders' stores
+shared float ws[VK_MM_BK][VK_MM_ROWS + 1];
+shared float xs[VK_MM_BK][VK_MM_TOKS + 1];
 
 float bias_of(uint r) { return pc.has_b != 0u ? bias[pc.b_off + r] : 0.0; }
 
 void main()
 {
     uint rt = gl_WorkGroupID.z * gl_NumWorkGroups.x + gl_WorkGroupID.x;
-    uint r0 = rt * VK_MM_TILE, t0 = gl_WorkGroupID.y * VK_MM_TILE;
+    uint r0 = rt * VK_MM_ROWS, t0 = gl_WorkGroupID.y * VK_MM_TOKS;
     if (r0 >= pc.n_out)
         return;
     uint tid = gl_LocalInvocationID.x;
-    // loader role: one group of 4 of the weight tile and of the activation tile
-    uint lr = tid / (VK_MM_BK / 4u), lk = (tid % (VK_MM_BK / 4u)) * 4u;
-    // compute role: rows cr, cr + 16; tokens ct, ct + 16
-    uint cr = tid / 16u, ct = tid % 16u;
-    float acc00 = 0.0, acc01 = 0.0, acc10 = 0.0, acc11 = 0.0;
-    uint wrow = min(r0 + lr, pc.n_out - 1u), xrow = min(t0 + lr, pc.n_tok - 1u);
+    // loader role: groups of 4 along K, two of the weight tile and one of the activation tile
+    const uint G = VK_MM_BK / 4u; // groups per tile row
+    uint lk = (tid % G) * 4u;
+    uint wr0 = min(r0 + tid / G, pc.n_out - 1u), wr1 = min(r0 + tid / G + MM_WG / G, pc.n_out - 1u);
+    uint xr = min(t0 + tid / G, pc.n_tok - 1u);
+    // compute role: rows cr + 16 i, tokens ct + 8 j (i, j < 4)
+    uint cr = tid / 8u, ct = tid % 8u;
+    float acc[4][4];
+    for (uint i = 0u; i < 4u; i++)
+        for (uint j = 0u; j < 4u; j++)
+            acc[i][j] = 0.0;
     for (uint k0 = 0u; k0 < pc.n_in; k0 += VK_MM_BK) {
-        vec4 w = vec4(0.0), xv = vec4(0.0);
+        vec4 w0 = vec4(0.0), w1 = vec4(0.0), xv = vec4(0.0);
         if (k0 + lk < pc.n_in) {
-            w = dq4(pc.w_off + wrow * pc.row_bytes, k0 + lk);
-            xv = x4[(pc.x_off + xrow * pc.x_stride + k0 + lk) / 4u];
+            w0 = dq4(pc.w_off + wr0 * pc.row_bytes, k0 + lk);
+            w1 = dq4(pc.w_off + wr1 * pc.row_bytes, k0 + lk);
+            xv = x4[(pc.x_off + xr * pc.x_stride + k0 + lk) / 4u];
         }
-        ws[lr][lk] = w.x; ws[lr][lk + 1u] = w.y; ws[lr][lk + 2u] = w.z; ws[lr][lk + 3u] = w.w;
-        xs[lr][lk] = xv.x; xs[lr][lk + 1u] = xv.y; xs[lr][lk + 2u] = xv.z; xs[lr][lk + 3u] = xv.w;
+        uint lr = tid / G;
+        for (uint c = 0u; c < 4u; c++) {
+            ws[lk + c][lr] = w0[c];
+            ws[lk + c][lr + MM_WG / G] = w1[c];
+            xs[lk + c][lr] = xv[c];
+        }
         barrier();
         for (uint k = 0u; k < VK_MM_BK; k++) {
-            float a0 = ws[cr][k], a1 = ws[cr + 16u][k];
-            float b0 = xs[ct][k], b1 = xs[ct + 16u][k];
-            acc00 += a0 * b0; acc01 += a0 * b1;
-            acc10 += a1 * b0; acc11 += a1 * b1;
+            vec4 a = vec4(ws[k][cr], ws[k][cr + 16u], ws[k][cr + 32u], ws[k][cr + 48u]);
+            vec4 b = vec4(xs[k][ct], xs[k][ct + 8u], xs[k][ct + 16u], xs[k][ct + 24u]);
+            for (uint i = 0u; i < 4u; i++)
+                for (uint j = 0u; j < 4u; j++)
+                    acc[i][j] += a[i] * b[j];
         }
         barrier();
     }
-    uint ra = r0 + cr, rb = r0 + cr + 16u, ta = t0 + ct, tb = t0 + ct + 16u;
-    if (ra < pc.n_out && ta < pc.n_tok) y[pc.y_off + ta * pc.y_stride + ra] = acc00 + bias_of(ra);
-    if (ra < pc.n_out && tb < pc.n_tok) y[pc.y_off + tb * pc.y_stride + ra] = acc01 + bias_of(ra);
-    if (rb < pc.n_out && ta < pc.n_tok) y[pc.y_off + ta * pc.y_stride + rb] = acc10 + bias_of(rb);
-    if (rb < pc.n_out && tb < pc.n_tok) y[pc.y_off + tb * pc.y_stride + rb] = acc11 + bias_of(rb);
+    for (uint i = 0u; i < 4u; i++) {
+        uint r = r0 + cr + 16u * i;
+        if (r >= pc.n_out)
+            continue;
+        float bi = bias_of(r);
+        for (uint j = 0u; j < 4u; j++) {
+            uint t = t0 + ct + 8u * j;
+            if (t < pc.n_tok)
+                y[pc.y_off + t * pc.y_stride + r] = acc[i][j] + bi;
+        }
+    }
 }

@@ -4,7 +4,8 @@
  *
  * Up to VK_MATVEC_TOKS tokens (decode, speculative verify) use the matvec:
  * reading the weights once per call is what matters there. Larger batches use
- * the tiled kernel, which reuses each dequantized weight tile for 32 tokens.
+ * the tiled kernel, which reuses each dequantized weight tile for 32 tokens
+ * (64 rows x 32 tokens per workgroup, 4 x 4 outputs per invocation).
  * A single token takes the matvec1_* variants (MV_TOKS=1): the 4-token kernel
  * would multiply three clamped copies of it as well.
  * vk_matmul_group puts up to three matvecs that share x, type and buffers
@@ -130,9 +131,9 @@ static hearth_status dispatch(struct vk_ctx *ctx, const struct vk_matmul_args *a
         const uint32_t toks = one ? 1u : VK_MATVEC_TOKS;
         return vk__dispatch(ctx, sh, binds, p, sizeof *p, gx, (a->n_tok + toks - 1) / toks, gz);
     }
-    vk__grid((a->n_out + VK_MM_TILE - 1) / VK_MM_TILE, &gx, &gz);
+    vk__grid((a->n_out + VK_MM_ROWS - 1) / VK_MM_ROWS, &gx, &gz);
     return vk__dispatch(ctx, h ? VK_SH_MATMUL_F16_H : (enum vk_shader)(VK_SH_MATMUL + ti), binds, p,
-                        sizeof *p, gx, (a->n_tok + VK_MM_TILE - 1) / VK_MM_TILE, gz);
+                        sizeof *p, gx, (a->n_tok + VK_MM_TOKS - 1) / VK_MM_TOKS, gz);
 }
 
 static uint32_t row_groups(uint32_t n_out)

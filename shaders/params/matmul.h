@@ -1,7 +1,7 @@
 /*
  * params/matmul: y[t][r] = W row r . x row t, shared by matvec.comp (decode:
  * VK_MATVEC_ROWS rows x VK_MATVEC_TOKS tokens per workgroup, reduction over
- * the row) and matmul.comp (prefill: a VK_MM_TILE x VK_MM_TILE output tile per
+ * the row) and matmul.comp (prefill: a VK_MM_ROWS x VK_MM_TOKS output tile per
  * workgroup, dequantized weight tiles in shared memory).
  * Offsets: w_off in bytes into the weight binding (a chunk, see buffer.c),
  * x_off / y_off / b_off and strides in floats.
@@ -14,8 +14,9 @@
 #define VK_MATVEC_ROWS 2
 #define VK_MATVEC_TOKS 4
 #define VK_MATVEC_MAX_W 3
-#define VK_MM_TILE 32
-#define VK_MM_BK 32
+#define VK_MM_ROWS 64 /* matmul.comp: weight rows per workgroup */
+#define VK_MM_TOKS 32 /* matmul.comp: tokens per workgroup */
+#define VK_MM_BK 16   /* matmul.comp: K elements per shared-memory step */
 
 VK_PARAMS_BEGIN(vk_matmul_params)
     uint32_t w_off;     /* byte offset of row 0 in the weight binding */
