@@ -16,14 +16,12 @@
 // The weight binding's offset is 4-byte aligned (vk__view_words), so the
 // 20/24/84/136/144/176-byte blocks read whole words.
 // The IQ lattice types look their groups up in the grid buffer (dequant.glsl).
-// Expects from the including shader: wq (dequant.glsl's rd* readers), x4,
-// MV_TOKS. Layouts: facts sheet §3 (core/quant-internal.h).
+// Expects from the including shader: wq (dequant.glsl's rd* readers and its
+// per-type block constants BS, QS, QH), x4, MV_TOKS. Layouts: facts sheet §3
+// (core/quant-internal.h).
 
-#if defined(A_Q4_0) || defined(A_Q4_1) || defined(A_IQ4_NL) || defined(A_Q5_0) || \
-    defined(A_Q5_1) || defined(A_Q8_0) || defined(A_Q2_K) || defined(A_Q3_K) ||   \
-    defined(A_Q4_K) || defined(A_Q5_K) || defined(A_Q6_K) || defined(A_IQ4_XS) ||     \
-    defined(A_IQ2_XXS) || defined(A_IQ2_XS) || defined(A_IQ2_S) || defined(A_IQ3_XXS) || \
-    defined(A_IQ3_S) || defined(A_IQ1_S) || defined(A_IQ1_M)
+// every quantized type: all but the float formats
+#if !defined(A_F32) && !defined(A_F16) && !defined(A_BF16)
 #define HAS_UNIT 1
 
 // word i of the bytes from b (b even): a = b >> 2, sh = (b & 2) * 8; the high
@@ -85,15 +83,10 @@ void unit_finish2(vec4 w[8], uint u, uint xb[MV_TOKS], vec2 d2, out float s[MV_T
 #endif
 
 #if defined(A_Q4_0) || defined(A_Q4_1) || defined(A_IQ4_NL)
-#if defined(A_Q4_1)
-const uint UB = 20u, UQ = 4u;
-#else
-const uint UB = 18u, UQ = 2u;
-#endif
 void unit_dot(uint rb, uint u, uint xb[MV_TOKS], out float s[MV_TOKS])
 {
-    uint base = rb + u * UB;
-    LDW_AT(base + UQ);
+    uint base = rb + u * BS;
+    LDW_AT(base + QS);
     vec4 w[8];
     for (uint i = 0u; i < 4u; i++) {
         uint q = LDW(i);
@@ -115,21 +108,16 @@ void unit_dot(uint rb, uint u, uint xb[MV_TOKS], out float s[MV_TOKS])
 #endif
 }
 #elif defined(A_Q5_0) || defined(A_Q5_1)
-#if defined(A_Q5_1)
-const uint UB = 24u, UH = 4u;
-#else
-const uint UB = 22u, UH = 2u;
-#endif
 void unit_dot(uint rb, uint u, uint xb[MV_TOKS], out float s[MV_TOKS])
 {
-    uint base = rb + u * UB;
-    LDW_AT(base + UH);
+    uint base = rb + u * BS;
+    LDW_AT(base + QH);
     uint qh = LDW(0u);
     vec4 w[8];
     for (uint i = 0u; i < 4u; i++) {
         uint q = LDW(i + 1u), hl = qh >> (4u * i), hh = qh >> (16u + 4u * i);
-        uvec4 lo = bytes4(q, 0u, 15u) + (uvec4(hl << 4, hl << 3, hl << 2, hl << 1) & 16u);
-        uvec4 hi = bytes4(q, 4u, 15u) + (uvec4(hh << 4, hh << 3, hh << 2, hh << 1) & 16u);
+        uvec4 lo = bytes4(q, 0u, 15u) + q5_high4(hl);
+        uvec4 hi = bytes4(q, 4u, 15u) + q5_high4(hh);
 #if defined(A_Q5_0)
         w[i] = vec4(lo) - 16.0;
         w[i + 4u] = vec4(hi) - 16.0;
@@ -206,16 +194,11 @@ void unit_dot(uint rb, uint u, uint xb[MV_TOKS], out float s[MV_TOKS])
     unit_finish2(w, u, xb, d2, s);
 }
 #elif defined(A_Q4_K) || defined(A_Q5_K)
-#if defined(A_Q4_K)
-const uint UB = 144u, UQ = 16u;
-#else
-const uint UB = 176u, UQ = 48u;
-#endif
 // unit j: one sub-block, one 6-bit scale and min (dequant.glsl k4_scale_min)
 void unit_dot(uint rb, uint u, uint xb[MV_TOKS], out float s[MV_TOKS])
 {
-    uint base = rb + (u >> 3) * UB, j = u & 7u;
-    uint a = (base + UQ + 32u * (j >> 1)) >> 2, sh = 4u * (j & 1u);
+    uint base = rb + (u >> 3) * BS, j = u & 7u;
+    uint a = (base + QS + 32u * (j >> 1)) >> 2, sh = 4u * (j & 1u);
     vec4 w[8];
     for (uint i = 0u; i < 8u; i++)
         w[i] = vec4(bytes4(wq[a + i], sh, 15u));

@@ -131,12 +131,17 @@ const uint BS = 24u, QH = 4u;
 #else
 const uint BS = 22u, QH = 2u;
 #endif
+// bits 0-3 of h as the fifth bit (16) of four quants
+uvec4 q5_high4(uint h)
+{
+    return uvec4(h << 4, h << 3, h << 2, h << 1) & 16u;
+}
 vec4 dq4(uint rb, uint e)
 {
     uint base = rb + (e >> 5) * BS, eb = e & 31u;
     uvec4 n = bytes4(rd32(base + QH + 4u + (eb & 15u)), eb >= 16u ? 4u : 0u, 15u);
     uint h = rd32(base + QH) >> eb;
-    n += uvec4(h << 4, h << 3, h << 2, h << 1) & 16u;
+    n += q5_high4(h);
     float d = f16at(base);
 #if defined(A_Q5_0)
     return d * (vec4(n) - 16.0);
