@@ -91,6 +91,7 @@ static void info_from_props(struct reg_device_info *o, const struct hearth_devic
     o->free_bytes = p->free_bytes;
     o->bw_gbps = p->bw_gbps;
     o->host_staging_bytes = p->host_staging_bytes;
+    o->max_buffer_bytes = p->max_buffer_bytes;
 }
 
 int reg_list_devices(struct reg_device_info *out, int max)

@@ -27,6 +27,7 @@ struct reg_device_info {
     uint64_t free_bytes;
     double bw_gbps;       /* measured memory bandwidth, 1e9 B/s; 0: not measured */
     uint64_t host_staging_bytes; /* hearth_device_props.host_staging_bytes */
+    uint64_t max_buffer_bytes;   /* hearth_device_props.max_buffer_bytes */
 };
 
 /*

@@ -81,6 +81,15 @@ struct hearth_device_props {
      * that predates it leaves it 0 (backend_device_props zeroes the struct).
      */
     uint64_t host_staging_bytes;
+    /*
+     * The largest single buffer the device buffer type allocates (its
+     * max_size), where that is below what the device's memory would allow:
+     * Vulkan's caps.max_chunk (maxStorageBufferRange,
+     * maxMemoryAllocationSize, 4 GiB); 0 for no such limit (cpu, cuda). The
+     * planner keeps any tensor, KV buffer or logits buffer larger than this
+     * off the device. Appended last like host_staging_bytes.
+     */
+    uint64_t max_buffer_bytes;
 };
 
 enum hearth_op_kind {

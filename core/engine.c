@@ -311,6 +311,7 @@ static void describe_devices(struct engine *e, struct plan_devices *pd)
         g->flops_assumed = g->h2d_bw_assumed = true;
         g->maps_weights = props.host_memory;
         g->host_staging_bytes = props.host_staging_bytes;
+        g->max_buffer_bytes = props.max_buffer_bytes;
         g->software = reg_is_software_device(props.desc);
         apply_cached(pd, d, e->dev_name[d], info, n);
     }
@@ -368,6 +369,7 @@ hearth_status engine__load_planned(const struct engine_load *in, struct sched **
         struct sched_params sp = sched_params_default();
         sp.n_ctx = plan->opts.n_ctx;
         sp.n_batch = (int)plan->opts.n_batch;
+        sp.n_logits = (int)plan->opts.n_logits;
         sp.n_devices = in->n_dev;
         sp.devices = in->devices;
         sp.placement = *pl;
@@ -381,6 +383,10 @@ hearth_status engine__load_planned(const struct engine_load *in, struct sched **
         st = sched_create(in->m, &sp, sched);
         if (st != HEARTH_ERR_DEVICE_OOM || oom.dev <= PLAN_HOST || oom.dev >= devs.n ||
             attempt == ENGINE_RETRIES)
+            break;
+        /* a buffer past the device's largest is no shortage of memory: do not shrink */
+        if (devs.dev[oom.dev].max_buffer_bytes &&
+            oom.request > devs.dev[oom.dev].max_buffer_bytes)
             break;
         /* the device gave less than it reported: replan with what it really had */
         struct plan_device *g = &devs.dev[oom.dev];
@@ -517,6 +523,7 @@ hearth_status engine_create(const struct model *m, const struct engine_params *p
     in.opts.every_gpu = p->n_devices > 0; /* named devices are used, however slow */
     in.opts.n_parallel = p->n_seq > 1 ? (uint32_t)p->n_seq : 1;
     in.opts.no_stream = p->no_stream;
+    in.opts.n_logits = p->n_logits > 0 ? (uint32_t)p->n_logits : 0;
     in.opts.kv_window = p->kv_window > 0 ? (uint32_t)p->kv_window : 0;
     in.opts.swa_full = p->swa_full;
     in.map_host_weights = true;

@@ -70,6 +70,11 @@ struct engine_params {
     uint64_t vram_budget; /* > 0: no GPU's plan budget exceeds it (--vram-budget); 0: free memory */
     int n_seq;      /* sequences, each its own KV cache of n_ctx (the plan's n_parallel); <= 1: one */
     bool no_stream; /* never stream host weights to a GPU for prefill (--no-stream) */
+    /*
+     * Logits rows one LM head op returns on a device (plan_opts.n_logits);
+     * <= 0: one per sequence. More wanted rows still come, in rounds.
+     */
+    int n_logits;
 };
 
 struct engine;

@@ -150,12 +150,8 @@ void plan__decide_stream(const struct plan_model *m, struct plan *p)
     if (g < 0)
         return;
     for (size_t i = 0; i < m->n_tensors; i++) {
-        const struct plan_model_tensor *t = &m->tensors[i];
         struct plan_tensor *pt = &p->tensors[i];
-        bool ok = pt->resident == PLAN_HOST && t->n_dims >= 2 &&
-                  (t->role == PLAN_ROLE_FFN || t->role == PLAN_ROLE_EXPERT ||
-                   (t->role == PLAN_ROLE_OUTPUT && !p->opts.sched_layout));
-        if (!ok)
+        if (!plan__streamable(m, p, i, g))
             continue;
         double c, s;
         plan__prefill_cost(m, &p->devs, &p->opts, i, g, &c, &s);
@@ -604,6 +600,18 @@ hearth_status plan__explain(const struct plan_model *m, struct plan *p)
                                  1e9));
             continue;
         }
+        bool scratch_cap = false;
+        for (int k = 0; k < p->n_limits && k < PLAN_MAX_LIMITS; k++)
+            scratch_cap |= p->limits[k].dev == d && p->limits[k].scratch;
+        if (u->total == 0 && scratch_cap) {
+            TRY(plan__reason(p, "%s unused: the scratch of %u-token batches is one buffer of "
+                                "%.0f MiB, and the largest buffer %s allocates is %.0f MiB "
+                                "(its driver's limit); a smaller batch (-b) would fit",
+                             dev_name(p, d), o->n_batch,
+                             (double)plan__scratch_bytes(&m->arch, o, false, false) / 1048576.0,
+                             dev_name(p, d), (double)dv->max_buffer_bytes / 1048576.0));
+            continue;
+        }
         if (u->total == 0) {
             TRY(plan__reason(p, "%s unused: its %.2f GiB budget %s", dev_name(p, d),
                              gib(u->budget),
@@ -631,13 +639,27 @@ hearth_status plan__explain(const struct plan_model *m, struct plan *p)
         if (t->role != PLAN_ROLE_OUTPUT)
             continue;
         int d = p->tensors[i].resident;
-        TRY(plan__reason(p, "%s (LM head, %.0f MiB %s) %s %s: read in full every token, "
+        TRY(plan__reason(p, "%s (LM head, %.0f MiB %s) %s%s: read in full every token, "
                             "placed first",
                          t->name, (double)t->nbytes / 1048576.0, hearth_dtype_name(t->type),
-                         d == PLAN_HOST ? "in host RAM, computed by the CPU; no GPU had room"
-                                        : "on",
+                         d != PLAN_HOST    ? "on "
+                         : p->n_limits > 0 ? "in host RAM, computed by the CPU; no GPU had room "
+                                             "or a large enough buffer (below)"
+                                           : "in host RAM, computed by the CPU; no GPU had room",
                          d == PLAN_HOST ? "" : dev_name(p, d)));
     }
+    for (int k = 0; k < p->n_limits && k < PLAN_MAX_LIMITS; k++) {
+        const struct plan_buffer_limit *l = &p->limits[k];
+        if (l->scratch)
+            continue; /* said with the device above */
+        TRY(plan__reason(p, "%s (%.0f MiB in one buffer) kept off %s: the largest buffer it "
+                            "allocates is %.0f MiB (its driver's limit)",
+                         l->what, (double)l->bytes / 1048576.0, dev_name(p, l->dev),
+                         (double)p->devs.dev[l->dev].max_buffer_bytes / 1048576.0));
+    }
+    if (p->n_limits > PLAN_MAX_LIMITS)
+        TRY(plan__reason(p, "%d more units kept off a GPU by its largest buffer",
+                         p->n_limits - PLAN_MAX_LIMITS));
     if (n_gpu > 0) {
         TRY(explain_attention(p));
         TRY(explain_ffn_split(m, p));

@@ -182,6 +182,7 @@ hearth_status plan_devices_add(struct plan_devices *d, const char *spec)
         kind_name = "vulkan";
         g.flops = PLAN_DEFAULT_VULKAN_FLOPS;
         g.host_staging_bytes = PLAN_DEFAULT_VULKAN_HOST_STAGING;
+        g.max_buffer_bytes = PLAN_DEFAULT_VULKAN_MAX_BUFFER;
     } else {
         return err_set(HEARTH_ERR_INVALID_ARG,
                        "device '%s': kind '%s' is not cuda or vulkan", spec, f[0]);
@@ -291,6 +292,7 @@ hearth_status plan_devices_detect(struct plan_devices *d)
         g.mem_bw_assumed = g.flops_assumed = true;
         g.h2d_bw_assumed = !(d->dev[PLAN_HOST].h2d_bw > 0);
         g.host_staging_bytes = info[i].host_staging_bytes;
+        g.max_buffer_bytes = info[i].max_buffer_bytes;
         g.software = reg_is_software_device(info[i].desc);
         d->dev[d->n++] = g;
         plan_devices_apply_cache(d, d->n - 1, info[i].desc);

@@ -17,7 +17,9 @@
  * Scratch is the scheduler's packed activation buffer: one micro-batch of
  * activations (residual, norm, attention in and out, q/k/v, gate/up), the
  * token ids on the device running the embedding and, on the device computing
- * the LM head, the logits of a whole batch (perplexity needs every row).
+ * the LM head, n_logits rows of logits (one per sequence unless asked: a
+ * batch wanting more gets them in rounds, so a whole batch's 512 x 262144
+ * floats of Gemma 3 logits need not take 512 MiB of VRAM).
  * Staging is the host-visible buffer of boundary moves (one batch of x, or x
  * and the GLU output on a device running a down projection whose gate/up ran
  * elsewhere) plus, on a device that uploads weights, the two upload halves.
@@ -52,18 +54,36 @@ uint64_t plan_kv_aux_bytes(int k_type, uint32_t n_head_kv, uint32_t head_dim)
     return plan_align_up(2ull * n_head_kv * head_dim * sizeof(float));
 }
 
-uint64_t plan_kv_layer_bytes(const struct arch_info *a, const struct plan_opts *o, uint32_t il)
+/* Layer il's KV buffers (core/scheduler.c allocates each on its own): K, V, aux, rings. */
+static void kv_layer_parts(const struct arch_info *a, const struct plan_opts *o, uint32_t il,
+                           uint64_t b[4])
 {
     const uint32_t swa = arch_layer_swa(a, il) ? a->sliding_window : 0;
     uint64_t n_seq = o->n_parallel ? o->n_parallel : 1;
     /* a ring-only layer keeps no encoded rows: its ring is all it reads */
     uint64_t rows = plan_kv_layer_codes(o, swa) ? (uint64_t)o->n_ctx * n_seq : 0;
-    return plan_kv_buffer_bytes(plan_kv_row_bytes(o->kv_type_k, a->n_head_kv, a->head_dim_k),
-                                rows) +
-           plan_kv_buffer_bytes(plan_kv_row_bytes(o->kv_type_v, a->n_head_kv, a->head_dim_v),
-                                rows) +
-           n_seq * plan_kv_aux_bytes(o->kv_type_k, a->n_head_kv, a->head_dim_k) +
-           n_seq * plan_kv_window_bytes(o, swa, a->n_head_kv, a->head_dim_k, a->head_dim_v);
+    b[0] = plan_kv_buffer_bytes(plan_kv_row_bytes(o->kv_type_k, a->n_head_kv, a->head_dim_k),
+                                rows);
+    b[1] = plan_kv_buffer_bytes(plan_kv_row_bytes(o->kv_type_v, a->n_head_kv, a->head_dim_v),
+                                rows);
+    b[2] = n_seq * plan_kv_aux_bytes(o->kv_type_k, a->n_head_kv, a->head_dim_k);
+    b[3] = n_seq * plan_kv_window_bytes(o, swa, a->n_head_kv, a->head_dim_k, a->head_dim_v);
+}
+
+uint64_t plan_kv_layer_bytes(const struct arch_info *a, const struct plan_opts *o, uint32_t il)
+{
+    uint64_t b[4];
+    kv_layer_parts(a, o, il, b);
+    return b[0] + b[1] + b[2] + b[3];
+}
+
+uint64_t plan_kv_layer_largest(const struct arch_info *a, const struct plan_opts *o, uint32_t il)
+{
+    uint64_t b[4], m = 0;
+    kv_layer_parts(a, o, il, b);
+    for (int i = 0; i < 4; i++)
+        m = b[i] > m ? b[i] : m;
+    return m;
 }
 
 uint32_t plan_kv_layer_window(const struct plan_opts *o, uint32_t swa)
@@ -97,11 +117,11 @@ uint64_t plan_kv_window_bytes(const struct plan_opts *o, uint32_t swa, uint32_t 
 }
 
 uint64_t plan_act_bytes(uint64_t n_batch, uint64_t n_embd, uint64_t q_dim, uint64_t kv_dim,
-                        uint64_t n_ff, uint64_t n_vocab, bool embd, bool logits)
+                        uint64_t n_ff, uint64_t n_vocab, bool embd, uint64_t n_logits)
 {
     uint64_t floats = n_batch * (3 * n_embd + 2 * q_dim + 2 * kv_dim + 2 * n_ff);
     uint64_t b = plan_align_up(floats * 4 + (embd ? n_batch * 4 : 0));
-    return plan_align_up(b + (logits ? n_batch * n_vocab * 4 : 0));
+    return plan_align_up(b + n_logits * n_vocab * 4);
 }
 
 uint64_t plan_stage_bytes(uint64_t n_batch, uint64_t n_embd)
@@ -124,7 +144,7 @@ uint64_t plan__scratch_bytes(const struct arch_info *a, const struct plan_opts *
 {
     return plan_act_bytes(o->n_batch, a->n_embd, (uint64_t)a->n_head * a->head_dim_k,
                           (uint64_t)a->n_head_kv * a->head_dim_k, a->n_ff, a->n_vocab, embd,
-                          with_logits);
+                          with_logits ? o->n_logits : 0);
 }
 
 /* Attention score tiles the GPU kernels keep for themselves (backend working memory). */

@@ -210,6 +210,10 @@ static hearth_status resolve_opts(const struct plan_model *m, const struct plan_
         o->n_prompt = 512;
     if (o->n_prompt > o->n_ctx)
         o->n_prompt = o->n_ctx;
+    if (o->n_logits == 0)
+        o->n_logits = o->n_parallel;
+    if (o->n_logits > o->n_batch)
+        o->n_logits = o->n_batch;
     const int kt[2] = {o->kv_type_k, o->kv_type_v};
     const uint32_t hd[2] = {m->arch.head_dim_k, m->arch.head_dim_v};
     for (int i = 0; i < 2; i++) {
@@ -266,6 +270,14 @@ struct unit {
     uint64_t bytes;   /* alloc bytes of its tensors (+ KV for attention) */
     enum unit_group group;
     bool host_only;   /* the loader computes it on the host whatever the room */
+    /*
+     * Its largest single buffer, which must fit a GPU's max_buffer_bytes:
+     * a tensor (largest_tensor), the layer's K or V cache (attention), or
+     * the activations with the logits (the head).
+     */
+    uint64_t largest;
+    enum { BIG_TENSOR, BIG_KV, BIG_LOGITS } largest_kind;
+    size_t largest_tensor;
 };
 
 static int unit_cmp(const void *pa, const void *pb)
@@ -330,11 +342,14 @@ static enum unit_group group_of(const struct plan_model_tensor *t, bool sched_la
  * that does not own the head), so under sched_layout a host head is computed
  * by the CPU and must not size the stream double buffer.
  */
-static bool streamable(const struct plan_opts *o, const struct plan_model_tensor *t)
+bool plan__streamable(const struct plan_model *m, const struct plan *p, size_t i, int gpu)
 {
-    return t->n_dims >= 2 &&
+    const struct plan_model_tensor *t = &m->tensors[i];
+    const uint64_t cap = p->devs.dev[gpu].max_buffer_bytes;
+    return p->tensors[i].resident == PLAN_HOST && t->n_dims >= 2 &&
            (t->role == PLAN_ROLE_FFN || t->role == PLAN_ROLE_EXPERT ||
-            (t->role == PLAN_ROLE_OUTPUT && !o->sched_layout));
+            (t->role == PLAN_ROLE_OUTPUT && !p->opts.sched_layout)) &&
+           (cap == 0 || plan_align_up(t->nbytes) <= cap); /* one half holds it */
 }
 
 /*
@@ -410,6 +425,8 @@ static hearth_status build_units(struct placer *pl)
         u->first = m->n_tensors;
         u->bytes = pl->p->layers[l].kv_bytes;
         u->group = GROUP_ATTN;
+        u->largest = plan_kv_layer_largest(&m->arch, &pl->p->opts, l);
+        u->largest_kind = BIG_KV;
     }
     size_t ffn0 = pl->n_units, head = SIZE_MAX;
     if (sl) {
@@ -445,8 +462,11 @@ static hearth_status build_units(struct placer *pl)
                 const struct arch_info *a = &m->arch;
                 uint64_t logits = plan__scratch_bytes(a, &pl->p->opts, false, true) -
                                   plan__scratch_bytes(a, &pl->p->opts, false, false);
-                pl->units[head] = (struct unit){.cls = 0, .layer = -1, .sub = 1, .first = i,
-                                                .bytes = logits, .group = GROUP_HEAD};
+                pl->units[head] = (struct unit){
+                    .cls = 0, .layer = -1, .sub = 1, .first = i, .bytes = logits,
+                    .group = GROUP_HEAD, .largest_kind = BIG_LOGITS,
+                    /* the logits share the packed activation buffer */
+                    .largest = plan__scratch_bytes(a, &pl->p->opts, false, true)};
             }
             u = &pl->units[head];
         }
@@ -454,11 +474,16 @@ static hearth_status build_units(struct placer *pl)
             u->bytes += b;
             if (i < u->first)
                 u->first = i;
+            if (b > u->largest)
+                u->largest = b, u->largest_kind = BIG_TENSOR, u->largest_tensor = i;
             continue;
         }
         u = &pl->units[pl->n_units++];
         u->first = i;
         u->bytes = b;
+        u->largest = b;
+        u->largest_kind = BIG_TENSOR;
+        u->largest_tensor = i;
         u->layer = t->layer;
         u->group = GROUP_ONE;
         switch (t->role) {
@@ -530,6 +555,7 @@ static void assign(struct placer *pl, const struct unit *u, int dev)
         struct plan_tensor *t = &p->tensors[i];
         t->resident = t->compute = t->prefill = dev;
         t->unit_bytes = u->bytes;
+        t->unit_largest = u->largest;
     }
     if (dev != PLAN_HOST)
         pl->room[dev] -= u->bytes + extra;
@@ -554,21 +580,71 @@ static uint64_t staging_bytes(const struct plan_model *m, const struct plan *p, 
     return b;
 }
 
+/* Notes that a buffer of `bytes` (what) kept a unit off GPU dev, or dev out of use. */
+#if defined(__GNUC__)
+__attribute__((format(printf, 5, 6)))
+#endif
+static void note_limit(struct plan *p, int dev, bool scratch, uint64_t bytes, const char *fmt,
+                       ...)
+{
+    if (p->n_limits++ >= PLAN_MAX_LIMITS)
+        return;
+    struct plan_buffer_limit *l = &p->limits[p->n_limits - 1];
+    l->dev = dev;
+    l->scratch = scratch;
+    l->bytes = bytes;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(l->what, sizeof l->what, fmt, ap);
+    va_end(ap);
+}
+
+/* Whether every buffer of unit u fits one buffer of GPU g; if not, notes why. */
+static bool fits_buffer(struct placer *pl, const struct unit *u, int g)
+{
+    const uint64_t cap = pl->p->devs.dev[g].max_buffer_bytes;
+    if (cap == 0 || u->largest <= cap)
+        return true;
+    const struct plan_model *m = pl->m;
+    if (u->largest_kind == BIG_KV)
+        note_limit(pl->p, g, false, u->largest, "the KV cache of layer %d", (int)u->layer);
+    else if (u->largest_kind == BIG_LOGITS)
+        note_limit(pl->p, g, false, u->largest, "the LM head's activations with %u x %u logits",
+                   pl->p->opts.n_logits, m->arch.n_vocab);
+    else
+        note_limit(pl->p, g, false, u->largest, "%s", m->tensors[u->largest_tensor].name);
+    return false;
+}
+
 /* One placement pass with the given stream buffer on the first GPU. */
 static hearth_status place(struct placer *pl, uint64_t stream_bytes)
 {
     struct plan *p = pl->p;
     const struct plan_opts *o = &p->opts;
     const struct arch_info *a = &pl->m->arch;
+    p->n_limits = 0;
     for (int k = 0; k < pl->n_gpu; k++) {
         int g = pl->order[k];
         uint64_t budget = p->devs.dev[g].budget_bytes;
-        uint64_t fixed = plan__reserve_bytes(a, o, &p->devs.dev[g]) +
-                         plan__scratch_bytes(a, o, false, false) +
+        const uint64_t scratch = plan__scratch_bytes(a, o, false, false),
+                       cap = p->devs.dev[g].max_buffer_bytes;
+        uint64_t fixed = plan__reserve_bytes(a, o, &p->devs.dev[g]) + scratch +
                          staging_bytes(pl->m, p, g, true) + pl->rope_bytes +
                          (k == 0 ? stream_bytes : 0);
         pl->fixed[g] = fixed;
         pl->usable[g] = fixed < budget;
+        if (cap && scratch > cap) {
+            /* the packed activation buffer is one buffer too */
+            if (o->n_gpu_layers > 0 && k == 0)
+                return err_set(HEARTH_ERR_DEVICE_OOM,
+                               "plan: -ngl %d: the scratch of %u-token batches is one buffer "
+                               "of %.1f MiB, larger than the largest buffer %s allocates "
+                               "(%.1f MiB); a smaller batch (-b) fits",
+                               o->n_gpu_layers, o->n_batch, (double)scratch / 1048576.0,
+                               p->devs.dev[g].name, (double)cap / 1048576.0);
+            note_limit(p, g, true, scratch, "the scratch of %u-token batches", o->n_batch);
+            pl->usable[g] = false;
+        }
         pl->room[g] = pl->usable[g] ? budget - fixed : 0;
     }
     memset(pl->wide, 0, sizeof pl->wide);
@@ -580,7 +656,9 @@ static hearth_status place(struct placer *pl, uint64_t stream_bytes)
         if (u->host_only) {
             /* stays on the host */
         } else if (o->n_gpu_layers >= 0) {
-            if (pl->n_gpu > 0 && in_manual(o, pl->m->arch.n_layer, u)) {
+            if (pl->n_gpu > 0 && in_manual(o, pl->m->arch.n_layer, u) &&
+                fits_buffer(pl, u, pl->order[0])) {
+                /* a unit with a buffer past the GPU's largest stays home (reasons say so) */
                 int g = pl->order[0];
                 if (u->bytes + glu_extra(pl, u, g) > pl->room[g])
                     return err_set(HEARTH_ERR_DEVICE_OOM,
@@ -596,7 +674,8 @@ static hearth_status place(struct placer *pl, uint64_t stream_bytes)
         } else {
             for (int j = 0; j < pl->n_gpu; j++) {
                 int g = pl->order[j];
-                if (pl->usable[g] && u->bytes + glu_extra(pl, u, g) <= pl->room[g]) {
+                if (pl->usable[g] && u->bytes + glu_extra(pl, u, g) <= pl->room[g] &&
+                    fits_buffer(pl, u, g)) {
                     dev = g;
                     break;
                 }
@@ -609,15 +688,17 @@ static hearth_status place(struct placer *pl, uint64_t stream_bytes)
         if (is_rope(&pl->m->tensors[i])) {
             int d = p->n_layer ? p->layers[0].attn_dev : PLAN_HOST;
             p->tensors[i].resident = p->tensors[i].compute = p->tensors[i].prefill = d;
-            p->tensors[i].unit_bytes = align_up(pl->m->tensors[i].nbytes);
+            p->tensors[i].unit_bytes = p->tensors[i].unit_largest =
+                align_up(pl->m->tensors[i].nbytes);
         }
     return HEARTH_OK;
 }
 
+/* Host tensors streamable to the first GPU (pl->n_gpu > 0). */
 static bool host_has_streamable(const struct placer *pl)
 {
     for (size_t i = 0; i < pl->m->n_tensors; i++)
-        if (pl->p->tensors[i].resident == PLAN_HOST && streamable(&pl->p->opts, &pl->m->tensors[i]))
+        if (plan__streamable(pl->m, pl->p, i, pl->order[0]))
             return true;
     return false;
 }
@@ -626,7 +707,7 @@ static uint64_t max_host_streamable(const struct placer *pl)
 {
     uint64_t b = 0;
     for (size_t i = 0; i < pl->m->n_tensors; i++)
-        if (pl->p->tensors[i].resident == PLAN_HOST && streamable(&pl->p->opts, &pl->m->tensors[i]) &&
+        if (plan__streamable(pl->m, pl->p, i, pl->order[0]) &&
             align_up(pl->m->tensors[i].nbytes) > b)
             b = align_up(pl->m->tensors[i].nbytes);
     return b;
@@ -637,7 +718,7 @@ static bool stream_worth(const struct placer *pl, int gpu)
 {
     double cpu = 0, str = 0;
     for (size_t i = 0; i < pl->m->n_tensors; i++) {
-        if (pl->p->tensors[i].resident != PLAN_HOST || !streamable(&pl->p->opts, &pl->m->tensors[i]))
+        if (!plan__streamable(pl->m, pl->p, i, gpu))
             continue;
         double c, s;
         plan__prefill_cost(pl->m, &pl->p->devs, &pl->p->opts, i, gpu, &c, &s);

@@ -37,6 +37,7 @@
 #include "quant-mix.h"
 
 #define PLAN_MAX_DEVICES 8
+#define PLAN_MAX_LIMITS 8 /* plan.limits kept for the reasons */
 #define PLAN_HOST 0     /* devices.dev[0] is always the host (CPU + RAM) */
 #define PLAN_ALIGN 256u /* every allocation on every device is rounded up to this */
 
@@ -84,6 +85,14 @@ struct plan_device {
      * is used. 0 for the host, CUDA and none.
      */
     uint64_t host_staging_bytes;
+    /*
+     * The largest single buffer the device allocates
+     * (hearth_device_props.max_buffer_bytes; a described Vulkan GPU:
+     * PLAN_DEFAULT_VULKAN_MAX_BUFFER); 0: no limit below its budget. A unit
+     * bringing a larger buffer (a tensor, a layer's K or V cache, the LM
+     * head's logits) is not placed there.
+     */
+    uint64_t max_buffer_bytes;
 };
 
 struct plan_devices {
@@ -118,6 +127,12 @@ struct plan_devices {
  * device counts it, so a plan for another machine matches one made there.
  */
 #define PLAN_DEFAULT_VULKAN_HOST_STAGING (4ull * (64ull << 20))
+/*
+ * The Vulkan backend's own cap on one buffer (vulkan/device.c chunk_cap:
+ * 32-bit offsets, less its slack), what a driver allowing 4 GiB storage
+ * ranges gets; a described Vulkan device assumes it.
+ */
+#define PLAN_DEFAULT_VULKAN_MAX_BUFFER (0xffffff00ull - 256)
 
 /* Just the host, every figure assumed (PLAN_DEFAULT_HOST_*). */
 void plan_devices_init(struct plan_devices *d);
@@ -206,6 +221,14 @@ struct plan_opts {
     int kv_type_v;        /* and of the values */
     int32_t n_gpu_layers; /* -1: automatic; >= 0: llama.cpp's -ngl (first N layers on the GPU) */
     uint32_t n_prompt;    /* prompt for the prefill prediction, and the decode depth; 0: 512 */
+    /*
+     * Rows of the logits buffer on the device computing the LM head: the
+     * logits one head op returns at once (a batch wanting more gets them in
+     * rounds of this many). 0: n_parallel (one row per sequence, what
+     * generation and serving want per step); at most n_batch. perplexity
+     * asks for its PPL_LOGIT_BATCH.
+     */
+    uint32_t n_logits;
     bool no_stream;       /* never stream host weights to a GPU for prefill */
     uint32_t kv_window;   /* exact f16 ring of a compressed cache per layer and sequence; 0: none */
     /*
@@ -249,6 +272,7 @@ struct plan_tensor {
     uint64_t offset;      /* byte offset in the resident device's weight buffer (PLAN_ALIGN) */
     uint64_t alloc_bytes; /* nbytes rounded up to PLAN_ALIGN */
     uint64_t unit_bytes;  /* bytes of its placement unit (attention: weights + KV of the layer) */
+    uint64_t unit_largest; /* the unit's largest single buffer (vs max_buffer_bytes) */
 };
 
 struct plan_layer {
@@ -314,6 +338,18 @@ struct plan {
      * on the CPU.
      */
     bool skipped_gpu[PLAN_MAX_DEVICES];
+    /*
+     * Units kept off a GPU that had room for them, and GPUs left unused,
+     * because a buffer exceeds the GPU's max_buffer_bytes: the first
+     * PLAN_MAX_LIMITS of them (n_limits counts all).
+     */
+    struct plan_buffer_limit {
+        int dev;         /* the GPU */
+        bool scratch;    /* its scratch: the GPU is left unused */
+        char what[96];   /* "output.weight", "the KV cache of layer 3" */
+        uint64_t bytes;  /* the buffer that does not fit */
+    } limits[PLAN_MAX_LIMITS];
+    int n_limits;
     bool host_overcommitted; /* host needs exceed its RAM: pages would come from disk */
     size_t n_reasons;
     char **reasons;
@@ -351,6 +387,12 @@ static inline uint64_t plan_align_up(uint64_t x)
 uint64_t plan_kv_row_bytes(int type, uint32_t n_head_kv, uint32_t head_dim);
 /* One K or V cache buffer: rows positions of row bytes, rounded to PLAN_ALIGN. */
 uint64_t plan_kv_buffer_bytes(uint64_t row, uint64_t rows);
+/*
+ * The largest single buffer of layer il's KV cache (K, V, the aux blocks or
+ * the exact window's rings of all sequences; plan_kv_layer_bytes is their
+ * sum): what must fit a device's max_buffer_bytes.
+ */
+uint64_t plan_kv_layer_largest(const struct arch_info *a, const struct plan_opts *o, uint32_t il);
 /*
  * The k_aux buffer of one layer and sequence (backend.h ATTENTION: key mean
  * and sink key, F32 [2][n_head_kv * head_dim]) for a compressed K; 0 for f16.
@@ -402,11 +444,12 @@ uint64_t plan_kv_window_bytes(const struct plan_opts *o, uint32_t swa, uint32_t 
  * The packed activation buffer of one device: F32 [n_batch] rows of x, xn, q,
  * k, v, att, tmp, gate, up (widths n_embd, n_embd, q_dim, kv_dim, kv_dim,
  * q_dim, n_embd, n_ff, n_ff), then the I32 token ids when it runs the
- * embedding (the whole rounded to PLAN_ALIGN), then F32 [n_batch][n_vocab]
- * logits when it runs the LM head; the total rounded to PLAN_ALIGN.
+ * embedding (the whole rounded to PLAN_ALIGN), then F32 [n_logits][n_vocab]
+ * logits when it runs the LM head (n_logits 0 elsewhere); the total rounded
+ * to PLAN_ALIGN.
  */
 uint64_t plan_act_bytes(uint64_t n_batch, uint64_t n_embd, uint64_t q_dim, uint64_t kv_dim,
-                        uint64_t n_ff, uint64_t n_vocab, bool embd, bool logits);
+                        uint64_t n_ff, uint64_t n_vocab, bool embd, uint64_t n_logits);
 /* The boundary staging of one device: F32 [n_batch][n_embd], rounded to PLAN_ALIGN. */
 uint64_t plan_stage_bytes(uint64_t n_batch, uint64_t n_embd);
 /*
@@ -436,7 +479,8 @@ void plan_summary_line(const struct plan_model *m, const struct plan *p, char *b
 
 /*
  * Internal (plan-kv.c): scratch of one device (embd: it runs the embedding
- * lookup; with_logits: it computes the LM head), plan_act_bytes of the model.
+ * lookup; with_logits: it computes the LM head, o->n_logits rows of logits),
+ * plan_act_bytes of the model.
  */
 uint64_t plan__scratch_bytes(const struct arch_info *a, const struct plan_opts *o, bool embd,
                              bool with_logits);
@@ -455,6 +499,12 @@ uint64_t plan__budget_for_usable(const struct arch_info *a, const struct plan_op
  * the gate/up part (ffn_norm, router, ffn_gate, ffn_up, experts).
  */
 bool plan__ffn_down_part(const struct plan_model_tensor *t);
+/*
+ * Internal (plan.c): whether tensor i, resident on the host in plan p, can be
+ * streamed to GPU gpu for prefill: an FFN or expert matrix (or, without
+ * sched_layout, the LM head) whose bytes fit one of gpu's buffers.
+ */
+bool plan__streamable(const struct plan_model *m, const struct plan *p, size_t i, int gpu);
 /* Internal: the cost model (plan-cost.c), called by plan_make. */
 void plan__decide_stream(const struct plan_model *m, struct plan *p);
 /* Fills every device's read_per_token / decode_s / prefill_s and the predictions. */

@@ -288,7 +288,7 @@ static hearth_status run_batch(struct sched *s, const int32_t *tokens, int n,
                 return err_prefix(st, "sched: layer %u %s block", il, block_name[b]);
         }
     }
-    int n_out = 0, n_lo = 0;
+    int n_out = 0;
     for (int t = 0; logits && want && t < n; t++)
         n_out += want[t];
     if (n_out == 0)
@@ -296,30 +296,41 @@ static hearth_status run_batch(struct sched *s, const int32_t *tokens, int n,
     if (pl->out_dev != cur && (st = move_x(s, cur, pl->out_dev, n)) != HEARTH_OK)
         return st;
     sd = &s->dev[pl->out_dev];
+    /*
+     * The logits buffer holds n_logits rows (generation wants one per
+     * sequence; a larger buffer would only take VRAM from weights): more
+     * wanted rows go in rounds, each copied out before the next overwrites
+     * the buffer, which stream order guarantees.
+     */
     struct hearth_op *lo = s->ops;
-    for (int t = 0, o = 0; t < n;) {
-        if (!want[t]) {
-            t++;
-            continue;
+    for (int t = 0, done = 0; done < n_out;) {
+        int n_lo = 0, o = 0;
+        while (t < n && o < s->n_logits) {
+            if (!want[t]) {
+                t++;
+                continue;
+            }
+            int len = 1;
+            while (t + len < n && want[t + len] && o + len < s->n_logits)
+                len++;
+            memset(&lo[n_lo], 0, sizeof lo[n_lo]);
+            lo[n_lo].kind = HEARTH_OP_LOGITS;
+            lo[n_lo].n_tok = len;
+            lo[n_lo].u.logits = (struct hearth_op_logits){
+                row_range(&sd->a[ACT_X], t, len), s->output_norm, s->output,
+                row_range(&sd->logits, o, len), hp->norm_eps};
+            n_lo++;
+            o += len;
+            t += len;
         }
-        int len = 1;
-        while (t + len < n && want[t + len])
-            len++;
-        memset(&lo[n_lo], 0, sizeof lo[n_lo]);
-        lo[n_lo].kind = HEARTH_OP_LOGITS;
-        lo[n_lo].n_tok = len;
-        lo[n_lo].u.logits = (struct hearth_op_logits){
-            row_range(&sd->a[ACT_X], t, len), s->output_norm, s->output,
-            row_range(&sd->logits, o, len), hp->norm_eps};
-        n_lo++;
-        o += len;
-        t += len;
+        if ((st = backend_stream_run(sd->stream, lo, n_lo)) != HEARTH_OK ||
+            (st = backend_stream_get_async(sd->stream, sd->act, sd->logits.offset,
+                                           logits + (size_t)done * hp->n_vocab,
+                                           (size_t)o * hp->n_vocab * sizeof(float))) !=
+                HEARTH_OK)
+            return st;
+        done += o;
     }
-    if ((st = backend_stream_run(sd->stream, lo, n_lo)) != HEARTH_OK ||
-        (st = backend_stream_get_async(sd->stream, sd->act, sd->logits.offset, logits,
-                                       (size_t)n_out * hp->n_vocab * sizeof(float))) !=
-            HEARTH_OK)
-        return st;
     return end_batch(s, pl->out_dev);
 }
 

@@ -112,6 +112,7 @@ struct sched {
     bool swa_full;            /* sliding-window layers keep their rows (sched_params) */
     int32_t *ring_reset;      /* [max slayer.kv_window] -1s: what sched_seq_clear writes */
     int n_batch;
+    int n_logits; /* rows of the logits buffer (sched_params.n_logits) */
     bool map_host;
     size_t staging_bytes;
     uint64_t n_moves, n_glu_moves;

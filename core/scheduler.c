@@ -8,7 +8,8 @@
  * Per device that hosts any block (struct sdev) there is one stream and one
  * activation buffer holding, packed, x, xn, q, k, v, att, tmp, gate, up (each
  * [n_batch][width] F32), the token ids (I32 [n_batch], embedding device) and
- * the logits ([n_batch][n_vocab] F32, output device). Weights get one buffer
+ * the logits ([n_logits][n_vocab] F32, output device; more wanted rows are
+ * computed and copied out in rounds, sched-exec.c). Weights get one buffer
  * each, so an allocation failure names exactly one tensor and the device's
  * allocator sees ordinary sizes. The K/V cache of layer il is two buffers
  * F16 [n_ctx][n_kv*hd] on the device of its attention block.
@@ -253,7 +254,7 @@ uint64_t sched_device_fixed_bytes(const struct model *m, int n_batch, bool with_
     const uint64_t B = n_batch > 0 ? (uint64_t)n_batch : 64;
     return plan_act_bytes(B, hp->n_embd, (uint64_t)hp->n_head * hp->head_dim,
                           (uint64_t)hp->n_head_kv * hp->head_dim, hp->n_ff, hp->n_vocab, true,
-                          with_output) +
+                          with_output ? B : 0) +
            plan_stage_bytes(B, hp->n_embd);
 }
 
@@ -275,7 +276,7 @@ static hearth_status make_activations(struct sched *s, int d, bool embd, bool ou
     total = (size_t)plan_align_up(total);
     off[ACT_N + 1] = total; /* logits */
     total = (size_t)plan_act_bytes((uint64_t)B, (uint64_t)E, (uint64_t)Q, (uint64_t)KV,
-                                   (uint64_t)F, hp->n_vocab, embd, out);
+                                   (uint64_t)F, hp->n_vocab, embd, out ? (uint64_t)s->n_logits : 0);
     hearth_status st = sched__alloc_on(s, d, backend_device_buffer_type(sd->dev), total,
                                        "activations", &sd->act);
     if (st != HEARTH_OK)
@@ -285,7 +286,8 @@ static hearth_status make_activations(struct sched *s, int d, bool embd, bool ou
     if (embd)
         backend_tensor_2d(&sd->ids, sd->act, off[ACT_N], HEARTH_DTYPE_I32, B, 1);
     if (out)
-        backend_tensor_2d(&sd->logits, sd->act, off[ACT_N + 1], HEARTH_DTYPE_F32, hp->n_vocab, B);
+        backend_tensor_2d(&sd->logits, sd->act, off[ACT_N + 1], HEARTH_DTYPE_F32, hp->n_vocab,
+                          s->n_logits);
     /* the staging of boundary moves: host-visible, one batch of x (and of the GLU output) */
     struct hearth_buffer_type *ht = backend_device_host_buffer_type(sd->dev);
     uint64_t stage = sd->glu_in ? plan_glu_stage_bytes((uint64_t)B, (uint64_t)E, (uint64_t)F)
@@ -595,6 +597,7 @@ hearth_status sched_create(const struct model *m, const struct sched_params *par
     s->n_dev = p.n_devices;
     s->n_ctx = n_ctx;
     s->n_batch = p.n_batch;
+    s->n_logits = p.n_logits > 0 && p.n_logits < p.n_batch ? p.n_logits : p.n_batch;
     s->map_host = p.map_host_weights;
     s->staging_bytes = p.staging_bytes ? p.staging_bytes : (size_t)PLAN_UPLOAD_HALF;
     s->kv_type_k = p.kv_type_k;

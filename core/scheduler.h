@@ -52,6 +52,12 @@ struct sched_oom {
 struct sched_params {
     uint32_t n_ctx; /* positions of the KV cache; 0: the model's training context */
     int n_batch;    /* tokens per batch; <= 0: 64 (forward.c's default, same split) */
+    /*
+     * Rows of the logits buffer (plan_opts.n_logits): a batch wanting more
+     * logits rows computes and copies them out in rounds of this many.
+     * <= 0 or above n_batch: n_batch.
+     */
+    int n_logits;
     int n_devices;  /* 1..SCHED_MAX_DEVICES */
     struct hearth_device *const *devices; /* [n_devices], borrowed: outlive the sched */
     const struct placement *placement;    /* copied; NULL: everything on device 0 */

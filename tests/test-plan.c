@@ -131,13 +131,41 @@ static void check_invariants(const struct plan_model *m, const struct plan *p, c
         } else {
             CHECK(t->resident == PLAN_HOST && t->compute == PLAN_HOST);
             CHECK((t->kind == PLAN_KIND_STREAM) == (t->prefill != PLAN_HOST));
-            /* nothing in RAM that a GPU could still hold (automatic plans only: -ngl obeys) */
-            for (int d = 1; d < p->devs.n && p->opts.n_gpu_layers < 0; d++)
-                CHECK_MSG(t->unit_bytes > p->use[d].room,
+            /*
+             * nothing in RAM that a GPU could still hold (automatic plans
+             * only: -ngl obeys), unless one of its unit's buffers is larger
+             * than any the GPU allocates
+             */
+            for (int d = 1; d < p->devs.n && p->opts.n_gpu_layers < 0; d++) {
+                const uint64_t cap = p->devs.dev[d].max_buffer_bytes;
+                CHECK_MSG(t->unit_bytes > p->use[d].room || (cap && t->unit_largest > cap),
                           "%s: %s (unit %llu bytes) left in host RAM, %s has %llu free", what,
                           m->tensors[i].name, (unsigned long long)t->unit_bytes,
                           p->devs.dev[d].name, (unsigned long long)p->use[d].room);
+            }
         }
+        /* every buffer on a GPU is one it can allocate */
+        const uint64_t cap = p->devs.dev[t->resident].max_buffer_bytes;
+        if (t->resident != PLAN_HOST && cap)
+            CHECK_MSG(t->unit_largest <= cap && t->alloc_bytes <= cap,
+                      "%s: %s on %s brings a buffer of %llu bytes, past its %llu", what,
+                      m->tensors[i].name, p->devs.dev[t->resident].name,
+                      (unsigned long long)t->unit_largest, (unsigned long long)cap);
+        if (t->kind == PLAN_KIND_STREAM && p->devs.dev[t->prefill].max_buffer_bytes)
+            CHECK(t->alloc_bytes <= p->devs.dev[t->prefill].max_buffer_bytes);
+    }
+    for (int d = 1; d < p->devs.n; d++) {
+        const uint64_t cap = p->devs.dev[d].max_buffer_bytes;
+        if (!cap || !p->use[d].total)
+            continue;
+        CHECK_MSG(p->use[d].stream / 2 <= cap, "%s: %s stream half past its largest buffer", what,
+                  p->devs.dev[d].name);
+        CHECK_MSG(p->use[d].scratch <= cap, "%s: %s scratch %llu past its largest buffer %llu",
+                  what, p->devs.dev[d].name, (unsigned long long)p->use[d].scratch,
+                  (unsigned long long)cap);
+        for (uint32_t l = 0; l < p->n_layer; l++)
+            if (p->layers[l].attn_dev == d)
+                CHECK(plan_kv_layer_largest(&m->arch, &p->opts, l) <= cap);
     }
     /* attention tensors run where their layer's KV lives */
     for (size_t i = 0; i < m->n_tensors; i++)
@@ -373,6 +401,103 @@ TEST(two_gpus_fastest_first)
     plan_model_free(&m);
 }
 
+/*
+ * A GPU whose driver caps one buffer (Vulkan: maxStorageBufferRange,
+ * maxMemoryAllocationSize) gets no unit with a larger buffer, and the
+ * reasons say which and why; budgets alone would have placed them there.
+ */
+TEST(buffer_cap)
+{
+    struct plan_model m;
+    struct plan_devices d;
+    struct plan p;
+    struct plan_opts o;
+    REQUIRE(load_model("llama3-8b", "Q4_K_M", &m));
+    plan_devices_init(&d);
+    CHECK_OK(plan_devices_set_host(&d, "64GiB:50GB/s"));
+    CHECK_OK(plan_devices_add(&d, "vulkan:24GiB:256GB/s"));
+    CHECK_OK(plan_devices_add(&d, "cuda:24GiB:1008GB/s"));
+    CHECK_INT_EQ(d.dev[1].max_buffer_bytes, PLAN_DEFAULT_VULKAN_MAX_BUFFER);
+    CHECK_INT_EQ(d.dev[2].max_buffer_bytes, 0);
+    d.n = 2; /* the Vulkan card alone */
+    /* 4 GiB: everything fits as before */
+    REQUIRE(plan_make(&m, &d, NULL, &p) == HEARTH_OK);
+    check_invariants(&m, &p, "8b on vulkan, 4 GiB buffers");
+    CHECK_INT_EQ(p.n_limits, 0);
+    for (size_t i = 0; i < m.n_tensors; i++)
+        CHECK(p.tensors[i].resident == 1);
+    plan_free(&p);
+    /* 256 MiB: the Q6_K head (411 MiB) stays home, every other tensor on the GPU */
+    d.dev[1].max_buffer_bytes = 256ull << 20;
+    REQUIRE(plan_make(&m, &d, NULL, &p) == HEARTH_OK);
+    check_invariants(&m, &p, "8b on vulkan, 256 MiB buffers");
+    for (size_t i = 0; i < m.n_tensors; i++) {
+        bool big = !strcmp(m.tensors[i].name, "output.weight") ||
+                   !strcmp(m.tensors[i].name, "output_norm.weight") ||
+                   !strcmp(m.tensors[i].name, "token_embd.weight");
+        CHECK_MSG(p.tensors[i].resident == (big ? PLAN_HOST : 1), "%s on %d",
+                  m.tensors[i].name, p.tensors[i].resident);
+    }
+    CHECK(p.n_limits >= 1 && p.limits[0].dev == 1 && !p.limits[0].scratch);
+    CHECK(plan_env_reason(&p, "output.weight (411 MiB in one buffer) kept off vulkan0",
+                          "largest buffer it allocates is 256 MiB"));
+    plan_free(&p);
+    /* a long shared context: each layer's K (1 GiB) is past the cap, attention stays home */
+    plan_opts_default(&o);
+    o.n_ctx = 131072;
+    o.n_parallel = 4;
+    REQUIRE(plan_make(&m, &d, &o, &p) == HEARTH_OK);
+    check_invariants(&m, &p, "8b on vulkan, 256 MiB buffers, 4 x 128k");
+    for (uint32_t l = 0; l < p.n_layer; l++)
+        CHECK(p.layers[l].attn_dev == PLAN_HOST && p.layers[l].ffn_dev == 1);
+    CHECK_INT_EQ(p.n_limits, (long long)p.n_layer + 2); /* + the head and token_embd */
+    CHECK(plan_env_reason(&p, "the KV cache of layer 0 (1024 MiB in one buffer)", NULL));
+    CHECK(plan_env_reason(&p, "more units kept off a GPU by its largest buffer", NULL));
+    plan_free(&p);
+    /* 64 MiB: the 512-token scratch (100 MiB) does not fit, the GPU is not used */
+    d.dev[1].max_buffer_bytes = 64ull << 20;
+    REQUIRE(plan_make(&m, &d, NULL, &p) == HEARTH_OK);
+    check_invariants(&m, &p, "8b on vulkan, 64 MiB buffers");
+    CHECK_INT_EQ(p.use[1].total, 0);
+    CHECK(p.n_limits == 1 && p.limits[0].scratch);
+    CHECK(plan_env_reason(&p, "vulkan0 unused: the scratch of 512-token batches is one buffer",
+                          "a smaller batch (-b) would fit"));
+    plan_free(&p);
+    o.n_ctx = 0;
+    o.n_parallel = 0;
+    o.n_gpu_layers = 8;
+    CHECK_INT_EQ(plan_make(&m, &d, &o, &p), HEARTH_ERR_DEVICE_OOM);
+    CHECK(strstr(hearth_last_error(), "-ngl 8") && strstr(hearth_last_error(), "vulkan0"));
+    /* ... and with 64-token batches it does; Q6_K ffn_down (48 MiB) still fits */
+    o.n_gpu_layers = -1;
+    o.n_batch = 64;
+    REQUIRE(plan_make(&m, &d, &o, &p) == HEARTH_OK);
+    check_invariants(&m, &p, "8b on vulkan, 64 MiB buffers, batch 64");
+    CHECK(p.use[1].total > 0 && p.layers[31].ffn_dev == 1);
+    plan_free(&p);
+    /*
+     * 40 MiB on an 8 GiB card: the Q6_K ffn_down matrices stay home and are
+     * not streamed (a stream half could not hold one); Q4_K ones are.
+     */
+    d.dev[1].max_buffer_bytes = 40ull << 20;
+    d.dev[1].budget_bytes = 2ull << 30;
+    REQUIRE(plan_make(&m, &d, &o, &p) == HEARTH_OK);
+    check_invariants(&m, &p, "8b on vulkan 2 GiB, 40 MiB buffers, batch 64");
+    int big_home = 0, streamed = 0;
+    for (size_t i = 0; i < m.n_tensors; i++) {
+        if (m.tensors[i].role != PLAN_ROLE_FFN)
+            continue;
+        if (m.tensors[i].nbytes > (40ull << 20)) {
+            big_home++;
+            CHECK(p.tensors[i].resident == PLAN_HOST && p.tensors[i].kind == PLAN_KIND_HOST);
+        }
+        streamed += p.tensors[i].kind == PLAN_KIND_STREAM;
+    }
+    CHECK(big_home > 0 && streamed > 0 && p.streaming);
+    plan_free(&p);
+    plan_model_free(&m);
+}
+
 TEST(host_only)
 {
     struct plan_model m;
@@ -590,6 +715,6 @@ TEST(bad_device_strings)
 
 TEST_MAIN(TEST_CASE(budgets_8b), TEST_CASE(budgets_70b), TEST_CASE(decode_70b_24gib),
           TEST_CASE(fits_8b_8gib), TEST_CASE(kv_grows_and_pushes_off), TEST_CASE(manual_ngl),
-          TEST_CASE(two_gpus_fastest_first), TEST_CASE(host_only), TEST_CASE(prefill_head_once),
+          TEST_CASE(two_gpus_fastest_first), TEST_CASE(buffer_cap), TEST_CASE(host_only), TEST_CASE(prefill_head_once),
           TEST_CASE(prefill_row_work), TEST_CASE(vulkan_host_staging),
           TEST_CASE(retype_matches_quant_mix), TEST_CASE(bad_device_strings))

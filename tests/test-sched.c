@@ -108,6 +108,9 @@ static void check_time_split(struct sched *s, int n_dev, double t_eval)
     CHECK(sched_transfer_seconds(s) == 0.0 && sched_device_seconds(s, 0) == 0.0);
 }
 
+/* sched_params.n_logits of run_sched (0: n_batch, a buffer for every row) */
+static int g_n_logits;
+
 /* The same sequence through the scheduler. */
 static bool run_sched(const struct model *m, struct hearth_device *const *devs, int n_dev,
                       const struct placement *pl, bool map_host, int n_prompt, int n_decode,
@@ -121,6 +124,7 @@ static bool run_sched(const struct model *m, struct hearth_device *const *devs, 
     p.placement = pl;
     p.map_host_weights = map_host;
     p.staging_bytes = 64 * 1024; /* many chunks per tensor: the double buffering runs */
+    p.n_logits = g_n_logits;
     struct sched *s = NULL;
     CHECK_OK(sched_create(m, &p, &s));
     if (!s)
@@ -186,6 +190,12 @@ TEST(all_cpu_equals_forward)
         memset(got, 0, n * sizeof(float));
         if (run_sched(m, &dev, 1, NULL, false, N_PROMPT, N_DECODE, 64, got, NULL))
             compare(ref, got, n, "uploaded weights");
+        /* a logits buffer of 3 rows: the prompt's 20 come in 7 rounds, the same bits */
+        memset(got, 0, n * sizeof(float));
+        g_n_logits = 3;
+        if (run_sched(m, &dev, 1, NULL, false, N_PROMPT, N_DECODE, 64, got, NULL))
+            compare(ref, got, n, "3 logits rows per round");
+        g_n_logits = 0;
     }
     backend_device_destroy(dev);
     free(ref);
@@ -301,6 +311,7 @@ TEST(gpu_offload_matches_reference)
             p.devices = devs;
             p.placement = pl;
             p.map_host_weights = true;
+            p.n_logits = 3; /* the prompt's logits in rounds (the head on the GPU at -ngl all) */
             struct sched *s = NULL;
             CHECK_OK(sched_create(m, &p, &s));
             if (!s)

@@ -338,6 +338,7 @@ int cmd_perplexity(int argc, char **argv)
     struct engine_params fp = engine_params_default();
     fp.n_ctx = (uint32_t)n_ctx;
     fp.n_threads = (int)n_threads;
+    fp.n_logits = PPL_LOGIT_BATCH; /* its engine_eval calls want that many rows at once */
     if (run_engine_open(m, &fp, &devs, false, &fc))
         goto done;
     if (kl_ref) {

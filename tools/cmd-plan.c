@@ -253,11 +253,11 @@ static void print_json(const struct plan_model *m, const struct plan *p)
            (unsigned long long)plan_model_params(m));
     printf("  \"options\": {\"n_ctx\": %u, \"n_parallel\": %u, \"kv_type_k\": \"%s\", "
            "\"kv_type_v\": \"%s\", \"kv_window\": %u, \"swa_full\": %s, \"n_batch\": %u, "
-           "\"n_prompt\": %u, \"n_gpu_layers\": %d},\n",
+           "\"n_prompt\": %u, \"n_logits\": %u, \"n_gpu_layers\": %d},\n",
            p->opts.n_ctx, p->opts.n_parallel, kvq_type_name((enum kvq_type)p->opts.kv_type_k),
            kvq_type_name((enum kvq_type)p->opts.kv_type_v), plan_window(p),
            p->opts.swa_full ? "true" : "false", p->opts.n_batch,
-           p->opts.n_prompt, p->opts.n_gpu_layers);
+           p->opts.n_prompt, p->opts.n_logits, p->opts.n_gpu_layers);
     printf("  \"devices\": [\n");
     for (int d = 0; d < p->devs.n; d++) {
         const struct plan_device *dv = &p->devs.dev[d];
@@ -266,7 +266,8 @@ static void print_json(const struct plan_model *m, const struct plan *p)
                "\"planned_bytes\": %llu, \"alloc_bytes\": %llu, \"weights_bytes\": %llu, "
                "\"kv_bytes\": %llu, \"scratch_bytes\": %llu, \"staging_bytes\": %llu, "
                "\"host_staging_bytes\": %llu, \"stream_bytes\": %llu, "
-               "\"reserve_bytes\": %llu, \"read_per_token\": %llu, \"mem_bw\": %.0f, "
+               "\"reserve_bytes\": %llu, \"max_buffer_bytes\": %llu, "
+               "\"read_per_token\": %llu, \"mem_bw\": %.0f, "
                "\"flops\": %.0f, \"h2d_bw\": %.0f, \"matvec_q4_k_bw\": %.0f, \"op_s\": %.3g, "
                "\"decode_s\": %.6g, \"decode_ops\": %.0f, \"assumed\": {\"budget\": %s, "
                "\"mem_bw\": %s, \"flops\": %s}, \"measured\": {\"mem_bw\": %s, \"h2d_bw\": %s, "
@@ -278,7 +279,7 @@ static void print_json(const struct plan_model *m, const struct plan *p)
                (unsigned long long)u->kv, (unsigned long long)u->scratch,
                (unsigned long long)u->staging, (unsigned long long)u->host_staging,
                (unsigned long long)u->stream,
-               (unsigned long long)u->reserve,
+               (unsigned long long)u->reserve, (unsigned long long)dv->max_buffer_bytes,
                (unsigned long long)u->read_per_token, dv->mem_bw, dv->flops,
                d == PLAN_HOST ? 0.0 : dv->h2d_bw, dv->mv_bw[HEARTH_DTYPE_Q4_K],
                plan_op_seconds(dv), u->decode_s, u->decode_ops,

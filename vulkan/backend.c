@@ -301,6 +301,7 @@ static void fill_props(struct vk_ctx *ctx, int index, struct hearth_device_props
     out->free_bytes = c->device_local_free;
     out->host_memory = false;
     out->host_staging_bytes = vk_host_staging_bytes(c->max_chunk);
+    out->max_buffer_bytes = c->max_chunk;
 }
 
 static void vkb_destroy(struct hearth_device *dev)
@@ -424,6 +425,7 @@ static hearth_status vkb_device_describe(int index, struct hearth_device_props *
     out->total_bytes = info[index].total_bytes;
     out->free_bytes = info[index].free_bytes;
     out->host_staging_bytes = info[index].host_staging_bytes;
+    out->max_buffer_bytes = info[index].max_buffer_bytes;
     return HEARTH_OK;
 }
 

@@ -108,16 +108,15 @@ static uint64_t chunk_cap(uint64_t max_alloc, uint64_t max_storage_range, uint64
     return cap > 4096 ? cap - 256 : cap;
 }
 
-/* The frames' worst-case host staging of an unopened device (as vk_ctx_create would cap it). */
-static uint64_t probe_host_staging(VkPhysicalDevice phys)
+/* caps.max_chunk of an unopened device, as vk_ctx_create would cap it. */
+static uint64_t probe_max_chunk(VkPhysicalDevice phys)
 {
     VkPhysicalDeviceMaintenance3Properties m3 = {
         .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES};
     VkPhysicalDeviceProperties2 p2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2,
                                       .pNext = &m3};
     vkGetPhysicalDeviceProperties2(phys, &p2);
-    return vk_host_staging_bytes(chunk_cap(m3.maxMemoryAllocationSize,
-                                           p2.properties.limits.maxStorageBufferRange, 0));
+    return chunk_cap(m3.maxMemoryAllocationSize, p2.properties.limits.maxStorageBufferRange, 0);
 }
 
 int vk_probe_devices(struct reg_device_info *out, int max)
@@ -149,7 +148,8 @@ int vk_probe_devices(struct reg_device_info *out, int max)
             if (mp.memoryHeaps[h].flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT)
                 out[i].total_bytes += mp.memoryHeaps[h].size;
         out[i].free_bytes = out[i].total_bytes;
-        out[i].host_staging_bytes = probe_host_staging(devs[i]);
+        out[i].max_buffer_bytes = probe_max_chunk(devs[i]);
+        out[i].host_staging_bytes = vk_host_staging_bytes(out[i].max_buffer_bytes);
     }
     vkDestroyInstance(inst, NULL);
     return (int)count;
