@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets with clang (ASan+UBSan) and runs the GGUF reader
-# fuzzer for N seconds (default 60) from a seed corpus: real model headers
-# (cut from models/, or $HEARTH_MODELS_DIR, at a few lengths) plus tests/corpus/gguf/*.gguf broken files.
+# Builds the libFuzzer targets with clang (ASan+UBSan) and runs them for N
+# seconds in all (default 60): two thirds to the GGUF reader, from a seed corpus
+# of real model headers (cut from models/, or $HEARTH_MODELS_DIR, at a few
+# lengths) plus tests/corpus/gguf/*.gguf broken files; one third to the
+# server's request handling (fuzz-serve, from tests/corpus/serve/), when
+# libcjson is installed.
 set -euo pipefail
 secs=${1:-60}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -9,7 +12,13 @@ cd "$root"
 build=build-fuzz
 CC=clang cmake -S . -B $build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHEARTH_FUZZ=ON \
     -DHEARTH_CUDA=OFF -DHEARTH_VULKAN=OFF -DBUILD_TESTING=OFF >/dev/null
-cmake --build $build -j"$(nproc)" --target fuzz-gguf
+serve=0
+pkg-config --exists libcjson && serve=1
+targets=(fuzz-gguf)
+[ $serve = 1 ] && targets+=(fuzz-serve)
+cmake --build $build -j"$(nproc)" --target "${targets[@]}"
+gguf_secs=$secs
+[ $serve = 1 ] && gguf_secs=$(( secs * 2 / 3 ))
 seeds=$build/seeds; run=$build/corpus-run
 rm -rf "$seeds"; mkdir -p "$seeds" "$run"
 for m in "${HEARTH_MODELS_DIR:-models}"/*.gguf; do
@@ -18,5 +27,14 @@ for m in "${HEARTH_MODELS_DIR:-models}"/*.gguf; do
     for n in 4096 65536 1048576; do head -c $n "$m" > "$seeds/$b-$n.gguf"; done
 done
 if [ -d tests/corpus/gguf ]; then cp tests/corpus/gguf/*.gguf "$seeds"/ 2>/dev/null || true; fi
-ASAN_OPTIONS=detect_leaks=1 "$build/fuzz-gguf" -max_total_time="$secs" -rss_limit_mb=2048 \
+ASAN_OPTIONS=detect_leaks=1 "$build/fuzz-gguf" -max_total_time="$gguf_secs" -rss_limit_mb=2048 \
     -max_len=1048576 -print_final_stats=1 "$run" "$seeds"
+if [ $serve = 1 ]; then
+    # byte 0 of an input picks the endpoint and the stream cut (fuzz/fuzz-serve.c)
+    mkdir -p $build/corpus-serve
+    ASAN_OPTIONS=detect_leaks=1 "$build/fuzz-serve" -max_total_time=$(( secs - gguf_secs )) \
+        -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 $build/corpus-serve \
+        tests/corpus/serve
+else
+    echo "fuzz: fuzz-serve skipped (libcjson not installed)"
+fi

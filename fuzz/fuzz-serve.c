@@ -1,0 +1,182 @@
+/*
+ * fuzz-serve: libFuzzer target for what `hearth serve` does with a request
+ * body before any model sees it (run by scripts/fuzz.sh; built only when
+ * libcjson is found, like the server).
+ *
+ * Input: byte 0 picks the endpoint (bit 0: chat or completions) and how the
+ * prompt text is cut into streamed pieces (the other bits); the rest is the
+ * body. A body the parser accepts is then taken through every step the
+ * server takes with its strings: rendered by every chat format, its stop
+ * strings run over the prompt text as a generation would stream it, and the
+ * text put into a response and a stream chunk. Checked with __builtin_trap,
+ * so a failure is a crash with the input saved:
+ *  - a rejected body gets a 4xx status and a message, and its error object
+ *    is valid JSON;
+ *  - an accepted one keeps its bounds (message and stop counts, sampling
+ *    ranges) and every string in it is readable (ASan);
+ *  - the stop matcher returns, over any cut of the text into pieces, the
+ *    text up to the first stop string to complete, or all of it;
+ *  - responses and chunks are JSON that gives back the exact text.
+ */
+#include <cjson/cJSON.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chat.h"
+#include "serve.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static volatile size_t sink;
+
+#define CHECK(c)                  \
+    do {                          \
+        if (!(c))                 \
+            __builtin_trap();     \
+    } while (0)
+
+static void touch(const char *s)
+{
+    if (s)
+        sink += strlen(s);
+}
+
+/* The JSON in js (a chunk may be framed "data: ...\n\n") is an object whose path gives text. */
+static void check_json_text(const char *js, bool chunk, bool chat, const char *text)
+{
+    CHECK(js != NULL);
+    if (chunk) {
+        CHECK(!strncmp(js, "data: ", 6));
+        js += 6;
+    }
+    cJSON *o = cJSON_Parse(js);
+    CHECK(o != NULL);
+    const cJSON *choice = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(o, "choices"), 0);
+    const cJSON *t;
+    if (chat) {
+        const cJSON *m = cJSON_GetObjectItemCaseSensitive(choice, chunk ? "delta" : "message");
+        t = cJSON_GetObjectItemCaseSensitive(m, "content");
+    } else {
+        t = cJSON_GetObjectItemCaseSensitive(choice, "text");
+    }
+    CHECK(cJSON_IsString(t) && !strcmp(t->valuestring, text));
+    cJSON_Delete(o);
+}
+
+/*
+ * Streams text through a matcher for stops in pieces cut every `step` bytes
+ * (0: one piece) and checks the result against a direct search: the first
+ * position where some stop string ends, and the text before that string.
+ */
+static void check_stops(const char *const *stops, size_t n_stops, const char *text, size_t step)
+{
+    struct chat_stop_matcher m;
+    if (chat_stop_init(&m, stops, n_stops) != HEARTH_OK)
+        return; /* out of memory only */
+    const size_t len = strlen(text);
+    char *got = malloc(len + 1);
+    CHECK(got != NULL);
+    size_t n_got = 0;
+    bool stopped = false;
+    for (size_t at = 0; at < len && !stopped;) {
+        size_t piece = step == 0 || len - at < step ? len - at : step;
+        const char *emit;
+        size_t emit_len;
+        CHECK(chat_stop_feed(&m, text + at, piece, &emit, &emit_len, &stopped) == HEARTH_OK);
+        CHECK(n_got + emit_len <= len);
+        memcpy(got + n_got, emit, emit_len);
+        n_got += emit_len;
+        at += piece;
+    }
+    if (!stopped) {
+        const char *emit;
+        size_t emit_len;
+        chat_stop_flush(&m, &emit, &emit_len);
+        CHECK(n_got + emit_len <= len);
+        memcpy(got + n_got, emit, emit_len);
+        n_got += emit_len;
+    }
+    chat_stop_free(&m);
+    /* the reference: the smallest end e of any non-empty stop; its text before it */
+    size_t end = SIZE_MAX;
+    bool ok_cut[SERVE_MAX_STOP + 1] = {false};
+    for (size_t e = 1; e <= len && end == SIZE_MAX; e++)
+        for (size_t k = 0; k < n_stops; k++) {
+            size_t sl = strlen(stops[k]);
+            if (sl && sl <= e && !memcmp(text + e - sl, stops[k], sl)) {
+                end = e;
+                ok_cut[k] = true;
+            }
+        }
+    CHECK(stopped == (end != SIZE_MAX));
+    if (!stopped) {
+        CHECK(n_got == len && !memcmp(got, text, len));
+    } else {
+        /* the text before one of the stops that completed first */
+        bool match = false;
+        for (size_t k = 0; k < n_stops; k++)
+            match |= ok_cut[k] && n_got == end - strlen(stops[k]);
+        CHECK(match && !memcmp(got, text, n_got));
+    }
+    free(got);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 1 || size > SERVE_BODY_LIMIT)
+        return 0;
+    const bool chat = data[0] & 1;
+    const size_t step = data[0] >> 1; /* 0: the whole text in one piece */
+    struct serve_req r;
+    struct serve_error e;
+    memset(&e, 0, sizeof e);
+    if (!serve_parse_request((const char *)data + 1, size - 1, chat, &r, &e)) {
+        CHECK(e.http >= 400 && e.http < 500 && e.message[0] != '\0');
+        CHECK(memchr(e.message, '\0', sizeof e.message) != NULL);
+        char *js = serve_error_json(&e);
+        CHECK(js != NULL);
+        cJSON *o = cJSON_Parse(js);
+        CHECK(o != NULL && cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(o, "error")));
+        cJSON_Delete(o);
+        free(js);
+        return 0; /* the parser freed what it took, as the server relies on */
+    }
+    CHECK(r.chat == chat && r.n_stop <= SERVE_MAX_STOP && r.max_tokens >= -1);
+    CHECK(r.sp.temp >= 0.0f && r.sp.top_p >= 0.0f && r.sp.top_p <= 1.0f);
+    CHECK(r.sp.min_p >= 0.0f && r.sp.min_p <= 1.0f && r.sp.top_k >= 0);
+    for (size_t k = 0; k < r.n_stop; k++)
+        touch(r.stop[k]);
+    const char *text = r.prompt;
+    if (chat) {
+        CHECK(r.n_msgs >= 1 && r.n_msgs <= SERVE_MAX_MSGS && r.msgs != NULL);
+        for (size_t i = 0; i < r.n_msgs; i++) {
+            CHECK(r.msgs[i].role && r.msgs[i].content);
+            touch(r.msgs[i].role);
+            touch(r.msgs[i].content);
+        }
+        static const char *const formats[] = {"chatml", "llama3", "llama2",
+                                              "mistral", "gemma", "phi3"};
+        for (size_t f = 0; f < sizeof formats / sizeof formats[0]; f++) {
+            enum chat_format cf;
+            CHECK(chat_format_from_name(formats[f], &cf));
+            char *out = NULL;
+            hearth_status st = chat_render(cf, r.msgs, r.n_msgs, true, &out);
+            CHECK((st == HEARTH_OK) == (out != NULL));
+            touch(out);
+            free(out);
+        }
+        text = r.msgs[r.n_msgs - 1].content;
+    }
+    CHECK(text != NULL);
+    check_stops(r.stop, r.n_stop, text, step);
+    const struct serve_meta meta = {chat, chat ? "chatcmpl-fuzz" : "cmpl-fuzz", 1, "m"};
+    char *js = serve_response_json(&meta, text, "stop", 3, 4);
+    check_json_text(js, false, chat, text);
+    free(js);
+    js = serve_chunk_sse(&meta, text, false, NULL, false, 3, 4);
+    check_json_text(js, true, chat, text);
+    free(js);
+    serve_req_free(&r);
+    return 0;
+}
