@@ -171,6 +171,11 @@ hearth_status arch_info_read(const struct gguf_file *f, struct arch_info *out)
         (st = get_arch_u32(f, a, "feed_forward_length", false, 0, &out->n_ff, &arr)) ||
         (st = get_arch_u32(f, a, "attention.head_count", false, 0, &out->n_head, &arr)))
         return st;
+    if (out->n_layer > f->n_tensors) /* each block has tensors of its own */
+        return err_set(HEARTH_ERR_BAD_FILE,
+                       "%s: key '%s.block_count' = %u, but the file has %llu tensors; expected "
+                       "at most one block per tensor",
+                       f->path, a, out->n_layer, (unsigned long long)f->n_tensors);
     if ((st = get_arch_u32(f, a, "attention.head_count_kv", false, out->n_head, &out->n_head_kv,
                            &arr)))
         return st;

@@ -214,6 +214,12 @@ static hearth_status read_hparams(struct loader *L, struct model_hparams *hp)
                        "%s: block_count, embedding_length, feed_forward_length and head_count must "
                        "be > 0 (found %u, %u, %u, %u)",
                        L->f->path, hp->n_layer, hp->n_embd, hp->n_ff, hp->n_head);
+    /* each block has tensors of its own: a larger count is a broken header (found by fuzz-model) */
+    if (hp->n_layer > L->f->n_tensors)
+        return err_set(HEARTH_ERR_BAD_FILE,
+                       "%s: '%s.block_count' = %u, but the file has %llu tensors; expected at "
+                       "most one block per tensor",
+                       L->f->path, L->arch, hp->n_layer, (unsigned long long)L->f->n_tensors);
     if ((st = get_hp_u32(L, "attention.head_count_kv", false, hp->n_head, &hp->n_head_kv)))
         return st;
     if (hp->n_head_kv == 0 || hp->n_head % hp->n_head_kv != 0)

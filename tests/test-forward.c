@@ -355,7 +355,7 @@ static uint8_t *read_all(const char *path, size_t *size)
     return buf;
 }
 
-enum patch_kind { PATCH_ARCH, PATCH_TENSOR_NAME, PATCH_SWAP_DIMS, PATCH_QWEN2 };
+enum patch_kind { PATCH_ARCH, PATCH_TENSOR_NAME, PATCH_SWAP_DIMS, PATCH_QWEN2, PATCH_BLOCKS };
 
 /* Loads a patched in-memory copy of SmolLM2; returns the load status. */
 static hearth_status load_patched(enum patch_kind kind)
@@ -391,6 +391,13 @@ static hearth_status load_patched(enum patch_kind kind)
             if (k.len > 6 && memcmp(k.ptr, "llama.", 6) == 0)
                 memcpy(buf + (size_t)((const uint8_t *)k.ptr - f->base), "qwen2", 5);
         }
+    } else if (kind == PATCH_BLOCKS) {
+        /* a block count no file could back: the loader once tried to calloc 559 GB for it */
+        const struct gguf_kv *kv = gguf_find_kv(f, "llama.block_count");
+        CHECK(kv != NULL && kv->type == GGUF_VT_UINT32);
+        const uint32_t huge = 0xfffffff0u;
+        if (kv)
+            memcpy(buf + (size_t)(kv->data - f->base), &huge, 4);
     } else {
         const struct gguf_tensor *t = gguf_find_tensor(f, "blk.7.attn_k.weight");
         CHECK(t != NULL);
@@ -448,6 +455,12 @@ TEST(load_errors)
     e = hearth_last_error();
     CHECK_MSG(strstr(e, "blk.7.attn_k.weight") && strstr(e, "expected shape [576, 192]") &&
                   strstr(e, "found [192, 576]"),
+              "message: %s", e);
+
+    st = load_patched(PATCH_BLOCKS);
+    CHECK_INT_EQ(st, HEARTH_ERR_BAD_FILE);
+    e = hearth_last_error();
+    CHECK_MSG(strstr(e, "'llama.block_count' = 4294967280, but the file has 272 tensors"),
               "message: %s", e);
 }
 
