@@ -29,6 +29,7 @@
 
 #include "arch-info.h"
 #include "chat.h"
+#include "fuzz.h"
 #include "gguf.h"
 #include "model-presets.h"
 #include "model.h"
@@ -36,15 +37,6 @@
 #include "quant-mix.h"
 #include "synth.h"
 #include "tokenizer.h"
-
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(c)              \
-    do {                      \
-        if (!(c))             \
-            __builtin_trap(); \
-    } while (0)
 
 static const size_t k_room = (size_t)64 << 20; /* zeros past the input */
 static const size_t k_max_input = (size_t)1 << 20;
@@ -104,7 +96,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     }
     g_map = mmap(NULL, k_max_input + k_room, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
                  -1, 0);
-    CHECK(g_map != MAP_FAILED);
+    FUZZ_CHECK(g_map != MAP_FAILED);
     return 0;
 }
 
@@ -119,11 +111,11 @@ static void check_tokenizer(const struct gguf_file *f)
     size_t n = 0;
     if (tok_encode(t, text, sizeof text - 1, true, true, &ids, &n) == HEARTH_OK) {
         for (size_t i = 0; i < n; i++)
-            CHECK(ids[i] >= 0 && (size_t)ids[i] < n_vocab);
+            FUZZ_CHECK(ids[i] >= 0 && (size_t)ids[i] < n_vocab);
         char *back = NULL;
         size_t back_len = 0;
         if (tok_decode(t, ids, n, true, &back, &back_len) == HEARTH_OK)
-            CHECK(back != NULL && back[back_len] == '\0'); /* a byte token may be a NUL */
+            FUZZ_CHECK(back != NULL && back[back_len] == '\0'); /* a byte token may be a NUL */
         free(back);
     }
     free(ids);
@@ -133,7 +125,7 @@ static void check_tokenizer(const struct gguf_file *f)
         char *s = NULL;
         size_t len = 0;
         if (tok_decode(t, &id, 1, true, &s, &len) == HEARTH_OK)
-            CHECK(s != NULL && s[len] == '\0');
+            FUZZ_CHECK(s != NULL && s[len] == '\0');
         free(s);
     }
     tok_free(t);
@@ -151,7 +143,7 @@ static void check_chat(const struct gguf_file *f)
         tmpl = (struct gguf_str){0};
     enum chat_source src;
     enum chat_format cf = chat_detect_model(tmpl.ptr, (size_t)tmpl.len, a, &src);
-    CHECK(strcmp(chat_format_name(cf), "unknown") != 0);
+    FUZZ_CHECK(strcmp(chat_format_name(cf), "unknown") != 0);
 }
 
 static void check_model(struct gguf_file *f)
@@ -163,14 +155,14 @@ static void check_model(struct gguf_file *f)
     if (plan_model_from_gguf(f, &pm) == HEARTH_OK) {
         struct plan_devices d;
         plan_devices_init(&d);
-        CHECK(plan_devices_set_host(&d, "16GiB:50GB/s") == HEARTH_OK);
-        CHECK(plan_devices_add(&d, "cuda:1GiB:500GB/s") == HEARTH_OK);
+        FUZZ_CHECK(plan_devices_set_host(&d, "16GiB:50GB/s") == HEARTH_OK);
+        FUZZ_CHECK(plan_devices_add(&d, "cuda:1GiB:500GB/s") == HEARTH_OK);
         struct plan_opts o;
         plan_opts_default(&o);
         o.n_ctx = 256;
         struct plan p;
         if (plan_make(&pm, &d, &o, &p) == HEARTH_OK) {
-            CHECK(p.use[1].total <= p.use[1].budget);
+            FUZZ_CHECK(p.use[1].total <= p.use[1].budget);
             plan_free(&p);
         }
         plan_model_free(&pm);

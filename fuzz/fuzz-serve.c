@@ -24,17 +24,10 @@
 #include <string.h>
 
 #include "chat.h"
+#include "fuzz.h"
 #include "serve.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
 static volatile size_t sink;
-
-#define CHECK(c)                  \
-    do {                          \
-        if (!(c))                 \
-            __builtin_trap();     \
-    } while (0)
 
 static void touch(const char *s)
 {
@@ -45,13 +38,13 @@ static void touch(const char *s)
 /* The JSON in js (a chunk may be framed "data: ...\n\n") is an object whose path gives text. */
 static void check_json_text(const char *js, bool chunk, bool chat, const char *text)
 {
-    CHECK(js != NULL);
+    FUZZ_CHECK(js != NULL);
     if (chunk) {
-        CHECK(!strncmp(js, "data: ", 6));
+        FUZZ_CHECK(!strncmp(js, "data: ", 6));
         js += 6;
     }
     cJSON *o = cJSON_Parse(js);
-    CHECK(o != NULL);
+    FUZZ_CHECK(o != NULL);
     const cJSON *choice = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(o, "choices"), 0);
     const cJSON *t;
     if (chat) {
@@ -60,7 +53,7 @@ static void check_json_text(const char *js, bool chunk, bool chat, const char *t
     } else {
         t = cJSON_GetObjectItemCaseSensitive(choice, "text");
     }
-    CHECK(cJSON_IsString(t) && !strcmp(t->valuestring, text));
+    FUZZ_CHECK(cJSON_IsString(t) && !strcmp(t->valuestring, text));
     cJSON_Delete(o);
 }
 
@@ -94,15 +87,15 @@ static void check_stops(const char *const *stops, size_t n_stops, const char *te
         return; /* out of memory only */
     const size_t len = strlen(text);
     char *got = malloc(len + 1);
-    CHECK(got != NULL);
+    FUZZ_CHECK(got != NULL);
     size_t n_got = 0, want = len;
     bool stopped = false, want_stop = false;
     for (size_t at = 0; at < len && !stopped;) {
         size_t piece = step == 0 || len - at < step ? len - at : step;
         const char *emit;
         size_t emit_len;
-        CHECK(chat_stop_feed(&m, text + at, piece, &emit, &emit_len, &stopped) == HEARTH_OK);
-        CHECK(n_got + emit_len <= len);
+        FUZZ_CHECK(chat_stop_feed(&m, text + at, piece, &emit, &emit_len, &stopped) == HEARTH_OK);
+        FUZZ_CHECK(n_got + emit_len <= len);
         memcpy(got + n_got, emit, emit_len);
         n_got += emit_len;
         at += piece;
@@ -113,13 +106,13 @@ static void check_stops(const char *const *stops, size_t n_stops, const char *te
         const char *emit;
         size_t emit_len;
         chat_stop_flush(&m, &emit, &emit_len);
-        CHECK(n_got + emit_len <= len);
+        FUZZ_CHECK(n_got + emit_len <= len);
         memcpy(got + n_got, emit, emit_len);
         n_got += emit_len;
     }
     chat_stop_free(&m);
-    CHECK(stopped == want_stop);
-    CHECK(n_got == (want_stop ? want : len) && !memcmp(got, text, n_got));
+    FUZZ_CHECK(stopped == want_stop);
+    FUZZ_CHECK(n_got == (want_stop ? want : len) && !memcmp(got, text, n_got));
     free(got);
 }
 
@@ -133,26 +126,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct serve_error e;
     memset(&e, 0, sizeof e);
     if (!serve_parse_request((const char *)data + 1, size - 1, chat, &r, &e)) {
-        CHECK(e.http >= 400 && e.http < 500 && e.message[0] != '\0');
-        CHECK(memchr(e.message, '\0', sizeof e.message) != NULL);
+        FUZZ_CHECK(e.http >= 400 && e.http < 500 && e.message[0] != '\0');
+        FUZZ_CHECK(memchr(e.message, '\0', sizeof e.message) != NULL);
         char *js = serve_error_json(&e);
-        CHECK(js != NULL);
+        FUZZ_CHECK(js != NULL);
         cJSON *o = cJSON_Parse(js);
-        CHECK(o != NULL && cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(o, "error")));
+        FUZZ_CHECK(o != NULL && cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(o, "error")));
         cJSON_Delete(o);
         free(js);
         return 0; /* the parser freed what it took, as the server relies on */
     }
-    CHECK(r.chat == chat && r.n_stop <= SERVE_MAX_STOP && r.max_tokens >= -1);
-    CHECK(r.sp.temp >= 0.0f && r.sp.top_p >= 0.0f && r.sp.top_p <= 1.0f);
-    CHECK(r.sp.min_p >= 0.0f && r.sp.min_p <= 1.0f && r.sp.top_k >= 0);
+    FUZZ_CHECK(r.chat == chat && r.n_stop <= SERVE_MAX_STOP && r.max_tokens >= -1);
+    FUZZ_CHECK(r.sp.temp >= 0.0f && r.sp.top_p >= 0.0f && r.sp.top_p <= 1.0f);
+    FUZZ_CHECK(r.sp.min_p >= 0.0f && r.sp.min_p <= 1.0f && r.sp.top_k >= 0);
     for (size_t k = 0; k < r.n_stop; k++)
         touch(r.stop[k]);
     const char *text = r.prompt;
     if (chat) {
-        CHECK(r.n_msgs >= 1 && r.n_msgs <= SERVE_MAX_MSGS && r.msgs != NULL);
+        FUZZ_CHECK(r.n_msgs >= 1 && r.n_msgs <= SERVE_MAX_MSGS && r.msgs != NULL);
         for (size_t i = 0; i < r.n_msgs; i++) {
-            CHECK(r.msgs[i].role && r.msgs[i].content);
+            FUZZ_CHECK(r.msgs[i].role && r.msgs[i].content);
             touch(r.msgs[i].role);
             touch(r.msgs[i].content);
         }
@@ -160,16 +153,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                               "mistral", "gemma", "phi3"};
         for (size_t f = 0; f < sizeof formats / sizeof formats[0]; f++) {
             enum chat_format cf;
-            CHECK(chat_format_from_name(formats[f], &cf));
+            FUZZ_CHECK(chat_format_from_name(formats[f], &cf));
             char *out = NULL;
             hearth_status st = chat_render(cf, r.msgs, r.n_msgs, true, &out);
-            CHECK((st == HEARTH_OK) == (out != NULL));
+            FUZZ_CHECK((st == HEARTH_OK) == (out != NULL));
             touch(out);
             free(out);
         }
         text = r.msgs[r.n_msgs - 1].content;
     }
-    CHECK(text != NULL);
+    FUZZ_CHECK(text != NULL);
     check_stops(r.stop, r.n_stop, text, step);
     const struct serve_meta meta = {chat, chat ? "chatcmpl-fuzz" : "cmpl-fuzz", 1, "m"};
     char *js = serve_response_json(&meta, text, "stop", 3, 4);

@@ -24,18 +24,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz.h"
 #include "gguf.h"
 #include "tokenizer.h"
 #include "utf8.h"
-
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(c)              \
-    do {                      \
-        if (!(c))             \
-            __builtin_trap(); \
-    } while (0)
 
 static struct tokenizer *g_tok[2];
 static bool g_drop[2][256]; /* bytes tokenizer i has no token for */
@@ -90,19 +82,19 @@ static void check_stream(const struct tokenizer *t, const int32_t *ids, size_t n
     const size_t cap = tok_decoder_max_out(t);
     char *piece = malloc(cap);
     char *got = malloc(want_len + cap + 1);
-    CHECK(piece && got);
+    FUZZ_CHECK(piece && got);
     size_t len = 0, k;
     for (size_t i = 0; i < n; i++) {
-        CHECK(tok_decoder_push(d, ids[i], piece, cap, &k) == HEARTH_OK);
-        CHECK(len + k <= want_len);
+        FUZZ_CHECK(tok_decoder_push(d, ids[i], piece, cap, &k) == HEARTH_OK);
+        FUZZ_CHECK(len + k <= want_len);
         memcpy(got + len, piece, k);
         len += k;
     }
-    CHECK(tok_decoder_flush(d, piece, cap, &k) == HEARTH_OK);
-    CHECK(len + k <= want_len);
+    FUZZ_CHECK(tok_decoder_flush(d, piece, cap, &k) == HEARTH_OK);
+    FUZZ_CHECK(len + k <= want_len);
     memcpy(got + len, piece, k);
     len += k;
-    CHECK(len == want_len && !memcmp(got, want, len));
+    FUZZ_CHECK(len == want_len && !memcmp(got, want, len));
     free(piece);
     free(got);
     tok_decoder_free(d);
@@ -115,7 +107,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *s = (const char *)data;
     const bool valid = utf8_valid(s, size);
     char *kept = malloc(size + 1);
-    CHECK(kept != NULL);
+    FUZZ_CHECK(kept != NULL);
     for (int i = 0; i < g_n; i++) {
         size_t n_kept = 0;
         bool comparable = valid;
@@ -134,13 +126,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (tok_encode(t, s, size, false, special, &ids, &n) != HEARTH_OK)
                 continue;
             for (size_t k = 0; k < n; k++)
-                CHECK(ids[k] >= 0 && (size_t)ids[k] < n_vocab);
+                FUZZ_CHECK(ids[k] >= 0 && (size_t)ids[k] < n_vocab);
             char *back = NULL;
             size_t blen = 0;
-            CHECK(tok_decode(t, ids, n, special, &back, &blen) == HEARTH_OK);
-            CHECK(back != NULL && back[blen] == '\0');
+            FUZZ_CHECK(tok_decode(t, ids, n, special, &back, &blen) == HEARTH_OK);
+            FUZZ_CHECK(back != NULL && back[blen] == '\0');
             if (comparable)
-                CHECK(blen == n_kept && !memcmp(back, kept, n_kept));
+                FUZZ_CHECK(blen == n_kept && !memcmp(back, kept, n_kept));
             check_stream(t, ids, n, special, back, blen);
             free(back);
             free(ids);
