@@ -165,6 +165,13 @@ size_t backend_buft_max_size(struct hearth_buffer_type *bt)
     return HAS(bt->ops, 1, max_size) ? bt->ops->max_size(bt) : SIZE_MAX;
 }
 
+uint64_t backend_device_max_buffer(struct hearth_device *dev)
+{
+    struct hearth_buffer_type *bt = backend_device_buffer_type(dev);
+    size_t mx = bt ? backend_buft_max_size(bt) : SIZE_MAX;
+    return mx >= SIZE_MAX / 2 ? 0 : (uint64_t)mx;
+}
+
 uint32_t backend_buft_flags(struct hearth_buffer_type *bt)
 {
     return HAS(bt->ops, 1, flags) ? bt->ops->flags(bt) : 0;

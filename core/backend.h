@@ -492,6 +492,14 @@ hearth_status backend_device_measure_bandwidth(struct hearth_device *dev, double
 /* Buffer type */
 size_t backend_buft_alignment(struct hearth_buffer_type *bt);
 size_t backend_buft_max_size(struct hearth_buffer_type *bt);
+/*
+ * The largest buffer an opened device's buffer type allocates, the limit
+ * backend_buffer_alloc enforces; 0 when it has none worth planning around
+ * (max_size of SIZE_MAX / 2 or more: the CPU, CUDA). What the planner takes
+ * as plan_device.max_buffer_bytes; hearth_device_props.max_buffer_bytes says
+ * the same of a device not opened.
+ */
+uint64_t backend_device_max_buffer(struct hearth_device *dev);
 uint32_t backend_buft_flags(struct hearth_buffer_type *bt);
 /*
  * Allocates size bytes (0 is rounded up to 1). Checks max_size, consults the

@@ -311,7 +311,7 @@ static void describe_devices(struct engine *e, struct plan_devices *pd)
         g->flops_assumed = g->h2d_bw_assumed = true;
         g->maps_weights = props.host_memory;
         g->host_staging_bytes = props.host_staging_bytes;
-        g->max_buffer_bytes = props.max_buffer_bytes;
+        g->max_buffer_bytes = backend_device_max_buffer(e->dev[d]); /* what allocation enforces */
         g->software = reg_is_software_device(props.desc);
         apply_cached(pd, d, e->dev_name[d], info, n);
     }

@@ -120,7 +120,7 @@ static void describe(struct plan_devices *pd, struct hearth_device *dev, const c
     g->h2d_bw = 16e9;
     g->maps_weights = props.host_memory;
     g->host_staging_bytes = props.host_staging_bytes; /* as engine.c describes it */
-    g->max_buffer_bytes = props.max_buffer_bytes;
+    g->max_buffer_bytes = backend_device_max_buffer(dev);
 }
 
 /* Options check_load adds to the plan (the window case; 0 elsewhere). */
@@ -361,11 +361,12 @@ TEST(vulkan_allocates_the_plan)
      * buffers: every layer goes to vulkan0 and the head stays on the host,
      * planned so (no failed allocation, no replan).
      */
+    const uint64_t cap = backend_device_max_buffer(devs[1]);
     struct hearth_device_props vp;
     backend_device_props(devs[1], &vp);
+    CHECK_INT_EQ(vp.max_buffer_bytes, cap); /* the description says what allocation enforces */
     struct model *gm = fixture_model(TEST_GEMMA3);
-    if (gm && vp.max_buffer_bytes &&
-        vp.max_buffer_bytes < (uint64_t)gm->output.n_out * gm->output.row_bytes) {
+    if (gm && cap && cap < (uint64_t)gm->output.n_out * gm->output.row_bytes) {
         check_load(gm, devs, "vulkan0", PLAN_DEV_VULKAN, 2ull << 30, (int)gm->hp.n_layer + 1,
                    KVQ_F16, 256, true, false);
         CHECK_INT_EQ(g_out_dev, 0);
