@@ -639,14 +639,20 @@ hearth_status plan__explain(const struct plan_model *m, struct plan *p)
         if (t->role != PLAN_ROLE_OUTPUT)
             continue;
         int d = p->tensors[i].resident;
-        TRY(plan__reason(p, "%s (LM head, %.0f MiB %s) %s%s: read in full every token, "
+        char split[128] = "";
+        uint32_t nb = plan_tensor_buffers(m, p, i);
+        if (nb > 1)
+            snprintf(split, sizeof split, " in %u buffers by rows (the largest buffer it "
+                     "allocates is %.0f MiB, its driver's limit)", nb,
+                     (double)p->devs.dev[d].max_buffer_bytes / 1048576.0);
+        TRY(plan__reason(p, "%s (LM head, %.0f MiB %s) %s%s%s: read in full every token, "
                             "placed first",
                          t->name, (double)t->nbytes / 1048576.0, hearth_dtype_name(t->type),
                          d != PLAN_HOST    ? "on "
                          : p->n_limits > 0 ? "in host RAM, computed by the CPU; no GPU had room "
                                              "or a large enough buffer (below)"
                                            : "in host RAM, computed by the CPU; no GPU had room",
-                         d == PLAN_HOST ? "" : dev_name(p, d)));
+                         d == PLAN_HOST ? "" : dev_name(p, d), split));
     }
     for (int k = 0; k < p->n_limits && k < PLAN_MAX_LIMITS; k++) {
         const struct plan_buffer_limit *l = &p->limits[k];

@@ -278,6 +278,11 @@ struct unit {
     uint64_t largest;
     enum { BIG_TENSOR, BIG_KV, BIG_LOGITS } largest_kind;
     size_t largest_tensor;
+    /*
+     * The head's matrix (SIZE_MAX: none): not in largest, as the loader
+     * splits it by rows to fit a GPU's buffers (plan_head_split_rows).
+     */
+    size_t split_tensor;
 };
 
 static int unit_cmp(const void *pa, const void *pb)
@@ -466,7 +471,8 @@ static hearth_status build_units(struct placer *pl)
                     .cls = 0, .layer = -1, .sub = 1, .first = i, .bytes = logits,
                     .group = GROUP_HEAD, .largest_kind = BIG_LOGITS,
                     /* the logits share the packed activation buffer */
-                    .largest = plan__scratch_bytes(a, &pl->p->opts, false, true)};
+                    .largest = plan__scratch_bytes(a, &pl->p->opts, false, true),
+                    .split_tensor = SIZE_MAX};
             }
             u = &pl->units[head];
         }
@@ -474,12 +480,15 @@ static hearth_status build_units(struct placer *pl)
             u->bytes += b;
             if (i < u->first)
                 u->first = i;
-            if (b > u->largest)
+            if (g == GROUP_HEAD && t->role == PLAN_ROLE_OUTPUT)
+                u->split_tensor = i;
+            else if (b > u->largest)
                 u->largest = b, u->largest_kind = BIG_TENSOR, u->largest_tensor = i;
             continue;
         }
         u = &pl->units[pl->n_units++];
         u->first = i;
+        u->split_tensor = SIZE_MAX;
         u->bytes = b;
         u->largest = b;
         u->largest_kind = BIG_TENSOR;
@@ -580,6 +589,15 @@ static uint64_t staging_bytes(const struct plan_model *m, const struct plan *p, 
     return b;
 }
 
+/* plan_head_split_rows for tensor i (the head's [n_embd][n_vocab] matrix) under cap. */
+static uint64_t head_split_rows(const struct plan_model *m, size_t i, uint64_t cap)
+{
+    const struct plan_model_tensor *t = &m->tensors[i];
+    if (t->ne[1] == 0)
+        return 0;
+    return plan_head_split_rows(t->nbytes / t->ne[1], t->ne[1], cap);
+}
+
 /* Notes that a buffer of `bytes` (what) kept a unit off GPU dev, or dev out of use. */
 #if defined(__GNUC__)
 __attribute__((format(printf, 5, 6)))
@@ -603,9 +621,17 @@ static void note_limit(struct plan *p, int dev, bool scratch, uint64_t bytes, co
 static bool fits_buffer(struct placer *pl, const struct unit *u, int g)
 {
     const uint64_t cap = pl->p->devs.dev[g].max_buffer_bytes;
-    if (cap == 0 || u->largest <= cap)
-        return true;
     const struct plan_model *m = pl->m;
+    if (cap == 0)
+        return true;
+    if (u->largest <= cap) {
+        if (u->split_tensor == SIZE_MAX || head_split_rows(m, u->split_tensor, cap) > 0)
+            return true;
+        const struct plan_model_tensor *t = &m->tensors[u->split_tensor];
+        note_limit(pl->p, g, false, t->nbytes / (t->ne[1] ? t->ne[1] : 1), "a row of %s",
+                   t->name);
+        return false;
+    }
     if (u->largest_kind == BIG_KV)
         note_limit(pl->p, g, false, u->largest, "the KV cache of layer %d", (int)u->layer);
     else if (u->largest_kind == BIG_LOGITS)

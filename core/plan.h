@@ -372,6 +372,11 @@ void plan_free(struct plan *p);
  * and the host's host_staging is the backends' to allocate.
  */
 uint64_t plan_device_alloc_bytes(const struct plan *p, int i);
+/*
+ * Buffers the loader allocates for tensor i: 1, except for an LM head on a
+ * GPU whose largest buffer it exceeds, split by plan_head_split_rows.
+ */
+uint32_t plan_tensor_buffers(const struct plan_model *m, const struct plan *p, size_t i);
 
 static inline uint64_t plan_align_up(uint64_t x)
 {
@@ -468,6 +473,20 @@ uint64_t plan_glu_stage_bytes(uint64_t n_batch, uint64_t n_embd, uint64_t n_ff);
  * host tensor it could stream).
  */
 uint64_t plan_stream_half_bytes(uint64_t largest);
+/*
+ * Rows per buffer of the LM head's matrix (n_rows rows of row_bytes) on a
+ * device whose largest buffer is cap bytes (0: no limit): n_rows when the
+ * whole matrix fits one buffer (plan_align_up of its bytes <= cap); else
+ * the most rows within cap that are a multiple of PLAN_ALIGN / gcd(row_bytes,
+ * PLAN_ALIGN), so every part but the last is a whole number of PLAN_ALIGN
+ * units and the parts, each rounded up, sum to the matrix's own
+ * plan_align_up: the plan's bytes hold however a device splits it. 0 when
+ * not even that many rows fit. Only the head splits: it is the one matrix
+ * of a model sized by the vocabulary, the first to pass a driver's limit
+ * (Gemma 3 270M's 170 MiB against lavapipe's 128 MiB); the scheduler runs
+ * one LOGITS op per part into adjacent columns of the logits.
+ */
+uint64_t plan_head_split_rows(uint64_t row_bytes, uint64_t n_rows, uint64_t cap);
 /*
  * KV bytes of layer il for n_ctx * n_parallel positions, K and V of their
  * kvq types, with its key aux and exact-window buffers (the options must

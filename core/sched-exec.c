@@ -302,7 +302,9 @@ static hearth_status run_batch(struct sched *s, const int32_t *tokens, int n,
      * wanted rows go in rounds, each copied out before the next overwrites
      * the buffer, which stream order guarantees.
      */
+    /* a head split by rows (load_head) takes one op per part, into its columns */
     struct hearth_op *lo = s->ops;
+    const int max_lo = s->n_batch + 4; /* s->ops' length */
     for (int t = 0, done = 0; done < n_out;) {
         int n_lo = 0, o = 0;
         while (t < n && o < s->n_logits) {
@@ -313,13 +315,25 @@ static hearth_status run_batch(struct sched *s, const int32_t *tokens, int n,
             int len = 1;
             while (t + len < n && want[t + len] && o + len < s->n_logits)
                 len++;
-            memset(&lo[n_lo], 0, sizeof lo[n_lo]);
-            lo[n_lo].kind = HEARTH_OP_LOGITS;
-            lo[n_lo].n_tok = len;
-            lo[n_lo].u.logits = (struct hearth_op_logits){
-                row_range(&sd->a[ACT_X], t, len), s->output_norm, s->output,
-                row_range(&sd->logits, o, len), hp->norm_eps};
-            n_lo++;
+            int64_t col = 0;
+            for (int k = 0; k < s->n_output; k++) {
+                if (n_lo == max_lo) {
+                    if ((st = backend_stream_run(sd->stream, lo, n_lo)) != HEARTH_OK)
+                        return st;
+                    n_lo = 0;
+                }
+                struct hearth_tensor y = row_range(&sd->logits, o, len);
+                y.offset += (size_t)col * sizeof(float);
+                y.ne0 = s->output[k].n_rows;
+                col += s->output[k].n_rows;
+                memset(&lo[n_lo], 0, sizeof lo[n_lo]);
+                lo[n_lo].kind = HEARTH_OP_LOGITS;
+                lo[n_lo].n_tok = len;
+                lo[n_lo].u.logits = (struct hearth_op_logits){
+                    row_range(&sd->a[ACT_X], t, len), s->output_norm, s->output[k], y,
+                    hp->norm_eps};
+                n_lo++;
+            }
             o += len;
             t += len;
         }

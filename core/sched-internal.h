@@ -92,7 +92,14 @@ struct sched {
     int n_dev;
     struct sdev dev[SCHED_MAX_DEVICES];
     struct slayer *layers; /* [n_layer] */
-    struct hearth_tensor tok_embd, output_norm, output;
+    struct hearth_tensor tok_embd, output_norm;
+    /*
+     * The LM head's matrix as n_output row ranges, each in its own buffer:
+     * one, unless it exceeds the largest buffer of its device
+     * (plan_head_split_rows); part k's rows follow part k-1's.
+     */
+    struct hearth_tensor *output;
+    int n_output;
     struct hearth_buffer **bufs; /* every weight/cache buffer, freed at destroy */
     int n_bufs, cap_bufs;
     uint32_t n_ctx;

@@ -168,13 +168,13 @@ static hearth_status upload(struct loader *L, int d, struct hearth_buffer *buf, 
 }
 
 /*
- * Places weight w (absent: out->buf = NULL) on device d as tensor `name`:
- * wrapped in place when d computes on host memory and mapping is allowed,
- * else allocated and uploaded.
+ * Places rows [row0, row0 + n_rows) of weight w (absent: out->buf = NULL) on
+ * device d as tensor `name`: wrapped in place when d computes on host memory
+ * and mapping is allowed, else allocated and uploaded.
  */
-static hearth_status load_weight(struct loader *L, int d, const struct model_weight *w,
-                                 const char *name, enum hearth_op_kind op,
-                                 struct hearth_tensor *out)
+static hearth_status load_rows(struct loader *L, int d, const struct model_weight *w,
+                               const char *name, enum hearth_op_kind op, int64_t row0,
+                               int64_t n_rows, struct hearth_tensor *out)
 {
     struct sched *s = L->s;
     memset(out, 0, sizeof *out);
@@ -187,13 +187,14 @@ static hearth_status load_weight(struct loader *L, int d, const struct model_wei
                        name, sched__dev_name(s, d, nb), backend_op_name(op),
                        hearth_dtype_name(w->type) ? hearth_dtype_name(w->type) : "?");
     }
-    size_t size = w->row_bytes * (size_t)w->n_out;
+    const uint8_t *data = (const uint8_t *)w->data + w->row_bytes * (size_t)row0;
+    size_t size = w->row_bytes * (size_t)n_rows;
     struct hearth_device_props props;
     backend_device_props(sd->dev, &props);
     struct hearth_buffer *b = NULL;
     hearth_status st;
     if (s->map_host && props.host_memory) {
-        if ((st = backend_buffer_from_host_ptr((void *)(uintptr_t)w->data, size, &b)) !=
+        if ((st = backend_buffer_from_host_ptr((void *)(uintptr_t)data, size, &b)) !=
             HEARTH_OK)
             return st;
     } else {
@@ -203,7 +204,7 @@ static hearth_status load_weight(struct loader *L, int d, const struct model_wei
         if ((st = sched__alloc_on(s, d, backend_device_buffer_type(sd->dev),
                                   (size_t)plan_align_up(size), what, &b)) != HEARTH_OK)
             return st;
-        if ((st = upload(L, d, b, w->data, size)) != HEARTH_OK) {
+        if ((st = upload(L, d, b, data, size)) != HEARTH_OK) {
             backend_buffer_free(b);
             return err_prefix(st, "sched: uploading '%s'", name);
         }
@@ -214,8 +215,58 @@ static hearth_status load_weight(struct loader *L, int d, const struct model_wei
     out->offset = 0;
     out->type = w->type;
     out->ne0 = w->n_in;
-    out->n_rows = w->n_out;
+    out->n_rows = n_rows;
     out->row_stride = w->row_bytes;
+    return HEARTH_OK;
+}
+
+static hearth_status load_weight(struct loader *L, int d, const struct model_weight *w,
+                                 const char *name, enum hearth_op_kind op,
+                                 struct hearth_tensor *out)
+{
+    return load_rows(L, d, w, name, op, 0, w->n_out, out);
+}
+
+/*
+ * The LM head's matrix on device d, in as many row ranges as its largest
+ * buffer needs (plan_head_split_rows, the split the plan counted): one
+ * LOGITS op per range then writes adjacent columns of the logits.
+ */
+static hearth_status load_head(struct loader *L, int d, const struct model_weight *w,
+                               const char *name)
+{
+    struct sched *s = L->s;
+    struct hearth_device_props props;
+    backend_device_props(s->dev[d].dev, &props);
+    const bool maps = s->map_host && props.host_memory;
+    const uint64_t rows = maps ? (uint64_t)w->n_out
+                               : plan_head_split_rows(w->row_bytes, (uint64_t)w->n_out,
+                                                      backend_device_max_buffer(s->dev[d].dev));
+    if (rows == 0) {
+        char nb[32];
+        return err_set(HEARTH_ERR_UNSUPPORTED, "sched: %s: rows of %zu bytes cannot be split "
+                       "to fit the largest buffer of %s (%llu bytes)", name, w->row_bytes,
+                       sched__dev_name(s, d, nb),
+                       (unsigned long long)backend_device_max_buffer(s->dev[d].dev));
+    }
+    const int n = (int)(((uint64_t)w->n_out + rows - 1) / rows);
+    s->output = calloc((size_t)n, sizeof *s->output);
+    if (!s->output)
+        return err_set(HEARTH_ERR_NO_MEMORY, "sched: %d parts of %s", n, name);
+    s->n_output = n;
+    for (int k = 0; k < n; k++) {
+        const int64_t r0 = (int64_t)rows * k;
+        const int64_t nr = w->n_out - r0 < (int64_t)rows ? w->n_out - r0 : (int64_t)rows;
+        char part[128];
+        if (n > 1)
+            snprintf(part, sizeof part, "%s rows %lld-%lld", name, (long long)r0,
+                     (long long)(r0 + nr - 1));
+        else
+            snprintf(part, sizeof part, "%s", name);
+        hearth_status st = load_rows(L, d, w, part, HEARTH_OP_LOGITS, r0, nr, &s->output[k]);
+        if (st != HEARTH_OK)
+            return st;
+    }
     return HEARTH_OK;
 }
 
@@ -540,10 +591,14 @@ static hearth_status load_all(struct sched *s, struct loader *L)
     const bool tied = m->output.data == m->tok_embd.data;
     if (tied && pl->out_dev == pl->embd_dev && s->tok_embd.buf &&
         backend_device_supports_op(s->dev[pl->out_dev].dev, HEARTH_OP_LOGITS, m->output.type)) {
-        s->output = s->tok_embd; /* one copy serves both (the plan counts one) */
-    } else if ((st = load_weight(L, pl->out_dev, &m->output,
-                                 tied ? "token_embd.weight (as output)" : "output.weight",
-                                 HEARTH_OP_LOGITS, &s->output)) != HEARTH_OK) {
+        /* one copy serves both (the plan counts one) */
+        if (!(s->output = malloc(sizeof *s->output)))
+            return err_set(HEARTH_ERR_NO_MEMORY, "sched: output head");
+        s->output[0] = s->tok_embd;
+        s->n_output = 1;
+    } else if ((st = load_head(L, pl->out_dev, &m->output,
+                               tied ? "token_embd.weight (as output)" : "output.weight")) !=
+               HEARTH_OK) {
         return st;
     }
     for (int d = 0; d < s->n_dev; d++)
@@ -664,6 +719,7 @@ void sched_destroy(struct sched *s)
         backend_stream_destroy(s->dev[d].stream);
     }
     free(s->bufs);
+    free(s->output);
     free(s->layers);
     free(s->seq_used);
     free(s->seq_ring);
@@ -768,6 +824,11 @@ uint64_t sched_kv_bytes(const struct sched *s)
 uint64_t sched_device_bytes(const struct sched *s, int d)
 {
     return d >= 0 && d < s->n_dev ? s->dev[d].bytes : 0;
+}
+
+int sched_output_parts(const struct sched *s)
+{
+    return s->n_output;
 }
 
 double sched_device_seconds(const struct sched *s, int d)

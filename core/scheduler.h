@@ -154,6 +154,11 @@ uint32_t sched_n_past(const struct sched *s); /* of sequence 0 */
  */
 uint64_t sched_device_bytes(const struct sched *s, int d);
 /*
+ * Buffers holding the LM head's matrix on its device: 1, or the parts of a
+ * head split by rows to fit the device's largest buffer (plan_head_split_rows).
+ */
+int sched_output_parts(const struct sched *s);
+/*
  * Where the time went, since creation or sched_time_reset: the wall time of
  * device d's stretches of consecutive blocks, each from its first op being
  * issued to its completion (seen at the boundary synchronization that ends

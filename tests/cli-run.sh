@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # cli-run: `hearth run` on SmolLM2-135M. The model answers a simple question
 # (greedy, chat template) with "Paris"; greedy output is identical across runs
-# and across -t 1 / -t 2; -q keeps stderr empty; without -q stderr has the
+# and across -t 1 / -t 2 and -b 2 (2-token prefill batches); -q keeps stderr empty;
+# without -q stderr has the
 # seed and the tokens/s line; --print-ids prints 24 token ids, alike across threads;
 # --swa-full is taken (and in every command's help) and leaves SmolLM2's text alone;
 # bad model path -> exit 1 naming it; bad flags -> exit 2; peak RSS of a -c 2048 run
@@ -83,7 +84,10 @@ head -c 1000 "$smol" > "$tmp/trunc.gguf"
 "$bin" run -m "$tmp/trunc.gguf" -p hi > /dev/null 2> "$tmp/e"
 rc=$?
 [ $rc -eq 1 ] || fail "truncated model: exit $rc, expected 1"
-for args in "-n abc" "--temp -1" "--top-p 2" "-t 0" "--bogus" "-n"; do
+# a 7-token prompt in batches of 2 (-b): the CPU's rows do not depend on the batching
+"$bin" run -m "$smol" -p "$p" --temp 0 -n 24 -q -t 1 -b 2 > "$tmp/b2" 2>&1 || fail "-b 2 exit $?"
+cmp -s "$tmp/b2" "$tmp/t1" || fail "-b 2 differs: '$(cat "$tmp/b2")'"
+for args in "-n abc" "--temp -1" "--top-p 2" "-t 0" "--bogus" "-n" "-b 0" "--batch-size 5000"; do
     # shellcheck disable=SC2086
     "$bin" run -m "$smol" -p hi $args > /dev/null 2> "$tmp/e"
     rc=$?

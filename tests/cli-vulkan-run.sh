@@ -18,7 +18,9 @@
 # so a missing device there is a failure).
 # Validation: the two full runs go without the validation layer (it makes
 # lavapipe ~2.5x slower). With HEARTH_VULKAN_VALIDATE=1 (CI), a shortened run
-# follows (-ngl all, 4 tokens, validation on), which must print the first
+# follows (-ngl all, 4 tokens, validation on, and buffers capped at 8 MiB by
+# HEARTH_VULKAN_MAX_BUFFER so the head runs split in 4 row parts, the plan
+# saying so first), which must print the first
 # words of the CPU's text and exit 0: any validation warning or error fails
 # the next submission (vulkan/command.c), so hearth exits with the message.
 set -u
@@ -89,11 +91,19 @@ grep -Eq "$want" "$tmp/emix" || fail "no (or a wrong) placement line at load: $(
 cmp -s "$tmp/cpu" "$tmp/mix" ||
     fail "-ngl $half on vulkan0 differs from the CPU at $(first_diff "$tmp/cpu" "$tmp/mix")"
 
+# a driver whose buffers stop at 8 MiB (HEARTH_VULKAN_MAX_BUFFER): the 29 MiB head goes to
+# vulkan0 in 4 row parts, as the plan says (with 64-token batches: the 512-token scratch
+# is 12 MiB); the validated run below computes with them
+cap=(env HEARTH_VULKAN_MAX_BUFFER=8388608)
+"${cap[@]}" "$bin" plan "$smol" -ngl 99 -c 64 -b 64 > "$tmp/plan8" 2>&1 || fail "plan 8 MiB exit $?"
+grep -q 'token_embd.weight (LM head, 29 MiB Q8_0) on vulkan0 in 4 buffers by rows' "$tmp/plan8" \
+    || fail "8 MiB buffers: head not split in 4: $(grep 'LM head' "$tmp/plan8")"
+
 if [ "${HEARTH_VULKAN_VALIDATE:-}" = "1" ]; then
     t0=$(date +%s)
     short=(-m "$smol" -p "$p" --temp 0 -n 4 -c 64 -t 2)
-    "$bin" run "${short[@]}" -q --device vulkan0 -ngl all > "$tmp/val" 2> "$tmp/eval" \
-        || fail "validated run (-ngl all, 4 tokens) exit $?: $(cat "$tmp/eval")"
+    "${cap[@]}" "$bin" run "${short[@]}" -b 64 -q --device vulkan0 -ngl all > "$tmp/val" 2> "$tmp/eval" \
+        || fail "validated run (-ngl all, 4 tokens, head in 4 parts) exit $?: $(cat "$tmp/eval")"
     echo "validated:    $(cat "$tmp/val")   ($(($(date +%s) - t0)) s)"
     [ -s "$tmp/val" ] || fail "no text from the validated run"
     case "$(cat "$tmp/cpu")" in

@@ -126,9 +126,10 @@ static void describe(struct plan_devices *pd, struct hearth_device *dev, const c
 /* Options check_load adds to the plan (the window case; 0 elsewhere). */
 static uint32_t g_kv_window, g_n_parallel;
 static bool g_swa_full;
-/* plan_device_alloc_bytes of the last check_load, per device, and where its head ran */
+/* plan_device_alloc_bytes of the last check_load, per device, where its head ran, in parts */
 static uint64_t g_planned[2];
 static int g_out_dev;
+static int g_out_parts;
 
 /* One load through engine__load_planned, checked device by device. */
 static void check_load(const struct model *m, struct hearth_device **devs, const char *gpu_name,
@@ -185,6 +186,7 @@ static void check_load(const struct model *m, struct hearth_device **devs, const
     CHECK_MSG(c.other == 0, "%s: %llu bytes on no device", what, (unsigned long long)c.other);
     /* the placement is what was asked for */
     g_out_dev = pl ? pl->out_dev : -1;
+    g_out_parts = s ? sched_output_parts(s) : 0;
     int off = placement_n_offloaded_layers(pl);
     if (ngl >= 0)
         CHECK_INT_EQ(off, ngl < (int)m->hp.n_layer ? ngl : (int)m->hp.n_layer);
@@ -358,8 +360,9 @@ TEST(vulkan_allocates_the_plan)
     CHECK_INT_EQ(g_out_dev, 1);
     /*
      * Gemma 3's tied head is 170 MiB of Q8_0, past lavapipe's 128 MiB
-     * buffers: every layer goes to vulkan0 and the head stays on the host,
-     * planned so (no failed allocation, no replan).
+     * buffers: every layer and the head go to vulkan0, the head in row
+     * parts as plan_head_split_rows cuts it, planned so (allocated ==
+     * planned, no failed allocation, no replan).
      */
     const uint64_t cap = backend_device_max_buffer(devs[1]);
     struct hearth_device_props vp;
@@ -369,7 +372,12 @@ TEST(vulkan_allocates_the_plan)
     if (gm && cap && cap < (uint64_t)gm->output.n_out * gm->output.row_bytes) {
         check_load(gm, devs, "vulkan0", PLAN_DEV_VULKAN, 2ull << 30, (int)gm->hp.n_layer + 1,
                    KVQ_F16, 256, true, false);
-        CHECK_INT_EQ(g_out_dev, 0);
+        CHECK_INT_EQ(g_out_dev, 1);
+        const uint64_t rows = plan_head_split_rows(gm->output.row_bytes,
+                                                   (uint64_t)gm->output.n_out, cap);
+        CHECK(rows > 0 && rows < (uint64_t)gm->output.n_out);
+        CHECK_INT_EQ(g_out_parts, rows ? ((uint64_t)gm->output.n_out + rows - 1) / rows : 0);
+        CHECK(g_out_parts >= 2);
     } else {
         printf("  gemma3 case skipped: %s\n", gm ? "vulkan0 holds its head in one buffer"
                                                   : "no gemma3 model");

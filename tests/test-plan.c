@@ -144,13 +144,28 @@ static void check_invariants(const struct plan_model *m, const struct plan *p, c
                           p->devs.dev[d].name, (unsigned long long)p->use[d].room);
             }
         }
-        /* every buffer on a GPU is one it can allocate */
+        /*
+         * every buffer on a GPU is one it can allocate; the LM head alone
+         * splits by rows, into parts within the cap (plan_head_split_rows)
+         */
         const uint64_t cap = p->devs.dev[t->resident].max_buffer_bytes;
-        if (t->resident != PLAN_HOST && cap)
-            CHECK_MSG(t->unit_largest <= cap && t->alloc_bytes <= cap,
-                      "%s: %s on %s brings a buffer of %llu bytes, past its %llu", what,
-                      m->tensors[i].name, p->devs.dev[t->resident].name,
-                      (unsigned long long)t->unit_largest, (unsigned long long)cap);
+        const uint32_t nb = plan_tensor_buffers(m, p, i);
+        const bool head = m->tensors[i].role == PLAN_ROLE_OUTPUT;
+        CHECK_MSG(nb == 1 || (head && t->resident != PLAN_HOST && cap &&
+                              t->alloc_bytes > cap),
+                  "%s: %s in %u buffers", what, m->tensors[i].name, nb);
+        if (t->resident != PLAN_HOST && cap) {
+            const uint64_t rows = m->tensors[i].ne[1] ? m->tensors[i].ne[1] : 1,
+                           part = plan_head_split_rows(m->tensors[i].nbytes / rows, rows, cap) *
+                                  (m->tensors[i].nbytes / rows);
+            CHECK_MSG(t->unit_largest <= cap && (head ? part > 0 && part <= cap &&
+                                                            nb * part >= m->tensors[i].nbytes
+                                                      : t->alloc_bytes <= cap),
+                      "%s: %s on %s brings a buffer of %llu bytes (part %llu), past its %llu",
+                      what, m->tensors[i].name, p->devs.dev[t->resident].name,
+                      (unsigned long long)t->unit_largest, (unsigned long long)part,
+                      (unsigned long long)cap);
+        }
         if (t->kind == PLAN_KIND_STREAM && p->devs.dev[t->prefill].max_buffer_bytes)
             CHECK(t->alloc_bytes <= p->devs.dev[t->prefill].max_buffer_bytes);
     }
@@ -427,20 +442,26 @@ TEST(buffer_cap)
     for (size_t i = 0; i < m.n_tensors; i++)
         CHECK(p.tensors[i].resident == 1);
     plan_free(&p);
-    /* 256 MiB: the Q6_K head (411 MiB) stays home, every other tensor on the GPU */
+    /*
+     * 256 MiB: the Q6_K head (411 MiB) goes in two row parts; the Q4_K
+     * token_embd (282 MiB), which gathers rows and does not split, stays
+     * home; every other tensor on the GPU
+     */
     d.dev[1].max_buffer_bytes = 256ull << 20;
     REQUIRE(plan_make(&m, &d, NULL, &p) == HEARTH_OK);
     check_invariants(&m, &p, "8b on vulkan, 256 MiB buffers");
     for (size_t i = 0; i < m.n_tensors; i++) {
-        bool big = !strcmp(m.tensors[i].name, "output.weight") ||
-                   !strcmp(m.tensors[i].name, "output_norm.weight") ||
-                   !strcmp(m.tensors[i].name, "token_embd.weight");
+        bool big = !strcmp(m.tensors[i].name, "token_embd.weight");
         CHECK_MSG(p.tensors[i].resident == (big ? PLAN_HOST : 1), "%s on %d",
                   m.tensors[i].name, p.tensors[i].resident);
+        if (!strcmp(m.tensors[i].name, "output.weight"))
+            CHECK_INT_EQ(plan_tensor_buffers(&m, &p, i), 2);
     }
-    CHECK(p.n_limits >= 1 && p.limits[0].dev == 1 && !p.limits[0].scratch);
-    CHECK(plan_env_reason(&p, "output.weight (411 MiB in one buffer) kept off vulkan0",
+    CHECK(p.n_limits == 1 && p.limits[0].dev == 1 && !p.limits[0].scratch);
+    CHECK(plan_env_reason(&p, "token_embd.weight (282 MiB in one buffer) kept off vulkan0",
                           "largest buffer it allocates is 256 MiB"));
+    CHECK(plan_env_reason(&p, "output.weight (LM head, 411 MiB Q6_K) on vulkan0 in 2 buffers",
+                          "256 MiB, its driver's limit"));
     plan_free(&p);
     /* a long shared context: each layer's K (1 GiB) is past the cap, attention stays home */
     plan_opts_default(&o);
@@ -450,7 +471,7 @@ TEST(buffer_cap)
     check_invariants(&m, &p, "8b on vulkan, 256 MiB buffers, 4 x 128k");
     for (uint32_t l = 0; l < p.n_layer; l++)
         CHECK(p.layers[l].attn_dev == PLAN_HOST && p.layers[l].ffn_dev == 1);
-    CHECK_INT_EQ(p.n_limits, (long long)p.n_layer + 2); /* + the head and token_embd */
+    CHECK_INT_EQ(p.n_limits, (long long)p.n_layer + 1); /* + token_embd (the head splits) */
     CHECK(plan_env_reason(&p, "the KV cache of layer 0 (1024 MiB in one buffer)", NULL));
     CHECK(plan_env_reason(&p, "more units kept off a GPU by its largest buffer", NULL));
     plan_free(&p);

@@ -14,6 +14,8 @@
  *    one GLU move into every split down block;
  *  - every GPU device that opens, -ngl 4 and -ngl all: logits and greedy ids
  *    against the float32 numpy reference (tests/golden.c), at the CPU's bound;
+ *  - a head split by rows to fit a Vulkan device's largest buffer
+ *    (HEARTH_VULKAN_MAX_BUFFER): the same bits as the head in one buffer;
  *  - -ngl parsing, -ngl N placement, -ngl auto against fake device budgets;
  *  - out of device memory at the Nth allocation while loading: the status,
  *    a message naming the tensor and the free bytes, and no leak (ASan).
@@ -32,6 +34,7 @@
 #include "golden.h"
 #include "model.h"
 #include "placement.h"
+#include "plan.h"
 #include "scheduler.h"
 #include "test.h"
 
@@ -110,6 +113,8 @@ static void check_time_split(struct sched *s, int n_dev, double t_eval)
 
 /* sched_params.n_logits of run_sched (0: n_batch, a buffer for every row) */
 static int g_n_logits;
+/* sched_output_parts of run_sched's last scheduler */
+static int g_out_parts;
 
 /* The same sequence through the scheduler. */
 static bool run_sched(const struct model *m, struct hearth_device *const *devs, int n_dev,
@@ -153,6 +158,7 @@ static bool run_sched(const struct model *m, struct hearth_device *const *devs, 
     check_time_split(s, n_dev, t_eval);
     if (moves)
         *moves = sched_n_moves(s);
+    g_out_parts = sched_output_parts(s);
     sched_destroy(s);
     return ok;
 }
@@ -331,6 +337,74 @@ TEST(gpu_offload_matches_reference)
     model_free(m);
     if (!tested)
         TEST_SKIP("no GPU device can be opened in this build");
+}
+
+/*
+ * A head past the device's largest buffer is split by rows, one LOGITS op per
+ * part (plan_head_split_rows): on every Vulkan device, SmolLM2 at -ngl all
+ * with HEARTH_VULKAN_MAX_BUFFER at 1 MiB (its 29 MiB Q8_0 head in ~30 parts,
+ * more ops than one list holds at batch 8, so the list is run in pieces)
+ * gives the same bits as the head in one buffer: each row's dot product is
+ * the same shader on the same inputs, whichever buffer holds it.
+ */
+TEST(split_head_equals_whole)
+{
+    struct reg_device_info info[16];
+    int nd = reg_list_devices(info, 16);
+    int tested = 0;
+    struct model *m = NULL;
+    const int n_prompt = 3, n_decode = 1; /* lavapipe: about a second a token */
+    for (int i = 0; i < nd && i < 16; i++) {
+        if (strncmp(info[i].name, "vulkan", 6) != 0)
+            continue;
+        if (!m && !(m = fixture_model(TEST_SMOLLM2)))
+            break;
+        const size_t n = (size_t)(n_prompt + n_decode) * m->hp.n_vocab;
+        float *whole = calloc(n, sizeof *whole), *split = calloc(n, sizeof *split);
+        struct placement *pl = NULL;
+        CHECK_OK(placement_create(m->hp.n_layer, 0, &pl));
+        int parts[2] = {0, 0};
+        bool ran[2] = {false, false};
+        for (int k = 0; k < 2 && whole && split && pl; k++) {
+            if (k == 1)
+                setenv("HEARTH_VULKAN_MAX_BUFFER", "1048576", 1);
+            struct hearth_device *gpu = NULL;
+            hearth_status st = reg_device_open(info[i].name, &gpu);
+            unsetenv("HEARTH_VULKAN_MAX_BUFFER");
+            CHECK_OK(st);
+            struct hearth_device *devs[2] = {fixture_cpu_device("cpu", 2), gpu};
+            if (st == HEARTH_OK && devs[0]) {
+                CHECK_OK(placement_from_ngl(pl, (int)m->hp.n_layer + 1, 1, 0));
+                g_n_logits = 2; /* the prompt's 3 rows in two rounds */
+                ran[k] = run_sched(m, devs, 2, pl, true, n_prompt, n_decode, 8,
+                                   k ? split : whole, NULL);
+                g_n_logits = 0;
+                parts[k] = g_out_parts;
+            }
+            backend_device_destroy(devs[0]);
+            backend_device_destroy(gpu);
+        }
+        if (ran[0] && ran[1]) {
+            const int64_t rows = (int64_t)plan_head_split_rows(
+                m->output.row_bytes, (uint64_t)m->output.n_out, (1u << 20) - 256);
+            CHECK_INT_EQ(parts[0], 1);
+            CHECK(rows > 0);
+            CHECK_INT_EQ(parts[1], rows > 0 ? (m->output.n_out + rows - 1) / rows : 0);
+            CHECK(parts[1] > 8 + 4); /* more than one op list of a batch-8 scheduler */
+            size_t diff = 0;
+            for (size_t j = 0; j < n; j++)
+                diff += memcmp(&whole[j], &split[j], sizeof(float)) != 0;
+            CHECK_MSG(diff == 0, "%s: %zu of %zu logits differ with the head in %d parts",
+                      info[i].name, diff, n, parts[1]);
+            tested++;
+        }
+        placement_free(pl);
+        free(whole);
+        free(split);
+    }
+    model_free(m);
+    if (!tested)
+        TEST_SKIP("no Vulkan device can be opened in this build");
 }
 
 TEST(ngl_parsing)
@@ -630,7 +704,7 @@ TEST(gemma3_ffn_split)
 
 TEST_MAIN(TEST_CASE(all_cpu_equals_forward), TEST_CASE(two_cpu_devices_alternating),
           TEST_CASE(gemma3_two_devices_sliding_window), TEST_CASE(gpu_offload_matches_reference),
-          TEST_CASE(ngl_parsing),
+          TEST_CASE(split_head_equals_whole), TEST_CASE(ngl_parsing),
           TEST_CASE(ngl_placement), TEST_CASE(ngl_auto_fake_budget), TEST_CASE(oom_while_loading),
           TEST_CASE(argument_errors), TEST_CASE(ffn_split_across_devices),
           TEST_CASE(gemma3_ffn_split))

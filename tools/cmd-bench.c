@@ -54,7 +54,8 @@ static void usage(FILE *out)
             "                  once, untimed; e.g. -d 8192 for decode at 8k context)\n"
             "  -r N            timed repetitions (default 5)\n"
             "  -t N            threads (default: physical cores)\n"
-            "  -b N            prefill batch (default: 64 on the CPU alone, 512 with a GPU)\n"
+            "  -b N            prefill batch (default: 64 on the CPU alone, 512 with a GPU;\n"
+            "                  also --batch-size)\n"
             "  --bw-size B     copy-bandwidth buffer size (default 256MiB, two of them)\n"
             "  --device NAME   run on NAME (repeatable; see `hearth devices`)\n"
             "  -ngl N          layers on the GPU(s): a count, all, or auto (default)\n"
@@ -226,7 +227,7 @@ static void put_json_str(const char *s)
 int cmd_bench(int argc, char **argv)
 {
     const char *model_path = cli_default_model();
-    long long n_prompt = 512, n_gen = 128, reps = 5, n_threads = 0, n_batch = 0, depth = 0;
+    long long n_prompt = 512, n_gen = 128, reps = 5, n_threads = 0, depth = 0;
     unsigned long long bw_bytes = BW_DEFAULT_BYTES;
     bool json = false;
     struct run_devices devs;
@@ -266,8 +267,6 @@ int cmd_bench(int argc, char **argv)
             bad = cli_parse_i64(a, v, 1, 101, &reps);
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads"))
             bad = cli_parse_i64(a, v, 1, 512, &n_threads);
-        else if (!strcmp(a, "-b"))
-            bad = cli_parse_i64(a, v, 1, 4096, &n_batch);
         else if (!strcmp(a, "--bw-size"))
             bad = cli_parse_bytes(a, v, &bw_bytes) || bw_bytes < (1ull << 20);
         else {
@@ -319,8 +318,6 @@ int cmd_bench(int argc, char **argv)
     struct engine_params fp = engine_params_default();
     fp.n_ctx = (uint32_t)(depth + max_n);
     fp.n_threads = (int)n_threads;
-    if (n_batch > 0)
-        fp.n_batch = (int)n_batch;
     if (run_engine_open(m, &fp, &devs, false, &fc))
         goto done;
     const int batch = engine_n_batch(fc); /* the default depends on the devices taking part */

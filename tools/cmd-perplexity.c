@@ -53,6 +53,8 @@ static void usage(FILE *out)
             "  --device NAME         run on NAME (repeatable; see `hearth devices`)\n"
             "  -ngl N                layers on the GPU(s): a count, all, or auto (default)\n"
             "  --vram-budget S       plan as if no GPU had more than S free (e.g. 24GiB)\n"
+            "  -b N                  tokens per prefill batch (default 512 with a GPU,\n"
+            "                        else 64)\n"
             "  --kv-type T           KV cache type (f16, q8_0, q4_0, rot4, rot3); also\n"
             "                        --kv-type-k T / --kv-type-v T\n"
             "  --kv-window N         keep the last N positions' K/V exact (f16) beside a\n"

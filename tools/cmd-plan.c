@@ -313,12 +313,14 @@ static void print_json(const struct plan_model *m, const struct plan *p)
         printf("    {\"name\": ");
         json_str(stdout, m->tensors[i].name);
         printf(", \"type\": \"%s\", \"bytes\": %llu, \"device\": \"%s\", \"resident\": \"%s\", "
-               "\"prefill_device\": \"%s\", \"kind\": \"%s\", \"offset\": %llu}%s\n",
+               "\"prefill_device\": \"%s\", \"kind\": \"%s\", \"offset\": %llu, "
+               "\"buffers\": %u}%s\n",
                hearth_dtype_name(m->tensors[i].type) ? hearth_dtype_name(m->tensors[i].type)
                                                       : "?",
                (unsigned long long)m->tensors[i].nbytes, p->devs.dev[t->compute].name,
                resident_name(p, t->resident), p->devs.dev[t->prefill].name, kind_name(t->kind),
-               (unsigned long long)t->offset, i + 1 < m->n_tensors ? "," : "");
+               (unsigned long long)t->offset, plan_tensor_buffers(m, p, i),
+               i + 1 < m->n_tensors ? "," : "");
     }
     printf("  ]\n}\n");
 }

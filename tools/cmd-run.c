@@ -111,6 +111,13 @@ int run_parse_device_flag(const char *a, const char *v, struct run_devices *d)
         }
         return 1;
     }
+    if (!strcmp(a, "-b") || !strcmp(a, "--batch-size")) {
+        long long b;
+        if (cli_parse_i64(a, v, 1, 4096, &b))
+            return -1;
+        d->n_batch = (int)b;
+        return 1;
+    }
     if (strcmp(a, "-ngl") && strcmp(a, "--n-gpu-layers") && strcmp(a, "--gpu-layers"))
         return 0;
     if (!strcmp(v, "all")) {
@@ -151,6 +158,8 @@ int run_engine_open(const struct model *m, const struct engine_params *p,
     ep.vram_budget = d->vram_budget;
     ep.no_stream = d->no_stream;
     ep.swa_full = d->swa_full;
+    if (d->n_batch > 0)
+        ep.n_batch = d->n_batch;
     err_clear();
     if (engine_create(m, &ep, out) != HEARTH_OK) {
         cli_error("cannot set up the forward pass");
@@ -276,7 +285,7 @@ int run_parse_flag(int argc, char **argv, int *i, struct run_opts *o)
     } else if (is(a, "--device", NULL) || is(a, "-ngl", "--n-gpu-layers") ||
                is(a, "--gpu-layers", NULL) || is(a, "--kv-type", NULL) ||
                is(a, "--kv-type-k", "--kv-type-v") || is(a, "--vram-budget", NULL) ||
-               is(a, "--kv-window", NULL)) {
+               is(a, "--kv-window", NULL) || is(a, "-b", "--batch-size")) {
         VALUE();
         if (run_parse_device_flag(a, v, &o->devs) < 0)
             return -1;

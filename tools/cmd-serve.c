@@ -139,7 +139,8 @@ int cmd_serve(int argc, char **argv)
             so.default_max_tokens = (int)v;
         } else if (!strncmp(a, "--kv-type", 9) || !strcmp(a, "--device") || !strcmp(a, "-ngl") ||
                    !strcmp(a, "--n-gpu-layers") || !strcmp(a, "--gpu-layers") ||
-                   !strcmp(a, "--vram-budget") || !strcmp(a, "--kv-window")) {
+                   !strcmp(a, "--vram-budget") || !strcmp(a, "--kv-window") ||
+                   !strcmp(a, "-b") || !strcmp(a, "--batch-size")) {
             VAL();
             int kr = run_parse_device_flag(a, val, &devs);
             if (kr < 0)

@@ -49,6 +49,7 @@ struct run_devices {
     bool no_stream; /* --no-stream: never stream host weights to a GPU for prefill */
     bool swa_full;  /* --swa-full: sliding-window layers keep every position's K/V */
     unsigned long long vram_budget; /* --vram-budget: cap of every GPU's plan budget; 0: none */
+    int n_batch; /* -b: tokens per prefill batch; 0: the engine's default */
 };
 
 /* The help lines of the flags run_parse_device_flag takes. */
@@ -66,11 +67,14 @@ struct run_devices {
     "  --swa-full              sliding-window layers keep every position's K/V, so\n"          \
     "                          any rewind reuses the cache (more memory)\n"                       \
     "  --vram-budget SIZE      plan as if no GPU had more than SIZE free (24GiB)\n"              \
-    "  --no-stream             never copy host weights to a GPU for prefill\n"
+    "  --no-stream             never copy host weights to a GPU for prefill\n"                 \
+    "  -b, --batch-size N      tokens per prefill batch (default 512 with a GPU, else\n"        \
+    "                          64); smaller needs less scratch per device\n"
 
 void run_devices_default(struct run_devices *d);
 /*
- * Flag a with value v: --device / -ngl (also --n-gpu-layers) / --kv-type*. Returns 1 when
+ * Flag a with value v: --device / -ngl (also --n-gpu-layers) / --kv-type* /
+ * --kv-window / --vram-budget / -b (--batch-size). Returns 1 when
  * consumed, 0 when a is not one of them, -1 on a bad value (message printed;
  * exit with 2).
  */

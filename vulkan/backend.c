@@ -7,7 +7,8 @@
  * struct vk_buffer in device-local memory; base() is NULL, tensors are
  * (buffer, offset). The buffer type's max_size is caps.max_chunk, so the
  * scheduler's one-buffer-per-weight never asks for a binding past
- * maxStorageBufferRange or an allocation past maxMemoryAllocationSize.
+ * maxStorageBufferRange or an allocation past maxMemoryAllocationSize (an
+ * LM head larger than that comes in row parts, each a buffer of its own).
  * Every stream of a device records into the context's open frame (command.c's
  * ring), in call order, on one queue: set_async / buffer set (src copied to
  * staging at enqueue), get_async (dst written when its submission is waited

@@ -16,8 +16,10 @@
  * any test override, whichever is least). So a 70B model loads on a driver
  * capping allocations at 2 GiB as ~20 chunks, and a matmul binds the one
  * chunk holding its tensor. Splitting a single tensor across chunks is
- * rejected (no real tensor reaches 2 GiB: the largest, a 128k x 8k
- * embedding in F16, is 2 GiB; at Q8_0 it is ~1 GiB).
+ * rejected here; the scheduler, which allocates one buffer per weight
+ * through the buffer type, splits the one matrix that passes real caps (the
+ * LM head, by rows: plan_head_split_rows) and keeps any other oversized
+ * unit off the device.
  */
 #include <stdlib.h>
 #include <string.h>

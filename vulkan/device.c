@@ -16,6 +16,8 @@
  * (required) or with HEARTH_VULKAN_VALIDATE=1 (used where installed, else
  * caps.validation_missing). The library never prints: the count and first
  * message are read by tests, and vk_submit fails on a new message.
+ * HEARTH_VULKAN_MAX_BUFFER lowers the largest buffer (chunk_cap), in the
+ * description of a device as in the device opened.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,9 +96,26 @@ void vk_keep_driver_loaded(void)
 }
 
 /*
+ * HEARTH_VULKAN_MAX_BUFFER=BYTES: acts as a driver whose buffers stop at
+ * BYTES (at least 1 MiB), so a small card's limits (AMD's 2-4 GiB
+ * allocations, lavapipe's 128 MiB) can be tried, and tested, anywhere. 0
+ * when unset or malformed.
+ */
+static uint64_t env_max_buffer(void)
+{
+    const char *e = getenv("HEARTH_VULKAN_MAX_BUFFER");
+    if (!e || !*e)
+        return 0;
+    char *end = NULL;
+    unsigned long long v = strtoull(e, &end, 10);
+    return (end && *end == '\0' && v >= (1ull << 20)) ? (uint64_t)v : 0;
+}
+
+/*
  * caps.max_chunk: the largest buffer hearth creates, so every binding of it
  * stays in range and byte offsets fit the 32-bit push constants; 256 bytes
- * less for the 16-byte slack, aligned. override (tests) only lowers it.
+ * less for the 16-byte slack, aligned. override (tests) and
+ * HEARTH_VULKAN_MAX_BUFFER only lower it.
  */
 static uint64_t chunk_cap(uint64_t max_alloc, uint64_t max_storage_range, uint64_t override)
 {
@@ -105,6 +124,9 @@ static uint64_t chunk_cap(uint64_t max_alloc, uint64_t max_storage_range, uint64
         cap = 0xffffff00ull;
     if (override && override < cap)
         cap = override;
+    uint64_t env = env_max_buffer();
+    if (env && env < cap)
+        cap = env;
     return cap > 4096 ? cap - 256 : cap;
 }
 
