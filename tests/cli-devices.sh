@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # cli-devices: device selection in the CLI. `hearth devices` lists cpu (and
-# vulkan0 when this build has Vulkan and vulkaninfo sees a device); --device
+# vulkan0 when this build has Vulkan and vulkaninfo sees a device, with its
+# largest buffer, which HEARTH_VULKAN_MAX_BUFFER lowers); --device
 # with an unknown name exits 1 naming the devices on offer, for run, chat,
 # bench and perplexity alike; a bad -ngl value exits 2; --device cpu and -ngl 0
 # take the CPU forward pass, print its placement line at load (not with -q)
@@ -33,6 +34,16 @@ if [ $vk_built -eq 1 ] && command -v vulkaninfo > /dev/null 2>&1 &&
     [ $vk_listed -eq 1 ] || fail "vulkaninfo sees a device but devices does not list vulkan0"
 fi
 [ $vk_built -eq 0 ] && [ $vk_listed -eq 1 ] && fail "vulkan0 listed by a build without Vulkan"
+# a device whose driver caps one buffer says so (the CPU has no cap), and
+# HEARTH_VULKAN_MAX_BUFFER lowers it as a smaller driver would
+grep -E '^cpu ' "$tmp/dev" | grep -q 'buffers up to' && fail "cpu lists a buffer cap"
+if [ $vk_listed -eq 1 ]; then
+    grep -E '^vulkan0 ' "$tmp/dev" | grep -Eq '; buffers up to [0-9]+ MiB' \
+        || fail "vulkan0 lists no buffer cap: $(grep '^vulkan0 ' "$tmp/dev")"
+    HEARTH_VULKAN_MAX_BUFFER=8388608 "$bin" devices --no-bandwidth > "$tmp/dev8" 2>&1
+    grep -E '^vulkan0 ' "$tmp/dev8" | grep -q '; buffers up to 8 MiB' \
+        || fail "HEARTH_VULKAN_MAX_BUFFER=8 MiB: $(grep '^vulkan0 ' "$tmp/dev8")"
+fi
 # the names on offer, as the unknown-device message must list them
 names=$(awk 'NR > 2 { print $1 }' "$tmp/dev")
 

@@ -186,10 +186,15 @@ int cmd_devices(int argc, char **argv)
         fmt_rate(fl, sizeof fl, e.gflops);
         fmt_rate(mv, sizeof mv, e.mv_gbps[HEARTH_DTYPE_Q4_K]);
         fmt_rate(op, sizeof op, e.op_us);
-        printf("%-10s %12llu %12llu %10s %10s %10s %10s %8s  %s%s\n", devs[i].name,
+        /* a driver's cap on one buffer decides what the planner can put there */
+        char cap[64] = "";
+        if (devs[i].max_buffer_bytes)
+            snprintf(cap, sizeof cap, "; buffers up to %.0f MiB",
+                     (double)devs[i].max_buffer_bytes / 1048576.0);
+        printf("%-10s %12llu %12llu %10s %10s %10s %10s %8s  %s%s%s\n", devs[i].name,
                (unsigned long long)(devs[i].total_bytes >> 20),
                (unsigned long long)(devs[i].free_bytes >> 20), bws, h2d, fl, mv, op,
-               devs[i].desc, how);
+               devs[i].desc, cap, how);
         if (rates) {
             print_rates("  matvec GB/s:", e.mv_gbps);
             print_rates("  matmul GFLOP/s:", e.mm_gflops);
