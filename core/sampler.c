@@ -47,6 +47,9 @@ struct sampler {
     int32_t *distinct;         /* [repeat_last_n] scratch */
     int32_t ring_len;          /* entries filled, <= repeat_last_n */
     int32_t ring_pos;          /* next slot to write */
+    int32_t *bias_id;          /* [n_bias] sampler_set_bias */
+    float *bias;               /* [n_bias] added; -inf bans */
+    int n_bias;
 };
 
 void sampler_params_default(struct sampler_params *p)
@@ -159,7 +162,43 @@ void sampler_free(struct sampler *s)
     free(s->counts);
     free(s->ring);
     free(s->distinct);
+    free(s->bias_id);
+    free(s->bias);
     free(s);
+}
+
+hearth_status sampler_set_bias(struct sampler *s, const int32_t *ids, const float *bias, int n)
+{
+    if (n < 0 || (n > 0 && (!ids || !bias)))
+        return err_set(HEARTH_ERR_INVALID_ARG, "logit_bias: %d entries", n);
+    for (int i = 0; i < n; i++) {
+        if (ids[i] < 0 || ids[i] >= s->n_vocab)
+            return err_set(HEARTH_ERR_INVALID_ARG, "logit_bias: token id %d, outside [0, %d)",
+                           (int)ids[i], (int)s->n_vocab);
+        if (!isfinite(bias[i]))
+            return err_set(HEARTH_ERR_INVALID_ARG, "logit_bias: token %d: bias is not finite",
+                           (int)ids[i]);
+    }
+    int32_t *ni = NULL;
+    float *nb = NULL;
+    if (n > 0) {
+        ni = malloc((size_t)n * sizeof *ni);
+        nb = malloc((size_t)n * sizeof *nb);
+        if (!ni || !nb) {
+            free(ni);
+            free(nb);
+            return err_set(HEARTH_ERR_NO_MEMORY, "logit_bias: %d entries", n);
+        }
+        memcpy(ni, ids, (size_t)n * sizeof *ni);
+        for (int i = 0; i < n; i++)
+            nb[i] = bias[i] <= SAMPLER_BIAS_BAN ? -INFINITY : bias[i];
+    }
+    free(s->bias_id);
+    free(s->bias);
+    s->bias_id = ni;
+    s->bias = nb;
+    s->n_bias = n;
+    return HEARTH_OK;
 }
 
 uint64_t sampler_seed(const struct sampler *s)
@@ -481,8 +520,10 @@ hearth_status sampler_sample(struct sampler *s, const float *logits, int32_t *to
     struct sampler_cand *c = s->cand;
     size_t n_vocab = (size_t)s->n_vocab, n = n_vocab;
     const float *src = logits;
-    if (penalties_active(s)) {
+    if (penalties_active(s) || s->n_bias > 0) {
         memcpy(s->work, logits, n_vocab * sizeof *s->work);
+        for (int i = 0; i < s->n_bias; i++)
+            s->work[s->bias_id[i]] += s->bias[i];
         sampler_apply_penalties(s, s->work);
         src = s->work;
     }

@@ -2,6 +2,8 @@
  * sampler: turns the logits of the last position into the next token id.
  *
  * The chain, always in this order:
+ *   0. logit bias  the caller's per-token additions (sampler_set_bias; OpenAI's
+ *                  logit_bias), a ban at SAMPLER_BIAS_BAN or below;
  *   1. penalties   repetition (llama.cpp), then presence and frequency (OpenAI),
  *                  over the last repeat_last_n accepted tokens;
  *   2. temp == 0   greedy: argmax, ties to the lowest id; steps 3-7 are skipped;
@@ -26,8 +28,9 @@
  * is a filter. Measured at n_vocab 262144 (one core, this repo's dev machine):
  * default chain 0.14 ms/token, greedy 0.17 ms, top-p 0.95 alone on a flat
  * synthetic distribution ~17 ms (N(0, 3^2) logits: a nucleus of ~22k tokens).
- * No allocation after sampler_create. Ties are broken by id everywhere (a
- * total order), so results do not depend on the selection path.
+ * No allocation after sampler_create (but sampler_set_bias's copy). Ties are
+ * broken by id everywhere (a total order), so results do not depend on the
+ * selection path.
  * Determinism: the PRNG (core/rng.c) is bit-exact everywhere and the sampler
  * is single-threaded, so the same seed, logits and history give the same token
  * on any thread count; across platforms only libm's exp() could differ in the
@@ -96,6 +99,17 @@ hearth_status sampler_sample(struct sampler *s, const float *logits, int32_t *to
  * Exposed for tests and for callers that want the adjusted logits.
  */
 void sampler_apply_penalties(struct sampler *s, float *logits);
+/*
+ * OpenAI's logit_bias, step 0 of the chain: logits[ids[i]] += bias[i] for
+ * each i < n (a repeated id adds up), where a bias of SAMPLER_BIAS_BAN or less
+ * bans the token instead (-inf: never drawn, greedy included; OpenAI's -100
+ * "should result in a ban"). n 0 clears it. Copies the arrays (the one
+ * allocation after sampler_create); persists across sampler_reset.
+ * INVALID_ARG naming "logit_bias" for an id outside [0, n_vocab) or a bias
+ * that is not finite (then nothing changes); NO_MEMORY.
+ */
+#define SAMPLER_BIAS_BAN (-100.0f)
+hearth_status sampler_set_bias(struct sampler *s, const int32_t *ids, const float *bias, int n);
 /* The seed in use (the clock-derived one when none was set), for printing. */
 uint64_t sampler_seed(const struct sampler *s);
 int32_t sampler_n_vocab(const struct sampler *s);

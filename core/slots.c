@@ -170,7 +170,9 @@ hearth_status slots_req_create(struct slots *s, const struct slots_req_params *p
     }
     memcpy(r->prompt, p->prompt, p->n_prompt * sizeof *r->prompt);
     r->n_prompt = p->n_prompt;
-    if ((st = sampler_create(&p->sp, s->n_vocab, &r->smp)) != HEARTH_OK)
+    if ((st = sampler_create(&p->sp, s->n_vocab, &r->smp)) != HEARTH_OK ||
+        (p->n_bias > 0 &&
+         (st = sampler_set_bias(r->smp, p->bias_ids, p->bias, (int)p->n_bias)) != HEARTH_OK))
         goto fail;
     /* the penalty window starts as the prompt's tail, as in generate.c */
     size_t win = p->sp.repeat_last_n > 0 ? (size_t)p->sp.repeat_last_n : 0;

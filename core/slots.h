@@ -90,6 +90,9 @@ struct slots_req_params {
     const char *const *stop; /* [n_stop] user stop strings */
     size_t n_stop;
     bool chat; /* also stop at the chat family's end-of-turn */
+    const int32_t *bias_ids; /* [n_bias] logit_bias (sampler_set_bias); may be NULL */
+    const float *bias;
+    size_t n_bias;
 };
 
 enum slots_admit { SLOTS_QUEUED, SLOTS_FULL, SLOTS_CLOSED };

@@ -141,6 +141,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(r.sp.min_p >= 0.0f && r.sp.min_p <= 1.0f && r.sp.top_k >= 0);
     for (size_t k = 0; k < r.n_stop; k++)
         touch(r.stop[k]);
+    FUZZ_CHECK(r.n_bias <= SERVE_MAX_BIAS && (r.n_bias == 0 || (r.bias_ids && r.bias)));
+    for (size_t k = 0; k < r.n_bias; k++)
+        FUZZ_CHECK(r.bias_ids[k] >= 0 && r.bias[k] >= -100.0f && r.bias[k] <= 100.0f);
     const char *text = r.prompt;
     if (chat) {
         FUZZ_CHECK(r.n_msgs >= 1 && r.n_msgs <= SERVE_MAX_MSGS && r.msgs != NULL);

@@ -255,15 +255,21 @@ static void reference_reply(struct env *e, const int32_t *ids, size_t n, int n_p
     engine_destroy(fc);
 }
 
+/* A greedy chat request of n_predict tokens on ids[0..n). */
+static void greedy_req(struct slots_req_params *rp, const int32_t *ids, size_t n, int n_predict)
+{
+    memset(rp, 0, sizeof *rp);
+    rp->prompt = ids;
+    rp->n_prompt = n;
+    greedy(&rp->sp);
+    rp->n_predict = n_predict;
+    rp->chat = true;
+}
+
 static struct slots_req *submit(struct slots *s, const int32_t *ids, size_t n, int n_predict)
 {
     struct slots_req_params rp;
-    memset(&rp, 0, sizeof rp);
-    rp.prompt = ids;
-    rp.n_prompt = n;
-    greedy(&rp.sp);
-    rp.n_predict = n_predict;
-    rp.chat = true;
+    greedy_req(&rp, ids, n, n_predict);
     struct slots_req *r = NULL;
     CHECK_OK(slots_req_create(s, &rp, &r));
     if (r)
@@ -423,5 +429,87 @@ TEST(slots_queue_bound_and_cancel)
     env_close(&e);
 }
 
+/* A greedy request of n tokens with logit_bias ids/bias; its text in out. */
+static void biased(struct slots *s, const int32_t *ids, size_t n, const int32_t *bid,
+                   const float *bias, size_t nb, int n_predict, struct collect *out)
+{
+    struct slots_req_params rp;
+    greedy_req(&rp, ids, n, n_predict);
+    rp.bias_ids = bid;
+    rp.bias = bias;
+    rp.n_bias = nb;
+    struct slots_req *r = NULL;
+    memset(out, 0, sizeof *out);
+    CHECK_OK(slots_req_create(s, &rp, &r));
+    if (!r)
+        return;
+    CHECK_INT_EQ(slots_submit(s, r), SLOTS_QUEUED);
+    struct slots_result res;
+    drain_req(r, out, &res);
+    CHECK_INT_EQ(res.status, HEARTH_OK);
+    slots_req_release(r);
+}
+
+/*
+ * logit_bias reaches a slot's sampler (the server's logit_bias): -100 on the
+ * greedy first token makes the reply start otherwise; +100 on a token makes
+ * every greedy step pick it; an id outside the vocabulary is refused up
+ * front, naming logit_bias.
+ */
+TEST(slots_logit_bias)
+{
+    struct env e;
+    if (!env_open(&e)) {
+        env_close(&e);
+        return;
+    }
+    struct chat_msg msg = {"user", "What is the capital of France?"};
+    int32_t *ids = NULL, *first = NULL, *force = NULL;
+    size_t n_ids = 0, n_first = 0, n_force = 0;
+    CHECK_OK(gen_chat_tokenize(&e.chat, e.tok, &msg, 1, true, &ids, &n_ids));
+    struct slots_params sp = {
+        .n_slots = 1, .max_queue = 2, .n_ctx = 256, .n_threads = 2, .prefill_chunk = 64};
+    struct slots *s = NULL;
+    CHECK_OK(slots_create(e.m, e.tok, &e.chat, &sp, &s));
+    if (s && ids) {
+        struct collect plain, got;
+        biased(s, ids, n_ids, NULL, NULL, 0, 1, &plain);
+        CHECK(plain.len > 0);
+        /* the first token's id: its text encodes back to one id */
+        CHECK_OK(tok_encode(e.tok, plain.buf, plain.len, false, false, &first, &n_first));
+        CHECK_INT_EQ(n_first, 1);
+        if (n_first == 1) {
+            const float ban = -100.0f;
+            biased(s, ids, n_ids, first, &ban, 1, 1, &got);
+            CHECK(got.len > 0);
+            CHECK_MSG(strcmp(got.buf, plain.buf) != 0, "banned '%s' came back", plain.buf);
+        }
+        CHECK_OK(tok_encode(e.tok, " banana", 7, false, false, &force, &n_force));
+        CHECK_INT_EQ(n_force, 1);
+        if (n_force == 1) {
+            const float up = 100.0f;
+            biased(s, ids, n_ids, force, &up, 1, 3, &got);
+            CHECK_STR_EQ(got.buf, " banana banana banana");
+        }
+        struct slots_req_params rp;
+        greedy_req(&rp, ids, n_ids, 1);
+        const int32_t bad_id = (int32_t)e.m->hp.n_vocab;
+        const float b = 1.0f;
+        rp.bias_ids = &bad_id;
+        rp.bias = &b;
+        rp.n_bias = 1;
+        struct slots_req *r = NULL;
+        CHECK_INT_EQ(slots_req_create(s, &rp, &r), HEARTH_ERR_INVALID_ARG);
+        CHECK(r == NULL && !strncmp(hearth_last_error(), "logit_bias", 10));
+        CHECK(slots_drain(s, 1000));
+        slots_destroy(s);
+    }
+    free(ids);
+    free(first);
+    free(force);
+    env_close(&e);
+}
+
 TEST_MAIN(TEST_CASE(multi_equals_alone), TEST_CASE(multi_argument_errors),
-          TEST_CASE(slots_greedy_equals_alone), TEST_CASE(slots_queue_bound_and_cancel))
+          TEST_CASE(slots_greedy_equals_alone), TEST_CASE(slots_queue_bound_and_cancel),
+          TEST_CASE(slots_logit_bias))

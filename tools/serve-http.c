@@ -194,20 +194,24 @@ static bool start_completion(struct serve_server *s, struct conn *cn, const stru
     p.stop = rq->stop;
     p.n_stop = rq->n_stop;
     p.chat = rq->chat;
+    p.bias_ids = rq->bias_ids;
+    p.bias = rq->bias;
+    p.n_bias = rq->n_bias;
     err_clear();
     st = slots_req_create(s->slots, &p, &cn->req);
     free(ids);
     if (st != HEARTH_OK) {
         const char *msg = hearth_last_error();
         const char *param = !strncmp(msg, "max_tokens", 10) ? "max_tokens"
+                            : !strncmp(msg, "logit_bias", 10) ? "logit_bias"
                             : !strncmp(msg, "prompt", 6)    ? (rq->chat ? "messages" : "prompt")
                                                             : NULL;
         serve_error_set(e, st == HEARTH_ERR_INVALID_ARG ? 400 : 500,
                         st == HEARTH_ERR_INVALID_ARG ? "invalid_request_error" : "server_error",
                         param,
-                        param && !strcmp(param, "max_tokens") ? NULL
-                        : param                               ? "context_length_exceeded"
-                                                              : NULL,
+                        param && strcmp(param, "max_tokens") && strcmp(param, "logit_bias")
+                            ? "context_length_exceeded"
+                            : NULL,
                         "%s", msg);
         return false;
     }

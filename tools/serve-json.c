@@ -5,8 +5,10 @@
  *
  * Validation is strict where a wrong value would silently change behaviour
  * (types, ranges, n != 1, unknown roles) and lenient where OpenAI clients
- * send fields hearth has no use for (user, logit_bias absent or empty,
- * response_format text...): unknown fields are ignored. Every refusal names
+ * send fields hearth has no use for (user, response_format text, tools...):
+ * unknown fields are ignored. logit_bias is applied (sampler_set_bias);
+ * logprobs, echo and a structured response_format, which hearth does not
+ * produce, are refused rather than ignored (refuse_unsupported). Every refusal names
  * the field in `param`, as OpenAI does. Ranges follow the OpenAI API
  * (temperature 0..2, penalties -2..2) plus hearth's own sampler fields
  * (top_k, min_p, repeat_penalty).
@@ -267,6 +269,83 @@ static bool parse_stop(const cJSON *root, struct serve_req *r, struct serve_erro
     return true;
 }
 
+/*
+ * logit_bias: {"token id": bias in [-100, 100]}, at most SERVE_MAX_BIAS
+ * entries. The ids' range is the vocabulary's, checked where it is known
+ * (slots_req_create, via sampler_set_bias).
+ */
+static bool parse_logit_bias(const cJSON *root, struct serve_req *r, struct serve_error *e)
+{
+    const cJSON *b = cJSON_GetObjectItemCaseSensitive(root, "logit_bias");
+    if (!b || cJSON_IsNull(b))
+        return true;
+    if (!cJSON_IsObject(b))
+        return bad(e, "logit_bias", "'%s' must be an object mapping token ids to numbers",
+                   "logit_bias");
+    int n = cJSON_GetArraySize(b);
+    if (n > SERVE_MAX_BIAS)
+        return bad(e, "logit_bias", "'%s' has more than 1024 entries", "logit_bias");
+    if (n == 0)
+        return true;
+    r->bias_ids = malloc((size_t)n * sizeof *r->bias_ids);
+    r->bias = malloc((size_t)n * sizeof *r->bias);
+    if (!r->bias_ids || !r->bias) {
+        serve_error_set(e, 500, "server_error", NULL, NULL, "out of memory for logit_bias");
+        return false;
+    }
+    const cJSON *it;
+    cJSON_ArrayForEach(it, b)
+    {
+        const char *k = it->string;
+        char *end = NULL;
+        long long id = (k && *k >= '0' && *k <= '9') ? strtoll(k, &end, 10) : -1;
+        if (id < 0 || id > INT32_MAX || !end || *end)
+            return bad(e, "logit_bias", "'%s' keys must be token ids (decimal integers)",
+                       "logit_bias");
+        if (!cJSON_IsNumber(it) || !isfinite(it->valuedouble) || it->valuedouble < -100 ||
+            it->valuedouble > 100)
+            return bad(e, "logit_bias", "'%s' values must be numbers in [-100, 100]",
+                       "logit_bias");
+        r->bias_ids[r->n_bias] = (int32_t)id;
+        r->bias[r->n_bias++] = (float)it->valuedouble;
+    }
+    return true;
+}
+
+/*
+ * Fields whose every value but the default would change the answer, which
+ * hearth does not produce: refused (400 naming the field) rather than
+ * ignored. logprobs: chat's boolean, completions' count; top_logprobs;
+ * completions' echo; a response_format other than text.
+ */
+static bool refuse_unsupported(const cJSON *root, bool chat, struct serve_error *e)
+{
+    const cJSON *lp = cJSON_GetObjectItemCaseSensitive(root, "logprobs");
+    if (lp && !cJSON_IsNull(lp) && !cJSON_IsFalse(lp) &&
+        !(cJSON_IsNumber(lp) && !chat && lp->valuedouble == 0))
+        return bad(e, "logprobs", "'%s' is not supported by hearth serve (false or absent)",
+                   "logprobs");
+    long long v = 0;
+    if (!get_int(root, "top_logprobs", 0, 20, &v, NULL, e))
+        return false;
+    if (v != 0)
+        return bad(e, "top_logprobs", "'%s' is not supported by hearth serve (0 or absent)",
+                   "top_logprobs");
+    bool echo = false;
+    if (!chat && !get_bool(root, "echo", &echo, e))
+        return false;
+    if (echo)
+        return bad(e, "echo", "'%s' is not supported by hearth serve (false or absent)", "echo");
+    const cJSON *rf = cJSON_GetObjectItemCaseSensitive(root, "response_format");
+    if (rf && !cJSON_IsNull(rf)) {
+        const cJSON *t = cJSON_IsObject(rf) ? cJSON_GetObjectItemCaseSensitive(rf, "type") : NULL;
+        if (!cJSON_IsString(t) || strcmp(t->valuestring, "text") != 0)
+            return bad(e, "response_format", "'%s' must be {\"type\": \"text\"}: hearth serve "
+                       "does not constrain the output", "response_format");
+    }
+    return true;
+}
+
 static bool parse_sampling(const cJSON *root, struct serve_req *r, struct serve_error *e)
 {
     struct sampler_params *sp = &r->sp;
@@ -351,7 +430,8 @@ bool serve_parse_request(const char *body, size_t len, bool chat, struct serve_r
         r->max_tokens = (int32_t)v;
     if (!get_int(root, "n", 1, 1, &v, NULL, e))
         goto fail;
-    if (!parse_sampling(root, r, e) || !parse_stop(root, r, e))
+    if (!parse_sampling(root, r, e) || !parse_stop(root, r, e) || !parse_logit_bias(root, r, e) ||
+        !refuse_unsupported(root, chat, e))
         goto fail;
     if (!get_bool(root, "stream", &r->stream, e))
         goto fail;
@@ -376,6 +456,8 @@ void serve_req_free(struct serve_req *r)
         free(r->parts[i]);
     free(r->parts);
     free(r->msgs);
+    free(r->bias_ids);
+    free(r->bias);
     cJSON_Delete(r->json);
     memset(r, 0, sizeof *r);
 }

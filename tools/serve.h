@@ -30,6 +30,7 @@ int cmd_serve(int argc, char **argv);
 #define SERVE_MAX_STOP 4
 #define SERVE_MAX_MSGS 1024
 #define SERVE_BODY_LIMIT (1u << 20)
+#define SERVE_MAX_BIAS 1024 /* logit_bias entries */
 
 /* A parsed and validated completion request. Strings point into the cJSON tree. */
 struct serve_req {
@@ -46,6 +47,9 @@ struct serve_req {
     size_t n_stop;
     bool stream;
     bool include_usage; /* stream_options.include_usage */
+    int32_t *bias_ids;  /* [n_bias] logit_bias keys (malloc'd); ids checked by the slots */
+    float *bias;        /* [n_bias] their values, in [-100, 100] */
+    size_t n_bias;
 };
 
 /* An OpenAI-style error: HTTP status, message, the offending field (or NULL), code. */

@@ -46,12 +46,25 @@ bad_bodies = [
     ({"messages": OK_MSG, "stream": "yes"}, "stream"),
     ({"messages": OK_MSG, "seed": "x"}, "seed"),
     ({"messages": OK_MSG, "model": 3}, "model"),
+    ({"messages": OK_MSG, "logit_bias": [1]}, "logit_bias"),
+    ({"messages": OK_MSG, "logit_bias": {"x": 1}}, "logit_bias"),
+    ({"messages": OK_MSG, "logit_bias": {"-1": 1}}, "logit_bias"),
+    ({"messages": OK_MSG, "logit_bias": {"12": 101}}, "logit_bias"),
+    ({"messages": OK_MSG, "logit_bias": {"12": "1"}}, "logit_bias"),
+    ({"messages": OK_MSG, "logit_bias": {str(i): 1 for i in range(1025)}}, "logit_bias"),
+    ({"messages": OK_MSG, "logit_bias": {"99999999999": 1}}, "logit_bias"),
+    ({"messages": OK_MSG, "logprobs": True}, "logprobs"),
+    ({"messages": OK_MSG, "logprobs": False, "top_logprobs": 2}, "top_logprobs"),
+    ({"messages": OK_MSG, "response_format": {"type": "json_object"}}, "response_format"),
+    ({"messages": OK_MSG, "response_format": "text"}, "response_format"),
 ]
 for body, param in bad_bodies:
     expect(400, "POST", CHAT, body, param)
 expect(400, "POST", "/v1/completions", {"prompt": 3}, "prompt")
 expect(400, "POST", "/v1/completions", {"prompt": ""}, "prompt")
 expect(400, "POST", "/v1/completions", {}, "prompt")
+expect(400, "POST", "/v1/completions", {"prompt": "x", "logprobs": 2}, "logprobs")
+expect(400, "POST", "/v1/completions", {"prompt": "x", "echo": True}, "echo")
 # deep nesting and a long prompt beyond the context
 expect(400, "POST", CHAT, "[" * 5000 + "]" * 5000)
 expect(400, "POST", "/v1/completions", {"prompt": "word " * 5000})

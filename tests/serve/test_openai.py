@@ -1,5 +1,5 @@
 """The official `openai` client against `hearth serve`: chat and completions,
-streamed and not, stop strings, seeds, usage counts, /v1/models."""
+streamed and not, stop strings, seeds, logit_bias, usage counts, /v1/models."""
 import time
 
 import openai
@@ -79,6 +79,31 @@ def seeds():
     check(a != c, f"different seeds gave the same 24 tokens: {a!r}")
 
 
+def logit_bias():
+    # 21285 is SmolLM2's " banana" and 7042 its " Paris" (test-serve-batch finds the former
+    # through the tokenizer): +100 makes every greedy step pick it, -100 bans the answer
+    kw = dict(model=MODEL, messages=MSG, max_tokens=3, temperature=0)
+    r = client.chat.completions.create(logit_bias={"21285": 100}, **kw)
+    text = r.choices[0].message.content
+    check(text == " banana banana banana", f"+100 on ' banana': {text!r}")
+    kw["max_tokens"] = 16
+    text = client.chat.completions.create(logit_bias={"7042": -100}, **kw).choices[0].message.content
+    check(" Paris" not in text and text != whole, f"-100 on ' Paris': {text!r}")
+    c = client.completions.create(model=MODEL, prompt="I like to eat", max_tokens=2,
+                                  temperature=0, logit_bias={"21285": 100})
+    check(c.choices[0].text == " banana banana", c.choices[0].text)
+    # the defaults of the fields hearth refuses otherwise are accepted
+    kw["max_tokens"] = 2
+    client.chat.completions.create(logprobs=False, top_logprobs=0,
+                                   response_format={"type": "text"}, **kw)
+    client.completions.create(model=MODEL, prompt="Hi", max_tokens=1, logprobs=0, echo=False)
+    try:
+        client.chat.completions.create(logit_bias={"49152": 1}, **kw)
+        raise AssertionError("a token id past the vocabulary accepted")
+    except openai.BadRequestError as e:
+        check(e.status_code == 400 and "logit_bias" in str(e), str(e))
+
+
 def errors_through_client():
     try:
         client.chat.completions.create(model=MODEL, messages=MSG, temperature=-1)
@@ -98,5 +123,6 @@ chat_stream(whole)
 completion_plain_and_stream()
 stop_strings()
 seeds()
+logit_bias()
 errors_through_client()
 print("test_openai: ok")
