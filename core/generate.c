@@ -102,12 +102,22 @@ void gen_session_free(struct gen_session *s)
     free(s);
 }
 
+hearth_status gen_session_set_bias(struct gen_session *s, const int32_t *ids, const float *bias,
+                                   int n)
+{
+    return sampler_set_bias(s->smp, ids, bias, n);
+}
+
 hearth_status gen_session_set_sampler(struct gen_session *s, const struct sampler_params *sp)
 {
     struct sampler *smp;
     hearth_status st = sampler_create(sp, s->n_vocab, &smp);
     if (st != HEARTH_OK)
         return st;
+    if ((st = sampler_copy_bias(smp, s->smp)) != HEARTH_OK) {
+        sampler_free(smp);
+        return st;
+    }
     sampler_free(s->smp);
     s->smp = smp;
     s->sp = *sp;

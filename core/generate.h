@@ -119,7 +119,14 @@ hearth_status gen_session_create(const struct model *m, const struct tokenizer *
                                  struct engine *fc, const struct sampler_params *sp,
                                  struct gen_session **out);
 void gen_session_free(struct gen_session *s);
-/* Replaces the sampler (a new random stream); the cached tokens are kept. */
+/*
+ * Sets the sampler's logit bias (sampler_set_bias: ids[i] += bias[i], -100
+ * or less bans), kept across gen_session_set_sampler; n 0 clears it. Errors
+ * as sampler_set_bias.
+ */
+hearth_status gen_session_set_bias(struct gen_session *s, const int32_t *ids, const float *bias,
+                                   int n);
+/* Replaces the sampler (a new random stream, the same logit bias); the cached tokens are kept. */
 hearth_status gen_session_set_sampler(struct gen_session *s, const struct sampler_params *sp);
 /* Forgets the cached tokens: the next run evaluates its whole prompt. */
 void gen_session_reset(struct gen_session *s);

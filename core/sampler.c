@@ -167,18 +167,9 @@ void sampler_free(struct sampler *s)
     free(s);
 }
 
-hearth_status sampler_set_bias(struct sampler *s, const int32_t *ids, const float *bias, int n)
+/* Replaces s's bias with copies of ids/bias (validated), bans made -inf. */
+static hearth_status set_bias(struct sampler *s, const int32_t *ids, const float *bias, int n)
 {
-    if (n < 0 || (n > 0 && (!ids || !bias)))
-        return err_set(HEARTH_ERR_INVALID_ARG, "logit_bias: %d entries", n);
-    for (int i = 0; i < n; i++) {
-        if (ids[i] < 0 || ids[i] >= s->n_vocab)
-            return err_set(HEARTH_ERR_INVALID_ARG, "logit_bias: token id %d, outside [0, %d)",
-                           (int)ids[i], (int)s->n_vocab);
-        if (!isfinite(bias[i]))
-            return err_set(HEARTH_ERR_INVALID_ARG, "logit_bias: token %d: bias is not finite",
-                           (int)ids[i]);
-    }
     int32_t *ni = NULL;
     float *nb = NULL;
     if (n > 0) {
@@ -199,6 +190,29 @@ hearth_status sampler_set_bias(struct sampler *s, const int32_t *ids, const floa
     s->bias = nb;
     s->n_bias = n;
     return HEARTH_OK;
+}
+
+hearth_status sampler_set_bias(struct sampler *s, const int32_t *ids, const float *bias, int n)
+{
+    if (n < 0 || (n > 0 && (!ids || !bias)))
+        return err_set(HEARTH_ERR_INVALID_ARG, "logit_bias: %d entries", n);
+    for (int i = 0; i < n; i++) {
+        if (ids[i] < 0 || ids[i] >= s->n_vocab)
+            return err_set(HEARTH_ERR_INVALID_ARG, "logit_bias: token id %d, outside [0, %d)",
+                           (int)ids[i], (int)s->n_vocab);
+        if (!isfinite(bias[i]))
+            return err_set(HEARTH_ERR_INVALID_ARG, "logit_bias: token %d: bias is not finite",
+                           (int)ids[i]);
+    }
+    return set_bias(s, ids, bias, n);
+}
+
+hearth_status sampler_copy_bias(struct sampler *dst, const struct sampler *src)
+{
+    if (dst->n_vocab != src->n_vocab)
+        return err_set(HEARTH_ERR_INVALID_ARG, "logit_bias: vocabularies of %d and %d",
+                       (int)dst->n_vocab, (int)src->n_vocab);
+    return set_bias(dst, src->bias_id, src->bias, src->n_bias);
 }
 
 uint64_t sampler_seed(const struct sampler *s)

@@ -110,6 +110,8 @@ void sampler_apply_penalties(struct sampler *s, float *logits);
  */
 #define SAMPLER_BIAS_BAN (-100.0f)
 hearth_status sampler_set_bias(struct sampler *s, const int32_t *ids, const float *bias, int n);
+/* dst gets src's logit bias (same vocabulary size, else INVALID_ARG); NO_MEMORY. */
+hearth_status sampler_copy_bias(struct sampler *dst, const struct sampler *src);
 /* The seed in use (the clock-derived one when none was set), for printing. */
 uint64_t sampler_seed(const struct sampler *s);
 int32_t sampler_n_vocab(const struct sampler *s);

@@ -5,6 +5,7 @@
 # without -q stderr has the
 # seed and the tokens/s line; --print-ids prints 24 token ids, alike across threads;
 # --swa-full is taken (and in every command's help) and leaves SmolLM2's text alone;
+# -l/--logit-bias forces or bans a token (an id past the vocabulary: exit 1 naming it);
 # bad model path -> exit 1 naming it; bad flags -> exit 2; peak RSS of a -c 2048 run
 # stays within file + KV cache + 64 MB.
 set -u
@@ -87,7 +88,21 @@ rc=$?
 # a 7-token prompt in batches of 2 (-b): the CPU's rows do not depend on the batching
 "$bin" run -m "$smol" -p "$p" --temp 0 -n 24 -q -t 1 -b 2 > "$tmp/b2" 2>&1 || fail "-b 2 exit $?"
 cmp -s "$tmp/b2" "$tmp/t1" || fail "-b 2 differs: '$(cat "$tmp/b2")'"
-for args in "-n abc" "--temp -1" "--top-p 2" "-t 0" "--bogus" "-n" "-b 0" "--batch-size 5000"; do
+# -l/--logit-bias: 21285 is SmolLM2's " banana", 253 its " a" (the greedy first token here)
+"$bin" run -m "$smol" -p "I like to eat" --temp 0 -n 3 -q -l 21285+100 > "$tmp/l1" 2>&1 \
+    || fail "-l 21285+100 exit $?"
+[ "$(cat "$tmp/l1")" = " banana banana banana" ] || fail "-l 21285+100: '$(cat "$tmp/l1")'"
+"$bin" run -m "$smol" -p "I like to eat" --temp 0 -n 3 -q > "$tmp/l0" 2>&1 || fail "-l base exit $?"
+"$bin" run -m "$smol" -p "I like to eat" --temp 0 -n 3 -q --logit-bias 253-inf > "$tmp/l2" 2>&1 \
+    || fail "--logit-bias 253-inf exit $?"
+case "$(cat "$tmp/l0")" in " a"*) ;; *) fail "greedy no longer starts with ' a': '$(cat "$tmp/l0")'" ;; esac
+case "$(cat "$tmp/l2")" in " a"*) fail "253-inf did not ban ' a': '$(cat "$tmp/l2")'" ;; esac
+"$bin" run -m "$smol" -p hi -q -l 49152+1 > /dev/null 2> "$tmp/e"
+rc=$?
+[ $rc -eq 1 ] && grep -q "logit_bias: token id 49152" "$tmp/e" \
+    || fail "-l past the vocabulary: exit $rc: $(cat "$tmp/e")"
+for args in "-n abc" "--temp -1" "--top-p 2" "-t 0" "--bogus" "-n" "-b 0" "--batch-size 5000" \
+    "-l 5" "-l x+1" "-l 5+" "-l 5+-1" "-l 5*2"; do
     # shellcheck disable=SC2086
     "$bin" run -m "$smol" -p hi $args > /dev/null 2> "$tmp/e"
     rc=$?

@@ -564,6 +564,18 @@ TEST(logit_bias)
         CHECK_OK(sampler_sample(s, l, &t));
         CHECK_INT_EQ(t, 2);
     }
+    /* a new sampler takes the bias over (gen_session_set_sampler), the ban included */
+    struct sampler *s2 = NULL;
+    CHECK_OK(sampler_create(&p, 4, &s2));
+    REQUIRE(s2);
+    CHECK_OK(sampler_copy_bias(s2, s));
+    CHECK_OK(sampler_sample(s2, l, &t));
+    CHECK_INT_EQ(t, 2);
+    sampler_free(s2);
+    CHECK_OK(sampler_create(&p, 5, &s2));
+    REQUIRE(s2);
+    CHECK_INT_EQ(sampler_copy_bias(s2, s), HEARTH_ERR_INVALID_ARG);
+    sampler_free(s2);
     sampler_free(s);
 
     /* before the penalties: +1 makes 2 the best (5.5), a repeat (penalty 1.5) drops it */

@@ -54,7 +54,7 @@ static void usage(FILE *out)
             "the turn), --temp, --top-k, --top-p, --min-p, --repeat-penalty,\n"
             "--repeat-last-n, --presence-penalty, --frequency-penalty, --seed, -t, -c,\n"
             "--stop STR, --device NAME, -ngl N|auto|all, --kv-type T, --kv-window N,\n"
-            "--vram-budget S, -b N, --no-stream, --swa-full,\n"
+            "--vram-budget S, -b N, -l ID+BIAS (--logit-bias), --no-stream, --swa-full,\n"
             "--stats (speed and evaluated tokens per turn on stderr),\n"
             "-q (nothing on stderr but errors). See `hearth run --help`.\n");
 }

@@ -12,6 +12,7 @@
  * 0 ok, 1 failure (unreadable model, evaluation error), 2 usage.
  */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,8 @@ static void usage(FILE *out)
             "  --presence-penalty P    (default 0)\n"
             "  --frequency-penalty F   (default 0)\n"
             "  --seed S                random seed (default: from the clock, printed)\n"
+            "  -l, --logit-bias ID+B   add B to token ID's logit (ID-B subtracts; ID-inf\n"
+            "                          or a bias of -100 or less bans it; repeatable)\n"
             "  -t, --threads N         CPU threads (default: physical cores)\n"
             "  -c, --ctx-size N        context length (default: min(4096, training))\n"
             RUN_DEVICE_FLAGS_HELP
@@ -172,6 +175,44 @@ int run_engine_open(const struct model *m, const struct engine_params *p,
     return 0;
 }
 
+/*
+ * -l ID+BIAS / ID-BIAS (llama.cpp's form): BIAS a number or "inf"; -inf, or
+ * -100 and below, bans (sampler_set_bias). The id's range is checked when
+ * the session is made.
+ */
+static int parse_bias(const char *a, const char *v, struct run_opts *o)
+{
+    char *end = NULL;
+    long long id = (*v >= '0' && *v <= '9') ? strtoll(v, &end, 10) : -1;
+    if (id < 0 || id > INT32_MAX || !end || (*end != '+' && *end != '-')) {
+        fprintf(stderr, "hearth: %s: expected TOKEN_ID+BIAS or TOKEN_ID-BIAS, got '%s'\n", a, v);
+        return -1;
+    }
+    const bool neg = *end == '-';
+    const char *b = end + 1;
+    double bias;
+    if (!strcmp(b, "inf")) {
+        bias = neg ? -1e30 : 1e30;
+    } else {
+        char *bend = NULL;
+        bias = strtod(b, &bend);
+        if (!*b || *bend || !isfinite(bias) || *b == '+' || *b == '-') {
+            fprintf(stderr, "hearth: %s: '%s' is not a bias (a number or inf)\n", a, b);
+            return -1;
+        }
+        bias = neg ? -bias : bias;
+    }
+    if (o->n_bias == RUN_MAX_BIAS) {
+        fprintf(stderr, "hearth: at most %d %s flags\n", RUN_MAX_BIAS, a);
+        return -1;
+    }
+    o->bias_ids[o->n_bias] = (int32_t)id;
+    o->bias[o->n_bias++] = bias <= (double)SAMPLER_BIAS_BAN ? SAMPLER_BIAS_BAN
+                           : bias > 1e6                    ? 1e6f
+                                                           : (float)bias;
+    return 0;
+}
+
 /* The value of the flag at argv[*i]; NULL (and a message) if it is the last word. */
 static const char *flag_value(int argc, char **argv, int *i)
 {
@@ -251,6 +292,10 @@ int run_parse_flag(int argc, char **argv, int *i, struct run_opts *o)
         if (cli_parse_f64(a, v, -1e6, 1e6, &d))
             return -1;
         o->sp.frequency_penalty = (float)d;
+    } else if (is(a, "-l", "--logit-bias")) {
+        VALUE();
+        if (parse_bias(a, v, o) != 0)
+            return -1;
     } else if (is(a, "--seed", "-s")) {
         VALUE();
         if (cli_parse_i64(a, v, 0, INT64_MAX, &n))
@@ -333,6 +378,11 @@ int run_ctx_open(const struct run_opts *o, struct run_ctx *c)
         goto fail;
     if ((st = gen_session_create(c->m, c->tok, c->eng, &o->sp, &c->gs)) != HEARTH_OK) {
         cli_error("cannot create the generation session");
+        goto fail;
+    }
+    if (o->n_bias > 0 &&
+        (st = gen_session_set_bias(c->gs, o->bias_ids, o->bias, o->n_bias)) != HEARTH_OK) {
+        cli_error("--logit-bias");
         goto fail;
     }
     gen_chat_init(c->m, c->tok, -1, &c->chat);

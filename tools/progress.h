@@ -33,6 +33,7 @@ void progress_touch(const void *base, size_t size, const char *label, bool show)
 #include "tokenizer.h"
 
 #define RUN_MAX_STOPS 16
+#define RUN_MAX_BIAS 64
 #define RUN_MAX_DEVICES ENGINE_MAX_DEVICES
 
 /*
@@ -104,6 +105,9 @@ struct run_opts {
     bool print_rss;         /* hidden --print-rss: VmHWM on stderr at exit */
     bool print_ids;         /* --print-ids: token ids instead of text (random-weight models) */
     struct run_devices devs;/* --device, -ngl */
+    int32_t bias_ids[RUN_MAX_BIAS]; /* -l/--logit-bias ID(+|-)BIAS, [n_bias] */
+    float bias[RUN_MAX_BIAS];
+    int n_bias;
 };
 
 struct run_ctx {
