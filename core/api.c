@@ -299,6 +299,16 @@ hearth_status hearth_session_set_sampling(hearth_session *session,
     return gen_session_set_sampler(session->gs, &sp);
 }
 
+hearth_status hearth_session_set_logit_bias(hearth_session *session, const int32_t *ids,
+                                            const float *bias, size_t n)
+{
+    if (!session || (n > 0 && (!ids || !bias)))
+        return err_set(HEARTH_ERR_INVALID_ARG, "hearth_session_set_logit_bias: NULL argument");
+    if (n > (1u << 20))
+        return err_set(HEARTH_ERR_INVALID_ARG, "logit_bias: %zu entries, at most 2^20", n);
+    return gen_session_set_bias(session->gs, ids, bias, (int)n);
+}
+
 uint64_t hearth_session_seed(const hearth_session *session)
 {
     return session ? gen_session_seed(session->gs) : 0;

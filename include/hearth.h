@@ -165,7 +165,10 @@ hearth_status hearth_detokenize(const hearth_model *model, const int32_t *ids, s
 /* Frees memory the library returned (token arrays, strings). NULL is a no-op. */
 void hearth_free(void *ptr);
 
-/* The sampling chain (penalties, then top-k, top-p, min-p, temperature). */
+/*
+ * The sampling chain (logit bias, hearth_session_set_logit_bias; penalties;
+ * then top-k, top-p, min-p, temperature).
+ */
 typedef struct hearth_sampling_params {
     float temp;              /* >= 0; 0 = greedy (argmax). default 0.8 */
     int32_t top_k;           /* >= 0; 0 = off. default 40 */
@@ -262,6 +265,16 @@ void hearth_session_reset(hearth_session *session);
 /* Replaces the sampling parameters (and restarts the random stream). Errors as create. */
 hearth_status hearth_session_set_sampling(hearth_session *session,
                                           const hearth_sampling_params *p);
+/*
+ * Logit bias (OpenAI's logit_bias, llama.cpp's --logit-bias): before the
+ * sampling chain, bias[i] is added to the logit of token ids[i] (a repeated
+ * id adds up); a bias of -100 or less bans the token (never chosen, greedy
+ * included). n 0 clears it. It stays across hearth_session_set_sampling.
+ * Errors: HEARTH_ERR_INVALID_ARG (an id outside [0, n_vocab), a bias that is
+ * not finite, n above 2^20: nothing changes), HEARTH_ERR_NO_MEMORY.
+ */
+hearth_status hearth_session_set_logit_bias(hearth_session *session, const int32_t *ids,
+                                            const float *bias, size_t n);
 uint64_t hearth_session_seed(const hearth_session *session);
 uint32_t hearth_session_n_ctx(const hearth_session *session);
 

@@ -210,6 +210,65 @@ TEST(chat_reply)
     hearth_model_free(m);
 }
 
+/*
+ * hearth_session_set_logit_bias: +100 on " banana" (SmolLM2 id 21285, as the
+ * tokenizer says) makes greedy generation repeat it, also after the sampling
+ * is replaced; -100 on the greedy first token makes the text start
+ * otherwise; n 0 restores greedy's text; a bad id is refused and changes
+ * nothing.
+ */
+TEST(logit_bias)
+{
+    hearth_model *m = load();
+    REQUIRE(m);
+    hearth_session *s = greedy_session(m, 128);
+    REQUIRE(s);
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    CHECK_OK(hearth_tokenize(m, " banana", 7, false, false, &ids, &n_ids));
+    CHECK(n_ids == 1 && ids && ids[0] == 21285);
+    hearth_generate_params gp;
+    hearth_generate_params_default(&gp);
+    gp.n_predict = 3;
+    gp.on_token = on_token;
+    struct collect base = {0}, c = {0};
+    gp.user = &base;
+    CHECK_OK(hearth_generate(s, "I like to eat", &gp, NULL));
+    const float up = 100.0f, ban = -100.0f;
+    CHECK_OK(hearth_session_set_logit_bias(s, ids, &up, 1));
+    hearth_session_reset(s);
+    gp.user = &c;
+    CHECK_OK(hearth_generate(s, "I like to eat", &gp, NULL));
+    CHECK_STR_EQ(c.text, " banana banana banana");
+    hearth_sampling_params sp;
+    hearth_sampling_params_default(&sp);
+    sp.temp = 0.0f;
+    CHECK_OK(hearth_session_set_sampling(s, &sp)); /* the bias stays */
+    hearth_session_reset(s);
+    memset(&c, 0, sizeof c);
+    CHECK_OK(hearth_generate(s, "I like to eat", &gp, NULL));
+    CHECK_STR_EQ(c.text, " banana banana banana");
+    if (base.n_ids > 0) {
+        CHECK_OK(hearth_session_set_logit_bias(s, base.ids, &ban, 1));
+        hearth_session_reset(s);
+        memset(&c, 0, sizeof c);
+        CHECK_OK(hearth_generate(s, "I like to eat", &gp, NULL));
+        CHECK(c.n_ids > 0 && c.ids[0] != base.ids[0]);
+    }
+    const int32_t bad = 49152;
+    CHECK_INT_EQ(hearth_session_set_logit_bias(s, &bad, &up, 1), HEARTH_ERR_INVALID_ARG);
+    CHECK(strstr(hearth_last_error(), "49152") != NULL);
+    CHECK_INT_EQ(hearth_session_set_logit_bias(NULL, ids, &up, 1), HEARTH_ERR_INVALID_ARG);
+    CHECK_OK(hearth_session_set_logit_bias(s, NULL, NULL, 0));
+    hearth_session_reset(s);
+    memset(&c, 0, sizeof c);
+    CHECK_OK(hearth_generate(s, "I like to eat", &gp, NULL));
+    CHECK_STR_EQ(c.text, base.text);
+    hearth_free(ids);
+    hearth_session_free(s);
+    hearth_model_free(m);
+}
+
 TEST(errors)
 {
     hearth_model *m = (hearth_model *)&m; /* must be reset to NULL on failure */
@@ -362,5 +421,6 @@ TEST(devices)
 }
 
 TEST_MAIN(TEST_CASE(model_getters), TEST_CASE(tokenize_matches_internal),
-          TEST_CASE(generate_matches_internal), TEST_CASE(chat_reply), TEST_CASE(errors),
+          TEST_CASE(generate_matches_internal), TEST_CASE(chat_reply), TEST_CASE(logit_bias),
+          TEST_CASE(errors),
           TEST_CASE(kv_types), TEST_CASE(devices))
