@@ -54,7 +54,8 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: hearth serve [-m MODEL] [options]\n\n"
             "Serves the model over an OpenAI-compatible HTTP API (POST /v1/chat/completions,\n"
-            "/v1/completions; GET /v1/models, /health, /metrics) and a chat page at /.\n\n"
+            "/v1/completions; GET /v1/models, /health, /metrics), POST /tokenize and\n"
+            "/detokenize (token ids for logit_bias), and a chat page at /.\n\n"
             "  -m, --model FILE        GGUF model (default: %s)\n"
             "  --host ADDR             numeric address to listen on (default 127.0.0.1)\n"
             "  --port N                TCP port (default 8080; 0: any free port, printed)\n"

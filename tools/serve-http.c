@@ -498,7 +498,8 @@ static enum MHD_Result route(struct serve_server *s, struct MHD_Connection *c, s
     }
     bool is_chat = !strcmp(url, "/v1/chat/completions"), is_cmpl = !strcmp(url, "/v1/completions");
     bool is_models = !strcmp(url, "/v1/models"), is_metrics = !strcmp(url, "/metrics");
-    if (!is_chat && !is_cmpl && !is_models && !is_metrics) {
+    bool is_tok = !strcmp(url, "/tokenize"), is_detok = !strcmp(url, "/detokenize");
+    if (!is_chat && !is_cmpl && !is_models && !is_metrics && !is_tok && !is_detok) {
         struct serve_error e;
         serve_error_set(&e, 404, "invalid_request_error", NULL, "not_found",
                         "no such endpoint: %.200s", url);
@@ -518,6 +519,15 @@ static enum MHD_Result route(struct serve_server *s, struct MHD_Connection *c, s
     if (!post)
         return fail(c, s, 405, "invalid_request_error", NULL, "method_not_allowed",
                     "use POST for this endpoint");
+    if (is_tok || is_detok) {
+        struct serve_error e;
+        char *out = NULL;
+        const char *body = cn->body ? cn->body : "";
+        if (!(is_tok ? serve_tokenize(s->tok, body, cn->len, &out, &e)
+                     : serve_detokenize(s->tok, body, cn->len, &out, &e)))
+            return send_error(c, s, &e);
+        return send_json(c, s, 200, out);
+    }
     if (atomic_load(&s->draining))
         return fail(c, s, 503, "server_error", NULL, "shutting_down",
                     "the server is shutting down");

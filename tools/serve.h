@@ -103,6 +103,17 @@ char *serve_chunk_sse(const struct serve_meta *m, const char *text, bool role_de
 /* GET /v1/models, malloc'd. */
 char *serve_models_json(const char *model, long long created);
 
+struct tokenizer;
+/*
+ * POST /tokenize and /detokenize (serve-tokenize.c): body[0..len) in, the
+ * response JSON (malloc'd) in *out; false with e filled (400 naming the
+ * field, 500 out of memory).
+ */
+bool serve_tokenize(const struct tokenizer *t, const char *body, size_t len, char **out,
+                    struct serve_error *e);
+bool serve_detokenize(const struct tokenizer *t, const char *body, size_t len, char **out,
+                      struct serve_error *e);
+
 /* The server (serve-http.c). */
 struct serve_opts {
     const char *host;

@@ -1,10 +1,13 @@
 """The official `openai` client against `hearth serve`: chat and completions,
-streamed and not, stop strings, seeds, logit_bias, usage counts, /v1/models."""
+streamed and not, stop strings, seeds, logit_bias, /tokenize and /detokenize, usage counts,
+/v1/models."""
 import time
 
 import openai
 
-from common import KEY, URL, check
+import json
+
+from common import KEY, URL, check, request
 
 client = openai.OpenAI(base_url=URL + "/v1", api_key=KEY, timeout=30, max_retries=0)
 MODEL = client.models.list().data[0].id
@@ -104,6 +107,31 @@ def logit_bias():
         check(e.status_code == 400 and "logit_bias" in str(e), str(e))
 
 
+def tokenize():
+    # /tokenize and /detokenize (llama.cpp's fields): the ids logit_bias takes
+    st, _, raw = request("POST", "/tokenize", {"content": " banana"})
+    check(st == 200 and json.loads(raw) == {"tokens": [21285]}, raw)
+    text = "Hi <|im_start|> caf\u00e9 \U0001F600"
+    st, _, raw = request("POST", "/tokenize", {"content": text, "with_pieces": True})
+    toks = json.loads(raw)["tokens"]
+    check(st == 200 and all(set(t) == {"id", "piece"} for t in toks), raw)
+    check(any(t["piece"] == "<|im_start|>" for t in toks), toks)  # parse_special by default
+    # the emoji's bytes come as byte lists where a piece is part of a character
+    got = b"".join(t["piece"].encode() if isinstance(t["piece"], str) else bytes(t["piece"])
+                   for t in toks)
+    check(got == text.encode(), (got, text.encode()))
+    st, _, raw = request("POST", "/detokenize", {"tokens": [t["id"] for t in toks]})
+    check(st == 200 and json.loads(raw) == {"content": text}, raw)
+    st, _, raw = request("POST", "/tokenize", {"content": "<|im_start|>", "parse_special": False})
+    check(st == 200 and len(json.loads(raw)["tokens"]) > 1, raw)
+    # the ids found this way steer a request
+    r = client.chat.completions.create(model=MODEL, messages=MSG, max_tokens=2, temperature=0,
+                                       logit_bias={str(json.loads(request(
+                                           "POST", "/tokenize", {"content": " banana"})[2])
+                                           ["tokens"][0]): 100})
+    check(r.choices[0].message.content == " banana banana", r.choices[0].message.content)
+
+
 def errors_through_client():
     try:
         client.chat.completions.create(model=MODEL, messages=MSG, temperature=-1)
@@ -124,5 +152,6 @@ completion_plain_and_stream()
 stop_strings()
 seeds()
 logit_bias()
+tokenize()
 errors_through_client()
 print("test_openai: ok")
