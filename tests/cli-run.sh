@@ -5,7 +5,8 @@
 # without -q stderr has the
 # seed and the tokens/s line; --print-ids prints 24 token ids, alike across threads;
 # --swa-full is taken (and in every command's help) and leaves SmolLM2's text alone;
-# -l/--logit-bias forces or bans a token (an id past the vocabulary: exit 1 naming it);
+# -f FILE reads the prompt (same text as -p); -l/--logit-bias forces or bans a token (an
+# id past the vocabulary: exit 1 naming it);
 # bad model path -> exit 1 naming it; bad flags -> exit 2; peak RSS of a -c 2048 run
 # stays within file + KV cache + 64 MB.
 set -u
@@ -88,6 +89,15 @@ rc=$?
 # a 7-token prompt in batches of 2 (-b): the CPU's rows do not depend on the batching
 "$bin" run -m "$smol" -p "$p" --temp 0 -n 24 -q -t 1 -b 2 > "$tmp/b2" 2>&1 || fail "-b 2 exit $?"
 cmp -s "$tmp/b2" "$tmp/t1" || fail "-b 2 differs: '$(cat "$tmp/b2")'"
+# -f FILE: the prompt from a file gives the -p text; a missing file exits 1 naming it
+printf '%s' "$p" > "$tmp/prompt.txt"
+"$bin" run -m "$smol" -f "$tmp/prompt.txt" --temp 0 -n 24 -q -t 1 > "$tmp/f1" 2>&1 || fail "-f exit $?"
+cmp -s "$tmp/f1" "$tmp/t1" || fail "-f differs from -p: '$(cat "$tmp/f1")'"
+"$bin" run -m "$smol" -f "$tmp/none.txt" -q > /dev/null 2> "$tmp/e"
+rc=$?
+[ $rc -eq 1 ] && grep -q "none.txt" "$tmp/e" || fail "-f missing file: exit $rc: $(cat "$tmp/e")"
+"$bin" run -m "$smol" -f "$tmp/prompt.txt" -p hi -q > /dev/null 2>&1
+[ $? -eq 2 ] || fail "-f with -p: expected exit 2"
 # -l/--logit-bias: 21285 is SmolLM2's " banana", 253 its " a" (the greedy first token here)
 "$bin" run -m "$smol" -p "I like to eat" --temp 0 -n 3 -q -l 21285+100 > "$tmp/l1" 2>&1 \
     || fail "-l 21285+100 exit $?"

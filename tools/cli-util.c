@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "err.h"
 #include "hearth.h"
 
 void cli_error(const char *fmt, ...)
@@ -94,4 +95,43 @@ const char *cli_default_model(void)
         return env;
     snprintf(path, sizeof path, "%s/models/SmolLM2-135M-Instruct.Q4_1.gguf", HEARTH_SOURCE_DIR);
     return path;
+}
+
+hearth_status cli_read_file(const char *path, char **out, size_t *len)
+{
+    FILE *fp = fopen(path, "rb");
+    if (!fp)
+        return err_set(HEARTH_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    hearth_status st = HEARTH_OK;
+    while (buf) {
+        if (n + 1 >= cap) { /* room for the NUL after the text */
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        size_t got = fread(buf + n, 1, cap - n, fp);
+        n += got;
+        if (got == 0)
+            break;
+    }
+    if (!buf)
+        st = err_set(HEARTH_ERR_NO_MEMORY, "%s: out of memory reading the text", path);
+    else if (ferror(fp))
+        st = err_set(HEARTH_ERR_IO, "%s: read failed", path);
+    fclose(fp);
+    if (st != HEARTH_OK) {
+        free(buf);
+        return st;
+    }
+    buf[n] = '\0';
+    *out = buf;
+    *len = n;
+    return HEARTH_OK;
 }

@@ -7,6 +7,9 @@
 #define HEARTH_CLI_H
 
 #include <stdbool.h>
+#include <stddef.h>
+
+#include "hearth.h"
 
 int cmd_inspect(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
@@ -46,6 +49,12 @@ int cli_parse_i64(const char *flag, const char *s, long long lo, long long hi, l
 int cli_parse_f64(const char *flag, const char *s, double lo, double hi, double *out);
 /* "24GiB", "512MiB", "1.5GB", "1000" (bytes). */
 int cli_parse_bytes(const char *flag, const char *s, unsigned long long *out);
+
+/*
+ * The whole of file path in a malloc'd buffer (*out, *len bytes; NUL after
+ * them). HEARTH_ERR_IO naming the file and why, HEARTH_ERR_NO_MEMORY.
+ */
+hearth_status cli_read_file(const char *path, char **out, size_t *len);
 
 /* Default model path (models/SmolLM2-135M-Instruct.Q4_1.gguf under the source tree or $HEARTH_MODEL). */
 const char *cli_default_model(void);

@@ -74,45 +74,6 @@ static void usage(FILE *out)
             cli_default_model(), PPL_TOPK);
 }
 
-/* Reads the whole file into a malloc'd buffer. */
-static hearth_status read_text(const char *path, char **out, size_t *len)
-{
-    FILE *fp = fopen(path, "rb");
-    if (!fp)
-        return err_set(HEARTH_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    hearth_status st = HEARTH_OK;
-    while (buf) {
-        if (n == cap) {
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-        size_t got = fread(buf + n, 1, cap - n, fp);
-        n += got;
-        if (got == 0)
-            break;
-    }
-    if (!buf)
-        st = err_set(HEARTH_ERR_NO_MEMORY, "%s: out of memory reading the text", path);
-    else if (ferror(fp))
-        st = err_set(HEARTH_ERR_IO, "%s: read failed", path);
-    fclose(fp);
-    if (st != HEARTH_OK) {
-        free(buf);
-        return st;
-    }
-    *out = buf;
-    *len = n;
-    return HEARTH_OK;
-}
-
 struct run_state {
     struct ppl_logfile *save; /* NULL unless --save-logits */
     struct ppl_logfile *base; /* NULL unless --kl-divergence */
@@ -328,7 +289,7 @@ int cmd_perplexity(int argc, char **argv)
         cli_error("%s: cannot load the tokenizer", model_path);
         goto done;
     }
-    if ((st = read_text(text_path, &text, &text_len)) != HEARTH_OK) {
+    if ((st = cli_read_file(text_path, &text, &text_len)) != HEARTH_OK) {
         cli_error("cannot read the text");
         goto done;
     }

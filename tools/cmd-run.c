@@ -31,10 +31,11 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: hearth run [-m MODEL] -p PROMPT [options]\n\n"
+            "usage: hearth run [-m MODEL] (-p PROMPT | -f FILE) [options]\n\n"
             "Generates text from PROMPT and streams it to stdout.\n\n"
             "  -m, --model FILE        GGUF model (default: %s)\n"
             "  -p, --prompt TEXT       the prompt (raw text unless --chat)\n"
+            "  -f, --file FILE         the prompt from a UTF-8 text file instead\n"
             "  --chat                  wrap the prompt in the model's chat template\n"
             "  --system TEXT           system message (with --chat)\n"
             "  -n, --n-predict N       tokens to generate (default 128; -1: until the end)\n"
@@ -455,6 +456,8 @@ int cmd_run(int argc, char **argv)
 {
     struct run_opts o;
     run_opts_default(&o);
+    const char *prompt_file = NULL;
+    char *prompt_buf = NULL; /* -f's text, o.prompt then */
     for (int i = 1; i < argc; i++) {
         if (is(argv[i], "-h", "--help")) {
             usage(stdout);
@@ -462,6 +465,14 @@ int cmd_run(int argc, char **argv)
         }
         if (is(argv[i], "--chat", NULL)) {
             o.chat = true;
+            continue;
+        }
+        if (is(argv[i], "-f", "--file")) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "hearth: %s needs a file name\n", argv[i]);
+                return 2;
+            }
+            prompt_file = argv[++i];
             continue;
         }
         int r = run_parse_flag(argc, argv, &i, &o);
@@ -473,14 +484,35 @@ int cmd_run(int argc, char **argv)
             return 2;
         }
     }
+    if (prompt_file && o.prompt) {
+        fprintf(stderr, "hearth: run: give the prompt with -p or -f, not both\n");
+        return 2;
+    }
+    if (prompt_file) {
+        size_t len = 0;
+        err_clear();
+        if (cli_read_file(prompt_file, &prompt_buf, &len) != HEARTH_OK) {
+            cli_error("-f");
+            return 1;
+        }
+        if (strlen(prompt_buf) != len || len == 0) {
+            fprintf(stderr, "hearth: run: -f %s: %s\n", prompt_file,
+                    len == 0 ? "the file is empty" : "the file holds a NUL byte (not text)");
+            free(prompt_buf);
+            return 1;
+        }
+        o.prompt = prompt_buf;
+    }
     if (!o.prompt) {
-        fprintf(stderr, "hearth: run: no prompt (-p TEXT)\n\n");
+        fprintf(stderr, "hearth: run: no prompt (-p TEXT or -f FILE)\n\n");
         usage(stderr);
         return 2;
     }
     struct run_ctx c;
-    if (run_ctx_open(&o, &c))
+    if (run_ctx_open(&o, &c)) {
+        free(prompt_buf);
         return 1;
+    }
     if (!o.quiet && !o.sp.seed_set)
         fprintf(stderr, "seed: %llu\n", (unsigned long long)gen_session_seed(c.gs));
 
@@ -528,6 +560,7 @@ int cmd_run(int argc, char **argv)
 done:
     free(ids);
     run_ctx_close(&c);
+    free(prompt_buf);
     if (o.print_rss)
         run_print_rss();
     return rc;
