@@ -615,6 +615,7 @@ hearth_status slots_create(const struct model *m, const struct tokenizer *t,
     ep.swa_full = p->swa_full;
     ep.no_stream = p->no_stream;
     ep.n_seq = p->n_slots;
+    ep.n_batch = p->n_batch;
     if ((st = engine_create(m, &ep, &s->eng)) != HEARTH_OK)
         goto fail;
     const size_t n_slots = (size_t)p->n_slots, cap = n_slots + (size_t)s->p.prefill_chunk;
@@ -762,6 +763,8 @@ void slots_get_stats(struct slots *s, struct slots_stats *out)
     *out = s->st;
     out->n_active = s->n_active;
     out->n_queued = s->q_len;
+    out->prefill_chunk = s->p.prefill_chunk;
+    out->n_batch = engine_n_batch(s->eng);
     double t = now_s();
     /* the current window when it is long enough, else the last complete one */
     out->gen_tps = t - s->tps_t0 >= 1.0 ? (double)(s->st.n_gen_tokens - s->tps_n0) / (t - s->tps_t0)

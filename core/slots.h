@@ -53,6 +53,8 @@ struct slots_params {
     uint32_t n_ctx;    /* positions per slot */
     int n_threads;     /* CPU threads (<= 0: physical cores) */
     int prefill_chunk; /* prompt tokens per step over all slots (<= 0: 64) */
+    int n_batch;       /* the engine's batch, which sizes its scratch (engine_params;
+                          <= 0: its default) */
     int kv_type_k;     /* enum kvq_type (kv-quant.h) of every slot's cached keys; 0: f16 */
     int kv_type_v;     /* ... and values */
     /*
@@ -110,6 +112,7 @@ struct slots_result {
 
 struct slots_stats {
     int n_slots, n_active, n_queued, max_queue;
+    int prefill_chunk, n_batch; /* as used (slots_params' after defaults, engine_n_batch) */
     uint64_t n_requests;  /* admitted into the queue */
     uint64_t n_rejected;  /* refused: queue full or closed */
     uint64_t n_cancelled; /* ended by slots_req_release before the end */

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `hearth serve` end to end: starts the real server on 127.0.0.1 (a free port
-# chosen by the server, --port 0) with SmolLM2, 4 slots, a queue of 8 and an
-# API key, waits for /health, runs the Python suites in tests/serve/ (the
-# official `openai` client from scripts/py-env.sh's venv, or $HEARTH_PY), each
+# chosen by the server, --port 0) with SmolLM2, 4 slots, a queue of 8, -b 32
+# (said in its banner) and an API key, waits for /health, runs the Python
+# suites in tests/serve/ (the official `openai` client from scripts/py-env.sh's
+# venv, or $HEARTH_PY), each
 # under a timeout, then sends SIGTERM and checks the server drained and
 # exited 0. Skips (77) when the server or the Python environment is missing.
 set -uo pipefail
@@ -32,7 +33,7 @@ cleanup() {
 trap cleanup EXIT
 fail() { echo "cli-serve: FAIL: $*"; echo "--- server log"; cat "$log"; exit 1; }
 
-"$bin" serve -m "$model" --host 127.0.0.1 --port 0 --parallel 4 --queue 8 -c 1024 -t 2 \
+"$bin" serve -m "$model" --host 127.0.0.1 --port 0 --parallel 4 --queue 8 -c 1024 -t 2 -b 32 \
     --api-key "$key" --drain-timeout $((5 * slow)) >"$log" 2>&1 &
 pid=$!
 port=
@@ -43,6 +44,11 @@ for _ in $(seq 1 $((100 * slow))); do
     sleep 0.1
 done
 [ -n "$port" ] || fail "the server did not start listening"
+# -b 32: prompts enter 32 tokens per step, and the engine's batch is 32
+for _ in $(seq 1 $((50 * slow))); do grep -q 'hearth: serving' "$log" && break; sleep 0.1; done
+grep -q 'prompts in steps of 32 tokens (batch 32)' "$log" || fail "-b 32 not taken"
+"$bin" serve -b 0 >/dev/null 2>&1
+[ $? -eq 2 ] || fail "serve -b 0 should be a usage error"
 url=http://127.0.0.1:$port
 for _ in $(seq 1 50); do
     "$py" -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('$url/health', timeout=2).status != 200)" \

@@ -214,6 +214,8 @@ int cmd_serve(int argc, char **argv)
                               .kv_window = devs.kv_window,
                               .no_stream = devs.no_stream,
                               .swa_full = devs.swa_full};
+    if (devs.n_batch > 0) /* -b: the prompt tokens a step takes, and the engine's batch */
+        sp.prefill_chunk = sp.n_batch = devs.n_batch;
     sp.n_ctx = n_ctx > 0
                    ? (uint32_t)n_ctx
                    : (m->hp.n_ctx_train > 0 && m->hp.n_ctx_train < 2048 ? m->hp.n_ctx_train : 2048);
@@ -241,8 +243,10 @@ int cmd_serve(int argc, char **argv)
                                ss.mem[k].device);
     fprintf(stderr, "%s\n", slots_describe(slots));
     fprintf(stderr,
-            "hearth: serving %s: %lld slots x %u positions, KV cache %s (%s), chat format %s%s\n",
-            so.model_name, parallel, sp.n_ctx, kvt, where, chat_format_name(chat.fmt),
+            "hearth: serving %s: %lld slots x %u positions, prompts in steps of %d tokens "
+            "(batch %d), KV cache %s (%s), chat format %s%s\n",
+            so.model_name, parallel, sp.n_ctx, ss.prefill_chunk, ss.n_batch, kvt, where,
+            chat_format_name(chat.fmt),
             so.api_key ? ", API key required" : "");
     int sig = 0;
     while (sigwait(&sigs, &sig) != 0)
