@@ -139,27 +139,41 @@ uint64_t plan_stream_half_bytes(uint64_t largest)
     return plan_align_up(largest);
 }
 
+/* Rows whose bytes are a whole number of PLAN_ALIGN units: PLAN_ALIGN / gcd(row_bytes, it). */
+static uint64_t row_group(uint64_t row_bytes)
+{
+    uint64_t g = PLAN_ALIGN, r = row_bytes;
+    while (r % 2 == 0 && g > 1)
+        r /= 2, g /= 2;
+    return g;
+}
+
 uint64_t plan_head_split_rows(uint64_t row_bytes, uint64_t n_rows, uint64_t cap)
 {
     if (row_bytes == 0 || n_rows == 0)
         return 0;
     if (cap == 0 || plan_align_up(row_bytes * n_rows) <= cap)
         return n_rows;
-    uint64_t g = PLAN_ALIGN, r = row_bytes; /* g = PLAN_ALIGN / gcd(row_bytes, PLAN_ALIGN) */
-    while (r % 2 == 0 && g > 1)
-        r /= 2, g /= 2;
+    const uint64_t g = row_group(row_bytes);
     uint64_t rows = cap / row_bytes / g * g;
     return rows < n_rows ? rows : n_rows;
+}
+
+uint64_t plan__head_rows(const struct plan_model_tensor *t, uint64_t cap, uint64_t *group_bytes)
+{
+    const uint64_t row_bytes = t->ne[1] ? t->nbytes / t->ne[1] : 0;
+    if (group_bytes)
+        *group_bytes = row_bytes * row_group(row_bytes ? row_bytes : 1);
+    return plan_head_split_rows(row_bytes, t->ne[1], cap);
 }
 
 uint32_t plan_tensor_buffers(const struct plan_model *m, const struct plan *p, size_t i)
 {
     const struct plan_model_tensor *t = &m->tensors[i];
     const int d = p->tensors[i].resident;
-    if (t->role != PLAN_ROLE_OUTPUT || d == PLAN_HOST || t->ne[1] == 0)
+    if (t->role != PLAN_ROLE_OUTPUT || d == PLAN_HOST)
         return 1;
-    uint64_t rows = plan_head_split_rows(t->nbytes / t->ne[1], t->ne[1],
-                                         p->devs.dev[d].max_buffer_bytes);
+    uint64_t rows = plan__head_rows(t, p->devs.dev[d].max_buffer_bytes, NULL);
     return rows ? (uint32_t)((t->ne[1] + rows - 1) / rows) : 1;
 }
 

@@ -589,15 +589,6 @@ static uint64_t staging_bytes(const struct plan_model *m, const struct plan *p, 
     return b;
 }
 
-/* plan_head_split_rows for tensor i (the head's [n_embd][n_vocab] matrix) under cap. */
-static uint64_t head_split_rows(const struct plan_model *m, size_t i, uint64_t cap)
-{
-    const struct plan_model_tensor *t = &m->tensors[i];
-    if (t->ne[1] == 0)
-        return 0;
-    return plan_head_split_rows(t->nbytes / t->ne[1], t->ne[1], cap);
-}
-
 /* Notes that a buffer of `bytes` (what) kept a unit off GPU dev, or dev out of use. */
 #if defined(__GNUC__)
 __attribute__((format(printf, 5, 6)))
@@ -625,11 +616,12 @@ static bool fits_buffer(struct placer *pl, const struct unit *u, int g)
     if (cap == 0)
         return true;
     if (u->largest <= cap) {
-        if (u->split_tensor == SIZE_MAX || head_split_rows(m, u->split_tensor, cap) > 0)
+        uint64_t group = 0;
+        if (u->split_tensor == SIZE_MAX ||
+            plan__head_rows(&m->tensors[u->split_tensor], cap, &group) > 0)
             return true;
-        const struct plan_model_tensor *t = &m->tensors[u->split_tensor];
-        note_limit(pl->p, g, false, t->nbytes / (t->ne[1] ? t->ne[1] : 1), "a row of %s",
-                   t->name);
+        note_limit(pl->p, g, false, group, "the smallest part of %s",
+                   m->tensors[u->split_tensor].name);
         return false;
     }
     if (u->largest_kind == BIG_KV)

@@ -524,6 +524,13 @@ bool plan__ffn_down_part(const struct plan_model_tensor *t);
  * sched_layout, the LM head) whose bytes fit one of gpu's buffers.
  */
 bool plan__streamable(const struct plan_model *m, const struct plan *p, size_t i, int gpu);
+/*
+ * Internal (plan-kv.c): plan_head_split_rows for model tensor t (the head's
+ * [n_embd][n_vocab] matrix, row bytes nbytes / ne[1]) under cap; 0 when not
+ * even one group of rows fits. *group_bytes, if given: the bytes of the
+ * smallest part it can be split into (what a cap must hold).
+ */
+uint64_t plan__head_rows(const struct plan_model_tensor *t, uint64_t cap, uint64_t *group_bytes);
 /* Internal: the cost model (plan-cost.c), called by plan_make. */
 void plan__decide_stream(const struct plan_model *m, struct plan *p);
 /* Fills every device's read_per_token / decode_s / prefill_s and the predictions. */

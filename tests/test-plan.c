@@ -155,9 +155,8 @@ static void check_invariants(const struct plan_model *m, const struct plan *p, c
                               t->alloc_bytes > cap),
                   "%s: %s in %u buffers", what, m->tensors[i].name, nb);
         if (t->resident != PLAN_HOST && cap) {
-            const uint64_t rows = m->tensors[i].ne[1] ? m->tensors[i].ne[1] : 1,
-                           part = plan_head_split_rows(m->tensors[i].nbytes / rows, rows, cap) *
-                                  (m->tensors[i].nbytes / rows);
+            const uint64_t part = plan__head_rows(&m->tensors[i], cap, NULL) *
+                                  (m->tensors[i].nbytes / m->tensors[i].ne[1]);
             CHECK_MSG(t->unit_largest <= cap && (head ? part > 0 && part <= cap &&
                                                             nb * part >= m->tensors[i].nbytes
                                                       : t->alloc_bytes <= cap),
