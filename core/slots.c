@@ -20,6 +20,7 @@
  */
 #include "slots.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +32,7 @@
 #include "engine.h"
 #include "err.h"
 #include "kv-quant.h"
+#include "perplexity.h"
 
 struct slots_req {
     /* set at creation, then owned by the engine */
@@ -41,10 +43,18 @@ struct slots_req {
     struct tok_decoder *dec;
     struct chat_stop_matcher sm;
     struct slots *owner;
+    bool logprobs;
+    bool echo;
+    int n_top;
+    size_t dec_bytes;          /* decoder output so far: the next token's text offset */
+    struct slots_logprob *plp; /* [n_prompt] with echo: written before plp_ready */
     /* guarded by owner->mu */
     pthread_cond_t cv;
     char *text;             /* generated text, whole characters */
     size_t len, cap, taken; /* taken: bytes handed to the reader */
+    struct slots_logprob *lp; /* [n_lp] records of generated tokens (logprobs) */
+    size_t n_lp, cap_lp, lp_taken;
+    bool plp_ready, plp_taken;
     int refs;
     bool cancelled;
     struct slots_result res;
@@ -73,8 +83,10 @@ struct slots {
     /* step batch: [n_slots + prefill_chunk] */
     int32_t *b_tok, *b_seq, *b_pos;
     bool *b_want;
-    int *b_owner;  /* slot of each logits row */
-    float *logits; /* [n_slots][n_vocab] */
+    int *b_owner;       /* slot of each logits row */
+    int32_t *b_idx;     /* prompt position of each row scored for echo; -1: a row to sample */
+    float *logits;      /* [logits_rows][n_vocab] */
+    size_t logits_rows; /* n_slots, grown to the step's capacity by an echo request */
 
     pthread_t thread;
     bool thread_started;
@@ -102,6 +114,8 @@ static void req_free(struct slots_req *r)
     pthread_cond_destroy(&r->cv);
     free(r->prompt);
     free(r->text);
+    free(r->lp);
+    free(r->plp);
     free(r);
 }
 
@@ -144,9 +158,14 @@ hearth_status slots_req_create(struct slots *s, const struct slots_req_params *p
         if (p->prompt[i] < 0 || p->prompt[i] >= s->n_vocab)
             return err_set(HEARTH_ERR_INVALID_ARG, "prompt: token %zu is id %d, outside [0, %d)", i,
                            (int)p->prompt[i], (int)s->n_vocab);
-    if (p->n_predict < 1 || (uint32_t)p->n_predict > n_ctx)
-        return err_set(HEARTH_ERR_INVALID_ARG, "max_tokens: %d, expected 1..%u", (int)p->n_predict,
-                       n_ctx);
+    if (p->echo && !p->logprobs)
+        return err_set(HEARTH_ERR_INVALID_ARG, "echo: prompt log-probabilities need logprobs");
+    if (p->n_predict < (p->echo ? 0 : 1) || (uint32_t)p->n_predict > n_ctx)
+        return err_set(HEARTH_ERR_INVALID_ARG, "max_tokens: %d, expected %d..%u",
+                       (int)p->n_predict, p->echo ? 0 : 1, n_ctx);
+    if (p->top_logprobs < 0 || p->top_logprobs > SLOTS_MAX_TOP)
+        return err_set(HEARTH_ERR_INVALID_ARG, "top_logprobs: %d, expected 0..%d",
+                       p->top_logprobs, SLOTS_MAX_TOP);
     hearth_status st = sampler_params_validate(&p->sp);
     if (st != HEARTH_OK)
         return st;
@@ -161,6 +180,9 @@ hearth_status slots_req_create(struct slots *s, const struct slots_req_params *p
     r->owner = s;
     r->refs = 1;
     r->n_predict = p->n_predict;
+    r->logprobs = p->logprobs;
+    r->echo = p->echo;
+    r->n_top = p->logprobs ? p->top_logprobs : 0;
     r->res.n_prompt = p->n_prompt;
     r->res.slot = -1;
     r->prompt = malloc(p->n_prompt * sizeof *r->prompt);
@@ -170,6 +192,14 @@ hearth_status slots_req_create(struct slots *s, const struct slots_req_params *p
     }
     memcpy(r->prompt, p->prompt, p->n_prompt * sizeof *r->prompt);
     r->n_prompt = p->n_prompt;
+    if (r->echo) {
+        if (!(r->plp = calloc(p->n_prompt, sizeof *r->plp))) {
+            st = err_set(HEARTH_ERR_NO_MEMORY, "slots: %zu prompt log-probabilities", p->n_prompt);
+            goto fail;
+        }
+        r->plp[0].id = p->prompt[0]; /* nothing before it: no log-probability */
+        r->plp[0].logprob = NAN;
+    }
     if ((st = sampler_create(&p->sp, s->n_vocab, &r->smp)) != HEARTH_OK ||
         (p->n_bias > 0 &&
          (st = sampler_set_bias(r->smp, p->bias_ids, p->bias, (int)p->n_bias)) != HEARTH_OK))
@@ -237,11 +267,40 @@ static void deadline_after(struct timespec *ts, int ms)
     }
 }
 
-char *slots_req_take(struct slots_req *r, int timeout_ms, size_t *len, struct slots_result *res)
+/*
+ * Hands out the records not yet taken whose text starts before avail (at the
+ * end: all but those cut off by a stop string). With s->mu held.
+ */
+static void take_logprobs(struct slots_req *r, size_t avail, struct slots_logprob **lp,
+                          size_t *n_lp)
+{
+    *lp = NULL;
+    *n_lp = 0;
+    bool all = r->res.done && r->res.stop != GEN_STOP_STRING;
+    size_t end = r->lp_taken;
+    while (end < r->n_lp && (all || r->lp[end].offset < avail))
+        end++;
+    if (end == r->lp_taken)
+        return;
+    size_t n = end - r->lp_taken;
+    *lp = malloc(n * sizeof **lp);
+    if (!*lp)
+        return; /* out of memory: the records stay for a later call */
+    memcpy(*lp, r->lp + r->lp_taken, n * sizeof **lp);
+    *n_lp = n;
+    r->lp_taken = end;
+}
+
+char *slots_req_take(struct slots_req *r, int timeout_ms, size_t *len, struct slots_result *res,
+                     struct slots_logprob **lp, size_t *n_lp)
 {
     struct slots *s = r->owner;
     char *out = NULL;
     *len = 0;
+    if (lp) {
+        *lp = NULL;
+        *n_lp = 0;
+    }
     pthread_mutex_lock(&s->mu);
     if (r->taken == r->len && !r->res.done && timeout_ms > 0) {
         struct timespec ts;
@@ -261,9 +320,37 @@ char *slots_req_take(struct slots_req *r, int timeout_ms, size_t *len, struct sl
             *len = n;
         }
     }
+    if (lp)
+        take_logprobs(r, r->taken, lp, n_lp);
     *res = r->res;
     pthread_mutex_unlock(&s->mu);
     return out;
+}
+
+bool slots_req_prompt_logprobs(struct slots_req *r, int timeout_ms, struct slots_logprob **lp,
+                               size_t *n_lp, struct slots_result *res)
+{
+    struct slots *s = r->owner;
+    bool got = false;
+    *lp = NULL;
+    *n_lp = 0;
+    pthread_mutex_lock(&s->mu);
+    if (r->echo && !r->plp_ready && !r->res.done && timeout_ms > 0) {
+        struct timespec ts;
+        deadline_after(&ts, timeout_ms);
+        while (!r->plp_ready && !r->res.done)
+            if (pthread_cond_timedwait(&r->cv, &s->mu, &ts) != 0)
+                break;
+    }
+    if (r->plp_ready && !r->plp_taken && (*lp = malloc(r->n_prompt * sizeof **lp))) {
+        memcpy(*lp, r->plp, r->n_prompt * sizeof **lp);
+        *n_lp = r->n_prompt;
+        r->plp_taken = true;
+        got = true;
+    }
+    *res = r->res;
+    pthread_mutex_unlock(&s->mu);
+    return got;
 }
 
 void slots_req_release(struct slots_req *r)
@@ -381,7 +468,7 @@ static void admit(struct slots *s)
         for (int i = 0; i < s->p.n_slots; i++) {
             if (s->slot[i].req)
                 continue;
-            size_t k = slot_lcp(&s->slot[i], r);
+            size_t k = r->echo ? 0 : slot_lcp(&s->slot[i], r); /* echo scores every token */
             if (k > 0 && !engine_seq_can_resume(s->eng, i, (uint32_t)k))
                 k = 0; /* its sliding-window rings no longer reach back to k */
             if (best < 0 || k > best_k ||
@@ -417,11 +504,75 @@ static bool is_stop_id(const struct slots *s, int32_t id)
     return false;
 }
 
+/* rec's n_top most likely ids, most likely first, the lower id first among equals. */
+static void top_logprobs(const float *logits, int32_t n_vocab, double lse,
+                         struct slots_logprob *rec, int n_top)
+{
+    int k = 0;
+    for (int32_t v = 0; v < n_vocab && n_top > 0; v++) {
+        float x = logits[v];
+        if (k == n_top && !(x > logits[rec->top_id[k - 1]]))
+            continue;
+        int j = k < n_top ? k++ : k - 1;
+        while (j > 0 && x > logits[rec->top_id[j - 1]]) {
+            rec->top_id[j] = rec->top_id[j - 1];
+            j--;
+        }
+        rec->top_id[j] = v;
+    }
+    rec->n_top = k;
+    for (int j = 0; j < k; j++)
+        rec->top_logprob[j] = (float)((double)logits[rec->top_id[j]] - lse);
+}
+
+/* id's record from its logits row: ln softmax at id, the n_top most likely. */
+static void fill_record(const struct slots *s, const float *logits, int32_t id, int n_top,
+                        struct slots_logprob *rec)
+{
+    memset(rec, 0, sizeof *rec);
+    double lse = ppl_log_sum_exp(logits, (uint32_t)s->n_vocab);
+    rec->id = id;
+    rec->logprob = (float)((double)logits[id] - lse);
+    top_logprobs(logits, s->n_vocab, lse, rec, n_top);
+}
+
+/* Appends a record for the reader (engine thread); false when out of memory. */
+static bool req_add_logprob(struct slots *s, struct slots_req *r, const struct slots_logprob *rec)
+{
+    bool ok = true;
+    pthread_mutex_lock(&s->mu);
+    if (r->n_lp == r->cap_lp) {
+        size_t cap = r->cap_lp ? 2 * r->cap_lp : 64;
+        struct slots_logprob *grown = realloc(r->lp, cap * sizeof *grown);
+        if (grown) {
+            r->lp = grown;
+            r->cap_lp = cap;
+        } else {
+            ok = false;
+        }
+    }
+    if (ok)
+        r->lp[r->n_lp++] = *rec;
+    pthread_mutex_unlock(&s->mu);
+    return ok;
+}
+
 /* Samples slot i's next token from its logits row and streams its text. */
 static void slot_sample(struct slots *s, int i, const float *logits)
 {
     struct slot *sl = &s->slot[i];
     struct slots_req *r = sl->req;
+    if (r->echo && !sl->decoding) {
+        /* the prompt's last row: every prompt record is written */
+        pthread_mutex_lock(&s->mu);
+        r->plp_ready = true;
+        pthread_cond_broadcast(&r->cv);
+        pthread_mutex_unlock(&s->mu);
+        if (r->n_predict == 0) {
+            slot_finish(s, i, GEN_STOP_LIMIT, HEARTH_OK);
+            return;
+        }
+    }
     int32_t id;
     hearth_status st = sampler_sample(r->smp, logits, &id);
     if (st != HEARTH_OK) {
@@ -437,7 +588,16 @@ static void slot_sample(struct slots *s, int i, const float *logits)
     size_t txt_len = 0;
     bool stopped = false;
     if ((st = sampler_accept(r->smp, id)) == HEARTH_OK &&
-        (st = tok_decoder_push(r->dec, id, s->piece, s->piece_cap, &n_piece)) == HEARTH_OK)
+        (st = tok_decoder_push(r->dec, id, s->piece, s->piece_cap, &n_piece)) == HEARTH_OK &&
+        r->logprobs) {
+        struct slots_logprob rec;
+        fill_record(s, logits, id, r->n_top, &rec);
+        rec.offset = r->dec_bytes;
+        if (!req_add_logprob(s, r, &rec))
+            st = err_set(HEARTH_ERR_NO_MEMORY, "slots: log-probability records");
+    }
+    r->dec_bytes += n_piece;
+    if (st == HEARTH_OK)
         st = chat_stop_feed(&r->sm, s->piece, n_piece, &txt, &txt_len, &stopped);
     if (st != HEARTH_OK) {
         slot_finish(s, i, GEN_STOP_NONE, st);
@@ -460,6 +620,20 @@ static void slot_sample(struct slots *s, int i, const float *logits)
     }
 }
 
+/* Logits rows for a step that scores whole prompt chunks (echo); false when out of memory. */
+static bool grow_logits(struct slots *s)
+{
+    size_t rows = (size_t)s->p.n_slots + (size_t)s->p.prefill_chunk;
+    if (s->logits_rows >= rows)
+        return true;
+    float *grown = realloc(s->logits, rows * (size_t)s->n_vocab * sizeof *grown);
+    if (!grown)
+        return false;
+    s->logits = grown;
+    s->logits_rows = rows;
+    return true;
+}
+
 /* One step: batch, evaluate, sample. Returns false when there was nothing to do. */
 static bool step(struct slots *s)
 {
@@ -473,6 +647,7 @@ static bool step(struct slots *s)
         s->b_seq[n] = i;
         s->b_pos[n] = (int32_t)sl->n_cache;
         s->b_want[n] = true;
+        s->b_idx[n_rows] = -1;
         s->b_owner[n_rows++] = i;
         n++;
     }
@@ -481,15 +656,25 @@ static bool step(struct slots *s)
         struct slot *sl = &s->slot[i];
         if (!sl->req || sl->decoding)
             continue;
+        bool echo = sl->req->echo;
+        if (echo && !grow_logits(s)) {
+            slot_finish(s, i, GEN_STOP_NONE,
+                        err_set(HEARTH_ERR_NO_MEMORY, "slots: logits rows for echo"));
+            continue;
+        }
         size_t left = sl->req->n_prompt - sl->n_fed;
         int k = left < (size_t)budget ? (int)left : budget;
         for (int j = 0; j < k; j++) {
-            s->b_tok[n] = sl->req->prompt[sl->n_fed + (size_t)j];
+            size_t at = sl->n_fed + (size_t)j;
+            bool last = at + 1 == sl->req->n_prompt;
+            s->b_tok[n] = sl->req->prompt[at];
             s->b_seq[n] = i;
             s->b_pos[n] = (int32_t)(sl->n_cache + (size_t)j);
-            s->b_want[n] = sl->n_fed + (size_t)j + 1 == sl->req->n_prompt;
-            if (s->b_want[n])
+            s->b_want[n] = last || echo;
+            if (s->b_want[n]) {
+                s->b_idx[n_rows] = last ? -1 : (int32_t)at;
                 s->b_owner[n_rows++] = i;
+            }
             n++;
         }
         budget -= k;
@@ -518,8 +703,18 @@ static bool step(struct slots *s)
             n_prompt_eval++;
         }
     }
-    for (int row = 0; row < n_rows; row++)
-        slot_sample(s, s->b_owner[row], s->logits + (size_t)row * (size_t)s->n_vocab);
+    for (int row = 0; row < n_rows; row++) {
+        const float *lg = s->logits + (size_t)row * (size_t)s->n_vocab;
+        int i = s->b_owner[row];
+        if (s->b_idx[row] >= 0) {
+            /* prompt position j's logits score the prompt token after it */
+            struct slots_req *r = s->slot[i].req;
+            size_t j = (size_t)s->b_idx[row] + 1;
+            fill_record(s, lg, r->prompt[j], r->n_top, &r->plp[j]);
+        } else {
+            slot_sample(s, i, lg);
+        }
+    }
     double t1 = now_s();
     pthread_mutex_lock(&s->mu);
     s->st.n_steps++;
@@ -628,10 +823,12 @@ hearth_status slots_create(const struct model *m, const struct tokenizer *t,
     s->b_pos = malloc(cap * sizeof *s->b_pos);
     s->b_want = malloc(cap * sizeof *s->b_want);
     s->b_owner = malloc(cap * sizeof *s->b_owner);
+    s->b_idx = malloc(cap * sizeof *s->b_idx);
     s->logits = malloc(n_slots * (size_t)s->n_vocab * sizeof *s->logits);
+    s->logits_rows = n_slots;
     s->queue = calloc((size_t)p->max_queue, sizeof *s->queue);
     if (!s->slot || !s->piece || !s->b_tok || !s->b_seq || !s->b_pos || !s->b_want || !s->b_owner ||
-        !s->logits || !s->queue) {
+        !s->b_idx || !s->logits || !s->queue) {
         st = err_set(HEARTH_ERR_NO_MEMORY, "slots: out of memory for %d slots", p->n_slots);
         goto fail;
     }
@@ -687,6 +884,7 @@ fail:
     free(s->b_pos);
     free(s->b_want);
     free(s->b_owner);
+    free(s->b_idx);
     free(s->logits);
     free(s->queue);
     engine_destroy(s->eng);
@@ -716,6 +914,7 @@ void slots_destroy(struct slots *s)
     free(s->b_pos);
     free(s->b_want);
     free(s->b_owner);
+    free(s->b_idx);
     free(s->logits);
     free(s->queue);
     engine_destroy(s->eng);

@@ -95,6 +95,33 @@ struct slots_req_params {
     const int32_t *bias_ids; /* [n_bias] logit_bias (sampler_set_bias); may be NULL */
     const float *bias;
     size_t n_bias;
+    bool logprobs;    /* record each generated token's log-probability (slots_req_take) */
+    int top_logprobs; /* with logprobs: also the most likely tokens, 0..SLOTS_MAX_TOP */
+    /*
+     * With logprobs: also every prompt token's, given the tokens before it
+     * (slots_req_prompt_logprobs). The prompt is then evaluated whole (no
+     * prefix reuse), and n_predict may be 0: the request ends after the prompt.
+     */
+    bool echo;
+};
+
+/*
+ * One generated token's log-probability, from the model's logits before any
+ * sampling step (no bias, penalty or temperature): ln softmax(logits)[id].
+ * offset: where the token's text starts in the generated text (bytes); a
+ * token whose bytes complete a character begun by an earlier one starts
+ * where that character does. top: the top_logprobs most likely ids, most
+ * likely first (ties: the lower id first). A prompt's first token has no
+ * logprob (NAN) and no top.
+ */
+#define SLOTS_MAX_TOP 20
+struct slots_logprob {
+    int32_t id;
+    float logprob;
+    size_t offset;
+    int n_top;
+    int32_t top_id[SLOTS_MAX_TOP];
+    float top_logprob[SLOTS_MAX_TOP];
 };
 
 enum slots_admit { SLOTS_QUEUED, SLOTS_FULL, SLOTS_CLOSED };
@@ -147,7 +174,8 @@ const char *slots_describe(const struct slots *s);
 /*
  * Builds a request: validates the sampling fields (sampler_params_validate),
  * the prompt (non-empty, ids in range, shorter than the slot context) and
- * n_predict (1..n_ctx), and sets up sampler, decoder and stop matcher.
+ * n_predict (1..n_ctx; 0 with echo), and sets up sampler, decoder and stop
+ * matcher.
  * HEARTH_ERR_INVALID_ARG with a message naming the field, HEARTH_ERR_NO_MEMORY.
  */
 hearth_status slots_req_create(struct slots *s, const struct slots_req_params *p,
@@ -162,8 +190,24 @@ enum slots_admit slots_submit(struct slots *s, struct slots_req *r);
  * Waits up to timeout_ms for text not yet taken or the end. Returns the new
  * text (malloc'd, NUL-terminated, whole UTF-8 characters; NULL when there is
  * none or on out-of-memory) with *len, and fills *res.
+ *
+ * lp (may be NULL): for a request made with logprobs, the records of the
+ * tokens whose text begins in the text handed out so far, not yet taken
+ * (malloc'd into *lp, count *n_lp; at the end, every remaining record). A
+ * token cut off by a stop string (its text starts at or after the cut) has
+ * no record; the end-of-generation token has none either.
  */
-char *slots_req_take(struct slots_req *r, int timeout_ms, size_t *len, struct slots_result *res);
+char *slots_req_take(struct slots_req *r, int timeout_ms, size_t *len, struct slots_result *res,
+                     struct slots_logprob **lp, size_t *n_lp);
+/*
+ * For a request made with echo: waits up to timeout_ms for the prompt to be
+ * evaluated, then returns true once with a record for each prompt token
+ * (malloc'd into *lp, n_prompt of them; offsets 0). False while waiting, when
+ * already taken or out of memory, or when the request ended first (*res says
+ * why: cancelled or failed).
+ */
+bool slots_req_prompt_logprobs(struct slots_req *r, int timeout_ms, struct slots_logprob **lp,
+                               size_t *n_lp, struct slots_result *res);
 /* The caller is done with r: a generation still running is cancelled. */
 void slots_req_release(struct slots_req *r);
 

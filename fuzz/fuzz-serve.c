@@ -13,7 +13,8 @@
  *  - a rejected body gets a 4xx status and a message, and its error object
  *    is valid JSON;
  *  - an accepted one keeps its bounds (message and stop counts, sampling
- *    ranges) and every string in it is readable (ASan);
+ *    ranges, logprobs, a prompt of token ids) and every string in it is
+ *    readable (ASan);
  *  - the stop matcher returns, over any cut of the text into pieces, the
  *    text up to where the first stop string found starts, or all of it;
  *  - responses and chunks are JSON that gives back the exact text.
@@ -144,7 +145,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(r.n_bias <= SERVE_MAX_BIAS && (r.n_bias == 0 || (r.bias_ids && r.bias)));
     for (size_t k = 0; k < r.n_bias; k++)
         FUZZ_CHECK(r.bias_ids[k] >= 0 && r.bias[k] >= -100.0f && r.bias[k] <= 100.0f);
+    FUZZ_CHECK(r.top_logprobs >= 0 && r.top_logprobs <= SLOTS_MAX_TOP);
+    FUZZ_CHECK(!(chat && r.echo) && (r.max_tokens != 0 || r.echo));
     const char *text = r.prompt;
+    if (!chat && !text) {
+        /* a prompt of token ids: their range is the vocabulary's, checked by the slots */
+        FUZZ_CHECK(r.n_prompt_ids >= 1 && r.prompt_ids != NULL);
+        for (size_t k = 0; k < r.n_prompt_ids; k++)
+            FUZZ_CHECK(r.prompt_ids[k] >= 0);
+        text = "";
+    }
     if (chat) {
         FUZZ_CHECK(r.n_msgs >= 1 && r.n_msgs <= SERVE_MAX_MSGS && r.msgs != NULL);
         for (size_t i = 0; i < r.n_msgs; i++) {
@@ -168,10 +178,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(text != NULL);
     check_stops(r.stop, r.n_stop, text, step);
     const struct serve_meta meta = {chat, chat ? "chatcmpl-fuzz" : "cmpl-fuzz", 1, "m"};
-    char *js = serve_response_json(&meta, text, "stop", 3, 4);
+    char *js = serve_response_json(&meta, text, "stop", 3, 4, NULL);
     check_json_text(js, false, chat, text);
     free(js);
-    js = serve_chunk_sse(&meta, text, false, NULL, false, 3, 4);
+    js = serve_chunk_sse(&meta, text, false, NULL, false, 3, 4, NULL);
     check_json_text(js, true, chat, text);
     free(js);
     serve_req_free(&r);

@@ -2,9 +2,9 @@
 # `hearth serve --device vulkan0 -ngl all` end to end: the slots' forward pass
 # runs through the scheduler on vulkan0, so the load line must say the layers
 # and the slots' KV live there, one /v1/completions request must be answered
-# (greedy, 4 tokens, "finish_reason" length), and /metrics must report the KV
+# (greedy, 4 tokens, "finish_reason" length), /metrics must report the KV
 # and the allocation on vulkan0 (--no-stream and --kv-window are accepted
-# there). The model is a 2-layer random
+# there), and echo's prompt log-probabilities must agree with generation's. The model is a 2-layer random
 # SmolLM2 written by `hearth synth` (lavapipe runs the real one at well under a
 # token per second). Skips (77) without the server, python3 or a Vulkan device
 # (unless CI=true, where lavapipe is installed).
@@ -71,6 +71,29 @@ kv = re.search(r'hearth_memory_bytes\{device="vulkan0",kind="kv_cache"\} (\d+)',
 assert kv and int(kv.group(1)) > 0, m
 al = re.search(r'hearth_memory_bytes\{device="vulkan0",kind="allocated"\} (\d+)', m)
 assert al and int(al.group(1)) > int(kv.group(1)), m
+# echo with logprobs: every prompt row's logits come back from vulkan0 (a step that
+# wants many rows); a prompt token scored there matches the same token forced by
+# logit_bias and generated (one row)
+def post(body):
+    req = urllib.request.Request(url + "/v1/completions", method="POST",
+        headers={"Content-Type": "application/json"}, data=json.dumps(body).encode())
+    return json.load(urllib.request.urlopen(req, timeout=300))
+e = post({"prompt": "The capital of France is", "max_tokens": 1, "temperature": 0,
+          "logprobs": 2, "echo": True})
+lp = e["choices"][0]["logprobs"]
+n = e["usage"]["prompt_tokens"]
+assert len(lp["tokens"]) == n + 1 and lp["token_logprobs"][0] is None, e
+assert all(v <= 0 for v in lp["token_logprobs"][1:]), e
+ids = json.loads(urllib.request.urlopen(urllib.request.Request(url + "/tokenize",
+    method="POST", data=json.dumps({"content": "The capital of France is",
+                                    "add_special": True}).encode()),
+    timeout=30).read())["tokens"]
+for i in (1, n - 1):
+    g = post({"prompt": ids[:i], "max_tokens": 1, "temperature": 0, "logprobs": 0,
+              "logit_bias": {str(ids[i]): 100}})["choices"][0]["logprobs"]
+    d = abs(g["token_logprobs"][0] - lp["token_logprobs"][i])
+    print(f"echo vs generated, token {i}: |diff| {d:.2e}")
+    assert g["tokens"][0] == lp["tokens"][i] and d < 1e-4, (g, lp)
 PY
 kill -TERM "$pid"
 wait "$pid"; rc=$?

@@ -9,6 +9,7 @@
  * alone or with other requests in flight, reuse a shared prompt prefix, refuse
  * work beyond its queue bound, and free a cancelled request's slot.
  */
+#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -283,7 +284,7 @@ static void drain_req(struct slots_req *r, struct collect *out, struct slots_res
     memset(out, 0, sizeof *out);
     for (int guard = 0; guard < 10000; guard++) {
         size_t len;
-        char *t = slots_req_take(r, 1000, &len, res);
+        char *t = slots_req_take(r, 1000, &len, res, NULL, NULL);
         if (t)
             collect_piece(out, t, len, 0);
         free(t);
@@ -379,7 +380,7 @@ TEST(slots_queue_bound_and_cancel)
         struct slots_result res = {0};
         for (int i = 0; i < 100 && res.n_gen == 0; i++) {
             size_t len;
-            free(slots_req_take(busy, 100, &len, &res));
+            free(slots_req_take(busy, 100, &len, &res, NULL, NULL));
         }
         CHECK_INT_EQ(res.slot, 0);
         CHECK(!res.done);
@@ -510,6 +511,210 @@ TEST(slots_logit_bias)
     env_close(&e);
 }
 
+/* ---- log-probabilities ---------------------------------------------------------- */
+
+/* r against the reference logits row: id, ln softmax, and a true, ordered top. */
+static void check_record(const struct slots_logprob *r, const float *row, int32_t V, int32_t id,
+                         int n_top, const char *what, size_t k)
+{
+    double mx = (double)row[0], sum = 0;
+    for (int32_t v = 1; v < V; v++)
+        mx = (double)row[v] > mx ? (double)row[v] : mx;
+    for (int32_t v = 0; v < V; v++)
+        sum += exp((double)row[v] - mx);
+    const double lse = mx + log(sum);
+    CHECK_MSG(r->id == id, "%s %zu: id %d, expected %d", what, k, (int)r->id, (int)id);
+    CHECK_MSG(fabs((double)r->logprob - ((double)row[id] - lse)) < 1e-4,
+              "%s %zu: logprob %g, expected %g", what, k, (double)r->logprob,
+              (double)row[id] - lse);
+    CHECK_INT_EQ(r->n_top, n_top);
+    for (int j = 0; j < r->n_top && j < n_top; j++) {
+        CHECK(fabs((double)r->top_logprob[j] - ((double)row[r->top_id[j]] - lse)) < 1e-4);
+        if (j > 0)
+            CHECK(row[r->top_id[j - 1]] >= row[r->top_id[j]]);
+    }
+    if (r->n_top == n_top && n_top > 0) {
+        /* nothing outside the top is more likely than its last */
+        int above = 0;
+        for (int32_t v = 0; v < V; v++)
+            above += row[v] > row[r->top_id[n_top - 1]];
+        CHECK_MSG(above <= n_top - 1, "%s %zu: %d ids above the top's last", what, k, above);
+    }
+}
+
+/* Submits a greedy completion request with logprobs; its text and records to the end. */
+static void logprob_req(struct slots *s, const int32_t *ids, size_t n, int n_predict, bool echo,
+                        const char *stop, struct collect *text, struct slots_logprob **lp,
+                        size_t *n_lp, struct slots_logprob **plp, size_t *n_plp,
+                        struct slots_result *res)
+{
+    struct slots_req_params rp;
+    greedy_req(&rp, ids, n, n_predict);
+    rp.chat = false;
+    rp.logprobs = true;
+    rp.top_logprobs = 5;
+    rp.echo = echo;
+    rp.stop = &stop;
+    rp.n_stop = stop ? 1 : 0;
+    struct slots_req *r = NULL;
+    memset(text, 0, sizeof *text);
+    *lp = *plp = NULL;
+    *n_lp = *n_plp = 0;
+    CHECK_OK(slots_req_create(s, &rp, &r));
+    if (!r)
+        return;
+    CHECK_INT_EQ(slots_submit(s, r), SLOTS_QUEUED);
+    if (echo)
+        for (int guard = 0; guard < 1000 && !slots_req_prompt_logprobs(r, 1000, plp, n_plp, res);
+             guard++)
+            if (res->done)
+                break;
+    for (int guard = 0; guard < 10000; guard++) {
+        size_t len, k = 0;
+        struct slots_logprob *got = NULL;
+        char *t = slots_req_take(r, 1000, &len, res, &got, &k);
+        if (t)
+            collect_piece(text, t, len, 0);
+        if (k > 0) {
+            /* every record handed out starts in the text handed out with or before it */
+            for (size_t i = 0; i < k; i++)
+                CHECK(got[i].offset < text->len || (res->done && res->stop != GEN_STOP_STRING));
+            struct slots_logprob *all = realloc(*lp, (*n_lp + k) * sizeof *all);
+            if (all) {
+                memcpy(all + *n_lp, got, k * sizeof *all);
+                *lp = all;
+                *n_lp += k;
+            }
+        }
+        free(got);
+        free(t);
+        if (res->done)
+            break;
+    }
+    CHECK(res->done);
+    slots_req_release(r);
+}
+
+/*
+ * Log-probabilities (the server's logprobs, top_logprobs and echo): each
+ * generated token's record equals ln softmax of the reference forward pass's
+ * logits with the true top 5 in order, its offset is where its text starts;
+ * echo scores every prompt token but the first from the logits before it,
+ * also across prompt chunks; a stop string drops the records of the tokens
+ * it cuts; max_tokens 0 with echo ends after the prompt.
+ */
+TEST(slots_logprobs)
+{
+    struct env e;
+    if (!env_open(&e)) {
+        env_close(&e);
+        return;
+    }
+    const char *prompt = "The capital of France is";
+    int32_t *ids = NULL;
+    size_t n = 0;
+    CHECK_OK(gen_tokenize_prompt(e.tok, prompt, strlen(prompt), false, &ids, &n));
+    REQUIRE(ids && n >= 4);
+    const int32_t V = (int32_t)e.m->hp.n_vocab;
+    enum { NG = 5 };
+    /* the reference: every prompt row, then NG greedy steps */
+    float *ref = malloc((n + NG) * (size_t)V * sizeof *ref);
+    int32_t gen[NG];
+    struct forward_ctx *c = make_multi(e.m, 1, 64);
+    REQUIRE(ref && c);
+    CHECK_OK(forward_eval(c, ids, (int)n, 0, ref, true));
+    for (int i = 0; i < NG; i++) {
+        gen[i] = argmax(ref + (n - 1 + (size_t)i) * V, V);
+        CHECK_OK(forward_eval(c, &gen[i], 1, (int)n + i, ref + (n + (size_t)i) * V, false));
+    }
+    forward_destroy(c);
+    size_t off[NG + 1] = {0};
+    struct tok_decoder *d = NULL;
+    char piece[512];
+    CHECK_OK(tok_decoder_create(e.tok, false, &d));
+    for (int i = 0; d && i < NG; i++) {
+        size_t got = 0;
+        CHECK_OK(tok_decoder_push(d, gen[i], piece, sizeof piece, &got));
+        off[i + 1] = off[i] + got;
+    }
+    tok_decoder_free(d);
+
+    /* prefill in chunks of 3 tokens, so echo's rows come from several steps */
+    struct slots_params sp = {
+        .n_slots = 2, .max_queue = 4, .n_ctx = 128, .n_threads = 2, .prefill_chunk = 3};
+    struct slots *s = NULL;
+    CHECK_OK(slots_create(e.m, e.tok, &e.chat, &sp, &s));
+    if (s) {
+        struct collect text;
+        struct slots_logprob *lp, *plp;
+        size_t n_lp, n_plp;
+        struct slots_result res;
+        logprob_req(s, ids, n, NG, true, NULL, &text, &lp, &n_lp, &plp, &n_plp, &res);
+        CHECK_INT_EQ(res.stop, GEN_STOP_LIMIT);
+        CHECK_INT_EQ(n_lp, NG);
+        CHECK_INT_EQ(text.len, off[NG]);
+        for (size_t k = 0; k < n_lp && k < NG; k++) {
+            check_record(&lp[k], ref + (n - 1 + k) * V, V, gen[k], 5, "generated", k);
+            CHECK_INT_EQ(lp[k].offset, off[k]);
+        }
+        CHECK_INT_EQ(n_plp, n);
+        if (n_plp == n) {
+            CHECK(plp[0].id == ids[0] && isnan(plp[0].logprob) && plp[0].n_top == 0);
+            for (size_t j = 1; j < n; j++)
+                check_record(&plp[j], ref + (j - 1) * V, V, ids[j], 5, "prompt", j);
+        }
+        free(lp);
+        free(plp);
+
+        /* a stop string from token 2's text on: records from there on are cut */
+        const char *stop = text.buf + off[2];
+        char stop_buf[64];
+        snprintf(stop_buf, sizeof stop_buf, "%s", stop);
+        const char *hit = strstr(text.buf, stop_buf);
+        REQUIRE(stop_buf[0] && hit);
+        size_t cut = (size_t)(hit - text.buf), expect = 0;
+        for (int k = 0; k < NG; k++)
+            expect += off[k] < cut;
+        logprob_req(s, ids, n, NG, false, stop_buf, &text, &lp, &n_lp, &plp, &n_plp, &res);
+        CHECK_INT_EQ(res.stop, GEN_STOP_STRING);
+        CHECK_INT_EQ(text.len, cut);
+        CHECK_INT_EQ(n_lp, expect);
+        CHECK(plp == NULL);
+        for (size_t k = 0; k < n_lp; k++)
+            check_record(&lp[k], ref + (n - 1 + k) * V, V, gen[k], 5, "cut", k);
+        free(lp);
+
+        /* echo with max_tokens 0: the prompt's records, nothing generated */
+        logprob_req(s, ids, n, 0, true, NULL, &text, &lp, &n_lp, &plp, &n_plp, &res);
+        CHECK_INT_EQ(res.stop, GEN_STOP_LIMIT);
+        CHECK_INT_EQ(res.n_gen, 0);
+        CHECK_INT_EQ(text.len, 0);
+        CHECK_INT_EQ(n_lp, 0);
+        CHECK_INT_EQ(n_plp, n);
+        for (size_t j = 1; j < n_plp; j++)
+            check_record(&plp[j], ref + (j - 1) * V, V, ids[j], 5, "prompt only", j);
+        free(lp);
+        free(plp);
+
+        /* refused up front */
+        struct slots_req_params rp;
+        struct slots_req *r = NULL;
+        greedy_req(&rp, ids, n, 0);
+        CHECK_INT_EQ(slots_req_create(s, &rp, &r), HEARTH_ERR_INVALID_ARG); /* 0 without echo */
+        rp.echo = true;
+        CHECK_INT_EQ(slots_req_create(s, &rp, &r), HEARTH_ERR_INVALID_ARG); /* echo, no logprobs */
+        rp.logprobs = true;
+        rp.top_logprobs = SLOTS_MAX_TOP + 1;
+        CHECK_INT_EQ(slots_req_create(s, &rp, &r), HEARTH_ERR_INVALID_ARG);
+        CHECK(r == NULL);
+        CHECK(slots_drain(s, 1000));
+        slots_destroy(s);
+    }
+    free(ref);
+    free(ids);
+    env_close(&e);
+}
+
 TEST_MAIN(TEST_CASE(multi_equals_alone), TEST_CASE(multi_argument_errors),
           TEST_CASE(slots_greedy_equals_alone), TEST_CASE(slots_queue_bound_and_cancel),
-          TEST_CASE(slots_logit_bias))
+          TEST_CASE(slots_logit_bias), TEST_CASE(slots_logprobs))

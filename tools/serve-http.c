@@ -70,6 +70,15 @@ struct conn {
     size_t out_len, out_off;
     int phase; /* 0: role chunk due (chat), 1: text, 2: final sent, 3: [DONE] sent */
     struct slots_result res;
+    /* logprobs: the generated text streamed so far, in bytes and in characters
+       from the start of the prompt (completions' text_offset) */
+    bool logprobs;
+    size_t sent_bytes, sent_chars;
+    /* echo: the decoded prompt that leads the text, where each prompt token starts in it */
+    bool echo, echoed;
+    char *echo_text;
+    size_t echo_len;
+    size_t *echo_off;
 };
 
 static long long unix_now(void)
@@ -168,9 +177,17 @@ static bool start_completion(struct serve_server *s, struct conn *cn, const stru
     int32_t *ids = NULL;
     size_t n_ids = 0;
     err_clear();
-    hearth_status st =
-        rq->chat ? gen_chat_tokenize(s->chat, s->tok, rq->msgs, rq->n_msgs, true, &ids, &n_ids)
-                 : gen_tokenize_prompt(s->tok, rq->prompt, strlen(rq->prompt), false, &ids, &n_ids);
+    hearth_status st = HEARTH_OK;
+    if (rq->chat)
+        st = gen_chat_tokenize(s->chat, s->tok, rq->msgs, rq->n_msgs, true, &ids, &n_ids);
+    else if (rq->prompt)
+        st = gen_tokenize_prompt(s->tok, rq->prompt, strlen(rq->prompt), false, &ids, &n_ids);
+    else if ((ids = malloc(rq->n_prompt_ids * sizeof *ids)) != NULL) {
+        memcpy(ids, rq->prompt_ids, rq->n_prompt_ids * sizeof *ids);
+        n_ids = rq->n_prompt_ids;
+    } else {
+        st = err_set(HEARTH_ERR_NO_MEMORY, "prompt: out of memory");
+    }
     if (st != HEARTH_OK) {
         serve_error_set(e, st == HEARTH_ERR_INVALID_ARG ? 400 : 500,
                         st == HEARTH_ERR_INVALID_ARG ? "invalid_request_error" : "server_error",
@@ -197,8 +214,20 @@ static bool start_completion(struct serve_server *s, struct conn *cn, const stru
     p.bias_ids = rq->bias_ids;
     p.bias = rq->bias;
     p.n_bias = rq->n_bias;
+    p.logprobs = rq->logprobs;
+    p.top_logprobs = rq->top_logprobs;
+    /* max_tokens 0 (only with echo) ends the request after the prompt, which the engine
+       does for echo requests: their records are then computed and left unread */
+    p.echo = rq->echo && (rq->logprobs || rq->max_tokens == 0);
+    p.logprobs = p.logprobs || p.echo;
     err_clear();
     st = slots_req_create(s->slots, &p, &cn->req);
+    if (st == HEARTH_OK && !rq->chat && (rq->echo || !rq->prompt) &&
+        !serve_echo_text(s->tok, ids, n_ids, &cn->echo_text, &cn->echo_len, &cn->echo_off)) {
+        slots_req_release(cn->req);
+        cn->req = NULL;
+        st = err_set(HEARTH_ERR_NO_MEMORY, "echo: out of memory");
+    }
     free(ids);
     if (st != HEARTH_OK) {
         const char *msg = hearth_last_error();
@@ -209,9 +238,7 @@ static bool start_completion(struct serve_server *s, struct conn *cn, const stru
         serve_error_set(e, st == HEARTH_ERR_INVALID_ARG ? 400 : 500,
                         st == HEARTH_ERR_INVALID_ARG ? "invalid_request_error" : "server_error",
                         param,
-                        param && strcmp(param, "max_tokens") && strcmp(param, "logit_bias")
-                            ? "context_length_exceeded"
-                            : NULL,
+                        param && strstr(msg, "context") ? "context_length_exceeded" : NULL,
                         "%s", msg);
         return false;
     }
@@ -233,6 +260,13 @@ static bool start_completion(struct serve_server *s, struct conn *cn, const stru
     cn->meta.created = unix_now();
     cn->meta.model = s->o.model_name;
     cn->include_usage = rq->include_usage;
+    cn->logprobs = rq->logprobs;
+    cn->echo = rq->echo;
+    cn->sent_bytes = 0;
+    /* text_offset counts from the start of the prompt: the echoed one, else the given text */
+    cn->sent_chars = rq->chat                  ? 0
+                     : rq->prompt && !rq->echo ? serve_utf8_chars(rq->prompt, strlen(rq->prompt))
+                                               : serve_utf8_chars(cn->echo_text, cn->echo_len);
     return true;
 }
 
@@ -245,6 +279,32 @@ static void set_out(struct conn *cn, char *ev)
     cn->out_off = 0;
 }
 
+/*
+ * Waits for the prompt's records of an echo request (*lp, *n_lp; none
+ * without logprobs). False when the client left or the request ended
+ * without them (cn->res says why).
+ */
+static bool wait_prompt_logprobs(struct conn *cn, struct slots_logprob **lp, size_t *n_lp)
+{
+    *lp = NULL;
+    *n_lp = 0;
+    if (!cn->logprobs)
+        return true;
+    for (;;) {
+        if (slots_req_prompt_logprobs(cn->req, SLICE_MS, lp, n_lp, &cn->res))
+            return true;
+        if (cn->res.done || peer_gone(cn->fd))
+            return false;
+    }
+}
+
+/* The records of the echoed prompt, their offsets in cn->echo_text. */
+static void set_echo_offsets(const struct conn *cn, struct slots_logprob *lp, size_t n_lp)
+{
+    for (size_t i = 0; i < n_lp; i++)
+        lp[i].offset = cn->echo_off[i];
+}
+
 /* The next event of a stream; false at the end. */
 static bool next_event(struct conn *cn)
 {
@@ -252,7 +312,7 @@ static bool next_event(struct conn *cn)
     if (cn->phase == 0) {
         cn->phase = 1;
         if (m->chat) {
-            set_out(cn, serve_chunk_sse(m, NULL, true, NULL, false, 0, 0));
+            set_out(cn, serve_chunk_sse(m, NULL, true, NULL, false, 0, 0, NULL));
             return true;
         }
     }
@@ -262,7 +322,8 @@ static bool next_event(struct conn *cn)
         cn->phase = 3;
         if (cn->include_usage) {
             set_out(cn,
-                    serve_chunk_sse(m, NULL, false, NULL, true, cn->res.n_prompt, cn->res.n_gen));
+                    serve_chunk_sse(m, NULL, false, NULL, true, cn->res.n_prompt, cn->res.n_gen,
+                                    NULL));
             cn->phase = 4;
             return true;
         }
@@ -274,23 +335,51 @@ static bool next_event(struct conn *cn)
         set_out(cn, strdup("data: [DONE]\n\n"));
         return true;
     }
-    /* phase 1: text until done */
+    /* phase 1: the echoed prompt first, then text until done */
+    if (cn->echo && !cn->echoed) {
+        struct slots_logprob *plp = NULL;
+        size_t n_plp = 0;
+        if (!wait_prompt_logprobs(cn, &plp, &n_plp)) {
+            if (!cn->res.done)
+                return false; /* the client left */
+            cn->echoed = true;
+            return next_event(cn); /* ended without its prompt evaluated: the last chunk */
+        }
+        set_echo_offsets(cn, plp, n_plp);
+        struct serve_logprobs sl = {cn->srv->tok, plp, n_plp, cn->echo_text, cn->echo_len, 0, 0};
+        set_out(cn, serve_chunk_sse(m, cn->echo_text, false, NULL, false, 0, 0,
+                                    cn->logprobs ? &sl : NULL));
+        free(plp);
+        cn->echoed = true;
+        return true;
+    }
     int waited = 0;
     for (;;) {
-        size_t len = 0;
-        char *t = slots_req_take(cn->req, SLICE_MS, &len, &cn->res);
+        size_t len = 0, n_lp = 0;
+        struct slots_logprob *lp = NULL;
+        char *t = slots_req_take(cn->req, SLICE_MS, &len, &cn->res, cn->logprobs ? &lp : NULL,
+                                 &n_lp);
+        struct serve_logprobs sl = {cn->srv->tok, lp,         n_lp, t ? t : "", len,
+                                    cn->sent_bytes, cn->sent_chars};
+        const struct serve_logprobs *slp = cn->logprobs ? &sl : NULL;
         if (t && len > 0) {
-            set_out(cn, serve_chunk_sse(m, t, false, NULL, false, 0, 0));
+            set_out(cn, serve_chunk_sse(m, t, false, NULL, false, 0, 0, slp));
+            cn->sent_bytes += len;
+            cn->sent_chars += serve_utf8_chars(t, len);
             free(t);
+            free(lp);
             return true;
         }
         free(t);
         if (cn->res.done) {
             cn->phase = 2;
+            /* records of tokens with no text of their own come with the last chunk */
             set_out(cn, serve_chunk_sse(m, NULL, false, serve_finish_reason(cn->res.stop), false, 0,
-                                        0));
+                                        0, n_lp > 0 ? slp : NULL));
+            free(lp);
             return true;
         }
+        free(lp);
         if (peer_gone(cn->fd))
             return false;
         waited += SLICE_MS;
@@ -351,17 +440,48 @@ static enum MHD_Result serve_completion(struct MHD_Connection *c, struct serve_s
         atomic_fetch_add(&s->http_by_class[2], 1);
         return ret;
     }
-    /* a whole reply: collect the text here, watching the client */
+    /* a whole reply: collect the text (and records) here, watching the client */
     char *text = NULL;
     size_t len = 0;
+    struct slots_logprob *lps = NULL;
+    size_t n_lps = 0, n_plp = 0;
+    if (cn->echo) {
+        /* the prompt's records, then the generated ones; the text starts with the prompt */
+        if (!wait_prompt_logprobs(cn, &lps, &n_plp) && !cn->res.done)
+            return MHD_NO;
+        set_echo_offsets(cn, lps, n_plp);
+        n_lps = n_plp;
+        if (!(text = malloc(cn->echo_len + 1)))
+            return MHD_NO;
+        memcpy(text, cn->echo_text, cn->echo_len + 1);
+        len = cn->echo_len;
+    }
     for (;;) {
-        size_t n = 0;
-        char *t = slots_req_take(cn->req, SLICE_MS, &n, &cn->res);
+        size_t n = 0, n_lp = 0;
+        struct slots_logprob *lp = NULL;
+        char *t = slots_req_take(cn->req, SLICE_MS, &n, &cn->res, cn->logprobs ? &lp : NULL, &n_lp);
+        for (size_t i = 0; i < n_lp; i++)
+            lp[i].offset += cn->echo_len; /* 0 without echo */
+        if (n_lp > 0) {
+            struct slots_logprob *grown = realloc(lps, (n_lps + n_lp) * sizeof *lps);
+            if (!grown) {
+                free(lp);
+                free(t);
+                free(text);
+                free(lps);
+                return MHD_NO;
+            }
+            lps = grown;
+            memcpy(lps + n_lps, lp, n_lp * sizeof *lps);
+            n_lps += n_lp;
+        }
+        free(lp);
         if (t && n > 0) {
             char *grown = realloc(text, len + n + 1);
             if (!grown) {
                 free(t);
                 free(text);
+                free(lps);
                 return MHD_NO;
             }
             text = grown;
@@ -373,16 +493,22 @@ static enum MHD_Result serve_completion(struct MHD_Connection *c, struct serve_s
             break;
         if (peer_gone(cn->fd)) {
             free(text);
+            free(lps);
             return MHD_NO; /* closes the connection; completion releases the request */
         }
     }
     if (cn->res.status != HEARTH_OK) {
         free(text);
+        free(lps);
         return fail(c, s, 500, "server_error", NULL, NULL, "generation failed");
     }
+    /* offsets count from the text's start: the prompt's when echoed, else after it */
+    size_t base_chars = cn->echo ? 0 : cn->sent_chars;
+    struct serve_logprobs sl = {s->tok, lps, n_lps, text ? text : "", len, 0, base_chars};
     char *json = serve_response_json(&cn->meta, text ? text : "", serve_finish_reason(cn->res.stop),
-                                     cn->res.n_prompt, cn->res.n_gen);
+                                     cn->res.n_prompt, cn->res.n_gen, cn->logprobs ? &sl : NULL);
     free(text);
+    free(lps);
     return send_json(c, s, 200, json);
 }
 
@@ -611,6 +737,8 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
     slots_req_release(cn->req);
     free(cn->out);
     free(cn->body);
+    free(cn->echo_text);
+    free(cn->echo_off);
     free(cn);
     *con_cls = NULL;
 }

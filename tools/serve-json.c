@@ -7,9 +7,10 @@
  * (types, ranges, n != 1, unknown roles) and lenient where OpenAI clients
  * send fields hearth has no use for (user, response_format text, tools...):
  * unknown fields are ignored. logit_bias is applied (sampler_set_bias);
- * logprobs, echo and a structured response_format, which hearth does not
- * produce, are refused rather than ignored (refuse_unsupported). Every refusal names
- * the field in `param`, as OpenAI does. Ranges follow the OpenAI API
+ * logprobs, top_logprobs and echo are honoured (serve-logprobs.c); a
+ * structured response_format, which hearth does not produce, is refused
+ * rather than ignored (refuse_unsupported). Every refusal names the field in
+ * `param`, as OpenAI does. Ranges follow the OpenAI API
  * (temperature 0..2, penalties -2..2) plus hearth's own sampler fields
  * (top_k, min_p, repeat_penalty).
  */
@@ -231,15 +232,50 @@ static bool parse_messages(const cJSON *root, struct serve_req *r, struct serve_
     return true;
 }
 
+/* An array of token ids (integers in [0, 2^31)), non-empty, into r->prompt_ids. */
+static bool parse_prompt_ids(const cJSON *p, struct serve_req *r, struct serve_error *e)
+{
+    int n = cJSON_GetArraySize(p);
+    if (n == 0)
+        return bad(e, "prompt", "'%s' must not be empty", "prompt");
+    r->prompt_ids = malloc((size_t)n * sizeof *r->prompt_ids);
+    if (!r->prompt_ids) {
+        serve_error_set(e, 500, "server_error", NULL, NULL, "out of memory");
+        return false;
+    }
+    const cJSON *it;
+    cJSON_ArrayForEach(it, p)
+    {
+        double v = cJSON_IsNumber(it) ? it->valuedouble : -1;
+        if (!isfinite(v) || v < 0 || v > INT32_MAX || floor(v) != v)
+            return bad(e, "prompt", "'%s' token ids must be integers in [0, 2^31)", "prompt");
+        r->prompt_ids[r->n_prompt_ids++] = (int32_t)v;
+    }
+    return true;
+}
+
+/*
+ * A string, an array of one string, an array of token ids, or an array of
+ * one such array. Several prompts in one request (several choices) are
+ * refused.
+ */
 static bool parse_prompt(const cJSON *root, struct serve_req *r, struct serve_error *e)
 {
     const cJSON *p = cJSON_GetObjectItemCaseSensitive(root, "prompt");
     if (!p)
         return bad(e, "prompt", "'%s' is required", "prompt");
-    if (cJSON_IsArray(p) && cJSON_GetArraySize(p) == 1 && cJSON_IsString(cJSON_GetArrayItem(p, 0)))
-        p = cJSON_GetArrayItem(p, 0);
+    if (cJSON_IsArray(p) && cJSON_GetArraySize(p) > 1 &&
+        (cJSON_IsString(p->child) || cJSON_IsArray(p->child)))
+        return bad(e, "prompt", "'%s' holds several prompts; hearth serve takes one per request",
+                   "prompt");
+    if (cJSON_IsArray(p) && cJSON_GetArraySize(p) == 1 &&
+        (cJSON_IsString(p->child) || cJSON_IsArray(p->child)))
+        p = p->child;
+    if (cJSON_IsArray(p))
+        return parse_prompt_ids(p, r, e);
     if (!cJSON_IsString(p))
-        return bad(e, "prompt", "'%s' must be a string (or an array of one string)", "prompt");
+        return bad(e, "prompt", "'%s' must be a string, token ids, or an array of one of those",
+                   "prompt");
     if (!p->valuestring[0])
         return bad(e, "prompt", "'%s' must not be empty", "prompt");
     r->prompt = p->valuestring;
@@ -313,29 +349,38 @@ static bool parse_logit_bias(const cJSON *root, struct serve_req *r, struct serv
 }
 
 /*
- * Fields whose every value but the default would change the answer, which
- * hearth does not produce: refused (400 naming the field) rather than
- * ignored. logprobs: chat's boolean, completions' count; top_logprobs;
- * completions' echo; a response_format other than text.
+ * Chat: logprobs (boolean) and top_logprobs (0..20, only with logprobs).
+ * Completions: logprobs, the number of alternatives (0..20; 0 still gives
+ * the chosen tokens'); null is absent; echo.
  */
-static bool refuse_unsupported(const cJSON *root, bool chat, struct serve_error *e)
+static bool parse_logprobs(const cJSON *root, bool chat, struct serve_req *r,
+                           struct serve_error *e)
 {
-    const cJSON *lp = cJSON_GetObjectItemCaseSensitive(root, "logprobs");
-    if (lp && !cJSON_IsNull(lp) && !cJSON_IsFalse(lp) &&
-        !(cJSON_IsNumber(lp) && !chat && lp->valuedouble == 0))
-        return bad(e, "logprobs", "'%s' is not supported by hearth serve (false or absent)",
-                   "logprobs");
     long long v = 0;
-    if (!get_int(root, "top_logprobs", 0, 20, &v, NULL, e))
-        return false;
-    if (v != 0)
-        return bad(e, "top_logprobs", "'%s' is not supported by hearth serve (0 or absent)",
-                   "top_logprobs");
-    bool echo = false;
-    if (!chat && !get_bool(root, "echo", &echo, e))
-        return false;
-    if (echo)
-        return bad(e, "echo", "'%s' is not supported by hearth serve (false or absent)", "echo");
+    bool given = false;
+    if (chat) {
+        if (!get_bool(root, "logprobs", &r->logprobs, e) ||
+            !get_int(root, "top_logprobs", 0, SLOTS_MAX_TOP, &v, &given, e))
+            return false;
+        if (v > 0 && !r->logprobs)
+            return bad(e, "top_logprobs", "'%s' needs \"logprobs\": true", "top_logprobs");
+    } else {
+        if (!get_int(root, "logprobs", 0, SLOTS_MAX_TOP, &v, &given, e) ||
+            !get_bool(root, "echo", &r->echo, e))
+            return false;
+        r->logprobs = given;
+    }
+    r->top_logprobs = (int)v;
+    return true;
+}
+
+/*
+ * A field whose every value but the default would change the answer, which
+ * hearth does not produce, is refused (400 naming the field) rather than
+ * ignored: a response_format other than text.
+ */
+static bool refuse_unsupported(const cJSON *root, struct serve_error *e)
+{
     const cJSON *rf = cJSON_GetObjectItemCaseSensitive(root, "response_format");
     if (rf && !cJSON_IsNull(rf)) {
         const cJSON *t = cJSON_IsObject(rf) ? cJSON_GetObjectItemCaseSensitive(rf, "type") : NULL;
@@ -424,15 +469,21 @@ bool serve_parse_request(const char *body, size_t len, bool chat, struct serve_r
         goto fail;
     if (given)
         r->max_tokens = (int32_t)v;
-    if (!get_int(root, "max_tokens", 1, INT32_MAX, &v, &given, e))
+    if (!get_int(root, "max_tokens", chat ? 1 : 0, INT32_MAX, &v, &given, e))
         goto fail;
     if (given)
         r->max_tokens = (int32_t)v;
     if (!get_int(root, "n", 1, 1, &v, NULL, e))
         goto fail;
     if (!parse_sampling(root, r, e) || !parse_stop(root, r, e) || !parse_logit_bias(root, r, e) ||
-        !refuse_unsupported(root, chat, e))
+        !parse_logprobs(root, chat, r, e) || !refuse_unsupported(root, e))
         goto fail;
+    if (r->max_tokens == 0 && !r->echo) {
+        /* a count of 0 only makes sense when the prompt itself is the answer */
+        bad(e, "max_tokens", "'%s' is 0, which needs \"echo\": true (else at least 1)",
+            "max_tokens");
+        goto fail;
+    }
     if (!get_bool(root, "stream", &r->stream, e))
         goto fail;
     const cJSON *so = cJSON_GetObjectItemCaseSensitive(root, "stream_options");
@@ -458,6 +509,7 @@ void serve_req_free(struct serve_req *r)
     free(r->msgs);
     free(r->bias_ids);
     free(r->bias);
+    free(r->prompt_ids);
     cJSON_Delete(r->json);
     memset(r, 0, sizeof *r);
 }
@@ -511,8 +563,18 @@ static void add_finish(cJSON *c, const char *finish)
         cJSON_AddNullToObject(c, "finish_reason");
 }
 
+/* "logprobs": the records' object, or null */
+static void add_logprobs(cJSON *c, bool chat, const struct serve_logprobs *lp)
+{
+    cJSON *o = lp ? serve_logprobs_json(chat, lp) : NULL;
+    if (o)
+        cJSON_AddItemToObject(c, "logprobs", o);
+    else
+        cJSON_AddNullToObject(c, "logprobs");
+}
+
 char *serve_response_json(const struct serve_meta *m, const char *text, const char *finish,
-                          size_t n_prompt, size_t n_gen)
+                          size_t n_prompt, size_t n_gen, const struct serve_logprobs *lp)
 {
     cJSON *o = base_object(m, false);
     cJSON *choices = o ? cJSON_AddArrayToObject(o, "choices") : NULL;
@@ -533,7 +595,7 @@ char *serve_response_json(const struct serve_meta *m, const char *text, const ch
     } else {
         cJSON_AddStringToObject(c, "text", text);
     }
-    cJSON_AddNullToObject(c, "logprobs");
+    add_logprobs(c, m->chat, lp);
     add_finish(c, finish);
     add_usage(o, n_prompt, n_gen);
     char *s = cJSON_PrintUnformatted(o);
@@ -560,7 +622,8 @@ static char *frame(cJSON *o)
 }
 
 char *serve_chunk_sse(const struct serve_meta *m, const char *text, bool role_delta,
-                      const char *finish, bool usage, size_t n_prompt, size_t n_gen)
+                      const char *finish, bool usage, size_t n_prompt, size_t n_gen,
+                      const struct serve_logprobs *lp)
 {
     cJSON *o = base_object(m, true);
     cJSON *choices = o ? cJSON_AddArrayToObject(o, "choices") : NULL;
@@ -588,7 +651,7 @@ char *serve_chunk_sse(const struct serve_meta *m, const char *text, bool role_de
     } else {
         cJSON_AddStringToObject(c, "text", text ? text : "");
     }
-    cJSON_AddNullToObject(c, "logprobs");
+    add_logprobs(c, m->chat, lp);
     add_finish(c, finish);
     return frame(o);
 }

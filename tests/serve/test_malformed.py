@@ -53,7 +53,8 @@ bad_bodies = [
     ({"messages": OK_MSG, "logit_bias": {"12": "1"}}, "logit_bias"),
     ({"messages": OK_MSG, "logit_bias": {str(i): 1 for i in range(1025)}}, "logit_bias"),
     ({"messages": OK_MSG, "logit_bias": {"99999999999": 1}}, "logit_bias"),
-    ({"messages": OK_MSG, "logprobs": True}, "logprobs"),
+    ({"messages": OK_MSG, "logprobs": "yes"}, "logprobs"),
+    ({"messages": OK_MSG, "logprobs": True, "top_logprobs": 21}, "top_logprobs"),
     ({"messages": OK_MSG, "logprobs": False, "top_logprobs": 2}, "top_logprobs"),
     ({"messages": OK_MSG, "response_format": {"type": "json_object"}}, "response_format"),
     ({"messages": OK_MSG, "response_format": "text"}, "response_format"),
@@ -63,8 +64,16 @@ for body, param in bad_bodies:
 expect(400, "POST", "/v1/completions", {"prompt": 3}, "prompt")
 expect(400, "POST", "/v1/completions", {"prompt": ""}, "prompt")
 expect(400, "POST", "/v1/completions", {}, "prompt")
-expect(400, "POST", "/v1/completions", {"prompt": "x", "logprobs": 2}, "logprobs")
-expect(400, "POST", "/v1/completions", {"prompt": "x", "echo": True}, "echo")
+expect(400, "POST", "/v1/completions", {"prompt": "x", "logprobs": 21}, "logprobs")
+expect(400, "POST", "/v1/completions", {"prompt": "x", "logprobs": True}, "logprobs")
+expect(400, "POST", "/v1/completions", {"prompt": "x", "echo": "yes"}, "echo")
+expect(400, "POST", "/v1/completions", {"prompt": "x", "max_tokens": 0}, "max_tokens")
+expect(400, "POST", "/v1/completions", {"prompt": [1, -2]}, "prompt")
+expect(400, "POST", "/v1/completions", {"prompt": [1.5]}, "prompt")
+expect(400, "POST", "/v1/completions", {"prompt": []}, "prompt")
+expect(400, "POST", "/v1/completions", {"prompt": [[1], [2]]}, "prompt")
+expect(400, "POST", "/v1/completions", {"prompt": ["a", "b"]}, "prompt")
+expect(400, "POST", "/v1/completions", {"prompt": [1, 49152]}, "prompt")
 expect(400, "POST", "/tokenize", {"content": 3}, "content")
 expect(400, "POST", "/tokenize", {"content": "x", "add_special": 1}, "add_special")
 expect(400, "POST", "/tokenize", "[1]")

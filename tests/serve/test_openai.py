@@ -1,6 +1,7 @@
 """The official `openai` client against `hearth serve`: chat and completions,
-streamed and not, stop strings, seeds, logit_bias, /tokenize and /detokenize, usage counts,
-/v1/models."""
+streamed and not, stop strings, seeds, logit_bias, logprobs and echo, /tokenize and
+/detokenize, usage counts, /v1/models."""
+import math
 import time
 
 import openai
@@ -95,11 +96,9 @@ def logit_bias():
     c = client.completions.create(model=MODEL, prompt="I like to eat", max_tokens=2,
                                   temperature=0, logit_bias={"21285": 100})
     check(c.choices[0].text == " banana banana", c.choices[0].text)
-    # the defaults of the fields hearth refuses otherwise are accepted
+    # the default of the field hearth refuses otherwise is accepted
     kw["max_tokens"] = 2
-    client.chat.completions.create(logprobs=False, top_logprobs=0,
-                                   response_format={"type": "text"}, **kw)
-    client.completions.create(model=MODEL, prompt="Hi", max_tokens=1, logprobs=0, echo=False)
+    client.chat.completions.create(response_format={"type": "text"}, **kw)
     try:
         client.chat.completions.create(logit_bias={"49152": 1}, **kw)
         raise AssertionError("a token id past the vocabulary accepted")
@@ -132,6 +131,72 @@ def tokenize():
     check(r.choices[0].message.content == " banana banana", r.choices[0].message.content)
 
 
+def check_top(lp, top, n):
+    """A greedy token's record: n alternatives, most likely first, the token the first."""
+    vals = [t[1] for t in top]
+    check(len(top) == n and vals == sorted(vals, reverse=True), top)
+    check(top[0][0] == lp[0] and abs(top[0][1] - lp[1]) < 1e-6, (lp, top))
+    check(lp[1] <= 0 and sum(math.exp(v) for v in vals) <= 1 + 1e-5, (lp, vals))
+
+
+def logprobs():
+    # chat: each token's bytes make up the reply, greedy tokens head their alternatives
+    kw = dict(model=MODEL, messages=MSG, max_tokens=8, temperature=0, logprobs=True,
+              top_logprobs=3)
+    r = client.chat.completions.create(**kw)
+    content = r.choices[0].logprobs.content
+    check(len(content) == r.usage.completion_tokens, (len(content), r.usage))
+    check(b"".join(bytes(t.bytes) for t in content).decode() == r.choices[0].message.content,
+          (content, r.choices[0].message.content))
+    for t in content:
+        check_top((t.token, t.logprob), [(a.token, a.logprob) for a in t.top_logprobs], 3)
+    streamed = [t for ch in client.chat.completions.create(stream=True, **kw)
+                for c in ch.choices if c.logprobs for t in c.logprobs.content]
+    check([(t.token, t.logprob) for t in streamed] == [(t.token, t.logprob) for t in content],
+          (streamed, content))
+
+    # completions: tokens spell the text, text_offset counts from the prompt's start
+    prompt = "The capital of France is"
+    c = client.completions.create(model=MODEL, prompt=prompt, max_tokens=6, temperature=0,
+                                  logprobs=2).choices[0]
+    lp = c.logprobs
+    check("".join(lp.tokens) == c.text, (lp.tokens, c.text))
+    check(lp.text_offset == [len(prompt) + len("".join(lp.tokens[:i]))
+                             for i in range(len(lp.tokens))], lp.text_offset)
+    for tok, v, top in zip(lp.tokens, lp.token_logprobs, lp.top_logprobs):
+        check_top((tok, v), sorted(top.items(), key=lambda kv: -kv[1]), 2)
+
+    # echo, as evaluation harnesses send it: the prompt as token ids, one token generated;
+    # every prompt token but the first is scored from the logits before it
+    ids = json.loads(request("POST", "/tokenize", {"content": prompt})[2])["tokens"]
+    e = client.completions.create(model=MODEL, prompt=ids, max_tokens=1, temperature=0,
+                                  logprobs=1, echo=True).choices[0]
+    elp = e.logprobs
+    check(e.text == prompt + c.text[:len(elp.tokens[-1])], (e.text, c.text))
+    check(len(elp.tokens) == len(ids) + 1 and elp.token_logprobs[0] is None, elp)
+    check(elp.top_logprobs[0] is None and elp.text_offset[0] == 0, elp)
+    check(elp.text_offset[len(ids)] == len(prompt), elp.text_offset)
+    check(abs(elp.token_logprobs[-1] - lp.token_logprobs[0]) < 1e-6, (elp, lp))
+    # the same numbers from generation: logit_bias forces the prompt's next token, and
+    # logprobs are the model's, before any bias
+    for i in range(1, len(ids)):
+        g = client.completions.create(model=MODEL, prompt=ids[:i], max_tokens=1, temperature=0,
+                                      logprobs=0, logit_bias={str(ids[i]): 100}).choices[0]
+        check(g.logprobs.tokens[0] == elp.tokens[i], (g.logprobs, elp.tokens[i]))
+        check(abs(g.logprobs.token_logprobs[0] - elp.token_logprobs[i]) < 1e-4,
+              (i, g.logprobs.token_logprobs[0], elp.token_logprobs[i]))
+    # max_tokens 0 with echo: the prompt scored, nothing generated
+    z = client.completions.create(model=MODEL, prompt=prompt, max_tokens=0, logprobs=0,
+                                  echo=True)
+    check(z.choices[0].text == prompt and z.usage.completion_tokens == 0, z)
+    check(z.choices[0].logprobs.token_logprobs == elp.token_logprobs[:len(ids)], z)
+    streamed = list(client.completions.create(model=MODEL, prompt=prompt, max_tokens=2,
+                                              temperature=0, logprobs=0, echo=True, stream=True))
+    check(streamed[0].choices[0].text == prompt, streamed[0])
+    check("".join(ch.choices[0].text for ch in streamed) == prompt + c.text[:len(
+        "".join(lp.tokens[:2]))], streamed)
+
+
 def errors_through_client():
     try:
         client.chat.completions.create(model=MODEL, messages=MSG, temperature=-1)
@@ -153,5 +218,6 @@ stop_strings()
 seeds()
 logit_bias()
 tokenize()
+logprobs()
 errors_through_client()
 print("test_openai: ok")
