@@ -147,14 +147,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(r.bias_ids[k] >= 0 && r.bias[k] >= -100.0f && r.bias[k] <= 100.0f);
     FUZZ_CHECK(r.top_logprobs >= 0 && r.top_logprobs <= SLOTS_MAX_TOP);
     FUZZ_CHECK(!(chat && r.echo) && (r.max_tokens != 0 || r.echo));
-    const char *text = r.prompt;
-    if (!chat && !text) {
-        /* a prompt of token ids: their range is the vocabulary's, checked by the slots */
-        FUZZ_CHECK(r.n_prompt_ids >= 1 && r.prompt_ids != NULL);
-        for (size_t k = 0; k < r.n_prompt_ids; k++)
-            FUZZ_CHECK(r.prompt_ids[k] >= 0);
-        text = "";
+    FUZZ_CHECK(r.n >= 1 && (size_t)r.n * (chat ? 1 : r.n_prompts) <= SERVE_MAX_CHOICES);
+    const char *text = NULL;
+    for (size_t i = 0; !chat && i < r.n_prompts; i++) {
+        /* token ids: their range is the vocabulary's, checked by the slots */
+        const struct serve_prompt *p = &r.prompts[i];
+        FUZZ_CHECK(p->text ? p->text[0] != '\0' : p->n_ids >= 1 && p->ids != NULL);
+        for (size_t k = 0; !p->text && k < p->n_ids; k++)
+            FUZZ_CHECK(p->ids[k] >= 0);
+        touch(p->text);
+        text = text ? text : p->text ? p->text : "";
     }
+    FUZZ_CHECK(chat || r.n_prompts >= 1);
     if (chat) {
         FUZZ_CHECK(r.n_msgs >= 1 && r.n_msgs <= SERVE_MAX_MSGS && r.msgs != NULL);
         for (size_t i = 0; i < r.n_msgs; i++) {
@@ -178,10 +182,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(text != NULL);
     check_stops(r.stop, r.n_stop, text, step);
     const struct serve_meta meta = {chat, chat ? "chatcmpl-fuzz" : "cmpl-fuzz", 1, "m"};
-    char *js = serve_response_json(&meta, text, "stop", 3, 4, NULL);
+    const struct serve_choice_out one = {text, "stop", NULL};
+    char *js = serve_response_json(&meta, &one, 1, 3, 4);
     check_json_text(js, false, chat, text);
     free(js);
-    js = serve_chunk_sse(&meta, text, false, NULL, false, 3, 4, NULL);
+    js = serve_chunk_sse(&meta, 0, text, false, NULL, false, 3, 4, NULL);
     check_json_text(js, true, chat, text);
     free(js);
     serve_req_free(&r);

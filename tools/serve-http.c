@@ -1,5 +1,7 @@
 /*
- * serve-http: the HTTP side of `hearth serve` on libmicrohttpd.
+ * serve-http: the HTTP side of `hearth serve` on libmicrohttpd: connections,
+ * bodies, authentication, routing, metrics. The completion endpoints are in
+ * serve-completion.c.
  *
  * MHD runs one thread per connection, so a handler may block while its
  * request generates: a streamed reply is a response from a content-reader
@@ -7,9 +9,9 @@
  * it as a server-sent event; a whole reply waits in the handler. Waits are
  * sliced in 200 ms and between slices the connection's socket is peeked: a
  * client that hung up is noticed within a slice even while its prompt is
- * still being evaluated, its request is released (cancelling the
+ * still being evaluated, its requests are released (cancelling the
  * generation) and the slot frees at the engine's next step. MHD's
- * request-completed callback releases the request in every other case (a
+ * request-completed callback releases the requests in every other case (a
  * failed write of a stream, a finished reply).
  *
  * Hostile input: bodies over SERVE_BODY_LIMIT get 413 (before any upload when
@@ -19,7 +21,7 @@
  * constant time); unknown paths 404, wrong methods 405, a full queue 503. No
  * path or field is ever used to open a file: the page is compiled in.
  */
-#include "serve.h"
+#include "serve-internal.h"
 
 #ifdef HEARTH_WITH_SERVER
 
@@ -37,50 +39,6 @@
 
 #include "err.h"
 
-#define SLICE_MS 200
-#define KEEPALIVE_MS 15000
-
-struct serve_server {
-    struct MHD_Daemon *d;
-    struct serve_opts o;
-    struct slots *slots;
-    const struct tokenizer *tok;
-    const struct gen_chat *chat;
-    long long started;
-    atomic_uint_least64_t next_id;
-    atomic_bool draining;
-    atomic_uint_least64_t http_by_class[6]; /* responses by status class 1xx..5xx */
-};
-
-/* Per connection (MHD's con_cls). */
-struct conn {
-    struct serve_server *srv;
-    char *body;
-    size_t len, cap;
-    bool too_large;
-    size_t discarded; /* body bytes dropped after crossing the limit */
-    /* a running completion */
-    struct slots_req *req;
-    struct serve_meta meta;
-    char id[48];
-    bool include_usage;
-    MHD_socket fd;
-    /* stream state: pending bytes of the current event */
-    char *out;
-    size_t out_len, out_off;
-    int phase; /* 0: role chunk due (chat), 1: text, 2: final sent, 3: [DONE] sent */
-    struct slots_result res;
-    /* logprobs: the generated text streamed so far, in bytes and in characters
-       from the start of the prompt (completions' text_offset) */
-    bool logprobs;
-    size_t sent_bytes, sent_chars;
-    /* echo: the decoded prompt that leads the text, where each prompt token starts in it */
-    bool echo, echoed;
-    char *echo_text;
-    size_t echo_len;
-    size_t *echo_off;
-};
-
 static long long unix_now(void)
 {
     return (long long)time(NULL);
@@ -88,7 +46,7 @@ static long long unix_now(void)
 
 /* ---- responses ------------------------------------------------------------------ */
 
-static enum MHD_Result send_buf(struct MHD_Connection *c, struct serve_server *s, int status,
+enum MHD_Result serve__send_buf(struct MHD_Connection *c, struct serve_server *s, int status,
                                 const char *type, char *body, size_t len)
 {
     struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
@@ -107,18 +65,18 @@ static enum MHD_Result send_buf(struct MHD_Connection *c, struct serve_server *s
     return ret;
 }
 
-static enum MHD_Result send_json(struct MHD_Connection *c, struct serve_server *s, int status,
+enum MHD_Result serve__send_json(struct MHD_Connection *c, struct serve_server *s, int status,
                                  char *json)
 {
     if (!json)
         return MHD_NO;
-    return send_buf(c, s, status, "application/json", json, strlen(json));
+    return serve__send_buf(c, s, status, "application/json", json, strlen(json));
 }
 
-static enum MHD_Result send_error(struct MHD_Connection *c, struct serve_server *s,
+enum MHD_Result serve__send_error(struct MHD_Connection *c, struct serve_server *s,
                                   const struct serve_error *e)
 {
-    return send_json(c, s, e->http, serve_error_json(e));
+    return serve__send_json(c, s, e->http, serve_error_json(e));
 }
 
 static enum MHD_Result fail(struct MHD_Connection *c, struct serve_server *s, int http,
@@ -126,7 +84,7 @@ static enum MHD_Result fail(struct MHD_Connection *c, struct serve_server *s, in
 {
     struct serve_error e;
     serve_error_set(&e, http, type, param, code, "%s", msg);
-    return send_error(c, s, &e);
+    return serve__send_error(c, s, &e);
 }
 
 /* ---- authentication ------------------------------------------------------------- */
@@ -154,7 +112,7 @@ static bool authorized(struct serve_server *s, struct MHD_Connection *c)
 /* ---- client liveness ------------------------------------------------------------ */
 
 /* True when the peer closed its end (an orderly shutdown or a reset). */
-static bool peer_gone(MHD_socket fd)
+bool serve__peer_gone(MHD_socket fd)
 {
     if (fd == MHD_INVALID_SOCKET)
         return false;
@@ -166,350 +124,6 @@ static bool peer_gone(MHD_socket fd)
     char b;
     ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
     return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
-}
-
-/* ---- completions ------------------------------------------------------------------ */
-
-/* Tokenizes the request and submits it; on failure fills e. */
-static bool start_completion(struct serve_server *s, struct conn *cn, const struct serve_req *rq,
-                             struct serve_error *e)
-{
-    int32_t *ids = NULL;
-    size_t n_ids = 0;
-    err_clear();
-    hearth_status st = HEARTH_OK;
-    if (rq->chat)
-        st = gen_chat_tokenize(s->chat, s->tok, rq->msgs, rq->n_msgs, true, &ids, &n_ids);
-    else if (rq->prompt)
-        st = gen_tokenize_prompt(s->tok, rq->prompt, strlen(rq->prompt), false, &ids, &n_ids);
-    else if ((ids = malloc(rq->n_prompt_ids * sizeof *ids)) != NULL) {
-        memcpy(ids, rq->prompt_ids, rq->n_prompt_ids * sizeof *ids);
-        n_ids = rq->n_prompt_ids;
-    } else {
-        st = err_set(HEARTH_ERR_NO_MEMORY, "prompt: out of memory");
-    }
-    if (st != HEARTH_OK) {
-        serve_error_set(e, st == HEARTH_ERR_INVALID_ARG ? 400 : 500,
-                        st == HEARTH_ERR_INVALID_ARG ? "invalid_request_error" : "server_error",
-                        rq->chat ? "messages" : "prompt", NULL, "%s", hearth_last_error());
-        return false;
-    }
-    struct slots_req_params p;
-    memset(&p, 0, sizeof p);
-    p.prompt = ids;
-    p.n_prompt = n_ids;
-    p.sp = rq->sp;
-    uint32_t n_ctx = slots_n_ctx(s->slots);
-    p.n_predict = rq->max_tokens;
-    if (p.n_predict < 0) {
-        /* not given: the default, within what the context leaves */
-        uint32_t room = n_ids < n_ctx ? n_ctx - (uint32_t)n_ids : 1;
-        p.n_predict =
-            (int32_t)((uint32_t)s->o.default_max_tokens < room ? (uint32_t)s->o.default_max_tokens
-                                                               : room);
-    }
-    p.stop = rq->stop;
-    p.n_stop = rq->n_stop;
-    p.chat = rq->chat;
-    p.bias_ids = rq->bias_ids;
-    p.bias = rq->bias;
-    p.n_bias = rq->n_bias;
-    p.logprobs = rq->logprobs;
-    p.top_logprobs = rq->top_logprobs;
-    /* max_tokens 0 (only with echo) ends the request after the prompt, which the engine
-       does for echo requests: their records are then computed and left unread */
-    p.echo = rq->echo && (rq->logprobs || rq->max_tokens == 0);
-    p.logprobs = p.logprobs || p.echo;
-    err_clear();
-    st = slots_req_create(s->slots, &p, &cn->req);
-    if (st == HEARTH_OK && !rq->chat && (rq->echo || !rq->prompt) &&
-        !serve_echo_text(s->tok, ids, n_ids, &cn->echo_text, &cn->echo_len, &cn->echo_off)) {
-        slots_req_release(cn->req);
-        cn->req = NULL;
-        st = err_set(HEARTH_ERR_NO_MEMORY, "echo: out of memory");
-    }
-    free(ids);
-    if (st != HEARTH_OK) {
-        const char *msg = hearth_last_error();
-        const char *param = !strncmp(msg, "max_tokens", 10) ? "max_tokens"
-                            : !strncmp(msg, "logit_bias", 10) ? "logit_bias"
-                            : !strncmp(msg, "prompt", 6)    ? (rq->chat ? "messages" : "prompt")
-                                                            : NULL;
-        serve_error_set(e, st == HEARTH_ERR_INVALID_ARG ? 400 : 500,
-                        st == HEARTH_ERR_INVALID_ARG ? "invalid_request_error" : "server_error",
-                        param,
-                        param && strstr(msg, "context") ? "context_length_exceeded" : NULL,
-                        "%s", msg);
-        return false;
-    }
-    enum slots_admit a = slots_submit(s->slots, cn->req);
-    if (a != SLOTS_QUEUED) {
-        slots_req_release(cn->req);
-        cn->req = NULL;
-        serve_error_set(e, 503, "server_error", NULL,
-                        a == SLOTS_FULL ? "server_busy" : "shutting_down",
-                        a == SLOTS_FULL ? "the server is busy: every slot and queue place is "
-                                          "taken, retry later"
-                                        : "the server is shutting down");
-        return false;
-    }
-    snprintf(cn->id, sizeof cn->id, "%s-%llu-%llu", rq->chat ? "chatcmpl" : "cmpl",
-             (unsigned long long)s->started, (unsigned long long)atomic_fetch_add(&s->next_id, 1));
-    cn->meta.chat = rq->chat;
-    cn->meta.id = cn->id;
-    cn->meta.created = unix_now();
-    cn->meta.model = s->o.model_name;
-    cn->include_usage = rq->include_usage;
-    cn->logprobs = rq->logprobs;
-    cn->echo = rq->echo;
-    cn->sent_bytes = 0;
-    /* text_offset counts from the start of the prompt: the echoed one, else the given text */
-    cn->sent_chars = rq->chat                  ? 0
-                     : rq->prompt && !rq->echo ? serve_utf8_chars(rq->prompt, strlen(rq->prompt))
-                                               : serve_utf8_chars(cn->echo_text, cn->echo_len);
-    return true;
-}
-
-/* Sets the pending event (takes ownership of ev). */
-static void set_out(struct conn *cn, char *ev)
-{
-    free(cn->out);
-    cn->out = ev;
-    cn->out_len = ev ? strlen(ev) : 0;
-    cn->out_off = 0;
-}
-
-/*
- * Waits for the prompt's records of an echo request (*lp, *n_lp; none
- * without logprobs). False when the client left or the request ended
- * without them (cn->res says why).
- */
-static bool wait_prompt_logprobs(struct conn *cn, struct slots_logprob **lp, size_t *n_lp)
-{
-    *lp = NULL;
-    *n_lp = 0;
-    if (!cn->logprobs)
-        return true;
-    for (;;) {
-        if (slots_req_prompt_logprobs(cn->req, SLICE_MS, lp, n_lp, &cn->res))
-            return true;
-        if (cn->res.done || peer_gone(cn->fd))
-            return false;
-    }
-}
-
-/* The records of the echoed prompt, their offsets in cn->echo_text. */
-static void set_echo_offsets(const struct conn *cn, struct slots_logprob *lp, size_t n_lp)
-{
-    for (size_t i = 0; i < n_lp; i++)
-        lp[i].offset = cn->echo_off[i];
-}
-
-/* The next event of a stream; false at the end. */
-static bool next_event(struct conn *cn)
-{
-    const struct serve_meta *m = &cn->meta;
-    if (cn->phase == 0) {
-        cn->phase = 1;
-        if (m->chat) {
-            set_out(cn, serve_chunk_sse(m, NULL, true, NULL, false, 0, 0, NULL));
-            return true;
-        }
-    }
-    if (cn->phase == 3)
-        return false;
-    if (cn->phase == 2) {
-        cn->phase = 3;
-        if (cn->include_usage) {
-            set_out(cn,
-                    serve_chunk_sse(m, NULL, false, NULL, true, cn->res.n_prompt, cn->res.n_gen,
-                                    NULL));
-            cn->phase = 4;
-            return true;
-        }
-        set_out(cn, strdup("data: [DONE]\n\n"));
-        return true;
-    }
-    if (cn->phase == 4) {
-        cn->phase = 3;
-        set_out(cn, strdup("data: [DONE]\n\n"));
-        return true;
-    }
-    /* phase 1: the echoed prompt first, then text until done */
-    if (cn->echo && !cn->echoed) {
-        struct slots_logprob *plp = NULL;
-        size_t n_plp = 0;
-        if (!wait_prompt_logprobs(cn, &plp, &n_plp)) {
-            if (!cn->res.done)
-                return false; /* the client left */
-            cn->echoed = true;
-            return next_event(cn); /* ended without its prompt evaluated: the last chunk */
-        }
-        set_echo_offsets(cn, plp, n_plp);
-        struct serve_logprobs sl = {cn->srv->tok, plp, n_plp, cn->echo_text, cn->echo_len, 0, 0};
-        set_out(cn, serve_chunk_sse(m, cn->echo_text, false, NULL, false, 0, 0,
-                                    cn->logprobs ? &sl : NULL));
-        free(plp);
-        cn->echoed = true;
-        return true;
-    }
-    int waited = 0;
-    for (;;) {
-        size_t len = 0, n_lp = 0;
-        struct slots_logprob *lp = NULL;
-        char *t = slots_req_take(cn->req, SLICE_MS, &len, &cn->res, cn->logprobs ? &lp : NULL,
-                                 &n_lp);
-        struct serve_logprobs sl = {cn->srv->tok, lp,         n_lp, t ? t : "", len,
-                                    cn->sent_bytes, cn->sent_chars};
-        const struct serve_logprobs *slp = cn->logprobs ? &sl : NULL;
-        if (t && len > 0) {
-            set_out(cn, serve_chunk_sse(m, t, false, NULL, false, 0, 0, slp));
-            cn->sent_bytes += len;
-            cn->sent_chars += serve_utf8_chars(t, len);
-            free(t);
-            free(lp);
-            return true;
-        }
-        free(t);
-        if (cn->res.done) {
-            cn->phase = 2;
-            /* records of tokens with no text of their own come with the last chunk */
-            set_out(cn, serve_chunk_sse(m, NULL, false, serve_finish_reason(cn->res.stop), false, 0,
-                                        0, n_lp > 0 ? slp : NULL));
-            free(lp);
-            return true;
-        }
-        free(lp);
-        if (peer_gone(cn->fd))
-            return false;
-        waited += SLICE_MS;
-        if (waited >= KEEPALIVE_MS) {
-            set_out(cn, strdup(": keep-alive\n\n")); /* an SSE comment: clients skip it */
-            return true;
-        }
-    }
-}
-
-static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
-{
-    struct conn *cn = cls;
-    (void)pos;
-    if (cn->out_off >= cn->out_len) {
-        bool more = next_event(cn);
-        if (!more) {
-            if (cn->phase == 3 && cn->res.done)
-                return MHD_CONTENT_READER_END_OF_STREAM;
-            return MHD_CONTENT_READER_END_WITH_ERROR; /* the client left */
-        }
-        if (!cn->out)
-            return MHD_CONTENT_READER_END_WITH_ERROR; /* out of memory */
-    }
-    size_t n = cn->out_len - cn->out_off;
-    if (n > max)
-        n = max;
-    memcpy(buf, cn->out + cn->out_off, n);
-    cn->out_off += n;
-    return (ssize_t)n;
-}
-
-static enum MHD_Result serve_completion(struct MHD_Connection *c, struct serve_server *s,
-                                        struct conn *cn, bool chat)
-{
-    struct serve_req rq;
-    struct serve_error e;
-    if (!serve_parse_request(cn->body ? cn->body : "", cn->len, chat, &rq, &e))
-        return send_error(c, s, &e);
-    bool ok = start_completion(s, cn, &rq, &e);
-    bool stream = rq.stream;
-    serve_req_free(&rq);
-    if (!ok)
-        return send_error(c, s, &e);
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-    cn->fd = ci ? ci->connect_fd : MHD_INVALID_SOCKET;
-
-    if (stream) {
-        struct MHD_Response *r =
-            MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_reader, cn, NULL);
-        if (!r)
-            return MHD_NO;
-        MHD_add_response_header(r, "Content-Type", "text/event-stream");
-        MHD_add_response_header(r, "Cache-Control", "no-cache");
-        enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_OK, r);
-        MHD_destroy_response(r);
-        atomic_fetch_add(&s->http_by_class[2], 1);
-        return ret;
-    }
-    /* a whole reply: collect the text (and records) here, watching the client */
-    char *text = NULL;
-    size_t len = 0;
-    struct slots_logprob *lps = NULL;
-    size_t n_lps = 0, n_plp = 0;
-    if (cn->echo) {
-        /* the prompt's records, then the generated ones; the text starts with the prompt */
-        if (!wait_prompt_logprobs(cn, &lps, &n_plp) && !cn->res.done)
-            return MHD_NO;
-        set_echo_offsets(cn, lps, n_plp);
-        n_lps = n_plp;
-        if (!(text = malloc(cn->echo_len + 1)))
-            return MHD_NO;
-        memcpy(text, cn->echo_text, cn->echo_len + 1);
-        len = cn->echo_len;
-    }
-    for (;;) {
-        size_t n = 0, n_lp = 0;
-        struct slots_logprob *lp = NULL;
-        char *t = slots_req_take(cn->req, SLICE_MS, &n, &cn->res, cn->logprobs ? &lp : NULL, &n_lp);
-        for (size_t i = 0; i < n_lp; i++)
-            lp[i].offset += cn->echo_len; /* 0 without echo */
-        if (n_lp > 0) {
-            struct slots_logprob *grown = realloc(lps, (n_lps + n_lp) * sizeof *lps);
-            if (!grown) {
-                free(lp);
-                free(t);
-                free(text);
-                free(lps);
-                return MHD_NO;
-            }
-            lps = grown;
-            memcpy(lps + n_lps, lp, n_lp * sizeof *lps);
-            n_lps += n_lp;
-        }
-        free(lp);
-        if (t && n > 0) {
-            char *grown = realloc(text, len + n + 1);
-            if (!grown) {
-                free(t);
-                free(text);
-                free(lps);
-                return MHD_NO;
-            }
-            text = grown;
-            memcpy(text + len, t, n + 1);
-            len += n;
-        }
-        free(t);
-        if (cn->res.done)
-            break;
-        if (peer_gone(cn->fd)) {
-            free(text);
-            free(lps);
-            return MHD_NO; /* closes the connection; completion releases the request */
-        }
-    }
-    if (cn->res.status != HEARTH_OK) {
-        free(text);
-        free(lps);
-        return fail(c, s, 500, "server_error", NULL, NULL, "generation failed");
-    }
-    /* offsets count from the text's start: the prompt's when echoed, else after it */
-    size_t base_chars = cn->echo ? 0 : cn->sent_chars;
-    struct serve_logprobs sl = {s->tok, lps, n_lps, text ? text : "", len, 0, base_chars};
-    char *json = serve_response_json(&cn->meta, text ? text : "", serve_finish_reason(cn->res.stop),
-                                     cn->res.n_prompt, cn->res.n_gen, cn->logprobs ? &sl : NULL);
-    free(text);
-    free(lps);
-    return send_json(c, s, 200, json);
 }
 
 /* ---- metrics -------------------------------------------------------------------- */
@@ -595,7 +209,7 @@ static enum MHD_Result serve_metrics(struct MHD_Connection *c, struct serve_serv
         return MHD_NO;
     }
     n += k;
-    return send_buf(c, s, 200, "text/plain; version=0.0.4", b, (size_t)n);
+    return serve__send_buf(c, s, 200, "text/plain; version=0.0.4", b, (size_t)n);
 }
 
 /* ---- routing -------------------------------------------------------------------- */
@@ -612,15 +226,15 @@ static enum MHD_Result route(struct serve_server *s, struct MHD_Connection *c, s
         if (!page)
             return MHD_NO;
         memcpy(page, serve_page_html, serve_page_len);
-        return send_buf(c, s, 200, "text/html; charset=utf-8", page, serve_page_len);
+        return serve__send_buf(c, s, 200, "text/html; charset=utf-8", page, serve_page_len);
     }
     if (!strcmp(url, "/health")) {
         if (!get)
             return fail(c, s, 405, "invalid_request_error", NULL, "method_not_allowed",
                         "use GET for /health");
         if (atomic_load(&s->draining))
-            return send_json(c, s, 503, strdup("{\"status\":\"shutting down\"}"));
-        return send_json(c, s, 200, strdup("{\"status\":\"ok\"}"));
+            return serve__send_json(c, s, 503, strdup("{\"status\":\"shutting down\"}"));
+        return serve__send_json(c, s, 200, strdup("{\"status\":\"ok\"}"));
     }
     bool is_chat = !strcmp(url, "/v1/chat/completions"), is_cmpl = !strcmp(url, "/v1/completions");
     bool is_models = !strcmp(url, "/v1/models"), is_metrics = !strcmp(url, "/metrics");
@@ -629,7 +243,7 @@ static enum MHD_Result route(struct serve_server *s, struct MHD_Connection *c, s
         struct serve_error e;
         serve_error_set(&e, 404, "invalid_request_error", NULL, "not_found",
                         "no such endpoint: %.200s", url);
-        return send_error(c, s, &e);
+        return serve__send_error(c, s, &e);
     }
     if (!authorized(s, c))
         return fail(c, s, 401, "invalid_request_error", NULL, "invalid_api_key",
@@ -640,7 +254,7 @@ static enum MHD_Result route(struct serve_server *s, struct MHD_Connection *c, s
                         "use GET for this endpoint");
         if (is_metrics)
             return serve_metrics(c, s);
-        return send_json(c, s, 200, serve_models_json(s->o.model_name, s->started));
+        return serve__send_json(c, s, 200, serve_models_json(s->o.model_name, s->started));
     }
     if (!post)
         return fail(c, s, 405, "invalid_request_error", NULL, "method_not_allowed",
@@ -651,13 +265,13 @@ static enum MHD_Result route(struct serve_server *s, struct MHD_Connection *c, s
         const char *body = cn->body ? cn->body : "";
         if (!(is_tok ? serve_tokenize(s->tok, body, cn->len, &out, &e)
                      : serve_detokenize(s->tok, body, cn->len, &out, &e)))
-            return send_error(c, s, &e);
-        return send_json(c, s, 200, out);
+            return serve__send_error(c, s, &e);
+        return serve__send_json(c, s, 200, out);
     }
     if (atomic_load(&s->draining))
         return fail(c, s, 503, "server_error", NULL, "shutting_down",
                     "the server is shutting down");
-    return serve_completion(c, s, cn, is_chat);
+    return serve__completion(c, s, cn, is_chat);
 }
 
 static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url,
@@ -734,11 +348,9 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
     struct conn *cn = *con_cls;
     if (!cn)
         return;
-    slots_req_release(cn->req);
+    serve__free_choices(cn);
     free(cn->out);
     free(cn->body);
-    free(cn->echo_text);
-    free(cn->echo_off);
     free(cn);
     *con_cls = NULL;
 }

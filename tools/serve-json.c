@@ -4,7 +4,7 @@
  * error objects (cJSON).
  *
  * Validation is strict where a wrong value would silently change behaviour
- * (types, ranges, n != 1, unknown roles) and lenient where OpenAI clients
+ * (types, ranges, unknown roles) and lenient where OpenAI clients
  * send fields hearth has no use for (user, response_format text, tools...):
  * unknown fields are ignored. logit_bias is applied (sampler_set_bias);
  * logprobs, top_logprobs and echo are honoured (serve-logprobs.c); a
@@ -232,14 +232,14 @@ static bool parse_messages(const cJSON *root, struct serve_req *r, struct serve_
     return true;
 }
 
-/* An array of token ids (integers in [0, 2^31)), non-empty, into r->prompt_ids. */
-static bool parse_prompt_ids(const cJSON *p, struct serve_req *r, struct serve_error *e)
+/* An array of token ids (integers in [0, 2^31)), non-empty, into pr. */
+static bool parse_prompt_ids(const cJSON *p, struct serve_prompt *pr, struct serve_error *e)
 {
     int n = cJSON_GetArraySize(p);
     if (n == 0)
         return bad(e, "prompt", "'%s' must not be empty", "prompt");
-    r->prompt_ids = malloc((size_t)n * sizeof *r->prompt_ids);
-    if (!r->prompt_ids) {
+    pr->ids = malloc((size_t)n * sizeof *pr->ids);
+    if (!pr->ids) {
         serve_error_set(e, 500, "server_error", NULL, NULL, "out of memory");
         return false;
     }
@@ -249,36 +249,60 @@ static bool parse_prompt_ids(const cJSON *p, struct serve_req *r, struct serve_e
         double v = cJSON_IsNumber(it) ? it->valuedouble : -1;
         if (!isfinite(v) || v < 0 || v > INT32_MAX || floor(v) != v)
             return bad(e, "prompt", "'%s' token ids must be integers in [0, 2^31)", "prompt");
-        r->prompt_ids[r->n_prompt_ids++] = (int32_t)v;
+        pr->ids[pr->n_ids++] = (int32_t)v;
     }
     return true;
 }
 
+/* One prompt: a non-empty string or an array of token ids. */
+static bool parse_one_prompt(const cJSON *p, struct serve_prompt *pr, struct serve_error *e)
+{
+    if (cJSON_IsArray(p))
+        return parse_prompt_ids(p, pr, e);
+    if (!cJSON_IsString(p))
+        return bad(e, "prompt", "'%s' must be a string, token ids, or an array of those",
+                   "prompt");
+    if (!p->valuestring[0])
+        return bad(e, "prompt", "'%s' must not be empty", "prompt");
+    pr->text = p->valuestring;
+    return true;
+}
+
 /*
- * A string, an array of one string, an array of token ids, or an array of
- * one such array. Several prompts in one request (several choices) are
- * refused.
+ * A string, token ids, or an array of strings or of token-id arrays: one
+ * prompt each, answered as choices in order (n of them per prompt).
  */
 static bool parse_prompt(const cJSON *root, struct serve_req *r, struct serve_error *e)
 {
     const cJSON *p = cJSON_GetObjectItemCaseSensitive(root, "prompt");
     if (!p)
         return bad(e, "prompt", "'%s' is required", "prompt");
-    if (cJSON_IsArray(p) && cJSON_GetArraySize(p) > 1 &&
-        (cJSON_IsString(p->child) || cJSON_IsArray(p->child)))
-        return bad(e, "prompt", "'%s' holds several prompts; hearth serve takes one per request",
-                   "prompt");
-    if (cJSON_IsArray(p) && cJSON_GetArraySize(p) == 1 &&
-        (cJSON_IsString(p->child) || cJSON_IsArray(p->child)))
-        p = p->child;
-    if (cJSON_IsArray(p))
-        return parse_prompt_ids(p, r, e);
-    if (!cJSON_IsString(p))
-        return bad(e, "prompt", "'%s' must be a string, token ids, or an array of one of those",
-                   "prompt");
-    if (!p->valuestring[0])
-        return bad(e, "prompt", "'%s' must not be empty", "prompt");
-    r->prompt = p->valuestring;
+    bool many = cJSON_IsArray(p) && (cJSON_IsString(p->child) || cJSON_IsArray(p->child));
+    int n = many ? cJSON_GetArraySize(p) : 1;
+    if (n > SERVE_MAX_CHOICES) {
+        serve_error_set(e, 400, "invalid_request_error", "prompt", NULL,
+                        "'prompt' holds %d prompts, more than the %d choices a request may have",
+                        n, SERVE_MAX_CHOICES);
+        return false;
+    }
+    r->prompts = calloc((size_t)n, sizeof *r->prompts);
+    if (!r->prompts) {
+        serve_error_set(e, 500, "server_error", NULL, NULL, "out of memory");
+        return false;
+    }
+    if (!many) {
+        r->n_prompts = 1;
+        return parse_one_prompt(p, &r->prompts[0], e);
+    }
+    const cJSON *it;
+    cJSON_ArrayForEach(it, p)
+    {
+        /* all strings or all id arrays, as OpenAI takes them */
+        if (cJSON_IsString(it) != cJSON_IsString(p->child))
+            return bad(e, "prompt", "'%s' mixes strings and token-id arrays", "prompt");
+        if (!parse_one_prompt(it, &r->prompts[r->n_prompts++], e))
+            return false;
+    }
     return true;
 }
 
@@ -473,8 +497,17 @@ bool serve_parse_request(const char *body, size_t len, bool chat, struct serve_r
         goto fail;
     if (given)
         r->max_tokens = (int32_t)v;
-    if (!get_int(root, "n", 1, 1, &v, NULL, e))
+    r->n = 1;
+    if (!get_int(root, "n", 1, SERVE_MAX_CHOICES, &v, &given, e))
         goto fail;
+    if (given)
+        r->n = (int)v;
+    if ((size_t)r->n * (chat ? 1 : r->n_prompts) > SERVE_MAX_CHOICES) {
+        serve_error_set(e, 400, "invalid_request_error", "n", NULL,
+                        "'n' %d times %zu prompts is more than the %d choices a request may have",
+                        r->n, chat ? (size_t)1 : r->n_prompts, SERVE_MAX_CHOICES);
+        goto fail;
+    }
     if (!parse_sampling(root, r, e) || !parse_stop(root, r, e) || !parse_logit_bias(root, r, e) ||
         !parse_logprobs(root, chat, r, e) || !refuse_unsupported(root, e))
         goto fail;
@@ -509,7 +542,9 @@ void serve_req_free(struct serve_req *r)
     free(r->msgs);
     free(r->bias_ids);
     free(r->bias);
-    free(r->prompt_ids);
+    for (size_t i = 0; i < r->n_prompts; i++)
+        free(r->prompts[i].ids);
+    free(r->prompts);
     cJSON_Delete(r->json);
     memset(r, 0, sizeof *r);
 }
@@ -573,30 +608,35 @@ static void add_logprobs(cJSON *c, bool chat, const struct serve_logprobs *lp)
         cJSON_AddNullToObject(c, "logprobs");
 }
 
-char *serve_response_json(const struct serve_meta *m, const char *text, const char *finish,
-                          size_t n_prompt, size_t n_gen, const struct serve_logprobs *lp)
+char *serve_response_json(const struct serve_meta *m, const struct serve_choice_out *ch, size_t n,
+                          size_t n_prompt, size_t n_gen)
 {
     cJSON *o = base_object(m, false);
     cJSON *choices = o ? cJSON_AddArrayToObject(o, "choices") : NULL;
-    cJSON *c = cJSON_CreateObject();
-    if (!choices || !c) {
-        cJSON_Delete(c);
+    if (!choices) {
         cJSON_Delete(o);
         return NULL;
     }
-    cJSON_AddItemToArray(choices, c);
-    cJSON_AddNumberToObject(c, "index", 0);
-    if (m->chat) {
-        cJSON *msg = cJSON_AddObjectToObject(c, "message");
-        if (msg) {
-            cJSON_AddStringToObject(msg, "role", "assistant");
-            cJSON_AddStringToObject(msg, "content", text);
+    for (size_t i = 0; i < n; i++) {
+        cJSON *c = cJSON_CreateObject();
+        if (!c) {
+            cJSON_Delete(o);
+            return NULL;
         }
-    } else {
-        cJSON_AddStringToObject(c, "text", text);
+        cJSON_AddItemToArray(choices, c);
+        cJSON_AddNumberToObject(c, "index", (double)i);
+        if (m->chat) {
+            cJSON *msg = cJSON_AddObjectToObject(c, "message");
+            if (msg) {
+                cJSON_AddStringToObject(msg, "role", "assistant");
+                cJSON_AddStringToObject(msg, "content", ch[i].text);
+            }
+        } else {
+            cJSON_AddStringToObject(c, "text", ch[i].text);
+        }
+        add_logprobs(c, m->chat, ch[i].lp);
+        add_finish(c, ch[i].finish);
     }
-    add_logprobs(c, m->chat, lp);
-    add_finish(c, finish);
     add_usage(o, n_prompt, n_gen);
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
@@ -621,7 +661,7 @@ static char *frame(cJSON *o)
     return out;
 }
 
-char *serve_chunk_sse(const struct serve_meta *m, const char *text, bool role_delta,
+char *serve_chunk_sse(const struct serve_meta *m, int index, const char *text, bool role_delta,
                       const char *finish, bool usage, size_t n_prompt, size_t n_gen,
                       const struct serve_logprobs *lp)
 {
@@ -641,7 +681,7 @@ char *serve_chunk_sse(const struct serve_meta *m, const char *text, bool role_de
         return NULL;
     }
     cJSON_AddItemToArray(choices, c);
-    cJSON_AddNumberToObject(c, "index", 0);
+    cJSON_AddNumberToObject(c, "index", index);
     if (m->chat) {
         cJSON *d = cJSON_AddObjectToObject(c, "delta");
         if (d && role_delta)

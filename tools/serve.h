@@ -31,6 +31,14 @@ int cmd_serve(int argc, char **argv);
 #define SERVE_MAX_MSGS 1024
 #define SERVE_BODY_LIMIT (1u << 20)
 #define SERVE_MAX_BIAS 1024 /* logit_bias entries */
+#define SERVE_MAX_CHOICES 64 /* prompts x n in one request */
+
+/* One completions prompt: text, or token ids taken as given. */
+struct serve_prompt {
+    const char *text; /* NULL for ids */
+    int32_t *ids;     /* [n_ids] (malloc'd) */
+    size_t n_ids;
+};
 
 /* A parsed and validated completion request. Strings point into the cJSON tree. */
 struct serve_req {
@@ -40,9 +48,9 @@ struct serve_req {
     size_t n_msgs;
     char **parts; /* content arrays joined into owned strings */
     size_t n_parts;
-    const char *prompt;  /* completions only: a string prompt, or NULL with prompt_ids */
-    int32_t *prompt_ids; /* [n_prompt_ids] a prompt given as token ids (malloc'd) */
-    size_t n_prompt_ids;
+    struct serve_prompt *prompts; /* completions only: [n_prompts] (malloc'd), >= 1 */
+    size_t n_prompts;
+    int n;              /* choices per prompt (chat: per conversation) */
     bool echo;          /* completions: the prompt leads the text (and its tokens the logprobs) */
     int32_t max_tokens; /* -1: not given; 0 only with echo */
     struct sampler_params sp;
@@ -124,15 +132,22 @@ bool serve_echo_text(const struct tokenizer *t, const int32_t *ids, size_t n, ch
 
 /* "stop" / "length" / NULL (for a chunk that is not the last). */
 const char *serve_finish_reason(enum gen_stop stop);
-/* A whole (non-streamed) response, malloc'd. lp: NULL for "logprobs": null. */
-char *serve_response_json(const struct serve_meta *m, const char *text, const char *finish,
-                          size_t n_prompt, size_t n_gen, const struct serve_logprobs *lp);
+/* One choice of a whole response. lp: NULL for "logprobs": null. */
+struct serve_choice_out {
+    const char *text;
+    const char *finish;
+    const struct serve_logprobs *lp;
+};
+/* A whole (non-streamed) response with choices c[0..n) (index = position), malloc'd. */
+char *serve_response_json(const struct serve_meta *m, const struct serve_choice_out *c, size_t n,
+                          size_t n_prompt, size_t n_gen);
 /*
- * One streamed chunk, malloc'd, framed as "data: {...}\n\n". role_delta:
- * the first chat chunk (delta carries the role). finish non-NULL: the last
- * chunk. usage: a usage-only chunk (choices empty).
+ * One streamed chunk of choice `index`, malloc'd, framed as
+ * "data: {...}\n\n". role_delta: the choice's first chat chunk (delta
+ * carries the role). finish non-NULL: the choice's last chunk. usage: a
+ * usage-only chunk (choices empty).
  */
-char *serve_chunk_sse(const struct serve_meta *m, const char *text, bool role_delta,
+char *serve_chunk_sse(const struct serve_meta *m, int index, const char *text, bool role_delta,
                       const char *finish, bool usage, size_t n_prompt, size_t n_gen,
                       const struct serve_logprobs *lp);
 /* GET /v1/models, malloc'd. */

@@ -37,7 +37,9 @@ bad_bodies = [
     ({"messages": OK_MSG, "max_tokens": 0}, "max_tokens"),
     ({"messages": OK_MSG, "max_tokens": 1.5}, "max_tokens"),
     ({"messages": OK_MSG, "max_tokens": 10 ** 9}, "max_tokens"),
-    ({"messages": OK_MSG, "n": 2}, "n"),
+    ({"messages": OK_MSG, "n": 0}, "n"),
+    ({"messages": OK_MSG, "n": 65}, "n"),
+    ({"messages": OK_MSG, "n": 9}, "n"),  # more choices than the server's queue of 8
     ({"messages": OK_MSG, "top_k": -1}, "top_k"),
     ({"messages": OK_MSG, "min_p": 2}, "min_p"),
     ({"messages": OK_MSG, "presence_penalty": 3}, "presence_penalty"),
@@ -71,8 +73,11 @@ expect(400, "POST", "/v1/completions", {"prompt": "x", "max_tokens": 0}, "max_to
 expect(400, "POST", "/v1/completions", {"prompt": [1, -2]}, "prompt")
 expect(400, "POST", "/v1/completions", {"prompt": [1.5]}, "prompt")
 expect(400, "POST", "/v1/completions", {"prompt": []}, "prompt")
-expect(400, "POST", "/v1/completions", {"prompt": [[1], [2]]}, "prompt")
-expect(400, "POST", "/v1/completions", {"prompt": ["a", "b"]}, "prompt")
+expect(400, "POST", "/v1/completions", {"prompt": [[1], "b"]}, "prompt")
+expect(400, "POST", "/v1/completions", {"prompt": ["a", ""]}, "prompt")
+expect(400, "POST", "/v1/completions", {"prompt": ["a"] * 65}, "prompt")
+expect(400, "POST", "/v1/completions", {"prompt": ["a", "b"], "n": 33}, "n")
+expect(400, "POST", "/v1/completions", {"prompt": [[1], [2, 49152]]}, "prompt")
 expect(400, "POST", "/v1/completions", {"prompt": [1, 49152]}, "prompt")
 expect(400, "POST", "/tokenize", {"content": 3}, "content")
 expect(400, "POST", "/tokenize", {"content": "x", "add_special": 1}, "add_special")

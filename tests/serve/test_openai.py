@@ -1,6 +1,6 @@
 """The official `openai` client against `hearth serve`: chat and completions,
-streamed and not, stop strings, seeds, logit_bias, logprobs and echo, /tokenize and
-/detokenize, usage counts, /v1/models."""
+streamed and not, stop strings, seeds, logit_bias, logprobs and echo, several prompts and
+n choices, /tokenize and /detokenize, usage counts, /v1/models."""
 import math
 import time
 
@@ -197,6 +197,42 @@ def logprobs():
         "".join(lp.tokens[:2]))], streamed)
 
 
+def choices():
+    # several prompts in one request: choice i is prompt i's reply, as if sent alone
+    prompts = ["The capital of France is", "1, 2, 3,", "Once upon a time"]
+    alone = [client.completions.create(model=MODEL, prompt=p, max_tokens=6, temperature=0)
+             for p in prompts]
+    r = client.completions.create(model=MODEL, prompt=prompts, max_tokens=6, temperature=0)
+    check([c.index for c in r.choices] == [0, 1, 2], r.choices)
+    check([c.text for c in r.choices] == [a.choices[0].text for a in alone], (r, alone))
+    check(r.usage.prompt_tokens == sum(a.usage.prompt_tokens for a in alone), r.usage)
+    check(r.usage.completion_tokens == sum(a.usage.completion_tokens for a in alone), r.usage)
+    texts, finishes = ["", "", ""], [0, 0, 0]
+    for ch in client.completions.create(model=MODEL, prompt=prompts, max_tokens=6,
+                                        temperature=0, stream=True):
+        for c in ch.choices:
+            texts[c.index] += c.text
+            finishes[c.index] += c.finish_reason is not None
+    check(texts == [c.text for c in r.choices] and finishes == [1, 1, 1], (texts, finishes))
+    # n samples of one conversation: choice j samples with seed + j, so the reply is
+    # reproducible and choice j equals a request of its own with that seed
+    kw = dict(model=MODEL, messages=[{"role": "user", "content": "Tell me a short story."}],
+              max_tokens=12, temperature=1.0)
+    a = client.chat.completions.create(n=3, seed=7, **kw)
+    b = client.chat.completions.create(n=3, seed=7, **kw)
+    got = [c.message.content for c in a.choices]
+    check(got == [c.message.content for c in b.choices], (a, b))
+    check(len(set(got)) > 1, f"three samples, one text: {got}")
+    one = client.chat.completions.create(n=1, seed=8, **kw).choices[0].message.content
+    check(got[1] == one, (got, one))
+    roles, texts = [0, 0, 0], ["", "", ""]
+    for ch in client.chat.completions.create(n=3, seed=7, stream=True, **kw):
+        for c in ch.choices:
+            roles[c.index] += c.delta.role is not None
+            texts[c.index] += c.delta.content or ""
+    check(roles == [1, 1, 1] and texts == got, (roles, texts, got))
+
+
 def errors_through_client():
     try:
         client.chat.completions.create(model=MODEL, messages=MSG, temperature=-1)
@@ -219,5 +255,6 @@ seeds()
 logit_bias()
 tokenize()
 logprobs()
+choices()
 errors_through_client()
 print("test_openai: ok")
