@@ -19,45 +19,14 @@
  *            first turn, as Gemma's template does.
  *   Phi-3    <|{role}|>\n{content}<|end|>\n ... gen: <|assistant|>\n  (Phi-3.5 form,
  *            which, unlike the first Phi-3-mini template, keeps the system turn)
- * A growable buffer collects the text; every append reports allocation failure.
+ * A strbuf (strbuf.h) collects the text.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "chat.h"
 #include "err.h"
-
-struct sbuf {
-    char *p;
-    size_t len, cap;
-    bool oom;
-};
-
-static void sb_add(struct sbuf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *np = realloc(b->p, cap);
-        if (!np) {
-            b->oom = true;
-            return;
-        }
-        b->p = np;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void sb_puts(struct sbuf *b, const char *s)
-{
-    sb_add(b, s, strlen(s));
-}
+#include "strbuf.h"
 
 static bool is_space(char c)
 {
@@ -65,7 +34,7 @@ static bool is_space(char c)
 }
 
 /* Appends s[0..n) without its leading and trailing ASCII whitespace (Jinja's trim). */
-static void sb_add_trim(struct sbuf *b, const char *s, size_t n)
+static void add_trimmed(struct strbuf *b, const char *s, size_t n)
 {
     while (n > 0 && is_space(s[0])) {
         s++;
@@ -73,12 +42,12 @@ static void sb_add_trim(struct sbuf *b, const char *s, size_t n)
     }
     while (n > 0 && is_space(s[n - 1]))
         n--;
-    sb_add(b, s, n);
+    strbuf_add(b, s, n);
 }
 
-static void sb_puts_trim(struct sbuf *b, const char *s)
+static void puts_trimmed(struct strbuf *b, const char *s)
 {
-    sb_add_trim(b, s, strlen(s));
+    add_trimmed(b, s, strlen(s));
 }
 
 static bool role_is(const struct chat_msg *m, const char *role)
@@ -94,61 +63,61 @@ static hearth_status bad_role(enum chat_format f, size_t i, const char *role)
                    i, role, chat_format_name(f));
 }
 
-static void render_chatml(struct sbuf *b, const struct chat_msg *m, size_t n, bool gen)
+static void render_chatml(struct strbuf *b, const struct chat_msg *m, size_t n, bool gen)
 {
     for (size_t i = 0; i < n; i++) {
-        sb_puts(b, "<|im_start|>");
-        sb_puts(b, m[i].role);
-        sb_puts(b, "\n");
-        sb_puts(b, m[i].content);
-        sb_puts(b, "<|im_end|>\n");
+        strbuf_puts(b, "<|im_start|>");
+        strbuf_puts(b, m[i].role);
+        strbuf_puts(b, "\n");
+        strbuf_puts(b, m[i].content);
+        strbuf_puts(b, "<|im_end|>\n");
     }
     if (gen)
-        sb_puts(b, "<|im_start|>assistant\n");
+        strbuf_puts(b, "<|im_start|>assistant\n");
 }
 
-static void render_llama3(struct sbuf *b, const struct chat_msg *m, size_t n, bool gen)
+static void render_llama3(struct strbuf *b, const struct chat_msg *m, size_t n, bool gen)
 {
     for (size_t i = 0; i < n; i++) {
-        sb_puts(b, "<|start_header_id|>");
-        sb_puts(b, m[i].role);
-        sb_puts(b, "<|end_header_id|>\n\n");
-        sb_puts_trim(b, m[i].content);
-        sb_puts(b, "<|eot_id|>");
+        strbuf_puts(b, "<|start_header_id|>");
+        strbuf_puts(b, m[i].role);
+        strbuf_puts(b, "<|end_header_id|>\n\n");
+        puts_trimmed(b, m[i].content);
+        strbuf_puts(b, "<|eot_id|>");
     }
     if (gen)
-        sb_puts(b, "<|start_header_id|>assistant<|end_header_id|>\n\n");
+        strbuf_puts(b, "<|start_header_id|>assistant<|end_header_id|>\n\n");
 }
 
-static hearth_status render_llama2(struct sbuf *b, const struct chat_msg *m, size_t n)
+static hearth_status render_llama2(struct strbuf *b, const struct chat_msg *m, size_t n)
 {
     const char *sys = NULL;
     size_t i = 0;
     if (n > 0 && role_is(&m[0], "system"))
         sys = m[i++].content;
-    struct sbuf tmp = {0};
+    struct strbuf tmp = {0};
     bool first_turn = true;
     for (; i < n; i++) {
         if (role_is(&m[i], "user")) {
             /* the template strips the whole content, <<SYS>> block included */
             tmp.len = 0;
             if (sys && first_turn) {
-                sb_puts(&tmp, "<<SYS>>\n");
-                sb_puts(&tmp, sys);
-                sb_puts(&tmp, "\n<</SYS>>\n\n");
+                strbuf_puts(&tmp, "<<SYS>>\n");
+                strbuf_puts(&tmp, sys);
+                strbuf_puts(&tmp, "\n<</SYS>>\n\n");
             }
-            sb_puts(&tmp, m[i].content);
+            strbuf_puts(&tmp, m[i].content);
             if (b->len > 0)
-                sb_puts(b, "<s>");
-            sb_puts(b, "[INST] ");
+                strbuf_puts(b, "<s>");
+            strbuf_puts(b, "[INST] ");
             if (!tmp.oom)
-                sb_add_trim(b, tmp.p, tmp.len);
-            sb_puts(b, " [/INST]");
+                add_trimmed(b, tmp.p, tmp.len);
+            strbuf_puts(b, " [/INST]");
             b->oom |= tmp.oom;
         } else if (role_is(&m[i], "assistant")) {
-            sb_puts(b, " ");
-            sb_puts_trim(b, m[i].content);
-            sb_puts(b, " </s>");
+            strbuf_puts(b, " ");
+            puts_trimmed(b, m[i].content);
+            strbuf_puts(b, " </s>");
         } else {
             free(tmp.p);
             return bad_role(CHAT_LLAMA2, i, m[i].role);
@@ -159,7 +128,7 @@ static hearth_status render_llama2(struct sbuf *b, const struct chat_msg *m, siz
     return HEARTH_OK;
 }
 
-static hearth_status render_mistral(struct sbuf *b, const struct chat_msg *m, size_t n)
+static hearth_status render_mistral(struct strbuf *b, const struct chat_msg *m, size_t n)
 {
     const char *sys = NULL;
     size_t i = 0;
@@ -167,17 +136,17 @@ static hearth_status render_mistral(struct sbuf *b, const struct chat_msg *m, si
         sys = m[i++].content;
     for (; i < n; i++) {
         if (role_is(&m[i], "user")) {
-            sb_puts(b, "[INST] ");
+            strbuf_puts(b, "[INST] ");
             if (sys) {
-                sb_puts(b, sys);
-                sb_puts(b, "\n\n");
+                strbuf_puts(b, sys);
+                strbuf_puts(b, "\n\n");
                 sys = NULL;
             }
-            sb_puts(b, m[i].content);
-            sb_puts(b, " [/INST]");
+            strbuf_puts(b, m[i].content);
+            strbuf_puts(b, " [/INST]");
         } else if (role_is(&m[i], "assistant")) {
-            sb_puts(b, m[i].content);
-            sb_puts(b, "</s>");
+            strbuf_puts(b, m[i].content);
+            strbuf_puts(b, "</s>");
         } else {
             return bad_role(CHAT_MISTRAL, i, m[i].role);
         }
@@ -185,30 +154,30 @@ static hearth_status render_mistral(struct sbuf *b, const struct chat_msg *m, si
     return HEARTH_OK;
 }
 
-static void render_gemma(struct sbuf *b, const struct chat_msg *m, size_t n, bool gen)
+static void render_gemma(struct strbuf *b, const struct chat_msg *m, size_t n, bool gen)
 {
     const char *sys = NULL;
     size_t i = 0;
     if (n > 0 && role_is(&m[0], "system"))
         sys = m[i++].content;
     for (; i < n; i++) {
-        sb_puts(b, "<start_of_turn>");
-        sb_puts(b, role_is(&m[i], "assistant") ? "model" : m[i].role);
-        sb_puts(b, "\n");
+        strbuf_puts(b, "<start_of_turn>");
+        strbuf_puts(b, role_is(&m[i], "assistant") ? "model" : m[i].role);
+        strbuf_puts(b, "\n");
         if (sys) {
-            sb_puts(b, sys);
-            sb_puts(b, "\n\n");
+            strbuf_puts(b, sys);
+            strbuf_puts(b, "\n\n");
             sys = NULL;
         }
-        sb_puts_trim(b, m[i].content);
-        sb_puts(b, "<end_of_turn>\n");
+        puts_trimmed(b, m[i].content);
+        strbuf_puts(b, "<end_of_turn>\n");
     }
     /* a lone system message renders as nothing, as in Gemma's template */
     if (gen)
-        sb_puts(b, "<start_of_turn>model\n");
+        strbuf_puts(b, "<start_of_turn>model\n");
 }
 
-static hearth_status render_phi3(struct sbuf *b, const struct chat_msg *m, size_t n, bool gen)
+static hearth_status render_phi3(struct strbuf *b, const struct chat_msg *m, size_t n, bool gen)
 {
     for (size_t i = 0; i < n; i++) {
         bool sys = role_is(&m[i], "system");
@@ -216,14 +185,14 @@ static hearth_status render_phi3(struct sbuf *b, const struct chat_msg *m, size_
             return bad_role(CHAT_PHI3, i, m[i].role);
         if (sys && m[i].content[0] == '\0')
             continue; /* the template skips an empty system turn */
-        sb_puts(b, "<|");
-        sb_puts(b, m[i].role);
-        sb_puts(b, "|>\n");
-        sb_puts(b, m[i].content);
-        sb_puts(b, "<|end|>\n");
+        strbuf_puts(b, "<|");
+        strbuf_puts(b, m[i].role);
+        strbuf_puts(b, "|>\n");
+        strbuf_puts(b, m[i].content);
+        strbuf_puts(b, "<|end|>\n");
     }
     if (gen)
-        sb_puts(b, "<|assistant|>\n");
+        strbuf_puts(b, "<|assistant|>\n");
     return HEARTH_OK;
 }
 
@@ -242,9 +211,9 @@ hearth_status chat_render(enum chat_format f, const struct chat_msg *msgs, size_
         if (i > 0 && (f == CHAT_LLAMA2 || f == CHAT_MISTRAL) && role_is(&msgs[i], "system"))
             return bad_role(f, i, msgs[i].role);
     }
-    struct sbuf b = {0};
+    struct strbuf b = {0};
     hearth_status st = HEARTH_OK;
-    sb_add(&b, "", 0); /* an empty conversation still yields "" */
+    strbuf_add(&b, "", 0); /* an empty conversation still yields "" */
     switch (f) {
     case CHAT_CHATML:
         render_chatml(&b, msgs, n, add_generation_prompt);

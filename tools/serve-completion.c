@@ -26,6 +26,9 @@
 #include <string.h>
 #include <time.h>
 
+#include <cjson/cJSON.h>
+
+#include "chat.h"
 #include "err.h"
 
 /* How long a stream of several choices sleeps after a round in which none had news. */
@@ -40,6 +43,7 @@ void serve__free_choices(struct conn *cn)
         free(c->echo_off);
         free(c->text);
         free(c->lp);
+        cJSON_Delete(c->calls);
     }
     free(cn->ch);
     cn->ch = NULL;
@@ -50,6 +54,22 @@ void serve__free_choices(struct conn *cn)
 static hearth_status prompt_ids(struct serve_server *s, const struct serve_req *rq, size_t i,
                                 int32_t **ids, size_t *n_ids)
 {
+    if (rq->chat && rq->tool_prefill) {
+        /* the reply opens with the start of a call (tool_choice required or named) */
+        char *text = NULL;
+        hearth_status st = chat_render(s->chat->fmt, rq->msgs, rq->n_msgs, true, &text);
+        size_t n = text ? strlen(text) + strlen(rq->tool_prefill) + 1 : 0;
+        char *all = text ? malloc(n) : NULL;
+        if (all) {
+            snprintf(all, n, "%s%s", text, rq->tool_prefill);
+            st = gen_tokenize_prompt(s->tok, all, n - 1, true, ids, n_ids);
+        } else if (st == HEARTH_OK) {
+            st = err_set(HEARTH_ERR_NO_MEMORY, "prompt: out of memory");
+        }
+        free(text);
+        free(all);
+        return st;
+    }
     if (rq->chat)
         return gen_chat_tokenize(s->chat, s->tok, rq->msgs, rq->n_msgs, true, ids, n_ids);
     const struct serve_prompt *p = &rq->prompts[i];
@@ -97,8 +117,13 @@ static hearth_status make_choice(struct serve_server *s, const struct serve_req 
             (int32_t)((uint32_t)s->o.default_max_tokens < room ? (uint32_t)s->o.default_max_tokens
                                                                : room);
     }
-    p.stop = rq->stop;
+    /* a named function is one call: the reply ends with its closing tag */
+    const char *stops[SERVE_MAX_STOP + 1];
+    memcpy(stops, rq->stop, rq->n_stop * sizeof *stops);
+    p.stop = stops;
     p.n_stop = rq->n_stop;
+    if (rq->chat && rq->tool_choice == SERVE_TOOLS_NAMED)
+        stops[p.n_stop++] = "</tool_call>";
     p.chat = rq->chat;
     p.bias_ids = rq->bias_ids;
     p.bias = rq->bias;
@@ -156,6 +181,10 @@ static bool start_completion(struct serve_server *s, struct conn *cn, const stru
             struct serve_choice *c = &cn->ch[i * (size_t)rq->n + (size_t)j];
             err_clear();
             st = make_choice(s, rq, ids, n_ids, j, c);
+            if (st == HEARTH_OK && rq->tool_prefill &&
+                !(c->text = strdup(rq->tool_prefill))) /* the reply's text starts there */
+                st = err_set(HEARTH_ERR_NO_MEMORY, "tools: out of memory");
+            c->len = c->text ? strlen(c->text) : 0;
             /* text_offset counts from the prompt's start: the given text, else the decoded */
             c->sent_chars = rq->chat                         ? 0
                             : rq->prompts[i].text && !rq->echo
@@ -190,6 +219,7 @@ static bool start_completion(struct serve_server *s, struct conn *cn, const stru
     cn->include_usage = rq->include_usage;
     cn->logprobs = rq->logprobs;
     cn->echo = rq->echo;
+    cn->tools = rq->chat && rq->tool_choice != SERVE_TOOLS_NONE;
     return true;
 }
 
@@ -240,6 +270,95 @@ static bool echo_ready(struct conn *cn, struct serve_choice *c, int wait_ms,
     return false;
 }
 
+/* Appends n bytes of text, or n records, to a choice's gathered ones; false when out of memory. */
+static bool gather(struct serve_choice *c, const char *t, size_t n, const struct slots_logprob *lp,
+                   size_t n_lp)
+{
+    if (n > 0) {
+        char *grown = realloc(c->text, c->len + n + 1);
+        if (!grown)
+            return false;
+        c->text = grown;
+        memcpy(c->text + c->len, t, n);
+        c->len += n;
+        c->text[c->len] = '\0';
+    }
+    if (n_lp > 0) {
+        struct slots_logprob *grown = realloc(c->lp, (c->n_lp + n_lp) * sizeof *grown);
+        if (!grown)
+            return false;
+        c->lp = grown;
+        memcpy(c->lp + c->n_lp, lp, n_lp * sizeof *grown);
+        c->n_lp += n_lp;
+    }
+    return true;
+}
+
+/* The choice's tool calls and where its content ends, from the text gathered (once). */
+static void find_calls(const struct conn *cn, int k, size_t *content_len)
+{
+    struct serve_choice *c = &cn->ch[k];
+    char id[96];
+    snprintf(id, sizeof id, "call_%s_%d", strchr(cn->id, '-') ? strchr(cn->id, '-') + 1 : cn->id,
+             k);
+    cJSON_Delete(c->calls);
+    c->calls = serve_tools_parse(c->text ? c->text : "", c->len, id, content_len);
+}
+
+/*
+ * One look at choice k of a stream with tools: content streams until a call
+ * may begin; at the end the calls go as one tool_calls chunk, then the end
+ * ("tool_calls"), with the records gathered along the way.
+ */
+static bool stream_tools_choice(struct conn *cn, int k, int wait_ms)
+{
+    const struct serve_meta *m = &cn->meta;
+    struct serve_choice *c = &cn->ch[k];
+    struct serve_logprobs sl = {cn->srv->tok, c->lp, c->n_lp, "", 0, 0, 0};
+    const struct serve_logprobs *slp = cn->logprobs && c->n_lp > 0 ? &sl : NULL;
+    if (c->t_stage == 1) {
+        set_out(cn, serve_chunk_tool_calls_sse(m, k, c->calls));
+        c->t_stage = 2;
+        return true;
+    }
+    if (c->t_stage >= 2) {
+        c->finished = true;
+        set_out(cn, serve_chunk_sse(m, k, NULL, false,
+                                    c->t_stage == 2 ? "tool_calls" : serve_finish_reason(c->res.stop),
+                                    false, 0, 0, slp));
+        return true;
+    }
+    size_t len = 0, n_lp = 0;
+    struct slots_logprob *lp = NULL;
+    char *t = slots_req_take(c->req, wait_ms, &len, &c->res, cn->logprobs ? &lp : NULL, &n_lp);
+    bool ok = gather(c, t, t ? len : 0, lp, n_lp);
+    free(t);
+    free(lp);
+    if (!ok) {
+        set_out(cn, NULL); /* out of memory: the stream ends with an error */
+        return true;
+    }
+    size_t end = serve_tools_safe_len(c->text ? c->text : "", c->len);
+    if (c->res.done) {
+        find_calls(cn, k, &end);
+        if (!c->calls)
+            end = c->len;
+        c->t_stage = c->calls ? 1 : 3;
+    }
+    if (end > c->t_sent) {
+        char *piece = malloc(end - c->t_sent + 1);
+        if (piece) {
+            memcpy(piece, c->text + c->t_sent, end - c->t_sent);
+            piece[end - c->t_sent] = '\0';
+        }
+        set_out(cn, piece ? serve_chunk_sse(m, k, piece, false, NULL, false, 0, 0, NULL) : NULL);
+        free(piece);
+        c->t_sent = end;
+        return true;
+    }
+    return c->res.done ? stream_tools_choice(cn, k, 0) : false;
+}
+
 /*
  * One look at choice k of a stream: sets the next event and returns true
  * when it has one (its echo, new text, or its end).
@@ -249,6 +368,8 @@ static bool stream_choice(struct conn *cn, int k, int wait_ms)
     const struct serve_meta *m = &cn->meta;
     const struct tokenizer *tok = cn->srv->tok;
     struct serve_choice *c = &cn->ch[k];
+    if (cn->tools)
+        return stream_tools_choice(cn, k, wait_ms);
     if (cn->echo && !c->echoed) {
         struct slots_logprob *plp;
         size_t n_plp;
@@ -368,30 +489,6 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
     return (ssize_t)n;
 }
 
-/* Appends n bytes of text, or n records, to a whole reply's choice; false when out of memory. */
-static bool gather(struct serve_choice *c, const char *t, size_t n, const struct slots_logprob *lp,
-                   size_t n_lp)
-{
-    if (n > 0) {
-        char *grown = realloc(c->text, c->len + n + 1);
-        if (!grown)
-            return false;
-        c->text = grown;
-        memcpy(c->text + c->len, t, n);
-        c->len += n;
-        c->text[c->len] = '\0';
-    }
-    if (n_lp > 0) {
-        struct slots_logprob *grown = realloc(c->lp, (c->n_lp + n_lp) * sizeof *grown);
-        if (!grown)
-            return false;
-        c->lp = grown;
-        memcpy(c->lp + c->n_lp, lp, n_lp * sizeof *grown);
-        c->n_lp += n_lp;
-    }
-    return true;
-}
-
 /*
  * One look at choice c of a whole reply: its echo (the prompt's text and
  * records first), then its text and records as they come. False when out of
@@ -449,6 +546,15 @@ static enum MHD_Result whole_reply(struct MHD_Connection *mc, struct serve_serve
         out[k].text = c->text ? c->text : "";
         out[k].finish = serve_finish_reason(c->res.stop);
         out[k].lp = cn->logprobs ? &sl[k] : NULL;
+        if (cn->tools) {
+            size_t content_len = c->len;
+            find_calls(cn, k, &content_len);
+            if (c->calls) {
+                c->text[content_len] = '\0'; /* the content is what precedes the calls */
+                out[k].tool_calls = c->calls;
+                out[k].finish = "tool_calls";
+            }
+        }
     }
     size_t n_prompt, n_gen;
     usage(cn, &n_prompt, &n_gen);
@@ -506,6 +612,38 @@ enum MHD_Result serve__completion(struct MHD_Connection *mc, struct serve_server
             nanosleep(&(struct timespec){0, POLL_MS * 1000000L}, NULL);
     }
     return whole_reply(mc, s, cn);
+}
+
+enum MHD_Result serve__apply_template(struct MHD_Connection *mc, struct serve_server *s,
+                                      struct conn *cn)
+{
+    struct serve_req rq;
+    struct serve_error e;
+    if (!serve_parse_request(cn->body ? cn->body : "", cn->len, true, &rq, &e))
+        return serve__send_error(mc, s, &e);
+    char *text = NULL;
+    err_clear();
+    hearth_status st = chat_render(s->chat->fmt, rq.msgs, rq.n_msgs, true, &text);
+    cJSON *o = st == HEARTH_OK ? cJSON_CreateObject() : NULL;
+    if (st != HEARTH_OK) {
+        bool bad = st == HEARTH_ERR_INVALID_ARG;
+        serve_error_set(&e, bad ? 400 : 500, bad ? "invalid_request_error" : "server_error",
+                        "messages", NULL, "%s", hearth_last_error());
+        serve_req_free(&rq);
+        return serve__send_error(mc, s, &e);
+    }
+    size_t n = strlen(text) + (rq.tool_prefill ? strlen(rq.tool_prefill) : 0) + 1;
+    char *all = malloc(n);
+    if (all)
+        snprintf(all, n, "%s%s", text, rq.tool_prefill ? rq.tool_prefill : "");
+    if (o && all)
+        cJSON_AddStringToObject(o, "prompt", all);
+    char *json = o && all ? cJSON_PrintUnformatted(o) : NULL;
+    cJSON_Delete(o);
+    free(all);
+    free(text);
+    serve_req_free(&rq);
+    return serve__send_json(mc, s, 200, json);
 }
 
 #else

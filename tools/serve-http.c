@@ -239,7 +239,8 @@ static enum MHD_Result route(struct serve_server *s, struct MHD_Connection *c, s
     bool is_chat = !strcmp(url, "/v1/chat/completions"), is_cmpl = !strcmp(url, "/v1/completions");
     bool is_models = !strcmp(url, "/v1/models"), is_metrics = !strcmp(url, "/metrics");
     bool is_tok = !strcmp(url, "/tokenize"), is_detok = !strcmp(url, "/detokenize");
-    if (!is_chat && !is_cmpl && !is_models && !is_metrics && !is_tok && !is_detok) {
+    bool is_tmpl = !strcmp(url, "/apply-template");
+    if (!is_chat && !is_cmpl && !is_models && !is_metrics && !is_tok && !is_detok && !is_tmpl) {
         struct serve_error e;
         serve_error_set(&e, 404, "invalid_request_error", NULL, "not_found",
                         "no such endpoint: %.200s", url);
@@ -268,6 +269,8 @@ static enum MHD_Result route(struct serve_server *s, struct MHD_Connection *c, s
             return serve__send_error(c, s, &e);
         return serve__send_json(c, s, 200, out);
     }
+    if (is_tmpl)
+        return serve__apply_template(c, s, cn);
     if (atomic_load(&s->draining))
         return fail(c, s, 503, "server_error", NULL, "shutting_down",
                     "the server is shutting down");

@@ -40,11 +40,17 @@ struct serve_choice {
     char *echo_text;
     size_t echo_len;
     size_t *echo_off;
-    /* a whole reply: text and records gathered */
+    /* a whole reply, or a stream with tools: text (after the tool prefill) and records
+       gathered */
     char *text;
     size_t len;
     struct slots_logprob *lp;
     size_t n_lp;
+    /* a stream with tools: content bytes of text sent; what is due at the end (0: text,
+       1: the tool calls, 2: the end after calls, 3: the end without) */
+    size_t t_sent;
+    int t_stage;
+    struct cJSON *calls;
 };
 
 /* Per connection (MHD's con_cls). */
@@ -61,6 +67,7 @@ struct conn {
     struct serve_meta meta;
     char id[48];
     bool include_usage, logprobs, echo;
+    bool tools; /* chat with tools offered: replies are scanned for calls */
     MHD_socket fd;
     /* stream state: pending bytes of the current event */
     char *out;
@@ -81,6 +88,13 @@ bool serve__peer_gone(MHD_socket fd);
 /* POST /v1/chat/completions (chat) and /v1/completions (serve-completion.c). */
 enum MHD_Result serve__completion(struct MHD_Connection *c, struct serve_server *s,
                                   struct conn *cn, bool chat);
+/*
+ * POST /apply-template (llama.cpp's server's endpoint): a chat request's
+ * messages (and tools) rendered as the prompt the model would get,
+ * {"prompt": text}, without generating.
+ */
+enum MHD_Result serve__apply_template(struct MHD_Connection *c, struct serve_server *s,
+                                      struct conn *cn);
 /* Releases the choices' requests (cancelling what still runs) and frees them. */
 void serve__free_choices(struct conn *cn);
 

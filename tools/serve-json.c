@@ -124,6 +124,20 @@ static bool get_bool(const cJSON *root, const char *name, bool *out, struct serv
     return true;
 }
 
+/* Keeps a string the request owns (freed with it); false when out of memory (s freed). */
+static bool own(struct serve_req *r, char *s, struct serve_error *e)
+{
+    char **grown = s ? realloc(r->parts, (r->n_parts + 1) * sizeof *grown) : NULL;
+    if (!grown) {
+        free(s);
+        serve_error_set(e, 500, "server_error", NULL, NULL, "out of memory");
+        return false;
+    }
+    r->parts = grown;
+    r->parts[r->n_parts++] = s;
+    return true;
+}
+
 /* Content as a string, or an array of {"type":"text","text":...} parts joined. */
 static bool get_content(struct serve_req *r, const cJSON *c, size_t i, const char **out,
                         struct serve_error *e)
@@ -153,16 +167,8 @@ static bool get_content(struct serve_req *r, const cJSON *c, size_t i, const cha
         total += strlen(text->valuestring);
     }
     char *joined = malloc(total);
-    char **grown = realloc(r->parts, (r->n_parts + 1) * sizeof *grown);
-    if (!joined || !grown) {
-        free(joined);
-        if (grown)
-            r->parts = grown;
-        serve_error_set(e, 500, "server_error", NULL, NULL, "out of memory");
+    if (!own(r, joined, e))
         return false;
-    }
-    r->parts = grown;
-    r->parts[r->n_parts++] = joined;
     size_t at = 0;
     cJSON_ArrayForEach(part, c)
     {
@@ -196,7 +202,7 @@ static bool parse_messages(const cJSON *root, struct serve_req *r, struct serve_
         serve_error_set(e, 500, "server_error", NULL, NULL, "out of memory");
         return false;
     }
-    static const char *const roles[] = {"system", "user", "assistant", "developer"};
+    static const char *const roles[] = {"system", "user", "assistant", "developer", "tool"};
     size_t i = 0;
     const cJSON *m;
     cJSON_ArrayForEach(m, msgs)
@@ -214,18 +220,40 @@ static bool parse_messages(const cJSON *root, struct serve_req *r, struct serve_
                 rs = k == 3 ? "system" : roles[k]; /* OpenAI's newer name for system */
         if (!rs) {
             serve_error_set(e, 400, "invalid_request_error", "messages", NULL,
-                            "messages[%zu].role is '%.64s', expected system, user or assistant", i,
-                            role->valuestring);
+                            "messages[%zu].role is '%.64s', expected system, user, assistant or "
+                            "tool",
+                            i, role->valuestring);
             return false;
         }
-        if (!content) {
+        const cJSON *calls = cJSON_GetObjectItemCaseSensitive(m, "tool_calls");
+        bool has_calls = !strcmp(rs, "assistant") && cJSON_IsArray(calls) && calls->child;
+        if (calls && !cJSON_IsNull(calls) && !cJSON_IsArray(calls)) {
+            serve_error_set(e, 400, "invalid_request_error", "messages", NULL,
+                            "messages[%zu].tool_calls must be an array", i);
+            return false;
+        }
+        if (!content || (cJSON_IsNull(content) && !has_calls)) {
             serve_error_set(e, 400, "invalid_request_error", "messages", NULL,
                             "messages[%zu].content is required", i);
             return false;
         }
         r->msgs[i].role = rs;
-        if (!get_content(r, content, i, &r->msgs[i].content, e))
+        r->msgs[i].content = NULL;
+        if (!cJSON_IsNull(content) && !get_content(r, content, i, &r->msgs[i].content, e))
             return false;
+        if (has_calls) {
+            /* the calls the model made, written back as it would have written them */
+            char *t = serve_tools_render_calls(calls, r->msgs[i].content, i, e);
+            if (!t || !own(r, t, e))
+                return false;
+            r->msgs[i].content = t;
+        } else if (!strcmp(rs, "tool")) {
+            char *t = serve_tools_render_result(r->msgs[i].content);
+            if (!own(r, t, e))
+                return false;
+            r->msgs[i].role = "user"; /* every family has a user turn; not all a tool role */
+            r->msgs[i].content = t;
+        }
         i++;
     }
     r->n_msgs = i;
@@ -461,6 +489,35 @@ static bool parse_sampling(const cJSON *root, struct serve_req *r, struct serve_
     return true;
 }
 
+/* The tools' text joins the system message, or leads as one. */
+static bool offer_tools(struct serve_req *r, struct serve_error *e)
+{
+    if (!r->tools_text)
+        return true;
+    if (!strcmp(r->msgs[0].role, "system")) {
+        const char *sys = r->msgs[0].content;
+        size_t n = strlen(sys) + 2 + strlen(r->tools_text) + 1;
+        char *t = malloc(n);
+        if (t)
+            snprintf(t, n, "%s\n\n%s", sys, r->tools_text);
+        if (!own(r, t, e))
+            return false;
+        r->msgs[0].content = t;
+        return true;
+    }
+    struct chat_msg *grown = realloc(r->msgs, (r->n_msgs + 1) * sizeof *grown);
+    if (!grown) {
+        serve_error_set(e, 500, "server_error", NULL, NULL, "out of memory");
+        return false;
+    }
+    r->msgs = grown;
+    memmove(r->msgs + 1, r->msgs, r->n_msgs * sizeof *r->msgs);
+    r->msgs[0].role = "system";
+    r->msgs[0].content = r->tools_text;
+    r->n_msgs++;
+    return true;
+}
+
 bool serve_parse_request(const char *body, size_t len, bool chat, struct serve_req *r,
                          struct serve_error *e)
 {
@@ -508,6 +565,8 @@ bool serve_parse_request(const char *body, size_t len, bool chat, struct serve_r
                         r->n, chat ? (size_t)1 : r->n_prompts, SERVE_MAX_CHOICES);
         goto fail;
     }
+    if (chat && (!serve_parse_tools(root, r, e) || !offer_tools(r, e)))
+        goto fail;
     if (!parse_sampling(root, r, e) || !parse_stop(root, r, e) || !parse_logit_bias(root, r, e) ||
         !parse_logprobs(root, chat, r, e) || !refuse_unsupported(root, e))
         goto fail;
@@ -545,6 +604,8 @@ void serve_req_free(struct serve_req *r)
     for (size_t i = 0; i < r->n_prompts; i++)
         free(r->prompts[i].ids);
     free(r->prompts);
+    free(r->tools_text);
+    free(r->tool_prefill);
     cJSON_Delete(r->json);
     memset(r, 0, sizeof *r);
 }
@@ -629,7 +690,13 @@ char *serve_response_json(const struct serve_meta *m, const struct serve_choice_
             cJSON *msg = cJSON_AddObjectToObject(c, "message");
             if (msg) {
                 cJSON_AddStringToObject(msg, "role", "assistant");
-                cJSON_AddStringToObject(msg, "content", ch[i].text);
+                if (ch[i].tool_calls && !ch[i].text[0])
+                    cJSON_AddNullToObject(msg, "content");
+                else
+                    cJSON_AddStringToObject(msg, "content", ch[i].text);
+                if (ch[i].tool_calls)
+                    cJSON_AddItemToObject(msg, "tool_calls",
+                                          cJSON_Duplicate(ch[i].tool_calls, true));
             }
         } else {
             cJSON_AddStringToObject(c, "text", ch[i].text);
@@ -693,6 +760,33 @@ char *serve_chunk_sse(const struct serve_meta *m, int index, const char *text, b
     }
     add_logprobs(c, m->chat, lp);
     add_finish(c, finish);
+    return frame(o);
+}
+
+char *serve_chunk_tool_calls_sse(const struct serve_meta *m, int index, const cJSON *tool_calls)
+{
+    cJSON *o = base_object(m, true);
+    cJSON *choices = o ? cJSON_AddArrayToObject(o, "choices") : NULL;
+    cJSON *c = choices ? cJSON_CreateObject() : NULL;
+    cJSON *d = c ? cJSON_AddObjectToObject(c, "delta") : NULL;
+    cJSON *calls = d ? cJSON_Duplicate(tool_calls, true) : NULL;
+    if (!calls) {
+        cJSON_Delete(c);
+        cJSON_Delete(o);
+        return NULL;
+    }
+    cJSON_AddItemToArray(choices, c);
+    cJSON_AddNumberToObject(c, "index", index);
+    /* a streamed call names its position in the message's list */
+    int k = 0;
+    cJSON *call;
+    cJSON_ArrayForEach(call, calls)
+    {
+        cJSON_AddNumberToObject(call, "index", k++);
+    }
+    cJSON_AddItemToObject(d, "tool_calls", calls);
+    cJSON_AddNullToObject(c, "logprobs");
+    add_finish(c, NULL);
     return frame(o);
 }
 

@@ -27,11 +27,17 @@ int cmd_serve(int argc, char **argv);
 #include "sampler.h"
 #include "slots.h"
 
+struct cJSON; /* cjson/cJSON.h, which only the .c files include */
+
 #define SERVE_MAX_STOP 4
 #define SERVE_MAX_MSGS 1024
 #define SERVE_BODY_LIMIT (1u << 20)
 #define SERVE_MAX_BIAS 1024 /* logit_bias entries */
 #define SERVE_MAX_CHOICES 64 /* prompts x n in one request */
+#define SERVE_MAX_TOOLS 128
+
+/* tool_choice (serve-tools.c) */
+enum serve_tool_choice { SERVE_TOOLS_NONE, SERVE_TOOLS_AUTO, SERVE_TOOLS_REQUIRED, SERVE_TOOLS_NAMED };
 
 /* One completions prompt: text, or token ids taken as given. */
 struct serve_prompt {
@@ -63,6 +69,11 @@ struct serve_req {
     size_t n_bias;
     bool logprobs;      /* chat's logprobs: true; completions' logprobs: a number */
     int top_logprobs;   /* alternatives per token, 0..SLOTS_MAX_TOP */
+    /* chat's tools: the system text offering them (NULL: none offered, or tool_choice
+       none), the text that opens the reply (required / named), both malloc'd */
+    enum serve_tool_choice tool_choice;
+    char *tools_text;
+    char *tool_prefill;
 };
 
 /* An OpenAI-style error: HTTP status, message, the offending field (or NULL), code. */
@@ -117,7 +128,6 @@ struct serve_logprobs {
     size_t base_bytes, base_chars;
 };
 
-struct cJSON;
 /* The choice's "logprobs" object, chat's or completions' shape; NULL when out of memory. */
 struct cJSON *serve_logprobs_json(bool chat, const struct serve_logprobs *l);
 /* Characters (code points) in the UTF-8 text s[0..n). */
@@ -137,6 +147,7 @@ struct serve_choice_out {
     const char *text;
     const char *finish;
     const struct serve_logprobs *lp;
+    const struct cJSON *tool_calls; /* chat: the message's tool_calls (content null if empty) */
 };
 /* A whole (non-streamed) response with choices c[0..n) (index = position), malloc'd. */
 char *serve_response_json(const struct serve_meta *m, const struct serve_choice_out *c, size_t n,
@@ -150,10 +161,37 @@ char *serve_response_json(const struct serve_meta *m, const struct serve_choice_
 char *serve_chunk_sse(const struct serve_meta *m, int index, const char *text, bool role_delta,
                       const char *finish, bool usage, size_t n_prompt, size_t n_gen,
                       const struct serve_logprobs *lp);
+/* A stream chunk whose delta carries choice index's tool_calls (chat), malloc'd. */
+char *serve_chunk_tool_calls_sse(const struct serve_meta *m, int index,
+                                 const struct cJSON *tool_calls);
 /* GET /v1/models, malloc'd. */
 char *serve_models_json(const char *model, long long created);
 
 struct tokenizer;
+
+/*
+ * Function calling (serve-tools.c). serve_parse_tools reads tools and
+ * tool_choice of a chat request into r (tool_choice, tools_text,
+ * tool_prefill); false with e filled (400 naming tools or tool_choice).
+ */
+bool serve_parse_tools(const struct cJSON *root, struct serve_req *r, struct serve_error *e);
+/* An assistant message's content with its tool_calls written after it (malloc'd); NULL
+   with e filled for a malformed call (message i) or out of memory. */
+char *serve_tools_render_calls(const struct cJSON *calls, const char *content, size_t i,
+                               struct serve_error *e);
+/* A tool message's content as the user turn that carries it (malloc'd; NULL: out of memory). */
+char *serve_tools_render_result(const char *content);
+/*
+ * The tool calls in a reply's text[0..len) (the prefill included), as
+ * OpenAI's tool_calls array (ids id_prefix_K), NULL when there is none;
+ * *content_len: the bytes of text before them (all of it without calls).
+ */
+struct cJSON *serve_tools_parse(const char *text, size_t len, const char *id_prefix,
+                                size_t *content_len);
+/* Bytes of text[0..len) that may stream as content: up to a call's opening tag, or up to a
+   tail that may become one. */
+size_t serve_tools_safe_len(const char *text, size_t len);
+
 /*
  * POST /tokenize and /detokenize (serve-tokenize.c): body[0..len) in, the
  * response JSON (malloc'd) in *out; false with e filled (400 naming the

@@ -1,6 +1,7 @@
 """The official `openai` client against `hearth serve`: chat and completions,
 streamed and not, stop strings, seeds, logit_bias, logprobs and echo, several prompts and
-n choices, /tokenize and /detokenize, usage counts, /v1/models."""
+n choices, tool calls, /tokenize, /detokenize and /apply-template, usage counts,
+/v1/models."""
 import math
 import time
 
@@ -233,6 +234,62 @@ def choices():
     check(roles == [1, 1, 1] and texts == got, (roles, texts, got))
 
 
+TOOLS = [{"type": "function", "function": {
+    "name": "get_weather", "description": "Current weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                   "required": ["city"]}}}]
+
+
+def tools():
+    ask = {"role": "user", "content": "What is the weather in Paris?"}
+    called = {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "c1", "type": "function",
+         "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]}
+    result = {"role": "tool", "tool_call_id": "c1", "content": "18 C, sunny"}
+    # the prompt: tools offered in the system turn, the call and its result written back
+    st, _, raw = request("POST", "/apply-template",
+                         {"messages": [ask, called, result], "tools": TOOLS})
+    prompt = json.loads(raw)["prompt"]
+    check(st == 200 and "<tools>\n" + json.dumps(TOOLS[0]["function"], separators=(",", ":"))
+          in prompt, prompt)
+    check('<tool_call>\n{"name":"get_weather","arguments":{"city":"Paris"}}\n</tool_call>'
+          in prompt, prompt)
+    check("<tool_response>\n18 C, sunny\n</tool_response>" in prompt, prompt)
+    st, _, raw = request("POST", "/apply-template",
+                         {"messages": [ask], "tools": TOOLS, "tool_choice": "none"})
+    check(st == 200 and "<tools>" not in json.loads(raw)["prompt"], raw)
+    st, _, raw = request("POST", "/apply-template",
+                         {"messages": [ask], "tools": TOOLS, "tool_choice": "required"})
+    check(json.loads(raw)["prompt"].endswith('<tool_call>\n{"name": "'), raw)
+
+    # a named function: the reply is that call, arguments a JSON string, content null
+    kw = dict(model=MODEL, messages=[ask], tools=TOOLS, temperature=0, max_tokens=48,
+              tool_choice={"type": "function", "function": {"name": "get_weather"}})
+    r = client.chat.completions.create(**kw)
+    c = r.choices[0]
+    check(c.finish_reason == "tool_calls" and c.message.content is None, c)
+    calls = c.message.tool_calls
+    check(len(calls) == 1 and calls[0].type == "function" and calls[0].id, calls)
+    check(calls[0].function.name == "get_weather", calls)
+    check(isinstance(json.loads(calls[0].function.arguments), dict), calls)
+    streamed, finish = {}, None
+    for ch in client.chat.completions.create(stream=True, **kw):
+        for x in ch.choices:
+            finish = x.finish_reason or finish
+            check(not x.delta.content, x.delta)  # a call is never streamed as content
+            for tc in x.delta.tool_calls or []:
+                streamed[tc.index] = (tc.id, tc.function.name, tc.function.arguments)
+    check(finish == "tool_calls" and len(streamed) == 1, (finish, streamed))
+    check(streamed[0][1:] == (calls[0].function.name, calls[0].function.arguments),
+          (streamed, calls))
+    # the conversation goes on with the result, the model free to answer in words
+    r = client.chat.completions.create(model=MODEL, messages=[ask, called, result],
+                                       tools=TOOLS, temperature=0, max_tokens=16)
+    c = r.choices[0]
+    check(c.finish_reason in ("stop", "length", "tool_calls"), c)
+    check(c.message.content or c.message.tool_calls, c)
+
+
 def errors_through_client():
     try:
         client.chat.completions.create(model=MODEL, messages=MSG, temperature=-1)
@@ -256,5 +313,6 @@ logit_bias()
 tokenize()
 logprobs()
 choices()
+tools()
 errors_through_client()
 print("test_openai: ok")
