@@ -2,7 +2,7 @@
 """Load test of `hearth serve`: aggregate generated tokens/s at several client counts.
 
 usage: serve-load.py --url http://127.0.0.1:8080 [--clients 1,4,16] [--max-tokens 64]
-                     [--seconds 20] [--api-key KEY]
+                     [--seconds 20] [--api-key KEY] [--prompts 1]
 
 Each client is a thread that sends /v1/completions requests back to back
 (greedy, a different prompt per client, max_tokens each) until the time is
@@ -11,7 +11,8 @@ it finishes. Aggregate tokens/s = all credited tokens / wall time from the
 first request to the last reply; also prints the mean per-request latency and
 per-client tokens/s. Standard library only. Start the server with
 --parallel >= the largest client count, or requests queue (that is measured
-too, as lower throughput per client).
+too, as lower throughput per client). --prompts P sends P prompts in each
+request (P choices, batched by the server like P clients).
 """
 import argparse
 import http.client
@@ -30,12 +31,14 @@ PROMPTS = ["Once upon a time, in a small village by the sea,",
            "Dear diary, today was a strange day because"]
 
 
-def client(url, key, idx, max_tokens, stop_at, out):
+def client(url, key, idx, max_tokens, stop_at, out, n_prompts=1):
     u = urllib.parse.urlparse(url)
     tokens = reqs = 0
     lat = 0.0
     while time.time() < stop_at:
-        body = json.dumps({"prompt": PROMPTS[idx % len(PROMPTS)] + f" ({idx})",
+        prompts = [PROMPTS[(idx * n_prompts + j) % len(PROMPTS)] + f" ({idx}.{j})"
+                   for j in range(n_prompts)]
+        body = json.dumps({"prompt": prompts if n_prompts > 1 else prompts[0],
                            "max_tokens": max_tokens, "temperature": 0})
         h = {"Content-Type": "application/json"}
         if key:
@@ -54,11 +57,12 @@ def client(url, key, idx, max_tokens, stop_at, out):
     out[idx] = (tokens, reqs, lat, time.time())
 
 
-def run(url, key, n, max_tokens, seconds):
+def run(url, key, n, max_tokens, seconds, n_prompts=1):
     out = [None] * n
     t0 = time.time()
     stop_at = t0 + seconds
-    ts = [threading.Thread(target=client, args=(url, key, i, max_tokens, stop_at, out))
+    ts = [threading.Thread(target=client,
+                           args=(url, key, i, max_tokens, stop_at, out, n_prompts))
           for i in range(n)]
     for t in ts:
         t.start()
@@ -78,12 +82,13 @@ def main():
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--api-key", default="")
+    ap.add_argument("--prompts", type=int, default=1, help="prompts per request")
     a = ap.parse_args()
     base = None
     print(f"{'clients':>7} {'requests':>8} {'tokens':>7} {'wall s':>7} {'agg tok/s':>9} "
           f"{'per-client':>10} {'latency s':>9} {'vs 1':>6}")
     for n in [int(x) for x in a.clients.split(",")]:
-        tokens, reqs, wall, lat = run(a.url, a.api_key, n, a.max_tokens, a.seconds)
+        tokens, reqs, wall, lat = run(a.url, a.api_key, n, a.max_tokens, a.seconds, a.prompts)
         tps = tokens / wall
         base = base or tps
         print(f"{n:>7} {reqs:>8} {tokens:>7} {wall:>7.1f} {tps:>9.1f} {tps / n:>10.1f} "

@@ -138,7 +138,7 @@ static enum MHD_Result serve_metrics(struct MHD_Connection *c, struct serve_serv
         return MHD_NO;
     int n = snprintf(
         b, cap,
-        "# HELP hearth_requests_total Completion requests accepted into the queue.\n"
+        "# HELP hearth_requests_total Completions (one per choice) accepted into the queue.\n"
         "# TYPE hearth_requests_total counter\nhearth_requests_total %llu\n"
         "# HELP hearth_requests_rejected_total Requests refused: queue full or shutting down.\n"
         "# TYPE hearth_requests_rejected_total counter\nhearth_requests_rejected_total %llu\n"
