@@ -3,6 +3,8 @@ streamed and not, stop strings, seeds, logit_bias, logprobs and echo, several pr
 n choices, tool calls, /tokenize, /detokenize and /apply-template, usage counts,
 /v1/models."""
 import math
+import os
+import subprocess
 import time
 
 import openai
@@ -198,6 +200,32 @@ def logprobs():
         "".join(lp.tokens[:2]))], streamed)
 
 
+def echo_matches_perplexity():
+    # echo's prompt scores against `hearth perplexity` on the same 128 tokens of real text:
+    # the tool scores tokens 65..127 from its own forward passes; the mean of echo's values
+    # there must give its perplexity
+    src, exe = os.environ.get("HEARTH_SOURCE_DIR"), os.environ.get("HEARTH_BIN")
+    if not src or not exe:
+        print("test_openai: echo_matches_perplexity skipped (no HEARTH_BIN)")
+        return
+    text_path = os.path.join(src, "tests", "data", "kjv-genesis.txt")
+    model = os.path.join(src, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")
+    out = subprocess.run([exe, "perplexity", "-m", model, "-f", text_path, "-c", "128",
+                          "--chunks", "1", "-t", "2", "--json"], capture_output=True, text=True,
+                         timeout=600)
+    check(out.returncode == 0, out.stderr)
+    ppl = json.loads(out.stdout)["ppl"]
+    with open(text_path, encoding="utf-8") as f:
+        head = f.read(4000)
+    ids = json.loads(request("POST", "/tokenize", {"content": head, "parse_special": False})[2])[
+        "tokens"][:128]
+    e = client.completions.create(model=MODEL, prompt=ids, max_tokens=0, logprobs=0, echo=True)
+    lps = e.choices[0].logprobs.token_logprobs
+    check(len(lps) == 128, len(lps))
+    got = math.exp(-sum(lps[65:128]) / 63)
+    check(abs(got - ppl) <= 1e-5 * ppl, f"echo gives perplexity {got}, hearth perplexity {ppl}")
+
+
 def choices():
     # several prompts in one request: choice i is prompt i's reply, as if sent alone
     prompts = ["The capital of France is", "1, 2, 3,", "Once upon a time"]
@@ -312,6 +340,7 @@ seeds()
 logit_bias()
 tokenize()
 logprobs()
+echo_matches_perplexity()
 choices()
 tools()
 errors_through_client()
