@@ -41,7 +41,7 @@ static void check_call(const cJSON *calls, int k, const char *name, const char *
 
 static cJSON *parse(const char *text, size_t *content_len)
 {
-    return serve_tools_parse(text, strlen(text), "call_t", content_len);
+    return serve_tools_parse(text, strlen(text), "call_t", "\nf\ng\n", content_len);
 }
 
 TEST(calls_in_text)
@@ -81,14 +81,45 @@ TEST(calls_in_text)
     cJSON_Delete(calls);
 }
 
+/* Llama 3.1's and Mistral's bare forms: only offered names, only a whole reply. */
+TEST(bare_calls)
+{
+    size_t cl = 1;
+    cJSON *calls = parse(" {\"name\": \"f\", \"parameters\": {\"x\": 1}}\n", &cl);
+    CHECK_INT_EQ(cJSON_GetArraySize(calls), 1);
+    check_call(calls, 0, "f", "{\"x\":1}");
+    CHECK_INT_EQ(cl, 0);
+    cJSON_Delete(calls);
+    calls = parse("[{\"name\": \"g\", \"arguments\": {}}, {\"name\": \"f\"}]", &cl);
+    CHECK_INT_EQ(cJSON_GetArraySize(calls), 2);
+    check_call(calls, 0, "g", "{}");
+    check_call(calls, 1, "f", "{}");
+    cJSON_Delete(calls);
+    /* a JSON answer is not a call: a name not offered, more text, a prefix of a name, [] */
+    const char *nots[] = {"{\"name\": \"h\", \"arguments\": {}}", "{\"name\": \"f\"} and more",
+                          "{\"name\": \"\"}", "[]", "[{\"name\": \"f\"}, 3]",
+                          "{\"city\": \"Paris\"}"};
+    for (size_t i = 0; i < sizeof nots / sizeof nots[0]; i++) {
+        calls = parse(nots[i], &cl);
+        CHECK_MSG(calls == NULL, "'%s' gave calls", nots[i]);
+        CHECK_INT_EQ(cl, strlen(nots[i]));
+        cJSON_Delete(calls);
+    }
+    /* without names (no tools offered) nothing bare is a call */
+    calls = serve_tools_parse("{\"name\": \"f\"}", 13, "c", NULL, &cl);
+    CHECK(calls == NULL);
+}
+
 TEST(stream_holds_back_a_possible_tag)
 {
     static const struct {
         const char *text;
         size_t safe;
-    } cases[] = {{"Hello", 5},          {"Hello <tool", 6}, {"Hello <tool_call>{\"n", 6},
-                 {"a<", 1},             {"<tool_call", 0},  {"x < y", 5},
-                 {"<tool_cal x", 11},   {"", 0},            {"<<tool_call>", 1}};
+    } cases[] = {{"Hello", 5},        {"Hello <tool", 6}, {"Hello <tool_call>{\"n", 6},
+                 {"a<", 1},           {"<tool_call", 0},  {"x < y", 5},
+                 {"<tool_cal x", 11}, {"", 0},            {"<<tool_call>", 1},
+                 {" {\"name", 0},     {"[1, 2", 0},       {"  ", 0},
+                 {"a {b}", 5}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         CHECK_MSG(serve_tools_safe_len(cases[i].text, strlen(cases[i].text)) == cases[i].safe,
                   "'%s': %zu, expected %zu", cases[i].text,
@@ -126,10 +157,12 @@ TEST(conversation_rendered)
     CHECK(strstr(r.msgs[0].content, "{\"name\":\"get_weather\",\"parameters\":{\"type\":\"object\"}}"));
     CHECK(r.tool_prefill && !strcmp(r.tool_prefill,
                                     "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": "));
+    CHECK(r.tool_names && !strcmp(r.tool_names, "\nget_weather\n"));
     /* the call written back parses to the same call */
     CHECK(!strcmp(r.msgs[2].role, "assistant"));
     size_t cl = 0;
-    cJSON *calls = serve_tools_parse(r.msgs[2].content, strlen(r.msgs[2].content), "x", &cl);
+    cJSON *calls =
+        serve_tools_parse(r.msgs[2].content, strlen(r.msgs[2].content), "x", r.tool_names, &cl);
     CHECK_INT_EQ(cJSON_GetArraySize(calls), 1);
     check_call(calls, 0, "get_weather", "{\"city\":\"Paris\"}");
     CHECK_INT_EQ(cl, 0);
@@ -235,7 +268,7 @@ TEST(completion_logprobs_offsets)
     model_free(m);
 }
 
-TEST_MAIN(TEST_CASE(calls_in_text), TEST_CASE(stream_holds_back_a_possible_tag),
+TEST_MAIN(TEST_CASE(calls_in_text), TEST_CASE(bare_calls), TEST_CASE(stream_holds_back_a_possible_tag),
           TEST_CASE(conversation_rendered), TEST_CASE(completion_logprobs_offsets))
 
 #else

@@ -48,6 +48,8 @@ void serve__free_choices(struct conn *cn)
     free(cn->ch);
     cn->ch = NULL;
     cn->n_ch = 0;
+    free(cn->tool_names); /* the connection's, freed with its choices */
+    cn->tool_names = NULL;
 }
 
 /* The prompt's token ids: the chat rendered, a text tokenized, or ids copied. */
@@ -220,6 +222,8 @@ static bool start_completion(struct serve_server *s, struct conn *cn, const stru
     cn->logprobs = rq->logprobs;
     cn->echo = rq->echo;
     cn->tools = rq->chat && rq->tool_choice != SERVE_TOOLS_NONE;
+    if (cn->tools && rq->tool_names)
+        cn->tool_names = strdup(rq->tool_names); /* NULL (out of memory): tagged calls only */
     return true;
 }
 
@@ -302,7 +306,7 @@ static void find_calls(const struct conn *cn, int k, size_t *content_len)
     snprintf(id, sizeof id, "call_%s_%d", strchr(cn->id, '-') ? strchr(cn->id, '-') + 1 : cn->id,
              k);
     cJSON_Delete(c->calls);
-    c->calls = serve_tools_parse(c->text ? c->text : "", c->len, id, content_len);
+    c->calls = serve_tools_parse(c->text ? c->text : "", c->len, id, cn->tool_names, content_len);
 }
 
 /*

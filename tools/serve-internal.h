@@ -67,7 +67,8 @@ struct conn {
     struct serve_meta meta;
     char id[48];
     bool include_usage, logprobs, echo;
-    bool tools; /* chat with tools offered: replies are scanned for calls */
+    bool tools;       /* chat with tools offered: replies are scanned for calls */
+    char *tool_names; /* serve_req.tool_names, for bare calls (owned) */
     MHD_socket fd;
     /* stream state: pending bytes of the current event */
     char *out;

@@ -606,6 +606,7 @@ void serve_req_free(struct serve_req *r)
     free(r->prompts);
     free(r->tools_text);
     free(r->tool_prefill);
+    free(r->tool_names);
     cJSON_Delete(r->json);
     memset(r, 0, sizeof *r);
 }

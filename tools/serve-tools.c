@@ -11,7 +11,10 @@
  *    (every family can render a user turn; not all know a tool role);
  *  - the reply is scanned for <tool_call> blocks, each a JSON object with a
  *    string "name" and "arguments" (or "parameters") that becomes one
- *    tool_calls entry; the text before the first block is the content.
+ *    tool_calls entry; the text before the first block is the content. A
+ *    reply that is only such an object, or an array of them, naming offered
+ *    functions, is taken as calls too: models trained on their own format
+ *    (Llama 3.1's JSON, Mistral's [TOOL_CALLS] array) answer that way.
  * tool_choice "required" opens the reply with `<tool_call>\n{"name": "` and a
  * named function with its name and `"arguments": `: the model continues a
  * call it cannot decline, without any grammar. "none" renders no tools.
@@ -100,7 +103,8 @@ bool serve_parse_tools(const struct cJSON *root, struct serve_req *r, struct ser
     if (!cJSON_IsArray(tools) || cJSON_GetArraySize(tools) > SERVE_MAX_TOOLS)
         return bad(e, "'tools' must be an array of at most %d tools", SERVE_MAX_TOOLS);
     bool found = named == NULL;
-    struct strbuf b = {0};
+    struct strbuf b = {0}, names = {0};
+    strbuf_puts(&names, "\n");
     strbuf_puts(&b, "You can call functions to help with the user's request. They are described "
                "below in JSON Schema, one per line, within <tools></tools>:\n<tools>\n");
     int i = 0;
@@ -113,12 +117,16 @@ bool serve_parse_tools(const struct cJSON *root, struct serve_req *r, struct ser
         const cJSON *params = cJSON_GetObjectItemCaseSensitive(f, "parameters");
         if (!cJSON_IsObject(t) || !cJSON_IsString(type) || strcmp(type->valuestring, "function") ||
             !cJSON_IsObject(f) || !cJSON_IsString(name) || !name->valuestring[0] ||
-            (params && !cJSON_IsObject(params) && !cJSON_IsNull(params))) {
+            (params && !cJSON_IsObject(params) && !cJSON_IsNull(params)) ||
+            strchr(name->valuestring, '\n')) {
             free(b.p);
+            free(names.p);
             return bad(e, "tools[%d] must be {\"type\": \"function\", \"function\": {\"name\": "
                        "a non-empty string, \"parameters\": an object, ...}}", i);
         }
         found = found || !strcmp(name->valuestring, named);
+        strbuf_puts(&names, name->valuestring);
+        strbuf_puts(&names, "\n");
         char *js = cJSON_PrintUnformatted(f);
         if (!js) {
             b.oom = true;
@@ -129,6 +137,7 @@ bool serve_parse_tools(const struct cJSON *root, struct serve_req *r, struct ser
         cJSON_free(js);
         i++;
     }
+    r->tool_names = strbuf_take(&names);
     if (!found) {
         free(b.p);
         serve_error_set(e, 400, "invalid_request_error", "tool_choice", NULL,
@@ -139,7 +148,7 @@ bool serve_parse_tools(const struct cJSON *root, struct serve_req *r, struct ser
                "JSON object with the function's name and its arguments:\n" OPEN_TAG
                "\n{\"name\": <function name>, \"arguments\": <arguments object>}\n" CLOSE_TAG);
     r->tools_text = strbuf_take(&b);
-    if (!r->tools_text)
+    if (!r->tools_text || !r->tool_names)
         goto oom;
     if (r->tool_choice == SERVE_TOOLS_REQUIRED) {
         r->tool_prefill = strdup(OPEN_TAG "\n{\"name\": \"");
@@ -255,8 +264,49 @@ static cJSON *one_call(const char *json, size_t n, const char *id)
     return call;
 }
 
+/* Whether name is in names ("\nname\n...\n"). */
+static bool offered(const char *names, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = names; n > 0 && p && *p; p++)
+        if (p[0] == '\n' && !strncmp(p + 1, name, n) && p[1 + n] == '\n')
+            return true;
+    return false;
+}
+
+/* A reply that is only a call object or an array of them, all naming offered functions. */
+static cJSON *bare_calls(const char *text, size_t len, const char *id_prefix, const char *names)
+{
+    const char *end = NULL;
+    cJSON *j = names ? cJSON_ParseWithLengthOpts(text, len, &end, false) : NULL;
+    bool ok = j && (cJSON_IsObject(j) || (cJSON_IsArray(j) && j->child));
+    while (ok && end && (size_t)(end - text) < len && strchr(" \t\r\n", *end))
+        end++;
+    ok = ok && end && (size_t)(end - text) == len;
+    cJSON *calls = ok ? cJSON_CreateArray() : NULL;
+    const cJSON *it = cJSON_IsArray(j) ? j->child : j;
+    for (int k = 0; calls && it; k++, it = cJSON_IsArray(j) ? it->next : NULL) {
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(it, "name");
+        char *js = cJSON_PrintUnformatted(it);
+        char id[96];
+        snprintf(id, sizeof id, "%s_%d", id_prefix, k);
+        cJSON *call = cJSON_IsString(name) && offered(names, name->valuestring) && js
+                          ? one_call(js, strlen(js), id)
+                          : NULL;
+        cJSON_free(js);
+        if (!call) {
+            cJSON_Delete(calls);
+            calls = NULL;
+            break;
+        }
+        cJSON_AddItemToArray(calls, call);
+    }
+    cJSON_Delete(j);
+    return calls;
+}
+
 struct cJSON *serve_tools_parse(const char *text, size_t len, const char *id_prefix,
-                                size_t *content_len)
+                                const char *names, size_t *content_len)
 {
     const size_t no = strlen(OPEN_TAG), nc = strlen(CLOSE_TAG);
     cJSON *calls = NULL;
@@ -290,6 +340,14 @@ struct cJSON *serve_tools_parse(const char *text, size_t len, const char *id_pre
         cJSON_AddItemToArray(calls, call);
         at = next;
     }
+    if (!calls) {
+        size_t lead = 0;
+        while (lead < len && strchr(" \t\r\n", text[lead]))
+            lead++;
+        if (lead < len && (text[lead] == '{' || text[lead] == '[') &&
+            (calls = bare_calls(text + lead, len - lead, id_prefix, names)) != NULL)
+            *content_len = 0;
+    }
     /* the content ends where the calls begin, without the blank space before them */
     while (calls && *content_len > 0 && strchr(" \t\r\n", text[*content_len - 1]))
         (*content_len)--;
@@ -299,6 +357,11 @@ struct cJSON *serve_tools_parse(const char *text, size_t len, const char *id_pre
 size_t serve_tools_safe_len(const char *text, size_t len)
 {
     const size_t no = strlen(OPEN_TAG);
+    size_t lead = 0;
+    while (lead < len && strchr(" \t\r\n", text[lead]))
+        lead++;
+    if (lead == len || text[lead] == '{' || text[lead] == '[')
+        return 0; /* nothing yet, or what may be a bare call: held to the end */
     for (size_t i = 0; i + no <= len; i++)
         if (!memcmp(text + i, OPEN_TAG, no))
             return i;
