@@ -41,7 +41,7 @@ static void check_call(const cJSON *calls, int k, const char *name, const char *
 
 static cJSON *parse(const char *text, size_t *content_len)
 {
-    return serve_tools_parse(text, strlen(text), "call_t", "\nf\ng\n", content_len);
+    return serve_tools_parse(text, strlen(text), "call_t", "\nf\ng\n", false, content_len);
 }
 
 TEST(calls_in_text)
@@ -54,6 +54,11 @@ TEST(calls_in_text)
     check_call(calls, 0, "f", "{\"a\":1}");
     check_call(calls, 1, "g", "{}");
     CHECK_INT_EQ(cl, 5); /* "Sure.", without the blank before the call */
+    cJSON_Delete(calls);
+    /* parallel_tool_calls false: the first call only */
+    calls = serve_tools_parse(two, strlen(two), "c", NULL, true, &cl);
+    CHECK_INT_EQ(cJSON_GetArraySize(calls), 1);
+    check_call(calls, 0, "f", "{\"a\":1}");
     cJSON_Delete(calls);
     /* arguments given as a string stay that string; no arguments are {} */
     calls = parse("<tool_call>{\"name\":\"f\",\"arguments\":\"{\\\"x\\\":2}\"}</tool_call>", &cl);
@@ -106,7 +111,7 @@ TEST(bare_calls)
         cJSON_Delete(calls);
     }
     /* without names (no tools offered) nothing bare is a call */
-    calls = serve_tools_parse("{\"name\": \"f\"}", 13, "c", NULL, &cl);
+    calls = serve_tools_parse("{\"name\": \"f\"}", 13, "c", NULL, false, &cl);
     CHECK(calls == NULL);
 }
 
@@ -162,7 +167,8 @@ TEST(conversation_rendered)
     CHECK(!strcmp(r.msgs[2].role, "assistant"));
     size_t cl = 0;
     cJSON *calls =
-        serve_tools_parse(r.msgs[2].content, strlen(r.msgs[2].content), "x", r.tool_names, &cl);
+        serve_tools_parse(r.msgs[2].content, strlen(r.msgs[2].content), "x", r.tool_names, false,
+                          &cl);
     CHECK_INT_EQ(cJSON_GetArraySize(calls), 1);
     check_call(calls, 0, "get_weather", "{\"city\":\"Paris\"}");
     CHECK_INT_EQ(cl, 0);

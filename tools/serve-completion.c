@@ -222,6 +222,7 @@ static bool start_completion(struct serve_server *s, struct conn *cn, const stru
     cn->logprobs = rq->logprobs;
     cn->echo = rq->echo;
     cn->tools = rq->chat && rq->tool_choice != SERVE_TOOLS_NONE;
+    cn->one_call = rq->one_call;
     if (cn->tools && rq->tool_names)
         cn->tool_names = strdup(rq->tool_names); /* NULL (out of memory): tagged calls only */
     return true;
@@ -306,7 +307,8 @@ static void find_calls(const struct conn *cn, int k, size_t *content_len)
     snprintf(id, sizeof id, "call_%s_%d", strchr(cn->id, '-') ? strchr(cn->id, '-') + 1 : cn->id,
              k);
     cJSON_Delete(c->calls);
-    c->calls = serve_tools_parse(c->text ? c->text : "", c->len, id, cn->tool_names, content_len);
+    c->calls = serve_tools_parse(c->text ? c->text : "", c->len, id, cn->tool_names, cn->one_call,
+                                 content_len);
 }
 
 /*

@@ -69,6 +69,7 @@ struct conn {
     bool include_usage, logprobs, echo;
     bool tools;       /* chat with tools offered: replies are scanned for calls */
     char *tool_names; /* serve_req.tool_names, for bare calls (owned) */
+    bool one_call;    /* parallel_tool_calls false */
     MHD_socket fd;
     /* stream state: pending bytes of the current event */
     char *out;

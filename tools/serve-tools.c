@@ -88,7 +88,14 @@ static char *json_string(const char *s)
 bool serve_parse_tools(const struct cJSON *root, struct serve_req *r, struct serve_error *e)
 {
     const cJSON *tools = cJSON_GetObjectItemCaseSensitive(root, "tools");
+    const cJSON *par = cJSON_GetObjectItemCaseSensitive(root, "parallel_tool_calls");
     const char *named = NULL;
+    if (par && !cJSON_IsNull(par) && !cJSON_IsBool(par)) {
+        serve_error_set(e, 400, "invalid_request_error", "parallel_tool_calls", NULL,
+                        "'parallel_tool_calls' must be a boolean");
+        return false;
+    }
+    r->one_call = cJSON_IsFalse(par);
     if (!parse_choice(root, r, &named, e))
         return false;
     if (!tools || cJSON_IsNull(tools) || (cJSON_IsArray(tools) && !tools->child)) {
@@ -306,7 +313,7 @@ static cJSON *bare_calls(const char *text, size_t len, const char *id_prefix, co
 }
 
 struct cJSON *serve_tools_parse(const char *text, size_t len, const char *id_prefix,
-                                const char *names, size_t *content_len)
+                                const char *names, bool one, size_t *content_len)
 {
     const size_t no = strlen(OPEN_TAG), nc = strlen(CLOSE_TAG);
     cJSON *calls = NULL;
@@ -348,6 +355,8 @@ struct cJSON *serve_tools_parse(const char *text, size_t len, const char *id_pre
             (calls = bare_calls(text + lead, len - lead, id_prefix, names)) != NULL)
             *content_len = 0;
     }
+    while (one && cJSON_GetArraySize(calls) > 1)
+        cJSON_DeleteItemFromArray(calls, cJSON_GetArraySize(calls) - 1);
     /* the content ends where the calls begin, without the blank space before them */
     while (calls && *content_len > 0 && strchr(" \t\r\n", text[*content_len - 1]))
         (*content_len)--;

@@ -75,6 +75,7 @@ struct serve_req {
     char *tools_text;
     char *tool_prefill;
     char *tool_names; /* "\nname\n...\n": the offered functions (malloc'd), for bare calls */
+    bool one_call;    /* parallel_tool_calls false: the first call only */
 };
 
 /* An OpenAI-style error: HTTP status, message, the offending field (or NULL), code. */
@@ -189,10 +190,10 @@ char *serve_tools_render_result(const char *content);
  * Without <tool_call> blocks, a reply that is nothing but a JSON call object
  * or an array of them (the bare form Llama 3.1 and Mistral use, their
  * special tokens dropped from the text) is taken as calls when every name is
- * one of names ("\nname\n...\n"; NULL: never).
+ * one of names ("\nname\n...\n"; NULL: never). one: keep the first call only.
  */
 struct cJSON *serve_tools_parse(const char *text, size_t len, const char *id_prefix,
-                                const char *names, size_t *content_len);
+                                const char *names, bool one, size_t *content_len);
 /* Bytes of text[0..len) that may stream as content: up to a call's opening tag, or up to a
    tail that may become one; nothing while the reply opens with { or [ (a bare call). */
 size_t serve_tools_safe_len(const char *text, size_t len);

@@ -43,6 +43,7 @@ bad_bodies = [
     ({"messages": OK_MSG, "tools": [{"type": "function", "function": {"name": "f"}}] * 129},
      "tools"),
     ({"messages": OK_MSG, "tool_choice": "sometimes"}, "tool_choice"),
+    ({"messages": OK_MSG, "parallel_tool_calls": "no"}, "parallel_tool_calls"),
     ({"messages": OK_MSG, "tool_choice": "required"}, "tool_choice"),
     ({"messages": OK_MSG, "tools": [{"type": "function", "function": {"name": "f"}}],
       "tool_choice": {"type": "function", "function": {"name": "g"}}}, "tool_choice"),
