@@ -44,7 +44,7 @@ struct slots_req {
     struct chat_stop_matcher sm;
     struct slots *owner;
     bool logprobs;
-    bool echo;
+    bool echo; /* echo with logprobs: the prompt's tokens are scored (plp) */
     int n_top;
     size_t dec_bytes;          /* decoder output so far: the next token's text offset */
     struct slots_logprob *plp; /* [n_prompt] with echo: written before plp_ready */
@@ -158,8 +158,6 @@ hearth_status slots_req_create(struct slots *s, const struct slots_req_params *p
         if (p->prompt[i] < 0 || p->prompt[i] >= s->n_vocab)
             return err_set(HEARTH_ERR_INVALID_ARG, "prompt: token %zu is id %d, outside [0, %d)", i,
                            (int)p->prompt[i], (int)s->n_vocab);
-    if (p->echo && !p->logprobs)
-        return err_set(HEARTH_ERR_INVALID_ARG, "echo: prompt log-probabilities need logprobs");
     if (p->n_predict < (p->echo ? 0 : 1) || (uint32_t)p->n_predict > n_ctx)
         return err_set(HEARTH_ERR_INVALID_ARG, "max_tokens: %d, expected %d..%u",
                        (int)p->n_predict, p->echo ? 0 : 1, n_ctx);
@@ -181,7 +179,7 @@ hearth_status slots_req_create(struct slots *s, const struct slots_req_params *p
     r->refs = 1;
     r->n_predict = p->n_predict;
     r->logprobs = p->logprobs;
-    r->echo = p->echo;
+    r->echo = p->echo && p->logprobs;
     r->n_top = p->logprobs ? p->top_logprobs : 0;
     r->res.n_prompt = p->n_prompt;
     r->res.slot = -1;
@@ -568,10 +566,10 @@ static void slot_sample(struct slots *s, int i, const float *logits)
         r->plp_ready = true;
         pthread_cond_broadcast(&r->cv);
         pthread_mutex_unlock(&s->mu);
-        if (r->n_predict == 0) {
-            slot_finish(s, i, GEN_STOP_LIMIT, HEARTH_OK);
-            return;
-        }
+    }
+    if (r->n_predict == 0) { /* echo only: the prompt was the whole request */
+        slot_finish(s, i, GEN_STOP_LIMIT, HEARTH_OK);
+        return;
     }
     int32_t id;
     hearth_status st = sampler_sample(r->smp, logits, &id);

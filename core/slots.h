@@ -98,9 +98,10 @@ struct slots_req_params {
     bool logprobs;    /* record each generated token's log-probability (slots_req_take) */
     int top_logprobs; /* with logprobs: also the most likely tokens, 0..SLOTS_MAX_TOP */
     /*
-     * With logprobs: also every prompt token's, given the tokens before it
-     * (slots_req_prompt_logprobs). The prompt is then evaluated whole (no
-     * prefix reuse), and n_predict may be 0: the request ends after the prompt.
+     * The prompt is part of the answer: n_predict may be 0 (the request ends
+     * after the prompt), and with logprobs every prompt token's is recorded
+     * too, given the tokens before it (slots_req_prompt_logprobs); such a
+     * prompt is then evaluated whole (no prefix reuse).
      */
     bool echo;
 };

@@ -701,12 +701,24 @@ TEST(slots_logprobs)
         struct slots_req *r = NULL;
         greedy_req(&rp, ids, n, 0);
         CHECK_INT_EQ(slots_req_create(s, &rp, &r), HEARTH_ERR_INVALID_ARG); /* 0 without echo */
-        rp.echo = true;
-        CHECK_INT_EQ(slots_req_create(s, &rp, &r), HEARTH_ERR_INVALID_ARG); /* echo, no logprobs */
         rp.logprobs = true;
+        rp.echo = true;
         rp.top_logprobs = SLOTS_MAX_TOP + 1;
         CHECK_INT_EQ(slots_req_create(s, &rp, &r), HEARTH_ERR_INVALID_ARG);
         CHECK(r == NULL);
+
+        /* echo without logprobs: max_tokens 0 still ends after the prompt, nothing scored */
+        greedy_req(&rp, ids, n, 0);
+        rp.echo = true;
+        CHECK_OK(slots_req_create(s, &rp, &r));
+        if (r) {
+            CHECK_INT_EQ(slots_submit(s, r), SLOTS_QUEUED);
+            struct collect none;
+            drain_req(r, &none, &res);
+            CHECK(res.stop == GEN_STOP_LIMIT && res.n_gen == 0 && none.len == 0);
+            CHECK(!slots_req_prompt_logprobs(r, 0, &plp, &n_plp, &res) && plp == NULL);
+            slots_req_release(r);
+        }
         CHECK(slots_drain(s, 1000));
         slots_destroy(s);
     }

@@ -132,10 +132,7 @@ static hearth_status make_choice(struct serve_server *s, const struct serve_req 
     p.n_bias = rq->n_bias;
     p.logprobs = rq->logprobs;
     p.top_logprobs = rq->top_logprobs;
-    /* max_tokens 0 (only with echo) ends the request after the prompt, which the engine
-       does for echo requests: their records are then computed and left unread */
-    p.echo = rq->echo && (rq->logprobs || rq->max_tokens == 0);
-    p.logprobs = p.logprobs || p.echo;
+    p.echo = rq->echo;
     hearth_status st = slots_req_create(s->slots, &p, &c->req);
     if (st != HEARTH_OK)
         return st;
@@ -344,7 +341,7 @@ static bool stream_tools_choice(struct conn *cn, int k, int wait_ms)
         set_out(cn, NULL); /* out of memory: the stream ends with an error */
         return true;
     }
-    size_t end = serve_tools_safe_len(c->text ? c->text : "", c->len);
+    size_t end = serve_tools_safe_len(c->text ? c->text : "", c->len, c->t_sent);
     if (c->res.done) {
         find_calls(cn, k, &end);
         if (!c->calls)

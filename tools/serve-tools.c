@@ -363,7 +363,7 @@ struct cJSON *serve_tools_parse(const char *text, size_t len, const char *id_pre
     return calls;
 }
 
-size_t serve_tools_safe_len(const char *text, size_t len)
+size_t serve_tools_safe_len(const char *text, size_t len, size_t from)
 {
     const size_t no = strlen(OPEN_TAG);
     size_t lead = 0;
@@ -371,7 +371,7 @@ size_t serve_tools_safe_len(const char *text, size_t len)
         lead++;
     if (lead == len || text[lead] == '{' || text[lead] == '[')
         return 0; /* nothing yet, or what may be a bare call: held to the end */
-    for (size_t i = 0; i + no <= len; i++)
+    for (size_t i = from < len ? from : len; i + no <= len; i++)
         if (!memcmp(text + i, OPEN_TAG, no))
             return i;
     /* a tail that may be the tag's start is held back */

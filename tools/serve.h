@@ -195,8 +195,9 @@ char *serve_tools_render_result(const char *content);
 struct cJSON *serve_tools_parse(const char *text, size_t len, const char *id_prefix,
                                 const char *names, bool one, size_t *content_len);
 /* Bytes of text[0..len) that may stream as content: up to a call's opening tag, or up to a
-   tail that may become one; nothing while the reply opens with { or [ (a bare call). */
-size_t serve_tools_safe_len(const char *text, size_t len);
+   tail that may become one; nothing while the reply opens with { or [ (a bare call). The
+   tag is looked for from `from` on: text before an earlier answer needs no second look. */
+size_t serve_tools_safe_len(const char *text, size_t len, size_t from);
 
 /*
  * POST /tokenize and /detokenize (serve-tokenize.c): body[0..len) in, the

@@ -193,6 +193,9 @@ def logprobs():
                                   echo=True)
     check(z.choices[0].text == prompt and z.usage.completion_tokens == 0, z)
     check(z.choices[0].logprobs.token_logprobs == elp.token_logprobs[:len(ids)], z)
+    z = client.completions.create(model=MODEL, prompt=prompt, max_tokens=0, echo=True)
+    check(z.choices[0].text == prompt and z.choices[0].logprobs is None, z)
+    check(z.usage.completion_tokens == 0 and z.choices[0].finish_reason == "length", z)
     streamed = list(client.completions.create(model=MODEL, prompt=prompt, max_tokens=2,
                                               temperature=0, logprobs=0, echo=True, stream=True))
     check(streamed[0].choices[0].text == prompt, streamed[0])
