@@ -20,6 +20,7 @@
 
 #include "chat.h"
 #include "engine.h"
+#include "embed.h"
 #include "err.h"
 #include "generate.h"
 #include "hearth.h"
@@ -429,6 +430,37 @@ hearth_status hearth_generate_chat(hearth_session *session, const hearth_chat_me
     to_gen(p, chat, &gp);
     st = gen_run(session->gs, ids, n_ids, &gp, &gs);
     to_stats(&gs, stats);
+    free(ids);
+    return st;
+}
+
+hearth_status hearth_embed(hearth_session *session, const char *text, hearth_pooling pooling,
+                           float *out, size_t n_out)
+{
+    if (!session || !text || !out)
+        return err_set(HEARTH_ERR_INVALID_ARG, "hearth_embed: session, text or out is NULL");
+    const struct model *m = session->model->m;
+    if (n_out < m->hp.n_embd)
+        return err_set(HEARTH_ERR_INVALID_ARG,
+                       "hearth_embed: out holds %zu floats, the model's vectors have %u", n_out,
+                       m->hp.n_embd);
+    const int pl = (int)pooling;
+    if (pl < HEARTH_POOLING_MODEL || pl > HEARTH_POOLING_LAST)
+        return err_set(HEARTH_ERR_INVALID_ARG,
+                       "hearth_embed: pooling %d, expected a hearth_pooling (0..3)", pl);
+    int32_t *ids = NULL;
+    size_t n = 0;
+    hearth_status st = gen_tokenize_prompt(session->model->tok, text, strlen(text), false, &ids, &n);
+    if (st == HEARTH_OK) {
+        /* the cache is overwritten: the session must not think it still holds its tokens */
+        gen_session_reset(session->gs);
+        st = embd_text(session->fc, ids, n,
+                       embd_pool_of_gguf(pl == HEARTH_POOLING_MODEL ? m->hp.pooling_type
+                                                                    : (uint32_t)pl),
+                       out);
+    }
+    if (st == HEARTH_OK)
+        embd_normalize(out, m->hp.n_embd);
     free(ids);
     return st;
 }

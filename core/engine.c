@@ -591,6 +591,11 @@ hearth_status engine_eval(struct engine *e, const int32_t *tokens, int n_tokens,
     return sched_eval(e->sched, tokens, n_tokens, pos0, logits_out, all_logits);
 }
 
+uint32_t engine_n_embd(const struct engine *e)
+{
+    return e->m->hp.n_embd;
+}
+
 uint32_t engine_n_ctx(const struct engine *e)
 {
     return e->fc ? forward_n_ctx(e->fc) : sched_n_ctx(e->sched);
@@ -632,9 +637,17 @@ hearth_status engine_eval_multi(struct engine *e, const int32_t *tokens, const i
                                 const int32_t *pos, int n_tokens, float *logits_out,
                                 const bool *want_logits)
 {
+    const struct seq_batch_out out = {logits_out, want_logits, NULL, NULL};
+    return engine_eval_multi_out(e, tokens, seq, pos, n_tokens, &out);
+}
+
+hearth_status engine_eval_multi_out(struct engine *e, const int32_t *tokens, const int32_t *seq,
+                                    const int32_t *pos, int n_tokens,
+                                    const struct seq_batch_out *out)
+{
     if (e->fc)
-        return forward_eval_multi(e->fc, tokens, seq, pos, n_tokens, logits_out, want_logits);
-    return sched_eval_multi(e->sched, tokens, seq, pos, n_tokens, logits_out, want_logits);
+        return forward_eval_multi_out(e->fc, tokens, seq, pos, n_tokens, out);
+    return sched_eval_multi_out(e->sched, tokens, seq, pos, n_tokens, out);
 }
 
 uint32_t engine_seq_n_past(const struct engine *e, int seq)

@@ -112,6 +112,10 @@ hearth_status engine_eval(struct engine *e, const int32_t *tokens, int n_tokens,
 hearth_status engine_eval_multi(struct engine *e, const int32_t *tokens, const int32_t *seq,
                                 const int32_t *pos, int n_tokens, float *logits_out,
                                 const bool *want_logits);
+/* The same with hidden rows too (seq-batch.h seq_batch_out, embeddings); out not NULL. */
+hearth_status engine_eval_multi_out(struct engine *e, const int32_t *tokens, const int32_t *seq,
+                                    const int32_t *pos, int n_tokens,
+                                    const struct seq_batch_out *out);
 uint32_t engine_seq_n_past(const struct engine *e, int seq); /* 0 for seq out of range */
 void engine_seq_clear(struct engine *e, int seq);            /* no-op out of range */
 /*
@@ -151,6 +155,7 @@ double engine_transfer_seconds(const struct engine *e);
 void engine_time_reset(struct engine *e);
 
 uint32_t engine_n_ctx(const struct engine *e);
+uint32_t engine_n_embd(const struct engine *e); /* floats per hidden row */
 /* Positions currently in the cache. */
 uint32_t engine_n_past(const struct engine *e);
 /* Threads of the CPU part. */

@@ -209,6 +209,9 @@ static hearth_status read_hparams(struct loader *L, struct model_hparams *hp)
         (st = get_hp_u32(L, "feed_forward_length", true, 0, &hp->n_ff)) ||
         (st = get_hp_u32(L, "attention.head_count", true, 0, &hp->n_head)))
         return st;
+    /* an embedding model's pooling (llama.cpp's numbering: 1 mean, 2 cls, 3 last) */
+    if ((st = get_hp_u32(L, "pooling_type", false, 0, &hp->pooling_type)))
+        return st;
     if (hp->n_layer == 0 || hp->n_embd == 0 || hp->n_head == 0 || hp->n_ff == 0)
         return err_set(HEARTH_ERR_BAD_FILE,
                        "%s: block_count, embedding_length, feed_forward_length and head_count must "

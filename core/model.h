@@ -41,6 +41,7 @@ struct model_hparams {
     uint32_t n_ff;
     uint32_t n_vocab;     /* rows of token_embd */
     uint32_t n_ctx_train;
+    uint32_t pooling_type; /* {arch}.pooling_type: 0 none/absent, 1 mean, 2 cls, 3 last */
     uint32_t n_rot;       /* rotary dims per head (<= head_dim, even) */
     float norm_eps;
     float rope_base;       /* base of global (or all) layers */

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "bandwidth.h"
+#include "cpu/ops.h"
 #include "err.h"
 #include "kv-cache.h"
 #include "kv-quant.h"
@@ -233,9 +234,50 @@ static hearth_status end_batch(struct sched *s, int d)
     return st;
 }
 
+/*
+ * Queues the copy of the wanted rows of x (after the last block, on device
+ * d) into hidden, one copy per contiguous run; *n_hid gets their count.
+ * The final norm is applied on the host once they have arrived
+ * (finish_hidden): it is n_embd multiply-adds per row, and one host function
+ * for every backend keeps the all-CPU result bit-identical to forward.c's.
+ */
+static hearth_status fetch_hidden(struct sched *s, int d, int n, float *hidden, const bool *want,
+                                  int *n_hid)
+{
+    const struct sdev *sd = &s->dev[d];
+    const size_t row = (size_t)s->m->hp.n_embd * sizeof(float);
+    *n_hid = 0;
+    for (int t = 0; hidden && want && t < n;) {
+        if (!want[t]) {
+            t++;
+            continue;
+        }
+        int len = 1;
+        while (t + len < n && want[t + len])
+            len++;
+        struct hearth_tensor x = row_range(&sd->a[ACT_X], t, len);
+        hearth_status st = backend_stream_get_async(sd->stream, sd->act, x.offset,
+                                                    (uint8_t *)hidden + (size_t)*n_hid * row,
+                                                    (size_t)len * row);
+        if (st != HEARTH_OK)
+            return st;
+        *n_hid += len;
+        t += len;
+    }
+    return HEARTH_OK;
+}
+
+static void finish_hidden(const struct sched *s, float *hidden, int n_hid)
+{
+    const struct model_hparams *hp = &s->m->hp;
+    const int64_t E = hp->n_embd;
+    for (int i = 0; i < n_hid; i++)
+        cpu_rmsnorm(hidden + i * E, hidden + i * E, s->m->output_norm.data, E, hp->norm_eps);
+}
+
 static hearth_status run_batch(struct sched *s, const int32_t *tokens, int n,
                                const struct sched_run *runs, int n_runs, float *logits,
-                               const bool *want)
+                               const bool *want, float *hidden, const bool *want_hid)
 {
     const struct model_hparams *hp = &s->m->hp;
     const struct placement *pl = s->pl;
@@ -288,11 +330,17 @@ static hearth_status run_batch(struct sched *s, const int32_t *tokens, int n,
                 return err_prefix(st, "sched: layer %u %s block", il, block_name[b]);
         }
     }
-    int n_out = 0;
+    int n_out = 0, n_hid = 0;
     for (int t = 0; logits && want && t < n; t++)
         n_out += want[t];
-    if (n_out == 0)
-        return end_batch(s, cur);
+    if ((st = fetch_hidden(s, cur, n, hidden, want_hid, &n_hid)) != HEARTH_OK)
+        return st;
+    if (n_out == 0) {
+        if ((st = end_batch(s, cur)) == HEARTH_OK)
+            finish_hidden(s, hidden, n_hid);
+        return st;
+    }
+    /* a move out of cur (move_acts) or the final synchronization completes the fetch */
     if (pl->out_dev != cur && (st = move_x(s, cur, pl->out_dev, n)) != HEARTH_OK)
         return st;
     sd = &s->dev[pl->out_dev];
@@ -345,7 +393,9 @@ static hearth_status run_batch(struct sched *s, const int32_t *tokens, int n,
             return st;
         done += o;
     }
-    return end_batch(s, pl->out_dev);
+    if ((st = end_batch(s, pl->out_dev)) == HEARTH_OK)
+        finish_hidden(s, hidden, n_hid);
+    return st;
 }
 
 hearth_status sched_eval(struct sched *s, const int32_t *tokens, int n_tokens, int pos0,
@@ -383,7 +433,7 @@ hearth_status sched_eval(struct sched *s, const int32_t *tokens, int n_tokens, i
         for (int t = 0; t < n; t++)
             s->want[t] = all_logits || t == n - 1;
         const struct sched_run run = {.row0 = 0, .n = n, .seq = 0, .pos0 = pos0 + t0};
-        hearth_status st = run_batch(s, tokens + t0, n, &run, 1, lg, s->want);
+        hearth_status st = run_batch(s, tokens + t0, n, &run, 1, lg, s->want, NULL, NULL);
         if (st != HEARTH_OK)
             return st;
         s->seq_used[0] = (uint32_t)(pos0 + t0 + n);
@@ -414,6 +464,14 @@ hearth_status sched_eval_multi(struct sched *s, const int32_t *tokens, const int
                                const int32_t *pos, int n_tokens, float *logits_out,
                                const bool *want_logits)
 {
+    const struct seq_batch_out out = {logits_out, want_logits, NULL, NULL};
+    return sched_eval_multi_out(s, tokens, seq, pos, n_tokens, &out);
+}
+
+hearth_status sched_eval_multi_out(struct sched *s, const int32_t *tokens, const int32_t *seq,
+                                   const int32_t *pos, int n_tokens,
+                                   const struct seq_batch_out *out)
+{
     if (!tokens || !seq || !pos || n_tokens < 1)
         return err_set(HEARTH_ERR_INVALID_ARG,
                        "sched_eval_multi: %d tokens (or a NULL array), expected at least 1",
@@ -421,11 +479,12 @@ hearth_status sched_eval_multi(struct sched *s, const int32_t *tokens, const int
     hearth_status st = check_multi(s, tokens, seq, pos, n_tokens);
     if (st != HEARTH_OK)
         return st;
-    const size_t n_vocab = s->m->hp.n_vocab;
-    float *lg = logits_out;
+    const size_t n_vocab = s->m->hp.n_vocab, n_embd = s->m->hp.n_embd;
+    const bool *want_hid = out->hidden ? out->want_hidden : NULL;
+    float *lg = out->logits, *hid = out->hidden;
     for (int t0 = 0; t0 < n_tokens; t0 += s->n_batch) {
         const int n = n_tokens - t0 < s->n_batch ? n_tokens - t0 : s->n_batch;
-        int n_runs = 0, n_out = 0;
+        int n_runs = 0, n_out = 0, n_hid = 0;
         for (int t = 0; t < n; t++) {
             const int q = seq[t0 + t];
             struct sched_run *ru = n_runs ? &s->runs[n_runs - 1] : NULL;
@@ -434,13 +493,17 @@ hearth_status sched_eval_multi(struct sched *s, const int32_t *tokens, const int
             else
                 s->runs[n_runs++] = (struct sched_run){.row0 = t, .n = 1, .seq = q,
                                                        .pos0 = pos[t0 + t]};
-            s->want[t] = logits_out && want_logits && want_logits[t0 + t];
+            s->want[t] = lg && out->want_logits && out->want_logits[t0 + t];
             n_out += s->want[t];
+            n_hid += want_hid && want_hid[t0 + t];
         }
-        if ((st = run_batch(s, tokens + t0, n, s->runs, n_runs, lg, s->want)) != HEARTH_OK)
+        if ((st = run_batch(s, tokens + t0, n, s->runs, n_runs, lg, s->want, hid,
+                            want_hid ? want_hid + t0 : NULL)) != HEARTH_OK)
             return st;
         if (lg)
             lg += (size_t)n_out * n_vocab;
+        if (hid)
+            hid += (size_t)n_hid * n_embd;
     }
     seq_batch_ring_advance(s->seq_ring, s->n_seq, seq, pos, n_tokens, s->seq_next);
     for (int q = 0; q < s->n_seq; q++)

@@ -38,6 +38,7 @@
 #include "hearth.h"
 #include "model.h"
 #include "placement.h"
+#include "seq-batch.h"
 
 #define SCHED_MAX_DEVICES 16
 
@@ -129,6 +130,10 @@ hearth_status sched_eval(struct sched *s, const int32_t *tokens, int n_tokens, i
 hearth_status sched_eval_multi(struct sched *s, const int32_t *tokens, const int32_t *seq,
                                const int32_t *pos, int n_tokens, float *logits_out,
                                const bool *want_logits);
+/* The same with hidden rows too (seq-batch.h seq_batch_out); out not NULL. */
+hearth_status sched_eval_multi_out(struct sched *s, const int32_t *tokens, const int32_t *seq,
+                                   const int32_t *pos, int n_tokens,
+                                   const struct seq_batch_out *out);
 int sched_n_seq(const struct sched *s);
 /* Positions held by sequence seq (0 for a seq out of range). */
 /*

@@ -11,9 +11,24 @@
 #ifndef HEARTH_SEQ_BATCH_H
 #define HEARTH_SEQ_BATCH_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "hearth.h"
+
+/*
+ * What a multi-sequence evaluation hands back, each in token order: one
+ * [n_vocab] logits row per token t with want_logits[t], and one [n_embd]
+ * hidden row per token with want_hidden[t]. A hidden row is the final norm's
+ * output, rmsnorm(x) * output_norm: the LM head's input, from which
+ * embeddings are pooled. A NULL buffer or mask asks for none of that kind.
+ */
+struct seq_batch_out {
+    float *logits;
+    const bool *want_logits;
+    float *hidden;
+    const bool *want_hidden;
+};
 
 struct seq_batch_limits {
     const char *who; /* the caller's name for messages ("sched_eval_multi") */

@@ -48,6 +48,8 @@ struct slots_req {
     int n_top;
     size_t dec_bytes;          /* decoder output so far: the next token's text offset */
     struct slots_logprob *plp; /* [n_prompt] with echo: written before plp_ready */
+    enum embd_pool pool;
+    double *emb; /* [n_embd] with pool: the sum of the pooled rows, then the result */
     /* guarded by owner->mu */
     pthread_cond_t cv;
     char *text;             /* generated text, whole characters */
@@ -84,6 +86,9 @@ struct slots {
     int32_t *b_tok, *b_seq, *b_pos;
     bool *b_want;
     int *b_owner;       /* slot of each logits row */
+    bool *b_hid;        /* hidden row wanted (embedding requests) */
+    int *b_hid_owner;   /* slot of each hidden row */
+    float *hidden;      /* [n_slots + prefill_chunk][n_embd] */
     int32_t *b_idx;     /* prompt position of each row scored for echo; -1: a row to sample */
     float *logits;      /* [logits_rows][n_vocab] */
     size_t logits_rows; /* n_slots, grown to the step's capacity by an echo request */
@@ -116,6 +121,7 @@ static void req_free(struct slots_req *r)
     free(r->text);
     free(r->lp);
     free(r->plp);
+    free(r->emb);
     free(r);
 }
 
@@ -158,7 +164,15 @@ hearth_status slots_req_create(struct slots *s, const struct slots_req_params *p
         if (p->prompt[i] < 0 || p->prompt[i] >= s->n_vocab)
             return err_set(HEARTH_ERR_INVALID_ARG, "prompt: token %zu is id %d, outside [0, %d)", i,
                            (int)p->prompt[i], (int)s->n_vocab);
-    if (p->n_predict < (p->echo ? 0 : 1) || (uint32_t)p->n_predict > n_ctx)
+    const bool embed = p->pool != EMBD_POOL_NONE;
+    if (embed && (p->n_predict != 0 || p->logprobs || p->echo))
+        return err_set(HEARTH_ERR_INVALID_ARG,
+                       "slots: an embedding request generates nothing (n_predict 0, no "
+                       "logprobs or echo)");
+    if ((unsigned)p->pool > EMBD_POOL_FIRST)
+        return err_set(HEARTH_ERR_INVALID_ARG, "slots: pooling %d is not an enum embd_pool",
+                       (int)p->pool);
+    if (!embed && (p->n_predict < (p->echo ? 0 : 1) || (uint32_t)p->n_predict > n_ctx))
         return err_set(HEARTH_ERR_INVALID_ARG, "max_tokens: %d, expected %d..%u",
                        (int)p->n_predict, p->echo ? 0 : 1, n_ctx);
     if (p->top_logprobs < 0 || p->top_logprobs > SLOTS_MAX_TOP)
@@ -197,6 +211,11 @@ hearth_status slots_req_create(struct slots *s, const struct slots_req_params *p
         }
         r->plp[0].id = p->prompt[0]; /* nothing before it: no log-probability */
         r->plp[0].logprob = NAN;
+    }
+    r->pool = p->pool;
+    if (embed && !(r->emb = calloc(s->m->hp.n_embd, sizeof *r->emb))) {
+        st = err_set(HEARTH_ERR_NO_MEMORY, "slots: embedding of %u floats", s->m->hp.n_embd);
+        goto fail;
     }
     if ((st = sampler_create(&p->sp, s->n_vocab, &r->smp)) != HEARTH_OK ||
         (p->n_bias > 0 &&
@@ -351,6 +370,28 @@ bool slots_req_prompt_logprobs(struct slots_req *r, int timeout_ms, struct slots
     return got;
 }
 
+bool slots_req_embedding(struct slots_req *r, float *out)
+{
+    struct slots *s = r->owner;
+    pthread_mutex_lock(&s->mu);
+    bool ok = r->emb && r->res.done && r->res.status == HEARTH_OK &&
+              r->res.stop != GEN_STOP_CANCELLED;
+    for (uint32_t j = 0; ok && j < s->m->hp.n_embd; j++)
+        out[j] = (float)r->emb[j];
+    pthread_mutex_unlock(&s->mu);
+    return ok;
+}
+
+int slots_n_embd(const struct slots *s)
+{
+    return (int)s->m->hp.n_embd;
+}
+
+int32_t slots_n_vocab(const struct slots *s)
+{
+    return s->n_vocab;
+}
+
 void slots_req_release(struct slots_req *r)
 {
     if (!r)
@@ -466,7 +507,8 @@ static void admit(struct slots *s)
         for (int i = 0; i < s->p.n_slots; i++) {
             if (s->slot[i].req)
                 continue;
-            size_t k = r->echo ? 0 : slot_lcp(&s->slot[i], r); /* echo scores every token */
+            /* echo scores every token, an embedding pools their rows */
+            size_t k = r->echo || r->pool ? 0 : slot_lcp(&s->slot[i], r);
             if (k > 0 && !engine_seq_can_resume(s->eng, i, (uint32_t)k))
                 k = 0; /* its sliding-window rings no longer reach back to k */
             if (best < 0 || k > best_k ||
@@ -632,10 +674,30 @@ static bool grow_logits(struct slots *s)
     return true;
 }
 
+/* Adds this step's hidden rows to their requests and ends those whose prompt is done. */
+static void pool_rows(struct slots *s, int n_hid)
+{
+    const size_t E = s->m->hp.n_embd;
+    for (int h = 0; h < n_hid; h++) {
+        const float *row = s->hidden + (size_t)h * E;
+        embd_pool_add(s->slot[s->b_hid_owner[h]].req->emb, row, E);
+    }
+    for (int i = 0; i < s->p.n_slots; i++) {
+        struct slots_req *r = s->slot[i].req;
+        if (!r || !r->pool || s->slot[i].n_fed < r->n_prompt)
+            continue;
+        embd_pool_finish(r->pool, r->emb, E, r->n_prompt);
+        pthread_mutex_lock(&s->mu);
+        s->st.n_embeddings++;
+        pthread_mutex_unlock(&s->mu);
+        slot_finish(s, i, GEN_STOP_LIMIT, HEARTH_OK);
+    }
+}
+
 /* One step: batch, evaluate, sample. Returns false when there was nothing to do. */
 static bool step(struct slots *s)
 {
-    int n = 0, n_rows = 0, budget = s->p.prefill_chunk;
+    int n = 0, n_rows = 0, n_hid = 0, budget = s->p.prefill_chunk;
     /* decoding slots first: one token each */
     for (int i = 0; i < s->p.n_slots; i++) {
         struct slot *sl = &s->slot[i];
@@ -645,6 +707,7 @@ static bool step(struct slots *s)
         s->b_seq[n] = i;
         s->b_pos[n] = (int32_t)sl->n_cache;
         s->b_want[n] = true;
+        s->b_hid[n] = false;
         s->b_idx[n_rows] = -1;
         s->b_owner[n_rows++] = i;
         n++;
@@ -654,7 +717,8 @@ static bool step(struct slots *s)
         struct slot *sl = &s->slot[i];
         if (!sl->req || sl->decoding)
             continue;
-        bool echo = sl->req->echo;
+        const bool echo = sl->req->echo;
+        const enum embd_pool pool = sl->req->pool;
         if (echo && !grow_logits(s)) {
             slot_finish(s, i, GEN_STOP_NONE,
                         err_set(HEARTH_ERR_NO_MEMORY, "slots: logits rows for echo"));
@@ -668,7 +732,10 @@ static bool step(struct slots *s)
             s->b_tok[n] = sl->req->prompt[at];
             s->b_seq[n] = i;
             s->b_pos[n] = (int32_t)(sl->n_cache + (size_t)j);
-            s->b_want[n] = last || echo;
+            s->b_want[n] = !pool && (last || echo);
+            s->b_hid[n] = embd_pool_takes(pool, at, last);
+            if (s->b_hid[n])
+                s->b_hid_owner[n_hid++] = i;
             if (s->b_want[n]) {
                 s->b_idx[n_rows] = last ? -1 : (int32_t)at;
                 s->b_owner[n_rows++] = i;
@@ -680,8 +747,8 @@ static bool step(struct slots *s)
     if (n == 0)
         return false;
     double t0 = now_s();
-    hearth_status st =
-        engine_eval_multi(s->eng, s->b_tok, s->b_seq, s->b_pos, n, s->logits, s->b_want);
+    const struct seq_batch_out out = {s->logits, s->b_want, n_hid ? s->hidden : NULL, s->b_hid};
+    hearth_status st = engine_eval_multi_out(s->eng, s->b_tok, s->b_seq, s->b_pos, n, &out);
     if (st != HEARTH_OK) {
         /* cannot happen for batches built above; fail the slots rather than loop */
         for (int i = 0; i < s->p.n_slots; i++) {
@@ -713,6 +780,7 @@ static bool step(struct slots *s)
             slot_sample(s, i, lg);
         }
     }
+    pool_rows(s, n_hid);
     double t1 = now_s();
     pthread_mutex_lock(&s->mu);
     s->st.n_steps++;
@@ -766,6 +834,28 @@ static void *engine_main(void *arg)
 }
 
 /* ---- lifetime and statistics -------------------------------------------------- */
+
+/* Frees s and everything it holds but the thread and locks (created or not). */
+static void free_all(struct slots *s)
+{
+    for (int i = 0; s->slot && i < s->p.n_slots; i++)
+        free(s->slot[i].cache);
+    free(s->slot);
+    free(s->piece);
+    free(s->b_tok);
+    free(s->b_seq);
+    free(s->b_pos);
+    free(s->b_want);
+    free(s->b_owner);
+    free(s->b_idx);
+    free(s->b_hid);
+    free(s->b_hid_owner);
+    free(s->hidden);
+    free(s->logits);
+    free(s->queue);
+    engine_destroy(s->eng);
+    free(s);
+}
 
 hearth_status slots_create(const struct model *m, const struct tokenizer *t,
                            const struct gen_chat *chat, const struct slots_params *p,
@@ -822,11 +912,14 @@ hearth_status slots_create(const struct model *m, const struct tokenizer *t,
     s->b_want = malloc(cap * sizeof *s->b_want);
     s->b_owner = malloc(cap * sizeof *s->b_owner);
     s->b_idx = malloc(cap * sizeof *s->b_idx);
+    s->b_hid = malloc(cap * sizeof *s->b_hid);
+    s->b_hid_owner = malloc(cap * sizeof *s->b_hid_owner);
+    s->hidden = malloc(cap * m->hp.n_embd * sizeof *s->hidden);
     s->logits = malloc(n_slots * (size_t)s->n_vocab * sizeof *s->logits);
     s->logits_rows = n_slots;
     s->queue = calloc((size_t)p->max_queue, sizeof *s->queue);
     if (!s->slot || !s->piece || !s->b_tok || !s->b_seq || !s->b_pos || !s->b_want || !s->b_owner ||
-        !s->b_idx || !s->logits || !s->queue) {
+        !s->b_idx || !s->b_hid || !s->b_hid_owner || !s->hidden || !s->logits || !s->queue) {
         st = err_set(HEARTH_ERR_NO_MEMORY, "slots: out of memory for %d slots", p->n_slots);
         goto fail;
     }
@@ -873,20 +966,7 @@ fail:
     if (mu_ok)
         pthread_mutex_destroy(&s->mu);
     s->thread_started = false;
-    for (size_t i = 0; s->slot && i < (size_t)p->n_slots; i++)
-        free(s->slot[i].cache);
-    free(s->slot);
-    free(s->piece);
-    free(s->b_tok);
-    free(s->b_seq);
-    free(s->b_pos);
-    free(s->b_want);
-    free(s->b_owner);
-    free(s->b_idx);
-    free(s->logits);
-    free(s->queue);
-    engine_destroy(s->eng);
-    free(s);
+    free_all(s);
     return st;
 }
 
@@ -903,20 +983,7 @@ void slots_destroy(struct slots *s)
     pthread_cond_destroy(&s->idle_cv);
     pthread_cond_destroy(&s->work_cv);
     pthread_mutex_destroy(&s->mu);
-    for (int i = 0; i < s->p.n_slots; i++)
-        free(s->slot[i].cache);
-    free(s->slot);
-    free(s->piece);
-    free(s->b_tok);
-    free(s->b_seq);
-    free(s->b_pos);
-    free(s->b_want);
-    free(s->b_owner);
-    free(s->b_idx);
-    free(s->logits);
-    free(s->queue);
-    engine_destroy(s->eng);
-    free(s);
+    free_all(s);
 }
 
 uint32_t slots_n_ctx(const struct slots *s)

@@ -41,6 +41,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "embed.h"
 #include "generate.h"
 #include "hearth.h"
 #include "model.h"
@@ -104,6 +105,13 @@ struct slots_req_params {
      * prompt is then evaluated whole (no prefix reuse).
      */
     bool echo;
+    /*
+     * Not EMBD_POOL_NONE: an embedding request (embed.h). The prompt is evaluated
+     * whole (no prefix reuse) and nothing is generated (n_predict 0, no
+     * logprobs): the final norm's output rows (the LM head's input) are
+     * pooled into one n_embd vector (slots_req_embedding).
+     */
+    enum embd_pool pool;
 };
 
 /*
@@ -148,6 +156,7 @@ struct slots_stats {
     uint64_t n_prompt_tokens; /* evaluated prompt tokens */
     uint64_t n_reused_tokens; /* prompt tokens served from a slot's cache */
     uint64_t n_gen_tokens;    /* generated tokens */
+    uint64_t n_embeddings;    /* embedding requests completed */
     uint64_t n_steps;         /* batched forward passes */
     double busy_s;            /* seconds spent in steps */
     double gen_tps;           /* generated tokens / s over the last ~10 s of steps */
@@ -209,6 +218,14 @@ char *slots_req_take(struct slots_req *r, int timeout_ms, size_t *len, struct sl
  */
 bool slots_req_prompt_logprobs(struct slots_req *r, int timeout_ms, struct slots_logprob **lp,
                                size_t *n_lp, struct slots_result *res);
+/*
+ * For an embedding request that ended without error: copies its pooled
+ * vector (slots_n_embd floats, not normalized) to out and returns true.
+ * False while it runs, or when it was cancelled or failed.
+ */
+bool slots_req_embedding(struct slots_req *r, float *out);
+int slots_n_embd(const struct slots *s);
+int32_t slots_n_vocab(const struct slots *s); /* token ids a prompt may hold: [0, n_vocab) */
 /* The caller is done with r: a generation still running is cancelled. */
 void slots_req_release(struct slots_req *r);
 

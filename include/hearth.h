@@ -346,6 +346,33 @@ hearth_status hearth_generate_chat(hearth_session *session, const hearth_chat_me
                                    size_t n, const hearth_generate_params *p,
                                    hearth_generate_stats *stats);
 
+/*
+ * How hearth_embed pools a text's token vectors (numbered as GGUF's
+ * {arch}.pooling_type): the model's own key (HEARTH_POOLING_MODEL, mean
+ * when the file has none), the mean, the first token's (CLS), or the last
+ * token's (what last-token embedding models such as Qwen3-Embedding use).
+ */
+typedef enum hearth_pooling {
+    HEARTH_POOLING_MODEL = 0,
+    HEARTH_POOLING_MEAN = 1,
+    HEARTH_POOLING_CLS = 2,
+    HEARTH_POOLING_LAST = 3
+} hearth_pooling;
+
+/*
+ * The embedding of text (raw UTF-8, NUL-terminated; BOS added as the
+ * tokenizer says, control tokens not parsed): the final norm's output for
+ * each token (the LM head's input), pooled, scaled to unit L2 length, into
+ * out[0..n_embd) (hearth_model_n_embd). It uses the session's KV cache: the
+ * next generation evaluates its whole prompt. `hearth serve`'s
+ * /v1/embeddings gives the same vector for the same text on the same devices.
+ * Errors: HEARTH_ERR_INVALID_ARG (NULL arguments, n_out below n_embd, a
+ * pooling out of range, a text with no tokens or longer than the context),
+ * HEARTH_ERR_NO_MEMORY, a device's status.
+ */
+hearth_status hearth_embed(hearth_session *session, const char *text, hearth_pooling pooling,
+                           float *out, size_t n_out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -4,7 +4,8 @@
 # and the slots' KV live there, one /v1/completions request must be answered
 # (greedy, 4 tokens, "finish_reason" length), /metrics must report the KV
 # and the allocation on vulkan0 (--no-stream and --kv-window are accepted
-# there), and echo's prompt log-probabilities must agree with generation's. The model is a 2-layer random
+# there), echo's prompt log-probabilities must agree with generation's, and an
+# embedding must be close to `hearth embed`'s on the CPU. The model is a 2-layer random
 # SmolLM2 written by `hearth synth` (lavapipe runs the real one at well under a
 # token per second). Skips (77) without the server, python3 or a Vulkan device
 # (unless CI=true, where lavapipe is installed).
@@ -53,7 +54,7 @@ grep -q 'layers 0-1 attention+ffn on vulkan0, output on vulkan0' "$log" ||
 grep -Eq 'KV cache f16 \(0\.0 MiB KV on cpu, 0\.[1-9] MiB KV on vulkan0\)' "$log" ||
     fail "the serving line does not say where the KV lives"
 url=http://127.0.0.1:$port
-"$py" - "$url" <<'PY' || fail "the request failed"
+"$py" - "$url" "$bin" "$tmp/tiny.gguf" <<'PY' || fail "the request failed"
 import json, sys, urllib.request
 url = sys.argv[1]
 req = urllib.request.Request(url + "/v1/completions", method="POST",
@@ -94,6 +95,21 @@ for i in (1, n - 1):
     d = abs(g["token_logprobs"][0] - lp["token_logprobs"][i])
     print(f"echo vs generated, token {i}: |diff| {d:.2e}")
     assert g["tokens"][0] == lp["tokens"][i] and d < 1e-4, (g, lp)
+# an embedding's rows come back from vulkan0 too: close to `hearth embed` on the CPU
+import math, subprocess
+text = "The capital of France is"
+emb = urllib.request.Request(url + "/v1/embeddings", method="POST",
+    headers={"Content-Type": "application/json"}, data=json.dumps({"input": text}).encode())
+v = json.load(urllib.request.urlopen(emb, timeout=300))["data"][0]["embedding"]
+cpu = subprocess.run([sys.argv[2], "embed", "-m", sys.argv[3], "-p", text, "--device", "cpu",
+                      "-t", "2"], capture_output=True, text=True, timeout=120)
+assert cpu.returncode == 0, cpu.stderr
+c = [float(x) for x in cpu.stdout.split()]
+d = max(abs(a - b) for a, b in zip(v, c))
+cos = sum(a * b for a, b in zip(v, c))
+print(f"embedding on vulkan0 vs the CPU: max |diff| {d:.2e}, cosine {cos:.7f}")
+assert len(v) == len(c) == 576 and abs(math.sqrt(sum(a * a for a in v)) - 1) < 1e-5, len(v)
+assert cos > 0.9999, cos
 PY
 kill -TERM "$pid"
 wait "$pid"; rc=$?

@@ -3,8 +3,11 @@
  * the shape getters, tokenize = tok_encode, detokenize round trip, 16 greedy
  * tokens through hearth_generate = the same through gen_run directly, a chat
  * reply, the errors (bad path, bad sampling field, bad ids) and their messages
- * through hearth_last_error(), and sessions with compressed KV cache types.
+ * through hearth_last_error(), sessions with compressed KV cache types, and
+ * embeddings (unit length, the pooling chosen, the session's cache given back).
  */
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "engine.h"
@@ -420,7 +423,70 @@ TEST(devices)
     hearth_model_free(m);
 }
 
+/*
+ * hearth_embed: a unit vector of n_embd values; the same text gives the same
+ * bits, also after a generation used the cache; mean, last and cls pooling
+ * give different vectors, HEARTH_POOLING_MODEL the mean (SmolLM2 has no
+ * pooling key); a prompt generated before and after the embeddings gets the
+ * same reply (the cache was given back, not reused as if it still held the
+ * prompt);
+ * bad arguments are INVALID_ARG naming what is wrong.
+ */
+TEST(embed)
+{
+    hearth_model *m = load();
+    if (!m)
+        return;
+    const size_t E = (size_t)hearth_model_n_embd(m);
+    hearth_session *s = greedy_session(m, 128);
+    REQUIRE(s);
+    float *v[4];
+    for (int k = 0; k < 4; k++)
+        REQUIRE((v[k] = malloc(E * sizeof(float))));
+    const char *text = "Embeddings turn a text into one vector of numbers.";
+    struct collect fresh, after;
+    memset(&fresh, 0, sizeof fresh);
+    memset(&after, 0, sizeof after);
+    hearth_generate_params gp;
+    hearth_generate_params_default(&gp);
+    gp.n_predict = 8;
+    gp.on_token = on_token;
+    gp.user = &fresh;
+    CHECK_OK(hearth_generate(s, "The capital of France is", &gp, NULL));
+    const hearth_pooling pools[4] = {HEARTH_POOLING_MEAN, HEARTH_POOLING_LAST, HEARTH_POOLING_CLS,
+                                     HEARTH_POOLING_MODEL};
+    for (int k = 0; k < 4; k++) {
+        CHECK_OK(hearth_embed(s, text, pools[k], v[k], E));
+        double ss = 0.0;
+        for (size_t j = 0; j < E; j++)
+            ss += (double)v[k][j] * (double)v[k][j];
+        CHECK_MSG(fabs(sqrt(ss) - 1.0) < 1e-5, "pooling %d: |v| = %g", (int)pools[k], sqrt(ss));
+    }
+    CHECK(memcmp(v[0], v[3], E * sizeof(float)) == 0); /* no pooling key: the mean */
+    CHECK(memcmp(v[0], v[1], E * sizeof(float)) != 0);
+    CHECK(memcmp(v[1], v[2], E * sizeof(float)) != 0);
+
+    /* the same prompt before and after the embeddings: the cache was given back */
+    gp.user = &after;
+    CHECK_OK(hearth_generate(s, "The capital of France is", &gp, NULL));
+    CHECK_MSG(strcmp(fresh.text, after.text) == 0, "after an embedding: %s, before: %s",
+              after.text, fresh.text);
+    CHECK_OK(hearth_embed(s, text, HEARTH_POOLING_MEAN, v[3], E));
+    CHECK(memcmp(v[0], v[3], E * sizeof(float)) == 0);
+
+    CHECK_INT_EQ(hearth_embed(s, text, HEARTH_POOLING_MEAN, v[3], E - 1), HEARTH_ERR_INVALID_ARG);
+    CHECK(strstr(hearth_last_error(), "floats") != NULL);
+    CHECK_INT_EQ(hearth_embed(s, text, (hearth_pooling)7, v[3], E), HEARTH_ERR_INVALID_ARG);
+    CHECK(strstr(hearth_last_error(), "pooling 7") != NULL);
+    CHECK_INT_EQ(hearth_embed(s, "", HEARTH_POOLING_MEAN, v[3], E), HEARTH_ERR_INVALID_ARG);
+    CHECK_INT_EQ(hearth_embed(NULL, text, HEARTH_POOLING_MEAN, v[3], E), HEARTH_ERR_INVALID_ARG);
+    for (int k = 0; k < 4; k++)
+        free(v[k]);
+    hearth_session_free(s);
+    hearth_model_free(m);
+}
+
 TEST_MAIN(TEST_CASE(model_getters), TEST_CASE(tokenize_matches_internal),
           TEST_CASE(generate_matches_internal), TEST_CASE(chat_reply), TEST_CASE(logit_bias),
           TEST_CASE(errors),
-          TEST_CASE(kv_types), TEST_CASE(devices))
+          TEST_CASE(kv_types), TEST_CASE(devices), TEST_CASE(embed))

@@ -7,7 +7,9 @@
  * cache), whatever other sequences share the batch and at whatever position
  * they are. The slots engine must then give greedy replies equal to gen_run's,
  * alone or with other requests in flight, reuse a shared prompt prefix, refuse
- * work beyond its queue bound, and free a cancelled request's slot.
+ * work beyond its queue bound, and free a cancelled request's slot. An
+ * embedding request pools the rows that feed the LM head, bit for bit as a
+ * lone forward pass gives them, while other requests share its steps.
  */
 #include <math.h>
 #include <stdbool.h>
@@ -19,6 +21,7 @@
 #include "engine.h"
 #include "generate.h"
 #include "model.h"
+#include "quant.h"
 #include "slots.h"
 #include "test.h"
 #include "tokenizer.h"
@@ -727,6 +730,175 @@ TEST(slots_logprobs)
     env_close(&e);
 }
 
+/* ---- embeddings ------------------------------------------------------------------ */
+
+/* An embedding request on ids[0..n), queued. */
+static struct slots_req *submit_embed(struct slots *s, const int32_t *ids, size_t n,
+                                      enum embd_pool pool)
+{
+    struct slots_req_params rp;
+    greedy_req(&rp, ids, n, 0);
+    rp.chat = false;
+    rp.pool = pool;
+    struct slots_req *r = NULL;
+    CHECK_OK(slots_req_create(s, &rp, &r));
+    if (r)
+        CHECK_INT_EQ(slots_submit(s, r), SLOTS_QUEUED);
+    return r;
+}
+
+/*
+ * The hidden rows are the LM head's input: W_out . h, with h rounded the way
+ * the CPU dot product rounds its input (the weight type's vec_dot_type, Q8_0
+ * blocks for SmolLM2's head) and the dequantized rows summed in double,
+ * gives the forward pass's logits up to float summation order. Pre-norm
+ * rows, a missing norm gain or another row miss by whole logits.
+ */
+static void check_head_input(const struct model *m, const float *h, const float *lg)
+{
+    const struct model_weight *w = &m->output;
+    const struct quant_traits *qt = quant_get(w->type), *at = qt ? quant_get(qt->vec_dot_type) : NULL;
+    REQUIRE(qt && qt->to_float && at);
+    const int64_t E = w->n_in;
+    float *row = malloc((size_t)E * sizeof *row), *hq = malloc((size_t)E * sizeof *hq);
+    void *blocks = malloc((size_t)(E / at->blck + 1) * at->block_bytes + (size_t)E * 4);
+    REQUIRE(row && hq && blocks);
+    memcpy(hq, h, (size_t)E * sizeof *hq);
+    if (at->is_quantized && at->from_float && at->to_float) {
+        at->from_float(h, blocks, E);
+        at->to_float(blocks, hq, E);
+    }
+    double dmax = 0.0, amax = 0.0;
+    for (int64_t v = 0; v < w->n_out; v += 97) {
+        qt->to_float((const uint8_t *)w->data + (size_t)v * w->row_bytes, row, E);
+        double dot = 0.0;
+        for (int64_t j = 0; j < E; j++)
+            dot += (double)row[j] * (double)hq[j];
+        double d = fabs(dot - (double)lg[v]);
+        dmax = d > dmax ? d : dmax;
+        amax = fabs((double)lg[v]) > amax ? fabs((double)lg[v]) : amax;
+    }
+    CHECK_MSG(dmax <= 1e-4 * amax, "W_out . hidden misses the logits by %g (max|logit| %g)",
+              dmax, amax);
+    free(row);
+    free(hq);
+    free(blocks);
+}
+
+/*
+ * Mean, last and first pooling equal the rows of a lone forward pass pooled
+ * the same way (a double sum in row order), bit for bit, though the slots
+ * take the prompt 3 tokens a step beside a generating request; the rows are
+ * the LM head's input; an embedding request that asks to generate is refused.
+ */
+TEST(slots_embeddings)
+{
+    struct env e;
+    if (!env_open(&e)) {
+        env_close(&e);
+        return;
+    }
+    const char *text = "Embeddings turn a text into one vector of numbers.";
+    int32_t *ids = NULL;
+    size_t n = 0;
+    CHECK_OK(gen_tokenize_prompt(e.tok, text, strlen(text), false, &ids, &n));
+    REQUIRE(ids && n >= 8);
+    const size_t E = e.m->hp.n_embd, V = e.m->hp.n_vocab;
+    float *hid = malloc(n * E * sizeof *hid), *lg = malloc(n * V * sizeof *lg);
+    bool *all = malloc(n * sizeof *all);
+    int32_t *seq = calloc(n, sizeof *seq), *pos = malloc(n * sizeof *pos);
+    REQUIRE(hid && lg && all && seq && pos);
+    for (size_t t = 0; t < n; t++) {
+        all[t] = true;
+        pos[t] = (int32_t)t;
+    }
+    struct forward_ctx *c = make_multi(e.m, 1, 64);
+    REQUIRE(c);
+    const struct seq_batch_out out = {lg, all, hid, all};
+    CHECK_OK(forward_eval_multi_out(c, ids, seq, pos, (int)n, &out));
+    forward_destroy(c);
+    check_head_input(e.m, hid, lg);
+    check_head_input(e.m, hid + (n - 1) * E, lg + (n - 1) * V);
+    float *want[3];
+    for (int k = 0; k < 3; k++)
+        REQUIRE((want[k] = malloc(E * sizeof(float))));
+    for (size_t j = 0; j < E; j++) {
+        double acc = 0.0;
+        for (size_t t = 0; t < n; t++)
+            acc += (double)hid[t * E + j];
+        want[0][j] = (float)(acc / (double)n);
+        want[1][j] = hid[(n - 1) * E + j];
+        want[2][j] = hid[j];
+    }
+
+    struct slots_params sp = {
+        .n_slots = 2, .max_queue = 8, .n_ctx = 128, .n_threads = 2, .prefill_chunk = 3};
+    struct slots *s = NULL;
+    CHECK_OK(slots_create(e.m, e.tok, &e.chat, &sp, &s));
+    if (s) {
+        CHECK_INT_EQ(slots_n_embd(s), (int)E);
+        /* a generation shares the steps with every embedding */
+        struct slots_req *gen = submit(s, ids, n, 24);
+        const enum embd_pool pools[3] = {EMBD_POOL_MEAN, EMBD_POOL_LAST, EMBD_POOL_FIRST};
+        struct slots_req *r[3];
+        for (int k = 0; k < 3; k++)
+            r[k] = submit_embed(s, ids, n, pools[k]);
+        float *got = malloc(E * sizeof *got);
+        REQUIRE(got);
+        for (int k = 0; k < 3; k++) {
+            struct collect none;
+            struct slots_result res;
+            if (!r[k])
+                continue;
+            drain_req(r[k], &none, &res);
+            CHECK(res.done && res.status == HEARTH_OK && res.n_gen == 0 && none.len == 0);
+            CHECK_INT_EQ(res.n_prompt_eval, n);
+            CHECK(slots_req_embedding(r[k], got));
+            CHECK_MSG(memcmp(got, want[k], E * sizeof *got) == 0,
+                      "pooling %d: the slots' embedding differs from the lone forward pass's",
+                      (int)pools[k]);
+            slots_req_release(r[k]);
+        }
+        struct collect reply;
+        struct slots_result gres;
+        if (gen) {
+            drain_req(gen, &reply, &gres);
+            CHECK(gres.n_gen > 0);
+            slots_req_release(gen);
+        }
+        struct slots_stats st;
+        slots_get_stats(s, &st);
+        CHECK_INT_EQ(st.n_embeddings, 3);
+
+        struct slots_req_params rp;
+        struct slots_req *bad = NULL;
+        greedy_req(&rp, ids, n, 1); /* an embedding generates nothing */
+        rp.pool = EMBD_POOL_MEAN;
+        CHECK_INT_EQ(slots_req_create(s, &rp, &bad), HEARTH_ERR_INVALID_ARG);
+        greedy_req(&rp, ids, n, 0);
+        rp.pool = EMBD_POOL_LAST;
+        rp.logprobs = true;
+        CHECK_INT_EQ(slots_req_create(s, &rp, &bad), HEARTH_ERR_INVALID_ARG);
+        greedy_req(&rp, ids, n, 0);
+        rp.pool = (enum embd_pool)7;
+        CHECK_INT_EQ(slots_req_create(s, &rp, &bad), HEARTH_ERR_INVALID_ARG);
+        CHECK(bad == NULL);
+        free(got);
+        CHECK(slots_drain(s, 1000));
+        slots_destroy(s);
+    }
+    for (int k = 0; k < 3; k++)
+        free(want[k]);
+    free(hid);
+    free(lg);
+    free(all);
+    free(seq);
+    free(pos);
+    free(ids);
+    env_close(&e);
+}
+
 TEST_MAIN(TEST_CASE(multi_equals_alone), TEST_CASE(multi_argument_errors),
           TEST_CASE(slots_greedy_equals_alone), TEST_CASE(slots_queue_bound_and_cancel),
-          TEST_CASE(slots_logit_bias), TEST_CASE(slots_logprobs))
+          TEST_CASE(slots_logit_bias), TEST_CASE(slots_logprobs),
+          TEST_CASE(slots_embeddings))

@@ -20,6 +20,7 @@ int cmd_chat(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
+int cmd_embed(int argc, char **argv);
 
 /* One scheme of `hearth plan --compare-quants` (tools/plan-svg.c draws them). */
 struct plan_svg_row {

@@ -54,7 +54,8 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: hearth serve [-m MODEL] [options]\n\n"
             "Serves the model over an OpenAI-compatible HTTP API (POST /v1/chat/completions,\n"
-            "/v1/completions; GET /v1/models, /health, /metrics), POST /tokenize and\n"
+            "/v1/completions, /v1/embeddings; GET /v1/models, /health, /metrics), POST\n"
+            "/tokenize and\n"
             "/detokenize (token ids for logit_bias), POST /apply-template (the prompt a\n"
             "chat request renders to), and a chat page at /. Chat requests may offer tools\n"
             "(function calling, docs/serve.md).\n\n"
@@ -71,9 +72,20 @@ static void usage(FILE *out)
             "  -t, --threads N         CPU threads (default: physical cores)\n"
             RUN_DEVICE_FLAGS_HELP
             "  --max-tokens N          default max_tokens of a request (default 256)\n"
+            "  --pooling P             how /v1/embeddings pools a text's token vectors: mean,\n"
+            "                          last or cls (default: the model's pooling_type key,\n"
+            "                          else mean)\n"
             "  --drain-timeout S       on SIGINT/SIGTERM, seconds to let running requests "
             "finish (default 10)\n",
             cli_default_model());
+}
+
+static enum embd_pool parse_pooling(const char *s)
+{
+    return !strcmp(s, "mean")  ? EMBD_POOL_MEAN
+           : !strcmp(s, "last") ? EMBD_POOL_LAST
+           : !strcmp(s, "cls")  ? EMBD_POOL_FIRST
+                                : EMBD_POOL_NONE;
 }
 
 static const char *value(int argc, char **argv, int *i)
@@ -91,6 +103,7 @@ int cmd_serve(int argc, char **argv)
     struct serve_opts so = {
         .host = "127.0.0.1", .port = 8080, .default_max_tokens = 256, .drain_ms = 10000};
     long long parallel = 4, queue = 64, n_ctx = 0, threads = 0, v;
+    enum embd_pool pool = EMBD_POOL_NONE; /* none given: the model's, else mean */
     double d;
     struct run_devices devs; /* --device, -ngl, --vram-budget, --kv-type* */
     run_devices_default(&devs);
@@ -155,6 +168,13 @@ int cmd_serve(int argc, char **argv)
             }
         } else if (run_parse_device_switch(a, &devs)) {
             /* --no-stream, --swa-full */
+        } else if (!strcmp(a, "--pooling")) {
+            VAL();
+            if ((pool = parse_pooling(val)) == EMBD_POOL_NONE) {
+                fprintf(stderr, "hearth: serve: --pooling '%s': expected mean, last or cls\n",
+                        val);
+                return 2;
+            }
         } else if (!strcmp(a, "--drain-timeout")) {
             VAL();
             if (cli_parse_f64(a, val, 0, 3600, &d))
@@ -227,6 +247,7 @@ int cmd_serve(int argc, char **argv)
     }
     const char *base = strrchr(model_path, '/');
     so.model_name = base ? base + 1 : model_path;
+    so.pool = pool != EMBD_POOL_NONE ? pool : embd_pool_of_gguf(m->hp.pooling_type);
     int st = serve_start(&so, slots, tok, &chat, &srv);
     if (st != 0) {
         rc = st;

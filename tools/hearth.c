@@ -23,6 +23,7 @@ static const struct command commands[] = {
     {"plan", cmd_plan, "plan tensor placement, memory and speed; compare quant schemes"},
     {"run", cmd_run, "generate text from a prompt and stream it to stdout"},
     {"chat", cmd_chat, "interactive chat with a model (history kept, KV reused)"},
+    {"embed", cmd_embed, "print a text's embedding vector (pooled last hidden state)"},
     {"perplexity", cmd_perplexity, "score a text: perplexity, and KL divergence between runs"},
     {"bench", cmd_bench, "measure prefill and decode speed against memory bandwidth"},
     {"serve", cmd_serve, "OpenAI-compatible HTTP server with continuous batching"},

@@ -153,6 +153,8 @@ static enum MHD_Result serve_metrics(struct MHD_Connection *c, struct serve_serv
         "hearth_prompt_tokens_reused_total %llu\n"
         "# HELP hearth_generated_tokens_total Tokens generated.\n"
         "# TYPE hearth_generated_tokens_total counter\nhearth_generated_tokens_total %llu\n"
+        "# HELP hearth_embeddings_total Texts embedded (/v1/embeddings inputs).\n"
+        "# TYPE hearth_embeddings_total counter\nhearth_embeddings_total %llu\n"
         "# HELP hearth_tokens_per_second Generated tokens per second, recent window.\n"
         "# TYPE hearth_tokens_per_second gauge\nhearth_tokens_per_second %.3f\n"
         "# HELP hearth_engine_steps_total Batched forward passes.\n"
@@ -176,7 +178,7 @@ static enum MHD_Result serve_metrics(struct MHD_Connection *c, struct serve_serv
         (unsigned long long)st.n_requests, (unsigned long long)st.n_rejected,
         (unsigned long long)st.n_cancelled, (unsigned long long)st.n_completed,
         (unsigned long long)st.n_prompt_tokens, (unsigned long long)st.n_reused_tokens,
-        (unsigned long long)st.n_gen_tokens, st.gen_tps, (unsigned long long)st.n_steps, st.busy_s,
+        (unsigned long long)st.n_gen_tokens, (unsigned long long)st.n_embeddings, st.gen_tps, (unsigned long long)st.n_steps, st.busy_s,
         st.n_queued, st.max_queue, st.n_active, st.n_slots,
         (unsigned long long)atomic_load(&s->http_by_class[2]),
         (unsigned long long)atomic_load(&s->http_by_class[4]),
@@ -239,8 +241,9 @@ static enum MHD_Result route(struct serve_server *s, struct MHD_Connection *c, s
     bool is_chat = !strcmp(url, "/v1/chat/completions"), is_cmpl = !strcmp(url, "/v1/completions");
     bool is_models = !strcmp(url, "/v1/models"), is_metrics = !strcmp(url, "/metrics");
     bool is_tok = !strcmp(url, "/tokenize"), is_detok = !strcmp(url, "/detokenize");
-    bool is_tmpl = !strcmp(url, "/apply-template");
-    if (!is_chat && !is_cmpl && !is_models && !is_metrics && !is_tok && !is_detok && !is_tmpl) {
+    bool is_tmpl = !strcmp(url, "/apply-template"), is_embd = !strcmp(url, "/v1/embeddings");
+    if (!is_chat && !is_cmpl && !is_models && !is_metrics && !is_tok && !is_detok && !is_tmpl &&
+        !is_embd) {
         struct serve_error e;
         serve_error_set(&e, 404, "invalid_request_error", NULL, "not_found",
                         "no such endpoint: %.200s", url);
@@ -274,6 +277,8 @@ static enum MHD_Result route(struct serve_server *s, struct MHD_Connection *c, s
     if (atomic_load(&s->draining))
         return fail(c, s, 503, "server_error", NULL, "shutting_down",
                     "the server is shutting down");
+    if (is_embd)
+        return serve__embeddings(c, s, cn);
     return serve__completion(c, s, cn, is_chat);
 }
 

@@ -1,7 +1,8 @@
 /*
  * serve-internal: what serve-http.c (the libmicrohttpd plumbing: connections,
- * bodies, authentication, routing, metrics) and serve-completion.c (the
- * completion endpoints: requests to slots, whole and streamed replies) share.
+ * bodies, authentication, routing, metrics), serve-completion.c (the
+ * completion endpoints: requests to slots, whole and streamed replies) and
+ * serve-embed.c (embeddings) share.
  */
 #ifndef HEARTH_TOOLS_SERVE_INTERNAL_H
 #define HEARTH_TOOLS_SERVE_INTERNAL_H
@@ -97,6 +98,9 @@ enum MHD_Result serve__completion(struct MHD_Connection *c, struct serve_server 
  */
 enum MHD_Result serve__apply_template(struct MHD_Connection *c, struct serve_server *s,
                                       struct conn *cn);
+/* POST /v1/embeddings (serve-embed.c). */
+enum MHD_Result serve__embeddings(struct MHD_Connection *c, struct serve_server *s,
+                                  struct conn *cn);
 /* Releases the choices' requests (cancelling what still runs) and frees them. */
 void serve__free_choices(struct conn *cn);
 

@@ -260,12 +260,13 @@ static bool parse_messages(const cJSON *root, struct serve_req *r, struct serve_
     return true;
 }
 
-/* An array of token ids (integers in [0, 2^31)), non-empty, into pr. */
-static bool parse_prompt_ids(const cJSON *p, struct serve_prompt *pr, struct serve_error *e)
+/* An array of token ids (integers in [0, 2^31)), non-empty, into pr; name: the field. */
+static bool parse_prompt_ids(const cJSON *p, const char *name, struct serve_prompt *pr,
+                             struct serve_error *e)
 {
     int n = cJSON_GetArraySize(p);
     if (n == 0)
-        return bad(e, "prompt", "'%s' must not be empty", "prompt");
+        return bad(e, name, "'%s' must not be empty", name);
     pr->ids = malloc((size_t)n * sizeof *pr->ids);
     if (!pr->ids) {
         serve_error_set(e, 500, "server_error", NULL, NULL, "out of memory");
@@ -276,62 +277,68 @@ static bool parse_prompt_ids(const cJSON *p, struct serve_prompt *pr, struct ser
     {
         double v = cJSON_IsNumber(it) ? it->valuedouble : -1;
         if (!isfinite(v) || v < 0 || v > INT32_MAX || floor(v) != v)
-            return bad(e, "prompt", "'%s' token ids must be integers in [0, 2^31)", "prompt");
+            return bad(e, name, "'%s' token ids must be integers in [0, 2^31)", name);
         pr->ids[pr->n_ids++] = (int32_t)v;
     }
     return true;
 }
 
 /* One prompt: a non-empty string or an array of token ids. */
-static bool parse_one_prompt(const cJSON *p, struct serve_prompt *pr, struct serve_error *e)
+static bool parse_one_prompt(const cJSON *p, const char *name, struct serve_prompt *pr,
+                             struct serve_error *e)
 {
     if (cJSON_IsArray(p))
-        return parse_prompt_ids(p, pr, e);
+        return parse_prompt_ids(p, name, pr, e);
     if (!cJSON_IsString(p))
-        return bad(e, "prompt", "'%s' must be a string, token ids, or an array of those",
-                   "prompt");
+        return bad(e, name, "'%s' must be a string, token ids, or an array of those", name);
     if (!p->valuestring[0])
-        return bad(e, "prompt", "'%s' must not be empty", "prompt");
+        return bad(e, name, "'%s' must not be empty", name);
     pr->text = p->valuestring;
     return true;
 }
 
-/*
- * A string, token ids, or an array of strings or of token-id arrays: one
- * prompt each, answered as choices in order (n of them per prompt).
- */
-static bool parse_prompt(const cJSON *root, struct serve_req *r, struct serve_error *e)
+bool serve_parse_prompts(const cJSON *root, const char *name, int max, struct serve_prompt **out,
+                         size_t *n_out, struct serve_error *e)
 {
-    const cJSON *p = cJSON_GetObjectItemCaseSensitive(root, "prompt");
+    *out = NULL;
+    *n_out = 0;
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(root, name);
     if (!p)
-        return bad(e, "prompt", "'%s' is required", "prompt");
+        return bad(e, name, "'%s' is required", name);
     bool many = cJSON_IsArray(p) && (cJSON_IsString(p->child) || cJSON_IsArray(p->child));
     int n = many ? cJSON_GetArraySize(p) : 1;
-    if (n > SERVE_MAX_CHOICES) {
-        serve_error_set(e, 400, "invalid_request_error", "prompt", NULL,
-                        "'prompt' holds %d prompts, more than the %d choices a request may have",
-                        n, SERVE_MAX_CHOICES);
+    if (n > max) {
+        serve_error_set(e, 400, "invalid_request_error", name, NULL,
+                        "'%s' holds %d texts, more than the %d a request may have", name, n, max);
         return false;
     }
-    r->prompts = calloc((size_t)n, sizeof *r->prompts);
-    if (!r->prompts) {
+    struct serve_prompt *pr = calloc((size_t)n, sizeof *pr);
+    if (!pr) {
         serve_error_set(e, 500, "server_error", NULL, NULL, "out of memory");
         return false;
     }
+    *out = pr;
     if (!many) {
-        r->n_prompts = 1;
-        return parse_one_prompt(p, &r->prompts[0], e);
+        *n_out = 1;
+        return parse_one_prompt(p, name, &pr[0], e);
     }
     const cJSON *it;
     cJSON_ArrayForEach(it, p)
     {
         /* all strings or all id arrays, as OpenAI takes them */
         if (cJSON_IsString(it) != cJSON_IsString(p->child))
-            return bad(e, "prompt", "'%s' mixes strings and token-id arrays", "prompt");
-        if (!parse_one_prompt(it, &r->prompts[r->n_prompts++], e))
+            return bad(e, name, "'%s' mixes strings and token-id arrays", name);
+        if (!parse_one_prompt(it, name, &pr[(*n_out)++], e))
             return false;
     }
     return true;
+}
+
+void serve_prompts_free(struct serve_prompt *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(p[i].ids);
+    free(p);
 }
 
 static bool parse_stop(const cJSON *root, struct serve_req *r, struct serve_error *e)
@@ -542,7 +549,9 @@ bool serve_parse_request(const char *body, size_t len, bool chat, struct serve_r
         bad(e, "model", "'%s' must be a string", "model");
         goto fail;
     }
-    if (chat ? !parse_messages(root, r, e) : !parse_prompt(root, r, e))
+    if (chat ? !parse_messages(root, r, e)
+             : !serve_parse_prompts(root, "prompt", SERVE_MAX_CHOICES, &r->prompts, &r->n_prompts,
+                                    e))
         goto fail;
     long long v = 0;
     bool given = false;
@@ -601,9 +610,7 @@ void serve_req_free(struct serve_req *r)
     free(r->msgs);
     free(r->bias_ids);
     free(r->bias);
-    for (size_t i = 0; i < r->n_prompts; i++)
-        free(r->prompts[i].ids);
-    free(r->prompts);
+    serve_prompts_free(r->prompts, r->n_prompts);
     free(r->tools_text);
     free(r->tool_prefill);
     free(r->tool_names);

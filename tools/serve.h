@@ -96,6 +96,17 @@ bool serve_parse_request(const char *body, size_t len, bool chat, struct serve_r
                          struct serve_error *e);
 void serve_req_free(struct serve_req *r);
 
+/*
+ * Field name of root: a string, token ids, or an array of strings or of
+ * token-id arrays (never mixed), each non-empty, at most max of them: into
+ * *out ([*n_out], calloc'd; strings point into root; free with
+ * serve_prompts_free, also after a failure). False with e filled (400
+ * naming the field).
+ */
+bool serve_parse_prompts(const struct cJSON *root, const char *name, int max,
+                         struct serve_prompt **out, size_t *n_out, struct serve_error *e);
+void serve_prompts_free(struct serve_prompt *p, size_t n);
+
 /* {"error":{"message","type","param","code"}}, malloc'd. */
 char *serve_error_json(const struct serve_error *e);
 /* Sets e (printf-style message). */
@@ -217,6 +228,7 @@ struct serve_opts {
     const char *model_name; /* shown in responses and /v1/models */
     int default_max_tokens;
     int drain_ms; /* on SIGINT/SIGTERM: wait this long for running requests */
+    enum embd_pool pool; /* /v1/embeddings' pooling (not EMBD_POOL_NONE) */
 };
 
 struct serve_server;

@@ -135,6 +135,7 @@ struct forward_ctx {
     int32_t *bpos;           /* [n_batch] position of each token of the batch */
     struct kv_cache **bkv;   /* [n_batch] the cache each token of the batch reads and writes */
     int32_t *out_rows;       /* [n_batch] batch rows whose logits are wanted, ascending */
+    int32_t *hid_rows;       /* [n_batch] batch rows whose hidden state is wanted, ascending */
     uint32_t *seq_next;      /* [n_seq] validation scratch: next position per sequence */
     int32_t *seq_last;       /* [n_seq] validation scratch: index of the last token seen */
     void *act;   /* quantized activations, act_bytes */
@@ -386,7 +387,8 @@ hearth_status forward_create_multi(const struct model *m, const struct forward_p
     c->bpos = calloc(B, sizeof *c->bpos);
     c->bkv = calloc(B, sizeof *c->bkv);
     c->out_rows = calloc(B, sizeof *c->out_rows);
-    if ((!c->bpos || !c->bkv || !c->out_rows) && st == HEARTH_OK)
+    c->hid_rows = calloc(B, sizeof *c->hid_rows);
+    if ((!c->bpos || !c->bkv || !c->out_rows || !c->hid_rows) && st == HEARTH_OK)
         st = err_set(HEARTH_ERR_NO_MEMORY, "forward: out of memory for the batch tables");
     c->act_bytes = act_need;
     c->act = malloc(act_need ? act_need : 1);
@@ -429,6 +431,7 @@ void forward_destroy(struct forward_ctx *c)
     free(c->bpos);
     free(c->bkv);
     free(c->out_rows);
+    free(c->hid_rows);
     free(c->x);
     free(c->xn);
     free(c->q);
@@ -836,10 +839,11 @@ static void row_embed(void *arg, int t)
 /*
  * One batch of n <= n_batch tokens, token t at position bpos[t] of cache
  * bkv[t]. logits: NULL, or n_out rows of n_vocab floats, those of batch rows
- * out_rows[0..n_out).
+ * out_rows[0..n_out); hidden: NULL, or n_hid rows of n_embd floats (the final
+ * norm's output), those of batch rows hid_rows[0..n_hid).
  */
 static void forward_batch(struct forward_ctx *c, const int32_t *tokens, int n, float *logits,
-                          int n_out)
+                          int n_out, float *hidden, int n_hid)
 {
     const struct model *m = c->m;
     const struct model_hparams *hp = &m->hp;
@@ -850,6 +854,9 @@ static void forward_batch(struct forward_ctx *c, const int32_t *tokens, int n, f
         group_batch(c, n);
     for (uint32_t il = 0; il < hp->n_layer; il++)
         layer_forward(c, il, n);
+    for (int i = 0; hidden && i < n_hid; i++)
+        cpu_rmsnorm(hidden + i * E, c->x + (int64_t)c->hid_rows[i] * E, m->output_norm.data, E,
+                    hp->norm_eps);
     if (!logits || n_out == 0)
         return;
     /* only the rows asked for go through the (large) output matmul */
@@ -901,7 +908,7 @@ hearth_status forward_eval(struct forward_ctx *c, const int32_t *tokens, int n_t
             c->bpos[t] = pos0 + t0 + t;
             c->bkv[t] = c->kv;
         }
-        forward_batch(c, tokens + t0, n, lg, n_out);
+        forward_batch(c, tokens + t0, n, lg, n_out, NULL, 0);
         c->kv->n_used = (uint32_t)(pos0 + t0 + n);
         kv_ring_advance(&c->ring[0], (uint32_t)(pos0 + t0), (uint32_t)n);
     }
@@ -952,6 +959,14 @@ hearth_status forward_eval_multi(struct forward_ctx *c, const int32_t *tokens, c
                                  const int32_t *pos, int n_tokens, float *logits_out,
                                  const bool *want_logits)
 {
+    const struct seq_batch_out out = {logits_out, want_logits, NULL, NULL};
+    return forward_eval_multi_out(c, tokens, seq, pos, n_tokens, &out);
+}
+
+hearth_status forward_eval_multi_out(struct forward_ctx *c, const int32_t *tokens,
+                                     const int32_t *seq, const int32_t *pos, int n_tokens,
+                                     const struct seq_batch_out *out)
+{
     if (!tokens || !seq || !pos || n_tokens < 1)
         return err_set(HEARTH_ERR_INVALID_ARG,
                        "forward_eval_multi: %d tokens (or a NULL array), expected at least 1",
@@ -959,19 +974,25 @@ hearth_status forward_eval_multi(struct forward_ctx *c, const int32_t *tokens, c
     hearth_status st = check_multi(c, tokens, seq, pos, n_tokens);
     if (st != HEARTH_OK)
         return st;
-    const size_t n_vocab = c->m->hp.n_vocab;
-    float *lg = logits_out;
+    const size_t n_vocab = c->m->hp.n_vocab, n_embd = c->m->hp.n_embd;
+    const bool *want_lg = out->logits ? out->want_logits : NULL;
+    const bool *want_hid = out->hidden ? out->want_hidden : NULL;
+    float *lg = out->logits, *hid = out->hidden;
     for (int t0 = 0; t0 < n_tokens; t0 += c->n_batch) {
-        int n = n_tokens - t0 < c->n_batch ? n_tokens - t0 : c->n_batch, n_out = 0;
+        int n = n_tokens - t0 < c->n_batch ? n_tokens - t0 : c->n_batch, n_out = 0, n_hid = 0;
         for (int t = 0; t < n; t++) {
             c->bpos[t] = pos[t0 + t];
             c->bkv[t] = c->kvs[seq[t0 + t]];
-            if (logits_out && want_logits && want_logits[t0 + t])
+            if (want_lg && want_lg[t0 + t])
                 c->out_rows[n_out++] = t;
+            if (want_hid && want_hid[t0 + t])
+                c->hid_rows[n_hid++] = t;
         }
-        forward_batch(c, tokens + t0, n, lg, n_out);
+        forward_batch(c, tokens + t0, n, lg, n_out, hid, n_hid);
         if (lg)
             lg += (size_t)n_out * n_vocab;
+        if (hid)
+            hid += (size_t)n_hid * n_embd;
     }
     seq_batch_ring_advance(c->ring, c->n_seq, seq, pos, n_tokens, c->seq_next);
     for (int s = 0; s < c->n_seq; s++)

@@ -20,6 +20,7 @@
 #include "cpu/dot.h"
 #include "hearth.h"
 #include "model.h"
+#include "seq-batch.h"
 
 struct kv_cache;
 
@@ -99,6 +100,10 @@ hearth_status forward_create_multi(const struct model *m, const struct forward_p
 hearth_status forward_eval_multi(struct forward_ctx *c, const int32_t *tokens, const int32_t *seq,
                                  const int32_t *pos, int n_tokens, float *logits_out,
                                  const bool *want_logits);
+/* The same with hidden rows too (seq-batch.h seq_batch_out); out not NULL. */
+hearth_status forward_eval_multi_out(struct forward_ctx *c, const int32_t *tokens,
+                                     const int32_t *seq, const int32_t *pos, int n_tokens,
+                                     const struct seq_batch_out *out);
 int forward_n_seq(const struct forward_ctx *c);
 /* Positions held by sequence seq (0 for a seq out of range). */
 uint32_t forward_seq_n_past(const struct forward_ctx *c, int seq);

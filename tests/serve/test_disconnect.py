@@ -1,5 +1,6 @@
 """A client that disconnects cancels its generation and frees its slot: streamed
-(closed after the first chunk) and whole (closed while waiting)."""
+(closed after the first chunk), whole (closed while waiting), and embeddings (closed
+while its inputs run)."""
 import time
 
 from common import check, metrics, raw_stream_open, read_until, request, wait_metric
@@ -31,6 +32,22 @@ s.close()
 wait_metric("hearth_requests_cancelled_total",
             lambda v: v >= base["hearth_requests_cancelled_total"] + 2)
 wait_metric("hearth_slots_active", lambda v: v == 0)
+
+# an embeddings request of many long inputs whose client leaves: what runs is cancelled and
+# the inputs not yet fed never are
+before = metrics()
+s = raw_stream_open("/v1/embeddings", {"input": ["word " * 200] * 500})
+wait_metric("hearth_slots_active", lambda v: v >= 1)
+time.sleep(0.3)
+s.close()
+wait_metric("hearth_requests_cancelled_total",
+            lambda v: v >= before["hearth_requests_cancelled_total"] + 1)
+wait_metric("hearth_slots_active", lambda v: v == 0)
+time.sleep(0.5)
+m = metrics()
+fed = m["hearth_prompt_tokens_total"] - before["hearth_prompt_tokens_total"]
+done = m["hearth_embeddings_total"] - before["hearth_embeddings_total"]
+check(fed < 50000 and done < 250, f"{fed} prompt tokens, {done} embeddings after the close")
 
 st, _, body = request("POST", CHAT, {"messages": [{"role": "user", "content": "hi"}],
                                      "max_tokens": 4})

@@ -1,6 +1,6 @@
 """Bad input never harms the server: malformed JSON, wrong types and ranges,
-unknown roles, wrong key, unknown paths and methods, oversize bodies, and a
-full queue get the right status and an OpenAI error object; afterwards the
+unknown roles, wrong key, unknown paths and methods, oversize bodies, bad
+embedding inputs, and a full queue get the right status and an OpenAI error object; afterwards the
 server still answers."""
 import json
 import socket
@@ -96,6 +96,23 @@ expect(400, "POST", "/v1/completions", {"prompt": ["a"] * 65}, "prompt")
 expect(400, "POST", "/v1/completions", {"prompt": ["a", "b"], "n": 33}, "n")
 expect(400, "POST", "/v1/completions", {"prompt": [[1], [2, 49152]]}, "prompt")
 expect(400, "POST", "/v1/completions", {"prompt": [1, 49152]}, "prompt")
+EMB = "/v1/embeddings"
+expect(400, "POST", EMB, {}, "input")
+expect(400, "POST", EMB, {"input": 3}, "input")
+expect(400, "POST", EMB, {"input": ""}, "input")
+expect(400, "POST", EMB, {"input": []}, "input")
+expect(400, "POST", EMB, {"input": ["a", [1]]}, "input")
+expect(400, "POST", EMB, {"input": [1, 49152]}, "input")
+expect(400, "POST", EMB, {"input": ["a"] * 2049}, "input")
+expect(400, "POST", EMB, {"input": "word " * 5000}, "input")
+expect(400, "POST", EMB, {"input": "x", "encoding_format": "hex"}, "encoding_format")
+expect(400, "POST", EMB, {"input": "x", "dimensions": 0}, "dimensions")
+expect(400, "POST", EMB, {"input": "x", "dimensions": 577}, "dimensions")
+expect(400, "POST", EMB, {"input": "x", "dimensions": 1.5}, "dimensions")
+expect(400, "POST", EMB, {"input": "x", "model": 1}, "model")
+expect(400, "POST", EMB, "[1]")
+expect(405, "GET", EMB)
+expect(401, "POST", EMB, {"input": "x"}, key=False)
 expect(400, "POST", "/tokenize", {"content": 3}, "content")
 expect(400, "POST", "/tokenize", {"content": "x", "add_special": 1}, "add_special")
 expect(400, "POST", "/tokenize", "[1]")
@@ -162,4 +179,4 @@ st, _, body = request("GET", "/health")
 check(st == 200 and json.loads(body)["status"] == "ok", body)
 raw = expect(200, "POST", CHAT, {"messages": OK_MSG, "max_tokens": 4, "temperature": 0})
 check(json.loads(raw)["choices"][0]["message"]["content"], raw)
-print(f"test_malformed: ok ({len(bad_bodies) + 21} cases; 503s: {statuses.count(503)})")
+print(f"test_malformed: ok ({len(bad_bodies) + 37} cases; 503s: {statuses.count(503)})")

@@ -1,7 +1,8 @@
 """The official `openai` client against `hearth serve`: chat and completions,
 streamed and not, stop strings, seeds, logit_bias, logprobs and echo, several prompts and
-n choices, tool calls, /tokenize, /detokenize and /apply-template, usage counts,
-/v1/models."""
+n choices, tool calls, embeddings, /tokenize, /detokenize and /apply-template, usage
+counts, /v1/models."""
+import array
 import math
 import os
 import subprocess
@@ -321,6 +322,66 @@ def tools():
     check(c.message.content or c.message.tool_calls, c)
 
 
+def as_f32(xs):
+    return array.array("f", xs).tolist()
+
+
+def embeddings():
+    texts = ["The capital of France is Paris.", "1, 2, 3, 4, 5", "Once upon a time there was"]
+    # the client asks for base64 by default and decodes the float32 bytes itself
+    r = client.embeddings.create(model=MODEL, input=texts)
+    check(r.object == "list" and r.model == MODEL, r)
+    check([d.index for d in r.data] == [0, 1, 2], r.data)
+    vecs = [d.embedding for d in r.data]
+    n_embd = len(vecs[0])
+    check(n_embd == 576 and all(len(v) == n_embd for v in vecs), [len(v) for v in vecs])
+    for v in vecs:
+        check(abs(math.sqrt(sum(x * x for x in v)) - 1) < 1e-5, "not unit length")
+    # the same vectors as JSON numbers: 9 digits give the float32 back exactly
+    f = client.embeddings.create(model=MODEL, input=texts, encoding_format="float")
+    check([as_f32(d.embedding) for d in f.data] == [as_f32(v) for v in vecs], "float != base64")
+    # usage counts the prompt tokens a completion of the same text counts
+    used = sum(client.completions.create(model=MODEL, prompt=t, max_tokens=1).usage.prompt_tokens
+               for t in texts)
+    check(r.usage.prompt_tokens == used and r.usage.total_tokens == used, (r.usage, used))
+    # alone or batched with other inputs, an input gets the same bits
+    alone = client.embeddings.create(model=MODEL, input=texts[1], encoding_format="float")
+    check(as_f32(alone.data[0].embedding) == as_f32(vecs[1]), "alone != batched")
+    # token ids are taken as given: the text's own ids give its vector
+    ids = json.loads(request("POST", "/tokenize", {"content": texts[2]})[2])["tokens"]
+    by_ids = client.embeddings.create(model=MODEL, input=[ids], encoding_format="float")
+    same_tok = len(ids) == client.completions.create(model=MODEL, prompt=texts[2],
+                                                     max_tokens=1).usage.prompt_tokens
+    if same_tok:
+        check(as_f32(by_ids.data[0].embedding) == as_f32(vecs[2]), "ids != text")
+    # dimensions keeps a prefix, normalized again
+    d = client.embeddings.create(model=MODEL, input=texts[0], dimensions=64,
+                                 encoding_format="float").data[0].embedding
+    norm = math.sqrt(sum(x * x for x in vecs[0][:64]))
+    check(len(d) == 64 and max(abs(a - b / norm) for a, b in zip(d, vecs[0][:64])) < 1e-6, d[:4])
+    # different texts, different vectors; one text twice, one vector
+    twice = client.embeddings.create(model=MODEL, input=[texts[0], texts[0]],
+                                     encoding_format="float").data
+    check(as_f32(twice[0].embedding) == as_f32(twice[1].embedding), "same text, other vector")
+    check(max(abs(a - b) for a, b in zip(vecs[0], vecs[1])) > 1e-2, "texts 0 and 1 alike")
+    # `hearth embed` (one sequence, its own batches) gives the server's bits
+    exe = os.environ.get("HEARTH_BIN")
+    src = os.environ.get("HEARTH_SOURCE_DIR")
+    if exe and src:
+        model = os.path.join(src, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")
+        out = subprocess.run([exe, "embed", "-m", model, "-p", texts[0], "--json"],
+                             capture_output=True, text=True, timeout=120)
+        check(out.returncode == 0, out.stderr)
+        cli = json.loads(out.stdout)["data"][0]["embedding"]
+        check(as_f32(cli) == as_f32(vecs[0]), "hearth embed differs from /v1/embeddings")
+    # more inputs than the server's queue (8): fed a few at a time, in order
+    many = [f"Item number {i} of the list." for i in range(40)]
+    m = client.embeddings.create(model=MODEL, input=many, encoding_format="float")
+    check([x.index for x in m.data] == list(range(40)), [x.index for x in m.data])
+    last = client.embeddings.create(model=MODEL, input=many[39], encoding_format="float")
+    check(as_f32(m.data[39].embedding) == as_f32(last.data[0].embedding), "input 39 differs")
+
+
 def errors_through_client():
     try:
         client.chat.completions.create(model=MODEL, messages=MSG, temperature=-1)
@@ -346,5 +407,6 @@ logprobs()
 echo_matches_perplexity()
 choices()
 tools()
+embeddings()
 errors_through_client()
 print("test_openai: ok")
