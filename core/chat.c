@@ -77,6 +77,10 @@ enum chat_format chat_detect_model(const char *tmpl, size_t len, const char *arc
         } else if (arch && strcmp(arch, "phi3") == 0) {
             f = CHAT_PHI3;
             src = CHAT_SOURCE_ARCH;
+        } else if (arch && (strcmp(arch, "qwen2") == 0 || strcmp(arch, "qwen3") == 0)) {
+            /* the fallback's format, but known rather than guessed: no warning */
+            f = CHAT_CHATML;
+            src = CHAT_SOURCE_ARCH;
         }
     }
     if (source)

@@ -55,7 +55,8 @@ enum chat_format chat_detect(const char *tmpl, size_t len, bool *fell_back);
 /*
  * As chat_detect, but when the template is absent or unknown, the architecture
  * (general.architecture; may be NULL) decides for families whose GGUFs are often
- * converted without a template: gemma, gemma2, gemma3* -> Gemma; phi3 -> Phi-3.
+ * converted without a template: gemma, gemma2, gemma3* -> Gemma; phi3 -> Phi-3;
+ * qwen2, qwen3 -> ChatML.
  * (The Gemma-3-270M GGUF in models/ has no tokenizer.chat_template.)
  */
 enum chat_format chat_detect_model(const char *tmpl, size_t len, const char *arch,

@@ -2,7 +2,7 @@
  * model-presets: a table of real model shapes and the tensor lists they imply.
  *
  * Numbers come from the facts sheet (§6 SmolLM2, §7.7 Llama-3, §7.8 others, §8
- * Gemma 3). The per-block tensor list is a small per-architecture table of
+ * Gemma 3) and, for Qwen3, the models' published config.json. The per-block tensor list is a small per-architecture table of
  * (suffix, shape rule); model_preset_tensor expands index -> (name, ne) by
  * arithmetic, so enumerating a 723-tensor model allocates nothing.
  */
@@ -32,6 +32,12 @@ static const struct model_preset presets[] = {
      0.0f, 1e-5f, false, false, 0, "default"},
     {"qwen2-7b", "Qwen2-7B", "qwen2", 28, 3584, 28, 4, 128, 18944, 152064, 131072, 1000000.0f, 0.0f,
      1e-6f, false, true, 0, "qwen2"},
+    {"qwen3-0.6b", "Qwen3-0.6B", "qwen3", 28, 1024, 16, 8, 128, 3072, 151936, 40960, 1000000.0f,
+     0.0f, 1e-6f, true, false, 0, "qwen2"},
+    {"qwen3-8b", "Qwen3-8B", "qwen3", 36, 4096, 32, 8, 128, 12288, 151936, 40960, 1000000.0f, 0.0f,
+     1e-6f, false, false, 0, "qwen2"},
+    {"qwen3-32b", "Qwen3-32B", "qwen3", 64, 5120, 64, 8, 128, 25600, 151936, 40960, 1000000.0f,
+     0.0f, 1e-6f, false, false, 0, "qwen2"},
     {"gemma3-270m", "Gemma-3-270M", "gemma3", 18, 640, 4, 1, 256, 2048, 262144, 32768, 1000000.0f,
      0.0f, 1e-6f, true, false, 512, "default"},
 };
@@ -120,6 +126,21 @@ static const struct block_tensor qwen2_block[] = {
     {"ffn_down.weight", D_FF, D_EMBD, PRESET_T_MATRIX},
 };
 
+/* qwen2's block without the biases, plus per-head QK-norms (in the converter's order) */
+static const struct block_tensor qwen3_block[] = {
+    {"attn_norm.weight", D_EMBD, D_ONE, PRESET_T_NORM},
+    {"attn_q.weight", D_EMBD, D_Q, PRESET_T_MATRIX},
+    {"attn_k.weight", D_EMBD, D_KV, PRESET_T_MATRIX},
+    {"attn_v.weight", D_EMBD, D_KV, PRESET_T_MATRIX},
+    {"attn_q_norm.weight", D_HEAD, D_ONE, PRESET_T_NORM},
+    {"attn_k_norm.weight", D_HEAD, D_ONE, PRESET_T_NORM},
+    {"attn_output.weight", D_Q, D_EMBD, PRESET_T_MATRIX},
+    {"ffn_norm.weight", D_EMBD, D_ONE, PRESET_T_NORM},
+    {"ffn_gate.weight", D_EMBD, D_FF, PRESET_T_MATRIX},
+    {"ffn_up.weight", D_EMBD, D_FF, PRESET_T_MATRIX},
+    {"ffn_down.weight", D_FF, D_EMBD, PRESET_T_MATRIX},
+};
+
 static const struct block_tensor gemma3_block[] = {
     {"attn_norm.weight", D_EMBD, D_ONE, PRESET_T_NORM},
     {"attn_q.weight", D_EMBD, D_Q, PRESET_T_MATRIX},
@@ -141,6 +162,10 @@ static const struct block_tensor *block_list(const struct model_preset *p, size_
     if (!strcmp(p->arch, "qwen2") || p->qkv_bias) {
         *n = sizeof qwen2_block / sizeof qwen2_block[0];
         return qwen2_block;
+    }
+    if (!strcmp(p->arch, "qwen3")) {
+        *n = sizeof qwen3_block / sizeof qwen3_block[0];
+        return qwen3_block;
     }
     if (!strcmp(p->arch, "gemma3")) {
         *n = sizeof gemma3_block / sizeof gemma3_block[0];

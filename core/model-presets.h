@@ -20,7 +20,7 @@
 struct model_preset {
     const char *name; /* "llama3-8b": the CLI spelling */
     const char *desc; /* "Llama-3-8B": the model it mimics */
-    const char *arch; /* general.architecture: llama, qwen2, gemma3 */
+    const char *arch; /* general.architecture: llama, qwen2, qwen3, gemma3 */
     uint32_t n_layer;
     uint32_t n_embd;
     uint32_t n_head;

@@ -9,7 +9,10 @@
  *
  * Per-architecture facts (facts sheet §4, §6, §8): llama rotates adjacent
  * pairs (the converter permuted Q/K rows), qwen2 rotates halves and has Q/K/V
- * biases, gemma3 rotates halves, norms q and k per head, has post-norms,
+ * biases, qwen3 rotates halves and norms q and k per head before RoPE with
+ * the weights as stored (no biases, no post-norms; head_dim comes from
+ * key_length, 128, which for most sizes is not n_embd/n_head), gemma3 rotates
+ * halves, norms q and k per head, has post-norms,
  * GELU-tanh, embeddings scaled by sqrt(n_embd), local layers (l % 6 < 5 by
  * default) with window `sliding_window` and base 10000, global layers with
  * rope.freq_base and the linear scaling factor, and attention scale
@@ -32,7 +35,7 @@
 #include "kv-quant.h"
 #include "quant.h"
 
-static const char *const arch_names[MODEL_ARCH_COUNT] = {"llama", "qwen2", "gemma3"};
+static const char *const arch_names[MODEL_ARCH_COUNT] = {"llama", "qwen2", "gemma3", "qwen3"};
 
 uint64_t model_kv_seed(const struct model *m)
 {
@@ -285,9 +288,10 @@ static hearth_status read_hparams(struct loader *L, struct model_hparams *hp)
     hp->embd_scale = 1.0f;
     hp->ffn_act = MODEL_FFN_SILU;
     hp->rope_mode = hp->arch == MODEL_ARCH_LLAMA ? MODEL_ROPE_NORMAL : MODEL_ROPE_NEOX;
+    /* qwen3 is qwen2 without the biases plus gemma3's QK-norm, and nothing else of gemma3's */
+    hp->qk_norm = hp->arch == MODEL_ARCH_GEMMA3 || hp->arch == MODEL_ARCH_QWEN3;
     if (hp->arch == MODEL_ARCH_GEMMA3) {
         hp->ffn_act = MODEL_FFN_GELU_TANH;
-        hp->qk_norm = true;
         hp->post_norms = true;
         hp->embd_scale = sqrtf((float)hp->n_embd);
         if ((st = get_hp_u32(L, "attention.sliding_window", false, 0, &hp->sliding_window)) ||
@@ -366,10 +370,12 @@ static hearth_status bind_all(struct loader *L, struct model *m)
             (st = bind_layer(L, il, "ffn_up.weight", E, F, true, &ly->ffn_up)) ||
             (st = bind_layer(L, il, "ffn_down.weight", F, E, true, &ly->ffn_down)))
             return st;
-        if (gemma &&
+        if (hp->qk_norm &&
             ((st = bind_layer(L, il, "attn_q_norm.weight", hp->head_dim, 0, true, &ly->q_norm)) ||
-             (st = bind_layer(L, il, "attn_k_norm.weight", hp->head_dim, 0, true, &ly->k_norm)) ||
-             (st = bind_layer(L, il, "post_attention_norm.weight", E, 0, true,
+             (st = bind_layer(L, il, "attn_k_norm.weight", hp->head_dim, 0, true, &ly->k_norm))))
+            return st;
+        if (gemma &&
+            ((st = bind_layer(L, il, "post_attention_norm.weight", E, 0, true,
                               &ly->post_attn_norm)) ||
              (st = bind_layer(L, il, "post_ffw_norm.weight", E, 0, true, &ly->post_ffn_norm))))
             return st;
@@ -470,7 +476,7 @@ hearth_status model_load_gguf(struct gguf_file *f, struct model **out)
     if (arch < 0)
         return err_set(HEARTH_ERR_UNSUPPORTED,
                        "%s: general.architecture = '%.*s' is not supported (supported: llama, "
-                       "qwen2, gemma3)",
+                       "qwen2, qwen3, gemma3)",
                        f->path, (int)(a.len > 64 ? 64 : a.len), a.ptr);
     L.arch = arch_names[arch];
 

@@ -1,6 +1,6 @@
 /*
  * model: hyperparameters and weight bindings of a decoder-only transformer
- * read from a GGUF file (architectures llama, qwen2, gemma3).
+ * read from a GGUF file (architectures llama, qwen2, qwen3, gemma3).
  *
  * model_load maps the file (core/gguf.h) and binds every tensor the
  * architecture needs by name, checking its shape and type; weights are never
@@ -20,13 +20,19 @@
 #include "gguf.h"
 #include "hearth.h"
 
-enum model_arch { MODEL_ARCH_LLAMA = 0, MODEL_ARCH_QWEN2, MODEL_ARCH_GEMMA3, MODEL_ARCH_COUNT };
+enum model_arch {
+    MODEL_ARCH_LLAMA = 0,
+    MODEL_ARCH_QWEN2,
+    MODEL_ARCH_GEMMA3,
+    MODEL_ARCH_QWEN3,
+    MODEL_ARCH_COUNT
+};
 
 /* The rotation pairing (facts sheet §4.4). */
 enum model_rope_mode {
     /* adjacent pairs (2k, 2k+1): llama, whose Q/K rows the converter permuted */
     MODEL_ROPE_NORMAL = 0,
-    MODEL_ROPE_NEOX = 2    /* halves (k, k + n_rot/2): qwen2, gemma3 */
+    MODEL_ROPE_NEOX = 2    /* halves (k, k + n_rot/2): qwen2, qwen3, gemma3 */
 };
 
 enum model_ffn_act { MODEL_FFN_SILU = 0, MODEL_FFN_GELU_TANH };
@@ -52,7 +58,7 @@ struct model_hparams {
     float embd_scale;      /* multiplies the token embedding (sqrt(n_embd) for gemma3, else 1) */
     uint32_t sliding_window; /* window of local layers in positions (0: none) */
     enum model_ffn_act ffn_act;
-    bool qk_norm;         /* per-head RMSNorm of q and k (gemma3) */
+    bool qk_norm;         /* per-head RMSNorm of q and k before RoPE (gemma3, qwen3) */
     bool post_norms;      /* post-attention and post-FFN RMSNorms (gemma3) */
 };
 
@@ -75,7 +81,7 @@ struct model_layer {
     /* wq: n_embd -> n_head*hd; wk, wv: n_embd -> n_kv*hd; wo: n_head*hd -> n_embd */
     struct model_weight wq, wk, wv, wo;
     struct model_weight bq, bk, bv, bo; /* optional biases [n_head*hd], [n_kv*hd] x2, [n_embd] */
-    struct model_weight q_norm, k_norm; /* [head_dim], gemma3 only */
+    struct model_weight q_norm, k_norm; /* [head_dim], gemma3 and qwen3 only */
     /*
      * q_norm and k_norm through kvq_qk_balance (F32, model-owned): what a layer
      * whose K cache holds rotated codes uses instead (model_qk_norms).
@@ -133,7 +139,7 @@ uint64_t model_kv_seed(const struct model *m);
 void model_qk_norms(const struct model *m, uint32_t il, bool rotated_codes,
                     const struct model_weight **qn, const struct model_weight **kn);
 
-/* "llama", "qwen2", "gemma3". */
+/* "llama", "qwen2", "gemma3", "qwen3". */
 const char *model_arch_name(enum model_arch a);
 
 /*

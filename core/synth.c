@@ -347,14 +347,19 @@ static hearth_status write_tensor(struct gguf_writer *w, size_t idx, const struc
     uint64_t nbytes = gguf_writer_tensor_nbytes(w, idx);
     uint64_t n_elems = t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
     hearth_status st;
+    struct rng r;
+    rng_seed(&r, o->seed * 0x9e3779b97f4a7c15ull ^ name_hash(t->name));
     if (t->kind == PRESET_T_NORM || t->kind == PRESET_T_ROPE_FREQS) {
         /* small 1-D F32 tensors: built whole */
         float *vals = malloc((size_t)n_elems * sizeof *vals);
         if (!vals)
             return err_set(HEARTH_ERR_NO_MEMORY, "synth: out of memory for '%s'", t->name);
         if (t->kind == PRESET_T_NORM) {
+            /* uniform on [-sqrt(3), sqrt(3)) has std 1 */
+            const double a = 1.7320508075688772 * (double)o->norm_std;
             for (uint64_t i = 0; i < n_elems; i++)
-                vals[i] = 1.0f;
+                vals[i] = o->norm_std > 0.0f ? (float)(1.0 + a * (2.0 * rng_uniform(&r) - 1.0))
+                                             : 1.0f;
         } else {
             model_preset_llama3_rope_freqs(p, vals);
         }
@@ -362,8 +367,6 @@ static hearth_status write_tensor(struct gguf_writer *w, size_t idx, const struc
         free(vals);
         return st;
     }
-    struct rng r;
-    rng_seed(&r, o->seed * 0x9e3779b97f4a7c15ull ^ name_hash(t->name));
     uint64_t blocks_left = nbytes / q->block_bytes;
     uint64_t per_chunk = CHUNK_BYTES / q->block_bytes;
     while (blocks_left) {

@@ -28,6 +28,12 @@ struct synth_opts {
     bool header_only; /* data section left as a sparse hole: sizes only */
     uint32_t n_layer; /* 0: the preset's; else fewer (or more) blocks, for small test files */
     float std;        /* target std of matrix weights; 0: SYNTH_DEFAULT_STD */
+    /*
+     * > 0: norm weights 1 + uniform noise of this std (seeded per tensor), so a
+     * reference comparison tells the norms apart (a swapped q/k norm, a wrong
+     * head's slice); 0: all 1.0, as before.
+     */
+    float norm_std;
 };
 
 struct synth_stats {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # cli-synth: `hearth synth` writes a small model that `hearth inspect` reads;
 # a header-only 70B costs no disk; IQ2_XS files carry the mix's types per tensor;
+# Qwen3's tensor list; --norm-std changes the norms only;
 # bad flags exit 2 with a clear message.
 set -u
 bin=${HEARTH_BIN:?HEARTH_BIN must name the hearth binary}
@@ -85,6 +86,36 @@ for i in range(2):
 assert types == want, sorted((k, types.get(k), v) for k, v in want.items() if types.get(k) != v)
 PY
 
+# header-only Qwen3-8B: the converter's 399 tensors (untied: output.weight), per-head QK-norms
+# of head_dim 128 and no biases
+"$bin" synth --preset qwen3-8b --type Q8_0 --header-only -o "$tmp/q3.gguf" > /dev/null \
+    || fail "header-only qwen3-8b exit $?"
+"$bin" inspect --json "$tmp/q3.gguf" > "$tmp/q3.json" || fail "inspect of qwen3-8b header exit $?"
+python3 - "$tmp/q3.json" <<'PY' || fail "qwen3-8b header content"
+import json, sys
+d = json.load(open(sys.argv[1]))
+a = d["architecture"]
+assert (a["arch"], a["blocks"], a["embedding"], a["heads"], a["kv_heads"], a["vocab"]) == \
+    ("qwen3", 36, 4096, 32, 8, 151936), a
+t = {t["name"]: t for t in d["tensors"]}
+assert len(t) == 399 and "output.weight" in t, len(t)
+assert t["blk.35.attn_q_norm.weight"]["shape"] == [128], t["blk.35.attn_q_norm.weight"]
+assert t["blk.0.attn_k_norm.weight"]["type"] == "F32"
+assert not any(n.endswith(".bias") for n in t), [n for n in t if n.endswith(".bias")]
+PY
+
+# --norm-std: norm weights 1 + noise, matrices unchanged (the same seed, the same bytes)
+"$bin" synth --preset qwen3-0.6b --type q8_0 --layers 1 --seed 5 -o "$tmp/n0.gguf" > /dev/null \
+    || fail "synth qwen3-0.6b exit $?"
+"$bin" synth --preset qwen3-0.6b --type q8_0 --layers 1 --seed 5 --norm-std 0.3 \
+    -o "$tmp/n3.gguf" > /dev/null || fail "synth --norm-std exit $?"
+cmp -s "$tmp/n0.gguf" "$tmp/n3.gguf" && fail "--norm-std changed nothing"
+[ "$(stat -c %s "$tmp/n0.gguf")" = "$(stat -c %s "$tmp/n3.gguf")" ] || fail "--norm-std size"
+# only norm bytes differ: at most 3 norms of 1024 and 2 of 128 floats
+ndiff=$(cmp -l "$tmp/n0.gguf" "$tmp/n3.gguf" | wc -l)
+[ "$ndiff" -le $(( (3 * 1024 + 2 * 128) * 4 )) ] || fail "--norm-std changed $ndiff bytes"
+rm -f "$tmp/n0.gguf" "$tmp/n3.gguf"
+
 # bad flags: exit 2 and a message that helps
 expect_usage_error() { # pattern args...
     local pat=$1
@@ -100,6 +131,7 @@ expect_usage_error "required" --preset llama3-8b --type q4_0
 expect_usage_error "unknown option" --preset llama3-8b --type q4_0 -o "$tmp/x.gguf" --bogus
 expect_usage_error "--seed" --preset llama3-8b --type q4_0 -o "$tmp/x.gguf" --seed abc
 expect_usage_error "needs a value" --preset
+expect_usage_error "--norm-std" --preset qwen3-8b --type q4_0 -o "$tmp/x.gguf" --norm-std 2
 [ ! -e "$tmp/x.gguf" ] || fail "a failed synth left $tmp/x.gguf"
 
 # an unwritable path: exit 1 and the path in the message

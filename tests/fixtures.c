@@ -77,6 +77,40 @@ const char *fixture_tiny_gemma3_path(void)
     return path;
 }
 
+static char qwen3_path[512];
+
+static void remove_qwen3(void)
+{
+    remove(qwen3_path);
+}
+
+const char *fixture_synth_qwen3_path(void)
+{
+    if (qwen3_path[0])
+        return qwen3_path;
+    struct synth_opts so;
+    memset(&so, 0, sizeof so);
+    CHECK_OK(model_preset_find("qwen3-0.6b", &so.preset));
+    CHECK_OK(quant_mix_from_name("Q8_0", &so.mix));
+    if (!so.preset || !so.mix)
+        return NULL;
+    so.n_layer = 2;
+    so.seed = 3;
+    so.std = 0.05f;
+    so.norm_std = 0.3f;
+    char file[512];
+    snprintf(file, sizeof file, "%s/synth-qwen3.gguf", test_tmp_dir());
+    hearth_status st = synth_write(&so, file, NULL);
+    CHECK_OK(st);
+    if (st != HEARTH_OK) {
+        remove(file);
+        return NULL;
+    }
+    memcpy(qwen3_path, file, sizeof qwen3_path);
+    atexit(remove_qwen3);
+    return qwen3_path;
+}
+
 bool fixture_asan_slow_unwind(void)
 {
 #if defined(__SANITIZE_ADDRESS__)

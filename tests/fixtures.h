@@ -35,6 +35,19 @@ struct plan_opts fixture_kv_opts(uint32_t n_ctx, int kt, int vt, uint32_t w, boo
 const char *fixture_tiny_gemma3_path(void);
 
 /*
+ * A random-weight Qwen3-0.6B cut to 2 blocks (synth, Q8_0, seed 3, std 0.05,
+ * norm weights 1 + noise of std 0.3): the real widths (n_embd 1024, 16 heads
+ * and 8 KV heads of 128, n_ff 3072) and the real 151936-token vocabulary with
+ * the tied LM head, ~200 MB. The same bytes as
+ *   hearth synth --preset qwen3-0.6b --type Q8_0 --layers 2 --seed 3 --std 0.05 \
+ *       --norm-std 0.3
+ * which is what tests/data/fwd-qwen3*.txt were computed from. Written once per
+ * process under test_tmp_dir() and removed at exit; NULL on failure (the case
+ * fails).
+ */
+const char *fixture_synth_qwen3_path(void);
+
+/*
  * Whether this is an AddressSanitizer run with LSAN_OPTIONS=fast_unwind_on_malloc=0
  * (the sanitizer CI job's setting). Under it lavapipe deadlocks: LLVM registers
  * the JIT's EH frames, libgcc's unwinder takes its lock and mallocs, and ASan's

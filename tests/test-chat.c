@@ -176,6 +176,14 @@ TEST(detect_snippets)
     CHECK_INT_EQ(src, CHAT_SOURCE_ARCH);
     CHECK_INT_EQ(chat_detect_model(NULL, 0, "gemma2", &src), CHAT_GEMMA);
     CHECK_INT_EQ(chat_detect_model(NULL, 0, "gemmaX", &src), CHAT_CHATML);
+    CHECK_INT_EQ(chat_detect_model(NULL, 0, "qwen3", &src), CHAT_CHATML);
+    CHECK_INT_EQ(src, CHAT_SOURCE_ARCH);
+    /* pieces of Qwen3's HF template (its first line, its no-thinking switch) */
+    const char *q3 = "{%- if tools %}\n    {{- '<|im_start|>system\\n' }}\n"
+                     "{%- if enable_thinking is defined and enable_thinking is false %}"
+                     "{{- '<think>\\n\\n</think>\\n\\n' }}";
+    CHECK_INT_EQ(chat_detect_model(q3, strlen(q3), "qwen3", &src), CHAT_CHATML);
+    CHECK_INT_EQ(src, CHAT_SOURCE_TEMPLATE);
     /* a real template wins over the architecture */
     const char *ml = "<|im_start|>";
     CHECK_INT_EQ(chat_detect_model(ml, strlen(ml), "gemma3", &src), CHAT_CHATML);

@@ -30,6 +30,15 @@
  *     to between 0.029 and 0.109 x max|logit| (main's scalar e^x, 9 runs);
  *     the AVX2 e^x lands at 0.105. Tolerance 0.12 x (2.05 logits), still
  *     below the ~3.9-logit move of token 818 with no mask.
+ *   fwd-qwen3.txt, fwd-qwen3-q8.txt: a random-weight 2-block Qwen3-0.6B
+ *     (fixture_synth_qwen3_path; no real Qwen3 checkpoint is available
+ *     offline), top-8 logits at 8 of 16 positions, no greedy ids (a random
+ *     model's top logits lie within rounding noise of each other). Measured
+ *     <= 0.011 x max|logit| (0.013 x scalar) against the float reference and
+ *     <= 0.0084 x against the q8 one; tolerances 0.03 and 0.02 x. Disabling the
+ *     QK-norm moves them by 0.90 x, NORMAL instead of NEOX RoPE by 0.76 x,
+ *     swapping the q and k norm weights (synth's noisy norms tell them
+ *     apart) by 0.12 x.
  * A wrong RoPE mode, norm, scale or mask moves logits by whole units and flips
  * the argmax, so these bounds still catch semantic errors.
  */
@@ -41,6 +50,7 @@
 
 #include "cpu/forward.h"
 #include "err.h"
+#include "fixtures.h"
 #include "gguf.h"
 #include "cpu/rows.h"
 #include "golden.h"
@@ -77,13 +87,12 @@ static hearth_status eval_forward(void *user, const int32_t *tokens, int n_token
  * Checks the prompt logits at the golden positions and the greedy
  * continuation (golden_check). Prints the largest deviation seen.
  */
-static void check_golden_ctx(const char *model_file, const char *golden_file,
-                             uint32_t swa_override, double tol, uint32_t n_ctx)
+static void check_golden_path(const char *path, const char *golden_file, uint32_t swa_override,
+                              double tol, uint32_t n_ctx)
 {
     struct golden g;
     if (!golden_load(golden_file, &g))
         return;
-    const char *path = test_model_path(model_file);
     REQUIRE(path);
     struct model *m = NULL;
     CHECK_OK(model_load(path, &m));
@@ -95,6 +104,12 @@ static void check_golden_ctx(const char *model_file, const char *golden_file,
         golden_check(&g, (int)m->hp.n_vocab, tol, eval_forward, c, "cpu", NULL);
     forward_destroy(c);
     model_free(m);
+}
+
+static void check_golden_ctx(const char *model_file, const char *golden_file,
+                             uint32_t swa_override, double tol, uint32_t n_ctx)
+{
+    check_golden_path(test_model_path(model_file), golden_file, swa_override, tol, n_ctx);
 }
 
 static void check_golden(const char *model_file, const char *golden_file, uint32_t swa_override,
@@ -142,9 +157,8 @@ TEST(gemma3_sliding_window_matches_reference)
  * Batched prefill (one batch, then several batches) against token-by-token
  * decode: max |diff| / max |logit| <= 1e-4 over every logit of every position.
  */
-static void batch_vs_sequential(const char *model_file, int n_tok, uint32_t swa_override)
+static void batch_vs_sequential_path(const char *path, int n_tok, uint32_t swa_override)
 {
-    const char *path = test_model_path(model_file);
     REQUIRE(path);
     struct model *m = NULL;
     CHECK_OK(model_load(path, &m));
@@ -198,6 +212,11 @@ done:
     model_free(m);
 }
 
+static void batch_vs_sequential(const char *model_file, int n_tok, uint32_t swa_override)
+{
+    batch_vs_sequential_path(test_model_path(model_file), n_tok, swa_override);
+}
+
 TEST(smollm2_batch_equals_sequential)
 {
     batch_vs_sequential(TEST_SMOLLM2, 40, 0);
@@ -207,6 +226,55 @@ TEST(gemma3_batch_equals_sequential)
 {
     /* window 8 < 24 tokens: the local layers' mask is exercised on both paths */
     batch_vs_sequential(TEST_GEMMA3, 24, 8);
+}
+
+TEST(qwen3_matches_reference)
+{
+    check_golden_path(fixture_synth_qwen3_path(), "fwd-qwen3.txt", 0, FWD_TOL_QWEN3, 256);
+}
+
+TEST(qwen3_matches_q8_reference)
+{
+    check_golden_path(fixture_synth_qwen3_path(), "fwd-qwen3-q8.txt", 0, FWD_TOL_QWEN3_Q8, 256);
+}
+
+TEST(qwen3_batch_equals_sequential)
+{
+    batch_vs_sequential_path(fixture_synth_qwen3_path(), 24, 0);
+}
+
+/* What model.c resolves for qwen3: gemma3's QK-norm and none of gemma3's other traits. */
+TEST(qwen3_hparams)
+{
+    struct model *m = NULL;
+    const char *path = fixture_synth_qwen3_path();
+    REQUIRE(path);
+    CHECK_OK(model_load(path, &m));
+    REQUIRE(m);
+    const struct model_hparams *hp = &m->hp;
+    CHECK_INT_EQ(hp->arch, MODEL_ARCH_QWEN3);
+    CHECK_STR_EQ(model_arch_name(hp->arch), "qwen3");
+    CHECK_INT_EQ(hp->n_embd, 1024);
+    CHECK_INT_EQ(hp->n_head, 16);
+    CHECK_INT_EQ(hp->n_head_kv, 8);
+    CHECK_INT_EQ(hp->head_dim, 128); /* key_length, not n_embd / n_head = 64 */
+    CHECK_INT_EQ(hp->n_rot, 128);
+    CHECK_INT_EQ(hp->n_vocab, 151936);
+    CHECK_INT_EQ(hp->rope_mode, MODEL_ROPE_NEOX);
+    CHECK_INT_EQ(hp->ffn_act, MODEL_FFN_SILU);
+    CHECK(hp->qk_norm && !hp->post_norms);
+    CHECK_INT_EQ(hp->sliding_window, 0);
+    CHECK_NEAR(hp->embd_scale, 1.0, 0.0);
+    CHECK_NEAR(hp->attn_scale, 1.0 / sqrt(128.0), 1e-7);
+    CHECK_NEAR(hp->rope_base, 1e6, 0.0);
+    CHECK(m->output.data == m->tok_embd.data); /* tied, as Qwen3-0.6B */
+    for (uint32_t il = 0; il < hp->n_layer; il++) {
+        const struct model_layer *ly = &m->layers[il];
+        CHECK(ly->q_norm.data && ly->k_norm.data && ly->q_norm.n_in == 128);
+        CHECK(!ly->bq.data && !ly->bk.data && !ly->bv.data);
+        CHECK(!ly->post_attn_norm.data && !ly->post_ffn_norm.data && !ly->is_swa);
+    }
+    model_free(m);
 }
 
 /* Greedy decode with 1 and 2 threads: same tokens, bit-identical logits; prints speed. */
@@ -355,7 +423,14 @@ static uint8_t *read_all(const char *path, size_t *size)
     return buf;
 }
 
-enum patch_kind { PATCH_ARCH, PATCH_TENSOR_NAME, PATCH_SWAP_DIMS, PATCH_QWEN2, PATCH_BLOCKS };
+enum patch_kind {
+    PATCH_ARCH,
+    PATCH_TENSOR_NAME,
+    PATCH_SWAP_DIMS,
+    PATCH_QWEN2,
+    PATCH_QWEN3,
+    PATCH_BLOCKS
+};
 
 /* Loads a patched in-memory copy of SmolLM2; returns the load status. */
 static hearth_status load_patched(enum patch_kind kind)
@@ -381,15 +456,16 @@ static hearth_status load_patched(enum patch_kind kind)
         CHECK_OK(gguf_get_str(f, "general.architecture", &s));
         size_t off = (size_t)((const uint8_t *)s.ptr - f->base);
         memcpy(buf + off, "mamba", 5); /* "llama" -> "mamba", same length */
-    } else if (kind == PATCH_QWEN2) {
-        /* "llama" -> "qwen2" in the architecture and every "llama.*" key */
+    } else if (kind == PATCH_QWEN2 || kind == PATCH_QWEN3) {
+        /* "llama" -> "qwen2" / "qwen3" in the architecture and every "llama.*" key */
+        const char *to = kind == PATCH_QWEN2 ? "qwen2" : "qwen3";
         struct gguf_str s;
         CHECK_OK(gguf_get_str(f, "general.architecture", &s));
-        memcpy(buf + (size_t)((const uint8_t *)s.ptr - f->base), "qwen2", 5);
+        memcpy(buf + (size_t)((const uint8_t *)s.ptr - f->base), to, 5);
         for (uint64_t i = 0; i < f->n_kv; i++) {
             struct gguf_str k = f->kv[i].key;
             if (k.len > 6 && memcmp(k.ptr, "llama.", 6) == 0)
-                memcpy(buf + (size_t)((const uint8_t *)k.ptr - f->base), "qwen2", 5);
+                memcpy(buf + (size_t)((const uint8_t *)k.ptr - f->base), to, 5);
         }
     } else if (kind == PATCH_BLOCKS) {
         /* a block count no file could back: the loader once tried to calloc 559 GB for it */
@@ -435,7 +511,7 @@ TEST(load_errors)
     CHECK_INT_EQ(st, HEARTH_ERR_UNSUPPORTED);
     const char *e = hearth_last_error();
     CHECK_MSG(strstr(e, "mamba") && strstr(e, "llama") && strstr(e, "qwen2") &&
-                  strstr(e, "gemma3"),
+                  strstr(e, "qwen3") && strstr(e, "gemma3"),
               "message: %s", e);
 
     st = load_patched(PATCH_TENSOR_NAME);
@@ -448,6 +524,13 @@ TEST(load_errors)
     CHECK_INT_EQ(st, HEARTH_ERR_BAD_FILE);
     e = hearth_last_error();
     CHECK_MSG(strstr(e, "'blk.0.attn_q.bias' is missing (required by arch qwen2)") != NULL,
+              "message: %s", e);
+
+    /* as qwen3 it needs no biases but lacks the per-head QK-norms */
+    st = load_patched(PATCH_QWEN3);
+    CHECK_INT_EQ(st, HEARTH_ERR_BAD_FILE);
+    e = hearth_last_error();
+    CHECK_MSG(strstr(e, "'blk.0.attn_q_norm.weight' is missing (required by arch qwen3)") != NULL,
               "message: %s", e);
 
     st = load_patched(PATCH_SWAP_DIMS);
@@ -558,4 +641,6 @@ TEST_MAIN(TEST_CASE(threadpool_covers_every_item_once), TEST_CASE(llama3_rope_di
           TEST_CASE(prefill_threads_identical_smollm2), TEST_CASE(prefill_threads_identical_gemma3),
           TEST_CASE(smollm2_batch_equals_sequential), TEST_CASE(gemma3_matches_reference),
           TEST_CASE(gemma3_sliding_window_matches_reference),
-          TEST_CASE(gemma3_batch_equals_sequential))
+          TEST_CASE(gemma3_batch_equals_sequential), TEST_CASE(qwen3_hparams),
+          TEST_CASE(qwen3_matches_reference), TEST_CASE(qwen3_matches_q8_reference),
+          TEST_CASE(qwen3_batch_equals_sequential))

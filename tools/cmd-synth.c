@@ -18,7 +18,7 @@ static void usage(FILE *out)
     quant_mix_list(types, sizeof types);
     fprintf(out,
             "usage: hearth synth --preset NAME --type TYPE -o FILE [--header-only] [--seed N]\n"
-            "                    [--layers N] [--std X]\n\n"
+            "                    [--layers N] [--std X] [--norm-std X]\n\n"
             "Writes a GGUF model of a real model's shape with random weights: every tensor\n"
             "of the architecture, typed by llama.cpp's quantization mix TYPE, the metadata a\n"
             "loader needs and a byte-level tokenizer.\n\n"
@@ -28,7 +28,8 @@ static void usage(FILE *out)
             "  --header-only   leave the tensor data as a sparse hole (sizes only)\n"
             "  --seed N        random seed (default 1); same seed, same bytes\n"
             "  --layers N      number of blocks instead of the preset's (small test models)\n"
-            "  --std X         standard deviation of matrix weights (default 0.02)\n",
+            "  --std X         standard deviation of matrix weights (default 0.02)\n"
+            "  --norm-std X    norm weights 1 + noise of std X instead of all 1 (default 0)\n",
             presets, types);
 }
 
@@ -47,7 +48,8 @@ int cmd_synth(int argc, char **argv)
         } else if (!strcmp(a, "--header-only")) {
             o.header_only = true;
         } else if (!strcmp(a, "--preset") || !strcmp(a, "--type") || !strcmp(a, "-o") ||
-                   !strcmp(a, "--seed") || !strcmp(a, "--layers") || !strcmp(a, "--std")) {
+                   !strcmp(a, "--seed") || !strcmp(a, "--layers") || !strcmp(a, "--std") ||
+                   !strcmp(a, "--norm-std")) {
             if (!has_val) {
                 fprintf(stderr, "hearth synth: %s needs a value\n", a);
                 return 2;
@@ -69,6 +71,10 @@ int cmd_synth(int argc, char **argv)
                 if (cli_parse_i64(a, v, 1, 1000, &n))
                     return 2;
                 o.n_layer = (uint32_t)n;
+            } else if (!strcmp(a, "--norm-std")) {
+                if (cli_parse_f64(a, v, 0.0, 1.0, &x))
+                    return 2;
+                o.norm_std = (float)x;
             } else {
                 if (cli_parse_f64(a, v, 1e-6, 10.0, &x))
                     return 2;

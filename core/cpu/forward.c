@@ -36,7 +36,7 @@
  * kernel over it (cpu/attn-ring.h), with full rows' bits.
  *
  * Per layer (facts sheet §4.6, §8.5):
- *   a = rmsnorm(x) ⊙ attn_norm; q,k,v = W a (+ bias); gemma3: per-head
+ *   a = rmsnorm(x) ⊙ attn_norm; q,k,v = W a (+ bias); gemma3, qwen3: per-head
  *   rmsnorm of q, k; rope(q, k); K/V -> cache; o = attention; t = Wo o (+ b);
  *   gemma3: t = rmsnorm(t) ⊙ post_attn_norm; x += t;
  *   a = rmsnorm(x) ⊙ ffn_norm; t = Wdown (act(Wgate a) ⊙ Wup a);

@@ -1,5 +1,5 @@
 /*
- * cpu/forward: the reference CPU forward pass (llama, qwen2, gemma3).
+ * cpu/forward: the reference CPU forward pass (llama, qwen2, qwen3, gemma3).
  *
  * A forward_ctx belongs to one model and one sequence: it owns the KV cache
  * (f16, or the compressed type of kv-quant.h that kv_type_k / kv_type_v

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Independent numpy reference of the forward pass (llama and gemma3 GGUFs).
+"""Independent numpy reference of the forward pass (llama, qwen3 and gemma3 GGUFs).
 
 Written from the facts sheet (../../shared/docs, §4, §6, §8), not from hearth's C
 code: weights are dequantized with the `gguf` package (gguf.quants.dequantize),
@@ -17,9 +17,13 @@ The default token sequence is the SmolLM2 chat prompt of test-forward.c (ids fro
 this file's own byte-level BPE over the GGUF vocabulary and merges) for llama, and
 the Gemma chat prompt "<bos><start_of_turn>user\nWhat is the capital of
 France?<end_of_turn>\n<start_of_turn>model\n" as ids (checked against the GGUF
-token list) for gemma3. Not handled: qwen2 biases, linear/llama3 RoPE scaling
-(neither test model uses them). --emulate-q8 does not emulate the f16 rounding of
-Q8_1's block sum.
+token list) for gemma3; qwen3 (a random-weight `hearth synth` file, whose byte-level
+vocabulary has no real words) the fixed ids QWEN3_IDS. qwen3, from the public Qwen3 config and
+llama.cpp's conventions: rotates halves (NEOX) like qwen2 but has no q/k/v biases, and
+RMS-normalises each head of q and k with attn_q_norm / attn_k_norm (weights as stored,
+the layers' eps) before RoPE; head_dim is key_length. Not handled: qwen2 biases,
+linear/llama3 RoPE scaling (no test model uses them). --emulate-q8 does not emulate
+the f16 rounding of Q8_1's block sum.
 
 The committed goldens were made with (models from scripts/fetch-models.sh):
     ref_forward.py SmolLM2-135M-Instruct.Q4_1.gguf fwd-smollm2.txt --gen 12
@@ -27,7 +31,14 @@ The committed goldens were made with (models from scripts/fetch-models.sh):
     ref_forward.py gemma-3-270m-Q4_K_M.gguf fwd-gemma3.txt --gen 8
     ref_forward.py gemma-3-270m-Q4_K_M.gguf fwd-gemma3-q8.txt --emulate-q8
     ref_forward.py gemma-3-270m-Q4_K_M.gguf fwd-gemma3-swa4.txt --swa 4
-(about a minute each on two cores; greedy tokens recompute the whole sequence).
+(about a minute each on two cores; greedy tokens recompute the whole sequence), and
+for qwen3 (~10 s each; tests/fixtures.c writes the same file at test time):
+    hearth synth --preset qwen3-0.6b --type Q8_0 --layers 2 --seed 3 --std 0.05 \
+        --norm-std 0.3 -o qwen3-synth.gguf
+    ref_forward.py qwen3-synth.gguf fwd-qwen3.txt --positions 0,1,2,4,7,10,13,15 --topk 8
+    ref_forward.py qwen3-synth.gguf fwd-qwen3-q8.txt --positions 0,1,2,4,7,10,13,15 \
+        --topk 8 --emulate-q8
+(no --gen: a random model's top logits lie within 8-bit rounding noise of each other).
 """
 import argparse
 import math
@@ -112,6 +123,8 @@ class Model:
         self.eps = float(g("attention.layer_norm_rms_epsilon"))
         self.base = float(g("rope.freq_base", 10000.0))
         self.gemma = a == "gemma3"
+        self.qk_norm = a in ("gemma3", "qwen3")
+        self.neox = a in ("gemma3", "qwen3")
         self.swa = int(g("attention.sliding_window", 0)) if self.gemma else 0
         self.base_local = float(g("rope.freq_base_swa", 10000.0))
         self.emulate = emulate
@@ -119,7 +132,7 @@ class Model:
         if self.gemma and self.n_layer == 62:
             self.scale = 1.0 / math.sqrt(self.n_embd / self.n_head)
         self.out_name = "output.weight" if self.w.has("output.weight") else "token_embd.weight"
-        if a not in ("llama", "gemma3"):
+        if a not in ("llama", "gemma3", "qwen3"):
             sys.exit(f"ref: architecture {a} not handled by this reference")
 
     def is_local(self, il):
@@ -143,7 +156,7 @@ class Model:
         return y * self.w.get(wname) if wname else y
 
     def rope(self, x, pos, base):
-        """x: [T, H, hd]; llama: adjacent pairs, gemma3: halves (facts §4.4)."""
+        """x: [T, H, hd]; llama: adjacent pairs, gemma3 and qwen3: halves (facts §4.4)."""
         half = self.n_rot // 2
         k = np.arange(half, dtype=np.float64)
         inv = base ** (-2.0 * k / self.n_rot)
@@ -151,7 +164,7 @@ class Model:
         c = np.cos(th).astype(np.float32)[:, None, :]
         s = np.sin(th).astype(np.float32)[:, None, :]
         y = x.copy()
-        if self.gemma:  # NEOX
+        if self.neox:
             a, b = x[..., :half], x[..., half:self.n_rot]
             y[..., :half] = a * c - b * s
             y[..., half:self.n_rot] = a * s + b * c
@@ -176,7 +189,7 @@ class Model:
             q = self.mm(p + "attn_q.weight", a).reshape(T, self.n_head, self.hd)
             k = self.mm(p + "attn_k.weight", a).reshape(T, self.n_kv, self.hd)
             v = self.mm(p + "attn_v.weight", a).reshape(T, self.n_kv, self.hd)
-            if self.gemma:
+            if self.qk_norm:  # per head (norm reduces the last axis), before RoPE
                 q = self.norm(q, p + "attn_q_norm.weight")
                 k = self.norm(k, p + "attn_k_norm.weight")
             base = self.base_local if self.is_local(il) else self.base
@@ -267,6 +280,12 @@ def smollm_prompt_ids(r):
     return ids
 
 
+# A random-weight file has no words to say: ids spread over the 151936-entry vocabulary
+# (the last row included), so the embedding and LM-head rows far from 0 are read too.
+QWEN3_IDS = [9707, 11, 1879, 0, 151643, 35, 120000, 42, 77777, 5, 3000, 151935, 17, 64000,
+             256, 1024]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("model")
@@ -286,6 +305,8 @@ def main():
         ids = [int(t) for t in a.tokens.split(",")]
     elif m.arch == "llama":
         ids = smollm_prompt_ids(m.w.r)
+    elif m.arch == "qwen3":
+        ids = QWEN3_IDS
     else:
         ids = [2, 105, 2364, 107, 3689, 563, 506, 5279, 529, 7001, 236881, 106, 107, 105, 4368, 107]
     logits = m.forward(ids)
