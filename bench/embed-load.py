@@ -2,10 +2,11 @@
 """Embedding throughput of `hearth serve`: prompt tokens/s of /v1/embeddings.
 
 usage: embed-load.py --url http://127.0.0.1:8080 --file TEXT [--inputs 64]
-                     [--per-request 16] [--clients 1] [--api-key KEY]
+                     [--per-request 16] [--clients 1] [--max-chars 0] [--api-key KEY]
 
 The first --inputs non-empty lines of TEXT are the inputs (cycled if the file
-has fewer), sent --per-request per request by --clients threads back to back
+has fewer; with --max-chars N, the text is first cut at sentence ends into
+pieces of at most about N characters, for texts of long paragraphs), sent --per-request per request by --clients threads back to back
 until every input is embedded. Tokens/s = the server's usage.prompt_tokens
 summed / wall time from the first request to the last reply. Compare it with
 `hearth bench -p N -n 0` (prefill tokens/s) on the same model and threads:
@@ -16,6 +17,7 @@ Standard library only.
 import argparse
 import http.client
 import json
+import re
 import threading
 import time
 import urllib.parse
@@ -28,10 +30,21 @@ def main():
     ap.add_argument("--inputs", type=int, default=64)
     ap.add_argument("--per-request", type=int, default=16)
     ap.add_argument("--clients", type=int, default=1)
+    ap.add_argument("--max-chars", type=int, default=0)
     ap.add_argument("--api-key", default="")
     a = ap.parse_args()
     with open(a.file, encoding="utf-8") as f:
-        lines = [l.strip() for l in f if l.strip()]
+        text = f.read()
+    lines = [l.strip() for l in text.splitlines() if l.strip()]
+    if a.max_chars > 0:
+        lines, cur = [], ""
+        for s in re.split(r"(?<=[.;:])\s+", text):
+            s = " ".join(s.split())
+            if cur and len(cur) + len(s) >= a.max_chars:
+                lines.append(cur)
+                cur = ""
+            cur = (cur + " " + s).strip()
+        lines += [cur] if cur else []
     inputs = [lines[i % len(lines)] for i in range(a.inputs)]
     batches = [inputs[i:i + a.per_request] for i in range(0, len(inputs), a.per_request)]
     u = urllib.parse.urlparse(a.url)

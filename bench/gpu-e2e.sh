@@ -19,7 +19,8 @@
 #            f16 cache (its sliding-window layers keep only their ring), rot4,
 #            and rot4 --kv-window 128 (issue: compressed KV; docs/kv-cache.md)
 #   serve    `hearth serve` with 16 slots on DEV, bench/serve-load.py at 1, 4
-#            and 16 concurrent clients: aggregate tokens/s (issue: serve)
+#            and 16 concurrent clients: aggregate tokens/s; bench/embed-load.py:
+#            /v1/embeddings prompt tokens/s (issue: serve)
 #   vulkan   on the first hardware Vulkan device: bench-vulkan (per-op GB/s and
 #            TFLOP/s) and bench/vk-cuda-ratio.sh against gpu-run.sh's bench-cuda
 #            CSV ($CUDA_CSV, default $OUT/../run/bench.csv, gpu-session's layout),
@@ -200,6 +201,12 @@ if has serve; then
             say "serve $PRESET Q4_K_M $DEV aggregate tok/s: $(awk '$1 ~ /^[0-9]+$/ && NF >= 5 \
                 {printf "%s clients %s; ", $1, $5}' "$OUT/load.txt")"
             rm -f "$OUT/load.txt"
+            python3 bench/embed-load.py --url "http://127.0.0.1:$port" \
+                --file tests/data/kjv-genesis.txt --max-chars 300 --inputs 512 \
+                --per-request 64 --clients 2 >"$OUT/embed.txt" 2>&1
+            cat "$OUT/embed.txt" >>"$OUT/e2e.txt"
+            say "serve $PRESET Q4_K_M $DEV $(tail -n 1 "$OUT/embed.txt")"
+            rm -f "$OUT/embed.txt"
         else
             say "serve: the server did not come up: $(tail -n 2 "$OUT/serve.log" | tr '\n' ' ')"
         fi

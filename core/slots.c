@@ -31,6 +31,7 @@
 #include "cpu/forward.h"
 #include "engine.h"
 #include "err.h"
+#include "json-guard.h"
 #include "kv-quant.h"
 #include "perplexity.h"
 
@@ -50,6 +51,8 @@ struct slots_req {
     struct slots_logprob *plp; /* [n_prompt] with echo: written before plp_ready */
     enum embd_pool pool;
     double *emb; /* [n_embd] with pool: the sum of the pooled rows, then the result */
+    bool json;   /* json_object: jg holds the reply so far */
+    struct jg_state jg;
     /* guarded by owner->mu */
     pthread_cond_t cv;
     char *text;             /* generated text, whole characters */
@@ -89,6 +92,7 @@ struct slots {
     bool *b_hid;        /* hidden row wanted (embedding requests) */
     int *b_hid_owner;   /* slot of each hidden row */
     float *hidden;      /* [n_slots + prefill_chunk][n_embd] */
+    float *masked;      /* [n_vocab] a logits row with the tokens JSON refuses at -inf */
     int32_t *b_idx;     /* prompt position of each row scored for echo; -1: a row to sample */
     float *logits;      /* [logits_rows][n_vocab] */
     size_t logits_rows; /* n_slots, grown to the step's capacity by an echo request */
@@ -213,6 +217,8 @@ hearth_status slots_req_create(struct slots *s, const struct slots_req_params *p
         r->plp[0].logprob = NAN;
     }
     r->pool = p->pool;
+    r->json = p->json_object;
+    jg_init(&r->jg, true);
     if (embed && !(r->emb = calloc(s->m->hp.n_embd, sizeof *r->emb))) {
         st = err_set(HEARTH_ERR_NO_MEMORY, "slots: embedding of %u floats", s->m->hp.n_embd);
         goto fail;
@@ -597,6 +603,30 @@ static bool req_add_logprob(struct slots *s, struct slots_req *r, const struct s
     return ok;
 }
 
+/*
+ * Samples for a json_object request: the sampled token when the JSON guard
+ * allows it (nearly always: the check costs one token's bytes), else a
+ * sample over the row with every refused token at -inf (the whole vocabulary
+ * checked, about a millisecond). The chosen token's bytes advance the guard.
+ */
+static hearth_status sample_json(struct slots *s, struct slots_req *r, const float *logits,
+                                 int32_t *id)
+{
+    hearth_status st = sampler_sample(r->smp, logits, id);
+    if (st == HEARTH_OK && !jg_allows(&r->jg, s->tok, *id, is_stop_id(s, *id))) {
+        for (int32_t v = 0; v < s->n_vocab; v++)
+            s->masked[v] = jg_allows(&r->jg, s->tok, v, is_stop_id(s, v)) ? logits[v] : -INFINITY;
+        st = sampler_sample(r->smp, s->masked, id);
+        if (st != HEARTH_OK) /* only when no token can continue: cannot happen mid-text */
+            return err_set(HEARTH_ERR_INTERNAL, "json_object: no token continues the reply");
+    }
+    size_t n = 0;
+    const char *b = is_stop_id(s, *id) ? NULL : tok_token_bytes(s->tok, *id, &n);
+    if (b && !jg_feed(&r->jg, b, n))
+        return err_set(HEARTH_ERR_INTERNAL, "json_object: the guard refused its own token");
+    return st;
+}
+
 /* Samples slot i's next token from its logits row and streams its text. */
 static void slot_sample(struct slots *s, int i, const float *logits)
 {
@@ -614,7 +644,7 @@ static void slot_sample(struct slots *s, int i, const float *logits)
         return;
     }
     int32_t id;
-    hearth_status st = sampler_sample(r->smp, logits, &id);
+    hearth_status st = r->json ? sample_json(s, r, logits, &id) : sampler_sample(r->smp, logits, &id);
     if (st != HEARTH_OK) {
         slot_finish(s, i, GEN_STOP_NONE, st);
         return;
@@ -851,6 +881,7 @@ static void free_all(struct slots *s)
     free(s->b_hid);
     free(s->b_hid_owner);
     free(s->hidden);
+    free(s->masked);
     free(s->logits);
     free(s->queue);
     engine_destroy(s->eng);
@@ -915,11 +946,13 @@ hearth_status slots_create(const struct model *m, const struct tokenizer *t,
     s->b_hid = malloc(cap * sizeof *s->b_hid);
     s->b_hid_owner = malloc(cap * sizeof *s->b_hid_owner);
     s->hidden = malloc(cap * m->hp.n_embd * sizeof *s->hidden);
+    s->masked = malloc((size_t)s->n_vocab * sizeof *s->masked);
     s->logits = malloc(n_slots * (size_t)s->n_vocab * sizeof *s->logits);
     s->logits_rows = n_slots;
     s->queue = calloc((size_t)p->max_queue, sizeof *s->queue);
     if (!s->slot || !s->piece || !s->b_tok || !s->b_seq || !s->b_pos || !s->b_want || !s->b_owner ||
-        !s->b_idx || !s->b_hid || !s->b_hid_owner || !s->hidden || !s->logits || !s->queue) {
+        !s->b_idx || !s->b_hid || !s->b_hid_owner || !s->hidden || !s->masked || !s->logits ||
+        !s->queue) {
         st = err_set(HEARTH_ERR_NO_MEMORY, "slots: out of memory for %d slots", p->n_slots);
         goto fail;
     }

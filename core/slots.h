@@ -112,6 +112,13 @@ struct slots_req_params {
      * pooled into one n_embd vector (slots_req_embedding).
      */
     enum embd_pool pool;
+    /*
+     * The reply must be one JSON object (response_format json_object): a
+     * sampled token that would break it is replaced by the most likely one
+     * (after the sampling chain) that keeps it valid, and once the object
+     * closes only the end of generation may come (core/json-guard.h).
+     */
+    bool json_object;
 };
 
 /*

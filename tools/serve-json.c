@@ -9,7 +9,7 @@
  * unknown fields are ignored. logit_bias is applied (sampler_set_bias);
  * logprobs, top_logprobs and echo are honoured (serve-logprobs.c); a
  * structured response_format, which hearth does not produce, is refused
- * rather than ignored (refuse_unsupported). Every refusal names the field in
+ * rather than ignored (parse_response_format). Every refusal names the field in
  * `param`, as OpenAI does. Ranges follow the OpenAI API
  * (temperature 0..2, penalties -2..2) plus hearth's own sampler fields
  * (top_k, min_p, repeat_penalty).
@@ -438,15 +438,29 @@ static bool parse_logprobs(const cJSON *root, bool chat, struct serve_req *r,
  * hearth does not produce, is refused (400 naming the field) rather than
  * ignored: a response_format other than text.
  */
-static bool refuse_unsupported(const cJSON *root, struct serve_error *e)
+/*
+ * response_format: text, or json_object (the reply is constrained to one JSON
+ * object, core/json-guard.h). json_schema is refused rather than served as
+ * json_object: a reply that ignored the schema would look like an answer to
+ * the request that was made.
+ */
+static bool parse_response_format(const cJSON *root, struct serve_req *r, struct serve_error *e)
 {
     const cJSON *rf = cJSON_GetObjectItemCaseSensitive(root, "response_format");
-    if (rf && !cJSON_IsNull(rf)) {
-        const cJSON *t = cJSON_IsObject(rf) ? cJSON_GetObjectItemCaseSensitive(rf, "type") : NULL;
-        if (!cJSON_IsString(t) || strcmp(t->valuestring, "text") != 0)
-            return bad(e, "response_format", "'%s' must be {\"type\": \"text\"}: hearth serve "
-                       "does not constrain the output", "response_format");
+    if (!rf || cJSON_IsNull(rf))
+        return true;
+    const cJSON *t = cJSON_IsObject(rf) ? cJSON_GetObjectItemCaseSensitive(rf, "type") : NULL;
+    if (cJSON_IsString(t) && !strcmp(t->valuestring, "json_object")) {
+        r->json_object = true;
+        if (r->tool_prefill)
+            return bad(e, "response_format", "'%s' json_object cannot be combined with a "
+                       "tool_choice that forces a call", "response_format");
+        return true;
     }
+    if (!cJSON_IsString(t) || strcmp(t->valuestring, "text") != 0)
+        return bad(e, "response_format", "'%s' must be {\"type\": \"text\"} or {\"type\": "
+                   "\"json_object\"}: hearth serve does not enforce JSON schemas",
+                   "response_format");
     return true;
 }
 
@@ -577,7 +591,7 @@ bool serve_parse_request(const char *body, size_t len, bool chat, struct serve_r
     if (chat && (!serve_parse_tools(root, r, e) || !offer_tools(r, e)))
         goto fail;
     if (!parse_sampling(root, r, e) || !parse_stop(root, r, e) || !parse_logit_bias(root, r, e) ||
-        !parse_logprobs(root, chat, r, e) || !refuse_unsupported(root, e))
+        !parse_logprobs(root, chat, r, e) || !parse_response_format(root, r, e))
         goto fail;
     if (r->max_tokens == 0 && !r->echo) {
         /* a count of 0 only makes sense when the prompt itself is the answer */

@@ -76,6 +76,7 @@ struct serve_req {
     char *tool_prefill;
     char *tool_names; /* "\nname\n...\n": the offered functions (malloc'd), for bare calls */
     bool one_call;    /* parallel_tool_calls false: the first call only */
+    bool json_object; /* response_format json_object: the reply is one JSON object */
 };
 
 /* An OpenAI-style error: HTTP status, message, the offending field (or NULL), code. */

@@ -75,7 +75,12 @@ bad_bodies = [
     ({"messages": OK_MSG, "logprobs": "yes"}, "logprobs"),
     ({"messages": OK_MSG, "logprobs": True, "top_logprobs": 21}, "top_logprobs"),
     ({"messages": OK_MSG, "logprobs": False, "top_logprobs": 2}, "top_logprobs"),
-    ({"messages": OK_MSG, "response_format": {"type": "json_object"}}, "response_format"),
+    ({"messages": OK_MSG, "response_format": {"type": "json_schema",
+                                              "json_schema": {"name": "x", "schema": {}}}},
+     "response_format"),
+    ({"messages": OK_MSG, "response_format": {"type": "json_object"},
+      "tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "required"},
+     "response_format"),
     ({"messages": OK_MSG, "response_format": "text"}, "response_format"),
 ]
 for body, param in bad_bodies:

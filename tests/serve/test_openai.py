@@ -1,6 +1,6 @@
 """The official `openai` client against `hearth serve`: chat and completions,
 streamed and not, stop strings, seeds, logit_bias, logprobs and echo, several prompts and
-n choices, tool calls, embeddings, /tokenize, /detokenize and /apply-template, usage
+n choices, tool calls, embeddings, JSON mode, /tokenize, /detokenize and /apply-template, usage
 counts, /v1/models."""
 import array
 import math
@@ -382,6 +382,43 @@ def embeddings():
     check(as_f32(m.data[39].embedding) == as_f32(last.data[0].embedding), "input 39 differs")
 
 
+def json_mode():
+    # response_format json_object: the reply is one JSON object, whole or streamed, greedy or
+    # sampled; an unconstrained greedy reply to the same request is not JSON at all
+    msgs = [{"role": "user", "content": "Give a JSON object with the keys name and color for a cat."}]
+    # (SmolLM2 135M answers this with Python code when unconstrained)
+    free = client.chat.completions.create(model=MODEL, messages=msgs, max_tokens=60,
+                                          temperature=0).choices[0].message.content
+    try:
+        json.loads(free)
+        raise AssertionError(f"the unconstrained reply is JSON already: {free!r}")
+    except ValueError:
+        pass
+    fmt = {"type": "json_object"}
+    r = client.chat.completions.create(model=MODEL, messages=msgs, max_tokens=200,
+                                       temperature=0, response_format=fmt)
+    c = r.choices[0]
+    check(c.finish_reason == "stop", (c.finish_reason, c.message.content))
+    obj = json.loads(c.message.content)
+    check(isinstance(obj, dict), c.message.content)
+    streamed = "".join(ch.choices[0].delta.content or "" for ch in client.chat.completions.create(
+        model=MODEL, messages=msgs, max_tokens=200, temperature=0, response_format=fmt,
+        stream=True) if ch.choices)
+    check(streamed == c.message.content, (streamed, c.message.content))
+    for seed in (1, 2, 3):
+        t = client.chat.completions.create(model=MODEL, messages=msgs, max_tokens=200,
+                                           temperature=1.0, seed=seed, response_format=fmt)
+        tc = t.choices[0]
+        if tc.finish_reason == "stop":
+            check(isinstance(json.loads(tc.message.content), dict), tc.message.content)
+    p = client.completions.create(model=MODEL, prompt="A JSON object with a name and an age:",
+                                  max_tokens=100, temperature=0, extra_body={"response_format": fmt})
+    if p.choices[0].finish_reason == "stop":
+        check(isinstance(json.loads(p.choices[0].text), dict), p.choices[0].text)
+    else:
+        check(p.choices[0].text.lstrip().startswith("{"), p.choices[0].text)
+
+
 def errors_through_client():
     try:
         client.chat.completions.create(model=MODEL, messages=MSG, temperature=-1)
@@ -408,5 +445,6 @@ echo_matches_perplexity()
 choices()
 tools()
 embeddings()
+json_mode()
 errors_through_client()
 print("test_openai: ok")

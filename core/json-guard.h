@@ -1,0 +1,58 @@
+/*
+ * json-guard (jg_ prefix): constrained generation of JSON (the server's
+ * response_format {"type": "json_object"}).
+ *
+ * An incremental recognizer of JSON text (RFC 8259) over bytes: its state
+ * says whether the bytes fed so far are a prefix of a valid JSON text, and
+ * whether that text is complete. The sampler asks it, per candidate token,
+ * whether the token's bytes keep the reply a valid prefix (jg_allows); a
+ * token that would break it is never chosen, and once the value is
+ * complete only an end-of-generation token is. The state is a few dozen
+ * bytes, copied per check: feeding a token's bytes to a copy costs a few
+ * nanoseconds per byte, so checking the whole vocabulary is about a
+ * millisecond, paid only when the sampled token is refused.
+ *
+ * Beyond RFC 8259: strings must be valid UTF-8 (no overlongs, no
+ * surrogates, as RFC 3629 says), nesting is capped at JG_MAX_DEPTH, and at
+ * most JG_MAX_WS whitespace bytes may follow each other, so that a model
+ * cannot pad forever with spaces or newlines.
+ */
+#ifndef HEARTH_JSON_GUARD_H
+#define HEARTH_JSON_GUARD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define JG_MAX_DEPTH 64
+#define JG_MAX_WS 48
+
+struct jg_state {
+    uint64_t arrays;  /* bit d: nesting level d is an array (else an object) */
+    uint8_t depth;    /* open objects and arrays */
+    uint8_t mode;     /* enum jg_mode (json-guard.c) */
+    uint8_t sub;      /* literal index, \u hex digits left, UTF-8 continuation bytes left */
+    uint8_t lit;      /* which literal (true, false, null) */
+    uint8_t utf8_lo, utf8_hi; /* range of the next UTF-8 continuation byte */
+    uint8_t ws;       /* consecutive whitespace bytes */
+    bool key;         /* the string being read is an object key */
+    bool object_only; /* the text must be an object (json_object) */
+};
+
+/* A fresh state: nothing fed. object_only: the text must be a JSON object. */
+void jg_init(struct jg_state *s, bool object_only);
+/* Feeds b[0..n). False (s then unspecified) when they leave no valid JSON prefix. */
+bool jg_feed(struct jg_state *s, const char *b, size_t n);
+/* A whole JSON text has been read (only whitespace may follow). */
+bool jg_done(const struct jg_state *s);
+
+struct tokenizer;
+/*
+ * Whether token id may come next: an end-of-generation token (is_stop) once
+ * the text is done, else a non-control token whose bytes keep a valid
+ * prefix (none after a closed top-level value; a top-level number may still
+ * grow). An id the tokenizer does not have is refused.
+ */
+bool jg_allows(const struct jg_state *s, const struct tokenizer *t, int32_t id, bool is_stop);
+
+#endif

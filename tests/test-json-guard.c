@@ -1,0 +1,186 @@
+/*
+ * test-json-guard: the incremental JSON recognizer behind response_format
+ * json_object (core/json-guard.h).
+ *
+ *  - valid texts (objects with every kind of value, numbers in every form,
+ *    escapes, multi-byte characters) are accepted whole, byte by byte and in
+ *    random pieces, done only at their end; each proper prefix is accepted
+ *    and not done;
+ *  - invalid texts are refused at the first byte that makes them so (the
+ *    test names that byte): trailing commas, missing colons, leading zeros,
+ *    bad escapes, control bytes, overlong and surrogate UTF-8, a closer of
+ *    the wrong kind, too deep a nesting, too long a run of whitespace;
+ *  - object_only refuses any other top-level value;
+ *  - on SmolLM2's vocabulary (jg_allows): "{" may open, words may not, the
+ *    end-of-generation token only once the object is closed.
+ */
+#include <string.h>
+
+#include "json-guard.h"
+#include "model.h"
+#include "test.h"
+#include "tokenizer.h"
+
+static const char *const valid[] = {
+    "{}",
+    " {\"a\": 1}",
+    "{\"a\":[1,2,3],\"b\":{\"c\":null},\"d\":true,\"e\":false}",
+    "{\"n\": [0, -0, 12, -3.25, 1e9, 1E-7, 2.5e+3, 0.0, -0.5E3]}",
+    "{\"s\": \"tab\\t quote\\\" slash\\/ back\\\\ \\u00e9\\uD83D\\uDE00 \\b\\f\\n\\r\"}",
+    "{\"utf8\": \"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \xed\x9f\xbf \xf4\x8f\xbf\xbf\"}",
+    "{\n  \"nested\": {\n    \"deep\": [[[{}]]]\n  },\n  \"empty\": [],\n  \"e\": \"\"\n}\n",
+};
+
+/* text, the index of the first byte that must be refused */
+static const struct {
+    const char *text;
+    size_t bad;
+} invalid[] = {
+    {"{\"a\":1,}", 7},
+    {"{\"a\" 1}", 5},
+    {"{\"a\":01}", 6},
+    {"{\"a\":1.}", 7},
+    {"{\"a\":.5}", 5},
+    {"{\"a\":-}", 6},
+    {"{\"a\":1e}", 7},
+    {"{\"a\":tru}", 8},
+    {"{\"a\":nul1}", 8},
+    {"{\"a\":\"\\q\"}", 7},
+    {"{\"a\":\"\\u12G4\"}", 10},
+    {"{\"a\":\"x\x01\"}", 7},
+    {"{\"a\":\"\xc0\x80\"}", 6},
+    {"{\"a\":\"\xed\xa0\x80\"}", 7},
+    {"{\"a\":\"\xe0\x80\x80\"}", 7},
+    {"{\"a\":\"\xf5\"}", 6},
+    {"{\"a\":\"\xc3(\"}", 7},
+    {"{\"a\":[1}", 7},
+    {"{\"a\":{]", 6},
+    {"{1:2}", 1},
+    {"{\"a\":1}}", 7},
+    {"{\"a\":1} x", 8},
+    {"{,}", 1},
+    {"{\"a\":[1,]}", 8},
+    {"{\"a\":[,1]}", 6},
+    {"{\"a\" : : 1}", 7},
+};
+
+static void expect_valid(const char *text, bool object_only)
+{
+    const size_t n = strlen(text);
+    struct jg_state s;
+    jg_init(&s, object_only);
+    for (size_t i = 0; i < n; i++) {
+        CHECK_MSG(jg_feed(&s, text + i, 1), "%s: byte %zu refused", text, i);
+        /* a proper prefix of an object is never complete (trailing whitespace aside) */
+        bool rest_ws = strspn(text + i + 1, " \n") == n - i - 1;
+        if (!rest_ws)
+            CHECK_MSG(!jg_done(&s), "%s: done after byte %zu", text, i);
+    }
+    CHECK_MSG(jg_done(&s), "%s: not done at its end", text);
+    /* random pieces give the same answer */
+    for (int r = 0; r < 20; r++) {
+        jg_init(&s, object_only);
+        bool ok = true;
+        for (size_t at = 0; at < n && ok;) {
+            size_t k = 1 + (size_t)(test_rng_u64() % 7);
+            k = k > n - at ? n - at : k;
+            ok = jg_feed(&s, text + at, k);
+            at += k;
+        }
+        CHECK_MSG(ok && jg_done(&s), "%s: refused or not done when fed in pieces", text);
+    }
+}
+
+TEST(valid_texts)
+{
+    test_rng_seed(3);
+    for (size_t i = 0; i < sizeof valid / sizeof valid[0]; i++)
+        expect_valid(valid[i], true);
+    /* without object_only: any value at the top */
+    const char *tops[] = {"[1, {\"a\": []}]", "\"text\"", "true", "null", "-12.5e3", "0"};
+    for (size_t i = 0; i < sizeof tops / sizeof tops[0]; i++) {
+        struct jg_state s;
+        jg_init(&s, false);
+        CHECK_MSG(jg_feed(&s, tops[i], strlen(tops[i])) && jg_done(&s), "%s", tops[i]);
+        jg_init(&s, true);
+        CHECK_MSG(!jg_feed(&s, tops[i], strlen(tops[i])), "%s accepted with object_only",
+                  tops[i]);
+    }
+}
+
+TEST(invalid_texts)
+{
+    for (size_t i = 0; i < sizeof invalid / sizeof invalid[0]; i++) {
+        const char *t = invalid[i].text;
+        struct jg_state s;
+        jg_init(&s, true);
+        size_t at = 0;
+        while (at < strlen(t) && jg_feed(&s, t + at, 1))
+            at++;
+        CHECK_MSG(at == invalid[i].bad, "%s: refused at byte %zu, expected %zu", t, at,
+                  invalid[i].bad);
+    }
+}
+
+TEST(limits)
+{
+    char deep[2 * JG_MAX_DEPTH + 8];
+    struct jg_state s;
+    /* JG_MAX_DEPTH levels are fine, one more is refused */
+    size_t n = 0;
+    deep[n++] = '{';
+    deep[n++] = '"';
+    deep[n++] = 'a';
+    deep[n++] = '"';
+    deep[n++] = ':';
+    for (int d = 1; d < JG_MAX_DEPTH; d++)
+        deep[n++] = '[';
+    jg_init(&s, true);
+    CHECK(jg_feed(&s, deep, n));
+    CHECK(!jg_feed(&s, "[", 1));
+    char ws[JG_MAX_WS + 2];
+    memset(ws, ' ', sizeof ws);
+    jg_init(&s, true);
+    CHECK(jg_feed(&s, "{", 1) && jg_feed(&s, ws, JG_MAX_WS));
+    CHECK(!jg_feed(&s, " ", 1));
+    jg_init(&s, true);
+    CHECK(jg_feed(&s, "{", 1) && jg_feed(&s, ws, JG_MAX_WS) && jg_feed(&s, "}", 1));
+    CHECK(jg_done(&s));
+}
+
+TEST(vocabulary)
+{
+    const char *path = test_model_path(TEST_SMOLLM2);
+    if (!path)
+        return;
+    struct model *m = NULL;
+    struct tokenizer *t = NULL;
+    CHECK_OK(model_load(path, &m));
+    REQUIRE(m);
+    CHECK_OK(tok_load(m->gguf, &t));
+    REQUIRE(t);
+    const int32_t brace = tok_find(t, "{"), word = tok_find(t, "Hello");
+    const int32_t eos = tok_eos(t);
+    REQUIRE(brace >= 0 && word >= 0 && eos >= 0);
+    struct jg_state s;
+    jg_init(&s, true);
+    CHECK(jg_allows(&s, t, brace, false));
+    CHECK(!jg_allows(&s, t, word, false));
+    CHECK(!jg_allows(&s, t, eos, true));
+    CHECK(!jg_allows(&s, t, -1, false));
+    CHECK(!jg_allows(&s, t, (int32_t)tok_n_vocab(t), false));
+    CHECK(jg_feed(&s, "{\"greeting\": \"", 14));
+    CHECK(jg_allows(&s, t, word, false)); /* any text inside a string */
+    CHECK(jg_feed(&s, "Hello\"}", 7) && jg_done(&s));
+    CHECK(jg_allows(&s, t, eos, true));
+    CHECK(!jg_allows(&s, t, brace, false));
+    size_t n_ok = 0;
+    for (int32_t id = 0; id < (int32_t)tok_n_vocab(t); id++)
+        n_ok += jg_allows(&s, t, id, false);
+    CHECK_INT_EQ(n_ok, 0);
+    tok_free(t);
+    model_free(m);
+}
+
+TEST_MAIN(TEST_CASE(valid_texts), TEST_CASE(invalid_texts), TEST_CASE(limits),
+          TEST_CASE(vocabulary))
