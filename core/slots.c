@@ -18,399 +18,18 @@
  * reference; the last release frees it. The engine drops its reference when
  * the request is done (finished, failed or cancelled).
  */
-#include "slots.h"
+#include "slots-internal.h"
 
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "chat.h"
 #include "cpu/forward.h"
-#include "engine.h"
 #include "err.h"
-#include "json-guard.h"
 #include "kv-quant.h"
 #include "perplexity.h"
-
-struct slots_req {
-    /* set at creation, then owned by the engine */
-    int32_t *prompt;
-    size_t n_prompt;
-    int32_t n_predict;
-    struct sampler *smp;
-    struct tok_decoder *dec;
-    struct chat_stop_matcher sm;
-    struct slots *owner;
-    bool logprobs;
-    bool echo; /* echo with logprobs: the prompt's tokens are scored (plp) */
-    int n_top;
-    size_t dec_bytes;          /* decoder output so far: the next token's text offset */
-    struct slots_logprob *plp; /* [n_prompt] with echo: written before plp_ready */
-    enum embd_pool pool;
-    double *emb; /* [n_embd] with pool: the sum of the pooled rows, then the result */
-    bool json;   /* json_object: jg holds the reply so far */
-    struct jg_state jg;
-    /* guarded by owner->mu */
-    pthread_cond_t cv;
-    char *text;             /* generated text, whole characters */
-    size_t len, cap, taken; /* taken: bytes handed to the reader */
-    struct slots_logprob *lp; /* [n_lp] records of generated tokens (logprobs) */
-    size_t n_lp, cap_lp, lp_taken;
-    bool plp_ready, plp_taken;
-    int refs;
-    bool cancelled;
-    struct slots_result res;
-};
-
-struct slot {
-    struct slots_req *req; /* NULL: free */
-    int32_t *cache;        /* [n_ctx] ids in the cache, position order */
-    size_t n_cache;
-    size_t n_fed;       /* prompt tokens evaluated (or reused) so far */
-    int32_t next;       /* sampled token to evaluate next step (decoding) */
-    uint64_t last_used; /* admission counter: ties go to the least recently used slot */
-    bool decoding;
-};
-
-struct slots {
-    const struct model *m;
-    const struct tokenizer *tok;
-    const struct gen_chat *chat;
-    struct engine *eng;
-    struct slots_params p;
-    int32_t n_vocab;
-    struct slot *slot; /* [n_slots] */
-    char *piece;       /* decoder output buffer */
-    size_t piece_cap;
-    /* step batch: [n_slots + prefill_chunk] */
-    int32_t *b_tok, *b_seq, *b_pos;
-    bool *b_want;
-    int *b_owner;       /* slot of each logits row */
-    bool *b_hid;        /* hidden row wanted (embedding requests) */
-    int *b_hid_owner;   /* slot of each hidden row */
-    float *hidden;      /* [n_slots + prefill_chunk][n_embd] */
-    float *masked;      /* [n_vocab] a logits row with the tokens JSON refuses at -inf */
-    int32_t *b_idx;     /* prompt position of each row scored for echo; -1: a row to sample */
-    float *logits;      /* [logits_rows][n_vocab] */
-    size_t logits_rows; /* n_slots, grown to the step's capacity by an echo request */
-
-    pthread_t thread;
-    bool thread_started;
-    pthread_mutex_t mu;
-    pthread_cond_t work_cv;   /* signalled on submit, cancel and stop */
-    pthread_cond_t idle_cv;   /* signalled when a request ends */
-    struct slots_req **queue; /* ring of max_queue */
-    int q_head, q_len;
-    int n_active;
-    uint64_t n_admitted;
-    bool closed, stopping;
-    struct slots_stats st;
-    double tps_t0;   /* start of the current tokens/s window */
-    uint64_t tps_n0; /* n_gen_tokens at tps_t0 */
-    double tps_prev;
-};
-
-/* ---- requests ------------------------------------------------------------------ */
-
-static void req_free(struct slots_req *r)
-{
-    sampler_free(r->smp);
-    tok_decoder_free(r->dec);
-    chat_stop_free(&r->sm);
-    pthread_cond_destroy(&r->cv);
-    free(r->prompt);
-    free(r->text);
-    free(r->lp);
-    free(r->plp);
-    free(r->emb);
-    free(r);
-}
-
-/* With s->mu held. */
-static void req_unref(struct slots_req *r)
-{
-    if (--r->refs == 0)
-        req_free(r);
-}
-
-static hearth_status init_stops(struct slots *s, struct slots_req *r,
-                                const struct slots_req_params *p)
-{
-    size_t n_chat = p->chat && s->chat ? s->chat->n_stop_strs : 0;
-    const char **all = malloc((p->n_stop + n_chat + 1) * sizeof *all);
-    if (!all)
-        return err_set(HEARTH_ERR_NO_MEMORY, "slots: stop list");
-    for (size_t i = 0; i < p->n_stop; i++)
-        all[i] = p->stop[i];
-    for (size_t i = 0; i < n_chat; i++)
-        all[p->n_stop + i] = s->chat->stop_strs[i];
-    hearth_status st = chat_stop_init(&r->sm, all, p->n_stop + n_chat);
-    free(all);
-    return st;
-}
-
-hearth_status slots_req_create(struct slots *s, const struct slots_req_params *p,
-                               struct slots_req **out)
-{
-    *out = NULL;
-    uint32_t n_ctx = engine_n_ctx(s->eng);
-    if (p->n_prompt == 0)
-        return err_set(HEARTH_ERR_INVALID_ARG, "prompt: the prompt has no tokens");
-    if (p->n_prompt >= n_ctx)
-        return err_set(HEARTH_ERR_INVALID_ARG,
-                       "prompt: %zu tokens, but a slot's context holds %u (at most %u for the "
-                       "prompt)",
-                       p->n_prompt, n_ctx, n_ctx - 1);
-    for (size_t i = 0; i < p->n_prompt; i++)
-        if (p->prompt[i] < 0 || p->prompt[i] >= s->n_vocab)
-            return err_set(HEARTH_ERR_INVALID_ARG, "prompt: token %zu is id %d, outside [0, %d)", i,
-                           (int)p->prompt[i], (int)s->n_vocab);
-    const bool embed = p->pool != EMBD_POOL_NONE;
-    if (embed && (p->n_predict != 0 || p->logprobs || p->echo))
-        return err_set(HEARTH_ERR_INVALID_ARG,
-                       "slots: an embedding request generates nothing (n_predict 0, no "
-                       "logprobs or echo)");
-    if ((unsigned)p->pool > EMBD_POOL_FIRST)
-        return err_set(HEARTH_ERR_INVALID_ARG, "slots: pooling %d is not an enum embd_pool",
-                       (int)p->pool);
-    if (!embed && (p->n_predict < (p->echo ? 0 : 1) || (uint32_t)p->n_predict > n_ctx))
-        return err_set(HEARTH_ERR_INVALID_ARG, "max_tokens: %d, expected %d..%u",
-                       (int)p->n_predict, p->echo ? 0 : 1, n_ctx);
-    if (p->top_logprobs < 0 || p->top_logprobs > SLOTS_MAX_TOP)
-        return err_set(HEARTH_ERR_INVALID_ARG, "top_logprobs: %d, expected 0..%d",
-                       p->top_logprobs, SLOTS_MAX_TOP);
-    hearth_status st = sampler_params_validate(&p->sp);
-    if (st != HEARTH_OK)
-        return st;
-
-    struct slots_req *r = calloc(1, sizeof *r);
-    if (!r)
-        return err_set(HEARTH_ERR_NO_MEMORY, "slots: request");
-    if (pthread_cond_init(&r->cv, NULL) != 0) {
-        free(r);
-        return err_set(HEARTH_ERR_NO_MEMORY, "slots: condition variable");
-    }
-    r->owner = s;
-    r->refs = 1;
-    r->n_predict = p->n_predict;
-    r->logprobs = p->logprobs;
-    r->echo = p->echo && p->logprobs;
-    r->n_top = p->logprobs ? p->top_logprobs : 0;
-    r->res.n_prompt = p->n_prompt;
-    r->res.slot = -1;
-    r->prompt = malloc(p->n_prompt * sizeof *r->prompt);
-    if (!r->prompt) {
-        st = err_set(HEARTH_ERR_NO_MEMORY, "slots: %zu prompt ids", p->n_prompt);
-        goto fail;
-    }
-    memcpy(r->prompt, p->prompt, p->n_prompt * sizeof *r->prompt);
-    r->n_prompt = p->n_prompt;
-    if (r->echo) {
-        if (!(r->plp = calloc(p->n_prompt, sizeof *r->plp))) {
-            st = err_set(HEARTH_ERR_NO_MEMORY, "slots: %zu prompt log-probabilities", p->n_prompt);
-            goto fail;
-        }
-        r->plp[0].id = p->prompt[0]; /* nothing before it: no log-probability */
-        r->plp[0].logprob = NAN;
-    }
-    r->pool = p->pool;
-    r->json = p->json_object;
-    jg_init(&r->jg, true);
-    if (embed && !(r->emb = calloc(s->m->hp.n_embd, sizeof *r->emb))) {
-        st = err_set(HEARTH_ERR_NO_MEMORY, "slots: embedding of %u floats", s->m->hp.n_embd);
-        goto fail;
-    }
-    if ((st = sampler_create(&p->sp, s->n_vocab, &r->smp)) != HEARTH_OK ||
-        (p->n_bias > 0 &&
-         (st = sampler_set_bias(r->smp, p->bias_ids, p->bias, (int)p->n_bias)) != HEARTH_OK))
-        goto fail;
-    /* the penalty window starts as the prompt's tail, as in generate.c */
-    size_t win = p->sp.repeat_last_n > 0 ? (size_t)p->sp.repeat_last_n : 0;
-    for (size_t i = p->n_prompt > win ? p->n_prompt - win : 0; i < p->n_prompt; i++)
-        if ((st = sampler_accept(r->smp, p->prompt[i])) != HEARTH_OK)
-            goto fail;
-    if ((st = tok_decoder_create(s->tok, false, &r->dec)) != HEARTH_OK)
-        goto fail;
-    if ((st = init_stops(s, r, p)) != HEARTH_OK)
-        goto fail;
-    *out = r;
-    return HEARTH_OK;
-fail:
-    req_free(r);
-    return st;
-}
-
-enum slots_admit slots_submit(struct slots *s, struct slots_req *r)
-{
-    enum slots_admit a = SLOTS_QUEUED;
-    pthread_mutex_lock(&s->mu);
-    if (s->closed) {
-        a = SLOTS_CLOSED;
-    } else if (s->q_len >= s->p.max_queue) {
-        a = SLOTS_FULL;
-    } else {
-        s->queue[(s->q_head + s->q_len) % s->p.max_queue] = r;
-        s->q_len++;
-        r->refs++;
-        s->st.n_requests++;
-        pthread_cond_signal(&s->work_cv);
-    }
-    if (a != SLOTS_QUEUED)
-        s->st.n_rejected++;
-    pthread_mutex_unlock(&s->mu);
-    return a;
-}
-
-/* Bytes of buf[0..len) that end on a character boundary (UTF-8 lead bytes checked). */
-static size_t whole_chars(const char *buf, size_t len)
-{
-    size_t i = len, back = 0;
-    while (i > 0 && back < 4 && ((unsigned char)buf[i - 1] & 0xC0) == 0x80) {
-        i--;
-        back++;
-    }
-    if (i == 0)
-        return len;
-    unsigned char lead = (unsigned char)buf[i - 1];
-    size_t need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
-    return back + 1 >= need ? len : i - 1;
-}
-
-static void deadline_after(struct timespec *ts, int ms)
-{
-    clock_gettime(CLOCK_REALTIME, ts);
-    ts->tv_sec += ms / 1000;
-    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
-
-/*
- * Hands out the records not yet taken whose text starts before avail (at the
- * end: all but those cut off by a stop string). With s->mu held.
- */
-static void take_logprobs(struct slots_req *r, size_t avail, struct slots_logprob **lp,
-                          size_t *n_lp)
-{
-    *lp = NULL;
-    *n_lp = 0;
-    bool all = r->res.done && r->res.stop != GEN_STOP_STRING;
-    size_t end = r->lp_taken;
-    while (end < r->n_lp && (all || r->lp[end].offset < avail))
-        end++;
-    if (end == r->lp_taken)
-        return;
-    size_t n = end - r->lp_taken;
-    *lp = malloc(n * sizeof **lp);
-    if (!*lp)
-        return; /* out of memory: the records stay for a later call */
-    memcpy(*lp, r->lp + r->lp_taken, n * sizeof **lp);
-    *n_lp = n;
-    r->lp_taken = end;
-}
-
-char *slots_req_take(struct slots_req *r, int timeout_ms, size_t *len, struct slots_result *res,
-                     struct slots_logprob **lp, size_t *n_lp)
-{
-    struct slots *s = r->owner;
-    char *out = NULL;
-    *len = 0;
-    if (lp) {
-        *lp = NULL;
-        *n_lp = 0;
-    }
-    pthread_mutex_lock(&s->mu);
-    if (r->taken == r->len && !r->res.done && timeout_ms > 0) {
-        struct timespec ts;
-        deadline_after(&ts, timeout_ms);
-        while (r->taken == r->len && !r->res.done)
-            if (pthread_cond_timedwait(&r->cv, &s->mu, &ts) != 0)
-                break;
-    }
-    size_t avail = r->res.done ? r->len : whole_chars(r->text, r->len);
-    if (avail > r->taken) {
-        size_t n = avail - r->taken;
-        out = malloc(n + 1);
-        if (out) {
-            memcpy(out, r->text + r->taken, n);
-            out[n] = '\0';
-            r->taken = avail;
-            *len = n;
-        }
-    }
-    if (lp)
-        take_logprobs(r, r->taken, lp, n_lp);
-    *res = r->res;
-    pthread_mutex_unlock(&s->mu);
-    return out;
-}
-
-bool slots_req_prompt_logprobs(struct slots_req *r, int timeout_ms, struct slots_logprob **lp,
-                               size_t *n_lp, struct slots_result *res)
-{
-    struct slots *s = r->owner;
-    bool got = false;
-    *lp = NULL;
-    *n_lp = 0;
-    pthread_mutex_lock(&s->mu);
-    if (r->echo && !r->plp_ready && !r->res.done && timeout_ms > 0) {
-        struct timespec ts;
-        deadline_after(&ts, timeout_ms);
-        while (!r->plp_ready && !r->res.done)
-            if (pthread_cond_timedwait(&r->cv, &s->mu, &ts) != 0)
-                break;
-    }
-    if (r->plp_ready && !r->plp_taken && (*lp = malloc(r->n_prompt * sizeof **lp))) {
-        memcpy(*lp, r->plp, r->n_prompt * sizeof **lp);
-        *n_lp = r->n_prompt;
-        r->plp_taken = true;
-        got = true;
-    }
-    *res = r->res;
-    pthread_mutex_unlock(&s->mu);
-    return got;
-}
-
-bool slots_req_embedding(struct slots_req *r, float *out)
-{
-    struct slots *s = r->owner;
-    pthread_mutex_lock(&s->mu);
-    bool ok = r->emb && r->res.done && r->res.status == HEARTH_OK &&
-              r->res.stop != GEN_STOP_CANCELLED;
-    for (uint32_t j = 0; ok && j < s->m->hp.n_embd; j++)
-        out[j] = (float)r->emb[j];
-    pthread_mutex_unlock(&s->mu);
-    return ok;
-}
-
-int slots_n_embd(const struct slots *s)
-{
-    return (int)s->m->hp.n_embd;
-}
-
-int32_t slots_n_vocab(const struct slots *s)
-{
-    return s->n_vocab;
-}
-
-void slots_req_release(struct slots_req *r)
-{
-    if (!r)
-        return;
-    struct slots *s = r->owner;
-    pthread_mutex_lock(&s->mu);
-    if (!r->res.done && !r->cancelled) {
-        r->cancelled = true;
-        pthread_cond_signal(&s->work_cv);
-    }
-    req_unref(r);
-    pthread_mutex_unlock(&s->mu);
-}
 
 /* ---- the engine -------------------------------------------------------------- */
 
@@ -476,7 +95,7 @@ static void slot_finish(struct slots *s, int i, enum gen_stop stop, hearth_statu
     s->n_active--;
     pthread_cond_broadcast(&r->cv);
     pthread_cond_broadcast(&s->idle_cv);
-    req_unref(r);
+    slots__req_unref(r);
     pthread_mutex_unlock(&s->mu);
     sl->req = NULL;
     sl->decoding = false;
@@ -505,7 +124,7 @@ static void admit(struct slots *s)
             s->st.n_cancelled++;
             pthread_cond_broadcast(&r->cv);
             pthread_cond_broadcast(&s->idle_cv);
-            req_unref(r);
+            slots__req_unref(r);
             continue;
         }
         int best = -1;
@@ -847,7 +466,7 @@ static void *engine_main(void *arg)
                     r->res.stop = GEN_STOP_CANCELLED;
                     s->st.n_cancelled++;
                     pthread_cond_broadcast(&r->cv);
-                    req_unref(r);
+                    slots__req_unref(r);
                 }
                 pthread_cond_broadcast(&s->idle_cv);
                 pthread_mutex_unlock(&s->mu);
@@ -1039,7 +658,7 @@ void slots_close(struct slots *s)
 bool slots_drain(struct slots *s, int timeout_ms)
 {
     struct timespec ts;
-    deadline_after(&ts, timeout_ms);
+    slots__deadline_after(&ts, timeout_ms);
     pthread_mutex_lock(&s->mu);
     s->closed = true;
     while (s->n_active > 0 || s->q_len > 0)
