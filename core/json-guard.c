@@ -1,5 +1,8 @@
 #include "json-guard.h"
 
+#include <stddef.h>
+#include <string.h>
+
 #include "tokenizer.h"
 
 enum jg_mode {
@@ -23,13 +26,25 @@ enum jg_mode {
     M_ESIGN,     /* number: after the exponent's sign */
     M_EXP,       /* number: exponent digits */
     M_LIT,       /* true, false or null, partly read */
+    M_KEY,       /* a constrained object's key, matched against its property names */
+    M_ENUM,      /* a value matched against its node's enum texts */
 };
 
 static const char *const literals[3] = {"true", "false", "null"};
 
 void jg_init(struct jg_state *s, bool object_only)
 {
-    *s = (struct jg_state){.mode = M_VALUE, .object_only = object_only};
+    memset(s, 0, sizeof *s);
+    s->mode = M_VALUE;
+    s->object_only = object_only;
+    s->pending = -1;
+}
+
+void jg_init_schema(struct jg_state *s, const struct js_schema *schema)
+{
+    jg_init(s, false);
+    s->schema = schema;
+    s->pending = schema && schema->n_nodes > 0 ? 0 : -1;
 }
 
 static bool is_ws(unsigned c)
@@ -42,6 +57,81 @@ static bool is_digit(unsigned c)
     return c >= '0' && c <= '9';
 }
 
+/* ---- the schema's view ----------------------------------------------------------- */
+
+static struct jg_frame *top_frame(struct jg_state *s)
+{
+    return s->schema && s->free_depth == 0 && s->n_frames > 0 ? &s->frames[s->n_frames - 1]
+                                                               : NULL;
+}
+
+static const struct js_obj *frame_obj(const struct jg_state *s, const struct jg_frame *f)
+{
+    const int32_t o = s->schema->nodes[f->node].obj;
+    return o >= 0 ? &s->schema->objs[o] : NULL;
+}
+
+/* The properties of f's object not present yet. */
+static uint64_t unseen(const struct jg_state *s, const struct jg_frame *f)
+{
+    const struct js_obj *o = frame_obj(s, f);
+    const uint64_t all = o->n_props >= 64 ? ~0ull : (1ull << o->n_props) - 1;
+    return all & ~f->seen;
+}
+
+/* A constrained container closes: its object has every required key, its array enough items. */
+static bool frame_may_close(const struct jg_state *s, const struct jg_frame *f, bool array)
+{
+    if (array)
+        return f->count >= s->schema->nodes[f->node].min_items;
+    return (frame_obj(s, f)->required & ~f->seen) == 0;
+}
+
+/* The node of the value that comes after the key just read, or an array's next element. */
+static void set_pending_element(struct jg_state *s, bool array)
+{
+    const struct jg_frame *f = top_frame(s);
+    if (!f) {
+        s->pending = -1;
+    } else if (array) {
+        s->pending = s->schema->nodes[f->node].items;
+    } else {
+        const struct js_obj *o = frame_obj(s, f);
+        s->pending = s->schema->props[o->prop0 + f->prop].node;
+    }
+}
+
+/* Whether the value starting with c fits node n's kinds; sets int_only for a number. */
+static bool kind_fits(struct jg_state *s, const struct js_node *n, unsigned c)
+{
+    unsigned k = c == '{'                    ? JS_OBJECT
+                 : c == '['                  ? JS_ARRAY
+                 : c == '"'                  ? JS_STRING
+                 : c == '-' || is_digit(c)   ? JS_NUMBER | JS_INTEGER
+                 : c == 't' || c == 'f'      ? JS_BOOL
+                 : c == 'n'                  ? JS_NULL
+                                             : 0;
+    s->int_only = (n->kinds & JS_NUMBER) == 0;
+    return (n->kinds & k) != 0;
+}
+
+/* An enum value begins with c: the candidates whose text starts so. */
+static bool start_enum(struct jg_state *s, const struct js_node *n, unsigned c)
+{
+    s->enum0 = n->enum0;
+    s->cand = 0;
+    for (int32_t i = 0; i < n->n_enum; i++) {
+        const struct js_enum *e = &s->schema->enums[n->enum0 + i];
+        if (e->len > 0 && (unsigned char)s->schema->arena[e->off] == c)
+            s->cand |= 1ull << i;
+    }
+    s->mpos = 1;
+    s->mode = M_ENUM;
+    return s->cand != 0;
+}
+
+/* ---- structure -------------------------------------------------------------------- */
+
 static bool end_value(struct jg_state *s)
 {
     s->mode = s->depth ? M_AFTER : M_DONE;
@@ -52,6 +142,17 @@ static bool open_nest(struct jg_state *s, bool array)
 {
     if (s->depth >= JG_MAX_DEPTH)
         return false;
+    const int32_t node = s->pending;
+    if (s->schema && s->free_depth == 0) {
+        const struct js_node *n = node >= 0 ? &s->schema->nodes[node] : NULL;
+        if (!n || (!array && n->obj < 0)) {
+            s->free_depth = (uint8_t)(s->depth + 1); /* an unconstrained subtree */
+        } else {
+            if (s->n_frames >= JS_MAX_NEST)
+                return false;
+            s->frames[s->n_frames++] = (struct jg_frame){.node = node, .prop = -1};
+        }
+    }
     if (array)
         s->arrays |= 1ull << s->depth;
     else
@@ -70,14 +171,28 @@ static bool close_nest(struct jg_state *s, unsigned c)
 {
     if (s->depth == 0 || (c == ']') != in_array(s))
         return false;
+    if (s->free_depth == s->depth) {
+        s->free_depth = 0;
+    } else if (top_frame(s)) {
+        if (!frame_may_close(s, top_frame(s), c == ']'))
+            return false;
+        s->n_frames--;
+    }
     s->depth--;
     return end_value(s);
 }
 
 static bool start_string(struct jg_state *s, bool key)
 {
-    s->mode = M_STR;
     s->key = key;
+    const struct jg_frame *f = key ? top_frame(s) : NULL;
+    if (f && frame_obj(s, f)) {
+        s->cand = unseen(s, f);
+        s->mpos = 0;
+        s->mode = M_KEY;
+        return s->cand != 0;
+    }
+    s->mode = M_STR;
     return true;
 }
 
@@ -85,6 +200,20 @@ static bool start_value(struct jg_state *s, unsigned c)
 {
     if (s->depth == 0 && s->object_only && c != '{')
         return false;
+    struct jg_frame *f = top_frame(s);
+    if (f && in_array(s)) {
+        if (f->count >= s->schema->nodes[f->node].max_items)
+            return false;
+        f->count++;
+    }
+    s->int_only = false;
+    if (s->schema && s->free_depth == 0 && s->pending >= 0) {
+        const struct js_node *n = &s->schema->nodes[s->pending];
+        if (!kind_fits(s, n, c))
+            return false;
+        if (n->n_enum > 0)
+            return start_enum(s, n, c);
+    }
     switch (c) {
     case '{':
     case '[':
@@ -151,11 +280,11 @@ static bool number(struct jg_state *s, unsigned c)
         s->mode = M_ZERO;
         return true;
     }
-    if ((m == M_ZERO || m == M_INT) && c == '.') {
+    if ((m == M_ZERO || m == M_INT) && c == '.' && !s->int_only) {
         s->mode = M_DOT;
         return true;
     }
-    if ((m == M_ZERO || m == M_INT || m == M_FRAC) && (c == 'e' || c == 'E')) {
+    if ((m == M_ZERO || m == M_INT || m == M_FRAC) && (c == 'e' || c == 'E') && !s->int_only) {
         s->mode = M_E;
         return true;
     }
@@ -209,17 +338,74 @@ static bool in_string(struct jg_state *s, unsigned c)
     }
 }
 
+/* A constrained key: each byte narrows the unseen names; the quote needs a whole one. */
+static bool match_key(struct jg_state *s, unsigned c)
+{
+    struct jg_frame *f = top_frame(s);
+    const struct js_obj *o = frame_obj(s, f);
+    uint64_t keep = 0;
+    for (int32_t i = 0; i < o->n_props; i++) {
+        if (!(s->cand >> i & 1u))
+            continue;
+        const struct js_prop *p = &s->schema->props[o->prop0 + i];
+        if (c == '"' && p->name_len == s->mpos) {
+            f->prop = i;
+            f->seen |= 1ull << i;
+            s->mode = M_COLON;
+            return true;
+        }
+        if (c != '"' && p->name_len > s->mpos &&
+            (unsigned char)s->schema->arena[p->name_off + s->mpos] == c)
+            keep |= 1ull << i;
+    }
+    s->cand = keep;
+    s->mpos++;
+    return keep != 0 && c != '\\'; /* names need no escapes: a backslash never matches */
+}
+
+/* Whether an enum candidate has been matched whole. */
+static bool enum_complete(const struct jg_state *s)
+{
+    for (int i = 0; i < 64; i++)
+        if ((s->cand >> i & 1u) && s->schema->enums[s->enum0 + i].len == s->mpos)
+            return true;
+    return false;
+}
+
+static bool match_enum(struct jg_state *s, unsigned c)
+{
+    uint64_t keep = 0;
+    for (int i = 0; i < 64; i++) {
+        if (!(s->cand >> i & 1u))
+            continue;
+        const struct js_enum *e = &s->schema->enums[s->enum0 + i];
+        if (e->len > s->mpos && (unsigned char)s->schema->arena[e->off + s->mpos] == c)
+            keep |= 1ull << i;
+    }
+    if (keep) {
+        s->cand = keep;
+        s->mpos++;
+        return true;
+    }
+    /* a whole value followed by what comes after it ("1" then ','); else a wrong byte */
+    return enum_complete(s) && end_value(s) && step(s, c);
+}
+
 /* Between tokens: whitespace (bounded), then what the mode expects. */
 static bool structural(struct jg_state *s, unsigned c)
 {
     if (is_ws(c))
         return ++s->ws <= JG_MAX_WS;
     s->ws = 0;
+    struct jg_frame *f = top_frame(s);
     switch ((enum jg_mode)s->mode) {
     case M_VALUE:
         return start_value(s, c);
     case M_ARR_FIRST:
-        return c == ']' ? close_nest(s, c) : start_value(s, c);
+        if (c == ']')
+            return close_nest(s, c);
+        set_pending_element(s, true);
+        return start_value(s, c);
     case M_OBJ_FIRST:
         return c == '}' ? close_nest(s, c) : c == '"' && start_string(s, true);
     case M_OBJ_KEY:
@@ -227,11 +413,19 @@ static bool structural(struct jg_state *s, unsigned c)
     case M_COLON:
         if (c != ':')
             return false;
+        set_pending_element(s, false);
         s->mode = M_VALUE;
         return true;
     case M_AFTER:
         if (c == ',') {
-            s->mode = in_array(s) ? M_VALUE : M_OBJ_KEY;
+            const bool array = in_array(s);
+            /* no comma that only a key or element the schema forbids could follow */
+            if (f && (array ? f->count >= s->schema->nodes[f->node].max_items
+                            : frame_obj(s, f) && unseen(s, f) == 0))
+                return false;
+            if (array)
+                set_pending_element(s, true);
+            s->mode = array ? M_VALUE : M_OBJ_KEY;
             return true;
         }
         return (c == '}' || c == ']') && close_nest(s, c);
@@ -248,6 +442,10 @@ static bool step(struct jg_state *s, unsigned c)
     case M_HEX:
     case M_UTF8:
         return in_string(s, c);
+    case M_KEY:
+        return match_key(s, c);
+    case M_ENUM:
+        return match_enum(s, c);
     case M_MINUS:
     case M_ZERO:
     case M_INT:
@@ -277,9 +475,11 @@ bool jg_feed(struct jg_state *s, const char *b, size_t n)
 bool jg_done(const struct jg_state *s)
 {
     const enum jg_mode m = (enum jg_mode)s->mode;
-    /* a number at the top level ends with the text (only without object_only) */
-    return m == M_DONE ||
-           (s->depth == 0 && (m == M_ZERO || m == M_INT || m == M_FRAC || m == M_EXP));
+    if (m == M_DONE)
+        return true;
+    /* a top-level number or enum value ends with the text (never under object_only) */
+    return s->depth == 0 && ((m == M_ZERO || m == M_INT || m == M_FRAC || m == M_EXP) ||
+                             (m == M_ENUM && enum_complete(s)));
 }
 
 bool jg_allows(const struct jg_state *s, const struct tokenizer *t, int32_t id, bool is_stop)
@@ -292,6 +492,8 @@ bool jg_allows(const struct jg_state *s, const struct tokenizer *t, int32_t id, 
     const char *b = tok_token_bytes(t, id, &n);
     if (!b || n == 0)
         return false;
-    struct jg_state c = *s;
+    /* frames above the top are written before they are read: copy only those in use */
+    struct jg_state c;
+    memcpy(&c, s, offsetof(struct jg_state, frames) + s->n_frames * sizeof s->frames[0]);
     return jg_feed(&c, b, n);
 }

@@ -29,7 +29,8 @@ struct slots_req {
     struct slots_logprob *plp; /* [n_prompt] with echo: written before plp_ready */
     enum embd_pool pool;
     double *emb; /* [n_embd] with pool: the sum of the pooled rows, then the result */
-    bool json;   /* json_object: jg holds the reply so far */
+    bool json;   /* json_object or a schema: jg holds the reply so far */
+    struct js_schema schema; /* the request's copy (jg points to it); zeroed: none */
     struct jg_state jg;
     /* guarded by owner->mu */
     pthread_cond_t cv;

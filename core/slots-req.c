@@ -24,6 +24,7 @@ static void req_free(struct slots_req *r)
     free(r->lp);
     free(r->plp);
     free(r->emb);
+    js_schema_free(&r->schema);
     free(r);
 }
 
@@ -114,8 +115,15 @@ hearth_status slots_req_create(struct slots *s, const struct slots_req_params *p
         r->plp[0].logprob = NAN;
     }
     r->pool = p->pool;
-    r->json = p->json_object;
+    r->json = p->json_object || p->schema;
     jg_init(&r->jg, true);
+    if (p->schema) {
+        if (!js_schema_clone(p->schema, &r->schema)) {
+            st = err_set(HEARTH_ERR_NO_MEMORY, "slots: the JSON schema");
+            goto fail;
+        }
+        jg_init_schema(&r->jg, &r->schema);
+    }
     if (embed && !(r->emb = calloc(s->m->hp.n_embd, sizeof *r->emb))) {
         st = err_set(HEARTH_ERR_NO_MEMORY, "slots: embedding of %u floats", s->m->hp.n_embd);
         goto fail;

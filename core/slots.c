@@ -237,12 +237,13 @@ static hearth_status sample_json(struct slots *s, struct slots_req *r, const flo
             s->masked[v] = jg_allows(&r->jg, s->tok, v, is_stop_id(s, v)) ? logits[v] : -INFINITY;
         st = sampler_sample(r->smp, s->masked, id);
         if (st != HEARTH_OK) /* only when no token can continue: cannot happen mid-text */
-            return err_set(HEARTH_ERR_INTERNAL, "json_object: no token continues the reply");
+            return err_set(HEARTH_ERR_INTERNAL,
+                           "JSON mode: no token continues the reply (an unsatisfiable schema?)");
     }
     size_t n = 0;
     const char *b = is_stop_id(s, *id) ? NULL : tok_token_bytes(s->tok, *id, &n);
     if (b && !jg_feed(&r->jg, b, n))
-        return err_set(HEARTH_ERR_INTERNAL, "json_object: the guard refused its own token");
+        return err_set(HEARTH_ERR_INTERNAL, "JSON mode: the guard refused its own token");
     return st;
 }
 

@@ -43,6 +43,7 @@
 
 #include "embed.h"
 #include "generate.h"
+#include "json-schema.h"
 #include "hearth.h"
 #include "model.h"
 #include "sampler.h"
@@ -119,6 +120,11 @@ struct slots_req_params {
      * closes only the end of generation may come (core/json-guard.h).
      */
     bool json_object;
+    /*
+     * Not NULL: the reply must be one JSON value valid against this compiled
+     * schema (response_format json_schema; copied), the same way.
+     */
+    const struct js_schema *schema;
 };
 
 /*

@@ -12,8 +12,13 @@
  *    the wrong kind, too deep a nesting, too long a run of whitespace;
  *  - object_only refuses any other top-level value;
  *  - on SmolLM2's vocabulary (jg_allows): "{" may open, words may not, the
- *    end-of-generation token only once the object is closed.
+ *    end-of-generation token only once the object is closed;
+ *  - with a schema (hand-built tables): kinds, keys (only the properties,
+ *    each once, required ones before the close), integers, array lengths,
+ *    enum values (also numbers that prefix each other), nullable strings,
+ *    an unconstrained subtree, recursion up to JS_MAX_NEST frames.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "json-guard.h"
@@ -182,5 +187,116 @@ TEST(vocabulary)
     model_free(m);
 }
 
+/* ---- json_schema ------------------------------------------------------------------ */
+
+/*
+ * A hand-built schema (what tools/serve-schema.c would compile):
+ *   0 root: object {name: 1 (string, required), age: 2 (integer, required),
+ *           tags: 3 (array of 1, 1..2 items), color: 4 (enum "red" "green"),
+ *           nick: 5 (string or null), meta: 6 (any), n: 7 (enum 1, 12),
+ *           tree: 8}
+ *   8 tree: object {value: 2 (required), children: 9}; 9: array of 8
+ */
+static char arena[] = "nameagetagscolornickmetantreevaluechildren\"red\"\"green\"112";
+static struct js_node nodes[] = {
+    {JS_OBJECT, 0, -1, 0, UINT32_MAX, 0, 0},
+    {JS_STRING, -1, -1, 0, UINT32_MAX, 0, 0},
+    {JS_INTEGER, -1, -1, 0, UINT32_MAX, 0, 0},
+    {JS_ARRAY, -1, 1, 1, 2, 0, 0},
+    {JS_STRING, -1, -1, 0, UINT32_MAX, 0, 2},
+    {JS_STRING | JS_NULL, -1, -1, 0, UINT32_MAX, 0, 0},
+    {JS_ANY, -1, -1, 0, UINT32_MAX, 0, 0},
+    {JS_NUMBER, -1, -1, 0, UINT32_MAX, 2, 2},
+    {JS_OBJECT, 1, -1, 0, UINT32_MAX, 0, 0},
+    {JS_ARRAY, -1, 8, 0, UINT32_MAX, 0, 0},
+};
+static struct js_prop props[] = {
+    {0, 4, 1}, {4, 3, 2}, {7, 4, 3}, {11, 5, 4}, {16, 4, 5}, {20, 4, 6}, {24, 1, 7}, {25, 4, 8},
+    {29, 5, 2}, {34, 8, 9},
+};
+static struct js_obj objs[] = {{0, 8, 0x3}, {8, 2, 0x1}};
+static struct js_enum enums[] = {{42, 5}, {47, 7}, {54, 1}, {55, 2}};
+static const struct js_schema schema = {nodes, 10, props, 10, objs, 2, enums, 4, arena,
+                                        sizeof arena - 1};
+
+/* The first byte of text the schema refuses (strlen when none); *done: complete at the end. */
+static size_t schema_stop(const char *text, bool *done)
+{
+    struct jg_state s;
+    jg_init_schema(&s, &schema);
+    size_t at = 0;
+    while (text[at] && jg_feed(&s, text + at, 1))
+        at++;
+    *done = !text[at] && jg_done(&s);
+    return at;
+}
+
+TEST(schema_valid)
+{
+    const char *ok[] = {
+        "{\"name\": \"Tom\", \"age\": 3}",
+        "{\"age\":-12,\"name\":\"x\",\"tags\":[\"a\",\"b\"],\"color\":\"green\",\"nick\":null}",
+        "{\"name\":\"\",\"age\":0,\"nick\":\"T\",\"n\":12,\"color\":\"red\"}",
+        "{\"name\":\"a\",\"age\":1,\"n\":1,\"meta\":{\"x\":[1,{\"y\":null}],\"z\":\"w\"}}",
+        "{\"name\":\"a\",\"age\":1,\"tree\":{\"value\":1,\"children\":[{\"value\":2,"
+        "\"children\":[{\"value\":3,\"children\":[]}]},{\"value\":4}]}}",
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        bool done;
+        size_t at = schema_stop(ok[i], &done);
+        CHECK_MSG(at == strlen(ok[i]) && done, "%s: refused at byte %zu (done %d)", ok[i], at,
+                  done);
+    }
+}
+
+TEST(schema_invalid)
+{
+    const struct {
+        const char *text;
+        size_t bad;
+    } bad[] = {
+        {"[", 0},                                    /* the root is an object */
+        {"{\"name\":\"Tom\"}", 13},                  /* age is required */
+        {"{}", 1},                                   /* so is name */
+        {"{\"nam\":", 5},                            /* not a property */
+        {"{\"extra\":1}", 2},                        /* not one either */
+        {"{\"name\":\"a\",\"name\":", 14},           /* each key once ("n" is one too) */
+        {"{\"age\":3.5", 8},                         /* an integer */
+        {"{\"age\":1e3", 8},                         /* no exponent either */
+        {"{\"age\":\"3\"", 7},                       /* not a string */
+        {"{\"tags\":[]", 9},                         /* at least one item */
+        {"{\"tags\":[\"a\",\"b\",", 16},             /* at most two */
+        {"{\"tags\":[1]", 9},                        /* items are strings */
+        {"{\"color\":\"blue\"", 10},                 /* an enum value */
+        {"{\"color\":\"redd", 13},                   /* a whole one */
+        {"{\"nick\":5", 8},                          /* string or null */
+        {"{\"n\":13", 6},                            /* enum 1 or 12 */
+        {"{\"n\":2", 5},
+        {"{\"name\":\"a\",\"age\":1,\"tree\":{\"children\":[]}", 41}, /* value required */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        bool done;
+        size_t at = schema_stop(bad[i].text, &done);
+        CHECK_MSG(at == bad[i].bad, "%s: refused at byte %zu, expected %zu", bad[i].text, at,
+                  bad[i].bad);
+    }
+    /* a comma no key could follow: every property already present */
+    char all[512];
+    snprintf(all, sizeof all, "%s", "{\"name\":\"a\",\"age\":1,\"tags\":[\"t\"],\"color\":\"red\","
+                                    "\"nick\":null,\"meta\":0,\"n\":1,\"tree\":{\"value\":1}");
+    bool done;
+    CHECK_INT_EQ(schema_stop(all, &done), strlen(all));
+    size_t len = strlen(all);
+    snprintf(all + len, sizeof all - len, ",");
+    CHECK_INT_EQ(schema_stop(all, &done), strlen(all) - 1);
+    /* recursion deeper than JS_MAX_NEST frames is refused */
+    char deep[4096];
+    int n = snprintf(deep, sizeof deep, "{\"name\":\"a\",\"age\":1,\"tree\":");
+    for (int d = 0; d < JS_MAX_NEST; d++)
+        n += snprintf(deep + n, sizeof deep - (size_t)n, "{\"value\":1,\"children\":[");
+    size_t at = schema_stop(deep, &done);
+    CHECK_MSG(at < strlen(deep), "%d nested trees accepted", JS_MAX_NEST);
+}
+
 TEST_MAIN(TEST_CASE(valid_texts), TEST_CASE(invalid_texts), TEST_CASE(limits),
-          TEST_CASE(vocabulary))
+          TEST_CASE(vocabulary), TEST_CASE(schema_valid), TEST_CASE(schema_invalid))
