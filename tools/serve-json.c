@@ -7,10 +7,10 @@
  * (types, ranges, unknown roles) and lenient where OpenAI clients
  * send fields hearth has no use for (user, response_format text, tools...):
  * unknown fields are ignored. logit_bias is applied (sampler_set_bias);
- * logprobs, top_logprobs and echo are honoured (serve-logprobs.c); a
- * structured response_format, which hearth does not produce, is refused
- * rather than ignored (parse_response_format). Every refusal names the field in
- * `param`, as OpenAI does. Ranges follow the OpenAI API
+ * logprobs, top_logprobs and echo are honoured (serve-logprobs.c);
+ * response_format json_object and json_schema constrain the reply (a schema
+ * hearth cannot enforce is refused, not ignored: serve-schema.c). Every
+ * refusal names the field in `param`, as OpenAI does. Ranges follow the OpenAI API
  * (temperature 0..2, penalties -2..2) plus hearth's own sampler fields
  * (top_k, min_p, repeat_penalty).
  */
@@ -24,6 +24,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "json-schema.h"
 
 void serve_error_set(struct serve_error *e, int http, const char *type, const char *param,
                      const char *code, const char *fmt, ...)
@@ -433,16 +435,35 @@ static bool parse_logprobs(const cJSON *root, bool chat, struct serve_req *r,
     return true;
 }
 
+/* response_format json_schema: {"name", "schema", "strict"}; name and strict change nothing
+   (hearth enforces the schema either way, or refuses it). */
+static bool parse_json_schema(const cJSON *rf, struct serve_req *r, struct serve_error *e)
+{
+    const cJSON *js = cJSON_GetObjectItemCaseSensitive(rf, "json_schema");
+    const cJSON *schema =
+        cJSON_IsObject(js) ? cJSON_GetObjectItemCaseSensitive(js, "schema") : NULL;
+    if (!schema)
+        return bad(e, "response_format",
+                   "'%s' json_schema needs \"json_schema\": {\"name\": ..., \"schema\": {...}}",
+                   "response_format");
+    r->schema = malloc(sizeof *r->schema);
+    if (!r->schema) {
+        serve_error_set(e, 500, "server_error", NULL, NULL, "out of memory");
+        return false;
+    }
+    if (!serve_schema_compile(schema, r->schema, e)) {
+        free(r->schema);
+        r->schema = NULL;
+        return false;
+    }
+    return true;
+}
+
 /*
- * A field whose every value but the default would change the answer, which
- * hearth does not produce, is refused (400 naming the field) rather than
- * ignored: a response_format other than text.
- */
-/*
- * response_format: text, or json_object (the reply is constrained to one JSON
- * object, core/json-guard.h). json_schema is refused rather than served as
- * json_object: a reply that ignored the schema would look like an answer to
- * the request that was made.
+ * response_format: text, json_object (the reply is constrained to one JSON
+ * object, core/json-guard.h) or json_schema (to the schema's values). Any
+ * other type is refused rather than ignored: a reply that ignored it would
+ * look like an answer to the request that was made.
  */
 static bool parse_response_format(const cJSON *root, struct serve_req *r, struct serve_error *e)
 {
@@ -450,18 +471,21 @@ static bool parse_response_format(const cJSON *root, struct serve_req *r, struct
     if (!rf || cJSON_IsNull(rf))
         return true;
     const cJSON *t = cJSON_IsObject(rf) ? cJSON_GetObjectItemCaseSensitive(rf, "type") : NULL;
-    if (cJSON_IsString(t) && !strcmp(t->valuestring, "json_object")) {
-        r->json_object = true;
-        if (r->tool_prefill)
-            return bad(e, "response_format", "'%s' json_object cannot be combined with a "
-                       "tool_choice that forces a call", "response_format");
-        return true;
-    }
-    if (!cJSON_IsString(t) || strcmp(t->valuestring, "text") != 0)
-        return bad(e, "response_format", "'%s' must be {\"type\": \"text\"} or {\"type\": "
-                   "\"json_object\"}: hearth serve does not enforce JSON schemas",
+    const char *type = cJSON_IsString(t) ? t->valuestring : "";
+    bool object = !strcmp(type, "json_object"), schema = !strcmp(type, "json_schema");
+    if (!object && !schema && strcmp(type, "text") != 0)
+        return bad(e, "response_format",
+                   "'%s' must be {\"type\": \"text\"}, {\"type\": \"json_object\"} or "
+                   "{\"type\": \"json_schema\", \"json_schema\": {...}}",
                    "response_format");
-    return true;
+    /* the forced call's prefill already decides how the reply opens */
+    if ((object || schema) && r->tool_prefill)
+        return bad(e, "response_format",
+                   "'%s' json_object or json_schema cannot be combined with a tool_choice "
+                   "that forces a call",
+                   "response_format");
+    r->json_object = object;
+    return !schema || parse_json_schema(rf, r, e);
 }
 
 static bool parse_sampling(const cJSON *root, struct serve_req *r, struct serve_error *e)
@@ -628,6 +652,8 @@ void serve_req_free(struct serve_req *r)
     free(r->tools_text);
     free(r->tool_prefill);
     free(r->tool_names);
+    js_schema_free(r->schema);
+    free(r->schema);
     cJSON_Delete(r->json);
     memset(r, 0, sizeof *r);
 }

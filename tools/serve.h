@@ -27,7 +27,8 @@ int cmd_serve(int argc, char **argv);
 #include "sampler.h"
 #include "slots.h"
 
-struct cJSON; /* cjson/cJSON.h, which only the .c files include */
+struct cJSON;     /* cjson/cJSON.h, which only the .c files include */
+struct js_schema; /* json-schema.h */
 
 #define SERVE_MAX_STOP 4
 #define SERVE_MAX_MSGS 1024
@@ -77,6 +78,7 @@ struct serve_req {
     char *tool_names; /* "\nname\n...\n": the offered functions (malloc'd), for bare calls */
     bool one_call;    /* parallel_tool_calls false: the first call only */
     bool json_object; /* response_format json_object: the reply is one JSON object */
+    struct js_schema *schema; /* response_format json_schema, compiled (malloc'd); else NULL */
 };
 
 /* An OpenAI-style error: HTTP status, message, the offending field (or NULL), code. */
@@ -210,6 +212,17 @@ struct cJSON *serve_tools_parse(const char *text, size_t len, const char *id_pre
    tail that may become one; nothing while the reply opens with { or [ (a bare call). The
    tag is looked for from `from` on: text before an earlier answer needs no second look. */
 size_t serve_tools_safe_len(const char *text, size_t len, size_t from);
+
+/*
+ * response_format json_schema (serve-schema.c): compiles schema (a JSON
+ * Schema, an object or a boolean) into *out (free with js_schema_free),
+ * with the subset and meaning json-schema.h gives. False with e filled and
+ * *out zeroed: 400, param "response_format", the message naming the
+ * keyword and its JSON pointer path, e.g. "response_format: schema
+ * /properties/age: 'minimum' is not supported (hearth enforces type, ...)";
+ * 500 server_error when out of memory.
+ */
+bool serve_schema_compile(const struct cJSON *schema, struct js_schema *out, struct serve_error *e);
 
 /*
  * POST /tokenize and /detokenize (serve-tokenize.c): body[0..len) in, the
