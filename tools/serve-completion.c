@@ -134,6 +134,7 @@ static hearth_status make_choice(struct serve_server *s, const struct serve_req 
     p.top_logprobs = rq->top_logprobs;
     p.echo = rq->echo;
     p.json_object = rq->json_object;
+    p.schema = rq->schema;
     hearth_status st = slots_req_create(s->slots, &p, &c->req);
     if (st != HEARTH_OK)
         return st;

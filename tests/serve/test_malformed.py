@@ -75,9 +75,11 @@ bad_bodies = [
     ({"messages": OK_MSG, "logprobs": "yes"}, "logprobs"),
     ({"messages": OK_MSG, "logprobs": True, "top_logprobs": 21}, "top_logprobs"),
     ({"messages": OK_MSG, "logprobs": False, "top_logprobs": 2}, "top_logprobs"),
-    ({"messages": OK_MSG, "response_format": {"type": "json_schema",
-                                              "json_schema": {"name": "x", "schema": {}}}},
+    ({"messages": OK_MSG, "response_format": {"type": "json_schema", "json_schema": {
+        "name": "x", "schema": {"type": "string", "format": "date"}}}}, "response_format"),
+    ({"messages": OK_MSG, "response_format": {"type": "json_schema", "json_schema": {"name": "x"}}},
      "response_format"),
+    ({"messages": OK_MSG, "response_format": {"type": "json_schema"}}, "response_format"),
     ({"messages": OK_MSG, "response_format": {"type": "json_object"},
       "tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "required"},
      "response_format"),
