@@ -17,7 +17,10 @@
  *    readable (ASan);
  *  - the stop matcher returns, over any cut of the text into pieces, the
  *    text up to where the first stop string found starts, or all of it;
- *  - responses and chunks are JSON that gives back the exact text.
+ *  - responses and chunks are JSON that gives back the exact text;
+ *  - with response_format json_object or json_schema, the JSON guard
+ *    accepts the same bytes of the text however it is cut, and a text it
+ *    accepts whole as complete is JSON that cJSON parses.
  */
 #include <cjson/cJSON.h>
 #include <stdint.h>
@@ -26,6 +29,7 @@
 
 #include "chat.h"
 #include "fuzz.h"
+#include "json-guard.h"
 #include "serve.h"
 
 static volatile size_t sink;
@@ -117,6 +121,51 @@ static void check_stops(const char *const *stops, size_t n_stops, const char *te
     free(got);
 }
 
+/* How many bytes of text the request's JSON guard accepts, fed step bytes at a time. */
+static size_t guard_prefix(const struct serve_req *r, const char *text, size_t step, bool *done)
+{
+    struct jg_state g;
+    if (r->schema)
+        jg_init_schema(&g, r->schema);
+    else
+        jg_init(&g, true);
+    const size_t n = strlen(text), k = step ? step : n;
+    size_t at = 0;
+    while (at < n) {
+        size_t len = n - at < k ? n - at : k;
+        struct jg_state before = g;
+        if (!jg_feed(&g, text + at, len)) {
+            /* the refused byte: feed the piece again one byte at a time */
+            g = before;
+            while (jg_feed(&g, text + at, 1))
+                at++;
+            *done = false;
+            return at;
+        }
+        at += len;
+    }
+    *done = jg_done(&g);
+    return at;
+}
+
+/*
+ * The JSON guard of a json_object or json_schema request over the prompt
+ * text: the same bytes accepted whatever the pieces, and a text it accepts
+ * whole and calls done parses as JSON (cJSON is the more lenient reader),
+ * an object for json_object.
+ */
+static void check_guard(const struct serve_req *r, const char *text, size_t step)
+{
+    bool done1, done2;
+    const size_t a = guard_prefix(r, text, 0, &done1), b = guard_prefix(r, text, step, &done2);
+    FUZZ_CHECK(a == b && done1 == done2);
+    if (done1 && a == strlen(text)) {
+        cJSON *o = cJSON_Parse(text);
+        FUZZ_CHECK(o != NULL && (r->schema || cJSON_IsObject(o)));
+        cJSON_Delete(o);
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1 || size > SERVE_BODY_LIMIT)
@@ -181,6 +230,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     FUZZ_CHECK(text != NULL);
     check_stops(r.stop, r.n_stop, text, step);
+    if (r.schema || r.json_object)
+        check_guard(&r, text, step);
     const struct serve_meta meta = {chat, chat ? "chatcmpl-fuzz" : "cmpl-fuzz", 1, "m"};
     const struct serve_choice_out one = {text, "stop", NULL};
     char *js = serve_response_json(&meta, &one, 1, 3, 4);

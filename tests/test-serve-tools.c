@@ -199,12 +199,42 @@ TEST(conversation_rendered)
         CHECK(r.tools_text == NULL);
         serve_req_free(&r);
     }
+    /* "required" with two tools opens a call; with one, it is that call, arguments guarded */
     if (accept("{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"tools\": [{\"type\":"
-               " \"function\", \"function\": {\"name\": \"f\"}}], \"tool_choice\": \"required\"}",
+               " \"function\", \"function\": {\"name\": \"f\"}}, {\"type\": \"function\", "
+               "\"function\": {\"name\": \"g\"}}], \"tool_choice\": \"required\"}",
                &r)) {
         CHECK(r.tool_prefill && !strcmp(r.tool_prefill, "<tool_call>\n{\"name\": \""));
+        CHECK(!r.call_guarded && !r.json_object && !r.schema);
         serve_req_free(&r);
     }
+    if (accept("{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"tools\": [{\"type\":"
+               " \"function\", \"function\": {\"name\": \"f\", \"parameters\": {\"type\": "
+               "\"object\", \"properties\": {\"x\": {\"type\": \"integer\"}}}}}], \"tool_choice\": "
+               "\"required\"}",
+               &r)) {
+        CHECK(r.tool_prefill &&
+              !strcmp(r.tool_prefill, "<tool_call>\n{\"name\": \"f\", \"arguments\": "));
+        CHECK(r.call_guarded && r.schema && r.schema->n_nodes >= 2 && !r.json_object);
+        serve_req_free(&r);
+    }
+    /* parameters hearth cannot enforce: any object, unless the function is strict */
+    if (accept("{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"tools\": [{\"type\":"
+               " \"function\", \"function\": {\"name\": \"f\", \"parameters\": {\"type\": "
+               "\"object\", \"properties\": {\"x\": {\"type\": \"string\", \"pattern\": \"a\"}}}}}], "
+               "\"tool_choice\": {\"type\": \"function\", \"function\": {\"name\": \"f\"}}}",
+               &r)) {
+        CHECK(r.call_guarded && r.json_object && !r.schema);
+        serve_req_free(&r);
+    }
+    struct serve_error e;
+    const char *strict =
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"tools\": [{\"type\": "
+        "\"function\", \"function\": {\"name\": \"f\", \"strict\": true, \"parameters\": {\"type\": "
+        "\"object\", \"properties\": {\"x\": {\"type\": \"string\", \"pattern\": \"a\"}}}}}], "
+        "\"tool_choice\": {\"type\": \"function\", \"function\": {\"name\": \"f\"}}}";
+    CHECK(!serve_parse_request(strict, strlen(strict), true, &r, &e));
+    CHECK(e.http == 400 && e.param && !strcmp(e.param, "tools") && strstr(e.message, "pattern"));
 }
 
 /*

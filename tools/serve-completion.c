@@ -125,7 +125,7 @@ static hearth_status make_choice(struct serve_server *s, const struct serve_req 
     p.stop = stops;
     p.n_stop = rq->n_stop;
     if (rq->chat && rq->tool_choice == SERVE_TOOLS_NAMED)
-        stops[p.n_stop++] = "</tool_call>";
+        stops[p.n_stop++] = SERVE_TOOL_CLOSE_TAG;
     p.chat = rq->chat;
     p.bias_ids = rq->bias_ids;
     p.bias = rq->bias;
@@ -222,6 +222,7 @@ static bool start_completion(struct serve_server *s, struct conn *cn, const stru
     cn->echo = rq->echo;
     cn->tools = rq->chat && rq->tool_choice != SERVE_TOOLS_NONE;
     cn->one_call = rq->one_call;
+    cn->call_guarded = rq->call_guarded;
     if (cn->tools && rq->tool_names)
         cn->tool_names = strdup(rq->tool_names); /* NULL (out of memory): tagged calls only */
     return true;
@@ -302,6 +303,12 @@ static bool gather(struct serve_choice *c, const char *t, size_t n, const struct
 static void find_calls(const struct conn *cn, int k, size_t *content_len)
 {
     struct serve_choice *c = &cn->ch[k];
+    if (cn->call_guarded && c->res.stop == GEN_STOP_EOG && !c->closed_call) {
+        /* the guard ended the reply with the arguments: the rest of the call is ours */
+        static const char tail[] = "}\n" SERVE_TOOL_CLOSE_TAG;
+        if (gather(c, tail, sizeof tail - 1, NULL, 0))
+            c->closed_call = true;
+    }
     char id[96];
     snprintf(id, sizeof id, "call_%s_%d", strchr(cn->id, '-') ? strchr(cn->id, '-') + 1 : cn->id,
              k);
@@ -545,20 +552,19 @@ static enum MHD_Result whole_reply(struct MHD_Connection *mc, struct serve_serve
                             k);
             return serve__send_error(mc, s, &e);
         }
+        size_t content_len = c->len;
+        if (cn->tools)
+            find_calls(cn, k, &content_len); /* may grow c->text: take pointers after it */
         /* offsets count from the text's start: the prompt's when echoed, else after it */
         sl[k] = (struct serve_logprobs){s->tok, c->lp, c->n_lp, c->text ? c->text : "", c->len,
                                         0, cn->echo ? 0 : c->sent_chars};
         out[k].text = c->text ? c->text : "";
         out[k].finish = serve_finish_reason(c->res.stop);
         out[k].lp = cn->logprobs ? &sl[k] : NULL;
-        if (cn->tools) {
-            size_t content_len = c->len;
-            find_calls(cn, k, &content_len);
-            if (c->calls) {
-                c->text[content_len] = '\0'; /* the content is what precedes the calls */
-                out[k].tool_calls = c->calls;
-                out[k].finish = "tool_calls";
-            }
+        if (cn->tools && c->calls) {
+            c->text[content_len] = '\0'; /* the content is what precedes the calls */
+            out[k].tool_calls = c->calls;
+            out[k].finish = "tool_calls";
         }
     }
     size_t n_prompt, n_gen;

@@ -180,6 +180,13 @@ static int queue_input(struct serve_server *s, struct embed_item *it, size_t i,
     return -1;
 }
 
+static bool queue_has_room(struct serve_server *s)
+{
+    struct slots_stats st;
+    slots_get_stats(s->slots, &st);
+    return st.n_queued < st.max_queue;
+}
+
 /*
  * Runs every input through the slots, at most n_slots at a time. False with
  * e filled, or with e->http 0 when the client went away.
@@ -193,6 +200,9 @@ static bool run_inputs(struct serve_server *s, struct conn *cn, struct embed_ite
     size_t next = 0, n_done = 0;
     while (n_done < n) {
         while (next < n && next - n_done < window) {
+            /* a later input waits for a place instead of being refused (and counted so) */
+            if (next > 0 && !queue_has_room(s))
+                break;
             int q = queue_input(s, &it[next], next, e);
             if (q < 0)
                 return false;
@@ -209,6 +219,8 @@ static bool run_inputs(struct serve_server *s, struct conn *cn, struct embed_ite
         size_t wait_on = n_done; /* the oldest input still running */
         while (wait_on < next && it[wait_on].done)
             wait_on++;
+        if (wait_on == next) /* none running: the queue was full, wait for it to move */
+            nanosleep(&(struct timespec){0, 10 * 1000000L}, NULL);
         for (size_t i = n_done; i < next; i++) {
             if (it[i].done)
                 continue;

@@ -51,6 +51,7 @@ struct serve_choice {
        1: the tool calls, 2: the end after calls, 3: the end without) */
     size_t t_sent;
     int t_stage;
+    bool closed_call; /* call_guarded: the call's closing was appended to text */
     struct cJSON *calls;
 };
 
@@ -71,6 +72,7 @@ struct conn {
     bool tools;       /* chat with tools offered: replies are scanned for calls */
     char *tool_names; /* serve_req.tool_names, for bare calls (owned) */
     bool one_call;    /* parallel_tool_calls false */
+    bool call_guarded; /* serve_req.call_guarded: a choice ending its arguments gets the closing */
     MHD_socket fd;
     /* stream state: pending bytes of the current event */
     char *out;

@@ -484,7 +484,7 @@ static bool parse_response_format(const cJSON *root, struct serve_req *r, struct
                    "'%s' json_object or json_schema cannot be combined with a tool_choice "
                    "that forces a call",
                    "response_format");
-    r->json_object = object;
+    r->json_object = r->json_object || object; /* a named call's guard may have set it */
     return !schema || parse_json_schema(rf, r, e);
 }
 

@@ -30,8 +30,8 @@
 #include "serve.h"
 #include "strbuf.h"
 
-#define OPEN_TAG "<tool_call>"
-#define CLOSE_TAG "</tool_call>"
+#define OPEN_TAG SERVE_TOOL_OPEN_TAG
+#define CLOSE_TAG SERVE_TOOL_CLOSE_TAG
 
 static bool bad(struct serve_error *e, const char *fmt, ...)
 {
@@ -85,6 +85,40 @@ static char *json_string(const char *s)
     return out;
 }
 
+/*
+ * A named call's arguments: valid against the function's parameters when
+ * hearth can enforce that schema (serve_schema_compile), else any JSON
+ * object. A function marked "strict": true whose schema hearth cannot
+ * enforce is refused, as OpenAI refuses strict schemas it does not support.
+ */
+static bool guard_args(const cJSON *f, struct serve_req *r, struct serve_error *e)
+{
+    const cJSON *params = cJSON_GetObjectItemCaseSensitive(f, "parameters");
+    r->call_guarded = true;
+    if (!cJSON_IsObject(params)) {
+        r->json_object = true;
+        return true;
+    }
+    struct js_schema *sc = calloc(1, sizeof *sc);
+    struct serve_error ce;
+    if (sc && serve_schema_compile(params, sc, &ce)) {
+        r->schema = sc;
+        return true;
+    }
+    free(sc);
+    if (!sc || ce.http >= 500) {
+        serve_error_set(e, 500, "server_error", NULL, NULL, "out of memory");
+        return false;
+    }
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(f, "strict"))) {
+        *e = ce;
+        e->param = "tools";
+        return false;
+    }
+    r->json_object = true;
+    return true;
+}
+
 bool serve_parse_tools(const struct cJSON *root, struct serve_req *r, struct serve_error *e)
 {
     const cJSON *tools = cJSON_GetObjectItemCaseSensitive(root, "tools");
@@ -110,6 +144,7 @@ bool serve_parse_tools(const struct cJSON *root, struct serve_req *r, struct ser
     if (!cJSON_IsArray(tools) || cJSON_GetArraySize(tools) > SERVE_MAX_TOOLS)
         return bad(e, "'tools' must be an array of at most %d tools", SERVE_MAX_TOOLS);
     bool found = named == NULL;
+    const cJSON *named_fn = NULL;
     struct strbuf b = {0}, names = {0};
     strbuf_puts(&names, "\n");
     strbuf_puts(&b, "You can call functions to help with the user's request. They are described "
@@ -131,7 +166,9 @@ bool serve_parse_tools(const struct cJSON *root, struct serve_req *r, struct ser
             return bad(e, "tools[%d] must be {\"type\": \"function\", \"function\": {\"name\": "
                        "a non-empty string, \"parameters\": an object, ...}}", i);
         }
-        found = found || !strcmp(name->valuestring, named);
+        if (named && !named_fn && !strcmp(name->valuestring, named))
+            named_fn = f;
+        found = found || named_fn;
         strbuf_puts(&names, name->valuestring);
         strbuf_puts(&names, "\n");
         char *js = cJSON_PrintUnformatted(f);
@@ -145,6 +182,13 @@ bool serve_parse_tools(const struct cJSON *root, struct serve_req *r, struct ser
         i++;
     }
     r->tool_names = strbuf_take(&names);
+    if (r->tool_choice == SERVE_TOOLS_REQUIRED && i == 1) {
+        /* one tool that must be called is a named call: its arguments can be guarded */
+        const cJSON *only = cJSON_GetObjectItemCaseSensitive(tools->child, "function");
+        r->tool_choice = SERVE_TOOLS_NAMED;
+        named = cJSON_GetObjectItemCaseSensitive(only, "name")->valuestring;
+        named_fn = only;
+    }
     if (!found) {
         free(b.p);
         serve_error_set(e, 400, "invalid_request_error", "tool_choice", NULL,
@@ -168,6 +212,8 @@ bool serve_parse_tools(const struct cJSON *root, struct serve_req *r, struct ser
         p.oom = p.oom || !q;
         cJSON_free(q);
         r->tool_prefill = strbuf_take(&p);
+        if (!guard_args(named_fn, r, e))
+            return false;
     }
     if (r->tool_choice == SERVE_TOOLS_NONE) {
         free(r->tools_text); /* offered but not to be used: the model never sees them */

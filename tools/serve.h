@@ -37,6 +37,10 @@ struct js_schema; /* json-schema.h */
 #define SERVE_MAX_CHOICES 64 /* prompts x n in one request */
 #define SERVE_MAX_TOOLS 128
 
+/* The tags around a tool call (the Hermes convention every chat family gets: serve-tools.c) */
+#define SERVE_TOOL_OPEN_TAG "<tool_call>"
+#define SERVE_TOOL_CLOSE_TAG "</tool_call>"
+
 /* tool_choice (serve-tools.c) */
 enum serve_tool_choice { SERVE_TOOLS_NONE, SERVE_TOOLS_AUTO, SERVE_TOOLS_REQUIRED, SERVE_TOOLS_NAMED };
 
@@ -77,6 +81,12 @@ struct serve_req {
     char *tool_prefill;
     char *tool_names; /* "\nname\n...\n": the offered functions (malloc'd), for bare calls */
     bool one_call;    /* parallel_tool_calls false: the first call only */
+    /*
+     * A named tool_choice whose arguments are constrained (json_object, or
+     * schema compiled from the function's parameters): the reply is the
+     * arguments object alone, and the server closes the call.
+     */
+    bool call_guarded;
     bool json_object; /* response_format json_object: the reply is one JSON object */
     struct js_schema *schema; /* response_format json_schema, compiled (malloc'd); else NULL */
 };

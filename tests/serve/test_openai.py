@@ -290,8 +290,9 @@ def tools():
     st, _, raw = request("POST", "/apply-template",
                          {"messages": [ask], "tools": TOOLS, "tool_choice": "none"})
     check(st == 200 and "<tools>" not in json.loads(raw)["prompt"], raw)
+    two = TOOLS + [{"type": "function", "function": {"name": "get_time"}}]
     st, _, raw = request("POST", "/apply-template",
-                         {"messages": [ask], "tools": TOOLS, "tool_choice": "required"})
+                         {"messages": [ask], "tools": two, "tool_choice": "required"})
     check(json.loads(raw)["prompt"].endswith('<tool_call>\n{"name": "'), raw)
 
     # a named function: the reply is that call, arguments a JSON string, content null
@@ -303,7 +304,13 @@ def tools():
     calls = c.message.tool_calls
     check(len(calls) == 1 and calls[0].type == "function" and calls[0].id, calls)
     check(calls[0].function.name == "get_weather", calls)
-    check(isinstance(json.loads(calls[0].function.arguments), dict), calls)
+    # the arguments follow the function's parameters schema (the only property, a string)
+    args = json.loads(calls[0].function.arguments)
+    check(set(args) == {"city"} and isinstance(args["city"], str), calls)
+    # one tool that is required is called the same way
+    req = client.chat.completions.create(**dict(kw, tool_choice="required"))
+    check(req.choices[0].message.tool_calls[0].function.arguments == calls[0].function.arguments,
+          req)
     streamed, finish = {}, None
     for ch in client.chat.completions.create(stream=True, **kw):
         for x in ch.choices:
