@@ -1,6 +1,7 @@
 #include "json-guard.h"
 
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "tokenizer.h"
@@ -482,6 +483,12 @@ bool jg_done(const struct jg_state *s)
                              (m == M_ENUM && enum_complete(s)));
 }
 
+/* Frames above the top are written before they are read: a copy needs only those in use. */
+static size_t state_bytes(const struct jg_state *s)
+{
+    return offsetof(struct jg_state, frames) + s->n_frames * sizeof s->frames[0];
+}
+
 bool jg_allows(const struct jg_state *s, const struct tokenizer *t, int32_t id, bool is_stop)
 {
     if (is_stop)
@@ -492,8 +499,91 @@ bool jg_allows(const struct jg_state *s, const struct tokenizer *t, int32_t id, 
     const char *b = tok_token_bytes(t, id, &n);
     if (!b || n == 0)
         return false;
-    /* frames above the top are written before they are read: copy only those in use */
     struct jg_state c;
-    memcpy(&c, s, offsetof(struct jg_state, frames) + s->n_frames * sizeof s->frames[0]);
+    memcpy(&c, s, state_bytes(s));
     return jg_feed(&c, b, n);
+}
+
+/* qsort context: the tokenizer whose token bytes are compared (qsort has no argument for it). */
+static const struct tokenizer *sort_tok;
+
+static int cmp_token_bytes(const void *a, const void *b)
+{
+    size_t la = 0, lb = 0;
+    const char *pa = tok_token_bytes(sort_tok, *(const int32_t *)a, &la);
+    const char *pb = tok_token_bytes(sort_tok, *(const int32_t *)b, &lb);
+    int c = memcmp(pa, pb, la < lb ? la : lb);
+    return c ? c : (la > lb) - (la < lb);
+}
+
+bool jg_index_build(const struct tokenizer *t, struct jg_index *x)
+{
+    memset(x, 0, sizeof *x);
+    const size_t n_vocab = tok_n_vocab(t);
+    x->ids = malloc((n_vocab ? n_vocab : 1) * sizeof *x->ids);
+    x->lcp = malloc((n_vocab ? n_vocab : 1) * sizeof *x->lcp);
+    if (!x->ids || !x->lcp) {
+        jg_index_free(x);
+        return false;
+    }
+    for (size_t id = 0; id < n_vocab; id++) {
+        size_t len = 0;
+        const char *b = tok_token_bytes(t, (int32_t)id, &len);
+        if (b && len > 0 && len <= UINT16_MAX && !tok_is_control(t, (int32_t)id)) {
+            x->ids[x->n++] = (int32_t)id;
+            x->max_len = len > x->max_len ? len : x->max_len;
+        }
+    }
+    sort_tok = t; /* the tokenizer is built once per server: no concurrent sort */
+    qsort(x->ids, x->n, sizeof *x->ids, cmp_token_bytes);
+    for (size_t i = 0; i < x->n; i++) {
+        size_t la = 0, lb = 0, k = 0;
+        const char *a = i ? tok_token_bytes(t, x->ids[i - 1], &la) : NULL;
+        const char *b = tok_token_bytes(t, x->ids[i], &lb);
+        while (a && k < la && k < lb && a[k] == b[k])
+            k++;
+        x->lcp[i] = (uint16_t)k;
+    }
+    return true;
+}
+
+void jg_index_free(struct jg_index *x)
+{
+    free(x->ids);
+    free(x->lcp);
+    memset(x, 0, sizeof *x);
+}
+
+size_t jg_candidates(const struct jg_state *s, const struct jg_index *x,
+                     const struct tokenizer *t, int32_t *out)
+{
+    if (s->mode == M_DONE || x->n == 0)
+        return 0;
+    /* st[d]: the state after the current token's first d bytes, valid for d <= depth */
+    struct jg_state *st = malloc((x->max_len + 1) * sizeof *st);
+    if (!st)
+        return SIZE_MAX;
+    memcpy(&st[0], s, state_bytes(s));
+    size_t n = 0, depth = 0, fail = SIZE_MAX; /* fail: a refused prefix's length */
+    for (size_t i = 0; i < x->n; i++) {
+        const size_t shared = x->lcp[i];
+        if (fail <= shared)
+            continue; /* starts with the refused prefix */
+        fail = SIZE_MAX;
+        size_t len = 0;
+        const char *b = tok_token_bytes(t, x->ids[i], &len);
+        size_t d = shared < depth ? shared : depth;
+        for (; d < len; d++) {
+            memcpy(&st[d + 1], &st[d], state_bytes(&st[d]));
+            if (!jg_feed(&st[d + 1], b + d, 1)) {
+                fail = d + 1;
+                break;
+            }
+        }
+        depth = d; /* st[0..d] hold this token's prefixes */
+        if (d == len)
+            out[n++] = x->ids[i];
+    }
+    free(st);
+    return n;
 }

@@ -89,4 +89,32 @@ struct tokenizer;
  */
 bool jg_allows(const struct jg_state *s, const struct tokenizer *t, int32_t id, bool is_stop);
 
+/*
+ * The vocabulary's text tokens (not control tokens, not empty) sorted by
+ * their bytes, each with the length of the prefix it shares with the one
+ * before: a sweep walks them as a trie, feeding each token only the bytes
+ * after that shared prefix and skipping every token that starts with a
+ * prefix already refused. At a structural position (where a sampled token
+ * is refused most often) that skips nearly all of them: "{" may follow, but
+ * " the", " and", ... all fail at their second byte.
+ */
+struct jg_index {
+    int32_t *ids;    /* sorted by bytes */
+    uint16_t *lcp;   /* [n]: bytes shared with the previous token (0 for the first) */
+    size_t n;
+    size_t max_len;  /* longest token, in bytes */
+};
+
+/* Builds x for t; false when out of memory (x then empty). */
+bool jg_index_build(const struct tokenizer *t, struct jg_index *x);
+void jg_index_free(struct jg_index *x);
+/*
+ * Every token of x that may come next (jg_allows with is_stop false) into
+ * out (room for tok_n_vocab ids, in x's order); returns how many, or
+ * SIZE_MAX when out of memory. End-of-generation tokens are the caller's:
+ * jg_done says whether they may come.
+ */
+size_t jg_candidates(const struct jg_state *s, const struct jg_index *x,
+                     const struct tokenizer *t, int32_t *out);
+
 #endif

@@ -72,6 +72,8 @@ struct slots {
     int *b_hid_owner;   /* slot of each hidden row */
     float *hidden;      /* [n_slots + prefill_chunk][n_embd] */
     float *masked;      /* [n_vocab] a logits row with the tokens JSON refuses at -inf */
+    int32_t *json_ids;  /* [n_vocab] the tokens JSON allows next (jg_candidates) */
+    struct jg_index jgx; /* the vocabulary by first byte, for JSON sweeps */
     int32_t *b_idx;     /* prompt position of each row scored for echo; -1: a row to sample */
     float *logits;      /* [logits_rows][n_vocab] */
     size_t logits_rows; /* n_slots, grown to the step's capacity by an echo request */

@@ -223,10 +223,10 @@ static bool req_add_logprob(struct slots *s, struct slots_req *r, const struct s
 }
 
 /*
- * Samples for a json_object request: the sampled token when the JSON guard
- * allows it (nearly always: the check costs one token's bytes), else a
- * sample over the row with every refused token at -inf (the whole vocabulary
- * checked, about a millisecond). The chosen token's bytes advance the guard.
+ * Samples for a JSON request: the sampled token when the JSON guard allows
+ * it (the check costs one token's bytes), else a sample over the row with
+ * every refused token at -inf, the allowed ones found by a walk of the
+ * sorted vocabulary (jg_candidates). The chosen token's bytes advance the guard.
  */
 static hearth_status sample_json(struct slots *s, struct slots_req *r, const float *logits,
                                  int32_t *id)
@@ -234,7 +234,15 @@ static hearth_status sample_json(struct slots *s, struct slots_req *r, const flo
     hearth_status st = sampler_sample(r->smp, logits, id);
     if (st == HEARTH_OK && !jg_allows(&r->jg, s->tok, *id, is_stop_id(s, *id))) {
         for (int32_t v = 0; v < s->n_vocab; v++)
-            s->masked[v] = jg_allows(&r->jg, s->tok, v, is_stop_id(s, v)) ? logits[v] : -INFINITY;
+            s->masked[v] = -INFINITY;
+        const size_t n_ok = jg_candidates(&r->jg, &s->jgx, s->tok, s->json_ids);
+        if (n_ok == SIZE_MAX)
+            return err_set(HEARTH_ERR_NO_MEMORY, "JSON mode: the sweep's states");
+        for (size_t k = 0; k < n_ok; k++)
+            s->masked[s->json_ids[k]] = logits[s->json_ids[k]];
+        for (int32_t v = 0; jg_done(&r->jg) && v < s->n_vocab; v++)
+            if (is_stop_id(s, v))
+                s->masked[v] = logits[v];
         st = sampler_sample(r->smp, s->masked, id);
         if (st != HEARTH_OK) /* only when no token can continue: cannot happen mid-text */
             return err_set(HEARTH_ERR_INTERNAL,
@@ -502,6 +510,8 @@ static void free_all(struct slots *s)
     free(s->b_hid_owner);
     free(s->hidden);
     free(s->masked);
+    free(s->json_ids);
+    jg_index_free(&s->jgx);
     free(s->logits);
     free(s->queue);
     engine_destroy(s->eng);
@@ -567,12 +577,13 @@ hearth_status slots_create(const struct model *m, const struct tokenizer *t,
     s->b_hid_owner = malloc(cap * sizeof *s->b_hid_owner);
     s->hidden = malloc(cap * m->hp.n_embd * sizeof *s->hidden);
     s->masked = malloc((size_t)s->n_vocab * sizeof *s->masked);
+    s->json_ids = malloc((size_t)s->n_vocab * sizeof *s->json_ids);
     s->logits = malloc(n_slots * (size_t)s->n_vocab * sizeof *s->logits);
     s->logits_rows = n_slots;
     s->queue = calloc((size_t)p->max_queue, sizeof *s->queue);
     if (!s->slot || !s->piece || !s->b_tok || !s->b_seq || !s->b_pos || !s->b_want || !s->b_owner ||
-        !s->b_idx || !s->b_hid || !s->b_hid_owner || !s->hidden || !s->masked || !s->logits ||
-        !s->queue) {
+        !s->b_idx || !s->b_hid || !s->b_hid_owner || !s->hidden || !s->masked || !s->json_ids ||
+        !s->logits || !s->queue || !jg_index_build(t, &s->jgx)) {
         st = err_set(HEARTH_ERR_NO_MEMORY, "slots: out of memory for %d slots", p->n_slots);
         goto fail;
     }

@@ -12,13 +12,15 @@
  *    the wrong kind, too deep a nesting, too long a run of whitespace;
  *  - object_only refuses any other top-level value;
  *  - on SmolLM2's vocabulary (jg_allows): "{" may open, words may not, the
- *    end-of-generation token only once the object is closed;
+ *    end-of-generation token only once the object is closed; the sweep of
+ *    the sorted vocabulary (jg_candidates) finds exactly the same tokens;
  *  - with a schema (hand-built tables): kinds, keys (only the properties,
  *    each once, required ones before the close), integers, array lengths,
  *    enum values (also numbers that prefix each other), nullable strings,
  *    an unconstrained subtree, recursion up to JS_MAX_NEST frames.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "json-guard.h"
@@ -153,16 +155,47 @@ TEST(limits)
     CHECK(jg_done(&s));
 }
 
-TEST(vocabulary)
+/* SmolLM2's model (for its file) and tokenizer; NULL after a failed check. */
+static struct tokenizer *load_vocab(struct model **m)
 {
     const char *path = test_model_path(TEST_SMOLLM2);
-    if (!path)
-        return;
-    struct model *m = NULL;
     struct tokenizer *t = NULL;
-    CHECK_OK(model_load(path, &m));
-    REQUIRE(m);
-    CHECK_OK(tok_load(m->gguf, &t));
+    if (!path || model_load(path, m) != HEARTH_OK || tok_load((*m)->gguf, &t) != HEARTH_OK) {
+        TEST_FAIL_AT("cannot load SmolLM2's tokenizer: %s", hearth_last_error());
+        return NULL;
+    }
+    return t;
+}
+
+/* jg_candidates gives exactly the tokens jg_allows accepts from s. */
+static void check_candidates(const struct tokenizer *t, const struct jg_index *x,
+                             const struct jg_state *s, const char *label)
+{
+    const size_t V = tok_n_vocab(t);
+    int32_t *ids = malloc(V * sizeof *ids);
+    bool *seen = calloc(V, sizeof *seen);
+    REQUIRE(ids && seen);
+    size_t n = jg_candidates(s, x, t, ids), brute = 0;
+    REQUIRE(n != SIZE_MAX);
+    for (size_t i = 0; i < n; i++)
+        seen[ids[i]] = true;
+    for (int32_t id = 0; id < (int32_t)V; id++) {
+        bool ok = jg_allows(s, t, id, false);
+        brute += ok;
+        if (ok != seen[id]) {
+            CHECK_MSG(false, "state '%s': token %d allowed %d, found %d", label, id, ok, seen[id]);
+            break;
+        }
+    }
+    CHECK_INT_EQ(n, brute);
+    free(ids);
+    free(seen);
+}
+
+TEST(vocabulary)
+{
+    struct model *m = NULL;
+    struct tokenizer *t = load_vocab(&m);
     REQUIRE(t);
     const int32_t brace = tok_find(t, "{"), word = tok_find(t, "Hello");
     const int32_t eos = tok_eos(t);
@@ -183,6 +216,16 @@ TEST(vocabulary)
     for (int32_t id = 0; id < (int32_t)tok_n_vocab(t); id++)
         n_ok += jg_allows(&s, t, id, false);
     CHECK_INT_EQ(n_ok, 0);
+    /* the sorted walk finds exactly the tokens jg_allows finds, in several states */
+    struct jg_index x;
+    REQUIRE(jg_index_build(t, &x));
+    const char *states[] = {"", "{\"a\": \"x", "{\"a\": 12", "{\"a\": [true, ", "{\"a\"", "{}"};
+    for (size_t k = 0; k < sizeof states / sizeof states[0]; k++) {
+        jg_init(&s, true);
+        CHECK(jg_feed(&s, states[k], strlen(states[k])));
+        check_candidates(t, &x, &s, states[k]);
+    }
+    jg_index_free(&x);
     tok_free(t);
     model_free(m);
 }
@@ -298,5 +341,27 @@ TEST(schema_invalid)
     CHECK_MSG(at < strlen(deep), "%d nested trees accepted", JS_MAX_NEST);
 }
 
+/* The sorted walk agrees with jg_allows under a schema too (frames pushed inside tokens). */
+TEST(schema_candidates)
+{
+    struct model *m = NULL;
+    struct tokenizer *t = load_vocab(&m);
+    REQUIRE(t);
+    struct jg_index x;
+    REQUIRE(jg_index_build(t, &x));
+    const char *states[] = {"", "{\"", "{\"na", "{\"name\": ", "{\"tags\": [", "{\"color\": \"",
+                            "{\"n\": 1", "{\"name\":\"a\",\"age\":1,\"tree\":{\"children\":[{"};
+    for (size_t k = 0; k < sizeof states / sizeof states[0]; k++) {
+        struct jg_state s;
+        jg_init_schema(&s, &schema);
+        CHECK_MSG(jg_feed(&s, states[k], strlen(states[k])), "state '%s' refused", states[k]);
+        check_candidates(t, &x, &s, states[k]);
+    }
+    jg_index_free(&x);
+    tok_free(t);
+    model_free(m);
+}
+
 TEST_MAIN(TEST_CASE(valid_texts), TEST_CASE(invalid_texts), TEST_CASE(limits),
-          TEST_CASE(vocabulary), TEST_CASE(schema_valid), TEST_CASE(schema_invalid))
+          TEST_CASE(vocabulary), TEST_CASE(schema_valid), TEST_CASE(schema_invalid),
+          TEST_CASE(schema_candidates))
