@@ -50,6 +50,23 @@ static hearth_status init_stops(struct slots *s, struct slots_req *r,
     return st;
 }
 
+/* The request's sampler, its logit bias, and the penalty window primed with the prompt's tail. */
+static hearth_status init_sampler(struct slots *s, struct slots_req *r,
+                                  const struct slots_req_params *p)
+{
+    hearth_status st;
+    if ((st = sampler_create(&p->sp, s->n_vocab, &r->smp)) != HEARTH_OK ||
+        (p->n_bias > 0 &&
+         (st = sampler_set_bias(r->smp, p->bias_ids, p->bias, (int)p->n_bias)) != HEARTH_OK))
+        return st;
+    /* as in generate.c */
+    size_t win = p->sp.repeat_last_n > 0 ? (size_t)p->sp.repeat_last_n : 0;
+    for (size_t i = p->n_prompt > win ? p->n_prompt - win : 0; i < p->n_prompt; i++)
+        if ((st = sampler_accept(r->smp, p->prompt[i])) != HEARTH_OK)
+            return st;
+    return HEARTH_OK;
+}
+
 hearth_status slots_req_create(struct slots *s, const struct slots_req_params *p,
                                struct slots_req **out)
 {
@@ -128,15 +145,9 @@ hearth_status slots_req_create(struct slots *s, const struct slots_req_params *p
         st = err_set(HEARTH_ERR_NO_MEMORY, "slots: embedding of %u floats", s->m->hp.n_embd);
         goto fail;
     }
-    if ((st = sampler_create(&p->sp, s->n_vocab, &r->smp)) != HEARTH_OK ||
-        (p->n_bias > 0 &&
-         (st = sampler_set_bias(r->smp, p->bias_ids, p->bias, (int)p->n_bias)) != HEARTH_OK))
+    /* an embedding samples nothing: no sampler (three n_vocab arrays) per input */
+    if (!embed && (st = init_sampler(s, r, p)) != HEARTH_OK)
         goto fail;
-    /* the penalty window starts as the prompt's tail, as in generate.c */
-    size_t win = p->sp.repeat_last_n > 0 ? (size_t)p->sp.repeat_last_n : 0;
-    for (size_t i = p->n_prompt > win ? p->n_prompt - win : 0; i < p->n_prompt; i++)
-        if ((st = sampler_accept(r->smp, p->prompt[i])) != HEARTH_OK)
-            goto fail;
     if ((st = tok_decoder_create(s->tok, false, &r->dec)) != HEARTH_OK)
         goto fail;
     if ((st = init_stops(s, r, p)) != HEARTH_OK)
