@@ -2,6 +2,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "engine.h"
 #include "err.h"
@@ -9,6 +10,19 @@
 enum embd_pool embd_pool_of_gguf(uint32_t pooling_type)
 {
     return pooling_type == 2 ? EMBD_POOL_FIRST : pooling_type == 3 ? EMBD_POOL_LAST : EMBD_POOL_MEAN;
+}
+
+enum embd_pool embd_pool_from_name(const char *name)
+{
+    return !strcmp(name, "mean")   ? EMBD_POOL_MEAN
+           : !strcmp(name, "last") ? EMBD_POOL_LAST
+           : !strcmp(name, "cls")  ? EMBD_POOL_FIRST
+                                   : EMBD_POOL_NONE;
+}
+
+const char *embd_pool_name(enum embd_pool pool)
+{
+    return pool == EMBD_POOL_LAST ? "last" : pool == EMBD_POOL_FIRST ? "cls" : "mean";
 }
 
 bool embd_pool_takes(enum embd_pool pool, size_t at, bool last)

@@ -24,6 +24,10 @@ enum embd_pool { EMBD_POOL_NONE, EMBD_POOL_MEAN, EMBD_POOL_LAST, EMBD_POOL_FIRST
 
 /* A GGUF {arch}.pooling_type (1 mean, 2 cls, 3 last); mean for 0 (none) and anything else. */
 enum embd_pool embd_pool_of_gguf(uint32_t pooling_type);
+/* "mean", "last" or "cls" (the CLI's --pooling); EMBD_POOL_NONE for any other name. */
+enum embd_pool embd_pool_from_name(const char *name);
+/* The name embd_pool_from_name reads ("mean" for NONE). */
+const char *embd_pool_name(enum embd_pool pool);
 /* Whether row at (of a text whose last row is last) takes part in pool. */
 bool embd_pool_takes(enum embd_pool pool, size_t at, bool last);
 /* acc[0..n) += row[0..n), in double. */

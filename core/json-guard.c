@@ -504,25 +504,29 @@ bool jg_allows(const struct jg_state *s, const struct tokenizer *t, int32_t id, 
     return jg_feed(&c, b, n);
 }
 
-/* qsort context: the tokenizer whose token bytes are compared (qsort has no argument for it). */
-static const struct tokenizer *sort_tok;
+/* A token's bytes beside its id, so that the sort needs no tokenizer (qsort takes no context). */
+struct tok_bytes {
+    const char *b;
+    size_t len;
+    int32_t id;
+};
 
-static int cmp_token_bytes(const void *a, const void *b)
+static int cmp_tok_bytes(const void *pa, const void *pb)
 {
-    size_t la = 0, lb = 0;
-    const char *pa = tok_token_bytes(sort_tok, *(const int32_t *)a, &la);
-    const char *pb = tok_token_bytes(sort_tok, *(const int32_t *)b, &lb);
-    int c = memcmp(pa, pb, la < lb ? la : lb);
-    return c ? c : (la > lb) - (la < lb);
+    const struct tok_bytes *a = pa, *b = pb;
+    int c = memcmp(a->b, b->b, a->len < b->len ? a->len : b->len);
+    return c ? c : (a->len > b->len) - (a->len < b->len);
 }
 
 bool jg_index_build(const struct tokenizer *t, struct jg_index *x)
 {
     memset(x, 0, sizeof *x);
-    const size_t n_vocab = tok_n_vocab(t);
-    x->ids = malloc((n_vocab ? n_vocab : 1) * sizeof *x->ids);
-    x->lcp = malloc((n_vocab ? n_vocab : 1) * sizeof *x->lcp);
-    if (!x->ids || !x->lcp) {
+    const size_t n_vocab = tok_n_vocab(t), cap = n_vocab ? n_vocab : 1;
+    struct tok_bytes *e = malloc(cap * sizeof *e);
+    x->ids = malloc(cap * sizeof *x->ids);
+    x->lcp = malloc(cap * sizeof *x->lcp);
+    if (!e || !x->ids || !x->lcp) {
+        free(e);
         jg_index_free(x);
         return false;
     }
@@ -530,20 +534,19 @@ bool jg_index_build(const struct tokenizer *t, struct jg_index *x)
         size_t len = 0;
         const char *b = tok_token_bytes(t, (int32_t)id, &len);
         if (b && len > 0 && len <= UINT16_MAX && !tok_is_control(t, (int32_t)id)) {
-            x->ids[x->n++] = (int32_t)id;
+            e[x->n++] = (struct tok_bytes){b, len, (int32_t)id};
             x->max_len = len > x->max_len ? len : x->max_len;
         }
     }
-    sort_tok = t; /* the tokenizer is built once per server: no concurrent sort */
-    qsort(x->ids, x->n, sizeof *x->ids, cmp_token_bytes);
+    qsort(e, x->n, sizeof *e, cmp_tok_bytes);
     for (size_t i = 0; i < x->n; i++) {
-        size_t la = 0, lb = 0, k = 0;
-        const char *a = i ? tok_token_bytes(t, x->ids[i - 1], &la) : NULL;
-        const char *b = tok_token_bytes(t, x->ids[i], &lb);
-        while (a && k < la && k < lb && a[k] == b[k])
+        size_t k = 0;
+        while (i > 0 && k < e[i - 1].len && k < e[i].len && e[i - 1].b[k] == e[i].b[k])
             k++;
+        x->ids[i] = e[i].id;
         x->lcp[i] = (uint16_t)k;
     }
+    free(e);
     return true;
 }
 

@@ -43,7 +43,7 @@ static void usage(FILE *out)
 
 struct embed_opts {
     const char *model, *prompt, *file;
-    const char *pool_name; /* NULL: the model's */
+    enum embd_pool pool; /* NONE: the model's */
     long long dims, n_ctx, threads;
     bool json;
     struct run_devices devs;
@@ -85,12 +85,11 @@ static int parse_args(int argc, char **argv, struct embed_opts *o)
         } else if (!strcmp(a, "-f") || !strcmp(a, "--file")) {
             o->file = v;
         } else if (!strcmp(a, "--pooling")) {
-            if (strcmp(v, "mean") && strcmp(v, "last") && strcmp(v, "cls")) {
+            if ((o->pool = embd_pool_from_name(v)) == EMBD_POOL_NONE) {
                 fprintf(stderr, "hearth: embed: --pooling '%s': expected mean, last or cls\n",
                         v);
                 return 2;
             }
-            o->pool_name = v;
         } else if (!strcmp(a, "--dims")) {
             if (cli_parse_i64(a, v, 1, 1 << 20, &o->dims))
                 return 2;
@@ -112,20 +111,6 @@ static int parse_args(int argc, char **argv, struct embed_opts *o)
         return 2;
     }
     return 0;
-}
-
-static enum embd_pool pool_of(const struct embed_opts *o, const struct model *m)
-{
-    if (!o->pool_name)
-        return embd_pool_of_gguf(m->hp.pooling_type);
-    return !strcmp(o->pool_name, "mean")   ? EMBD_POOL_MEAN
-           : !strcmp(o->pool_name, "last") ? EMBD_POOL_LAST
-                                           : EMBD_POOL_FIRST;
-}
-
-static const char *pool_name(enum embd_pool p)
-{
-    return p == EMBD_POOL_LAST ? "last" : p == EMBD_POOL_FIRST ? "cls" : "mean";
 }
 
 /* One text's vector printed; its line number (1-based) or 0 names it in errors. */
@@ -216,10 +201,11 @@ int cmd_embed(int argc, char **argv)
         cli_error("out of memory");
         goto done;
     }
-    const enum embd_pool pool = pool_of(&o, m);
+    const enum embd_pool pool =
+        o.pool != EMBD_POOL_NONE ? o.pool : embd_pool_of_gguf(m->hp.pooling_type);
     if (o.json)
         printf("{\"n_embd\":%lld,\"pooling\":\"%s\",\"data\":[",
-               o.dims ? o.dims : (long long)m->hp.n_embd, pool_name(pool));
+               o.dims ? o.dims : (long long)m->hp.n_embd, embd_pool_name(pool));
     rc = o.file ? embed_lines(e, tok, pool, &o, buf, len, v)
                 : embed_one(e, tok, pool, &o, o.prompt, strlen(o.prompt), 0, 0, v);
     if (o.json && rc == 0)

@@ -80,14 +80,6 @@ static void usage(FILE *out)
             cli_default_model());
 }
 
-static enum embd_pool parse_pooling(const char *s)
-{
-    return !strcmp(s, "mean")  ? EMBD_POOL_MEAN
-           : !strcmp(s, "last") ? EMBD_POOL_LAST
-           : !strcmp(s, "cls")  ? EMBD_POOL_FIRST
-                                : EMBD_POOL_NONE;
-}
-
 static const char *value(int argc, char **argv, int *i)
 {
     if (*i + 1 >= argc) {
@@ -170,7 +162,7 @@ int cmd_serve(int argc, char **argv)
             /* --no-stream, --swa-full */
         } else if (!strcmp(a, "--pooling")) {
             VAL();
-            if ((pool = parse_pooling(val)) == EMBD_POOL_NONE) {
+            if ((pool = embd_pool_from_name(val)) == EMBD_POOL_NONE) {
                 fprintf(stderr, "hearth: serve: --pooling '%s': expected mean, last or cls\n",
                         val);
                 return 2;
